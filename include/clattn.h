@@ -1,0 +1,333 @@
+/*
+ * clattn — portable, runtime-compiled OpenCL kernels for attention and long-sequence operators.
+ *
+ * One header, C11. Every entry point returns a clattn_status; clattn_status_string() names it and
+ * clattn_context_last_error() gives the detail of the most recent failure. Nothing here aborts,
+ * exits or prints.
+ *
+ * Conventions used throughout:
+ *  - Tensors are described, not owned: a clattn_tensor names a cl_mem, an offset and a logical
+ *    shape [batch, heads, length, dim] with strides, all counted in elements (float32 unless said).
+ *  - Enqueue calls are asynchronous: they honour the caller's wait list, return an event when asked,
+ *    and never call clFinish. Host-pointer ("_host") calls are blocking conveniences on top.
+ *  - On any failure, no output buffer has been touched (validation happens before enqueueing).
+ *  - A context may be used from several threads; its caches are internally locked. A plan must not
+ *    be enqueued from two threads at once.
+ */
+#ifndef CLATTN_H
+#define CLATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#ifdef __APPLE__
+#include <OpenCL/opencl.h>
+#else
+#include <CL/cl.h>
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(CLATTN_SHARED_BUILD)
+#define CLATTN_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define CLATTN_API __attribute__((visibility("default")))
+#else
+#define CLATTN_API
+#endif
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Version                                                                                        */
+/* ---------------------------------------------------------------------------------------------- */
+
+#define CLATTN_VERSION_MAJOR 0
+#define CLATTN_VERSION_MINOR 1
+#define CLATTN_VERSION_PATCH 0
+#define CLATTN_VERSION_NUMBER                                                                      \
+    (CLATTN_VERSION_MAJOR * 10000 + CLATTN_VERSION_MINOR * 100 + CLATTN_VERSION_PATCH)
+
+/* The version of the library actually linked, as CLATTN_VERSION_NUMBER; compare with the macro to
+ * detect a header/library mismatch. */
+CLATTN_API unsigned clattn_version(void);
+/* "MAJOR.MINOR.PATCH" of the linked library. Static string. */
+CLATTN_API const char *clattn_version_string(void);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Status codes                                                                                   */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* OpenCL error codes (CL_OUT_OF_RESOURCES, CL_MEM_OBJECT_ALLOCATION_FAILURE, ...) are passed through
+ * unchanged as negative values in [-1, -999]; the library's own codes start at -4000. */
+#define CLATTN_STATUS_MAP(X)                                                                       \
+    X(SUCCESS, 0, "success")                                                                       \
+    X(INVALID_ARGUMENT, -4000, "invalid argument")                                                 \
+    X(NULL_POINTER, -4001, "a required pointer is NULL")                                           \
+    X(INVALID_SHAPE, -4002, "invalid tensor shape (zero or too large)")                            \
+    X(SHAPE_MISMATCH, -4003, "tensor shapes do not match")                                         \
+    X(SIZE_OVERFLOW, -4004, "size computation overflows")                                          \
+    X(BUFFER_TOO_SMALL, -4005, "buffer smaller than its descriptor reaches")                       \
+    X(ALIASING, -4006, "output buffer aliases an input")                                           \
+    X(OUT_OF_HOST_MEMORY, -4007, "out of host memory")                                             \
+    X(NO_DEVICE, -4008, "no OpenCL device found or selected")                                      \
+    X(BUILD_FAILED, -4009, "OpenCL kernel build failed")                                           \
+    X(UNSUPPORTED, -4010, "unsupported on this device or configuration")                           \
+    X(IO_ERROR, -4011, "file input/output error")                                                  \
+    X(BLAS_ERROR, -4012, "CLBlast call failed")                                                    \
+    X(INVALID_CONTEXT, -4013, "invalid or mismatched context")
+
+typedef enum clattn_status {
+#define CLATTN_STATUS_ENUM_(name, value, msg) CLATTN_##name = value,
+    CLATTN_STATUS_MAP(CLATTN_STATUS_ENUM_)
+#undef CLATTN_STATUS_ENUM_
+    CLATTN_STATUS_FORCE_INT_ = -0x7fffffff
+} clattn_status;
+
+/* A short static name for a status: "CLATTN_SHAPE_MISMATCH", "CL_OUT_OF_RESOURCES", or
+ * "unknown status" for values that are neither. Never NULL. */
+CLATTN_API const char *clattn_status_string(clattn_status status);
+/* A one-line static description of a status. Never NULL. */
+CLATTN_API const char *clattn_status_message(clattn_status status);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Devices and contexts                                                                           */
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef enum clattn_device_class {
+    CLATTN_DEVICE_OTHER = 0,
+    CLATTN_DEVICE_CPU = 1,
+    CLATTN_DEVICE_GPU = 2,
+    CLATTN_DEVICE_ACCELERATOR = 3
+} clattn_device_class;
+
+/* What the library knows about a device: the scheduler's inputs. Strings are NUL-terminated and
+ * truncated to fit. */
+typedef struct clattn_device_info {
+    unsigned platform_index; /* position in clGetPlatformIDs */
+    unsigned device_index;   /* position in clGetDeviceIDs(CL_DEVICE_TYPE_ALL) of that platform */
+    char platform_name[128];
+    char platform_version[128];
+    char name[128];
+    char vendor[128];
+    char driver_version[128];
+    char device_version[128];
+    clattn_device_class device_class;
+    cl_uint vendor_id;
+    uint64_t global_mem_size;
+    uint64_t max_alloc_size;
+    uint64_t local_mem_size;
+    int local_mem_emulated; /* 1 when CL_DEVICE_LOCAL_MEM_TYPE is CL_GLOBAL (CPUs, PoCL) */
+    size_t max_work_group_size;
+    size_t max_work_item_sizes[3];
+    cl_uint compute_units;
+    cl_uint max_clock_mhz;
+    cl_uint preferred_vector_width_float;
+    cl_uint native_vector_width_float;
+    int has_fp16;
+    int has_fp64;
+} clattn_device_info;
+
+typedef struct clattn_context clattn_context;
+
+/* Lists the OpenCL devices of every platform (platforms without devices are skipped). Writes at
+ * most `capacity` records into `infos` (which may be NULL when capacity is 0) and the total number
+ * of devices into *count. Returns CLATTN_NO_DEVICE when there is none (with *count = 0). */
+CLATTN_API clattn_status clattn_list_devices(clattn_device_info *infos, size_t capacity,
+                                             size_t *count);
+
+/* Creates a context, its command queue (with profiling enabled) and its caches on one device.
+ * `selector` picks the device: "P:D" (platform and device indices, as clattn_list_devices numbers
+ * them) or a case-insensitive substring of "platform-name device-name". With selector NULL or "",
+ * the environment variable CLATTN_DEVICE is used in the same way; without it, the first GPU, else
+ * the first accelerator, else the first CPU. Returns CLATTN_NO_DEVICE when nothing matches.
+ * On failure *ctx is NULL and clattn_context_last_error(NULL) holds the message. */
+CLATTN_API clattn_status clattn_context_create(const char *selector, clattn_context **ctx);
+
+/* Wraps an application's own OpenCL objects. The library retains all three and releases them in
+ * clattn_context_destroy; the caller keeps its own references. `queue` must belong to `context`
+ * and `device`; profiling on the queue is only needed for clattn's benchmark/tuning helpers. */
+CLATTN_API clattn_status clattn_context_create_from_cl(cl_context context, cl_device_id device,
+                                                       cl_command_queue queue,
+                                                       clattn_context **ctx);
+
+/* Releases everything the context owns (plans made from it must be destroyed first). NULL-safe. */
+CLATTN_API void clattn_context_destroy(clattn_context *ctx);
+
+/* The message of the most recent failure on this context (a library-owned string valid until the
+ * next call on the context from any thread), or "" when none. With ctx NULL: the message of the
+ * most recent failed context creation on the calling thread. */
+CLATTN_API const char *clattn_context_last_error(const clattn_context *ctx);
+
+CLATTN_API clattn_status clattn_context_get_device_info(const clattn_context *ctx,
+                                                        clattn_device_info *info);
+CLATTN_API cl_context clattn_context_get_cl_context(const clattn_context *ctx);
+CLATTN_API cl_device_id clattn_context_get_cl_device(const clattn_context *ctx);
+CLATTN_API cl_command_queue clattn_context_get_cl_queue(const clattn_context *ctx);
+
+/* Waits until everything enqueued on the context's queue has finished (clFinish). */
+CLATTN_API clattn_status clattn_context_finish(clattn_context *ctx);
+
+/* Program cache statistics for this context since creation: builds from source, loads from the
+ * on-disk binary cache, and in-memory hits. Any pointer may be NULL. */
+CLATTN_API void clattn_context_cache_stats(const clattn_context *ctx, unsigned *source_builds,
+                                           unsigned *disk_loads, unsigned *memory_hits);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Tensors                                                                                        */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* A view of float32 (or, where said, int32) elements of a buffer: element (b, h, n, d) lives at
+ * buffer[offset + b*strides[0] + h*strides[1] + n*strides[2] + d*strides[3]]. Shape entries must be
+ * >= 1. Strides may be any values (including 0 for broadcasting inputs) as long as every element
+ * the shape reaches lies inside the buffer; outputs must not overlap themselves (no zero strides)
+ * nor any input buffer. */
+typedef struct clattn_tensor {
+    cl_mem buffer;
+    size_t offset;
+    size_t shape[4];
+    size_t strides[4];
+} clattn_tensor;
+
+/* A dense row-major [b, h, n, d] view starting at element 0 of `buffer`. */
+CLATTN_API clattn_tensor clattn_tensor_make(cl_mem buffer, size_t b, size_t h, size_t n,
+                                            size_t d);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Exact softmax attention (FlashAttention-style tiled forward)                                    */
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef enum clattn_attention_algo {
+    CLATTN_ALGO_AUTO = 0,      /* the scheduler picks the kernel family for the device */
+    CLATTN_ALGO_TILED_CPU = 1, /* register-blocked, no __local memory, no barriers (CPU-like) */
+    CLATTN_ALGO_TILED_GPU = 2, /* work-groups sharing K/V tiles in __local memory (GPU-like) */
+    CLATTN_ALGO_NAIVE = 3      /* scores materialised by CLBlast GEMMs + softmax: a baseline */
+} clattn_attention_algo;
+
+/* Describes one attention operator. Fill with clattn_attention_desc_init() first, then set fields;
+ * struct_size lets the struct grow without breaking the ABI. */
+typedef struct clattn_attention_desc {
+    size_t struct_size;
+    /* Logits are scale * (q . k). 0 (the default) means 1/sqrt(D). Must be finite. */
+    float scale;
+    /* Causal mask, bottom-right aligned: query i sees key j iff j <= i + Nk - Nq. With Nq < Nk this
+     * is Perceiver AR's causal cross-attention of the last Nq positions; with Nq > Nk the first
+     * Nq - Nk queries see no key. */
+    int causal;
+    /* Optional int32 buffer of `batch` key lengths (padding / varlen): batch b sees keys j < L[b].
+     * Values are clamped to [0, Nk]. key_lengths_offset counts int32 elements. NULL: all keys. */
+    cl_mem key_lengths;
+    size_t key_lengths_offset;
+    /* Kernel family; AUTO lets the scheduler choose from the device description. */
+    clattn_attention_algo algorithm;
+} clattn_attention_desc;
+
+CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc);
+
+typedef struct clattn_plan clattn_plan;
+
+/* What a baked plan chose. */
+typedef struct clattn_plan_info {
+    clattn_attention_algo algorithm; /* the family actually used (never AUTO) */
+    char variant[64];                /* kernel name, e.g. "clattn_tiled_fwd_cpu" */
+    unsigned tile_q;                 /* query rows per work-group */
+    unsigned tile_kv;                /* keys per inner tile */
+    unsigned rows_per_item;          /* query rows owned by one work-item */
+    size_t local_size;               /* work-group size */
+    size_t local_mem_bytes;          /* __local memory used per work-group */
+    size_t scratch_bytes;            /* device scratch owned by the plan */
+    char build_options[256];         /* the -D options of the main kernel */
+} clattn_plan_info;
+
+/* Bakes a plan for softmax attention on fixed shapes:
+ *   q_shape = {B, Hq, Nq, D}, k_shape = v_shape = {B, Hk, Nk, D}, with Hq a multiple of Hk
+ *   (multi-head, grouped-query and multi-query attention), 1 <= D <= 256, any N >= 1.
+ * Chooses the kernel family and tiles (scheduler), builds or fetches the kernels (program cache)
+ * and allocates any scratch. The desc's key_lengths buffer, if any, is recorded (retained).
+ * Status: NULL_POINTER, INVALID_SHAPE (zero sizes, D > 256), SHAPE_MISMATCH, INVALID_ARGUMENT
+ * (non-finite scale, unknown algorithm), UNSUPPORTED (e.g. NAIVE with strided K), BUILD_FAILED,
+ * OpenCL allocation codes. */
+CLATTN_API clattn_status clattn_attention_plan_create(clattn_context *ctx,
+                                                      const clattn_attention_desc *desc,
+                                                      const size_t q_shape[4],
+                                                      const size_t k_shape[4],
+                                                      const size_t v_shape[4],
+                                                      clattn_plan **plan);
+
+/* Enqueues out = softmax(scale * q k^T + mask) v on the context's queue.
+ * Tensors: q [B, Hq, Nq, D], k and v [B, Hk, Nk, D], out [B, Hq, Nq, D] with the plan's shapes;
+ * lse optional (NULL): [B, Hq, Nq, 1] receives the natural-log log-sum-exp of each row's scaled
+ * logits. A row that sees no key (causal offset, key length 0) gets zeros in out and -INFINITY in
+ * lse. Every element of out (and lse) is written.
+ * Validation (before anything is enqueued): shapes match the plan, every view fits its buffer
+ * (BUFFER_TOO_SMALL), out/lse do not alias q, k, v or each other (ALIASING), out has no zero
+ * stride. The NAIVE algorithm additionally needs unit strides along D for q, k and v.
+ * `event` (may be NULL) receives an event for the last command enqueued. */
+CLATTN_API clattn_status clattn_attention_plan_enqueue(clattn_plan *plan, const clattn_tensor *q,
+                                                       const clattn_tensor *k,
+                                                       const clattn_tensor *v,
+                                                       const clattn_tensor *out,
+                                                       const clattn_tensor *lse,
+                                                       cl_uint num_wait, const cl_event *wait,
+                                                       cl_event *event);
+
+CLATTN_API clattn_status clattn_plan_get_info(const clattn_plan *plan, clattn_plan_info *info);
+
+/* Releases the plan's kernels, scratch and retained buffers. NULL-safe. */
+CLATTN_API void clattn_plan_destroy(clattn_plan *plan);
+
+/* One-shot: plan (shapes from the tensors) + enqueue + release. Plans are cheap to re-bake because
+ * programs are cached, but engines calling many times should keep a plan. */
+CLATTN_API clattn_status clattn_attention_enqueue(clattn_context *ctx,
+                                                  const clattn_attention_desc *desc,
+                                                  const clattn_tensor *q, const clattn_tensor *k,
+                                                  const clattn_tensor *v, const clattn_tensor *out,
+                                                  const clattn_tensor *lse, cl_uint num_wait,
+                                                  const cl_event *wait, cl_event *event);
+
+/* Blocking host-memory convenience: contiguous float32 arrays q [B,Hq,Nq,D], k, v [B,Hk,Nk,D],
+ * out [B,Hq,Nq,D], lse [B,Hq,Nq] (may be NULL), key_lengths int32 [B] (may be NULL; overrides
+ * desc->key_lengths; values must lie in [0, Nk], else INVALID_ARGUMENT). `out` and `lse` are only
+ * written on success. */
+CLATTN_API clattn_status clattn_attention_host(clattn_context *ctx,
+                                               const clattn_attention_desc *desc,
+                                               const size_t q_shape[4], const size_t k_shape[4],
+                                               const size_t v_shape[4], const float *q,
+                                               const float *k, const float *v,
+                                               const int32_t *key_lengths, float *out, float *lse);
+
+
+/* The plan the scheduler would choose for these shapes on a described device, without building
+ * anything (pure function; `clattn devices` prints it). scratch_bytes is left 0. Status as for
+ * clattn_attention_plan_create's validation and scheduling steps. */
+CLATTN_API clattn_status clattn_attention_schedule(const clattn_device_info *device,
+                                                   const clattn_attention_desc *desc,
+                                                   const size_t q_shape[4],
+                                                   const size_t k_shape[4],
+                                                   clattn_plan_info *info);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Building blocks and measurement helpers                                                        */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Row-major C[m x n] = alpha * A[m x k] * op(B) + beta * C through CLBlast, where op(B) is B
+ * [k x n] or, with trans_b, B^T for B [n x k]. Offsets and leading dimensions in elements.
+ * On CPU devices CLBlast is first given CPU kernel parameters (it otherwise picks GPU defaults
+ * for unknown vendors such as PoCL's); CLATTN_CLBLAST_CPU_PARAMS=off disables that. */
+CLATTN_API clattn_status clattn_sgemm_enqueue(clattn_context *ctx, int trans_b, size_t m,
+                                              size_t n, size_t k, float alpha, cl_mem a,
+                                              size_t a_off, size_t lda, cl_mem b, size_t b_off,
+                                              size_t ldb, float beta, cl_mem c, size_t c_off,
+                                              size_t ldc, cl_event *event);
+
+/* Measures the device's practical float32 FMA throughput (independent float16 FMA chains on
+ * every compute unit), in GFLOP/s, best of several runs. Blocking; takes about a second. */
+CLATTN_API clattn_status clattn_measure_peak_gflops(clattn_context *ctx, double *gflops);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CLATTN_H */

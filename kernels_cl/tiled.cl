@@ -1,0 +1,235 @@
+/* Tiled exact softmax attention (FlashAttention-style forward with online softmax). Two families:
+ *
+ *  clattn_tiled_fwd_cpu — for CPU-like devices (PoCL): no __local memory and no barriers. Each
+ *    work-item owns ROWS query rows; scores are float16 vectors over 16 keys read from K packed
+ *    into [N/16][D][16] panels (clattn_tiled_pack_kv), so every panel load feeds ROWS FMAs; logits
+ *    are kept in base 2 (log2 e folded into the scale) so exp is exp2.
+ *
+ *  clattn_tiled_fwd_gpu — for devices with real local memory: a work-group of WG_SIZE work-items,
+ *    one query row each, shares TILE_KV x HEAD_DIM tiles of K and V loaded into __local memory.
+ *
+ * Both write every output element: rows that see no key get zeros and lse = -INFINITY. */
+
+#ifndef HEAD_DIM
+#define HEAD_DIM 64
+#endif
+#ifndef ROWS
+#define ROWS 4
+#endif
+#ifndef TILE_KV
+#define TILE_KV 64
+#endif
+#ifndef KEY_BLOCK
+#define KEY_BLOCK 16
+#endif
+#ifndef WG_SIZE
+#define WG_SIZE 128
+#endif
+
+
+/* HEAD_DIM rounded up to whole float16 vectors: packed V rows and the CPU accumulators use it. */
+#define DPAD (((HEAD_DIM) + 15) / 16 * 16)
+#define DVEC (DPAD / 16)
+
+/* Packs K of head (b, hk) into panels kp[bh][Npad/16][HEAD_DIM][16] and V into rows
+ * vp[bh][Npad][DPAD], zero-filling keys in [Nk, Npad) and columns in [HEAD_DIM, DPAD).
+ * Global size: (Npad, B * Hk). */
+__kernel void clattn_tiled_pack_kv(__global const float *k, ulong k_off, ulong4 ks,
+                                   __global const float *v, ulong v_off, ulong4 vs, uint hk_count,
+                                   uint nk, uint npad, __global float *kp, __global float *vp)
+{
+    uint j = get_global_id(0);
+    uint bh = get_global_id(1);
+    if (j >= npad)
+        return;
+    uint b = bh / hk_count, h = bh % hk_count;
+    ulong kbase = ((ulong)bh * (npad / KEY_BLOCK) + j / KEY_BLOCK) * HEAD_DIM * KEY_BLOCK +
+                  j % KEY_BLOCK;
+    ulong vbase = ((ulong)bh * npad + j) * DPAD;
+    bool in = j < nk;
+    for (uint d = 0; d < HEAD_DIM; d++) {
+        kp[kbase + (ulong)d * KEY_BLOCK] = in ? k[clattn_at(k_off, ks, b, h, j, d)] : 0.0f;
+        vp[vbase + d] = in ? v[clattn_at(v_off, vs, b, h, j, d)] : 0.0f;
+    }
+    for (uint d = HEAD_DIM; d < DPAD; d++)
+        vp[vbase + d] = 0.0f;
+}
+
+/* Writes one finished row: out = acc / l, lse = natural-log log-sum-exp (from base-2 state). */
+#define CLATTN_STORE_ROW(ACC, M, L, ROW)                                                           \
+    do {                                                                                           \
+        float inv_ = (L) > 0.0f ? 1.0f / (L) : 0.0f;                                               \
+        for (uint d_ = 0; d_ < HEAD_DIM; d_++)                                                     \
+            out[clattn_at(o_off, os, b, h, (ROW), d_)] = (ACC)[d_] * inv_;                         \
+        if (has_lse)                                                                               \
+            lse[clattn_at(l_off, ls, b, h, (ROW), 0)] =                                            \
+                (L) > 0.0f ? ((M) + log2(L)) * CLATTN_LN2 : -INFINITY;                             \
+    } while (0)
+
+/* Global size: (ceil(Nq / ROWS) rounded up to the work-group, B * Hq). Keys are consumed one
+ * 16-key block at a time: ROWS float16 score vectors, one online-softmax rescale per block (its
+ * cost, ROWS x DPAD multiplies, is ~3% of the block's 2 x ROWS x 16 x D FMAs), then the
+ * probabilities times V's rows into ROWS x DVEC float16 accumulators that stay in registers. */
+__kernel void clattn_tiled_fwd_cpu(__global const float *q, ulong q_off, ulong4 qs,
+                                   __global const float *kp, __global const float *vp,
+                                   __global float *out, ulong o_off, ulong4 os,
+                                   __global float *lse, ulong l_off, ulong4 ls, int has_lse,
+                                   __global const int *key_lengths, ulong kl_off, int has_kl,
+                                   uint hq_count, uint hk_count, uint nq, uint nk, uint npad,
+                                   float scale_log2, int causal)
+{
+    uint row0 = get_global_id(0) * ROWS;
+    uint bh = get_global_id(1);
+    if (row0 >= nq)
+        return; /* no barriers in this kernel: early exit is safe */
+    uint b = bh / hq_count, h = bh % hq_count;
+    uint hk = h / (hq_count / hk_count);
+    ulong kvh = (ulong)b * hk_count + hk;
+    __global const float *kpan = kp + kvh * (ulong)npad * HEAD_DIM;
+    __global const float *vrows = vp + kvh * (ulong)npad * DPAD;
+
+    long kl = nk;
+    if (has_kl) {
+        long x = key_lengths[kl_off + b];
+        kl = x < 0 ? 0 : (x > (long)nk ? (long)nk : x);
+    }
+    int lim[ROWS];
+    float qv[ROWS][HEAD_DIM];
+    float16 acc[ROWS][DVEC];
+    float m[ROWS], l[ROWS];
+    long kend = 0;
+    for (uint r = 0; r < ROWS; r++) {
+        uint row = min(row0 + r, nq - 1); /* tail rows duplicate the last row, never stored */
+        long lr = clattn_visible(row, nq, nk, kl, causal);
+        lim[r] = (int)lr;
+        kend = max(kend, lr);
+        for (uint d = 0; d < HEAD_DIM; d++)
+            qv[r][d] = q[clattn_at(q_off, qs, b, h, row, d)] * scale_log2;
+        for (uint c = 0; c < DVEC; c++)
+            acc[r][c] = (float16)(0.0f);
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+    }
+
+    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    uint nblk = (uint)((kend + KEY_BLOCK - 1) / KEY_BLOCK);
+    for (uint kb = 0; kb < nblk; kb++) {
+        __global const float *pan = kpan + (ulong)kb * (HEAD_DIM * KEY_BLOCK);
+        float16 s[ROWS];
+        for (uint r = 0; r < ROWS; r++)
+            s[r] = (float16)(0.0f);
+        for (uint d = 0; d < HEAD_DIM; d++) {
+            float16 kv = vload16(d, pan);
+            for (uint r = 0; r < ROWS; r++)
+                s[r] = fma((float16)(qv[r][d]), kv, s[r]);
+        }
+        int16 key = lane + (int16)((int)(kb * KEY_BLOCK));
+        float p[ROWS][KEY_BLOCK];
+        for (uint r = 0; r < ROWS; r++) {
+            float16 sr = select(s[r], (float16)(-INFINITY), key >= (int16)(lim[r]));
+            float mnew = fmax(m[r], clattn_hmax16(sr));
+            float mref = mnew == -INFINITY ? 0.0f : mnew; /* all masked so far: keep zeros */
+            float corr = exp2(m[r] - mref);
+            float16 e = exp2(sr - (float16)(mref));
+            l[r] = l[r] * corr + clattn_hsum16(e);
+            m[r] = mnew;
+            for (uint c = 0; c < DVEC; c++)
+                acc[r][c] *= corr;
+            vstore16(e, 0, p[r]);
+        }
+        __global const float *vb = vrows + (ulong)kb * KEY_BLOCK * DPAD;
+        for (uint j = 0; j < KEY_BLOCK; j++) {
+            for (uint c = 0; c < DVEC; c++) {
+                float16 vv = vload16(c, vb + j * DPAD);
+                for (uint r = 0; r < ROWS; r++)
+                    acc[r][c] = fma((float16)(p[r][j]), vv, acc[r][c]);
+            }
+        }
+    }
+    for (uint r = 0; r < ROWS; r++) {
+        uint row = row0 + r;
+        if (row < nq) {
+            float a[DPAD];
+            for (uint c = 0; c < DVEC; c++)
+                vstore16(acc[r][c], c, a);
+            CLATTN_STORE_ROW(a, m[r], l[r], row);
+        }
+    }
+}
+
+/* Global size: (ceil(Nq / WG_SIZE) * WG_SIZE, B * Hq); local size (WG_SIZE, 1). */
+__kernel __attribute__((reqd_work_group_size(WG_SIZE, 1, 1))) void
+clattn_tiled_fwd_gpu(__global const float *q, ulong q_off, ulong4 qs, __global const float *k,
+                     ulong k_off, ulong4 ks, __global const float *v, ulong v_off, ulong4 vs,
+                     __global float *out, ulong o_off, ulong4 os, __global float *lse, ulong l_off,
+                     ulong4 ls, int has_lse, __global const int *key_lengths, ulong kl_off,
+                     int has_kl, uint hq_count, uint hk_count, uint nq, uint nk, float scale_log2,
+                     int causal)
+{
+    __local float kt_tile[TILE_KV][HEAD_DIM];
+    __local float vt_tile[TILE_KV][HEAD_DIM];
+    uint lid = get_local_id(0);
+    uint row = get_global_id(0);
+    uint bh = get_global_id(1);
+    uint b = bh / hq_count, h = bh % hq_count;
+    uint hk = h / (hq_count / hk_count);
+    bool valid = row < nq;
+    uint qrow = valid ? row : nq - 1;
+
+    long kl = nk;
+    if (has_kl) {
+        long x = key_lengths[kl_off + b];
+        kl = x < 0 ? 0 : (x > (long)nk ? (long)nk : x);
+    }
+    long lim = clattn_visible(qrow, nq, nk, kl, causal);
+    /* The whole group loops to the furthest key its last row sees, so barriers stay uniform. */
+    uint last = min((uint)(get_group_id(0) * WG_SIZE + WG_SIZE - 1), nq - 1);
+    long kend = clattn_visible(last, nq, nk, kl, causal);
+
+    float qv[HEAD_DIM], acc[HEAD_DIM];
+    for (uint d = 0; d < HEAD_DIM; d++) {
+        qv[d] = q[clattn_at(q_off, qs, b, h, qrow, d)] * scale_log2;
+        acc[d] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+
+    for (long kt = 0; kt < kend; kt += TILE_KV) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint idx = lid; idx < TILE_KV * HEAD_DIM; idx += WG_SIZE) {
+            uint j = idx / HEAD_DIM, d = idx % HEAD_DIM;
+            long key = kt + j;
+            bool in = key < kend;
+            kt_tile[j][d] = in ? k[clattn_at(k_off, ks, b, hk, key, d)] : 0.0f;
+            vt_tile[j][d] = in ? v[clattn_at(v_off, vs, b, hk, key, d)] : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        float sc[TILE_KV];
+        float mt = -INFINITY;
+        for (uint j = 0; j < TILE_KV; j++) {
+            float sj = 0.0f;
+            for (uint d = 0; d < HEAD_DIM; d++)
+                sj = fma(qv[d], kt_tile[j][d], sj);
+            sj = (kt + j < lim) ? sj : -INFINITY;
+            sc[j] = sj;
+            mt = fmax(mt, sj);
+        }
+        float mnew = fmax(m, mt);
+        float mref = mnew == -INFINITY ? 0.0f : mnew;
+        float corr = exp2(m - mref);
+        float sum = 0.0f;
+        for (uint j = 0; j < TILE_KV; j++) {
+            sc[j] = exp2(sc[j] - mref);
+            sum += sc[j];
+        }
+        l = l * corr + sum;
+        m = mnew;
+        for (uint d = 0; d < HEAD_DIM; d++) {
+            float a = acc[d] * corr;
+            for (uint j = 0; j < TILE_KV; j++)
+                a = fma(sc[j], vt_tile[j][d], a);
+            acc[d] = a;
+        }
+    }
+    if (valid)
+        CLATTN_STORE_ROW(acc, m, l, row);
+}

@@ -1,0 +1,76 @@
+/* Measurement helpers for benchmarks and the tuner: the FMA ceiling and a public SGEMM entry. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+clattn_status clattn_sgemm_enqueue(clattn_context *ctx, int trans_b, size_t m, size_t n, size_t k,
+                                   float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b,
+                                   size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off,
+                                   size_t ldc, cl_event *event)
+{
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "sgemm: ctx is NULL");
+    if (!a || !b || !c)
+        return clattn__fail(ctx, CLATTN_NULL_POINTER, "sgemm: a, b and c are required");
+    if (m == 0 || n == 0 || k == 0)
+        return clattn__fail(ctx, CLATTN_INVALID_SHAPE, "sgemm: m, n, k must be >= 1");
+    return clattn__sgemm(ctx, trans_b != 0, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
+                         c, c_off, ldc, event);
+}
+
+static double event_ms(cl_event ev)
+{
+    cl_ulong t0 = 0, t1 = 0;
+    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
+    return (double)(t1 - t0) * 1e-6;
+}
+
+clattn_status clattn_measure_peak_gflops(clattn_context *ctx, double *gflops)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    cl_program prog = NULL;
+    cl_kernel kern = NULL;
+    cl_mem buf = NULL;
+    cl_event ev = NULL;
+    cl_int err;
+
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "peak: ctx is NULL");
+    CLATTN_CHECK(gflops != NULL, CLATTN_NULL_POINTER, "peak: gflops is NULL");
+    const int iters = 4096;
+    CLATTN_FORWARD(clattn__program_get(ctx, "bench.cl", "-DITERS=4096", &prog));
+    CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_bench_peak", &kern));
+    /* Enough work-items to fill every compute unit several times over (GPUs need thousands of
+     * resident items to hide latency; CPUs vectorise within the item already). */
+    size_t per_cu = ctx->info.device_class == CLATTN_DEVICE_CPU ? 64 : 4096;
+    size_t global = per_cu * ctx->info.compute_units;
+    size_t local = ctx->info.max_work_group_size >= 64 ? 64 : ctx->info.max_work_group_size;
+    global = clattn__div_up(global, local) * local;
+    buf = clCreateBuffer(ctx->cl_ctx, CL_MEM_WRITE_ONLY, global * sizeof(float), NULL, &err);
+    CLATTN_CL(err);
+    cl_float a = 0.999f, b = 1e-3f;
+    CLATTN_CL(clSetKernelArg(kern, 0, sizeof buf, &buf));
+    CLATTN_CL(clSetKernelArg(kern, 1, sizeof a, &a));
+    CLATTN_CL(clSetKernelArg(kern, 2, sizeof b, &b));
+    double best = 0;
+    for (int rep = 0; rep < 4; rep++) { /* the first run warms up (and compiles on PoCL) */
+        CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, kern, 1, NULL, &global, &local, 0, NULL, &ev));
+        CLATTN_CL(clWaitForEvents(1, &ev));
+        double ms = event_ms(ev);
+        clReleaseEvent(ev);
+        ev = NULL;
+        double flops = (double)global * iters * 8 * 16 * 2;
+        if (rep > 0 && ms > 0 && flops / (ms * 1e6) > best)
+            best = flops / (ms * 1e6);
+    }
+    *gflops = best;
+cleanup:
+    if (ev)
+        clReleaseEvent(ev);
+    if (kern)
+        clReleaseKernel(kern);
+    if (buf)
+        clReleaseMemObject(buf);
+    return status;
+}

@@ -1,0 +1,135 @@
+/* Internal declarations shared across lib/: the context, error reporting, the program cache, tensor
+ * validation and small helpers. Names crossing files carry the clattn__ prefix. */
+#ifndef CLATTN_INTERNAL_H
+#define CLATTN_INTERNAL_H
+
+#include "clattn.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+
+#define CLATTN__MSG_LEN 4096
+
+typedef struct clattn__prog_entry clattn__prog_entry;
+
+struct clattn_context {
+    cl_context cl_ctx;
+    cl_device_id device;
+    cl_command_queue queue;
+    cl_platform_id platform;
+    clattn_device_info info;
+
+    pthread_mutex_t lock; /* guards msg and the stats; never held while calling out */
+    char msg[CLATTN__MSG_LEN];
+
+    pthread_mutex_t prog_lock;    /* guards the program list; held across a build */
+    clattn__prog_entry *programs; /* in-memory program cache, a singly linked list */
+    unsigned source_builds, disk_loads, memory_hits;
+    char cache_dir[1024]; /* "" when the on-disk cache is disabled or unusable */
+    bool clblast_tuned;   /* CPU parameters have been given to CLBlast for this device */
+};
+
+/* Records a formatted message on the context (or the thread's creation message when ctx is NULL)
+ * and returns status, so failures read `return clattn__fail(ctx, CLATTN_X, "...", ...)`. */
+clattn_status clattn__fail(clattn_context *ctx, clattn_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Names an OpenCL error code ("CL_OUT_OF_RESOURCES"), or NULL when unknown. */
+const char *clattn__cl_error_name(cl_int err);
+
+/* Single-exit helpers: they set `status` and jump to `cleanup`. */
+#define CLATTN_CHECK(cond, st, ...)                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            status = clattn__fail(ctx, (st), __VA_ARGS__);                                         \
+            goto cleanup;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+#define CLATTN_CL(call)                                                                            \
+    do {                                                                                           \
+        cl_int cl_err_ = (call);                                                                   \
+        if (cl_err_ != CL_SUCCESS) {                                                               \
+            status = clattn__fail(ctx, (clattn_status)cl_err_, "%s failed: %s (%d) at %s:%d",      \
+                                  #call, clattn__cl_error_name(cl_err_), (int)cl_err_, __FILE__,  \
+                                  __LINE__);                                                       \
+            goto cleanup;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+#define CLATTN_FORWARD(expr)                                                                       \
+    do {                                                                                           \
+        status = (expr);                                                                           \
+        if (status != CLATTN_SUCCESS)                                                              \
+            goto cleanup;                                                                          \
+    } while (0)
+
+/* ---- device description ---- */
+clattn_status clattn__query_device(cl_platform_id platform, cl_device_id device,
+                                   clattn_device_info *info);
+
+/* ---- embedded kernel sources (generated at build time from kernels_cl/) ---- */
+typedef struct clattn__kernel_source {
+    const char *name; /* file name, e.g. "tiled.cl" */
+    const char *text;
+    size_t length;
+} clattn__kernel_source;
+extern const clattn__kernel_source clattn__kernel_sources[];
+extern const size_t clattn__kernel_source_count;
+
+/* ---- program cache ---- */
+/* Returns a built program for (kernels_cl/<file> with common.clh prepended, options) on the
+ * context's device, from the in-memory cache, the on-disk binary cache or a fresh build. The
+ * context owns the program: do not release it. With CLATTN_KERNEL_DIR set, sources are read from
+ * that folder instead of the embedded copies (for kernel development). */
+clattn_status clattn__program_get(clattn_context *ctx, const char *file, const char *options,
+                                  cl_program *program);
+/* clCreateKernel with a useful message. The caller releases the kernel. */
+clattn_status clattn__kernel_create(clattn_context *ctx, cl_program program, const char *name,
+                                    cl_kernel *kernel);
+/* Where the on-disk caches live: $CLATTN_CACHE_DIR, else $XDG_CACHE_HOME/clattn, else
+ * ~/.cache/clattn. Writes "" when none can be determined. */
+void clattn__cache_dir(char *out, size_t size);
+/* mkdir -p; returns true when the folder exists afterwards. */
+bool clattn__mkdirs(const char *path);
+
+/* ---- hashing ---- */
+uint64_t clattn__hash64(uint64_t h, const void *data, size_t len);
+#define CLATTN__HASH_SEED 0xcbf29ce484222325ull
+
+/* ---- tensors ---- */
+/* Checks a view against an expected shape and its buffer: NULL buffer, zero or mismatching shape,
+ * size overflow, elements beyond CL_MEM_SIZE. `elem` is the element size in bytes; `what` names
+ * the tensor in messages; expected may be NULL (then only shape >= 1 is required). */
+clattn_status clattn__tensor_check(clattn_context *ctx, const clattn_tensor *t, const char *what,
+                                   const size_t expected[4], size_t elem);
+/* Byte range [first, last] the view reaches inside its buffer (valid after tensor_check). */
+void clattn__tensor_extent(const clattn_tensor *t, size_t elem, size_t *first, size_t *last);
+/* ALIASING when the two views share a buffer and their byte ranges overlap (or when the buffers are
+ * sub-buffers of one parent with overlapping ranges). */
+clattn_status clattn__check_no_alias(clattn_context *ctx, const clattn_tensor *out,
+                                     const char *out_name, const clattn_tensor *in,
+                                     const char *in_name, size_t elem);
+
+/* ---- CLBlast adapter (lib/core/blas.c) ---- */
+/* Row-major C[m x n] = alpha * A[m x k] * op(B) + beta * C, with B transposed when trans_b.
+ * Offsets and leading dimensions in elements. Gives CPU devices CPU parameters first. */
+clattn_status clattn__sgemm(clattn_context *ctx, bool trans_b, size_t m, size_t n, size_t k,
+                            float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b,
+                            size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off,
+                            size_t ldc, cl_event *event);
+
+/* ---- small helpers ---- */
+static inline bool clattn__mul_ok(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return false;
+    *out = a * b;
+    return true;
+}
+static inline size_t clattn__div_up(size_t a, size_t b) { return (a + b - 1) / b; }
+
+#endif

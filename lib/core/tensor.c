@@ -1,0 +1,107 @@
+/* Tensor descriptors: construction and validation against shapes and buffer sizes. */
+#include "internal.h"
+
+#include <string.h>
+
+clattn_tensor clattn_tensor_make(cl_mem buffer, size_t b, size_t h, size_t n, size_t d)
+{
+    clattn_tensor t;
+    memset(&t, 0, sizeof t);
+    t.buffer = buffer;
+    t.shape[0] = b;
+    t.shape[1] = h;
+    t.shape[2] = n;
+    t.shape[3] = d;
+    t.strides[3] = 1;
+    t.strides[2] = d;
+    t.strides[1] = n * d;
+    t.strides[0] = h * n * d;
+    return t;
+}
+
+void clattn__tensor_extent(const clattn_tensor *t, size_t elem, size_t *first, size_t *last)
+{
+    size_t far = t->offset;
+    for (int i = 0; i < 4; i++)
+        far += (t->shape[i] - 1) * t->strides[i];
+    *first = t->offset * elem;
+    *last = far * elem + elem - 1;
+}
+
+clattn_status clattn__tensor_check(clattn_context *ctx, const clattn_tensor *t, const char *what,
+                                   const size_t expected[4], size_t elem)
+{
+    if (!t)
+        return clattn__fail(ctx, CLATTN_NULL_POINTER, "%s: tensor descriptor is NULL", what);
+    if (!t->buffer)
+        return clattn__fail(ctx, CLATTN_NULL_POINTER, "%s: buffer is NULL", what);
+    for (int i = 0; i < 4; i++) {
+        if (t->shape[i] == 0)
+            return clattn__fail(ctx, CLATTN_INVALID_SHAPE, "%s: shape[%d] is 0", what, i);
+        if (expected && t->shape[i] != expected[i])
+            return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH,
+                                "%s: shape [%zu, %zu, %zu, %zu] but [%zu, %zu, %zu, %zu] expected",
+                                what, t->shape[0], t->shape[1], t->shape[2], t->shape[3],
+                                expected[0], expected[1], expected[2], expected[3]);
+    }
+    /* Furthest element reached, in bytes, with overflow checks at every step. */
+    size_t far = t->offset;
+    for (int i = 0; i < 4; i++) {
+        size_t step;
+        if (!clattn__mul_ok(t->shape[i] - 1, t->strides[i], &step) || far + step < far)
+            return clattn__fail(ctx, CLATTN_SIZE_OVERFLOW, "%s: offset and strides overflow",
+                                what);
+        far += step;
+    }
+    size_t bytes;
+    if (far + 1 < far || !clattn__mul_ok(far + 1, elem, &bytes))
+        return clattn__fail(ctx, CLATTN_SIZE_OVERFLOW, "%s: byte extent overflows", what);
+    size_t size = 0;
+    cl_int err = clGetMemObjectInfo(t->buffer, CL_MEM_SIZE, sizeof size, &size, NULL);
+    if (err != CL_SUCCESS)
+        return clattn__fail(ctx, (clattn_status)err, "%s: not a valid cl_mem (%s)", what,
+                            clattn_status_string((clattn_status)err));
+    if (bytes > size)
+        return clattn__fail(ctx, CLATTN_BUFFER_TOO_SMALL,
+                            "%s: view reaches %zu bytes but the buffer holds %zu", what, bytes,
+                            size);
+    return CLATTN_SUCCESS;
+}
+
+/* Resolves sub-buffers to their parent and adds the sub-buffer's origin to the byte range. */
+static cl_mem root_of(cl_mem m, size_t *origin)
+{
+    *origin = 0;
+    for (int depth = 0; depth < 4; depth++) {
+        cl_mem parent = NULL;
+        size_t off = 0;
+        if (clGetMemObjectInfo(m, CL_MEM_ASSOCIATED_MEMOBJECT, sizeof parent, &parent, NULL) !=
+                CL_SUCCESS ||
+            !parent)
+            break;
+        if (clGetMemObjectInfo(m, CL_MEM_OFFSET, sizeof off, &off, NULL) == CL_SUCCESS)
+            *origin += off;
+        m = parent;
+    }
+    return m;
+}
+
+clattn_status clattn__check_no_alias(clattn_context *ctx, const clattn_tensor *out,
+                                     const char *out_name, const clattn_tensor *in,
+                                     const char *in_name, size_t elem)
+{
+    size_t oa, ob, ia, ib, oo, io;
+    cl_mem ro = root_of(out->buffer, &oo), ri = root_of(in->buffer, &io);
+    if (ro != ri)
+        return CLATTN_SUCCESS;
+    clattn__tensor_extent(out, elem, &oa, &ob);
+    clattn__tensor_extent(in, elem, &ia, &ib);
+    oa += oo;
+    ob += oo;
+    ia += io;
+    ib += io;
+    if (oa <= ib && ia <= ob)
+        return clattn__fail(ctx, CLATTN_ALIASING, "%s overlaps %s in the same buffer", out_name,
+                            in_name);
+    return CLATTN_SUCCESS;
+}

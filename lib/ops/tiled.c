@@ -1,0 +1,612 @@
+/* Host side of exact softmax attention: validate, plan (lib/sched), fetch programs, enqueue.
+ * The tiled families live in kernels_cl/tiled.cl; the naive baseline (CLBlast GEMMs + a softmax
+ * kernel, kernels_cl/naive.cl) shares the plan so benchmarks compare like with like. */
+#include "../core/internal.h"
+#include "../sched/sched.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct clattn_plan {
+    clattn_context *ctx;
+    clattn_attention_desc desc; /* key_lengths retained */
+    size_t qshape[4], kshape[4];
+    clattn__attn_launch launch;
+    float scale;
+    size_t npad;           /* keys padded to a multiple of the key block (TILED_CPU) */
+    cl_kernel pack, fwd;   /* tiled */
+    cl_kernel softmax;     /* naive */
+    cl_mem kp, vp;         /* packed K panels and V rows (TILED_CPU) */
+    cl_mem scores;         /* Nq x Nk scores of one head (NAIVE) */
+    size_t scratch_bytes;
+    char options[256];
+};
+
+void clattn_attention_desc_init(clattn_attention_desc *desc)
+{
+    if (!desc)
+        return;
+    memset(desc, 0, sizeof *desc);
+    desc->struct_size = sizeof *desc;
+    desc->algorithm = CLATTN_ALGO_AUTO;
+}
+
+void clattn_plan_destroy(clattn_plan *plan)
+{
+    if (!plan)
+        return;
+    if (plan->pack)
+        clReleaseKernel(plan->pack);
+    if (plan->fwd)
+        clReleaseKernel(plan->fwd);
+    if (plan->softmax)
+        clReleaseKernel(plan->softmax);
+    if (plan->kp)
+        clReleaseMemObject(plan->kp);
+    if (plan->vp)
+        clReleaseMemObject(plan->vp);
+    if (plan->scores)
+        clReleaseMemObject(plan->scores);
+    if (plan->desc.key_lengths)
+        clReleaseMemObject(plan->desc.key_lengths);
+    free(plan);
+}
+
+/* Copies the caller's desc, honouring struct_size so older callers with a shorter struct work. */
+static clattn_status read_desc(clattn_context *ctx, const clattn_attention_desc *in,
+                               clattn_attention_desc *out)
+{
+    clattn_attention_desc_init(out);
+    if (!in)
+        return CLATTN_SUCCESS; /* defaults */
+    if (in->struct_size < offsetof(clattn_attention_desc, scale) + sizeof(float) ||
+        in->struct_size > 4096)
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                            "attention desc: struct_size %zu is not valid (call "
+                            "clattn_attention_desc_init first)",
+                            in->struct_size);
+    size_t n = in->struct_size < sizeof *out ? in->struct_size : sizeof *out;
+    memcpy(out, in, n);
+    out->struct_size = sizeof *out;
+    if (!isfinite(out->scale))
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "attention desc: scale is not finite");
+    if (out->algorithm < CLATTN_ALGO_AUTO || out->algorithm > CLATTN_ALGO_NAIVE)
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "attention desc: unknown algorithm %d",
+                            (int)out->algorithm);
+    return CLATTN_SUCCESS;
+}
+
+static clattn_status check_shapes(clattn_context *ctx, const size_t q[4], const size_t k[4],
+                                  const size_t v[4])
+{
+    for (int i = 0; i < 4; i++)
+        if (q[i] == 0 || k[i] == 0 || v[i] == 0)
+            return clattn__fail(ctx, CLATTN_INVALID_SHAPE,
+                                "attention: every shape entry must be >= 1 (q [%zu, %zu, %zu, "
+                                "%zu], k [%zu, %zu, %zu, %zu], v [%zu, %zu, %zu, %zu])",
+                                q[0], q[1], q[2], q[3], k[0], k[1], k[2], k[3], v[0], v[1], v[2],
+                                v[3]);
+    for (int i = 0; i < 4; i++)
+        if (k[i] != v[i])
+            return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH,
+                                "attention: k [%zu, %zu, %zu, %zu] and v [%zu, %zu, %zu, %zu] "
+                                "differ",
+                                k[0], k[1], k[2], k[3], v[0], v[1], v[2], v[3]);
+    if (q[0] != k[0])
+        return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH, "attention: batch %zu (q) != %zu (k)",
+                            q[0], k[0]);
+    if (q[3] != k[3])
+        return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH,
+                            "attention: head dim %zu (q) != %zu (k)", q[3], k[3]);
+    if (q[1] % k[1] != 0)
+        return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH,
+                            "attention: query heads %zu not a multiple of key heads %zu", q[1],
+                            k[1]);
+    if (q[3] > CLATTN__MAX_HEAD_DIM)
+        return clattn__fail(ctx, CLATTN_INVALID_SHAPE, "attention: head dim %zu > %d", q[3],
+                            CLATTN__MAX_HEAD_DIM);
+    /* Kernels index rows and heads with 32-bit integers. */
+    const size_t lim = (size_t)1 << 31;
+    if (q[0] * q[1] >= lim || q[2] >= lim || k[2] >= lim)
+        return clattn__fail(ctx, CLATTN_INVALID_SHAPE, "attention: sizes beyond 2^31");
+    return CLATTN_SUCCESS;
+}
+
+static clattn_status make_buffer(clattn_context *ctx, size_t bytes, const char *what, cl_mem *out)
+{
+    if (bytes > ctx->info.max_alloc_size)
+        return clattn__fail(ctx, CLATTN_UNSUPPORTED,
+                            "%s needs %zu bytes, more than the device's max allocation %llu",
+                            what, bytes, (unsigned long long)ctx->info.max_alloc_size);
+    cl_int err;
+    *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return clattn__fail(ctx, (clattn_status)err, "allocating %s (%zu bytes): %s", what, bytes,
+                            clattn_status_string((clattn_status)err));
+    return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_attention_plan_create(clattn_context *ctx, const clattn_attention_desc *desc,
+                                           const size_t q_shape[4], const size_t k_shape[4],
+                                           const size_t v_shape[4], clattn_plan **out)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    clattn_plan *plan = NULL;
+    char why[160];
+    cl_program prog = NULL;
+
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "attention plan: ctx is NULL");
+    CLATTN_CHECK(out && q_shape && k_shape && v_shape, CLATTN_NULL_POINTER,
+                 "attention plan: plan, q_shape, k_shape and v_shape are required");
+    *out = NULL;
+    plan = calloc(1, sizeof *plan);
+    CLATTN_CHECK(plan != NULL, CLATTN_OUT_OF_HOST_MEMORY, "attention plan");
+    plan->ctx = ctx;
+    CLATTN_FORWARD(read_desc(ctx, desc, &plan->desc));
+    plan->desc.key_lengths = NULL; /* retained below, once known to be valid */
+    CLATTN_FORWARD(check_shapes(ctx, q_shape, k_shape, v_shape));
+    memcpy(plan->qshape, q_shape, sizeof plan->qshape);
+    memcpy(plan->kshape, k_shape, sizeof plan->kshape);
+    if (desc && desc->key_lengths) {
+        size_t sz = 0, need;
+        CLATTN_CL(clGetMemObjectInfo(desc->key_lengths, CL_MEM_SIZE, sizeof sz, &sz, NULL));
+        CLATTN_CHECK(clattn__mul_ok(desc->key_lengths_offset + q_shape[0], sizeof(cl_int),
+                                    &need) &&
+                         need <= sz,
+                     CLATTN_BUFFER_TOO_SMALL,
+                     "key_lengths: needs %zu int32 from offset %zu, buffer holds %zu bytes",
+                     q_shape[0], desc->key_lengths_offset, sz);
+        CLATTN_CL(clRetainMemObject(desc->key_lengths));
+        plan->desc.key_lengths = desc->key_lengths;
+    }
+    size_t d = q_shape[3];
+    plan->scale = plan->desc.scale != 0.0f ? plan->desc.scale : (float)(1.0 / sqrt((double)d));
+
+    clattn__attn_problem prob = {d, q_shape[2], k_shape[2], plan->desc.causal != 0};
+    status = clattn__schedule_attention(&ctx->info, &prob, plan->desc.algorithm, &plan->launch,
+                                        why, sizeof why);
+    CLATTN_CHECK(status == CLATTN_SUCCESS, status, "attention plan on '%s': %s", ctx->info.name,
+                 why);
+
+    const clattn__attn_launch *L = &plan->launch;
+    snprintf(plan->options, sizeof plan->options, "%s", L->defines);
+    size_t bhk = k_shape[0] * k_shape[1];
+    switch (L->algo) {
+    case CLATTN_ALGO_TILED_CPU: {
+        CLATTN_FORWARD(clattn__program_get(ctx, "tiled.cl", plan->options, &prog));
+        CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_tiled_pack_kv", &plan->pack));
+        CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_tiled_fwd_cpu", &plan->fwd));
+        plan->npad = clattn__div_up(k_shape[2], CLATTN__KEY_BLOCK) * CLATTN__KEY_BLOCK;
+        size_t dpad = clattn__div_up(d, 16) * 16, kbytes, vbytes;
+        CLATTN_CHECK(clattn__mul_ok(bhk * plan->npad, d * sizeof(float), &kbytes) &&
+                         clattn__mul_ok(bhk * plan->npad, dpad * sizeof(float), &vbytes),
+                     CLATTN_SIZE_OVERFLOW, "attention plan: packed K/V size overflows");
+        CLATTN_FORWARD(make_buffer(ctx, kbytes, "packed K panels", &plan->kp));
+        CLATTN_FORWARD(make_buffer(ctx, vbytes, "packed V rows", &plan->vp));
+        plan->scratch_bytes = kbytes + vbytes;
+        break;
+    }
+    case CLATTN_ALGO_TILED_GPU:
+        CLATTN_FORWARD(clattn__program_get(ctx, "tiled.cl", plan->options, &prog));
+        CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_tiled_fwd_gpu", &plan->fwd));
+        break;
+    case CLATTN_ALGO_NAIVE: {
+        CLATTN_FORWARD(clattn__program_get(ctx, "naive.cl", plan->options, &prog));
+        CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_naive_softmax", &plan->softmax));
+        size_t bytes;
+        CLATTN_CHECK(clattn__mul_ok(q_shape[2] * k_shape[2], sizeof(float), &bytes),
+                     CLATTN_SIZE_OVERFLOW, "attention plan: score matrix size overflows");
+        CLATTN_FORWARD(make_buffer(ctx, bytes, "naive score matrix", &plan->scores));
+        plan->scratch_bytes = bytes;
+        break;
+    }
+    default:
+        CLATTN_CHECK(0, CLATTN_INVALID_ARGUMENT, "attention plan: no family chosen");
+    }
+    *out = plan;
+    plan = NULL;
+cleanup:
+    clattn_plan_destroy(plan);
+    return status;
+}
+
+clattn_status clattn_plan_get_info(const clattn_plan *plan, clattn_plan_info *info)
+{
+    if (!plan || !info)
+        return clattn__fail(plan ? plan->ctx : NULL, CLATTN_NULL_POINTER,
+                            "clattn_plan_get_info: NULL argument");
+    memset(info, 0, sizeof *info);
+    const clattn__attn_launch *L = &plan->launch;
+    info->algorithm = L->algo;
+    snprintf(info->variant, sizeof info->variant, "%s",
+             L->algo == CLATTN_ALGO_TILED_CPU   ? "clattn_tiled_fwd_cpu"
+             : L->algo == CLATTN_ALGO_TILED_GPU ? "clattn_tiled_fwd_gpu"
+                                                : "clattn_naive_softmax+sgemm");
+    info->tile_q = L->tile_q;
+    info->tile_kv = L->tile_kv;
+    info->rows_per_item = L->rows_per_item;
+    info->local_size = L->local_size;
+    info->local_mem_bytes = L->local_mem_bytes;
+    info->scratch_bytes = plan->scratch_bytes;
+    snprintf(info->build_options, sizeof info->build_options, "%s", plan->options);
+    return CLATTN_SUCCESS;
+}
+
+/* ---- enqueue ---- */
+
+typedef struct args {
+    cl_kernel k;
+    cl_uint i;
+    cl_int err;
+} args;
+
+static void arg(args *a, size_t size, const void *value)
+{
+    if (a->err == CL_SUCCESS)
+        a->err = clSetKernelArg(a->k, a->i, size, value);
+    a->i++;
+}
+#define ARG(a, v) arg((a), sizeof(v), &(v))
+
+static void arg_view(args *a, const clattn_tensor *t)
+{
+    cl_ulong off = t->offset;
+    cl_ulong4 st;
+    for (int i = 0; i < 4; i++)
+        st.s[i] = t->strides[i];
+    ARG(a, t->buffer);
+    ARG(a, off);
+    ARG(a, st);
+}
+
+static clattn_status validate_io(clattn_plan *plan, const clattn_tensor *q,
+                                  const clattn_tensor *k, const clattn_tensor *v,
+                                  const clattn_tensor *out, const clattn_tensor *lse)
+{
+    clattn_context *ctx = plan->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    size_t lshape[4] = {plan->qshape[0], plan->qshape[1], plan->qshape[2], 1};
+    CLATTN_FORWARD(clattn__tensor_check(ctx, q, "q", plan->qshape, sizeof(float)));
+    CLATTN_FORWARD(clattn__tensor_check(ctx, k, "k", plan->kshape, sizeof(float)));
+    CLATTN_FORWARD(clattn__tensor_check(ctx, v, "v", plan->kshape, sizeof(float)));
+    CLATTN_FORWARD(clattn__tensor_check(ctx, out, "out", plan->qshape, sizeof(float)));
+    for (int i = 0; i < 4; i++)
+        CLATTN_CHECK(out->strides[i] != 0 || out->shape[i] == 1, CLATTN_ALIASING,
+                     "out: stride %d is 0, so elements overlap", i);
+    const clattn_tensor *ins[] = {q, k, v};
+    const char *names[] = {"q", "k", "v"};
+    for (int i = 0; i < 3; i++)
+        CLATTN_FORWARD(clattn__check_no_alias(ctx, out, "out", ins[i], names[i], sizeof(float)));
+    if (lse) {
+        CLATTN_FORWARD(clattn__tensor_check(ctx, lse, "lse", lshape, sizeof(float)));
+        for (int i = 0; i < 3; i++)
+            CLATTN_CHECK(lse->strides[i] != 0 || lse->shape[i] == 1, CLATTN_ALIASING,
+                         "lse: stride %d is 0, so elements overlap", i);
+        for (int i = 0; i < 3; i++)
+            CLATTN_FORWARD(
+                clattn__check_no_alias(ctx, lse, "lse", ins[i], names[i], sizeof(float)));
+        CLATTN_FORWARD(clattn__check_no_alias(ctx, lse, "lse", out, "out", sizeof(float)));
+    }
+    if (plan->desc.key_lengths) {
+        clattn_tensor kl = clattn_tensor_make(plan->desc.key_lengths, 1, 1, 1, plan->qshape[0]);
+        kl.offset = plan->desc.key_lengths_offset;
+        CLATTN_FORWARD(clattn__check_no_alias(ctx, out, "out", &kl, "key_lengths", 4));
+        if (lse)
+            CLATTN_FORWARD(clattn__check_no_alias(ctx, lse, "lse", &kl, "key_lengths", 4));
+    }
+    if (plan->launch.algo == CLATTN_ALGO_NAIVE) {
+        const clattn_tensor *all[] = {q, k, v, out};
+        for (int i = 0; i < 4; i++)
+            CLATTN_CHECK(all[i]->strides[3] == 1, CLATTN_UNSUPPORTED,
+                         "the naive algorithm needs unit stride along D (CLBlast rows)");
+    }
+cleanup:
+    return status;
+}
+
+static clattn_status enqueue_tiled(clattn_plan *plan, const clattn_tensor *q,
+                                   const clattn_tensor *k, const clattn_tensor *v,
+                                   const clattn_tensor *out, const clattn_tensor *lse,
+                                   cl_uint num_wait, const cl_event *wait, cl_event *event)
+{
+    clattn_context *ctx = plan->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    const clattn__attn_launch *L = &plan->launch;
+    cl_event packed = NULL;
+    cl_uint hq = (cl_uint)plan->qshape[1], hk = (cl_uint)plan->kshape[1];
+    cl_uint nq = (cl_uint)plan->qshape[2], nk = (cl_uint)plan->kshape[2];
+    cl_uint npad = (cl_uint)plan->npad;
+    cl_float scale_log2 = plan->scale * 1.4426950408889634f;
+    cl_int causal = plan->desc.causal != 0;
+    cl_int has_lse = lse != NULL, has_kl = plan->desc.key_lengths != NULL;
+    clattn_tensor lse_dummy = *out; /* any valid buffer; never written when has_lse is 0 */
+    const clattn_tensor *lv = lse ? lse : &lse_dummy;
+    cl_mem klbuf = has_kl ? plan->desc.key_lengths : q->buffer;
+    cl_ulong kloff = plan->desc.key_lengths_offset;
+
+    if (L->algo == CLATTN_ALGO_TILED_CPU) {
+        args a = {plan->pack, 0, CL_SUCCESS};
+        arg_view(&a, k);
+        arg_view(&a, v);
+        ARG(&a, hk);
+        ARG(&a, nk);
+        ARG(&a, npad);
+        ARG(&a, plan->kp);
+        ARG(&a, plan->vp);
+        CLATTN_CL(a.err);
+        size_t gp[2] = {plan->npad, plan->kshape[0] * plan->kshape[1]};
+        CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, plan->pack, 2, NULL, gp, NULL, num_wait,
+                                         wait, &packed));
+
+        args f = {plan->fwd, 0, CL_SUCCESS};
+        arg_view(&f, q);
+        ARG(&f, plan->kp);
+        ARG(&f, plan->vp);
+        arg_view(&f, out);
+        arg_view(&f, lv);
+        ARG(&f, has_lse);
+        ARG(&f, klbuf);
+        ARG(&f, kloff);
+        ARG(&f, has_kl);
+        ARG(&f, hq);
+        ARG(&f, hk);
+        ARG(&f, nq);
+        ARG(&f, nk);
+        ARG(&f, npad);
+        ARG(&f, scale_log2);
+        ARG(&f, causal);
+        CLATTN_CL(f.err);
+        size_t items = clattn__div_up(plan->qshape[2], L->rows_per_item);
+        size_t gl[2] = {clattn__div_up(items, L->local_size) * L->local_size,
+                        plan->qshape[0] * plan->qshape[1]};
+        size_t lo[2] = {L->local_size, 1};
+        CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, plan->fwd, 2, NULL, gl, lo, 1, &packed,
+                                         event));
+    } else {
+        args f = {plan->fwd, 0, CL_SUCCESS};
+        arg_view(&f, q);
+        arg_view(&f, k);
+        arg_view(&f, v);
+        arg_view(&f, out);
+        arg_view(&f, lv);
+        ARG(&f, has_lse);
+        ARG(&f, klbuf);
+        ARG(&f, kloff);
+        ARG(&f, has_kl);
+        ARG(&f, hq);
+        ARG(&f, hk);
+        ARG(&f, nq);
+        ARG(&f, nk);
+        ARG(&f, scale_log2);
+        ARG(&f, causal);
+        CLATTN_CL(f.err);
+        size_t gl[2] = {clattn__div_up(plan->qshape[2], L->local_size) * L->local_size,
+                        plan->qshape[0] * plan->qshape[1]};
+        size_t lo[2] = {L->local_size, 1};
+        CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, plan->fwd, 2, NULL, gl, lo, num_wait, wait,
+                                         event));
+    }
+cleanup:
+    if (packed)
+        clReleaseEvent(packed);
+    return status;
+}
+
+static clattn_status enqueue_naive(clattn_plan *plan, const clattn_tensor *q,
+                                   const clattn_tensor *k, const clattn_tensor *v,
+                                   const clattn_tensor *out, const clattn_tensor *lse,
+                                   cl_uint num_wait, const cl_event *wait, cl_event *event)
+{
+    clattn_context *ctx = plan->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    size_t B = plan->qshape[0], hq = plan->qshape[1], group = hq / plan->kshape[1];
+    size_t nq = plan->qshape[2], nk = plan->kshape[2], d = plan->qshape[3];
+    cl_uint unq = (cl_uint)nq, unk = (cl_uint)nk;
+    cl_float scale = plan->scale;
+    cl_int causal = plan->desc.causal != 0, has_lse = lse != NULL;
+    cl_int has_kl = plan->desc.key_lengths != NULL;
+    cl_mem klbuf = has_kl ? plan->desc.key_lengths : q->buffer;
+    cl_ulong kloff = plan->desc.key_lengths_offset, zero = 0;
+    cl_mem lbuf = lse ? lse->buffer : out->buffer;
+    cl_event ev = NULL;
+
+    /* CLBlast takes no wait list: a marker makes the in-order queue wait for the caller's events. */
+    if (num_wait > 0)
+        CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, num_wait, wait, NULL));
+    for (size_t b = 0; b < B; b++) {
+        for (size_t h = 0; h < hq; h++) {
+            size_t qo = q->offset + b * q->strides[0] + h * q->strides[1];
+            size_t ko = k->offset + b * k->strides[0] + (h / group) * k->strides[1];
+            size_t vo = v->offset + b * v->strides[0] + (h / group) * v->strides[1];
+            size_t oo = out->offset + b * out->strides[0] + h * out->strides[1];
+            CLATTN_FORWARD(clattn__sgemm(ctx, true, nq, nk, d, 1.0f, q->buffer, qo,
+                                         q->strides[2], k->buffer, ko, k->strides[2], 0.0f,
+                                         plan->scores, 0, nk, NULL));
+            cl_ulong loff = lse ? lse->offset + b * lse->strides[0] + h * lse->strides[1] : 0;
+            cl_uint ub = (cl_uint)b;
+            args a = {plan->softmax, 0, CL_SUCCESS};
+            ARG(&a, plan->scores);
+            ARG(&a, zero);
+            ARG(&a, unq);
+            ARG(&a, unk);
+            ARG(&a, scale);
+            ARG(&a, causal);
+            ARG(&a, klbuf);
+            ARG(&a, kloff);
+            ARG(&a, has_kl);
+            ARG(&a, ub);
+            ARG(&a, lbuf);
+            ARG(&a, loff);
+            ARG(&a, has_lse);
+            CLATTN_CL(a.err);
+            size_t lo = plan->launch.local_size, gl = nq * lo;
+            CLATTN_CL(
+                clEnqueueNDRangeKernel(ctx->queue, plan->softmax, 1, NULL, &gl, &lo, 0, NULL, NULL));
+            bool last = b == B - 1 && h == hq - 1;
+            CLATTN_FORWARD(clattn__sgemm(ctx, false, nq, d, nk, 1.0f, plan->scores, 0, nk,
+                                         v->buffer, vo, v->strides[2], 0.0f, out->buffer, oo,
+                                         out->strides[2], last ? &ev : NULL));
+        }
+    }
+    if (event) {
+        *event = ev;
+        ev = NULL;
+    }
+cleanup:
+    if (ev)
+        clReleaseEvent(ev);
+    return status;
+}
+
+clattn_status clattn_attention_plan_enqueue(clattn_plan *plan, const clattn_tensor *q,
+                                            const clattn_tensor *k, const clattn_tensor *v,
+                                            const clattn_tensor *out, const clattn_tensor *lse,
+                                            cl_uint num_wait, const cl_event *wait,
+                                            cl_event *event)
+{
+    if (!plan)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "attention enqueue: plan is NULL");
+    clattn_context *ctx = plan->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
+                 "attention enqueue: num_wait > 0 but wait is NULL");
+    CLATTN_FORWARD(validate_io(plan, q, k, v, out, lse));
+    if (plan->launch.algo == CLATTN_ALGO_NAIVE) {
+        CLATTN_CHECK(!lse || lse->strides[2] == 1, CLATTN_UNSUPPORTED,
+                     "naive algorithm: lse needs unit row stride");
+        status = enqueue_naive(plan, q, k, v, out, lse, num_wait, wait, event);
+    } else {
+        status = enqueue_tiled(plan, q, k, v, out, lse, num_wait, wait, event);
+    }
+cleanup:
+    return status;
+}
+
+clattn_status clattn_attention_enqueue(clattn_context *ctx, const clattn_attention_desc *desc,
+                                       const clattn_tensor *q, const clattn_tensor *k,
+                                       const clattn_tensor *v, const clattn_tensor *out,
+                                       const clattn_tensor *lse, cl_uint num_wait,
+                                       const cl_event *wait, cl_event *event)
+{
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "attention enqueue: ctx is NULL");
+    if (!q || !k || !v || !out)
+        return clattn__fail(ctx, CLATTN_NULL_POINTER,
+                            "attention enqueue: q, k, v and out are required");
+    clattn_plan *plan = NULL;
+    clattn_status status = clattn_attention_plan_create(ctx, desc, q->shape, k->shape, v->shape,
+                                                        &plan);
+    if (status == CLATTN_SUCCESS)
+        status = clattn_attention_plan_enqueue(plan, q, k, v, out, lse, num_wait, wait, event);
+    /* OpenCL keeps kernels and buffers alive until the commands using them have finished. */
+    clattn_plan_destroy(plan);
+    return status;
+}
+
+static clattn_status upload(clattn_context *ctx, const void *src, size_t bytes, cl_mem *out)
+{
+    clattn_status status = make_buffer(ctx, bytes, "host input copy", out);
+    if (status != CLATTN_SUCCESS)
+        return status;
+    cl_int err = clEnqueueWriteBuffer(ctx->queue, *out, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return clattn__fail(ctx, (clattn_status)err, "uploading %zu bytes: %s", bytes,
+                            clattn_status_string((clattn_status)err));
+    return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_attention_host(clattn_context *ctx, const clattn_attention_desc *desc,
+                                    const size_t q_shape[4], const size_t k_shape[4],
+                                    const size_t v_shape[4], const float *q, const float *k,
+                                    const float *v, const int32_t *key_lengths, float *out,
+                                    float *lse)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    cl_mem bq = NULL, bk = NULL, bv = NULL, bo = NULL, bl = NULL, bkl = NULL;
+    float *tmp_o = NULL, *tmp_l = NULL;
+    clattn_attention_desc d;
+
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "attention host: ctx is NULL");
+    CLATTN_CHECK(q_shape && k_shape && v_shape && q && k && v && out, CLATTN_NULL_POINTER,
+                 "attention host: shapes, q, k, v and out are required");
+    CLATTN_FORWARD(read_desc(ctx, desc, &d));
+    CLATTN_FORWARD(check_shapes(ctx, q_shape, k_shape, v_shape));
+    size_t nq_el, nk_el, nl_el;
+    CLATTN_CHECK(clattn__mul_ok(q_shape[0] * q_shape[1], q_shape[2] * q_shape[3], &nq_el) &&
+                     clattn__mul_ok(k_shape[0] * k_shape[1], k_shape[2] * k_shape[3], &nk_el) &&
+                     nq_el < SIZE_MAX / 4 && nk_el < SIZE_MAX / 4,
+                 CLATTN_SIZE_OVERFLOW, "attention host: sizes overflow");
+    nl_el = q_shape[0] * q_shape[1] * q_shape[2];
+    if (key_lengths) {
+        for (size_t b = 0; b < q_shape[0]; b++)
+            CLATTN_CHECK(key_lengths[b] >= 0 && (size_t)key_lengths[b] <= k_shape[2],
+                         CLATTN_INVALID_ARGUMENT, "key_lengths[%zu] = %d outside [0, %zu]", b,
+                         (int)key_lengths[b], k_shape[2]);
+        CLATTN_FORWARD(upload(ctx, key_lengths, q_shape[0] * sizeof(int32_t), &bkl));
+        d.key_lengths = bkl;
+        d.key_lengths_offset = 0;
+    }
+    tmp_o = malloc(nq_el * sizeof(float));
+    tmp_l = lse ? malloc(nl_el * sizeof(float)) : NULL;
+    CLATTN_CHECK(tmp_o && (!lse || tmp_l), CLATTN_OUT_OF_HOST_MEMORY,
+                 "attention host: staging output");
+    CLATTN_FORWARD(upload(ctx, q, nq_el * sizeof(float), &bq));
+    CLATTN_FORWARD(upload(ctx, k, nk_el * sizeof(float), &bk));
+    CLATTN_FORWARD(upload(ctx, v, nk_el * sizeof(float), &bv));
+    CLATTN_FORWARD(make_buffer(ctx, nq_el * sizeof(float), "output", &bo));
+    if (lse)
+        CLATTN_FORWARD(make_buffer(ctx, nl_el * sizeof(float), "lse", &bl));
+    clattn_tensor tq = clattn_tensor_make(bq, q_shape[0], q_shape[1], q_shape[2], q_shape[3]);
+    clattn_tensor tk = clattn_tensor_make(bk, k_shape[0], k_shape[1], k_shape[2], k_shape[3]);
+    clattn_tensor tv = clattn_tensor_make(bv, v_shape[0], v_shape[1], v_shape[2], v_shape[3]);
+    clattn_tensor to = clattn_tensor_make(bo, q_shape[0], q_shape[1], q_shape[2], q_shape[3]);
+    clattn_tensor tl = clattn_tensor_make(bl, q_shape[0], q_shape[1], q_shape[2], 1);
+    CLATTN_FORWARD(clattn_attention_enqueue(ctx, &d, &tq, &tk, &tv, &to, lse ? &tl : NULL, 0,
+                                            NULL, NULL));
+    CLATTN_CL(clEnqueueReadBuffer(ctx->queue, bo, CL_TRUE, 0, nq_el * sizeof(float), tmp_o, 0,
+                                  NULL, NULL));
+    if (lse)
+        CLATTN_CL(clEnqueueReadBuffer(ctx->queue, bl, CL_TRUE, 0, nl_el * sizeof(float), tmp_l,
+                                      0, NULL, NULL));
+    memcpy(out, tmp_o, nq_el * sizeof(float));
+    if (lse)
+        memcpy(lse, tmp_l, nl_el * sizeof(float));
+cleanup:
+    if (ctx)
+        clFinish(ctx->queue); /* buffers below may still be in use by failed-midway commands */
+    cl_mem all[] = {bq, bk, bv, bo, bl, bkl};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i])
+            clReleaseMemObject(all[i]);
+    free(tmp_o);
+    free(tmp_l);
+    return status;
+}
+
+clattn_status clattn_attention_schedule(const clattn_device_info *device,
+                                        const clattn_attention_desc *desc,
+                                        const size_t q_shape[4], const size_t k_shape[4],
+                                        clattn_plan_info *info)
+{
+    clattn_attention_desc d;
+    char why[160];
+    if (!device || !q_shape || !k_shape || !info)
+        return CLATTN_NULL_POINTER;
+    clattn_status status = read_desc(NULL, desc, &d);
+    if (status == CLATTN_SUCCESS)
+        status = check_shapes(NULL, q_shape, k_shape, k_shape);
+    if (status != CLATTN_SUCCESS)
+        return status;
+    clattn_plan plan;
+    memset(&plan, 0, sizeof plan);
+    clattn__attn_problem prob = {q_shape[3], q_shape[2], k_shape[2], d.causal != 0};
+    status = clattn__schedule_attention(device, &prob, d.algorithm, &plan.launch, why, sizeof why);
+    if (status != CLATTN_SUCCESS)
+        return status;
+    snprintf(plan.options, sizeof plan.options, "%s", plan.launch.defines);
+    return clattn_plan_get_info(&plan, info);
+}

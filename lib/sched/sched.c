@@ -1,0 +1,148 @@
+/* Scheduling rules for tiled attention.
+ *
+ * Family: measured on PoCL (B1 H8 N4096 D64 fp32), a GPU-style kernel — a work-group sharing K/V
+ * tiles through __local memory with barriers — ran at 4-6 GFLOP/s, because PoCL emulates __local
+ * memory in ordinary cached memory and barriers split each work-group into costly loops; a
+ * register-blocked kernel (several query rows per work-item, scores as float16 over 16 keys, K
+ * packed into [N/16][D][16] panels, no __local, no barriers) reached ~165. So:
+ *   - CPU devices, and any device whose local memory is emulated in global memory, get TILED_CPU;
+ *   - GPUs and accelerators with real local memory get TILED_GPU, whose K/V tiles are sized to the
+ *     local memory;
+ *   - if a real-local-memory device cannot hold even one key row of K and V, TILED_CPU (it needs
+ *     no local memory and is correct everywhere).
+ *
+ * TILED_CPU tiles: rows per work-item shrink as D grows so that the accumulators (rows x D floats)
+ * stay in vector registers: 4 rows up to D = 64, 2 up to D = 128, else 1. Key tiles of 64 (32 for
+ * D > 128) amortise the online-softmax rescale over several float16 score vectors.
+ *
+ * TILED_GPU tiles: one query row per work-item; work-group of 128 (or the device maximum when
+ * smaller, rounded down to a power of two); key tile = the largest power of two <= 64 with
+ * 2 * tile_kv * D * 4 bytes (K and V tiles) within the local memory, so more local memory never
+ * gives a smaller tile. */
+#include "sched.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+static size_t floor_pow2(size_t x)
+{
+    size_t p = 1;
+    while (p * 2 <= x)
+        p *= 2;
+    return p;
+}
+
+clattn_attention_algo clattn__attention_family(const clattn_device_info *dev)
+{
+    if (dev->device_class == CLATTN_DEVICE_CPU || dev->local_mem_emulated)
+        return CLATTN_ALGO_TILED_CPU;
+    return CLATTN_ALGO_TILED_GPU;
+}
+
+static void say(char *why, size_t len, const char *msg)
+{
+    if (why && len)
+        snprintf(why, len, "%s", msg);
+}
+
+static size_t device_wg_limit(const clattn_device_info *dev)
+{
+    size_t lim = dev->max_work_group_size ? dev->max_work_group_size : 1;
+    if (dev->max_work_item_sizes[0] && dev->max_work_item_sizes[0] < lim)
+        lim = dev->max_work_item_sizes[0];
+    return lim;
+}
+
+static void plan_cpu(const clattn_device_info *dev, const clattn__attn_problem *p,
+                     clattn__attn_launch *out)
+{
+    size_t d = p->head_dim;
+    out->algo = CLATTN_ALGO_TILED_CPU;
+    out->rows_per_item = d <= 64 ? 4 : d <= 128 ? 2 : 1;
+    out->tile_kv = d <= 128 ? 64 : 32;
+    /* PoCL runs each work-group as one task; a handful of work-items per group keeps tasks coarse
+     * enough to amortise scheduling while leaving enough groups for every core. */
+    size_t wg = 8;
+    size_t lim = device_wg_limit(dev);
+    if (wg > lim)
+        wg = floor_pow2(lim);
+    out->local_size = wg;
+    out->tile_q = out->rows_per_item * (unsigned)wg;
+    out->local_mem_bytes = 0;
+    snprintf(out->defines, sizeof out->defines,
+             "-DHEAD_DIM=%zu -DROWS=%u -DTILE_KV=%u -DKEY_BLOCK=%d", d, out->rows_per_item,
+             out->tile_kv, CLATTN__KEY_BLOCK);
+}
+
+static bool plan_gpu(const clattn_device_info *dev, const clattn__attn_problem *p,
+                     clattn__attn_launch *out)
+{
+    size_t d = p->head_dim;
+    size_t wg = floor_pow2(device_wg_limit(dev));
+    if (wg > 128)
+        wg = 128;
+    size_t tile = 64;
+    while (tile >= 1 && 2 * tile * d * sizeof(float) > dev->local_mem_size)
+        tile /= 2;
+    if (tile == 0)
+        return false;
+    out->algo = CLATTN_ALGO_TILED_GPU;
+    out->rows_per_item = 1;
+    out->local_size = wg;
+    out->tile_q = (unsigned)wg;
+    out->tile_kv = (unsigned)tile;
+    out->local_mem_bytes = 2 * tile * d * sizeof(float);
+    snprintf(out->defines, sizeof out->defines, "-DHEAD_DIM=%zu -DTILE_KV=%zu -DWG_SIZE=%zu", d,
+             tile, wg);
+    return true;
+}
+
+clattn_status clattn__schedule_attention(const clattn_device_info *dev,
+                                         const clattn__attn_problem *prob,
+                                         clattn_attention_algo requested,
+                                         clattn__attn_launch *out, char *why, size_t why_len)
+{
+    memset(out, 0, sizeof *out);
+    if (prob->head_dim < 1 || prob->head_dim > CLATTN__MAX_HEAD_DIM) {
+        say(why, why_len, "head dimension must be in [1, 256]");
+        return CLATTN_INVALID_SHAPE;
+    }
+    switch (requested) {
+    case CLATTN_ALGO_AUTO:
+        if (clattn__attention_family(dev) == CLATTN_ALGO_TILED_GPU && plan_gpu(dev, prob, out)) {
+            say(why, why_len, "device has real local memory: GPU tiles");
+            return CLATTN_SUCCESS;
+        }
+        plan_cpu(dev, prob, out);
+        say(why, why_len,
+            dev->local_mem_emulated || dev->device_class == CLATTN_DEVICE_CPU
+                ? "CPU-like device (local memory emulated): register blocking"
+                : "local memory too small for one K/V row: register blocking");
+        return CLATTN_SUCCESS;
+    case CLATTN_ALGO_TILED_CPU:
+        plan_cpu(dev, prob, out);
+        say(why, why_len, "requested");
+        return CLATTN_SUCCESS;
+    case CLATTN_ALGO_TILED_GPU:
+        if (!plan_gpu(dev, prob, out)) {
+            say(why, why_len, "local memory cannot hold one K and V row");
+            return CLATTN_UNSUPPORTED;
+        }
+        say(why, why_len, "requested");
+        return CLATTN_SUCCESS;
+    case CLATTN_ALGO_NAIVE:
+        out->algo = CLATTN_ALGO_NAIVE;
+        out->local_size = 64 <= device_wg_limit(dev) ? 64 : floor_pow2(device_wg_limit(dev));
+        out->rows_per_item = 1;
+        out->tile_q = 1;
+        out->tile_kv = 0;
+        out->local_mem_bytes = out->local_size * sizeof(float);
+        snprintf(out->defines, sizeof out->defines, "-DWG_SIZE=%zu", out->local_size);
+        say(why, why_len, "requested");
+        return CLATTN_SUCCESS;
+    default:
+        say(why, why_len, "unknown algorithm");
+        return CLATTN_INVALID_ARGUMENT;
+    }
+}

@@ -1,0 +1,38 @@
+/* The host scheduler: a pure function from (device description, operator, shape) to a launch
+ * plan. No OpenCL calls here, so it is unit-tested with made-up devices. */
+#ifndef CLATTN_SCHED_H
+#define CLATTN_SCHED_H
+
+#include "clattn.h"
+
+#define CLATTN__KEY_BLOCK 16 /* keys per float16 score vector in the CPU family and K panels */
+#define CLATTN__MAX_HEAD_DIM 256
+
+typedef struct clattn__attn_problem {
+    size_t head_dim;
+    size_t nq, nk;
+    int causal;
+} clattn__attn_problem;
+
+typedef struct clattn__attn_launch {
+    clattn_attention_algo algo; /* TILED_CPU, TILED_GPU or NAIVE, never AUTO */
+    unsigned rows_per_item;     /* query rows owned by one work-item */
+    unsigned tile_q;            /* query rows per work-group = rows_per_item * local_size */
+    unsigned tile_kv;           /* keys per inner tile */
+    size_t local_size;          /* work-group size along the query dimension */
+    size_t local_mem_bytes;     /* __local bytes per work-group */
+    char defines[256];          /* -D options for the kernel build */
+} clattn__attn_launch;
+
+/* Chooses the kernel family (when `requested` is AUTO) and its tiles. Returns UNSUPPORTED when a
+ * requested family cannot run on the device (e.g. TILED_GPU with too little local memory for one
+ * key row), INVALID_SHAPE for D outside [1, 256]. Writes a reason into `why` (may be NULL). */
+clattn_status clattn__schedule_attention(const clattn_device_info *dev,
+                                         const clattn__attn_problem *prob,
+                                         clattn_attention_algo requested,
+                                         clattn__attn_launch *out, char *why, size_t why_len);
+
+/* The family AUTO resolves to on this device. */
+clattn_attention_algo clattn__attention_family(const clattn_device_info *dev);
+
+#endif

@@ -1,0 +1,54 @@
+/* npy.h - strict, small reader/writer for NumPy .npy files.
+ *
+ * Used by the clattn command-line tool to load inputs and save outputs. Only
+ * what attention needs is supported: little-endian float32, int32 and int64
+ * arrays in C order, .npy format versions 1.0, 2.0 and 3.0. Anything else is
+ * rejected with a one-line message naming the file and the problem, never
+ * silently converted.
+ */
+#ifndef CLATTN_SAMPLES_NPY_H
+#define CLATTN_SAMPLES_NPY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { NPY_F32 = 1, NPY_I32 = 2, NPY_I64 = 3 } npy_dtype;
+
+typedef struct npy_array {
+    npy_dtype dtype;
+    int ndim;                 /* 0..8 */
+    size_t shape[8];
+    size_t count;             /* product of shape (1 for ndim 0) */
+    void *data;               /* malloc'd, little-endian native, C order */
+} npy_array;
+
+/* Reads a whole .npy file into *out (the caller frees it with npy_free).
+ * Accepts descr '<f4', '<i4', '<i8' (also with '|' or no byte-order mark),
+ * fortran_order False, 0..8 dimensions, and exactly as many data bytes as the
+ * shape needs. A zero-sized array gets a non-NULL 1-byte allocation.
+ * Returns 0 on success; on failure returns -1, writes a one-line human message
+ * (no trailing newline) into err (errlen bytes; err may be NULL) and leaves
+ * *out zeroed. */
+int npy_read(const char *path, npy_array *out, char *err, size_t errlen);
+
+/* Writes a float32 C-order array with a version 1.0 header laid out as
+ * numpy >= 1.23 writes it (data starts at a multiple of 64 bytes).
+ * Writes atomically: to "<path>.tmp.<pid>" then rename(); on any failure
+ * removes the temp file, never leaves a partial file at path.
+ * data may be NULL only when the shape holds no element.
+ * Returns 0, or -1 and a one-line message in err as npy_read does. */
+int npy_write_f32(const char *path, const float *data, int ndim, const size_t *shape,
+                  char *err, size_t errlen);
+
+/* Releases a->data and zeroes *a. NULL-safe; safe on a zeroed array. */
+void npy_free(npy_array *a);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLATTN_SAMPLES_NPY_H */

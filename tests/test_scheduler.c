@@ -1,0 +1,397 @@
+/* test_scheduler.c - device-free checks of the attention scheduler (lib/sched) on made-up device
+ * descriptions: every head dimension on every kind of device gets a launch that fits the device,
+ * the kernel family follows the local-memory rule, tiles grow (never shrink) with local memory,
+ * and the public clattn_attention_schedule() agrees with the internal function. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "clattn.h"
+#include "sched.h"
+
+#define KIB ((uint64_t)1024)
+
+static clattn_device_info make_dev(const char *name, clattn_device_class cls, uint64_t local_mem,
+                                   int emulated, size_t max_wg, size_t item0)
+{
+    clattn_device_info d;
+    memset(&d, 0, sizeof d);
+    snprintf(d.platform_name, sizeof d.platform_name, "made-up platform");
+    snprintf(d.name, sizeof d.name, "%s", name);
+    d.device_class = cls;
+    d.global_mem_size = (uint64_t)8 << 30;
+    d.max_alloc_size = (uint64_t)2 << 30;
+    d.local_mem_size = local_mem;
+    d.local_mem_emulated = emulated;
+    d.max_work_group_size = max_wg;
+    d.max_work_item_sizes[0] = item0;
+    d.max_work_item_sizes[1] = item0;
+    d.max_work_item_sizes[2] = item0 < 64 ? item0 : 64;
+    d.compute_units = 16;
+    d.max_clock_mhz = 1500;
+    d.preferred_vector_width_float = 1;
+    d.native_vector_width_float = 1;
+    return d;
+}
+
+
+static size_t make_devices(clattn_device_info *out)
+{
+    size_t n = 0;
+    out[n++] = make_dev("NVIDIA-like 48 KiB", CLATTN_DEVICE_GPU, 48 * KIB, 0, 1024, 1024);
+    out[n++] = make_dev("AMD-like 64 KiB", CLATTN_DEVICE_GPU, 64 * KIB, 0, 256, 1024);
+    out[n++] = make_dev("Intel-like 64 KiB", CLATTN_DEVICE_GPU, 64 * KIB, 0, 512, 512);
+    out[n++] = make_dev("PoCL CPU (emulated 1 MiB)", CLATTN_DEVICE_CPU, 1024 * KIB, 1, 4096, 4096);
+    out[n++] = make_dev("small GPU 16 KiB", CLATTN_DEVICE_GPU, 16 * KIB, 0, 1024, 1024);
+    out[n++] = make_dev("GPU max WG 64", CLATTN_DEVICE_GPU, 32 * KIB, 0, 64, 64);
+    out[n++] = make_dev("llvmpipe (rusticl)", CLATTN_DEVICE_GPU, 32 * KIB, 0, 1024, 1024);
+    out[n++] = make_dev("GPU 1 KiB local", CLATTN_DEVICE_GPU, 1 * KIB, 0, 256, 256);
+    /* Beyond the usual: item size smaller than the work-group limit and not a power of two, an
+     * accelerator with real local memory, a GPU whose local memory is emulated. */
+    out[n++] = make_dev("GPU items[0]=100", CLATTN_DEVICE_GPU, 64 * KIB, 0, 1024, 100);
+    out[n++] = make_dev("accelerator 128 KiB", CLATTN_DEVICE_ACCELERATOR, 128 * KIB, 0, 512, 512);
+    out[n++] = make_dev("GPU, emulated local", CLATTN_DEVICE_GPU, 64 * KIB, 1, 256, 256);
+    return n;
+}
+#define MAX_DEVS 16
+
+/* True when `defines` contains the option `opt` as a whole space-separated token. */
+static int has_token(const char *defines, const char *opt)
+{
+    size_t len = strlen(opt);
+    for (const char *p = strstr(defines, opt); p; p = strstr(p + 1, opt))
+        if ((p == defines || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0'))
+            return 1;
+    return 0;
+}
+
+static clattn_attention_algo expected_family(const clattn_device_info *dev, size_t d)
+{
+    if (dev->device_class == CLATTN_DEVICE_CPU || dev->local_mem_emulated)
+        return CLATTN_ALGO_TILED_CPU;
+    /* a real-local-memory device needs room for one key row of K and one of V */
+    return 2 * d * sizeof(float) <= dev->local_mem_size ? CLATTN_ALGO_TILED_GPU
+                                                        : CLATTN_ALGO_TILED_CPU;
+}
+
+static void check_launch_fits(const clattn_device_info *dev, size_t d,
+                              const clattn__attn_launch *L)
+{
+    char opt[64];
+    size_t item0 = dev->max_work_item_sizes[0];
+    if (L->local_size < 1 || L->local_size > dev->max_work_group_size ||
+        (item0 && L->local_size > item0))
+        fail_msg("%s D=%zu: local_size %zu outside [1, min(%zu, %zu)]", dev->name, d,
+                 L->local_size, dev->max_work_group_size, item0);
+    if (L->local_mem_bytes > dev->local_mem_size)
+        fail_msg("%s D=%zu: local_mem_bytes %zu > %llu", dev->name, d, L->local_mem_bytes,
+                 (unsigned long long)dev->local_mem_size);
+    if (L->rows_per_item < 1 || L->tile_q != L->rows_per_item * L->local_size)
+        fail_msg("%s D=%zu: tile_q %u != rows_per_item %u * local_size %zu", dev->name, d,
+                 L->tile_q, L->rows_per_item, L->local_size);
+    snprintf(opt, sizeof opt, "-DHEAD_DIM=%zu", d);
+    if (!has_token(L->defines, opt))
+        fail_msg("%s D=%zu: defines '%s' lack %s", dev->name, d, L->defines, opt);
+    if (L->tile_kv < 1)
+        fail_msg("%s D=%zu: tile_kv is 0", dev->name, d);
+    if (L->algo == CLATTN_ALGO_TILED_GPU) {
+        if (L->rows_per_item != 1)
+            fail_msg("%s D=%zu: GPU family with %u rows per item", dev->name, d,
+                     L->rows_per_item);
+        if (L->local_mem_bytes != 2 * (size_t)L->tile_kv * d * sizeof(float))
+            fail_msg("%s D=%zu: local_mem_bytes %zu != K+V tiles of %u keys", dev->name, d,
+                     L->local_mem_bytes, L->tile_kv);
+        snprintf(opt, sizeof opt, "-DWG_SIZE=%zu", L->local_size);
+        if (!has_token(L->defines, opt))
+            fail_msg("%s D=%zu: defines '%s' lack %s", dev->name, d, L->defines, opt);
+    } else if (L->algo == CLATTN_ALGO_TILED_CPU) {
+        if (L->local_mem_bytes != 0)
+            fail_msg("%s D=%zu: CPU family uses %zu bytes of local memory", dev->name, d,
+                     L->local_mem_bytes);
+    }
+    snprintf(opt, sizeof opt, "-DTILE_KV=%u", L->tile_kv);
+    if (L->algo != CLATTN_ALGO_NAIVE && !has_token(L->defines, opt))
+        fail_msg("%s D=%zu: defines '%s' lack %s", dev->name, d, L->defines, opt);
+}
+
+static void test_auto_on_every_device_and_head_dim(void **state)
+{
+    (void)state;
+    clattn_device_info devs[MAX_DEVS];
+    size_t ndev = make_devices(devs);
+    static const size_t lens[][2] = {{1, 1}, {1000, 1000}, {7, 4096}};
+    for (size_t i = 0; i < ndev; i++)
+        for (size_t d = 1; d <= CLATTN__MAX_HEAD_DIM; d++)
+            for (int causal = 0; causal <= 1; causal++)
+                for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+                    clattn__attn_problem p = {d, lens[l][0], lens[l][1], causal};
+                    clattn__attn_launch L;
+                    char why[160] = "";
+                    clattn_status st = clattn__schedule_attention(&devs[i], &p, CLATTN_ALGO_AUTO,
+                                                                  &L, why, sizeof why);
+                    if (st != CLATTN_SUCCESS)
+                        fail_msg("%s D=%zu causal=%d: %s (%s)", devs[i].name, d, causal,
+                                 clattn_status_string(st), why);
+                    assert_true(why[0] != '\0');
+                    clattn_attention_algo want = expected_family(&devs[i], d);
+                    if (L.algo != want)
+                        fail_msg("%s D=%zu: family %d, want %d", devs[i].name, d, (int)L.algo,
+                                 (int)want);
+                    assert_int_equal(clattn__attention_family(&devs[i]),
+                                     devs[i].device_class == CLATTN_DEVICE_CPU ||
+                                             devs[i].local_mem_emulated
+                                         ? CLATTN_ALGO_TILED_CPU
+                                         : CLATTN_ALGO_TILED_GPU);
+                    check_launch_fits(&devs[i], d, &L);
+                }
+}
+
+/* Forcing each family: CPU and NAIVE run anywhere; GPU wherever one K and V row fits. */
+static void test_forced_families(void **state)
+{
+    (void)state;
+    clattn_device_info devs[MAX_DEVS];
+    size_t ndev = make_devices(devs);
+    for (size_t i = 0; i < ndev; i++)
+        for (size_t d = 1; d <= CLATTN__MAX_HEAD_DIM; d++) {
+            clattn__attn_problem p = {d, 100, 100, d & 1};
+            clattn__attn_launch L;
+            clattn_status st;
+
+            st = clattn__schedule_attention(&devs[i], &p, CLATTN_ALGO_TILED_CPU, &L, NULL, 0);
+            assert_int_equal(st, CLATTN_SUCCESS);
+            assert_int_equal(L.algo, CLATTN_ALGO_TILED_CPU);
+            check_launch_fits(&devs[i], d, &L);
+
+            st = clattn__schedule_attention(&devs[i], &p, CLATTN_ALGO_NAIVE, &L, NULL, 0);
+            assert_int_equal(st, CLATTN_SUCCESS);
+            assert_int_equal(L.algo, CLATTN_ALGO_NAIVE);
+            assert_true(L.local_size >= 1 && L.local_size <= devs[i].max_work_group_size &&
+                        L.local_size <= devs[i].max_work_item_sizes[0]);
+            assert_true(L.local_mem_bytes <= devs[i].local_mem_size);
+
+            char why[160] = "";
+            st = clattn__schedule_attention(&devs[i], &p, CLATTN_ALGO_TILED_GPU, &L, why,
+                                            sizeof why);
+            if (2 * d * sizeof(float) <= devs[i].local_mem_size) {
+                if (st != CLATTN_SUCCESS)
+                    fail_msg("%s D=%zu forced GPU: %s (%s)", devs[i].name, d,
+                             clattn_status_string(st), why);
+                assert_int_equal(L.algo, CLATTN_ALGO_TILED_GPU);
+                check_launch_fits(&devs[i], d, &L);
+            } else {
+                assert_int_equal(st, CLATTN_UNSUPPORTED);
+                assert_true(why[0] != '\0');
+            }
+        }
+}
+
+static void test_forced_gpu_without_room_is_unsupported(void **state)
+{
+    (void)state;
+    clattn__attn_launch L;
+    char why[160] = "";
+    /* 1 KiB holds one K and one V row up to D = 128 (2 * 128 * 4 bytes), not beyond. */
+    clattn_device_info tiny = make_dev("GPU 1 KiB local", CLATTN_DEVICE_GPU, 1 * KIB, 0, 256, 256);
+    clattn__attn_problem ok = {128, 64, 64, 0}, big = {129, 64, 64, 0};
+    assert_int_equal(clattn__schedule_attention(&tiny, &ok, CLATTN_ALGO_TILED_GPU, &L, NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.tile_kv, 1);
+    assert_int_equal(clattn__schedule_attention(&tiny, &big, CLATTN_ALGO_TILED_GPU, &L, why,
+                                                sizeof why),
+                     CLATTN_UNSUPPORTED);
+    assert_true(why[0] != '\0');
+    /* AUTO falls back to the CPU family, which needs no local memory. */
+    assert_int_equal(clattn__schedule_attention(&tiny, &big, CLATTN_ALGO_AUTO, &L, NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.algo, CLATTN_ALGO_TILED_CPU);
+
+    /* No local memory at all. */
+    clattn_device_info none = make_dev("GPU no local", CLATTN_DEVICE_GPU, 0, 0, 256, 256);
+    clattn__attn_problem d1 = {1, 8, 8, 1};
+    assert_int_equal(clattn__schedule_attention(&none, &d1, CLATTN_ALGO_TILED_GPU, &L, NULL, 0),
+                     CLATTN_UNSUPPORTED);
+    assert_int_equal(clattn__schedule_attention(&none, &d1, CLATTN_ALGO_AUTO, &L, NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.algo, CLATTN_ALGO_TILED_CPU);
+}
+
+/* For the same D, more local memory never gives a smaller key tile. */
+static void test_tile_kv_monotone_in_local_memory(void **state)
+{
+    (void)state;
+    static const unsigned kib[] = {1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 256};
+    const size_t n = sizeof kib / sizeof kib[0];
+    for (size_t d = 1; d <= CLATTN__MAX_HEAD_DIM; d++) {
+        unsigned prev_forced = 0, prev_auto = 0;
+        for (size_t i = 0; i < n; i++) {
+            clattn_device_info dev =
+                make_dev("series", CLATTN_DEVICE_GPU, kib[i] * KIB, 0, 1024, 1024);
+            clattn__attn_problem p = {d, 512, 512, 0};
+            clattn__attn_launch L;
+            if (clattn__schedule_attention(&dev, &p, CLATTN_ALGO_TILED_GPU, &L, NULL, 0) ==
+                CLATTN_SUCCESS) {
+                if (L.tile_kv < prev_forced)
+                    fail_msg("D=%zu: %u KiB gives tile_kv %u < %u with less memory", d, kib[i],
+                             L.tile_kv, prev_forced);
+                prev_forced = L.tile_kv;
+            } else {
+                assert_int_equal(prev_forced, 0); /* once supported, stays supported */
+            }
+            assert_int_equal(clattn__schedule_attention(&dev, &p, CLATTN_ALGO_AUTO, &L, NULL, 0),
+                             CLATTN_SUCCESS);
+            if (L.algo == CLATTN_ALGO_TILED_GPU) {
+                if (L.tile_kv < prev_auto)
+                    fail_msg("D=%zu AUTO: %u KiB gives tile_kv %u < %u with less memory", d,
+                             kib[i], L.tile_kv, prev_auto);
+                prev_auto = L.tile_kv;
+            } else {
+                assert_int_equal(prev_auto, 0); /* no GPU -> CPU fallback with more memory */
+            }
+        }
+    }
+}
+
+static void test_invalid_head_dim_and_algorithm(void **state)
+{
+    (void)state;
+    clattn_device_info devs[MAX_DEVS];
+    size_t ndev = make_devices(devs);
+    static const clattn_attention_algo algos[] = {CLATTN_ALGO_AUTO, CLATTN_ALGO_TILED_CPU,
+                                                  CLATTN_ALGO_TILED_GPU, CLATTN_ALGO_NAIVE};
+    for (size_t i = 0; i < ndev; i++) {
+        clattn__attn_launch L;
+        for (size_t a = 0; a < sizeof algos / sizeof algos[0]; a++) {
+            clattn__attn_problem p0 = {0, 8, 8, 0}, p257 = {257, 8, 8, 0};
+            char why[160] = "";
+            assert_int_equal(clattn__schedule_attention(&devs[i], &p0, algos[a], &L, why,
+                                                        sizeof why),
+                             CLATTN_INVALID_SHAPE);
+            assert_true(why[0] != '\0');
+            assert_int_equal(clattn__schedule_attention(&devs[i], &p257, algos[a], &L, NULL, 0),
+                             CLATTN_INVALID_SHAPE);
+        }
+        clattn__attn_problem p = {64, 8, 8, 0};
+        char why[160] = "";
+        assert_int_equal(clattn__schedule_attention(&devs[i], &p, (clattn_attention_algo)4, &L,
+                                                    why, sizeof why),
+                         CLATTN_INVALID_ARGUMENT);
+        assert_true(why[0] != '\0');
+        assert_int_equal(clattn__schedule_attention(&devs[i], &p, (clattn_attention_algo)-1, &L,
+                                                    NULL, 0),
+                         CLATTN_INVALID_ARGUMENT);
+        assert_int_equal(clattn__schedule_attention(&devs[i], &p, (clattn_attention_algo)99, &L,
+                                                    NULL, 0),
+                         CLATTN_INVALID_ARGUMENT);
+    }
+}
+
+/* The public function runs the same validation and the same scheduler. */
+static void test_public_schedule_agrees(void **state)
+{
+    (void)state;
+    clattn_device_info devs[MAX_DEVS];
+    size_t ndev = make_devices(devs);
+    static const clattn_attention_algo algos[] = {CLATTN_ALGO_AUTO, CLATTN_ALGO_TILED_CPU,
+                                                  CLATTN_ALGO_TILED_GPU, CLATTN_ALGO_NAIVE};
+    for (size_t i = 0; i < ndev; i++)
+        for (size_t a = 0; a < sizeof algos / sizeof algos[0]; a++)
+            for (size_t d = 1; d <= CLATTN__MAX_HEAD_DIM; d += (d < 8 ? 1 : 7)) {
+                clattn_attention_desc desc;
+                clattn_attention_desc_init(&desc);
+                desc.algorithm = algos[a];
+                desc.causal = (int)(d & 1);
+                size_t qs[4] = {2, 4, 33, d}, ks[4] = {2, 2, 70, d};
+                clattn_plan_info info;
+                memset(&info, 0x5a, sizeof info);
+                clattn_status pub = clattn_attention_schedule(&devs[i], &desc, qs, ks, &info);
+
+                clattn__attn_problem p = {d, 33, 70, desc.causal};
+                clattn__attn_launch L;
+                clattn_status in =
+                    clattn__schedule_attention(&devs[i], &p, algos[a], &L, NULL, 0);
+                if (pub != in)
+                    fail_msg("%s D=%zu algo %d: public %s, internal %s", devs[i].name, d,
+                             (int)algos[a], clattn_status_string(pub), clattn_status_string(in));
+                if (in != CLATTN_SUCCESS)
+                    continue;
+                assert_int_equal(info.algorithm, L.algo);
+                assert_int_not_equal(info.algorithm, CLATTN_ALGO_AUTO);
+                assert_int_equal(info.tile_q, L.tile_q);
+                assert_int_equal(info.tile_kv, L.tile_kv);
+                assert_int_equal(info.rows_per_item, L.rows_per_item);
+                assert_int_equal(info.local_size, L.local_size);
+                assert_int_equal(info.local_mem_bytes, L.local_mem_bytes);
+                assert_int_equal(info.scratch_bytes, 0);
+                assert_string_equal(info.build_options, L.defines);
+                assert_true(info.variant[0] != '\0');
+            }
+}
+
+static void test_public_schedule_validation(void **state)
+{
+    (void)state;
+    clattn_device_info dev = make_dev("GPU", CLATTN_DEVICE_GPU, 64 * KIB, 0, 1024, 1024);
+    clattn_attention_desc desc;
+    clattn_plan_info info;
+    size_t qs[4] = {1, 4, 16, 64}, ks[4] = {1, 2, 16, 64};
+
+    /* NULL desc means defaults */
+    assert_int_equal(clattn_attention_schedule(&dev, NULL, qs, ks, &info), CLATTN_SUCCESS);
+    assert_int_equal(info.algorithm, CLATTN_ALGO_TILED_GPU);
+
+    assert_int_equal(clattn_attention_schedule(NULL, NULL, qs, ks, &info), CLATTN_NULL_POINTER);
+    assert_int_equal(clattn_attention_schedule(&dev, NULL, NULL, ks, &info), CLATTN_NULL_POINTER);
+    assert_int_equal(clattn_attention_schedule(&dev, NULL, qs, NULL, &info), CLATTN_NULL_POINTER);
+    assert_int_equal(clattn_attention_schedule(&dev, NULL, qs, ks, NULL), CLATTN_NULL_POINTER);
+
+    size_t q257[4] = {1, 4, 16, 257}, k257[4] = {1, 2, 16, 257};
+    assert_int_equal(clattn_attention_schedule(&dev, NULL, q257, k257, &info),
+                     CLATTN_INVALID_SHAPE);
+    size_t q0[4] = {1, 4, 0, 64};
+    assert_int_equal(clattn_attention_schedule(&dev, NULL, q0, ks, &info), CLATTN_INVALID_SHAPE);
+    size_t q3[4] = {1, 3, 16, 64};
+    assert_int_equal(clattn_attention_schedule(&dev, NULL, q3, ks, &info),
+                     CLATTN_SHAPE_MISMATCH);
+    size_t qb[4] = {2, 4, 16, 64};
+    assert_int_equal(clattn_attention_schedule(&dev, NULL, qb, ks, &info),
+                     CLATTN_SHAPE_MISMATCH);
+
+    clattn_attention_desc_init(&desc);
+    desc.struct_size = 0;
+    assert_int_equal(clattn_attention_schedule(&dev, &desc, qs, ks, &info),
+                     CLATTN_INVALID_ARGUMENT);
+    clattn_attention_desc_init(&desc);
+    desc.algorithm = (clattn_attention_algo)17;
+    assert_int_equal(clattn_attention_schedule(&dev, &desc, qs, ks, &info),
+                     CLATTN_INVALID_ARGUMENT);
+    clattn_attention_desc_init(&desc);
+    desc.scale = 0.0f / 0.0f;
+    assert_int_equal(clattn_attention_schedule(&dev, &desc, qs, ks, &info),
+                     CLATTN_INVALID_ARGUMENT);
+
+    clattn_device_info tiny = make_dev("GPU 1 KiB", CLATTN_DEVICE_GPU, 1 * KIB, 0, 256, 256);
+    size_t q200[4] = {1, 4, 16, 200}, k200[4] = {1, 2, 16, 200};
+    clattn_attention_desc_init(&desc);
+    desc.algorithm = CLATTN_ALGO_TILED_GPU;
+    assert_int_equal(clattn_attention_schedule(&tiny, &desc, q200, k200, &info),
+                     CLATTN_UNSUPPORTED);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_auto_on_every_device_and_head_dim),
+        cmocka_unit_test(test_forced_families),
+        cmocka_unit_test(test_forced_gpu_without_room_is_unsupported),
+        cmocka_unit_test(test_tile_kv_monotone_in_local_memory),
+        cmocka_unit_test(test_invalid_head_dim_and_algorithm),
+        cmocka_unit_test(test_public_schedule_agrees),
+        cmocka_unit_test(test_public_schedule_validation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

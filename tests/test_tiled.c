@@ -1,0 +1,439 @@
+/* Tiled exact attention against the fp64 host reference (tests/reference/ref_attention.c), on the
+ * device chosen by CLATTN_DEVICE (default selection otherwise): both kernel families forced, the
+ * scheduler's own choice, and the naive baseline.
+ *
+ * Inputs are random (never zero); outputs are poisoned with NaN before each run so an unwritten
+ * element fails. Tolerance, per DESIGN.md §4: max|out - ref| <= 1e-4 * max(1, max|ref|), and the
+ * same for the log-sum-exp. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clattn.h"
+#include "reference/ref_attention.h"
+
+#define TOL 1e-4
+
+static clattn_context *ctx;
+/* llvmpipe (rusticl) silently stops any loop after 65535 iterations per work-item (gallivm's loop
+ * limiter; a plain OpenCL summation loop shows it too), so on it the cases whose kernels loop more
+ * than that are skipped with a note — the kernels are not at fault there. */
+static int llvmpipe;
+
+typedef struct tcase {
+    size_t B, Hq, Hk, Nq, Nk, D;
+    int causal;
+    int key_lengths;    /* 0: none; 1: per batch {0, random, Nk, ...} */
+    float amp;          /* inputs uniform in [-amp, amp] */
+    float scale;        /* 0: default 1/sqrt(D) */
+    clattn_attention_algo algo;
+    int bnhd;           /* store tensors as [B, N, H, D] (strided views) */
+    int with_lse;
+} tcase;
+
+static cl_mem make_buf(size_t bytes, const void *init)
+{
+    cl_int err;
+    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE, bytes, NULL,
+                              &err);
+    assert_int_equal(err, CL_SUCCESS);
+    if (init)
+        assert_int_equal(clEnqueueWriteBuffer(clattn_context_get_cl_queue(ctx), m, CL_TRUE, 0,
+                                              bytes, init, 0, NULL, NULL),
+                         CL_SUCCESS);
+    return m;
+}
+
+/* A [B, H, N, D] tensor's host data laid out as [B, N, H, D] when bnhd, with the matching view. */
+static clattn_tensor view_of(cl_mem buf, size_t B, size_t H, size_t N, size_t D, int bnhd)
+{
+    clattn_tensor t = clattn_tensor_make(buf, B, H, N, D);
+    if (bnhd) {
+        t.strides[3] = 1;
+        t.strides[1] = D;
+        t.strides[2] = H * D;
+        t.strides[0] = N * H * D;
+    }
+    return t;
+}
+
+static float *relayout(const float *x, size_t B, size_t H, size_t N, size_t D, int to_bnhd)
+{
+    float *y = malloc(B * H * N * D * sizeof(float));
+    assert_non_null(y);
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t n = 0; n < N; n++)
+                for (size_t d = 0; d < D; d++) {
+                    size_t bhnd = ((b * H + h) * N + n) * D + d;
+                    size_t bnhd = ((b * N + n) * H + h) * D + d;
+                    if (to_bnhd)
+                        y[bnhd] = x[bhnd];
+                    else
+                        y[bhnd] = x[bnhd];
+                }
+    return y;
+}
+
+/* Runs one case through the plan API and returns the normalised error (also asserted). */
+static double run_case(const tcase *c)
+{
+    if (llvmpipe && c->Nk * c->D > 32768) {
+        fprintf(stderr, "note: skipping Nk %zu D %zu on llvmpipe (loop-iteration limit)\n", c->Nk,
+                c->D);
+        return 0;
+    }
+    uint64_t seed = 0x9e3779b97f4a7c15ull ^ (c->Nq * 131 + c->Nk * 17 + c->D * 7 + c->Hq);
+    size_t nq = c->B * c->Hq * c->Nq * c->D, nk = c->B * c->Hk * c->Nk * c->D;
+    size_t nl = c->B * c->Hq * c->Nq;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4);
+    float *out = malloc(nq * 4), *ref = malloc(nq * 4), *lse = malloc(nl * 4),
+          *ref_lse = malloc(nl * 4);
+    int32_t *kl = calloc(c->B, sizeof(int32_t));
+    assert_true(q && k && v && out && ref && lse && ref_lse && kl);
+    float amp = c->amp > 0 ? c->amp : 1.0f;
+    ref_fill_uniform(q, nq, amp, &seed);
+    ref_fill_uniform(k, nk, amp, &seed);
+    ref_fill_uniform(v, nk, 1.0f, &seed);
+    for (size_t b = 0; b < c->B; b++)
+        kl[b] = (int32_t)(b == 0 ? 0 : b == 1 ? c->Nk : (seed >> 11) % (c->Nk + 1));
+    const int32_t *klp = c->key_lengths ? kl : NULL;
+
+    double scale = c->scale != 0.0f ? c->scale : 1.0 / sqrt((double)c->D);
+    ref_attention(q, k, v, ref, ref_lse, c->B, c->Hq, c->Hk, c->Nq, c->Nk, c->D, scale, c->causal,
+                  klp);
+
+    float *hq = c->bnhd ? relayout(q, c->B, c->Hq, c->Nq, c->D, 1) : q;
+    float *hk = c->bnhd ? relayout(k, c->B, c->Hk, c->Nk, c->D, 1) : k;
+    float *hv = c->bnhd ? relayout(v, c->B, c->Hk, c->Nk, c->D, 1) : v;
+    for (size_t i = 0; i < nq; i++)
+        out[i] = NAN;
+    for (size_t i = 0; i < nl; i++)
+        lse[i] = NAN;
+    cl_mem bq = make_buf(nq * 4, hq), bk = make_buf(nk * 4, hk), bv = make_buf(nk * 4, hv);
+    cl_mem bo = make_buf(nq * 4, out), bl = make_buf(nl * 4, lse);
+    cl_mem bkl = make_buf(c->B * sizeof(int32_t), kl);
+
+    clattn_attention_desc desc;
+    clattn_attention_desc_init(&desc);
+    desc.causal = c->causal;
+    desc.scale = c->scale;
+    desc.algorithm = c->algo;
+    if (klp)
+        desc.key_lengths = bkl;
+    size_t qs[4] = {c->B, c->Hq, c->Nq, c->D}, ks[4] = {c->B, c->Hk, c->Nk, c->D};
+    clattn_plan *plan = NULL;
+    clattn_status st = clattn_attention_plan_create(ctx, &desc, qs, ks, ks, &plan);
+    if (st != CLATTN_SUCCESS)
+        fail_msg("plan: %s", clattn_context_last_error(ctx));
+    clattn_tensor tq = view_of(bq, c->B, c->Hq, c->Nq, c->D, c->bnhd);
+    clattn_tensor tk = view_of(bk, c->B, c->Hk, c->Nk, c->D, c->bnhd);
+    clattn_tensor tv = view_of(bv, c->B, c->Hk, c->Nk, c->D, c->bnhd);
+    clattn_tensor to = view_of(bo, c->B, c->Hq, c->Nq, c->D, c->bnhd);
+    clattn_tensor tl = clattn_tensor_make(bl, c->B, c->Hq, c->Nq, 1);
+    cl_event ev = NULL;
+    st = clattn_attention_plan_enqueue(plan, &tq, &tk, &tv, &to, c->with_lse ? &tl : NULL, 0,
+                                       NULL, &ev);
+    if (st != CLATTN_SUCCESS)
+        fail_msg("enqueue: %s", clattn_context_last_error(ctx));
+    assert_non_null(ev);
+    assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
+    clReleaseEvent(ev);
+    assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
+    cl_command_queue qu = clattn_context_get_cl_queue(ctx);
+    assert_int_equal(clEnqueueReadBuffer(qu, bo, CL_TRUE, 0, nq * 4, out, 0, NULL, NULL),
+                     CL_SUCCESS);
+    assert_int_equal(clEnqueueReadBuffer(qu, bl, CL_TRUE, 0, nl * 4, lse, 0, NULL, NULL),
+                     CL_SUCCESS);
+    float *got = c->bnhd ? relayout(out, c->B, c->Hq, c->Nq, c->D, 0) : out;
+
+    double maxref = 0;
+    double err = ref_max_abs_diff(got, ref, nq, &maxref);
+    double nerr = err / fmax(1.0, maxref);
+    clattn_plan_info info;
+    clattn_plan_get_info(plan, &info);
+    if (!(nerr <= TOL))
+        fail_msg("%s B%zu Hq%zu Hk%zu Nq%zu Nk%zu D%zu causal%d kl%d bnhd%d: error %.3e "
+                 "(max|ref| %.3e)",
+                 info.variant, c->B, c->Hq, c->Hk, c->Nq, c->Nk, c->D, c->causal, c->key_lengths,
+                 c->bnhd, err, maxref);
+    if (c->with_lse) {
+        double lmax = 0;
+        double lerr = ref_max_abs_diff(lse, ref_lse, nl, &lmax);
+        if (!(lerr <= TOL * fmax(1.0, lmax)))
+            fail_msg("%s lse error %.3e (max|lse| %.3e) Nq%zu Nk%zu D%zu causal%d kl%d",
+                     info.variant, lerr, lmax, c->Nq, c->Nk, c->D, c->causal, c->key_lengths);
+        /* Rows that see no key must say so exactly. */
+        for (size_t i = 0; i < nl; i++)
+            if (isinf(ref_lse[i]))
+                assert_true(isinf(lse[i]) && lse[i] < 0);
+    } else {
+        for (size_t i = 0; i < nl; i++)
+            assert_true(isnan(lse[i])); /* lse untouched when not asked for */
+    }
+
+    clattn_plan_destroy(plan);
+    cl_mem all[] = {bq, bk, bv, bo, bl, bkl};
+    for (size_t i = 0; i < 6; i++)
+        clReleaseMemObject(all[i]);
+    if (c->bnhd) {
+        free(hq);
+        free(hk);
+        free(hv);
+        free(got);
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(out);
+    free(ref);
+    free(lse);
+    free(ref_lse);
+    free(kl);
+    return nerr;
+}
+
+static const clattn_attention_algo tiled_algos[] = {CLATTN_ALGO_TILED_CPU, CLATTN_ALGO_TILED_GPU};
+
+static void test_head_dims(void **state)
+{
+    (void)state;
+    static const size_t dims[] = {1, 16, 40, 64, 80, 128, 256};
+    for (size_t a = 0; a < 2; a++)
+        for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+            tcase c = {1, 2, 2, 65, 70, dims[i], (int)(i % 2), 0, 1, 0, tiled_algos[a], 0, 1};
+            run_case(&c);
+        }
+}
+
+/* N around the tiles of both families (key tiles of 64 and 32, query groups of 32 and 128). */
+static void test_lengths(void **state)
+{
+    (void)state;
+    static const size_t ns[] = {1, 7, 31, 33, 63, 65, 127, 129, 1000};
+    for (size_t a = 0; a < 2; a++)
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+            for (int causal = 0; causal < 2; causal++) {
+                if (ns[i] == 1000 && causal == 0 && a == 1)
+                    continue; /* one big non-causal case per family is enough */
+                tcase c = {1, 1, 1, ns[i], ns[i], 64, causal, 0, 1, 0, tiled_algos[a], 0, 1};
+                run_case(&c);
+            }
+}
+
+/* Nq != Nk both ways; causal is bottom-right aligned (Perceiver AR when Nq < Nk; the first
+ * Nq - Nk rows see no key when Nq > Nk). */
+static void test_cross(void **state)
+{
+    (void)state;
+    static const size_t pairs[][2] = {{1, 200}, {5, 70}, {70, 5}, {100, 33}, {33, 100}, {129, 1}};
+    for (size_t a = 0; a < 2; a++)
+        for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+            for (int causal = 0; causal < 2; causal++) {
+                tcase c = {2, 2, 1, pairs[i][0], pairs[i][1], 40, causal, 0, 1, 0, tiled_algos[a],
+                           0, 1};
+                run_case(&c);
+            }
+}
+
+static void test_gqa_mqa(void **state)
+{
+    (void)state;
+    for (size_t a = 0; a < 2; a++) {
+        tcase gqa = {2, 8, 2, 37, 45, 16, 0, 0, 1, 0, tiled_algos[a], 0, 1};
+        tcase mqa = {1, 4, 1, 50, 50, 64, 1, 0, 1, 0, tiled_algos[a], 0, 1};
+        run_case(&gqa);
+        run_case(&mqa);
+    }
+}
+
+/* Per-batch key lengths, including 0 (rows see nothing: zeros and lse = -inf) and Nk. */
+static void test_key_lengths(void **state)
+{
+    (void)state;
+    for (size_t a = 0; a < 2; a++)
+        for (int causal = 0; causal < 2; causal++) {
+            tcase c = {4, 2, 2, 40, 77, 64, causal, 1, 1, 0, tiled_algos[a], 0, 1};
+            run_case(&c);
+        }
+}
+
+/* Logits of magnitude ~1000 must neither overflow nor lose the winner. */
+static void test_large_logits(void **state)
+{
+    (void)state;
+    for (size_t a = 0; a < 2; a++) {
+        tcase c = {1, 2, 2, 70, 90, 16, 0, 0, 1, 400.0f, tiled_algos[a], 0, 1};
+        run_case(&c);
+        c.causal = 1;
+        c.scale = -400.0f;
+        run_case(&c);
+    }
+}
+
+/* Callers' [B, N, H, D] layouts through strides, no copies. */
+static void test_strided_layout(void **state)
+{
+    (void)state;
+    for (size_t a = 0; a < 2; a++) {
+        tcase c = {2, 4, 2, 33, 66, 40, 1, 1, 1, 0, tiled_algos[a], 1, 1};
+        run_case(&c);
+    }
+}
+
+static void test_without_lse(void **state)
+{
+    (void)state;
+    for (size_t a = 0; a < 2; a++) {
+        tcase c = {1, 2, 1, 20, 30, 16, 1, 0, 1, 0, tiled_algos[a], 0, 0};
+        run_case(&c);
+    }
+}
+
+static void test_naive(void **state)
+{
+    (void)state;
+    tcase cs[] = {
+        {1, 2, 2, 65, 70, 64, 0, 0, 1, 0, CLATTN_ALGO_NAIVE, 0, 1},
+        {2, 4, 2, 33, 50, 40, 1, 1, 1, 0, CLATTN_ALGO_NAIVE, 0, 1},
+        {1, 1, 1, 1, 1, 1, 0, 0, 1, 0, CLATTN_ALGO_NAIVE, 0, 1},
+        {1, 2, 1, 70, 5, 16, 1, 0, 1, 0, CLATTN_ALGO_NAIVE, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        run_case(&cs[i]);
+}
+
+/* The scheduler's choice runs, and is the family the device class calls for. */
+static void test_auto(void **state)
+{
+    (void)state;
+    tcase c = {1, 2, 2, 100, 100, 64, 1, 0, 1, 0, CLATTN_ALGO_AUTO, 0, 1};
+    run_case(&c);
+    clattn_device_info info;
+    clattn_context_get_device_info(ctx, &info);
+    clattn_attention_desc d;
+    clattn_attention_desc_init(&d);
+    size_t s[4] = {1, 2, 100, 64};
+    clattn_plan *plan = NULL;
+    assert_int_equal(clattn_attention_plan_create(ctx, &d, s, s, s, &plan), CLATTN_SUCCESS);
+    clattn_plan_info pi;
+    assert_int_equal(clattn_plan_get_info(plan, &pi), CLATTN_SUCCESS);
+    if (info.device_class == CLATTN_DEVICE_CPU || info.local_mem_emulated)
+        assert_int_equal(pi.algorithm, CLATTN_ALGO_TILED_CPU);
+    else
+        assert_int_equal(pi.algorithm, CLATTN_ALGO_TILED_GPU);
+    clattn_plan_destroy(plan);
+}
+
+/* Two runs of the same inputs must agree bit for bit: a moving result means a race. */
+static void test_repeatable(void **state)
+{
+    (void)state;
+    size_t s[4] = {1, 2, 90, 40};
+    size_t n = 2 * 90 * 40;
+    float *x = malloc(n * 4), *a = malloc(n * 4), *b = malloc(n * 4);
+    uint64_t seed = 7;
+    ref_fill_uniform(x, n, 1, &seed);
+    for (size_t al = 0; al < 2; al++) {
+        clattn_attention_desc d;
+        clattn_attention_desc_init(&d);
+        d.algorithm = tiled_algos[al];
+        d.causal = 1;
+        assert_int_equal(clattn_attention_host(ctx, &d, s, s, s, x, x, x, NULL, a, NULL),
+                         CLATTN_SUCCESS);
+        assert_int_equal(clattn_attention_host(ctx, &d, s, s, s, x, x, x, NULL, b, NULL),
+                         CLATTN_SUCCESS);
+        assert_memory_equal(a, b, n * 4);
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+
+/* The kernels wait for the caller's events: nothing runs before a user event completes. */
+static void test_wait_list(void **state)
+{
+    (void)state;
+    size_t s[4] = {1, 1, 20, 16};
+    size_t n = 20 * 16;
+    float *x = malloc(n * 4), *o = malloc(n * 4);
+    uint64_t seed = 3;
+    ref_fill_uniform(x, n, 1, &seed);
+    for (size_t i = 0; i < n; i++)
+        o[i] = NAN;
+    cl_int err;
+    cl_event user = clCreateUserEvent(clattn_context_get_cl_context(ctx), &err);
+    assert_int_equal(err, CL_SUCCESS);
+    cl_mem bx = make_buf(n * 4, x), bo = make_buf(n * 4, o);
+    clattn_tensor tx = clattn_tensor_make(bx, 1, 1, 20, 16), to = clattn_tensor_make(bo, 1, 1, 20, 16);
+    for (size_t al = 0; al < 3; al++) {
+        clattn_attention_desc d;
+        clattn_attention_desc_init(&d);
+        d.algorithm = al == 2 ? CLATTN_ALGO_NAIVE : tiled_algos[al];
+        cl_event done = NULL;
+        assert_int_equal(clattn_attention_enqueue(ctx, &d, &tx, &tx, &tx, &to, NULL, 1, &user,
+                                                  &done),
+                         CLATTN_SUCCESS);
+        assert_non_null(done);
+        clFlush(clattn_context_get_cl_queue(ctx));
+        cl_int es = 0;
+        clGetEventInfo(done, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof es, &es, NULL);
+        assert_true(es != CL_COMPLETE);
+        if (al == 2)
+            clSetUserEventStatus(user, CL_COMPLETE);
+        else {
+            /* Only the last family releases the gate; earlier ones queue behind it. */
+        }
+        if (al == 2) {
+            assert_int_equal(clWaitForEvents(1, &done), CL_SUCCESS);
+        }
+        clReleaseEvent(done);
+    }
+    assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
+    clReleaseEvent(user);
+    clReleaseMemObject(bx);
+    clReleaseMemObject(bo);
+    free(x);
+    free(o);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (clattn_context_create(NULL, &ctx) != CLATTN_SUCCESS) {
+        fprintf(stderr, "no OpenCL device: %s\n", clattn_context_last_error(NULL));
+        return -1; /* a missing device is a failure, never a skip */
+    }
+    clattn_device_info info;
+    clattn_context_get_device_info(ctx, &info);
+    fprintf(stderr, "device: %s / %s\n", info.platform_name, info.name);
+    llvmpipe = strstr(info.name, "llvmpipe") != NULL;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    clattn_context_destroy(ctx);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_head_dims),   cmocka_unit_test(test_lengths),
+        cmocka_unit_test(test_cross),       cmocka_unit_test(test_gqa_mqa),
+        cmocka_unit_test(test_key_lengths), cmocka_unit_test(test_large_logits),
+        cmocka_unit_test(test_strided_layout), cmocka_unit_test(test_without_lse),
+        cmocka_unit_test(test_naive),       cmocka_unit_test(test_auto),
+        cmocka_unit_test(test_repeatable),  cmocka_unit_test(test_wait_list),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
