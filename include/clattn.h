@@ -183,8 +183,8 @@ CLATTN_API void clattn_context_cache_stats(const clattn_context *ctx, unsigned *
 /* A view of float32 (or, where said, int32) elements of a buffer: element (b, h, n, d) lives at
  * buffer[offset + b*strides[0] + h*strides[1] + n*strides[2] + d*strides[3]]. Shape entries must be
  * >= 1. Strides may be any values (including 0 for broadcasting inputs) as long as every element
- * the shape reaches lies inside the buffer; outputs must not overlap themselves (no zero strides)
- * nor any input buffer. */
+ * the shape reaches lies inside the buffer; outputs must be one-to-one (no two elements at one
+ * address, checked) and must not overlap any input's byte range (checked, sub-buffers included). */
 typedef struct clattn_tensor {
     cl_mem buffer;
     size_t offset;

@@ -98,15 +98,15 @@ __kernel void clattn_tiled_fwd_cpu(__global const float *q, ulong q_off, ulong4 
     float16 acc[ROWS][DVEC];
     float m[ROWS], l[ROWS];
     long kend = 0;
-    for (uint r = 0; r < ROWS; r++) {
+    _Pragma("unroll") for (uint r = 0; r < ROWS; r++) {
         uint row = min(row0 + r, nq - 1); /* tail rows duplicate the last row, never stored */
         long lr = clattn_visible(row, nq, nk, kl, causal);
         lim[r] = (int)lr;
         kend = max(kend, lr);
         for (uint d = 0; d < HEAD_DIM; d++)
             qv[r][d] = q[clattn_at(q_off, qs, b, h, row, d)] * scale_log2;
-        for (uint c = 0; c < DVEC; c++)
-            acc[r][c] = (float16)(0.0f);
+        _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
+            acc[r][c] = CLATTN_SPLAT16(0.0f);
         m[r] = -INFINITY;
         l[r] = 0.0f;
     }
@@ -116,41 +116,41 @@ __kernel void clattn_tiled_fwd_cpu(__global const float *q, ulong q_off, ulong4 
     for (uint kb = 0; kb < nblk; kb++) {
         __global const float *pan = kpan + (ulong)kb * (HEAD_DIM * KEY_BLOCK);
         float16 s[ROWS];
-        for (uint r = 0; r < ROWS; r++)
-            s[r] = (float16)(0.0f);
-        for (uint d = 0; d < HEAD_DIM; d++) {
+        _Pragma("unroll") for (uint r = 0; r < ROWS; r++)
+            s[r] = CLATTN_SPLAT16(0.0f);
+        _Pragma("unroll") for (uint d = 0; d < HEAD_DIM; d++) {
             float16 kv = vload16(d, pan);
-            for (uint r = 0; r < ROWS; r++)
-                s[r] = fma((float16)(qv[r][d]), kv, s[r]);
+            _Pragma("unroll") for (uint r = 0; r < ROWS; r++)
+                s[r] = fma(CLATTN_SPLAT16(qv[r][d]), kv, s[r]);
         }
-        int16 key = lane + (int16)((int)(kb * KEY_BLOCK));
+        int16 key = lane + CLATTN_ISPLAT16((int)(kb * KEY_BLOCK));
         float p[ROWS][KEY_BLOCK];
-        for (uint r = 0; r < ROWS; r++) {
-            float16 sr = select(s[r], (float16)(-INFINITY), key >= (int16)(lim[r]));
+        _Pragma("unroll") for (uint r = 0; r < ROWS; r++) {
+            float16 sr = select(s[r], CLATTN_SPLAT16(-INFINITY), key >= CLATTN_ISPLAT16(lim[r]));
             float mnew = fmax(m[r], clattn_hmax16(sr));
             float mref = mnew == -INFINITY ? 0.0f : mnew; /* all masked so far: keep zeros */
             float corr = exp2(m[r] - mref);
-            float16 e = exp2(sr - (float16)(mref));
+            float16 e = exp2(sr - CLATTN_SPLAT16(mref));
             l[r] = l[r] * corr + clattn_hsum16(e);
             m[r] = mnew;
-            for (uint c = 0; c < DVEC; c++)
-                acc[r][c] *= corr;
+            _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
+                acc[r][c] *= CLATTN_SPLAT16(corr);
             vstore16(e, 0, p[r]);
         }
         __global const float *vb = vrows + (ulong)kb * KEY_BLOCK * DPAD;
-        for (uint j = 0; j < KEY_BLOCK; j++) {
-            for (uint c = 0; c < DVEC; c++) {
+        _Pragma("unroll") for (uint j = 0; j < KEY_BLOCK; j++) {
+            _Pragma("unroll") for (uint c = 0; c < DVEC; c++) {
                 float16 vv = vload16(c, vb + j * DPAD);
-                for (uint r = 0; r < ROWS; r++)
-                    acc[r][c] = fma((float16)(p[r][j]), vv, acc[r][c]);
+                _Pragma("unroll") for (uint r = 0; r < ROWS; r++)
+                    acc[r][c] = fma(CLATTN_SPLAT16(p[r][j]), vv, acc[r][c]);
             }
         }
     }
-    for (uint r = 0; r < ROWS; r++) {
+    _Pragma("unroll") for (uint r = 0; r < ROWS; r++) {
         uint row = row0 + r;
         if (row < nq) {
             float a[DPAD];
-            for (uint c = 0; c < DVEC; c++)
+            _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
                 vstore16(acc[r][c], c, a);
             CLATTN_STORE_ROW(a, m[r], l[r], row);
         }

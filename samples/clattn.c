@@ -179,6 +179,8 @@ static void print_usage(FILE *f)
             "      tiled-gpu, naive (CLBlast GEMMs + softmax), sgemm (CLBlast, M=N=K=%d),\n"
             "      peak (FMA throughput); default tiled,naive,sgemm,peak. Plan build time is\n"
             "      reported apart. --csv prints op,variant,batch,heads,nq,nk,d,causal,ms,gflops\n"
+            "      (sgemm rows: nq,nk,d = M,N,K; peak rows: sizes and ms 0). Attention FLOPs\n"
+            "      are 4*B*H*Nq*Nk*D, halved with --causal\n"
             "  clattn demo\n"
             "      'devices', then a small bench (N = 256, 512, 1024; 4 heads; D = 64)\n"
             "  clattn help | -h | --help      this text\n"
@@ -347,6 +349,20 @@ static void print_device(const clattn_device_info *d, int is_default)
     print_plan(d, 128);
 }
 
+/* The default is whatever a plain context picks (CLATTN_DEVICE included), so ask one. Returns 1
+ * with *info filled, or 0 with the reason in err. */
+static int default_device(clattn_device_info *info, char *err, size_t len)
+{
+    clattn_context *ctx = NULL;
+    clattn_status st = clattn_context_create(NULL, &ctx);
+    if (st == CLATTN_SUCCESS)
+        st = clattn_context_get_device_info(ctx, info);
+    if (st != CLATTN_SUCCESS)
+        snprintf(err, len, "%s", lib_error(ctx, st));
+    clattn_context_destroy(ctx);
+    return st == CLATTN_SUCCESS;
+}
+
 static int cmd_devices(int argc, char **argv)
 {
     int help = 0;
@@ -375,17 +391,9 @@ static int cmd_devices(int argc, char **argv)
     if (got > count)
         got = count;
 
-    /* The default is whatever a plain context picks (CLATTN_DEVICE included): ask it. */
     clattn_device_info def;
-    int have_def = 0;
     char def_err[512] = "";
-    clattn_context *ctx = NULL;
-    if (clattn_context_create(NULL, &ctx) == CLATTN_SUCCESS &&
-        clattn_context_get_device_info(ctx, &def) == CLATTN_SUCCESS)
-        have_def = 1;
-    else
-        snprintf(def_err, sizeof def_err, "%s", clattn_context_last_error(ctx));
-    clattn_context_destroy(ctx);
+    int have_def = default_device(&def, def_err, sizeof def_err);
 
     const char *env = getenv("CLATTN_DEVICE");
     printf("clattn %s: %zu OpenCL device%s", clattn_version_string(), got, got == 1 ? "" : "s");

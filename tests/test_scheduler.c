@@ -2,6 +2,7 @@
  * descriptions: every head dimension on every kind of device gets a launch that fits the device,
  * the kernel family follows the local-memory rule, tiles grow (never shrink) with local memory,
  * and the public clattn_attention_schedule() agrees with the internal function. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -361,6 +362,19 @@ static void test_public_schedule_validation(void **state)
     assert_int_equal(clattn_attention_schedule(&dev, NULL, qb, ks, &info),
                      CLATTN_SHAPE_MISMATCH);
 
+#if SIZE_MAX > 0xffffffffu
+    /* B * Hq beyond the kernels' 32-bit indices, also when the product wraps around size_t */
+    size_t qbig[4] = {(size_t)1 << 20, (size_t)1 << 12, 16, 64}, kbig[4] = {(size_t)1 << 20, 1, 16, 64};
+    assert_int_equal(clattn_attention_schedule(&dev, NULL, qbig, kbig, &info),
+                     CLATTN_INVALID_SHAPE);
+    size_t qwrap[4] = {(size_t)1 << 32, (size_t)1 << 32, 16, 64};
+    size_t kwrap[4] = {(size_t)1 << 32, (size_t)1 << 32, 16, 64};
+    clattn_status st = clattn_attention_schedule(&dev, NULL, qwrap, kwrap, &info);
+    if (st != CLATTN_INVALID_SHAPE)
+        fail_msg("B = Hq = 2^32 (B * Hq wraps to 0): %s, want CLATTN_INVALID_SHAPE",
+                 clattn_status_string(st));
+#endif
+
     clattn_attention_desc_init(&desc);
     desc.struct_size = 0;
     assert_int_equal(clattn_attention_schedule(&dev, &desc, qs, ks, &info),
@@ -370,7 +384,7 @@ static void test_public_schedule_validation(void **state)
     assert_int_equal(clattn_attention_schedule(&dev, &desc, qs, ks, &info),
                      CLATTN_INVALID_ARGUMENT);
     clattn_attention_desc_init(&desc);
-    desc.scale = 0.0f / 0.0f;
+    desc.scale = NAN;
     assert_int_equal(clattn_attention_schedule(&dev, &desc, qs, ks, &info),
                      CLATTN_INVALID_ARGUMENT);
 

@@ -106,6 +106,10 @@ uint64_t clattn__hash64(uint64_t h, const void *data, size_t len);
  * the tensor in messages; expected may be NULL (then only shape >= 1 is required). */
 clattn_status clattn__tensor_check(clattn_context *ctx, const clattn_tensor *t, const char *what,
                                    const size_t expected[4], size_t elem);
+/* ALIASING when two distinct elements of an output view share an address (zero strides, or
+ * strides too small for the extents beneath them, whatever the dimension order). */
+clattn_status clattn__tensor_check_disjoint(clattn_context *ctx, const clattn_tensor *t,
+                                            const char *what);
 /* Byte range [first, last] the view reaches inside its buffer (valid after tensor_check). */
 void clattn__tensor_extent(const clattn_tensor *t, size_t elem, size_t *first, size_t *last);
 /* ALIASING when the two views share a buffer and their byte ranges overlap (or when the buffers are

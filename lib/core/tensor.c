@@ -105,3 +105,33 @@ clattn_status clattn__check_no_alias(clattn_context *ctx, const clattn_tensor *o
                             in_name);
     return CLATTN_SUCCESS;
 }
+
+clattn_status clattn__tensor_check_disjoint(clattn_context *ctx, const clattn_tensor *t,
+                                            const char *what)
+{
+    /* Sort the dimensions that have more than one element by stride; the view is one-to-one iff
+     * each stride exceeds the furthest offset reachable with the smaller ones. */
+    size_t st[4], ex[4];
+    int n = 0;
+    for (int i = 0; i < 4; i++)
+        if (t->shape[i] > 1) {
+            int j = n++;
+            while (j > 0 && st[j - 1] > t->strides[i]) {
+                st[j] = st[j - 1];
+                ex[j] = ex[j - 1];
+                j--;
+            }
+            st[j] = t->strides[i];
+            ex[j] = t->shape[i];
+        }
+    size_t reach = 0; /* furthest offset reachable with the dimensions so far */
+    for (int i = 0; i < n; i++) {
+        if (st[i] <= reach)
+            return clattn__fail(ctx, CLATTN_ALIASING,
+                                "%s: strides make distinct elements overlap (stride %zu within "
+                                "a reach of %zu)",
+                                what, st[i], reach);
+        reach += (ex[i] - 1) * st[i]; /* no overflow: tensor_check bounded the extent */
+    }
+    return CLATTN_SUCCESS;
+}

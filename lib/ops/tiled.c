@@ -109,7 +109,7 @@ static clattn_status check_shapes(clattn_context *ctx, const size_t q[4], const 
                             CLATTN__MAX_HEAD_DIM);
     /* Kernels index rows and heads with 32-bit integers. */
     const size_t lim = (size_t)1 << 31;
-    if (q[0] * q[1] >= lim || q[2] >= lim || k[2] >= lim)
+    if (q[0] > (lim - 1) / q[1] || q[2] >= lim || k[2] >= lim)
         return clattn__fail(ctx, CLATTN_INVALID_SHAPE, "attention: sizes beyond 2^31");
     return CLATTN_SUCCESS;
 }
@@ -153,8 +153,9 @@ clattn_status clattn_attention_plan_create(clattn_context *ctx, const clattn_att
     if (desc && desc->key_lengths) {
         size_t sz = 0, need;
         CLATTN_CL(clGetMemObjectInfo(desc->key_lengths, CL_MEM_SIZE, sizeof sz, &sz, NULL));
-        CLATTN_CHECK(clattn__mul_ok(desc->key_lengths_offset + q_shape[0], sizeof(cl_int),
-                                    &need) &&
+        CLATTN_CHECK(desc->key_lengths_offset <= SIZE_MAX - q_shape[0] &&
+                         clattn__mul_ok(desc->key_lengths_offset + q_shape[0], sizeof(cl_int),
+                                        &need) &&
                          need <= sz,
                      CLATTN_BUFFER_TOO_SMALL,
                      "key_lengths: needs %zu int32 from offset %zu, buffer holds %zu bytes",
@@ -273,18 +274,14 @@ static clattn_status validate_io(clattn_plan *plan, const clattn_tensor *q,
     CLATTN_FORWARD(clattn__tensor_check(ctx, k, "k", plan->kshape, sizeof(float)));
     CLATTN_FORWARD(clattn__tensor_check(ctx, v, "v", plan->kshape, sizeof(float)));
     CLATTN_FORWARD(clattn__tensor_check(ctx, out, "out", plan->qshape, sizeof(float)));
-    for (int i = 0; i < 4; i++)
-        CLATTN_CHECK(out->strides[i] != 0 || out->shape[i] == 1, CLATTN_ALIASING,
-                     "out: stride %d is 0, so elements overlap", i);
+    CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, out, "out"));
     const clattn_tensor *ins[] = {q, k, v};
     const char *names[] = {"q", "k", "v"};
     for (int i = 0; i < 3; i++)
         CLATTN_FORWARD(clattn__check_no_alias(ctx, out, "out", ins[i], names[i], sizeof(float)));
     if (lse) {
         CLATTN_FORWARD(clattn__tensor_check(ctx, lse, "lse", lshape, sizeof(float)));
-        for (int i = 0; i < 3; i++)
-            CLATTN_CHECK(lse->strides[i] != 0 || lse->shape[i] == 1, CLATTN_ALIASING,
-                         "lse: stride %d is 0, so elements overlap", i);
+        CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, lse, "lse"));
         for (int i = 0; i < 3; i++)
             CLATTN_FORWARD(
                 clattn__check_no_alias(ctx, lse, "lse", ins[i], names[i], sizeof(float)));

@@ -1,0 +1,53 @@
+#!/bin/sh
+# One-command set-up for a fresh Debian 12 machine (run as root, or with sudo available):
+#   ./setup.sh demo   installs what is missing, builds, lists devices and runs a small benchmark
+#   ./setup.sh test   installs what is missing, builds, and runs the whole test suite (also the
+#                     sanitizer build); this is what CI runs
+set -eu
+cd "$(dirname "$0")"
+mode=${1:-demo}
+jobs=$(nproc 2>/dev/null || echo 2)
+
+pkgs="build-essential cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd \
+libclblast-dev libclfft-dev libcmocka-dev"
+[ "$mode" = test ] && pkgs="$pkgs oclgrind mesa-opencl-icd"
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "== installing:$missing"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+echo "== building (build/)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+
+case "$mode" in
+demo)
+  ./build/samples/clattn demo
+  ;;
+test)
+  # PoCL's compiled-kernel cache and clattn's program cache live in the build tree, so repeated
+  # runs skip the ~1 s kernel builds.
+  ctest --test-dir build --output-on-failure -j"$jobs"
+  echo "== sanitizer build (build-asan/): AddressSanitizer + UBSan, device-free and small device tests"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCLATTN_SANITIZE=ON \
+        -DCLATTN_BUILD_SAMPLES=OFF >/dev/null
+  cmake --build build-asan -j"$jobs"
+  # Pin the ICD loader to PoCL alone and suppress only the drivers' own leaks (tests/lsan.supp).
+  OCL_ICD_VENDORS=/etc/OpenCL/vendors/pocl.icd \
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+  LSAN_OPTIONS=suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --output-on-failure -L sanitize
+  ;;
+*)
+  echo "usage: $0 demo|test" >&2
+  exit 2
+  ;;
+esac
