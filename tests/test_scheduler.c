@@ -46,10 +46,16 @@ static size_t make_devices(clattn_device_info *out)
     out[n++] = make_dev("NVIDIA-like 48 KiB", CLATTN_DEVICE_GPU, 48 * KIB, 0, 1024, 1024);
     out[n++] = make_dev("AMD-like 64 KiB", CLATTN_DEVICE_GPU, 64 * KIB, 0, 256, 1024);
     out[n++] = make_dev("Intel-like 64 KiB", CLATTN_DEVICE_GPU, 64 * KIB, 0, 512, 512);
-    out[n++] = make_dev("PoCL CPU (emulated 1 MiB)", CLATTN_DEVICE_CPU, 1024 * KIB, 1, 4096, 4096);
+    out[n] = make_dev("PoCL CPU (emulated 1 MiB)", CLATTN_DEVICE_CPU, 1024 * KIB, 1, 4096, 4096);
+    out[n].preferred_vector_width_float = out[n].native_vector_width_float = 16;
+    n++;
     out[n++] = make_dev("small GPU 16 KiB", CLATTN_DEVICE_GPU, 16 * KIB, 0, 1024, 1024);
     out[n++] = make_dev("GPU max WG 64", CLATTN_DEVICE_GPU, 32 * KIB, 0, 64, 64);
-    out[n++] = make_dev("llvmpipe (rusticl)", CLATTN_DEVICE_GPU, 32 * KIB, 0, 1024, 1024);
+    /* rusticl on llvmpipe: a CPU device, local memory emulated, SIMT-style (vector width 1). */
+    out[n++] = make_dev("llvmpipe (rusticl)", CLATTN_DEVICE_CPU, 32 * KIB, 1, 1024, 1024);
+    out[n] = make_dev("CPU with AVX2, 32 KiB local", CLATTN_DEVICE_CPU, 32 * KIB, 1, 8192, 8192);
+    out[n].preferred_vector_width_float = out[n].native_vector_width_float = 8;
+    n++;
     out[n++] = make_dev("GPU 1 KiB local", CLATTN_DEVICE_GPU, 1 * KIB, 0, 256, 256);
     /* Beyond the usual: item size smaller than the work-group limit and not a power of two, an
      * accelerator with real local memory, a GPU whose local memory is emulated. */
@@ -70,9 +76,17 @@ static int has_token(const char *defines, const char *opt)
     return 0;
 }
 
+/* The documented rule (lib/sched/sched.c): CPU-like devices with wide explicit vectors get the
+ * register-blocked family; SIMT-style implementations (vector width 1) get local-memory tiles. */
+static int cpu_family_device(const clattn_device_info *dev)
+{
+    return (dev->device_class == CLATTN_DEVICE_CPU || dev->local_mem_emulated) &&
+           dev->native_vector_width_float >= 4;
+}
+
 static clattn_attention_algo expected_family(const clattn_device_info *dev, size_t d)
 {
-    if (dev->device_class == CLATTN_DEVICE_CPU || dev->local_mem_emulated)
+    if (cpu_family_device(dev))
         return CLATTN_ALGO_TILED_CPU;
     /* a real-local-memory device needs room for one key row of K and one of V */
     return 2 * d * sizeof(float) <= dev->local_mem_size ? CLATTN_ALGO_TILED_GPU
@@ -143,10 +157,8 @@ static void test_auto_on_every_device_and_head_dim(void **state)
                         fail_msg("%s D=%zu: family %d, want %d", devs[i].name, d, (int)L.algo,
                                  (int)want);
                     assert_int_equal(clattn__attention_family(&devs[i]),
-                                     devs[i].device_class == CLATTN_DEVICE_CPU ||
-                                             devs[i].local_mem_emulated
-                                         ? CLATTN_ALGO_TILED_CPU
-                                         : CLATTN_ALGO_TILED_GPU);
+                                     cpu_family_device(&devs[i]) ? CLATTN_ALGO_TILED_CPU
+                                                                 : CLATTN_ALGO_TILED_GPU);
                     check_launch_fits(&devs[i], d, &L);
                 }
 }
