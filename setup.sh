@@ -10,7 +10,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 pkgs="build-essential cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd \
 libclblast-dev libclfft-dev libcmocka-dev"
-[ "$mode" = test ] && pkgs="$pkgs oclgrind mesa-opencl-icd"
+[ "$mode" = test ] && pkgs="$pkgs oclgrind mesa-opencl-icd valgrind"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -335,7 +335,7 @@ static void test_reject_malformed_header(void **state)
 static void test_reject_bad_files(void **state)
 {
     char path[600];
-    unsigned char buf[200];
+    unsigned char buf[200] = {0};
     (void)state;
 
     tpath(path, sizeof path, "missing.npy");
