@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,6 +423,54 @@ static void test_wait_list(void **state)
     free(o);
 }
 
+/* One context shared by several threads: plans baked and run concurrently (different D, so the
+ * program cache builds several programs at once) must all match the reference. */
+typedef struct thread_job {
+    size_t d;
+    int ok;
+} thread_job;
+
+static void *thread_main(void *arg)
+{
+    thread_job *job = arg;
+    size_t s[4] = {1, 2, 45, job->d}, n = 2 * 45 * job->d;
+    float *q = malloc(n * 4), *o = malloc(n * 4), *r = malloc(n * 4);
+    uint64_t seed = 99 + job->d;
+    ref_fill_uniform(q, n, 1, &seed);
+    ref_attention(q, q, q, r, NULL, 1, 2, 2, 45, 45, job->d, 1.0 / sqrt((double)job->d), 1, NULL);
+    clattn_attention_desc d;
+    clattn_attention_desc_init(&d);
+    d.causal = 1;
+    job->ok = 1;
+    for (int rep = 0; rep < 3 && job->ok; rep++) {
+        if (clattn_attention_host(ctx, &d, s, s, s, q, q, q, NULL, o, NULL) != CLATTN_SUCCESS) {
+            job->ok = 0;
+            break;
+        }
+        double mr = 0, e = ref_max_abs_diff(o, r, n, &mr);
+        job->ok = e <= TOL * fmax(1.0, mr);
+    }
+    free(q);
+    free(o);
+    free(r);
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    enum { T = 4 };
+    pthread_t th[T];
+    thread_job jobs[T] = {{8, 0}, {24, 0}, {8, 0}, {48, 0}};
+    for (int i = 0; i < T; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, thread_main, &jobs[i]), 0);
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < T; i++)
+        if (!jobs[i].ok)
+            fail_msg("thread %d (D=%zu) failed: %s", i, jobs[i].d, clattn_context_last_error(ctx));
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -452,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_strided_layout), cmocka_unit_test(test_without_lse),
         cmocka_unit_test(test_naive),       cmocka_unit_test(test_auto),
         cmocka_unit_test(test_repeatable),  cmocka_unit_test(test_wait_list),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -335,8 +335,14 @@ static clattn_status enqueue_tiled(clattn_plan *plan, const clattn_tensor *q,
         ARG(&a, plan->vp);
         CLATTN_CL(a.err);
         size_t gp[2] = {plan->npad, plan->kshape[0] * plan->kshape[1]};
+        /* An in-order queue already orders pack before forward; only an out-of-order queue
+         * needs the event (and PoCL 3.1 can deadlock in clReleaseEvent when several threads
+         * enqueue on one queue, so events are not made without need). */
+        cl_command_queue_properties qp = 0;
+        CLATTN_CL(clGetCommandQueueInfo(ctx->queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL));
+        bool in_order = !(qp & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE);
         CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, plan->pack, 2, NULL, gp, NULL, num_wait,
-                                         wait, &packed));
+                                         wait, in_order ? NULL : &packed));
 
         args f = {plan->fwd, 0, CL_SUCCESS};
         arg_view(&f, q);
@@ -360,8 +366,8 @@ static clattn_status enqueue_tiled(clattn_plan *plan, const clattn_tensor *q,
         size_t gl[2] = {clattn__div_up(items, L->local_size) * L->local_size,
                         plan->qshape[0] * plan->qshape[1]};
         size_t lo[2] = {L->local_size, 1};
-        CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, plan->fwd, 2, NULL, gl, lo, 1, &packed,
-                                         event));
+        CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, plan->fwd, 2, NULL, gl, lo, packed ? 1 : 0,
+                                         packed ? &packed : NULL, event));
     } else {
         args f = {plan->fwd, 0, CL_SUCCESS};
         arg_view(&f, q);
