@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clattn.h"
 #include "reference/ref_attention.h"
@@ -423,6 +424,43 @@ static void test_wait_list(void **state)
     free(o);
 }
 
+/* A kernel that fails to build is reported with BUILD_FAILED and the compiler's log in the
+ * context's message; nothing is cached, and the embedded sources work again afterwards. */
+static void test_build_failure_reported(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/clattn-badkernel-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/common.clh", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/tiled.cl", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("__kernel void clattn_tiled_fwd_cpu(__global float *x) { x[0] = undeclared_name; }\n", f);
+    fclose(f);
+    setenv("CLATTN_KERNEL_DIR", dir, 1);
+    clattn_attention_desc d;
+    clattn_attention_desc_init(&d);
+    size_t s[4] = {1, 1, 8, 8};
+    clattn_plan *plan = NULL;
+    clattn_status st = clattn_attention_plan_create(ctx, &d, s, s, s, &plan);
+    unsetenv("CLATTN_KERNEL_DIR");
+    assert_int_equal(st, CLATTN_BUILD_FAILED);
+    assert_null(plan);
+    const char *msg = clattn_context_last_error(ctx);
+    assert_non_null(strstr(msg, "CLATTN_BUILD_FAILED"));
+    assert_non_null(strstr(msg, "undeclared_name")); /* the compiler's own words */
+    remove(path);
+    snprintf(path, sizeof path, "%s/common.clh", dir);
+    remove(path);
+    rmdir(dir);
+    assert_int_equal(clattn_attention_plan_create(ctx, &d, s, s, s, &plan), CLATTN_SUCCESS);
+    clattn_plan_destroy(plan);
+}
+
 /* One context shared by several threads: plans baked and run concurrently (different D, so the
  * program cache builds several programs at once) must all match the reference. */
 typedef struct thread_job {
@@ -501,7 +539,7 @@ int main(void)
         cmocka_unit_test(test_strided_layout), cmocka_unit_test(test_without_lse),
         cmocka_unit_test(test_naive),       cmocka_unit_test(test_auto),
         cmocka_unit_test(test_repeatable),  cmocka_unit_test(test_wait_list),
-        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_threads),     cmocka_unit_test(test_build_failure_reported),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
