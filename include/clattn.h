@@ -240,6 +240,7 @@ typedef struct clattn_plan_info {
     size_t local_mem_bytes;          /* __local memory used per work-group */
     size_t scratch_bytes;            /* device scratch owned by the plan */
     char build_options[256];         /* the -D options of the main kernel */
+    int from_tuning_db;              /* 1 when the launch came from the tuning database */
 } clattn_plan_info;
 
 /* Bakes a plan for softmax attention on fixed shapes:
@@ -326,6 +327,95 @@ CLATTN_API clattn_status clattn_sgemm_enqueue(clattn_context *ctx, int trans_b, 
 /* Measures the device's practical float32 FMA throughput (independent float16 FMA chains on
  * every compute unit), in GFLOP/s, best of several runs. Blocking; takes about a second. */
 CLATTN_API clattn_status clattn_measure_peak_gflops(clattn_context *ctx, double *gflops);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Tuning                                                                                         */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* The autotuner measures the launches of a tiled attention family that are valid on the device
+ * (TILED_CPU: rows per work-item 1/2/4/8 and work-group size 1/2/4/8; TILED_GPU: work-group size
+ * 32/64/128/256 and key tile 8/16/32/64, within the device's limits) and keeps the fastest in a
+ * per-device tuning database. Every clattn_attention_plan_create with algorithm AUTO consults that
+ * database first (shape class: D, Nq and Nk rounded up to powers of two, causal, and the family
+ * AUTO resolves to) and falls back to the scheduler's rules when it has no entry.
+ *
+ * The database is a text file per device (hash of platform, device name and driver version) in
+ * the cache folder ($CLATTN_CACHE_DIR, else $XDG_CACHE_HOME/clattn, else ~/.cache/clattn), with a
+ * header naming the library version. It is written atomically (temporary file + rename) under a
+ * lock file, merging with what other processes wrote meanwhile. An unreadable, truncated, empty or
+ * foreign-version file (or line) is ignored with a warning (clattn_tuning_db_warning), never an
+ * error. A context reads the file once, on first use. CLATTN_TUNING=off stops plans from reading
+ * it (tuning still measures and writes). */
+
+/* What one tuning run did. Strings are NUL-terminated, truncated to fit. */
+typedef struct clattn_tune_report {
+    char default_plan[96]; /* the scheduler's launch, e.g. "cpu rows=4 local=1 tile_kv=16" */
+    char tuned_plan[96];   /* the launch written to the database (the default when kept) */
+    double default_ms;     /* median wall time of the default (enqueue to finish), this run */
+    double tuned_ms;       /* median of the chosen launch; equals default_ms when it was kept */
+    double noise_ms;       /* the margin a candidate had to beat the default by: the spread
+                            * (interquartile) of the default's repetitions, at least 1% */
+    double seconds;        /* wall time of the whole tuning run, builds included */
+    unsigned candidates;   /* valid launches enumerated, the default included */
+    unsigned tried;        /* launches measured, the default included */
+    unsigned failed;       /* candidates that failed to build or run (see notes) */
+    unsigned rejected;     /* candidates dropped after one screening run (clearly slower) */
+    int budget_exhausted;  /* 1 when the budget ran out before every candidate was tried */
+    int kept_default;      /* 1 when no candidate beat the default by more than noise_ms */
+    int db_written;        /* 1 when the database file was updated */
+    char notes[1024];      /* one line per failed candidate (why), then database warnings */
+} clattn_tune_report;
+
+/* Tunes tiled attention for one shape class on the context's device: times the default launch
+ * and then the candidates, most promising first (each: build, one warm-up, one screening run, at
+ * least 5 repetitions, median of enqueue-to-finish wall time), on random inputs of the given
+ * shapes (q_shape {B, Hq, Nq, D}, k_shape {B, Hk, Nk, D}; v has k's shape). Stops trying new
+ * candidates when `budget_seconds` would be exceeded (the default is always measured). The best
+ * candidate is re-timed alternately with the default, and kept only if its median beats the
+ * default's by more than the default's measured noise; the entry (winner, or the default) is then
+ * merged into the database and used by later AUTO plans of this context and of new contexts.
+ * desc: NULL or AUTO, TILED_CPU or TILED_GPU (its scale, causal flag and key lengths are used).
+ * Blocking; uses the context's queue and finishes it.
+ * Status: NULL_POINTER (ctx, shapes or report), INVALID_ARGUMENT (budget not positive and finite),
+ * the statuses of clattn_attention_plan_create for the default launch, UNSUPPORTED (NAIVE), and
+ * OpenCL allocation codes. A failed database write is not an error: db_written stays 0 and notes
+ * say why. */
+CLATTN_API clattn_status clattn_tune_attention(clattn_context *ctx,
+                                               const clattn_attention_desc *desc,
+                                               const size_t q_shape[4], const size_t k_shape[4],
+                                               double budget_seconds, clattn_tune_report *report);
+
+/* One database entry. */
+typedef struct clattn_tuning_entry {
+    char op[16];                     /* "softmax" */
+    unsigned head_dim;               /* D */
+    size_t nq_bucket, nk_bucket;     /* Nq and Nk rounded up to powers of two */
+    int causal;                      /* 0 or 1 */
+    clattn_attention_algo algorithm; /* TILED_CPU or TILED_GPU */
+    unsigned rows_per_item;          /* TILED_CPU: ROWS; TILED_GPU: 1 */
+    size_t local_size;               /* work-group size (WG_SIZE for TILED_GPU) */
+    unsigned tile_kv;                /* TILED_GPU: TILE_KV; TILED_CPU: the 16-key block */
+    double default_ms, tuned_ms;     /* as measured when the entry was written */
+} clattn_tuning_entry;
+
+/* The database file of the context's device. UNSUPPORTED when no cache folder can be determined;
+ * BUFFER_TOO_SMALL when `size` cannot hold the path. */
+CLATTN_API clattn_status clattn_tuning_db_path(const clattn_context *ctx, char *path,
+                                               size_t size);
+
+/* Re-reads the database file (also refreshing what this context's plans use) and copies up to
+ * `capacity` entries into `entries` (may be NULL when capacity is 0); *count receives how many the
+ * file holds. An absent file gives 0 entries; warnings are kept for clattn_tuning_db_warning. */
+CLATTN_API clattn_status clattn_tuning_db_list(clattn_context *ctx, clattn_tuning_entry *entries,
+                                               size_t capacity, size_t *count);
+
+/* Deletes the device's database file (under its lock) and forgets this context's copy; later
+ * plans use the scheduler's rules. IO_ERROR when the file exists and cannot be removed. */
+CLATTN_API clattn_status clattn_tuning_db_reset(clattn_context *ctx);
+
+/* The warning of the last database read on this context (e.g. "... written by clattn 0.0.9:
+ * ignored"), or "" when it read cleanly. Copies at most size - 1 characters. */
+CLATTN_API void clattn_tuning_db_warning(clattn_context *ctx, char *buf, size_t size);
 
 #ifdef __cplusplus
 }

@@ -408,6 +408,48 @@ static void test_public_schedule_validation(void **state)
                      CLATTN_UNSUPPORTED);
 }
 
+/* The shipped per-vendor defaults (lib/tune/defaults.c) reach the GPU plans, within device
+ * limits; vendors are recognised by id or by name. */
+static void test_vendor_defaults(void **state)
+{
+    (void)state;
+    struct {
+        unsigned id;
+        const char *vendor;
+        size_t max_wg;
+        const char *family;
+        size_t wg64, wg128;
+    } rows[] = {
+        {0x10DE, "NVIDIA Corporation", 1024, "NVIDIA", 128, 128},
+        {0x1002, "Advanced Micro Devices, Inc.", 1024, "AMD", 256, 128},
+        {0, "AMD", 256, "AMD", 256, 128},
+        {0x8086, "Intel(R) Corporation", 512, "Intel", 64, 64},
+        {0, "Apple", 1024, "Apple/ARM", 64, 64},
+        {0, "Some GPU vendor", 1024, "other GPU", 128, 128},
+        {0x1002, "AMD", 128, "AMD", 128, 128}, /* capped by the device's maximum */
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        clattn_device_info dev = make_dev("gpu", CLATTN_DEVICE_GPU, 64 * KIB, 0, rows[i].max_wg,
+                                          rows[i].max_wg);
+        dev.vendor_id = rows[i].id;
+        snprintf(dev.vendor, sizeof dev.vendor, "%s", rows[i].vendor);
+        assert_string_equal(clattn__vendor_family(&dev), rows[i].family);
+        size_t want[2] = {rows[i].wg64, rows[i].wg128};
+        size_t dims[2] = {64, 128};
+        for (int j = 0; j < 2; j++) {
+            clattn__attn_problem p = {dims[j], 4096, 4096, 0};
+            clattn__attn_launch L;
+            assert_int_equal(clattn__schedule_attention(&dev, &p, CLATTN_ALGO_AUTO, &L, NULL, 0),
+                             CLATTN_SUCCESS);
+            assert_int_equal(L.algo, CLATTN_ALGO_TILED_GPU);
+            if (L.local_size != want[j])
+                fail_msg("%s D=%zu: work-group %zu, want %zu", rows[i].vendor, dims[j],
+                         L.local_size, want[j]);
+            check_launch_fits(&dev, dims[j], &L);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -418,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_invalid_head_dim_and_algorithm),
         cmocka_unit_test(test_public_schedule_agrees),
         cmocka_unit_test(test_public_schedule_validation),
+        cmocka_unit_test(test_vendor_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

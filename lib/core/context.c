@@ -240,6 +240,12 @@ static clattn_context *context_alloc(void)
         free(ctx);
         return NULL;
     }
+    if (pthread_mutex_init(&ctx->tune_lock, NULL) != 0) {
+        pthread_mutex_destroy(&ctx->prog_lock);
+        pthread_mutex_destroy(&ctx->lock);
+        free(ctx);
+        return NULL;
+    }
     clattn__cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
     return ctx;
 }
@@ -257,6 +263,8 @@ void clattn_context_destroy(clattn_context *ctx)
         clReleaseContext(ctx->cl_ctx);
     if (ctx->device)
         clReleaseDevice(ctx->device);
+    clattn__tune_release(ctx);
+    pthread_mutex_destroy(&ctx->tune_lock);
     pthread_mutex_destroy(&ctx->prog_lock);
     pthread_mutex_destroy(&ctx->lock);
     free(ctx);

@@ -28,7 +28,15 @@ struct clattn_context {
     unsigned source_builds, disk_loads, memory_hits;
     char cache_dir[1024]; /* "" when the on-disk cache is disabled or unusable */
     bool clblast_tuned;   /* CPU parameters have been given to CLBlast for this device */
+
+    pthread_mutex_t tune_lock;       /* guards the fields below; held across the file read */
+    struct clattn__tune_db *tune_db; /* the tuning database, read lazily (lib/tune) */
+    bool tune_loaded;
+    char tune_warning[512];
 };
+
+/* Frees the context's tuning database copy (lib/tune/db.c). */
+void clattn__tune_release(clattn_context *ctx);
 
 /* Records a formatted message on the context (or the thread's creation message when ctx is NULL)
  * and returns status, so failures read `return clattn__fail(ctx, CLATTN_X, "...", ...)`. */

@@ -3,6 +3,7 @@
  * kernel, kernels_cl/naive.cl) shares the plan so benchmarks compare like with like. */
 #include "../core/internal.h"
 #include "../sched/sched.h"
+#include "../tune/tune.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@ struct clattn_plan {
     cl_mem scores;         /* Nq x Nk scores of one head (NAIVE) */
     size_t scratch_bytes;
     char options[256];
+    bool from_db; /* the launch came from the tuning database */
 };
 
 void clattn_attention_desc_init(clattn_attention_desc *desc)
@@ -128,13 +130,39 @@ static clattn_status make_buffer(clattn_context *ctx, size_t bytes, const char *
     return CLATTN_SUCCESS;
 }
 
-clattn_status clattn_attention_plan_create(clattn_context *ctx, const clattn_attention_desc *desc,
-                                           const size_t q_shape[4], const size_t k_shape[4],
-                                           const size_t v_shape[4], clattn_plan **out)
+/* The launch of a new plan: the caller's (tuner), else the tuning database's (AUTO only), else
+ * the scheduler's rule. */
+static clattn_status choose_launch(clattn_context *ctx, clattn_plan *plan,
+                                   const clattn__attn_problem *prob,
+                                   const clattn__attn_launch *forced)
+{
+    char why[160];
+    if (forced) {
+        if (forced->algo != CLATTN_ALGO_TILED_CPU && forced->algo != CLATTN_ALGO_TILED_GPU &&
+            forced->algo != CLATTN_ALGO_NAIVE)
+            return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "attention plan: bad launch");
+        plan->launch = *forced;
+        return CLATTN_SUCCESS;
+    }
+    if (plan->desc.algorithm == CLATTN_ALGO_AUTO &&
+        clattn__tune_launch(ctx, prob, clattn__attention_family(&ctx->info), &plan->launch)) {
+        plan->from_db = true;
+        return CLATTN_SUCCESS;
+    }
+    clattn_status status = clattn__schedule_attention(&ctx->info, prob, plan->desc.algorithm,
+                                                      &plan->launch, why, sizeof why);
+    if (status != CLATTN_SUCCESS)
+        return clattn__fail(ctx, status, "attention plan on '%s': %s", ctx->info.name, why);
+    return CLATTN_SUCCESS;
+}
+
+static clattn_status plan_create(clattn_context *ctx, const clattn_attention_desc *desc,
+                                 const size_t q_shape[4], const size_t k_shape[4],
+                                 const size_t v_shape[4], const clattn__attn_launch *forced,
+                                 clattn_plan **out)
 {
     clattn_status status = CLATTN_SUCCESS;
     clattn_plan *plan = NULL;
-    char why[160];
     cl_program prog = NULL;
 
     if (!ctx)
@@ -167,10 +195,7 @@ clattn_status clattn_attention_plan_create(clattn_context *ctx, const clattn_att
     plan->scale = plan->desc.scale != 0.0f ? plan->desc.scale : (float)(1.0 / sqrt((double)d));
 
     clattn__attn_problem prob = {d, q_shape[2], k_shape[2], plan->desc.causal != 0};
-    status = clattn__schedule_attention(&ctx->info, &prob, plan->desc.algorithm, &plan->launch,
-                                        why, sizeof why);
-    CLATTN_CHECK(status == CLATTN_SUCCESS, status, "attention plan on '%s': %s", ctx->info.name,
-                 why);
+    CLATTN_FORWARD(choose_launch(ctx, plan, &prob, forced));
 
     const clattn__attn_launch *L = &plan->launch;
     snprintf(plan->options, sizeof plan->options, "%s", L->defines);
@@ -214,6 +239,25 @@ cleanup:
     return status;
 }
 
+clattn_status clattn_attention_plan_create(clattn_context *ctx, const clattn_attention_desc *desc,
+                                           const size_t q_shape[4], const size_t k_shape[4],
+                                           const size_t v_shape[4], clattn_plan **out)
+{
+    return plan_create(ctx, desc, q_shape, k_shape, v_shape, NULL, out);
+}
+
+clattn_status clattn__attention_plan_create_launch(clattn_context *ctx,
+                                                   const clattn_attention_desc *desc,
+                                                   const size_t q_shape[4],
+                                                   const size_t k_shape[4],
+                                                   const clattn__attn_launch *launch,
+                                                   clattn_plan **out)
+{
+    if (!launch)
+        return clattn__fail(ctx, CLATTN_NULL_POINTER, "attention plan: launch is NULL");
+    return plan_create(ctx, desc, q_shape, k_shape, k_shape, launch, out);
+}
+
 clattn_status clattn_plan_get_info(const clattn_plan *plan, clattn_plan_info *info)
 {
     if (!plan || !info)
@@ -233,6 +277,7 @@ clattn_status clattn_plan_get_info(const clattn_plan *plan, clattn_plan_info *in
     info->local_mem_bytes = L->local_mem_bytes;
     info->scratch_bytes = plan->scratch_bytes;
     snprintf(info->build_options, sizeof info->build_options, "%s", plan->options);
+    info->from_tuning_db = plan->from_db;
     return CLATTN_SUCCESS;
 }
 

@@ -20,8 +20,9 @@
  * a time (one float16 score vector per row); the online-softmax rescale per 16 keys costs ~3% of
  * the block's FMAs, and larger key tiles measured no faster on PoCL once the loops were unrolled.
  *
- * TILED_GPU tiles: one query row per work-item; work-group of 128 (or the device maximum when
- * smaller, rounded down to a power of two); key tile = the largest power of two <= 64 with
+ * TILED_GPU tiles: one query row per work-item; the work-group from the vendor family's shipped
+ * defaults (lib/tune/defaults.c: 128 for NVIDIA and unknown GPUs, 256/128 for AMD by D, 64 for
+ * Intel and Apple/ARM; the device maximum when smaller, rounded down to a power of two); key tile = the largest power of two <= 64 with
  * 2 * tile_kv * D * 4 bytes (K and V tiles) within the local memory, so more local memory never
  * gives a smaller tile. */
 #include "sched.h"
@@ -60,13 +61,26 @@ static size_t device_wg_limit(const clattn_device_info *dev)
     return lim;
 }
 
+/* Fills a TILED_CPU launch from explicit parameters (already validated). The defines do not carry
+ * the work-group size (the kernel has no reqd_work_group_size), so local sizes share a program. */
+static void fill_cpu(size_t d, unsigned rows, size_t wg, clattn__attn_launch *out)
+{
+    out->algo = CLATTN_ALGO_TILED_CPU;
+    out->rows_per_item = rows;
+    out->tile_kv = CLATTN__KEY_BLOCK;
+    out->local_size = wg;
+    out->tile_q = rows * (unsigned)wg;
+    out->local_mem_bytes = 0;
+    snprintf(out->defines, sizeof out->defines,
+             "-DHEAD_DIM=%zu -DROWS=%u -DTILE_KV=%u -DKEY_BLOCK=%d", d, out->rows_per_item,
+             out->tile_kv, CLATTN__KEY_BLOCK);
+}
+
 static void plan_cpu(const clattn_device_info *dev, const clattn__attn_problem *p,
                      clattn__attn_launch *out)
 {
     size_t d = p->head_dim;
-    out->algo = CLATTN_ALGO_TILED_CPU;
-    out->rows_per_item = d <= 64 ? 4 : d <= 128 ? 2 : 1;
-    out->tile_kv = CLATTN__KEY_BLOCK;
+    unsigned rows = d <= 64 ? 4 : d <= 128 ? 2 : 1;
     /* On CPU devices a work-item is already a full vector thread: PoCL measured fastest with one
      * work-item per group (N4096 D64: 177 GFLOP/s against 119 with 8, which PoCL runs as a loop
      * it tries to vectorise across work-items). Real GPUs that land here (too little local
@@ -75,26 +89,11 @@ static void plan_cpu(const clattn_device_info *dev, const clattn__attn_problem *
     size_t lim = device_wg_limit(dev);
     if (wg > lim)
         wg = floor_pow2(lim);
-    out->local_size = wg;
-    out->tile_q = out->rows_per_item * (unsigned)wg;
-    out->local_mem_bytes = 0;
-    snprintf(out->defines, sizeof out->defines,
-             "-DHEAD_DIM=%zu -DROWS=%u -DTILE_KV=%u -DKEY_BLOCK=%d", d, out->rows_per_item,
-             out->tile_kv, CLATTN__KEY_BLOCK);
+    fill_cpu(d, rows, wg, out);
 }
 
-static bool plan_gpu(const clattn_device_info *dev, const clattn__attn_problem *p,
-                     clattn__attn_launch *out)
+static void fill_gpu(size_t d, size_t wg, size_t tile, clattn__attn_launch *out)
 {
-    size_t d = p->head_dim;
-    size_t wg = floor_pow2(device_wg_limit(dev));
-    if (wg > 128)
-        wg = 128;
-    size_t tile = 64;
-    while (tile >= 1 && 2 * tile * d * sizeof(float) > dev->local_mem_size)
-        tile /= 2;
-    if (tile == 0)
-        return false;
     out->algo = CLATTN_ALGO_TILED_GPU;
     out->rows_per_item = 1;
     out->local_size = wg;
@@ -103,6 +102,22 @@ static bool plan_gpu(const clattn_device_info *dev, const clattn__attn_problem *
     out->local_mem_bytes = 2 * tile * d * sizeof(float);
     snprintf(out->defines, sizeof out->defines, "-DHEAD_DIM=%zu -DTILE_KV=%zu -DWG_SIZE=%zu", d,
              tile, wg);
+}
+
+static bool plan_gpu(const clattn_device_info *dev, const clattn__attn_problem *p,
+                     clattn__attn_launch *out)
+{
+    size_t d = p->head_dim;
+    /* The vendor family's work-group (lib/tune/defaults.c), within the device's limits. */
+    size_t wg = clattn__default_gpu_wg(dev, d);
+    if (wg > device_wg_limit(dev))
+        wg = floor_pow2(device_wg_limit(dev));
+    size_t tile = 64;
+    while (tile >= 1 && 2 * tile * d * sizeof(float) > dev->local_mem_size)
+        tile /= 2;
+    if (tile == 0)
+        return false;
+    fill_gpu(d, wg, tile, out);
     return true;
 }
 
@@ -157,4 +172,134 @@ clattn_status clattn__schedule_attention(const clattn_device_info *dev,
         say(why, why_len, "unknown algorithm");
         return CLATTN_INVALID_ARGUMENT;
     }
+}
+
+/* ---- explicit launches and the tuner's search space ----
+ *
+ * TILED_CPU: ROWS in {1, 2, 4, 8} with ROWS * ceil(D/16) <= 32 float16 accumulators (beyond that
+ * the accumulators spill out of the vector registers), local size a power of two up to 256 and
+ * the device limit; the key tile is the fixed 16-key block. TILED_GPU: one row per work-item,
+ * WG_SIZE a power of two within the device limit (at most 1024), TILE_KV a power of two in
+ * [1, 64] whose K and V tiles fit the local memory. */
+#define CPU_MAX_ACC_VECTORS 32
+
+static bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+clattn_status clattn__attention_launch_from(const clattn_device_info *dev,
+                                            const clattn__attn_problem *prob,
+                                            clattn_attention_algo algo, unsigned rows,
+                                            size_t local_size, unsigned tile_kv,
+                                            clattn__attn_launch *out, char *why, size_t why_len)
+{
+    memset(out, 0, sizeof *out);
+    size_t d = prob->head_dim;
+    if (d < 1 || d > CLATTN__MAX_HEAD_DIM) {
+        say(why, why_len, "head dimension must be in [1, 256]");
+        return CLATTN_INVALID_SHAPE;
+    }
+    size_t lim = device_wg_limit(dev);
+    if (algo == CLATTN_ALGO_TILED_CPU) {
+        if (!(rows == 1 || rows == 2 || rows == 4 || rows == 8) ||
+            rows * ((d + 15) / 16) > CPU_MAX_ACC_VECTORS) {
+            say(why, why_len, "rows per work-item must be 1, 2, 4 or 8 within 32 accumulators");
+            return CLATTN_UNSUPPORTED;
+        }
+        if (!is_pow2(local_size) || local_size > lim || local_size > 256 ||
+            (tile_kv != 0 && tile_kv != CLATTN__KEY_BLOCK)) {
+            say(why, why_len, "local size must be a power of two within the device limit");
+            return CLATTN_UNSUPPORTED;
+        }
+        fill_cpu(d, rows, local_size, out);
+        return CLATTN_SUCCESS;
+    }
+    if (algo == CLATTN_ALGO_TILED_GPU) {
+        if (rows > 1 || !is_pow2(local_size) || local_size > lim || local_size > 1024 ||
+            !is_pow2(tile_kv) || tile_kv > 64 ||
+            2 * (size_t)tile_kv * d * sizeof(float) > dev->local_mem_size) {
+            say(why, why_len, "work-group or key tile outside the device limits");
+            return CLATTN_UNSUPPORTED;
+        }
+        fill_gpu(d, local_size, tile_kv, out);
+        return CLATTN_SUCCESS;
+    }
+    say(why, why_len, "only the tiled families take explicit parameters");
+    return CLATTN_UNSUPPORTED;
+}
+
+static unsigned log2_dist(size_t a, size_t b)
+{
+    unsigned n = 0;
+    while (a < b) {
+        a *= 2;
+        n++;
+    }
+    while (a > b) {
+        b *= 2;
+        n++;
+    }
+    return n;
+}
+
+/* How far a candidate is from the default; changing ROWS, TILE_KV or WG_SIZE (GPU) costs a new
+ * program build, changing only the CPU local size costs a launch-time specialisation. */
+static unsigned distance(const clattn__attn_launch *a, const clattn__attn_launch *def)
+{
+    unsigned rebuild = (a->algo == CLATTN_ALGO_TILED_GPU) ? 2 : 1;
+    return 2 * log2_dist(a->rows_per_item, def->rows_per_item) +
+           2 * log2_dist(a->tile_kv, def->tile_kv) +
+           rebuild * log2_dist(a->local_size, def->local_size);
+}
+
+static bool same_launch(const clattn__attn_launch *a, const clattn__attn_launch *b)
+{
+    return a->algo == b->algo && a->rows_per_item == b->rows_per_item &&
+           a->local_size == b->local_size && a->tile_kv == b->tile_kv;
+}
+
+/* Appends a valid, new candidate; keeps the list sorted by distance (stable). */
+static void add_candidate(const clattn_device_info *dev, const clattn__attn_problem *prob,
+                          clattn_attention_algo algo, unsigned rows, size_t wg, unsigned tile,
+                          clattn__attn_launch *out, size_t cap, size_t *n)
+{
+    clattn__attn_launch c;
+    if (*n >= cap ||
+        clattn__attention_launch_from(dev, prob, algo, rows, wg, tile, &c, NULL, 0) !=
+            CLATTN_SUCCESS)
+        return;
+    for (size_t i = 0; i < *n; i++)
+        if (same_launch(&out[i], &c))
+            return;
+    size_t at = *n;
+    unsigned dc = distance(&c, &out[0]);
+    while (at > 1 && distance(&out[at - 1], &out[0]) > dc) {
+        out[at] = out[at - 1];
+        at--;
+    }
+    out[at] = c;
+    (*n)++;
+}
+
+size_t clattn__attention_candidates(const clattn_device_info *dev,
+                                    const clattn__attn_problem *prob,
+                                    clattn_attention_algo requested, clattn__attn_launch *out,
+                                    size_t cap)
+{
+    clattn__attn_launch def;
+    if (cap == 0 || (requested != CLATTN_ALGO_AUTO && requested != CLATTN_ALGO_TILED_CPU &&
+                     requested != CLATTN_ALGO_TILED_GPU) ||
+        clattn__schedule_attention(dev, prob, requested, &def, NULL, 0) != CLATTN_SUCCESS)
+        return 0;
+    size_t n = 0;
+    out[n++] = def;
+    static const unsigned rows[] = {1, 2, 4, 8}, cpu_wg[] = {1, 2, 4, 8};
+    static const unsigned gpu_wg[] = {32, 64, 128, 256}, tiles[] = {8, 16, 32, 64};
+    for (size_t i = 0; i < 4; i++)
+        for (size_t j = 0; j < 4; j++) {
+            if (def.algo == CLATTN_ALGO_TILED_CPU)
+                add_candidate(dev, prob, def.algo, rows[i], cpu_wg[j], CLATTN__KEY_BLOCK, out,
+                              cap, &n);
+            else
+                add_candidate(dev, prob, def.algo, 1, gpu_wg[j], tiles[i], out, cap, &n);
+        }
+    return n;
 }

@@ -32,7 +32,30 @@ clattn_status clattn__schedule_attention(const clattn_device_info *dev,
                                          clattn_attention_algo requested,
                                          clattn__attn_launch *out, char *why, size_t why_len);
 
+/* Shipped per-vendor defaults (lib/tune/defaults.c, pure): the family name ("NVIDIA", "AMD",
+ * "Intel", "Apple/ARM", "other GPU") and the TILED_GPU work-group size for a head dimension. */
+const char *clattn__vendor_family(const clattn_device_info *dev);
+size_t clattn__default_gpu_wg(const clattn_device_info *dev, size_t head_dim);
+
 /* The family AUTO resolves to on this device. */
 clattn_attention_algo clattn__attention_family(const clattn_device_info *dev);
+
+/* A launch of a tiled family (TILED_CPU or TILED_GPU) from explicit parameters, validated against
+ * the device: rows per work-item, work-group size and key tile (0 means the fixed key block for
+ * TILED_CPU). UNSUPPORTED with a reason in `why` when they do not fit. */
+clattn_status clattn__attention_launch_from(const clattn_device_info *dev,
+                                            const clattn__attn_problem *prob,
+                                            clattn_attention_algo algo, unsigned rows,
+                                            size_t local_size, unsigned tile_kv,
+                                            clattn__attn_launch *out, char *why, size_t why_len);
+
+/* The tuner's search space: valid launches of the family `requested` resolves to (AUTO: the
+ * device's family), the scheduler's default first, then by promise (fewest parameter steps away
+ * from the default first). Writes at most `cap` and returns how many (0 when none applies, e.g.
+ * NAIVE or an invalid head dimension). */
+size_t clattn__attention_candidates(const clattn_device_info *dev,
+                                    const clattn__attn_problem *prob,
+                                    clattn_attention_algo requested, clattn__attn_launch *out,
+                                    size_t cap);
 
 #endif

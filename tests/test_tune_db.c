@@ -1,0 +1,294 @@
+/* test_tune_db.c - device-free checks of the tuner's pieces: the candidate list on made-up devices
+ * (every candidate valid and re-creatable, the scheduler's default first, no duplicates) and the
+ * tuning database file (round trip, merge, and corrupt, truncated, empty, foreign-version and
+ * other-device files ignored with a warning, never fatal). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/tune/tune.h"
+
+#define KIB ((uint64_t)1024)
+#define DEV 0x1234abcd5678ef00ull
+
+static clattn_device_info make_dev(clattn_device_class cls, uint64_t local, int emulated,
+                                   size_t max_wg, unsigned vec)
+{
+    clattn_device_info d;
+    memset(&d, 0, sizeof d);
+    d.device_class = cls;
+    d.local_mem_size = local;
+    d.local_mem_emulated = emulated;
+    d.max_work_group_size = max_wg;
+    d.max_work_item_sizes[0] = d.max_work_item_sizes[1] = d.max_work_item_sizes[2] = max_wg;
+    d.max_alloc_size = (uint64_t)1 << 30;
+    d.native_vector_width_float = d.preferred_vector_width_float = vec;
+    return d;
+}
+
+static void check_candidates(const clattn_device_info *dev, size_t d)
+{
+    clattn__attn_problem prob = {d, 1000, 1000, 0};
+    clattn__attn_launch c[64], def, again;
+    size_t n = clattn__attention_candidates(dev, &prob, CLATTN_ALGO_AUTO, c, 64);
+    assert_true(n >= 1);
+    assert_int_equal(clattn__schedule_attention(dev, &prob, CLATTN_ALGO_AUTO, &def, NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_memory_equal(&c[0], &def, sizeof def); /* the default first, unchanged */
+    for (size_t i = 0; i < n; i++) {
+        const clattn__attn_launch *L = &c[i];
+        assert_int_equal(L->algo, def.algo);
+        assert_int_equal(clattn__attention_launch_from(dev, &prob, L->algo, L->rows_per_item,
+                                                       L->local_size, L->tile_kv, &again, NULL,
+                                                       0),
+                         CLATTN_SUCCESS);
+        assert_string_equal(again.defines, L->defines);
+        assert_true(L->local_size <= dev->max_work_group_size);
+        if (L->algo == CLATTN_ALGO_TILED_CPU)
+            assert_true(L->rows_per_item * ((d + 15) / 16) <= 32);
+        else
+            assert_true(L->local_mem_bytes <= dev->local_mem_size);
+        for (size_t j = 0; j < i; j++)
+            assert_false(c[j].rows_per_item == L->rows_per_item &&
+                         c[j].local_size == L->local_size && c[j].tile_kv == L->tile_kv);
+    }
+}
+
+static void test_candidates_made_up_devices(void **state)
+{
+    (void)state;
+    clattn_device_info devs[] = {
+        make_dev(CLATTN_DEVICE_GPU, 48 * KIB, 0, 1024, 1),  make_dev(CLATTN_DEVICE_GPU, 64 * KIB, 0, 256, 1),
+        make_dev(CLATTN_DEVICE_CPU, 1024 * KIB, 1, 4096, 16), make_dev(CLATTN_DEVICE_CPU, 32 * KIB, 1, 1024, 1),
+        make_dev(CLATTN_DEVICE_GPU, 16 * KIB, 0, 64, 1),    make_dev(CLATTN_DEVICE_GPU, 1 * KIB, 0, 16, 1),
+    };
+    const size_t ds[] = {1, 16, 33, 64, 100, 128, 256};
+    for (size_t i = 0; i < sizeof devs / sizeof devs[0]; i++)
+        for (size_t j = 0; j < sizeof ds / sizeof ds[0]; j++)
+            check_candidates(&devs[i], ds[j]);
+    /* PoCL-like: a real search space; D = 64 allows 8 rows, D = 128 stops at 4. */
+    clattn__attn_problem p64 = {64, 4096, 4096, 0}, p128 = {128, 4096, 4096, 1};
+    clattn__attn_launch c[64];
+    assert_int_equal(clattn__attention_candidates(&devs[2], &p64, CLATTN_ALGO_AUTO, c, 64), 16);
+    assert_int_equal(clattn__attention_candidates(&devs[2], &p128, CLATTN_ALGO_AUTO, c, 64), 12);
+    assert_int_equal(clattn__attention_candidates(&devs[0], &p64, CLATTN_ALGO_AUTO, c, 64), 16);
+    assert_int_equal(clattn__attention_candidates(&devs[2], &p64, CLATTN_ALGO_NAIVE, c, 64), 0);
+    assert_int_equal(clattn__attention_candidates(&devs[2], &p64, CLATTN_ALGO_AUTO, c, 3), 3);
+}
+
+static void test_launch_from_rejects(void **state)
+{
+    (void)state;
+    clattn_device_info cpu = make_dev(CLATTN_DEVICE_CPU, 1024 * KIB, 1, 4096, 16);
+    clattn_device_info gpu = make_dev(CLATTN_DEVICE_GPU, 16 * KIB, 0, 256, 1);
+    clattn__attn_problem p = {128, 512, 512, 0}, big = {257, 512, 512, 0};
+    clattn__attn_launch L;
+    char why[128];
+    assert_int_equal(clattn__attention_launch_from(&cpu, &p, CLATTN_ALGO_TILED_CPU, 3, 1, 16, &L,
+                                                   why, sizeof why),
+                     CLATTN_UNSUPPORTED);
+    assert_true(why[0] != '\0');
+    assert_int_equal(clattn__attention_launch_from(&cpu, &p, CLATTN_ALGO_TILED_CPU, 8, 1, 16, &L,
+                                                   NULL, 0),
+                     CLATTN_UNSUPPORTED); /* 8 x 8 accumulators */
+    assert_int_equal(clattn__attention_launch_from(&cpu, &p, CLATTN_ALGO_TILED_CPU, 2, 3, 16, &L,
+                                                   NULL, 0),
+                     CLATTN_UNSUPPORTED);
+    assert_int_equal(clattn__attention_launch_from(&gpu, &p, CLATTN_ALGO_TILED_GPU, 1, 512, 8, &L,
+                                                   NULL, 0),
+                     CLATTN_UNSUPPORTED); /* beyond the work-group limit */
+    assert_int_equal(clattn__attention_launch_from(&gpu, &p, CLATTN_ALGO_TILED_GPU, 1, 64, 32, &L,
+                                                   NULL, 0),
+                     CLATTN_UNSUPPORTED); /* 2 x 32 x 128 x 4 B > 16 KiB */
+    assert_int_equal(clattn__attention_launch_from(&gpu, &p, CLATTN_ALGO_TILED_GPU, 1, 64, 16, &L,
+                                                   NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_int_equal(clattn__attention_launch_from(&gpu, &p, CLATTN_ALGO_NAIVE, 1, 64, 0, &L,
+                                                   NULL, 0),
+                     CLATTN_UNSUPPORTED);
+    assert_int_equal(clattn__attention_launch_from(&gpu, &big, CLATTN_ALGO_TILED_GPU, 1, 64, 8,
+                                                   &L, NULL, 0),
+                     CLATTN_INVALID_SHAPE);
+    assert_int_equal(clattn__tune_bucket(1), 1);
+    assert_int_equal(clattn__tune_bucket(4096), 4096);
+    assert_int_equal(clattn__tune_bucket(4097), 8192);
+}
+
+/* ---- the database file ---- */
+
+static char dir[256];
+
+static int make_dir(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/clattn-tune-db-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int remove_dir(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static clattn_tuning_entry entry(unsigned d, size_t n, int causal, unsigned rows, double ms)
+{
+    clattn_tuning_entry e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.op, sizeof e.op, "softmax");
+    e.head_dim = d;
+    e.nq_bucket = e.nk_bucket = n;
+    e.causal = causal;
+    e.algorithm = CLATTN_ALGO_TILED_CPU;
+    e.rows_per_item = rows;
+    e.local_size = 2;
+    e.tile_kv = 16;
+    e.default_ms = 2 * ms;
+    e.tuned_ms = ms;
+    return e;
+}
+
+static void write_text(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Loads the file; returns the entry count and the warning count. */
+static size_t load(const char *path, unsigned *warnings, char *warn, size_t wlen)
+{
+    clattn__tune_db db = {NULL, 0, 0};
+    warn[0] = '\0';
+    *warnings = clattn__tune_db_load(path, DEV, &db, warn, wlen);
+    size_t n = db.count;
+    clattn__tune_db_free(&db);
+    return n;
+}
+
+static void test_db_round_trip_and_merge(void **state)
+{
+    (void)state;
+    char path[400], warn[400];
+    unsigned nw;
+    clattn__tune_db_path(dir, DEV, path, sizeof path);
+    assert_int_equal(load(path, &nw, warn, sizeof warn), 0); /* absent: empty, no warning */
+    assert_int_equal(nw, 0);
+    clattn_tuning_entry a[2] = {entry(64, 4096, 0, 2, 10.25), entry(128, 4096, 1, 1, 3.5)};
+    assert_int_equal(clattn__tune_db_store(path, DEV, a, 2, warn, sizeof warn), CLATTN_SUCCESS);
+    clattn_tuning_entry b = entry(64, 4096, 0, 8, 9.0); /* same key as a[0]: replaces it */
+    assert_int_equal(clattn__tune_db_store(path, DEV, &b, 1, warn, sizeof warn), CLATTN_SUCCESS);
+    clattn__tune_db db = {NULL, 0, 0};
+    assert_int_equal(clattn__tune_db_load(path, DEV, &db, warn, sizeof warn), 0);
+    assert_int_equal(db.count, 2);
+    const clattn_tuning_entry *f = clattn__tune_db_find(&db, &b);
+    assert_non_null(f);
+    assert_int_equal(f->rows_per_item, 8);
+    assert_true(f->tuned_ms == 9.0 && f->default_ms == 18.0);
+    f = clattn__tune_db_find(&db, &a[1]);
+    assert_non_null(f);
+    assert_int_equal(f->causal, 1);
+    assert_int_equal(f->local_size, 2);
+    assert_int_equal(f->algorithm, CLATTN_ALGO_TILED_CPU);
+    clattn__tune_db_free(&db);
+    assert_int_equal(clattn__tune_db_remove(path), CLATTN_SUCCESS);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(clattn__tune_db_remove(path), CLATTN_SUCCESS);
+}
+
+static void header(char *buf, size_t size, const char *lib, unsigned long long dev)
+{
+    snprintf(buf, size, "clattn-tuning-db 1 lib=%s device=%016llx\n", lib, dev);
+}
+
+#define LINE1 "softmax d=64 nq=4096 nk=4096 causal=0 family=cpu rows=4 local=1 tile_kv=16 " \
+              "default_ms=1.0 tuned_ms=0.5\n"
+#define LINE2 "softmax d=32 nq=256 nk=256 causal=1 family=gpu rows=1 local=64 tile_kv=32 " \
+              "default_ms=1.0 tuned_ms=0.9\n"
+
+static void test_db_bad_files_ignored(void **state)
+{
+    (void)state;
+    char path[400], warn[400], text[2048], hdr[128];
+    unsigned nw;
+    clattn__tune_db_path(dir, DEV, path, sizeof path);
+    header(hdr, sizeof hdr, clattn_version_string(), DEV);
+
+    write_text(path, "", 0); /* empty */
+    assert_int_equal(load(path, &nw, warn, sizeof warn), 0);
+    assert_int_equal(nw, 1);
+    assert_non_null(strstr(warn, "empty"));
+
+    write_text(path, "\x7f" "ELF\x01\x02garbage\n\n", 13); /* corrupt */
+    assert_int_equal(load(path, &nw, warn, sizeof warn), 0);
+    assert_true(nw >= 1 && strstr(warn, "header"));
+
+    snprintf(text, sizeof text, "%s" LINE1 "softmax d=banana\n" LINE2 "# a comment\n", hdr);
+    write_text(path, text, strlen(text)); /* one bad line among good ones */
+    assert_int_equal(load(path, &nw, warn, sizeof warn), 2);
+    assert_int_equal(nw, 1);
+    assert_non_null(strstr(warn, "line 3"));
+
+    snprintf(text, sizeof text, "%s" LINE1 LINE2, hdr);
+    write_text(path, text, strlen(text) - 20); /* truncated in the last line */
+    assert_int_equal(load(path, &nw, warn, sizeof warn), 1);
+    assert_non_null(strstr(warn, "truncated"));
+    write_text(path, text, strlen(hdr) - 5); /* truncated in the header */
+    assert_int_equal(load(path, &nw, warn, sizeof warn), 0);
+    assert_int_equal(nw, 1);
+
+    header(hdr, sizeof hdr, "0.0.9", DEV); /* foreign library version */
+    snprintf(text, sizeof text, "%s" LINE1, hdr);
+    write_text(path, text, strlen(text));
+    assert_int_equal(load(path, &nw, warn, sizeof warn), 0);
+    assert_non_null(strstr(warn, "0.0.9"));
+    snprintf(text, sizeof text, "clattn-tuning-db 2 lib=%s device=%016llx\n" LINE1,
+             clattn_version_string(), DEV); /* foreign format */
+    write_text(path, text, strlen(text));
+    assert_int_equal(load(path, &nw, warn, sizeof warn), 0);
+    assert_int_equal(nw, 1);
+
+    header(hdr, sizeof hdr, clattn_version_string(), DEV + 1); /* another device */
+    snprintf(text, sizeof text, "%s" LINE1, hdr);
+    write_text(path, text, strlen(text));
+    assert_int_equal(load(path, &nw, warn, sizeof warn), 0);
+    assert_non_null(strstr(warn, "another device"));
+
+    /* A writer replaces whatever unreadable file was there. */
+    clattn_tuning_entry e = entry(16, 256, 0, 1, 1.0);
+    assert_int_equal(clattn__tune_db_store(path, DEV, &e, 1, warn, sizeof warn), CLATTN_SUCCESS);
+    assert_int_equal(load(path, &nw, warn, sizeof warn), 1);
+    assert_int_equal(nw, 0);
+}
+
+static void test_db_unwritable_folder(void **state)
+{
+    (void)state;
+    char path[400], warn[400] = "";
+    clattn_tuning_entry e = entry(16, 256, 0, 1, 1.0);
+    clattn__tune_db_path("/proc/clattn-no-such-dir", DEV, path, sizeof path);
+    assert_int_equal(clattn__tune_db_store(path, DEV, &e, 1, warn, sizeof warn), CLATTN_IO_ERROR);
+    assert_true(warn[0] != '\0');
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_candidates_made_up_devices),
+        cmocka_unit_test(test_launch_from_rejects),
+        cmocka_unit_test(test_db_round_trip_and_merge),
+        cmocka_unit_test(test_db_bad_files_ignored),
+        cmocka_unit_test(test_db_unwritable_folder),
+    };
+    return cmocka_run_group_tests(tests, make_dir, remove_dir);
+}
