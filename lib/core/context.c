@@ -289,6 +289,7 @@ clattn_status clattn_context_create(const char *selector, clattn_context **out)
     made = context_alloc();
     CLATTN_CHECK(made != NULL, CLATTN_OUT_OF_HOST_MEMORY, "cannot allocate a context");
     made->platform = list[chosen].platform;
+    CLATTN_CL(clRetainDevice(list[chosen].device)); /* released in destroy, like wrapped ones */
     made->device = list[chosen].device;
     made->info = list[chosen].info;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)made->platform,
