@@ -78,10 +78,15 @@ __kernel void clattn_tiled_fwd_cpu(__global const float *q, ulong q_off, ulong4 
                                    uint hq_count, uint hk_count, uint nq, uint nk, uint npad,
                                    float scale_log2, int causal)
 {
-    uint row0 = get_global_id(0) * ROWS;
+    /* Rows are handed out last-first: under a causal mask the last rows see the most keys, and
+     * PoCL takes work-groups in order, so the long ones start first and the short ones fill in
+     * (N65536 D64 causal: 110 against 100 GFLOP/s). */
+    uint items = (nq + ROWS - 1) / ROWS;
+    uint gid = get_global_id(0);
     uint bh = get_global_id(1);
-    if (row0 >= nq)
+    if (gid >= items)
         return; /* no barriers in this kernel: early exit is safe */
+    uint row0 = (items - 1 - gid) * ROWS;
     uint b = bh / hq_count, h = bh % hq_count;
     uint hk = h / (hq_count / hk_count);
     ulong kvh = (ulong)b * hk_count + hk;
