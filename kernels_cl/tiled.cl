@@ -71,11 +71,11 @@ __kernel void clattn_tiled_pack_kv(__global const float *k, ulong k_off, ulong4 
  * cost, ROWS x DPAD multiplies, is ~3% of the block's 2 x ROWS x 16 x D FMAs), then the
  * probabilities times V's rows into ROWS x DVEC float16 accumulators that stay in registers. */
 __kernel void clattn_tiled_fwd_cpu(__global const float *q, ulong q_off, ulong4 qs,
-                                   __global const float *kp, __global const float *vp,
+                                   __global const float *kp, __global const float *vp, uint npad,
                                    __global float *out, ulong o_off, ulong4 os,
                                    __global float *lse, ulong l_off, ulong4 ls, int has_lse,
                                    __global const int *key_lengths, ulong kl_off, int has_kl,
-                                   uint hq_count, uint hk_count, uint nq, uint nk, uint npad,
+                                   uint hq_count, uint hk_count, uint nq, uint nk,
                                    float scale_log2, int causal)
 {
     /* Rows are handed out last-first: under a causal mask the last rows see the most keys, and

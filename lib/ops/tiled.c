@@ -349,6 +349,32 @@ cleanup:
     return status;
 }
 
+/* The arguments both tiled families take after their K/V inputs, in the same order. */
+static void arg_tail(args *f, const clattn_plan *plan, const clattn_tensor *q,
+                     const clattn_tensor *out, const clattn_tensor *lse)
+{
+    cl_uint hq = (cl_uint)plan->qshape[1], hk = (cl_uint)plan->kshape[1];
+    cl_uint nq = (cl_uint)plan->qshape[2], nk = (cl_uint)plan->kshape[2];
+    cl_float scale_log2 = plan->scale * 1.4426950408889634f;
+    cl_int causal = plan->desc.causal != 0;
+    cl_int has_lse = lse != NULL, has_kl = plan->desc.key_lengths != NULL;
+    /* Unused buffers still need a valid cl_mem: the kernels never touch them when the flag is 0. */
+    cl_mem klbuf = has_kl ? plan->desc.key_lengths : q->buffer;
+    cl_ulong kloff = plan->desc.key_lengths_offset;
+    arg_view(f, out);
+    arg_view(f, lse ? lse : out);
+    ARG(f, has_lse);
+    ARG(f, klbuf);
+    ARG(f, kloff);
+    ARG(f, has_kl);
+    ARG(f, hq);
+    ARG(f, hk);
+    ARG(f, nq);
+    ARG(f, nk);
+    ARG(f, scale_log2);
+    ARG(f, causal);
+}
+
 static clattn_status enqueue_tiled(clattn_plan *plan, const clattn_tensor *q,
                                    const clattn_tensor *k, const clattn_tensor *v,
                                    const clattn_tensor *out, const clattn_tensor *lse,
@@ -358,18 +384,14 @@ static clattn_status enqueue_tiled(clattn_plan *plan, const clattn_tensor *q,
     clattn_status status = CLATTN_SUCCESS;
     const clattn__attn_launch *L = &plan->launch;
     cl_event packed = NULL;
-    cl_uint hq = (cl_uint)plan->qshape[1], hk = (cl_uint)plan->kshape[1];
-    cl_uint nq = (cl_uint)plan->qshape[2], nk = (cl_uint)plan->kshape[2];
-    cl_uint npad = (cl_uint)plan->npad;
-    cl_float scale_log2 = plan->scale * 1.4426950408889634f;
-    cl_int causal = plan->desc.causal != 0;
-    cl_int has_lse = lse != NULL, has_kl = plan->desc.key_lengths != NULL;
-    clattn_tensor lse_dummy = *out; /* any valid buffer; never written when has_lse is 0 */
-    const clattn_tensor *lv = lse ? lse : &lse_dummy;
-    cl_mem klbuf = has_kl ? plan->desc.key_lengths : q->buffer;
-    cl_ulong kloff = plan->desc.key_lengths_offset;
+    size_t lo[2] = {L->local_size, 1};
+    size_t bh = plan->qshape[0] * plan->qshape[1];
+    args f = {plan->fwd, 0, CL_SUCCESS};
+    arg_view(&f, q);
 
     if (L->algo == CLATTN_ALGO_TILED_CPU) {
+        cl_uint hk = (cl_uint)plan->kshape[1], nk = (cl_uint)plan->kshape[2];
+        cl_uint npad = (cl_uint)plan->npad;
         args a = {plan->pack, 0, CL_SUCCESS};
         arg_view(&a, k);
         arg_view(&a, v);
@@ -388,52 +410,21 @@ static clattn_status enqueue_tiled(clattn_plan *plan, const clattn_tensor *q,
         bool in_order = !(qp & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE);
         CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, plan->pack, 2, NULL, gp, NULL, num_wait,
                                          wait, in_order ? NULL : &packed));
-
-        args f = {plan->fwd, 0, CL_SUCCESS};
-        arg_view(&f, q);
         ARG(&f, plan->kp);
         ARG(&f, plan->vp);
-        arg_view(&f, out);
-        arg_view(&f, lv);
-        ARG(&f, has_lse);
-        ARG(&f, klbuf);
-        ARG(&f, kloff);
-        ARG(&f, has_kl);
-        ARG(&f, hq);
-        ARG(&f, hk);
-        ARG(&f, nq);
-        ARG(&f, nk);
         ARG(&f, npad);
-        ARG(&f, scale_log2);
-        ARG(&f, causal);
+        arg_tail(&f, plan, q, out, lse);
         CLATTN_CL(f.err);
         size_t items = clattn__div_up(plan->qshape[2], L->rows_per_item);
-        size_t gl[2] = {clattn__div_up(items, L->local_size) * L->local_size,
-                        plan->qshape[0] * plan->qshape[1]};
-        size_t lo[2] = {L->local_size, 1};
+        size_t gl[2] = {clattn__div_up(items, L->local_size) * L->local_size, bh};
         CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, plan->fwd, 2, NULL, gl, lo, packed ? 1 : 0,
                                          packed ? &packed : NULL, event));
     } else {
-        args f = {plan->fwd, 0, CL_SUCCESS};
-        arg_view(&f, q);
         arg_view(&f, k);
         arg_view(&f, v);
-        arg_view(&f, out);
-        arg_view(&f, lv);
-        ARG(&f, has_lse);
-        ARG(&f, klbuf);
-        ARG(&f, kloff);
-        ARG(&f, has_kl);
-        ARG(&f, hq);
-        ARG(&f, hk);
-        ARG(&f, nq);
-        ARG(&f, nk);
-        ARG(&f, scale_log2);
-        ARG(&f, causal);
+        arg_tail(&f, plan, q, out, lse);
         CLATTN_CL(f.err);
-        size_t gl[2] = {clattn__div_up(plan->qshape[2], L->local_size) * L->local_size,
-                        plan->qshape[0] * plan->qshape[1]};
-        size_t lo[2] = {L->local_size, 1};
+        size_t gl[2] = {clattn__div_up(plan->qshape[2], L->local_size) * L->local_size, bh};
         CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, plan->fwd, 2, NULL, gl, lo, num_wait, wait,
                                          event));
     }
