@@ -325,7 +325,9 @@ CLATTN_API clattn_status clattn_sgemm_enqueue(clattn_context *ctx, int trans_b, 
                                               size_t ldc, cl_event *event);
 
 /* Measures the device's practical float32 FMA throughput (independent float16 FMA chains on
- * every compute unit), in GFLOP/s, best of several runs. Blocking; takes about a second. */
+ * every compute unit), in GFLOP/s: median of 5 runs timed by the wall clock around enqueue and
+ * finish (conservative: PoCL's profiling timestamps overstated it under load). Blocking; about
+ * a second. */
 CLATTN_API clattn_status clattn_measure_peak_gflops(clattn_context *ctx, double *gflops);
 
 /* ---------------------------------------------------------------------------------------------- */
