@@ -27,6 +27,14 @@
 #endif
 
 
+/* Key panels consumed per online-softmax step by the CPU family: two (32 keys) halve the per-key
+ * cost of the row reductions and rescales, and pay off while the score vectors fit in registers
+ * beside the accumulators (N2048 H8: D16 87 -> 132, D64 181 -> 192 GFLOP/s; at D128 and D256 one
+ * panel stays faster, 132 vs 116 and 74 vs 56). */
+#ifndef STEP_BLOCKS
+#define STEP_BLOCKS ((HEAD_DIM) <= 64 ? 2 : 1)
+#endif
+
 /* HEAD_DIM rounded up to whole float16 vectors: packed V rows and the CPU accumulators use it. */
 #define DPAD (((HEAD_DIM) + 15) / 16 * 16)
 #define DVEC (DPAD / 16)
@@ -66,9 +74,9 @@ __kernel void clattn_tiled_pack_kv(__global const float *k, ulong k_off, ulong4 
                 (L) > 0.0f ? ((M) + log2(L)) * CLATTN_LN2 : -INFINITY;                             \
     } while (0)
 
-/* Global size: (ceil(Nq / ROWS) rounded up to the work-group, B * Hq). Keys are consumed one
- * 16-key block at a time: ROWS float16 score vectors, one online-softmax rescale per block (its
- * cost, ROWS x DPAD multiplies, is ~3% of the block's 2 x ROWS x 16 x D FMAs), then the
+/* Global size: (ceil(Nq / ROWS) rounded up to the work-group, B * Hq). Keys are consumed
+ * STEP_BLOCKS 16-key panels at a time: ROWS x STEP_BLOCKS float16 score vectors, one online-softmax
+ * rescale per step (its cost, ROWS x DPAD multiplies, is a few % of the step's FMAs), then the
  * probabilities times V's rows into ROWS x DVEC float16 accumulators that stay in registers. */
 __kernel void clattn_tiled_fwd_cpu(__global const float *q, ulong q_off, ulong4 qs,
                                    __global const float *kp, __global const float *vp, uint npad,
@@ -118,32 +126,52 @@ __kernel void clattn_tiled_fwd_cpu(__global const float *q, ulong q_off, ulong4 
 
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     uint nblk = (uint)((kend + KEY_BLOCK - 1) / KEY_BLOCK);
-    for (uint kb = 0; kb < nblk; kb++) {
+    uint pblk = npad / KEY_BLOCK;
+    for (uint kb = 0; kb < nblk; kb += STEP_BLOCKS) {
+        /* Panels past the packed ones (an odd count) read as zeros and are masked below. */
+        uint have = STEP_BLOCKS == 1 ? 1 : min((uint)STEP_BLOCKS, pblk - kb);
         __global const float *pan = kpan + (ulong)kb * (HEAD_DIM * KEY_BLOCK);
-        float16 s[ROWS];
-        _Pragma("unroll") for (uint r = 0; r < ROWS; r++)
-            s[r] = CLATTN_SPLAT16(0.0f);
-        _Pragma("unroll") for (uint d = 0; d < HEAD_DIM; d++) {
-            float16 kv = vload16(d, pan);
+        float16 s[STEP_BLOCKS][ROWS];
+        _Pragma("unroll") for (uint t = 0; t < STEP_BLOCKS; t++)
             _Pragma("unroll") for (uint r = 0; r < ROWS; r++)
-                s[r] = fma(CLATTN_SPLAT16(qv[r][d]), kv, s[r]);
+                s[t][r] = CLATTN_SPLAT16(0.0f);
+        _Pragma("unroll") for (uint d = 0; d < HEAD_DIM; d++) {
+            _Pragma("unroll") for (uint t = 0; t < STEP_BLOCKS; t++) {
+                float16 kv = t < have ? vload16(d + t * HEAD_DIM, pan) : CLATTN_SPLAT16(0.0f);
+                _Pragma("unroll") for (uint r = 0; r < ROWS; r++)
+                    s[t][r] = fma(CLATTN_SPLAT16(qv[r][d]), kv, s[t][r]);
+            }
         }
-        int16 key = lane + CLATTN_ISPLAT16((int)(kb * KEY_BLOCK));
-        float p[ROWS][KEY_BLOCK];
+        float p[ROWS][STEP_BLOCKS * KEY_BLOCK];
         _Pragma("unroll") for (uint r = 0; r < ROWS; r++) {
-            float16 sr = select(s[r], CLATTN_SPLAT16(-INFINITY), key >= CLATTN_ISPLAT16(lim[r]));
-            float mnew = fmax(m[r], clattn_hmax16(sr));
+            float16 sm = CLATTN_SPLAT16(-INFINITY);
+            _Pragma("unroll") for (uint t = 0; t < STEP_BLOCKS; t++) {
+                int16 key = lane + CLATTN_ISPLAT16((int)((kb + t) * KEY_BLOCK));
+                s[t][r] = select(s[t][r], CLATTN_SPLAT16(-INFINITY),
+                                 key >= CLATTN_ISPLAT16(lim[r]));
+                sm = fmax(sm, s[t][r]);
+            }
+            float mnew = fmax(m[r], clattn_hmax16(sm));
             float mref = mnew == -INFINITY ? 0.0f : mnew; /* all masked so far: keep zeros */
             float corr = exp2(m[r] - mref);
-            float16 e = exp2(sr - CLATTN_SPLAT16(mref));
-            l[r] = l[r] * corr + clattn_hsum16(e);
+            float16 tot = CLATTN_SPLAT16(0.0f);
+            _Pragma("unroll") for (uint t = 0; t < STEP_BLOCKS; t++) {
+                float16 e = exp2(s[t][r] - CLATTN_SPLAT16(mref));
+                tot += e;
+                vstore16(e, t, p[r]);
+            }
+            l[r] = l[r] * corr + clattn_hsum16(tot);
             m[r] = mnew;
             _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
                 acc[r][c] *= CLATTN_SPLAT16(corr);
-            vstore16(e, 0, p[r]);
         }
         __global const float *vb = vrows + (ulong)kb * KEY_BLOCK * DPAD;
-        _Pragma("unroll") for (uint j = 0; j < KEY_BLOCK; j++) {
+#if STEP_BLOCKS == 1
+        _Pragma("unroll") for (uint j = 0; j < KEY_BLOCK; j++) { /* constant: fully unrolled */
+#else
+        uint nj = have * KEY_BLOCK; /* measured faster as a loop than unrolled with a mask */
+        for (uint j = 0; j < nj; j++) {
+#endif
             _Pragma("unroll") for (uint c = 0; c < DVEC; c++) {
                 float16 vv = vload16(c, vb + j * DPAD);
                 _Pragma("unroll") for (uint r = 0; r < ROWS; r++)
