@@ -419,6 +419,135 @@ CLATTN_API clattn_status clattn_tuning_db_reset(clattn_context *ctx);
  * ignored"), or "" when it read cleanly. Copies at most size - 1 characters. */
 CLATTN_API void clattn_tuning_db_warning(clattn_context *ctx, char *buf, size_t size);
 
+/* ---------------------------------------------------------------------------------------------- */
+/* Linear (kernelized) attention                                                                  */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Linear Transformers (Katharopoulos et al. 2020): softmax(q k^T) is replaced by phi(q) . phi(k)
+ * for a feature map phi applied element-wise, so the keys can be summed into a D x Dv state once:
+ *   non-causal:  O = phi(Q) (phi(K)^T V) / (phi(Q) . (phi(K)^T 1) + eps)
+ *   causal:      O_i = phi(q_i)^T S_i / (phi(q_i)^T z_i + eps),
+ *                S_i = sum_{j <= i} phi(k_j) v_j^T,  z_i = sum_{j <= i} phi(k_j)
+ * Time O(N * D * Dv), memory O(N / 64 * D * Dv) of scratch; nothing of size N x N. The causal form
+ * is computed chunk-parallel (chunks of 64 positions: per-chunk sums, a scan over chunks, then a
+ * masked product inside each chunk plus the carried state), equal to the sequential recurrence. */
+
+typedef enum clattn_feature_map {
+    CLATTN_FEATURE_ELU = 0,     /* phi(x) = elu(x) + 1 (x + 1 for x > 0, exp(x) otherwise) > 0 */
+    CLATTN_FEATURE_RELU = 1,    /* phi(x) = max(x, 0) */
+    CLATTN_FEATURE_IDENTITY = 2 /* phi(x) = x: the caller applied its own (non-negative) map */
+} clattn_feature_map;
+
+/* Describes one linear attention operator. Fill with clattn_linear_desc_init() first (defaults:
+ * ELU, non-causal, eps 1e-6), then set fields; struct_size lets the struct grow. */
+typedef struct clattn_linear_desc {
+    size_t struct_size;
+    clattn_feature_map feature_map;
+    /* Causal form (query i sees keys j <= i); needs Nq == Nk. */
+    int causal;
+    /* Added to every denominator. 0 means CLATTN_LINEAR_DEFAULT_EPS. Must be finite and >= 0.
+     * eps only guards the division by zero (a row whose features are all 0 under RELU outputs 0);
+     * it does not make a denominator well conditioned: with IDENTITY (or any map the caller
+     * applies) and signed features, phi(q) . z can cancel to nearly 0 and the output is then as
+     * ill-conditioned as the quotient itself. Use non-negative features. */
+    float eps;
+} clattn_linear_desc;
+
+#define CLATTN_LINEAR_DEFAULT_EPS 1e-6f
+
+CLATTN_API void clattn_linear_desc_init(clattn_linear_desc *desc);
+
+/* Enqueues linear attention (see above) on the context's queue.
+ * Tensors: q [B, H, Nq, D], k [B, H, Nk, D], v [B, H, Nk, Dv], out [B, H, Nq, Dv], with
+ * 1 <= D, Dv <= 256 (Dv may differ from D), any strides (e.g. [B, N, H, D] layouts). desc NULL
+ * means the defaults. Scratch (per-chunk states) is allocated by the call and released on return;
+ * OpenCL keeps it alive until the kernels have run. Every element of out is written.
+ * Validation (before anything is enqueued; nothing is touched on failure):
+ *   NULL_POINTER (ctx, q, k, v, out, or num_wait > 0 with wait NULL), INVALID_ARGUMENT (struct_size,
+ *   unknown feature map, eps negative or not finite), INVALID_SHAPE (a zero entry, D or Dv > 256,
+ *   sizes beyond 2^31), SHAPE_MISMATCH (B, H, D, Nk or out's shape disagree), UNSUPPORTED (causal
+ *   with Nq != Nk, scratch beyond the device's max allocation), BUFFER_TOO_SMALL (a view beyond its
+ *   buffer), ALIASING (out overlaps q, k or v, or maps two elements to one address), then
+ *   BUILD_FAILED or OpenCL codes. `event` (may be NULL) receives an event for the last command. */
+CLATTN_API clattn_status clattn_linear_enqueue(clattn_context *ctx, const clattn_linear_desc *desc,
+                                               const clattn_tensor *q, const clattn_tensor *k,
+                                               const clattn_tensor *v, const clattn_tensor *out,
+                                               cl_uint num_wait, const cl_event *wait,
+                                               cl_event *event);
+
+/* Blocking host-memory convenience: contiguous float32 arrays q [B,H,Nq,D], k [B,H,Nk,D],
+ * v [B,H,Nk,Dv], out [B,H,Nq,Dv] (shapes as above). `out` is only written on success. Status as
+ * for clattn_linear_enqueue. */
+CLATTN_API clattn_status clattn_linear_host(clattn_context *ctx, const clattn_linear_desc *desc,
+                                            const size_t q_shape[4], const size_t k_shape[4],
+                                            const size_t v_shape[4], const float *q,
+                                            const float *k, const float *v, float *out);
+
+/* Recurrent decoding state (the "RNN view" of causal linear attention): S [B, H, D, Dv] and
+ * z [B, H, D] in a device buffer owned by the handle, for one feature map and eps (taken from the
+ * desc at creation; its causal flag is ignored). A step costs O(D * Dv) per sequence whatever the
+ * position. The handle keeps a pointer to its context (destroy the state first) and must not be
+ * used from two threads at once. As everywhere, commands on an out-of-order queue are ordered only
+ * by the events the caller passes. */
+typedef struct clattn_linear_state clattn_linear_state;
+
+/* Creates a zeroed state for `batch` sequences of `heads` heads, key dim d and value dim dv
+ * (1..256). Blocking (the zero fill is finished on return). Status: NULL_POINTER, INVALID_ARGUMENT
+ * (desc as above), INVALID_SHAPE, OpenCL allocation codes. On failure *state is NULL. */
+CLATTN_API clattn_status clattn_linear_state_create(clattn_context *ctx,
+                                                    const clattn_linear_desc *desc, size_t batch,
+                                                    size_t heads, size_t d, size_t dv,
+                                                    clattn_linear_state **state);
+
+/* Releases the state's buffer. NULL-safe. */
+CLATTN_API void clattn_linear_state_destroy(clattn_linear_state *state);
+
+/* The shape the state was created with: {batch, heads, d, dv}. NULL_POINTER on NULL arguments. */
+CLATTN_API clattn_status clattn_linear_state_get_shape(const clattn_linear_state *state,
+                                                       size_t shape[4]);
+
+/* Enqueues S = 0, z = 0 (the start of a new sequence). */
+CLATTN_API clattn_status clattn_linear_state_reset(clattn_linear_state *state, cl_uint num_wait,
+                                                   const cl_event *wait, cl_event *event);
+
+/* Enqueues dst = src (e.g. to fork a session after a shared prompt), on dst's context's queue.
+ * Status: NULL_POINTER, INVALID_CONTEXT (different contexts), SHAPE_MISMATCH (different shapes),
+ * INVALID_ARGUMENT (different feature map or eps). dst == src is a no-op. */
+CLATTN_API clattn_status clattn_linear_state_copy(clattn_linear_state *dst,
+                                                  const clattn_linear_state *src,
+                                                  cl_uint num_wait, const cl_event *wait,
+                                                  cl_event *event);
+
+/* Blocking read-back, after everything enqueued before it: s receives S as contiguous float32
+ * [B][H][D][Dv] (s[((b*H + h)*D + d)*Dv + e]) and z receives [B][H][D]; either may be NULL. */
+CLATTN_API clattn_status clattn_linear_state_read(clattn_linear_state *state, float *s, float *z);
+
+/* Blocking write of a saved state, in clattn_linear_state_read's layout (both required; values
+ * must be finite, else INVALID_ARGUMENT and the state is unchanged). */
+CLATTN_API clattn_status clattn_linear_state_write(clattn_linear_state *state, const float *s,
+                                                   const float *z);
+
+/* Causal linear attention over a prompt that continues the state: with the state's sums S0, z0,
+ * out row i = phi(q_i)^T (S0 + sum_{j<=i} phi(k_j) v_j^T) / (phi(q_i)^T (z0 + sum_{j<=i} phi(k_j))
+ * + eps), and the state becomes the sums over the whole prompt. After a reset this is exactly
+ * clattn_linear_enqueue with causal = 1; two prefills in a row equal one over the concatenation.
+ * Tensors: q, k [B, H, N, D], v [B, H, N, Dv], out [B, H, N, Dv] or NULL (only the state is
+ * updated), with the state's B, H, D, Dv and any N >= 1. Status as for clattn_linear_enqueue
+ * (SHAPE_MISMATCH when a tensor disagrees with the state); on failure the state is unchanged. */
+CLATTN_API clattn_status clattn_linear_prefill(clattn_linear_state *state, const clattn_tensor *q,
+                                               const clattn_tensor *k, const clattn_tensor *v,
+                                               const clattn_tensor *out, cl_uint num_wait,
+                                               const cl_event *wait, cl_event *event);
+
+/* One decoding step for every sequence: q, k [B, H, 1, D], v and out [B, H, 1, Dv]. Adds
+ * phi(k) v^T to S and phi(k) to z, then writes out = phi(q)^T S / (phi(q)^T z + eps), so a prefill
+ * of a prompt followed by steps over the rest equals causal attention over the whole sequence.
+ * Cost O(B * H * D * Dv), independent of the position. Status as for clattn_linear_prefill. */
+CLATTN_API clattn_status clattn_linear_step(clattn_linear_state *state, const clattn_tensor *q,
+                                            const clattn_tensor *k, const clattn_tensor *v,
+                                            const clattn_tensor *out, cl_uint num_wait,
+                                            const cl_event *wait, cl_event *event);
+
 #ifdef __cplusplus
 }
 #endif
