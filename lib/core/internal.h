@@ -126,6 +126,23 @@ clattn_status clattn__check_no_alias(clattn_context *ctx, const clattn_tensor *o
                                      const char *out_name, const clattn_tensor *in,
                                      const char *in_name, size_t elem);
 
+/* clCreateBuffer (read-write, uninitialised) with the checks every operator needs: UNSUPPORTED
+ * beyond the device's max allocation, OpenCL codes with a message naming `what`. */
+clattn_status clattn__buffer_create(clattn_context *ctx, size_t bytes, const char *what,
+                                    cl_mem *out);
+
+/* ---- kernel arguments (lib/core/program.c): set in order, first error kept ---- */
+typedef struct clattn__args {
+    cl_kernel k;
+    cl_uint i;
+    cl_int err;
+} clattn__args;
+void clattn__arg(clattn__args *a, size_t size, const void *value);
+#define CLATTN_ARG(a, v) clattn__arg((a), sizeof(v), &(v))
+/* A tensor view as three arguments: buffer, ulong offset, ulong4 strides (kernels_cl/common.clh's
+ * clattn_at reads them). */
+void clattn__arg_view(clattn__args *a, const clattn_tensor *t);
+
 /* ---- CLBlast adapter (lib/core/blas.c) ---- */
 /* Row-major C[m x n] = alpha * A[m x k] * op(B) + beta * C, with B transposed when trans_b.
  * Offsets and leading dimensions in elements. Gives CPU devices CPU parameters first. */

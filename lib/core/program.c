@@ -412,3 +412,21 @@ clattn_status clattn__kernel_create(clattn_context *ctx, cl_program program, con
                             clattn_status_string((clattn_status)err));
     return CLATTN_SUCCESS;
 }
+
+void clattn__arg(clattn__args *a, size_t size, const void *value)
+{
+    if (a->err == CL_SUCCESS)
+        a->err = clSetKernelArg(a->k, a->i, size, value);
+    a->i++;
+}
+
+void clattn__arg_view(clattn__args *a, const clattn_tensor *t)
+{
+    cl_ulong off = t->offset;
+    cl_ulong4 st;
+    for (int i = 0; i < 4; i++)
+        st.s[i] = t->strides[i];
+    CLATTN_ARG(a, t->buffer);
+    CLATTN_ARG(a, off);
+    CLATTN_ARG(a, st);
+}

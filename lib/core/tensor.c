@@ -135,3 +135,18 @@ clattn_status clattn__tensor_check_disjoint(clattn_context *ctx, const clattn_te
     }
     return CLATTN_SUCCESS;
 }
+
+clattn_status clattn__buffer_create(clattn_context *ctx, size_t bytes, const char *what,
+                                    cl_mem *out)
+{
+    if (bytes > ctx->info.max_alloc_size)
+        return clattn__fail(ctx, CLATTN_UNSUPPORTED,
+                            "%s needs %zu bytes, more than the device's max allocation %llu",
+                            what, bytes, (unsigned long long)ctx->info.max_alloc_size);
+    cl_int err;
+    *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return clattn__fail(ctx, (clattn_status)err, "allocating %s (%zu bytes): %s", what, bytes,
+                            clattn_status_string((clattn_status)err));
+    return CLATTN_SUCCESS;
+}

@@ -127,46 +127,7 @@ cleanup:
     return status;
 }
 
-static clattn_status make_buffer(clattn_context *ctx, size_t bytes, const char *what, cl_mem *out)
-{
-    if (bytes > ctx->info.max_alloc_size)
-        return clattn__fail(ctx, CLATTN_UNSUPPORTED,
-                            "%s needs %zu bytes, more than the device's max allocation %llu",
-                            what, bytes, (unsigned long long)ctx->info.max_alloc_size);
-    cl_int err;
-    *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS)
-        return clattn__fail(ctx, (clattn_status)err, "allocating %s (%zu bytes): %s", what, bytes,
-                            clattn_status_string((clattn_status)err));
-    return CLATTN_SUCCESS;
-}
-
 /* ---- kernel arguments and launches ---- */
-
-typedef struct args {
-    cl_kernel k;
-    cl_uint i;
-    cl_int err;
-} args;
-
-static void arg(args *a, size_t size, const void *value)
-{
-    if (a->err == CL_SUCCESS)
-        a->err = clSetKernelArg(a->k, a->i, size, value);
-    a->i++;
-}
-#define ARG(a, v) arg((a), sizeof(v), &(v))
-
-static void arg_view(args *a, const clattn_tensor *t)
-{
-    cl_ulong off = t->offset;
-    cl_ulong4 st;
-    for (int i = 0; i < 4; i++)
-        st.s[i] = t->strides[i];
-    ARG(a, t->buffer);
-    ARG(a, off);
-    ARG(a, st);
-}
 
 /* A sequence of commands on the context's queue: the first honours the caller's wait list, the
  * last returns the caller's event. An in-order queue orders the rest by itself; an out-of-order
@@ -242,17 +203,17 @@ static clattn_status launch_chunks(seq *s, const lin_job *j, size_t chunk, size_
     cl_uint dk = (cl_uint)j->k->shape[3], dv = (cl_uint)j->v->shape[3];
     cl_uint uchunk = (cl_uint)chunk, unchunks = (cl_uint)nchunks;
     cl_int fmap = j->fmap;
-    args a = {kern, 0, CL_SUCCESS};
-    arg_view(&a, j->k);
-    arg_view(&a, j->v);
-    ARG(&a, heads);
-    ARG(&a, n);
-    ARG(&a, dk);
-    ARG(&a, dv);
-    ARG(&a, uchunk);
-    ARG(&a, unchunks);
-    ARG(&a, fmap);
-    ARG(&a, cs);
+    clattn__args a = {kern, 0, CL_SUCCESS};
+    clattn__arg_view(&a, j->k);
+    clattn__arg_view(&a, j->v);
+    CLATTN_ARG(&a, heads);
+    CLATTN_ARG(&a, n);
+    CLATTN_ARG(&a, dk);
+    CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, uchunk);
+    CLATTN_ARG(&a, unchunks);
+    CLATTN_ARG(&a, fmap);
+    CLATTN_ARG(&a, cs);
     CLATTN_CL(a.err);
     size_t gl[3] = {(size_t)dv + 1, dk, j->k->shape[0] * heads * nchunks};
     CLATTN_FORWARD(seq_kernel(s, kern, 3, gl, false, NULL));
@@ -277,16 +238,16 @@ static clattn_status launch_scan(seq *s, const lin_job *j, size_t nchunks, cl_me
     cl_mem final = j->causal ? (j->state ? j->state : cs) : fin;
     cl_int has_init = j->state != NULL, has_fin = !j->causal || j->state != NULL;
     cl_int prefix = j->causal != 0;
-    args a = {kern, 0, CL_SUCCESS};
-    ARG(&a, cs);
-    ARG(&a, unchunks);
-    ARG(&a, dk);
-    ARG(&a, dv);
-    ARG(&a, init);
-    ARG(&a, has_init);
-    ARG(&a, final);
-    ARG(&a, has_fin);
-    ARG(&a, prefix);
+    clattn__args a = {kern, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, cs);
+    CLATTN_ARG(&a, unchunks);
+    CLATTN_ARG(&a, dk);
+    CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, init);
+    CLATTN_ARG(&a, has_init);
+    CLATTN_ARG(&a, final);
+    CLATTN_ARG(&a, has_fin);
+    CLATTN_ARG(&a, prefix);
     CLATTN_CL(a.err);
     size_t gl[3] = {(size_t)dv + 1, dk, j->k->shape[0] * j->k->shape[1]};
     CLATTN_FORWARD(seq_kernel(s, kern, 3, gl, last, event));
@@ -308,19 +269,19 @@ static clattn_status launch_out(seq *s, const lin_job *j, cl_mem st, size_t nchu
     cl_uint dv = (cl_uint)j->v->shape[3], unchunks = (cl_uint)nchunks;
     cl_int causal = j->causal != 0, fmap = j->fmap;
     cl_float eps = j->eps;
-    args a = {kern, 0, CL_SUCCESS};
-    arg_view(&a, j->q);
-    arg_view(&a, j->k);
-    arg_view(&a, j->v);
-    arg_view(&a, j->out);
-    ARG(&a, heads);
-    ARG(&a, dk);
-    ARG(&a, dv);
-    ARG(&a, st);
-    ARG(&a, unchunks);
-    ARG(&a, causal);
-    ARG(&a, fmap);
-    ARG(&a, eps);
+    clattn__args a = {kern, 0, CL_SUCCESS};
+    clattn__arg_view(&a, j->q);
+    clattn__arg_view(&a, j->k);
+    clattn__arg_view(&a, j->v);
+    clattn__arg_view(&a, j->out);
+    CLATTN_ARG(&a, heads);
+    CLATTN_ARG(&a, dk);
+    CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, st);
+    CLATTN_ARG(&a, unchunks);
+    CLATTN_ARG(&a, causal);
+    CLATTN_ARG(&a, fmap);
+    CLATTN_ARG(&a, eps);
     CLATTN_CL(a.err);
     size_t gl[2] = {j->q->shape[2], j->q->shape[0] * heads};
     CLATTN_FORWARD(seq_kernel(s, kern, 2, gl, true, event));
@@ -356,9 +317,9 @@ static clattn_status run_job(clattn_context *ctx, const lin_job *j, cl_uint num_
                                 &one) &&
                      clattn__mul_ok(one, nchunks, &all),
                  CLATTN_SIZE_OVERFLOW, "linear: scratch size overflows");
-    CLATTN_FORWARD(make_buffer(ctx, all, "linear attention chunk states", &cs));
+    CLATTN_FORWARD(clattn__buffer_create(ctx, all, "linear attention chunk states", &cs));
     if (!j->causal)
-        CLATTN_FORWARD(make_buffer(ctx, one, "linear attention state", &tot));
+        CLATTN_FORWARD(clattn__buffer_create(ctx, one, "linear attention state", &tot));
     CLATTN_FORWARD(seq_init(&s, ctx, num_wait, wait));
     CLATTN_FORWARD(launch_chunks(&s, j, chunk, nchunks, cs));
     CLATTN_FORWARD(launch_scan(&s, j, nchunks, cs, tot, j->out == NULL, event));
@@ -397,7 +358,7 @@ cleanup:
 
 static clattn_status upload(clattn_context *ctx, const void *src, size_t bytes, cl_mem *out)
 {
-    clattn_status status = make_buffer(ctx, bytes, "host input copy", out);
+    clattn_status status = clattn__buffer_create(ctx, bytes, "host input copy", out);
     if (status != CLATTN_SUCCESS)
         return status;
     cl_int err = clEnqueueWriteBuffer(ctx->queue, *out, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
@@ -434,7 +395,7 @@ clattn_status clattn_linear_host(clattn_context *ctx, const clattn_linear_desc *
     CLATTN_FORWARD(upload(ctx, q, numel(q_shape) * sizeof(float), &bq));
     CLATTN_FORWARD(upload(ctx, k, numel(k_shape) * sizeof(float), &bk));
     CLATTN_FORWARD(upload(ctx, v, numel(v_shape) * sizeof(float), &bv));
-    CLATTN_FORWARD(make_buffer(ctx, numel(o_shape) * sizeof(float), "output", &bo));
+    CLATTN_FORWARD(clattn__buffer_create(ctx, numel(o_shape) * sizeof(float), "output", &bo));
     clattn_tensor tq = clattn_tensor_make(bq, q_shape[0], q_shape[1], q_shape[2], q_shape[3]);
     clattn_tensor tk = clattn_tensor_make(bk, k_shape[0], k_shape[1], k_shape[2], k_shape[3]);
     clattn_tensor tv = clattn_tensor_make(bv, v_shape[0], v_shape[1], v_shape[2], v_shape[3]);
@@ -476,7 +437,7 @@ clattn_status clattn_linear_state_create(clattn_context *ctx, const clattn_linea
     memcpy(s->shape, shape, sizeof shape);
     CLATTN_CHECK(clattn__mul_ok(batch * heads * d, (dv + 1) * sizeof(float), &s->bytes),
                  CLATTN_SIZE_OVERFLOW, "linear state: size overflows");
-    CLATTN_FORWARD(make_buffer(ctx, s->bytes, "linear state", &s->buf));
+    CLATTN_FORWARD(clattn__buffer_create(ctx, s->bytes, "linear state", &s->buf));
     CLATTN_FORWARD(clattn_linear_state_reset(s, 0, NULL, NULL));
     CLATTN_CL(clFinish(ctx->queue));
     *out = s;
@@ -656,14 +617,14 @@ static clattn_status launch_update(seq *s, const lin_job *j)
     cl_uint heads = (cl_uint)j->k->shape[1], dk = (cl_uint)j->k->shape[3];
     cl_uint dv = (cl_uint)j->v->shape[3];
     cl_int fmap = j->fmap;
-    args a = {kern, 0, CL_SUCCESS};
-    arg_view(&a, j->k);
-    arg_view(&a, j->v);
-    ARG(&a, heads);
-    ARG(&a, dk);
-    ARG(&a, dv);
-    ARG(&a, fmap);
-    ARG(&a, j->state);
+    clattn__args a = {kern, 0, CL_SUCCESS};
+    clattn__arg_view(&a, j->k);
+    clattn__arg_view(&a, j->v);
+    CLATTN_ARG(&a, heads);
+    CLATTN_ARG(&a, dk);
+    CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, fmap);
+    CLATTN_ARG(&a, j->state);
     CLATTN_CL(a.err);
     size_t gl[3] = {(size_t)dv + 1, dk, j->k->shape[0] * heads};
     CLATTN_FORWARD(seq_kernel(s, kern, 3, gl, false, NULL));

@@ -116,20 +116,6 @@ static clattn_status check_shapes(clattn_context *ctx, const size_t q[4], const 
     return CLATTN_SUCCESS;
 }
 
-static clattn_status make_buffer(clattn_context *ctx, size_t bytes, const char *what, cl_mem *out)
-{
-    if (bytes > ctx->info.max_alloc_size)
-        return clattn__fail(ctx, CLATTN_UNSUPPORTED,
-                            "%s needs %zu bytes, more than the device's max allocation %llu",
-                            what, bytes, (unsigned long long)ctx->info.max_alloc_size);
-    cl_int err;
-    *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS)
-        return clattn__fail(ctx, (clattn_status)err, "allocating %s (%zu bytes): %s", what, bytes,
-                            clattn_status_string((clattn_status)err));
-    return CLATTN_SUCCESS;
-}
-
 /* The launch of a new plan: the caller's (tuner), else the tuning database's (AUTO only), else
  * the scheduler's rule. */
 static clattn_status choose_launch(clattn_context *ctx, clattn_plan *plan,
@@ -210,8 +196,8 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_attention_des
         CLATTN_CHECK(clattn__mul_ok(bhk * plan->npad, d * sizeof(float), &kbytes) &&
                          clattn__mul_ok(bhk * plan->npad, dpad * sizeof(float), &vbytes),
                      CLATTN_SIZE_OVERFLOW, "attention plan: packed K/V size overflows");
-        CLATTN_FORWARD(make_buffer(ctx, kbytes, "packed K panels", &plan->kp));
-        CLATTN_FORWARD(make_buffer(ctx, vbytes, "packed V rows", &plan->vp));
+        CLATTN_FORWARD(clattn__buffer_create(ctx, kbytes, "packed K panels", &plan->kp));
+        CLATTN_FORWARD(clattn__buffer_create(ctx, vbytes, "packed V rows", &plan->vp));
         plan->scratch_bytes = kbytes + vbytes;
         break;
     }
@@ -225,7 +211,7 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_attention_des
         size_t bytes;
         CLATTN_CHECK(clattn__mul_ok(q_shape[2] * k_shape[2], sizeof(float), &bytes),
                      CLATTN_SIZE_OVERFLOW, "attention plan: score matrix size overflows");
-        CLATTN_FORWARD(make_buffer(ctx, bytes, "naive score matrix", &plan->scores));
+        CLATTN_FORWARD(clattn__buffer_create(ctx, bytes, "naive score matrix", &plan->scores));
         plan->scratch_bytes = bytes;
         break;
     }
@@ -283,31 +269,6 @@ clattn_status clattn_plan_get_info(const clattn_plan *plan, clattn_plan_info *in
 
 /* ---- enqueue ---- */
 
-typedef struct args {
-    cl_kernel k;
-    cl_uint i;
-    cl_int err;
-} args;
-
-static void arg(args *a, size_t size, const void *value)
-{
-    if (a->err == CL_SUCCESS)
-        a->err = clSetKernelArg(a->k, a->i, size, value);
-    a->i++;
-}
-#define ARG(a, v) arg((a), sizeof(v), &(v))
-
-static void arg_view(args *a, const clattn_tensor *t)
-{
-    cl_ulong off = t->offset;
-    cl_ulong4 st;
-    for (int i = 0; i < 4; i++)
-        st.s[i] = t->strides[i];
-    ARG(a, t->buffer);
-    ARG(a, off);
-    ARG(a, st);
-}
-
 static clattn_status validate_io(clattn_plan *plan, const clattn_tensor *q,
                                   const clattn_tensor *k, const clattn_tensor *v,
                                   const clattn_tensor *out, const clattn_tensor *lse)
@@ -350,7 +311,7 @@ cleanup:
 }
 
 /* The arguments both tiled families take after their K/V inputs, in the same order. */
-static void arg_tail(args *f, const clattn_plan *plan, const clattn_tensor *q,
+static void arg_tail(clattn__args *f, const clattn_plan *plan, const clattn_tensor *q,
                      const clattn_tensor *out, const clattn_tensor *lse)
 {
     cl_uint hq = (cl_uint)plan->qshape[1], hk = (cl_uint)plan->kshape[1];
@@ -361,18 +322,18 @@ static void arg_tail(args *f, const clattn_plan *plan, const clattn_tensor *q,
     /* Unused buffers still need a valid cl_mem: the kernels never touch them when the flag is 0. */
     cl_mem klbuf = has_kl ? plan->desc.key_lengths : q->buffer;
     cl_ulong kloff = plan->desc.key_lengths_offset;
-    arg_view(f, out);
-    arg_view(f, lse ? lse : out);
-    ARG(f, has_lse);
-    ARG(f, klbuf);
-    ARG(f, kloff);
-    ARG(f, has_kl);
-    ARG(f, hq);
-    ARG(f, hk);
-    ARG(f, nq);
-    ARG(f, nk);
-    ARG(f, scale_log2);
-    ARG(f, causal);
+    clattn__arg_view(f, out);
+    clattn__arg_view(f, lse ? lse : out);
+    CLATTN_ARG(f, has_lse);
+    CLATTN_ARG(f, klbuf);
+    CLATTN_ARG(f, kloff);
+    CLATTN_ARG(f, has_kl);
+    CLATTN_ARG(f, hq);
+    CLATTN_ARG(f, hk);
+    CLATTN_ARG(f, nq);
+    CLATTN_ARG(f, nk);
+    CLATTN_ARG(f, scale_log2);
+    CLATTN_ARG(f, causal);
 }
 
 static clattn_status enqueue_tiled(clattn_plan *plan, const clattn_tensor *q,
@@ -386,20 +347,20 @@ static clattn_status enqueue_tiled(clattn_plan *plan, const clattn_tensor *q,
     cl_event packed = NULL;
     size_t lo[2] = {L->local_size, 1};
     size_t bh = plan->qshape[0] * plan->qshape[1];
-    args f = {plan->fwd, 0, CL_SUCCESS};
-    arg_view(&f, q);
+    clattn__args f = {plan->fwd, 0, CL_SUCCESS};
+    clattn__arg_view(&f, q);
 
     if (L->algo == CLATTN_ALGO_TILED_CPU) {
         cl_uint hk = (cl_uint)plan->kshape[1], nk = (cl_uint)plan->kshape[2];
         cl_uint npad = (cl_uint)plan->npad;
-        args a = {plan->pack, 0, CL_SUCCESS};
-        arg_view(&a, k);
-        arg_view(&a, v);
-        ARG(&a, hk);
-        ARG(&a, nk);
-        ARG(&a, npad);
-        ARG(&a, plan->kp);
-        ARG(&a, plan->vp);
+        clattn__args a = {plan->pack, 0, CL_SUCCESS};
+        clattn__arg_view(&a, k);
+        clattn__arg_view(&a, v);
+        CLATTN_ARG(&a, hk);
+        CLATTN_ARG(&a, nk);
+        CLATTN_ARG(&a, npad);
+        CLATTN_ARG(&a, plan->kp);
+        CLATTN_ARG(&a, plan->vp);
         CLATTN_CL(a.err);
         size_t gp[2] = {plan->npad, plan->kshape[0] * plan->kshape[1]};
         /* An in-order queue already orders pack before forward; only an out-of-order queue
@@ -410,9 +371,9 @@ static clattn_status enqueue_tiled(clattn_plan *plan, const clattn_tensor *q,
         bool in_order = !(qp & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE);
         CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, plan->pack, 2, NULL, gp, NULL, num_wait,
                                          wait, in_order ? NULL : &packed));
-        ARG(&f, plan->kp);
-        ARG(&f, plan->vp);
-        ARG(&f, npad);
+        CLATTN_ARG(&f, plan->kp);
+        CLATTN_ARG(&f, plan->vp);
+        CLATTN_ARG(&f, npad);
         arg_tail(&f, plan, q, out, lse);
         CLATTN_CL(f.err);
         size_t items = clattn__div_up(plan->qshape[2], L->rows_per_item);
@@ -420,8 +381,8 @@ static clattn_status enqueue_tiled(clattn_plan *plan, const clattn_tensor *q,
         CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, plan->fwd, 2, NULL, gl, lo, packed ? 1 : 0,
                                          packed ? &packed : NULL, event));
     } else {
-        arg_view(&f, k);
-        arg_view(&f, v);
+        clattn__arg_view(&f, k);
+        clattn__arg_view(&f, v);
         arg_tail(&f, plan, q, out, lse);
         CLATTN_CL(f.err);
         size_t gl[2] = {clattn__div_up(plan->qshape[2], L->local_size) * L->local_size, bh};
@@ -466,20 +427,20 @@ static clattn_status enqueue_naive(clattn_plan *plan, const clattn_tensor *q,
                                          plan->scores, 0, nk, NULL));
             cl_ulong loff = lse ? lse->offset + b * lse->strides[0] + h * lse->strides[1] : 0;
             cl_uint ub = (cl_uint)b;
-            args a = {plan->softmax, 0, CL_SUCCESS};
-            ARG(&a, plan->scores);
-            ARG(&a, zero);
-            ARG(&a, unq);
-            ARG(&a, unk);
-            ARG(&a, scale);
-            ARG(&a, causal);
-            ARG(&a, klbuf);
-            ARG(&a, kloff);
-            ARG(&a, has_kl);
-            ARG(&a, ub);
-            ARG(&a, lbuf);
-            ARG(&a, loff);
-            ARG(&a, has_lse);
+            clattn__args a = {plan->softmax, 0, CL_SUCCESS};
+            CLATTN_ARG(&a, plan->scores);
+            CLATTN_ARG(&a, zero);
+            CLATTN_ARG(&a, unq);
+            CLATTN_ARG(&a, unk);
+            CLATTN_ARG(&a, scale);
+            CLATTN_ARG(&a, causal);
+            CLATTN_ARG(&a, klbuf);
+            CLATTN_ARG(&a, kloff);
+            CLATTN_ARG(&a, has_kl);
+            CLATTN_ARG(&a, ub);
+            CLATTN_ARG(&a, lbuf);
+            CLATTN_ARG(&a, loff);
+            CLATTN_ARG(&a, has_lse);
             CLATTN_CL(a.err);
             size_t lo = plan->launch.local_size, gl = nq * lo;
             CLATTN_CL(
@@ -547,7 +508,7 @@ clattn_status clattn_attention_enqueue(clattn_context *ctx, const clattn_attenti
 
 static clattn_status upload(clattn_context *ctx, const void *src, size_t bytes, cl_mem *out)
 {
-    clattn_status status = make_buffer(ctx, bytes, "host input copy", out);
+    clattn_status status = clattn__buffer_create(ctx, bytes, "host input copy", out);
     if (status != CLATTN_SUCCESS)
         return status;
     cl_int err = clEnqueueWriteBuffer(ctx->queue, *out, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
@@ -596,9 +557,9 @@ clattn_status clattn_attention_host(clattn_context *ctx, const clattn_attention_
     CLATTN_FORWARD(upload(ctx, q, nq_el * sizeof(float), &bq));
     CLATTN_FORWARD(upload(ctx, k, nk_el * sizeof(float), &bk));
     CLATTN_FORWARD(upload(ctx, v, nk_el * sizeof(float), &bv));
-    CLATTN_FORWARD(make_buffer(ctx, nq_el * sizeof(float), "output", &bo));
+    CLATTN_FORWARD(clattn__buffer_create(ctx, nq_el * sizeof(float), "output", &bo));
     if (lse)
-        CLATTN_FORWARD(make_buffer(ctx, nl_el * sizeof(float), "lse", &bl));
+        CLATTN_FORWARD(clattn__buffer_create(ctx, nl_el * sizeof(float), "lse", &bl));
     clattn_tensor tq = clattn_tensor_make(bq, q_shape[0], q_shape[1], q_shape[2], q_shape[3]);
     clattn_tensor tk = clattn_tensor_make(bk, k_shape[0], k_shape[1], k_shape[2], k_shape[3]);
     clattn_tensor tv = clattn_tensor_make(bv, v_shape[0], v_shape[1], v_shape[2], v_shape[3]);
