@@ -131,6 +131,11 @@ clattn_status clattn__check_no_alias(clattn_context *ctx, const clattn_tensor *o
 clattn_status clattn__buffer_create(clattn_context *ctx, size_t bytes, const char *what,
                                     cl_mem *out);
 
+/* A new buffer holding a copy of `bytes` of host memory (blocking write), for the host-pointer
+ * conveniences. On failure *out may hold a buffer the caller still releases. */
+clattn_status clattn__buffer_upload(clattn_context *ctx, const void *src, size_t bytes,
+                                    cl_mem *out);
+
 /* ---- kernel arguments (lib/core/program.c): set in order, first error kept ---- */
 typedef struct clattn__args {
     cl_kernel k;

@@ -150,3 +150,16 @@ clattn_status clattn__buffer_create(clattn_context *ctx, size_t bytes, const cha
                             clattn_status_string((clattn_status)err));
     return CLATTN_SUCCESS;
 }
+
+clattn_status clattn__buffer_upload(clattn_context *ctx, const void *src, size_t bytes,
+                                    cl_mem *out)
+{
+    clattn_status status = clattn__buffer_create(ctx, bytes, "host input copy", out);
+    if (status != CLATTN_SUCCESS)
+        return status;
+    cl_int err = clEnqueueWriteBuffer(ctx->queue, *out, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return clattn__fail(ctx, (clattn_status)err, "uploading %zu bytes: %s", bytes,
+                            clattn_status_string((clattn_status)err));
+    return CLATTN_SUCCESS;
+}

@@ -356,18 +356,6 @@ cleanup:
     return status;
 }
 
-static clattn_status upload(clattn_context *ctx, const void *src, size_t bytes, cl_mem *out)
-{
-    clattn_status status = clattn__buffer_create(ctx, bytes, "host input copy", out);
-    if (status != CLATTN_SUCCESS)
-        return status;
-    cl_int err = clEnqueueWriteBuffer(ctx->queue, *out, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail(ctx, (clattn_status)err, "uploading %zu bytes: %s", bytes,
-                            clattn_status_string((clattn_status)err));
-    return CLATTN_SUCCESS;
-}
-
 static size_t numel(const size_t s[4]) { return s[0] * s[1] * s[2] * s[3]; }
 
 clattn_status clattn_linear_host(clattn_context *ctx, const clattn_linear_desc *desc,
@@ -392,9 +380,9 @@ clattn_status clattn_linear_host(clattn_context *ctx, const clattn_linear_desc *
                          clattn__mul_ok(a, shapes[i][3], &b) && b < SIZE_MAX / sizeof(float),
                      CLATTN_SIZE_OVERFLOW, "linear host: sizes overflow");
     }
-    CLATTN_FORWARD(upload(ctx, q, numel(q_shape) * sizeof(float), &bq));
-    CLATTN_FORWARD(upload(ctx, k, numel(k_shape) * sizeof(float), &bk));
-    CLATTN_FORWARD(upload(ctx, v, numel(v_shape) * sizeof(float), &bv));
+    CLATTN_FORWARD(clattn__buffer_upload(ctx, q, numel(q_shape) * sizeof(float), &bq));
+    CLATTN_FORWARD(clattn__buffer_upload(ctx, k, numel(k_shape) * sizeof(float), &bk));
+    CLATTN_FORWARD(clattn__buffer_upload(ctx, v, numel(v_shape) * sizeof(float), &bv));
     CLATTN_FORWARD(clattn__buffer_create(ctx, numel(o_shape) * sizeof(float), "output", &bo));
     clattn_tensor tq = clattn_tensor_make(bq, q_shape[0], q_shape[1], q_shape[2], q_shape[3]);
     clattn_tensor tk = clattn_tensor_make(bk, k_shape[0], k_shape[1], k_shape[2], k_shape[3]);

@@ -506,18 +506,6 @@ clattn_status clattn_attention_enqueue(clattn_context *ctx, const clattn_attenti
     return status;
 }
 
-static clattn_status upload(clattn_context *ctx, const void *src, size_t bytes, cl_mem *out)
-{
-    clattn_status status = clattn__buffer_create(ctx, bytes, "host input copy", out);
-    if (status != CLATTN_SUCCESS)
-        return status;
-    cl_int err = clEnqueueWriteBuffer(ctx->queue, *out, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail(ctx, (clattn_status)err, "uploading %zu bytes: %s", bytes,
-                            clattn_status_string((clattn_status)err));
-    return CLATTN_SUCCESS;
-}
-
 clattn_status clattn_attention_host(clattn_context *ctx, const clattn_attention_desc *desc,
                                     const size_t q_shape[4], const size_t k_shape[4],
                                     const size_t v_shape[4], const float *q, const float *k,
@@ -546,7 +534,7 @@ clattn_status clattn_attention_host(clattn_context *ctx, const clattn_attention_
             CLATTN_CHECK(key_lengths[b] >= 0 && (size_t)key_lengths[b] <= k_shape[2],
                          CLATTN_INVALID_ARGUMENT, "key_lengths[%zu] = %d outside [0, %zu]", b,
                          (int)key_lengths[b], k_shape[2]);
-        CLATTN_FORWARD(upload(ctx, key_lengths, q_shape[0] * sizeof(int32_t), &bkl));
+        CLATTN_FORWARD(clattn__buffer_upload(ctx, key_lengths, q_shape[0] * sizeof(int32_t), &bkl));
         d.key_lengths = bkl;
         d.key_lengths_offset = 0;
     }
@@ -554,9 +542,9 @@ clattn_status clattn_attention_host(clattn_context *ctx, const clattn_attention_
     tmp_l = lse ? malloc(nl_el * sizeof(float)) : NULL;
     CLATTN_CHECK(tmp_o && (!lse || tmp_l), CLATTN_OUT_OF_HOST_MEMORY,
                  "attention host: staging output");
-    CLATTN_FORWARD(upload(ctx, q, nq_el * sizeof(float), &bq));
-    CLATTN_FORWARD(upload(ctx, k, nk_el * sizeof(float), &bk));
-    CLATTN_FORWARD(upload(ctx, v, nk_el * sizeof(float), &bv));
+    CLATTN_FORWARD(clattn__buffer_upload(ctx, q, nq_el * sizeof(float), &bq));
+    CLATTN_FORWARD(clattn__buffer_upload(ctx, k, nk_el * sizeof(float), &bk));
+    CLATTN_FORWARD(clattn__buffer_upload(ctx, v, nk_el * sizeof(float), &bv));
     CLATTN_FORWARD(clattn__buffer_create(ctx, nq_el * sizeof(float), "output", &bo));
     if (lse)
         CLATTN_FORWARD(clattn__buffer_create(ctx, nl_el * sizeof(float), "lse", &bl));
