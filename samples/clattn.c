@@ -10,75 +10,43 @@
  * example of the plan API. Exit status: 0 success, 1 runtime failure (device, build, I/O while
  * writing), 2 usage error (bad options, unreadable or mismatched input files). Errors are one line
  * on stderr starting with "clattn: "; outputs are written only after the computation succeeded. */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty, fileno */
+#define _POSIX_C_SOURCE 200809L /* isatty, fileno */
 
-#include <clattn.h>
-
-#include "npy.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
-
-/* The public contract of clattn_attention_plan_create (1 <= D <= 256); checked here too so that the
- * message can name the file. */
-#define MAX_HEAD_DIM 256
-#define MAX_SWEEP 64
 #define SGEMM_SIZE 2048
 
-#if defined(__GNUC__)
-#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-#else
-#define PRINTF_LIKE(f, a)
-#endif
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Operators: each family's `run` and `bench` live in samples/cli_<op>.c (see cli.h)               */
+/* ---------------------------------------------------------------------------------------------- */
+
+static int run_softmax_cmd(int argc, char **argv);
+static int bench_softmax_cmd(int argc, char **argv);
+static void usage_softmax(FILE *f);
+
+/* Registered operators: name, `run`, `bench` (either may be NULL) and the usage lines for
+ * `clattn help`. */
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    int (*bench)(int argc, char **argv);
+    void (*usage)(FILE *f);
+} OPERATORS[] = {
+    {"softmax", run_softmax_cmd, bench_softmax_cmd, usage_softmax},
+};
+#define N_OPERATORS (sizeof OPERATORS / sizeof OPERATORS[0])
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Messages                                                                                       */
 /* ---------------------------------------------------------------------------------------------- */
-
-/* Prints "clattn: <message>" as one line and returns `code`, so callers can `return fail(...)`. */
-PRINTF_LIKE(2, 3) static int fail(int code, const char *fmt, ...)
-{
-    char msg[1200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    /* Library messages may carry a multi-line build log; the contract here is one line. */
-    for (char *p = msg; *p; p++)
-        if (*p == '\n' || *p == '\r' || *p == '\t')
-            *p = ' ';
-    fprintf(stderr, "clattn: %s\n", msg);
-    return code;
-}
-
-/* Library failures caused by the caller's data are usage errors; the rest are runtime failures. */
-static int status_exit_code(clattn_status st)
-{
-    switch (st) {
-    case CLATTN_INVALID_ARGUMENT:
-    case CLATTN_INVALID_SHAPE:
-    case CLATTN_SHAPE_MISMATCH:
-        return EXIT_USAGE;
-    default:
-        return EXIT_RUNTIME;
-    }
-}
-
-/* The context's detail message, or the status's generic one when the library left none. */
-static const char *lib_error(const clattn_context *ctx, clattn_status st)
-{
-    const char *m = clattn_context_last_error(ctx);
-    return m && *m ? m : clattn_status_message(st);
-}
 
 static const char *class_name(clattn_device_class c)
 {
@@ -109,19 +77,6 @@ static const char *algo_name(clattn_attention_algo a)
     return "?";
 }
 
-static const char *dtype_name(npy_dtype t)
-{
-    switch (t) {
-    case NPY_F32:
-        return "float32";
-    case NPY_I32:
-        return "int32";
-    case NPY_I64:
-        return "int64";
-    }
-    return "?";
-}
-
 static void format_bytes(char *buf, size_t len, uint64_t bytes)
 {
     static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -137,36 +92,13 @@ static void format_bytes(char *buf, size_t len, uint64_t bytes)
         snprintf(buf, len, "%.4g %s", v, units[u]);
 }
 
-static void format_shape(char *buf, size_t len, int ndim, const size_t *shape)
-{
-    size_t used = (size_t)snprintf(buf, len, "[");
-    for (int i = 0; i < ndim && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, "%s%zu", i ? ", " : "", shape[i]);
-    if (used < len)
-        snprintf(buf + used, len - used, "]");
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
 /* ---------------------------------------------------------------------------------------------- */
 /* Usage                                                                                          */
 /* ---------------------------------------------------------------------------------------------- */
 
-static void print_usage(FILE *f)
+static void usage_softmax(FILE *f)
 {
     fprintf(f,
-            "clattn %s - runtime-compiled OpenCL kernels for attention\n"
-            "\n"
-            "usage:\n"
-            "  clattn devices\n"
-            "      list every OpenCL platform/device, its capabilities and the plans the\n"
-            "      scheduler picks for tiled attention (D = 64, 128; N = 4096); '*' marks the\n"
-            "      device a plain context would use\n"
             "  clattn run softmax --q Q.npy --k K.npy --v V.npy -o OUT.npy [--causal]\n"
             "         [--scale S] [--key-lengths L.npy] [--lse LSE.npy]\n"
             "         [--algo auto|cpu|gpu|naive] [--device SEL]\n"
@@ -181,7 +113,24 @@ static void print_usage(FILE *f)
             "      peak (FMA throughput); default tiled,naive,sgemm,peak. Plan build time is\n"
             "      reported apart. --csv prints op,variant,batch,heads,nq,nk,d,causal,ms,gflops\n"
             "      (sgemm rows: nq,nk,d = M,N,K; peak rows: sizes and ms 0). Attention FLOPs\n"
-            "      are 4*B*H*Nq*Nk*D, halved with --causal\n"
+            "      are 4*B*H*Nq*Nk*D, halved with --causal\n",
+            SGEMM_SIZE);
+}
+
+static void print_usage(FILE *f)
+{
+    fprintf(f,
+            "clattn %s - runtime-compiled OpenCL kernels for attention\n"
+            "\n"
+            "usage:\n"
+            "  clattn devices\n"
+            "      list every OpenCL platform/device, its capabilities and the plans the\n"
+            "      scheduler picks for tiled attention (D = 64, 128; N = 4096); '*' marks the\n"
+            "      device a plain context would use\n",
+            clattn_version_string());
+    for (size_t i = 0; i < N_OPERATORS; i++)
+        OPERATORS[i].usage(f);
+    fprintf(f,
             "  clattn tune [--op softmax] [--d 64,128] [--n 4096] [--causal both|yes|no]\n"
             "         [--budget SECONDS] [--heads 8] [--batch 1] [--device SEL]\n"
             "      autotune tiled attention for each shape (B x H x N x D): time the valid\n"
@@ -207,106 +156,12 @@ static void print_usage(FILE *f)
             "  CLATTN_TUNING=off            plans ignore the tuning database\n"
             "  CLATTN_CLBLAST_CPU_PARAMS=off  let CLBlast use its own defaults on CPU devices\n"
             "\n"
-            "exit status: 0 success, 1 runtime failure, 2 usage error or bad input file\n",
-            clattn_version_string(), SGEMM_SIZE);
-}
-
-static int is_help(const char *arg)
-{
-    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0 || strcmp(arg, "help") == 0;
+            "exit status: 0 success, 1 runtime failure, 2 usage error or bad input file\n");
 }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Option parsing                                                                                 */
 /* ---------------------------------------------------------------------------------------------- */
-
-/* One option: "--name VALUE", "--name=VALUE" (value options) or "--name" (flags). */
-typedef struct opt_spec {
-    const char *name;
-    const char *alias;  /* e.g. "-o"; may be NULL */
-    const char **value; /* set for value options */
-    int *flag;          /* set for flags */
-} opt_spec;
-
-/* 1 when `arg` is `name` exactly or `name=...` (then *inl points after '='). */
-static int opt_matches(const char *arg, const char *name, const char **inl)
-{
-    size_t n = strlen(name);
-    if (strncmp(arg, name, n) != 0)
-        return 0;
-    if (arg[n] == '\0') {
-        *inl = NULL;
-        return 1;
-    }
-    if (arg[n] == '=' && name[1] == '-') {
-        *inl = arg + n + 1;
-        return 1;
-    }
-    return 0;
-}
-
-/* Parses argv[first..argc) against `specs`. Returns 0, -1 when help was asked (*help set), or an
- * exit code after printing the error. */
-static int parse_options(int argc, char **argv, int first, const char *cmd, const opt_spec *specs,
-                         size_t nspecs, int *help)
-{
-    *help = 0;
-    for (int i = first; i < argc; i++) {
-        const char *arg = argv[i], *inl = NULL;
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
-            *help = 1;
-            return 0;
-        }
-        const opt_spec *s = NULL;
-        for (size_t j = 0; j < nspecs && !s; j++)
-            if (opt_matches(arg, specs[j].name, &inl) ||
-                (specs[j].alias && opt_matches(arg, specs[j].alias, &inl)))
-                s = &specs[j];
-        if (!s) {
-            if (arg[0] == '-')
-                return fail(EXIT_USAGE, "%s: unknown option '%s' (see 'clattn help')", cmd, arg);
-            return fail(EXIT_USAGE, "%s: unexpected argument '%s' (see 'clattn help')", cmd, arg);
-        }
-        if (s->flag) {
-            if (inl)
-                return fail(EXIT_USAGE, "%s: option %s takes no value", cmd, s->name);
-            *s->flag = 1;
-            continue;
-        }
-        if (!inl) {
-            if (i + 1 >= argc)
-                return fail(EXIT_USAGE, "%s: option %s needs a value", cmd, s->name);
-            inl = argv[++i];
-        }
-        if (*inl == '\0')
-            return fail(EXIT_USAGE, "%s: option %s has an empty value", cmd, s->name);
-        *s->value = inl;
-    }
-    return 0;
-}
-
-/* A decimal integer in [lo, hi]; no sign, no spaces, no trailing characters. */
-static int parse_size(const char *s, size_t lo, size_t hi, size_t *out)
-{
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = (size_t)v;
-    return 0;
-}
-
-static int size_option(const char *cmd, const char *name, const char *s, size_t lo, size_t hi,
-                       size_t *out)
-{
-    if (parse_size(s, lo, hi, out) != 0)
-        return fail(EXIT_USAGE, "%s: %s '%s' is not an integer in [%zu, %zu]", cmd, name, s, lo,
-                    hi);
-    return 0;
-}
 
 /* ---------------------------------------------------------------------------------------------- */
 /* clattn devices                                                                                 */
@@ -436,21 +291,7 @@ typedef struct run_args {
 
 static int load_qkv(const char *path, const char *opt, npy_array *a)
 {
-    char err[512];
-    if (npy_read(path, a, err, sizeof err) != 0)
-        return fail(EXIT_USAGE, "%s", err);
-    char shp[160];
-    format_shape(shp, sizeof shp, a->ndim, a->shape);
-    if (a->dtype != NPY_F32)
-        return fail(EXIT_USAGE, "%s (%s): dtype %s, expected float32", path, opt,
-                    dtype_name(a->dtype));
-    if (a->ndim != 4)
-        return fail(EXIT_USAGE, "%s (%s): shape %s has %d dimensions, expected 4 [B, H, N, D]",
-                    path, opt, shp, a->ndim);
-    for (int i = 0; i < 4; i++)
-        if (a->shape[i] == 0)
-            return fail(EXIT_USAGE, "%s (%s): shape %s has an empty dimension", path, opt, shp);
-    return 0;
+    return load_f32(path, opt, 4, a);
 }
 
 static int check_qkv_shapes(const run_args *ra, const npy_array *q, const npy_array *k,
@@ -622,17 +463,8 @@ cleanup:
     return rc;
 }
 
-static int cmd_run(int argc, char **argv)
+static int run_softmax_cmd(int argc, char **argv)
 {
-    if (argc < 2 || is_help(argv[1])) {
-        if (argc < 2)
-            return fail(EXIT_USAGE,
-                        "run: missing operator (supported: softmax; see 'clattn help')");
-        print_usage(stdout);
-        return 0;
-    }
-    if (strcmp(argv[1], "softmax") != 0)
-        return fail(EXIT_USAGE, "run: unknown operator '%s' (supported: softmax)", argv[1]);
     run_args ra;
     memset(&ra, 0, sizeof ra);
     const opt_spec specs[] = {
@@ -702,49 +534,6 @@ typedef struct bench_result {
     char kernel[64];
 } bench_result;
 
-typedef struct progress {
-    int tty;
-    size_t step, total;
-} progress;
-
-PRINTF_LIKE(2, 3) static void progress_step(progress *p, const char *fmt, ...)
-{
-    char what[160];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    p->step++;
-    if (p->tty)
-        fprintf(stderr, "\r\033[K[%zu/%zu] %s ...", p->step, p->total, what);
-    else
-        fprintf(stderr, "[%zu/%zu] %s\n", p->step, p->total, what);
-    fflush(stderr);
-}
-
-static void progress_clear(const progress *p)
-{
-    if (p->tty) {
-        fputs("\r\033[K", stderr);
-        fflush(stderr);
-    }
-}
-
-/* A note about a skipped measurement; the sweep goes on. */
-PRINTF_LIKE(2, 3) static void note(const progress *p, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    for (char *c = msg; *c; c++)
-        if (*c == '\n' || *c == '\r' || *c == '\t')
-            *c = ' ';
-    progress_clear(p);
-    fprintf(stderr, "clattn: note: %s\n", msg);
-}
-
 static int parse_variants(const char *s, bench_config *cfg)
 {
     cfg->n_variants = 0;
@@ -794,66 +583,6 @@ static int parse_ns(const char *s, bench_config *cfg)
             return fail(EXIT_USAGE, "bench: --n '%s' ends with a comma", s);
     }
     return 0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static void fill_random(float *x, size_t n, uint64_t seed)
-{
-    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        x[i] = (float)((double)(s >> 11) * (2.0 / 9007199254740992.0) - 1.0);
-    }
-}
-
-/* Creates `count` buffers of `elems` floats; the first `random` are filled with values in [-1, 1).
- * Returns CL_SUCCESS or the OpenCL error (buffers made so far are released). */
-static cl_int make_buffers(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random,
-                           size_t elems)
-{
-    cl_context clctx = clattn_context_get_cl_context(ctx);
-    cl_command_queue queue = clattn_context_get_cl_queue(ctx);
-    float *host = random ? malloc(elems * sizeof *host) : NULL;
-    cl_int err = random && !host ? CL_OUT_OF_HOST_MEMORY : CL_SUCCESS;
-    for (size_t i = 0; i < count; i++)
-        bufs[i] = NULL;
-    for (size_t i = 0; i < count && err == CL_SUCCESS; i++) {
-        bufs[i] = clCreateBuffer(clctx, i < random ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE,
-                                 elems * sizeof(float), NULL, &err);
-        if (err == CL_SUCCESS && i < random) {
-            fill_random(host, elems, i + 1);
-            err = clEnqueueWriteBuffer(queue, bufs[i], CL_TRUE, 0, elems * sizeof(float), host, 0,
-                                       NULL, NULL);
-        }
-    }
-    free(host);
-    if (err != CL_SUCCESS)
-        for (size_t i = 0; i < count; i++)
-            if (bufs[i]) {
-                clReleaseMemObject(bufs[i]);
-                bufs[i] = NULL;
-            }
-    return err;
-}
-
-static void release_buffers(cl_mem *bufs, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        if (bufs[i])
-            clReleaseMemObject(bufs[i]);
 }
 
 /* Warm-up once, then `reps` timed runs of enqueue + finish; the median in *ms. The wall clock is
@@ -1031,7 +760,7 @@ static const bench_result *find_result(const bench_result *res, size_t n, varian
 
 static void print_csv(const bench_result *res, size_t n)
 {
-    printf("op,variant,batch,heads,nq,nk,d,causal,ms,gflops\n");
+    printf("%s\n", BENCH_CSV_HEADER);
     for (size_t i = 0; i < n; i++) {
         const bench_result *r = &res[i];
         printf("%s,%s,%zu,%zu,%zu,%zu,%zu,%d,%.4f,%.3f\n", r->op, VARIANTS[r->variant].name,
@@ -1174,17 +903,8 @@ static int bench_report(const bench_config *cfg)
     return rc;
 }
 
-static int cmd_bench(int argc, char **argv)
+static int bench_softmax_cmd(int argc, char **argv)
 {
-    if (argc < 2 || is_help(argv[1])) {
-        if (argc < 2)
-            return fail(EXIT_USAGE,
-                        "bench: missing operator (supported: softmax; see 'clattn help')");
-        print_usage(stdout);
-        return 0;
-    }
-    if (strcmp(argv[1], "softmax") != 0)
-        return fail(EXIT_USAGE, "bench: unknown operator '%s' (supported: softmax)", argv[1]);
     bench_config cfg;
     int help = 0;
     int rc = bench_parse(argc, argv, &cfg, &help);
@@ -1209,27 +929,6 @@ typedef struct tune_config {
     int show, reset;
     const char *device;
 } tune_config;
-
-/* A comma-separated list of integers in [lo, hi]. */
-static int parse_list(const char *cmd, const char *name, const char *s, size_t lo, size_t hi,
-                      size_t *out, size_t *count)
-{
-    char item[32];
-    *count = 0;
-    for (const char *p = s; *p;) {
-        size_t len = strcspn(p, ",");
-        if (len == 0 || len >= sizeof item || *count >= MAX_SWEEP)
-            return fail(EXIT_USAGE, "%s: %s '%s' is not a list of integers", cmd, name, s);
-        memcpy(item, p, len);
-        item[len] = '\0';
-        int rc = size_option(cmd, name, item, lo, hi, &out[*count]);
-        if (rc)
-            return rc;
-        (*count)++;
-        p += len + (p[len] == ',');
-    }
-    return *count ? 0 : fail(EXIT_USAGE, "%s: %s is empty", cmd, name);
-}
 
 static int tune_parse(int argc, char **argv, tune_config *cfg, int *help)
 {
@@ -1481,6 +1180,30 @@ static int cmd_demo(int argc, char **argv)
 
 /* ---------------------------------------------------------------------------------------------- */
 
+/* `clattn run|bench OP ...`: hands argv (from "run"/"bench") to the operator's command. */
+static int dispatch(int argc, char **argv, int bench)
+{
+    const char *verb = bench ? "bench" : "run";
+    char names[256] = "";
+    for (size_t i = 0; i < N_OPERATORS; i++)
+        if ((bench ? OPERATORS[i].bench : OPERATORS[i].run) != NULL)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                     OPERATORS[i].name);
+    if (argc < 2 || is_help(argv[1])) {
+        if (argc < 2)
+            return fail(EXIT_USAGE, "%s: missing operator (supported: %s; see 'clattn help')",
+                        verb, names);
+        print_usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < N_OPERATORS; i++) {
+        int (*fn)(int, char **) = bench ? OPERATORS[i].bench : OPERATORS[i].run;
+        if (fn && strcmp(argv[1], OPERATORS[i].name) == 0)
+            return fn(argc, argv);
+    }
+    return fail(EXIT_USAGE, "%s: unknown operator '%s' (supported: %s)", verb, argv[1], names);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -1500,9 +1223,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "devices") == 0)
         return cmd_devices(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
-        return cmd_run(argc - 1, argv + 1);
+        return dispatch(argc - 1, argv + 1, 0);
     if (strcmp(cmd, "bench") == 0)
-        return cmd_bench(argc - 1, argv + 1);
+        return dispatch(argc - 1, argv + 1, 1);
     if (strcmp(cmd, "demo") == 0)
         return cmd_demo(argc - 1, argv + 1);
     if (strcmp(cmd, "tune") == 0)

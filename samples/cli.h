@@ -1,0 +1,146 @@
+/* cli.h — what every `clattn` subcommand shares: one-line errors and exit codes, option parsing,
+ * .npy loading and writing, device opening, timing, and the bench CSV/table format.
+ *
+ * Each operator family lives in its own samples/cli_<op>.c exposing
+ *     int cli_run_<op>(int argc, char **argv);    argv[0] = "run", argv[1] = "<op>", options after
+ *     int cli_bench_<op>(int argc, char **argv);  argv[0] = "bench", argv[1] = "<op>", options after
+ * and is registered in the OPERATORS table of samples/clattn.c. Conventions: exit 0 on success,
+ * EXIT_USAGE for bad options or input files (checked before any device work), EXIT_RUNTIME for
+ * device/library failures; every error is one "clattn: ..." line from fail(); outputs are written
+ * only after the computation succeeded. Bench output is the table of cli_print_table() or, with
+ * --csv, the CSV of cli_print_csv() (the same header as `bench softmax`). */
+#ifndef CLATTN_SAMPLES_CLI_H
+#define CLATTN_SAMPLES_CLI_H
+
+#include <clattn.h>
+
+#include "npy.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+/* The public contract of the attention operators (1 <= D <= 256); checked here too so that the
+ * message can name the file. */
+#define MAX_HEAD_DIM 256
+#define MAX_SWEEP 64
+
+#if defined(__GNUC__)
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PRINTF_LIKE(f, a)
+
+/* Baselines every operator's bench can show next to its own rows, measured in the same run:
+ * exact tiled softmax attention (the scheduler's choice; variant "tiled"; FLOPs 4*B*H*Nq*Nk*D,
+ * halved when causal) on random inputs of the given shape, and the device's FMA peak (variant
+ * "peak", op "peak"). 0 with *r filled, or -1 after a note (the sweep goes on). */
+int bench_tiled_row(clattn_context *ctx, size_t batch, size_t heads, size_t nq, size_t nk,
+                    size_t d, int causal, size_t reps, const progress *prog, bench_row *r);
+int bench_peak_row(clattn_context *ctx, const progress *prog, bench_row *r);
+
+#endif
+
+/* ---- messages ---- */
+/* Prints "clattn: <message>" as one line and returns `code`, so callers can `return fail(...)`. */
+PRINTF_LIKE(2, 3) int fail(int code, const char *fmt, ...);
+/* EXIT_USAGE for statuses caused by the caller's data (invalid argument/shape, mismatch), else
+ * EXIT_RUNTIME. */
+int status_exit_code(clattn_status st);
+/* The context's detail message, or the status's generic one when the library left none. */
+const char *lib_error(const clattn_context *ctx, clattn_status st);
+/* "attention failed: <detail> (CLATTN_X)" style report of a failed library call. */
+int fail_status(clattn_context *ctx, clattn_status st, const char *what);
+const char *dtype_name(npy_dtype t);
+void format_shape(char *buf, size_t len, int ndim, const size_t *shape);
+double now_ms(void);
+int is_help(const char *arg);
+
+/* ---- options ---- */
+/* One option: "--name VALUE", "--name=VALUE" (value options) or "--name" (flags). */
+typedef struct opt_spec {
+    const char *name;
+    const char *alias;  /* e.g. "-o"; may be NULL */
+    const char **value; /* set for value options */
+    int *flag;          /* set for flags */
+} opt_spec;
+#define OPT_COUNT(specs) (sizeof(specs) / sizeof((specs)[0]))
+
+/* Parses argv[first..argc) against `specs`. Returns 0 (with *help set when -h/--help was given),
+ * or an exit code after printing the error. */
+int parse_options(int argc, char **argv, int first, const char *cmd, const opt_spec *specs,
+                  size_t nspecs, int *help);
+/* A decimal integer in [lo, hi]; no sign, no spaces, no trailing characters. 0 or -1. */
+int parse_size(const char *s, size_t lo, size_t hi, size_t *out);
+/* parse_size with a message: 0 or EXIT_USAGE. */
+int size_option(const char *cmd, const char *name, const char *s, size_t lo, size_t hi,
+                size_t *out);
+/* A comma-separated list of at most MAX_SWEEP integers in [lo, hi]: 0 or EXIT_USAGE. */
+int parse_list(const char *cmd, const char *name, const char *s, size_t lo, size_t hi, size_t *out,
+               size_t *count);
+/* A finite float32 (strtof), optionally within [lo, hi] (pass -INFINITY/INFINITY for none) and,
+ * when open_lo, strictly above lo: 0 or EXIT_USAGE. */
+int float_option(const char *cmd, const char *name, const char *s, float lo, float hi, int open_lo,
+                 float *out);
+/* A uint64 seed (decimal): 0 or EXIT_USAGE. */
+int seed_option(const char *cmd, const char *name, const char *s, uint64_t *out);
+
+/* ---- files and devices ---- */
+/* Reads a float32 .npy of `ndim` dimensions (ndim 0: any), none empty: 0 or EXIT_USAGE with a
+ * message naming the file and the option. The caller npy_free()s it (also after a failure). */
+int load_f32(const char *path, const char *opt, int ndim, npy_array *a);
+/* Writes a float32 .npy atomically: 0 or EXIT_RUNTIME. */
+int write_f32(const char *path, const float *data, int ndim, const size_t *shape);
+/* Opens a context on `device` (NULL: the default selection): 0 or an exit code after a message. */
+int open_context(const char *device, clattn_context **ctx);
+
+/* ---- benchmarks ---- */
+typedef struct progress {
+    int tty;
+    size_t step, total;
+} progress;
+/* "[step/total] what" on stderr (one rewritten line on a terminal). */
+PRINTF_LIKE(2, 3) void progress_step(progress *p, const char *fmt, ...);
+void progress_clear(const progress *p);
+/* A note about a skipped measurement ("clattn: note: ..."); the sweep goes on. */
+PRINTF_LIKE(2, 3) void note(const progress *p, const char *fmt, ...);
+
+double median(double *v, size_t n);
+/* Deterministic values in [-1, 1) from a seed (xorshift). */
+void fill_random(float *x, size_t n, uint64_t seed);
+/* Creates `count` buffers of `elems` floats; the first `random` are filled by fill_random (seeds
+ * 1, 2, ...). Returns CL_SUCCESS or the OpenCL error (buffers made so far are released). */
+cl_int make_buffers(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random, size_t elems);
+void release_buffers(cl_mem *bufs, size_t count);
+
+/* Runs `enqueue(arg)` + clFinish once to warm up, then `reps` more times, and stores the median
+ * wall time in *ms. enqueue returns a status; the first failure is returned. */
+typedef clattn_status (*bench_fn)(void *arg);
+clattn_status time_median(clattn_context *ctx, bench_fn enqueue, void *arg, size_t reps,
+                          double *ms);
+
+/* One measurement row, printed by cli_print_csv / cli_print_table. ms and build_ms are NAN where
+ * they do not apply; gflops 0 where no FLOP count is defined. */
+typedef struct bench_row {
+    char op[16], variant[24];
+    size_t batch, heads, nq, nk, d;
+    int causal;
+    double ms, gflops, build_ms;
+    char kernel[64];
+} bench_row;
+#define BENCH_CSV_HEADER "op,variant,batch,heads,nq,nk,d,causal,ms,gflops"
+void cli_print_csv(const bench_row *rows, size_t n);
+/* A table; `base` names the variant others are compared with per length ("vs <base>" column,
+ * base ms / row ms), NULL for none; `peak_gflops` > 0 adds a %peak column. */
+void cli_print_table(const bench_row *rows, size_t n, const char *base, double peak_gflops);
+
+
+/* Baselines every operator's bench can show next to its own rows, measured in the same run:
+ * exact tiled softmax attention (the scheduler's choice; variant "tiled"; FLOPs 4*B*H*Nq*Nk*D,
+ * halved when causal) on random inputs of the given shape, and the device's FMA peak (variant
+ * "peak", op "peak"). 0 with *r filled, or -1 after a note (the sweep goes on). */
+int bench_tiled_row(clattn_context *ctx, size_t batch, size_t heads, size_t nq, size_t nk,
+                    size_t d, int causal, size_t reps, const progress *prog, bench_row *r);
+int bench_peak_row(clattn_context *ctx, const progress *prog, bench_row *r);
+
+#endif

@@ -1,0 +1,486 @@
+/* Shared helpers of the clattn command-line tool (see cli.h). */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty, fileno */
+
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Prints "clattn: <message>" as one line and returns `code`, so callers can `return fail(...)`. */
+int fail(int code, const char *fmt, ...)
+{
+    char msg[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    /* Library messages may carry a multi-line build log; the contract here is one line. */
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+    fprintf(stderr, "clattn: %s\n", msg);
+    return code;
+}
+
+/* Library failures caused by the caller's data are usage errors; the rest are runtime failures. */
+int status_exit_code(clattn_status st)
+{
+    switch (st) {
+    case CLATTN_INVALID_ARGUMENT:
+    case CLATTN_INVALID_SHAPE:
+    case CLATTN_SHAPE_MISMATCH:
+        return EXIT_USAGE;
+    default:
+        return EXIT_RUNTIME;
+    }
+}
+
+/* The context's detail message, or the status's generic one when the library left none. */
+const char *lib_error(const clattn_context *ctx, clattn_status st)
+{
+    const char *m = clattn_context_last_error(ctx);
+    return m && *m ? m : clattn_status_message(st);
+}
+
+const char *dtype_name(npy_dtype t)
+{
+    switch (t) {
+    case NPY_F32:
+        return "float32";
+    case NPY_I32:
+        return "int32";
+    case NPY_I64:
+        return "int64";
+    }
+    return "?";
+}
+
+void format_shape(char *buf, size_t len, int ndim, const size_t *shape)
+{
+    size_t used = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < ndim && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%zu", i ? ", " : "", shape[i]);
+    if (used < len)
+        snprintf(buf + used, len - used, "]");
+}
+
+double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+int is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0 || strcmp(arg, "help") == 0;
+}
+
+
+/* 1 when `arg` is `name` exactly or `name=...` (then *inl points after '='). */
+static int opt_matches(const char *arg, const char *name, const char **inl)
+{
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) != 0)
+        return 0;
+    if (arg[n] == '\0') {
+        *inl = NULL;
+        return 1;
+    }
+    if (arg[n] == '=' && name[1] == '-') {
+        *inl = arg + n + 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Parses argv[first..argc) against `specs`. Returns 0, -1 when help was asked (*help set), or an
+ * exit code after printing the error. */
+int parse_options(int argc, char **argv, int first, const char *cmd, const opt_spec *specs,
+                         size_t nspecs, int *help)
+{
+    *help = 0;
+    for (int i = first; i < argc; i++) {
+        const char *arg = argv[i], *inl = NULL;
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            *help = 1;
+            return 0;
+        }
+        const opt_spec *s = NULL;
+        for (size_t j = 0; j < nspecs && !s; j++)
+            if (opt_matches(arg, specs[j].name, &inl) ||
+                (specs[j].alias && opt_matches(arg, specs[j].alias, &inl)))
+                s = &specs[j];
+        if (!s) {
+            if (arg[0] == '-')
+                return fail(EXIT_USAGE, "%s: unknown option '%s' (see 'clattn help')", cmd, arg);
+            return fail(EXIT_USAGE, "%s: unexpected argument '%s' (see 'clattn help')", cmd, arg);
+        }
+        if (s->flag) {
+            if (inl)
+                return fail(EXIT_USAGE, "%s: option %s takes no value", cmd, s->name);
+            *s->flag = 1;
+            continue;
+        }
+        if (!inl) {
+            if (i + 1 >= argc)
+                return fail(EXIT_USAGE, "%s: option %s needs a value", cmd, s->name);
+            inl = argv[++i];
+        }
+        if (*inl == '\0')
+            return fail(EXIT_USAGE, "%s: option %s has an empty value", cmd, s->name);
+        *s->value = inl;
+    }
+    return 0;
+}
+
+/* A decimal integer in [lo, hi]; no sign, no spaces, no trailing characters. */
+int parse_size(const char *s, size_t lo, size_t hi, size_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+int size_option(const char *cmd, const char *name, const char *s, size_t lo, size_t hi,
+                       size_t *out)
+{
+    if (parse_size(s, lo, hi, out) != 0)
+        return fail(EXIT_USAGE, "%s: %s '%s' is not an integer in [%zu, %zu]", cmd, name, s, lo,
+                    hi);
+    return 0;
+}
+
+
+void progress_step(progress *p, const char *fmt, ...)
+{
+    char what[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    p->step++;
+    if (p->tty)
+        fprintf(stderr, "\r\033[K[%zu/%zu] %s ...", p->step, p->total, what);
+    else
+        fprintf(stderr, "[%zu/%zu] %s\n", p->step, p->total, what);
+    fflush(stderr);
+}
+
+void progress_clear(const progress *p)
+{
+    if (p->tty) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+    }
+}
+
+/* A note about a skipped measurement; the sweep goes on. */
+void note(const progress *p, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (char *c = msg; *c; c++)
+        if (*c == '\n' || *c == '\r' || *c == '\t')
+            *c = ' ';
+    progress_clear(p);
+    fprintf(stderr, "clattn: note: %s\n", msg);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void fill_random(float *x, size_t n, uint64_t seed)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        x[i] = (float)((double)(s >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+    }
+}
+
+/* Creates `count` buffers of `elems` floats; the first `random` are filled with values in [-1, 1).
+ * Returns CL_SUCCESS or the OpenCL error (buffers made so far are released). */
+cl_int make_buffers(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random,
+                           size_t elems)
+{
+    cl_context clctx = clattn_context_get_cl_context(ctx);
+    cl_command_queue queue = clattn_context_get_cl_queue(ctx);
+    float *host = random ? malloc(elems * sizeof *host) : NULL;
+    cl_int err = random && !host ? CL_OUT_OF_HOST_MEMORY : CL_SUCCESS;
+    for (size_t i = 0; i < count; i++)
+        bufs[i] = NULL;
+    for (size_t i = 0; i < count && err == CL_SUCCESS; i++) {
+        bufs[i] = clCreateBuffer(clctx, i < random ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE,
+                                 elems * sizeof(float), NULL, &err);
+        if (err == CL_SUCCESS && i < random) {
+            fill_random(host, elems, i + 1);
+            err = clEnqueueWriteBuffer(queue, bufs[i], CL_TRUE, 0, elems * sizeof(float), host, 0,
+                                       NULL, NULL);
+        }
+    }
+    free(host);
+    if (err != CL_SUCCESS)
+        for (size_t i = 0; i < count; i++)
+            if (bufs[i]) {
+                clReleaseMemObject(bufs[i]);
+                bufs[i] = NULL;
+            }
+    return err;
+}
+
+void release_buffers(cl_mem *bufs, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (bufs[i])
+            clReleaseMemObject(bufs[i]);
+}
+
+/* A comma-separated list of integers in [lo, hi]. */
+int parse_list(const char *cmd, const char *name, const char *s, size_t lo, size_t hi,
+                      size_t *out, size_t *count)
+{
+    char item[32];
+    *count = 0;
+    for (const char *p = s; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= sizeof item || *count >= MAX_SWEEP)
+            return fail(EXIT_USAGE, "%s: %s '%s' is not a list of integers", cmd, name, s);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        int rc = size_option(cmd, name, item, lo, hi, &out[*count]);
+        if (rc)
+            return rc;
+        (*count)++;
+        p += len + (p[len] == ',');
+    }
+    return *count ? 0 : fail(EXIT_USAGE, "%s: %s is empty", cmd, name);
+}
+
+int fail_status(clattn_context *ctx, clattn_status st, const char *what)
+{
+    return fail(status_exit_code(st), "%s: %s (%s)", what, lib_error(ctx, st),
+                clattn_status_string(st));
+}
+
+int float_option(const char *cmd, const char *name, const char *s, float lo, float hi, int open_lo,
+                 float *out)
+{
+    char *end = NULL;
+    errno = 0;
+    float x = strtof(s, &end);
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(x) || x < lo || x > hi ||
+        (open_lo && x == lo)) {
+        if (isinf(lo) && isinf(hi))
+            return fail(EXIT_USAGE, "%s: %s '%s' is not a finite float32 number", cmd, name, s);
+        return fail(EXIT_USAGE, "%s: %s '%s' is not a number in %c%g, %g]", cmd, name, s,
+                    open_lo ? '(' : '[', (double)lo, (double)hi);
+    }
+    *out = x;
+    return 0;
+}
+
+int seed_option(const char *cmd, const char *name, const char *s, uint64_t *out)
+{
+    size_t v = 0;
+    if (parse_size(s, 0, SIZE_MAX, &v) != 0)
+        return fail(EXIT_USAGE, "%s: %s '%s' is not a non-negative integer", cmd, name, s);
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int load_f32(const char *path, const char *opt, int ndim, npy_array *a)
+{
+    char err[512];
+    if (npy_read(path, a, err, sizeof err) != 0)
+        return fail(EXIT_USAGE, "%s", err);
+    char shp[160];
+    format_shape(shp, sizeof shp, a->ndim, a->shape);
+    if (a->dtype != NPY_F32)
+        return fail(EXIT_USAGE, "%s (%s): dtype %s, expected float32", path, opt,
+                    dtype_name(a->dtype));
+    if (ndim > 0 && a->ndim != ndim)
+        return fail(EXIT_USAGE, "%s (%s): shape %s has %d dimensions, expected %d", path, opt,
+                    shp, a->ndim, ndim);
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] == 0)
+            return fail(EXIT_USAGE, "%s (%s): shape %s has an empty dimension", path, opt, shp);
+    return 0;
+}
+
+int write_f32(const char *path, const float *data, int ndim, const size_t *shape)
+{
+    char err[512];
+    if (npy_write_f32(path, data, ndim, shape, err, sizeof err) != 0)
+        return fail(EXIT_RUNTIME, "%s", err);
+    return 0;
+}
+
+int open_context(const char *device, clattn_context **ctx)
+{
+    clattn_status st = clattn_context_create(device, ctx);
+    if (st != CLATTN_SUCCESS)
+        return fail(st == CLATTN_NO_DEVICE && device ? EXIT_USAGE : EXIT_RUNTIME,
+                    "cannot open a device: %s", lib_error(NULL, st));
+    return 0;
+}
+
+clattn_status time_median(clattn_context *ctx, bench_fn enqueue, void *arg, size_t reps,
+                          double *ms)
+{
+    double *times = malloc(reps * sizeof *times);
+    if (!times)
+        return CLATTN_OUT_OF_HOST_MEMORY;
+    clattn_status st = CLATTN_SUCCESS;
+    for (size_t r = 0; r <= reps && st == CLATTN_SUCCESS; r++) {
+        double t0 = now_ms();
+        st = enqueue(arg);
+        if (st == CLATTN_SUCCESS)
+            st = clattn_context_finish(ctx);
+        if (r > 0)
+            times[r - 1] = now_ms() - t0;
+    }
+    if (st == CLATTN_SUCCESS)
+        *ms = median(times, reps);
+    free(times);
+    return st;
+}
+
+void cli_print_csv(const bench_row *rows, size_t n)
+{
+    printf("%s\n", BENCH_CSV_HEADER);
+    for (size_t i = 0; i < n; i++) {
+        const bench_row *r = &rows[i];
+        printf("%s,%s,%zu,%zu,%zu,%zu,%zu,%d,%.4f,%.3f\n", r->op, r->variant, r->batch, r->heads,
+               r->nq, r->nk, r->d, r->causal, isnan(r->ms) ? 0.0 : r->ms, r->gflops);
+    }
+}
+
+void cli_print_table(const bench_row *rows, size_t n, const char *base, double peak_gflops)
+{
+    printf("%-8s %-10s %5s %5s %7s %7s %4s %6s %10s %9s %9s %6s %9s  %s\n", "op", "variant",
+           "batch", "heads", "nq", "nk", "d", "causal", "ms", "GFLOP/s", "build ms", "%peak",
+           base ? "vs base" : "", "kernel");
+    for (size_t i = 0; i < n; i++) {
+        const bench_row *r = &rows[i];
+        char ms[32] = "-", build[32] = "-", frac[32] = "-", speed[32] = "-";
+        if (!isnan(r->ms))
+            snprintf(ms, sizeof ms, "%.3f", r->ms);
+        if (!isnan(r->build_ms))
+            snprintf(build, sizeof build, "%.1f", r->build_ms);
+        if (peak_gflops > 0 && r->gflops > 0)
+            snprintf(frac, sizeof frac, "%.1f%%", 100.0 * r->gflops / peak_gflops);
+        for (size_t j = 0; base && j < n; j++)
+            if (strcmp(rows[j].variant, base) == 0 && rows[j].nq == r->nq &&
+                rows[j].nk == r->nk && strcmp(r->variant, base) != 0 && r->ms > 0 &&
+                !isnan(rows[j].ms))
+                snprintf(speed, sizeof speed, "%.2fx", rows[j].ms / r->ms);
+        printf("%-8s %-10s %5zu %5zu %7zu %7zu %4zu %6d %10s %9.2f %9s %6s %9s  %s\n", r->op,
+               r->variant, r->batch, r->heads, r->nq, r->nk, r->d, r->causal, ms, r->gflops, build,
+               frac, speed, r->kernel);
+    }
+}
+
+typedef struct tiled_job {
+    clattn_plan *plan;
+    clattn_tensor t[4];
+} tiled_job;
+
+static clattn_status tiled_enqueue(void *arg)
+{
+    tiled_job *j = arg;
+    return clattn_attention_plan_enqueue(j->plan, &j->t[0], &j->t[1], &j->t[2], &j->t[3], NULL, 0,
+                                         NULL, NULL);
+}
+
+int bench_tiled_row(clattn_context *ctx, size_t batch, size_t heads, size_t nq, size_t nk,
+                    size_t d, int causal, size_t reps, const progress *prog, bench_row *r)
+{
+    const size_t qs[4] = {batch, heads, nq, d}, ks[4] = {batch, heads, nk, d};
+    cl_mem bufs[4] = {NULL, NULL, NULL, NULL};
+    tiled_job job = {NULL, {{0}}};
+    clattn_attention_desc desc;
+    clattn_attention_desc_init(&desc);
+    desc.causal = causal;
+    memset(r, 0, sizeof *r);
+    size_t big = nq > nk ? nq : nk;
+    cl_int err = make_buffers(ctx, bufs, 4, 3, batch * heads * big * d);
+    if (err != CL_SUCCESS) {
+        note(prog, "tiled N=%zu skipped: cannot allocate its tensors (OpenCL error %d)", nq,
+             (int)err);
+        return -1;
+    }
+    double t0 = now_ms();
+    clattn_status st = clattn_attention_plan_create(ctx, &desc, qs, ks, ks, &job.plan);
+    r->build_ms = now_ms() - t0;
+    if (st == CLATTN_SUCCESS) {
+        job.t[0] = clattn_tensor_make(bufs[0], batch, heads, nq, d);
+        job.t[1] = clattn_tensor_make(bufs[1], batch, heads, nk, d);
+        job.t[2] = clattn_tensor_make(bufs[2], batch, heads, nk, d);
+        job.t[3] = clattn_tensor_make(bufs[3], batch, heads, nq, d);
+        clattn_plan_info pi;
+        if (clattn_plan_get_info(job.plan, &pi) == CLATTN_SUCCESS)
+            snprintf(r->kernel, sizeof r->kernel, "%s", pi.variant);
+        st = time_median(ctx, tiled_enqueue, &job, reps, &r->ms);
+    }
+    if (st != CLATTN_SUCCESS)
+        note(prog, "tiled N=%zu failed: %s", nq, lib_error(ctx, st));
+    clattn_plan_destroy(job.plan);
+    release_buffers(bufs, 4);
+    if (st != CLATTN_SUCCESS)
+        return -1;
+    snprintf(r->op, sizeof r->op, "softmax");
+    snprintf(r->variant, sizeof r->variant, "tiled");
+    r->batch = batch;
+    r->heads = heads;
+    r->nq = nq;
+    r->nk = nk;
+    r->d = d;
+    r->causal = causal;
+    double flops = 4.0 * (double)batch * (double)heads * (double)nq * (double)nk * (double)d;
+    r->gflops = (causal ? flops / 2 : flops) / (r->ms * 1e6);
+    return 0;
+}
+
+int bench_peak_row(clattn_context *ctx, const progress *prog, bench_row *r)
+{
+    double g = 0;
+    clattn_status st = clattn_measure_peak_gflops(ctx, &g);
+    if (st != CLATTN_SUCCESS) {
+        note(prog, "peak failed: %s", lib_error(ctx, st));
+        return -1;
+    }
+    memset(r, 0, sizeof *r);
+    snprintf(r->op, sizeof r->op, "peak");
+    snprintf(r->variant, sizeof r->variant, "peak");
+    r->ms = NAN;
+    r->build_ms = NAN;
+    r->gflops = g;
+    snprintf(r->kernel, sizeof r->kernel, "float16 FMA chains");
+    return 0;
+}
