@@ -424,51 +424,133 @@ CLATTN_API void clattn_tuning_db_warning(clattn_context *ctx, char *buf, size_t 
 /* ---------------------------------------------------------------------------------------------- */
 
 /* Linear Transformers (Katharopoulos et al. 2020): softmax(q k^T) is replaced by phi(q) . phi(k)
- * for a feature map phi applied element-wise, so the keys can be summed into a D x Dv state once:
+ * for a feature map phi, so the keys can be summed into an M x Dv state once:
  *   non-causal:  O = phi(Q) (phi(K)^T V) / (phi(Q) . (phi(K)^T 1) + eps)
  *   causal:      O_i = phi(q_i)^T S_i / (phi(q_i)^T z_i + eps),
  *                S_i = sum_{j <= i} phi(k_j) v_j^T,  z_i = sum_{j <= i} phi(k_j)
- * Time O(N * D * Dv), memory O(N / 64 * D * Dv) of scratch; nothing of size N x N. The causal form
- * is computed chunk-parallel (chunks of 64 positions: per-chunk sums, a scan over chunks, then a
- * masked product inside each chunk plus the carried state), equal to the sequential recurrence. */
+ * Time O(N * M * Dv), memory O(N * M) of scratch (the features); nothing of size N x N. The causal
+ * form is computed chunk-parallel (chunks of 64 positions: per-chunk sums, a scan over chunks,
+ * then a masked product inside each chunk plus the carried state), equal to the sequential
+ * recurrence at every position.
+ *
+ * Feature maps (M = D except for FAVOR+):
+ *   ELU       phi(x) = elu(x) + 1, element-wise
+ *   RELU      phi(x) = max(x, 0), element-wise
+ *   IDENTITY  phi(x) = x: the caller applied its own (non-negative) map
+ *   FAVOR     Performer's positive random features (Choromanski et al. 2021):
+ *             phi(x) = exp(W x' - |x'|^2 / 2) / sqrt(M), x' = x * D^(-1/4), W float32 [M, D], either
+ *             the caller's (desc.projection) or drawn from desc.seed by clattn_favor_draw().
+ *             Stabilisers (exact: they cancel in the normalised output, and no output depends on a
+ *             later token): each query row is divided by exp(max_m (W q')_m - |q'|^2/2); each key
+ *             j carries its own log-scale c_j = max_m (W k_j')_m - |k_j'|^2/2 and the sums are kept
+ *             relative to the running maximum r_i = max_{j <= i} c_j (rescaled when it grows, as
+ *             online softmax does) -- for the non-causal form r = max_j c_j, Performer's per-head
+ *             key maximum. eps is added to the stabilised denominator (as Performer does):
+ *             out_i = phit(q_i)^T St_i / (phit(q_i)^T zt_i + eps) with phit(q) = phi(q) /
+ *             exp(max_m ...), St_i = S_i exp(-r_i), zt_i = z_i exp(-r_i). The other maps have
+ *             c_j = 0, so there eps is exactly the formula's.
+ *
+ * Momentum (Momentum Transformer, Nguyen et al. 2022, arXiv 2208.00579; the authors' recurrent
+ * code, fast_transformers/recurrent/attention/self_attention/momentum_attention.py, is the
+ * definition): linear attention read as gradient descent on the state with heavy-ball momentum,
+ *   P_i = mu P_{i-1} - eta phi(k_i) v_i^T,  S_i = S_{i-1} - P_i,  z_i = z_{i-1} + phi(k_i)
+ * (P_0 = S_0 = 0, z without momentum), outputs as above. Unrolled,
+ *   S_i = sum_{j <= i} eta (1 - mu^(i-j+1)) / (1 - mu) phi(k_j) v_j^T,
+ * which the causal form computes chunk-parallel with a carried (S, mu-decayed sum) pair, equal to
+ * the recurrence at every position. Non-causal: the state after the whole sequence (i = Nk - 1)
+ * applied to every query. mu = 0 and eta = 1 is plain linear attention.
+ * Adaptive momentum (the authors' frmomentum_attention.py): per sequence and head,
+ *   U_i = phi(k_i) v_i^T;  first token: P_1 = -U_1 (no step size, as in the authors' code);
+ *   later: mu_i = clamp((1 - sqrt(eta ||U_i - U_{i-1}||_F / ||S_{i-1} - S_{i-2}||_F))^2, 0, 0.9999)
+ *          (S_0 = 0; mu_i = 0.9999 when ||S_{i-1} - S_{i-2}||_F = 0), P_i = mu_i P_{i-1} - eta U_i;
+ *   S_i = S_{i-1} - P_i, z as above. It is sequential: the causal and non-causal forms run one
+ *   scan per (batch, head) over the tokens, O(N M Dv) work but no parallelism along N; decoding
+ *   steps cost O(M Dv) as for the other forms. With FAVOR the norms are taken in the stabilised
+ *   scale, which leaves their ratio unchanged. */
 
 typedef enum clattn_feature_map {
-    CLATTN_FEATURE_ELU = 0,     /* phi(x) = elu(x) + 1 (x + 1 for x > 0, exp(x) otherwise) > 0 */
-    CLATTN_FEATURE_RELU = 1,    /* phi(x) = max(x, 0) */
-    CLATTN_FEATURE_IDENTITY = 2 /* phi(x) = x: the caller applied its own (non-negative) map */
+    CLATTN_FEATURE_ELU = 0,      /* phi(x) = elu(x) + 1 (x + 1 for x > 0, exp(x) otherwise) > 0 */
+    CLATTN_FEATURE_RELU = 1,     /* phi(x) = max(x, 0) */
+    CLATTN_FEATURE_IDENTITY = 2, /* phi(x) = x: the caller applied its own (non-negative) map */
+    CLATTN_FEATURE_FAVOR = 3     /* FAVOR+ positive orthogonal random features (see above) */
 } clattn_feature_map;
 
+typedef enum clattn_momentum {
+    CLATTN_MOMENTUM_NONE = 0,    /* plain linear attention */
+    CLATTN_MOMENTUM_FIXED = 1,   /* heavy-ball momentum with fixed mu and step size eta */
+    CLATTN_MOMENTUM_ADAPTIVE = 2 /* the authors' adaptive mu (sequential; see above) */
+} clattn_momentum;
+
+/* How clattn_favor_draw rescales its orthonormal rows. */
+typedef enum clattn_favor_scaling {
+    CLATTN_FAVOR_GAUSSIAN_NORMS = 0, /* norms of independent Gaussian D-vectors (Performer's default) */
+    CLATTN_FAVOR_SQRT_D = 1          /* every row to sqrt(D) */
+} clattn_favor_scaling;
+
 /* Describes one linear attention operator. Fill with clattn_linear_desc_init() first (defaults:
- * ELU, non-causal, eps 1e-6), then set fields; struct_size lets the struct grow. */
+ * ELU, non-causal, eps 1e-6, no momentum, eta 1; FAVOR: M = 256, seed 0, drawn W, Gaussian norms),
+ * then set fields; struct_size lets the struct grow. */
 typedef struct clattn_linear_desc {
     size_t struct_size;
     clattn_feature_map feature_map;
     /* Causal form (query i sees keys j <= i); needs Nq == Nk. */
     int causal;
-    /* Added to every denominator. 0 means CLATTN_LINEAR_DEFAULT_EPS. Must be finite and >= 0.
-     * eps only guards the division by zero (a row whose features are all 0 under RELU outputs 0);
-     * it does not make a denominator well conditioned: with IDENTITY (or any map the caller
-     * applies) and signed features, phi(q) . z can cancel to nearly 0 and the output is then as
-     * ill-conditioned as the quotient itself. Use non-negative features. */
+    /* Added to every (stabilised) denominator. 0 means CLATTN_LINEAR_DEFAULT_EPS. Must be finite
+     * and >= 0. eps only guards the division by zero (a row whose features are all 0 under RELU
+     * outputs 0); it does not make a denominator well conditioned: with IDENTITY (or any map the
+     * caller applies) and signed features, phi(q) . z can cancel to nearly 0 and the output is
+     * then as ill-conditioned as the quotient itself. Use non-negative features. */
     float eps;
+    /* FAVOR only. Number of random features M, 1..4096 (default 256). */
+    size_t features;
+    /* FAVOR only: the caller's projection W, host float32 [M][D] row-major (copied by the call;
+     * finite values) with projection_shape = {M, D} (SHAPE_MISMATCH otherwise), or NULL to draw
+     * it from `seed` with `scaling` (clattn_favor_draw). */
+    const float *projection;
+    size_t projection_shape[2];
+    uint64_t seed;
+    clattn_favor_scaling scaling;
+    /* Momentum form; mu in [0, 1) (FIXED only), step size eta > 0 and finite (FIXED and ADAPTIVE;
+     * 0 means 1). */
+    clattn_momentum momentum;
+    float mu;
+    float step_size;
 } clattn_linear_desc;
 
 #define CLATTN_LINEAR_DEFAULT_EPS 1e-6f
 
 CLATTN_API void clattn_linear_desc_init(clattn_linear_desc *desc);
 
+/* The feature count M the desc gives for head dim d: d for ELU/RELU/IDENTITY, desc->features for
+ * FAVOR (NULL desc: the defaults). */
+CLATTN_API size_t clattn_linear_feature_count(const clattn_linear_desc *desc, size_t d);
+
+/* Draws FAVOR+'s projection W [m][d] (row-major float32) from `seed`, host only, reproducible
+ * across platforms: blocks of d x d standard Gaussians (xoshiro256** seeded by splitmix64(seed),
+ * Box-Muller in double), each block's rows orthonormalised by modified Gram-Schmidt in double
+ * precision, the blocks stacked and cut to m rows, then row r scaled to the norm of an
+ * independent Gaussian d-vector (CLATTN_FAVOR_GAUSSIAN_NORMS) or to sqrt(d). Rows within a block
+ * are orthogonal. Status: NULL_POINTER (w), INVALID_SHAPE (m or d 0, m > 4096, d > 256),
+ * INVALID_ARGUMENT (scaling), OUT_OF_HOST_MEMORY. */
+CLATTN_API clattn_status clattn_favor_draw(size_t m, size_t d, uint64_t seed,
+                                           clattn_favor_scaling scaling, float *w);
+
 /* Enqueues linear attention (see above) on the context's queue.
  * Tensors: q [B, H, Nq, D], k [B, H, Nk, D], v [B, H, Nk, Dv], out [B, H, Nq, Dv], with
  * 1 <= D, Dv <= 256 (Dv may differ from D), any strides (e.g. [B, N, H, D] layouts). desc NULL
- * means the defaults. Scratch (per-chunk states) is allocated by the call and released on return;
- * OpenCL keeps it alive until the kernels have run. Every element of out is written.
+ * means the defaults. Scratch (features and per-chunk states) is allocated by the call and
+ * released on return; OpenCL keeps it alive until the kernels have run. Every element of out is
+ * written.
  * Validation (before anything is enqueued; nothing is touched on failure):
  *   NULL_POINTER (ctx, q, k, v, out, or num_wait > 0 with wait NULL), INVALID_ARGUMENT (struct_size,
- *   unknown feature map, eps negative or not finite), INVALID_SHAPE (a zero entry, D or Dv > 256,
- *   sizes beyond 2^31), SHAPE_MISMATCH (B, H, D, Nk or out's shape disagree), UNSUPPORTED (causal
- *   with Nq != Nk, scratch beyond the device's max allocation), BUFFER_TOO_SMALL (a view beyond its
- *   buffer), ALIASING (out overlaps q, k or v, or maps two elements to one address), then
- *   BUILD_FAILED or OpenCL codes. `event` (may be NULL) receives an event for the last command. */
+ *   unknown feature map / momentum / scaling, eps negative or not finite, mu outside [0, 1), eta
+ *   <= 0 or not finite, FAVOR with M = 0 or M > 4096, a projection value not finite),
+ *   INVALID_SHAPE (a zero entry, D or Dv > 256, sizes beyond 2^31), SHAPE_MISMATCH (B, H, D, Nk or
+ *   out's shape disagree; projection_shape != {M, D}),
+ *   UNSUPPORTED (causal with Nq != Nk, scratch beyond the device's max allocation),
+ *   BUFFER_TOO_SMALL (a view beyond its buffer), ALIASING (out overlaps q, k or v, or maps two
+ *   elements to one address), then BUILD_FAILED or OpenCL codes. `event` (may be NULL) receives
+ *   an event for the last command. */
 CLATTN_API clattn_status clattn_linear_enqueue(clattn_context *ctx, const clattn_linear_desc *desc,
                                                const clattn_tensor *q, const clattn_tensor *k,
                                                const clattn_tensor *v, const clattn_tensor *out,
@@ -483,10 +565,12 @@ CLATTN_API clattn_status clattn_linear_host(clattn_context *ctx, const clattn_li
                                             const size_t v_shape[4], const float *q,
                                             const float *k, const float *v, float *out);
 
-/* Recurrent decoding state (the "RNN view" of causal linear attention): S [B, H, D, Dv] and
- * z [B, H, D] in a device buffer owned by the handle, for one feature map and eps (taken from the
- * desc at creation; its causal flag is ignored). A step costs O(D * Dv) per sequence whatever the
- * position. The handle keeps a pointer to its context (destroy the state first) and must not be
+/* Recurrent decoding state (the "RNN view" of causal linear attention): S [B, H, M, Dv] and
+ * z [B, H, M] (M = clattn_linear_feature_count) in device buffers owned by the handle, plus what
+ * the desc's form needs (the mu-decayed sum for fixed momentum; P, S_{i-1}, U_{i-1} and a token
+ * count for adaptive momentum; the running key log-scale for FAVOR), for one desc (copied at
+ * creation, FAVOR's W drawn or copied once; its causal flag is ignored). A step costs
+ * O(M * Dv) per sequence whatever the position. The handle keeps a pointer to its context (destroy the state first) and must not be
  * used from two threads at once. As everywhere, commands on an out-of-order queue are ordered only
  * by the events the caller passes. */
 typedef struct clattn_linear_state clattn_linear_state;
@@ -512,24 +596,44 @@ CLATTN_API clattn_status clattn_linear_state_reset(clattn_linear_state *state, c
 
 /* Enqueues dst = src (e.g. to fork a session after a shared prompt), on dst's context's queue.
  * Status: NULL_POINTER, INVALID_CONTEXT (different contexts), SHAPE_MISMATCH (different shapes),
- * INVALID_ARGUMENT (different feature map or eps). dst == src is a no-op. */
+ * INVALID_ARGUMENT (different descs: feature map, eps, M, momentum, mu, eta or W). dst == src is
+ * a no-op. */
 CLATTN_API clattn_status clattn_linear_state_copy(clattn_linear_state *dst,
                                                   const clattn_linear_state *src,
                                                   cl_uint num_wait, const cl_event *wait,
                                                   cl_event *event);
 
-/* Blocking read-back, after everything enqueued before it: s receives S as contiguous float32
- * [B][H][D][Dv] (s[((b*H + h)*D + d)*Dv + e]) and z receives [B][H][D]; either may be NULL. */
+/* Blocking read-back, after everything enqueued before it: s receives the effective S (with
+ * momentum, S_i itself, not its parts) as contiguous float32 [B][H][M][Dv]
+ * (s[((b*H + h)*M + m)*Dv + e]) and z receives [B][H][M]; either may be NULL. With FAVOR the
+ * values are the true sums, exp(r) times the stored stabilised ones (which may overflow to inf
+ * for extreme keys; the state itself is unaffected). */
 CLATTN_API clattn_status clattn_linear_state_read(clattn_linear_state *state, float *s, float *z);
 
-/* Blocking write of a saved state, in clattn_linear_state_read's layout (both required; values
- * must be finite, else INVALID_ARGUMENT and the state is unchanged). */
+/* Blocking write of S and z in clattn_linear_state_read's layout (both required; values must be
+ * finite, else INVALID_ARGUMENT and the state is unchanged). For states without momentum (a
+ * momentum state cannot be rebuilt from S and z: UNSUPPORTED; use save/load). */
 CLATTN_API clattn_status clattn_linear_state_write(clattn_linear_state *state, const float *s,
                                                    const float *z);
 
-/* Causal linear attention over a prompt that continues the state: with the state's sums S0, z0,
- * out row i = phi(q_i)^T (S0 + sum_{j<=i} phi(k_j) v_j^T) / (phi(q_i)^T (z0 + sum_{j<=i} phi(k_j))
- * + eps), and the state becomes the sums over the whole prompt. After a reset this is exactly
+/* Exact save and restore of a session, any form: clattn_linear_state_save_size gives the bytes
+ * a snapshot takes; clattn_linear_state_save writes one (blocking, after everything enqueued
+ * before it) into buf of at least that size; clattn_linear_state_load restores it into a state
+ * created with the same shape and desc (feature map, eps, M, momentum, mu, eta, and FAVOR's W).
+ * The snapshot is a private little-endian format with a header and a checksum. Status:
+ * NULL_POINTER, BUFFER_TOO_SMALL (size), INVALID_ARGUMENT (not a snapshot, corrupt, or from a
+ * state of another shape or desc; the state is then unchanged). */
+CLATTN_API clattn_status clattn_linear_state_save_size(const clattn_linear_state *state,
+                                                       size_t *bytes);
+CLATTN_API clattn_status clattn_linear_state_save(clattn_linear_state *state, void *buf,
+                                                  size_t size);
+CLATTN_API clattn_status clattn_linear_state_load(clattn_linear_state *state, const void *buf,
+                                                  size_t size);
+
+/* Causal linear attention over a prompt that continues the state: the recurrence above run from
+ * the state over the prompt (without momentum: out row i = phi(q_i)^T (S0 + sum_{j<=i} phi(k_j)
+ * v_j^T) / (phi(q_i)^T (z0 + sum_{j<=i} phi(k_j)) + eps)), and the state becomes the one after
+ * the whole prompt. After a reset this is exactly
  * clattn_linear_enqueue with causal = 1; two prefills in a row equal one over the concatenation.
  * Tensors: q, k [B, H, N, D], v [B, H, N, Dv], out [B, H, N, Dv] or NULL (only the state is
  * updated), with the state's B, H, D, Dv and any N >= 1. Status as for clattn_linear_enqueue
@@ -539,12 +643,448 @@ CLATTN_API clattn_status clattn_linear_prefill(clattn_linear_state *state, const
                                                const clattn_tensor *out, cl_uint num_wait,
                                                const cl_event *wait, cl_event *event);
 
-/* One decoding step for every sequence: q, k [B, H, 1, D], v and out [B, H, 1, Dv]. Adds
- * phi(k) v^T to S and phi(k) to z, then writes out = phi(q)^T S / (phi(q)^T z + eps), so a prefill
- * of a prompt followed by steps over the rest equals causal attention over the whole sequence.
- * Cost O(B * H * D * Dv), independent of the position. Status as for clattn_linear_prefill. */
+/* One decoding step for every sequence: q, k [B, H, 1, D], v and out [B, H, 1, Dv]. Advances
+ * the recurrence by one token (without momentum: adds phi(k) v^T to S and phi(k) to z), then
+ * writes out = phi(q)^T S / (phi(q)^T z + eps), so a prefill of a prompt followed by steps over
+ * the rest equals causal attention over the whole sequence. Cost O(B * H * M * Dv), independent
+ * of the position. Status as for clattn_linear_prefill. */
 CLATTN_API clattn_status clattn_linear_step(clattn_linear_state *state, const clattn_tensor *q,
                                             const clattn_tensor *k, const clattn_tensor *v,
+                                            const clattn_tensor *out, cl_uint num_wait,
+                                            const cl_event *wait, cl_event *event);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Kernelized attention with relative positional encoding                                         */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Luo et al. 2021, "Stable, Fast and Accurate: Kernelized Attention with Relative Positional
+ * Encoding": linear attention whose weights carry a learned bias per head and relative offset,
+ *   w_ij = phi(q_i) . phi(k_j) * exp(b_(j-i)),   o_i = sum_j w_ij v_j / (sum_j w_ij + eps),
+ * j over every position (or j <= i when causal). Two algorithms give the same result:
+ *  - FFT: for every feature m and value column (and the denominator's column of ones) the Toeplitz
+ *    product sum_j exp(b_(j-i)) phi(k_j)_m v_j is a circular convolution of length L >= 2N - 1
+ *    (the smallest 2,3,5,7-smooth length), computed with clFFT: O(B*H*M*(Dv+1) * L log L) time and
+ *    scratch bounded by a fixed budget (the signals go through in groups);
+ *  - DIRECT: the O(N^2 (M + Dv)) sums, one query row per work-item; faster for short sequences.
+ * Numerics: the weights are computed as exp(b_r - bmax_h) with bmax_h the largest bias entry head
+ * h uses (r <= 0 when causal); the shift cancels in the quotient and eps is added to the sum of
+ * the shifted weights. The FFT path's error is absolute, relative to the largest shifted weight
+ * times the largest |phi(k) v|: rows whose every weight is far below a head's largest weight
+ * (bias spreads beyond ~10 nats within one head) lose accuracy there; use DIRECT for such biases. */
+
+typedef enum clattn_rpe_algo {
+    CLATTN_RPE_AUTO = 0,  /* DIRECT below a sequence length measured on PoCL, else FFT */
+    CLATTN_RPE_FFT = 1,   /* circulant embedding + clFFT, O(N log N) */
+    CLATTN_RPE_DIRECT = 2 /* direct sums, O(N^2) */
+} clattn_rpe_algo;
+
+/* Describes one RPE attention operator. Fill with clattn_rpe_desc_init() (defaults: ELU features,
+ * eps CLATTN_LINEAR_DEFAULT_EPS, non-causal, AUTO), then set fields; struct_size lets it grow. */
+typedef struct clattn_rpe_desc {
+    size_t struct_size;
+    /* The feature map and eps, as for linear attention (its own causal flag is ignored). The map
+     * must give non-negative features so that the weights are: ELU or RELU; IDENTITY is refused. */
+    clattn_linear_desc features;
+    /* Only j <= i. */
+    int causal;
+    clattn_rpe_algo algorithm;
+} clattn_rpe_desc;
+
+CLATTN_API void clattn_rpe_desc_init(clattn_rpe_desc *desc);
+
+/* Enqueues RPE attention (see above) on the context's queue.
+ * Tensors: q, k [B, H, N, D], v [B, H, N, Dv], out [B, H, N, Dv], 1 <= D, Dv <= 256, any strides;
+ * bias [1, H, 1, 2N - 1] (any strides): bias->shape[3] element r + N - 1 holds b_r for the offset
+ * r = j - i, r in [-(N-1), N-1] (entries r > 0 are unused when causal). desc NULL means the
+ * defaults. Scratch is allocated by the call and released on return (OpenCL keeps it alive until
+ * the kernels have run). Every element of out is written.
+ * Bias values are not read back by this asynchronous call: a non-finite entry among those a head
+ * uses makes that head's outputs NaN (clattn_rpe_host checks the values and refuses them).
+ * Validation (before anything is enqueued; nothing is touched on failure):
+ *   NULL_POINTER (ctx, a tensor, or num_wait > 0 with wait NULL), INVALID_ARGUMENT (struct_size,
+ *   unknown or IDENTITY feature map, eps negative or not finite, unknown algorithm),
+ *   INVALID_SHAPE (a zero entry, D or Dv > 256, N >= 2^30), SHAPE_MISMATCH (q, k, v, out
+ *   disagree, or bias not [1, H, 1, 2N - 1]), UNSUPPORTED (scratch beyond the device's max
+ *   allocation), BUFFER_TOO_SMALL, ALIASING (out overlaps an input or maps two elements to one
+ *   address), then BUILD_FAILED or OpenCL codes. `event` (may be NULL) receives an event for the
+ *   last command. */
+CLATTN_API clattn_status clattn_rpe_enqueue(clattn_context *ctx, const clattn_rpe_desc *desc,
+                                            const clattn_tensor *q, const clattn_tensor *k,
+                                            const clattn_tensor *v, const clattn_tensor *bias,
+                                            const clattn_tensor *out, cl_uint num_wait,
+                                            const cl_event *wait, cl_event *event);
+
+/* Blocking host-memory convenience: contiguous float32 q, k [B, H, N, D] (q_shape), v [B, H, N, Dv]
+ * (v_shape), bias [H][2N - 1], out [B, H, N, Dv]. Every bias entry must be finite, else
+ * INVALID_ARGUMENT. `out` is only written on success. Status as for clattn_rpe_enqueue. */
+CLATTN_API clattn_status clattn_rpe_host(clattn_context *ctx, const clattn_rpe_desc *desc,
+                                         const size_t q_shape[4], const size_t v_shape[4],
+                                         const float *q, const float *k, const float *v,
+                                         const float *bias, float *out);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* LSH attention (Reformer)                                                                       */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Reformer (Kitaev et al. 2020) locality-sensitive-hashing attention with shared queries and keys.
+ * Inputs q [B, H, N, D] and v [B, H, N, Dv]; the keys are the L2-normalised queries
+ * k_j = q_j / max(|q_j|, 1e-12). For each of n_hashes rounds r:
+ *  - hashing: bucket_r(i) = argmax over the concatenation [q_i R_r, -q_i R_r] (first index on
+ *    ties), with rotations R [n_hashes, D, n_buckets / 2] shared by every batch and head;
+ *  - per (batch, head, round) the positions are sorted stably by (bucket, position) on the
+ *    device (a counting sort) and the sorted sequence is cut into chunks of chunk_size (the last
+ *    may be shorter);
+ *  - a query sees the keys of its own chunk and of the previous one (chunk 0 looks back to the
+ *    last; with a single chunk only that one, never twice), restricted to its own bucket unless
+ *    attend_across_buckets, and to original positions j <= i when causal;
+ *  - logits q_i . k_j / sqrt(D), except its own position, which gets -1e5 (a query attends to
+ *    itself only when nothing else is visible; it always sees itself, so no row is empty).
+ * Rounds are combined by their log-sum-exps: o_i = sum_r exp(lse_i^r - logsumexp_r lse_i^r) o_i^r,
+ * which is one softmax over the concatenation of every round's visible keys. Keys seen in several
+ * rounds are NOT de-duplicated (they count once per round), as in the paper's plain form.
+ * The result is in the original order; lse_i = logsumexp_r lse_i^r. Any N >= 1 (N need not be a
+ * multiple of chunk_size or n_buckets); a chunk_size >= N gives a single chunk.
+ * Cost: hashing O(N D n_buckets n_hashes), sorting O(N + n_buckets) per round, attention
+ * O(N chunk_size (D + Dv) n_hashes): with fixed n_buckets and chunk_size, linear in N.
+ * Device scratch (released on return) ~ 4 B H n_hashes N (Dp + 5) + 4 B H N Dvp bytes, with Dp,
+ * Dvp the head dims rounded up to 16 (the sorted keys are packed per round). */
+
+/* Rotations drawn from a seed: element k of the row-major [n_hashes][D][n_buckets / 2] array is a
+ * standard normal from the Box-Muller transform of a splitmix64 stream seeded with `seed`:
+ * values are produced in pairs, pair p from the uniforms u1 = (x_{2p} >> 11 + 1) / 2^53 and
+ * u2 = (x_{2p+1} >> 11) / 2^53 (x_t the splitmix64 outputs) as sqrt(-2 ln u1) cos(2 pi u2) for
+ * element 2p and sqrt(-2 ln u1) sin(2 pi u2) for element 2p + 1, computed in double and rounded to
+ * float. clattn_lsh_rotations returns exactly the values clattn_lsh_enqueue draws. */
+typedef struct clattn_lsh_desc {
+    size_t struct_size;
+    size_t n_hashes;        /* rounds, 1..CLATTN_LSH_MAX_HASHES (default 4) */
+    size_t n_buckets;       /* even, 2..CLATTN_LSH_MAX_BUCKETS (default 64) */
+    size_t chunk_size;      /* >= 1 (default 64) */
+    int causal;             /* key j visible only when j <= i (original positions) */
+    int attend_across_buckets; /* lift the same-bucket restriction inside the chunk window (as
+                                * reformer-pytorch's attend_across_buckets) */
+    uint64_t seed;          /* used when no rotations are supplied (default 0) */
+} clattn_lsh_desc;
+
+#define CLATTN_LSH_MAX_HASHES 64
+#define CLATTN_LSH_MAX_BUCKETS 65536
+
+CLATTN_API void clattn_lsh_desc_init(clattn_lsh_desc *desc);
+
+/* Writes the rotations a seed gives (see above) into rot, row-major [n_hashes][d][n_buckets / 2]
+ * (n_hashes * d * n_buckets / 2 floats). NULL_POINTER when rot is NULL; INVALID_ARGUMENT for
+ * n_hashes or n_buckets outside the desc's ranges (or odd), INVALID_SHAPE for d outside 1..256. */
+CLATTN_API clattn_status clattn_lsh_rotations(uint64_t seed, size_t n_hashes, size_t d,
+                                              size_t n_buckets, float *rot);
+
+/* Enqueues LSH attention on the context's queue.
+ * Tensors (any strides): q [B, H, N, D], v [B, H, N, Dv], out [B, H, N, Dv], 1 <= D, Dv <= 256;
+ * rotations: NULL (drawn from desc->seed on the host, copied into a buffer at creation) or a float32
+ * view of shape [1, n_hashes, D, n_buckets / 2]; lse: NULL or [B, H, N, 1] (natural log);
+ * buckets: NULL or an int32 view [B, H, n_hashes, N] receiving every round's bucket of every
+ * position (for inspection and tests). desc NULL means the defaults. Every element of out (and
+ * lse, buckets) is written.
+ * Validation (before anything is enqueued; nothing is touched on failure):
+ *   NULL_POINTER (ctx, q, v, out, a view's buffer, or num_wait > 0 with wait NULL),
+ *   INVALID_ARGUMENT (struct_size; n_hashes, n_buckets (odd, < 2, too large) or chunk_size 0),
+ *   INVALID_SHAPE (a zero entry, D or Dv > 256, sizes beyond 2^31), SHAPE_MISMATCH (v, out, lse,
+ *   buckets or rotations of the wrong shape), UNSUPPORTED (scratch beyond the device's max
+ *   allocation), BUFFER_TOO_SMALL, ALIASING (an output overlapping an input or another output,
+ *   or mapping two elements to one address), then BUILD_FAILED or OpenCL codes.
+ * `event` (may be NULL) receives an event for the last command. */
+CLATTN_API clattn_status clattn_lsh_enqueue(clattn_context *ctx, const clattn_lsh_desc *desc,
+                                            const clattn_tensor *q, const clattn_tensor *v,
+                                            const clattn_tensor *rotations,
+                                            const clattn_tensor *out, const clattn_tensor *lse,
+                                            const clattn_tensor *buckets, cl_uint num_wait,
+                                            const cl_event *wait, cl_event *event);
+
+/* Blocking host-memory convenience: contiguous float32 q [B, H, N, D] (q_shape), v [B, H, N, Dv]
+ * (v_shape), rotations NULL (drawn from desc->seed) or [n_hashes][D][n_buckets / 2],
+ * out [B, H, N, Dv], lse NULL or [B, H, N]. Outputs are only written on success. Status as for
+ * clattn_lsh_enqueue. */
+CLATTN_API clattn_status clattn_lsh_host(clattn_context *ctx, const clattn_lsh_desc *desc,
+                                         const size_t q_shape[4], const size_t v_shape[4],
+                                         const float *q, const float *v, const float *rotations,
+                                         float *out, float *lse);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Routing attention (Routing Transformer)                                                        */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Routing Transformer (Roy et al. 2021) attention with balanced routing. Inputs q, k [B, H, N, D],
+ * v [B, H, N, Dv] and centroids [H, C, D] (per head, shared by every batch), 1 <= C <= N:
+ *  - routing: queries and keys are L2-normalised (x / |x|; a zero vector stays zero) and scored
+ *    against every centroid of their head by the dot product (centroids are used as given);
+ *    cluster c takes the w queries and, separately, the w keys with the highest scores (equal
+ *    fp32 scores: lower position first; vectors of one direction but different lengths may
+ *    differ in the last bit after normalisation), so every cluster has exactly w of each (balanced) and a position
+ *    may be routed to several clusters or to none;
+ *  - within each cluster: exact softmax attention of its queries over its keys, logits
+ *    scale * q_i . k_j on the un-normalised vectors (scale 1/sqrt(D) by default); causal: key j
+ *    is visible to query i only when j <= i in original positions;
+ *  - back to original positions: query i's output is the mean, over the clusters that routed i
+ *    AND in which i saw at least one key, of its outputs there; a position with no such cluster
+ *    (routed nowhere, or only where causality hid every key) gets zeros.
+ * Window w: CLATTN_ROUTING_WINDOW_AUTO (the default) means ceil(N / C); otherwise 1..N.
+ * With C = 1 and w = N this is exact attention (causal or not).
+ * Cost: scoring O(B H N C D), selection O(B H C N) (a radix select per cluster), attention
+ * O(B H C w^2 (D + Dv)) = O(N^1.5) per head for C = sqrt(N). Device scratch (released on return)
+ * ~ 4 * B H C (2 N + w (Dv + 6)) + 4 * B H N Dv bytes. Deterministic: the same inputs give the
+ * same bits (no atomics). */
+
+#define CLATTN_ROUTING_WINDOW_AUTO ((size_t)-1)
+
+typedef struct clattn_routing_desc {
+    size_t struct_size;
+    size_t clusters; /* C: 0 = take it from the centroids' shape (enqueue calls); the host call
+                      * needs it (> 0). When both are given they must agree. Default 0. */
+    size_t window;   /* w, see above. Default CLATTN_ROUTING_WINDOW_AUTO; 0 is invalid. */
+    int causal;      /* default 0 */
+    float scale;     /* logits scale; 0 (the default) means 1/sqrt(D). Finite. */
+    float decay;     /* clattn_routing_update_centroids: new = decay * old + (1 - decay) * mean
+                      * direction. In [0, 1], default 0.999. */
+    uint64_t seed;   /* k-means++ initialisation (clattn_routing_centroids_init, and the host call
+                      * without centroids). Default 0. */
+} clattn_routing_desc;
+
+CLATTN_API void clattn_routing_desc_init(clattn_routing_desc *desc);
+
+/* Enqueues routing attention on the context's queue.
+ * Tensors (any strides): q, k [B, H, N, D], v [B, H, N, Dv], centroids [1, H, C, D],
+ * out [B, H, N, Dv]; 1 <= D, Dv <= 256. desc NULL means the defaults. Every element of out is
+ * written. `event` (may be NULL) receives an event for the last command.
+ * Validation (before anything is enqueued; nothing is touched on failure):
+ *   NULL_POINTER (ctx, a tensor, a view's buffer, or num_wait > 0 with wait NULL),
+ *   INVALID_ARGUMENT (struct_size, window 0 or > N, scale or decay out of range, C > N,
+ *   desc->clusters != the centroids' C), INVALID_SHAPE (a zero entry, D or Dv > 256, sizes
+ *   beyond 2^31), SHAPE_MISMATCH (k, v, out or centroids of the wrong shape), UNSUPPORTED
+ *   (scratch beyond the device's max allocation), BUFFER_TOO_SMALL, ALIASING (out overlapping an
+ *   input or mapping two elements to one address), then BUILD_FAILED or OpenCL codes. */
+CLATTN_API clattn_status clattn_routing_enqueue(clattn_context *ctx,
+                                                const clattn_routing_desc *desc,
+                                                const clattn_tensor *q, const clattn_tensor *k,
+                                                const clattn_tensor *v,
+                                                const clattn_tensor *centroids,
+                                                const clattn_tensor *out, cl_uint num_wait,
+                                                const cl_event *wait, cl_event *event);
+
+/* k-means++ initialisation from the data, on the host, blocking (reads q and k back after
+ * everything enqueued before). For head h the data are the M = 2 B N L2-normalised vectors
+ * x_m = q[b, h, n] / |q| for m = b N + n, then k[b, h, n] / |k| for m = B N + b N + n (a zero
+ * vector stays zero), in double precision. A splitmix64 stream seeded with seed + (h + 1) *
+ * 0x9E3779B97F4A7C15 gives uniforms u = (x >> 11) / 2^53. The first centroid is x_m with
+ * m = floor(u M); each next one is drawn with probability proportional to the squared distance
+ * d_m = min over chosen centroids |x_m - c|^2: with total T = sum_m d_m (summed in order of m), the
+ * first m whose running sum exceeds u T (the last m with d_m > 0 if rounding runs past the end;
+ * if T = 0, m = floor(u M)). Centroids are the chosen x_m rounded to float (unit length unless
+ * the vector was zero). The result does not depend on the device.
+ * Tensors: q, k [B, H, N, D] (any strides), centroids [1, H, C, D] written (1 <= C <= N).
+ * Status as for clattn_routing_enqueue (desc: seed and clusters), OUT_OF_HOST_MEMORY. */
+CLATTN_API clattn_status clattn_routing_centroids_init(clattn_context *ctx,
+                                                       const clattn_routing_desc *desc,
+                                                       const clattn_tensor *q,
+                                                       const clattn_tensor *k,
+                                                       const clattn_tensor *centroids);
+
+/* Enqueues one exponential-moving-average step of the centroids (mini-batch k-means, for training
+ * loops), as lucidrains' routing_transformer does: every normalised query and key of head h (over
+ * all batches) is assigned to its nearest centroid (largest dot product, lower cluster on ties);
+ * for each cluster c with at least one vector whose sum s is non-zero,
+ *   centroid[h, c] = decay * centroid[h, c] + (1 - decay) * s / |s|,
+ * and other clusters are left unchanged. Tensors as for clattn_routing_enqueue (centroids are
+ * read and written; they must not overlap q or k). Deterministic (sums in a fixed order).
+ * Status as for clattn_routing_enqueue (desc: decay and clusters). */
+CLATTN_API clattn_status clattn_routing_update_centroids(clattn_context *ctx,
+                                                         const clattn_routing_desc *desc,
+                                                         const clattn_tensor *q,
+                                                         const clattn_tensor *k,
+                                                         const clattn_tensor *centroids,
+                                                         cl_uint num_wait, const cl_event *wait,
+                                                         cl_event *event);
+
+/* Blocking host-memory convenience: contiguous float32 q, k [B, H, N, D] (q_shape), v [B, H, N, Dv]
+ * (v_shape), out [B, H, N, Dv]. centroids: [H][C][D] with C = desc->clusters (required, > 0), or
+ * NULL to initialise them by k-means++ from q and k with desc->seed (as
+ * clattn_routing_centroids_init). out is only written on success. Status as for
+ * clattn_routing_enqueue. */
+CLATTN_API clattn_status clattn_routing_host(clattn_context *ctx, const clattn_routing_desc *desc,
+                                             const size_t q_shape[4], const size_t v_shape[4],
+                                             const float *q, const float *k, const float *v,
+                                             const float *centroids, float *out);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* State-space long convolution (S4D / DSS) and the gated state-space layer (GSS)                 */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* A diagonal state-space model (S4D, Gu et al. 2022; DSS, Gupta et al. 2022) with H channels and
+ * N complex states per channel maps an input sequence u [L] of each channel h to
+ *   y[l] = sum_{j <= l} K[h, j] u[l - j] + D[h] u[l],   K[h, l] = Re(sum_n Ct[h, n] w[h, n]^l),
+ *   w[h, n] = exp(dt_h A[h, n]),  dt_h = exp(log_dt[h]),
+ * the convolution view of the recurrence x_t = w (.) x_(t-1) + u_t, y_t = Re(Ct . x_t) + D u_t.
+ * Complex values are float pairs (re, im). S4D's discretised B-bar, its C and the factor 2 of
+ * conjugate pairs are folded into Ct (clattn_ssm_s4d_zoh computes it); DSS's parameterisations
+ * reach the same form with their own Ct.
+ *
+ * The long convolution runs by FFT (clFFT; zero padding to the smallest length >= 2L whose only
+ * prime factors are 2, 3, 5, 7: O(L log L) per channel) or directly (O(L^2) per channel, the
+ * baseline); AUTO picks DIRECT for L <= CLATTN_SSM_DIRECT_MAX_L and FFT above (measured
+ * crossover on PoCL; see README). Both accumulate in float32. */
+
+typedef enum clattn_ssm_algo {
+    CLATTN_SSM_AUTO = 0,  /* DIRECT up to CLATTN_SSM_DIRECT_MAX_L, FFT above */
+    CLATTN_SSM_FFT = 1,   /* by clFFT, O(L log L) */
+    CLATTN_SSM_DIRECT = 2 /* the causal sum itself, O(L^2) */
+} clattn_ssm_algo;
+
+#define CLATTN_SSM_DIRECT_MAX_L 256
+
+/* Options of the convolution calls. Fill with clattn_ssm_desc_init() (algorithm AUTO). */
+typedef struct clattn_ssm_desc {
+    size_t struct_size;
+    clattn_ssm_algo algorithm;
+} clattn_ssm_desc;
+
+CLATTN_API void clattn_ssm_desc_init(clattn_ssm_desc *desc);
+
+/* S4D's zero-order hold folded into Ct (host computation, double precision inside):
+ *   Ct[h, n] = f * C[h, n] * B[h, n] * (exp(dt_h A[h, n]) - 1) / A[h, n],  dt_h = exp(log_dt[h]),
+ * with f = 2 when conj_pairs (the N states stand for N conjugate pairs, as in S4D) else 1.
+ * A, B, C, Ct: [H][N][2] float32 (re, im); B may be NULL (B = 1, as S4D-Lin and DSS absorb it);
+ * log_dt [H]. Status: NULL_POINTER, INVALID_SHAPE (H or N is 0), INVALID_ARGUMENT (a non-finite
+ * input or result, A[h, n] == 0, dt not finite). Ct is only written on success. */
+CLATTN_API clattn_status clattn_ssm_s4d_zoh(size_t heads, size_t state_dim, const float *A,
+                                            const float *B, const float *C, const float *log_dt,
+                                            int conj_pairs, float *Ct);
+
+/* The parameters of one diagonal SSM, uploaded once to the context's device: the handle keeps
+ * w = exp(dt A) and Ct, computes K on the device when a length is first used and keeps K (and
+ * its spectrum for the FFT path) for the last length used, so repeated calls at one L only
+ * convolve. A handle must not be used from two threads at once; destroy it before its context. */
+typedef struct clattn_ssm clattn_ssm;
+
+/* Creates the handle from host arrays: A and Ct [H][N][2], log_dt [H], D [H] (NULL: no skip
+ * term). Validates before uploading: NULL_POINTER, INVALID_SHAPE (H or N is 0, or H * N beyond
+ * 2^24), INVALID_ARGUMENT (a non-finite value, or dt = exp(log_dt) not finite or 0, or
+ * Re(dt A) > 0: a growing kernel), then OpenCL codes. Blocking (the upload is finished). */
+CLATTN_API clattn_status clattn_ssm_create(clattn_context *ctx, size_t heads, size_t state_dim,
+                                           const float *A, const float *Ct, const float *log_dt,
+                                           const float *D, clattn_ssm **ssm);
+
+/* Releases the handle's buffers. NULL-safe. */
+CLATTN_API void clattn_ssm_destroy(clattn_ssm *ssm);
+
+/* H and N of the handle (either pointer may be NULL). */
+CLATTN_API clattn_status clattn_ssm_get_shape(const clattn_ssm *ssm, size_t *heads,
+                                              size_t *state_dim);
+
+/* Enqueues K = the SSM's kernel into k, a view of shape {1, H, L, 1} (any L >= 1, L < 2^24).
+ * Every element is written. Status: NULL_POINTER, SHAPE_MISMATCH (k's H), INVALID_SHAPE (L),
+ * BUFFER_TOO_SMALL, ALIASING (k maps two elements to one address), OpenCL codes. */
+CLATTN_API clattn_status clattn_ssm_kernel_enqueue(clattn_ssm *ssm, const clattn_tensor *k,
+                                                   cl_uint num_wait, const cl_event *wait,
+                                                   cl_event *event);
+
+/* Enqueues y = K * u + D (.) u for u and y of shape {B, H, L, 1} (any strides; y one-to-one and
+ * not overlapping u), 1 <= L < 2^24. desc NULL means AUTO. Scratch (padded rows and spectra,
+ * about 3 * B * H * L floats for FFT) is allocated per call and released on return. The first
+ * call at a new L generates K (and its spectrum) into the handle. Every element of y is written.
+ * Status: NULL_POINTER, INVALID_ARGUMENT (desc), INVALID_SHAPE (a zero entry, L too long, shape[3]
+ * != 1), SHAPE_MISMATCH (H differs from the handle, y's shape differs from u's),
+ * BUFFER_TOO_SMALL, ALIASING, UNSUPPORTED (scratch beyond the max allocation), BUILD_FAILED,
+ * OpenCL codes (clFFT failures are mapped to these with a message). */
+CLATTN_API clattn_status clattn_ssm_enqueue(clattn_ssm *ssm, const clattn_ssm_desc *desc,
+                                            const clattn_tensor *u, const clattn_tensor *y,
+                                            cl_uint num_wait, const cl_event *wait,
+                                            cl_event *event);
+
+/* The long convolution alone, with a kernel given by the caller: y = k * u (+ d (.) u), for u and
+ * y {B, H, L, 1}, k {1, H, L, 1} and d {1, H, 1, 1} or NULL. Status as for clattn_ssm_enqueue
+ * (SHAPE_MISMATCH when k or d disagree with u; ALIASING when y overlaps u, k or d). */
+CLATTN_API clattn_status clattn_ssm_conv_enqueue(clattn_context *ctx, const clattn_ssm_desc *desc,
+                                                 const clattn_tensor *u, const clattn_tensor *k,
+                                                 const clattn_tensor *d, const clattn_tensor *y,
+                                                 cl_uint num_wait, const cl_event *wait,
+                                                 cl_event *event);
+
+/* Blocking host-memory convenience: u and y contiguous [B][H][L] float32, parameters as for
+ * clattn_ssm_create. y is only written on success. Status as for create and enqueue. */
+CLATTN_API clattn_status clattn_ssm_host(clattn_context *ctx, const clattn_ssm_desc *desc,
+                                         size_t batch, size_t heads, size_t state_dim,
+                                         size_t length, const float *A, const float *Ct,
+                                         const float *log_dt, const float *D, const float *u,
+                                         float *y);
+
+/* Recurrent decoding state of an SSM: x [B, H, N] complex, in a device buffer owned by the
+ * handle. It keeps a pointer to its clattn_ssm (destroy the state first) and must not be used
+ * from two threads at once. */
+typedef struct clattn_ssm_state clattn_ssm_state;
+
+/* Creates a zeroed state for `batch` sequences. Blocking. Status: NULL_POINTER, INVALID_SHAPE
+ * (batch 0 or B * H * N beyond 2^31), OpenCL allocation codes. On failure *state is NULL. */
+CLATTN_API clattn_status clattn_ssm_state_create(clattn_ssm *ssm, size_t batch,
+                                                 clattn_ssm_state **state);
+
+/* Releases the state's buffer. NULL-safe. */
+CLATTN_API void clattn_ssm_state_destroy(clattn_ssm_state *state);
+
+/* Enqueues x = 0 (the start of a new sequence). */
+CLATTN_API clattn_status clattn_ssm_state_reset(clattn_ssm_state *state, cl_uint num_wait,
+                                                const cl_event *wait, cl_event *event);
+
+/* Blocking read-back of x as [B][H][N][2] float32 (after everything enqueued before it). */
+CLATTN_API clattn_status clattn_ssm_state_read(clattn_ssm_state *state, float *x);
+
+/* Blocking write of a saved state in clattn_ssm_state_read's layout (values must be finite, else
+ * INVALID_ARGUMENT and the state is unchanged). */
+CLATTN_API clattn_status clattn_ssm_state_write(clattn_ssm_state *state, const float *x);
+
+/* One step for every sequence: u and y {B, H, 1, 1}. x = w (.) x + u, then
+ * y = Re(sum_n Ct x) + D u. Steps over a sequence from a zero state reproduce clattn_ssm_enqueue's
+ * y (up to float32 rounding of the powers of w). Status: NULL_POINTER, SHAPE_MISMATCH,
+ * BUFFER_TOO_SMALL, ALIASING (y overlaps u), OpenCL codes; on failure the state is unchanged. */
+CLATTN_API clattn_status clattn_ssm_step(clattn_ssm_state *state, const clattn_tensor *u,
+                                         const clattn_tensor *y, cl_uint num_wait,
+                                         const cl_event *wait, cl_event *event);
+
+/* The GSS layer forward (Mehta et al. 2022, "Long Range Language Modeling via Gated State
+ * Spaces", Figure 1), for tokens x [T = B * L rows, E features]:
+ *   xn = LayerNorm(x) * gamma + beta                 (over E, eps from the desc)
+ *   v  = gelu(xn W_v + b_v)        [T, F]
+ *   u  = gelu(xn W_u + b_u)        [T, H]            (H = the SSM's channels)
+ *   y  = DSS(u) along each sequence of L tokens      (the clattn_ssm handle, its D included)
+ *   uc = y W_o1 + b_o1             [T, F]
+ *   o  = (uc (.) v) W_o2 + b_o2 + x  [T, E]
+ * gelu is the exact form x * Phi(x) = x (1 + erf(x / sqrt 2)) / 2. Dense layers run as CLBlast
+ * GEMMs. Weights are the caller's buffers, dense row-major float32 from element 0:
+ * W_v [E][F], W_u [E][H], W_o1 [H][F], W_o2 [F][E]; biases b_v [F], b_u [H], b_o1 [F], b_o2 [E],
+ * gamma and beta [E]; any bias, gamma or beta may be NULL (0, 1 and 0). */
+typedef struct clattn_gss_weights {
+    cl_mem ln_gamma, ln_beta;
+    cl_mem w_v, b_v;
+    cl_mem w_u, b_u;
+    cl_mem w_o1, b_o1;
+    cl_mem w_o2, b_o2;
+} clattn_gss_weights;
+
+/* Options: fill with clattn_gss_desc_init() (ln_eps 1e-5, algorithm AUTO for the DSS). */
+typedef struct clattn_gss_desc {
+    size_t struct_size;
+    float ln_eps; /* > 0 and finite */
+    clattn_ssm_algo algorithm;
+} clattn_gss_desc;
+
+CLATTN_API void clattn_gss_desc_init(clattn_gss_desc *desc);
+
+/* Enqueues the GSS layer: x and out {B, 1, L, E} with dense rows (strides {L*E, any, E, 1}), out
+ * not overlapping x; F >= 1 is the gated width. Scratch (about T * (E + 2F + 2H) floats) is
+ * allocated per call. The caller's wait list gates the first command (through a barrier, since
+ * CLBlast takes no wait list). Status: NULL_POINTER (ctx, dss, weights, a required weight
+ * buffer, x, out), INVALID_ARGUMENT (desc), INVALID_SHAPE, UNSUPPORTED (rows not dense),
+ * BUFFER_TOO_SMALL (a weight buffer smaller than its shape), ALIASING, BLAS_ERROR, OpenCL codes. */
+CLATTN_API clattn_status clattn_gss_enqueue(clattn_context *ctx, const clattn_gss_desc *desc,
+                                            clattn_ssm *dss, const clattn_gss_weights *weights,
+                                            size_t ffn_dim, const clattn_tensor *x,
                                             const clattn_tensor *out, cl_uint num_wait,
                                             const cl_event *wait, cl_event *event);
 

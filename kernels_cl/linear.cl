@@ -1,26 +1,40 @@
-/* Linear (kernelized) attention: phi(q) . phi(k) in place of softmax, so keys are summed into a
- * D x (Dv + 1) state per (batch, head): columns 0..Dv-1 hold S = sum phi(k) v^T and column Dv
- * holds z = sum phi(k). Keeping z as an extra column lets one kernel build both.
+/* Linear (kernelized) attention over materialised features.
  *
- * Causal form, chunk-parallel: clattn_linear_chunk_state sums each chunk of LIN_CHUNK positions,
- * clattn_linear_scan turns the chunk sums into exclusive prefix sums (plus an optional initial
- * state), and clattn_linear_out adds, for each query row, the masked part of its own chunk. One
- * work-item per state element or per output row, no __local memory and no barriers: on CPUs
- * (PoCL) barriers are costly, and these loops vectorise across work-items.
+ * Every form runs on the same buffers (all contiguous, made by the host side):
+ *   F   features [BH][N][MP] (MP = M rounded up to LIN_MB; the padding features are 0), for
+ *       queries and for keys;
+ *   L   key log-scales [BH][N]: phi(k_j) = F_j * exp(L_j) (0 except for FAVOR, whose rows are
+ *       divided by their largest feature);
+ *   VP  values [BH][N][DVP], DVP = Dv rounded up to 16, zero padded;
+ *   states [.][MP][DW], DW = DVP + 16: columns 0..Dv-1 hold S (or a part of it), column DVP holds
+ *       z, the rest is 0. A state is stored relative to a log-scale r (true sums = stored *
+ *       exp(r)); r grows as keys with larger L arrive and the sums are rescaled, as online softmax
+ *       does, so nothing depends on later keys and nothing overflows.
+ * Fixed momentum keeps two sums per state: A = sum_j x_j and the mu-decayed B = sum_j mu^(i-j)
+ * x_j (x_j = phi(k_j) v_j^T); S_i = eta / (1 - mu) (A_i - mu B_i) is the unrolled recurrence
+ * P_i = mu P_{i-1} - eta x_i, S_i = S_{i-1} - P_i. Without momentum mu = 0, eta = 1: S = A.
  *
- * Private arrays are sized by the largest head dim and the chunk, fixed at build time so one
- * program serves every shape. */
+ * Causal form, chunk-parallel: clattn_linear_chunk_state sums each chunk of keys,
+ * clattn_linear_scan turns the chunk sums into exclusive prefix states (continuing an initial
+ * state), clattn_linear_out adds for each query row the masked part of its own chunk. The
+ * non-causal form is the same with one scan total. Work-items are register-blocked for CPUs
+ * (float16 rows of the state, LIN_MB feature rows or LIN_RB query rows each), with no __local
+ * memory and no barriers. */
 
-#ifndef LIN_MAX_D
-#define LIN_MAX_D 256
-#endif
 #ifndef LIN_CHUNK
 #define LIN_CHUNK 64
 #endif
+#ifndef LIN_MAX_D
+#define LIN_MAX_D 256
+#endif
+#define LIN_MB 4 /* feature rows per chunk-state work-item; MP is a multiple of it */
+#define LIN_RB 4 /* query rows per output work-item; divides LIN_CHUNK */
 
 /* Feature maps, numbered as clattn_feature_map. */
 #define LIN_ELU 0
 #define LIN_RELU 1
+#define LIN_IDENTITY 2
+#define LIN_FAVOR 3
 
 inline float clattn_linear_phi(float x, int fmap)
 {
@@ -31,97 +45,432 @@ inline float clattn_linear_phi(float x, int fmap)
     return x;
 }
 
-/* cs[g][d][e] for g = bh * nchunks + c: the sum over the positions of chunk c of phi(k_jd) times
- * v_je (e < Dv) or 1 (e == Dv). Global size (Dv + 1, D, BH * nchunks). */
-__kernel void clattn_linear_chunk_state(__global const float *k, ulong k_off, ulong4 k_st,
-                                        __global const float *v, ulong v_off, ulong4 v_st,
-                                        uint heads, uint n, uint d_k, uint d_v, uint chunk,
-                                        uint nchunks, int fmap, __global float *cs)
+/* exp(a - b) for log-scales where a may be -inf (an empty state): 0 then. */
+inline float clattn_linear_rescale(float a, float b)
 {
-    uint e = get_global_id(0), d = get_global_id(1), g = get_global_id(2);
-    uint bh = g / nchunks, c = g % nchunks, b = bh / heads, h = bh % heads;
-    uint j0 = c * chunk, j1 = min(j0 + chunk, n);
-    float s = 0.0f;
-    for (uint j = j0; j < j1; j++) {
-        float pk = clattn_linear_phi(k[clattn_at(k_off, k_st, b, h, j, d)], fmap);
-        s += e < d_v ? pk * v[clattn_at(v_off, v_st, b, h, j, e)] : pk;
-    }
-    cs[((ulong)g * d_k + d) * (d_v + 1) + e] = s;
+    return isinf(a) && a < 0.0f ? 0.0f : exp(a - b);
 }
 
-/* Exclusive scan over the chunks of each (bh, d, e): cs[c] becomes init + sum of chunks before c
- * (when write_prefix), and fin receives init + the sum of every chunk (when has_fin). init and fin
- * are [BH][D][Dv + 1] and may be the same buffer: each work-item reads its element before
- * writing it. Global size (Dv + 1, D, BH). */
-__kernel void clattn_linear_scan(__global float *cs, uint nchunks, uint d_k, uint d_v,
-                                 __global const float *init, int has_init, __global float *fin,
-                                 int has_fin, int write_prefix)
+/* One row of features per work-item: f [BH][N][MP] and, for keys (l non-NULL flag), the row's
+ * log-scale. FAVOR: u_m = w_m . x' - |x'|^2 / 2 with x' = x * xs, stored as exp(u_m - max u) * fs.
+ * Global size (N, BH). */
+__kernel void clattn_linear_features(__global const float *x, ulong x_off, ulong4 x_st, uint heads,
+                                     uint d, uint m, uint mp, int fmap,
+                                     __global const float *w, float xs, float fs,
+                                     __global float *f, int want_l, __global float *l)
 {
-    uint e = get_global_id(0), d = get_global_id(1), bh = get_global_id(2);
-    ulong w = d_v + 1, one = ((ulong)bh * d_k + d) * w + e;
-    ulong first = ((ulong)bh * nchunks * d_k + d) * w + e, step = (ulong)d_k * w;
-    float run = has_init ? init[one] : 0.0f;
+    uint i = get_global_id(0), bh = get_global_id(1), n = get_global_size(0);
+    uint b = bh / heads, h = bh % heads;
+    __global float *fr = f + ((ulong)bh * n + i) * mp;
+    float scale = 0.0f;
+    if (fmap != LIN_FAVOR) {
+        for (uint t = 0; t < d; t++)
+            fr[t] = clattn_linear_phi(x[clattn_at(x_off, x_st, b, h, i, t)], fmap);
+    } else {
+        float xp[LIN_MAX_D];
+        float hn = 0.0f;
+        for (uint t = 0; t < d; t++) {
+            xp[t] = x[clattn_at(x_off, x_st, b, h, i, t)] * xs;
+            hn += xp[t] * xp[t];
+        }
+        hn *= 0.5f;
+        float mx = -INFINITY;
+        for (uint r = 0; r < m; r++) {
+            __global const float *wr = w + (ulong)r * d;
+            float u = 0.0f;
+            for (uint t = 0; t < d; t++)
+                u += wr[t] * xp[t];
+            u -= hn;
+            fr[r] = u;
+            mx = fmax(mx, u);
+        }
+        for (uint r = 0; r < m; r++)
+            fr[r] = exp(fr[r] - mx) * fs;
+        scale = mx;
+    }
+    for (uint t = m; t < mp; t++)
+        fr[t] = 0.0f;
+    if (want_l)
+        l[(ulong)bh * n + i] = scale;
+}
+
+/* vp [BH][N][DVP] = v, zero padded. Global size (DVP, N, BH). */
+__kernel void clattn_linear_pack_v(__global const float *v, ulong v_off, ulong4 v_st, uint heads,
+                                   uint dv, __global float *vp)
+{
+    uint e = get_global_id(0), j = get_global_id(1), bh = get_global_id(2);
+    uint dvp = get_global_size(0), n = get_global_size(1);
+    uint b = bh / heads, h = bh % heads;
+    vp[((ulong)bh * n + j) * dvp + e] = e < dv ? v[clattn_at(v_off, v_st, b, h, j, e)] : 0.0f;
+}
+
+/* Per chunk of keys: cm = max L over the chunk, wc_j = exp(L_j - cm). Global size
+ * (nchunks, BH). */
+__kernel void clattn_linear_chunk_weights(__global const float *l, uint n, uint chunk,
+                                          __global float *wc, __global float *cm)
+{
+    uint c = get_global_id(0), bh = get_global_id(1), nchunks = get_global_size(0);
+    ulong base = (ulong)bh * n;
+    uint j0 = c * chunk, j1 = min(j0 + chunk, n);
+    float mx = -INFINITY;
+    for (uint j = j0; j < j1; j++)
+        mx = fmax(mx, l[base + j]);
+    for (uint j = j0; j < j1; j++)
+        wc[base + j] = exp(l[base + j] - mx);
+    cm[(ulong)bh * nchunks + c] = mx;
+}
+
+/* Chunk sums relative to the chunk's scale: ca[g][m][e] = sum_j wc_j F_jm VP_je and the z column
+ * ca[g][m][DVP] = sum_j wc_j F_jm; with momentum also cb[g][m][e] = sum_j mu^(j1-1-j) wc_j F_jm
+ * VP_je. g = bh * nchunks + c. Work-item (eb, mb, g): LIN_MB feature rows times one float16 block
+ * of value columns (eb < DVP/16) or the z column (eb == DVP/16). Global size
+ * (DVP/16 + 1, MP/LIN_MB, BH * nchunks). */
+__kernel void clattn_linear_chunk_state(__global const float *f, __global const float *vp,
+                                        __global const float *wc, uint n, uint mp, uint dvp,
+                                        uint chunk, uint nchunks, int momentum, float mu,
+                                        __global float *ca, __global float *cb)
+{
+    uint eb = get_global_id(0), mb = get_global_id(1), g = get_global_id(2);
+    uint bh = g / nchunks, c = g % nchunks, m0 = mb * LIN_MB, dw = dvp + 16;
+    uint j0 = c * chunk, j1 = min(j0 + chunk, n);
+    ulong row0 = (ulong)bh * n;
+    __global float *oa = ca + ((ulong)g * mp + m0) * dw + eb * 16;
+    if (eb * 16 == dvp) { /* the z column */
+        float z[LIN_MB];
+        for (int t = 0; t < LIN_MB; t++)
+            z[t] = 0.0f;
+        for (uint j = j0; j < j1; j++) {
+            __global const float *fr = f + (row0 + j) * mp + m0;
+            float wj = wc[row0 + j];
+            for (int t = 0; t < LIN_MB; t++)
+                z[t] += fr[t] * wj;
+        }
+        for (int t = 0; t < LIN_MB; t++) {
+            oa[t * dw] = z[t];
+            for (int k = 1; k < 16; k++)
+                oa[t * dw + k] = 0.0f;
+            if (momentum)
+                for (int k = 0; k < 16; k++)
+                    cb[((ulong)g * mp + m0 + t) * dw + eb * 16 + k] = 0.0f;
+        }
+        return;
+    }
+    float16 a0 = CLATTN_SPLAT16(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    float16 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (uint j = j0; j < j1; j++) {
+        __global const float *fr = f + (row0 + j) * mp + m0;
+        float wj = wc[row0 + j];
+        float16 vv = vload16(0, vp + (row0 + j) * dvp + eb * 16);
+        float f0 = fr[0] * wj, f1 = fr[1] * wj, f2 = fr[2] * wj, f3 = fr[3] * wj;
+        a0 = fma(CLATTN_SPLAT16(f0), vv, a0);
+        a1 = fma(CLATTN_SPLAT16(f1), vv, a1);
+        a2 = fma(CLATTN_SPLAT16(f2), vv, a2);
+        a3 = fma(CLATTN_SPLAT16(f3), vv, a3);
+        if (momentum) {
+            float16 m16 = CLATTN_SPLAT16(mu);
+            b0 = fma(m16, b0, CLATTN_SPLAT16(f0) * vv);
+            b1 = fma(m16, b1, CLATTN_SPLAT16(f1) * vv);
+            b2 = fma(m16, b2, CLATTN_SPLAT16(f2) * vv);
+            b3 = fma(m16, b3, CLATTN_SPLAT16(f3) * vv);
+        }
+    }
+    vstore16(a0, 0, oa);
+    vstore16(a1, 0, oa + dw);
+    vstore16(a2, 0, oa + 2 * dw);
+    vstore16(a3, 0, oa + 3 * dw);
+    if (momentum) {
+        __global float *ob = cb + ((ulong)g * mp + m0) * dw + eb * 16;
+        vstore16(b0, 0, ob);
+        vstore16(b1, 0, ob + dw);
+        vstore16(b2, 0, ob + 2 * dw);
+        vstore16(b3, 0, ob + 3 * dw);
+    }
+}
+
+/* Scan over the chunks of each (bh, m, e): with write_prefix, chunk c's sums become the state
+ * before it (continuing `init` when has_init) and ps[bh][c] its log-scale; with has_fin, fin
+ * receives the state after the last chunk and fin_r its log-scale. init and fin ([BH][MP][DW],
+ * B parts likewise) may be the same buffers: each work-item reads its element before writing
+ * it; init_r and fin_r must differ (every work-item reads init_r). Global size (DW, MP, BH). */
+__kernel void clattn_linear_scan(__global float *ca, __global float *cb, __global const float *cm,
+                                 uint n, uint chunk, uint nchunks, uint mp, int momentum, float mu,
+                                 int has_init, __global const float *init_a,
+                                 __global const float *init_b, __global const float *init_r,
+                                 int has_fin, __global float *fin_a, __global float *fin_b,
+                                 __global float *fin_r, int write_prefix, __global float *ps)
+{
+    uint e = get_global_id(0), m = get_global_id(1), bh = get_global_id(2);
+    uint dw = get_global_size(0);
+    ulong one = ((ulong)bh * mp + m) * dw + e;
+    ulong first = ((ulong)bh * nchunks * mp + m) * dw + e, step = (ulong)mp * dw;
+    bool lead = e == 0 && m == 0;
+    float r = has_init ? init_r[bh] : -INFINITY;
+    float a = has_init ? init_a[one] : 0.0f;
+    float bb = has_init && momentum ? init_b[one] : 0.0f;
     for (uint c = 0; c < nchunks; c++) {
         ulong at = first + c * step;
-        float t = cs[at];
-        if (write_prefix)
-            cs[at] = run;
-        run += t;
+        float ta = ca[at], tb = momentum ? cb[at] : 0.0f, mc = cm[(ulong)bh * nchunks + c];
+        if (write_prefix) {
+            ca[at] = a;
+            if (momentum)
+                cb[at] = bb;
+            if (lead)
+                ps[(ulong)bh * nchunks + c] = r;
+        }
+        uint len = min(chunk, n - c * chunk);
+        float rn = fmax(r, mc), so = clattn_linear_rescale(r, rn), sn = exp(mc - rn);
+        a = a * so + ta * sn;
+        if (momentum)
+            bb = bb * pown(mu, (int)len) * so + tb * sn;
+        r = rn;
     }
-    if (has_fin)
-        fin[one] = run;
+    if (has_fin) {
+        fin_a[one] = a;
+        if (momentum)
+            fin_b[one] = bb;
+        if (lead)
+            fin_r[bh] = r;
+    }
 }
 
-/* One output row per work-item: out_i = (phi(q_i)^T S + sum_j a_j v_j) / (phi(q_i)^T z +
- * sum_j a_j + eps), a_j = phi(q_i) . phi(k_j), where S, z is the carried state of the row's chunk
- * and j runs over the row's chunk up to i (causal), or S, z is the whole state and no j
- * (non-causal, decoding steps). Global size (Nq, BH). */
-__kernel void clattn_linear_out(__global const float *q, ulong q_off, ulong4 q_st,
-                                __global const float *k, ulong k_off, ulong4 k_st,
-                                __global const float *v, ulong v_off, ulong4 v_st,
-                                __global float *out, ulong o_off, ulong4 o_st, uint heads, uint d_k,
-                                uint d_v, __global const float *st, uint nchunks, int causal,
-                                int fmap, float eps)
+/* Causal rows' weights for the keys of their own chunk: w[i][t] = exp(L_j - m_i) (phi(q_i) . F_j)
+ * for j = j0 + t <= i (0 beyond), with m_i = max(r, L_j0..L_i) written to mi[i] (r = the chunk's
+ * carried log-scale). Kept apart from the output kernel so that kernel's loops stay short and
+ * each dot product is computed once rather than once per value block. Global size
+ * (LIN_CHUNK, Nq, BH). */
+__kernel void clattn_linear_intra(__global const float *fq, __global const float *fk,
+                                  __global const float *l, __global const float *ps, uint mp,
+                                  uint nchunks, __global float *w, __global float *mi)
 {
-    uint i = get_global_id(0), bh = get_global_id(1), b = bh / heads, h = bh % heads;
-    ulong w = d_v + 1;
-    uint c = causal ? i / LIN_CHUNK : 0;
-    __global const float *s = st + ((ulong)bh * nchunks + c) * d_k * w;
-    float pq[LIN_MAX_D], a[LIN_CHUNK];
-    float den = 0.0f;
-    for (uint d = 0; d < d_k; d++) {
-        pq[d] = clattn_linear_phi(q[clattn_at(q_off, q_st, b, h, i, d)], fmap);
-        den += pq[d] * s[d * w + d_v];
-    }
-    uint j0 = c * LIN_CHUNK, nj = causal ? i - j0 + 1 : 0;
-    for (uint t = 0; t < nj; t++) {
+    uint t = get_global_id(0), i = get_global_id(1), bh = get_global_id(2);
+    uint nq = get_global_size(1), c = i / LIN_CHUNK, j0 = c * LIN_CHUNK, j = j0 + t;
+    ulong lrow = (ulong)bh * nq;
+    float mx = ps[(ulong)bh * nchunks + c];
+    for (uint u = j0; u <= i; u++)
+        mx = fmax(mx, l[lrow + u]);
+    float out = 0.0f;
+    if (j <= i) {
+        __global const float *qr = fq + (lrow + i) * mp, *kr = fk + (lrow + j) * mp;
         float dot = 0.0f;
-        for (uint d = 0; d < d_k; d++)
-            dot += pq[d] * clattn_linear_phi(k[clattn_at(k_off, k_st, b, h, j0 + t, d)], fmap);
-        a[t] = dot;
-        den += dot;
+        for (uint m = 0; m < mp; m++)
+            dot += qr[m] * kr[m];
+        out = exp(l[lrow + j] - mx) * dot;
     }
-    float inv = 1.0f / (den + eps);
-    for (uint e = 0; e < d_v; e++) {
-        float acc = 0.0f;
-        for (uint d = 0; d < d_k; d++)
-            acc += pq[d] * s[d * w + e];
-        for (uint t = 0; t < nj; t++)
-            acc += a[t] * v[clattn_at(v_off, v_st, b, h, j0 + t, e)];
-        out[clattn_at(o_off, o_st, b, h, i, e)] = acc * inv;
+    w[(lrow + i) * LIN_CHUNK + t] = out;
+    if (t == 0)
+        mi[lrow + i] = mx;
+}
+
+/* Output rows: LIN_RB query rows times one float16 block of value columns per work-item.
+ * Carried state: per chunk (causal: st + (bh * nchunks + c) states, log-scale ps[bh][c]) or one
+ * per (b, h) (non-causal and decoding: alpha = 1). With S = coef (A - mu B) and, for causal
+ * rows, the masked keys of their own chunk (weights w_ij from clattn_linear_intra):
+ *   num_i = alpha_i (coef phi(q_i) A - coef mu^(i - j0 + 2) phi(q_i) B)
+ *           + sum_{j0 <= j <= i} w_ij coef (1 - mu^(i-j+1)) v_j
+ *   den_i = alpha_i phi(q_i) z + sum_j w_ij
+ * with alpha_i = exp(r - m_i); out_i = num_i / (den_i + eps).
+ * Global size (DVP/16, ceil(Nq/LIN_RB), BH). */
+__kernel void clattn_linear_out(__global const float *fq, __global const float *vp,
+                                __global float *out, ulong o_off, ulong4 o_st, uint heads,
+                                uint nq, uint mp, uint dv, uint dvp, __global const float *sa,
+                                __global const float *sb, __global const float *ps, uint nchunks,
+                                __global const float *iw, __global const float *imi, int causal,
+                                int momentum, float mu, float coef, float eps)
+{
+    uint eb = get_global_id(0), rb = get_global_id(1), bh = get_global_id(2);
+    uint b = bh / heads, h = bh % heads, dw = dvp + 16;
+    uint i0 = rb * LIN_RB, c = causal ? i0 / LIN_CHUNK : 0;
+    ulong st = ((ulong)bh * (causal ? nchunks : 1) + c) * mp * dw;
+    __global const float *A = sa + st, *B = sb + st;
+    __global const float *q = fq + ((ulong)bh * nq + i0) * mp;
+    uint nr = min((uint)LIN_RB, nq - i0);
+    float16 qa[LIN_RB], qb[LIN_RB];
+    float qz[LIN_RB];
+    for (int r = 0; r < LIN_RB; r++) {
+        qa[r] = CLATTN_SPLAT16(0.0f);
+        qb[r] = qa[r];
+        qz[r] = 0.0f;
+    }
+    for (uint m = 0; m < mp; m++) {
+        float16 av = vload16(0, A + (ulong)m * dw + eb * 16);
+        float az = A[(ulong)m * dw + dvp];
+        float16 bv = momentum ? vload16(0, B + (ulong)m * dw + eb * 16) : CLATTN_SPLAT16(0.0f);
+        for (int r = 0; r < LIN_RB; r++) {
+            float fv = (uint)r < nr ? q[(ulong)r * mp + m] : 0.0f;
+            qa[r] = fma(CLATTN_SPLAT16(fv), av, qa[r]);
+            qb[r] = fma(CLATTN_SPLAT16(fv), bv, qb[r]);
+            qz[r] += fv * az;
+        }
+    }
+    float16 num[LIN_RB];
+    float den[LIN_RB];
+    float r0 = causal ? ps[(ulong)bh * nchunks + c] : 0.0f;
+    uint j0 = c * LIN_CHUNK;
+    ulong lrow = (ulong)bh * nq;
+    for (int r = 0; r < LIN_RB; r++) {
+        float alpha = 1.0f;
+        float mub = momentum ? mu : 0.0f;
+        if (causal) {
+            uint i = min(i0 + (uint)r, nq - 1);
+            alpha = clattn_linear_rescale(r0, imi[lrow + i]);
+            mub = momentum ? pown(mu, (int)(i - j0 + 2)) : 0.0f;
+        }
+        num[r] = CLATTN_SPLAT16(alpha * coef) * (qa[r] - CLATTN_SPLAT16(mub) * qb[r]);
+        den[r] = alpha * qz[r];
+    }
+    if (causal) {
+        uint jend = min(i0 + (uint)LIN_RB, nq);
+        for (uint j = j0; j < jend; j++) {
+            float16 vv = vload16(0, vp + (lrow + j) * dvp + eb * 16);
+            for (int r = 0; r < LIN_RB; r++) {
+                uint i = min(i0 + (uint)r, nq - 1);
+                float t = iw[(lrow + i) * LIN_CHUNK + (j - j0)]; /* 0 for j > i */
+                den[r] += t;
+                float cw = momentum && j <= i ? coef * (1.0f - pown(mu, (int)(i - j + 1))) : 1.0f;
+                num[r] = fma(CLATTN_SPLAT16(t * cw), vv, num[r]);
+            }
+        }
+    }
+    for (int r = 0; r < LIN_RB; r++) {
+        if ((uint)r >= nr)
+            break;
+        float o[16];
+        vstore16(num[r] / CLATTN_SPLAT16(den[r] + eps), 0, o);
+        for (uint k = 0; k < 16 && eb * 16 + k < dv; k++)
+            out[clattn_at(o_off, o_st, b, h, i0 + r, eb * 16 + k)] = o[k];
     }
 }
 
-/* A decoding step's state update: st[bh][d][e] += phi(k_d) * (v_e, or 1 for e == Dv), k and v of
- * length 1. Global size (Dv + 1, D, BH). */
-__kernel void clattn_linear_step_update(__global const float *k, ulong k_off, ulong4 k_st,
-                                        __global const float *v, ulong v_off, ulong4 v_st,
-                                        uint heads, uint d_k, uint d_v, int fmap,
-                                        __global float *st)
+/* A decoding step's state update for one key per (b, h): with r' = max(r, L), the sums are
+ * rescaled by exp(r - r') and x = exp(L - r') F VP^T (z column: F) is added (A += x,
+ * B = mu B + x). r itself is advanced by clattn_linear_step_commit afterwards (every work-item
+ * reads it here). Global size (DW, MP, BH). */
+__kernel void clattn_linear_step_update(__global const float *fk, __global const float *l,
+                                        __global const float *vp, uint mp, uint dvp,
+                                        int momentum, float mu, __global float *sa,
+                                        __global float *sb, __global const float *sr)
 {
-    uint e = get_global_id(0), d = get_global_id(1), bh = get_global_id(2);
-    uint b = bh / heads, h = bh % heads;
-    float pk = clattn_linear_phi(k[clattn_at(k_off, k_st, b, h, 0, d)], fmap);
-    float x = e < d_v ? pk * v[clattn_at(v_off, v_st, b, h, 0, e)] : pk;
-    st[((ulong)bh * d_k + d) * (d_v + 1) + e] += x;
+    uint e = get_global_id(0), m = get_global_id(1), bh = get_global_id(2);
+    uint dw = get_global_size(0);
+    float r = sr[bh], lk = l[bh], rn = fmax(r, lk);
+    float so = clattn_linear_rescale(r, rn), sn = exp(lk - rn);
+    float fm = fk[(ulong)bh * mp + m] * sn;
+    float x = e < dvp ? fm * vp[(ulong)bh * dvp + e] : (e == dvp ? fm : 0.0f);
+    ulong at = ((ulong)bh * mp + m) * dw + e;
+    sa[at] = sa[at] * so + x;
+    if (momentum && e < dvp)
+        sb[at] = mu * sb[at] * so + x;
+}
+
+/* r = max(r, L) after a step's update. Global size (BH). */
+__kernel void clattn_linear_step_commit(__global float *sr, __global const float *l)
+{
+    uint bh = get_global_id(0);
+    sr[bh] = fmax(sr[bh], l[bh]);
+}
+
+/* Adaptive momentum (the authors' frmomentum recurrence), sequential: one work-item per (b, h)
+ * walks keys j0..j1-1, keeping S (z in its DVP column), P, S_{i-1}, U_{i-1} ([BH][MP][DW] each),
+ * the log-scale r and the token count t in global memory, so a long scan may be split into
+ * several launches. With want_out, row j of out receives the output after key j (causal form).
+ * Global size (BH). */
+__kernel void clattn_linear_adaptive(__global const float *fq, __global const float *fk,
+                                     __global const float *l, __global const float *vp, uint n,
+                                     uint mp, uint dv, uint dvp, float eta, float eps,
+                                     __global float *ss, __global float *sp, __global float *sprev,
+                                     __global float *uprev, __global float *sr,
+                                     __global uint *steps, int want_out, __global float *out,
+                                     ulong o_off, ulong4 o_st, uint heads, uint j0, uint j1)
+{
+    uint bh = get_global_id(0), b = bh / heads, h = bh % heads, dw = dvp + 16;
+    ulong base = (ulong)bh * mp * dw;
+    __global float *S = ss + base, *P = sp + base, *S1 = sprev + base, *U1 = uprev + base;
+    float r = sr[bh];
+    uint t = steps[bh];
+    for (uint j = j0; j < j1; j++) {
+        ulong row = (ulong)bh * n + j;
+        float lk = l[row], rn = fmax(r, lk), so = clattn_linear_rescale(r, rn);
+        float sn = exp(lk - rn);
+        if (so != 1.0f)
+            for (uint m = 0; m < mp; m++)
+                for (uint e = 0; e <= dvp; e++) {
+                    ulong at = (ulong)m * dw + e;
+                    S[at] *= so;
+                    if (e < dvp) {
+                        P[at] *= so;
+                        S1[at] *= so;
+                        U1[at] *= so;
+                    }
+                }
+        r = rn;
+        __global const float *kr = fk + row * mp, *vr = vp + row * dvp;
+        float mu = 0.0f;
+        if (t > 0) {
+            float nu = 0.0f, nd = 0.0f;
+            for (uint m = 0; m < mp; m++) {
+                float fm = kr[m] * sn;
+                for (uint e = 0; e < dvp; e++) {
+                    ulong at = (ulong)m * dw + e;
+                    float du = fm * vr[e] - U1[at], ds = S[at] - S1[at];
+                    nu += du * du;
+                    nd += ds * ds;
+                }
+            }
+            if (nd > 0.0f) {
+                float g = 1.0f - sqrt(eta * sqrt(nu) / sqrt(nd));
+                mu = clamp(g * g, 0.0f, 0.9999f);
+            } else {
+                mu = 0.9999f;
+            }
+        }
+        for (uint m = 0; m < mp; m++) {
+            float fm = kr[m] * sn;
+            for (uint e = 0; e < dvp; e++) {
+                ulong at = (ulong)m * dw + e;
+                float u = fm * vr[e];
+                float p = t > 0 ? mu * P[at] - eta * u : -u;
+                P[at] = p;
+                S1[at] = S[at];
+                S[at] -= p;
+                U1[at] = u;
+            }
+            S[(ulong)m * dw + dvp] += fm;
+        }
+        t++;
+        if (want_out) {
+            __global const float *qr = fq + row * mp;
+            float den = 0.0f;
+            for (uint m = 0; m < mp; m++)
+                den += qr[m] * S[(ulong)m * dw + dvp];
+            float inv = 1.0f / (den + eps);
+            for (uint e = 0; e < dv; e++) {
+                float acc = 0.0f;
+                for (uint m = 0; m < mp; m++)
+                    acc += qr[m] * S[(ulong)m * dw + e];
+                out[clattn_at(o_off, o_st, b, h, j, e)] = acc * inv;
+            }
+        }
+    }
+    sr[bh] = r;
+    steps[bh] = t;
+}
+
+/* Per (b, h): lmax = max_j l_j. Global size (BH). */
+__kernel void clattn_linear_head_max(__global const float *l, uint n, __global float *lmax)
+{
+    uint bh = get_global_id(0);
+    float mx = -INFINITY;
+    for (uint j = 0; j < n; j++)
+        mx = fmax(mx, l[(ulong)bh * n + j]);
+    lmax[bh] = mx;
+}
+
+/* f_j *= exp(l_j - lmax): every key of a head on its head's scale. Global size (MP, N, BH). */
+__kernel void clattn_linear_head_rescale(__global float *f, __global const float *l,
+                                         __global const float *lmax)
+{
+    uint t = get_global_id(0), j = get_global_id(1), bh = get_global_id(2);
+    uint mp = get_global_size(0), n = get_global_size(1);
+    ulong row = (ulong)bh * n + j;
+    f[row * mp + t] *= exp(l[row] - lmax[bh]);
 }
