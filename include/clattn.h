@@ -746,8 +746,9 @@ CLATTN_API clattn_status clattn_rpe_host(clattn_context *ctx, const clattn_rpe_d
  * multiple of chunk_size or n_buckets); a chunk_size >= N gives a single chunk.
  * Cost: hashing O(N D n_buckets n_hashes), sorting O(N + n_buckets) per round, attention
  * O(N chunk_size (D + Dv) n_hashes): with fixed n_buckets and chunk_size, linear in N.
- * Device scratch (released on return) ~ 4 B H n_hashes N (Dp + 5) + 4 B H N Dvp bytes, with Dp,
- * Dvp the head dims rounded up to 16 (the sorted keys are packed per round). */
+ * Device scratch (allocated by each call, released on return) ~ 4 B H N (n_hashes (Dp + Dvp + 5)
+ * + Dp + Dvp) bytes, Dp and Dvp the head dims rounded up to 16: the sorted keys and the round
+ * outputs are kept per round (at N = 64k, D = 64, 4 hashes: about 170 MB). */
 
 /* Rotations drawn from a seed: element k of the row-major [n_hashes][D][n_buckets / 2] array is a
  * standard normal from the Box-Muller transform of a splitmix64 stream seeded with `seed`:
@@ -757,13 +758,14 @@ CLATTN_API clattn_status clattn_rpe_host(clattn_context *ctx, const clattn_rpe_d
  * float. clattn_lsh_rotations returns exactly the values clattn_lsh_enqueue draws. */
 typedef struct clattn_lsh_desc {
     size_t struct_size;
-    size_t n_hashes;        /* rounds, 1..CLATTN_LSH_MAX_HASHES (default 4) */
-    size_t n_buckets;       /* even, 2..CLATTN_LSH_MAX_BUCKETS (default 64) */
-    size_t chunk_size;      /* >= 1 (default 64) */
-    int causal;             /* key j visible only when j <= i (original positions) */
-    int attend_across_buckets; /* lift the same-bucket restriction inside the chunk window (as
-                                * reformer-pytorch's attend_across_buckets) */
-    uint64_t seed;          /* used when no rotations are supplied (default 0) */
+    size_t n_hashes;   /* rounds, 1..CLATTN_LSH_MAX_HASHES (default 4) */
+    size_t n_buckets;  /* even, 2..CLATTN_LSH_MAX_BUCKETS (default 64) */
+    size_t chunk_size; /* >= 1 (default 64) */
+    int causal;        /* key j visible only when j <= i (original positions) */
+    /* Lift the same-bucket restriction inside the chunk window (reformer-pytorch's
+     * attend_across_buckets). */
+    int attend_across_buckets;
+    uint64_t seed; /* used when no rotations are supplied (default 0) */
 } clattn_lsh_desc;
 
 #define CLATTN_LSH_MAX_HASHES 64
@@ -779,8 +781,8 @@ CLATTN_API clattn_status clattn_lsh_rotations(uint64_t seed, size_t n_hashes, si
 
 /* Enqueues LSH attention on the context's queue.
  * Tensors (any strides): q [B, H, N, D], v [B, H, N, Dv], out [B, H, N, Dv], 1 <= D, Dv <= 256;
- * rotations: NULL (drawn from desc->seed on the host, copied into a buffer at creation) or a float32
- * view of shape [1, n_hashes, D, n_buckets / 2]; lse: NULL or [B, H, N, 1] (natural log);
+ * rotations: NULL (drawn from desc->seed on the host and copied into a buffer by the call) or a
+ * float32 view of shape [1, n_hashes, D, n_buckets / 2]; lse: NULL or [B, H, N, 1] (natural log);
  * buckets: NULL or an int32 view [B, H, n_hashes, N] receiving every round's bucket of every
  * position (for inspection and tests). desc NULL means the defaults. Every element of out (and
  * lse, buckets) is written.
@@ -818,8 +820,8 @@ CLATTN_API clattn_status clattn_lsh_host(clattn_context *ctx, const clattn_lsh_d
  *    against every centroid of their head by the dot product (centroids are used as given);
  *    cluster c takes the w queries and, separately, the w keys with the highest scores (equal
  *    fp32 scores: lower position first; vectors of one direction but different lengths may
- *    differ in the last bit after normalisation), so every cluster has exactly w of each (balanced) and a position
- *    may be routed to several clusters or to none;
+ *    differ in the last bit after normalisation), so every cluster has exactly w of each
+ *    (balanced) and a position may be routed to several clusters or to none;
  *  - within each cluster: exact softmax attention of its queries over its keys, logits
  *    scale * q_i . k_j on the un-normalised vectors (scale 1/sqrt(D) by default); causal: key j
  *    is visible to query i only when j <= i in original positions;
@@ -829,8 +831,10 @@ CLATTN_API clattn_status clattn_lsh_host(clattn_context *ctx, const clattn_lsh_d
  * Window w: CLATTN_ROUTING_WINDOW_AUTO (the default) means ceil(N / C); otherwise 1..N.
  * With C = 1 and w = N this is exact attention (causal or not).
  * Cost: scoring O(B H N C D), selection O(B H C N) (a radix select per cluster), attention
- * O(B H C w^2 (D + Dv)) = O(N^1.5) per head for C = sqrt(N). Device scratch (released on return)
- * ~ 4 * B H C (2 N + w (Dv + 6)) + 4 * B H N Dv bytes. Deterministic: the same inputs give the
+ * O(B H C w^2 (D + Dv)) = O(N^1.5) per head for C = sqrt(N). Device scratch (released once the
+ * commands have run): the scores, 8 B H C N bytes, at most a quarter of that again for the
+ * selection's per-block histograms, and ~ 4 B H C w (D + 2 Dv + 8) + 4 B H N Dv bytes for the
+ * packed keys, values and per-cluster outputs. Deterministic: the same inputs give the
  * same bits (no atomics). */
 
 #define CLATTN_ROUTING_WINDOW_AUTO ((size_t)-1)

@@ -28,7 +28,8 @@
 #define LIN_MAX_D 256
 #endif
 #define LIN_MB 4 /* feature rows per chunk-state work-item; MP is a multiple of it */
-#define LIN_RB 4 /* query rows per output work-item; divides LIN_CHUNK */
+#define LIN_RB 8 /* query rows per output work-item; divides LIN_CHUNK */
+#define LIN_EB 2 /* float16 value blocks per output and chunk-state work-item */
 
 /* Feature maps, numbered as clattn_feature_map. */
 #define LIN_ELU 0
@@ -36,13 +37,13 @@
 #define LIN_IDENTITY 2
 #define LIN_FAVOR 3
 
+/* Branch-free so that work-items vectorise (a divergent exp is called lane by lane). elu(x) + 1
+ * is x + 1 above 0 and exp(x) below, without the cancellation of exp(x) - 1 + 1. */
 inline float clattn_linear_phi(float x, int fmap)
 {
-    if (fmap == LIN_ELU)
-        return x > 0.0f ? x + 1.0f : exp(x); /* elu(x) + 1 without the cancellation of exp-1+1 */
-    if (fmap == LIN_RELU)
-        return fmax(x, 0.0f);
-    return x;
+    float e = exp(fmin(x, 0.0f));
+    float elu = x > 0.0f ? x + 1.0f : e;
+    return fmap == LIN_ELU ? elu : fmap == LIN_RELU ? fmax(x, 0.0f) : x;
 }
 
 /* exp(a - b) for log-scales where a may be -inf (an empty state): 0 then. */
@@ -51,57 +52,86 @@ inline float clattn_linear_rescale(float a, float b)
     return isinf(a) && a < 0.0f ? 0.0f : exp(a - b);
 }
 
-/* One row of features per work-item: f [BH][N][MP] and, for keys (l non-NULL flag), the row's
- * log-scale. FAVOR: u_m = w_m . x' - |x'|^2 / 2 with x' = x * xs, stored as exp(u_m - max u) * fs.
- * Global size (N, BH). */
+/* Element-wise maps: f[bh][i][t] = phi(x_it) (0 for the padding t >= D), and l = 0 for keys.
+ * One float16 block of a row per work-item: exp on explicit vectors is vectorised, a scalar exp
+ * per work-item is not (PoCL calls it lane by lane). Global size (MP/16, N, BH). */
 __kernel void clattn_linear_features(__global const float *x, ulong x_off, ulong4 x_st, uint heads,
-                                     uint d, uint m, uint mp, int fmap,
-                                     __global const float *w, float xs, float fs,
-                                     __global float *f, int want_l, __global float *l)
+                                     uint d, int fmap, __global float *f, int want_l,
+                                     __global float *l)
 {
-    uint i = get_global_id(0), bh = get_global_id(1), n = get_global_size(0);
-    uint b = bh / heads, h = bh % heads;
-    __global float *fr = f + ((ulong)bh * n + i) * mp;
-    float scale = 0.0f;
-    if (fmap != LIN_FAVOR) {
-        for (uint t = 0; t < d; t++)
-            fr[t] = clattn_linear_phi(x[clattn_at(x_off, x_st, b, h, i, t)], fmap);
-    } else {
-        float xp[LIN_MAX_D];
-        float hn = 0.0f;
-        for (uint t = 0; t < d; t++) {
-            xp[t] = x[clattn_at(x_off, x_st, b, h, i, t)] * xs;
-            hn += xp[t] * xp[t];
-        }
-        hn *= 0.5f;
-        float mx = -INFINITY;
-        for (uint r = 0; r < m; r++) {
-            __global const float *wr = w + (ulong)r * d;
-            float u = 0.0f;
-            for (uint t = 0; t < d; t++)
-                u += wr[t] * xp[t];
-            u -= hn;
-            fr[r] = u;
-            mx = fmax(mx, u);
-        }
-        for (uint r = 0; r < m; r++)
-            fr[r] = exp(fr[r] - mx) * fs;
-        scale = mx;
+    uint tb = get_global_id(0), i = get_global_id(1), bh = get_global_id(2);
+    uint mp = get_global_size(0) * 16, n = get_global_size(1), b = bh / heads, h = bh % heads;
+    ulong row = (ulong)bh * n + i;
+    float xs[16];
+    for (uint u = 0; u < 16; u++) {
+        uint t = tb * 16 + u;
+        xs[u] = t < d ? x[clattn_at(x_off, x_st, b, h, i, t)] : 0.0f;
     }
-    for (uint t = m; t < mp; t++)
-        fr[t] = 0.0f;
-    if (want_l)
-        l[(ulong)bh * n + i] = scale;
+    float16 xv = vload16(0, xs), r;
+    if (fmap == LIN_ELU)
+        r = select(xv + CLATTN_SPLAT16(1.0f), exp(fmin(xv, CLATTN_SPLAT16(0.0f))),
+                   isless(xv, CLATTN_SPLAT16(0.0f)));
+    else if (fmap == LIN_RELU)
+        r = fmax(xv, CLATTN_SPLAT16(0.0f));
+    else
+        r = xv;
+    vstore16(r, 0, xs);
+    for (uint u = 0; u < 16; u++) /* the padding must be 0 whatever phi(0) is */
+        if (tb * 16 + u >= d)
+            xs[u] = 0.0f;
+    vstore16(vload16(0, xs), 0, f + row * mp + tb * 16);
+    if (want_l && tb == 0)
+        l[row] = 0.0f;
 }
 
-/* vp [BH][N][DVP] = v, zero padded. Global size (DVP, N, BH). */
-__kernel void clattn_linear_pack_v(__global const float *v, ulong v_off, ulong4 v_st, uint heads,
-                                   uint dv, __global float *vp)
+/* FAVOR+ exponents: u[bh][i][r] = w_r . x_i' - |x_i'|^2 / 2 with x' = x * xs, from wt = W^T
+ * [D][M]; -inf for the padding r >= M. Global size (MP, N, BH). */
+__kernel void clattn_linear_favor_proj(__global const float *x, ulong x_off, ulong4 x_st,
+                                       uint heads, uint d, uint m, __global const float *wt,
+                                       float xs, __global float *f)
 {
-    uint e = get_global_id(0), j = get_global_id(1), bh = get_global_id(2);
-    uint dvp = get_global_size(0), n = get_global_size(1);
+    uint r = get_global_id(0), i = get_global_id(1), bh = get_global_id(2);
+    uint mp = get_global_size(0), n = get_global_size(1), b = bh / heads, h = bh % heads;
+    float u = 0.0f, hn = 0.0f;
+    uint rr = min(r, m - 1);
+    for (uint t = 0; t < d; t++) {
+        float xv = x[clattn_at(x_off, x_st, b, h, i, t)] * xs;
+        hn += xv * xv;
+        u += wt[(ulong)t * m + rr] * xv;
+    }
+    f[((ulong)bh * n + i) * mp + r] = r < m ? u - 0.5f * hn : -INFINITY;
+}
+
+/* FAVOR+ features from the exponents, one row per work-item (float16 steps; MP is a multiple of
+ * 16): f = exp(u - max u) * fs, and the row's log-scale max u into l when want_l. Global size
+ * (N, BH). */
+__kernel void clattn_linear_favor_exp(__global float *f, uint mp, float fs, int want_l,
+                                      __global float *l)
+{
+    uint i = get_global_id(0), bh = get_global_id(1), n = get_global_size(0);
+    ulong row = (ulong)bh * n + i;
+    __global float *fr = f + row * mp;
+    float16 mx16 = CLATTN_SPLAT16(-INFINITY);
+    for (uint t = 0; t < mp; t += 16)
+        mx16 = fmax(mx16, vload16(0, fr + t));
+    float mx = clattn_hmax16(mx16);
+    for (uint t = 0; t < mp; t += 16)
+        vstore16(exp(vload16(0, fr + t) - CLATTN_SPLAT16(mx)) * CLATTN_SPLAT16(fs), 0, fr + t);
+    if (want_l)
+        l[row] = mx;
+}
+
+/* vp [BH][N][DVP] = v, zero padded; one row per work-item. Global size (N, BH). */
+__kernel void clattn_linear_pack_v(__global const float *v, ulong v_off, ulong4 v_st, uint heads,
+                                   uint dv, uint dvp, __global float *vp)
+{
+    uint j = get_global_id(0), bh = get_global_id(1), n = get_global_size(0);
     uint b = bh / heads, h = bh % heads;
-    vp[((ulong)bh * n + j) * dvp + e] = e < dv ? v[clattn_at(v_off, v_st, b, h, j, e)] : 0.0f;
+    __global float *o = vp + ((ulong)bh * n + j) * dvp;
+    for (uint e = 0; e < dv; e++)
+        o[e] = v[clattn_at(v_off, v_st, b, h, j, e)];
+    for (uint e = dv; e < dvp; e++)
+        o[e] = 0.0f;
 }
 
 /* Per chunk of keys: cm = max L over the chunk, wc_j = exp(L_j - cm). Global size
@@ -122,20 +152,21 @@ __kernel void clattn_linear_chunk_weights(__global const float *l, uint n, uint 
 
 /* Chunk sums relative to the chunk's scale: ca[g][m][e] = sum_j wc_j F_jm VP_je and the z column
  * ca[g][m][DVP] = sum_j wc_j F_jm; with momentum also cb[g][m][e] = sum_j mu^(j1-1-j) wc_j F_jm
- * VP_je. g = bh * nchunks + c. Work-item (eb, mb, g): LIN_MB feature rows times one float16 block
- * of value columns (eb < DVP/16) or the z column (eb == DVP/16). Global size
- * (DVP/16 + 1, MP/LIN_MB, BH * nchunks). */
+ * VP_je. g = bh * nchunks + c. Work-item (eg, mb, g): LIN_MB feature rows times LIN_EB float16
+ * blocks of value columns (eg < ceil(DVP / (16 LIN_EB))) or the z column (the last eg). Global
+ * size (ceil(DVP / (16 LIN_EB)) + 1, MP/LIN_MB, BH * nchunks). */
 __kernel void clattn_linear_chunk_state(__global const float *f, __global const float *vp,
                                         __global const float *wc, uint n, uint mp, uint dvp,
                                         uint chunk, uint nchunks, int momentum, float mu,
                                         __global float *ca, __global float *cb)
 {
-    uint eb = get_global_id(0), mb = get_global_id(1), g = get_global_id(2);
+    uint eg = get_global_id(0), mb = get_global_id(1), g = get_global_id(2);
     uint bh = g / nchunks, c = g % nchunks, m0 = mb * LIN_MB, dw = dvp + 16;
     uint j0 = c * chunk, j1 = min(j0 + chunk, n);
+    uint e0 = eg * 16 * LIN_EB;
     ulong row0 = (ulong)bh * n;
-    __global float *oa = ca + ((ulong)g * mp + m0) * dw + eb * 16;
-    if (eb * 16 == dvp) { /* the z column */
+    if (eg == get_global_size(0) - 1) { /* the z column */
+        __global float *oz = ca + ((ulong)g * mp + m0) * dw + dvp;
         float z[LIN_MB];
         for (int t = 0; t < LIN_MB; t++)
             z[t] = 0.0f;
@@ -146,90 +177,121 @@ __kernel void clattn_linear_chunk_state(__global const float *f, __global const 
                 z[t] += fr[t] * wj;
         }
         for (int t = 0; t < LIN_MB; t++) {
-            oa[t * dw] = z[t];
+            oz[t * dw] = z[t];
             for (int k = 1; k < 16; k++)
-                oa[t * dw + k] = 0.0f;
+                oz[t * dw + k] = 0.0f;
             if (momentum)
                 for (int k = 0; k < 16; k++)
-                    cb[((ulong)g * mp + m0 + t) * dw + eb * 16 + k] = 0.0f;
+                    cb[((ulong)g * mp + m0 + t) * dw + dvp + k] = 0.0f;
         }
         return;
     }
-    float16 a0 = CLATTN_SPLAT16(0.0f), a1 = a0, a2 = a0, a3 = a0;
-    float16 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    for (uint j = j0; j < j1; j++) {
-        __global const float *fr = f + (row0 + j) * mp + m0;
-        float wj = wc[row0 + j];
-        float16 vv = vload16(0, vp + (row0 + j) * dvp + eb * 16);
-        float f0 = fr[0] * wj, f1 = fr[1] * wj, f2 = fr[2] * wj, f3 = fr[3] * wj;
-        a0 = fma(CLATTN_SPLAT16(f0), vv, a0);
-        a1 = fma(CLATTN_SPLAT16(f1), vv, a1);
-        a2 = fma(CLATTN_SPLAT16(f2), vv, a2);
-        a3 = fma(CLATTN_SPLAT16(f3), vv, a3);
-        if (momentum) {
-            float16 m16 = CLATTN_SPLAT16(mu);
-            b0 = fma(m16, b0, CLATTN_SPLAT16(f0) * vv);
-            b1 = fma(m16, b1, CLATTN_SPLAT16(f1) * vv);
-            b2 = fma(m16, b2, CLATTN_SPLAT16(f2) * vv);
-            b3 = fma(m16, b3, CLATTN_SPLAT16(f3) * vv);
+    uint nblk = min((uint)LIN_EB, (dvp - e0) / 16);
+    float16 a[LIN_MB][LIN_EB], bm[LIN_MB][LIN_EB];
+    for (int t = 0; t < LIN_MB; t++)
+        for (int u = 0; u < LIN_EB; u++) {
+            a[t][u] = CLATTN_SPLAT16(0.0f);
+            bm[t][u] = a[t][u];
+        }
+    if (!momentum && nblk == LIN_EB) {
+        for (uint j = j0; j < j1; j++) {
+            __global const float *fr = f + (row0 + j) * mp + m0;
+            __global const float *vr = vp + (row0 + j) * dvp + e0;
+            float wj = wc[row0 + j];
+            float16 vv[LIN_EB];
+            for (int u = 0; u < LIN_EB; u++)
+                vv[u] = vload16(u, vr);
+            for (int t = 0; t < LIN_MB; t++) {
+                float16 ft = CLATTN_SPLAT16(fr[t] * wj);
+                for (int u = 0; u < LIN_EB; u++)
+                    a[t][u] = fma(ft, vv[u], a[t][u]);
+            }
+        }
+    } else {
+        float16 m16 = CLATTN_SPLAT16(mu);
+        for (uint j = j0; j < j1; j++) {
+            __global const float *fr = f + (row0 + j) * mp + m0;
+            __global const float *vr = vp + (row0 + j) * dvp + e0;
+            float wj = wc[row0 + j];
+            float16 vv[LIN_EB];
+            for (int u = 0; u < LIN_EB; u++)
+                vv[u] = (uint)u < nblk ? vload16(u, vr) : CLATTN_SPLAT16(0.0f);
+            for (int t = 0; t < LIN_MB; t++) {
+                float16 ft = CLATTN_SPLAT16(fr[t] * wj);
+                for (int u = 0; u < LIN_EB; u++) {
+                    a[t][u] = fma(ft, vv[u], a[t][u]);
+                    bm[t][u] = fma(m16, bm[t][u], ft * vv[u]);
+                }
+            }
         }
     }
-    vstore16(a0, 0, oa);
-    vstore16(a1, 0, oa + dw);
-    vstore16(a2, 0, oa + 2 * dw);
-    vstore16(a3, 0, oa + 3 * dw);
-    if (momentum) {
-        __global float *ob = cb + ((ulong)g * mp + m0) * dw + eb * 16;
-        vstore16(b0, 0, ob);
-        vstore16(b1, 0, ob + dw);
-        vstore16(b2, 0, ob + 2 * dw);
-        vstore16(b3, 0, ob + 3 * dw);
-    }
+    for (int t = 0; t < LIN_MB; t++)
+        for (int u = 0; u < LIN_EB; u++) {
+            if ((uint)u >= nblk)
+                break;
+            ulong at = ((ulong)g * mp + m0 + t) * dw + e0 + u * 16;
+            vstore16(a[t][u], 0, ca + at);
+            if (momentum)
+                vstore16(bm[t][u], 0, cb + at);
+        }
 }
 
-/* Scan over the chunks of each (bh, m, e): with write_prefix, chunk c's sums become the state
- * before it (continuing `init` when has_init) and ps[bh][c] its log-scale; with has_fin, fin
- * receives the state after the last chunk and fin_r its log-scale. init and fin ([BH][MP][DW],
- * B parts likewise) may be the same buffers: each work-item reads its element before writing
- * it; init_r and fin_r must differ (every work-item reads init_r). Global size (DW, MP, BH). */
-__kernel void clattn_linear_scan(__global float *ca, __global float *cb, __global const float *cm,
+/* The scan's per-chunk factors, once per (b, h): with r_c the log-scale of the state before chunk
+ * c (r_0 = init_r or -inf), r_{c+1} = max(r_c, cm_c), so_c = exp(r_c - r_{c+1}) rescales the
+ * running sums and sn_c = exp(cm_c - r_{c+1}) the chunk's; ps[c] = r_c, fin_r = r_nchunks.
+ * fac is [BH][nchunks][2]. Global size (BH). */
+__kernel void clattn_linear_scan_scales(__global const float *cm, uint nchunks, int has_init,
+                                        __global const float *init_r, __global float *fac,
+                                        __global float *ps, __global float *fin_r)
+{
+    uint bh = get_global_id(0);
+    float r = has_init ? init_r[bh] : -INFINITY;
+    for (uint c = 0; c < nchunks; c++) {
+        ulong at = (ulong)bh * nchunks + c;
+        float mc = cm[at], rn = fmax(r, mc);
+        ps[at] = r;
+        fac[2 * at] = clattn_linear_rescale(r, rn);
+        fac[2 * at + 1] = exp(mc - rn);
+        r = rn;
+    }
+    fin_r[bh] = r;
+}
+
+/* Scan over the chunks of each (bh, m, e) with the factors above: with write_prefix, chunk c's
+ * sums become the state before it (continuing `init` when has_init); with has_fin, fin receives
+ * the state after the last chunk. init and fin ([BH][MP][DW], B parts likewise) may be the same
+ * buffers: each work-item reads its element before writing it. Global size (DW, MP, BH). */
+__kernel void clattn_linear_scan(__global float *ca, __global float *cb, __global const float *fac,
                                  uint n, uint chunk, uint nchunks, uint mp, int momentum, float mu,
                                  int has_init, __global const float *init_a,
-                                 __global const float *init_b, __global const float *init_r,
-                                 int has_fin, __global float *fin_a, __global float *fin_b,
-                                 __global float *fin_r, int write_prefix, __global float *ps)
+                                 __global const float *init_b, int has_fin,
+                                 __global float *fin_a, __global float *fin_b, int write_prefix)
 {
     uint e = get_global_id(0), m = get_global_id(1), bh = get_global_id(2);
     uint dw = get_global_size(0);
     ulong one = ((ulong)bh * mp + m) * dw + e;
     ulong first = ((ulong)bh * nchunks * mp + m) * dw + e, step = (ulong)mp * dw;
-    bool lead = e == 0 && m == 0;
-    float r = has_init ? init_r[bh] : -INFINITY;
     float a = has_init ? init_a[one] : 0.0f;
     float bb = has_init && momentum ? init_b[one] : 0.0f;
+    float mfull = momentum ? pown(mu, (int)chunk) : 0.0f;
     for (uint c = 0; c < nchunks; c++) {
-        ulong at = first + c * step;
-        float ta = ca[at], tb = momentum ? cb[at] : 0.0f, mc = cm[(ulong)bh * nchunks + c];
-        if (write_prefix) {
+        ulong at = first + c * step, f = 2 * ((ulong)bh * nchunks + c);
+        float ta = ca[at], so = fac[f], sn = fac[f + 1];
+        if (write_prefix)
             ca[at] = a;
-            if (momentum)
-                cb[at] = bb;
-            if (lead)
-                ps[(ulong)bh * nchunks + c] = r;
-        }
-        uint len = min(chunk, n - c * chunk);
-        float rn = fmax(r, mc), so = clattn_linear_rescale(r, rn), sn = exp(mc - rn);
         a = a * so + ta * sn;
-        if (momentum)
-            bb = bb * pown(mu, (int)len) * so + tb * sn;
-        r = rn;
+        if (momentum) {
+            float tb = cb[at];
+            if (write_prefix)
+                cb[at] = bb;
+            float md = c + 1 < nchunks ? mfull : pown(mu, (int)(n - c * chunk));
+            bb = bb * md * so + tb * sn;
+        }
     }
     if (has_fin) {
         fin_a[one] = a;
         if (momentum)
             fin_b[one] = bb;
-        if (lead)
-            fin_r[bh] = r;
     }
 }
 
@@ -261,7 +323,8 @@ __kernel void clattn_linear_intra(__global const float *fq, __global const float
         mi[lrow + i] = mx;
 }
 
-/* Output rows: LIN_RB query rows times one float16 block of value columns per work-item.
+/* Output rows: LIN_RB query rows times up to LIN_EB float16 blocks (64 value columns) per
+ * work-item, so each query feature loaded feeds LIN_EB vector FMAs.
  * Carried state: per chunk (causal: st + (bh * nchunks + c) states, log-scale ps[bh][c]) or one
  * per (b, h) (non-causal and decoding: alpha = 1). With S = coef (A - mu B) and, for causal
  * rows, the masked keys of their own chunk (weights w_ij from clattn_linear_intra):
@@ -269,7 +332,7 @@ __kernel void clattn_linear_intra(__global const float *fq, __global const float
  *           + sum_{j0 <= j <= i} w_ij coef (1 - mu^(i-j+1)) v_j
  *   den_i = alpha_i phi(q_i) z + sum_j w_ij
  * with alpha_i = exp(r - m_i); out_i = num_i / (den_i + eps).
- * Global size (DVP/16, ceil(Nq/LIN_RB), BH). */
+ * Global size (ceil(DVP/64), ceil(Nq/LIN_RB), BH). */
 __kernel void clattn_linear_out(__global const float *fq, __global const float *vp,
                                 __global float *out, ulong o_off, ulong4 o_st, uint heads,
                                 uint nq, uint mp, uint dv, uint dvp, __global const float *sa,
@@ -277,36 +340,62 @@ __kernel void clattn_linear_out(__global const float *fq, __global const float *
                                 __global const float *iw, __global const float *imi, int causal,
                                 int momentum, float mu, float coef, float eps)
 {
-    uint eb = get_global_id(0), rb = get_global_id(1), bh = get_global_id(2);
+    uint eg = get_global_id(0), rb = get_global_id(1), bh = get_global_id(2);
     uint b = bh / heads, h = bh % heads, dw = dvp + 16;
+    uint e0 = eg * 16 * LIN_EB, nblk = min((uint)LIN_EB, (dvp - e0) / 16);
     uint i0 = rb * LIN_RB, c = causal ? i0 / LIN_CHUNK : 0;
     ulong st = ((ulong)bh * (causal ? nchunks : 1) + c) * mp * dw;
-    __global const float *A = sa + st, *B = sb + st;
+    __global const float *A = sa + st + e0, *B = sb + st + e0, *Z = sa + st + dvp;
     __global const float *q = fq + ((ulong)bh * nq + i0) * mp;
     uint nr = min((uint)LIN_RB, nq - i0);
-    float16 qa[LIN_RB], qb[LIN_RB];
+    float16 qa[LIN_RB][LIN_EB], qb[LIN_RB][LIN_EB];
     float qz[LIN_RB];
+    __global const float *qrow[LIN_RB];
     for (int r = 0; r < LIN_RB; r++) {
-        qa[r] = CLATTN_SPLAT16(0.0f);
-        qb[r] = qa[r];
+        for (int u = 0; u < LIN_EB; u++) {
+            qa[r][u] = CLATTN_SPLAT16(0.0f);
+            qb[r][u] = qa[r][u];
+        }
         qz[r] = 0.0f;
+        qrow[r] = q + (ulong)min((uint)r, nr - 1) * mp; /* rows past the end repeat the last */
     }
-    for (uint m = 0; m < mp; m++) {
-        float16 av = vload16(0, A + (ulong)m * dw + eb * 16);
-        float az = A[(ulong)m * dw + dvp];
-        float16 bv = momentum ? vload16(0, B + (ulong)m * dw + eb * 16) : CLATTN_SPLAT16(0.0f);
-        for (int r = 0; r < LIN_RB; r++) {
-            float fv = (uint)r < nr ? q[(ulong)r * mp + m] : 0.0f;
-            qa[r] = fma(CLATTN_SPLAT16(fv), av, qa[r]);
-            qb[r] = fma(CLATTN_SPLAT16(fv), bv, qb[r]);
-            qz[r] += fv * az;
+    if (!momentum && nblk == LIN_EB) { /* the common case, without guards in the hot loop */
+        for (uint m = 0; m < mp; m++) {
+            __global const float *ar = A + (ulong)m * dw;
+            float16 av[LIN_EB];
+            for (int u = 0; u < LIN_EB; u++)
+                av[u] = vload16(u, ar);
+            float az = Z[(ulong)m * dw];
+            for (int r = 0; r < LIN_RB; r++) {
+                float16 fv = CLATTN_SPLAT16(qrow[r][m]);
+                for (int u = 0; u < LIN_EB; u++)
+                    qa[r][u] = fma(fv, av[u], qa[r][u]);
+                qz[r] = fma(qrow[r][m], az, qz[r]);
+            }
+        }
+    } else {
+        for (uint m = 0; m < mp; m++) {
+            float16 av[LIN_EB], bv[LIN_EB];
+            for (int u = 0; u < LIN_EB; u++) {
+                av[u] = (uint)u < nblk ? vload16(u, A + (ulong)m * dw) : CLATTN_SPLAT16(0.0f);
+                bv[u] = momentum && (uint)u < nblk ? vload16(u, B + (ulong)m * dw)
+                                                   : CLATTN_SPLAT16(0.0f);
+            }
+            float az = Z[(ulong)m * dw];
+            for (int r = 0; r < LIN_RB; r++) {
+                float fv = qrow[r][m];
+                for (int u = 0; u < LIN_EB; u++) {
+                    qa[r][u] = fma(CLATTN_SPLAT16(fv), av[u], qa[r][u]);
+                    qb[r][u] = fma(CLATTN_SPLAT16(fv), bv[u], qb[r][u]);
+                }
+                qz[r] = fma(fv, az, qz[r]);
+            }
         }
     }
-    float16 num[LIN_RB];
-    float den[LIN_RB];
     float r0 = causal ? ps[(ulong)bh * nchunks + c] : 0.0f;
     uint j0 = c * LIN_CHUNK;
     ulong lrow = (ulong)bh * nq;
+    float den[LIN_RB];
     for (int r = 0; r < LIN_RB; r++) {
         float alpha = 1.0f;
         float mub = momentum ? mu : 0.0f;
@@ -315,29 +404,39 @@ __kernel void clattn_linear_out(__global const float *fq, __global const float *
             alpha = clattn_linear_rescale(r0, imi[lrow + i]);
             mub = momentum ? pown(mu, (int)(i - j0 + 2)) : 0.0f;
         }
-        num[r] = CLATTN_SPLAT16(alpha * coef) * (qa[r] - CLATTN_SPLAT16(mub) * qb[r]);
+        for (int u = 0; u < LIN_EB; u++)
+            qa[r][u] = CLATTN_SPLAT16(alpha * coef) * (qa[r][u] - CLATTN_SPLAT16(mub) * qb[r][u]);
         den[r] = alpha * qz[r];
     }
     if (causal) {
         uint jend = min(i0 + (uint)LIN_RB, nq);
         for (uint j = j0; j < jend; j++) {
-            float16 vv = vload16(0, vp + (lrow + j) * dvp + eb * 16);
+            __global const float *vr = vp + (lrow + j) * dvp + e0;
+            float16 vv[LIN_EB];
+            for (int u = 0; u < LIN_EB; u++)
+                vv[u] = (uint)u < nblk ? vload16(u, vr) : CLATTN_SPLAT16(0.0f);
             for (int r = 0; r < LIN_RB; r++) {
                 uint i = min(i0 + (uint)r, nq - 1);
                 float t = iw[(lrow + i) * LIN_CHUNK + (j - j0)]; /* 0 for j > i */
                 den[r] += t;
                 float cw = momentum && j <= i ? coef * (1.0f - pown(mu, (int)(i - j + 1))) : 1.0f;
-                num[r] = fma(CLATTN_SPLAT16(t * cw), vv, num[r]);
+                for (int u = 0; u < LIN_EB; u++)
+                    qa[r][u] = fma(CLATTN_SPLAT16(t * cw), vv[u], qa[r][u]);
             }
         }
     }
     for (int r = 0; r < LIN_RB; r++) {
         if ((uint)r >= nr)
             break;
-        float o[16];
-        vstore16(num[r] / CLATTN_SPLAT16(den[r] + eps), 0, o);
-        for (uint k = 0; k < 16 && eb * 16 + k < dv; k++)
-            out[clattn_at(o_off, o_st, b, h, i0 + r, eb * 16 + k)] = o[k];
+        float inv = 1.0f / (den[r] + eps);
+        for (int u = 0; u < LIN_EB; u++) {
+            if ((uint)u >= nblk)
+                break;
+            float o[16];
+            vstore16(qa[r][u] * CLATTN_SPLAT16(inv), 0, o);
+            for (uint k = 0; k < 16 && e0 + u * 16 + k < dv; k++)
+                out[clattn_at(o_off, o_st, b, h, i0 + r, e0 + u * 16 + k)] = o[k];
+        }
     }
 }
 

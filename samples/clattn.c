@@ -31,6 +31,18 @@
 static int run_softmax_cmd(int argc, char **argv);
 static int bench_softmax_cmd(int argc, char **argv);
 static void usage_softmax(FILE *f);
+void cli_usage_linear(FILE *f);
+int cli_run_linear(int argc, char **argv);
+int cli_bench_linear(int argc, char **argv);
+int cli_run_lsh(int argc, char **argv); /* samples/cli_lsh.c */
+int cli_bench_lsh(int argc, char **argv);
+void cli_usage_lsh(FILE *f);
+int cli_run_routing(int argc, char **argv); /* samples/cli_routing.c */
+int cli_bench_routing(int argc, char **argv);
+void cli_usage_routing(FILE *f);
+int cli_run_ssm(int argc, char **argv); /* samples/cli_ssm.c */
+int cli_bench_ssm(int argc, char **argv);
+void cli_usage_ssm(FILE *f);
 
 /* Registered operators: name, `run`, `bench` (either may be NULL) and the usage lines for
  * `clattn help`. */
@@ -41,6 +53,10 @@ static const struct {
     void (*usage)(FILE *f);
 } OPERATORS[] = {
     {"softmax", run_softmax_cmd, bench_softmax_cmd, usage_softmax},
+    {"linear", cli_run_linear, cli_bench_linear, cli_usage_linear},
+    {"lsh", cli_run_lsh, cli_bench_lsh, cli_usage_lsh},
+    {"routing", cli_run_routing, cli_bench_routing, cli_usage_routing},
+    {"ssm", cli_run_ssm, cli_bench_ssm, cli_usage_ssm},
 };
 #define N_OPERATORS (sizeof OPERATORS / sizeof OPERATORS[0])
 

@@ -17,6 +17,10 @@
 
 #include "npy.h"
 #include "reference/ref_attention.h"
+#include "reference/ref_routing.h"
+#include "reference/ref_lsh.h"
+#include "reference/ref_ssm.h"
+#include "clattn.h"
 
 static char dir[64];
 
@@ -187,6 +191,199 @@ static void test_bad_inputs(void **state)
     free(v);
 }
 
+/* `run routing` with k-means++ centroids from a seed matches the fp64 reference given the
+ * reference's own k-means++ centroids; bad options fail cleanly with no output. */
+static void test_run_routing(void **state)
+{
+    (void)state;
+    size_t n = (size_t)B * H * N * D, C = 4;
+    float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *r = malloc(n * 4),
+          *mu = malloc(H * C * D * 4);
+    make_inputs(q, k, v);
+    char line[512];
+    int rc = run("run routing --q q.npy --k k.npy --v v.npy -o rout.npy --clusters 4 --seed 9 "
+                 "--causal",
+                 line, sizeof line);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, line);
+    ref_routing_kmeanspp(q, k, B, H, N, D, C, 9, mu);
+    double gap;
+    ref_routing_attention(q, k, v, mu, r, B, H, N, D, D, C, (N + C - 1) / C,
+                          1.0 / sqrt((double)D), 1, &gap);
+    assert_true(gap >= 1e-5);
+    npy_array out;
+    char err[256];
+    assert_int_equal(npy_read(at("rout.npy"), &out, err, sizeof err), 0);
+    assert_int_equal(out.count, n);
+    double mr = 0, e = ref_max_abs_diff(out.data, r, n, &mr);
+    assert_true(e <= 1e-4 * fmax(1, mr));
+    npy_free(&out);
+    /* The centroids as a file give the same answer. */
+    size_t ms[3] = {H, C, D};
+    write_f32("mu.npy", mu, 3, ms);
+    rc = run("run routing --q q.npy --k k.npy --v v.npy -o rout.npy --clusters 4 --centroids "
+             "mu.npy --causal",
+             line, sizeof line);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, line);
+    assert_int_equal(npy_read(at("rout.npy"), &out, err, sizeof err), 0);
+    e = ref_max_abs_diff(out.data, r, n, &mr);
+    assert_true(e <= 1e-4 * fmax(1, mr));
+    npy_free(&out);
+    remove(at("rout.npy"));
+    expect_failure("run routing --q q.npy --k k.npy --v v.npy -o bad_out.npy --clusters 34 "
+                   "--seed 1",
+                   "exceeds");
+    expect_failure("run routing --q q.npy --k k.npy --v v.npy -o bad_out.npy --clusters 4",
+                   "--centroids");
+    expect_failure("run routing --q q.npy --k k.npy --v v.npy -o bad_out.npy --clusters 3 "
+                   "--centroids mu.npy",
+                   "mu.npy");
+    expect_failure("run routing --q q.npy --k k.npy --v v.npy -o bad_out.npy --clusters 4 "
+                   "--seed 1 --window 0",
+                   "--window");
+    free(q);
+    free(k);
+    free(v);
+    free(r);
+    free(mu);
+}
+
+/* `run lsh` with rotations drawn from a seed matches the fp64 reference given the documented
+ * generator's rotations (clattn_lsh_rotations); the same rotations as a file give the same
+ * answer; bad options fail cleanly with no output. */
+static void test_run_lsh(void **state)
+{
+    (void)state;
+    enum { NH = 3, NB = 4, CH = 8 };
+    size_t n = (size_t)B * H * N * D, nl = (size_t)B * H * N, nbk = (size_t)B * H * NH * N;
+    float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *r = malloc(n * 4),
+          *rl = malloc(nl * 4), *rot = malloc(NH * D * NB / 2 * 4);
+    int32_t *bk = malloc(nbk * 4);
+    double *margin = malloc(nbk * sizeof *margin);
+    make_inputs(q, k, v);
+    assert_int_equal(clattn_lsh_rotations(9, NH, D, NB, rot), CLATTN_SUCCESS);
+    ref_lsh_hash(q, rot, bk, margin, B, H, N, D, NH, NB);
+    for (size_t i = 0; i < nbk; i++) /* the tool cannot return buckets: no near-ties here */
+        assert_true(margin[i] > 1e-4);
+    ref_lsh_attention(q, v, bk, r, rl, B, H, N, D, D, NH, CH, 1, 0);
+    char line[512];
+    const char *common = "run lsh --q q.npy --v v.npy -o lout.npy --hashes 3 --buckets 4 "
+                         "--chunk 8 --causal";
+    char args[512];
+    snprintf(args, sizeof args, "%s --lse llse.npy --seed 9", common);
+    int rc = run(args, line, sizeof line);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, line);
+    npy_array out, lse;
+    char err[256];
+    assert_int_equal(npy_read(at("lout.npy"), &out, err, sizeof err), 0);
+    assert_int_equal(npy_read(at("llse.npy"), &lse, err, sizeof err), 0);
+    assert_int_equal(out.count, n);
+    assert_int_equal(lse.ndim, 3);
+    double mr = 0, e = ref_max_abs_diff(out.data, r, n, &mr);
+    assert_true(e <= 1e-4 * fmax(1, mr));
+    double ml = 0, el = ref_max_abs_diff(lse.data, rl, nl, &ml);
+    assert_true(el <= 1e-4 * fmax(1, ml));
+    npy_free(&out);
+    npy_free(&lse);
+    size_t rs[3] = {NH, D, NB / 2};
+    write_f32("rot.npy", rot, 3, rs);
+    snprintf(args, sizeof args, "%s --rotations rot.npy", common);
+    rc = run(args, line, sizeof line);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, line);
+    assert_int_equal(npy_read(at("lout.npy"), &out, err, sizeof err), 0);
+    e = ref_max_abs_diff(out.data, r, n, &mr);
+    assert_true(e <= 1e-4 * fmax(1, mr));
+    npy_free(&out);
+    remove(at("lout.npy"));
+    remove(at("llse.npy"));
+    expect_failure("run lsh --q q.npy --v v.npy -o bad_out.npy --buckets 5 --seed 1", "even");
+    expect_failure("run lsh --q q.npy --v v.npy -o bad_out.npy --chunk 0 --seed 1", "--chunk");
+    expect_failure("run lsh --q q.npy --v v.npy -o bad_out.npy --seed 1 --rotations rot.npy",
+                   "exactly one");
+    expect_failure("run lsh --q q.npy --v v.npy -o bad_out.npy --hashes 2 --buckets 4 "
+                   "--rotations rot.npy",
+                   "rot.npy");
+    free(q);
+    free(k);
+    free(v);
+    free(r);
+    free(rl);
+    free(rot);
+    free(bk);
+    free(margin);
+}
+
+/* run ssm: both algorithms against the fp64 reference, and bad parameters. */
+static void test_run_ssm(void **state)
+{
+    (void)state;
+    enum { SB = 2, SH = 3, SN = 4, SL = 40 };
+    size_t nu = (size_t)SB * SH * SL;
+    float u[SB * SH * SL], A[SH * SN * 2], C[SH * SN * 2], Ct[SH * SN * 2], dt[SH], Dv[SH],
+        r[SB * SH * SL];
+    uint64_t seed = 41;
+    ref_fill_uniform(u, nu, 1, &seed);
+    ref_fill_uniform(C, SH * SN * 2, 1, &seed);
+    ref_fill_uniform(Dv, SH, 1, &seed);
+    for (size_t i = 0; i < SH * SN; i++) {
+        A[2 * i] = -0.5f;
+        A[2 * i + 1] = 3.14159265f * (float)(i % SN);
+    }
+    for (size_t h = 0; h < SH; h++)
+        dt[h] = -3.0f - (float)h;
+    ref_ssm_s4d_zoh(A, NULL, C, dt, SH, SN, 1, Ct);
+    ref_ssm_forward(u, A, Ct, dt, Dv, SB, SH, SN, SL, r);
+    size_t su[3] = {SB, SH, SL}, sa[3] = {SH, SN, 2}, sh[1] = {SH};
+    write_f32("u.npy", u, 3, su);
+    write_f32("A.npy", A, 3, sa);
+    write_f32("Ct.npy", Ct, 3, sa);
+    write_f32("dt.npy", dt, 1, sh);
+    write_f32("D.npy", Dv, 1, sh);
+    /* PoCL prints clang's warning count ("1 warning generated.") while it builds clFFT's kernels
+     * on a cold cache; build them here first so the tool's stderr holds only its own lines. */
+    clattn_context *ctx = NULL;
+    assert_int_equal(clattn_context_create(NULL, &ctx), CLATTN_SUCCESS);
+    clattn_ssm_desc d;
+    clattn_ssm_desc_init(&d);
+    d.algorithm = CLATTN_SSM_FFT;
+    float y[SB * SH * SL];
+    assert_int_equal(clattn_ssm_host(ctx, &d, SB, SH, SN, SL, A, Ct, dt, Dv, u, y),
+                     CLATTN_SUCCESS);
+    clattn_context_destroy(ctx);
+    const char *algos[] = {"", " --algo fft", " --algo direct"};
+    for (int i = 0; i < 3; i++) {
+        char args[512], line[512];
+        snprintf(args, sizeof args,
+                 "run ssm --u u.npy --A A.npy --Ct Ct.npy --log-dt dt.npy --D D.npy -o y.npy%s",
+                 algos[i]);
+        int rc = run(args, line, sizeof line);
+        if (rc != 0)
+            fail_msg("exit %d: %s", rc, line);
+        npy_array out;
+        char err[256];
+        assert_int_equal(npy_read(at("y.npy"), &out, err, sizeof err), 0);
+        assert_int_equal(out.ndim, 3);
+        assert_int_equal(out.count, nu);
+        double mr = 0, e = ref_max_abs_diff(out.data, r, nu, &mr);
+        assert_true(e <= 1e-4 * fmax(1, mr));
+        npy_free(&out);
+        remove(at("y.npy"));
+    }
+    expect_failure("run ssm --u u.npy --A A.npy --log-dt dt.npy -o bad_out.npy", "--Ct");
+    expect_failure("run ssm --u u.npy --A Ct.npy --Ct u.npy --log-dt dt.npy -o bad_out.npy",
+                   "u.npy");
+    expect_failure("run ssm --u u.npy --A A.npy --Ct Ct.npy --log-dt dt.npy -o bad_out.npy "
+                   "--algo fast",
+                   "--algo");
+    dt[1] = NAN;
+    write_f32("dt_bad.npy", dt, 1, sh);
+    expect_failure("run ssm --u u.npy --A A.npy --Ct Ct.npy --log-dt dt_bad.npy -o bad_out.npy",
+                   "dt");
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -207,6 +404,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_matches_reference),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_run_routing),
+        cmocka_unit_test(test_run_lsh),
+        cmocka_unit_test(test_run_ssm),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,6 +1,8 @@
 /* Linear (kernelized) attention and its decoding state against the fp64 host reference
  * (tests/reference/ref_linear.c: the direct formula for the non-causal form, the sequential
- * recurrence for the causal one), on the device chosen by CLATTN_DEVICE.
+ * recurrence for the causal one; ref_linear_general for FAVOR+ and momentum, itself checked
+ * against hand-computed values and the closed form in test_ref_general), on the device chosen
+ * by CLATTN_DEVICE.
  *
  * Inputs are random (never zero); outputs are poisoned with NaN before each run so an unwritten
  * element fails. Tolerance, per DESIGN.md §4: max|out - ref| <= 1e-4 * max(1, max|ref|).
@@ -725,6 +727,1042 @@ static void test_wait_list(void **state)
     seq_free(&s);
 }
 
+/* ---- FAVOR+ and momentum: the general reference (ref_linear_general) ----
+ * Every desc below is checked against ref_linear_general, the fp64 recurrence written from
+ * clattn.h's definitions; the FAVOR projection the library uses is fetched with
+ * clattn_favor_draw (or is the caller's), so device and reference use the same W. */
+
+/* The reference's parameters for a desc: the defaults it documents (eps 0 -> the default, step
+ * size 0 -> 1). */
+static double desc_eps(const clattn_linear_desc *d)
+{
+    return d->eps == 0.0f ? (double)CLATTN_LINEAR_DEFAULT_EPS : (double)d->eps;
+}
+
+static double desc_eta(const clattn_linear_desc *d)
+{
+    return d->step_size == 0.0f ? 1.0 : (double)d->step_size;
+}
+
+/* The W a FAVOR desc uses for head dim D (a copy of the caller's, or the one drawn from its
+ * seed); NULL for the other maps. */
+static float *desc_w(const clattn_linear_desc *d, size_t D)
+{
+    if (d->feature_map != CLATTN_FEATURE_FAVOR)
+        return NULL;
+    float *w = malloc(d->features * D * sizeof(float));
+    assert_non_null(w);
+    if (d->projection != NULL)
+        memcpy(w, d->projection, d->features * D * sizeof(float));
+    else
+        assert_int_equal(clattn_favor_draw(d->features, D, d->seed, d->scaling, w),
+                         CLATTN_SUCCESS);
+    return w;
+}
+
+static void ref_of_desc(const clattn_linear_desc *d, const float *w, const float *q,
+                        const float *k, const float *v, float *out, size_t B, size_t H, size_t Nq,
+                        size_t Nk, size_t D, size_t Dv, int causal)
+{
+    ref_linear_general(q, k, v, out, B, H, Nq, Nk, D, Dv, (int)d->feature_map, w, d->features,
+                       desc_eps(d), causal, (int)d->momentum, (double)d->mu, desc_eta(d));
+}
+
+/* A desc of the given form. FAVOR with `supplied` gets a random W of its own in *wbuf (the
+ * caller frees it), otherwise draws from wseed. */
+static clattn_linear_desc make_desc(clattn_feature_map fmap, size_t M, int supplied,
+                                    uint64_t wseed, size_t D, clattn_momentum mom, float mu,
+                                    float eta, float **wbuf)
+{
+    clattn_linear_desc d;
+    clattn_linear_desc_init(&d);
+    d.feature_map = fmap;
+    d.momentum = mom;
+    d.mu = mu;
+    d.step_size = eta;
+    *wbuf = NULL;
+    if (fmap == CLATTN_FEATURE_FAVOR) {
+        d.features = M;
+        d.seed = wseed;
+        if (supplied) {
+            /* Unit-variance entries, not orthogonal: a trained model's W is arbitrary. */
+            *wbuf = malloc(M * D * sizeof(float));
+            assert_non_null(*wbuf);
+            uint64_t s = wseed;
+            ref_fill_uniform(*wbuf, M * D, 1.7f, &s);
+            d.projection = *wbuf;
+            d.projection_shape[0] = M;
+            d.projection_shape[1] = D;
+        }
+    }
+    return d;
+}
+
+static const char *fmap_name(clattn_feature_map f)
+{
+    return f == CLATTN_FEATURE_ELU    ? "elu"
+           : f == CLATTN_FEATURE_RELU ? "relu"
+           : f == CLATTN_FEATURE_FAVOR ? "favor"
+                                       : "identity";
+}
+
+static const char *mom_name(clattn_momentum m)
+{
+    return m == CLATTN_MOMENTUM_NONE ? "none" : m == CLATTN_MOMENTUM_FIXED ? "fixed" : "adaptive";
+}
+
+/* Runs clattn_linear_enqueue on host arrays [B, H, N, *] (stored on the device as [B, N, H, *]
+ * views when bnhd); returns the output in [B, H, N, Dv] (poisoned before the run). */
+static float *device_linear_layout(const clattn_linear_desc *d, size_t B, size_t H, size_t Nq,
+                                   size_t Nk, size_t D, size_t Dv, const float *q,
+                                   const float *k, const float *v, int bnhd)
+{
+    size_t nq = B * H * Nq * D, nk = B * H * Nk * D, nv = B * H * Nk * Dv, no = B * H * Nq * Dv;
+    float *out = poisoned(no);
+    float *hq = bnhd ? relayout(q, B, H, Nq, D, 1) : NULL;
+    float *hk = bnhd ? relayout(k, B, H, Nk, D, 1) : NULL;
+    float *hv = bnhd ? relayout(v, B, H, Nk, Dv, 1) : NULL;
+    cl_mem bq = make_buf(nq * 4, bnhd ? hq : q), bk = make_buf(nk * 4, bnhd ? hk : k);
+    cl_mem bv = make_buf(nv * 4, bnhd ? hv : v), bo = make_buf(no * 4, out);
+    clattn_tensor tq = view_of(bq, B, H, Nq, D, bnhd), tk = view_of(bk, B, H, Nk, D, bnhd);
+    clattn_tensor tv = view_of(bv, B, H, Nk, Dv, bnhd), to = view_of(bo, B, H, Nq, Dv, bnhd);
+    if (clattn_linear_enqueue(ctx, d, &tq, &tk, &tv, &to, 0, NULL, NULL) != CLATTN_SUCCESS)
+        fail_msg("enqueue: %s", clattn_context_last_error(ctx));
+    read_buf(bo, no * 4, out);
+    if (bnhd) {
+        float *o = relayout(out, B, H, Nq, Dv, 0);
+        free(out);
+        out = o;
+    }
+    cl_mem all[] = {bq, bk, bv, bo};
+    for (int i = 0; i < 4; i++)
+        clReleaseMemObject(all[i]);
+    free(hq);
+    free(hk);
+    free(hv);
+    return out;
+}
+
+static float *device_linear(const clattn_linear_desc *d, size_t B, size_t H, size_t Nq,
+                            size_t Nk, size_t D, size_t Dv, const float *q, const float *k,
+                            const float *v)
+{
+    return device_linear_layout(d, B, H, Nq, Nk, D, Dv, q, k, v, 0);
+}
+
+/* Inputs uniform in [-amp, amp] (positive for the identity map, see the file comment). */
+static float *inputs_amp(size_t n, clattn_feature_map f, float amp, uint64_t *seed)
+{
+    float *x = inputs(n, f == CLATTN_FEATURE_IDENTITY, seed);
+    for (size_t i = 0; i < n; i++)
+        x[i] *= amp;
+    return x;
+}
+
+/* One run of desc d (its causal flag) against the reference, tensors as [B, N, H, *] views when
+ * bnhd; returns the normalised error. */
+static double check_desc_layout(const clattn_linear_desc *d, size_t B, size_t H, size_t Nq,
+                                size_t Nk, size_t D, size_t Dv, float amp, double tol,
+                                const char *what, int bnhd)
+{
+    uint64_t seed = 0x5eed ^ (Nq * 131 + Nk * 17 + D * 7 + Dv + d->features * 3);
+    size_t nq = B * H * Nq * D, nk = B * H * Nk * D, nv = B * H * Nk * Dv, no = B * H * Nq * Dv;
+    float *q = inputs_amp(nq, d->feature_map, amp, &seed);
+    float *k = inputs_amp(nk, d->feature_map, amp, &seed);
+    float *v = inputs_amp(nv, CLATTN_FEATURE_ELU, 1.0f, &seed);
+    float *w = desc_w(d, D), *ref = malloc(no * 4);
+    assert_non_null(ref);
+    ref_of_desc(d, w, q, k, v, ref, B, H, Nq, Nk, D, Dv, d->causal);
+    float *out = device_linear_layout(d, B, H, Nq, Nk, D, Dv, q, k, v, bnhd);
+    double maxref = 0, err = ref_max_abs_diff(out, ref, no, &maxref) / fmax(1.0, maxref);
+    if (!(err <= tol))
+        fail_msg("%s: %s %s causal%d B%zu H%zu Nq%zu Nk%zu D%zu Dv%zu M%zu: error %.3e > %.1e "
+                 "(max|ref| %.3e)",
+                 what, fmap_name(d->feature_map), mom_name(d->momentum), d->causal, B, H, Nq, Nk,
+                 D, Dv, clattn_linear_feature_count(d, D), err, tol, maxref);
+    free(q);
+    free(k);
+    free(v);
+    free(w);
+    free(ref);
+    free(out);
+    return err;
+}
+
+static double check_desc(const clattn_linear_desc *d, size_t B, size_t H, size_t Nq, size_t Nk,
+                         size_t D, size_t Dv, float amp, double tol, const char *what)
+{
+    return check_desc_layout(d, B, H, Nq, Nk, D, Dv, amp, tol, what, 0);
+}
+
+/* The reference against itself and against hand-computed values, before any device result is
+ * compared with it. */
+static void test_ref_general(void **state)
+{
+    (void)state;
+    /* Hand-computed: identity map, D = Dv = 1, q = 1, k = (1, 2, 1), v = (1, 1, 2).
+     * Fixed mu = eta = 0.5: P = -0.5, -1.25, -1.625; S = 0.5, 1.75, 3.375; z = 1, 3, 4.
+     * Adaptive eta = 1: P_1 = -U_1 = -1, S_1 = 1; mu_2 = (1 - sqrt(|2 - 1| / |1 - 0|))^2 = 0,
+     * P_2 = -2, S_2 = 3; mu_3 = (1 - sqrt(|2 - 2| / |3 - 1|))^2 = 1 -> 0.9999,
+     * P_3 = -1.9998 - 2, S_3 = 6.9998. */
+    const float hq[3] = {1, 1, 1}, hk[3] = {1, 2, 1}, hv[3] = {1, 1, 2};
+    const double fixed[3] = {0.5 / 1, 1.75 / 3, 3.375 / 4}, adapt[3] = {1.0 / 1, 3.0 / 3,
+                                                                         6.9998 / 4};
+    double o[3], oc[3];
+    ref_linear_general_d(hq, hk, hv, o, 1, 1, 3, 3, 1, 1, 2, NULL, 0, 0.0, 1, 1, 0.5, 0.5);
+    ref_linear_closed_form(hq, hk, hv, oc, 1, 1, 3, 3, 1, 1, 2, NULL, 0, 0.0, 1, 0.5, 0.5);
+    for (int i = 0; i < 3; i++) {
+        assert_true(fabs(o[i] - fixed[i]) < 1e-14);
+        assert_true(fabs(oc[i] - fixed[i]) < 1e-14);
+    }
+    ref_linear_general_d(hq, hk, hv, o, 1, 1, 3, 3, 1, 1, 2, NULL, 0, 0.0, 1, 2, 0.0, 1.0);
+    for (int i = 0; i < 3; i++)
+        assert_true(fabs(o[i] - adapt[i]) < 1e-14);
+    /* Non-causal: every query reads the state after the last key. */
+    ref_linear_general_d(hq, hk, hv, o, 1, 1, 2, 3, 1, 1, 2, NULL, 0, 0.0, 0, 2, 0.0, 1.0);
+    assert_true(fabs(o[0] - adapt[2]) < 1e-14 && fabs(o[1] - adapt[2]) < 1e-14);
+
+    /* FAVOR with one feature and D = 1: phi(x) = exp(w x - x^2 / 2); one key, so out = v
+     * whatever the stabilisers, up to eps. */
+    const float w1[1] = {0.7f};
+    float one[1] = {3.0f}, key[1] = {-2.0f}, val[1] = {0.25f};
+    ref_linear_general_d(one, key, val, o, 1, 1, 1, 1, 1, 1, 3, w1, 1, 0.0, 1, 0, 0.0, 1.0);
+    assert_true(fabs(o[0] - 0.25) < 1e-14);
+
+    /* The element-wise maps agree with the original reference. */
+    size_t B = 1, H = 2, N = 70, D = 8, Dv = 6, M = 24, no = B * H * N * Dv;
+    uint64_t seed = 11;
+    float *q = inputs(B * H * N * D, 1, &seed), *k = inputs(B * H * N * D, 1, &seed);
+    float *v = inputs(B * H * N * Dv, 0, &seed), *a = malloc(no * 4), *b = malloc(no * 4);
+    for (int f = 0; f < 3; f++)
+        for (int causal = 0; causal < 2; causal++) {
+            ref_linear_attention(q, k, v, a, B, H, N, N, D, Dv, f, 1e-6, causal);
+            ref_linear_general(q, k, v, b, B, H, N, N, D, Dv, f, NULL, 0, 1e-6, causal, 0, 0, 1);
+            double mr, e = ref_max_abs_diff(b, a, no, &mr);
+            assert_true(e <= 1e-6 * fmax(1.0, mr));
+        }
+    /* Recurrence (running rescaling) against the closed form (none), in double, for fixed
+     * momentum and for plain attention (mu 0, eta 1), with keys whose log-scales jump by
+     * hundreds (so the running maximum rescales the state many times). */
+    float *w = malloc(M * D * 4);
+    ref_fill_uniform(w, M * D, 1.7f, &seed);
+    for (size_t j = 0; j < N; j += 9)
+        for (size_t d = 0; d < D; d++)
+            k[j * D + d] *= (float)(1 + j % 5) * 10.0f;
+    double *r1 = malloc(no * sizeof(double)), *r2 = malloc(no * sizeof(double));
+    static const double mus[][2] = {{0.0, 1.0}, {0.9, 0.5}, {0.3, 2.0}};
+    for (int f = 0; f < 4; f += 3)
+        for (int causal = 0; causal < 2; causal++)
+            for (int m = 0; m < 3; m++) {
+                ref_linear_general_d(q, k, v, r1, B, H, N, N, D, Dv, f, w, M, 1e-6, causal,
+                                     mus[m][0] == 0.0 && mus[m][1] == 1.0 ? 0 : 1, mus[m][0],
+                                     mus[m][1]);
+                ref_linear_closed_form(q, k, v, r2, B, H, N, N, D, Dv, f, w, M, 1e-6, causal,
+                                       mus[m][0], mus[m][1]);
+                double e = 0, mr = 0;
+                for (size_t x = 0; x < no; x++) {
+                    e = fmax(e, fabs(r1[x] - r2[x]));
+                    mr = fmax(mr, fabs(r2[x]));
+                }
+                if (!(e <= 1e-10 * fmax(1.0, mr)))
+                    fail_msg("closed form fmap %d causal %d mu %g: %.3e", f, causal, mus[m][0], e);
+            }
+    /* Momentum with mu = 0 and eta = 1 is plain linear attention. */
+    ref_linear_general_d(q, k, v, r1, B, H, N, N, D, Dv, 3, w, M, 1e-6, 1, 1, 0.0, 1.0);
+    ref_linear_general_d(q, k, v, r2, B, H, N, N, D, Dv, 3, w, M, 1e-6, 1, 0, 0.0, 1.0);
+    for (size_t x = 0; x < no; x++)
+        assert_true(fabs(r1[x] - r2[x]) <= 1e-12 * fmax(1.0, fabs(r2[x])));
+    free(q);
+    free(k);
+    free(v);
+    free(a);
+    free(b);
+    free(w);
+    free(r1);
+    free(r2);
+}
+
+/* ---- FAVOR+ ---- */
+
+static double dot_rows(const float *w, size_t a, size_t b, size_t D)
+{
+    double s = 0;
+    for (size_t d = 0; d < D; d++)
+        s += (double)w[a * D + d] * w[b * D + d];
+    return s;
+}
+
+static void test_favor_draw(void **state)
+{
+    (void)state;
+    static const size_t shapes[][2] = {{16, 16}, {40, 16}, {256, 64}, {5, 8}, {64, 1}, {300, 3}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        size_t M = shapes[s][0], D = shapes[s][1];
+        float *w = malloc(M * D * 4), *w2 = malloc(M * D * 4), *w3 = malloc(M * D * 4);
+        assert_non_null(w3);
+        for (int sc = 0; sc < 2; sc++) {
+            clattn_favor_scaling scaling = (clattn_favor_scaling)sc;
+            assert_int_equal(clattn_favor_draw(M, D, 42, scaling, w), CLATTN_SUCCESS);
+            assert_int_equal(clattn_favor_draw(M, D, 42, scaling, w2), CLATTN_SUCCESS);
+            assert_memory_equal(w, w2, M * D * 4); /* the same seed, bit for bit */
+            assert_int_equal(clattn_favor_draw(M, D, 43, scaling, w3), CLATTN_SUCCESS);
+            /* Another seed, another W (with d = 1 and sqrt(d) norms every entry is +-1, so
+             * only "not all equal" can be asked there). */
+            size_t same = 0;
+            for (size_t x = 0; x < M * D; x++)
+                same += w[x] == w3[x];
+            assert_true(same < M * D);
+            if (D >= 3)
+                assert_true(same <= M * D / 4);
+            double sumsq = 0;
+            for (size_t r = 0; r < M; r++) {
+                double nr = sqrt(dot_rows(w, r, r, D));
+                assert_true(isfinite(nr) && nr > 0);
+                sumsq += nr * nr;
+                if (scaling == CLATTN_FAVOR_SQRT_D)
+                    assert_true(fabs(nr - sqrt((double)D)) <= 1e-5 * sqrt((double)D));
+                /* Rows within a d-block are orthogonal. */
+                for (size_t r2 = (r / D) * D; r2 < r; r2++) {
+                    double c = dot_rows(w, r, r2, D) / (nr * sqrt(dot_rows(w, r2, r2, D)));
+                    if (!(fabs(c) <= 1e-5))
+                        fail_msg("M%zu D%zu rows %zu, %zu: cosine %.3e", M, D, r, r2, c);
+                }
+            }
+            if (scaling == CLATTN_FAVOR_GAUSSIAN_NORMS && M >= 64) {
+                /* Squared norms of Gaussian D-vectors: chi^2_D, mean D, sd sqrt(2D) / sqrt(M)
+                 * for the mean over M rows; 6 sd is far outside chance. */
+                double mean = sumsq / (double)M;
+                assert_true(fabs(mean - (double)D) <= 6.0 * sqrt(2.0 * D / (double)M));
+            }
+        }
+        free(w);
+        free(w2);
+        free(w3);
+    }
+    float w[64];
+    expect(clattn_favor_draw(4, 4, 1, CLATTN_FAVOR_SQRT_D, NULL), CLATTN_NULL_POINTER, "draw NULL");
+    expect(clattn_favor_draw(0, 4, 1, CLATTN_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE, "draw m 0");
+    expect(clattn_favor_draw(4, 0, 1, CLATTN_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE, "draw d 0");
+    expect(clattn_favor_draw(4097, 1, 1, CLATTN_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
+           "draw m 4097");
+    expect(clattn_favor_draw(1, 257, 1, CLATTN_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
+           "draw d 257");
+    expect(clattn_favor_draw(4, 4, 1, (clattn_favor_scaling)2, w), CLATTN_INVALID_ARGUMENT,
+           "draw scaling");
+
+    clattn_linear_desc d;
+    clattn_linear_desc_init(&d);
+    assert_int_equal(clattn_linear_feature_count(&d, 24), 24);
+    assert_int_equal(clattn_linear_feature_count(NULL, 24), 24);
+    d.feature_map = CLATTN_FEATURE_FAVOR;
+    assert_int_equal(clattn_linear_feature_count(&d, 24), 256); /* the default M */
+    d.features = 100;
+    assert_int_equal(clattn_linear_feature_count(&d, 24), 100);
+    d.feature_map = CLATTN_FEATURE_RELU;
+    assert_int_equal(clattn_linear_feature_count(&d, 7), 7);
+}
+
+/* The caller's W, non-causal (also cross-attention lengths) and causal, against the reference. */
+static void test_favor_supplied(void **state)
+{
+    (void)state;
+    static const size_t cases[][5] = {
+        /* N, D, M, Dv, H */
+        {1, 8, 16, 8, 2}, {7, 8, 16, 5, 2}, {65, 16, 64, 16, 2}, {130, 32, 100, 24, 1},
+        {300, 64, 256, 16, 1}, {129, 24, 17, 40, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int causal = 0; causal < 2; causal++) {
+            size_t N = cases[i][0], D = cases[i][1], M = cases[i][2], Dv = cases[i][3],
+                   H = cases[i][4];
+            float *w;
+            clattn_linear_desc d = make_desc(CLATTN_FEATURE_FAVOR, M, 1, 1000 + i, D,
+                                             CLATTN_MOMENTUM_NONE, 0, 0, &w);
+            d.causal = causal;
+            check_desc(&d, 1, H, N, N, D, Dv, 1.0f, TOL, "favor supplied W");
+            if (!causal)
+                check_desc(&d, 2, 1, N / 2 + 1, N + 3, D, Dv, 1.0f, TOL, "favor cross");
+            free(w);
+        }
+}
+
+/* W drawn by the library from desc.seed (both scalings); the reference draws the same W with
+ * clattn_favor_draw. Larger inputs (|x| up to 2, D = 8) give logits spread over several units,
+ * which the stabilisers must absorb. */
+static void test_favor_drawn(void **state)
+{
+    (void)state;
+    static const size_t cases[][3] = {{100, 16, 64}, {200, 8, 256}, {64, 64, 16}, {33, 8, 4096}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int sc = 0; sc < 2; sc++)
+            for (int causal = 0; causal < 2; causal++) {
+                size_t N = cases[i][0], D = cases[i][1], M = cases[i][2];
+                if (M == 4096 && (sc || causal))
+                    continue; /* once is enough for the largest M */
+                float *w;
+                clattn_linear_desc d = make_desc(CLATTN_FEATURE_FAVOR, M, 0, 7 + i, D,
+                                                 CLATTN_MOMENTUM_NONE, 0, 0, &w);
+                d.scaling = (clattn_favor_scaling)sc;
+                d.causal = causal;
+                check_desc(&d, 1, 2, N, N, D, 12, D <= 8 ? 2.0f : 1.0f, TOL, "favor drawn W");
+            }
+}
+
+/* FAVOR+ estimates softmax attention with scale 1/sqrt(D): more features, smaller error. Its
+ * variance grows like exp(|q' + k'|^2), so how fast the error falls depends on the input norms
+ * (measured in fp64 over 20 seeds, N 64, D 16, mean |error| at M = 16 / 256 / 4096: inputs in
+ * [-0.5, 0.5] 0.0090 / 0.0022 / 0.0005, the 1/sqrt(M) rate; [-1, 1] 0.030 / 0.012 / 0.0036;
+ * [-1.5, 1.5] 0.076 / 0.053 / 0.025). Over 5 seeds, M = 256 must beat M = 16 by 2x for the small
+ * inputs and at all for [-1, 1]. */
+static void test_favor_softmax(void **state)
+{
+    (void)state;
+    size_t N = 64, D = 16, Dv = 16, no = N * Dv;
+    static const float amps[2] = {0.5f, 1.0f};
+    static const double factor[2] = {0.5, 1.0};
+    float *soft = malloc(no * 4), *ref = malloc(no * 4);
+    for (int a = 0; a < 2; a++) {
+        uint64_t seed = 99;
+        float *q = inputs(N * D, 0, &seed), *k = inputs(N * D, 0, &seed);
+        float *v = inputs(N * Dv, 0, &seed);
+        for (size_t x = 0; x < N * D; x++)
+            q[x] *= amps[a], k[x] *= amps[a];
+        for (int causal = 0; causal < 2; causal++) {
+            double mean_err[2] = {0, 0};
+            static const size_t Ms[2] = {16, 256};
+            ref_attention(q, k, v, soft, NULL, 1, 1, 1, N, N, D, 1.0 / sqrt((double)D), causal,
+                          NULL);
+            for (int mi = 0; mi < 2; mi++)
+                for (uint64_t s = 1; s <= 5; s++) {
+                    float *w;
+                    clattn_linear_desc d = make_desc(CLATTN_FEATURE_FAVOR, Ms[mi], 0, s, D,
+                                                     CLATTN_MOMENTUM_NONE, 0, 0, &w);
+                    d.causal = causal;
+                    float *out = device_linear(&d, 1, 1, N, N, D, Dv, q, k, v);
+                    float *wd = desc_w(&d, D);
+                    ref_of_desc(&d, wd, q, k, v, ref, 1, 1, N, N, D, Dv, causal);
+                    check_close(out, ref, no, "favor vs its reference");
+                    double e = 0;
+                    for (size_t x = 0; x < no; x++)
+                        e += fabs((double)out[x] - soft[x]);
+                    mean_err[mi] += e / (double)no / 5.0;
+                    free(out);
+                    free(wd);
+                }
+            fprintf(stderr,
+                    "note: FAVOR+ vs softmax (inputs +-%.1f, causal %d), mean |error| over 5 "
+                    "seeds: M=16 %.4f, M=256 %.4f\n",
+                    (double)amps[a], causal, mean_err[0], mean_err[1]);
+            if (!(mean_err[1] < factor[a] * mean_err[0]))
+                fail_msg("inputs +-%.1f causal %d: M=256 error %.4f not below %.1f x M=16's %.4f",
+                         (double)amps[a], causal, mean_err[1], factor[a], mean_err[0]);
+        }
+        free(q);
+        free(k);
+        free(v);
+    }
+    free(soft);
+    free(ref);
+}
+
+/* ---- momentum ---- */
+
+/* Fixed momentum against the recurrence at every position (N = 200: three full 64-position
+ * chunks and a partial one), non-causal, and the reference's recurrence against its closed form. */
+static void test_momentum_fixed(void **state)
+{
+    (void)state;
+    static const clattn_feature_map maps[] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_RELU,
+                                              CLATTN_FEATURE_IDENTITY, CLATTN_FEATURE_FAVOR};
+    static const float mus[][2] = {{0.9f, 0.5f}, {0.5f, 1.0f}, {0.99f, 0.1f}};
+    for (size_t f = 0; f < 4; f++)
+        for (size_t m = 0; m < 3; m++)
+            for (int causal = 0; causal < 2; causal++) {
+                float *w;
+                clattn_linear_desc d = make_desc(maps[f], 32, m == 1, 21 + m, 16,
+                                                 CLATTN_MOMENTUM_FIXED, mus[m][0], mus[m][1], &w);
+                d.causal = causal;
+                check_desc(&d, 1, 2, 200, 200, 16, 12, 1.0f, TOL, "fixed momentum");
+                check_desc(&d, 2, 1, 1, 1, 16, 12, 1.0f, TOL, "fixed momentum N 1");
+                if (!causal)
+                    check_desc(&d, 2, 1, 37, 150, 16, 12, 1.0f, TOL, "fixed momentum cross");
+                free(w);
+            }
+}
+
+/* mu = 0 and eta = 1 is plain linear attention (device against device); step size 0 means 1. */
+static void test_momentum_limits(void **state)
+{
+    (void)state;
+    size_t B = 1, H = 2, N = 150, D = 16, Dv = 8, no = B * H * N * Dv;
+    uint64_t seed = 31;
+    float *q = inputs(B * H * N * D, 0, &seed), *k = inputs(B * H * N * D, 0, &seed);
+    float *v = inputs(B * H * N * Dv, 0, &seed);
+    static const clattn_feature_map maps[] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_FAVOR};
+    for (int f = 0; f < 2; f++)
+        for (int causal = 0; causal < 2; causal++) {
+            float *w;
+            clattn_linear_desc plain = make_desc(maps[f], 64, 0, 5, D, CLATTN_MOMENTUM_NONE, 0, 0,
+                                                 &w);
+            clattn_linear_desc mom = plain;
+            plain.causal = mom.causal = causal;
+            mom.momentum = CLATTN_MOMENTUM_FIXED;
+            mom.mu = 0.0f;
+            mom.step_size = 1.0f;
+            float *a = device_linear(&plain, B, H, N, N, D, Dv, q, k, v);
+            float *b = device_linear(&mom, B, H, N, N, D, Dv, q, k, v);
+            check_close(b, a, no, "mu 0 eta 1 vs plain");
+            for (int adaptive = 0; adaptive < 2; adaptive++) {
+                mom.momentum = adaptive ? CLATTN_MOMENTUM_ADAPTIVE : CLATTN_MOMENTUM_FIXED;
+                mom.mu = 0.7f;
+                mom.step_size = 1.0f;
+                float *c1 = device_linear(&mom, B, H, N, N, D, Dv, q, k, v);
+                mom.step_size = 0.0f;
+                float *c0 = device_linear(&mom, B, H, N, N, D, Dv, q, k, v);
+                assert_memory_equal(c0, c1, no * 4);
+                free(c0);
+                free(c1);
+            }
+            free(a);
+            free(b);
+        }
+    free(q);
+    free(k);
+    free(v);
+}
+
+/* Adaptive momentum (sequential scan) against the reference, causal and non-causal. */
+static void test_momentum_adaptive(void **state)
+{
+    (void)state;
+    static const clattn_feature_map maps[] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_RELU,
+                                              CLATTN_FEATURE_IDENTITY, CLATTN_FEATURE_FAVOR};
+    static const float etas[] = {1.0f, 0.3f};
+    for (size_t f = 0; f < 4; f++)
+        for (size_t e = 0; e < 2; e++)
+            for (int causal = 0; causal < 2; causal++) {
+                float *w;
+                clattn_linear_desc d = make_desc(maps[f], 32, e, 40 + e, 16,
+                                                 CLATTN_MOMENTUM_ADAPTIVE, 0, etas[e], &w);
+                d.causal = causal;
+                check_desc(&d, 2, 2, 200, 200, 16, 8, 1.0f, TOL, "adaptive momentum");
+                check_desc(&d, 2, 1, 1, 1, 16, 8, 1.0f, TOL, "adaptive momentum N 1");
+                if (!causal)
+                    check_desc(&d, 1, 1, 20, 90, 16, 8, 1.0f, TOL, "adaptive momentum cross");
+                free(w);
+            }
+}
+
+/* [B, N, H, D] strided views in every form. */
+static void test_forms_strided(void **state)
+{
+    (void)state;
+    static const struct {
+        clattn_feature_map fmap;
+        clattn_momentum mom;
+        int supplied;
+    } fs[] = {{CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_NONE, 0},
+              {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED, 1},
+              {CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_ADAPTIVE, 0},
+              {CLATTN_FEATURE_RELU, CLATTN_MOMENTUM_FIXED, 0}};
+    for (size_t f = 0; f < sizeof fs / sizeof fs[0]; f++)
+        for (int causal = 0; causal < 2; causal++) {
+            float *w;
+            clattn_linear_desc d = make_desc(fs[f].fmap, 40, fs[f].supplied, 9, 12, fs[f].mom,
+                                             0.75f, 0.5f, &w);
+            d.causal = causal;
+            check_desc_layout(&d, 2, 3, 70, 70, 12, 10, 1.0f, TOL, "strided", 1);
+            free(w);
+        }
+}
+
+/* ---- the decoding state in every form ---- */
+
+static void seq_make_desc(seqdata *s, size_t B, size_t H, size_t N, size_t D, size_t Dv,
+                          const clattn_linear_desc *d)
+{
+    s->B = B, s->H = H, s->N = N, s->D = D, s->Dv = Dv;
+    uint64_t seed = 1234 + N + 10 * (size_t)d->feature_map + 100 * (size_t)d->momentum;
+    size_t nq = B * H * N * D, nv = B * H * N * Dv;
+    s->q = inputs_amp(nq, d->feature_map, 1.0f, &seed);
+    s->k = inputs_amp(nq, d->feature_map, 1.0f, &seed);
+    s->v = inputs_amp(nv, CLATTN_FEATURE_ELU, 1.0f, &seed);
+    s->ref = malloc(nv * 4);
+    assert_non_null(s->ref);
+    float *w = desc_w(d, D);
+    ref_of_desc(d, w, s->q, s->k, s->v, s->ref, B, H, N, N, D, Dv, 1);
+    free(w);
+    float *p = poisoned(nv);
+    s->bq = make_buf(nq * 4, s->q);
+    s->bk = make_buf(nq * 4, s->k);
+    s->bv = make_buf(nv * 4, s->v);
+    s->bo = make_buf(nv * 4, p);
+    free(p);
+}
+
+static clattn_linear_state *state_of_desc(const seqdata *s, const clattn_linear_desc *d)
+{
+    clattn_linear_state *st = NULL;
+    if (clattn_linear_state_create(ctx, d, s->B, s->H, s->D, s->Dv, &st) != CLATTN_SUCCESS)
+        fail_msg("state create: %s", clattn_context_last_error(ctx));
+    return st;
+}
+
+/* The forms the state tests run: every momentum form with ELU and FAVOR (drawn and supplied W). */
+typedef struct form {
+    clattn_feature_map fmap;
+    clattn_momentum mom;
+    int supplied;
+} form;
+
+static const form forms[] = {
+    {CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_FIXED, 0},   {CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_ADAPTIVE, 0},
+    {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_NONE, 0},  {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_NONE, 1},
+    {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED, 1}, {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_ADAPTIVE, 0},
+    {CLATTN_FEATURE_RELU, CLATTN_MOMENTUM_FIXED, 0},
+};
+
+static clattn_linear_desc form_desc(const form *f, size_t D, float **w)
+{
+    return make_desc(f->fmap, 48, f->supplied, 77, D, f->mom,
+                     f->mom == CLATTN_MOMENTUM_FIXED ? 0.8f : 0.0f,
+                     f->mom == CLATTN_MOMENTUM_ADAPTIVE ? 0.6f : 0.5f, w);
+}
+
+/* prefill (5 + 65 positions) then steps == causal attention over the whole sequence, and the
+ * state read back is the reference's S and z after it. (Few steps: each is several launches,
+ * ~13 ms apiece on rusticl.) */
+static void test_state_forms(void **state)
+{
+    (void)state;
+    for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+        float *w;
+        clattn_linear_desc d = form_desc(&forms[f], 16, &w);
+        char what[96];
+        snprintf(what, sizeof what, "prefill+step %s %s%s", fmap_name(forms[f].fmap),
+                 mom_name(forms[f].mom), forms[f].supplied ? " (W supplied)" : "");
+        seqdata s;
+        seq_make_desc(&s, 2, 2, 90, 16, 8, &d);
+        clattn_linear_state *st = state_of_desc(&s, &d);
+        prefill(st, &s, 0, 5, 1);
+        prefill(st, &s, 5, 65, 1);
+        for (size_t n = 70; n < s.N; n++)
+            step(st, &s, n, s.bo);
+        check_outputs(&s, what);
+        /* Steps alone from a reset state, over a shorter prefix. */
+        assert_int_equal(clattn_linear_state_reset(st, 0, NULL, NULL), CLATTN_SUCCESS);
+        size_t nv = s.B * s.H * s.N * s.Dv;
+        float *p = poisoned(nv), *out = malloc(nv * 4);
+        cl_mem bo2 = make_buf(nv * 4, p);
+        for (size_t n = 0; n < 10; n++)
+            step(st, &s, n, bo2);
+        read_buf(bo2, nv * 4, out);
+        for (size_t bh = 0; bh < s.B * s.H; bh++)
+            check_close(out + bh * s.N * s.Dv, s.ref + bh * s.N * s.Dv, 10 * s.Dv, what);
+        /* The state after the whole sequence. */
+        prefill(st, &s, 10, s.N - 10, 0);
+        size_t M = clattn_linear_feature_count(&d, s.D);
+        size_t ns = s.B * s.H * M * s.Dv, nz = s.B * s.H * M;
+        float *gs = malloc(ns * 4), *gz = malloc(nz * 4), *rs = malloc(ns * 4), *rz = malloc(nz * 4);
+        float *wd = desc_w(&d, s.D);
+        assert_int_equal(clattn_linear_state_read(st, gs, gz), CLATTN_SUCCESS);
+        ref_linear_general_state(s.k, s.v, rs, rz, s.B, s.H, s.N, s.D, s.Dv, (int)d.feature_map,
+                                 wd, M, (int)d.momentum, (double)d.mu, desc_eta(&d));
+        check_close(gs, rs, ns, "state S");
+        check_close(gz, rz, nz, "state z");
+        free(gs);
+        free(gz);
+        free(rs);
+        free(rz);
+        free(wd);
+        free(p);
+        free(out);
+        free(w);
+        clReleaseMemObject(bo2);
+        clattn_linear_state_destroy(st);
+        seq_free(&s);
+    }
+}
+
+/* Causal outputs of a prefix do not depend on later tokens, for every feature map and momentum
+ * form: N positions, then N + extra (random tokens appended). For FAVOR the first appended key is
+ * also (1) of norm ~900, which breaks Performer's per-head stabiliser max_j,m (W k_j')_m, or (2)
+ * D^(1/4) times W's longest row, the key with the largest possible log-scale c = |w|^2 / 2 (13.2
+ * here; the random keys' c average 2.0, at most 4.5), which breaks a per-head max_j c_j: measured
+ * in fp64 with such
+ * stabilisers, the prefix rows move by 0.94 and 0.81. The prefix rows must agree within 1e-6
+ * (normalised); bit-identical rows are counted. */
+static void test_prefix_invariance(void **state)
+{
+    (void)state;
+    static const clattn_feature_map maps[] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_RELU,
+                                              CLATTN_FEATURE_IDENTITY, CLATTN_FEATURE_FAVOR};
+    size_t B = 1, H = 2, N = 130, extra = 70, NT = N + extra, D = 16, Dv = 8;
+    size_t identical = 0, total = 0;
+    for (size_t f = 0; f < 4; f++)
+        for (int mom = 0; mom < 3; mom++)
+            for (int huge = 0; huge < (maps[f] == CLATTN_FEATURE_FAVOR ? 3 : 1); huge++) {
+                float *w;
+                clattn_linear_desc d = make_desc(maps[f], 64, 0, 3, D, (clattn_momentum)mom,
+                                                 0.85f, 0.7f, &w);
+                d.causal = 1;
+                uint64_t seed = 555 + f * 7 + (size_t)mom;
+                float *q = inputs_amp(B * H * NT * D, maps[f], 1.0f, &seed);
+                float *k = inputs_amp(B * H * NT * D, maps[f], 1.0f, &seed);
+                float *v = inputs_amp(B * H * NT * Dv, CLATTN_FEATURE_ELU, 1.0f, &seed);
+                float *wd = desc_w(&d, D), *ref = malloc(B * H * NT * Dv * 4);
+                size_t longest = 0;
+                for (size_t m = 0; huge == 2 && m < 64; m++)
+                    if (dot_rows(wd, m, m, D) > dot_rows(wd, longest, longest, D))
+                        longest = m;
+                for (size_t bh = 0; bh < B * H; bh++)
+                    for (size_t x = 0; x < D; x++) {
+                        float *kx = &k[(bh * NT + N) * D + x];
+                        if (huge == 1)
+                            *kx *= 400.0f;
+                        else if (huge == 2)
+                            *kx = wd[longest * D + x] * powf((float)D, 0.25f);
+                    }
+                /* The first N positions as their own [B, H, N, *] arrays. */
+                float *q0 = malloc(B * H * N * D * 4), *k0 = malloc(B * H * N * D * 4);
+                float *v0 = malloc(B * H * N * Dv * 4);
+                for (size_t bh = 0; bh < B * H; bh++) {
+                    memcpy(q0 + bh * N * D, q + bh * NT * D, N * D * 4);
+                    memcpy(k0 + bh * N * D, k + bh * NT * D, N * D * 4);
+                    memcpy(v0 + bh * N * Dv, v + bh * NT * Dv, N * Dv * 4);
+                }
+                float *a = device_linear(&d, B, H, N, N, D, Dv, q0, k0, v0);
+                float *b = device_linear(&d, B, H, NT, NT, D, Dv, q, k, v);
+                ref_of_desc(&d, wd, q, k, v, ref, B, H, NT, NT, D, Dv, 1);
+                char what[96];
+                snprintf(what, sizeof what, "prefix %s %s%s", fmap_name(maps[f]),
+                         mom_name((clattn_momentum)mom),
+                         huge == 1 ? " + huge key" : huge == 2 ? " + key of largest c" : "");
+                check_close(b, ref, B * H * NT * Dv, what);
+                for (size_t bh = 0; bh < B * H; bh++) {
+                    const float *pa = a + bh * N * Dv, *pb = b + bh * NT * Dv;
+                    double mr = 0, e = ref_max_abs_diff(pb, pa, N * Dv, &mr);
+                    if (!(e <= 1e-6 * fmax(1.0, mr)))
+                        fail_msg("%s: prefix rows changed by %.3e (max %.3e)", what, e, mr);
+                    for (size_t i = 0; i < N; i++)
+                        identical += memcmp(pa + i * Dv, pb + i * Dv, Dv * 4) == 0;
+                    total += N;
+                }
+                free(q);
+                free(k);
+                free(v);
+                free(q0);
+                free(k0);
+                free(v0);
+                free(a);
+                free(b);
+                free(wd);
+                free(ref);
+                free(w);
+            }
+    fprintf(stderr, "note: prefix rows bit-identical after appending: %zu of %zu\n", identical,
+            total);
+}
+
+/* Exact save and restore in every form: a restored state continues bit for bit like its source;
+ * truncated, corrupt or foreign snapshots are refused and leave the state as it was. */
+static void test_state_save_load(void **state)
+{
+    (void)state;
+    for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+        float *w;
+        clattn_linear_desc d = form_desc(&forms[f], 8, &w);
+        seqdata s;
+        seq_make_desc(&s, 1, 2, 90, 8, 6, &d);
+        clattn_linear_state *a = state_of_desc(&s, &d), *b = state_of_desc(&s, &d);
+        prefill(a, &s, 0, 50, 1);
+        size_t bytes = 0;
+        assert_int_equal(clattn_linear_state_save_size(a, &bytes), CLATTN_SUCCESS);
+        assert_true(bytes > 0);
+        unsigned char *snap = malloc(bytes + 16), *bad = malloc(bytes + 16);
+        assert_non_null(bad);
+        expect(clattn_linear_state_save(a, snap, bytes - 1), CLATTN_BUFFER_TOO_SMALL, "save short");
+        assert_int_equal(clattn_linear_state_save(a, snap, bytes), CLATTN_SUCCESS);
+        assert_int_equal(clattn_linear_state_load(b, snap, bytes), CLATTN_SUCCESS);
+        size_t nv = s.B * s.H * s.N * s.Dv;
+        float *p = poisoned(nv), *oa = malloc(nv * 4), *ob = malloc(nv * 4);
+        cl_mem bo2 = make_buf(nv * 4, p);
+        /* Both continue: a few steps, then a prefill with outputs over the rest. */
+        seqdata s2 = s;
+        s2.bo = bo2;
+        for (size_t n = 50; n < 54; n++) {
+            step(a, &s, n, s.bo);
+            step(b, &s, n, bo2);
+        }
+        prefill(a, &s, 54, s.N - 54, 1);
+        prefill(b, &s2, 54, s.N - 54, 1);
+        char what[96];
+        snprintf(what, sizeof what, "save/load %s %s", fmap_name(forms[f].fmap),
+                 mom_name(forms[f].mom));
+        check_outputs(&s, what);
+        read_buf(s.bo, nv * 4, oa);
+        read_buf(bo2, nv * 4, ob);
+        for (size_t bh = 0; bh < s.B * s.H; bh++)
+            assert_memory_equal(oa + (bh * s.N + 50) * s.Dv, ob + (bh * s.N + 50) * s.Dv,
+                                (s.N - 50) * s.Dv * 4);
+
+        /* Refused snapshots: b keeps what it has (now the state after all 90 positions). */
+        size_t M = clattn_linear_feature_count(&d, s.D), ns = s.B * s.H * M * s.Dv;
+        float *s0 = malloc(ns * 4), *s1 = malloc(ns * 4);
+        assert_int_equal(clattn_linear_state_read(b, s0, NULL), CLATTN_SUCCESS);
+        clattn_status st = clattn_linear_state_load(b, snap, bytes - 1);
+        if (st != CLATTN_BUFFER_TOO_SMALL && st != CLATTN_INVALID_ARGUMENT)
+            fail_msg("truncated snapshot: %s", clattn_status_string(st));
+        st = clattn_linear_state_load(b, snap, 8);
+        if (st != CLATTN_BUFFER_TOO_SMALL && st != CLATTN_INVALID_ARGUMENT)
+            fail_msg("snapshot of 8 bytes: %s", clattn_status_string(st));
+        for (size_t x = 0; x < bytes; x += bytes / 7 + 1) {
+            memcpy(bad, snap, bytes);
+            bad[x] ^= 0x10;
+            expect(clattn_linear_state_load(b, bad, bytes), CLATTN_INVALID_ARGUMENT, "corrupt");
+        }
+        memset(bad, 0, bytes);
+        expect(clattn_linear_state_load(b, bad, bytes), CLATTN_INVALID_ARGUMENT, "zeros");
+        expect(clattn_linear_state_load(b, NULL, bytes), CLATTN_NULL_POINTER, "load NULL");
+        expect(clattn_linear_state_save(b, NULL, bytes), CLATTN_NULL_POINTER, "save NULL");
+        expect(clattn_linear_state_save_size(b, NULL), CLATTN_NULL_POINTER, "save_size NULL");
+        assert_int_equal(clattn_linear_state_read(b, s1, NULL), CLATTN_SUCCESS);
+        assert_memory_equal(s0, s1, ns * 4);
+
+        /* A snapshot of another shape or desc. */
+        clattn_linear_state *c = NULL;
+        assert_int_equal(clattn_linear_state_create(ctx, &d, 1, 3, 8, 6, &c), CLATTN_SUCCESS);
+        expect(clattn_linear_state_load(c, snap, bytes), CLATTN_INVALID_ARGUMENT, "other heads");
+        clattn_linear_state_destroy(c);
+        clattn_linear_desc d2 = d;
+        if (d.momentum == CLATTN_MOMENTUM_FIXED)
+            d2.mu = 0.5f;
+        else if (d.momentum == CLATTN_MOMENTUM_ADAPTIVE)
+            d2.step_size = 0.25f;
+        else if (d.projection == NULL)
+            d2.seed = d.seed + 1;
+        else
+            d2.eps = 1e-3f;
+        assert_int_equal(clattn_linear_state_create(ctx, &d2, 1, 2, 8, 6, &c), CLATTN_SUCCESS);
+        expect(clattn_linear_state_load(c, snap, bytes), CLATTN_INVALID_ARGUMENT, "other desc");
+        expect(clattn_linear_state_copy(c, a, 0, NULL, NULL), CLATTN_INVALID_ARGUMENT,
+               "copy across descs");
+        clattn_linear_state_destroy(c);
+        d2 = d;
+        d2.momentum = d.momentum == CLATTN_MOMENTUM_NONE ? CLATTN_MOMENTUM_FIXED
+                                                         : CLATTN_MOMENTUM_NONE;
+        assert_int_equal(clattn_linear_state_create(ctx, &d2, 1, 2, 8, 6, &c), CLATTN_SUCCESS);
+        expect(clattn_linear_state_load(c, snap, bytes), CLATTN_INVALID_ARGUMENT,
+               "other momentum");
+        expect(clattn_linear_state_copy(c, a, 0, NULL, NULL), CLATTN_INVALID_ARGUMENT,
+               "copy across momentum forms");
+        clattn_linear_state_destroy(c);
+
+        /* A copy of a momentum / FAVOR state continues like its source too. */
+        assert_int_equal(clattn_linear_state_reset(a, 0, NULL, NULL), CLATTN_SUCCESS);
+        prefill(a, &s, 0, 30, 0);
+        assert_int_equal(clattn_linear_state_copy(b, a, 0, NULL, NULL), CLATTN_SUCCESS);
+        for (size_t n = 30; n < 33; n++) {
+            step(a, &s, n, s.bo);
+            step(b, &s, n, bo2);
+        }
+        prefill(a, &s, 33, 17, 1);
+        prefill(b, &s2, 33, 17, 1);
+        read_buf(s.bo, nv * 4, oa);
+        read_buf(bo2, nv * 4, ob);
+        for (size_t bh = 0; bh < s.B * s.H; bh++) {
+            assert_memory_equal(oa + (bh * s.N + 30) * s.Dv, ob + (bh * s.N + 30) * s.Dv,
+                                20 * s.Dv * 4);
+            check_close(oa + (bh * s.N + 30) * s.Dv, s.ref + (bh * s.N + 30) * s.Dv, 20 * s.Dv,
+                        "copied state");
+        }
+        free(s0);
+        free(s1);
+        free(snap);
+        free(bad);
+        free(p);
+        free(oa);
+        free(ob);
+        free(w);
+        clReleaseMemObject(bo2);
+        clattn_linear_state_destroy(a);
+        clattn_linear_state_destroy(b);
+        seq_free(&s);
+    }
+}
+
+/* state_write: refused for momentum states (S and z do not determine them), accepted for FAVOR
+ * (true sums in, as state_read gives them). */
+static void test_state_write_forms(void **state)
+{
+    (void)state;
+    for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+        float *w;
+        clattn_linear_desc d = form_desc(&forms[f], 8, &w);
+        seqdata s;
+        seq_make_desc(&s, 1, 2, 80, 8, 6, &d);
+        clattn_linear_state *a = state_of_desc(&s, &d), *b = state_of_desc(&s, &d);
+        size_t M = clattn_linear_feature_count(&d, s.D);
+        size_t ns = s.B * s.H * M * s.Dv, nz = s.B * s.H * M;
+        float *gs = malloc(ns * 4), *gz = malloc(nz * 4), *g2 = malloc(ns * 4);
+        prefill(a, &s, 0, 40, 1);
+        assert_int_equal(clattn_linear_state_read(a, gs, gz), CLATTN_SUCCESS);
+        if (d.momentum != CLATTN_MOMENTUM_NONE) {
+            expect(clattn_linear_state_write(b, gs, gz), CLATTN_UNSUPPORTED, "write momentum");
+            assert_int_equal(clattn_linear_state_read(b, g2, NULL), CLATTN_SUCCESS);
+            for (size_t x = 0; x < ns; x++)
+                assert_true(g2[x] == 0.0f);
+        } else {
+            assert_int_equal(clattn_linear_state_write(b, gs, gz), CLATTN_SUCCESS);
+            for (size_t n = 40; n < 44; n++)
+                step(b, &s, n, s.bo);
+            prefill(b, &s, 44, s.N - 44, 1);
+            check_outputs(&s, "favor state written from its read-back");
+        }
+        free(gs);
+        free(gz);
+        free(g2);
+        free(w);
+        clattn_linear_state_destroy(a);
+        clattn_linear_state_destroy(b);
+        seq_free(&s);
+    }
+}
+
+/* Invalid FAVOR / momentum descs, for enqueue (output untouched) and state creation; a state used
+ * with tensors of another shape. */
+static void test_invalid_forms(void **state)
+{
+    (void)state;
+    enum { N = 8, D = 4, DV = 6, NO = 2 * N * DV };
+    float ones[2 * N * DV], sev[NO];
+    for (size_t i = 0; i < 2 * N * DV; i++)
+        ones[i] = 0.5f;
+    for (size_t i = 0; i < NO; i++)
+        sev[i] = 7.0f;
+    cl_mem bq = make_buf(sizeof ones, ones), bk = make_buf(sizeof ones, ones);
+    cl_mem bv = make_buf(sizeof ones, ones), bo = make_buf(sizeof sev, sev);
+    clattn_tensor q = clattn_tensor_make(bq, 1, 2, N, D), k = clattn_tensor_make(bk, 1, 2, N, D);
+    clattn_tensor v = clattn_tensor_make(bv, 1, 2, N, DV), o = clattn_tensor_make(bo, 1, 2, N, DV);
+    float wgood[16 * D], wbad[16 * D];
+    for (size_t i = 0; i < 16 * D; i++)
+        wgood[i] = wbad[i] = 0.25f;
+    wbad[5] = NAN;
+
+    typedef struct bad {
+        const char *what;
+        clattn_linear_desc d;
+        clattn_status want;
+    } bad;
+    bad cases[24];
+    size_t nc = 0;
+    clattn_linear_desc fav, mom;
+    clattn_linear_desc_init(&fav);
+    fav.feature_map = CLATTN_FEATURE_FAVOR;
+    fav.features = 16;
+    clattn_linear_desc_init(&mom);
+    mom.momentum = CLATTN_MOMENTUM_FIXED;
+    mom.mu = 0.5f;
+#define BAD(name, base, field, value, status)                                                     \
+    do {                                                                                           \
+        cases[nc].what = name;                                                                     \
+        cases[nc].d = base;                                                                        \
+        cases[nc].d.field = value;                                                                 \
+        cases[nc++].want = status;                                                                 \
+    } while (0)
+    BAD("favor M 0", fav, features, 0, CLATTN_INVALID_ARGUMENT);
+    BAD("favor M 4097", fav, features, 4097, CLATTN_INVALID_ARGUMENT);
+    BAD("favor scaling", fav, scaling, (clattn_favor_scaling)5, CLATTN_INVALID_ARGUMENT);
+    BAD("mu -0.1", mom, mu, -0.1f, CLATTN_INVALID_ARGUMENT);
+    BAD("mu 1", mom, mu, 1.0f, CLATTN_INVALID_ARGUMENT);
+    BAD("mu NaN", mom, mu, NAN, CLATTN_INVALID_ARGUMENT);
+    BAD("eta -1", mom, step_size, -1.0f, CLATTN_INVALID_ARGUMENT);
+    BAD("eta NaN", mom, step_size, NAN, CLATTN_INVALID_ARGUMENT);
+    BAD("eta inf", mom, step_size, INFINITY, CLATTN_INVALID_ARGUMENT);
+    BAD("momentum 3", mom, momentum, (clattn_momentum)3, CLATTN_INVALID_ARGUMENT);
+    BAD("momentum -1", mom, momentum, (clattn_momentum)-1, CLATTN_INVALID_ARGUMENT);
+    mom.momentum = CLATTN_MOMENTUM_ADAPTIVE;
+    BAD("adaptive eta -1", mom, step_size, -1.0f, CLATTN_INVALID_ARGUMENT);
+    BAD("adaptive eta NaN", mom, step_size, NAN, CLATTN_INVALID_ARGUMENT);
+    fav.projection = wbad;
+    fav.projection_shape[0] = 16;
+    fav.projection_shape[1] = D;
+    BAD("NaN in projection", fav, features, 16, CLATTN_INVALID_ARGUMENT);
+    fav.projection = wgood;
+    BAD("projection_shape M", fav, projection_shape[0], 15, CLATTN_SHAPE_MISMATCH);
+    BAD("projection_shape D", fav, projection_shape[1], D + 1, CLATTN_SHAPE_MISMATCH);
+    BAD("projection_shape 0", fav, projection_shape[1], 0, CLATTN_SHAPE_MISMATCH);
+#undef BAD
+    for (size_t i = 0; i < nc; i++)
+        for (int causal = 0; causal < 2; causal++) {
+            cases[i].d.causal = causal;
+            expect(clattn_linear_enqueue(ctx, &cases[i].d, &q, &k, &v, &o, 0, NULL, NULL),
+                   cases[i].want, cases[i].what);
+        }
+    check_untouched(bo, NO);
+    float hout[NO];
+    for (size_t i = 0; i < NO; i++)
+        hout[i] = 7.0f;
+    size_t qs[4] = {1, 2, N, D}, vs[4] = {1, 2, N, DV};
+    for (size_t i = 0; i < nc; i++) {
+        expect(clattn_linear_host(ctx, &cases[i].d, qs, qs, vs, ones, ones, ones, hout),
+               cases[i].want, cases[i].what);
+        clattn_linear_state *st = (clattn_linear_state *)&nc;
+        clattn_status got = clattn_linear_state_create(ctx, &cases[i].d, 1, 2, D, DV, &st);
+        /* State creation documents INVALID_ARGUMENT for a bad desc; a wrong projection_shape
+         * may be reported as SHAPE_MISMATCH as for the enqueue. */
+        if (got != cases[i].want && !(got == CLATTN_INVALID_ARGUMENT &&
+                                      cases[i].want == CLATTN_SHAPE_MISMATCH))
+            fail_msg("state create %s: got %s", cases[i].what, clattn_status_string(got));
+        assert_null(st);
+    }
+    for (size_t i = 0; i < NO; i++)
+        assert_true(hout[i] == 7.0f);
+
+    /* A FAVOR state (D = 4, M = 16) used with tensors of another shape. */
+    fav.projection = NULL;
+    clattn_linear_state *st = NULL;
+    assert_int_equal(clattn_linear_state_create(ctx, &fav, 1, 2, D, DV, &st), CLATTN_SUCCESS);
+    clattn_tensor q1 = q, k1 = k, v1 = v, o1 = o;
+    q1.shape[2] = k1.shape[2] = v1.shape[2] = o1.shape[2] = 1;
+    clattn_tensor qd = clattn_tensor_make(bq, 1, 2, 1, D - 1), kd = clattn_tensor_make(bk, 1, 2, 1, D - 1);
+    expect(clattn_linear_step(st, &qd, &kd, &v1, &o1, 0, NULL, NULL), CLATTN_SHAPE_MISMATCH,
+           "favor step D");
+    clattn_tensor qh = clattn_tensor_make(bq, 1, 1, N, D), kh = clattn_tensor_make(bk, 1, 1, N, D);
+    clattn_tensor vh = clattn_tensor_make(bv, 1, 1, N, DV), oh = clattn_tensor_make(bo, 1, 1, N, DV);
+    expect(clattn_linear_prefill(st, &qh, &kh, &vh, &oh, 0, NULL, NULL), CLATTN_SHAPE_MISMATCH,
+           "favor prefill heads");
+    clattn_tensor v5 = clattn_tensor_make(bv, 1, 2, 1, DV - 1), o5 = clattn_tensor_make(bo, 1, 2, 1, DV - 1);
+    expect(clattn_linear_step(st, &q1, &k1, &v5, &o5, 0, NULL, NULL), CLATTN_SHAPE_MISMATCH,
+           "favor step Dv");
+    /* A momentum state of the same shape is not a FAVOR one. */
+    clattn_linear_desc dm;
+    clattn_linear_desc_init(&dm);
+    dm.momentum = CLATTN_MOMENTUM_FIXED;
+    dm.mu = 0.5f;
+    clattn_linear_state *sm = NULL;
+    assert_int_equal(clattn_linear_state_create(ctx, &dm, 1, 2, D, DV, &sm), CLATTN_SUCCESS);
+    expect(clattn_linear_state_copy(sm, st, 0, NULL, NULL), CLATTN_INVALID_ARGUMENT,
+           "copy favor into momentum");
+    clattn_linear_state *sm2 = NULL;
+    dm.mu = 0.25f;
+    assert_int_equal(clattn_linear_state_create(ctx, &dm, 1, 2, D, DV, &sm2), CLATTN_SUCCESS);
+    expect(clattn_linear_state_copy(sm2, sm, 0, NULL, NULL), CLATTN_INVALID_ARGUMENT,
+           "copy across mu");
+    clattn_linear_state_destroy(sm2);
+    dm.mu = 0.5f;
+    assert_int_equal(clattn_linear_state_create(ctx, &dm, 1, 2, D, DV + 1, &sm2), CLATTN_SUCCESS);
+    expect(clattn_linear_state_copy(sm2, sm, 0, NULL, NULL), CLATTN_SHAPE_MISMATCH,
+           "copy across shapes");
+    clattn_linear_state_destroy(sm2);
+    check_untouched(bo, NO);
+    clattn_linear_state_destroy(sm);
+    clattn_linear_state_destroy(st);
+    cl_mem all[] = {bq, bk, bv, bo};
+    for (int i = 0; i < 4; i++)
+        clReleaseMemObject(all[i]);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -763,6 +1801,20 @@ int main(void)
         cmocka_unit_test(test_state_copy_reset),
         cmocka_unit_test(test_state_invalid),
         cmocka_unit_test(test_wait_list),
+        cmocka_unit_test(test_ref_general),
+        cmocka_unit_test(test_favor_draw),
+        cmocka_unit_test(test_favor_supplied),
+        cmocka_unit_test(test_favor_drawn),
+        cmocka_unit_test(test_favor_softmax),
+        cmocka_unit_test(test_momentum_fixed),
+        cmocka_unit_test(test_momentum_limits),
+        cmocka_unit_test(test_momentum_adaptive),
+        cmocka_unit_test(test_forms_strided),
+        cmocka_unit_test(test_state_forms),
+        cmocka_unit_test(test_prefix_invariance),
+        cmocka_unit_test(test_state_save_load),
+        cmocka_unit_test(test_state_write_forms),
+        cmocka_unit_test(test_invalid_forms),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

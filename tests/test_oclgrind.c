@@ -1,7 +1,7 @@
 /* Small shapes of every attention kernel, meant to run under oclgrind (tests/run_oclgrind.sh), which
  * simulates the device and reports data races, out-of-bounds and uninitialised accesses. Also
  * checks results against the fp64 reference so a silent wrong answer fails too.
- * Usage: test_oclgrind [cpu|gpu|naive|linear]... (default: cpu gpu) */
+ * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm]... (default: cpu gpu) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +10,10 @@
 #include "clattn.h"
 #include "reference/ref_attention.h"
 #include "reference/ref_linear.h"
+#include "reference/ref_lsh.h"
+#include "reference/ref_routing.h"
+#include "reference/ref_ssm.h"
+#include "../lib/ops/sort.h"
 
 static int run(clattn_context *ctx, clattn_attention_algo algo, size_t nq, size_t nk, size_t d,
                int causal)
@@ -83,6 +87,393 @@ static int run_linear(clattn_context *ctx, size_t n, size_t d, size_t dv, int ca
     return rc;
 }
 
+/* LSH attention (hash, counting sort, packing, attention kernels), against its fp64 reference
+ * computed from the device's own buckets (checked against the fp64 hash where clear-cut). */
+static int run_lsh(clattn_context *ctx, size_t n, size_t d, size_t dv, size_t nb, size_t chunk,
+                   int causal)
+{
+    size_t B = 2, H = 1, nh = 2, nq = B * H * n * d, nv = B * H * n * dv, nbk = B * H * nh * n;
+    size_t nl = B * H * n, nr = nh * d * nb / 2;
+    cl_context cl = clattn_context_get_cl_context(ctx);
+    cl_command_queue queue = clattn_context_get_cl_queue(ctx);
+    float *q = malloc(nq * 4), *v = malloc(nv * 4), *o = malloc(nv * 4), *r = malloc(nv * 4),
+          *l = malloc(nl * 4), *rl = malloc(nl * 4), *rot = malloc(nr * 4);
+    int32_t *bk = malloc(nbk * 4), *rbk = malloc(nbk * 4);
+    double *margin = malloc(nbk * sizeof *margin);
+    uint64_t seed = 31;
+    ref_fill_uniform(q, nq, 1, &seed);
+    ref_fill_uniform(v, nv, 1, &seed);
+    clattn_lsh_desc desc;
+    clattn_lsh_desc_init(&desc);
+    desc.n_hashes = nh;
+    desc.n_buckets = nb;
+    desc.chunk_size = chunk;
+    desc.causal = causal;
+    desc.seed = 3;
+    clattn_lsh_rotations(desc.seed, nh, d, nb, rot);
+    cl_int e0, e1, e2, e3, e4;
+    cl_mem bq = clCreateBuffer(cl, CL_MEM_READ_WRITE, nq * 4, NULL, &e0);
+    cl_mem bv = clCreateBuffer(cl, CL_MEM_READ_WRITE, nv * 4, NULL, &e1);
+    cl_mem bo = clCreateBuffer(cl, CL_MEM_READ_WRITE, nv * 4, NULL, &e2);
+    cl_mem bl = clCreateBuffer(cl, CL_MEM_READ_WRITE, nl * 4, NULL, &e3);
+    cl_mem bb = clCreateBuffer(cl, CL_MEM_READ_WRITE, nbk * 4, NULL, &e4);
+    cl_int e5;
+    cl_mem br = clCreateBuffer(cl, CL_MEM_READ_WRITE, nr * 4, NULL, &e5);
+    int rc = 1;
+    if (e0 || e1 || e2 || e3 || e4 || e5 ||
+        clEnqueueWriteBuffer(queue, br, CL_TRUE, 0, nr * 4, rot, 0, NULL, NULL) != CL_SUCCESS ||
+        clEnqueueWriteBuffer(queue, bq, CL_TRUE, 0, nq * 4, q, 0, NULL, NULL) != CL_SUCCESS ||
+        clEnqueueWriteBuffer(queue, bv, CL_TRUE, 0, nv * 4, v, 0, NULL, NULL) != CL_SUCCESS) {
+        fprintf(stderr, "lsh: buffers failed\n");
+        goto done;
+    }
+    clattn_tensor tq = clattn_tensor_make(bq, B, H, n, d), tv = clattn_tensor_make(bv, B, H, n, dv);
+    clattn_tensor to = clattn_tensor_make(bo, B, H, n, dv), tl = clattn_tensor_make(bl, B, H, n, 1);
+    clattn_tensor tb = clattn_tensor_make(bb, B, H, nh, n);
+    clattn_tensor tr = clattn_tensor_make(br, 1, nh, d, nb / 2);
+    if (clattn_lsh_enqueue(ctx, &desc, &tq, &tv, causal ? &tr : NULL, &to, &tl, &tb, 0, NULL,
+                           NULL) !=
+            CLATTN_SUCCESS ||
+        clEnqueueReadBuffer(queue, bo, CL_TRUE, 0, nv * 4, o, 0, NULL, NULL) != CL_SUCCESS ||
+        clEnqueueReadBuffer(queue, bl, CL_TRUE, 0, nl * 4, l, 0, NULL, NULL) != CL_SUCCESS ||
+        clEnqueueReadBuffer(queue, bb, CL_TRUE, 0, nbk * 4, bk, 0, NULL, NULL) != CL_SUCCESS) {
+        fprintf(stderr, "lsh failed: %s\n", clattn_context_last_error(ctx));
+        goto done;
+    }
+    ref_lsh_hash(q, rot, rbk, margin, B, H, n, d, nh, nb);
+    size_t bad = 0;
+    for (size_t i = 0; i < nbk; i++)
+        bad += bk[i] != rbk[i] && margin[i] > 1e-4;
+    ref_lsh_attention(q, v, bk, r, rl, B, H, n, d, dv, nh, chunk, causal, 0);
+    double mr = 0, e = ref_max_abs_diff(o, r, nv, &mr);
+    double ml = 0, el = ref_max_abs_diff(l, rl, nl, &ml);
+    printf("lsh n %zu d %zu dv %zu buckets %zu chunk %zu causal %d: error %.2e, lse error %.2e, "
+           "%zu wrong bucket(s)\n",
+           n, d, dv, nb, chunk, causal, e, el, bad);
+    rc = !(bad == 0 && e <= 1e-4 * fmax(1, mr) && el <= 1e-4 * fmax(1, ml));
+done:
+    clReleaseMemObject(bq);
+    clReleaseMemObject(bv);
+    clReleaseMemObject(bo);
+    clReleaseMemObject(bl);
+    clReleaseMemObject(bb);
+    clReleaseMemObject(br);
+    free(q);
+    free(v);
+    free(o);
+    free(r);
+    free(l);
+    free(rl);
+    free(rot);
+    free(bk);
+    free(rbk);
+    free(margin);
+    return rc;
+}
+
+/* The building blocks of lib/ops/sort.h on small inputs with ties, spanning several blocks:
+ * stable sort, top-k both orders, gather and scatter-mean, checked on the host. */
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int run_sort(clattn_context *ctx)
+{
+    cl_context cl = clattn_context_get_cl_context(ctx);
+    cl_command_queue queue = clattn_context_get_cl_queue(ctx);
+    enum { NSEG = 2, LEN = 2100, K = 150, N = NSEG * LEN, D = 3, NDST = 50 }; /* 3 blocks */
+    static uint32_t keys[N], ko[N], vo[N], idx[NSEG * K], dest[N];
+    static float sc[N], rows[N * D], mean[NDST * D];
+    static uint64_t ref[LEN];
+    uint64_t seed = 17;
+    ref_fill_uniform(rows, N * D, 1, &seed);
+    for (size_t i = 0; i < N; i++) {
+        keys[i] = (uint32_t)(rows[i * D] * 1000.0f + 1000.0f) % 13; /* ties */
+        sc[i] = (float)(keys[i] % 5);
+        dest[i] = i % 9 == 0 ? 0xffffffffu : keys[i] * 3 % NDST;
+    }
+    cl_int e[8];
+    cl_mem bk = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof keys, keys,
+                               &e[0]);
+    cl_mem bs = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof sc, sc, &e[1]);
+    cl_mem br = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof rows, rows,
+                               &e[2]);
+    cl_mem bd = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof dest, dest,
+                               &e[3]);
+    cl_mem bko = clCreateBuffer(cl, CL_MEM_READ_WRITE, sizeof ko, NULL, &e[4]);
+    cl_mem bvo = clCreateBuffer(cl, CL_MEM_READ_WRITE, sizeof vo, NULL, &e[5]);
+    cl_mem bi = clCreateBuffer(cl, CL_MEM_READ_WRITE, sizeof idx, NULL, &e[6]);
+    cl_mem bm = clCreateBuffer(cl, CL_MEM_READ_WRITE, sizeof mean, NULL, &e[7]);
+    int rc = 1;
+    for (int i = 0; i < 8; i++)
+        if (e[i] != CL_SUCCESS)
+            goto done;
+    if (clattn__sort_pairs(ctx, bk, NULL, bko, bvo, NSEG, LEN, 12, 0, NULL, NULL) ||
+        clEnqueueReadBuffer(queue, bvo, CL_TRUE, 0, sizeof vo, vo, 0, NULL, NULL)) {
+        fprintf(stderr, "sort failed: %s\n", clattn_context_last_error(ctx));
+        goto done;
+    }
+    rc = 0;
+    for (size_t s = 0; s < NSEG; s++) {
+        for (size_t i = 0; i < LEN; i++)
+            ref[i] = (uint64_t)keys[s * LEN + i] << 32 | i;
+        qsort(ref, LEN, sizeof ref[0], cmp_u64);
+        for (size_t i = 0; i < LEN; i++)
+            rc |= vo[s * LEN + i] != (uint32_t)ref[i];
+    }
+    /* Top-k by index: every chosen score beats (or ties at a lower index) every other. */
+    for (int order = 0; order < 2 && !rc; order++) {
+        if (clattn__topk(ctx, bs, NSEG, LEN, K, (clattn__topk_order)order, bi, NULL, 0, NULL,
+                         NULL) ||
+            clEnqueueReadBuffer(queue, bi, CL_TRUE, 0, sizeof idx, idx, 0, NULL, NULL)) {
+            fprintf(stderr, "top-k failed: %s\n", clattn_context_last_error(ctx));
+            rc = 1;
+            break;
+        }
+        for (size_t s = 0; s < NSEG; s++) {
+            /* rank key: (4 - score) << 32 | index, smallest first */
+            for (size_t i = 0; i < LEN; i++)
+                ref[i] = (uint64_t)(4 - (uint32_t)sc[s * LEN + i]) << 32 | i;
+            qsort(ref, LEN, sizeof ref[0], cmp_u64);
+            if (order == 0)
+                for (size_t j = 0; j < K; j++)
+                    ref[j] &= 0xffffffffu;
+            if (order == 0)
+                qsort(ref, K, sizeof ref[0], cmp_u64);
+            for (size_t j = 0; j < K; j++)
+                rc |= idx[s * K + j] != (uint32_t)ref[j];
+        }
+    }
+    if (!rc) {
+        if (clattn__scatter_mean_rows(ctx, br, N, D, bd, NDST, bm, NULL, 0, NULL, NULL) ||
+            clEnqueueReadBuffer(queue, bm, CL_TRUE, 0, sizeof mean, mean, 0, NULL, NULL)) {
+            fprintf(stderr, "scatter-mean failed: %s\n", clattn_context_last_error(ctx));
+            rc = 1;
+        }
+        for (size_t r = 0; r < NDST && !rc; r++)
+            for (size_t d = 0; d < D; d++) {
+                double s = 0;
+                size_t c = 0;
+                for (size_t i = 0; i < N; i++)
+                    if (dest[i] == r) {
+                        s += rows[i * D + d];
+                        c++;
+                    }
+                rc |= fabs(mean[r * D + d] - (c ? s / c : 0.0)) > 1e-5;
+            }
+    }
+    /* Gather NDST rows by the sorted order (indices below LEN). */
+    if (!rc && (clattn__gather_rows(ctx, br, N, D, bvo, NDST, bm, 0, NULL, NULL) ||
+                clEnqueueReadBuffer(queue, bm, CL_TRUE, 0, sizeof mean, mean, 0, NULL, NULL)))
+        rc = 1;
+    for (size_t j = 0; j < NDST && !rc; j++)
+        for (size_t d = 0; d < D; d++)
+            rc |= mean[j * D + d] != rows[vo[j] * D + d];
+    printf("sort, top-k, scatter-mean, gather: %s\n", rc ? "WRONG" : "ok");
+done:
+    {
+        cl_mem all[] = {bk, bs, br, bd, bko, bvo, bi, bm};
+        for (int i = 0; i < 8; i++)
+            if (all[i])
+                clReleaseMemObject(all[i]);
+    }
+    return rc;
+}
+
+/* Routing attention (scores, top-w, attend, scatter-mean, store), the k-means++ path and the EMA
+ * update, against their fp64 references. */
+static int run_routing(clattn_context *ctx, size_t n, size_t c, int causal)
+{
+    size_t B = 2, H = 1, D = 8, Dv = 5, nq = B * H * n * D, nv = B * H * n * Dv;
+    float *q = malloc(nq * 4), *k = malloc(nq * 4), *v = malloc(nv * 4), *o = malloc(nv * 4),
+          *r = malloc(nv * 4), *mu = malloc(H * c * D * 4), *mu2 = malloc(H * c * D * 4);
+    uint64_t seed = 23;
+    ref_fill_uniform(q, nq, 1, &seed);
+    ref_fill_uniform(k, nq, 1, &seed);
+    ref_fill_uniform(v, nv, 1, &seed);
+    clattn_routing_desc desc;
+    clattn_routing_desc_init(&desc);
+    desc.clusters = c;
+    desc.causal = causal;
+    desc.seed = 8;
+    ref_routing_kmeanspp(q, k, B, H, n, D, c, desc.seed, mu);
+    double gap;
+    ref_routing_attention(q, k, v, mu, r, B, H, n, D, Dv, c, (n + c - 1) / c,
+                          1.0 / sqrt((double)D), causal, &gap);
+    size_t qs[4] = {B, H, n, D}, vs[4] = {B, H, n, Dv};
+    int rc = 0;
+    if (clattn_routing_host(ctx, &desc, qs, vs, q, k, v, NULL, o) != CLATTN_SUCCESS) {
+        fprintf(stderr, "routing failed: %s\n", clattn_context_last_error(ctx));
+        rc = 1;
+    } else {
+        double mr = 0, e = ref_max_abs_diff(o, r, nv, &mr);
+        printf("routing n %zu c %zu causal %d: error %.2e (boundary gap %.1e)\n", n, c, causal, e,
+               gap);
+        rc = !(e <= 1e-4 * fmax(1, mr)) || !(gap >= 1e-5);
+    }
+    /* EMA update on device buffers. */
+    cl_context cl = clattn_context_get_cl_context(ctx);
+    cl_int e0, e1, e2;
+    cl_mem bq = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, nq * 4, q, &e0);
+    cl_mem bk = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, nq * 4, k, &e1);
+    cl_mem bm = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, H * c * D * 4, mu,
+                               &e2);
+    if (!rc && !e0 && !e1 && !e2) {
+        clattn_tensor tq = clattn_tensor_make(bq, B, H, n, D), tk = clattn_tensor_make(bk, B, H, n, D);
+        clattn_tensor tm = clattn_tensor_make(bm, 1, H, c, D);
+        desc.decay = 0.5f;
+        ref_routing_update(q, k, mu, B, H, n, D, c, 0.5, &gap);
+        if (clattn_routing_update_centroids(ctx, &desc, &tq, &tk, &tm, 0, NULL, NULL) ||
+            clEnqueueReadBuffer(clattn_context_get_cl_queue(ctx), bm, CL_TRUE, 0, H * c * D * 4,
+                                mu2, 0, NULL, NULL)) {
+            fprintf(stderr, "routing update failed: %s\n", clattn_context_last_error(ctx));
+            rc = 1;
+        } else {
+            double mr = 0, e = ref_max_abs_diff(mu2, mu, H * c * D, &mr);
+            printf("routing update: error %.2e\n", e);
+            rc = !(e <= 1e-4 * fmax(1, mr)) || !(gap >= 1e-5);
+        }
+    } else {
+        rc = 1;
+    }
+    if (bq)
+        clReleaseMemObject(bq);
+    if (bk)
+        clReleaseMemObject(bk);
+    if (bm)
+        clReleaseMemObject(bm);
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(r);
+    free(mu);
+    free(mu2);
+    return rc;
+}
+
+/* The SSM family: kernel generation, the FFT (through clFFT) and direct convolutions, the
+ * recurrent step, and a tiny GSS layer, each checked against the fp64 reference. */
+static int ssm_check(const float *got, const float *ref, size_t n, const char *what)
+{
+    double mr = 0, e = ref_max_abs_diff(got, ref, n, &mr);
+    if (!(e <= 1e-4 * fmax(1.0, mr))) {
+        fprintf(stderr, "ssm %s: error %.3e\n", what, e);
+        return 1;
+    }
+    return 0;
+}
+
+static int run_ssm(clattn_context *ctx)
+{
+    size_t B = 2, H = 3, N = 4, L = 45, E = 6, F = 5;
+    uint64_t seed = 23;
+    float A[24], C[24], Ct[24], ldt[3], D[3], u[270], y[270], r[270];
+    ref_fill_uniform(C, 24, 1, &seed);
+    ref_fill_uniform(D, 3, 1, &seed);
+    ref_fill_uniform(u, 270, 1, &seed);
+    for (size_t i = 0; i < 12; i++) {
+        A[2 * i] = -0.5f;
+        A[2 * i + 1] = 3.14159265f * (float)(i % N);
+    }
+    for (size_t h = 0; h < H; h++)
+        ldt[h] = -2.0f - (float)h;
+    int rc = 0;
+    if (clattn_ssm_s4d_zoh(H, N, A, NULL, C, ldt, 1, Ct) != CLATTN_SUCCESS)
+        return 1;
+    ref_ssm_forward(u, A, Ct, ldt, D, B, H, N, L, r);
+    clattn_ssm_desc d;
+    clattn_ssm_desc_init(&d);
+    for (int a = 0; a < 2; a++) {
+        d.algorithm = a ? CLATTN_SSM_DIRECT : CLATTN_SSM_FFT;
+        for (size_t i = 0; i < 270; i++)
+            y[i] = NAN;
+        if (clattn_ssm_host(ctx, &d, B, H, N, L, A, Ct, ldt, D, u, y) != CLATTN_SUCCESS) {
+            fprintf(stderr, "ssm failed: %s\n", clattn_context_last_error(ctx));
+            return 1;
+        }
+        rc |= ssm_check(y, r, 270, a ? "direct" : "fft");
+    }
+
+    /* Steps over 8 positions from a zero state, B = 2. */
+    clattn_ssm *s = NULL;
+    clattn_ssm_state *st = NULL;
+    cl_mem bu = NULL, by = NULL, bufs[6] = {NULL};
+    cl_int err;
+    cl_context cl = clattn_context_get_cl_context(ctx);
+    cl_command_queue q = clattn_context_get_cl_queue(ctx);
+    if (clattn_ssm_create(ctx, H, N, A, Ct, ldt, D, &s) != CLATTN_SUCCESS ||
+        clattn_ssm_state_create(s, B, &st) != CLATTN_SUCCESS)
+        return 1;
+    /* oclgrind 21.10 does not count clEnqueueFillBuffer (the state's zeroing) as initialising
+     * memory under --uninitialized; a written state is tracked. */
+    float zeros[48] = {0};
+    if (clattn_ssm_state_write(st, zeros) != CLATTN_SUCCESS)
+        return 1;
+    bu = clCreateBuffer(cl, CL_MEM_READ_WRITE, 6 * 4, NULL, &err);
+    by = clCreateBuffer(cl, CL_MEM_READ_WRITE, 6 * 4, NULL, &err);
+    clattn_tensor tu = clattn_tensor_make(bu, B, H, 1, 1), ty = clattn_tensor_make(by, B, H, 1, 1);
+    float rr[270];
+    ref_ssm_recurrence(u, A, Ct, ldt, D, B, H, N, L, rr);
+    for (size_t l = 0; l < 8 && !rc; l++) {
+        float ut[6], yt[6], rt[6];
+        for (size_t i = 0; i < 6; i++) {
+            ut[i] = u[i * L + l];
+            rt[i] = rr[i * L + l];
+        }
+        clEnqueueWriteBuffer(q, bu, CL_TRUE, 0, sizeof ut, ut, 0, NULL, NULL);
+        if (clattn_ssm_step(st, &tu, &ty, 0, NULL, NULL) != CLATTN_SUCCESS) {
+            rc = 1;
+            break;
+        }
+        clEnqueueReadBuffer(q, by, CL_TRUE, 0, sizeof yt, yt, 0, NULL, NULL);
+        rc |= ssm_check(yt, rt, 6, "step");
+    }
+
+    /* GSS: B = 1, L = 9 tokens of E = 6, F = 5, H = 3. */
+    size_t T = 9;
+    float x[54], wv[30], wu[18], wo1[15], wo2[30], o[54], ro[54];
+    ref_fill_uniform(x, 54, 1, &seed);
+    ref_fill_uniform(wv, 30, 0.5f, &seed);
+    ref_fill_uniform(wu, 18, 0.5f, &seed);
+    ref_fill_uniform(wo1, 15, 0.5f, &seed);
+    ref_fill_uniform(wo2, 30, 0.5f, &seed);
+    ref_gss(x, 1, T, E, F, H, N, NULL, NULL, 1e-5, wv, NULL, wu, NULL, wo1, NULL, wo2, NULL, A,
+            Ct, ldt, D, ro);
+    const float *hw[4] = {wv, wu, wo1, wo2};
+    size_t nw[4] = {30, 18, 15, 30};
+    for (int i = 0; i < 4; i++)
+        bufs[i] = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, nw[i] * 4,
+                                 (void *)hw[i], &err);
+    bufs[4] = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, 54 * 4, x, &err);
+    bufs[5] = clCreateBuffer(cl, CL_MEM_READ_WRITE, 54 * 4, NULL, &err);
+    clattn_gss_weights w;
+    memset(&w, 0, sizeof w);
+    w.w_v = bufs[0];
+    w.w_u = bufs[1];
+    w.w_o1 = bufs[2];
+    w.w_o2 = bufs[3];
+    clattn_tensor tx = clattn_tensor_make(bufs[4], 1, 1, T, E);
+    clattn_tensor to = clattn_tensor_make(bufs[5], 1, 1, T, E);
+    if (clattn_gss_enqueue(ctx, NULL, s, &w, F, &tx, &to, 0, NULL, NULL) != CLATTN_SUCCESS) {
+        fprintf(stderr, "gss failed: %s\n", clattn_context_last_error(ctx));
+        rc = 1;
+    } else {
+        clEnqueueReadBuffer(q, bufs[5], CL_TRUE, 0, sizeof o, o, 0, NULL, NULL);
+        rc |= ssm_check(o, ro, 54, "gss");
+    }
+    for (int i = 0; i < 6; i++)
+        if (bufs[i])
+            clReleaseMemObject(bufs[i]);
+    clReleaseMemObject(bu);
+    clReleaseMemObject(by);
+    clattn_ssm_state_destroy(st);
+    clattn_ssm_destroy(s);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     clattn_context *ctx = NULL;
@@ -95,6 +486,24 @@ int main(int argc, char **argv)
     int n = argc > 1 ? argc - 1 : 2;
     for (int i = 0; i < n; i++) {
         const char *w = argc > 1 ? argv[i + 1] : def[i];
+        if (strcmp(w, "sort") == 0) {
+            rc |= run_sort(ctx);
+            continue;
+        }
+        if (strcmp(w, "routing") == 0) {
+            rc |= run_routing(ctx, 45, 4, 1);
+            rc |= run_routing(ctx, 30, 3, 0);
+            continue;
+        }
+        if (strcmp(w, "lsh") == 0) {
+            rc |= run_lsh(ctx, 45, 12, 20, 6, 16, 1);
+            rc |= run_lsh(ctx, 21, 16, 8, 36, 40, 0);
+            continue;
+        }
+        if (strcmp(w, "ssm") == 0) {
+            rc |= run_ssm(ctx);
+            continue;
+        }
         if (strcmp(w, "linear") == 0) {
             rc |= run_linear(ctx, 70, 12, 20, 1);
             rc |= run_linear(ctx, 45, 16, 8, 0);

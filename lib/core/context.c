@@ -246,16 +246,26 @@ static clattn_context *context_alloc(void)
         free(ctx);
         return NULL;
     }
+    if (pthread_mutex_init(&ctx->ws_lock, NULL) != 0) {
+        pthread_mutex_destroy(&ctx->tune_lock);
+        pthread_mutex_destroy(&ctx->prog_lock);
+        pthread_mutex_destroy(&ctx->lock);
+        free(ctx);
+        return NULL;
+    }
     clattn__cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
     return ctx;
 }
 
 void clattn__program_cache_clear(clattn_context *ctx);
+void clattn__fft_release(clattn_context *ctx);
 
 void clattn_context_destroy(clattn_context *ctx)
 {
     if (!ctx)
         return;
+    clattn__fft_release(ctx); /* before the queue and context its plans were baked for */
+    clattn__ws_release(ctx);
     clattn__program_cache_clear(ctx);
     if (ctx->queue)
         clReleaseCommandQueue(ctx->queue);
@@ -264,6 +274,7 @@ void clattn_context_destroy(clattn_context *ctx)
     if (ctx->device)
         clReleaseDevice(ctx->device);
     clattn__tune_release(ctx);
+    pthread_mutex_destroy(&ctx->ws_lock);
     pthread_mutex_destroy(&ctx->tune_lock);
     pthread_mutex_destroy(&ctx->prog_lock);
     pthread_mutex_destroy(&ctx->lock);

@@ -33,6 +33,12 @@ struct clattn_context {
     struct clattn__tune_db *tune_db; /* the tuning database, read lazily (lib/tune) */
     bool tune_loaded;
     char tune_warning[512];
+
+    struct clattn__fft_cache *fft; /* clFFT plans (lib/core/fft.c, guarded by its own lock) */
+
+    pthread_mutex_t ws_lock;          /* held across a whole enqueue sequence that uses ws */
+    cl_mem ws[16];                    /* reusable scratch buffers (lib/core/workspace.c) */
+    size_t ws_bytes[16];
 };
 
 /* Frees the context's tuning database copy (lib/tune/db.c). */
@@ -135,6 +141,21 @@ clattn_status clattn__buffer_create(clattn_context *ctx, size_t bytes, const cha
  * conveniences. On failure *out may hold a buffer the caller still releases. */
 clattn_status clattn__buffer_upload(clattn_context *ctx, const void *src, size_t bytes,
                                     cl_mem *out);
+
+/* ---- reusable scratch (lib/core/workspace.c) ---- */
+/* Fresh scratch buffers cost their first-touch page faults on every call (on PoCL about 0.4 ms per
+ * MiB), so operators keep their scratch in per-context slots between calls. On an in-order queue,
+ * clattn__ws_begin takes the workspace lock: commands enqueued while it is held run after those
+ * of earlier sequences and before those of later ones, so a slot can be reused by the next
+ * sequence. On an out-of-order queue it returns false and clattn__ws_get makes fresh buffers.
+ * clattn__ws_get returns a retained buffer of at least `bytes` (the caller releases it as any
+ * buffer); slots grow and never shrink until the context is destroyed. Slot numbers are the
+ * operator's own (0..15); one sequence uses each slot for one purpose. */
+bool clattn__ws_begin(clattn_context *ctx);
+clattn_status clattn__ws_get(clattn_context *ctx, bool ws, int slot, size_t bytes,
+                             const char *what, cl_mem *out);
+void clattn__ws_end(clattn_context *ctx, bool ws);
+void clattn__ws_release(clattn_context *ctx);
 
 /* ---- kernel arguments (lib/core/program.c): set in order, first error kept ---- */
 typedef struct clattn__args {

@@ -7,6 +7,7 @@
  *   - the sequential adaptive-momentum scan.
  * States are [BH][MP][DW] floats (kernels_cl/linear.cl explains the layout and the log-scales). */
 #include "linear_features.h"
+#include "sched/sched.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -14,7 +15,8 @@
 
 #define LIN_CHUNK 64       /* causal chunk (LIN_CHUNK in linear.cl): the masked part costs this */
 #define LIN_MAX_CHUNKS 256 /* non-causal: bounds the scratch to 256 partial states */
-#define LIN_RB 4           /* query rows per output work-item (LIN_RB in linear.cl) */
+#define LIN_RB 8           /* query rows per output work-item (LIN_RB in linear.cl) */
+#define LIN_EB 2           /* float16 value blocks per work-item (LIN_EB in linear.cl) */
 
 struct clattn_linear_state {
     clattn_context *ctx;
@@ -182,6 +184,8 @@ cleanup:
 typedef struct seq {
     clattn_context *ctx;
     bool in_order, started;
+    bool cpu; /* CPU family: register-blocked kernels run one work-item per group */
+    bool ws;  /* the context's workspace is held (clattn__ws_begin) */
     cl_uint nwait;
     const cl_event *wait;
     cl_event prev, cur;
@@ -199,6 +203,7 @@ static clattn_status seq_init(seq *s, clattn_context *ctx, cl_uint nwait, const 
         return clattn__fail(ctx, (clattn_status)err, "clGetCommandQueueInfo failed: %s",
                             clattn_status_string((clattn_status)err));
     s->in_order = !(qp & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE);
+    s->cpu = clattn__attention_family(&ctx->info) == CLATTN_ALGO_TILED_CPU;
     return CLATTN_SUCCESS;
 }
 
@@ -230,19 +235,29 @@ static void seq_end(seq *s)
     s->prev = s->cur = NULL;
 }
 
-static clattn_status seq_kernel(seq *s, cl_kernel kernel, cl_uint dims, const size_t *global,
-                                bool last, cl_event *event)
+/* `blocked`: a register-blocked kernel (float16 rows per work-item); on the CPU family it runs
+ * one work-item per group so PoCL does not also vectorise across work-items. */
+static clattn_status seq_kernel_ex(seq *s, cl_kernel kernel, cl_uint dims, const size_t *global,
+                                   bool blocked, bool last, cl_event *event)
 {
     clattn_context *ctx = s->ctx;
     clattn_status status = CLATTN_SUCCESS;
     cl_uint nw;
     const cl_event *w;
     cl_event *evp;
+    const size_t ones[3] = {1, 1, 1};
     seq_next(s, last, event, &nw, &w, &evp);
-    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, NULL, nw, w, evp));
+    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global,
+                                     blocked && s->cpu ? ones : NULL, nw, w, evp));
     seq_done(s);
 cleanup:
     return status;
+}
+
+static clattn_status seq_kernel(seq *s, cl_kernel kernel, cl_uint dims, const size_t *global,
+                                bool last, cl_event *event)
+{
+    return seq_kernel_ex(s, kernel, dims, global, false, last, event);
 }
 
 static clattn_status seq_fill(seq *s, cl_mem buf, float value, size_t bytes, bool last,
@@ -297,17 +312,23 @@ static clattn_status get_kernel(clattn_context *ctx, const char *name, cl_kernel
     return status;
 }
 
-/* Sets the arguments (already collected in a) and enqueues; releases the kernel. */
-static clattn_status launch(seq *s, cl_kernel kern, clattn__args *a, cl_uint dims,
-                            const size_t *global, bool last, cl_event *event)
+/* Checks the arguments (already collected in a) and enqueues; releases the kernel. */
+static clattn_status launch_ex(seq *s, cl_kernel kern, clattn__args *a, cl_uint dims,
+                               const size_t *global, bool blocked, bool last, cl_event *event)
 {
     clattn_context *ctx = s->ctx;
     clattn_status status = CLATTN_SUCCESS;
     CLATTN_CL(a->err);
-    CLATTN_FORWARD(seq_kernel(s, kern, dims, global, last, event));
+    CLATTN_FORWARD(seq_kernel_ex(s, kern, dims, global, blocked, last, event));
 cleanup:
     clReleaseKernel(kern);
     return status;
+}
+
+static clattn_status launch(seq *s, cl_kernel kern, clattn__args *a, cl_uint dims,
+                            const size_t *global, bool last, cl_event *event)
+{
+    return launch_ex(s, kern, a, dims, global, false, last, event);
 }
 
 /* ---- the forms ---- */
@@ -340,14 +361,15 @@ static clattn_status launch_pack(seq *s, const lin_job *j, const lin_dims *z, cl
     clattn_status status = get_kernel(s->ctx, "clattn_linear_pack_v", &k);
     if (status != CLATTN_SUCCESS)
         return status;
-    cl_uint heads = (cl_uint)z->heads, dv = (cl_uint)z->dv;
+    cl_uint heads = (cl_uint)z->heads, dv = (cl_uint)z->dv, dvp = (cl_uint)z->dvp;
     clattn__args a = {k, 0, CL_SUCCESS};
     clattn__arg_view(&a, j->v);
     CLATTN_ARG(&a, heads);
     CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, dvp);
     CLATTN_ARG(&a, vp);
-    size_t g[3] = {z->dvp, j->v->shape[2], z->bh};
-    return launch(s, k, &a, 3, g, false, NULL);
+    size_t g[2] = {j->v->shape[2], z->bh};
+    return launch(s, k, &a, 2, g, false, NULL);
 }
 
 /* Output rows from a carried state: per chunk (causal; ps holds their log-scales) or one per
@@ -386,8 +408,8 @@ static clattn_status launch_out(seq *s, const lin_job *j, const lin_dims *z, cl_
     CLATTN_ARG(&a, mu);
     CLATTN_ARG(&a, coef);
     CLATTN_ARG(&a, eps);
-    size_t g[3] = {z->dvp / 16, clattn__div_up(z->nq, LIN_RB), z->bh};
-    return launch(s, k, &a, 3, g, true, event);
+    size_t g[3] = {clattn__div_up(z->dvp, 16 * LIN_EB), clattn__div_up(z->nq, LIN_RB), z->bh};
+    return launch_ex(s, k, &a, 3, g, true, true, event);
 }
 
 static clattn_status launch_adaptive(seq *s, const lin_job *j, const lin_dims *z, cl_mem fq,
@@ -474,12 +496,14 @@ static void release_bufs(lin_bufs *b)
 }
 
 /* Keys per chunk: LIN_CHUNK when causal (the masked in-chunk part costs that much per row),
- * otherwise as few chunks as keep the work-items busy, at most LIN_MAX_CHUNKS of scratch. */
-static size_t chunk_rule(size_t nk, int causal)
+ * otherwise as few chunks as keep the device busy, at most LIN_MAX_CHUNKS of scratch. */
+static size_t chunk_rule(size_t nk, size_t bh, int causal)
 {
     if (causal)
         return LIN_CHUNK;
-    size_t c = clattn__div_up(nk, LIN_MAX_CHUNKS);
+    /* Enough (b, h, chunk) tasks to keep 64 work-groups busy, no more: every chunk adds a
+     * partial state to scan. */
+    size_t want = clattn__div_up(64, bh), c = clattn__div_up(nk, want > LIN_MAX_CHUNKS ? LIN_MAX_CHUNKS : want);
     return c < LIN_CHUNK ? LIN_CHUNK : c;
 }
 
@@ -490,31 +514,32 @@ static clattn_status run_chunked(seq *s, const lin_job *j, const lin_dims *z, cl
     clattn_context *ctx = s->ctx;
     clattn_status status = CLATTN_SUCCESS;
     cl_mem cw = NULL, cm = NULL, ca = NULL, cb = NULL, ps = NULL, fr = NULL, iw = NULL, imi = NULL;
+    cl_mem fac = NULL;
     lin_bufs tot = {0};
     cl_kernel k = NULL;
     bool fixed = is_fixed(j->d);
     const lin_bufs *st = j->state;
-    size_t chunk = chunk_rule(z->nk, j->causal), nchunks = clattn__div_up(z->nk, chunk);
+    size_t chunk = chunk_rule(z->nk, z->bh, j->causal), nchunks = clattn__div_up(z->nk, chunk);
     size_t one = z->bh * z->mp * z->dw * sizeof(float), all;
     CLATTN_CHECK(clattn__mul_ok(one, nchunks, &all), CLATTN_SIZE_OVERFLOW,
                  "linear: scratch size overflows");
-    CLATTN_FORWARD(clattn__buffer_create(ctx, z->bh * z->nk * sizeof(float), "chunk weights",
+    CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 4, z->bh * z->nk * sizeof(float), "chunk weights",
                                          &cw));
-    CLATTN_FORWARD(clattn__buffer_create(ctx, z->bh * nchunks * sizeof(float), "chunk scales",
+    CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 5, z->bh * nchunks * sizeof(float), "chunk scales",
                                          &cm));
-    CLATTN_FORWARD(clattn__buffer_create(ctx, all, "linear attention chunk states", &ca));
+    CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 6, all, "linear attention chunk states", &ca));
     if (fixed)
-        CLATTN_FORWARD(clattn__buffer_create(ctx, all, "momentum chunk states", &cb));
+        CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 7, all, "momentum chunk states", &cb));
     if (j->causal)
-        CLATTN_FORWARD(clattn__buffer_create(ctx, z->bh * nchunks * sizeof(float),
+        CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 8, z->bh * nchunks * sizeof(float),
                                              "prefix scales", &ps));
-    if (j->causal && st)
-        CLATTN_FORWARD(clattn__buffer_create(ctx, z->bh * sizeof(float), "state scale", &fr));
+    if (j->causal) /* the final log-scale, copied into the state (if any) after the scan */
+        CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 9, z->bh * sizeof(float), "state scale", &fr));
     if (!j->causal) {
-        CLATTN_FORWARD(clattn__buffer_create(ctx, one, "linear attention state", &tot.sa));
+        CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 13, one, "linear attention state", &tot.sa));
         if (fixed)
-            CLATTN_FORWARD(clattn__buffer_create(ctx, one, "momentum state", &tot.sb));
-        CLATTN_FORWARD(clattn__buffer_create(ctx, z->bh * sizeof(float), "state scale",
+            CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 14, one, "momentum state", &tot.sb));
+        CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 15, z->bh * sizeof(float), "state scale",
                                              &tot.sr));
     }
 
@@ -551,24 +576,43 @@ static clattn_status run_chunked(seq *s, const lin_job *j, const lin_dims *z, cl
     CLATTN_ARG(&a, mu);
     CLATTN_ARG(&a, ca);
     CLATTN_ARG(&a, cbb);
-    size_t g2[3] = {z->dvp / 16 + 1, z->mp / CLATTN__LIN_MB, z->bh * nchunks};
-    status = launch(s, k, &a, 3, g2, false, NULL);
+    size_t g2[3] = {clattn__div_up(z->dvp, 16 * LIN_EB) + 1, z->mp / CLATTN__LIN_MB,
+                    z->bh * nchunks};
+    status = launch_ex(s, k, &a, 3, g2, true, false, NULL);
     k = NULL;
     CLATTN_FORWARD(status);
 
     /* Causal: chunk sums become carried prefixes, the state (if any) seeds them and receives the
      * total (its scale through fr, copied after). Non-causal: the total goes to tot. */
     bool scan_last = !j->out && !(j->causal && st);
-    CLATTN_FORWARD(get_kernel(ctx, "clattn_linear_scan", &k));
+    CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 12, z->bh * nchunks * 2 * sizeof(float),
+                                         "chunk factors", &fac));
+    if (!ps)
+        CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 8, z->bh * nchunks * sizeof(float),
+                                             "prefix scales", &ps));
     cl_int has_init = st != NULL, has_fin = !j->causal || st != NULL, prefix = j->causal != 0;
-    cl_mem ia = st ? st->sa : ca, ib = st && st->sb ? st->sb : ca, ir = st ? st->sr : cm;
+    cl_mem ir = st ? st->sr : cm, frr = j->causal ? fr : tot.sr;
+    CLATTN_FORWARD(get_kernel(ctx, "clattn_linear_scan_scales", &k));
+    a = (clattn__args){k, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, cm);
+    CLATTN_ARG(&a, unch);
+    CLATTN_ARG(&a, has_init);
+    CLATTN_ARG(&a, ir);
+    CLATTN_ARG(&a, fac);
+    CLATTN_ARG(&a, ps);
+    CLATTN_ARG(&a, frr);
+    size_t gs = z->bh;
+    status = launch(s, k, &a, 1, &gs, false, NULL);
+    k = NULL;
+    CLATTN_FORWARD(status);
+    CLATTN_FORWARD(get_kernel(ctx, "clattn_linear_scan", &k));
+    cl_mem ia = st ? st->sa : ca, ib = st && st->sb ? st->sb : ca;
     cl_mem fa = j->causal ? (st ? st->sa : ca) : tot.sa;
     cl_mem fb = j->causal ? (st && st->sb ? st->sb : ca) : (tot.sb ? tot.sb : ca);
-    cl_mem frr = j->causal ? (fr ? fr : cm) : tot.sr, psb = ps ? ps : cm;
     a = (clattn__args){k, 0, CL_SUCCESS};
     CLATTN_ARG(&a, ca);
     CLATTN_ARG(&a, cbb);
-    CLATTN_ARG(&a, cm);
+    CLATTN_ARG(&a, fac);
     CLATTN_ARG(&a, un);
     CLATTN_ARG(&a, uchunk);
     CLATTN_ARG(&a, unch);
@@ -578,13 +622,10 @@ static clattn_status run_chunked(seq *s, const lin_job *j, const lin_dims *z, cl
     CLATTN_ARG(&a, has_init);
     CLATTN_ARG(&a, ia);
     CLATTN_ARG(&a, ib);
-    CLATTN_ARG(&a, ir);
     CLATTN_ARG(&a, has_fin);
     CLATTN_ARG(&a, fa);
     CLATTN_ARG(&a, fb);
-    CLATTN_ARG(&a, frr);
     CLATTN_ARG(&a, prefix);
-    CLATTN_ARG(&a, psb);
     size_t g3[3] = {z->dw, z->mp, z->bh};
     status = launch(s, k, &a, 3, g3, scan_last, event);
     k = NULL;
@@ -595,8 +636,8 @@ static clattn_status run_chunked(seq *s, const lin_job *j, const lin_dims *z, cl
         size_t nw;
         CLATTN_CHECK(clattn__mul_ok(z->bh * z->nq, LIN_CHUNK * sizeof(float), &nw),
                      CLATTN_SIZE_OVERFLOW, "linear: in-chunk weights overflow");
-        CLATTN_FORWARD(clattn__buffer_create(ctx, nw, "in-chunk weights", &iw));
-        CLATTN_FORWARD(clattn__buffer_create(ctx, z->bh * z->nq * sizeof(float), "row scales",
+        CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 10, nw, "in-chunk weights", &iw));
+        CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 11, z->bh * z->nq * sizeof(float), "row scales",
                                              &imi));
         CLATTN_FORWARD(get_kernel(ctx, "clattn_linear_intra", &k));
         a = (clattn__args){k, 0, CL_SUCCESS};
@@ -620,8 +661,8 @@ static clattn_status run_chunked(seq *s, const lin_job *j, const lin_dims *z, cl
 cleanup:
     if (k)
         clReleaseKernel(k);
-    cl_mem bufs[] = {cw, cm, ca, cb, ps, fr, iw, imi};
-    for (int i = 0; i < 8; i++)
+    cl_mem bufs[] = {cw, cm, ca, cb, ps, fr, iw, imi, fac};
+    for (int i = 0; i < 9; i++)
         if (bufs[i])
             clReleaseMemObject(bufs[i]);
     release_bufs(&tot);
@@ -683,17 +724,19 @@ static clattn_status run_job(clattn_context *ctx, const lin_job *j, cl_uint num_
     lin_bufs scratch = {0};
     seq s;
     memset(&s, 0, sizeof s);
+    bool ws = clattn__ws_begin(ctx);
     lin_dims z = dims_of(j);
     size_t fqb, fkb, vpb;
     CLATTN_CHECK(clattn__mul_ok(z.bh * z.nq, z.mp * sizeof(float), &fqb) &&
                      clattn__mul_ok(z.bh * z.nk, z.mp * sizeof(float), &fkb) &&
                      clattn__mul_ok(z.bh * z.nk, z.dvp * sizeof(float), &vpb),
                  CLATTN_SIZE_OVERFLOW, "linear: feature buffers overflow");
-    CLATTN_FORWARD(clattn__buffer_create(ctx, fqb, "query features", &fq));
-    CLATTN_FORWARD(clattn__buffer_create(ctx, fkb, "key features", &fk));
-    CLATTN_FORWARD(clattn__buffer_create(ctx, z.bh * z.nk * sizeof(float), "key scales", &l));
-    CLATTN_FORWARD(clattn__buffer_create(ctx, vpb, "padded values", &vp));
+    CLATTN_FORWARD(clattn__ws_get(ctx, ws, 0, fqb, "query features", &fq));
+    CLATTN_FORWARD(clattn__ws_get(ctx, ws, 1, fkb, "key features", &fk));
+    CLATTN_FORWARD(clattn__ws_get(ctx, ws, 2, z.bh * z.nk * sizeof(float), "key scales", &l));
+    CLATTN_FORWARD(clattn__ws_get(ctx, ws, 3, vpb, "padded values", &vp));
     CLATTN_FORWARD(seq_init(&s, ctx, num_wait, wait));
+    s.ws = ws;
     CLATTN_FORWARD(seq_features(&s, j, j->q, fq, NULL));
     CLATTN_FORWARD(seq_features(&s, j, j->k, fk, l));
     CLATTN_FORWARD(launch_pack(&s, j, &z, vp));
@@ -721,6 +764,7 @@ cleanup:
         if (bufs[i])
             clReleaseMemObject(bufs[i]);
     release_bufs(&scratch);
+    clattn__ws_end(ctx, ws);
     return status;
 }
 

@@ -1,5 +1,6 @@
 /* FAVOR+ projections (drawn on the host in double precision) and the feature kernel launches. */
 #include "linear_features.h"
+#include "sched/sched.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@ size_t clattn__linear_feature_dim(const clattn_linear_desc *desc, size_t d)
 size_t clattn__linear_feature_stride(const clattn_linear_desc *desc, size_t d)
 {
     size_t m = clattn__linear_feature_dim(desc, d);
-    return clattn__div_up(m, CLATTN__LIN_MB) * CLATTN__LIN_MB;
+    return clattn__div_up(m, CLATTN__LIN_MPAD) * CLATTN__LIN_MPAD;
 }
 
 /* ---- reproducible Gaussians: splitmix64 seeds xoshiro256**, Box-Muller in double ---- */
@@ -175,10 +176,20 @@ clattn_status clattn__linear_projection(clattn_context *ctx, const clattn_linear
     clattn_status st = clattn__linear_projection_host(ctx, desc, d, &wh);
     if (st != CLATTN_SUCCESS || !wh)
         return st;
-    cl_int err = CL_SUCCESS;
-    *w = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                        desc->features * d * sizeof(float), wh, &err);
+    size_t m = desc->features;
+    float *wt = malloc(m * d * sizeof *wt);
+    if (!wt) {
+        free(wh);
+        return clattn__fail(ctx, CLATTN_OUT_OF_HOST_MEMORY, "favor: projection %zu x %zu", m, d);
+    }
+    for (size_t r = 0; r < m; r++)
+        for (size_t t = 0; t < d; t++)
+            wt[t * m + r] = wh[r * d + t];
     free(wh);
+    cl_int err = CL_SUCCESS;
+    *w = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, m * d * sizeof(float),
+                        wt, &err);
+    free(wt);
     if (err != CL_SUCCESS) {
         *w = NULL;
         return clattn__fail(ctx, (clattn_status)err, "favor: projection buffer: %s",
@@ -200,64 +211,85 @@ clattn_status clattn__linear_features(clattn_context *ctx, const clattn_linear_d
                                       cl_event *event)
 {
     clattn_status status = CLATTN_SUCCESS;
-    cl_kernel kf = NULL, km = NULL, kr = NULL;
+    cl_kernel k1 = NULL, k2 = NULL, km = NULL, kr = NULL;
     cl_mem lt = NULL, lmax = NULL;
-    cl_event e1 = NULL, e2 = NULL;
+    cl_event ev[3] = {NULL, NULL, NULL};
     bool favor = desc->feature_map == CLATTN_FEATURE_FAVOR, head = favor && stab == 1;
     size_t heads = x->shape[1], n = x->shape[2], d = x->shape[3], bh = x->shape[0] * heads;
-    cl_uint uh = (cl_uint)heads, ud = (cl_uint)d;
+    cl_uint uh = (cl_uint)heads, ud = (cl_uint)d, un = (cl_uint)n;
     cl_uint um = (cl_uint)clattn__linear_feature_dim(desc, d);
-    cl_uint ump = (cl_uint)clattn__linear_feature_stride(desc, d);
+    size_t mp = clattn__linear_feature_stride(desc, d);
+    cl_uint ump = (cl_uint)mp;
     cl_int fmap = (cl_int)desc->feature_map, want_l = l != NULL || head;
     cl_float xs = (cl_float)pow((double)d, -0.25), fs = (cl_float)(1.0 / sqrt((double)um));
+    const size_t ones[2] = {1, 1};
+    bool cpu = clattn__attention_family(&ctx->info) == CLATTN_ALGO_TILED_CPU;
     if (head && !l)
         CLATTN_FORWARD(clattn__buffer_create(ctx, bh * n * sizeof(float), "key scales", &lt));
     cl_mem lbuf = l ? l : lt ? lt : f; /* any valid buffer when unused */
-    cl_mem wbuf = w ? w : f;
-    CLATTN_FORWARD(kernel_get(ctx, "clattn_linear_features", &kf));
-    clattn__args a = {kf, 0, CL_SUCCESS};
+    size_t g3[3] = {mp, n, bh}, g2[2] = {n, bh};
+    clattn__args a;
+    if (!favor) {
+        CLATTN_FORWARD(kernel_get(ctx, "clattn_linear_features", &k1));
+        a = (clattn__args){k1, 0, CL_SUCCESS};
+        clattn__arg_view(&a, x);
+        CLATTN_ARG(&a, uh);
+        CLATTN_ARG(&a, ud);
+        CLATTN_ARG(&a, fmap);
+        CLATTN_ARG(&a, f);
+        CLATTN_ARG(&a, want_l);
+        CLATTN_ARG(&a, lbuf);
+        CLATTN_CL(a.err);
+        size_t gb[3] = {mp / 16, n, bh}, l3[3] = {1, 1, 1};
+        CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, k1, 3, NULL, gb, cpu ? l3 : NULL, num_wait,
+                                         wait, event));
+        goto cleanup;
+    }
+    CLATTN_CHECK(w != NULL, CLATTN_INVALID_ARGUMENT, "favor features: no projection");
+    CLATTN_FORWARD(kernel_get(ctx, "clattn_linear_favor_proj", &k1));
+    a = (clattn__args){k1, 0, CL_SUCCESS};
     clattn__arg_view(&a, x);
     CLATTN_ARG(&a, uh);
     CLATTN_ARG(&a, ud);
     CLATTN_ARG(&a, um);
-    CLATTN_ARG(&a, ump);
-    CLATTN_ARG(&a, fmap);
-    CLATTN_ARG(&a, wbuf);
+    CLATTN_ARG(&a, w);
     CLATTN_ARG(&a, xs);
-    CLATTN_ARG(&a, fs);
     CLATTN_ARG(&a, f);
+    CLATTN_CL(a.err);
+    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, k1, 3, NULL, g3, NULL, num_wait, wait, &ev[0]));
+    CLATTN_FORWARD(kernel_get(ctx, "clattn_linear_favor_exp", &k2));
+    a = (clattn__args){k2, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, f);
+    CLATTN_ARG(&a, ump);
+    CLATTN_ARG(&a, fs);
     CLATTN_ARG(&a, want_l);
     CLATTN_ARG(&a, lbuf);
     CLATTN_CL(a.err);
-    size_t g1[2] = {n, bh};
-    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, kf, 2, NULL, g1, NULL, num_wait, wait,
-                                     head ? &e1 : event));
+    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, k2, 2, NULL, g2, cpu ? ones : NULL, 1, &ev[0],
+                                     head ? &ev[1] : event));
     if (!head)
         goto cleanup;
     CLATTN_FORWARD(clattn__buffer_create(ctx, bh * sizeof(float), "head key scales", &lmax));
     CLATTN_FORWARD(kernel_get(ctx, "clattn_linear_head_max", &km));
-    cl_uint un = (cl_uint)n;
     a = (clattn__args){km, 0, CL_SUCCESS};
     CLATTN_ARG(&a, lbuf);
     CLATTN_ARG(&a, un);
     CLATTN_ARG(&a, lmax);
     CLATTN_CL(a.err);
-    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, km, 1, NULL, &bh, NULL, 1, &e1, &e2));
+    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, km, 1, NULL, &bh, NULL, 1, &ev[1], &ev[2]));
     CLATTN_FORWARD(kernel_get(ctx, "clattn_linear_head_rescale", &kr));
     a = (clattn__args){kr, 0, CL_SUCCESS};
     CLATTN_ARG(&a, f);
     CLATTN_ARG(&a, lbuf);
     CLATTN_ARG(&a, lmax);
     CLATTN_CL(a.err);
-    size_t g3[3] = {ump, n, bh};
-    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, kr, 3, NULL, g3, NULL, 1, &e2, event));
+    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, kr, 3, NULL, g3, NULL, 1, &ev[2], event));
 cleanup:
-    if (e1)
-        clReleaseEvent(e1);
-    if (e2)
-        clReleaseEvent(e2);
-    cl_kernel ks[] = {kf, km, kr};
     for (int i = 0; i < 3; i++)
+        if (ev[i])
+            clReleaseEvent(ev[i]);
+    cl_kernel ks[] = {k1, k2, km, kr};
+    for (int i = 0; i < 4; i++)
         if (ks[i])
             clReleaseKernel(ks[i]);
     if (lt)

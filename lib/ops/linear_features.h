@@ -8,7 +8,8 @@
 
 #define CLATTN__LIN_MAX_D 256      /* head dims (LIN_MAX_D in kernels_cl/linear.cl) */
 #define CLATTN__LIN_MAX_M 4096     /* FAVOR+ features */
-#define CLATTN__LIN_MB 4           /* feature rows are padded to a multiple of this (LIN_MB) */
+#define CLATTN__LIN_MB 4           /* feature rows per chunk-state work-item (LIN_MB) */
+#define CLATTN__LIN_MPAD 16        /* feature rows are padded to a multiple of this */
 #define CLATTN__LIN_OPTIONS "-DLIN_MAX_D=256 -DLIN_CHUNK=64"
 
 /* Feature count M for head dim d under a validated desc (d, or desc->features for FAVOR), and the
@@ -22,8 +23,9 @@ size_t clattn__linear_feature_stride(const clattn_linear_desc *desc, size_t d);
 clattn_status clattn__linear_projection_host(clattn_context *ctx, const clattn_linear_desc *desc,
                                              size_t d, float **w_host);
 
-/* The projection on the device (FAVOR; a read-only buffer made from the host copy, no queue
- * involved), or *w = NULL for other maps. The caller releases it. */
+/* The projection on the device in the layout clattn__linear_features reads (W^T, [D][M]; a
+ * read-only buffer made from the host copy, no queue involved), or *w = NULL for other maps. The
+ * caller releases it. */
 clattn_status clattn__linear_projection(clattn_context *ctx, const clattn_linear_desc *desc,
                                         size_t d, cl_mem *w);
 

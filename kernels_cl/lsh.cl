@@ -1,0 +1,377 @@
+/* Reformer LSH attention (Kitaev et al. 2020), shared-QK. One call runs, for every segment
+ * seg = (b, h, round):
+ *
+ *  clattn_lsh_pack_rot   rotations [n_hashes][D][n_buckets/2] (any strides) into rows padded to
+ *                        whole float16 vectors, zeros beyond n_buckets/2;
+ *  clattn_lsh_hash       bucket of each position: argmax over [q R_r, -q R_r], first index on ties;
+ *                        also the normalised key q / max(|q|, 1e-12);
+ *  clattn_lsh_hist, clattn_lsh_scan, clattn_lsh_scatter
+ *                        a stable counting sort of positions by bucket: per tile of positions a
+ *                        histogram, one exclusive scan in (bucket, tile) order, then each tile
+ *                        scatters its positions in position order. Stable by construction,
+ *                        O(N + n_buckets * tiles), no barriers and no atomics: each (bucket,
+ *                        tile) counter belongs to one work-item;
+ *  clattn_lsh_pack_keys  the normalised keys (written by the hash kernel) in sorted order as
+ *                        16-key panels [Dp][16] (the CPU layout of clattn_tiled_fwd_cpu), with
+ *                        each slot's original position and bucket (-1 for padding slots);
+ *  clattn_lsh_pack_v     values as contiguous rows padded to whole float16 vectors;
+ *  clattn_lsh_attend     per round, LSH_ROWS consecutive sorted queries per work-item (they share
+ *                        their chunk window, so each key panel load feeds LSH_ROWS rows, and
+ *                        neighbouring work-items reuse the same panels from cache): online softmax
+ *                        over own chunk + previous chunk, the round's normalised output and
+ *                        base-2 log-sum-exp stored by original position;
+ *  clattn_lsh_combine    the rounds weighted by their log-sum-exps, in the original order.
+ *
+ * Designed for CPU devices (PoCL): float16 vectors inside each work-item, no __local memory and
+ * no barriers; on GPUs it is correct but not tuned. Logits are kept in base 2 (log2 e folded into
+ * the scale) so the exponentials are exp2. */
+
+#ifndef LSH_DP
+#define LSH_DP 64 /* head dim rounded up to a multiple of 16 */
+#endif
+#ifndef LSH_DVP
+#define LSH_DVP 64 /* value dim rounded up to a multiple of 16 */
+#endif
+#ifndef LSH_ROWS
+#define LSH_ROWS 4 /* positions (hash) and sorted queries (attend) per work-item; divides 16 */
+#endif
+#define LSH_DVEC (LSH_DVP / 16)
+/* Reformer's score for a query's own position, in base-2 units. */
+#define LSH_SELF_SCORE (-1e5f * CLATTN_LOG2E)
+
+/* rp[(r * d + k) * nhalfp + c] = R[r][k][c], zero for c >= nhalf. Global size (nhalfp, D,
+ * n_hashes). */
+__kernel void clattn_lsh_pack_rot(__global const float *rot, ulong r_off, ulong4 r_st, uint nhalf,
+                                  uint nhalfp, __global float *rp)
+{
+    uint c = get_global_id(0), k = get_global_id(1), r = get_global_id(2);
+    uint d = get_global_size(1);
+    rp[((ulong)r * d + k) * nhalfp + c] =
+        c < nhalf ? rot[clattn_at(r_off, r_st, 0, r, k, c)] : 0.0f;
+}
+
+/* LSH_ROWS consecutive positions per work-item (each rotation load feeds LSH_ROWS rows):
+ * bkt[seg * n + i] for seg = bh * n_hashes + r, the caller's bucket view when has_out, and the
+ * normalised key khat[bh][i][LSH_DP] (zero-padded). The argmax runs in vectors: per lane the
+ * first column holding the lane's maximum, then the lowest such column among the lanes holding
+ * the overall maximum; [x, -x] puts the positive half first, so it wins a tie between halves.
+ * Global size (n rounded up to 16, / LSH_ROWS, B * H). */
+__kernel void clattn_lsh_hash(__global const float *q, ulong q_off, ulong4 q_st, uint heads,
+                              uint n, uint d, uint n_hashes, uint nhalf, uint nhalfp,
+                              __global const float *rp, __global int *bkt, __global int *bout,
+                              ulong b_off, ulong4 b_st, int has_out, __global float *khat)
+{
+    uint i0 = get_global_id(0) * LSH_ROWS, bh = get_global_id(1);
+    if (i0 >= n)
+        return;
+    uint b = bh / heads, h = bh % heads;
+    float x[LSH_ROWS][LSH_DP];
+    for (uint r = 0; r < LSH_ROWS; r++) {
+        uint i = i0 + r;
+        float ss = 0.0f;
+        for (uint k = 0; k < LSH_DP; k++) {
+            x[r][k] = i < n && k < d ? q[clattn_at(q_off, q_st, b, h, i, k)] : 0.0f;
+            ss += x[r][k] * x[r][k];
+        }
+        if (i >= n)
+            continue;
+        float rn = 1.0f / fmax(sqrt(ss), 1e-12f);
+        __global float *kh = khat + ((ulong)bh * n + i) * LSH_DP;
+        for (uint k = 0; k < LSH_DP; k++)
+            kh[k] = x[r][k] * rn;
+    }
+    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (uint hr = 0; hr < n_hashes; hr++) {
+        float16 bp[LSH_ROWS], bn[LSH_ROWS];
+        int16 ip[LSH_ROWS], in[LSH_ROWS];
+        _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++) {
+            bp[r] = bn[r] = CLATTN_SPLAT16(-INFINITY);
+            ip[r] = in[r] = CLATTN_ISPLAT16(0);
+        }
+        __global const float *rr = rp + (ulong)hr * d * nhalfp;
+        for (uint c0 = 0; c0 < nhalfp; c0 += 16) {
+            float16 y[LSH_ROWS];
+            _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++)
+                y[r] = CLATTN_SPLAT16(0.0f);
+            for (uint k = 0; k < d; k++) {
+                float16 rv = vload16(0, rr + (ulong)k * nhalfp + c0);
+                _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++)
+                    y[r] = fma(CLATTN_SPLAT16(x[r][k]), rv, y[r]);
+            }
+            int16 col = lane + CLATTN_ISPLAT16((int)c0);
+            int16 live = col < CLATTN_ISPLAT16((int)nhalf);
+            _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++) {
+                float16 yp = select(CLATTN_SPLAT16(-INFINITY), y[r], live);
+                float16 yn = select(CLATTN_SPLAT16(-INFINITY), -y[r], live);
+                int16 up = yp > bp[r], un = yn > bn[r];
+                bp[r] = select(bp[r], yp, up);
+                ip[r] = select(ip[r], col, up);
+                bn[r] = select(bn[r], yn, un);
+                in[r] = select(in[r], col, un);
+            }
+        }
+        for (uint r = 0; r < LSH_ROWS; r++) {
+            uint i = i0 + r;
+            if (i >= n)
+                break;
+            float mp = clattn_hmax16(bp[r]), mn = clattn_hmax16(bn[r]);
+            int tp[16], tn[16];
+            vstore16(select(CLATTN_ISPLAT16(INT_MAX), ip[r], bp[r] == CLATTN_SPLAT16(mp)), 0, tp);
+            vstore16(select(CLATTN_ISPLAT16(INT_MAX), in[r], bn[r] == CLATTN_SPLAT16(mn)), 0, tn);
+            int ap = INT_MAX, an = INT_MAX;
+            for (uint l = 0; l < 16; l++) {
+                ap = min(ap, tp[l]);
+                an = min(an, tn[l]);
+            }
+            /* A NaN query compares false everywhere and lands in bucket 0. */
+            int bucket = mn > mp ? (int)nhalf + an : (ap == INT_MAX ? 0 : ap);
+            ulong seg = (ulong)bh * n_hashes + hr;
+            bkt[seg * n + i] = bucket;
+            if (has_out)
+                bout[clattn_at(b_off, b_st, b, h, hr, i)] = bucket;
+        }
+    }
+}
+
+/* cnt[seg][k][t] = positions of tile t (tile positions each) in bucket k. Global size (tiles,
+ * segments). */
+__kernel void clattn_lsh_hist(__global const int *bkt, uint n, uint n_buckets, uint tile,
+                              uint tiles, __global int *cnt)
+{
+    uint t = get_global_id(0), seg = get_global_id(1);
+    __global int *c = cnt + (ulong)seg * n_buckets * tiles + t;
+    for (uint k = 0; k < n_buckets; k++)
+        c[(ulong)k * tiles] = 0;
+    __global const int *bs = bkt + (ulong)seg * n;
+    uint i1 = min(n, (t + 1) * tile);
+    for (uint i = t * tile; i < i1; i++)
+        c[(ulong)bs[i] * tiles] += 1;
+}
+
+/* Exclusive scan of cnt[seg] in (bucket, tile) order: the first sorted slot of each (bucket,
+ * tile). Global size (segments). */
+__kernel void clattn_lsh_scan(__global int *cnt, uint n_buckets, uint tiles)
+{
+    __global int *c = cnt + (ulong)get_global_id(0) * n_buckets * tiles;
+    ulong len = (ulong)n_buckets * tiles;
+    int run = 0;
+    for (ulong u = 0; u < len; u++) {
+        int x = c[u];
+        c[u] = run;
+        run += x;
+    }
+}
+
+/* Each tile places its positions in position order: sorted[seg][slot] = i. Global size (tiles,
+ * segments). */
+__kernel void clattn_lsh_scatter(__global const int *bkt, uint n, uint n_buckets, uint tile,
+                                 uint tiles, __global int *cnt, __global int *sorted)
+{
+    uint t = get_global_id(0), seg = get_global_id(1);
+    __global int *c = cnt + (ulong)seg * n_buckets * tiles + t;
+    __global const int *bs = bkt + (ulong)seg * n;
+    uint i1 = min(n, (t + 1) * tile);
+    for (uint i = t * tile; i < i1; i++) {
+        ulong k = (ulong)bs[i] * tiles;
+        int slot = c[k];
+        c[k] = slot + 1;
+        sorted[(ulong)seg * n + slot] = (int)i;
+    }
+}
+
+/* Slot u = c * cp + t of segment seg holds sorted index s = c * chunk + t when t < chunk and
+ * s < n: its key khat[p] goes into the panels kp, its position and bucket into spos / sbkt; other
+ * slots get zeros and -1. One work-item per 16-slot panel. Global size (nchunks * cp / 16,
+ * segments). */
+__kernel void clattn_lsh_pack_keys(uint n, uint n_hashes, uint chunk, uint cp, uint nchunks,
+                                   __global const int *sorted, __global const int *bkt,
+                                   __global const float *khat, __global float *kp,
+                                   __global int *spos, __global int *sbkt)
+{
+    uint blk = get_global_id(0), seg = get_global_id(1), bh = seg / n_hashes;
+    uint u0 = blk * 16, c = u0 / cp, t0 = u0 % cp;
+    ulong g0 = (ulong)seg * nchunks * cp + u0;
+    __global float *panel = kp + g0 * LSH_DP;
+    __global const float *kb = khat + (ulong)bh * n * LSH_DP;
+    int p[16];
+    for (uint l = 0; l < 16; l++) {
+        uint t = t0 + l, s = c * chunk + t;
+        bool valid = t < chunk && s < n;
+        p[l] = valid ? sorted[(ulong)seg * n + s] : -1;
+        spos[g0 + l] = p[l];
+        sbkt[g0 + l] = valid ? bkt[(ulong)seg * n + p[l]] : -1;
+    }
+    /* Column by column, so the panel is written as whole 64-byte rows. */
+    __global const float *krow[16];
+    bool keep[16];
+    for (uint l = 0; l < 16; l++) {
+        krow[l] = kb + (ulong)max(p[l], 0) * LSH_DP;
+        keep[l] = p[l] >= 0;
+    }
+    for (uint k = 0; k < LSH_DP; k++) {
+        float col[16];
+        _Pragma("unroll") for (uint l = 0; l < 16; l++)
+            col[l] = keep[l] ? krow[l][k] : 0.0f;
+        vstore16(vload16(0, col), k, panel);
+    }
+}
+
+/* vp[bh][j][LSH_DVP] = v[b, h, j, :], zero-padded. Global size (n rounded up, B * H). */
+__kernel void clattn_lsh_pack_v(__global const float *v, ulong v_off, ulong4 v_st, uint heads,
+                                uint n, uint dv, __global float *vp)
+{
+    uint j = get_global_id(0), bh = get_global_id(1), b = bh / heads, h = bh % heads;
+    if (j >= n)
+        return;
+    __global float *row = vp + ((ulong)bh * n + j) * LSH_DVP;
+    for (uint e = 0; e < LSH_DVP; e++)
+        row[e] = e < dv ? v[clattn_at(v_off, v_st, b, h, j, e)] : 0.0f;
+}
+
+/* Round r of LSH_ROWS consecutive sorted slots (one chunk): ro[seg][p][:] = the normalised
+ * output and rl[seg][p] = the base-2 log-sum-exp of each valid slot's query p. scale2 is
+ * log2(e) / sqrt(D). Global size (nchunks * cp / LSH_ROWS, segments). */
+__kernel void clattn_lsh_attend(__global const float *q, ulong q_off, ulong4 q_st, uint heads,
+                                uint n, uint d, uint n_hashes, uint cp, uint nchunks,
+                                __global const float *kp, __global const int *spos,
+                                __global const int *sbkt, __global const float *vp, int causal,
+                                int across, float scale2, __global float *ro, __global float *rl)
+{
+    uint seg = get_global_id(1), bh = seg / n_hashes, b = bh / heads, h = bh % heads;
+    uint slot0 = get_global_id(0) * LSH_ROWS, c = slot0 / cp;
+    ulong gq = ((ulong)seg * nchunks) * cp + slot0;
+    int qp[LSH_ROWS], qb[LSH_ROWS];
+    bool live = false;
+    for (uint r = 0; r < LSH_ROWS; r++) {
+        qp[r] = spos[gq + r];
+        qb[r] = sbkt[gq + r];
+        live |= qp[r] >= 0;
+    }
+    if (!live)
+        return;
+    float qr[LSH_ROWS][LSH_DP];
+    for (uint r = 0; r < LSH_ROWS; r++)
+        for (uint k = 0; k < LSH_DP; k++)
+            qr[r][k] = qp[r] >= 0 && k < d ? q[clattn_at(q_off, q_st, b, h, qp[r], k)] * scale2
+                                           : 0.0f;
+    float m[LSH_ROWS], l[LSH_ROWS];
+    float16 acc[LSH_ROWS][LSH_DVEC];
+    for (uint r = 0; r < LSH_ROWS; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+        for (uint e = 0; e < LSH_DVEC; e++)
+            acc[r][e] = CLATTN_SPLAT16(0.0f);
+    }
+    __global const float *vb = vp + (ulong)bh * n * LSH_DVP;
+    uint nwin = nchunks > 1 ? 2 : 1;
+    for (uint w = 0; w < nwin; w++) {
+        uint cc = w == 0 ? c : (c + nchunks - 1) % nchunks;
+        ulong g0 = ((ulong)seg * nchunks + cc) * cp;
+        for (uint t0 = 0; t0 < cp; t0 += 16) {
+            int16 pos = vload16(0, spos + g0 + t0);
+            int16 kb = vload16(0, sbkt + g0 + t0);
+            int16 vis[LSH_ROWS];
+            bool anyv = false;
+            for (uint r = 0; r < LSH_ROWS; r++) {
+                int16 v = pos >= CLATTN_ISPLAT16(0);
+                if (!across)
+                    v &= kb == CLATTN_ISPLAT16(qb[r]);
+                if (causal)
+                    v &= pos <= CLATTN_ISPLAT16(qp[r]);
+                vis[r] = qp[r] >= 0 ? v : CLATTN_ISPLAT16(0);
+                anyv |= any(vis[r]) != 0;
+            }
+            if (!anyv)
+                continue;
+            __global const float *panel = kp + (g0 + t0) * LSH_DP;
+            float16 sc[LSH_ROWS];
+            for (uint r = 0; r < LSH_ROWS; r++)
+                sc[r] = CLATTN_SPLAT16(0.0f);
+            _Pragma("unroll") for (uint k = 0; k < LSH_DP; k++) {
+                float16 kv = vload16(k, panel);
+                _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++)
+                    sc[r] = fma(CLATTN_SPLAT16(qr[r][k]), kv, sc[r]);
+            }
+            float pt[LSH_ROWS][16];
+            _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++) {
+                float16 x = select(sc[r], CLATTN_SPLAT16(LSH_SELF_SCORE),
+                                   pos == CLATTN_ISPLAT16(qp[r]));
+                x = select(CLATTN_SPLAT16(-INFINITY), x, vis[r]);
+                float bm = clattn_hmax16(x);
+                if (bm == -INFINITY) { /* nothing visible to this row here */
+                    vstore16(CLATTN_SPLAT16(0.0f), 0, pt[r]);
+                    continue;
+                }
+                if (bm > m[r]) {
+                    float corr = exp2(m[r] - bm);
+                    l[r] *= corr;
+                    _Pragma("unroll") for (uint e = 0; e < LSH_DVEC; e++)
+                        acc[r][e] *= CLATTN_SPLAT16(corr);
+                    m[r] = bm;
+                }
+                float16 p = exp2(x - CLATTN_SPLAT16(m[r]));
+                l[r] += clattn_hsum16(p);
+                vstore16(p, 0, pt[r]);
+            }
+            /* Values by original position (invisible lanes read row 0 with weight 0).
+             * Gathering beat a per-round sorted copy of V at N = 64k (less memory traffic) and
+             * tied at 16k. */
+            int pp[16];
+            vstore16(max(pos, CLATTN_ISPLAT16(0)), 0, pp);
+            _Pragma("unroll") for (uint x = 0; x < 16; x++) {
+                _Pragma("unroll") for (uint e = 0; e < LSH_DVEC; e++) {
+                    float16 vv = vload16(e, vb + (ulong)pp[x] * LSH_DVP);
+                    _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++)
+                        acc[r][e] = fma(CLATTN_SPLAT16(pt[r][x]), vv, acc[r][e]);
+                }
+            }
+        }
+    }
+    for (uint r = 0; r < LSH_ROWS; r++) {
+        if (qp[r] < 0)
+            continue;
+        /* A query always sees itself, so l >= 1 here. */
+        ulong at = (ulong)seg * n + qp[r];
+        float16 rcp = CLATTN_SPLAT16(1.0f / l[r]);
+        for (uint e = 0; e < LSH_DVEC; e++)
+            vstore16(acc[r][e] * rcp, e, ro + at * LSH_DVP);
+        rl[at] = m[r] + log2(l[r]);
+    }
+}
+
+/* out[b, h, i, :] = sum_r 2^(rl_r - L) ro_r with L = log2 sum_r 2^rl_r; lse = L ln 2. Global size
+ * (n rounded up, B * H). */
+__kernel void clattn_lsh_combine(__global const float *ro, __global const float *rl, uint heads,
+                                 uint n, uint dv, uint n_hashes, __global float *out, ulong o_off,
+                                 ulong4 o_st, __global float *lse, ulong l_off, ulong4 l_st,
+                                 int has_lse)
+{
+    uint i = get_global_id(0), bh = get_global_id(1);
+    if (i >= n)
+        return;
+    uint b = bh / heads, h = bh % heads;
+    ulong first = (ulong)bh * n_hashes * n + i;
+    float mx = -INFINITY;
+    for (uint r = 0; r < n_hashes; r++)
+        mx = fmax(mx, rl[first + (ulong)r * n]);
+    float16 acc[LSH_DVEC];
+    for (uint e = 0; e < LSH_DVEC; e++)
+        acc[e] = CLATTN_SPLAT16(0.0f);
+    float tot = 0.0f;
+    for (uint r = 0; r < n_hashes; r++) {
+        ulong at = first + (ulong)r * n;
+        float wgt = exp2(rl[at] - mx);
+        tot += wgt;
+        for (uint e = 0; e < LSH_DVEC; e++)
+            acc[e] = fma(CLATTN_SPLAT16(wgt), vload16(e, ro + at * LSH_DVP), acc[e]);
+    }
+    float rt = 1.0f / tot;
+    for (uint e = 0; e < LSH_DVEC; e++) {
+        float t[16];
+        vstore16(acc[e] * CLATTN_SPLAT16(rt), 0, t);
+        for (uint x = 0; x < 16 && e * 16 + x < dv; x++)
+            out[clattn_at(o_off, o_st, b, h, i, e * 16 + x)] = t[x];
+    }
+    if (has_lse)
+        lse[clattn_at(l_off, l_st, b, h, i, 0)] = (mx + log2(tot)) * CLATTN_LN2;
+}

@@ -1,0 +1,238 @@
+/* Routing attention (Routing Transformer, balanced routing); host side in lib/ops/routing.c.
+ * The pipeline per call:
+ *   clattn_routing_pack_centroids  centroids → panels [H][C/16][D][16] (zero-padded clusters)
+ *   clattn_routing_scores          normalised dot products of every query and key with every
+ *                                  centroid of its head, 16 centroids per float16
+ *   segmented top-w                per (batch, head, cluster, queries|keys), indices in position
+ *                                  order (kernels_cl/sort.cl)
+ *   clattn_routing_pack_keys       each cluster's keys → panels [w/16][D][16], its values → rows
+ *                                  padded to 16, its key positions (-1 for padding)
+ *   clattn_routing_attend          exact attention inside each cluster, one query slot per
+ *                                  work-item, 16 keys per float16 score vector
+ *   scatter-mean of the slots back to positions (sort.cl), clattn_routing_store into the
+ *   caller's strided output.
+ * The centroid update is pack_centroids, clattn_routing_assign, a scatter-mean, clattn_routing_ema.
+ *
+ * Score segments are numbered seg = (bh * 2 + which) * C + c, which = 0 for queries and 1 for
+ * keys, so one top-k call serves both selections. This is the CPU recipe of DESIGN.md §8 (register
+ * blocking over 16 lanes, panels packed once, no __local memory, no barriers); on GPUs it is
+ * correct but not tuned. */
+
+#ifndef ROUTING_MAX_D
+#define ROUTING_MAX_D 256
+#endif
+#define ROUTING_LANES 16
+#define ROUTING_NONE 0xffffffffu
+
+/* mp[((h * cb + c / 16) * D + d) * 16 + c % 16] = centroid (h, c) element d, 0 for c >= C.
+ * Global (cb * 16, H). */
+__kernel void clattn_routing_pack_centroids(__global const float *mu, ulong mu_off, ulong4 mu_st,
+                                            uint d_k, uint n_clusters, uint cb,
+                                            __global float *mp)
+{
+    uint c = get_global_id(0), h = get_global_id(1);
+    __global float *dst = mp + ((ulong)(h * cb + c / ROUTING_LANES) * d_k) * ROUTING_LANES +
+                          c % ROUTING_LANES;
+    for (uint d = 0; d < d_k; d++)
+        dst[d * ROUTING_LANES] = c < n_clusters ? mu[clattn_at(mu_off, mu_st, 0, h, c, d)] : 0.0f;
+}
+
+/* Loads row (b, h, n) of q (which 0) or k (which 1) into x and returns 1 / |x| (0 for a zero
+ * row). */
+inline float clattn_routing_row(__global const float *q, ulong q_off, ulong4 q_st,
+                                __global const float *k, ulong k_off, ulong4 k_st, uint which,
+                                uint b, uint h, uint n, uint d_k, float *x)
+{
+    float nn = 0.0f;
+    for (uint d = 0; d < d_k; d++) {
+        float t = which ? k[clattn_at(k_off, k_st, b, h, n, d)]
+                        : q[clattn_at(q_off, q_st, b, h, n, d)];
+        x[d] = t;
+        nn += t * t;
+    }
+    return nn > 0.0f ? rsqrt(nn) : 0.0f;
+}
+
+/* x . (16 centroids of panel p) for a row x of d_k floats. */
+inline float16 clattn_routing_dot16(const float *x, __global const float *p, uint d_k)
+{
+    float16 s = CLATTN_SPLAT16(0.0f);
+    for (uint d = 0; d < d_k; d++)
+        s = fma(CLATTN_SPLAT16(x[d]), vload16(d, p), s);
+    return s;
+}
+
+/* scores[((bh * 2 + which) * C + c) * N + n] = (x . mu_c) / |x| for the row x = q or k at
+ * (b, h, n), 0 when x is zero. Global (N, BH * 2). */
+__kernel void clattn_routing_scores(__global const float *q, ulong q_off, ulong4 q_st,
+                                    __global const float *k, ulong k_off, ulong4 k_st,
+                                    __global const float *mp, uint heads, uint n_len, uint d_k,
+                                    uint n_clusters, uint cb, __global float *scores)
+{
+    uint n = get_global_id(0), g = get_global_id(1);
+    uint bh = g / 2, which = g % 2, b = bh / heads, h = bh % heads;
+    float x[ROUTING_MAX_D];
+    float inv = clattn_routing_row(q, q_off, q_st, k, k_off, k_st, which, b, h, n, d_k, x);
+    ulong out = (ulong)g * n_clusters * n_len + n;
+    for (uint p = 0; p < cb; p++) {
+        float s[ROUTING_LANES];
+        vstore16(clattn_routing_dot16(x, mp + (ulong)(h * cb + p) * d_k * ROUTING_LANES, d_k) *
+                     CLATTN_SPLAT16(inv),
+                 0, s);
+        uint c0 = p * ROUTING_LANES, have = min((uint)ROUTING_LANES, n_clusters - c0);
+        for (uint j = 0; j < have; j++)
+            scores[out + (ulong)(c0 + j) * n_len] = s[j];
+    }
+}
+
+/* Packs the keys chosen by cluster g = bh * C + c (slot t < wp, wp = w rounded up to 16):
+ * kp[((g * wp / 16 + t / 16) * D + d) * 16 + t % 16] = k row, vp[(g * wp + t) * dvp + e] = v row
+ * padded with zeros to dvp, kpos[g * wp + t] = its position, or -1 for padding (t >= w).
+ * Global (wp, BH * C). */
+__kernel void clattn_routing_pack_keys(__global const float *k, ulong k_off, ulong4 k_st,
+                                       __global const float *v, ulong v_off, ulong4 v_st,
+                                       __global const uint *idx, uint heads, uint d_k, uint d_v,
+                                       uint dvp, uint n_clusters, uint w, uint wp,
+                                       __global float *kp, __global float *vp,
+                                       __global int *kpos)
+{
+    uint t = get_global_id(0), g = get_global_id(1);
+    uint bh = g / n_clusters, c = g % n_clusters, b = bh / heads, h = bh % heads;
+    bool real = t < w;
+    uint kj = real ? idx[((ulong)(bh * 2 + 1) * n_clusters + c) * w + t] : 0u;
+    __global float *pk = kp + ((ulong)g * (wp / ROUTING_LANES) + t / ROUTING_LANES) * d_k *
+                                  ROUTING_LANES +
+                         t % ROUTING_LANES;
+    for (uint d = 0; d < d_k; d++)
+        pk[d * ROUTING_LANES] = real ? k[clattn_at(k_off, k_st, b, h, kj, d)] : 0.0f;
+    __global float *pv = vp + ((ulong)g * wp + t) * dvp;
+    for (uint e = 0; e < dvp; e++)
+        pv[e] = real && e < d_v ? v[clattn_at(v_off, v_st, b, h, kj, e)] : 0.0f;
+    kpos[(ulong)g * wp + t] = real ? (int)kj : -1;
+}
+
+/* One query slot j of cluster g = bh * C + c: online-softmax attention over the cluster's packed
+ * keys, 16 at a time. Keys arrive in position order, so under the causal mask the visible ones are
+ * a prefix and the loop stops at the first block that starts after the query. slots[(g * w + j) *
+ * Dv + e] receives the output and dest[g * w + j] the flat position bh * N + i, or ROUTING_NONE
+ * (with a zero row) when the query saw no key. Global (w, BH * C). */
+__kernel void clattn_routing_attend(__global const float *q, ulong q_off, ulong4 q_st,
+                                    __global const uint *idx, __global const float *kp,
+                                    __global const float *vp, __global const int *kpos,
+                                    uint heads, uint n_len, uint d_k, uint d_v, uint dvp,
+                                    uint n_clusters, uint w, uint wp, float scale_log2,
+                                    int causal, __global float *slots, __global uint *dest)
+{
+    uint j = get_global_id(0), g = get_global_id(1);
+    uint bh = g / n_clusters, c = g % n_clusters, b = bh / heads, h = bh % heads;
+    uint i = idx[((ulong)(bh * 2) * n_clusters + c) * w + j];
+    float qv[ROUTING_MAX_D];
+    for (uint d = 0; d < d_k; d++)
+        qv[d] = q[clattn_at(q_off, q_st, b, h, i, d)] * scale_log2;
+    float16 acc[ROUTING_MAX_D / ROUTING_LANES];
+    uint nv = dvp / ROUTING_LANES;
+    for (uint u = 0; u < nv; u++)
+        acc[u] = CLATTN_SPLAT16(0.0f);
+    float m = -INFINITY, l = 0.0f;
+    __global const int *pos = kpos + (ulong)g * wp;
+    for (uint tb = 0; tb < wp / ROUTING_LANES; tb++) {
+        int16 kp16 = vload16(tb, pos);
+        int first = pos[tb * ROUTING_LANES];
+        if (first < 0 || (causal && first > (int)i))
+            break; /* padding, or (causal) every later key comes after the query */
+        int16 vis = kp16 >= CLATTN_ISPLAT16(0);
+        if (causal)
+            vis &= kp16 <= CLATTN_ISPLAT16((int)i);
+        float16 s = clattn_routing_dot16(
+            qv, kp + ((ulong)g * (wp / ROUTING_LANES) + tb) * d_k * ROUTING_LANES, d_k);
+        s = select(CLATTN_SPLAT16(-INFINITY), s, vis);
+        float mn = fmax(m, clattn_hmax16(s)); /* finite: the block's first key is visible */
+        float corr = exp2(m - mn);
+        float16 p16 = exp2(s - CLATTN_SPLAT16(mn));
+        l = l * corr + clattn_hsum16(p16);
+        for (uint u = 0; u < nv; u++)
+            acc[u] *= CLATTN_SPLAT16(corr);
+        float p[ROUTING_LANES];
+        vstore16(p16, 0, p);
+        __global const float *vrow = vp + ((ulong)g * wp + tb * ROUTING_LANES) * dvp;
+        for (uint t = 0; t < ROUTING_LANES; t++)
+            if (p[t] != 0.0f)
+                for (uint u = 0; u < nv; u++)
+                    acc[u] = fma(CLATTN_SPLAT16(p[t]), vload16(u, vrow + t * dvp), acc[u]);
+        m = mn;
+    }
+    ulong slot = (ulong)g * w + j;
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    __global float *o = slots + slot * d_v;
+    for (uint u = 0; u < nv; u++) {
+        float a[ROUTING_LANES];
+        vstore16(acc[u] * CLATTN_SPLAT16(inv), 0, a);
+        for (uint e = 0; e < ROUTING_LANES && u * ROUTING_LANES + e < d_v; e++)
+            o[u * ROUTING_LANES + e] = a[e];
+    }
+    dest[slot] = l > 0.0f ? bh * n_len + i : ROUTING_NONE;
+}
+
+/* out (strided) = dense [BH * N][Dv]. Global (Dv, N, BH). */
+__kernel void clattn_routing_store(__global const float *dense, uint heads, uint n_len, uint d_v,
+                                   __global float *out, ulong o_off, ulong4 o_st)
+{
+    uint e = get_global_id(0), n = get_global_id(1), bh = get_global_id(2);
+    out[clattn_at(o_off, o_st, bh / heads, bh % heads, n, e)] =
+        dense[((ulong)bh * n_len + n) * d_v + e];
+}
+
+/* Centroid update, step 1: the normalised row x of q or k at (b, h, n) goes to rows[r] with
+ * r = ((h * 2 + which) * B + b) * N + n, and dest[r] = h * C + the centroid with the largest
+ * x . mu (lower cluster on ties). Global (N, B * H * 2) as g = (b * H + h) * 2 + which. */
+__kernel void clattn_routing_assign(__global const float *q, ulong q_off, ulong4 q_st,
+                                    __global const float *k, ulong k_off, ulong4 k_st,
+                                    __global const float *mp, uint batch, uint heads, uint n_len,
+                                    uint d_k, uint n_clusters, uint cb, __global float *rows,
+                                    __global uint *dest)
+{
+    uint n = get_global_id(0), g = get_global_id(1);
+    uint bh = g / 2, which = g % 2, b = bh / heads, h = bh % heads;
+    ulong r = ((ulong)(h * 2 + which) * batch + b) * n_len + n;
+    float x[ROUTING_MAX_D];
+    float inv = clattn_routing_row(q, q_off, q_st, k, k_off, k_st, which, b, h, n, d_k, x);
+    for (uint d = 0; d < d_k; d++) {
+        x[d] *= inv;
+        rows[r * d_k + d] = x[d];
+    }
+    uint best = 0;
+    float bs = -INFINITY;
+    for (uint p = 0; p < cb; p++) {
+        float s[ROUTING_LANES];
+        vstore16(clattn_routing_dot16(x, mp + (ulong)(h * cb + p) * d_k * ROUTING_LANES, d_k), 0,
+                 s);
+        uint c0 = p * ROUTING_LANES, have = min((uint)ROUTING_LANES, n_clusters - c0);
+        for (uint j = 0; j < have; j++)
+            if (s[j] > bs) {
+                bs = s[j];
+                best = c0 + j;
+            }
+    }
+    dest[r] = h * n_clusters + best;
+}
+
+/* Centroid update, step 3: mu[h, c] = decay * mu + (1 - decay) * m / |m| for the mean m of the
+ * rows assigned to (h, c); unchanged when none were or m is zero. Each work-item reads its own
+ * centroid before writing it. Global (C, H). */
+__kernel void clattn_routing_ema(__global const float *means, __global const uint *counts,
+                                 uint d_k, uint n_clusters, float decay, __global float *mu,
+                                 ulong mu_off, ulong4 mu_st)
+{
+    uint c = get_global_id(0), h = get_global_id(1);
+    ulong r = (ulong)h * n_clusters + c;
+    float nn = 0.0f;
+    for (uint d = 0; d < d_k; d++)
+        nn += means[r * d_k + d] * means[r * d_k + d];
+    if (counts[r] == 0 || !(nn > 0.0f))
+        return;
+    float inv = rsqrt(nn);
+    for (uint d = 0; d < d_k; d++) {
+        ulong at = clattn_at(mu_off, mu_st, 0, h, c, d);
+        mu[at] = decay * mu[at] + (1.0f - decay) * (means[r * d_k + d] * inv);
+    }
+}

@@ -1,0 +1,198 @@
+/* Kernelized attention with relative positional encoding (Luo et al. 2021):
+ *   w_ij = phi(q_i) . phi(k_j) * exp(b_(j-i) - bmax_h),  o_i = sum_j w_ij v_j / (sum_j w_ij + eps)
+ * Features arrive precomputed, contiguous [BH][N][M]. The bias of head h is a row of 2N - 1 floats,
+ * element r + N - 1 holding b_r; bmax_h is the largest entry the head uses (r <= 0 when causal),
+ * subtracted before exp so no weight overflows (it cancels in the quotient).
+ *
+ * Two paths. Direct: clattn_rpe_direct, one query row per work-item, O(N^2 (M + Dv)).
+ * FFT: for every feature m and value column d (column Dv standing for the denominator's ones), the
+ * Toeplitz product y_i = sum_j c_(j-i) x_j with x_j = phi(k_j)_m v_jd is a circular convolution of
+ * x (zero-padded to L >= 2N - 1) with the circulant embedding g of c; the host runs the FFTs
+ * (clFFT), these kernels build g and x, multiply the spectra and contract y with phi(q_i).
+ *
+ * As elsewhere in clattn: no __local memory, no barriers (costly on CPUs), one work-item per
+ * output element or row. */
+
+#ifndef RPE_MAX_M
+#define RPE_MAX_M 256
+#endif
+#ifndef RPE_MAX_DV
+#define RPE_MAX_DV 256
+#endif
+#ifndef RPE_PARTS
+#define RPE_PARTS 256
+#endif
+
+/* Feature maps, numbered as clattn_feature_map. */
+#define RPE_ELU 0
+#define RPE_RELU 1
+
+/* Element-wise feature map of a [B, H, N, D] view into contiguous [BH][N][D]. Global (D, N, BH). */
+__kernel void clattn_rpe_features(__global const float *x, ulong x_off, ulong4 x_st, uint heads,
+                                  uint n, uint d, int fmap, __global float *out)
+{
+    uint m = get_global_id(0), i = get_global_id(1), bh = get_global_id(2);
+    float t = x[clattn_at(x_off, x_st, bh / heads, bh % heads, i, m)];
+    float p = fmap == RPE_ELU ? (t > 0.0f ? t + 1.0f : exp(t)) : fmax(t, 0.0f);
+    out[((ulong)bh * n + i) * d + m] = p;
+}
+
+/* Partial maxima of the used bias entries: part[h][p] covers an equal share of entries
+ * [0, used) of head h (used = N when causal: entries 0..N-1 hold r <= 0, else 2N - 1). A
+ * non-finite entry makes the part NaN, so the head's outputs become NaN rather than quietly wrong
+ * (fmax would skip a NaN). Shares keep each loop short (llvmpipe caps loops at 65535 iterations).
+ * Global (RPE_PARTS, H). */
+__kernel void clattn_rpe_bias_parts(__global const float *bias, ulong b_off, ulong4 b_st,
+                                    uint used, __global float *part)
+{
+    uint p = get_global_id(0), h = get_global_id(1);
+    uint share = (used + RPE_PARTS - 1) / RPE_PARTS;
+    uint lo = min(p * share, used), hi = min(lo + share, used);
+    float m = -INFINITY;
+    int bad = 0;
+    for (uint x = lo; x < hi; x++) {
+        float t = bias[clattn_at(b_off, b_st, 0, h, 0, x)];
+        bad |= !isfinite(t);
+        m = fmax(m, t);
+    }
+    part[h * RPE_PARTS + p] = bad ? NAN : m;
+}
+
+/* bmax[h] = the largest of head h's parts, NaN if any part is. Global (H). */
+__kernel void clattn_rpe_bias_max(__global const float *part, __global float *bmax)
+{
+    uint h = get_global_id(0);
+    float m = -INFINITY;
+    int bad = 0;
+    for (uint p = 0; p < RPE_PARTS; p++) {
+        float x = part[h * RPE_PARTS + p];
+        bad |= isnan(x);
+        m = fmax(m, x);
+    }
+    bmax[h] = bad ? NAN : m;
+}
+
+/* c = exp(b - bmax[h]), r > 0 zeroed when causal.
+ * len == 0: c itself, [H][2N - 1] at element r + N - 1 (direct path); a NaN bmax gives NaN.
+ * len == L: the first column of the circulant embedding, g[h][t] = c_(-t) for t < N, c_(L-t) for
+ * t > L - N, else 0, so that y_i = sum_j g_((i - j) mod L) x_j (FFT path). A NaN bmax gives
+ * zeros there instead: clFFT may pair rows of a batch in one complex transform, so a NaN would
+ * leak into other heads; clattn_rpe_normalize marks the head instead. Global (len ? L : 2N - 1, H). */
+__kernel void clattn_rpe_exp_bias(__global const float *bias, ulong b_off, ulong4 b_st, uint n,
+                                  int causal, __global const float *bmax, uint len,
+                                  __global float *out)
+{
+    uint t = get_global_id(0), h = get_global_id(1);
+    float mx = bmax[h];
+    long r; /* the offset j - i this element stands for */
+    int zero = 0;
+    if (len == 0) {
+        r = (long)t - (long)(n - 1);
+    } else if (t < n) {
+        r = -(long)t;
+    } else if (t > len - n) {
+        r = (long)len - (long)t;
+    } else {
+        r = 0;
+        zero = 1;
+    }
+    zero |= (causal && r > 0) || (len != 0 && isnan(mx));
+    float c = zero ? 0.0f
+                   : exp(bias[clattn_at(b_off, b_st, 0, h, 0, (ulong)(r + (long)n - 1))] - mx);
+    out[(ulong)h * (len ? len : 2 * n - 1) + t] = c;
+}
+
+/* One query row per work-item: out_i = sum_j w_ij v_j / (sum_j w_ij + eps), with
+ * w_ij = fq_i . fk_j * c_(j-i) from clattn_rpe_exp_bias (len 0). Global (rows, BH): the first
+ * `rows` rows (all of them, or the head rows of the causal FFT path). */
+__kernel void clattn_rpe_direct(__global const float *fq, __global const float *fk,
+                                __global const float *v, ulong v_off, ulong4 v_st,
+                                __global const float *c, __global float *out, ulong o_off,
+                                ulong4 o_st, uint heads, uint n, uint m_dim, uint d_v, int causal,
+                                float eps)
+{
+    uint i = get_global_id(0), bh = get_global_id(1), b = bh / heads, h = bh % heads;
+    float pq[RPE_MAX_M], acc[RPE_MAX_DV];
+    __global const float *qrow = fq + ((ulong)bh * n + i) * m_dim;
+    __global const float *kh = fk + (ulong)bh * n * m_dim;
+    __global const float *ch = c + (ulong)h * (2 * n - 1) + (n - 1 - i); /* ch[j] = c_(j-i) */
+    for (uint m = 0; m < m_dim; m++)
+        pq[m] = qrow[m];
+    for (uint e = 0; e < d_v; e++)
+        acc[e] = 0.0f;
+    float den = 0.0f;
+    uint jend = causal ? i + 1 : n;
+    for (uint j = 0; j < jend; j++) {
+        __global const float *krow = kh + (ulong)j * m_dim;
+        float dot = 0.0f;
+        for (uint m = 0; m < m_dim; m++)
+            dot += pq[m] * krow[m];
+        float w = dot * ch[j];
+        den += w;
+        for (uint e = 0; e < d_v; e++)
+            acc[e] += w * v[clattn_at(v_off, v_st, b, h, j, e)];
+    }
+    float inv = 1.0f / (den + eps);
+    for (uint e = 0; e < d_v; e++)
+        out[clattn_at(o_off, o_st, b, h, i, e)] = acc[e] * inv;
+}
+
+/* Signals of the FFT path, a group of (bh, m) pairs bm0 .. bm1 - 1 with Dv + 1 columns each:
+ * signal s = (bm - bm0) * (Dv + 1) + d holds x_j = fk[bh][j][m] * (v[bh][j][d], or 1 for
+ * d == Dv) for j < N and zeros up to L; rows past bm1 (padding of the last group, which keeps
+ * one batch size for clFFT) are zeros. Global (L, signals). */
+__kernel void clattn_rpe_signals(__global const float *fk, __global const float *v, ulong v_off,
+                                 ulong4 v_st, uint heads, uint n, uint m_dim, uint d_v, uint bm0,
+                                 uint bm1, uint len, __global float *x)
+{
+    uint t = get_global_id(0), s = get_global_id(1);
+    uint bm = bm0 + s / (d_v + 1), d = s % (d_v + 1), bh = bm / m_dim, m = bm % m_dim;
+    float val = 0.0f;
+    if (t < n && bm < bm1) {
+        val = fk[((ulong)bh * n + t) * m_dim + m];
+        if (d < d_v)
+            val *= v[clattn_at(v_off, v_st, bh / heads, bh % heads, t, d)];
+    }
+    x[(ulong)s * len + t] = val;
+}
+
+/* X[s] *= G[h] for the Hermitian halves (len/2 + 1 complex bins), signals as above.
+ * Global (bins, signals). */
+__kernel void clattn_rpe_cmul(__global float2 *xf, __global const float2 *gf, uint bins,
+                              uint heads, uint m_dim, uint d_v, uint bm0)
+{
+    uint f = get_global_id(0), s = get_global_id(1);
+    uint h = ((bm0 + s / (d_v + 1)) / m_dim) % heads;
+    float2 a = xf[(ulong)s * bins + f], g = gf[(ulong)h * bins + f];
+    xf[(ulong)s * bins + f] = (float2)(a.x * g.x - a.y * g.y, a.x * g.y + a.y * g.x);
+}
+
+/* Contraction of the group's convolved signals y with phi(q_i): for each bh touched by the group
+ * (bh = bh0 + z), acc[bh][i][d] (+)= sum over the group's m of fq[bh][i][m] * y[s(bm, d)][i].
+ * The group holding m = 0 of a bh writes, later groups add (groups run in bm order).
+ * Global (N, Dv + 1, bh touched). */
+__kernel void clattn_rpe_contract(__global const float *fq, __global const float *y, uint n,
+                                  uint m_dim, uint d_v, uint bm0, uint bm1, uint bh0, uint len,
+                                  __global float *acc)
+{
+    uint i = get_global_id(0), d = get_global_id(1), bh = bh0 + get_global_id(2);
+    uint lo = max(bm0, bh * m_dim), hi = min(bm1, (bh + 1) * m_dim);
+    __global const float *qrow = fq + ((ulong)bh * n + i) * m_dim - (ulong)bh * m_dim;
+    float s = 0.0f;
+    for (uint bm = lo; bm < hi; bm++)
+        s += qrow[bm] * y[((ulong)(bm - bm0) * (d_v + 1) + d) * len + i];
+    ulong at = ((ulong)bh * n + i) * (d_v + 1) + d;
+    acc[at] = (lo == bh * m_dim ? 0.0f : acc[at]) + s;
+}
+
+/* out_i = acc[i][e] / (acc[i][Dv] + eps) for rows i >= row0; NaN for a head whose bias is not
+ * finite (bmax NaN). Global (Dv, N - row0, BH). */
+__kernel void clattn_rpe_normalize(__global const float *acc, __global const float *bmax,
+                                   __global float *out, ulong o_off, ulong4 o_st, uint heads,
+                                   uint n, uint d_v, uint row0, float eps)
+{
+    uint e = get_global_id(0), i = row0 + get_global_id(1), bh = get_global_id(2);
+    __global const float *row = acc + ((ulong)bh * n + i) * (d_v + 1);
+    float o = row[e] / (row[d_v] + eps);
+    out[clattn_at(o_off, o_st, bh / heads, bh % heads, i, e)] = isnan(bmax[bh % heads]) ? NAN : o;
+}

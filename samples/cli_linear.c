@@ -1,0 +1,467 @@
+/* clattn run linear / clattn bench linear: kernelized and momentum linear attention. */
+#define _POSIX_C_SOURCE 200809L /* isatty, fileno */
+
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void cli_usage_linear(FILE *f);
+int cli_run_linear(int argc, char **argv);
+int cli_bench_linear(int argc, char **argv);
+
+void cli_usage_linear(FILE *f)
+{
+    fprintf(f,
+            "  clattn run linear --q Q.npy --k K.npy --v V.npy -o OUT.npy [--causal]\n"
+            "         [--feature-map elu|relu|favor|identity] [--features M] [--seed S]\n"
+            "         [--projection W.npy] [--scaling gaussian|sqrt-d]\n"
+            "         [--momentum MU|adaptive] [--step-size ETA] [--eps E] [--device SEL]\n"
+            "      linear attention on float32 .npy arrays: q [B,H,Nq,D], k [B,H,Nk,D],\n"
+            "      v [B,H,Nk,Dv]; writes OUT [B,H,Nq,Dv]. FAVOR+ uses W [M,D] from\n"
+            "      --projection or draws it from --seed (M = --features, default 256);\n"
+            "      --momentum MU in [0, 1) is heavy-ball momentum with step size ETA\n"
+            "      (default 1), 'adaptive' the authors' adaptive rule\n"
+            "  clattn bench linear [--n 1024,4096,...] [--d 64] [--dv D] [--heads 8]\n"
+            "         [--batch 1] [--feature-map elu|relu|favor] [--features M]\n"
+            "         [--momentum MU|adaptive] [--variants LIST] [--steps 32] [--reps 5]\n"
+            "         [--csv] [--device SEL]\n"
+            "      variants: noncausal, causal, step (median time of one decoding token\n"
+            "      after a prefill of N tokens), tiled (exact softmax, full recompute),\n"
+            "      kv (exact softmax, one query over N cached keys), peak; default all.\n"
+            "      FLOPs: 4*B*H*N*M*Dv for linear (noncausal, causal; step: per token\n"
+            "      4*B*H*M*Dv), 4*B*H*Nq*Nk*D for softmax (halved when causal)\n");
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Options shared by run and bench                                                                */
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef struct lin_opts {
+    const char *fmap, *features, *seed, *scaling, *momentum, *step_size, *eps;
+} lin_opts;
+
+/* Fills desc from the options (no file needed); 0 or EXIT_USAGE. */
+static int lin_desc(const char *cmd, const lin_opts *o, clattn_linear_desc *desc)
+{
+    clattn_linear_desc_init(desc);
+    int rc = 0;
+    if (o->fmap) {
+        static const char *const names[] = {"elu", "relu", "identity", "favor"};
+        int found = -1;
+        for (int i = 0; i < 4; i++)
+            if (strcmp(o->fmap, names[i]) == 0)
+                found = i;
+        if (found < 0)
+            return fail(EXIT_USAGE, "%s: --feature-map '%s' is not one of elu, relu, identity, "
+                                    "favor",
+                        cmd, o->fmap);
+        desc->feature_map = (clattn_feature_map)found;
+    }
+    if (o->features && (rc = size_option(cmd, "--features", o->features, 1, 4096,
+                                         &desc->features)))
+        return rc;
+    if (o->seed && (rc = seed_option(cmd, "--seed", o->seed, &desc->seed)))
+        return rc;
+    if (o->scaling) {
+        if (strcmp(o->scaling, "gaussian") == 0)
+            desc->scaling = CLATTN_FAVOR_GAUSSIAN_NORMS;
+        else if (strcmp(o->scaling, "sqrt-d") == 0)
+            desc->scaling = CLATTN_FAVOR_SQRT_D;
+        else
+            return fail(EXIT_USAGE, "%s: --scaling '%s' is not gaussian or sqrt-d", cmd,
+                        o->scaling);
+    }
+    if ((o->features || o->seed || o->scaling) && desc->feature_map != CLATTN_FEATURE_FAVOR)
+        return fail(EXIT_USAGE, "%s: --features, --seed and --scaling need --feature-map favor",
+                    cmd);
+    if (o->momentum) {
+        if (strcmp(o->momentum, "adaptive") == 0) {
+            desc->momentum = CLATTN_MOMENTUM_ADAPTIVE;
+        } else {
+            desc->momentum = CLATTN_MOMENTUM_FIXED;
+            if ((rc = float_option(cmd, "--momentum", o->momentum, 0.0f, 0.99999994f, 0,
+                                   &desc->mu)))
+                return rc;
+        }
+    }
+    if (o->step_size) {
+        if (!o->momentum)
+            return fail(EXIT_USAGE, "%s: --step-size needs --momentum", cmd);
+        if ((rc = float_option(cmd, "--step-size", o->step_size, 0.0f, INFINITY, 1,
+                               &desc->step_size)))
+            return rc;
+    }
+    if (o->eps && (rc = float_option(cmd, "--eps", o->eps, 0.0f, INFINITY, 0, &desc->eps)))
+        return rc;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* run                                                                                            */
+/* ---------------------------------------------------------------------------------------------- */
+
+int cli_run_linear(int argc, char **argv)
+{
+    const char *cmd = "run linear";
+    const char *qp = NULL, *kp = NULL, *vp = NULL, *op = NULL, *wp = NULL, *device = NULL;
+    int causal = 0, help = 0;
+    lin_opts o;
+    memset(&o, 0, sizeof o);
+    const opt_spec specs[] = {
+        {"--q", NULL, &qp, NULL},
+        {"--k", NULL, &kp, NULL},
+        {"--v", NULL, &vp, NULL},
+        {"--out", "-o", &op, NULL},
+        {"--feature-map", NULL, &o.fmap, NULL},
+        {"--features", NULL, &o.features, NULL},
+        {"--seed", NULL, &o.seed, NULL},
+        {"--scaling", NULL, &o.scaling, NULL},
+        {"--projection", NULL, &wp, NULL},
+        {"--momentum", NULL, &o.momentum, NULL},
+        {"--step-size", NULL, &o.step_size, NULL},
+        {"--eps", NULL, &o.eps, NULL},
+        {"--device", NULL, &device, NULL},
+        {"--causal", NULL, NULL, &causal},
+    };
+    int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), &help);
+    if (rc)
+        return rc;
+    if (help) {
+        cli_usage_linear(stdout);
+        return 0;
+    }
+    const char *missing = !qp ? "--q" : !kp ? "--k" : !vp ? "--v" : !op ? "-o" : NULL;
+    if (missing)
+        return fail(EXIT_USAGE, "%s: missing required option %s (needs --q, --k, --v, -o)", cmd,
+                    missing);
+    clattn_linear_desc desc;
+    if ((rc = lin_desc(cmd, &o, &desc)))
+        return rc;
+    desc.causal = causal;
+    if (wp && desc.feature_map != CLATTN_FEATURE_FAVOR)
+        return fail(EXIT_USAGE, "%s: --projection needs --feature-map favor", cmd);
+    if (wp && (o.seed || o.scaling))
+        return fail(EXIT_USAGE, "%s: --projection excludes --seed and --scaling", cmd);
+
+    npy_array q, k, v, w;
+    memset(&q, 0, sizeof q);
+    memset(&k, 0, sizeof k);
+    memset(&v, 0, sizeof v);
+    memset(&w, 0, sizeof w);
+    float *out = NULL;
+    clattn_context *ctx = NULL;
+    if ((rc = load_f32(qp, "--q", 4, &q)) || (rc = load_f32(kp, "--k", 4, &k)) ||
+        (rc = load_f32(vp, "--v", 4, &v)))
+        goto cleanup;
+    if (q.shape[0] != k.shape[0] || q.shape[0] != v.shape[0] || q.shape[1] != k.shape[1] ||
+        q.shape[1] != v.shape[1]) {
+        rc = fail(EXIT_USAGE, "%s: batch and heads of --q, --k and --v must agree", cmd);
+        goto cleanup;
+    }
+    if (k.shape[2] != v.shape[2] || q.shape[3] != k.shape[3]) {
+        rc = fail(EXIT_USAGE,
+                  "%s: --k [.., Nk, D] and --v [.., Nk, Dv] need the same Nk, and --q the same "
+                  "D as --k",
+                  cmd);
+        goto cleanup;
+    }
+    if (q.shape[3] > MAX_HEAD_DIM || v.shape[3] > MAX_HEAD_DIM) {
+        rc = fail(EXIT_USAGE, "%s: head dims above %d are not supported", cmd, MAX_HEAD_DIM);
+        goto cleanup;
+    }
+    if (causal && q.shape[2] != k.shape[2]) {
+        rc = fail(EXIT_USAGE, "%s: --causal needs as many queries as keys (%zu vs %zu)", cmd,
+                  q.shape[2], k.shape[2]);
+        goto cleanup;
+    }
+    if (wp) {
+        if ((rc = load_f32(wp, "--projection", 2, &w)))
+            goto cleanup;
+        if (w.shape[1] != q.shape[3] || w.shape[0] > 4096) {
+            rc = fail(EXIT_USAGE, "%s (--projection): shape [%zu, %zu], expected [M, %zu] with M "
+                                  "<= 4096",
+                      wp, w.shape[0], w.shape[1], q.shape[3]);
+            goto cleanup;
+        }
+        if (o.features && w.shape[0] != desc.features) {
+            rc = fail(EXIT_USAGE, "%s: --features %zu differs from the %zu rows of %s", cmd,
+                      desc.features, w.shape[0], wp);
+            goto cleanup;
+        }
+        desc.features = w.shape[0];
+        desc.projection = w.data;
+        desc.projection_shape[0] = w.shape[0];
+        desc.projection_shape[1] = w.shape[1];
+    }
+    size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
+    out = malloc(oshape[0] * oshape[1] * oshape[2] * oshape[3] * sizeof *out);
+    if (!out) {
+        rc = fail(EXIT_RUNTIME, "out of memory for the output");
+        goto cleanup;
+    }
+    if ((rc = open_context(device, &ctx)))
+        goto cleanup;
+    clattn_status st =
+        clattn_linear_host(ctx, &desc, q.shape, k.shape, v.shape, q.data, k.data, v.data, out);
+    if (st != CLATTN_SUCCESS) {
+        rc = fail_status(ctx, st, "linear attention failed");
+        goto cleanup;
+    }
+    rc = write_f32(op, out, 4, oshape);
+cleanup:
+    clattn_context_destroy(ctx);
+    npy_free(&q);
+    npy_free(&k);
+    npy_free(&v);
+    npy_free(&w);
+    free(out);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* bench                                                                                          */
+/* ---------------------------------------------------------------------------------------------- */
+
+enum { LV_NONCAUSAL, LV_CAUSAL, LV_STEP, LV_TILED, LV_KV, LV_PEAK, LV_COUNT };
+static const char *const LV_NAMES[LV_COUNT] = {"noncausal", "causal", "step",
+                                               "tiled",     "kv",     "peak"};
+
+typedef struct lin_bench {
+    size_t ns[MAX_SWEEP], n_count, d, dv, heads, batch, reps, steps;
+    int variants[LV_COUNT], n_variants, csv;
+    clattn_linear_desc desc;
+    const char *device;
+} lin_bench;
+
+typedef struct lin_job {
+    clattn_context *ctx;
+    const clattn_linear_desc *desc;
+    clattn_tensor t[4];
+    clattn_linear_state *state;
+} lin_job;
+
+static clattn_status lin_enqueue(void *arg)
+{
+    lin_job *j = arg;
+    return clattn_linear_enqueue(j->ctx, j->desc, &j->t[0], &j->t[1], &j->t[2], &j->t[3], 0, NULL,
+                                 NULL);
+}
+
+static clattn_status lin_step(void *arg)
+{
+    lin_job *j = arg;
+    return clattn_linear_step(j->state, &j->t[0], &j->t[1], &j->t[2], &j->t[3], 0, NULL, NULL);
+}
+
+static void row_init(bench_row *r, const lin_bench *b, const char *op, int var, size_t n,
+                     int causal)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->op, sizeof r->op, "%s", op);
+    snprintf(r->variant, sizeof r->variant, "%s", LV_NAMES[var]);
+    r->batch = b->batch;
+    r->heads = b->heads;
+    r->nq = r->nk = n;
+    r->d = b->d;
+    r->causal = causal;
+    r->build_ms = NAN;
+}
+
+/* noncausal / causal at length n, or the per-token step after a prefill of n tokens. */
+static int bench_lin(clattn_context *ctx, const lin_bench *b, size_t n, int var,
+                     const progress *prog, bench_row *r)
+{
+    clattn_linear_desc desc = b->desc;
+    desc.causal = var == LV_CAUSAL;
+    size_t m = clattn_linear_feature_count(&desc, b->d);
+    size_t nk = n, nq = var == LV_STEP ? 1 : n;
+    cl_mem bufs[4] = {NULL, NULL, NULL, NULL};
+    size_t big = b->batch * b->heads * n * (b->d > b->dv ? b->d : b->dv);
+    cl_int err = make_buffers(ctx, bufs, 4, 3, big);
+    lin_job j = {ctx, &desc, {{0}}, NULL};
+    clattn_status st = CLATTN_SUCCESS;
+    if (err != CL_SUCCESS) {
+        note(prog, "%s N=%zu skipped: cannot allocate its tensors (OpenCL error %d)",
+             LV_NAMES[var], n, (int)err);
+        return -1;
+    }
+    row_init(r, b, "linear", var, n, var == LV_CAUSAL);
+    snprintf(r->kernel, sizeof r->kernel, "linear M=%zu%s", m,
+             desc.momentum == CLATTN_MOMENTUM_FIXED      ? " momentum"
+             : desc.momentum == CLATTN_MOMENTUM_ADAPTIVE ? " adaptive"
+                                                         : "");
+    if (var != LV_STEP) {
+        j.t[0] = clattn_tensor_make(bufs[0], b->batch, b->heads, nq, b->d);
+        j.t[1] = clattn_tensor_make(bufs[1], b->batch, b->heads, nk, b->d);
+        j.t[2] = clattn_tensor_make(bufs[2], b->batch, b->heads, nk, b->dv);
+        j.t[3] = clattn_tensor_make(bufs[3], b->batch, b->heads, nq, b->dv);
+        st = time_median(ctx, lin_enqueue, &j, b->reps, &r->ms);
+        r->gflops = 4.0 * (double)(b->batch * b->heads) * (double)n * (double)m * (double)b->dv /
+                    (r->ms * 1e6);
+    } else {
+        st = clattn_linear_state_create(ctx, &desc, b->batch, b->heads, b->d, b->dv, &j.state);
+        clattn_tensor q = clattn_tensor_make(bufs[0], b->batch, b->heads, n, b->d);
+        clattn_tensor k = clattn_tensor_make(bufs[1], b->batch, b->heads, n, b->d);
+        clattn_tensor v = clattn_tensor_make(bufs[2], b->batch, b->heads, n, b->dv);
+        if (st == CLATTN_SUCCESS)
+            st = clattn_linear_prefill(j.state, &q, &k, &v, NULL, 0, NULL, NULL);
+        /* Steps read one token's rows: [B, H, 1, D] views with the prompt's strides. */
+        j.t[0] = clattn_tensor_make(bufs[0], b->batch, b->heads, 1, b->d);
+        j.t[1] = clattn_tensor_make(bufs[1], b->batch, b->heads, 1, b->d);
+        j.t[2] = clattn_tensor_make(bufs[2], b->batch, b->heads, 1, b->dv);
+        j.t[3] = clattn_tensor_make(bufs[3], b->batch, b->heads, 1, b->dv);
+        if (st == CLATTN_SUCCESS)
+            st = time_median(ctx, lin_step, &j, b->steps, &r->ms);
+        r->nq = 1;
+        r->gflops = 4.0 * (double)(b->batch * b->heads) * (double)m * (double)b->dv /
+                    (r->ms * 1e6);
+    }
+    if (st != CLATTN_SUCCESS)
+        note(prog, "%s N=%zu failed: %s", LV_NAMES[var], n, lib_error(ctx, st));
+    clattn_linear_state_destroy(j.state);
+    release_buffers(bufs, 4);
+    return st == CLATTN_SUCCESS ? 0 : -1;
+}
+
+static int bench_parse_linear(int argc, char **argv, lin_bench *b, int *help)
+{
+    const char *cmd = "bench linear";
+    const char *n = NULL, *d = NULL, *dv = NULL, *heads = NULL, *batch = NULL, *reps = NULL,
+               *vars = NULL, *steps = NULL;
+    lin_opts o;
+    memset(&o, 0, sizeof o);
+    memset(b, 0, sizeof *b);
+    const size_t ns[] = {1024, 4096, 16384, 65536};
+    for (size_t i = 0; i < 4; i++)
+        b->ns[b->n_count++] = ns[i];
+    b->d = 64;
+    b->heads = 8;
+    b->batch = 1;
+    b->reps = 5;
+    b->steps = 32;
+    const opt_spec specs[] = {
+        {"--n", NULL, &n, NULL},
+        {"--d", NULL, &d, NULL},
+        {"--dv", NULL, &dv, NULL},
+        {"--heads", NULL, &heads, NULL},
+        {"--batch", NULL, &batch, NULL},
+        {"--reps", NULL, &reps, NULL},
+        {"--steps", NULL, &steps, NULL},
+        {"--variants", NULL, &vars, NULL},
+        {"--feature-map", NULL, &o.fmap, NULL},
+        {"--features", NULL, &o.features, NULL},
+        {"--seed", NULL, &o.seed, NULL},
+        {"--momentum", NULL, &o.momentum, NULL},
+        {"--step-size", NULL, &o.step_size, NULL},
+        {"--device", NULL, &b->device, NULL},
+        {"--csv", NULL, NULL, &b->csv},
+    };
+    int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), help);
+    if (rc || *help)
+        return rc;
+    if ((rc = lin_desc(cmd, &o, &b->desc)))
+        return rc;
+    if ((n && (rc = parse_list(cmd, "--n", n, 1, (size_t)1 << 24, b->ns, &b->n_count))) ||
+        (d && (rc = size_option(cmd, "--d", d, 1, MAX_HEAD_DIM, &b->d))) ||
+        (dv && (rc = size_option(cmd, "--dv", dv, 1, MAX_HEAD_DIM, &b->dv))) ||
+        (heads && (rc = size_option(cmd, "--heads", heads, 1, 4096, &b->heads))) ||
+        (batch && (rc = size_option(cmd, "--batch", batch, 1, 65536, &b->batch))) ||
+        (reps && (rc = size_option(cmd, "--reps", reps, 1, 1000, &b->reps))) ||
+        (steps && (rc = size_option(cmd, "--steps", steps, 1, 100000, &b->steps))))
+        return rc;
+    if (!dv)
+        b->dv = b->d;
+    if (!vars) {
+        for (int v = 0; v < LV_COUNT; v++)
+            b->variants[b->n_variants++] = v;
+        return 0;
+    }
+    for (const char *p = vars; *p;) {
+        size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int v = 0; v < LV_COUNT; v++)
+            if (strlen(LV_NAMES[v]) == len && strncmp(p, LV_NAMES[v], len) == 0)
+                found = v;
+        if (found < 0)
+            return fail(EXIT_USAGE,
+                        "%s: --variants: unknown variant '%.*s' (known: noncausal, causal, step, "
+                        "tiled, kv, peak)",
+                        cmd, (int)len, p);
+        int dup = 0;
+        for (int i = 0; i < b->n_variants; i++)
+            dup |= b->variants[i] == found;
+        if (!dup)
+            b->variants[b->n_variants++] = found;
+        p += len + (p[len] == ',');
+    }
+    return b->n_variants ? 0 : fail(EXIT_USAGE, "%s: --variants is empty", cmd);
+}
+
+int cli_bench_linear(int argc, char **argv)
+{
+    lin_bench b;
+    int help = 0;
+    int rc = bench_parse_linear(argc, argv, &b, &help);
+    if (rc)
+        return rc;
+    if (help) {
+        cli_usage_linear(stdout);
+        return 0;
+    }
+    clattn_context *ctx = NULL;
+    if ((rc = open_context(b.device, &ctx)))
+        return rc;
+    clattn_device_info info;
+    clattn_context_get_device_info(ctx, &info);
+    fprintf(stderr, "clattn: benchmarking on %u:%u %s (%s)\n", info.platform_index,
+            info.device_index, info.name, info.platform_name);
+    bench_row *rows = calloc(b.n_count * LV_COUNT + 1, sizeof *rows);
+    if (!rows) {
+        clattn_context_destroy(ctx);
+        return fail(EXIT_RUNTIME, "out of memory");
+    }
+    size_t per_n = 0, nrows = 0;
+    int want_peak = 0;
+    for (int i = 0; i < b.n_variants; i++) {
+        want_peak |= b.variants[i] == LV_PEAK;
+        per_n += b.variants[i] != LV_PEAK;
+    }
+    progress prog = {isatty(fileno(stderr)), 0, b.n_count * per_n + (size_t)want_peak};
+    for (size_t i = 0; i < b.n_count; i++) {
+        size_t n = b.ns[i];
+        for (int vi = 0; vi < b.n_variants; vi++) {
+            int v = b.variants[vi];
+            if (v == LV_PEAK)
+                continue;
+            progress_step(&prog, "%s N=%zu", LV_NAMES[v], n);
+            bench_row *r = &rows[nrows];
+            int ok = -1;
+            if (v == LV_TILED || v == LV_KV) {
+                ok = bench_tiled_row(ctx, b.batch, b.heads, v == LV_KV ? 1 : n, n, b.d,
+                                     v == LV_TILED, b.reps, &prog, r);
+                snprintf(r->variant, sizeof r->variant, "%s", LV_NAMES[v]);
+            } else {
+                ok = bench_lin(ctx, &b, n, v, &prog, r);
+            }
+            nrows += ok == 0;
+        }
+    }
+    double peak = 0;
+    if (want_peak) {
+        progress_step(&prog, "peak FMA throughput");
+        if (bench_peak_row(ctx, &prog, &rows[nrows]) == 0)
+            peak = rows[nrows++].gflops;
+    }
+    progress_clear(&prog);
+    clattn_context_destroy(ctx);
+    if (nrows && b.csv)
+        cli_print_csv(rows, nrows);
+    else if (nrows)
+        cli_print_table(rows, nrows, NULL, peak);
+    free(rows);
+    return nrows ? 0 : fail(EXIT_RUNTIME, "bench: no measurement succeeded");
+}

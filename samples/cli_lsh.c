@@ -1,0 +1,334 @@
+/* clattn run lsh / clattn bench lsh: Reformer LSH attention from the command line (see cli.h for
+ * the conventions every subcommand follows). */
+#define _POSIX_C_SOURCE 200809L /* isatty, fileno, strtok_r */
+
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int cli_run_lsh(int argc, char **argv);
+int cli_bench_lsh(int argc, char **argv);
+void cli_usage_lsh(FILE *f);
+
+void cli_usage_lsh(FILE *f)
+{
+    fprintf(f,
+            "  clattn run lsh --q Q.npy --v V.npy -o OUT.npy [--hashes 4] [--buckets 64]\n"
+            "         [--chunk 64] [--causal] [--across-buckets] (--rotations R.npy | --seed S)\n"
+            "         [--lse LSE.npy] [--device SEL]\n"
+            "      Reformer LSH attention (shared QK: the keys are the L2-normalised queries) on\n"
+            "      float32 .npy arrays q [B,H,N,D], v [B,H,N,Dv]; rotations [hashes,D,buckets/2]\n"
+            "      or drawn from the seed (clattn_lsh_rotations); --buckets even. Writes OUT\n"
+            "      [B,H,N,Dv] and optionally the log-sum-exp LSE [B,H,N]\n"
+            "  clattn bench lsh [--n 4096,16384,65536] [--d 64] [--heads 1] [--batch 1]\n"
+            "         [--hashes 4] [--buckets 64] [--chunk 64] [--causal] [--reps 3]\n"
+            "         [--variants lsh,tiled] [--csv] [--device SEL]\n"
+            "      median wall time of LSH attention (Dv = D, rotations from seed 0) and of\n"
+            "      exact tiled attention on the same shapes, measured in the same run; the\n"
+            "      table's 'vs base' column is tiled ms / lsh ms. LSH rows report no GFLOP/s\n"
+            "      (0 in CSV)\n");
+}
+
+/* ---- run ---- */
+
+typedef struct lsh_run_args {
+    const char *q, *v, *out, *lse, *rot, *seed, *hashes, *buckets, *chunk, *device;
+    int causal, across;
+} lsh_run_args;
+
+static int lsh_desc_from(const lsh_run_args *ra, clattn_lsh_desc *d)
+{
+    const char *cmd = "run lsh";
+    clattn_lsh_desc_init(d);
+    d->causal = ra->causal;
+    d->attend_across_buckets = ra->across;
+    if (ra->hashes && size_option(cmd, "--hashes", ra->hashes, 1, CLATTN_LSH_MAX_HASHES,
+                                  &d->n_hashes))
+        return EXIT_USAGE;
+    if (ra->buckets && size_option(cmd, "--buckets", ra->buckets, 2, CLATTN_LSH_MAX_BUCKETS,
+                                   &d->n_buckets))
+        return EXIT_USAGE;
+    if (d->n_buckets % 2 != 0)
+        return fail(EXIT_USAGE, "%s: --buckets %zu must be even", cmd, d->n_buckets);
+    if (ra->chunk && size_option(cmd, "--chunk", ra->chunk, 1, (size_t)1 << 30, &d->chunk_size))
+        return EXIT_USAGE;
+    if (!ra->q || !ra->v || !ra->out)
+        return fail(EXIT_USAGE, "%s: --q, --v and -o are required", cmd);
+    if (!ra->rot == !ra->seed)
+        return fail(EXIT_USAGE, "%s: give exactly one of --rotations and --seed", cmd);
+    if (ra->seed && seed_option(cmd, "--seed", ra->seed, &d->seed))
+        return EXIT_USAGE;
+    return 0;
+}
+
+static int lsh_check_shapes(const lsh_run_args *ra, const clattn_lsh_desc *d, const npy_array *q,
+                            const npy_array *v, const npy_array *r)
+{
+    char qs[160], vs[160], rs[160];
+    format_shape(qs, sizeof qs, q->ndim, q->shape);
+    format_shape(vs, sizeof vs, v->ndim, v->shape);
+    if (q->shape[3] > MAX_HEAD_DIM || v->shape[3] > MAX_HEAD_DIM)
+        return fail(EXIT_USAGE, "run lsh: head dims of %s %s and %s %s must be at most %d", ra->q,
+                    qs, ra->v, vs, MAX_HEAD_DIM);
+    if (q->shape[0] != v->shape[0] || q->shape[1] != v->shape[1] || q->shape[2] != v->shape[2])
+        return fail(EXIT_USAGE, "run lsh: %s %s and %s %s differ in batch, heads or length", ra->q,
+                    qs, ra->v, vs);
+    if (r->data) {
+        format_shape(rs, sizeof rs, r->ndim, r->shape);
+        if (r->shape[0] != d->n_hashes || r->shape[1] != q->shape[3] ||
+            r->shape[2] != d->n_buckets / 2)
+            return fail(EXIT_USAGE,
+                        "run lsh: %s %s should be [%zu, %zu, %zu] (hashes, D, buckets/2)",
+                        ra->rot, rs, d->n_hashes, q->shape[3], d->n_buckets / 2);
+    }
+    return 0;
+}
+
+static int lsh_run(const lsh_run_args *ra)
+{
+    clattn_lsh_desc desc;
+    int rc = lsh_desc_from(ra, &desc);
+    if (rc)
+        return rc;
+    npy_array q, v, r;
+    memset(&q, 0, sizeof q);
+    memset(&v, 0, sizeof v);
+    memset(&r, 0, sizeof r);
+    float *out = NULL, *lse = NULL;
+    clattn_context *ctx = NULL;
+    if ((rc = load_f32(ra->q, "--q", 4, &q)) || (rc = load_f32(ra->v, "--v", 4, &v)) ||
+        (ra->rot && (rc = load_f32(ra->rot, "--rotations", 3, &r))) ||
+        (rc = lsh_check_shapes(ra, &desc, &q, &v, &r)))
+        goto cleanup;
+    size_t rows = q.count / q.shape[3];
+    out = malloc(rows * v.shape[3] * sizeof *out);
+    lse = ra->lse ? malloc(rows * sizeof *lse) : NULL;
+    if (!out || (ra->lse && !lse)) {
+        rc = fail(EXIT_RUNTIME, "out of memory for the outputs");
+        goto cleanup;
+    }
+    if ((rc = open_context(ra->device, &ctx)))
+        goto cleanup;
+    clattn_status st =
+        clattn_lsh_host(ctx, &desc, q.shape, v.shape, q.data, v.data, r.data, out, lse);
+    if (st != CLATTN_SUCCESS) {
+        rc = fail(status_exit_code(st), "lsh attention failed: %s (%s)", lib_error(ctx, st),
+                  clattn_status_string(st));
+        goto cleanup;
+    }
+    size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
+    if ((rc = write_f32(ra->out, out, 4, oshape)))
+        goto cleanup;
+    if (ra->lse && (rc = write_f32(ra->lse, lse, 3, oshape)) != 0)
+        remove(ra->out); /* no half-result left behind */
+cleanup:
+    clattn_context_destroy(ctx);
+    npy_free(&q);
+    npy_free(&v);
+    npy_free(&r);
+    free(out);
+    free(lse);
+    return rc;
+}
+
+int cli_run_lsh(int argc, char **argv)
+{
+    lsh_run_args ra;
+    memset(&ra, 0, sizeof ra);
+    const opt_spec specs[] = {
+        {"--q", NULL, &ra.q, NULL},
+        {"--v", NULL, &ra.v, NULL},
+        {"--out", "-o", &ra.out, NULL},
+        {"--lse", NULL, &ra.lse, NULL},
+        {"--rotations", NULL, &ra.rot, NULL},
+        {"--seed", NULL, &ra.seed, NULL},
+        {"--hashes", NULL, &ra.hashes, NULL},
+        {"--buckets", NULL, &ra.buckets, NULL},
+        {"--chunk", NULL, &ra.chunk, NULL},
+        {"--device", NULL, &ra.device, NULL},
+        {"--causal", NULL, NULL, &ra.causal},
+        {"--across-buckets", NULL, NULL, &ra.across},
+    };
+    int help = 0;
+    int rc = parse_options(argc, argv, 2, "run lsh", specs, OPT_COUNT(specs), &help);
+    if (rc)
+        return rc;
+    if (help) {
+        cli_usage_lsh(stdout);
+        return 0;
+    }
+    return lsh_run(&ra);
+}
+
+/* ---- bench ---- */
+
+typedef struct lsh_bench_cfg {
+    size_t ns[MAX_SWEEP], n_count;
+    size_t d, heads, batch, reps;
+    clattn_lsh_desc desc;
+    int csv, do_lsh, do_tiled;
+    const char *device;
+} lsh_bench_cfg;
+
+typedef struct lsh_job {
+    clattn_context *ctx;
+    const clattn_lsh_desc *desc;
+    clattn_tensor q, v, out;
+} lsh_job;
+
+static clattn_status lsh_enqueue(void *arg)
+{
+    lsh_job *j = arg;
+    return clattn_lsh_enqueue(j->ctx, j->desc, &j->q, &j->v, NULL, &j->out, NULL, NULL, 0, NULL,
+                              NULL);
+}
+
+static int bench_lsh_row(clattn_context *ctx, const lsh_bench_cfg *cfg, size_t n,
+                         const progress *prog, bench_row *r)
+{
+    cl_mem bufs[3] = {NULL, NULL, NULL};
+    size_t elems = cfg->batch * cfg->heads * n * cfg->d;
+    memset(r, 0, sizeof *r);
+    cl_int err = make_buffers(ctx, bufs, 3, 2, elems);
+    if (err != CL_SUCCESS) {
+        note(prog, "lsh N=%zu skipped: cannot allocate its tensors (OpenCL error %d)", n,
+             (int)err);
+        return -1;
+    }
+    lsh_job job = {ctx, &cfg->desc, clattn_tensor_make(bufs[0], cfg->batch, cfg->heads, n, cfg->d),
+                   clattn_tensor_make(bufs[1], cfg->batch, cfg->heads, n, cfg->d),
+                   clattn_tensor_make(bufs[2], cfg->batch, cfg->heads, n, cfg->d)};
+    clattn_status st = time_median(ctx, lsh_enqueue, &job, cfg->reps, &r->ms);
+    release_buffers(bufs, 3);
+    if (st != CLATTN_SUCCESS) {
+        note(prog, "lsh N=%zu failed: %s", n, lib_error(ctx, st));
+        return -1;
+    }
+    snprintf(r->op, sizeof r->op, "lsh");
+    snprintf(r->variant, sizeof r->variant, "lsh");
+    r->batch = cfg->batch;
+    r->heads = cfg->heads;
+    r->nq = r->nk = n;
+    r->d = cfg->d;
+    r->causal = cfg->desc.causal;
+    r->gflops = 0; /* the work depends on the buckets: no fixed FLOP count */
+    r->build_ms = NAN;
+    snprintf(r->kernel, sizeof r->kernel, "clattn_lsh h%zu b%zu c%zu", cfg->desc.n_hashes,
+             cfg->desc.n_buckets, cfg->desc.chunk_size);
+    return 0;
+}
+
+static int lsh_bench_parse(int argc, char **argv, lsh_bench_cfg *cfg, int *help)
+{
+    const char *cmd = "bench lsh";
+    const char *n = NULL, *d = NULL, *heads = NULL, *batch = NULL, *reps = NULL, *hashes = NULL,
+               *buckets = NULL, *chunk = NULL, *variants = NULL;
+    memset(cfg, 0, sizeof *cfg);
+    clattn_lsh_desc_init(&cfg->desc);
+    const opt_spec specs[] = {
+        {"--n", NULL, &n, NULL},
+        {"--d", NULL, &d, NULL},
+        {"--heads", NULL, &heads, NULL},
+        {"--batch", NULL, &batch, NULL},
+        {"--reps", NULL, &reps, NULL},
+        {"--hashes", NULL, &hashes, NULL},
+        {"--buckets", NULL, &buckets, NULL},
+        {"--chunk", NULL, &chunk, NULL},
+        {"--variants", NULL, &variants, NULL},
+        {"--device", NULL, &cfg->device, NULL},
+        {"--causal", NULL, NULL, &cfg->desc.causal},
+        {"--csv", NULL, NULL, &cfg->csv},
+    };
+    int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), help);
+    if (rc || *help)
+        return rc;
+    static const size_t def_ns[] = {4096, 16384, 65536};
+    cfg->n_count = 3;
+    memcpy(cfg->ns, def_ns, sizeof def_ns);
+    cfg->d = 64;
+    cfg->heads = cfg->batch = 1;
+    cfg->reps = 3;
+    if ((n && parse_list(cmd, "--n", n, 1, (size_t)1 << 28, cfg->ns, &cfg->n_count)) ||
+        (d && size_option(cmd, "--d", d, 1, MAX_HEAD_DIM, &cfg->d)) ||
+        (heads && size_option(cmd, "--heads", heads, 1, 4096, &cfg->heads)) ||
+        (batch && size_option(cmd, "--batch", batch, 1, 4096, &cfg->batch)) ||
+        (reps && size_option(cmd, "--reps", reps, 1, 1000, &cfg->reps)) ||
+        (hashes && size_option(cmd, "--hashes", hashes, 1, CLATTN_LSH_MAX_HASHES,
+                               &cfg->desc.n_hashes)) ||
+        (buckets && size_option(cmd, "--buckets", buckets, 2, CLATTN_LSH_MAX_BUCKETS,
+                                &cfg->desc.n_buckets)) ||
+        (chunk && size_option(cmd, "--chunk", chunk, 1, (size_t)1 << 30, &cfg->desc.chunk_size)))
+        return EXIT_USAGE;
+    if (cfg->desc.n_buckets % 2 != 0)
+        return fail(EXIT_USAGE, "%s: --buckets %zu must be even", cmd, cfg->desc.n_buckets);
+    cfg->do_lsh = cfg->do_tiled = 1;
+    if (variants) {
+        cfg->do_lsh = cfg->do_tiled = 0;
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", variants);
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (strcmp(t, "lsh") == 0)
+                cfg->do_lsh = 1;
+            else if (strcmp(t, "tiled") == 0)
+                cfg->do_tiled = 1;
+            else
+                return fail(EXIT_USAGE, "%s: unknown variant '%s' (lsh, tiled)", cmd, t);
+        }
+        if (!cfg->do_lsh && !cfg->do_tiled)
+            return fail(EXIT_USAGE, "%s: --variants lists nothing", cmd);
+    }
+    return 0;
+}
+
+int cli_bench_lsh(int argc, char **argv)
+{
+    lsh_bench_cfg cfg;
+    int help = 0;
+    int rc = lsh_bench_parse(argc, argv, &cfg, &help);
+    if (rc)
+        return rc;
+    if (help) {
+        cli_usage_lsh(stdout);
+        return 0;
+    }
+    clattn_context *ctx = NULL;
+    if ((rc = open_context(cfg.device, &ctx)))
+        return rc;
+    bench_row *rows = calloc(2 * cfg.n_count, sizeof *rows);
+    if (!rows) {
+        clattn_context_destroy(ctx);
+        return fail(EXIT_RUNTIME, "out of memory");
+    }
+    size_t count = 0, failed = 0;
+    progress prog = {isatty(fileno(stderr)), 0, cfg.n_count * (size_t)(cfg.do_lsh + cfg.do_tiled)};
+    for (size_t i = 0; i < cfg.n_count; i++) {
+        size_t n = cfg.ns[i];
+        if (cfg.do_lsh) {
+            progress_step(&prog, "lsh N=%zu", n);
+            if (bench_lsh_row(ctx, &cfg, n, &prog, &rows[count]) == 0)
+                count++;
+            else
+                failed++;
+        }
+        if (cfg.do_tiled) {
+            progress_step(&prog, "tiled N=%zu", n);
+            if (bench_tiled_row(ctx, cfg.batch, cfg.heads, n, n, cfg.d, cfg.desc.causal, cfg.reps,
+                                &prog, &rows[count]) == 0)
+                count++;
+            else
+                failed++;
+        }
+    }
+    progress_clear(&prog);
+    if (cfg.csv)
+        cli_print_csv(rows, count);
+    else
+        cli_print_table(rows, count, cfg.do_tiled && cfg.do_lsh ? "tiled" : NULL, 0);
+    free(rows);
+    clattn_context_destroy(ctx);
+    return count == 0 && failed > 0 ? EXIT_RUNTIME : 0;
+}

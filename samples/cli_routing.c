@@ -1,0 +1,354 @@
+/* clattn run routing / clattn bench routing: Routing Transformer attention from the command line
+ * (see cli.h for the conventions every subcommand follows). */
+#define _POSIX_C_SOURCE 200809L /* isatty, fileno, strtok_r */
+
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int cli_run_routing(int argc, char **argv);
+int cli_bench_routing(int argc, char **argv);
+void cli_usage_routing(FILE *f);
+
+void cli_usage_routing(FILE *f)
+{
+    fprintf(f,
+            "  clattn run routing --q Q.npy --k K.npy --v V.npy -o OUT.npy --clusters C\n"
+            "         [--window W] [--causal] (--centroids M.npy | --seed S) [--device SEL]\n"
+            "      Routing Transformer attention (balanced routing: each of the C clusters takes\n"
+            "      the W queries and W keys closest to its centroid, default W = ceil(N / C)) on\n"
+            "      float32 .npy arrays q, k [B,H,N,D], v [B,H,N,Dv]; centroids [H,C,D], or\n"
+            "      k-means++ from q and k with the seed (clattn_routing_centroids_init). Writes\n"
+            "      OUT [B,H,N,Dv]; positions no cluster served are zeros\n"
+            "  clattn bench routing [--n 4096,16384,65536] [--d 64] [--heads 1] [--batch 1]\n"
+            "         [--clusters C] [--window W] [--causal] [--reps 3]\n"
+            "         [--variants routing,tiled] [--csv] [--device SEL]\n"
+            "      median wall time of routing attention (Dv = D; C = ceil(sqrt(N)) unless given;\n"
+            "      centroids by k-means++ with seed 0, not timed) and of exact tiled attention on\n"
+            "      the same shapes, measured in the same run; the table's 'vs base' column is\n"
+            "      tiled ms / routing ms. Routing rows report no GFLOP/s (0 in CSV)\n");
+}
+
+/* ---- run ---- */
+
+typedef struct routing_run_args {
+    const char *q, *k, *v, *out, *centroids, *seed, *clusters, *window, *device;
+    int causal;
+} routing_run_args;
+
+static int routing_desc_from(const routing_run_args *ra, clattn_routing_desc *d)
+{
+    const char *cmd = "run routing";
+    clattn_routing_desc_init(d);
+    d->causal = ra->causal;
+    if (!ra->q || !ra->k || !ra->v || !ra->out)
+        return fail(EXIT_USAGE, "%s: --q, --k, --v and -o are required", cmd);
+    if (!ra->clusters)
+        return fail(EXIT_USAGE, "%s: --clusters is required", cmd);
+    if (size_option(cmd, "--clusters", ra->clusters, 1, (size_t)1 << 30, &d->clusters))
+        return EXIT_USAGE;
+    if (ra->window && size_option(cmd, "--window", ra->window, 1, (size_t)1 << 30, &d->window))
+        return EXIT_USAGE;
+    if (!ra->centroids == !ra->seed)
+        return fail(EXIT_USAGE, "%s: give exactly one of --centroids and --seed", cmd);
+    if (ra->seed && seed_option(cmd, "--seed", ra->seed, &d->seed))
+        return EXIT_USAGE;
+    return 0;
+}
+
+static int routing_check_shapes(const routing_run_args *ra, const clattn_routing_desc *d,
+                                const npy_array *q, const npy_array *k, const npy_array *v,
+                                const npy_array *m)
+{
+    const char *cmd = "run routing";
+    char qs[160], ks[160], vs[160], ms[160];
+    format_shape(qs, sizeof qs, q->ndim, q->shape);
+    format_shape(ks, sizeof ks, k->ndim, k->shape);
+    format_shape(vs, sizeof vs, v->ndim, v->shape);
+    if (q->shape[3] > MAX_HEAD_DIM || v->shape[3] > MAX_HEAD_DIM)
+        return fail(EXIT_USAGE, "%s: head dims of %s %s and %s %s must be at most %d", cmd, ra->q,
+                    qs, ra->v, vs, MAX_HEAD_DIM);
+    if (memcmp(q->shape, k->shape, 4 * sizeof q->shape[0]) != 0)
+        return fail(EXIT_USAGE, "%s: %s %s and %s %s differ", cmd, ra->q, qs, ra->k, ks);
+    if (q->shape[0] != v->shape[0] || q->shape[1] != v->shape[1] || q->shape[2] != v->shape[2])
+        return fail(EXIT_USAGE, "%s: %s %s and %s %s differ in batch, heads or length", cmd,
+                    ra->q, qs, ra->v, vs);
+    if (d->clusters > q->shape[2])
+        return fail(EXIT_USAGE, "%s: --clusters %zu exceeds the length N = %zu", cmd,
+                    d->clusters, q->shape[2]);
+    if (d->window != CLATTN_ROUTING_WINDOW_AUTO && d->window > q->shape[2])
+        return fail(EXIT_USAGE, "%s: --window %zu exceeds the length N = %zu", cmd, d->window,
+                    q->shape[2]);
+    if (m->data) {
+        format_shape(ms, sizeof ms, m->ndim, m->shape);
+        if (m->shape[0] != q->shape[1] || m->shape[1] != d->clusters ||
+            m->shape[2] != q->shape[3])
+            return fail(EXIT_USAGE, "%s: %s %s should be [%zu, %zu, %zu] (heads, clusters, D)",
+                        cmd, ra->centroids, ms, q->shape[1], d->clusters, q->shape[3]);
+    }
+    return 0;
+}
+
+static int routing_run(const routing_run_args *ra)
+{
+    clattn_routing_desc desc;
+    int rc = routing_desc_from(ra, &desc);
+    if (rc)
+        return rc;
+    npy_array q, k, v, m;
+    memset(&q, 0, sizeof q);
+    memset(&k, 0, sizeof k);
+    memset(&v, 0, sizeof v);
+    memset(&m, 0, sizeof m);
+    float *out = NULL;
+    clattn_context *ctx = NULL;
+    if ((rc = load_f32(ra->q, "--q", 4, &q)) || (rc = load_f32(ra->k, "--k", 4, &k)) ||
+        (rc = load_f32(ra->v, "--v", 4, &v)) ||
+        (ra->centroids && (rc = load_f32(ra->centroids, "--centroids", 3, &m))) ||
+        (rc = routing_check_shapes(ra, &desc, &q, &k, &v, &m)))
+        goto cleanup;
+    size_t rows = q.count / q.shape[3];
+    out = malloc(rows * v.shape[3] * sizeof *out);
+    if (!out) {
+        rc = fail(EXIT_RUNTIME, "out of memory for the output");
+        goto cleanup;
+    }
+    if ((rc = open_context(ra->device, &ctx)))
+        goto cleanup;
+    clattn_status st =
+        clattn_routing_host(ctx, &desc, q.shape, v.shape, q.data, k.data, v.data, m.data, out);
+    if (st != CLATTN_SUCCESS) {
+        rc = fail(status_exit_code(st), "routing attention failed: %s (%s)", lib_error(ctx, st),
+                  clattn_status_string(st));
+        goto cleanup;
+    }
+    size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
+    rc = write_f32(ra->out, out, 4, oshape);
+cleanup:
+    clattn_context_destroy(ctx);
+    npy_free(&q);
+    npy_free(&k);
+    npy_free(&v);
+    npy_free(&m);
+    free(out);
+    return rc;
+}
+
+int cli_run_routing(int argc, char **argv)
+{
+    routing_run_args ra;
+    memset(&ra, 0, sizeof ra);
+    const opt_spec specs[] = {
+        {"--q", NULL, &ra.q, NULL},
+        {"--k", NULL, &ra.k, NULL},
+        {"--v", NULL, &ra.v, NULL},
+        {"--out", "-o", &ra.out, NULL},
+        {"--centroids", NULL, &ra.centroids, NULL},
+        {"--seed", NULL, &ra.seed, NULL},
+        {"--clusters", NULL, &ra.clusters, NULL},
+        {"--window", NULL, &ra.window, NULL},
+        {"--device", NULL, &ra.device, NULL},
+        {"--causal", NULL, NULL, &ra.causal},
+    };
+    int help = 0;
+    int rc = parse_options(argc, argv, 2, "run routing", specs, OPT_COUNT(specs), &help);
+    if (rc)
+        return rc;
+    if (help) {
+        cli_usage_routing(stdout);
+        return 0;
+    }
+    return routing_run(&ra);
+}
+
+/* ---- bench ---- */
+
+typedef struct routing_bench_cfg {
+    size_t ns[MAX_SWEEP], n_count;
+    size_t d, heads, batch, reps, clusters; /* clusters 0: ceil(sqrt(N)) */
+    clattn_routing_desc desc;
+    int csv, do_routing, do_tiled;
+    const char *device;
+} routing_bench_cfg;
+
+typedef struct routing_job {
+    clattn_context *ctx;
+    const clattn_routing_desc *desc;
+    clattn_tensor q, k, v, mu, out;
+} routing_job;
+
+static clattn_status routing_enqueue(void *arg)
+{
+    routing_job *j = arg;
+    return clattn_routing_enqueue(j->ctx, j->desc, &j->q, &j->k, &j->v, &j->mu, &j->out, 0, NULL,
+                                  NULL);
+}
+
+static size_t clusters_for(const routing_bench_cfg *cfg, size_t n)
+{
+    if (cfg->clusters)
+        return cfg->clusters;
+    size_t c = (size_t)ceil(sqrt((double)n));
+    return c > n ? n : c;
+}
+
+static int bench_routing_row(clattn_context *ctx, const routing_bench_cfg *cfg, size_t n,
+                             const progress *prog, bench_row *r)
+{
+    cl_mem bufs[5] = {NULL, NULL, NULL, NULL, NULL};
+    size_t elems = cfg->batch * cfg->heads * n * cfg->d, c = clusters_for(cfg, n);
+    memset(r, 0, sizeof *r);
+    if (c > n) {
+        note(prog, "routing N=%zu skipped: %zu clusters exceed the length", n, c);
+        return -1;
+    }
+    cl_int err = make_buffers(ctx, bufs, 4, 3, elems);
+    if (err == CL_SUCCESS)
+        err = make_buffers(ctx, bufs + 4, 1, 0, cfg->heads * c * cfg->d);
+    if (err != CL_SUCCESS) {
+        release_buffers(bufs, 5);
+        note(prog, "routing N=%zu skipped: cannot allocate its tensors (OpenCL error %d)", n,
+             (int)err);
+        return -1;
+    }
+    clattn_routing_desc desc = cfg->desc;
+    desc.clusters = c;
+    routing_job job = {ctx,
+                       &desc,
+                       clattn_tensor_make(bufs[0], cfg->batch, cfg->heads, n, cfg->d),
+                       clattn_tensor_make(bufs[1], cfg->batch, cfg->heads, n, cfg->d),
+                       clattn_tensor_make(bufs[2], cfg->batch, cfg->heads, n, cfg->d),
+                       clattn_tensor_make(bufs[4], 1, cfg->heads, c, cfg->d),
+                       clattn_tensor_make(bufs[3], cfg->batch, cfg->heads, n, cfg->d)};
+    clattn_status st = clattn_routing_centroids_init(ctx, &desc, &job.q, &job.k, &job.mu);
+    if (st == CLATTN_SUCCESS)
+        st = time_median(ctx, routing_enqueue, &job, cfg->reps, &r->ms);
+    release_buffers(bufs, 5);
+    if (st != CLATTN_SUCCESS) {
+        note(prog, "routing N=%zu failed: %s", n, lib_error(ctx, st));
+        return -1;
+    }
+    size_t w = desc.window == CLATTN_ROUTING_WINDOW_AUTO ? (n + c - 1) / c : desc.window;
+    snprintf(r->op, sizeof r->op, "routing");
+    snprintf(r->variant, sizeof r->variant, "routing");
+    r->batch = cfg->batch;
+    r->heads = cfg->heads;
+    r->nq = r->nk = n;
+    r->d = cfg->d;
+    r->causal = cfg->desc.causal;
+    r->gflops = 0; /* scoring, selection and scatter are not FLOP-bound: no fixed count */
+    r->build_ms = NAN;
+    snprintf(r->kernel, sizeof r->kernel, "clattn_routing C%zu w%zu", c, w);
+    return 0;
+}
+
+static int routing_bench_parse(int argc, char **argv, routing_bench_cfg *cfg, int *help)
+{
+    const char *cmd = "bench routing";
+    const char *n = NULL, *d = NULL, *heads = NULL, *batch = NULL, *reps = NULL,
+               *clusters = NULL, *window = NULL, *variants = NULL;
+    memset(cfg, 0, sizeof *cfg);
+    clattn_routing_desc_init(&cfg->desc);
+    const opt_spec specs[] = {
+        {"--n", NULL, &n, NULL},
+        {"--d", NULL, &d, NULL},
+        {"--heads", NULL, &heads, NULL},
+        {"--batch", NULL, &batch, NULL},
+        {"--reps", NULL, &reps, NULL},
+        {"--clusters", NULL, &clusters, NULL},
+        {"--window", NULL, &window, NULL},
+        {"--variants", NULL, &variants, NULL},
+        {"--device", NULL, &cfg->device, NULL},
+        {"--causal", NULL, NULL, &cfg->desc.causal},
+        {"--csv", NULL, NULL, &cfg->csv},
+    };
+    int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), help);
+    if (rc || *help)
+        return rc;
+    static const size_t def_ns[] = {4096, 16384, 65536};
+    cfg->n_count = 3;
+    memcpy(cfg->ns, def_ns, sizeof def_ns);
+    cfg->d = 64;
+    cfg->heads = cfg->batch = 1;
+    cfg->reps = 3;
+    if ((n && parse_list(cmd, "--n", n, 1, (size_t)1 << 28, cfg->ns, &cfg->n_count)) ||
+        (d && size_option(cmd, "--d", d, 1, MAX_HEAD_DIM, &cfg->d)) ||
+        (heads && size_option(cmd, "--heads", heads, 1, 4096, &cfg->heads)) ||
+        (batch && size_option(cmd, "--batch", batch, 1, 4096, &cfg->batch)) ||
+        (reps && size_option(cmd, "--reps", reps, 1, 1000, &cfg->reps)) ||
+        (clusters && size_option(cmd, "--clusters", clusters, 1, (size_t)1 << 28,
+                                 &cfg->clusters)) ||
+        (window && size_option(cmd, "--window", window, 1, (size_t)1 << 28, &cfg->desc.window)))
+        return EXIT_USAGE;
+    cfg->do_routing = cfg->do_tiled = 1;
+    if (variants) {
+        cfg->do_routing = cfg->do_tiled = 0;
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", variants);
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (strcmp(t, "routing") == 0)
+                cfg->do_routing = 1;
+            else if (strcmp(t, "tiled") == 0)
+                cfg->do_tiled = 1;
+            else
+                return fail(EXIT_USAGE, "%s: unknown variant '%s' (routing, tiled)", cmd, t);
+        }
+        if (!cfg->do_routing && !cfg->do_tiled)
+            return fail(EXIT_USAGE, "%s: --variants lists nothing", cmd);
+    }
+    return 0;
+}
+
+int cli_bench_routing(int argc, char **argv)
+{
+    routing_bench_cfg cfg;
+    int help = 0;
+    int rc = routing_bench_parse(argc, argv, &cfg, &help);
+    if (rc)
+        return rc;
+    if (help) {
+        cli_usage_routing(stdout);
+        return 0;
+    }
+    clattn_context *ctx = NULL;
+    if ((rc = open_context(cfg.device, &ctx)))
+        return rc;
+    bench_row *rows = calloc(2 * cfg.n_count, sizeof *rows);
+    if (!rows) {
+        clattn_context_destroy(ctx);
+        return fail(EXIT_RUNTIME, "out of memory");
+    }
+    size_t count = 0, failed = 0;
+    progress prog = {isatty(fileno(stderr)), 0,
+                     cfg.n_count * (size_t)(cfg.do_routing + cfg.do_tiled)};
+    for (size_t i = 0; i < cfg.n_count; i++) {
+        size_t n = cfg.ns[i];
+        if (cfg.do_routing) {
+            progress_step(&prog, "routing N=%zu", n);
+            if (bench_routing_row(ctx, &cfg, n, &prog, &rows[count]) == 0)
+                count++;
+            else
+                failed++;
+        }
+        if (cfg.do_tiled) {
+            progress_step(&prog, "tiled N=%zu", n);
+            if (bench_tiled_row(ctx, cfg.batch, cfg.heads, n, n, cfg.d, cfg.desc.causal, cfg.reps,
+                                &prog, &rows[count]) == 0)
+                count++;
+            else
+                failed++;
+        }
+    }
+    progress_clear(&prog);
+    if (cfg.csv)
+        cli_print_csv(rows, count);
+    else
+        cli_print_table(rows, count, cfg.do_tiled && cfg.do_routing ? "tiled" : NULL, 0);
+    free(rows);
+    clattn_context_destroy(ctx);
+    return count == 0 && failed > 0 ? EXIT_RUNTIME : 0;
+}

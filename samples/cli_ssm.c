@@ -1,0 +1,330 @@
+/* clattn run ssm / clattn bench ssm: the diagonal state-space long convolution (S4D / DSS). */
+#define _POSIX_C_SOURCE 200809L /* isatty, fileno */
+
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void cli_usage_ssm(FILE *f);
+int cli_run_ssm(int argc, char **argv);
+int cli_bench_ssm(int argc, char **argv);
+
+void cli_usage_ssm(FILE *f)
+{
+    fprintf(f,
+            "  clattn run ssm --u U.npy --A A.npy --Ct C.npy --log-dt DT.npy [--D D.npy]\n"
+            "         -o Y.npy [--algo auto|fft|direct] [--device SEL]\n"
+            "      diagonal state-space model (S4D/DSS) on float32 .npy arrays: u [B,H,L],\n"
+            "      A and Ct [H,N,2] (complex as re, im), log_dt [H], D [H]; writes\n"
+            "      y [B,H,L] = K * u + D u with K[h,l] = Re(sum_n Ct exp(exp(log_dt) A l))\n"
+            "  clattn bench ssm [--n 1024,4096,16384,65536] [--heads 4] [--batch 1]\n"
+            "         [--state 64] [--variants fft,direct] [--max-direct 65536] [--reps 3]\n"
+            "         [--csv] [--device SEL]\n"
+            "      FFT and direct convolution in one run (the kernel is generated once per\n"
+            "      length, outside the timing); direct is skipped above --max-direct.\n"
+            "      GFLOP/s counts the direct sum's B*H*N^2 multiply-adds for both\n");
+}
+
+static int algo_option(const char *cmd, const char *s, clattn_ssm_algo *a)
+{
+    if (!s || strcmp(s, "auto") == 0)
+        *a = CLATTN_SSM_AUTO;
+    else if (strcmp(s, "fft") == 0)
+        *a = CLATTN_SSM_FFT;
+    else if (strcmp(s, "direct") == 0)
+        *a = CLATTN_SSM_DIRECT;
+    else
+        return fail(EXIT_USAGE, "%s: --algo '%s' is not auto, fft or direct", cmd, s);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* run                                                                                            */
+/* ---------------------------------------------------------------------------------------------- */
+
+int cli_run_ssm(int argc, char **argv)
+{
+    const char *cmd = "run ssm";
+    const char *up = NULL, *ap = NULL, *cp = NULL, *dtp = NULL, *dp = NULL, *op = NULL,
+               *algo = NULL, *device = NULL;
+    int help = 0;
+    const opt_spec specs[] = {
+        {"--u", NULL, &up, NULL},         {"--A", NULL, &ap, NULL},
+        {"--Ct", NULL, &cp, NULL},        {"--log-dt", NULL, &dtp, NULL},
+        {"--D", NULL, &dp, NULL},         {"--out", "-o", &op, NULL},
+        {"--algo", NULL, &algo, NULL},    {"--device", NULL, &device, NULL},
+    };
+    int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), &help);
+    if (rc)
+        return rc;
+    if (help) {
+        cli_usage_ssm(stdout);
+        return 0;
+    }
+    const char *missing = !up    ? "--u"
+                          : !ap  ? "--A"
+                          : !cp  ? "--Ct"
+                          : !dtp ? "--log-dt"
+                          : !op  ? "-o"
+                                 : NULL;
+    if (missing)
+        return fail(EXIT_USAGE,
+                    "%s: missing required option %s (needs --u, --A, --Ct, --log-dt, -o)", cmd,
+                    missing);
+    clattn_ssm_desc desc;
+    clattn_ssm_desc_init(&desc);
+    if ((rc = algo_option(cmd, algo, &desc.algorithm)))
+        return rc;
+
+    npy_array u, a, c, dt, d;
+    memset(&u, 0, sizeof u);
+    memset(&a, 0, sizeof a);
+    memset(&c, 0, sizeof c);
+    memset(&dt, 0, sizeof dt);
+    memset(&d, 0, sizeof d);
+    float *y = NULL;
+    clattn_context *ctx = NULL;
+    if ((rc = load_f32(up, "--u", 3, &u)) || (rc = load_f32(ap, "--A", 3, &a)) ||
+        (rc = load_f32(cp, "--Ct", 3, &c)) || (rc = load_f32(dtp, "--log-dt", 1, &dt)) ||
+        (dp && (rc = load_f32(dp, "--D", 1, &d))))
+        goto cleanup;
+    size_t B = u.shape[0], H = u.shape[1], L = u.shape[2], N = a.shape[1];
+    if (a.shape[0] != H || a.shape[2] != 2) {
+        rc = fail(EXIT_USAGE, "%s (--A): shape [%zu, %zu, %zu], expected [%zu, N, 2]", ap,
+                  a.shape[0], a.shape[1], a.shape[2], H);
+        goto cleanup;
+    }
+    if (c.shape[0] != H || c.shape[1] != N || c.shape[2] != 2) {
+        rc = fail(EXIT_USAGE, "%s (--Ct): shape [%zu, %zu, %zu], expected [%zu, %zu, 2]", cp,
+                  c.shape[0], c.shape[1], c.shape[2], H, N);
+        goto cleanup;
+    }
+    if (dt.shape[0] != H || (dp && d.shape[0] != H)) {
+        rc = fail(EXIT_USAGE, "%s: --log-dt and --D must hold H = %zu values", cmd, H);
+        goto cleanup;
+    }
+    y = malloc(u.count * sizeof *y);
+    if (!y) {
+        rc = fail(EXIT_RUNTIME, "out of memory for the output");
+        goto cleanup;
+    }
+    if ((rc = open_context(device, &ctx)))
+        goto cleanup;
+    clattn_status st = clattn_ssm_host(ctx, &desc, B, H, N, L, a.data, c.data, dt.data,
+                                       dp ? d.data : NULL, u.data, y);
+    if (st != CLATTN_SUCCESS) {
+        rc = fail_status(ctx, st, "ssm failed");
+        goto cleanup;
+    }
+    rc = write_f32(op, y, 3, u.shape);
+cleanup:
+    clattn_context_destroy(ctx);
+    npy_free(&u);
+    npy_free(&a);
+    npy_free(&c);
+    npy_free(&dt);
+    npy_free(&d);
+    free(y);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* bench                                                                                          */
+/* ---------------------------------------------------------------------------------------------- */
+
+enum { SV_FFT, SV_DIRECT, SV_COUNT };
+static const char *const SV_NAMES[SV_COUNT] = {"fft", "direct"};
+
+typedef struct ssm_bench {
+    size_t ns[MAX_SWEEP], n_count, heads, batch, state, reps, max_direct;
+    int variants[SV_COUNT], n_variants, csv;
+    const char *device;
+} ssm_bench;
+
+typedef struct ssm_job {
+    clattn_ssm *ssm;
+    clattn_ssm_desc desc;
+    clattn_tensor u, y;
+} ssm_job;
+
+static clattn_status ssm_enqueue(void *arg)
+{
+    ssm_job *j = arg;
+    return clattn_ssm_enqueue(j->ssm, &j->desc, &j->u, &j->y, 0, NULL, NULL);
+}
+
+/* S4D-Lin parameters: A = -1/2 + i pi n, dt from 0.001 to 0.1 across channels, Ct random. */
+static clattn_status make_ssm(clattn_context *ctx, size_t H, size_t N, clattn_ssm **s)
+{
+    float *A = malloc(2 * H * N * sizeof(float)), *C = malloc(2 * H * N * sizeof(float));
+    float *dt = malloc(H * sizeof(float));
+    clattn_status st = CLATTN_OUT_OF_HOST_MEMORY;
+    if (A && C && dt) {
+        fill_random(C, 2 * H * N, 7);
+        for (size_t h = 0; h < H; h++) {
+            dt[h] = (float)(log(0.001) + (H > 1 ? (double)h / (double)(H - 1) : 0.5) *
+                                             (log(0.1) - log(0.001)));
+            for (size_t n = 0; n < N; n++) {
+                A[2 * (h * N + n)] = -0.5f;
+                A[2 * (h * N + n) + 1] = (float)(3.14159265358979 * (double)n);
+            }
+        }
+        st = clattn_ssm_create(ctx, H, N, A, C, dt, NULL, s);
+    }
+    free(A);
+    free(C);
+    free(dt);
+    return st;
+}
+
+static int bench_one(clattn_context *ctx, const ssm_bench *b, clattn_ssm *ssm, size_t n, int var,
+                     const progress *prog, bench_row *r)
+{
+    cl_mem bufs[2] = {NULL, NULL};
+    cl_int err = make_buffers(ctx, bufs, 2, 1, b->batch * b->heads * n);
+    if (err != CL_SUCCESS) {
+        note(prog, "%s N=%zu skipped: cannot allocate its tensors (OpenCL error %d)",
+             SV_NAMES[var], n, (int)err);
+        return -1;
+    }
+    ssm_job j;
+    memset(&j, 0, sizeof j);
+    j.ssm = ssm;
+    clattn_ssm_desc_init(&j.desc);
+    j.desc.algorithm = var == SV_FFT ? CLATTN_SSM_FFT : CLATTN_SSM_DIRECT;
+    j.u = clattn_tensor_make(bufs[0], b->batch, b->heads, n, 1);
+    j.y = clattn_tensor_make(bufs[1], b->batch, b->heads, n, 1);
+    memset(r, 0, sizeof *r);
+    snprintf(r->op, sizeof r->op, "ssm");
+    snprintf(r->variant, sizeof r->variant, "%s", SV_NAMES[var]);
+    r->batch = b->batch;
+    r->heads = b->heads;
+    r->nq = r->nk = n;
+    r->d = b->state;
+    r->causal = 1;
+    r->build_ms = NAN;
+    snprintf(r->kernel, sizeof r->kernel, "ssm %s N=%zu", SV_NAMES[var], b->state);
+    /* The direct sum is O(N^2): one repetition beyond 8k keeps the sweep short. */
+    size_t reps = var == SV_DIRECT && n > 8192 ? 1 : b->reps;
+    clattn_status st = time_median(ctx, ssm_enqueue, &j, reps, &r->ms);
+    r->gflops = 2.0 * (double)(b->batch * b->heads) * (double)n * (double)n / 2.0 / (r->ms * 1e6);
+    if (st != CLATTN_SUCCESS)
+        note(prog, "%s N=%zu failed: %s", SV_NAMES[var], n, lib_error(ctx, st));
+    release_buffers(bufs, 2);
+    return st == CLATTN_SUCCESS ? 0 : -1;
+}
+
+static int bench_parse_ssm(int argc, char **argv, ssm_bench *b, int *help)
+{
+    const char *cmd = "bench ssm";
+    const char *n = NULL, *heads = NULL, *batch = NULL, *state = NULL, *reps = NULL,
+               *vars = NULL, *maxd = NULL;
+    memset(b, 0, sizeof *b);
+    const size_t ns[] = {1024, 4096, 16384, 65536};
+    for (size_t i = 0; i < 4; i++)
+        b->ns[b->n_count++] = ns[i];
+    b->heads = 4;
+    b->batch = 1;
+    b->state = 64;
+    b->reps = 3;
+    b->max_direct = 65536;
+    const opt_spec specs[] = {
+        {"--n", NULL, &n, NULL},          {"--heads", NULL, &heads, NULL},
+        {"--batch", NULL, &batch, NULL},  {"--state", NULL, &state, NULL},
+        {"--reps", NULL, &reps, NULL},    {"--variants", NULL, &vars, NULL},
+        {"--max-direct", NULL, &maxd, NULL}, {"--device", NULL, &b->device, NULL},
+        {"--csv", NULL, NULL, &b->csv},
+    };
+    int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), help);
+    if (rc || *help)
+        return rc;
+    if ((n && (rc = parse_list(cmd, "--n", n, 1, ((size_t)1 << 24) - 1, b->ns, &b->n_count))) ||
+        (heads && (rc = size_option(cmd, "--heads", heads, 1, 65536, &b->heads))) ||
+        (batch && (rc = size_option(cmd, "--batch", batch, 1, 65536, &b->batch))) ||
+        (state && (rc = size_option(cmd, "--state", state, 1, 4096, &b->state))) ||
+        (reps && (rc = size_option(cmd, "--reps", reps, 1, 1000, &b->reps))) ||
+        (maxd && (rc = size_option(cmd, "--max-direct", maxd, 0, (size_t)1 << 24,
+                                   &b->max_direct))))
+        return rc;
+    if (!vars) {
+        b->variants[b->n_variants++] = SV_FFT;
+        b->variants[b->n_variants++] = SV_DIRECT;
+        return 0;
+    }
+    for (const char *p = vars; *p;) {
+        size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int v = 0; v < SV_COUNT; v++)
+            if (strlen(SV_NAMES[v]) == len && strncmp(p, SV_NAMES[v], len) == 0)
+                found = v;
+        if (found < 0)
+            return fail(EXIT_USAGE, "%s: --variants: unknown variant '%.*s' (known: fft, direct)",
+                        cmd, (int)len, p);
+        int dup = 0;
+        for (int i = 0; i < b->n_variants; i++)
+            dup |= b->variants[i] == found;
+        if (!dup)
+            b->variants[b->n_variants++] = found;
+        p += len + (p[len] == ',');
+    }
+    return b->n_variants ? 0 : fail(EXIT_USAGE, "%s: --variants is empty", cmd);
+}
+
+int cli_bench_ssm(int argc, char **argv)
+{
+    ssm_bench b;
+    int help = 0;
+    int rc = bench_parse_ssm(argc, argv, &b, &help);
+    if (rc)
+        return rc;
+    if (help) {
+        cli_usage_ssm(stdout);
+        return 0;
+    }
+    clattn_context *ctx = NULL;
+    if ((rc = open_context(b.device, &ctx)))
+        return rc;
+    clattn_device_info info;
+    clattn_context_get_device_info(ctx, &info);
+    fprintf(stderr, "clattn: benchmarking on %u:%u %s (%s)\n", info.platform_index,
+            info.device_index, info.name, info.platform_name);
+    clattn_ssm *ssm = NULL;
+    clattn_status st = make_ssm(ctx, b.heads, b.state, &ssm);
+    if (st != CLATTN_SUCCESS) {
+        rc = fail_status(ctx, st, "ssm parameters");
+        clattn_context_destroy(ctx);
+        return rc;
+    }
+    bench_row *rows = calloc(b.n_count * SV_COUNT + 1, sizeof *rows);
+    if (!rows) {
+        clattn_ssm_destroy(ssm);
+        clattn_context_destroy(ctx);
+        return fail(EXIT_RUNTIME, "out of memory");
+    }
+    size_t nrows = 0;
+    progress prog = {isatty(fileno(stderr)), 0, b.n_count * (size_t)b.n_variants};
+    for (size_t i = 0; i < b.n_count; i++)
+        for (int vi = 0; vi < b.n_variants; vi++) {
+            int v = b.variants[vi];
+            size_t n = b.ns[i];
+            progress_step(&prog, "%s N=%zu", SV_NAMES[v], n);
+            if (v == SV_DIRECT && n > b.max_direct) {
+                note(&prog, "direct N=%zu skipped (above --max-direct %zu)", n, b.max_direct);
+                continue;
+            }
+            nrows += bench_one(ctx, &b, ssm, n, v, &prog, &rows[nrows]) == 0;
+        }
+    progress_clear(&prog);
+    clattn_ssm_destroy(ssm);
+    clattn_context_destroy(ctx);
+    if (nrows && b.csv)
+        cli_print_csv(rows, nrows);
+    else if (nrows)
+        cli_print_table(rows, nrows, "direct", 0);
+    free(rows);
+    return nrows ? 0 : fail(EXIT_RUNTIME, "bench: no measurement succeeded");
+}

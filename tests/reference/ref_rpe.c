@@ -1,0 +1,74 @@
+/* ref_rpe.c - see ref_rpe.h. */
+#include "ref_rpe.h"
+
+#include "ref_linear.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+double ref_rpe_bias_max(const float *bias, size_t h, size_t N, int causal)
+{
+    const float *bh = bias + h * (2 * N - 1);
+    size_t used = causal ? N : 2 * N - 1; /* entries 0..N-1 hold r = -(N-1)..0 */
+    double m = -INFINITY;
+    for (size_t x = 0; x < used; x++)
+        if (bh[x] > m)
+            m = bh[x];
+    return m;
+}
+
+void ref_rpe_from_features(const double *fq, const double *fk, const float *v, const float *bias,
+                           float *out, size_t B, size_t H, size_t N, size_t M, size_t Dv,
+                           double eps, int causal)
+{
+    double *acc = malloc(Dv * sizeof *acc);
+    if (acc == NULL) {
+        for (size_t x = 0; x < B * H * N * Dv; x++)
+            out[x] = NAN;
+        return;
+    }
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++) {
+            size_t bh = b * H + h;
+            double bmax = ref_rpe_bias_max(bias, h, N, causal);
+            for (size_t i = 0; i < N; i++) {
+                double den = 0.0;
+                for (size_t e = 0; e < Dv; e++)
+                    acc[e] = 0.0;
+                size_t jend = causal ? i + 1 : N;
+                for (size_t j = 0; j < jend; j++) {
+                    double dot = 0.0;
+                    for (size_t m = 0; m < M; m++)
+                        dot += fq[(bh * N + i) * M + m] * fk[(bh * N + j) * M + m];
+                    /* r = j - i lives at element r + N - 1 */
+                    double w = dot * exp((double)bias[h * (2 * N - 1) + (j + N - 1 - i)] - bmax);
+                    den += w;
+                    for (size_t e = 0; e < Dv; e++)
+                        acc[e] += w * (double)v[(bh * N + j) * Dv + e];
+                }
+                for (size_t e = 0; e < Dv; e++)
+                    out[(bh * N + i) * Dv + e] = (float)(acc[e] / (den + eps));
+            }
+        }
+    free(acc);
+}
+
+void ref_rpe_attention(const float *q, const float *k, const float *v, const float *bias,
+                       float *out, size_t B, size_t H, size_t N, size_t D, size_t Dv, int fmap,
+                       double eps, int causal)
+{
+    size_t n = B * H * N * D;
+    double *fq = malloc(n * sizeof *fq), *fk = malloc(n * sizeof *fk);
+    if (fq == NULL || fk == NULL) {
+        for (size_t x = 0; x < B * H * N * Dv; x++)
+            out[x] = NAN;
+    } else {
+        for (size_t x = 0; x < n; x++) {
+            fq[x] = ref_linear_phi(q[x], fmap);
+            fk[x] = ref_linear_phi(k[x], fmap);
+        }
+        ref_rpe_from_features(fq, fk, v, bias, out, B, H, N, D, Dv, eps, causal);
+    }
+    free(fq);
+    free(fk);
+}

@@ -1,0 +1,37 @@
+/* ref_rpe.h - plain-C double-precision reference for kernelized attention with relative positional
+ * encoding (Luo et al. 2021). Written for clarity, not speed: the direct O(N^2) double sums. */
+#ifndef CLATTN_TESTS_REF_RPE_H
+#define CLATTN_TESTS_REF_RPE_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The maximum of the bias entries head h uses: every r in [-(N-1), N-1], or r <= 0 when causal.
+   bias: [H][2N-1], element r + N - 1 holding b_r. */
+double ref_rpe_bias_max(const float *bias, size_t h, size_t N, int causal);
+
+/* From features: fq, fk [B][H][N][M] (phi already applied), v [B][H][N][Dv], bias [H][2N-1],
+   out [B][H][N][Dv]:
+     w_ij  = fq_i . fk_j * exp(b_(j-i) - bmax_h)     (j <= i only when causal)
+     out_i = sum_j w_ij v_j / (sum_j w_ij + eps)
+   with bmax_h = ref_rpe_bias_max(bias, h, N, causal): the shift cancels in the quotient, and eps
+   is added to the sum of the shifted weights (as the library documents). */
+void ref_rpe_from_features(const double *fq, const double *fk, const float *v, const float *bias,
+                           float *out, size_t B, size_t H, size_t N, size_t M, size_t Dv,
+                           double eps, int causal);
+
+/* The same with an element-wise feature map (numbered as clattn_feature_map: 0 elu + 1, 1 relu,
+   2 identity; ref_linear_phi) applied to q, k [B][H][N][D] (M = D). If scratch cannot be
+   allocated, out is filled with NaN so any comparison fails. */
+void ref_rpe_attention(const float *q, const float *k, const float *v, const float *bias,
+                       float *out, size_t B, size_t H, size_t N, size_t D, size_t Dv, int fmap,
+                       double eps, int causal);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLATTN_TESTS_REF_RPE_H */

@@ -1,0 +1,779 @@
+/* Reformer LSH attention against the fp64 host reference (tests/reference/ref_lsh.c), on the device
+ * chosen by CLATTN_DEVICE.
+ *
+ * The reference hashes in double; the device in float. Where a position's best and second-best
+ * rotated coordinates are nearly equal (relative gap below MARGIN) the device may rightly choose
+ * the other bucket, so every test reads the device's buckets back (the optional buckets output),
+ * requires them to equal the reference's wherever the gap is clear, and computes the reference
+ * attention from the device's buckets. Outputs are poisoned with NaN before each run so an
+ * unwritten element fails. Tolerance, per DESIGN.md §4: max|out - ref| <= 1e-4 * max(1, max|ref|),
+ * for out and lse. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clattn.h"
+#include "reference/ref_attention.h"
+#include "reference/ref_lsh.h"
+
+#define TOL 1e-4
+#define MARGIN 1e-4
+
+static clattn_context *ctx;
+
+typedef struct tcase {
+    size_t B, H, N, D, Dv;
+    size_t nh, nb, chunk;
+    int causal, across;
+    int seeded;    /* rotations drawn by the library from `seed` instead of passed in */
+    int strided;   /* q, v, out as [B, N, H, D] views; rotations stored [nh][half][D] */
+    float amp;     /* input amplitude (large values: large logits) */
+    uint64_t seed; /* rotation seed */
+} tcase;
+
+static cl_command_queue queue(void) { return clattn_context_get_cl_queue(ctx); }
+
+static cl_mem make_buf(size_t bytes, const void *init)
+{
+    cl_int err;
+    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE, bytes, NULL,
+                              &err);
+    assert_int_equal(err, CL_SUCCESS);
+    if (init)
+        assert_int_equal(
+            clEnqueueWriteBuffer(queue(), m, CL_TRUE, 0, bytes, init, 0, NULL, NULL), CL_SUCCESS);
+    return m;
+}
+
+static void read_buf(cl_mem m, size_t bytes, void *dst)
+{
+    assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
+    assert_int_equal(clEnqueueReadBuffer(queue(), m, CL_TRUE, 0, bytes, dst, 0, NULL, NULL),
+                     CL_SUCCESS);
+}
+
+static float *alloc_f(size_t n)
+{
+    float *x = malloc((n ? n : 1) * sizeof(float));
+    assert_non_null(x);
+    return x;
+}
+
+static float *poisoned(size_t n)
+{
+    float *x = alloc_f(n);
+    for (size_t i = 0; i < n; i++)
+        x[i] = NAN;
+    return x;
+}
+
+/* [B, H, N, D] <-> [B, N, H, D]. */
+static float *relayout(const float *x, size_t B, size_t H, size_t N, size_t D, int to_bnhd)
+{
+    float *y = alloc_f(B * H * N * D);
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t n = 0; n < N; n++)
+                for (size_t d = 0; d < D; d++) {
+                    size_t bhnd = ((b * H + h) * N + n) * D + d;
+                    size_t bnhd = ((b * N + n) * H + h) * D + d;
+                    if (to_bnhd)
+                        y[bnhd] = x[bhnd];
+                    else
+                        y[bhnd] = x[bnhd];
+                }
+    return y;
+}
+
+static clattn_tensor view_of(cl_mem buf, size_t B, size_t H, size_t N, size_t D, int bnhd)
+{
+    clattn_tensor t = clattn_tensor_make(buf, B, H, N, D);
+    if (bnhd) {
+        t.strides[3] = 1;
+        t.strides[1] = D;
+        t.strides[2] = H * D;
+        t.strides[0] = N * H * D;
+    }
+    return t;
+}
+
+static void check_close(const float *got, const float *ref, size_t n, const char *what)
+{
+    double maxref = 0, err = ref_max_abs_diff(got, ref, n, &maxref);
+    if (!(err <= TOL * fmax(1.0, maxref)))
+        fail_msg("%s: error %.3e (max|ref| %.3e)", what, err, maxref);
+}
+
+/* Device buckets must equal the reference's wherever the reference's choice is clear. */
+static void check_buckets(const int32_t *got, const float *q, const float *rot, const tcase *c,
+                          const char *what)
+{
+    size_t n = c->B * c->H * c->nh * c->N;
+    int32_t *want = malloc(n * sizeof *want);
+    double *margin = malloc(n * sizeof *margin);
+    assert_non_null(want);
+    assert_non_null(margin);
+    ref_lsh_hash(q, rot, want, margin, c->B, c->H, c->N, c->D, c->nh, c->nb);
+    size_t close = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (got[i] < 0 || (size_t)got[i] >= c->nb)
+            fail_msg("%s: bucket %d out of range at %zu", what, got[i], i);
+        if (got[i] != want[i]) {
+            if (margin[i] > MARGIN)
+                fail_msg("%s: bucket %d, reference %d (margin %.2e) at %zu", what, got[i],
+                         want[i], margin[i], i);
+            close++;
+        }
+    }
+    if (close)
+        printf("  %s: %zu near-tie bucket(s) differ from fp64 (allowed)\n", what, close);
+    free(want);
+    free(margin);
+}
+
+static void run_case(const tcase *c)
+{
+    uint64_t seed = 0x5eed ^ (c->N * 1315423911u + c->D * 2654435761u + c->nh * 97 + c->nb);
+    size_t half = c->nb / 2, nq = c->B * c->H * c->N * c->D, nv = c->B * c->H * c->N * c->Dv;
+    size_t no = nv, nl = c->B * c->H * c->N, nbk = c->B * c->H * c->nh * c->N;
+    size_t nr = c->nh * c->D * half;
+    float *q = alloc_f(nq), *v = alloc_f(nv), *rot = alloc_f(nr);
+    ref_fill_uniform(q, nq, c->amp, &seed);
+    ref_fill_uniform(v, nv, 1.0f, &seed);
+    assert_int_equal(clattn_lsh_rotations(c->seed, c->nh, c->D, c->nb, rot), CLATTN_SUCCESS);
+    float *out = poisoned(no), *lse = poisoned(nl);
+    int32_t *bk = malloc(nbk * sizeof *bk);
+    assert_non_null(bk);
+    for (size_t i = 0; i < nbk; i++)
+        bk[i] = -7;
+
+    float *hq = c->strided ? relayout(q, c->B, c->H, c->N, c->D, 1) : q;
+    float *hv = c->strided ? relayout(v, c->B, c->H, c->N, c->Dv, 1) : v;
+    /* Strided rotations: stored [nh][half][D], viewed as [1, nh, D, half]. */
+    float *hr = rot;
+    if (c->strided) {
+        hr = alloc_f(nr);
+        for (size_t r = 0; r < c->nh; r++)
+            for (size_t d = 0; d < c->D; d++)
+                for (size_t k = 0; k < half; k++)
+                    hr[(r * half + k) * c->D + d] = rot[(r * c->D + d) * half + k];
+    }
+    cl_mem bq = make_buf(nq * 4, hq), bv = make_buf(nv * 4, hv), br = make_buf(nr * 4, hr);
+    cl_mem bo = make_buf(no * 4, out), bl = make_buf(nl * 4, lse), bb = make_buf(nbk * 4, bk);
+    clattn_tensor tq = view_of(bq, c->B, c->H, c->N, c->D, c->strided);
+    clattn_tensor tv = view_of(bv, c->B, c->H, c->N, c->Dv, c->strided);
+    clattn_tensor to = view_of(bo, c->B, c->H, c->N, c->Dv, c->strided);
+    clattn_tensor tl = clattn_tensor_make(bl, c->B, c->H, c->N, 1);
+    clattn_tensor tb = clattn_tensor_make(bb, c->B, c->H, c->nh, c->N);
+    clattn_tensor tr = clattn_tensor_make(br, 1, c->nh, c->D, half);
+    if (c->strided) {
+        tr.strides[2] = 1;
+        tr.strides[3] = c->D;
+    }
+    clattn_lsh_desc desc;
+    clattn_lsh_desc_init(&desc);
+    desc.n_hashes = c->nh;
+    desc.n_buckets = c->nb;
+    desc.chunk_size = c->chunk;
+    desc.causal = c->causal;
+    desc.attend_across_buckets = c->across;
+    desc.seed = c->seed;
+    cl_event ev = NULL, before = NULL;
+    /* Strided cases also go through a wait list (an earlier command's event). */
+    if (c->strided)
+        assert_int_equal(clEnqueueMarkerWithWaitList(queue(), 0, NULL, &before), CL_SUCCESS);
+    if (clattn_lsh_enqueue(ctx, &desc, &tq, &tv, c->seeded ? NULL : &tr, &to, &tl, &tb,
+                           before ? 1 : 0, before ? &before : NULL, &ev) != CLATTN_SUCCESS)
+        fail_msg("enqueue: %s", clattn_context_last_error(ctx));
+    if (before)
+        clReleaseEvent(before);
+    assert_non_null(ev);
+    assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
+    clReleaseEvent(ev);
+    read_buf(bo, no * 4, out);
+    read_buf(bl, nl * 4, lse);
+    read_buf(bb, nbk * 4, bk);
+
+    char what[200];
+    snprintf(what, sizeof what,
+             "B%zu H%zu N%zu D%zu Dv%zu hashes%zu buckets%zu chunk%zu causal%d across%d "
+             "seeded%d strided%d amp%g",
+             c->B, c->H, c->N, c->D, c->Dv, c->nh, c->nb, c->chunk, c->causal, c->across,
+             c->seeded, c->strided, (double)c->amp);
+    check_buckets(bk, q, rot, c, what);
+    float *ref = alloc_f(no), *rlse = alloc_f(nl);
+    ref_lsh_attention(q, v, bk, ref, rlse, c->B, c->H, c->N, c->D, c->Dv, c->nh, c->chunk,
+                      c->causal, c->across);
+    float *got = c->strided ? relayout(out, c->B, c->H, c->N, c->Dv, 0) : out;
+    check_close(got, ref, no, what);
+    check_close(lse, rlse, nl, what);
+
+    cl_mem all[] = {bq, bv, br, bo, bl, bb};
+    for (int i = 0; i < 6; i++)
+        clReleaseMemObject(all[i]);
+    if (c->strided) {
+        free(hq);
+        free(hv);
+        free(hr);
+        free(got);
+    }
+    free(q);
+    free(v);
+    free(rot);
+    free(out);
+    free(lse);
+    free(bk);
+    free(ref);
+    free(rlse);
+}
+
+static tcase mk(size_t B, size_t H, size_t N, size_t D, size_t Dv, size_t nh, size_t nb,
+                size_t chunk, int causal, int across)
+{
+    tcase c = {B, H, N, D, Dv, nh, nb, chunk, causal, across, 0, 0, 1.0f, 42};
+    return c;
+}
+
+/* The lengths issue 4 names: N = 1, N < chunk, N = 2 chunk + 3, N not a multiple of chunk;
+ * causal and not, across buckets or not. */
+static void test_edge_lengths(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {1, 2, 5, 16, 17, 35, 100};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+        for (int causal = 0; causal < 2; causal++)
+            for (int across = 0; across < 2; across++) {
+                tcase c = mk(1, 2, lens[i], 16, 16, 2, 4, 16, causal, across);
+                run_case(&c);
+            }
+}
+
+/* Random shapes from a fixed seed: 1..8 hashes, bucket counts around and beyond 16 (the vector
+ * width of the hash kernel), chunks that are not multiples of 16, head dims that are not. */
+static void test_random_shapes(void **state)
+{
+    (void)state;
+    static const size_t dims[][2] = {{16, 16}, {5, 7}, {64, 64}, {13, 3}};
+    static const size_t nbs[] = {2, 4, 6, 8, 32, 40};
+    static const size_t chunks[] = {1, 3, 8, 13, 32, 64};
+    uint64_t s = 12345;
+    for (int t = 0; t < 16; t++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t x = s >> 16;
+        tcase c = mk(1 + x % 2, 1 + (x >> 3) % 2, 1 + (x >> 5) % 200, 0, 0, 1 + (x >> 13) % 8,
+                     nbs[(x >> 16) % 6], chunks[(x >> 19) % 6], (int)((x >> 22) & 1),
+                     (int)((x >> 23) % 4 == 0));
+        c.D = dims[(x >> 25) % 4][0];
+        c.Dv = dims[(x >> 25) % 4][1];
+        c.seed = x;
+        c.seeded = (int)((x >> 27) & 1);
+        if (c.chunk * 2 + 3 < 200 && t % 5 == 0)
+            c.N = c.chunk * 2 + 3;
+        run_case(&c);
+    }
+}
+
+/* Every hash count 1..8 on one shape, with library-drawn rotations. */
+static void test_hash_counts(void **state)
+{
+    (void)state;
+    for (size_t nh = 1; nh <= 8; nh++) {
+        tcase c = mk(1, 1, 150, 16, 16, nh, 8, 20, (int)(nh & 1), 0);
+        c.seeded = 1;
+        c.seed = 1000 + nh;
+        run_case(&c);
+    }
+}
+
+static void test_strided(void **state)
+{
+    (void)state;
+    for (int causal = 0; causal < 2; causal++) {
+        tcase c = mk(2, 3, 70, 16, 5, 3, 6, 10, causal, causal);
+        c.strided = 1;
+        run_case(&c);
+    }
+}
+
+/* Head dims beyond 64 (the attention kernel then blocks 2 or 1 sorted queries per work-item),
+ * D != Dv, up to the 256 limit. Few distinct padded dims: each is a kernel build. */
+static void test_head_dims(void **state)
+{
+    (void)state;
+    static const size_t dims[][2] = {{100, 72}, {250, 241}};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        tcase c = mk(1, 2, 45, dims[i][0], dims[i][1], 2, 6, 16, (int)(i & 1), 0);
+        run_case(&c);
+    }
+}
+
+/* Large values: logits in the hundreds must not overflow (online softmax). */
+static void test_large_values(void **state)
+{
+    (void)state;
+    for (int causal = 0; causal < 2; causal++) {
+        tcase c = mk(1, 2, 90, 16, 16, 4, 4, 32, causal, 1);
+        c.amp = 40.0f;
+        run_case(&c);
+    }
+}
+
+/* Property (issue 4): with n_buckets = 2 and chunk_size >= N, non-causal LSH attention equals
+ * exact attention, per round, over the keys that share the query's bucket (its own position
+ * scored -1e5), the rounds combined by their log-sum-exps. Computed here directly, without the
+ * reference's sorting and chunking. */
+static void test_property_two_buckets(void **state)
+{
+    (void)state;
+    const size_t B = 1, H = 2, N = 57, D = 16, Dv = 9;
+    for (size_t nh = 1; nh <= 3; nh += 2) {
+        size_t nq = B * H * N * D, nv = B * H * N * Dv, nbk = B * H * nh * N;
+        uint64_t seed = 99 + nh;
+        float *q = alloc_f(nq), *v = alloc_f(nv), *out = poisoned(nv), *want = alloc_f(nv);
+        ref_fill_uniform(q, nq, 1.0f, &seed);
+        ref_fill_uniform(v, nv, 1.0f, &seed);
+        int32_t *bk = malloc(nbk * sizeof *bk);
+        assert_non_null(bk);
+        float *rot = alloc_f(nh * D);
+        assert_int_equal(clattn_lsh_rotations(7, nh, D, 2, rot), CLATTN_SUCCESS);
+        cl_mem bq = make_buf(nq * 4, q), bv = make_buf(nv * 4, v), bo = make_buf(nv * 4, out);
+        cl_mem bb = make_buf(nbk * 4, NULL);
+        clattn_tensor tq = clattn_tensor_make(bq, B, H, N, D);
+        clattn_tensor tv = clattn_tensor_make(bv, B, H, N, Dv);
+        clattn_tensor to = clattn_tensor_make(bo, B, H, N, Dv);
+        clattn_tensor tb = clattn_tensor_make(bb, B, H, nh, N);
+        clattn_lsh_desc desc;
+        clattn_lsh_desc_init(&desc);
+        desc.n_hashes = nh;
+        desc.n_buckets = 2;
+        desc.chunk_size = nh == 1 ? N : 1000; /* exactly N, and far beyond */
+        desc.seed = 7;
+        if (clattn_lsh_enqueue(ctx, &desc, &tq, &tv, NULL, &to, NULL, &tb, 0, NULL, NULL) !=
+            CLATTN_SUCCESS)
+            fail_msg("enqueue: %s", clattn_context_last_error(ctx));
+        read_buf(bo, nv * 4, out);
+        read_buf(bb, nbk * 4, bk);
+        tcase c = mk(B, H, N, D, Dv, nh, 2, desc.chunk_size, 0, 0);
+        check_buckets(bk, q, rot, &c, "two buckets");
+        double scale = 1.0 / sqrt((double)D);
+        for (size_t bh = 0; bh < B * H; bh++)
+            for (size_t i = 0; i < N; i++) {
+                const float *qi = q + (bh * N + i) * D;
+                double lr[3], orr[3][16], mx_all = -INFINITY;
+                for (size_t r = 0; r < nh; r++) {
+                    const int32_t *br = bk + (bh * nh + r) * N;
+                    double s[64], mx = -INFINITY, sum = 0;
+                    for (size_t j = 0; j < N; j++) {
+                        s[j] = -INFINITY;
+                        if (br[j] != br[i])
+                            continue;
+                        const float *kj = q + (bh * N + j) * D;
+                        double nrm = 0, dot = 0;
+                        for (size_t d = 0; d < D; d++) {
+                            nrm += (double)kj[d] * kj[d];
+                            dot += (double)qi[d] * kj[d];
+                        }
+                        s[j] = j == i ? -1e5 : dot / sqrt(nrm) * scale;
+                        mx = fmax(mx, s[j]);
+                    }
+                    for (size_t e = 0; e < Dv; e++)
+                        orr[r][e] = 0;
+                    for (size_t j = 0; j < N; j++) {
+                        double p = exp(s[j] - mx);
+                        sum += p;
+                        for (size_t e = 0; e < Dv; e++)
+                            orr[r][e] += p * v[(bh * N + j) * Dv + e];
+                    }
+                    for (size_t e = 0; e < Dv; e++)
+                        orr[r][e] /= sum;
+                    lr[r] = mx + log(sum);
+                    mx_all = fmax(mx_all, lr[r]);
+                }
+                double tot = 0;
+                for (size_t r = 0; r < nh; r++)
+                    tot += exp(lr[r] - mx_all);
+                for (size_t e = 0; e < Dv; e++) {
+                    double acc = 0;
+                    for (size_t r = 0; r < nh; r++)
+                        acc += exp(lr[r] - mx_all) / tot * orr[r][e];
+                    want[(bh * N + i) * Dv + e] = (float)acc;
+                }
+            }
+        check_close(out, want, nv, nh == 1 ? "two buckets, one hash" : "two buckets, three hashes");
+        cl_mem all[] = {bq, bv, bo, bb};
+        for (int i = 0; i < 4; i++)
+            clReleaseMemObject(all[i]);
+        free(q);
+        free(v);
+        free(out);
+        free(want);
+        free(bk);
+        free(rot);
+    }
+}
+
+/* Exact ties: rotations whose columns are all one vector w make every rotated coordinate equal,
+ * so argmax over [x, -x] must take the first index: bucket 0 when q . w > 0, n_buckets / 2 when
+ * q . w < 0, and bucket 0 for an all-zero query (whose key normalises to 0, not NaN). */
+static void test_ties(void **state)
+{
+    (void)state;
+    /* 40 buckets: 20 columns, so vector lanes 0-3 hold two tied columns each. */
+    const size_t N = 40, D = 8, Dv = 8, NB = 40, NH = 2, half = NB / 2;
+    uint64_t seed = 17;
+    float *q = alloc_f(N * D), *v = alloc_f(N * Dv), *w = alloc_f(D), *rot = alloc_f(NH * D * half);
+    float *out = poisoned(N * Dv), *ref = alloc_f(N * Dv);
+    ref_fill_uniform(q, N * D, 1.0f, &seed);
+    ref_fill_uniform(v, N * Dv, 1.0f, &seed);
+    ref_fill_uniform(w, D, 1.0f, &seed);
+    for (size_t i = 0; i < N; i += 7)
+        for (size_t d = 0; d < D; d++)
+            q[i * D + d] = 0.0f;
+    for (size_t r = 0; r < NH; r++)
+        for (size_t d = 0; d < D; d++)
+            for (size_t k = 0; k < half; k++)
+                rot[(r * D + d) * half + k] = r == 0 ? w[d] : -w[d];
+    int32_t *bk = malloc(NH * N * sizeof *bk);
+    assert_non_null(bk);
+    cl_mem bq = make_buf(N * D * 4, q), bv = make_buf(N * Dv * 4, v);
+    cl_mem br = make_buf(NH * D * half * 4, rot);
+    cl_mem bo = make_buf(N * Dv * 4, out), bb = make_buf(NH * N * 4, NULL);
+    clattn_tensor tq = clattn_tensor_make(bq, 1, 1, N, D), tv = clattn_tensor_make(bv, 1, 1, N, Dv);
+    clattn_tensor tr = clattn_tensor_make(br, 1, NH, D, half);
+    clattn_tensor to = clattn_tensor_make(bo, 1, 1, N, Dv);
+    clattn_tensor tb = clattn_tensor_make(bb, 1, 1, NH, N);
+    clattn_lsh_desc desc;
+    clattn_lsh_desc_init(&desc);
+    desc.n_hashes = NH;
+    desc.n_buckets = NB;
+    desc.chunk_size = 8;
+    if (clattn_lsh_enqueue(ctx, &desc, &tq, &tv, &tr, &to, NULL, &tb, 0, NULL, NULL) !=
+        CLATTN_SUCCESS)
+        fail_msg("enqueue: %s", clattn_context_last_error(ctx));
+    read_buf(bo, N * Dv * 4, out);
+    read_buf(bb, NH * N * 4, bk);
+    for (size_t r = 0; r < NH; r++)
+        for (size_t i = 0; i < N; i++) {
+            double x = 0;
+            for (size_t d = 0; d < D; d++)
+                x += (double)q[i * D + d] * rot[(r * D + d) * half];
+            int32_t want = x < 0 ? (int32_t)half : 0;
+            if (bk[r * N + i] != want)
+                fail_msg("tie: round %zu position %zu: bucket %d, want %d", r, i, bk[r * N + i],
+                         want);
+        }
+    ref_lsh_attention(q, v, bk, ref, NULL, 1, 1, N, D, Dv, NH, 8, 0, 0);
+    check_close(out, ref, N * Dv, "ties and zero queries");
+    cl_mem all[] = {bq, bv, br, bo, bb};
+    for (int i = 0; i < 5; i++)
+        clReleaseMemObject(all[i]);
+    free(q);
+    free(v);
+    free(w);
+    free(rot);
+    free(out);
+    free(ref);
+    free(bk);
+}
+
+/* The generator is deterministic per seed, differs across seeds, and looks standard normal. */
+static void test_rotations(void **state)
+{
+    (void)state;
+    enum { NH = 4, D = 64, NB = 64, N = NH * D * NB / 2 };
+    float *a = alloc_f(N), *b = alloc_f(N), *c = alloc_f(N);
+    assert_int_equal(clattn_lsh_rotations(1, NH, D, NB, a), CLATTN_SUCCESS);
+    assert_int_equal(clattn_lsh_rotations(1, NH, D, NB, b), CLATTN_SUCCESS);
+    assert_int_equal(clattn_lsh_rotations(2, NH, D, NB, c), CLATTN_SUCCESS);
+    assert_memory_equal(a, b, N * sizeof(float));
+    size_t same = 0;
+    double mean = 0, var = 0, kurt = 0;
+    for (size_t i = 0; i < N; i++) {
+        same += a[i] == c[i];
+        mean += a[i];
+    }
+    mean /= N;
+    for (size_t i = 0; i < N; i++) {
+        double x = a[i] - mean;
+        var += x * x;
+        kurt += x * x * x * x;
+    }
+    var /= N;
+    kurt /= N * var * var;
+    assert_true(same < 10);
+    /* N = 8192 samples: standard errors 0.011 (mean), 0.016 (variance), 0.054 (kurtosis 3). */
+    if (!(fabs(mean) < 0.05 && fabs(var - 1) < 0.08 && fabs(kurt - 3) < 0.3))
+        fail_msg("rotations: mean %.3f variance %.3f kurtosis %.3f", mean, var, kurt);
+    /* A prefix of a longer draw is not required, but the first element of the first pair is the
+     * documented Box-Muller value of the first two splitmix64 outputs of seed 1. */
+    uint64_t s = 1, x[2];
+    for (int i = 0; i < 2; i++) {
+        uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        x[i] = z ^ (z >> 31);
+    }
+    double u1 = ((double)(x[0] >> 11) + 1.0) / 9007199254740992.0;
+    double u2 = (double)(x[1] >> 11) / 9007199254740992.0;
+    double r = sqrt(-2.0 * log(u1));
+    assert_true(a[0] == (float)(r * cos(6.283185307179586476925286766559 * u2)));
+    assert_true(a[1] == (float)(r * sin(6.283185307179586476925286766559 * u2)));
+    assert_int_equal(clattn_lsh_rotations(1, NH, D, NB, NULL), CLATTN_NULL_POINTER);
+    assert_int_equal(clattn_lsh_rotations(1, NH, D, 3, a), CLATTN_INVALID_ARGUMENT);
+    assert_int_equal(clattn_lsh_rotations(1, 0, D, NB, a), CLATTN_INVALID_ARGUMENT);
+    assert_int_equal(clattn_lsh_rotations(1, NH, 0, NB, a), CLATTN_INVALID_SHAPE);
+    assert_memory_equal(a, b, N * sizeof(float)); /* failures wrote nothing */
+    free(a);
+    free(b);
+    free(c);
+}
+
+static void test_host(void **state)
+{
+    (void)state;
+    const size_t B = 1, H = 1, N = 40, D = 12, Dv = 6, NH = 3, NB = 6;
+    size_t qs[4] = {B, H, N, D}, vs[4] = {B, H, N, Dv};
+    size_t nq = B * H * N * D, nv = B * H * N * Dv, nl = B * H * N;
+    float *q = alloc_f(nq), *v = alloc_f(nv), *rot = alloc_f(NH * D * NB / 2);
+    float *out = poisoned(nv), *lse = poisoned(nl), *ref = alloc_f(nv), *rlse = alloc_f(nl);
+    int32_t *bk = malloc(B * H * NH * N * sizeof *bk);
+    double *margin = malloc(B * H * NH * N * sizeof *margin);
+    float *rot0 = alloc_f(4 * D * 32);
+    int32_t *bk0 = malloc(B * H * 4 * N * sizeof *bk0);
+    double *m0 = malloc(B * H * 4 * N * sizeof *m0);
+    assert_int_equal(clattn_lsh_rotations(31, NH, D, NB, rot), CLATTN_SUCCESS);
+    assert_int_equal(clattn_lsh_rotations(0, 4, D, 64, rot0), CLATTN_SUCCESS);
+    /* The host path cannot return buckets, so the inputs are the first of a fixed series whose
+     * hashes are all clear-cut under both rotation sets (no near-tie for fp32 to resolve
+     * differently). */
+    int clear = 0;
+    for (uint64_t s0 = 5; s0 < 200 && !clear; s0++) {
+        uint64_t seed = s0;
+        ref_fill_uniform(q, nq, 1.0f, &seed);
+        ref_fill_uniform(v, nv, 1.0f, &seed);
+        ref_lsh_hash(q, rot, bk, margin, B, H, N, D, NH, NB);
+        ref_lsh_hash(q, rot0, bk0, m0, B, H, N, D, 4, 64);
+        clear = 1;
+        for (size_t i = 0; i < B * H * NH * N; i++)
+            clear &= margin[i] > MARGIN;
+        for (size_t i = 0; i < B * H * 4 * N; i++)
+            clear &= m0[i] > MARGIN;
+    }
+    assert_true(clear);
+    clattn_lsh_desc d;
+    clattn_lsh_desc_init(&d);
+    d.n_hashes = NH;
+    d.n_buckets = NB;
+    d.chunk_size = 20;
+    d.causal = 1;
+    d.seed = 31;
+    ref_lsh_attention(q, v, bk, ref, rlse, B, H, N, D, Dv, NH, 20, 1, 0);
+    /* Drawn from the seed, then the same rotations passed in. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < nv; i++)
+            out[i] = NAN;
+        for (size_t i = 0; i < nl; i++)
+            lse[i] = NAN;
+        if (clattn_lsh_host(ctx, &d, qs, vs, q, v, pass ? rot : NULL, out, lse) !=
+            CLATTN_SUCCESS)
+            fail_msg("host: %s", clattn_context_last_error(ctx));
+        check_close(out, ref, nv, pass ? "host, rotations given" : "host, seeded");
+        check_close(lse, rlse, nl, "host lse");
+    }
+    /* desc NULL: the defaults (4 hashes, 64 buckets, chunk 64, seed 0); lse not wanted. */
+    clattn_lsh_desc def;
+    clattn_lsh_desc_init(&def);
+    ref_lsh_attention(q, v, bk0, ref, NULL, B, H, N, D, Dv, 4, 64, 0, 0);
+    assert_int_equal(clattn_lsh_host(ctx, NULL, qs, vs, q, v, NULL, out, NULL), CLATTN_SUCCESS);
+    check_close(out, ref, nv, "host defaults");
+    free(q);
+    free(v);
+    free(rot);
+    free(out);
+    free(lse);
+    free(ref);
+    free(rlse);
+    free(bk);
+    free(margin);
+    free(rot0);
+    free(bk0);
+    free(m0);
+}
+
+/* ---- invalid arguments: the status, and every output untouched ---- */
+
+static void expect(clattn_status got, clattn_status want, const char *what)
+{
+    if (got != want)
+        fail_msg("%s: got %s, want %s (%s)", what, clattn_status_string(got),
+                 clattn_status_string(want), clattn_context_last_error(ctx));
+}
+
+static void check_untouched(cl_mem m, size_t n)
+{
+    float *x = alloc_f(n);
+    read_buf(m, n * 4, x);
+    for (size_t i = 0; i < n; i++)
+        assert_true(x[i] == 7.0f);
+    free(x);
+}
+
+static void test_invalid(void **state)
+{
+    (void)state;
+    enum { N = 8, D = 4, DV = 6, NH = 2, NB = 4, NO = 2 * N * DV, NR = NH * D * NB / 2 };
+    float ones[2 * N * DV], sev[NO];
+    for (size_t i = 0; i < 2 * N * DV; i++)
+        ones[i] = 0.5f;
+    for (size_t i = 0; i < NO; i++)
+        sev[i] = 7.0f;
+    cl_mem bq = make_buf(sizeof ones, ones), bv = make_buf(sizeof ones, ones);
+    cl_mem br = make_buf(sizeof ones, ones), bo = make_buf(sizeof sev, sev);
+    cl_mem bl = make_buf(sizeof sev, sev), bb = make_buf(sizeof sev, sev);
+    clattn_tensor q = clattn_tensor_make(bq, 1, 2, N, D), v = clattn_tensor_make(bv, 1, 2, N, DV);
+    clattn_tensor r = clattn_tensor_make(br, 1, NH, D, NB / 2);
+    clattn_tensor o = clattn_tensor_make(bo, 1, 2, N, DV), l = clattn_tensor_make(bl, 1, 2, N, 1);
+    clattn_tensor b = clattn_tensor_make(bb, 1, 2, NH, N);
+    clattn_lsh_desc d, dd;
+    clattn_lsh_desc_init(&d);
+    d.n_hashes = NH;
+    d.n_buckets = NB;
+    d.chunk_size = 4;
+    clattn_tensor t;
+    cl_event ev = NULL;
+#define RUN(desc, q_, v_, r_, o_, l_, b_)                                                         \
+    clattn_lsh_enqueue(ctx, (desc), (q_), (v_), (r_), (o_), (l_), (b_), 0, NULL, &ev)
+    expect(clattn_lsh_enqueue(NULL, &d, &q, &v, &r, &o, &l, &b, 0, NULL, &ev),
+           CLATTN_NULL_POINTER, "ctx NULL");
+    expect(RUN(&d, NULL, &v, &r, &o, &l, &b), CLATTN_NULL_POINTER, "q NULL");
+    expect(RUN(&d, &q, NULL, &r, &o, &l, &b), CLATTN_NULL_POINTER, "v NULL");
+    expect(RUN(&d, &q, &v, &r, NULL, &l, &b), CLATTN_NULL_POINTER, "out NULL");
+    expect(clattn_lsh_enqueue(ctx, &d, &q, &v, &r, &o, &l, &b, 1, NULL, &ev), CLATTN_NULL_POINTER,
+           "wait NULL");
+    t = r;
+    t.buffer = NULL;
+    expect(RUN(&d, &q, &v, &t, &o, &l, &b), CLATTN_NULL_POINTER, "rotations buffer NULL");
+    dd = d;
+    dd.n_buckets = 5;
+    expect(RUN(&dd, &q, &v, NULL, &o, &l, NULL), CLATTN_INVALID_ARGUMENT, "odd n_buckets");
+    dd.n_buckets = 0;
+    expect(RUN(&dd, &q, &v, NULL, &o, &l, NULL), CLATTN_INVALID_ARGUMENT, "n_buckets 0");
+    dd.n_buckets = CLATTN_LSH_MAX_BUCKETS + 2;
+    expect(RUN(&dd, &q, &v, NULL, &o, &l, NULL), CLATTN_INVALID_ARGUMENT, "n_buckets too big");
+    dd = d;
+    dd.chunk_size = 0;
+    expect(RUN(&dd, &q, &v, &r, &o, &l, &b), CLATTN_INVALID_ARGUMENT, "chunk 0");
+    dd = d;
+    dd.n_hashes = 0;
+    expect(RUN(&dd, &q, &v, NULL, &o, &l, NULL), CLATTN_INVALID_ARGUMENT, "n_hashes 0");
+    dd.n_hashes = CLATTN_LSH_MAX_HASHES + 1;
+    expect(RUN(&dd, &q, &v, NULL, &o, &l, NULL), CLATTN_INVALID_ARGUMENT, "n_hashes too big");
+    dd = d;
+    dd.struct_size = 0;
+    expect(RUN(&dd, &q, &v, &r, &o, &l, &b), CLATTN_INVALID_ARGUMENT, "struct_size");
+    t = r;
+    t.shape[3] = NB / 2 + 1;
+    expect(RUN(&d, &q, &v, &t, &o, &l, &b), CLATTN_SHAPE_MISMATCH, "rotations columns");
+    t = r;
+    t.shape[1] = NH + 1;
+    expect(RUN(&d, &q, &v, &t, &o, &l, &b), CLATTN_SHAPE_MISMATCH, "rotations hashes");
+    t = r;
+    t.shape[2] = D - 1;
+    expect(RUN(&d, &q, &v, &t, &o, &l, &b), CLATTN_SHAPE_MISMATCH, "rotations D");
+    t = q;
+    t.shape[2] = 0;
+    expect(RUN(&d, &t, &v, &r, &o, &l, &b), CLATTN_INVALID_SHAPE, "zero length");
+    clattn_tensor q2 = q;
+    q2.shape[3] = 257;
+    expect(RUN(&d, &q2, &v, NULL, &o, &l, &b), CLATTN_INVALID_SHAPE, "D > 256");
+    t = v;
+    t.shape[2] = N - 1;
+    expect(RUN(&d, &q, &t, &r, &o, &l, &b), CLATTN_SHAPE_MISMATCH, "v length");
+    t = v;
+    t.shape[1] = 1;
+    expect(RUN(&d, &q, &t, &r, &o, &l, &b), CLATTN_SHAPE_MISMATCH, "v heads");
+    t = o;
+    t.shape[3] = DV - 1;
+    expect(RUN(&d, &q, &v, &r, &t, &l, &b), CLATTN_SHAPE_MISMATCH, "out Dv");
+    t = l;
+    t.shape[3] = 2;
+    expect(RUN(&d, &q, &v, &r, &o, &t, &b), CLATTN_SHAPE_MISMATCH, "lse shape");
+    t = b;
+    t.shape[2] = NH + 1;
+    expect(RUN(&d, &q, &v, &r, &o, &l, &t), CLATTN_SHAPE_MISMATCH, "buckets shape");
+    t = v;
+    t.offset = 1000;
+    expect(RUN(&d, &q, &t, &r, &o, &l, &b), CLATTN_BUFFER_TOO_SMALL, "v beyond buffer");
+    t = o;
+    t.strides[2] = 0;
+    expect(RUN(&d, &q, &v, &r, &t, &l, &b), CLATTN_ALIASING, "out zero stride");
+    t = clattn_tensor_make(bv, 1, 2, N, DV);
+    expect(RUN(&d, &q, &v, &r, &t, &l, &b), CLATTN_ALIASING, "out aliases v");
+    t = clattn_tensor_make(bo, 1, 2, N, 1);
+    expect(RUN(&d, &q, &v, &r, &o, &t, &b), CLATTN_ALIASING, "lse aliases out");
+    t = clattn_tensor_make(br, 1, 2, NH, N);
+    expect(RUN(&d, &q, &v, &r, &o, &l, &t), CLATTN_ALIASING, "buckets alias rotations");
+#undef RUN
+    assert_null(ev);
+    check_untouched(bo, NO);
+    check_untouched(bl, NO);
+    check_untouched(bb, NO);
+    /* Host convenience: the same checks, nothing written. */
+    size_t qs[4] = {1, 2, N, D}, vs[4] = {1, 2, N, DV};
+    dd = d;
+    dd.n_buckets = 3;
+    expect(clattn_lsh_host(ctx, &dd, qs, vs, ones, ones, NULL, sev, NULL),
+           CLATTN_INVALID_ARGUMENT, "host odd buckets");
+    expect(clattn_lsh_host(ctx, &d, qs, vs, ones, NULL, NULL, sev, NULL), CLATTN_NULL_POINTER,
+           "host v NULL");
+    size_t bad[4] = {1, 2, N + 1, DV};
+    expect(clattn_lsh_host(ctx, &d, qs, bad, ones, ones, NULL, sev, NULL), CLATTN_SHAPE_MISMATCH,
+           "host shapes");
+    for (size_t i = 0; i < NO; i++)
+        assert_true(sev[i] == 7.0f);
+    cl_mem all[] = {bq, bv, br, bo, bl, bb};
+    for (int i = 0; i < 6; i++)
+        clReleaseMemObject(all[i]);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (clattn_context_create(NULL, &ctx) != CLATTN_SUCCESS) {
+        fprintf(stderr, "no device: %s\n", clattn_context_last_error(NULL));
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    clattn_context_destroy(ctx);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rotations),
+        cmocka_unit_test(test_edge_lengths),
+        cmocka_unit_test(test_random_shapes),
+        cmocka_unit_test(test_hash_counts),
+        cmocka_unit_test(test_strided),
+        cmocka_unit_test(test_head_dims),
+        cmocka_unit_test(test_large_values),
+        cmocka_unit_test(test_property_two_buckets),
+        cmocka_unit_test(test_ties),
+        cmocka_unit_test(test_host),
+        cmocka_unit_test(test_invalid),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

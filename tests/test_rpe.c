@@ -1,0 +1,663 @@
+/* Kernelized attention with relative positional encoding against the fp64 host reference
+ * (tests/reference/ref_rpe.c: the direct double sums), both algorithms (FFT and direct), on the
+ * device chosen by CLATTN_DEVICE.
+ *
+ * Inputs are random (never zero), the bias uniform in [-1, 1] unless said; outputs are poisoned
+ * with NaN before each run so an unwritten element fails. Tolerance, per DESIGN.md §4:
+ * max|out - ref| <= 1e-4 * max(1, max|ref|). The FFT path's error is absolute relative to the
+ * largest weight (see clattn.h), which a bias within a few nats keeps far below that. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clattn.h"
+#include "reference/ref_attention.h"
+#include "reference/ref_linear.h"
+#include "reference/ref_rpe.h"
+
+#define TOL 1e-4
+
+static clattn_context *ctx;
+static int basic_device; /* PoCL's serial device: no user-event gating (driver deadlock) */
+/* llvmpipe (rusticl) stops kernel loops after 65535 iterations per work-item: the direct path
+ * loops N * (M + Dv) times per row, so N = 4097 exceeds it there (rows come back unwritten). */
+static int llvmpipe;
+
+static const clattn_rpe_algo algos[] = {CLATTN_RPE_FFT, CLATTN_RPE_DIRECT};
+
+typedef struct tcase {
+    size_t B, H, N, D, Dv;
+    int causal;
+    clattn_feature_map fmap;
+    clattn_rpe_algo algo;
+    int bnhd;         /* q, k, v, out stored [B, N, H, D] (strided views) */
+    int bias_strided; /* bias stored transposed, [2N-1][H] */
+    float bias_shift; /* added to every bias entry (exp would overflow without the max shift) */
+} tcase;
+
+static cl_command_queue queue(void) { return clattn_context_get_cl_queue(ctx); }
+
+static cl_mem make_buf(size_t bytes, const void *init)
+{
+    cl_int err;
+    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE, bytes, NULL,
+                              &err);
+    assert_int_equal(err, CL_SUCCESS);
+    if (init)
+        assert_int_equal(
+            clEnqueueWriteBuffer(queue(), m, CL_TRUE, 0, bytes, init, 0, NULL, NULL), CL_SUCCESS);
+    return m;
+}
+
+static void read_buf(cl_mem m, size_t bytes, void *dst)
+{
+    assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
+    assert_int_equal(clEnqueueReadBuffer(queue(), m, CL_TRUE, 0, bytes, dst, 0, NULL, NULL),
+                     CL_SUCCESS);
+}
+
+static float *inputs(size_t n, float amp, uint64_t *seed)
+{
+    float *x = malloc(n * sizeof(float));
+    assert_non_null(x);
+    ref_fill_uniform(x, n, amp, seed);
+    return x;
+}
+
+static float *filled(size_t n, float value)
+{
+    float *x = malloc(n * sizeof(float));
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = value;
+    return x;
+}
+
+/* A [B, H, N, D] tensor whose data is laid out [B, N, H, D] when bnhd. */
+static clattn_tensor view_of(cl_mem buf, size_t B, size_t H, size_t N, size_t D, int bnhd)
+{
+    clattn_tensor t = clattn_tensor_make(buf, B, H, N, D);
+    if (bnhd) {
+        t.strides[3] = 1;
+        t.strides[1] = D;
+        t.strides[2] = H * D;
+        t.strides[0] = N * H * D;
+    }
+    return t;
+}
+
+static float *relayout(const float *x, size_t B, size_t H, size_t N, size_t D, int to_bnhd)
+{
+    float *y = malloc(B * H * N * D * sizeof(float));
+    assert_non_null(y);
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t n = 0; n < N; n++)
+                for (size_t d = 0; d < D; d++) {
+                    size_t bhnd = ((b * H + h) * N + n) * D + d;
+                    size_t bnhd = ((b * N + n) * H + h) * D + d;
+                    if (to_bnhd)
+                        y[bnhd] = x[bhnd];
+                    else
+                        y[bhnd] = x[bnhd];
+                }
+    return y;
+}
+
+static void check_close(const float *got, const float *ref, size_t n, const char *what)
+{
+    double maxref = 0, err = ref_max_abs_diff(got, ref, n, &maxref);
+    if (!(err <= TOL * fmax(1.0, maxref)))
+        fail_msg("%s: error %.3e (max|ref| %.3e)", what, err, maxref);
+}
+
+static void expect(clattn_status got, clattn_status want, const char *what)
+{
+    if (got != want)
+        fail_msg("%s: got %s, want %s (%s)", what, clattn_status_string(got),
+                 clattn_status_string(want), clattn_context_last_error(ctx));
+}
+
+static const char *algo_name(clattn_rpe_algo a)
+{
+    return a == CLATTN_RPE_FFT ? "fft" : a == CLATTN_RPE_DIRECT ? "direct" : "auto";
+}
+
+/* Runs the device on host arrays through strided views; returns out [B, H, N, Dv] (malloc). */
+static float *run_device(const tcase *c, const float *q, const float *k, const float *v,
+                         const float *bias)
+{
+    size_t nq = c->B * c->H * c->N * c->D, nv = c->B * c->H * c->N * c->Dv;
+    size_t L = 2 * c->N - 1, nb = c->H * L;
+    float *hq = c->bnhd ? relayout(q, c->B, c->H, c->N, c->D, 1) : NULL;
+    float *hk = c->bnhd ? relayout(k, c->B, c->H, c->N, c->D, 1) : NULL;
+    float *hv = c->bnhd ? relayout(v, c->B, c->H, c->N, c->Dv, 1) : NULL;
+    float *hb = malloc(nb * sizeof(float)), *out = filled(nv, NAN);
+    assert_non_null(hb);
+    for (size_t h = 0; h < c->H; h++)
+        for (size_t x = 0; x < L; x++)
+            hb[c->bias_strided ? x * c->H + h : h * L + x] = bias[h * L + x];
+    cl_mem bq = make_buf(nq * 4, hq ? hq : q), bk = make_buf(nq * 4, hk ? hk : k);
+    cl_mem bv = make_buf(nv * 4, hv ? hv : v), bb = make_buf(nb * 4, hb);
+    cl_mem bo = make_buf(nv * 4, out);
+    clattn_rpe_desc desc;
+    clattn_rpe_desc_init(&desc);
+    desc.causal = c->causal;
+    desc.features.feature_map = c->fmap;
+    desc.algorithm = c->algo;
+    clattn_tensor tq = view_of(bq, c->B, c->H, c->N, c->D, c->bnhd);
+    clattn_tensor tk = view_of(bk, c->B, c->H, c->N, c->D, c->bnhd);
+    clattn_tensor tv = view_of(bv, c->B, c->H, c->N, c->Dv, c->bnhd);
+    clattn_tensor to = view_of(bo, c->B, c->H, c->N, c->Dv, c->bnhd);
+    clattn_tensor tb = clattn_tensor_make(bb, 1, c->H, 1, L);
+    if (c->bias_strided) {
+        tb.strides[1] = 1;
+        tb.strides[3] = c->H;
+        tb.strides[2] = tb.strides[0] = L * c->H;
+    }
+    cl_event ev = NULL;
+    if (clattn_rpe_enqueue(ctx, &desc, &tq, &tk, &tv, &tb, &to, 0, NULL, &ev) != CLATTN_SUCCESS)
+        fail_msg("enqueue: %s", clattn_context_last_error(ctx));
+    assert_non_null(ev);
+    assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
+    clReleaseEvent(ev);
+    read_buf(bo, nv * 4, out);
+    float *got = out;
+    if (c->bnhd) {
+        got = relayout(out, c->B, c->H, c->N, c->Dv, 0);
+        free(out);
+    }
+    cl_mem all[] = {bq, bk, bv, bb, bo};
+    for (int i = 0; i < 5; i++)
+        clReleaseMemObject(all[i]);
+    free(hq);
+    free(hk);
+    free(hv);
+    free(hb);
+    return got;
+}
+
+static void run_case(const tcase *c)
+{
+    uint64_t seed = 0x9e3779b97f4a7c15ull ^ (c->N * 131 + c->D * 7 + c->Dv + (size_t)c->causal);
+    size_t nq = c->B * c->H * c->N * c->D, nv = c->B * c->H * c->N * c->Dv;
+    size_t nb = c->H * (2 * c->N - 1);
+    float *q = inputs(nq, 1.0f, &seed), *k = inputs(nq, 1.0f, &seed), *v = inputs(nv, 1.0f, &seed);
+    float *bias = inputs(nb, 1.0f, &seed), *ref = malloc(nv * sizeof(float));
+    assert_non_null(ref);
+    for (size_t x = 0; x < nb; x++)
+        bias[x] += c->bias_shift;
+    ref_rpe_attention(q, k, v, bias, ref, c->B, c->H, c->N, c->D, c->Dv, (int)c->fmap,
+                      CLATTN_LINEAR_DEFAULT_EPS, c->causal);
+    float *got = run_device(c, q, k, v, bias);
+    char what[200];
+    snprintf(what, sizeof what,
+             "B%zu H%zu N%zu D%zu Dv%zu causal%d fmap%d %s bnhd%d bias_strided%d shift%g", c->B,
+             c->H, c->N, c->D, c->Dv, c->causal, (int)c->fmap, algo_name(c->algo), c->bnhd,
+             c->bias_strided, (double)c->bias_shift);
+    check_close(got, ref, nv, what);
+    free(q);
+    free(k);
+    free(v);
+    free(bias);
+    free(ref);
+    free(got);
+}
+
+/* N = 1, 7 (shorter than any tile or FFT radix), 1000 (not a power of two; its FFT length is
+ * 2000 = 2^4 5^3), for both maps, both paths, causal and not. */
+static void test_small(void **state)
+{
+    (void)state;
+    static const size_t lengths[] = {1, 7, 1000};
+    for (size_t a = 0; a < 2; a++)
+        for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++)
+            for (int causal = 0; causal < 2; causal++) {
+                clattn_feature_map f = (i + (size_t)causal) % 2 ? CLATTN_FEATURE_RELU
+                                                                : CLATTN_FEATURE_ELU;
+                size_t H = lengths[i] < 100 ? 3 : 2;
+                tcase c = {2, H, lengths[i], 16, 12, causal, f, algos[a], 0, 0, 0.0f};
+                run_case(&c);
+            }
+}
+
+/* N = 4097 = 2^12 + 1: the FFT length 8232 = 2^3 3 7^3 is not a power of two. The direct path
+ * once (non-causal), to keep the fp64 reference and the O(N^2) sums short. */
+static void test_long(void **state)
+{
+    (void)state;
+    for (int causal = 0; causal < 2; causal++) {
+        tcase c = {1, 1, 4097, 8, 6, causal, CLATTN_FEATURE_ELU, CLATTN_RPE_FFT, 0, 0, 0.0f};
+        run_case(&c);
+    }
+    if (llvmpipe) {
+        fprintf(stderr, "note: direct path at N = 4097 skipped on llvmpipe (loop limit)\n");
+        return;
+    }
+    tcase c = {1, 1, 4097, 8, 6, 0, CLATTN_FEATURE_RELU, CLATTN_RPE_DIRECT, 0, 0, 0.0f};
+    run_case(&c);
+}
+
+/* Head dims at the limits, Dv != D. */
+static void test_head_dims(void **state)
+{
+    (void)state;
+    static const size_t dims[][2] = {{1, 1}, {256, 3}, {5, 256}};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        for (size_t a = 0; a < 2; a++) {
+            tcase c = {1, 2, 37, dims[i][0], dims[i][1], (int)a, CLATTN_FEATURE_ELU, algos[a],
+                       0, 0, 0.0f};
+            run_case(&c);
+        }
+}
+
+/* [B, N, H, D] views, a transposed bias, and a bias around 100: exp(100) overflows float32, so
+ * this fails unless the maximum is subtracted first. */
+static void test_strides_and_large_bias(void **state)
+{
+    (void)state;
+    for (size_t a = 0; a < 2; a++)
+        for (int causal = 0; causal < 2; causal++) {
+            tcase c = {2, 3, 50, 8, 5, causal, CLATTN_FEATURE_ELU, algos[a], 1, 1, 100.0f};
+            run_case(&c);
+        }
+}
+
+/* The FFT signals split into groups (a small scratch budget): a head's features spread over
+ * several groups, and the last group padded. */
+static void test_fft_groups(void **state)
+{
+    (void)state;
+    setenv("CLATTN_RPE_FFT_SCRATCH", "60000", 1);
+    for (int causal = 0; causal < 2; causal++) {
+        tcase c = {2, 2, 45, 7, 4, causal, CLATTN_FEATURE_ELU, CLATTN_RPE_FFT, 0, 0, 0.0f};
+        run_case(&c);
+    }
+    unsetenv("CLATTN_RPE_FFT_SCRATCH");
+}
+
+/* AUTO gives the same result as the explicit algorithms on both sides of its threshold. */
+static void test_auto(void **state)
+{
+    (void)state;
+    static const size_t lengths[] = {20, 1500};
+    for (size_t i = 0; i < 2; i++) {
+        tcase c = {1, 1, lengths[i], 4, 4, 1, CLATTN_FEATURE_ELU, CLATTN_RPE_AUTO, 0, 0, 0.0f};
+        run_case(&c);
+    }
+}
+
+/* b = 0: exactly linear attention (clattn_linear_host, same map and eps). */
+static void test_zero_bias_is_linear(void **state)
+{
+    (void)state;
+    size_t B = 2, H = 2, N = 77, D = 9, Dv = 6, nq = B * H * N * D, nv = B * H * N * Dv;
+    uint64_t seed = 42;
+    float *q = inputs(nq, 1.0f, &seed), *k = inputs(nq, 1.0f, &seed), *v = inputs(nv, 1.0f, &seed);
+    float *bias = filled(H * (2 * N - 1), 0.0f), *lin = filled(nv, NAN);
+    size_t qs[4] = {B, H, N, D}, vs[4] = {B, H, N, Dv};
+    for (size_t a = 0; a < 2; a++)
+        for (int causal = 0; causal < 2; causal++) {
+            clattn_linear_desc ld;
+            clattn_linear_desc_init(&ld);
+            ld.causal = causal;
+            ld.feature_map = CLATTN_FEATURE_RELU;
+            if (clattn_linear_host(ctx, &ld, qs, qs, vs, q, k, v, lin) != CLATTN_SUCCESS)
+                fail_msg("linear: %s", clattn_context_last_error(ctx));
+            tcase c = {B, H, N, D, Dv, causal, CLATTN_FEATURE_RELU, algos[a], 0, 0, 0.0f};
+            float *got = run_device(&c, q, k, v, bias);
+            char what[64];
+            snprintf(what, sizeof what, "b = 0 vs linear, %s causal %d", algo_name(algos[a]),
+                     causal);
+            check_close(got, lin, nv, what);
+            free(got);
+        }
+    free(q);
+    free(k);
+    free(v);
+    free(bias);
+    free(lin);
+}
+
+/* One nonzero offset r0: with q = k = 0 (elu + 1 gives features 1, so phi(q).phi(k) = D for every
+ * pair) and v_j = j, row i averages the positions it sees, weighting j = i + r0 by 20:
+ *   o_i = (20 (i + r0) + sum of the other visible j) / (20 + count - 1)
+ * or the plain mean when i + r0 is not visible. Computed here in closed form, independently of
+ * the reference, so that an off-by-one or a sign flip of r (in the library and the reference
+ * alike) would fail. Causal with r0 > 0: the bias entry is never used. */
+static void test_single_offset(void **state)
+{
+    (void)state;
+    const size_t N = 9, D = 3;
+    const double big = 20.0;
+    float *q = filled(N * D, 0.0f), *v = malloc(N * sizeof(float));
+    assert_non_null(v);
+    for (size_t j = 0; j < N; j++)
+        v[j] = (float)j;
+    static const long offsets[] = {2, -3, 0, 8, -8};
+    for (size_t o = 0; o < sizeof offsets / sizeof offsets[0]; o++)
+        for (size_t a = 0; a < 2; a++)
+            for (int causal = 0; causal < 2; causal++) {
+                long r0 = offsets[o];
+                float *bias = filled(2 * N - 1, 0.0f);
+                bias[r0 + (long)N - 1] = (float)log(big);
+                tcase c = {1, 1, N, D, 1, causal, CLATTN_FEATURE_ELU, algos[a], 0, 0, 0.0f};
+                float *got = run_device(&c, q, q, v, bias);
+                /* eps is added to the weights shifted by the maximum used entry: */
+                double top = causal && r0 > 0 ? 1.0 : big, eps = CLATTN_LINEAR_DEFAULT_EPS;
+                for (size_t i = 0; i < N; i++) {
+                    size_t last = causal ? i : N - 1;
+                    double num = 0, den = 0;
+                    for (size_t j = 0; j <= last; j++) {
+                        double w = (long)j - (long)i == r0 ? big : 1.0;
+                        num += (double)D * w / top * (double)j;
+                        den += (double)D * w / top;
+                    }
+                    double want = num / (den + eps);
+                    if (!(fabs(got[i] - want) <= TOL * fmax(1.0, fabs(want))))
+                        fail_msg("r0 %ld %s causal %d row %zu: got %.6f, want %.6f", r0,
+                                 algo_name(algos[a]), causal, i, (double)got[i], want);
+                }
+                free(got);
+                free(bias);
+            }
+    free(q);
+    free(v);
+}
+
+/* A non-finite bias given on the device makes its head's outputs NaN (the enqueue cannot read
+ * values back); the other heads are unaffected. */
+static void test_nonfinite_device_bias(void **state)
+{
+    (void)state;
+    size_t N = 6, H = 2, D = 4, Dv = 3, nq = H * N * D, nv = H * N * Dv;
+    uint64_t seed = 9;
+    float *q = inputs(nq, 1.0f, &seed), *k = inputs(nq, 1.0f, &seed), *v = inputs(nv, 1.0f, &seed);
+    float *bias = inputs(H * (2 * N - 1), 1.0f, &seed), *ref = malloc(nv * 4);
+    ref_rpe_attention(q, k, v, bias, ref, 1, H, N, D, Dv, 0, CLATTN_LINEAR_DEFAULT_EPS, 0);
+    bias[(2 * N - 1) + 3] = NAN; /* head 1 */
+    for (size_t a = 0; a < 2; a++) {
+        tcase c = {1, H, N, D, Dv, 0, CLATTN_FEATURE_ELU, algos[a], 0, 0, 0.0f};
+        float *got = run_device(&c, q, k, v, bias);
+        check_close(got, ref, N * Dv, "head 0 next to a NaN bias");
+        for (size_t x = N * Dv; x < nv; x++)
+            assert_true(isnan(got[x]));
+        free(got);
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(bias);
+    free(ref);
+}
+
+static void test_host(void **state)
+{
+    (void)state;
+    size_t B = 1, H = 2, N = 30, D = 5, Dv = 4, nq = B * H * N * D, nv = B * H * N * Dv;
+    size_t qs[4] = {B, H, N, D}, vs[4] = {B, H, N, Dv}, nb = H * (2 * N - 1);
+    uint64_t seed = 5;
+    float *q = inputs(nq, 1.0f, &seed), *k = inputs(nq, 1.0f, &seed), *v = inputs(nv, 1.0f, &seed);
+    float *bias = inputs(nb, 2.0f, &seed), *ref = malloc(nv * 4), *out = filled(nv, NAN);
+    ref_rpe_attention(q, k, v, bias, ref, B, H, N, D, Dv, 0, CLATTN_LINEAR_DEFAULT_EPS, 0);
+    /* desc NULL: ELU, non-causal, AUTO. */
+    if (clattn_rpe_host(ctx, NULL, qs, vs, q, k, v, bias, out) != CLATTN_SUCCESS)
+        fail_msg("host: %s", clattn_context_last_error(ctx));
+    check_close(out, ref, nv, "clattn_rpe_host defaults");
+    clattn_rpe_desc d;
+    clattn_rpe_desc_init(&d);
+    d.causal = 1;
+    d.algorithm = CLATTN_RPE_FFT;
+    ref_rpe_attention(q, k, v, bias, ref, B, H, N, D, Dv, 0, CLATTN_LINEAR_DEFAULT_EPS, 1);
+    assert_int_equal(clattn_rpe_host(ctx, &d, qs, vs, q, k, v, bias, out), CLATTN_SUCCESS);
+    check_close(out, ref, nv, "clattn_rpe_host causal fft");
+    /* Non-finite bias values are refused on the host, the output untouched. */
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (int i = 0; i < 3; i++) {
+        float keep = bias[nb - 1];
+        bias[nb - 1] = bad[i];
+        float *sev = filled(nv, 7.0f);
+        expect(clattn_rpe_host(ctx, &d, qs, vs, q, k, v, bias, sev), CLATTN_INVALID_ARGUMENT,
+               "non-finite bias");
+        for (size_t x = 0; x < nv; x++)
+            assert_true(sev[x] == 7.0f);
+        free(sev);
+        bias[nb - 1] = keep;
+    }
+    expect(clattn_rpe_host(ctx, &d, qs, vs, q, k, v, NULL, out), CLATTN_NULL_POINTER,
+           "host bias NULL");
+    free(q);
+    free(k);
+    free(v);
+    free(bias);
+    free(ref);
+    free(out);
+}
+
+/* ---- invalid arguments: the status, and the output untouched ---- */
+
+static void test_invalid(void **state)
+{
+    (void)state;
+    enum { N = 8, H = 2, D = 4, DV = 6, NO = H * N * DV, NB = H * (2 * N - 1) };
+    float half[H * N * DV], sev[NO], bz[NB + 8];
+    for (size_t i = 0; i < H * N * DV; i++)
+        half[i] = 0.5f;
+    for (size_t i = 0; i < NO; i++)
+        sev[i] = 7.0f;
+    for (size_t i = 0; i < NB + 8; i++)
+        bz[i] = 0.0f;
+    cl_mem bq = make_buf(sizeof half, half), bk = make_buf(sizeof half, half);
+    cl_mem bv = make_buf(sizeof half, half), bo = make_buf(sizeof sev, sev);
+    cl_mem bb = make_buf(sizeof bz, bz);
+    clattn_tensor q = clattn_tensor_make(bq, 1, H, N, D), k = clattn_tensor_make(bk, 1, H, N, D);
+    clattn_tensor v = clattn_tensor_make(bv, 1, H, N, DV), o = clattn_tensor_make(bo, 1, H, N, DV);
+    clattn_tensor b = clattn_tensor_make(bb, 1, H, 1, 2 * N - 1), t;
+    clattn_rpe_desc d, dd;
+    clattn_rpe_desc_init(&d);
+    cl_event ev = NULL;
+#define RUN(desc, q_, k_, v_, b_, o_)                                                              \
+    clattn_rpe_enqueue(ctx, (desc), (q_), (k_), (v_), (b_), (o_), 0, NULL, &ev)
+    expect(clattn_rpe_enqueue(NULL, &d, &q, &k, &v, &b, &o, 0, NULL, &ev), CLATTN_NULL_POINTER,
+           "ctx NULL");
+    expect(RUN(&d, NULL, &k, &v, &b, &o), CLATTN_NULL_POINTER, "q NULL");
+    expect(RUN(&d, &q, &k, &v, NULL, &o), CLATTN_NULL_POINTER, "bias NULL");
+    expect(RUN(&d, &q, &k, &v, &b, NULL), CLATTN_NULL_POINTER, "out NULL");
+    expect(clattn_rpe_enqueue(ctx, &d, &q, &k, &v, &b, &o, 1, NULL, &ev), CLATTN_NULL_POINTER,
+           "wait NULL");
+    t = b;
+    t.buffer = NULL;
+    expect(RUN(&d, &q, &k, &v, &t, &o), CLATTN_NULL_POINTER, "bias buffer NULL");
+    dd = d;
+    dd.features.feature_map = CLATTN_FEATURE_IDENTITY;
+    expect(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "identity map");
+    dd = d;
+    dd.features.feature_map = (clattn_feature_map)9;
+    expect(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "unknown map");
+    dd = d;
+    dd.features.eps = NAN;
+    expect(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "eps NaN");
+    dd = d;
+    dd.features.eps = -1.0f;
+    expect(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "eps negative");
+    dd = d;
+    dd.algorithm = (clattn_rpe_algo)5;
+    expect(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "algorithm");
+    dd = d;
+    dd.struct_size = 8;
+    expect(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "struct_size");
+    dd = d;
+    dd.features.struct_size = 0;
+    expect(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "features.struct_size");
+    /* bias of the wrong length (2N and 2N - 2) and heads */
+    t = b;
+    t.shape[3] = 2 * N;
+    expect(RUN(&d, &q, &k, &v, &t, &o), CLATTN_SHAPE_MISMATCH, "bias length 2N");
+    t.shape[3] = 2 * N - 2;
+    expect(RUN(&d, &q, &k, &v, &t, &o), CLATTN_SHAPE_MISMATCH, "bias length 2N-2");
+    t = b;
+    t.shape[1] = 1;
+    expect(RUN(&d, &q, &k, &v, &t, &o), CLATTN_SHAPE_MISMATCH, "bias heads");
+    t = b;
+    t.shape[0] = 2;
+    expect(RUN(&d, &q, &k, &v, &t, &o), CLATTN_SHAPE_MISMATCH, "bias batch");
+    t = b;
+    t.offset = 20;
+    expect(RUN(&d, &q, &k, &v, &t, &o), CLATTN_BUFFER_TOO_SMALL, "bias beyond buffer");
+    t = q;
+    t.shape[2] = 0;
+    expect(RUN(&d, &t, &k, &v, &b, &o), CLATTN_INVALID_SHAPE, "zero length");
+    clattn_tensor q2 = q, k2 = k;
+    q2.shape[3] = k2.shape[3] = 257;
+    expect(RUN(&d, &q2, &k2, &v, &b, &o), CLATTN_INVALID_SHAPE, "D > 256");
+    t = k;
+    t.shape[2] = N - 1;
+    expect(RUN(&d, &q, &t, &v, &b, &o), CLATTN_SHAPE_MISMATCH, "k length");
+    t = k;
+    t.shape[3] = 3;
+    expect(RUN(&d, &q, &t, &v, &b, &o), CLATTN_SHAPE_MISMATCH, "k head dim");
+    t = v;
+    t.shape[1] = 1;
+    expect(RUN(&d, &q, &k, &t, &b, &o), CLATTN_SHAPE_MISMATCH, "v heads");
+    t = o;
+    t.shape[3] = DV - 1;
+    expect(RUN(&d, &q, &k, &v, &b, &t), CLATTN_SHAPE_MISMATCH, "out Dv");
+    t = o;
+    t.strides[2] = 0;
+    expect(RUN(&d, &q, &k, &v, &b, &t), CLATTN_ALIASING, "out zero stride");
+    t = clattn_tensor_make(bv, 1, H, N, DV);
+    expect(RUN(&d, &q, &k, &v, &b, &t), CLATTN_ALIASING, "out aliases v");
+    t = clattn_tensor_make(bb, 1, 1, 1, 2 * N - 1);
+    clattn_tensor o1 = clattn_tensor_make(bb, 1, 1, N, 1);
+    clattn_tensor q1 = q, k1 = k, v1 = clattn_tensor_make(bv, 1, 1, N, 1);
+    q1.shape[1] = k1.shape[1] = 1;
+    expect(RUN(&d, &q1, &k1, &v1, &t, &o1), CLATTN_ALIASING, "out aliases bias");
+#undef RUN
+    assert_null(ev);
+    float got[NO];
+    read_buf(bo, sizeof got, got);
+    for (size_t i = 0; i < NO; i++)
+        assert_true(got[i] == 7.0f);
+    cl_mem all[] = {bq, bk, bv, bo, bb};
+    for (int i = 0; i < 5; i++)
+        clReleaseMemObject(all[i]);
+    size_t qs[4] = {1, H, N, D}, vs[4] = {1, H, N, DV};
+    dd = d;
+    dd.features.feature_map = CLATTN_FEATURE_IDENTITY;
+    expect(clattn_rpe_host(ctx, &dd, qs, vs, half, half, half, bz, sev), CLATTN_INVALID_ARGUMENT,
+           "host identity");
+    expect(clattn_rpe_host(ctx, &d, NULL, vs, half, half, half, bz, sev), CLATTN_NULL_POINTER,
+           "host shape NULL");
+    for (size_t i = 0; i < NO; i++)
+        assert_true(sev[i] == 7.0f);
+}
+
+/* The caller's wait list is honoured on both paths: nothing runs before its user event.
+ * Each path runs once without a wait list first: clFFT's plan baking (on first use of a shape,
+ * inside the enqueue) does a blocking write on the context's queue, which would wait forever
+ * behind the gated commands (a clFFT adapter issue, reported in /work/notes). */
+static void test_wait_list(void **state)
+{
+    (void)state;
+    if (basic_device) {
+        fprintf(stderr, "note: user-event gating skipped on PoCL's basic device (driver bug)\n");
+        return;
+    }
+    size_t N = 20, D = 4, nq = N * D;
+    uint64_t seed = 3;
+    float *q = inputs(nq, 1.0f, &seed), *k = inputs(nq, 1.0f, &seed), *v = inputs(nq, 1.0f, &seed);
+    float *bias = inputs(2 * N - 1, 1.0f, &seed), *ref = malloc(nq * 4), *out = filled(nq, NAN);
+    ref_rpe_attention(q, k, v, bias, ref, 1, 1, N, D, D, 0, CLATTN_LINEAR_DEFAULT_EPS, 1);
+    for (size_t a = 0; a < 2; a++) {
+        cl_int err;
+        cl_event user = clCreateUserEvent(clattn_context_get_cl_context(ctx), &err);
+        assert_int_equal(err, CL_SUCCESS);
+        cl_mem bq = make_buf(nq * 4, q), bk = make_buf(nq * 4, k), bv = make_buf(nq * 4, v);
+        cl_mem bb = make_buf((2 * N - 1) * 4, bias), bo = make_buf(nq * 4, out);
+        clattn_tensor tq = clattn_tensor_make(bq, 1, 1, N, D), tk = clattn_tensor_make(bk, 1, 1, N, D);
+        clattn_tensor tv = clattn_tensor_make(bv, 1, 1, N, D), to = clattn_tensor_make(bo, 1, 1, N, D);
+        clattn_tensor tb = clattn_tensor_make(bb, 1, 1, 1, 2 * N - 1);
+        clattn_rpe_desc d;
+        clattn_rpe_desc_init(&d);
+        d.causal = 1;
+        d.algorithm = algos[a];
+        cl_event done = NULL;
+        assert_int_equal(clattn_rpe_enqueue(ctx, &d, &tq, &tk, &tv, &tb, &to, 0, NULL, NULL),
+                         CLATTN_SUCCESS);
+        assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
+        assert_int_equal(clEnqueueWriteBuffer(queue(), bo, CL_TRUE, 0, nq * 4, out, 0, NULL, NULL),
+                         CL_SUCCESS);
+        assert_int_equal(clattn_rpe_enqueue(ctx, &d, &tq, &tk, &tv, &tb, &to, 1, &user, &done),
+                         CLATTN_SUCCESS);
+        assert_non_null(done);
+        clFlush(queue());
+        cl_int es = 0;
+        clGetEventInfo(done, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof es, &es, NULL);
+        assert_true(es != CL_COMPLETE);
+        clSetUserEventStatus(user, CL_COMPLETE);
+        assert_int_equal(clWaitForEvents(1, &done), CL_SUCCESS);
+        clReleaseEvent(done);
+        clReleaseEvent(user);
+        float *got = filled(nq, NAN);
+        read_buf(bo, nq * 4, got);
+        check_close(got, ref, nq, "after wait list");
+        free(got);
+        cl_mem all[] = {bq, bk, bv, bb, bo};
+        for (int i = 0; i < 5; i++)
+            clReleaseMemObject(all[i]);
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(bias);
+    free(ref);
+    free(out);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (clattn_context_create(NULL, &ctx) != CLATTN_SUCCESS) {
+        fprintf(stderr, "no OpenCL device: %s\n", clattn_context_last_error(NULL));
+        return -1; /* a missing device is a failure, never a skip */
+    }
+    clattn_device_info info;
+    clattn_context_get_device_info(ctx, &info);
+    fprintf(stderr, "device: %s / %s\n", info.platform_name, info.name);
+    basic_device = strncmp(info.name, "basic", 5) == 0;
+    llvmpipe = strstr(info.name, "llvmpipe") != NULL;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    clattn_context_destroy(ctx);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_small),
+        cmocka_unit_test(test_long),
+        cmocka_unit_test(test_head_dims),
+        cmocka_unit_test(test_strides_and_large_bias),
+        cmocka_unit_test(test_fft_groups),
+        cmocka_unit_test(test_auto),
+        cmocka_unit_test(test_zero_bias_is_linear),
+        cmocka_unit_test(test_single_offset),
+        cmocka_unit_test(test_nonfinite_device_bias),
+        cmocka_unit_test(test_host),
+        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_wait_list),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
