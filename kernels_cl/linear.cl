@@ -257,70 +257,94 @@ __kernel void clattn_linear_scan_scales(__global const float *cm, uint nchunks, 
     fin_r[bh] = r;
 }
 
-/* Scan over the chunks of each (bh, m, e) with the factors above: with write_prefix, chunk c's
- * sums become the state before it (continuing `init` when has_init); with has_fin, fin receives
- * the state after the last chunk. init and fin ([BH][MP][DW], B parts likewise) may be the same
- * buffers: each work-item reads its element before writing it. Global size (DW, MP, BH). */
+/* Scan over the chunks of each (bh, m, 16-column block) with the factors above: with
+ * write_prefix, chunk c's sums become the state before it (continuing `init` when has_init); with
+ * has_fin, fin receives the state after the last chunk. init and fin ([BH][MP][DW], B parts
+ * likewise) may be the same buffers: each work-item reads its elements before writing them.
+ * Global size (DW/16, MP, BH). */
 __kernel void clattn_linear_scan(__global float *ca, __global float *cb, __global const float *fac,
                                  uint n, uint chunk, uint nchunks, uint mp, int momentum, float mu,
                                  int has_init, __global const float *init_a,
                                  __global const float *init_b, int has_fin,
                                  __global float *fin_a, __global float *fin_b, int write_prefix)
 {
-    uint e = get_global_id(0), m = get_global_id(1), bh = get_global_id(2);
-    uint dw = get_global_size(0);
-    ulong one = ((ulong)bh * mp + m) * dw + e;
-    ulong first = ((ulong)bh * nchunks * mp + m) * dw + e, step = (ulong)mp * dw;
-    float a = has_init ? init_a[one] : 0.0f;
-    float bb = has_init && momentum ? init_b[one] : 0.0f;
+    uint eb = get_global_id(0), m = get_global_id(1), bh = get_global_id(2);
+    uint dw = get_global_size(0) * 16;
+    ulong one = ((ulong)bh * mp + m) * dw + eb * 16;
+    ulong first = ((ulong)bh * nchunks * mp + m) * dw + eb * 16, step = (ulong)mp * dw;
+    float16 zero = CLATTN_SPLAT16(0.0f);
+    float16 a = has_init ? vload16(0, init_a + one) : zero;
+    float16 bb = has_init && momentum ? vload16(0, init_b + one) : zero;
     float mfull = momentum ? pown(mu, (int)chunk) : 0.0f;
     for (uint c = 0; c < nchunks; c++) {
         ulong at = first + c * step, f = 2 * ((ulong)bh * nchunks + c);
-        float ta = ca[at], so = fac[f], sn = fac[f + 1];
+        float16 ta = vload16(0, ca + at);
+        float so = fac[f], sn = fac[f + 1];
         if (write_prefix)
-            ca[at] = a;
-        a = a * so + ta * sn;
+            vstore16(a, 0, ca + at);
+        a = a * CLATTN_SPLAT16(so) + ta * CLATTN_SPLAT16(sn);
         if (momentum) {
-            float tb = cb[at];
+            float16 tb = vload16(0, cb + at);
             if (write_prefix)
-                cb[at] = bb;
+                vstore16(bb, 0, cb + at);
             float md = c + 1 < nchunks ? mfull : pown(mu, (int)(n - c * chunk));
-            bb = bb * md * so + tb * sn;
+            bb = bb * CLATTN_SPLAT16(md * so) + tb * CLATTN_SPLAT16(sn);
         }
     }
     if (has_fin) {
-        fin_a[one] = a;
+        vstore16(a, 0, fin_a + one);
         if (momentum)
-            fin_b[one] = bb;
+            vstore16(bb, 0, fin_b + one);
     }
+}
+
+/* Key features of each causal chunk transposed, kt[g][m][t] = F[c * LIN_CHUNK + t][m] (0 past
+ * the last key), so that clattn_linear_intra reads 16 keys' features as one vector. Global size
+ * (LIN_CHUNK, MP, BH * nchunks). */
+__kernel void clattn_linear_kt(__global const float *fk, uint n, uint nchunks,
+                               __global float *kt)
+{
+    uint t = get_global_id(0), m = get_global_id(1), g = get_global_id(2);
+    uint mp = get_global_size(1), bh = g / nchunks, j = (g % nchunks) * LIN_CHUNK + t;
+    kt[((ulong)g * mp + m) * LIN_CHUNK + t] = j < n ? fk[((ulong)bh * n + j) * mp + m] : 0.0f;
 }
 
 /* Causal rows' weights for the keys of their own chunk: w[i][t] = exp(L_j - m_i) (phi(q_i) . F_j)
  * for j = j0 + t <= i (0 beyond), with m_i = max(r, L_j0..L_i) written to mi[i] (r = the chunk's
- * carried log-scale). Kept apart from the output kernel so that kernel's loops stay short and
- * each dot product is computed once rather than once per value block. Global size
- * (LIN_CHUNK, Nq, BH). */
-__kernel void clattn_linear_intra(__global const float *fq, __global const float *fk,
+ * carried log-scale). One row per work-item, the chunk's 64 keys as four float16 vectors (from
+ * the transposed kt); kept apart from the output kernel so each dot product is computed once
+ * rather than once per value block. Global size (Nq, BH). */
+__kernel void clattn_linear_intra(__global const float *fq, __global const float *kt,
                                   __global const float *l, __global const float *ps, uint mp,
                                   uint nchunks, __global float *w, __global float *mi)
 {
-    uint t = get_global_id(0), i = get_global_id(1), bh = get_global_id(2);
-    uint nq = get_global_size(1), c = i / LIN_CHUNK, j0 = c * LIN_CHUNK, j = j0 + t;
+    uint i = get_global_id(0), bh = get_global_id(1), nq = get_global_size(0);
+    uint c = i / LIN_CHUNK, j0 = c * LIN_CHUNK, last = i - j0;
     ulong lrow = (ulong)bh * nq;
-    float mx = ps[(ulong)bh * nchunks + c];
-    for (uint u = j0; u <= i; u++)
-        mx = fmax(mx, l[lrow + u]);
-    float out = 0.0f;
-    if (j <= i) {
-        __global const float *qr = fq + (lrow + i) * mp, *kr = fk + (lrow + j) * mp;
-        float dot = 0.0f;
-        for (uint m = 0; m < mp; m++)
-            dot += qr[m] * kr[m];
-        out = exp(l[lrow + j] - mx) * dot;
+    __global const float *qr = fq + (lrow + i) * mp;
+    __global const float *kr = kt + ((ulong)bh * nchunks + c) * mp * LIN_CHUNK;
+    float16 d0 = CLATTN_SPLAT16(0.0f), d1 = d0, d2 = d0, d3 = d0;
+    for (uint m = 0; m < mp; m++) {
+        float16 qv = CLATTN_SPLAT16(qr[m]);
+        __global const float *km = kr + (ulong)m * LIN_CHUNK;
+        d0 = fma(qv, vload16(0, km), d0);
+        d1 = fma(qv, vload16(1, km), d1);
+        d2 = fma(qv, vload16(2, km), d2);
+        d3 = fma(qv, vload16(3, km), d3);
     }
-    w[(lrow + i) * LIN_CHUNK + t] = out;
-    if (t == 0)
-        mi[lrow + i] = mx;
+    float ls[LIN_CHUNK];
+    float mx = ps[(ulong)bh * nchunks + c];
+    for (uint t = 0; t < LIN_CHUNK; t++) {
+        ls[t] = t <= last ? l[lrow + j0 + t] : -INFINITY;
+        mx = fmax(mx, ls[t]);
+    }
+    float16 m16 = CLATTN_SPLAT16(mx);
+    __global float *wr = w + (lrow + i) * LIN_CHUNK;
+    vstore16(exp(vload16(0, ls) - m16) * d0, 0, wr); /* exp(-inf) = 0 masks j > i */
+    vstore16(exp(vload16(1, ls) - m16) * d1, 1, wr);
+    vstore16(exp(vload16(2, ls) - m16) * d2, 2, wr);
+    vstore16(exp(vload16(3, ls) - m16) * d3, 3, wr);
+    mi[lrow + i] = mx;
 }
 
 /* Output rows: LIN_RB query rows times up to LIN_EB float16 blocks (64 value columns) per

@@ -514,7 +514,7 @@ static clattn_status run_chunked(seq *s, const lin_job *j, const lin_dims *z, cl
     clattn_context *ctx = s->ctx;
     clattn_status status = CLATTN_SUCCESS;
     cl_mem cw = NULL, cm = NULL, ca = NULL, cb = NULL, ps = NULL, fr = NULL, iw = NULL, imi = NULL;
-    cl_mem fac = NULL;
+    cl_mem fac = NULL, kt = NULL;
     lin_bufs tot = {0};
     cl_kernel k = NULL;
     bool fixed = is_fixed(j->d);
@@ -626,8 +626,8 @@ static clattn_status run_chunked(seq *s, const lin_job *j, const lin_dims *z, cl
     CLATTN_ARG(&a, fa);
     CLATTN_ARG(&a, fb);
     CLATTN_ARG(&a, prefix);
-    size_t g3[3] = {z->dw, z->mp, z->bh};
-    status = launch(s, k, &a, 3, g3, scan_last, event);
+    size_t g3[3] = {z->dw / 16, z->mp, z->bh};
+    status = launch_ex(s, k, &a, 3, g3, true, scan_last, event);
     k = NULL;
     CLATTN_FORWARD(status);
     if (j->causal && st)
@@ -639,18 +639,30 @@ static clattn_status run_chunked(seq *s, const lin_job *j, const lin_dims *z, cl
         CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 10, nw, "in-chunk weights", &iw));
         CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 11, z->bh * z->nq * sizeof(float), "row scales",
                                              &imi));
+        CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 14, all / z->dw * LIN_CHUNK,
+                                      "transposed key features", &kt));
+        CLATTN_FORWARD(get_kernel(ctx, "clattn_linear_kt", &k));
+        a = (clattn__args){k, 0, CL_SUCCESS};
+        CLATTN_ARG(&a, fk);
+        CLATTN_ARG(&a, un);
+        CLATTN_ARG(&a, unch);
+        CLATTN_ARG(&a, kt);
+        size_t gk[3] = {LIN_CHUNK, z->mp, z->bh * nchunks};
+        status = launch(s, k, &a, 3, gk, false, NULL);
+        k = NULL;
+        CLATTN_FORWARD(status);
         CLATTN_FORWARD(get_kernel(ctx, "clattn_linear_intra", &k));
         a = (clattn__args){k, 0, CL_SUCCESS};
         CLATTN_ARG(&a, fq);
-        CLATTN_ARG(&a, fk);
+        CLATTN_ARG(&a, kt);
         CLATTN_ARG(&a, l);
         CLATTN_ARG(&a, ps);
         CLATTN_ARG(&a, mp);
         CLATTN_ARG(&a, unch);
         CLATTN_ARG(&a, iw);
         CLATTN_ARG(&a, imi);
-        size_t g4[3] = {LIN_CHUNK, z->nq, z->bh};
-        status = launch(s, k, &a, 3, g4, false, NULL);
+        size_t g4[2] = {z->nq, z->bh};
+        status = launch_ex(s, k, &a, 2, g4, true, false, NULL);
         k = NULL;
         CLATTN_FORWARD(status);
         CLATTN_FORWARD(launch_out(s, j, z, fq, vp, ca, cb, ps, iw, imi, nchunks, 1, fixed, event));
@@ -661,8 +673,8 @@ static clattn_status run_chunked(seq *s, const lin_job *j, const lin_dims *z, cl
 cleanup:
     if (k)
         clReleaseKernel(k);
-    cl_mem bufs[] = {cw, cm, ca, cb, ps, fr, iw, imi, fac};
-    for (int i = 0; i < 9; i++)
+    cl_mem bufs[] = {cw, cm, ca, cb, ps, fr, iw, imi, fac, kt};
+    for (int i = 0; i < 10; i++)
         if (bufs[i])
             clReleaseMemObject(bufs[i]);
     release_bufs(&tot);
