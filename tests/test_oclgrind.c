@@ -55,13 +55,14 @@ static int run(clattn_context *ctx, clattn_attention_algo algo, size_t nq, size_
 }
 
 /* Linear attention (elu feature map), causal and not, D != Dv, against its fp64 reference. */
-static int run_linear(clattn_context *ctx, size_t n, size_t d, size_t dv, int causal)
+static int run_linear(clattn_context *ctx, size_t n, size_t d, size_t dv, int causal,
+                      clattn_feature_map fmap, clattn_momentum mom)
 {
-    size_t B = 2, H = 1;
+    size_t B = 2, H = 1, M = fmap == CLATTN_FEATURE_FAVOR ? 24 : d;
     size_t s_q[4] = {B, H, n, d}, s_v[4] = {B, H, n, dv};
     size_t n_q = B * H * n * d, n_v = B * H * n * dv;
     float *q = malloc(n_q * 4), *k = malloc(n_q * 4), *v = malloc(n_v * 4), *o = malloc(n_v * 4),
-          *r = malloc(n_v * 4);
+          *r = malloc(n_v * 4), *w = malloc(M * d * 4);
     uint64_t seed = 21;
     ref_fill_uniform(q, n_q, 1, &seed);
     ref_fill_uniform(k, n_q, 1, &seed);
@@ -69,21 +70,73 @@ static int run_linear(clattn_context *ctx, size_t n, size_t d, size_t dv, int ca
     clattn_linear_desc desc;
     clattn_linear_desc_init(&desc);
     desc.causal = causal;
-    ref_linear_attention(q, k, v, r, B, H, n, n, d, dv, desc.feature_map, 1e-6, causal);
+    desc.feature_map = fmap;
+    desc.features = M;
+    desc.momentum = mom;
+    desc.mu = 0.6f;
+    desc.step_size = 0.8f;
+    clattn_favor_draw(M, d, 5, CLATTN_FAVOR_GAUSSIAN_NORMS, w);
+    ref_linear_general(q, k, v, r, B, H, n, n, d, dv, (int)fmap,
+                       fmap == CLATTN_FEATURE_FAVOR ? w : NULL, M, 1e-6, causal, (int)mom,
+                       desc.mu, desc.step_size);
+    if (fmap == CLATTN_FEATURE_FAVOR) {
+        desc.projection = w;
+        desc.projection_shape[0] = M;
+        desc.projection_shape[1] = d;
+    }
     int rc = 0;
     if (clattn_linear_host(ctx, &desc, s_q, s_q, s_v, q, k, v, o) != CLATTN_SUCCESS) {
         fprintf(stderr, "linear failed: %s\n", clattn_context_last_error(ctx));
         rc = 1;
     } else {
         double mr = 0, e = ref_max_abs_diff(o, r, n_v, &mr);
-        printf("linear n %zu d %zu dv %zu causal %d: error %.2e\n", n, d, dv, causal, e);
+        printf("linear n %zu d %zu dv %zu causal %d map %d momentum %d: error %.2e\n", n, d, dv,
+               causal, (int)fmap, (int)mom, e);
         rc = !(e <= 1e-4 * fmax(1, mr));
+    }
+    /* The decoding kernels: a prefill of all but the last two tokens, then two steps; the last
+     * step's output must match the causal reference's last row. */
+    clattn_linear_state *st = NULL;
+    if (!rc && causal && n > 3 &&
+        clattn_linear_state_create(ctx, &desc, B, H, d, dv, &st) == CLATTN_SUCCESS) {
+        cl_context cl = clattn_context_get_cl_context(ctx);
+        cl_command_queue qu = clattn_context_get_cl_queue(ctx);
+        cl_int err = CL_SUCCESS;
+        cl_mem bq = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, n_q * 4, q, &err);
+        cl_mem bk = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, n_q * 4, k, &err);
+        cl_mem bv = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, n_v * 4, v, &err);
+        cl_mem bo = clCreateBuffer(cl, CL_MEM_READ_WRITE, n_v * 4, NULL, &err);
+        size_t pre = n - 2;
+        clattn_tensor tq = {bq, 0, {B, H, pre, d}, {H * n * d, n * d, d, 1}};
+        clattn_tensor tk = tq, tv = {bv, 0, {B, H, pre, dv}, {H * n * dv, n * dv, dv, 1}};
+        tk.buffer = bk;
+        clattn_tensor to = tv;
+        to.buffer = bo;
+        clattn_status s1 = clattn_linear_prefill(st, &tq, &tk, &tv, &to, 0, NULL, NULL);
+        for (size_t t = pre; t < n && s1 == CLATTN_SUCCESS; t++) {
+            clattn_tensor sq = tq, sk = tk, sv = tv, so = to;
+            sq.shape[2] = sk.shape[2] = sv.shape[2] = so.shape[2] = 1;
+            sq.offset = sk.offset = t * d;
+            sv.offset = so.offset = t * dv;
+            s1 = clattn_linear_step(st, &sq, &sk, &sv, &so, 0, NULL, NULL);
+        }
+        if (s1 == CLATTN_SUCCESS)
+            s1 = (clattn_status)clEnqueueReadBuffer(qu, bo, CL_TRUE, 0, n_v * 4, o, 0, NULL, NULL);
+        double mr = 0, e = s1 == CLATTN_SUCCESS ? ref_max_abs_diff(o, r, n_v, &mr) : INFINITY;
+        printf("  prefill + 2 steps: error %.2e\n", e);
+        rc = !(e <= 1e-4 * fmax(1, mr));
+        clReleaseMemObject(bq);
+        clReleaseMemObject(bk);
+        clReleaseMemObject(bv);
+        clReleaseMemObject(bo);
+        clattn_linear_state_destroy(st);
     }
     free(q);
     free(k);
     free(v);
     free(o);
     free(r);
+    free(w);
     return rc;
 }
 
@@ -505,8 +558,11 @@ int main(int argc, char **argv)
             continue;
         }
         if (strcmp(w, "linear") == 0) {
-            rc |= run_linear(ctx, 70, 12, 20, 1);
-            rc |= run_linear(ctx, 45, 16, 8, 0);
+            rc |= run_linear(ctx, 70, 12, 20, 1, CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_NONE);
+            rc |= run_linear(ctx, 45, 16, 8, 0, CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_NONE);
+            rc |= run_linear(ctx, 70, 8, 20, 1, CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED);
+            rc |= run_linear(ctx, 37, 8, 12, 0, CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED);
+            rc |= run_linear(ctx, 21, 8, 12, 1, CLATTN_FEATURE_RELU, CLATTN_MOMENTUM_ADAPTIVE);
             continue;
         }
         clattn_attention_algo a = strcmp(w, "cpu") == 0   ? CLATTN_ALGO_TILED_CPU
