@@ -17,6 +17,7 @@
 
 #include "npy.h"
 #include "reference/ref_attention.h"
+#include "reference/ref_linear.h"
 #include "reference/ref_routing.h"
 #include "reference/ref_lsh.h"
 #include "reference/ref_ssm.h"
@@ -193,6 +194,71 @@ static void test_bad_inputs(void **state)
 
 /* `run routing` with k-means++ centroids from a seed matches the fp64 reference given the
  * reference's own k-means++ centroids; bad options fail cleanly with no output. */
+static void test_run_linear(void **state)
+{
+    (void)state;
+    size_t n = (size_t)B * H * N * D, M = 32;
+    float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *r = malloc(n * 4),
+          *w = malloc(M * D * 4);
+    make_inputs(q, k, v);
+    char line[512], err[256];
+    npy_array out;
+    double mr = 0, e;
+    /* FAVOR+ drawn from a seed, causal, fixed momentum: the reference draws the same W. */
+    int rc = run("run linear --q q.npy --k k.npy --v v.npy -o lin.npy --causal --feature-map favor "
+                 "--features 32 --seed 7 --momentum 0.5 --step-size 0.75",
+                 line, sizeof line);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, line);
+    assert_int_equal(clattn_favor_draw(M, D, 7, CLATTN_FAVOR_GAUSSIAN_NORMS, w), CLATTN_SUCCESS);
+    ref_linear_general(q, k, v, r, B, H, N, N, D, D, 3, w, M, 1e-6, 1, 1, 0.5, 0.75);
+    assert_int_equal(npy_read(at("lin.npy"), &out, err, sizeof err), 0);
+    assert_int_equal(out.count, n);
+    e = ref_max_abs_diff(out.data, r, n, &mr);
+    assert_true(e <= 1e-4 * fmax(1, mr));
+    npy_free(&out);
+    /* The same W from a file. */
+    size_t ws[2] = {M, D};
+    write_f32("w.npy", w, 2, ws);
+    rc = run("run linear --q q.npy --k k.npy --v v.npy -o lin.npy --causal --feature-map favor "
+             "--projection w.npy --momentum 0.5 --step-size 0.75",
+             line, sizeof line);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, line);
+    assert_int_equal(npy_read(at("lin.npy"), &out, err, sizeof err), 0);
+    e = ref_max_abs_diff(out.data, r, n, &mr);
+    assert_true(e <= 1e-4 * fmax(1, mr));
+    npy_free(&out);
+    /* elu, non-causal, adaptive momentum. */
+    rc = run("run linear --q q.npy --k k.npy --v v.npy -o lin.npy --momentum adaptive", line,
+             sizeof line);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, line);
+    ref_linear_general(q, k, v, r, B, H, N, N, D, D, 0, NULL, D, 1e-6, 0, 2, 0, 1);
+    assert_int_equal(npy_read(at("lin.npy"), &out, err, sizeof err), 0);
+    e = ref_max_abs_diff(out.data, r, n, &mr);
+    assert_true(e <= 1e-4 * fmax(1, mr));
+    npy_free(&out);
+    remove(at("lin.npy"));
+    expect_failure("run linear --q q.npy --k k.npy --v v.npy -o bad_out.npy --momentum 1.5",
+                   "--momentum");
+    expect_failure("run linear --q q.npy --k k.npy --v v.npy -o bad_out.npy --features 8",
+                   "favor");
+    expect_failure("run linear --q q.npy --k k.npy --v v.npy -o bad_out.npy --feature-map favor "
+                   "--projection q.npy",
+                   "q.npy");
+    expect_failure("run linear --q q.npy --k k.npy --v v.npy -o bad_out.npy --feature-map tanh",
+                   "--feature-map");
+    expect_failure("run linear --q q.npy --k k.npy --v v.npy -o bad_out.npy --momentum 0.5 "
+                   "--step-size 0",
+                   "--step-size");
+    free(q);
+    free(k);
+    free(v);
+    free(r);
+    free(w);
+}
+
 static void test_run_routing(void **state)
 {
     (void)state;
@@ -404,6 +470,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_matches_reference),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_run_linear),
         cmocka_unit_test(test_run_routing),
         cmocka_unit_test(test_run_lsh),
         cmocka_unit_test(test_run_ssm),
