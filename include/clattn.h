@@ -481,6 +481,14 @@ typedef enum clattn_momentum {
     CLATTN_MOMENTUM_ADAPTIVE = 2 /* the authors' adaptive mu (sequential; see above) */
 } clattn_momentum;
 
+/* How the non-causal form without momentum is computed (the other forms have one way). */
+typedef enum clattn_linear_algo {
+    CLATTN_LINEAR_AUTO = 0,  /* the library's choice for the device (see clattn_linear_desc) */
+    CLATTN_LINEAR_FUSED = 1, /* clattn's kernels: chunk sums, a scan, register-blocked outputs */
+    CLATTN_LINEAR_GEMM = 2   /* two strided-batched CLBlast SGEMMs, phi(K)^T [V 1] then phi(Q) KV,
+                                and a normalising kernel */
+} clattn_linear_algo;
+
 /* How clattn_favor_draw rescales its orthonormal rows. */
 typedef enum clattn_favor_scaling {
     CLATTN_FAVOR_GAUSSIAN_NORMS = 0, /* norms of independent Gaussian D-vectors (Performer's default) */
@@ -515,6 +523,10 @@ typedef struct clattn_linear_desc {
     clattn_momentum momentum;
     float mu;
     float step_size;
+    /* Non-causal form without momentum only (UNSUPPORTED otherwise, except AUTO): FUSED or GEMM;
+     * AUTO takes FUSED, the faster on PoCL (see the README's figures). With GEMM, FAVOR's keys
+     * share their head's largest log-scale (Performer's non-causal stabiliser). */
+    clattn_linear_algo algorithm;
 } clattn_linear_desc;
 
 #define CLATTN_LINEAR_DEFAULT_EPS 1e-6f

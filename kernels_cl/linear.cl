@@ -597,3 +597,30 @@ __kernel void clattn_linear_head_rescale(__global float *f, __global const float
     ulong row = (ulong)bh * n + j;
     f[row * mp + t] *= exp(l[row] - lmax[bh]);
 }
+
+/* The GEMM form's values: vp1 [BH][N][DW] = (v, 0 padding, 1 at column DVP, 0), so one product
+ * F^T vp1 gives S and z together. One row per work-item. Global size (N, BH). */
+__kernel void clattn_linear_pack_v1(__global const float *v, ulong v_off, ulong4 v_st,
+                                    uint heads, uint dv, uint dvp, __global float *vp)
+{
+    uint j = get_global_id(0), bh = get_global_id(1), n = get_global_size(0);
+    uint b = bh / heads, h = bh % heads, dw = dvp + 16;
+    __global float *o = vp + ((ulong)bh * n + j) * dw;
+    for (uint e = 0; e < dv; e++)
+        o[e] = v[clattn_at(v_off, v_st, b, h, j, e)];
+    for (uint e = dv; e < dw; e++)
+        o[e] = e == dvp ? 1.0f : 0.0f;
+}
+
+/* out_i = o'_i[0..Dv) / (o'_i[DVP] + eps) from the GEMM form's o' [BH][Nq][DW]. Global size
+ * (Nq, BH). */
+__kernel void clattn_linear_normalize(__global const float *op, uint dv, uint dvp, float eps,
+                                      __global float *out, ulong o_off, ulong4 o_st, uint heads)
+{
+    uint i = get_global_id(0), bh = get_global_id(1), nq = get_global_size(0);
+    uint b = bh / heads, h = bh % heads;
+    __global const float *r = op + ((ulong)bh * nq + i) * (dvp + 16);
+    float inv = 1.0f / (r[dvp] + eps);
+    for (uint e = 0; e < dv; e++)
+        out[clattn_at(o_off, o_st, b, h, i, e)] = r[e] * inv;
+}

@@ -19,17 +19,20 @@ void cli_usage_linear(FILE *f)
             "  clattn run linear --q Q.npy --k K.npy --v V.npy -o OUT.npy [--causal]\n"
             "         [--feature-map elu|relu|favor|identity] [--features M] [--seed S]\n"
             "         [--projection W.npy] [--scaling gaussian|sqrt-d]\n"
-            "         [--momentum MU|adaptive] [--step-size ETA] [--eps E] [--device SEL]\n"
+            "         [--momentum MU|adaptive] [--step-size ETA] [--eps E]\n"
+            "         [--algo auto|fused|gemm] [--device SEL]\n"
             "      linear attention on float32 .npy arrays: q [B,H,Nq,D], k [B,H,Nk,D],\n"
             "      v [B,H,Nk,Dv]; writes OUT [B,H,Nq,Dv]. FAVOR+ uses W [M,D] from\n"
             "      --projection or draws it from --seed (M = --features, default 256);\n"
             "      --momentum MU in [0, 1) is heavy-ball momentum with step size ETA\n"
-            "      (default 1), 'adaptive' the authors' adaptive rule\n"
+            "      (default 1), 'adaptive' the authors' adaptive rule; --algo gemm computes\n"
+            "      the non-causal form with CLBlast GEMMs\n"
             "  clattn bench linear [--n 1024,4096,...] [--d 64] [--dv D] [--heads 8]\n"
             "         [--batch 1] [--feature-map elu|relu|favor] [--features M]\n"
             "         [--momentum MU|adaptive] [--variants LIST] [--steps 32] [--reps 5]\n"
             "         [--csv] [--device SEL]\n"
-            "      variants: noncausal, causal, step (median time of one decoding token\n"
+            "      variants: noncausal, gemm (the non-causal form by CLBlast GEMMs),\n"
+            "      causal, step (median time of one decoding token\n"
             "      after a prefill of N tokens), tiled (exact softmax, full recompute),\n"
             "      kv (exact softmax, one query over N cached keys), peak; default all.\n"
             "      FLOPs: 4*B*H*N*M*Dv for linear (noncausal, causal; step: per token\n"
@@ -41,7 +44,7 @@ void cli_usage_linear(FILE *f)
 /* ---------------------------------------------------------------------------------------------- */
 
 typedef struct lin_opts {
-    const char *fmap, *features, *seed, *scaling, *momentum, *step_size, *eps;
+    const char *fmap, *features, *seed, *scaling, *momentum, *step_size, *eps, *algo;
 } lin_opts;
 
 /* Fills desc from the options (no file needed); 0 or EXIT_USAGE. */
@@ -97,6 +100,16 @@ static int lin_desc(const char *cmd, const lin_opts *o, clattn_linear_desc *desc
     }
     if (o->eps && (rc = float_option(cmd, "--eps", o->eps, 0.0f, INFINITY, 0, &desc->eps)))
         return rc;
+    if (o->algo) {
+        if (strcmp(o->algo, "auto") == 0)
+            desc->algorithm = CLATTN_LINEAR_AUTO;
+        else if (strcmp(o->algo, "fused") == 0)
+            desc->algorithm = CLATTN_LINEAR_FUSED;
+        else if (strcmp(o->algo, "gemm") == 0)
+            desc->algorithm = CLATTN_LINEAR_GEMM;
+        else
+            return fail(EXIT_USAGE, "%s: --algo '%s' is not auto, fused or gemm", cmd, o->algo);
+    }
     return 0;
 }
 
@@ -124,6 +137,7 @@ int cli_run_linear(int argc, char **argv)
         {"--momentum", NULL, &o.momentum, NULL},
         {"--step-size", NULL, &o.step_size, NULL},
         {"--eps", NULL, &o.eps, NULL},
+        {"--algo", NULL, &o.algo, NULL},
         {"--device", NULL, &device, NULL},
         {"--causal", NULL, NULL, &causal},
     };
@@ -142,6 +156,8 @@ int cli_run_linear(int argc, char **argv)
     if ((rc = lin_desc(cmd, &o, &desc)))
         return rc;
     desc.causal = causal;
+    if (desc.algorithm == CLATTN_LINEAR_GEMM && (causal || desc.momentum != CLATTN_MOMENTUM_NONE))
+        return fail(EXIT_USAGE, "%s: --algo gemm is for the non-causal form without momentum", cmd);
     if (wp && desc.feature_map != CLATTN_FEATURE_FAVOR)
         return fail(EXIT_USAGE, "%s: --projection needs --feature-map favor", cmd);
     if (wp && (o.seed || o.scaling))
@@ -226,9 +242,9 @@ cleanup:
 /* bench                                                                                          */
 /* ---------------------------------------------------------------------------------------------- */
 
-enum { LV_NONCAUSAL, LV_CAUSAL, LV_STEP, LV_TILED, LV_KV, LV_PEAK, LV_COUNT };
-static const char *const LV_NAMES[LV_COUNT] = {"noncausal", "causal", "step",
-                                               "tiled",     "kv",     "peak"};
+enum { LV_NONCAUSAL, LV_GEMM, LV_CAUSAL, LV_STEP, LV_TILED, LV_KV, LV_PEAK, LV_COUNT };
+static const char *const LV_NAMES[LV_COUNT] = {"noncausal", "gemm", "causal", "step",
+                                               "tiled",     "kv",   "peak"};
 
 typedef struct lin_bench {
     size_t ns[MAX_SWEEP], n_count, d, dv, heads, batch, reps, steps;
@@ -277,6 +293,8 @@ static int bench_lin(clattn_context *ctx, const lin_bench *b, size_t n, int var,
 {
     clattn_linear_desc desc = b->desc;
     desc.causal = var == LV_CAUSAL;
+    if (var == LV_GEMM)
+        desc.algorithm = CLATTN_LINEAR_GEMM;
     size_t m = clattn_linear_feature_count(&desc, b->d);
     size_t nk = n, nq = var == LV_STEP ? 1 : n;
     cl_mem bufs[4] = {NULL, NULL, NULL, NULL};
@@ -388,8 +406,8 @@ static int bench_parse_linear(int argc, char **argv, lin_bench *b, int *help)
                 found = v;
         if (found < 0)
             return fail(EXIT_USAGE,
-                        "%s: --variants: unknown variant '%.*s' (known: noncausal, causal, step, "
-                        "tiled, kv, peak)",
+                        "%s: --variants: unknown variant '%.*s' (known: noncausal, gemm, causal, "
+                        "step, tiled, kv, peak)",
                         cmd, (int)len, p);
         int dup = 0;
         for (int i = 0; i < b->n_variants; i++)

@@ -98,6 +98,17 @@ clattn_status clattn__sgemm(clattn_context *ctx, bool trans_b, size_t m, size_t 
                             size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off,
                             size_t ldc, cl_event *event)
 {
+    return clattn__sgemm_batched(ctx, false, trans_b, m, n, k, alpha, a, a_off, lda, 0, b, b_off,
+                                 ldb, 0, beta, c, c_off, ldc, 0, 1, event);
+}
+
+clattn_status clattn__sgemm_batched(clattn_context *ctx, bool trans_a, bool trans_b, size_t m,
+                                    size_t n, size_t k, float alpha, cl_mem a, size_t a_off,
+                                    size_t lda, size_t a_stride, cl_mem b, size_t b_off,
+                                    size_t ldb, size_t b_stride, float beta, cl_mem c,
+                                    size_t c_off, size_t ldc, size_t c_stride, size_t batch,
+                                    cl_event *event)
+{
     clattn_status status = CLATTN_SUCCESS;
     CLBlastStatusCode st;
 
@@ -107,9 +118,15 @@ clattn_status clattn__sgemm(clattn_context *ctx, bool trans_b, size_t m, size_t 
         !cpu_params_disabled())
         tune_for_cpu(ctx);
 
-    st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                      trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a, a_off,
-                      lda, b, b_off, ldb, beta, c, c_off, ldc, &ctx->queue, event);
+    CLBlastTranspose ta = trans_a ? CLBlastTransposeYes : CLBlastTransposeNo;
+    CLBlastTranspose tb = trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;
+    if (batch == 1)
+        st = CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha, a, a_off, lda, b, b_off,
+                          ldb, beta, c, c_off, ldc, &ctx->queue, event);
+    else
+        st = CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha, a, a_off,
+                                        lda, a_stride, b, b_off, ldb, b_stride, beta, c, c_off,
+                                        ldc, c_stride, batch, &ctx->queue, event);
     if (st == CLBlastSuccess)
         goto cleanup;
 

@@ -176,6 +176,14 @@ clattn_status clattn__sgemm(clattn_context *ctx, bool trans_b, size_t m, size_t 
                             float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b,
                             size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off,
                             size_t ldc, cl_event *event);
+/* The same with op(A) as well and `batch` products at element strides a/b/c_stride (one CLBlast
+ * call: CLBlastSgemmStridedBatched when batch > 1). */
+clattn_status clattn__sgemm_batched(clattn_context *ctx, bool trans_a, bool trans_b, size_t m,
+                                    size_t n, size_t k, float alpha, cl_mem a, size_t a_off,
+                                    size_t lda, size_t a_stride, cl_mem b, size_t b_off,
+                                    size_t ldb, size_t b_stride, float beta, cl_mem c,
+                                    size_t c_off, size_t ldc, size_t c_stride, size_t batch,
+                                    cl_event *event);
 
 /* ---- small helpers ---- */
 static inline bool clattn__mul_ok(size_t a, size_t b, size_t *out)

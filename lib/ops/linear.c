@@ -108,6 +108,15 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_linear_desc *in
     if (out->momentum == CLATTN_MOMENTUM_FIXED && !(out->mu >= 0.0f && out->mu < 1.0f))
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "linear desc: momentum mu %g must be in [0, 1)", (double)out->mu);
+    if (out->algorithm != CLATTN_LINEAR_AUTO && out->algorithm != CLATTN_LINEAR_FUSED &&
+        out->algorithm != CLATTN_LINEAR_GEMM)
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "linear desc: unknown algorithm %d",
+                            (int)out->algorithm);
+    if (out->algorithm == CLATTN_LINEAR_GEMM &&
+        (out->causal || out->momentum != CLATTN_MOMENTUM_NONE))
+        return clattn__fail(ctx, CLATTN_UNSUPPORTED,
+                            "linear desc: the GEMM algorithm is for the non-causal form without "
+                            "momentum");
     if (out->step_size == 0.0f)
         out->step_size = 1.0f;
     if (!(out->step_size > 0.0f) || !isfinite(out->step_size))
@@ -290,14 +299,14 @@ cleanup:
     return status;
 }
 
-static clattn_status seq_features(seq *s, const lin_job *j, const clattn_tensor *x, cl_mem f,
-                                  cl_mem l)
+static clattn_status seq_features(seq *s, const lin_job *j, const clattn_tensor *x, int stab,
+                                  cl_mem f, cl_mem l)
 {
     cl_uint nw;
     const cl_event *w;
     cl_event *evp;
     seq_next(s, false, NULL, &nw, &w, &evp);
-    clattn_status st = clattn__linear_features(s->ctx, j->d, j->w, x, 0, f, l, nw, w, evp);
+    clattn_status st = clattn__linear_features(s->ctx, j->d, j->w, x, stab, f, l, nw, w, evp);
     if (st == CLATTN_SUCCESS)
         seq_done(s);
     return st;
@@ -726,6 +735,82 @@ cleanup:
     return status;
 }
 
+static clattn_status seq_gemm(seq *s, bool trans_a, size_t m, size_t n, size_t k, cl_mem a,
+                              size_t lda, size_t sa, cl_mem b, size_t ldb, size_t sb, cl_mem c,
+                              size_t ldc, size_t sc, size_t batch)
+{
+    cl_uint nw;
+    const cl_event *w;
+    cl_event *evp;
+    seq_next(s, false, NULL, &nw, &w, &evp);
+    /* CLBlast takes no wait list: on an out-of-order queue a barrier carries it. */
+    if (nw > 0) {
+        cl_int err = clEnqueueBarrierWithWaitList(s->ctx->queue, nw, w, NULL);
+        if (err != CL_SUCCESS)
+            return clattn__fail(s->ctx, (clattn_status)err, "linear gemm: barrier failed");
+    }
+    clattn_status st = clattn__sgemm_batched(s->ctx, trans_a, false, m, n, k, 1.0f, a, 0, lda, sa,
+                                             b, 0, ldb, sb, 0.0f, c, 0, ldc, sc, batch, evp);
+    if (st == CLATTN_SUCCESS)
+        seq_done(s);
+    return st;
+}
+
+/* The GEMM form: KV = phi(K)^T [V 1] and O' = phi(Q) KV per (b, h) by CLBlast, then out =
+ * O'[:, :Dv] / (O'[:, Dv] + eps). Keys carry their head's scale (features with stab 1). */
+static clattn_status run_gemm(seq *s, const lin_job *j, const lin_dims *z, cl_mem fq, cl_mem fk,
+                              cl_event *event)
+{
+    clattn_context *ctx = s->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    cl_mem vp1 = NULL, kv = NULL, op = NULL;
+    cl_kernel k = NULL;
+    size_t vb, ob;
+    CLATTN_CHECK(clattn__mul_ok(z->bh * z->nk, z->dw * sizeof(float), &vb) &&
+                     clattn__mul_ok(z->bh * z->nq, z->dw * sizeof(float), &ob),
+                 CLATTN_SIZE_OVERFLOW, "linear gemm: scratch overflows");
+    CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 3, vb, "values with a ones column", &vp1));
+    CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 13, z->bh * z->mp * z->dw * sizeof(float),
+                                  "linear attention state", &kv));
+    CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 6, ob, "unnormalised outputs", &op));
+    cl_uint heads = (cl_uint)z->heads, dv = (cl_uint)z->dv, dvp = (cl_uint)z->dvp;
+    CLATTN_FORWARD(get_kernel(ctx, "clattn_linear_pack_v1", &k));
+    clattn__args a = {k, 0, CL_SUCCESS};
+    clattn__arg_view(&a, j->v);
+    CLATTN_ARG(&a, heads);
+    CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, dvp);
+    CLATTN_ARG(&a, vp1);
+    size_t g[2] = {z->nk, z->bh};
+    status = launch(s, k, &a, 2, g, false, NULL);
+    k = NULL;
+    CLATTN_FORWARD(status);
+    CLATTN_FORWARD(seq_gemm(s, true, z->mp, z->dw, z->nk, fk, z->mp, z->nk * z->mp, vp1, z->dw,
+                            z->nk * z->dw, kv, z->dw, z->mp * z->dw, z->bh));
+    CLATTN_FORWARD(seq_gemm(s, false, z->nq, z->dw, z->mp, fq, z->mp, z->nq * z->mp, kv, z->dw,
+                            z->mp * z->dw, op, z->dw, z->nq * z->dw, z->bh));
+    CLATTN_FORWARD(get_kernel(ctx, "clattn_linear_normalize", &k));
+    cl_float eps = j->d->eps;
+    a = (clattn__args){k, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, op);
+    CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, dvp);
+    CLATTN_ARG(&a, eps);
+    clattn__arg_view(&a, j->out);
+    CLATTN_ARG(&a, heads);
+    size_t g2[2] = {z->nq, z->bh};
+    status = launch(s, k, &a, 2, g2, true, event);
+    k = NULL;
+cleanup:
+    if (k)
+        clReleaseKernel(k);
+    cl_mem bufs[] = {vp1, kv, op};
+    for (int i = 0; i < 3; i++)
+        if (bufs[i])
+            clReleaseMemObject(bufs[i]);
+    return status;
+}
+
 /* Validated job: features, padded values, then the form's kernels. Scratch is released here;
  * OpenCL keeps it alive until the commands using it have finished. */
 static clattn_status run_job(clattn_context *ctx, const lin_job *j, cl_uint num_wait,
@@ -749,8 +834,14 @@ static clattn_status run_job(clattn_context *ctx, const lin_job *j, cl_uint num_
     CLATTN_FORWARD(clattn__ws_get(ctx, ws, 3, vpb, "padded values", &vp));
     CLATTN_FORWARD(seq_init(&s, ctx, num_wait, wait));
     s.ws = ws;
-    CLATTN_FORWARD(seq_features(&s, j, j->q, fq, NULL));
-    CLATTN_FORWARD(seq_features(&s, j, j->k, fk, l));
+    bool gemm = j->d->algorithm == CLATTN_LINEAR_GEMM && !j->causal && !j->step &&
+                j->d->momentum == CLATTN_MOMENTUM_NONE && j->out;
+    CLATTN_FORWARD(seq_features(&s, j, j->q, 0, fq, NULL));
+    CLATTN_FORWARD(seq_features(&s, j, j->k, gemm ? 1 : 0, fk, l));
+    if (gemm) {
+        CLATTN_FORWARD(run_gemm(&s, j, &z, fq, fk, event));
+        goto cleanup;
+    }
     CLATTN_FORWARD(launch_pack(&s, j, &z, vp));
     if (j->d->momentum == CLATTN_MOMENTUM_ADAPTIVE) {
         const lin_bufs *b = j->state;
