@@ -450,6 +450,33 @@ static void test_vendor_defaults(void **state)
     }
 }
 
+/* Linear attention's chunks: causal ones are the kernels' fixed 64; non-causal ones cover every
+ * key with at least 64 keys and at most 256 chunks per sequence, and more compute units never get
+ * fewer chunks. */
+static void test_linear_chunks(void **state)
+{
+    (void)state;
+    clattn_device_info dev;
+    memset(&dev, 0, sizeof dev);
+    const size_t nks[] = {1, 63, 64, 65, 1000, 4096, 65536, 1u << 22};
+    const size_t bhs[] = {1, 3, 8, 64, 4096};
+    const unsigned cus[] = {1, 2, 16, 132};
+    for (size_t a = 0; a < sizeof nks / sizeof nks[0]; a++)
+        for (size_t b = 0; b < sizeof bhs / sizeof bhs[0]; b++) {
+            size_t prev_chunks = 0;
+            for (size_t c = 0; c < sizeof cus / sizeof cus[0]; c++) {
+                dev.compute_units = cus[c];
+                assert_int_equal(clattn__linear_chunk(&dev, nks[a], bhs[b], 1), 64);
+                size_t ch = clattn__linear_chunk(&dev, nks[a], bhs[b], 0);
+                size_t nch = (nks[a] + ch - 1) / ch;
+                assert_true(ch >= 64);
+                assert_true(nch >= 1 && nch <= 256);
+                assert_true(nch >= prev_chunks);
+                prev_chunks = nch;
+            }
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -461,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_public_schedule_agrees),
         cmocka_unit_test(test_public_schedule_validation),
         cmocka_unit_test(test_vendor_defaults),
+        cmocka_unit_test(test_linear_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

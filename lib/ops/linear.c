@@ -13,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LIN_CHUNK 64       /* causal chunk (LIN_CHUNK in linear.cl): the masked part costs this */
-#define LIN_MAX_CHUNKS 256 /* non-causal: bounds the scratch to 256 partial states */
+#define LIN_CHUNK CLATTN__LIN_CAUSAL_CHUNK /* LIN_CHUNK in linear.cl (-DLIN_CHUNK=64) */
 #define LIN_RB 8           /* query rows per output work-item (LIN_RB in linear.cl) */
 #define LIN_EB 2           /* float16 value blocks per work-item (LIN_EB in linear.cl) */
 
@@ -504,17 +503,6 @@ static void release_bufs(lin_bufs *b)
         }
 }
 
-/* Keys per chunk: LIN_CHUNK when causal (the masked in-chunk part costs that much per row),
- * otherwise as few chunks as keep the device busy, at most LIN_MAX_CHUNKS of scratch. */
-static size_t chunk_rule(size_t nk, size_t bh, int causal)
-{
-    if (causal)
-        return LIN_CHUNK;
-    /* Enough (b, h, chunk) tasks to keep 64 work-groups busy, no more: every chunk adds a
-     * partial state to scan. */
-    size_t want = clattn__div_up(64, bh), c = clattn__div_up(nk, want > LIN_MAX_CHUNKS ? LIN_MAX_CHUNKS : want);
-    return c < LIN_CHUNK ? LIN_CHUNK : c;
-}
 
 /* Chunk sums, scan, output (plain and fixed momentum; not steps). */
 static clattn_status run_chunked(seq *s, const lin_job *j, const lin_dims *z, cl_mem fq,
@@ -528,7 +516,7 @@ static clattn_status run_chunked(seq *s, const lin_job *j, const lin_dims *z, cl
     cl_kernel k = NULL;
     bool fixed = is_fixed(j->d);
     const lin_bufs *st = j->state;
-    size_t chunk = chunk_rule(z->nk, z->bh, j->causal), nchunks = clattn__div_up(z->nk, chunk);
+    size_t chunk = clattn__linear_chunk(&ctx->info, z->nk, z->bh, j->causal), nchunks = clattn__div_up(z->nk, chunk);
     size_t one = z->bh * z->mp * z->dw * sizeof(float), all;
     CLATTN_CHECK(clattn__mul_ok(one, nchunks, &all), CLATTN_SIZE_OVERFLOW,
                  "linear: scratch size overflows");

@@ -58,4 +58,13 @@ size_t clattn__attention_candidates(const clattn_device_info *dev,
                                     clattn_attention_algo requested, clattn__attn_launch *out,
                                     size_t cap);
 
+/* Linear attention's chunking (pure): keys per chunk for `nk` keys and `bh` (batch x heads)
+ * sequences. Causal: CLATTN__LIN_CAUSAL_CHUNK, the in-chunk masked part costing that much per
+ * query row (the kernels are built for it). Non-causal: chunks only split the key sums for
+ * parallelism, so as few as give `parallel` (batch x heads x chunk) tasks, at least
+ * CLATTN__LIN_CAUSAL_CHUNK keys each and at most 256 chunks per sequence (each adds a partial
+ * state to the scan). */
+#define CLATTN__LIN_CAUSAL_CHUNK 64
+size_t clattn__linear_chunk(const clattn_device_info *dev, size_t nk, size_t bh, int causal);
+
 #endif
