@@ -524,8 +524,10 @@ typedef struct clattn_linear_desc {
     float mu;
     float step_size;
     /* Non-causal form without momentum only (UNSUPPORTED otherwise, except AUTO): FUSED or GEMM;
-     * AUTO takes FUSED, the faster on PoCL (see the README's figures). With GEMM, FAVOR's keys
-     * share their head's largest log-scale (Performer's non-causal stabiliser). */
+     * AUTO takes GEMM on GPU-like devices and FUSED on CPU-like ones (the scheduler's device
+     * families), the faster of the two where measured (H100: GEMM 2.2-3x; PoCL: FUSED 2.4-2.6x).
+     * With GEMM, FAVOR's keys share their head's largest log-scale (Performer's non-causal
+     * stabiliser), so eps applies on that scale. */
     clattn_linear_algo algorithm;
 } clattn_linear_desc;
 
@@ -682,7 +684,9 @@ CLATTN_API clattn_status clattn_linear_step(clattn_linear_state *state, const cl
  * h uses (r <= 0 when causal); the shift cancels in the quotient and eps is added to the sum of
  * the shifted weights. The FFT path's error is absolute, relative to the largest shifted weight
  * times the largest |phi(k) v|: rows whose every weight is far below a head's largest weight
- * (bias spreads beyond ~10 nats within one head) lose accuracy there; use DIRECT for such biases. */
+ * (bias spreads beyond ~10 nats within one head) lose accuracy there; use DIRECT for such biases.
+ * In the causal form the first ceil(N / 64) rows, which sum too few weights for that absolute
+ * error, are computed by the direct sums inside the FFT path. */
 
 typedef enum clattn_rpe_algo {
     CLATTN_RPE_AUTO = 0,  /* DIRECT below a sequence length measured on PoCL, else FFT */
@@ -694,8 +698,12 @@ typedef enum clattn_rpe_algo {
  * eps CLATTN_LINEAR_DEFAULT_EPS, non-causal, AUTO), then set fields; struct_size lets it grow. */
 typedef struct clattn_rpe_desc {
     size_t struct_size;
-    /* The feature map and eps, as for linear attention (its own causal flag is ignored). The map
-     * must give non-negative features so that the weights are: ELU or RELU; IDENTITY is refused. */
+    /* The feature map, eps and FAVOR+ fields (features M, projection or seed, scaling), as for
+     * linear attention; its causal flag is ignored and momentum must be NONE. The map must give
+     * non-negative features so that the weights are: ELU, RELU or FAVOR; IDENTITY is refused.
+     * FAVOR's stabilisers: each query row scaled by its own maximum, the keys of a (b, h) by one
+     * common maximum (Performer's non-causal stabiliser, in the causal form too); both cancel in
+     * the quotient, and eps is added to the stabilised denominator. */
     clattn_linear_desc features;
     /* Only j <= i. */
     int causal;
@@ -705,7 +713,8 @@ typedef struct clattn_rpe_desc {
 CLATTN_API void clattn_rpe_desc_init(clattn_rpe_desc *desc);
 
 /* Enqueues RPE attention (see above) on the context's queue.
- * Tensors: q, k [B, H, N, D], v [B, H, N, Dv], out [B, H, N, Dv], 1 <= D, Dv <= 256, any strides;
+ * Tensors: q, k [B, H, N, D], v [B, H, N, Dv], out [B, H, N, Dv], 1 <= D, Dv <= 256, any strides
+ * (M features per row: D, or desc.features.features for FAVOR);
  * bias [1, H, 1, 2N - 1] (any strides): bias->shape[3] element r + N - 1 holds b_r for the offset
  * r = j - i, r in [-(N-1), N-1] (entries r > 0 are unused when causal). desc NULL means the
  * defaults. Scratch is allocated by the call and released on return (OpenCL keeps it alive until
@@ -714,9 +723,10 @@ CLATTN_API void clattn_rpe_desc_init(clattn_rpe_desc *desc);
  * uses makes that head's outputs NaN (clattn_rpe_host checks the values and refuses them).
  * Validation (before anything is enqueued; nothing is touched on failure):
  *   NULL_POINTER (ctx, a tensor, or num_wait > 0 with wait NULL), INVALID_ARGUMENT (struct_size,
- *   unknown or IDENTITY feature map, eps negative or not finite, unknown algorithm),
- *   INVALID_SHAPE (a zero entry, D or Dv > 256, N >= 2^30), SHAPE_MISMATCH (q, k, v, out
- *   disagree, or bias not [1, H, 1, 2N - 1]), UNSUPPORTED (scratch beyond the device's max
+ *   unknown or IDENTITY feature map, eps negative or not finite, FAVOR M outside 1..4096 or a
+ *   non-finite projection, momentum, unknown algorithm), INVALID_SHAPE (a zero entry, D or
+ *   Dv > 256, N >= 2^30, B*H*M*(Dv+1) beyond 2^31), SHAPE_MISMATCH (q, k, v, out disagree, bias
+ *   not [1, H, 1, 2N - 1], FAVOR projection_shape not {M, D}), UNSUPPORTED (scratch beyond the device's max
  *   allocation), BUFFER_TOO_SMALL, ALIASING (out overlaps an input or maps two elements to one
  *   address), then BUILD_FAILED or OpenCL codes. `event` (may be NULL) receives an event for the
  *   last command. */
@@ -944,16 +954,19 @@ CLATTN_API clattn_status clattn_routing_host(clattn_context *ctx, const clattn_r
  *
  * The long convolution runs by FFT (clFFT; zero padding to the smallest length >= 2L whose only
  * prime factors are 2, 3, 5, 7: O(L log L) per channel) or directly (O(L^2) per channel, the
- * baseline); AUTO picks DIRECT for L <= CLATTN_SSM_DIRECT_MAX_L and FFT above (measured
- * crossover on PoCL; see README). Both accumulate in float32. */
+ * baseline); AUTO picks DIRECT for L <= CLATTN_SSM_DIRECT_MAX_L (GPUs:
+ * CLATTN_SSM_DIRECT_MAX_L_GPU) and FFT above: the measured crossovers, about 256 on PoCL (2-core
+ * CPU) and 2k-4k on an NVIDIA H100 (NVIDIA OpenCL), with H 4, N 64 (see README). Both accumulate
+ * in float32. */
 
 typedef enum clattn_ssm_algo {
-    CLATTN_SSM_AUTO = 0,  /* DIRECT up to CLATTN_SSM_DIRECT_MAX_L, FFT above */
+    CLATTN_SSM_AUTO = 0,  /* DIRECT up to the device class's threshold below, FFT above */
     CLATTN_SSM_FFT = 1,   /* by clFFT, O(L log L) */
     CLATTN_SSM_DIRECT = 2 /* the causal sum itself, O(L^2) */
 } clattn_ssm_algo;
 
-#define CLATTN_SSM_DIRECT_MAX_L 256
+#define CLATTN_SSM_DIRECT_MAX_L 256      /* CPUs and other devices */
+#define CLATTN_SSM_DIRECT_MAX_L_GPU 2048 /* devices of class CLATTN_DEVICE_GPU */
 
 /* Options of the convolution calls. Fill with clattn_ssm_desc_init() (algorithm AUTO). */
 typedef struct clattn_ssm_desc {
