@@ -689,7 +689,8 @@ CLATTN_API clattn_status clattn_linear_step(clattn_linear_state *state, const cl
  * error, are computed by the direct sums inside the FFT path. */
 
 typedef enum clattn_rpe_algo {
-    CLATTN_RPE_AUTO = 0,  /* DIRECT below a sequence length measured on PoCL, else FFT */
+    CLATTN_RPE_AUTO = 0,  /* by a cost model calibrated on PoCL: FFT from N ~ 3000 (M = Dv = 16),
+                           * N ~ 9000 (M = Dv = 64); DIRECT below */
     CLATTN_RPE_FFT = 1,   /* circulant embedding + clFFT, O(N log N) */
     CLATTN_RPE_DIRECT = 2 /* direct sums, O(N^2) */
 } clattn_rpe_algo;
@@ -702,8 +703,10 @@ typedef struct clattn_rpe_desc {
      * linear attention; its causal flag is ignored and momentum must be NONE. The map must give
      * non-negative features so that the weights are: ELU, RELU or FAVOR; IDENTITY is refused.
      * FAVOR's stabilisers: each query row scaled by its own maximum, the keys of a (b, h) by one
-     * common maximum (Performer's non-causal stabiliser, in the causal form too); both cancel in
-     * the quotient, and eps is added to the stabilised denominator. */
+     * common maximum (Performer's non-causal stabiliser, in the causal form too: the FFT path has
+     * no running maximum); both cancel in the quotient, and eps is added to the stabilised
+     * denominator. So in the causal form a row whose visible keys' log-scales all lie far (tens
+     * of nats) below the head's largest loses its weights to underflow. */
     clattn_linear_desc features;
     /* Only j <= i. */
     int causal;
@@ -1016,7 +1019,7 @@ CLATTN_API clattn_status clattn_ssm_kernel_enqueue(clattn_ssm *ssm, const clattn
 
 /* Enqueues y = K * u + D (.) u for u and y of shape {B, H, L, 1} (any strides; y one-to-one and
  * not overlapping u), 1 <= L < 2^24. desc NULL means AUTO. Scratch (padded rows and spectra,
- * about 3 * B * H * L floats for FFT) is allocated per call and released on return. The first
+ * about 4 * B * H * L floats for FFT) is allocated per call and released on return. The first
  * call at a new L generates K (and its spectrum) into the handle. Every element of y is written.
  * Status: NULL_POINTER, INVALID_ARGUMENT (desc), INVALID_SHAPE (a zero entry, L too long, shape[3]
  * != 1), SHAPE_MISMATCH (H differs from the handle, y's shape differs from u's),

@@ -1,6 +1,7 @@
 /* Kernelized attention with relative positional encoding (Luo et al. 2021):
  *   w_ij = phi(q_i) . phi(k_j) * exp(b_(j-i) - bmax_h),  o_i = sum_j w_ij v_j / (sum_j w_ij + eps)
- * Features arrive precomputed, contiguous [BH][N][M]. The bias of head h is a row of 2N - 1 floats,
+ * Features arrive precomputed (lib/ops/linear_features.c), contiguous [BH][N][MS], M of each row's
+ * MS slots used (MS >= M: rows are padded). The bias of head h is a row of 2N - 1 floats,
  * element r + N - 1 holding b_r; bmax_h is the largest entry the head uses (r <= 0 when causal),
  * subtracted before exp so no weight overflows (it cancels in the quotient).
  *
@@ -13,29 +14,12 @@
  * As elsewhere in clattn: no __local memory, no barriers (costly on CPUs), one work-item per
  * output element or row. */
 
-#ifndef RPE_MAX_M
-#define RPE_MAX_M 256
-#endif
 #ifndef RPE_MAX_DV
 #define RPE_MAX_DV 256
 #endif
 #ifndef RPE_PARTS
 #define RPE_PARTS 256
 #endif
-
-/* Feature maps, numbered as clattn_feature_map. */
-#define RPE_ELU 0
-#define RPE_RELU 1
-
-/* Element-wise feature map of a [B, H, N, D] view into contiguous [BH][N][D]. Global (D, N, BH). */
-__kernel void clattn_rpe_features(__global const float *x, ulong x_off, ulong4 x_st, uint heads,
-                                  uint n, uint d, int fmap, __global float *out)
-{
-    uint m = get_global_id(0), i = get_global_id(1), bh = get_global_id(2);
-    float t = x[clattn_at(x_off, x_st, bh / heads, bh % heads, i, m)];
-    float p = fmap == RPE_ELU ? (t > 0.0f ? t + 1.0f : exp(t)) : fmax(t, 0.0f);
-    out[((ulong)bh * n + i) * d + m] = p;
-}
 
 /* Partial maxima of the used bias entries: part[h][p] covers an equal share of entries
  * [0, used) of head h (used = N when causal: entries 0..N-1 hold r <= 0, else 2N - 1). A
@@ -77,7 +61,8 @@ __kernel void clattn_rpe_bias_max(__global const float *part, __global float *bm
  * len == L: the first column of the circulant embedding, g[h][t] = c_(-t) for t < N, c_(L-t) for
  * t > L - N, else 0, so that y_i = sum_j g_((i - j) mod L) x_j (FFT path). A NaN bmax gives
  * zeros there instead: clFFT may pair rows of a batch in one complex transform, so a NaN would
- * leak into other heads; clattn_rpe_normalize marks the head instead. Global (len ? L : 2N - 1, H). */
+ * leak into other heads; clattn_rpe_normalize marks the head instead.
+ * Global (len ? L : 2N - 1, H). */
 __kernel void clattn_rpe_exp_bias(__global const float *bias, ulong b_off, ulong4 b_st, uint n,
                                   int causal, __global const float *bmax, uint len,
                                   __global float *out)
@@ -105,28 +90,26 @@ __kernel void clattn_rpe_exp_bias(__global const float *bias, ulong b_off, ulong
 /* One query row per work-item: out_i = sum_j w_ij v_j / (sum_j w_ij + eps), with
  * w_ij = fq_i . fk_j * c_(j-i) from clattn_rpe_exp_bias (len 0). Global (rows, BH): the first
  * `rows` rows (all of them, or the head rows of the causal FFT path). */
-__kernel void clattn_rpe_direct(__global const float *fq, __global const float *fk,
+__kernel void clattn_rpe_direct(__global const float *fq, __global const float *fk, uint m_st,
                                 __global const float *v, ulong v_off, ulong4 v_st,
                                 __global const float *c, __global float *out, ulong o_off,
                                 ulong4 o_st, uint heads, uint n, uint m_dim, uint d_v, int causal,
                                 float eps)
 {
     uint i = get_global_id(0), bh = get_global_id(1), b = bh / heads, h = bh % heads;
-    float pq[RPE_MAX_M], acc[RPE_MAX_DV];
-    __global const float *qrow = fq + ((ulong)bh * n + i) * m_dim;
-    __global const float *kh = fk + (ulong)bh * n * m_dim;
+    float acc[RPE_MAX_DV]; /* phi(q_i) stays in global memory: FAVOR's M reaches 4096 */
+    __global const float *qrow = fq + ((ulong)bh * n + i) * m_st;
+    __global const float *kh = fk + (ulong)bh * n * m_st;
     __global const float *ch = c + (ulong)h * (2 * n - 1) + (n - 1 - i); /* ch[j] = c_(j-i) */
-    for (uint m = 0; m < m_dim; m++)
-        pq[m] = qrow[m];
     for (uint e = 0; e < d_v; e++)
         acc[e] = 0.0f;
     float den = 0.0f;
     uint jend = causal ? i + 1 : n;
     for (uint j = 0; j < jend; j++) {
-        __global const float *krow = kh + (ulong)j * m_dim;
+        __global const float *krow = kh + (ulong)j * m_st;
         float dot = 0.0f;
         for (uint m = 0; m < m_dim; m++)
-            dot += pq[m] * krow[m];
+            dot += qrow[m] * krow[m];
         float w = dot * ch[j];
         den += w;
         for (uint e = 0; e < d_v; e++)
@@ -141,7 +124,8 @@ __kernel void clattn_rpe_direct(__global const float *fq, __global const float *
  * signal s = (bm - bm0) * (Dv + 1) + d holds x_j = fk[bh][j][m] * (v[bh][j][d], or 1 for
  * d == Dv) for j < N and zeros up to L; rows past bm1 (padding of the last group, which keeps
  * one batch size for clFFT) are zeros. Global (L, signals). */
-__kernel void clattn_rpe_signals(__global const float *fk, __global const float *v, ulong v_off,
+__kernel void clattn_rpe_signals(__global const float *fk, uint m_st, __global const float *v,
+                                 ulong v_off,
                                  ulong4 v_st, uint heads, uint n, uint m_dim, uint d_v, uint bm0,
                                  uint bm1, uint len, __global float *x)
 {
@@ -149,7 +133,7 @@ __kernel void clattn_rpe_signals(__global const float *fk, __global const float 
     uint bm = bm0 + s / (d_v + 1), d = s % (d_v + 1), bh = bm / m_dim, m = bm % m_dim;
     float val = 0.0f;
     if (t < n && bm < bm1) {
-        val = fk[((ulong)bh * n + t) * m_dim + m];
+        val = fk[((ulong)bh * n + t) * m_st + m];
         if (d < d_v)
             val *= v[clattn_at(v_off, v_st, bh / heads, bh % heads, t, d)];
     }
@@ -171,13 +155,13 @@ __kernel void clattn_rpe_cmul(__global float2 *xf, __global const float2 *gf, ui
  * (bh = bh0 + z), acc[bh][i][d] (+)= sum over the group's m of fq[bh][i][m] * y[s(bm, d)][i].
  * The group holding m = 0 of a bh writes, later groups add (groups run in bm order).
  * Global (N, Dv + 1, bh touched). */
-__kernel void clattn_rpe_contract(__global const float *fq, __global const float *y, uint n,
-                                  uint m_dim, uint d_v, uint bm0, uint bm1, uint bh0, uint len,
-                                  __global float *acc)
+__kernel void clattn_rpe_contract(__global const float *fq, uint m_st, __global const float *y,
+                                  uint n, uint m_dim, uint d_v, uint bm0, uint bm1, uint bh0,
+                                  uint len, __global float *acc)
 {
     uint i = get_global_id(0), d = get_global_id(1), bh = bh0 + get_global_id(2);
     uint lo = max(bm0, bh * m_dim), hi = min(bm1, (bh + 1) * m_dim);
-    __global const float *qrow = fq + ((ulong)bh * n + i) * m_dim - (ulong)bh * m_dim;
+    __global const float *qrow = fq + ((ulong)bh * n + i) * m_st - (ulong)bh * m_dim;
     float s = 0.0f;
     for (uint bm = lo; bm < hi; bm++)
         s += qrow[bm] * y[((ulong)(bm - bm0) * (d_v + 1) + d) * len + i];

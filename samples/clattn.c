@@ -43,6 +43,9 @@ void cli_usage_routing(FILE *f);
 int cli_run_ssm(int argc, char **argv); /* samples/cli_ssm.c */
 int cli_bench_ssm(int argc, char **argv);
 void cli_usage_ssm(FILE *f);
+int cli_run_rpe(int argc, char **argv); /* samples/cli_rpe.c */
+int cli_bench_rpe(int argc, char **argv);
+void cli_usage_rpe(FILE *f);
 
 /* Registered operators: name, `run`, `bench` (either may be NULL) and the usage lines for
  * `clattn help`. */
@@ -57,6 +60,7 @@ static const struct {
     {"lsh", cli_run_lsh, cli_bench_lsh, cli_usage_lsh},
     {"routing", cli_run_routing, cli_bench_routing, cli_usage_routing},
     {"ssm", cli_run_ssm, cli_bench_ssm, cli_usage_ssm},
+    {"rpe", cli_run_rpe, cli_bench_rpe, cli_usage_rpe},
 };
 #define N_OPERATORS (sizeof OPERATORS / sizeof OPERATORS[0])
 

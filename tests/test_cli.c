@@ -21,6 +21,7 @@
 #include "reference/ref_routing.h"
 #include "reference/ref_lsh.h"
 #include "reference/ref_ssm.h"
+#include "reference/ref_rpe.h"
 #include "clattn.h"
 
 static char dir[64];
@@ -450,6 +451,67 @@ static void test_run_ssm(void **state)
                    "dt");
 }
 
+/* run rpe: causal and not, relu and FAVOR+ from a projection file, against the fp64 reference;
+ * bad bias files. Only the direct path (AUTO picks it at this N): on a cold PoCL cache, PoCL
+ * prints "1 warning generated." while building clFFT's generated kernels, which the one-line
+ * stderr check refuses. test_rpe covers the FFT path. */
+static void test_run_rpe(void **state)
+{
+    (void)state;
+    size_t n = (size_t)B * H * N * D, nb = (size_t)H * (2 * N - 1), M = 12;
+    float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *r = malloc(n * 4),
+          *bias = malloc(nb * 4), *w = malloc(M * D * 4);
+    make_inputs(q, k, v);
+    uint64_t seed = 17;
+    ref_fill_uniform(bias, nb, 1, &seed);
+    size_t bs[2] = {H, 2 * N - 1}, ws[2] = {M, D};
+    write_f32("bias.npy", bias, 2, bs);
+    assert_int_equal(clattn_favor_draw(M, D, 3, CLATTN_FAVOR_GAUSSIAN_NORMS, w), CLATTN_SUCCESS);
+    write_f32("w.npy", w, 2, ws);
+    static const char *const runs[] = {
+        "--algo direct --causal", "--algo direct --feature-map relu",
+        "--feature-map favor --projection w.npy"};
+    static const int fmaps[] = {0, 1, 3}, causal[] = {1, 0, 0};
+    char cmd[512], line[512], err[256];
+    for (int i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "run rpe --q q.npy --k k.npy --v v.npy --bias bias.npy -o rpe.npy %s", runs[i]);
+        int rc = run(cmd, line, sizeof line);
+        if (rc != 0)
+            fail_msg("'%s': exit %d: %s", cmd, rc, line);
+        ref_rpe_general(q, k, v, bias, r, B, H, N, D, D, fmaps[i], w, M, 1e-6, causal[i]);
+        npy_array out;
+        assert_int_equal(npy_read(at("rpe.npy"), &out, err, sizeof err), 0);
+        assert_int_equal(out.count, n);
+        double mr = 0, e = ref_max_abs_diff(out.data, r, n, &mr);
+        if (!(e <= 1e-4 * fmax(1, mr)))
+            fail_msg("'%s': error %.3e", cmd, e);
+        npy_free(&out);
+    }
+    remove(at("rpe.npy"));
+    /* bias of the wrong length, and a non-finite bias */
+    size_t bad[2] = {H, 2 * N};
+    float *b2 = calloc((size_t)H * 2 * N, 4);
+    write_f32("bias_long.npy", b2, 2, bad);
+    bias[3] = NAN;
+    write_f32("bias_nan.npy", bias, 2, bs);
+    expect_failure("run rpe --q q.npy --k k.npy --v v.npy --bias bias_long.npy -o bad_out.npy",
+                   "2N - 1");
+    expect_failure("run rpe --q q.npy --k k.npy --v v.npy --bias bias_nan.npy -o bad_out.npy",
+                   "not finite");
+    expect_failure("run rpe --q q.npy --k k.npy --v v.npy -o bad_out.npy", "--bias");
+    expect_failure("run rpe --q q.npy --k k.npy --v v.npy --bias bias.npy -o bad_out.npy "
+                   "--feature-map identity",
+                   "--feature-map");
+    free(b2);
+    free(q);
+    free(k);
+    free(v);
+    free(r);
+    free(bias);
+    free(w);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -474,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_run_routing),
         cmocka_unit_test(test_run_lsh),
         cmocka_unit_test(test_run_ssm),
+        cmocka_unit_test(test_run_rpe),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -32,6 +32,14 @@ static clattn_context *ctx;
  * so every case below stays under it. */
 static int llvmpipe;
 
+/* On llvmpipe every call of a new shape costs ~0.1 s of CPU (the existing tests alone take ~20 s
+ * there on these shared machines), so the FAVOR+/momentum tests run the relu and identity maps
+ * (the element-wise path ELU already covers) and a few duplicate forms only on PoCL's devices. */
+static int light_skip(clattn_feature_map f)
+{
+    return llvmpipe && (f == CLATTN_FEATURE_RELU || f == CLATTN_FEATURE_IDENTITY);
+}
+
 static const clattn_feature_map fmaps[] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_RELU,
                                            CLATTN_FEATURE_IDENTITY};
 
@@ -1069,18 +1077,20 @@ static void test_favor_supplied(void **state)
     static const size_t cases[][5] = {
         /* N, D, M, Dv, H */
         {1, 8, 16, 8, 2}, {7, 8, 16, 5, 2}, {65, 16, 64, 16, 2}, {130, 32, 100, 24, 1},
-        {300, 64, 256, 16, 1}, {129, 24, 17, 40, 2},
+        {300, 64, 256, 16, 1}, {129, 24, 17, 40, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int causal = 0; causal < 2; causal++) {
             size_t N = cases[i][0], D = cases[i][1], M = cases[i][2], Dv = cases[i][3],
                    H = cases[i][4];
+            if (N == 300 && (!causal || llvmpipe))
+                continue; /* covered by the smaller shapes; ~3 s of CPU per call on llvmpipe */
             float *w;
             clattn_linear_desc d = make_desc(CLATTN_FEATURE_FAVOR, M, 1, 1000 + i, D,
                                              CLATTN_MOMENTUM_NONE, 0, 0, &w);
             d.causal = causal;
             check_desc(&d, 1, H, N, N, D, Dv, 1.0f, TOL, "favor supplied W");
-            if (!causal)
+            if (!causal && N < 200)
                 check_desc(&d, 2, 1, N / 2 + 1, N + 3, D, Dv, 1.0f, TOL, "favor cross");
             free(w);
         }
@@ -1092,13 +1102,14 @@ static void test_favor_supplied(void **state)
 static void test_favor_drawn(void **state)
 {
     (void)state;
-    static const size_t cases[][3] = {{100, 16, 64}, {200, 8, 256}, {64, 64, 16}, {33, 8, 4096}};
+    static const size_t cases[][3] = {{100, 16, 64}, {100, 8, 256}, {64, 64, 16}, {33, 8, 4096}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int sc = 0; sc < 2; sc++)
             for (int causal = 0; causal < 2; causal++) {
                 size_t N = cases[i][0], D = cases[i][1], M = cases[i][2];
-                if (M == 4096 && (sc || causal))
-                    continue; /* once is enough for the largest M */
+                /* The scaling only changes the host-side draw: both only for the first shape. */
+                if ((sc && i > 0) || (D == 64 && !causal))
+                    continue;
                 float *w;
                 clattn_linear_desc d = make_desc(CLATTN_FEATURE_FAVOR, M, 0, 7 + i, D,
                                                  CLATTN_MOMENTUM_NONE, 0, 0, &w);
@@ -1113,7 +1124,7 @@ static void test_favor_drawn(void **state)
  * (measured in fp64 over 20 seeds, N 64, D 16, mean |error| at M = 16 / 256 / 4096: inputs in
  * [-0.5, 0.5] 0.0090 / 0.0022 / 0.0005, the 1/sqrt(M) rate; [-1, 1] 0.030 / 0.012 / 0.0036;
  * [-1.5, 1.5] 0.076 / 0.053 / 0.025). Over 5 seeds, M = 256 must beat M = 16 by 2x for the small
- * inputs and at all for [-1, 1]. */
+ * inputs (causal and not) and at all for [-1, 1] (non-causal). */
 static void test_favor_softmax(void **state)
 {
     (void)state;
@@ -1127,7 +1138,10 @@ static void test_favor_softmax(void **state)
         float *v = inputs(N * Dv, 0, &seed);
         for (size_t x = 0; x < N * D; x++)
             q[x] *= amps[a], k[x] *= amps[a];
-        for (int causal = 0; causal < 2; causal++) {
+        /* +-1.0: non-causal only, and not on llvmpipe, where each call costs ~150 ms. */
+        if (a == 1 && llvmpipe)
+            break;
+        for (int causal = 0; causal < 2 - a; causal++) {
             double mean_err[2] = {0, 0};
             static const size_t Ms[2] = {16, 256};
             ref_attention(q, k, v, soft, NULL, 1, 1, 1, N, N, D, 1.0 / sqrt((double)D), causal,
@@ -1176,15 +1190,16 @@ static void test_momentum_fixed(void **state)
                                               CLATTN_FEATURE_IDENTITY, CLATTN_FEATURE_FAVOR};
     static const float mus[][2] = {{0.9f, 0.5f}, {0.5f, 1.0f}, {0.99f, 0.1f}};
     for (size_t f = 0; f < 4; f++)
-        for (size_t m = 0; m < 3; m++)
+        for (size_t m = 0; !light_skip(maps[f]) && m < (f == 0 || f == 3 ? 3 : 2); m++)
             for (int causal = 0; causal < 2; causal++) {
                 float *w;
                 clattn_linear_desc d = make_desc(maps[f], 32, m == 1, 21 + m, 16,
                                                  CLATTN_MOMENTUM_FIXED, mus[m][0], mus[m][1], &w);
                 d.causal = causal;
                 check_desc(&d, 1, 2, 200, 200, 16, 12, 1.0f, TOL, "fixed momentum");
-                check_desc(&d, 2, 1, 1, 1, 16, 12, 1.0f, TOL, "fixed momentum N 1");
-                if (!causal)
+                if (m == 0)
+                    check_desc(&d, 2, 1, 1, 1, 16, 12, 1.0f, TOL, "fixed momentum N 1");
+                if (!causal && m == 0)
                     check_desc(&d, 2, 1, 37, 150, 16, 12, 1.0f, TOL, "fixed momentum cross");
                 free(w);
             }
@@ -1199,7 +1214,7 @@ static void test_momentum_limits(void **state)
     float *q = inputs(B * H * N * D, 0, &seed), *k = inputs(B * H * N * D, 0, &seed);
     float *v = inputs(B * H * N * Dv, 0, &seed);
     static const clattn_feature_map maps[] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_FAVOR};
-    for (int f = 0; f < 2; f++)
+    for (int f = llvmpipe ? 1 : 0; f < 2; f++)
         for (int causal = 0; causal < 2; causal++) {
             float *w;
             clattn_linear_desc plain = make_desc(maps[f], 64, 0, 5, D, CLATTN_MOMENTUM_NONE, 0, 0,
@@ -1212,7 +1227,7 @@ static void test_momentum_limits(void **state)
             float *a = device_linear(&plain, B, H, N, N, D, Dv, q, k, v);
             float *b = device_linear(&mom, B, H, N, N, D, Dv, q, k, v);
             check_close(b, a, no, "mu 0 eta 1 vs plain");
-            for (int adaptive = 0; adaptive < 2; adaptive++) {
+            for (int adaptive = 0; causal && adaptive < 2; adaptive++) {
                 mom.momentum = adaptive ? CLATTN_MOMENTUM_ADAPTIVE : CLATTN_MOMENTUM_FIXED;
                 mom.mu = 0.7f;
                 mom.step_size = 1.0f;
@@ -1239,18 +1254,83 @@ static void test_momentum_adaptive(void **state)
                                               CLATTN_FEATURE_IDENTITY, CLATTN_FEATURE_FAVOR};
     static const float etas[] = {1.0f, 0.3f};
     for (size_t f = 0; f < 4; f++)
-        for (size_t e = 0; e < 2; e++)
+        for (size_t e = 0; !light_skip(maps[f]) && e < 2; e++)
             for (int causal = 0; causal < 2; causal++) {
                 float *w;
                 clattn_linear_desc d = make_desc(maps[f], 32, e, 40 + e, 16,
                                                  CLATTN_MOMENTUM_ADAPTIVE, 0, etas[e], &w);
                 d.causal = causal;
                 check_desc(&d, 2, 2, 200, 200, 16, 8, 1.0f, TOL, "adaptive momentum");
-                check_desc(&d, 2, 1, 1, 1, 16, 8, 1.0f, TOL, "adaptive momentum N 1");
+                if (e == 0)
+                    check_desc(&d, 2, 1, 1, 1, 16, 8, 1.0f, TOL, "adaptive momentum N 1");
                 if (!causal)
                     check_desc(&d, 1, 1, 20, 90, 16, 8, 1.0f, TOL, "adaptive momentum cross");
                 free(w);
             }
+}
+
+/* The non-causal form by each algorithm (FUSED kernels, CLBlast GEMMs) and every feature map,
+ * against the same reference (non-causal: r = max_j c_j, the per-head key maximum, for both);
+ * GEMM is refused for the forms it does not compute. */
+static void test_algorithms(void **state)
+{
+    (void)state;
+    static const clattn_feature_map maps[] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_RELU,
+                                              CLATTN_FEATURE_IDENTITY, CLATTN_FEATURE_FAVOR};
+    static const clattn_linear_algo algos[] = {CLATTN_LINEAR_FUSED, CLATTN_LINEAR_GEMM};
+    for (size_t a = 0; a < 2; a++)
+        for (size_t f = 0; f < 4; f++) {
+            float *w;
+            clattn_linear_desc d = make_desc(maps[f], 64, f == 3 && a == 1, 12, 16,
+                                             CLATTN_MOMENTUM_NONE, 0, 0, &w);
+            d.algorithm = algos[a];
+            check_desc(&d, 1, 2, 70, 130, 16, 24, 1.0f, TOL, a ? "GEMM" : "FUSED");
+            check_desc(&d, 2, 1, 1, 1, 16, 5, 1.0f, TOL, a ? "GEMM N 1" : "FUSED N 1");
+            free(w);
+        }
+    /* The fused kernels with many features (AUTO may pick GEMM for this form). */
+    {
+        float *w;
+        clattn_linear_desc d = make_desc(CLATTN_FEATURE_FAVOR, 1024, 0, 14, 8,
+                                         CLATTN_MOMENTUM_NONE, 0, 0, &w);
+        d.algorithm = CLATTN_LINEAR_FUSED;
+        check_desc(&d, 1, 1, 33, 33, 8, 12, 1.0f, TOL, "FUSED M 1024");
+    }
+    /* FAVOR with a wide spread of key log-scales (inputs up to +-3 with D 8): the shared per-head
+     * scale must not lose the smaller keys beyond the tolerance. */
+    for (size_t a = 0; a < 2; a++) {
+        float *w;
+        clattn_linear_desc d = make_desc(CLATTN_FEATURE_FAVOR, 128, 0, 13, 8,
+                                         CLATTN_MOMENTUM_NONE, 0, 0, &w);
+        d.algorithm = algos[a];
+        check_desc(&d, 1, 1, 50, 90, 8, 16, 3.0f, TOL, a ? "GEMM wide" : "FUSED wide");
+    }
+    float one[64 * 2] = {0}, o[64];
+    for (size_t i = 0; i < 64 * 2; i++)
+        one[i] = 0.5f;
+    for (size_t i = 0; i < 64; i++)
+        o[i] = 7.0f;
+    size_t qs[4] = {1, 1, 8, 8};
+    clattn_linear_desc d;
+    clattn_linear_desc_init(&d);
+    d.algorithm = CLATTN_LINEAR_GEMM;
+    d.causal = 1;
+    expect(clattn_linear_host(ctx, &d, qs, qs, qs, one, one, one, o), CLATTN_UNSUPPORTED,
+           "GEMM causal");
+    d.causal = 0;
+    d.momentum = CLATTN_MOMENTUM_FIXED;
+    d.mu = 0.5f;
+    expect(clattn_linear_host(ctx, &d, qs, qs, qs, one, one, one, o), CLATTN_UNSUPPORTED,
+           "GEMM fixed momentum");
+    d.momentum = CLATTN_MOMENTUM_ADAPTIVE;
+    expect(clattn_linear_host(ctx, &d, qs, qs, qs, one, one, one, o), CLATTN_UNSUPPORTED,
+           "GEMM adaptive momentum");
+    d.momentum = CLATTN_MOMENTUM_NONE;
+    d.algorithm = (clattn_linear_algo)3;
+    expect(clattn_linear_host(ctx, &d, qs, qs, qs, one, one, one, o), CLATTN_INVALID_ARGUMENT,
+           "algorithm 3");
+    for (size_t i = 0; i < 64; i++)
+        assert_true(o[i] == 7.0f);
 }
 
 /* [B, N, H, D] strided views in every form. */
@@ -1336,13 +1416,15 @@ static void test_state_forms(void **state)
 {
     (void)state;
     for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+        if (light_skip(forms[f].fmap) || (llvmpipe && forms[f].supplied && !forms[f].mom))
+            continue;
         float *w;
         clattn_linear_desc d = form_desc(&forms[f], 16, &w);
         char what[96];
         snprintf(what, sizeof what, "prefill+step %s %s%s", fmap_name(forms[f].fmap),
                  mom_name(forms[f].mom), forms[f].supplied ? " (W supplied)" : "");
         seqdata s;
-        seq_make_desc(&s, 2, 2, 90, 16, 8, &d);
+        seq_make_desc(&s, 2, 1, 90, 16, 8, &d);
         clattn_linear_state *st = state_of_desc(&s, &d);
         prefill(st, &s, 0, 5, 1);
         prefill(st, &s, 5, 65, 1);
@@ -1397,10 +1479,10 @@ static void test_prefix_invariance(void **state)
     (void)state;
     static const clattn_feature_map maps[] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_RELU,
                                               CLATTN_FEATURE_IDENTITY, CLATTN_FEATURE_FAVOR};
-    size_t B = 1, H = 2, N = 130, extra = 70, NT = N + extra, D = 16, Dv = 8;
+    size_t B = 1, H = 1, N = 130, extra = 40, NT = N + extra, D = 16, Dv = 8;
     size_t identical = 0, total = 0;
     for (size_t f = 0; f < 4; f++)
-        for (int mom = 0; mom < 3; mom++)
+        for (int mom = 0; !light_skip(maps[f]) && mom < 3; mom++)
             for (int huge = 0; huge < (maps[f] == CLATTN_FEATURE_FAVOR ? 3 : 1); huge++) {
                 float *w;
                 clattn_linear_desc d = make_desc(maps[f], 64, 0, 3, D, (clattn_momentum)mom,
@@ -1470,6 +1552,8 @@ static void test_state_save_load(void **state)
 {
     (void)state;
     for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+        if (light_skip(forms[f].fmap) || (llvmpipe && forms[f].supplied && !forms[f].mom))
+            continue;
         float *w;
         clattn_linear_desc d = form_desc(&forms[f], 8, &w);
         seqdata s;
@@ -1597,6 +1681,8 @@ static void test_state_write_forms(void **state)
 {
     (void)state;
     for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+        if (light_skip(forms[f].fmap) || (llvmpipe && forms[f].supplied && !forms[f].mom))
+            continue;
         float *w;
         clattn_linear_desc d = form_desc(&forms[f], 8, &w);
         seqdata s;
@@ -1810,6 +1896,7 @@ int main(void)
         cmocka_unit_test(test_momentum_limits),
         cmocka_unit_test(test_momentum_adaptive),
         cmocka_unit_test(test_forms_strided),
+        cmocka_unit_test(test_algorithms),
         cmocka_unit_test(test_state_forms),
         cmocka_unit_test(test_prefix_invariance),
         cmocka_unit_test(test_state_save_load),

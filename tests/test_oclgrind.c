@@ -1,7 +1,7 @@
 /* Small shapes of every attention kernel, meant to run under oclgrind (tests/run_oclgrind.sh), which
  * simulates the device and reports data races, out-of-bounds and uninitialised accesses. Also
  * checks results against the fp64 reference so a silent wrong answer fails too.
- * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm]... (default: cpu gpu) */
+ * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm|rpe]... (default: cpu gpu) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,7 @@
 #include "reference/ref_linear.h"
 #include "reference/ref_lsh.h"
 #include "reference/ref_routing.h"
+#include "reference/ref_rpe.h"
 #include "reference/ref_ssm.h"
 #include "../lib/ops/sort.h"
 
@@ -527,6 +528,49 @@ static int run_ssm(clattn_context *ctx)
     return rc;
 }
 
+/* RPE attention (kernelized, relative positional bias), one algorithm, against its fp64
+ * reference; the FFT path runs clFFT's transforms too. */
+static int run_rpe(clattn_context *ctx, clattn_rpe_algo algo, size_t n, size_t d, size_t dv,
+                   int causal, clattn_feature_map fmap)
+{
+    size_t B = 2, H = 2, M = 12;
+    size_t s_q[4] = {B, H, n, d}, s_v[4] = {B, H, n, dv};
+    size_t n_q = B * H * n * d, n_v = B * H * n * dv, n_b = H * (2 * n - 1);
+    float *q = malloc(n_q * 4), *k = malloc(n_q * 4), *v = malloc(n_v * 4), *o = malloc(n_v * 4),
+          *r = malloc(n_v * 4), *b = malloc(n_b * 4), *w = malloc(M * d * 4);
+    uint64_t seed = 31;
+    ref_fill_uniform(q, n_q, 1, &seed);
+    ref_fill_uniform(k, n_q, 1, &seed);
+    ref_fill_uniform(v, n_v, 1, &seed);
+    ref_fill_uniform(b, n_b, 1, &seed);
+    clattn_rpe_desc desc;
+    clattn_rpe_desc_init(&desc);
+    desc.causal = causal;
+    desc.algorithm = algo;
+    desc.features.feature_map = fmap;
+    desc.features.features = M;
+    desc.features.seed = 5;
+    int rc = clattn_favor_draw(M, d, 5, CLATTN_FAVOR_GAUSSIAN_NORMS, w) != CLATTN_SUCCESS;
+    ref_rpe_general(q, k, v, b, r, B, H, n, d, dv, (int)fmap, w, M, 1e-6, causal);
+    if (clattn_rpe_host(ctx, &desc, s_q, s_v, q, k, v, b, o) != CLATTN_SUCCESS) {
+        fprintf(stderr, "rpe failed: %s\n", clattn_context_last_error(ctx));
+        rc = 1;
+    } else {
+        double mr = 0, e = ref_max_abs_diff(o, r, n_v, &mr);
+        printf("rpe algo %d n %zu d %zu dv %zu causal %d fmap %d: error %.2e\n", (int)algo, n, d,
+               dv, causal, (int)fmap, e);
+        rc |= !(e <= 1e-4 * fmax(1, mr));
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(r);
+    free(b);
+    free(w);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     clattn_context *ctx = NULL;
@@ -551,6 +595,13 @@ int main(int argc, char **argv)
         if (strcmp(w, "lsh") == 0) {
             rc |= run_lsh(ctx, 45, 12, 20, 6, 16, 1);
             rc |= run_lsh(ctx, 21, 16, 8, 36, 40, 0);
+            continue;
+        }
+        if (strcmp(w, "rpe") == 0) {
+            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 37, 8, 5, 1, CLATTN_FEATURE_ELU);
+            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 20, 4, 3, 0, CLATTN_FEATURE_FAVOR);
+            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 30, 6, 4, 0, CLATTN_FEATURE_RELU);
+            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 70, 4, 3, 1, CLATTN_FEATURE_ELU);
             continue;
         }
         if (strcmp(w, "ssm") == 0) {

@@ -283,15 +283,79 @@ static void test_fft_groups(void **state)
     unsetenv("CLATTN_RPE_FFT_SCRATCH");
 }
 
-/* AUTO gives the same result as the explicit algorithms on both sides of its threshold. */
+/* AUTO gives the same result on both sides of its threshold (M = Dv = 4: direct at N = 20, FFT
+ * at N = 1500 by the cost model in lib/ops/rpe.c). */
 static void test_auto(void **state)
 {
     (void)state;
     static const size_t lengths[] = {20, 1500};
     for (size_t i = 0; i < 2; i++) {
-        tcase c = {1, 1, lengths[i], 4, 4, 1, CLATTN_FEATURE_ELU, CLATTN_RPE_AUTO, 0, 0, 0.0f};
+        tcase c = {1, 1, lengths[i], 4, 4, 0, CLATTN_FEATURE_ELU, CLATTN_RPE_AUTO, 0, 0, 0.0f};
         run_case(&c);
     }
+}
+
+/* FAVOR+ features (lib/ops/linear_features.c), with the projection drawn from the desc's seed and
+ * with the caller's projection, against the reference on the same W. */
+static void test_favor(void **state)
+{
+    (void)state;
+    const size_t B = 1, H = 2, N = 50, D = 8, Dv = 5, M = 24;
+    size_t nq = B * H * N * D, nv = B * H * N * Dv, nb = H * (2 * N - 1);
+    uint64_t seed = 77;
+    float *q = inputs(nq, 1.0f, &seed), *k = inputs(nq, 1.0f, &seed), *v = inputs(nv, 1.0f, &seed);
+    float *bias = inputs(nb, 1.0f, &seed), *ref = malloc(nv * 4), *w = malloc(M * D * 4);
+    float *out = filled(nv, NAN);
+    assert_non_null(ref);
+    assert_non_null(w);
+    size_t qs[4] = {B, H, N, D}, vs[4] = {B, H, N, Dv};
+    for (int own = 0; own < 2; own++) {
+        if (own)
+            ref_fill_uniform(w, M * D, 1.0f, &seed);
+        else
+            assert_int_equal(clattn_favor_draw(M, D, 7, CLATTN_FAVOR_GAUSSIAN_NORMS, w),
+                             CLATTN_SUCCESS);
+        for (size_t a = 0; a < 2; a++)
+            for (int causal = 0; causal < 2; causal++) {
+                clattn_rpe_desc d;
+                clattn_rpe_desc_init(&d);
+                d.features.feature_map = CLATTN_FEATURE_FAVOR;
+                d.features.features = M;
+                d.features.seed = 7;
+                if (own) {
+                    d.features.projection = w;
+                    d.features.projection_shape[0] = M;
+                    d.features.projection_shape[1] = D;
+                }
+                d.causal = causal;
+                d.algorithm = algos[a];
+                ref_rpe_general(q, k, v, bias, ref, B, H, N, D, Dv, 3, w, M,
+                                CLATTN_LINEAR_DEFAULT_EPS, causal);
+                if (clattn_rpe_host(ctx, &d, qs, vs, q, k, v, bias, out) != CLATTN_SUCCESS)
+                    fail_msg("favor: %s", clattn_context_last_error(ctx));
+                char what[64];
+                snprintf(what, sizeof what, "favor own W %d %s causal %d", own,
+                         algo_name(algos[a]), causal);
+                check_close(out, ref, nv, what);
+            }
+    }
+    /* A projection of the wrong shape is refused. */
+    clattn_rpe_desc d;
+    clattn_rpe_desc_init(&d);
+    d.features.feature_map = CLATTN_FEATURE_FAVOR;
+    d.features.features = M;
+    d.features.projection = w;
+    d.features.projection_shape[0] = M;
+    d.features.projection_shape[1] = D + 1;
+    expect(clattn_rpe_host(ctx, &d, qs, vs, q, k, v, bias, out), CLATTN_SHAPE_MISMATCH,
+           "favor projection shape");
+    free(q);
+    free(k);
+    free(v);
+    free(bias);
+    free(ref);
+    free(w);
+    free(out);
 }
 
 /* b = 0: exactly linear attention (clattn_linear_host, same map and eps). */
@@ -488,6 +552,13 @@ static void test_invalid(void **state)
     dd.features.eps = -1.0f;
     expect(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "eps negative");
     dd = d;
+    dd.features.momentum = CLATTN_MOMENTUM_FIXED;
+    expect(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "momentum");
+    dd = d;
+    dd.features.feature_map = CLATTN_FEATURE_FAVOR;
+    dd.features.features = 0;
+    expect(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "favor M 0");
+    dd = d;
     dd.algorithm = (clattn_rpe_algo)5;
     expect(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "algorithm");
     dd = d;
@@ -581,8 +652,10 @@ static void test_wait_list(void **state)
         assert_int_equal(err, CL_SUCCESS);
         cl_mem bq = make_buf(nq * 4, q), bk = make_buf(nq * 4, k), bv = make_buf(nq * 4, v);
         cl_mem bb = make_buf((2 * N - 1) * 4, bias), bo = make_buf(nq * 4, out);
-        clattn_tensor tq = clattn_tensor_make(bq, 1, 1, N, D), tk = clattn_tensor_make(bk, 1, 1, N, D);
-        clattn_tensor tv = clattn_tensor_make(bv, 1, 1, N, D), to = clattn_tensor_make(bo, 1, 1, N, D);
+        clattn_tensor tq = clattn_tensor_make(bq, 1, 1, N, D);
+        clattn_tensor tk = clattn_tensor_make(bk, 1, 1, N, D);
+        clattn_tensor tv = clattn_tensor_make(bv, 1, 1, N, D);
+        clattn_tensor to = clattn_tensor_make(bo, 1, 1, N, D);
         clattn_tensor tb = clattn_tensor_make(bb, 1, 1, 1, 2 * N - 1);
         clattn_rpe_desc d;
         clattn_rpe_desc_init(&d);
@@ -652,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_strides_and_large_bias),
         cmocka_unit_test(test_fft_groups),
         cmocka_unit_test(test_auto),
+        cmocka_unit_test(test_favor),
         cmocka_unit_test(test_zero_bias_is_linear),
         cmocka_unit_test(test_single_offset),
         cmocka_unit_test(test_nonfinite_device_bias),

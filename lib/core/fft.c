@@ -400,13 +400,29 @@ static clattn_status fft_run(clattn_context *ctx, size_t len, size_t batch, clff
     locked = false;
 
     if (stage_out) {
-        /* Only the rows themselves go back: the caller's gaps between rows stay untouched. */
-        size_t src_origin[3] = {0, 0, 0};
-        size_t dst_origin[3] = {out->off * out->elem, 0, 0};
-        size_t region[3] = {out->row * out->elem, batch, 1};
-        CLATTN_CL(clEnqueueCopyBufferRect(ctx->queue, vout, out->buf, src_origin, dst_origin,
-                                          region, out->stride * out->elem, 0,
-                                          out->stride * out->elem, 0, 1, &ev_fft, &ev_out));
+        /* Only the rows themselves go back: the caller's gaps between rows stay untouched. The
+         * rectangle covers all rows but the last, which is copied on its own: NVIDIA's driver
+         * rejects (CL_INVALID_VALUE) a rectangle whose last row ends before a full row pitch
+         * fits in the buffer. */
+        size_t pitch = out->stride * out->elem, row_bytes = out->row * out->elem;
+        cl_event ev_rect = NULL;
+        cl_uint nw = 1;
+        const cl_event *w = &ev_fft;
+        if (batch > 1) {
+            size_t src_origin[3] = {0, 0, 0};
+            size_t dst_origin[3] = {out->off * out->elem, 0, 0};
+            size_t region[3] = {row_bytes, batch - 1, 1};
+            CLATTN_CL(clEnqueueCopyBufferRect(ctx->queue, vout, out->buf, src_origin, dst_origin,
+                                              region, pitch, pitch * (batch - 1), pitch,
+                                              pitch * (batch - 1), 1, &ev_fft, &ev_rect));
+            w = &ev_rect;
+        }
+        cl_int err = clEnqueueCopyBuffer(ctx->queue, vout, out->buf, (batch - 1) * pitch,
+                                         out->off * out->elem + (batch - 1) * pitch, row_bytes,
+                                         nw, w, &ev_out);
+        if (ev_rect)
+            clReleaseEvent(ev_rect);
+        CLATTN_CL(err);
     }
     if (event) {
         *event = ev_out ? ev_out : ev_fft;

@@ -9,12 +9,16 @@
  *   - strides must be at least the row length (len for real, len/2+1 for complex).
  * Offsets may be any value: when an offset is not aligned to CL_DEVICE_MEM_BASE_ADDR_ALIGN the
  * adapter stages the rows through a temporary buffer (a copy), otherwise it uses a sub-buffer.
- * Input and output must not overlap (out-of-place only); the input is not modified.
+ * Input and output must not overlap (out-of-place only; ALIASING otherwise).
  *
  * Calls are asynchronous on ctx->queue: `wait` events are honoured and `event` (may be NULL) is
  * completed when the output is written. Temporary buffers are released when the work finishes.
- * Thread safety: the plan cache is guarded by a mutex, but one clattn_context is used by one
- * thread at a time like the rest of the library. */
+ * The first call for a shape bakes its plan (clFFT compiles kernels: about a second on PoCL) on a
+ * private queue of the context, so it never waits for commands pending on ctx->queue. Lengths
+ * must have no prime factor above 13 (UNSUPPORTED otherwise); pick them with
+ * clattn__fft_good_length. The input is left unchanged (tested up to 131072 points).
+ * Thread safety: plan lookup, baking and the enqueue run under one process-wide mutex (clFFT's
+ * plan repository is global), so a context may be used from several threads. */
 #ifndef CLATTN_FFT_H
 #define CLATTN_FFT_H
 

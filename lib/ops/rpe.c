@@ -1,22 +1,27 @@
-/* Host side of kernelized attention with relative positional encoding (kernels_cl/rpe.cl): validate,
- * compute the features, the per-head bias maximum and exp(b - max), then either the direct sums or
- * the FFT path (circulant embedding, clFFT through lib/core/fft.h, spectra multiplied, contracted
- * with phi(q)). Every command goes on the context's queue in one chain: the first honours the
- * caller's wait list, the last returns the caller's event. */
+/* Host side of kernelized attention with relative positional encoding (kernels_cl/rpe.cl):
+ * validate, compute the features (lib/ops/linear_features.h, every map of the linear family), the
+ * per-head bias maximum and exp(b - max), then either the direct sums or the FFT path (circulant
+ * embedding, clFFT through lib/core/fft.h, spectra multiplied, contracted with phi(q)). Every
+ * command goes on the context's queue in one chain: the first honours the caller's wait list, the
+ * last returns the caller's event. */
 #include "../core/fft.h"
 #include "../core/internal.h"
+#include "linear_features.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define RPE_MAX_D 256 /* head dims, as linear attention */
-#define RPE_MAX_M 256 /* features per row: private arrays of clattn_rpe_direct (RPE_MAX_M in rpe.cl) */
-#define RPE_PARTS 256 /* partial maxima per head (RPE_PARTS in rpe.cl) */
-#define RPE_OPTIONS "-DRPE_MAX_M=256 -DRPE_MAX_DV=256 -DRPE_PARTS=256"
-/* AUTO takes the FFT path from this length on: measured on PoCL (2-core CPU, B1 H1 D16 Dv16, see
- * `clattn bench rpe`), where the direct sums win below it. */
-#define RPE_FFT_MIN_N 1024
+#define RPE_MAX_D CLATTN__LIN_MAX_D /* head dims, as linear attention (RPE_MAX_DV in rpe.cl) */
+#define RPE_PARTS 256                 /* partial maxima per head (RPE_PARTS in rpe.cl) */
+#define RPE_OPTIONS "-DRPE_MAX_DV=256 -DRPE_PARTS=256"
+/* AUTO's choice by a cost model: the direct sums cost ~ N^2 (M + Dv) (half that when causal), the
+ * FFT path ~ N log2(2N) M (Dv + 1), so FFT is taken when
+ *   N (M + Dv) (1/2 when causal) >= RPE_FFT_CROSSOVER M (Dv + 1) log2(2N).
+ * The constant is the measured crossover on PoCL (2-vCPU EPYC shared with other jobs, `clattn
+ * bench rpe`, B1 H1, non-causal): equal times near N = 3000 for M = Dv = 16 (C = 28) and
+ * N = 8800 for M = Dv = 64 (C = 19); causal, M = Dv = 16, between 4k and 16k as predicted. */
+#define RPE_FFT_CROSSOVER 24.0
 /* Device scratch for the FFT signals of one group (real rows + their spectra); the environment
  * variable CLATTN_RPE_FFT_SCRATCH (bytes) overrides it, which lets tests split small problems into
  * many groups. */
@@ -56,10 +61,23 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_rpe_desc *in, c
     if (f->feature_map == CLATTN_FEATURE_IDENTITY)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "rpe desc: the identity feature map is refused (weights must be "
-                            "non-negative: use ELU or RELU)");
-    if (f->feature_map != CLATTN_FEATURE_ELU && f->feature_map != CLATTN_FEATURE_RELU)
+                            "non-negative: use ELU, RELU or FAVOR)");
+    if (f->feature_map != CLATTN_FEATURE_ELU && f->feature_map != CLATTN_FEATURE_RELU &&
+        f->feature_map != CLATTN_FEATURE_FAVOR)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "rpe desc: unknown feature map %d",
                             (int)f->feature_map);
+    if (f->feature_map == CLATTN_FEATURE_FAVOR &&
+        (f->features == 0 || f->features > CLATTN__LIN_MAX_M))
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                            "rpe desc: FAVOR features %zu must be in [1, %d]", f->features,
+                            CLATTN__LIN_MAX_M);
+    if (f->scaling != CLATTN_FAVOR_GAUSSIAN_NORMS && f->scaling != CLATTN_FAVOR_SQRT_D)
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "rpe desc: unknown FAVOR scaling %d",
+                            (int)f->scaling);
+    if (f->momentum != CLATTN_MOMENTUM_NONE)
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                            "rpe desc: momentum is not defined for RPE attention (set "
+                            "features.momentum to CLATTN_MOMENTUM_NONE)");
     if (!isfinite(f->eps) || f->eps < 0.0f)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "rpe desc: eps %g must be finite and >= 0", (double)f->eps);
@@ -198,18 +216,21 @@ cleanup:
 typedef struct rpe_job {
     clattn_rpe_desc desc;
     const clattn_tensor *q, *k, *v, *bias, *out;
-    size_t B, H, N, D, M, Dv;
+    size_t B, H, N, D, M, MS, Dv; /* M features per row, in rows of MS floats */
+    cl_mem w;                     /* FAVOR's projection (clattn__linear_projection), else NULL */
     /* kernels, created once per call */
-    cl_kernel features, parts, bmax, exp_bias, direct, signals, cmul, contract, normalize;
+    cl_kernel parts, bmax, exp_bias, direct, signals, cmul, contract, normalize;
 } rpe_job;
 
 static void job_release(rpe_job *j)
 {
-    cl_kernel ks[] = {j->features, j->parts, j->bmax,     j->exp_bias, j->direct,
-                      j->signals,  j->cmul,  j->contract, j->normalize};
+    cl_kernel ks[] = {j->parts,   j->bmax, j->exp_bias, j->direct,
+                      j->signals, j->cmul, j->contract, j->normalize};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         if (ks[i])
             clReleaseKernel(ks[i]);
+    if (j->w)
+        clReleaseMemObject(j->w);
 }
 
 static clattn_status job_kernels(clattn_context *ctx, rpe_job *j, bool fft)
@@ -217,7 +238,6 @@ static clattn_status job_kernels(clattn_context *ctx, rpe_job *j, bool fft)
     clattn_status status = CLATTN_SUCCESS;
     cl_program prog = NULL;
     CLATTN_FORWARD(clattn__program_get(ctx, "rpe.cl", RPE_OPTIONS, &prog));
-    CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_rpe_features", &j->features));
     CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_rpe_bias_parts", &j->parts));
     CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_rpe_bias_max", &j->bmax));
     CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_rpe_exp_bias", &j->exp_bias));
@@ -232,24 +252,18 @@ cleanup:
     return status;
 }
 
-/* Contiguous [BH][N][M] features of x. */
-static clattn_status launch_features(seq *s, rpe_job *j, const clattn_tensor *x, cl_mem out)
+/* phi(x) into f, [BH][N][MS], through the linear family's feature code (every map, FAVOR
+ * included). FAVOR's stabilisers: queries per row, keys one per (b, h) (stab 1); both are constant
+ * factors of a row's weights and cancel in the quotient, up to eps. */
+static clattn_status launch_features(seq *s, rpe_job *j, const clattn_tensor *x, int stab,
+                                     cl_mem f)
 {
-    clattn_context *ctx = s->ctx;
-    clattn_status status = CLATTN_SUCCESS;
-    cl_uint heads = (cl_uint)j->H, n = (cl_uint)j->N, d = (cl_uint)j->D;
-    cl_int fmap = (cl_int)j->desc.features.feature_map;
-    clattn__args a = {j->features, 0, CL_SUCCESS};
-    clattn__arg_view(&a, x);
-    CLATTN_ARG(&a, heads);
-    CLATTN_ARG(&a, n);
-    CLATTN_ARG(&a, d);
-    CLATTN_ARG(&a, fmap);
-    CLATTN_ARG(&a, out);
-    CLATTN_CL(a.err);
-    size_t gl[3] = {j->D, j->N, j->B * j->H};
-    CLATTN_FORWARD(seq_kernel(s, j->features, 3, gl, false, NULL));
-cleanup:
+    clattn_status status;
+    seq_next(s, false, NULL);
+    status = clattn__linear_features(s->ctx, &j->desc.features, j->w, x, stab, f, NULL, s->nw,
+                                     s->w, s->evp);
+    if (status == CLATTN_SUCCESS)
+        seq_done(s);
     return status;
 }
 
@@ -310,11 +324,13 @@ static clattn_status run_direct(seq *s, rpe_job *j, cl_mem fq, cl_mem fk, cl_mem
     CLATTN_FORWARD(clattn__buffer_create(ctx, bytes, "rpe exp(bias)", &c));
     CLATTN_FORWARD(launch_exp_bias(s, j, bmax, 0, c));
     cl_uint heads = (cl_uint)j->H, n = (cl_uint)j->N, m = (cl_uint)j->M, dv = (cl_uint)j->Dv;
+    cl_uint mst = (cl_uint)j->MS;
     cl_int causal = j->desc.causal != 0;
     cl_float eps = j->desc.features.eps;
     clattn__args a = {j->direct, 0, CL_SUCCESS};
     CLATTN_ARG(&a, fq);
     CLATTN_ARG(&a, fk);
+    CLATTN_ARG(&a, mst);
     clattn__arg_view(&a, j->v);
     CLATTN_ARG(&a, c);
     clattn__arg_view(&a, j->out);
@@ -397,7 +413,7 @@ static clattn_status run_fft(seq *s, rpe_job *j, cl_mem fq, cl_mem fk, cl_mem bm
     seq_done(s);
 
     cl_uint heads = (cl_uint)j->H, n = (cl_uint)j->N, m = (cl_uint)j->M, dv = (cl_uint)j->Dv;
-    cl_uint len = (cl_uint)z.len, bins = (cl_uint)z.bins;
+    cl_uint len = (cl_uint)z.len, bins = (cl_uint)z.bins, mst = (cl_uint)j->MS;
     for (size_t grp = 0; grp < z.groups; grp++) {
         size_t bm0 = grp * z.per_group, bm1 = bm0 + z.per_group;
         if (bm1 > total)
@@ -408,6 +424,7 @@ static clattn_status run_fft(seq *s, rpe_job *j, cl_mem fq, cl_mem fk, cl_mem bm
          * range because the signals kernel only reads for bm < total. */
         clattn__args a = {j->signals, 0, CL_SUCCESS};
         CLATTN_ARG(&a, fk);
+        CLATTN_ARG(&a, mst);
         clattn__arg_view(&a, j->v);
         CLATTN_ARG(&a, heads);
         CLATTN_ARG(&a, n);
@@ -441,6 +458,7 @@ static clattn_status run_fft(seq *s, rpe_job *j, cl_mem fq, cl_mem fk, cl_mem bm
         seq_done(s);
         clattn__args c = {j->contract, 0, CL_SUCCESS};
         CLATTN_ARG(&c, fq);
+        CLATTN_ARG(&c, mst);
         CLATTN_ARG(&c, x);
         CLATTN_ARG(&c, n);
         CLATTN_ARG(&c, m);
@@ -498,7 +516,9 @@ static bool use_fft(const rpe_job *j)
         return true;
     if (j->desc.algorithm == CLATTN_RPE_DIRECT)
         return false;
-    return j->N >= RPE_FFT_MIN_N;
+    double n = (double)j->N, m = (double)j->M, dv = (double)j->Dv;
+    double direct = n * (m + dv) * (j->desc.causal ? 0.5 : 1.0);
+    return direct >= RPE_FFT_CROSSOVER * m * (dv + 1.0) * log2(2.0 * n);
 }
 
 /* Validated job → features, bias maximum, then one of the two paths. */
@@ -511,7 +531,7 @@ static clattn_status run_job(clattn_context *ctx, rpe_job *j, cl_uint num_wait,
     memset(&s, 0, sizeof s);
     bool fft = use_fft(j);
     size_t fbytes;
-    CLATTN_CHECK(clattn__mul_ok(j->B * j->H * j->N, j->M * sizeof(float), &fbytes),
+    CLATTN_CHECK(clattn__mul_ok(j->B * j->H * j->N, j->MS * sizeof(float), &fbytes),
                  CLATTN_SIZE_OVERFLOW, "rpe: feature scratch size overflows");
     CLATTN_FORWARD(job_kernels(ctx, j, fft));
     CLATTN_FORWARD(clattn__buffer_create(ctx, fbytes, "rpe query features", &fq));
@@ -520,8 +540,8 @@ static clattn_status run_job(clattn_context *ctx, rpe_job *j, cl_uint num_wait,
                                          "rpe partial bias maxima", &part));
     CLATTN_FORWARD(clattn__buffer_create(ctx, j->H * sizeof(float), "rpe bias maxima", &bmax));
     CLATTN_FORWARD(seq_init(&s, ctx, num_wait, wait));
-    CLATTN_FORWARD(launch_features(&s, j, j->q, fq));
-    CLATTN_FORWARD(launch_features(&s, j, j->k, fk));
+    CLATTN_FORWARD(launch_features(&s, j, j->q, 0, fq));
+    CLATTN_FORWARD(launch_features(&s, j, j->k, 1, fk));
     CLATTN_FORWARD(launch_bias_max(&s, j, part, bmax));
     if (fft)
         CLATTN_FORWARD(run_fft(&s, j, fq, fk, bmax, head_rows(j), event));
@@ -556,7 +576,14 @@ clattn_status clattn_rpe_enqueue(clattn_context *ctx, const clattn_rpe_desc *des
     CLATTN_FORWARD(check_views(ctx, q, k, v, bias, out));
     j.q = q, j.k = k, j.v = v, j.bias = bias, j.out = out;
     j.B = q->shape[0], j.H = q->shape[1], j.N = q->shape[2], j.D = q->shape[3];
-    j.M = j.D, j.Dv = v->shape[3];
+    j.M = clattn__linear_feature_dim(&j.desc.features, j.D);
+    j.MS = clattn__linear_feature_stride(&j.desc.features, j.D);
+    j.Dv = v->shape[3];
+    CLATTN_CHECK(j.B * j.H <= ((size_t)1 << 31) / (j.MS * (j.Dv + 1)), CLATTN_INVALID_SHAPE,
+                 "rpe: B*H %zu times %zu features and %zu value columns beyond 2^31", j.B * j.H,
+                 j.M, j.Dv + 1);
+    /* FAVOR's projection (validated against D here, before anything is enqueued). */
+    CLATTN_FORWARD(clattn__linear_projection(ctx, &j.desc.features, j.D, &j.w));
     status = run_job(ctx, &j, num_wait, wait, event);
 cleanup:
     job_release(&j);

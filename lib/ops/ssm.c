@@ -523,11 +523,13 @@ cleanup:
     return status;
 }
 
-static clattn_ssm_algo resolve(clattn_ssm_algo a, size_t L)
+static clattn_ssm_algo resolve(const clattn_context *ctx, clattn_ssm_algo a, size_t L)
 {
     if (a != CLATTN_SSM_AUTO)
         return a;
-    return L <= CLATTN_SSM_DIRECT_MAX_L ? CLATTN_SSM_DIRECT : CLATTN_SSM_FFT;
+    size_t max = ctx->info.device_class == CLATTN_DEVICE_GPU ? CLATTN_SSM_DIRECT_MAX_L_GPU
+                                                              : CLATTN_SSM_DIRECT_MAX_L;
+    return L <= max ? CLATTN_SSM_DIRECT : CLATTN_SSM_FFT;
 }
 
 /* FFT length and scratch sizes for B*H rows of length L. */
@@ -700,7 +702,7 @@ clattn_status clattn_ssm_enqueue(clattn_ssm *ssm, const clattn_ssm_desc *desc,
     size_t L = u->shape[2];
     clattn_tensor dv = d_view(ssm);
     const clattn_tensor *dp = ssm->d ? &dv : NULL;
-    if (resolve(d.algorithm, L) == CLATTN_SSM_DIRECT) {
+    if (resolve(ctx, d.algorithm, L) == CLATTN_SSM_DIRECT) {
         CLATTN_FORWARD(ensure_k(ssm, L, false));
         clattn_tensor k = clattn_tensor_make(ssm->k_time, 1, ssm->heads, L, 1);
         CLATTN_FORWARD(conv_direct(ctx, u, &k, ssm->k_time_ev, dp, y, num_wait, wait, event));
@@ -739,7 +741,7 @@ clattn_status clattn_ssm_conv_enqueue(clattn_context *ctx, const clattn_ssm_desc
         CLATTN_FORWARD(clattn__tensor_check(ctx, d, "d", dshape, sizeof(float)));
         CLATTN_FORWARD(clattn__check_no_alias(ctx, y, "y", d, "d", sizeof(float)));
     }
-    if (resolve(dd.algorithm, L) == CLATTN_SSM_DIRECT) {
+    if (resolve(ctx, dd.algorithm, L) == CLATTN_SSM_DIRECT) {
         CLATTN_FORWARD(conv_direct(ctx, u, k, NULL, d, y, num_wait, wait, event));
     } else {
         size_t M, rb, cb;

@@ -72,3 +72,36 @@ void ref_rpe_attention(const float *q, const float *k, const float *v, const flo
     free(fq);
     free(fk);
 }
+
+void ref_rpe_general(const float *q, const float *k, const float *v, const float *bias, float *out,
+                     size_t B, size_t H, size_t N, size_t D, size_t Dv, int fmap, const float *w,
+                     size_t M, double eps, int causal)
+{
+    if (fmap != 3)
+        M = D;
+    size_t rows = B * H * N;
+    double *fq = malloc(rows * M * sizeof *fq), *fk = malloc(rows * M * sizeof *fk);
+    double *ck = malloc(rows * sizeof *ck);
+    if (fq == NULL || fk == NULL || ck == NULL) {
+        for (size_t x = 0; x < rows * Dv; x++)
+            out[x] = NAN;
+    } else {
+        double cq;
+        for (size_t r = 0; r < rows; r++) {
+            ref_linear_features(q + r * D, D, fmap, w, M, fq + r * M, &cq);
+            ref_linear_features(k + r * D, D, fmap, w, M, fk + r * M, &ck[r]);
+        }
+        for (size_t bh = 0; bh < B * H; bh++) {
+            double cmax = -INFINITY;
+            for (size_t j = 0; j < N; j++)
+                cmax = ck[bh * N + j] > cmax ? ck[bh * N + j] : cmax;
+            for (size_t j = 0; j < N; j++)
+                for (size_t m = 0; m < M; m++)
+                    fk[(bh * N + j) * M + m] *= exp(ck[bh * N + j] - cmax);
+        }
+        ref_rpe_from_features(fq, fk, v, bias, out, B, H, N, M, Dv, eps, causal);
+    }
+    free(fq);
+    free(fk);
+    free(ck);
+}

@@ -30,6 +30,14 @@ void ref_rpe_attention(const float *q, const float *k, const float *v, const flo
                        float *out, size_t B, size_t H, size_t N, size_t D, size_t Dv, int fmap,
                        double eps, int causal);
 
+/* Every feature map, FAVOR+ (fmap 3, w [M][D]) included, through ref_linear_features: queries
+   take their stabilised features, keys their true features times exp(-c_max) with c_max the
+   largest key log-scale of the (b, h) -- the library's stabilisers, which cancel in the quotient
+   except against eps. M is taken as D for the element-wise maps. */
+void ref_rpe_general(const float *q, const float *k, const float *v, const float *bias, float *out,
+                     size_t B, size_t H, size_t N, size_t D, size_t Dv, int fmap, const float *w,
+                     size_t M, double eps, int causal);
+
 #ifdef __cplusplus
 }
 #endif

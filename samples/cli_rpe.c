@@ -1,0 +1,413 @@
+/* clattn run rpe / clattn bench rpe: kernelized attention with relative positional encoding
+ * (Luo et al. 2021), by FFT or by the direct sums. */
+#define _POSIX_C_SOURCE 200809L /* isatty, fileno */
+
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void cli_usage_rpe(FILE *f);
+int cli_run_rpe(int argc, char **argv);
+int cli_bench_rpe(int argc, char **argv);
+
+/* bench: a direct run predicted (from the previous length, N^2) to take longer is skipped. */
+#define DIRECT_LIMIT_MS 30000.0
+
+void cli_usage_rpe(FILE *f)
+{
+    fprintf(f,
+            "  clattn run rpe --q Q.npy --k K.npy --v V.npy --bias B.npy -o OUT.npy [--causal]\n"
+            "         [--feature-map elu|relu|favor] [--features M] [--seed S]\n"
+            "         [--projection W.npy] [--eps E] [--algo auto|fft|direct] [--device SEL]\n"
+            "      kernelized attention with a relative positional bias: q, k [B,H,N,D],\n"
+            "      v [B,H,N,Dv], bias [H, 2N-1] (element r + N - 1 holds b_r for offset\n"
+            "      r = j - i); weights phi(q_i).phi(k_j) exp(b_(j-i)); writes OUT [B,H,N,Dv].\n"
+            "      FAVOR+ uses W [M,D] from --projection or draws it from --seed\n"
+            "  clattn bench rpe [--n 1024,4096,16384,65536] [--d 16] [--dv D] [--heads 1]\n"
+            "         [--batch 1] [--feature-map elu|relu|favor] [--features M] [--causal]\n"
+            "         [--variants fft,direct] [--reps 3] [--csv] [--device SEL]\n"
+            "      the FFT path against the direct O(N^2) sums in one run; a direct run\n"
+            "      predicted to exceed 30 s is skipped. FLOPs: direct 2*B*H*N^2*(M+Dv)\n"
+            "      (halved when causal); none counted for fft\n");
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Options shared by run and bench                                                                */
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef struct rpe_opts {
+    const char *fmap, *features, *seed, *eps, *algo;
+} rpe_opts;
+
+/* Fills desc from the options (no file needed); 0 or EXIT_USAGE. */
+static int rpe_desc(const char *cmd, const rpe_opts *o, clattn_rpe_desc *desc)
+{
+    clattn_rpe_desc_init(desc);
+    clattn_linear_desc *f = &desc->features;
+    int rc = 0;
+    if (o->fmap) {
+        if (strcmp(o->fmap, "elu") == 0)
+            f->feature_map = CLATTN_FEATURE_ELU;
+        else if (strcmp(o->fmap, "relu") == 0)
+            f->feature_map = CLATTN_FEATURE_RELU;
+        else if (strcmp(o->fmap, "favor") == 0)
+            f->feature_map = CLATTN_FEATURE_FAVOR;
+        else
+            return fail(EXIT_USAGE, "%s: --feature-map '%s' is not one of elu, relu, favor", cmd,
+                        o->fmap);
+    }
+    if (o->features && (rc = size_option(cmd, "--features", o->features, 1, 4096, &f->features)))
+        return rc;
+    if (o->seed && (rc = seed_option(cmd, "--seed", o->seed, &f->seed)))
+        return rc;
+    if ((o->features || o->seed) && f->feature_map != CLATTN_FEATURE_FAVOR)
+        return fail(EXIT_USAGE, "%s: --features and --seed need --feature-map favor", cmd);
+    if (o->eps && (rc = float_option(cmd, "--eps", o->eps, 0.0f, INFINITY, 0, &f->eps)))
+        return rc;
+    if (o->algo) {
+        if (strcmp(o->algo, "auto") == 0)
+            desc->algorithm = CLATTN_RPE_AUTO;
+        else if (strcmp(o->algo, "fft") == 0)
+            desc->algorithm = CLATTN_RPE_FFT;
+        else if (strcmp(o->algo, "direct") == 0)
+            desc->algorithm = CLATTN_RPE_DIRECT;
+        else
+            return fail(EXIT_USAGE, "%s: --algo '%s' is not auto, fft or direct", cmd, o->algo);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* run                                                                                            */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Shapes of the loaded arrays against each other: 0 or EXIT_USAGE. */
+static int check_inputs(const char *cmd, const npy_array *q, const npy_array *k,
+                        const npy_array *v, const npy_array *b, const char *bp)
+{
+    if (memcmp(q->shape, k->shape, 4 * sizeof q->shape[0]) != 0)
+        return fail(EXIT_USAGE, "%s: --q and --k must have the same shape [B, H, N, D]", cmd);
+    if (q->shape[0] != v->shape[0] || q->shape[1] != v->shape[1] || q->shape[2] != v->shape[2])
+        return fail(EXIT_USAGE, "%s: --v must be [B, H, N, Dv] with --q's B, H and N", cmd);
+    if (q->shape[3] > MAX_HEAD_DIM || v->shape[3] > MAX_HEAD_DIM)
+        return fail(EXIT_USAGE, "%s: head dims above %d are not supported", cmd, MAX_HEAD_DIM);
+    size_t n = q->shape[2];
+    if (b->shape[0] != q->shape[1] || b->shape[1] != 2 * n - 1)
+        return fail(EXIT_USAGE, "%s (--bias): shape [%zu, %zu], expected [H, 2N - 1] = [%zu, %zu]",
+                    bp, b->shape[0], b->shape[1], q->shape[1], 2 * n - 1);
+    size_t nb = b->shape[0] * b->shape[1];
+    for (size_t x = 0; x < nb; x++)
+        if (!isfinite(((const float *)b->data)[x]))
+            return fail(EXIT_USAGE, "%s (--bias): element [%zu, %zu] is not finite", bp,
+                        x / b->shape[1], x % b->shape[1]);
+    return 0;
+}
+
+int cli_run_rpe(int argc, char **argv)
+{
+    const char *cmd = "run rpe";
+    const char *qp = NULL, *kp = NULL, *vp = NULL, *bp = NULL, *op = NULL, *wp = NULL,
+               *device = NULL;
+    int causal = 0, help = 0;
+    rpe_opts o;
+    memset(&o, 0, sizeof o);
+    const opt_spec specs[] = {
+        {"--q", NULL, &qp, NULL},
+        {"--k", NULL, &kp, NULL},
+        {"--v", NULL, &vp, NULL},
+        {"--bias", NULL, &bp, NULL},
+        {"--out", "-o", &op, NULL},
+        {"--feature-map", NULL, &o.fmap, NULL},
+        {"--features", NULL, &o.features, NULL},
+        {"--seed", NULL, &o.seed, NULL},
+        {"--projection", NULL, &wp, NULL},
+        {"--eps", NULL, &o.eps, NULL},
+        {"--algo", NULL, &o.algo, NULL},
+        {"--device", NULL, &device, NULL},
+        {"--causal", NULL, NULL, &causal},
+    };
+    int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), &help);
+    if (rc)
+        return rc;
+    if (help) {
+        cli_usage_rpe(stdout);
+        return 0;
+    }
+    const char *missing = !qp   ? "--q"
+                          : !kp ? "--k"
+                          : !vp ? "--v"
+                          : !bp ? "--bias"
+                          : !op ? "-o"
+                                : NULL;
+    if (missing)
+        return fail(EXIT_USAGE, "%s: missing required option %s (needs --q, --k, --v, --bias, -o)",
+                    cmd, missing);
+    clattn_rpe_desc desc;
+    if ((rc = rpe_desc(cmd, &o, &desc)))
+        return rc;
+    desc.causal = causal;
+    if (wp && desc.features.feature_map != CLATTN_FEATURE_FAVOR)
+        return fail(EXIT_USAGE, "%s: --projection needs --feature-map favor", cmd);
+    if (wp && o.seed)
+        return fail(EXIT_USAGE, "%s: --projection excludes --seed", cmd);
+
+    npy_array q, k, v, b, w;
+    memset(&q, 0, sizeof q);
+    memset(&k, 0, sizeof k);
+    memset(&v, 0, sizeof v);
+    memset(&b, 0, sizeof b);
+    memset(&w, 0, sizeof w);
+    float *out = NULL;
+    clattn_context *ctx = NULL;
+    if ((rc = load_f32(qp, "--q", 4, &q)) || (rc = load_f32(kp, "--k", 4, &k)) ||
+        (rc = load_f32(vp, "--v", 4, &v)) || (rc = load_f32(bp, "--bias", 2, &b)) ||
+        (rc = check_inputs(cmd, &q, &k, &v, &b, bp)))
+        goto cleanup;
+    if (wp) {
+        if ((rc = load_f32(wp, "--projection", 2, &w)))
+            goto cleanup;
+        if (w.shape[1] != q.shape[3] || w.shape[0] > 4096) {
+            rc = fail(EXIT_USAGE, "%s (--projection): shape [%zu, %zu], expected [M, %zu] with M "
+                                  "<= 4096",
+                      wp, w.shape[0], w.shape[1], q.shape[3]);
+            goto cleanup;
+        }
+        if (o.features && w.shape[0] != desc.features.features) {
+            rc = fail(EXIT_USAGE, "%s: --features %zu differs from the %zu rows of %s", cmd,
+                      desc.features.features, w.shape[0], wp);
+            goto cleanup;
+        }
+        desc.features.features = w.shape[0];
+        desc.features.projection = w.data;
+        desc.features.projection_shape[0] = w.shape[0];
+        desc.features.projection_shape[1] = w.shape[1];
+    }
+    size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
+    out = malloc(oshape[0] * oshape[1] * oshape[2] * oshape[3] * sizeof *out);
+    if (!out) {
+        rc = fail(EXIT_RUNTIME, "out of memory for the output");
+        goto cleanup;
+    }
+    if ((rc = open_context(device, &ctx)))
+        goto cleanup;
+    clattn_status st = clattn_rpe_host(ctx, &desc, q.shape, v.shape, q.data, k.data, v.data,
+                                       b.data, out);
+    if (st != CLATTN_SUCCESS) {
+        rc = fail_status(ctx, st, "rpe attention failed");
+        goto cleanup;
+    }
+    rc = write_f32(op, out, 4, oshape);
+cleanup:
+    clattn_context_destroy(ctx);
+    npy_free(&q);
+    npy_free(&k);
+    npy_free(&v);
+    npy_free(&b);
+    npy_free(&w);
+    free(out);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* bench                                                                                          */
+/* ---------------------------------------------------------------------------------------------- */
+
+enum { RV_FFT, RV_DIRECT, RV_COUNT };
+static const char *const RV_NAMES[RV_COUNT] = {"fft", "direct"};
+
+typedef struct rpe_bench {
+    size_t ns[MAX_SWEEP], n_count, d, dv, heads, batch, reps;
+    int variants[RV_COUNT], n_variants, csv, causal;
+    clattn_rpe_desc desc;
+    const char *device;
+} rpe_bench;
+
+typedef struct rpe_job {
+    clattn_context *ctx;
+    const clattn_rpe_desc *desc;
+    clattn_tensor t[5]; /* q, k, v, bias, out */
+} rpe_job;
+
+static clattn_status rpe_enqueue(void *arg)
+{
+    rpe_job *j = arg;
+    return clattn_rpe_enqueue(j->ctx, j->desc, &j->t[0], &j->t[1], &j->t[2], &j->t[3], &j->t[4],
+                              0, NULL, NULL);
+}
+
+static int bench_one(clattn_context *ctx, const rpe_bench *b, size_t n, int var,
+                     const progress *prog, bench_row *r)
+{
+    clattn_rpe_desc desc = b->desc;
+    desc.causal = b->causal;
+    desc.algorithm = var == RV_FFT ? CLATTN_RPE_FFT : CLATTN_RPE_DIRECT;
+    size_t m = clattn_linear_feature_count(&desc.features, b->d);
+    cl_mem bufs[5] = {NULL, NULL, NULL, NULL, NULL};
+    size_t big = b->batch * b->heads * n * (b->d > b->dv ? b->d : b->dv);
+    if (big < b->heads * (2 * n - 1))
+        big = b->heads * (2 * n - 1);
+    cl_int err = make_buffers(ctx, bufs, 5, 4, big);
+    if (err != CL_SUCCESS) {
+        note(prog, "%s N=%zu skipped: cannot allocate its tensors (OpenCL error %d)",
+             RV_NAMES[var], n, (int)err);
+        return -1;
+    }
+    rpe_job j = {ctx, &desc, {{0}}};
+    j.t[0] = clattn_tensor_make(bufs[0], b->batch, b->heads, n, b->d);
+    j.t[1] = clattn_tensor_make(bufs[1], b->batch, b->heads, n, b->d);
+    j.t[2] = clattn_tensor_make(bufs[2], b->batch, b->heads, n, b->dv);
+    j.t[3] = clattn_tensor_make(bufs[3], 1, b->heads, 1, 2 * n - 1); /* values in [-1, 1) */
+    j.t[4] = clattn_tensor_make(bufs[4], b->batch, b->heads, n, b->dv);
+    memset(r, 0, sizeof *r);
+    snprintf(r->op, sizeof r->op, "rpe");
+    snprintf(r->variant, sizeof r->variant, "%s", RV_NAMES[var]);
+    snprintf(r->kernel, sizeof r->kernel, "rpe %s M=%zu Dv=%zu", RV_NAMES[var], m, b->dv);
+    r->batch = b->batch;
+    r->heads = b->heads;
+    r->nq = r->nk = n;
+    r->d = b->d;
+    r->causal = b->causal;
+    r->build_ms = NAN;
+    clattn_status st = time_median(ctx, rpe_enqueue, &j, b->reps, &r->ms);
+    if (var == RV_DIRECT)
+        r->gflops = 2.0 * (double)(b->batch * b->heads) * (double)n * (double)n *
+                    (double)(m + b->dv) / (b->causal ? 2.0 : 1.0) / (r->ms * 1e6);
+    if (st != CLATTN_SUCCESS)
+        note(prog, "%s N=%zu failed: %s", RV_NAMES[var], n, lib_error(ctx, st));
+    release_buffers(bufs, 5);
+    return st == CLATTN_SUCCESS ? 0 : -1;
+}
+
+static int bench_parse_rpe(int argc, char **argv, rpe_bench *b, int *help)
+{
+    const char *cmd = "bench rpe";
+    const char *n = NULL, *d = NULL, *dv = NULL, *heads = NULL, *batch = NULL, *reps = NULL,
+               *vars = NULL;
+    rpe_opts o;
+    memset(&o, 0, sizeof o);
+    memset(b, 0, sizeof *b);
+    const size_t ns[] = {1024, 4096, 16384, 65536};
+    for (size_t i = 0; i < 4; i++)
+        b->ns[b->n_count++] = ns[i];
+    b->d = 16;
+    b->heads = 1;
+    b->batch = 1;
+    b->reps = 3;
+    const opt_spec specs[] = {
+        {"--n", NULL, &n, NULL},
+        {"--d", NULL, &d, NULL},
+        {"--dv", NULL, &dv, NULL},
+        {"--heads", NULL, &heads, NULL},
+        {"--batch", NULL, &batch, NULL},
+        {"--reps", NULL, &reps, NULL},
+        {"--variants", NULL, &vars, NULL},
+        {"--feature-map", NULL, &o.fmap, NULL},
+        {"--features", NULL, &o.features, NULL},
+        {"--seed", NULL, &o.seed, NULL},
+        {"--device", NULL, &b->device, NULL},
+        {"--causal", NULL, NULL, &b->causal},
+        {"--csv", NULL, NULL, &b->csv},
+    };
+    int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), help);
+    if (rc || *help)
+        return rc;
+    if ((rc = rpe_desc(cmd, &o, &b->desc)))
+        return rc;
+    if ((n && (rc = parse_list(cmd, "--n", n, 1, (size_t)1 << 24, b->ns, &b->n_count))) ||
+        (d && (rc = size_option(cmd, "--d", d, 1, MAX_HEAD_DIM, &b->d))) ||
+        (dv && (rc = size_option(cmd, "--dv", dv, 1, MAX_HEAD_DIM, &b->dv))) ||
+        (heads && (rc = size_option(cmd, "--heads", heads, 1, 4096, &b->heads))) ||
+        (batch && (rc = size_option(cmd, "--batch", batch, 1, 65536, &b->batch))) ||
+        (reps && (rc = size_option(cmd, "--reps", reps, 1, 1000, &b->reps))))
+        return rc;
+    if (!dv)
+        b->dv = b->d;
+    if (!vars) {
+        for (int v = 0; v < RV_COUNT; v++)
+            b->variants[b->n_variants++] = v;
+        return 0;
+    }
+    for (const char *p = vars; *p;) {
+        size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int v = 0; v < RV_COUNT; v++)
+            if (strlen(RV_NAMES[v]) == len && strncmp(p, RV_NAMES[v], len) == 0)
+                found = v;
+        if (found < 0)
+            return fail(EXIT_USAGE, "%s: --variants: unknown variant '%.*s' (known: fft, direct)",
+                        cmd, (int)len, p);
+        int dup = 0;
+        for (int i = 0; i < b->n_variants; i++)
+            dup |= b->variants[i] == found;
+        if (!dup)
+            b->variants[b->n_variants++] = found;
+        p += len + (p[len] == ',');
+    }
+    return b->n_variants ? 0 : fail(EXIT_USAGE, "%s: --variants is empty", cmd);
+}
+
+int cli_bench_rpe(int argc, char **argv)
+{
+    rpe_bench b;
+    int help = 0;
+    int rc = bench_parse_rpe(argc, argv, &b, &help);
+    if (rc)
+        return rc;
+    if (help) {
+        cli_usage_rpe(stdout);
+        return 0;
+    }
+    clattn_context *ctx = NULL;
+    if ((rc = open_context(b.device, &ctx)))
+        return rc;
+    clattn_device_info info;
+    clattn_context_get_device_info(ctx, &info);
+    fprintf(stderr, "clattn: benchmarking on %u:%u %s (%s)\n", info.platform_index,
+            info.device_index, info.name, info.platform_name);
+    bench_row *rows = calloc(b.n_count * RV_COUNT + 1, sizeof *rows);
+    if (!rows) {
+        clattn_context_destroy(ctx);
+        return fail(EXIT_RUNTIME, "out of memory");
+    }
+    size_t nrows = 0;
+    double last_direct_ms = 0;
+    size_t last_direct_n = 0;
+    progress prog = {isatty(fileno(stderr)), 0, b.n_count * (size_t)b.n_variants};
+    for (size_t i = 0; i < b.n_count; i++) {
+        size_t n = b.ns[i];
+        for (int vi = 0; vi < b.n_variants; vi++) {
+            int v = b.variants[vi];
+            progress_step(&prog, "%s N=%zu", RV_NAMES[v], n);
+            if (v == RV_DIRECT && last_direct_n) {
+                /* warm-up + reps runs, each scaling as N^2 from the last measured length */
+                double ratio = (double)n / (double)last_direct_n;
+                double predicted = last_direct_ms * ratio * ratio * (double)(b.reps + 1);
+                if (predicted > DIRECT_LIMIT_MS) {
+                    note(&prog, "direct N=%zu skipped: predicted %.0f s (> %.0f s)", n,
+                         predicted / 1000.0, DIRECT_LIMIT_MS / 1000.0);
+                    continue;
+                }
+            }
+            bench_row *r = &rows[nrows];
+            if (bench_one(ctx, &b, n, v, &prog, r) == 0) {
+                nrows++;
+                if (v == RV_DIRECT) {
+                    last_direct_ms = r->ms;
+                    last_direct_n = n;
+                }
+            }
+        }
+    }
+    progress_clear(&prog);
+    clattn_context_destroy(ctx);
+    if (nrows && b.csv)
+        cli_print_csv(rows, nrows);
+    else if (nrows)
+        cli_print_table(rows, nrows, "direct", 0);
+    free(rows);
+    return nrows ? 0 : fail(EXIT_RUNTIME, "bench: no measurement succeeded");
+}
