@@ -509,7 +509,8 @@ typedef struct clattn_linear_desc {
      * caller applies) and signed features, phi(q) . z can cancel to nearly 0 and the output is
      * then as ill-conditioned as the quotient itself. Use non-negative features. */
     float eps;
-    /* FAVOR only. Number of random features M, 1..4096 (default 256). */
+    /* FAVOR only. Number of random features M, 1..4096 (default 256; at most 896 on Mesa's
+     * llvmpipe, whose loop-iteration cap breaks the fused kernels beyond: UNSUPPORTED there). */
     size_t features;
     /* FAVOR only: the caller's projection W, host float32 [M][D] row-major (copied by the call;
      * finite values) with projection_shape = {M, D} (SHAPE_MISMATCH otherwise), or NULL to draw

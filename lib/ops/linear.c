@@ -97,6 +97,13 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_linear_desc *in
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "linear desc: FAVOR features %zu must be in [1, %d]", out->features,
                             CLATTN__LIN_MAX_M);
+    /* llvmpipe (rusticl) returns wrong sums from the fused kernels from M = 1008 on (exact up to
+     * 896), most likely its loop-iteration cap; refuse rather than answer wrongly. */
+    if (out->feature_map == CLATTN_FEATURE_FAVOR && out->features > 896 && ctx &&
+        strstr(ctx->info.name, "llvmpipe"))
+        return clattn__fail(ctx, CLATTN_UNSUPPORTED,
+                            "linear desc: FAVOR features %zu > 896 are not supported on llvmpipe",
+                            out->features);
     if (out->scaling != CLATTN_FAVOR_GAUSSIAN_NORMS && out->scaling != CLATTN_FAVOR_SQRT_D)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "linear desc: unknown FAVOR scaling %d",
                             (int)out->scaling);
@@ -194,6 +201,9 @@ typedef struct seq {
     bool in_order, started;
     bool cpu; /* CPU family: register-blocked kernels run one work-item per group */
     bool ws;  /* the context's workspace is held (clattn__ws_begin) */
+    /* llvmpipe runs a work-group's items in one loop and stops any loop after 65535 iterations
+     * counted over the whole group, so there every kernel runs one work-item per group. */
+    bool tiny;
     cl_uint nwait;
     const cl_event *wait;
     cl_event prev, cur;
@@ -212,6 +222,7 @@ static clattn_status seq_init(seq *s, clattn_context *ctx, cl_uint nwait, const 
                             clattn_status_string((clattn_status)err));
     s->in_order = !(qp & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE);
     s->cpu = clattn__attention_family(&ctx->info) == CLATTN_ALGO_TILED_CPU;
+    s->tiny = strstr(ctx->info.name, "llvmpipe") != NULL;
     return CLATTN_SUCCESS;
 }
 
@@ -256,7 +267,7 @@ static clattn_status seq_kernel_ex(seq *s, cl_kernel kernel, cl_uint dims, const
     const size_t ones[3] = {1, 1, 1};
     seq_next(s, last, event, &nw, &w, &evp);
     CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global,
-                                     blocked && s->cpu ? ones : NULL, nw, w, evp));
+                                     (blocked && s->cpu) || s->tiny ? ones : NULL, nw, w, evp));
     seq_done(s);
 cleanup:
     return status;

@@ -224,6 +224,10 @@ clattn_status clattn__linear_features(clattn_context *ctx, const clattn_linear_d
     cl_float xs = (cl_float)pow((double)d, -0.25), fs = (cl_float)(1.0 / sqrt((double)um));
     const size_t ones[2] = {1, 1};
     bool cpu = clattn__attention_family(&ctx->info) == CLATTN_ALGO_TILED_CPU;
+    /* llvmpipe counts its 65535-iteration loop cap over a whole work-group: one item per group. */
+    bool tiny = strstr(ctx->info.name, "llvmpipe") != NULL;
+    const size_t ones3[3] = {1, 1, 1};
+    const size_t *small = tiny ? ones3 : NULL;
     if (head && !l)
         CLATTN_FORWARD(clattn__buffer_create(ctx, bh * n * sizeof(float), "key scales", &lt));
     cl_mem lbuf = l ? l : lt ? lt : f; /* any valid buffer when unused */
@@ -241,8 +245,8 @@ clattn_status clattn__linear_features(clattn_context *ctx, const clattn_linear_d
         CLATTN_ARG(&a, lbuf);
         CLATTN_CL(a.err);
         size_t gb[3] = {mp / 16, n, bh}, l3[3] = {1, 1, 1};
-        CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, k1, 3, NULL, gb, cpu ? l3 : NULL, num_wait,
-                                         wait, event));
+        CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, k1, 3, NULL, gb, cpu || tiny ? l3 : NULL,
+                                         num_wait, wait, event));
         goto cleanup;
     }
     CLATTN_CHECK(w != NULL, CLATTN_INVALID_ARGUMENT, "favor features: no projection");
@@ -256,7 +260,7 @@ clattn_status clattn__linear_features(clattn_context *ctx, const clattn_linear_d
     CLATTN_ARG(&a, xs);
     CLATTN_ARG(&a, f);
     CLATTN_CL(a.err);
-    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, k1, 3, NULL, g3, NULL, num_wait, wait, &ev[0]));
+    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, k1, 3, NULL, g3, small, num_wait, wait, &ev[0]));
     CLATTN_FORWARD(kernel_get(ctx, "clattn_linear_favor_exp", &k2));
     a = (clattn__args){k2, 0, CL_SUCCESS};
     CLATTN_ARG(&a, f);
@@ -265,8 +269,8 @@ clattn_status clattn__linear_features(clattn_context *ctx, const clattn_linear_d
     CLATTN_ARG(&a, want_l);
     CLATTN_ARG(&a, lbuf);
     CLATTN_CL(a.err);
-    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, k2, 2, NULL, g2, cpu ? ones : NULL, 1, &ev[0],
-                                     head ? &ev[1] : event));
+    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, k2, 2, NULL, g2, cpu || tiny ? ones : NULL, 1,
+                                     &ev[0], head ? &ev[1] : event));
     if (!head)
         goto cleanup;
     CLATTN_FORWARD(clattn__buffer_create(ctx, bh * sizeof(float), "head key scales", &lmax));
@@ -276,14 +280,14 @@ clattn_status clattn__linear_features(clattn_context *ctx, const clattn_linear_d
     CLATTN_ARG(&a, un);
     CLATTN_ARG(&a, lmax);
     CLATTN_CL(a.err);
-    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, km, 1, NULL, &bh, NULL, 1, &ev[1], &ev[2]));
+    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, km, 1, NULL, &bh, small, 1, &ev[1], &ev[2]));
     CLATTN_FORWARD(kernel_get(ctx, "clattn_linear_head_rescale", &kr));
     a = (clattn__args){kr, 0, CL_SUCCESS};
     CLATTN_ARG(&a, f);
     CLATTN_ARG(&a, lbuf);
     CLATTN_ARG(&a, lmax);
     CLATTN_CL(a.err);
-    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, kr, 3, NULL, g3, NULL, 1, &ev[2], event));
+    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, kr, 3, NULL, g3, small, 1, &ev[2], event));
 cleanup:
     for (int i = 0; i < 3; i++)
         if (ev[i])
