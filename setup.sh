@@ -41,11 +41,14 @@ test)
         -DCLATTN_BUILD_SAMPLES=OFF >/dev/null
   cmake --build build-asan -j"$jobs"
   # Pin the ICD loader to PoCL alone and suppress only the drivers' own leaks (tests/lsan.supp).
+  # LeakSanitizer's stop-the-world tracer itself has crashed once at exit ("Tracer caught signal
+  # 11", all 14 cases passed; not reproduced in reruns) while PoCL's worker threads wind down, so a
+  # failed entry gets one retry: a real sanitizer report is deterministic and fails both runs.
   OCL_ICD_VENDORS=/etc/OpenCL/vendors/pocl.icd \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
   LSAN_OPTIONS=suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -L sanitize --timeout 900
+    ctest --test-dir build-asan --output-on-failure -L sanitize --timeout 900 --repeat until-pass:2
   ;;
 *)
   echo "usage: $0 demo|test" >&2
