@@ -157,6 +157,45 @@ clattn_status clattn__ws_get(clattn_context *ctx, bool ws, int slot, size_t byte
 void clattn__ws_end(clattn_context *ctx, bool ws);
 void clattn__ws_release(clattn_context *ctx);
 
+/* ---- command sequences (lib/core/seq.c) ---- */
+/* A run of commands on ctx->queue: the first honours the caller's wait list, the last returns the
+ * caller's event (which may be NULL); on an out-of-order queue each command waits for the
+ * previous one through an event chain, on an in-order queue no event is made. Use
+ * clattn__seq_kernel[_local] for kernels; for any other command (fill, copy, a library call that
+ * takes a wait list) call clattn__seq_next, enqueue with s->nw, s->w and s->evp, then
+ * clattn__seq_done; clattn__seq_end releases the chain. */
+typedef struct clattn__seq {
+    clattn_context *ctx;
+    bool in_order, started;
+    cl_uint nwait;
+    const cl_event *wait;
+    cl_event prev;
+    cl_uint nw; /* the command being enqueued: its wait list and event slot */
+    const cl_event *w;
+    cl_event ev;
+    cl_event *evp;
+} clattn__seq;
+
+clattn_status clattn__seq_init(clattn__seq *s, clattn_context *ctx, cl_uint num_wait,
+                               const cl_event *wait);
+void clattn__seq_next(clattn__seq *s, bool last, cl_event *event);
+void clattn__seq_done(clattn__seq *s);
+void clattn__seq_end(clattn__seq *s);
+/* A kernel over `global` with an explicit work-group size (NULL: the driver's choice). Kernels
+ * that keep large private arrays need a small one on CPU drivers, which lay out every work-item's
+ * private memory of a work-group on one thread's stack. */
+clattn_status clattn__seq_kernel_local(clattn__seq *s, cl_kernel kernel, cl_uint dims,
+                                       const size_t *global, const size_t *local, bool last,
+                                       cl_event *event);
+clattn_status clattn__seq_kernel(clattn__seq *s, cl_kernel kernel, cl_uint dims,
+                                 const size_t *global, bool last, cl_event *event);
+/* The wait list the next command must use (writes *nw, *w), and recording that a command
+ * returning `ev` (owned by the sequence from now on; NULL on an in-order queue) was enqueued. */
+void clattn__seq_wait(const clattn__seq *s, cl_uint *nw, const cl_event **w);
+void clattn__seq_push(clattn__seq *s, cl_event ev);
+/* The largest power of two <= want that divides n (a work-group size for a global size n). */
+size_t clattn__local_for(size_t n, size_t want);
+
 /* ---- kernel arguments (lib/core/program.c): set in order, first error kept ---- */
 typedef struct clattn__args {
     cl_kernel k;

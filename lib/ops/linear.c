@@ -190,87 +190,49 @@ cleanup:
     return status;
 }
 
-/* ---- command sequences ---- */
+/* ---- command sequences (lib/core/seq.c) with linear attention's launch rules ---- */
 
-/* A sequence of commands on the context's queue: the first honours the caller's wait list, the
- * last returns the caller's event. An in-order queue orders the rest by itself; an out-of-order
- * one gets an event chain (made only then: PoCL 3.1 can deadlock releasing events when several
- * threads enqueue on one queue). Use: seq_next before each command, seq_done after it. */
 typedef struct seq {
+    clattn__seq q;
     clattn_context *ctx;
-    bool in_order, started;
     bool cpu; /* CPU family: register-blocked kernels run one work-item per group */
     bool ws;  /* the context's workspace is held (clattn__ws_begin) */
     /* llvmpipe runs a work-group's items in one loop and stops any loop after 65535 iterations
      * counted over the whole group, so there every kernel runs one work-item per group. */
     bool tiny;
-    cl_uint nwait;
-    const cl_event *wait;
-    cl_event prev, cur;
 } seq;
 
 static clattn_status seq_init(seq *s, clattn_context *ctx, cl_uint nwait, const cl_event *wait)
 {
     memset(s, 0, sizeof *s);
     s->ctx = ctx;
-    s->nwait = nwait;
-    s->wait = wait;
-    cl_command_queue_properties qp = 0;
-    cl_int err = clGetCommandQueueInfo(ctx->queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail(ctx, (clattn_status)err, "clGetCommandQueueInfo failed: %s",
-                            clattn_status_string((clattn_status)err));
-    s->in_order = !(qp & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE);
     s->cpu = clattn__attention_family(&ctx->info) == CLATTN_ALGO_TILED_CPU;
     s->tiny = strstr(ctx->info.name, "llvmpipe") != NULL;
-    return CLATTN_SUCCESS;
+    return clattn__seq_init(&s->q, ctx, nwait, wait);
 }
 
-/* The wait list and event slot for the next command (`last`: the caller's event). */
+/* The wait list and event slot for the next non-kernel command (`last`: the caller's event). */
 static void seq_next(seq *s, bool last, cl_event *event, cl_uint *nw, const cl_event **w,
                      cl_event **evp)
 {
-    *nw = s->started ? (s->prev ? 1 : 0) : s->nwait;
-    *w = s->started ? (s->prev ? &s->prev : NULL) : s->wait;
-    s->cur = NULL;
-    *evp = last ? event : (s->in_order ? NULL : &s->cur);
+    clattn__seq_next(&s->q, last, event);
+    *nw = s->q.nw;
+    *w = s->q.w;
+    *evp = s->q.evp;
 }
 
-static void seq_done(seq *s)
-{
-    if (s->prev)
-        clReleaseEvent(s->prev);
-    s->prev = s->cur;
-    s->cur = NULL;
-    s->started = true;
-}
+static void seq_done(seq *s) { clattn__seq_done(&s->q); }
 
-static void seq_end(seq *s)
-{
-    if (s->prev)
-        clReleaseEvent(s->prev);
-    if (s->cur)
-        clReleaseEvent(s->cur);
-    s->prev = s->cur = NULL;
-}
+static void seq_end(seq *s) { clattn__seq_end(&s->q); }
 
 /* `blocked`: a register-blocked kernel (float16 rows per work-item); on the CPU family it runs
  * one work-item per group so PoCL does not also vectorise across work-items. */
 static clattn_status seq_kernel_ex(seq *s, cl_kernel kernel, cl_uint dims, const size_t *global,
                                    bool blocked, bool last, cl_event *event)
 {
-    clattn_context *ctx = s->ctx;
-    clattn_status status = CLATTN_SUCCESS;
-    cl_uint nw;
-    const cl_event *w;
-    cl_event *evp;
     const size_t ones[3] = {1, 1, 1};
-    seq_next(s, last, event, &nw, &w, &evp);
-    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global,
-                                     (blocked && s->cpu) || s->tiny ? ones : NULL, nw, w, evp));
-    seq_done(s);
-cleanup:
-    return status;
+    return clattn__seq_kernel_local(&s->q, kernel, dims, global,
+                                    (blocked && s->cpu) || s->tiny ? ones : NULL, last, event);
 }
 
 static clattn_status seq_kernel(seq *s, cl_kernel kernel, cl_uint dims, const size_t *global,

@@ -246,56 +246,9 @@ static void release_job(lsh_job *j)
             clReleaseMemObject(all[i]);
 }
 
-/* ---- command sequence (as in linear.c): the first command honours the caller's wait list, the
- * last returns the caller's event; an out-of-order queue gets an event chain. ---- */
+/* ---- a chain of commands: lib/core/seq.c ---- */
 
-typedef struct seq {
-    clattn_context *ctx;
-    bool in_order, started;
-    cl_uint nwait;
-    const cl_event *wait;
-    cl_event prev;
-} seq;
-
-static clattn_status seq_init(seq *s, clattn_context *ctx, cl_uint nwait, const cl_event *wait)
-{
-    memset(s, 0, sizeof *s);
-    s->ctx = ctx;
-    s->nwait = nwait;
-    s->wait = wait;
-    cl_command_queue_properties qp = 0;
-    cl_int err = clGetCommandQueueInfo(ctx->queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail(ctx, (clattn_status)err, "clGetCommandQueueInfo failed: %s",
-                            clattn_status_string((clattn_status)err));
-    s->in_order = !(qp & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE);
-    return CLATTN_SUCCESS;
-}
-
-static clattn_status seq_kernel(seq *s, cl_kernel kernel, cl_uint dims, const size_t *global,
-                                const size_t *local, bool last, cl_event *event)
-{
-    clattn_context *ctx = s->ctx;
-    clattn_status status = CLATTN_SUCCESS;
-    cl_uint nw = s->started ? (s->prev ? 1 : 0) : s->nwait;
-    const cl_event *w = s->started ? (s->prev ? &s->prev : NULL) : s->wait;
-    cl_event ev = NULL;
-    cl_event *evp = last ? event : (s->in_order ? NULL : &ev);
-    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, nw, w, evp));
-    if (s->prev)
-        clReleaseEvent(s->prev);
-    s->prev = ev;
-    s->started = true;
-cleanup:
-    return status;
-}
-
-static void seq_end(seq *s)
-{
-    if (s->prev)
-        clReleaseEvent(s->prev);
-    s->prev = NULL;
-}
+typedef clattn__seq seq;
 
 /* ---- the kernels ---- */
 
@@ -460,7 +413,7 @@ static clattn_status enqueue_all(clattn_context *ctx, lsh_job *j, lsh_kernels *k
     clattn_status status = CLATTN_SUCCESS;
     seq s;
     memset(&s, 0, sizeof s);
-    CLATTN_FORWARD(seq_init(&s, ctx, num_wait, wait));
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     /* Every launch has a fixed local size: PoCL compiles a kernel once per local size, and its own
      * choice would follow N (a build per new length). Sizes of 16 divide globals padded to 16;
      * the rest (counts of tiles, panels, segments) run one work-item per group, each a long
@@ -474,18 +427,18 @@ static clattn_status enqueue_all(clattn_context *ctx, lsh_job *j, lsh_kernels *k
      * across the work-group; a large group overflows its worker stack. 16 / rows divides the
      * global size (whole panels of slots). */
     size_t l_attend[2] = {16 / j->rows, 1};
-    CLATTN_FORWARD(seq_kernel(&s, k->rot, 3, g_rot, l_rot, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->rot, 3, g_rot, l_rot, false, NULL));
     size_t g_hash[2] = {rows_global(j->n) / j->rows, j->bh}, l_hash[2] = {16 / j->rows, 1};
-    CLATTN_FORWARD(seq_kernel(&s, k->hash, 2, g_hash, l_hash, false, NULL));
-    CLATTN_FORWARD(seq_kernel(&s, k->vals, 2, g_rows, l_rows, false, NULL));
-    CLATTN_FORWARD(seq_kernel(&s, k->hist, 2, g_tiles, l_one, false, NULL));
-    CLATTN_FORWARD(seq_kernel(&s, k->scan, 1, &j->segs, l_one, false, NULL));
-    CLATTN_FORWARD(seq_kernel(&s, k->scatter, 2, g_tiles, l_one, false, NULL));
-    CLATTN_FORWARD(seq_kernel(&s, k->keys, 2, g_panels, l_one, false, NULL));
-    CLATTN_FORWARD(seq_kernel(&s, k->attend, 2, g_attend, l_attend, false, NULL));
-    CLATTN_FORWARD(seq_kernel(&s, k->combine, 2, g_rows, l_rows, true, event));
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->hash, 2, g_hash, l_hash, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->vals, 2, g_rows, l_rows, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->hist, 2, g_tiles, l_one, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->scan, 1, &j->segs, l_one, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->scatter, 2, g_tiles, l_one, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->keys, 2, g_panels, l_one, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->attend, 2, g_attend, l_attend, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->combine, 2, g_rows, l_rows, true, event));
 cleanup:
-    seq_end(&s);
+    clattn__seq_end(&s);
     return status;
 }
 

@@ -140,76 +140,9 @@ cleanup:
     return status;
 }
 
-/* ---- a chain of commands ---- */
+/* ---- a chain of commands: lib/core/seq.c ---- */
 
-/* The first command honours the caller's wait list and the last returns the caller's event. An
- * in-order queue orders the rest by itself; an out-of-order one gets an event chain. */
-typedef struct seq {
-    clattn_context *ctx;
-    bool in_order, started;
-    cl_uint nwait;
-    const cl_event *wait;
-    cl_event prev;
-    /* the command being enqueued */
-    cl_uint nw;
-    const cl_event *w;
-    cl_event ev;
-    cl_event *evp;
-} seq;
-
-static clattn_status seq_init(seq *s, clattn_context *ctx, cl_uint nwait, const cl_event *wait)
-{
-    memset(s, 0, sizeof *s);
-    s->ctx = ctx;
-    s->nwait = nwait;
-    s->wait = wait;
-    cl_command_queue_properties qp = 0;
-    cl_int err = clGetCommandQueueInfo(ctx->queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail(ctx, (clattn_status)err, "clGetCommandQueueInfo failed: %s",
-                            clattn_status_string((clattn_status)err));
-    s->in_order = !(qp & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE);
-    return CLATTN_SUCCESS;
-}
-
-/* Fills s->nw, s->w, s->evp for the next command; `event` is the caller's (for the last one). */
-static void seq_next(seq *s, bool last, cl_event *event)
-{
-    s->nw = s->started ? (s->prev ? 1 : 0) : s->nwait;
-    s->w = s->started ? (s->prev ? &s->prev : NULL) : s->wait;
-    s->ev = NULL;
-    s->evp = last ? event : (s->in_order ? NULL : &s->ev);
-}
-
-/* After the command was enqueued. */
-static void seq_done(seq *s)
-{
-    if (s->prev)
-        clReleaseEvent(s->prev);
-    s->prev = s->ev;
-    s->ev = NULL;
-    s->started = true;
-}
-
-static void seq_end(seq *s)
-{
-    if (s->prev)
-        clReleaseEvent(s->prev);
-    s->prev = NULL;
-}
-
-static clattn_status seq_kernel(seq *s, cl_kernel kernel, cl_uint dims, const size_t *global,
-                                bool last, cl_event *event)
-{
-    clattn_context *ctx = s->ctx;
-    clattn_status status = CLATTN_SUCCESS;
-    seq_next(s, last, event);
-    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, NULL, s->nw, s->w,
-                                     s->evp));
-    seq_done(s);
-cleanup:
-    return status;
-}
+typedef clattn__seq seq;
 
 /* ---- one call ---- */
 
@@ -259,11 +192,11 @@ static clattn_status launch_features(seq *s, rpe_job *j, const clattn_tensor *x,
                                      cl_mem f)
 {
     clattn_status status;
-    seq_next(s, false, NULL);
+    clattn__seq_next(s, false, NULL);
     status = clattn__linear_features(s->ctx, &j->desc.features, j->w, x, stab, f, NULL, s->nw,
                                      s->w, s->evp);
     if (status == CLATTN_SUCCESS)
-        seq_done(s);
+        clattn__seq_done(s);
     return status;
 }
 
@@ -280,12 +213,12 @@ static clattn_status launch_bias_max(seq *s, rpe_job *j, cl_mem part, cl_mem bma
     CLATTN_ARG(&a, part);
     CLATTN_CL(a.err);
     size_t gp[2] = {RPE_PARTS, j->H};
-    CLATTN_FORWARD(seq_kernel(s, j->parts, 2, gp, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel(s, j->parts, 2, gp, false, NULL));
     clattn__args b = {j->bmax, 0, CL_SUCCESS};
     CLATTN_ARG(&b, part);
     CLATTN_ARG(&b, bmax);
     CLATTN_CL(b.err);
-    CLATTN_FORWARD(seq_kernel(s, j->bmax, 1, &j->H, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel(s, j->bmax, 1, &j->H, false, NULL));
 cleanup:
     return status;
 }
@@ -306,7 +239,7 @@ static clattn_status launch_exp_bias(seq *s, rpe_job *j, cl_mem bmax, size_t len
     CLATTN_ARG(&b, out);
     CLATTN_CL(b.err);
     size_t ge[2] = {len ? len : 2 * j->N - 1, j->H};
-    CLATTN_FORWARD(seq_kernel(s, j->exp_bias, 2, ge, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel(s, j->exp_bias, 2, ge, false, NULL));
 cleanup:
     return status;
 }
@@ -342,7 +275,7 @@ static clattn_status run_direct(seq *s, rpe_job *j, cl_mem fq, cl_mem fk, cl_mem
     CLATTN_ARG(&a, eps);
     CLATTN_CL(a.err);
     size_t gl[2] = {rows, j->B * j->H};
-    CLATTN_FORWARD(seq_kernel(s, j->direct, 2, gl, true, event));
+    CLATTN_FORWARD(clattn__seq_kernel(s, j->direct, 2, gl, true, event));
 cleanup:
     if (c)
         clReleaseMemObject(c);
@@ -407,10 +340,10 @@ static clattn_status run_fft(seq *s, rpe_job *j, cl_mem fq, cl_mem fk, cl_mem bm
     CLATTN_FORWARD(clattn__buffer_create(ctx, xfb, "rpe FFT spectra", &xf));
     CLATTN_FORWARD(clattn__buffer_create(ctx, ab, "rpe numerators", &acc));
     CLATTN_FORWARD(launch_exp_bias(s, j, bmax, z.len, g));
-    seq_next(s, false, NULL);
+    clattn__seq_next(s, false, NULL);
     CLATTN_FORWARD(clattn__fft_r2c(ctx, z.len, j->H, g, 0, z.len, gf, 0, z.bins, s->nw, s->w,
                                    s->evp));
-    seq_done(s);
+    clattn__seq_done(s);
 
     cl_uint heads = (cl_uint)j->H, n = (cl_uint)j->N, m = (cl_uint)j->M, dv = (cl_uint)j->Dv;
     cl_uint len = (cl_uint)z.len, bins = (cl_uint)z.bins, mst = (cl_uint)j->MS;
@@ -436,11 +369,11 @@ static clattn_status run_fft(seq *s, rpe_job *j, cl_mem fq, cl_mem fk, cl_mem bm
         CLATTN_ARG(&a, x);
         CLATTN_CL(a.err);
         size_t gs[2] = {z.len, z.signals};
-        CLATTN_FORWARD(seq_kernel(s, j->signals, 2, gs, false, NULL));
-        seq_next(s, false, NULL);
+        CLATTN_FORWARD(clattn__seq_kernel(s, j->signals, 2, gs, false, NULL));
+        clattn__seq_next(s, false, NULL);
         CLATTN_FORWARD(clattn__fft_r2c(ctx, z.len, z.signals, x, 0, z.len, xf, 0, z.bins, s->nw,
                                        s->w, s->evp));
-        seq_done(s);
+        clattn__seq_done(s);
         clattn__args b = {j->cmul, 0, CL_SUCCESS};
         CLATTN_ARG(&b, xf);
         CLATTN_ARG(&b, gf);
@@ -451,11 +384,11 @@ static clattn_status run_fft(seq *s, rpe_job *j, cl_mem fq, cl_mem fk, cl_mem bm
         CLATTN_ARG(&b, ubm0);
         CLATTN_CL(b.err);
         size_t gc[2] = {z.bins, (bm1 - bm0) * cols};
-        CLATTN_FORWARD(seq_kernel(s, j->cmul, 2, gc, false, NULL));
-        seq_next(s, false, NULL);
+        CLATTN_FORWARD(clattn__seq_kernel(s, j->cmul, 2, gc, false, NULL));
+        clattn__seq_next(s, false, NULL);
         CLATTN_FORWARD(clattn__fft_c2r(ctx, z.len, z.signals, xf, 0, z.bins, x, 0, z.len, s->nw,
                                        s->w, s->evp));
-        seq_done(s);
+        clattn__seq_done(s);
         clattn__args c = {j->contract, 0, CL_SUCCESS};
         CLATTN_ARG(&c, fq);
         CLATTN_ARG(&c, mst);
@@ -470,7 +403,7 @@ static clattn_status run_fft(seq *s, rpe_job *j, cl_mem fq, cl_mem fk, cl_mem bm
         CLATTN_ARG(&c, acc);
         CLATTN_CL(c.err);
         size_t gk[3] = {j->N, cols, nbh};
-        CLATTN_FORWARD(seq_kernel(s, j->contract, 3, gk, false, NULL));
+        CLATTN_FORWARD(clattn__seq_kernel(s, j->contract, 3, gk, false, NULL));
     }
     cl_float eps = j->desc.features.eps;
     cl_uint row0 = (cl_uint)head;
@@ -485,7 +418,7 @@ static clattn_status run_fft(seq *s, rpe_job *j, cl_mem fq, cl_mem fk, cl_mem bm
     CLATTN_ARG(&a, eps);
     CLATTN_CL(a.err);
     size_t gn[3] = {j->Dv, j->N - head, bh_all};
-    CLATTN_FORWARD(seq_kernel(s, j->normalize, 3, gn, head == 0, event));
+    CLATTN_FORWARD(clattn__seq_kernel(s, j->normalize, 3, gn, head == 0, event));
     if (head > 0)
         CLATTN_FORWARD(run_direct(s, j, fq, fk, bmax, head, event));
 cleanup:
@@ -539,7 +472,7 @@ static clattn_status run_job(clattn_context *ctx, rpe_job *j, cl_uint num_wait,
     CLATTN_FORWARD(clattn__buffer_create(ctx, j->H * RPE_PARTS * sizeof(float),
                                          "rpe partial bias maxima", &part));
     CLATTN_FORWARD(clattn__buffer_create(ctx, j->H * sizeof(float), "rpe bias maxima", &bmax));
-    CLATTN_FORWARD(seq_init(&s, ctx, num_wait, wait));
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     CLATTN_FORWARD(launch_features(&s, j, j->q, 0, fq));
     CLATTN_FORWARD(launch_features(&s, j, j->k, 1, fk));
     CLATTN_FORWARD(launch_bias_max(&s, j, part, bmax));
@@ -548,7 +481,7 @@ static clattn_status run_job(clattn_context *ctx, rpe_job *j, cl_uint num_wait,
     else
         CLATTN_FORWARD(run_direct(&s, j, fq, fk, bmax, j->N, event));
 cleanup:
-    seq_end(&s);
+    clattn__seq_end(&s);
     cl_mem bufs[] = {fq, fk, part, bmax};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i])

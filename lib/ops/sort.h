@@ -78,40 +78,6 @@ clattn_status clattn__scatter_mean_rows(clattn_context *ctx, cl_mem src, size_t 
                                         cl_uint num_wait, const cl_event *wait,
                                         cl_event *event);
 
-/* ---- command sequences (used by the operators built on these blocks) ---- */
-
-/* A run of commands on ctx->queue: the first honours the caller's wait list, the last returns
- * the caller's event; on an out-of-order queue each command waits for the previous one. */
-typedef struct clattn__seq {
-    clattn_context *ctx;
-    bool in_order, started;
-    cl_uint nwait;
-    const cl_event *wait;
-    cl_event prev;
-} clattn__seq;
-
-clattn_status clattn__seq_init(clattn__seq *s, clattn_context *ctx, cl_uint num_wait,
-                               const cl_event *wait);
-/* Enqueues `kernel` over `global` (local size left to the driver). last: this command returns
- * *event (event may be NULL). */
-clattn_status clattn__seq_kernel(clattn__seq *s, cl_kernel kernel, cl_uint dims,
-                                 const size_t *global, bool last, cl_event *event);
-/* The same with an explicit work-group size (local may be NULL: the driver's choice). Kernels that
- * keep large private arrays need a small one on CPU drivers, which lay out every work-item's
- * private memory of a work-group on one thread's stack. */
-clattn_status clattn__seq_kernel_local(clattn__seq *s, cl_kernel kernel, cl_uint dims,
-                                       const size_t *global, const size_t *local, bool last,
-                                       cl_event *event);
-/* The largest power of two <= want that divides n (a work-group size for a global size n). */
-size_t clattn__local_for(size_t n, size_t want);
-/* The wait list the next command of the sequence must use, for calls that take one (e.g. a
- * building block called in the middle of a sequence): writes it to *nw / *w. */
-void clattn__seq_wait(const clattn__seq *s, cl_uint *nw, const cl_event **w);
-/* Records that a command returning `ev` (owned by the sequence from now on; may be NULL on an
- * in-order queue) was enqueued outside clattn__seq_kernel. */
-void clattn__seq_push(clattn__seq *s, cl_event ev);
-void clattn__seq_end(clattn__seq *s);
-
 /* Release the non-NULL entries of an array of kernels / buffers (cleanup paths). */
 void clattn__release_kernels(cl_kernel *k, int n);
 void clattn__release_mems(cl_mem *m, int n);
