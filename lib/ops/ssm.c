@@ -254,71 +254,38 @@ clattn_status clattn_ssm_get_shape(const clattn_ssm *ssm, size_t *heads, size_t 
  * of ours), the last returns the caller's event; between them an event chain only when the queue
  * is out of order. */
 typedef struct seq {
-    clattn_context *ctx;
-    bool in_order, started;
-    cl_uint nwait;
-    cl_event *wait; /* owned copy: the caller's list and the extra event */
-    cl_event prev;
+    clattn__seq q;   /* lib/core/seq.c */
+    cl_event *owned; /* the caller's wait list plus the extra event */
 } seq;
 
 static clattn_status seq_init(seq *s, clattn_context *ctx, cl_uint nwait, const cl_event *wait,
                               cl_event extra)
 {
     memset(s, 0, sizeof *s);
-    s->ctx = ctx;
-    cl_command_queue_properties qp = 0;
-    cl_int err = clGetCommandQueueInfo(ctx->queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail(ctx, (clattn_status)err, "clGetCommandQueueInfo failed: %s",
-                            clattn_status_string((clattn_status)err));
-    s->in_order = !(qp & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE);
-    if (extra && s->in_order)
+    clattn_status st = clattn__seq_init(&s->q, ctx, 0, NULL);
+    if (st != CLATTN_SUCCESS)
+        return st;
+    if (extra && s->q.in_order)
         extra = NULL; /* the queue orders it already */
     size_t total = (size_t)nwait + (extra ? 1 : 0);
     if (total) {
-        s->wait = malloc(total * sizeof(cl_event));
-        if (!s->wait)
+        s->owned = malloc(total * sizeof(cl_event));
+        if (!s->owned)
             return clattn__fail(ctx, CLATTN_OUT_OF_HOST_MEMORY, "ssm: wait list");
         if (nwait)
-            memcpy(s->wait, wait, nwait * sizeof(cl_event));
+            memcpy(s->owned, wait, nwait * sizeof(cl_event));
         if (extra)
-            s->wait[nwait] = extra;
+            s->owned[nwait] = extra;
     }
-    s->nwait = (cl_uint)total;
+    s->q.nwait = (cl_uint)total;
+    s->q.wait = s->owned;
     return CLATTN_SUCCESS;
-}
-
-/* The wait list for the next command and where its event goes. */
-static void seq_next(seq *s, bool last, cl_event *event, cl_uint *nw, const cl_event **w,
-                     cl_event **evp, cl_event *tmp)
-{
-    *nw = s->started ? (s->prev ? 1 : 0) : s->nwait;
-    *w = s->started ? (s->prev ? &s->prev : NULL) : s->wait;
-    *tmp = NULL;
-    *evp = last ? event : (s->in_order ? NULL : tmp);
-}
-
-static void seq_done(seq *s, cl_event ev)
-{
-    if (s->prev)
-        clReleaseEvent(s->prev);
-    s->prev = ev;
-    s->started = true;
 }
 
 static clattn_status seq_kernel(seq *s, cl_kernel kernel, cl_uint dims, const size_t *global,
                                 bool last, cl_event *event)
 {
-    clattn_context *ctx = s->ctx;
-    clattn_status status = CLATTN_SUCCESS;
-    cl_uint nw;
-    const cl_event *w;
-    cl_event *evp, ev;
-    seq_next(s, last, event, &nw, &w, &evp, &ev);
-    CLATTN_CL(clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, NULL, nw, w, evp));
-    seq_done(s, ev);
-cleanup:
-    return status;
+    return clattn__seq_kernel(&s->q, kernel, dims, global, last, event);
 }
 
 typedef enum { FFT_R2C, FFT_C2R } fft_dir;
@@ -327,33 +294,30 @@ static clattn_status seq_fft(seq *s, fft_dir dir, size_t len, size_t batch, cl_m
                              size_t in_stride, cl_mem out, size_t out_stride, bool last,
                              cl_event *event)
 {
-    cl_uint nw;
-    const cl_event *w;
-    cl_event *evp, ev;
-    seq_next(s, last, event, &nw, &w, &evp, &ev);
+    clattn__seq *q = &s->q;
+    clattn__seq_next(q, last, event);
     clattn_status status =
-        dir == FFT_R2C
-            ? clattn__fft_r2c(s->ctx, len, batch, in, 0, in_stride, out, 0, out_stride, nw, w, evp)
-            : clattn__fft_c2r(s->ctx, len, batch, in, 0, in_stride, out, 0, out_stride, nw, w,
-                              evp);
+        dir == FFT_R2C ? clattn__fft_r2c(q->ctx, len, batch, in, 0, in_stride, out, 0,
+                                         out_stride, q->nw, q->w, q->evp)
+                       : clattn__fft_c2r(q->ctx, len, batch, in, 0, in_stride, out, 0,
+                                         out_stride, q->nw, q->w, q->evp);
     if (status == CLATTN_SUCCESS)
-        seq_done(s, ev);
+        clattn__seq_done(q);
     return status;
 }
 
 /* The event of the last command (for the handle's cache); NULL on an in-order queue. */
 static cl_event seq_take(seq *s)
 {
-    cl_event e = s->prev;
-    s->prev = NULL;
+    cl_event e = s->q.prev;
+    s->q.prev = NULL;
     return e;
 }
 
 static void seq_end(seq *s)
 {
-    if (s->prev)
-        clReleaseEvent(s->prev);
-    free(s->wait);
+    clattn__seq_end(&s->q);
+    free(s->owned);
     memset(s, 0, sizeof *s);
 }
 
@@ -372,7 +336,7 @@ static clattn_status get_kernel(clattn_context *ctx, const char *name, cl_kernel
 static clattn_status launch_gen(seq *s, clattn_ssm *ssm, cl_mem k, size_t k_off, size_t k_row,
                                 size_t L, size_t rowlen, bool last, cl_event *event)
 {
-    clattn_context *ctx = s->ctx;
+    clattn_context *ctx = s->q.ctx;
     clattn_status status = CLATTN_SUCCESS;
     cl_kernel kern = NULL;
     CLATTN_FORWARD(get_kernel(ctx, "clattn_ssm_kernel_gen", &kern));
@@ -399,7 +363,7 @@ cleanup:
 static clattn_status launch_pack(seq *s, const clattn_tensor *src, cl_mem dst, size_t M,
                                  size_t L, size_t H, size_t rows)
 {
-    clattn_context *ctx = s->ctx;
+    clattn_context *ctx = s->q.ctx;
     clattn_status status = CLATTN_SUCCESS;
     cl_kernel kern = NULL;
     CLATTN_FORWARD(get_kernel(ctx, "clattn_ssm_pack", &kern));
@@ -421,7 +385,7 @@ cleanup:
 
 static clattn_status launch_cmul(seq *s, cl_mem uf, cl_mem kf, size_t bins, size_t H, size_t rows)
 {
-    clattn_context *ctx = s->ctx;
+    clattn_context *ctx = s->q.ctx;
     clattn_status status = CLATTN_SUCCESS;
     cl_kernel kern = NULL;
     CLATTN_FORWARD(get_kernel(ctx, "clattn_ssm_cmul", &kern));
@@ -458,7 +422,7 @@ static void arg_d(clattn__args *a, const clattn_tensor *d, cl_mem any)
 static clattn_status launch_finish(seq *s, cl_mem conv, size_t M, const clattn_tensor *u,
                                    const clattn_tensor *d, const clattn_tensor *y, cl_event *event)
 {
-    clattn_context *ctx = s->ctx;
+    clattn_context *ctx = s->q.ctx;
     clattn_status status = CLATTN_SUCCESS;
     cl_kernel kern = NULL;
     CLATTN_FORWARD(get_kernel(ctx, "clattn_ssm_finish", &kern));
@@ -482,7 +446,7 @@ cleanup:
 static clattn_status launch_direct(seq *s, const clattn_tensor *u, const clattn_tensor *k,
                                    const clattn_tensor *d, const clattn_tensor *y, cl_event *event)
 {
-    clattn_context *ctx = s->ctx;
+    clattn_context *ctx = s->q.ctx;
     clattn_status status = CLATTN_SUCCESS;
     cl_kernel kern = NULL;
     CLATTN_FORWARD(get_kernel(ctx, "clattn_ssm_direct", &kern));
