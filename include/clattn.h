@@ -553,9 +553,11 @@ CLATTN_API clattn_status clattn_favor_draw(size_t m, size_t d, uint64_t seed,
 /* Enqueues linear attention (see above) on the context's queue.
  * Tensors: q [B, H, Nq, D], k [B, H, Nk, D], v [B, H, Nk, Dv], out [B, H, Nq, Dv], with
  * 1 <= D, Dv <= 256 (Dv may differ from D), any strides (e.g. [B, N, H, D] layouts). desc NULL
- * means the defaults. Scratch (features and per-chunk states) is allocated by the call and
- * released on return; OpenCL keeps it alive until the kernels have run. Every element of out is
- * written.
+ * means the defaults. Scratch (features, padded values and per-chunk states: about
+ * 4 * B * H * (Nq * M + Nk * (M + Dv + 2)) bytes plus the chunk states) lives in the context's
+ * reusable workspace on an in-order queue -- kept for later calls until the context is
+ * destroyed, since fresh buffers cost their page faults on every call -- and is allocated per
+ * call on an out-of-order queue. Every element of out is written.
  * Validation (before anything is enqueued; nothing is touched on failure):
  *   NULL_POINTER (ctx, q, k, v, out, or num_wait > 0 with wait NULL), INVALID_ARGUMENT (struct_size,
  *   unknown feature map / momentum / scaling, eps negative or not finite, mu outside [0, 1), eta
