@@ -93,6 +93,12 @@ int load_f32(const char *path, const char *opt, int ndim, npy_array *a);
 int write_f32(const char *path, const float *data, int ndim, const size_t *shape);
 /* Opens a context on `device` (NULL: the default selection): 0 or an exit code after a message. */
 int open_context(const char *device, clattn_context **ctx);
+/* open_context, then "clattn: benchmarking on P:D NAME (PLATFORM)" on stderr. */
+int bench_open(const char *device, clattn_context **ctx);
+/* --variants: a comma-separated subset of names[0..count) in the order given (duplicates
+ * dropped) as indices into out (room for count), or every name when s is NULL: 0 or EXIT_USAGE. */
+int parse_variant_list(const char *cmd, const char *s, const char *const *names, int count,
+                       int *out, int *n_out);
 
 /* ---- benchmarks ---- */
 typedef struct progress {

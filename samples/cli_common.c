@@ -484,3 +484,48 @@ int bench_peak_row(clattn_context *ctx, const progress *prog, bench_row *r)
     snprintf(r->kernel, sizeof r->kernel, "float16 FMA chains");
     return 0;
 }
+
+int bench_open(const char *device, clattn_context **ctx)
+{
+    int rc = open_context(device, ctx);
+    if (rc)
+        return rc;
+    clattn_device_info info;
+    clattn_context_get_device_info(*ctx, &info);
+    fprintf(stderr, "clattn: benchmarking on %u:%u %s (%s)\n", info.platform_index,
+            info.device_index, info.name, info.platform_name);
+    return 0;
+}
+
+int parse_variant_list(const char *cmd, const char *s, const char *const *names, int count,
+                       int *out, int *n_out)
+{
+    *n_out = 0;
+    if (!s) {
+        for (int v = 0; v < count; v++)
+            out[(*n_out)++] = v;
+        return 0;
+    }
+    for (const char *p = s; *p;) {
+        size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int v = 0; v < count; v++)
+            if (strlen(names[v]) == len && strncmp(p, names[v], len) == 0)
+                found = v;
+        if (found < 0) {
+            char known[256] = "";
+            for (int v = 0; v < count; v++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
+                         v ? ", " : "", names[v]);
+            return fail(EXIT_USAGE, "%s: --variants: unknown variant '%.*s' (known: %s)", cmd,
+                        (int)len, p, known);
+        }
+        int dup = 0;
+        for (int i = 0; i < *n_out; i++)
+            dup |= out[i] == found;
+        if (!dup)
+            out[(*n_out)++] = found;
+        p += len + (p[len] == ',');
+    }
+    return *n_out ? 0 : fail(EXIT_USAGE, "%s: --variants is empty", cmd);
+}

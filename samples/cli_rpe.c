@@ -326,28 +326,7 @@ static int bench_parse_rpe(int argc, char **argv, rpe_bench *b, int *help)
         return rc;
     if (!dv)
         b->dv = b->d;
-    if (!vars) {
-        for (int v = 0; v < RV_COUNT; v++)
-            b->variants[b->n_variants++] = v;
-        return 0;
-    }
-    for (const char *p = vars; *p;) {
-        size_t len = strcspn(p, ",");
-        int found = -1;
-        for (int v = 0; v < RV_COUNT; v++)
-            if (strlen(RV_NAMES[v]) == len && strncmp(p, RV_NAMES[v], len) == 0)
-                found = v;
-        if (found < 0)
-            return fail(EXIT_USAGE, "%s: --variants: unknown variant '%.*s' (known: fft, direct)",
-                        cmd, (int)len, p);
-        int dup = 0;
-        for (int i = 0; i < b->n_variants; i++)
-            dup |= b->variants[i] == found;
-        if (!dup)
-            b->variants[b->n_variants++] = found;
-        p += len + (p[len] == ',');
-    }
-    return b->n_variants ? 0 : fail(EXIT_USAGE, "%s: --variants is empty", cmd);
+    return parse_variant_list(cmd, vars, RV_NAMES, RV_COUNT, b->variants, &b->n_variants);
 }
 
 int cli_bench_rpe(int argc, char **argv)
@@ -362,12 +341,8 @@ int cli_bench_rpe(int argc, char **argv)
         return 0;
     }
     clattn_context *ctx = NULL;
-    if ((rc = open_context(b.device, &ctx)))
+    if ((rc = bench_open(b.device, &ctx)))
         return rc;
-    clattn_device_info info;
-    clattn_context_get_device_info(ctx, &info);
-    fprintf(stderr, "clattn: benchmarking on %u:%u %s (%s)\n", info.platform_index,
-            info.device_index, info.name, info.platform_name);
     bench_row *rows = calloc(b.n_count * RV_COUNT + 1, sizeof *rows);
     if (!rows) {
         clattn_context_destroy(ctx);

@@ -250,28 +250,7 @@ static int bench_parse_ssm(int argc, char **argv, ssm_bench *b, int *help)
         (maxd && (rc = size_option(cmd, "--max-direct", maxd, 0, (size_t)1 << 24,
                                    &b->max_direct))))
         return rc;
-    if (!vars) {
-        b->variants[b->n_variants++] = SV_FFT;
-        b->variants[b->n_variants++] = SV_DIRECT;
-        return 0;
-    }
-    for (const char *p = vars; *p;) {
-        size_t len = strcspn(p, ",");
-        int found = -1;
-        for (int v = 0; v < SV_COUNT; v++)
-            if (strlen(SV_NAMES[v]) == len && strncmp(p, SV_NAMES[v], len) == 0)
-                found = v;
-        if (found < 0)
-            return fail(EXIT_USAGE, "%s: --variants: unknown variant '%.*s' (known: fft, direct)",
-                        cmd, (int)len, p);
-        int dup = 0;
-        for (int i = 0; i < b->n_variants; i++)
-            dup |= b->variants[i] == found;
-        if (!dup)
-            b->variants[b->n_variants++] = found;
-        p += len + (p[len] == ',');
-    }
-    return b->n_variants ? 0 : fail(EXIT_USAGE, "%s: --variants is empty", cmd);
+    return parse_variant_list(cmd, vars, SV_NAMES, SV_COUNT, b->variants, &b->n_variants);
 }
 
 int cli_bench_ssm(int argc, char **argv)
@@ -286,12 +265,8 @@ int cli_bench_ssm(int argc, char **argv)
         return 0;
     }
     clattn_context *ctx = NULL;
-    if ((rc = open_context(b.device, &ctx)))
+    if ((rc = bench_open(b.device, &ctx)))
         return rc;
-    clattn_device_info info;
-    clattn_context_get_device_info(ctx, &info);
-    fprintf(stderr, "clattn: benchmarking on %u:%u %s (%s)\n", info.platform_index,
-            info.device_index, info.name, info.platform_name);
     clattn_ssm *ssm = NULL;
     clattn_status st = make_ssm(ctx, b.heads, b.state, &ssm);
     if (st != CLATTN_SUCCESS) {
