@@ -265,22 +265,14 @@ static int lsh_bench_parse(int argc, char **argv, lsh_bench_cfg *cfg, int *help)
         return EXIT_USAGE;
     if (cfg->desc.n_buckets % 2 != 0)
         return fail(EXIT_USAGE, "%s: --buckets %zu must be even", cmd, cfg->desc.n_buckets);
-    cfg->do_lsh = cfg->do_tiled = 1;
-    if (variants) {
-        cfg->do_lsh = cfg->do_tiled = 0;
-        char buf[128];
-        snprintf(buf, sizeof buf, "%s", variants);
-        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            if (strcmp(t, "lsh") == 0)
-                cfg->do_lsh = 1;
-            else if (strcmp(t, "tiled") == 0)
-                cfg->do_tiled = 1;
-            else
-                return fail(EXIT_USAGE, "%s: unknown variant '%s' (lsh, tiled)", cmd, t);
-        }
-        if (!cfg->do_lsh && !cfg->do_tiled)
-            return fail(EXIT_USAGE, "%s: --variants lists nothing", cmd);
-    }
+    static const char *const names[] = {"lsh", "tiled"};
+    int picked[2], npicked = 0;
+    int rc2 = parse_variant_list(cmd, variants, names, 2, picked, &npicked);
+    if (rc2)
+        return rc2;
+    cfg->do_lsh = cfg->do_tiled = 0;
+    for (int v = 0; v < npicked; v++)
+        *(picked[v] == 0 ? &cfg->do_lsh : &cfg->do_tiled) = 1;
     return 0;
 }
 

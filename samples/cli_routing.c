@@ -284,22 +284,14 @@ static int routing_bench_parse(int argc, char **argv, routing_bench_cfg *cfg, in
                                  &cfg->clusters)) ||
         (window && size_option(cmd, "--window", window, 1, (size_t)1 << 28, &cfg->desc.window)))
         return EXIT_USAGE;
-    cfg->do_routing = cfg->do_tiled = 1;
-    if (variants) {
-        cfg->do_routing = cfg->do_tiled = 0;
-        char buf[128];
-        snprintf(buf, sizeof buf, "%s", variants);
-        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            if (strcmp(t, "routing") == 0)
-                cfg->do_routing = 1;
-            else if (strcmp(t, "tiled") == 0)
-                cfg->do_tiled = 1;
-            else
-                return fail(EXIT_USAGE, "%s: unknown variant '%s' (routing, tiled)", cmd, t);
-        }
-        if (!cfg->do_routing && !cfg->do_tiled)
-            return fail(EXIT_USAGE, "%s: --variants lists nothing", cmd);
-    }
+    static const char *const names[] = {"routing", "tiled"};
+    int picked[2], npicked = 0;
+    int rc2 = parse_variant_list(cmd, variants, names, 2, picked, &npicked);
+    if (rc2)
+        return rc2;
+    cfg->do_routing = cfg->do_tiled = 0;
+    for (int v = 0; v < npicked; v++)
+        *(picked[v] == 0 ? &cfg->do_routing : &cfg->do_tiled) = 1;
     return 0;
 }
 
