@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "clattn.h"
+#include "test_util.h"
 #include "reference/ref_attention.h"
 #include "reference/ref_linear.h"
 
@@ -92,37 +93,6 @@ static float *poisoned(size_t n)
     return x;
 }
 
-/* A [B, H, N, D] tensor whose data is laid out [B, N, H, D] when bnhd. */
-static clattn_tensor view_of(cl_mem buf, size_t B, size_t H, size_t N, size_t D, int bnhd)
-{
-    clattn_tensor t = clattn_tensor_make(buf, B, H, N, D);
-    if (bnhd) {
-        t.strides[3] = 1;
-        t.strides[1] = D;
-        t.strides[2] = H * D;
-        t.strides[0] = N * H * D;
-    }
-    return t;
-}
-
-static float *relayout(const float *x, size_t B, size_t H, size_t N, size_t D, int to_bnhd)
-{
-    float *y = malloc(B * H * N * D * sizeof(float));
-    assert_non_null(y);
-    for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < H; h++)
-            for (size_t n = 0; n < N; n++)
-                for (size_t d = 0; d < D; d++) {
-                    size_t bhnd = ((b * H + h) * N + n) * D + d;
-                    size_t bnhd = ((b * N + n) * H + h) * D + d;
-                    if (to_bnhd)
-                        y[bnhd] = x[bhnd];
-                    else
-                        y[bhnd] = x[bnhd];
-                }
-    return y;
-}
-
 static void check_close(const float *got, const float *ref, size_t n, const char *what)
 {
     double maxref = 0, err = ref_max_abs_diff(got, ref, n, &maxref);
@@ -141,19 +111,19 @@ static void run_case(const tcase *c)
     assert_non_null(ref);
     ref_linear_attention(q, k, v, ref, c->B, c->H, c->Nq, c->Nk, c->D, c->Dv, (int)c->fmap,
                          CLATTN_LINEAR_DEFAULT_EPS, c->causal);
-    float *hq = c->bnhd ? relayout(q, c->B, c->H, c->Nq, c->D, 1) : q;
-    float *hk = c->bnhd ? relayout(k, c->B, c->H, c->Nk, c->D, 1) : k;
-    float *hv = c->bnhd ? relayout(v, c->B, c->H, c->Nk, c->Dv, 1) : v;
+    float *hq = c->bnhd ? tu_relayout(q, c->B, c->H, c->Nq, c->D, 1) : q;
+    float *hk = c->bnhd ? tu_relayout(k, c->B, c->H, c->Nk, c->D, 1) : k;
+    float *hv = c->bnhd ? tu_relayout(v, c->B, c->H, c->Nk, c->Dv, 1) : v;
     cl_mem bq = make_buf(nq * 4, hq), bk = make_buf(nk * 4, hk), bv = make_buf(nv * 4, hv);
     cl_mem bo = make_buf(no * 4, out);
     clattn_linear_desc desc;
     clattn_linear_desc_init(&desc);
     desc.causal = c->causal;
     desc.feature_map = c->fmap;
-    clattn_tensor tq = view_of(bq, c->B, c->H, c->Nq, c->D, c->bnhd);
-    clattn_tensor tk = view_of(bk, c->B, c->H, c->Nk, c->D, c->bnhd);
-    clattn_tensor tv = view_of(bv, c->B, c->H, c->Nk, c->Dv, c->bnhd);
-    clattn_tensor to = view_of(bo, c->B, c->H, c->Nq, c->Dv, c->bnhd);
+    clattn_tensor tq = tu_view(bq, c->B, c->H, c->Nq, c->D, c->bnhd);
+    clattn_tensor tk = tu_view(bk, c->B, c->H, c->Nk, c->D, c->bnhd);
+    clattn_tensor tv = tu_view(bv, c->B, c->H, c->Nk, c->Dv, c->bnhd);
+    clattn_tensor to = tu_view(bo, c->B, c->H, c->Nq, c->Dv, c->bnhd);
     cl_event ev = NULL;
     if (clattn_linear_enqueue(ctx, &desc, &tq, &tk, &tv, &to, 0, NULL, &ev) != CLATTN_SUCCESS)
         fail_msg("enqueue: %s", clattn_context_last_error(ctx));
@@ -161,7 +131,7 @@ static void run_case(const tcase *c)
     assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
     clReleaseEvent(ev);
     read_buf(bo, no * 4, out);
-    float *got = c->bnhd ? relayout(out, c->B, c->H, c->Nq, c->Dv, 0) : out;
+    float *got = c->bnhd ? tu_relayout(out, c->B, c->H, c->Nq, c->Dv, 0) : out;
     char what[160];
     snprintf(what, sizeof what, "B%zu H%zu Nq%zu Nk%zu D%zu Dv%zu causal%d fmap%d bnhd%d", c->B,
              c->H, c->Nq, c->Nk, c->D, c->Dv, c->causal, (int)c->fmap, c->bnhd);
@@ -827,18 +797,18 @@ static float *device_linear_layout(const clattn_linear_desc *d, size_t B, size_t
 {
     size_t nq = B * H * Nq * D, nk = B * H * Nk * D, nv = B * H * Nk * Dv, no = B * H * Nq * Dv;
     float *out = poisoned(no);
-    float *hq = bnhd ? relayout(q, B, H, Nq, D, 1) : NULL;
-    float *hk = bnhd ? relayout(k, B, H, Nk, D, 1) : NULL;
-    float *hv = bnhd ? relayout(v, B, H, Nk, Dv, 1) : NULL;
+    float *hq = bnhd ? tu_relayout(q, B, H, Nq, D, 1) : NULL;
+    float *hk = bnhd ? tu_relayout(k, B, H, Nk, D, 1) : NULL;
+    float *hv = bnhd ? tu_relayout(v, B, H, Nk, Dv, 1) : NULL;
     cl_mem bq = make_buf(nq * 4, bnhd ? hq : q), bk = make_buf(nk * 4, bnhd ? hk : k);
     cl_mem bv = make_buf(nv * 4, bnhd ? hv : v), bo = make_buf(no * 4, out);
-    clattn_tensor tq = view_of(bq, B, H, Nq, D, bnhd), tk = view_of(bk, B, H, Nk, D, bnhd);
-    clattn_tensor tv = view_of(bv, B, H, Nk, Dv, bnhd), to = view_of(bo, B, H, Nq, Dv, bnhd);
+    clattn_tensor tq = tu_view(bq, B, H, Nq, D, bnhd), tk = tu_view(bk, B, H, Nk, D, bnhd);
+    clattn_tensor tv = tu_view(bv, B, H, Nk, Dv, bnhd), to = tu_view(bo, B, H, Nq, Dv, bnhd);
     if (clattn_linear_enqueue(ctx, d, &tq, &tk, &tv, &to, 0, NULL, NULL) != CLATTN_SUCCESS)
         fail_msg("enqueue: %s", clattn_context_last_error(ctx));
     read_buf(bo, no * 4, out);
     if (bnhd) {
-        float *o = relayout(out, B, H, Nq, Dv, 0);
+        float *o = tu_relayout(out, B, H, Nq, Dv, 0);
         free(out);
         out = o;
     }

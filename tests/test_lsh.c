@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "clattn.h"
+#include "test_util.h"
 #include "reference/ref_attention.h"
 #include "reference/ref_lsh.h"
 
@@ -74,36 +75,6 @@ static float *poisoned(size_t n)
     return x;
 }
 
-/* [B, H, N, D] <-> [B, N, H, D]. */
-static float *relayout(const float *x, size_t B, size_t H, size_t N, size_t D, int to_bnhd)
-{
-    float *y = alloc_f(B * H * N * D);
-    for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < H; h++)
-            for (size_t n = 0; n < N; n++)
-                for (size_t d = 0; d < D; d++) {
-                    size_t bhnd = ((b * H + h) * N + n) * D + d;
-                    size_t bnhd = ((b * N + n) * H + h) * D + d;
-                    if (to_bnhd)
-                        y[bnhd] = x[bhnd];
-                    else
-                        y[bhnd] = x[bnhd];
-                }
-    return y;
-}
-
-static clattn_tensor view_of(cl_mem buf, size_t B, size_t H, size_t N, size_t D, int bnhd)
-{
-    clattn_tensor t = clattn_tensor_make(buf, B, H, N, D);
-    if (bnhd) {
-        t.strides[3] = 1;
-        t.strides[1] = D;
-        t.strides[2] = H * D;
-        t.strides[0] = N * H * D;
-    }
-    return t;
-}
-
 static void check_close(const float *got, const float *ref, size_t n, const char *what)
 {
     double maxref = 0, err = ref_max_abs_diff(got, ref, n, &maxref);
@@ -154,8 +125,8 @@ static void run_case(const tcase *c)
     for (size_t i = 0; i < nbk; i++)
         bk[i] = -7;
 
-    float *hq = c->strided ? relayout(q, c->B, c->H, c->N, c->D, 1) : q;
-    float *hv = c->strided ? relayout(v, c->B, c->H, c->N, c->Dv, 1) : v;
+    float *hq = c->strided ? tu_relayout(q, c->B, c->H, c->N, c->D, 1) : q;
+    float *hv = c->strided ? tu_relayout(v, c->B, c->H, c->N, c->Dv, 1) : v;
     /* Strided rotations: stored [nh][half][D], viewed as [1, nh, D, half]. */
     float *hr = rot;
     if (c->strided) {
@@ -167,9 +138,9 @@ static void run_case(const tcase *c)
     }
     cl_mem bq = make_buf(nq * 4, hq), bv = make_buf(nv * 4, hv), br = make_buf(nr * 4, hr);
     cl_mem bo = make_buf(no * 4, out), bl = make_buf(nl * 4, lse), bb = make_buf(nbk * 4, bk);
-    clattn_tensor tq = view_of(bq, c->B, c->H, c->N, c->D, c->strided);
-    clattn_tensor tv = view_of(bv, c->B, c->H, c->N, c->Dv, c->strided);
-    clattn_tensor to = view_of(bo, c->B, c->H, c->N, c->Dv, c->strided);
+    clattn_tensor tq = tu_view(bq, c->B, c->H, c->N, c->D, c->strided);
+    clattn_tensor tv = tu_view(bv, c->B, c->H, c->N, c->Dv, c->strided);
+    clattn_tensor to = tu_view(bo, c->B, c->H, c->N, c->Dv, c->strided);
     clattn_tensor tl = clattn_tensor_make(bl, c->B, c->H, c->N, 1);
     clattn_tensor tb = clattn_tensor_make(bb, c->B, c->H, c->nh, c->N);
     clattn_tensor tr = clattn_tensor_make(br, 1, c->nh, c->D, half);
@@ -211,7 +182,7 @@ static void run_case(const tcase *c)
     float *ref = alloc_f(no), *rlse = alloc_f(nl);
     ref_lsh_attention(q, v, bk, ref, rlse, c->B, c->H, c->N, c->D, c->Dv, c->nh, c->chunk,
                       c->causal, c->across);
-    float *got = c->strided ? relayout(out, c->B, c->H, c->N, c->Dv, 0) : out;
+    float *got = c->strided ? tu_relayout(out, c->B, c->H, c->N, c->Dv, 0) : out;
     check_close(got, ref, no, what);
     check_close(lse, rlse, nl, what);
 

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "clattn.h"
+#include "test_util.h"
 #include "reference/ref_attention.h"
 #include "reference/ref_routing.h"
 
@@ -73,36 +74,6 @@ static float *poisoned(size_t n)
     return x;
 }
 
-static clattn_tensor view_of(cl_mem buf, size_t B, size_t H, size_t N, size_t D, int bnhd)
-{
-    clattn_tensor t = clattn_tensor_make(buf, B, H, N, D);
-    if (bnhd) {
-        t.strides[3] = 1;
-        t.strides[1] = D;
-        t.strides[2] = H * D;
-        t.strides[0] = N * H * D;
-    }
-    return t;
-}
-
-static float *relayout(const float *x, size_t B, size_t H, size_t N, size_t D, int to_bnhd)
-{
-    float *y = malloc(B * H * N * D * sizeof(float));
-    assert_non_null(y);
-    for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < H; h++)
-            for (size_t n = 0; n < N; n++)
-                for (size_t d = 0; d < D; d++) {
-                    size_t bhnd = ((b * H + h) * N + n) * D + d;
-                    size_t bnhd = ((b * N + n) * H + h) * D + d;
-                    if (to_bnhd)
-                        y[bnhd] = x[bhnd];
-                    else
-                        y[bhnd] = x[bnhd];
-                }
-    return y;
-}
-
 static void check_close(const float *got, const float *ref, size_t n, const char *what)
 {
     double maxref = 0, err = ref_max_abs_diff(got, ref, n, &maxref);
@@ -123,9 +94,9 @@ static float *device_run(const tcase *c, const float *q, const float *k, const f
                          const float *mu)
 {
     size_t nq = c->B * c->H * c->N * c->D, nv = c->B * c->H * c->N * c->Dv;
-    float *hq = c->bnhd ? relayout(q, c->B, c->H, c->N, c->D, 1) : (float *)q;
-    float *hk = c->bnhd ? relayout(k, c->B, c->H, c->N, c->D, 1) : (float *)k;
-    float *hv = c->bnhd ? relayout(v, c->B, c->H, c->N, c->Dv, 1) : (float *)v;
+    float *hq = c->bnhd ? tu_relayout(q, c->B, c->H, c->N, c->D, 1) : (float *)q;
+    float *hk = c->bnhd ? tu_relayout(k, c->B, c->H, c->N, c->D, 1) : (float *)k;
+    float *hv = c->bnhd ? tu_relayout(v, c->B, c->H, c->N, c->Dv, 1) : (float *)v;
     float *out = poisoned(nv);
     cl_mem bq = make_buf(nq * 4, hq), bk = make_buf(nq * 4, hk), bv = make_buf(nv * 4, hv);
     cl_mem bmu = make_buf(c->H * c->C * c->D * 4, mu), bo = make_buf(nv * 4, out);
@@ -134,10 +105,10 @@ static float *device_run(const tcase *c, const float *q, const float *k, const f
     d.causal = c->causal;
     if (c->w)
         d.window = c->w;
-    clattn_tensor tq = view_of(bq, c->B, c->H, c->N, c->D, c->bnhd);
-    clattn_tensor tk = view_of(bk, c->B, c->H, c->N, c->D, c->bnhd);
-    clattn_tensor tv = view_of(bv, c->B, c->H, c->N, c->Dv, c->bnhd);
-    clattn_tensor to = view_of(bo, c->B, c->H, c->N, c->Dv, c->bnhd);
+    clattn_tensor tq = tu_view(bq, c->B, c->H, c->N, c->D, c->bnhd);
+    clattn_tensor tk = tu_view(bk, c->B, c->H, c->N, c->D, c->bnhd);
+    clattn_tensor tv = tu_view(bv, c->B, c->H, c->N, c->Dv, c->bnhd);
+    clattn_tensor to = tu_view(bo, c->B, c->H, c->N, c->Dv, c->bnhd);
     clattn_tensor tmu = clattn_tensor_make(bmu, 1, c->H, c->C, c->D);
     cl_event ev = NULL;
     if (clattn_routing_enqueue(ctx, &d, &tq, &tk, &tv, &tmu, &to, 0, NULL, &ev) !=
@@ -149,7 +120,7 @@ static float *device_run(const tcase *c, const float *q, const float *k, const f
     read_buf(bo, nv * 4, out);
     float *got = out;
     if (c->bnhd) {
-        got = relayout(out, c->B, c->H, c->N, c->Dv, 0);
+        got = tu_relayout(out, c->B, c->H, c->N, c->Dv, 0);
         free(out);
         free(hq);
         free(hk);
@@ -357,9 +328,9 @@ static void test_update(void **state)
     }
     for (size_t dd = 0; dd < D; dd++)
         mu[(1 * C + 4) * D + dd] = -fabsf(mu[(1 * C + 4) * D + dd]) - 0.1f;
-    float *hq = relayout(q, B, H, N, D, 1), *hk = relayout(k, B, H, N, D, 1);
+    float *hq = tu_relayout(q, B, H, N, D, 1), *hk = tu_relayout(k, B, H, N, D, 1);
     cl_mem bq = make_buf(nq * 4, hq), bk = make_buf(nq * 4, hk), bmu = make_buf(nmu * 4, mu);
-    clattn_tensor tq = view_of(bq, B, H, N, D, 1), tk = view_of(bk, B, H, N, D, 1);
+    clattn_tensor tq = tu_view(bq, B, H, N, D, 1), tk = tu_view(bk, B, H, N, D, 1);
     clattn_tensor tmu = clattn_tensor_make(bmu, 1, H, C, D);
     memcpy(ref, mu, nmu * 4);
     const float decays[] = {0.9f, 0.0f, 1.0f};

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "clattn.h"
+#include "test_util.h"
 #include "reference/ref_attention.h"
 #include "reference/ref_linear.h"
 #include "reference/ref_rpe.h"
@@ -80,37 +81,6 @@ static float *filled(size_t n, float value)
     return x;
 }
 
-/* A [B, H, N, D] tensor whose data is laid out [B, N, H, D] when bnhd. */
-static clattn_tensor view_of(cl_mem buf, size_t B, size_t H, size_t N, size_t D, int bnhd)
-{
-    clattn_tensor t = clattn_tensor_make(buf, B, H, N, D);
-    if (bnhd) {
-        t.strides[3] = 1;
-        t.strides[1] = D;
-        t.strides[2] = H * D;
-        t.strides[0] = N * H * D;
-    }
-    return t;
-}
-
-static float *relayout(const float *x, size_t B, size_t H, size_t N, size_t D, int to_bnhd)
-{
-    float *y = malloc(B * H * N * D * sizeof(float));
-    assert_non_null(y);
-    for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < H; h++)
-            for (size_t n = 0; n < N; n++)
-                for (size_t d = 0; d < D; d++) {
-                    size_t bhnd = ((b * H + h) * N + n) * D + d;
-                    size_t bnhd = ((b * N + n) * H + h) * D + d;
-                    if (to_bnhd)
-                        y[bnhd] = x[bhnd];
-                    else
-                        y[bhnd] = x[bnhd];
-                }
-    return y;
-}
-
 static void check_close(const float *got, const float *ref, size_t n, const char *what)
 {
     double maxref = 0, err = ref_max_abs_diff(got, ref, n, &maxref);
@@ -136,9 +106,9 @@ static float *run_device(const tcase *c, const float *q, const float *k, const f
 {
     size_t nq = c->B * c->H * c->N * c->D, nv = c->B * c->H * c->N * c->Dv;
     size_t L = 2 * c->N - 1, nb = c->H * L;
-    float *hq = c->bnhd ? relayout(q, c->B, c->H, c->N, c->D, 1) : NULL;
-    float *hk = c->bnhd ? relayout(k, c->B, c->H, c->N, c->D, 1) : NULL;
-    float *hv = c->bnhd ? relayout(v, c->B, c->H, c->N, c->Dv, 1) : NULL;
+    float *hq = c->bnhd ? tu_relayout(q, c->B, c->H, c->N, c->D, 1) : NULL;
+    float *hk = c->bnhd ? tu_relayout(k, c->B, c->H, c->N, c->D, 1) : NULL;
+    float *hv = c->bnhd ? tu_relayout(v, c->B, c->H, c->N, c->Dv, 1) : NULL;
     float *hb = malloc(nb * sizeof(float)), *out = filled(nv, NAN);
     assert_non_null(hb);
     for (size_t h = 0; h < c->H; h++)
@@ -152,10 +122,10 @@ static float *run_device(const tcase *c, const float *q, const float *k, const f
     desc.causal = c->causal;
     desc.features.feature_map = c->fmap;
     desc.algorithm = c->algo;
-    clattn_tensor tq = view_of(bq, c->B, c->H, c->N, c->D, c->bnhd);
-    clattn_tensor tk = view_of(bk, c->B, c->H, c->N, c->D, c->bnhd);
-    clattn_tensor tv = view_of(bv, c->B, c->H, c->N, c->Dv, c->bnhd);
-    clattn_tensor to = view_of(bo, c->B, c->H, c->N, c->Dv, c->bnhd);
+    clattn_tensor tq = tu_view(bq, c->B, c->H, c->N, c->D, c->bnhd);
+    clattn_tensor tk = tu_view(bk, c->B, c->H, c->N, c->D, c->bnhd);
+    clattn_tensor tv = tu_view(bv, c->B, c->H, c->N, c->Dv, c->bnhd);
+    clattn_tensor to = tu_view(bo, c->B, c->H, c->N, c->Dv, c->bnhd);
     clattn_tensor tb = clattn_tensor_make(bb, 1, c->H, 1, L);
     if (c->bias_strided) {
         tb.strides[1] = 1;
@@ -171,7 +141,7 @@ static float *run_device(const tcase *c, const float *q, const float *k, const f
     read_buf(bo, nv * 4, out);
     float *got = out;
     if (c->bnhd) {
-        got = relayout(out, c->B, c->H, c->N, c->Dv, 0);
+        got = tu_relayout(out, c->B, c->H, c->N, c->Dv, 0);
         free(out);
     }
     cl_mem all[] = {bq, bk, bv, bb, bo};

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "clattn.h"
+#include "test_util.h"
 #include "reference/ref_attention.h"
 
 #define TOL 1e-4
@@ -53,37 +54,6 @@ static cl_mem make_buf(size_t bytes, const void *init)
     return m;
 }
 
-/* A [B, H, N, D] tensor's host data laid out as [B, N, H, D] when bnhd, with the matching view. */
-static clattn_tensor view_of(cl_mem buf, size_t B, size_t H, size_t N, size_t D, int bnhd)
-{
-    clattn_tensor t = clattn_tensor_make(buf, B, H, N, D);
-    if (bnhd) {
-        t.strides[3] = 1;
-        t.strides[1] = D;
-        t.strides[2] = H * D;
-        t.strides[0] = N * H * D;
-    }
-    return t;
-}
-
-static float *relayout(const float *x, size_t B, size_t H, size_t N, size_t D, int to_bnhd)
-{
-    float *y = malloc(B * H * N * D * sizeof(float));
-    assert_non_null(y);
-    for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < H; h++)
-            for (size_t n = 0; n < N; n++)
-                for (size_t d = 0; d < D; d++) {
-                    size_t bhnd = ((b * H + h) * N + n) * D + d;
-                    size_t bnhd = ((b * N + n) * H + h) * D + d;
-                    if (to_bnhd)
-                        y[bnhd] = x[bhnd];
-                    else
-                        y[bhnd] = x[bnhd];
-                }
-    return y;
-}
-
 /* Runs one case through the plan API and returns the normalised error (also asserted). */
 static double run_case(const tcase *c)
 {
@@ -112,9 +82,9 @@ static double run_case(const tcase *c)
     ref_attention(q, k, v, ref, ref_lse, c->B, c->Hq, c->Hk, c->Nq, c->Nk, c->D, scale, c->causal,
                   klp);
 
-    float *hq = c->bnhd ? relayout(q, c->B, c->Hq, c->Nq, c->D, 1) : q;
-    float *hk = c->bnhd ? relayout(k, c->B, c->Hk, c->Nk, c->D, 1) : k;
-    float *hv = c->bnhd ? relayout(v, c->B, c->Hk, c->Nk, c->D, 1) : v;
+    float *hq = c->bnhd ? tu_relayout(q, c->B, c->Hq, c->Nq, c->D, 1) : q;
+    float *hk = c->bnhd ? tu_relayout(k, c->B, c->Hk, c->Nk, c->D, 1) : k;
+    float *hv = c->bnhd ? tu_relayout(v, c->B, c->Hk, c->Nk, c->D, 1) : v;
     for (size_t i = 0; i < nq; i++)
         out[i] = NAN;
     for (size_t i = 0; i < nl; i++)
@@ -135,10 +105,10 @@ static double run_case(const tcase *c)
     clattn_status st = clattn_attention_plan_create(ctx, &desc, qs, ks, ks, &plan);
     if (st != CLATTN_SUCCESS)
         fail_msg("plan: %s", clattn_context_last_error(ctx));
-    clattn_tensor tq = view_of(bq, c->B, c->Hq, c->Nq, c->D, c->bnhd);
-    clattn_tensor tk = view_of(bk, c->B, c->Hk, c->Nk, c->D, c->bnhd);
-    clattn_tensor tv = view_of(bv, c->B, c->Hk, c->Nk, c->D, c->bnhd);
-    clattn_tensor to = view_of(bo, c->B, c->Hq, c->Nq, c->D, c->bnhd);
+    clattn_tensor tq = tu_view(bq, c->B, c->Hq, c->Nq, c->D, c->bnhd);
+    clattn_tensor tk = tu_view(bk, c->B, c->Hk, c->Nk, c->D, c->bnhd);
+    clattn_tensor tv = tu_view(bv, c->B, c->Hk, c->Nk, c->D, c->bnhd);
+    clattn_tensor to = tu_view(bo, c->B, c->Hq, c->Nq, c->D, c->bnhd);
     clattn_tensor tl = clattn_tensor_make(bl, c->B, c->Hq, c->Nq, 1);
     cl_event ev = NULL;
     st = clattn_attention_plan_enqueue(plan, &tq, &tk, &tv, &to, c->with_lse ? &tl : NULL, 0,
@@ -154,7 +124,7 @@ static double run_case(const tcase *c)
                      CL_SUCCESS);
     assert_int_equal(clEnqueueReadBuffer(qu, bl, CL_TRUE, 0, nl * 4, lse, 0, NULL, NULL),
                      CL_SUCCESS);
-    float *got = c->bnhd ? relayout(out, c->B, c->Hq, c->Nq, c->D, 0) : out;
+    float *got = c->bnhd ? tu_relayout(out, c->B, c->Hq, c->Nq, c->D, 0) : out;
 
     double maxref = 0;
     double err = ref_max_abs_diff(got, ref, nq, &maxref);
