@@ -53,25 +53,6 @@ typedef struct tcase {
 
 static cl_command_queue queue(void) { return clattn_context_get_cl_queue(ctx); }
 
-static cl_mem make_buf(size_t bytes, const void *init)
-{
-    cl_int err;
-    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE, bytes, NULL,
-                              &err);
-    assert_int_equal(err, CL_SUCCESS);
-    if (init)
-        assert_int_equal(
-            clEnqueueWriteBuffer(queue(), m, CL_TRUE, 0, bytes, init, 0, NULL, NULL), CL_SUCCESS);
-    return m;
-}
-
-static void read_buf(cl_mem m, size_t bytes, void *dst)
-{
-    assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
-    assert_int_equal(clEnqueueReadBuffer(queue(), m, CL_TRUE, 0, bytes, dst, 0, NULL, NULL),
-                     CL_SUCCESS);
-}
-
 /* Random inputs; q and k positive for the identity map (see the file comment). */
 static float *inputs(size_t n, int positive, uint64_t *seed)
 {
@@ -114,8 +95,8 @@ static void run_case(const tcase *c)
     float *hq = c->bnhd ? tu_relayout(q, c->B, c->H, c->Nq, c->D, 1) : q;
     float *hk = c->bnhd ? tu_relayout(k, c->B, c->H, c->Nk, c->D, 1) : k;
     float *hv = c->bnhd ? tu_relayout(v, c->B, c->H, c->Nk, c->Dv, 1) : v;
-    cl_mem bq = make_buf(nq * 4, hq), bk = make_buf(nk * 4, hk), bv = make_buf(nv * 4, hv);
-    cl_mem bo = make_buf(no * 4, out);
+    cl_mem bq = tu_buffer(ctx, nq * 4, hq), bk = tu_buffer(ctx, nk * 4, hk), bv = tu_buffer(ctx, nv * 4, hv);
+    cl_mem bo = tu_buffer(ctx, no * 4, out);
     clattn_linear_desc desc;
     clattn_linear_desc_init(&desc);
     desc.causal = c->causal;
@@ -130,7 +111,7 @@ static void run_case(const tcase *c)
     assert_non_null(ev);
     assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
     clReleaseEvent(ev);
-    read_buf(bo, no * 4, out);
+    tu_read(ctx, bo, no * 4, out);
     float *got = c->bnhd ? tu_relayout(out, c->B, c->H, c->Nq, c->Dv, 0) : out;
     char what[160];
     snprintf(what, sizeof what, "B%zu H%zu Nq%zu Nk%zu D%zu Dv%zu causal%d fmap%d bnhd%d", c->B,
@@ -246,7 +227,7 @@ typedef struct bad_io {
 static void check_untouched(cl_mem bo, size_t n)
 {
     float *x = malloc(n * 4);
-    read_buf(bo, n * 4, x);
+    tu_read(ctx, bo, n * 4, x);
     for (size_t i = 0; i < n; i++)
         assert_true(x[i] == 7.0f);
     free(x);
@@ -269,10 +250,10 @@ static void test_invalid(void **state)
     for (size_t i = 0; i < NO; i++)
         sev[i] = 7.0f;
     bad_io b;
-    b.bq = make_buf(sizeof ones, ones);
-    b.bk = make_buf(sizeof ones, ones);
-    b.bv = make_buf(sizeof ones, ones);
-    b.bo = make_buf(sizeof sev, sev);
+    b.bq = tu_buffer(ctx, sizeof ones, ones);
+    b.bk = tu_buffer(ctx, sizeof ones, ones);
+    b.bv = tu_buffer(ctx, sizeof ones, ones);
+    b.bo = tu_buffer(ctx, sizeof sev, sev);
     b.q = clattn_tensor_make(b.bq, 1, 2, N, D);
     b.k = clattn_tensor_make(b.bk, 1, 2, N, D);
     b.v = clattn_tensor_make(b.bv, 1, 2, N, DV);
@@ -370,10 +351,10 @@ static void seq_make(seqdata *s, size_t B, size_t H, size_t N, size_t D, size_t 
     ref_linear_attention(s->q, s->k, s->v, s->ref, B, H, N, N, D, Dv, (int)fmap,
                          CLATTN_LINEAR_DEFAULT_EPS, 1);
     float *p = poisoned(nv);
-    s->bq = make_buf(nq * 4, s->q);
-    s->bk = make_buf(nq * 4, s->k);
-    s->bv = make_buf(nv * 4, s->v);
-    s->bo = make_buf(nv * 4, p);
+    s->bq = tu_buffer(ctx, nq * 4, s->q);
+    s->bk = tu_buffer(ctx, nq * 4, s->k);
+    s->bv = tu_buffer(ctx, nv * 4, s->v);
+    s->bo = tu_buffer(ctx, nv * 4, p);
     free(p);
 }
 
@@ -417,7 +398,7 @@ static void check_outputs(const seqdata *s, const char *what)
 {
     size_t nv = s->B * s->H * s->N * s->Dv;
     float *out = malloc(nv * 4);
-    read_buf(s->bo, nv * 4, out);
+    tu_read(ctx, s->bo, nv * 4, out);
     check_close(out, s->ref, nv, what);
     free(out);
 }
@@ -486,7 +467,7 @@ static void test_state_steps_only(void **state)
     prefill(st, &s, 0, 30, 0);
     prefill(st, &s, 30, 10, 1);
     float *out = malloc(s.B * s.H * s.N * s.Dv * 4);
-    read_buf(s.bo, s.B * s.H * s.N * s.Dv * 4, out);
+    tu_read(ctx, s.bo, s.B * s.H * s.N * s.Dv * 4, out);
     for (size_t bh = 0; bh < s.B * s.H; bh++)
         for (size_t n = 0; n < s.N; n++)
             for (size_t e = 0; e < s.Dv; e++) {
@@ -564,7 +545,7 @@ static void test_state_copy_reset(void **state)
     clattn_linear_state *b = state_new(&s, CLATTN_FEATURE_ELU);
     size_t nv = s.B * s.H * s.N * s.Dv;
     float *p = poisoned(nv), *oa = malloc(nv * 4), *ob = malloc(nv * 4);
-    cl_mem bo2 = make_buf(nv * 4, p);
+    cl_mem bo2 = tu_buffer(ctx, nv * 4, p);
     prefill(a, &s, 0, 66, 1);
     assert_int_equal(clattn_linear_state_copy(b, a, 0, NULL, NULL), CLATTN_SUCCESS);
     assert_int_equal(clattn_linear_state_copy(a, a, 0, NULL, NULL), CLATTN_SUCCESS);
@@ -573,8 +554,8 @@ static void test_state_copy_reset(void **state)
         step(b, &s, n, bo2);
     }
     check_outputs(&s, "source after copy");
-    read_buf(s.bo, nv * 4, oa);
-    read_buf(bo2, nv * 4, ob);
+    tu_read(ctx, s.bo, nv * 4, oa);
+    tu_read(ctx, bo2, nv * 4, ob);
     for (size_t bh = 0; bh < s.B * s.H; bh++)
         assert_memory_equal(oa + (bh * s.N + 66) * s.Dv, ob + (bh * s.N + 66) * s.Dv,
                             (s.N - 66) * s.Dv * 4);
@@ -586,7 +567,7 @@ static void test_state_copy_reset(void **state)
     for (size_t i = 0; i < nz; i++)
         assert_true(z[i] == 0.0f);
     step(a, &s, 0, bo2);
-    read_buf(bo2, nv * 4, ob);
+    tu_read(ctx, bo2, nv * 4, ob);
     for (size_t bh = 0; bh < s.B * s.H; bh++)
         check_close(ob + bh * s.N * s.Dv, s.ref + bh * s.N * s.Dv, s.Dv, "step after reset");
     free(z);
@@ -659,7 +640,7 @@ static void test_state_invalid(void **state)
     for (int i = 0; i < 8; i++)
         assert_true(z[i] == 0.0f);
     float out[2 * 10 * 6];
-    read_buf(s.bo, sizeof out, out);
+    tu_read(ctx, s.bo, sizeof out, out);
     for (size_t i = 0; i < sizeof out / sizeof out[0]; i++)
         assert_true(isnan(out[i]));
     clattn_linear_state_destroy(st);
@@ -800,13 +781,13 @@ static float *device_linear_layout(const clattn_linear_desc *d, size_t B, size_t
     float *hq = bnhd ? tu_relayout(q, B, H, Nq, D, 1) : NULL;
     float *hk = bnhd ? tu_relayout(k, B, H, Nk, D, 1) : NULL;
     float *hv = bnhd ? tu_relayout(v, B, H, Nk, Dv, 1) : NULL;
-    cl_mem bq = make_buf(nq * 4, bnhd ? hq : q), bk = make_buf(nk * 4, bnhd ? hk : k);
-    cl_mem bv = make_buf(nv * 4, bnhd ? hv : v), bo = make_buf(no * 4, out);
+    cl_mem bq = tu_buffer(ctx, nq * 4, bnhd ? hq : q), bk = tu_buffer(ctx, nk * 4, bnhd ? hk : k);
+    cl_mem bv = tu_buffer(ctx, nv * 4, bnhd ? hv : v), bo = tu_buffer(ctx, no * 4, out);
     clattn_tensor tq = tu_view(bq, B, H, Nq, D, bnhd), tk = tu_view(bk, B, H, Nk, D, bnhd);
     clattn_tensor tv = tu_view(bv, B, H, Nk, Dv, bnhd), to = tu_view(bo, B, H, Nq, Dv, bnhd);
     if (clattn_linear_enqueue(ctx, d, &tq, &tk, &tv, &to, 0, NULL, NULL) != CLATTN_SUCCESS)
         fail_msg("enqueue: %s", clattn_context_last_error(ctx));
-    read_buf(bo, no * 4, out);
+    tu_read(ctx, bo, no * 4, out);
     if (bnhd) {
         float *o = tu_relayout(out, B, H, Nq, Dv, 0);
         free(out);
@@ -1368,10 +1349,10 @@ static void seq_make_desc(seqdata *s, size_t B, size_t H, size_t N, size_t D, si
     ref_of_desc(d, w, s->q, s->k, s->v, s->ref, B, H, N, N, D, Dv, 1);
     free(w);
     float *p = poisoned(nv);
-    s->bq = make_buf(nq * 4, s->q);
-    s->bk = make_buf(nq * 4, s->k);
-    s->bv = make_buf(nv * 4, s->v);
-    s->bo = make_buf(nv * 4, p);
+    s->bq = tu_buffer(ctx, nq * 4, s->q);
+    s->bk = tu_buffer(ctx, nq * 4, s->k);
+    s->bv = tu_buffer(ctx, nv * 4, s->v);
+    s->bo = tu_buffer(ctx, nv * 4, p);
     free(p);
 }
 
@@ -1430,10 +1411,10 @@ static void test_state_forms(void **state)
         assert_int_equal(clattn_linear_state_reset(st, 0, NULL, NULL), CLATTN_SUCCESS);
         size_t nv = s.B * s.H * s.N * s.Dv;
         float *p = poisoned(nv), *out = malloc(nv * 4);
-        cl_mem bo2 = make_buf(nv * 4, p);
+        cl_mem bo2 = tu_buffer(ctx, nv * 4, p);
         for (size_t n = 0; n < 10; n++)
             step(st, &s, n, bo2);
-        read_buf(bo2, nv * 4, out);
+        tu_read(ctx, bo2, nv * 4, out);
         for (size_t bh = 0; bh < s.B * s.H; bh++)
             check_close(out + bh * s.N * s.Dv, s.ref + bh * s.N * s.Dv, 10 * s.Dv, what);
         /* The state after the whole sequence. */
@@ -1565,7 +1546,7 @@ static void test_state_save_load(void **state)
         assert_int_equal(clattn_linear_state_load(b, snap, bytes), CLATTN_SUCCESS);
         size_t nv = s.B * s.H * s.N * s.Dv;
         float *p = poisoned(nv), *oa = malloc(nv * 4), *ob = malloc(nv * 4);
-        cl_mem bo2 = make_buf(nv * 4, p);
+        cl_mem bo2 = tu_buffer(ctx, nv * 4, p);
         /* Both continue: a few steps, then a prefill with outputs over the rest. */
         seqdata s2 = s;
         s2.bo = bo2;
@@ -1579,8 +1560,8 @@ static void test_state_save_load(void **state)
         snprintf(what, sizeof what, "save/load %s %s", fmap_name(forms[f].fmap),
                  mom_name(forms[f].mom));
         check_outputs(&s, what);
-        read_buf(s.bo, nv * 4, oa);
-        read_buf(bo2, nv * 4, ob);
+        tu_read(ctx, s.bo, nv * 4, oa);
+        tu_read(ctx, bo2, nv * 4, ob);
         for (size_t bh = 0; bh < s.B * s.H; bh++)
             assert_memory_equal(oa + (bh * s.N + 50) * s.Dv, ob + (bh * s.N + 50) * s.Dv,
                                 (s.N - 50) * s.Dv * 4);
@@ -1647,8 +1628,8 @@ static void test_state_save_load(void **state)
         }
         prefill(a, &s, 33, 17, 1);
         prefill(b, &s2, 33, 17, 1);
-        read_buf(s.bo, nv * 4, oa);
-        read_buf(bo2, nv * 4, ob);
+        tu_read(ctx, s.bo, nv * 4, oa);
+        tu_read(ctx, bo2, nv * 4, ob);
         for (size_t bh = 0; bh < s.B * s.H; bh++) {
             assert_memory_equal(oa + (bh * s.N + 30) * s.Dv, ob + (bh * s.N + 30) * s.Dv,
                                 20 * s.Dv * 4);
@@ -1721,8 +1702,8 @@ static void test_invalid_forms(void **state)
         ones[i] = 0.5f;
     for (size_t i = 0; i < NO; i++)
         sev[i] = 7.0f;
-    cl_mem bq = make_buf(sizeof ones, ones), bk = make_buf(sizeof ones, ones);
-    cl_mem bv = make_buf(sizeof ones, ones), bo = make_buf(sizeof sev, sev);
+    cl_mem bq = tu_buffer(ctx, sizeof ones, ones), bk = tu_buffer(ctx, sizeof ones, ones);
+    cl_mem bv = tu_buffer(ctx, sizeof ones, ones), bo = tu_buffer(ctx, sizeof sev, sev);
     clattn_tensor q = clattn_tensor_make(bq, 1, 2, N, D), k = clattn_tensor_make(bk, 1, 2, N, D);
     clattn_tensor v = clattn_tensor_make(bv, 1, 2, N, DV), o = clattn_tensor_make(bo, 1, 2, N, DV);
     float wgood[16 * D], wbad[16 * D];

@@ -41,25 +41,6 @@ typedef struct tcase {
 
 static cl_command_queue queue(void) { return clattn_context_get_cl_queue(ctx); }
 
-static cl_mem make_buf(size_t bytes, const void *init)
-{
-    cl_int err;
-    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE, bytes, NULL,
-                              &err);
-    assert_int_equal(err, CL_SUCCESS);
-    if (init)
-        assert_int_equal(
-            clEnqueueWriteBuffer(queue(), m, CL_TRUE, 0, bytes, init, 0, NULL, NULL), CL_SUCCESS);
-    return m;
-}
-
-static void read_buf(cl_mem m, size_t bytes, void *dst)
-{
-    assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
-    assert_int_equal(clEnqueueReadBuffer(queue(), m, CL_TRUE, 0, bytes, dst, 0, NULL, NULL),
-                     CL_SUCCESS);
-}
-
 static float *alloc_f(size_t n)
 {
     float *x = malloc((n ? n : 1) * sizeof(float));
@@ -136,8 +117,8 @@ static void run_case(const tcase *c)
                 for (size_t k = 0; k < half; k++)
                     hr[(r * half + k) * c->D + d] = rot[(r * c->D + d) * half + k];
     }
-    cl_mem bq = make_buf(nq * 4, hq), bv = make_buf(nv * 4, hv), br = make_buf(nr * 4, hr);
-    cl_mem bo = make_buf(no * 4, out), bl = make_buf(nl * 4, lse), bb = make_buf(nbk * 4, bk);
+    cl_mem bq = tu_buffer(ctx, nq * 4, hq), bv = tu_buffer(ctx, nv * 4, hv), br = tu_buffer(ctx, nr * 4, hr);
+    cl_mem bo = tu_buffer(ctx, no * 4, out), bl = tu_buffer(ctx, nl * 4, lse), bb = tu_buffer(ctx, nbk * 4, bk);
     clattn_tensor tq = tu_view(bq, c->B, c->H, c->N, c->D, c->strided);
     clattn_tensor tv = tu_view(bv, c->B, c->H, c->N, c->Dv, c->strided);
     clattn_tensor to = tu_view(bo, c->B, c->H, c->N, c->Dv, c->strided);
@@ -168,9 +149,9 @@ static void run_case(const tcase *c)
     assert_non_null(ev);
     assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
     clReleaseEvent(ev);
-    read_buf(bo, no * 4, out);
-    read_buf(bl, nl * 4, lse);
-    read_buf(bb, nbk * 4, bk);
+    tu_read(ctx, bo, no * 4, out);
+    tu_read(ctx, bl, nl * 4, lse);
+    tu_read(ctx, bb, nbk * 4, bk);
 
     char what[200];
     snprintf(what, sizeof what,
@@ -314,8 +295,8 @@ static void test_property_two_buckets(void **state)
         assert_non_null(bk);
         float *rot = alloc_f(nh * D);
         assert_int_equal(clattn_lsh_rotations(7, nh, D, 2, rot), CLATTN_SUCCESS);
-        cl_mem bq = make_buf(nq * 4, q), bv = make_buf(nv * 4, v), bo = make_buf(nv * 4, out);
-        cl_mem bb = make_buf(nbk * 4, NULL);
+        cl_mem bq = tu_buffer(ctx, nq * 4, q), bv = tu_buffer(ctx, nv * 4, v), bo = tu_buffer(ctx, nv * 4, out);
+        cl_mem bb = tu_buffer(ctx, nbk * 4, NULL);
         clattn_tensor tq = clattn_tensor_make(bq, B, H, N, D);
         clattn_tensor tv = clattn_tensor_make(bv, B, H, N, Dv);
         clattn_tensor to = clattn_tensor_make(bo, B, H, N, Dv);
@@ -329,8 +310,8 @@ static void test_property_two_buckets(void **state)
         if (clattn_lsh_enqueue(ctx, &desc, &tq, &tv, NULL, &to, NULL, &tb, 0, NULL, NULL) !=
             CLATTN_SUCCESS)
             fail_msg("enqueue: %s", clattn_context_last_error(ctx));
-        read_buf(bo, nv * 4, out);
-        read_buf(bb, nbk * 4, bk);
+        tu_read(ctx, bo, nv * 4, out);
+        tu_read(ctx, bb, nbk * 4, bk);
         tcase c = mk(B, H, N, D, Dv, nh, 2, desc.chunk_size, 0, 0);
         check_buckets(bk, q, rot, &c, "two buckets");
         double scale = 1.0 / sqrt((double)D);
@@ -413,9 +394,9 @@ static void test_ties(void **state)
                 rot[(r * D + d) * half + k] = r == 0 ? w[d] : -w[d];
     int32_t *bk = malloc(NH * N * sizeof *bk);
     assert_non_null(bk);
-    cl_mem bq = make_buf(N * D * 4, q), bv = make_buf(N * Dv * 4, v);
-    cl_mem br = make_buf(NH * D * half * 4, rot);
-    cl_mem bo = make_buf(N * Dv * 4, out), bb = make_buf(NH * N * 4, NULL);
+    cl_mem bq = tu_buffer(ctx, N * D * 4, q), bv = tu_buffer(ctx, N * Dv * 4, v);
+    cl_mem br = tu_buffer(ctx, NH * D * half * 4, rot);
+    cl_mem bo = tu_buffer(ctx, N * Dv * 4, out), bb = tu_buffer(ctx, NH * N * 4, NULL);
     clattn_tensor tq = clattn_tensor_make(bq, 1, 1, N, D), tv = clattn_tensor_make(bv, 1, 1, N, Dv);
     clattn_tensor tr = clattn_tensor_make(br, 1, NH, D, half);
     clattn_tensor to = clattn_tensor_make(bo, 1, 1, N, Dv);
@@ -428,8 +409,8 @@ static void test_ties(void **state)
     if (clattn_lsh_enqueue(ctx, &desc, &tq, &tv, &tr, &to, NULL, &tb, 0, NULL, NULL) !=
         CLATTN_SUCCESS)
         fail_msg("enqueue: %s", clattn_context_last_error(ctx));
-    read_buf(bo, N * Dv * 4, out);
-    read_buf(bb, NH * N * 4, bk);
+    tu_read(ctx, bo, N * Dv * 4, out);
+    tu_read(ctx, bb, NH * N * 4, bk);
     for (size_t r = 0; r < NH; r++)
         for (size_t i = 0; i < N; i++) {
             double x = 0;
@@ -590,7 +571,7 @@ static void expect(clattn_status got, clattn_status want, const char *what)
 static void check_untouched(cl_mem m, size_t n)
 {
     float *x = alloc_f(n);
-    read_buf(m, n * 4, x);
+    tu_read(ctx, m, n * 4, x);
     for (size_t i = 0; i < n; i++)
         assert_true(x[i] == 7.0f);
     free(x);
@@ -605,9 +586,9 @@ static void test_invalid(void **state)
         ones[i] = 0.5f;
     for (size_t i = 0; i < NO; i++)
         sev[i] = 7.0f;
-    cl_mem bq = make_buf(sizeof ones, ones), bv = make_buf(sizeof ones, ones);
-    cl_mem br = make_buf(sizeof ones, ones), bo = make_buf(sizeof sev, sev);
-    cl_mem bl = make_buf(sizeof sev, sev), bb = make_buf(sizeof sev, sev);
+    cl_mem bq = tu_buffer(ctx, sizeof ones, ones), bv = tu_buffer(ctx, sizeof ones, ones);
+    cl_mem br = tu_buffer(ctx, sizeof ones, ones), bo = tu_buffer(ctx, sizeof sev, sev);
+    cl_mem bl = tu_buffer(ctx, sizeof sev, sev), bb = tu_buffer(ctx, sizeof sev, sev);
     clattn_tensor q = clattn_tensor_make(bq, 1, 2, N, D), v = clattn_tensor_make(bv, 1, 2, N, DV);
     clattn_tensor r = clattn_tensor_make(br, 1, NH, D, NB / 2);
     clattn_tensor o = clattn_tensor_make(bo, 1, 2, N, DV), l = clattn_tensor_make(bl, 1, 2, N, 1);

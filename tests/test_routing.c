@@ -38,25 +38,6 @@ typedef struct tcase {
 
 static cl_command_queue queue(void) { return clattn_context_get_cl_queue(ctx); }
 
-static cl_mem make_buf(size_t bytes, const void *init)
-{
-    cl_int err;
-    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE, bytes, NULL,
-                              &err);
-    assert_int_equal(err, CL_SUCCESS);
-    if (init)
-        assert_int_equal(
-            clEnqueueWriteBuffer(queue(), m, CL_TRUE, 0, bytes, init, 0, NULL, NULL), CL_SUCCESS);
-    return m;
-}
-
-static void read_buf(cl_mem m, size_t bytes, void *dst)
-{
-    assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
-    assert_int_equal(clEnqueueReadBuffer(queue(), m, CL_TRUE, 0, bytes, dst, 0, NULL, NULL),
-                     CL_SUCCESS);
-}
-
 static float *rand_floats(size_t n, float amp, uint64_t *seed)
 {
     float *x = malloc(n * sizeof(float));
@@ -98,8 +79,8 @@ static float *device_run(const tcase *c, const float *q, const float *k, const f
     float *hk = c->bnhd ? tu_relayout(k, c->B, c->H, c->N, c->D, 1) : (float *)k;
     float *hv = c->bnhd ? tu_relayout(v, c->B, c->H, c->N, c->Dv, 1) : (float *)v;
     float *out = poisoned(nv);
-    cl_mem bq = make_buf(nq * 4, hq), bk = make_buf(nq * 4, hk), bv = make_buf(nv * 4, hv);
-    cl_mem bmu = make_buf(c->H * c->C * c->D * 4, mu), bo = make_buf(nv * 4, out);
+    cl_mem bq = tu_buffer(ctx, nq * 4, hq), bk = tu_buffer(ctx, nq * 4, hk), bv = tu_buffer(ctx, nv * 4, hv);
+    cl_mem bmu = tu_buffer(ctx, c->H * c->C * c->D * 4, mu), bo = tu_buffer(ctx, nv * 4, out);
     clattn_routing_desc d;
     clattn_routing_desc_init(&d);
     d.causal = c->causal;
@@ -117,7 +98,7 @@ static float *device_run(const tcase *c, const float *q, const float *k, const f
     assert_non_null(ev);
     assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
     clReleaseEvent(ev);
-    read_buf(bo, nv * 4, out);
+    tu_read(ctx, bo, nv * 4, out);
     float *got = out;
     if (c->bnhd) {
         got = tu_relayout(out, c->B, c->H, c->N, c->Dv, 0);
@@ -263,7 +244,7 @@ static void test_kmeanspp_and_host(void **state)
             nn += (double)rmu[c * D + d] * rmu[c * D + d];
         assert_true(fabs(nn - 1.0) < 1e-5);
     }
-    cl_mem bq = make_buf(nq * 4, q), bk = make_buf(nq * 4, k), bmu = make_buf(nmu * 4, gmu);
+    cl_mem bq = tu_buffer(ctx, nq * 4, q), bk = tu_buffer(ctx, nq * 4, k), bmu = tu_buffer(ctx, nmu * 4, gmu);
     clattn_tensor tq = clattn_tensor_make(bq, B, H, N, D), tk = clattn_tensor_make(bk, B, H, N, D);
     clattn_tensor tmu = clattn_tensor_make(bmu, 1, H, C, D);
     clattn_routing_desc d;
@@ -271,13 +252,13 @@ static void test_kmeanspp_and_host(void **state)
     d.seed = 1234;
     if (clattn_routing_centroids_init(ctx, &d, &tq, &tk, &tmu) != CLATTN_SUCCESS)
         fail_msg("centroids init: %s", clattn_context_last_error(ctx));
-    read_buf(bmu, nmu * 4, gmu);
+    tu_read(ctx, bmu, nmu * 4, gmu);
     for (size_t i = 0; i < nmu; i++)
         assert_true(fabsf(gmu[i] - rmu[i]) <= 1e-6f);
     /* Another seed gives other centroids. */
     d.seed = 99;
     assert_int_equal(clattn_routing_centroids_init(ctx, &d, &tq, &tk, &tmu), CLATTN_SUCCESS);
-    read_buf(bmu, nmu * 4, gmu);
+    tu_read(ctx, bmu, nmu * 4, gmu);
     assert_true(memcmp(gmu, rmu, nmu * 4) != 0);
 
     /* Host call: without centroids (k-means++ with desc.seed) and with them. */
@@ -329,7 +310,7 @@ static void test_update(void **state)
     for (size_t dd = 0; dd < D; dd++)
         mu[(1 * C + 4) * D + dd] = -fabsf(mu[(1 * C + 4) * D + dd]) - 0.1f;
     float *hq = tu_relayout(q, B, H, N, D, 1), *hk = tu_relayout(k, B, H, N, D, 1);
-    cl_mem bq = make_buf(nq * 4, hq), bk = make_buf(nq * 4, hk), bmu = make_buf(nmu * 4, mu);
+    cl_mem bq = tu_buffer(ctx, nq * 4, hq), bk = tu_buffer(ctx, nq * 4, hk), bmu = tu_buffer(ctx, nmu * 4, mu);
     clattn_tensor tq = tu_view(bq, B, H, N, D, 1), tk = tu_view(bk, B, H, N, D, 1);
     clattn_tensor tmu = clattn_tensor_make(bmu, 1, H, C, D);
     memcpy(ref, mu, nmu * 4);
@@ -344,7 +325,7 @@ static void test_update(void **state)
         if (clattn_routing_update_centroids(ctx, &d, &tq, &tk, &tmu, 0, NULL, NULL) !=
             CLATTN_SUCCESS)
             fail_msg("update: %s", clattn_context_last_error(ctx));
-        read_buf(bmu, nmu * 4, got);
+        tu_read(ctx, bmu, nmu * 4, got);
         check_close(got, ref, nmu, "EMA update");
         /* Take the reference's values as the next step's start so errors do not compound. */
         assert_int_equal(
@@ -416,7 +397,7 @@ static void test_out_of_order_queue(void **state)
 static void check_untouched(cl_mem b, size_t n)
 {
     float *x = malloc(n * 4);
-    read_buf(b, n * 4, x);
+    tu_read(ctx, b, n * 4, x);
     for (size_t i = 0; i < n; i++)
         assert_true(x[i] == 7.0f);
     free(x);
@@ -431,9 +412,9 @@ static void test_invalid(void **state)
         half[i] = 0.5f + 0.01f * (float)i;
         sev[i] = 7.0f;
     }
-    cl_mem bq = make_buf(sizeof half, half), bk = make_buf(sizeof half, half);
-    cl_mem bv = make_buf(sizeof half, half), bmu = make_buf(sizeof half, half);
-    cl_mem bo = make_buf(sizeof sev, sev), bmu7 = make_buf(sizeof sev, sev);
+    cl_mem bq = tu_buffer(ctx, sizeof half, half), bk = tu_buffer(ctx, sizeof half, half);
+    cl_mem bv = tu_buffer(ctx, sizeof half, half), bmu = tu_buffer(ctx, sizeof half, half);
+    cl_mem bo = tu_buffer(ctx, sizeof sev, sev), bmu7 = tu_buffer(ctx, sizeof sev, sev);
     clattn_tensor q = clattn_tensor_make(bq, B, H, N, D), k = clattn_tensor_make(bk, B, H, N, D);
     clattn_tensor v = clattn_tensor_make(bv, B, H, N, DV), o = clattn_tensor_make(bo, B, H, N, DV);
     clattn_tensor mu = clattn_tensor_make(bmu, 1, H, C, D), t, t2;

@@ -45,25 +45,6 @@ typedef struct tcase {
 
 static cl_command_queue queue(void) { return clattn_context_get_cl_queue(ctx); }
 
-static cl_mem make_buf(size_t bytes, const void *init)
-{
-    cl_int err;
-    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE, bytes, NULL,
-                              &err);
-    assert_int_equal(err, CL_SUCCESS);
-    if (init)
-        assert_int_equal(
-            clEnqueueWriteBuffer(queue(), m, CL_TRUE, 0, bytes, init, 0, NULL, NULL), CL_SUCCESS);
-    return m;
-}
-
-static void read_buf(cl_mem m, size_t bytes, void *dst)
-{
-    assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
-    assert_int_equal(clEnqueueReadBuffer(queue(), m, CL_TRUE, 0, bytes, dst, 0, NULL, NULL),
-                     CL_SUCCESS);
-}
-
 static float *inputs(size_t n, float amp, uint64_t *seed)
 {
     float *x = malloc(n * sizeof(float));
@@ -114,9 +95,9 @@ static float *run_device(const tcase *c, const float *q, const float *k, const f
     for (size_t h = 0; h < c->H; h++)
         for (size_t x = 0; x < L; x++)
             hb[c->bias_strided ? x * c->H + h : h * L + x] = bias[h * L + x];
-    cl_mem bq = make_buf(nq * 4, hq ? hq : q), bk = make_buf(nq * 4, hk ? hk : k);
-    cl_mem bv = make_buf(nv * 4, hv ? hv : v), bb = make_buf(nb * 4, hb);
-    cl_mem bo = make_buf(nv * 4, out);
+    cl_mem bq = tu_buffer(ctx, nq * 4, hq ? hq : q), bk = tu_buffer(ctx, nq * 4, hk ? hk : k);
+    cl_mem bv = tu_buffer(ctx, nv * 4, hv ? hv : v), bb = tu_buffer(ctx, nb * 4, hb);
+    cl_mem bo = tu_buffer(ctx, nv * 4, out);
     clattn_rpe_desc desc;
     clattn_rpe_desc_init(&desc);
     desc.causal = c->causal;
@@ -138,7 +119,7 @@ static float *run_device(const tcase *c, const float *q, const float *k, const f
     assert_non_null(ev);
     assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
     clReleaseEvent(ev);
-    read_buf(bo, nv * 4, out);
+    tu_read(ctx, bo, nv * 4, out);
     float *got = out;
     if (c->bnhd) {
         got = tu_relayout(out, c->B, c->H, c->N, c->Dv, 0);
@@ -488,9 +469,9 @@ static void test_invalid(void **state)
         sev[i] = 7.0f;
     for (size_t i = 0; i < NB + 8; i++)
         bz[i] = 0.0f;
-    cl_mem bq = make_buf(sizeof half, half), bk = make_buf(sizeof half, half);
-    cl_mem bv = make_buf(sizeof half, half), bo = make_buf(sizeof sev, sev);
-    cl_mem bb = make_buf(sizeof bz, bz);
+    cl_mem bq = tu_buffer(ctx, sizeof half, half), bk = tu_buffer(ctx, sizeof half, half);
+    cl_mem bv = tu_buffer(ctx, sizeof half, half), bo = tu_buffer(ctx, sizeof sev, sev);
+    cl_mem bb = tu_buffer(ctx, sizeof bz, bz);
     clattn_tensor q = clattn_tensor_make(bq, 1, H, N, D), k = clattn_tensor_make(bk, 1, H, N, D);
     clattn_tensor v = clattn_tensor_make(bv, 1, H, N, DV), o = clattn_tensor_make(bo, 1, H, N, DV);
     clattn_tensor b = clattn_tensor_make(bb, 1, H, 1, 2 * N - 1), t;
@@ -583,7 +564,7 @@ static void test_invalid(void **state)
 #undef RUN
     assert_null(ev);
     float got[NO];
-    read_buf(bo, sizeof got, got);
+    tu_read(ctx, bo, sizeof got, got);
     for (size_t i = 0; i < NO; i++)
         assert_true(got[i] == 7.0f);
     cl_mem all[] = {bq, bk, bv, bo, bb};
@@ -620,8 +601,8 @@ static void test_wait_list(void **state)
         cl_int err;
         cl_event user = clCreateUserEvent(clattn_context_get_cl_context(ctx), &err);
         assert_int_equal(err, CL_SUCCESS);
-        cl_mem bq = make_buf(nq * 4, q), bk = make_buf(nq * 4, k), bv = make_buf(nq * 4, v);
-        cl_mem bb = make_buf((2 * N - 1) * 4, bias), bo = make_buf(nq * 4, out);
+        cl_mem bq = tu_buffer(ctx, nq * 4, q), bk = tu_buffer(ctx, nq * 4, k), bv = tu_buffer(ctx, nq * 4, v);
+        cl_mem bb = tu_buffer(ctx, (2 * N - 1) * 4, bias), bo = tu_buffer(ctx, nq * 4, out);
         clattn_tensor tq = clattn_tensor_make(bq, 1, 1, N, D);
         clattn_tensor tk = clattn_tensor_make(bk, 1, 1, N, D);
         clattn_tensor tv = clattn_tensor_make(bv, 1, 1, N, D);
@@ -644,7 +625,7 @@ static void test_wait_list(void **state)
         clReleaseEvent(done);
         clReleaseEvent(user);
         float *got = filled(nq, NAN);
-        read_buf(bo, nq * 4, got);
+        tu_read(ctx, bo, nq * 4, got);
         check_close(got, ref, nq, "after wait list");
         free(got);
         cl_mem all[] = {bq, bk, bv, bb, bo};

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "../lib/ops/sort.h"
+#include "test_util.h"
 #include "reference/ref_attention.h"
 
 static clattn_context *ctx;
@@ -33,34 +34,15 @@ static uint32_t rnd(void)
 
 static cl_command_queue queue(void) { return clattn_context_get_cl_queue(ctx); }
 
-static cl_mem make_buf(size_t bytes, const void *init)
-{
-    cl_int err;
-    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE,
-                              bytes ? bytes : 4, NULL, &err);
-    assert_int_equal(err, CL_SUCCESS);
-    if (init && bytes)
-        assert_int_equal(
-            clEnqueueWriteBuffer(queue(), m, CL_TRUE, 0, bytes, init, 0, NULL, NULL), CL_SUCCESS);
-    return m;
-}
-
 /* A buffer filled with 0xff bytes (NaN as floats, 0xffffffff as uints). */
 static cl_mem poisoned_buf(size_t bytes)
 {
     void *p = malloc(bytes);
     assert_non_null(p);
     memset(p, 0xff, bytes);
-    cl_mem m = make_buf(bytes, p);
+    cl_mem m = tu_buffer(ctx, bytes, p);
     free(p);
     return m;
-}
-
-static void read_buf(cl_mem m, size_t bytes, void *dst)
-{
-    assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
-    assert_int_equal(clEnqueueReadBuffer(queue(), m, CL_TRUE, 0, bytes, dst, 0, NULL, NULL),
-                     CL_SUCCESS);
 }
 
 static void expect(clattn_status got, clattn_status want, const char *what)
@@ -113,7 +95,7 @@ static void sort_case(size_t nseg, size_t len, uint32_t alphabet, unsigned key_b
         }
         qsort(ref + s * len, len, sizeof *ref, cmp_pair);
     }
-    cl_mem bk = make_buf(n * 4, keys), bv = make_buf(n * 4, vals);
+    cl_mem bk = tu_buffer(ctx, n * 4, keys), bv = tu_buffer(ctx, n * 4, vals);
     cl_mem bko = poisoned_buf(n * 4), bvo = poisoned_buf(n * 4);
     cl_event ev = NULL;
     ok(clattn__sort_pairs(ctx, bk, with_vals ? bv : NULL, bko, bvo, nseg, len, key_bits, 0, NULL,
@@ -122,8 +104,8 @@ static void sort_case(size_t nseg, size_t len, uint32_t alphabet, unsigned key_b
     assert_non_null(ev);
     assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
     clReleaseEvent(ev);
-    read_buf(bko, n * 4, ko);
-    read_buf(bvo, n * 4, vo);
+    tu_read(ctx, bko, n * 4, ko);
+    tu_read(ctx, bvo, n * 4, vo);
     for (size_t i = 0; i < n; i++) {
         /* Keys come out whole; only their low bits order them. */
         if ((ko[i] & mask) != ref[i].key || vo[i] != ref[i].val)
@@ -134,7 +116,7 @@ static void sort_case(size_t nseg, size_t len, uint32_t alphabet, unsigned key_b
     }
     /* The inputs are left as they were. */
     uint32_t *again = malloc(n * 4);
-    read_buf(bk, n * 4, again);
+    tu_read(ctx, bk, n * 4, again);
     assert_memory_equal(again, keys, n * 4);
     free(again);
     cl_mem all[] = {bk, bv, bko, bvo};
@@ -207,12 +189,12 @@ static void topk_case(size_t nseg, size_t len, size_t k, int kind, clattn__topk_
         else
             sc[i] = special[rnd() % 7];
     }
-    cl_mem bs = make_buf(n * 4, sc), bi = poisoned_buf(nk * 4), bo = poisoned_buf(nk * 4);
+    cl_mem bs = tu_buffer(ctx, n * 4, sc), bi = poisoned_buf(nk * 4), bo = poisoned_buf(nk * 4);
     ok(clattn__topk(ctx, bs, nseg, len, k, order, bi, want_scores ? bo : NULL, 0, NULL, NULL),
        "top-k");
-    read_buf(bi, nk * 4, oi);
+    tu_read(ctx, bi, nk * 4, oi);
     if (want_scores)
-        read_buf(bo, nk * 4, os);
+        tu_read(ctx, bo, nk * 4, os);
     for (size_t s = 0; s < nseg; s++) {
         g_scores = sc + s * len;
         for (size_t i = 0; i < len; i++)
@@ -281,10 +263,10 @@ static void test_gather_scatter(void **state)
     uint32_t *idx = malloc(n * 4);
     for (size_t i = 0; i < n; i++)
         idx[i] = i % 11 == 0 ? (uint32_t)(nsrc + i) : rnd() % nsrc; /* some out of range */
-    cl_mem bs = make_buf(nsrc * d * 4, src), bi = make_buf(n * 4, idx);
+    cl_mem bs = tu_buffer(ctx, nsrc * d * 4, src), bi = tu_buffer(ctx, n * 4, idx);
     cl_mem bo = poisoned_buf(n * d * 4);
     ok(clattn__gather_rows(ctx, bs, nsrc, d, bi, n, bo, 0, NULL, NULL), "gather");
-    read_buf(bo, n * d * 4, out);
+    tu_read(ctx, bo, n * d * 4, out);
     for (size_t i = 0; i < n; i++)
         for (size_t e = 0; e < d; e++) {
             float want = idx[i] < nsrc ? src[idx[i] * d + e] : 0.0f;
@@ -302,10 +284,10 @@ static void test_gather_scatter(void **state)
     }
     for (size_t i = 0; i < nsrc; i += 13)
         perm[i] = CLATTN__ROW_NONE;
-    cl_mem bp = make_buf(nsrc * 4, perm), bd = poisoned_buf(nsrc * d * 4);
+    cl_mem bp = tu_buffer(ctx, nsrc * 4, perm), bd = poisoned_buf(nsrc * d * 4);
     ok(clattn__scatter_rows(ctx, bs, nsrc, d, bp, nsrc, bd, 0, NULL, NULL), "scatter");
     float *got = malloc(nsrc * d * 4);
-    read_buf(bd, nsrc * d * 4, got);
+    tu_read(ctx, bd, nsrc * d * 4, got);
     char *hit = calloc(nsrc, 1);
     for (size_t i = 0; i < nsrc; i++)
         if (perm[i] != CLATTN__ROW_NONE) {
@@ -333,14 +315,14 @@ static void mean_case(size_t n, size_t d, size_t ndst, int with_counts)
     for (size_t i = 0; i < n; i++)
         dest[i] = i % 7 == 3 ? CLATTN__ROW_NONE : i % 9 == 1 ? (uint32_t)(ndst + 5)
                                                              : rnd() % ndst;
-    cl_mem bs = make_buf(n * d * 4, src), bd = make_buf(n * 4, dest);
+    cl_mem bs = tu_buffer(ctx, n * d * 4, src), bd = tu_buffer(ctx, n * 4, dest);
     cl_mem bo = poisoned_buf(ndst * d * 4), bc = poisoned_buf(ndst * 4);
     ok(clattn__scatter_mean_rows(ctx, bs, n, d, bd, ndst, bo, with_counts ? bc : NULL, 0, NULL,
                                  NULL),
        "scatter-mean");
-    read_buf(bo, ndst * d * 4, out);
+    tu_read(ctx, bo, ndst * d * 4, out);
     if (with_counts)
-        read_buf(bc, ndst * 4, cnt);
+        tu_read(ctx, bc, ndst * 4, cnt);
     double *sum = calloc(ndst * d, sizeof(double));
     uint32_t *c = calloc(ndst, 4);
     for (size_t i = 0; i < n; i++)
@@ -394,8 +376,8 @@ static void test_invalid(void **state)
         k[i] = (uint32_t)i;
         sev[i] = 7;
     }
-    cl_mem a = make_buf(256, k), b = make_buf(256, sev), c = make_buf(256, sev);
-    cl_mem small = make_buf(16, sev);
+    cl_mem a = tu_buffer(ctx, 256, k), b = tu_buffer(ctx, 256, sev), c = tu_buffer(ctx, 256, sev);
+    cl_mem small = tu_buffer(ctx, 16, sev);
     cl_event ev = NULL;
     expect(clattn__sort_pairs(NULL, a, NULL, b, c, 1, 64, 32, 0, NULL, NULL),
            CLATTN_NULL_POINTER, "sort ctx");
@@ -443,9 +425,9 @@ static void test_invalid(void **state)
            "counts == dst");
     assert_null(ev);
     uint32_t got[64];
-    read_buf(b, 256, got);
+    tu_read(ctx, b, 256, got);
     assert_memory_equal(got, sev, 256);
-    read_buf(c, 256, got);
+    tu_read(ctx, c, 256, got);
     assert_memory_equal(got, sev, 256);
     cl_mem all[] = {a, b, c, small};
     for (int i = 0; i < 4; i++)
@@ -459,15 +441,15 @@ static void test_wait_list(void **state)
     uint32_t keys[100], ko[100], vo[100];
     for (int i = 0; i < 100; i++)
         keys[i] = (uint32_t)(99 - i);
-    cl_mem a = make_buf(sizeof keys, NULL), b = poisoned_buf(400), c = poisoned_buf(400);
+    cl_mem a = tu_buffer(ctx, sizeof keys, NULL), b = poisoned_buf(400), c = poisoned_buf(400);
     cl_event w = NULL, ev = NULL;
     assert_int_equal(
         clEnqueueWriteBuffer(queue(), a, CL_FALSE, 0, sizeof keys, keys, 0, NULL, &w),
         CL_SUCCESS);
     ok(clattn__sort_pairs(ctx, a, NULL, b, c, 1, 100, 7, 1, &w, &ev), "sort after write");
     assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
-    read_buf(b, 400, ko);
-    read_buf(c, 400, vo);
+    tu_read(ctx, b, 400, ko);
+    tu_read(ctx, c, 400, vo);
     for (int i = 0; i < 100; i++) {
         assert_int_equal(ko[i], (uint32_t)i);
         assert_int_equal(vo[i], (uint32_t)(99 - i));

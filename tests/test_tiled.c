@@ -41,19 +41,6 @@ typedef struct tcase {
     int with_lse;
 } tcase;
 
-static cl_mem make_buf(size_t bytes, const void *init)
-{
-    cl_int err;
-    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE, bytes, NULL,
-                              &err);
-    assert_int_equal(err, CL_SUCCESS);
-    if (init)
-        assert_int_equal(clEnqueueWriteBuffer(clattn_context_get_cl_queue(ctx), m, CL_TRUE, 0,
-                                              bytes, init, 0, NULL, NULL),
-                         CL_SUCCESS);
-    return m;
-}
-
 /* Runs one case through the plan API and returns the normalised error (also asserted). */
 static double run_case(const tcase *c)
 {
@@ -89,9 +76,9 @@ static double run_case(const tcase *c)
         out[i] = NAN;
     for (size_t i = 0; i < nl; i++)
         lse[i] = NAN;
-    cl_mem bq = make_buf(nq * 4, hq), bk = make_buf(nk * 4, hk), bv = make_buf(nk * 4, hv);
-    cl_mem bo = make_buf(nq * 4, out), bl = make_buf(nl * 4, lse);
-    cl_mem bkl = make_buf(c->B * sizeof(int32_t), kl);
+    cl_mem bq = tu_buffer(ctx, nq * 4, hq), bk = tu_buffer(ctx, nk * 4, hk), bv = tu_buffer(ctx, nk * 4, hv);
+    cl_mem bo = tu_buffer(ctx, nq * 4, out), bl = tu_buffer(ctx, nl * 4, lse);
+    cl_mem bkl = tu_buffer(ctx, c->B * sizeof(int32_t), kl);
 
     clattn_attention_desc desc;
     clattn_attention_desc_init(&desc);
@@ -354,8 +341,8 @@ static void test_wait_list(void **state)
     cl_event user = clCreateUserEvent(clattn_context_get_cl_context(ctx), &err);
     assert_int_equal(err, CL_SUCCESS);
     /* Buffers first: a blocking write would wait behind the gated queue. */
-    cl_mem bx = make_buf(n * 4, x), bo[3] = {make_buf(n * 4, o), make_buf(n * 4, o),
-                                              make_buf(n * 4, o)};
+    cl_mem bx = tu_buffer(ctx, n * 4, x), bo[3] = {tu_buffer(ctx, n * 4, o), tu_buffer(ctx, n * 4, o),
+                                              tu_buffer(ctx, n * 4, o)};
     clattn_tensor tx = clattn_tensor_make(bx, 1, 1, 20, 16);
     cl_event done[3];
     const clattn_attention_algo algos[3] = {CLATTN_ALGO_TILED_CPU, CLATTN_ALGO_TILED_GPU,

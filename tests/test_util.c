@@ -1,4 +1,10 @@
 /* Helpers shared by the device test suites (see test_util.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include "test_util.h"
 
 #include <stdio.h>
@@ -35,4 +41,25 @@ float *tu_relayout(const float *x, size_t B, size_t H, size_t N, size_t D, int t
                         y[bhnd] = x[bnhd];
                 }
     return y;
+}
+
+cl_mem tu_buffer(clattn_context *ctx, size_t bytes, const void *init)
+{
+    cl_int err;
+    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE,
+                              bytes ? bytes : 4, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    if (init && bytes)
+        assert_int_equal(clEnqueueWriteBuffer(clattn_context_get_cl_queue(ctx), m, CL_TRUE, 0,
+                                              bytes, init, 0, NULL, NULL),
+                         CL_SUCCESS);
+    return m;
+}
+
+void tu_read(clattn_context *ctx, cl_mem m, size_t bytes, void *dst)
+{
+    assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
+    assert_int_equal(clEnqueueReadBuffer(clattn_context_get_cl_queue(ctx), m, CL_TRUE, 0, bytes,
+                                         dst, 0, NULL, NULL),
+                     CL_SUCCESS);
 }
