@@ -121,17 +121,19 @@ __kernel void clattn_linear_favor_exp(__global float *f, uint mp, float fs, int 
         l[row] = mx;
 }
 
-/* vp [BH][N][DVP] = v, zero padded; one row per work-item. Global size (N, BH). */
+/* vp [BH][N][width] = v, zero padded, with 1 in column ones_at (the GEMM form's [V 1], so one
+ * product gives S and z; ones_at >= width: none, the fused form's padded copy). One row per
+ * work-item. Global size (N, BH). */
 __kernel void clattn_linear_pack_v(__global const float *v, ulong v_off, ulong4 v_st, uint heads,
-                                   uint dv, uint dvp, __global float *vp)
+                                   uint dv, uint width, uint ones_at, __global float *vp)
 {
     uint j = get_global_id(0), bh = get_global_id(1), n = get_global_size(0);
     uint b = bh / heads, h = bh % heads;
-    __global float *o = vp + ((ulong)bh * n + j) * dvp;
+    __global float *o = vp + ((ulong)bh * n + j) * width;
     for (uint e = 0; e < dv; e++)
         o[e] = v[clattn_at(v_off, v_st, b, h, j, e)];
-    for (uint e = dv; e < dvp; e++)
-        o[e] = 0.0f;
+    for (uint e = dv; e < width; e++)
+        o[e] = e == ones_at ? 1.0f : 0.0f;
 }
 
 /* Per chunk of keys: cm = max L over the chunk, wc_j = exp(L_j - cm). Global size
@@ -596,20 +598,6 @@ __kernel void clattn_linear_head_rescale(__global float *f, __global const float
     uint mp = get_global_size(0), n = get_global_size(1);
     ulong row = (ulong)bh * n + j;
     f[row * mp + t] *= exp(l[row] - lmax[bh]);
-}
-
-/* The GEMM form's values: vp1 [BH][N][DW] = (v, 0 padding, 1 at column DVP, 0), so one product
- * F^T vp1 gives S and z together. One row per work-item. Global size (N, BH). */
-__kernel void clattn_linear_pack_v1(__global const float *v, ulong v_off, ulong4 v_st,
-                                    uint heads, uint dv, uint dvp, __global float *vp)
-{
-    uint j = get_global_id(0), bh = get_global_id(1), n = get_global_size(0);
-    uint b = bh / heads, h = bh % heads, dw = dvp + 16;
-    __global float *o = vp + ((ulong)bh * n + j) * dw;
-    for (uint e = 0; e < dv; e++)
-        o[e] = v[clattn_at(v_off, v_st, b, h, j, e)];
-    for (uint e = dv; e < dw; e++)
-        o[e] = e == dvp ? 1.0f : 0.0f;
 }
 
 /* out_i = o'_i[0..Dv) / (o'_i[DVP] + eps) from the GEMM form's o' [BH][Nq][DW]. Global size

@@ -336,18 +336,22 @@ static lin_dims dims_of(const lin_job *j)
 
 static bool is_fixed(const clattn_linear_desc *d) { return d->momentum == CLATTN_MOMENTUM_FIXED; }
 
-static clattn_status launch_pack(seq *s, const lin_job *j, const lin_dims *z, cl_mem vp)
+/* vp [BH][Nk][width] = v zero padded, with 1 in column ones_at (>= width: none). */
+static clattn_status launch_pack(seq *s, const lin_job *j, const lin_dims *z, size_t width,
+                                 size_t ones_at, cl_mem vp)
 {
     cl_kernel k = NULL;
     clattn_status status = get_kernel(s->ctx, "clattn_linear_pack_v", &k);
     if (status != CLATTN_SUCCESS)
         return status;
-    cl_uint heads = (cl_uint)z->heads, dv = (cl_uint)z->dv, dvp = (cl_uint)z->dvp;
+    cl_uint heads = (cl_uint)z->heads, dv = (cl_uint)z->dv, w = (cl_uint)width;
+    cl_uint ones = (cl_uint)ones_at;
     clattn__args a = {k, 0, CL_SUCCESS};
     clattn__arg_view(&a, j->v);
     CLATTN_ARG(&a, heads);
     CLATTN_ARG(&a, dv);
-    CLATTN_ARG(&a, dvp);
+    CLATTN_ARG(&a, w);
+    CLATTN_ARG(&a, ones);
     CLATTN_ARG(&a, vp);
     size_t g[2] = {j->v->shape[2], z->bh};
     return launch(s, k, &a, 2, g, false, NULL);
@@ -734,25 +738,15 @@ static clattn_status run_gemm(seq *s, const lin_job *j, const lin_dims *z, cl_me
     CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 13, z->bh * z->mp * z->dw * sizeof(float),
                                   "linear attention state", &kv));
     CLATTN_FORWARD(clattn__ws_get(ctx, s->ws, 6, ob, "unnormalised outputs", &op));
-    cl_uint heads = (cl_uint)z->heads, dv = (cl_uint)z->dv, dvp = (cl_uint)z->dvp;
-    CLATTN_FORWARD(get_kernel(ctx, "clattn_linear_pack_v1", &k));
-    clattn__args a = {k, 0, CL_SUCCESS};
-    clattn__arg_view(&a, j->v);
-    CLATTN_ARG(&a, heads);
-    CLATTN_ARG(&a, dv);
-    CLATTN_ARG(&a, dvp);
-    CLATTN_ARG(&a, vp1);
-    size_t g[2] = {z->nk, z->bh};
-    status = launch(s, k, &a, 2, g, false, NULL);
-    k = NULL;
-    CLATTN_FORWARD(status);
+    CLATTN_FORWARD(launch_pack(s, j, z, z->dw, z->dvp, vp1));
     CLATTN_FORWARD(seq_gemm(s, true, z->mp, z->dw, z->nk, fk, z->mp, z->nk * z->mp, vp1, z->dw,
                             z->nk * z->dw, kv, z->dw, z->mp * z->dw, z->bh));
     CLATTN_FORWARD(seq_gemm(s, false, z->nq, z->dw, z->mp, fq, z->mp, z->nq * z->mp, kv, z->dw,
                             z->mp * z->dw, op, z->dw, z->nq * z->dw, z->bh));
     CLATTN_FORWARD(get_kernel(ctx, "clattn_linear_normalize", &k));
+    cl_uint heads = (cl_uint)z->heads, dv = (cl_uint)z->dv, dvp = (cl_uint)z->dvp;
     cl_float eps = j->d->eps;
-    a = (clattn__args){k, 0, CL_SUCCESS};
+    clattn__args a = {k, 0, CL_SUCCESS};
     CLATTN_ARG(&a, op);
     CLATTN_ARG(&a, dv);
     CLATTN_ARG(&a, dvp);
@@ -807,7 +801,7 @@ static clattn_status run_job(clattn_context *ctx, const lin_job *j, cl_uint num_
         CLATTN_FORWARD(run_gemm(&s, j, &z, fq, fk, event));
         goto cleanup;
     }
-    CLATTN_FORWARD(launch_pack(&s, j, &z, vp));
+    CLATTN_FORWARD(launch_pack(&s, j, &z, z.dvp, z.dvp, vp));
     if (j->d->momentum == CLATTN_MOMENTUM_ADAPTIVE) {
         const lin_bufs *b = j->state;
         if (!b) {
