@@ -41,7 +41,7 @@ test)
         -DCLATTN_BUILD_SAMPLES=OFF >/dev/null
   cmake --build build-asan -j"$jobs"
   # Pin the ICD loader to PoCL alone and suppress only the drivers' own leaks (tests/lsan.supp).
-  # LeakSanitizer's own stop-the-world tracer has crashed at exit of test_tiled_pocl in two CI
+  # LeakSanitizer's own stop-the-world tracer has crashed at exit of test_softmax_pocl in two CI
   # runs, on the first, cold-cache run ("Tracer caught signal 11" after all 14 cases passed; a
   # manual cold run and the warm reruns passed; cause not found), so a failed entry gets one retry.
   # An AddressSanitizer/UBSan report or a real leak is deterministic and fails both runs.

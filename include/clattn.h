@@ -78,7 +78,8 @@ CLATTN_API const char *clattn_version_string(void);
     X(UNSUPPORTED, -4010, "unsupported on this device or configuration")                           \
     X(IO_ERROR, -4011, "file input/output error")                                                  \
     X(BLAS_ERROR, -4012, "CLBlast call failed")                                                    \
-    X(INVALID_CONTEXT, -4013, "invalid or mismatched context")
+    X(INVALID_CONTEXT, -4013, "invalid or mismatched context")                                      \
+    X(INTERNAL_ERROR, -4014, "internal library error (a bug: please report it)")
 
 typedef enum clattn_status {
 #define CLATTN_STATUS_ENUM_(name, value, msg) CLATTN_##name = value,
@@ -129,6 +130,13 @@ typedef struct clattn_device_info {
     cl_uint native_vector_width_float;
     int has_fp16;
     int has_fp64;
+    /* Driver quirks, filled once when the device is described; the scheduler reads them instead
+     * of matching names. loop_iteration_cap: the driver ends any loop after this many iterations
+     * counted over a whole work-group (llvmpipe: 65535), 0 when none is known. simt_cpu: a CPU
+     * driver that runs a work-group's items lane by lane inside one loop (llvmpipe), so long
+     * per-item loops need work-groups of one item. */
+    uint64_t loop_iteration_cap;
+    int simt_cpu;
 } clattn_device_info;
 
 typedef struct clattn_context clattn_context;
@@ -176,6 +184,16 @@ CLATTN_API clattn_status clattn_context_finish(clattn_context *ctx);
 CLATTN_API void clattn_context_cache_stats(const clattn_context *ctx, unsigned *source_builds,
                                            unsigned *disk_loads, unsigned *memory_hits);
 
+/* Counters of the context's program cache and kernel objects since creation (a baked plan's
+ * enqueues change none of them). */
+typedef struct clattn_context_stats {
+    unsigned program_lookups; /* program fetches: builds + disk loads + memory hits */
+    unsigned source_builds, disk_loads, memory_hits;
+    unsigned kernels_created; /* clCreateKernel calls */
+} clattn_context_stats;
+CLATTN_API clattn_status clattn_context_get_stats(const clattn_context *ctx,
+                                                  clattn_context_stats *stats);
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Tensors                                                                                        */
 /* ---------------------------------------------------------------------------------------------- */
@@ -197,19 +215,91 @@ CLATTN_API clattn_tensor clattn_tensor_make(cl_mem buffer, size_t b, size_t h, s
                                             size_t d);
 
 /* ---------------------------------------------------------------------------------------------- */
+/* Plans: the shape every operator has                                                            */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Every operator family follows one shape:
+ *   clattn_<op>_desc_init(&desc)                     fills defaults (nothing else)
+ *   clattn_<op>_plan_create(ctx, &desc, shapes..., &plan)
+ *                                                    validates, chooses launches (tuning database,
+ *                                                    else the scheduler), creates its kernels once,
+ *                                                    allocates its scratch, uploads constant data
+ *   clattn_<op>_plan_enqueue(plan, tensors..., num_wait, wait, &event)
+ *                                                    validates the views and enqueues; never builds
+ *                                                    a program or creates a kernel
+ *   clattn_<op>_enqueue(ctx, &desc, tensors..., num_wait, wait, &event)   one-shot, on a plan
+ *   clattn_<op>_host(ctx, &desc, shapes..., host arrays...)               blocking, on a plan
+ * clattn_plan_get_info and clattn_plan_destroy take a plan of any operator.
+ * A NULL desc means the defaults everywhere; boolean fields accept 0 and 1 only
+ * (INVALID_ARGUMENT otherwise). The enqueues of one plan share its scratch: on an out-of-order
+ * queue, make each wait for the previous one's event. */
+
+typedef struct clattn_plan clattn_plan;
+
+typedef enum clattn_operator {
+    CLATTN_OP_SOFTMAX = 1, /* exact softmax attention */
+    CLATTN_OP_LINEAR = 2,  /* linear (kernelized) attention, with momentum */
+    CLATTN_OP_RPE = 3,     /* kernelized attention with relative positional encoding */
+    CLATTN_OP_LSH = 4,     /* Reformer LSH attention */
+    CLATTN_OP_ROUTING = 5, /* Routing Transformer attention */
+    CLATTN_OP_SSM = 6,     /* state-space (S4D/DSS) long convolution */
+    CLATTN_OP_GSS = 7      /* gated state-space layer */
+} clattn_operator;
+
+/* "softmax", "linear", "rpe", "lsh", "routing", "ssm", "gss" (the names of the CLI, the files
+ * and the tuning database), or "unknown". */
+CLATTN_API const char *clattn_operator_name(clattn_operator op);
+
+#define CLATTN_PLAN_MAX_KERNELS 24
+
+/* One kernel a plan created, and how it will be launched. */
+typedef struct clattn_plan_kernel {
+    char name[64];           /* OpenCL kernel name, "clattn_<op>_<variant>" */
+    char program[32];        /* kernels_cl file it comes from */
+    char build_options[256]; /* its -D options */
+    size_t local_size;       /* work-group size along dimension 0; 0 = the driver's choice */
+    char chosen_by[16];      /* "scheduler", "tuning-db", "caller" (tuner, forced algorithm) */
+} clattn_plan_kernel;
+
+/* What a baked plan chose. */
+typedef struct clattn_plan_info {
+    clattn_operator op;
+    int algorithm;             /* the operator's algorithm enum value actually used (never AUTO) */
+    char algorithm_name[32];   /* its name: "tiled_cpu", "fused", "gemm", "fft", "direct" ... */
+    char launch[160];          /* the launch parameters, "key=value ..." */
+    char variant[64];          /* the main kernel's name, e.g. "clattn_softmax_fwd_cpu" */
+    unsigned tile_q;           /* softmax: query rows per work-group (0 for other operators) */
+    unsigned tile_kv;          /* softmax: keys per inner tile */
+    unsigned rows_per_item;    /* softmax: query rows owned by one work-item */
+    size_t local_size;         /* the main kernel's work-group size */
+    size_t local_mem_bytes;    /* __local memory per work-group of the main kernel */
+    size_t scratch_bytes;      /* device scratch owned by the plan */
+    char build_options[256];   /* the -D options of the main kernel */
+    int from_tuning_db;        /* 1 when the launch came from the tuning database */
+    unsigned num_kernels;      /* kernels the plan created (entries of `kernels`) */
+    clattn_plan_kernel kernels[CLATTN_PLAN_MAX_KERNELS];
+} clattn_plan_info;
+
+/* Fills *info for a plan of any operator. */
+CLATTN_API clattn_status clattn_plan_get_info(const clattn_plan *plan, clattn_plan_info *info);
+
+/* Releases a plan of any operator: its kernels, scratch and retained buffers. NULL-safe. */
+CLATTN_API void clattn_plan_destroy(clattn_plan *plan);
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Exact softmax attention (FlashAttention-style tiled forward)                                    */
 /* ---------------------------------------------------------------------------------------------- */
 
-typedef enum clattn_attention_algo {
-    CLATTN_ALGO_AUTO = 0,      /* the scheduler picks the kernel family for the device */
-    CLATTN_ALGO_TILED_CPU = 1, /* register-blocked, no __local memory, no barriers (CPU-like) */
-    CLATTN_ALGO_TILED_GPU = 2, /* work-groups sharing K/V tiles in __local memory (GPU-like) */
-    CLATTN_ALGO_NAIVE = 3      /* scores materialised by CLBlast GEMMs + softmax: a baseline */
-} clattn_attention_algo;
+typedef enum clattn_softmax_algo {
+    CLATTN_SOFTMAX_AUTO = 0,      /* the scheduler picks the kernel family for the device */
+    CLATTN_SOFTMAX_TILED_CPU = 1, /* register-blocked, no __local memory, no barriers (CPU-like) */
+    CLATTN_SOFTMAX_TILED_GPU = 2, /* work-groups sharing K/V tiles in __local memory (GPU-like) */
+    CLATTN_SOFTMAX_NAIVE = 3      /* scores materialised by CLBlast GEMMs + softmax: a baseline */
+} clattn_softmax_algo;
 
-/* Describes one attention operator. Fill with clattn_attention_desc_init() first, then set fields;
+/* Describes one attention operator. Fill with clattn_softmax_desc_init() first, then set fields;
  * struct_size lets the struct grow without breaking the ABI. */
-typedef struct clattn_attention_desc {
+typedef struct clattn_softmax_desc {
     size_t struct_size;
     /* Logits are scale * (q . k). 0 (the default) means 1/sqrt(D). Must be finite. */
     float scale;
@@ -222,26 +312,11 @@ typedef struct clattn_attention_desc {
     cl_mem key_lengths;
     size_t key_lengths_offset;
     /* Kernel family; AUTO lets the scheduler choose from the device description. */
-    clattn_attention_algo algorithm;
-} clattn_attention_desc;
+    clattn_softmax_algo algorithm;
+} clattn_softmax_desc;
 
-CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc);
+CLATTN_API void clattn_softmax_desc_init(clattn_softmax_desc *desc);
 
-typedef struct clattn_plan clattn_plan;
-
-/* What a baked plan chose. */
-typedef struct clattn_plan_info {
-    clattn_attention_algo algorithm; /* the family actually used (never AUTO) */
-    char variant[64];                /* kernel name, e.g. "clattn_tiled_fwd_cpu" */
-    unsigned tile_q;                 /* query rows per work-group */
-    unsigned tile_kv;                /* keys per inner tile */
-    unsigned rows_per_item;          /* query rows owned by one work-item */
-    size_t local_size;               /* work-group size */
-    size_t local_mem_bytes;          /* __local memory used per work-group */
-    size_t scratch_bytes;            /* device scratch owned by the plan */
-    char build_options[256];         /* the -D options of the main kernel */
-    int from_tuning_db;              /* 1 when the launch came from the tuning database */
-} clattn_plan_info;
 
 /* Bakes a plan for softmax attention on fixed shapes:
  *   q_shape = {B, Hq, Nq, D}, k_shape = v_shape = {B, Hk, Nk, D}, with Hq a multiple of Hk
@@ -251,8 +326,8 @@ typedef struct clattn_plan_info {
  * Status: NULL_POINTER, INVALID_SHAPE (zero sizes, D > 256), SHAPE_MISMATCH, INVALID_ARGUMENT
  * (non-finite scale, unknown algorithm), UNSUPPORTED (e.g. NAIVE with strided K), BUILD_FAILED,
  * OpenCL allocation codes. */
-CLATTN_API clattn_status clattn_attention_plan_create(clattn_context *ctx,
-                                                      const clattn_attention_desc *desc,
+CLATTN_API clattn_status clattn_softmax_plan_create(clattn_context *ctx,
+                                                      const clattn_softmax_desc *desc,
                                                       const size_t q_shape[4],
                                                       const size_t k_shape[4],
                                                       const size_t v_shape[4],
@@ -267,7 +342,7 @@ CLATTN_API clattn_status clattn_attention_plan_create(clattn_context *ctx,
  * (BUFFER_TOO_SMALL), out/lse do not alias q, k, v or each other (ALIASING), out has no zero
  * stride. The NAIVE algorithm additionally needs unit strides along D for q, k and v.
  * `event` (may be NULL) receives an event for the last command enqueued. */
-CLATTN_API clattn_status clattn_attention_plan_enqueue(clattn_plan *plan, const clattn_tensor *q,
+CLATTN_API clattn_status clattn_softmax_plan_enqueue(clattn_plan *plan, const clattn_tensor *q,
                                                        const clattn_tensor *k,
                                                        const clattn_tensor *v,
                                                        const clattn_tensor *out,
@@ -275,15 +350,10 @@ CLATTN_API clattn_status clattn_attention_plan_enqueue(clattn_plan *plan, const 
                                                        cl_uint num_wait, const cl_event *wait,
                                                        cl_event *event);
 
-CLATTN_API clattn_status clattn_plan_get_info(const clattn_plan *plan, clattn_plan_info *info);
-
-/* Releases the plan's kernels, scratch and retained buffers. NULL-safe. */
-CLATTN_API void clattn_plan_destroy(clattn_plan *plan);
-
 /* One-shot: plan (shapes from the tensors) + enqueue + release. Plans are cheap to re-bake because
  * programs are cached, but engines calling many times should keep a plan. */
-CLATTN_API clattn_status clattn_attention_enqueue(clattn_context *ctx,
-                                                  const clattn_attention_desc *desc,
+CLATTN_API clattn_status clattn_softmax_enqueue(clattn_context *ctx,
+                                                  const clattn_softmax_desc *desc,
                                                   const clattn_tensor *q, const clattn_tensor *k,
                                                   const clattn_tensor *v, const clattn_tensor *out,
                                                   const clattn_tensor *lse, cl_uint num_wait,
@@ -293,8 +363,8 @@ CLATTN_API clattn_status clattn_attention_enqueue(clattn_context *ctx,
  * out [B,Hq,Nq,D], lse [B,Hq,Nq] (may be NULL), key_lengths int32 [B] (may be NULL; overrides
  * desc->key_lengths; values must lie in [0, Nk], else INVALID_ARGUMENT). `out` and `lse` are only
  * written on success. */
-CLATTN_API clattn_status clattn_attention_host(clattn_context *ctx,
-                                               const clattn_attention_desc *desc,
+CLATTN_API clattn_status clattn_softmax_host(clattn_context *ctx,
+                                               const clattn_softmax_desc *desc,
                                                const size_t q_shape[4], const size_t k_shape[4],
                                                const size_t v_shape[4], const float *q,
                                                const float *k, const float *v,
@@ -303,9 +373,9 @@ CLATTN_API clattn_status clattn_attention_host(clattn_context *ctx,
 
 /* The plan the scheduler would choose for these shapes on a described device, without building
  * anything (pure function; `clattn devices` prints it). scratch_bytes is left 0. Status as for
- * clattn_attention_plan_create's validation and scheduling steps. */
-CLATTN_API clattn_status clattn_attention_schedule(const clattn_device_info *device,
-                                                   const clattn_attention_desc *desc,
+ * clattn_softmax_plan_create's validation and scheduling steps. */
+CLATTN_API clattn_status clattn_softmax_schedule(const clattn_device_info *device,
+                                                   const clattn_softmax_desc *desc,
                                                    const size_t q_shape[4],
                                                    const size_t k_shape[4],
                                                    clattn_plan_info *info);
@@ -337,7 +407,7 @@ CLATTN_API clattn_status clattn_measure_peak_gflops(clattn_context *ctx, double 
 /* The autotuner measures the launches of a tiled attention family that are valid on the device
  * (TILED_CPU: rows per work-item 1/2/4/8 and work-group size 1/2/4/8; TILED_GPU: work-group size
  * 32/64/128/256 and key tile 8/16/32/64, within the device's limits) and keeps the fastest in a
- * per-device tuning database. Every clattn_attention_plan_create with algorithm AUTO consults that
+ * per-device tuning database. Every clattn_softmax_plan_create with algorithm AUTO consults that
  * database first (shape class: D, Nq and Nk rounded up to powers of two, causal, and the family
  * AUTO resolves to) and falls back to the scheduler's rules when it has no entry.
  *
@@ -379,11 +449,11 @@ typedef struct clattn_tune_report {
  * desc: NULL or AUTO, TILED_CPU or TILED_GPU (its scale, causal flag and key lengths are used).
  * Blocking; uses the context's queue and finishes it.
  * Status: NULL_POINTER (ctx, shapes or report), INVALID_ARGUMENT (budget not positive and finite),
- * the statuses of clattn_attention_plan_create for the default launch, UNSUPPORTED (NAIVE), and
+ * the statuses of clattn_softmax_plan_create for the default launch, UNSUPPORTED (NAIVE), and
  * OpenCL allocation codes. A failed database write is not an error: db_written stays 0 and notes
  * say why. */
-CLATTN_API clattn_status clattn_tune_attention(clattn_context *ctx,
-                                               const clattn_attention_desc *desc,
+CLATTN_API clattn_status clattn_tune_softmax(clattn_context *ctx,
+                                               const clattn_softmax_desc *desc,
                                                const size_t q_shape[4], const size_t k_shape[4],
                                                double budget_seconds, clattn_tune_report *report);
 
@@ -393,7 +463,7 @@ typedef struct clattn_tuning_entry {
     unsigned head_dim;               /* D */
     size_t nq_bucket, nk_bucket;     /* Nq and Nk rounded up to powers of two */
     int causal;                      /* 0 or 1 */
-    clattn_attention_algo algorithm; /* TILED_CPU or TILED_GPU */
+    clattn_softmax_algo algorithm; /* TILED_CPU or TILED_GPU */
     unsigned rows_per_item;          /* TILED_CPU: ROWS; TILED_GPU: 1 */
     size_t local_size;               /* work-group size (WG_SIZE for TILED_GPU) */
     unsigned tile_kv;                /* TILED_GPU: TILE_KV; TILED_CPU: the 16-key block */

@@ -12,7 +12,7 @@
  *                        O(N + n_buckets * tiles), no barriers and no atomics: each (bucket,
  *                        tile) counter belongs to one work-item;
  *  clattn_lsh_pack_keys  the normalised keys (written by the hash kernel) in sorted order as
- *                        16-key panels [Dp][16] (the CPU layout of clattn_tiled_fwd_cpu), with
+ *                        16-key panels [Dp][16] (the CPU layout of clattn_softmax_fwd_cpu), with
  *                        each slot's original position and bucket (-1 for padding slots);
  *  clattn_lsh_pack_v     values as contiguous rows padded to whole float16 vectors;
  *  clattn_lsh_attend     per round, LSH_ROWS consecutive sorted queries per work-item (they share

@@ -82,16 +82,16 @@ static const char *class_name(clattn_device_class c)
     }
 }
 
-static const char *algo_name(clattn_attention_algo a)
+static const char *algo_name(clattn_softmax_algo a)
 {
     switch (a) {
-    case CLATTN_ALGO_AUTO:
+    case CLATTN_SOFTMAX_AUTO:
         return "auto";
-    case CLATTN_ALGO_TILED_CPU:
+    case CLATTN_SOFTMAX_TILED_CPU:
         return "tiled-cpu";
-    case CLATTN_ALGO_TILED_GPU:
+    case CLATTN_SOFTMAX_TILED_GPU:
         return "tiled-gpu";
-    case CLATTN_ALGO_NAIVE:
+    case CLATTN_SOFTMAX_NAIVE:
         return "naive";
     }
     return "?";
@@ -191,11 +191,11 @@ static void print_plan(const clattn_device_info *dev, size_t d)
 {
     const size_t n = 4096;
     const size_t shape[4] = {1, 8, n, d};
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
     clattn_plan_info pi;
     memset(&pi, 0, sizeof pi);
-    clattn_status st = clattn_attention_schedule(dev, &desc, shape, shape, &pi);
+    clattn_status st = clattn_softmax_schedule(dev, &desc, shape, shape, &pi);
     if (st != CLATTN_SUCCESS) {
         printf("  plan D=%-4zu  none: %s (%s)\n", d, clattn_status_message(st),
                clattn_status_string(st));
@@ -375,14 +375,14 @@ static int load_key_lengths(const char *path, size_t batch, size_t nk, int32_t *
     return rc;
 }
 
-static int parse_algo(const char *s, clattn_attention_algo *algo)
+static int parse_algo(const char *s, clattn_softmax_algo *algo)
 {
     static const struct {
         const char *name;
-        clattn_attention_algo algo;
-    } names[] = {{"auto", CLATTN_ALGO_AUTO},           {"cpu", CLATTN_ALGO_TILED_CPU},
-                 {"tiled-cpu", CLATTN_ALGO_TILED_CPU}, {"gpu", CLATTN_ALGO_TILED_GPU},
-                 {"tiled-gpu", CLATTN_ALGO_TILED_GPU}, {"naive", CLATTN_ALGO_NAIVE}};
+        clattn_softmax_algo algo;
+    } names[] = {{"auto", CLATTN_SOFTMAX_AUTO},           {"cpu", CLATTN_SOFTMAX_TILED_CPU},
+                 {"tiled-cpu", CLATTN_SOFTMAX_TILED_CPU}, {"gpu", CLATTN_SOFTMAX_TILED_GPU},
+                 {"tiled-gpu", CLATTN_SOFTMAX_TILED_GPU}, {"naive", CLATTN_SOFTMAX_NAIVE}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(s, names[i].name) == 0) {
             *algo = names[i].algo;
@@ -392,7 +392,7 @@ static int parse_algo(const char *s, clattn_attention_algo *algo)
 }
 
 /* Options that need no file: parsed before anything is read so that typos fail fast. */
-static int run_check_options(const run_args *ra, clattn_attention_desc *desc)
+static int run_check_options(const run_args *ra, clattn_softmax_desc *desc)
 {
     const char *missing = !ra->q ? "--q" : !ra->k ? "--k" : !ra->v ? "--v" : !ra->out ? "-o" : NULL;
     if (missing)
@@ -400,7 +400,7 @@ static int run_check_options(const run_args *ra, clattn_attention_desc *desc)
                     missing);
     if (ra->lse && strcmp(ra->lse, ra->out) == 0)
         return fail(EXIT_USAGE, "run softmax: --lse and -o name the same file '%s'", ra->out);
-    clattn_attention_desc_init(desc);
+    clattn_softmax_desc_init(desc);
     desc->causal = ra->causal;
     if (ra->scale) {
         char *end = NULL;
@@ -433,7 +433,7 @@ static int write_outputs(const run_args *ra, const float *out, const float *lse,
 
 static int run_softmax(const run_args *ra)
 {
-    clattn_attention_desc desc;
+    clattn_softmax_desc desc;
     int rc = run_check_options(ra, &desc);
     if (rc)
         return rc;
@@ -464,7 +464,7 @@ static int run_softmax(const run_args *ra)
                   "cannot open a device: %s", lib_error(NULL, st));
         goto cleanup;
     }
-    st = clattn_attention_host(ctx, &desc, q.shape, k.shape, v.shape, q.data, k.data, v.data, kl,
+    st = clattn_softmax_host(ctx, &desc, q.shape, k.shape, v.shape, q.data, k.data, v.data, kl,
                                out, lse);
     if (st != CLATTN_SUCCESS) {
         rc = fail(status_exit_code(st), "attention failed: %s (%s)", lib_error(ctx, st),
@@ -528,11 +528,11 @@ typedef enum variant_id {
 static const struct {
     const char *name;
     int attention;
-    clattn_attention_algo algo;
+    clattn_softmax_algo algo;
 } VARIANTS[V_COUNT] = {
-    {"tiled", 1, CLATTN_ALGO_AUTO},          {"tiled-cpu", 1, CLATTN_ALGO_TILED_CPU},
-    {"tiled-gpu", 1, CLATTN_ALGO_TILED_GPU}, {"naive", 1, CLATTN_ALGO_NAIVE},
-    {"sgemm", 0, CLATTN_ALGO_AUTO},          {"peak", 0, CLATTN_ALGO_AUTO},
+    {"tiled", 1, CLATTN_SOFTMAX_AUTO},          {"tiled-cpu", 1, CLATTN_SOFTMAX_TILED_CPU},
+    {"tiled-gpu", 1, CLATTN_SOFTMAX_TILED_GPU}, {"naive", 1, CLATTN_SOFTMAX_NAIVE},
+    {"sgemm", 0, CLATTN_SOFTMAX_AUTO},          {"peak", 0, CLATTN_SOFTMAX_AUTO},
 };
 
 typedef struct bench_config {
@@ -617,7 +617,7 @@ static clattn_status time_plan(clattn_context *ctx, clattn_plan *plan, const cla
     clattn_status st = CLATTN_SUCCESS;
     for (size_t r = 0; r <= reps && st == CLATTN_SUCCESS; r++) {
         double t0 = now_ms();
-        st = clattn_attention_plan_enqueue(plan, &t[0], &t[1], &t[2], &t[3], NULL, 0, NULL, NULL);
+        st = clattn_softmax_plan_enqueue(plan, &t[0], &t[1], &t[2], &t[3], NULL, 0, NULL, NULL);
         if (st == CLATTN_SUCCESS)
             st = clattn_context_finish(ctx);
         if (r > 0)
@@ -640,15 +640,15 @@ static double attention_flops(const bench_config *cfg, size_t n)
 static int bench_attention(clattn_context *ctx, const bench_config *cfg, size_t n, variant_id var,
                            cl_mem bufs[4], const progress *prog, bench_result *r)
 {
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
     desc.causal = cfg->causal;
     desc.algorithm = VARIANTS[var].algo;
     const size_t shape[4] = {cfg->batch, cfg->heads, n, cfg->d};
     clattn_plan *plan = NULL;
 
     double t0 = now_ms();
-    clattn_status st = clattn_attention_plan_create(ctx, &desc, shape, shape, shape, &plan);
+    clattn_status st = clattn_softmax_plan_create(ctx, &desc, shape, shape, shape, &plan);
     r->build_ms = now_ms() - t0;
     if (st != CLATTN_SUCCESS) {
         note(prog, "%s N=%zu skipped: %s", VARIANTS[var].name, n, lib_error(ctx, st));
@@ -1024,7 +1024,7 @@ static int tune_show(clattn_context *ctx)
            "tuned plan", "default ms", "tuned ms", "speedup");
     for (size_t i = 0; i < count && i < 256; i++) {
         char plan[64];
-        if (e[i].algorithm == CLATTN_ALGO_TILED_CPU)
+        if (e[i].algorithm == CLATTN_SOFTMAX_TILED_CPU)
             snprintf(plan, sizeof plan, "cpu rows=%u local=%zu", e[i].rows_per_item,
                      e[i].local_size);
         else
@@ -1090,15 +1090,15 @@ static int tune_run(clattn_context *ctx, const tune_config *cfg)
             for (int c = 0; c < cfg->causal_count; c++, n++) {
                 tune_row *row = &rows[n];
                 size_t qs[4] = {cfg->batch, cfg->heads, cfg->ns[j], cfg->ds[i]};
-                clattn_attention_desc desc;
-                clattn_attention_desc_init(&desc);
+                clattn_softmax_desc desc;
+                clattn_softmax_desc_init(&desc);
                 desc.causal = cfg->causal[c];
                 snprintf(row->shape, sizeof row->shape, "D=%zu N=%zu %s", cfg->ds[i], cfg->ns[j],
                          desc.causal ? "causal" : "full");
                 prog.step++;
                 tune_bar(&prog, row->shape, cfg->budget);
                 clattn_status st =
-                    clattn_tune_attention(ctx, &desc, qs, qs, cfg->budget, &row->rep);
+                    clattn_tune_softmax(ctx, &desc, qs, qs, cfg->budget, &row->rep);
                 row->ok = st == CLATTN_SUCCESS;
                 if (!row->ok) {
                     note(&prog, "%s: %s", row->shape, lib_error(ctx, st));

@@ -414,7 +414,7 @@ typedef struct tiled_job {
 static clattn_status tiled_enqueue(void *arg)
 {
     tiled_job *j = arg;
-    return clattn_attention_plan_enqueue(j->plan, &j->t[0], &j->t[1], &j->t[2], &j->t[3], NULL, 0,
+    return clattn_softmax_plan_enqueue(j->plan, &j->t[0], &j->t[1], &j->t[2], &j->t[3], NULL, 0,
                                          NULL, NULL);
 }
 
@@ -424,8 +424,8 @@ int bench_tiled_row(clattn_context *ctx, size_t batch, size_t heads, size_t nq, 
     const size_t qs[4] = {batch, heads, nq, d}, ks[4] = {batch, heads, nk, d};
     cl_mem bufs[4] = {NULL, NULL, NULL, NULL};
     tiled_job job = {NULL, {{0}}};
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
     desc.causal = causal;
     memset(r, 0, sizeof *r);
     size_t big = nq > nk ? nq : nk;
@@ -436,7 +436,7 @@ int bench_tiled_row(clattn_context *ctx, size_t batch, size_t heads, size_t nq, 
         return -1;
     }
     double t0 = now_ms();
-    clattn_status st = clattn_attention_plan_create(ctx, &desc, qs, ks, ks, &job.plan);
+    clattn_status st = clattn_softmax_plan_create(ctx, &desc, qs, ks, ks, &job.plan);
     r->build_ms = now_ms() - t0;
     if (st == CLATTN_SUCCESS) {
         job.t[0] = clattn_tensor_make(bufs[0], batch, heads, nq, d);

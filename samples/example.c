@@ -28,11 +28,11 @@ int main(void)
     clattn_device_info info;
     clattn_context_get_device_info(ctx, &info);
 
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
     desc.causal = 1;
     const size_t shape[4] = {B, H, N, D};
-    st = clattn_attention_host(ctx, &desc, shape, shape, shape, q, k, v, NULL, out, NULL);
+    st = clattn_softmax_host(ctx, &desc, shape, shape, shape, q, k, v, NULL, out, NULL);
     if (st != CLATTN_SUCCESS) {
         fprintf(stderr, "attention failed: %s\n", clattn_context_last_error(ctx));
         clattn_context_destroy(ctx);

@@ -21,7 +21,7 @@
 #include <cmocka.h>
 
 #include "clattn.h"
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 
 enum { B = 1, HQ = 2, HK = 1, NQ = 9, NK = 21, D = 16 };
 #define Q_ELEMS ((size_t)B * HQ * NQ * D)
@@ -146,12 +146,12 @@ static clattn_context *new_context(void)
 static clattn_plan *bake(clattn_context *ctx, size_t d, double *ms)
 {
     size_t qs[4] = {B, HQ, NQ, d}, ks[4] = {B, HK, NK, d};
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
     desc.causal = 1;
     clattn_plan *p = NULL;
     double t0 = now_ms();
-    clattn_status st = clattn_attention_plan_create(ctx, &desc, qs, ks, ks, &p);
+    clattn_status st = clattn_softmax_plan_create(ctx, &desc, qs, ks, ks, &p);
     if (ms)
         *ms = now_ms() - t0;
     if (st != CLATTN_SUCCESS)
@@ -184,14 +184,14 @@ static void run_and_check(clattn_context *ctx, clattn_plan *plan)
     clattn_tensor tv = clattn_tensor_make(bv, B, HK, NK, D);
     clattn_tensor to = clattn_tensor_make(bo, B, HQ, NQ, D);
     clattn_tensor tl = clattn_tensor_make(bl, B, HQ, NQ, 1);
-    clattn_status st = clattn_attention_plan_enqueue(plan, &tq, &tk, &tv, &to, &tl, 0, NULL, NULL);
+    clattn_status st = clattn_softmax_plan_enqueue(plan, &tq, &tk, &tv, &to, &tl, 0, NULL, NULL);
     if (st != CLATTN_SUCCESS)
         fail_msg("enqueue: %s (%s)", clattn_status_string(st), clattn_context_last_error(ctx));
     assert_int_equal(clEnqueueReadBuffer(queue, bo, CL_TRUE, 0, sizeof out, out, 0, NULL, NULL),
                      CL_SUCCESS);
     assert_int_equal(clEnqueueReadBuffer(queue, bl, CL_TRUE, 0, sizeof lse, lse, 0, NULL, NULL),
                      CL_SUCCESS);
-    ref_attention(hq, hk, hv, ro, rl, B, HQ, HK, NQ, NK, D, 1.0 / sqrt((double)D), 1, NULL);
+    ref_softmax(hq, hk, hv, ro, rl, B, HQ, HK, NQ, NK, D, 1.0 / sqrt((double)D), 1, NULL);
     /* float32 against double, values of order 1: |x - r| <= 1e-5 + 1e-4 |r| */
     for (size_t i = 0; i < Q_ELEMS; i++)
         if (!(fabs(out[i] - ro[i]) <= 1e-5 + 1e-4 * fabs(ro[i])))

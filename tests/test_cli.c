@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "npy.h"
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 #include "reference/ref_linear.h"
 #include "reference/ref_routing.h"
 #include "reference/ref_lsh.h"
@@ -101,7 +101,7 @@ static void test_run_matches_reference(void **state)
                  sizeof line);
     if (rc != 0)
         fail_msg("exit %d: %s", rc, line);
-    ref_attention(q, k, v, r, rl, B, H, H, N, N, D, 1.0 / sqrt((double)D), 1, NULL);
+    ref_softmax(q, k, v, r, rl, B, H, H, N, N, D, 1.0 / sqrt((double)D), 1, NULL);
     npy_array out, lse;
     char err[256];
     assert_int_equal(npy_read(at("out.npy"), &out, err, sizeof err), 0);

@@ -19,7 +19,7 @@
 
 #include "clattn.h"
 #include "fft.h"
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 
 #define TOL 1e-4
 #define SENTINEL 12345.0f

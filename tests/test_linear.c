@@ -22,7 +22,7 @@
 
 #include "clattn.h"
 #include "test_util.h"
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 #include "reference/ref_linear.h"
 
 #define TOL 1e-4
@@ -656,7 +656,7 @@ static void test_wait_list(void **state)
     clattn_context_get_device_info(ctx, &info);
     if (strncmp(info.name, "basic", 5) == 0) {
         /* PoCL 3.1's serial "basic" device deadlocks inside clSetUserEventStatus when a command
-         * waits on a user event (as in test_tiled.c). */
+         * waits on a user event (as in test_softmax.c). */
         fprintf(stderr, "note: user-event gating skipped on PoCL's basic device (driver bug)\n");
         return;
     }
@@ -1117,7 +1117,7 @@ static void test_favor_softmax(void **state)
         for (int causal = 0; causal < 2 - a; causal++) {
             double mean_err[2] = {0, 0};
             static const size_t Ms[2] = {16, 256};
-            ref_attention(q, k, v, soft, NULL, 1, 1, 1, N, N, D, 1.0 / sqrt((double)D), causal,
+            ref_softmax(q, k, v, soft, NULL, 1, 1, 1, N, N, D, 1.0 / sqrt((double)D), causal,
                           NULL);
             for (int mi = 0; mi < 2; mi++)
                 for (uint64_t s = 1; s <= 5; s++) {

@@ -21,7 +21,7 @@
 
 #include "clattn.h"
 #include "test_util.h"
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 #include "reference/ref_lsh.h"
 
 #define TOL 1e-4

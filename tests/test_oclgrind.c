@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "clattn.h"
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 #include "reference/ref_linear.h"
 #include "reference/ref_lsh.h"
 #include "reference/ref_routing.h"
@@ -16,7 +16,7 @@
 #include "reference/ref_ssm.h"
 #include "../lib/ops/sort.h"
 
-static int run(clattn_context *ctx, clattn_attention_algo algo, size_t nq, size_t nk, size_t d,
+static int run(clattn_context *ctx, clattn_softmax_algo algo, size_t nq, size_t nk, size_t d,
                int causal)
 {
     size_t B = 2, Hq = 2, Hk = 1;
@@ -29,13 +29,13 @@ static int run(clattn_context *ctx, clattn_attention_algo algo, size_t nq, size_
     ref_fill_uniform(q, n_q, 1, &seed);
     ref_fill_uniform(k, n_k, 1, &seed);
     ref_fill_uniform(v, n_k, 1, &seed);
-    ref_attention(q, k, v, r, rl, B, Hq, Hk, nq, nk, d, 1.0 / sqrt((double)d), causal, kl);
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
+    ref_softmax(q, k, v, r, rl, B, Hq, Hk, nq, nk, d, 1.0 / sqrt((double)d), causal, kl);
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
     desc.algorithm = algo;
     desc.causal = causal;
     int rc = 0;
-    if (clattn_attention_host(ctx, &desc, s_q, s_k, s_k, q, k, v, kl, o, l) != CLATTN_SUCCESS) {
+    if (clattn_softmax_host(ctx, &desc, s_q, s_k, s_k, q, k, v, kl, o, l) != CLATTN_SUCCESS) {
         fprintf(stderr, "attention failed: %s\n", clattn_context_last_error(ctx));
         rc = 1;
     } else {
@@ -616,9 +616,9 @@ int main(int argc, char **argv)
             rc |= run_linear(ctx, 21, 8, 12, 1, CLATTN_FEATURE_RELU, CLATTN_MOMENTUM_ADAPTIVE);
             continue;
         }
-        clattn_attention_algo a = strcmp(w, "cpu") == 0   ? CLATTN_ALGO_TILED_CPU
-                                  : strcmp(w, "gpu") == 0 ? CLATTN_ALGO_TILED_GPU
-                                                          : CLATTN_ALGO_NAIVE;
+        clattn_softmax_algo a = strcmp(w, "cpu") == 0   ? CLATTN_SOFTMAX_TILED_CPU
+                                  : strcmp(w, "gpu") == 0 ? CLATTN_SOFTMAX_TILED_GPU
+                                                          : CLATTN_SOFTMAX_NAIVE;
         rc |= run(ctx, a, 37, 70, 16, 1);
         rc |= run(ctx, a, 70, 37, 8, 0);
     }

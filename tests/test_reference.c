@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 
 #define TOL 1e-6
 
@@ -27,7 +27,7 @@ static void test_single_key_returns_v(void **state)
     const float v[4] = { 3.0f, -7.0f, 0.125f, 9.5f };
     float out[4], lse[1];
     (void)state;
-    ref_attention(q, k, v, out, lse, 1, 1, 1, 1, 1, 4, 0.5, 0, NULL);
+    ref_softmax(q, k, v, out, lse, 1, 1, 1, 1, 1, 4, 0.5, 0, NULL);
     for (int d = 0; d < 4; d++)
         assert_true(out[d] == v[d]);
     /* q.k = 0.5 - 2 - 1 + 1 = -1.5, scaled by 0.5 */
@@ -42,7 +42,7 @@ static void test_equal_logits_give_mean(void **state)
     const float v[4] = { 1.0f, 10.0f, 3.0f, -4.0f };
     float out[2], lse[1];
     (void)state;
-    ref_attention(q, k, v, out, lse, 1, 1, 1, 1, 2, 2, 1.0, 0, NULL);
+    ref_softmax(q, k, v, out, lse, 1, 1, 1, 1, 2, 2, 1.0, 0, NULL);
     assert_close(out[0], 2.0, TOL);
     assert_close(out[1], 3.0, TOL);
     assert_close(lse[0], 1.5 + log(2.0), TOL);
@@ -56,7 +56,7 @@ static void test_unequal_weights(void **state)
     const float v[2] = { 0.0f, 4.0f };
     float out[1], lse[1];
     (void)state;
-    ref_attention(q, k, v, out, lse, 1, 1, 1, 1, 2, 1, 1.0, 0, NULL);
+    ref_softmax(q, k, v, out, lse, 1, 1, 1, 1, 2, 1, 1.0, 0, NULL);
     assert_close(out[0], 3.0, 1e-6);
     assert_close(lse[0], log(4.0), 1e-6);
 }
@@ -68,7 +68,7 @@ static void test_masked_row(void **state)
     const int32_t kl[1] = { 0 };
     float out[2] = { 99.0f, 99.0f }, lse[1] = { 99.0f };
     (void)state;
-    ref_attention(q, k, v, out, lse, 1, 1, 1, 1, 1, 2, 1.0, 0, kl);
+    ref_softmax(q, k, v, out, lse, 1, 1, 1, 1, 1, 2, 1.0, 0, kl);
     assert_true(out[0] == 0.0f && out[1] == 0.0f);
     assert_true(isinf(lse[0]) && lse[0] < 0);
 }
@@ -82,7 +82,7 @@ static void test_causal_bottom_right(void **state)
     const float v[3] = { 1.0f, 2.0f, 6.0f };
     float out[2], lse[2];
     (void)state;
-    ref_attention(q, k, v, out, lse, 1, 1, 1, 2, 3, 1, 1.0, 1, NULL);
+    ref_softmax(q, k, v, out, lse, 1, 1, 1, 2, 3, 1, 1.0, 1, NULL);
     assert_close(out[0], 1.5, TOL);
     assert_close(out[1], 3.0, TOL);
     assert_close(lse[0], log(2.0), TOL);
@@ -96,7 +96,7 @@ static void test_causal_more_queries_than_keys(void **state)
     const float q[3] = { 1.0f, 1.0f, 1.0f }, k[1] = { 1.0f }, v[1] = { 7.0f };
     float out[3], lse[3];
     (void)state;
-    ref_attention(q, k, v, out, lse, 1, 1, 1, 3, 1, 1, 1.0, 1, NULL);
+    ref_softmax(q, k, v, out, lse, 1, 1, 1, 3, 1, 1, 1.0, 1, NULL);
     assert_true(out[0] == 0.0f && isinf(lse[0]) && lse[0] < 0);
     assert_true(out[1] == 0.0f && isinf(lse[1]) && lse[1] < 0);
     assert_close(out[2], 7.0, TOL);
@@ -111,7 +111,7 @@ static void test_gqa_head_mapping(void **state)
     const float v[2] = { 10.0f, 20.0f };
     float out[4];
     (void)state;
-    ref_attention(q, k, v, out, NULL, 1, 4, 2, 1, 1, 1, 1.0, 0, NULL);
+    ref_softmax(q, k, v, out, NULL, 1, 4, 2, 1, 1, 1, 1.0, 0, NULL);
     assert_true(out[0] == 10.0f && out[1] == 10.0f);
     assert_true(out[2] == 20.0f && out[3] == 20.0f);
 }
@@ -124,7 +124,7 @@ static void test_mqa_batches(void **state)
     const float v[2] = { 10.0f, 20.0f };
     float out[4];
     (void)state;
-    ref_attention(q, k, v, out, NULL, 2, 2, 1, 1, 1, 1, 1.0, 0, NULL);
+    ref_softmax(q, k, v, out, NULL, 2, 2, 1, 1, 1, 1, 1.0, 0, NULL);
     assert_true(out[0] == 10.0f && out[1] == 10.0f);
     assert_true(out[2] == 20.0f && out[3] == 20.0f);
 }
@@ -137,7 +137,7 @@ static void test_large_logits_stay_finite(void **state)
     const float v[2] = { 1.0f, -1.0f };
     float out[2], lse[2];
     (void)state;
-    ref_attention(q, k, v, out, lse, 1, 1, 1, 2, 2, 1, 1.0, 0, NULL);
+    ref_softmax(q, k, v, out, lse, 1, 1, 1, 2, 2, 1, 1.0, 0, NULL);
     assert_true(isfinite(out[0]) && isfinite(out[1]));
     assert_true(isfinite(lse[0]) && isfinite(lse[1]));
     assert_close(out[0], 1.0, TOL);   /* exp(-100) weight on the second key */
@@ -155,7 +155,7 @@ static void test_key_lengths(void **state)
     const int32_t kl[4] = { 0, 1, 100, -5 };
     float out[4], lse[4];
     (void)state;
-    ref_attention(q, k, v, out, lse, 4, 1, 1, 1, 2, 1, 1.0, 0, kl);
+    ref_softmax(q, k, v, out, lse, 4, 1, 1, 1, 2, 1, 1.0, 0, kl);
     assert_true(out[0] == 0.0f && isinf(lse[0]) && lse[0] < 0);
     assert_close(out[1], 2.0, TOL);
     assert_close(lse[1], 0.0, TOL);

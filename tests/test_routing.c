@@ -1,7 +1,7 @@
 /* Routing attention against the fp64 host reference (tests/reference/ref_routing.c) given the
  * same centroids, on the device chosen by CLATTN_DEVICE: random shapes (N not a multiple of the
  * window, N = 1, windows that leave positions unrouted or overlap), causal and not, [B, N, H, D]
- * strides; one cluster with w = N against exact attention (ref_attention); k-means++ and the EMA
+ * strides; one cluster with w = N against exact attention (ref_softmax); k-means++ and the EMA
  * update against their references; invalid arguments leave the output untouched.
  *
  * Inputs are random (fixed seeds); outputs are poisoned with NaN first. Tolerance, DESIGN.md §4:
@@ -22,7 +22,7 @@
 
 #include "clattn.h"
 #include "test_util.h"
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 #include "reference/ref_routing.h"
 
 #define TOL 1e-4
@@ -180,7 +180,7 @@ static void test_one_cluster_is_exact(void **state)
             float *q = rand_floats(nq, 1.0f, &seed), *k = rand_floats(nq, 1.0f, &seed);
             float *v = rand_floats(nq, 1.0f, &seed), *mu = rand_floats(c.H * c.D, 1.0f, &seed);
             float *ref = malloc(nq * 4);
-            ref_attention(q, k, v, ref, NULL, c.B, c.H, c.H, c.N, c.N, c.D,
+            ref_softmax(q, k, v, ref, NULL, c.B, c.H, c.H, c.N, c.N, c.D,
                           1.0 / sqrt((double)c.D), causal, NULL);
             float *got = device_run(&c, q, k, v, mu);
             check_close(got, ref, nq, causal ? "one cluster causal" : "one cluster");

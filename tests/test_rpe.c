@@ -19,7 +19,7 @@
 
 #include "clattn.h"
 #include "test_util.h"
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 #include "reference/ref_linear.h"
 #include "reference/ref_rpe.h"
 

@@ -1,7 +1,7 @@
 /* test_scheduler.c - device-free checks of the attention scheduler (lib/sched) on made-up device
  * descriptions: every head dimension on every kind of device gets a launch that fits the device,
  * the kernel family follows the local-memory rule, tiles grow (never shrink) with local memory,
- * and the public clattn_attention_schedule() agrees with the internal function. */
+ * and the public clattn_softmax_schedule() agrees with the internal function. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -84,17 +84,17 @@ static int cpu_family_device(const clattn_device_info *dev)
            dev->native_vector_width_float >= 4;
 }
 
-static clattn_attention_algo expected_family(const clattn_device_info *dev, size_t d)
+static clattn_softmax_algo expected_family(const clattn_device_info *dev, size_t d)
 {
     if (cpu_family_device(dev))
-        return CLATTN_ALGO_TILED_CPU;
+        return CLATTN_SOFTMAX_TILED_CPU;
     /* a real-local-memory device needs room for one key row of K and one of V */
-    return 2 * d * sizeof(float) <= dev->local_mem_size ? CLATTN_ALGO_TILED_GPU
-                                                        : CLATTN_ALGO_TILED_CPU;
+    return 2 * d * sizeof(float) <= dev->local_mem_size ? CLATTN_SOFTMAX_TILED_GPU
+                                                        : CLATTN_SOFTMAX_TILED_CPU;
 }
 
 static void check_launch_fits(const clattn_device_info *dev, size_t d,
-                              const clattn__attn_launch *L)
+                              const clattn__softmax_launch *L)
 {
     char opt[64];
     size_t item0 = dev->max_work_item_sizes[0];
@@ -108,28 +108,28 @@ static void check_launch_fits(const clattn_device_info *dev, size_t d,
     if (L->rows_per_item < 1 || L->tile_q != L->rows_per_item * L->local_size)
         fail_msg("%s D=%zu: tile_q %u != rows_per_item %u * local_size %zu", dev->name, d,
                  L->tile_q, L->rows_per_item, L->local_size);
-    snprintf(opt, sizeof opt, "-DHEAD_DIM=%zu", d);
+    snprintf(opt, sizeof opt, "-DSOFTMAX_HEAD_DIM=%zu", d);
     if (!has_token(L->defines, opt))
         fail_msg("%s D=%zu: defines '%s' lack %s", dev->name, d, L->defines, opt);
     if (L->tile_kv < 1)
         fail_msg("%s D=%zu: tile_kv is 0", dev->name, d);
-    if (L->algo == CLATTN_ALGO_TILED_GPU) {
+    if (L->algo == CLATTN_SOFTMAX_TILED_GPU) {
         if (L->rows_per_item != 1)
             fail_msg("%s D=%zu: GPU family with %u rows per item", dev->name, d,
                      L->rows_per_item);
         if (L->local_mem_bytes != 2 * (size_t)L->tile_kv * d * sizeof(float))
             fail_msg("%s D=%zu: local_mem_bytes %zu != K+V tiles of %u keys", dev->name, d,
                      L->local_mem_bytes, L->tile_kv);
-        snprintf(opt, sizeof opt, "-DWG_SIZE=%zu", L->local_size);
+        snprintf(opt, sizeof opt, "-DSOFTMAX_WG_SIZE=%zu", L->local_size);
         if (!has_token(L->defines, opt))
             fail_msg("%s D=%zu: defines '%s' lack %s", dev->name, d, L->defines, opt);
-    } else if (L->algo == CLATTN_ALGO_TILED_CPU) {
+    } else if (L->algo == CLATTN_SOFTMAX_TILED_CPU) {
         if (L->local_mem_bytes != 0)
             fail_msg("%s D=%zu: CPU family uses %zu bytes of local memory", dev->name, d,
                      L->local_mem_bytes);
     }
-    snprintf(opt, sizeof opt, "-DTILE_KV=%u", L->tile_kv);
-    if (L->algo != CLATTN_ALGO_NAIVE && !has_token(L->defines, opt))
+    snprintf(opt, sizeof opt, "-DSOFTMAX_TILE_KV=%u", L->tile_kv);
+    if (L->algo != CLATTN_SOFTMAX_NAIVE && !has_token(L->defines, opt))
         fail_msg("%s D=%zu: defines '%s' lack %s", dev->name, d, L->defines, opt);
 }
 
@@ -143,22 +143,22 @@ static void test_auto_on_every_device_and_head_dim(void **state)
         for (size_t d = 1; d <= CLATTN__MAX_HEAD_DIM; d++)
             for (int causal = 0; causal <= 1; causal++)
                 for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
-                    clattn__attn_problem p = {d, lens[l][0], lens[l][1], causal};
-                    clattn__attn_launch L;
+                    clattn__softmax_problem p = {d, lens[l][0], lens[l][1], causal};
+                    clattn__softmax_launch L;
                     char why[160] = "";
-                    clattn_status st = clattn__schedule_attention(&devs[i], &p, CLATTN_ALGO_AUTO,
+                    clattn_status st = clattn__schedule_softmax(&devs[i], &p, CLATTN_SOFTMAX_AUTO,
                                                                   &L, why, sizeof why);
                     if (st != CLATTN_SUCCESS)
                         fail_msg("%s D=%zu causal=%d: %s (%s)", devs[i].name, d, causal,
                                  clattn_status_string(st), why);
                     assert_true(why[0] != '\0');
-                    clattn_attention_algo want = expected_family(&devs[i], d);
+                    clattn_softmax_algo want = expected_family(&devs[i], d);
                     if (L.algo != want)
                         fail_msg("%s D=%zu: family %d, want %d", devs[i].name, d, (int)L.algo,
                                  (int)want);
-                    assert_int_equal(clattn__attention_family(&devs[i]),
-                                     cpu_family_device(&devs[i]) ? CLATTN_ALGO_TILED_CPU
-                                                                 : CLATTN_ALGO_TILED_GPU);
+                    assert_int_equal(clattn__softmax_family(&devs[i]),
+                                     cpu_family_device(&devs[i]) ? CLATTN_SOFTMAX_TILED_CPU
+                                                                 : CLATTN_SOFTMAX_TILED_GPU);
                     check_launch_fits(&devs[i], d, &L);
                 }
 }
@@ -171,30 +171,30 @@ static void test_forced_families(void **state)
     size_t ndev = make_devices(devs);
     for (size_t i = 0; i < ndev; i++)
         for (size_t d = 1; d <= CLATTN__MAX_HEAD_DIM; d++) {
-            clattn__attn_problem p = {d, 100, 100, d & 1};
-            clattn__attn_launch L;
+            clattn__softmax_problem p = {d, 100, 100, d & 1};
+            clattn__softmax_launch L;
             clattn_status st;
 
-            st = clattn__schedule_attention(&devs[i], &p, CLATTN_ALGO_TILED_CPU, &L, NULL, 0);
+            st = clattn__schedule_softmax(&devs[i], &p, CLATTN_SOFTMAX_TILED_CPU, &L, NULL, 0);
             assert_int_equal(st, CLATTN_SUCCESS);
-            assert_int_equal(L.algo, CLATTN_ALGO_TILED_CPU);
+            assert_int_equal(L.algo, CLATTN_SOFTMAX_TILED_CPU);
             check_launch_fits(&devs[i], d, &L);
 
-            st = clattn__schedule_attention(&devs[i], &p, CLATTN_ALGO_NAIVE, &L, NULL, 0);
+            st = clattn__schedule_softmax(&devs[i], &p, CLATTN_SOFTMAX_NAIVE, &L, NULL, 0);
             assert_int_equal(st, CLATTN_SUCCESS);
-            assert_int_equal(L.algo, CLATTN_ALGO_NAIVE);
+            assert_int_equal(L.algo, CLATTN_SOFTMAX_NAIVE);
             assert_true(L.local_size >= 1 && L.local_size <= devs[i].max_work_group_size &&
                         L.local_size <= devs[i].max_work_item_sizes[0]);
             assert_true(L.local_mem_bytes <= devs[i].local_mem_size);
 
             char why[160] = "";
-            st = clattn__schedule_attention(&devs[i], &p, CLATTN_ALGO_TILED_GPU, &L, why,
+            st = clattn__schedule_softmax(&devs[i], &p, CLATTN_SOFTMAX_TILED_GPU, &L, why,
                                             sizeof why);
             if (2 * d * sizeof(float) <= devs[i].local_mem_size) {
                 if (st != CLATTN_SUCCESS)
                     fail_msg("%s D=%zu forced GPU: %s (%s)", devs[i].name, d,
                              clattn_status_string(st), why);
-                assert_int_equal(L.algo, CLATTN_ALGO_TILED_GPU);
+                assert_int_equal(L.algo, CLATTN_SOFTMAX_TILED_GPU);
                 check_launch_fits(&devs[i], d, &L);
             } else {
                 assert_int_equal(st, CLATTN_UNSUPPORTED);
@@ -206,31 +206,31 @@ static void test_forced_families(void **state)
 static void test_forced_gpu_without_room_is_unsupported(void **state)
 {
     (void)state;
-    clattn__attn_launch L;
+    clattn__softmax_launch L;
     char why[160] = "";
     /* 1 KiB holds one K and one V row up to D = 128 (2 * 128 * 4 bytes), not beyond. */
     clattn_device_info tiny = make_dev("GPU 1 KiB local", CLATTN_DEVICE_GPU, 1 * KIB, 0, 256, 256);
-    clattn__attn_problem ok = {128, 64, 64, 0}, big = {129, 64, 64, 0};
-    assert_int_equal(clattn__schedule_attention(&tiny, &ok, CLATTN_ALGO_TILED_GPU, &L, NULL, 0),
+    clattn__softmax_problem ok = {128, 64, 64, 0}, big = {129, 64, 64, 0};
+    assert_int_equal(clattn__schedule_softmax(&tiny, &ok, CLATTN_SOFTMAX_TILED_GPU, &L, NULL, 0),
                      CLATTN_SUCCESS);
     assert_int_equal(L.tile_kv, 1);
-    assert_int_equal(clattn__schedule_attention(&tiny, &big, CLATTN_ALGO_TILED_GPU, &L, why,
+    assert_int_equal(clattn__schedule_softmax(&tiny, &big, CLATTN_SOFTMAX_TILED_GPU, &L, why,
                                                 sizeof why),
                      CLATTN_UNSUPPORTED);
     assert_true(why[0] != '\0');
     /* AUTO falls back to the CPU family, which needs no local memory. */
-    assert_int_equal(clattn__schedule_attention(&tiny, &big, CLATTN_ALGO_AUTO, &L, NULL, 0),
+    assert_int_equal(clattn__schedule_softmax(&tiny, &big, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
                      CLATTN_SUCCESS);
-    assert_int_equal(L.algo, CLATTN_ALGO_TILED_CPU);
+    assert_int_equal(L.algo, CLATTN_SOFTMAX_TILED_CPU);
 
     /* No local memory at all. */
     clattn_device_info none = make_dev("GPU no local", CLATTN_DEVICE_GPU, 0, 0, 256, 256);
-    clattn__attn_problem d1 = {1, 8, 8, 1};
-    assert_int_equal(clattn__schedule_attention(&none, &d1, CLATTN_ALGO_TILED_GPU, &L, NULL, 0),
+    clattn__softmax_problem d1 = {1, 8, 8, 1};
+    assert_int_equal(clattn__schedule_softmax(&none, &d1, CLATTN_SOFTMAX_TILED_GPU, &L, NULL, 0),
                      CLATTN_UNSUPPORTED);
-    assert_int_equal(clattn__schedule_attention(&none, &d1, CLATTN_ALGO_AUTO, &L, NULL, 0),
+    assert_int_equal(clattn__schedule_softmax(&none, &d1, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
                      CLATTN_SUCCESS);
-    assert_int_equal(L.algo, CLATTN_ALGO_TILED_CPU);
+    assert_int_equal(L.algo, CLATTN_SOFTMAX_TILED_CPU);
 }
 
 /* For the same D, more local memory never gives a smaller key tile. */
@@ -244,9 +244,9 @@ static void test_tile_kv_monotone_in_local_memory(void **state)
         for (size_t i = 0; i < n; i++) {
             clattn_device_info dev =
                 make_dev("series", CLATTN_DEVICE_GPU, kib[i] * KIB, 0, 1024, 1024);
-            clattn__attn_problem p = {d, 512, 512, 0};
-            clattn__attn_launch L;
-            if (clattn__schedule_attention(&dev, &p, CLATTN_ALGO_TILED_GPU, &L, NULL, 0) ==
+            clattn__softmax_problem p = {d, 512, 512, 0};
+            clattn__softmax_launch L;
+            if (clattn__schedule_softmax(&dev, &p, CLATTN_SOFTMAX_TILED_GPU, &L, NULL, 0) ==
                 CLATTN_SUCCESS) {
                 if (L.tile_kv < prev_forced)
                     fail_msg("D=%zu: %u KiB gives tile_kv %u < %u with less memory", d, kib[i],
@@ -255,9 +255,9 @@ static void test_tile_kv_monotone_in_local_memory(void **state)
             } else {
                 assert_int_equal(prev_forced, 0); /* once supported, stays supported */
             }
-            assert_int_equal(clattn__schedule_attention(&dev, &p, CLATTN_ALGO_AUTO, &L, NULL, 0),
+            assert_int_equal(clattn__schedule_softmax(&dev, &p, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
                              CLATTN_SUCCESS);
-            if (L.algo == CLATTN_ALGO_TILED_GPU) {
+            if (L.algo == CLATTN_SOFTMAX_TILED_GPU) {
                 if (L.tile_kv < prev_auto)
                     fail_msg("D=%zu AUTO: %u KiB gives tile_kv %u < %u with less memory", d,
                              kib[i], L.tile_kv, prev_auto);
@@ -274,30 +274,30 @@ static void test_invalid_head_dim_and_algorithm(void **state)
     (void)state;
     clattn_device_info devs[MAX_DEVS];
     size_t ndev = make_devices(devs);
-    static const clattn_attention_algo algos[] = {CLATTN_ALGO_AUTO, CLATTN_ALGO_TILED_CPU,
-                                                  CLATTN_ALGO_TILED_GPU, CLATTN_ALGO_NAIVE};
+    static const clattn_softmax_algo algos[] = {CLATTN_SOFTMAX_AUTO, CLATTN_SOFTMAX_TILED_CPU,
+                                                  CLATTN_SOFTMAX_TILED_GPU, CLATTN_SOFTMAX_NAIVE};
     for (size_t i = 0; i < ndev; i++) {
-        clattn__attn_launch L;
+        clattn__softmax_launch L;
         for (size_t a = 0; a < sizeof algos / sizeof algos[0]; a++) {
-            clattn__attn_problem p0 = {0, 8, 8, 0}, p257 = {257, 8, 8, 0};
+            clattn__softmax_problem p0 = {0, 8, 8, 0}, p257 = {257, 8, 8, 0};
             char why[160] = "";
-            assert_int_equal(clattn__schedule_attention(&devs[i], &p0, algos[a], &L, why,
+            assert_int_equal(clattn__schedule_softmax(&devs[i], &p0, algos[a], &L, why,
                                                         sizeof why),
                              CLATTN_INVALID_SHAPE);
             assert_true(why[0] != '\0');
-            assert_int_equal(clattn__schedule_attention(&devs[i], &p257, algos[a], &L, NULL, 0),
+            assert_int_equal(clattn__schedule_softmax(&devs[i], &p257, algos[a], &L, NULL, 0),
                              CLATTN_INVALID_SHAPE);
         }
-        clattn__attn_problem p = {64, 8, 8, 0};
+        clattn__softmax_problem p = {64, 8, 8, 0};
         char why[160] = "";
-        assert_int_equal(clattn__schedule_attention(&devs[i], &p, (clattn_attention_algo)4, &L,
+        assert_int_equal(clattn__schedule_softmax(&devs[i], &p, (clattn_softmax_algo)4, &L,
                                                     why, sizeof why),
                          CLATTN_INVALID_ARGUMENT);
         assert_true(why[0] != '\0');
-        assert_int_equal(clattn__schedule_attention(&devs[i], &p, (clattn_attention_algo)-1, &L,
+        assert_int_equal(clattn__schedule_softmax(&devs[i], &p, (clattn_softmax_algo)-1, &L,
                                                     NULL, 0),
                          CLATTN_INVALID_ARGUMENT);
-        assert_int_equal(clattn__schedule_attention(&devs[i], &p, (clattn_attention_algo)99, &L,
+        assert_int_equal(clattn__schedule_softmax(&devs[i], &p, (clattn_softmax_algo)99, &L,
                                                     NULL, 0),
                          CLATTN_INVALID_ARGUMENT);
     }
@@ -309,31 +309,31 @@ static void test_public_schedule_agrees(void **state)
     (void)state;
     clattn_device_info devs[MAX_DEVS];
     size_t ndev = make_devices(devs);
-    static const clattn_attention_algo algos[] = {CLATTN_ALGO_AUTO, CLATTN_ALGO_TILED_CPU,
-                                                  CLATTN_ALGO_TILED_GPU, CLATTN_ALGO_NAIVE};
+    static const clattn_softmax_algo algos[] = {CLATTN_SOFTMAX_AUTO, CLATTN_SOFTMAX_TILED_CPU,
+                                                  CLATTN_SOFTMAX_TILED_GPU, CLATTN_SOFTMAX_NAIVE};
     for (size_t i = 0; i < ndev; i++)
         for (size_t a = 0; a < sizeof algos / sizeof algos[0]; a++)
             for (size_t d = 1; d <= CLATTN__MAX_HEAD_DIM; d += (d < 8 ? 1 : 7)) {
-                clattn_attention_desc desc;
-                clattn_attention_desc_init(&desc);
+                clattn_softmax_desc desc;
+                clattn_softmax_desc_init(&desc);
                 desc.algorithm = algos[a];
                 desc.causal = (int)(d & 1);
                 size_t qs[4] = {2, 4, 33, d}, ks[4] = {2, 2, 70, d};
                 clattn_plan_info info;
                 memset(&info, 0x5a, sizeof info);
-                clattn_status pub = clattn_attention_schedule(&devs[i], &desc, qs, ks, &info);
+                clattn_status pub = clattn_softmax_schedule(&devs[i], &desc, qs, ks, &info);
 
-                clattn__attn_problem p = {d, 33, 70, desc.causal};
-                clattn__attn_launch L;
+                clattn__softmax_problem p = {d, 33, 70, desc.causal};
+                clattn__softmax_launch L;
                 clattn_status in =
-                    clattn__schedule_attention(&devs[i], &p, algos[a], &L, NULL, 0);
+                    clattn__schedule_softmax(&devs[i], &p, algos[a], &L, NULL, 0);
                 if (pub != in)
                     fail_msg("%s D=%zu algo %d: public %s, internal %s", devs[i].name, d,
                              (int)algos[a], clattn_status_string(pub), clattn_status_string(in));
                 if (in != CLATTN_SUCCESS)
                     continue;
                 assert_int_equal(info.algorithm, L.algo);
-                assert_int_not_equal(info.algorithm, CLATTN_ALGO_AUTO);
+                assert_int_not_equal(info.algorithm, CLATTN_SOFTMAX_AUTO);
                 assert_int_equal(info.tile_q, L.tile_q);
                 assert_int_equal(info.tile_kv, L.tile_kv);
                 assert_int_equal(info.rows_per_item, L.rows_per_item);
@@ -349,62 +349,62 @@ static void test_public_schedule_validation(void **state)
 {
     (void)state;
     clattn_device_info dev = make_dev("GPU", CLATTN_DEVICE_GPU, 64 * KIB, 0, 1024, 1024);
-    clattn_attention_desc desc;
+    clattn_softmax_desc desc;
     clattn_plan_info info;
     size_t qs[4] = {1, 4, 16, 64}, ks[4] = {1, 2, 16, 64};
 
     /* NULL desc means defaults */
-    assert_int_equal(clattn_attention_schedule(&dev, NULL, qs, ks, &info), CLATTN_SUCCESS);
-    assert_int_equal(info.algorithm, CLATTN_ALGO_TILED_GPU);
+    assert_int_equal(clattn_softmax_schedule(&dev, NULL, qs, ks, &info), CLATTN_SUCCESS);
+    assert_int_equal(info.algorithm, CLATTN_SOFTMAX_TILED_GPU);
 
-    assert_int_equal(clattn_attention_schedule(NULL, NULL, qs, ks, &info), CLATTN_NULL_POINTER);
-    assert_int_equal(clattn_attention_schedule(&dev, NULL, NULL, ks, &info), CLATTN_NULL_POINTER);
-    assert_int_equal(clattn_attention_schedule(&dev, NULL, qs, NULL, &info), CLATTN_NULL_POINTER);
-    assert_int_equal(clattn_attention_schedule(&dev, NULL, qs, ks, NULL), CLATTN_NULL_POINTER);
+    assert_int_equal(clattn_softmax_schedule(NULL, NULL, qs, ks, &info), CLATTN_NULL_POINTER);
+    assert_int_equal(clattn_softmax_schedule(&dev, NULL, NULL, ks, &info), CLATTN_NULL_POINTER);
+    assert_int_equal(clattn_softmax_schedule(&dev, NULL, qs, NULL, &info), CLATTN_NULL_POINTER);
+    assert_int_equal(clattn_softmax_schedule(&dev, NULL, qs, ks, NULL), CLATTN_NULL_POINTER);
 
     size_t q257[4] = {1, 4, 16, 257}, k257[4] = {1, 2, 16, 257};
-    assert_int_equal(clattn_attention_schedule(&dev, NULL, q257, k257, &info),
+    assert_int_equal(clattn_softmax_schedule(&dev, NULL, q257, k257, &info),
                      CLATTN_INVALID_SHAPE);
     size_t q0[4] = {1, 4, 0, 64};
-    assert_int_equal(clattn_attention_schedule(&dev, NULL, q0, ks, &info), CLATTN_INVALID_SHAPE);
+    assert_int_equal(clattn_softmax_schedule(&dev, NULL, q0, ks, &info), CLATTN_INVALID_SHAPE);
     size_t q3[4] = {1, 3, 16, 64};
-    assert_int_equal(clattn_attention_schedule(&dev, NULL, q3, ks, &info),
+    assert_int_equal(clattn_softmax_schedule(&dev, NULL, q3, ks, &info),
                      CLATTN_SHAPE_MISMATCH);
     size_t qb[4] = {2, 4, 16, 64};
-    assert_int_equal(clattn_attention_schedule(&dev, NULL, qb, ks, &info),
+    assert_int_equal(clattn_softmax_schedule(&dev, NULL, qb, ks, &info),
                      CLATTN_SHAPE_MISMATCH);
 
 #if SIZE_MAX > 0xffffffffu
     /* B * Hq beyond the kernels' 32-bit indices, also when the product wraps around size_t */
     size_t qbig[4] = {(size_t)1 << 20, (size_t)1 << 12, 16, 64}, kbig[4] = {(size_t)1 << 20, 1, 16, 64};
-    assert_int_equal(clattn_attention_schedule(&dev, NULL, qbig, kbig, &info),
+    assert_int_equal(clattn_softmax_schedule(&dev, NULL, qbig, kbig, &info),
                      CLATTN_INVALID_SHAPE);
     size_t qwrap[4] = {(size_t)1 << 32, (size_t)1 << 32, 16, 64};
     size_t kwrap[4] = {(size_t)1 << 32, (size_t)1 << 32, 16, 64};
-    clattn_status st = clattn_attention_schedule(&dev, NULL, qwrap, kwrap, &info);
+    clattn_status st = clattn_softmax_schedule(&dev, NULL, qwrap, kwrap, &info);
     if (st != CLATTN_INVALID_SHAPE)
         fail_msg("B = Hq = 2^32 (B * Hq wraps to 0): %s, want CLATTN_INVALID_SHAPE",
                  clattn_status_string(st));
 #endif
 
-    clattn_attention_desc_init(&desc);
+    clattn_softmax_desc_init(&desc);
     desc.struct_size = 0;
-    assert_int_equal(clattn_attention_schedule(&dev, &desc, qs, ks, &info),
+    assert_int_equal(clattn_softmax_schedule(&dev, &desc, qs, ks, &info),
                      CLATTN_INVALID_ARGUMENT);
-    clattn_attention_desc_init(&desc);
-    desc.algorithm = (clattn_attention_algo)17;
-    assert_int_equal(clattn_attention_schedule(&dev, &desc, qs, ks, &info),
+    clattn_softmax_desc_init(&desc);
+    desc.algorithm = (clattn_softmax_algo)17;
+    assert_int_equal(clattn_softmax_schedule(&dev, &desc, qs, ks, &info),
                      CLATTN_INVALID_ARGUMENT);
-    clattn_attention_desc_init(&desc);
+    clattn_softmax_desc_init(&desc);
     desc.scale = NAN;
-    assert_int_equal(clattn_attention_schedule(&dev, &desc, qs, ks, &info),
+    assert_int_equal(clattn_softmax_schedule(&dev, &desc, qs, ks, &info),
                      CLATTN_INVALID_ARGUMENT);
 
     clattn_device_info tiny = make_dev("GPU 1 KiB", CLATTN_DEVICE_GPU, 1 * KIB, 0, 256, 256);
     size_t q200[4] = {1, 4, 16, 200}, k200[4] = {1, 2, 16, 200};
-    clattn_attention_desc_init(&desc);
-    desc.algorithm = CLATTN_ALGO_TILED_GPU;
-    assert_int_equal(clattn_attention_schedule(&tiny, &desc, q200, k200, &info),
+    clattn_softmax_desc_init(&desc);
+    desc.algorithm = CLATTN_SOFTMAX_TILED_GPU;
+    assert_int_equal(clattn_softmax_schedule(&tiny, &desc, q200, k200, &info),
                      CLATTN_UNSUPPORTED);
 }
 
@@ -437,11 +437,11 @@ static void test_vendor_defaults(void **state)
         size_t want[2] = {rows[i].wg64, rows[i].wg128};
         size_t dims[2] = {64, 128};
         for (int j = 0; j < 2; j++) {
-            clattn__attn_problem p = {dims[j], 4096, 4096, 0};
-            clattn__attn_launch L;
-            assert_int_equal(clattn__schedule_attention(&dev, &p, CLATTN_ALGO_AUTO, &L, NULL, 0),
+            clattn__softmax_problem p = {dims[j], 4096, 4096, 0};
+            clattn__softmax_launch L;
+            assert_int_equal(clattn__schedule_softmax(&dev, &p, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
                              CLATTN_SUCCESS);
-            assert_int_equal(L.algo, CLATTN_ALGO_TILED_GPU);
+            assert_int_equal(L.algo, CLATTN_SOFTMAX_TILED_GPU);
             if (L.local_size != want[j])
                 fail_msg("%s D=%zu: work-group %zu, want %zu", rows[i].vendor, dims[j],
                          L.local_size, want[j]);

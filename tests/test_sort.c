@@ -17,7 +17,7 @@
 
 #include "../lib/ops/sort.h"
 #include "test_util.h"
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 
 static clattn_context *ctx;
 static const size_t lengths[] = {1, 2, 31, 1000, 4097, 100003};

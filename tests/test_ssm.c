@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "clattn.h"
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 #include "reference/ref_ssm.h"
 
 #define TOL 1e-4

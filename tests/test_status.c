@@ -156,16 +156,16 @@ static void test_tensor_make_is_dense_row_major(void **state)
 static void test_desc_init_defaults(void **state)
 {
     (void)state;
-    clattn_attention_desc d;
+    clattn_softmax_desc d;
     memset(&d, 0xa5, sizeof d); /* garbage in every field, including padding */
-    clattn_attention_desc_init(&d);
+    clattn_softmax_desc_init(&d);
     assert_int_equal(d.struct_size, sizeof d);
     assert_true(d.scale == 0.0f);
     assert_int_equal(d.causal, 0);
     assert_null(d.key_lengths);
     assert_int_equal(d.key_lengths_offset, 0);
-    assert_int_equal(d.algorithm, CLATTN_ALGO_AUTO);
-    clattn_attention_desc_init(NULL); /* must not crash */
+    assert_int_equal(d.algorithm, CLATTN_SOFTMAX_AUTO);
+    clattn_softmax_desc_init(NULL); /* must not crash */
 }
 
 int main(void)

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "../lib/tune/tune.h"
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 
 #define N 256
 #define H 2
@@ -105,7 +105,7 @@ static double time_plan(clattn_plan *p, io *x, int reps)
     double t[16];
     for (int r = 0; r < reps; r++) {
         double t0 = now_ms();
-        assert_int_equal(clattn_attention_plan_enqueue(p, &x->t[0], &x->t[1], &x->t[2], &x->t[3],
+        assert_int_equal(clattn_softmax_plan_enqueue(p, &x->t[0], &x->t[1], &x->t[2], &x->t[3],
                                                        NULL, 0, NULL, NULL),
                          CLATTN_SUCCESS);
         assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
@@ -117,11 +117,11 @@ static double time_plan(clattn_plan *p, io *x, int reps)
 
 static void tune(size_t d, int causal, double budget, clattn_tune_report *r)
 {
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
     desc.causal = causal;
     size_t s[4] = {1, H, N, d};
-    clattn_status st = clattn_tune_attention(ctx, &desc, s, s, budget, r);
+    clattn_status st = clattn_tune_softmax(ctx, &desc, s, s, budget, r);
     if (st != CLATTN_SUCCESS)
         fail_msg("tune failed: %s: %s", clattn_status_string(st), clattn_context_last_error(ctx));
     if (r->notes[0])
@@ -147,14 +147,14 @@ static void test_tuner_no_slower_than_default(void **state)
      * (forced). The allowance is generous because the machine is shared; it catches a tuner that
      * picked something clearly slower, not a few percent. */
     size_t s[4] = {1, H, N, 16};
-    clattn__attn_problem prob = {16, N, N, 0};
-    clattn__attn_launch def;
-    assert_int_equal(clattn__schedule_attention(&ctx->info, &prob, CLATTN_ALGO_AUTO, &def, NULL, 0),
+    clattn__softmax_problem prob = {16, N, N, 0};
+    clattn__softmax_launch def;
+    assert_int_equal(clattn__schedule_softmax(&ctx->info, &prob, CLATTN_SOFTMAX_AUTO, &def, NULL, 0),
                      CLATTN_SUCCESS);
     clattn_plan *pd = NULL, *pt = NULL;
-    assert_int_equal(clattn__attention_plan_create_launch(ctx, NULL, s, s, &def, &pd),
+    assert_int_equal(clattn__softmax_plan_create_launch(ctx, NULL, s, s, &def, &pd),
                      CLATTN_SUCCESS);
-    assert_int_equal(clattn_attention_plan_create(ctx, NULL, s, s, s, &pt), CLATTN_SUCCESS);
+    assert_int_equal(clattn_softmax_plan_create(ctx, NULL, s, s, s, &pt), CLATTN_SUCCESS);
     io x;
     io_make(&x, 16);
     time_plan(pd, &x, 1);
@@ -190,13 +190,13 @@ static void test_tuned_entry_used_and_correct(void **state)
     assert_int_equal(mine->causal, 1);
     assert_int_equal(mine->nq_bucket, N);
 
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
     desc.causal = 1;
     size_t s[4] = {1, H, N - 3, 32}; /* N - 3 is in the same bucket */
     clattn_plan *p = NULL;
     clattn_plan_info info;
-    assert_int_equal(clattn_attention_plan_create(c2, &desc, s, s, s, &p), CLATTN_SUCCESS);
+    assert_int_equal(clattn_softmax_plan_create(c2, &desc, s, s, s, &p), CLATTN_SUCCESS);
     assert_int_equal(clattn_plan_get_info(p, &info), CLATTN_SUCCESS);
     assert_int_equal(info.from_tuning_db, 1);
     assert_int_equal(info.rows_per_item, mine->rows_per_item);
@@ -212,9 +212,9 @@ static void test_tuned_entry_used_and_correct(void **state)
     ref_fill_uniform(q, n, 1.0f, &seed);
     ref_fill_uniform(k, n, 1.0f, &seed);
     ref_fill_uniform(v, n, 1.0f, &seed);
-    assert_int_equal(clattn_attention_host(c2, &desc, s, s, s, q, k, v, NULL, o, NULL),
+    assert_int_equal(clattn_softmax_host(c2, &desc, s, s, s, q, k, v, NULL, o, NULL),
                      CLATTN_SUCCESS);
-    ref_attention(q, k, v, ref, NULL, 1, H, H, N - 3, N - 3, 32, 1.0 / sqrt(32.0), 1, NULL);
+    ref_softmax(q, k, v, ref, NULL, 1, H, H, N - 3, N - 3, 32, 1.0 / sqrt(32.0), 1, NULL);
     double mx = 0, err = ref_max_abs_diff(o, ref, n, &mx);
     assert_true(err / fmax(1.0, mx) <= 1e-4); /* DESIGN §4 tolerance */
     free(q), free(k), free(v), free(o), free(ref);
@@ -225,22 +225,22 @@ static void test_tuning_off_and_reset(void **state)
 {
     (void)state;
     size_t s[4] = {1, H, N, 32};
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
     desc.causal = 1;
     clattn_plan *p = NULL;
     clattn_plan_info info;
     setenv("CLATTN_TUNING", "off", 1);
     clattn_context *c2 = NULL;
     assert_int_equal(clattn_context_create(NULL, &c2), CLATTN_SUCCESS);
-    assert_int_equal(clattn_attention_plan_create(c2, &desc, s, s, s, &p), CLATTN_SUCCESS);
+    assert_int_equal(clattn_softmax_plan_create(c2, &desc, s, s, s, &p), CLATTN_SUCCESS);
     assert_int_equal(clattn_plan_get_info(p, &info), CLATTN_SUCCESS);
     assert_int_equal(info.from_tuning_db, 0);
     clattn_plan_destroy(p);
     unsetenv("CLATTN_TUNING");
     /* An explicit family is the caller's choice: the database is not consulted. */
-    desc.algorithm = clattn__attention_family(&c2->info);
-    assert_int_equal(clattn_attention_plan_create(c2, &desc, s, s, s, &p), CLATTN_SUCCESS);
+    desc.algorithm = clattn__softmax_family(&c2->info);
+    assert_int_equal(clattn_softmax_plan_create(c2, &desc, s, s, s, &p), CLATTN_SUCCESS);
     assert_int_equal(clattn_plan_get_info(p, &info), CLATTN_SUCCESS);
     assert_int_equal(info.from_tuning_db, 0);
     clattn_plan_destroy(p);
@@ -257,8 +257,8 @@ static void test_tuning_off_and_reset(void **state)
     fputs("not a database\n", f);
     fclose(f);
     assert_int_equal(clattn_context_create(NULL, &c2), CLATTN_SUCCESS);
-    desc.algorithm = CLATTN_ALGO_AUTO;
-    assert_int_equal(clattn_attention_plan_create(c2, &desc, s, s, s, &p), CLATTN_SUCCESS);
+    desc.algorithm = CLATTN_SOFTMAX_AUTO;
+    assert_int_equal(clattn_softmax_plan_create(c2, &desc, s, s, s, &p), CLATTN_SUCCESS);
     assert_int_equal(clattn_plan_get_info(p, &info), CLATTN_SUCCESS);
     assert_int_equal(info.from_tuning_db, 0);
     clattn_tuning_db_warning(c2, warn, sizeof warn);
@@ -275,19 +275,19 @@ static void test_budget_and_bad_arguments(void **state)
     (void)state;
     size_t s[4] = {1, H, N, 16}, bad[4] = {1, H, N, 300};
     clattn_tune_report r;
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
-    assert_int_equal(clattn_tune_attention(ctx, NULL, s, s, 1e-3, &r), CLATTN_SUCCESS);
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
+    assert_int_equal(clattn_tune_softmax(ctx, NULL, s, s, 1e-3, &r), CLATTN_SUCCESS);
     assert_int_equal(r.tried, 1); /* the default only */
     assert_int_equal(r.budget_exhausted, r.candidates > 1);
     assert_true(r.kept_default);
-    assert_int_equal(clattn_tune_attention(ctx, NULL, s, s, 1.0, NULL), CLATTN_NULL_POINTER);
-    assert_int_equal(clattn_tune_attention(ctx, NULL, s, s, 0.0, &r), CLATTN_INVALID_ARGUMENT);
-    assert_int_equal(clattn_tune_attention(ctx, NULL, s, s, NAN, &r), CLATTN_INVALID_ARGUMENT);
-    assert_int_equal(clattn_tune_attention(ctx, NULL, bad, bad, 1.0, &r), CLATTN_INVALID_SHAPE);
-    assert_int_equal(clattn_tune_attention(NULL, NULL, s, s, 1.0, &r), CLATTN_NULL_POINTER);
-    desc.algorithm = CLATTN_ALGO_NAIVE;
-    assert_int_equal(clattn_tune_attention(ctx, &desc, s, s, 1.0, &r), CLATTN_UNSUPPORTED);
+    assert_int_equal(clattn_tune_softmax(ctx, NULL, s, s, 1.0, NULL), CLATTN_NULL_POINTER);
+    assert_int_equal(clattn_tune_softmax(ctx, NULL, s, s, 0.0, &r), CLATTN_INVALID_ARGUMENT);
+    assert_int_equal(clattn_tune_softmax(ctx, NULL, s, s, NAN, &r), CLATTN_INVALID_ARGUMENT);
+    assert_int_equal(clattn_tune_softmax(ctx, NULL, bad, bad, 1.0, &r), CLATTN_INVALID_SHAPE);
+    assert_int_equal(clattn_tune_softmax(NULL, NULL, s, s, 1.0, &r), CLATTN_NULL_POINTER);
+    desc.algorithm = CLATTN_SOFTMAX_NAIVE;
+    assert_int_equal(clattn_tune_softmax(ctx, &desc, s, s, 1.0, &r), CLATTN_UNSUPPORTED);
 }
 
 /* Child: tunes D = d, then merges CHILD_ENTRIES made-up entries one by one, racing the other. */
@@ -299,7 +299,7 @@ static int child_main(const char *d_arg)
         return 2;
     clattn_tune_report r;
     size_t s[4] = {1, H, N, d};
-    int rc = clattn_tune_attention(c, NULL, s, s, 1.5, &r) == CLATTN_SUCCESS && r.db_written ? 0
+    int rc = clattn_tune_softmax(c, NULL, s, s, 1.5, &r) == CLATTN_SUCCESS && r.db_written ? 0
                                                                                              : 3;
     char path[1200], warn[400];
     clattn_tuning_db_path(c, path, sizeof path);
@@ -309,7 +309,7 @@ static int child_main(const char *d_arg)
         snprintf(e.op, sizeof e.op, "softmax");
         e.head_dim = 200 + d; /* distinct per child */
         e.nq_bucket = e.nk_bucket = (size_t)1 << i;
-        e.algorithm = CLATTN_ALGO_TILED_CPU;
+        e.algorithm = CLATTN_SOFTMAX_TILED_CPU;
         e.rows_per_item = e.local_size = 1;
         e.tile_kv = 16;
         if (clattn__tune_db_store(path, clattn__tune_device_hash(&c->info), &e, 1, warn,

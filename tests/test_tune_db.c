@@ -35,23 +35,23 @@ static clattn_device_info make_dev(clattn_device_class cls, uint64_t local, int 
 
 static void check_candidates(const clattn_device_info *dev, size_t d)
 {
-    clattn__attn_problem prob = {d, 1000, 1000, 0};
-    clattn__attn_launch c[64], def, again;
-    size_t n = clattn__attention_candidates(dev, &prob, CLATTN_ALGO_AUTO, c, 64);
+    clattn__softmax_problem prob = {d, 1000, 1000, 0};
+    clattn__softmax_launch c[64], def, again;
+    size_t n = clattn__softmax_candidates(dev, &prob, CLATTN_SOFTMAX_AUTO, c, 64);
     assert_true(n >= 1);
-    assert_int_equal(clattn__schedule_attention(dev, &prob, CLATTN_ALGO_AUTO, &def, NULL, 0),
+    assert_int_equal(clattn__schedule_softmax(dev, &prob, CLATTN_SOFTMAX_AUTO, &def, NULL, 0),
                      CLATTN_SUCCESS);
     assert_memory_equal(&c[0], &def, sizeof def); /* the default first, unchanged */
     for (size_t i = 0; i < n; i++) {
-        const clattn__attn_launch *L = &c[i];
+        const clattn__softmax_launch *L = &c[i];
         assert_int_equal(L->algo, def.algo);
-        assert_int_equal(clattn__attention_launch_from(dev, &prob, L->algo, L->rows_per_item,
+        assert_int_equal(clattn__softmax_launch_from(dev, &prob, L->algo, L->rows_per_item,
                                                        L->local_size, L->tile_kv, &again, NULL,
                                                        0),
                          CLATTN_SUCCESS);
         assert_string_equal(again.defines, L->defines);
         assert_true(L->local_size <= dev->max_work_group_size);
-        if (L->algo == CLATTN_ALGO_TILED_CPU)
+        if (L->algo == CLATTN_SOFTMAX_TILED_CPU)
             assert_true(L->rows_per_item * ((d + 15) / 16) <= 32);
         else
             assert_true(L->local_mem_bytes <= dev->local_mem_size);
@@ -74,13 +74,13 @@ static void test_candidates_made_up_devices(void **state)
         for (size_t j = 0; j < sizeof ds / sizeof ds[0]; j++)
             check_candidates(&devs[i], ds[j]);
     /* PoCL-like: a real search space; D = 64 allows 8 rows, D = 128 stops at 4. */
-    clattn__attn_problem p64 = {64, 4096, 4096, 0}, p128 = {128, 4096, 4096, 1};
-    clattn__attn_launch c[64];
-    assert_int_equal(clattn__attention_candidates(&devs[2], &p64, CLATTN_ALGO_AUTO, c, 64), 16);
-    assert_int_equal(clattn__attention_candidates(&devs[2], &p128, CLATTN_ALGO_AUTO, c, 64), 12);
-    assert_int_equal(clattn__attention_candidates(&devs[0], &p64, CLATTN_ALGO_AUTO, c, 64), 16);
-    assert_int_equal(clattn__attention_candidates(&devs[2], &p64, CLATTN_ALGO_NAIVE, c, 64), 0);
-    assert_int_equal(clattn__attention_candidates(&devs[2], &p64, CLATTN_ALGO_AUTO, c, 3), 3);
+    clattn__softmax_problem p64 = {64, 4096, 4096, 0}, p128 = {128, 4096, 4096, 1};
+    clattn__softmax_launch c[64];
+    assert_int_equal(clattn__softmax_candidates(&devs[2], &p64, CLATTN_SOFTMAX_AUTO, c, 64), 16);
+    assert_int_equal(clattn__softmax_candidates(&devs[2], &p128, CLATTN_SOFTMAX_AUTO, c, 64), 12);
+    assert_int_equal(clattn__softmax_candidates(&devs[0], &p64, CLATTN_SOFTMAX_AUTO, c, 64), 16);
+    assert_int_equal(clattn__softmax_candidates(&devs[2], &p64, CLATTN_SOFTMAX_NAIVE, c, 64), 0);
+    assert_int_equal(clattn__softmax_candidates(&devs[2], &p64, CLATTN_SOFTMAX_AUTO, c, 3), 3);
 }
 
 static void test_launch_from_rejects(void **state)
@@ -88,32 +88,32 @@ static void test_launch_from_rejects(void **state)
     (void)state;
     clattn_device_info cpu = make_dev(CLATTN_DEVICE_CPU, 1024 * KIB, 1, 4096, 16);
     clattn_device_info gpu = make_dev(CLATTN_DEVICE_GPU, 16 * KIB, 0, 256, 1);
-    clattn__attn_problem p = {128, 512, 512, 0}, big = {257, 512, 512, 0};
-    clattn__attn_launch L;
+    clattn__softmax_problem p = {128, 512, 512, 0}, big = {257, 512, 512, 0};
+    clattn__softmax_launch L;
     char why[128];
-    assert_int_equal(clattn__attention_launch_from(&cpu, &p, CLATTN_ALGO_TILED_CPU, 3, 1, 16, &L,
+    assert_int_equal(clattn__softmax_launch_from(&cpu, &p, CLATTN_SOFTMAX_TILED_CPU, 3, 1, 16, &L,
                                                    why, sizeof why),
                      CLATTN_UNSUPPORTED);
     assert_true(why[0] != '\0');
-    assert_int_equal(clattn__attention_launch_from(&cpu, &p, CLATTN_ALGO_TILED_CPU, 8, 1, 16, &L,
+    assert_int_equal(clattn__softmax_launch_from(&cpu, &p, CLATTN_SOFTMAX_TILED_CPU, 8, 1, 16, &L,
                                                    NULL, 0),
                      CLATTN_UNSUPPORTED); /* 8 x 8 accumulators */
-    assert_int_equal(clattn__attention_launch_from(&cpu, &p, CLATTN_ALGO_TILED_CPU, 2, 3, 16, &L,
+    assert_int_equal(clattn__softmax_launch_from(&cpu, &p, CLATTN_SOFTMAX_TILED_CPU, 2, 3, 16, &L,
                                                    NULL, 0),
                      CLATTN_UNSUPPORTED);
-    assert_int_equal(clattn__attention_launch_from(&gpu, &p, CLATTN_ALGO_TILED_GPU, 1, 512, 8, &L,
+    assert_int_equal(clattn__softmax_launch_from(&gpu, &p, CLATTN_SOFTMAX_TILED_GPU, 1, 512, 8, &L,
                                                    NULL, 0),
                      CLATTN_UNSUPPORTED); /* beyond the work-group limit */
-    assert_int_equal(clattn__attention_launch_from(&gpu, &p, CLATTN_ALGO_TILED_GPU, 1, 64, 32, &L,
+    assert_int_equal(clattn__softmax_launch_from(&gpu, &p, CLATTN_SOFTMAX_TILED_GPU, 1, 64, 32, &L,
                                                    NULL, 0),
                      CLATTN_UNSUPPORTED); /* 2 x 32 x 128 x 4 B > 16 KiB */
-    assert_int_equal(clattn__attention_launch_from(&gpu, &p, CLATTN_ALGO_TILED_GPU, 1, 64, 16, &L,
+    assert_int_equal(clattn__softmax_launch_from(&gpu, &p, CLATTN_SOFTMAX_TILED_GPU, 1, 64, 16, &L,
                                                    NULL, 0),
                      CLATTN_SUCCESS);
-    assert_int_equal(clattn__attention_launch_from(&gpu, &p, CLATTN_ALGO_NAIVE, 1, 64, 0, &L,
+    assert_int_equal(clattn__softmax_launch_from(&gpu, &p, CLATTN_SOFTMAX_NAIVE, 1, 64, 0, &L,
                                                    NULL, 0),
                      CLATTN_UNSUPPORTED);
-    assert_int_equal(clattn__attention_launch_from(&gpu, &big, CLATTN_ALGO_TILED_GPU, 1, 64, 8,
+    assert_int_equal(clattn__softmax_launch_from(&gpu, &big, CLATTN_SOFTMAX_TILED_GPU, 1, 64, 8,
                                                    &L, NULL, 0),
                      CLATTN_INVALID_SHAPE);
     assert_int_equal(clattn__tune_bucket(1), 1);
@@ -148,7 +148,7 @@ static clattn_tuning_entry entry(unsigned d, size_t n, int causal, unsigned rows
     e.head_dim = d;
     e.nq_bucket = e.nk_bucket = n;
     e.causal = causal;
-    e.algorithm = CLATTN_ALGO_TILED_CPU;
+    e.algorithm = CLATTN_SOFTMAX_TILED_CPU;
     e.rows_per_item = rows;
     e.local_size = 2;
     e.tile_kv = 16;
@@ -199,7 +199,7 @@ static void test_db_round_trip_and_merge(void **state)
     assert_non_null(f);
     assert_int_equal(f->causal, 1);
     assert_int_equal(f->local_size, 2);
-    assert_int_equal(f->algorithm, CLATTN_ALGO_TILED_CPU);
+    assert_int_equal(f->algorithm, CLATTN_SOFTMAX_TILED_CPU);
     clattn__tune_db_free(&db);
     assert_int_equal(clattn__tune_db_remove(path), CLATTN_SUCCESS);
     assert_int_equal(access(path, F_OK), -1);

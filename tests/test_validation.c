@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "clattn.h"
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 
 /* Base problem: grouped-query attention, two query heads per key head. */
 enum { B = 2, HQ = 4, HK = 2, NQ = 8, NK = 12, D = 16 };
@@ -193,10 +193,10 @@ static views base_views(const fixture *f)
 #define EXPECT_ENQ(f, want, w)                                                                     \
     do {                                                                                           \
         EXPECT(f, want, 1,                                                                         \
-               clattn_attention_plan_enqueue((f)->plan, &(w).q, &(w).k, &(w).v, &(w).out,         \
+               clattn_softmax_plan_enqueue((f)->plan, &(w).q, &(w).k, &(w).v, &(w).out,         \
                                              &(w).lse, 0, NULL, NULL));                            \
         EXPECT(f, want, 1,                                                                         \
-               clattn_attention_enqueue((f)->ctx, NULL, &(w).q, &(w).k, &(w).v, &(w).out,         \
+               clattn_softmax_enqueue((f)->ctx, NULL, &(w).q, &(w).k, &(w).v, &(w).out,         \
                                         &(w).lse, 0, NULL, NULL));                                 \
     } while (0)
 
@@ -245,7 +245,7 @@ static int group_setup(void **state)
     f->lse = clCreateBuffer(f->clctx, CL_MEM_READ_WRITE, L_ELEMS * sizeof(float), NULL, &err);
     if (!f->q || !f->k || !f->v || !f->out || !f->lse)
         return -1;
-    st = clattn_attention_plan_create(f->ctx, NULL, f->qs, f->ks, f->ks, &f->plan);
+    st = clattn_softmax_plan_create(f->ctx, NULL, f->qs, f->ks, f->ks, &f->plan);
     if (st != CLATTN_SUCCESS) {
         print_error("base plan: %s\n", clattn_context_last_error(f->ctx));
         return -1;
@@ -295,16 +295,16 @@ static void test_plan_create_null_pointers(void **state)
     fixture *f = *state;
     clattn_plan *p = (clattn_plan *)(uintptr_t)1;
     EXPECT(f, CLATTN_NULL_POINTER, 0,
-           clattn_attention_plan_create(NULL, NULL, f->qs, f->ks, f->ks, &p));
+           clattn_softmax_plan_create(NULL, NULL, f->qs, f->ks, f->ks, &p));
     EXPECT(f, CLATTN_NULL_POINTER, 1,
-           clattn_attention_plan_create(f->ctx, NULL, f->qs, f->ks, f->ks, NULL));
+           clattn_softmax_plan_create(f->ctx, NULL, f->qs, f->ks, f->ks, NULL));
     p = (clattn_plan *)(uintptr_t)1;
     EXPECT(f, CLATTN_NULL_POINTER, 1,
-           clattn_attention_plan_create(f->ctx, NULL, NULL, f->ks, f->ks, &p));
+           clattn_softmax_plan_create(f->ctx, NULL, NULL, f->ks, f->ks, &p));
     EXPECT(f, CLATTN_NULL_POINTER, 1,
-           clattn_attention_plan_create(f->ctx, NULL, f->qs, NULL, f->ks, &p));
+           clattn_softmax_plan_create(f->ctx, NULL, f->qs, NULL, f->ks, &p));
     EXPECT(f, CLATTN_NULL_POINTER, 1,
-           clattn_attention_plan_create(f->ctx, NULL, f->qs, f->ks, NULL, &p));
+           clattn_softmax_plan_create(f->ctx, NULL, f->qs, f->ks, NULL, &p));
 }
 
 static void test_plan_create_bad_shapes(void **state)
@@ -320,39 +320,39 @@ static void test_plan_create_bad_shapes(void **state)
             (which == 0 ? q : which == 1 ? k : v)[i] = 0;
             p = (clattn_plan *)(uintptr_t)1;
             EXPECT(f, CLATTN_INVALID_SHAPE, 1,
-                   clattn_attention_plan_create(f->ctx, NULL, q, k, v, &p));
+                   clattn_softmax_plan_create(f->ctx, NULL, q, k, v, &p));
             assert_null(p);
         }
     }
     size_t q257[4] = {B, HQ, NQ, 257}, k257[4] = {B, HK, NK, 257};
     EXPECT(f, CLATTN_INVALID_SHAPE, 1,
-           clattn_attention_plan_create(f->ctx, NULL, q257, k257, k257, &p));
+           clattn_softmax_plan_create(f->ctx, NULL, q257, k257, k257, &p));
     size_t q3[4] = {B, 3, NQ, D};
     EXPECT(f, CLATTN_SHAPE_MISMATCH, 1,
-           clattn_attention_plan_create(f->ctx, NULL, q3, f->ks, f->ks, &p));
+           clattn_softmax_plan_create(f->ctx, NULL, q3, f->ks, f->ks, &p));
     size_t k3[4] = {B, 3, NK, D};
     EXPECT(f, CLATTN_SHAPE_MISMATCH, 1,
-           clattn_attention_plan_create(f->ctx, NULL, f->qs, k3, k3, &p));
+           clattn_softmax_plan_create(f->ctx, NULL, f->qs, k3, k3, &p));
     size_t qb[4] = {B + 1, HQ, NQ, D};
     EXPECT(f, CLATTN_SHAPE_MISMATCH, 1,
-           clattn_attention_plan_create(f->ctx, NULL, qb, f->ks, f->ks, &p));
+           clattn_softmax_plan_create(f->ctx, NULL, qb, f->ks, f->ks, &p));
     size_t vn[4] = {B, HK, NK + 1, D}, vd[4] = {B, HK, NK, D + 1}, vh[4] = {B, 1, NK, D};
     EXPECT(f, CLATTN_SHAPE_MISMATCH, 1,
-           clattn_attention_plan_create(f->ctx, NULL, f->qs, f->ks, vn, &p));
+           clattn_softmax_plan_create(f->ctx, NULL, f->qs, f->ks, vn, &p));
     EXPECT(f, CLATTN_SHAPE_MISMATCH, 1,
-           clattn_attention_plan_create(f->ctx, NULL, f->qs, f->ks, vd, &p));
+           clattn_softmax_plan_create(f->ctx, NULL, f->qs, f->ks, vd, &p));
     EXPECT(f, CLATTN_SHAPE_MISMATCH, 1,
-           clattn_attention_plan_create(f->ctx, NULL, f->qs, f->ks, vh, &p));
+           clattn_softmax_plan_create(f->ctx, NULL, f->qs, f->ks, vh, &p));
     size_t qd[4] = {B, HQ, NQ, D + 1};
     EXPECT(f, CLATTN_SHAPE_MISMATCH, 1,
-           clattn_attention_plan_create(f->ctx, NULL, qd, f->ks, f->ks, &p));
+           clattn_softmax_plan_create(f->ctx, NULL, qd, f->ks, f->ks, &p));
 #if SIZE_MAX > 0xffffffffu
     /* B * Hq = 2^64 wraps to 0 in size_t: must still be rejected, not allocated */
     size_t qw[4] = {(size_t)1 << 32, (size_t)1 << 32, NQ, D}, kw[4] = {(size_t)1 << 32,
                                                                         (size_t)1 << 32, NK, D};
     p = NULL;
     reset_messages(f);
-    clattn_status st = clattn_attention_plan_create(f->ctx, NULL, qw, kw, kw, &p);
+    clattn_status st = clattn_softmax_plan_create(f->ctx, NULL, qw, kw, kw, &p);
     clattn_plan_destroy(p);
     if (st != CLATTN_INVALID_SHAPE)
         fail_msg("B = Hq = 2^32: %s, want CLATTN_INVALID_SHAPE (%s)", clattn_status_string(st),
@@ -364,55 +364,55 @@ static void test_plan_create_bad_desc(void **state)
 {
     fixture *f = *state;
     clattn_plan *p;
-    clattn_attention_desc d;
+    clattn_softmax_desc d;
     const float bad_scales[] = {NAN, INFINITY, -INFINITY};
     for (size_t i = 0; i < 3; i++) {
-        clattn_attention_desc_init(&d);
+        clattn_softmax_desc_init(&d);
         d.scale = bad_scales[i];
         EXPECT(f, CLATTN_INVALID_ARGUMENT, 1,
-               clattn_attention_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p));
+               clattn_softmax_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p));
     }
     const int bad_algos[] = {4, -1, 1000};
     for (size_t i = 0; i < 3; i++) {
-        clattn_attention_desc_init(&d);
-        d.algorithm = (clattn_attention_algo)bad_algos[i];
+        clattn_softmax_desc_init(&d);
+        d.algorithm = (clattn_softmax_algo)bad_algos[i];
         EXPECT(f, CLATTN_INVALID_ARGUMENT, 1,
-               clattn_attention_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p));
+               clattn_softmax_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p));
     }
-    clattn_attention_desc_init(&d);
+    clattn_softmax_desc_init(&d);
     d.struct_size = 0;
     EXPECT(f, CLATTN_INVALID_ARGUMENT, 1,
-           clattn_attention_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p));
+           clattn_softmax_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p));
 }
 
 static void test_plan_create_key_lengths_too_small(void **state)
 {
     fixture *f = *state;
     clattn_plan *p;
-    clattn_attention_desc d;
+    clattn_softmax_desc d;
     cl_mem kl = make_buffer(f, (B - 1) * sizeof(int32_t)); /* one short */
-    clattn_attention_desc_init(&d);
+    clattn_softmax_desc_init(&d);
     d.key_lengths = kl;
     EXPECT(f, CLATTN_BUFFER_TOO_SMALL, 1,
-           clattn_attention_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p));
+           clattn_softmax_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p));
     clReleaseMemObject(kl);
 
     kl = make_buffer(f, B * sizeof(int32_t)); /* right size, offset pushes past the end */
     d.key_lengths = kl;
     d.key_lengths_offset = 1;
     EXPECT(f, CLATTN_BUFFER_TOO_SMALL, 1,
-           clattn_attention_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p));
+           clattn_softmax_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p));
     /* the one-shot path checks it too, before touching out */
     views w = base_views(f);
     EXPECT(f, CLATTN_BUFFER_TOO_SMALL, 1,
-           clattn_attention_enqueue(f->ctx, &(clattn_attention_desc){.struct_size = sizeof d,
+           clattn_softmax_enqueue(f->ctx, &(clattn_softmax_desc){.struct_size = sizeof d,
                                                                      .key_lengths = kl,
                                                                      .key_lengths_offset = 1},
                                     &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL, NULL));
     d.key_lengths_offset = SIZE_MAX - 1; /* offset + B overflows */
     reset_messages(f);
     p = NULL;
-    clattn_status st = clattn_attention_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p);
+    clattn_status st = clattn_softmax_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p);
     clattn_plan_destroy(p);
     if (st != CLATTN_BUFFER_TOO_SMALL && st != CLATTN_SIZE_OVERFLOW) {
         clReleaseMemObject(kl);
@@ -431,18 +431,18 @@ static void test_enqueue_null_pointers(void **state)
     fixture *f = *state;
     views w = base_views(f);
     EXPECT(f, CLATTN_NULL_POINTER, 0,
-           clattn_attention_plan_enqueue(NULL, &w.q, &w.k, &w.v, &w.out, NULL, 0, NULL, NULL));
+           clattn_softmax_plan_enqueue(NULL, &w.q, &w.k, &w.v, &w.out, NULL, 0, NULL, NULL));
     EXPECT(f, CLATTN_NULL_POINTER, 0,
-           clattn_attention_enqueue(NULL, NULL, &w.q, &w.k, &w.v, &w.out, NULL, 0, NULL, NULL));
+           clattn_softmax_enqueue(NULL, NULL, &w.q, &w.k, &w.v, &w.out, NULL, 0, NULL, NULL));
     const clattn_tensor *ts[4] = {&w.q, &w.k, &w.v, &w.out};
     for (int i = 0; i < 4; i++) {
         const clattn_tensor *a[4] = {ts[0], ts[1], ts[2], ts[3]};
         a[i] = NULL;
         EXPECT(f, CLATTN_NULL_POINTER, 1,
-               clattn_attention_plan_enqueue(f->plan, a[0], a[1], a[2], a[3], &w.lse, 0, NULL,
+               clattn_softmax_plan_enqueue(f->plan, a[0], a[1], a[2], a[3], &w.lse, 0, NULL,
                                              NULL));
         EXPECT(f, CLATTN_NULL_POINTER, 1,
-               clattn_attention_enqueue(f->ctx, NULL, a[0], a[1], a[2], a[3], &w.lse, 0, NULL,
+               clattn_softmax_enqueue(f->ctx, NULL, a[0], a[1], a[2], a[3], &w.lse, 0, NULL,
                                         NULL));
     }
     /* a NULL cl_mem inside a descriptor */
@@ -454,10 +454,10 @@ static void test_enqueue_null_pointers(void **state)
     }
     /* a wait list promised but missing */
     EXPECT(f, CLATTN_NULL_POINTER, 1,
-           clattn_attention_plan_enqueue(f->plan, &w.q, &w.k, &w.v, &w.out, &w.lse, 1, NULL,
+           clattn_softmax_plan_enqueue(f->plan, &w.q, &w.k, &w.v, &w.out, &w.lse, 1, NULL,
                                          NULL));
     EXPECT(f, CLATTN_NULL_POINTER, 1,
-           clattn_attention_enqueue(f->ctx, NULL, &w.q, &w.k, &w.v, &w.out, &w.lse, 2, NULL,
+           clattn_softmax_enqueue(f->ctx, NULL, &w.q, &w.k, &w.v, &w.out, &w.lse, 2, NULL,
                                     NULL));
 }
 
@@ -506,10 +506,10 @@ static void test_enqueue_shape_mismatch(void **state)
     w = base_views(f);
     w.q.shape[3] = w.k.shape[3] = w.v.shape[3] = w.out.shape[3] = 257;
     EXPECT(f, CLATTN_INVALID_SHAPE, 1,
-           clattn_attention_enqueue(f->ctx, NULL, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL,
+           clattn_softmax_enqueue(f->ctx, NULL, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL,
                                     NULL));
     EXPECT(f, CLATTN_SHAPE_MISMATCH, 1,
-           clattn_attention_plan_enqueue(f->plan, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL,
+           clattn_softmax_plan_enqueue(f->plan, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL,
                                          NULL));
 }
 
@@ -589,7 +589,7 @@ static void test_enqueue_aliasing_same_buffer(void **state)
     /* out overlapping itself with non-zero strides: rows closer than D */
     w = base_views(f), w.out.strides[2] = D / 2;
     reset_messages(f);
-    clattn_status st = clattn_attention_plan_enqueue(f->plan, &w.q, &w.k, &w.v, &w.out, &w.lse,
+    clattn_status st = clattn_softmax_plan_enqueue(f->plan, &w.q, &w.k, &w.v, &w.out, &w.lse,
                                                      0, NULL, NULL);
     if (st == CLATTN_SUCCESS)
         print_message("note: out with overlapping rows (stride %d < D %d) is accepted\n", D / 2,
@@ -627,7 +627,7 @@ static void check_result(fixture *f, cl_mem out, size_t out_off, cl_mem lse, siz
     assert_true(got && gl && ro && rl);
     read_buffer(f, out, got, (out_off + Q_ELEMS) * sizeof(float));
     read_buffer(f, lse, gl, (lse_off + L_ELEMS) * sizeof(float));
-    ref_attention(f->hq, f->hk, f->hv, ro, rl, B, HQ, HK, NQ, NK, D, 1.0 / sqrt((double)D), 0,
+    ref_softmax(f->hq, f->hk, f->hv, ro, rl, B, HQ, HK, NQ, NK, D, 1.0 / sqrt((double)D), 0,
                   NULL);
     /* float32 kernels against a double reference on values of order 1: atol 1e-5, rtol 1e-4 */
     for (size_t i = 0; i < Q_ELEMS; i++)
@@ -690,7 +690,7 @@ static void test_aliasing_ranges_and_sub_buffers(void **state)
     ok.out.buffer = big, ok.out.offset = out_at;
     ok.lse.buffer = big, ok.lse.offset = lse_at;
     reset_messages(f);
-    clattn_status st = clattn_attention_plan_enqueue(f->plan, &ok.q, &ok.k, &ok.v, &ok.out,
+    clattn_status st = clattn_softmax_plan_enqueue(f->plan, &ok.q, &ok.k, &ok.v, &ok.out,
                                                      &ok.lse, 0, NULL, NULL);
     if (st != CLATTN_SUCCESS)
         fail_msg("disjoint views of one buffer: %s (%s)", clattn_status_string(st),
@@ -704,7 +704,7 @@ static void test_aliasing_ranges_and_sub_buffers(void **state)
     assert_int_equal(err, CL_SUCCESS);
     ok.q.buffer = sub_q_overlap, ok.q.offset = 0;
     ok.out.buffer = sub_o, ok.out.offset = 0;
-    st = clattn_attention_enqueue(f->ctx, NULL, &ok.q, &ok.k, &ok.v, &ok.out, &ok.lse, 0, NULL,
+    st = clattn_softmax_enqueue(f->ctx, NULL, &ok.q, &ok.k, &ok.v, &ok.out, &ok.lse, 0, NULL,
                                   NULL);
     if (st != CLATTN_SUCCESS)
         fail_msg("disjoint sub-buffers: %s (%s)", clattn_status_string(st),
@@ -721,24 +721,24 @@ static void test_aliasing_ranges_and_sub_buffers(void **state)
 static void test_aliasing_key_lengths(void **state)
 {
     fixture *f = *state;
-    clattn_attention_desc d;
+    clattn_softmax_desc d;
     clattn_plan *p = NULL;
     cl_mem kl = make_buffer(f, Q_ELEMS * sizeof(float));
     int32_t lens[B] = {NK, NK / 2};
     write_buffer(f, kl, lens, sizeof lens);
     watch(f, kl, Q_ELEMS * sizeof(float), "key_lengths");
-    clattn_attention_desc_init(&d);
+    clattn_softmax_desc_init(&d);
     d.key_lengths = kl;
-    assert_int_equal(clattn_attention_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p),
+    assert_int_equal(clattn_softmax_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p),
                      CLATTN_SUCCESS);
     views w = base_views(f);
     w.out.buffer = kl; /* out over the key lengths */
     EXPECT(f, CLATTN_ALIASING, 1,
-           clattn_attention_plan_enqueue(p, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL, NULL));
+           clattn_softmax_plan_enqueue(p, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL, NULL));
     w = base_views(f);
     w.lse.buffer = kl;
     EXPECT(f, CLATTN_ALIASING, 1,
-           clattn_attention_plan_enqueue(p, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL, NULL));
+           clattn_softmax_plan_enqueue(p, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL, NULL));
     clattn_plan_destroy(p);
     unwatch_extra(f, 5);
     clReleaseMemObject(kl);
@@ -749,11 +749,11 @@ static void test_aliasing_key_lengths(void **state)
 static void test_naive_needs_unit_d_stride(void **state)
 {
     fixture *f = *state;
-    clattn_attention_desc d;
+    clattn_softmax_desc d;
     clattn_plan *p = NULL;
-    clattn_attention_desc_init(&d);
-    d.algorithm = CLATTN_ALGO_NAIVE;
-    clattn_status st = clattn_attention_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p);
+    clattn_softmax_desc_init(&d);
+    d.algorithm = CLATTN_SOFTMAX_NAIVE;
+    clattn_status st = clattn_softmax_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p);
     if (st != CLATTN_SUCCESS)
         fail_msg("naive plan: %s", clattn_context_last_error(f->ctx));
     cl_mem wide = make_buffer(f, 2 * Q_ELEMS * sizeof(float));
@@ -768,10 +768,10 @@ static void test_naive_needs_unit_d_stride(void **state)
         for (int i = 0; i < 4; i++)
             x->strides[i] *= 2;
         EXPECT(f, CLATTN_UNSUPPORTED, 1,
-               clattn_attention_plan_enqueue(p, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL,
+               clattn_softmax_plan_enqueue(p, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL,
                                              NULL));
         EXPECT(f, CLATTN_UNSUPPORTED, 1,
-               clattn_attention_enqueue(f->ctx, &d, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL,
+               clattn_softmax_enqueue(f->ctx, &d, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL,
                                         NULL));
     }
     clattn_plan_destroy(p);
@@ -794,7 +794,7 @@ static void test_host_key_lengths_out_of_range(void **state)
         memcpy(out, o0, Q_ELEMS * sizeof(float));
         memcpy(lse, l0, L_ELEMS * sizeof(float));
         EXPECT(f, CLATTN_INVALID_ARGUMENT, 1,
-               clattn_attention_host(f->ctx, NULL, f->qs, f->ks, f->ks, f->hq, f->hk, f->hv,
+               clattn_softmax_host(f->ctx, NULL, f->qs, f->ks, f->ks, f->hq, f->hk, f->hv,
                                      bad[i], out, lse));
         assert_memory_equal(out, o0, Q_ELEMS * sizeof(float));
         assert_memory_equal(lse, l0, L_ELEMS * sizeof(float));
@@ -802,26 +802,26 @@ static void test_host_key_lengths_out_of_range(void **state)
     /* NULL pointers and bad shapes: out untouched too */
     memcpy(out, o0, Q_ELEMS * sizeof(float));
     EXPECT(f, CLATTN_NULL_POINTER, 1,
-           clattn_attention_host(f->ctx, NULL, f->qs, f->ks, f->ks, NULL, f->hk, f->hv, NULL,
+           clattn_softmax_host(f->ctx, NULL, f->qs, f->ks, f->ks, NULL, f->hk, f->hv, NULL,
                                  out, lse));
     EXPECT(f, CLATTN_NULL_POINTER, 1,
-           clattn_attention_host(f->ctx, NULL, f->qs, f->ks, NULL, f->hq, f->hk, f->hv, NULL,
+           clattn_softmax_host(f->ctx, NULL, f->qs, f->ks, NULL, f->hq, f->hk, f->hv, NULL,
                                  out, lse));
     EXPECT(f, CLATTN_NULL_POINTER, 1,
-           clattn_attention_host(f->ctx, NULL, f->qs, f->ks, f->ks, f->hq, f->hk, f->hv, NULL,
+           clattn_softmax_host(f->ctx, NULL, f->qs, f->ks, f->ks, f->hq, f->hk, f->hv, NULL,
                                  NULL, lse));
     EXPECT(f, CLATTN_NULL_POINTER, 0,
-           clattn_attention_host(NULL, NULL, f->qs, f->ks, f->ks, f->hq, f->hk, f->hv, NULL,
+           clattn_softmax_host(NULL, NULL, f->qs, f->ks, f->ks, f->hq, f->hk, f->hv, NULL,
                                  out, lse));
     size_t q257[4] = {B, HQ, NQ, 257}, k257[4] = {B, HK, NK, 257};
     EXPECT(f, CLATTN_INVALID_SHAPE, 1,
-           clattn_attention_host(f->ctx, NULL, q257, k257, k257, f->hq, f->hk, f->hv, NULL, out,
+           clattn_softmax_host(f->ctx, NULL, q257, k257, k257, f->hq, f->hk, f->hv, NULL, out,
                                  lse));
-    clattn_attention_desc d;
-    clattn_attention_desc_init(&d);
+    clattn_softmax_desc d;
+    clattn_softmax_desc_init(&d);
     d.scale = NAN;
     EXPECT(f, CLATTN_INVALID_ARGUMENT, 1,
-           clattn_attention_host(f->ctx, &d, f->qs, f->ks, f->ks, f->hq, f->hk, f->hv, NULL, out,
+           clattn_softmax_host(f->ctx, &d, f->qs, f->ks, f->ks, f->hq, f->hk, f->hv, NULL, out,
                                  lse));
     assert_memory_equal(out, o0, Q_ELEMS * sizeof(float));
     assert_memory_equal(lse, l0, L_ELEMS * sizeof(float));
@@ -946,7 +946,7 @@ static void test_valid_call_writes_output(void **state)
 {
     fixture *f = *state;
     views w = base_views(f);
-    clattn_status st = clattn_attention_plan_enqueue(f->plan, &w.q, &w.k, &w.v, &w.out, &w.lse,
+    clattn_status st = clattn_softmax_plan_enqueue(f->plan, &w.q, &w.k, &w.v, &w.out, &w.lse,
                                                      0, NULL, NULL);
     if (st != CLATTN_SUCCESS)
         fail_msg("valid enqueue: %s (%s)", clattn_status_string(st),
@@ -961,7 +961,7 @@ static void test_valid_call_writes_output(void **state)
     assert_int_equal(clEnqueueWriteBuffer(f->queue, f->out, CL_FALSE, 0, Q_ELEMS * sizeof(float),
                                           junk, 0, NULL, &written),
                      CL_SUCCESS);
-    st = clattn_attention_plan_enqueue(f->plan, &w.q, &w.k, &w.v, &w.out, &w.lse, 1, &written,
+    st = clattn_softmax_plan_enqueue(f->plan, &w.q, &w.k, &w.v, &w.out, &w.lse, 1, &written,
                                        &done);
     assert_int_equal(st, CLATTN_SUCCESS);
     assert_non_null(done);

@@ -106,6 +106,12 @@ clattn_status clattn__query_device(cl_platform_id platform, cl_device_id dev,
     cl_device_fp_config fp64 = 0;
     clGetDeviceInfo(dev, CL_DEVICE_DOUBLE_FP_CONFIG, sizeof fp64, &fp64, NULL);
     info->has_fp64 = fp64 != 0 || has_extension(dev, "cl_khr_fp64");
+    /* Quirks measured on these drivers (DESIGN.md sections 8-9): llvmpipe (Mesa's rusticl)
+     * stops every loop after 65535 iterations counted over a work-group. */
+    if (strstr(info->name, "llvmpipe")) {
+        info->loop_iteration_cap = 65535;
+        info->simt_cpu = 1;
+    }
     return CLATTN_SUCCESS;
 }
 
@@ -417,4 +423,21 @@ void clattn_context_cache_stats(const clattn_context *ctx, unsigned *source_buil
         *disk_loads = b;
     if (memory_hits)
         *memory_hits = h;
+}
+
+clattn_status clattn_context_get_stats(const clattn_context *ctx, clattn_context_stats *stats)
+{
+    if (!ctx || !stats)
+        return clattn__fail((clattn_context *)ctx, CLATTN_NULL_POINTER,
+                            "clattn_context_get_stats: NULL argument");
+    clattn_context *c = (clattn_context *)ctx;
+    memset(stats, 0, sizeof *stats);
+    pthread_mutex_lock(&c->lock);
+    stats->source_builds = c->source_builds;
+    stats->disk_loads = c->disk_loads;
+    stats->memory_hits = c->memory_hits;
+    stats->kernels_created = c->kernels_created;
+    pthread_mutex_unlock(&c->lock);
+    stats->program_lookups = stats->source_builds + stats->disk_loads + stats->memory_hits;
+    return CLATTN_SUCCESS;
 }

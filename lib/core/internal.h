@@ -26,6 +26,7 @@ struct clattn_context {
     pthread_mutex_t prog_lock;    /* guards the program list; held across a build */
     clattn__prog_entry *programs; /* in-memory program cache, a singly linked list */
     unsigned source_builds, disk_loads, memory_hits;
+    unsigned kernels_created; /* clCreateKernel calls made by the library (under lock) */
     char cache_dir[1024]; /* "" when the on-disk cache is disabled or unusable */
     bool clblast_tuned;   /* CPU parameters have been given to CLBlast for this device */
 
@@ -87,7 +88,7 @@ clattn_status clattn__query_device(cl_platform_id platform, cl_device_id device,
 
 /* ---- embedded kernel sources (generated at build time from kernels_cl/) ---- */
 typedef struct clattn__kernel_source {
-    const char *name; /* file name, e.g. "tiled.cl" */
+    const char *name; /* file name, e.g. "softmax.cl" */
     const char *text;
     size_t length;
 } clattn__kernel_source;
@@ -193,6 +194,11 @@ clattn_status clattn__seq_kernel(clattn__seq *s, cl_kernel kernel, cl_uint dims,
  * returning `ev` (owned by the sequence from now on; NULL on an in-order queue) was enqueued. */
 void clattn__seq_wait(const clattn__seq *s, cl_uint *nw, const cl_event **w);
 void clattn__seq_push(clattn__seq *s, cl_event ev);
+/* Before a library call that takes no wait list (CLBlast, clFFT): when the call must wait for
+ * something (the caller's wait list, or the previous command on an out-of-order queue), a
+ * barrier with that wait list is enqueued first. Then the call is made with s->evp as its
+ * event, followed by clattn__seq_done. */
+clattn_status clattn__seq_library(clattn__seq *s, bool last, cl_event *event);
 /* The largest power of two <= want that divides n (a work-group size for a global size n). */
 size_t clattn__local_for(size_t n, size_t want);
 
@@ -223,6 +229,104 @@ clattn_status clattn__sgemm_batched(clattn_context *ctx, bool trans_a, bool tran
                                     size_t ldb, size_t b_stride, float beta, cl_mem c,
                                     size_t c_off, size_t ldc, size_t c_stride, size_t batch,
                                     cl_event *event);
+
+/* ---- descriptors (lib/core/desc.c) ---- */
+/* The one rule for every operator's descriptor: a NULL desc means the defaults; otherwise
+ * struct_size must reach at least `min_size` bytes (the fields of the first release) and at most
+ * 4096. `out` was filled with defaults by the operator's _init; the caller's first
+ * min(struct_size, out_size) bytes are copied over it, so fields a shorter (older) struct does not
+ * reach keep their defaults. `what` names the descriptor in messages ("linear desc"). */
+clattn_status clattn__desc_read(clattn_context *ctx, const void *in, void *out, size_t out_size,
+                                size_t min_size, const char *what);
+/* A boolean flag of a descriptor (causal, shared_qk, ...): INVALID_ARGUMENT unless 0 or 1. */
+clattn_status clattn__check_flag(clattn_context *ctx, int value, const char *what);
+
+/* ---- plans (lib/core/plan.c): the base every operator's plan starts with ---- */
+#define CLATTN__PLAN_MAX_KERNELS CLATTN_PLAN_MAX_KERNELS
+#define CLATTN__PLAN_MAX_SCRATCH 16
+
+/* What an operator adds to the base: its destroy (releases the operator's own fields, not the
+ * base's) and the operator-specific part of clattn_plan_get_info (may be NULL). */
+typedef struct clattn__plan_ops {
+    clattn_operator op;
+    void (*destroy)(clattn_plan *plan);
+    void (*info)(const clattn_plan *plan, clattn_plan_info *info);
+} clattn__plan_ops;
+
+/* A kernel a plan created once, with where its launch came from. */
+typedef struct clattn__plan_krec {
+    cl_kernel kernel;
+    clattn_plan_kernel info; /* name, program file, options, local size, chosen by */
+} clattn__plan_krec;
+
+/* Every operator's plan struct has this as its first member (so a clattn_plan * is a pointer to
+ * it); it owns the kernels, the scratch buffers and constant data uploaded at bake time. */
+struct clattn_plan {
+    clattn_context *ctx;
+    const clattn__plan_ops *ops;
+    int algorithm;          /* the operator's algorithm actually used (never AUTO) */
+    char algorithm_name[32];
+    char launch[160];       /* what the scheduler / tuning database chose, "key=value ..." */
+    bool from_db;           /* that launch came from the tuning database */
+    clattn__plan_krec kernels[CLATTN__PLAN_MAX_KERNELS];
+    unsigned num_kernels;
+    cl_mem scratch[CLATTN__PLAN_MAX_SCRATCH];
+    unsigned num_scratch;
+    size_t scratch_bytes;
+};
+
+/* Allocates a zeroed operator plan of `size` bytes (>= sizeof(clattn_plan)) whose base is set
+ * up; the plan is released with clattn_plan_destroy. */
+clattn_status clattn__plan_alloc(clattn_context *ctx, size_t size, const clattn__plan_ops *ops,
+                                 clattn_plan **out);
+/* Fetches the program (file, options) from the context's cache and creates kernel `name` in it,
+ * owned by the plan; `local` is the work-group size the plan will launch it with (0: the
+ * driver's choice) and `chosen_by` what chose that launch ("scheduler", "tuning-db", "fixed"),
+ * both recorded for clattn_plan_get_info. Called only while baking. */
+clattn_status clattn__plan_kernel(clattn_plan *plan, const char *file, const char *options,
+                                  const char *name, size_t local, const char *chosen_by,
+                                  cl_kernel *out);
+/* A scratch buffer owned by the plan (uninitialised), counted in scratch_bytes. */
+clattn_status clattn__plan_scratch(clattn_plan *plan, size_t bytes, const char *what,
+                                   cl_mem *out);
+/* A buffer owned by the plan holding a copy of constant host data (projections, rotations),
+ * uploaded once at bake time. */
+clattn_status clattn__plan_upload(clattn_plan *plan, const void *src, size_t bytes,
+                                  const char *what, cl_mem *out);
+/* A plan of operator `op`, or NULL_POINTER / INVALID_ARGUMENT (wrong operator) with a message
+ * naming `fn`. */
+clattn_status clattn__plan_check(const clattn_plan *plan, clattn_operator op, const char *fn);
+
+/* ---- host staging for the blocking _host calls (lib/core/stage.c) ---- */
+/* Uploads the inputs, creates the outputs, and after the operator has been enqueued reads the
+ * outputs back *after its event* (in-order and out-of-order queues alike) into staging memory,
+ * copying into the caller's arrays only when every read succeeded, so a failed call leaves them
+ * untouched. clattn__stage_end waits for the queue and releases everything. */
+#define CLATTN__STAGE_MAX 24
+typedef struct clattn__stage {
+    clattn_context *ctx;
+    cl_mem bufs[CLATTN__STAGE_MAX];
+    unsigned n;
+    struct {
+        cl_mem buf;
+        void *dst;
+        size_t bytes;
+    } outs[CLATTN__STAGE_MAX];
+    unsigned nout;
+} clattn__stage;
+
+void clattn__stage_init(clattn__stage *s, clattn_context *ctx);
+/* A new buffer holding a copy of `bytes` of host memory. */
+clattn_status clattn__stage_in(clattn__stage *s, const void *src, size_t bytes, const char *what,
+                               cl_mem *out);
+/* A new uninitialised buffer of `bytes`; with dst non-NULL it is read back into dst by
+ * clattn__stage_read. */
+clattn_status clattn__stage_out(clattn__stage *s, void *dst, size_t bytes, const char *what,
+                                cl_mem *out);
+/* Reads every output after `done` (the event of the operator's last command; NULL only when the
+ * operator enqueued nothing), then copies them to the caller. Takes ownership of `done`. */
+clattn_status clattn__stage_read(clattn__stage *s, cl_event done);
+void clattn__stage_end(clattn__stage *s);
 
 /* ---- small helpers ---- */
 static inline bool clattn__mul_ok(size_t a, size_t b, size_t *out)

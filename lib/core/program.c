@@ -407,6 +407,9 @@ clattn_status clattn__kernel_create(clattn_context *ctx, cl_program program, con
 {
     cl_int err;
     *kernel = clCreateKernel(program, name, &err);
+    pthread_mutex_lock(&ctx->lock);
+    ctx->kernels_created++;
+    pthread_mutex_unlock(&ctx->lock);
     if (err != CL_SUCCESS)
         return clattn__fail(ctx, (clattn_status)err, "clCreateKernel(%s): %s", name,
                             clattn_status_string((clattn_status)err));

@@ -83,3 +83,14 @@ size_t clattn__local_for(size_t n, size_t want)
         l *= 2;
     return l;
 }
+
+clattn_status clattn__seq_library(clattn__seq *s, bool last, cl_event *event)
+{
+    clattn_context *ctx = s->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    clattn__seq_next(s, last, event);
+    if (s->nw > 0)
+        CLATTN_CL(clEnqueueBarrierWithWaitList(ctx->queue, s->nw, s->w, NULL));
+cleanup:
+    return status;
+}

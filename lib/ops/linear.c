@@ -206,7 +206,7 @@ static clattn_status seq_init(seq *s, clattn_context *ctx, cl_uint nwait, const 
 {
     memset(s, 0, sizeof *s);
     s->ctx = ctx;
-    s->cpu = clattn__attention_family(&ctx->info) == CLATTN_ALGO_TILED_CPU;
+    s->cpu = clattn__softmax_family(&ctx->info) == CLATTN_SOFTMAX_TILED_CPU;
     s->tiny = strstr(ctx->info.name, "llvmpipe") != NULL;
     return clattn__seq_init(&s->q, ctx, nwait, wait);
 }
@@ -794,7 +794,7 @@ static clattn_status run_job(clattn_context *ctx, const lin_job *j, cl_uint num_
     bool gemm_ok = !j->causal && !j->step && j->d->momentum == CLATTN_MOMENTUM_NONE && j->out;
     bool gemm = gemm_ok && (j->d->algorithm == CLATTN_LINEAR_GEMM ||
                             (j->d->algorithm == CLATTN_LINEAR_AUTO &&
-                             clattn__attention_family(&ctx->info) == CLATTN_ALGO_TILED_GPU));
+                             clattn__softmax_family(&ctx->info) == CLATTN_SOFTMAX_TILED_GPU));
     CLATTN_FORWARD(seq_features(&s, j, j->q, 0, fq, NULL));
     CLATTN_FORWARD(seq_features(&s, j, j->k, gemm ? 1 : 0, fk, l));
     if (gemm) {

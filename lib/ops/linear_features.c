@@ -223,7 +223,7 @@ clattn_status clattn__linear_features(clattn_context *ctx, const clattn_linear_d
     cl_int fmap = (cl_int)desc->feature_map, want_l = l != NULL || head;
     cl_float xs = (cl_float)pow((double)d, -0.25), fs = (cl_float)(1.0 / sqrt((double)um));
     const size_t ones[2] = {1, 1};
-    bool cpu = clattn__attention_family(&ctx->info) == CLATTN_ALGO_TILED_CPU;
+    bool cpu = clattn__softmax_family(&ctx->info) == CLATTN_SOFTMAX_TILED_CPU;
     /* llvmpipe counts its 65535-iteration loop cap over a whole work-group: one item per group. */
     bool tiny = strstr(ctx->info.name, "llvmpipe") != NULL;
     const size_t ones3[3] = {1, 1, 1};

@@ -39,12 +39,12 @@ static size_t floor_pow2(size_t x)
     return p;
 }
 
-clattn_attention_algo clattn__attention_family(const clattn_device_info *dev)
+clattn_softmax_algo clattn__softmax_family(const clattn_device_info *dev)
 {
     bool cpu_like = dev->device_class == CLATTN_DEVICE_CPU || dev->local_mem_emulated;
     if (cpu_like && dev->native_vector_width_float >= 4)
-        return CLATTN_ALGO_TILED_CPU;
-    return CLATTN_ALGO_TILED_GPU;
+        return CLATTN_SOFTMAX_TILED_CPU;
+    return CLATTN_SOFTMAX_TILED_GPU;
 }
 
 static void say(char *why, size_t len, const char *msg)
@@ -63,21 +63,21 @@ static size_t device_wg_limit(const clattn_device_info *dev)
 
 /* Fills a TILED_CPU launch from explicit parameters (already validated). The defines do not carry
  * the work-group size (the kernel has no reqd_work_group_size), so local sizes share a program. */
-static void fill_cpu(size_t d, unsigned rows, size_t wg, clattn__attn_launch *out)
+static void fill_cpu(size_t d, unsigned rows, size_t wg, clattn__softmax_launch *out)
 {
-    out->algo = CLATTN_ALGO_TILED_CPU;
+    out->algo = CLATTN_SOFTMAX_TILED_CPU;
     out->rows_per_item = rows;
     out->tile_kv = CLATTN__KEY_BLOCK;
     out->local_size = wg;
     out->tile_q = rows * (unsigned)wg;
     out->local_mem_bytes = 0;
     snprintf(out->defines, sizeof out->defines,
-             "-DHEAD_DIM=%zu -DROWS=%u -DTILE_KV=%u -DKEY_BLOCK=%d", d, out->rows_per_item,
+             "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_ROWS=%u -DSOFTMAX_TILE_KV=%u -DSOFTMAX_KEY_BLOCK=%d", d, out->rows_per_item,
              out->tile_kv, CLATTN__KEY_BLOCK);
 }
 
-static void plan_cpu(const clattn_device_info *dev, const clattn__attn_problem *p,
-                     clattn__attn_launch *out)
+static void plan_cpu(const clattn_device_info *dev, const clattn__softmax_problem *p,
+                     clattn__softmax_launch *out)
 {
     size_t d = p->head_dim;
     unsigned rows = d <= 64 ? 4 : d <= 128 ? 2 : 1;
@@ -85,27 +85,27 @@ static void plan_cpu(const clattn_device_info *dev, const clattn__attn_problem *
      * work-item per group (N4096 D64: 177 GFLOP/s against 119 with 8, which PoCL runs as a loop
      * it tries to vectorise across work-items). Real GPUs that land here (too little local
      * memory for TILED_GPU) need many work-items per group instead. */
-    size_t wg = clattn__attention_family(dev) == CLATTN_ALGO_TILED_CPU ? 1 : 64;
+    size_t wg = clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_CPU ? 1 : 64;
     size_t lim = device_wg_limit(dev);
     if (wg > lim)
         wg = floor_pow2(lim);
     fill_cpu(d, rows, wg, out);
 }
 
-static void fill_gpu(size_t d, size_t wg, size_t tile, clattn__attn_launch *out)
+static void fill_gpu(size_t d, size_t wg, size_t tile, clattn__softmax_launch *out)
 {
-    out->algo = CLATTN_ALGO_TILED_GPU;
+    out->algo = CLATTN_SOFTMAX_TILED_GPU;
     out->rows_per_item = 1;
     out->local_size = wg;
     out->tile_q = (unsigned)wg;
     out->tile_kv = (unsigned)tile;
     out->local_mem_bytes = 2 * tile * d * sizeof(float);
-    snprintf(out->defines, sizeof out->defines, "-DHEAD_DIM=%zu -DTILE_KV=%zu -DWG_SIZE=%zu", d,
+    snprintf(out->defines, sizeof out->defines, "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_TILE_KV=%zu -DSOFTMAX_WG_SIZE=%zu", d,
              tile, wg);
 }
 
-static bool plan_gpu(const clattn_device_info *dev, const clattn__attn_problem *p,
-                     clattn__attn_launch *out)
+static bool plan_gpu(const clattn_device_info *dev, const clattn__softmax_problem *p,
+                     clattn__softmax_launch *out)
 {
     size_t d = p->head_dim;
     /* The vendor family's work-group (lib/tune/defaults.c), within the device's limits. */
@@ -121,10 +121,10 @@ static bool plan_gpu(const clattn_device_info *dev, const clattn__attn_problem *
     return true;
 }
 
-clattn_status clattn__schedule_attention(const clattn_device_info *dev,
-                                         const clattn__attn_problem *prob,
-                                         clattn_attention_algo requested,
-                                         clattn__attn_launch *out, char *why, size_t why_len)
+clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
+                                         const clattn__softmax_problem *prob,
+                                         clattn_softmax_algo requested,
+                                         clattn__softmax_launch *out, char *why, size_t why_len)
 {
     memset(out, 0, sizeof *out);
     if (prob->head_dim < 1 || prob->head_dim > CLATTN__MAX_HEAD_DIM) {
@@ -132,40 +132,40 @@ clattn_status clattn__schedule_attention(const clattn_device_info *dev,
         return CLATTN_INVALID_SHAPE;
     }
     switch (requested) {
-    case CLATTN_ALGO_AUTO:
-        if (clattn__attention_family(dev) == CLATTN_ALGO_TILED_GPU && plan_gpu(dev, prob, out)) {
+    case CLATTN_SOFTMAX_AUTO:
+        if (clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_GPU && plan_gpu(dev, prob, out)) {
             say(why, why_len, "device has real local memory: GPU tiles");
             return CLATTN_SUCCESS;
         }
         plan_cpu(dev, prob, out);
         say(why, why_len,
-            clattn__attention_family(dev) == CLATTN_ALGO_TILED_CPU
+            clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_CPU
                 ? "CPU-like device with wide vectors: register blocking"
                 : "local memory too small for one K/V row: register blocking");
         return CLATTN_SUCCESS;
-    case CLATTN_ALGO_TILED_CPU:
+    case CLATTN_SOFTMAX_TILED_CPU:
         plan_cpu(dev, prob, out);
         say(why, why_len, "requested");
         return CLATTN_SUCCESS;
-    case CLATTN_ALGO_TILED_GPU:
+    case CLATTN_SOFTMAX_TILED_GPU:
         if (!plan_gpu(dev, prob, out)) {
             say(why, why_len, "local memory cannot hold one K and V row");
             return CLATTN_UNSUPPORTED;
         }
         say(why, why_len, "requested");
         return CLATTN_SUCCESS;
-    case CLATTN_ALGO_NAIVE:
-        out->algo = CLATTN_ALGO_NAIVE;
+    case CLATTN_SOFTMAX_NAIVE:
+        out->algo = CLATTN_SOFTMAX_NAIVE;
         /* The softmax kernel reduces each row with a work-group; on CPU-like devices one
          * work-item per row avoids PoCL's costly barriers. */
-        out->local_size = clattn__attention_family(dev) == CLATTN_ALGO_TILED_CPU ? 1
+        out->local_size = clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_CPU ? 1
                           : 64 <= device_wg_limit(dev) ? 64
                                                        : floor_pow2(device_wg_limit(dev));
         out->rows_per_item = 1;
         out->tile_q = 1;
         out->tile_kv = 0;
         out->local_mem_bytes = out->local_size * sizeof(float);
-        snprintf(out->defines, sizeof out->defines, "-DWG_SIZE=%zu", out->local_size);
+        snprintf(out->defines, sizeof out->defines, "-DSOFTMAX_WG_SIZE=%zu", out->local_size);
         say(why, why_len, "requested");
         return CLATTN_SUCCESS;
     default:
@@ -185,11 +185,11 @@ clattn_status clattn__schedule_attention(const clattn_device_info *dev,
 
 static bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
-clattn_status clattn__attention_launch_from(const clattn_device_info *dev,
-                                            const clattn__attn_problem *prob,
-                                            clattn_attention_algo algo, unsigned rows,
+clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
+                                            const clattn__softmax_problem *prob,
+                                            clattn_softmax_algo algo, unsigned rows,
                                             size_t local_size, unsigned tile_kv,
-                                            clattn__attn_launch *out, char *why, size_t why_len)
+                                            clattn__softmax_launch *out, char *why, size_t why_len)
 {
     memset(out, 0, sizeof *out);
     size_t d = prob->head_dim;
@@ -198,7 +198,7 @@ clattn_status clattn__attention_launch_from(const clattn_device_info *dev,
         return CLATTN_INVALID_SHAPE;
     }
     size_t lim = device_wg_limit(dev);
-    if (algo == CLATTN_ALGO_TILED_CPU) {
+    if (algo == CLATTN_SOFTMAX_TILED_CPU) {
         if (!(rows == 1 || rows == 2 || rows == 4 || rows == 8) ||
             rows * ((d + 15) / 16) > CPU_MAX_ACC_VECTORS) {
             say(why, why_len, "rows per work-item must be 1, 2, 4 or 8 within 32 accumulators");
@@ -212,7 +212,7 @@ clattn_status clattn__attention_launch_from(const clattn_device_info *dev,
         fill_cpu(d, rows, local_size, out);
         return CLATTN_SUCCESS;
     }
-    if (algo == CLATTN_ALGO_TILED_GPU) {
+    if (algo == CLATTN_SOFTMAX_TILED_GPU) {
         if (rows > 1 || !is_pow2(local_size) || local_size > lim || local_size > 1024 ||
             !is_pow2(tile_kv) || tile_kv > 64 ||
             2 * (size_t)tile_kv * d * sizeof(float) > dev->local_mem_size) {
@@ -242,28 +242,28 @@ static unsigned log2_dist(size_t a, size_t b)
 
 /* How far a candidate is from the default; changing ROWS, TILE_KV or WG_SIZE (GPU) costs a new
  * program build, changing only the CPU local size costs a launch-time specialisation. */
-static unsigned distance(const clattn__attn_launch *a, const clattn__attn_launch *def)
+static unsigned distance(const clattn__softmax_launch *a, const clattn__softmax_launch *def)
 {
-    unsigned rebuild = (a->algo == CLATTN_ALGO_TILED_GPU) ? 2 : 1;
+    unsigned rebuild = (a->algo == CLATTN_SOFTMAX_TILED_GPU) ? 2 : 1;
     return 2 * log2_dist(a->rows_per_item, def->rows_per_item) +
            2 * log2_dist(a->tile_kv, def->tile_kv) +
            rebuild * log2_dist(a->local_size, def->local_size);
 }
 
-static bool same_launch(const clattn__attn_launch *a, const clattn__attn_launch *b)
+static bool same_launch(const clattn__softmax_launch *a, const clattn__softmax_launch *b)
 {
     return a->algo == b->algo && a->rows_per_item == b->rows_per_item &&
            a->local_size == b->local_size && a->tile_kv == b->tile_kv;
 }
 
 /* Appends a valid, new candidate; keeps the list sorted by distance (stable). */
-static void add_candidate(const clattn_device_info *dev, const clattn__attn_problem *prob,
-                          clattn_attention_algo algo, unsigned rows, size_t wg, unsigned tile,
-                          clattn__attn_launch *out, size_t cap, size_t *n)
+static void add_candidate(const clattn_device_info *dev, const clattn__softmax_problem *prob,
+                          clattn_softmax_algo algo, unsigned rows, size_t wg, unsigned tile,
+                          clattn__softmax_launch *out, size_t cap, size_t *n)
 {
-    clattn__attn_launch c;
+    clattn__softmax_launch c;
     if (*n >= cap ||
-        clattn__attention_launch_from(dev, prob, algo, rows, wg, tile, &c, NULL, 0) !=
+        clattn__softmax_launch_from(dev, prob, algo, rows, wg, tile, &c, NULL, 0) !=
             CLATTN_SUCCESS)
         return;
     for (size_t i = 0; i < *n; i++)
@@ -279,15 +279,15 @@ static void add_candidate(const clattn_device_info *dev, const clattn__attn_prob
     (*n)++;
 }
 
-size_t clattn__attention_candidates(const clattn_device_info *dev,
-                                    const clattn__attn_problem *prob,
-                                    clattn_attention_algo requested, clattn__attn_launch *out,
+size_t clattn__softmax_candidates(const clattn_device_info *dev,
+                                    const clattn__softmax_problem *prob,
+                                    clattn_softmax_algo requested, clattn__softmax_launch *out,
                                     size_t cap)
 {
-    clattn__attn_launch def;
-    if (cap == 0 || (requested != CLATTN_ALGO_AUTO && requested != CLATTN_ALGO_TILED_CPU &&
-                     requested != CLATTN_ALGO_TILED_GPU) ||
-        clattn__schedule_attention(dev, prob, requested, &def, NULL, 0) != CLATTN_SUCCESS)
+    clattn__softmax_launch def;
+    if (cap == 0 || (requested != CLATTN_SOFTMAX_AUTO && requested != CLATTN_SOFTMAX_TILED_CPU &&
+                     requested != CLATTN_SOFTMAX_TILED_GPU) ||
+        clattn__schedule_softmax(dev, prob, requested, &def, NULL, 0) != CLATTN_SUCCESS)
         return 0;
     size_t n = 0;
     out[n++] = def;
@@ -295,7 +295,7 @@ size_t clattn__attention_candidates(const clattn_device_info *dev,
     static const unsigned gpu_wg[] = {32, 64, 128, 256}, tiles[] = {8, 16, 32, 64};
     for (size_t i = 0; i < 4; i++)
         for (size_t j = 0; j < 4; j++) {
-            if (def.algo == CLATTN_ALGO_TILED_CPU)
+            if (def.algo == CLATTN_SOFTMAX_TILED_CPU)
                 add_candidate(dev, prob, def.algo, rows[i], cpu_wg[j], CLATTN__KEY_BLOCK, out,
                               cap, &n);
             else

@@ -8,29 +8,29 @@
 #define CLATTN__KEY_BLOCK 16 /* keys per float16 score vector in the CPU family and K panels */
 #define CLATTN__MAX_HEAD_DIM 256
 
-typedef struct clattn__attn_problem {
+typedef struct clattn__softmax_problem {
     size_t head_dim;
     size_t nq, nk;
     int causal;
-} clattn__attn_problem;
+} clattn__softmax_problem;
 
-typedef struct clattn__attn_launch {
-    clattn_attention_algo algo; /* TILED_CPU, TILED_GPU or NAIVE, never AUTO */
+typedef struct clattn__softmax_launch {
+    clattn_softmax_algo algo; /* TILED_CPU, TILED_GPU or NAIVE, never AUTO */
     unsigned rows_per_item;     /* query rows owned by one work-item */
     unsigned tile_q;            /* query rows per work-group = rows_per_item * local_size */
     unsigned tile_kv;           /* keys per inner tile */
     size_t local_size;          /* work-group size along the query dimension */
     size_t local_mem_bytes;     /* __local bytes per work-group */
     char defines[256];          /* -D options for the kernel build */
-} clattn__attn_launch;
+} clattn__softmax_launch;
 
 /* Chooses the kernel family (when `requested` is AUTO) and its tiles. Returns UNSUPPORTED when a
  * requested family cannot run on the device (e.g. TILED_GPU with too little local memory for one
  * key row), INVALID_SHAPE for D outside [1, 256]. Writes a reason into `why` (may be NULL). */
-clattn_status clattn__schedule_attention(const clattn_device_info *dev,
-                                         const clattn__attn_problem *prob,
-                                         clattn_attention_algo requested,
-                                         clattn__attn_launch *out, char *why, size_t why_len);
+clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
+                                         const clattn__softmax_problem *prob,
+                                         clattn_softmax_algo requested,
+                                         clattn__softmax_launch *out, char *why, size_t why_len);
 
 /* Shipped per-vendor defaults (lib/tune/defaults.c, pure): the family name ("NVIDIA", "AMD",
  * "Intel", "Apple/ARM", "other GPU") and the TILED_GPU work-group size for a head dimension. */
@@ -38,24 +38,24 @@ const char *clattn__vendor_family(const clattn_device_info *dev);
 size_t clattn__default_gpu_wg(const clattn_device_info *dev, size_t head_dim);
 
 /* The family AUTO resolves to on this device. */
-clattn_attention_algo clattn__attention_family(const clattn_device_info *dev);
+clattn_softmax_algo clattn__softmax_family(const clattn_device_info *dev);
 
 /* A launch of a tiled family (TILED_CPU or TILED_GPU) from explicit parameters, validated against
  * the device: rows per work-item, work-group size and key tile (0 means the fixed key block for
  * TILED_CPU). UNSUPPORTED with a reason in `why` when they do not fit. */
-clattn_status clattn__attention_launch_from(const clattn_device_info *dev,
-                                            const clattn__attn_problem *prob,
-                                            clattn_attention_algo algo, unsigned rows,
+clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
+                                            const clattn__softmax_problem *prob,
+                                            clattn_softmax_algo algo, unsigned rows,
                                             size_t local_size, unsigned tile_kv,
-                                            clattn__attn_launch *out, char *why, size_t why_len);
+                                            clattn__softmax_launch *out, char *why, size_t why_len);
 
 /* The tuner's search space: valid launches of the family `requested` resolves to (AUTO: the
  * device's family), the scheduler's default first, then by promise (fewest parameter steps away
  * from the default first). Writes at most `cap` and returns how many (0 when none applies, e.g.
  * NAIVE or an invalid head dimension). */
-size_t clattn__attention_candidates(const clattn_device_info *dev,
-                                    const clattn__attn_problem *prob,
-                                    clattn_attention_algo requested, clattn__attn_launch *out,
+size_t clattn__softmax_candidates(const clattn_device_info *dev,
+                                    const clattn__softmax_problem *prob,
+                                    clattn_softmax_algo requested, clattn__softmax_launch *out,
                                     size_t cap);
 
 /* Linear attention's chunking (pure): keys per chunk for `nk` keys and `bh` (batch x heads)
@@ -66,5 +66,78 @@ size_t clattn__attention_candidates(const clattn_device_info *dev,
  * state to the scan). */
 #define CLATTN__LIN_CAUSAL_CHUNK 64
 size_t clattn__linear_chunk(const clattn_device_info *dev, size_t nk, size_t bh, int causal);
+
+
+/* ---------------------------------------------------------------------------------------------
+ * Every other operator's launch decisions, one section each (pure functions of the device
+ * description and the problem; unit-tested in tests/test_scheduler.c on made-up devices).
+ * Constants that set a crossover are named here with the measurement that set them.
+ * ------------------------------------------------------------------------------------------- */
+
+/* ---- linear attention (lib/sched/sched_linear.c) ---- */
+typedef struct clattn__linear_problem {
+    size_t bh;      /* batch x query heads */
+    size_t nq, nk;  /* query and key lengths (1 for a decoding step) */
+    size_t d, dv;   /* head dims of q/k and of v */
+    size_t m;       /* features */
+    int causal;     /* 0 or 1 */
+    int momentum;   /* clattn_momentum */
+    int favor;      /* 1 for FAVOR+ features */
+} clattn__linear_problem;
+
+/* What a linear plan launches: the form (FUSED or GEMM for the non-causal form without
+ * momentum, FUSED otherwise), the chunking and work-group sizes of its kernels. */
+typedef struct clattn__linear_launch {
+    int algo;            /* clattn_linear_algo, never AUTO */
+    size_t chunk;        /* keys per chunk of the chunk-state kernels */
+    size_t local_size;   /* work-group size of the chunk-state and output kernels (0: driver) */
+    size_t feature_local;/* work-group size of the feature kernels (0: driver) */
+    int one_item_groups; /* long-loop kernels run one item per group (device quirk) */
+    char defines[256];   /* -D options of linear.cl: every one LINEAR_-prefixed */
+} clattn__linear_launch;
+
+/* ---- end linear ---- */
+
+
+
+/* ---- LSH attention (lib/sched/sched_lsh.c) ---- */
+typedef struct clattn__lsh_problem {
+    size_t bh, n, d, dv;
+    size_t n_hashes, n_buckets, chunk_size;
+    int causal;
+} clattn__lsh_problem;
+
+typedef struct clattn__lsh_launch {
+    unsigned rows;       /* query rows per attend work-item */
+    size_t local_size;   /* attend work-group size (0: driver) */
+    int counting_sort;   /* bucket sort: counting sort (few buckets) or the radix sort block */
+    char defines[256];   /* -D options of lsh.cl, LSH_-prefixed */
+} clattn__lsh_launch;
+
+/* ---- end LSH ---- */
+
+
+
+/* ---- RPE attention (lib/sched/sched_rpe.c) ---- */
+
+/* ---- end RPE ---- */
+
+
+
+/* ---- routing attention (lib/sched/sched_routing.c) ---- */
+
+/* ---- end routing ---- */
+
+
+
+/* ---- SSM and GSS (lib/sched/sched_ssm.c) ---- */
+
+/* ---- end SSM ---- */
+
+
+
+/* ---- building blocks: sort, top-k, gather (lib/sched/sched_blocks.c) ---- */
+
+/* ---- end building blocks ---- */
 
 #endif

@@ -97,9 +97,9 @@ static void warn_add(char *warn, size_t wlen, unsigned *count, const char *msg)
     (*count)++;
 }
 
-static const char *family_name(clattn_attention_algo a)
+static const char *family_name(clattn_softmax_algo a)
 {
-    return a == CLATTN_ALGO_TILED_CPU ? "cpu" : a == CLATTN_ALGO_TILED_GPU ? "gpu" : "?";
+    return a == CLATTN_SOFTMAX_TILED_CPU ? "cpu" : a == CLATTN_SOFTMAX_TILED_GPU ? "gpu" : "?";
 }
 
 /* One entry line (without its newline); false when it does not parse completely. */
@@ -117,9 +117,9 @@ static bool parse_entry(const char *line, clattn_tuning_entry *e)
     if (got != 11 || used < 0 || line[used] != '\0')
         return false;
     if (strcmp(fam, "cpu") == 0)
-        e->algorithm = CLATTN_ALGO_TILED_CPU;
+        e->algorithm = CLATTN_SOFTMAX_TILED_CPU;
     else if (strcmp(fam, "gpu") == 0)
-        e->algorithm = CLATTN_ALGO_TILED_GPU;
+        e->algorithm = CLATTN_SOFTMAX_TILED_GPU;
     else
         return false;
     return strcmp(e->op, "softmax") == 0 && (e->causal == 0 || e->causal == 1) &&

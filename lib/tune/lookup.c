@@ -60,7 +60,7 @@ void clattn__tune_forget(clattn_context *ctx)
     pthread_mutex_unlock(&ctx->tune_lock);
 }
 
-void clattn__tune_entry_key(const clattn__attn_problem *prob, clattn_attention_algo family,
+void clattn__tune_entry_key(const clattn__softmax_problem *prob, clattn_softmax_algo family,
                             clattn_tuning_entry *e)
 {
     memset(e, 0, sizeof *e);
@@ -72,8 +72,8 @@ void clattn__tune_entry_key(const clattn__attn_problem *prob, clattn_attention_a
     e->algorithm = family;
 }
 
-bool clattn__tune_launch(clattn_context *ctx, const clattn__attn_problem *prob,
-                         clattn_attention_algo family, clattn__attn_launch *out)
+bool clattn__tune_launch(clattn_context *ctx, const clattn__softmax_problem *prob,
+                         clattn_softmax_algo family, clattn__softmax_launch *out)
 {
     if (tuning_off() || ctx->cache_dir[0] == '\0')
         return false;
@@ -90,7 +90,7 @@ bool clattn__tune_launch(clattn_context *ctx, const clattn__attn_problem *prob,
     }
     pthread_mutex_unlock(&ctx->tune_lock);
     /* An entry that does not fit this device (edited file, changed limits) is not used. */
-    return hit && clattn__attention_launch_from(&ctx->info, prob, found.algorithm,
+    return hit && clattn__softmax_launch_from(&ctx->info, prob, found.algorithm,
                                                 found.rows_per_item, found.local_size,
                                                 found.tile_kv, out, NULL, 0) == CLATTN_SUCCESS;
 }

@@ -3,7 +3,7 @@
  * Noise is the enemy on shared CPUs (PoCL on two vCPUs next to a compiler): every decision compares
  * against the default measured in the same run, and a winner must beat it by the default's own
  * spread. The steps: the default (warm-up + 7 repetitions), then the candidates in the order of
- * clattn__attention_candidates (one build, one warm-up, one screening run that drops anything 25%
+ * clattn__softmax_candidates (one build, one warm-up, one screening run that drops anything 25%
  * slower than the default, then 5 repetitions, median), while the budget lasts; finally the best is
  * re-timed alternately with the default (ABBA pairs, so a drift in machine load hits both) and
  * kept only when its median beats the default's by more than the spread. Wall time of enqueue to
@@ -62,9 +62,9 @@ static double spread(const double *v, size_t n)
     return s[n - 1 - n / 4] - s[n / 4];
 }
 
-static void describe(const clattn__attn_launch *L, char *out, size_t size)
+static void describe(const clattn__softmax_launch *L, char *out, size_t size)
 {
-    if (L->algo == CLATTN_ALGO_TILED_CPU)
+    if (L->algo == CLATTN_SOFTMAX_TILED_CPU)
         snprintf(out, size, "cpu rows=%u local=%zu tile_kv=%u", L->rows_per_item, L->local_size,
                  L->tile_kv);
     else
@@ -96,7 +96,7 @@ static clattn_status run_once(bench *b, clattn_plan *plan, double *ms)
     clattn_status status = CLATTN_SUCCESS;
     double t0 = now_s();
     CLATTN_FORWARD(
-        clattn_attention_plan_enqueue(plan, &b->q, &b->k, &b->v, &b->o, NULL, 0, NULL, NULL));
+        clattn_softmax_plan_enqueue(plan, &b->q, &b->k, &b->v, &b->o, NULL, 0, NULL, NULL));
     CLATTN_CL(clFinish(ctx->queue));
     *ms = (now_s() - t0) * 1e3;
 cleanup:
@@ -169,15 +169,15 @@ cleanup:
 typedef enum outcome { MEASURED, FAILED, REJECTED } outcome;
 
 /* Builds and times one candidate; on MEASURED the plan is handed over in *plan_out. */
-static outcome try_candidate(bench *b, const clattn_attention_desc *desc, const size_t qs[4],
-                             const size_t ks[4], const clattn__attn_launch *L, double screen_ms,
+static outcome try_candidate(bench *b, const clattn_softmax_desc *desc, const size_t qs[4],
+                             const size_t ks[4], const clattn__softmax_launch *L, double screen_ms,
                              double *ms, clattn_plan **plan_out, clattn_tune_report *r)
 {
     char name[96];
     double times[CANDIDATE_REPS], t;
     clattn_plan *plan = NULL;
     describe(L, name, sizeof name);
-    clattn_status st = clattn__attention_plan_create_launch(b->ctx, desc, qs, ks, L, &plan);
+    clattn_status st = clattn__softmax_plan_create_launch(b->ctx, desc, qs, ks, L, &plan);
     if (st == CLATTN_SUCCESS)
         st = run_once(b, plan, &t); /* warm-up: first launch of a work-group size compiles */
     if (st == CLATTN_SUCCESS)
@@ -224,8 +224,8 @@ static clattn_status confirm(bench *b, clattn_plan *def, clattn_plan *best,
 }
 
 /* Merges the entry into the database file and makes the context re-read it. */
-static void store(clattn_context *ctx, const clattn__attn_problem *prob,
-                  const clattn__attn_launch *L, clattn_tune_report *r)
+static void store(clattn_context *ctx, const clattn__softmax_problem *prob,
+                  const clattn__softmax_launch *L, clattn_tune_report *r)
 {
     clattn_tuning_entry e;
     char path[1200], warn[400] = "";
@@ -249,7 +249,7 @@ static void store(clattn_context *ctx, const clattn__attn_problem *prob,
 }
 
 typedef struct search {
-    clattn__attn_launch cand[MAX_CANDIDATES];
+    clattn__softmax_launch cand[MAX_CANDIDATES];
     size_t n;
     clattn_plan *def, *best;
     size_t best_i;
@@ -258,7 +258,7 @@ typedef struct search {
 } search;
 
 /* The candidates after the default, while the budget lasts. */
-static void explore(bench *b, const clattn_attention_desc *desc, const size_t qs[4],
+static void explore(bench *b, const clattn_softmax_desc *desc, const size_t qs[4],
                     const size_t ks[4], search *s, double t0, double budget,
                     clattn_tune_report *r)
 {
@@ -287,28 +287,28 @@ static void explore(bench *b, const clattn_attention_desc *desc, const size_t qs
     }
 }
 
-static void read_request(const clattn_attention_desc *desc, clattn_attention_algo *algo,
+static void read_request(const clattn_softmax_desc *desc, clattn_softmax_algo *algo,
                          int *causal)
 {
-    *algo = CLATTN_ALGO_AUTO;
+    *algo = CLATTN_SOFTMAX_AUTO;
     *causal = 0;
     if (!desc)
         return;
-    if (desc->struct_size >= offsetof(clattn_attention_desc, causal) + sizeof(int))
+    if (desc->struct_size >= offsetof(clattn_softmax_desc, causal) + sizeof(int))
         *causal = desc->causal != 0;
     if (desc->struct_size >=
-        offsetof(clattn_attention_desc, algorithm) + sizeof(clattn_attention_algo))
+        offsetof(clattn_softmax_desc, algorithm) + sizeof(clattn_softmax_algo))
         *algo = desc->algorithm;
 }
 
-static clattn_status tune_search(bench *b, const clattn_attention_desc *desc, const size_t qs[4],
+static clattn_status tune_search(bench *b, const clattn_softmax_desc *desc, const size_t qs[4],
                                  const size_t ks[4], double budget, search *s,
                                  clattn_tune_report *r)
 {
     clattn_context *ctx = b->ctx;
     clattn_status status = CLATTN_SUCCESS;
     double t0 = now_s(), t;
-    CLATTN_FORWARD(clattn__attention_plan_create_launch(ctx, desc, qs, ks, &s->cand[0], &s->def));
+    CLATTN_FORWARD(clattn__softmax_plan_create_launch(ctx, desc, qs, ks, &s->cand[0], &s->def));
     CLATTN_FORWARD(run_once(b, s->def, &t));
     CLATTN_FORWARD(run_reps(b, s->def, s->def_times, DEFAULT_REPS));
     s->def_ms = s->best_ms = median(s->def_times, DEFAULT_REPS);
@@ -330,12 +330,12 @@ cleanup:
     return status;
 }
 
-clattn_status clattn_tune_attention(clattn_context *ctx, const clattn_attention_desc *desc,
+clattn_status clattn_tune_softmax(clattn_context *ctx, const clattn_softmax_desc *desc,
                                     const size_t q_shape[4], const size_t k_shape[4],
                                     double budget_seconds, clattn_tune_report *report)
 {
     if (!ctx)
-        return clattn__fail(NULL, CLATTN_NULL_POINTER, "clattn_tune_attention: ctx is NULL");
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "clattn_tune_softmax: ctx is NULL");
     clattn_status status = CLATTN_SUCCESS;
     bench b;
     search *s = NULL;
@@ -344,20 +344,20 @@ clattn_status clattn_tune_attention(clattn_context *ctx, const clattn_attention_
     memset(&b, 0, sizeof b);
     b.ctx = ctx;
     CLATTN_CHECK(q_shape && k_shape && report, CLATTN_NULL_POINTER,
-                 "clattn_tune_attention: q_shape, k_shape and report are required");
+                 "clattn_tune_softmax: q_shape, k_shape and report are required");
     memset(report, 0, sizeof *report);
     CLATTN_CHECK(isfinite(budget_seconds) && budget_seconds > 0, CLATTN_INVALID_ARGUMENT,
-                 "clattn_tune_attention: budget must be positive and finite");
-    status = clattn_attention_schedule(&ctx->info, desc, q_shape, k_shape, &info);
+                 "clattn_tune_softmax: budget must be positive and finite");
+    status = clattn_softmax_schedule(&ctx->info, desc, q_shape, k_shape, &info);
     CLATTN_CHECK(status == CLATTN_SUCCESS, status, "tune: invalid descriptor or shapes: %s",
                  clattn_status_message(status));
-    clattn_attention_algo algo;
+    clattn_softmax_algo algo;
     int causal;
     read_request(desc, &algo, &causal);
     s = calloc(1, sizeof *s);
     CLATTN_CHECK(s != NULL, CLATTN_OUT_OF_HOST_MEMORY, "tune");
-    clattn__attn_problem prob = {q_shape[3], q_shape[2], k_shape[2], causal};
-    s->n = clattn__attention_candidates(&ctx->info, &prob, algo, s->cand, MAX_CANDIDATES);
+    clattn__softmax_problem prob = {q_shape[3], q_shape[2], k_shape[2], causal};
+    s->n = clattn__softmax_candidates(&ctx->info, &prob, algo, s->cand, MAX_CANDIDATES);
     CLATTN_CHECK(s->n > 0, CLATTN_UNSUPPORTED,
                  "tune: only the tiled families (AUTO, TILED_CPU, TILED_GPU) are tunable");
     report->candidates = (unsigned)s->n;

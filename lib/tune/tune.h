@@ -23,7 +23,7 @@ const clattn_tuning_entry *clattn__tune_db_find(const clattn__tune_db *db,
                                                 const clattn_tuning_entry *key);
 
 /* Zeroes *e and fills its key fields (op, D, buckets, causal, family) for a problem. */
-void clattn__tune_entry_key(const clattn__attn_problem *prob, clattn_attention_algo family,
+void clattn__tune_entry_key(const clattn__softmax_problem *prob, clattn_softmax_algo family,
                             clattn_tuning_entry *e);
 /* The shape class of a problem: next power of two of Nq and of Nk. */
 size_t clattn__tune_bucket(size_t n);
@@ -60,19 +60,19 @@ clattn_status clattn__tune_db_remove(const char *path);
 /* The launch the database holds for this problem and family, validated against the device, or
  * false (no entry, CLATTN_TUNING=off, no cache folder, entry invalid here). Loads the database on
  * first use. */
-bool clattn__tune_launch(clattn_context *ctx, const clattn__attn_problem *prob,
-                         clattn_attention_algo family, clattn__attn_launch *out);
+bool clattn__tune_launch(clattn_context *ctx, const clattn__softmax_problem *prob,
+                         clattn_softmax_algo family, clattn__softmax_launch *out);
 /* Drops the context's cached copy so the next lookup re-reads the file. */
 void clattn__tune_forget(clattn_context *ctx);
 
 /* ---- lib/ops/tiled.c ---- */
-/* clattn_attention_plan_create with the launch given instead of chosen (no database, no
+/* clattn_softmax_plan_create with the launch given instead of chosen (no database, no
  * scheduler); v has k's shape. */
-clattn_status clattn__attention_plan_create_launch(clattn_context *ctx,
-                                                   const clattn_attention_desc *desc,
+clattn_status clattn__softmax_plan_create_launch(clattn_context *ctx,
+                                                   const clattn_softmax_desc *desc,
                                                    const size_t q_shape[4],
                                                    const size_t k_shape[4],
-                                                   const clattn__attn_launch *launch,
+                                                   const clattn__softmax_launch *launch,
                                                    clattn_plan **plan);
 
 #endif

@@ -2,7 +2,7 @@
 # Packs the host-built test binaries, the CLI and the Debian libraries they load (CLBlast, clFFT,
 # cmocka, the ICD loader) into build-gpu/, for a machine with a GPU driver but without those
 # packages (e.g. the lent NVIDIA device machine). Run after ./setup.sh test (or a build in build/).
-# Then, on that machine: build-gpu/run_nvidia.sh test_linear test_tiled ... "bench:linear --n 4096"
+# Then, on that machine: build-gpu/run_nvidia.sh test_linear test_softmax ... "bench:linear --n 4096"
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=$root/build-gpu

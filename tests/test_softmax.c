@@ -1,4 +1,4 @@
-/* Tiled exact attention against the fp64 host reference (tests/reference/ref_attention.c), on the
+/* Tiled exact attention against the fp64 host reference (tests/reference/ref_softmax.c), on the
  * device chosen by CLATTN_DEVICE (default selection otherwise): both kernel families forced, the
  * scheduler's own choice, and the naive baseline.
  *
@@ -20,7 +20,7 @@
 
 #include "clattn.h"
 #include "test_util.h"
-#include "reference/ref_attention.h"
+#include "reference/ref_softmax.h"
 
 #define TOL 1e-4
 
@@ -36,7 +36,7 @@ typedef struct tcase {
     int key_lengths;    /* 0: none; 1: per batch {0, random, Nk, ...} */
     float amp;          /* inputs uniform in [-amp, amp] */
     float scale;        /* 0: default 1/sqrt(D) */
-    clattn_attention_algo algo;
+    clattn_softmax_algo algo;
     int bnhd;           /* store tensors as [B, N, H, D] (strided views) */
     int with_lse;
 } tcase;
@@ -66,7 +66,7 @@ static double run_case(const tcase *c)
     const int32_t *klp = c->key_lengths ? kl : NULL;
 
     double scale = c->scale != 0.0f ? c->scale : 1.0 / sqrt((double)c->D);
-    ref_attention(q, k, v, ref, ref_lse, c->B, c->Hq, c->Hk, c->Nq, c->Nk, c->D, scale, c->causal,
+    ref_softmax(q, k, v, ref, ref_lse, c->B, c->Hq, c->Hk, c->Nq, c->Nk, c->D, scale, c->causal,
                   klp);
 
     float *hq = c->bnhd ? tu_relayout(q, c->B, c->Hq, c->Nq, c->D, 1) : q;
@@ -80,8 +80,8 @@ static double run_case(const tcase *c)
     cl_mem bo = tu_buffer(ctx, nq * 4, out), bl = tu_buffer(ctx, nl * 4, lse);
     cl_mem bkl = tu_buffer(ctx, c->B * sizeof(int32_t), kl);
 
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
     desc.causal = c->causal;
     desc.scale = c->scale;
     desc.algorithm = c->algo;
@@ -89,7 +89,7 @@ static double run_case(const tcase *c)
         desc.key_lengths = bkl;
     size_t qs[4] = {c->B, c->Hq, c->Nq, c->D}, ks[4] = {c->B, c->Hk, c->Nk, c->D};
     clattn_plan *plan = NULL;
-    clattn_status st = clattn_attention_plan_create(ctx, &desc, qs, ks, ks, &plan);
+    clattn_status st = clattn_softmax_plan_create(ctx, &desc, qs, ks, ks, &plan);
     if (st != CLATTN_SUCCESS)
         fail_msg("plan: %s", clattn_context_last_error(ctx));
     clattn_tensor tq = tu_view(bq, c->B, c->Hq, c->Nq, c->D, c->bnhd);
@@ -98,7 +98,7 @@ static double run_case(const tcase *c)
     clattn_tensor to = tu_view(bo, c->B, c->Hq, c->Nq, c->D, c->bnhd);
     clattn_tensor tl = clattn_tensor_make(bl, c->B, c->Hq, c->Nq, 1);
     cl_event ev = NULL;
-    st = clattn_attention_plan_enqueue(plan, &tq, &tk, &tv, &to, c->with_lse ? &tl : NULL, 0,
+    st = clattn_softmax_plan_enqueue(plan, &tq, &tk, &tv, &to, c->with_lse ? &tl : NULL, 0,
                                        NULL, &ev);
     if (st != CLATTN_SUCCESS)
         fail_msg("enqueue: %s", clattn_context_last_error(ctx));
@@ -159,7 +159,7 @@ static double run_case(const tcase *c)
     return nerr;
 }
 
-static const clattn_attention_algo tiled_algos[] = {CLATTN_ALGO_TILED_CPU, CLATTN_ALGO_TILED_GPU};
+static const clattn_softmax_algo tiled_algos[] = {CLATTN_SOFTMAX_TILED_CPU, CLATTN_SOFTMAX_TILED_GPU};
 
 static void test_head_dims(void **state)
 {
@@ -260,10 +260,10 @@ static void test_naive(void **state)
 {
     (void)state;
     tcase cs[] = {
-        {1, 2, 2, 65, 70, 64, 0, 0, 1, 0, CLATTN_ALGO_NAIVE, 0, 1},
-        {2, 4, 2, 33, 50, 40, 1, 1, 1, 0, CLATTN_ALGO_NAIVE, 0, 1},
-        {1, 1, 1, 1, 1, 1, 0, 0, 1, 0, CLATTN_ALGO_NAIVE, 0, 1},
-        {1, 2, 1, 70, 5, 16, 1, 0, 1, 0, CLATTN_ALGO_NAIVE, 1, 1},
+        {1, 2, 2, 65, 70, 64, 0, 0, 1, 0, CLATTN_SOFTMAX_NAIVE, 0, 1},
+        {2, 4, 2, 33, 50, 40, 1, 1, 1, 0, CLATTN_SOFTMAX_NAIVE, 0, 1},
+        {1, 1, 1, 1, 1, 1, 0, 0, 1, 0, CLATTN_SOFTMAX_NAIVE, 0, 1},
+        {1, 2, 1, 70, 5, 16, 1, 0, 1, 0, CLATTN_SOFTMAX_NAIVE, 1, 1},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
         run_case(&cs[i]);
@@ -273,24 +273,24 @@ static void test_naive(void **state)
 static void test_auto(void **state)
 {
     (void)state;
-    tcase c = {1, 2, 2, 100, 100, 64, 1, 0, 1, 0, CLATTN_ALGO_AUTO, 0, 1};
+    tcase c = {1, 2, 2, 100, 100, 64, 1, 0, 1, 0, CLATTN_SOFTMAX_AUTO, 0, 1};
     run_case(&c);
     clattn_device_info info;
     clattn_context_get_device_info(ctx, &info);
-    clattn_attention_desc d;
-    clattn_attention_desc_init(&d);
+    clattn_softmax_desc d;
+    clattn_softmax_desc_init(&d);
     size_t s[4] = {1, 2, 100, 64};
     clattn_plan *plan = NULL;
-    assert_int_equal(clattn_attention_plan_create(ctx, &d, s, s, s, &plan), CLATTN_SUCCESS);
+    assert_int_equal(clattn_softmax_plan_create(ctx, &d, s, s, s, &plan), CLATTN_SUCCESS);
     clattn_plan_info pi;
     assert_int_equal(clattn_plan_get_info(plan, &pi), CLATTN_SUCCESS);
     /* lib/sched/sched.c's rule: CPU-like devices with wide explicit vectors (PoCL) get the
      * register-blocked family, SIMT-style ones (llvmpipe, GPUs) the local-memory tiles. */
     if ((info.device_class == CLATTN_DEVICE_CPU || info.local_mem_emulated) &&
         info.native_vector_width_float >= 4)
-        assert_int_equal(pi.algorithm, CLATTN_ALGO_TILED_CPU);
+        assert_int_equal(pi.algorithm, CLATTN_SOFTMAX_TILED_CPU);
     else
-        assert_int_equal(pi.algorithm, CLATTN_ALGO_TILED_GPU);
+        assert_int_equal(pi.algorithm, CLATTN_SOFTMAX_TILED_GPU);
     clattn_plan_destroy(plan);
 }
 
@@ -304,13 +304,13 @@ static void test_repeatable(void **state)
     uint64_t seed = 7;
     ref_fill_uniform(x, n, 1, &seed);
     for (size_t al = 0; al < 2; al++) {
-        clattn_attention_desc d;
-        clattn_attention_desc_init(&d);
+        clattn_softmax_desc d;
+        clattn_softmax_desc_init(&d);
         d.algorithm = tiled_algos[al];
         d.causal = 1;
-        assert_int_equal(clattn_attention_host(ctx, &d, s, s, s, x, x, x, NULL, a, NULL),
+        assert_int_equal(clattn_softmax_host(ctx, &d, s, s, s, x, x, x, NULL, a, NULL),
                          CLATTN_SUCCESS);
-        assert_int_equal(clattn_attention_host(ctx, &d, s, s, s, x, x, x, NULL, b, NULL),
+        assert_int_equal(clattn_softmax_host(ctx, &d, s, s, s, x, x, x, NULL, b, NULL),
                          CLATTN_SUCCESS);
         assert_memory_equal(a, b, n * 4);
     }
@@ -345,15 +345,15 @@ static void test_wait_list(void **state)
                                               tu_buffer(ctx, n * 4, o)};
     clattn_tensor tx = clattn_tensor_make(bx, 1, 1, 20, 16);
     cl_event done[3];
-    const clattn_attention_algo algos[3] = {CLATTN_ALGO_TILED_CPU, CLATTN_ALGO_TILED_GPU,
-                                            CLATTN_ALGO_NAIVE};
+    const clattn_softmax_algo algos[3] = {CLATTN_SOFTMAX_TILED_CPU, CLATTN_SOFTMAX_TILED_GPU,
+                                            CLATTN_SOFTMAX_NAIVE};
     for (size_t al = 0; al < 3; al++) {
         clattn_tensor to = clattn_tensor_make(bo[al], 1, 1, 20, 16);
-        clattn_attention_desc d;
-        clattn_attention_desc_init(&d);
+        clattn_softmax_desc d;
+        clattn_softmax_desc_init(&d);
         d.algorithm = algos[al];
         done[al] = NULL;
-        if (clattn_attention_enqueue(ctx, &d, &tx, &tx, &tx, &to, NULL, 1, &user, &done[al]) !=
+        if (clattn_softmax_enqueue(ctx, &d, &tx, &tx, &tx, &to, NULL, 1, &user, &done[al]) !=
             CLATTN_SUCCESS)
             fail_msg("enqueue: %s", clattn_context_last_error(ctx));
         assert_non_null(done[al]);
@@ -393,17 +393,17 @@ static void test_build_failure_reported(void **state)
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fclose(f);
-    snprintf(path, sizeof path, "%s/tiled.cl", dir);
+    snprintf(path, sizeof path, "%s/softmax.cl", dir);
     f = fopen(path, "w");
     assert_non_null(f);
-    fputs("__kernel void clattn_tiled_fwd_cpu(__global float *x) { x[0] = undeclared_name; }\n", f);
+    fputs("__kernel void clattn_softmax_fwd_cpu(__global float *x) { x[0] = undeclared_name; }\n", f);
     fclose(f);
     setenv("CLATTN_KERNEL_DIR", dir, 1);
-    clattn_attention_desc d;
-    clattn_attention_desc_init(&d);
+    clattn_softmax_desc d;
+    clattn_softmax_desc_init(&d);
     size_t s[4] = {1, 1, 8, 8};
     clattn_plan *plan = NULL;
-    clattn_status st = clattn_attention_plan_create(ctx, &d, s, s, s, &plan);
+    clattn_status st = clattn_softmax_plan_create(ctx, &d, s, s, s, &plan);
     unsetenv("CLATTN_KERNEL_DIR");
     assert_int_equal(st, CLATTN_BUILD_FAILED);
     assert_null(plan);
@@ -414,7 +414,7 @@ static void test_build_failure_reported(void **state)
     snprintf(path, sizeof path, "%s/common.clh", dir);
     remove(path);
     rmdir(dir);
-    assert_int_equal(clattn_attention_plan_create(ctx, &d, s, s, s, &plan), CLATTN_SUCCESS);
+    assert_int_equal(clattn_softmax_plan_create(ctx, &d, s, s, s, &plan), CLATTN_SUCCESS);
     clattn_plan_destroy(plan);
 }
 
@@ -432,13 +432,13 @@ static void *thread_main(void *arg)
     float *q = malloc(n * 4), *o = malloc(n * 4), *r = malloc(n * 4);
     uint64_t seed = 99 + job->d;
     ref_fill_uniform(q, n, 1, &seed);
-    ref_attention(q, q, q, r, NULL, 1, 2, 2, 45, 45, job->d, 1.0 / sqrt((double)job->d), 1, NULL);
-    clattn_attention_desc d;
-    clattn_attention_desc_init(&d);
+    ref_softmax(q, q, q, r, NULL, 1, 2, 2, 45, 45, job->d, 1.0 / sqrt((double)job->d), 1, NULL);
+    clattn_softmax_desc d;
+    clattn_softmax_desc_init(&d);
     d.causal = 1;
     job->ok = 1;
     for (int rep = 0; rep < 3 && job->ok; rep++) {
-        if (clattn_attention_host(ctx, &d, s, s, s, q, q, q, NULL, o, NULL) != CLATTN_SUCCESS) {
+        if (clattn_softmax_host(ctx, &d, s, s, s, q, q, q, NULL, o, NULL) != CLATTN_SUCCESS) {
             job->ok = 0;
             break;
         }

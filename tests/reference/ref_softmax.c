@@ -1,5 +1,5 @@
-/* ref_attention.c - see ref_attention.h. */
-#include "ref_attention.h"
+/* ref_softmax.c - see ref_softmax.h. */
+#include "ref_softmax.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@ static double dot_scaled(const float *a, const float *b, size_t D, double scale)
     return scale * s;
 }
 
-void ref_attention(const float *q, const float *k, const float *v, float *out, float *lse,
+void ref_softmax(const float *q, const float *k, const float *v, float *out, float *lse,
                    size_t B, size_t Hq, size_t Hk, size_t Nq, size_t Nk, size_t D,
                    double scale, int causal, const int32_t *key_lengths)
 {

@@ -1,8 +1,8 @@
-/* ref_attention.h - plain-C double-precision reference for softmax attention,
+/* ref_softmax.h - plain-C double-precision reference for softmax attention,
  * plus the small helpers every device test uses (inputs, error norms).
  * Written for clarity, not speed: naive loops, double accumulation. */
-#ifndef CLATTN_TESTS_REF_ATTENTION_H
-#define CLATTN_TESTS_REF_ATTENTION_H
+#ifndef CLATTN_TESTS_REF_SOFTMAX_H
+#define CLATTN_TESTS_REF_SOFTMAX_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -21,7 +21,7 @@ extern "C" {
    Accumulate in double; use the max-subtraction trick so logits of magnitude 1e4 do not overflow.
    If the D-double scratch row cannot be allocated, out and lse are filled with NaN so that any
    comparison fails loudly instead of passing on stale data. */
-void ref_attention(const float *q, const float *k, const float *v, float *out, float *lse,
+void ref_softmax(const float *q, const float *k, const float *v, float *out, float *lse,
                    size_t B, size_t Hq, size_t Hk, size_t Nq, size_t Nk, size_t D,
                    double scale, int causal, const int32_t *key_lengths);
 
@@ -40,4 +40,4 @@ double ref_max_abs_diff(const float *a, const float *b, size_t n, double *max_ab
 }
 #endif
 
-#endif /* CLATTN_TESTS_REF_ATTENTION_H */
+#endif /* CLATTN_TESTS_REF_SOFTMAX_H */

@@ -1,0 +1,320 @@
+/* Tiled exact softmax attention (FlashAttention-style forward with online softmax). Two families:
+ *
+ *  clattn_softmax_fwd_cpu — for CPU-like devices (PoCL): no __local memory and no barriers. Each
+ *    work-item owns SOFTMAX_ROWS query rows; scores are float16 vectors over 16 keys read from K packed
+ *    into [N/16][D][16] panels (clattn_softmax_pack_kv), so every panel load feeds SOFTMAX_ROWS FMAs; logits
+ *    are kept in base 2 (log2 e folded into the scale) so exp is exp2.
+ *
+ *  clattn_softmax_fwd_gpu — for devices with real local memory: a work-group of SOFTMAX_WG_SIZE work-items,
+ *    one query row each, shares SOFTMAX_TILE_KV x SOFTMAX_HEAD_DIM tiles of K and V loaded into __local memory.
+ *
+ * Both write every output element: rows that see no key get zeros and lse = -INFINITY. */
+
+#ifndef SOFTMAX_HEAD_DIM
+#define SOFTMAX_HEAD_DIM 64
+#endif
+#ifndef SOFTMAX_ROWS
+#define SOFTMAX_ROWS 4
+#endif
+#ifndef SOFTMAX_TILE_KV
+#define SOFTMAX_TILE_KV 64
+#endif
+#ifndef SOFTMAX_KEY_BLOCK
+#define SOFTMAX_KEY_BLOCK 16
+#endif
+#ifndef SOFTMAX_WG_SIZE
+#define SOFTMAX_WG_SIZE 128
+#endif
+
+
+/* Key panels consumed per online-softmax step by the CPU family: two (32 keys) halve the per-key
+ * cost of the row reductions and rescales, and pay off while the score vectors fit in registers
+ * beside the accumulators (N2048 H8: D16 87 -> 132, D64 181 -> 192 GFLOP/s; at D128 and D256 one
+ * panel stays faster, 132 vs 116 and 74 vs 56). */
+#ifndef SOFTMAX_STEP_BLOCKS
+#define SOFTMAX_STEP_BLOCKS ((SOFTMAX_HEAD_DIM) <= 64 ? 2 : 1)
+#endif
+
+/* SOFTMAX_HEAD_DIM rounded up to whole float16 vectors: packed V rows and the CPU accumulators use it. */
+#define DPAD (((SOFTMAX_HEAD_DIM) + 15) / 16 * 16)
+#define DVEC (DPAD / 16)
+
+/* Packs K of head (b, hk) into panels kp[bh][Npad/16][SOFTMAX_HEAD_DIM][16] and V into rows
+ * vp[bh][Npad][DPAD], zero-filling keys in [Nk, Npad) and columns in [SOFTMAX_HEAD_DIM, DPAD).
+ * Global size: (Npad, B * Hk). */
+__kernel void clattn_softmax_pack_kv(__global const float *k, ulong k_off, ulong4 ks,
+                                   __global const float *v, ulong v_off, ulong4 vs, uint hk_count,
+                                   uint nk, uint npad, __global float *kp, __global float *vp)
+{
+    uint j = get_global_id(0);
+    uint bh = get_global_id(1);
+    if (j >= npad)
+        return;
+    uint b = bh / hk_count, h = bh % hk_count;
+    ulong kbase = ((ulong)bh * (npad / SOFTMAX_KEY_BLOCK) + j / SOFTMAX_KEY_BLOCK) * SOFTMAX_HEAD_DIM * SOFTMAX_KEY_BLOCK +
+                  j % SOFTMAX_KEY_BLOCK;
+    ulong vbase = ((ulong)bh * npad + j) * DPAD;
+    bool in = j < nk;
+    for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
+        kp[kbase + (ulong)d * SOFTMAX_KEY_BLOCK] = in ? k[clattn_at(k_off, ks, b, h, j, d)] : 0.0f;
+        vp[vbase + d] = in ? v[clattn_at(v_off, vs, b, h, j, d)] : 0.0f;
+    }
+    for (uint d = SOFTMAX_HEAD_DIM; d < DPAD; d++)
+        vp[vbase + d] = 0.0f;
+}
+
+/* Writes one finished row: out = acc / l, lse = natural-log log-sum-exp (from base-2 state). */
+#define CLATTN_STORE_ROW(ACC, M, L, ROW)                                                           \
+    do {                                                                                           \
+        float inv_ = (L) > 0.0f ? 1.0f / (L) : 0.0f;                                               \
+        for (uint d_ = 0; d_ < SOFTMAX_HEAD_DIM; d_++)                                                     \
+            out[clattn_at(o_off, os, b, h, (ROW), d_)] = (ACC)[d_] * inv_;                         \
+        if (has_lse)                                                                               \
+            lse[clattn_at(l_off, ls, b, h, (ROW), 0)] =                                            \
+                (L) > 0.0f ? ((M) + log2(L)) * CLATTN_LN2 : -INFINITY;                             \
+    } while (0)
+
+/* Global size: (ceil(Nq / SOFTMAX_ROWS) rounded up to the work-group, B * Hq). Keys are consumed
+ * SOFTMAX_STEP_BLOCKS 16-key panels at a time: SOFTMAX_ROWS x SOFTMAX_STEP_BLOCKS float16 score vectors, one online-softmax
+ * rescale per step (its cost, SOFTMAX_ROWS x DPAD multiplies, is a few % of the step's FMAs), then the
+ * probabilities times V's rows into SOFTMAX_ROWS x DVEC float16 accumulators that stay in registers. */
+__kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong4 qs,
+                                   __global const float *kp, __global const float *vp, uint npad,
+                                   __global float *out, ulong o_off, ulong4 os,
+                                   __global float *lse, ulong l_off, ulong4 ls, int has_lse,
+                                   __global const int *key_lengths, ulong kl_off, int has_kl,
+                                   uint hq_count, uint hk_count, uint nq, uint nk,
+                                   float scale_log2, int causal)
+{
+    /* Rows are handed out last-first: under a causal mask the last rows see the most keys, and
+     * PoCL takes work-groups in order, so the long ones start first and the short ones fill in
+     * (N65536 D64 causal: 110 against 100 GFLOP/s). */
+    uint items = (nq + SOFTMAX_ROWS - 1) / SOFTMAX_ROWS;
+    uint gid = get_global_id(0);
+    uint bh = get_global_id(1);
+    if (gid >= items)
+        return; /* no barriers in this kernel: early exit is safe */
+    uint row0 = (items - 1 - gid) * SOFTMAX_ROWS;
+    uint b = bh / hq_count, h = bh % hq_count;
+    uint hk = h / (hq_count / hk_count);
+    ulong kvh = (ulong)b * hk_count + hk;
+    __global const float *kpan = kp + kvh * (ulong)npad * SOFTMAX_HEAD_DIM;
+    __global const float *vrows = vp + kvh * (ulong)npad * DPAD;
+
+    long kl = nk;
+    if (has_kl) {
+        long x = key_lengths[kl_off + b];
+        kl = x < 0 ? 0 : (x > (long)nk ? (long)nk : x);
+    }
+    int lim[SOFTMAX_ROWS];
+    float qv[SOFTMAX_ROWS][SOFTMAX_HEAD_DIM];
+    float16 acc[SOFTMAX_ROWS][DVEC];
+    float m[SOFTMAX_ROWS], l[SOFTMAX_ROWS];
+    long kend = 0;
+    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
+        uint row = min(row0 + r, nq - 1); /* tail rows duplicate the last row, never stored */
+        long lr = clattn_visible(row, nq, nk, kl, causal);
+        lim[r] = (int)lr;
+        kend = max(kend, lr);
+        for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++)
+            qv[r][d] = q[clattn_at(q_off, qs, b, h, row, d)] * scale_log2;
+        _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
+            acc[r][c] = CLATTN_SPLAT16(0.0f);
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+    }
+
+    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    uint nblk = (uint)((kend + SOFTMAX_KEY_BLOCK - 1) / SOFTMAX_KEY_BLOCK);
+    uint pblk = npad / SOFTMAX_KEY_BLOCK;
+    for (uint kb = 0; kb < nblk; kb += SOFTMAX_STEP_BLOCKS) {
+        /* Panels past the packed ones (an odd count) read as zeros and are masked below. */
+        uint have = SOFTMAX_STEP_BLOCKS == 1 ? 1 : min((uint)SOFTMAX_STEP_BLOCKS, pblk - kb);
+        __global const float *pan = kpan + (ulong)kb * (SOFTMAX_HEAD_DIM * SOFTMAX_KEY_BLOCK);
+        float16 s[SOFTMAX_STEP_BLOCKS][SOFTMAX_ROWS];
+        _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
+            _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
+                s[t][r] = CLATTN_SPLAT16(0.0f);
+        _Pragma("unroll") for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
+            _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
+                float16 kv = t < have ? vload16(d + t * SOFTMAX_HEAD_DIM, pan) : CLATTN_SPLAT16(0.0f);
+                _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
+                    s[t][r] = fma(CLATTN_SPLAT16(qv[r][d]), kv, s[t][r]);
+            }
+        }
+        float p[SOFTMAX_ROWS][SOFTMAX_STEP_BLOCKS * SOFTMAX_KEY_BLOCK];
+        _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
+            float16 sm = CLATTN_SPLAT16(-INFINITY);
+            _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
+                int16 key = lane + CLATTN_ISPLAT16((int)((kb + t) * SOFTMAX_KEY_BLOCK));
+                s[t][r] = select(s[t][r], CLATTN_SPLAT16(-INFINITY),
+                                 key >= CLATTN_ISPLAT16(lim[r]));
+                sm = fmax(sm, s[t][r]);
+            }
+            float mnew = fmax(m[r], clattn_hmax16(sm));
+            float mref = mnew == -INFINITY ? 0.0f : mnew; /* all masked so far: keep zeros */
+            float corr = exp2(m[r] - mref);
+            float16 tot = CLATTN_SPLAT16(0.0f);
+            _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
+                float16 e = exp2(s[t][r] - CLATTN_SPLAT16(mref));
+                tot += e;
+                vstore16(e, t, p[r]);
+            }
+            l[r] = l[r] * corr + clattn_hsum16(tot);
+            m[r] = mnew;
+            _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
+                acc[r][c] *= CLATTN_SPLAT16(corr);
+        }
+        __global const float *vb = vrows + (ulong)kb * SOFTMAX_KEY_BLOCK * DPAD;
+#if SOFTMAX_STEP_BLOCKS == 1
+        _Pragma("unroll") for (uint j = 0; j < SOFTMAX_KEY_BLOCK; j++) { /* constant: fully unrolled */
+#else
+        uint nj = have * SOFTMAX_KEY_BLOCK; /* measured faster as a loop than unrolled with a mask */
+        for (uint j = 0; j < nj; j++) {
+#endif
+            _Pragma("unroll") for (uint c = 0; c < DVEC; c++) {
+                float16 vv = vload16(c, vb + j * DPAD);
+                _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
+                    acc[r][c] = fma(CLATTN_SPLAT16(p[r][j]), vv, acc[r][c]);
+            }
+        }
+    }
+    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
+        uint row = row0 + r;
+        if (row < nq) {
+            float a[DPAD];
+            _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
+                vstore16(acc[r][c], c, a);
+            CLATTN_STORE_ROW(a, m[r], l[r], row);
+        }
+    }
+}
+
+/* Global size: (ceil(Nq / SOFTMAX_WG_SIZE) * SOFTMAX_WG_SIZE, B * Hq); local size (SOFTMAX_WG_SIZE, 1). */
+__kernel __attribute__((reqd_work_group_size(SOFTMAX_WG_SIZE, 1, 1))) void
+clattn_softmax_fwd_gpu(__global const float *q, ulong q_off, ulong4 qs, __global const float *k,
+                     ulong k_off, ulong4 ks, __global const float *v, ulong v_off, ulong4 vs,
+                     __global float *out, ulong o_off, ulong4 os, __global float *lse, ulong l_off,
+                     ulong4 ls, int has_lse, __global const int *key_lengths, ulong kl_off,
+                     int has_kl, uint hq_count, uint hk_count, uint nq, uint nk, float scale_log2,
+                     int causal)
+{
+    __local float kt_tile[SOFTMAX_TILE_KV][SOFTMAX_HEAD_DIM];
+    __local float vt_tile[SOFTMAX_TILE_KV][SOFTMAX_HEAD_DIM];
+    uint lid = get_local_id(0);
+    uint row = get_global_id(0);
+    uint bh = get_global_id(1);
+    uint b = bh / hq_count, h = bh % hq_count;
+    uint hk = h / (hq_count / hk_count);
+    bool valid = row < nq;
+    uint qrow = valid ? row : nq - 1;
+
+    long kl = nk;
+    if (has_kl) {
+        long x = key_lengths[kl_off + b];
+        kl = x < 0 ? 0 : (x > (long)nk ? (long)nk : x);
+    }
+    long lim = clattn_visible(qrow, nq, nk, kl, causal);
+    /* The whole group loops to the furthest key its last row sees, so barriers stay uniform. */
+    uint last = min((uint)(get_group_id(0) * SOFTMAX_WG_SIZE + SOFTMAX_WG_SIZE - 1), nq - 1);
+    long kend = clattn_visible(last, nq, nk, kl, causal);
+
+    float qv[SOFTMAX_HEAD_DIM], acc[SOFTMAX_HEAD_DIM];
+    for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
+        qv[d] = q[clattn_at(q_off, qs, b, h, qrow, d)] * scale_log2;
+        acc[d] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+
+    for (long kt = 0; kt < kend; kt += SOFTMAX_TILE_KV) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint idx = lid; idx < SOFTMAX_TILE_KV * SOFTMAX_HEAD_DIM; idx += SOFTMAX_WG_SIZE) {
+            uint j = idx / SOFTMAX_HEAD_DIM, d = idx % SOFTMAX_HEAD_DIM;
+            long key = kt + j;
+            bool in = key < kend;
+            kt_tile[j][d] = in ? k[clattn_at(k_off, ks, b, hk, key, d)] : 0.0f;
+            vt_tile[j][d] = in ? v[clattn_at(v_off, vs, b, hk, key, d)] : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        float sc[SOFTMAX_TILE_KV];
+        float mt = -INFINITY;
+        for (uint j = 0; j < SOFTMAX_TILE_KV; j++) {
+            float sj = 0.0f;
+            for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++)
+                sj = fma(qv[d], kt_tile[j][d], sj);
+            sj = (kt + j < lim) ? sj : -INFINITY;
+            sc[j] = sj;
+            mt = fmax(mt, sj);
+        }
+        float mnew = fmax(m, mt);
+        float mref = mnew == -INFINITY ? 0.0f : mnew;
+        float corr = exp2(m - mref);
+        float sum = 0.0f;
+        for (uint j = 0; j < SOFTMAX_TILE_KV; j++) {
+            sc[j] = exp2(sc[j] - mref);
+            sum += sc[j];
+        }
+        l = l * corr + sum;
+        m = mnew;
+        for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
+            float a = acc[d] * corr;
+            for (uint j = 0; j < SOFTMAX_TILE_KV; j++)
+                a = fma(sc[j], vt_tile[j][d], a);
+            acc[d] = a;
+        }
+    }
+    if (valid)
+        CLATTN_STORE_ROW(acc, m, l, row);
+}
+
+/* ---- the naive baseline's softmax ----
+ * Scores S [Nq][Nk] of one (batch, head) were written by a CLBlast GEMM; this kernel masks, scales and
+ * normalises each row in place and writes the row's log-sum-exp. One work-group per row;
+ * SOFTMAX_WG_SIZE work-items stride over the keys. */
+
+__kernel __attribute__((reqd_work_group_size(SOFTMAX_WG_SIZE, 1, 1))) void
+clattn_softmax_naive_rows(__global float *s, ulong s_off, uint nq, uint nk, float scale, int causal,
+                     __global const int *key_lengths, ulong kl_off, int has_kl, uint batch,
+                     __global float *lse, ulong l_off, int has_lse)
+{
+    long kl = nk;
+    if (has_kl) {
+        long x = key_lengths[kl_off + batch];
+        kl = x < 0 ? 0 : (x > (long)nk ? (long)nk : x);
+    }
+    __local float red[SOFTMAX_WG_SIZE];
+    uint row = get_group_id(0);
+    uint lid = get_local_id(0);
+    __global float *sr = s + s_off + (ulong)row * nk;
+    long lim = clattn_visible(row, nq, nk, kl, causal);
+
+    float mx = -INFINITY;
+    for (uint j = lid; j < lim; j += SOFTMAX_WG_SIZE)
+        mx = fmax(mx, sr[j] * scale);
+    red[lid] = mx;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint w = SOFTMAX_WG_SIZE / 2; w > 0; w /= 2) {
+        if (lid < w)
+            red[lid] = fmax(red[lid], red[lid + w]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    mx = red[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    float sum = 0.0f;
+    for (uint j = lid; j < lim; j += SOFTMAX_WG_SIZE)
+        sum += exp(sr[j] * scale - mx);
+    red[lid] = sum;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint w = SOFTMAX_WG_SIZE / 2; w > 0; w /= 2) {
+        if (lid < w)
+            red[lid] += red[lid + w];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    sum = red[0];
+    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    for (uint j = lid; j < nk; j += SOFTMAX_WG_SIZE)
+        sr[j] = j < lim ? exp(sr[j] * scale - mx) * inv : 0.0f;
+    if (has_lse && lid == 0)
+        lse[l_off + row] = sum > 0.0f ? mx + log(sum) : -INFINITY;
+}

@@ -1,0 +1,150 @@
+/* The plan base every operator's plan starts with (internal.h): its kernels, created once at bake
+ * time and recorded for clattn_plan_get_info, its scratch and constant buffers, and the two entry
+ * points that take a plan of any operator. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const op_names[] = {"unknown", "softmax", "linear", "rpe",
+                                       "lsh",     "routing", "ssm",    "gss"};
+
+const char *clattn_operator_name(clattn_operator op)
+{
+    return (int)op >= 1 && (int)op <= CLATTN_OP_GSS ? op_names[op] : op_names[0];
+}
+
+clattn_status clattn__plan_alloc(clattn_context *ctx, size_t size, const clattn__plan_ops *ops,
+                                 clattn_plan **out)
+{
+    *out = NULL;
+    clattn_plan *p = calloc(1, size < sizeof *p ? sizeof *p : size);
+    if (!p)
+        return clattn__fail(ctx, CLATTN_OUT_OF_HOST_MEMORY, "%s plan: out of host memory",
+                            clattn_operator_name(ops->op));
+    p->ctx = ctx;
+    p->ops = ops;
+    *out = p;
+    return CLATTN_SUCCESS;
+}
+
+void clattn_plan_destroy(clattn_plan *plan)
+{
+    if (!plan)
+        return;
+    if (plan->ops && plan->ops->destroy)
+        plan->ops->destroy(plan);
+    for (unsigned i = 0; i < plan->num_kernels; i++)
+        if (plan->kernels[i].kernel)
+            clReleaseKernel(plan->kernels[i].kernel);
+    for (unsigned i = 0; i < plan->num_scratch; i++)
+        if (plan->scratch[i])
+            clReleaseMemObject(plan->scratch[i]);
+    free(plan);
+}
+
+clattn_status clattn__plan_kernel(clattn_plan *plan, const char *file, const char *options,
+                                  const char *name, size_t local, const char *chosen_by,
+                                  cl_kernel *out)
+{
+    clattn_context *ctx = plan->ctx;
+    cl_program prog = NULL;
+    *out = NULL;
+    if (plan->num_kernels >= CLATTN__PLAN_MAX_KERNELS)
+        return clattn__fail(ctx, CLATTN_INTERNAL_ERROR, "%s plan: more than %d kernels",
+                            clattn_operator_name(plan->ops->op), CLATTN__PLAN_MAX_KERNELS);
+    clattn_status status = clattn__program_get(ctx, file, options ? options : "", &prog);
+    if (status == CLATTN_SUCCESS)
+        status = clattn__kernel_create(ctx, prog, name, out);
+    if (status != CLATTN_SUCCESS)
+        return status;
+    clattn__plan_krec *k = &plan->kernels[plan->num_kernels++];
+    k->kernel = *out;
+    snprintf(k->info.name, sizeof k->info.name, "%s", name);
+    snprintf(k->info.program, sizeof k->info.program, "%s", file);
+    snprintf(k->info.build_options, sizeof k->info.build_options, "%s", options ? options : "");
+    snprintf(k->info.chosen_by, sizeof k->info.chosen_by, "%s", chosen_by ? chosen_by : "fixed");
+    k->info.local_size = local;
+    return CLATTN_SUCCESS;
+}
+
+static clattn_status keep_buffer(clattn_plan *plan, cl_mem b, size_t bytes, cl_mem *out)
+{
+    if (plan->num_scratch >= CLATTN__PLAN_MAX_SCRATCH) {
+        clReleaseMemObject(b);
+        return clattn__fail(plan->ctx, CLATTN_INTERNAL_ERROR, "%s plan: more than %d buffers",
+                            clattn_operator_name(plan->ops->op), CLATTN__PLAN_MAX_SCRATCH);
+    }
+    plan->scratch[plan->num_scratch++] = b;
+    plan->scratch_bytes += bytes;
+    *out = b;
+    return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__plan_scratch(clattn_plan *plan, size_t bytes, const char *what,
+                                   cl_mem *out)
+{
+    cl_mem b = NULL;
+    *out = NULL;
+    clattn_status status = clattn__buffer_create(plan->ctx, bytes ? bytes : 4, what, &b);
+    if (status != CLATTN_SUCCESS) {
+        if (b)
+            clReleaseMemObject(b);
+        return status;
+    }
+    return keep_buffer(plan, b, bytes, out);
+}
+
+clattn_status clattn__plan_upload(clattn_plan *plan, const void *src, size_t bytes,
+                                  const char *what, cl_mem *out)
+{
+    cl_mem b = NULL;
+    *out = NULL;
+    clattn_status status = clattn__buffer_upload(plan->ctx, src, bytes, &b);
+    if (status != CLATTN_SUCCESS) {
+        if (b)
+            clReleaseMemObject(b);
+        return clattn__fail(plan->ctx, status, "%s plan: uploading %s (%zu bytes) failed: %s",
+                            clattn_operator_name(plan->ops->op), what, bytes,
+                            clattn_status_string(status));
+    }
+    return keep_buffer(plan, b, bytes, out);
+}
+
+clattn_status clattn__plan_check(const clattn_plan *plan, clattn_operator op, const char *fn)
+{
+    if (!plan)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "%s: plan is NULL", fn);
+    if (!plan->ops || plan->ops->op != op)
+        return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT, "%s: the plan is a %s plan", fn,
+                            clattn_operator_name(plan->ops ? plan->ops->op : (clattn_operator)0));
+    return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_plan_get_info(const clattn_plan *plan, clattn_plan_info *info)
+{
+    if (!plan || !info)
+        return clattn__fail(plan ? plan->ctx : NULL, CLATTN_NULL_POINTER,
+                            "clattn_plan_get_info: NULL argument");
+    memset(info, 0, sizeof *info);
+    info->op = plan->ops->op;
+    info->algorithm = plan->algorithm;
+    snprintf(info->algorithm_name, sizeof info->algorithm_name, "%s", plan->algorithm_name);
+    snprintf(info->launch, sizeof info->launch, "%s", plan->launch);
+    info->from_tuning_db = plan->from_db;
+    info->scratch_bytes = plan->scratch_bytes;
+    info->num_kernels = plan->num_kernels;
+    for (unsigned i = 0; i < plan->num_kernels; i++)
+        info->kernels[i] = plan->kernels[i].info;
+    /* The main kernel is the last one made unless the operator says otherwise. */
+    if (plan->num_kernels > 0) {
+        const clattn_plan_kernel *m = &plan->kernels[plan->num_kernels - 1].info;
+        snprintf(info->variant, sizeof info->variant, "%s", m->name);
+        snprintf(info->build_options, sizeof info->build_options, "%s", m->build_options);
+        info->local_size = m->local_size;
+    }
+    if (plan->ops->info)
+        plan->ops->info(plan, info);
+    return CLATTN_SUCCESS;
+}
