@@ -7,8 +7,12 @@
 
 #include "test_util.h"
 
+#include <stdbool.h>
+
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 clattn_tensor tu_view(cl_mem buf, size_t B, size_t H, size_t N, size_t D, int bnhd)
 {
@@ -62,4 +66,169 @@ void tu_read(clattn_context *ctx, cl_mem m, size_t bytes, void *dst)
     assert_int_equal(clEnqueueReadBuffer(clattn_context_get_cl_queue(ctx), m, CL_TRUE, 0, bytes,
                                          dst, 0, NULL, NULL),
                      CL_SUCCESS);
+}
+
+static void check(const float *got, const float *fref, const double *dref, size_t n, tu_tol tol,
+                  const char *what)
+{
+    double num = 0, den = 0, worst = -1;
+    size_t first = SIZE_MAX, wi = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = fref ? (double)fref[i] : dref[i], x = got[i], e = fabs(x - r);
+        bool bad = isfinite(r) ? !(e <= tol.atol + tol.rtol * fabs(r)) : !(x == r || (isnan(r) && isnan(x)));
+        if (isfinite(r)) {
+            num += e * e;
+            den += r * r;
+        }
+        if (bad && first == SIZE_MAX)
+            first = i;
+        double rel = isfinite(e) ? e / (tol.atol + tol.rtol * fabs(r)) : INFINITY;
+        if (bad && !(rel <= worst)) {
+            worst = rel;
+            wi = i;
+        }
+    }
+    double nerr = sqrt(num) / fmax(sqrt(den), 1e-30);
+    if (first != SIZE_MAX)
+        fail_msg("%s: %zu elements; first bad at %zu (got %.9g, want %.9g); worst at %zu (got "
+                 "%.9g, want %.9g); normalised error %.3e",
+                 what, n, first, (double)got[first], fref ? (double)fref[first] : dref[first], wi,
+                 (double)got[wi], fref ? (double)fref[wi] : dref[wi], nerr);
+    if (tol.nerr > 0 && !(nerr <= tol.nerr))
+        fail_msg("%s: normalised error %.3e > %.1e", what, nerr, tol.nerr);
+}
+
+void tu_check_close(const float *got, const float *ref, size_t n, tu_tol tol, const char *what)
+{
+    check(got, ref, NULL, n, tol, what);
+}
+
+void tu_check_close_d(const float *got, const double *ref, size_t n, tu_tol tol, const char *what)
+{
+    check(got, NULL, ref, n, tol, what);
+}
+
+double tu_norm_inf_err(const float *got, const float *ref, size_t n)
+{
+    double err = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - (double)ref[i]);
+        err = isnan(e) || e > err ? (isnan(e) ? INFINITY : e) : err;
+        mx = fmax(mx, fabs((double)ref[i]));
+    }
+    return err / fmax(1.0, mx);
+}
+
+static void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "test_util: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+float *tu_random(size_t n, float amp, uint64_t *seed)
+{
+    float *x = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        /* splitmix64 */
+        uint64_t z = (*seed += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        x[i] = amp * (float)((double)(z >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+    }
+    return x;
+}
+
+float *tu_poisoned(size_t n)
+{
+    float *x = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        x[i] = NAN;
+    return x;
+}
+
+void tu_poison_buffer(clattn_context *ctx, cl_mem m, size_t bytes)
+{
+    float *p = tu_poisoned(bytes / sizeof(float) + 1);
+    assert_int_equal(clEnqueueWriteBuffer(clattn_context_get_cl_queue(ctx), m, CL_TRUE, 0, bytes,
+                                          p, 0, NULL, NULL),
+                     CL_SUCCESS);
+    free(p);
+}
+
+void tu_watch_init(tu_watch *w, clattn_context *ctx)
+{
+    memset(w, 0, sizeof *w);
+    w->ctx = ctx;
+}
+
+static void snap(const tu_watch *w, size_t i, unsigned char *dst)
+{
+    if (w->w[i].mem)
+        tu_read(w->ctx, w->w[i].mem, w->w[i].bytes, dst);
+    else
+        memcpy(dst, w->w[i].host, w->w[i].bytes);
+}
+
+static void add(tu_watch *w, cl_mem m, const void *host, size_t bytes, const char *name)
+{
+    assert_true(w->n < TU_WATCH_MAX);
+    size_t i = w->n++;
+    w->w[i].mem = m;
+    w->w[i].host = host;
+    w->w[i].bytes = bytes;
+    w->w[i].name = name;
+    w->w[i].snap = xmalloc(bytes);
+    snap(w, i, w->w[i].snap);
+}
+
+void tu_watch_buffer(tu_watch *w, cl_mem m, size_t bytes, const char *name)
+{
+    add(w, m, NULL, bytes, name);
+}
+
+void tu_watch_host(tu_watch *w, const void *p, size_t bytes, const char *name)
+{
+    add(w, NULL, p, bytes, name);
+}
+
+void tu_watch_check(const tu_watch *w, const char *call)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        unsigned char *now = xmalloc(w->w[i].bytes);
+        snap(w, i, now);
+        int same = memcmp(now, w->w[i].snap, w->w[i].bytes) == 0;
+        free(now);
+        if (!same)
+            fail_msg("%s: refused, but %s changed", call, w->w[i].name);
+    }
+}
+
+void tu_watch_free(tu_watch *w)
+{
+    for (size_t i = 0; i < w->n; i++)
+        free(w->w[i].snap);
+    w->n = 0;
+}
+
+void tu_expect_status(clattn_context *ctx, clattn_status got, clattn_status want, const char *call)
+{
+    if (got != want)
+        fail_msg("%s: returned %s, expected %s (message: %s)", call, clattn_status_string(got),
+                 clattn_status_string(want), clattn_context_last_error(ctx));
+    if (want != CLATTN_SUCCESS && clattn_context_last_error(ctx)[0] == '\0')
+        fail_msg("%s: returned %s without a message", call, clattn_status_string(got));
+}
+
+clattn_context *tu_context(void)
+{
+    clattn_context *ctx = NULL;
+    clattn_status st = clattn_context_create(NULL, &ctx);
+    if (st != CLATTN_SUCCESS)
+        fail_msg("no context: %s (%s)", clattn_status_string(st), clattn_context_last_error(NULL));
+    return ctx;
 }

@@ -6,6 +6,7 @@
 #include "clattn.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* A [B, H, N, D] view of buf whose data is laid out [B, N, H, D] when bnhd (else contiguous). */
 clattn_tensor tu_view(cl_mem buf, size_t B, size_t H, size_t N, size_t D, int bnhd);
@@ -21,5 +22,60 @@ cl_mem tu_buffer(clattn_context *ctx, size_t bytes, const void *init);
 /* Blocking read of `bytes` of m into dst after everything enqueued on ctx; a failure fails the
  * running cmocka test. */
 void tu_read(clattn_context *ctx, cl_mem m, size_t bytes, void *dst);
+
+/* ---- the shared harness: tolerances, poisoned outputs, invalid calls ---- */
+
+/* Tolerances of one comparison against a double-precision reference: every element must satisfy
+ * |x - r| <= atol + rtol * |r|, and the normalised error ||x - r||_2 / max(||r||_2, tiny) must be
+ * <= nerr (0: not checked). State them next to each test. */
+typedef struct tu_tol {
+    double atol, rtol, nerr;
+} tu_tol;
+/* The house tolerance of DESIGN.md section 4 for fp32 against fp64 on unit-scale data. */
+#define TU_TOL_FP32 ((tu_tol){1e-4, 1e-4, 1e-5})
+
+/* Fails the running test (naming `what`, the first bad index, the worst element and the
+ * normalised error) when got and ref differ beyond tol, or when got holds a NaN/Inf that ref does
+ * not (poison left behind). ref is float (rounded reference) or double (tu_check_close_d). */
+void tu_check_close(const float *got, const float *ref, size_t n, tu_tol tol, const char *what);
+void tu_check_close_d(const float *got, const double *ref, size_t n, tu_tol tol,
+                      const char *what);
+/* max_i |x - r| / max(1, max|r|): DESIGN.md's normalised infinity-norm error. */
+double tu_norm_inf_err(const float *got, const float *ref, size_t n);
+
+/* Uniform random floats in [-amp, amp) from *seed (never all zeros); malloc'd, never NULL. */
+float *tu_random(size_t n, float amp, uint64_t *seed);
+/* n NaNs (a poisoned host output); malloc'd, never NULL. */
+float *tu_poisoned(size_t n);
+/* Fills `bytes` of a device buffer with a pattern no kernel writes (NaN floats). */
+void tu_poison_buffer(clattn_context *ctx, cl_mem m, size_t bytes);
+
+/* Proof that a refused call touched nothing: snapshot the outputs' bytes, make the call, then
+ * tu_watch_check compares every watched buffer (and host array) byte for byte. */
+#define TU_WATCH_MAX 16
+typedef struct tu_watch {
+    clattn_context *ctx;
+    struct {
+        cl_mem mem;        /* device buffer, or NULL for a host array */
+        const void *host;
+        size_t bytes;
+        unsigned char *snap;
+        const char *name;
+    } w[TU_WATCH_MAX];
+    size_t n;
+} tu_watch;
+void tu_watch_init(tu_watch *w, clattn_context *ctx);
+void tu_watch_buffer(tu_watch *w, cl_mem m, size_t bytes, const char *name);
+void tu_watch_host(tu_watch *w, const void *p, size_t bytes, const char *name);
+void tu_watch_check(const tu_watch *w, const char *call);
+void tu_watch_free(tu_watch *w);
+
+/* Asserts that a call returned `want` and left a non-empty message on ctx (or, for ctx NULL, on
+ * the thread's creation message). */
+void tu_expect_status(clattn_context *ctx, clattn_status got, clattn_status want,
+                      const char *call);
+
+/* A context on the configured device (CLATTN_DEVICE, as ctest sets it); fails the test when none. */
+clattn_context *tu_context(void);
 
 #endif
