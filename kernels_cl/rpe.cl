@@ -1,15 +1,21 @@
 /* Kernelized attention with relative positional encoding (Luo et al. 2021):
  *   w_ij = phi(q_i) . phi(k_j) * exp(b_(j-i) - bmax_h),  o_i = sum_j w_ij v_j / (sum_j w_ij + eps)
- * Features arrive precomputed (lib/ops/linear_features.c), contiguous [BH][N][MS], M of each row's
- * MS slots used (MS >= M: rows are padded). The bias of head h is a row of 2N - 1 floats,
- * element r + N - 1 holding b_r; bmax_h is the largest entry the head uses (r <= 0 when causal),
- * subtracted before exp so no weight overflows (it cancels in the quotient).
+ * Features arrive precomputed (linear.cl's feature kernels), contiguous [B*Hq][N][MS] for the
+ * queries and [B*Hk][N][MS] for the keys, M of each row's MS slots used (MS >= M: rows are
+ * padded). Query heads share key/value heads in groups of G = Hq / Hk (GQA; G = 1 is plain
+ * multi-head): query head h reads key head h / G. The bias of query head h is a row of 2N - 1
+ * floats, element r + N - 1 holding b_r; bmax_h is the largest entry the head uses (r <= 0 when
+ * causal), subtracted before exp so no weight overflows (it cancels in the quotient).
  *
  * Two paths. Direct: clattn_rpe_direct, one query row per work-item, O(N^2 (M + Dv)).
  * FFT: for every feature m and value column d (column Dv standing for the denominator's ones), the
  * Toeplitz product y_i = sum_j c_(j-i) x_j with x_j = phi(k_j)_m v_jd is a circular convolution of
  * x (zero-padded to L >= 2N - 1) with the circulant embedding g of c; the host runs the FFTs
- * (clFFT), these kernels build g and x, multiply the spectra and contract y with phi(q_i).
+ * (clFFT), these kernels build g and x, multiply the spectra and contract y with phi(q_i). The
+ * signals x belong to a key head: their spectra are made once and multiplied by the spectrum of
+ * each of its query heads' biases in turn.
+ *
+ * Launch sizes come from lib/sched/sched_rpe.c; the -D options below are its output.
  *
  * As elsewhere in clattn: no __local memory, no barriers (costly on CPUs), one work-item per
  * output element or row. */
@@ -88,18 +94,20 @@ __kernel void clattn_rpe_exp_bias(__global const float *bias, ulong b_off, ulong
 }
 
 /* One query row per work-item: out_i = sum_j w_ij v_j / (sum_j w_ij + eps), with
- * w_ij = fq_i . fk_j * c_(j-i) from clattn_rpe_exp_bias (len 0). Global (rows, BH): the first
- * `rows` rows (all of them, or the head rows of the causal FFT path). */
+ * w_ij = fq_i . fk_j * c_(j-i) from clattn_rpe_exp_bias (len 0). heads = Hq, group = Hq / Hk.
+ * Global (rows, B*Hq): the first `rows` rows (all of them, or the head rows of the causal FFT
+ * path). */
 __kernel void clattn_rpe_direct(__global const float *fq, __global const float *fk, uint m_st,
                                 __global const float *v, ulong v_off, ulong4 v_st,
                                 __global const float *c, __global float *out, ulong o_off,
-                                ulong4 o_st, uint heads, uint n, uint m_dim, uint d_v, int causal,
-                                float eps)
+                                ulong4 o_st, uint heads, uint group, uint n, uint m_dim, uint d_v,
+                                int causal, float eps)
 {
     uint i = get_global_id(0), bh = get_global_id(1), b = bh / heads, h = bh % heads;
+    uint hk = h / group, bhk = bh / group; /* bh = (b Hk + hk) G + h % G */
     float acc[RPE_MAX_DV]; /* phi(q_i) stays in global memory: FAVOR's M reaches 4096 */
     __global const float *qrow = fq + ((ulong)bh * n + i) * m_st;
-    __global const float *kh = fk + (ulong)bh * n * m_st;
+    __global const float *kh = fk + (ulong)bhk * n * m_st;
     __global const float *ch = c + (ulong)h * (2 * n - 1) + (n - 1 - i); /* ch[j] = c_(j-i) */
     for (uint e = 0; e < d_v; e++)
         acc[e] = 0.0f;
@@ -113,17 +121,18 @@ __kernel void clattn_rpe_direct(__global const float *fq, __global const float *
         float w = dot * ch[j];
         den += w;
         for (uint e = 0; e < d_v; e++)
-            acc[e] += w * v[clattn_at(v_off, v_st, b, h, j, e)];
+            acc[e] += w * v[clattn_at(v_off, v_st, b, hk, j, e)];
     }
     float inv = 1.0f / (den + eps);
     for (uint e = 0; e < d_v; e++)
         out[clattn_at(o_off, o_st, b, h, i, e)] = acc[e] * inv;
 }
 
-/* Signals of the FFT path, a group of (bh, m) pairs bm0 .. bm1 - 1 with Dv + 1 columns each:
- * signal s = (bm - bm0) * (Dv + 1) + d holds x_j = fk[bh][j][m] * (v[bh][j][d], or 1 for
- * d == Dv) for j < N and zeros up to L; rows past bm1 (padding of the last group, which keeps
- * one batch size for clFFT) are zeros. Global (L, signals). */
+/* Signals of the FFT path, a group of (bh, m) pairs bm0 .. bm1 - 1 over the key heads
+ * (bh < B*Hk, heads = Hk) with Dv + 1 columns each: signal s = (bm - bm0) * (Dv + 1) + d holds
+ * x_j = fk[bh][j][m] * (v[bh][j][d], or 1 for d == Dv) for j < N and zeros up to L; rows past
+ * bm1 (padding of the last group, which keeps one batch size for clFFT) are zeros.
+ * Global (L, signals). */
 __kernel void clattn_rpe_signals(__global const float *fk, uint m_st, __global const float *v,
                                  ulong v_off,
                                  ulong4 v_st, uint heads, uint n, uint m_dim, uint d_v, uint bm0,
@@ -140,32 +149,35 @@ __kernel void clattn_rpe_signals(__global const float *fk, uint m_st, __global c
     x[(ulong)s * len + t] = val;
 }
 
-/* X[s] *= G[h] for the Hermitian halves (len/2 + 1 complex bins), signals as above.
+/* Y[s] = X[s] * G[h] for the Hermitian halves (len/2 + 1 complex bins), signals as above, h the
+ * query head `sub` of the signal's key head (h = hk * group + sub); yf may be xf (in place).
  * Global (bins, signals). */
-__kernel void clattn_rpe_cmul(__global float2 *xf, __global const float2 *gf, uint bins,
-                              uint heads, uint m_dim, uint d_v, uint bm0)
+__kernel void clattn_rpe_cmul(__global const float2 *xf, __global float2 *yf,
+                              __global const float2 *gf, uint bins, uint key_heads, uint m_dim,
+                              uint d_v, uint bm0, uint group, uint sub)
 {
     uint f = get_global_id(0), s = get_global_id(1);
-    uint h = ((bm0 + s / (d_v + 1)) / m_dim) % heads;
+    uint h = ((bm0 + s / (d_v + 1)) / m_dim) % key_heads * group + sub;
     float2 a = xf[(ulong)s * bins + f], g = gf[(ulong)h * bins + f];
-    xf[(ulong)s * bins + f] = (float2)(a.x * g.x - a.y * g.y, a.x * g.y + a.y * g.x);
+    yf[(ulong)s * bins + f] = (float2)(a.x * g.x - a.y * g.y, a.x * g.y + a.y * g.x);
 }
 
-/* Contraction of the group's convolved signals y with phi(q_i): for each bh touched by the group
- * (bh = bh0 + z), acc[bh][i][d] (+)= sum over the group's m of fq[bh][i][m] * y[s(bm, d)][i].
- * The group holding m = 0 of a bh writes, later groups add (groups run in bm order).
- * Global (N, Dv + 1, bh touched). */
+/* Contraction of the group's convolved signals y with phi(q_i) of query head `sub` of each key
+ * head: for each key bh touched by the group (bh = bh0 + z, over B*Hk) and its query head
+ * qh = bh * group + sub (b Hq + hk G + sub), acc[qh][i][d] (+)= sum over the group's m of fq[qh][i][m] * y[s(bm, d)][i]. The group holding
+ * m = 0 of a bh writes, later groups add (groups run in bm order). Global (N, Dv + 1, bh touched). */
 __kernel void clattn_rpe_contract(__global const float *fq, uint m_st, __global const float *y,
                                   uint n, uint m_dim, uint d_v, uint bm0, uint bm1, uint bh0,
-                                  uint len, __global float *acc)
+                                  uint len, uint group, uint sub, __global float *acc)
 {
     uint i = get_global_id(0), d = get_global_id(1), bh = bh0 + get_global_id(2);
+    uint qh = bh * group + sub;
     uint lo = max(bm0, bh * m_dim), hi = min(bm1, (bh + 1) * m_dim);
-    __global const float *qrow = fq + ((ulong)bh * n + i) * m_st - (ulong)bh * m_dim;
+    __global const float *qrow = fq + ((ulong)qh * n + i) * m_st - (ulong)bh * m_dim;
     float s = 0.0f;
     for (uint bm = lo; bm < hi; bm++)
         s += qrow[bm] * y[((ulong)(bm - bm0) * (d_v + 1) + d) * len + i];
-    ulong at = ((ulong)bh * n + i) * (d_v + 1) + d;
+    ulong at = ((ulong)qh * n + i) * (d_v + 1) + d;
     acc[at] = (lo == bh * m_dim ? 0.0f : acc[at]) + s;
 }
 

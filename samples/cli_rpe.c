@@ -26,13 +26,15 @@ void cli_usage_rpe(FILE *f)
             "      kernelized attention with a relative positional bias: q, k [B,H,N,D],\n"
             "      v [B,H,N,Dv], bias [H, 2N-1] (element r + N - 1 holds b_r for offset\n"
             "      r = j - i); weights phi(q_i).phi(k_j) exp(b_(j-i)); writes OUT [B,H,N,Dv].\n"
-            "      FAVOR+ uses W [M,D] from --projection or draws it from --seed\n"
+            "      k and v may have fewer heads Hk dividing H (grouped queries); the bias is\n"
+            "      per query head. FAVOR+ uses W [M,D] from --projection or draws it from --seed\n"
             "  clattn bench rpe [--n 1024,4096,16384,65536] [--d 16] [--dv D] [--heads 1]\n"
             "         [--batch 1] [--feature-map elu|relu|favor] [--features M] [--causal]\n"
             "         [--variants fft,direct] [--reps 3] [--csv] [--device SEL]\n"
-            "      the FFT path against the direct O(N^2) sums in one run; a direct run\n"
-            "      predicted to exceed 30 s is skipped. FLOPs: direct 2*B*H*N^2*(M+Dv)\n"
-            "      (halved when causal); none counted for fft\n");
+            "      the FFT path against the direct O(N^2) sums in one run, each on a plan\n"
+            "      baked first (bake time not included); a direct run predicted to exceed\n"
+            "      30 s is skipped. FLOPs: direct 2*B*H*N^2*(M+Dv) (halved when causal);\n"
+            "      none counted for fft\n");
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -89,10 +91,13 @@ static int rpe_desc(const char *cmd, const rpe_opts *o, clattn_rpe_desc *desc)
 static int check_inputs(const char *cmd, const npy_array *q, const npy_array *k,
                         const npy_array *v, const npy_array *b, const char *bp)
 {
-    if (memcmp(q->shape, k->shape, 4 * sizeof q->shape[0]) != 0)
-        return fail(EXIT_USAGE, "%s: --q and --k must have the same shape [B, H, N, D]", cmd);
-    if (q->shape[0] != v->shape[0] || q->shape[1] != v->shape[1] || q->shape[2] != v->shape[2])
-        return fail(EXIT_USAGE, "%s: --v must be [B, H, N, Dv] with --q's B, H and N", cmd);
+    if (q->shape[0] != k->shape[0] || q->shape[2] != k->shape[2] || q->shape[3] != k->shape[3] ||
+        q->shape[1] % k->shape[1] != 0)
+        return fail(EXIT_USAGE,
+                    "%s: --k must be [B, Hk, N, D] with --q's B, N and D and Hk dividing its H",
+                    cmd);
+    if (k->shape[0] != v->shape[0] || k->shape[1] != v->shape[1] || k->shape[2] != v->shape[2])
+        return fail(EXIT_USAGE, "%s: --v must be [B, Hk, N, Dv] with --k's B, Hk and N", cmd);
     if (q->shape[3] > MAX_HEAD_DIM || v->shape[3] > MAX_HEAD_DIM)
         return fail(EXIT_USAGE, "%s: head dims above %d are not supported", cmd, MAX_HEAD_DIM);
     size_t n = q->shape[2];
@@ -194,8 +199,8 @@ int cli_run_rpe(int argc, char **argv)
     }
     if ((rc = open_context(device, &ctx)))
         goto cleanup;
-    clattn_status st = clattn_rpe_host(ctx, &desc, q.shape, v.shape, q.data, k.data, v.data,
-                                       b.data, out);
+    clattn_status st = clattn_rpe_host(ctx, &desc, q.shape, k.shape, v.shape, q.data, k.data,
+                                       v.data, b.data, out);
     if (st != CLATTN_SUCCESS) {
         rc = fail_status(ctx, st, "rpe attention failed");
         goto cleanup;
@@ -227,16 +232,15 @@ typedef struct rpe_bench {
 } rpe_bench;
 
 typedef struct rpe_job {
-    clattn_context *ctx;
-    const clattn_rpe_desc *desc;
+    clattn_plan *plan;
     clattn_tensor t[5]; /* q, k, v, bias, out */
 } rpe_job;
 
 static clattn_status rpe_enqueue(void *arg)
 {
     rpe_job *j = arg;
-    return clattn_rpe_enqueue(j->ctx, j->desc, &j->t[0], &j->t[1], &j->t[2], &j->t[3], &j->t[4],
-                              0, NULL, NULL);
+    return clattn_rpe_plan_enqueue(j->plan, &j->t[0], &j->t[1], &j->t[2], &j->t[3], &j->t[4], 0,
+                                   NULL, NULL);
 }
 
 static int bench_one(clattn_context *ctx, const rpe_bench *b, size_t n, int var,
@@ -256,7 +260,7 @@ static int bench_one(clattn_context *ctx, const rpe_bench *b, size_t n, int var,
              RV_NAMES[var], n, (int)err);
         return -1;
     }
-    rpe_job j = {ctx, &desc, {{0}}};
+    rpe_job j = {NULL, {{0}}};
     j.t[0] = clattn_tensor_make(bufs[0], b->batch, b->heads, n, b->d);
     j.t[1] = clattn_tensor_make(bufs[1], b->batch, b->heads, n, b->d);
     j.t[2] = clattn_tensor_make(bufs[2], b->batch, b->heads, n, b->dv);
@@ -271,13 +275,18 @@ static int bench_one(clattn_context *ctx, const rpe_bench *b, size_t n, int var,
     r->nq = r->nk = n;
     r->d = b->d;
     r->causal = b->causal;
-    r->build_ms = NAN;
-    clattn_status st = time_median(ctx, rpe_enqueue, &j, b->reps, &r->ms);
+    double t0 = now_ms();
+    clattn_status st =
+        clattn_rpe_plan_create(ctx, &desc, j.t[0].shape, j.t[1].shape, j.t[2].shape, &j.plan);
+    r->build_ms = now_ms() - t0;
+    if (st == CLATTN_SUCCESS)
+        st = time_median(ctx, rpe_enqueue, &j, b->reps, &r->ms);
     if (var == RV_DIRECT)
         r->gflops = 2.0 * (double)(b->batch * b->heads) * (double)n * (double)n *
                     (double)(m + b->dv) / (b->causal ? 2.0 : 1.0) / (r->ms * 1e6);
     if (st != CLATTN_SUCCESS)
         note(prog, "%s N=%zu failed: %s", RV_NAMES[var], n, lib_error(ctx, st));
+    clattn_plan_destroy(j.plan);
     release_buffers(bufs, 5);
     return st == CLATTN_SUCCESS ? 0 : -1;
 }

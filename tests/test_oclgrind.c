@@ -552,7 +552,7 @@ static int run_rpe(clattn_context *ctx, clattn_rpe_algo algo, size_t n, size_t d
     desc.features.seed = 5;
     int rc = clattn_favor_draw(M, d, 5, CLATTN_FAVOR_GAUSSIAN_NORMS, w) != CLATTN_SUCCESS;
     ref_rpe_general(q, k, v, b, r, B, H, n, d, dv, (int)fmap, w, M, 1e-6, causal);
-    if (clattn_rpe_host(ctx, &desc, s_q, s_v, q, k, v, b, o) != CLATTN_SUCCESS) {
+    if (clattn_rpe_host(ctx, &desc, s_q, s_q, s_v, q, k, v, b, o) != CLATTN_SUCCESS) {
         fprintf(stderr, "rpe failed: %s\n", clattn_context_last_error(ctx));
         rc = 1;
     } else {

@@ -119,6 +119,41 @@ typedef struct clattn__lsh_launch {
 
 
 /* ---- RPE attention (lib/sched/sched_rpe.c) ---- */
+/* Head and value dims the RPE kernels take (RPE_MAX_DV: the direct kernel's accumulator row). */
+#define CLATTN__RPE_MAX_DV 256
+
+typedef struct clattn__rpe_problem {
+    size_t batch, hq, hk; /* batch, query heads, key/value heads (hq a multiple of hk) */
+    size_t n;             /* sequence length (queries and keys) */
+    size_t m, dv;         /* features per row, value columns */
+    int causal;           /* 0 or 1 */
+    size_t fft_len;       /* the FFT length for 2N - 1 points (>= 2, a length clFFT supports) */
+    size_t fft_scratch;   /* bytes for one FFT group's signals and spectra; 0: the default */
+} clattn__rpe_problem;
+
+/* What an RPE plan launches. */
+typedef struct clattn__rpe_launch {
+    int algo;               /* CLATTN_RPE_FFT or CLATTN_RPE_DIRECT, never AUTO */
+    size_t head_rows;       /* causal FFT: rows [0, head_rows) by the direct sums; else 0 */
+    size_t fft_len;         /* FFT: L >= 2N - 1, and its L/2 + 1 Hermitian bins */
+    size_t fft_bins;
+    size_t per_group;       /* FFT: (batch, key head, feature) triples per group */
+    size_t groups;          /* FFT: groups, each of per_group triples (the last zero-padded) */
+    size_t signals;         /* FFT: per_group * (dv + 1) rows, one clFFT batch */
+    int spectra_shared;     /* FFT, hq > hk: a key head's spectra kept for its query heads */
+    size_t parts;           /* partial bias maxima per head */
+    size_t features_local;  /* work-group size of the feature kernels (1, or 0: the driver's) */
+    size_t favor_local;     /* the same for FAVOR's projection and key-rescale kernels */
+    char defines[256];      /* -D options of rpe.cl, RPE_-prefixed */
+} clattn__rpe_launch;
+
+/* Chooses the algorithm (AUTO: by the cost model in sched_rpe.c; FFT falls back to DIRECT when
+ * the causal head rows are every row) and its sizes. INVALID_SHAPE for a zero size or dv beyond
+ * CLATTN__RPE_MAX_DV, INVALID_ARGUMENT for an unknown algorithm or hq not a multiple of hk;
+ * writes a reason into `why` (may be NULL). */
+clattn_status clattn__schedule_rpe(const clattn_device_info *dev, const clattn__rpe_problem *p,
+                                   clattn_rpe_algo requested, clattn__rpe_launch *out, char *why,
+                                   size_t why_len);
 
 /* ---- end RPE ---- */
 

@@ -17,9 +17,10 @@ double ref_rpe_bias_max(const float *bias, size_t h, size_t N, int causal)
     return m;
 }
 
-void ref_rpe_from_features(const double *fq, const double *fk, const float *v, const float *bias,
-                           float *out, size_t B, size_t H, size_t N, size_t M, size_t Dv,
-                           double eps, int causal)
+/* ref_rpe_from_features with Hk key/value heads, query head h reading key head h / (H / Hk). */
+static void from_features(const double *fq, const double *fk, const float *v, const float *bias,
+                          float *out, size_t B, size_t H, size_t Hk, size_t N, size_t M,
+                          size_t Dv, double eps, int causal)
 {
     double *acc = malloc(Dv * sizeof *acc);
     if (acc == NULL) {
@@ -29,7 +30,7 @@ void ref_rpe_from_features(const double *fq, const double *fk, const float *v, c
     }
     for (size_t b = 0; b < B; b++)
         for (size_t h = 0; h < H; h++) {
-            size_t bh = b * H + h;
+            size_t bh = b * H + h, bk = b * Hk + h / (H / Hk);
             double bmax = ref_rpe_bias_max(bias, h, N, causal);
             for (size_t i = 0; i < N; i++) {
                 double den = 0.0;
@@ -39,18 +40,25 @@ void ref_rpe_from_features(const double *fq, const double *fk, const float *v, c
                 for (size_t j = 0; j < jend; j++) {
                     double dot = 0.0;
                     for (size_t m = 0; m < M; m++)
-                        dot += fq[(bh * N + i) * M + m] * fk[(bh * N + j) * M + m];
+                        dot += fq[(bh * N + i) * M + m] * fk[(bk * N + j) * M + m];
                     /* r = j - i lives at element r + N - 1 */
                     double w = dot * exp((double)bias[h * (2 * N - 1) + (j + N - 1 - i)] - bmax);
                     den += w;
                     for (size_t e = 0; e < Dv; e++)
-                        acc[e] += w * (double)v[(bh * N + j) * Dv + e];
+                        acc[e] += w * (double)v[(bk * N + j) * Dv + e];
                 }
                 for (size_t e = 0; e < Dv; e++)
                     out[(bh * N + i) * Dv + e] = (float)(acc[e] / (den + eps));
             }
         }
     free(acc);
+}
+
+void ref_rpe_from_features(const double *fq, const double *fk, const float *v, const float *bias,
+                           float *out, size_t B, size_t H, size_t N, size_t M, size_t Dv,
+                           double eps, int causal)
+{
+    from_features(fq, fk, v, bias, out, B, H, H, N, M, Dv, eps, causal);
 }
 
 void ref_rpe_attention(const float *q, const float *k, const float *v, const float *bias,
@@ -77,21 +85,28 @@ void ref_rpe_general(const float *q, const float *k, const float *v, const float
                      size_t B, size_t H, size_t N, size_t D, size_t Dv, int fmap, const float *w,
                      size_t M, double eps, int causal)
 {
+    ref_rpe_gqa(q, k, v, bias, out, B, H, H, N, D, Dv, fmap, w, M, eps, causal);
+}
+
+void ref_rpe_gqa(const float *q, const float *k, const float *v, const float *bias, float *out,
+                 size_t B, size_t H, size_t Hk, size_t N, size_t D, size_t Dv, int fmap,
+                 const float *w, size_t M, double eps, int causal)
+{
     if (fmap != 3)
         M = D;
-    size_t rows = B * H * N;
-    double *fq = malloc(rows * M * sizeof *fq), *fk = malloc(rows * M * sizeof *fk);
-    double *ck = malloc(rows * sizeof *ck);
+    size_t rows = B * H * N, krows = B * Hk * N;
+    double *fq = malloc(rows * M * sizeof *fq), *fk = malloc(krows * M * sizeof *fk);
+    double *ck = malloc(krows * sizeof *ck);
     if (fq == NULL || fk == NULL || ck == NULL) {
         for (size_t x = 0; x < rows * Dv; x++)
             out[x] = NAN;
     } else {
         double cq;
-        for (size_t r = 0; r < rows; r++) {
+        for (size_t r = 0; r < rows; r++)
             ref_linear_features(q + r * D, D, fmap, w, M, fq + r * M, &cq);
+        for (size_t r = 0; r < krows; r++)
             ref_linear_features(k + r * D, D, fmap, w, M, fk + r * M, &ck[r]);
-        }
-        for (size_t bh = 0; bh < B * H; bh++) {
+        for (size_t bh = 0; bh < B * Hk; bh++) {
             double cmax = -INFINITY;
             for (size_t j = 0; j < N; j++)
                 cmax = ck[bh * N + j] > cmax ? ck[bh * N + j] : cmax;
@@ -99,7 +114,7 @@ void ref_rpe_general(const float *q, const float *k, const float *v, const float
                 for (size_t m = 0; m < M; m++)
                     fk[(bh * N + j) * M + m] *= exp(ck[bh * N + j] - cmax);
         }
-        ref_rpe_from_features(fq, fk, v, bias, out, B, H, N, M, Dv, eps, causal);
+        from_features(fq, fk, v, bias, out, B, H, Hk, N, M, Dv, eps, causal);
     }
     free(fq);
     free(fk);

@@ -38,6 +38,13 @@ void ref_rpe_general(const float *q, const float *k, const float *v, const float
                      size_t B, size_t H, size_t N, size_t D, size_t Dv, int fmap, const float *w,
                      size_t M, double eps, int causal);
 
+/* ref_rpe_general with query heads sharing key/value heads: q [B][H][N][D], k [B][Hk][N][D],
+   v [B][Hk][N][Dv] (H a multiple of Hk; query head h reads key head h / (H / Hk)), bias
+   [H][2N-1] per query head, out [B][H][N][Dv]. FAVOR's key stabiliser is per (b, key head). */
+void ref_rpe_gqa(const float *q, const float *k, const float *v, const float *bias, float *out,
+                 size_t B, size_t H, size_t Hk, size_t N, size_t D, size_t Dv, int fmap,
+                 const float *w, size_t M, double eps, int causal);
+
 #ifdef __cplusplus
 }
 #endif

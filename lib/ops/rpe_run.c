@@ -1,0 +1,328 @@
+/* The command sequence of one RPE enqueue (lib/ops/rpe.h): the features of q and k (linear.cl's
+ * kernels, created by the plan), the per-head bias maximum and exp(b - max), then the direct sums
+ * or the FFT path (circulant embedding, clFFT through lib/core/fft.h, spectra multiplied by each
+ * query head's bias spectrum, contracted with phi(q)). Every kernel and buffer is the plan's; the
+ * launch sizes are the scheduler's (plan->launch). */
+#include "rpe.h"
+
+#include "../core/fft.h"
+
+#include <math.h>
+
+typedef clattn__seq seq;
+
+/* ---- features: the launches of lib/ops/linear_features.c's clattn__linear_features, with the
+ * kernels the plan made (that function creates its kernels on every call) ---- */
+
+/* phi(x) into f [bh][N][MS] for x [B, heads, N, D]. keys: FAVOR's keys share one stabiliser per
+ * (b, h) (Performer's non-causal one, kept in the causal form since the FFT has no running
+ * maximum); queries are stabilised per row. Both cancel in the quotient, up to eps. */
+static clattn_status launch_features(seq *s, clattn__rpe_plan *p, const clattn_tensor *x,
+                                     int keys, cl_mem f)
+{
+    clattn_context *ctx = s->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    size_t heads = x->shape[1], bh = p->B * heads, n = p->N, mp = p->MS;
+    cl_uint uh = (cl_uint)heads, ud = (cl_uint)p->D, un = (cl_uint)n, um = (cl_uint)p->M;
+    cl_uint ump = (cl_uint)mp;
+    cl_int want_l = keys && p->favor;
+    cl_mem lbuf = want_l ? p->kscale : f; /* any valid buffer when unused */
+    const size_t ones[3] = {1, 1, 1};
+    const size_t *fl = p->launch.features_local ? ones : NULL;
+    const size_t *vl = p->launch.favor_local ? ones : NULL;
+    if (!p->favor) {
+        cl_int fmap = (cl_int)p->desc.features.feature_map;
+        clattn__args a = {p->feat, 0, CL_SUCCESS};
+        clattn__arg_view(&a, x);
+        CLATTN_ARG(&a, uh);
+        CLATTN_ARG(&a, ud);
+        CLATTN_ARG(&a, fmap);
+        CLATTN_ARG(&a, f);
+        CLATTN_ARG(&a, want_l);
+        CLATTN_ARG(&a, lbuf);
+        CLATTN_CL(a.err);
+        size_t gb[3] = {mp / 16, n, bh};
+        CLATTN_FORWARD(clattn__seq_kernel_local(s, p->feat, 3, gb, fl, false, NULL));
+        goto cleanup;
+    }
+    cl_float xs = (cl_float)pow((double)p->D, -0.25), fs = (cl_float)(1.0 / sqrt((double)um));
+    clattn__args a = {p->proj, 0, CL_SUCCESS};
+    clattn__arg_view(&a, x);
+    CLATTN_ARG(&a, uh);
+    CLATTN_ARG(&a, ud);
+    CLATTN_ARG(&a, um);
+    CLATTN_ARG(&a, p->w);
+    CLATTN_ARG(&a, xs);
+    CLATTN_ARG(&a, f);
+    CLATTN_CL(a.err);
+    size_t g3[3] = {mp, n, bh}, g2[2] = {n, bh};
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, p->proj, 3, g3, vl, false, NULL));
+    clattn__args e = {p->fexp, 0, CL_SUCCESS};
+    CLATTN_ARG(&e, f);
+    CLATTN_ARG(&e, ump);
+    CLATTN_ARG(&e, fs);
+    CLATTN_ARG(&e, want_l);
+    CLATTN_ARG(&e, lbuf);
+    CLATTN_CL(e.err);
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, p->fexp, 2, g2, fl, false, NULL));
+    if (!keys)
+        goto cleanup;
+    clattn__args m = {p->hmax, 0, CL_SUCCESS};
+    CLATTN_ARG(&m, p->kscale);
+    CLATTN_ARG(&m, un);
+    CLATTN_ARG(&m, p->kmax);
+    CLATTN_CL(m.err);
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, p->hmax, 1, &bh, vl, false, NULL));
+    clattn__args r = {p->hrs, 0, CL_SUCCESS};
+    CLATTN_ARG(&r, f);
+    CLATTN_ARG(&r, p->kscale);
+    CLATTN_ARG(&r, p->kmax);
+    CLATTN_CL(r.err);
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, p->hrs, 3, g3, vl, false, NULL));
+cleanup:
+    return status;
+}
+
+/* ---- bias ---- */
+
+/* bmax[h]: the largest bias entry query head h uses (NaN when one is not finite), through
+ * launch.parts partial maxima per head. */
+static clattn_status launch_bias_max(seq *s, clattn__rpe_plan *p, const clattn_tensor *bias)
+{
+    clattn_context *ctx = s->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    cl_uint used = (cl_uint)(p->desc.causal ? p->N : 2 * p->N - 1);
+    clattn__args a = {p->parts, 0, CL_SUCCESS};
+    clattn__arg_view(&a, bias);
+    CLATTN_ARG(&a, used);
+    CLATTN_ARG(&a, p->part);
+    CLATTN_CL(a.err);
+    size_t gp[2] = {p->launch.parts, p->Hq};
+    CLATTN_FORWARD(clattn__seq_kernel(s, p->parts, 2, gp, false, NULL));
+    clattn__args b = {p->bmax, 0, CL_SUCCESS};
+    CLATTN_ARG(&b, p->part);
+    CLATTN_ARG(&b, p->bmaxb);
+    CLATTN_CL(b.err);
+    CLATTN_FORWARD(clattn__seq_kernel(s, p->bmax, 1, &p->Hq, false, NULL));
+cleanup:
+    return status;
+}
+
+/* exp(b - bmax) per query head into `out`: [Hq][2N - 1] (len 0) or the circulant column
+ * [Hq][len]. */
+static clattn_status launch_exp_bias(seq *s, clattn__rpe_plan *p, const clattn_tensor *bias,
+                                     size_t len, cl_mem out)
+{
+    clattn_context *ctx = s->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    cl_uint n = (cl_uint)p->N, ulen = (cl_uint)len;
+    cl_int causal = p->desc.causal != 0;
+    clattn__args b = {p->exp_bias, 0, CL_SUCCESS};
+    clattn__arg_view(&b, bias);
+    CLATTN_ARG(&b, n);
+    CLATTN_ARG(&b, causal);
+    CLATTN_ARG(&b, p->bmaxb);
+    CLATTN_ARG(&b, ulen);
+    CLATTN_ARG(&b, out);
+    CLATTN_CL(b.err);
+    size_t ge[2] = {len ? len : 2 * p->N - 1, p->Hq};
+    CLATTN_FORWARD(clattn__seq_kernel(s, p->exp_bias, 2, ge, false, NULL));
+cleanup:
+    return status;
+}
+
+/* ---- the two paths ---- */
+
+/* Rows [0, rows) by the direct sums; the last command. */
+static clattn_status run_direct(seq *s, clattn__rpe_plan *p, const clattn_tensor *v,
+                                const clattn_tensor *bias, const clattn_tensor *out, size_t rows,
+                                cl_event *event)
+{
+    clattn_context *ctx = s->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    CLATTN_FORWARD(launch_exp_bias(s, p, bias, 0, p->c));
+    cl_uint heads = (cl_uint)p->Hq, group = (cl_uint)p->G, n = (cl_uint)p->N;
+    cl_uint m = (cl_uint)p->M, dv = (cl_uint)p->Dv, mst = (cl_uint)p->MS;
+    cl_int causal = p->desc.causal != 0;
+    cl_float eps = p->desc.features.eps;
+    clattn__args a = {p->direct, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, p->fq);
+    CLATTN_ARG(&a, p->fk);
+    CLATTN_ARG(&a, mst);
+    clattn__arg_view(&a, v);
+    CLATTN_ARG(&a, p->c);
+    clattn__arg_view(&a, out);
+    CLATTN_ARG(&a, heads);
+    CLATTN_ARG(&a, group);
+    CLATTN_ARG(&a, n);
+    CLATTN_ARG(&a, m);
+    CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, causal);
+    CLATTN_ARG(&a, eps);
+    CLATTN_CL(a.err);
+    size_t gl[2] = {rows, p->B * p->Hq};
+    CLATTN_FORWARD(clattn__seq_kernel(s, p->direct, 2, gl, true, event));
+cleanup:
+    return status;
+}
+
+/* One FFT group: triples [bm0, bm1) of (batch, key head, feature), their signals transformed
+ * once, then per query head of the key head: multiplied by its bias spectrum, transformed back
+ * and contracted with its phi(q) into the numerators. */
+static clattn_status run_fft_group(seq *s, clattn__rpe_plan *p, const clattn_tensor *v,
+                                   size_t bm0, size_t bm1)
+{
+    clattn_context *ctx = s->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    const clattn__rpe_launch *L = &p->launch;
+    cl_uint kheads = (cl_uint)p->Hk, n = (cl_uint)p->N, m = (cl_uint)p->M, dv = (cl_uint)p->Dv;
+    cl_uint len = (cl_uint)L->fft_len, bins = (cl_uint)L->fft_bins, mst = (cl_uint)p->MS;
+    cl_uint group = (cl_uint)p->G;
+    cl_uint ubm0 = (cl_uint)bm0, ubm1 = (cl_uint)bm1, ubh0 = (cl_uint)(bm0 / p->M);
+    size_t nbh = (bm1 - 1) / p->M - bm0 / p->M + 1, cols = p->Dv + 1;
+    cl_mem yf = L->spectra_shared ? p->yf : p->xf;
+    /* Rows past bm1 (padding of the last group) are zeros: the signals kernel only reads for
+     * bm < bm1, and their spectra and products stay zero. */
+    clattn__args a = {p->signals, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, p->fk);
+    CLATTN_ARG(&a, mst);
+    clattn__arg_view(&a, v);
+    CLATTN_ARG(&a, kheads);
+    CLATTN_ARG(&a, n);
+    CLATTN_ARG(&a, m);
+    CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, ubm0);
+    CLATTN_ARG(&a, ubm1);
+    CLATTN_ARG(&a, len);
+    CLATTN_ARG(&a, p->x);
+    CLATTN_CL(a.err);
+    size_t gs[2] = {L->fft_len, L->signals};
+    CLATTN_FORWARD(clattn__seq_kernel(s, p->signals, 2, gs, false, NULL));
+    clattn__seq_next(s, false, NULL);
+    CLATTN_FORWARD(clattn__fft_r2c(ctx, L->fft_len, L->signals, p->x, 0, L->fft_len, p->xf, 0,
+                                   L->fft_bins, s->nw, s->w, s->evp));
+    clattn__seq_done(s);
+    for (cl_uint sub = 0; sub < group; sub++) {
+        clattn__args b = {p->cmul, 0, CL_SUCCESS};
+        CLATTN_ARG(&b, p->xf);
+        CLATTN_ARG(&b, yf);
+        CLATTN_ARG(&b, p->gf);
+        CLATTN_ARG(&b, bins);
+        CLATTN_ARG(&b, kheads);
+        CLATTN_ARG(&b, m);
+        CLATTN_ARG(&b, dv);
+        CLATTN_ARG(&b, ubm0);
+        CLATTN_ARG(&b, group);
+        CLATTN_ARG(&b, sub);
+        CLATTN_CL(b.err);
+        size_t gc[2] = {L->fft_bins, L->signals}; /* padding rows too: 0 x G stays 0 */
+        CLATTN_FORWARD(clattn__seq_kernel(s, p->cmul, 2, gc, false, NULL));
+        clattn__seq_next(s, false, NULL);
+        CLATTN_FORWARD(clattn__fft_c2r(ctx, L->fft_len, L->signals, yf, 0, L->fft_bins, p->x, 0,
+                                       L->fft_len, s->nw, s->w, s->evp));
+        clattn__seq_done(s);
+        clattn__args c = {p->contract, 0, CL_SUCCESS};
+        CLATTN_ARG(&c, p->fq);
+        CLATTN_ARG(&c, mst);
+        CLATTN_ARG(&c, p->x);
+        CLATTN_ARG(&c, n);
+        CLATTN_ARG(&c, m);
+        CLATTN_ARG(&c, dv);
+        CLATTN_ARG(&c, ubm0);
+        CLATTN_ARG(&c, ubm1);
+        CLATTN_ARG(&c, ubh0);
+        CLATTN_ARG(&c, len);
+        CLATTN_ARG(&c, group);
+        CLATTN_ARG(&c, sub);
+        CLATTN_ARG(&c, p->acc);
+        CLATTN_CL(c.err);
+        size_t gk[3] = {p->N, cols, nbh};
+        CLATTN_FORWARD(clattn__seq_kernel(s, p->contract, 3, gk, false, NULL));
+    }
+cleanup:
+    return status;
+}
+
+/* Rows [head_rows, N) by FFT, then rows [0, head_rows) by the direct sums. */
+static clattn_status run_fft(seq *s, clattn__rpe_plan *p, const clattn_tensor *v,
+                             const clattn_tensor *bias, const clattn_tensor *out,
+                             cl_event *event)
+{
+    clattn_context *ctx = s->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    const clattn__rpe_launch *L = &p->launch;
+    size_t total = p->B * p->Hk * p->M, head = L->head_rows;
+    CLATTN_FORWARD(launch_exp_bias(s, p, bias, L->fft_len, p->g));
+    clattn__seq_next(s, false, NULL);
+    CLATTN_FORWARD(clattn__fft_r2c(ctx, L->fft_len, p->Hq, p->g, 0, L->fft_len, p->gf, 0,
+                                   L->fft_bins, s->nw, s->w, s->evp));
+    clattn__seq_done(s);
+    for (size_t grp = 0; grp < L->groups; grp++) {
+        size_t bm0 = grp * L->per_group, bm1 = bm0 + L->per_group;
+        CLATTN_FORWARD(run_fft_group(s, p, v, bm0, bm1 < total ? bm1 : total));
+    }
+    cl_uint heads = (cl_uint)p->Hq, n = (cl_uint)p->N, dv = (cl_uint)p->Dv;
+    cl_uint row0 = (cl_uint)head;
+    cl_float eps = p->desc.features.eps;
+    clattn__args a = {p->normalize, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, p->acc);
+    CLATTN_ARG(&a, p->bmaxb);
+    clattn__arg_view(&a, out);
+    CLATTN_ARG(&a, heads);
+    CLATTN_ARG(&a, n);
+    CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, row0);
+    CLATTN_ARG(&a, eps);
+    CLATTN_CL(a.err);
+    size_t gn[3] = {p->Dv, p->N - head, p->B * p->Hq};
+    CLATTN_FORWARD(clattn__seq_kernel(s, p->normalize, 3, gn, head == 0, event));
+    if (head > 0)
+        CLATTN_FORWARD(run_direct(s, p, v, bias, out, head, event));
+cleanup:
+    return status;
+}
+
+clattn_status clattn__rpe_run(clattn__rpe_plan *p, const clattn_tensor *q, const clattn_tensor *k,
+                              const clattn_tensor *v, const clattn_tensor *bias,
+                              const clattn_tensor *out, clattn__seq *s, cl_event *event)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    CLATTN_FORWARD(launch_features(s, p, q, 0, p->fq));
+    CLATTN_FORWARD(launch_features(s, p, k, 1, p->fk));
+    CLATTN_FORWARD(launch_bias_max(s, p, bias));
+    if (p->launch.algo == CLATTN_RPE_FFT)
+        CLATTN_FORWARD(run_fft(s, p, v, bias, out, event));
+    else
+        CLATTN_FORWARD(run_direct(s, p, v, bias, out, p->N, event));
+cleanup:
+    return status;
+}
+
+clattn_status clattn__rpe_fft_warm(clattn__rpe_plan *p)
+{
+    clattn_context *ctx = p->base.ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    const clattn__rpe_launch *L = &p->launch;
+    seq s;
+    bool started = false;
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, 0, NULL));
+    started = true;
+    clattn__seq_next(&s, false, NULL);
+    CLATTN_FORWARD(clattn__fft_r2c(ctx, L->fft_len, p->Hq, p->g, 0, L->fft_len, p->gf, 0,
+                                   L->fft_bins, s.nw, s.w, s.evp));
+    clattn__seq_done(&s);
+    clattn__seq_next(&s, false, NULL);
+    CLATTN_FORWARD(clattn__fft_r2c(ctx, L->fft_len, L->signals, p->x, 0, L->fft_len, p->xf, 0,
+                                   L->fft_bins, s.nw, s.w, s.evp));
+    clattn__seq_done(&s);
+    /* The last one returns an event only on out-of-order queues (in order, the first enqueue
+     * follows it anyway). */
+    clattn__seq_next(&s, true, s.in_order ? NULL : &p->warm);
+    CLATTN_FORWARD(clattn__fft_c2r(ctx, L->fft_len, L->signals, p->xf, 0, L->fft_bins, p->x, 0,
+                                   L->fft_len, s.nw, s.w, s.evp));
+    clattn__seq_done(&s);
+cleanup:
+    if (started)
+        clattn__seq_end(&s);
+    return status;
+}
