@@ -529,18 +529,20 @@ static int run_ssm(clattn_context *ctx)
 }
 
 /* RPE attention (kernelized, relative positional bias), one algorithm, against its fp64
- * reference; the FFT path runs clFFT's transforms too. */
+ * reference; the FFT path runs clFFT's transforms too. hk key/value heads under H = 2 query heads
+ * (1: both query heads share one, the FFT path's shared spectra). */
 static int run_rpe(clattn_context *ctx, clattn_rpe_algo algo, size_t n, size_t d, size_t dv,
-                   int causal, clattn_feature_map fmap)
+                   int causal, clattn_feature_map fmap, size_t hk)
 {
     size_t B = 2, H = 2, M = 12;
-    size_t s_q[4] = {B, H, n, d}, s_v[4] = {B, H, n, dv};
-    size_t n_q = B * H * n * d, n_v = B * H * n * dv, n_b = H * (2 * n - 1);
-    float *q = malloc(n_q * 4), *k = malloc(n_q * 4), *v = malloc(n_v * 4), *o = malloc(n_v * 4),
-          *r = malloc(n_v * 4), *b = malloc(n_b * 4), *w = malloc(M * d * 4);
+    size_t s_q[4] = {B, H, n, d}, s_k[4] = {B, hk, n, d}, s_v[4] = {B, hk, n, dv};
+    size_t n_q = B * H * n * d, n_k = B * hk * n * d, n_v = B * hk * n * dv;
+    size_t n_o = B * H * n * dv, n_b = H * (2 * n - 1);
+    float *q = malloc(n_q * 4), *k = malloc(n_k * 4), *v = malloc(n_v * 4), *o = malloc(n_o * 4),
+          *r = malloc(n_o * 4), *b = malloc(n_b * 4), *w = malloc(M * d * 4);
     uint64_t seed = 31;
     ref_fill_uniform(q, n_q, 1, &seed);
-    ref_fill_uniform(k, n_q, 1, &seed);
+    ref_fill_uniform(k, n_k, 1, &seed);
     ref_fill_uniform(v, n_v, 1, &seed);
     ref_fill_uniform(b, n_b, 1, &seed);
     clattn_rpe_desc desc;
@@ -551,14 +553,14 @@ static int run_rpe(clattn_context *ctx, clattn_rpe_algo algo, size_t n, size_t d
     desc.features.features = M;
     desc.features.seed = 5;
     int rc = clattn_favor_draw(M, d, 5, CLATTN_FAVOR_GAUSSIAN_NORMS, w) != CLATTN_SUCCESS;
-    ref_rpe_general(q, k, v, b, r, B, H, n, d, dv, (int)fmap, w, M, 1e-6, causal);
-    if (clattn_rpe_host(ctx, &desc, s_q, s_q, s_v, q, k, v, b, o) != CLATTN_SUCCESS) {
+    ref_rpe_gqa(q, k, v, b, r, B, H, hk, n, d, dv, (int)fmap, w, M, 1e-6, causal);
+    if (clattn_rpe_host(ctx, &desc, s_q, s_k, s_v, q, k, v, b, o) != CLATTN_SUCCESS) {
         fprintf(stderr, "rpe failed: %s\n", clattn_context_last_error(ctx));
         rc = 1;
     } else {
-        double mr = 0, e = ref_max_abs_diff(o, r, n_v, &mr);
-        printf("rpe algo %d n %zu d %zu dv %zu causal %d fmap %d: error %.2e\n", (int)algo, n, d,
-               dv, causal, (int)fmap, e);
+        double mr = 0, e = ref_max_abs_diff(o, r, n_o, &mr);
+        printf("rpe algo %d n %zu d %zu dv %zu causal %d fmap %d hk %zu: error %.2e\n", (int)algo,
+               n, d, dv, causal, (int)fmap, hk, e);
         rc |= !(e <= 1e-4 * fmax(1, mr));
     }
     free(q);
@@ -598,10 +600,12 @@ int main(int argc, char **argv)
             continue;
         }
         if (strcmp(w, "rpe") == 0) {
-            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 37, 8, 5, 1, CLATTN_FEATURE_ELU);
-            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 20, 4, 3, 0, CLATTN_FEATURE_FAVOR);
-            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 30, 6, 4, 0, CLATTN_FEATURE_RELU);
-            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 70, 4, 3, 1, CLATTN_FEATURE_ELU);
+            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 37, 8, 5, 1, CLATTN_FEATURE_ELU, 2);
+            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 20, 4, 3, 0, CLATTN_FEATURE_FAVOR, 2);
+            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 30, 6, 4, 0, CLATTN_FEATURE_RELU, 2);
+            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 70, 4, 3, 1, CLATTN_FEATURE_ELU, 2);
+            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 21, 4, 3, 1, CLATTN_FEATURE_RELU, 1);
+            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 25, 5, 3, 1, CLATTN_FEATURE_FAVOR, 1);
             continue;
         }
         if (strcmp(w, "ssm") == 0) {
