@@ -164,8 +164,10 @@ __kernel void clattn_rpe_cmul(__global const float2 *xf, __global float2 *yf,
 
 /* Contraction of the group's convolved signals y with phi(q_i) of query head `sub` of each key
  * head: for each key bh touched by the group (bh = bh0 + z, over B*Hk) and its query head
- * qh = bh * group + sub (b Hq + hk G + sub), acc[qh][i][d] (+)= sum over the group's m of fq[qh][i][m] * y[s(bm, d)][i]. The group holding
- * m = 0 of a bh writes, later groups add (groups run in bm order). Global (N, Dv + 1, bh touched). */
+ * qh = bh * group + sub (= b Hq + hk G + sub),
+ *   acc[qh][i][d] (+)= sum over the group's m of fq[qh][i][m] * y[s(bm, d)][i].
+ * The group holding m = 0 of a bh writes, later groups add (groups run in bm order).
+ * Global (N, Dv + 1, bh touched). */
 __kernel void clattn_rpe_contract(__global const float *fq, uint m_st, __global const float *y,
                                   uint n, uint m_dim, uint d_v, uint bm0, uint bm1, uint bh0,
                                   uint len, uint group, uint sub, __global float *acc)

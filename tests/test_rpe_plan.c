@@ -244,13 +244,15 @@ static void test_desc_null(void **state)
     prob_refresh(&p, 8, NULL);
     clattn_plan *plan = NULL;
     assert_int_equal(clattn_rpe_plan_create(ctx, NULL, p.qs, p.ks, p.vs, &plan), CLATTN_SUCCESS);
-    assert_int_equal(clattn_rpe_plan_enqueue(plan, &p.tq, &p.tk, &p.tv, &p.tb, &p.to, 0, NULL, NULL),
-                     CLATTN_SUCCESS);
+    assert_int_equal(
+        clattn_rpe_plan_enqueue(plan, &p.tq, &p.tk, &p.tv, &p.tb, &p.to, 0, NULL, NULL),
+        CLATTN_SUCCESS);
     prob_check(&p, "plan, desc NULL");
     clattn_plan_destroy(plan);
     tu_poison_buffer(ctx, p.bo, p.no * 4);
-    assert_int_equal(clattn_rpe_enqueue(ctx, NULL, &p.tq, &p.tk, &p.tv, &p.tb, &p.to, 0, NULL, NULL),
-                     CLATTN_SUCCESS);
+    assert_int_equal(
+        clattn_rpe_enqueue(ctx, NULL, &p.tq, &p.tk, &p.tv, &p.tb, &p.to, 0, NULL, NULL),
+        CLATTN_SUCCESS);
     prob_check(&p, "one-shot, desc NULL");
     float *out = tu_poisoned(p.no);
     assert_int_equal(clattn_rpe_host(ctx, NULL, p.qs, p.ks, p.vs, p.q, p.k, p.v, p.bias, out),

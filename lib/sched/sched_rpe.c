@@ -108,7 +108,8 @@ clattn_status clattn__schedule_rpe(const clattn_device_info *dev, const clattn__
         say(why, why_len, "requested");
     } else {
         fft = fft_cheaper(p);
-        say(why, why_len, fft ? "fft: cheaper by the cost model" : "direct: cheaper by the cost model");
+        say(why, why_len,
+            fft ? "fft: cheaper by the cost model" : "direct: cheaper by the cost model");
     }
     if (fft && p->fft_len < 2 * p->n - 1) {
         say(why, why_len, "the FFT length is below 2N - 1");
