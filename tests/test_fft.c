@@ -1,4 +1,4 @@
-/* The clFFT adapter (lib/core/fft.c) against a double-precision DFT computed here by the
+/* The clFFT adapter (lib/blocks/fft.c) against a double-precision DFT computed here by the
  * definition, on the device chosen by CLATTN_DEVICE: lengths with every supported radix and
  * lengths that are not powers of two, batches with row strides wider than the rows, offsets that
  * do and do not meet the device's sub-buffer alignment, round trips, the plan cache, the wait list
@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "clattn.h"
-#include "fft.h"
+#include "../lib/blocks/fft.h"
 #include "reference/ref_softmax.h"
 
 #define TOL 1e-4

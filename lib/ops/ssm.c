@@ -7,7 +7,7 @@
  * multiply by K's spectrum (kept in the handle per length), c2r into the same rows, then
  * y = conv + D u into the caller's view. */
 #include "../core/internal.h"
-#include "../core/fft.h"
+#include "../blocks/fft.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -22,7 +22,7 @@
 #ifndef CLATTN_FFT_H
 #define CLATTN_FFT_H
 
-#include "internal.h"
+#include "../core/internal.h"
 
 /* Smallest m >= n whose only prime factors are 2, 3, 5 and 7 (the radices clFFT supports);
  * 1 for n <= 1; 0 when no such m fits in size_t. */
