@@ -22,12 +22,7 @@
 
 static clattn_context *ctx;
 
-#define EXPECT_OK(call)                                                                            \
-    do {                                                                                           \
-        clattn_status st_ = (call);                                                                \
-        if (st_ != CLATTN_SUCCESS)                                                                 \
-            fail_msg("%s: %s", #call, clattn_context_last_error(ctx));                             \
-    } while (0)
+#define EXPECT_OK(call) SSM_OK(ctx, call)
 #define EXPECT(call, want) tu_expect_status(ctx, (call), (want), #call)
 
 typedef struct gss_case {

@@ -29,12 +29,7 @@
 static clattn_context *ctx;
 static int basic_device; /* PoCL's serial device: user events deadlock it */
 
-#define EXPECT_OK(call)                                                                            \
-    do {                                                                                           \
-        clattn_status st_ = (call);                                                                \
-        if (st_ != CLATTN_SUCCESS)                                                                 \
-            fail_msg("%s: %s", #call, clattn_context_last_error(ctx));                             \
-    } while (0)
+#define EXPECT_OK(call) SSM_OK(ctx, call)
 
 static void test_zoh(void **state)
 {

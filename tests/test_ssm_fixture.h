@@ -27,6 +27,14 @@ clattn_ssm *ssm_params_handle(clattn_context *ctx, const ssm_params *p, int with
 cl_mem ssm_poisoned_dev(clattn_context *ctx, size_t floats);
 float *ssm_read_dev(clattn_context *ctx, cl_mem m, size_t floats);
 
+/* A call that must succeed: otherwise the running test fails with the context's message. */
+#define SSM_OK(ctx, call)                                                                          \
+    do {                                                                                           \
+        clattn_status st_ = (call);                                                                \
+        if (st_ != CLATTN_SUCCESS)                                                                 \
+            fail_msg("%s: %s", #call, clattn_context_last_error(ctx));                             \
+    } while (0)
+
 /* DESIGN.md section 4 at the outputs' scale: every element within 1e-4 * max(1, max|ref|) and a
  * normalised error (L2) within 1e-5; fails the running test naming `what`. */
 void ssm_check_close(const float *got, const float *ref, size_t n, const char *what);

@@ -21,12 +21,7 @@
 
 static clattn_context *ctx;
 
-#define EXPECT_OK(call)                                                                            \
-    do {                                                                                           \
-        clattn_status st_ = (call);                                                                \
-        if (st_ != CLATTN_SUCCESS)                                                                 \
-            fail_msg("%s: %s", #call, clattn_context_last_error(ctx));                             \
-    } while (0)
+#define EXPECT_OK(call) SSM_OK(ctx, call)
 
 /* Steps over a sequence equal the convolution (and the fp64 recurrence) with no program lookup
  * or kernel creation over its 300 steps; the state can be read, written back and reset; the
