@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "test_ssm_fixture.h"
@@ -75,4 +76,16 @@ float *ssm_read_dev(clattn_context *ctx, cl_mem m, size_t floats)
     assert_non_null(x);
     tu_read(ctx, m, floats * sizeof(float), x);
     return x;
+}
+
+int ssm_open(clattn_context **ctx)
+{
+    if (clattn_context_create(NULL, ctx) != CLATTN_SUCCESS) {
+        fprintf(stderr, "no OpenCL device: %s\n", clattn_context_last_error(NULL));
+        return -1;
+    }
+    clattn_device_info info;
+    clattn_context_get_device_info(*ctx, &info);
+    fprintf(stderr, "device: %s / %s\n", info.platform_name, info.name);
+    return 0;
 }

@@ -27,6 +27,10 @@ clattn_ssm *ssm_params_handle(clattn_context *ctx, const ssm_params *p, int with
 cl_mem ssm_poisoned_dev(clattn_context *ctx, size_t floats);
 float *ssm_read_dev(clattn_context *ctx, cl_mem m, size_t floats);
 
+/* The suites' group setup: a context on the configured device (its name printed), or -1 with
+ * the reason (a missing device is a failure, never a skip). */
+int ssm_open(clattn_context **ctx);
+
 /* A call that must succeed: otherwise the running test fails with the context's message. */
 #define SSM_OK(ctx, call)                                                                          \
     do {                                                                                           \
