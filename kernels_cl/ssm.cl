@@ -1,5 +1,6 @@
 /* Diagonal state-space models (S4D / DSS): the convolution kernel they induce, the long causal
- * convolution by FFT or directly, and the recurrent step. Host side: lib/ops/ssm.c.
+ * convolution by FFT or directly, and the recurrent step. Host side: lib/ops/ssm.c (plans) and
+ * lib/ops/ssm_state.c (the step); the sizes below come from lib/sched/sched_ssm.c as -D options.
  *
  * Per channel h and state n, with z = dt_h * A[h, n] and w = exp(z):
  *   K[h, l] = Re(sum_n Ct[h, n] * w^l)
@@ -40,10 +41,11 @@ inline float2 ssm_pow(float4 ph, float l)
     return (float2)(mag * c, mag * s);
 }
 
-/* K[h, l] for l < rowlen: the kernel for l < L, zeros after (the FFT path's padding). One
- * work-item per (chunk of SSM_CHUNK positions, h). wct: [H * N] float4 (w, Ct); ph: [H * N]. */
-__kernel void clattn_ssm_kernel_gen(__global float *k, ulong k_off, ulong k_row, uint L,
-                                    uint rowlen, uint N, __global const float4 *wct,
+/* K[h, l] for l < rowlen: the kernel for l < L, zeros after (the FFT path's padding), written at
+ * k[k_off + h * k_row + l * k_pos] (any strided view). One work-item per (chunk of SSM_CHUNK
+ * positions, h). wct: [H * N] float4 (w, Ct); ph: [H * N]. */
+__kernel void clattn_ssm_kernel_gen(__global float *k, ulong k_off, ulong k_row, ulong k_pos,
+                                    uint L, uint rowlen, uint N, __global const float4 *wct,
                                     __global const float4 *ph)
 {
     uint c = get_global_id(0), h = get_global_id(1);
@@ -68,7 +70,7 @@ __kernel void clattn_ssm_kernel_gen(__global float *k, ulong k_off, ulong k_row,
     for (int j = 0; j < SSM_CHUNK; j++) {
         uint l = l0 + j;
         if (l < rowlen)
-            row[l] = l < L ? acc[j] : 0.0f;
+            row[l * k_pos] = l < L ? acc[j] : 0.0f;
     }
 }
 
@@ -174,74 +176,4 @@ __kernel void clattn_ssm_step(__global float *x, __global const float4 *wct,
     if (has_d)
         acc += d[h] * uv;
     y[clattn_at(y_off, y_st, b, h, 0, 0)] = acc;
-}
-
-/* ---- the GSS layer's element-wise steps (host: lib/ops/gss.c) ---- */
-
-/* Layer norm of one token row per work-item: xn = (x - mean) / sqrt(var + eps) * gamma + beta.
- * x rows start at x_off + t * E; has_gamma / has_beta 0 mean 1 and 0. Two passes over the row
- * (mean, then centred variance) rather than E[x^2] - mean^2, which cancels for large means. */
-__kernel void clattn_gss_layernorm(__global const float *x, ulong x_off, __global float *xn,
-                                   uint E, float eps, __global const float *gamma, int has_gamma,
-                                   __global const float *beta, int has_beta)
-{
-    ulong t = get_global_id(0);
-    __global const float *row = x + x_off + t * E;
-    float mean = 0.0f;
-    for (uint e = 0; e < E; e++)
-        mean += row[e];
-    mean /= (float)E;
-    float var = 0.0f;
-    for (uint e = 0; e < E; e++) {
-        float c = row[e] - mean;
-        var = fma(c, c, var);
-    }
-    float inv = rsqrt(var / (float)E + eps);
-    for (uint e = 0; e < E; e++) {
-        float v = (row[e] - mean) * inv;
-        if (has_gamma)
-            v *= gamma[e];
-        if (has_beta)
-            v += beta[e];
-        xn[t * E + e] = v;
-    }
-}
-
-inline float gss_gelu(float x) { return 0.5f * x * (1.0f + erf(x * 0.70710678118654752f)); }
-
-/* a[t, j] = gelu(a[t, j] + bias[j]) over rows of `width` (has_bias 0: no bias). */
-__kernel void clattn_gss_bias_gelu(__global float *a, uint width, __global const float *bias,
-                                   int has_bias)
-{
-    uint j = get_global_id(0);
-    ulong i = get_global_id(1) * (ulong)width + j;
-    float v = a[i];
-    if (has_bias)
-        v += bias[j];
-    a[i] = gss_gelu(v);
-}
-
-/* The gate: v[t, j] *= uc[t, j] + bias[j]. */
-__kernel void clattn_gss_gate(__global float *v, __global const float *uc, uint width,
-                              __global const float *bias, int has_bias)
-{
-    uint j = get_global_id(0);
-    ulong i = get_global_id(1) * (ulong)width + j;
-    float g = uc[i];
-    if (has_bias)
-        g += bias[j];
-    v[i] *= g;
-}
-
-/* out = x + bias (the residual and the last dense layer's bias; its GEMM then accumulates). */
-__kernel void clattn_gss_residual(__global const float *x, ulong x_off, __global float *out,
-                                  ulong out_off, uint width, __global const float *bias,
-                                  int has_bias)
-{
-    uint j = get_global_id(0);
-    ulong i = get_global_id(1) * (ulong)width + j;
-    float v = x[x_off + i];
-    if (has_bias)
-        v += bias[j];
-    out[out_off + i] = v;
 }

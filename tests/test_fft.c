@@ -1,4 +1,4 @@
-/* The clFFT adapter (lib/core/fft.c) against a double-precision DFT computed here by the
+/* The clFFT adapter (lib/blocks/fft.c) against a double-precision DFT computed here by the
  * definition, on the device chosen by CLATTN_DEVICE: lengths with every supported radix and
  * lengths that are not powers of two, batches with row strides wider than the rows, offsets that
  * do and do not meet the device's sub-buffer alignment, round trips, the plan cache, the wait list
@@ -18,7 +18,8 @@
 #include <string.h>
 
 #include "clattn.h"
-#include "fft.h"
+#include "../lib/blocks/fft.h"
+#include "test_util.h"
 #include "reference/ref_softmax.h"
 
 #define TOL 1e-4
@@ -39,25 +40,14 @@ static cl_command_queue queue(void) { return clattn_context_get_cl_queue(ctx); }
 
 static cl_mem make_buf(size_t floats, const float *init)
 {
-    cl_int err;
-    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE,
-                              floats * sizeof(float), NULL, &err);
-    assert_int_equal(err, CL_SUCCESS);
-    if (init)
-        assert_int_equal(clEnqueueWriteBuffer(queue(), m, CL_TRUE, 0, floats * sizeof(float),
-                                              init, 0, NULL, NULL),
-                         CL_SUCCESS);
-    return m;
+    return tu_buffer(ctx, floats * sizeof(float), init);
 }
 
 static float *read_buf(cl_mem m, size_t floats)
 {
     float *x = malloc(floats * sizeof(float));
     assert_non_null(x);
-    assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
-    assert_int_equal(
-        clEnqueueReadBuffer(queue(), m, CL_TRUE, 0, floats * sizeof(float), x, 0, NULL, NULL),
-        CL_SUCCESS);
+    tu_read(ctx, m, floats * sizeof(float), x);
     return x;
 }
 
@@ -410,6 +400,41 @@ static void test_plan_cache_and_events(void **state)
     clReleaseMemObject(bback);
 }
 
+/* A plan prepared ahead (as an operator's plan_create does) is the one the transform uses:
+ * preparing twice bakes once, and the transform then bakes nothing. A fresh context, so that the
+ * counts start from zero. */
+static void test_prepare(void **state)
+{
+    (void)state;
+    clattn_context *c2 = tu_context();
+    size_t len = 120, bins = len / 2 + 1;
+    cl_mem bin = tu_buffer(c2, 2 * (len + 2) * sizeof(float), NULL);
+    cl_mem bout = tu_buffer(c2, 2 * bins * 2 * sizeof(float), NULL);
+    assert_int_equal(clattn__fft_plan_count(c2), 0);
+    assert_int_equal(clattn__fft_prepare(c2, false, len, 2, len + 2, bins), CLATTN_SUCCESS);
+    assert_int_equal(clattn__fft_plan_count(c2), 1);
+    assert_int_equal(clattn__fft_prepare(c2, false, len, 2, len + 2, bins), CLATTN_SUCCESS);
+    assert_int_equal(clattn__fft_plan_count(c2), 1);
+    assert_int_equal(clattn__fft_r2c(c2, len, 2, bin, 0, len + 2, bout, 0, bins, 0, NULL, NULL),
+                     CLATTN_SUCCESS);
+    assert_int_equal(clattn__fft_plan_count(c2), 1);
+    assert_int_equal(clattn__fft_prepare(c2, true, len, 2, bins, len + 2), CLATTN_SUCCESS);
+    assert_int_equal(clattn__fft_c2r(c2, len, 2, bout, 0, bins, bin, 0, len + 2, 0, NULL, NULL),
+                     CLATTN_SUCCESS);
+    assert_int_equal(clattn__fft_plan_count(c2), 2);
+    tu_expect_status(c2, clattn__fft_prepare(c2, true, 17, 1, 9, 17), CLATTN_UNSUPPORTED,
+                     "prepare(length 17)");
+    tu_expect_status(c2, clattn__fft_prepare(c2, true, 0, 1, 1, 1), CLATTN_INVALID_SHAPE,
+                     "prepare(length 0)");
+    tu_expect_status(NULL, clattn__fft_prepare(NULL, true, 16, 1, 9, 16), CLATTN_NULL_POINTER,
+                     "prepare(NULL ctx)");
+    assert_int_equal(clattn__fft_plan_count(c2), 2);
+    assert_int_equal(clattn_context_finish(c2), CLATTN_SUCCESS);
+    clReleaseMemObject(bin);
+    clReleaseMemObject(bout);
+    clattn_context_destroy(c2);
+}
+
 /* A transform enqueued behind a command gated by a user event must wait for the gate, and
  * baking its plan must not wait for the context's queue (it would deadlock). */
 static void gated_transform(size_t len)
@@ -568,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_sub_buffer),
         cmocka_unit_test(test_c2r_vs_dft),
         cmocka_unit_test(test_plan_cache_and_events),
+        cmocka_unit_test(test_prepare),
         cmocka_unit_test(test_gated_queue),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_two_contexts),

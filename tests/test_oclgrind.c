@@ -14,6 +14,7 @@
 #include "reference/ref_routing.h"
 #include "reference/ref_rpe.h"
 #include "reference/ref_ssm.h"
+#include "reference/ref_gss.h"
 #include "../lib/ops/sort.h"
 
 static int run(clattn_context *ctx, clattn_softmax_algo algo, size_t nq, size_t nk, size_t d,

@@ -35,7 +35,7 @@ struct clattn_context {
     bool tune_loaded;
     char tune_warning[512];
 
-    struct clattn__fft_cache *fft; /* clFFT plans (lib/core/fft.c, guarded by its own lock) */
+    struct clattn__fft_cache *fft; /* clFFT plans (lib/blocks/fft.c, guarded by its own lock) */
 
     pthread_mutex_t ws_lock;          /* held across a whole enqueue sequence that uses ws */
     cl_mem ws[16];                    /* reusable scratch buffers (lib/core/workspace.c) */

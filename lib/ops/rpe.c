@@ -4,7 +4,7 @@
  * embedding, clFFT through lib/core/fft.h, spectra multiplied, contracted with phi(q)). Every
  * command goes on the context's queue in one chain: the first honours the caller's wait list, the
  * last returns the caller's event. */
-#include "../core/fft.h"
+#include "../blocks/fft.h"
 #include "../core/internal.h"
 #include "linear_features.h"
 

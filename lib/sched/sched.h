@@ -167,6 +167,47 @@ clattn_status clattn__schedule_rpe(const clattn_device_info *dev, const clattn__
 
 /* ---- SSM and GSS (lib/sched/sched_ssm.c) ---- */
 
+/* AUTO's FFT vs direct crossover: the direct sum for L up to these, the FFT above. Measured with
+ * `clattn bench ssm` (B 1, H 4, N 64; README's table): on PoCL (2-vCPU EPYC) both took the same
+ * time at L = 256 and FFT was 2.6x faster at 512; on an NVIDIA H100 (NVIDIA OpenCL) the crossover
+ * lay between 2k and 4k (direct 0.09 ms against FFT 0.18 ms at 1k, 0.26 against 0.29 at 4k). */
+#define CLATTN__SSM_DIRECT_MAX_L 256      /* CPUs and every other device class */
+#define CLATTN__SSM_DIRECT_MAX_L_GPU 2048 /* devices of class CLATTN_DEVICE_GPU */
+/* Kernel positions per work-item of the K generation: one accurate power, then SSM_CHUNK - 1
+ * complex products (their rounding error grows by about one ulp per product). */
+#define CLATTN__SSM_CHUNK 32
+/* Outputs per work-item of the direct convolution (each K and u value loaded once per item). */
+#define CLATTN__SSM_DIRECT_ROWS 8
+/* Iterations of the direct sum's inner loop between two outer ones; a device with a loop
+ * iteration cap (llvmpipe: 65535) gets at most its cap. */
+#define CLATTN__SSM_DIRECT_BLOCK 4096
+#define CLATTN__SSM_MAX_L ((size_t)1 << 24) /* positions stay exact in float inside the kernels */
+
+typedef struct clattn__ssm_problem {
+    size_t rows;  /* sequences convolved: batch x channels */
+    size_t heads; /* channels H (rows of the kernel K) */
+    size_t L;     /* sequence length, 1 <= L < 2^24 */
+} clattn__ssm_problem;
+
+/* What an SSM plan launches: the algorithm, the FFT length and the kernels' -D options. */
+typedef struct clattn__ssm_launch {
+    int algo;               /* clattn_ssm_algo: FFT or DIRECT, never AUTO */
+    unsigned chunk;         /* SSM_CHUNK */
+    unsigned direct_rows;   /* SSM_DIRECT_ROWS */
+    unsigned direct_block;  /* SSM_DIRECT_BLOCK */
+    size_t fft_len;         /* FFT: M, the smallest 2^a 3^b 5^c 7^d >= 2L (0 for DIRECT) */
+    size_t fft_real_bytes;  /* FFT: padded rows, rows x M floats */
+    size_t fft_cplx_bytes;  /* FFT: spectra, rows x (M/2 + 1) complex */
+    char defines[256];      /* -D options of ssm.cl, every one SSM_-prefixed */
+} clattn__ssm_launch;
+
+/* Chooses FFT or direct (when `requested` is AUTO: by the crossover of the device class) and the
+ * kernels' sizes. INVALID_SHAPE for a zero size or L >= 2^24, UNSUPPORTED when the FFT's scratch
+ * exceeds the device's max allocation, SIZE_OVERFLOW; a reason goes to `why` (may be NULL). */
+clattn_status clattn__schedule_ssm(const clattn_device_info *dev, const clattn__ssm_problem *prob,
+                                   clattn_ssm_algo requested, clattn__ssm_launch *out, char *why,
+                                   size_t why_len);
+
 /* ---- end SSM ---- */
 
 

@@ -22,7 +22,7 @@
 #ifndef CLATTN_FFT_H
 #define CLATTN_FFT_H
 
-#include "internal.h"
+#include "../core/internal.h"
 
 /* Smallest m >= n whose only prime factors are 2, 3, 5 and 7 (the radices clFFT supports);
  * 1 for n <= 1; 0 when no such m fits in size_t. */
@@ -44,6 +44,13 @@ clattn_status clattn__fft_c2r(clattn_context *ctx, size_t len, size_t batch, cl_
                               size_t in_off, size_t in_stride, cl_mem out, size_t out_off,
                               size_t out_stride, cl_uint num_wait, const cl_event *wait,
                               cl_event *event);
+
+/* Bakes (or finds in the context's cache) the clFFT plan that clattn__fft_r2c (inverse false) or
+ * clattn__fft_c2r (inverse true) will use for `batch` rows of `len` points at these row strides
+ * (the same units as theirs), so that an operator's plan_create compiles the transform once and
+ * its enqueues compile nothing. Blocking only for the bake (on the context's private queue). */
+clattn_status clattn__fft_prepare(clattn_context *ctx, bool inverse, size_t len, size_t batch,
+                                  size_t in_stride, size_t out_stride);
 
 /* How many baked plans the context holds (for tests of the cache). */
 size_t clattn__fft_plan_count(clattn_context *ctx);

@@ -468,3 +468,23 @@ clattn_status clattn__fft_c2r(clattn_context *ctx, size_t len, size_t batch, cl_
     fft_side o = {out, out_off, out_stride, len, sizeof(float), "output"};
     return fft_run(ctx, len, batch, CLFFT_BACKWARD, &i, &o, num_wait, wait, event);
 }
+
+clattn_status clattn__fft_prepare(clattn_context *ctx, bool inverse, size_t len, size_t batch,
+                                  size_t in_stride, size_t out_stride)
+{
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "FFT: context is NULL");
+    if (len < 1 || batch < 1 || len > ((size_t)1 << 30) || batch > ((size_t)1 << 30))
+        return clattn__fail(ctx, CLATTN_INVALID_SHAPE, "FFT: length %zu and batch %zu", len,
+                            batch);
+    if (!fft_supported_length(len))
+        return clattn__fail(ctx, CLATTN_UNSUPPORTED,
+                            "FFT: length %zu has a prime factor above 13", len);
+    fft_plan key = {NULL, len, batch, in_stride, out_stride,
+                    inverse ? CLFFT_BACKWARD : CLFFT_FORWARD, 0};
+    clfftPlanHandle plan = 0;
+    pthread_mutex_lock(&fft_lock);
+    clattn_status status = plan_get(ctx, &key, &plan);
+    pthread_mutex_unlock(&fft_lock);
+    return status;
+}
