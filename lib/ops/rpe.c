@@ -1,7 +1,7 @@
 /* Host side of kernelized attention with relative positional encoding (kernels_cl/rpe.cl):
  * validate, compute the features (lib/ops/linear_features.h, every map of the linear family), the
  * per-head bias maximum and exp(b - max), then either the direct sums or the FFT path (circulant
- * embedding, clFFT through lib/core/fft.h, spectra multiplied, contracted with phi(q)). Every
+ * embedding, clFFT through lib/blocks/fft.h, spectra multiplied, contracted with phi(q)). Every
  * command goes on the context's queue in one chain: the first honours the caller's wait list, the
  * last returns the caller's event. */
 #include "../blocks/fft.h"

@@ -1,11 +1,11 @@
 /* The command sequence of one RPE enqueue (lib/ops/rpe.h): the features of q and k (linear.cl's
  * kernels, created by the plan), the per-head bias maximum and exp(b - max), then the direct sums
- * or the FFT path (circulant embedding, clFFT through lib/core/fft.h, spectra multiplied by each
+ * or the FFT path (circulant embedding, clFFT through lib/blocks/fft.h, spectra multiplied by each
  * query head's bias spectrum, contracted with phi(q)). Every kernel and buffer is the plan's; the
  * launch sizes are the scheduler's (plan->launch). */
 #include "rpe.h"
 
-#include "../core/fft.h"
+#include "../blocks/fft.h"
 
 #include <math.h>
 
