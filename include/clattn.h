@@ -151,7 +151,9 @@ CLATTN_API clattn_status clattn_list_devices(clattn_device_info *infos, size_t c
  * `selector` picks the device: "P:D" (platform and device indices, as clattn_list_devices numbers
  * them) or a case-insensitive substring of "platform-name device-name". With selector NULL or "",
  * the environment variable CLATTN_DEVICE is used in the same way; without it, the first GPU, else
- * the first accelerator, else the first CPU. Returns CLATTN_NO_DEVICE when nothing matches.
+ * the first accelerator, else the first CPU. Returns CLATTN_NO_DEVICE when nothing matches; a
+ * selector (argument or CLATTN_DEVICE) that matches no device is that error too, with a message
+ * naming it, never a fall-back to the default order.
  * On failure *ctx is NULL and clattn_context_last_error(NULL) holds the message. */
 CLATTN_API clattn_status clattn_context_create(const char *selector, clattn_context **ctx);
 
