@@ -277,7 +277,8 @@ int cli_run_softmax(int argc, char **argv)
     int rc = parse_options(argc, argv, 2, "run softmax", specs, OPT_COUNT(specs), &help);
     if (rc)
         return rc;
-    if (help) {
+    if (help) { /* the dispatcher answers --help first; kept for direct callers */
+        printf("usage:\n");
         cli_usage_blocks(stdout, cli_usage_softmax, "run softmax");
         return 0;
     }
@@ -564,7 +565,8 @@ int cli_bench_softmax(int argc, char **argv)
     int rc = bench_parse(argc, argv, &cfg, &help);
     if (rc)
         return rc;
-    if (help) {
+    if (help) { /* the dispatcher answers --help first; kept for direct callers */
+        printf("usage:\n");
         cli_usage_blocks(stdout, cli_usage_softmax, "bench softmax");
         return 0;
     }
