@@ -464,10 +464,11 @@ CLATTN_API int clattn_tune_supported(clattn_operator op);
  * new contexts.
  * Budget: `budget_seconds` bounds the wall time of the whole run from its start (inputs, every
  * build, warm-ups, screening, repetitions, confirmation): before each candidate and each of its
- * steps the tuner predicts what remains (the dearest build seen, the runs at the default's
- * speed, the confirmation) and stops trying candidates when that would pass the budget. Only the
- * default's build, warm-up and first 3 runs happen whatever the budget (report->budget_exhausted
- * says a search was cut short); the overshoot is at most one build longer than any seen before.
+ * steps the tuner predicts what remains (a set-up -- build and first launch -- like the dearest
+ * seen, at least 1 s; the runs at the default's speed; the confirmation) and stops trying
+ * candidates when that would pass the budget. Only the default's build, warm-up and first 3 runs
+ * happen whatever the budget (report->budget_exhausted says a search was cut short); a set-up
+ * dearer than any before it can overrun the budget once.
  * Blocking; uses the context's queue and finishes it.
  * Status: NULL_POINTER (ctx, shapes or report), INVALID_ARGUMENT (budget not positive and finite),
  * UNSUPPORTED (an operator without a tuner, or a desc asking for an untunable algorithm, e.g.
