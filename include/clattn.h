@@ -151,7 +151,9 @@ CLATTN_API clattn_status clattn_list_devices(clattn_device_info *infos, size_t c
  * `selector` picks the device: "P:D" (platform and device indices, as clattn_list_devices numbers
  * them) or a case-insensitive substring of "platform-name device-name". With selector NULL or "",
  * the environment variable CLATTN_DEVICE is used in the same way; without it, the first GPU, else
- * the first accelerator, else the first CPU. Returns CLATTN_NO_DEVICE when nothing matches.
+ * the first accelerator, else the first CPU. Returns CLATTN_NO_DEVICE when nothing matches; a
+ * selector (argument or CLATTN_DEVICE) that matches no device is that error too, with a message
+ * naming it, never a fall-back to the default order.
  * On failure *ctx is NULL and clattn_context_last_error(NULL) holds the message. */
 CLATTN_API clattn_status clattn_context_create(const char *selector, clattn_context **ctx);
 
@@ -404,20 +406,27 @@ CLATTN_API clattn_status clattn_measure_peak_gflops(clattn_context *ctx, double 
 /* Tuning                                                                                         */
 /* ---------------------------------------------------------------------------------------------- */
 
-/* The autotuner measures the launches of a tiled attention family that are valid on the device
- * (TILED_CPU: rows per work-item 1/2/4/8 and work-group size 1/2/4/8; TILED_GPU: work-group size
- * 32/64/128/256 and key tile 8/16/32/64, within the device's limits) and keeps the fastest in a
- * per-device tuning database. Every clattn_softmax_plan_create with algorithm AUTO consults that
- * database first (shape class: D, Nq and Nk rounded up to powers of two, causal, and the family
- * AUTO resolves to) and falls back to the scheduler's rules when it has no entry.
+/* The autotuner measures the launches the scheduler considers valid for one operator and shape
+ * class on the device at hand and keeps the fastest in a per-device tuning database; plans
+ * consult that database first and fall back to the scheduler's rules when it has no entry.
+ * Tunable operators are those whose candidate list the scheduler exports (clattn_tune_supported):
+ *   softmax  the tiled family AUTO resolves to (TILED_CPU: rows per work-item 1/2/4/8 and
+ *            work-group size 1/2/4/8; TILED_GPU: work-group size 32/64/128/256 and key tile
+ *            8/16/32/64, within the device's limits); clattn_softmax_plan_create with algorithm
+ *            AUTO consults the database.
+ * Shape class (the database key): the operator, its variant (softmax: the family, "cpu" or
+ * "gpu"), the head dims of q/k and of v, Nq and Nk rounded up to powers of two, and causal.
  *
  * The database is a text file per device (hash of platform, device name and driver version) in
  * the cache folder ($CLATTN_CACHE_DIR, else $XDG_CACHE_HOME/clattn, else ~/.cache/clattn), with a
- * header naming the library version. It is written atomically (temporary file + rename) under a
- * lock file, merging with what other processes wrote meanwhile. An unreadable, truncated, empty or
- * foreign-version file (or line) is ignored with a warning (clattn_tuning_db_warning), never an
- * error. A context reads the file once, on first use. CLATTN_TUNING=off stops plans from reading
- * it (tuning still measures and writes). */
+ * header naming the file format and the library version; one line per entry names the operator,
+ * the key and the launch parameters (e.g. "softmax variant=cpu d=64 dv=64 nq=4096 nk=4096
+ * causal=0 default_ms=... tuned_ms=... : rows=4 local=1 tile_kv=16"). Files of the previous
+ * format (1, softmax only) written by this library version are still read. It is written
+ * atomically (temporary file + rename) under a lock file, merging with what other processes wrote
+ * meanwhile. An unreadable, truncated, empty or foreign-version file (or line) is ignored with a
+ * warning (clattn_tuning_db_warning), never an error. A context reads the file once, on first use.
+ * CLATTN_TUNING=off stops plans from reading it (tuning still measures and writes). */
 
 /* What one tuning run did. Strings are NUL-terminated, truncated to fit. */
 typedef struct clattn_tune_report {
@@ -427,7 +436,8 @@ typedef struct clattn_tune_report {
     double tuned_ms;       /* median of the chosen launch; equals default_ms when it was kept */
     double noise_ms;       /* the margin a candidate had to beat the default by: the spread
                             * (interquartile) of the default's repetitions, at least 1% */
-    double seconds;        /* wall time of the whole tuning run, builds included */
+    double seconds;        /* wall time of the whole run, from its start: input set-up, every
+                            * build, warm-up, screening, repetitions, confirmation, the write */
     unsigned candidates;   /* valid launches enumerated, the default included */
     unsigned tried;        /* launches measured, the default included */
     unsigned failed;       /* candidates that failed to build or run (see notes) */
@@ -438,36 +448,63 @@ typedef struct clattn_tune_report {
     char notes[1024];      /* one line per failed candidate (why), then database warnings */
 } clattn_tune_report;
 
-/* Tunes tiled attention for one shape class on the context's device: times the default launch
- * and then the candidates, most promising first (each: build, one warm-up, one screening run, at
- * least 5 repetitions, median of enqueue-to-finish wall time), on random inputs of the given
- * shapes (q_shape {B, Hq, Nq, D}, k_shape {B, Hk, Nk, D}; v has k's shape). Stops trying new
- * candidates when `budget_seconds` would be exceeded (the default is always measured). The best
- * candidate is re-timed alternately with the default, and kept only if its median beats the
- * default's by more than the default's measured noise; the entry (winner, or the default) is then
- * merged into the database and used by later AUTO plans of this context and of new contexts.
- * desc: NULL or AUTO, TILED_CPU or TILED_GPU (its scale, causal flag and key lengths are used).
+/* 1 when operator `op` has a tuner (its scheduler exports candidates), else 0. */
+CLATTN_API int clattn_tune_supported(clattn_operator op);
+
+/* Tunes operator `op` for one shape class on the context's device. `desc` is that operator's
+ * descriptor (const clattn_softmax_desc * for CLATTN_OP_SOFTMAX; NULL means the defaults) and the
+ * shapes are those its plan_create takes (softmax: q {B, Hq, Nq, D}, k {B, Hk, Nk, D}, v NULL or
+ * k's shape). Any Nq works, Nq = 1 (a decoding step) included.
+ * The run: build and time the scheduler's default (warm-up, at least 3 and up to 7 repetitions),
+ * then the candidates, most promising first (each: build, one warm-up, one screening run that
+ * drops anything 25% slower than the default, 5 repetitions, median of enqueue-to-finish wall
+ * time), on random inputs; the best is re-timed alternately with the default and kept only if its
+ * median beats the default's by more than the default's measured noise; the entry (winner, or
+ * the default) is then merged into the database and used by later plans of this context and of
+ * new contexts.
+ * Budget: `budget_seconds` bounds the wall time of the whole run from its start (inputs, every
+ * build, warm-ups, screening, repetitions, confirmation): before each candidate and each of its
+ * steps the tuner predicts what remains (a set-up -- build and first launch -- like the dearest
+ * seen, at least 1 s; the runs at the default's speed; the confirmation) and stops trying
+ * candidates when that would pass the budget. Only the default's build, warm-up and first 3 runs
+ * happen whatever the budget (report->budget_exhausted says a search was cut short); a set-up
+ * dearer than any before it can overrun the budget once.
  * Blocking; uses the context's queue and finishes it.
  * Status: NULL_POINTER (ctx, shapes or report), INVALID_ARGUMENT (budget not positive and finite),
- * the statuses of clattn_softmax_plan_create for the default launch, UNSUPPORTED (NAIVE), and
- * OpenCL allocation codes. A failed database write is not an error: db_written stays 0 and notes
- * say why. */
-CLATTN_API clattn_status clattn_tune_softmax(clattn_context *ctx,
-                                               const clattn_softmax_desc *desc,
-                                               const size_t q_shape[4], const size_t k_shape[4],
-                                               double budget_seconds, clattn_tune_report *report);
+ * UNSUPPORTED (an operator without a tuner, or a desc asking for an untunable algorithm, e.g.
+ * softmax NAIVE), the statuses of the operator's plan_create for the default launch, and OpenCL
+ * allocation codes. A failed database write is not an error: db_written stays 0 and notes say
+ * why. */
+CLATTN_API clattn_status clattn_tune(clattn_context *ctx, clattn_operator op, const void *desc,
+                                     const size_t q_shape[4], const size_t k_shape[4],
+                                     const size_t v_shape[4], double budget_seconds,
+                                     clattn_tune_report *report);
 
-/* One database entry. */
+/* clattn_tune for softmax attention (v has k's shape); desc NULL, AUTO, TILED_CPU or TILED_GPU. */
+CLATTN_API clattn_status clattn_tune_softmax(clattn_context *ctx,
+                                             const clattn_softmax_desc *desc,
+                                             const size_t q_shape[4], const size_t k_shape[4],
+                                             double budget_seconds, clattn_tune_report *report);
+
+/* One launch parameter of a database entry (softmax: rows, local, tile_kv). */
+#define CLATTN_TUNING_MAX_PARAMS 8
+typedef struct clattn_tuning_param {
+    char name[16];
+    long long value;
+} clattn_tuning_param;
+
+/* One database entry: the operator, the key of its shape class and the launch parameters. */
 typedef struct clattn_tuning_entry {
-    char op[16];                     /* "softmax" */
-    unsigned head_dim;               /* D */
-    size_t nq_bucket, nk_bucket;     /* Nq and Nk rounded up to powers of two */
-    int causal;                      /* 0 or 1 */
-    clattn_softmax_algo algorithm; /* TILED_CPU or TILED_GPU */
-    unsigned rows_per_item;          /* TILED_CPU: ROWS; TILED_GPU: 1 */
-    size_t local_size;               /* work-group size (WG_SIZE for TILED_GPU) */
-    unsigned tile_kv;                /* TILED_GPU: TILE_KV; TILED_CPU: the 16-key block */
-    double default_ms, tuned_ms;     /* as measured when the entry was written */
+    char op[16];                 /* operator name, as clattn_operator_name: "softmax" */
+    char variant[32];            /* the family / variant the launch is for (softmax: "cpu",
+                                  * "gpu"); no spaces */
+    unsigned head_dim;           /* D of q and k */
+    unsigned head_dim_v;         /* D of v */
+    size_t nq_bucket, nk_bucket; /* Nq and Nk rounded up to powers of two */
+    int causal;                  /* 0 or 1 */
+    unsigned num_params;         /* entries of params */
+    clattn_tuning_param params[CLATTN_TUNING_MAX_PARAMS];
+    double default_ms, tuned_ms; /* as measured when the entry was written */
 } clattn_tuning_entry;
 
 /* The database file of the context's device. UNSUPPORTED when no cache folder can be determined;

@@ -1,14 +1,24 @@
 /* cli.h — what every `clattn` subcommand shares: one-line errors and exit codes, option parsing,
- * .npy loading and writing, device opening, timing, and the bench CSV/table format.
+ * .npy loading and writing, device opening, the run summary line, timing, and the bench CSV/table
+ * format; and the list of commands, each in its own file:
  *
- * Each operator family lives in its own samples/cli_<op>.c exposing
+ *   samples/clattn.c        dispatch, `clattn help`, per-command help, the options of every run
+ *   samples/cli_devices.c   clattn devices, clattn demo
+ *   samples/cli_tune.c      clattn tune
+ *   samples/cli_<op>.c      clattn run <op>, clattn bench <op> (softmax, linear, lsh, ...)
+ *
+ * An operator family exposes
+ *     void cli_usage_<op>(FILE *f);                usage blocks of its run and bench commands
  *     int cli_run_<op>(int argc, char **argv);    argv[0] = "run", argv[1] = "<op>", options after
  *     int cli_bench_<op>(int argc, char **argv);  argv[0] = "bench", argv[1] = "<op>", options after
- * and is registered in the OPERATORS table of samples/clattn.c. Conventions: exit 0 on success,
- * EXIT_USAGE for bad options or input files (checked before any device work), EXIT_RUNTIME for
- * device/library failures; every error is one "clattn: ..." line from fail(); outputs are written
- * only after the computation succeeded. Bench output is the table of cli_print_table() or, with
- * --csv, the CSV of cli_print_csv() (the same header as `bench softmax`). */
+ * declared below and registered in the OPERATORS table of samples/clattn.c. A usage block starts
+ * with a line "  clattn <verb> <op> ..." and continues with lines indented deeper, so that
+ * `clattn run <op> --help` can print that block alone (cli_usage_blocks). Conventions: exit 0 on
+ * success, EXIT_USAGE for bad options or input files (checked before any device work),
+ * EXIT_RUNTIME for device/library failures; every error is one "clattn: ..." line from fail();
+ * outputs are written only after the computation succeeded; a successful run ends with
+ * cli_run_summary(). Bench output is the table of cli_print_table() or, with --csv, the CSV of
+ * cli_print_csv() (the same header as `bench softmax`). */
 #ifndef CLATTN_SAMPLES_CLI_H
 #define CLATTN_SAMPLES_CLI_H
 
@@ -18,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
@@ -30,15 +41,6 @@ enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 #else
 #define PRINTF_LIKE(f, a)
-
-/* Baselines every operator's bench can show next to its own rows, measured in the same run:
- * exact tiled softmax attention (the scheduler's choice; variant "tiled"; FLOPs 4*B*H*Nq*Nk*D,
- * halved when causal) on random inputs of the given shape, and the device's FMA peak (variant
- * "peak", op "peak"). 0 with *r filled, or -1 after a note (the sweep goes on). */
-int bench_tiled_row(clattn_context *ctx, size_t batch, size_t heads, size_t nq, size_t nk,
-                    size_t d, int causal, size_t reps, const progress *prog, bench_row *r);
-int bench_peak_row(clattn_context *ctx, const progress *prog, bench_row *r);
-
 #endif
 
 /* ---- messages ---- */
@@ -85,14 +87,39 @@ int float_option(const char *cmd, const char *name, const char *s, float lo, flo
 /* A uint64 seed (decimal): 0 or EXIT_USAGE. */
 int seed_option(const char *cmd, const char *name, const char *s, uint64_t *out);
 
+/* ---- options every `run` command shares (parsed by the dispatcher, samples/clattn.c) ---- */
+/* --layout bhnd|bnhd: how 4-D tensors (q, k, v, out) are laid out in .npy files. bhnd (default):
+ * [B, H, N, D]; bnhd: token-major [B, N, H, D], as PyTorch's (batch, seq, heads, dim) tensors.
+ * load_f32/write_f32 convert, so every run command sees and produces [B, H, N, D] in memory.
+ * Arrays of other ranks (log-sum-exp [B, H, N], projections, biases ...) are not affected.
+ * --quiet: no summary line after a successful run. */
+typedef enum cli_layout { CLI_LAYOUT_BHND = 0, CLI_LAYOUT_BNHD = 1 } cli_layout;
+/* Removes --quiet and --layout (with its value) from argv[first..*argc), recording them for
+ * load_f32, write_f32 and cli_run_summary: 0, or EXIT_USAGE after a message. */
+int cli_take_run_options(const char *cmd, int *argc, char **argv, int first);
+cli_layout cli_get_layout(void);
+const char *cli_layout_name(cli_layout layout);
+/* The usage lines of those options, for `clattn run OP --help`. */
+void cli_usage_run_options(FILE *f);
+
 /* ---- files and devices ---- */
 /* Reads a float32 .npy of `ndim` dimensions (ndim 0: any), none empty: 0 or EXIT_USAGE with a
- * message naming the file and the option. The caller npy_free()s it (also after a failure). */
+ * message naming the file and the option. With ndim 4 the file is read in the run's --layout and
+ * *a holds [B, H, N, D] (shape and data). The caller npy_free()s it (also after a failure). */
 int load_f32(const char *path, const char *opt, int ndim, npy_array *a);
-/* Writes a float32 .npy atomically: 0 or EXIT_RUNTIME. */
+/* Writes a float32 .npy atomically: 0 or EXIT_RUNTIME. With ndim 4, `data` and `shape` are
+ * [B, H, N, D] and the file is written in the run's --layout. */
 int write_f32(const char *path, const float *data, int ndim, const size_t *shape);
-/* Opens a context on `device` (NULL: the default selection): 0 or an exit code after a message. */
+/* Swaps axes 1 and 2 of a 4-D array of shape `shape` (dst must not overlap src). */
+void cli_swap_axes12(float *dst, const float *src, const size_t shape[4]);
+/* Opens a context on `device` (NULL: the default selection): 0 or an exit code after a message.
+ * Starts the clock of cli_run_summary. */
 int open_context(const char *device, clattn_context **ctx);
+/* The one line a successful `clattn run` prints on stderr (unless --quiet), after its outputs are
+ * written: "clattn: run OP: device P:D NAME (PLATFORM); plan OP ALGORITHM LAUNCH (chosen by);
+ * T ms". `plan` may be NULL when the run used a one-shot call (then the plan part says so); T is
+ * the wall time since open_context (plan bake, compute, read-back and writing the outputs). */
+void cli_run_summary(clattn_context *ctx, const char *op, const clattn_plan *plan);
 /* open_context, then "clattn: benchmarking on P:D NAME (PLATFORM)" on stderr. */
 int bench_open(const char *device, clattn_context **ctx);
 /* --variants: a comma-separated subset of names[0..count) in the order given (duplicates
@@ -148,5 +175,40 @@ void cli_print_table(const bench_row *rows, size_t n, const char *base, double p
 int bench_tiled_row(clattn_context *ctx, size_t batch, size_t heads, size_t nq, size_t nk,
                     size_t d, int causal, size_t reps, const progress *prog, bench_row *r);
 int bench_peak_row(clattn_context *ctx, const progress *prog, bench_row *r);
+
+/* ---- usage text ---- */
+typedef void (*cli_usage_fn)(FILE *f);
+/* Prints the blocks of usage(f) whose first line starts with "  clattn <command>" followed by a
+ * space or the end of the line (command "run softmax", "tune" ...). Returns how many. */
+int cli_usage_blocks(FILE *out, cli_usage_fn usage, const char *command);
+/* The first line of that block (without its two-space indent), or "" when there is none. */
+void cli_usage_first_line(cli_usage_fn usage, const char *command, char *buf, size_t len);
+
+/* ---- commands ---- */
+void cli_usage_devices(FILE *f); /* cli_devices.c: devices and demo */
+int cli_cmd_devices(int argc, char **argv);
+int cli_cmd_demo(int argc, char **argv);
+void cli_usage_tune(FILE *f); /* cli_tune.c */
+int cli_cmd_tune(int argc, char **argv);
+void cli_usage_softmax(FILE *f); /* cli_softmax.c */
+int cli_run_softmax(int argc, char **argv);
+int cli_bench_softmax(int argc, char **argv);
+/* demo's bench: softmax variants at N = 256, 512, 1024 and the tiled speed-up over naive. */
+int cli_softmax_demo(void);
+void cli_usage_linear(FILE *f); /* cli_linear.c */
+int cli_run_linear(int argc, char **argv);
+int cli_bench_linear(int argc, char **argv);
+void cli_usage_lsh(FILE *f); /* cli_lsh.c */
+int cli_run_lsh(int argc, char **argv);
+int cli_bench_lsh(int argc, char **argv);
+void cli_usage_routing(FILE *f); /* cli_routing.c */
+int cli_run_routing(int argc, char **argv);
+int cli_bench_routing(int argc, char **argv);
+void cli_usage_ssm(FILE *f); /* cli_ssm.c */
+int cli_run_ssm(int argc, char **argv);
+int cli_bench_ssm(int argc, char **argv);
+void cli_usage_rpe(FILE *f); /* cli_rpe.c */
+int cli_run_rpe(int argc, char **argv);
+int cli_bench_rpe(int argc, char **argv);
 
 #endif

@@ -314,6 +314,82 @@ int seed_option(const char *cmd, const char *name, const char *s, uint64_t *out)
     return 0;
 }
 
+/* ---- options every run command shares ---- */
+
+static struct {
+    int quiet;
+    cli_layout layout;
+    double t0_ms; /* when open_context returned */
+} run_opts;
+
+cli_layout cli_get_layout(void)
+{
+    return run_opts.layout;
+}
+
+const char *cli_layout_name(cli_layout layout)
+{
+    return layout == CLI_LAYOUT_BNHD ? "bnhd" : "bhnd";
+}
+
+void cli_usage_run_options(FILE *f)
+{
+    fprintf(f,
+            "  options of every 'clattn run' command:\n"
+            "      --layout bhnd|bnhd   4-D .npy tensors (q, k, v, out) are [B,H,N,D] (bhnd,\n"
+            "                           default) or token-major [B,N,H,D] (bnhd, PyTorch's\n"
+            "                           batch-first layout), read and written as such; other\n"
+            "                           arrays (log-sum-exp [B,H,N], projections ...) as given\n"
+            "      --quiet              no summary line; by default a successful run prints one\n"
+            "                           line on stderr: device, plan (operator, algorithm,\n"
+            "                           launch, who chose it) and wall time from opening the\n"
+            "                           device to the outputs written\n");
+}
+
+int cli_take_run_options(const char *cmd, int *argc, char **argv, int first)
+{
+    int out = first;
+    for (int i = first; i < *argc; i++) {
+        const char *arg = argv[i], *value = NULL;
+        if (strcmp(arg, "--quiet") == 0) {
+            run_opts.quiet = 1;
+            continue;
+        }
+        if (strcmp(arg, "--layout") == 0) {
+            if (i + 1 >= *argc)
+                return fail(EXIT_USAGE, "%s: option --layout needs a value", cmd);
+            value = argv[++i];
+        } else if (strncmp(arg, "--layout=", 9) == 0) {
+            value = arg + 9;
+        } else {
+            argv[out++] = argv[i];
+            continue;
+        }
+        if (strcmp(value, "bhnd") == 0)
+            run_opts.layout = CLI_LAYOUT_BHND;
+        else if (strcmp(value, "bnhd") == 0)
+            run_opts.layout = CLI_LAYOUT_BNHD;
+        else
+            return fail(EXIT_USAGE, "%s: --layout '%s' is not bhnd or bnhd", cmd, value);
+    }
+    for (int i = out; i < *argc; i++)
+        argv[i] = NULL;
+    *argc = out;
+    return 0;
+}
+
+void cli_swap_axes12(float *dst, const float *src, const size_t shape[4])
+{
+    const size_t a = shape[1], b = shape[2], d = shape[3];
+    for (size_t n = 0; n < shape[0]; n++)
+        for (size_t i = 0; i < a; i++)
+            for (size_t j = 0; j < b; j++)
+                memcpy(dst + ((n * b + j) * a + i) * d, src + ((n * a + i) * b + j) * d,
+                       d * sizeof *dst);
+}
+
+/* ---- files ---- */
+
 int load_f32(const char *path, const char *opt, int ndim, npy_array *a)
 {
     char err[512];
@@ -330,24 +406,136 @@ int load_f32(const char *path, const char *opt, int ndim, npy_array *a)
     for (int i = 0; i < a->ndim; i++)
         if (a->shape[i] == 0)
             return fail(EXIT_USAGE, "%s (%s): shape %s has an empty dimension", path, opt, shp);
+    if (ndim == 4 && run_opts.layout == CLI_LAYOUT_BNHD) {
+        /* [B, N, H, D] in the file; [B, H, N, D] from here on */
+        float *t = malloc(a->count * sizeof *t);
+        if (!t)
+            return fail(EXIT_RUNTIME, "%s (%s): out of memory", path, opt);
+        cli_swap_axes12(t, a->data, a->shape);
+        free(a->data);
+        a->data = t;
+        size_t n = a->shape[1];
+        a->shape[1] = a->shape[2];
+        a->shape[2] = n;
+    }
     return 0;
 }
 
 int write_f32(const char *path, const float *data, int ndim, const size_t *shape)
 {
     char err[512];
-    if (npy_write_f32(path, data, ndim, shape, err, sizeof err) != 0)
-        return fail(EXIT_RUNTIME, "%s", err);
-    return 0;
+    float *t = NULL;
+    size_t file_shape[8];
+    memcpy(file_shape, shape, (size_t)ndim * sizeof *shape);
+    if (ndim == 4 && run_opts.layout == CLI_LAYOUT_BNHD) {
+        t = malloc(shape[0] * shape[1] * shape[2] * shape[3] * sizeof *t);
+        if (!t)
+            return fail(EXIT_RUNTIME, "%s: out of memory", path);
+        cli_swap_axes12(t, data, shape);
+        data = t;
+        file_shape[1] = shape[2];
+        file_shape[2] = shape[1];
+    }
+    int rc = npy_write_f32(path, data, ndim, file_shape, err, sizeof err);
+    free(t);
+    return rc != 0 ? fail(EXIT_RUNTIME, "%s", err) : 0;
 }
 
 int open_context(const char *device, clattn_context **ctx)
 {
     clattn_status st = clattn_context_create(device, ctx);
+    const char *env = getenv("CLATTN_DEVICE");
+    int selected = (device && *device) || (env && *env); /* a selector that matched nothing */
     if (st != CLATTN_SUCCESS)
-        return fail(st == CLATTN_NO_DEVICE && device ? EXIT_USAGE : EXIT_RUNTIME,
+        return fail(st == CLATTN_NO_DEVICE && selected ? EXIT_USAGE : EXIT_RUNTIME,
                     "cannot open a device: %s", lib_error(NULL, st));
+    run_opts.t0_ms = now_ms();
     return 0;
+}
+
+void cli_run_summary(clattn_context *ctx, const char *op, const clattn_plan *plan)
+{
+    if (run_opts.quiet)
+        return;
+    double ms = now_ms() - run_opts.t0_ms;
+    clattn_device_info d;
+    char where[400] = "device ?", what[400] = "plan: none (one-shot call)";
+    if (clattn_context_get_device_info(ctx, &d) == CLATTN_SUCCESS)
+        snprintf(where, sizeof where, "device %u:%u %s (%s)", d.platform_index, d.device_index,
+                 d.name, d.platform_name);
+    clattn_plan_info pi;
+    if (plan && clattn_plan_get_info(plan, &pi) == CLATTN_SUCCESS) {
+        const char *by = pi.from_tuning_db   ? "tuning-db"
+                         : pi.num_kernels > 0 ? pi.kernels[pi.num_kernels - 1].chosen_by
+                                              : "scheduler";
+        snprintf(what, sizeof what, "plan %s %s%s%s (%s)", clattn_operator_name(pi.op),
+                 pi.algorithm_name[0] ? pi.algorithm_name : "-", pi.launch[0] ? " " : "",
+                 pi.launch, by);
+    }
+    fprintf(stderr, "clattn: run %s: %s; %s; %.1f ms\n", op, where, what, ms);
+}
+
+/* ---- usage text ---- */
+
+/* usage(f) as text in a malloc'd string (NULL when out of memory). */
+static char *usage_text(cli_usage_fn usage)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    usage(f);
+    fclose(f);
+    return buf;
+}
+
+/* 1 when `line` is "  clattn <command>" followed by a space or the end of the line. */
+static int block_header(const char *line, const char *command)
+{
+    static const char lead[] = "  clattn ";
+    size_t n = strlen(command);
+    return strncmp(line, lead, sizeof lead - 1) == 0 &&
+           strncmp(line + sizeof lead - 1, command, n) == 0 &&
+           (line[sizeof lead - 1 + n] == ' ' || line[sizeof lead - 1 + n] == '\n' ||
+            line[sizeof lead - 1 + n] == '\0');
+}
+
+int cli_usage_blocks(FILE *out, cli_usage_fn usage, const char *command)
+{
+    char *text = usage_text(usage);
+    if (!text)
+        return 0;
+    int blocks = 0, in = 0;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        if (strncmp(line, "  clattn ", 9) == 0) /* a block starts: ours or another's */
+            in = block_header(line, command);
+        if (in && strncmp(line, "  clattn ", 9) == 0)
+            blocks++;
+        if (in)
+            fwrite(line, 1, len, out);
+        line += len;
+    }
+    free(text);
+    return blocks;
+}
+
+void cli_usage_first_line(cli_usage_fn usage, const char *command, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    char *text = usage_text(usage);
+    for (char *line = text; line && *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        if (block_header(line, command)) {
+            snprintf(buf, len, "%.*s", (int)(n - 2), line + 2);
+            break;
+        }
+        line += n + (nl ? 1 : 0);
+    }
+    free(text);
 }
 
 clattn_status time_median(clattn_context *ctx, bench_fn enqueue, void *arg, size_t reps,

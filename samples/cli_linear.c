@@ -9,10 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-void cli_usage_linear(FILE *f);
-int cli_run_linear(int argc, char **argv);
-int cli_bench_linear(int argc, char **argv);
-
 void cli_usage_linear(FILE *f)
 {
     fprintf(f,
@@ -228,6 +224,8 @@ int cli_run_linear(int argc, char **argv)
         goto cleanup;
     }
     rc = write_f32(op, out, 4, oshape);
+    if (rc == 0)
+        cli_run_summary(ctx, "linear", NULL);
 cleanup:
     clattn_context_destroy(ctx);
     npy_free(&q);

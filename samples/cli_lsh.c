@@ -10,10 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-int cli_run_lsh(int argc, char **argv);
-int cli_bench_lsh(int argc, char **argv);
-void cli_usage_lsh(FILE *f);
-
 void cli_usage_lsh(FILE *f)
 {
     fprintf(f,
@@ -125,6 +121,8 @@ static int lsh_run(const lsh_run_args *ra)
         goto cleanup;
     if (ra->lse && (rc = write_f32(ra->lse, lse, 3, oshape)) != 0)
         remove(ra->out); /* no half-result left behind */
+    if (rc == 0)
+        cli_run_summary(ctx, "lsh", NULL);
 cleanup:
     clattn_context_destroy(ctx);
     npy_free(&q);

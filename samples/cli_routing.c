@@ -10,10 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-int cli_run_routing(int argc, char **argv);
-int cli_bench_routing(int argc, char **argv);
-void cli_usage_routing(FILE *f);
-
 void cli_usage_routing(FILE *f)
 {
     fprintf(f,
@@ -128,6 +124,8 @@ static int routing_run(const routing_run_args *ra)
     }
     size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
     rc = write_f32(ra->out, out, 4, oshape);
+    if (rc == 0)
+        cli_run_summary(ctx, "routing", NULL);
 cleanup:
     clattn_context_destroy(ctx);
     npy_free(&q);

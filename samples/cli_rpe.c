@@ -10,10 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-void cli_usage_rpe(FILE *f);
-int cli_run_rpe(int argc, char **argv);
-int cli_bench_rpe(int argc, char **argv);
-
 /* bench: a direct run predicted (from the previous length, N^2) to take longer is skipped. */
 #define DIRECT_LIMIT_MS 30000.0
 
@@ -206,6 +202,8 @@ int cli_run_rpe(int argc, char **argv)
         goto cleanup;
     }
     rc = write_f32(op, out, 4, oshape);
+    if (rc == 0)
+        cli_run_summary(ctx, "rpe", NULL);
 cleanup:
     clattn_context_destroy(ctx);
     npy_free(&q);

@@ -9,10 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-void cli_usage_ssm(FILE *f);
-int cli_run_ssm(int argc, char **argv);
-int cli_bench_ssm(int argc, char **argv);
-
 void cli_usage_ssm(FILE *f)
 {
     fprintf(f,
@@ -121,6 +117,8 @@ int cli_run_ssm(int argc, char **argv)
         goto cleanup;
     }
     rc = write_f32(op, y, 3, u.shape);
+    if (rc == 0)
+        cli_run_summary(ctx, "ssm", NULL);
 cleanup:
     clattn_context_destroy(ctx);
     npy_free(&u);

@@ -1,6 +1,7 @@
-/* The `clattn` tool end to end: `run softmax` on .npy files gives the reference's answer, and bad
- * inputs give one "clattn: ..." line on stderr, a non-zero exit, and no output file. The tool's
- * path comes from CMake (CLATTN_CLI). */
+/* The `clattn` tool end to end: `run OP` on .npy files gives the reference's answer, and bad
+ * inputs give one "clattn: ..." line on stderr, a non-zero exit, and no output file. What every
+ * command shares (summary line, help, --layout, selectors, tune) is in test_cli_options.c; the
+ * helpers in cli_harness.c. The tool's path comes from CMake (CLATTN_CLI). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,71 +24,7 @@
 #include "reference/ref_ssm.h"
 #include "reference/ref_rpe.h"
 #include "clattn.h"
-
-static char dir[64];
-
-static const char *at(const char *name)
-{
-    static char buf[4][256];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
-    return buf[i];
-}
-
-static int exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-/* Runs the tool with `args`; returns its exit code and the first line of its stderr. */
-static int run(const char *args, char *err_line, size_t len)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "cd %s && %s %s 2>%s/stderr.txt >/dev/null", dir, CLATTN_CLI, args,
-             dir);
-    int rc = system(cmd);
-    err_line[0] = '\0';
-    FILE *f = fopen(at("stderr.txt"), "r");
-    if (f) {
-        if (!fgets(err_line, (int)len, f))
-            err_line[0] = '\0';
-        char extra[256];
-        /* a one-line error: nothing may follow */
-        assert_null(fgets(extra, sizeof extra, f));
-        fclose(f);
-    }
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-static void write_f32(const char *name, const float *x, int ndim, const size_t *shape)
-{
-    char err[256];
-    assert_int_equal(npy_write_f32(at(name), x, ndim, shape, err, sizeof err), 0);
-}
-
-static void write_raw(const char *name, const void *bytes, size_t n)
-{
-    FILE *f = fopen(at(name), "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, n, f), n);
-    fclose(f);
-}
-
-enum { B = 1, H = 2, N = 33, D = 16 };
-
-static void make_inputs(float *q, float *k, float *v)
-{
-    uint64_t seed = 5;
-    size_t n = (size_t)B * H * N * D, shape[4] = {B, H, N, D};
-    ref_fill_uniform(q, n, 1, &seed);
-    ref_fill_uniform(k, n, 1, &seed);
-    ref_fill_uniform(v, n, 1, &seed);
-    write_f32("q.npy", q, 4, shape);
-    write_f32("k.npy", k, 4, shape);
-    write_f32("v.npy", v, 4, shape);
-}
+#include "cli_harness.h"
 
 static void test_run_matches_reference(void **state)
 {
@@ -122,19 +59,6 @@ static void test_run_matches_reference(void **state)
     free(v);
     free(r);
     free(rl);
-}
-
-/* Each bad input: exit 1 or 2, one "clattn: " line naming the problem, no output file. */
-static void expect_failure(const char *args, const char *needle)
-{
-    char line[512];
-    remove(at("bad_out.npy"));
-    int rc = run(args, line, sizeof line);
-    if (rc != 1 && rc != 2)
-        fail_msg("'%s': exit %d, want 1 or 2", args, rc);
-    if (strncmp(line, "clattn: ", 8) != 0 || !strstr(line, needle))
-        fail_msg("'%s': stderr '%s' lacks '%s'", args, line, needle);
-    assert_false(exists(at("bad_out.npy")));
 }
 
 static void test_bad_inputs(void **state)
@@ -515,16 +439,13 @@ static void test_run_rpe(void **state)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/clattn-cli-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return cli_dir_make();
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return cli_dir_remove();
 }
 
 int main(void)

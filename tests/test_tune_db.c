@@ -143,15 +143,10 @@ static int remove_dir(void **state)
 static clattn_tuning_entry entry(unsigned d, size_t n, int causal, unsigned rows, double ms)
 {
     clattn_tuning_entry e;
-    memset(&e, 0, sizeof e);
-    snprintf(e.op, sizeof e.op, "softmax");
-    e.head_dim = d;
-    e.nq_bucket = e.nk_bucket = n;
-    e.causal = causal;
-    e.algorithm = CLATTN_SOFTMAX_TILED_CPU;
-    e.rows_per_item = rows;
-    e.local_size = 2;
-    e.tile_kv = 16;
+    clattn__tune_key(&e, CLATTN_OP_SOFTMAX, "cpu", d, d, n, n, causal);
+    assert_true(clattn__tune_param_set(&e, "rows", rows));
+    assert_true(clattn__tune_param_set(&e, "local", 2));
+    assert_true(clattn__tune_param_set(&e, "tile_kv", 16));
     e.default_ms = 2 * ms;
     e.tuned_ms = ms;
     return e;
@@ -193,28 +188,42 @@ static void test_db_round_trip_and_merge(void **state)
     assert_int_equal(db.count, 2);
     const clattn_tuning_entry *f = clattn__tune_db_find(&db, &b);
     assert_non_null(f);
-    assert_int_equal(f->rows_per_item, 8);
+    assert_int_equal(clattn__tune_param(f, "rows", -1), 8);
     assert_true(f->tuned_ms == 9.0 && f->default_ms == 18.0);
     f = clattn__tune_db_find(&db, &a[1]);
     assert_non_null(f);
     assert_int_equal(f->causal, 1);
-    assert_int_equal(f->local_size, 2);
-    assert_int_equal(f->algorithm, CLATTN_SOFTMAX_TILED_CPU);
+    assert_int_equal(f->head_dim_v, 128);
+    assert_int_equal(clattn__tune_param(f, "local", -1), 2);
+    assert_string_equal(f->variant, "cpu");
+    assert_string_equal(f->op, "softmax");
     clattn__tune_db_free(&db);
     assert_int_equal(clattn__tune_db_remove(path), CLATTN_SUCCESS);
     assert_int_equal(access(path, F_OK), -1);
     assert_int_equal(clattn__tune_db_remove(path), CLATTN_SUCCESS);
 }
 
+/* A format 1 header (the v1 lines below are read as format 2 entries). */
 static void header(char *buf, size_t size, const char *lib, unsigned long long dev)
 {
     snprintf(buf, size, "clattn-tuning-db 1 lib=%s device=%016llx\n", lib, dev);
+}
+
+static void header2(char *buf, size_t size, unsigned long long dev)
+{
+    snprintf(buf, size, "clattn-tuning-db 2 lib=%s device=%016llx\n", clattn_version_string(),
+             dev);
 }
 
 #define LINE1 "softmax d=64 nq=4096 nk=4096 causal=0 family=cpu rows=4 local=1 tile_kv=16 " \
               "default_ms=1.0 tuned_ms=0.5\n"
 #define LINE2 "softmax d=32 nq=256 nk=256 causal=1 family=gpu rows=1 local=64 tile_kv=32 " \
               "default_ms=1.0 tuned_ms=0.9\n"
+#define LINE2V2 "softmax variant=gpu d=32 dv=32 nq=256 nk=256 causal=1 default_ms=1.0 " \
+                "tuned_ms=0.9 : rows=1 local=64 tile_kv=32\n"
+/* Another operator's entry: the file format carries any operator's key and parameters. */
+#define LINEAR_V2 "linear variant=favor-fused d=64 dv=32 nq=1 nk=65536 causal=1 " \
+                  "default_ms=2.5 tuned_ms=2.0 : chunk=128 local=64 feature_local=32\n"
 
 static void test_db_bad_files_ignored(void **state)
 {
@@ -252,8 +261,8 @@ static void test_db_bad_files_ignored(void **state)
     write_text(path, text, strlen(text));
     assert_int_equal(load(path, &nw, warn, sizeof warn), 0);
     assert_non_null(strstr(warn, "0.0.9"));
-    snprintf(text, sizeof text, "clattn-tuning-db 2 lib=%s device=%016llx\n" LINE1,
-             clattn_version_string(), DEV); /* foreign format */
+    snprintf(text, sizeof text, "clattn-tuning-db 3 lib=%s device=%016llx\n" LINE2V2,
+             clattn_version_string(), DEV); /* foreign (future) format */
     write_text(path, text, strlen(text));
     assert_int_equal(load(path, &nw, warn, sizeof warn), 0);
     assert_int_equal(nw, 1);
@@ -281,6 +290,138 @@ static void test_db_unwritable_folder(void **state)
     assert_true(warn[0] != '\0');
 }
 
+/* Format 1 lines become format 2 entries (variant = family, dv = d, params rows/local/tile_kv);
+ * the next writer rewrites the file in format 2. */
+static void test_db_reads_format1(void **state)
+{
+    (void)state;
+    char path[400], warn[400], text[2048], hdr[128];
+    clattn__tune_db_path(dir, DEV, path, sizeof path);
+    header(hdr, sizeof hdr, clattn_version_string(), DEV);
+    snprintf(text, sizeof text, "%s" LINE1 LINE2, hdr);
+    write_text(path, text, strlen(text));
+    clattn__tune_db db = {NULL, 0, 0};
+    assert_int_equal(clattn__tune_db_load(path, DEV, &db, warn, sizeof warn), 0);
+    assert_int_equal(db.count, 2);
+    const clattn_tuning_entry *e = &db.entries[1];
+    assert_string_equal(e->op, "softmax");
+    assert_string_equal(e->variant, "gpu");
+    assert_int_equal(e->head_dim, 32);
+    assert_int_equal(e->head_dim_v, 32);
+    assert_int_equal(e->causal, 1);
+    assert_int_equal(e->num_params, 3);
+    assert_int_equal(clattn__tune_param(e, "rows", -1), 1);
+    assert_int_equal(clattn__tune_param(e, "local", -1), 64);
+    assert_int_equal(clattn__tune_param(e, "tile_kv", -1), 32);
+    clattn__tune_db_free(&db);
+
+    clattn_tuning_entry add = entry(16, 256, 0, 1, 1.0);
+    assert_int_equal(clattn__tune_db_store(path, DEV, &add, 1, warn, sizeof warn), CLATTN_SUCCESS);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    assert_non_null(strstr(text, "clattn-tuning-db 2 "));
+    assert_non_null(strstr(text, "softmax variant=gpu d=32 dv=32 nq=256 nk=256 causal=1"));
+    assert_non_null(strstr(text, ": rows=1 local=64 tile_kv=32\n"));
+    assert_int_equal(clattn__tune_db_load(path, DEV, &db, warn, sizeof warn), 0);
+    assert_int_equal(db.count, 3);
+    clattn__tune_db_free(&db);
+}
+
+/* Format 2: any operator's key and parameters round-trip; the key includes the variant and dv;
+ * malformed lines are ignored one by one. */
+static void test_db_format2_generic(void **state)
+{
+    (void)state;
+    char path[400], warn[400], text[4096], hdr[128];
+    unsigned nw;
+    clattn__tune_db_path(dir, DEV, path, sizeof path);
+    header2(hdr, sizeof hdr, DEV);
+    snprintf(text, sizeof text,
+             "%s" LINE2V2 LINEAR_V2
+             "softmax variant=gpu d=32 dv=32 nq=256 nk=256 causal=1 default_ms=1 tuned_ms=1\n"
+             "softmax variant=gpu d=32 dv=32 nq=256 nk=256 causal=1 default_ms=1 tuned_ms=1 :\n"
+             "softmax variant=gpu d=32 dv=32 nq=256 nk=256 causal=1 default_ms=1 tuned_ms=1 : "
+             "rows=1 rows=2\n"
+             "softmax variant=gpu d=32 dv=32 nq=256 nk=256 causal=2 default_ms=1 tuned_ms=1 : "
+             "rows=1\n"
+             "nosuchop variant=x d=32 dv=32 nq=256 nk=256 causal=0 default_ms=1 tuned_ms=1 : "
+             "a=1\n"
+             "softmax variant=gpu d=32 dv=32 nq=256 nk=256 causal=0 default_ms=1 tuned_ms=1 : "
+             "rows=x\n",
+             hdr);
+    write_text(path, text, strlen(text));
+    clattn__tune_db db = {NULL, 0, 0};
+    warn[0] = '\0';
+    nw = clattn__tune_db_load(path, DEV, &db, warn, sizeof warn);
+    assert_int_equal(db.count, 2);
+    assert_int_equal(nw, 6); /* one per malformed line */
+    assert_non_null(strstr(warn, "line 4"));
+    clattn_tuning_entry key;
+    clattn__tune_key(&key, CLATTN_OP_LINEAR, "favor-fused", 64, 32, 1, 40000, 1);
+    const clattn_tuning_entry *f = clattn__tune_db_find(&db, &key);
+    assert_non_null(f); /* nk 40000 falls in the 65536 bucket */
+    assert_int_equal(f->num_params, 3);
+    assert_int_equal(clattn__tune_param(f, "chunk", -1), 128);
+    assert_int_equal(clattn__tune_param(f, "feature_local", -1), 32);
+    assert_int_equal(clattn__tune_param(f, "absent", -7), -7);
+    key.head_dim_v = 64; /* dv is part of the key */
+    assert_null(clattn__tune_db_find(&db, &key));
+    clattn__tune_key(&key, CLATTN_OP_SOFTMAX, "cpu", 32, 32, 256, 256, 1);
+    assert_null(clattn__tune_db_find(&db, &key)); /* the variant is part of the key */
+
+    /* Written back in format 2 and read again: the same entries. */
+    char *out = clattn__tune_db_format(&db, DEV);
+    assert_non_null(out);
+    clattn__tune_db again = {NULL, 0, 0};
+    assert_int_equal(clattn__tune_db_parse(out, strlen(out), DEV, &again, warn, sizeof warn), 0);
+    assert_int_equal(again.count, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_string_equal(again.entries[i].op, db.entries[i].op);
+        assert_string_equal(again.entries[i].variant, db.entries[i].variant);
+        assert_int_equal(again.entries[i].num_params, db.entries[i].num_params);
+        assert_memory_equal(again.entries[i].params, db.entries[i].params,
+                            sizeof db.entries[i].params);
+    }
+    free(out);
+    clattn__tune_db_free(&again);
+    clattn__tune_db_free(&db);
+
+    /* Parameter helpers: replace, capacity, names. */
+    clattn_tuning_entry e;
+    clattn__tune_key(&e, CLATTN_OP_SOFTMAX, "cpu", 64, 64, 100, 100, 0);
+    assert_int_equal(e.nq_bucket, 128);
+    for (int i = 0; i < CLATTN_TUNING_MAX_PARAMS; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "p%d", i);
+        assert_true(clattn__tune_param_set(&e, name, i));
+    }
+    assert_false(clattn__tune_param_set(&e, "one_more", 1));
+    assert_true(clattn__tune_param_set(&e, "p3", 33));
+    assert_int_equal(clattn__tune_param(&e, "p3", -1), 33);
+    assert_false(clattn__tune_param_set(&e, "bad name", 1));
+    assert_false(clattn__tune_param_set(&e, "", 1));
+}
+
+/* The adapter table: softmax is tunable; an operator without an adapter is refused cleanly. */
+static void test_adapters(void **state)
+{
+    (void)state;
+    assert_non_null(clattn__tune_adapter_for(CLATTN_OP_SOFTMAX));
+    assert_int_equal(clattn__tune_adapter_for(CLATTN_OP_SOFTMAX)->op, CLATTN_OP_SOFTMAX);
+    assert_true(clattn__tune_adapter_for(CLATTN_OP_SOFTMAX)->launch_size <=
+                CLATTN__TUNE_MAX_LAUNCH);
+    assert_int_equal(clattn_tune_supported(CLATTN_OP_SOFTMAX), 1);
+    assert_int_equal(clattn_tune_supported(CLATTN_OP_SSM), 0);
+    assert_null(clattn__tune_adapter_for((clattn_operator)99));
+    clattn_tune_report r;
+    size_t s[4] = {1, 1, 16, 16};
+    assert_int_equal(clattn_tune(NULL, CLATTN_OP_SOFTMAX, NULL, s, s, NULL, 1.0, &r),
+                     CLATTN_NULL_POINTER);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -289,6 +430,9 @@ int main(void)
         cmocka_unit_test(test_db_round_trip_and_merge),
         cmocka_unit_test(test_db_bad_files_ignored),
         cmocka_unit_test(test_db_unwritable_folder),
+        cmocka_unit_test(test_db_reads_format1),
+        cmocka_unit_test(test_db_format2_generic),
+        cmocka_unit_test(test_adapters),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

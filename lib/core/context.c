@@ -195,9 +195,11 @@ static bool contains_ci(const char *hay, const char *needle)
     return false;
 }
 
-/* Picks a device by "P:D", by name substring, or by the default order GPU > accelerator > CPU. */
+/* Picks a device by "P:D", by name substring, or by the default order GPU > accelerator > CPU.
+ * A selector that matches no device is an error (never a silent fall-back to the default order);
+ * `from` names where it came from ("selector", "CLATTN_DEVICE") for the message. */
 static clattn_status select_device(const found_device *list, size_t n, const char *sel,
-                                   size_t *chosen)
+                                   const char *from, size_t *chosen)
 {
     if (sel && *sel) {
         unsigned p, d;
@@ -208,8 +210,9 @@ static clattn_status select_device(const found_device *list, size_t n, const cha
                     *chosen = i;
                     return CLATTN_SUCCESS;
                 }
-            return clattn__fail(NULL, CLATTN_NO_DEVICE, "no device %u:%u (see `clattn devices`)",
-                                p, d);
+            return clattn__fail(NULL, CLATTN_NO_DEVICE,
+                                "%s '%s': no device %u:%u (%zu device%s; see `clattn devices`)",
+                                from, sel, p, d, n, n == 1 ? "" : "s");
         }
         for (size_t i = 0; i < n; i++) {
             char full[300];
@@ -219,7 +222,10 @@ static clattn_status select_device(const found_device *list, size_t n, const cha
                 return CLATTN_SUCCESS;
             }
         }
-        return clattn__fail(NULL, CLATTN_NO_DEVICE, "no device matches '%s'", sel);
+        return clattn__fail(NULL, CLATTN_NO_DEVICE,
+                            "%s '%s' matches no device (neither P:D nor a substring of a "
+                            "platform and device name; see `clattn devices`)",
+                            from, sel);
     }
     static const clattn_device_class order[] = {CLATTN_DEVICE_GPU, CLATTN_DEVICE_ACCELERATOR,
                                                 CLATTN_DEVICE_CPU, CLATTN_DEVICE_OTHER};
@@ -299,9 +305,12 @@ clattn_status clattn_context_create(const char *selector, clattn_context **out)
     CLATTN_CHECK(out != NULL, CLATTN_NULL_POINTER, "clattn_context_create: ctx is NULL");
     *out = NULL;
     CLATTN_FORWARD(enumerate(&list, &n));
-    if (!selector || !*selector)
+    const char *from = "selector";
+    if (!selector || !*selector) {
         selector = getenv("CLATTN_DEVICE");
-    CLATTN_FORWARD(select_device(list, n, selector, &chosen));
+        from = "CLATTN_DEVICE";
+    }
+    CLATTN_FORWARD(select_device(list, n, selector, from, &chosen));
 
     made = context_alloc();
     CLATTN_CHECK(made != NULL, CLATTN_OUT_OF_HOST_MEMORY, "cannot allocate a context");

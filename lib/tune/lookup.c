@@ -1,6 +1,6 @@
 /* The context's copy of the tuning database and the public database calls. A context reads the
- * file once, on its first AUTO plan (or list), and keeps it under ctx->tune_lock; the tuner and
- * clattn_tuning_db_list refresh it. */
+ * file once, on its first lookup by a plan (or list), and keeps it under ctx->tune_lock; the tuner
+ * and clattn_tuning_db_list refresh it. */
 #include "tune.h"
 
 #include <stdio.h>
@@ -60,39 +60,22 @@ void clattn__tune_forget(clattn_context *ctx)
     pthread_mutex_unlock(&ctx->tune_lock);
 }
 
-void clattn__tune_entry_key(const clattn__softmax_problem *prob, clattn_softmax_algo family,
-                            clattn_tuning_entry *e)
-{
-    memset(e, 0, sizeof *e);
-    snprintf(e->op, sizeof e->op, "softmax");
-    e->head_dim = (unsigned)prob->head_dim;
-    e->nq_bucket = clattn__tune_bucket(prob->nq);
-    e->nk_bucket = clattn__tune_bucket(prob->nk);
-    e->causal = prob->causal != 0;
-    e->algorithm = family;
-}
-
-bool clattn__tune_launch(clattn_context *ctx, const clattn__softmax_problem *prob,
-                         clattn_softmax_algo family, clattn__softmax_launch *out)
+bool clattn__tune_find(clattn_context *ctx, const clattn_tuning_entry *key,
+                       clattn_tuning_entry *out)
 {
     if (tuning_off() || ctx->cache_dir[0] == '\0')
         return false;
-    clattn_tuning_entry key, found;
-    clattn__tune_entry_key(prob, family, &key);
     bool hit = false;
     pthread_mutex_lock(&ctx->tune_lock);
     if (!ctx->tune_loaded)
         load_locked(ctx);
-    const clattn_tuning_entry *e = clattn__tune_db_find(ctx->tune_db, &key);
+    const clattn_tuning_entry *e = clattn__tune_db_find(ctx->tune_db, key);
     if (e) {
-        found = *e;
+        *out = *e;
         hit = true;
     }
     pthread_mutex_unlock(&ctx->tune_lock);
-    /* An entry that does not fit this device (edited file, changed limits) is not used. */
-    return hit && clattn__softmax_launch_from(&ctx->info, prob, found.algorithm,
-                                                found.rows_per_item, found.local_size,
-                                                found.tile_kv, out, NULL, 0) == CLATTN_SUCCESS;
+    return hit;
 }
 
 clattn_status clattn_tuning_db_path(const clattn_context *ctx, char *path, size_t size)

@@ -1,32 +1,119 @@
-/* The autotuner's internal interface: the per-device tuning database (lib/tune/db.c) and the plan
- * entry point the tuner bakes candidates through (lib/ops/tiled.c). */
+/* The autotuner's internal interface: the per-operator adapters the generic tuner drives
+ * (lib/tune/tune.c, one lib/tune/tune_<op>.c each), the per-device tuning database
+ * (lib/tune/db.c) and the context's cached copy of it (lib/tune/lookup.c).
+ *
+ * Adding an operator to the tuner (linear, LSH ...): its scheduler exports a candidate list
+ * (clattn__<op>_candidates, the default first) and its ops file a plan constructor with a forced
+ * launch (clattn__<op>_plan_create_launch); then
+ *   1. lib/tune/tune_<op>.c defines `const clattn__tune_adapter clattn__tune_<op>` (the six
+ *      functions below) and, for the operator's plan_create, a lookup
+ *      `bool clattn__tune_<op>_launch(ctx, problem, launch *out)` built on clattn__tune_find
+ *      that turns an entry's parameters back into a launch validated against the device;
+ *   2. its declaration goes into the adapters list below and its address into the table in
+ *      lib/tune/tune.c;
+ *   3. the operator's plan_create calls that lookup before the scheduler (AUTO only), and sets
+ *      base->from_db and chosen_by "tuning-db" when it hits.
+ * clattn_tune(ctx, CLATTN_OP_<OP>, &desc, ...) and `clattn tune --op <op>` then work. */
 #ifndef CLATTN_TUNE_H
 #define CLATTN_TUNE_H
 
 #include "../core/internal.h"
 #include "../sched/sched.h"
 
-#define CLATTN__TUNE_FORMAT 1
+#define CLATTN__TUNE_FORMAT 2 /* 1: softmax-only lines (still read); 2: generic entries */
 #define CLATTN__TUNE_MAGIC "clattn-tuning-db"
 
-/* The entries of one database file, in file order. Entries are clattn_tuning_entry records whose
- * nq_bucket / nk_bucket are already rounded to powers of two. */
+/* ---- adapters ---- */
+
+/* One tuning problem as the public call gave it: the operator's descriptor (NULL: defaults) and
+ * the shapes its plan_create takes (NULL where the operator has none). */
+typedef struct clattn__tune_request {
+    const void *desc;
+    const size_t *q, *k, *v;
+} clattn__tune_request;
+
+/* The random inputs and the outputs of one problem: dense tensors the adapter adds with
+ * clattn__tune_io_add, released by the tuner. */
+#define CLATTN__TUNE_MAX_TENSORS 8
+typedef struct clattn__tune_io {
+    cl_mem mem[CLATTN__TUNE_MAX_TENSORS];
+    clattn_tensor t[CLATTN__TUNE_MAX_TENSORS];
+    unsigned n;
+} clattn__tune_io;
+
+/* Adds a dense [shape] float32 tensor: values in [-1, 1) from `seed`, or uninitialised (an
+ * output) when seed is 0. UNSUPPORTED beyond the device's max allocation. */
+clattn_status clattn__tune_io_add(clattn_context *ctx, clattn__tune_io *io, const size_t shape[4],
+                                  uint64_t seed);
+void clattn__tune_io_release(clattn__tune_io *io);
+
+#define CLATTN__TUNE_MAX_LAUNCH 512 /* bytes of an operator's launch struct, at most */
+
+/* What the tuner needs from an operator. Launches are the operator's own struct (softmax:
+ * clattn__softmax_launch), handled as launch_size-byte records. */
+typedef struct clattn__tune_adapter {
+    clattn_operator op;
+    size_t launch_size;
+    /* Validates the request as the operator's plan_create would (its statuses, with a message),
+     * fills *key with the shape class (op, variant, head dims, buckets, causal; no params) and
+     * writes up to `cap` valid launches into `out`, the scheduler's default first; *count 0
+     * when nothing is tunable for this request (the tuner then says UNSUPPORTED). */
+    clattn_status (*candidates)(clattn_context *ctx, const clattn__tune_request *req, void *out,
+                                size_t cap, size_t *count, clattn_tuning_entry *key);
+    /* The operator's plan with `launch` forced (no database, no scheduler). */
+    clattn_status (*plan)(clattn_context *ctx, const clattn__tune_request *req,
+                          const void *launch, clattn_plan **plan);
+    /* Random inputs and outputs for the request, in the order enqueue reads them. */
+    clattn_status (*inputs)(clattn_context *ctx, const clattn__tune_request *req,
+                            clattn__tune_io *io);
+    /* One plan_enqueue on those tensors (no wait list, no event). */
+    clattn_status (*enqueue)(clattn_plan *plan, const clattn__tune_io *io);
+    /* The launch as the entry's params (num_params and params). */
+    void (*to_params)(const void *launch, clattn_tuning_entry *e);
+    /* A short text for reports, e.g. "cpu rows=4 local=1 tile_kv=16". */
+    void (*describe)(const void *launch, char *out, size_t size);
+} clattn__tune_adapter;
+
+/* The adapters (lib/tune/tune_<op>.c), one per tunable operator. */
+extern const clattn__tune_adapter clattn__tune_softmax;
+
+/* The adapter of `op`, or NULL when the operator is not tunable. */
+const clattn__tune_adapter *clattn__tune_adapter_for(clattn_operator op);
+
+/* The generic tuner (lib/tune/tune.c); clattn_tune's body once the adapter is known. */
+clattn_status clattn__tune_run(clattn_context *ctx, const clattn__tune_adapter *ad,
+                               const clattn__tune_request *req, double budget_seconds,
+                               clattn_tune_report *report);
+
+/* ---- entries ---- */
+
+/* Zeroes *e and fills its key: operator name, variant, head dims, buckets of nq and nk, causal. */
+void clattn__tune_key(clattn_tuning_entry *e, clattn_operator op, const char *variant,
+                      size_t head_dim, size_t head_dim_v, size_t nq, size_t nk, int causal);
+/* Appends (or replaces) parameter `name`; false when the entry is full or the name too long. */
+bool clattn__tune_param_set(clattn_tuning_entry *e, const char *name, long long value);
+/* Parameter `name`, or `fallback` when the entry has none. */
+long long clattn__tune_param(const clattn_tuning_entry *e, const char *name, long long fallback);
+/* "name=value name=value ..." of an entry's parameters. */
+void clattn__tune_params_text(const clattn_tuning_entry *e, char *out, size_t size);
+/* The shape class of a length: the next power of two. */
+size_t clattn__tune_bucket(size_t n);
+
+/* ---- the database file (lib/tune/db.c) ---- */
+
+/* The entries of one database file, in file order. */
 typedef struct clattn__tune_db {
     clattn_tuning_entry *entries;
     size_t count, cap;
 } clattn__tune_db;
 
 void clattn__tune_db_free(clattn__tune_db *db);
-/* Adds or replaces (same op, D, buckets, causal and family) one entry. False when out of memory. */
+/* Adds or replaces (same key: op, variant, head dims, buckets, causal) one entry. False when out
+ * of memory. */
 bool clattn__tune_db_put(clattn__tune_db *db, const clattn_tuning_entry *e);
 const clattn_tuning_entry *clattn__tune_db_find(const clattn__tune_db *db,
                                                 const clattn_tuning_entry *key);
 
-/* Zeroes *e and fills its key fields (op, D, buckets, causal, family) for a problem. */
-void clattn__tune_entry_key(const clattn__softmax_problem *prob, clattn_softmax_algo family,
-                            clattn_tuning_entry *e);
-/* The shape class of a problem: next power of two of Nq and of Nk. */
-size_t clattn__tune_bucket(size_t n);
 /* Identifies the device's database: a hash of platform name and version, device name and driver
  * version. */
 uint64_t clattn__tune_device_hash(const clattn_device_info *info);
@@ -36,11 +123,12 @@ void clattn__tune_db_path(const char *dir, uint64_t device, char *out, size_t si
 /* Parses a database file's text into `db` (appending). Problems are never fatal: a bad header,
  * a foreign format or library version, another device, an empty file ignore the whole file;
  * an unreadable or truncated line ignores that line. Each writes a warning into `warn` (the first
- * one kept, later ones counted). Returns the number of warnings. */
+ * one kept, later ones counted). Format 1 files (softmax lines) are read as format 2 entries.
+ * Returns the number of warnings. */
 unsigned clattn__tune_db_parse(const char *text, size_t len, uint64_t device, clattn__tune_db *db,
                                char *warn, size_t wlen);
-/* The text of a database (header line, then one line per entry). Caller frees; NULL when out of
- * memory. */
+/* The text of a database in the current format (header line, then one line per entry). Caller
+ * frees; NULL when out of memory. */
 char *clattn__tune_db_format(const clattn__tune_db *db, uint64_t device);
 
 /* Reads a file into `db`. A missing file is an empty database without warning. */
@@ -56,23 +144,29 @@ clattn_status clattn__tune_db_store(const char *path, uint64_t device,
 /* Removes the file, under the same lock. A missing file is success. */
 clattn_status clattn__tune_db_remove(const char *path);
 
-/* ---- the context's cached copy (ctx->tune_lock) ---- */
-/* The launch the database holds for this problem and family, validated against the device, or
- * false (no entry, CLATTN_TUNING=off, no cache folder, entry invalid here). Loads the database on
- * first use. */
-bool clattn__tune_launch(clattn_context *ctx, const clattn__softmax_problem *prob,
-                         clattn_softmax_algo family, clattn__softmax_launch *out);
+/* ---- the context's cached copy (lib/tune/lookup.c, under ctx->tune_lock) ---- */
+
+/* The entry the database holds for `key` (matched on its key fields), copied into *out, or false
+ * (no entry, CLATTN_TUNING=off, no cache folder). Loads the database on first use. The operator
+ * validates the parameters against the device before using them. */
+bool clattn__tune_find(clattn_context *ctx, const clattn_tuning_entry *key,
+                       clattn_tuning_entry *out);
 /* Drops the context's cached copy so the next lookup re-reads the file. */
 void clattn__tune_forget(clattn_context *ctx);
 
-/* ---- lib/ops/tiled.c ---- */
+/* ---- softmax (lib/tune/tune_softmax.c; its plan entry point in lib/ops/softmax.c) ---- */
+
+/* The launch the database holds for this problem and family, validated against the device, or
+ * false. */
+bool clattn__tune_launch(clattn_context *ctx, const clattn__softmax_problem *prob,
+                         clattn_softmax_algo family, clattn__softmax_launch *out);
 /* clattn_softmax_plan_create with the launch given instead of chosen (no database, no
  * scheduler); v has k's shape. */
 clattn_status clattn__softmax_plan_create_launch(clattn_context *ctx,
-                                                   const clattn_softmax_desc *desc,
-                                                   const size_t q_shape[4],
-                                                   const size_t k_shape[4],
-                                                   const clattn__softmax_launch *launch,
-                                                   clattn_plan **plan);
+                                                 const clattn_softmax_desc *desc,
+                                                 const size_t q_shape[4],
+                                                 const size_t k_shape[4],
+                                                 const clattn__softmax_launch *launch,
+                                                 clattn_plan **plan);
 
 #endif

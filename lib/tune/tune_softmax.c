@@ -1,0 +1,138 @@
+/* The tuner's adapter for softmax attention: the tiled family AUTO resolves to (or the one the
+ * desc asks for), its candidates from lib/sched (clattn__softmax_candidates), plans with a forced
+ * launch (lib/ops/softmax.c), and the database lookup clattn_softmax_plan_create makes. Database
+ * key: variant "cpu" or "gpu" (the family), d = dv = D; params rows, local, tile_kv. */
+#include "tune.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *family_name(clattn_softmax_algo a)
+{
+    return a == CLATTN_SOFTMAX_TILED_CPU ? "cpu" : a == CLATTN_SOFTMAX_TILED_GPU ? "gpu" : "?";
+}
+
+/* The causal flag and algorithm a desc asks for (struct_size honoured; validated elsewhere). */
+static void read_request(const clattn_softmax_desc *desc, clattn_softmax_algo *algo, int *causal)
+{
+    *algo = CLATTN_SOFTMAX_AUTO;
+    *causal = 0;
+    if (!desc)
+        return;
+    if (desc->struct_size >= offsetof(clattn_softmax_desc, causal) + sizeof(int))
+        *causal = desc->causal != 0;
+    if (desc->struct_size >=
+        offsetof(clattn_softmax_desc, algorithm) + sizeof(clattn_softmax_algo))
+        *algo = desc->algorithm;
+}
+
+static void entry_key(const clattn__softmax_problem *prob, clattn_softmax_algo family,
+                      clattn_tuning_entry *e)
+{
+    clattn__tune_key(e, CLATTN_OP_SOFTMAX, family_name(family), prob->head_dim, prob->head_dim,
+                     prob->nq, prob->nk, prob->causal);
+}
+
+static clattn_status candidates(clattn_context *ctx, const clattn__tune_request *req, void *out,
+                                size_t cap, size_t *count, clattn_tuning_entry *key)
+{
+    const clattn_softmax_desc *desc = req->desc;
+    clattn_plan_info info;
+    *count = 0;
+    if (!req->k)
+        return clattn__fail(ctx, CLATTN_NULL_POINTER, "tune softmax: k_shape is required");
+    if (req->v)
+        for (int i = 0; i < 4; i++)
+            if (req->v[i] != req->k[i])
+                return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH,
+                                    "tune softmax: v's shape must equal k's");
+    clattn_status status = clattn_softmax_schedule(&ctx->info, desc, req->q, req->k, &info);
+    if (status != CLATTN_SUCCESS)
+        return clattn__fail(ctx, status, "tune softmax: invalid descriptor or shapes: %s",
+                            clattn_status_message(status));
+    clattn_softmax_algo algo;
+    int causal;
+    read_request(desc, &algo, &causal);
+    clattn__softmax_problem prob = {req->q[3], req->q[2], req->k[2], causal};
+    clattn__softmax_launch *c = out;
+    *count = clattn__softmax_candidates(&ctx->info, &prob, algo, c, cap);
+    if (*count == 0)
+        return clattn__fail(ctx, CLATTN_UNSUPPORTED,
+                            "tune softmax: only the tiled families (AUTO, TILED_CPU, TILED_GPU) "
+                            "are tunable");
+    entry_key(&prob, c[0].algo, key);
+    return CLATTN_SUCCESS;
+}
+
+static clattn_status plan(clattn_context *ctx, const clattn__tune_request *req,
+                          const void *launch, clattn_plan **out)
+{
+    return clattn__softmax_plan_create_launch(ctx, req->desc, req->q, req->k, launch, out);
+}
+
+/* q, k, v random; out. */
+static clattn_status inputs(clattn_context *ctx, const clattn__tune_request *req,
+                            clattn__tune_io *io)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->q, 1));
+    CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->k, 2));
+    CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->k, 3));
+    CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->q, 0));
+cleanup:
+    return status;
+}
+
+static clattn_status enqueue(clattn_plan *plan, const clattn__tune_io *io)
+{
+    return clattn_softmax_plan_enqueue(plan, &io->t[0], &io->t[1], &io->t[2], &io->t[3], NULL, 0,
+                                       NULL, NULL);
+}
+
+static void to_params(const void *launch, clattn_tuning_entry *e)
+{
+    const clattn__softmax_launch *L = launch;
+    clattn__tune_param_set(e, "rows", L->rows_per_item);
+    clattn__tune_param_set(e, "local", (long long)L->local_size);
+    clattn__tune_param_set(e, "tile_kv", L->tile_kv);
+}
+
+static void describe(const void *launch, char *out, size_t size)
+{
+    const clattn__softmax_launch *L = launch;
+    if (L->algo == CLATTN_SOFTMAX_TILED_CPU)
+        snprintf(out, size, "cpu rows=%u local=%zu tile_kv=%u", L->rows_per_item, L->local_size,
+                 L->tile_kv);
+    else
+        snprintf(out, size, "gpu wg=%zu tile_kv=%u", L->local_size, L->tile_kv);
+}
+
+const clattn__tune_adapter clattn__tune_softmax = {
+    CLATTN_OP_SOFTMAX, sizeof(clattn__softmax_launch), candidates, plan, inputs, enqueue,
+    to_params,         describe,
+};
+
+bool clattn__tune_launch(clattn_context *ctx, const clattn__softmax_problem *prob,
+                         clattn_softmax_algo family, clattn__softmax_launch *out)
+{
+    clattn_tuning_entry key, e;
+    entry_key(prob, family, &key);
+    if (!clattn__tune_find(ctx, &key, &e))
+        return false;
+    long long rows = clattn__tune_param(&e, "rows", -1),
+              local = clattn__tune_param(&e, "local", -1),
+              tile = clattn__tune_param(&e, "tile_kv", -1);
+    if (rows < 1 || rows > 64 || local < 1 || local > (1 << 20) || tile < 0 || tile > 1024)
+        return false;
+    /* An entry that does not fit this device (edited file, changed limits) is not used. */
+    return clattn__softmax_launch_from(&ctx->info, prob, family, (unsigned)rows, (size_t)local,
+                                       (unsigned)tile, out, NULL, 0) == CLATTN_SUCCESS;
+}
+
+clattn_status clattn_tune_softmax(clattn_context *ctx, const clattn_softmax_desc *desc,
+                                  const size_t q_shape[4], const size_t k_shape[4],
+                                  double budget_seconds, clattn_tune_report *report)
+{
+    return clattn_tune(ctx, CLATTN_OP_SOFTMAX, desc, q_shape, k_shape, NULL, budget_seconds,
+                       report);
+}
