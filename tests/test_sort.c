@@ -1,4 +1,4 @@
-/* The device building blocks of lib/ops/sort.h against plain C on the host: the radix sort against
+/* The device building blocks of lib/blocks/sort.h against plain C on the host: the radix sort against
  * qsort on (key, original index) (which is the stable order), top-k against a full qsort by
  * (score descending, index ascending), gather / scatter / scatter-mean against loops. Keys and
  * scores are drawn from small alphabets so that ties are the rule, not the exception; lengths
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../lib/ops/sort.h"
+#include "../lib/blocks/sort.h"
 #include "test_util.h"
 #include "reference/ref_softmax.h"
 
