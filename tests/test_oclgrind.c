@@ -377,7 +377,8 @@ static int run_routing(clattn_context *ctx, size_t n, size_t c, int causal, size
                                &e2);
     clattn_plan *plan = NULL;
     if (!rc && !e0 && !e1 && !e2) {
-        clattn_tensor tq = clattn_tensor_make(bq, B, Hq, n, D), tk = clattn_tensor_make(bk, B, H, n, D);
+        clattn_tensor tq = clattn_tensor_make(bq, B, Hq, n, D);
+        clattn_tensor tk = clattn_tensor_make(bk, B, H, n, D);
         clattn_tensor tm = clattn_tensor_make(bm, 1, H, c, D);
         desc.decay = 0.5f;
         ref_routing_update_gqa(q, k, mu, B, Hq, H, n, D, c, 0.5, &gap);

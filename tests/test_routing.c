@@ -380,8 +380,10 @@ static void test_plan_bakes_once(void **state)
     cl_mem bq = tu_buffer(ctx, nq * 4, q), bk = tu_buffer(ctx, nk * 4, k);
     cl_mem bv = tu_buffer(ctx, nv * 4, v), bo = tu_buffer(ctx, no * 4, o1);
     cl_mem bmu = tu_buffer(ctx, Hk * C * D * 4, NULL);
-    clattn_tensor tq = clattn_tensor_make(bq, B, Hq, N, D), tk = clattn_tensor_make(bk, B, Hk, N, D);
-    clattn_tensor tv = clattn_tensor_make(bv, B, Hk, N, Dv), to = clattn_tensor_make(bo, B, Hq, N, Dv);
+    clattn_tensor tq = clattn_tensor_make(bq, B, Hq, N, D);
+    clattn_tensor tk = clattn_tensor_make(bk, B, Hk, N, D);
+    clattn_tensor tv = clattn_tensor_make(bv, B, Hk, N, Dv);
+    clattn_tensor to = clattn_tensor_make(bo, B, Hq, N, Dv);
     clattn_tensor tmu = clattn_tensor_make(bmu, 1, Hk, C, D);
     clattn_routing_desc d;
     clattn_routing_desc_init(&d);
@@ -410,7 +412,8 @@ static void test_plan_bakes_once(void **state)
         }
         assert_string_equal(kk->chosen_by, "scheduler");
     }
-    assert_int_equal(routing, 7); /* pack_centroids, scores, pack_keys, attend, store, assign, ema */
+    /* pack_centroids, scores, pack_keys, attend, store, assign, ema */
+    assert_int_equal(routing, 7);
     assert_int_equal(sort, 9);    /* top-k: 4; scatter-mean: 2 + the radix sort's 3 */
 
     clattn_context_stats before, after;

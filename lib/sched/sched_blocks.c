@@ -1,4 +1,5 @@
-/* Launch rules of the sort / top-k / gather building blocks (lib/blocks/sort.c, kernels_cl/sort.cl).
+/* Launch rules of the sort / top-k / gather building blocks (lib/blocks/sort.c,
+ * kernels_cl/sort.cl).
  *
  * Every block kernel gives one work-item a contiguous block of one segment and 2^SORT_BITS
  * counters in private memory (no __local memory, no barriers: DESIGN.md section 8). The rules:
