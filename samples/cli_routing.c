@@ -28,10 +28,11 @@ void cli_usage_routing(FILE *f)
             "  clattn bench routing [--n 4096,16384,65536] [--d 64] [--heads 1] [--batch 1]\n"
             "         [--clusters C] [--window W] [--causal] [--reps 3]\n"
             "         [--variants routing,tiled] [--csv] [--device SEL]\n"
-            "      median wall time of routing attention (Dv = D; C = ceil(sqrt(N)) unless given;\n"
-            "      centroids by k-means++ with seed 0, not timed) and of exact tiled attention on\n"
-            "      the same shapes, measured in the same run; the table's 'vs base' column is\n"
-            "      tiled ms / routing ms. Routing rows report no GFLOP/s (0 in CSV)\n");
+            "      median wall time of routing attention (a baked plan's enqueue; Dv = D;\n"
+            "      C = ceil(sqrt(N)) unless given; centroids by k-means++ with seed 0, not timed)\n"
+            "      and of exact tiled attention on the same shapes, measured in the same run;\n"
+            "      the table's 'vs base' column is tiled ms / routing ms. Routing rows report no\n"
+            "      GFLOP/s (0 in CSV)\n");
 }
 
 /* ---- run ---- */
