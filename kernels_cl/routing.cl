@@ -1,28 +1,61 @@
-/* Routing attention (Routing Transformer, balanced routing); host side in lib/ops/routing.c.
+/* Routing attention (Routing Transformer, balanced routing); host side in lib/ops/routing.c,
+ * launch sizes and the -D options below from lib/sched/sched_routing.c.
  * The pipeline per call:
- *   clattn_routing_pack_centroids  centroids → panels [H][C/16][D][16] (zero-padded clusters)
+ *   clattn_routing_pack_centroids  centroids → panels [Hk][C/16][D][16] (zero-padded clusters)
  *   clattn_routing_scores          normalised dot products of every query and key with every
- *                                  centroid of its head, 16 centroids per float16
- *   segmented top-w                per (batch, head, cluster, queries|keys), indices in position
+ *                                  centroid of its key head, 16 centroids per float16
+ *   segmented top-w                per (batch, query head, cluster) over the queries and per
+ *                                  (batch, key head, cluster) over the keys, indices in position
  *                                  order (kernels_cl/sort.cl)
- *   clattn_routing_pack_keys       each cluster's keys → panels [w/16][D][16], its values → rows
- *                                  padded to 16, its key positions (-1 for padding)
- *   clattn_routing_attend          exact attention inside each cluster, one query slot per
- *                                  work-item, 16 keys per float16 score vector
+ *   clattn_routing_pack_keys       each key cluster's keys → panels [w/16][D][16], its values →
+ *                                  rows padded to 16, its key positions (-1 for padding)
+ *   clattn_routing_attend          exact attention inside each query cluster over the same
+ *                                  cluster of its key head, one query slot per work-item, 16 keys
+ *                                  per float16 score vector
  *   scatter-mean of the slots back to positions (sort.cl), clattn_routing_store into the
  *   caller's strided output.
  * The centroid update is pack_centroids, clattn_routing_assign, a scatter-mean, clattn_routing_ema.
  *
- * Score segments are numbered seg = (bh * 2 + which) * C + c, which = 0 for queries and 1 for
- * keys, so one top-k call serves both selections. This is the CPU recipe of DESIGN.md §8 (register
- * blocking over 16 lanes, panels packed once, no __local memory, no barriers); on GPUs it is
- * correct but not tuned. */
+ * Grouped-query attention: Hq query heads share Hk key/value heads (G = Hq / Hk) and the key
+ * head's centroids [Hk, C, D]. The keys of a key head are scored, selected and packed once and
+ * serve the G query heads of its group; each query head's queries are selected on their own.
+ * Scoring units: u = b * Hq + hq (u < B Hq) are the queries of (b, hq), then u = B Hq + b * Hk + hk
+ * the keys of (b, hk). Score segments are numbered seg = u * C + c, so one top-k call serves every
+ * selection, queries first.
+ *
+ * This is the CPU recipe of DESIGN.md §8 (register blocking over 16 lanes, panels packed once,
+ * no __local memory, no barriers); on GPUs it is correct but not tuned. */
 
+/* Longest q/k row (and v row, for attend's accumulators) held in private memory. */
 #ifndef ROUTING_MAX_D
 #define ROUTING_MAX_D 256
 #endif
+/* Centroids and keys per score vector: the kernels use float16 vectors, so 16 is the only value. */
+#ifndef ROUTING_LANES
 #define ROUTING_LANES 16
+#endif
+#if ROUTING_LANES != 16
+#error "ROUTING_LANES must be 16 (the kernels compute scores as float16 vectors)"
+#endif
 #define ROUTING_NONE 0xffffffffu
+
+/* Scoring unit u (see the top of the file): writes its batch b, its head h in q (queries) or k
+ * (keys) and the key head hk whose centroids it uses; returns 1 for keys, 0 for queries. */
+inline uint clattn_routing_unit(uint u, uint batch, uint heads_q, uint heads_k, uint *b, uint *h,
+                                uint *hk)
+{
+    uint nq = batch * heads_q;
+    if (u < nq) {
+        *b = u / heads_q;
+        *h = u % heads_q;
+        *hk = *h / (heads_q / heads_k);
+        return 0;
+    }
+    *b = (u - nq) / heads_k;
+    *h = (u - nq) % heads_k;
+    *hk = *h;
+    return 1;
+}
 
 /* mp[((h * cb + c / 16) * D + d) * 16 + c % 16] = centroid (h, c) element d, 0 for c >= C.
  * Global (cb * 16, H). */
@@ -62,21 +95,22 @@ inline float16 clattn_routing_dot16(const float *x, __global const float *p, uin
     return s;
 }
 
-/* scores[((bh * 2 + which) * C + c) * N + n] = (x . mu_c) / |x| for the row x = q or k at
- * (b, h, n), 0 when x is zero. Global (N, BH * 2). */
+/* scores[(u * C + c) * N + n] = (x . mu_c) / |x| for the row x of scoring unit u at position
+ * n (mu: the centroids of the unit's key head), 0 when x is zero. Global (N, B Hq + B Hk). */
 __kernel void clattn_routing_scores(__global const float *q, ulong q_off, ulong4 q_st,
                                     __global const float *k, ulong k_off, ulong4 k_st,
-                                    __global const float *mp, uint heads, uint n_len, uint d_k,
-                                    uint n_clusters, uint cb, __global float *scores)
+                                    __global const float *mp, uint batch, uint heads_q,
+                                    uint heads_k, uint n_len, uint d_k, uint n_clusters, uint cb,
+                                    __global float *scores)
 {
-    uint n = get_global_id(0), g = get_global_id(1);
-    uint bh = g / 2, which = g % 2, b = bh / heads, h = bh % heads;
+    uint n = get_global_id(0), u = get_global_id(1), b, h, hk;
+    uint which = clattn_routing_unit(u, batch, heads_q, heads_k, &b, &h, &hk);
     float x[ROUTING_MAX_D];
     float inv = clattn_routing_row(q, q_off, q_st, k, k_off, k_st, which, b, h, n, d_k, x);
-    ulong out = (ulong)g * n_clusters * n_len + n;
+    ulong out = (ulong)u * n_clusters * n_len + n;
     for (uint p = 0; p < cb; p++) {
         float s[ROUTING_LANES];
-        vstore16(clattn_routing_dot16(x, mp + (ulong)(h * cb + p) * d_k * ROUTING_LANES, d_k) *
+        vstore16(clattn_routing_dot16(x, mp + (ulong)(hk * cb + p) * d_k * ROUTING_LANES, d_k) *
                      CLATTN_SPLAT16(inv),
                  0, s);
         uint c0 = p * ROUTING_LANES, have = min((uint)ROUTING_LANES, n_clusters - c0);
@@ -85,21 +119,22 @@ __kernel void clattn_routing_scores(__global const float *q, ulong q_off, ulong4
     }
 }
 
-/* Packs the keys chosen by cluster g = bh * C + c (slot t < wp, wp = w rounded up to 16):
+/* Packs the keys chosen by key cluster g = (b * Hk + hk) * C + c (slot t < wp, wp = w rounded up
+ * to 16; its selection is segment kseg0 + g, kseg0 = B Hq C):
  * kp[((g * wp / 16 + t / 16) * D + d) * 16 + t % 16] = k row, vp[(g * wp + t) * dvp + e] = v row
  * padded with zeros to dvp, kpos[g * wp + t] = its position, or -1 for padding (t >= w).
- * Global (wp, BH * C). */
+ * Global (wp, B Hk C). */
 __kernel void clattn_routing_pack_keys(__global const float *k, ulong k_off, ulong4 k_st,
                                        __global const float *v, ulong v_off, ulong4 v_st,
-                                       __global const uint *idx, uint heads, uint d_k, uint d_v,
-                                       uint dvp, uint n_clusters, uint w, uint wp,
-                                       __global float *kp, __global float *vp,
+                                       __global const uint *idx, uint kseg0, uint heads_k,
+                                       uint d_k, uint d_v, uint dvp, uint n_clusters, uint w,
+                                       uint wp, __global float *kp, __global float *vp,
                                        __global int *kpos)
 {
     uint t = get_global_id(0), g = get_global_id(1);
-    uint bh = g / n_clusters, c = g % n_clusters, b = bh / heads, h = bh % heads;
+    uint bh = g / n_clusters, b = bh / heads_k, h = bh % heads_k;
     bool real = t < w;
-    uint kj = real ? idx[((ulong)(bh * 2 + 1) * n_clusters + c) * w + t] : 0u;
+    uint kj = real ? idx[((ulong)kseg0 + g) * w + t] : 0u;
     __global float *pk = kp + ((ulong)g * (wp / ROUTING_LANES) + t / ROUTING_LANES) * d_k *
                                   ROUTING_LANES +
                          t % ROUTING_LANES;
@@ -111,21 +146,23 @@ __kernel void clattn_routing_pack_keys(__global const float *k, ulong k_off, ulo
     kpos[(ulong)g * wp + t] = real ? (int)kj : -1;
 }
 
-/* One query slot j of cluster g = bh * C + c: online-softmax attention over the cluster's packed
- * keys, 16 at a time. Keys arrive in position order, so under the causal mask the visible ones are
- * a prefix and the loop stops at the first block that starts after the query. slots[(g * w + j) *
- * Dv + e] receives the output and dest[g * w + j] the flat position bh * N + i, or ROUTING_NONE
- * (with a zero row) when the query saw no key. Global (w, BH * C). */
+/* One query slot j of query cluster g = (b * Hq + hq) * C + c: online-softmax attention over the
+ * packed keys of cluster c of its key head (gk = (b * Hk + hq / G) * C + c), 16 at a time. Keys
+ * arrive in position order, so under the causal mask the visible ones are a prefix and the loop
+ * stops at the first block that starts after the query. slots[(g * w + j) * Dv + e] receives the
+ * output and dest[g * w + j] the flat position (b * Hq + hq) * N + i, or ROUTING_NONE (with a
+ * zero row) when the query saw no key. Global (w, B Hq C). */
 __kernel void clattn_routing_attend(__global const float *q, ulong q_off, ulong4 q_st,
                                     __global const uint *idx, __global const float *kp,
                                     __global const float *vp, __global const int *kpos,
-                                    uint heads, uint n_len, uint d_k, uint d_v, uint dvp,
-                                    uint n_clusters, uint w, uint wp, float scale_log2,
+                                    uint heads_q, uint heads_k, uint n_len, uint d_k, uint d_v,
+                                    uint dvp, uint n_clusters, uint w, uint wp, float scale_log2,
                                     int causal, __global float *slots, __global uint *dest)
 {
     uint j = get_global_id(0), g = get_global_id(1);
-    uint bh = g / n_clusters, c = g % n_clusters, b = bh / heads, h = bh % heads;
-    uint i = idx[((ulong)(bh * 2) * n_clusters + c) * w + j];
+    uint bh = g / n_clusters, c = g % n_clusters, b = bh / heads_q, h = bh % heads_q;
+    uint gk = (b * heads_k + h / (heads_q / heads_k)) * n_clusters + c;
+    uint i = idx[(ulong)g * w + j];
     float qv[ROUTING_MAX_D];
     for (uint d = 0; d < d_k; d++)
         qv[d] = q[clattn_at(q_off, q_st, b, h, i, d)] * scale_log2;
@@ -134,7 +171,7 @@ __kernel void clattn_routing_attend(__global const float *q, ulong q_off, ulong4
     for (uint u = 0; u < nv; u++)
         acc[u] = CLATTN_SPLAT16(0.0f);
     float m = -INFINITY, l = 0.0f;
-    __global const int *pos = kpos + (ulong)g * wp;
+    __global const int *pos = kpos + (ulong)gk * wp;
     for (uint tb = 0; tb < wp / ROUTING_LANES; tb++) {
         int16 kp16 = vload16(tb, pos);
         int first = pos[tb * ROUTING_LANES];
@@ -144,7 +181,7 @@ __kernel void clattn_routing_attend(__global const float *q, ulong q_off, ulong4
         if (causal)
             vis &= kp16 <= CLATTN_ISPLAT16((int)i);
         float16 s = clattn_routing_dot16(
-            qv, kp + ((ulong)g * (wp / ROUTING_LANES) + tb) * d_k * ROUTING_LANES, d_k);
+            qv, kp + ((ulong)gk * (wp / ROUTING_LANES) + tb) * d_k * ROUTING_LANES, d_k);
         s = select(CLATTN_SPLAT16(-INFINITY), s, vis);
         float mn = fmax(m, clattn_hmax16(s)); /* finite: the block's first key is visible */
         float corr = exp2(m - mn);
@@ -154,7 +191,7 @@ __kernel void clattn_routing_attend(__global const float *q, ulong q_off, ulong4
             acc[u] *= CLATTN_SPLAT16(corr);
         float p[ROUTING_LANES];
         vstore16(p16, 0, p);
-        __global const float *vrow = vp + ((ulong)g * wp + tb * ROUTING_LANES) * dvp;
+        __global const float *vrow = vp + ((ulong)gk * wp + tb * ROUTING_LANES) * dvp;
         for (uint t = 0; t < ROUTING_LANES; t++)
             if (p[t] != 0.0f)
                 for (uint u = 0; u < nv; u++)
@@ -182,18 +219,21 @@ __kernel void clattn_routing_store(__global const float *dense, uint heads, uint
         dense[((ulong)bh * n_len + n) * d_v + e];
 }
 
-/* Centroid update, step 1: the normalised row x of q or k at (b, h, n) goes to rows[r] with
- * r = ((h * 2 + which) * B + b) * N + n, and dest[r] = h * C + the centroid with the largest
- * x . mu (lower cluster on ties). Global (N, B * H * 2) as g = (b * H + h) * 2 + which. */
+/* Centroid update, step 1: the normalised row x of scoring unit u at position n goes to rows[r]
+ * with r = ((hk * (G + 1) + s) * B + b) * N + n, s = hq % G for the queries of query head hq and
+ * G for the keys of key head hk, and dest[r] = hk * C + the centroid with the largest x . mu
+ * (lower cluster on ties). So each key head's vectors are contiguous, in the order of
+ * clattn_routing_centroids_init's data. Global (N, B Hq + B Hk). */
 __kernel void clattn_routing_assign(__global const float *q, ulong q_off, ulong4 q_st,
                                     __global const float *k, ulong k_off, ulong4 k_st,
-                                    __global const float *mp, uint batch, uint heads, uint n_len,
-                                    uint d_k, uint n_clusters, uint cb, __global float *rows,
-                                    __global uint *dest)
+                                    __global const float *mp, uint batch, uint heads_q,
+                                    uint heads_k, uint n_len, uint d_k, uint n_clusters, uint cb,
+                                    __global float *rows, __global uint *dest)
 {
-    uint n = get_global_id(0), g = get_global_id(1);
-    uint bh = g / 2, which = g % 2, b = bh / heads, h = bh % heads;
-    ulong r = ((ulong)(h * 2 + which) * batch + b) * n_len + n;
+    uint n = get_global_id(0), u = get_global_id(1), b, h, hk;
+    uint which = clattn_routing_unit(u, batch, heads_q, heads_k, &b, &h, &hk);
+    uint group = heads_q / heads_k, slot = which ? group : h % group;
+    ulong r = ((ulong)(hk * (group + 1) + slot) * batch + b) * n_len + n;
     float x[ROUTING_MAX_D];
     float inv = clattn_routing_row(q, q_off, q_st, k, k_off, k_st, which, b, h, n, d_k, x);
     for (uint d = 0; d < d_k; d++) {
@@ -204,7 +244,7 @@ __kernel void clattn_routing_assign(__global const float *q, ulong q_off, ulong4
     float bs = -INFINITY;
     for (uint p = 0; p < cb; p++) {
         float s[ROUTING_LANES];
-        vstore16(clattn_routing_dot16(x, mp + (ulong)(h * cb + p) * d_k * ROUTING_LANES, d_k), 0,
+        vstore16(clattn_routing_dot16(x, mp + (ulong)(hk * cb + p) * d_k * ROUTING_LANES, d_k), 0,
                  s);
         uint c0 = p * ROUTING_LANES, have = min((uint)ROUTING_LANES, n_clusters - c0);
         for (uint j = 0; j < have; j++)
@@ -213,7 +253,7 @@ __kernel void clattn_routing_assign(__global const float *q, ulong q_off, ulong4
                 best = c0 + j;
             }
     }
-    dest[r] = h * n_clusters + best;
+    dest[r] = hk * n_clusters + best;
 }
 
 /* Centroid update, step 3: mu[h, c] = decay * mu + (1 - decay) * m / |m| for the mean m of the

@@ -1,4 +1,4 @@
-/* Device building blocks for the hashed and clustered attention families (lib/ops/sort.c):
+/* Device building blocks for the hashed and clustered attention families (lib/blocks/sort.c):
  * a stable LSD radix sort of (uint key, uint value) pairs over equal-length segments, a segmented
  * top-k by radix select, and row gather / scatter / scatter-mean.
  *
@@ -13,6 +13,7 @@
  * flattened row: the exclusive prefix of that order is where a block's first element of a digit
  * lands. */
 
+/* Bits per radix digit, from the scheduler (lib/sched/sched_blocks.c); divides 32. */
 #ifndef SORT_BITS
 #define SORT_BITS 8
 #endif

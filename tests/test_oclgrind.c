@@ -15,7 +15,7 @@
 #include "reference/ref_rpe.h"
 #include "reference/ref_ssm.h"
 #include "reference/ref_gss.h"
-#include "../lib/ops/sort.h"
+#include "../lib/blocks/sort.h"
 
 static int run(clattn_context *ctx, clattn_softmax_algo algo, size_t nq, size_t nk, size_t d,
                int causal)
@@ -226,7 +226,7 @@ done:
     return rc;
 }
 
-/* The building blocks of lib/ops/sort.h on small inputs with ties, spanning several blocks:
+/* The building blocks of lib/blocks/sort.h on small inputs with ties, spanning several blocks:
  * stable sort, top-k both orders, gather and scatter-mean, checked on the host. */
 static int cmp_u64(const void *a, const void *b)
 {
@@ -338,49 +338,53 @@ done:
 }
 
 /* Routing attention (scores, top-w, attend, scatter-mean, store), the k-means++ path and the EMA
- * update, against their fp64 references. */
-static int run_routing(clattn_context *ctx, size_t n, size_t c, int causal)
+ * update, with Hq query heads sharing H key heads, against their fp64 references. */
+static int run_routing(clattn_context *ctx, size_t n, size_t c, int causal, size_t Hq)
 {
-    size_t B = 2, H = 1, D = 8, Dv = 5, nq = B * H * n * D, nv = B * H * n * Dv;
-    float *q = malloc(nq * 4), *k = malloc(nq * 4), *v = malloc(nv * 4), *o = malloc(nv * 4),
-          *r = malloc(nv * 4), *mu = malloc(H * c * D * 4), *mu2 = malloc(H * c * D * 4);
+    size_t B = 2, H = 1, D = 8, Dv = 5, nq = B * Hq * n * D, nk = B * H * n * D;
+    size_t nv = B * H * n * Dv, no = B * Hq * n * Dv;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nv * 4), *o = malloc(no * 4),
+          *r = malloc(no * 4), *mu = malloc(H * c * D * 4), *mu2 = malloc(H * c * D * 4);
     uint64_t seed = 23;
     ref_fill_uniform(q, nq, 1, &seed);
-    ref_fill_uniform(k, nq, 1, &seed);
+    ref_fill_uniform(k, nk, 1, &seed);
     ref_fill_uniform(v, nv, 1, &seed);
     clattn_routing_desc desc;
     clattn_routing_desc_init(&desc);
     desc.clusters = c;
     desc.causal = causal;
     desc.seed = 8;
-    ref_routing_kmeanspp(q, k, B, H, n, D, c, desc.seed, mu);
+    ref_routing_kmeanspp_gqa(q, k, B, Hq, H, n, D, c, desc.seed, mu);
     double gap;
-    ref_routing_attention(q, k, v, mu, r, B, H, n, D, Dv, c, (n + c - 1) / c,
-                          1.0 / sqrt((double)D), causal, &gap);
-    size_t qs[4] = {B, H, n, D}, vs[4] = {B, H, n, Dv};
+    ref_routing_attention_gqa(q, k, v, mu, r, B, Hq, H, n, D, Dv, c, (n + c - 1) / c,
+                              1.0 / sqrt((double)D), causal, &gap);
+    size_t qs[4] = {B, Hq, n, D}, ks[4] = {B, H, n, D}, vs[4] = {B, H, n, Dv};
     int rc = 0;
-    if (clattn_routing_host(ctx, &desc, qs, vs, q, k, v, NULL, o) != CLATTN_SUCCESS) {
+    if (clattn_routing_host(ctx, &desc, qs, ks, vs, q, k, v, NULL, o) != CLATTN_SUCCESS) {
         fprintf(stderr, "routing failed: %s\n", clattn_context_last_error(ctx));
         rc = 1;
     } else {
-        double mr = 0, e = ref_max_abs_diff(o, r, nv, &mr);
-        printf("routing n %zu c %zu causal %d: error %.2e (boundary gap %.1e)\n", n, c, causal, e,
-               gap);
+        double mr = 0, e = ref_max_abs_diff(o, r, no, &mr);
+        printf("routing n %zu c %zu causal %d hq %zu: error %.2e (boundary gap %.1e)\n", n, c,
+               causal, Hq, e, gap);
         rc = !(e <= 1e-4 * fmax(1, mr)) || !(gap >= 1e-5);
     }
     /* EMA update on device buffers. */
     cl_context cl = clattn_context_get_cl_context(ctx);
     cl_int e0, e1, e2;
     cl_mem bq = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, nq * 4, q, &e0);
-    cl_mem bk = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, nq * 4, k, &e1);
+    cl_mem bk = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, nk * 4, k, &e1);
     cl_mem bm = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, H * c * D * 4, mu,
                                &e2);
+    clattn_plan *plan = NULL;
     if (!rc && !e0 && !e1 && !e2) {
-        clattn_tensor tq = clattn_tensor_make(bq, B, H, n, D), tk = clattn_tensor_make(bk, B, H, n, D);
+        clattn_tensor tq = clattn_tensor_make(bq, B, Hq, n, D);
+        clattn_tensor tk = clattn_tensor_make(bk, B, H, n, D);
         clattn_tensor tm = clattn_tensor_make(bm, 1, H, c, D);
         desc.decay = 0.5f;
-        ref_routing_update(q, k, mu, B, H, n, D, c, 0.5, &gap);
-        if (clattn_routing_update_centroids(ctx, &desc, &tq, &tk, &tm, 0, NULL, NULL) ||
+        ref_routing_update_gqa(q, k, mu, B, Hq, H, n, D, c, 0.5, &gap);
+        if (clattn_routing_plan_create(ctx, &desc, qs, ks, vs, tm.shape, &plan) ||
+            clattn_routing_update_centroids(plan, &tq, &tk, &tm, 0, NULL, NULL) ||
             clEnqueueReadBuffer(clattn_context_get_cl_queue(ctx), bm, CL_TRUE, 0, H * c * D * 4,
                                 mu2, 0, NULL, NULL)) {
             fprintf(stderr, "routing update failed: %s\n", clattn_context_last_error(ctx));
@@ -393,6 +397,7 @@ static int run_routing(clattn_context *ctx, size_t n, size_t c, int causal)
     } else {
         rc = 1;
     }
+    clattn_plan_destroy(plan);
     if (bq)
         clReleaseMemObject(bq);
     if (bk)
@@ -591,8 +596,8 @@ int main(int argc, char **argv)
             continue;
         }
         if (strcmp(w, "routing") == 0) {
-            rc |= run_routing(ctx, 45, 4, 1);
-            rc |= run_routing(ctx, 30, 3, 0);
+            rc |= run_routing(ctx, 45, 4, 1, 1);
+            rc |= run_routing(ctx, 30, 3, 0, 2);
             continue;
         }
         if (strcmp(w, "lsh") == 0) {

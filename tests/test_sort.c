@@ -1,9 +1,9 @@
-/* The device building blocks of lib/ops/sort.h against plain C on the host: the radix sort against
- * qsort on (key, original index) (which is the stable order), top-k against a full qsort by
- * (score descending, index ascending), gather / scatter / scatter-mean against loops. Keys and
- * scores are drawn from small alphabets so that ties are the rule, not the exception; lengths
- * straddle the per-work-item blocks (1, 2, 31, 1000, 4097, 100003). Outputs are poisoned first
- * so an unwritten element fails. */
+/* The device building blocks of lib/blocks/sort.h (their one-shot calls) against plain C on the
+ * host: the radix sort against qsort on (key, original index) (which is the stable order), top-k
+ * against a full qsort by (score descending, index ascending), gather / scatter / scatter-mean
+ * against loops. Keys and scores are drawn from small alphabets so that ties are the rule, not
+ * the exception; lengths straddle the per-work-item blocks (1, 2, 31, 1000, 4097, 100003).
+ * Outputs are poisoned first so an unwritten element fails. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../lib/ops/sort.h"
+#include "../lib/blocks/sort.h"
 #include "test_util.h"
 #include "reference/ref_softmax.h"
 
@@ -45,17 +45,9 @@ static cl_mem poisoned_buf(size_t bytes)
     return m;
 }
 
-static void expect(clattn_status got, clattn_status want, const char *what)
-{
-    if (got != want)
-        fail_msg("%s: got %s, want %s (%s)", what, clattn_status_string(got),
-                 clattn_status_string(want), clattn_context_last_error(ctx));
-}
-
 static void ok(clattn_status st, const char *what)
 {
-    if (st != CLATTN_SUCCESS)
-        fail_msg("%s: %s (%s)", what, clattn_status_string(st), clattn_context_last_error(ctx));
+    tu_expect_status(ctx, st, CLATTN_SUCCESS, what);
 }
 
 /* ---- sort ---- */
@@ -379,50 +371,56 @@ static void test_invalid(void **state)
     cl_mem a = tu_buffer(ctx, 256, k), b = tu_buffer(ctx, 256, sev), c = tu_buffer(ctx, 256, sev);
     cl_mem small = tu_buffer(ctx, 16, sev);
     cl_event ev = NULL;
-    expect(clattn__sort_pairs(NULL, a, NULL, b, c, 1, 64, 32, 0, NULL, NULL),
-           CLATTN_NULL_POINTER, "sort ctx");
-    expect(clattn__sort_pairs(ctx, a, NULL, b, c, 1, 64, 0, 0, NULL, NULL),
-           CLATTN_INVALID_ARGUMENT, "key_bits 0");
-    expect(clattn__sort_pairs(ctx, a, NULL, b, c, 1, 64, 33, 0, NULL, NULL),
-           CLATTN_INVALID_ARGUMENT, "key_bits 33");
-    expect(clattn__sort_pairs(ctx, a, NULL, b, c, 0, 64, 32, 0, NULL, NULL),
-           CLATTN_INVALID_SHAPE, "no segments");
-    expect(clattn__sort_pairs(ctx, a, NULL, b, c, 1, 0, 32, 0, NULL, NULL), CLATTN_INVALID_SHAPE,
-           "len 0");
-    expect(clattn__sort_pairs(ctx, a, NULL, b, c, 2, 64, 32, 0, NULL, NULL),
-           CLATTN_BUFFER_TOO_SMALL, "2 x 64 keys in 64");
-    expect(clattn__sort_pairs(ctx, a, NULL, small, c, 1, 64, 32, 0, NULL, NULL),
-           CLATTN_BUFFER_TOO_SMALL, "small keys_out");
-    expect(clattn__sort_pairs(ctx, a, NULL, NULL, c, 1, 64, 32, 0, NULL, NULL),
-           CLATTN_NULL_POINTER, "keys_out NULL");
-    expect(clattn__sort_pairs(ctx, a, NULL, a, c, 1, 64, 32, 0, NULL, NULL), CLATTN_ALIASING,
-           "in place");
-    expect(clattn__sort_pairs(ctx, a, NULL, b, b, 1, 64, 32, 0, NULL, NULL), CLATTN_ALIASING,
-           "keys_out == vals_out");
-    expect(clattn__sort_pairs(ctx, a, NULL, b, c, 1, 64, 32, 1, NULL, &ev), CLATTN_NULL_POINTER,
-           "wait NULL");
-    expect(clattn__sort_pairs(ctx, a, NULL, b, c, 1, (size_t)1 << 32, 32, 0, NULL, NULL),
-           CLATTN_INVALID_SHAPE, "2^32 elements");
-    expect(clattn__topk(ctx, a, 1, 64, 0, CLATTN__TOPK_BY_INDEX, b, NULL, 0, NULL, NULL),
-           CLATTN_INVALID_ARGUMENT, "k 0");
-    expect(clattn__topk(ctx, a, 1, 64, 65, CLATTN__TOPK_BY_INDEX, b, NULL, 0, NULL, NULL),
-           CLATTN_INVALID_ARGUMENT, "k > len");
-    expect(clattn__topk(ctx, a, 1, 64, 4, (clattn__topk_order)5, b, NULL, 0, NULL, NULL),
-           CLATTN_INVALID_ARGUMENT, "order");
-    expect(clattn__topk(ctx, a, 1, 64, 8, CLATTN__TOPK_BY_INDEX, small, NULL, 0, NULL, NULL),
-           CLATTN_BUFFER_TOO_SMALL, "idx too small");
-    expect(clattn__topk(ctx, a, 1, 64, 8, CLATTN__TOPK_BY_INDEX, a, NULL, 0, NULL, NULL),
-           CLATTN_ALIASING, "idx is scores");
-    expect(clattn__gather_rows(ctx, a, 8, 8, b, 9, c, 0, NULL, NULL), CLATTN_BUFFER_TOO_SMALL,
-           "gather dst");
-    expect(clattn__gather_rows(ctx, a, 8, 0, b, 8, c, 0, NULL, NULL), CLATTN_INVALID_SHAPE,
-           "gather d 0");
-    expect(clattn__scatter_rows(ctx, a, 8, 8, b, 8, a, 0, NULL, NULL), CLATTN_ALIASING,
-           "scatter onto src");
-    expect(clattn__scatter_mean_rows(ctx, a, 64, 1, b, 65, c, NULL, 0, NULL, NULL),
-           CLATTN_BUFFER_TOO_SMALL, "scatter-mean dst");
-    expect(clattn__scatter_mean_rows(ctx, a, 8, 1, b, 8, c, c, 0, NULL, NULL), CLATTN_ALIASING,
-           "counts == dst");
+    tu_expect_status(NULL, clattn__sort_pairs(NULL, a, NULL, b, c, 1, 64, 32, 0, NULL, NULL),
+                     CLATTN_NULL_POINTER, "sort ctx");
+    tu_expect_status(ctx, clattn__sort_pairs(ctx, a, NULL, b, c, 1, 64, 0, 0, NULL, NULL),
+                     CLATTN_INVALID_ARGUMENT, "key_bits 0");
+    tu_expect_status(ctx, clattn__sort_pairs(ctx, a, NULL, b, c, 1, 64, 33, 0, NULL, NULL),
+                     CLATTN_INVALID_ARGUMENT, "key_bits 33");
+    tu_expect_status(ctx, clattn__sort_pairs(ctx, a, NULL, b, c, 0, 64, 32, 0, NULL, NULL),
+                     CLATTN_INVALID_SHAPE, "no segments");
+    tu_expect_status(ctx, clattn__sort_pairs(ctx, a, NULL, b, c, 1, 0, 32, 0, NULL, NULL),
+                     CLATTN_INVALID_SHAPE, "len 0");
+    tu_expect_status(ctx, clattn__sort_pairs(ctx, a, NULL, b, c, 2, 64, 32, 0, NULL, NULL),
+                     CLATTN_BUFFER_TOO_SMALL, "2 x 64 keys in 64");
+    tu_expect_status(ctx, clattn__sort_pairs(ctx, a, NULL, small, c, 1, 64, 32, 0, NULL, NULL),
+                     CLATTN_BUFFER_TOO_SMALL, "small keys_out");
+    tu_expect_status(ctx, clattn__sort_pairs(ctx, a, NULL, NULL, c, 1, 64, 32, 0, NULL, NULL),
+                     CLATTN_NULL_POINTER, "keys_out NULL");
+    tu_expect_status(ctx, clattn__sort_pairs(ctx, a, NULL, a, c, 1, 64, 32, 0, NULL, NULL),
+                     CLATTN_ALIASING, "in place");
+    tu_expect_status(ctx, clattn__sort_pairs(ctx, a, NULL, b, b, 1, 64, 32, 0, NULL, NULL),
+                     CLATTN_ALIASING, "keys_out == vals_out");
+    tu_expect_status(ctx, clattn__sort_pairs(ctx, a, NULL, b, c, 1, 64, 32, 1, NULL, &ev),
+                     CLATTN_NULL_POINTER, "wait NULL");
+    tu_expect_status(ctx,
+                     clattn__sort_pairs(ctx, a, NULL, b, c, 1, (size_t)1 << 32, 32, 0, NULL, NULL),
+                     CLATTN_INVALID_SHAPE, "2^32 elements");
+    tu_expect_status(ctx,
+                     clattn__topk(ctx, a, 1, 64, 0, CLATTN__TOPK_BY_INDEX, b, NULL, 0, NULL, NULL),
+                     CLATTN_INVALID_ARGUMENT, "k 0");
+    tu_expect_status(ctx,
+                     clattn__topk(ctx, a, 1, 64, 65, CLATTN__TOPK_BY_INDEX, b, NULL, 0, NULL, NULL),
+                     CLATTN_INVALID_ARGUMENT, "k > len");
+    tu_expect_status(ctx,
+                     clattn__topk(ctx, a, 1, 64, 4, (clattn__topk_order)5, b, NULL, 0, NULL, NULL),
+                     CLATTN_INVALID_ARGUMENT, "order");
+    tu_expect_status(
+        ctx, clattn__topk(ctx, a, 1, 64, 8, CLATTN__TOPK_BY_INDEX, small, NULL, 0, NULL, NULL),
+        CLATTN_BUFFER_TOO_SMALL, "idx too small");
+    tu_expect_status(ctx,
+                     clattn__topk(ctx, a, 1, 64, 8, CLATTN__TOPK_BY_INDEX, a, NULL, 0, NULL, NULL),
+                     CLATTN_ALIASING, "idx is scores");
+    tu_expect_status(ctx, clattn__gather_rows(ctx, a, 8, 8, b, 9, c, 0, NULL, NULL),
+                     CLATTN_BUFFER_TOO_SMALL, "gather dst");
+    tu_expect_status(ctx, clattn__gather_rows(ctx, a, 8, 0, b, 8, c, 0, NULL, NULL),
+                     CLATTN_INVALID_SHAPE, "gather d 0");
+    tu_expect_status(ctx, clattn__scatter_rows(ctx, a, 8, 8, b, 8, a, 0, NULL, NULL),
+                     CLATTN_ALIASING, "scatter onto src");
+    tu_expect_status(ctx, clattn__scatter_mean_rows(ctx, a, 64, 1, b, 65, c, NULL, 0, NULL, NULL),
+                     CLATTN_BUFFER_TOO_SMALL, "scatter-mean dst");
+    tu_expect_status(ctx, clattn__scatter_mean_rows(ctx, a, 8, 1, b, 8, c, c, 0, NULL, NULL),
+                     CLATTN_ALIASING, "counts == dst");
     assert_null(ev);
     uint32_t got[64];
     tu_read(ctx, b, 256, got);

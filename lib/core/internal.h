@@ -243,7 +243,7 @@ clattn_status clattn__check_flag(clattn_context *ctx, int value, const char *wha
 
 /* ---- plans (lib/core/plan.c): the base every operator's plan starts with ---- */
 #define CLATTN__PLAN_MAX_KERNELS CLATTN_PLAN_MAX_KERNELS
-#define CLATTN__PLAN_MAX_SCRATCH 16
+#define CLATTN__PLAN_MAX_SCRATCH 32
 
 /* What an operator adds to the base: its destroy (releases the operator's own fields, not the
  * base's) and the operator-specific part of clattn_plan_get_info (may be NULL). */

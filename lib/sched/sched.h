@@ -160,6 +160,32 @@ clattn_status clattn__schedule_rpe(const clattn_device_info *dev, const clattn__
 
 
 /* ---- routing attention (lib/sched/sched_routing.c) ---- */
+#define CLATTN__ROUTING_MAX_D 256 /* ROUTING_MAX_D: longest q/k/v row the kernels hold privately */
+
+typedef struct clattn__routing_problem {
+    size_t batch, heads_q, heads_k; /* heads_q a multiple of heads_k (GQA) */
+    size_t n;                       /* sequence length */
+    size_t d, dv;                   /* head dims of q/k and of v */
+    size_t clusters, window;        /* C and w (resolved: never WINDOW_AUTO) */
+    int causal;
+} clattn__routing_problem;
+
+/* What a routing plan launches: the panel width of its float16 kernels, the private row length
+ * and the work-group sizes of the kernels that keep private rows. (The sort/top-k blocks it uses
+ * take clattn__schedule_blocks' launch.) */
+typedef struct clattn__routing_launch {
+    unsigned lanes;       /* ROUTING_LANES: centroids / keys per float16 score vector */
+    unsigned max_d;       /* ROUTING_MAX_D: private row length (one program for every D) */
+    size_t rows_local;    /* work-group size of clattn_routing_scores / _assign (divides N) */
+    size_t attend_local;  /* work-group size of clattn_routing_attend (divides w) */
+    char defines[128];    /* -D options of routing.cl, every one ROUTING_-prefixed */
+} clattn__routing_launch;
+
+/* The launch of a routing plan. INVALID_SHAPE (with a reason in `why`, may be NULL) when a size is
+ * 0, D or Dv is above CLATTN__ROUTING_MAX_D, or heads_q is not a multiple of heads_k. */
+clattn_status clattn__schedule_routing(const clattn_device_info *dev,
+                                       const clattn__routing_problem *p,
+                                       clattn__routing_launch *out, char *why, size_t why_len);
 
 /* ---- end routing ---- */
 
@@ -213,6 +239,20 @@ clattn_status clattn__schedule_ssm(const clattn_device_info *dev, const clattn__
 
 
 /* ---- building blocks: sort, top-k, gather (lib/sched/sched_blocks.c) ---- */
+/* How the radix sort, segmented top-k and scatter-mean of lib/blocks/sort.c are launched: each
+ * work-item walks a contiguous block of one segment with 2^bits private counters. */
+typedef struct clattn__blocks_launch {
+    unsigned bits;        /* SORT_BITS: bits per radix digit (divides 32) */
+    size_t min_block;     /* elements per work-item, at least (counters stay a small part) */
+    size_t max_block;     /* elements per work-item, at most (loop length; driver loop caps) */
+    size_t items;         /* work-items to aim for over all segments */
+    size_t local_size;    /* work-group size at most of the per-block kernels */
+    char defines[64];     /* -D options of sort.cl, every one SORT_-prefixed */
+} clattn__blocks_launch;
+
+void clattn__schedule_blocks(const clattn_device_info *dev, clattn__blocks_launch *out);
+/* Elements per work-item for `nseg` segments of `len` elements (within [min_block, max_block]). */
+size_t clattn__sort_block(const clattn__blocks_launch *L, size_t nseg, size_t len);
 
 /* ---- end building blocks ---- */
 

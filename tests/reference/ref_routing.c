@@ -56,10 +56,10 @@ static void select_top(const float *x, const float *mu, size_t N, size_t D, size
     }
 }
 
-void ref_routing_attention(const float *q, const float *k, const float *v,
-                           const float *centroids, float *out, size_t B, size_t H, size_t N,
-                           size_t D, size_t Dv, size_t C, size_t w, double scale, int causal,
-                           double *min_gap)
+void ref_routing_attention_gqa(const float *q, const float *k, const float *v,
+                               const float *centroids, float *out, size_t B, size_t Hq,
+                               size_t Hk, size_t N, size_t D, size_t Dv, size_t C, size_t w,
+                               double scale, int causal, double *min_gap)
 {
     ranked *r = malloc(N * sizeof *r);
     double *tmp = malloc(D * sizeof *tmp), *acc = malloc(N * Dv * sizeof *acc);
@@ -69,18 +69,20 @@ void ref_routing_attention(const float *q, const float *k, const float *v,
     if (min_gap)
         *min_gap = INFINITY;
     if (!r || !tmp || !acc || !p || !o || !qs || !ks || !cnt) {
-        for (size_t i = 0; i < B * H * N * Dv; i++)
+        for (size_t i = 0; i < B * Hq * N * Dv; i++)
             out[i] = NAN;
         goto done;
     }
     for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < H; h++) {
-            size_t bh = b * H + h;
-            const float *qh = q + bh * N * D, *kh = k + bh * N * D, *vh = v + bh * N * Dv;
+        for (size_t h = 0; h < Hq; h++) {
+            /* Query head h uses key/value head hk and its centroids (as if they were repeated
+             * for every query head of the group). */
+            size_t bh = b * Hq + h, hk = h / (Hq / Hk), bk = b * Hk + hk;
+            const float *qh = q + bh * N * D, *kh = k + bk * N * D, *vh = v + bk * N * Dv;
             memset(acc, 0, N * Dv * sizeof *acc);
             memset(cnt, 0, N * sizeof *cnt);
             for (size_t c = 0; c < C; c++) {
-                const float *mu = centroids + (h * C + c) * D;
+                const float *mu = centroids + (hk * C + c) * D;
                 select_top(qh, mu, N, D, w, r, tmp, qs, min_gap);
                 select_top(kh, mu, N, D, w, r, tmp, ks, min_gap);
                 for (size_t a = 0; a < w; a++) {
@@ -141,13 +143,25 @@ static uint64_t splitmix64(uint64_t *s)
 
 static double uniform(uint64_t *s) { return (double)(splitmix64(s) >> 11) / 9007199254740992.0; }
 
-/* Normalised data of head h: m < B N are queries (b = m / N), the rest keys. */
-static void head_data(const float *q, const float *k, size_t B, size_t H, size_t N, size_t D,
-                      size_t h, double *x)
+void ref_routing_attention(const float *q, const float *k, const float *v,
+                           const float *centroids, float *out, size_t B, size_t H, size_t N,
+                           size_t D, size_t Dv, size_t C, size_t w, double scale, int causal,
+                           double *min_gap)
 {
-    for (size_t m = 0; m < 2 * B * N; m++) {
-        size_t mm = m < B * N ? m : m - B * N, b = mm / N, n = mm % N;
-        const float *src = (m < B * N ? q : k) + ((b * H + h) * N + n) * D;
+    ref_routing_attention_gqa(q, k, v, centroids, out, B, H, H, N, D, Dv, C, w, scale, causal,
+                              min_gap);
+}
+
+/* Normalised data of key head h (G = Hq / Hk): m = (g B + b) N + n for g < G are the queries of
+ * query head h G + g, then m = G B N + b N + n the keys. */
+static void head_data(const float *q, const float *k, size_t B, size_t Hq, size_t Hk, size_t N,
+                      size_t D, size_t h, double *x)
+{
+    size_t G = Hq / Hk;
+    for (size_t m = 0; m < (G + 1) * B * N; m++) {
+        size_t g = m / (B * N), b = m % (B * N) / N, n = m % N;
+        const float *src = g < G ? q + ((b * Hq + h * G + g) * N + n) * D
+                                 : k + ((b * Hk + h) * N + n) * D;
         unit(src, D, x + m * D);
     }
 }
@@ -155,7 +169,13 @@ static void head_data(const float *q, const float *k, size_t B, size_t H, size_t
 void ref_routing_kmeanspp(const float *q, const float *k, size_t B, size_t H, size_t N, size_t D,
                           size_t C, uint64_t seed, float *centroids)
 {
-    size_t M = 2 * B * N;
+    ref_routing_kmeanspp_gqa(q, k, B, H, H, N, D, C, seed, centroids);
+}
+
+void ref_routing_kmeanspp_gqa(const float *q, const float *k, size_t B, size_t Hq, size_t Hk,
+                              size_t N, size_t D, size_t C, uint64_t seed, float *centroids)
+{
+    size_t H = Hk, M = (Hq / Hk + 1) * B * N;
     double *x = malloc(M * D * sizeof *x), *dist = malloc(M * sizeof *dist);
     if (!x || !dist) {
         for (size_t i = 0; i < H * C * D; i++)
@@ -165,7 +185,7 @@ void ref_routing_kmeanspp(const float *q, const float *k, size_t B, size_t H, si
         return;
     }
     for (size_t h = 0; h < H; h++) {
-        head_data(q, k, B, H, N, D, h, x);
+        head_data(q, k, B, Hq, Hk, N, D, h, x);
         uint64_t s = seed + (uint64_t)(h + 1) * 0x9E3779B97F4A7C15ull;
         size_t m = (size_t)(uniform(&s) * (double)M);
         for (size_t c = 0; c < C; c++) {
@@ -213,7 +233,14 @@ void ref_routing_kmeanspp(const float *q, const float *k, size_t B, size_t H, si
 void ref_routing_update(const float *q, const float *k, float *centroids, size_t B, size_t H,
                         size_t N, size_t D, size_t C, double decay, double *min_gap)
 {
-    size_t M = 2 * B * N;
+    ref_routing_update_gqa(q, k, centroids, B, H, H, N, D, C, decay, min_gap);
+}
+
+void ref_routing_update_gqa(const float *q, const float *k, float *centroids, size_t B,
+                            size_t Hq, size_t Hk, size_t N, size_t D, size_t C, double decay,
+                            double *min_gap)
+{
+    size_t H = Hk, M = (Hq / Hk + 1) * B * N;
     double *x = malloc(M * D * sizeof *x), *sum = malloc(C * D * sizeof *sum);
     size_t *cnt = malloc(C * sizeof *cnt);
     if (min_gap)
@@ -224,7 +251,7 @@ void ref_routing_update(const float *q, const float *k, float *centroids, size_t
         goto done;
     }
     for (size_t h = 0; h < H; h++) {
-        head_data(q, k, B, H, N, D, h, x);
+        head_data(q, k, B, Hq, Hk, N, D, h, x);
         memset(sum, 0, C * D * sizeof *sum);
         memset(cnt, 0, C * sizeof *cnt);
         float *mu = centroids + h * C * D;

@@ -25,15 +25,32 @@ void ref_routing_attention(const float *q, const float *k, const float *v,
                            size_t D, size_t Dv, size_t C, size_t w, double scale, int causal,
                            double *min_gap);
 
+/* Grouped-query form: q [B][Hq][N][D], k [B][Hk][N][D], v [B][Hk][N][Dv], centroids [Hk][C][D],
+   out [B][Hq][N][Dv], Hq a multiple of Hk. Query head h is routed and attends exactly as with
+   key/value head h / (Hq / Hk) and its centroids repeated for it (ref_routing_attention is the
+   case Hq = Hk = H). */
+void ref_routing_attention_gqa(const float *q, const float *k, const float *v,
+                               const float *centroids, float *out, size_t B, size_t Hq,
+                               size_t Hk, size_t N, size_t D, size_t Dv, size_t C, size_t w,
+                               double scale, int causal, double *min_gap);
+
 /* k-means++ exactly as clattn_routing_centroids_init documents it. centroids: [H][C][D]. */
 void ref_routing_kmeanspp(const float *q, const float *k, size_t B, size_t H, size_t N, size_t D,
                           size_t C, uint64_t seed, float *centroids);
+/* The same with Hq query heads sharing Hk key heads: q [B][Hq][N][D], k [B][Hk][N][D],
+   centroids [Hk][C][D] (each key head's data: its group's queries, then its keys). */
+void ref_routing_kmeanspp_gqa(const float *q, const float *k, size_t B, size_t Hq, size_t Hk,
+                              size_t N, size_t D, size_t C, uint64_t seed, float *centroids);
 
 /* One EMA step as clattn_routing_update_centroids documents it; centroids [H][C][D] updated in
    place. min_gap (may be NULL): smallest non-zero margin between a vector's best and second-best
    centroid scores (+INFINITY when C == 1). */
 void ref_routing_update(const float *q, const float *k, float *centroids, size_t B, size_t H,
                         size_t N, size_t D, size_t C, double decay, double *min_gap);
+/* The same with Hq query heads sharing Hk key heads (shapes as ref_routing_kmeanspp_gqa). */
+void ref_routing_update_gqa(const float *q, const float *k, float *centroids, size_t B,
+                            size_t Hq, size_t Hk, size_t N, size_t D, size_t C, double decay,
+                            double *min_gap);
 
 #ifdef __cplusplus
 }

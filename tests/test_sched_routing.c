@@ -1,0 +1,138 @@
+/* Device-free checks of routing attention's launch rules (lib/sched/sched_routing.c) on the
+ * made-up devices of test_devices.c: -D options ROUTING_-prefixed and carrying the lanes and the
+ * private row length, work-group sizes that divide their global sizes and fit the device, and
+ * the refused problems. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "clattn.h"
+#include "sched.h"
+
+#include "test_devices.h"
+
+/* Every -D option of `defines` starts with `prefix`. */
+static int all_prefixed(const char *defines, const char *prefix)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", defines);
+    int count = 0;
+    for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " ")) {
+        if (strncmp(tok, "-D", 2) != 0 || strncmp(tok + 2, prefix, strlen(prefix)) != 0)
+            return 0;
+        count++;
+    }
+    return count > 0;
+}
+
+static int fits(const clattn_device_info *dev, size_t local, size_t global)
+{
+    return local >= 1 && global % local == 0 && (local & (local - 1)) == 0 &&
+           (!dev->max_work_group_size || local <= dev->max_work_group_size) &&
+           (!dev->max_work_item_sizes[0] || local <= dev->max_work_item_sizes[0]);
+}
+
+static void test_every_device(void **state)
+{
+    (void)state;
+    clattn_device_info devs[MAX_DEVS];
+    size_t ndev = make_devices(devs);
+    static const size_t ns[] = {1, 7, 64, 257, 4096, 65536};
+    static const size_t ds[] = {1, 2, 16, 64, 256};
+    for (size_t i = 0; i < ndev; i++)
+        for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+            for (size_t b = 0; b < sizeof ds / sizeof ds[0]; b++) {
+                size_t n = ns[a], c = n < 16 ? 1 : n / 16, w = (n + c - 1) / c;
+                clattn__routing_problem p = {2, 8, 2, n, ds[b], ds[b], c, w, (int)(a % 2)};
+                clattn__routing_launch L;
+                char why[160];
+                memset(&L, 0xa5, sizeof L);
+                assert_int_equal(clattn__schedule_routing(&devs[i], &p, &L, why, sizeof why),
+                                 CLATTN_SUCCESS);
+                assert_int_equal(L.lanes, 16);
+                assert_int_equal(L.max_d, CLATTN__ROUTING_MAX_D);
+                assert_true(all_prefixed(L.defines, "ROUTING_"));
+                char want[64];
+                snprintf(want, sizeof want, "-DROUTING_LANES=%u", L.lanes);
+                assert_non_null(strstr(L.defines, want));
+                snprintf(want, sizeof want, "-DROUTING_MAX_D=%u", L.max_d);
+                assert_non_null(strstr(L.defines, want));
+                assert_true(fits(&devs[i], L.rows_local, n));
+                assert_true(fits(&devs[i], L.attend_local, w));
+                /* Kernels with private rows: small groups (CPU drivers keep a group's private
+                 * memory on one stack). */
+                assert_true(L.rows_local <= 16 && L.attend_local <= 16);
+            }
+}
+
+/* The largest power of two <= 16 dividing the global size. */
+static void test_work_groups(void **state)
+{
+    (void)state;
+    clattn_device_info devs[MAX_DEVS];
+    make_devices(devs);
+    clattn__routing_problem p = {1, 1, 1, 4096, 64, 64, 64, 64, 0};
+    clattn__routing_launch L;
+    assert_int_equal(clattn__schedule_routing(&devs[0], &p, &L, NULL, 0), CLATTN_SUCCESS);
+    assert_int_equal(L.rows_local, 16);
+    assert_int_equal(L.attend_local, 16);
+    p.n = 4100; /* 4 divides it, 8 does not */
+    p.window = 20;
+    assert_int_equal(clattn__schedule_routing(&devs[0], &p, &L, NULL, 0), CLATTN_SUCCESS);
+    assert_int_equal(L.rows_local, 4);
+    assert_int_equal(L.attend_local, 4);
+    p.n = 4097;
+    p.window = 17;
+    assert_int_equal(clattn__schedule_routing(&devs[0], &p, &L, NULL, 0), CLATTN_SUCCESS);
+    assert_int_equal(L.rows_local, 1);
+    assert_int_equal(L.attend_local, 1);
+    clattn_device_info tiny = devs[0];
+    tiny.max_work_group_size = 4;
+    p.n = 4096;
+    p.window = 64;
+    assert_int_equal(clattn__schedule_routing(&tiny, &p, &L, NULL, 0), CLATTN_SUCCESS);
+    assert_int_equal(L.rows_local, 4);
+    assert_int_equal(L.attend_local, 4);
+}
+
+static void test_refused(void **state)
+{
+    (void)state;
+    clattn_device_info devs[MAX_DEVS];
+    make_devices(devs);
+    clattn__routing_launch L;
+    char why[160];
+    clattn__routing_problem ok = {1, 4, 2, 100, 64, 32, 10, 10, 1};
+    assert_int_equal(clattn__schedule_routing(&devs[0], &ok, &L, why, sizeof why),
+                     CLATTN_SUCCESS);
+    clattn__routing_problem p = ok;
+    p.d = 257;
+    assert_int_equal(clattn__schedule_routing(&devs[0], &p, &L, why, sizeof why),
+                     CLATTN_INVALID_SHAPE);
+    assert_true(why[0] != '\0');
+    p = ok;
+    p.dv = 300;
+    assert_int_equal(clattn__schedule_routing(&devs[0], &p, &L, why, sizeof why),
+                     CLATTN_INVALID_SHAPE);
+    p = ok;
+    p.heads_q = 3;
+    assert_int_equal(clattn__schedule_routing(&devs[0], &p, &L, why, sizeof why),
+                     CLATTN_INVALID_SHAPE);
+    p = ok;
+    p.window = 0;
+    assert_int_equal(clattn__schedule_routing(&devs[0], &p, &L, NULL, 0), CLATTN_INVALID_SHAPE);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_device),
+        cmocka_unit_test(test_work_groups),
+        cmocka_unit_test(test_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
