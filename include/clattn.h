@@ -620,6 +620,31 @@ CLATTN_API size_t clattn_linear_feature_count(const clattn_linear_desc *desc, si
 CLATTN_API clattn_status clattn_favor_draw(size_t m, size_t d, uint64_t seed,
                                            clattn_favor_scaling scaling, float *w);
 
+/* Bakes a plan for linear attention on fixed shapes (shapes and desc as for
+ * clattn_linear_enqueue below): validates the desc and shapes, asks the scheduler for the launch
+ * (the form -- FUSED or GEMM --, chunking, register blocking, work-group sizes), creates every
+ * kernel the form runs once, draws or copies FAVOR's W and uploads it once, and allocates the
+ * scratch (features, padded values, chunk states). The plan copies what it needs of the desc
+ * (desc.projection may be freed afterwards). Status as for clattn_linear_enqueue's validation
+ * (UNSUPPORTED also for FAVOR beyond the features the device computes correctly), then
+ * BUILD_FAILED or OpenCL allocation codes. Release with clattn_plan_destroy. */
+CLATTN_API clattn_status clattn_linear_plan_create(clattn_context *ctx,
+                                                   const clattn_linear_desc *desc,
+                                                   const size_t q_shape[4],
+                                                   const size_t k_shape[4],
+                                                   const size_t v_shape[4], clattn_plan **plan);
+
+/* Enqueues a baked linear plan on tensors of its shapes (any strides); no program is built, no
+ * kernel created and nothing uploaded here. The first command waits for the wait list; `event`
+ * (may be NULL) receives an event for the last. Status: NULL_POINTER, INVALID_ARGUMENT (not a
+ * linear plan, or a decoding state's), SHAPE_MISMATCH (a tensor of another shape), and the view
+ * checks of clattn_linear_enqueue (BUFFER_TOO_SMALL, ALIASING); nothing is enqueued on failure. */
+CLATTN_API clattn_status clattn_linear_plan_enqueue(clattn_plan *plan, const clattn_tensor *q,
+                                                    const clattn_tensor *k,
+                                                    const clattn_tensor *v,
+                                                    const clattn_tensor *out, cl_uint num_wait,
+                                                    const cl_event *wait, cl_event *event);
+
 /* Enqueues linear attention (see above) on the context's queue.
  * Tensors: q [B, H, Nq, D], k [B, H, Nk, D], v [B, H, Nk, Dv], out [B, H, Nq, Dv], with
  * 1 <= D, Dv <= 256 (Dv may differ from D), any strides (e.g. [B, N, H, D] layouts). desc NULL

@@ -1825,6 +1825,121 @@ static void test_invalid_forms(void **state)
         clReleaseMemObject(all[i]);
 }
 
+/* ---- plans: baked once, then no program lookup and no kernel creation ---- */
+
+static clattn_context_stats stats_now(void)
+{
+    clattn_context_stats st;
+    assert_int_equal(clattn_context_get_stats(ctx, &st), CLATTN_SUCCESS);
+    return st;
+}
+
+static void expect_same_stats(const clattn_context_stats *a, const clattn_context_stats *b,
+                              const char *what)
+{
+    if (a->kernels_created != b->kernels_created || a->program_lookups != b->program_lookups)
+        fail_msg("%s: kernels created %u -> %u, program lookups %u -> %u", what,
+                 a->kernels_created, b->kernels_created, a->program_lookups, b->program_lookups);
+}
+
+/* A decoding state bakes its plan at creation; 100 steps (after a prefill) then create no kernel
+ * and look up no program, and still match causal attention over the whole sequence. Every form:
+ * plain ELU, FAVOR+ with fixed momentum, adaptive momentum. */
+static void test_state_steps_baked(void **state)
+{
+    (void)state;
+    static const form fs[] = {{CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_NONE, 0},
+                              {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED, 0},
+                              {CLATTN_FEATURE_RELU, CLATTN_MOMENTUM_ADAPTIVE, 0}};
+    for (size_t f = 0; f < sizeof fs / sizeof fs[0]; f++) {
+        float *w;
+        clattn_linear_desc d = form_desc(&fs[f], 16, &w);
+        seqdata s;
+        seq_make_desc(&s, 1, 2, 120, 16, 8, &d);
+        clattn_linear_state *st = state_of_desc(&s, &d);
+        prefill(st, &s, 0, 20, 1);
+        clattn_context_stats before = stats_now();
+        for (size_t n = 20; n < s.N; n++)
+            step(st, &s, n, s.bo);
+        clattn_context_stats after = stats_now();
+        char what[96];
+        snprintf(what, sizeof what, "100 steps %s %s", fmap_name(fs[f].fmap),
+                 mom_name(fs[f].mom));
+        expect_same_stats(&before, &after, what);
+        check_outputs(&s, what);
+        clattn_linear_state_destroy(st);
+        seq_free(&s);
+        free(w);
+    }
+}
+
+/* A plan of every form enqueued several times: the same results each time, no lookups. */
+static void test_plan_reuse(void **state)
+{
+    (void)state;
+    static const struct {
+        clattn_feature_map fmap;
+        clattn_momentum mom;
+        int causal;
+        clattn_linear_algo algo;
+    } fs[] = {{CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_NONE, 0, CLATTN_LINEAR_FUSED},
+              {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_NONE, 0, CLATTN_LINEAR_GEMM},
+              {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED, 1, CLATTN_LINEAR_AUTO},
+              {CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_ADAPTIVE, 0, CLATTN_LINEAR_AUTO}};
+    size_t B = 1, H = 2, N = 90, D = 16, Dv = 8;
+    size_t nq = B * H * N * D, nv = B * H * N * Dv;
+    for (size_t f = 0; f < sizeof fs / sizeof fs[0]; f++) {
+        float *w;
+        clattn_linear_desc d = make_desc(fs[f].fmap, 32, 0, 3, D, fs[f].mom, 0.6f, 0.5f, &w);
+        d.causal = fs[f].causal;
+        d.algorithm = fs[f].algo;
+        uint64_t seed = 71 + f;
+        float *q = inputs_amp(nq, d.feature_map, 1.0f, &seed);
+        float *k = inputs_amp(nq, d.feature_map, 1.0f, &seed);
+        float *v = inputs_amp(nv, CLATTN_FEATURE_ELU, 1.0f, &seed);
+        float *wd = desc_w(&d, D), *ref = malloc(nv * 4), *out = malloc(nv * 4);
+        ref_of_desc(&d, wd, q, k, v, ref, B, H, N, N, D, Dv, d.causal);
+        cl_mem bq = tu_buffer(ctx, nq * 4, q), bk = tu_buffer(ctx, nq * 4, k);
+        cl_mem bv = tu_buffer(ctx, nv * 4, v), bo = tu_buffer(ctx, nv * 4, NULL);
+        size_t qs[4] = {B, H, N, D}, vs[4] = {B, H, N, Dv};
+        clattn_plan *plan = NULL;
+        assert_int_equal(clattn_linear_plan_create(ctx, &d, qs, qs, vs, &plan), CLATTN_SUCCESS);
+        clattn_plan_info info;
+        assert_int_equal(clattn_plan_get_info(plan, &info), CLATTN_SUCCESS);
+        assert_int_equal(info.op, CLATTN_OP_LINEAR);
+        assert_true(info.num_kernels >= 3 && strstr(info.build_options, "-DLINEAR_CHUNK="));
+        if (fs[f].algo != CLATTN_LINEAR_AUTO)
+            assert_int_equal(info.algorithm, fs[f].algo);
+        clattn_tensor tq = clattn_tensor_make(bq, B, H, N, D), tk = clattn_tensor_make(bk, B, H, N, D);
+        clattn_tensor tv = clattn_tensor_make(bv, B, H, N, Dv), to = clattn_tensor_make(bo, B, H, N, Dv);
+        clattn_context_stats before = stats_now();
+        for (int rep = 0; rep < 3; rep++) {
+            tu_poison_buffer(ctx, bo, nv * 4);
+            cl_event ev = NULL;
+            assert_int_equal(clattn_linear_plan_enqueue(plan, &tq, &tk, &tv, &to, 0, NULL, &ev),
+                             CLATTN_SUCCESS);
+            assert_non_null(ev);
+            assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
+            clReleaseEvent(ev);
+            tu_read(ctx, bo, nv * 4, out);
+            tu_check_close(out, ref, nv, TU_TOL_FP32, "plan reuse");
+        }
+        clattn_context_stats after = stats_now();
+        expect_same_stats(&before, &after, "plan enqueues");
+        clattn_plan_destroy(plan);
+        cl_mem all[] = {bq, bk, bv, bo};
+        for (int i = 0; i < 4; i++)
+            clReleaseMemObject(all[i]);
+        free(q);
+        free(k);
+        free(v);
+        free(wd);
+        free(ref);
+        free(out);
+        free(w);
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1878,6 +1993,11 @@ int main(void)
         cmocka_unit_test(test_state_save_load),
         cmocka_unit_test(test_state_write_forms),
         cmocka_unit_test(test_invalid_forms),
+        cmocka_unit_test(test_state_steps_baked),
+        cmocka_unit_test(test_plan_reuse),
     };
+    /* CLATTN_TEST_FILTER=pattern runs only the matching cases (while developing). */
+    if (getenv("CLATTN_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("CLATTN_TEST_FILTER"));
     return cmocka_run_group_tests(tests, setup, teardown);
 }
