@@ -646,9 +646,11 @@ CLATTN_API clattn_status clattn_linear_plan_enqueue(clattn_plan *plan, const cla
                                                     const cl_event *wait, cl_event *event);
 
 /* Enqueues linear attention (see above) on the context's queue.
- * Tensors: q [B, H, Nq, D], k [B, H, Nk, D], v [B, H, Nk, Dv], out [B, H, Nq, Dv], with
- * 1 <= D, Dv <= 256 (Dv may differ from D), any strides (e.g. [B, N, H, D] layouts). desc NULL
- * means the defaults. Scratch (features, padded values and per-chunk states: about
+ * Tensors: q [B, Hq, Nq, D], k [B, Hk, Nk, D], v [B, Hk, Nk, Dv], out [B, Hq, Nq, Dv], with
+ * 1 <= D, Dv <= 256 (Dv may differ from D), any strides (e.g. [B, N, H, D] layouts), and Hq a
+ * multiple of Hk: grouped-query and multi-query attention, query head h reading key/value head
+ * h / (Hq / Hk), in every form (the key-side sums are computed once per key head and shared by
+ * its query heads). desc NULL means the defaults. Scratch (features, padded values and per-chunk states: about
  * 4 * B * H * (Nq * M + Nk * (M + Dv + 2)) bytes plus the chunk states) lives in the context's
  * reusable workspace on an in-order queue -- kept for later calls until the context is
  * destroyed, since fresh buffers cost their page faults on every call -- and is allocated per
@@ -669,8 +671,8 @@ CLATTN_API clattn_status clattn_linear_enqueue(clattn_context *ctx, const clattn
                                                cl_uint num_wait, const cl_event *wait,
                                                cl_event *event);
 
-/* Blocking host-memory convenience: contiguous float32 arrays q [B,H,Nq,D], k [B,H,Nk,D],
- * v [B,H,Nk,Dv], out [B,H,Nq,Dv] (shapes as above). `out` is only written on success. Status as
+/* Blocking host-memory convenience: contiguous float32 arrays q [B,Hq,Nq,D], k [B,Hk,Nk,D],
+ * v [B,Hk,Nk,Dv], out [B,Hq,Nq,Dv] (shapes as above). `out` is only written on success. Status as
  * for clattn_linear_enqueue. */
 CLATTN_API clattn_status clattn_linear_host(clattn_context *ctx, const clattn_linear_desc *desc,
                                             const size_t q_shape[4], const size_t k_shape[4],
@@ -687,8 +689,12 @@ CLATTN_API clattn_status clattn_linear_host(clattn_context *ctx, const clattn_li
  * by the events the caller passes. */
 typedef struct clattn_linear_state clattn_linear_state;
 
-/* Creates a zeroed state for `batch` sequences of `heads` heads, key dim d and value dim dv
- * (1..256). Blocking (the zero fill is finished on return). Status: NULL_POINTER, INVALID_ARGUMENT
+/* Creates a zeroed state for `batch` sequences of `heads` key/value heads, key dim d and value
+ * dim dv (1..256). With grouped-query attention the state holds the key/value heads only; the
+ * prefills and steps then take queries (and outputs) with any multiple of `heads` heads. The
+ * state's plan (its kernels, FAVOR's W) is made here, so prefills and steps build, create and
+ * upload nothing (scratch grows when a prefill is longer, or has more query heads, than any
+ * before). Blocking (the zero fill is finished on return). Status: NULL_POINTER, INVALID_ARGUMENT
  * (desc as above), INVALID_SHAPE, OpenCL allocation codes. On failure *state is NULL. */
 CLATTN_API clattn_status clattn_linear_state_create(clattn_context *ctx,
                                                     const clattn_linear_desc *desc, size_t batch,
@@ -747,15 +753,16 @@ CLATTN_API clattn_status clattn_linear_state_load(clattn_linear_state *state, co
  * v_j^T) / (phi(q_i)^T (z0 + sum_{j<=i} phi(k_j)) + eps)), and the state becomes the one after
  * the whole prompt. After a reset this is exactly
  * clattn_linear_enqueue with causal = 1; two prefills in a row equal one over the concatenation.
- * Tensors: q, k [B, H, N, D], v [B, H, N, Dv], out [B, H, N, Dv] or NULL (only the state is
- * updated), with the state's B, H, D, Dv and any N >= 1. Status as for clattn_linear_enqueue
+ * Tensors: q [B, Hq, N, D], k [B, H, N, D], v [B, H, N, Dv], out [B, Hq, N, Dv] or NULL (only
+ * the state is updated), with the state's B, H, D, Dv, Hq a multiple of H, and any N >= 1. Status as for clattn_linear_enqueue
  * (SHAPE_MISMATCH when a tensor disagrees with the state); on failure the state is unchanged. */
 CLATTN_API clattn_status clattn_linear_prefill(clattn_linear_state *state, const clattn_tensor *q,
                                                const clattn_tensor *k, const clattn_tensor *v,
                                                const clattn_tensor *out, cl_uint num_wait,
                                                const cl_event *wait, cl_event *event);
 
-/* One decoding step for every sequence: q, k [B, H, 1, D], v and out [B, H, 1, Dv]. Advances
+/* One decoding step for every sequence: q [B, Hq, 1, D], k [B, H, 1, D], v [B, H, 1, Dv] and
+ * out [B, Hq, 1, Dv] (Hq a multiple of the state's H). Advances
  * the recurrence by one token (without momentum: adds phi(k) v^T to S and phi(k) to z), then
  * writes out = phi(q)^T S / (phi(q)^T z + eps), so a prefill of a prompt followed by steps over
  * the rest equals causal attention over the whole sequence. Cost O(B * H * M * Dv), independent

@@ -233,18 +233,19 @@ __kernel void clattn_linear_kt(__global const float *fk, uint n, uint nchunks,
 
 /* Causal rows' weights for the keys of their own chunk: w[i][t] = exp(L_j - m_i) (phi(q_i) . F_j)
  * for j = j0 + t <= i (0 beyond), with m_i = max(r, L_j0..L_i) written to mi[i] (r = the chunk's
- * carried log-scale). One row per work-item, the chunk's LINEAR_CHUNK keys as float16 vectors (from
+ * carried log-scale). Query head bh reads key head bh / group (GQA; group = 1 otherwise). One row per work-item, the chunk's LINEAR_CHUNK keys as float16 vectors (from
  * the transposed kt); kept apart from the output kernel so each dot product is computed once
  * rather than once per value block. Global size (Nq, BH). */
 __kernel void clattn_linear_intra(__global const float *fq, __global const float *kt,
                                   __global const float *l, __global const float *ps, uint mp,
-                                  uint nchunks, __global float *w, __global float *mi)
+                                  uint nchunks, uint group, __global float *w,
+                                  __global float *mi)
 {
-    uint i = get_global_id(0), bh = get_global_id(1), nq = get_global_size(0);
+    uint i = get_global_id(0), bh = get_global_id(1), nq = get_global_size(0), bk = bh / group;
     uint c = i / LINEAR_CHUNK, j0 = c * LINEAR_CHUNK, last = i - j0;
-    ulong lrow = (ulong)bh * nq;
+    ulong lrow = (ulong)bh * nq, krow = (ulong)bk * nq;
     __global const float *qr = fq + (lrow + i) * mp;
-    __global const float *kr = kt + ((ulong)bh * nchunks + c) * mp * LINEAR_CHUNK;
+    __global const float *kr = kt + ((ulong)bk * nchunks + c) * mp * LINEAR_CHUNK;
     float16 dt[LINEAR_CHUNK / 16];
     for (int u = 0; u < LINEAR_CHUNK / 16; u++)
         dt[u] = CLATTN_SPLAT16(0.0f);
@@ -255,9 +256,9 @@ __kernel void clattn_linear_intra(__global const float *fq, __global const float
             dt[u] = fma(qv, vload16(u, km), dt[u]);
     }
     float ls[LINEAR_CHUNK];
-    float mx = ps[(ulong)bh * nchunks + c];
+    float mx = ps[(ulong)bk * nchunks + c];
     for (uint t = 0; t < LINEAR_CHUNK; t++) {
-        ls[t] = t <= last ? l[lrow + j0 + t] : -INFINITY;
+        ls[t] = t <= last ? l[krow + j0 + t] : -INFINITY;
         mx = fmax(mx, ls[t]);
     }
     float16 m16 = CLATTN_SPLAT16(mx);
@@ -269,8 +270,9 @@ __kernel void clattn_linear_intra(__global const float *fq, __global const float
 
 /* Output rows: LINEAR_RB query rows times up to LINEAR_EB float16 blocks of value columns per
  * work-item, so each query feature loaded feeds LINEAR_EB vector FMAs.
- * Carried state: per chunk (causal: st + (bh * nchunks + c) states, log-scale ps[bh][c]) or one
- * per (b, h) (non-causal and decoding: alpha = 1). With S = coef (A - mu B) and, for causal
+ * Carried state: per chunk (causal: st + (bk * nchunks + c) states, log-scale ps[bk][c]) or one
+ * per (b, key head) (non-causal and decoding: alpha = 1), bk = bh / group the key head query head
+ * bh reads (GQA; group = 1 otherwise). With S = coef (A - mu B) and, for causal
  * rows, the masked keys of their own chunk (weights w_ij from clattn_linear_intra):
  *   num_i = alpha_i (coef phi(q_i) A - coef mu^(i - j0 + 2) phi(q_i) B)
  *           + sum_{j0 <= j <= i} w_ij coef (1 - mu^(i-j+1)) v_j
@@ -282,13 +284,13 @@ __kernel void clattn_linear_out(__global const float *fq, __global const float *
                                 uint nq, uint mp, uint dv, uint dvp, __global const float *sa,
                                 __global const float *sb, __global const float *ps, uint nchunks,
                                 __global const float *iw, __global const float *imi, int causal,
-                                int momentum, float mu, float coef, float eps)
+                                int momentum, float mu, float coef, float eps, uint group)
 {
-    uint eg = get_global_id(0), rb = get_global_id(1), bh = get_global_id(2);
+    uint eg = get_global_id(0), rb = get_global_id(1), bh = get_global_id(2), bk = bh / group;
     uint b = bh / heads, h = bh % heads, dw = dvp + 16;
     uint e0 = eg * 16 * LINEAR_EB, nblk = min((uint)LINEAR_EB, (dvp - e0) / 16);
     uint i0 = rb * LINEAR_RB, c = causal ? i0 / LINEAR_CHUNK : 0;
-    ulong st = ((ulong)bh * (causal ? nchunks : 1) + c) * mp * dw;
+    ulong st = ((ulong)bk * (causal ? nchunks : 1) + c) * mp * dw;
     __global const float *A = sa + st + e0, *B = sb + st + e0, *Z = sa + st + dvp;
     __global const float *q = fq + ((ulong)bh * nq + i0) * mp;
     uint nr = min((uint)LINEAR_RB, nq - i0);
@@ -336,7 +338,7 @@ __kernel void clattn_linear_out(__global const float *fq, __global const float *
             }
         }
     }
-    float r0 = causal ? ps[(ulong)bh * nchunks + c] : 0.0f;
+    float r0 = causal ? ps[(ulong)bk * nchunks + c] : 0.0f;
     uint j0 = c * LINEAR_CHUNK;
     ulong lrow = (ulong)bh * nq;
     float den[LINEAR_RB];
@@ -355,7 +357,7 @@ __kernel void clattn_linear_out(__global const float *fq, __global const float *
     if (causal) {
         uint jend = min(i0 + (uint)LINEAR_RB, nq);
         for (uint j = j0; j < jend; j++) {
-            __global const float *vr = vp + (lrow + j) * dvp + e0;
+            __global const float *vr = vp + ((ulong)bk * nq + j) * dvp + e0;
             float16 vv[LINEAR_EB];
             for (int u = 0; u < LINEAR_EB; u++)
                 vv[u] = (uint)u < nblk ? vload16(u, vr) : CLATTN_SPLAT16(0.0f);
@@ -412,18 +414,20 @@ __kernel void clattn_linear_step_commit(__global float *sr, __global const float
     sr[bh] = fmax(sr[bh], l[bh]);
 }
 
-/* Adaptive momentum (the authors' frmomentum recurrence), sequential: one work-item per (b, h)
- * walks keys j0..j1-1, keeping S (z in its DVP column), P, S_{i-1}, U_{i-1} ([BH][MP][DW] each),
- * the log-scale r and the token count t in global memory, so a long scan may be split into
- * several launches. With want_out, row j of out receives the output after key j (causal form).
- * Global size (BH). */
+/* Adaptive momentum (the authors' frmomentum recurrence), sequential: one work-item per (b, key
+ * head) walks keys j0..j1-1, keeping S (z in its DVP column), P, S_{i-1}, U_{i-1} ([BHk][MP][DW]
+ * each), the log-scale r and the token count t in global memory, so a long scan may be split into
+ * several launches. With want_out, row j of out receives, for each of the `group` query heads
+ * sharing the key head (GQA; 1 otherwise), the output after key j (causal form); fq and out are
+ * [B, heads * group, N, .]. Global size (BHk). */
 __kernel void clattn_linear_adaptive(__global const float *fq, __global const float *fk,
                                      __global const float *l, __global const float *vp, uint n,
                                      uint mp, uint dv, uint dvp, float eta, float eps,
                                      __global float *ss, __global float *sp, __global float *sprev,
                                      __global float *uprev, __global float *sr,
                                      __global uint *steps, int want_out, __global float *out,
-                                     ulong o_off, ulong4 o_st, uint heads, uint j0, uint j1)
+                                     ulong o_off, ulong4 o_st, uint heads, uint group, uint j0,
+                                     uint j1)
 {
     uint bh = get_global_id(0), b = bh / heads, h = bh % heads, dw = dvp + 16;
     ulong base = (ulong)bh * mp * dw;
@@ -480,8 +484,8 @@ __kernel void clattn_linear_adaptive(__global const float *fq, __global const fl
             S[(ulong)m * dw + dvp] += fm;
         }
         t++;
-        if (want_out) {
-            __global const float *qr = fq + row * mp;
+        for (uint g = 0; want_out && g < group; g++) {
+            __global const float *qr = fq + ((ulong)(bh * group + g) * n + j) * mp;
             float den = 0.0f;
             for (uint m = 0; m < mp; m++)
                 den += qr[m] * S[(ulong)m * dw + dvp];
@@ -490,7 +494,7 @@ __kernel void clattn_linear_adaptive(__global const float *fq, __global const fl
                 float acc = 0.0f;
                 for (uint m = 0; m < mp; m++)
                     acc += qr[m] * S[(ulong)m * dw + e];
-                out[clattn_at(o_off, o_st, b, h, j, e)] = acc * inv;
+                out[clattn_at(o_off, o_st, b, h * group + g, j, e)] = acc * inv;
             }
         }
     }

@@ -1940,6 +1940,152 @@ static void test_plan_reuse(void **state)
     }
 }
 
+/* ---- grouped-query attention: Hq query heads over Hk key/value heads ---- */
+
+/* x [B][Hk][N][D] with every head repeated `group` times: [B][Hk * group][N][D] (query head h
+ * reads key head h / group), so the reference computes GQA as multi-head attention. */
+static float *expand_heads(const float *x, size_t B, size_t Hk, size_t N, size_t D, size_t group)
+{
+    float *y = malloc(B * Hk * group * N * D * sizeof *y);
+    assert_non_null(y);
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < Hk * group; h++)
+            memcpy(y + ((b * Hk * group + h) * N) * D, x + ((b * Hk + h / group) * N) * D,
+                   N * D * sizeof *y);
+    return y;
+}
+
+/* Every form with GQA against the reference on expanded heads: non-causal (FUSED and GEMM),
+ * causal, fixed and adaptive momentum, FAVOR+; group 2 (4 over 2 heads) and MQA (3 over 1). */
+static void test_gqa(void **state)
+{
+    (void)state;
+    static const struct {
+        clattn_feature_map fmap;
+        clattn_momentum mom;
+        clattn_linear_algo algo;
+    } fs[] = {{CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_NONE, CLATTN_LINEAR_FUSED},
+              {CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_NONE, CLATTN_LINEAR_GEMM},
+              {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_NONE, CLATTN_LINEAR_GEMM},
+              {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED, CLATTN_LINEAR_AUTO},
+              {CLATTN_FEATURE_RELU, CLATTN_MOMENTUM_ADAPTIVE, CLATTN_LINEAR_AUTO}};
+    static const size_t heads[][2] = {{4, 2}, {3, 1}};
+    size_t B = 2, N = 75, D = 16, Dv = 12;
+    for (size_t f = 0; f < sizeof fs / sizeof fs[0]; f++)
+        for (size_t hh = 0; hh < 2; hh++)
+            for (int causal = 0; causal < 2; causal++) {
+                if (causal && fs[f].algo == CLATTN_LINEAR_GEMM)
+                    continue;
+                size_t Hq = heads[hh][0], Hk = heads[hh][1], group = Hq / Hk;
+                size_t Nq = causal ? N : N - 30;
+                float *w;
+                clattn_linear_desc d = make_desc(fs[f].fmap, 32, 0, 5, D, fs[f].mom, 0.7f, 0.6f,
+                                                 &w);
+                d.causal = causal;
+                d.algorithm = fs[f].algo;
+                uint64_t seed = 901 + f * 10 + hh;
+                size_t nq = B * Hq * Nq * D, nk = B * Hk * N * D, nv = B * Hk * N * Dv;
+                size_t no = B * Hq * Nq * Dv;
+                float *q = inputs_amp(nq, d.feature_map, 1.0f, &seed);
+                float *k = inputs_amp(nk, d.feature_map, 1.0f, &seed);
+                float *v = inputs_amp(nv, CLATTN_FEATURE_ELU, 1.0f, &seed);
+                float *ke = expand_heads(k, B, Hk, N, D, group);
+                float *ve = expand_heads(v, B, Hk, N, Dv, group);
+                float *wd = desc_w(&d, D), *ref = malloc(no * 4), *out = malloc(no * 4);
+                ref_of_desc(&d, wd, q, ke, ve, ref, B, Hq, Nq, N, D, Dv, causal);
+                cl_mem bq = tu_buffer(ctx, nq * 4, q), bk = tu_buffer(ctx, nk * 4, k);
+                cl_mem bv = tu_buffer(ctx, nv * 4, v), bo = tu_buffer(ctx, no * 4, NULL);
+                tu_poison_buffer(ctx, bo, no * 4);
+                clattn_tensor tq = clattn_tensor_make(bq, B, Hq, Nq, D);
+                clattn_tensor tk = clattn_tensor_make(bk, B, Hk, N, D);
+                clattn_tensor tv = clattn_tensor_make(bv, B, Hk, N, Dv);
+                clattn_tensor to = clattn_tensor_make(bo, B, Hq, Nq, Dv);
+                if (clattn_linear_enqueue(ctx, &d, &tq, &tk, &tv, &to, 0, NULL, NULL) !=
+                    CLATTN_SUCCESS)
+                    fail_msg("GQA enqueue: %s", clattn_context_last_error(ctx));
+                tu_read(ctx, bo, no * 4, out);
+                char what[128];
+                snprintf(what, sizeof what, "GQA %zu/%zu %s %s %s causal %d", Hq, Hk,
+                         fmap_name(d.feature_map), mom_name(d.momentum),
+                         fs[f].algo == CLATTN_LINEAR_GEMM ? "gemm" : "auto", causal);
+                tu_check_close(out, ref, no, TU_TOL_FP32, what);
+                cl_mem all[] = {bq, bk, bv, bo};
+                for (int i = 0; i < 4; i++)
+                    clReleaseMemObject(all[i]);
+                free(q);
+                free(k);
+                free(v);
+                free(ke);
+                free(ve);
+                free(wd);
+                free(ref);
+                free(out);
+                free(w);
+            }
+}
+
+/* A decoding state holds its key heads (Hk); prefills and steps take Hq = group * Hk query heads
+ * and give causal GQA over the whole sequence. */
+static void test_gqa_state(void **state)
+{
+    (void)state;
+    for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+        if (light_skip(forms[f].fmap) || forms[f].supplied)
+            continue;
+        size_t B = 1, Hq = 4, Hk = 2, group = 2, N = 80, D = 8, Dv = 6;
+        float *w;
+        clattn_linear_desc d = form_desc(&forms[f], D, &w);
+        uint64_t seed = 4242 + f;
+        size_t nq = B * Hq * N * D, nk = B * Hk * N * D, nv = B * Hk * N * Dv, no = B * Hq * N * Dv;
+        float *q = inputs_amp(nq, d.feature_map, 1.0f, &seed);
+        float *k = inputs_amp(nk, d.feature_map, 1.0f, &seed);
+        float *v = inputs_amp(nv, CLATTN_FEATURE_ELU, 1.0f, &seed);
+        float *ke = expand_heads(k, B, Hk, N, D, group), *ve = expand_heads(v, B, Hk, N, Dv, group);
+        float *wd = desc_w(&d, D), *ref = malloc(no * 4), *out = malloc(no * 4);
+        ref_of_desc(&d, wd, q, ke, ve, ref, B, Hq, N, N, D, Dv, 1);
+        cl_mem bq = tu_buffer(ctx, nq * 4, q), bk = tu_buffer(ctx, nk * 4, k);
+        cl_mem bv = tu_buffer(ctx, nv * 4, v), bo = tu_buffer(ctx, no * 4, NULL);
+        tu_poison_buffer(ctx, bo, no * 4);
+        clattn_linear_state *st = NULL;
+        assert_int_equal(clattn_linear_state_create(ctx, &d, B, Hk, D, Dv, &st), CLATTN_SUCCESS);
+        size_t cut = 70;
+        for (size_t n0 = 0; n0 < N; n0 = n0 < cut ? cut : n0 + 1) {
+            size_t len = n0 < cut ? cut : 1;
+            clattn_tensor tq = clattn_tensor_make(bq, B, Hq, N, D);
+            clattn_tensor tk = clattn_tensor_make(bk, B, Hk, N, D);
+            clattn_tensor tv = clattn_tensor_make(bv, B, Hk, N, Dv);
+            clattn_tensor to = clattn_tensor_make(bo, B, Hq, N, Dv);
+            clattn_tensor *ts[] = {&tq, &tk, &tv, &to};
+            for (int i = 0; i < 4; i++) {
+                ts[i]->shape[2] = len;
+                ts[i]->offset = n0 * ts[i]->strides[2];
+            }
+            clattn_status stt = len > 1 ? clattn_linear_prefill(st, &tq, &tk, &tv, &to, 0, NULL, NULL)
+                                        : clattn_linear_step(st, &tq, &tk, &tv, &to, 0, NULL, NULL);
+            if (stt != CLATTN_SUCCESS)
+                fail_msg("GQA state: %s", clattn_context_last_error(ctx));
+        }
+        tu_read(ctx, bo, no * 4, out);
+        char what[96];
+        snprintf(what, sizeof what, "GQA state %s %s", fmap_name(forms[f].fmap),
+                 mom_name(forms[f].mom));
+        tu_check_close(out, ref, no, TU_TOL_FP32, what);
+        clattn_linear_state_destroy(st);
+        cl_mem all[] = {bq, bk, bv, bo};
+        for (int i = 0; i < 4; i++)
+            clReleaseMemObject(all[i]);
+        free(q);
+        free(k);
+        free(v);
+        free(ke);
+        free(ve);
+        free(wd);
+        free(ref);
+        free(out);
+        free(w);
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1995,6 +2141,8 @@ int main(void)
         cmocka_unit_test(test_invalid_forms),
         cmocka_unit_test(test_state_steps_baked),
         cmocka_unit_test(test_plan_reuse),
+        cmocka_unit_test(test_gqa),
+        cmocka_unit_test(test_gqa_state),
     };
     /* CLATTN_TEST_FILTER=pattern runs only the matching cases (while developing). */
     if (getenv("CLATTN_TEST_FILTER"))

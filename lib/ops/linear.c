@@ -98,9 +98,11 @@ clattn_status clattn__linear_check_dims(clattn_context *ctx, const size_t q[4], 
     if (q[3] > CLATTN__FEATURES_MAX_D || v[3] > CLATTN__FEATURES_MAX_D)
         return clattn__fail(ctx, CLATTN_INVALID_SHAPE, "linear: D %zu or Dv %zu > %d", q[3],
                             v[3], CLATTN__FEATURES_MAX_D);
-    if (q[0] != k[0] || q[0] != v[0] || q[1] != k[1] || q[1] != v[1])
+    if (q[0] != k[0] || q[0] != v[0] || k[1] != v[1] || q[1] % k[1] != 0)
         return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH,
-                            "linear: batch/heads differ: q [%zu, %zu], k [%zu, %zu], v [%zu, %zu]",
+                            "linear: batch/heads differ: q [%zu, %zu], k [%zu, %zu], v [%zu, %zu] "
+                            "(k and v need q's batch and the same heads, q's heads a multiple "
+                            "of them)",
                             q[0], q[1], k[0], k[1], v[0], v[1]);
     if (k[2] != v[2])
         return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH, "linear: %zu keys but %zu values", k[2],

@@ -183,6 +183,7 @@ static clattn_status launch_out(seq *s, const clattn__linear_job *j, cl_mem sa, 
     const clattn_linear_desc *d = &p->desc;
     cl_uint heads = (cl_uint)z->hq, nq = (cl_uint)z->nq, mp = (cl_uint)z->mp;
     cl_uint dv = (cl_uint)z->dv, dvp = (cl_uint)z->dvp, unch = (cl_uint)nchunks;
+    cl_uint group = (cl_uint)z->group;
     cl_int c = causal, mom = fixed;
     cl_float mu = fixed ? d->mu : 0.0f;
     cl_float coef = fixed ? d->step_size / (1.0f - d->mu) : 1.0f, eps = d->eps;
@@ -207,6 +208,7 @@ static clattn_status launch_out(seq *s, const clattn__linear_job *j, cl_mem sa, 
     CLATTN_ARG(&a, mu);
     CLATTN_ARG(&a, coef);
     CLATTN_ARG(&a, eps);
+    CLATTN_ARG(&a, group);
     size_t g[3] = {clattn__div_up(z->dvp, 16 * (size_t)p->launch.value_blocks),
                    clattn__div_up(z->nq, p->launch.rows), z->bh};
     return launch_ex(s, &a, 3, g, true, true, event);
@@ -222,7 +224,7 @@ static clattn_status launch_adaptive(seq *s, const clattn__linear_job *j,
     const clattn__linear_dims *z = &j->z;
     cl_kernel k = p->adaptive;
     cl_uint n = (cl_uint)z->nk, mp = (cl_uint)z->mp, dv = (cl_uint)z->dv;
-    cl_uint dvp = (cl_uint)z->dvp, heads = (cl_uint)z->hq;
+    cl_uint dvp = (cl_uint)z->dvp, heads = (cl_uint)z->hk, group = (cl_uint)z->group;
     cl_float eta = p->desc.step_size, eps = p->desc.eps;
     cl_int wo = want_out;
     cl_mem fq = p->slot[LIN_FQ];
@@ -248,10 +250,16 @@ static clattn_status launch_adaptive(seq *s, const clattn__linear_job *j,
     CLATTN_ARG(&a, wo);
     clattn__arg_view(&a, want_out ? j->out : &dummy);
     CLATTN_ARG(&a, heads);
+    CLATTN_ARG(&a, group);
     CLATTN_CL(a.err);
     /* On loop-capped devices the scan is split into launches of a bounded number of tokens (the
-     * scheduler's adaptive_span); the state lives in global memory between them. */
-    size_t span = p->launch.adaptive_span ? p->launch.adaptive_span : z->nk;
+     * scheduler's adaptive_span, for the plan's query heads per key head; a decoding state's
+     * steps may bring more); the state lives in global memory between them. */
+    size_t span = z->nk, baked = p->qshape[1] / p->kshape[1];
+    if (p->launch.adaptive_span) {
+        span = p->launch.adaptive_span * baked / z->group;
+        span = span ? span : 1;
+    }
     size_t g = z->bhk;
     for (size_t t0 = 0; t0 < z->nk; t0 += span) {
         cl_uint j0 = (cl_uint)t0, j1 = (cl_uint)(t0 + span < z->nk ? t0 + span : z->nk);
@@ -303,7 +311,7 @@ static clattn_status run_chunked(seq *s, const clattn__linear_job *j, cl_event *
     clattn__linear_bufs tot = {sl[LIN_TA], sl[LIN_TB], NULL, NULL, sl[LIN_TR], NULL};
 
     cl_uint un = (cl_uint)z->nk, uchunk = (cl_uint)chunk, unch = (cl_uint)nchunks;
-    cl_uint mp = (cl_uint)z->mp, dvp = (cl_uint)z->dvp;
+    cl_uint mp = (cl_uint)z->mp, dvp = (cl_uint)z->dvp, group = (cl_uint)z->group;
     cl_int mom = fixed;
     cl_float mu = fixed ? p->desc.mu : 0.0f;
     const clattn__linear_launch *L = &p->launch;
@@ -391,6 +399,7 @@ static clattn_status run_chunked(seq *s, const clattn__linear_job *j, cl_event *
         CLATTN_ARG(&a, ps);
         CLATTN_ARG(&a, mp);
         CLATTN_ARG(&a, unch);
+        CLATTN_ARG(&a, group);
         CLATTN_ARG(&a, iw);
         CLATTN_ARG(&a, imi);
         size_t g4[2] = {z->nq, z->bh};
@@ -451,7 +460,7 @@ static clattn_status seq_gemm(seq *s, bool trans_a, size_t m, size_t n, size_t k
     return st;
 }
 
-/* The GEMM form: KV = phi(K)^T [V 1] and O' = phi(Q) KV per (b, h) by CLBlast, then out =
+/* The GEMM form: KV = phi(K)^T [V 1] per (b, key head) and O' = phi(Q) KV by CLBlast, then out =
  * O'[:, :Dv] / (O'[:, Dv] + eps). Keys carry their head's scale (features with stab 1). */
 static clattn_status run_gemm(seq *s, const clattn__linear_job *j, cl_event *event)
 {
@@ -463,8 +472,11 @@ static clattn_status run_gemm(seq *s, const clattn__linear_job *j, cl_event *eve
     CLATTN_FORWARD(launch_pack(s, j, z->dw, z->dvp, vp1));
     CLATTN_FORWARD(seq_gemm(s, true, z->mp, z->dw, z->nk, fk, z->mp, z->nk * z->mp, vp1, z->dw,
                             z->nk * z->dw, kv, z->dw, z->mp * z->dw, z->bhk));
-    CLATTN_FORWARD(seq_gemm(s, false, z->nq, z->dw, z->mp, fq, z->mp, z->nq * z->mp, kv, z->dw,
-                            z->mp * z->dw, op, z->dw, z->nq * z->dw, z->bh));
+    /* The query heads sharing a key head (GQA) are consecutive rows of fq and op: one product of
+     * group * Nq rows per key head. */
+    size_t rows = z->group * z->nq;
+    CLATTN_FORWARD(seq_gemm(s, false, rows, z->dw, z->mp, fq, z->mp, rows * z->mp, kv, z->dw,
+                            z->mp * z->dw, op, z->dw, rows * z->dw, z->bhk));
     cl_uint heads = (cl_uint)z->hq, dv = (cl_uint)z->dv, dvp = (cl_uint)z->dvp;
     cl_float eps = p->desc.eps;
     clattn__args a = {p->normalize, 0, CL_SUCCESS};

@@ -450,9 +450,12 @@ static clattn_status check_state_io(clattn_linear_state *state, const clattn_ten
                  step ? " and out" : "");
     const size_t *sh = state->shape;
     size_t n = step ? 1 : q->shape[2];
-    size_t qs[4] = {sh[0], sh[1], n, sh[2]}, vs[4] = {sh[0], sh[1], n, sh[3]};
+    /* Query heads: any multiple of the state's (key) heads (GQA). */
+    size_t hq = q->shape[1] % sh[1] == 0 ? q->shape[1] : sh[1];
+    size_t qs[4] = {sh[0], hq, n, sh[2]}, ks[4] = {sh[0], sh[1], n, sh[2]};
+    size_t vs[4] = {sh[0], sh[1], n, sh[3]};
     CLATTN_FORWARD(clattn__tensor_check(ctx, q, "q", qs, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, k, "k", qs, sizeof(float)));
+    CLATTN_FORWARD(clattn__tensor_check(ctx, k, "k", ks, sizeof(float)));
     CLATTN_FORWARD(clattn__tensor_check(ctx, v, "v", vs, sizeof(float)));
     CLATTN_FORWARD(clattn__linear_check_dims(ctx, q->shape, k->shape, v->shape, 1));
     CLATTN_FORWARD(clattn__linear_check_views(ctx, q, k, v, out));

@@ -97,7 +97,8 @@ static size_t adaptive_span(const clattn_device_info *dev, const clattn__linear_
     size_t mp = round_up(p->m, CLATTN__LIN_MPAD), dvp = round_up(p->dv, 16);
     uint64_t budget = (uint64_t)LIN_CAP_ADAPTIVE_BUDGET * dev->loop_iteration_cap /
                       LIN_CAP_MEASURED;
-    size_t per_token = 3 * mp * dvp + mp * (p->dv + 1);
+    size_t bh_kv = p->bh_kv ? p->bh_kv : p->bh, group = p->bh / bh_kv;
+    size_t per_token = 3 * mp * dvp + group * mp * (p->dv + 1);
     return per_token < budget ? (size_t)(budget / per_token) : 1;
 }
 
