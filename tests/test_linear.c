@@ -691,12 +691,9 @@ static void test_wait_list(void **state)
  * clattn.h's definitions; the FAVOR projection the library uses is fetched with
  * clattn_favor_draw (or is the caller's), so device and reference use the same W. */
 
-/* The reference's parameters for a desc: the defaults it documents (eps 0 -> the default, step
- * size 0 -> 1). */
-static double desc_eps(const clattn_linear_desc *d)
-{
-    return d->eps == 0.0f ? (double)CLATTN_LINEAR_DEFAULT_EPS : (double)d->eps;
-}
+/* The reference's parameters for a desc: eps as given (0: none), step size 0 -> 1 (as the
+ * header documents). */
+static double desc_eps(const clattn_linear_desc *d) { return (double)d->eps; }
 
 static double desc_eta(const clattn_linear_desc *d)
 {
@@ -2086,6 +2083,167 @@ static void test_gqa_state(void **state)
     }
 }
 
+/* ---- eps: added to phi(q) . z in the formula's own scale ---- */
+
+/* n standard Gaussians (Box-Muller on tu_random's uniforms); malloc'd. */
+static float *gaussians(size_t n, uint64_t *seed)
+{
+    float *u = tu_random(2 * n, 1.0f, seed), *g = malloc(n * sizeof *g);
+    assert_non_null(g);
+    for (size_t i = 0; i < n; i++) {
+        double u1 = 0.5 * ((double)u[2 * i] + 1.0) + 1e-12, u2 = 0.5 * ((double)u[2 * i + 1] + 1.0);
+        g[i] = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    }
+    free(u);
+    return g;
+}
+
+/* True FAVOR+ features phi(x) = exp(W x' - |x'|^2 / 2) / sqrt(M), x' = x D^(-1/4), in double. */
+static void favor_true(const float *x, const float *w, size_t D, size_t M, double *phi)
+{
+    double s = pow((double)D, -0.25), n2 = 0;
+    for (size_t d = 0; d < D; d++)
+        n2 += (x[d] * s) * (x[d] * s);
+    for (size_t m = 0; m < M; m++) {
+        double u = 0;
+        for (size_t d = 0; d < D; d++)
+            u += (double)w[m * D + d] * x[d] * s;
+        phi[m] = exp(u - n2 / 2) / sqrt((double)M);
+    }
+}
+
+/* The issue's case: a standard Gaussian W (D 32, M 64) and Gaussian q, k; causal row 0 sees only
+ * key 0, so out_0 = v_0 * t / (t + eps) with t = phi(q_0) . phi(k_0) (the formula's scale). For
+ * the first seed where t >= 2 the formula gives v_0 within 5e-7; eps added to the stabilised
+ * denominator gave 0.956 x v_0 in such a run. */
+static void test_favor_eps_row0(void **state)
+{
+    (void)state;
+    size_t N = 4, D = 32, M = 64, Dv = 8;
+    double phq[64], phk[64], t = 0;
+    float *q = NULL, *k = NULL, *w = NULL;
+    uint64_t seed = 1;
+    for (int tries = 0; tries < 200 && t < 2.0; tries++) {
+        free(q);
+        free(k);
+        free(w);
+        w = gaussians(M * D, &seed);
+        q = gaussians(N * D, &seed);
+        k = gaussians(N * D, &seed);
+        favor_true(q, w, D, M, phq);
+        favor_true(k, w, D, M, phk);
+        t = 0;
+        for (size_t m = 0; m < M; m++)
+            t += phq[m] * phk[m];
+    }
+    assert_true(t >= 2.0);
+    float *v = tu_random(N * Dv, 1.0f, &seed);
+    clattn_linear_desc d;
+    clattn_linear_desc_init(&d);
+    d.feature_map = CLATTN_FEATURE_FAVOR;
+    d.features = M;
+    d.projection = w;
+    d.projection_shape[0] = M;
+    d.projection_shape[1] = D;
+    d.causal = 1;
+    float *out = device_linear(&d, 1, 1, N, N, D, Dv, q, k, v);
+    for (size_t e = 0; e < Dv; e++) {
+        double formula = v[e] * t / (t + (double)CLATTN_LINEAR_DEFAULT_EPS);
+        assert_true(fabs(formula - v[e]) <= 5e-7 * fmax(1.0, fabs(v[e])));
+        if (!(fabs(out[e] - v[e]) <= 1e-6 * fmax(1.0, fabs(v[e]))))
+            fail_msg("row 0, column %zu: %.9g, want v_0 = %.9g (ratio %.6f; t = %.3f)", e,
+                     (double)out[e], (double)v[e], (double)out[e] / v[e], t);
+    }
+    free(out);
+    free(q);
+    free(k);
+    free(v);
+    free(w);
+}
+
+/* A large eps (0.05, where its scale shows) in every form and feature map against the reference,
+ * which adds it to phi(q) . z in the formula's scale: non-causal FUSED and GEMM, causal, fixed
+ * and adaptive momentum, and a decoding state's prefill and steps. */
+static void test_eps_forms(void **state)
+{
+    (void)state;
+    static const clattn_feature_map maps[] = {CLATTN_FEATURE_FAVOR, CLATTN_FEATURE_ELU};
+    static const clattn_momentum moms[] = {CLATTN_MOMENTUM_NONE, CLATTN_MOMENTUM_FIXED,
+                                           CLATTN_MOMENTUM_ADAPTIVE};
+    for (size_t f = 0; f < 2; f++)
+        for (size_t m = 0; m < 3; m++)
+            for (int causal = 0; causal < 2; causal++)
+                for (int algo = 0; algo < (m == 0 && !causal ? 2 : 1); algo++) {
+                    float *w;
+                    clattn_linear_desc d = make_desc(maps[f], 32, 0, 8, 16, moms[m], 0.6f, 0.5f,
+                                                     &w);
+                    d.eps = 0.05f;
+                    d.causal = causal;
+                    d.algorithm = algo ? CLATTN_LINEAR_GEMM : CLATTN_LINEAR_FUSED;
+                    check_desc(&d, 1, 2, 90, 90, 16, 8, 1.5f, TOL, "eps 0.05");
+                    free(w);
+                }
+    /* The decoding state: prefill then steps. */
+    for (size_t f = 0; f < 2; f++) {
+        float *w;
+        clattn_linear_desc d = make_desc(maps[f], 32, 0, 8, 16, CLATTN_MOMENTUM_FIXED, 0.6f, 0.5f,
+                                         &w);
+        d.eps = 0.05f;
+        seqdata s;
+        seq_make_desc(&s, 1, 2, 80, 16, 8, &d);
+        clattn_linear_state *st = state_of_desc(&s, &d);
+        prefill(st, &s, 0, 66, 1);
+        for (size_t n = 66; n < s.N; n++)
+            step(st, &s, n, s.bo);
+        check_outputs(&s, "eps 0.05 state");
+        clattn_linear_state_destroy(st);
+        seq_free(&s);
+        free(w);
+    }
+}
+
+/* eps = 0 means no eps (not the default): outputs match the reference without one, and a row
+ * whose denominator is exactly 0 (relu features of an all-negative query) outputs 0. */
+static void test_eps_zero(void **state)
+{
+    (void)state;
+    size_t B = 1, H = 2, N = 70, D = 8, Dv = 6, no = B * H * N * Dv;
+    uint64_t seed = 17;
+    for (int fm = 0; fm < 2; fm++)
+        for (int causal = 0; causal < 2; causal++)
+            for (int algo = 0; algo < (causal ? 1 : 2); algo++) {
+                clattn_feature_map fmap = fm ? CLATTN_FEATURE_FAVOR : CLATTN_FEATURE_RELU;
+                float *w;
+                clattn_linear_desc d = make_desc(fmap, 32, 0, 4, D, CLATTN_MOMENTUM_NONE, 0, 0,
+                                                 &w);
+                d.eps = 0.0f;
+                d.causal = causal;
+                d.algorithm = algo ? CLATTN_LINEAR_GEMM : CLATTN_LINEAR_FUSED;
+                float *q = inputs(B * H * N * D, 0, &seed), *k = inputs(B * H * N * D, 0, &seed);
+                float *v = inputs(B * H * N * Dv, 0, &seed), *ref = malloc(no * 4);
+                for (size_t i = 0; i < N; i += 5) /* every fifth query all negative */
+                    for (size_t x = 0; x < D; x++)
+                        q[i * D + x] = -fabsf(q[i * D + x]) - 0.1f;
+                float *wd = desc_w(&d, D);
+                ref_of_desc(&d, wd, q, k, v, ref, B, H, N, N, D, Dv, causal);
+                float *out = device_linear(&d, B, H, N, N, D, Dv, q, k, v);
+                tu_check_close(out, ref, no, TU_TOL_FP32, "eps 0");
+                if (fmap == CLATTN_FEATURE_RELU)
+                    for (size_t i = 0; i < N; i += 5)
+                        for (size_t e = 0; e < Dv; e++)
+                            if (out[i * Dv + e] != 0.0f)
+                                fail_msg("eps 0, zero denominator, row %zu: %g, want 0", i,
+                                         (double)out[i * Dv + e]);
+                free(q);
+                free(k);
+                free(v);
+                free(ref);
+                free(out);
+                free(wd);
+                free(w);
+            }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -2143,6 +2301,9 @@ int main(void)
         cmocka_unit_test(test_plan_reuse),
         cmocka_unit_test(test_gqa),
         cmocka_unit_test(test_gqa_state),
+        cmocka_unit_test(test_favor_eps_row0),
+        cmocka_unit_test(test_eps_forms),
+        cmocka_unit_test(test_eps_zero),
     };
     /* CLATTN_TEST_FILTER=pattern runs only the matching cases (while developing). */
     if (getenv("CLATTN_TEST_FILTER"))
