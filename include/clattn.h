@@ -498,6 +498,9 @@ CLATTN_API void clattn_tuning_db_warning(clattn_context *ctx, char *buf, size_t 
  *   non-causal:  O = phi(Q) (phi(K)^T V) / (phi(Q) . (phi(K)^T 1) + eps)
  *   causal:      O_i = phi(q_i)^T S_i / (phi(q_i)^T z_i + eps),
  *                S_i = sum_{j <= i} phi(k_j) v_j^T,  z_i = sum_{j <= i} phi(k_j)
+ * eps is added exactly there, in the formula's own scale, for every feature map and form (the
+ * stabilisers below never change what it means); eps = 0 adds nothing, and a row whose
+ * denominator is then exactly 0 (e.g. RELU features of an all-negative query) outputs 0.
  * Time O(N * M * Dv), memory O(N * M) of scratch (the features); nothing of size N x N. The causal
  * form is computed chunk-parallel (chunks of 64 positions: per-chunk sums, a scan over chunks,
  * then a masked product inside each chunk plus the carried state), equal to the sequential
@@ -515,10 +518,12 @@ CLATTN_API void clattn_tuning_db_warning(clattn_context *ctx, char *buf, size_t 
  *             j carries its own log-scale c_j = max_m (W k_j')_m - |k_j'|^2/2 and the sums are kept
  *             relative to the running maximum r_i = max_{j <= i} c_j (rescaled when it grows, as
  *             online softmax does) -- for the non-causal form r = max_j c_j, Performer's per-head
- *             key maximum. eps is added to the stabilised denominator (as Performer does):
- *             out_i = phit(q_i)^T St_i / (phit(q_i)^T zt_i + eps) with phit(q) = phi(q) /
- *             exp(max_m ...), St_i = S_i exp(-r_i), zt_i = z_i exp(-r_i). The other maps have
- *             c_j = 0, so there eps is exactly the formula's.
+ *             key maximum. eps keeps the formula's scale: the stabilised quotient
+ *             out_i = phit(q_i)^T St_i / (phit(q_i)^T zt_i + eps exp(-(c_q + r_i))), with
+ *             phit(q) = phi(q) exp(-c_q), c_q = max_m (W q')_m - |q'|^2/2, St_i = S_i exp(-r_i),
+ *             zt_i = z_i exp(-r_i), is the formula's quotient exactly (the eps term is computed
+ *             in the log domain; where it underflows it is negligible). The other maps have
+ *             c = 0.
  *
  * Momentum (Momentum Transformer, Nguyen et al. 2022, arXiv 2208.00579; the authors' recurrent
  * code, fast_transformers/recurrent/attention/self_attention/momentum_attention.py, is the
@@ -573,11 +578,13 @@ typedef struct clattn_linear_desc {
     clattn_feature_map feature_map;
     /* Causal form (query i sees keys j <= i); needs Nq == Nk. */
     int causal;
-    /* Added to every (stabilised) denominator. 0 means CLATTN_LINEAR_DEFAULT_EPS. Must be finite
-     * and >= 0. eps only guards the division by zero (a row whose features are all 0 under RELU
-     * outputs 0); it does not make a denominator well conditioned: with IDENTITY (or any map the
-     * caller applies) and signed features, phi(q) . z can cancel to nearly 0 and the output is
-     * then as ill-conditioned as the quotient itself. Use non-negative features. */
+    /* Added to every denominator phi(q) . z in the formula's scale (see above; the default,
+     * from clattn_linear_desc_init, is CLATTN_LINEAR_DEFAULT_EPS). 0 means no eps: a row whose
+     * denominator is exactly 0 then outputs 0 (as it does with eps > 0). Must be finite and >= 0.
+     * eps only guards the division by zero; it does not make a denominator well conditioned: with
+     * IDENTITY (or any map the caller applies) and signed features, phi(q) . z can cancel to
+     * nearly 0 and the output is then as ill-conditioned as the quotient itself. Use non-negative
+     * features. */
     float eps;
     /* FAVOR only. Number of random features M, 1..4096 (default 256; at most 896 on Mesa's
      * llvmpipe, whose loop-iteration cap breaks the fused kernels beyond: UNSUPPORTED there). */
@@ -598,7 +605,7 @@ typedef struct clattn_linear_desc {
      * AUTO takes GEMM on GPU-like devices and FUSED on CPU-like ones (the scheduler's device
      * families), the faster of the two where measured (H100: GEMM 2.2-3x; PoCL: FUSED 2.4-2.6x).
      * With GEMM, FAVOR's keys share their head's largest log-scale (Performer's non-causal
-     * stabiliser), so eps applies on that scale. */
+     * stabiliser); eps keeps the formula's scale there too. */
     clattn_linear_algo algorithm;
 } clattn_linear_desc;
 

@@ -41,6 +41,22 @@ inline float clattn_linear_rescale(float a, float b)
     return isinf(a) && a < 0.0f ? 0.0f : exp(a - b);
 }
 
+/* eps belongs to the formula's scale: out = phi(q) . S / (phi(q) . z + eps). A denominator kept
+ * as exp(-(lq + r)) times the formula's (lq the query row's log-scale, r the state's) gets
+ * eps * exp(-(lq + r)), computed in the log domain from log_eps = log(eps) (-inf for eps 0: no
+ * eps); it underflows to 0 where it is negligible and overflows to inf where eps dominates (the
+ * output is then 0, its limit). */
+inline float clattn_linear_eps(float log_eps, float lq, float r)
+{
+    return exp(log_eps - lq - r);
+}
+
+/* The quotient, 0 for a denominator of exactly 0 (a row with no weight at all and eps = 0). */
+inline float clattn_linear_inv(float den)
+{
+    return den != 0.0f ? 1.0f / den : 0.0f;
+}
+
 /* vp [BH][N][width] = v, zero padded, with 1 in column ones_at (the GEMM form's [V 1], so one
  * product gives S and z; ones_at >= width: none, the fused form's padded copy). One row per
  * work-item. Global size (N, BH). */
@@ -277,14 +293,16 @@ __kernel void clattn_linear_intra(__global const float *fq, __global const float
  *   num_i = alpha_i (coef phi(q_i) A - coef mu^(i - j0 + 2) phi(q_i) B)
  *           + sum_{j0 <= j <= i} w_ij coef (1 - mu^(i-j+1)) v_j
  *   den_i = alpha_i phi(q_i) z + sum_j w_ij
- * with alpha_i = exp(r - m_i); out_i = num_i / (den_i + eps).
+ * with alpha_i = exp(r - m_i); out_i = num_i / (den_i + eps_i), eps_i = eps exp(-(lq_i + m_i))
+ * (clattn_linear_eps; m_i = r for non-causal rows and steps, whose ps holds the state's scale).
  * Global size (ceil(DVP/(16 LINEAR_EB)), ceil(Nq/LINEAR_RB), BH). */
 __kernel void clattn_linear_out(__global const float *fq, __global const float *vp,
                                 __global float *out, ulong o_off, ulong4 o_st, uint heads,
                                 uint nq, uint mp, uint dv, uint dvp, __global const float *sa,
                                 __global const float *sb, __global const float *ps, uint nchunks,
                                 __global const float *iw, __global const float *imi, int causal,
-                                int momentum, float mu, float coef, float eps, uint group)
+                                int momentum, float mu, float coef, float log_eps,
+                                __global const float *lq, uint group)
 {
     uint eg = get_global_id(0), rb = get_global_id(1), bh = get_global_id(2), bk = bh / group;
     uint b = bh / heads, h = bh % heads, dw = dvp + 16;
@@ -338,21 +356,23 @@ __kernel void clattn_linear_out(__global const float *fq, __global const float *
             }
         }
     }
-    float r0 = causal ? ps[(ulong)bk * nchunks + c] : 0.0f;
+    float r0 = ps[(ulong)bk * (causal ? nchunks : 1) + c];
     uint j0 = c * LINEAR_CHUNK;
     ulong lrow = (ulong)bh * nq;
     float den[LINEAR_RB];
     for (int r = 0; r < LINEAR_RB; r++) {
         float alpha = 1.0f;
         float mub = momentum ? mu : 0.0f;
+        uint i = min(i0 + (uint)r, nq - 1);
+        float ri = r0;
         if (causal) {
-            uint i = min(i0 + (uint)r, nq - 1);
-            alpha = clattn_linear_rescale(r0, imi[lrow + i]);
+            ri = imi[lrow + i];
+            alpha = clattn_linear_rescale(r0, ri);
             mub = momentum ? pown(mu, (int)(i - j0 + 2)) : 0.0f;
         }
         for (int u = 0; u < LINEAR_EB; u++)
             qa[r][u] = CLATTN_SPLAT16(alpha * coef) * (qa[r][u] - CLATTN_SPLAT16(mub) * qb[r][u]);
-        den[r] = alpha * qz[r];
+        den[r] = alpha * qz[r] + clattn_linear_eps(log_eps, lq[lrow + i], ri);
     }
     if (causal) {
         uint jend = min(i0 + (uint)LINEAR_RB, nq);
@@ -374,7 +394,7 @@ __kernel void clattn_linear_out(__global const float *fq, __global const float *
     for (int r = 0; r < LINEAR_RB; r++) {
         if ((uint)r >= nr)
             break;
-        float inv = 1.0f / (den[r] + eps);
+        float inv = clattn_linear_inv(den[r]);
         for (int u = 0; u < LINEAR_EB; u++) {
             if ((uint)u >= nblk)
                 break;
@@ -422,7 +442,8 @@ __kernel void clattn_linear_step_commit(__global float *sr, __global const float
  * [B, heads * group, N, .]. Global size (BHk). */
 __kernel void clattn_linear_adaptive(__global const float *fq, __global const float *fk,
                                      __global const float *l, __global const float *vp, uint n,
-                                     uint mp, uint dv, uint dvp, float eta, float eps,
+                                     uint mp, uint dv, uint dvp, float eta, float log_eps,
+                                     __global const float *lq,
                                      __global float *ss, __global float *sp, __global float *sprev,
                                      __global float *uprev, __global float *sr,
                                      __global uint *steps, int want_out, __global float *out,
@@ -485,11 +506,12 @@ __kernel void clattn_linear_adaptive(__global const float *fq, __global const fl
         }
         t++;
         for (uint g = 0; want_out && g < group; g++) {
-            __global const float *qr = fq + ((ulong)(bh * group + g) * n + j) * mp;
-            float den = 0.0f;
+            ulong qrow = (ulong)(bh * group + g) * n + j;
+            __global const float *qr = fq + qrow * mp;
+            float den = clattn_linear_eps(log_eps, lq[qrow], r);
             for (uint m = 0; m < mp; m++)
                 den += qr[m] * S[(ulong)m * dw + dvp];
-            float inv = 1.0f / (den + eps);
+            float inv = clattn_linear_inv(den);
             for (uint e = 0; e < dv; e++) {
                 float acc = 0.0f;
                 for (uint m = 0; m < mp; m++)
@@ -502,15 +524,20 @@ __kernel void clattn_linear_adaptive(__global const float *fq, __global const fl
     steps[bh] = t;
 }
 
-/* out_i = o'_i[0..Dv) / (o'_i[DVP] + eps) from the GEMM form's o' [BH][Nq][DW]. Global size
+/* out_i = o'_i[0..Dv) / (o'_i[DVP] + eps_i) from the GEMM form's o' [BH][Nq][DW], eps_i = eps
+ * exp(-(lq_i + lmax)) with lmax the key head's scale (has_lmax; 0 otherwise). Global size
  * (Nq, BH). */
-__kernel void clattn_linear_normalize(__global const float *op, uint dv, uint dvp, float eps,
+__kernel void clattn_linear_normalize(__global const float *op, uint dv, uint dvp, float log_eps,
+                                      __global const float *lq, int has_lmax,
+                                      __global const float *lmax, uint group,
                                       __global float *out, ulong o_off, ulong4 o_st, uint heads)
 {
     uint i = get_global_id(0), bh = get_global_id(1), nq = get_global_size(0);
     uint b = bh / heads, h = bh % heads;
-    __global const float *r = op + ((ulong)bh * nq + i) * (dvp + 16);
-    float inv = 1.0f / (r[dvp] + eps);
+    ulong row = (ulong)bh * nq + i;
+    __global const float *r = op + row * (dvp + 16);
+    float rk = has_lmax ? lmax[bh / group] : 0.0f;
+    float inv = clattn_linear_inv(r[dvp] + clattn_linear_eps(log_eps, lq[row], rk));
     for (uint e = 0; e < dv; e++)
         out[clattn_at(o_off, o_st, b, h, i, e)] = r[e] * inv;
 }

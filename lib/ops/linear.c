@@ -50,8 +50,6 @@ clattn_status clattn__linear_read_desc(clattn_context *ctx, const clattn_linear_
     if (!isfinite(out->eps) || out->eps < 0.0f)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "linear desc: eps %g must be finite and >= 0", (double)out->eps);
-    if (out->eps == 0.0f)
-        out->eps = CLATTN_LINEAR_DEFAULT_EPS;
     if (out->feature_map == CLATTN_FEATURE_FAVOR &&
         (out->features == 0 || out->features > CLATTN__FEATURES_MAX_M))
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,

@@ -11,6 +11,7 @@
 /* The plan's scratch buffers, by purpose (sizes in clattn__linear_reserve). */
 enum {
     LIN_FQ,   /* query features [BHq][Nq][MP] */
+    LIN_LQ,   /* query log-scales [BHq][Nq] (eps in the formula's scale) */
     LIN_FK,   /* key features [BHk][Nk][MP] */
     LIN_LK,   /* key log-scales [BHk][Nk] */
     LIN_VP,   /* padded values [BHk][Nk][DVP] (GEMM: [V 1], [BHk][Nk][DW]) */

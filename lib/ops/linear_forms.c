@@ -44,6 +44,7 @@ clattn_status clattn__linear_reserve(clattn__linear_plan *p, const clattn__linea
     bool adaptive = d->momentum == CLATTN_MOMENTUM_ADAPTIVE, fixed = is_fixed(d);
     size_t f4 = sizeof(float);
     need[LIN_FQ] = fq;
+    need[LIN_LQ] = z->bh * z->nq * f4;
     need[LIN_FK] = fk;
     need[LIN_LK] = z->bhk * z->nk * f4;
     need[LIN_VP] = gemm_of(j) ? vp : vp / z->dw * z->dvp;
@@ -172,8 +173,16 @@ static clattn_status launch_pack(seq *s, const clattn__linear_job *j, size_t wid
     return launch(s, &a, 2, g, false, NULL);
 }
 
+/* log(eps) for the kernels, which add eps in the formula's scale (clattn_linear_eps); -inf for
+ * eps 0 (no eps). */
+static cl_float log_eps(const clattn_linear_desc *d)
+{
+    return d->eps > 0.0f ? (cl_float)log((double)d->eps) : -INFINITY;
+}
+
 /* Output rows from a carried state: per chunk (causal; ps holds their log-scales) or one per
- * (b, h). `fixed` selects the momentum combination coef (A - mu B). */
+ * (b, key head) (ps holds the state's log-scale). `fixed` selects the momentum combination
+ * coef (A - mu B). */
 static clattn_status launch_out(seq *s, const clattn__linear_job *j, cl_mem sa, cl_mem sb,
                                 cl_mem ps, cl_mem iw, cl_mem imi, size_t nchunks, int causal,
                                 int fixed, cl_event *event)
@@ -186,7 +195,7 @@ static clattn_status launch_out(seq *s, const clattn__linear_job *j, cl_mem sa, 
     cl_uint group = (cl_uint)z->group;
     cl_int c = causal, mom = fixed;
     cl_float mu = fixed ? d->mu : 0.0f;
-    cl_float coef = fixed ? d->step_size / (1.0f - d->mu) : 1.0f, eps = d->eps;
+    cl_float coef = fixed ? d->step_size / (1.0f - d->mu) : 1.0f, le = log_eps(d);
     cl_mem sbb = sb ? sb : sa, psb = ps ? ps : sa, iwb = iw ? iw : sa, imb = imi ? imi : sa;
     clattn__args a = {p->out, 0, CL_SUCCESS};
     CLATTN_ARG(&a, p->slot[LIN_FQ]);
@@ -207,7 +216,8 @@ static clattn_status launch_out(seq *s, const clattn__linear_job *j, cl_mem sa, 
     CLATTN_ARG(&a, mom);
     CLATTN_ARG(&a, mu);
     CLATTN_ARG(&a, coef);
-    CLATTN_ARG(&a, eps);
+    CLATTN_ARG(&a, le);
+    CLATTN_ARG(&a, p->slot[LIN_LQ]);
     CLATTN_ARG(&a, group);
     size_t g[3] = {clattn__div_up(z->dvp, 16 * (size_t)p->launch.value_blocks),
                    clattn__div_up(z->nq, p->launch.rows), z->bh};
@@ -225,7 +235,7 @@ static clattn_status launch_adaptive(seq *s, const clattn__linear_job *j,
     cl_kernel k = p->adaptive;
     cl_uint n = (cl_uint)z->nk, mp = (cl_uint)z->mp, dv = (cl_uint)z->dv;
     cl_uint dvp = (cl_uint)z->dvp, heads = (cl_uint)z->hk, group = (cl_uint)z->group;
-    cl_float eta = p->desc.step_size, eps = p->desc.eps;
+    cl_float eta = p->desc.step_size, le = log_eps(&p->desc);
     cl_int wo = want_out;
     cl_mem fq = p->slot[LIN_FQ];
     /* Without an output the view arguments still need a valid buffer. */
@@ -240,7 +250,8 @@ static clattn_status launch_adaptive(seq *s, const clattn__linear_job *j,
     CLATTN_ARG(&a, dv);
     CLATTN_ARG(&a, dvp);
     CLATTN_ARG(&a, eta);
-    CLATTN_ARG(&a, eps);
+    CLATTN_ARG(&a, le);
+    CLATTN_ARG(&a, p->slot[LIN_LQ]);
     CLATTN_ARG(&a, b->sa);
     CLATTN_ARG(&a, b->sb);
     CLATTN_ARG(&a, b->s1);
@@ -406,7 +417,8 @@ static clattn_status run_chunked(seq *s, const clattn__linear_job *j, cl_event *
         CLATTN_FORWARD(launch_ex(s, &a, 2, g4, true, false, NULL));
         CLATTN_FORWARD(launch_out(s, j, ca, cb, ps, iw, imi, nchunks, 1, fixed, event));
     } else if (j->out) {
-        CLATTN_FORWARD(launch_out(s, j, tot.sa, tot.sb, NULL, NULL, NULL, 1, 0, fixed, event));
+        CLATTN_FORWARD(
+            launch_out(s, j, tot.sa, tot.sb, tot.sr, NULL, NULL, 1, 0, fixed, event));
     }
 cleanup:
     return status;
@@ -442,7 +454,7 @@ static clattn_status run_step(seq *s, const clattn__linear_job *j, cl_event *eve
     CLATTN_ARG(&a, p->slot[LIN_LK]);
     size_t g1 = z->bhk;
     CLATTN_FORWARD(launch(s, &a, 1, &g1, false, NULL));
-    CLATTN_FORWARD(launch_out(s, j, st->sa, st->sb, NULL, NULL, NULL, 1, 0, fixed, event));
+    CLATTN_FORWARD(launch_out(s, j, st->sa, st->sb, st->sr, NULL, NULL, 1, 0, fixed, event));
 cleanup:
     return status;
 }
@@ -461,7 +473,8 @@ static clattn_status seq_gemm(seq *s, bool trans_a, size_t m, size_t n, size_t k
 }
 
 /* The GEMM form: KV = phi(K)^T [V 1] per (b, key head) and O' = phi(Q) KV by CLBlast, then out =
- * O'[:, :Dv] / (O'[:, Dv] + eps). Keys carry their head's scale (features with stab 1). */
+ * O'[:, :Dv] / (O'[:, Dv] + eps) (eps in the formula's scale). Keys carry their head's scale
+ * (features with stab 1). */
 static clattn_status run_gemm(seq *s, const clattn__linear_job *j, cl_event *event)
 {
     clattn_status status = CLATTN_SUCCESS;
@@ -478,12 +491,19 @@ static clattn_status run_gemm(seq *s, const clattn__linear_job *j, cl_event *eve
     CLATTN_FORWARD(seq_gemm(s, false, rows, z->dw, z->mp, fq, z->mp, rows * z->mp, kv, z->dw,
                             z->mp * z->dw, op, z->dw, rows * z->dw, z->bhk));
     cl_uint heads = (cl_uint)z->hq, dv = (cl_uint)z->dv, dvp = (cl_uint)z->dvp;
-    cl_float eps = p->desc.eps;
+    cl_uint group = (cl_uint)z->group;
+    cl_float le = log_eps(&p->desc);
+    cl_int has_lmax = p->slot[LIN_LMAX] != NULL;
+    cl_mem lmax = has_lmax ? p->slot[LIN_LMAX] : op;
     clattn__args a = {p->normalize, 0, CL_SUCCESS};
     CLATTN_ARG(&a, op);
     CLATTN_ARG(&a, dv);
     CLATTN_ARG(&a, dvp);
-    CLATTN_ARG(&a, eps);
+    CLATTN_ARG(&a, le);
+    CLATTN_ARG(&a, p->slot[LIN_LQ]);
+    CLATTN_ARG(&a, has_lmax);
+    CLATTN_ARG(&a, lmax);
+    CLATTN_ARG(&a, group);
     clattn__arg_view(&a, j->out);
     CLATTN_ARG(&a, heads);
     size_t g2[2] = {z->nq, z->bh};
@@ -509,8 +529,8 @@ clattn_status clattn__linear_run(const clattn__linear_job *j, cl_uint num_wait,
     CLATTN_FORWARD(clattn__seq_init(&s.q, ctx, num_wait, wait));
     started = true;
     bool gemm = gemm_of(j);
-    CLATTN_FORWARD(clattn__features_enqueue(&p->feat, &s.q, j->q, 0, p->slot[LIN_FQ], NULL, NULL,
-                                            false, NULL));
+    CLATTN_FORWARD(clattn__features_enqueue(&p->feat, &s.q, j->q, 0, p->slot[LIN_FQ],
+                                            p->slot[LIN_LQ], NULL, false, NULL));
     CLATTN_FORWARD(clattn__features_enqueue(&p->feat, &s.q, j->k, gemm ? 1 : 0, p->slot[LIN_FK],
                                             p->slot[LIN_LK], p->slot[LIN_LMAX], false, NULL));
     if (gemm) {
@@ -527,7 +547,7 @@ clattn_status clattn__linear_run(const clattn__linear_job *j, cl_uint num_wait,
         bool outs_here = j->out && (j->causal || j->step);
         CLATTN_FORWARD(launch_adaptive(&s, j, b, outs_here, outs_here || !j->out, event));
         if (j->out && !outs_here)
-            CLATTN_FORWARD(launch_out(&s, j, b->sa, NULL, NULL, NULL, NULL, 1, 0, 0, event));
+            CLATTN_FORWARD(launch_out(&s, j, b->sa, NULL, b->sr, NULL, NULL, 1, 0, 0, event));
     } else if (j->step) {
         CLATTN_FORWARD(run_step(&s, j, event));
     } else {
