@@ -291,11 +291,12 @@ clattn_status clattn__linear_plan_make(clattn_context *ctx, const clattn_linear_
     float *w_host = NULL;
     const char *by = NULL;
 
+    if (out)
+        *out = NULL; /* on every failure */
     if (!ctx)
         return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear plan: ctx is NULL");
     CLATTN_CHECK(out && q && k && v, CLATTN_NULL_POINTER,
                  "linear plan: plan, q_shape, k_shape and v_shape are required");
-    *out = NULL;
     CLATTN_FORWARD(clattn__plan_alloc(ctx, sizeof *p, &linear_ops, &base));
     p = (clattn__linear_plan *)base;
     p->stateful = stateful;

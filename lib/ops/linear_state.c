@@ -84,10 +84,11 @@ clattn_status clattn_linear_state_create(clattn_context *ctx, const clattn_linea
 {
     clattn_status status = CLATTN_SUCCESS;
     clattn_linear_state *s = NULL;
+    if (out)
+        *out = NULL; /* on every failure */
     if (!ctx)
         return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state: ctx is NULL");
     CLATTN_CHECK(out != NULL, CLATTN_NULL_POINTER, "linear state: state pointer is NULL");
-    *out = NULL;
     s = calloc(1, sizeof *s);
     CLATTN_CHECK(s != NULL, CLATTN_OUT_OF_HOST_MEMORY, "linear state");
     s->ctx = ctx;
