@@ -587,7 +587,8 @@ typedef struct clattn_linear_desc {
      * features. */
     float eps;
     /* FAVOR only. Number of random features M, 1..4096 (default 256; at most 896 on Mesa's
-     * llvmpipe, whose loop-iteration cap breaks the fused kernels beyond: UNSUPPORTED there). */
+     * llvmpipe, whose loop-iteration cap breaks the fused kernels beyond: UNSUPPORTED there, by
+     * the scheduler's rule on clattn_device_info.loop_iteration_cap). */
     size_t features;
     /* FAVOR only: the caller's projection W, host float32 [M][D] row-major (copied by the call;
      * finite values) with projection_shape = {M, D} (SHAPE_MISMATCH otherwise), or NULL to draw
@@ -657,18 +658,20 @@ CLATTN_API clattn_status clattn_linear_plan_enqueue(clattn_plan *plan, const cla
  * 1 <= D, Dv <= 256 (Dv may differ from D), any strides (e.g. [B, N, H, D] layouts), and Hq a
  * multiple of Hk: grouped-query and multi-query attention, query head h reading key/value head
  * h / (Hq / Hk), in every form (the key-side sums are computed once per key head and shared by
- * its query heads). desc NULL means the defaults. Scratch (features, padded values and per-chunk states: about
- * 4 * B * H * (Nq * M + Nk * (M + Dv + 2)) bytes plus the chunk states) lives in the context's
- * reusable workspace on an in-order queue -- kept for later calls until the context is
- * destroyed, since fresh buffers cost their page faults on every call -- and is allocated per
- * call on an out-of-order queue. Every element of out is written.
+ * its query heads). desc NULL means the defaults. One-shot: bakes a plan
+ * (clattn_linear_plan_create), enqueues it and releases it, so its scratch (features, padded
+ * values and per-chunk states: about 4 * B * H * (Nq * M + Nk * (M + Dv + 2)) bytes plus the
+ * chunk states) and kernels are made per call; callers that repeat a shape keep a plan instead.
+ * Every element of out is written.
  * Validation (before anything is enqueued; nothing is touched on failure):
  *   NULL_POINTER (ctx, q, k, v, out, or num_wait > 0 with wait NULL), INVALID_ARGUMENT (struct_size,
- *   unknown feature map / momentum / scaling, eps negative or not finite, mu outside [0, 1), eta
- *   <= 0 or not finite, FAVOR with M = 0 or M > 4096, a projection value not finite),
- *   INVALID_SHAPE (a zero entry, D or Dv > 256, sizes beyond 2^31), SHAPE_MISMATCH (B, H, D, Nk or
- *   out's shape disagree; projection_shape != {M, D}),
- *   UNSUPPORTED (causal with Nq != Nk, scratch beyond the device's max allocation),
+ *   unknown feature map / momentum / scaling / algorithm, causal not 0 or 1, eps negative or not
+ *   finite, mu outside [0, 1), eta <= 0 or not finite, FAVOR with M = 0 or M > 4096, a
+ *   projection value not finite), INVALID_SHAPE (a zero entry, D or Dv > 256, sizes beyond 2^31),
+ *   SHAPE_MISMATCH (B, heads -- Hq not a multiple of Hk --, D, Nk or out's shape disagree;
+ *   projection_shape != {M, D}), UNSUPPORTED (causal with Nq != Nk, GEMM with the causal or
+ *   momentum forms, FAVOR beyond the features a loop-capped device computes correctly -- 896 on
+ *   Mesa's llvmpipe --, scratch beyond the device's max allocation),
  *   BUFFER_TOO_SMALL (a view beyond its buffer), ALIASING (out overlaps q, k or v, or maps two
  *   elements to one address), then BUILD_FAILED or OpenCL codes. `event` (may be NULL) receives
  *   an event for the last command. */

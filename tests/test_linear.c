@@ -162,6 +162,62 @@ static void test_host(void **state)
 }
 
 /* The caller's wait list is honoured: nothing runs before its user event completes. */
+/* Gates the call `run` makes on a user event: its event must not complete before the user event
+ * does. */
+static void gated(clattn_status (*run)(void *, cl_uint, const cl_event *, cl_event *), void *arg,
+                  const char *what)
+{
+    cl_int err;
+    cl_event user = clCreateUserEvent(clattn_context_get_cl_context(ctx), &err);
+    assert_int_equal(err, CL_SUCCESS);
+    cl_event done = NULL;
+    if (run(arg, 1, &user, &done) != CLATTN_SUCCESS)
+        fail_msg("%s: %s", what, clattn_context_last_error(ctx));
+    assert_non_null(done);
+    clFlush(queue());
+    cl_int es = 0;
+    clGetEventInfo(done, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof es, &es, NULL);
+    if (es == CL_COMPLETE)
+        fail_msg("%s: ran before its wait list", what);
+    clSetUserEventStatus(user, CL_COMPLETE);
+    assert_int_equal(clWaitForEvents(1, &done), CL_SUCCESS);
+    clReleaseEvent(done);
+    clReleaseEvent(user);
+}
+
+typedef struct gate_job {
+    const clattn_linear_desc *d;
+    clattn_plan *plan;
+    clattn_linear_state *st;
+    clattn_tensor q, k, v, o;
+} gate_job;
+
+static clattn_status gate_enqueue(void *a, cl_uint n, const cl_event *w, cl_event *e)
+{
+    gate_job *j = a;
+    return clattn_linear_enqueue(ctx, j->d, &j->q, &j->k, &j->v, &j->o, n, w, e);
+}
+
+static clattn_status gate_plan(void *a, cl_uint n, const cl_event *w, cl_event *e)
+{
+    gate_job *j = a;
+    return clattn_linear_plan_enqueue(j->plan, &j->q, &j->k, &j->v, &j->o, n, w, e);
+}
+
+static clattn_status gate_prefill(void *a, cl_uint n, const cl_event *w, cl_event *e)
+{
+    gate_job *j = a;
+    return clattn_linear_prefill(j->st, &j->q, &j->k, &j->v, &j->o, n, w, e);
+}
+
+static clattn_status gate_step(void *a, cl_uint n, const cl_event *w, cl_event *e)
+{
+    gate_job *j = a;
+    return clattn_linear_step(j->st, &j->q, &j->k, &j->v, &j->o, n, w, e);
+}
+
+/* The caller's wait list is honoured by the one-shot enqueue, a plan's enqueue and a decoding
+ * state's prefill and step: nothing runs before its user event completes. */
 static void test_wait_list(void **state)
 {
     (void)state;
@@ -173,29 +229,36 @@ static void test_wait_list(void **state)
         fprintf(stderr, "note: user-event gating skipped on PoCL's basic device (driver bug)\n");
         return;
     }
-    cl_int err;
-    cl_event user = clCreateUserEvent(clattn_context_get_cl_context(ctx), &err);
-    assert_int_equal(err, CL_SUCCESS);
     seqdata s;
     seq_make(&s, 1, 1, 20, 4, 4, CLATTN_FEATURE_ELU);
     clattn_linear_desc d;
     clattn_linear_desc_init(&d);
     d.causal = 1;
-    clattn_tensor q = window(s.bq, &s, s.D, 0, s.N), k = window(s.bk, &s, s.D, 0, s.N);
-    clattn_tensor v = window(s.bv, &s, s.Dv, 0, s.N), o = window(s.bo, &s, s.Dv, 0, s.N);
-    cl_event done = NULL;
-    assert_int_equal(clattn_linear_enqueue(ctx, &d, &q, &k, &v, &o, 1, &user, &done),
-                     CLATTN_SUCCESS);
-    assert_non_null(done);
-    clFlush(queue());
-    cl_int es = 0;
-    clGetEventInfo(done, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof es, &es, NULL);
-    assert_true(es != CL_COMPLETE);
-    clSetUserEventStatus(user, CL_COMPLETE);
-    assert_int_equal(clWaitForEvents(1, &done), CL_SUCCESS);
-    clReleaseEvent(done);
-    clReleaseEvent(user);
+    gate_job j = {&d,
+                  NULL,
+                  NULL,
+                  window(s.bq, &s, s.D, 0, s.N),
+                  window(s.bk, &s, s.D, 0, s.N),
+                  window(s.bv, &s, s.Dv, 0, s.N),
+                  window(s.bo, &s, s.Dv, 0, s.N)};
+    gated(gate_enqueue, &j, "one-shot enqueue");
     check_outputs(&s, "after wait list");
+    tu_poison_buffer(ctx, s.bo, s.B * s.H * s.N * s.Dv * 4);
+    assert_int_equal(clattn_linear_plan_create(ctx, &d, j.q.shape, j.k.shape, j.v.shape, &j.plan),
+                     CLATTN_SUCCESS);
+    gated(gate_plan, &j, "plan enqueue");
+    check_outputs(&s, "plan after wait list");
+    clattn_plan_destroy(j.plan);
+    tu_poison_buffer(ctx, s.bo, s.B * s.H * s.N * s.Dv * 4);
+    j.st = state_new(&s, CLATTN_FEATURE_ELU);
+    j.q = window(s.bq, &s, s.D, 0, s.N - 1), j.k = window(s.bk, &s, s.D, 0, s.N - 1);
+    j.v = window(s.bv, &s, s.Dv, 0, s.N - 1), j.o = window(s.bo, &s, s.Dv, 0, s.N - 1);
+    gated(gate_prefill, &j, "state prefill");
+    j.q = window(s.bq, &s, s.D, s.N - 1, 1), j.k = window(s.bk, &s, s.D, s.N - 1, 1);
+    j.v = window(s.bv, &s, s.Dv, s.N - 1, 1), j.o = window(s.bo, &s, s.Dv, s.N - 1, 1);
+    gated(gate_step, &j, "state step");
+    check_outputs(&s, "state after wait lists");
+    clattn_linear_state_destroy(j.st);
     seq_free(&s);
 }
 

@@ -7,7 +7,7 @@
 #ifndef CLATTN_BLOCKS_FEATURES_H
 #define CLATTN_BLOCKS_FEATURES_H
 
-#include "../core/internal.h"
+#include "core/internal.h"
 
 #define CLATTN__FEATURES_MAX_D 256  /* head dims */
 #define CLATTN__FEATURES_MAX_M 4096 /* FAVOR+ features */

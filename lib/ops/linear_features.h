@@ -4,7 +4,7 @@
 #ifndef CLATTN_LINEAR_FEATURES_H
 #define CLATTN_LINEAR_FEATURES_H
 
-#include "../blocks/features.h"
+#include "blocks/features.h"
 
 #define CLATTN__LIN_MAX_D CLATTN__FEATURES_MAX_D
 #define CLATTN__LIN_MAX_M CLATTN__FEATURES_MAX_M

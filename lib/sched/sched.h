@@ -93,10 +93,8 @@ typedef struct clattn__linear_launch {
     size_t adaptive_span;  /* tokens per launch of the sequential adaptive scan (0: all) */
 } clattn__linear_launch;
 
-/* Keys per causal chunk (the kernels' default LINEAR_CHUNK) and the feature padding (feature rows
- * are padded to a multiple of it; LINEAR_MB divides it). */
+/* Keys per causal chunk (the kernels' default LINEAR_CHUNK). */
 #define CLATTN__LIN_CAUSAL_CHUNK 64
-#define CLATTN__LIN_MPAD 16
 
 /* Linear attention's non-causal chunking (pure): keys per chunk for `nk` keys and `bh` (batch x
  * key heads) sequences. Causal: CLATTN__LIN_CAUSAL_CHUNK. Non-causal: chunks only split the key

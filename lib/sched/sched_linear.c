@@ -24,13 +24,12 @@
  * launches of a bounded number of tokens (30000 loop iterations per launch with the 65535 cap,
  * the split used since the scan was written). */
 #include "sched.h"
+#include "blocks/features.h" /* the feature padding (no OpenCL calls are made here) */
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
-#define LIN_MAX_DIM 256  /* head dims D and Dv */
-#define LIN_MAX_M 4096   /* FAVOR+ features */
 
 /* The defaults of kernels_cl/linear.cl's register blocking. */
 #define LIN_DEFAULT_RB 8
@@ -85,8 +84,8 @@ static size_t max_features(const clattn_device_info *dev)
     if (!dev->loop_iteration_cap)
         return 0;
     uint64_t m = (uint64_t)LIN_CAP_MAX_M_MEASURED * dev->loop_iteration_cap / LIN_CAP_MEASURED;
-    m = m / CLATTN__LIN_MPAD * CLATTN__LIN_MPAD;
-    return m ? (size_t)m : CLATTN__LIN_MPAD;
+    m = m / CLATTN__FEATURES_MPAD * CLATTN__FEATURES_MPAD;
+    return m ? (size_t)m : CLATTN__FEATURES_MPAD;
 }
 
 /* Tokens per adaptive-scan launch on a loop-capped device (0: the whole sequence at once). */
@@ -94,7 +93,7 @@ static size_t adaptive_span(const clattn_device_info *dev, const clattn__linear_
 {
     if (!dev->loop_iteration_cap || p->momentum != CLATTN_MOMENTUM_ADAPTIVE)
         return 0;
-    size_t mp = round_up(p->m, CLATTN__LIN_MPAD), dvp = round_up(p->dv, 16);
+    size_t mp = round_up(p->m, CLATTN__FEATURES_MPAD), dvp = round_up(p->dv, 16);
     uint64_t budget = (uint64_t)LIN_CAP_ADAPTIVE_BUDGET * dev->loop_iteration_cap /
                       LIN_CAP_MEASURED;
     size_t bh_kv = p->bh_kv ? p->bh_kv : p->bh, group = p->bh / bh_kv;
@@ -110,11 +109,12 @@ static bool gemm_form(const clattn__linear_problem *p)
 static clattn_status check_problem(const clattn_device_info *dev, const clattn__linear_problem *p,
                                    char *why, size_t why_len)
 {
-    if (p->d < 1 || p->d > LIN_MAX_DIM || p->dv < 1 || p->dv > LIN_MAX_DIM) {
+    if (p->d < 1 || p->d > CLATTN__FEATURES_MAX_D || p->dv < 1 ||
+        p->dv > CLATTN__FEATURES_MAX_D) {
         say(why, why_len, "head dims D and Dv must be in [1, 256]");
         return CLATTN_INVALID_SHAPE;
     }
-    if (p->m < 1 || p->m > LIN_MAX_M || p->bh < 1 || p->nq < 1 || p->nk < 1) {
+    if (p->m < 1 || p->m > CLATTN__FEATURES_MAX_M || p->bh < 1 || p->nq < 1 || p->nk < 1) {
         say(why, why_len, "empty problem or more than 4096 features");
         return CLATTN_INVALID_SHAPE;
     }
