@@ -535,6 +535,9 @@ CLATTN_API void clattn_tuning_db_warning(clattn_context *ctx, char *buf, size_t 
  *   non-causal:  O = phi(Q) (phi(K)^T V) / (phi(Q) . (phi(K)^T 1) + eps)
  *   causal:      O_i = phi(q_i)^T S_i / (phi(q_i)^T z_i + eps),
  *                S_i = sum_{j <= i} phi(k_j) v_j^T,  z_i = sum_{j <= i} phi(k_j)
+ * eps is added exactly there, in the formula's own scale, for every feature map and form (the
+ * stabilisers below never change what it means); eps = 0 adds nothing, and a row whose
+ * denominator is then exactly 0 (e.g. RELU features of an all-negative query) outputs 0.
  * Time O(N * M * Dv), memory O(N * M) of scratch (the features); nothing of size N x N. The causal
  * form is computed chunk-parallel (chunks of 64 positions: per-chunk sums, a scan over chunks,
  * then a masked product inside each chunk plus the carried state), equal to the sequential
@@ -552,10 +555,12 @@ CLATTN_API void clattn_tuning_db_warning(clattn_context *ctx, char *buf, size_t 
  *             j carries its own log-scale c_j = max_m (W k_j')_m - |k_j'|^2/2 and the sums are kept
  *             relative to the running maximum r_i = max_{j <= i} c_j (rescaled when it grows, as
  *             online softmax does) -- for the non-causal form r = max_j c_j, Performer's per-head
- *             key maximum. eps is added to the stabilised denominator (as Performer does):
- *             out_i = phit(q_i)^T St_i / (phit(q_i)^T zt_i + eps) with phit(q) = phi(q) /
- *             exp(max_m ...), St_i = S_i exp(-r_i), zt_i = z_i exp(-r_i). The other maps have
- *             c_j = 0, so there eps is exactly the formula's.
+ *             key maximum. eps keeps the formula's scale: the stabilised quotient
+ *             out_i = phit(q_i)^T St_i / (phit(q_i)^T zt_i + eps exp(-(c_q + r_i))), with
+ *             phit(q) = phi(q) exp(-c_q), c_q = max_m (W q')_m - |q'|^2/2, St_i = S_i exp(-r_i),
+ *             zt_i = z_i exp(-r_i), is the formula's quotient exactly (the eps term is computed
+ *             in the log domain; where it underflows it is negligible). The other maps have
+ *             c = 0.
  *
  * Momentum (Momentum Transformer, Nguyen et al. 2022, arXiv 2208.00579; the authors' recurrent
  * code, fast_transformers/recurrent/attention/self_attention/momentum_attention.py, is the
@@ -610,14 +615,17 @@ typedef struct clattn_linear_desc {
     clattn_feature_map feature_map;
     /* Causal form (query i sees keys j <= i); needs Nq == Nk. */
     int causal;
-    /* Added to every (stabilised) denominator. 0 means CLATTN_LINEAR_DEFAULT_EPS. Must be finite
-     * and >= 0. eps only guards the division by zero (a row whose features are all 0 under RELU
-     * outputs 0); it does not make a denominator well conditioned: with IDENTITY (or any map the
-     * caller applies) and signed features, phi(q) . z can cancel to nearly 0 and the output is
-     * then as ill-conditioned as the quotient itself. Use non-negative features. */
+    /* Added to every denominator phi(q) . z in the formula's scale (see above; the default,
+     * from clattn_linear_desc_init, is CLATTN_LINEAR_DEFAULT_EPS). 0 means no eps: a row whose
+     * denominator is exactly 0 then outputs 0 (as it does with eps > 0). Must be finite and >= 0.
+     * eps only guards the division by zero; it does not make a denominator well conditioned: with
+     * IDENTITY (or any map the caller applies) and signed features, phi(q) . z can cancel to
+     * nearly 0 and the output is then as ill-conditioned as the quotient itself. Use non-negative
+     * features. */
     float eps;
     /* FAVOR only. Number of random features M, 1..4096 (default 256; at most 896 on Mesa's
-     * llvmpipe, whose loop-iteration cap breaks the fused kernels beyond: UNSUPPORTED there). */
+     * llvmpipe, whose loop-iteration cap breaks the fused kernels beyond: UNSUPPORTED there, by
+     * the scheduler's rule on clattn_device_info.loop_iteration_cap). */
     size_t features;
     /* FAVOR only: the caller's projection W, host float32 [M][D] row-major (copied by the call;
      * finite values) with projection_shape = {M, D} (SHAPE_MISMATCH otherwise), or NULL to draw
@@ -635,7 +643,7 @@ typedef struct clattn_linear_desc {
      * AUTO takes GEMM on GPU-like devices and FUSED on CPU-like ones (the scheduler's device
      * families), the faster of the two where measured (H100: GEMM 2.2-3x; PoCL: FUSED 2.4-2.6x).
      * With GEMM, FAVOR's keys share their head's largest log-scale (Performer's non-causal
-     * stabiliser), so eps applies on that scale. */
+     * stabiliser); eps keeps the formula's scale there too. */
     clattn_linear_algo algorithm;
 } clattn_linear_desc;
 
@@ -657,21 +665,50 @@ CLATTN_API size_t clattn_linear_feature_count(const clattn_linear_desc *desc, si
 CLATTN_API clattn_status clattn_favor_draw(size_t m, size_t d, uint64_t seed,
                                            clattn_favor_scaling scaling, float *w);
 
+/* Bakes a plan for linear attention on fixed shapes (shapes and desc as for
+ * clattn_linear_enqueue below): validates the desc and shapes, asks the scheduler for the launch
+ * (the form -- FUSED or GEMM --, chunking, register blocking, work-group sizes), creates every
+ * kernel the form runs once, draws or copies FAVOR's W and uploads it once, and allocates the
+ * scratch (features, padded values, chunk states). The plan copies what it needs of the desc
+ * (desc.projection may be freed afterwards). Status as for clattn_linear_enqueue's validation
+ * (UNSUPPORTED also for FAVOR beyond the features the device computes correctly), then
+ * BUILD_FAILED or OpenCL allocation codes. Release with clattn_plan_destroy. */
+CLATTN_API clattn_status clattn_linear_plan_create(clattn_context *ctx,
+                                                   const clattn_linear_desc *desc,
+                                                   const size_t q_shape[4],
+                                                   const size_t k_shape[4],
+                                                   const size_t v_shape[4], clattn_plan **plan);
+
+/* Enqueues a baked linear plan on tensors of its shapes (any strides); no program is built, no
+ * kernel created and nothing uploaded here. The first command waits for the wait list; `event`
+ * (may be NULL) receives an event for the last. Status: NULL_POINTER, INVALID_ARGUMENT (not a
+ * linear plan, or a decoding state's), SHAPE_MISMATCH (a tensor of another shape), and the view
+ * checks of clattn_linear_enqueue (BUFFER_TOO_SMALL, ALIASING); nothing is enqueued on failure. */
+CLATTN_API clattn_status clattn_linear_plan_enqueue(clattn_plan *plan, const clattn_tensor *q,
+                                                    const clattn_tensor *k,
+                                                    const clattn_tensor *v,
+                                                    const clattn_tensor *out, cl_uint num_wait,
+                                                    const cl_event *wait, cl_event *event);
+
 /* Enqueues linear attention (see above) on the context's queue.
- * Tensors: q [B, H, Nq, D], k [B, H, Nk, D], v [B, H, Nk, Dv], out [B, H, Nq, Dv], with
- * 1 <= D, Dv <= 256 (Dv may differ from D), any strides (e.g. [B, N, H, D] layouts). desc NULL
- * means the defaults. Scratch (features, padded values and per-chunk states: about
- * 4 * B * H * (Nq * M + Nk * (M + Dv + 2)) bytes plus the chunk states) lives in the context's
- * reusable workspace on an in-order queue -- kept for later calls until the context is
- * destroyed, since fresh buffers cost their page faults on every call -- and is allocated per
- * call on an out-of-order queue. Every element of out is written.
+ * Tensors: q [B, Hq, Nq, D], k [B, Hk, Nk, D], v [B, Hk, Nk, Dv], out [B, Hq, Nq, Dv], with
+ * 1 <= D, Dv <= 256 (Dv may differ from D), any strides (e.g. [B, N, H, D] layouts), and Hq a
+ * multiple of Hk: grouped-query and multi-query attention, query head h reading key/value head
+ * h / (Hq / Hk), in every form (the key-side sums are computed once per key head and shared by
+ * its query heads). desc NULL means the defaults. One-shot: bakes a plan
+ * (clattn_linear_plan_create), enqueues it and releases it, so its scratch (features, padded
+ * values and per-chunk states: about 4 * B * H * (Nq * M + Nk * (M + Dv + 2)) bytes plus the
+ * chunk states) and kernels are made per call; callers that repeat a shape keep a plan instead.
+ * Every element of out is written.
  * Validation (before anything is enqueued; nothing is touched on failure):
  *   NULL_POINTER (ctx, q, k, v, out, or num_wait > 0 with wait NULL), INVALID_ARGUMENT (struct_size,
- *   unknown feature map / momentum / scaling, eps negative or not finite, mu outside [0, 1), eta
- *   <= 0 or not finite, FAVOR with M = 0 or M > 4096, a projection value not finite),
- *   INVALID_SHAPE (a zero entry, D or Dv > 256, sizes beyond 2^31), SHAPE_MISMATCH (B, H, D, Nk or
- *   out's shape disagree; projection_shape != {M, D}),
- *   UNSUPPORTED (causal with Nq != Nk, scratch beyond the device's max allocation),
+ *   unknown feature map / momentum / scaling / algorithm, causal not 0 or 1, eps negative or not
+ *   finite, mu outside [0, 1), eta <= 0 or not finite, FAVOR with M = 0 or M > 4096, a
+ *   projection value not finite), INVALID_SHAPE (a zero entry, D or Dv > 256, sizes beyond 2^31),
+ *   SHAPE_MISMATCH (B, heads -- Hq not a multiple of Hk --, D, Nk or out's shape disagree;
+ *   projection_shape != {M, D}), UNSUPPORTED (causal with Nq != Nk, GEMM with the causal or
+ *   momentum forms, FAVOR beyond the features a loop-capped device computes correctly -- 896 on
+ *   Mesa's llvmpipe --, scratch beyond the device's max allocation),
  *   BUFFER_TOO_SMALL (a view beyond its buffer), ALIASING (out overlaps q, k or v, or maps two
  *   elements to one address), then BUILD_FAILED or OpenCL codes. `event` (may be NULL) receives
  *   an event for the last command. */
@@ -681,8 +718,8 @@ CLATTN_API clattn_status clattn_linear_enqueue(clattn_context *ctx, const clattn
                                                cl_uint num_wait, const cl_event *wait,
                                                cl_event *event);
 
-/* Blocking host-memory convenience: contiguous float32 arrays q [B,H,Nq,D], k [B,H,Nk,D],
- * v [B,H,Nk,Dv], out [B,H,Nq,Dv] (shapes as above). `out` is only written on success. Status as
+/* Blocking host-memory convenience: contiguous float32 arrays q [B,Hq,Nq,D], k [B,Hk,Nk,D],
+ * v [B,Hk,Nk,Dv], out [B,Hq,Nq,Dv] (shapes as above). `out` is only written on success. Status as
  * for clattn_linear_enqueue. */
 CLATTN_API clattn_status clattn_linear_host(clattn_context *ctx, const clattn_linear_desc *desc,
                                             const size_t q_shape[4], const size_t k_shape[4],
@@ -699,8 +736,12 @@ CLATTN_API clattn_status clattn_linear_host(clattn_context *ctx, const clattn_li
  * by the events the caller passes. */
 typedef struct clattn_linear_state clattn_linear_state;
 
-/* Creates a zeroed state for `batch` sequences of `heads` heads, key dim d and value dim dv
- * (1..256). Blocking (the zero fill is finished on return). Status: NULL_POINTER, INVALID_ARGUMENT
+/* Creates a zeroed state for `batch` sequences of `heads` key/value heads, key dim d and value
+ * dim dv (1..256). With grouped-query attention the state holds the key/value heads only; the
+ * prefills and steps then take queries (and outputs) with any multiple of `heads` heads. The
+ * state's plan (its kernels, FAVOR's W) is made here, so prefills and steps build, create and
+ * upload nothing (scratch grows when a prefill is longer, or has more query heads, than any
+ * before). Blocking (the zero fill is finished on return). Status: NULL_POINTER, INVALID_ARGUMENT
  * (desc as above), INVALID_SHAPE, OpenCL allocation codes. On failure *state is NULL. */
 CLATTN_API clattn_status clattn_linear_state_create(clattn_context *ctx,
                                                     const clattn_linear_desc *desc, size_t batch,
@@ -759,15 +800,16 @@ CLATTN_API clattn_status clattn_linear_state_load(clattn_linear_state *state, co
  * v_j^T) / (phi(q_i)^T (z0 + sum_{j<=i} phi(k_j)) + eps)), and the state becomes the one after
  * the whole prompt. After a reset this is exactly
  * clattn_linear_enqueue with causal = 1; two prefills in a row equal one over the concatenation.
- * Tensors: q, k [B, H, N, D], v [B, H, N, Dv], out [B, H, N, Dv] or NULL (only the state is
- * updated), with the state's B, H, D, Dv and any N >= 1. Status as for clattn_linear_enqueue
+ * Tensors: q [B, Hq, N, D], k [B, H, N, D], v [B, H, N, Dv], out [B, Hq, N, Dv] or NULL (only
+ * the state is updated), with the state's B, H, D, Dv, Hq a multiple of H, and any N >= 1. Status as for clattn_linear_enqueue
  * (SHAPE_MISMATCH when a tensor disagrees with the state); on failure the state is unchanged. */
 CLATTN_API clattn_status clattn_linear_prefill(clattn_linear_state *state, const clattn_tensor *q,
                                                const clattn_tensor *k, const clattn_tensor *v,
                                                const clattn_tensor *out, cl_uint num_wait,
                                                const cl_event *wait, cl_event *event);
 
-/* One decoding step for every sequence: q, k [B, H, 1, D], v and out [B, H, 1, Dv]. Advances
+/* One decoding step for every sequence: q [B, Hq, 1, D], k [B, H, 1, D], v [B, H, 1, Dv] and
+ * out [B, Hq, 1, Dv] (Hq a multiple of the state's H). Advances
  * the recurrence by one token (without momentum: adds phi(k) v^T to S and phi(k) to z), then
  * writes out = phi(q)^T S / (phi(q)^T z + eps), so a prefill of a prompt followed by steps over
  * the rest equals causal attention over the whole sequence. Cost O(B * H * M * Dv), independent

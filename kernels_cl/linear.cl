@@ -1,8 +1,8 @@
 /* Linear (kernelized) attention over materialised features.
  *
  * Every form runs on the same buffers (all contiguous, made by the host side):
- *   F   features [BH][N][MP] (MP = M rounded up to LIN_MB; the padding features are 0), for
- *       queries and for keys;
+ *   F   features [BH][N][MP] (kernels_cl/blocks_features.cl; MP = M rounded up to 16, the
+ *       padding features 0), for queries and for keys;
  *   L   key log-scales [BH][N]: phi(k_j) = F_j * exp(L_j) (0 except for FAVOR, whose rows are
  *       divided by their largest feature);
  *   VP  values [BH][N][DVP], DVP = Dv rounded up to 16, zero padded;
@@ -18,33 +18,22 @@
  * clattn_linear_scan turns the chunk sums into exclusive prefix states (continuing an initial
  * state), clattn_linear_out adds for each query row the masked part of its own chunk. The
  * non-causal form is the same with one scan total. Work-items are register-blocked for CPUs
- * (float16 rows of the state, LIN_MB feature rows or LIN_RB query rows each), with no __local
- * memory and no barriers. */
+ * (float16 rows of the state, LINEAR_MB feature rows or LINEAR_RB query rows each), with no
+ * __local memory and no barriers. */
 
-#ifndef LIN_CHUNK
-#define LIN_CHUNK 64
+/* Tunables, set by the host scheduler (lib/sched/sched_linear.c) as -D options. */
+#ifndef LINEAR_CHUNK
+#define LINEAR_CHUNK 64 /* keys per causal chunk; a multiple of 16 */
 #endif
-#ifndef LIN_MAX_D
-#define LIN_MAX_D 256
+#ifndef LINEAR_MB
+#define LINEAR_MB 4 /* feature rows per chunk-state work-item; divides the feature padding 16 */
 #endif
-#define LIN_MB 4 /* feature rows per chunk-state work-item; MP is a multiple of it */
-#define LIN_RB 8 /* query rows per output work-item; divides LIN_CHUNK */
-#define LIN_EB 2 /* float16 value blocks per output and chunk-state work-item */
-
-/* Feature maps, numbered as clattn_feature_map. */
-#define LIN_ELU 0
-#define LIN_RELU 1
-#define LIN_IDENTITY 2
-#define LIN_FAVOR 3
-
-/* Branch-free so that work-items vectorise (a divergent exp is called lane by lane). elu(x) + 1
- * is x + 1 above 0 and exp(x) below, without the cancellation of exp(x) - 1 + 1. */
-inline float clattn_linear_phi(float x, int fmap)
-{
-    float e = exp(fmin(x, 0.0f));
-    float elu = x > 0.0f ? x + 1.0f : e;
-    return fmap == LIN_ELU ? elu : fmap == LIN_RELU ? fmax(x, 0.0f) : x;
-}
+#ifndef LINEAR_RB
+#define LINEAR_RB 8 /* query rows per output work-item; divides LINEAR_CHUNK */
+#endif
+#ifndef LINEAR_EB
+#define LINEAR_EB 2 /* float16 value blocks per output and chunk-state work-item */
+#endif
 
 /* exp(a - b) for log-scales where a may be -inf (an empty state): 0 then. */
 inline float clattn_linear_rescale(float a, float b)
@@ -52,73 +41,20 @@ inline float clattn_linear_rescale(float a, float b)
     return isinf(a) && a < 0.0f ? 0.0f : exp(a - b);
 }
 
-/* Element-wise maps: f[bh][i][t] = phi(x_it) (0 for the padding t >= D), and l = 0 for keys.
- * One float16 block of a row per work-item: exp on explicit vectors is vectorised, a scalar exp
- * per work-item is not (PoCL calls it lane by lane). Global size (MP/16, N, BH). */
-__kernel void clattn_linear_features(__global const float *x, ulong x_off, ulong4 x_st, uint heads,
-                                     uint d, int fmap, __global float *f, int want_l,
-                                     __global float *l)
+/* eps belongs to the formula's scale: out = phi(q) . S / (phi(q) . z + eps). A denominator kept
+ * as exp(-(lq + r)) times the formula's (lq the query row's log-scale, r the state's) gets
+ * eps * exp(-(lq + r)), computed in the log domain from log_eps = log(eps) (-inf for eps 0: no
+ * eps); it underflows to 0 where it is negligible and overflows to inf where eps dominates (the
+ * output is then 0, its limit). */
+inline float clattn_linear_eps(float log_eps, float lq, float r)
 {
-    uint tb = get_global_id(0), i = get_global_id(1), bh = get_global_id(2);
-    uint mp = get_global_size(0) * 16, n = get_global_size(1), b = bh / heads, h = bh % heads;
-    ulong row = (ulong)bh * n + i;
-    float xs[16];
-    for (uint u = 0; u < 16; u++) {
-        uint t = tb * 16 + u;
-        xs[u] = t < d ? x[clattn_at(x_off, x_st, b, h, i, t)] : 0.0f;
-    }
-    float16 xv = vload16(0, xs), r;
-    if (fmap == LIN_ELU)
-        r = select(xv + CLATTN_SPLAT16(1.0f), exp(fmin(xv, CLATTN_SPLAT16(0.0f))),
-                   isless(xv, CLATTN_SPLAT16(0.0f)));
-    else if (fmap == LIN_RELU)
-        r = fmax(xv, CLATTN_SPLAT16(0.0f));
-    else
-        r = xv;
-    vstore16(r, 0, xs);
-    for (uint u = 0; u < 16; u++) /* the padding must be 0 whatever phi(0) is */
-        if (tb * 16 + u >= d)
-            xs[u] = 0.0f;
-    vstore16(vload16(0, xs), 0, f + row * mp + tb * 16);
-    if (want_l && tb == 0)
-        l[row] = 0.0f;
+    return exp(log_eps - lq - r);
 }
 
-/* FAVOR+ exponents: u[bh][i][r] = w_r . x_i' - |x_i'|^2 / 2 with x' = x * xs, from wt = W^T
- * [D][M]; -inf for the padding r >= M. Global size (MP, N, BH). */
-__kernel void clattn_linear_favor_proj(__global const float *x, ulong x_off, ulong4 x_st,
-                                       uint heads, uint d, uint m, __global const float *wt,
-                                       float xs, __global float *f)
+/* The quotient, 0 for a denominator of exactly 0 (a row with no weight at all and eps = 0). */
+inline float clattn_linear_inv(float den)
 {
-    uint r = get_global_id(0), i = get_global_id(1), bh = get_global_id(2);
-    uint mp = get_global_size(0), n = get_global_size(1), b = bh / heads, h = bh % heads;
-    float u = 0.0f, hn = 0.0f;
-    uint rr = min(r, m - 1);
-    for (uint t = 0; t < d; t++) {
-        float xv = x[clattn_at(x_off, x_st, b, h, i, t)] * xs;
-        hn += xv * xv;
-        u += wt[(ulong)t * m + rr] * xv;
-    }
-    f[((ulong)bh * n + i) * mp + r] = r < m ? u - 0.5f * hn : -INFINITY;
-}
-
-/* FAVOR+ features from the exponents, one row per work-item (float16 steps; MP is a multiple of
- * 16): f = exp(u - max u) * fs, and the row's log-scale max u into l when want_l. Global size
- * (N, BH). */
-__kernel void clattn_linear_favor_exp(__global float *f, uint mp, float fs, int want_l,
-                                      __global float *l)
-{
-    uint i = get_global_id(0), bh = get_global_id(1), n = get_global_size(0);
-    ulong row = (ulong)bh * n + i;
-    __global float *fr = f + row * mp;
-    float16 mx16 = CLATTN_SPLAT16(-INFINITY);
-    for (uint t = 0; t < mp; t += 16)
-        mx16 = fmax(mx16, vload16(0, fr + t));
-    float mx = clattn_hmax16(mx16);
-    for (uint t = 0; t < mp; t += 16)
-        vstore16(exp(vload16(0, fr + t) - CLATTN_SPLAT16(mx)) * CLATTN_SPLAT16(fs), 0, fr + t);
-    if (want_l)
-        l[row] = mx;
+    return den != 0.0f ? 1.0f / den : 0.0f;
 }
 
 /* vp [BH][N][width] = v, zero padded, with 1 in column ones_at (the GEMM form's [V 1], so one
@@ -154,31 +90,31 @@ __kernel void clattn_linear_chunk_weights(__global const float *l, uint n, uint 
 
 /* Chunk sums relative to the chunk's scale: ca[g][m][e] = sum_j wc_j F_jm VP_je and the z column
  * ca[g][m][DVP] = sum_j wc_j F_jm; with momentum also cb[g][m][e] = sum_j mu^(j1-1-j) wc_j F_jm
- * VP_je. g = bh * nchunks + c. Work-item (eg, mb, g): LIN_MB feature rows times LIN_EB float16
- * blocks of value columns (eg < ceil(DVP / (16 LIN_EB))) or the z column (the last eg). Global
- * size (ceil(DVP / (16 LIN_EB)) + 1, MP/LIN_MB, BH * nchunks). */
+ * VP_je. g = bh * nchunks + c. Work-item (eg, mb, g): LINEAR_MB feature rows times LINEAR_EB float16
+ * blocks of value columns (eg < ceil(DVP / (16 LINEAR_EB))) or the z column (the last eg). Global
+ * size (ceil(DVP / (16 LINEAR_EB)) + 1, MP/LINEAR_MB, BH * nchunks). */
 __kernel void clattn_linear_chunk_state(__global const float *f, __global const float *vp,
                                         __global const float *wc, uint n, uint mp, uint dvp,
                                         uint chunk, uint nchunks, int momentum, float mu,
                                         __global float *ca, __global float *cb)
 {
     uint eg = get_global_id(0), mb = get_global_id(1), g = get_global_id(2);
-    uint bh = g / nchunks, c = g % nchunks, m0 = mb * LIN_MB, dw = dvp + 16;
+    uint bh = g / nchunks, c = g % nchunks, m0 = mb * LINEAR_MB, dw = dvp + 16;
     uint j0 = c * chunk, j1 = min(j0 + chunk, n);
-    uint e0 = eg * 16 * LIN_EB;
+    uint e0 = eg * 16 * LINEAR_EB;
     ulong row0 = (ulong)bh * n;
     if (eg == get_global_size(0) - 1) { /* the z column */
         __global float *oz = ca + ((ulong)g * mp + m0) * dw + dvp;
-        float z[LIN_MB];
-        for (int t = 0; t < LIN_MB; t++)
+        float z[LINEAR_MB];
+        for (int t = 0; t < LINEAR_MB; t++)
             z[t] = 0.0f;
         for (uint j = j0; j < j1; j++) {
             __global const float *fr = f + (row0 + j) * mp + m0;
             float wj = wc[row0 + j];
-            for (int t = 0; t < LIN_MB; t++)
+            for (int t = 0; t < LINEAR_MB; t++)
                 z[t] += fr[t] * wj;
         }
-        for (int t = 0; t < LIN_MB; t++) {
+        for (int t = 0; t < LINEAR_MB; t++) {
             oz[t * dw] = z[t];
             for (int k = 1; k < 16; k++)
                 oz[t * dw + k] = 0.0f;
@@ -188,24 +124,24 @@ __kernel void clattn_linear_chunk_state(__global const float *f, __global const 
         }
         return;
     }
-    uint nblk = min((uint)LIN_EB, (dvp - e0) / 16);
-    float16 a[LIN_MB][LIN_EB], bm[LIN_MB][LIN_EB];
-    for (int t = 0; t < LIN_MB; t++)
-        for (int u = 0; u < LIN_EB; u++) {
+    uint nblk = min((uint)LINEAR_EB, (dvp - e0) / 16);
+    float16 a[LINEAR_MB][LINEAR_EB], bm[LINEAR_MB][LINEAR_EB];
+    for (int t = 0; t < LINEAR_MB; t++)
+        for (int u = 0; u < LINEAR_EB; u++) {
             a[t][u] = CLATTN_SPLAT16(0.0f);
             bm[t][u] = a[t][u];
         }
-    if (!momentum && nblk == LIN_EB) {
+    if (!momentum && nblk == LINEAR_EB) {
         for (uint j = j0; j < j1; j++) {
             __global const float *fr = f + (row0 + j) * mp + m0;
             __global const float *vr = vp + (row0 + j) * dvp + e0;
             float wj = wc[row0 + j];
-            float16 vv[LIN_EB];
-            for (int u = 0; u < LIN_EB; u++)
+            float16 vv[LINEAR_EB];
+            for (int u = 0; u < LINEAR_EB; u++)
                 vv[u] = vload16(u, vr);
-            for (int t = 0; t < LIN_MB; t++) {
+            for (int t = 0; t < LINEAR_MB; t++) {
                 float16 ft = CLATTN_SPLAT16(fr[t] * wj);
-                for (int u = 0; u < LIN_EB; u++)
+                for (int u = 0; u < LINEAR_EB; u++)
                     a[t][u] = fma(ft, vv[u], a[t][u]);
             }
         }
@@ -215,20 +151,20 @@ __kernel void clattn_linear_chunk_state(__global const float *f, __global const 
             __global const float *fr = f + (row0 + j) * mp + m0;
             __global const float *vr = vp + (row0 + j) * dvp + e0;
             float wj = wc[row0 + j];
-            float16 vv[LIN_EB];
-            for (int u = 0; u < LIN_EB; u++)
+            float16 vv[LINEAR_EB];
+            for (int u = 0; u < LINEAR_EB; u++)
                 vv[u] = (uint)u < nblk ? vload16(u, vr) : CLATTN_SPLAT16(0.0f);
-            for (int t = 0; t < LIN_MB; t++) {
+            for (int t = 0; t < LINEAR_MB; t++) {
                 float16 ft = CLATTN_SPLAT16(fr[t] * wj);
-                for (int u = 0; u < LIN_EB; u++) {
+                for (int u = 0; u < LINEAR_EB; u++) {
                     a[t][u] = fma(ft, vv[u], a[t][u]);
                     bm[t][u] = fma(m16, bm[t][u], ft * vv[u]);
                 }
             }
         }
     }
-    for (int t = 0; t < LIN_MB; t++)
-        for (int u = 0; u < LIN_EB; u++) {
+    for (int t = 0; t < LINEAR_MB; t++)
+        for (int u = 0; u < LINEAR_EB; u++) {
             if ((uint)u >= nblk)
                 break;
             ulong at = ((ulong)g * mp + m0 + t) * dw + e0 + u * 16;
@@ -300,117 +236,119 @@ __kernel void clattn_linear_scan(__global float *ca, __global float *cb, __globa
     }
 }
 
-/* Key features of each causal chunk transposed, kt[g][m][t] = F[c * LIN_CHUNK + t][m] (0 past
+/* Key features of each causal chunk transposed, kt[g][m][t] = F[c * LINEAR_CHUNK + t][m] (0 past
  * the last key), so that clattn_linear_intra reads 16 keys' features as one vector. Global size
- * (LIN_CHUNK, MP, BH * nchunks). */
+ * (LINEAR_CHUNK, MP, BH * nchunks). */
 __kernel void clattn_linear_kt(__global const float *fk, uint n, uint nchunks,
                                __global float *kt)
 {
     uint t = get_global_id(0), m = get_global_id(1), g = get_global_id(2);
-    uint mp = get_global_size(1), bh = g / nchunks, j = (g % nchunks) * LIN_CHUNK + t;
-    kt[((ulong)g * mp + m) * LIN_CHUNK + t] = j < n ? fk[((ulong)bh * n + j) * mp + m] : 0.0f;
+    uint mp = get_global_size(1), bh = g / nchunks, j = (g % nchunks) * LINEAR_CHUNK + t;
+    kt[((ulong)g * mp + m) * LINEAR_CHUNK + t] = j < n ? fk[((ulong)bh * n + j) * mp + m] : 0.0f;
 }
 
 /* Causal rows' weights for the keys of their own chunk: w[i][t] = exp(L_j - m_i) (phi(q_i) . F_j)
  * for j = j0 + t <= i (0 beyond), with m_i = max(r, L_j0..L_i) written to mi[i] (r = the chunk's
- * carried log-scale). One row per work-item, the chunk's 64 keys as four float16 vectors (from
+ * carried log-scale). Query head bh reads key head bh / group (GQA; group = 1 otherwise). One row per work-item, the chunk's LINEAR_CHUNK keys as float16 vectors (from
  * the transposed kt); kept apart from the output kernel so each dot product is computed once
  * rather than once per value block. Global size (Nq, BH). */
 __kernel void clattn_linear_intra(__global const float *fq, __global const float *kt,
                                   __global const float *l, __global const float *ps, uint mp,
-                                  uint nchunks, __global float *w, __global float *mi)
+                                  uint nchunks, uint group, __global float *w,
+                                  __global float *mi)
 {
-    uint i = get_global_id(0), bh = get_global_id(1), nq = get_global_size(0);
-    uint c = i / LIN_CHUNK, j0 = c * LIN_CHUNK, last = i - j0;
-    ulong lrow = (ulong)bh * nq;
+    uint i = get_global_id(0), bh = get_global_id(1), nq = get_global_size(0), bk = bh / group;
+    uint c = i / LINEAR_CHUNK, j0 = c * LINEAR_CHUNK, last = i - j0;
+    ulong lrow = (ulong)bh * nq, krow = (ulong)bk * nq;
     __global const float *qr = fq + (lrow + i) * mp;
-    __global const float *kr = kt + ((ulong)bh * nchunks + c) * mp * LIN_CHUNK;
-    float16 d0 = CLATTN_SPLAT16(0.0f), d1 = d0, d2 = d0, d3 = d0;
+    __global const float *kr = kt + ((ulong)bk * nchunks + c) * mp * LINEAR_CHUNK;
+    float16 dt[LINEAR_CHUNK / 16];
+    for (int u = 0; u < LINEAR_CHUNK / 16; u++)
+        dt[u] = CLATTN_SPLAT16(0.0f);
     for (uint m = 0; m < mp; m++) {
         float16 qv = CLATTN_SPLAT16(qr[m]);
-        __global const float *km = kr + (ulong)m * LIN_CHUNK;
-        d0 = fma(qv, vload16(0, km), d0);
-        d1 = fma(qv, vload16(1, km), d1);
-        d2 = fma(qv, vload16(2, km), d2);
-        d3 = fma(qv, vload16(3, km), d3);
+        __global const float *km = kr + (ulong)m * LINEAR_CHUNK;
+        for (int u = 0; u < LINEAR_CHUNK / 16; u++)
+            dt[u] = fma(qv, vload16(u, km), dt[u]);
     }
-    float ls[LIN_CHUNK];
-    float mx = ps[(ulong)bh * nchunks + c];
-    for (uint t = 0; t < LIN_CHUNK; t++) {
-        ls[t] = t <= last ? l[lrow + j0 + t] : -INFINITY;
+    float ls[LINEAR_CHUNK];
+    float mx = ps[(ulong)bk * nchunks + c];
+    for (uint t = 0; t < LINEAR_CHUNK; t++) {
+        ls[t] = t <= last ? l[krow + j0 + t] : -INFINITY;
         mx = fmax(mx, ls[t]);
     }
     float16 m16 = CLATTN_SPLAT16(mx);
-    __global float *wr = w + (lrow + i) * LIN_CHUNK;
-    vstore16(exp(vload16(0, ls) - m16) * d0, 0, wr); /* exp(-inf) = 0 masks j > i */
-    vstore16(exp(vload16(1, ls) - m16) * d1, 1, wr);
-    vstore16(exp(vload16(2, ls) - m16) * d2, 2, wr);
-    vstore16(exp(vload16(3, ls) - m16) * d3, 3, wr);
+    __global float *wr = w + (lrow + i) * LINEAR_CHUNK;
+    for (int u = 0; u < LINEAR_CHUNK / 16; u++) /* exp(-inf) = 0 masks j > i */
+        vstore16(exp(vload16(u, ls) - m16) * dt[u], u, wr);
     mi[lrow + i] = mx;
 }
 
-/* Output rows: LIN_RB query rows times up to LIN_EB float16 blocks (64 value columns) per
- * work-item, so each query feature loaded feeds LIN_EB vector FMAs.
- * Carried state: per chunk (causal: st + (bh * nchunks + c) states, log-scale ps[bh][c]) or one
- * per (b, h) (non-causal and decoding: alpha = 1). With S = coef (A - mu B) and, for causal
+/* Output rows: LINEAR_RB query rows times up to LINEAR_EB float16 blocks of value columns per
+ * work-item, so each query feature loaded feeds LINEAR_EB vector FMAs.
+ * Carried state: per chunk (causal: st + (bk * nchunks + c) states, log-scale ps[bk][c]) or one
+ * per (b, key head) (non-causal and decoding: alpha = 1), bk = bh / group the key head query head
+ * bh reads (GQA; group = 1 otherwise). With S = coef (A - mu B) and, for causal
  * rows, the masked keys of their own chunk (weights w_ij from clattn_linear_intra):
  *   num_i = alpha_i (coef phi(q_i) A - coef mu^(i - j0 + 2) phi(q_i) B)
  *           + sum_{j0 <= j <= i} w_ij coef (1 - mu^(i-j+1)) v_j
  *   den_i = alpha_i phi(q_i) z + sum_j w_ij
- * with alpha_i = exp(r - m_i); out_i = num_i / (den_i + eps).
- * Global size (ceil(DVP/64), ceil(Nq/LIN_RB), BH). */
+ * with alpha_i = exp(r - m_i); out_i = num_i / (den_i + eps_i), eps_i = eps exp(-(lq_i + m_i))
+ * (clattn_linear_eps; m_i = r for non-causal rows and steps, whose ps holds the state's scale).
+ * Global size (ceil(DVP/(16 LINEAR_EB)), ceil(Nq/LINEAR_RB), BH). */
 __kernel void clattn_linear_out(__global const float *fq, __global const float *vp,
                                 __global float *out, ulong o_off, ulong4 o_st, uint heads,
                                 uint nq, uint mp, uint dv, uint dvp, __global const float *sa,
                                 __global const float *sb, __global const float *ps, uint nchunks,
                                 __global const float *iw, __global const float *imi, int causal,
-                                int momentum, float mu, float coef, float eps)
+                                int momentum, float mu, float coef, float log_eps,
+                                __global const float *lq, uint group)
 {
-    uint eg = get_global_id(0), rb = get_global_id(1), bh = get_global_id(2);
+    uint eg = get_global_id(0), rb = get_global_id(1), bh = get_global_id(2), bk = bh / group;
     uint b = bh / heads, h = bh % heads, dw = dvp + 16;
-    uint e0 = eg * 16 * LIN_EB, nblk = min((uint)LIN_EB, (dvp - e0) / 16);
-    uint i0 = rb * LIN_RB, c = causal ? i0 / LIN_CHUNK : 0;
-    ulong st = ((ulong)bh * (causal ? nchunks : 1) + c) * mp * dw;
+    uint e0 = eg * 16 * LINEAR_EB, nblk = min((uint)LINEAR_EB, (dvp - e0) / 16);
+    uint i0 = rb * LINEAR_RB, c = causal ? i0 / LINEAR_CHUNK : 0;
+    ulong st = ((ulong)bk * (causal ? nchunks : 1) + c) * mp * dw;
     __global const float *A = sa + st + e0, *B = sb + st + e0, *Z = sa + st + dvp;
     __global const float *q = fq + ((ulong)bh * nq + i0) * mp;
-    uint nr = min((uint)LIN_RB, nq - i0);
-    float16 qa[LIN_RB][LIN_EB], qb[LIN_RB][LIN_EB];
-    float qz[LIN_RB];
-    __global const float *qrow[LIN_RB];
-    for (int r = 0; r < LIN_RB; r++) {
-        for (int u = 0; u < LIN_EB; u++) {
+    uint nr = min((uint)LINEAR_RB, nq - i0);
+    float16 qa[LINEAR_RB][LINEAR_EB], qb[LINEAR_RB][LINEAR_EB];
+    float qz[LINEAR_RB];
+    __global const float *qrow[LINEAR_RB];
+    for (int r = 0; r < LINEAR_RB; r++) {
+        for (int u = 0; u < LINEAR_EB; u++) {
             qa[r][u] = CLATTN_SPLAT16(0.0f);
             qb[r][u] = qa[r][u];
         }
         qz[r] = 0.0f;
         qrow[r] = q + (ulong)min((uint)r, nr - 1) * mp; /* rows past the end repeat the last */
     }
-    if (!momentum && nblk == LIN_EB) { /* the common case, without guards in the hot loop */
+    if (!momentum && nblk == LINEAR_EB) { /* the common case, without guards in the hot loop */
         for (uint m = 0; m < mp; m++) {
             __global const float *ar = A + (ulong)m * dw;
-            float16 av[LIN_EB];
-            for (int u = 0; u < LIN_EB; u++)
+            float16 av[LINEAR_EB];
+            for (int u = 0; u < LINEAR_EB; u++)
                 av[u] = vload16(u, ar);
             float az = Z[(ulong)m * dw];
-            for (int r = 0; r < LIN_RB; r++) {
+            for (int r = 0; r < LINEAR_RB; r++) {
                 float16 fv = CLATTN_SPLAT16(qrow[r][m]);
-                for (int u = 0; u < LIN_EB; u++)
+                for (int u = 0; u < LINEAR_EB; u++)
                     qa[r][u] = fma(fv, av[u], qa[r][u]);
                 qz[r] = fma(qrow[r][m], az, qz[r]);
             }
         }
     } else {
         for (uint m = 0; m < mp; m++) {
-            float16 av[LIN_EB], bv[LIN_EB];
-            for (int u = 0; u < LIN_EB; u++) {
+            float16 av[LINEAR_EB], bv[LINEAR_EB];
+            for (int u = 0; u < LINEAR_EB; u++) {
                 av[u] = (uint)u < nblk ? vload16(u, A + (ulong)m * dw) : CLATTN_SPLAT16(0.0f);
                 bv[u] = momentum && (uint)u < nblk ? vload16(u, B + (ulong)m * dw)
                                                    : CLATTN_SPLAT16(0.0f);
             }
             float az = Z[(ulong)m * dw];
-            for (int r = 0; r < LIN_RB; r++) {
+            for (int r = 0; r < LINEAR_RB; r++) {
                 float fv = qrow[r][m];
-                for (int u = 0; u < LIN_EB; u++) {
+                for (int u = 0; u < LINEAR_EB; u++) {
                     qa[r][u] = fma(CLATTN_SPLAT16(fv), av[u], qa[r][u]);
                     qb[r][u] = fma(CLATTN_SPLAT16(fv), bv[u], qb[r][u]);
                 }
@@ -418,44 +356,46 @@ __kernel void clattn_linear_out(__global const float *fq, __global const float *
             }
         }
     }
-    float r0 = causal ? ps[(ulong)bh * nchunks + c] : 0.0f;
-    uint j0 = c * LIN_CHUNK;
+    float r0 = ps[(ulong)bk * (causal ? nchunks : 1) + c];
+    uint j0 = c * LINEAR_CHUNK;
     ulong lrow = (ulong)bh * nq;
-    float den[LIN_RB];
-    for (int r = 0; r < LIN_RB; r++) {
+    float den[LINEAR_RB];
+    for (int r = 0; r < LINEAR_RB; r++) {
         float alpha = 1.0f;
         float mub = momentum ? mu : 0.0f;
+        uint i = min(i0 + (uint)r, nq - 1);
+        float ri = r0;
         if (causal) {
-            uint i = min(i0 + (uint)r, nq - 1);
-            alpha = clattn_linear_rescale(r0, imi[lrow + i]);
+            ri = imi[lrow + i];
+            alpha = clattn_linear_rescale(r0, ri);
             mub = momentum ? pown(mu, (int)(i - j0 + 2)) : 0.0f;
         }
-        for (int u = 0; u < LIN_EB; u++)
+        for (int u = 0; u < LINEAR_EB; u++)
             qa[r][u] = CLATTN_SPLAT16(alpha * coef) * (qa[r][u] - CLATTN_SPLAT16(mub) * qb[r][u]);
-        den[r] = alpha * qz[r];
+        den[r] = alpha * qz[r] + clattn_linear_eps(log_eps, lq[lrow + i], ri);
     }
     if (causal) {
-        uint jend = min(i0 + (uint)LIN_RB, nq);
+        uint jend = min(i0 + (uint)LINEAR_RB, nq);
         for (uint j = j0; j < jend; j++) {
-            __global const float *vr = vp + (lrow + j) * dvp + e0;
-            float16 vv[LIN_EB];
-            for (int u = 0; u < LIN_EB; u++)
+            __global const float *vr = vp + ((ulong)bk * nq + j) * dvp + e0;
+            float16 vv[LINEAR_EB];
+            for (int u = 0; u < LINEAR_EB; u++)
                 vv[u] = (uint)u < nblk ? vload16(u, vr) : CLATTN_SPLAT16(0.0f);
-            for (int r = 0; r < LIN_RB; r++) {
+            for (int r = 0; r < LINEAR_RB; r++) {
                 uint i = min(i0 + (uint)r, nq - 1);
-                float t = iw[(lrow + i) * LIN_CHUNK + (j - j0)]; /* 0 for j > i */
+                float t = iw[(lrow + i) * LINEAR_CHUNK + (j - j0)]; /* 0 for j > i */
                 den[r] += t;
                 float cw = momentum && j <= i ? coef * (1.0f - pown(mu, (int)(i - j + 1))) : 1.0f;
-                for (int u = 0; u < LIN_EB; u++)
+                for (int u = 0; u < LINEAR_EB; u++)
                     qa[r][u] = fma(CLATTN_SPLAT16(t * cw), vv[u], qa[r][u]);
             }
         }
     }
-    for (int r = 0; r < LIN_RB; r++) {
+    for (int r = 0; r < LINEAR_RB; r++) {
         if ((uint)r >= nr)
             break;
-        float inv = 1.0f / (den[r] + eps);
-        for (int u = 0; u < LIN_EB; u++) {
+        float inv = clattn_linear_inv(den[r]);
+        for (int u = 0; u < LINEAR_EB; u++) {
             if ((uint)u >= nblk)
                 break;
             float o[16];
@@ -494,18 +434,21 @@ __kernel void clattn_linear_step_commit(__global float *sr, __global const float
     sr[bh] = fmax(sr[bh], l[bh]);
 }
 
-/* Adaptive momentum (the authors' frmomentum recurrence), sequential: one work-item per (b, h)
- * walks keys j0..j1-1, keeping S (z in its DVP column), P, S_{i-1}, U_{i-1} ([BH][MP][DW] each),
- * the log-scale r and the token count t in global memory, so a long scan may be split into
- * several launches. With want_out, row j of out receives the output after key j (causal form).
- * Global size (BH). */
+/* Adaptive momentum (the authors' frmomentum recurrence), sequential: one work-item per (b, key
+ * head) walks keys j0..j1-1, keeping S (z in its DVP column), P, S_{i-1}, U_{i-1} ([BHk][MP][DW]
+ * each), the log-scale r and the token count t in global memory, so a long scan may be split into
+ * several launches. With want_out, row j of out receives, for each of the `group` query heads
+ * sharing the key head (GQA; 1 otherwise), the output after key j (causal form); fq and out are
+ * [B, heads * group, N, .]. Global size (BHk). */
 __kernel void clattn_linear_adaptive(__global const float *fq, __global const float *fk,
                                      __global const float *l, __global const float *vp, uint n,
-                                     uint mp, uint dv, uint dvp, float eta, float eps,
+                                     uint mp, uint dv, uint dvp, float eta, float log_eps,
+                                     __global const float *lq,
                                      __global float *ss, __global float *sp, __global float *sprev,
                                      __global float *uprev, __global float *sr,
                                      __global uint *steps, int want_out, __global float *out,
-                                     ulong o_off, ulong4 o_st, uint heads, uint j0, uint j1)
+                                     ulong o_off, ulong4 o_st, uint heads, uint group, uint j0,
+                                     uint j1)
 {
     uint bh = get_global_id(0), b = bh / heads, h = bh % heads, dw = dvp + 16;
     ulong base = (ulong)bh * mp * dw;
@@ -562,17 +505,18 @@ __kernel void clattn_linear_adaptive(__global const float *fq, __global const fl
             S[(ulong)m * dw + dvp] += fm;
         }
         t++;
-        if (want_out) {
-            __global const float *qr = fq + row * mp;
-            float den = 0.0f;
+        for (uint g = 0; want_out && g < group; g++) {
+            ulong qrow = (ulong)(bh * group + g) * n + j;
+            __global const float *qr = fq + qrow * mp;
+            float den = clattn_linear_eps(log_eps, lq[qrow], r);
             for (uint m = 0; m < mp; m++)
                 den += qr[m] * S[(ulong)m * dw + dvp];
-            float inv = 1.0f / (den + eps);
+            float inv = clattn_linear_inv(den);
             for (uint e = 0; e < dv; e++) {
                 float acc = 0.0f;
                 for (uint m = 0; m < mp; m++)
                     acc += qr[m] * S[(ulong)m * dw + e];
-                out[clattn_at(o_off, o_st, b, h, j, e)] = acc * inv;
+                out[clattn_at(o_off, o_st, b, h * group + g, j, e)] = acc * inv;
             }
         }
     }
@@ -580,35 +524,20 @@ __kernel void clattn_linear_adaptive(__global const float *fq, __global const fl
     steps[bh] = t;
 }
 
-/* Per (b, h): lmax = max_j l_j. Global size (BH). */
-__kernel void clattn_linear_head_max(__global const float *l, uint n, __global float *lmax)
-{
-    uint bh = get_global_id(0);
-    float mx = -INFINITY;
-    for (uint j = 0; j < n; j++)
-        mx = fmax(mx, l[(ulong)bh * n + j]);
-    lmax[bh] = mx;
-}
-
-/* f_j *= exp(l_j - lmax): every key of a head on its head's scale. Global size (MP, N, BH). */
-__kernel void clattn_linear_head_rescale(__global float *f, __global const float *l,
-                                         __global const float *lmax)
-{
-    uint t = get_global_id(0), j = get_global_id(1), bh = get_global_id(2);
-    uint mp = get_global_size(0), n = get_global_size(1);
-    ulong row = (ulong)bh * n + j;
-    f[row * mp + t] *= exp(l[row] - lmax[bh]);
-}
-
-/* out_i = o'_i[0..Dv) / (o'_i[DVP] + eps) from the GEMM form's o' [BH][Nq][DW]. Global size
+/* out_i = o'_i[0..Dv) / (o'_i[DVP] + eps_i) from the GEMM form's o' [BH][Nq][DW], eps_i = eps
+ * exp(-(lq_i + lmax)) with lmax the key head's scale (has_lmax; 0 otherwise). Global size
  * (Nq, BH). */
-__kernel void clattn_linear_normalize(__global const float *op, uint dv, uint dvp, float eps,
+__kernel void clattn_linear_normalize(__global const float *op, uint dv, uint dvp, float log_eps,
+                                      __global const float *lq, int has_lmax,
+                                      __global const float *lmax, uint group,
                                       __global float *out, ulong o_off, ulong4 o_st, uint heads)
 {
     uint i = get_global_id(0), bh = get_global_id(1), nq = get_global_size(0);
     uint b = bh / heads, h = bh % heads;
-    __global const float *r = op + ((ulong)bh * nq + i) * (dvp + 16);
-    float inv = 1.0f / (r[dvp] + eps);
+    ulong row = (ulong)bh * nq + i;
+    __global const float *r = op + row * (dvp + 16);
+    float rk = has_lmax ? lmax[bh / group] : 0.0f;
+    float inv = clattn_linear_inv(r[dvp] + clattn_linear_eps(log_eps, lq[row], rk));
     for (uint e = 0; e < dv; e++)
         out[clattn_at(o_off, o_st, b, h, i, e)] = r[e] * inv;
 }

@@ -17,19 +17,22 @@ void cli_usage_linear(FILE *f)
             "         [--projection W.npy] [--scaling gaussian|sqrt-d]\n"
             "         [--momentum MU|adaptive] [--step-size ETA] [--eps E]\n"
             "         [--algo auto|fused|gemm] [--device SEL]\n"
-            "      linear attention on float32 .npy arrays: q [B,H,Nq,D], k [B,H,Nk,D],\n"
-            "      v [B,H,Nk,Dv]; writes OUT [B,H,Nq,Dv]. FAVOR+ uses W [M,D] from\n"
+            "      linear attention on float32 .npy arrays: q [B,Hq,Nq,D], k [B,Hk,Nk,D],\n"
+            "      v [B,Hk,Nk,Dv] (Hq a multiple of Hk: grouped-query attention); writes\n"
+            "      OUT [B,Hq,Nq,Dv]. FAVOR+ uses W [M,D] from\n"
             "      --projection or draws it from --seed (M = --features, default 256);\n"
             "      --momentum MU in [0, 1) is heavy-ball momentum with step size ETA\n"
-            "      (default 1), 'adaptive' the authors' adaptive rule; --algo gemm computes\n"
-            "      the non-causal form with CLBlast GEMMs\n"
+            "      (default 1), 'adaptive' the authors' adaptive rule; --eps E is added to\n"
+            "      phi(q) . z in the formula's scale (0: none); --algo gemm computes the\n"
+            "      non-causal form with CLBlast GEMMs\n"
             "  clattn bench linear [--n 1024,4096,...] [--d 64] [--dv D] [--heads 8]\n"
             "         [--batch 1] [--feature-map elu|relu|favor] [--features M]\n"
             "         [--momentum MU|adaptive] [--variants LIST] [--steps 32] [--reps 5]\n"
             "         [--csv] [--device SEL]\n"
             "      variants: noncausal, gemm (the non-causal form by CLBlast GEMMs),\n"
-            "      causal, step (median time of one decoding token\n"
-            "      after a prefill of N tokens), tiled (exact softmax, full recompute),\n"
+            "      causal (each a plan baked once, then enqueued), step (median time of\n"
+            "      one decoding token after a prefill of N tokens, through the decoding\n"
+            "      state's plan), tiled (exact softmax, full recompute),\n"
             "      kv (exact softmax, one query over N cached keys), peak; default all.\n"
             "      FLOPs: 4*B*H*N*M*Dv for linear (noncausal, causal; step: per token\n"
             "      4*B*H*M*Dv), 4*B*H*Nq*Nk*D for softmax (halved when causal)\n");
@@ -169,9 +172,12 @@ int cli_run_linear(int argc, char **argv)
     if ((rc = load_f32(qp, "--q", 4, &q)) || (rc = load_f32(kp, "--k", 4, &k)) ||
         (rc = load_f32(vp, "--v", 4, &v)))
         goto cleanup;
-    if (q.shape[0] != k.shape[0] || q.shape[0] != v.shape[0] || q.shape[1] != k.shape[1] ||
-        q.shape[1] != v.shape[1]) {
-        rc = fail(EXIT_USAGE, "%s: batch and heads of --q, --k and --v must agree", cmd);
+    if (q.shape[0] != k.shape[0] || q.shape[0] != v.shape[0] || k.shape[1] != v.shape[1] ||
+        q.shape[1] % k.shape[1] != 0) {
+        rc = fail(EXIT_USAGE,
+                  "%s: --q, --k and --v need one batch, --k and --v the same heads and --q a "
+                  "multiple of them (grouped-query attention)",
+                  cmd);
         goto cleanup;
     }
     if (k.shape[2] != v.shape[2] || q.shape[3] != k.shape[3]) {
@@ -252,17 +258,17 @@ typedef struct lin_bench {
 } lin_bench;
 
 typedef struct lin_job {
-    clattn_context *ctx;
-    const clattn_linear_desc *desc;
+    clattn_plan *plan;
     clattn_tensor t[4];
     clattn_linear_state *state;
 } lin_job;
 
+/* A plan baked once (its build time is the row's build_ms), enqueued per repetition. */
 static clattn_status lin_enqueue(void *arg)
 {
     lin_job *j = arg;
-    return clattn_linear_enqueue(j->ctx, j->desc, &j->t[0], &j->t[1], &j->t[2], &j->t[3], 0, NULL,
-                                 NULL);
+    return clattn_linear_plan_enqueue(j->plan, &j->t[0], &j->t[1], &j->t[2], &j->t[3], 0, NULL,
+                                      NULL);
 }
 
 static clattn_status lin_step(void *arg)
@@ -298,7 +304,7 @@ static int bench_lin(clattn_context *ctx, const lin_bench *b, size_t n, int var,
     cl_mem bufs[4] = {NULL, NULL, NULL, NULL};
     size_t big = b->batch * b->heads * n * (b->d > b->dv ? b->d : b->dv);
     cl_int err = make_buffers(ctx, bufs, 4, 3, big);
-    lin_job j = {ctx, &desc, {{0}}, NULL};
+    lin_job j = {NULL, {{0}}, NULL};
     clattn_status st = CLATTN_SUCCESS;
     if (err != CL_SUCCESS) {
         note(prog, "%s N=%zu skipped: cannot allocate its tensors (OpenCL error %d)",
@@ -315,11 +321,26 @@ static int bench_lin(clattn_context *ctx, const lin_bench *b, size_t n, int var,
         j.t[1] = clattn_tensor_make(bufs[1], b->batch, b->heads, nk, b->d);
         j.t[2] = clattn_tensor_make(bufs[2], b->batch, b->heads, nk, b->dv);
         j.t[3] = clattn_tensor_make(bufs[3], b->batch, b->heads, nq, b->dv);
-        st = time_median(ctx, lin_enqueue, &j, b->reps, &r->ms);
+        double t0 = now_ms();
+        st = clattn_linear_plan_create(ctx, &desc, j.t[0].shape, j.t[1].shape, j.t[2].shape,
+                                       &j.plan);
+        r->build_ms = now_ms() - t0;
+        clattn_plan_info pi;
+        if (st == CLATTN_SUCCESS && clattn_plan_get_info(j.plan, &pi) == CLATTN_SUCCESS)
+            snprintf(r->kernel, sizeof r->kernel, "%s %s M=%zu", pi.algorithm_name,
+                     desc.momentum == CLATTN_MOMENTUM_FIXED      ? "momentum"
+                     : desc.momentum == CLATTN_MOMENTUM_ADAPTIVE ? "adaptive"
+                                                                 : "linear",
+                     m);
+        if (st == CLATTN_SUCCESS)
+            st = time_median(ctx, lin_enqueue, &j, b->reps, &r->ms);
         r->gflops = 4.0 * (double)(b->batch * b->heads) * (double)n * (double)m * (double)b->dv /
                     (r->ms * 1e6);
     } else {
+        /* The decoding state bakes its plan here; each step runs through its kernels. */
+        double t0 = now_ms();
         st = clattn_linear_state_create(ctx, &desc, b->batch, b->heads, b->d, b->dv, &j.state);
+        r->build_ms = now_ms() - t0;
         clattn_tensor q = clattn_tensor_make(bufs[0], b->batch, b->heads, n, b->d);
         clattn_tensor k = clattn_tensor_make(bufs[1], b->batch, b->heads, n, b->d);
         clattn_tensor v = clattn_tensor_make(bufs[2], b->batch, b->heads, n, b->dv);
@@ -339,6 +360,7 @@ static int bench_lin(clattn_context *ctx, const lin_bench *b, size_t n, int var,
     if (st != CLATTN_SUCCESS)
         note(prog, "%s N=%zu failed: %s", LV_NAMES[var], n, lib_error(ctx, st));
     clattn_linear_state_destroy(j.state);
+    clattn_plan_destroy(j.plan);
     release_buffers(bufs, 4);
     return st == CLATTN_SUCCESS ? 0 : -1;
 }

@@ -303,17 +303,3 @@ size_t clattn__softmax_candidates(const clattn_device_info *dev,
         }
     return n;
 }
-
-size_t clattn__linear_chunk(const clattn_device_info *dev, size_t nk, size_t bh, int causal)
-{
-    if (causal)
-        return CLATTN__LIN_CAUSAL_CHUNK;
-    /* A CPU needs a few tasks per core; a GPU's work-items are the (columns x features) of each
-     * task, so a few tasks per compute unit fill it. */
-    size_t cu = dev->compute_units ? dev->compute_units : 1, parallel = 32 * cu;
-    size_t want = (parallel + (bh ? bh : 1) - 1) / (bh ? bh : 1);
-    if (want > 256)
-        want = 256;
-    size_t c = (nk + want - 1) / want;
-    return c < CLATTN__LIN_CAUSAL_CHUNK ? CLATTN__LIN_CAUSAL_CHUNK : c;
-}

@@ -58,16 +58,6 @@ size_t clattn__softmax_candidates(const clattn_device_info *dev,
                                     clattn_softmax_algo requested, clattn__softmax_launch *out,
                                     size_t cap);
 
-/* Linear attention's chunking (pure): keys per chunk for `nk` keys and `bh` (batch x heads)
- * sequences. Causal: CLATTN__LIN_CAUSAL_CHUNK, the in-chunk masked part costing that much per
- * query row (the kernels are built for it). Non-causal: chunks only split the key sums for
- * parallelism, so as few as give `parallel` (batch x heads x chunk) tasks, at least
- * CLATTN__LIN_CAUSAL_CHUNK keys each and at most 256 chunks per sequence (each adds a partial
- * state to the scan). */
-#define CLATTN__LIN_CAUSAL_CHUNK 64
-size_t clattn__linear_chunk(const clattn_device_info *dev, size_t nk, size_t bh, int causal);
-
-
 /* ---------------------------------------------------------------------------------------------
  * Every other operator's launch decisions, one section each (pure functions of the device
  * description and the problem; unit-tested in tests/test_scheduler.c on made-up devices).
@@ -83,18 +73,80 @@ typedef struct clattn__linear_problem {
     int causal;     /* 0 or 1 */
     int momentum;   /* clattn_momentum */
     int favor;      /* 1 for FAVOR+ features */
+    size_t bh_kv;   /* batch x key/value heads (GQA: bh / bh_kv query heads share one); 0: bh */
 } clattn__linear_problem;
 
 /* What a linear plan launches: the form (FUSED or GEMM for the non-causal form without
- * momentum, FUSED otherwise), the chunking and work-group sizes of its kernels. */
+ * momentum, FUSED otherwise), the chunking, the register blocking and work-group sizes of its
+ * kernels. Every tunable reaches linear.cl through `defines` (LINEAR_-prefixed). */
 typedef struct clattn__linear_launch {
     int algo;            /* clattn_linear_algo, never AUTO */
-    size_t chunk;        /* keys per chunk of the chunk-state kernels */
-    size_t local_size;   /* work-group size of the chunk-state and output kernels (0: driver) */
-    size_t feature_local;/* work-group size of the feature kernels (0: driver) */
-    int one_item_groups; /* long-loop kernels run one item per group (device quirk) */
+    size_t chunk;        /* keys per chunk of the chunk-state kernels (causal: block_chunk) */
+    size_t local_size;   /* work-group size of the register-blocked kernels (0: driver) */
+    size_t feature_local;/* work-group size of the element-wise feature kernels (0: driver) */
+    int one_item_groups; /* every kernel runs one item per group (device quirk) */
     char defines[256];   /* -D options of linear.cl: every one LINEAR_-prefixed */
+    unsigned block_chunk;  /* LINEAR_CHUNK: keys per causal chunk (in-chunk masked block) */
+    unsigned rows;         /* LINEAR_RB: query rows per output work-item (divides block_chunk) */
+    unsigned value_blocks; /* LINEAR_EB: float16 value blocks per output/chunk-state item */
+    unsigned feature_rows; /* LINEAR_MB: feature rows per chunk-state item (divides 16) */
+    size_t adaptive_span;  /* tokens per launch of the sequential adaptive scan (0: all) */
 } clattn__linear_launch;
+
+/* Keys per causal chunk (the kernels' default LINEAR_CHUNK). */
+#define CLATTN__LIN_CAUSAL_CHUNK 64
+
+/* Linear attention's non-causal chunking (pure): keys per chunk for `nk` keys and `bh` (batch x
+ * key heads) sequences. Causal: CLATTN__LIN_CAUSAL_CHUNK. Non-causal: chunks only split the key
+ * sums for parallelism, so as few as give `parallel` (batch x heads x chunk) tasks, at least
+ * CLATTN__LIN_CAUSAL_CHUNK keys each and at most 256 chunks per sequence (each adds a partial
+ * state to the scan). */
+size_t clattn__linear_chunk(const clattn_device_info *dev, size_t nk, size_t bh, int causal);
+
+/* The launch of a linear plan: the form (AUTO: GEMM on GPU-like devices for the non-causal form
+ * without momentum, FUSED otherwise), chunking, register blocking, work-group sizes (one item per
+ * group on CPU-like devices for the register-blocked kernels; for every kernel on devices with a
+ * loop_iteration_cap or simt_cpu) and the adaptive scan's split on loop-capped devices.
+ * UNSUPPORTED (with a reason in `why`) for GEMM with the causal or momentum forms and for FAVOR
+ * with more features than a loop-capped device computes correctly; INVALID_ARGUMENT for an
+ * unknown algorithm; INVALID_SHAPE for empty or oversized dimensions. */
+clattn_status clattn__schedule_linear(const clattn_device_info *dev,
+                                      const clattn__linear_problem *p, int requested_algo,
+                                      clattn__linear_launch *out, char *why, size_t why_len);
+
+/* A launch from explicit parameters, validated against the device and the problem: algo (FUSED
+ * or GEMM), non-causal chunk (0: the scheduler's), causal block chunk (32, 64 or 128), rows per
+ * output item (4, 8 or 16, dividing block_chunk), value blocks (1, 2 or 4), feature rows (2, 4 or
+ * 8) and the register-blocked kernels' work-group size (0: driver, or 1). UNSUPPORTED with a
+ * reason when they do not fit. */
+clattn_status clattn__linear_launch_from(const clattn_device_info *dev,
+                                         const clattn__linear_problem *p, int algo, size_t chunk,
+                                         unsigned block_chunk, unsigned rows,
+                                         unsigned value_blocks, unsigned feature_rows,
+                                         size_t local_size, clattn__linear_launch *out, char *why,
+                                         size_t why_len);
+
+/* The tuner's search space: valid launches of the algorithm AUTO resolves to, the scheduler's
+ * default first (then the nearest variations). Writes at most `cap`; returns how many (0 when the
+ * problem cannot run on the device). On loop-capped devices only the default (the quirk limits
+ * were measured for it). */
+size_t clattn__linear_candidates(const clattn_device_info *dev, const clattn__linear_problem *p,
+                                 clattn__linear_launch *out, size_t cap);
+
+/* The problem of a validated desc and shapes q [B, Hq, Nq, D], k [B, Hk, Nk, D], v [B, Hk, Nk,
+ * Dv] (lib/ops/linear.c). */
+void clattn__linear_problem_make(const clattn_linear_desc *desc, const size_t q_shape[4],
+                                 const size_t k_shape[4], const size_t v_shape[4],
+                                 clattn__linear_problem *out);
+
+/* A linear plan with the caller's launch instead of the scheduler's (the tuner; lib/ops/linear.c).
+ * The launch must come from clattn__linear_candidates / _launch_from for this problem. */
+clattn_status clattn__linear_plan_create_launch(clattn_context *ctx,
+                                                const clattn_linear_desc *desc,
+                                                const size_t q_shape[4], const size_t k_shape[4],
+                                                const size_t v_shape[4],
+                                                const clattn__linear_launch *launch,
+                                                clattn_plan **plan);
 
 /* ---- end linear ---- */
 

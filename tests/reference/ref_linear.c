@@ -25,7 +25,7 @@ static void add_key(double *s, double *z, const float *k, const float *v, size_t
     }
 }
 
-/* out (Dv) = phi(q)^T s / (phi(q)^T z + eps). */
+/* out (Dv) = phi(q)^T s / (phi(q)^T z + eps), 0 when that denominator is 0. */
 static void read_out(const double *s, const double *z, const float *q, float *out, size_t D,
                      size_t Dv, int fmap, double eps)
 {
@@ -36,7 +36,7 @@ static void read_out(const double *s, const double *z, const float *q, float *ou
         double num = 0.0;
         for (size_t d = 0; d < D; d++)
             num += ref_linear_phi(q[d], fmap) * s[d * Dv + e];
-        out[e] = (float)(num / den);
+        out[e] = den != 0.0 ? (float)(num / den) : 0.0f;
     }
 }
 
@@ -226,17 +226,25 @@ static void gstate_add(gstate *g, const float *k, const float *v, size_t D, int 
     g->count++;
 }
 
-/* out (Dv) = phit(q)^T S e^(-r) / (phit(q)^T z e^(-r) + eps); qf is phit(q). */
-static void gstate_read(const gstate *g, const double *qf, double *out, double eps)
+/* eps in the scale of a denominator kept as e^(-(cq + r)) times the formula's: eps e^(-(cq + r))
+ * (0 for eps 0). */
+static double scaled_eps(double eps, double cq, double r)
 {
-    double den = eps;
+    return eps == 0.0 ? 0.0 : eps * exp(-(cq + r));
+}
+
+/* out (Dv) = phi(q)^T S / (phi(q)^T z + eps), computed as phit(q)^T S e^(-r) / (phit(q)^T z
+ * e^(-r) + eps e^(-(cq + r))) with qf = phit(q) = phi(q) e^(-cq); 0 when the denominator is 0. */
+static void gstate_read(const gstate *g, const double *qf, double cq, double *out, double eps)
+{
+    double den = scaled_eps(eps, cq, g->r);
     for (size_t m = 0; m < g->M; m++)
         den += qf[m] * g->z[m];
     for (size_t e = 0; e < g->Dv; e++) {
         double num = 0.0;
         for (size_t m = 0; m < g->M; m++)
             num += qf[m] * g->s[m * g->Dv + e];
-        out[e] = num / den;
+        out[e] = den != 0.0 ? num / den : 0.0;
     }
 }
 
@@ -267,7 +275,7 @@ void ref_linear_general_d(const float *q, const float *k, const float *v, double
             if (causal)
                 gstate_add(&g, kh + i * D, vh + i * Dv, D, fmap, w);
             ref_linear_features(qh + i * D, D, fmap, w, M, qf, &cq);
-            gstate_read(&g, qf, out + (bh * Nq + i) * Dv, eps);
+            gstate_read(&g, qf, cq, out + (bh * Nq + i) * Dv, eps);
         }
     }
     gstate_free(&g);
@@ -357,8 +365,9 @@ void ref_linear_closed_form(const float *q, const float *k, const float *v, doub
                 for (size_t e = 0; e < Dv; e++)
                     num[e] += a * dot * (double)v[(bh * Nk + j) * Dv + e];
             }
+            den += scaled_eps(eps, cq, r);
             for (size_t e = 0; e < Dv; e++)
-                out[(bh * Nq + i) * Dv + e] = num[e] / (den + eps);
+                out[(bh * Nq + i) * Dv + e] = den != 0.0 ? num[e] / den : 0.0;
         }
     }
 done:

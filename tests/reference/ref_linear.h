@@ -17,7 +17,8 @@ double ref_linear_phi(double x, int fmap);
    Non-causal: out_i = phi(q_i)^T S / (phi(q_i)^T z + eps) with S = sum_j phi(k_j) v_j^T and
    z = sum_j phi(k_j) over every key.
    Causal (Nq == Nk, the caller's job): the sequential recurrence S += phi(k_i) v_i^T,
-   z += phi(k_i), then out_i from the S, z that include position i.
+   z += phi(k_i), then out_i from the S, z that include position i. A row whose denominator is
+   exactly 0 (eps = 0) outputs 0.
    If scratch cannot be allocated, out is filled with NaN so any comparison fails. */
 void ref_linear_attention(const float *q, const float *k, const float *v, float *out, size_t B,
                           size_t H, size_t Nq, size_t Nk, size_t D, size_t Dv, int fmap,
@@ -47,8 +48,10 @@ void ref_linear_features(const float *x, size_t D, int fmap, const float *w, siz
      momentum 2: P_1 = -U_1; later mu_i = clamp((1 - sqrt(eta ||U_i - U_{i-1}||_F /
                  ||S_{i-1} - S_{i-2}||_F))^2, 0, 0.9999) (0.9999 when that norm is 0, S_0 = 0),
                  P_i = mu_i P_{i-1} - eta U_i, S_i = S_{i-1} - P_i
-     out_i = phit(q_i)^T S_i e^(-r_i) / (phit(q_i)^T z_i e^(-r_i) + eps)
-   with r_i = max_{j <= i} c_j (0 for the element-wise maps). Causal: query i reads the state
+     out_i = phi(q_i)^T S_i / (phi(q_i)^T z_i + eps)   (eps in the formula's own scale),
+   computed as phit(q_i)^T S_i e^(-r_i) / (phit(q_i)^T z_i e^(-r_i) + eps e^(-(c_q + r_i)))
+   with phit(q) = phi(q) e^(-c_q), r_i = max_{j <= i} c_j (0 for the element-wise maps); a row
+   whose denominator is exactly 0 (eps = 0) outputs 0. Causal: query i reads the state
    after key i (Nq == Nk, the caller's job); non-causal: every query reads the state after the
    last key, r = max_j c_j. The sums are the true ones, held as e^(r) times a matrix (rescaled when
    r grows) so that exp(c_j) never overflows a double; that changes no value.

@@ -1,0 +1,364 @@
+/* Feature maps (features.h): FAVOR+ projections drawn on the host in double precision, and the
+ * feature kernels of kernels_cl/blocks_features.cl, baked once into a plan. */
+#include "features.h"
+#include "sched/sched.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t clattn__features_count(const clattn_linear_desc *desc, size_t d)
+{
+    return desc->feature_map == CLATTN_FEATURE_FAVOR ? desc->features : d;
+}
+
+size_t clattn__features_stride(const clattn_linear_desc *desc, size_t d)
+{
+    size_t m = clattn__features_count(desc, d);
+    return clattn__div_up(m, CLATTN__FEATURES_MPAD) * CLATTN__FEATURES_MPAD;
+}
+
+/* ---- reproducible Gaussians: splitmix64 seeds xoshiro256**, Box-Muller in double ---- */
+
+typedef struct rng {
+    uint64_t s[4];
+    int have;
+    double spare;
+} rng;
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t xoshiro(rng *r)
+{
+    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return out;
+}
+
+static void rng_seed(rng *r, uint64_t seed)
+{
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&seed);
+    r->have = 0;
+}
+
+/* Uniform in (0, 1): 53 random bits, never 0. */
+static double uniform(rng *r) { return ((double)(xoshiro(r) >> 11) + 0.5) * 0x1.0p-53; }
+
+static double gaussian(rng *r)
+{
+    if (r->have) {
+        r->have = 0;
+        return r->spare;
+    }
+    double u1 = uniform(r), u2 = uniform(r), rad = sqrt(-2.0 * log(u1));
+    double a = 6.283185307179586 * u2;
+    r->spare = rad * sin(a);
+    r->have = 1;
+    return rad * cos(a);
+}
+
+clattn_status clattn_favor_draw(size_t m, size_t d, uint64_t seed, clattn_favor_scaling scaling,
+                                float *w)
+{
+    if (!w)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "favor draw: w is NULL");
+    if (m == 0 || d == 0 || m > CLATTN__FEATURES_MAX_M || d > CLATTN__FEATURES_MAX_D)
+        return clattn__fail(NULL, CLATTN_INVALID_SHAPE,
+                            "favor draw: m %zu must be in [1, %d] and d %zu in [1, %d]", m,
+                            CLATTN__FEATURES_MAX_M, d, CLATTN__FEATURES_MAX_D);
+    if (scaling != CLATTN_FAVOR_GAUSSIAN_NORMS && scaling != CLATTN_FAVOR_SQRT_D)
+        return clattn__fail(NULL, CLATTN_INVALID_ARGUMENT, "favor draw: unknown scaling %d",
+                            (int)scaling);
+    double *blk = malloc(d * d * sizeof *blk);
+    if (!blk)
+        return clattn__fail(NULL, CLATTN_OUT_OF_HOST_MEMORY, "favor draw: %zu x %zu block", d, d);
+    rng r;
+    rng_seed(&r, seed);
+    for (size_t row0 = 0; row0 < m; row0 += d) {
+        for (size_t i = 0; i < d * d; i++)
+            blk[i] = gaussian(&r);
+        /* Modified Gram-Schmidt on the rows (twice, for orthogonality to working precision). */
+        for (size_t i = 0; i < d; i++) {
+            double *ri = blk + i * d;
+            for (int pass = 0; pass < 2; pass++)
+                for (size_t j = 0; j < i; j++) {
+                    const double *rj = blk + j * d;
+                    double dot = 0;
+                    for (size_t t = 0; t < d; t++)
+                        dot += ri[t] * rj[t];
+                    for (size_t t = 0; t < d; t++)
+                        ri[t] -= dot * rj[t];
+                }
+            double nrm = 0;
+            for (size_t t = 0; t < d; t++)
+                nrm += ri[t] * ri[t];
+            nrm = sqrt(nrm);
+            for (size_t t = 0; t < d; t++)
+                ri[t] /= nrm;
+        }
+        for (size_t i = 0; i < d && row0 + i < m; i++)
+            for (size_t t = 0; t < d; t++)
+                w[(row0 + i) * d + t] = (float)blk[i * d + t];
+    }
+    /* Row norms after every block, so the blocks do not depend on the scaling. */
+    for (size_t i = 0; i < m; i++) {
+        double nrm = sqrt((double)d);
+        if (scaling == CLATTN_FAVOR_GAUSSIAN_NORMS) {
+            double s = 0;
+            for (size_t t = 0; t < d; t++) {
+                double g = gaussian(&r);
+                s += g * g;
+            }
+            nrm = sqrt(s);
+        }
+        for (size_t t = 0; t < d; t++)
+            w[i * d + t] = (float)(w[i * d + t] * nrm);
+    }
+    free(blk);
+    return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__features_projection_host(clattn_context *ctx, const clattn_linear_desc *desc,
+                                             size_t d, float **w_host)
+{
+    *w_host = NULL;
+    if (desc->feature_map != CLATTN_FEATURE_FAVOR)
+        return CLATTN_SUCCESS;
+    size_t m = desc->features;
+    float *w = malloc(m * d * sizeof *w);
+    if (!w)
+        return clattn__fail(ctx, CLATTN_OUT_OF_HOST_MEMORY, "favor: projection %zu x %zu", m, d);
+    if (desc->projection) {
+        if (desc->projection_shape[0] != m || desc->projection_shape[1] != d) {
+            free(w);
+            return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH,
+                                "favor: projection_shape [%zu, %zu] differs from [M, D] = "
+                                "[%zu, %zu]",
+                                desc->projection_shape[0], desc->projection_shape[1], m, d);
+        }
+        for (size_t i = 0; i < m * d; i++) {
+            if (!isfinite(desc->projection[i])) {
+                free(w);
+                return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                                    "favor: projection[%zu] is not finite", i);
+            }
+            w[i] = desc->projection[i];
+        }
+    } else {
+        clattn_status st = clattn_favor_draw(m, d, desc->seed, desc->scaling, w);
+        if (st != CLATTN_SUCCESS) {
+            free(w);
+            return clattn__fail(ctx, st, "favor: drawing the projection failed");
+        }
+    }
+    *w_host = w;
+    return CLATTN_SUCCESS;
+}
+
+
+/* W [M][D] transposed to the [D][M] layout clattn_features_favor_proj reads (malloc'd). */
+static float *transpose_w(const float *w, size_t m, size_t d)
+{
+    float *wt = malloc(m * d * sizeof *wt);
+    if (wt)
+        for (size_t r = 0; r < m; r++)
+            for (size_t t = 0; t < d; t++)
+                wt[t * m + r] = w[r * d + t];
+    return wt;
+}
+
+clattn_status clattn__features_bake(clattn_plan *plan, const clattn_linear_desc *desc, size_t d,
+                                    const float *w_host, int head_scale, size_t local,
+                                    int one_item, const char *chosen_by, clattn__features *f)
+{
+    clattn_context *ctx = plan->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    float *wt = NULL;
+    memset(f, 0, sizeof *f);
+    f->fmap = (int)desc->feature_map;
+    f->d = d;
+    f->m = clattn__features_count(desc, d);
+    f->mp = clattn__features_stride(desc, d);
+    f->xs = (float)pow((double)d, -0.25);
+    f->fs = (float)(1.0 / sqrt((double)f->m));
+    f->local = one_item ? 1 : local;
+    f->one_item = one_item;
+    const char *file = "blocks_features.cl";
+    size_t el = f->local, any = one_item ? 1 : 0;
+    if (desc->feature_map != CLATTN_FEATURE_FAVOR) {
+        CLATTN_FORWARD(clattn__plan_kernel(plan, file, "", "clattn_features_map", el, chosen_by,
+                                           &f->map));
+        goto cleanup;
+    }
+    CLATTN_FORWARD(clattn__plan_kernel(plan, file, "", "clattn_features_favor_proj", any,
+                                       chosen_by, &f->proj));
+    CLATTN_FORWARD(clattn__plan_kernel(plan, file, "", "clattn_features_favor_exp", el,
+                                       chosen_by, &f->exp));
+    if (head_scale) {
+        CLATTN_FORWARD(clattn__plan_kernel(plan, file, "", "clattn_features_head_max", any,
+                                           chosen_by, &f->head_max));
+        CLATTN_FORWARD(clattn__plan_kernel(plan, file, "", "clattn_features_head_rescale", any,
+                                           chosen_by, &f->head_rescale));
+    }
+    if (w_host) {
+        wt = transpose_w(w_host, f->m, d);
+        CLATTN_CHECK(wt != NULL, CLATTN_OUT_OF_HOST_MEMORY, "favor: projection %zu x %zu", f->m,
+                     d);
+        CLATTN_FORWARD(clattn__plan_upload(plan, wt, f->m * d * sizeof(float),
+                                           "FAVOR+ projection", &f->wt));
+    }
+cleanup:
+    free(wt);
+    return status;
+}
+
+clattn_status clattn__features_enqueue(const clattn__features *f, clattn__seq *s,
+                                       const clattn_tensor *x, int stab, cl_mem out, cl_mem l,
+                                       cl_mem lmax, bool last, cl_event *event)
+{
+    clattn_context *ctx = s->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    bool favor = f->fmap == CLATTN_FEATURE_FAVOR, head = favor && stab == 1;
+    size_t heads = x->shape[1], n = x->shape[2], bh = x->shape[0] * heads;
+    cl_uint uh = (cl_uint)heads, ud = (cl_uint)f->d, un = (cl_uint)n, um = (cl_uint)f->m;
+    cl_uint ump = (cl_uint)f->mp;
+    cl_int fmap = f->fmap, want_l = l != NULL;
+    cl_mem lbuf = l ? l : out; /* any valid buffer when unused */
+    const size_t ones[3] = {1, 1, 1};
+    const size_t *el = f->local ? ones : NULL, *any = f->one_item ? ones : NULL;
+    size_t g3[3] = {f->mp, n, bh}, g2[2] = {n, bh};
+    clattn__args a;
+    CLATTN_CHECK(!head || (l && lmax && f->head_max), CLATTN_INTERNAL_ERROR,
+                 "features: the per-head stabiliser needs its kernels and buffers");
+    if (!favor) {
+        a = (clattn__args){f->map, 0, CL_SUCCESS};
+        clattn__arg_view(&a, x);
+        CLATTN_ARG(&a, uh);
+        CLATTN_ARG(&a, ud);
+        CLATTN_ARG(&a, fmap);
+        CLATTN_ARG(&a, out);
+        CLATTN_ARG(&a, want_l);
+        CLATTN_ARG(&a, lbuf);
+        CLATTN_CL(a.err);
+        size_t gb[3] = {f->mp / 16, n, bh};
+        CLATTN_FORWARD(clattn__seq_kernel_local(s, f->map, 3, gb, el, last, event));
+        goto cleanup;
+    }
+    CLATTN_CHECK(f->wt != NULL, CLATTN_INTERNAL_ERROR, "favor features: no projection");
+    a = (clattn__args){f->proj, 0, CL_SUCCESS};
+    clattn__arg_view(&a, x);
+    CLATTN_ARG(&a, uh);
+    CLATTN_ARG(&a, ud);
+    CLATTN_ARG(&a, um);
+    CLATTN_ARG(&a, f->wt);
+    CLATTN_ARG(&a, f->xs);
+    CLATTN_ARG(&a, out);
+    CLATTN_CL(a.err);
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, f->proj, 3, g3, any, false, NULL));
+    a = (clattn__args){f->exp, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, out);
+    CLATTN_ARG(&a, ump);
+    CLATTN_ARG(&a, f->fs);
+    CLATTN_ARG(&a, want_l);
+    CLATTN_ARG(&a, lbuf);
+    CLATTN_CL(a.err);
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, f->exp, 2, g2, el, last && !head, event));
+    if (!head)
+        goto cleanup;
+    a = (clattn__args){f->head_max, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, l);
+    CLATTN_ARG(&a, un);
+    CLATTN_ARG(&a, lmax);
+    CLATTN_CL(a.err);
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, f->head_max, 1, &bh, any, false, NULL));
+    a = (clattn__args){f->head_rescale, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, out);
+    CLATTN_ARG(&a, l);
+    CLATTN_ARG(&a, lmax);
+    CLATTN_CL(a.err);
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, f->head_rescale, 3, g3, any, last, event));
+cleanup:
+    return status;
+}
+
+/* ---- transitional one-shot path ---- */
+
+clattn_status clattn__features_projection_once(clattn_context *ctx,
+                                               const clattn_linear_desc *desc, size_t d,
+                                               cl_mem *w)
+{
+    *w = NULL;
+    float *wh = NULL, *wt = NULL;
+    clattn_status st = clattn__features_projection_host(ctx, desc, d, &wh);
+    if (st != CLATTN_SUCCESS || !wh)
+        return st;
+    wt = transpose_w(wh, desc->features, d);
+    free(wh);
+    if (!wt)
+        return clattn__fail(ctx, CLATTN_OUT_OF_HOST_MEMORY, "favor: projection %zu x %zu",
+                            desc->features, d);
+    st = clattn__buffer_upload(ctx, wt, desc->features * d * sizeof(float), w);
+    free(wt);
+    if (st != CLATTN_SUCCESS) {
+        if (*w)
+            clReleaseMemObject(*w);
+        *w = NULL;
+        return clattn__fail(ctx, st, "favor: projection buffer: %s", clattn_status_string(st));
+    }
+    return CLATTN_SUCCESS;
+}
+
+/* The one-shot path's plan holds the kernels for one call (it is never a caller's plan). */
+static const clattn__plan_ops once_ops = {CLATTN_OP_RPE, NULL, NULL};
+
+clattn_status clattn__features_enqueue_once(clattn_context *ctx, const clattn_linear_desc *desc,
+                                            cl_mem w, const clattn_tensor *x, int stab, cl_mem f,
+                                            cl_mem l, cl_uint num_wait, const cl_event *wait,
+                                            cl_event *event)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    clattn_plan *plan = NULL;
+    clattn__features feat;
+    clattn__seq s;
+    bool seq = false;
+    cl_mem lt = NULL, lmax = NULL;
+    bool cpu = clattn__softmax_family(&ctx->info) == CLATTN_SOFTMAX_TILED_CPU;
+    int one = ctx->info.loop_iteration_cap != 0 || ctx->info.simt_cpu;
+    bool head = desc->feature_map == CLATTN_FEATURE_FAVOR && stab == 1;
+    size_t bh = x->shape[0] * x->shape[1];
+    CLATTN_FORWARD(clattn__plan_alloc(ctx, sizeof(clattn_plan), &once_ops, &plan));
+    CLATTN_FORWARD(clattn__features_bake(plan, desc, x->shape[3], NULL, head, cpu ? 1 : 0, one,
+                                         "fixed", &feat));
+    feat.wt = w;
+    if (head && !l)
+        CLATTN_FORWARD(
+            clattn__buffer_create(ctx, bh * x->shape[2] * sizeof(float), "key scales", &lt));
+    if (head)
+        CLATTN_FORWARD(clattn__buffer_create(ctx, bh * sizeof(float), "head key scales", &lmax));
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
+    seq = true;
+    CLATTN_FORWARD(clattn__features_enqueue(&feat, &s, x, stab, f, l ? l : lt, lmax, true, event));
+cleanup:
+    if (seq)
+        clattn__seq_end(&s);
+    if (lt)
+        clReleaseMemObject(lt);
+    if (lmax)
+        clReleaseMemObject(lmax);
+    clattn_plan_destroy(plan);
+    return status;
+}
