@@ -237,7 +237,7 @@ static void test_auto(void **state)
     }
 }
 
-/* FAVOR+ features (lib/ops/linear_features.c), with the projection drawn from the desc's seed and
+/* FAVOR+ features (lib/blocks/feature_maps.c), with the projection drawn from the desc's seed and
  * with the caller's projection, against the reference on the same W. */
 static void test_favor(void **state)
 {

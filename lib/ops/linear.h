@@ -4,9 +4,9 @@
 #ifndef CLATTN_OPS_LINEAR_H
 #define CLATTN_OPS_LINEAR_H
 
-#include "blocks/features.h"
-#include "core/internal.h"
-#include "sched/sched.h"
+#include "../blocks/feature_maps.h"
+#include "../core/internal.h"
+#include "../sched/sched.h"
 
 /* The plan's scratch buffers, by purpose (sizes in clattn__linear_reserve). */
 enum {

@@ -1,5 +1,5 @@
 /* The command sequences of linear attention's forms, through a plan's kernels (linear.h). Every
- * form starts by writing the features of the queries and keys (lib/blocks/features.c) and a
+ * form starts by writing the features of the queries and keys (lib/blocks/feature_maps.c) and a
  * padded copy of the values, then either
  *   - chunk sums, a scan over chunks and one pass over the query rows (plain and fixed momentum:
  *     non-causal, causal, prefill), or

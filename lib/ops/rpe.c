@@ -1,12 +1,11 @@
 /* Host side of kernelized attention with relative positional encoding (kernels_cl/rpe.cl):
- * validate, compute the features (lib/ops/linear_features.h, every map of the linear family), the
+ * validate, compute the features (lib/blocks/feature_maps.h, every map of the linear family), the
  * per-head bias maximum and exp(b - max), then either the direct sums or the FFT path (circulant
  * embedding, clFFT through lib/blocks/fft.h, spectra multiplied, contracted with phi(q)). Every
  * command goes on the context's queue in one chain: the first honours the caller's wait list, the
  * last returns the caller's event. */
 #include "../blocks/fft.h"
 #include "../core/internal.h"
-#include "linear_features.h"
 
 #include "rpe.h"
 
@@ -17,7 +16,7 @@
 
 /* The operator shape (lib/ops/softmax.c is the worked example): clattn_rpe_plan_create validates,
  * asks lib/sched/sched_rpe.c for the launch, creates every kernel once, allocates the scratch,
- * uploads FAVOR's projection and warms the clFFT plans; clattn_rpe_plan_enqueue validates the
+ * uploads FAVOR's projection and bakes the clFFT plans; clattn_rpe_plan_enqueue validates the
  * views and enqueues one command sequence (lib/ops/rpe_run.c) with no program lookup, kernel
  * creation or upload; the one-shot and host calls are built on a plan. */
 
@@ -33,18 +32,9 @@ void clattn_rpe_desc_init(clattn_rpe_desc *desc)
     desc->algorithm = CLATTN_RPE_AUTO;
 }
 
-static void plan_release(clattn_plan *base)
-{
-    rpe_plan *p = (rpe_plan *)base;
-    if (p->w)
-        clReleaseMemObject(p->w);
-    if (p->warm)
-        clReleaseEvent(p->warm);
-}
-
-/* clattn_plan_get_info's defaults fit: the main kernel (the last made) is clattn_rpe_direct or
- * clattn_rpe_contract, with the launch's -D options. */
-static const clattn__plan_ops rpe_ops = {CLATTN_OP_RPE, plan_release, NULL};
+/* Everything the plan holds is the base's; clattn_plan_get_info's defaults fit: the main kernel
+ * (the last made) is clattn_rpe_direct or clattn_rpe_contract, with the launch's -D options. */
+static const clattn__plan_ops rpe_ops = {CLATTN_OP_RPE, NULL, NULL};
 
 /* Reads the caller's desc by the one rule (NULL: the defaults), checks it and resolves eps 0 to
  * the default. */
@@ -71,10 +61,10 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_rpe_desc *in, c
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "rpe desc: unknown feature map %d",
                             (int)f->feature_map);
     if (f->feature_map == CLATTN_FEATURE_FAVOR &&
-        (f->features == 0 || f->features > CLATTN__LIN_MAX_M))
+        (f->features == 0 || f->features > CLATTN__FEATURES_MAX_M))
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "rpe desc: FAVOR features %zu must be in [1, %d]", f->features,
-                            CLATTN__LIN_MAX_M);
+                            CLATTN__FEATURES_MAX_M);
     if (f->scaling != CLATTN_FAVOR_GAUSSIAN_NORMS && f->scaling != CLATTN_FAVOR_SQRT_D)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "rpe desc: unknown FAVOR scaling %d",
                             (int)f->scaling);
@@ -164,26 +154,16 @@ static size_t fft_scratch_env(void)
     return end && *end == '\0' ? (size_t)b : 0;
 }
 
-static clattn_status bake_kernels(rpe_plan *p, const char *by)
+static clattn_status bake_kernels(rpe_plan *p, const float *w_host, const char *by)
 {
     clattn_plan *base = &p->base;
     clattn_status status = CLATTN_SUCCESS;
-    const char *lin = CLATTN__LIN_OPTIONS, *opt = p->launch.defines;
-    size_t fl = p->launch.features_local, vl = p->launch.favor_local;
+    const char *opt = p->launch.defines;
     bool fft = p->launch.algo == CLATTN_RPE_FFT;
-    if (p->favor) {
-        CLATTN_FORWARD(clattn__plan_kernel(base, "linear.cl", lin, "clattn_linear_favor_proj", vl,
-                                           by, &p->proj));
-        CLATTN_FORWARD(clattn__plan_kernel(base, "linear.cl", lin, "clattn_linear_favor_exp", fl,
-                                           by, &p->fexp));
-        CLATTN_FORWARD(clattn__plan_kernel(base, "linear.cl", lin, "clattn_linear_head_max", vl,
-                                           by, &p->hmax));
-        CLATTN_FORWARD(clattn__plan_kernel(base, "linear.cl", lin, "clattn_linear_head_rescale",
-                                           vl, by, &p->hrs));
-    } else {
-        CLATTN_FORWARD(clattn__plan_kernel(base, "linear.cl", lin, "clattn_linear_features", fl,
-                                           by, &p->feat));
-    }
+    /* Keys of FAVOR share one stabiliser per head (stab 1): the head-scale kernels too. */
+    CLATTN_FORWARD(clattn__features_bake(base, &p->desc.features, p->D, w_host, p->favor,
+                                         p->launch.features_local, p->launch.favor_local != 0,
+                                         by, &p->feat));
     CLATTN_FORWARD(clattn__plan_kernel(base, "rpe.cl", opt, "clattn_rpe_bias_parts", 0, by,
                                        &p->parts));
     CLATTN_FORWARD(clattn__plan_kernel(base, "rpe.cl", opt, "clattn_rpe_bias_max", 0, by,
@@ -253,15 +233,16 @@ static const char *algo_name(int a)
     return a == CLATTN_RPE_FFT ? "fft" : a == CLATTN_RPE_DIRECT ? "direct" : "auto";
 }
 
-/* warm_fft: run the clFFT warm-up (public plans, enqueued many times); the one-shot calls skip
+/* bake_fft: bake the clFFT plans now (public plans, enqueued many times); the one-shot calls skip
  * it, their single enqueue baking the clFFT plans on first use instead. */
 static clattn_status plan_create(clattn_context *ctx, const clattn_rpe_desc *desc,
                                  const size_t q_shape[4], const size_t k_shape[4],
-                                 const size_t v_shape[4], bool warm_fft, clattn_plan **out)
+                                 const size_t v_shape[4], bool bake_fft, clattn_plan **out)
 {
     clattn_status status = CLATTN_SUCCESS;
     clattn_plan *base = NULL;
     rpe_plan *p = NULL;
+    float *w_host = NULL;
     char why[160] = "";
 
     if (!ctx)
@@ -278,14 +259,14 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_rpe_desc *des
     memcpy(p->vshape, v_shape, sizeof p->vshape);
     p->B = q_shape[0], p->Hq = q_shape[1], p->Hk = k_shape[1], p->G = p->Hq / p->Hk;
     p->N = q_shape[2], p->D = q_shape[3], p->Dv = v_shape[3];
-    p->M = clattn__linear_feature_dim(&p->desc.features, p->D);
-    p->MS = clattn__linear_feature_stride(&p->desc.features, p->D);
+    p->M = clattn__features_count(&p->desc.features, p->D);
+    p->MS = clattn__features_stride(&p->desc.features, p->D);
     p->favor = p->desc.features.feature_map == CLATTN_FEATURE_FAVOR;
     CLATTN_CHECK(p->B * p->Hq <= ((size_t)1 << 31) / (p->MS * (p->Dv + 1)), CLATTN_INVALID_SHAPE,
                  "rpe: B*H %zu times %zu features and %zu value columns beyond 2^31",
                  p->B * p->Hq, p->M, p->Dv + 1);
-    /* FAVOR's projection, validated against D and uploaded once. */
-    CLATTN_FORWARD(clattn__linear_projection(ctx, &p->desc.features, p->D, &p->w));
+    /* FAVOR's projection, validated against D (uploaded once by the features bake). */
+    CLATTN_FORWARD(clattn__features_projection_host(ctx, &p->desc.features, p->D, &w_host));
     p->desc.features.projection = NULL;
 
     size_t len = clattn__fft_good_length(2 * p->N - 1);
@@ -305,13 +286,14 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_rpe_desc *des
     else
         snprintf(base->launch, sizeof base->launch, "parts=%zu", L->parts);
     const char *by = p->desc.algorithm == CLATTN_RPE_AUTO ? "scheduler" : "caller";
-    CLATTN_FORWARD(bake_kernels(p, by));
+    CLATTN_FORWARD(bake_kernels(p, w_host, by));
     CLATTN_FORWARD(bake_scratch(p));
-    if (warm_fft && L->algo == CLATTN_RPE_FFT)
-        CLATTN_FORWARD(clattn__rpe_fft_warm(p));
+    if (bake_fft && L->algo == CLATTN_RPE_FFT)
+        CLATTN_FORWARD(clattn__rpe_fft_prepare(p));
     *out = base;
     base = NULL;
 cleanup:
+    free(w_host);
     clattn_plan_destroy(base);
     return status;
 }
@@ -335,8 +317,6 @@ clattn_status clattn_rpe_plan_enqueue(clattn_plan *base, const clattn_tensor *q,
         return status;
     rpe_plan *p = (rpe_plan *)base;
     clattn_context *ctx = base->ctx;
-    cl_event both[64], *list = NULL;
-    const cl_event *w = wait;
     clattn__seq s;
     bool seq = false;
     CLATTN_CHECK(q && k && v && bias && out, CLATTN_NULL_POINTER,
@@ -344,27 +324,12 @@ clattn_status clattn_rpe_plan_enqueue(clattn_plan *base, const clattn_tensor *q,
     CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
                  "rpe enqueue: num_wait > 0 but wait is NULL");
     CLATTN_FORWARD(check_views(p, q, k, v, bias, out));
-    if (p->warm) {
-        /* The first enqueue after an out-of-order bake also waits for its FFT warm-up. */
-        list = num_wait < 64 ? both : malloc((num_wait + 1) * sizeof *list);
-        CLATTN_CHECK(list, CLATTN_OUT_OF_HOST_MEMORY, "rpe enqueue: wait list");
-        if (num_wait)
-            memcpy(list, wait, num_wait * sizeof *list);
-        list[num_wait++] = p->warm;
-        w = list;
-    }
-    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, w));
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     seq = true;
     CLATTN_FORWARD(clattn__rpe_run(p, q, k, v, bias, out, &s, event));
-    if (p->warm) {
-        clReleaseEvent(p->warm);
-        p->warm = NULL;
-    }
 cleanup:
     if (seq)
         clattn__seq_end(&s);
-    if (list && list != both)
-        free(list);
     return status;
 }
 

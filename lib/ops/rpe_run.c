@@ -11,76 +11,18 @@
 
 typedef clattn__seq seq;
 
-/* ---- features: the launches of lib/ops/linear_features.c's clattn__linear_features, with the
- * kernels the plan made (that function creates its kernels on every call) ---- */
+/* ---- features ---- */
 
-/* phi(x) into f [bh][N][MS] for x [B, heads, N, D]. keys: FAVOR's keys share one stabiliser per
- * (b, h) (Performer's non-causal one, kept in the causal form since the FFT has no running
- * maximum); queries are stabilised per row. Both cancel in the quotient, up to eps. */
+/* phi(x) into f [bh][N][MS] for x [B, heads, N, D], through the plan's baked feature block. keys:
+ * FAVOR's keys share one stabiliser per (b, h) (stab 1: Performer's non-causal one, kept in the
+ * causal form since the FFT has no running maximum); queries are stabilised per row. Both cancel
+ * in the quotient, up to eps. */
 static clattn_status launch_features(seq *s, clattn__rpe_plan *p, const clattn_tensor *x,
                                      int keys, cl_mem f)
 {
-    clattn_context *ctx = s->ctx;
-    clattn_status status = CLATTN_SUCCESS;
-    size_t heads = x->shape[1], bh = p->B * heads, n = p->N, mp = p->MS;
-    cl_uint uh = (cl_uint)heads, ud = (cl_uint)p->D, un = (cl_uint)n, um = (cl_uint)p->M;
-    cl_uint ump = (cl_uint)mp;
-    cl_int want_l = keys && p->favor;
-    cl_mem lbuf = want_l ? p->kscale : f; /* any valid buffer when unused */
-    const size_t ones[3] = {1, 1, 1};
-    const size_t *fl = p->launch.features_local ? ones : NULL;
-    const size_t *vl = p->launch.favor_local ? ones : NULL;
-    if (!p->favor) {
-        cl_int fmap = (cl_int)p->desc.features.feature_map;
-        clattn__args a = {p->feat, 0, CL_SUCCESS};
-        clattn__arg_view(&a, x);
-        CLATTN_ARG(&a, uh);
-        CLATTN_ARG(&a, ud);
-        CLATTN_ARG(&a, fmap);
-        CLATTN_ARG(&a, f);
-        CLATTN_ARG(&a, want_l);
-        CLATTN_ARG(&a, lbuf);
-        CLATTN_CL(a.err);
-        size_t gb[3] = {mp / 16, n, bh};
-        CLATTN_FORWARD(clattn__seq_kernel_local(s, p->feat, 3, gb, fl, false, NULL));
-        goto cleanup;
-    }
-    cl_float xs = (cl_float)pow((double)p->D, -0.25), fs = (cl_float)(1.0 / sqrt((double)um));
-    clattn__args a = {p->proj, 0, CL_SUCCESS};
-    clattn__arg_view(&a, x);
-    CLATTN_ARG(&a, uh);
-    CLATTN_ARG(&a, ud);
-    CLATTN_ARG(&a, um);
-    CLATTN_ARG(&a, p->w);
-    CLATTN_ARG(&a, xs);
-    CLATTN_ARG(&a, f);
-    CLATTN_CL(a.err);
-    size_t g3[3] = {mp, n, bh}, g2[2] = {n, bh};
-    CLATTN_FORWARD(clattn__seq_kernel_local(s, p->proj, 3, g3, vl, false, NULL));
-    clattn__args e = {p->fexp, 0, CL_SUCCESS};
-    CLATTN_ARG(&e, f);
-    CLATTN_ARG(&e, ump);
-    CLATTN_ARG(&e, fs);
-    CLATTN_ARG(&e, want_l);
-    CLATTN_ARG(&e, lbuf);
-    CLATTN_CL(e.err);
-    CLATTN_FORWARD(clattn__seq_kernel_local(s, p->fexp, 2, g2, fl, false, NULL));
-    if (!keys)
-        goto cleanup;
-    clattn__args m = {p->hmax, 0, CL_SUCCESS};
-    CLATTN_ARG(&m, p->kscale);
-    CLATTN_ARG(&m, un);
-    CLATTN_ARG(&m, p->kmax);
-    CLATTN_CL(m.err);
-    CLATTN_FORWARD(clattn__seq_kernel_local(s, p->hmax, 1, &bh, vl, false, NULL));
-    clattn__args r = {p->hrs, 0, CL_SUCCESS};
-    CLATTN_ARG(&r, f);
-    CLATTN_ARG(&r, p->kscale);
-    CLATTN_ARG(&r, p->kmax);
-    CLATTN_CL(r.err);
-    CLATTN_FORWARD(clattn__seq_kernel_local(s, p->hrs, 3, g3, vl, false, NULL));
-cleanup:
-    return status;
+    int head = keys && p->favor;
+    return clattn__features_enqueue(&p->feat, s, x, head, f, head ? p->kscale : NULL,
+                                    head ? p->kmax : NULL, false, NULL);
 }
 
 /* ---- bias ---- */
@@ -298,31 +240,16 @@ cleanup:
     return status;
 }
 
-clattn_status clattn__rpe_fft_warm(clattn__rpe_plan *p)
+clattn_status clattn__rpe_fft_prepare(clattn__rpe_plan *p)
 {
     clattn_context *ctx = p->base.ctx;
     clattn_status status = CLATTN_SUCCESS;
     const clattn__rpe_launch *L = &p->launch;
-    seq s;
-    bool started = false;
-    CLATTN_FORWARD(clattn__seq_init(&s, ctx, 0, NULL));
-    started = true;
-    clattn__seq_next(&s, false, NULL);
-    CLATTN_FORWARD(clattn__fft_r2c(ctx, L->fft_len, p->Hq, p->g, 0, L->fft_len, p->gf, 0,
-                                   L->fft_bins, s.nw, s.w, s.evp));
-    clattn__seq_done(&s);
-    clattn__seq_next(&s, false, NULL);
-    CLATTN_FORWARD(clattn__fft_r2c(ctx, L->fft_len, L->signals, p->x, 0, L->fft_len, p->xf, 0,
-                                   L->fft_bins, s.nw, s.w, s.evp));
-    clattn__seq_done(&s);
-    /* The last one returns an event only on out-of-order queues (in order, the first enqueue
-     * follows it anyway). */
-    clattn__seq_next(&s, true, s.in_order ? NULL : &p->warm);
-    CLATTN_FORWARD(clattn__fft_c2r(ctx, L->fft_len, L->signals, p->xf, 0, L->fft_bins, p->x, 0,
-                                   L->fft_len, s.nw, s.w, s.evp));
-    clattn__seq_done(&s);
+    CLATTN_FORWARD(clattn__fft_prepare(ctx, false, L->fft_len, p->Hq, L->fft_len, L->fft_bins));
+    CLATTN_FORWARD(clattn__fft_prepare(ctx, false, L->fft_len, L->signals, L->fft_len,
+                                       L->fft_bins));
+    CLATTN_FORWARD(clattn__fft_prepare(ctx, true, L->fft_len, L->signals, L->fft_bins,
+                                       L->fft_len));
 cleanup:
-    if (started)
-        clattn__seq_end(&s);
     return status;
 }

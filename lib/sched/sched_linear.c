@@ -24,7 +24,7 @@
  * launches of a bounded number of tokens (30000 loop iterations per launch with the 65535 cap,
  * the split used since the scan was written). */
 #include "sched.h"
-#include "blocks/features.h" /* the feature padding (no OpenCL calls are made here) */
+#include "../blocks/feature_maps.h" /* the feature padding (no OpenCL calls are made here) */
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
 #ifndef CLATTN_BLOCKS_FEATURES_H
 #define CLATTN_BLOCKS_FEATURES_H
 
-#include "core/internal.h"
+#include "../core/internal.h"
 
 #define CLATTN__FEATURES_MAX_D 256  /* head dims */
 #define CLATTN__FEATURES_MAX_M 4096 /* FAVOR+ features */
@@ -56,17 +56,5 @@ clattn_status clattn__features_bake(clattn_plan *plan, const clattn_linear_desc 
 clattn_status clattn__features_enqueue(const clattn__features *f, clattn__seq *s,
                                        const clattn_tensor *x, int stab, cl_mem out, cl_mem l,
                                        cl_mem lmax, bool last, cl_event *event);
-
-/* ---- transitional one-shot path (lib/ops/rpe.c, through lib/ops/linear_features.h) ----
- * The same features without a plan: the projection uploaded per call (*w = NULL for other maps;
- * the caller releases it) and the kernels created per call. Remove once every caller bakes a
- * clattn__features. */
-clattn_status clattn__features_projection_once(clattn_context *ctx,
-                                               const clattn_linear_desc *desc, size_t d,
-                                               cl_mem *w);
-clattn_status clattn__features_enqueue_once(clattn_context *ctx, const clattn_linear_desc *desc,
-                                            cl_mem w, const clattn_tensor *x, int stab, cl_mem f,
-                                            cl_mem l, cl_uint num_wait, const cl_event *wait,
-                                            cl_event *event);
 
 #endif

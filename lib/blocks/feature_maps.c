@@ -1,7 +1,7 @@
-/* Feature maps (features.h): FAVOR+ projections drawn on the host in double precision, and the
+/* Feature maps (feature_maps.h): FAVOR+ projections drawn on the host in double precision, and the
  * feature kernels of kernels_cl/blocks_features.cl, baked once into a plan. */
-#include "features.h"
-#include "sched/sched.h"
+#include "feature_maps.h"
+#include "../sched/sched.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -292,73 +292,5 @@ clattn_status clattn__features_enqueue(const clattn__features *f, clattn__seq *s
     CLATTN_CL(a.err);
     CLATTN_FORWARD(clattn__seq_kernel_local(s, f->head_rescale, 3, g3, any, last, event));
 cleanup:
-    return status;
-}
-
-/* ---- transitional one-shot path ---- */
-
-clattn_status clattn__features_projection_once(clattn_context *ctx,
-                                               const clattn_linear_desc *desc, size_t d,
-                                               cl_mem *w)
-{
-    *w = NULL;
-    float *wh = NULL, *wt = NULL;
-    clattn_status st = clattn__features_projection_host(ctx, desc, d, &wh);
-    if (st != CLATTN_SUCCESS || !wh)
-        return st;
-    wt = transpose_w(wh, desc->features, d);
-    free(wh);
-    if (!wt)
-        return clattn__fail(ctx, CLATTN_OUT_OF_HOST_MEMORY, "favor: projection %zu x %zu",
-                            desc->features, d);
-    st = clattn__buffer_upload(ctx, wt, desc->features * d * sizeof(float), w);
-    free(wt);
-    if (st != CLATTN_SUCCESS) {
-        if (*w)
-            clReleaseMemObject(*w);
-        *w = NULL;
-        return clattn__fail(ctx, st, "favor: projection buffer: %s", clattn_status_string(st));
-    }
-    return CLATTN_SUCCESS;
-}
-
-/* The one-shot path's plan holds the kernels for one call (it is never a caller's plan). */
-static const clattn__plan_ops once_ops = {CLATTN_OP_RPE, NULL, NULL};
-
-clattn_status clattn__features_enqueue_once(clattn_context *ctx, const clattn_linear_desc *desc,
-                                            cl_mem w, const clattn_tensor *x, int stab, cl_mem f,
-                                            cl_mem l, cl_uint num_wait, const cl_event *wait,
-                                            cl_event *event)
-{
-    clattn_status status = CLATTN_SUCCESS;
-    clattn_plan *plan = NULL;
-    clattn__features feat;
-    clattn__seq s;
-    bool seq = false;
-    cl_mem lt = NULL, lmax = NULL;
-    bool cpu = clattn__softmax_family(&ctx->info) == CLATTN_SOFTMAX_TILED_CPU;
-    int one = ctx->info.loop_iteration_cap != 0 || ctx->info.simt_cpu;
-    bool head = desc->feature_map == CLATTN_FEATURE_FAVOR && stab == 1;
-    size_t bh = x->shape[0] * x->shape[1];
-    CLATTN_FORWARD(clattn__plan_alloc(ctx, sizeof(clattn_plan), &once_ops, &plan));
-    CLATTN_FORWARD(clattn__features_bake(plan, desc, x->shape[3], NULL, head, cpu ? 1 : 0, one,
-                                         "fixed", &feat));
-    feat.wt = w;
-    if (head && !l)
-        CLATTN_FORWARD(
-            clattn__buffer_create(ctx, bh * x->shape[2] * sizeof(float), "key scales", &lt));
-    if (head)
-        CLATTN_FORWARD(clattn__buffer_create(ctx, bh * sizeof(float), "head key scales", &lmax));
-    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
-    seq = true;
-    CLATTN_FORWARD(clattn__features_enqueue(&feat, &s, x, stab, f, l ? l : lt, lmax, true, event));
-cleanup:
-    if (seq)
-        clattn__seq_end(&s);
-    if (lt)
-        clReleaseMemObject(lt);
-    if (lmax)
-        clReleaseMemObject(lmax);
-    clattn_plan_destroy(plan);
     return status;
 }
