@@ -728,7 +728,7 @@ static int bench_sgemm(clattn_context *ctx, const bench_config *cfg, const progr
     for (size_t rep = 0; rep <= cfg->reps && st == CLATTN_SUCCESS; rep++) {
         double t0 = now_ms();
         st = clattn_sgemm_enqueue(ctx, 0, m, m, m, 1.0f, bufs[0], 0, m, bufs[1], 0, m, 0.0f,
-                                  bufs[2], 0, m, NULL);
+                                  bufs[2], 0, m, 0, NULL, NULL);
         if (st == CLATTN_SUCCESS)
             st = clattn_context_finish(ctx);
         if (rep > 0)

@@ -301,19 +301,84 @@ static int has_sanitizer_report(const char *s)
            strstr(s, "ThreadSanitizer");
 }
 
-/* One "clattn: ..." line and nothing else. */
-static int one_clean_line(const char *s)
+static int contains(const char *s, size_t n, const char *what)
 {
-    size_t n = strlen(s);
-    return n > 8 && strncmp(s, "clattn: ", 8) == 0 && s[n - 1] == '\n' &&
-           strchr(s, '\n') == s + n - 1;
+    size_t w = strlen(what);
+    for (size_t i = 0; i + w <= n; i++)
+        if (memcmp(s + i, what, w) == 0)
+            return 1;
+    return 0;
+}
+
+/* Lines that CLBlast 1.5 and clFFT 2.12 print to stderr themselves when an OpenCL call fails
+ * inside them; neither offers a way to silence them, so they may accompany the tool's line. */
+static int third_party_line(const char *line, size_t n)
+{
+    static const char *const prefixes[] = {"CLBlast: ", "OPENCL_V<", "\t\t\tBUILD LOG"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (n >= strlen(prefixes[i]) && strncmp(line, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    /* clFFT: "FFTGeneratedStockhamAction::compileKernels failed", "FFT...() failed!", and the
+     * rule of asterisks around a build log. */
+    if (n >= 3 && strncmp(line, "FFT", 3) == 0 && contains(line, n, " failed"))
+        return 1;
+    return n == 0 || strspn(line, "*") == n;
+}
+
+/* Exactly one "clattn: ..." line; any other line is one of the libraries' own (counted in
+ * *noise). */
+static int one_clean_line(const char *s, int *noise)
+{
+    int tool = 0, other = 0;
+    *noise = 0;
+    for (const char *line = s; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        if (!end)
+            return 0; /* an unterminated line */
+        if (n > 8 && strncmp(line, "clattn: ", 8) == 0)
+            tool++;
+        else if (third_party_line(line, n))
+            (*noise)++;
+        else
+            other++;
+        line = end + 1;
+    }
+    return tool == 1 && other == 0;
+}
+
+/* Fault points whose outcome clattn cannot control: calls whose failure the library making them
+ * discards, then carries on as if they had succeeded. Matched on the shim's "fail" record (the
+ * calling object and the nearest exported symbol before the call site). Such a point is still
+ * run and reported (WAIVED), but does not fail the sweep.
+ *   - clFFT 2.12's clfftBakePlan ignores the status of FFTPlan::ConstructAndEnqueueConstantBuffers
+ *     (plan.cpp): when that blocking clEnqueueWriteBuffer of the plan's constant buffer fails, the
+ *     plan is marked baked and its kernels later read an uninitialised batch count, touching rows
+ *     beyond the buffers (heap corruption, SIGSEGV in a PoCL worker in pocl_broadcast, or wrong
+ *     output). No clFFT API exposes that buffer or the failure.
+ *   - clFFT 2.12's FFTRepo::getclProgram ignores the status of its clGetProgramInfo
+ *     (CL_PROGRAM_CONTEXT) and then reports the cached program missing; compileKernels builds a
+ *     second one and FFTRepo::setclProgram's assert(NULL == p) aborts. */
+static const struct {
+    const char *object, *symbol, *why;
+} waivers[] = {
+    {"libclFFT", "ConstructAndEnqueueConstantBuffers", "clfftBakePlan discards this status"},
+    {"libclFFT", "getclProgram", "FFTRepo::getclProgram discards this status"},
+};
+
+static const char *waived(const char *fail_record)
+{
+    for (size_t i = 0; i < sizeof waivers / sizeof waivers[0]; i++)
+        if (strstr(fail_record, waivers[i].object) && strstr(fail_record, waivers[i].symbol))
+            return waivers[i].why;
+    return NULL;
 }
 
 static int sweep(const fault_case *c)
 {
     run_result r;
     double t0 = now_s();
-    char calls[64], func[128];
+    char calls[64], func[512];
 
     /* Warm-up (kernel caches), then the counted clean run that sets the expected outputs. */
     for (int pass = 0; pass < 2; pass++) {
@@ -344,7 +409,7 @@ static int sweep(const fault_case *c)
     printf("faults %s: %lu wrapped OpenCL calls in a clean run: %s\n", c->name, n, c->args);
     fflush(stdout);
 
-    unsigned long errors = 0, recoveries = 0, bad = 0;
+    unsigned long errors = 0, recoveries = 0, bad = 0, noisy = 0, waived_points = 0;
     for (unsigned long k = 1; k <= n; k++) {
         if (run_tool(c, k, 0, &r) != 0) {
             fprintf(stderr, "faults %s: cannot run the tool at k=%lu\n", c->name, k);
@@ -352,8 +417,9 @@ static int sweep(const fault_case *c)
             return 1;
         }
         if (!report_field("fail", func, sizeof func))
-            snprintf(func, sizeof func, "(no call %lu was made)", k);
+            snprintf(func, sizeof func, "none: the run made fewer than %lu calls", k);
         const char *why = NULL;
+        int noise = 0;
         if (r.timed_out)
             why = "hang (killed after the timeout)";
         else if (r.signal)
@@ -369,23 +435,33 @@ static int sweep(const fault_case *c)
             free(got);
             if (!why)
                 recoveries++;
-        } else if (!one_clean_line(r.err))
+        } else if (!one_clean_line(r.err, &noise))
             why = "a failure without exactly one 'clattn: ...' line on stderr";
-        else
+        else {
             errors++;
+            noisy += noise > 0;
+        }
+        const char *excuse = why ? waived(func) : NULL;
         if (why) {
-            bad++;
-            fprintf(stderr,
-                    "FAULT %s k=%lu (%s): %s; exit %d, signal %d (%s)\n--- stderr ---\n%s"
+            FILE *to = excuse ? stdout : stderr;
+            if (excuse)
+                waived_points++;
+            else
+                bad++;
+            fprintf(to,
+                    "%s %s k=%lu (fail %s): %s; exit %d, signal %d (%s)%s%s\n--- stderr ---\n%s"
                     "--- end ---\n",
-                    c->name, k, func, why, r.code, r.signal, r.signal ? strsignal(r.signal) : "",
-                    r.err);
+                    excuse ? "WAIVED" : "FAULT", c->name, k, func, why, r.code, r.signal,
+                    r.signal ? strsignal(r.signal) : "", excuse ? "; waived: " : "",
+                    excuse ? excuse : "", r.err);
+            fflush(to);
         }
         free(r.err);
     }
     free(ref);
-    printf("faults %s: %lu points, %lu clean errors, %lu recoveries, %lu bad, %.1f s\n", c->name,
-           n, errors, recoveries, bad, now_s() - t0);
+    printf("faults %s: %lu points, %lu clean errors (%lu with the libraries' own stderr lines), "
+           "%lu recoveries, %lu waived, %lu bad, %.1f s\n",
+           c->name, n, errors, noisy, recoveries, waived_points, bad, now_s() - t0);
     return bad ? 1 : 0;
 }
 
