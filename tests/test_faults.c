@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -195,6 +196,8 @@ static int run_tool(const fault_case *c, unsigned long fault_at, int count, run_
         return -1;
     if (pid == 0) {
         setpgid(0, 0);
+        struct rlimit no_core = {0, 0}; /* crashing points are expected: no core files */
+        setrlimit(RLIMIT_CORE, &no_core);
         char at_s[32], preload[1200];
         snprintf(at_s, sizeof at_s, "%lu", fault_at);
         const char *old = getenv("LD_PRELOAD");
