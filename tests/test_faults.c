@@ -1,6 +1,7 @@
 /* Fault-injection sweep over the `clattn` tool (label "faults").
  *
- *   test_faults CASE          sweep one case (softmax, linear, ssm_fft, ...; see `cases`)
+ *   test_faults [--strict] CASE   sweep one case (softmax, linear, ssm_fft, ...; see `cases`);
+ *                             --strict fails the waived points too (see `waivers`)
  *   test_faults --inputs DIR  only write every case's .npy inputs into DIR (to reproduce by hand:
  *                             LD_PRELOAD=libclfault.so CLFAULT_AT=k clattn run ...)
  *
@@ -369,8 +370,12 @@ static const struct {
     {"libclFFT", "getclProgram", "FFTRepo::getclProgram discards this status"},
 };
 
+static int strict; /* --strict: no waivers */
+
 static const char *waived(const char *fail_record)
 {
+    if (strict)
+        return NULL;
     for (size_t i = 0; i < sizeof waivers / sizeof waivers[0]; i++)
         if (strstr(fail_record, waivers[i].object) && strstr(fail_record, waivers[i].symbol))
             return waivers[i].why;
@@ -474,8 +479,13 @@ int main(int argc, char **argv)
         snprintf(dir, sizeof dir, "%s", argv[2]);
         return write_inputs() ? 1 : 0;
     }
+    if (argc == 3 && strcmp(argv[1], "--strict") == 0) {
+        strict = 1;
+        argv++;
+        argc--;
+    }
     if (argc != 2) {
-        fprintf(stderr, "usage: test_faults CASE | --inputs DIR\ncases:");
+        fprintf(stderr, "usage: test_faults [--strict] CASE | --inputs DIR\ncases:");
         for (size_t i = 0; i < NCASES; i++)
             fprintf(stderr, " %s", cases[i].name);
         fprintf(stderr, "\n");
