@@ -387,14 +387,25 @@ CLATTN_API clattn_status clattn_softmax_schedule(const clattn_device_info *devic
 /* ---------------------------------------------------------------------------------------------- */
 
 /* Row-major C[m x n] = alpha * A[m x k] * op(B) + beta * C through CLBlast, where op(B) is B
- * [k x n] or, with trans_b, B^T for B [n x k]. Offsets and leading dimensions in elements.
+ * [k x n] or, with trans_b = 1, B^T for B [n x k]. Offsets and leading dimensions (row strides)
+ * in elements: A's rows start at a + a_off + i * lda, and so on. Asynchronous on the context's
+ * queue: the GEMM waits for the `num_wait` events of `wait` and `event` (may be NULL) completes
+ * when C is written. Every argument is checked before CLBlast is called: NULL_POINTER (ctx, a,
+ * b, c; wait NULL with num_wait > 0), INVALID_ARGUMENT (trans_b not 0 or 1; lda < k, ldb below
+ * B's row length, ldc < n), INVALID_SHAPE (m, n or k zero), SIZE_OVERFLOW, BUFFER_TOO_SMALL (an
+ * operand reaching beyond its buffer's CL_MEM_SIZE), ALIASING (C overlapping A or B in the same
+ * buffer); a refused call enqueues nothing. BLAS_ERROR or an OpenCL code when CLBlast fails.
  * On CPU devices CLBlast is first given CPU kernel parameters (it otherwise picks GPU defaults
- * for unknown vendors such as PoCL's); CLATTN_CLBLAST_CPU_PARAMS=off disables that. */
+ * for unknown vendors such as PoCL's); CLATTN_CLBLAST_CPU_PARAMS=off disables that. CLBlast keeps
+ * the programs it builds in a process-wide cache holding context references; destroying a
+ * context that ran a CLBlast routine clears that cache (CLBlast offers no per-context eviction),
+ * so other contexts rebuild their CLBlast programs on their next GEMM. */
 CLATTN_API clattn_status clattn_sgemm_enqueue(clattn_context *ctx, int trans_b, size_t m,
                                               size_t n, size_t k, float alpha, cl_mem a,
                                               size_t a_off, size_t lda, cl_mem b, size_t b_off,
                                               size_t ldb, float beta, cl_mem c, size_t c_off,
-                                              size_t ldc, cl_event *event);
+                                              size_t ldc, cl_uint num_wait, const cl_event *wait,
+                                              cl_event *event);
 
 /* Measures the device's practical float32 FMA throughput (independent float16 FMA chains on
  * every compute unit), in GFLOP/s: median of 5 runs timed by the wall clock around enqueue and

@@ -419,7 +419,7 @@ static clattn_status sgemm_enqueue(void *arg)
     sgemm_job *j = arg;
     const size_t m = SGEMM_SIZE;
     return clattn_sgemm_enqueue(j->ctx, 0, m, m, m, 1.0f, j->bufs[0], 0, m, j->bufs[1], 0, m,
-                                0.0f, j->bufs[2], 0, m, NULL);
+                                0.0f, j->bufs[2], 0, m, 0, NULL, NULL);
 }
 
 static int bench_sgemm(clattn_context *ctx, const bench_config *cfg, const progress *prog,

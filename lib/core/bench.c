@@ -1,23 +1,9 @@
-/* Measurement helpers for benchmarks and the tuner: the FMA ceiling and a public SGEMM entry. */
+/* Measurement helpers for benchmarks and the tuner: the FMA ceiling (the public SGEMM entry is in
+ * blas.c). */
 #include "internal.h"
 
 #include <stdlib.h>
 #include <time.h>
-
-clattn_status clattn_sgemm_enqueue(clattn_context *ctx, int trans_b, size_t m, size_t n, size_t k,
-                                   float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b,
-                                   size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off,
-                                   size_t ldc, cl_event *event)
-{
-    if (!ctx)
-        return clattn__fail(NULL, CLATTN_NULL_POINTER, "sgemm: ctx is NULL");
-    if (!a || !b || !c)
-        return clattn__fail(ctx, CLATTN_NULL_POINTER, "sgemm: a, b and c are required");
-    if (m == 0 || n == 0 || k == 0)
-        return clattn__fail(ctx, CLATTN_INVALID_SHAPE, "sgemm: m, n, k must be >= 1");
-    return clattn__sgemm(ctx, trans_b != 0, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
-                         c, c_off, ldc, event);
-}
 
 static double now_ms(void)
 {

@@ -1,4 +1,6 @@
-/* The CLBlast adapter: one row-major SGEMM entry point, and CPU tuning parameters for CLBlast.
+/* The CLBlast adapter: row-major SGEMM entry points (the internal ones and the public
+ * clattn_sgemm_enqueue, which validates its arguments first), CPU tuning parameters for CLBlast,
+ * and the release of CLBlast's programs for a context being destroyed.
  *
  * Why the parameters: CLBlast 1.5.3 picks its kernel parameters from a database keyed on the
  * device vendor string. PoCL on an AMD CPU reports "AuthenticAMD", which CLBlast does not know, so
@@ -112,6 +114,11 @@ clattn_status clattn__sgemm_batched(clattn_context *ctx, bool trans_a, bool tran
     clattn_status status = CLATTN_SUCCESS;
     CLBlastStatusCode st;
 
+    /* From now on CLBlast's program cache holds programs (and so references) of this context. */
+    pthread_mutex_lock(&ctx->lock);
+    ctx->clblast_used = true;
+    pthread_mutex_unlock(&ctx->lock);
+
     /* CPUs with room for the set's local tiles: rusticl on llvmpipe (a CPU device with 32 KiB of
      * local memory) rejects it with CLBlastInvalidLocalMemUsage and runs CLBlast's defaults. */
     if (ctx->info.device_class == CLATTN_DEVICE_CPU && ctx->info.local_mem_size >= 65536 &&
@@ -147,4 +154,102 @@ clattn_status clattn__sgemm_batched(clattn_context *ctx, bool trans_a, bool tran
 
 cleanup:
     return status;
+}
+
+/* ---- the public entry point ---- */
+
+/* One matrix operand: `rows` rows of `cols` floats, row stride `ld`, from element `off`. */
+typedef struct gemm_operand {
+    cl_mem buf;
+    size_t off, ld, rows, cols;
+    const char *name;
+    size_t first, end; /* byte range it reaches, set by operand_check */
+} gemm_operand;
+
+static clattn_status operand_check(clattn_context *ctx, gemm_operand *x)
+{
+    if (x->ld < x->cols)
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                            "sgemm: ld%s %zu is below the row length %zu of %s", x->name, x->ld,
+                            x->cols, x->name);
+    size_t span, elems, bytes, size = 0;
+    if (!clattn__mul_ok(x->rows - 1, x->ld, &span) || span > SIZE_MAX - x->cols ||
+        span + x->cols > SIZE_MAX - x->off ||
+        !clattn__mul_ok(x->off + span + x->cols, sizeof(float), &bytes))
+        return clattn__fail(ctx, CLATTN_SIZE_OVERFLOW, "sgemm: the extent of %s overflows",
+                            x->name);
+    elems = x->off + span + x->cols;
+    cl_int err = clGetMemObjectInfo(x->buf, CL_MEM_SIZE, sizeof size, &size, NULL);
+    if (err != CL_SUCCESS)
+        return clattn__fail(ctx, (clattn_status)err, "sgemm: %s is not a valid cl_mem (%s)",
+                            x->name, clattn_status_string((clattn_status)err));
+    if (bytes > size)
+        return clattn__fail(ctx, CLATTN_BUFFER_TOO_SMALL,
+                            "sgemm: %s [%zu x %zu] at offset %zu with ld %zu reaches %zu floats "
+                            "(%zu bytes) but its buffer holds %zu bytes",
+                            x->name, x->rows, x->cols, x->off, x->ld, elems, bytes, size);
+    x->first = x->off * sizeof(float);
+    x->end = bytes;
+    return CLATTN_SUCCESS;
+}
+
+static bool operands_overlap(const gemm_operand *x, const gemm_operand *y)
+{
+    return x->buf == y->buf && x->first < y->end && y->first < x->end;
+}
+
+clattn_status clattn_sgemm_enqueue(clattn_context *ctx, int trans_b, size_t m, size_t n, size_t k,
+                                   float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b,
+                                   size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off,
+                                   size_t ldc, cl_uint num_wait, const cl_event *wait,
+                                   cl_event *event)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    clattn__seq s;
+    bool seq = false;
+
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "sgemm: ctx is NULL");
+    CLATTN_CHECK(a && b && c, CLATTN_NULL_POINTER, "sgemm: a, b and c are required");
+    CLATTN_CHECK(num_wait == 0 || wait, CLATTN_NULL_POINTER, "sgemm: num_wait %u with wait NULL",
+                 (unsigned)num_wait);
+    CLATTN_FORWARD(clattn__check_flag(ctx, trans_b, "sgemm trans_b"));
+    CLATTN_CHECK(m > 0 && n > 0 && k > 0, CLATTN_INVALID_SHAPE,
+                 "sgemm: m, n, k must be >= 1 (got %zu, %zu, %zu)", m, n, k);
+    gemm_operand oa = {a, a_off, lda, m, k, "A", 0, 0};
+    gemm_operand ob = {b, b_off, ldb, trans_b ? n : k, trans_b ? k : n, "B", 0, 0};
+    gemm_operand oc = {c, c_off, ldc, m, n, "C", 0, 0};
+    CLATTN_FORWARD(operand_check(ctx, &oa));
+    CLATTN_FORWARD(operand_check(ctx, &ob));
+    CLATTN_FORWARD(operand_check(ctx, &oc));
+    CLATTN_CHECK(!operands_overlap(&oc, &oa) && !operands_overlap(&oc, &ob), CLATTN_ALIASING,
+                 "sgemm: C overlaps %s in the same buffer", operands_overlap(&oc, &oa) ? "A" : "B");
+
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
+    seq = true;
+    CLATTN_FORWARD(clattn__seq_library(&s, true, event));
+    CLATTN_FORWARD(clattn__sgemm(ctx, trans_b != 0, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
+                                 beta, c, c_off, ldc, s.evp));
+    clattn__seq_done(&s);
+cleanup:
+    if (seq)
+        clattn__seq_end(&s);
+    return status;
+}
+
+void clattn__blas_release(clattn_context *ctx)
+{
+    bool used;
+    pthread_mutex_lock(&ctx->lock);
+    used = ctx->clblast_used;
+    pthread_mutex_unlock(&ctx->lock);
+    /* CLBlast 1.5 keeps every program it built in a process-wide cache keyed by (cl_context,
+     * device, precision, routine), and each program holds a reference to its context, so a
+     * caller's cl_context would outlive clattn_context_destroy by one reference per program.
+     * CLBlast has no per-context eviction: CLBlastClearCache drops the programs (and compiled
+     * binaries) of every context, which other contexts then rebuild on their next CLBlast call
+     * (from the driver's own kernel cache where it has one). Done only for a context that ran a
+     * CLBlast routine. */
+    if (used)
+        CLBlastClearCache();
 }

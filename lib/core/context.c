@@ -277,6 +277,7 @@ void clattn_context_destroy(clattn_context *ctx)
     if (!ctx)
         return;
     clattn__fft_release(ctx); /* before the queue and context its plans were baked for */
+    clattn__blas_release(ctx); /* CLBlast's cached programs hold references to ctx->cl_ctx */
     clattn__ws_release(ctx);
     clattn__program_cache_clear(ctx);
     if (ctx->queue)

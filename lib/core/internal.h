@@ -29,6 +29,7 @@ struct clattn_context {
     unsigned kernels_created; /* clCreateKernel calls made by the library (under lock) */
     char cache_dir[1024]; /* "" when the on-disk cache is disabled or unusable */
     bool clblast_tuned;   /* CPU parameters have been given to CLBlast for this device */
+    bool clblast_used;    /* a CLBlast routine ran on this context (lib/core/blas.c) */
 
     pthread_mutex_t tune_lock;       /* guards the fields below; held across the file read */
     struct clattn__tune_db *tune_db; /* the tuning database, read lazily (lib/tune) */
@@ -229,6 +230,9 @@ clattn_status clattn__sgemm_batched(clattn_context *ctx, bool trans_a, bool tran
                                     size_t ldb, size_t b_stride, float beta, cl_mem c,
                                     size_t c_off, size_t ldc, size_t c_stride, size_t batch,
                                     cl_event *event);
+/* Returns the caller's cl_context references held by CLBlast's program cache once the context
+ * ran a CLBlast routine (called by clattn_context_destroy). */
+void clattn__blas_release(clattn_context *ctx);
 
 /* ---- descriptors (lib/core/desc.c) ---- */
 /* The one rule for every operator's descriptor: a NULL desc means the defaults; otherwise
