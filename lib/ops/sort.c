@@ -143,45 +143,110 @@ cleanup:
     return status;
 }
 
-/* The sort inside a sequence (arguments already checked). */
+/* Every pass of a sort whose kernels and scratch exist (b->nseg x b->len keys). */
+static clattn_status run_passes(clattn__seq *s, const clattn__sort_baked *b, cl_mem keys_in,
+                                cl_mem vals_in, cl_mem keys_out, cl_mem vals_out, bool last,
+                                cl_event *event)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    unsigned passes = (b->key_bits + SORT_BITS - 1) / SORT_BITS;
+    cl_mem ki = keys_in, vi = vals_in;
+    for (unsigned p = 0; p < passes; p++) {
+        /* Ping-pong so that the last pass lands in the outputs. */
+        bool to_out = ((passes - 1 - p) % 2) == 0;
+        cl_mem ko = to_out ? keys_out : b->tk, vo = to_out ? vals_out : b->tv;
+        status = sort_pass(s, b->hist, b->scan, b->scatter, ki, vi, p > 0 || vals_in != NULL, ko,
+                           vo, b->nseg, b->len, p * SORT_BITS, b->key_bits, b->histo, b->tot,
+                           last && p + 1 == passes, event);
+        if (status != CLATTN_SUCCESS)
+            return status;
+        ki = ko;
+        vi = vo;
+    }
+    return status;
+}
+
+/* Scratch bytes of a sort: histograms, totals, and the ping-pong pair when it takes passes. */
+static clattn_status sort_sizes(clattn_context *ctx, size_t nseg, size_t len, unsigned key_bits,
+                                size_t *hbytes, size_t *pbytes)
+{
+    size_t nblk = clattn__div_up(len, block_for(len, nseg));
+    unsigned passes = (key_bits + SORT_BITS - 1) / SORT_BITS;
+    if (!clattn__mul_ok(nseg * nblk, SORT_RADIX * sizeof(cl_uint), hbytes))
+        return clattn__fail(ctx, CLATTN_SIZE_OVERFLOW, "sort: histogram size overflows");
+    *pbytes = passes > 1 ? nseg * len * sizeof(cl_uint) : 0;
+    return CLATTN_SUCCESS;
+}
+
+/* The sort inside a sequence (arguments already checked), with kernels and scratch made for
+ * this call. */
 static clattn_status sort_in_seq(clattn__seq *s, cl_mem keys_in, cl_mem vals_in, cl_mem keys_out,
                                  cl_mem vals_out, size_t nseg, size_t len, unsigned key_bits,
                                  bool last, cl_event *event)
 {
     clattn_context *ctx = s->ctx;
     clattn_status status = CLATTN_SUCCESS;
-    cl_kernel kh = NULL, ks = NULL, kx = NULL;
-    cl_mem hist = NULL, tot = NULL, tk = NULL, tv = NULL;
-    size_t n = nseg * len, nblk = clattn__div_up(len, block_for(len, nseg));
-    unsigned passes = (key_bits + SORT_BITS - 1) / SORT_BITS;
-    size_t hbytes;
-    CLATTN_CHECK(clattn__mul_ok(nseg * nblk, SORT_RADIX * sizeof(cl_uint), &hbytes),
-                 CLATTN_SIZE_OVERFLOW, "sort: histogram size overflows");
-    CLATTN_FORWARD(clattn__sort_kernel(ctx, "clattn_sort_hist", &kh));
-    CLATTN_FORWARD(clattn__sort_kernel(ctx, "clattn_sort_scan", &ks));
-    CLATTN_FORWARD(clattn__sort_kernel(ctx, "clattn_sort_scatter", &kx));
-    CLATTN_FORWARD(clattn__buffer_create(ctx, hbytes, "sort histograms", &hist));
+    clattn__sort_baked b;
+    memset(&b, 0, sizeof b);
+    b.nseg = nseg;
+    b.len = len;
+    b.key_bits = key_bits;
+    size_t hbytes, pbytes;
+    CLATTN_FORWARD(sort_sizes(ctx, nseg, len, key_bits, &hbytes, &pbytes));
+    CLATTN_FORWARD(clattn__sort_kernel(ctx, "clattn_sort_hist", &b.hist));
+    CLATTN_FORWARD(clattn__sort_kernel(ctx, "clattn_sort_scan", &b.scan));
+    CLATTN_FORWARD(clattn__sort_kernel(ctx, "clattn_sort_scatter", &b.scatter));
+    CLATTN_FORWARD(clattn__buffer_create(ctx, hbytes, "sort histograms", &b.histo));
     CLATTN_FORWARD(
-        clattn__buffer_create(ctx, nseg * SORT_RADIX * sizeof(cl_uint), "sort totals", &tot));
-    if (passes > 1) {
-        CLATTN_FORWARD(clattn__buffer_create(ctx, n * sizeof(cl_uint), "sort keys", &tk));
-        CLATTN_FORWARD(clattn__buffer_create(ctx, n * sizeof(cl_uint), "sort values", &tv));
+        clattn__buffer_create(ctx, nseg * SORT_RADIX * sizeof(cl_uint), "sort totals", &b.tot));
+    if (pbytes) {
+        CLATTN_FORWARD(clattn__buffer_create(ctx, pbytes, "sort keys", &b.tk));
+        CLATTN_FORWARD(clattn__buffer_create(ctx, pbytes, "sort values", &b.tv));
     }
-    cl_mem ki = keys_in, vi = vals_in;
-    for (unsigned p = 0; p < passes; p++) {
-        /* Ping-pong so that the last pass lands in the outputs. */
-        bool to_out = ((passes - 1 - p) % 2) == 0;
-        cl_mem ko = to_out ? keys_out : tk, vo = to_out ? vals_out : tv;
-        CLATTN_FORWARD(sort_pass(s, kh, ks, kx, ki, vi, p > 0 || vals_in != NULL, ko, vo, nseg,
-                                 len, p * SORT_BITS, key_bits, hist, tot,
-                                 last && p + 1 == passes, event));
-        ki = ko;
-        vi = vo;
-    }
+    status = run_passes(s, &b, keys_in, vals_in, keys_out, vals_out, last, event);
 cleanup:
-    release_kernels((cl_kernel[]){kh, ks, kx}, 3);
-    release_mems((cl_mem[]){hist, tot, tk, tv}, 4);
+    release_kernels((cl_kernel[]){b.hist, b.scan, b.scatter}, 3);
+    release_mems((cl_mem[]){b.histo, b.tot, b.tk, b.tv}, 4);
     return status;
+}
+
+clattn_status clattn__sort_bake(clattn_plan *plan, size_t nseg, size_t len, unsigned key_bits,
+                                const char *chosen_by, clattn__sort_baked *out)
+{
+    clattn_context *ctx = plan->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    size_t n = 0, hbytes, pbytes;
+    memset(out, 0, sizeof *out);
+    CLATTN_CHECK(key_bits >= 1 && key_bits <= 32, CLATTN_INVALID_ARGUMENT,
+                 "sort: key_bits %u not in 1..32", key_bits);
+    CLATTN_FORWARD(check_count(ctx, nseg, len, "sort", &n));
+    CLATTN_FORWARD(sort_sizes(ctx, nseg, len, key_bits, &hbytes, &pbytes));
+    /* The work-group sizes are chosen per launch (sort_pass); 0 records "per launch". */
+    CLATTN_FORWARD(clattn__plan_kernel(plan, "sort.cl", "", "clattn_sort_hist", 0, chosen_by,
+                                       &out->hist));
+    CLATTN_FORWARD(clattn__plan_kernel(plan, "sort.cl", "", "clattn_sort_scan", 0, chosen_by,
+                                       &out->scan));
+    CLATTN_FORWARD(clattn__plan_kernel(plan, "sort.cl", "", "clattn_sort_scatter", 0, chosen_by,
+                                       &out->scatter));
+    CLATTN_FORWARD(clattn__plan_scratch(plan, hbytes, "sort histograms", &out->histo));
+    CLATTN_FORWARD(clattn__plan_scratch(plan, nseg * SORT_RADIX * sizeof(cl_uint), "sort totals",
+                                        &out->tot));
+    if (pbytes) {
+        CLATTN_FORWARD(clattn__plan_scratch(plan, pbytes, "sort keys", &out->tk));
+        CLATTN_FORWARD(clattn__plan_scratch(plan, pbytes, "sort values", &out->tv));
+    }
+    out->nseg = nseg;
+    out->len = len;
+    out->key_bits = key_bits;
+cleanup:
+    return status;
+}
+
+clattn_status clattn__sort_baked_enqueue(clattn__seq *s, const clattn__sort_baked *b,
+                                         cl_mem keys_in, cl_mem vals_in, cl_mem keys_out,
+                                         cl_mem vals_out, bool last, cl_event *event)
+{
+    return run_passes(s, b, keys_in, vals_in, keys_out, vals_out, last, event);
 }
 
 clattn_status clattn__sort_pairs(clattn_context *ctx, cl_mem keys_in, cl_mem vals_in,

@@ -38,6 +38,25 @@ clattn_status clattn__sort_pairs(clattn_context *ctx, cl_mem keys_in, cl_mem val
                                  unsigned key_bits, cl_uint num_wait, const cl_event *wait,
                                  cl_event *event);
 
+/* The same sort as part of an operator's plan: its kernels are created once at bake time (on the
+ * plan, recorded for clattn_plan_get_info) and its scratch is owned by the plan, so enqueueing
+ * makes no kernel, program lookup or buffer. The sizes (nseg segments of len keys, key_bits) are
+ * fixed at bake time; the enqueue takes buffers of that size (not re-checked: callers are
+ * internal) within the caller's command sequence, the last command returning *event when `last`.
+ * Contract otherwise as clattn__sort_pairs. */
+typedef struct clattn__sort_baked {
+    cl_kernel hist, scan, scatter; /* owned by the plan */
+    cl_mem histo, tot, tk, tv;     /* plan scratch; tk, tv only when it takes several passes */
+    size_t nseg, len;
+    unsigned key_bits;
+} clattn__sort_baked;
+
+clattn_status clattn__sort_bake(clattn_plan *plan, size_t nseg, size_t len, unsigned key_bits,
+                                const char *chosen_by, clattn__sort_baked *out);
+clattn_status clattn__sort_baked_enqueue(clattn__seq *s, const clattn__sort_baked *b,
+                                         cl_mem keys_in, cl_mem vals_in, cl_mem keys_out,
+                                         cl_mem vals_out, bool last, cl_event *event);
+
 typedef enum clattn__topk_order {
     CLATTN__TOPK_BY_INDEX = 0, /* the k chosen elements in increasing index order */
     CLATTN__TOPK_BY_SCORE = 1  /* largest score first, ties by lower index */
