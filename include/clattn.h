@@ -904,7 +904,10 @@ CLATTN_API clattn_status clattn_lsh_rotations(size_t n_hashes, size_t d, size_t 
  * (odd, < 2, too large) or chunk_size 0; causal or attend_across_buckets not 0 or 1; a non-finite
  * rotation), INVALID_SHAPE (a zero entry, D or Dv > 256, sizes beyond 2^31), SHAPE_MISMATCH (q and
  * v differ in batch, heads or length; rotations_shape not {n_hashes, D, n_buckets / 2}),
- * UNSUPPORTED (scratch beyond the device's max allocation), BUILD_FAILED, OpenCL codes. */
+ * UNSUPPORTED (scratch beyond the device's max allocation; on a device that ends long loops,
+ * Mesa's llvmpipe, a problem whose hashing or attention loops would pass its limit -- thousands
+ * of buckets with many hashes or a large D, or chunks of thousands of positions -- refused rather
+ * than answered wrongly), BUILD_FAILED, OpenCL codes. */
 CLATTN_API clattn_status clattn_lsh_plan_create(clattn_context *ctx, const clattn_lsh_desc *desc,
                                                 const size_t q_shape[4], const size_t v_shape[4],
                                                 clattn_plan **plan);

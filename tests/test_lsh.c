@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "clattn.h"
+#include "sched.h"
 #include "test_util.h"
 #include "reference/ref_softmax.h"
 #include "reference/ref_lsh.h"
@@ -267,10 +268,30 @@ static void test_many_buckets(void **state)
 {
     (void)state;
     static const size_t nbs[] = {1026, 4096, 65536};
+    clattn_device_info dev;
+    assert_int_equal(clattn_context_get_device_info(ctx, &dev), CLATTN_SUCCESS);
     for (size_t i = 0; i < sizeof nbs / sizeof nbs[0]; i++) {
         tcase c = mk(1, 2, 150, 8, 8, 2, nbs[i], 16, (int)(i & 1), 0);
         c.seeded = (int)(i & 1);
         c.strided = i == 1;
+        /* A device that ends long loops (llvmpipe) refuses what its loops cannot finish. */
+        clattn__lsh_problem p = {2, 150, 8, 8, 2, nbs[i], 16, c.causal};
+        clattn__lsh_launch L;
+        if (clattn__schedule_lsh(&dev, &p, &L, NULL, 0) == CLATTN_UNSUPPORTED) {
+            assert_true(dev.loop_iteration_cap > 0);
+            clattn_lsh_desc d;
+            clattn_lsh_desc_init(&d);
+            d.n_hashes = 2;
+            d.n_buckets = nbs[i];
+            d.chunk_size = 16;
+            size_t qs[4] = {1, 2, 150, 8};
+            clattn_plan *plan = NULL;
+            tu_expect_status(ctx, clattn_lsh_plan_create(ctx, &d, qs, qs, &plan),
+                             CLATTN_UNSUPPORTED, "many buckets past the loop cap");
+            assert_null(plan);
+            continue;
+        }
+        assert_int_equal(L.counting_sort, 0);
         run_case(&c);
     }
 }

@@ -123,8 +123,8 @@ static void test_sort_crossover(void **state)
     assert_int_equal(CLATTN__LSH_COUNTING_MAX_BUCKETS, 1024);
 }
 
-/* llvmpipe ends loops at 65535 iterations: the counting sort's scan (buckets x tiles) or tile
- * loop past it takes the radix-sort block there, and only there. */
+/* llvmpipe ends loops at 65535 iterations: where the counting sort's scan (buckets x tiles) or
+ * histogram (buckets + tile) would pass it, the radix-sort block sorts there, and only there. */
 static void test_loop_cap(void **state)
 {
     (void)state;
@@ -143,7 +143,7 @@ static void test_loop_cap(void **state)
             size_t tile = cases[j].nb > 256 ? cases[j].nb : 256;
             size_t tiles = (cases[j].n + tile - 1) / tile;
             int fits = cases[j].nb * tiles <= devs[i].loop_iteration_cap &&
-                       tile <= devs[i].loop_iteration_cap;
+                       cases[j].nb + tile <= devs[i].loop_iteration_cap;
             clattn__lsh_launch L, F;
             assert_int_equal(clattn__schedule_lsh(&devs[i], &p, &L, NULL, 0), CLATTN_SUCCESS);
             assert_int_equal(L.counting_sort, fits);
@@ -170,6 +170,30 @@ static void test_loop_cap(void **state)
         assert_int_equal(L.counting_sort, 0);
     }
     assert_true(capped >= 1);
+    /* The hash and attend kernels' loops: fewer rows per work-item where that makes them fit,
+     * UNSUPPORTED where even one row does not (bounds in sched_lsh.c, measured on llvmpipe). */
+    clattn_device_info pipe = devs[6];
+    assert_int_equal(pipe.loop_iteration_cap, 65535);
+    clattn__lsh_problem h = {1, 4096, 64, 64, 1, 8192, 64, 0}; /* hash fits with 1 row only */
+    clattn__lsh_problem big = {1, 4096, 8, 8, 2, 65536, 64, 0};
+    clattn__lsh_problem win = {1, 16384, 8, 8, 1, 2, 8192, 0};  /* two windows of 512 panels */
+    clattn__lsh_launch H;
+    char why[200] = "";
+    assert_int_equal(clattn__schedule_lsh(&pipe, &h, &H, NULL, 0), CLATTN_SUCCESS);
+    assert_int_equal(H.rows, 1);
+    assert_int_equal(H.local_size, 16);
+    assert_int_equal(clattn__lsh_launch_from(&pipe, &h, 2, 8, 1, &H, why, sizeof why),
+                     CLATTN_UNSUPPORTED);
+    assert_non_null(strstr(why, "65535"));
+    assert_int_equal(clattn__schedule_lsh(&pipe, &big, &H, why, sizeof why), CLATTN_UNSUPPORTED);
+    assert_int_equal(clattn__schedule_lsh(&pipe, &win, &H, why, sizeof why), CLATTN_UNSUPPORTED);
+    clattn__lsh_launch cand[8];
+    assert_int_equal(clattn__lsh_candidates(&pipe, &big, cand, 8), 0);
+    /* Elsewhere they keep the rule's rows. */
+    assert_int_equal(clattn__schedule_lsh(&devs[3], &h, &H, NULL, 0), CLATTN_SUCCESS);
+    assert_int_equal(H.rows, 4);
+    assert_int_equal(clattn__schedule_lsh(&devs[3], &big, &H, NULL, 0), CLATTN_SUCCESS);
+    assert_int_equal(clattn__schedule_lsh(&devs[0], &win, &H, NULL, 0), CLATTN_SUCCESS);
     /* The same problems count on a device without a cap. */
     clattn_device_info pocl = devs[3];
     assert_int_equal(pocl.loop_iteration_cap, 0);
@@ -271,6 +295,12 @@ static void test_candidates(void **state)
         for (size_t j = 0; j < sizeof dims / sizeof dims[0]; j++) {
             clattn__lsh_problem p = prob(5000, dims[j], dims[j], j == 3 ? 2048 : 64);
             clattn__lsh_launch def, c[64], chk;
+            if (devs[i].loop_iteration_cap && j == 3) { /* D 256, 2048 buckets: past the cap */
+                assert_int_equal(clattn__schedule_lsh(&devs[i], &p, &def, NULL, 0),
+                                 CLATTN_UNSUPPORTED);
+                assert_int_equal(clattn__lsh_candidates(&devs[i], &p, c, 64), 0);
+                continue;
+            }
             assert_int_equal(clattn__schedule_lsh(&devs[i], &p, &def, NULL, 0), CLATTN_SUCCESS);
             size_t n = clattn__lsh_candidates(&devs[i], &p, c, 64);
             assert_true(n >= 2);

@@ -31,9 +31,26 @@
  * crossover, CLATTN__LSH_COUNTING_MAX_BUCKETS = 1024, is where the counting sort's tile reaches
  * the block's minimum block; it is set by that argument, not yet by a measurement (the streams'
  * machine was shared and not timed: `clattn bench lsh --buckets ...` on both sides of it is the
- * measurement to take). Independently of that, a device with a loop-iteration cap (llvmpipe:
- * 65535 per work-group) gets the radix-sort block whenever one of the counting sort's loops would
- * pass the cap (the block bounds its loops by SORT_MAX_BLOCK). */
+ * measurement to take). Independently of that, a device with a loop-iteration cap gets the
+ * radix-sort block whenever the counting sort's loops would pass the cap (the block bounds its
+ * loops by SORT_MAX_BLOCK).
+ *
+ * Loop caps (llvmpipe, dev->loop_iteration_cap = 65535): measured on rusticl/llvmpipe, the cap
+ * counts the iterations of every loop of a kernel together, per work-item (lanes of a group run in
+ * lockstep and count once): a flat loop stops after 65535 iterations, two nested loops of a x b
+ * after 65535 / (b + 2) outer iterations. The hash kernel's column loop and the attend kernel's
+ * panel loop then end early and answer wrongly (argmax over a prefix of the columns; keys past
+ * a prefix of the window ignored). Where they broke (bucket mismatches, attention errors) on
+ * llvmpipe: hash, 2 hashes, D 8: 65536 buckets at every LSH_ROWS, 32768 from 2 rows, 16384 at 8;
+ * 1 hash: D 8, 65536 buckets from 2 rows; D 64, 16384 buckets at 1 row, 8192 from 2; D 200, 4096
+ * at 1. attend, D = Dv = 8: one chunk of 4096 at 8 rows, chunks of 8192 at 1. The per-work-item
+ * counts are bounded by
+ *   hash:   n_hashes x ceil(n_buckets / 32) x (D (rows + 2) + 16) + 2 rows Dp
+ *   attend: windows x (chunk padded to 16) / 16 x (rows (Dp + Dvp + 16) + 32)
+ * which exceed 65535 at every failing point above (and at three passing ones: conservative).
+ * On such a device the scheduler halves LSH_ROWS until both fit, and refuses (UNSUPPORTED) a
+ * problem that does not fit even with one row: very many buckets or hashes with a large D, or
+ * chunks of thousands of positions, rather than answer wrongly. */
 #include "sched.h"
 
 #include <stdbool.h>
@@ -101,16 +118,52 @@ static size_t sort_tile(const clattn__lsh_problem *p)
     return p->n_buckets > CLATTN__LSH_MIN_TILE ? p->n_buckets : CLATTN__LSH_MIN_TILE;
 }
 
-/* Every loop of the counting sort stays under the device's loop-iteration cap (one work-item per
- * group, so the count is the work-item's): the histogram's clearing (n_buckets) and counting
- * (tile), the scan (n_buckets x tiles), the scatter (tile). */
+/* The counting sort's loops stay under the device's loop-iteration cap (counted per work-item
+ * over all the loops of a kernel): the histogram clears n_buckets counters and counts a tile, the
+ * scan walks n_buckets x tiles counters, the scatter a tile. */
 static bool counting_fits(const clattn_device_info *dev, const clattn__lsh_problem *p)
 {
     if (dev->loop_iteration_cap == 0)
         return true;
-    size_t tile = sort_tile(p), tiles = (p->n + tile - 1) / tile;
+    uint64_t tile = sort_tile(p), tiles = (p->n + tile - 1) / tile;
     uint64_t cap = dev->loop_iteration_cap;
-    return (uint64_t)tile <= cap && (uint64_t)p->n_buckets * tiles <= cap;
+    return p->n_buckets + tile <= cap && p->n_buckets * tiles <= cap;
+}
+
+/* Upper bounds of the loop iterations of one hash and one attend work-item (see the top). */
+static uint64_t hash_iterations(const clattn__lsh_problem *p, unsigned rows)
+{
+    uint64_t blocks = pad_panel(p->n_buckets / 2) / CLATTN__LSH_PANEL;
+    return (uint64_t)p->n_hashes * blocks * (p->d * (rows + 2) + 16) +
+           2ull * rows * pad_panel(p->d);
+}
+
+static uint64_t attend_iterations(const clattn__lsh_problem *p, unsigned rows)
+{
+    size_t chunk = p->chunk_size < p->n ? p->chunk_size : p->n;
+    uint64_t windows = (p->n + chunk - 1) / chunk > 1 ? 2 : 1;
+    uint64_t panels = pad_panel(chunk) / CLATTN__LSH_PANEL;
+    return windows * panels * (rows * (pad_panel(p->d) + pad_panel(p->dv) + 16) + 32);
+}
+
+static bool kernels_fit(const clattn_device_info *dev, const clattn__lsh_problem *p,
+                        unsigned rows)
+{
+    uint64_t cap = dev->loop_iteration_cap;
+    return cap == 0 || (hash_iterations(p, rows) <= cap && attend_iterations(p, rows) <= cap);
+}
+
+static void say_cap(char *why, size_t len, const clattn_device_info *dev,
+                    const clattn__lsh_problem *p, unsigned rows)
+{
+    if (why && len)
+        snprintf(why, len,
+                 "the device ends loops after %llu iterations; with %u row(s) per work-item the "
+                 "hash kernel needs up to %llu and the attend kernel %llu (fewer buckets or "
+                 "hashes, a smaller head dim or chunk)",
+                 (unsigned long long)dev->loop_iteration_cap, rows,
+                 (unsigned long long)hash_iterations(p, rows),
+                 (unsigned long long)attend_iterations(p, rows));
 }
 
 static unsigned bucket_bits(size_t n_buckets)
@@ -161,6 +214,10 @@ clattn_status clattn__lsh_launch_from(const clattn_device_info *dev, const clatt
         say(why, why_len, "counting_sort must be 0 or 1");
         return CLATTN_UNSUPPORTED;
     }
+    if (!kernels_fit(dev, p, rows)) {
+        say_cap(why, why_len, dev, p, rows);
+        return CLATTN_UNSUPPORTED;
+    }
     if (counting_sort && !counting_fits(dev, p)) {
         say(why, why_len, "the counting sort's loops would pass the device's loop cap");
         return CLATTN_UNSUPPORTED;
@@ -178,6 +235,12 @@ clattn_status clattn__schedule_lsh(const clattn_device_info *dev, const clattn__
         return status;
     size_t dim = max_dim(p);
     unsigned rows = dim <= 64 ? 4 : dim <= 128 ? 2 : 1;
+    while (rows > 1 && !kernels_fit(dev, p, rows))
+        rows /= 2;
+    if (!kernels_fit(dev, p, rows)) {
+        say_cap(why, why_len, dev, p, rows);
+        return CLATTN_UNSUPPORTED;
+    }
     size_t local = CLATTN__LSH_PANEL / rows, lim = wg_limit(dev);
     if (local > lim)
         local = floor_pow2(lim);
