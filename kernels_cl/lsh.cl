@@ -11,7 +11,8 @@
  *                        scatters its positions in position order. Stable by construction,
  *                        O(N + n_buckets * tiles), no barriers and no atomics: each (bucket,
  *                        tile) counter belongs to one work-item. (With many buckets the plan
- *                        sorts with the radix-sort block of sort.cl instead: lib/sched/sched_lsh.c.)
+ *                        sorts with the radix-sort block of sort.cl instead: see
+ *                        lib/sched/sched_lsh.c.)
  *  clattn_lsh_pack_keys  the normalised keys (written by the hash kernel) in sorted order as
  *                        LSH_PANEL-key panels [Dp][LSH_PANEL] (the CPU layout of
  *                        clattn_softmax_fwd_cpu), with each slot's original position and bucket
@@ -36,7 +37,8 @@
 #define LSH_DVP 64 /* value dim rounded up to a multiple of LSH_PANEL */
 #endif
 #ifndef LSH_ROWS
-#define LSH_ROWS 4 /* positions (hash) and sorted queries (attend) per work-item; divides LSH_PANEL */
+/* positions (hash) and sorted queries (attend) per work-item; divides LSH_PANEL */
+#define LSH_ROWS 4
 #endif
 #ifndef LSH_PANEL
 #define LSH_PANEL 16 /* keys per panel and the padding granule of dims and chunks */

@@ -337,7 +337,8 @@ static void test_property_two_buckets(void **state)
         assert_non_null(bk);
         float *rot = alloc_f(nh * D);
         assert_int_equal(clattn_lsh_rotations(nh, D, 2, 7, rot), CLATTN_SUCCESS);
-        cl_mem bq = tu_buffer(ctx, nq * 4, q), bv = tu_buffer(ctx, nv * 4, v), bo = tu_buffer(ctx, nv * 4, out);
+        cl_mem bq = tu_buffer(ctx, nq * 4, q), bv = tu_buffer(ctx, nv * 4, v);
+        cl_mem bo = tu_buffer(ctx, nv * 4, out);
         cl_mem bb = tu_buffer(ctx, nbk * 4, NULL);
         clattn_tensor tq = clattn_tensor_make(bq, B, H, N, D);
         clattn_tensor tv = clattn_tensor_make(bv, B, H, N, Dv);

@@ -285,8 +285,9 @@ static void test_sorts_and_candidates(void **state)
     clattn__lsh_launch def, radix, cand[32];
     assert_int_equal(clattn__schedule_lsh(&dev, &p, &def, NULL, 0), CLATTN_SUCCESS);
     assert_int_equal(def.counting_sort, 1);
-    assert_int_equal(clattn__lsh_launch_from(&dev, &p, def.rows, def.local_size, 0, &radix, NULL, 0),
-                     CLATTN_SUCCESS);
+    assert_int_equal(
+        clattn__lsh_launch_from(&dev, &p, def.rows, def.local_size, 0, &radix, NULL, 0),
+        CLATTN_SUCCESS);
     clattn_plan *pd = NULL, *pr = NULL;
     assert_int_equal(clattn__lsh_plan_create_launch(ctx, &d, qs, qs, &def, &pd), CLATTN_SUCCESS);
     assert_int_equal(clattn__lsh_plan_create_launch(ctx, &d, qs, qs, &radix, &pr), CLATTN_SUCCESS);
@@ -576,7 +577,8 @@ static void test_invalid_enqueue(void **state)
     tu_watch_buffer(&w, bv, sizeof ones, "v");
     clattn_tensor t;
     cl_event ev = NULL;
-#define RUN(q_, v_, o_, l_, b_) clattn_lsh_plan_enqueue(plan, (q_), (v_), (o_), (l_), (b_), 0, NULL, &ev)
+#define RUN(q_, v_, o_, l_, b_)                                                                    \
+    clattn_lsh_plan_enqueue(plan, (q_), (v_), (o_), (l_), (b_), 0, NULL, &ev)
 #define REFUSED(call, want, what)                                                                  \
     do {                                                                                           \
         tu_expect_status(ctx, (call), (want), (what));                                             \

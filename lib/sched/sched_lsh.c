@@ -186,8 +186,9 @@ static void fill(const clattn_device_info *dev, const clattn__lsh_problem *p, un
     out->counting_sort = counting;
     out->sort_tile = (unsigned)sort_tile(p);
     out->key_bits = bucket_bits(p->n_buckets);
-    snprintf(out->defines, sizeof out->defines, "-DLSH_DP=%zu -DLSH_DVP=%zu -DLSH_ROWS=%u -DLSH_PANEL=%d",
-             pad_panel(p->d), pad_panel(p->dv), rows, CLATTN__LSH_PANEL);
+    snprintf(out->defines, sizeof out->defines,
+             "-DLSH_DP=%zu -DLSH_DVP=%zu -DLSH_ROWS=%u -DLSH_PANEL=%d", pad_panel(p->d),
+             pad_panel(p->dv), rows, CLATTN__LSH_PANEL);
 }
 
 clattn_status clattn__lsh_launch_from(const clattn_device_info *dev, const clattn__lsh_problem *p,
