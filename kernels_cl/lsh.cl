@@ -1,19 +1,22 @@
-/* Reformer LSH attention (Kitaev et al. 2020), shared-QK. One call runs, for every segment
- * seg = (b, h, round):
+/* Reformer LSH attention (Kitaev et al. 2020), shared-QK. A plan (lib/ops/lsh.c) runs, for every
+ * segment seg = (b, h, round):
  *
- *  clattn_lsh_pack_rot   rotations [n_hashes][D][n_buckets/2] (any strides) into rows padded to
- *                        whole float16 vectors, zeros beyond n_buckets/2;
- *  clattn_lsh_hash       bucket of each position: argmax over [q R_r, -q R_r], first index on ties;
- *                        also the normalised key q / max(|q|, 1e-12);
+ *  clattn_lsh_hash       bucket of each position: argmax over [q R_r, -q R_r], first index on ties,
+ *                        with the rotations the plan uploaded once, padded to whole float16
+ *                        vectors (zeros beyond n_buckets/2); also the normalised key
+ *                        q / max(|q|, 1e-12);
  *  clattn_lsh_hist, clattn_lsh_scan, clattn_lsh_scatter
  *                        a stable counting sort of positions by bucket: per tile of positions a
  *                        histogram, one exclusive scan in (bucket, tile) order, then each tile
  *                        scatters its positions in position order. Stable by construction,
  *                        O(N + n_buckets * tiles), no barriers and no atomics: each (bucket,
- *                        tile) counter belongs to one work-item;
+ *                        tile) counter belongs to one work-item. (With many buckets the plan
+ *                        sorts with the radix-sort block of sort.cl instead: see
+ *                        lib/sched/sched_lsh.c.)
  *  clattn_lsh_pack_keys  the normalised keys (written by the hash kernel) in sorted order as
- *                        16-key panels [Dp][16] (the CPU layout of clattn_softmax_fwd_cpu), with
- *                        each slot's original position and bucket (-1 for padding slots);
+ *                        LSH_PANEL-key panels [Dp][LSH_PANEL] (the CPU layout of
+ *                        clattn_softmax_fwd_cpu), with each slot's original position and bucket
+ *                        (-1 for padding slots);
  *  clattn_lsh_pack_v     values as contiguous rows padded to whole float16 vectors;
  *  clattn_lsh_attend     per round, LSH_ROWS consecutive sorted queries per work-item (they share
  *                        their chunk window, so each key panel load feeds LSH_ROWS rows, and
@@ -24,38 +27,36 @@
  *
  * Designed for CPU devices (PoCL): float16 vectors inside each work-item, no __local memory and
  * no barriers; on GPUs it is correct but not tuned. Logits are kept in base 2 (log2 e folded into
- * the scale) so the exponentials are exp2. */
+ * the scale) so the exponentials are exp2. Every tunable below comes from the scheduler
+ * (lib/sched/sched_lsh.c) as a -D option; the defaults let the file compile on its own. */
 
 #ifndef LSH_DP
-#define LSH_DP 64 /* head dim rounded up to a multiple of 16 */
+#define LSH_DP 64 /* head dim rounded up to a multiple of LSH_PANEL */
 #endif
 #ifndef LSH_DVP
-#define LSH_DVP 64 /* value dim rounded up to a multiple of 16 */
+#define LSH_DVP 64 /* value dim rounded up to a multiple of LSH_PANEL */
 #endif
 #ifndef LSH_ROWS
-#define LSH_ROWS 4 /* positions (hash) and sorted queries (attend) per work-item; divides 16 */
+/* positions (hash) and sorted queries (attend) per work-item; divides LSH_PANEL */
+#define LSH_ROWS 4
+#endif
+#ifndef LSH_PANEL
+#define LSH_PANEL 16 /* keys per panel and the padding granule of dims and chunks */
+#endif
+#if LSH_PANEL != 16
+#error "LSH_PANEL is the width of the float16 score vectors"
 #endif
 #define LSH_DVEC (LSH_DVP / 16)
 /* Reformer's score for a query's own position, in base-2 units. */
 #define LSH_SELF_SCORE (-1e5f * CLATTN_LOG2E)
-
-/* rp[(r * d + k) * nhalfp + c] = R[r][k][c], zero for c >= nhalf. Global size (nhalfp, D,
- * n_hashes). */
-__kernel void clattn_lsh_pack_rot(__global const float *rot, ulong r_off, ulong4 r_st, uint nhalf,
-                                  uint nhalfp, __global float *rp)
-{
-    uint c = get_global_id(0), k = get_global_id(1), r = get_global_id(2);
-    uint d = get_global_size(1);
-    rp[((ulong)r * d + k) * nhalfp + c] =
-        c < nhalf ? rot[clattn_at(r_off, r_st, 0, r, k, c)] : 0.0f;
-}
 
 /* LSH_ROWS consecutive positions per work-item (each rotation load feeds LSH_ROWS rows):
  * bkt[seg * n + i] for seg = bh * n_hashes + r, the caller's bucket view when has_out, and the
  * normalised key khat[bh][i][LSH_DP] (zero-padded). The argmax runs in vectors: per lane the
  * first column holding the lane's maximum, then the lowest such column among the lanes holding
  * the overall maximum; [x, -x] puts the positive half first, so it wins a tie between halves.
- * Global size (n rounded up to 16, / LSH_ROWS, B * H). */
+ * rp is [n_hashes][d][nhalfp], nhalfp = n_buckets / 2 rounded up to LSH_PANEL (zeros beyond).
+ * Global size (at least ceil(n / LSH_ROWS), B * H). */
 __kernel void clattn_lsh_hash(__global const float *q, ulong q_off, ulong4 q_st, uint heads,
                               uint n, uint d, uint n_hashes, uint nhalf, uint nhalfp,
                               __global const float *rp, __global int *bkt, __global int *bout,
@@ -89,7 +90,7 @@ __kernel void clattn_lsh_hash(__global const float *q, ulong q_off, ulong4 q_st,
             ip[r] = in[r] = CLATTN_ISPLAT16(0);
         }
         __global const float *rr = rp + (ulong)hr * d * nhalfp;
-        for (uint c0 = 0; c0 < nhalfp; c0 += 16) {
+        for (uint c0 = 0; c0 < nhalfp; c0 += LSH_PANEL) {
             float16 y[LSH_ROWS];
             _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++)
                 y[r] = CLATTN_SPLAT16(0.0f);
@@ -181,20 +182,20 @@ __kernel void clattn_lsh_scatter(__global const int *bkt, uint n, uint n_buckets
 
 /* Slot u = c * cp + t of segment seg holds sorted index s = c * chunk + t when t < chunk and
  * s < n: its key khat[p] goes into the panels kp, its position and bucket into spos / sbkt; other
- * slots get zeros and -1. One work-item per 16-slot panel. Global size (nchunks * cp / 16,
- * segments). */
+ * slots get zeros and -1. One work-item per panel of LSH_PANEL slots. Global size
+ * (nchunks * cp / LSH_PANEL, segments). */
 __kernel void clattn_lsh_pack_keys(uint n, uint n_hashes, uint chunk, uint cp, uint nchunks,
                                    __global const int *sorted, __global const int *bkt,
                                    __global const float *khat, __global float *kp,
                                    __global int *spos, __global int *sbkt)
 {
     uint blk = get_global_id(0), seg = get_global_id(1), bh = seg / n_hashes;
-    uint u0 = blk * 16, c = u0 / cp, t0 = u0 % cp;
+    uint u0 = blk * LSH_PANEL, c = u0 / cp, t0 = u0 % cp;
     ulong g0 = (ulong)seg * nchunks * cp + u0;
     __global float *panel = kp + g0 * LSH_DP;
     __global const float *kb = khat + (ulong)bh * n * LSH_DP;
-    int p[16];
-    for (uint l = 0; l < 16; l++) {
+    int p[LSH_PANEL];
+    for (uint l = 0; l < LSH_PANEL; l++) {
         uint t = t0 + l, s = c * chunk + t;
         bool valid = t < chunk && s < n;
         p[l] = valid ? sorted[(ulong)seg * n + s] : -1;
@@ -202,15 +203,15 @@ __kernel void clattn_lsh_pack_keys(uint n, uint n_hashes, uint chunk, uint cp, u
         sbkt[g0 + l] = valid ? bkt[(ulong)seg * n + p[l]] : -1;
     }
     /* Column by column, so the panel is written as whole 64-byte rows. */
-    __global const float *krow[16];
-    bool keep[16];
-    for (uint l = 0; l < 16; l++) {
+    __global const float *krow[LSH_PANEL];
+    bool keep[LSH_PANEL];
+    for (uint l = 0; l < LSH_PANEL; l++) {
         krow[l] = kb + (ulong)max(p[l], 0) * LSH_DP;
         keep[l] = p[l] >= 0;
     }
     for (uint k = 0; k < LSH_DP; k++) {
-        float col[16];
-        _Pragma("unroll") for (uint l = 0; l < 16; l++)
+        float col[LSH_PANEL];
+        _Pragma("unroll") for (uint l = 0; l < LSH_PANEL; l++)
             col[l] = keep[l] ? krow[l][k] : 0.0f;
         vstore16(vload16(0, col), k, panel);
     }
@@ -267,7 +268,7 @@ __kernel void clattn_lsh_attend(__global const float *q, ulong q_off, ulong4 q_s
     for (uint w = 0; w < nwin; w++) {
         uint cc = w == 0 ? c : (c + nchunks - 1) % nchunks;
         ulong g0 = ((ulong)seg * nchunks + cc) * cp;
-        for (uint t0 = 0; t0 < cp; t0 += 16) {
+        for (uint t0 = 0; t0 < cp; t0 += LSH_PANEL) {
             int16 pos = vload16(0, spos + g0 + t0);
             int16 kb = vload16(0, sbkt + g0 + t0);
             int16 vis[LSH_ROWS];
@@ -292,7 +293,7 @@ __kernel void clattn_lsh_attend(__global const float *q, ulong q_off, ulong4 q_s
                 _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++)
                     sc[r] = fma(CLATTN_SPLAT16(qr[r][k]), kv, sc[r]);
             }
-            float pt[LSH_ROWS][16];
+            float pt[LSH_ROWS][LSH_PANEL];
             _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++) {
                 float16 x = select(sc[r], CLATTN_SPLAT16(LSH_SELF_SCORE),
                                    pos == CLATTN_ISPLAT16(qp[r]));
@@ -316,9 +317,9 @@ __kernel void clattn_lsh_attend(__global const float *q, ulong q_off, ulong4 q_s
             /* Values by original position (invisible lanes read row 0 with weight 0).
              * Gathering beat a per-round sorted copy of V at N = 64k (less memory traffic) and
              * tied at 16k. */
-            int pp[16];
+            int pp[LSH_PANEL];
             vstore16(max(pos, CLATTN_ISPLAT16(0)), 0, pp);
-            _Pragma("unroll") for (uint x = 0; x < 16; x++) {
+            _Pragma("unroll") for (uint x = 0; x < LSH_PANEL; x++) {
                 _Pragma("unroll") for (uint e = 0; e < LSH_DVEC; e++) {
                     float16 vv = vload16(e, vb + (ulong)pp[x] * LSH_DVP);
                     _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++)

@@ -23,7 +23,8 @@ void cli_usage_lsh(FILE *f)
             "  clattn bench lsh [--n 4096,16384,65536] [--d 64] [--heads 1] [--batch 1]\n"
             "         [--hashes 4] [--buckets 64] [--chunk 64] [--causal] [--reps 3]\n"
             "         [--variants lsh,tiled] [--csv] [--device SEL]\n"
-            "      median wall time of LSH attention (Dv = D, rotations from seed 0) and of\n"
+            "      median wall time of an LSH plan's enqueue (Dv = D, rotations from seed 0;\n"
+            "      the plan is made once per length, its time in the build column) and of\n"
             "      exact tiled attention on the same shapes, measured in the same run; the\n"
             "      table's 'vs base' column is tiled ms / lsh ms. LSH rows report no GFLOP/s\n"
             "      (0 in CSV)\n");
@@ -109,8 +110,11 @@ static int lsh_run(const lsh_run_args *ra)
     }
     if ((rc = open_context(ra->device, &ctx)))
         goto cleanup;
-    clattn_status st =
-        clattn_lsh_host(ctx, &desc, q.shape, v.shape, q.data, v.data, r.data, out, lse);
+    if (r.data) { /* trained rotations go through the desc; the plan uploads them once */
+        desc.rotations = r.data;
+        memcpy(desc.rotations_shape, r.shape, sizeof desc.rotations_shape);
+    }
+    clattn_status st = clattn_lsh_host(ctx, &desc, q.shape, v.shape, q.data, v.data, out, lse);
     if (st != CLATTN_SUCCESS) {
         rc = fail(status_exit_code(st), "lsh attention failed: %s (%s)", lib_error(ctx, st),
                   clattn_status_string(st));
@@ -173,16 +177,14 @@ typedef struct lsh_bench_cfg {
 } lsh_bench_cfg;
 
 typedef struct lsh_job {
-    clattn_context *ctx;
-    const clattn_lsh_desc *desc;
+    clattn_plan *plan;
     clattn_tensor q, v, out;
 } lsh_job;
 
 static clattn_status lsh_enqueue(void *arg)
 {
     lsh_job *j = arg;
-    return clattn_lsh_enqueue(j->ctx, j->desc, &j->q, &j->v, NULL, &j->out, NULL, NULL, 0, NULL,
-                              NULL);
+    return clattn_lsh_plan_enqueue(j->plan, &j->q, &j->v, &j->out, NULL, NULL, 0, NULL, NULL);
 }
 
 static int bench_lsh_row(clattn_context *ctx, const lsh_bench_cfg *cfg, size_t n,
@@ -197,10 +199,19 @@ static int bench_lsh_row(clattn_context *ctx, const lsh_bench_cfg *cfg, size_t n
              (int)err);
         return -1;
     }
-    lsh_job job = {ctx, &cfg->desc, clattn_tensor_make(bufs[0], cfg->batch, cfg->heads, n, cfg->d),
+    lsh_job job = {NULL, clattn_tensor_make(bufs[0], cfg->batch, cfg->heads, n, cfg->d),
                    clattn_tensor_make(bufs[1], cfg->batch, cfg->heads, n, cfg->d),
                    clattn_tensor_make(bufs[2], cfg->batch, cfg->heads, n, cfg->d)};
-    clattn_status st = time_median(ctx, lsh_enqueue, &job, cfg->reps, &r->ms);
+    double t0 = now_ms();
+    clattn_status st = clattn_lsh_plan_create(ctx, &cfg->desc, job.q.shape, job.v.shape, &job.plan);
+    double build_ms = now_ms() - t0;
+    clattn_plan_info pi;
+    memset(&pi, 0, sizeof pi);
+    if (st == CLATTN_SUCCESS)
+        st = clattn_plan_get_info(job.plan, &pi);
+    if (st == CLATTN_SUCCESS)
+        st = time_median(ctx, lsh_enqueue, &job, cfg->reps, &r->ms);
+    clattn_plan_destroy(job.plan);
     release_buffers(bufs, 3);
     if (st != CLATTN_SUCCESS) {
         note(prog, "lsh N=%zu failed: %s", n, lib_error(ctx, st));
@@ -214,9 +225,9 @@ static int bench_lsh_row(clattn_context *ctx, const lsh_bench_cfg *cfg, size_t n
     r->d = cfg->d;
     r->causal = cfg->desc.causal;
     r->gflops = 0; /* the work depends on the buckets: no fixed FLOP count */
-    r->build_ms = NAN;
-    snprintf(r->kernel, sizeof r->kernel, "clattn_lsh h%zu b%zu c%zu", cfg->desc.n_hashes,
-             cfg->desc.n_buckets, cfg->desc.chunk_size);
+    r->build_ms = build_ms;
+    snprintf(r->kernel, sizeof r->kernel, "clattn_lsh h%zu b%zu c%zu %s", cfg->desc.n_hashes,
+             cfg->desc.n_buckets, cfg->desc.chunk_size, pi.algorithm_name);
     return 0;
 }
 

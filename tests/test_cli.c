@@ -253,7 +253,7 @@ static void test_run_lsh(void **state)
     int32_t *bk = malloc(nbk * 4);
     double *margin = malloc(nbk * sizeof *margin);
     make_inputs(q, k, v);
-    assert_int_equal(clattn_lsh_rotations(9, NH, D, NB, rot), CLATTN_SUCCESS);
+    assert_int_equal(clattn_lsh_rotations(NH, D, NB, 9, rot), CLATTN_SUCCESS);
     ref_lsh_hash(q, rot, bk, margin, B, H, N, D, NH, NB);
     for (size_t i = 0; i < nbk; i++) /* the tool cannot return buckets: no near-ties here */
         assert_true(margin[i] > 1e-4);

@@ -16,6 +16,7 @@
 #include "reference/ref_ssm.h"
 #include "reference/ref_gss.h"
 #include "../lib/blocks/sort.h"
+#include "../lib/sched/sched.h"
 
 static int run(clattn_context *ctx, clattn_softmax_algo algo, size_t nq, size_t nk, size_t d,
                int causal)
@@ -142,10 +143,12 @@ static int run_linear(clattn_context *ctx, size_t n, size_t d, size_t dv, int ca
     return rc;
 }
 
-/* LSH attention (hash, counting sort, packing, attention kernels), against its fp64 reference
- * computed from the device's own buckets (checked against the fp64 hash where clear-cut). */
+/* LSH attention (hash, counting sort or the radix-sort block, packing, attention kernels) through
+ * a plan enqueued twice, against its fp64 reference computed from the device's own buckets
+ * (checked against the fp64 hash where clear-cut). Causal runs give the rotations in the desc,
+ * the others draw them from the seed; `radix` forces the radix-sort block. */
 static int run_lsh(clattn_context *ctx, size_t n, size_t d, size_t dv, size_t nb, size_t chunk,
-                   int causal)
+                   int causal, int radix)
 {
     size_t B = 2, H = 1, nh = 2, nq = B * H * n * d, nv = B * H * n * dv, nbk = B * H * nh * n;
     size_t nl = B * H * n, nr = nh * d * nb / 2;
@@ -165,18 +168,22 @@ static int run_lsh(clattn_context *ctx, size_t n, size_t d, size_t dv, size_t nb
     desc.chunk_size = chunk;
     desc.causal = causal;
     desc.seed = 3;
-    clattn_lsh_rotations(desc.seed, nh, d, nb, rot);
+    clattn_lsh_rotations(nh, d, nb, desc.seed, rot);
+    if (causal) {
+        desc.rotations = rot;
+        desc.rotations_shape[0] = nh;
+        desc.rotations_shape[1] = d;
+        desc.rotations_shape[2] = nb / 2;
+    }
     cl_int e0, e1, e2, e3, e4;
     cl_mem bq = clCreateBuffer(cl, CL_MEM_READ_WRITE, nq * 4, NULL, &e0);
     cl_mem bv = clCreateBuffer(cl, CL_MEM_READ_WRITE, nv * 4, NULL, &e1);
     cl_mem bo = clCreateBuffer(cl, CL_MEM_READ_WRITE, nv * 4, NULL, &e2);
     cl_mem bl = clCreateBuffer(cl, CL_MEM_READ_WRITE, nl * 4, NULL, &e3);
     cl_mem bb = clCreateBuffer(cl, CL_MEM_READ_WRITE, nbk * 4, NULL, &e4);
-    cl_int e5;
-    cl_mem br = clCreateBuffer(cl, CL_MEM_READ_WRITE, nr * 4, NULL, &e5);
+    clattn_plan *plan = NULL;
     int rc = 1;
-    if (e0 || e1 || e2 || e3 || e4 || e5 ||
-        clEnqueueWriteBuffer(queue, br, CL_TRUE, 0, nr * 4, rot, 0, NULL, NULL) != CL_SUCCESS ||
+    if (e0 || e1 || e2 || e3 || e4 ||
         clEnqueueWriteBuffer(queue, bq, CL_TRUE, 0, nq * 4, q, 0, NULL, NULL) != CL_SUCCESS ||
         clEnqueueWriteBuffer(queue, bv, CL_TRUE, 0, nv * 4, v, 0, NULL, NULL) != CL_SUCCESS) {
         fprintf(stderr, "lsh: buffers failed\n");
@@ -185,10 +192,26 @@ static int run_lsh(clattn_context *ctx, size_t n, size_t d, size_t dv, size_t nb
     clattn_tensor tq = clattn_tensor_make(bq, B, H, n, d), tv = clattn_tensor_make(bv, B, H, n, dv);
     clattn_tensor to = clattn_tensor_make(bo, B, H, n, dv), tl = clattn_tensor_make(bl, B, H, n, 1);
     clattn_tensor tb = clattn_tensor_make(bb, B, H, nh, n);
-    clattn_tensor tr = clattn_tensor_make(br, 1, nh, d, nb / 2);
-    if (clattn_lsh_enqueue(ctx, &desc, &tq, &tv, causal ? &tr : NULL, &to, &tl, &tb, 0, NULL,
-                           NULL) !=
-            CLATTN_SUCCESS ||
+    size_t qs[4] = {B, H, n, d}, vs[4] = {B, H, n, dv};
+    clattn_status st;
+    if (radix) {
+        clattn__lsh_problem p = {B * H, n, d, dv, nh, nb, chunk, causal};
+        clattn__lsh_launch L;
+        clattn_device_info dev;
+        st = clattn_context_get_device_info(ctx, &dev);
+        if (st == CLATTN_SUCCESS)
+            st = clattn__schedule_lsh(&dev, &p, &L, NULL, 0);
+        if (st == CLATTN_SUCCESS)
+            st = clattn__lsh_launch_from(&dev, &p, L.rows, L.local_size, 0, &L, NULL, 0);
+        if (st == CLATTN_SUCCESS)
+            st = clattn__lsh_plan_create_launch(ctx, &desc, qs, vs, &L, &plan);
+    } else {
+        st = clattn_lsh_plan_create(ctx, &desc, qs, vs, &plan);
+    }
+    /* Twice on one plan: the second run reuses the plan's scratch. */
+    for (int rep = 0; rep < 2 && st == CLATTN_SUCCESS; rep++)
+        st = clattn_lsh_plan_enqueue(plan, &tq, &tv, &to, &tl, &tb, 0, NULL, NULL);
+    if (st != CLATTN_SUCCESS ||
         clEnqueueReadBuffer(queue, bo, CL_TRUE, 0, nv * 4, o, 0, NULL, NULL) != CL_SUCCESS ||
         clEnqueueReadBuffer(queue, bl, CL_TRUE, 0, nl * 4, l, 0, NULL, NULL) != CL_SUCCESS ||
         clEnqueueReadBuffer(queue, bb, CL_TRUE, 0, nbk * 4, bk, 0, NULL, NULL) != CL_SUCCESS) {
@@ -202,9 +225,9 @@ static int run_lsh(clattn_context *ctx, size_t n, size_t d, size_t dv, size_t nb
     ref_lsh_attention(q, v, bk, r, rl, B, H, n, d, dv, nh, chunk, causal, 0);
     double mr = 0, e = ref_max_abs_diff(o, r, nv, &mr);
     double ml = 0, el = ref_max_abs_diff(l, rl, nl, &ml);
-    printf("lsh n %zu d %zu dv %zu buckets %zu chunk %zu causal %d: error %.2e, lse error %.2e, "
-           "%zu wrong bucket(s)\n",
-           n, d, dv, nb, chunk, causal, e, el, bad);
+    printf("lsh n %zu d %zu dv %zu buckets %zu chunk %zu causal %d %s: error %.2e, lse error "
+           "%.2e, %zu wrong bucket(s)\n",
+           n, d, dv, nb, chunk, causal, radix ? "radix" : "counting", e, el, bad);
     rc = !(bad == 0 && e <= 1e-4 * fmax(1, mr) && el <= 1e-4 * fmax(1, ml));
 done:
     clReleaseMemObject(bq);
@@ -212,7 +235,7 @@ done:
     clReleaseMemObject(bo);
     clReleaseMemObject(bl);
     clReleaseMemObject(bb);
-    clReleaseMemObject(br);
+    clattn_plan_destroy(plan);
     free(q);
     free(v);
     free(o);
@@ -601,8 +624,9 @@ int main(int argc, char **argv)
             continue;
         }
         if (strcmp(w, "lsh") == 0) {
-            rc |= run_lsh(ctx, 45, 12, 20, 6, 16, 1);
-            rc |= run_lsh(ctx, 21, 16, 8, 36, 40, 0);
+            rc |= run_lsh(ctx, 45, 12, 20, 6, 16, 1, 0);
+            rc |= run_lsh(ctx, 21, 16, 8, 36, 40, 0, 0);
+            rc |= run_lsh(ctx, 37, 8, 8, 600, 8, 1, 1);
             continue;
         }
         if (strcmp(w, "rpe") == 0) {

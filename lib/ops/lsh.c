@@ -1,20 +1,35 @@
-/* Host side of Reformer LSH attention: validate, draw or pack the rotations, fetch the program
- * (kernels_cl/lsh.cl, built per padded head dims), then enqueue hash -> counting sort -> pack ->
- * attend (see lsh.cl for what each kernel does).
+/* Host side of Reformer LSH attention, in the operator shape (lib/ops/softmax.c is the worked
+ * example): desc_init -> plan_create (validate, choose the launch in lib/sched/sched_lsh.c, upload
+ * the rotations once, create the kernels once, allocate the scratch) -> plan_enqueue (validate the
+ * views, enqueue hash -> sort -> pack -> attend -> combine through one command sequence) -> the
+ * one-shot enqueue and the blocking host call on top. What each kernel does: kernels_cl/lsh.cl.
  *
- * The sort is a counting sort written here rather than the generic key-value sort of
- * lib/ops/sort: the keys are bucket numbers (few, known in advance), so a per-tile histogram, one
- * scan and an in-order scatter give a stable sort in O(N + n_buckets) per round without the
- * log N passes a radix or bitonic sort of arbitrary keys needs, and without barriers (PoCL). */
+ * The sort is lsh.cl's counting sort rather than the generic key-value sort of lib/blocks/sort while
+ * the buckets are few (the keys are bucket numbers known in advance, so a per-tile histogram, one
+ * scan and an in-order scatter give a stable sort in one pass, without barriers); with many
+ * buckets the plan uses the radix-sort block (the scheduler's choice, sched_lsh.c). */
 #include "../core/internal.h"
+#include "../sched/sched.h"
+#include "../blocks/sort.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define LSH_MAX_D 256
-#define LSH_MIN_TILE 256 /* positions per counting-sort tile (at least n_buckets) */
+typedef struct lsh_plan {
+    clattn_plan base;
+    clattn_lsh_desc desc; /* rotations cleared: the plan holds its own copy (rp) */
+    size_t qshape[4], vshape[4];
+    clattn__lsh_launch launch;
+    cl_uint heads, n, dk, dv, nh, nb, half, halfp, chunk, cp, nchunks, tiles;
+    size_t bh, segs;
+    cl_kernel hash, hist, scan, scatter, keys, vals, attend, combine;
+    clattn__sort_kernels radix;   /* the radix-sort block, when the launch does not count */
+    clattn__sort_scratch radix_ws; /* its scratch (owned by the plan) */
+    cl_mem rp;                /* rotations [n_hashes][D][halfp], zero-padded, uploaded once */
+    cl_mem bkt, khat, cnt, sorted, skeys, kp, spos, sbkt, vp, ro, rl;
+} lsh_plan;
 
 void clattn_lsh_desc_init(clattn_lsh_desc *desc)
 {
@@ -39,27 +54,23 @@ static clattn_status check_params(clattn_context *ctx, size_t n_hashes, size_t n
     return CLATTN_SUCCESS;
 }
 
-/* Copies the caller's desc honouring struct_size and checks its ranges. */
+/* The caller's desc (NULL: the defaults) over the defaults, honouring struct_size, then checked. */
 static clattn_status read_desc(clattn_context *ctx, const clattn_lsh_desc *in, clattn_lsh_desc *out)
 {
     clattn_lsh_desc_init(out);
-    if (!in)
-        return CLATTN_SUCCESS;
-    if (in->struct_size < offsetof(clattn_lsh_desc, chunk_size) + sizeof(size_t) ||
-        in->struct_size > 4096)
-        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
-                            "lsh desc: struct_size %zu is not valid (call clattn_lsh_desc_init "
-                            "first)",
-                            in->struct_size);
-    size_t n = in->struct_size < sizeof *out ? in->struct_size : sizeof *out;
-    memcpy(out, in, n);
-    out->struct_size = sizeof *out;
-    clattn_status st = check_params(ctx, out->n_hashes, out->n_buckets);
-    if (st != CLATTN_SUCCESS)
-        return st;
-    if (out->chunk_size < 1)
-        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "lsh: chunk_size must be >= 1");
-    return CLATTN_SUCCESS;
+    clattn_status st = clattn__desc_read(ctx, in, out, sizeof *out,
+                                         offsetof(clattn_lsh_desc, chunk_size) + sizeof(size_t),
+                                         "lsh desc");
+    if (st == CLATTN_SUCCESS)
+        st = check_params(ctx, out->n_hashes, out->n_buckets);
+    if (st == CLATTN_SUCCESS && out->chunk_size < 1)
+        st = clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "lsh desc: chunk_size must be >= 1");
+    if (st == CLATTN_SUCCESS)
+        st = clattn__check_flag(ctx, out->causal, "lsh desc: causal");
+    if (st == CLATTN_SUCCESS)
+        st = clattn__check_flag(ctx, out->attend_across_buckets,
+                                "lsh desc: attend_across_buckets");
+    return st;
 }
 
 /* ---- rotations from a seed ---- */
@@ -72,7 +83,7 @@ static uint64_t splitmix64(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-clattn_status clattn_lsh_rotations(uint64_t seed, size_t n_hashes, size_t d, size_t n_buckets,
+clattn_status clattn_lsh_rotations(size_t n_hashes, size_t d, size_t n_buckets, uint64_t seed,
                                    float *rot)
 {
     if (!rot)
@@ -80,9 +91,9 @@ clattn_status clattn_lsh_rotations(uint64_t seed, size_t n_hashes, size_t d, siz
     clattn_status st = check_params(NULL, n_hashes, n_buckets);
     if (st != CLATTN_SUCCESS)
         return st;
-    if (d < 1 || d > LSH_MAX_D)
+    if (d < 1 || d > CLATTN__MAX_HEAD_DIM)
         return clattn__fail(NULL, CLATTN_INVALID_SHAPE, "lsh rotations: d %zu is not in 1..%d",
-                            d, LSH_MAX_D);
+                            d, CLATTN__MAX_HEAD_DIM);
     const double two_pi = 6.283185307179586476925286766559;
     size_t n = n_hashes * d * (n_buckets / 2);
     uint64_t s = seed;
@@ -99,7 +110,10 @@ clattn_status clattn_lsh_rotations(uint64_t seed, size_t n_hashes, size_t d, siz
 
 /* ---- validation ---- */
 
-static size_t round16(size_t x) { return (x + 15) / 16 * 16; }
+static size_t pad_panel(size_t x)
+{
+    return (x + CLATTN__LSH_PANEL - 1) / CLATTN__LSH_PANEL * CLATTN__LSH_PANEL;
+}
 
 static clattn_status check_dims(clattn_context *ctx, const size_t q[4], const size_t v[4],
                                 const clattn_lsh_desc *d)
@@ -110,9 +124,9 @@ static clattn_status check_dims(clattn_context *ctx, const size_t q[4], const si
                                 "lsh: every shape entry must be >= 1 (q [%zu, %zu, %zu, %zu], "
                                 "v [%zu, %zu, %zu, %zu])",
                                 q[0], q[1], q[2], q[3], v[0], v[1], v[2], v[3]);
-    if (q[3] > LSH_MAX_D || v[3] > LSH_MAX_D)
+    if (q[3] > CLATTN__MAX_HEAD_DIM || v[3] > CLATTN__MAX_HEAD_DIM)
         return clattn__fail(ctx, CLATTN_INVALID_SHAPE, "lsh: D %zu or Dv %zu > %d", q[3], v[3],
-                            LSH_MAX_D);
+                            CLATTN__MAX_HEAD_DIM);
     if (q[0] != v[0] || q[1] != v[1] || q[2] != v[2])
         return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH,
                             "lsh: q [%zu, %zu, %zu, .] and v [%zu, %zu, %zu, .] differ in batch, "
@@ -123,43 +137,38 @@ static clattn_status check_dims(clattn_context *ctx, const size_t q[4], const si
     if (q[0] > (lim - 1) / q[1] || q[2] >= lim / 2 || q[0] * q[1] > (lim - 1) / d->n_hashes)
         return clattn__fail(ctx, CLATTN_INVALID_SHAPE, "lsh: sizes beyond 2^31");
     size_t chunk = d->chunk_size < q[2] ? d->chunk_size : q[2];
-    if (clattn__div_up(q[2], chunk) * round16(chunk) >= lim)
+    if (clattn__div_up(q[2], chunk) * pad_panel(chunk) >= lim)
         return clattn__fail(ctx, CLATTN_INVALID_SHAPE,
-                            "lsh: %zu positions in chunks of %zu (padded to 16) exceed 2^31 slots",
-                            q[2], chunk);
+                            "lsh: %zu positions in chunks of %zu (padded to %d) exceed 2^31 slots",
+                            q[2], chunk, CLATTN__LSH_PANEL);
     return CLATTN_SUCCESS;
 }
 
-static clattn_status check_views(clattn_context *ctx, const clattn_lsh_desc *d,
-                                 const clattn_tensor *q, const clattn_tensor *v,
-                                 const clattn_tensor *rot, const clattn_tensor *out,
+/* The enqueue's views against the plan's shapes: each fits its buffer; outputs are one-to-one and
+ * overlap no input and no other output. */
+static clattn_status check_views(const lsh_plan *plan, const clattn_tensor *q,
+                                 const clattn_tensor *v, const clattn_tensor *out,
                                  const clattn_tensor *lse, const clattn_tensor *bk)
 {
+    clattn_context *ctx = plan->base.ctx;
     clattn_status status = CLATTN_SUCCESS;
-    const size_t *qs = q->shape;
-    CLATTN_FORWARD(check_dims(ctx, q->shape, v->shape, d));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, q, "q", NULL, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, v, "v", NULL, sizeof(float)));
-    size_t rs[4] = {1, d->n_hashes, qs[3], d->n_buckets / 2};
-    if (rot)
-        CLATTN_FORWARD(clattn__tensor_check(ctx, rot, "rotations", rs, sizeof(float)));
-    size_t os[4] = {qs[0], qs[1], qs[2], v->shape[3]}, ls[4] = {qs[0], qs[1], qs[2], 1};
-    size_t bs[4] = {qs[0], qs[1], d->n_hashes, qs[2]};
-    /* Outputs: each one-to-one, none overlapping an input or another output. */
+    const size_t *qs = plan->qshape;
+    CLATTN_FORWARD(clattn__tensor_check(ctx, q, "q", plan->qshape, sizeof(float)));
+    CLATTN_FORWARD(clattn__tensor_check(ctx, v, "v", plan->vshape, sizeof(float)));
+    size_t os[4] = {qs[0], qs[1], qs[2], plan->vshape[3]}, ls[4] = {qs[0], qs[1], qs[2], 1};
+    size_t bs[4] = {qs[0], qs[1], plan->desc.n_hashes, qs[2]};
     const clattn_tensor *outs[] = {out, lse, bk};
     const char *onames[] = {"out", "lse", "buckets"};
     const size_t *oshape[] = {os, ls, bs};
-    const clattn_tensor *ins[] = {q, v, rot};
-    const char *inames[] = {"q", "v", "rotations"};
+    const clattn_tensor *ins[] = {q, v};
+    const char *inames[] = {"q", "v"};
     for (int i = 0; i < 3; i++) {
         if (!outs[i])
             continue;
         CLATTN_FORWARD(clattn__tensor_check(ctx, outs[i], onames[i], oshape[i], 4));
         CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, outs[i], onames[i]));
-        for (int j = 0; j < 3; j++)
-            if (ins[j])
-                CLATTN_FORWARD(
-                    clattn__check_no_alias(ctx, outs[i], onames[i], ins[j], inames[j], 4));
+        for (int j = 0; j < 2; j++)
+            CLATTN_FORWARD(clattn__check_no_alias(ctx, outs[i], onames[i], ins[j], inames[j], 4));
         for (int j = 0; j < i; j++)
             if (outs[j])
                 CLATTN_FORWARD(
@@ -169,237 +178,327 @@ cleanup:
     return status;
 }
 
-/* ---- launch plan ---- */
+/* ---- baking ---- */
 
-typedef struct lsh_job {
-    const clattn_lsh_desc *d;
-    const clattn_tensor *q, *v, *out, *lse, *bk;
-    cl_uint heads, n, dk, dv, nh, nb, half, halfp;
-    cl_uint chunk, cp, nchunks, tile, tiles, dp, dvp, rows;
-    size_t bh, segs;
-    cl_mem rot_src; /* the rotations view's buffer, or the drawn copy */
-    clattn_tensor rot;
-    cl_mem rp, bkt, khat, cnt, sorted, kp, spos, sbkt, vp, ro, rl;
-} lsh_job;
+static void plan_info(const clattn_plan *base, clattn_plan_info *info);
 
-static void plan_job(lsh_job *j)
+static const clattn__plan_ops lsh_ops = {CLATTN_OP_LSH, NULL, plan_info};
+
+static void plan_dims(lsh_plan *p)
 {
-    const size_t *qs = j->q->shape;
-    j->bh = qs[0] * qs[1];
-    j->heads = (cl_uint)qs[1];
-    j->n = (cl_uint)qs[2];
-    j->dk = (cl_uint)qs[3];
-    j->dv = (cl_uint)j->v->shape[3];
-    j->nh = (cl_uint)j->d->n_hashes;
-    j->nb = (cl_uint)j->d->n_buckets;
-    j->half = j->nb / 2;
-    j->halfp = (cl_uint)round16(j->half);
+    const size_t *qs = p->qshape;
+    p->bh = qs[0] * qs[1];
+    p->heads = (cl_uint)qs[1];
+    p->n = (cl_uint)qs[2];
+    p->dk = (cl_uint)qs[3];
+    p->dv = (cl_uint)p->vshape[3];
+    p->nh = (cl_uint)p->desc.n_hashes;
+    p->nb = (cl_uint)p->desc.n_buckets;
+    p->half = p->nb / 2;
+    p->halfp = (cl_uint)pad_panel(p->half);
     /* A chunk of N or more is one chunk holding everything. */
-    j->chunk = (cl_uint)(j->d->chunk_size < qs[2] ? j->d->chunk_size : qs[2]);
-    j->cp = (cl_uint)round16(j->chunk);
-    j->nchunks = (cl_uint)clattn__div_up(j->n, j->chunk);
-    j->tile = j->nb > LSH_MIN_TILE ? j->nb : LSH_MIN_TILE;
-    j->tiles = (cl_uint)clattn__div_up(j->n, j->tile);
-    j->dp = (cl_uint)round16(j->dk);
-    j->dvp = (cl_uint)round16(j->dv);
-    /* Sorted queries per attention work-item: as many as keep their accumulators and scores in
-     * registers (the rule of the tiled CPU kernel). */
-    j->rows = j->dp <= 64 && j->dvp <= 64 ? 4 : j->dp <= 128 && j->dvp <= 128 ? 2 : 1;
-    j->segs = j->bh * j->nh;
+    p->chunk = (cl_uint)(p->desc.chunk_size < qs[2] ? p->desc.chunk_size : qs[2]);
+    p->cp = (cl_uint)pad_panel(p->chunk);
+    p->nchunks = (cl_uint)clattn__div_up(p->n, p->chunk);
+    p->tiles = (cl_uint)clattn__div_up(p->n, p->launch.sort_tile);
+    p->segs = p->bh * p->nh;
 }
 
-static clattn_status scratch(clattn_context *ctx, size_t a, size_t b, size_t c, size_t elem,
-                             const char *what, cl_mem *out)
+/* The rotations, the caller's (desc.rotations, checked here) or drawn from the seed, padded to
+ * [n_hashes][D][halfp] on the host and uploaded once. */
+static clattn_status bake_rotations(lsh_plan *p, const float *given)
+{
+    clattn_context *ctx = p->base.ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    size_t nr = (size_t)p->nh * p->dk * p->half, np = (size_t)p->nh * p->dk * p->halfp;
+    float *drawn = NULL, *padded = NULL;
+    if (given) {
+        const size_t *rs = p->desc.rotations_shape;
+        CLATTN_CHECK(rs[0] == p->nh && rs[1] == p->dk && rs[2] == p->half, CLATTN_SHAPE_MISMATCH,
+                     "lsh desc: rotations_shape {%zu, %zu, %zu} is not {n_hashes %u, D %u, "
+                     "n_buckets / 2 %u}",
+                     rs[0], rs[1], rs[2], p->nh, p->dk, p->half);
+        for (size_t i = 0; i < nr; i++)
+            CLATTN_CHECK(isfinite(given[i]), CLATTN_INVALID_ARGUMENT,
+                         "lsh desc: rotations[%zu] is not finite", i);
+    } else {
+        drawn = malloc(nr * sizeof(float));
+        CLATTN_CHECK(drawn != NULL, CLATTN_OUT_OF_HOST_MEMORY, "lsh: rotations (%zu floats)", nr);
+        CLATTN_FORWARD(clattn_lsh_rotations(p->nh, p->dk, p->nb, p->desc.seed, drawn));
+        given = drawn;
+    }
+    padded = calloc(np, sizeof(float));
+    CLATTN_CHECK(padded != NULL, CLATTN_OUT_OF_HOST_MEMORY, "lsh: rotations (%zu floats)", np);
+    for (size_t rk = 0; rk < (size_t)p->nh * p->dk; rk++)
+        memcpy(padded + rk * p->halfp, given + rk * p->half, p->half * sizeof(float));
+    CLATTN_FORWARD(clattn__plan_upload(&p->base, padded, np * sizeof(float), "lsh rotations",
+                                       &p->rp));
+cleanup:
+    free(drawn);
+    free(padded);
+    return status;
+}
+
+static clattn_status scratch(lsh_plan *p, size_t a, size_t b, size_t c, const char *what,
+                             cl_mem *out)
 {
     size_t ab, abc, bytes;
     if (!clattn__mul_ok(a, b, &ab) || !clattn__mul_ok(ab, c, &abc) ||
-        !clattn__mul_ok(abc, elem, &bytes))
-        return clattn__fail(ctx, CLATTN_SIZE_OVERFLOW, "lsh: %s size overflows", what);
-    return clattn__buffer_create(ctx, bytes, what, out);
+        !clattn__mul_ok(abc, 4, &bytes))
+        return clattn__fail(p->base.ctx, CLATTN_SIZE_OVERFLOW, "lsh: %s size overflows", what);
+    return clattn__plan_scratch(&p->base, bytes, what, out);
 }
 
-static clattn_status alloc_scratch(clattn_context *ctx, lsh_job *j)
+static clattn_status bake_scratch(lsh_plan *p)
 {
     clattn_status status = CLATTN_SUCCESS;
-    size_t slots = (size_t)j->nchunks * j->cp;
-    CLATTN_FORWARD(scratch(ctx, j->nh, j->dk, j->halfp, 4, "lsh rotations", &j->rp));
-    CLATTN_FORWARD(scratch(ctx, j->segs, j->n, 1, 4, "lsh buckets", &j->bkt));
-    CLATTN_FORWARD(scratch(ctx, j->segs, j->nb, j->tiles, 4, "lsh sort counts", &j->cnt));
-    CLATTN_FORWARD(scratch(ctx, j->segs, j->n, 1, 4, "lsh sorted positions", &j->sorted));
-    CLATTN_FORWARD(scratch(ctx, j->bh, j->n, j->dp, 4, "lsh normalised keys", &j->khat));
-    CLATTN_FORWARD(scratch(ctx, j->segs, j->n, j->dvp, 4, "lsh round outputs", &j->ro));
-    CLATTN_FORWARD(scratch(ctx, j->segs, j->n, 1, 4, "lsh round log-sum-exps", &j->rl));
-    CLATTN_FORWARD(scratch(ctx, j->segs, slots, j->dp, 4, "lsh sorted keys", &j->kp));
-    CLATTN_FORWARD(scratch(ctx, j->segs, slots, 1, 4, "lsh sorted positions", &j->spos));
-    CLATTN_FORWARD(scratch(ctx, j->segs, slots, 1, 4, "lsh sorted buckets", &j->sbkt));
-    CLATTN_FORWARD(scratch(ctx, j->bh, j->n, j->dvp, 4, "lsh values", &j->vp));
+    size_t slots = (size_t)p->nchunks * p->cp;
+    CLATTN_FORWARD(scratch(p, p->segs, p->n, 1, "lsh buckets", &p->bkt));
+    CLATTN_FORWARD(scratch(p, p->segs, p->n, 1, "lsh sorted positions", &p->sorted));
+    if (p->launch.counting_sort)
+        CLATTN_FORWARD(scratch(p, p->segs, p->nb, p->tiles, "lsh sort counts", &p->cnt));
+    else
+        CLATTN_FORWARD(scratch(p, p->segs, p->n, 1, "lsh sorted buckets", &p->skeys));
+    CLATTN_FORWARD(scratch(p, p->bh, p->n, pad_panel(p->dk), "lsh normalised keys", &p->khat));
+    CLATTN_FORWARD(scratch(p, p->segs, p->n, pad_panel(p->dv), "lsh round outputs", &p->ro));
+    CLATTN_FORWARD(scratch(p, p->segs, p->n, 1, "lsh round log-sum-exps", &p->rl));
+    CLATTN_FORWARD(scratch(p, p->segs, slots, pad_panel(p->dk), "lsh sorted keys", &p->kp));
+    CLATTN_FORWARD(scratch(p, p->segs, slots, 1, "lsh slot positions", &p->spos));
+    CLATTN_FORWARD(scratch(p, p->segs, slots, 1, "lsh slot buckets", &p->sbkt));
+    CLATTN_FORWARD(scratch(p, p->bh, p->n, pad_panel(p->dv), "lsh values", &p->vp));
 cleanup:
     return status;
 }
 
-static void release_job(lsh_job *j)
+static clattn_status bake_kernels(lsh_plan *p, const char *by)
 {
-    cl_mem all[] = {j->rp,   j->bkt,  j->khat, j->cnt, j->sorted, j->kp,
-                    j->spos, j->sbkt, j->vp,   j->ro,  j->rl};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (all[i])
-            clReleaseMemObject(all[i]);
-}
-
-/* ---- a chain of commands: lib/core/seq.c ---- */
-
-typedef clattn__seq seq;
-
-/* ---- the kernels ---- */
-
-typedef struct lsh_kernels {
-    cl_kernel rot, hash, hist, scan, scatter, keys, vals, attend, combine;
-} lsh_kernels;
-
-static clattn_status get_kernels(clattn_context *ctx, const lsh_job *j, lsh_kernels *k)
-{
+    clattn_plan *b = &p->base;
     clattn_status status = CLATTN_SUCCESS;
-    char opts[128];
-    cl_program prog = NULL;
-    snprintf(opts, sizeof opts, "-DLSH_DP=%u -DLSH_DVP=%u -DLSH_ROWS=%u", j->dp, j->dvp, j->rows);
-    CLATTN_FORWARD(clattn__program_get(ctx, "lsh.cl", opts, &prog));
-    CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_lsh_pack_rot", &k->rot));
-    CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_lsh_hash", &k->hash));
-    CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_lsh_hist", &k->hist));
-    CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_lsh_scan", &k->scan));
-    CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_lsh_scatter", &k->scatter));
-    CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_lsh_pack_keys", &k->keys));
-    CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_lsh_pack_v", &k->vals));
-    CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_lsh_attend", &k->attend));
-    CLATTN_FORWARD(clattn__kernel_create(ctx, prog, "clattn_lsh_combine", &k->combine));
-cleanup:
-    return status;
-}
+    clattn_context *ctx = b->ctx;
+    const clattn__lsh_launch *L = &p->launch;
+    const char *o = L->defines;
+    CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_hash", L->hash_local, by,
+                                       &p->hash));
+    CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_pack_v", L->row_local, by,
+                                       &p->vals));
+    if (L->counting_sort) {
+        CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_hist", 1, by, &p->hist));
+        CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_scan", 1, by, &p->scan));
+        CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_scatter", 1, by,
+                                           &p->scatter));
+    } else {
+        CLATTN_FORWARD(clattn__sort_kernels_create(b, CLATTN__SORT_USE_SORT, &p->radix));
+        clattn__sort_scratch_sort(&p->radix_ws, &p->radix.launch, p->segs, p->n, L->key_bits);
+        CLATTN_FORWARD(clattn__sort_scratch_alloc(b, &p->radix_ws));
+    }
+    CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_pack_keys", 1, by, &p->keys));
+    CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_combine", L->row_local, by,
+                                       &p->combine));
+    /* The main kernel last: clattn_plan_get_info reports it. */
+    CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_attend", L->local_size, by,
+                                       &p->attend));
 
-static void release_kernels(lsh_kernels *k)
-{
-    cl_kernel all[] = {k->rot,  k->hash, k->hist,   k->scan,   k->scatter,
-                       k->keys, k->vals, k->attend, k->combine};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (all[i])
-            clReleaseKernel(all[i]);
-}
-
-/* Rows padded up to whole work-groups of 16 for the per-row kernels (they return past n). */
-static size_t rows_global(cl_uint n) { return round16(n); }
-
-static clattn_status set_hash_sort_args(clattn_context *ctx, lsh_job *j, lsh_kernels *k)
-{
-    clattn_status status = CLATTN_SUCCESS;
-    clattn__args a = {k->rot, 0, CL_SUCCESS};
-    clattn__arg_view(&a, &j->rot);
-    CLATTN_ARG(&a, j->half);
-    CLATTN_ARG(&a, j->halfp);
-    CLATTN_ARG(&a, j->rp);
+    /* Arguments that never change: everything of the sort and key-packing kernels. */
+    clattn__args a;
+    if (L->counting_sort) {
+        cl_uint tile = L->sort_tile;
+        a = (clattn__args){p->hist, 0, CL_SUCCESS};
+        CLATTN_ARG(&a, p->bkt);
+        CLATTN_ARG(&a, p->n);
+        CLATTN_ARG(&a, p->nb);
+        CLATTN_ARG(&a, tile);
+        CLATTN_ARG(&a, p->tiles);
+        CLATTN_ARG(&a, p->cnt);
+        CLATTN_CL(a.err);
+        a = (clattn__args){p->scan, 0, CL_SUCCESS};
+        CLATTN_ARG(&a, p->cnt);
+        CLATTN_ARG(&a, p->nb);
+        CLATTN_ARG(&a, p->tiles);
+        CLATTN_CL(a.err);
+        a = (clattn__args){p->scatter, 0, CL_SUCCESS};
+        CLATTN_ARG(&a, p->bkt);
+        CLATTN_ARG(&a, p->n);
+        CLATTN_ARG(&a, p->nb);
+        CLATTN_ARG(&a, tile);
+        CLATTN_ARG(&a, p->tiles);
+        CLATTN_ARG(&a, p->cnt);
+        CLATTN_ARG(&a, p->sorted);
+        CLATTN_CL(a.err);
+    }
+    a = (clattn__args){p->keys, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, p->n);
+    CLATTN_ARG(&a, p->nh);
+    CLATTN_ARG(&a, p->chunk);
+    CLATTN_ARG(&a, p->cp);
+    CLATTN_ARG(&a, p->nchunks);
+    CLATTN_ARG(&a, p->sorted);
+    CLATTN_ARG(&a, p->bkt);
+    CLATTN_ARG(&a, p->khat);
+    CLATTN_ARG(&a, p->kp);
+    CLATTN_ARG(&a, p->spos);
+    CLATTN_ARG(&a, p->sbkt);
     CLATTN_CL(a.err);
+cleanup:
+    return status;
+}
 
-    cl_int has_out = j->bk != NULL;
-    clattn_tensor bview = j->bk ? *j->bk : clattn_tensor_make(j->bkt, 1, 1, 1, 1);
-    a = (clattn__args){k->hash, 0, CL_SUCCESS};
-    clattn__arg_view(&a, j->q);
-    CLATTN_ARG(&a, j->heads);
-    CLATTN_ARG(&a, j->n);
-    CLATTN_ARG(&a, j->dk);
-    CLATTN_ARG(&a, j->nh);
-    CLATTN_ARG(&a, j->half);
-    CLATTN_ARG(&a, j->halfp);
-    CLATTN_ARG(&a, j->rp);
-    CLATTN_ARG(&a, j->bkt);
+/* The launch: the caller's (the tuner's), else the scheduler's rule. (The tuning database joins
+ * here once it accepts LSH entries.) */
+static clattn_status choose_launch(lsh_plan *p, const clattn__lsh_launch *forced, const char **by)
+{
+    clattn_context *ctx = p->base.ctx;
+    char why[160];
+    clattn__lsh_problem prob = {p->qshape[0] * p->qshape[1], p->qshape[2], p->qshape[3],
+                                p->vshape[3], p->desc.n_hashes, p->desc.n_buckets,
+                                p->desc.chunk_size, p->desc.causal};
+    clattn_status st;
+    if (forced) {
+        st = clattn__lsh_launch_from(&ctx->info, &prob, forced->rows, forced->local_size,
+                                     forced->counting_sort, &p->launch, why, sizeof why);
+        *by = "caller";
+    } else {
+        st = clattn__schedule_lsh(&ctx->info, &prob, &p->launch, why, sizeof why);
+        *by = "scheduler";
+    }
+    if (st != CLATTN_SUCCESS)
+        return clattn__fail(ctx, st, "lsh plan on '%s': %s", ctx->info.name, why);
+    return CLATTN_SUCCESS;
+}
+
+static clattn_status plan_create(clattn_context *ctx, const clattn_lsh_desc *desc,
+                                 const size_t q_shape[4], const size_t v_shape[4],
+                                 const clattn__lsh_launch *forced, clattn_plan **out)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    clattn_plan *base = NULL;
+    lsh_plan *p = NULL;
+    const char *by = NULL;
+
+    if (out)
+        *out = NULL;
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "lsh plan: ctx is NULL");
+    CLATTN_CHECK(out && q_shape && v_shape, CLATTN_NULL_POINTER,
+                 "lsh plan: plan, q_shape and v_shape are required");
+    CLATTN_FORWARD(clattn__plan_alloc(ctx, sizeof *p, &lsh_ops, &base));
+    p = (lsh_plan *)base;
+    CLATTN_FORWARD(read_desc(ctx, desc, &p->desc));
+    const float *given = p->desc.rotations;
+    p->desc.rotations = NULL; /* read once, below; never kept */
+    CLATTN_FORWARD(check_dims(ctx, q_shape, v_shape, &p->desc));
+    memcpy(p->qshape, q_shape, sizeof p->qshape);
+    memcpy(p->vshape, v_shape, sizeof p->vshape);
+    CLATTN_FORWARD(choose_launch(p, forced, &by));
+    plan_dims(p);
+
+    const clattn__lsh_launch *L = &p->launch;
+    base->algorithm = 0; /* one algorithm; the sort is what varies */
+    snprintf(base->algorithm_name, sizeof base->algorithm_name, "%s",
+             L->counting_sort ? "counting_sort" : "radix_sort");
+    snprintf(base->launch, sizeof base->launch,
+             "rows=%u wg=%zu hash_wg=%zu row_wg=%zu sort=%s tile=%u bits=%u", L->rows,
+             L->local_size, L->hash_local, L->row_local, L->counting_sort ? "counting" : "radix",
+             L->counting_sort ? L->sort_tile : 0, L->counting_sort ? 0 : L->key_bits);
+    CLATTN_FORWARD(bake_rotations(p, given));
+    CLATTN_FORWARD(bake_scratch(p));
+    CLATTN_FORWARD(bake_kernels(p, by));
+    *out = base;
+    base = NULL;
+cleanup:
+    clattn_plan_destroy(base);
+    return status;
+}
+
+clattn_status clattn_lsh_plan_create(clattn_context *ctx, const clattn_lsh_desc *desc,
+                                     const size_t q_shape[4], const size_t v_shape[4],
+                                     clattn_plan **plan)
+{
+    return plan_create(ctx, desc, q_shape, v_shape, NULL, plan);
+}
+
+clattn_status clattn__lsh_plan_create_launch(clattn_context *ctx, const clattn_lsh_desc *desc,
+                                             const size_t q_shape[4], const size_t v_shape[4],
+                                             const clattn__lsh_launch *launch, clattn_plan **plan)
+{
+    if (!launch)
+        return clattn__fail(ctx, CLATTN_NULL_POINTER, "lsh plan: launch is NULL");
+    return plan_create(ctx, desc, q_shape, v_shape, launch, plan);
+}
+
+static void plan_info(const clattn_plan *base, clattn_plan_info *info)
+{
+    const lsh_plan *p = (const lsh_plan *)base;
+    snprintf(info->variant, sizeof info->variant, "clattn_lsh_attend");
+    snprintf(info->build_options, sizeof info->build_options, "%s", p->launch.defines);
+    info->local_size = p->launch.local_size;
+}
+
+/* ---- enqueue ---- */
+
+/* The arguments that name the caller's views (set on every enqueue). */
+static clattn_status set_view_args(lsh_plan *p, const clattn_tensor *q, const clattn_tensor *v,
+                                   const clattn_tensor *out, const clattn_tensor *lse,
+                                   const clattn_tensor *bk)
+{
+    clattn_context *ctx = p->base.ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    cl_int has_out = bk != NULL;
+    /* Any valid view when the buckets or lse are not wanted: the kernels do not touch them. */
+    clattn_tensor bview = bk ? *bk : clattn_tensor_make(p->bkt, 1, 1, 1, 1);
+    clattn_tensor lview = lse ? *lse : *out;
+    clattn__args a = {p->hash, 0, CL_SUCCESS};
+    clattn__arg_view(&a, q);
+    CLATTN_ARG(&a, p->heads);
+    CLATTN_ARG(&a, p->n);
+    CLATTN_ARG(&a, p->dk);
+    CLATTN_ARG(&a, p->nh);
+    CLATTN_ARG(&a, p->half);
+    CLATTN_ARG(&a, p->halfp);
+    CLATTN_ARG(&a, p->rp);
+    CLATTN_ARG(&a, p->bkt);
     clattn__arg_view(&a, &bview);
     CLATTN_ARG(&a, has_out);
-    CLATTN_ARG(&a, j->khat);
+    CLATTN_ARG(&a, p->khat);
     CLATTN_CL(a.err);
 
-    a = (clattn__args){k->hist, 0, CL_SUCCESS};
-    CLATTN_ARG(&a, j->bkt);
-    CLATTN_ARG(&a, j->n);
-    CLATTN_ARG(&a, j->nb);
-    CLATTN_ARG(&a, j->tile);
-    CLATTN_ARG(&a, j->tiles);
-    CLATTN_ARG(&a, j->cnt);
+    a = (clattn__args){p->vals, 0, CL_SUCCESS};
+    clattn__arg_view(&a, v);
+    CLATTN_ARG(&a, p->heads);
+    CLATTN_ARG(&a, p->n);
+    CLATTN_ARG(&a, p->dv);
+    CLATTN_ARG(&a, p->vp);
     CLATTN_CL(a.err);
 
-    a = (clattn__args){k->scan, 0, CL_SUCCESS};
-    CLATTN_ARG(&a, j->cnt);
-    CLATTN_ARG(&a, j->nb);
-    CLATTN_ARG(&a, j->tiles);
-    CLATTN_CL(a.err);
-
-    a = (clattn__args){k->scatter, 0, CL_SUCCESS};
-    CLATTN_ARG(&a, j->bkt);
-    CLATTN_ARG(&a, j->n);
-    CLATTN_ARG(&a, j->nb);
-    CLATTN_ARG(&a, j->tile);
-    CLATTN_ARG(&a, j->tiles);
-    CLATTN_ARG(&a, j->cnt);
-    CLATTN_ARG(&a, j->sorted);
-    CLATTN_CL(a.err);
-cleanup:
-    return status;
-}
-
-static clattn_status set_attend_args(clattn_context *ctx, lsh_job *j, lsh_kernels *k)
-{
-    clattn_status status = CLATTN_SUCCESS;
-    clattn__args a = {k->keys, 0, CL_SUCCESS};
-    CLATTN_ARG(&a, j->n);
-    CLATTN_ARG(&a, j->nh);
-    CLATTN_ARG(&a, j->chunk);
-    CLATTN_ARG(&a, j->cp);
-    CLATTN_ARG(&a, j->nchunks);
-    CLATTN_ARG(&a, j->sorted);
-    CLATTN_ARG(&a, j->bkt);
-    CLATTN_ARG(&a, j->khat);
-    CLATTN_ARG(&a, j->kp);
-    CLATTN_ARG(&a, j->spos);
-    CLATTN_ARG(&a, j->sbkt);
-    CLATTN_CL(a.err);
-
-    a = (clattn__args){k->vals, 0, CL_SUCCESS};
-    clattn__arg_view(&a, j->v);
-    CLATTN_ARG(&a, j->heads);
-    CLATTN_ARG(&a, j->n);
-    CLATTN_ARG(&a, j->dv);
-    CLATTN_ARG(&a, j->vp);
-    CLATTN_CL(a.err);
-
-    cl_int has_lse = j->lse != NULL, causal = j->d->causal != 0;
-    cl_int across = j->d->attend_across_buckets != 0;
-    cl_float scale2 = (cl_float)(1.4426950408889634 / sqrt((double)j->dk));
-    /* Any valid view when lse is not wanted: the kernel does not touch it. */
-    clattn_tensor lview = j->lse ? *j->lse : *j->out;
-    a = (clattn__args){k->attend, 0, CL_SUCCESS};
-    clattn__arg_view(&a, j->q);
-    CLATTN_ARG(&a, j->heads);
-    CLATTN_ARG(&a, j->n);
-    CLATTN_ARG(&a, j->dk);
-    CLATTN_ARG(&a, j->nh);
-    CLATTN_ARG(&a, j->cp);
-    CLATTN_ARG(&a, j->nchunks);
-    CLATTN_ARG(&a, j->kp);
-    CLATTN_ARG(&a, j->spos);
-    CLATTN_ARG(&a, j->sbkt);
-    CLATTN_ARG(&a, j->vp);
+    cl_int causal = p->desc.causal, across = p->desc.attend_across_buckets;
+    cl_float scale2 = (cl_float)(1.4426950408889634 / sqrt((double)p->dk));
+    a = (clattn__args){p->attend, 0, CL_SUCCESS};
+    clattn__arg_view(&a, q);
+    CLATTN_ARG(&a, p->heads);
+    CLATTN_ARG(&a, p->n);
+    CLATTN_ARG(&a, p->dk);
+    CLATTN_ARG(&a, p->nh);
+    CLATTN_ARG(&a, p->cp);
+    CLATTN_ARG(&a, p->nchunks);
+    CLATTN_ARG(&a, p->kp);
+    CLATTN_ARG(&a, p->spos);
+    CLATTN_ARG(&a, p->sbkt);
+    CLATTN_ARG(&a, p->vp);
     CLATTN_ARG(&a, causal);
     CLATTN_ARG(&a, across);
     CLATTN_ARG(&a, scale2);
-    CLATTN_ARG(&a, j->ro);
-    CLATTN_ARG(&a, j->rl);
+    CLATTN_ARG(&a, p->ro);
+    CLATTN_ARG(&a, p->rl);
     CLATTN_CL(a.err);
 
-    a = (clattn__args){k->combine, 0, CL_SUCCESS};
-    CLATTN_ARG(&a, j->ro);
-    CLATTN_ARG(&a, j->rl);
-    CLATTN_ARG(&a, j->heads);
-    CLATTN_ARG(&a, j->n);
-    CLATTN_ARG(&a, j->dv);
-    CLATTN_ARG(&a, j->nh);
-    clattn__arg_view(&a, j->out);
+    cl_int has_lse = lse != NULL;
+    a = (clattn__args){p->combine, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, p->ro);
+    CLATTN_ARG(&a, p->rl);
+    CLATTN_ARG(&a, p->heads);
+    CLATTN_ARG(&a, p->n);
+    CLATTN_ARG(&a, p->dv);
+    CLATTN_ARG(&a, p->nh);
+    clattn__arg_view(&a, out);
     clattn__arg_view(&a, &lview);
     CLATTN_ARG(&a, has_lse);
     CLATTN_CL(a.err);
@@ -407,94 +506,82 @@ cleanup:
     return status;
 }
 
-static clattn_status enqueue_all(clattn_context *ctx, lsh_job *j, lsh_kernels *k,
-                                 cl_uint num_wait, const cl_event *wait, cl_event *event)
+static size_t round_up(size_t x, size_t m) { return clattn__div_up(x, m) * m; }
+
+static clattn_status enqueue_all(lsh_plan *p, clattn__seq *s, cl_event *event)
 {
     clattn_status status = CLATTN_SUCCESS;
-    seq s;
-    memset(&s, 0, sizeof s);
-    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
-    /* Every launch has a fixed local size: PoCL compiles a kernel once per local size, and its own
-     * choice would follow N (a build per new length). Sizes of 16 divide globals padded to 16;
-     * the rest (counts of tiles, panels, segments) run one work-item per group, each a long
-     * loop. */
-    size_t g_rot[3] = {j->halfp, j->dk, j->nh}, l_rot[3] = {16, 1, 1};
-    size_t g_rows[2] = {rows_global(j->n), j->bh}, l_rows[2] = {16, 1};
-    size_t g_tiles[2] = {j->tiles, j->segs}, l_one[2] = {1, 1};
-    size_t g_panels[2] = {(size_t)j->nchunks * j->cp / 16, j->segs};
-    size_t g_attend[2] = {(size_t)j->nchunks * j->cp / j->rows, j->segs};
-    /* PoCL replicates each work-item's private arrays (LSH_ROWS query rows, scores, accumulators)
-     * across the work-group; a large group overflows its worker stack. 16 / rows divides the
-     * global size (whole panels of slots). */
-    size_t l_attend[2] = {16 / j->rows, 1};
-    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->rot, 3, g_rot, l_rot, false, NULL));
-    size_t g_hash[2] = {rows_global(j->n) / j->rows, j->bh}, l_hash[2] = {16 / j->rows, 1};
-    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->hash, 2, g_hash, l_hash, false, NULL));
-    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->vals, 2, g_rows, l_rows, false, NULL));
-    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->hist, 2, g_tiles, l_one, false, NULL));
-    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->scan, 1, &j->segs, l_one, false, NULL));
-    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->scatter, 2, g_tiles, l_one, false, NULL));
-    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->keys, 2, g_panels, l_one, false, NULL));
-    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->attend, 2, g_attend, l_attend, false, NULL));
-    CLATTN_FORWARD(clattn__seq_kernel_local(&s, k->combine, 2, g_rows, l_rows, true, event));
+    const clattn__lsh_launch *L = &p->launch;
+    size_t g_hash[2] = {round_up(clattn__div_up(p->n, L->rows), L->hash_local), p->bh};
+    size_t l_hash[2] = {L->hash_local, 1};
+    size_t g_rows[2] = {round_up(p->n, L->row_local), p->bh}, l_rows[2] = {L->row_local, 1};
+    size_t g_tiles[2] = {p->tiles, p->segs}, l_one[2] = {1, 1};
+    size_t g_panels[2] = {(size_t)p->nchunks * p->cp / CLATTN__LSH_PANEL, p->segs};
+    size_t g_attend[2] = {(size_t)p->nchunks * p->cp / L->rows, p->segs};
+    size_t l_attend[2] = {L->local_size, 1};
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, p->hash, 2, g_hash, l_hash, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, p->vals, 2, g_rows, l_rows, false, NULL));
+    if (L->counting_sort) {
+        CLATTN_FORWARD(clattn__seq_kernel_local(s, p->hist, 2, g_tiles, l_one, false, NULL));
+        CLATTN_FORWARD(clattn__seq_kernel_local(s, p->scan, 1, &p->segs, l_one, false, NULL));
+        CLATTN_FORWARD(clattn__seq_kernel_local(s, p->scatter, 2, g_tiles, l_one, false, NULL));
+    } else {
+        /* Keys: the buckets of each (b, h, round) segment; values: their positions. */
+        CLATTN_FORWARD(clattn__sort_pairs_seq(s, &p->radix, &p->radix_ws, p->bkt, NULL,
+                                              p->skeys, p->sorted, p->segs, p->n,
+                                              p->launch.key_bits, false, NULL));
+    }
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, p->keys, 2, g_panels, l_one, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, p->attend, 2, g_attend, l_attend, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, p->combine, 2, g_rows, l_rows, true, event));
 cleanup:
-    clattn__seq_end(&s);
+    return status;
+}
+
+clattn_status clattn_lsh_plan_enqueue(clattn_plan *base, const clattn_tensor *q,
+                                      const clattn_tensor *v, const clattn_tensor *out,
+                                      const clattn_tensor *lse, const clattn_tensor *buckets,
+                                      cl_uint num_wait, const cl_event *wait, cl_event *event)
+{
+    clattn_status status = clattn__plan_check(base, CLATTN_OP_LSH, "lsh enqueue");
+    if (status != CLATTN_SUCCESS)
+        return status;
+    lsh_plan *p = (lsh_plan *)base;
+    clattn_context *ctx = base->ctx;
+    clattn__seq s;
+    bool seq = false;
+    CLATTN_CHECK(q && v && out, CLATTN_NULL_POINTER, "lsh enqueue: q, v and out are required");
+    CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
+                 "lsh enqueue: num_wait > 0 but wait is NULL");
+    CLATTN_FORWARD(check_views(p, q, v, out, lse, buckets));
+    CLATTN_FORWARD(set_view_args(p, q, v, out, lse, buckets));
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
+    seq = true;
+    status = enqueue_all(p, &s, event);
+cleanup:
+    if (seq)
+        clattn__seq_end(&s);
     return status;
 }
 
 clattn_status clattn_lsh_enqueue(clattn_context *ctx, const clattn_lsh_desc *desc,
                                  const clattn_tensor *q, const clattn_tensor *v,
-                                 const clattn_tensor *rotations, const clattn_tensor *out,
-                                 const clattn_tensor *lse, const clattn_tensor *buckets,
-                                 cl_uint num_wait, const cl_event *wait, cl_event *event)
+                                 const clattn_tensor *out, const clattn_tensor *lse,
+                                 const clattn_tensor *buckets, cl_uint num_wait,
+                                 const cl_event *wait, cl_event *event)
 {
-    clattn_status status = CLATTN_SUCCESS;
-    clattn_lsh_desc d;
-    lsh_job j;
-    lsh_kernels k;
-    float *host_rot = NULL;
-    memset(&j, 0, sizeof j);
-    memset(&k, 0, sizeof k);
     if (!ctx)
         return clattn__fail(NULL, CLATTN_NULL_POINTER, "lsh enqueue: ctx is NULL");
-    CLATTN_CHECK(q && v && out, CLATTN_NULL_POINTER, "lsh enqueue: q, v and out are required");
-    CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
-                 "lsh enqueue: num_wait > 0 but wait is NULL");
-    CLATTN_FORWARD(read_desc(ctx, desc, &d));
-    CLATTN_FORWARD(check_views(ctx, &d, q, v, rotations, out, lse, buckets));
-    j.d = &d;
-    j.q = q;
-    j.v = v;
-    j.out = out;
-    j.lse = lse;
-    j.bk = buckets;
-    plan_job(&j);
-    CLATTN_FORWARD(get_kernels(ctx, &j, &k));
-    if (rotations) {
-        j.rot = *rotations;
-    } else {
-        size_t nr = (size_t)j.nh * j.dk * j.half;
-        host_rot = malloc(nr * sizeof(float));
-        CLATTN_CHECK(host_rot != NULL, CLATTN_OUT_OF_HOST_MEMORY, "lsh: rotations (%zu floats)",
-                     nr);
-        CLATTN_FORWARD(clattn_lsh_rotations(d.seed, j.nh, j.dk, j.nb, host_rot));
-        cl_int err = CL_SUCCESS;
-        j.rot_src = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                                   nr * sizeof(float), host_rot, &err);
-        CLATTN_CL(err);
-        j.rot = clattn_tensor_make(j.rot_src, 1, j.nh, j.dk, j.half);
-    }
-    CLATTN_FORWARD(alloc_scratch(ctx, &j));
-    CLATTN_FORWARD(set_hash_sort_args(ctx, &j, &k));
-    CLATTN_FORWARD(set_attend_args(ctx, &j, &k));
-    CLATTN_FORWARD(enqueue_all(ctx, &j, &k, num_wait, wait, event));
-cleanup:
-    /* OpenCL keeps released buffers alive until the commands using them have run. */
-    release_kernels(&k);
-    release_job(&j);
-    if (j.rot_src)
-        clReleaseMemObject(j.rot_src);
-    free(host_rot);
+    if (!q || !v || !out)
+        return clattn__fail(ctx, CLATTN_NULL_POINTER, "lsh enqueue: q, v and out are required");
+    if (num_wait > 0 && !wait)
+        return clattn__fail(ctx, CLATTN_NULL_POINTER, "lsh enqueue: num_wait > 0 but wait is NULL");
+    clattn_plan *plan = NULL;
+    clattn_status status = clattn_lsh_plan_create(ctx, desc, q->shape, v->shape, &plan);
+    if (status == CLATTN_SUCCESS)
+        status = clattn_lsh_plan_enqueue(plan, q, v, out, lse, buckets, num_wait, wait, event);
+    /* OpenCL keeps kernels and buffers alive until the commands using them have finished. */
+    clattn_plan_destroy(plan);
     return status;
 }
 
@@ -507,62 +594,42 @@ static bool numel(const size_t s[4], size_t *n)
 
 clattn_status clattn_lsh_host(clattn_context *ctx, const clattn_lsh_desc *desc,
                               const size_t q_shape[4], const size_t v_shape[4], const float *q,
-                              const float *v, const float *rotations, float *out, float *lse)
+                              const float *v, float *out, float *lse)
 {
     clattn_status status = CLATTN_SUCCESS;
-    cl_mem bq = NULL, bv = NULL, br = NULL, bo = NULL, bl = NULL;
-    clattn_lsh_desc d;
+    clattn__stage st;
+    cl_mem bq, bv, bo, bl = NULL;
+    clattn_plan *plan = NULL;
+    cl_event done = NULL;
     if (!ctx)
         return clattn__fail(NULL, CLATTN_NULL_POINTER, "lsh host: ctx is NULL");
+    clattn__stage_init(&st, ctx);
     CLATTN_CHECK(q_shape && v_shape && q && v && out, CLATTN_NULL_POINTER,
                  "lsh host: shapes, q, v and out are required");
-    CLATTN_FORWARD(read_desc(ctx, desc, &d));
-    CLATTN_FORWARD(check_dims(ctx, q_shape, v_shape, &d));
+    CLATTN_FORWARD(clattn_lsh_plan_create(ctx, desc, q_shape, v_shape, &plan));
     size_t o_shape[4] = {q_shape[0], q_shape[1], q_shape[2], v_shape[3]};
     size_t l_shape[4] = {q_shape[0], q_shape[1], q_shape[2], 1};
-    size_t r_shape[4] = {1, d.n_hashes, q_shape[3], d.n_buckets / 2};
-    size_t nq, nv, no, nl, nr;
+    size_t nq, nv, no, nl;
     CLATTN_CHECK(numel(q_shape, &nq) && numel(v_shape, &nv) && numel(o_shape, &no) &&
-                     numel(l_shape, &nl) && numel(r_shape, &nr),
+                     numel(l_shape, &nl),
                  CLATTN_SIZE_OVERFLOW, "lsh host: sizes overflow");
-    CLATTN_FORWARD(clattn__buffer_upload(ctx, q, nq * sizeof(float), &bq));
-    CLATTN_FORWARD(clattn__buffer_upload(ctx, v, nv * sizeof(float), &bv));
-    if (rotations)
-        CLATTN_FORWARD(clattn__buffer_upload(ctx, rotations, nr * sizeof(float), &br));
-    CLATTN_FORWARD(clattn__buffer_create(ctx, no * sizeof(float), "output", &bo));
+    CLATTN_FORWARD(clattn__stage_in(&st, q, nq * sizeof(float), "q", &bq));
+    CLATTN_FORWARD(clattn__stage_in(&st, v, nv * sizeof(float), "v", &bv));
+    CLATTN_FORWARD(clattn__stage_out(&st, out, no * sizeof(float), "output", &bo));
     if (lse)
-        CLATTN_FORWARD(clattn__buffer_create(ctx, nl * sizeof(float), "lse", &bl));
+        CLATTN_FORWARD(clattn__stage_out(&st, lse, nl * sizeof(float), "lse", &bl));
     clattn_tensor tq = clattn_tensor_make(bq, q_shape[0], q_shape[1], q_shape[2], q_shape[3]);
     clattn_tensor tv = clattn_tensor_make(bv, v_shape[0], v_shape[1], v_shape[2], v_shape[3]);
     clattn_tensor to = clattn_tensor_make(bo, o_shape[0], o_shape[1], o_shape[2], o_shape[3]);
     clattn_tensor tl = clattn_tensor_make(bl, l_shape[0], l_shape[1], l_shape[2], 1);
-    clattn_tensor tr = clattn_tensor_make(br, 1, r_shape[1], r_shape[2], r_shape[3]);
-    CLATTN_FORWARD(clattn_lsh_enqueue(ctx, &d, &tq, &tv, rotations ? &tr : NULL, &to,
-                                      lse ? &tl : NULL, NULL, 0, NULL, NULL));
-    /* Read into staging first so a failed second read leaves both outputs untouched. */
-    CLATTN_CL(clEnqueueBarrierWithWaitList(ctx->queue, 0, NULL, NULL));
-    if (lse) {
-        float *tmp = malloc(nl * sizeof(float));
-        CLATTN_CHECK(tmp != NULL, CLATTN_OUT_OF_HOST_MEMORY, "lsh host: lse staging");
-        cl_int err = clEnqueueReadBuffer(ctx->queue, bl, CL_TRUE, 0, nl * sizeof(float), tmp, 0,
-                                         NULL, NULL);
-        if (err == CL_SUCCESS)
-            err = clEnqueueReadBuffer(ctx->queue, bo, CL_TRUE, 0, no * sizeof(float), out, 0,
-                                      NULL, NULL);
-        if (err == CL_SUCCESS)
-            memcpy(lse, tmp, nl * sizeof(float));
-        free(tmp);
-        CLATTN_CL(err);
-    } else {
-        CLATTN_CL(clEnqueueReadBuffer(ctx->queue, bo, CL_TRUE, 0, no * sizeof(float), out, 0,
-                                      NULL, NULL));
-    }
+    CLATTN_FORWARD(clattn_lsh_plan_enqueue(plan, &tq, &tv, &to, lse ? &tl : NULL, NULL, 0, NULL,
+                                           &done));
+    status = clattn__stage_read(&st, done);
+    done = NULL;
 cleanup:
-    if (ctx)
-        clFinish(ctx->queue); /* the buffers below may still be used by failed-midway commands */
-    cl_mem bufs[] = {bq, bv, br, bo, bl};
-    for (int i = 0; i < 5; i++)
-        if (bufs[i])
-            clReleaseMemObject(bufs[i]);
+    if (done)
+        clReleaseEvent(done);
+    clattn__stage_end(&st);
+    clattn_plan_destroy(plan);
     return status;
 }

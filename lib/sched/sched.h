@@ -153,18 +153,62 @@ clattn_status clattn__linear_plan_create_launch(clattn_context *ctx,
 
 
 /* ---- LSH attention (lib/sched/sched_lsh.c) ---- */
+/* Keys per panel of the attend kernel and the granule the head dims and chunks are padded to:
+ * one float16 vector (kernels_cl/lsh.cl's LSH_PANEL, passed as -DLSH_PANEL). */
+#define CLATTN__LSH_PANEL 16
+
 typedef struct clattn__lsh_problem {
-    size_t bh, n, d, dv;
-    size_t n_hashes, n_buckets, chunk_size;
+    size_t bh, n, d, dv;                     /* batch x heads, length, head dims of q and v */
+    size_t n_hashes, n_buckets, chunk_size;  /* as in clattn_lsh_desc (validated by the caller) */
     int causal;
 } clattn__lsh_problem;
 
+/* What an LSH plan launches. Every kernel runs with a fixed work-group size (PoCL compiles a
+ * kernel once per local size; the driver's own choice would follow N). */
 typedef struct clattn__lsh_launch {
-    unsigned rows;       /* query rows per attend work-item */
-    size_t local_size;   /* attend work-group size (0: driver) */
-    int counting_sort;   /* bucket sort: counting sort (few buckets) or the radix sort block */
-    char defines[256];   /* -D options of lsh.cl, LSH_-prefixed */
+    unsigned rows;       /* LSH_ROWS: positions per hash work-item and sorted queries per attend
+                          * work-item; 1, 2, 4 or 8 */
+    size_t local_size;   /* attend work-group size; rows * local_size divides CLATTN__LSH_PANEL */
+    size_t hash_local;   /* hash work-group size (rows * hash_local = row_local) */
+    size_t row_local;    /* work-group size of the per-position kernels (pack_v, combine) */
+    int counting_sort;   /* 1: lsh.cl's per-(b, h, round) counting sort; 0: the radix-sort block
+                          * (lib/ops/sort.h) */
+    unsigned sort_tile;  /* counting sort: positions per histogram tile (>= n_buckets) */
+    unsigned key_bits;   /* radix sort: bits of a bucket number */
+    char defines[256];   /* -D options of lsh.cl, every one LSH_-prefixed */
 } clattn__lsh_launch;
+
+/* The counting sort of a (b, h, round) segment clears n_buckets counters per histogram tile of
+ * max(n_buckets, CLATTN__LSH_MIN_TILE) positions and scans n_buckets x tiles counters in one
+ * work-item; above CLATTN__LSH_COUNTING_MAX_BUCKETS buckets (or where one of those loops would
+ * pass the device's loop-iteration cap) the radix-sort block sorts instead. sched_lsh.c says
+ * where the figures come from. */
+#define CLATTN__LSH_MIN_TILE 256
+#define CLATTN__LSH_COUNTING_MAX_BUCKETS 1024
+
+/* The rule-based launch. INVALID_SHAPE for D or Dv outside [1, 256] or a zero length,
+ * INVALID_ARGUMENT for hashes, buckets or chunk outside the desc's ranges; writes a reason into
+ * `why` (may be NULL). */
+clattn_status clattn__schedule_lsh(const clattn_device_info *dev, const clattn__lsh_problem *p,
+                                   clattn__lsh_launch *out, char *why, size_t why_len);
+
+/* A launch from explicit parameters (the tuner's candidates, a tuning-database entry): rows
+ * per work-item, attend work-group size and the sort, validated against the device and the
+ * problem (UNSUPPORTED with a reason when they do not fit); the rest as the scheduler sets it. */
+clattn_status clattn__lsh_launch_from(const clattn_device_info *dev, const clattn__lsh_problem *p,
+                                      unsigned rows, size_t local_size, int counting_sort,
+                                      clattn__lsh_launch *out, char *why, size_t why_len);
+
+/* The tuner's search space: the scheduler's launch first, then the valid (rows, attend
+ * work-group) combinations with the default's sort, fewest steps from the default first. Writes
+ * at most `cap` and returns how many (0 when the problem is invalid). */
+size_t clattn__lsh_candidates(const clattn_device_info *dev, const clattn__lsh_problem *p,
+                              clattn__lsh_launch *out, size_t cap);
+
+/* An LSH plan with a given launch instead of the scheduler's (lib/ops/lsh.c; the tuner's entry). */
+clattn_status clattn__lsh_plan_create_launch(clattn_context *ctx, const clattn_lsh_desc *desc,
+                                             const size_t q_shape[4], const size_t v_shape[4],
+                                             const clattn__lsh_launch *launch, clattn_plan **plan);
 
 /* ---- end LSH ---- */
 
