@@ -560,7 +560,7 @@ CLATTN_API void clattn_tuning_db_warning(clattn_context *ctx, char *buf, size_t 
  *   IDENTITY  phi(x) = x: the caller applied its own (non-negative) map
  *   FAVOR     Performer's positive random features (Choromanski et al. 2021):
  *             phi(x) = exp(W x' - |x'|^2 / 2) / sqrt(M), x' = x * D^(-1/4), W float32 [M, D], either
- *             the caller's (desc.projection) or drawn from desc.seed by clattn_favor_draw().
+ *             the caller's (desc.projection) or drawn from desc.seed by clattn_linear_favor_draw().
  *             Stabilisers (exact: they cancel in the normalised output, and no output depends on a
  *             later token): each query row is divided by exp(max_m (W q')_m - |q'|^2/2); each key
  *             j carries its own log-scale c_j = max_m (W k_j')_m - |k_j'|^2/2 and the sums are kept
@@ -591,18 +591,18 @@ CLATTN_API void clattn_tuning_db_warning(clattn_context *ctx, char *buf, size_t 
  *   steps cost O(M Dv) as for the other forms. With FAVOR the norms are taken in the stabilised
  *   scale, which leaves their ratio unchanged. */
 
-typedef enum clattn_feature_map {
-    CLATTN_FEATURE_ELU = 0,      /* phi(x) = elu(x) + 1 (x + 1 for x > 0, exp(x) otherwise) > 0 */
-    CLATTN_FEATURE_RELU = 1,     /* phi(x) = max(x, 0) */
-    CLATTN_FEATURE_IDENTITY = 2, /* phi(x) = x: the caller applied its own (non-negative) map */
-    CLATTN_FEATURE_FAVOR = 3     /* FAVOR+ positive orthogonal random features (see above) */
-} clattn_feature_map;
+typedef enum clattn_linear_feature_map {
+    CLATTN_LINEAR_FEATURE_ELU = 0,      /* phi(x) = elu(x) + 1 (x + 1 for x > 0, exp(x) otherwise) > 0 */
+    CLATTN_LINEAR_FEATURE_RELU = 1,     /* phi(x) = max(x, 0) */
+    CLATTN_LINEAR_FEATURE_IDENTITY = 2, /* phi(x) = x: the caller applied its own (non-negative) map */
+    CLATTN_LINEAR_FEATURE_FAVOR = 3     /* FAVOR+ positive orthogonal random features (see above) */
+} clattn_linear_feature_map;
 
-typedef enum clattn_momentum {
-    CLATTN_MOMENTUM_NONE = 0,    /* plain linear attention */
-    CLATTN_MOMENTUM_FIXED = 1,   /* heavy-ball momentum with fixed mu and step size eta */
-    CLATTN_MOMENTUM_ADAPTIVE = 2 /* the authors' adaptive mu (sequential; see above) */
-} clattn_momentum;
+typedef enum clattn_linear_momentum {
+    CLATTN_LINEAR_MOMENTUM_NONE = 0,    /* plain linear attention */
+    CLATTN_LINEAR_MOMENTUM_FIXED = 1,   /* heavy-ball momentum with fixed mu and step size eta */
+    CLATTN_LINEAR_MOMENTUM_ADAPTIVE = 2 /* the authors' adaptive mu (sequential; see above) */
+} clattn_linear_momentum;
 
 /* How the non-causal form without momentum is computed (the other forms have one way). */
 typedef enum clattn_linear_algo {
@@ -612,18 +612,18 @@ typedef enum clattn_linear_algo {
                                 and a normalising kernel */
 } clattn_linear_algo;
 
-/* How clattn_favor_draw rescales its orthonormal rows. */
-typedef enum clattn_favor_scaling {
-    CLATTN_FAVOR_GAUSSIAN_NORMS = 0, /* norms of independent Gaussian D-vectors (Performer's default) */
-    CLATTN_FAVOR_SQRT_D = 1          /* every row to sqrt(D) */
-} clattn_favor_scaling;
+/* How clattn_linear_favor_draw rescales its orthonormal rows. */
+typedef enum clattn_linear_favor_scaling {
+    CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS = 0, /* norms of independent Gaussian D-vectors (Performer's default) */
+    CLATTN_LINEAR_FAVOR_SQRT_D = 1          /* every row to sqrt(D) */
+} clattn_linear_favor_scaling;
 
 /* Describes one linear attention operator. Fill with clattn_linear_desc_init() first (defaults:
  * ELU, non-causal, eps 1e-6, no momentum, eta 1; FAVOR: M = 256, seed 0, drawn W, Gaussian norms),
  * then set fields; struct_size lets the struct grow. */
 typedef struct clattn_linear_desc {
     size_t struct_size;
-    clattn_feature_map feature_map;
+    clattn_linear_feature_map feature_map;
     /* Causal form (query i sees keys j <= i); needs Nq == Nk. */
     int causal;
     /* Added to every denominator phi(q) . z in the formula's scale (see above; the default,
@@ -640,14 +640,14 @@ typedef struct clattn_linear_desc {
     size_t features;
     /* FAVOR only: the caller's projection W, host float32 [M][D] row-major (copied by the call;
      * finite values) with projection_shape = {M, D} (SHAPE_MISMATCH otherwise), or NULL to draw
-     * it from `seed` with `scaling` (clattn_favor_draw). */
+     * it from `seed` with `scaling` (clattn_linear_favor_draw). */
     const float *projection;
     size_t projection_shape[2];
     uint64_t seed;
-    clattn_favor_scaling scaling;
+    clattn_linear_favor_scaling scaling;
     /* Momentum form; mu in [0, 1) (FIXED only), step size eta > 0 and finite (FIXED and ADAPTIVE;
      * 0 means 1). */
-    clattn_momentum momentum;
+    clattn_linear_momentum momentum;
     float mu;
     float step_size;
     /* Non-causal form without momentum only (UNSUPPORTED otherwise, except AUTO): FUSED or GEMM;
@@ -670,11 +670,11 @@ CLATTN_API size_t clattn_linear_feature_count(const clattn_linear_desc *desc, si
  * across platforms: blocks of d x d standard Gaussians (xoshiro256** seeded by splitmix64(seed),
  * Box-Muller in double), each block's rows orthonormalised by modified Gram-Schmidt in double
  * precision, the blocks stacked and cut to m rows, then row r scaled to the norm of an
- * independent Gaussian d-vector (CLATTN_FAVOR_GAUSSIAN_NORMS) or to sqrt(d). Rows within a block
+ * independent Gaussian d-vector (CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS) or to sqrt(d). Rows within a block
  * are orthogonal. Status: NULL_POINTER (w), INVALID_SHAPE (m or d 0, m > 4096, d > 256),
  * INVALID_ARGUMENT (scaling), OUT_OF_HOST_MEMORY. */
-CLATTN_API clattn_status clattn_favor_draw(size_t m, size_t d, uint64_t seed,
-                                           clattn_favor_scaling scaling, float *w);
+CLATTN_API clattn_status clattn_linear_favor_draw(size_t m, size_t d, uint64_t seed,
+                                           clattn_linear_favor_scaling scaling, float *w);
 
 /* Bakes a plan for linear attention on fixed shapes (shapes and desc as for
  * clattn_linear_enqueue below): validates the desc and shapes, asks the scheduler for the launch
@@ -880,7 +880,7 @@ typedef struct clattn_rpe_desc {
      * path has no running maximum); both cancel in the quotient, and eps is added to the
      * stabilised denominator. So in the causal form a row whose visible keys' log-scales all lie
      * far (tens of nats) below the head's largest loses its weights to underflow. */
-    clattn_linear_desc features;
+    clattn_linear_desc linear;
     /* Only j <= i: 0 or 1 (INVALID_ARGUMENT otherwise). */
     int causal;
     clattn_rpe_algo algorithm;
@@ -890,9 +890,9 @@ CLATTN_API void clattn_rpe_desc_init(clattn_rpe_desc *desc);
 
 /* Bakes RPE attention (see above) for q [B, Hq, N, D], k [B, Hk, N, D] and v [B, Hk, N, Dv]
  * (shapes; 1 <= D, Dv <= 256, Hq a multiple of Hk; M features per row: D, or
- * desc->features.features for FAVOR): chooses the algorithm and its sizes (lib/sched), creates
+ * desc->linear.features for FAVOR): chooses the algorithm and its sizes (lib/sched), creates
  * the kernels, allocates the scratch (held until clattn_plan_destroy), uploads FAVOR's projection
- * (desc->features.projection is copied; the caller's array may be freed after the call) and, for
+ * (desc->linear.projection is copied; the caller's array may be freed after the call) and, for
  * the FFT path, bakes its clFFT plans into the context's FFT plan cache (by running its
  * transforms once on the scratch: on an out-of-order queue the first enqueue waits for that run).
  * The context's FFT cache keeps the 32 most recently used clFFT plans: when other FFT users evict
@@ -1009,7 +1009,7 @@ CLATTN_API void clattn_lsh_desc_init(clattn_lsh_desc *desc);
 
 /* Draws the rotations a seed gives, host only, into rot: row-major [n_hashes][d][n_buckets / 2]
  * (n_hashes * d * n_buckets / 2 floats). Arguments in the order of every draw of the library
- * (clattn_favor_draw(m, d, seed, scaling, w)): the sizes, then the seed, then the output.
+ * (clattn_linear_favor_draw(m, d, seed, scaling, w)): the sizes, then the seed, then the output.
  * Element k is a standard normal from the Box-Muller transform of a splitmix64 stream seeded with
  * `seed`: values are produced in pairs, pair p from the uniforms u1 = (x_{2p} >> 11 + 1) / 2^53
  * and u2 = (x_{2p+1} >> 11) / 2^53 (x_t the splitmix64 outputs) as sqrt(-2 ln u1) cos(2 pi u2)

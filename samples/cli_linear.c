@@ -61,7 +61,7 @@ static int lin_desc(const char *cmd, const lin_opts *o, clattn_linear_desc *desc
             return fail(EXIT_USAGE, "%s: --feature-map '%s' is not one of elu, relu, identity, "
                                     "favor",
                         cmd, o->fmap);
-        desc->feature_map = (clattn_feature_map)found;
+        desc->feature_map = (clattn_linear_feature_map)found;
     }
     if (o->features && (rc = size_option(cmd, "--features", o->features, 1, 4096,
                                          &desc->features)))
@@ -70,21 +70,21 @@ static int lin_desc(const char *cmd, const lin_opts *o, clattn_linear_desc *desc
         return rc;
     if (o->scaling) {
         if (strcmp(o->scaling, "gaussian") == 0)
-            desc->scaling = CLATTN_FAVOR_GAUSSIAN_NORMS;
+            desc->scaling = CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS;
         else if (strcmp(o->scaling, "sqrt-d") == 0)
-            desc->scaling = CLATTN_FAVOR_SQRT_D;
+            desc->scaling = CLATTN_LINEAR_FAVOR_SQRT_D;
         else
             return fail(EXIT_USAGE, "%s: --scaling '%s' is not gaussian or sqrt-d", cmd,
                         o->scaling);
     }
-    if ((o->features || o->seed || o->scaling) && desc->feature_map != CLATTN_FEATURE_FAVOR)
+    if ((o->features || o->seed || o->scaling) && desc->feature_map != CLATTN_LINEAR_FEATURE_FAVOR)
         return fail(EXIT_USAGE, "%s: --features, --seed and --scaling need --feature-map favor",
                     cmd);
     if (o->momentum) {
         if (strcmp(o->momentum, "adaptive") == 0) {
-            desc->momentum = CLATTN_MOMENTUM_ADAPTIVE;
+            desc->momentum = CLATTN_LINEAR_MOMENTUM_ADAPTIVE;
         } else {
-            desc->momentum = CLATTN_MOMENTUM_FIXED;
+            desc->momentum = CLATTN_LINEAR_MOMENTUM_FIXED;
             if ((rc = float_option(cmd, "--momentum", o->momentum, 0.0f, 0.99999994f, 0,
                                    &desc->mu)))
                 return rc;
@@ -155,9 +155,9 @@ int cli_run_linear(int argc, char **argv)
     if ((rc = lin_desc(cmd, &o, &desc)))
         return rc;
     desc.causal = causal;
-    if (desc.algorithm == CLATTN_LINEAR_GEMM && (causal || desc.momentum != CLATTN_MOMENTUM_NONE))
+    if (desc.algorithm == CLATTN_LINEAR_GEMM && (causal || desc.momentum != CLATTN_LINEAR_MOMENTUM_NONE))
         return fail(EXIT_USAGE, "%s: --algo gemm is for the non-causal form without momentum", cmd);
-    if (wp && desc.feature_map != CLATTN_FEATURE_FAVOR)
+    if (wp && desc.feature_map != CLATTN_LINEAR_FEATURE_FAVOR)
         return fail(EXIT_USAGE, "%s: --projection needs --feature-map favor", cmd);
     if (wp && (o.seed || o.scaling))
         return fail(EXIT_USAGE, "%s: --projection excludes --seed and --scaling", cmd);
@@ -313,8 +313,8 @@ static int bench_lin(clattn_context *ctx, const lin_bench *b, size_t n, int var,
     }
     row_init(r, b, "linear", var, n, var == LV_CAUSAL);
     snprintf(r->kernel, sizeof r->kernel, "linear M=%zu%s", m,
-             desc.momentum == CLATTN_MOMENTUM_FIXED      ? " momentum"
-             : desc.momentum == CLATTN_MOMENTUM_ADAPTIVE ? " adaptive"
+             desc.momentum == CLATTN_LINEAR_MOMENTUM_FIXED      ? " momentum"
+             : desc.momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE ? " adaptive"
                                                          : "");
     if (var != LV_STEP) {
         j.t[0] = clattn_tensor_make(bufs[0], b->batch, b->heads, nq, b->d);
@@ -328,8 +328,8 @@ static int bench_lin(clattn_context *ctx, const lin_bench *b, size_t n, int var,
         clattn_plan_info pi;
         if (st == CLATTN_SUCCESS && clattn_plan_get_info(j.plan, &pi) == CLATTN_SUCCESS)
             snprintf(r->kernel, sizeof r->kernel, "%s %s M=%zu", pi.algorithm_name,
-                     desc.momentum == CLATTN_MOMENTUM_FIXED      ? "momentum"
-                     : desc.momentum == CLATTN_MOMENTUM_ADAPTIVE ? "adaptive"
+                     desc.momentum == CLATTN_LINEAR_MOMENTUM_FIXED      ? "momentum"
+                     : desc.momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE ? "adaptive"
                                                                  : "linear",
                      m);
         if (st == CLATTN_SUCCESS)

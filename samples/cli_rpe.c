@@ -45,15 +45,15 @@ typedef struct rpe_opts {
 static int rpe_desc(const char *cmd, const rpe_opts *o, clattn_rpe_desc *desc)
 {
     clattn_rpe_desc_init(desc);
-    clattn_linear_desc *f = &desc->features;
+    clattn_linear_desc *f = &desc->linear;
     int rc = 0;
     if (o->fmap) {
         if (strcmp(o->fmap, "elu") == 0)
-            f->feature_map = CLATTN_FEATURE_ELU;
+            f->feature_map = CLATTN_LINEAR_FEATURE_ELU;
         else if (strcmp(o->fmap, "relu") == 0)
-            f->feature_map = CLATTN_FEATURE_RELU;
+            f->feature_map = CLATTN_LINEAR_FEATURE_RELU;
         else if (strcmp(o->fmap, "favor") == 0)
-            f->feature_map = CLATTN_FEATURE_FAVOR;
+            f->feature_map = CLATTN_LINEAR_FEATURE_FAVOR;
         else
             return fail(EXIT_USAGE, "%s: --feature-map '%s' is not one of elu, relu, favor", cmd,
                         o->fmap);
@@ -62,7 +62,7 @@ static int rpe_desc(const char *cmd, const rpe_opts *o, clattn_rpe_desc *desc)
         return rc;
     if (o->seed && (rc = seed_option(cmd, "--seed", o->seed, &f->seed)))
         return rc;
-    if ((o->features || o->seed) && f->feature_map != CLATTN_FEATURE_FAVOR)
+    if ((o->features || o->seed) && f->feature_map != CLATTN_LINEAR_FEATURE_FAVOR)
         return fail(EXIT_USAGE, "%s: --features and --seed need --feature-map favor", cmd);
     if (o->eps && (rc = float_option(cmd, "--eps", o->eps, 0.0f, INFINITY, 0, &f->eps)))
         return rc;
@@ -151,7 +151,7 @@ int cli_run_rpe(int argc, char **argv)
     if ((rc = rpe_desc(cmd, &o, &desc)))
         return rc;
     desc.causal = causal;
-    if (wp && desc.features.feature_map != CLATTN_FEATURE_FAVOR)
+    if (wp && desc.linear.feature_map != CLATTN_LINEAR_FEATURE_FAVOR)
         return fail(EXIT_USAGE, "%s: --projection needs --feature-map favor", cmd);
     if (wp && o.seed)
         return fail(EXIT_USAGE, "%s: --projection excludes --seed", cmd);
@@ -177,15 +177,15 @@ int cli_run_rpe(int argc, char **argv)
                       wp, w.shape[0], w.shape[1], q.shape[3]);
             goto cleanup;
         }
-        if (o.features && w.shape[0] != desc.features.features) {
+        if (o.features && w.shape[0] != desc.linear.features) {
             rc = fail(EXIT_USAGE, "%s: --features %zu differs from the %zu rows of %s", cmd,
-                      desc.features.features, w.shape[0], wp);
+                      desc.linear.features, w.shape[0], wp);
             goto cleanup;
         }
-        desc.features.features = w.shape[0];
-        desc.features.projection = w.data;
-        desc.features.projection_shape[0] = w.shape[0];
-        desc.features.projection_shape[1] = w.shape[1];
+        desc.linear.features = w.shape[0];
+        desc.linear.projection = w.data;
+        desc.linear.projection_shape[0] = w.shape[0];
+        desc.linear.projection_shape[1] = w.shape[1];
     }
     size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
     out = malloc(oshape[0] * oshape[1] * oshape[2] * oshape[3] * sizeof *out);
@@ -247,7 +247,7 @@ static int bench_one(clattn_context *ctx, const rpe_bench *b, size_t n, int var,
     clattn_rpe_desc desc = b->desc;
     desc.causal = b->causal;
     desc.algorithm = var == RV_FFT ? CLATTN_RPE_FFT : CLATTN_RPE_DIRECT;
-    size_t m = clattn_linear_feature_count(&desc.features, b->d);
+    size_t m = clattn_linear_feature_count(&desc.linear, b->d);
     cl_mem bufs[5] = {NULL, NULL, NULL, NULL, NULL};
     size_t big = b->batch * b->heads * n * (b->d > b->dv ? b->d : b->dv);
     if (big < b->heads * (2 * n - 1))

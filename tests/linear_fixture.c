@@ -19,17 +19,17 @@
 clattn_context *ctx;
 int llvmpipe;
 
-const clattn_feature_map fmaps[3] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_RELU,
-                                     CLATTN_FEATURE_IDENTITY};
+const clattn_linear_feature_map fmaps[3] = {CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_FEATURE_RELU,
+                                     CLATTN_LINEAR_FEATURE_IDENTITY};
 
 const form forms[7] = {
-    {CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_FIXED, 0},
-    {CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_ADAPTIVE, 0},
-    {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_NONE, 0},
-    {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_NONE, 1},
-    {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED, 1},
-    {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_ADAPTIVE, 0},
-    {CLATTN_FEATURE_RELU, CLATTN_MOMENTUM_FIXED, 0},
+    {CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_MOMENTUM_FIXED, 0},
+    {CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_MOMENTUM_ADAPTIVE, 0},
+    {CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_NONE, 0},
+    {CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_NONE, 1},
+    {CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_FIXED, 1},
+    {CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_ADAPTIVE, 0},
+    {CLATTN_LINEAR_FEATURE_RELU, CLATTN_LINEAR_MOMENTUM_FIXED, 0},
 };
 
 void lin_expect(clattn_status got, clattn_status want, const char *what)
@@ -69,9 +69,9 @@ int lin_run(const char *name, const struct CMUnitTest *tests, size_t n)
 /* On llvmpipe every call of a new shape costs ~0.1 s of CPU (the existing tests alone take ~20 s
  * there on these shared machines), so the FAVOR+/momentum tests run the relu and identity maps
  * (the element-wise path ELU already covers) and a few duplicate forms only on PoCL's devices. */
-int light_skip(clattn_feature_map f)
+int light_skip(clattn_linear_feature_map f)
 {
-    return llvmpipe && (f == CLATTN_FEATURE_RELU || f == CLATTN_FEATURE_IDENTITY);
+    return llvmpipe && (f == CLATTN_LINEAR_FEATURE_RELU || f == CLATTN_LINEAR_FEATURE_IDENTITY);
 }
 
 /* Random inputs; q and k positive for the identity map (see the file comment). */
@@ -87,9 +87,9 @@ float *inputs(size_t n, int positive, uint64_t *seed)
 }
 
 /* Inputs uniform in [-amp, amp] (positive for the identity map, see the file comment). */
-float *inputs_amp(size_t n, clattn_feature_map f, float amp, uint64_t *seed)
+float *inputs_amp(size_t n, clattn_linear_feature_map f, float amp, uint64_t *seed)
 {
-    float *x = inputs(n, f == CLATTN_FEATURE_IDENTITY, seed);
+    float *x = inputs(n, f == CLATTN_LINEAR_FEATURE_IDENTITY, seed);
     for (size_t i = 0; i < n; i++)
         x[i] *= amp;
     return x;
@@ -108,14 +108,14 @@ double desc_eta(const clattn_linear_desc *d)
  * seed); NULL for the other maps. */
 float *desc_w(const clattn_linear_desc *d, size_t D)
 {
-    if (d->feature_map != CLATTN_FEATURE_FAVOR)
+    if (d->feature_map != CLATTN_LINEAR_FEATURE_FAVOR)
         return NULL;
     float *w = malloc(d->features * D * sizeof(float));
     assert_non_null(w);
     if (d->projection != NULL)
         memcpy(w, d->projection, d->features * D * sizeof(float));
     else
-        assert_int_equal(clattn_favor_draw(d->features, D, d->seed, d->scaling, w), CLATTN_SUCCESS);
+        assert_int_equal(clattn_linear_favor_draw(d->features, D, d->seed, d->scaling, w), CLATTN_SUCCESS);
     return w;
 }
 
@@ -129,8 +129,8 @@ void ref_of_desc(const clattn_linear_desc *d, const float *w, const float *q, co
 
 /* A desc of the given form. FAVOR with `supplied` gets a random W of its own in *wbuf (the
  * caller frees it), otherwise draws from wseed. */
-clattn_linear_desc make_desc(clattn_feature_map fmap, size_t M, int supplied, uint64_t wseed,
-                             size_t D, clattn_momentum mom, float mu, float eta, float **wbuf)
+clattn_linear_desc make_desc(clattn_linear_feature_map fmap, size_t M, int supplied, uint64_t wseed,
+                             size_t D, clattn_linear_momentum mom, float mu, float eta, float **wbuf)
 {
     clattn_linear_desc d;
     clattn_linear_desc_init(&d);
@@ -139,7 +139,7 @@ clattn_linear_desc make_desc(clattn_feature_map fmap, size_t M, int supplied, ui
     d.mu = mu;
     d.step_size = eta;
     *wbuf = NULL;
-    if (fmap == CLATTN_FEATURE_FAVOR) {
+    if (fmap == CLATTN_LINEAR_FEATURE_FAVOR) {
         d.features = M;
         d.seed = wseed;
         if (supplied) {
@@ -156,17 +156,17 @@ clattn_linear_desc make_desc(clattn_feature_map fmap, size_t M, int supplied, ui
     return d;
 }
 
-const char *fmap_name(clattn_feature_map f)
+const char *fmap_name(clattn_linear_feature_map f)
 {
-    return f == CLATTN_FEATURE_ELU     ? "elu"
-           : f == CLATTN_FEATURE_RELU  ? "relu"
-           : f == CLATTN_FEATURE_FAVOR ? "favor"
+    return f == CLATTN_LINEAR_FEATURE_ELU     ? "elu"
+           : f == CLATTN_LINEAR_FEATURE_RELU  ? "relu"
+           : f == CLATTN_LINEAR_FEATURE_FAVOR ? "favor"
                                        : "identity";
 }
 
-const char *mom_name(clattn_momentum m)
+const char *mom_name(clattn_linear_momentum m)
 {
-    return m == CLATTN_MOMENTUM_NONE ? "none" : m == CLATTN_MOMENTUM_FIXED ? "fixed" : "adaptive";
+    return m == CLATTN_LINEAR_MOMENTUM_NONE ? "none" : m == CLATTN_LINEAR_MOMENTUM_FIXED ? "fixed" : "adaptive";
 }
 
 /* Runs clattn_linear_enqueue on host arrays [B, H, N, *] (stored on the device as [B, N, H, *]
@@ -216,7 +216,7 @@ void check_desc_layout(const clattn_linear_desc *d, size_t B, size_t H, size_t N
     size_t nq = B * H * Nq * D, nk = B * H * Nk * D, nv = B * H * Nk * Dv, no = B * H * Nq * Dv;
     float *q = inputs_amp(nq, d->feature_map, amp, &seed);
     float *k = inputs_amp(nk, d->feature_map, amp, &seed);
-    float *v = inputs_amp(nv, CLATTN_FEATURE_ELU, 1.0f, &seed);
+    float *v = inputs_amp(nv, CLATTN_LINEAR_FEATURE_ELU, 1.0f, &seed);
     float *w = desc_w(d, D), *ref = malloc(no * 4);
     assert_non_null(ref);
     ref_of_desc(d, w, q, k, v, ref, B, H, Nq, Nk, D, Dv, d->causal);
@@ -241,11 +241,11 @@ void check_desc(const clattn_linear_desc *d, size_t B, size_t H, size_t Nq, size
 }
 
 void seq_make(seqdata *s, size_t B, size_t H, size_t N, size_t D, size_t Dv,
-              clattn_feature_map fmap)
+              clattn_linear_feature_map fmap)
 {
     s->B = B, s->H = H, s->N = N, s->D = D, s->Dv = Dv;
     uint64_t seed = 77 + N + (size_t)fmap;
-    int pos = fmap == CLATTN_FEATURE_IDENTITY;
+    int pos = fmap == CLATTN_LINEAR_FEATURE_IDENTITY;
     size_t nq = B * H * N * D, nv = B * H * N * Dv;
     s->q = inputs(nq, pos, &seed);
     s->k = inputs(nq, pos, &seed);
@@ -270,7 +270,7 @@ void seq_make_desc(seqdata *s, size_t B, size_t H, size_t N, size_t D, size_t Dv
     size_t nq = B * H * N * D, nv = B * H * N * Dv;
     s->q = inputs_amp(nq, d->feature_map, 1.0f, &seed);
     s->k = inputs_amp(nq, d->feature_map, 1.0f, &seed);
-    s->v = inputs_amp(nv, CLATTN_FEATURE_ELU, 1.0f, &seed);
+    s->v = inputs_amp(nv, CLATTN_LINEAR_FEATURE_ELU, 1.0f, &seed);
     s->ref = malloc(nv * 4);
     assert_non_null(s->ref);
     float *w = desc_w(d, D);
@@ -329,7 +329,7 @@ void check_outputs(const seqdata *s, const char *what)
     free(out);
 }
 
-clattn_linear_state *state_new(const seqdata *s, clattn_feature_map fmap)
+clattn_linear_state *state_new(const seqdata *s, clattn_linear_feature_map fmap)
 {
     clattn_linear_desc d;
     clattn_linear_desc_init(&d);
@@ -351,8 +351,8 @@ clattn_linear_state *state_of_desc(const seqdata *s, const clattn_linear_desc *d
 clattn_linear_desc form_desc(const form *f, size_t D, float **w)
 {
     return make_desc(f->fmap, 48, f->supplied, 77, D, f->mom,
-                     f->mom == CLATTN_MOMENTUM_FIXED ? 0.8f : 0.0f,
-                     f->mom == CLATTN_MOMENTUM_ADAPTIVE ? 0.6f : 0.5f, w);
+                     f->mom == CLATTN_LINEAR_MOMENTUM_FIXED ? 0.8f : 0.0f,
+                     f->mom == CLATTN_LINEAR_MOMENTUM_ADAPTIVE ? 0.6f : 0.5f, w);
 }
 
 /* x [B][Hk][N][D] with every head repeated `group` times: [B][Hk * group][N][D] (query head h

@@ -29,7 +29,7 @@ extern clattn_context *ctx;
  * here loop at most max(64, Nk / 256) keys, N / 64 chunks and D * (Dv + 64) in one output row, so
  * every case stays under it. */
 extern int llvmpipe;
-extern const clattn_feature_map fmaps[3]; /* ELU, RELU, IDENTITY */
+extern const clattn_linear_feature_map fmaps[3]; /* ELU, RELU, IDENTITY */
 
 /* Runs a suite on a context of the configured device (CLATTN_DEVICE); CLATTN_TEST_FILTER=pattern
  * runs only the matching cases. */
@@ -41,13 +41,13 @@ void lin_expect(clattn_status got, clattn_status want, const char *what);
 /* On llvmpipe every call of a new shape costs ~0.1 s of CPU, so the FAVOR+/momentum tests run
  * the relu and identity maps (the element-wise path ELU already covers) and a few duplicate forms
  * only on PoCL's devices. */
-int light_skip(clattn_feature_map f);
+int light_skip(clattn_linear_feature_map f);
 
 cl_command_queue queue(void);
 
 /* Random inputs in [-1, 1) (positive for the identity map), or in [-amp, amp]. */
 float *inputs(size_t n, int positive, uint64_t *seed);
-float *inputs_amp(size_t n, clattn_feature_map f, float amp, uint64_t *seed);
+float *inputs_amp(size_t n, clattn_linear_feature_map f, float amp, uint64_t *seed);
 
 /* ---- descs of every form and their reference ---- */
 
@@ -62,10 +62,10 @@ void ref_of_desc(const clattn_linear_desc *d, const float *w, const float *q, co
                  size_t Dv, int causal);
 /* A desc of the given form. FAVOR with `supplied` gets a random W of its own in *wbuf (the
  * caller frees it), otherwise draws from wseed. */
-clattn_linear_desc make_desc(clattn_feature_map fmap, size_t M, int supplied, uint64_t wseed,
-                             size_t D, clattn_momentum mom, float mu, float eta, float **wbuf);
-const char *fmap_name(clattn_feature_map f);
-const char *mom_name(clattn_momentum m);
+clattn_linear_desc make_desc(clattn_linear_feature_map fmap, size_t M, int supplied, uint64_t wseed,
+                             size_t D, clattn_linear_momentum mom, float mu, float eta, float **wbuf);
+const char *fmap_name(clattn_linear_feature_map f);
+const char *mom_name(clattn_linear_momentum m);
 
 /* clattn_linear_enqueue on host arrays [B, H, N, *] (stored on the device as [B, N, H, *] views
  * when bnhd); returns the output in [B, H, N, Dv] (poisoned before the run). */
@@ -96,7 +96,7 @@ typedef struct seqdata {
 } seqdata;
 
 void seq_make(seqdata *s, size_t B, size_t H, size_t N, size_t D, size_t Dv,
-              clattn_feature_map fmap);
+              clattn_linear_feature_map fmap);
 void seq_make_desc(seqdata *s, size_t B, size_t H, size_t N, size_t D, size_t Dv,
                    const clattn_linear_desc *d);
 void seq_free(seqdata *s);
@@ -105,13 +105,13 @@ clattn_tensor window(cl_mem buf, const seqdata *s, size_t d, size_t n0, size_t l
 void prefill(clattn_linear_state *st, const seqdata *s, size_t n0, size_t len, int out);
 void step(clattn_linear_state *st, const seqdata *s, size_t n, cl_mem obuf);
 void check_outputs(const seqdata *s, const char *what);
-clattn_linear_state *state_new(const seqdata *s, clattn_feature_map fmap);
+clattn_linear_state *state_new(const seqdata *s, clattn_linear_feature_map fmap);
 clattn_linear_state *state_of_desc(const seqdata *s, const clattn_linear_desc *d);
 
 /* The forms the state tests run: every momentum form with ELU and FAVOR (drawn and supplied W). */
 typedef struct form {
-    clattn_feature_map fmap;
-    clattn_momentum mom;
+    clattn_linear_feature_map fmap;
+    clattn_linear_momentum mom;
     int supplied;
 } form;
 extern const form forms[7];

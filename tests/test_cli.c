@@ -135,7 +135,7 @@ static void test_run_linear(void **state)
                  line, sizeof line);
     if (rc != 0)
         fail_msg("exit %d: %s", rc, line);
-    assert_int_equal(clattn_favor_draw(M, D, 7, CLATTN_FAVOR_GAUSSIAN_NORMS, w), CLATTN_SUCCESS);
+    assert_int_equal(clattn_linear_favor_draw(M, D, 7, CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS, w), CLATTN_SUCCESS);
     ref_linear_general(q, k, v, r, B, H, N, N, D, D, 3, w, M, 1e-6, 1, 1, 0.5, 0.75);
     assert_int_equal(npy_read(at("lin.npy"), &out, err, sizeof err), 0);
     assert_int_equal(out.count, n);
@@ -390,7 +390,7 @@ static void test_run_rpe(void **state)
     ref_fill_uniform(bias, nb, 1, &seed);
     size_t bs[2] = {H, 2 * N - 1}, ws[2] = {M, D};
     write_f32("bias.npy", bias, 2, bs);
-    assert_int_equal(clattn_favor_draw(M, D, 3, CLATTN_FAVOR_GAUSSIAN_NORMS, w), CLATTN_SUCCESS);
+    assert_int_equal(clattn_linear_favor_draw(M, D, 3, CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS, w), CLATTN_SUCCESS);
     write_f32("w.npy", w, 2, ws);
     static const char *const runs[] = {
         "--algo direct --causal", "--algo direct --feature-map relu",

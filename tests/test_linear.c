@@ -20,7 +20,7 @@
 typedef struct tcase {
     size_t B, H, Nq, Nk, D, Dv;
     int causal;
-    clattn_feature_map fmap;
+    clattn_linear_feature_map fmap;
     int bnhd; /* store tensors as [B, N, H, D] (strided views) */
 } tcase;
 
@@ -29,7 +29,7 @@ static void run_case(const tcase *c)
     uint64_t seed = 0x9e3779b97f4a7c15ull ^ (c->Nq * 131 + c->Nk * 17 + c->D * 7 + c->Dv);
     size_t nq = c->B * c->H * c->Nq * c->D, nk = c->B * c->H * c->Nk * c->D;
     size_t nv = c->B * c->H * c->Nk * c->Dv, no = c->B * c->H * c->Nq * c->Dv;
-    int pos = c->fmap == CLATTN_FEATURE_IDENTITY;
+    int pos = c->fmap == CLATTN_LINEAR_FEATURE_IDENTITY;
     float *q = inputs(nq, pos, &seed), *k = inputs(nk, pos, &seed), *v = inputs(nv, 0, &seed);
     float *out = tu_poisoned(no), *ref = malloc(no * sizeof(float));
     assert_non_null(ref);
@@ -117,7 +117,7 @@ static void test_head_dims(void **state)
     static const size_t dims[][2] = {{1, 1}, {3, 130}, {64, 32}, {256, 8}, {8, 256}, {128, 128}};
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
         for (int causal = 0; causal < 2; causal++) {
-            tcase c = {1, 1, 70, 70, dims[i][0], dims[i][1], causal, CLATTN_FEATURE_ELU, 0};
+            tcase c = {1, 1, 70, 70, dims[i][0], dims[i][1], causal, CLATTN_LINEAR_FEATURE_ELU, 0};
             run_case(&c);
         }
 }
@@ -144,7 +144,7 @@ static void test_host(void **state)
         clattn_linear_desc d;
         clattn_linear_desc_init(&d);
         d.causal = causal;
-        d.feature_map = CLATTN_FEATURE_RELU;
+        d.feature_map = CLATTN_LINEAR_FEATURE_RELU;
         ref_linear_attention(q, k, v, ref, B, H, N, N, D, Dv, 1, CLATTN_LINEAR_DEFAULT_EPS, causal);
         if (clattn_linear_host(ctx, &d, qs, qs, vs, q, k, v, out) != CLATTN_SUCCESS)
             fail_msg("host: %s", clattn_context_last_error(ctx));
@@ -230,7 +230,7 @@ static void test_wait_list(void **state)
         return;
     }
     seqdata s;
-    seq_make(&s, 1, 1, 20, 4, 4, CLATTN_FEATURE_ELU);
+    seq_make(&s, 1, 1, 20, 4, 4, CLATTN_LINEAR_FEATURE_ELU);
     clattn_linear_desc d;
     clattn_linear_desc_init(&d);
     d.causal = 1;
@@ -250,7 +250,7 @@ static void test_wait_list(void **state)
     check_outputs(&s, "plan after wait list");
     clattn_plan_destroy(j.plan);
     tu_poison_buffer(ctx, s.bo, s.B * s.H * s.N * s.Dv * 4);
-    j.st = state_new(&s, CLATTN_FEATURE_ELU);
+    j.st = state_new(&s, CLATTN_LINEAR_FEATURE_ELU);
     j.q = window(s.bq, &s, s.D, 0, s.N - 1), j.k = window(s.bk, &s, s.D, 0, s.N - 1);
     j.v = window(s.bv, &s, s.Dv, 0, s.N - 1), j.o = window(s.bo, &s, s.Dv, 0, s.N - 1);
     gated(gate_prefill, &j, "state prefill");
@@ -268,14 +268,14 @@ static void test_wait_list(void **state)
 static void test_algorithms(void **state)
 {
     (void)state;
-    static const clattn_feature_map maps[] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_RELU,
-                                              CLATTN_FEATURE_IDENTITY, CLATTN_FEATURE_FAVOR};
+    static const clattn_linear_feature_map maps[] = {CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_FEATURE_RELU,
+                                              CLATTN_LINEAR_FEATURE_IDENTITY, CLATTN_LINEAR_FEATURE_FAVOR};
     static const clattn_linear_algo algos[] = {CLATTN_LINEAR_FUSED, CLATTN_LINEAR_GEMM};
     for (size_t a = 0; a < 2; a++)
         for (size_t f = 0; f < 4; f++) {
             float *w;
             clattn_linear_desc d =
-                make_desc(maps[f], 64, f == 3 && a == 1, 12, 16, CLATTN_MOMENTUM_NONE, 0, 0, &w);
+                make_desc(maps[f], 64, f == 3 && a == 1, 12, 16, CLATTN_LINEAR_MOMENTUM_NONE, 0, 0, &w);
             d.algorithm = algos[a];
             check_desc(&d, 1, 2, 70, 130, 16, 24, 1.0f, LIN_TOL, a ? "GEMM" : "FUSED");
             check_desc(&d, 2, 1, 1, 1, 16, 5, 1.0f, LIN_TOL, a ? "GEMM N 1" : "FUSED N 1");
@@ -285,7 +285,7 @@ static void test_algorithms(void **state)
     {
         float *w;
         clattn_linear_desc d =
-            make_desc(CLATTN_FEATURE_FAVOR, 1024, 0, 14, 8, CLATTN_MOMENTUM_NONE, 0, 0, &w);
+            make_desc(CLATTN_LINEAR_FEATURE_FAVOR, 1024, 0, 14, 8, CLATTN_LINEAR_MOMENTUM_NONE, 0, 0, &w);
         d.algorithm = CLATTN_LINEAR_FUSED;
         if (llvmpipe)
             expect_llvmpipe_refusal(&d, 33, 8);
@@ -297,7 +297,7 @@ static void test_algorithms(void **state)
     for (size_t a = 0; a < 2; a++) {
         float *w;
         clattn_linear_desc d =
-            make_desc(CLATTN_FEATURE_FAVOR, 128, 0, 13, 8, CLATTN_MOMENTUM_NONE, 0, 0, &w);
+            make_desc(CLATTN_LINEAR_FEATURE_FAVOR, 128, 0, 13, 8, CLATTN_LINEAR_MOMENTUM_NONE, 0, 0, &w);
         d.algorithm = algos[a];
         check_desc(&d, 1, 1, 50, 90, 8, 16, 3.0f, LIN_TOL, a ? "GEMM wide" : "FUSED wide");
     }
@@ -314,14 +314,14 @@ static void test_algorithms(void **state)
     lin_expect(clattn_linear_host(ctx, &d, qs, qs, qs, one, one, one, o), CLATTN_UNSUPPORTED,
                "GEMM causal");
     d.causal = 0;
-    d.momentum = CLATTN_MOMENTUM_FIXED;
+    d.momentum = CLATTN_LINEAR_MOMENTUM_FIXED;
     d.mu = 0.5f;
     lin_expect(clattn_linear_host(ctx, &d, qs, qs, qs, one, one, one, o), CLATTN_UNSUPPORTED,
                "GEMM fixed momentum");
-    d.momentum = CLATTN_MOMENTUM_ADAPTIVE;
+    d.momentum = CLATTN_LINEAR_MOMENTUM_ADAPTIVE;
     lin_expect(clattn_linear_host(ctx, &d, qs, qs, qs, one, one, one, o), CLATTN_UNSUPPORTED,
                "GEMM adaptive momentum");
-    d.momentum = CLATTN_MOMENTUM_NONE;
+    d.momentum = CLATTN_LINEAR_MOMENTUM_NONE;
     d.algorithm = (clattn_linear_algo)3;
     lin_expect(clattn_linear_host(ctx, &d, qs, qs, qs, one, one, one, o), CLATTN_INVALID_ARGUMENT,
                "algorithm 3");
@@ -334,13 +334,13 @@ static void test_forms_strided(void **state)
 {
     (void)state;
     static const struct {
-        clattn_feature_map fmap;
-        clattn_momentum mom;
+        clattn_linear_feature_map fmap;
+        clattn_linear_momentum mom;
         int supplied;
-    } fs[] = {{CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_NONE, 0},
-              {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED, 1},
-              {CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_ADAPTIVE, 0},
-              {CLATTN_FEATURE_RELU, CLATTN_MOMENTUM_FIXED, 0}};
+    } fs[] = {{CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_NONE, 0},
+              {CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_FIXED, 1},
+              {CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_MOMENTUM_ADAPTIVE, 0},
+              {CLATTN_LINEAR_FEATURE_RELU, CLATTN_LINEAR_MOMENTUM_FIXED, 0}};
     for (size_t f = 0; f < sizeof fs / sizeof fs[0]; f++)
         for (int causal = 0; causal < 2; causal++) {
             float *w;
@@ -358,14 +358,14 @@ static void test_gqa(void **state)
 {
     (void)state;
     static const struct {
-        clattn_feature_map fmap;
-        clattn_momentum mom;
+        clattn_linear_feature_map fmap;
+        clattn_linear_momentum mom;
         clattn_linear_algo algo;
-    } fs[] = {{CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_NONE, CLATTN_LINEAR_FUSED},
-              {CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_NONE, CLATTN_LINEAR_GEMM},
-              {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_NONE, CLATTN_LINEAR_GEMM},
-              {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED, CLATTN_LINEAR_AUTO},
-              {CLATTN_FEATURE_RELU, CLATTN_MOMENTUM_ADAPTIVE, CLATTN_LINEAR_AUTO}};
+    } fs[] = {{CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_MOMENTUM_NONE, CLATTN_LINEAR_FUSED},
+              {CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_MOMENTUM_NONE, CLATTN_LINEAR_GEMM},
+              {CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_NONE, CLATTN_LINEAR_GEMM},
+              {CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_FIXED, CLATTN_LINEAR_AUTO},
+              {CLATTN_LINEAR_FEATURE_RELU, CLATTN_LINEAR_MOMENTUM_ADAPTIVE, CLATTN_LINEAR_AUTO}};
     static const size_t heads[][2] = {{4, 2}, {3, 1}};
     size_t B = 2, N = 75, D = 16, Dv = 12;
     for (size_t f = 0; f < sizeof fs / sizeof fs[0]; f++)
@@ -385,7 +385,7 @@ static void test_gqa(void **state)
                 size_t no = B * Hq * Nq * Dv;
                 float *q = inputs_amp(nq, d.feature_map, 1.0f, &seed);
                 float *k = inputs_amp(nk, d.feature_map, 1.0f, &seed);
-                float *v = inputs_amp(nv, CLATTN_FEATURE_ELU, 1.0f, &seed);
+                float *v = inputs_amp(nv, CLATTN_LINEAR_FEATURE_ELU, 1.0f, &seed);
                 float *ke = expand_heads(k, B, Hk, N, D, group);
                 float *ve = expand_heads(v, B, Hk, N, Dv, group);
                 float *wd = desc_w(&d, D), *ref = malloc(no * 4), *out = malloc(no * 4);
@@ -426,14 +426,14 @@ static void test_plan_reuse(void **state)
 {
     (void)state;
     static const struct {
-        clattn_feature_map fmap;
-        clattn_momentum mom;
+        clattn_linear_feature_map fmap;
+        clattn_linear_momentum mom;
         int causal;
         clattn_linear_algo algo;
-    } fs[] = {{CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_NONE, 0, CLATTN_LINEAR_FUSED},
-              {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_NONE, 0, CLATTN_LINEAR_GEMM},
-              {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED, 1, CLATTN_LINEAR_AUTO},
-              {CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_ADAPTIVE, 0, CLATTN_LINEAR_AUTO}};
+    } fs[] = {{CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_MOMENTUM_NONE, 0, CLATTN_LINEAR_FUSED},
+              {CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_NONE, 0, CLATTN_LINEAR_GEMM},
+              {CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_FIXED, 1, CLATTN_LINEAR_AUTO},
+              {CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_MOMENTUM_ADAPTIVE, 0, CLATTN_LINEAR_AUTO}};
     size_t B = 1, H = 2, N = 90, D = 16, Dv = 8;
     size_t nq = B * H * N * D, nv = B * H * N * Dv;
     for (size_t f = 0; f < sizeof fs / sizeof fs[0]; f++) {
@@ -444,7 +444,7 @@ static void test_plan_reuse(void **state)
         uint64_t seed = 71 + f;
         float *q = inputs_amp(nq, d.feature_map, 1.0f, &seed);
         float *k = inputs_amp(nq, d.feature_map, 1.0f, &seed);
-        float *v = inputs_amp(nv, CLATTN_FEATURE_ELU, 1.0f, &seed);
+        float *v = inputs_amp(nv, CLATTN_LINEAR_FEATURE_ELU, 1.0f, &seed);
         float *wd = desc_w(&d, D), *ref = malloc(nv * 4), *out = malloc(nv * 4);
         ref_of_desc(&d, wd, q, k, v, ref, B, H, N, N, D, Dv, d.causal);
         cl_mem bq = tu_buffer(ctx, nq * 4, q), bk = tu_buffer(ctx, nq * 4, k);

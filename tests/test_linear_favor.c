@@ -26,11 +26,11 @@ static void test_favor_draw(void **state)
         float *w = malloc(M * D * 4), *w2 = malloc(M * D * 4), *w3 = malloc(M * D * 4);
         assert_non_null(w3);
         for (int sc = 0; sc < 2; sc++) {
-            clattn_favor_scaling scaling = (clattn_favor_scaling)sc;
-            assert_int_equal(clattn_favor_draw(M, D, 42, scaling, w), CLATTN_SUCCESS);
-            assert_int_equal(clattn_favor_draw(M, D, 42, scaling, w2), CLATTN_SUCCESS);
+            clattn_linear_favor_scaling scaling = (clattn_linear_favor_scaling)sc;
+            assert_int_equal(clattn_linear_favor_draw(M, D, 42, scaling, w), CLATTN_SUCCESS);
+            assert_int_equal(clattn_linear_favor_draw(M, D, 42, scaling, w2), CLATTN_SUCCESS);
             assert_memory_equal(w, w2, M * D * 4); /* the same seed, bit for bit */
-            assert_int_equal(clattn_favor_draw(M, D, 43, scaling, w3), CLATTN_SUCCESS);
+            assert_int_equal(clattn_linear_favor_draw(M, D, 43, scaling, w3), CLATTN_SUCCESS);
             /* Another seed, another W (with d = 1 and sqrt(d) norms every entry is +-1, so
              * only "not all equal" can be asked there). */
             size_t same = 0;
@@ -44,7 +44,7 @@ static void test_favor_draw(void **state)
                 double nr = sqrt(dot_rows(w, r, r, D));
                 assert_true(isfinite(nr) && nr > 0);
                 sumsq += nr * nr;
-                if (scaling == CLATTN_FAVOR_SQRT_D)
+                if (scaling == CLATTN_LINEAR_FAVOR_SQRT_D)
                     assert_true(fabs(nr - sqrt((double)D)) <= 1e-5 * sqrt((double)D));
                 /* Rows within a d-block are orthogonal. */
                 for (size_t r2 = (r / D) * D; r2 < r; r2++) {
@@ -53,7 +53,7 @@ static void test_favor_draw(void **state)
                         fail_msg("M%zu D%zu rows %zu, %zu: cosine %.3e", M, D, r, r2, c);
                 }
             }
-            if (scaling == CLATTN_FAVOR_GAUSSIAN_NORMS && M >= 64) {
+            if (scaling == CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS && M >= 64) {
                 /* Squared norms of Gaussian D-vectors: chi^2_D, mean D, sd sqrt(2D) / sqrt(M)
                  * for the mean over M rows; 6 sd is far outside chance. */
                 double mean = sumsq / (double)M;
@@ -65,28 +65,28 @@ static void test_favor_draw(void **state)
         free(w3);
     }
     float w[64];
-    tu_expect_status(NULL, clattn_favor_draw(4, 4, 1, CLATTN_FAVOR_SQRT_D, NULL),
+    tu_expect_status(NULL, clattn_linear_favor_draw(4, 4, 1, CLATTN_LINEAR_FAVOR_SQRT_D, NULL),
                      CLATTN_NULL_POINTER, "draw NULL");
-    tu_expect_status(NULL, clattn_favor_draw(0, 4, 1, CLATTN_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
+    tu_expect_status(NULL, clattn_linear_favor_draw(0, 4, 1, CLATTN_LINEAR_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
                      "draw m 0");
-    tu_expect_status(NULL, clattn_favor_draw(4, 0, 1, CLATTN_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
+    tu_expect_status(NULL, clattn_linear_favor_draw(4, 0, 1, CLATTN_LINEAR_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
                      "draw d 0");
-    tu_expect_status(NULL, clattn_favor_draw(4097, 1, 1, CLATTN_FAVOR_SQRT_D, w),
+    tu_expect_status(NULL, clattn_linear_favor_draw(4097, 1, 1, CLATTN_LINEAR_FAVOR_SQRT_D, w),
                      CLATTN_INVALID_SHAPE, "draw m 4097");
-    tu_expect_status(NULL, clattn_favor_draw(1, 257, 1, CLATTN_FAVOR_SQRT_D, w),
+    tu_expect_status(NULL, clattn_linear_favor_draw(1, 257, 1, CLATTN_LINEAR_FAVOR_SQRT_D, w),
                      CLATTN_INVALID_SHAPE, "draw d 257");
-    tu_expect_status(NULL, clattn_favor_draw(4, 4, 1, (clattn_favor_scaling)2, w),
+    tu_expect_status(NULL, clattn_linear_favor_draw(4, 4, 1, (clattn_linear_favor_scaling)2, w),
                      CLATTN_INVALID_ARGUMENT, "draw scaling");
 
     clattn_linear_desc d;
     clattn_linear_desc_init(&d);
     assert_int_equal(clattn_linear_feature_count(&d, 24), 24);
     assert_int_equal(clattn_linear_feature_count(NULL, 24), 24);
-    d.feature_map = CLATTN_FEATURE_FAVOR;
+    d.feature_map = CLATTN_LINEAR_FEATURE_FAVOR;
     assert_int_equal(clattn_linear_feature_count(&d, 24), 256); /* the default M */
     d.features = 100;
     assert_int_equal(clattn_linear_feature_count(&d, 24), 100);
-    d.feature_map = CLATTN_FEATURE_RELU;
+    d.feature_map = CLATTN_LINEAR_FEATURE_RELU;
     assert_int_equal(clattn_linear_feature_count(&d, 7), 7);
 }
 
@@ -107,7 +107,7 @@ static void test_favor_supplied(void **state)
                 continue; /* covered by the smaller shapes; ~3 s of CPU per call on llvmpipe */
             float *w;
             clattn_linear_desc d =
-                make_desc(CLATTN_FEATURE_FAVOR, M, 1, 1000 + i, D, CLATTN_MOMENTUM_NONE, 0, 0, &w);
+                make_desc(CLATTN_LINEAR_FEATURE_FAVOR, M, 1, 1000 + i, D, CLATTN_LINEAR_MOMENTUM_NONE, 0, 0, &w);
             d.causal = causal;
             check_desc(&d, 1, H, N, N, D, Dv, 1.0f, LIN_TOL, "favor supplied W");
             if (!causal && N < 200)
@@ -117,7 +117,7 @@ static void test_favor_supplied(void **state)
 }
 
 /* W drawn by the library from desc.seed (both scalings); the reference draws the same W with
- * clattn_favor_draw. Larger inputs (|x| up to 2, D = 8) give logits spread over several units,
+ * clattn_linear_favor_draw. Larger inputs (|x| up to 2, D = 8) give logits spread over several units,
  * which the stabilisers must absorb. */
 static void test_favor_drawn(void **state)
 {
@@ -132,8 +132,8 @@ static void test_favor_drawn(void **state)
                     continue;
                 float *w;
                 clattn_linear_desc d =
-                    make_desc(CLATTN_FEATURE_FAVOR, M, 0, 7 + i, D, CLATTN_MOMENTUM_NONE, 0, 0, &w);
-                d.scaling = (clattn_favor_scaling)sc;
+                    make_desc(CLATTN_LINEAR_FEATURE_FAVOR, M, 0, 7 + i, D, CLATTN_LINEAR_MOMENTUM_NONE, 0, 0, &w);
+                d.scaling = (clattn_linear_favor_scaling)sc;
                 d.causal = causal;
                 if (llvmpipe && M > 896)
                     expect_llvmpipe_refusal(&d, N, D);
@@ -172,8 +172,8 @@ static void test_favor_softmax(void **state)
             for (int mi = 0; mi < 2; mi++)
                 for (uint64_t s = 1; s <= 5; s++) {
                     float *w;
-                    clattn_linear_desc d = make_desc(CLATTN_FEATURE_FAVOR, Ms[mi], 0, s, D,
-                                                     CLATTN_MOMENTUM_NONE, 0, 0, &w);
+                    clattn_linear_desc d = make_desc(CLATTN_LINEAR_FEATURE_FAVOR, Ms[mi], 0, s, D,
+                                                     CLATTN_LINEAR_MOMENTUM_NONE, 0, 0, &w);
                     d.causal = causal;
                     float *out = device_linear(&d, 1, 1, N, N, D, Dv, q, k, v);
                     float *wd = desc_w(&d, D);
@@ -213,21 +213,21 @@ static void test_favor_softmax(void **state)
 static void test_prefix_invariance(void **state)
 {
     (void)state;
-    static const clattn_feature_map maps[] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_RELU,
-                                              CLATTN_FEATURE_IDENTITY, CLATTN_FEATURE_FAVOR};
+    static const clattn_linear_feature_map maps[] = {CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_FEATURE_RELU,
+                                              CLATTN_LINEAR_FEATURE_IDENTITY, CLATTN_LINEAR_FEATURE_FAVOR};
     size_t B = 1, H = 1, N = 130, extra = 40, NT = N + extra, D = 16, Dv = 8;
     size_t identical = 0, total = 0;
     for (size_t f = 0; f < 4; f++)
         for (int mom = 0; !light_skip(maps[f]) && mom < 3; mom++)
-            for (int huge = 0; huge < (maps[f] == CLATTN_FEATURE_FAVOR ? 3 : 1); huge++) {
+            for (int huge = 0; huge < (maps[f] == CLATTN_LINEAR_FEATURE_FAVOR ? 3 : 1); huge++) {
                 float *w;
                 clattn_linear_desc d =
-                    make_desc(maps[f], 64, 0, 3, D, (clattn_momentum)mom, 0.85f, 0.7f, &w);
+                    make_desc(maps[f], 64, 0, 3, D, (clattn_linear_momentum)mom, 0.85f, 0.7f, &w);
                 d.causal = 1;
                 uint64_t seed = 555 + f * 7 + (size_t)mom;
                 float *q = inputs_amp(B * H * NT * D, maps[f], 1.0f, &seed);
                 float *k = inputs_amp(B * H * NT * D, maps[f], 1.0f, &seed);
-                float *v = inputs_amp(B * H * NT * Dv, CLATTN_FEATURE_ELU, 1.0f, &seed);
+                float *v = inputs_amp(B * H * NT * Dv, CLATTN_LINEAR_FEATURE_ELU, 1.0f, &seed);
                 float *wd = desc_w(&d, D), *ref = malloc(B * H * NT * Dv * 4);
                 size_t longest = 0;
                 for (size_t m = 0; huge == 2 && m < 64; m++)
@@ -254,7 +254,7 @@ static void test_prefix_invariance(void **state)
                 ref_of_desc(&d, wd, q, k, v, ref, B, H, NT, NT, D, Dv, 1);
                 char what[96];
                 snprintf(what, sizeof what, "prefix %s %s%s", fmap_name(maps[f]),
-                         mom_name((clattn_momentum)mom),
+                         mom_name((clattn_linear_momentum)mom),
                          huge == 1   ? " + huge key"
                          : huge == 2 ? " + key of largest c"
                                      : "");
@@ -339,7 +339,7 @@ static void test_favor_eps_row0(void **state)
     float *v = tu_random(N * Dv, 1.0f, &seed);
     clattn_linear_desc d;
     clattn_linear_desc_init(&d);
-    d.feature_map = CLATTN_FEATURE_FAVOR;
+    d.feature_map = CLATTN_LINEAR_FEATURE_FAVOR;
     d.features = M;
     d.projection = w;
     d.projection_shape[0] = M;
@@ -366,9 +366,9 @@ static void test_favor_eps_row0(void **state)
 static void test_eps_forms(void **state)
 {
     (void)state;
-    static const clattn_feature_map maps[] = {CLATTN_FEATURE_FAVOR, CLATTN_FEATURE_ELU};
-    static const clattn_momentum moms[] = {CLATTN_MOMENTUM_NONE, CLATTN_MOMENTUM_FIXED,
-                                           CLATTN_MOMENTUM_ADAPTIVE};
+    static const clattn_linear_feature_map maps[] = {CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_FEATURE_ELU};
+    static const clattn_linear_momentum moms[] = {CLATTN_LINEAR_MOMENTUM_NONE, CLATTN_LINEAR_MOMENTUM_FIXED,
+                                           CLATTN_LINEAR_MOMENTUM_ADAPTIVE};
     for (size_t f = 0; f < 2; f++)
         for (size_t m = 0; m < 3; m++)
             for (int causal = 0; causal < 2; causal++)
@@ -386,7 +386,7 @@ static void test_eps_forms(void **state)
     for (size_t f = 0; f < 2; f++) {
         float *w;
         clattn_linear_desc d =
-            make_desc(maps[f], 32, 0, 8, 16, CLATTN_MOMENTUM_FIXED, 0.6f, 0.5f, &w);
+            make_desc(maps[f], 32, 0, 8, 16, CLATTN_LINEAR_MOMENTUM_FIXED, 0.6f, 0.5f, &w);
         d.eps = 0.05f;
         seqdata s;
         seq_make_desc(&s, 1, 2, 80, 16, 8, &d);
@@ -411,9 +411,9 @@ static void test_eps_zero(void **state)
     for (int fm = 0; fm < 2; fm++)
         for (int causal = 0; causal < 2; causal++)
             for (int algo = 0; algo < (causal ? 1 : 2); algo++) {
-                clattn_feature_map fmap = fm ? CLATTN_FEATURE_FAVOR : CLATTN_FEATURE_RELU;
+                clattn_linear_feature_map fmap = fm ? CLATTN_LINEAR_FEATURE_FAVOR : CLATTN_LINEAR_FEATURE_RELU;
                 float *w;
-                clattn_linear_desc d = make_desc(fmap, 32, 0, 4, D, CLATTN_MOMENTUM_NONE, 0, 0, &w);
+                clattn_linear_desc d = make_desc(fmap, 32, 0, 4, D, CLATTN_LINEAR_MOMENTUM_NONE, 0, 0, &w);
                 d.eps = 0.0f;
                 d.causal = causal;
                 d.algorithm = algo ? CLATTN_LINEAR_GEMM : CLATTN_LINEAR_FUSED;
@@ -426,7 +426,7 @@ static void test_eps_zero(void **state)
                 ref_of_desc(&d, wd, q, k, v, ref, B, H, N, N, D, Dv, causal);
                 float *out = device_linear(&d, B, H, N, N, D, Dv, q, k, v);
                 tu_check_close(out, ref, no, TU_TOL_FP32, "eps 0");
-                if (fmap == CLATTN_FEATURE_RELU)
+                if (fmap == CLATTN_LINEAR_FEATURE_RELU)
                     for (size_t i = 0; i < N; i += 5)
                         for (size_t e = 0; e < Dv; e++)
                             if (out[i * Dv + e] != 0.0f)

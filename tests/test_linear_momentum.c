@@ -107,15 +107,15 @@ static void test_ref_general(void **state)
 static void test_momentum_fixed(void **state)
 {
     (void)state;
-    static const clattn_feature_map maps[] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_RELU,
-                                              CLATTN_FEATURE_IDENTITY, CLATTN_FEATURE_FAVOR};
+    static const clattn_linear_feature_map maps[] = {CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_FEATURE_RELU,
+                                              CLATTN_LINEAR_FEATURE_IDENTITY, CLATTN_LINEAR_FEATURE_FAVOR};
     static const float mus[][2] = {{0.9f, 0.5f}, {0.5f, 1.0f}, {0.99f, 0.1f}};
     for (size_t f = 0; f < 4; f++)
         for (size_t m = 0; !light_skip(maps[f]) && m < (f == 0 || f == 3 ? 3 : 2); m++)
             for (int causal = 0; causal < 2; causal++) {
                 float *w;
                 clattn_linear_desc d = make_desc(maps[f], 32, m == 1, 21 + m, 16,
-                                                 CLATTN_MOMENTUM_FIXED, mus[m][0], mus[m][1], &w);
+                                                 CLATTN_LINEAR_MOMENTUM_FIXED, mus[m][0], mus[m][1], &w);
                 d.causal = causal;
                 check_desc(&d, 1, 2, 200, 200, 16, 12, 1.0f, LIN_TOL, "fixed momentum");
                 if (m == 0)
@@ -134,22 +134,22 @@ static void test_momentum_limits(void **state)
     uint64_t seed = 31;
     float *q = inputs(B * H * N * D, 0, &seed), *k = inputs(B * H * N * D, 0, &seed);
     float *v = inputs(B * H * N * Dv, 0, &seed);
-    static const clattn_feature_map maps[] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_FAVOR};
+    static const clattn_linear_feature_map maps[] = {CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_FEATURE_FAVOR};
     for (int f = llvmpipe ? 1 : 0; f < 2; f++)
         for (int causal = 0; causal < 2; causal++) {
             float *w;
             clattn_linear_desc plain =
-                make_desc(maps[f], 64, 0, 5, D, CLATTN_MOMENTUM_NONE, 0, 0, &w);
+                make_desc(maps[f], 64, 0, 5, D, CLATTN_LINEAR_MOMENTUM_NONE, 0, 0, &w);
             clattn_linear_desc mom = plain;
             plain.causal = mom.causal = causal;
-            mom.momentum = CLATTN_MOMENTUM_FIXED;
+            mom.momentum = CLATTN_LINEAR_MOMENTUM_FIXED;
             mom.mu = 0.0f;
             mom.step_size = 1.0f;
             float *a = device_linear(&plain, B, H, N, N, D, Dv, q, k, v);
             float *b = device_linear(&mom, B, H, N, N, D, Dv, q, k, v);
             tu_check_close(b, a, no, LIN_TOL, "mu 0 eta 1 vs plain");
             for (int adaptive = 0; causal && adaptive < 2; adaptive++) {
-                mom.momentum = adaptive ? CLATTN_MOMENTUM_ADAPTIVE : CLATTN_MOMENTUM_FIXED;
+                mom.momentum = adaptive ? CLATTN_LINEAR_MOMENTUM_ADAPTIVE : CLATTN_LINEAR_MOMENTUM_FIXED;
                 mom.mu = 0.7f;
                 mom.step_size = 1.0f;
                 float *c1 = device_linear(&mom, B, H, N, N, D, Dv, q, k, v);
@@ -171,15 +171,15 @@ static void test_momentum_limits(void **state)
 static void test_momentum_adaptive(void **state)
 {
     (void)state;
-    static const clattn_feature_map maps[] = {CLATTN_FEATURE_ELU, CLATTN_FEATURE_RELU,
-                                              CLATTN_FEATURE_IDENTITY, CLATTN_FEATURE_FAVOR};
+    static const clattn_linear_feature_map maps[] = {CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_FEATURE_RELU,
+                                              CLATTN_LINEAR_FEATURE_IDENTITY, CLATTN_LINEAR_FEATURE_FAVOR};
     static const float etas[] = {1.0f, 0.3f};
     for (size_t f = 0; f < 4; f++)
         for (size_t e = 0; !light_skip(maps[f]) && e < 2; e++)
             for (int causal = 0; causal < 2; causal++) {
                 float *w;
                 clattn_linear_desc d =
-                    make_desc(maps[f], 32, e, 40 + e, 16, CLATTN_MOMENTUM_ADAPTIVE, 0, etas[e], &w);
+                    make_desc(maps[f], 32, e, 40 + e, 16, CLATTN_LINEAR_MOMENTUM_ADAPTIVE, 0, etas[e], &w);
                 d.causal = causal;
                 check_desc(&d, 2, 2, 200, 200, 16, 8, 1.0f, LIN_TOL, "adaptive momentum");
                 if (e == 0)

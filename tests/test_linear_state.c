@@ -29,8 +29,8 @@ static void test_state_prefill_step(void **state)
         prefill(st, &s, 5, 65, 1);
         for (size_t n = 70; n < s.N; n++)
             step(st, &s, n, s.bo);
-        check_outputs(&s, fmaps[f] == CLATTN_FEATURE_ELU    ? "prefill+step elu"
-                          : fmaps[f] == CLATTN_FEATURE_RELU ? "prefill+step relu"
+        check_outputs(&s, fmaps[f] == CLATTN_LINEAR_FEATURE_ELU    ? "prefill+step elu"
+                          : fmaps[f] == CLATTN_LINEAR_FEATURE_RELU ? "prefill+step relu"
                                                             : "prefill+step identity");
         /* The state now holds the sums over the whole sequence. */
         size_t ns = s.B * s.H * s.D * s.Dv, nz = s.B * s.H * s.D;
@@ -55,8 +55,8 @@ static void test_state_steps_only(void **state)
 {
     (void)state;
     seqdata s;
-    seq_make(&s, 1, 3, 40, 5, 7, CLATTN_FEATURE_ELU);
-    clattn_linear_state *st = state_new(&s, CLATTN_FEATURE_ELU);
+    seq_make(&s, 1, 3, 40, 5, 7, CLATTN_LINEAR_FEATURE_ELU);
+    clattn_linear_state *st = state_new(&s, CLATTN_LINEAR_FEATURE_ELU);
     for (size_t n = 0; n < s.N; n++)
         step(st, &s, n, s.bo);
     check_outputs(&s, "steps only");
@@ -91,9 +91,9 @@ static void test_state_read_write(void **state)
 {
     (void)state;
     seqdata s;
-    seq_make(&s, 2, 1, 80, 6, 9, CLATTN_FEATURE_RELU);
-    clattn_linear_state *a = state_new(&s, CLATTN_FEATURE_RELU);
-    clattn_linear_state *b = state_new(&s, CLATTN_FEATURE_RELU);
+    seq_make(&s, 2, 1, 80, 6, 9, CLATTN_LINEAR_FEATURE_RELU);
+    clattn_linear_state *a = state_new(&s, CLATTN_LINEAR_FEATURE_RELU);
+    clattn_linear_state *b = state_new(&s, CLATTN_LINEAR_FEATURE_RELU);
     size_t shape[4];
     assert_int_equal(clattn_linear_state_get_shape(a, shape), CLATTN_SUCCESS);
     assert_true(shape[0] == 2 && shape[1] == 1 && shape[2] == 6 && shape[3] == 9);
@@ -143,9 +143,9 @@ static void test_state_copy_reset(void **state)
 {
     (void)state;
     seqdata s;
-    seq_make(&s, 1, 2, 70, 8, 8, CLATTN_FEATURE_ELU);
-    clattn_linear_state *a = state_new(&s, CLATTN_FEATURE_ELU);
-    clattn_linear_state *b = state_new(&s, CLATTN_FEATURE_ELU);
+    seq_make(&s, 1, 2, 70, 8, 8, CLATTN_LINEAR_FEATURE_ELU);
+    clattn_linear_state *a = state_new(&s, CLATTN_LINEAR_FEATURE_ELU);
+    clattn_linear_state *b = state_new(&s, CLATTN_LINEAR_FEATURE_ELU);
     size_t nv = s.B * s.H * s.N * s.Dv;
     float *p = tu_poisoned(nv), *oa = malloc(nv * 4), *ob = malloc(nv * 4);
     cl_mem bo2 = tu_buffer(ctx, nv * 4, p);
@@ -318,9 +318,9 @@ static void test_state_save_load(void **state)
                    "other heads");
         clattn_linear_state_destroy(c);
         clattn_linear_desc d2 = d;
-        if (d.momentum == CLATTN_MOMENTUM_FIXED)
+        if (d.momentum == CLATTN_LINEAR_MOMENTUM_FIXED)
             d2.mu = 0.5f;
-        else if (d.momentum == CLATTN_MOMENTUM_ADAPTIVE)
+        else if (d.momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE)
             d2.step_size = 0.25f;
         else if (d.projection == NULL)
             d2.seed = d.seed + 1;
@@ -333,7 +333,7 @@ static void test_state_save_load(void **state)
         clattn_linear_state_destroy(c);
         d2 = d;
         d2.momentum =
-            d.momentum == CLATTN_MOMENTUM_NONE ? CLATTN_MOMENTUM_FIXED : CLATTN_MOMENTUM_NONE;
+            d.momentum == CLATTN_LINEAR_MOMENTUM_NONE ? CLATTN_LINEAR_MOMENTUM_FIXED : CLATTN_LINEAR_MOMENTUM_NONE;
         assert_int_equal(clattn_linear_state_create(ctx, &d2, 1, 2, 8, 6, &c), CLATTN_SUCCESS);
         lin_expect(clattn_linear_state_load(c, snap, bytes), CLATTN_INVALID_ARGUMENT,
                    "other momentum");
@@ -392,7 +392,7 @@ static void test_state_write_forms(void **state)
         float *gs = malloc(ns * 4), *gz = malloc(nz * 4), *g2 = malloc(ns * 4);
         prefill(a, &s, 0, 40, 1);
         assert_int_equal(clattn_linear_state_read(a, gs, gz), CLATTN_SUCCESS);
-        if (d.momentum != CLATTN_MOMENTUM_NONE) {
+        if (d.momentum != CLATTN_LINEAR_MOMENTUM_NONE) {
             lin_expect(clattn_linear_state_write(b, gs, gz), CLATTN_UNSUPPORTED, "write momentum");
             assert_int_equal(clattn_linear_state_read(b, g2, NULL), CLATTN_SUCCESS);
             for (size_t x = 0; x < ns; x++)
@@ -420,9 +420,9 @@ static void test_state_write_forms(void **state)
 static void test_state_steps_baked(void **state)
 {
     (void)state;
-    static const form fs[] = {{CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_NONE, 0},
-                              {CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED, 0},
-                              {CLATTN_FEATURE_RELU, CLATTN_MOMENTUM_ADAPTIVE, 0}};
+    static const form fs[] = {{CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_MOMENTUM_NONE, 0},
+                              {CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_FIXED, 0},
+                              {CLATTN_LINEAR_FEATURE_RELU, CLATTN_LINEAR_MOMENTUM_ADAPTIVE, 0}};
     for (size_t f = 0; f < sizeof fs / sizeof fs[0]; f++) {
         float *w;
         clattn_linear_desc d = form_desc(&fs[f], 16, &w);
@@ -459,7 +459,7 @@ static void test_gqa_state(void **state)
         size_t nq = B * Hq * N * D, nk = B * Hk * N * D, nv = B * Hk * N * Dv, no = B * Hq * N * Dv;
         float *q = inputs_amp(nq, d.feature_map, 1.0f, &seed);
         float *k = inputs_amp(nk, d.feature_map, 1.0f, &seed);
-        float *v = inputs_amp(nv, CLATTN_FEATURE_ELU, 1.0f, &seed);
+        float *v = inputs_amp(nv, CLATTN_LINEAR_FEATURE_ELU, 1.0f, &seed);
         float *ke = expand_heads(k, B, Hk, N, D, group), *ve = expand_heads(v, B, Hk, N, Dv, group);
         float *wd = desc_w(&d, D), *ref = malloc(no * 4), *out = malloc(no * 4);
         ref_of_desc(&d, wd, q, ke, ve, ref, B, Hq, N, N, D, Dv, 1);

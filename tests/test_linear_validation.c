@@ -61,7 +61,7 @@ static void refused(const tu_watch *w, clattn_status got, clattn_status want, co
 }
 
 /* The same for a call that has no context to record its message on (a NULL context, plan or
- * state, or clattn_favor_draw): the message is the thread's (clattn_context_last_error(NULL)). */
+ * state, or clattn_linear_favor_draw): the message is the thread's (clattn_context_last_error(NULL)). */
 static void refused_nctx(const tu_watch *w, clattn_status got, clattn_status want, const char *what)
 {
     tu_expect_status(NULL, got, want, what);
@@ -82,10 +82,10 @@ static size_t bad_descs(bad_desc *cases, const float *wgood, const float *wbad)
     clattn_linear_desc plain, fav, mom;
     clattn_linear_desc_init(&plain);
     clattn_linear_desc_init(&fav);
-    fav.feature_map = CLATTN_FEATURE_FAVOR;
+    fav.feature_map = CLATTN_LINEAR_FEATURE_FAVOR;
     fav.features = 16;
     clattn_linear_desc_init(&mom);
-    mom.momentum = CLATTN_MOMENTUM_FIXED;
+    mom.momentum = CLATTN_LINEAR_MOMENTUM_FIXED;
     mom.mu = 0.5f;
 #define BAD(name, base, field, value, status)                                                      \
     do {                                                                                           \
@@ -97,8 +97,8 @@ static size_t bad_descs(bad_desc *cases, const float *wgood, const float *wbad)
     BAD("struct_size 0", plain, struct_size, 0, CLATTN_INVALID_ARGUMENT);
     BAD("struct_size 3", plain, struct_size, 3, CLATTN_INVALID_ARGUMENT);
     BAD("struct_size 1 MiB", plain, struct_size, 1 << 20, CLATTN_INVALID_ARGUMENT);
-    BAD("feature map 7", plain, feature_map, (clattn_feature_map)7, CLATTN_INVALID_ARGUMENT);
-    BAD("feature map -1", plain, feature_map, (clattn_feature_map)-1, CLATTN_INVALID_ARGUMENT);
+    BAD("feature map 7", plain, feature_map, (clattn_linear_feature_map)7, CLATTN_INVALID_ARGUMENT);
+    BAD("feature map -1", plain, feature_map, (clattn_linear_feature_map)-1, CLATTN_INVALID_ARGUMENT);
     BAD("causal 2", plain, causal, 2, CLATTN_INVALID_ARGUMENT);
     BAD("causal -1", plain, causal, -1, CLATTN_INVALID_ARGUMENT);
     BAD("eps -1e-6", plain, eps, -1e-6f, CLATTN_INVALID_ARGUMENT);
@@ -108,17 +108,17 @@ static size_t bad_descs(bad_desc *cases, const float *wgood, const float *wbad)
     BAD("algorithm -1", plain, algorithm, (clattn_linear_algo)-1, CLATTN_INVALID_ARGUMENT);
     BAD("favor M 0", fav, features, 0, CLATTN_INVALID_ARGUMENT);
     BAD("favor M 4097", fav, features, 4097, CLATTN_INVALID_ARGUMENT);
-    BAD("favor scaling", fav, scaling, (clattn_favor_scaling)5, CLATTN_INVALID_ARGUMENT);
+    BAD("favor scaling", fav, scaling, (clattn_linear_favor_scaling)5, CLATTN_INVALID_ARGUMENT);
     BAD("mu -0.1", mom, mu, -0.1f, CLATTN_INVALID_ARGUMENT);
     BAD("mu 1", mom, mu, 1.0f, CLATTN_INVALID_ARGUMENT);
     BAD("mu NaN", mom, mu, NAN, CLATTN_INVALID_ARGUMENT);
     BAD("eta -1", mom, step_size, -1.0f, CLATTN_INVALID_ARGUMENT);
     BAD("eta NaN", mom, step_size, NAN, CLATTN_INVALID_ARGUMENT);
     BAD("eta inf", mom, step_size, INFINITY, CLATTN_INVALID_ARGUMENT);
-    BAD("momentum 3", mom, momentum, (clattn_momentum)3, CLATTN_INVALID_ARGUMENT);
-    BAD("momentum -1", mom, momentum, (clattn_momentum)-1, CLATTN_INVALID_ARGUMENT);
+    BAD("momentum 3", mom, momentum, (clattn_linear_momentum)3, CLATTN_INVALID_ARGUMENT);
+    BAD("momentum -1", mom, momentum, (clattn_linear_momentum)-1, CLATTN_INVALID_ARGUMENT);
     BAD("GEMM with momentum", mom, algorithm, CLATTN_LINEAR_GEMM, CLATTN_UNSUPPORTED);
-    mom.momentum = CLATTN_MOMENTUM_ADAPTIVE;
+    mom.momentum = CLATTN_LINEAR_MOMENTUM_ADAPTIVE;
     BAD("adaptive eta -1", mom, step_size, -1.0f, CLATTN_INVALID_ARGUMENT);
     BAD("adaptive eta NaN", mom, step_size, NAN, CLATTN_INVALID_ARGUMENT);
     BAD("GEMM with adaptive momentum", mom, algorithm, CLATTN_LINEAR_GEMM, CLATTN_UNSUPPORTED);
@@ -374,7 +374,7 @@ static void test_host_invalid(void **state)
     tu_watch_free(&w);
 }
 
-/* clattn_favor_draw leaves w untouched when it refuses. */
+/* clattn_linear_favor_draw leaves w untouched when it refuses. */
 static void test_favor_draw_invalid(void **state)
 {
     (void)state;
@@ -384,17 +384,17 @@ static void test_favor_draw_invalid(void **state)
     tu_watch wt;
     tu_watch_init(&wt, ctx);
     tu_watch_host(&wt, w, sizeof w, "w");
-    refused_nctx(&wt, clattn_favor_draw(4, 4, 1, CLATTN_FAVOR_SQRT_D, NULL), CLATTN_NULL_POINTER,
+    refused_nctx(&wt, clattn_linear_favor_draw(4, 4, 1, CLATTN_LINEAR_FAVOR_SQRT_D, NULL), CLATTN_NULL_POINTER,
                  "draw NULL");
-    refused_nctx(&wt, clattn_favor_draw(0, 4, 1, CLATTN_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
+    refused_nctx(&wt, clattn_linear_favor_draw(0, 4, 1, CLATTN_LINEAR_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
                  "draw m 0");
-    refused_nctx(&wt, clattn_favor_draw(4, 0, 1, CLATTN_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
+    refused_nctx(&wt, clattn_linear_favor_draw(4, 0, 1, CLATTN_LINEAR_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
                  "draw d 0");
-    refused_nctx(&wt, clattn_favor_draw(4097, 1, 1, CLATTN_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
+    refused_nctx(&wt, clattn_linear_favor_draw(4097, 1, 1, CLATTN_LINEAR_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
                  "draw m 4097");
-    refused_nctx(&wt, clattn_favor_draw(1, 257, 1, CLATTN_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
+    refused_nctx(&wt, clattn_linear_favor_draw(1, 257, 1, CLATTN_LINEAR_FAVOR_SQRT_D, w), CLATTN_INVALID_SHAPE,
                  "draw d 257");
-    refused_nctx(&wt, clattn_favor_draw(4, 4, 1, (clattn_favor_scaling)2, w),
+    refused_nctx(&wt, clattn_linear_favor_draw(4, 4, 1, (clattn_linear_favor_scaling)2, w),
                  CLATTN_INVALID_ARGUMENT, "draw scaling");
     tu_watch_free(&wt);
 }
@@ -454,8 +454,8 @@ static void test_state_verbs_invalid(void **state)
 {
     (void)state;
     seqdata s;
-    seq_make(&s, 1, 2, 10, 4, 6, CLATTN_FEATURE_ELU);
-    clattn_linear_state *st = state_new(&s, CLATTN_FEATURE_ELU), *other = NULL;
+    seq_make(&s, 1, 2, 10, 4, 6, CLATTN_LINEAR_FEATURE_ELU);
+    clattn_linear_state *st = state_new(&s, CLATTN_LINEAR_FEATURE_ELU), *other = NULL;
     prefill(st, &s, 0, 3, 0); /* a state that is not all zeros */
     size_t bytes = 0;
     unsigned char *before = snapshot(st, &bytes);
@@ -519,11 +519,11 @@ static void test_state_verbs_invalid(void **state)
     assert_int_equal(clattn_linear_state_create(ctx, &d, 1, 2, 4, 5, &other), CLATTN_SUCCESS);
     CHECK(clattn_linear_state_copy(st, other, 0, NULL, NULL), CLATTN_SHAPE_MISMATCH, "copy shapes");
     clattn_linear_state_destroy(other);
-    d.feature_map = CLATTN_FEATURE_RELU;
+    d.feature_map = CLATTN_LINEAR_FEATURE_RELU;
     assert_int_equal(clattn_linear_state_create(ctx, &d, 1, 2, 4, 6, &other), CLATTN_SUCCESS);
     CHECK(clattn_linear_state_copy(st, other, 0, NULL, NULL), CLATTN_INVALID_ARGUMENT,
           "copy feature maps");
-    d.feature_map = CLATTN_FEATURE_ELU;
+    d.feature_map = CLATTN_LINEAR_FEATURE_ELU;
     d.eps = 0.0f;
     clattn_linear_state *noeps = NULL;
     assert_int_equal(clattn_linear_state_create(ctx, &d, 1, 2, 4, 6, &noeps), CLATTN_SUCCESS);
@@ -581,7 +581,7 @@ static void test_state_forms_invalid(void **state)
     io_make(&b);
     clattn_linear_desc fav, dm;
     clattn_linear_desc_init(&fav);
-    fav.feature_map = CLATTN_FEATURE_FAVOR;
+    fav.feature_map = CLATTN_LINEAR_FEATURE_FAVOR;
     fav.features = 16;
     clattn_linear_state *st = NULL, *sm = NULL, *sm2 = NULL;
     assert_int_equal(clattn_linear_state_create(ctx, &fav, 1, H, D, DV, &st), CLATTN_SUCCESS);
@@ -607,7 +607,7 @@ static void test_state_forms_invalid(void **state)
             CLATTN_SHAPE_MISMATCH, "favor step Dv");
     same_state(st, before, bytes, "favor state");
     clattn_linear_desc_init(&dm);
-    dm.momentum = CLATTN_MOMENTUM_FIXED;
+    dm.momentum = CLATTN_LINEAR_MOMENTUM_FIXED;
     dm.mu = 0.5f;
     assert_int_equal(clattn_linear_state_create(ctx, &dm, 1, H, D, DV, &sm), CLATTN_SUCCESS);
     size_t mbytes;

@@ -486,7 +486,7 @@ static void test_rotations(void **state)
     (void)state;
     enum { NH = 4, D = 64, NB = 64, N = NH * D * NB / 2 };
     float *a = alloc_f(N), *b = alloc_f(N), *c = alloc_f(N);
-    /* Sizes, then the seed, then the output: the order of every draw (clattn_favor_draw). */
+    /* Sizes, then the seed, then the output: the order of every draw (clattn_linear_favor_draw). */
     assert_int_equal(clattn_lsh_rotations(NH, D, NB, 1, a), CLATTN_SUCCESS);
     assert_int_equal(clattn_lsh_rotations(NH, D, NB, 1, b), CLATTN_SUCCESS);
     assert_int_equal(clattn_lsh_rotations(NH, D, NB, 2, c), CLATTN_SUCCESS);

@@ -59,9 +59,9 @@ static int run(clattn_context *ctx, clattn_softmax_algo algo, size_t nq, size_t 
 
 /* Linear attention (elu feature map), causal and not, D != Dv, against its fp64 reference. */
 static int run_linear(clattn_context *ctx, size_t n, size_t d, size_t dv, int causal,
-                      clattn_feature_map fmap, clattn_momentum mom)
+                      clattn_linear_feature_map fmap, clattn_linear_momentum mom)
 {
-    size_t B = 2, H = 1, M = fmap == CLATTN_FEATURE_FAVOR ? 24 : d;
+    size_t B = 2, H = 1, M = fmap == CLATTN_LINEAR_FEATURE_FAVOR ? 24 : d;
     size_t s_q[4] = {B, H, n, d}, s_v[4] = {B, H, n, dv};
     size_t n_q = B * H * n * d, n_v = B * H * n * dv;
     float *q = malloc(n_q * 4), *k = malloc(n_q * 4), *v = malloc(n_v * 4), *o = malloc(n_v * 4),
@@ -78,11 +78,11 @@ static int run_linear(clattn_context *ctx, size_t n, size_t d, size_t dv, int ca
     desc.momentum = mom;
     desc.mu = 0.6f;
     desc.step_size = 0.8f;
-    clattn_favor_draw(M, d, 5, CLATTN_FAVOR_GAUSSIAN_NORMS, w);
+    clattn_linear_favor_draw(M, d, 5, CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS, w);
     ref_linear_general(q, k, v, r, B, H, n, n, d, dv, (int)fmap,
-                       fmap == CLATTN_FEATURE_FAVOR ? w : NULL, M, 1e-6, causal, (int)mom,
+                       fmap == CLATTN_LINEAR_FEATURE_FAVOR ? w : NULL, M, 1e-6, causal, (int)mom,
                        desc.mu, desc.step_size);
-    if (fmap == CLATTN_FEATURE_FAVOR) {
+    if (fmap == CLATTN_LINEAR_FEATURE_FAVOR) {
         desc.projection = w;
         desc.projection_shape[0] = M;
         desc.projection_shape[1] = d;
@@ -561,7 +561,7 @@ static int run_ssm(clattn_context *ctx)
  * reference; the FFT path runs clFFT's transforms too. hk key/value heads under H = 2 query heads
  * (1: both query heads share one, the FFT path's shared spectra). */
 static int run_rpe(clattn_context *ctx, clattn_rpe_algo algo, size_t n, size_t d, size_t dv,
-                   int causal, clattn_feature_map fmap, size_t hk)
+                   int causal, clattn_linear_feature_map fmap, size_t hk)
 {
     size_t B = 2, H = 2, M = 12;
     size_t s_q[4] = {B, H, n, d}, s_k[4] = {B, hk, n, d}, s_v[4] = {B, hk, n, dv};
@@ -578,10 +578,10 @@ static int run_rpe(clattn_context *ctx, clattn_rpe_algo algo, size_t n, size_t d
     clattn_rpe_desc_init(&desc);
     desc.causal = causal;
     desc.algorithm = algo;
-    desc.features.feature_map = fmap;
-    desc.features.features = M;
-    desc.features.seed = 5;
-    int rc = clattn_favor_draw(M, d, 5, CLATTN_FAVOR_GAUSSIAN_NORMS, w) != CLATTN_SUCCESS;
+    desc.linear.feature_map = fmap;
+    desc.linear.features = M;
+    desc.linear.seed = 5;
+    int rc = clattn_linear_favor_draw(M, d, 5, CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS, w) != CLATTN_SUCCESS;
     ref_rpe_gqa(q, k, v, b, r, B, H, hk, n, d, dv, (int)fmap, w, M, 1e-6, causal);
     if (clattn_rpe_host(ctx, &desc, s_q, s_k, s_v, q, k, v, b, o) != CLATTN_SUCCESS) {
         fprintf(stderr, "rpe failed: %s\n", clattn_context_last_error(ctx));
@@ -630,12 +630,12 @@ int main(int argc, char **argv)
             continue;
         }
         if (strcmp(w, "rpe") == 0) {
-            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 37, 8, 5, 1, CLATTN_FEATURE_ELU, 2);
-            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 20, 4, 3, 0, CLATTN_FEATURE_FAVOR, 2);
-            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 30, 6, 4, 0, CLATTN_FEATURE_RELU, 2);
-            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 70, 4, 3, 1, CLATTN_FEATURE_ELU, 2);
-            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 21, 4, 3, 1, CLATTN_FEATURE_RELU, 1);
-            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 25, 5, 3, 1, CLATTN_FEATURE_FAVOR, 1);
+            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 37, 8, 5, 1, CLATTN_LINEAR_FEATURE_ELU, 2);
+            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 20, 4, 3, 0, CLATTN_LINEAR_FEATURE_FAVOR, 2);
+            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 30, 6, 4, 0, CLATTN_LINEAR_FEATURE_RELU, 2);
+            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 70, 4, 3, 1, CLATTN_LINEAR_FEATURE_ELU, 2);
+            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 21, 4, 3, 1, CLATTN_LINEAR_FEATURE_RELU, 1);
+            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 25, 5, 3, 1, CLATTN_LINEAR_FEATURE_FAVOR, 1);
             continue;
         }
         if (strcmp(w, "ssm") == 0) {
@@ -643,11 +643,11 @@ int main(int argc, char **argv)
             continue;
         }
         if (strcmp(w, "linear") == 0) {
-            rc |= run_linear(ctx, 70, 12, 20, 1, CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_NONE);
-            rc |= run_linear(ctx, 45, 16, 8, 0, CLATTN_FEATURE_ELU, CLATTN_MOMENTUM_NONE);
-            rc |= run_linear(ctx, 70, 8, 20, 1, CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED);
-            rc |= run_linear(ctx, 37, 8, 12, 0, CLATTN_FEATURE_FAVOR, CLATTN_MOMENTUM_FIXED);
-            rc |= run_linear(ctx, 21, 8, 12, 1, CLATTN_FEATURE_RELU, CLATTN_MOMENTUM_ADAPTIVE);
+            rc |= run_linear(ctx, 70, 12, 20, 1, CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_MOMENTUM_NONE);
+            rc |= run_linear(ctx, 45, 16, 8, 0, CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_MOMENTUM_NONE);
+            rc |= run_linear(ctx, 70, 8, 20, 1, CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_FIXED);
+            rc |= run_linear(ctx, 37, 8, 12, 0, CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_FIXED);
+            rc |= run_linear(ctx, 21, 8, 12, 1, CLATTN_LINEAR_FEATURE_RELU, CLATTN_LINEAR_MOMENTUM_ADAPTIVE);
             continue;
         }
         clattn_softmax_algo a = strcmp(w, "cpu") == 0   ? CLATTN_SOFTMAX_TILED_CPU

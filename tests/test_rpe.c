@@ -40,7 +40,7 @@ static const clattn_rpe_algo algos[] = {CLATTN_RPE_FFT, CLATTN_RPE_DIRECT};
 typedef struct tcase {
     size_t B, H, N, D, Dv;
     int causal;
-    clattn_feature_map fmap;
+    clattn_linear_feature_map fmap;
     clattn_rpe_algo algo;
     int bnhd;         /* q, k, v, out stored [B, N, H, D] (strided views) */
     int bias_strided; /* bias stored transposed, [2N-1][H] */
@@ -88,7 +88,7 @@ static float *run_device(const tcase *c, const float *q, const float *k, const f
     clattn_rpe_desc desc;
     clattn_rpe_desc_init(&desc);
     desc.causal = c->causal;
-    desc.features.feature_map = c->fmap;
+    desc.linear.feature_map = c->fmap;
     desc.algorithm = c->algo;
     clattn_tensor tq = tu_view(bq, c->B, c->H, c->N, c->D, c->bnhd);
     clattn_tensor tk = tu_view(bk, c->B, Hk, c->N, c->D, c->bnhd);
@@ -161,8 +161,8 @@ static void test_small(void **state)
     for (size_t a = 0; a < 2; a++)
         for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++)
             for (int causal = 0; causal < 2; causal++) {
-                clattn_feature_map f = (i + (size_t)causal) % 2 ? CLATTN_FEATURE_RELU
-                                                                : CLATTN_FEATURE_ELU;
+                clattn_linear_feature_map f = (i + (size_t)causal) % 2 ? CLATTN_LINEAR_FEATURE_RELU
+                                                                : CLATTN_LINEAR_FEATURE_ELU;
                 size_t H = lengths[i] < 100 ? 3 : 2;
                 tcase c = {2, H, lengths[i], 16, 12, causal, f, algos[a], 0, 0, 0.0f, 0};
                 run_case(&c);
@@ -175,7 +175,7 @@ static void test_long(void **state)
 {
     (void)state;
     for (int causal = 0; causal < 2; causal++) {
-        tcase c = {1, 1, 4097, 8, 6, causal, CLATTN_FEATURE_ELU, CLATTN_RPE_FFT, 0, 0, 0.0f, 0};
+        tcase c = {1, 1, 4097, 8, 6, causal, CLATTN_LINEAR_FEATURE_ELU, CLATTN_RPE_FFT, 0, 0, 0.0f, 0};
         run_case(&c);
     }
     if (loop_cap) {
@@ -183,7 +183,7 @@ static void test_long(void **state)
                 "note: direct path at N = 4097 skipped (the device's loop-iteration cap)\n");
         return;
     }
-    tcase c = {1, 1, 4097, 8, 6, 0, CLATTN_FEATURE_RELU, CLATTN_RPE_DIRECT, 0, 0, 0.0f, 0};
+    tcase c = {1, 1, 4097, 8, 6, 0, CLATTN_LINEAR_FEATURE_RELU, CLATTN_RPE_DIRECT, 0, 0, 0.0f, 0};
     run_case(&c);
 }
 
@@ -194,7 +194,7 @@ static void test_head_dims(void **state)
     static const size_t dims[][2] = {{1, 1}, {256, 3}, {5, 256}};
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
         for (size_t a = 0; a < 2; a++) {
-            tcase c = {1, 2, 37, dims[i][0], dims[i][1], (int)a, CLATTN_FEATURE_ELU, algos[a],
+            tcase c = {1, 2, 37, dims[i][0], dims[i][1], (int)a, CLATTN_LINEAR_FEATURE_ELU, algos[a],
                        0, 0, 0.0f, 0};
             run_case(&c);
         }
@@ -207,7 +207,7 @@ static void test_strides_and_large_bias(void **state)
     (void)state;
     for (size_t a = 0; a < 2; a++)
         for (int causal = 0; causal < 2; causal++) {
-            tcase c = {2, 3, 50, 8, 5, causal, CLATTN_FEATURE_ELU, algos[a], 1, 1, 100.0f, 0};
+            tcase c = {2, 3, 50, 8, 5, causal, CLATTN_LINEAR_FEATURE_ELU, algos[a], 1, 1, 100.0f, 0};
             run_case(&c);
         }
 }
@@ -219,7 +219,7 @@ static void test_fft_groups(void **state)
     (void)state;
     setenv("CLATTN_RPE_FFT_SCRATCH", "60000", 1);
     for (int causal = 0; causal < 2; causal++) {
-        tcase c = {2, 2, 45, 7, 4, causal, CLATTN_FEATURE_ELU, CLATTN_RPE_FFT, 0, 0, 0.0f, 0};
+        tcase c = {2, 2, 45, 7, 4, causal, CLATTN_LINEAR_FEATURE_ELU, CLATTN_RPE_FFT, 0, 0, 0.0f, 0};
         run_case(&c);
     }
     unsetenv("CLATTN_RPE_FFT_SCRATCH");
@@ -232,7 +232,7 @@ static void test_auto(void **state)
     (void)state;
     static const size_t lengths[] = {20, 1500};
     for (size_t i = 0; i < 2; i++) {
-        tcase c = {1, 1, lengths[i], 4, 4, 0, CLATTN_FEATURE_ELU, CLATTN_RPE_AUTO, 0, 0, 0.0f, 0};
+        tcase c = {1, 1, lengths[i], 4, 4, 0, CLATTN_LINEAR_FEATURE_ELU, CLATTN_RPE_AUTO, 0, 0, 0.0f, 0};
         run_case(&c);
     }
 }
@@ -256,19 +256,19 @@ static void test_favor(void **state)
         if (own)
             ref_fill_uniform(w, M * D, 1.0f, &seed);
         else
-            assert_int_equal(clattn_favor_draw(M, D, 7, CLATTN_FAVOR_GAUSSIAN_NORMS, w),
+            assert_int_equal(clattn_linear_favor_draw(M, D, 7, CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS, w),
                              CLATTN_SUCCESS);
         for (size_t a = 0; a < 2; a++)
             for (int causal = 0; causal < 2; causal++) {
                 clattn_rpe_desc d;
                 clattn_rpe_desc_init(&d);
-                d.features.feature_map = CLATTN_FEATURE_FAVOR;
-                d.features.features = M;
-                d.features.seed = 7;
+                d.linear.feature_map = CLATTN_LINEAR_FEATURE_FAVOR;
+                d.linear.features = M;
+                d.linear.seed = 7;
                 if (own) {
-                    d.features.projection = w;
-                    d.features.projection_shape[0] = M;
-                    d.features.projection_shape[1] = D;
+                    d.linear.projection = w;
+                    d.linear.projection_shape[0] = M;
+                    d.linear.projection_shape[1] = D;
                 }
                 d.causal = causal;
                 d.algorithm = algos[a];
@@ -285,11 +285,11 @@ static void test_favor(void **state)
     /* A projection of the wrong shape is refused. */
     clattn_rpe_desc d;
     clattn_rpe_desc_init(&d);
-    d.features.feature_map = CLATTN_FEATURE_FAVOR;
-    d.features.features = M;
-    d.features.projection = w;
-    d.features.projection_shape[0] = M;
-    d.features.projection_shape[1] = D + 1;
+    d.linear.feature_map = CLATTN_LINEAR_FEATURE_FAVOR;
+    d.linear.features = M;
+    d.linear.projection = w;
+    d.linear.projection_shape[0] = M;
+    d.linear.projection_shape[1] = D + 1;
     tu_expect_status(ctx, clattn_rpe_host(ctx, &d, qs, qs, vs, q, k, v, bias, out),
                      CLATTN_SHAPE_MISMATCH, "favor projection shape");
     free(q);
@@ -316,10 +316,10 @@ static void test_zero_bias_is_linear(void **state)
             clattn_linear_desc ld;
             clattn_linear_desc_init(&ld);
             ld.causal = causal;
-            ld.feature_map = CLATTN_FEATURE_RELU;
+            ld.feature_map = CLATTN_LINEAR_FEATURE_RELU;
             if (clattn_linear_host(ctx, &ld, qs, qs, vs, q, k, v, lin) != CLATTN_SUCCESS)
                 fail_msg("linear: %s", clattn_context_last_error(ctx));
-            tcase c = {B, H, N, D, Dv, causal, CLATTN_FEATURE_RELU, algos[a], 0, 0, 0.0f, 0};
+            tcase c = {B, H, N, D, Dv, causal, CLATTN_LINEAR_FEATURE_RELU, algos[a], 0, 0, 0.0f, 0};
             float *got = run_device(&c, q, k, v, bias);
             char what[64];
             snprintf(what, sizeof what, "b = 0 vs linear, %s causal %d", algo_name(algos[a]),
@@ -356,7 +356,7 @@ static void test_single_offset(void **state)
                 long r0 = offsets[o];
                 float *bias = filled(2 * N - 1, 0.0f);
                 bias[r0 + (long)N - 1] = (float)log(big);
-                tcase c = {1, 1, N, D, 1, causal, CLATTN_FEATURE_ELU, algos[a], 0, 0, 0.0f, 0};
+                tcase c = {1, 1, N, D, 1, causal, CLATTN_LINEAR_FEATURE_ELU, algos[a], 0, 0, 0.0f, 0};
                 float *got = run_device(&c, q, q, v, bias);
                 /* eps is added to the weights shifted by the maximum used entry: */
                 double top = causal && r0 > 0 ? 1.0 : big, eps = CLATTN_LINEAR_DEFAULT_EPS;
@@ -393,7 +393,7 @@ static void test_nonfinite_device_bias(void **state)
     ref_rpe_attention(q, k, v, bias, ref, 1, H, N, D, Dv, 0, CLATTN_LINEAR_DEFAULT_EPS, 0);
     bias[(2 * N - 1) + 3] = NAN; /* head 1 */
     for (size_t a = 0; a < 2; a++) {
-        tcase c = {1, H, N, D, Dv, 0, CLATTN_FEATURE_ELU, algos[a], 0, 0, 0.0f, 0};
+        tcase c = {1, H, N, D, Dv, 0, CLATTN_LINEAR_FEATURE_ELU, algos[a], 0, 0, 0.0f, 0};
         float *got = run_device(&c, q, k, v, bias);
         tu_check_close(got, ref, N * Dv, TOL, "head 0 next to a NaN bias");
         for (size_t x = N * Dv; x < nv; x++)
@@ -463,13 +463,13 @@ static void test_gqa(void **state)
     for (size_t g = 0; g < 2; g++)
         for (size_t a = 0; a < 2; a++)
             for (int causal = 0; causal < 2; causal++) {
-                tcase c = {2, heads[g][0], 40, 6, 5, causal, CLATTN_FEATURE_ELU, algos[a],
+                tcase c = {2, heads[g][0], 40, 6, 5, causal, CLATTN_LINEAR_FEATURE_ELU, algos[a],
                            (int)g, 0, 0.0f, heads[g][1]};
                 run_case(&c);
             }
     setenv("CLATTN_RPE_FFT_SCRATCH", "60000", 1);
     for (int causal = 0; causal < 2; causal++) {
-        tcase c = {2, 4, 45, 7, 4, causal, CLATTN_FEATURE_RELU, CLATTN_RPE_FFT, 0, 0, 0.0f, 2};
+        tcase c = {2, 4, 45, 7, 4, causal, CLATTN_LINEAR_FEATURE_RELU, CLATTN_RPE_FFT, 0, 0, 0.0f, 2};
         run_case(&c);
     }
     unsetenv("CLATTN_RPE_FFT_SCRATCH");
@@ -488,15 +488,15 @@ static void test_gqa_favor(void **state)
     float *w = malloc(M * D * 4), *ref = malloc(no * 4), *out = tu_poisoned(no);
     assert_non_null(w);
     assert_non_null(ref);
-    assert_int_equal(clattn_favor_draw(M, D, 3, CLATTN_FAVOR_GAUSSIAN_NORMS, w), CLATTN_SUCCESS);
+    assert_int_equal(clattn_linear_favor_draw(M, D, 3, CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS, w), CLATTN_SUCCESS);
     size_t qs[4] = {B, H, N, D}, ks[4] = {B, Hk, N, D}, vs[4] = {B, Hk, N, Dv};
     for (size_t a = 0; a < 2; a++)
         for (int causal = 0; causal < 2; causal++) {
             clattn_rpe_desc d;
             clattn_rpe_desc_init(&d);
-            d.features.feature_map = CLATTN_FEATURE_FAVOR;
-            d.features.features = M;
-            d.features.seed = 3;
+            d.linear.feature_map = CLATTN_LINEAR_FEATURE_FAVOR;
+            d.linear.features = M;
+            d.linear.seed = 3;
             d.causal = causal;
             d.algorithm = algos[a];
             ref_rpe_gqa(q, k, v, bias, ref, B, H, Hk, N, D, Dv, 3, w, M,

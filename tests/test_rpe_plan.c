@@ -88,7 +88,7 @@ static void prob_refresh(prob *p, uint64_t seed, const float *w)
     assert_int_equal(clEnqueueWriteBuffer(cq, p->bb, CL_TRUE, 0, p->nb * 4, p->bias, 0, NULL, NULL),
                      CL_SUCCESS);
     tu_poison_buffer(ctx, p->bo, p->no * 4);
-    const clattn_linear_desc *f = &p->desc.features;
+    const clattn_linear_desc *f = &p->desc.linear;
     ref_rpe_gqa(p->q, p->k, p->v, p->bias, p->ref, p->B, p->H, p->Hk, p->N, p->D, p->Dv,
                 (int)f->feature_map, w, f->features, CLATTN_LINEAR_DEFAULT_EPS, p->desc.causal);
 }
@@ -123,14 +123,14 @@ static void test_plan_reuse(void **state)
     (void)state;
     static const struct {
         clattn_rpe_algo algo;
-        clattn_feature_map fmap;
+        clattn_linear_feature_map fmap;
         int causal;
         size_t H, Hk;
     } cfgs[] = {
-        {CLATTN_RPE_DIRECT, CLATTN_FEATURE_ELU, 0, 2, 2},
-        {CLATTN_RPE_FFT, CLATTN_FEATURE_RELU, 1, 2, 2},
-        {CLATTN_RPE_FFT, CLATTN_FEATURE_FAVOR, 0, 4, 2},
-        {CLATTN_RPE_DIRECT, CLATTN_FEATURE_FAVOR, 1, 3, 1},
+        {CLATTN_RPE_DIRECT, CLATTN_LINEAR_FEATURE_ELU, 0, 2, 2},
+        {CLATTN_RPE_FFT, CLATTN_LINEAR_FEATURE_RELU, 1, 2, 2},
+        {CLATTN_RPE_FFT, CLATTN_LINEAR_FEATURE_FAVOR, 0, 4, 2},
+        {CLATTN_RPE_DIRECT, CLATTN_LINEAR_FEATURE_FAVOR, 1, 3, 1},
     };
     const size_t M = 16;
     for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
@@ -138,17 +138,17 @@ static void test_plan_reuse(void **state)
         prob_init(&p, 2, cfgs[c].H, cfgs[c].Hk, 70, 6, 5, 100 + c);
         p.desc.algorithm = cfgs[c].algo;
         p.desc.causal = cfgs[c].causal;
-        p.desc.features.feature_map = cfgs[c].fmap;
+        p.desc.linear.feature_map = cfgs[c].fmap;
         float *w = NULL, *wcopy = NULL;
-        if (cfgs[c].fmap == CLATTN_FEATURE_FAVOR) {
+        if (cfgs[c].fmap == CLATTN_LINEAR_FEATURE_FAVOR) {
             uint64_t s = 8;
             w = tu_random(M * p.D, 1.0f, &s);
             wcopy = malloc(M * p.D * 4);
             memcpy(wcopy, w, M * p.D * 4);
-            p.desc.features.features = M;
-            p.desc.features.projection = w;
-            p.desc.features.projection_shape[0] = M;
-            p.desc.features.projection_shape[1] = p.D;
+            p.desc.linear.features = M;
+            p.desc.linear.projection = w;
+            p.desc.linear.projection_shape[0] = M;
+            p.desc.linear.projection_shape[1] = p.D;
         }
         clattn_plan *plan = NULL;
         if (clattn_rpe_plan_create(ctx, &p.desc, p.qs, p.ks, p.vs, &plan) != CLATTN_SUCCESS)
@@ -398,25 +398,25 @@ static void test_plan_create_invalid(void **state)
     REFUSED(clattn_rpe_plan_create(ctx, &dd, qs, ks, vs, &plan), CLATTN_INVALID_ARGUMENT,
             "struct_size 0");
     dd = d;
-    dd.features.eps = INFINITY;
+    dd.linear.eps = INFINITY;
     REFUSED(clattn_rpe_plan_create(ctx, &dd, qs, ks, vs, &plan), CLATTN_INVALID_ARGUMENT,
             "eps inf");
     dd = d;
-    dd.features.scaling = (clattn_favor_scaling)9;
+    dd.linear.scaling = (clattn_linear_favor_scaling)9;
     REFUSED(clattn_rpe_plan_create(ctx, &dd, qs, ks, vs, &plan), CLATTN_INVALID_ARGUMENT,
             "scaling");
     dd = d;
-    dd.features.feature_map = CLATTN_FEATURE_FAVOR;
-    dd.features.features = 4097;
+    dd.linear.feature_map = CLATTN_LINEAR_FEATURE_FAVOR;
+    dd.linear.features = 4097;
     REFUSED(clattn_rpe_plan_create(ctx, &dd, qs, ks, vs, &plan), CLATTN_INVALID_ARGUMENT,
             "favor M 4097");
     float wbad[8 * 4];
     for (size_t i = 0; i < 32; i++)
         wbad[i] = i == 5 ? NAN : 0.5f;
-    dd.features.features = 8;
-    dd.features.projection = wbad;
-    dd.features.projection_shape[0] = 8;
-    dd.features.projection_shape[1] = 4;
+    dd.linear.features = 8;
+    dd.linear.projection = wbad;
+    dd.linear.projection_shape[0] = 8;
+    dd.linear.projection_shape[1] = 4;
     REFUSED(clattn_rpe_plan_create(ctx, &dd, qs, ks, vs, &plan), CLATTN_INVALID_ARGUMENT,
             "favor projection NaN");
     /* shapes: GQA needs Hq a multiple of Hk and k, v on the same heads */
@@ -547,23 +547,23 @@ static void test_enqueue_invalid(void **state)
     dd.causal = 2;
     REFUSED(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "causal 2");
     dd = d;
-    dd.features.feature_map = CLATTN_FEATURE_IDENTITY;
+    dd.linear.feature_map = CLATTN_LINEAR_FEATURE_IDENTITY;
     REFUSED(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "identity map");
     dd = d;
-    dd.features.feature_map = (clattn_feature_map)9;
+    dd.linear.feature_map = (clattn_linear_feature_map)9;
     REFUSED(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "unknown map");
     dd = d;
-    dd.features.eps = NAN;
+    dd.linear.eps = NAN;
     REFUSED(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "eps NaN");
     dd = d;
-    dd.features.eps = -1.0f;
+    dd.linear.eps = -1.0f;
     REFUSED(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "eps negative");
     dd = d;
-    dd.features.momentum = CLATTN_MOMENTUM_FIXED;
+    dd.linear.momentum = CLATTN_LINEAR_MOMENTUM_FIXED;
     REFUSED(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "momentum");
     dd = d;
-    dd.features.feature_map = CLATTN_FEATURE_FAVOR;
-    dd.features.features = 0;
+    dd.linear.feature_map = CLATTN_LINEAR_FEATURE_FAVOR;
+    dd.linear.features = 0;
     REFUSED(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "favor M 0");
     dd = d;
     dd.algorithm = (clattn_rpe_algo)5;
@@ -572,7 +572,7 @@ static void test_enqueue_invalid(void **state)
     dd.struct_size = 8;
     REFUSED(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "struct_size");
     dd = d;
-    dd.features.struct_size = 0;
+    dd.linear.struct_size = 0;
     REFUSED(RUN(&dd, &q, &k, &v, &b, &o), CLATTN_INVALID_ARGUMENT, "features.struct_size");
     /* bias of the wrong length (2N and 2N - 2) and heads */
     t = b;
@@ -654,7 +654,7 @@ static void test_host_invalid(void **state)
     REFUSED(clattn_rpe_host(ctx, &d, qs, qs, vs, half, NULL, half, bz, sev), CLATTN_NULL_POINTER,
             "host k NULL");
     dd = d;
-    dd.features.feature_map = CLATTN_FEATURE_IDENTITY;
+    dd.linear.feature_map = CLATTN_LINEAR_FEATURE_IDENTITY;
     REFUSED(HRUN(&dd, qs, qs, vs, bz), CLATTN_INVALID_ARGUMENT, "host identity");
     dd = d;
     dd.causal = 2;

@@ -61,7 +61,7 @@ static void check_valid(const clattn_device_info *dev, const clattn__linear_prob
 {
     assert_true(L->algo == CLATTN_LINEAR_FUSED || L->algo == CLATTN_LINEAR_GEMM);
     if (L->algo == CLATTN_LINEAR_GEMM)
-        assert_true(!p->causal && p->momentum == CLATTN_MOMENTUM_NONE);
+        assert_true(!p->causal && p->momentum == CLATTN_LINEAR_MOMENTUM_NONE);
     assert_true(L->block_chunk % 16 == 0 && L->block_chunk <= 128);
     assert_true(L->rows >= 1 && L->block_chunk % L->rows == 0);
     assert_true(16 % L->feature_rows == 0);
@@ -193,7 +193,7 @@ static void test_llvmpipe_quirks(void **state)
                 assert_int_equal(clattn__schedule_linear(dev, &p, 0, &L, NULL, 0),
                                  CLATTN_SUCCESS);
             }
-        clattn__linear_problem p = problem(4, 5000, 16, 48, 1, CLATTN_MOMENTUM_ADAPTIVE, 1);
+        clattn__linear_problem p = problem(4, 5000, 16, 48, 1, CLATTN_LINEAR_MOMENTUM_ADAPTIVE, 1);
         p.dv = 24;
         assert_int_equal(clattn__schedule_linear(dev, &p, 0, &L, NULL, 0), CLATTN_SUCCESS);
         if (dev->loop_iteration_cap) {

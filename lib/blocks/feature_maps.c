@@ -9,7 +9,7 @@
 
 size_t clattn__features_count(const clattn_linear_desc *desc, size_t d)
 {
-    return desc->feature_map == CLATTN_FEATURE_FAVOR ? desc->features : d;
+    return desc->feature_map == CLATTN_LINEAR_FEATURE_FAVOR ? desc->features : d;
 }
 
 size_t clattn__features_stride(const clattn_linear_desc *desc, size_t d)
@@ -71,7 +71,7 @@ static double gaussian(rng *r)
     return rad * cos(a);
 }
 
-clattn_status clattn_favor_draw(size_t m, size_t d, uint64_t seed, clattn_favor_scaling scaling,
+clattn_status clattn_linear_favor_draw(size_t m, size_t d, uint64_t seed, clattn_linear_favor_scaling scaling,
                                 float *w)
 {
     if (!w)
@@ -80,7 +80,7 @@ clattn_status clattn_favor_draw(size_t m, size_t d, uint64_t seed, clattn_favor_
         return clattn__fail(NULL, CLATTN_INVALID_SHAPE,
                             "favor draw: m %zu must be in [1, %d] and d %zu in [1, %d]", m,
                             CLATTN__FEATURES_MAX_M, d, CLATTN__FEATURES_MAX_D);
-    if (scaling != CLATTN_FAVOR_GAUSSIAN_NORMS && scaling != CLATTN_FAVOR_SQRT_D)
+    if (scaling != CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS && scaling != CLATTN_LINEAR_FAVOR_SQRT_D)
         return clattn__fail(NULL, CLATTN_INVALID_ARGUMENT, "favor draw: unknown scaling %d",
                             (int)scaling);
     double *blk = malloc(d * d * sizeof *blk);
@@ -117,7 +117,7 @@ clattn_status clattn_favor_draw(size_t m, size_t d, uint64_t seed, clattn_favor_
     /* Row norms after every block, so the blocks do not depend on the scaling. */
     for (size_t i = 0; i < m; i++) {
         double nrm = sqrt((double)d);
-        if (scaling == CLATTN_FAVOR_GAUSSIAN_NORMS) {
+        if (scaling == CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS) {
             double s = 0;
             for (size_t t = 0; t < d; t++) {
                 double g = gaussian(&r);
@@ -136,7 +136,7 @@ clattn_status clattn__features_projection_host(clattn_context *ctx, const clattn
                                              size_t d, float **w_host)
 {
     *w_host = NULL;
-    if (desc->feature_map != CLATTN_FEATURE_FAVOR)
+    if (desc->feature_map != CLATTN_LINEAR_FEATURE_FAVOR)
         return CLATTN_SUCCESS;
     size_t m = desc->features;
     float *w = malloc(m * d * sizeof *w);
@@ -159,7 +159,7 @@ clattn_status clattn__features_projection_host(clattn_context *ctx, const clattn
             w[i] = desc->projection[i];
         }
     } else {
-        clattn_status st = clattn_favor_draw(m, d, desc->seed, desc->scaling, w);
+        clattn_status st = clattn_linear_favor_draw(m, d, desc->seed, desc->scaling, w);
         if (st != CLATTN_SUCCESS) {
             free(w);
             return clattn__fail(ctx, st, "favor: drawing the projection failed");
@@ -199,7 +199,7 @@ clattn_status clattn__features_bake(clattn_plan *plan, const clattn_linear_desc 
     f->one_item = one_item;
     const char *file = "blocks_features.cl";
     size_t el = f->local, any = one_item ? 1 : 0;
-    if (desc->feature_map != CLATTN_FEATURE_FAVOR) {
+    if (desc->feature_map != CLATTN_LINEAR_FEATURE_FAVOR) {
         CLATTN_FORWARD(clattn__plan_kernel(plan, file, "", "clattn_features_map", el, chosen_by,
                                            &f->map));
         goto cleanup;
@@ -232,7 +232,7 @@ clattn_status clattn__features_enqueue(const clattn__features *f, clattn__seq *s
 {
     clattn_context *ctx = s->ctx;
     clattn_status status = CLATTN_SUCCESS;
-    bool favor = f->fmap == CLATTN_FEATURE_FAVOR, head = favor && stab == 1;
+    bool favor = f->fmap == CLATTN_LINEAR_FEATURE_FAVOR, head = favor && stab == 1;
     size_t heads = x->shape[1], n = x->shape[2], bh = x->shape[0] * heads;
     cl_uint uh = (cl_uint)heads, ud = (cl_uint)f->d, un = (cl_uint)n, um = (cl_uint)f->m;
     cl_uint ump = (cl_uint)f->mp;

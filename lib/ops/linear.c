@@ -15,11 +15,11 @@ void clattn_linear_desc_init(clattn_linear_desc *desc)
         return;
     memset(desc, 0, sizeof *desc);
     desc->struct_size = sizeof *desc;
-    desc->feature_map = CLATTN_FEATURE_ELU;
+    desc->feature_map = CLATTN_LINEAR_FEATURE_ELU;
     desc->eps = CLATTN_LINEAR_DEFAULT_EPS;
     desc->features = 256;
-    desc->scaling = CLATTN_FAVOR_GAUSSIAN_NORMS;
-    desc->momentum = CLATTN_MOMENTUM_NONE;
+    desc->scaling = CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS;
+    desc->momentum = CLATTN_LINEAR_MOMENTUM_NONE;
     desc->step_size = 1.0f;
 }
 
@@ -40,8 +40,8 @@ clattn_status clattn__linear_read_desc(clattn_context *ctx, const clattn_linear_
                                              "linear desc");
     if (status != CLATTN_SUCCESS)
         return status;
-    if (out->feature_map != CLATTN_FEATURE_ELU && out->feature_map != CLATTN_FEATURE_RELU &&
-        out->feature_map != CLATTN_FEATURE_IDENTITY && out->feature_map != CLATTN_FEATURE_FAVOR)
+    if (out->feature_map != CLATTN_LINEAR_FEATURE_ELU && out->feature_map != CLATTN_LINEAR_FEATURE_RELU &&
+        out->feature_map != CLATTN_LINEAR_FEATURE_IDENTITY && out->feature_map != CLATTN_LINEAR_FEATURE_FAVOR)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "linear desc: unknown feature map %d",
                             (int)out->feature_map);
     status = clattn__check_flag(ctx, out->causal, "linear desc: causal");
@@ -50,19 +50,19 @@ clattn_status clattn__linear_read_desc(clattn_context *ctx, const clattn_linear_
     if (!isfinite(out->eps) || out->eps < 0.0f)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "linear desc: eps %g must be finite and >= 0", (double)out->eps);
-    if (out->feature_map == CLATTN_FEATURE_FAVOR &&
+    if (out->feature_map == CLATTN_LINEAR_FEATURE_FAVOR &&
         (out->features == 0 || out->features > CLATTN__FEATURES_MAX_M))
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "linear desc: FAVOR features %zu must be in [1, %d]", out->features,
                             CLATTN__FEATURES_MAX_M);
-    if (out->scaling != CLATTN_FAVOR_GAUSSIAN_NORMS && out->scaling != CLATTN_FAVOR_SQRT_D)
+    if (out->scaling != CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS && out->scaling != CLATTN_LINEAR_FAVOR_SQRT_D)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "linear desc: unknown FAVOR scaling %d",
                             (int)out->scaling);
-    if (out->momentum != CLATTN_MOMENTUM_NONE && out->momentum != CLATTN_MOMENTUM_FIXED &&
-        out->momentum != CLATTN_MOMENTUM_ADAPTIVE)
+    if (out->momentum != CLATTN_LINEAR_MOMENTUM_NONE && out->momentum != CLATTN_LINEAR_MOMENTUM_FIXED &&
+        out->momentum != CLATTN_LINEAR_MOMENTUM_ADAPTIVE)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "linear desc: unknown momentum %d",
                             (int)out->momentum);
-    if (out->momentum == CLATTN_MOMENTUM_FIXED && !(out->mu >= 0.0f && out->mu < 1.0f))
+    if (out->momentum == CLATTN_LINEAR_MOMENTUM_FIXED && !(out->mu >= 0.0f && out->mu < 1.0f))
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "linear desc: momentum mu %g must be in [0, 1)", (double)out->mu);
     if (out->algorithm != CLATTN_LINEAR_AUTO && out->algorithm != CLATTN_LINEAR_FUSED &&
@@ -70,7 +70,7 @@ clattn_status clattn__linear_read_desc(clattn_context *ctx, const clattn_linear_
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "linear desc: unknown algorithm %d",
                             (int)out->algorithm);
     if (out->algorithm == CLATTN_LINEAR_GEMM &&
-        (out->causal || out->momentum != CLATTN_MOMENTUM_NONE))
+        (out->causal || out->momentum != CLATTN_LINEAR_MOMENTUM_NONE))
         return clattn__fail(ctx, CLATTN_UNSUPPORTED,
                             "linear desc: the GEMM algorithm is for the non-causal form without "
                             "momentum");
@@ -153,7 +153,7 @@ void clattn__linear_problem_make(const clattn_linear_desc *desc, const size_t q_
     out->m = clattn__features_count(desc, q_shape[3]);
     out->causal = desc->causal != 0;
     out->momentum = (int)desc->momentum;
-    out->favor = desc->feature_map == CLATTN_FEATURE_FAVOR;
+    out->favor = desc->feature_map == CLATTN_LINEAR_FEATURE_FAVOR;
 }
 
 clattn__linear_dims clattn__linear_dims_of(const clattn__linear_plan *p, const size_t q[4],
@@ -199,7 +199,7 @@ static void plan_info(const clattn_plan *base, clattn_plan_info *info)
     const clattn__linear_launch *L = &p->launch;
     snprintf(info->variant, sizeof info->variant, "%s",
              L->algo == CLATTN_LINEAR_GEMM                  ? "clattn_linear_normalize+sgemm"
-             : p->desc.momentum == CLATTN_MOMENTUM_ADAPTIVE ? "clattn_linear_adaptive"
+             : p->desc.momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE ? "clattn_linear_adaptive"
                                                             : "clattn_linear_out");
     snprintf(info->build_options, sizeof info->build_options, "%s", L->defines);
     info->local_size = L->local_size;
@@ -250,7 +250,7 @@ static clattn_status make_kernels(clattn__linear_plan *p, const char *by)
     clattn_status status = CLATTN_SUCCESS;
     const clattn__linear_launch *L = &p->launch;
     size_t blocked = L->local_size, plain = L->one_item_groups ? 1 : 0;
-    bool adaptive = p->desc.momentum == CLATTN_MOMENTUM_ADAPTIVE;
+    bool adaptive = p->desc.momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE;
     bool causal = p->desc.causal || p->stateful;
     CLATTN_FORWARD(kernel(p, "clattn_linear_pack_v", plain, by, &p->pack));
     if (L->algo == CLATTN_LINEAR_GEMM) {

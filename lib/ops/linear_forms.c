@@ -16,7 +16,7 @@
 
 /* ---- scratch ---- */
 
-static bool is_fixed(const clattn_linear_desc *d) { return d->momentum == CLATTN_MOMENTUM_FIXED; }
+static bool is_fixed(const clattn_linear_desc *d) { return d->momentum == CLATTN_LINEAR_MOMENTUM_FIXED; }
 
 static bool gemm_of(const clattn__linear_job *j)
 {
@@ -41,7 +41,7 @@ clattn_status clattn__linear_reserve(clattn__linear_plan *p, const clattn__linea
                      clattn__mul_ok(z->bh * z->nq, p->launch.block_chunk * sizeof(float), &iw) &&
                      clattn__mul_ok(all / z->dw, p->launch.block_chunk, &kt),
                  CLATTN_SIZE_OVERFLOW, "linear: scratch sizes overflow");
-    bool adaptive = d->momentum == CLATTN_MOMENTUM_ADAPTIVE, fixed = is_fixed(d);
+    bool adaptive = d->momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE, fixed = is_fixed(d);
     size_t f4 = sizeof(float);
     need[LIN_FQ] = fq;
     need[LIN_LQ] = z->bh * z->nq * f4;
@@ -49,7 +49,7 @@ clattn_status clattn__linear_reserve(clattn__linear_plan *p, const clattn__linea
     need[LIN_LK] = z->bhk * z->nk * f4;
     need[LIN_VP] = gemm_of(j) ? vp : vp / z->dw * z->dvp;
     if (gemm_of(j)) {
-        if (d->feature_map == CLATTN_FEATURE_FAVOR)
+        if (d->feature_map == CLATTN_LINEAR_FEATURE_FAVOR)
             need[LIN_LMAX] = z->bhk * f4;
         need[LIN_KV] = one;
         need[LIN_OP] = z->bh * z->nq * z->dw * f4;
@@ -538,7 +538,7 @@ clattn_status clattn__linear_run(const clattn__linear_job *j, cl_uint num_wait,
         goto cleanup;
     }
     CLATTN_FORWARD(launch_pack(&s, j, j->z.dvp, j->z.dvp, p->slot[LIN_VP]));
-    if (p->desc.momentum == CLATTN_MOMENTUM_ADAPTIVE) {
+    if (p->desc.momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE) {
         const clattn__linear_bufs *b = j->state;
         if (!b) {
             CLATTN_FORWARD(adaptive_scratch(&s, j, &scratch));

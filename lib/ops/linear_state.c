@@ -105,9 +105,9 @@ clattn_status clattn_linear_state_create(clattn_context *ctx, const clattn_linea
     size_t bh = batch * heads;
     CLATTN_CHECK(clattn__mul_ok(bh * s->mp, s->dw * sizeof(float), &s->bytes),
                  CLATTN_SIZE_OVERFLOW, "linear state: size overflows");
-    bool adaptive = p->desc.momentum == CLATTN_MOMENTUM_ADAPTIVE;
+    bool adaptive = p->desc.momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE;
     CLATTN_FORWARD(clattn__buffer_create(ctx, s->bytes, "linear state", &s->sa));
-    if (p->desc.momentum != CLATTN_MOMENTUM_NONE)
+    if (p->desc.momentum != CLATTN_LINEAR_MOMENTUM_NONE)
         CLATTN_FORWARD(clattn__buffer_create(ctx, s->bytes, "momentum state", &s->sb));
     if (adaptive) {
         CLATTN_FORWARD(clattn__buffer_create(ctx, s->bytes, "adaptive S_{i-1}", &s->s1));
@@ -239,7 +239,7 @@ clattn_status clattn_linear_state_read(clattn_linear_state *state, float *s, flo
     size_t bh = state->shape[0] * state->shape[1], dv = state->shape[3];
     size_t m = state->m, mp = state->mp, dw = state->dw, dvp = state->dvp;
     const clattn_linear_desc *desc = &plan_of(state)->desc;
-    bool fixed = desc->momentum == CLATTN_MOMENTUM_FIXED;
+    bool fixed = desc->momentum == CLATTN_LINEAR_MOMENTUM_FIXED;
     float *a = malloc(state->bytes), *b = fixed ? malloc(state->bytes) : NULL;
     float *r = malloc(bh * sizeof *r);
     CLATTN_CHECK(a && r && (b || !fixed), CLATTN_OUT_OF_HOST_MEMORY,
@@ -279,7 +279,7 @@ clattn_status clattn_linear_state_write(clattn_linear_state *state, const float 
     clattn_status status = CLATTN_SUCCESS;
     float *t = NULL, *r = NULL;
     CLATTN_CHECK(s && z, CLATTN_NULL_POINTER, "linear state write: s and z are required");
-    CLATTN_CHECK(plan_of(state)->desc.momentum == CLATTN_MOMENTUM_NONE, CLATTN_UNSUPPORTED,
+    CLATTN_CHECK(plan_of(state)->desc.momentum == CLATTN_LINEAR_MOMENTUM_NONE, CLATTN_UNSUPPORTED,
                  "linear state write: a momentum state cannot be rebuilt from S and z (use "
                  "clattn_linear_state_save / _load)");
     size_t bh = state->shape[0] * state->shape[1], dv = state->shape[3];

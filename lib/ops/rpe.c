@@ -28,7 +28,7 @@ void clattn_rpe_desc_init(clattn_rpe_desc *desc)
         return;
     memset(desc, 0, sizeof *desc);
     desc->struct_size = sizeof *desc;
-    clattn_linear_desc_init(&desc->features);
+    clattn_linear_desc_init(&desc->linear);
     desc->algorithm = CLATTN_RPE_AUTO;
 }
 
@@ -42,41 +42,41 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_rpe_desc *in, c
 {
     clattn_rpe_desc_init(out);
     clattn_status status = clattn__desc_read(
-        ctx, in, out, sizeof *out, offsetof(clattn_rpe_desc, features) + sizeof(clattn_linear_desc),
+        ctx, in, out, sizeof *out, offsetof(clattn_rpe_desc, linear) + sizeof(clattn_linear_desc),
         "rpe desc");
     if (status != CLATTN_SUCCESS)
         return status;
-    const clattn_linear_desc *f = &out->features;
+    const clattn_linear_desc *f = &out->linear;
     if (f->struct_size != sizeof(clattn_linear_desc))
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
-                            "rpe desc: features.struct_size %zu is not valid (call "
+                            "rpe desc: linear.struct_size %zu is not valid (call "
                             "clattn_rpe_desc_init first)",
                             f->struct_size);
-    if (f->feature_map == CLATTN_FEATURE_IDENTITY)
+    if (f->feature_map == CLATTN_LINEAR_FEATURE_IDENTITY)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "rpe desc: the identity feature map is refused (weights must be "
                             "non-negative: use ELU, RELU or FAVOR)");
-    if (f->feature_map != CLATTN_FEATURE_ELU && f->feature_map != CLATTN_FEATURE_RELU &&
-        f->feature_map != CLATTN_FEATURE_FAVOR)
+    if (f->feature_map != CLATTN_LINEAR_FEATURE_ELU && f->feature_map != CLATTN_LINEAR_FEATURE_RELU &&
+        f->feature_map != CLATTN_LINEAR_FEATURE_FAVOR)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "rpe desc: unknown feature map %d",
                             (int)f->feature_map);
-    if (f->feature_map == CLATTN_FEATURE_FAVOR &&
+    if (f->feature_map == CLATTN_LINEAR_FEATURE_FAVOR &&
         (f->features == 0 || f->features > CLATTN__FEATURES_MAX_M))
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "rpe desc: FAVOR features %zu must be in [1, %d]", f->features,
                             CLATTN__FEATURES_MAX_M);
-    if (f->scaling != CLATTN_FAVOR_GAUSSIAN_NORMS && f->scaling != CLATTN_FAVOR_SQRT_D)
+    if (f->scaling != CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS && f->scaling != CLATTN_LINEAR_FAVOR_SQRT_D)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "rpe desc: unknown FAVOR scaling %d",
                             (int)f->scaling);
-    if (f->momentum != CLATTN_MOMENTUM_NONE)
+    if (f->momentum != CLATTN_LINEAR_MOMENTUM_NONE)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "rpe desc: momentum is not defined for RPE attention (set "
-                            "features.momentum to CLATTN_MOMENTUM_NONE)");
+                            "features.momentum to CLATTN_LINEAR_MOMENTUM_NONE)");
     if (!isfinite(f->eps) || f->eps < 0.0f)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "rpe desc: eps %g must be finite and >= 0", (double)f->eps);
-    if (out->features.eps == 0.0f)
-        out->features.eps = CLATTN_LINEAR_DEFAULT_EPS;
+    if (out->linear.eps == 0.0f)
+        out->linear.eps = CLATTN_LINEAR_DEFAULT_EPS;
     status = clattn__check_flag(ctx, out->causal, "rpe desc: causal");
     if (status != CLATTN_SUCCESS)
         return status;
@@ -161,7 +161,7 @@ static clattn_status bake_kernels(rpe_plan *p, const float *w_host, const char *
     const char *opt = p->launch.defines;
     bool fft = p->launch.algo == CLATTN_RPE_FFT;
     /* Keys of FAVOR share one stabiliser per head (stab 1): the head-scale kernels too. */
-    CLATTN_FORWARD(clattn__features_bake(base, &p->desc.features, p->D, w_host, p->favor,
+    CLATTN_FORWARD(clattn__features_bake(base, &p->desc.linear, p->D, w_host, p->favor,
                                          p->launch.features_local, p->launch.favor_local != 0,
                                          by, &p->feat));
     CLATTN_FORWARD(clattn__plan_kernel(base, "rpe.cl", opt, "clattn_rpe_bias_parts", 0, by,
@@ -259,15 +259,15 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_rpe_desc *des
     memcpy(p->vshape, v_shape, sizeof p->vshape);
     p->B = q_shape[0], p->Hq = q_shape[1], p->Hk = k_shape[1], p->G = p->Hq / p->Hk;
     p->N = q_shape[2], p->D = q_shape[3], p->Dv = v_shape[3];
-    p->M = clattn__features_count(&p->desc.features, p->D);
-    p->MS = clattn__features_stride(&p->desc.features, p->D);
-    p->favor = p->desc.features.feature_map == CLATTN_FEATURE_FAVOR;
+    p->M = clattn__features_count(&p->desc.linear, p->D);
+    p->MS = clattn__features_stride(&p->desc.linear, p->D);
+    p->favor = p->desc.linear.feature_map == CLATTN_LINEAR_FEATURE_FAVOR;
     CLATTN_CHECK(p->B * p->Hq <= ((size_t)1 << 31) / (p->MS * (p->Dv + 1)), CLATTN_INVALID_SHAPE,
                  "rpe: B*H %zu times %zu features and %zu value columns beyond 2^31",
                  p->B * p->Hq, p->M, p->Dv + 1);
     /* FAVOR's projection, validated against D (uploaded once by the features bake). */
-    CLATTN_FORWARD(clattn__features_projection_host(ctx, &p->desc.features, p->D, &w_host));
-    p->desc.features.projection = NULL;
+    CLATTN_FORWARD(clattn__features_projection_host(ctx, &p->desc.linear, p->D, &w_host));
+    p->desc.linear.projection = NULL;
 
     size_t len = clattn__fft_good_length(2 * p->N - 1);
     clattn__rpe_problem prob = {p->B,     p->Hq, p->Hk,          p->N,

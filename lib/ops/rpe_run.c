@@ -86,7 +86,7 @@ static clattn_status run_direct(seq *s, clattn__rpe_plan *p, const clattn_tensor
     cl_uint heads = (cl_uint)p->Hq, group = (cl_uint)p->G, n = (cl_uint)p->N;
     cl_uint m = (cl_uint)p->M, dv = (cl_uint)p->Dv, mst = (cl_uint)p->MS;
     cl_int causal = p->desc.causal != 0;
-    cl_float eps = p->desc.features.eps;
+    cl_float eps = p->desc.linear.eps;
     clattn__args a = {p->direct, 0, CL_SUCCESS};
     CLATTN_ARG(&a, p->fq);
     CLATTN_ARG(&a, p->fk);
@@ -205,7 +205,7 @@ static clattn_status run_fft(seq *s, clattn__rpe_plan *p, const clattn_tensor *v
     }
     cl_uint heads = (cl_uint)p->Hq, n = (cl_uint)p->N, dv = (cl_uint)p->Dv;
     cl_uint row0 = (cl_uint)head;
-    cl_float eps = p->desc.features.eps;
+    cl_float eps = p->desc.linear.eps;
     clattn__args a = {p->normalize, 0, CL_SUCCESS};
     CLATTN_ARG(&a, p->acc);
     CLATTN_ARG(&a, p->bmaxb);

@@ -71,7 +71,7 @@ typedef struct clattn__linear_problem {
     size_t d, dv;   /* head dims of q/k and of v */
     size_t m;       /* features */
     int causal;     /* 0 or 1 */
-    int momentum;   /* clattn_momentum */
+    int momentum;   /* clattn_linear_momentum */
     int favor;      /* 1 for FAVOR+ features */
     size_t bh_kv;   /* batch x key/value heads (GQA: bh / bh_kv query heads share one); 0: bh */
 } clattn__linear_problem;

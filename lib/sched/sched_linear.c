@@ -91,7 +91,7 @@ static size_t max_features(const clattn_device_info *dev)
 /* Tokens per adaptive-scan launch on a loop-capped device (0: the whole sequence at once). */
 static size_t adaptive_span(const clattn_device_info *dev, const clattn__linear_problem *p)
 {
-    if (!dev->loop_iteration_cap || p->momentum != CLATTN_MOMENTUM_ADAPTIVE)
+    if (!dev->loop_iteration_cap || p->momentum != CLATTN_LINEAR_MOMENTUM_ADAPTIVE)
         return 0;
     size_t mp = round_up(p->m, CLATTN__FEATURES_MPAD), dvp = round_up(p->dv, 16);
     uint64_t budget = (uint64_t)LIN_CAP_ADAPTIVE_BUDGET * dev->loop_iteration_cap /
@@ -103,7 +103,7 @@ static size_t adaptive_span(const clattn_device_info *dev, const clattn__linear_
 
 static bool gemm_form(const clattn__linear_problem *p)
 {
-    return !p->causal && p->momentum == CLATTN_MOMENTUM_NONE;
+    return !p->causal && p->momentum == CLATTN_LINEAR_MOMENTUM_NONE;
 }
 
 static clattn_status check_problem(const clattn_device_info *dev, const clattn__linear_problem *p,

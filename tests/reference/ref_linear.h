@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-/* Element-wise feature maps, numbered as clattn_feature_map: 0 elu(x) + 1, 1 max(x, 0),
+/* Element-wise feature maps, numbered as clattn_linear_feature_map: 0 elu(x) + 1, 1 max(x, 0),
    2 identity. */
 double ref_linear_phi(double x, int fmap);
 
@@ -30,7 +30,7 @@ void ref_linear_state(const float *k, const float *v, float *s, float *z, size_t
                       size_t N, size_t D, size_t Dv, int fmap);
 
 /* ---- the general form: every feature map (FAVOR+ included) and momentum form ----
-   Numbered as in clattn.h: fmap as clattn_feature_map (3 = FAVOR), momentum as clattn_momentum
+   Numbered as in clattn.h: fmap as clattn_linear_feature_map (3 = FAVOR), momentum as clattn_linear_momentum
    (0 none, 1 fixed, 2 adaptive). These follow the definitions in clattn.h's "Linear (kernelized)
    attention" section literally; every quantity is held in double. */
 

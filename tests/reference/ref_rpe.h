@@ -23,7 +23,7 @@ void ref_rpe_from_features(const double *fq, const double *fk, const float *v, c
                            float *out, size_t B, size_t H, size_t N, size_t M, size_t Dv,
                            double eps, int causal);
 
-/* The same with an element-wise feature map (numbered as clattn_feature_map: 0 elu + 1, 1 relu,
+/* The same with an element-wise feature map (numbered as clattn_linear_feature_map: 0 elu + 1, 1 relu,
    2 identity; ref_linear_phi) applied to q, k [B][H][N][D] (M = D). If scratch cannot be
    allocated, out is filled with NaN so any comparison fails. */
 void ref_rpe_attention(const float *q, const float *k, const float *v, const float *bias,
