@@ -1,5 +1,6 @@
 /* Device discovery, device capability records and the context's lifetime. */
 #include "internal.h"
+#include "../blocks/fft.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -268,9 +269,6 @@ static clattn_context *context_alloc(void)
     clattn__cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
     return ctx;
 }
-
-void clattn__program_cache_clear(clattn_context *ctx);
-void clattn__fft_release(clattn_context *ctx);
 
 void clattn_context_destroy(clattn_context *ctx)
 {

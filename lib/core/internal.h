@@ -103,6 +103,8 @@ extern const size_t clattn__kernel_source_count;
  * that folder instead of the embedded copies (for kernel development). */
 clattn_status clattn__program_get(clattn_context *ctx, const char *file, const char *options,
                                   cl_program *program);
+/* Releases every program of the context's cache (context destroy). */
+void clattn__program_cache_clear(clattn_context *ctx);
 /* clCreateKernel with a useful message. The caller releases the kernel. */
 clattn_status clattn__kernel_create(clattn_context *ctx, cl_program program, const char *name,
                                     cl_kernel *kernel);
