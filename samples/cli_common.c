@@ -459,7 +459,7 @@ void cli_run_summary(clattn_context *ctx, const char *op, const clattn_plan *pla
         return;
     double ms = now_ms() - run_opts.t0_ms;
     clattn_device_info d;
-    char where[400] = "device ?", what[400] = "plan: none (one-shot call)";
+    char where[400] = "device ?", what[400] = "plan: none";
     if (clattn_context_get_device_info(ctx, &d) == CLATTN_SUCCESS)
         snprintf(where, sizeof where, "device %u:%u %s (%s)", d.platform_index, d.device_index,
                  d.name, d.platform_name);
