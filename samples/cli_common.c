@@ -496,10 +496,8 @@ static cl_mem io_buffer(cli_io *io, const void *host, void *dst, size_t bytes)
     cl_int err = CL_SUCCESS;
     cl_mem b = clCreateBuffer(clattn_context_get_cl_context(io->ctx), flags, bytes, (void *)host,
                               &err);
-    if (err != CL_SUCCESS || !b) {
-        if (b)
-            clReleaseMemObject(b);
-        io->err = err != CL_SUCCESS ? err : CL_OUT_OF_RESOURCES;
+    if (err != CL_SUCCESS) { /* OpenCL returns NULL with any error */
+        io->err = err;
         return NULL;
     }
     io->buf[io->n] = b;
