@@ -117,9 +117,46 @@ void cli_swap_axes12(float *dst, const float *src, const size_t shape[4]);
 int open_context(const char *device, clattn_context **ctx);
 /* The one line a successful `clattn run` prints on stderr (unless --quiet), after its outputs are
  * written: "clattn: run OP: device P:D NAME (PLATFORM); plan OP ALGORITHM LAUNCH (chosen by);
- * T ms". `plan` may be NULL when the run used a one-shot call (then the plan part says so); T is
+ * T ms". Every run command passes the plan it baked (NULL would say "plan: none"); T is
  * the wall time since open_context (plan bake, compute, read-back and writing the outputs). */
 void cli_run_summary(clattn_context *ctx, const char *op, const clattn_plan *plan);
+/* ---- device buffers of a run ----
+ * Every `clattn run` bakes its operator's plan and enqueues it on buffers made here: inputs copied
+ * from host arrays, outputs read back after the plan's event, scratch the run fills itself:
+ *     cli_io io; cli_io_init(&io, ctx);
+ *     cl_mem bq = cli_io_in(&io, q.data, bytes), bo = cli_io_out(&io, out, bytes);
+ *     if ((rc = cli_io_check(&io))) ...             (then bake the plan, fail_status on failure)
+ *     st = clattn_<op>_plan_enqueue(plan, ..., 0, NULL, &done);
+ *     if ((rc = cli_io_read(&io, st, done, "<op> attention failed"))) ...
+ *     cli_io_end(&io);                              (also on every error path, before the plan,
+ *                                                    the context and the host outputs go) */
+#define CLI_IO_MAX 8
+typedef struct cli_io {
+    clattn_context *ctx;
+    size_t n;
+    cl_mem buf[CLI_IO_MAX];
+    void *dst[CLI_IO_MAX]; /* where cli_io_read copies an output; NULL for inputs and scratch */
+    size_t bytes[CLI_IO_MAX];
+    cl_int err; /* the first allocation failure */
+} cli_io;
+/* ctx may be NULL (no device yet): cli_io_end is then a no-op. */
+void cli_io_init(cli_io *io, clattn_context *ctx);
+/* A buffer of `bytes` (> 0) holding a copy of `host`: NULL once an allocation has failed (every
+ * later call returns NULL too; cli_io_check reports it). */
+cl_mem cli_io_in(cli_io *io, const void *host, size_t bytes);
+/* A buffer of `bytes` (> 0) that cli_io_read copies into `dst` (NULL: device scratch only). */
+cl_mem cli_io_out(cli_io *io, void *dst, size_t bytes);
+/* 0, or EXIT_RUNTIME after "cannot allocate the device buffers (OpenCL error E)". */
+int cli_io_check(const cli_io *io);
+/* After a plan's enqueue returned `st` and its event `done` (released here in every case): the
+ * failure as fail_status(ctx, st, what), else every output read back after `done` into its host
+ * array: 0, or EXIT_RUNTIME after "reading the result back failed (OpenCL error E)". */
+int cli_io_read(cli_io *io, clattn_status st, cl_event done, const char *what);
+/* Waits for the queue (nothing may still use the buffers) and releases them. */
+void cli_io_end(cli_io *io);
+/* A dense [B, H, N, D] view of `buffer` with the shape of a 4-D array. */
+clattn_tensor cli_tensor(cl_mem buffer, const size_t shape[4]);
+
 /* open_context, then "clattn: benchmarking on P:D NAME (PLATFORM)" on stderr. */
 int bench_open(const char *device, clattn_context **ctx);
 /* --variants: a comma-separated subset of names[0..count) in the order given (duplicates

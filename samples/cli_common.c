@@ -459,7 +459,7 @@ void cli_run_summary(clattn_context *ctx, const char *op, const clattn_plan *pla
         return;
     double ms = now_ms() - run_opts.t0_ms;
     clattn_device_info d;
-    char where[400] = "device ?", what[400] = "plan: none (one-shot call)";
+    char where[400] = "device ?", what[400] = "plan: none";
     if (clattn_context_get_device_info(ctx, &d) == CLATTN_SUCCESS)
         snprintf(where, sizeof where, "device %u:%u %s (%s)", d.platform_index, d.device_index,
                  d.name, d.platform_name);
@@ -473,6 +473,90 @@ void cli_run_summary(clattn_context *ctx, const char *op, const clattn_plan *pla
                  pi.launch, by);
     }
     fprintf(stderr, "clattn: run %s: %s; %s; %.1f ms\n", op, where, what, ms);
+}
+
+/* ---- device buffers of a run ---- */
+
+void cli_io_init(cli_io *io, clattn_context *ctx)
+{
+    memset(io, 0, sizeof *io);
+    io->ctx = ctx;
+    io->err = ctx ? CL_SUCCESS : CL_INVALID_CONTEXT;
+}
+
+static cl_mem io_buffer(cli_io *io, const void *host, void *dst, size_t bytes)
+{
+    if (io->err != CL_SUCCESS)
+        return NULL;
+    if (io->n >= CLI_IO_MAX) {
+        io->err = CL_OUT_OF_RESOURCES;
+        return NULL;
+    }
+    cl_mem_flags flags = host ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR : CL_MEM_READ_WRITE;
+    cl_int err = CL_SUCCESS;
+    cl_mem b = clCreateBuffer(clattn_context_get_cl_context(io->ctx), flags, bytes, (void *)host,
+                              &err);
+    if (err != CL_SUCCESS) { /* OpenCL returns NULL with any error */
+        io->err = err;
+        return NULL;
+    }
+    io->buf[io->n] = b;
+    io->dst[io->n] = dst;
+    io->bytes[io->n] = bytes;
+    io->n++;
+    return b;
+}
+
+cl_mem cli_io_in(cli_io *io, const void *host, size_t bytes)
+{
+    return io_buffer(io, host, NULL, bytes);
+}
+
+cl_mem cli_io_out(cli_io *io, void *dst, size_t bytes)
+{
+    return io_buffer(io, NULL, dst, bytes);
+}
+
+int cli_io_check(const cli_io *io)
+{
+    if (io->err != CL_SUCCESS)
+        return fail(EXIT_RUNTIME, "cannot allocate the device buffers (OpenCL error %d)",
+                    (int)io->err);
+    return 0;
+}
+
+int cli_io_read(cli_io *io, clattn_status st, cl_event done, const char *what)
+{
+    int rc = 0;
+    if (st != CLATTN_SUCCESS) {
+        rc = fail_status(io->ctx, st, what);
+    } else {
+        cl_command_queue queue = clattn_context_get_cl_queue(io->ctx);
+        cl_int err = CL_SUCCESS;
+        for (size_t i = 0; i < io->n && err == CL_SUCCESS; i++)
+            if (io->dst[i])
+                err = clEnqueueReadBuffer(queue, io->buf[i], CL_TRUE, 0, io->bytes[i],
+                                          io->dst[i], done ? 1 : 0, done ? &done : NULL, NULL);
+        if (err != CL_SUCCESS)
+            rc = fail(EXIT_RUNTIME, "reading the result back failed (OpenCL error %d)", (int)err);
+    }
+    if (done)
+        clReleaseEvent(done);
+    return rc;
+}
+
+void cli_io_end(cli_io *io)
+{
+    if (io->ctx && io->n > 0)
+        clattn_context_finish(io->ctx);
+    for (size_t i = 0; i < io->n; i++)
+        clReleaseMemObject(io->buf[i]);
+    io->n = 0;
+}
+
+clattn_tensor cli_tensor(cl_mem buffer, const size_t shape[4])
+{
+    return clattn_tensor_make(buffer, shape[0], shape[1], shape[2], shape[3]);
 }
 
 /* ---- usage text ---- */

@@ -85,6 +85,37 @@ static int lsh_check_shapes(const lsh_run_args *ra, const clattn_lsh_desc *d, co
     return 0;
 }
 
+/* Uploads q and v, bakes the plan (it uploads the rotations), enqueues it and reads out
+ * [B, H, N, Dv] (and lse [B, H, N] when asked) back: 0 or an exit code after a message. */
+static int run_on_device(clattn_context *ctx, const clattn_lsh_desc *desc, const npy_array *q,
+                         const npy_array *v, float *out, float *lse, clattn_plan **plan)
+{
+    const size_t oshape[4] = {q->shape[0], q->shape[1], q->shape[2], v->shape[3]},
+                 lshape[4] = {q->shape[0], q->shape[1], q->shape[2], 1},
+                 rows = q->count / q->shape[3];
+    cli_io io;
+    cli_io_init(&io, ctx);
+    cl_mem bq = cli_io_in(&io, q->data, q->count * 4), bv = cli_io_in(&io, v->data, v->count * 4),
+           bo = cli_io_out(&io, out, rows * oshape[3] * 4),
+           bl = lse ? cli_io_out(&io, lse, rows * 4) : NULL;
+    int rc = cli_io_check(&io);
+    if (rc)
+        goto cleanup;
+    clattn_status st = clattn_lsh_plan_create(ctx, desc, q->shape, v->shape, plan);
+    if (st != CLATTN_SUCCESS) {
+        rc = fail_status(ctx, st, "lsh attention failed");
+        goto cleanup;
+    }
+    clattn_tensor tq = cli_tensor(bq, q->shape), tv = cli_tensor(bv, v->shape),
+                  to = cli_tensor(bo, oshape), tl = cli_tensor(bl, lshape);
+    cl_event done = NULL;
+    st = clattn_lsh_plan_enqueue(*plan, &tq, &tv, &to, lse ? &tl : NULL, NULL, 0, NULL, &done);
+    rc = cli_io_read(&io, st, done, "lsh attention failed");
+cleanup:
+    cli_io_end(&io);
+    return rc;
+}
+
 static int lsh_run(const lsh_run_args *ra)
 {
     clattn_lsh_desc desc;
@@ -97,6 +128,7 @@ static int lsh_run(const lsh_run_args *ra)
     memset(&r, 0, sizeof r);
     float *out = NULL, *lse = NULL;
     clattn_context *ctx = NULL;
+    clattn_plan *plan = NULL;
     if ((rc = load_f32(ra->q, "--q", 4, &q)) || (rc = load_f32(ra->v, "--v", 4, &v)) ||
         (ra->rot && (rc = load_f32(ra->rot, "--rotations", 3, &r))) ||
         (rc = lsh_check_shapes(ra, &desc, &q, &v, &r)))
@@ -108,26 +140,22 @@ static int lsh_run(const lsh_run_args *ra)
         rc = fail(EXIT_RUNTIME, "out of memory for the outputs");
         goto cleanup;
     }
-    if ((rc = open_context(ra->device, &ctx)))
-        goto cleanup;
     if (r.data) { /* trained rotations go through the desc; the plan uploads them once */
         desc.rotations = r.data;
         memcpy(desc.rotations_shape, r.shape, sizeof desc.rotations_shape);
     }
-    clattn_status st = clattn_lsh_host(ctx, &desc, q.shape, v.shape, q.data, v.data, out, lse);
-    if (st != CLATTN_SUCCESS) {
-        rc = fail(status_exit_code(st), "lsh attention failed: %s (%s)", lib_error(ctx, st),
-                  clattn_status_string(st));
+    if ((rc = open_context(ra->device, &ctx)) ||
+        (rc = run_on_device(ctx, &desc, &q, &v, out, lse, &plan)))
         goto cleanup;
-    }
     size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
     if ((rc = write_f32(ra->out, out, 4, oshape)))
         goto cleanup;
     if (ra->lse && (rc = write_f32(ra->lse, lse, 3, oshape)) != 0)
         remove(ra->out); /* no half-result left behind */
     if (rc == 0)
-        cli_run_summary(ctx, "lsh", NULL);
+        cli_run_summary(ctx, "lsh", plan);
 cleanup:
+    clattn_plan_destroy(plan);
     clattn_context_destroy(ctx);
     npy_free(&q);
     npy_free(&v);

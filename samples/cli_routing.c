@@ -96,6 +96,45 @@ static int routing_check_shapes(const routing_run_args *ra, const clattn_routing
     return 0;
 }
 
+/* Uploads q, k, v and the centroids [Hk, C, D] (NULL: k-means++ from q and k with desc->seed, on
+ * the plan), bakes the plan, enqueues it and reads out [B, Hq, N, Dv] back: 0 or an exit code
+ * after a message. */
+static int run_on_device(clattn_context *ctx, const clattn_routing_desc *desc,
+                         const npy_array *q, const npy_array *k, const npy_array *v,
+                         const float *centroids, float *out, clattn_plan **plan)
+{
+    const size_t oshape[4] = {q->shape[0], q->shape[1], q->shape[2], v->shape[3]},
+                 mshape[4] = {1, k->shape[1], desc->clusters, q->shape[3]};
+    const size_t mbytes = mshape[1] * mshape[2] * mshape[3] * 4;
+    cli_io io;
+    cli_io_init(&io, ctx);
+    cl_mem bq = cli_io_in(&io, q->data, q->count * 4), bk = cli_io_in(&io, k->data, k->count * 4),
+           bv = cli_io_in(&io, v->data, v->count * 4),
+           bm = centroids ? cli_io_in(&io, centroids, mbytes) : cli_io_out(&io, NULL, mbytes),
+           bo = cli_io_out(&io, out, q->count / q->shape[3] * oshape[3] * 4);
+    int rc = cli_io_check(&io);
+    if (rc)
+        goto cleanup;
+    clattn_status st =
+        clattn_routing_plan_create(ctx, desc, q->shape, k->shape, v->shape, mshape, plan);
+    if (st != CLATTN_SUCCESS) {
+        rc = fail_status(ctx, st, "routing attention failed");
+        goto cleanup;
+    }
+    clattn_tensor tq = cli_tensor(bq, q->shape), tk = cli_tensor(bk, k->shape),
+                  tv = cli_tensor(bv, v->shape), tm = cli_tensor(bm, mshape),
+                  to = cli_tensor(bo, oshape);
+    if (!centroids)
+        st = clattn_routing_centroids_init(*plan, &tq, &tk, desc->seed, &tm);
+    cl_event done = NULL;
+    if (st == CLATTN_SUCCESS)
+        st = clattn_routing_plan_enqueue(*plan, &tq, &tk, &tv, &tm, &to, 0, NULL, &done);
+    rc = cli_io_read(&io, st, done, "routing attention failed");
+cleanup:
+    cli_io_end(&io);
+    return rc;
+}
+
 static int routing_run(const routing_run_args *ra)
 {
     clattn_routing_desc desc;
@@ -109,6 +148,7 @@ static int routing_run(const routing_run_args *ra)
     memset(&m, 0, sizeof m);
     float *out = NULL;
     clattn_context *ctx = NULL;
+    clattn_plan *plan = NULL;
     if ((rc = load_f32(ra->q, "--q", 4, &q)) || (rc = load_f32(ra->k, "--k", 4, &k)) ||
         (rc = load_f32(ra->v, "--v", 4, &v)) ||
         (ra->centroids && (rc = load_f32(ra->centroids, "--centroids", 3, &m))) ||
@@ -120,21 +160,15 @@ static int routing_run(const routing_run_args *ra)
         rc = fail(EXIT_RUNTIME, "out of memory for the output");
         goto cleanup;
     }
-    if ((rc = open_context(ra->device, &ctx)))
+    if ((rc = open_context(ra->device, &ctx)) ||
+        (rc = run_on_device(ctx, &desc, &q, &k, &v, m.data, out, &plan)))
         goto cleanup;
-    clattn_status st =
-        clattn_routing_host(ctx, &desc, q.shape, k.shape, v.shape, q.data, k.data, v.data, m.data,
-                            out);
-    if (st != CLATTN_SUCCESS) {
-        rc = fail(status_exit_code(st), "routing attention failed: %s (%s)", lib_error(ctx, st),
-                  clattn_status_string(st));
-        goto cleanup;
-    }
     size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
     rc = write_f32(ra->out, out, 4, oshape);
     if (rc == 0)
-        cli_run_summary(ctx, "routing", NULL);
+        cli_run_summary(ctx, "routing", plan);
 cleanup:
+    clattn_plan_destroy(plan);
     clattn_context_destroy(ctx);
     npy_free(&q);
     npy_free(&k);

@@ -108,6 +108,39 @@ static int check_inputs(const char *cmd, const npy_array *q, const npy_array *k,
     return 0;
 }
 
+/* Uploads q, k, v and the bias [H, 2N - 1], bakes the plan, enqueues it and reads out
+ * [B, H, N, Dv] back: 0 or an exit code after a message. */
+static int run_on_device(clattn_context *ctx, const clattn_rpe_desc *desc, const npy_array *q,
+                         const npy_array *k, const npy_array *v, const npy_array *bias,
+                         float *out, clattn_plan **plan)
+{
+    const size_t oshape[4] = {q->shape[0], q->shape[1], q->shape[2], v->shape[3]},
+                 bshape[4] = {1, bias->shape[0], 1, bias->shape[1]};
+    cli_io io;
+    cli_io_init(&io, ctx);
+    cl_mem bq = cli_io_in(&io, q->data, q->count * 4), bk = cli_io_in(&io, k->data, k->count * 4),
+           bv = cli_io_in(&io, v->data, v->count * 4),
+           bb = cli_io_in(&io, bias->data, bias->count * 4),
+           bo = cli_io_out(&io, out, q->count / q->shape[3] * oshape[3] * 4);
+    int rc = cli_io_check(&io);
+    if (rc)
+        goto cleanup;
+    clattn_status st = clattn_rpe_plan_create(ctx, desc, q->shape, k->shape, v->shape, plan);
+    if (st != CLATTN_SUCCESS) {
+        rc = fail_status(ctx, st, "rpe attention failed");
+        goto cleanup;
+    }
+    clattn_tensor tq = cli_tensor(bq, q->shape), tk = cli_tensor(bk, k->shape),
+                  tv = cli_tensor(bv, v->shape), tb = cli_tensor(bb, bshape),
+                  to = cli_tensor(bo, oshape);
+    cl_event done = NULL;
+    st = clattn_rpe_plan_enqueue(*plan, &tq, &tk, &tv, &tb, &to, 0, NULL, &done);
+    rc = cli_io_read(&io, st, done, "rpe attention failed");
+cleanup:
+    cli_io_end(&io);
+    return rc;
+}
+
 int cli_run_rpe(int argc, char **argv)
 {
     const char *cmd = "run rpe";
@@ -164,6 +197,7 @@ int cli_run_rpe(int argc, char **argv)
     memset(&w, 0, sizeof w);
     float *out = NULL;
     clattn_context *ctx = NULL;
+    clattn_plan *plan = NULL;
     if ((rc = load_f32(qp, "--q", 4, &q)) || (rc = load_f32(kp, "--k", 4, &k)) ||
         (rc = load_f32(vp, "--v", 4, &v)) || (rc = load_f32(bp, "--bias", 2, &b)) ||
         (rc = check_inputs(cmd, &q, &k, &v, &b, bp)))
@@ -193,18 +227,14 @@ int cli_run_rpe(int argc, char **argv)
         rc = fail(EXIT_RUNTIME, "out of memory for the output");
         goto cleanup;
     }
-    if ((rc = open_context(device, &ctx)))
+    if ((rc = open_context(device, &ctx)) ||
+        (rc = run_on_device(ctx, &desc, &q, &k, &v, &b, out, &plan)))
         goto cleanup;
-    clattn_status st = clattn_rpe_host(ctx, &desc, q.shape, k.shape, v.shape, q.data, k.data,
-                                       v.data, b.data, out);
-    if (st != CLATTN_SUCCESS) {
-        rc = fail_status(ctx, st, "rpe attention failed");
-        goto cleanup;
-    }
     rc = write_f32(op, out, 4, oshape);
     if (rc == 0)
-        cli_run_summary(ctx, "rpe", NULL);
+        cli_run_summary(ctx, "rpe", plan);
 cleanup:
+    clattn_plan_destroy(plan);
     clattn_context_destroy(ctx);
     npy_free(&q);
     npy_free(&k);

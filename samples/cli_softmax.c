@@ -141,69 +141,37 @@ static int run_check_options(const run_args *ra, clattn_softmax_desc *desc)
     return 0;
 }
 
-/* Device buffers of one run: q, k, v, out, lse (optional), key lengths (optional). */
-typedef struct run_bufs {
-    cl_mem m[6];
-} run_bufs;
-
-static cl_mem make_buffer(clattn_context *ctx, const void *host, size_t bytes, cl_int *err)
-{
-    cl_mem_flags flags = host ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR : CL_MEM_READ_WRITE;
-    return clCreateBuffer(clattn_context_get_cl_context(ctx), flags, bytes, (void *)host, err);
-}
-
-/* Bakes the plan, enqueues it and reads out (and lse) back: 0 or an exit code after a message. */
+/* Uploads the inputs, bakes the plan, enqueues it and reads out (and lse) back: 0 or an exit code
+ * after a message. */
 static int run_on_device(clattn_context *ctx, clattn_softmax_desc *desc, const npy_array *q,
                          const npy_array *k, const npy_array *v, const int32_t *kl, float *out,
                          float *lse, clattn_plan **plan)
 {
-    run_bufs b;
-    memset(&b, 0, sizeof b);
-    cl_int err = CL_SUCCESS;
-    cl_event done = NULL;
-    int rc = 0;
-    size_t rows = q->count / q->shape[3];
-    const void *src[6] = {q->data, k->data, v->data, NULL, NULL, kl};
-    size_t bytes[6] = {q->count * 4, k->count * 4, v->count * 4, q->count * 4,
-                       lse ? rows * 4 : 0, kl ? q->shape[0] * 4 : 0};
-    for (int i = 0; i < 6 && err == CL_SUCCESS; i++)
-        if (bytes[i])
-            b.m[i] = make_buffer(ctx, src[i], bytes[i], &err);
-    if (err != CL_SUCCESS) {
-        rc = fail(EXIT_RUNTIME, "cannot allocate the device buffers (OpenCL error %d)", (int)err);
+    cli_io io;
+    cli_io_init(&io, ctx);
+    const size_t rows = q->count / q->shape[3], lse_shape[4] = {q->shape[0], q->shape[1],
+                                                                q->shape[2], 1};
+    cl_mem bq = cli_io_in(&io, q->data, q->count * 4), bk = cli_io_in(&io, k->data, k->count * 4),
+           bv = cli_io_in(&io, v->data, v->count * 4), bo = cli_io_out(&io, out, q->count * 4),
+           bl = lse ? cli_io_out(&io, lse, rows * 4) : NULL;
+    desc->key_lengths = kl ? cli_io_in(&io, kl, q->shape[0] * 4) : NULL;
+    int rc = cli_io_check(&io);
+    if (rc)
         goto cleanup;
-    }
-    desc->key_lengths = b.m[5];
     clattn_status st = clattn_softmax_plan_create(ctx, desc, q->shape, k->shape, v->shape, plan);
     if (st != CLATTN_SUCCESS) {
         rc = fail_status(ctx, st, "attention failed");
         goto cleanup;
     }
-    const size_t *qs = q->shape, *ks = k->shape;
-    clattn_tensor tq = clattn_tensor_make(b.m[0], qs[0], qs[1], qs[2], qs[3]);
-    clattn_tensor tk = clattn_tensor_make(b.m[1], ks[0], ks[1], ks[2], ks[3]);
-    clattn_tensor tv = clattn_tensor_make(b.m[2], ks[0], ks[1], ks[2], ks[3]);
-    clattn_tensor to = clattn_tensor_make(b.m[3], qs[0], qs[1], qs[2], qs[3]);
-    clattn_tensor tl = clattn_tensor_make(b.m[4], qs[0], qs[1], qs[2], 1);
+    clattn_tensor tq = cli_tensor(bq, q->shape), tk = cli_tensor(bk, k->shape),
+                  tv = cli_tensor(bv, v->shape), to = cli_tensor(bo, q->shape),
+                  tl = cli_tensor(bl, lse_shape);
+    cl_event done = NULL;
     st = clattn_softmax_plan_enqueue(*plan, &tq, &tk, &tv, &to, lse ? &tl : NULL, 0, NULL, &done);
-    if (st != CLATTN_SUCCESS) {
-        rc = fail_status(ctx, st, "attention failed");
-        goto cleanup;
-    }
-    cl_command_queue queue = clattn_context_get_cl_queue(ctx);
-    err = clEnqueueReadBuffer(queue, b.m[3], CL_TRUE, 0, bytes[3], out, 1, &done, NULL);
-    if (err == CL_SUCCESS && lse)
-        err = clEnqueueReadBuffer(queue, b.m[4], CL_TRUE, 0, bytes[4], lse, 1, &done, NULL);
-    if (err != CL_SUCCESS)
-        rc = fail(EXIT_RUNTIME, "reading the result back failed (OpenCL error %d)", (int)err);
+    rc = cli_io_read(&io, st, done, "attention failed");
 cleanup:
-    if (done)
-        clReleaseEvent(done);
-    clattn_context_finish(ctx); /* nothing may still use the buffers released below */
+    cli_io_end(&io);
     desc->key_lengths = NULL;
-    for (int i = 0; i < 6; i++)
-        if (b.m[i])
-            clReleaseMemObject(b.m[i]);
     return rc;
 }
 

@@ -42,6 +42,39 @@ static int algo_option(const char *cmd, const char *s, clattn_ssm_algo *a)
 /* run                                                                                            */
 /* ---------------------------------------------------------------------------------------------- */
 
+/* Makes the SSM handle from A, Ct, log_dt and D (NULL: no skip term), uploads u [B, H, L], bakes
+ * the handle's plan (K generated once), enqueues it and reads y [B, H, L] back: 0 or an exit code
+ * after a message. */
+static int run_on_device(clattn_context *ctx, const clattn_ssm_desc *desc, const npy_array *u,
+                         const npy_array *a, const npy_array *c, const npy_array *dt,
+                         const npy_array *d, float *y, clattn_plan **plan)
+{
+    const size_t shape[4] = {u->shape[0], u->shape[1], u->shape[2], 1};
+    clattn_ssm *ssm = NULL;
+    cli_io io;
+    cli_io_init(&io, ctx);
+    cl_mem bu = cli_io_in(&io, u->data, u->count * 4), by = cli_io_out(&io, y, u->count * 4);
+    int rc = cli_io_check(&io);
+    if (rc)
+        goto cleanup;
+    clattn_status st = clattn_ssm_create(ctx, shape[1], a->shape[1], a->data, c->data, dt->data,
+                                         d ? d->data : NULL, &ssm);
+    if (st == CLATTN_SUCCESS)
+        st = clattn_ssm_plan_create(ctx, desc, ssm, shape, plan);
+    if (st != CLATTN_SUCCESS) {
+        rc = fail_status(ctx, st, "ssm failed");
+        goto cleanup;
+    }
+    clattn_tensor tu = cli_tensor(bu, shape), ty = cli_tensor(by, shape);
+    cl_event done = NULL;
+    st = clattn_ssm_plan_enqueue(*plan, &tu, &ty, 0, NULL, &done);
+    rc = cli_io_read(&io, st, done, "ssm failed");
+cleanup:
+    cli_io_end(&io);
+    clattn_ssm_destroy(ssm); /* the plan keeps what it needs */
+    return rc;
+}
+
 int cli_run_ssm(int argc, char **argv)
 {
     const char *cmd = "run ssm";
@@ -84,11 +117,12 @@ int cli_run_ssm(int argc, char **argv)
     memset(&d, 0, sizeof d);
     float *y = NULL;
     clattn_context *ctx = NULL;
+    clattn_plan *plan = NULL;
     if ((rc = load_f32(up, "--u", 3, &u)) || (rc = load_f32(ap, "--A", 3, &a)) ||
         (rc = load_f32(cp, "--Ct", 3, &c)) || (rc = load_f32(dtp, "--log-dt", 1, &dt)) ||
         (dp && (rc = load_f32(dp, "--D", 1, &d))))
         goto cleanup;
-    size_t B = u.shape[0], H = u.shape[1], L = u.shape[2], N = a.shape[1];
+    size_t H = u.shape[1], N = a.shape[1];
     if (a.shape[0] != H || a.shape[2] != 2) {
         rc = fail(EXIT_USAGE, "%s (--A): shape [%zu, %zu, %zu], expected [%zu, N, 2]", ap,
                   a.shape[0], a.shape[1], a.shape[2], H);
@@ -108,18 +142,14 @@ int cli_run_ssm(int argc, char **argv)
         rc = fail(EXIT_RUNTIME, "out of memory for the output");
         goto cleanup;
     }
-    if ((rc = open_context(device, &ctx)))
+    if ((rc = open_context(device, &ctx)) ||
+        (rc = run_on_device(ctx, &desc, &u, &a, &c, &dt, dp ? &d : NULL, y, &plan)))
         goto cleanup;
-    clattn_status st = clattn_ssm_host(ctx, &desc, B, H, N, L, a.data, c.data, dt.data,
-                                       dp ? d.data : NULL, u.data, y);
-    if (st != CLATTN_SUCCESS) {
-        rc = fail_status(ctx, st, "ssm failed");
-        goto cleanup;
-    }
     rc = write_f32(op, y, 3, u.shape);
     if (rc == 0)
-        cli_run_summary(ctx, "ssm", NULL);
+        cli_run_summary(ctx, "ssm", plan);
 cleanup:
+    clattn_plan_destroy(plan);
     clattn_context_destroy(ctx);
     npy_free(&u);
     npy_free(&a);

@@ -18,7 +18,7 @@
 #include "test_util.h"
 
 /* A successful run prints exactly one line on stderr: device, plan (operator, algorithm, launch,
- * who chose it), time; --quiet prints nothing. Runs without a plan of their own say so. */
+ * who chose it), time; --quiet prints nothing. */
 static void test_summary_line_and_quiet(void **state)
 {
     (void)state;
@@ -67,6 +67,81 @@ static void test_summary_line_and_quiet(void **state)
     free(q);
     free(k);
     free(v);
+}
+
+/* Every operator's run bakes its operator's plan and names it in the summary line: "; plan <op>
+ * <algorithm> <launch> (<chosen by>); " with an algorithm of that operator, never "plan: none"
+ * (the one-shot calls the runs once made). AUTO everywhere, so the scheduler chose each; at these
+ * sizes RPE and SSM take their direct paths (no clFFT build, whose compiler warnings on a cold
+ * PoCL cache would add stderr lines). */
+static void test_every_run_names_its_plan(void **state)
+{
+    (void)state;
+    enum { SB = 1, SH = 2, SN = 4, SL = 40 };
+    size_t n = (size_t)B * H * N * D, nb = (size_t)H * (2 * N - 1);
+    float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4);
+    make_inputs(q, k, v);
+    uint64_t seed = 23;
+    float *bias = tu_random(nb, 0.5f, &seed), *u = tu_random((size_t)SB * SH * SL, 1, &seed),
+          *Ct = tu_random((size_t)SH * SN * 2, 0.5f, &seed), A[SH * SN * 2], dt[SH];
+    for (size_t i = 0; i < (size_t)SH * SN; i++) {
+        A[2 * i] = -0.5f;
+        A[2 * i + 1] = 3.14159265f * (float)(i % SN);
+    }
+    for (size_t h = 0; h < SH; h++)
+        dt[h] = -3.0f - (float)h;
+    size_t bs[2] = {H, 2 * N - 1}, su[3] = {SB, SH, SL}, sa[3] = {SH, SN, 2}, sh[1] = {SH};
+    write_f32("bias.npy", bias, 2, bs);
+    write_f32("u.npy", u, 3, su);
+    write_f32("A.npy", A, 3, sa);
+    write_f32("Ct.npy", Ct, 3, sa);
+    write_f32("dt.npy", dt, 1, sh);
+    static const struct {
+        const char *op, *args, *algos[3];
+    } runs[] = {
+        {"softmax", "--q q.npy --k k.npy --v v.npy -o p.npy --causal",
+         {"tiled_cpu", "tiled_gpu", "naive"}},
+        {"linear", "--q q.npy --k k.npy --v v.npy -o p.npy", {"fused", "gemm", NULL}},
+        {"rpe", "--q q.npy --k k.npy --v v.npy --bias bias.npy -o p.npy", {"direct", "fft", NULL}},
+        {"lsh", "--q q.npy --v v.npy -o p.npy --hashes 2 --buckets 4 --chunk 8 --seed 1",
+         {"counting_sort", "radix_sort", NULL}},
+        {"routing", "--q q.npy --k k.npy --v v.npy -o p.npy --clusters 3 --seed 2",
+         {"balanced", NULL, NULL}},
+        {"ssm", "--u u.npy --A A.npy --Ct Ct.npy --log-dt dt.npy -o p.npy",
+         {"direct", "fft", NULL}},
+    };
+    static char out[4096], err[4096];
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        char args[512], want[64], lead[64];
+        snprintf(args, sizeof args, "run %s %s", runs[r].op, runs[r].args);
+        remove(at("p.npy"));
+        int rc = run_capture("", args, out, sizeof out, err, sizeof err);
+        if (rc != 0)
+            fail_msg("'%s': exit %d: %s", args, rc, err);
+        assert_true(exists(at("p.npy")));
+        if (count_lines(err) != 1)
+            fail_msg("'%s': stderr is not one line:\n%s", args, err);
+        snprintf(lead, sizeof lead, "clattn: run %s: device ", runs[r].op);
+        if (strncmp(err, lead, strlen(lead)) != 0 || strstr(err, "plan: none"))
+            fail_msg("'%s': summary '%s'", args, err);
+        int named = 0;
+        for (int a = 0; a < 3 && runs[r].algos[a]; a++) {
+            snprintf(want, sizeof want, "; plan %s %s ", runs[r].op, runs[r].algos[a]);
+            named |= strstr(err, want) != NULL;
+        }
+        if (!named)
+            fail_msg("'%s': the summary names no %s plan and algorithm: %s", args, runs[r].op,
+                     err);
+        if (!strstr(err, " (scheduler); "))
+            fail_msg("'%s': AUTO's plan is not the scheduler's: %s", args, err);
+    }
+    remove(at("p.npy"));
+    free(q);
+    free(k);
+    free(v);
+    free(bias);
+    free(u);
+    free(Ct);
 }
 
 /* `clattn run softmax --help` prints that command's usage only; `run --help` and `bench --help`
@@ -291,6 +366,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_summary_line_and_quiet),
+        cmocka_unit_test(test_every_run_names_its_plan),
         cmocka_unit_test(test_per_command_help),
         cmocka_unit_test(test_layout_bnhd),
         cmocka_unit_test(test_selector_matching_nothing),
