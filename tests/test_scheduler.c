@@ -353,7 +353,8 @@ static void test_public_schedule_validation(void **state)
 
 #if SIZE_MAX > 0xffffffffu
     /* B * Hq beyond the kernels' 32-bit indices, also when the product wraps around size_t */
-    size_t qbig[4] = {(size_t)1 << 20, (size_t)1 << 12, 16, 64}, kbig[4] = {(size_t)1 << 20, 1, 16, 64};
+    size_t qbig[4] = {(size_t)1 << 20, (size_t)1 << 12, 16, 64};
+    size_t kbig[4] = {(size_t)1 << 20, 1, 16, 64};
     EXPECT_REFUSED(CLATTN_INVALID_SHAPE, &dev, NULL, qbig, kbig);
     size_t qwrap[4] = {(size_t)1 << 32, (size_t)1 << 32, 16, 64};
     size_t kwrap[4] = {(size_t)1 << 32, (size_t)1 << 32, 16, 64};

@@ -106,7 +106,8 @@ static void run_case(const tcase *c)
     clattn_plan_info info;
     clattn_plan_get_info(plan, &info);
     char what[200];
-    snprintf(what, sizeof what, "%s B%zu Hq%zu Hk%zu Nq%zu Nk%zu D%zu causal%d kl%d bnhd%d scale %g",
+    snprintf(what, sizeof what,
+             "%s B%zu Hq%zu Hk%zu Nq%zu Nk%zu D%zu causal%d kl%d bnhd%d scale %g",
              info.variant, c->B, c->Hq, c->Hk, c->Nq, c->Nk, c->D, c->causal, c->key_lengths,
              c->bnhd, (double)c->scale);
     tu_check_close(got, ref, nq, TU_TOL_FP32, what);

@@ -61,7 +61,8 @@ static void expect(fixture *f, clattn_status got, clattn_status want, int on_ctx
 #define EXPECT_PLAN(f, want, on_ctx, ctx_, desc_, q_, k_, v_)                                      \
     do {                                                                                           \
         clattn_plan *p_ = (clattn_plan *)(uintptr_t)1;                                             \
-        EXPECT(f, want, on_ctx, clattn_softmax_plan_create((ctx_), (desc_), (q_), (k_), (v_), &p_)); \
+        EXPECT(f, want, on_ctx,                                                                    \
+               clattn_softmax_plan_create((ctx_), (desc_), (q_), (k_), (v_), &p_));                \
         assert_null(p_);                                                                           \
     } while (0)
 
@@ -80,15 +81,18 @@ static views base_views(const fixture *f)
     return w;
 }
 
+/* The plan and one-shot calls on views w (no wait list, no event). */
+#define PLAN_ENQ(p, w)                                                                             \
+    clattn_softmax_plan_enqueue((p), &(w).q, &(w).k, &(w).v, &(w).out, &(w).lse, 0, NULL, NULL)
+#define ONE_SHOT(f, d, w)                                                                          \
+    clattn_softmax_enqueue((f)->ctx, (d), &(w).q, &(w).k, &(w).v, &(w).out, &(w).lse, 0, NULL,    \
+                           NULL)
+
 /* Checks both the plan path and the one-shot path on the same views. */
 #define EXPECT_ENQ(f, want, w)                                                                     \
     do {                                                                                           \
-        EXPECT(f, want, 1,                                                                         \
-               clattn_softmax_plan_enqueue((f)->plan, &(w).q, &(w).k, &(w).v, &(w).out,           \
-                                           &(w).lse, 0, NULL, NULL));                              \
-        EXPECT(f, want, 1,                                                                         \
-               clattn_softmax_enqueue((f)->ctx, NULL, &(w).q, &(w).k, &(w).v, &(w).out,           \
-                                      &(w).lse, 0, NULL, NULL));                                   \
+        EXPECT(f, want, 1, PLAN_ENQ((f)->plan, w));                                                \
+        EXPECT(f, want, 1, ONE_SHOT(f, NULL, w));                                                  \
     } while (0)
 
 static void write_at(fixture *f, cl_mem m, size_t offset_bytes, const void *src, size_t bytes)
@@ -295,10 +299,7 @@ static void test_plan_create_short_desc(void **state)
     tu_expect_status(f->ctx, clattn_softmax_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p),
                      CLATTN_SUCCESS, "plan with the smallest struct_size");
     views w = base_views(f);
-    tu_expect_status(f->ctx,
-                     clattn_softmax_plan_enqueue(p, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL,
-                                                 NULL),
-                     CLATTN_SUCCESS, "enqueue of that plan");
+    tu_expect_status(f->ctx, PLAN_ENQ(p, w), CLATTN_SUCCESS, "enqueue of that plan");
     check_result(f, f->out, 0, f->lse, 0, "short desc: the defaults (non-causal)");
     clattn_plan_destroy(p);
 }
@@ -319,8 +320,7 @@ static void test_plan_create_key_lengths_too_small(void **state)
     EXPECT_PLAN(f, CLATTN_BUFFER_TOO_SMALL, 1, f->ctx, &d, f->qs, f->ks, f->ks);
     /* the one-shot path checks it too, before touching out */
     views w = base_views(f);
-    EXPECT(f, CLATTN_BUFFER_TOO_SMALL, 1,
-           clattn_softmax_enqueue(f->ctx, &d, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL, NULL));
+    EXPECT(f, CLATTN_BUFFER_TOO_SMALL, 1, ONE_SHOT(f, &d, w));
     d.key_lengths_offset = SIZE_MAX - 1; /* offset + B wraps */
     EXPECT_PLAN(f, CLATTN_BUFFER_TOO_SMALL, 1, f->ctx, &d, f->qs, f->ks, f->ks);
     clReleaseMemObject(kl);
@@ -353,10 +353,7 @@ static void test_desc_null_is_defaults(void **state)
     assert_string_equal(a.build_options, b.build_options);
 
     views w = base_views(f);
-    tu_expect_status(f->ctx,
-                     clattn_softmax_enqueue(f->ctx, NULL, &w.q, &w.k, &w.v, &w.out, &w.lse, 0,
-                                            NULL, NULL),
-                     CLATTN_SUCCESS, "one-shot, desc NULL");
+    tu_expect_status(f->ctx, ONE_SHOT(f, NULL, w), CLATTN_SUCCESS, "one-shot, desc NULL");
     check_result(f, f->out, 0, f->lse, 0, "one-shot, desc NULL");
 
     float *out = tu_poisoned(Q_ELEMS), *lse = tu_poisoned(L_ELEMS);
@@ -415,9 +412,7 @@ static void test_enqueue_bad_desc(void **state)
     bad_descs(d, &n);
     views w = base_views(f);
     for (size_t i = 0; i < n; i++)
-        EXPECT(f, CLATTN_INVALID_ARGUMENT, 1,
-               clattn_softmax_enqueue(f->ctx, &d[i], &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL,
-                                      NULL));
+        EXPECT(f, CLATTN_INVALID_ARGUMENT, 1, ONE_SHOT(f, &d[i], w));
 }
 
 /* A plan of another operator is refused by softmax's enqueue, which names what it got. */
@@ -432,8 +427,7 @@ static void test_enqueue_other_operators_plan(void **state)
     assert_int_equal(clattn_plan_get_info(lin, &info), CLATTN_SUCCESS);
     assert_int_equal(info.op, CLATTN_OP_LINEAR);
     views w = base_views(f);
-    EXPECT(f, CLATTN_INVALID_ARGUMENT, 1,
-           clattn_softmax_plan_enqueue(lin, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL, NULL));
+    EXPECT(f, CLATTN_INVALID_ARGUMENT, 1, PLAN_ENQ(lin, w));
     if (!strstr(clattn_context_last_error(f->ctx), "linear"))
         fail_msg("the message does not name the plan's operator: %s",
                  clattn_context_last_error(f->ctx));
@@ -484,12 +478,8 @@ static void test_enqueue_shape_mismatch(void **state)
     /* D = 257 everywhere: beyond the limit for the one-shot call, not the plan's shape for it */
     w = base_views(f);
     w.q.shape[3] = w.k.shape[3] = w.v.shape[3] = w.out.shape[3] = 257;
-    EXPECT(f, CLATTN_INVALID_SHAPE, 1,
-           clattn_softmax_enqueue(f->ctx, NULL, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL,
-                                  NULL));
-    EXPECT(f, CLATTN_SHAPE_MISMATCH, 1,
-           clattn_softmax_plan_enqueue(f->plan, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL,
-                                       NULL));
+    EXPECT(f, CLATTN_INVALID_SHAPE, 1, ONE_SHOT(f, NULL, w));
+    EXPECT(f, CLATTN_SHAPE_MISMATCH, 1, PLAN_ENQ(f->plan, w));
 }
 
 static void test_enqueue_buffer_too_small(void **state)
@@ -641,10 +631,7 @@ static void test_aliasing_ranges_and_sub_buffers(void **state)
     ok.q.buffer = big, ok.q.offset = q_at;
     ok.out.buffer = big, ok.out.offset = out_at;
     ok.lse.buffer = big, ok.lse.offset = lse_at;
-    tu_expect_status(f->ctx,
-                     clattn_softmax_plan_enqueue(f->plan, &ok.q, &ok.k, &ok.v, &ok.out, &ok.lse,
-                                                 0, NULL, NULL),
-                     CLATTN_SUCCESS, "disjoint views of one buffer");
+    tu_expect_status(f->ctx, PLAN_ENQ(f->plan, ok), CLATTN_SUCCESS, "disjoint views");
     check_result(f, big, out_at, big, lse_at, "disjoint views of one buffer");
     /* disjoint sub-buffers of one parent: accepted too */
     cl_mem sub_o = sub_buffer(big, out_at * sizeof(float), Q_ELEMS * sizeof(float));
@@ -652,10 +639,7 @@ static void test_aliasing_ranges_and_sub_buffers(void **state)
     write_at(f, big, q_at * sizeof(float), f->hq, Q_ELEMS * sizeof(float));
     ok.q.buffer = sub_q_overlap, ok.q.offset = 0;
     ok.out.buffer = sub_o, ok.out.offset = 0;
-    tu_expect_status(f->ctx,
-                     clattn_softmax_enqueue(f->ctx, NULL, &ok.q, &ok.k, &ok.v, &ok.out, &ok.lse,
-                                            0, NULL, NULL),
-                     CLATTN_SUCCESS, "disjoint sub-buffers");
+    tu_expect_status(f->ctx, ONE_SHOT(f, NULL, ok), CLATTN_SUCCESS, "disjoint sub-buffers");
     check_result(f, sub_o, 0, big, lse_at, "disjoint sub-buffers");
 
     clReleaseMemObject(sub_o);
@@ -679,12 +663,10 @@ static void test_aliasing_key_lengths(void **state)
                      CLATTN_SUCCESS);
     views w = base_views(f);
     w.out.buffer = kl; /* out over the key lengths */
-    EXPECT(f, CLATTN_ALIASING, 1,
-           clattn_softmax_plan_enqueue(p, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL, NULL));
+    EXPECT(f, CLATTN_ALIASING, 1, PLAN_ENQ(p, w));
     w = base_views(f);
     w.lse.buffer = kl;
-    EXPECT(f, CLATTN_ALIASING, 1,
-           clattn_softmax_plan_enqueue(p, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL, NULL));
+    EXPECT(f, CLATTN_ALIASING, 1, PLAN_ENQ(p, w));
     clattn_plan_destroy(p);
     clReleaseMemObject(kl);
 }
@@ -711,21 +693,16 @@ static void test_naive_needs_unit_strides(void **state)
         x->buffer = wide;
         for (int i = 0; i < 4; i++)
             x->strides[i] *= 2;
-        EXPECT(f, CLATTN_UNSUPPORTED, 1,
-               clattn_softmax_plan_enqueue(p, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL, NULL));
-        EXPECT(f, CLATTN_UNSUPPORTED, 1,
-               clattn_softmax_enqueue(f->ctx, &d, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL,
-                                      NULL));
+        EXPECT(f, CLATTN_UNSUPPORTED, 1, PLAN_ENQ(p, w));
+        EXPECT(f, CLATTN_UNSUPPORTED, 1, ONE_SHOT(f, &d, w));
     }
     /* lse rows every other element */
     views w = base_views(f);
     w.lse.buffer = wide;
     for (int i = 0; i < 3; i++)
         w.lse.strides[i] *= 2;
-    EXPECT(f, CLATTN_UNSUPPORTED, 1,
-           clattn_softmax_plan_enqueue(p, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL, NULL));
-    EXPECT(f, CLATTN_UNSUPPORTED, 1,
-           clattn_softmax_enqueue(f->ctx, &d, &w.q, &w.k, &w.v, &w.out, &w.lse, 0, NULL, NULL));
+    EXPECT(f, CLATTN_UNSUPPORTED, 1, PLAN_ENQ(p, w));
+    EXPECT(f, CLATTN_UNSUPPORTED, 1, ONE_SHOT(f, &d, w));
     clattn_plan_destroy(p);
     clReleaseMemObject(wide);
 }
@@ -796,10 +773,7 @@ static void test_valid_call_writes_output(void **state)
 {
     fixture *f = *state;
     views w = base_views(f);
-    tu_expect_status(f->ctx,
-                     clattn_softmax_plan_enqueue(f->plan, &w.q, &w.k, &w.v, &w.out, &w.lse, 0,
-                                                 NULL, NULL),
-                     CLATTN_SUCCESS, "valid enqueue");
+    tu_expect_status(f->ctx, PLAN_ENQ(f->plan, w), CLATTN_SUCCESS, "valid enqueue");
     check_result(f, f->out, 0, f->lse, 0, "valid enqueue");
     /* with a wait list (the event of a non-blocking write of NaNs) and an event out.
      * Not a user event: PoCL's "basic" device deadlocks in clSetUserEventStatus here. */
