@@ -325,9 +325,11 @@ CLATTN_API void clattn_softmax_desc_init(clattn_softmax_desc *desc);
  *   (multi-head, grouped-query and multi-query attention), 1 <= D <= 256, any N >= 1.
  * Chooses the kernel family and tiles (scheduler), builds or fetches the kernels (program cache)
  * and allocates any scratch. The desc's key_lengths buffer, if any, is recorded (retained).
+ * desc NULL means the defaults of clattn_softmax_desc_init. *plan is set to NULL on every failure.
  * Status: NULL_POINTER, INVALID_SHAPE (zero sizes, D > 256), SHAPE_MISMATCH, INVALID_ARGUMENT
- * (non-finite scale, unknown algorithm), UNSUPPORTED (e.g. NAIVE with strided K), BUILD_FAILED,
- * OpenCL allocation codes. */
+ * (non-finite scale, causal not 0 or 1, unknown algorithm, struct_size not set by _desc_init),
+ * BUFFER_TOO_SMALL (key_lengths), UNSUPPORTED (e.g. NAIVE with strided K), BUILD_FAILED, OpenCL
+ * allocation codes. */
 CLATTN_API clattn_status clattn_softmax_plan_create(clattn_context *ctx,
                                                       const clattn_softmax_desc *desc,
                                                       const size_t q_shape[4],
@@ -375,7 +377,8 @@ CLATTN_API clattn_status clattn_softmax_host(clattn_context *ctx,
 
 /* The plan the scheduler would choose for these shapes on a described device, without building
  * anything (pure function; `clattn devices` prints it). scratch_bytes is left 0. Status as for
- * clattn_softmax_plan_create's validation and scheduling steps. */
+ * clattn_softmax_plan_create's validation and scheduling steps; having no context, a refusal
+ * leaves its message on the thread (clattn_context_last_error(NULL)) and *info untouched. */
 CLATTN_API clattn_status clattn_softmax_schedule(const clattn_device_info *device,
                                                    const clattn_softmax_desc *desc,
                                                    const size_t q_shape[4],

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "clattn.h"
+#include "test_util.h"
 #include "reference/ref_softmax.h"
 
 enum { B = 1, HQ = 2, HK = 1, NQ = 9, NK = 21, D = 16 };
@@ -132,16 +133,9 @@ static void spill(const char *path, const unsigned char *buf, long len)
     assert_int_equal(fclose(f), 0);
 }
 
-static clattn_context *new_context(void)
-{
-    clattn_context *ctx = NULL;
-    clattn_status st = clattn_context_create(NULL, &ctx);
-    if (st != CLATTN_SUCCESS)
-        fail_msg("no device (a failure, not a skip): %s: %s (CLATTN_DEVICE=%s)",
-                 clattn_status_string(st), clattn_context_last_error(NULL),
-                 getenv("CLATTN_DEVICE") ? getenv("CLATTN_DEVICE") : "(unset)");
-    return ctx;
-}
+/* A new context (a missing device fails the test, never skips it): it reads CLATTN_CACHE_DIR and
+ * CLATTN_PROGRAM_CACHE once, now. */
+static clattn_context *new_context(void) { return tu_context(); }
 
 static clattn_plan *bake(clattn_context *ctx, size_t d, double *ms)
 {
@@ -160,45 +154,37 @@ static clattn_plan *bake(clattn_context *ctx, size_t d, double *ms)
     return p;
 }
 
-/* Runs the plan (D = 16 shapes) and compares with the reference. */
+/* Runs the plan (D = 16 shapes) on NaN-poisoned outputs and compares with the reference
+ * (TU_TOL_FP32: fp32 against fp64 on values of order 1). */
 static void run_and_check(clattn_context *ctx, clattn_plan *plan)
 {
-    float hq[Q_ELEMS], hk[K_ELEMS], hv[K_ELEMS], out[Q_ELEMS], lse[L_ELEMS];
     float ro[Q_ELEMS], rl[L_ELEMS];
     uint64_t seed = 777;
-    ref_fill_uniform(hq, Q_ELEMS, 1.0f, &seed);
-    ref_fill_uniform(hk, K_ELEMS, 1.0f, &seed);
-    ref_fill_uniform(hv, K_ELEMS, 1.0f, &seed);
-    cl_context c = clattn_context_get_cl_context(ctx);
-    cl_command_queue queue = clattn_context_get_cl_queue(ctx);
-    cl_int e1, e2, e3, e4, e5;
-    cl_mem bq = clCreateBuffer(c, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof hq, hq, &e1);
-    cl_mem bk = clCreateBuffer(c, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof hk, hk, &e2);
-    cl_mem bv = clCreateBuffer(c, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof hv, hv, &e3);
-    cl_mem bo = clCreateBuffer(c, CL_MEM_READ_WRITE, sizeof out, NULL, &e4);
-    cl_mem bl = clCreateBuffer(c, CL_MEM_READ_WRITE, sizeof lse, NULL, &e5);
-    assert_true(e1 == CL_SUCCESS && e2 == CL_SUCCESS && e3 == CL_SUCCESS && e4 == CL_SUCCESS &&
-                e5 == CL_SUCCESS);
+    float *hq = tu_random(Q_ELEMS, 1.0f, &seed), *hk = tu_random(K_ELEMS, 1.0f, &seed);
+    float *hv = tu_random(K_ELEMS, 1.0f, &seed);
+    float *out = tu_poisoned(Q_ELEMS), *lse = tu_poisoned(L_ELEMS);
+    cl_mem bq = tu_buffer(ctx, Q_ELEMS * sizeof(float), hq);
+    cl_mem bk = tu_buffer(ctx, K_ELEMS * sizeof(float), hk);
+    cl_mem bv = tu_buffer(ctx, K_ELEMS * sizeof(float), hv);
+    cl_mem bo = tu_buffer(ctx, Q_ELEMS * sizeof(float), out);
+    cl_mem bl = tu_buffer(ctx, L_ELEMS * sizeof(float), lse);
     clattn_tensor tq = clattn_tensor_make(bq, B, HQ, NQ, D);
     clattn_tensor tk = clattn_tensor_make(bk, B, HK, NK, D);
     clattn_tensor tv = clattn_tensor_make(bv, B, HK, NK, D);
     clattn_tensor to = clattn_tensor_make(bo, B, HQ, NQ, D);
     clattn_tensor tl = clattn_tensor_make(bl, B, HQ, NQ, 1);
-    clattn_status st = clattn_softmax_plan_enqueue(plan, &tq, &tk, &tv, &to, &tl, 0, NULL, NULL);
-    if (st != CLATTN_SUCCESS)
-        fail_msg("enqueue: %s (%s)", clattn_status_string(st), clattn_context_last_error(ctx));
-    assert_int_equal(clEnqueueReadBuffer(queue, bo, CL_TRUE, 0, sizeof out, out, 0, NULL, NULL),
-                     CL_SUCCESS);
-    assert_int_equal(clEnqueueReadBuffer(queue, bl, CL_TRUE, 0, sizeof lse, lse, 0, NULL, NULL),
-                     CL_SUCCESS);
+    tu_expect_status(ctx, clattn_softmax_plan_enqueue(plan, &tq, &tk, &tv, &to, &tl, 0, NULL, NULL),
+                     CLATTN_SUCCESS, "enqueue of a baked plan");
+    tu_read(ctx, bo, Q_ELEMS * sizeof(float), out);
+    tu_read(ctx, bl, L_ELEMS * sizeof(float), lse);
     ref_softmax(hq, hk, hv, ro, rl, B, HQ, HK, NQ, NK, D, 1.0 / sqrt((double)D), 1, NULL);
-    /* float32 against double, values of order 1: |x - r| <= 1e-5 + 1e-4 |r| */
-    for (size_t i = 0; i < Q_ELEMS; i++)
-        if (!(fabs(out[i] - ro[i]) <= 1e-5 + 1e-4 * fabs(ro[i])))
-            fail_msg("out[%zu] = %g, reference %g", i, out[i], ro[i]);
-    for (size_t i = 0; i < L_ELEMS; i++)
-        if (!(fabs(lse[i] - rl[i]) <= 1e-5 + 1e-4 * fabs(rl[i])))
-            fail_msg("lse[%zu] = %g, reference %g", i, lse[i], rl[i]);
+    tu_check_close(out, ro, Q_ELEMS, TU_TOL_FP32, "out of a cached program");
+    tu_check_close(lse, rl, L_ELEMS, TU_TOL_FP32, "lse of a cached program");
+    free(hq);
+    free(hk);
+    free(hv);
+    free(out);
+    free(lse);
     clReleaseMemObject(bq);
     clReleaseMemObject(bk);
     clReleaseMemObject(bv);

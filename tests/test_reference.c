@@ -1,23 +1,34 @@
 /* test_reference.c - checks the double-precision attention reference on tiny
  * cases whose answers can be worked out by hand, before anything is compared
- * against it. Tolerance: 1e-6 absolute unless stated (results are float32
- * roundings of exact values of order 1). */
+ * against it, and the shared harness's comparisons and watches (tests/test_util.h):
+ * each must fail on what it exists to catch. Tolerance: 1e-6 absolute unless
+ * stated (results are float32 roundings of exact values of order 1). */
+#include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
+#include "test_util.h"
 #include "reference/ref_softmax.h"
 
 #define TOL 1e-6
 
-static void assert_close(double got, double want, double tol)
-{
-    if (!(fabs(got - want) <= tol))
-        fail_msg("got %.9g, want %.9g (tol %g)", got, want, tol);
-}
+/* One float result against its exact value, through the harness (absolute tolerance only). */
+#define assert_close(got, want, tol)                                                               \
+    do {                                                                                           \
+        float g_ = (float)(got);                                                                   \
+        double w_ = (want);                                                                        \
+        tu_check_close_d(&g_, &w_, 1, (tu_tol){(tol), 0, 0}, #got);                                \
+    } while (0)
 
 /* One key: softmax weight is exactly 1, so out is that key's value row. */
 static void test_single_key_returns_v(void **state)
@@ -189,13 +200,143 @@ static void test_max_abs_diff(void **state)
     float a[3] = { 1.5f, -3.0f, -INFINITY };
     double m = 0.0;
     (void)state;
-    assert_close(ref_max_abs_diff(a, ref, 3, &m), 0.5, 0.0);
-    assert_close(m, 3.0, 0.0);
+    assert_true(ref_max_abs_diff(a, ref, 3, &m) == 0.5);
+    assert_true(m == 3.0);
     a[1] = NAN;
     assert_true(isinf(ref_max_abs_diff(a, ref, 3, NULL)));
     a[1] = -3.0f;
     a[2] = 0.0f;
     assert_true(isinf(ref_max_abs_diff(a, ref, 3, NULL)));
+}
+
+/* ---- the harness can fail ---------------------------------------------------------------- */
+
+/* True when fn, run as the only test of a cmocka run in a child process, fails it: the child has
+ * CMOCKA_TEST_ABORT=1, so the first failed assertion aborts it (its output goes to /dev/null),
+ * and a child that returns from fn exits 0. */
+static int harness_fails(void (*fn)(void))
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) {
+            dup2(null, 1);
+            dup2(null, 2);
+        }
+        signal(SIGABRT, SIG_DFL);
+        setenv("CMOCKA_TEST_ABORT", "1", 1);
+        fn();
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT)
+        return 1;
+    fail_msg("the child ended neither cleanly nor by a failed assertion (status 0x%x)", status);
+    return 0;
+}
+
+static const float ref3[3] = {1.0f, -2.0f, -INFINITY};
+
+static void close_equal(void) { tu_check_close(ref3, ref3, 3, TU_TOL_FP32, "equal"); }
+static void close_within(void)
+{
+    const float got[3] = {1.0f + 1.5e-4f, -2.0f, -INFINITY}; /* within 1e-4 + 1e-4 * 1 */
+    tu_check_close(got, ref3, 3, (tu_tol){1e-4, 1e-4, 0}, "within");
+}
+static void close_beyond(void)
+{
+    const float got[3] = {1.0f + 3e-4f, -2.0f, -INFINITY};
+    tu_check_close(got, ref3, 3, (tu_tol){1e-4, 1e-4, 0}, "beyond");
+}
+static void close_nan(void)
+{
+    const float got[3] = {NAN, -2.0f, -INFINITY}; /* poison left behind */
+    tu_check_close(got, ref3, 3, (tu_tol){1.0, 1.0, 0}, "nan");
+}
+static void close_inf_missed(void)
+{
+    const float got[3] = {1.0f, -2.0f, -1e30f}; /* a row that sees no key must say -inf */
+    tu_check_close(got, ref3, 3, (tu_tol){1.0, 1.0, 0}, "inf");
+}
+static void close_nerr(void)
+{
+    const float got[3] = {1.0f + 1.5e-4f, -2.0f - 1.5e-4f, -INFINITY}; /* per element fine */
+    tu_check_close(got, ref3, 3, (tu_tol){1e-4, 1e-4, 1e-5}, "nerr");
+}
+static void close_d_beyond(void)
+{
+    const float got[1] = {0.5f};
+    const double want[1] = {0.5 + 1e-3};
+    tu_check_close_d(got, want, 1, (tu_tol){1e-4, 0, 0}, "double reference");
+}
+static void watch_changed(void)
+{
+    float x[4] = {1, 2, 3, 4};
+    tu_watch w;
+    tu_watch_init(&w, NULL);
+    tu_watch_host(&w, x, sizeof x, "x");
+    tu_watch_check(&w, "unchanged");
+    x[2] = 3.5f;
+    tu_watch_check(&w, "changed");
+}
+static void watch_unchanged(void)
+{
+    float x[4] = {1, 2, 3, 4};
+    tu_watch w;
+    tu_watch_init(&w, NULL);
+    tu_watch_host(&w, x, sizeof x, "x");
+    tu_watch_check(&w, "unchanged");
+    tu_watch_free(&w);
+}
+static void status_wrong(void)
+{
+    tu_expect_status(NULL, CLATTN_SUCCESS, CLATTN_INVALID_ARGUMENT, "wrong status");
+}
+static void status_stale_message(void)
+{
+    /* the status is right but the message is the one left before the "call" */
+    tu_stale_messages(NULL);
+    tu_expect_fresh_status(NULL, CLATTN_NULL_POINTER, CLATTN_NULL_POINTER, "stale message");
+}
+static void status_fresh_message(void)
+{
+    tu_stale_messages(NULL);
+    tu_expect_fresh_status(NULL, clattn_context_finish(NULL), CLATTN_NULL_POINTER, "fresh");
+}
+
+static void test_harness_fails_when_it_should(void **state)
+{
+    (void)state;
+    static const struct {
+        void (*fn)(void);
+        int fails;
+        const char *name;
+    } cases[] = {
+        {close_equal, 0, "equal arrays"},
+        {close_within, 0, "within atol + rtol |r|"},
+        {close_beyond, 1, "beyond atol + rtol |r|"},
+        {close_nan, 1, "NaN where the reference is finite"},
+        {close_inf_missed, 1, "finite where the reference is -inf"},
+        {close_nerr, 1, "normalised error above nerr"},
+        {close_d_beyond, 1, "beyond, double reference"},
+        {watch_unchanged, 0, "watched array unchanged"},
+        {watch_changed, 1, "watched array changed"},
+        {status_wrong, 1, "wrong status"},
+        {status_stale_message, 1, "stale message"},
+        {status_fresh_message, 0, "fresh message"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int failed = harness_fails(cases[i].fn);
+        if (failed != cases[i].fails)
+            fail_msg("harness case '%s': %s, expected it to %s", cases[i].name,
+                     failed ? "failed" : "passed", cases[i].fails ? "fail" : "pass");
+    }
 }
 
 int main(void)
@@ -213,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_key_lengths),
         cmocka_unit_test(test_fill_uniform),
         cmocka_unit_test(test_max_abs_diff),
+        cmocka_unit_test(test_harness_fails_when_it_should),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

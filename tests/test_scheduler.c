@@ -15,6 +15,7 @@
 #include "sched.h"
 
 #include "test_devices.h"
+#include "test_util.h"
 
 #define KIB ((uint64_t)1024)
 
@@ -298,67 +299,101 @@ static void test_public_schedule_agrees(void **state)
             }
 }
 
+/* A refused clattn_softmax_schedule: the status, its own message on the thread (there is no
+ * context), and *info untouched. */
+static void expect_refused(clattn_status got, clattn_status want, const clattn_plan_info *info,
+                           const char *what)
+{
+    clattn_plan_info untouched;
+    memset(&untouched, 0x5a, sizeof untouched);
+    tu_expect_fresh_status(NULL, got, want, what);
+    if (memcmp(info, &untouched, sizeof untouched) != 0)
+        fail_msg("%s: refused, but *info changed", what);
+}
+
+#define EXPECT_REFUSED(want, dev, desc, q, k)                                                      \
+    do {                                                                                           \
+        clattn_plan_info info_;                                                                    \
+        memset(&info_, 0x5a, sizeof info_);                                                        \
+        tu_stale_messages(NULL);                                                                   \
+        expect_refused(clattn_softmax_schedule((dev), (desc), (q), (k), &info_), (want), &info_,   \
+                       #want " <- " #desc " " #q " " #k);                                          \
+    } while (0)
+
 static void test_public_schedule_validation(void **state)
 {
     (void)state;
     clattn_device_info dev = make_dev("GPU", CLATTN_DEVICE_GPU, 64 * KIB, 0, 1024, 1024);
     clattn_softmax_desc desc;
-    clattn_plan_info info;
+    clattn_plan_info info, dflt;
     size_t qs[4] = {1, 4, 16, 64}, ks[4] = {1, 2, 16, 64};
 
     /* NULL desc means defaults */
     assert_int_equal(clattn_softmax_schedule(&dev, NULL, qs, ks, &info), CLATTN_SUCCESS);
     assert_int_equal(info.algorithm, CLATTN_SOFTMAX_TILED_GPU);
+    clattn_softmax_desc_init(&desc);
+    assert_int_equal(clattn_softmax_schedule(&dev, &desc, qs, ks, &dflt), CLATTN_SUCCESS);
+    assert_memory_equal(&info, &dflt, sizeof info);
 
-    assert_int_equal(clattn_softmax_schedule(NULL, NULL, qs, ks, &info), CLATTN_NULL_POINTER);
-    assert_int_equal(clattn_softmax_schedule(&dev, NULL, NULL, ks, &info), CLATTN_NULL_POINTER);
-    assert_int_equal(clattn_softmax_schedule(&dev, NULL, qs, NULL, &info), CLATTN_NULL_POINTER);
-    assert_int_equal(clattn_softmax_schedule(&dev, NULL, qs, ks, NULL), CLATTN_NULL_POINTER);
+    tu_stale_messages(NULL);
+    tu_expect_fresh_status(NULL, clattn_softmax_schedule(&dev, NULL, qs, ks, NULL),
+                           CLATTN_NULL_POINTER, "info NULL");
+    EXPECT_REFUSED(CLATTN_NULL_POINTER, NULL, NULL, qs, ks);
+    EXPECT_REFUSED(CLATTN_NULL_POINTER, &dev, NULL, NULL, ks);
+    EXPECT_REFUSED(CLATTN_NULL_POINTER, &dev, NULL, qs, NULL);
 
     size_t q257[4] = {1, 4, 16, 257}, k257[4] = {1, 2, 16, 257};
-    assert_int_equal(clattn_softmax_schedule(&dev, NULL, q257, k257, &info),
-                     CLATTN_INVALID_SHAPE);
+    EXPECT_REFUSED(CLATTN_INVALID_SHAPE, &dev, NULL, q257, k257);
     size_t q0[4] = {1, 4, 0, 64};
-    assert_int_equal(clattn_softmax_schedule(&dev, NULL, q0, ks, &info), CLATTN_INVALID_SHAPE);
+    EXPECT_REFUSED(CLATTN_INVALID_SHAPE, &dev, NULL, q0, ks);
     size_t q3[4] = {1, 3, 16, 64};
-    assert_int_equal(clattn_softmax_schedule(&dev, NULL, q3, ks, &info),
-                     CLATTN_SHAPE_MISMATCH);
+    EXPECT_REFUSED(CLATTN_SHAPE_MISMATCH, &dev, NULL, q3, ks);
     size_t qb[4] = {2, 4, 16, 64};
-    assert_int_equal(clattn_softmax_schedule(&dev, NULL, qb, ks, &info),
-                     CLATTN_SHAPE_MISMATCH);
+    EXPECT_REFUSED(CLATTN_SHAPE_MISMATCH, &dev, NULL, qb, ks);
 
 #if SIZE_MAX > 0xffffffffu
     /* B * Hq beyond the kernels' 32-bit indices, also when the product wraps around size_t */
-    size_t qbig[4] = {(size_t)1 << 20, (size_t)1 << 12, 16, 64}, kbig[4] = {(size_t)1 << 20, 1, 16, 64};
-    assert_int_equal(clattn_softmax_schedule(&dev, NULL, qbig, kbig, &info),
-                     CLATTN_INVALID_SHAPE);
+    size_t qbig[4] = {(size_t)1 << 20, (size_t)1 << 12, 16, 64};
+    size_t kbig[4] = {(size_t)1 << 20, 1, 16, 64};
+    EXPECT_REFUSED(CLATTN_INVALID_SHAPE, &dev, NULL, qbig, kbig);
     size_t qwrap[4] = {(size_t)1 << 32, (size_t)1 << 32, 16, 64};
     size_t kwrap[4] = {(size_t)1 << 32, (size_t)1 << 32, 16, 64};
-    clattn_status st = clattn_softmax_schedule(&dev, NULL, qwrap, kwrap, &info);
-    if (st != CLATTN_INVALID_SHAPE)
-        fail_msg("B = Hq = 2^32 (B * Hq wraps to 0): %s, want CLATTN_INVALID_SHAPE",
-                 clattn_status_string(st));
+    EXPECT_REFUSED(CLATTN_INVALID_SHAPE, &dev, NULL, qwrap, kwrap);
 #endif
 
+    /* every out-of-range descriptor field */
+    const size_t sizes[] = {0, offsetof(clattn_softmax_desc, scale) + sizeof(float) - 1, 4097};
+    const int flags[] = {2, -1, 1000}, algos[] = {4, -1, 1000};
+    const float scales[] = {NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < 3; i++) {
+        clattn_softmax_desc_init(&desc);
+        desc.struct_size = sizes[i];
+        EXPECT_REFUSED(CLATTN_INVALID_ARGUMENT, &dev, &desc, qs, ks);
+        clattn_softmax_desc_init(&desc);
+        desc.causal = flags[i];
+        EXPECT_REFUSED(CLATTN_INVALID_ARGUMENT, &dev, &desc, qs, ks);
+        clattn_softmax_desc_init(&desc);
+        desc.algorithm = (clattn_softmax_algo)algos[i];
+        EXPECT_REFUSED(CLATTN_INVALID_ARGUMENT, &dev, &desc, qs, ks);
+        clattn_softmax_desc_init(&desc);
+        desc.scale = scales[i];
+        EXPECT_REFUSED(CLATTN_INVALID_ARGUMENT, &dev, &desc, qs, ks);
+    }
+    /* an older caller's shorter desc: fields beyond its struct_size are never read */
     clattn_softmax_desc_init(&desc);
-    desc.struct_size = 0;
-    assert_int_equal(clattn_softmax_schedule(&dev, &desc, qs, ks, &info),
-                     CLATTN_INVALID_ARGUMENT);
-    clattn_softmax_desc_init(&desc);
-    desc.algorithm = (clattn_softmax_algo)17;
-    assert_int_equal(clattn_softmax_schedule(&dev, &desc, qs, ks, &info),
-                     CLATTN_INVALID_ARGUMENT);
-    clattn_softmax_desc_init(&desc);
-    desc.scale = NAN;
-    assert_int_equal(clattn_softmax_schedule(&dev, &desc, qs, ks, &info),
-                     CLATTN_INVALID_ARGUMENT);
+    desc.struct_size = offsetof(clattn_softmax_desc, scale) + sizeof(float);
+    desc.causal = 2;
+    desc.algorithm = (clattn_softmax_algo)99;
+    assert_int_equal(clattn_softmax_schedule(&dev, &desc, qs, ks, &info), CLATTN_SUCCESS);
+    assert_memory_equal(&info, &dflt, sizeof info);
 
+    /* the scheduler's own refusal, with its reason */
     clattn_device_info tiny = make_dev("GPU 1 KiB", CLATTN_DEVICE_GPU, 1 * KIB, 0, 256, 256);
     size_t q200[4] = {1, 4, 16, 200}, k200[4] = {1, 2, 16, 200};
     clattn_softmax_desc_init(&desc);
     desc.algorithm = CLATTN_SOFTMAX_TILED_GPU;
-    assert_int_equal(clattn_softmax_schedule(&tiny, &desc, q200, k200, &info),
-                     CLATTN_UNSUPPORTED);
+    EXPECT_REFUSED(CLATTN_UNSUPPORTED, &tiny, &desc, q200, k200);
+    assert_non_null(strstr(clattn_context_last_error(NULL), "GPU 1 KiB"));
 }
 
 /* The shipped per-vendor defaults (lib/tune/defaults.c) reach the GPU plans, within device

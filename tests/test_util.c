@@ -224,6 +224,32 @@ void tu_expect_status(clattn_context *ctx, clattn_status got, clattn_status want
         fail_msg("%s: returned %s without a message", call, clattn_status_string(got));
 }
 
+static char stale_ctx[512], stale_thread[512];
+
+void tu_stale_messages(clattn_context *ctx)
+{
+    if (ctx) {
+        assert_int_equal(clattn_context_get_device_info(ctx, NULL), CLATTN_NULL_POINTER);
+        snprintf(stale_ctx, sizeof stale_ctx, "%s", clattn_context_last_error(ctx));
+    }
+    assert_int_equal(clattn_context_create(NULL, NULL), CLATTN_NULL_POINTER);
+    snprintf(stale_thread, sizeof stale_thread, "%s", clattn_context_last_error(NULL));
+}
+
+void tu_expect_fresh_status(clattn_context *ctx, clattn_status got, clattn_status want,
+                            const char *call)
+{
+    tu_expect_status(ctx, got, want, call);
+    if (want == CLATTN_SUCCESS)
+        return;
+    const char *msg = clattn_context_last_error(ctx), *name = clattn_status_string(want);
+    size_t n = strlen(name);
+    if (strcmp(msg, ctx ? stale_ctx : stale_thread) == 0)
+        fail_msg("%s: returned %s but left the earlier message ('%s')", call, name, msg);
+    if (strncmp(msg, name, n) != 0 || msg[n] != ':' || msg[n + 1] != ' ' || msg[n + 2] == '\0')
+        fail_msg("%s: message '%s' does not start with '%s: '", call, msg, name);
+}
+
 clattn_context *tu_context(void)
 {
     clattn_context *ctx = NULL;

@@ -75,6 +75,14 @@ void tu_watch_free(tu_watch *w);
 void tu_expect_status(clattn_context *ctx, clattn_status got, clattn_status want,
                       const char *call);
 
+/* Puts a known stale message on ctx (when not NULL) and on the calling thread, so that
+ * tu_expect_fresh_status can tell the message a refused call wrote from one left before it. */
+void tu_stale_messages(clattn_context *ctx);
+/* tu_expect_status, and the message (ctx's, or the thread's for ctx NULL) is the call's own: not
+ * the one tu_stale_messages left, and it starts with the status name and ": ". */
+void tu_expect_fresh_status(clattn_context *ctx, clattn_status got, clattn_status want,
+                            const char *call);
+
 /* A context on the configured device (CLATTN_DEVICE, as ctest sets it); fails the test when none. */
 clattn_context *tu_context(void);
 

@@ -149,11 +149,12 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
     softmax_plan *plan = NULL;
     const char *by = NULL;
 
+    if (out)
+        *out = NULL; /* on every failure */
     if (!ctx)
         return clattn__fail(NULL, CLATTN_NULL_POINTER, "softmax plan: ctx is NULL");
     CLATTN_CHECK(out && q_shape && k_shape && v_shape, CLATTN_NULL_POINTER,
                  "softmax plan: plan, q_shape, k_shape and v_shape are required");
-    *out = NULL;
     CLATTN_FORWARD(clattn__plan_alloc(ctx, sizeof *plan, &softmax_ops, &base));
     plan = (softmax_plan *)base;
     CLATTN_FORWARD(read_desc(ctx, desc, &plan->desc));
@@ -560,9 +561,11 @@ clattn_status clattn_softmax_schedule(const clattn_device_info *device,
                                       const size_t k_shape[4], clattn_plan_info *info)
 {
     clattn_softmax_desc d;
-    char why[160];
+    char why[160] = "";
+    /* No context here: messages go to the thread's (clattn_context_last_error(NULL)). */
     if (!device || !q_shape || !k_shape || !info)
-        return CLATTN_NULL_POINTER;
+        return clattn__fail(NULL, CLATTN_NULL_POINTER,
+                            "softmax schedule: device, q_shape, k_shape and info are required");
     clattn_status status = read_desc(NULL, desc, &d);
     if (status == CLATTN_SUCCESS)
         status = check_shapes(NULL, q_shape, k_shape, k_shape);
@@ -572,7 +575,7 @@ clattn_status clattn_softmax_schedule(const clattn_device_info *device,
     clattn__softmax_problem prob = {q_shape[3], q_shape[2], k_shape[2], d.causal != 0};
     status = clattn__schedule_softmax(device, &prob, d.algorithm, &L, why, sizeof why);
     if (status != CLATTN_SUCCESS)
-        return status;
+        return clattn__fail(NULL, status, "softmax schedule on '%s': %s", device->name, why);
     memset(info, 0, sizeof *info);
     info->op = CLATTN_OP_SOFTMAX;
     launch_info(&L, info);
