@@ -1,7 +1,7 @@
 /* Kernelized attention with relative positional encoding against the fp64 host reference
  * (tests/reference/ref_rpe.c: the direct double sums), both algorithms (FFT and direct), grouped
- * query heads included, on the device chosen by CLATTN_DEVICE. The plan API, its reuse and the
- * validation of every entry point are in test_rpe_plan.c.
+ * query heads included, on the device chosen by CLATTN_DEVICE; eps in the formula's scale (eps 0:
+ * none). The plan API, its reuse and the validation of every entry point are in test_rpe_plan.c.
  *
  * Inputs are random (never zero), the bias uniform in [-1, 1] unless said; outputs are poisoned
  * with NaN before each run so an unwritten element fails. Tolerance (tests/test_util.h's
