@@ -849,11 +849,17 @@ CLATTN_API clattn_status clattn_linear_step(clattn_linear_state *state, const cl
  *    scratch bounded by a fixed budget (the signals go through in groups). A key head's signals
  *    are transformed once and their spectra shared by its query heads;
  *  - DIRECT: the O(N^2 (M + Dv)) sums, one query row per work-item; faster for short sequences.
+ * eps is added exactly there, in the formula's own scale (sum_j w_ij + eps with the true weights),
+ * for every feature map and both algorithms: the stabilisers below never change what it means.
+ * eps = 0 adds nothing, and a row whose denominator is then exactly 0 (e.g. RELU features of an
+ * all-negative query) outputs 0.
  * Numerics: the weights are computed as exp(b_r - bmax_h) with bmax_h the largest bias entry head
- * h uses (r <= 0 when causal); the shift cancels in the quotient and eps is added to the sum of
- * the shifted weights. The FFT path's error is absolute, relative to the largest shifted weight
- * times the largest |phi(k) v|: rows whose every weight is far below a head's largest weight
- * (bias spreads beyond ~10 nats within one head) lose accuracy there; use DIRECT for such biases.
+ * h uses (r <= 0 when causal), on features that may be stabilised too (FAVOR, see the desc); these
+ * shifts cancel in the quotient, and eps is added to the shifted sums as eps exp(-(every shift)),
+ * computed in the log domain (where it underflows it is negligible). The FFT path's error is
+ * absolute, relative to the largest shifted weight times the largest |phi(k) v|: rows whose
+ * every weight is far below a head's largest weight (bias spreads beyond ~10 nats within one
+ * head) lose accuracy there; use DIRECT for such biases.
  * In the causal form the first ceil(N / 64) rows, which sum too few weights for that absolute
  * error, are computed by the direct sums inside the FFT path.
  *
@@ -877,12 +883,15 @@ typedef struct clattn_rpe_desc {
     /* The feature map, eps and FAVOR+ fields (features M, projection or seed, scaling), as for
      * linear attention; its causal flag is ignored and momentum must be NONE. The map must give
      * non-negative features so that the weights are: ELU, RELU or FAVOR; IDENTITY is refused.
-     * eps 0 means CLATTN_LINEAR_DEFAULT_EPS.
-     * FAVOR's stabilisers: each query row scaled by its own maximum, the keys of a (b, key head)
-     * by one common maximum (Performer's non-causal stabiliser, in the causal form too: the FFT
-     * path has no running maximum); both cancel in the quotient, and eps is added to the
-     * stabilised denominator. So in the causal form a row whose visible keys' log-scales all lie
-     * far (tens of nats) below the head's largest loses its weights to underflow. */
+     * eps is the formula's (see above; the default, from clattn_rpe_desc_init, is
+     * CLATTN_LINEAR_DEFAULT_EPS): 0 means no eps, a row with a denominator of exactly 0 then
+     * outputs 0. It is one meaning for linear and RPE attention.
+     * FAVOR's stabilisers: each query row scaled by its own maximum c_q, the keys of a (b, key
+     * head) by one common maximum c_k (Performer's non-causal stabiliser, in the causal form too:
+     * the FFT path has no running maximum); both cancel in the quotient, and eps keeps the
+     * formula's scale: eps exp(-(c_q + c_k + bmax_h)) is added to the stabilised denominator. In
+     * the causal form a row whose visible keys' log-scales all lie far (tens of nats) below the
+     * head's largest loses its weights to underflow (it then outputs 0). */
     clattn_linear_desc linear;
     /* Only j <= i: 0 or 1 (INVALID_ARGUMENT otherwise). */
     int causal;

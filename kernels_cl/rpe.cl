@@ -1,11 +1,14 @@
 /* Kernelized attention with relative positional encoding (Luo et al. 2021):
- *   w_ij = phi(q_i) . phi(k_j) * exp(b_(j-i) - bmax_h),  o_i = sum_j w_ij v_j / (sum_j w_ij + eps)
- * Features arrive precomputed (linear.cl's feature kernels), contiguous [B*Hq][N][MS] for the
+ *   w_ij = phi(q_i) . phi(k_j) * exp(b_(j-i)),  o_i = sum_j w_ij v_j / (sum_j w_ij + eps)
+ * Features arrive precomputed (blocks_features.cl's kernels), contiguous [B*Hq][N][MS] for the
  * queries and [B*Hk][N][MS] for the keys, M of each row's MS slots used (MS >= M: rows are
  * padded). Query heads share key/value heads in groups of G = Hq / Hk (GQA; G = 1 is plain
  * multi-head): query head h reads key head h / G. The bias of query head h is a row of 2N - 1
  * floats, element r + N - 1 holding b_r; bmax_h is the largest entry the head uses (r <= 0 when
- * causal), subtracted before exp so no weight overflows (it cancels in the quotient).
+ * causal), subtracted before exp so no weight overflows (it cancels in the quotient). FAVOR's
+ * features are stabilised too: a query row is stored divided by exp(lq_i), the keys of a
+ * (b, key head) by exp(lk) (scaled: lq and lk given; the other maps have none). The sums therefore
+ * run on w_ij exp(-(lq_i + lk + bmax_h)), and eps is added in that scale (clattn_rpe_eps).
  *
  * Two paths. Direct: clattn_rpe_direct, one query row per work-item, O(N^2 (M + Dv)).
  * FFT: for every feature m and value column d (column Dv standing for the denominator's ones), the
@@ -26,6 +29,30 @@
 #ifndef RPE_PARTS
 #define RPE_PARTS 256
 #endif
+
+/* eps belongs to the formula's scale: o_i = sum_j w_ij v_j / (sum_j w_ij + eps) with the true
+ * weights. Sums kept as exp(-shift) times the formula's (shift = lq_i + lk + bmax_h, every
+ * stabiliser) get eps exp(-shift), computed in the log domain from log_eps = log(eps) (-inf for
+ * eps 0: none); it underflows to 0 where it is negligible and overflows to inf where eps dominates
+ * (the output is then 0, its limit). */
+inline float clattn_rpe_eps(float log_eps, float shift)
+{
+    return isinf(log_eps) && log_eps < 0.0f ? 0.0f : exp(log_eps - shift);
+}
+
+/* The stabilisers of query row i of query head h (row = bh * N + i) and key head bhk: the shift
+ * of clattn_rpe_eps. scaled: FAVOR (lq [B*Hq][N] and lk [B*Hk] hold the features' log-scales). */
+inline float clattn_rpe_shift(int scaled, __global const float *lq, __global const float *lk,
+                              __global const float *bmax, ulong row, uint bhk, uint h)
+{
+    return bmax[h] + (scaled ? lq[row] + lk[bhk] : 0.0f);
+}
+
+/* The quotient, 0 for a denominator of exactly 0 (a row with no weight at all and eps = 0). */
+inline float clattn_rpe_inv(float den)
+{
+    return den != 0.0f ? 1.0f / den : 0.0f;
+}
 
 /* Partial maxima of the used bias entries: part[h][p] covers an equal share of entries
  * [0, used) of head h (used = N when causal: entries 0..N-1 hold r <= 0, else 2N - 1). A
@@ -93,15 +120,18 @@ __kernel void clattn_rpe_exp_bias(__global const float *bias, ulong b_off, ulong
     out[(ulong)h * (len ? len : 2 * n - 1) + t] = c;
 }
 
-/* One query row per work-item: out_i = sum_j w_ij v_j / (sum_j w_ij + eps), with
- * w_ij = fq_i . fk_j * c_(j-i) from clattn_rpe_exp_bias (len 0). heads = Hq, group = Hq / Hk.
+/* One query row per work-item: out_i = sum_j w_ij v_j / (sum_j w_ij + eps_i), with
+ * w_ij = fq_i . fk_j * c_(j-i) from clattn_rpe_exp_bias (len 0) and eps_i = clattn_rpe_eps.
+ * heads = Hq, group = Hq / Hk.
  * Global (rows, B*Hq): the first `rows` rows (all of them, or the head rows of the causal FFT
  * path). */
 __kernel void clattn_rpe_direct(__global const float *fq, __global const float *fk, uint m_st,
                                 __global const float *v, ulong v_off, ulong4 v_st,
                                 __global const float *c, __global float *out, ulong o_off,
                                 ulong4 o_st, uint heads, uint group, uint n, uint m_dim, uint d_v,
-                                int causal, float eps)
+                                int causal, float log_eps, int scaled,
+                                __global const float *lq, __global const float *lk,
+                                __global const float *bmax)
 {
     uint i = get_global_id(0), bh = get_global_id(1), b = bh / heads, h = bh % heads;
     uint hk = h / group, bhk = bh / group; /* bh = (b Hk + hk) G + h % G */
@@ -123,7 +153,8 @@ __kernel void clattn_rpe_direct(__global const float *fq, __global const float *
         for (uint e = 0; e < d_v; e++)
             acc[e] += w * v[clattn_at(v_off, v_st, b, hk, j, e)];
     }
-    float inv = 1.0f / (den + eps);
+    float shift = clattn_rpe_shift(scaled, lq, lk, bmax, (ulong)bh * n + i, bhk, h);
+    float inv = clattn_rpe_inv(den + clattn_rpe_eps(log_eps, shift));
     for (uint e = 0; e < d_v; e++)
         out[clattn_at(o_off, o_st, b, h, i, e)] = acc[e] * inv;
 }
@@ -183,14 +214,20 @@ __kernel void clattn_rpe_contract(__global const float *fq, uint m_st, __global 
     acc[at] = (lo == bh * m_dim ? 0.0f : acc[at]) + s;
 }
 
-/* out_i = acc[i][e] / (acc[i][Dv] + eps) for rows i >= row0; NaN for a head whose bias is not
- * finite (bmax NaN). Global (Dv, N - row0, BH). */
+/* out_i = acc[i][e] / (acc[i][Dv] + eps_i) for rows i >= row0, eps_i = clattn_rpe_eps (the
+ * stabilisers as for clattn_rpe_direct; group = Hq / Hk); NaN for a head whose bias is not finite
+ * (bmax NaN). Global (Dv, N - row0, B*Hq). */
 __kernel void clattn_rpe_normalize(__global const float *acc, __global const float *bmax,
                                    __global float *out, ulong o_off, ulong4 o_st, uint heads,
-                                   uint n, uint d_v, uint row0, float eps)
+                                   uint group, uint n, uint d_v, uint row0, float log_eps,
+                                   int scaled, __global const float *lq, __global const float *lk)
 {
     uint e = get_global_id(0), i = row0 + get_global_id(1), bh = get_global_id(2);
-    __global const float *row = acc + ((ulong)bh * n + i) * (d_v + 1);
-    float o = row[e] / (row[d_v] + eps);
-    out[clattn_at(o_off, o_st, bh / heads, bh % heads, i, e)] = isnan(bmax[bh % heads]) ? NAN : o;
+    uint h = bh % heads;
+    ulong at = (ulong)bh * n + i;
+    __global const float *row = acc + at * (d_v + 1);
+    float shift = clattn_rpe_shift(scaled, lq, lk, bmax, at, bh / group, h);
+    float den = row[d_v] + clattn_rpe_eps(log_eps, shift);
+    float o = den != 0.0f ? row[e] / den : 0.0f; /* 0 for a row with no weight and eps = 0 */
+    out[clattn_at(o_off, o_st, bh / heads, h, i, e)] = isnan(bmax[h]) ? NAN : o;
 }

@@ -1,7 +1,7 @@
 /* Kernelized attention with relative positional encoding against the fp64 host reference
  * (tests/reference/ref_rpe.c: the direct double sums), both algorithms (FFT and direct), grouped
- * query heads included, on the device chosen by CLATTN_DEVICE. The plan API, its reuse and the
- * validation of every entry point are in test_rpe_plan.c.
+ * query heads included, on the device chosen by CLATTN_DEVICE; eps in the formula's scale (eps 0:
+ * none). The plan API, its reuse and the validation of every entry point are in test_rpe_plan.c.
  *
  * Inputs are random (never zero), the bias uniform in [-1, 1] unless said; outputs are poisoned
  * with NaN before each run so an unwritten element fails. Tolerance (tests/test_util.h's
@@ -358,15 +358,15 @@ static void test_single_offset(void **state)
                 bias[r0 + (long)N - 1] = (float)log(big);
                 tcase c = {1, 1, N, D, 1, causal, CLATTN_LINEAR_FEATURE_ELU, algos[a], 0, 0, 0.0f, 0};
                 float *got = run_device(&c, q, q, v, bias);
-                /* eps is added to the weights shifted by the maximum used entry: */
-                double top = causal && r0 > 0 ? 1.0 : big, eps = CLATTN_LINEAR_DEFAULT_EPS;
+                /* eps is added to the true weights' sum (the formula's scale): */
+                double eps = CLATTN_LINEAR_DEFAULT_EPS;
                 for (size_t i = 0; i < N; i++) {
                     size_t last = causal ? i : N - 1;
                     double num = 0, den = 0;
                     for (size_t j = 0; j <= last; j++) {
                         double w = (long)j - (long)i == r0 ? big : 1.0;
-                        num += (double)D * w / top * (double)j;
-                        den += (double)D * w / top;
+                        num += (double)D * w * (double)j;
+                        den += (double)D * w;
                     }
                     double want = num / (den + eps);
                     if (!(fabs(got[i] - want) <= 1e-4 * fmax(1.0, fabs(want))))
@@ -516,6 +516,143 @@ static void test_gqa_favor(void **state)
     free(out);
 }
 
+/* ||a - b||_2 / ||b||_2 */
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+    double e = 0, r = 0;
+    for (size_t x = 0; x < n; x++) {
+        e += ((double)a[x] - b[x]) * ((double)a[x] - b[x]);
+        r += (double)b[x] * b[x];
+    }
+    return sqrt(e / r);
+}
+
+/* eps means the formula's eps (clattn.h): o_i = sum_j w_ij v_j / (sum_j w_ij + eps) with the true
+ * weights, whatever stabilisers the sums run on -- FAVOR's query row scales and key head scales,
+ * each query head's bias maximum. Keys of large |k| (FAVOR: their log-scales spread, the largest
+ * sets the head's scale) and a bias far below 0 (ELU) put the true denominators far from the
+ * stabilised ones, so eps added to a stabilised denominator moves the outputs away from the
+ * reference, which adds it in the formula's scale. The data are checked to make eps visible
+ * there (the outputs with and without it differ by >= 3e-3, 30 times the tolerance). Both paths,
+ * causal and not, grouped query heads (the key scale per (b, key head)). */
+static void test_eps_formula_scale(void **state)
+{
+    (void)state;
+    const size_t B = 1, H = 4, Hk = 2, N = 40, D = 8, Dv = 4, M = 16;
+    size_t nq = B * H * N * D, nk = B * Hk * N * D, nv = B * Hk * N * Dv, no = B * H * N * Dv;
+    size_t nb = H * (2 * N - 1), qs[4] = {B, H, N, D}, ks[4] = {B, Hk, N, D}, vs[4] = {B, Hk, N, Dv};
+    static const struct {
+        clattn_linear_feature_map fmap;
+        float k_amp, bias_shift, eps;
+    } cases[] = {{CLATTN_LINEAR_FEATURE_FAVOR, 4.0f, 0.0f, 0.2f},
+                 {CLATTN_LINEAR_FEATURE_ELU, 1.0f, -6.0f, 0.05f}};
+    float *w = malloc(M * D * 4), *ref = malloc(no * 4), *ref0 = malloc(no * 4);
+    assert_non_null(w);
+    assert_non_null(ref);
+    assert_non_null(ref0);
+    assert_int_equal(clattn_linear_favor_draw(M, D, 5, CLATTN_LINEAR_FAVOR_GAUSSIAN_NORMS, w),
+                     CLATTN_SUCCESS);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        uint64_t seed = 123;
+        float *q = tu_random(nq, 1.0f, &seed), *k = tu_random(nk, cases[c].k_amp, &seed);
+        float *v = tu_random(nv, 1.0f, &seed), *bias = tu_random(nb, 1.0f, &seed);
+        for (size_t x = 0; x < nb; x++)
+            bias[x] += cases[c].bias_shift;
+        int fmap = (int)cases[c].fmap;
+        for (size_t a = 0; a < 2; a++)
+            for (int causal = 0; causal < 2; causal++) {
+                char what[96];
+                snprintf(what, sizeof what, "eps %g fmap %d %s causal %d",
+                         (double)cases[c].eps, fmap, algo_name(algos[a]), causal);
+                ref_rpe_gqa(q, k, v, bias, ref, B, H, Hk, N, D, Dv, fmap, w, M, cases[c].eps,
+                            causal);
+                ref_rpe_gqa(q, k, v, bias, ref0, B, H, Hk, N, D, Dv, fmap, w, M, 0.0, causal);
+                double moved = rel_diff(ref0, ref, no);
+                if (!(moved >= 3e-3))
+                    fail_msg("%s: eps moves the reference by only %.2e", what, moved);
+                clattn_rpe_desc d;
+                clattn_rpe_desc_init(&d);
+                d.linear.feature_map = cases[c].fmap;
+                d.linear.features = M;
+                d.linear.seed = 5;
+                d.linear.eps = cases[c].eps;
+                d.causal = causal;
+                d.algorithm = algos[a];
+                float *out = tu_poisoned(no);
+                if (clattn_rpe_host(ctx, &d, qs, ks, vs, q, k, v, bias, out) != CLATTN_SUCCESS)
+                    fail_msg("%s: %s", what, clattn_context_last_error(ctx));
+                tu_check_close(out, ref, no, TOL, what);
+                free(out);
+            }
+        free(q);
+        free(k);
+        free(v);
+        free(bias);
+    }
+    free(w);
+    free(ref);
+    free(ref0);
+}
+
+/* eps = 0 means no eps (not the default): RELU features with every fourth query row all negative
+ * (phi(q) = 0: a denominator of exactly 0, whose row outputs 0) and the rows after them tiny
+ * (phi(q) ~ 1e-6: a denominator near the default eps, which would move them visibly), against
+ * the reference without eps, on both paths, causal and not. */
+static void test_eps_zero(void **state)
+{
+    (void)state;
+    const size_t B = 1, H = 2, N = 40, D = 6, Dv = 3;
+    size_t nq = B * H * N * D, nv = B * H * N * Dv, nb = H * (2 * N - 1);
+    size_t qs[4] = {B, H, N, D}, vs[4] = {B, H, N, Dv};
+    uint64_t seed = 29;
+    float *q = tu_random(nq, 1.0f, &seed), *k = tu_random(nq, 1.0f, &seed);
+    float *v = tu_random(nv, 1.0f, &seed), *bias = tu_random(nb, 1.0f, &seed);
+    float *ref = malloc(nv * 4), *refd = malloc(nv * 4);
+    assert_non_null(ref);
+    assert_non_null(refd);
+    for (size_t row = 0; row < B * H * N; row++)
+        for (size_t x = 0; x < D; x++) {
+            float *e = &q[row * D + x];
+            if (row % 4 == 0)
+                *e = -fabsf(*e) - 0.1f;
+            else if (row % 4 == 1)
+                *e = (fabsf(*e) + 0.1f) * 1e-6f;
+        }
+    for (size_t a = 0; a < 2; a++)
+        for (int causal = 0; causal < 2; causal++) {
+            char what[64];
+            snprintf(what, sizeof what, "eps 0, %s causal %d", algo_name(algos[a]), causal);
+            ref_rpe_attention(q, k, v, bias, ref, B, H, N, D, Dv, 1, 0.0, causal);
+            ref_rpe_attention(q, k, v, bias, refd, B, H, N, D, Dv, 1, CLATTN_LINEAR_DEFAULT_EPS,
+                              causal);
+            double moved = rel_diff(refd, ref, nv);
+            if (!(moved >= 3e-3))
+                fail_msg("%s: the default eps moves the reference by only %.2e", what, moved);
+            clattn_rpe_desc d;
+            clattn_rpe_desc_init(&d);
+            d.linear.feature_map = CLATTN_LINEAR_FEATURE_RELU;
+            d.linear.eps = 0.0f;
+            d.causal = causal;
+            d.algorithm = algos[a];
+            float *out = tu_poisoned(nv);
+            if (clattn_rpe_host(ctx, &d, qs, qs, vs, q, k, v, bias, out) != CLATTN_SUCCESS)
+                fail_msg("%s: %s", what, clattn_context_last_error(ctx));
+            tu_check_close(out, ref, nv, TOL, what);
+            for (size_t row = 0; row < B * H * N; row += 4)
+                for (size_t e = 0; e < Dv; e++)
+                    if (out[row * Dv + e] != 0.0f)
+                        fail_msg("%s, zero denominator, row %zu: %g, want 0", what, row,
+                                 (double)out[row * Dv + e]);
+            free(out);
+        }
+    free(q);
+    free(k);
+    free(v);
+    free(bias);
+    free(ref);
+    free(refd);
+}
+
 /* The caller's wait list is honoured on both paths: nothing runs before its user event. The FFT
  * plans of this shape are baked inside the gated call (no shape here is used elsewhere): clFFT's
  * baking writes blocking on its queue, so the adapter must not bake on the context's queue, where
@@ -615,6 +752,8 @@ int main(void)
         cmocka_unit_test(test_host),
         cmocka_unit_test(test_gqa),
         cmocka_unit_test(test_gqa_favor),
+        cmocka_unit_test(test_eps_formula_scale),
+        cmocka_unit_test(test_eps_zero),
         cmocka_unit_test(test_wait_list),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

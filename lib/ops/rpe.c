@@ -36,8 +36,8 @@ void clattn_rpe_desc_init(clattn_rpe_desc *desc)
  * (the last made) is clattn_rpe_direct or clattn_rpe_contract, with the launch's -D options. */
 static const clattn__plan_ops rpe_ops = {CLATTN_OP_RPE, NULL, NULL};
 
-/* Reads the caller's desc by the one rule (NULL: the defaults), checks it and resolves eps 0 to
- * the default. */
+/* Reads the caller's desc by the one rule (NULL: the defaults) and checks it (eps 0 means no
+ * eps). */
 static clattn_status read_desc(clattn_context *ctx, const clattn_rpe_desc *in, clattn_rpe_desc *out)
 {
     clattn_rpe_desc_init(out);
@@ -75,8 +75,6 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_rpe_desc *in, c
     if (!isfinite(f->eps) || f->eps < 0.0f)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "rpe desc: eps %g must be finite and >= 0", (double)f->eps);
-    if (out->linear.eps == 0.0f)
-        out->linear.eps = CLATTN_LINEAR_DEFAULT_EPS;
     status = clattn__check_flag(ctx, out->causal, "rpe desc: causal");
     if (status != CLATTN_SUCCESS)
         return status;
@@ -208,6 +206,7 @@ static clattn_status bake_scratch(rpe_plan *p)
     CLATTN_FORWARD(scratch(p, bhq, p->N, p->MS, "rpe query features", &p->fq));
     CLATTN_FORWARD(scratch(p, bhk, p->N, p->MS, "rpe key features", &p->fk));
     if (p->favor) {
+        CLATTN_FORWARD(scratch(p, bhq, p->N, 1, "rpe query log-scales", &p->lq));
         CLATTN_FORWARD(scratch(p, bhk, p->N, 1, "rpe key log-scales", &p->kscale));
         CLATTN_FORWARD(scratch(p, bhk, 1, 1, "rpe key head scales", &p->kmax));
     }

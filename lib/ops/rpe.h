@@ -9,7 +9,7 @@
 
 typedef struct clattn__rpe_plan {
     clattn_plan base;
-    clattn_rpe_desc desc; /* eps resolved; features.projection dropped (uploaded into w) */
+    clattn_rpe_desc desc; /* linear.projection dropped (uploaded by the features bake) */
     size_t qshape[4], kshape[4], vshape[4];
     size_t B, Hq, Hk, G, N, D, M, MS, Dv; /* G = Hq / Hk; M features in rows of MS floats */
     clattn__rpe_launch launch;            /* lib/sched/sched_rpe.c */
@@ -21,6 +21,7 @@ typedef struct clattn__rpe_plan {
     cl_kernel parts, bmax, exp_bias, direct, signals, cmul, contract, normalize;
     /* Scratch (owned by the base; NULL when unused). */
     cl_mem fq, fk;               /* features [B*Hq][N][MS], [B*Hk][N][MS] */
+    cl_mem lq;                   /* FAVOR: query row log-scales [B*Hq][N] (eps's scale) */
     cl_mem kscale, kmax;         /* FAVOR: key log-scales [B*Hk][N] and their head maxima */
     cl_mem part, bmaxb;          /* partial and whole bias maxima per query head */
     cl_mem c;                    /* exp(b - bmax) rows [Hq][2N - 1] for the direct sums */

@@ -15,14 +15,38 @@ typedef clattn__seq seq;
 
 /* phi(x) into f [bh][N][MS] for x [B, heads, N, D], through the plan's baked feature block. keys:
  * FAVOR's keys share one stabiliser per (b, h) (stab 1: Performer's non-causal one, kept in the
- * causal form since the FFT has no running maximum); queries are stabilised per row. Both cancel
- * in the quotient, up to eps. */
+ * causal form since the FFT has no running maximum; head scales into kmax); queries are
+ * stabilised per row (their log-scales into lq). Both cancel in the quotient; the kernels add
+ * eps in the formula's scale from lq and kmax. */
 static clattn_status launch_features(seq *s, clattn__rpe_plan *p, const clattn_tensor *x,
                                      int keys, cl_mem f)
 {
-    int head = keys && p->favor;
-    return clattn__features_enqueue(&p->feat, s, x, head, f, head ? p->kscale : NULL,
-                                    head ? p->kmax : NULL, false, NULL);
+    if (!p->favor)
+        return clattn__features_enqueue(&p->feat, s, x, 0, f, NULL, NULL, false, NULL);
+    if (keys)
+        return clattn__features_enqueue(&p->feat, s, x, 1, f, p->kscale, p->kmax, false, NULL);
+    return clattn__features_enqueue(&p->feat, s, x, 0, f, p->lq, NULL, false, NULL);
+}
+
+/* log(eps) for the kernels, which add eps in the formula's scale (clattn_rpe_eps); -inf for eps
+ * 0 (no eps). */
+static cl_float log_eps(const clattn__rpe_plan *p)
+{
+    float eps = p->desc.linear.eps;
+    return eps > 0.0f ? (cl_float)log((double)eps) : -INFINITY;
+}
+
+/* The eps arguments of clattn_rpe_direct and clattn_rpe_normalize: log_eps, scaled, lq, lk
+ * (FAVOR's log-scales; for the other maps any valid buffer, unread). */
+static void arg_eps(clattn__args *a, const clattn__rpe_plan *p)
+{
+    cl_float le = log_eps(p);
+    cl_int scaled = p->favor;
+    cl_mem lq = p->favor ? p->lq : p->bmaxb, lk = p->favor ? p->kmax : p->bmaxb;
+    CLATTN_ARG(a, le);
+    CLATTN_ARG(a, scaled);
+    CLATTN_ARG(a, lq);
+    CLATTN_ARG(a, lk);
 }
 
 /* ---- bias ---- */
@@ -86,7 +110,6 @@ static clattn_status run_direct(seq *s, clattn__rpe_plan *p, const clattn_tensor
     cl_uint heads = (cl_uint)p->Hq, group = (cl_uint)p->G, n = (cl_uint)p->N;
     cl_uint m = (cl_uint)p->M, dv = (cl_uint)p->Dv, mst = (cl_uint)p->MS;
     cl_int causal = p->desc.causal != 0;
-    cl_float eps = p->desc.linear.eps;
     clattn__args a = {p->direct, 0, CL_SUCCESS};
     CLATTN_ARG(&a, p->fq);
     CLATTN_ARG(&a, p->fk);
@@ -100,7 +123,8 @@ static clattn_status run_direct(seq *s, clattn__rpe_plan *p, const clattn_tensor
     CLATTN_ARG(&a, m);
     CLATTN_ARG(&a, dv);
     CLATTN_ARG(&a, causal);
-    CLATTN_ARG(&a, eps);
+    arg_eps(&a, p);
+    CLATTN_ARG(&a, p->bmaxb);
     CLATTN_CL(a.err);
     size_t gl[2] = {rows, p->B * p->Hq};
     CLATTN_FORWARD(clattn__seq_kernel(s, p->direct, 2, gl, true, event));
@@ -203,18 +227,18 @@ static clattn_status run_fft(seq *s, clattn__rpe_plan *p, const clattn_tensor *v
         size_t bm0 = grp * L->per_group, bm1 = bm0 + L->per_group;
         CLATTN_FORWARD(run_fft_group(s, p, v, bm0, bm1 < total ? bm1 : total));
     }
-    cl_uint heads = (cl_uint)p->Hq, n = (cl_uint)p->N, dv = (cl_uint)p->Dv;
+    cl_uint heads = (cl_uint)p->Hq, group = (cl_uint)p->G, n = (cl_uint)p->N, dv = (cl_uint)p->Dv;
     cl_uint row0 = (cl_uint)head;
-    cl_float eps = p->desc.linear.eps;
     clattn__args a = {p->normalize, 0, CL_SUCCESS};
     CLATTN_ARG(&a, p->acc);
     CLATTN_ARG(&a, p->bmaxb);
     clattn__arg_view(&a, out);
     CLATTN_ARG(&a, heads);
+    CLATTN_ARG(&a, group);
     CLATTN_ARG(&a, n);
     CLATTN_ARG(&a, dv);
     CLATTN_ARG(&a, row0);
-    CLATTN_ARG(&a, eps);
+    arg_eps(&a, p);
     CLATTN_CL(a.err);
     size_t gn[3] = {p->Dv, p->N - head, p->B * p->Hq};
     CLATTN_FORWARD(clattn__seq_kernel(s, p->normalize, 3, gn, head == 0, event));

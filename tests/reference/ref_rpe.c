@@ -17,10 +17,15 @@ double ref_rpe_bias_max(const float *bias, size_t h, size_t N, int causal)
     return m;
 }
 
-/* ref_rpe_from_features with Hk key/value heads, query head h reading key head h / (H / Hk). */
-static void from_features(const double *fq, const double *fk, const float *v, const float *bias,
-                          float *out, size_t B, size_t H, size_t Hk, size_t N, size_t M,
-                          size_t Dv, double eps, int causal)
+/* ref_rpe_from_features with Hk key/value heads, query head h reading key head h / (H / Hk), on
+ * features that may carry stabilisers: the true query features are fq_i exp(cq_i) and the true
+ * key features fk_j exp(ck_bk) (cq [B*H*N], ck [B*Hk]; NULL: 0). The sums run on the stored
+ * features and the shifted bias exp(b - bmax_h), i.e. on the true weights divided by
+ * exp(cq_i + ck_bk + bmax_h), so eps is added in that scale: eps exp(-(cq_i + ck_bk + bmax_h)),
+ * which keeps the formula's quotient exactly. */
+static void from_features(const double *fq, const double *fk, const double *cq, const double *ck,
+                          const float *v, const float *bias, float *out, size_t B, size_t H,
+                          size_t Hk, size_t N, size_t M, size_t Dv, double eps, int causal)
 {
     double *acc = malloc(Dv * sizeof *acc);
     if (acc == NULL) {
@@ -47,8 +52,10 @@ static void from_features(const double *fq, const double *fk, const float *v, co
                     for (size_t e = 0; e < Dv; e++)
                         acc[e] += w * (double)v[(bk * N + j) * Dv + e];
                 }
+                double shift = bmax + (cq ? cq[bh * N + i] : 0.0) + (ck ? ck[bk] : 0.0);
+                den += eps == 0.0 ? 0.0 : eps * exp(-shift);
                 for (size_t e = 0; e < Dv; e++)
-                    out[(bh * N + i) * Dv + e] = (float)(acc[e] / (den + eps));
+                    out[(bh * N + i) * Dv + e] = den == 0.0 ? 0.0f : (float)(acc[e] / den);
             }
         }
     free(acc);
@@ -58,7 +65,7 @@ void ref_rpe_from_features(const double *fq, const double *fk, const float *v, c
                            float *out, size_t B, size_t H, size_t N, size_t M, size_t Dv,
                            double eps, int causal)
 {
-    from_features(fq, fk, v, bias, out, B, H, H, N, M, Dv, eps, causal);
+    from_features(fq, fk, NULL, NULL, v, bias, out, B, H, H, N, M, Dv, eps, causal);
 }
 
 void ref_rpe_attention(const float *q, const float *k, const float *v, const float *bias,
@@ -96,27 +103,29 @@ void ref_rpe_gqa(const float *q, const float *k, const float *v, const float *bi
         M = D;
     size_t rows = B * H * N, krows = B * Hk * N;
     double *fq = malloc(rows * M * sizeof *fq), *fk = malloc(krows * M * sizeof *fk);
-    double *ck = malloc(krows * sizeof *ck);
-    if (fq == NULL || fk == NULL || ck == NULL) {
+    double *cq = malloc(rows * sizeof *cq), *ck = malloc(krows * sizeof *ck);
+    double *cmax = malloc(B * Hk * sizeof *cmax);
+    if (fq == NULL || fk == NULL || cq == NULL || ck == NULL || cmax == NULL) {
         for (size_t x = 0; x < rows * Dv; x++)
             out[x] = NAN;
     } else {
-        double cq;
         for (size_t r = 0; r < rows; r++)
-            ref_linear_features(q + r * D, D, fmap, w, M, fq + r * M, &cq);
+            ref_linear_features(q + r * D, D, fmap, w, M, fq + r * M, &cq[r]);
         for (size_t r = 0; r < krows; r++)
             ref_linear_features(k + r * D, D, fmap, w, M, fk + r * M, &ck[r]);
         for (size_t bh = 0; bh < B * Hk; bh++) {
-            double cmax = -INFINITY;
+            cmax[bh] = -INFINITY;
             for (size_t j = 0; j < N; j++)
-                cmax = ck[bh * N + j] > cmax ? ck[bh * N + j] : cmax;
+                cmax[bh] = ck[bh * N + j] > cmax[bh] ? ck[bh * N + j] : cmax[bh];
             for (size_t j = 0; j < N; j++)
                 for (size_t m = 0; m < M; m++)
-                    fk[(bh * N + j) * M + m] *= exp(ck[bh * N + j] - cmax);
+                    fk[(bh * N + j) * M + m] *= exp(ck[bh * N + j] - cmax[bh]);
         }
-        from_features(fq, fk, v, bias, out, B, H, Hk, N, M, Dv, eps, causal);
+        from_features(fq, fk, cq, cmax, v, bias, out, B, H, Hk, N, M, Dv, eps, causal);
     }
     free(fq);
     free(fk);
+    free(cq);
     free(ck);
+    free(cmax);
 }

@@ -16,9 +16,10 @@ double ref_rpe_bias_max(const float *bias, size_t h, size_t N, int causal);
 /* From features: fq, fk [B][H][N][M] (phi already applied), v [B][H][N][Dv], bias [H][2N-1],
    out [B][H][N][Dv]:
      w_ij  = fq_i . fk_j * exp(b_(j-i) - bmax_h)     (j <= i only when causal)
-     out_i = sum_j w_ij v_j / (sum_j w_ij + eps)
+     out_i = sum_j w_ij v_j / (sum_j w_ij + eps exp(-bmax_h))
    with bmax_h = ref_rpe_bias_max(bias, h, N, causal): the shift cancels in the quotient, and eps
-   is added to the sum of the shifted weights (as the library documents). */
+   is added in the formula's scale (that of the unshifted weights), as the library documents; a
+   row whose denominator is exactly 0 (eps = 0) outputs 0. */
 void ref_rpe_from_features(const double *fq, const double *fk, const float *v, const float *bias,
                            float *out, size_t B, size_t H, size_t N, size_t M, size_t Dv,
                            double eps, int causal);
@@ -32,8 +33,10 @@ void ref_rpe_attention(const float *q, const float *k, const float *v, const flo
 
 /* Every feature map, FAVOR+ (fmap 3, w [M][D]) included, through ref_linear_features: queries
    take their stabilised features, keys their true features times exp(-c_max) with c_max the
-   largest key log-scale of the (b, h) -- the library's stabilisers, which cancel in the quotient
-   except against eps. M is taken as D for the element-wise maps. */
+   largest key log-scale of the (b, h) -- the library's stabilisers, which cancel in the quotient;
+   eps is added in the formula's scale, eps exp(-(c_q + c_max + bmax_h)) to the stabilised sums
+   (c_q the query row's log-scale), so the result is the formula's with the true features. M is
+   taken as D for the element-wise maps. */
 void ref_rpe_general(const float *q, const float *k, const float *v, const float *bias, float *out,
                      size_t B, size_t H, size_t N, size_t D, size_t Dv, int fmap, const float *w,
                      size_t M, double eps, int causal);
