@@ -401,11 +401,8 @@ static void test_host(void **state)
     tu_check_close(out, ref, nv, TU_TOL_FP32, "host defaults");
 
     /* On an out-of-order queue the host call reads back after the attention's event. */
-    cl_int err;
-    cl_command_queue oq = clCreateCommandQueue(
-        clattn_context_get_cl_context(ctx), clattn_context_get_cl_device(ctx),
-        CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE, &err);
-    if (err == CL_SUCCESS) {
+    cl_command_queue oq = tu_try_out_of_order_queue(ctx);
+    if (oq) {
         clattn_context *octx = NULL;
         assert_int_equal(clattn_context_create_from_cl(clattn_context_get_cl_context(ctx),
                                                        clattn_context_get_cl_device(ctx), oq,
@@ -421,7 +418,7 @@ static void test_host(void **state)
         clattn_context_destroy(octx);
         clReleaseCommandQueue(oq);
     } else {
-        fprintf(stderr, "note: out-of-order queues unsupported here (%d)\n", (int)err);
+        fprintf(stderr, "note: the device has no out-of-order queues: that part skipped\n");
     }
     free(q);
     free(v);

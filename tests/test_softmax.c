@@ -462,17 +462,7 @@ static void test_host_out_of_order_queue(void **state)
 {
     (void)state;
     cl_device_id dev = clattn_context_get_cl_device(ctx);
-    cl_command_queue_properties props = 0;
-    assert_int_equal(clGetDeviceInfo(dev, CL_DEVICE_QUEUE_PROPERTIES, sizeof props, &props, NULL),
-                     CL_SUCCESS);
-    if (!(props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE)) {
-        fprintf(stderr, "note: the device has no out-of-order queues: skipped\n");
-        skip();
-    }
-    cl_int err;
-    cl_command_queue oq = clCreateCommandQueue(clattn_context_get_cl_context(ctx), dev,
-                                               CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE, &err);
-    assert_int_equal(err, CL_SUCCESS);
+    cl_command_queue oq = tu_out_of_order_queue(ctx);
     clattn_context *octx = NULL;
     tu_expect_status(NULL,
                      clattn_context_create_from_cl(clattn_context_get_cl_context(ctx), dev, oq,

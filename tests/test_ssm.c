@@ -394,14 +394,7 @@ static void test_wait_list(void **state)
 static void test_out_of_order_queue(void **state)
 {
     (void)state;
-    cl_int err;
-    cl_command_queue oq = clCreateCommandQueue(
-        clattn_context_get_cl_context(ctx), clattn_context_get_cl_device(ctx),
-        CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE, &err);
-    if (err != CL_SUCCESS) {
-        fprintf(stderr, "note: out-of-order queues unsupported here (%d): skipped\n", (int)err);
-        return;
-    }
+    cl_command_queue oq = tu_out_of_order_queue(ctx);
     clattn_context *octx = NULL;
     EXPECT_OK(clattn_context_create_from_cl(clattn_context_get_cl_context(ctx),
                                             clattn_context_get_cl_device(ctx), oq, &octx));

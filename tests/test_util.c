@@ -258,3 +258,30 @@ clattn_context *tu_context(void)
         fail_msg("no context: %s (%s)", clattn_status_string(st), clattn_context_last_error(NULL));
     return ctx;
 }
+
+cl_command_queue tu_try_out_of_order_queue(clattn_context *ctx)
+{
+    cl_device_id dev = clattn_context_get_cl_device(ctx);
+    cl_command_queue_properties props = 0;
+    assert_int_equal(clGetDeviceInfo(dev, CL_DEVICE_QUEUE_PROPERTIES, sizeof props, &props, NULL),
+                     CL_SUCCESS);
+    if (!(props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE))
+        return NULL;
+    cl_int err;
+    cl_command_queue q = clCreateCommandQueue(clattn_context_get_cl_context(ctx), dev,
+                                              CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE, &err);
+    if (err != CL_SUCCESS)
+        fail_msg("the device advertises out-of-order queues, but clCreateCommandQueue: %d",
+                 (int)err);
+    return q;
+}
+
+cl_command_queue tu_out_of_order_queue(clattn_context *ctx)
+{
+    cl_command_queue q = tu_try_out_of_order_queue(ctx);
+    if (!q) {
+        fprintf(stderr, "note: the device has no out-of-order queues: skipped\n");
+        skip();
+    }
+    return q;
+}

@@ -86,4 +86,11 @@ void tu_expect_fresh_status(clattn_context *ctx, clattn_status got, clattn_statu
 /* A context on the configured device (CLATTN_DEVICE, as ctest sets it); fails the test when none. */
 clattn_context *tu_context(void);
 
+/* An out-of-order queue on ctx's context and device, or NULL when the device does not advertise
+ * out-of-order execution (rusticl); fails the test when it does and creation fails anyway. The
+ * caller releases the queue. tu_out_of_order_queue skips the test (cmocka skip) instead of
+ * returning NULL. */
+cl_command_queue tu_try_out_of_order_queue(clattn_context *ctx);
+cl_command_queue tu_out_of_order_queue(clattn_context *ctx);
+
 #endif
