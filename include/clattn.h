@@ -427,9 +427,23 @@ CLATTN_API clattn_status clattn_measure_peak_gflops(clattn_context *ctx, double 
  *   softmax  the tiled family AUTO resolves to (TILED_CPU: rows per work-item 1/2/4/8 and
  *            work-group size 1/2/4/8; TILED_GPU: work-group size 32/64/128/256 and key tile
  *            8/16/32/64, within the device's limits); clattn_softmax_plan_create with algorithm
- *            AUTO consults the database.
- * Shape class (the database key): the operator, its variant (softmax: the family, "cpu" or
- * "gpu"), the head dims of q/k and of v, Nq and Nk rounded up to powers of two, and causal.
+ *            AUTO consults the database. Variant: the family, "cpu" or "gpu".
+ *   linear   the form (FUSED, or GEMM where the non-causal form without momentum allows both),
+ *            the non-causal chunk (the scheduler's, x2, /2), the causal block chunk 32/64/128,
+ *            the register blocking (rows 4/8/16, value blocks 1/2/4, feature rows 2/4/8) and
+ *            the blocked kernels' work-group size (driver or 1); on devices with a loop-iteration
+ *            cap only the default. A desc with algorithm FUSED or GEMM tunes within that form.
+ *            clattn_linear_plan_create with algorithm AUTO consults the database (a decoding
+ *            state's plan does not). Variant "<map>-<momentum>-<form>": map elu, relu, identity
+ *            or favor<M>; momentum none, fixed or adaptive; form fused or gemm (the default's).
+ *            params algo, chunk, block, rows, eb, mb, wg.
+ *   lsh      rows per work-item 1/2/4/8 of the hash and attend kernels and the attend
+ *            work-group size (rows x group within one 16-slot panel), with the scheduler's sort;
+ *            clattn_lsh_plan_create consults the database. Variant "h<hashes>-b<buckets>-
+ *            c<chunk>"; params rows, wg, counting_sort.
+ * Shape class (the database key): the operator, its variant, the head dims of q/k and of v, Nq
+ * and Nk rounded up to powers of two, and causal. A decoding shape (Nq = 1) is a class of its
+ * own: the tuner measures the plan of that shape.
  *
  * The database is a text file per device (hash of platform, device name and driver version) in
  * the cache folder ($CLATTN_CACHE_DIR, else $XDG_CACHE_HOME/clattn, else ~/.cache/clattn), with a
@@ -466,9 +480,12 @@ typedef struct clattn_tune_report {
 CLATTN_API int clattn_tune_supported(clattn_operator op);
 
 /* Tunes operator `op` for one shape class on the context's device. `desc` is that operator's
- * descriptor (const clattn_softmax_desc * for CLATTN_OP_SOFTMAX; NULL means the defaults) and the
+ * descriptor (const clattn_softmax_desc * for CLATTN_OP_SOFTMAX, const clattn_linear_desc * for
+ * CLATTN_OP_LINEAR, const clattn_lsh_desc * for CLATTN_OP_LSH; NULL means the defaults) and the
  * shapes are those its plan_create takes (softmax: q {B, Hq, Nq, D}, k {B, Hk, Nk, D}, v NULL or
- * k's shape). Any Nq works, Nq = 1 (a decoding step) included.
+ * k's shape; linear: q, k and v {B, Hk, Nk, Dv} (NULL: k's shape); lsh: q {B, H, N, D}, k NULL
+ * or q's shape, v {B, H, N, Dv} (NULL: q's shape)). Any Nq works, Nq = 1 (a decoding step)
+ * included (linear: the causal form needs Nq = Nk).
  * The run: build and time the scheduler's default (warm-up, at least 3 and up to 7 repetitions),
  * then the candidates, most promising first (each: build, one warm-up, one screening run that
  * drops anything 25% slower than the default, 5 repetitions, median of enqueue-to-finish wall
@@ -486,7 +503,7 @@ CLATTN_API int clattn_tune_supported(clattn_operator op);
  * Blocking; uses the context's queue and finishes it.
  * Status: NULL_POINTER (ctx, shapes or report), INVALID_ARGUMENT (budget not positive and finite),
  * UNSUPPORTED (an operator without a tuner, or a desc asking for an untunable algorithm, e.g.
- * softmax NAIVE), the statuses of the operator's plan_create for the default launch, and OpenCL
+ * softmax NAIVE), SHAPE_MISMATCH (lsh: k not q's shape), the statuses of the operator's plan_create for the default launch, and OpenCL
  * allocation codes. A failed database write is not an error: db_written stays 0 and notes say
  * why. */
 CLATTN_API clattn_status clattn_tune(clattn_context *ctx, clattn_operator op, const void *desc,
@@ -500,7 +517,8 @@ CLATTN_API clattn_status clattn_tune_softmax(clattn_context *ctx,
                                              const size_t q_shape[4], const size_t k_shape[4],
                                              double budget_seconds, clattn_tune_report *report);
 
-/* One launch parameter of a database entry (softmax: rows, local, tile_kv). */
+/* One launch parameter of a database entry (softmax: rows, local, tile_kv; linear: algo, chunk,
+ * block, rows, eb, mb, wg; lsh: rows, wg, counting_sort). */
 #define CLATTN_TUNING_MAX_PARAMS 8
 typedef struct clattn_tuning_param {
     char name[16];
@@ -511,7 +529,8 @@ typedef struct clattn_tuning_param {
 typedef struct clattn_tuning_entry {
     char op[16];                 /* operator name, as clattn_operator_name: "softmax" */
     char variant[32];            /* the family / variant the launch is for (softmax: "cpu",
-                                  * "gpu"); no spaces */
+                                  * "gpu"; linear: "elu-none-fused" ...; lsh: "h4-b64-c64" ...);
+                                  * no spaces */
     unsigned head_dim;           /* D of q and k */
     unsigned head_dim_v;         /* D of v */
     size_t nq_bucket, nk_bucket; /* Nq and Nk rounded up to powers of two */
@@ -680,10 +699,11 @@ CLATTN_API clattn_status clattn_linear_favor_draw(size_t m, size_t d, uint64_t s
                                            clattn_linear_favor_scaling scaling, float *w);
 
 /* Bakes a plan for linear attention on fixed shapes (shapes and desc as for
- * clattn_linear_enqueue below): validates the desc and shapes, asks the scheduler for the launch
- * (the form -- FUSED or GEMM --, chunking, register blocking, work-group sizes), creates every
- * kernel the form runs once, draws or copies FAVOR's W and uploads it once, and allocates the
- * scratch (features, padded values, chunk states). The plan copies what it needs of the desc
+ * clattn_linear_enqueue below): validates the desc and shapes, takes the launch (the form --
+ * FUSED or GEMM --, chunking, register blocking, work-group sizes) from the tuning database when
+ * algorithm is AUTO and it holds an entry for the shape class (clattn_tune), else from the
+ * scheduler, creates every kernel the form runs once, draws or copies FAVOR's W and uploads
+ * it once, and allocates the scratch (features, padded values, chunk states). The plan copies what it needs of the desc
  * (desc.projection may be freed afterwards). Status as for clattn_linear_enqueue's validation
  * (UNSUPPORTED also for FAVOR beyond the features the device computes correctly), then
  * BUILD_FAILED or OpenCL allocation codes. Release with clattn_plan_destroy. */
@@ -1034,8 +1054,9 @@ CLATTN_API clattn_status clattn_lsh_rotations(size_t n_hashes, size_t d, size_t 
 
 /* Bakes a plan for LSH attention on q_shape = {B, H, N, D} and v_shape = {B, H, N, Dv},
  * 1 <= D, Dv <= 256: reads the desc (NULL: the defaults), validates, chooses the launch (rows per
- * work-item, work-group sizes, the sort), uploads the rotations (given or drawn), creates its
- * kernels and allocates its scratch.
+ * work-item, work-group sizes, the sort: the tuning database's entry for the shape class when
+ * there is one (clattn_tune), else the scheduler's), uploads the rotations (given or drawn),
+ * creates its kernels and allocates its scratch.
  * Status: NULL_POINTER (ctx, shapes, plan), INVALID_ARGUMENT (struct_size; n_hashes, n_buckets
  * (odd, < 2, too large) or chunk_size 0; causal or attend_across_buckets not 0 or 1; a non-finite
  * rotation), INVALID_SHAPE (a zero entry, D or Dv > 256, sizes beyond 2^31), SHAPE_MISMATCH (q and

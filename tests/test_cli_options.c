@@ -189,7 +189,7 @@ static void test_per_command_help(void **state)
     assert_null(strstr(out, "clattn run"));
 
     assert_int_equal(run_capture("", "tune --help", out, sizeof out, err, sizeof err), 0);
-    assert_non_null(strstr(out, "clattn tune [--op softmax]"));
+    assert_non_null(strstr(out, "clattn tune [--op softmax|linear|lsh]"));
     assert_non_null(strstr(out, "--nq"));
     assert_non_null(strstr(out, "clattn tune --show"));
     assert_null(strstr(out, "clattn run"));
@@ -320,14 +320,33 @@ static void test_selector_matching_nothing(void **state)
 }
 
 /* tune: --op names a tunable operator (others are usage errors before any device work); --nq
- * tunes a decoding shape, recorded with its own query bucket. The database goes to a folder of
- * this test's own. */
+ * tunes a decoding shape, recorded with its own query bucket; linear and LSH take their run
+ * options. The database goes to a folder of this test's own. */
 static void test_tune_op_and_nq(void **state)
 {
     (void)state;
     static char out[16384], err[16384];
-    assert_int_equal(run_capture("", "tune --op linear", out, sizeof out, err, sizeof err), 2);
-    assert_non_null(strstr(err, "not tunable yet (tunable: softmax)"));
+    assert_int_equal(run_capture("", "tune --op ssm", out, sizeof out, err, sizeof err), 2);
+    assert_non_null(strstr(err, "not tunable yet (tunable: softmax, linear, lsh)"));
+    /* each operator's options only with that operator; --nq only where queries are not keys */
+    assert_int_equal(run_capture("", "tune --feature-map favor", out, sizeof out, err,
+                                 sizeof err),
+                     2);
+    assert_non_null(strstr(err, "--feature-map applies to --op linear"));
+    assert_int_equal(run_capture("", "tune --op linear --hashes 2", out, sizeof out, err,
+                                 sizeof err),
+                     2);
+    assert_non_null(strstr(err, "--hashes applies to --op lsh"));
+    assert_int_equal(run_capture("", "tune --op lsh --nq 1", out, sizeof out, err, sizeof err),
+                     2);
+    assert_non_null(strstr(err, "--nq does not apply to --op lsh"));
+    assert_int_equal(run_capture("", "tune --op lsh --buckets 7", out, sizeof out, err,
+                                 sizeof err),
+                     2);
+    assert_int_equal(run_capture("", "tune --op linear --features 32", out, sizeof out, err,
+                                 sizeof err),
+                     2);
+    assert_non_null(strstr(err, "--features needs --feature-map favor"));
     assert_int_equal(run_capture("", "tune --op bogus", out, sizeof out, err, sizeof err), 2);
     assert_non_null(strstr(err, "unknown operator 'bogus'"));
     assert_int_equal(run_capture("", "tune --nq 0", out, sizeof out, err, sizeof err), 2);
@@ -347,6 +366,31 @@ static void test_tune_op_and_nq(void **state)
     /* op variant d dv nq<= nk<= causal */
     if (!strstr(out, "softmax  cpu        16   16       1      64     no") &&
         !strstr(out, "softmax  gpu        16   16       1      64     no"))
+        fail_msg("tune --show:\n%s", out);
+
+    /* linear: a decoding shape and a causal one that needs Nq = N (skipped); LSH with its
+     * options. Each writes its entry under its own key. */
+    rc = run_capture(env,
+                     "tune --op linear --feature-map favor --features 32 --d 16 --n 64 --nq 1 "
+                     "--heads 1 --budget 0.5",
+                     out, sizeof out, err, sizeof err);
+    if (rc != 0)
+        fail_msg("tune --op linear: exit %d: %s", rc, err);
+    assert_non_null(strstr(out, "linear D=16 Nq=1 N=64 full"));
+    assert_non_null(strstr(out, "linear D=16 Nq=1 N=64 causal"));
+    assert_non_null(strstr(out, "skipped (the causal form needs Nq = N)"));
+    rc = run_capture(env,
+                     "tune --op lsh --hashes 2 --buckets 8 --chunk 16 --d 16 --n 64 --heads 1 "
+                     "--causal yes --budget 0.5",
+                     out, sizeof out, err, sizeof err);
+    if (rc != 0)
+        fail_msg("tune --op lsh: exit %d: %s", rc, err);
+    assert_non_null(strstr(out, "lsh D=16 N=64 causal"));
+    rc = run_capture(env, "tune --show", out, sizeof out, err, sizeof err);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "3 entries"));
+    if (!strstr(out, "linear   favor32-none-fused   16   16       1      64     no") ||
+        !strstr(out, "lsh      h2-b8-c16            16   16      64      64    yes"))
         fail_msg("tune --show:\n%s", out);
 }
 

@@ -1,7 +1,8 @@
 /* test_tune_db.c - device-free checks of the tuner's pieces: the candidate list on made-up devices
  * (every candidate valid and re-creatable, the scheduler's default first, no duplicates) and the
  * tuning database file (round trip, merge, and corrupt, truncated, empty, foreign-version and
- * other-device files ignored with a warning, never fatal). */
+ * other-device files ignored with a warning, never fatal); linear's and LSH's database keys and
+ * their parameters' round trip (candidate -> entry -> file -> entry -> the same launch). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -405,7 +406,245 @@ static void test_db_format2_generic(void **state)
     assert_false(clattn__tune_param_set(&e, "", 1));
 }
 
-/* The adapter table: softmax is tunable; an operator without an adapter is refused cleanly. */
+/* ---- linear and LSH: keys and parameter round trips (device-free) ---- */
+
+/* Every candidate, written as an entry, through the file format and back, gives the same
+ * launch; the entry's key is the one the plan looks up. */
+static void round_trip(const clattn__tune_adapter *ad, const void *cands, size_t n,
+                       const clattn_tuning_entry *key,
+                       bool (*from)(const clattn_device_info *, const void *,
+                                    const clattn_tuning_entry *, void *),
+                       const clattn_device_info *dev, const void *prob)
+{
+    clattn__tune_db db = {NULL, 0, 0}, again = {NULL, 0, 0};
+    unsigned char back[CLATTN__TUNE_MAX_LAUNCH];
+    char warn[200];
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *c = (const unsigned char *)cands + i * ad->launch_size;
+        clattn_tuning_entry e = *key;
+        ad->to_params(c, &e);
+        e.default_ms = 1.5;
+        e.tuned_ms = 1.25;
+        clattn__tune_db_free(&db);
+        assert_true(clattn__tune_db_put(&db, &e));
+        char *text = clattn__tune_db_format(&db, DEV);
+        assert_non_null(text);
+        clattn__tune_db_free(&again);
+        assert_int_equal(clattn__tune_db_parse(text, strlen(text), DEV, &again, warn, sizeof warn),
+                         0);
+        free(text);
+        const clattn_tuning_entry *got = clattn__tune_db_find(&again, key);
+        assert_non_null(got);
+        assert_int_equal(got->num_params, e.num_params);
+        memset(back, 0xA5, sizeof back);
+        assert_true(from(dev, prob, got, back));
+        assert_memory_equal(back, c, ad->launch_size);
+    }
+    clattn__tune_db_free(&db);
+    clattn__tune_db_free(&again);
+}
+
+static bool linear_from(const clattn_device_info *dev, const void *p, const clattn_tuning_entry *e,
+                        void *out)
+{
+    return clattn__tune_linear_from_entry(dev, p, e, out);
+}
+
+static bool lsh_from(const clattn_device_info *dev, const void *p, const clattn_tuning_entry *e,
+                     void *out)
+{
+    return clattn__tune_lsh_from_entry(dev, p, e, out);
+}
+
+static clattn__linear_problem lin_problem(size_t nq, size_t nk, int causal, int momentum,
+                                          int favor, size_t m)
+{
+    clattn__linear_problem p;
+    memset(&p, 0, sizeof p);
+    p.bh = p.bh_kv = 8;
+    p.nq = nq;
+    p.nk = nk;
+    p.d = p.dv = 64;
+    p.m = m;
+    p.causal = causal;
+    p.momentum = momentum;
+    p.favor = favor;
+    return p;
+}
+
+static void test_linear_keys_and_params(void **state)
+{
+    (void)state;
+    const clattn__tune_adapter *ad = clattn__tune_adapter_for(CLATTN_OP_LINEAR);
+    assert_non_null(ad);
+    assert_int_equal(ad->launch_size, sizeof(clattn__linear_launch));
+    clattn_device_info devs[3] = {
+        make_dev(CLATTN_DEVICE_CPU, 1024 * KIB, 1, 4096, 16), /* PoCL-like: FUSED */
+        make_dev(CLATTN_DEVICE_GPU, 48 * KIB, 0, 1024, 1),    /* GPU: AUTO takes GEMM */
+        make_dev(CLATTN_DEVICE_GPU, 32 * KIB, 0, 256, 4),     /* llvmpipe-like, loop cap */
+    };
+    devs[2].loop_iteration_cap = 65535;
+    const struct {
+        clattn__linear_problem p;
+        int map;
+        const char *variant[3]; /* per device */
+    } cases[] = {
+        {lin_problem(4096, 4096, 0, CLATTN_LINEAR_MOMENTUM_NONE, 0, 64), CLATTN_LINEAR_FEATURE_ELU,
+         {"elu-none-fused", "elu-none-gemm", "elu-none-gemm"}},
+        {lin_problem(1, 4096, 0, CLATTN_LINEAR_MOMENTUM_NONE, 0, 64), CLATTN_LINEAR_FEATURE_RELU,
+         {"relu-none-fused", "relu-none-gemm", "relu-none-gemm"}},
+        {lin_problem(2048, 2048, 1, CLATTN_LINEAR_MOMENTUM_NONE, 1, 128),
+         CLATTN_LINEAR_FEATURE_FAVOR,
+         {"favor128-none-fused", "favor128-none-fused", "favor128-none-fused"}},
+        {lin_problem(512, 512, 1, CLATTN_LINEAR_MOMENTUM_FIXED, 0, 64),
+         CLATTN_LINEAR_FEATURE_IDENTITY,
+         {"identity-fixed-fused", "identity-fixed-fused", "identity-fixed-fused"}},
+        {lin_problem(512, 512, 0, CLATTN_LINEAR_MOMENTUM_ADAPTIVE, 1, 4096),
+         CLATTN_LINEAR_FEATURE_FAVOR,
+         {"favor4096-adaptive-fused", "favor4096-adaptive-fused", NULL}}, /* M too big capped */
+    };
+    clattn__linear_launch c[CLATTN__TUNE_MAX_CANDIDATES], def;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (size_t j = 0; j < 3; j++) {
+            const clattn__linear_problem *p = &cases[i].p;
+            size_t n = clattn__tune_linear_candidates(&devs[j], p, CLATTN_LINEAR_AUTO, c,
+                                                      CLATTN__TUNE_MAX_CANDIDATES);
+            if (!cases[i].variant[j]) {
+                assert_int_equal(n, 0);
+                continue;
+            }
+            assert_true(n >= 1);
+            assert_int_equal(n > 1, devs[j].loop_iteration_cap == 0); /* capped: default only */
+            assert_int_equal(clattn__schedule_linear(&devs[j], p, CLATTN_LINEAR_AUTO, &def, NULL,
+                                                     0),
+                             CLATTN_SUCCESS);
+            assert_memory_equal(&c[0], &def, sizeof def);
+            clattn_tuning_entry key;
+            clattn__tune_linear_key(cases[i].map, p, c[0].algo, &key);
+            assert_string_equal(key.op, "linear");
+            assert_string_equal(key.variant, cases[i].variant[j]);
+            assert_int_equal(key.head_dim, 64);
+            assert_int_equal(key.nq_bucket, clattn__tune_bucket(p->nq));
+            assert_int_equal(key.causal, p->causal);
+            round_trip(ad, c, n, &key, linear_from, &devs[j], p);
+        }
+
+    /* A forced form: the scheduler's launch of that form first, then only that form. */
+    clattn__linear_problem p = cases[0].p;
+    size_t n = clattn__tune_linear_candidates(&devs[1], &p, CLATTN_LINEAR_FUSED, c,
+                                              CLATTN__TUNE_MAX_CANDIDATES);
+    assert_true(n > 1);
+    assert_int_equal(clattn__schedule_linear(&devs[1], &p, CLATTN_LINEAR_FUSED, &def, NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_memory_equal(&c[0], &def, sizeof def);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(c[i].algo, CLATTN_LINEAR_FUSED);
+    assert_int_equal(clattn__tune_linear_candidates(&devs[0], &p, CLATTN_LINEAR_GEMM, c, 64), 1);
+    assert_int_equal(c[0].algo, CLATTN_LINEAR_GEMM);
+
+    /* Entries that do not fit are refused, never half-used. */
+    clattn_tuning_entry e;
+    clattn__linear_launch L;
+    clattn__tune_linear_key(CLATTN_LINEAR_FEATURE_ELU, &p, CLATTN_LINEAR_FUSED, &e);
+    ad->to_params(&def, &e);
+    assert_true(clattn__tune_linear_from_entry(&devs[0], &p, &e, &L));
+    const struct {
+        const char *name;
+        long long value;
+    } bad[] = {{"rows", 3}, {"eb", 8}, {"block", 48}, {"wg", 2}, {"algo", 0}, {"chunk", 0}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        clattn_tuning_entry b = e;
+        assert_true(clattn__tune_param_set(&b, bad[i].name, bad[i].value));
+        if (clattn__tune_linear_from_entry(&devs[0], &p, &b, &L))
+            fail_msg("linear entry with %s=%lld accepted", bad[i].name, bad[i].value);
+    }
+    clattn_tuning_entry missing = e;
+    missing.num_params--; /* wg gone */
+    assert_false(clattn__tune_linear_from_entry(&devs[0], &p, &missing, &L));
+    clattn__linear_problem causal = cases[2].p; /* GEMM does not run the causal form */
+    assert_true(clattn__tune_param_set(&e, "algo", CLATTN_LINEAR_GEMM));
+    assert_false(clattn__tune_linear_from_entry(&devs[0], &causal, &e, &L));
+    assert_true(clattn__tune_param_set(&e, "algo", CLATTN_LINEAR_FUSED));
+    assert_false(clattn__tune_linear_from_entry(&devs[2], &p, &e, &L)); /* wg 1 only, capped */
+}
+
+static void test_lsh_keys_and_params(void **state)
+{
+    (void)state;
+    const clattn__tune_adapter *ad = clattn__tune_adapter_for(CLATTN_OP_LSH);
+    assert_non_null(ad);
+    assert_int_equal(ad->launch_size, sizeof(clattn__lsh_launch));
+    clattn_device_info devs[3] = {
+        make_dev(CLATTN_DEVICE_CPU, 1024 * KIB, 1, 4096, 16),
+        make_dev(CLATTN_DEVICE_GPU, 48 * KIB, 0, 1024, 1),
+        make_dev(CLATTN_DEVICE_GPU, 32 * KIB, 0, 256, 4),
+    };
+    devs[2].loop_iteration_cap = 65535;
+    const struct {
+        clattn__lsh_problem p;
+        const char *variant;
+    } cases[] = {
+        {{8, 4096, 64, 64, 4, 64, 64, 0}, "h4-b64-c64"},
+        {{2, 1000, 128, 32, 8, 4096, 128, 1}, "h8-b4096-c128"}, /* radix sort */
+        {{1, 300, 16, 16, 1, 2, 7, 1}, "h1-b2-c7"},
+    };
+    clattn__lsh_launch c[CLATTN__TUNE_MAX_CANDIDATES], def;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (size_t j = 0; j < 3; j++) {
+            const clattn__lsh_problem *p = &cases[i].p;
+            size_t n = clattn__lsh_candidates(&devs[j], p, c, CLATTN__TUNE_MAX_CANDIDATES);
+            if (clattn__schedule_lsh(&devs[j], p, &def, NULL, 0) != CLATTN_SUCCESS) {
+                assert_int_equal(n, 0);
+                continue;
+            }
+            assert_true(n > 1);
+            assert_memory_equal(&c[0], &def, sizeof def);
+            clattn_tuning_entry key;
+            clattn__tune_lsh_key(p, &key);
+            assert_string_equal(key.op, "lsh");
+            assert_string_equal(key.variant, cases[i].variant);
+            assert_int_equal(key.head_dim, p->d);
+            assert_int_equal(key.head_dim_v, p->dv);
+            assert_int_equal(key.nq_bucket, clattn__tune_bucket(p->n));
+            assert_int_equal(key.nk_bucket, key.nq_bucket);
+            assert_int_equal(key.causal, p->causal);
+            round_trip(ad, c, n, &key, lsh_from, &devs[j], p);
+        }
+    /* Keys differ by what changes the launch space. */
+    clattn_tuning_entry a, b;
+    clattn__lsh_problem p = cases[0].p;
+    clattn__tune_lsh_key(&p, &a);
+    p.chunk_size = 32;
+    clattn__tune_lsh_key(&p, &b);
+    assert_string_not_equal(a.variant, b.variant);
+
+    /* Entries that do not fit are refused. */
+    p = cases[0].p;
+    clattn_tuning_entry e;
+    clattn__lsh_launch L;
+    assert_int_equal(clattn__schedule_lsh(&devs[0], &p, &def, NULL, 0), CLATTN_SUCCESS);
+    clattn__tune_lsh_key(&p, &e);
+    ad->to_params(&def, &e);
+    assert_true(clattn__tune_lsh_from_entry(&devs[0], &p, &e, &L));
+    assert_memory_equal(&L, &def, sizeof L);
+    const struct {
+        const char *name;
+        long long value;
+    } bad[] = {{"rows", 3}, {"rows", 16}, {"wg", 3}, {"wg", 32}, {"counting_sort", 2},
+               {"wg", 0}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        clattn_tuning_entry x = e;
+        assert_true(clattn__tune_param_set(&x, bad[i].name, bad[i].value));
+        if (clattn__tune_lsh_from_entry(&devs[0], &p, &x, &L))
+            fail_msg("lsh entry with %s=%lld accepted", bad[i].name, bad[i].value);
+    }
+    clattn_tuning_entry missing = e;
+    missing.num_params--;
+    assert_false(clattn__tune_lsh_from_entry(&devs[0], &p, &missing, &L));
+}
+
+/* The adapter table: softmax, linear and LSH are tunable; an operator without an adapter is
+ * refused cleanly. */
 static void test_adapters(void **state)
 {
     (void)state;
@@ -414,6 +653,13 @@ static void test_adapters(void **state)
     assert_true(clattn__tune_adapter_for(CLATTN_OP_SOFTMAX)->launch_size <=
                 CLATTN__TUNE_MAX_LAUNCH);
     assert_int_equal(clattn_tune_supported(CLATTN_OP_SOFTMAX), 1);
+    assert_int_equal(clattn_tune_supported(CLATTN_OP_LINEAR), 1);
+    assert_int_equal(clattn_tune_supported(CLATTN_OP_LSH), 1);
+    assert_int_equal(clattn__tune_adapter_for(CLATTN_OP_LINEAR)->op, CLATTN_OP_LINEAR);
+    assert_int_equal(clattn__tune_adapter_for(CLATTN_OP_LSH)->op, CLATTN_OP_LSH);
+    assert_true(clattn__tune_adapter_for(CLATTN_OP_LINEAR)->launch_size <=
+                CLATTN__TUNE_MAX_LAUNCH);
+    assert_true(clattn__tune_adapter_for(CLATTN_OP_LSH)->launch_size <= CLATTN__TUNE_MAX_LAUNCH);
     assert_int_equal(clattn_tune_supported(CLATTN_OP_SSM), 0);
     assert_null(clattn__tune_adapter_for((clattn_operator)99));
     clattn_tune_report r;
@@ -432,6 +678,8 @@ int main(void)
         cmocka_unit_test(test_db_unwritable_folder),
         cmocka_unit_test(test_db_reads_format1),
         cmocka_unit_test(test_db_format2_generic),
+        cmocka_unit_test(test_linear_keys_and_params),
+        cmocka_unit_test(test_lsh_keys_and_params),
         cmocka_unit_test(test_adapters),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);

@@ -3,6 +3,7 @@
  * The command sequences of each form are in linear_forms.c, the decoding state in
  * linear_state.c. */
 #include "linear.h"
+#include "../tune/tune.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -208,7 +209,8 @@ static void plan_info(const clattn_plan *base, clattn_plan_info *info)
 
 static const clattn__plan_ops linear_ops = {CLATTN_OP_LINEAR, plan_release, plan_info};
 
-/* The launch of a new plan: the caller's (tuner), else the scheduler's rule. */
+/* The launch of a new plan: the caller's (tuner), else the tuning database's (AUTO), else the
+ * scheduler's rule. */
 static clattn_status choose_launch(clattn_context *ctx, clattn__linear_plan *p,
                                    const clattn__linear_problem *prob,
                                    const clattn__linear_launch *forced, const char **by)
@@ -226,6 +228,13 @@ static clattn_status choose_launch(clattn_context *ctx, clattn__linear_plan *p,
                                 why);
         p->launch = chk;
         *by = "caller";
+        return CLATTN_SUCCESS;
+    }
+    /* AUTO (a plain plan, not a decoding state's): the tuning database first. */
+    if (!p->stateful && p->desc.algorithm == CLATTN_LINEAR_AUTO &&
+        clattn__tune_linear_launch(ctx, (int)p->desc.feature_map, prob, &p->launch)) {
+        p->base.from_db = true;
+        *by = "tuning-db";
         return CLATTN_SUCCESS;
     }
     int requested = p->stateful ? CLATTN_LINEAR_FUSED : (int)p->desc.algorithm;

@@ -11,6 +11,7 @@
 #include "../core/internal.h"
 #include "../sched/sched.h"
 #include "../blocks/sort.h"
+#include "../tune/tune.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -342,20 +343,47 @@ cleanup:
     return status;
 }
 
-/* The launch: the caller's (the tuner's), else the scheduler's rule. (The tuning database joins
- * here once it accepts LSH entries.) */
+static void problem_of(const clattn_lsh_desc *d, const size_t q[4], const size_t v[4],
+                       clattn__lsh_problem *out)
+{
+    clattn__lsh_problem prob = {q[0] * q[1],   q[2],          q[3],          v[3],
+                                d->n_hashes,   d->n_buckets,  d->chunk_size, d->causal};
+    *out = prob;
+}
+
+clattn_status clattn__lsh_problem_make(clattn_context *ctx, const clattn_lsh_desc *desc,
+                                       const size_t q_shape[4], const size_t v_shape[4],
+                                       clattn__lsh_problem *out)
+{
+    clattn_lsh_desc d;
+    clattn_status st = CLATTN_NULL_POINTER;
+    if (!q_shape || !v_shape)
+        return clattn__fail(ctx, st, "lsh: q_shape and v_shape are required");
+    st = read_desc(ctx, desc, &d);
+    if (st == CLATTN_SUCCESS)
+        st = check_dims(ctx, q_shape, v_shape, &d);
+    if (st == CLATTN_SUCCESS)
+        problem_of(&d, q_shape, v_shape, out);
+    return st;
+}
+
+/* The launch: the caller's (the tuner's), else the tuning database's, else the scheduler's
+ * rule. */
 static clattn_status choose_launch(lsh_plan *p, const clattn__lsh_launch *forced, const char **by)
 {
     clattn_context *ctx = p->base.ctx;
     char why[160];
-    clattn__lsh_problem prob = {p->qshape[0] * p->qshape[1], p->qshape[2], p->qshape[3],
-                                p->vshape[3], p->desc.n_hashes, p->desc.n_buckets,
-                                p->desc.chunk_size, p->desc.causal};
+    clattn__lsh_problem prob;
+    problem_of(&p->desc, p->qshape, p->vshape, &prob);
     clattn_status st;
     if (forced) {
         st = clattn__lsh_launch_from(&ctx->info, &prob, forced->rows, forced->local_size,
                                      forced->counting_sort, &p->launch, why, sizeof why);
         *by = "caller";
+    } else if (clattn__tune_lsh_launch(ctx, &prob, &p->launch)) {
+        p->base.from_db = true;
+        *by = "tuning-db";
+        return CLATTN_SUCCESS;
     } else {
         st = clattn__schedule_lsh(&ctx->info, &prob, &p->launch, why, sizeof why);
         *by = "scheduler";

@@ -36,7 +36,7 @@
 #define CONFIRM_PAIRS 5
 #define MIN_CONFIRM_PAIRS 3
 #define SCREEN_FACTOR 1.25
-#define MAX_CANDIDATES 64
+#define MAX_CANDIDATES CLATTN__TUNE_MAX_CANDIDATES
 /* The least a candidate's set-up is predicted to cost: a cold one on PoCL, which builds a
  * softmax.cl variant in 0.5-0.7 s and compiles it for a work-group size in about 0.3 s at its
  * first launch (DESIGN.md section 8, measured on an idle 2-vCPU machine). On a warm cache the
@@ -47,6 +47,8 @@
 /* The tunable operators: one adapter each (lib/tune/tune_<op>.c). */
 static const clattn__tune_adapter *const adapters[] = {
     &clattn__tune_softmax,
+    &clattn__tune_linear,
+    &clattn__tune_lsh,
 };
 
 const clattn__tune_adapter *clattn__tune_adapter_for(clattn_operator op)

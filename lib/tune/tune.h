@@ -2,7 +2,8 @@
  * (lib/tune/tune.c, one lib/tune/tune_<op>.c each), the per-device tuning database
  * (lib/tune/db.c) and the context's cached copy of it (lib/tune/lookup.c).
  *
- * Adding an operator to the tuner (linear, LSH ...): its scheduler exports a candidate list
+ * Tunable today: softmax, linear, LSH (tune_softmax.c, tune_linear.c, tune_lsh.c).
+ * Adding an operator to the tuner: its scheduler exports a candidate list
  * (clattn__<op>_candidates, the default first) and its ops file a plan constructor with a forced
  * launch (clattn__<op>_plan_create_launch); then
  *   1. lib/tune/tune_<op>.c defines `const clattn__tune_adapter clattn__tune_<op>` (the six
@@ -48,6 +49,7 @@ clattn_status clattn__tune_io_add(clattn_context *ctx, clattn__tune_io *io, cons
 void clattn__tune_io_release(clattn__tune_io *io);
 
 #define CLATTN__TUNE_MAX_LAUNCH 512 /* bytes of an operator's launch struct, at most */
+#define CLATTN__TUNE_MAX_CANDIDATES 64 /* launches one run enumerates, at most */
 
 /* What the tuner needs from an operator. Launches are the operator's own struct (softmax:
  * clattn__softmax_launch), handled as launch_size-byte records. */
@@ -76,6 +78,8 @@ typedef struct clattn__tune_adapter {
 
 /* The adapters (lib/tune/tune_<op>.c), one per tunable operator. */
 extern const clattn__tune_adapter clattn__tune_softmax;
+extern const clattn__tune_adapter clattn__tune_linear;
+extern const clattn__tune_adapter clattn__tune_lsh;
 
 /* The adapter of `op`, or NULL when the operator is not tunable. */
 const clattn__tune_adapter *clattn__tune_adapter_for(clattn_operator op);
@@ -168,5 +172,45 @@ clattn_status clattn__softmax_plan_create_launch(clattn_context *ctx,
                                                  const size_t k_shape[4],
                                                  const clattn__softmax_launch *launch,
                                                  clattn_plan **plan);
+
+/* ---- linear attention (lib/tune/tune_linear.c; its plan entry point in lib/ops/linear.c) ---- */
+
+/* The database key of a linear problem (pure): variant "<map>-<momentum>-<algo>" -- feature map
+ * "elu", "relu", "identity" or "favor<M>", momentum "none", "fixed" or "adaptive", algo "fused"
+ * or "gemm" (the default launch's form) --, d, dv, the Nq and Nk buckets and causal. */
+void clattn__tune_linear_key(int feature_map, const clattn__linear_problem *p, int algo,
+                             clattn_tuning_entry *key);
+/* An entry's parameters (algo, chunk, block, rows, eb, mb, wg) back into a launch validated
+ * against the device and the problem (clattn__linear_launch_from); false when they do not fit. */
+bool clattn__tune_linear_from_entry(const clattn_device_info *dev,
+                                    const clattn__linear_problem *p,
+                                    const clattn_tuning_entry *e, clattn__linear_launch *out);
+/* The search space for a desc asking for `requested` (AUTO: clattn__linear_candidates; FUSED or
+ * GEMM: the scheduler's launch of that form, then the candidates of that form). */
+size_t clattn__tune_linear_candidates(const clattn_device_info *dev,
+                                      const clattn__linear_problem *p, int requested,
+                                      clattn__linear_launch *out, size_t cap);
+/* The launch the database holds for an AUTO plan of this problem (key: the form AUTO resolves
+ * to), validated against the device, or false. */
+bool clattn__tune_linear_launch(clattn_context *ctx, int feature_map,
+                                const clattn__linear_problem *prob, clattn__linear_launch *out);
+
+/* ---- LSH attention (lib/tune/tune_lsh.c; its plan entry points in lib/ops/lsh.c) ---- */
+
+/* The database key of an LSH problem (pure): variant "h<hashes>-b<buckets>-c<chunk>", d, dv,
+ * nq = nk = the N bucket, causal. */
+void clattn__tune_lsh_key(const clattn__lsh_problem *p, clattn_tuning_entry *key);
+/* An entry's parameters (rows, wg, counting_sort) back into a launch validated against the
+ * device and the problem (clattn__lsh_launch_from); false when they do not fit. */
+bool clattn__tune_lsh_from_entry(const clattn_device_info *dev, const clattn__lsh_problem *p,
+                                 const clattn_tuning_entry *e, clattn__lsh_launch *out);
+/* The launch the database holds for this problem, validated against the device, or false. */
+bool clattn__tune_lsh_launch(clattn_context *ctx, const clattn__lsh_problem *prob,
+                             clattn__lsh_launch *out);
+/* Reads and validates an LSH desc (NULL: defaults) and shapes as clattn_lsh_plan_create does
+ * (its statuses, with a message) and fills the scheduler's problem (lib/ops/lsh.c). */
+clattn_status clattn__lsh_problem_make(clattn_context *ctx, const clattn_lsh_desc *desc,
+                                       const size_t q_shape[4], const size_t v_shape[4],
+                                       clattn__lsh_problem *out);
 
 #endif
