@@ -132,8 +132,9 @@ typedef struct clattn_device_info {
     int has_fp16;
     int has_fp64;
     /* Driver quirks, filled once when the device is described; the scheduler reads them instead
-     * of matching names. loop_iteration_cap: the driver ends any loop after this many iterations
-     * counted over a whole work-group (llvmpipe: 65535), 0 when none is known. simt_cpu: a CPU
+     * of matching names. loop_iteration_cap: the driver ends a kernel's loops after this many
+     * iterations in total, counted over all loops of a work-item and over the items of a
+     * work-group it runs in one loop (llvmpipe: 65535), 0 when none is known. simt_cpu: a CPU
      * driver that runs a work-group's items lane by lane inside one loop (llvmpipe), so long
      * per-item loops need work-groups of one item. */
     uint64_t loop_iteration_cap;
