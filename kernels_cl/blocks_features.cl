@@ -5,7 +5,7 @@
  * optionally each row's log-scale l [BH][N]: the true features are f * exp(l) (l = 0 except for
  * FAVOR+, whose rows are divided by their largest feature). */
 
-/* Feature maps, numbered as the public enum clattn_feature_map (a kernel argument). */
+/* Feature maps, numbered as the public enum clattn_linear_feature_map (a kernel argument). */
 #define FEATURES_ELU 0
 #define FEATURES_RELU 1
 

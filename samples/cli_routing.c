@@ -19,7 +19,7 @@ void cli_usage_routing(FILE *f)
             "      the W queries and W keys closest to its centroid, default W = ceil(N / C)) on\n"
             "      float32 .npy arrays q [B,Hq,N,D], k [B,Hk,N,D], v [B,Hk,N,Dv] (Hq a multiple\n"
             "      of Hk: grouped-query heads share a key head's routing); centroids [Hk,C,D], or\n"
-            "      k-means++ from q and k with the seed (clattn_routing_centroids_init). Writes\n"
+            "      k-means++ from q and k with the seed (clattn_routing_centroids_draw). Writes\n"
             "      OUT [B,Hq,N,Dv]; positions no cluster served are zeros\n"
             "  clattn bench routing [--n 4096,16384,65536] [--d 64] [--heads 1] [--batch 1]\n"
             "         [--clusters C] [--window W] [--causal] [--reps 3]\n"
@@ -125,7 +125,7 @@ static int run_on_device(clattn_context *ctx, const clattn_routing_desc *desc,
                   tv = cli_tensor(bv, v->shape), tm = cli_tensor(bm, mshape),
                   to = cli_tensor(bo, oshape);
     if (!centroids)
-        st = clattn_routing_centroids_init(*plan, &tq, &tk, desc->seed, &tm);
+        st = clattn_routing_centroids_draw(*plan, &tq, &tk, desc->seed, &tm);
     cl_event done = NULL;
     if (st == CLATTN_SUCCESS)
         st = clattn_routing_plan_enqueue(*plan, &tq, &tk, &tv, &tm, &to, 0, NULL, &done);
@@ -266,7 +266,7 @@ static int bench_routing_row(clattn_context *ctx, const routing_bench_cfg *cfg, 
     clattn_status st = clattn_routing_plan_create(ctx, &desc, job.q.shape, job.k.shape,
                                                   job.v.shape, job.mu.shape, &job.plan);
     if (st == CLATTN_SUCCESS)
-        st = clattn_routing_centroids_init(job.plan, &job.q, &job.k, 0, &job.mu);
+        st = clattn_routing_centroids_draw(job.plan, &job.q, &job.k, 0, &job.mu);
     if (st == CLATTN_SUCCESS)
         st = time_median(ctx, routing_enqueue, &job, cfg->reps, &r->ms);
     clattn_plan_destroy(job.plan);

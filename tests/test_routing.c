@@ -259,12 +259,12 @@ static void test_kmeanspp_and_host(void **state)
         clattn_plan *plan = NULL;
         ok(clattn_routing_plan_create(ctx, NULL, tq.shape, tk.shape, tv.shape, tmu.shape, &plan),
            "plan, desc NULL");
-        ok(clattn_routing_centroids_init(plan, &tq, &tk, 1234, &tmu), "centroids init");
+        ok(clattn_routing_centroids_draw(plan, &tq, &tk, 1234, &tmu), "centroids init");
         tu_read(ctx, bmu, nmu * 4, gmu);
         for (size_t i = 0; i < nmu; i++)
             assert_true(fabsf(gmu[i] - rmu[i]) <= 1e-6f);
         /* Another seed gives other centroids. */
-        ok(clattn_routing_centroids_init(plan, &tq, &tk, 99, &tmu), "centroids init, seed 99");
+        ok(clattn_routing_centroids_draw(plan, &tq, &tk, 99, &tmu), "centroids init, seed 99");
         tu_read(ctx, bmu, nmu * 4, gmu);
         assert_true(memcmp(gmu, rmu, nmu * 4) != 0);
         clattn_plan_destroy(plan);
@@ -418,7 +418,7 @@ static void test_plan_bakes_once(void **state)
 
     clattn_context_stats before, after;
     ok(clattn_context_get_stats(ctx, &before), "stats");
-    ok(clattn_routing_centroids_init(plan, &tq, &tk, 3, &tmu), "init");
+    ok(clattn_routing_centroids_draw(plan, &tq, &tk, 3, &tmu), "init");
     for (int i = 0; i < 3; i++) {
         ok(clattn_routing_plan_enqueue(plan, &tq, &tk, &tv, &tmu, &to, 0, NULL, NULL), "enqueue");
         ok(clattn_routing_update_centroids(plan, &tq, &tk, &tmu, 0, NULL, NULL), "update");

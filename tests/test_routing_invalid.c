@@ -239,7 +239,7 @@ static void test_enqueue(void **state)
                      CLATTN_INVALID_ARGUMENT, "plan_enqueue on a softmax plan");
     tu_expect_status(ctx, clattn_routing_update_centroids(sp, &f.q, &f.k, &f.mu7, 0, NULL, &ev),
                      CLATTN_INVALID_ARGUMENT, "update on a softmax plan");
-    tu_expect_status(ctx, clattn_routing_centroids_init(sp, &f.q, &f.k, 1, &f.mu7),
+    tu_expect_status(ctx, clattn_routing_centroids_draw(sp, &f.q, &f.k, 1, &f.mu7),
                      CLATTN_INVALID_ARGUMENT, "init on a softmax plan");
     clattn_plan_destroy(sp);
 #undef ENQ
@@ -260,24 +260,24 @@ static void test_centroid_calls(void **state)
     tu_expect_status(NULL, clattn_routing_update_centroids(NULL, &f.q, &f.k, &f.mu7, 0, NULL,
                                                            &ev),
                      CLATTN_NULL_POINTER, "update: plan NULL");
-    tu_expect_status(NULL, clattn_routing_centroids_init(NULL, &f.q, &f.k, 1, &f.mu7),
+    tu_expect_status(NULL, clattn_routing_centroids_draw(NULL, &f.q, &f.k, 1, &f.mu7),
                      CLATTN_NULL_POINTER, "init: plan NULL");
     tu_expect_status(ctx, clattn_routing_update_centroids(p, &f.q, NULL, &f.mu7, 0, NULL, &ev),
                      CLATTN_NULL_POINTER, "update: k NULL");
     tu_expect_status(ctx, clattn_routing_update_centroids(p, &f.q, &f.k, &f.mu7, 1, NULL, &ev),
                      CLATTN_NULL_POINTER, "update: wait NULL");
-    tu_expect_status(ctx, clattn_routing_centroids_init(p, &f.q, &f.k, 1, NULL),
+    tu_expect_status(ctx, clattn_routing_centroids_draw(p, &f.q, &f.k, 1, NULL),
                      CLATTN_NULL_POINTER, "init: centroids NULL");
     t = clattn_tensor_make(f.bmu7, 1, H, N + 1, D);
     tu_expect_status(ctx, clattn_routing_update_centroids(p, &f.q, &f.k, &t, 0, NULL, &ev),
                      CLATTN_SHAPE_MISMATCH, "update: centroids of another C");
     t = clattn_tensor_make(f.bmu7, 1, H, C, D - 1);
-    tu_expect_status(ctx, clattn_routing_centroids_init(p, &f.q, &f.k, 1, &t),
+    tu_expect_status(ctx, clattn_routing_centroids_draw(p, &f.q, &f.k, 1, &t),
                      CLATTN_SHAPE_MISMATCH, "init: centroid dim");
     t = clattn_tensor_make(f.bq, 1, H, C, D);
     tu_expect_status(ctx, clattn_routing_update_centroids(p, &f.q, &f.k, &t, 0, NULL, &ev),
                      CLATTN_ALIASING, "update: centroids overlap q");
-    tu_expect_status(ctx, clattn_routing_centroids_init(p, &f.q, &f.k, 1, &t), CLATTN_ALIASING,
+    tu_expect_status(ctx, clattn_routing_centroids_draw(p, &f.q, &f.k, 1, &t), CLATTN_ALIASING,
                      "init: centroids overlap q");
     t = f.mu7;
     t.strides[2] = 0;
@@ -285,7 +285,7 @@ static void test_centroid_calls(void **state)
                      CLATTN_ALIASING, "update: centroids with a zero stride");
     t = f.k;
     t.offset = 1000;
-    tu_expect_status(ctx, clattn_routing_centroids_init(p, &f.q, &t, 1, &f.mu7),
+    tu_expect_status(ctx, clattn_routing_centroids_draw(p, &f.q, &t, 1, &f.mu7),
                      CLATTN_BUFFER_TOO_SMALL, "init: k beyond its buffer");
     assert_null(ev);
     clattn_plan_destroy(p);

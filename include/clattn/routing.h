@@ -102,7 +102,8 @@ CLATTN_API clattn_status clattn_routing_enqueue(clattn_context *ctx,
                                                 const clattn_tensor *out, cl_uint num_wait,
                                                 const cl_event *wait, cl_event *event);
 
-/* k-means++ initialisation of the plan's centroids from the data, on the host, blocking (reads q
+/* Draws the plan's initial centroids by k-means++ from the data (a seeded draw: "_init" only ever
+ * fills defaults in this library), on the host, blocking (reads q
  * and k back after everything enqueued before; writes the centroids through the plan's store
  * kernel). Arguments in the order of every draw of the library: the sizes (here the plan and its
  * data q, k), then the seed, then the output.
@@ -118,13 +119,13 @@ CLATTN_API clattn_status clattn_routing_enqueue(clattn_context *ctx,
  * Tensors of the plan's shapes: q, k (any strides), centroids [1, Hk, C, D] written (must not
  * overlap q or k). Status: as clattn_routing_plan_enqueue's validation, OUT_OF_HOST_MEMORY,
  * OpenCL codes. */
-CLATTN_API clattn_status clattn_routing_centroids_init(clattn_plan *plan, const clattn_tensor *q,
+CLATTN_API clattn_status clattn_routing_centroids_draw(clattn_plan *plan, const clattn_tensor *q,
                                                        const clattn_tensor *k, uint64_t seed,
                                                        const clattn_tensor *centroids);
 
 /* Enqueues one exponential-moving-average step of the centroids (mini-batch k-means, for training
  * loops) through the plan's kernels and scratch, as lucidrains' routing_transformer does: every
- * normalised query and key of key head h's group (the data of clattn_routing_centroids_init,
+ * normalised query and key of key head h's group (the data of clattn_routing_centroids_draw,
  * over all batches) is assigned to its nearest centroid of head h (largest dot product, lower
  * cluster on ties); for each cluster c with at least one vector whose sum s is non-zero,
  *   centroid[h, c] = decay * centroid[h, c] + (1 - decay) * s / |s|     (decay: the plan's desc)
@@ -141,7 +142,7 @@ CLATTN_API clattn_status clattn_routing_update_centroids(clattn_plan *plan,
 /* Blocking host-memory convenience on a plan: contiguous float32 q (q_shape), k (k_shape),
  * v (v_shape), out [B, Hq, N, Dv]. centroids: [Hk][C][D] with C = desc->clusters (required,
  * > 0), or NULL to initialise them by k-means++ from q and k with desc->seed (as
- * clattn_routing_centroids_init). out is only written on success. Status as for
+ * clattn_routing_centroids_draw). out is only written on success. Status as for
  * clattn_routing_plan_create (INVALID_ARGUMENT also for desc->clusters 0), SIZE_OVERFLOW,
  * OUT_OF_HOST_MEMORY. */
 CLATTN_API clattn_status clattn_routing_host(clattn_context *ctx, const clattn_routing_desc *desc,

@@ -504,7 +504,7 @@ clattn_status clattn_routing_host(clattn_context *ctx, const clattn_routing_desc
     clattn_tensor tmu = clattn_tensor_make(bmu, 1, mu_shape[1], mu_shape[2], mu_shape[3]);
     clattn_tensor to = clattn_tensor_make(bo, o_shape[0], o_shape[1], o_shape[2], o_shape[3]);
     if (!centroids)
-        CLATTN_FORWARD(clattn_routing_centroids_init(plan, &tq, &tk, d.seed, &tmu));
+        CLATTN_FORWARD(clattn_routing_centroids_draw(plan, &tq, &tk, d.seed, &tmu));
     CLATTN_FORWARD(clattn_routing_plan_enqueue(plan, &tq, &tk, &tv, &tmu, &to, 0, NULL, &done));
     status = clattn__stage_read(&st, done);
     done = NULL;

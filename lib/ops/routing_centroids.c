@@ -89,7 +89,7 @@ static double uniform01(uint64_t *s)
 }
 
 /* The M = (G + 1) B N normalised vectors of key head hk (header of
- * clattn_routing_centroids_init) from dense host q [B, Hq, N, D] and k [B, Hk, N, D] into x. */
+ * clattn_routing_centroids_draw) from dense host q [B, Hq, N, D] and k [B, Hk, N, D] into x. */
 static void head_data(const float *q, const float *k, const clattn__routing_problem *r, size_t hk,
                       double *x)
 {
@@ -180,7 +180,7 @@ cleanup:
     return status;
 }
 
-clattn_status clattn_routing_centroids_init(clattn_plan *base, const clattn_tensor *q,
+clattn_status clattn_routing_centroids_draw(clattn_plan *base, const clattn_tensor *q,
                                             const clattn_tensor *k, uint64_t seed,
                                             const clattn_tensor *centroids)
 {

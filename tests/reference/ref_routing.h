@@ -34,7 +34,7 @@ void ref_routing_attention_gqa(const float *q, const float *k, const float *v,
                                size_t Hk, size_t N, size_t D, size_t Dv, size_t C, size_t w,
                                double scale, int causal, double *min_gap);
 
-/* k-means++ exactly as clattn_routing_centroids_init documents it. centroids: [H][C][D]. */
+/* k-means++ exactly as clattn_routing_centroids_draw documents it. centroids: [H][C][D]. */
 void ref_routing_kmeanspp(const float *q, const float *k, size_t B, size_t H, size_t N, size_t D,
                           size_t C, uint64_t seed, float *centroids);
 /* The same with Hq query heads sharing Hk key heads: q [B][Hq][N][D], k [B][Hk][N][D],
