@@ -30,6 +30,7 @@ static const struct {
     {"routing", cli_run_routing, cli_bench_routing, cli_usage_routing},
     {"ssm", cli_run_ssm, cli_bench_ssm, cli_usage_ssm},
     {"rpe", cli_run_rpe, cli_bench_rpe, cli_usage_rpe},
+    {"gss", cli_run_gss, cli_bench_gss, cli_usage_gss},
 };
 #define N_OPERATORS (sizeof OPERATORS / sizeof OPERATORS[0])
 

@@ -247,5 +247,8 @@ int cli_bench_ssm(int argc, char **argv);
 void cli_usage_rpe(FILE *f); /* cli_rpe.c */
 int cli_run_rpe(int argc, char **argv);
 int cli_bench_rpe(int argc, char **argv);
+void cli_usage_gss(FILE *f); /* cli_gss.c */
+int cli_run_gss(int argc, char **argv);
+int cli_bench_gss(int argc, char **argv);
 
 #endif
