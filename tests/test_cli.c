@@ -23,6 +23,7 @@
 #include "reference/ref_lsh.h"
 #include "reference/ref_ssm.h"
 #include "reference/ref_rpe.h"
+#include "reference/ref_gss.h"
 #include "clattn.h"
 #include "cli_harness.h"
 
@@ -436,6 +437,119 @@ static void test_run_rpe(void **state)
     free(w);
 }
 
+/* run gss: x [B, L, E] and a weights folder against the fp64 reference, with and without the
+ * optional files (biases, D, ln_gamma/ln_beta); x as [L, E]; --help; usage errors (a missing
+ * option, --ffn that disagrees with w_v, a missing required weight file, a wrong shape). Direct
+ * DSS only (AUTO at this L), for the clFFT build message reason given in test_run_rpe. */
+static void test_run_gss(void **state)
+{
+    (void)state;
+    enum { GB = 2, GL = 12, GE = 8, GF = 12, GH = 3, GN = 4, GT = GB * GL };
+    static float x[GT * GE], A[GH * GN * 2], C[GH * GN * 2], Ct[GH * GN * 2], dt[GH], Dv[GH],
+        g[GE], be[GE], wv[GE * GF], bv[GF], wu[GE * GH], bu[GH], wo1[GH * GF], bo1[GF],
+        wo2[GF * GE], bo2[GE], r[GT * GE];
+    uint64_t seed = 77;
+    ref_fill_uniform(x, GT * GE, 2, &seed);
+    ref_fill_uniform(C, GH * GN * 2, 1, &seed);
+    ref_fill_uniform(Dv, GH, 1, &seed);
+    ref_fill_uniform(g, GE, 1, &seed);
+    ref_fill_uniform(be, GE, 0.5f, &seed);
+    ref_fill_uniform(wv, GE * GF, 0.35f, &seed);
+    ref_fill_uniform(bv, GF, 0.2f, &seed);
+    ref_fill_uniform(wu, GE * GH, 0.35f, &seed);
+    ref_fill_uniform(bu, GH, 0.2f, &seed);
+    ref_fill_uniform(wo1, GH * GF, 0.6f, &seed);
+    ref_fill_uniform(bo1, GF, 0.2f, &seed);
+    ref_fill_uniform(wo2, GF * GE, 0.3f, &seed);
+    ref_fill_uniform(bo2, GE, 0.2f, &seed);
+    for (size_t i = 0; i < GH * GN; i++) {
+        A[2 * i] = -0.5f;
+        A[2 * i + 1] = 3.14159265f * (float)(i % GN);
+    }
+    for (size_t h = 0; h < GH; h++)
+        dt[h] = -2.0f - (float)h;
+    ref_ssm_s4d_zoh(A, NULL, C, dt, GH, GN, 1, Ct);
+    assert_int_equal(mkdir(at("gw"), 0755), 0);
+    const size_t sx[3] = {GB, GL, GE}, sa[3] = {GH, GN, 2}, sh[1] = {GH}, se[1] = {GE},
+                 sf[1] = {GF}, sev[2] = {GE, GF}, seu[2] = {GE, GH}, so1[2] = {GH, GF},
+                 so2[2] = {GF, GE};
+    write_f32("x.npy", x, 3, sx);
+    write_f32("gw/A.npy", A, 3, sa);
+    write_f32("gw/Ct.npy", Ct, 3, sa);
+    write_f32("gw/log_dt.npy", dt, 1, sh);
+    write_f32("gw/w_v.npy", wv, 2, sev);
+    write_f32("gw/w_u.npy", wu, 2, seu);
+    write_f32("gw/w_o1.npy", wo1, 2, so1);
+    write_f32("gw/w_o2.npy", wo2, 2, so2);
+    for (int full = 0; full < 2; full++) {
+        if (full) { /* the optional files */
+            write_f32("gw/D.npy", Dv, 1, sh);
+            write_f32("gw/ln_gamma.npy", g, 1, se);
+            write_f32("gw/ln_beta.npy", be, 1, se);
+            write_f32("gw/b_v.npy", bv, 1, sf);
+            write_f32("gw/b_u.npy", bu, 1, sh);
+            write_f32("gw/b_o1.npy", bo1, 1, sf);
+            write_f32("gw/b_o2.npy", bo2, 1, se);
+        }
+        ref_gss(x, GB, GL, GE, GF, GH, GN, full ? g : NULL, full ? be : NULL, 1e-3,
+                wv, full ? bv : NULL, wu, full ? bu : NULL, wo1, full ? bo1 : NULL, wo2,
+                full ? bo2 : NULL, A, Ct, dt, full ? Dv : NULL, r);
+        const char *extra[] = {" --ffn 12 --algo direct", " --layout bnhd --quiet"};
+        for (int k = 0; k < 2; k++) {
+            char args[512], line[512];
+            snprintf(args, sizeof args, "run gss --x x.npy --weights gw -o y.npy --ln-eps 1e-3%s",
+                     extra[k]);
+            int rc = run(args, line, sizeof line);
+            if (rc != 0)
+                fail_msg("'%s': exit %d: %s", args, rc, line);
+            npy_array out;
+            char err[256];
+            assert_int_equal(npy_read(at("y.npy"), &out, err, sizeof err), 0);
+            assert_int_equal(out.ndim, 3);
+            assert_int_equal(out.count, (size_t)GT * GE);
+            double mr = 0, e = ref_max_abs_diff(out.data, r, (size_t)GT * GE, &mr);
+            if (!(e <= 1e-4 * fmax(1, mr)))
+                fail_msg("'%s' (optional files %d): max error %g (max |ref| %g)", args, full, e,
+                         mr);
+            npy_free(&out);
+            remove(at("y.npy"));
+        }
+    }
+    /* [L, E]: one sequence, the first of the batch. */
+    const size_t s1[2] = {GL, GE};
+    write_f32("x1.npy", x, 2, s1);
+    char line[512];
+    int rc = run("run gss --x x1.npy --weights gw -o y1.npy --ln-eps 1e-3 --quiet", line,
+                 sizeof line);
+    if (rc != 0)
+        fail_msg("[L, E] input: exit %d: %s", rc, line);
+    npy_array out;
+    char err[256];
+    assert_int_equal(npy_read(at("y1.npy"), &out, err, sizeof err), 0);
+    assert_int_equal(out.ndim, 2);
+    double mr = 0, e = ref_max_abs_diff(out.data, r, (size_t)GL * GE, &mr);
+    assert_true(e <= 1e-4 * fmax(1, mr));
+    npy_free(&out);
+
+    static char o[8192], se2[4096];
+    assert_int_equal(run_capture("", "run gss --help", o, sizeof o, se2, sizeof se2), 0);
+    assert_non_null(strstr(o, "clattn run gss"));
+    assert_non_null(strstr(o, "w_o2.npy"));
+    assert_null(strstr(o, "clattn bench gss"));
+    assert_int_equal(run_capture("", "bench gss --help", o, sizeof o, se2, sizeof se2), 0);
+    assert_non_null(strstr(o, "clattn bench gss"));
+
+    expect_failure("run gss --x x.npy -o bad_out.npy", "--weights");
+    expect_failure("run gss --x x.npy --weights gw -o bad_out.npy --ffn 7", "--ffn");
+    expect_failure("run gss --x x.npy --weights gw -o bad_out.npy --algo fast", "--algo");
+    expect_failure("run gss --x x.npy --weights gw -o bad_out.npy --ln-eps 0", "--ln-eps");
+    expect_failure("run gss --x x.npy --weights nosuch -o bad_out.npy", "nosuch/A.npy");
+    remove(at("gw/w_o1.npy"));
+    expect_failure("run gss --x x.npy --weights gw -o bad_out.npy", "w_o1.npy");
+    write_f32("gw/w_o1.npy", wo1, 2, sev); /* [E, F] where [H, F] belongs */
+    expect_failure("run gss --x x.npy --weights gw -o bad_out.npy", "w_o1.npy");
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -458,6 +572,7 @@ int main(void)
         cmocka_unit_test(test_run_lsh),
         cmocka_unit_test(test_run_ssm),
         cmocka_unit_test(test_run_rpe),
+        cmocka_unit_test(test_run_gss),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
