@@ -65,6 +65,7 @@ static const fault_case cases[] = {
     {"ssm_fft", "run ssm --u u.npy --A A.npy --Ct Ct.npy --log-dt dt.npy --D D.npy -o out.npy "
                 "--algo fft",
      "out.npy"},
+    {"gss", "run gss --x x.npy --weights gw -o out.npy --algo direct", "out.npy"},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -118,6 +119,16 @@ static int write_inputs(void)
 {
     const size_t qkv[4] = {1, 2, 8, 8}, bias[2] = {2, 15};
     const size_t u[3] = {1, 2, 16}, a[3] = {2, 4, 2}, h[1] = {2};
+    /* GSS: x [1, 8, 4] (E 4), F 6, the DSS above (H 2, N 4) in the folder gw, one bias. */
+    const size_t x[3] = {1, 8, 4}, wv[2] = {4, 6}, wu[2] = {4, 2}, wo1[2] = {2, 6},
+                 wo2[2] = {6, 4}, e[1] = {4};
+    if ((mkdir(at("gw"), 0755) != 0 && errno != EEXIST) || write_array("x.npy", 3, x, -1, 1) ||
+        write_array("gw/Ct.npy", 3, a, -1, 1) || write_array("gw/log_dt.npy", 1, h, -3, -1) ||
+        write_array("gw/D.npy", 1, h, -1, 1) || write_array("gw/w_v.npy", 2, wv, -0.5f, 0.5f) ||
+        write_array("gw/w_u.npy", 2, wu, -0.5f, 0.5f) ||
+        write_array("gw/w_o1.npy", 2, wo1, -0.5f, 0.5f) ||
+        write_array("gw/w_o2.npy", 2, wo2, -0.5f, 0.5f) || write_array("gw/b_o2.npy", 1, e, -1, 1))
+        return -1;
     if (write_array("q.npy", 4, qkv, -1, 1) || write_array("k.npy", 4, qkv, -1, 1) ||
         write_array("v.npy", 4, qkv, -1, 1) || write_array("bias.npy", 2, bias, -1, 0) ||
         write_array("u.npy", 3, u, -1, 1) || write_array("Ct.npy", 3, a, -1, 1) ||
@@ -128,7 +139,8 @@ static int write_inputs(void)
     for (int i = 0; i < 16; i++)
         av[i] = i % 2 == 0 ? -0.5f - 0.25f * (float)(i / 2) : (float)(i / 2);
     char err[256];
-    if (npy_write_f32(at("A.npy"), av, 3, a, err, sizeof err) != 0) {
+    if (npy_write_f32(at("A.npy"), av, 3, a, err, sizeof err) != 0 ||
+        npy_write_f32(at("gw/A.npy"), av, 3, a, err, sizeof err) != 0) {
         fprintf(stderr, "writing A.npy: %s\n", err);
         return -1;
     }
@@ -509,9 +521,12 @@ int main(int argc, char **argv)
     /* The folder holds only our files. */
     const char *files[] = {"q.npy",  "k.npy",  "v.npy",   "bias.npy",   "u.npy",
                            "A.npy",  "Ct.npy", "dt.npy",  "D.npy",      "out.npy",
-                           "lse.npy", "report.txt", "stderr.txt"};
+                           "lse.npy", "report.txt", "stderr.txt", "x.npy",
+                           "gw/A.npy", "gw/Ct.npy", "gw/log_dt.npy", "gw/D.npy", "gw/w_v.npy",
+                           "gw/w_u.npy", "gw/w_o1.npy", "gw/w_o2.npy", "gw/b_o2.npy"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         remove(at(files[i]));
+    rmdir(at("gw"));
     rmdir(dir);
     return rc;
 }
