@@ -18,9 +18,9 @@ void cli_usage_gss(FILE *f)
             "      the GSS layer (LayerNorm, gelu gates, DSS, dense layers, residual) on\n"
             "      float32 x [B, L, E] (or [L, E]); writes out of x's shape. DIR holds one\n"
             "      .npy per parameter, named after clattn_gss_weights and clattn_ssm_create:\n"
-            "        A.npy, Ct.npy [H, N, 2] (complex as re, im), log_dt.npy [H], D.npy [H]\n"
+            "        A.npy, Ct.npy [H, N, 2] (complex as re, im), log_dt.npy [H]\n"
             "        w_v.npy [E, F], w_u.npy [E, H], w_o1.npy [H, F], w_o2.npy [F, E]\n"
-            "        optional: D, b_v [F], b_u [H], b_o1 [F], b_o2 [E], ln_gamma, ln_beta [E]\n"
+            "        optional: D [H], b_v [F], b_u [H], b_o1 [F], b_o2 [E], ln_gamma, ln_beta [E]\n"
             "      dense weights are [in, out]: a PyTorch nn.Linear's weight.T, e.g.\n"
             "      np.save('w_v.npy', layer.to_v.weight.detach().T.numpy()); a missing\n"
             "      optional file is 0 (ln_gamma 1). F comes from w_v (--ffn checks it)\n"
@@ -29,8 +29,9 @@ void cli_usage_gss(FILE *f)
             "         [--device SEL]\n"
             "      a baked GSS plan's enqueue (gss; GFLOP/s counts its four dense layers,\n"
             "      2 T (2EF + EH + HF) for T = B L tokens), the DSS convolution alone on\n"
-            "      u [B, H, L] (ssm; the AUTO algorithm, FLOPs as in bench ssm) and the FMA\n"
-            "      peak, on random S4D-Lin parameters and weights\n");
+            "      u [B, H, L] (ssm, once per length; the AUTO algorithm, FLOPs as in bench\n"
+            "      ssm) and the FMA peak, on random S4D-Lin parameters and weights; --e and\n"
+            "      --n are lists, F is 3E unless --ffn\n");
 }
 
 static int algo_option(const char *cmd, const char *s, clattn_ssm_algo *a)
@@ -351,14 +352,17 @@ static int bench_one(clattn_context *ctx, const gss_bench *b, clattn_ssm *dss, s
     r->batch = b->batch;
     r->heads = H;
     r->nq = r->nk = n;
-    r->d = e;
+    r->d = var == GV_GSS ? e : b->state;
     r->causal = 1;
     r->build_ms = NAN;
     clattn_plan_info info;
     memset(&info, 0, sizeof info);
     const char *algo =
         clattn_plan_get_info(j.plan, &info) == CLATTN_SUCCESS ? info.algorithm_name : "?";
-    snprintf(r->kernel, sizeof r->kernel, "%s %s F=%zu N=%zu", GV_NAMES[var], algo, F, b->state);
+    if (var == GV_GSS)
+        snprintf(r->kernel, sizeof r->kernel, "gss %s F=%zu N=%zu", algo, F, b->state);
+    else
+        snprintf(r->kernel, sizeof r->kernel, "ssm %s N=%zu", algo, b->state);
     st = time_median(ctx, gss_enqueue, &j, b->reps, &r->ms);
     double flops = var == GV_GSS ? 2.0 * (double)T * (double)(2 * e * F + e * H + H * F)
                                  : (double)(b->batch * H) * (double)n * (double)n;
@@ -433,19 +437,21 @@ int cli_bench_gss(int argc, char **argv)
         clattn_context_destroy(ctx);
         return fail(EXIT_RUNTIME, "out of memory");
     }
-    int want_peak = 0, per = 0;
+    int want_peak = 0, want_gss = 0, want_ssm = 0;
     for (int i = 0; i < b.n_variants; i++) {
         want_peak |= b.variants[i] == GV_PEAK;
-        per += b.variants[i] != GV_PEAK;
+        want_gss |= b.variants[i] == GV_GSS;
+        want_ssm |= b.variants[i] == GV_SSM;
     }
     size_t nrows = 0;
     progress prog = {isatty(fileno(stderr)), 0,
-                     b.n_count * b.e_count * (size_t)per + (size_t)want_peak};
+                     b.n_count * (b.e_count * (size_t)want_gss + (size_t)want_ssm) +
+                         (size_t)want_peak};
     for (size_t i = 0; i < b.n_count; i++)
         for (size_t k = 0; k < b.e_count; k++)
             for (int vi = 0; vi < b.n_variants; vi++) {
                 int v = b.variants[vi];
-                if (v == GV_PEAK)
+                if (v == GV_PEAK || (v == GV_SSM && k > 0)) /* the DSS alone has no E */
                     continue;
                 progress_step(&prog, "%s N=%zu E=%zu", GV_NAMES[v], b.ns[i], b.es[k]);
                 nrows += bench_one(ctx, &b, dss, b.ns[i], b.es[k], v, &prog, &rows[nrows]) == 0;

@@ -532,6 +532,13 @@ static void test_run_gss(void **state)
     npy_free(&out);
 
     static char o[8192], se2[4096];
+    /* the summary names the GSS plan the scheduler baked */
+    assert_int_equal(run_capture("", "run gss --x x.npy --weights gw -o y1.npy", o, sizeof o, se2,
+                                 sizeof se2),
+                     0);
+    if (count_lines(se2) != 1 || !strstr(se2, "clattn: run gss: device ") ||
+        !strstr(se2, "; plan gss direct ") || !strstr(se2, " (scheduler); "))
+        fail_msg("run gss summary: %s", se2);
     assert_int_equal(run_capture("", "run gss --help", o, sizeof o, se2, sizeof se2), 0);
     assert_non_null(strstr(o, "clattn run gss"));
     assert_non_null(strstr(o, "w_o2.npy"));

@@ -170,9 +170,9 @@ static void test_per_command_help(void **state)
     assert_null(strstr(out, "clattn run linear"));
     assert_null(strstr(out, "--layout"));
 
-    const char *ops[] = {"softmax", "linear", "lsh", "routing", "ssm", "rpe"};
+    const char *ops[] = {"softmax", "linear", "lsh", "routing", "ssm", "rpe", "gss"};
     assert_int_equal(run_capture("", "run --help", out, sizeof out, err, sizeof err), 0);
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 7; i++) {
         char want[64];
         snprintf(want, sizeof want, "clattn run %s ", ops[i]);
         if (!strstr(out, want))
@@ -180,7 +180,7 @@ static void test_per_command_help(void **state)
     }
     assert_null(strstr(out, "clattn bench"));
     assert_int_equal(run_capture("", "bench --help", out, sizeof out, err, sizeof err), 0);
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 7; i++) {
         char want[64];
         snprintf(want, sizeof want, "clattn bench %s ", ops[i]);
         if (!strstr(out, want))
@@ -201,6 +201,7 @@ static void test_per_command_help(void **state)
     assert_int_equal(run_capture("", "help", out, sizeof out, err, sizeof err), 0);
     assert_non_null(strstr(out, "clattn run softmax"));
     assert_non_null(strstr(out, "clattn bench rpe"));
+    assert_non_null(strstr(out, "clattn run gss"));
     assert_non_null(strstr(out, "clattn tune"));
     assert_non_null(strstr(out, "clattn demo"));
 }
