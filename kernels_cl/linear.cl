@@ -66,10 +66,9 @@ __kernel void clattn_linear_pack_v(__global const float *v, ulong v_off, ulong4 
     uint j = get_global_id(0), bh = get_global_id(1), n = get_global_size(0);
     uint b = bh / heads, h = bh % heads;
     __global float *o = vp + ((ulong)bh * n + j) * width;
-    for (uint e = 0; e < dv; e++)
-        o[e] = v[clattn_at(v_off, v_st, b, h, j, e)];
-    for (uint e = dv; e < width; e++)
-        o[e] = e == ones_at ? 1.0f : 0.0f;
+    clattn_pack_row(o, width, v, v_off, v_st, b, h, j, dv);
+    if (ones_at >= dv && ones_at < width)
+        o[ones_at] = 1.0f;
 }
 
 /* Per chunk of keys: cm = max L over the chunk, wc_j = exp(L_j - cm). Global size
@@ -398,10 +397,8 @@ __kernel void clattn_linear_out(__global const float *fq, __global const float *
         for (int u = 0; u < LINEAR_EB; u++) {
             if ((uint)u >= nblk)
                 break;
-            float o[16];
-            vstore16(qa[r][u] * CLATTN_SPLAT16(inv), 0, o);
-            for (uint k = 0; k < 16 && e0 + u * 16 + k < dv; k++)
-                out[clattn_at(o_off, o_st, b, h, i0 + r, e0 + u * 16 + k)] = o[k];
+            clattn_store16(qa[r][u] * CLATTN_SPLAT16(inv), dv - (e0 + u * 16), out, o_off, o_st, b,
+                           h, i0 + r, e0 + u * 16);
         }
     }
 }

@@ -69,19 +69,17 @@ __kernel void clattn_lsh_hash(__global const float *q, ulong q_off, ulong4 q_st,
     float x[LSH_ROWS][LSH_DP];
     for (uint r = 0; r < LSH_ROWS; r++) {
         uint i = i0 + r;
-        float ss = 0.0f;
-        for (uint k = 0; k < LSH_DP; k++) {
-            x[r][k] = i < n && k < d ? q[clattn_at(q_off, q_st, b, h, i, k)] : 0.0f;
-            ss += x[r][k] * x[r][k];
-        }
+        clattn_load_row(x[r], LSH_DP, q, q_off, q_st, b, h, i, i < n ? d : 0, 1.0f);
         if (i >= n)
             continue;
+        float ss = 0.0f;
+        for (uint k = 0; k < LSH_DP; k++)
+            ss += x[r][k] * x[r][k];
         float rn = 1.0f / fmax(sqrt(ss), 1e-12f);
         __global float *kh = khat + ((ulong)bh * n + i) * LSH_DP;
         for (uint k = 0; k < LSH_DP; k++)
             kh[k] = x[r][k] * rn;
     }
-    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (uint hr = 0; hr < n_hashes; hr++) {
         float16 bp[LSH_ROWS], bn[LSH_ROWS];
         int16 ip[LSH_ROWS], in[LSH_ROWS];
@@ -99,7 +97,7 @@ __kernel void clattn_lsh_hash(__global const float *q, ulong q_off, ulong4 q_st,
                 _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++)
                     y[r] = fma(CLATTN_SPLAT16(x[r][k]), rv, y[r]);
             }
-            int16 col = lane + CLATTN_ISPLAT16((int)c0);
+            int16 col = CLATTN_LANES16 + CLATTN_ISPLAT16((int)c0);
             int16 live = col < CLATTN_ISPLAT16((int)nhalf);
             _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++) {
                 float16 yp = select(CLATTN_SPLAT16(-INFINITY), y[r], live);
@@ -224,9 +222,7 @@ __kernel void clattn_lsh_pack_v(__global const float *v, ulong v_off, ulong4 v_s
     uint j = get_global_id(0), bh = get_global_id(1), b = bh / heads, h = bh % heads;
     if (j >= n)
         return;
-    __global float *row = vp + ((ulong)bh * n + j) * LSH_DVP;
-    for (uint e = 0; e < LSH_DVP; e++)
-        row[e] = e < dv ? v[clattn_at(v_off, v_st, b, h, j, e)] : 0.0f;
+    clattn_pack_row(vp + ((ulong)bh * n + j) * LSH_DVP, LSH_DVP, v, v_off, v_st, b, h, j, dv);
 }
 
 /* Round r of LSH_ROWS consecutive sorted slots (one chunk): ro[seg][p][:] = the normalised
@@ -252,9 +248,7 @@ __kernel void clattn_lsh_attend(__global const float *q, ulong q_off, ulong4 q_s
         return;
     float qr[LSH_ROWS][LSH_DP];
     for (uint r = 0; r < LSH_ROWS; r++)
-        for (uint k = 0; k < LSH_DP; k++)
-            qr[r][k] = qp[r] >= 0 && k < d ? q[clattn_at(q_off, q_st, b, h, qp[r], k)] * scale2
-                                           : 0.0f;
+        clattn_load_row(qr[r], LSH_DP, q, q_off, q_st, b, h, qp[r], qp[r] >= 0 ? d : 0, scale2);
     float m[LSH_ROWS], l[LSH_ROWS];
     float16 acc[LSH_ROWS][LSH_DVEC];
     for (uint r = 0; r < LSH_ROWS; r++) {
@@ -274,11 +268,9 @@ __kernel void clattn_lsh_attend(__global const float *q, ulong q_off, ulong4 q_s
             int16 vis[LSH_ROWS];
             bool anyv = false;
             for (uint r = 0; r < LSH_ROWS; r++) {
-                int16 v = pos >= CLATTN_ISPLAT16(0);
+                int16 v = clattn_visible16(pos, qp[r], causal);
                 if (!across)
                     v &= kb == CLATTN_ISPLAT16(qb[r]);
-                if (causal)
-                    v &= pos <= CLATTN_ISPLAT16(qp[r]);
                 vis[r] = qp[r] >= 0 ? v : CLATTN_ISPLAT16(0);
                 anyv |= any(vis[r]) != 0;
             }
@@ -297,18 +289,19 @@ __kernel void clattn_lsh_attend(__global const float *q, ulong q_off, ulong4 q_s
             _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++) {
                 float16 x = select(sc[r], CLATTN_SPLAT16(LSH_SELF_SCORE),
                                    pos == CLATTN_ISPLAT16(qp[r]));
-                x = select(CLATTN_SPLAT16(-INFINITY), x, vis[r]);
+                x = clattn_mask16(x, vis[r]);
+                /* The online-softmax step, with its work skipped where it would change nothing:
+                 * a row that sees no key here adds zeros, and one whose maximum stays keeps its
+                 * scale (ref is then m, finite since this row has seen a key). */
                 float bm = clattn_hmax16(x);
-                if (bm == -INFINITY) { /* nothing visible to this row here */
+                if (bm == -INFINITY) {
                     vstore16(CLATTN_SPLAT16(0.0f), 0, pt[r]);
                     continue;
                 }
                 if (bm > m[r]) {
-                    float corr = exp2(m[r] - bm);
+                    float ref, corr = clattn_online_step(&m[r], bm, &ref);
                     l[r] *= corr;
-                    _Pragma("unroll") for (uint e = 0; e < LSH_DVEC; e++)
-                        acc[r][e] *= CLATTN_SPLAT16(corr);
-                    m[r] = bm;
+                    CLATTN_SCALE16(acc[r], LSH_DVEC, corr);
                 }
                 float16 p = exp2(x - CLATTN_SPLAT16(m[r]));
                 l[r] += clattn_hsum16(p);
@@ -319,13 +312,8 @@ __kernel void clattn_lsh_attend(__global const float *q, ulong q_off, ulong4 q_s
              * tied at 16k. */
             int pp[LSH_PANEL];
             vstore16(max(pos, CLATTN_ISPLAT16(0)), 0, pp);
-            _Pragma("unroll") for (uint x = 0; x < LSH_PANEL; x++) {
-                _Pragma("unroll") for (uint e = 0; e < LSH_DVEC; e++) {
-                    float16 vv = vload16(e, vb + (ulong)pp[x] * LSH_DVP);
-                    _Pragma("unroll") for (uint r = 0; r < LSH_ROWS; r++)
-                        acc[r][e] = fma(CLATTN_SPLAT16(pt[r][x]), vv, acc[r][e]);
-                }
-            }
+            _Pragma("unroll") for (uint x = 0; x < LSH_PANEL; x++)
+                CLATTN_AXPY16_ROWS(acc, LSH_ROWS, LSH_DVEC, pt, x, vb + (ulong)pp[x] * LSH_DVP);
         }
     }
     for (uint r = 0; r < LSH_ROWS; r++) {
@@ -333,15 +321,15 @@ __kernel void clattn_lsh_attend(__global const float *q, ulong q_off, ulong4 q_s
             continue;
         /* A query always sees itself, so l >= 1 here. */
         ulong at = (ulong)seg * n + qp[r];
-        float16 rcp = CLATTN_SPLAT16(1.0f / l[r]);
+        float16 rcp = CLATTN_SPLAT16(clattn_online_inv(l[r]));
         for (uint e = 0; e < LSH_DVEC; e++)
             vstore16(acc[r][e] * rcp, e, ro + at * LSH_DVP);
-        rl[at] = m[r] + log2(l[r]);
+        rl[at] = clattn_online_lse2(m[r], l[r]);
     }
 }
 
-/* out[b, h, i, :] = sum_r 2^(rl_r - L) ro_r with L = log2 sum_r 2^rl_r; lse = L ln 2. Global size
- * (n rounded up, B * H). */
+/* out[b, h, i, :] = sum_r 2^(rl_r - L) ro_r with L = log2 sum_r 2^rl_r; lse = L ln 2: an online
+ * softmax over the rounds, with scores rl_r and values ro_r. Global size (n rounded up, B * H). */
 __kernel void clattn_lsh_combine(__global const float *ro, __global const float *rl, uint heads,
                                  uint n, uint dv, uint n_hashes, __global float *out, ulong o_off,
                                  ulong4 o_st, __global float *lse, ulong l_off, ulong4 l_st,
@@ -352,27 +340,21 @@ __kernel void clattn_lsh_combine(__global const float *ro, __global const float 
         return;
     uint b = bh / heads, h = bh % heads;
     ulong first = (ulong)bh * n_hashes * n + i;
-    float mx = -INFINITY;
-    for (uint r = 0; r < n_hashes; r++)
-        mx = fmax(mx, rl[first + (ulong)r * n]);
     float16 acc[LSH_DVEC];
     for (uint e = 0; e < LSH_DVEC; e++)
         acc[e] = CLATTN_SPLAT16(0.0f);
-    float tot = 0.0f;
+    float m = -INFINITY, l = 0.0f;
     for (uint r = 0; r < n_hashes; r++) {
         ulong at = first + (ulong)r * n;
-        float wgt = exp2(rl[at] - mx);
-        tot += wgt;
-        for (uint e = 0; e < LSH_DVEC; e++)
-            acc[e] = fma(CLATTN_SPLAT16(wgt), vload16(e, ro + at * LSH_DVP), acc[e]);
+        float ref, corr = clattn_online_step(&m, rl[at], &ref);
+        float w = exp2(rl[at] - ref);
+        l = l * corr + w;
+        CLATTN_SCALE16(acc, LSH_DVEC, corr);
+        CLATTN_AXPY16(acc, LSH_DVEC, w, ro + at * LSH_DVP);
     }
-    float rt = 1.0f / tot;
-    for (uint e = 0; e < LSH_DVEC; e++) {
-        float t[16];
-        vstore16(acc[e] * CLATTN_SPLAT16(rt), 0, t);
-        for (uint x = 0; x < 16 && e * 16 + x < dv; x++)
-            out[clattn_at(o_off, o_st, b, h, i, e * 16 + x)] = t[x];
-    }
+    float16 inv = CLATTN_SPLAT16(clattn_online_inv(l));
+    for (uint e = 0; e < LSH_DVEC; e++)
+        clattn_store16(acc[e] * inv, dv - e * 16, out, o_off, o_st, b, h, i, e * 16);
     if (has_lse)
-        lse[clattn_at(l_off, l_st, b, h, i, 0)] = (mx + log2(tot)) * CLATTN_LN2;
+        lse[clattn_at(l_off, l_st, b, h, i, 0)] = clattn_online_lse2(m, l) * CLATTN_LN2;
 }

@@ -76,13 +76,13 @@ inline float clattn_routing_row(__global const float *q, ulong q_off, ulong4 q_s
                                 __global const float *k, ulong k_off, ulong4 k_st, uint which,
                                 uint b, uint h, uint n, uint d_k, float *x)
 {
+    if (which)
+        clattn_load_row(x, d_k, k, k_off, k_st, b, h, n, d_k, 1.0f);
+    else
+        clattn_load_row(x, d_k, q, q_off, q_st, b, h, n, d_k, 1.0f);
     float nn = 0.0f;
-    for (uint d = 0; d < d_k; d++) {
-        float t = which ? k[clattn_at(k_off, k_st, b, h, n, d)]
-                        : q[clattn_at(q_off, q_st, b, h, n, d)];
-        x[d] = t;
-        nn += t * t;
-    }
+    for (uint d = 0; d < d_k; d++)
+        nn += x[d] * x[d];
     return nn > 0.0f ? rsqrt(nn) : 0.0f;
 }
 
@@ -140,9 +140,7 @@ __kernel void clattn_routing_pack_keys(__global const float *k, ulong k_off, ulo
                          t % ROUTING_LANES;
     for (uint d = 0; d < d_k; d++)
         pk[d * ROUTING_LANES] = real ? k[clattn_at(k_off, k_st, b, h, kj, d)] : 0.0f;
-    __global float *pv = vp + ((ulong)g * wp + t) * dvp;
-    for (uint e = 0; e < dvp; e++)
-        pv[e] = real && e < d_v ? v[clattn_at(v_off, v_st, b, h, kj, e)] : 0.0f;
+    clattn_pack_row(vp + ((ulong)g * wp + t) * dvp, dvp, v, v_off, v_st, b, h, kj, real ? d_v : 0);
     kpos[(ulong)g * wp + t] = real ? (int)kj : -1;
 }
 
@@ -164,8 +162,7 @@ __kernel void clattn_routing_attend(__global const float *q, ulong q_off, ulong4
     uint gk = (b * heads_k + h / (heads_q / heads_k)) * n_clusters + c;
     uint i = idx[(ulong)g * w + j];
     float qv[ROUTING_MAX_D];
-    for (uint d = 0; d < d_k; d++)
-        qv[d] = q[clattn_at(q_off, q_st, b, h, i, d)] * scale_log2;
+    clattn_load_row(qv, d_k, q, q_off, q_st, b, h, i, d_k, scale_log2);
     float16 acc[ROUTING_MAX_D / ROUTING_LANES];
     uint nv = dvp / ROUTING_LANES;
     for (uint u = 0; u < nv; u++)
@@ -177,36 +174,26 @@ __kernel void clattn_routing_attend(__global const float *q, ulong q_off, ulong4
         int first = pos[tb * ROUTING_LANES];
         if (first < 0 || (causal && first > (int)i))
             break; /* padding, or (causal) every later key comes after the query */
-        int16 vis = kp16 >= CLATTN_ISPLAT16(0);
-        if (causal)
-            vis &= kp16 <= CLATTN_ISPLAT16((int)i);
         float16 s = clattn_routing_dot16(
             qv, kp + ((ulong)gk * (wp / ROUTING_LANES) + tb) * d_k * ROUTING_LANES, d_k);
-        s = select(CLATTN_SPLAT16(-INFINITY), s, vis);
-        float mn = fmax(m, clattn_hmax16(s)); /* finite: the block's first key is visible */
-        float corr = exp2(m - mn);
-        float16 p16 = exp2(s - CLATTN_SPLAT16(mn));
+        s = clattn_mask16(s, clattn_visible16(kp16, (int)i, causal));
+        /* the block's first key is visible, so ref is the new (finite) maximum */
+        float ref, corr = clattn_online_step(&m, clattn_hmax16(s), &ref);
+        float16 p16 = exp2(s - CLATTN_SPLAT16(ref));
         l = l * corr + clattn_hsum16(p16);
-        for (uint u = 0; u < nv; u++)
-            acc[u] *= CLATTN_SPLAT16(corr);
+        CLATTN_SCALE16(acc, nv, corr);
         float p[ROUTING_LANES];
         vstore16(p16, 0, p);
         __global const float *vrow = vp + ((ulong)gk * wp + tb * ROUTING_LANES) * dvp;
         for (uint t = 0; t < ROUTING_LANES; t++)
             if (p[t] != 0.0f)
-                for (uint u = 0; u < nv; u++)
-                    acc[u] = fma(CLATTN_SPLAT16(p[t]), vload16(u, vrow + t * dvp), acc[u]);
-        m = mn;
+                CLATTN_AXPY16(acc, nv, p[t], vrow + t * dvp);
     }
     ulong slot = (ulong)g * w + j;
-    float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    __global float *o = slots + slot * d_v;
-    for (uint u = 0; u < nv; u++) {
-        float a[ROUTING_LANES];
-        vstore16(acc[u] * CLATTN_SPLAT16(inv), 0, a);
-        for (uint e = 0; e < ROUTING_LANES && u * ROUTING_LANES + e < d_v; e++)
-            o[u * ROUTING_LANES + e] = a[e];
-    }
+    float16 inv = CLATTN_SPLAT16(clattn_online_inv(l));
+    for (uint u = 0; u < nv; u++)
+        clattn_store16(acc[u] * inv, d_v - u * ROUTING_LANES, slots, slot * d_v, CLATTN_ROW_VIEW, 0,
+                       0, 0, u * ROUTING_LANES);
     dest[slot] = l > 0.0f ? bh * n_len + i : ROUTING_NONE;
 }
 

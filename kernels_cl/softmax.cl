@@ -55,23 +55,19 @@ __kernel void clattn_softmax_pack_kv(__global const float *k, ulong k_off, ulong
                   j % SOFTMAX_KEY_BLOCK;
     ulong vbase = ((ulong)bh * npad + j) * DPAD;
     bool in = j < nk;
-    for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
+    for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++)
         kp[kbase + (ulong)d * SOFTMAX_KEY_BLOCK] = in ? k[clattn_at(k_off, ks, b, h, j, d)] : 0.0f;
-        vp[vbase + d] = in ? v[clattn_at(v_off, vs, b, h, j, d)] : 0.0f;
-    }
-    for (uint d = SOFTMAX_HEAD_DIM; d < DPAD; d++)
-        vp[vbase + d] = 0.0f;
+    clattn_pack_row(vp + vbase, DPAD, v, v_off, vs, b, h, j, in ? SOFTMAX_HEAD_DIM : 0);
 }
 
 /* Writes one finished row: out = acc / l, lse = natural-log log-sum-exp (from base-2 state). */
-#define CLATTN_STORE_ROW(ACC, M, L, ROW)                                                           \
+#define SOFTMAX_STORE_ROW(ACC, M, L, ROW)                                                          \
     do {                                                                                           \
-        float inv_ = (L) > 0.0f ? 1.0f / (L) : 0.0f;                                               \
-        for (uint d_ = 0; d_ < SOFTMAX_HEAD_DIM; d_++)                                                     \
+        float inv_ = clattn_online_inv(L);                                                         \
+        for (uint d_ = 0; d_ < SOFTMAX_HEAD_DIM; d_++)                                             \
             out[clattn_at(o_off, os, b, h, (ROW), d_)] = (ACC)[d_] * inv_;                         \
         if (has_lse)                                                                               \
-            lse[clattn_at(l_off, ls, b, h, (ROW), 0)] =                                            \
-                (L) > 0.0f ? ((M) + log2(L)) * CLATTN_LN2 : -INFINITY;                             \
+            lse[clattn_at(l_off, ls, b, h, (ROW), 0)] = clattn_online_lse2(M, L) * CLATTN_LN2;      \
     } while (0)
 
 /* Global size: (ceil(Nq / SOFTMAX_ROWS) rounded up to the work-group, B * Hq). Keys are consumed
@@ -101,11 +97,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong
     __global const float *kpan = kp + kvh * (ulong)npad * SOFTMAX_HEAD_DIM;
     __global const float *vrows = vp + kvh * (ulong)npad * DPAD;
 
-    long kl = nk;
-    if (has_kl) {
-        long x = key_lengths[kl_off + b];
-        kl = x < 0 ? 0 : (x > (long)nk ? (long)nk : x);
-    }
+    long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, nk);
     int lim[SOFTMAX_ROWS];
     float qv[SOFTMAX_ROWS][SOFTMAX_HEAD_DIM];
     float16 acc[SOFTMAX_ROWS][DVEC];
@@ -116,15 +108,14 @@ __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong
         long lr = clattn_visible(row, nq, nk, kl, causal);
         lim[r] = (int)lr;
         kend = max(kend, lr);
-        for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++)
-            qv[r][d] = q[clattn_at(q_off, qs, b, h, row, d)] * scale_log2;
+        clattn_load_row(qv[r], SOFTMAX_HEAD_DIM, q, q_off, qs, b, h, row, SOFTMAX_HEAD_DIM,
+                        scale_log2);
         _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
             acc[r][c] = CLATTN_SPLAT16(0.0f);
         m[r] = -INFINITY;
         l[r] = 0.0f;
     }
 
-    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     uint nblk = (uint)((kend + SOFTMAX_KEY_BLOCK - 1) / SOFTMAX_KEY_BLOCK);
     uint pblk = npad / SOFTMAX_KEY_BLOCK;
     for (uint kb = 0; kb < nblk; kb += SOFTMAX_STEP_BLOCKS) {
@@ -146,24 +137,20 @@ __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong
         _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
             float16 sm = CLATTN_SPLAT16(-INFINITY);
             _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
-                int16 key = lane + CLATTN_ISPLAT16((int)((kb + t) * SOFTMAX_KEY_BLOCK));
-                s[t][r] = select(s[t][r], CLATTN_SPLAT16(-INFINITY),
-                                 key >= CLATTN_ISPLAT16(lim[r]));
+                int16 key =
+                    CLATTN_LANES16 + CLATTN_ISPLAT16((int)((kb + t) * SOFTMAX_KEY_BLOCK));
+                s[t][r] = clattn_mask16(s[t][r], key < CLATTN_ISPLAT16(lim[r]));
                 sm = fmax(sm, s[t][r]);
             }
-            float mnew = fmax(m[r], clattn_hmax16(sm));
-            float mref = mnew == -INFINITY ? 0.0f : mnew; /* all masked so far: keep zeros */
-            float corr = exp2(m[r] - mref);
+            float ref, corr = clattn_online_step(&m[r], clattn_hmax16(sm), &ref);
             float16 tot = CLATTN_SPLAT16(0.0f);
             _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
-                float16 e = exp2(s[t][r] - CLATTN_SPLAT16(mref));
+                float16 e = exp2(s[t][r] - CLATTN_SPLAT16(ref));
                 tot += e;
                 vstore16(e, t, p[r]);
             }
             l[r] = l[r] * corr + clattn_hsum16(tot);
-            m[r] = mnew;
-            _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
-                acc[r][c] *= CLATTN_SPLAT16(corr);
+            CLATTN_SCALE16(acc[r], DVEC, corr);
         }
         __global const float *vb = vrows + (ulong)kb * SOFTMAX_KEY_BLOCK * DPAD;
 #if SOFTMAX_STEP_BLOCKS == 1
@@ -172,11 +159,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong
         uint nj = have * SOFTMAX_KEY_BLOCK; /* measured faster as a loop than unrolled with a mask */
         for (uint j = 0; j < nj; j++) {
 #endif
-            _Pragma("unroll") for (uint c = 0; c < DVEC; c++) {
-                float16 vv = vload16(c, vb + j * DPAD);
-                _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
-                    acc[r][c] = fma(CLATTN_SPLAT16(p[r][j]), vv, acc[r][c]);
-            }
+            CLATTN_AXPY16_ROWS(acc, SOFTMAX_ROWS, DVEC, p, j, vb + j * DPAD);
         }
     }
     _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
@@ -185,7 +168,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong
             float a[DPAD];
             _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
                 vstore16(acc[r][c], c, a);
-            CLATTN_STORE_ROW(a, m[r], l[r], row);
+            SOFTMAX_STORE_ROW(a, m[r], l[r], row);
         }
     }
 }
@@ -209,21 +192,16 @@ clattn_softmax_fwd_gpu(__global const float *q, ulong q_off, ulong4 qs, __global
     bool valid = row < nq;
     uint qrow = valid ? row : nq - 1;
 
-    long kl = nk;
-    if (has_kl) {
-        long x = key_lengths[kl_off + b];
-        kl = x < 0 ? 0 : (x > (long)nk ? (long)nk : x);
-    }
+    long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, nk);
     long lim = clattn_visible(qrow, nq, nk, kl, causal);
     /* The whole group loops to the furthest key its last row sees, so barriers stay uniform. */
     uint last = min((uint)(get_group_id(0) * SOFTMAX_WG_SIZE + SOFTMAX_WG_SIZE - 1), nq - 1);
     long kend = clattn_visible(last, nq, nk, kl, causal);
 
     float qv[SOFTMAX_HEAD_DIM], acc[SOFTMAX_HEAD_DIM];
-    for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
-        qv[d] = q[clattn_at(q_off, qs, b, h, qrow, d)] * scale_log2;
+    clattn_load_row(qv, SOFTMAX_HEAD_DIM, q, q_off, qs, b, h, qrow, SOFTMAX_HEAD_DIM, scale_log2);
+    for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++)
         acc[d] = 0.0f;
-    }
     float m = -INFINITY, l = 0.0f;
 
     for (long kt = 0; kt < kend; kt += SOFTMAX_TILE_KV) {
@@ -246,16 +224,13 @@ clattn_softmax_fwd_gpu(__global const float *q, ulong q_off, ulong4 qs, __global
             sc[j] = sj;
             mt = fmax(mt, sj);
         }
-        float mnew = fmax(m, mt);
-        float mref = mnew == -INFINITY ? 0.0f : mnew;
-        float corr = exp2(m - mref);
+        float ref, corr = clattn_online_step(&m, mt, &ref);
         float sum = 0.0f;
         for (uint j = 0; j < SOFTMAX_TILE_KV; j++) {
-            sc[j] = exp2(sc[j] - mref);
+            sc[j] = exp2(sc[j] - ref);
             sum += sc[j];
         }
         l = l * corr + sum;
-        m = mnew;
         for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
             float a = acc[d] * corr;
             for (uint j = 0; j < SOFTMAX_TILE_KV; j++)
@@ -264,7 +239,7 @@ clattn_softmax_fwd_gpu(__global const float *q, ulong q_off, ulong4 qs, __global
         }
     }
     if (valid)
-        CLATTN_STORE_ROW(acc, m, l, row);
+        SOFTMAX_STORE_ROW(acc, m, l, row);
 }
 
 /* ---- the naive baseline's softmax ----
@@ -277,11 +252,7 @@ clattn_softmax_naive_rows(__global float *s, ulong s_off, uint nq, uint nk, floa
                      __global const int *key_lengths, ulong kl_off, int has_kl, uint batch,
                      __global float *lse, ulong l_off, int has_lse)
 {
-    long kl = nk;
-    if (has_kl) {
-        long x = key_lengths[kl_off + batch];
-        kl = x < 0 ? 0 : (x > (long)nk ? (long)nk : x);
-    }
+    long kl = clattn_key_length(key_lengths, kl_off + batch, has_kl, nk);
     __local float red[SOFTMAX_WG_SIZE];
     uint row = get_group_id(0);
     uint lid = get_local_id(0);
@@ -312,7 +283,7 @@ clattn_softmax_naive_rows(__global float *s, ulong s_off, uint nq, uint nk, floa
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     sum = red[0];
-    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    float inv = clattn_online_inv(sum);
     for (uint j = lid; j < nk; j += SOFTMAX_WG_SIZE)
         sr[j] = j < lim ? exp(sr[j] * scale - mx) * inv : 0.0f;
     if (has_lse && lid == 0)
