@@ -43,19 +43,10 @@ inline float clattn_linear_rescale(float a, float b)
 
 /* eps belongs to the formula's scale: out = phi(q) . S / (phi(q) . z + eps). A denominator kept
  * as exp(-(lq + r)) times the formula's (lq the query row's log-scale, r the state's) gets
- * eps * exp(-(lq + r)), computed in the log domain from log_eps = log(eps) (-inf for eps 0: no
- * eps); it underflows to 0 where it is negligible and overflows to inf where eps dominates (the
- * output is then 0, its limit). */
-inline float clattn_linear_eps(float log_eps, float lq, float r)
-{
-    return exp(log_eps - lq - r);
-}
+ * eps * exp(-(lq + r)) = common.clh's clattn_eps_scaled(log_eps, lq + r), from log_eps = log(eps)
+ * (-inf for eps 0: no eps); it underflows to 0 where it is negligible and overflows to inf where
+ * eps dominates (the output is then 0, its limit). */
 
-/* The quotient, 0 for a denominator of exactly 0 (a row with no weight at all and eps = 0). */
-inline float clattn_linear_inv(float den)
-{
-    return den != 0.0f ? 1.0f / den : 0.0f;
-}
 
 /* vp [BH][N][width] = v, zero padded, with 1 in column ones_at (the GEMM form's [V 1], so one
  * product gives S and z; ones_at >= width: none, the fused form's padded copy). One row per
@@ -293,7 +284,7 @@ __kernel void clattn_linear_intra(__global const float *fq, __global const float
  *           + sum_{j0 <= j <= i} w_ij coef (1 - mu^(i-j+1)) v_j
  *   den_i = alpha_i phi(q_i) z + sum_j w_ij
  * with alpha_i = exp(r - m_i); out_i = num_i / (den_i + eps_i), eps_i = eps exp(-(lq_i + m_i))
- * (clattn_linear_eps; m_i = r for non-causal rows and steps, whose ps holds the state's scale).
+ * (clattn_eps_scaled; m_i = r for non-causal rows and steps, whose ps holds the state's scale).
  * Global size (ceil(DVP/(16 LINEAR_EB)), ceil(Nq/LINEAR_RB), BH). */
 __kernel void clattn_linear_out(__global const float *fq, __global const float *vp,
                                 __global float *out, ulong o_off, ulong4 o_st, uint heads,
@@ -371,7 +362,7 @@ __kernel void clattn_linear_out(__global const float *fq, __global const float *
         }
         for (int u = 0; u < LINEAR_EB; u++)
             qa[r][u] = CLATTN_SPLAT16(alpha * coef) * (qa[r][u] - CLATTN_SPLAT16(mub) * qb[r][u]);
-        den[r] = alpha * qz[r] + clattn_linear_eps(log_eps, lq[lrow + i], ri);
+        den[r] = alpha * qz[r] + clattn_eps_scaled(log_eps, lq[lrow + i] + ri);
     }
     if (causal) {
         uint jend = min(i0 + (uint)LINEAR_RB, nq);
@@ -393,7 +384,7 @@ __kernel void clattn_linear_out(__global const float *fq, __global const float *
     for (int r = 0; r < LINEAR_RB; r++) {
         if ((uint)r >= nr)
             break;
-        float inv = clattn_linear_inv(den[r]);
+        float inv = clattn_safe_inv(den[r]);
         for (int u = 0; u < LINEAR_EB; u++) {
             if ((uint)u >= nblk)
                 break;
@@ -505,10 +496,10 @@ __kernel void clattn_linear_adaptive(__global const float *fq, __global const fl
         for (uint g = 0; want_out && g < group; g++) {
             ulong qrow = (ulong)(bh * group + g) * n + j;
             __global const float *qr = fq + qrow * mp;
-            float den = clattn_linear_eps(log_eps, lq[qrow], r);
+            float den = clattn_eps_scaled(log_eps, lq[qrow] + r);
             for (uint m = 0; m < mp; m++)
                 den += qr[m] * S[(ulong)m * dw + dvp];
-            float inv = clattn_linear_inv(den);
+            float inv = clattn_safe_inv(den);
             for (uint e = 0; e < dv; e++) {
                 float acc = 0.0f;
                 for (uint m = 0; m < mp; m++)
@@ -534,7 +525,7 @@ __kernel void clattn_linear_normalize(__global const float *op, uint dv, uint dv
     ulong row = (ulong)bh * nq + i;
     __global const float *r = op + row * (dvp + 16);
     float rk = has_lmax ? lmax[bh / group] : 0.0f;
-    float inv = clattn_linear_inv(r[dvp] + clattn_linear_eps(log_eps, lq[row], rk));
+    float inv = clattn_safe_inv(r[dvp] + clattn_eps_scaled(log_eps, lq[row] + rk));
     for (uint e = 0; e < dv; e++)
         out[clattn_at(o_off, o_st, b, h, i, e)] = r[e] * inv;
 }

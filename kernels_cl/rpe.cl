@@ -8,7 +8,7 @@
  * causal), subtracted before exp so no weight overflows (it cancels in the quotient). FAVOR's
  * features are stabilised too: a query row is stored divided by exp(lq_i), the keys of a
  * (b, key head) by exp(lk) (scaled: lq and lk given; the other maps have none). The sums therefore
- * run on w_ij exp(-(lq_i + lk + bmax_h)), and eps is added in that scale (clattn_rpe_eps).
+ * run on w_ij exp(-(lq_i + lk + bmax_h)), and eps is added in that scale (clattn_eps_scaled).
  *
  * Two paths. Direct: clattn_rpe_direct, one query row per work-item, O(N^2 (M + Dv)).
  * FFT: for every feature m and value column d (column Dv standing for the denominator's ones), the
@@ -35,24 +35,15 @@
  * stabiliser) get eps exp(-shift), computed in the log domain from log_eps = log(eps) (-inf for
  * eps 0: none); it underflows to 0 where it is negligible and overflows to inf where eps dominates
  * (the output is then 0, its limit). */
-inline float clattn_rpe_eps(float log_eps, float shift)
-{
-    return isinf(log_eps) && log_eps < 0.0f ? 0.0f : exp(log_eps - shift);
-}
 
 /* The stabilisers of query row i of query head h (row = bh * N + i) and key head bhk: the shift
- * of clattn_rpe_eps. scaled: FAVOR (lq [B*Hq][N] and lk [B*Hk] hold the features' log-scales). */
+ * of clattn_eps_scaled. scaled: FAVOR (lq [B*Hq][N] and lk [B*Hk] hold the log-scales). */
 inline float clattn_rpe_shift(int scaled, __global const float *lq, __global const float *lk,
                               __global const float *bmax, ulong row, uint bhk, uint h)
 {
     return bmax[h] + (scaled ? lq[row] + lk[bhk] : 0.0f);
 }
 
-/* The quotient, 0 for a denominator of exactly 0 (a row with no weight at all and eps = 0). */
-inline float clattn_rpe_inv(float den)
-{
-    return den != 0.0f ? 1.0f / den : 0.0f;
-}
 
 /* Partial maxima of the used bias entries: part[h][p] covers an equal share of entries
  * [0, used) of head h (used = N when causal: entries 0..N-1 hold r <= 0, else 2N - 1). A
@@ -121,7 +112,7 @@ __kernel void clattn_rpe_exp_bias(__global const float *bias, ulong b_off, ulong
 }
 
 /* One query row per work-item: out_i = sum_j w_ij v_j / (sum_j w_ij + eps_i), with
- * w_ij = fq_i . fk_j * c_(j-i) from clattn_rpe_exp_bias (len 0) and eps_i = clattn_rpe_eps.
+ * w_ij = fq_i . fk_j * c_(j-i) from clattn_rpe_exp_bias (len 0) and eps_i = clattn_eps_scaled.
  * heads = Hq, group = Hq / Hk.
  * Global (rows, B*Hq): the first `rows` rows (all of them, or the head rows of the causal FFT
  * path). */
@@ -154,7 +145,7 @@ __kernel void clattn_rpe_direct(__global const float *fq, __global const float *
             acc[e] += w * v[clattn_at(v_off, v_st, b, hk, j, e)];
     }
     float shift = clattn_rpe_shift(scaled, lq, lk, bmax, (ulong)bh * n + i, bhk, h);
-    float inv = clattn_rpe_inv(den + clattn_rpe_eps(log_eps, shift));
+    float inv = clattn_safe_inv(den + clattn_eps_scaled(log_eps, shift));
     for (uint e = 0; e < d_v; e++)
         out[clattn_at(o_off, o_st, b, h, i, e)] = acc[e] * inv;
 }
@@ -214,7 +205,7 @@ __kernel void clattn_rpe_contract(__global const float *fq, uint m_st, __global 
     acc[at] = (lo == bh * m_dim ? 0.0f : acc[at]) + s;
 }
 
-/* out_i = acc[i][e] / (acc[i][Dv] + eps_i) for rows i >= row0, eps_i = clattn_rpe_eps (the
+/* out_i = acc[i][e] / (acc[i][Dv] + eps_i) for rows i >= row0, eps_i = clattn_eps_scaled (the
  * stabilisers as for clattn_rpe_direct; group = Hq / Hk); NaN for a head whose bias is not finite
  * (bmax NaN). Global (Dv, N - row0, B*Hq). */
 __kernel void clattn_rpe_normalize(__global const float *acc, __global const float *bmax,
@@ -227,7 +218,7 @@ __kernel void clattn_rpe_normalize(__global const float *acc, __global const flo
     ulong at = (ulong)bh * n + i;
     __global const float *row = acc + at * (d_v + 1);
     float shift = clattn_rpe_shift(scaled, lq, lk, bmax, at, bh / group, h);
-    float den = row[d_v] + clattn_rpe_eps(log_eps, shift);
+    float den = row[d_v] + clattn_eps_scaled(log_eps, shift);
     float o = den != 0.0f ? row[e] / den : 0.0f; /* 0 for a row with no weight and eps = 0 */
     out[clattn_at(o_off, o_st, bh / heads, h, i, e)] = isnan(bmax[h]) ? NAN : o;
 }
