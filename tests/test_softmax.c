@@ -264,7 +264,7 @@ static void test_auto(void **state)
     assert_int_equal(clattn_softmax_plan_create(ctx, &d, s, s, s, &plan), CLATTN_SUCCESS);
     clattn_plan_info pi;
     assert_int_equal(clattn_plan_get_info(plan, &pi), CLATTN_SUCCESS);
-    /* lib/sched/sched.c's rule: CPU-like devices with wide explicit vectors (PoCL) get the
+    /* lib/sched/sched_softmax.c's rule: CPU-like devices with wide explicit vectors (PoCL) get the
      * register-blocked family, SIMT-style ones (llvmpipe, GPUs) the local-memory tiles. */
     if ((info.device_class == CLATTN_DEVICE_CPU || info.local_mem_emulated) &&
         info.native_vector_width_float >= 4)

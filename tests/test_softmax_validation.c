@@ -3,7 +3,7 @@
  * documented status comes back, the message (the context's, or the thread's where there is no
  * context) is the call's own, and no output has been touched (tests/test_util.h's tu_watch: every
  * buffer and host array compared byte for byte). desc NULL means the defaults everywhere.
- * clattn_softmax_schedule's invalid paths are checked device-free in test_scheduler.c.
+ * clattn_softmax_schedule's invalid paths are checked device-free in test_sched_softmax.c.
  *
  * The device comes from CLATTN_DEVICE (or the default order). A missing device is a failure. */
 #include <limits.h>

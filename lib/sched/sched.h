@@ -60,7 +60,7 @@ size_t clattn__softmax_candidates(const clattn_device_info *dev,
 
 /* ---------------------------------------------------------------------------------------------
  * Every other operator's launch decisions, one section each (pure functions of the device
- * description and the problem; unit-tested in tests/test_scheduler.c on made-up devices).
+ * description and the problem; unit-tested in tests/test_sched_<op>.c on made-up devices).
  * Constants that set a crossover are named here with the measurement that set them.
  * ------------------------------------------------------------------------------------------- */
 

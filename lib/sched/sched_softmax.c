@@ -1,4 +1,4 @@
-/* Scheduling rules for tiled attention.
+/* Scheduling rules for softmax attention (the tiled families and the naive baseline).
  *
  * Family: measured on PoCL (B1 H8 N4096 D64 fp32), a GPU-style kernel — a work-group sharing K/V
  * tiles through __local memory with barriers — ran at 4-6 GFLOP/s, because PoCL emulates __local

@@ -1,5 +1,5 @@
-/* test_scheduler.c - device-free checks of the attention scheduler (lib/sched) on made-up device
- * descriptions: every head dimension on every kind of device gets a launch that fits the device,
+/* test_sched_softmax.c - device-free checks of the softmax scheduler (lib/sched/sched_softmax.c)
+ * on made-up device descriptions: every head dimension on every kind of device gets a launch that fits the device,
  * the kernel family follows the local-memory rule, tiles grow (never shrink) with local memory,
  * and the public clattn_softmax_schedule() agrees with the internal function. */
 #include <math.h>
@@ -30,7 +30,7 @@ static int has_token(const char *defines, const char *opt)
     return 0;
 }
 
-/* The documented rule (lib/sched/sched.c): CPU-like devices with wide explicit vectors get the
+/* The documented rule (lib/sched/sched_softmax.c): CPU-like devices with wide explicit vectors get the
  * register-blocked family; SIMT-style implementations (vector width 1) get local-memory tiles. */
 static int cpu_family_device(const clattn_device_info *dev)
 {
