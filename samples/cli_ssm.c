@@ -331,10 +331,5 @@ int cli_bench_ssm(int argc, char **argv)
     progress_clear(&prog);
     clattn_ssm_destroy(ssm);
     clattn_context_destroy(ctx);
-    if (nrows && b.csv)
-        cli_print_csv(rows, nrows);
-    else if (nrows)
-        cli_print_table(rows, nrows, "direct", 0);
-    free(rows);
-    return nrows ? 0 : fail(EXIT_RUNTIME, "bench: no measurement succeeded");
+    return bench_report(rows, nrows, b.csv, "direct", 0);
 }
