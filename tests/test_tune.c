@@ -77,12 +77,12 @@ static void io_free(io *x)
 /* One enqueue + finish, in milliseconds (the wall clock, as the tuner and `bench` measure). */
 static double time_once(clattn_plan *p, io *x)
 {
-    double t0 = tune_now_s();
+    double t0 = clattn__tune_now_s();
     assert_int_equal(clattn_softmax_plan_enqueue(p, &x->t[0], &x->t[1], &x->t[2], &x->t[3], NULL,
                                                  0, NULL, NULL),
                      CLATTN_SUCCESS);
     assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
-    return (tune_now_s() - t0) * 1e3;
+    return (clattn__tune_now_s() - t0) * 1e3;
 }
 
 static void tune(size_t nq, size_t d, int causal, double budget, clattn_tune_report *r)
@@ -253,14 +253,14 @@ static double cold_setup_s(size_t d, int causal)
                      CLATTN_SUCCESS);
     size_t len = strlen(L.defines);
     snprintf(L.defines + len, sizeof L.defines - len, " -DCLATTN_TEST_NONCE=%ld%d",
-             (long)getpid(), (int)(tune_now_s() * 1e3) % 1000000);
+             (long)getpid(), (int)(clattn__tune_now_s() * 1e3) % 1000000);
     clattn_plan *p = NULL;
     io x;
     io_make(&x, N, d);
-    double t0 = tune_now_s();
+    double t0 = clattn__tune_now_s();
     assert_int_equal(clattn__softmax_plan_create_launch(ctx, &desc, q, q, &L, &p), CLATTN_SUCCESS);
     time_once(p, &x);
-    double t = tune_now_s() - t0;
+    double t = clattn__tune_now_s() - t0;
     clattn_plan_destroy(p);
     io_free(&x);
     return t;
@@ -272,9 +272,9 @@ static void test_budget_bounds_wall_time(void **state)
     const double budget = 2.0;
     double t_cold = cold_setup_s(48, 0), slack = 1.5 * t_cold + 0.5;
     clattn_tune_report r;
-    double t0 = tune_now_s();
+    double t0 = clattn__tune_now_s();
     tune(N, 48, 0, budget, &r);
-    double wall = tune_now_s() - t0;
+    double wall = clattn__tune_now_s() - t0;
     print_message("budget %.1f s: wall %.2f s (report %.2f s), %u/%u tried, exhausted %d, "
                   "cold set-up %.2f s\n",
                   budget, wall, r.seconds, r.tried, r.candidates, r.budget_exhausted, t_cold);

@@ -210,10 +210,10 @@ static void enqueue(const tcase *t, clattn_plan *p, io *x)
 
 static double time_once(const tcase *t, clattn_plan *p, io *x)
 {
-    double t0 = tune_now_s();
+    double t0 = clattn__tune_now_s();
     enqueue(t, p, x);
     assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
-    return (tune_now_s() - t0) * 1e3;
+    return (clattn__tune_now_s() - t0) * 1e3;
 }
 
 /* The output of one enqueue of plan p (malloc'd). */
