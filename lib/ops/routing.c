@@ -297,6 +297,34 @@ cleanup:
 
 /* ---- enqueue ---- */
 
+void clattn__routing_rows_args(clattn__args *a, const clattn__routing_plan *p,
+                               const clattn_tensor *q, const clattn_tensor *k)
+{
+    const clattn__routing_problem *r = &p->prob;
+    cl_uint ub = (cl_uint)r->batch, hq = (cl_uint)r->heads_q, hk = (cl_uint)r->heads_k;
+    cl_uint n = (cl_uint)r->n, dk = (cl_uint)r->d, nc = (cl_uint)r->clusters;
+    cl_uint ucb = (cl_uint)p->cb;
+    clattn__arg_view(a, q);
+    clattn__arg_view(a, k);
+    CLATTN_ARG(a, p->mp);
+    CLATTN_ARG(a, ub);
+    CLATTN_ARG(a, hq);
+    CLATTN_ARG(a, hk);
+    CLATTN_ARG(a, n);
+    CLATTN_ARG(a, dk);
+    CLATTN_ARG(a, nc);
+    CLATTN_ARG(a, ucb);
+    CLATTN_ARG(a, p->big);
+}
+
+void clattn__routing_rows_sizes(const clattn__routing_plan *p, size_t global[2], size_t local[2])
+{
+    global[0] = p->prob.n;
+    global[1] = p->prob.batch * (p->prob.heads_q + p->prob.heads_k);
+    local[0] = p->launch.rows_local;
+    local[1] = 1;
+}
+
 /* scores, then the top-w selections of every (unit, cluster) segment. */
 static clattn_status enqueue_select(clattn__seq *s, const clattn__routing_plan *p,
                                     const clattn_tensor *q, const clattn_tensor *k)
@@ -305,23 +333,11 @@ static clattn_status enqueue_select(clattn__seq *s, const clattn__routing_plan *
     clattn_status status = CLATTN_SUCCESS;
     const clattn__routing_problem *r = &p->prob;
     size_t units = r->batch * (r->heads_q + r->heads_k);
-    cl_uint ub = (cl_uint)r->batch, hq = (cl_uint)r->heads_q, hk = (cl_uint)r->heads_k;
-    cl_uint n = (cl_uint)r->n, dk = (cl_uint)r->d, nc = (cl_uint)r->clusters;
-    cl_uint ucb = (cl_uint)p->cb;
     clattn__args a = {p->scores, 0, CL_SUCCESS};
-    clattn__arg_view(&a, q);
-    clattn__arg_view(&a, k);
-    CLATTN_ARG(&a, p->mp);
-    CLATTN_ARG(&a, ub);
-    CLATTN_ARG(&a, hq);
-    CLATTN_ARG(&a, hk);
-    CLATTN_ARG(&a, n);
-    CLATTN_ARG(&a, dk);
-    CLATTN_ARG(&a, nc);
-    CLATTN_ARG(&a, ucb);
-    CLATTN_ARG(&a, p->big);
+    clattn__routing_rows_args(&a, p, q, k);
     CLATTN_CL(a.err);
-    size_t gs[2] = {r->n, units}, ls[2] = {p->launch.rows_local, 1};
+    size_t gs[2], ls[2];
+    clattn__routing_rows_sizes(p, gs, ls);
     CLATTN_FORWARD(clattn__seq_kernel_local(s, p->scores, 2, gs, ls, false, NULL));
     /* Position order inside each selection: the causal mask then hides a suffix of the keys. */
     CLATTN_FORWARD(clattn__topk_seq(s, &p->blocks, &p->ws, p->big, units * r->clusters, r->n,
