@@ -243,6 +243,9 @@ typedef void (*cli_usage_fn)(FILE *f);
 int cli_usage_blocks(FILE *out, cli_usage_fn usage, const char *command);
 /* The first line of that block (without its two-space indent), or "" when there is none. */
 void cli_usage_first_line(cli_usage_fn usage, const char *command, char *buf, size_t len);
+/* cli_bench.c. After an option parse that returned *rc and set help: 1 when the command stops
+ * here (*rc: the parse's failure, or 0 after usage(stdout) for --help), else 0. */
+int parse_done(int *rc, int help, cli_usage_fn usage);
 
 /* ---- commands ---- */
 void cli_usage_devices(FILE *f); /* cli_devices.c: devices and demo */

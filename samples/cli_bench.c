@@ -1,5 +1,5 @@
-/* Bench plumbing every operator's `bench` shares (see cli.h): the context and the rows, the
- * report, and the sweep of an operator against the tiled baseline. */
+/* Plumbing the operators' commands share (see cli.h): the end of option parsing (--help), and for
+ * `bench` the context and the rows, the report, and the sweep against the tiled baseline. */
 #define _POSIX_C_SOURCE 200809L /* isatty, fileno */
 
 #include "cli.h"
@@ -7,6 +7,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+int parse_done(int *rc, int help, cli_usage_fn usage)
+{
+    if (*rc)
+        return 1;
+    if (help) {
+        usage(stdout);
+        return 1;
+    }
+    return 0;
+}
 
 int bench_start(const char *device, int banner, size_t nrows, clattn_context **ctx,
                 bench_row **rows)

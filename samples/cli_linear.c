@@ -170,12 +170,8 @@ int cli_run_linear(int argc, char **argv)
         {"--causal", NULL, NULL, &causal},
     };
     int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_linear))
         return rc;
-    if (help) {
-        cli_usage_linear(stdout);
-        return 0;
-    }
     const char *missing = !qp ? "--q" : !kp ? "--k" : !vp ? "--v" : !op ? "-o" : NULL;
     if (missing)
         return fail(EXIT_USAGE, "%s: missing required option %s (needs --q, --k, --v, -o)", cmd,
@@ -447,12 +443,8 @@ int cli_bench_linear(int argc, char **argv)
     lin_bench b;
     int help = 0;
     int rc = bench_parse_linear(argc, argv, &b, &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_linear))
         return rc;
-    if (help) {
-        cli_usage_linear(stdout);
-        return 0;
-    }
     clattn_context *ctx = NULL;
     bench_row *rows = NULL;
     if ((rc = bench_start(b.device, 1, b.n_count * LV_COUNT + 1, &ctx, &rows)))

@@ -185,12 +185,8 @@ int cli_run_lsh(int argc, char **argv)
     };
     int help = 0;
     int rc = parse_options(argc, argv, 2, "run lsh", specs, OPT_COUNT(specs), &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_lsh))
         return rc;
-    if (help) {
-        cli_usage_lsh(stdout);
-        return 0;
-    }
     return lsh_run(&ra);
 }
 
@@ -319,12 +315,8 @@ int cli_bench_lsh(int argc, char **argv)
     lsh_bench_cfg cfg;
     int help = 0;
     int rc = lsh_bench_parse(argc, argv, &cfg, &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_lsh))
         return rc;
-    if (help) {
-        cli_usage_lsh(stdout);
-        return 0;
-    }
     bench_pair p = {.op = "lsh", .device = cfg.device, .row = bench_lsh_row, .cfg = &cfg,
                     .do_op = cfg.do_lsh, .do_tiled = cfg.do_tiled, .causal = cfg.desc.causal,
                     .csv = cfg.csv, .ns = cfg.ns, .n_count = cfg.n_count, .batch = cfg.batch,

@@ -196,12 +196,8 @@ int cli_run_routing(int argc, char **argv)
     };
     int help = 0;
     int rc = parse_options(argc, argv, 2, "run routing", specs, OPT_COUNT(specs), &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_routing))
         return rc;
-    if (help) {
-        cli_usage_routing(stdout);
-        return 0;
-    }
     return routing_run(&ra);
 }
 
@@ -344,12 +340,8 @@ int cli_bench_routing(int argc, char **argv)
     routing_bench_cfg cfg;
     int help = 0;
     int rc = routing_bench_parse(argc, argv, &cfg, &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_routing))
         return rc;
-    if (help) {
-        cli_usage_routing(stdout);
-        return 0;
-    }
     bench_pair p = {.op = "routing", .device = cfg.device, .row = bench_routing_row, .cfg = &cfg,
                     .do_op = cfg.do_routing, .do_tiled = cfg.do_tiled, .causal = cfg.desc.causal,
                     .csv = cfg.csv, .ns = cfg.ns, .n_count = cfg.n_count, .batch = cfg.batch,

@@ -166,12 +166,8 @@ int cli_run_rpe(int argc, char **argv)
         {"--causal", NULL, NULL, &causal},
     };
     int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_rpe))
         return rc;
-    if (help) {
-        cli_usage_rpe(stdout);
-        return 0;
-    }
     const char *missing = !qp   ? "--q"
                           : !kp ? "--k"
                           : !vp ? "--v"
@@ -372,12 +368,8 @@ int cli_bench_rpe(int argc, char **argv)
     rpe_bench b;
     int help = 0;
     int rc = bench_parse_rpe(argc, argv, &b, &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_rpe))
         return rc;
-    if (help) {
-        cli_usage_rpe(stdout);
-        return 0;
-    }
     clattn_context *ctx = NULL;
     bench_row *rows = NULL;
     if ((rc = bench_start(b.device, 1, b.n_count * RV_COUNT + 1, &ctx, &rows)))
