@@ -237,22 +237,12 @@ clattn_status clattn__routing_check_io(const clattn__routing_plan *p, const clat
                                        const clattn_tensor *mu_in, const clattn_tensor *out,
                                        const char *out_name, const size_t out_shape[4])
 {
-    clattn_context *ctx = p->base.ctx;
-    clattn_status status = CLATTN_SUCCESS;
-    const clattn_tensor *ins[] = {q, k, v, mu_in};
-    const size_t *shapes[] = {p->qshape, p->kshape, p->vshape, p->mushape};
-    const char *names[] = {"q", "k", "v", "centroids"};
-    for (int i = 0; i < 4; i++)
-        if (ins[i])
-            CLATTN_FORWARD(clattn__tensor_check(ctx, ins[i], names[i], shapes[i], sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, out, out_name, out_shape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, out, out_name));
-    for (int i = 0; i < 4; i++)
-        if (ins[i])
-            CLATTN_FORWARD(
-                clattn__check_no_alias(ctx, out, out_name, ins[i], names[i], sizeof(float)));
-cleanup:
-    return status;
+    const clattn__view ins[] = {{q, "q", p->qshape, true},
+                                {k, "k", p->kshape, true},
+                                {v, "v", p->vshape, true},
+                                {mu_in, "centroids", p->mushape, true}};
+    const clattn__view outs[] = {{out, out_name, out_shape, false}};
+    return clattn__check_views(p->base.ctx, ins, 4, outs, 1);
 }
 
 clattn_status clattn__routing_pack_centroids(clattn__seq *s, const clattn__routing_plan *p,
