@@ -213,6 +213,29 @@ int bench_tiled_row(clattn_context *ctx, size_t batch, size_t heads, size_t nq, 
                     size_t d, int causal, size_t reps, const progress *prog, bench_row *r);
 int bench_peak_row(clattn_context *ctx, const progress *prog, bench_row *r);
 
+/* cli_bench.c. A context (bench_open when `banner`, else open_context) and `nrows` zeroed rows:
+ * 0, or the failure (EXIT_RUNTIME after "out of memory", the context destroyed). */
+int bench_start(const char *device, int banner, size_t nrows, clattn_context **ctx,
+                bench_row **rows);
+/* The rows as CSV or as a table (cli_print_table's base and peak), then frees them: 0, or
+ * EXIT_RUNTIME after "bench: no measurement succeeded" when there are none. */
+int bench_report(bench_row *rows, size_t nrows, int csv, const char *base, double peak_gflops);
+/* An operator's rows (variant `op`, measured by row(ctx, cfg, n, ...): 0 or -1 after a note) and
+ * the tiled baseline's at every length, on a quiet context (open_context); the table compares
+ * with "tiled" when both are measured. 0, or EXIT_RUNTIME when nothing succeeded and something
+ * failed. */
+typedef int (*bench_op_row_fn)(clattn_context *ctx, const void *cfg, size_t n,
+                               const progress *prog, bench_row *r);
+typedef struct bench_pair {
+    const char *op, *device;
+    bench_op_row_fn row;
+    const void *cfg;
+    int do_op, do_tiled, causal, csv;
+    const size_t *ns;
+    size_t n_count, batch, heads, d, reps;
+} bench_pair;
+int bench_pair_sweep(const bench_pair *p);
+
 /* ---- usage text ---- */
 typedef void (*cli_usage_fn)(FILE *f);
 /* Prints the blocks of usage(f) whose first line starts with "  clattn <command>" followed by a
@@ -220,6 +243,9 @@ typedef void (*cli_usage_fn)(FILE *f);
 int cli_usage_blocks(FILE *out, cli_usage_fn usage, const char *command);
 /* The first line of that block (without its two-space indent), or "" when there is none. */
 void cli_usage_first_line(cli_usage_fn usage, const char *command, char *buf, size_t len);
+/* cli_bench.c. After an option parse that returned *rc and set help: 1 when the command stops
+ * here (*rc: the parse's failure, or 0 after usage(stdout) for --help), else 0. */
+int parse_done(int *rc, int help, cli_usage_fn usage);
 
 /* ---- commands ---- */
 void cli_usage_devices(FILE *f); /* cli_devices.c: devices and demo */

@@ -170,12 +170,8 @@ int cli_run_linear(int argc, char **argv)
         {"--causal", NULL, NULL, &causal},
     };
     int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_linear))
         return rc;
-    if (help) {
-        cli_usage_linear(stdout);
-        return 0;
-    }
     const char *missing = !qp ? "--q" : !kp ? "--k" : !vp ? "--v" : !op ? "-o" : NULL;
     if (missing)
         return fail(EXIT_USAGE, "%s: missing required option %s (needs --q, --k, --v, -o)", cmd,
@@ -447,20 +443,12 @@ int cli_bench_linear(int argc, char **argv)
     lin_bench b;
     int help = 0;
     int rc = bench_parse_linear(argc, argv, &b, &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_linear))
         return rc;
-    if (help) {
-        cli_usage_linear(stdout);
-        return 0;
-    }
     clattn_context *ctx = NULL;
-    if ((rc = bench_open(b.device, &ctx)))
+    bench_row *rows = NULL;
+    if ((rc = bench_start(b.device, 1, b.n_count * LV_COUNT + 1, &ctx, &rows)))
         return rc;
-    bench_row *rows = calloc(b.n_count * LV_COUNT + 1, sizeof *rows);
-    if (!rows) {
-        clattn_context_destroy(ctx);
-        return fail(EXIT_RUNTIME, "out of memory");
-    }
     size_t per_n = 0, nrows = 0;
     int want_peak = 0;
     for (int i = 0; i < b.n_variants; i++) {
@@ -495,10 +483,5 @@ int cli_bench_linear(int argc, char **argv)
     }
     progress_clear(&prog);
     clattn_context_destroy(ctx);
-    if (nrows && b.csv)
-        cli_print_csv(rows, nrows);
-    else if (nrows)
-        cli_print_table(rows, nrows, NULL, peak);
-    free(rows);
-    return nrows ? 0 : fail(EXIT_RUNTIME, "bench: no measurement succeeded");
+    return bench_report(rows, nrows, b.csv, NULL, peak);
 }

@@ -196,12 +196,8 @@ int cli_run_routing(int argc, char **argv)
     };
     int help = 0;
     int rc = parse_options(argc, argv, 2, "run routing", specs, OPT_COUNT(specs), &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_routing))
         return rc;
-    if (help) {
-        cli_usage_routing(stdout);
-        return 0;
-    }
     return routing_run(&ra);
 }
 
@@ -236,9 +232,10 @@ static size_t clusters_for(const routing_bench_cfg *cfg, size_t n)
     return c > n ? n : c;
 }
 
-static int bench_routing_row(clattn_context *ctx, const routing_bench_cfg *cfg, size_t n,
-                             const progress *prog, bench_row *r)
+static int bench_routing_row(clattn_context *ctx, const void *arg, size_t n, const progress *prog,
+                             bench_row *r)
 {
+    const routing_bench_cfg *cfg = arg;
     cl_mem bufs[5] = {NULL, NULL, NULL, NULL, NULL};
     size_t elems = cfg->batch * cfg->heads * n * cfg->d, c = clusters_for(cfg, n);
     memset(r, 0, sizeof *r);
@@ -343,47 +340,11 @@ int cli_bench_routing(int argc, char **argv)
     routing_bench_cfg cfg;
     int help = 0;
     int rc = routing_bench_parse(argc, argv, &cfg, &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_routing))
         return rc;
-    if (help) {
-        cli_usage_routing(stdout);
-        return 0;
-    }
-    clattn_context *ctx = NULL;
-    if ((rc = open_context(cfg.device, &ctx)))
-        return rc;
-    bench_row *rows = calloc(2 * cfg.n_count, sizeof *rows);
-    if (!rows) {
-        clattn_context_destroy(ctx);
-        return fail(EXIT_RUNTIME, "out of memory");
-    }
-    size_t count = 0, failed = 0;
-    progress prog = {isatty(fileno(stderr)), 0,
-                     cfg.n_count * (size_t)(cfg.do_routing + cfg.do_tiled)};
-    for (size_t i = 0; i < cfg.n_count; i++) {
-        size_t n = cfg.ns[i];
-        if (cfg.do_routing) {
-            progress_step(&prog, "routing N=%zu", n);
-            if (bench_routing_row(ctx, &cfg, n, &prog, &rows[count]) == 0)
-                count++;
-            else
-                failed++;
-        }
-        if (cfg.do_tiled) {
-            progress_step(&prog, "tiled N=%zu", n);
-            if (bench_tiled_row(ctx, cfg.batch, cfg.heads, n, n, cfg.d, cfg.desc.causal, cfg.reps,
-                                &prog, &rows[count]) == 0)
-                count++;
-            else
-                failed++;
-        }
-    }
-    progress_clear(&prog);
-    if (cfg.csv)
-        cli_print_csv(rows, count);
-    else
-        cli_print_table(rows, count, cfg.do_tiled && cfg.do_routing ? "tiled" : NULL, 0);
-    free(rows);
-    clattn_context_destroy(ctx);
-    return count == 0 && failed > 0 ? EXIT_RUNTIME : 0;
+    bench_pair p = {.op = "routing", .device = cfg.device, .row = bench_routing_row, .cfg = &cfg,
+                    .do_op = cfg.do_routing, .do_tiled = cfg.do_tiled, .causal = cfg.desc.causal,
+                    .csv = cfg.csv, .ns = cfg.ns, .n_count = cfg.n_count, .batch = cfg.batch,
+                    .heads = cfg.heads, .d = cfg.d, .reps = cfg.reps};
+    return bench_pair_sweep(&p);
 }

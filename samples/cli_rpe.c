@@ -166,12 +166,8 @@ int cli_run_rpe(int argc, char **argv)
         {"--causal", NULL, NULL, &causal},
     };
     int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_rpe))
         return rc;
-    if (help) {
-        cli_usage_rpe(stdout);
-        return 0;
-    }
     const char *missing = !qp   ? "--q"
                           : !kp ? "--k"
                           : !vp ? "--v"
@@ -372,20 +368,12 @@ int cli_bench_rpe(int argc, char **argv)
     rpe_bench b;
     int help = 0;
     int rc = bench_parse_rpe(argc, argv, &b, &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_rpe))
         return rc;
-    if (help) {
-        cli_usage_rpe(stdout);
-        return 0;
-    }
     clattn_context *ctx = NULL;
-    if ((rc = bench_open(b.device, &ctx)))
+    bench_row *rows = NULL;
+    if ((rc = bench_start(b.device, 1, b.n_count * RV_COUNT + 1, &ctx, &rows)))
         return rc;
-    bench_row *rows = calloc(b.n_count * RV_COUNT + 1, sizeof *rows);
-    if (!rows) {
-        clattn_context_destroy(ctx);
-        return fail(EXIT_RUNTIME, "out of memory");
-    }
     size_t nrows = 0;
     double last_direct_ms = 0;
     size_t last_direct_n = 0;
@@ -417,10 +405,5 @@ int cli_bench_rpe(int argc, char **argv)
     }
     progress_clear(&prog);
     clattn_context_destroy(ctx);
-    if (nrows && b.csv)
-        cli_print_csv(rows, nrows);
-    else if (nrows)
-        cli_print_table(rows, nrows, "direct", 0);
-    free(rows);
-    return nrows ? 0 : fail(EXIT_RUNTIME, "bench: no measurement succeeded");
+    return bench_report(rows, nrows, b.csv, "direct", 0);
 }

@@ -88,12 +88,8 @@ int cli_run_ssm(int argc, char **argv)
         {"--algo", NULL, &algo, NULL},    {"--device", NULL, &device, NULL},
     };
     int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_ssm))
         return rc;
-    if (help) {
-        cli_usage_ssm(stdout);
-        return 0;
-    }
     const char *missing = !up    ? "--u"
                           : !ap  ? "--A"
                           : !cp  ? "--Ct"
@@ -293,12 +289,8 @@ int cli_bench_ssm(int argc, char **argv)
     ssm_bench b;
     int help = 0;
     int rc = bench_parse_ssm(argc, argv, &b, &help);
-    if (rc)
+    if (parse_done(&rc, help, cli_usage_ssm))
         return rc;
-    if (help) {
-        cli_usage_ssm(stdout);
-        return 0;
-    }
     clattn_context *ctx = NULL;
     if ((rc = bench_open(b.device, &ctx)))
         return rc;
@@ -331,10 +323,5 @@ int cli_bench_ssm(int argc, char **argv)
     progress_clear(&prog);
     clattn_ssm_destroy(ssm);
     clattn_context_destroy(ctx);
-    if (nrows && b.csv)
-        cli_print_csv(rows, nrows);
-    else if (nrows)
-        cli_print_table(rows, nrows, "direct", 0);
-    free(rows);
-    return nrows ? 0 : fail(EXIT_RUNTIME, "bench: no measurement succeeded");
+    return bench_report(rows, nrows, b.csv, "direct", 0);
 }

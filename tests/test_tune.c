@@ -27,6 +27,7 @@
 #include "../lib/tune/tune.h"
 #include "reference/ref_softmax.h"
 #include "test_util.h"
+#include "tune_fixture.h"
 
 #define N 256
 #define H 2
@@ -41,41 +42,13 @@ static int setup(void **state)
 {
     (void)state;
     snprintf(dir, sizeof dir, "/tmp/clattn-tune-XXXXXX");
-    if (!mkdtemp(dir) || setenv("CLATTN_CACHE_DIR", dir, 1) != 0)
-        return -1;
-    unsetenv("CLATTN_TUNING");
-    return clattn_context_create(NULL, &ctx) == CLATTN_SUCCESS ? 0 : -1;
+    return tune_fixture_setup(dir, &ctx);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    clattn_context_destroy(ctx);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* The q-th quantile (0..1) of n values (sorted copy). */
-static double quantile(const double *v, size_t n, double q)
-{
-    double s[64];
-    memcpy(s, v, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_double);
-    return s[(size_t)(q * (double)(n - 1) + 0.5)];
+    return tune_fixture_teardown(dir, ctx);
 }
 
 typedef struct io {
@@ -104,12 +77,12 @@ static void io_free(io *x)
 /* One enqueue + finish, in milliseconds (the wall clock, as the tuner and `bench` measure). */
 static double time_once(clattn_plan *p, io *x)
 {
-    double t0 = now_s();
+    double t0 = clattn__tune_now_s();
     assert_int_equal(clattn_softmax_plan_enqueue(p, &x->t[0], &x->t[1], &x->t[2], &x->t[3], NULL,
                                                  0, NULL, NULL),
                      CLATTN_SUCCESS);
     assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
-    return (now_s() - t0) * 1e3;
+    return (clattn__tune_now_s() - t0) * 1e3;
 }
 
 static void tune(size_t nq, size_t d, int causal, double budget, clattn_tune_report *r)
@@ -164,9 +137,10 @@ static void check_not_slower(size_t nq, size_t d, int causal)
         }
         diff[i] = b[i] - a[i];
     }
-    double med_a = quantile(a, PAIRS, 0.5), med_b = quantile(b, PAIRS, 0.5);
-    double noise = fmax(quantile(a, PAIRS, 0.75) - quantile(a, PAIRS, 0.25), 0.05 * med_a);
-    double med_diff = quantile(diff, PAIRS, 0.5);
+    double med_a = tune_quantile(a, PAIRS, 0.5), med_b = tune_quantile(b, PAIRS, 0.5);
+    double noise =
+        fmax(tune_quantile(a, PAIRS, 0.75) - tune_quantile(a, PAIRS, 0.25), 0.05 * med_a);
+    double med_diff = tune_quantile(diff, PAIRS, 0.5);
     print_message("re-timed (%s): default %.3f ms, tuned %.3f ms, paired diff %.3f, noise %.3f\n",
                   info.launch, med_a, med_b, med_diff, noise);
     if (!(med_diff <= noise))
@@ -279,14 +253,14 @@ static double cold_setup_s(size_t d, int causal)
                      CLATTN_SUCCESS);
     size_t len = strlen(L.defines);
     snprintf(L.defines + len, sizeof L.defines - len, " -DCLATTN_TEST_NONCE=%ld%d",
-             (long)getpid(), (int)(now_s() * 1e3) % 1000000);
+             (long)getpid(), (int)(clattn__tune_now_s() * 1e3) % 1000000);
     clattn_plan *p = NULL;
     io x;
     io_make(&x, N, d);
-    double t0 = now_s();
+    double t0 = clattn__tune_now_s();
     assert_int_equal(clattn__softmax_plan_create_launch(ctx, &desc, q, q, &L, &p), CLATTN_SUCCESS);
     time_once(p, &x);
-    double t = now_s() - t0;
+    double t = clattn__tune_now_s() - t0;
     clattn_plan_destroy(p);
     io_free(&x);
     return t;
@@ -298,9 +272,9 @@ static void test_budget_bounds_wall_time(void **state)
     const double budget = 2.0;
     double t_cold = cold_setup_s(48, 0), slack = 1.5 * t_cold + 0.5;
     clattn_tune_report r;
-    double t0 = now_s();
+    double t0 = clattn__tune_now_s();
     tune(N, 48, 0, budget, &r);
-    double wall = now_s() - t0;
+    double wall = clattn__tune_now_s() - t0;
     print_message("budget %.1f s: wall %.2f s (report %.2f s), %u/%u tried, exhausted %d, "
                   "cold set-up %.2f s\n",
                   budget, wall, r.seconds, r.tried, r.candidates, r.budget_exhausted, t_cold);

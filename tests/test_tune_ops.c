@@ -27,6 +27,7 @@
 
 #include "../lib/tune/tune.h"
 #include "test_util.h"
+#include "tune_fixture.h"
 
 #define N 256
 #define H 2
@@ -42,40 +43,13 @@ static int setup(void **state)
 {
     (void)state;
     snprintf(dir, sizeof dir, "/tmp/clattn-tune-ops-XXXXXX");
-    if (!mkdtemp(dir) || setenv("CLATTN_CACHE_DIR", dir, 1) != 0)
-        return -1;
-    unsetenv("CLATTN_TUNING");
-    return clattn_context_create(NULL, &ctx) == CLATTN_SUCCESS ? 0 : -1;
+    return tune_fixture_setup(dir, &ctx);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    clattn_context_destroy(ctx);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double quantile(const double *v, size_t n, double q)
-{
-    double s[64];
-    memcpy(s, v, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_double);
-    return s[(size_t)(q * (double)(n - 1) + 0.5)];
+    return tune_fixture_teardown(dir, ctx);
 }
 
 static size_t numel(const size_t s[4]) { return s[0] * s[1] * s[2] * s[3]; }
@@ -236,10 +210,10 @@ static void enqueue(const tcase *t, clattn_plan *p, io *x)
 
 static double time_once(const tcase *t, clattn_plan *p, io *x)
 {
-    double t0 = now_s();
+    double t0 = clattn__tune_now_s();
     enqueue(t, p, x);
     assert_int_equal(clattn_context_finish(ctx), CLATTN_SUCCESS);
-    return (now_s() - t0) * 1e3;
+    return (clattn__tune_now_s() - t0) * 1e3;
 }
 
 /* The output of one enqueue of plan p (malloc'd). */
@@ -352,9 +326,10 @@ static void check_not_slower(const tcase *t, clattn_plan *tuned)
         }
         diff[i] = b[i] - a[i];
     }
-    double med_a = quantile(a, PAIRS, 0.5), med_b = quantile(b, PAIRS, 0.5);
-    double noise = fmax(quantile(a, PAIRS, 0.75) - quantile(a, PAIRS, 0.25), 0.05 * med_a);
-    double med_diff = quantile(diff, PAIRS, 0.5);
+    double med_a = tune_quantile(a, PAIRS, 0.5), med_b = tune_quantile(b, PAIRS, 0.5);
+    double noise =
+        fmax(tune_quantile(a, PAIRS, 0.75) - tune_quantile(a, PAIRS, 0.25), 0.05 * med_a);
+    double med_diff = tune_quantile(diff, PAIRS, 0.5);
     print_message("re-timed %s (%s against %s): default %.3f ms, tuned %.3f ms, paired diff "
                   "%.3f, noise %.3f\n",
                   clattn_operator_name(t->op), ti.launch, di.launch, med_a, med_b, med_diff,

@@ -135,6 +135,18 @@ void clattn__tensor_extent(const clattn_tensor *t, size_t elem, size_t *first, s
 clattn_status clattn__check_no_alias(clattn_context *ctx, const clattn_tensor *out,
                                      const char *out_name, const clattn_tensor *in,
                                      const char *in_name, size_t elem);
+/* The views of one call, float elements, in order: every input against its shape (NULL: only
+ * shape >= 1), then every output: its shape, one-to-one (tensor_check_disjoint), and overlapping
+ * no input and no earlier output. The first failure. A NULL view is skipped when `optional`, else
+ * refused by tensor_check. */
+typedef struct clattn__view {
+    const clattn_tensor *t;
+    const char *name;
+    const size_t *shape;
+    bool optional;
+} clattn__view;
+clattn_status clattn__check_views(clattn_context *ctx, const clattn__view *ins, int n_in,
+                                  const clattn__view *outs, int n_out);
 
 /* clCreateBuffer (read-write, uninitialised) with the checks every operator needs: UNSUPPORTED
  * beyond the device's max allocation, OpenCL codes with a message naming `what`. */

@@ -163,3 +163,30 @@ clattn_status clattn__buffer_upload(clattn_context *ctx, const void *src, size_t
                             clattn_status_string((clattn_status)err));
     return CLATTN_SUCCESS;
 }
+
+clattn_status clattn__check_views(clattn_context *ctx, const clattn__view *ins, int n_in,
+                                  const clattn__view *outs, int n_out)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    for (int i = 0; i < n_in; i++)
+        if (ins[i].t || !ins[i].optional)
+            CLATTN_FORWARD(
+                clattn__tensor_check(ctx, ins[i].t, ins[i].name, ins[i].shape, sizeof(float)));
+    for (int o = 0; o < n_out; o++) {
+        const clattn__view *w = &outs[o];
+        if (!w->t && w->optional)
+            continue;
+        CLATTN_FORWARD(clattn__tensor_check(ctx, w->t, w->name, w->shape, sizeof(float)));
+        CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, w->t, w->name));
+        for (int i = 0; i < n_in; i++)
+            if (ins[i].t)
+                CLATTN_FORWARD(clattn__check_no_alias(ctx, w->t, w->name, ins[i].t, ins[i].name,
+                                                      sizeof(float)));
+        for (int e = 0; e < o; e++)
+            if (outs[e].t)
+                CLATTN_FORWARD(clattn__check_no_alias(ctx, w->t, w->name, outs[e].t, outs[e].name,
+                                                      sizeof(float)));
+    }
+cleanup:
+    return status;
+}

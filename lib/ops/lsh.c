@@ -151,32 +151,13 @@ static clattn_status check_views(const lsh_plan *plan, const clattn_tensor *q,
                                  const clattn_tensor *v, const clattn_tensor *out,
                                  const clattn_tensor *lse, const clattn_tensor *bk)
 {
-    clattn_context *ctx = plan->base.ctx;
-    clattn_status status = CLATTN_SUCCESS;
     const size_t *qs = plan->qshape;
-    CLATTN_FORWARD(clattn__tensor_check(ctx, q, "q", plan->qshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, v, "v", plan->vshape, sizeof(float)));
     size_t os[4] = {qs[0], qs[1], qs[2], plan->vshape[3]}, ls[4] = {qs[0], qs[1], qs[2], 1};
     size_t bs[4] = {qs[0], qs[1], plan->desc.n_hashes, qs[2]};
-    const clattn_tensor *outs[] = {out, lse, bk};
-    const char *onames[] = {"out", "lse", "buckets"};
-    const size_t *oshape[] = {os, ls, bs};
-    const clattn_tensor *ins[] = {q, v};
-    const char *inames[] = {"q", "v"};
-    for (int i = 0; i < 3; i++) {
-        if (!outs[i])
-            continue;
-        CLATTN_FORWARD(clattn__tensor_check(ctx, outs[i], onames[i], oshape[i], 4));
-        CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, outs[i], onames[i]));
-        for (int j = 0; j < 2; j++)
-            CLATTN_FORWARD(clattn__check_no_alias(ctx, outs[i], onames[i], ins[j], inames[j], 4));
-        for (int j = 0; j < i; j++)
-            if (outs[j])
-                CLATTN_FORWARD(
-                    clattn__check_no_alias(ctx, outs[i], onames[i], outs[j], onames[j], 4));
-    }
-cleanup:
-    return status;
+    const clattn__view ins[] = {{q, "q", plan->qshape, false}, {v, "v", plan->vshape, false}};
+    const clattn__view outs[] = {
+        {out, "out", os, true}, {lse, "lse", ls, true}, {bk, "buckets", bs, true}};
+    return clattn__check_views(plan->base.ctx, ins, 2, outs, 3);
 }
 
 /* ---- baking ---- */

@@ -237,22 +237,12 @@ clattn_status clattn__routing_check_io(const clattn__routing_plan *p, const clat
                                        const clattn_tensor *mu_in, const clattn_tensor *out,
                                        const char *out_name, const size_t out_shape[4])
 {
-    clattn_context *ctx = p->base.ctx;
-    clattn_status status = CLATTN_SUCCESS;
-    const clattn_tensor *ins[] = {q, k, v, mu_in};
-    const size_t *shapes[] = {p->qshape, p->kshape, p->vshape, p->mushape};
-    const char *names[] = {"q", "k", "v", "centroids"};
-    for (int i = 0; i < 4; i++)
-        if (ins[i])
-            CLATTN_FORWARD(clattn__tensor_check(ctx, ins[i], names[i], shapes[i], sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, out, out_name, out_shape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, out, out_name));
-    for (int i = 0; i < 4; i++)
-        if (ins[i])
-            CLATTN_FORWARD(
-                clattn__check_no_alias(ctx, out, out_name, ins[i], names[i], sizeof(float)));
-cleanup:
-    return status;
+    const clattn__view ins[] = {{q, "q", p->qshape, true},
+                                {k, "k", p->kshape, true},
+                                {v, "v", p->vshape, true},
+                                {mu_in, "centroids", p->mushape, true}};
+    const clattn__view outs[] = {{out, out_name, out_shape, false}};
+    return clattn__check_views(p->base.ctx, ins, 4, outs, 1);
 }
 
 clattn_status clattn__routing_pack_centroids(clattn__seq *s, const clattn__routing_plan *p,
@@ -297,6 +287,34 @@ cleanup:
 
 /* ---- enqueue ---- */
 
+void clattn__routing_rows_args(clattn__args *a, const clattn__routing_plan *p,
+                               const clattn_tensor *q, const clattn_tensor *k)
+{
+    const clattn__routing_problem *r = &p->prob;
+    cl_uint ub = (cl_uint)r->batch, hq = (cl_uint)r->heads_q, hk = (cl_uint)r->heads_k;
+    cl_uint n = (cl_uint)r->n, dk = (cl_uint)r->d, nc = (cl_uint)r->clusters;
+    cl_uint ucb = (cl_uint)p->cb;
+    clattn__arg_view(a, q);
+    clattn__arg_view(a, k);
+    CLATTN_ARG(a, p->mp);
+    CLATTN_ARG(a, ub);
+    CLATTN_ARG(a, hq);
+    CLATTN_ARG(a, hk);
+    CLATTN_ARG(a, n);
+    CLATTN_ARG(a, dk);
+    CLATTN_ARG(a, nc);
+    CLATTN_ARG(a, ucb);
+    CLATTN_ARG(a, p->big);
+}
+
+void clattn__routing_rows_sizes(const clattn__routing_plan *p, size_t global[2], size_t local[2])
+{
+    global[0] = p->prob.n;
+    global[1] = p->prob.batch * (p->prob.heads_q + p->prob.heads_k);
+    local[0] = p->launch.rows_local;
+    local[1] = 1;
+}
+
 /* scores, then the top-w selections of every (unit, cluster) segment. */
 static clattn_status enqueue_select(clattn__seq *s, const clattn__routing_plan *p,
                                     const clattn_tensor *q, const clattn_tensor *k)
@@ -305,23 +323,11 @@ static clattn_status enqueue_select(clattn__seq *s, const clattn__routing_plan *
     clattn_status status = CLATTN_SUCCESS;
     const clattn__routing_problem *r = &p->prob;
     size_t units = r->batch * (r->heads_q + r->heads_k);
-    cl_uint ub = (cl_uint)r->batch, hq = (cl_uint)r->heads_q, hk = (cl_uint)r->heads_k;
-    cl_uint n = (cl_uint)r->n, dk = (cl_uint)r->d, nc = (cl_uint)r->clusters;
-    cl_uint ucb = (cl_uint)p->cb;
     clattn__args a = {p->scores, 0, CL_SUCCESS};
-    clattn__arg_view(&a, q);
-    clattn__arg_view(&a, k);
-    CLATTN_ARG(&a, p->mp);
-    CLATTN_ARG(&a, ub);
-    CLATTN_ARG(&a, hq);
-    CLATTN_ARG(&a, hk);
-    CLATTN_ARG(&a, n);
-    CLATTN_ARG(&a, dk);
-    CLATTN_ARG(&a, nc);
-    CLATTN_ARG(&a, ucb);
-    CLATTN_ARG(&a, p->big);
+    clattn__routing_rows_args(&a, p, q, k);
     CLATTN_CL(a.err);
-    size_t gs[2] = {r->n, units}, ls[2] = {p->launch.rows_local, 1};
+    size_t gs[2], ls[2];
+    clattn__routing_rows_sizes(p, gs, ls);
     CLATTN_FORWARD(clattn__seq_kernel_local(s, p->scores, 2, gs, ls, false, NULL));
     /* Position order inside each selection: the causal mask then hides a suffix of the keys. */
     CLATTN_FORWARD(clattn__topk_seq(s, &p->blocks, &p->ws, p->big, units * r->clusters, r->n,

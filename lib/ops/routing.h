@@ -44,6 +44,13 @@ clattn_status clattn__routing_check_io(const clattn__routing_plan *p, const clat
 clattn_status clattn__routing_pack_centroids(clattn__seq *s, const clattn__routing_plan *p,
                                              const clattn_tensor *mu);
 
+/* The arguments the scores and assign kernels share, set on a's kernel from its current index:
+ * q, k, the packed centroids, B, Hq, Hk, N, D, C, the centroid block and the row scratch `big`.
+ * Their launch: rows_sizes (global {N, B x (Hq + Hk)}, local {rows_local, 1}). */
+void clattn__routing_rows_args(clattn__args *a, const clattn__routing_plan *p,
+                               const clattn_tensor *q, const clattn_tensor *k);
+void clattn__routing_rows_sizes(const clattn__routing_plan *p, size_t global[2], size_t local[2]);
+
 /* clattn_routing_store: dense [bh * n][d] (bh = batch x `heads` rows of n) into a strided view. */
 clattn_status clattn__routing_store(clattn__seq *s, const clattn__routing_plan *p, cl_mem dense,
                                     size_t bh, size_t heads, size_t n, size_t d,

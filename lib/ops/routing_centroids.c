@@ -35,24 +35,13 @@ clattn_status clattn_routing_update_centroids(clattn_plan *base, const clattn_te
     size_t units = r->batch * (r->heads_q + r->heads_k), nrows = units * r->n;
     size_t ndst = r->heads_k * r->clusters;
     CLATTN_FORWARD(clattn__routing_pack_centroids(&s, p, centroids));
-    cl_uint ub = (cl_uint)r->batch, hq = (cl_uint)r->heads_q, hk = (cl_uint)r->heads_k;
-    cl_uint n = (cl_uint)r->n, dk = (cl_uint)r->d, nc = (cl_uint)r->clusters;
-    cl_uint ucb = (cl_uint)p->cb;
+    cl_uint dk = (cl_uint)r->d, nc = (cl_uint)r->clusters;
     clattn__args a = {p->assign, 0, CL_SUCCESS};
-    clattn__arg_view(&a, q);
-    clattn__arg_view(&a, k);
-    CLATTN_ARG(&a, p->mp);
-    CLATTN_ARG(&a, ub);
-    CLATTN_ARG(&a, hq);
-    CLATTN_ARG(&a, hk);
-    CLATTN_ARG(&a, n);
-    CLATTN_ARG(&a, dk);
-    CLATTN_ARG(&a, nc);
-    CLATTN_ARG(&a, ucb);
-    CLATTN_ARG(&a, p->big);
+    clattn__routing_rows_args(&a, p, q, k);
     CLATTN_ARG(&a, p->sel);
     CLATTN_CL(a.err);
-    size_t gas[2] = {r->n, units}, las[2] = {p->launch.rows_local, 1};
+    size_t gas[2], las[2];
+    clattn__routing_rows_sizes(p, gas, las);
     CLATTN_FORWARD(clattn__seq_kernel_local(&s, p->assign, 2, gas, las, false, NULL));
     CLATTN_FORWARD(clattn__scatter_mean_rows_seq(&s, &p->blocks, &p->ws, p->big, nrows, r->d,
                                                  p->sel, ndst, p->kp, p->kpos, false, NULL));

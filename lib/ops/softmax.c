@@ -278,23 +278,11 @@ static clattn_status validate_io(softmax_plan *plan, const clattn_tensor *q,
     clattn_context *ctx = plan->base.ctx;
     clattn_status status = CLATTN_SUCCESS;
     size_t lshape[4] = {plan->qshape[0], plan->qshape[1], plan->qshape[2], 1};
-    CLATTN_FORWARD(clattn__tensor_check(ctx, q, "q", plan->qshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, k, "k", plan->kshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, v, "v", plan->kshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, out, "out", plan->qshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, out, "out"));
-    const clattn_tensor *ins[] = {q, k, v};
-    const char *names[] = {"q", "k", "v"};
-    for (int i = 0; i < 3; i++)
-        CLATTN_FORWARD(clattn__check_no_alias(ctx, out, "out", ins[i], names[i], sizeof(float)));
-    if (lse) {
-        CLATTN_FORWARD(clattn__tensor_check(ctx, lse, "lse", lshape, sizeof(float)));
-        CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, lse, "lse"));
-        for (int i = 0; i < 3; i++)
-            CLATTN_FORWARD(
-                clattn__check_no_alias(ctx, lse, "lse", ins[i], names[i], sizeof(float)));
-        CLATTN_FORWARD(clattn__check_no_alias(ctx, lse, "lse", out, "out", sizeof(float)));
-    }
+    const clattn__view ins[] = {{q, "q", plan->qshape, false},
+                                {k, "k", plan->kshape, false},
+                                {v, "v", plan->kshape, false}};
+    const clattn__view outs[] = {{out, "out", plan->qshape, false}, {lse, "lse", lshape, true}};
+    CLATTN_FORWARD(clattn__check_views(ctx, ins, 3, outs, 2));
     if (plan->desc.key_lengths) {
         clattn_tensor kl = clattn_tensor_make(plan->desc.key_lengths, 1, 1, 1, plan->qshape[0]);
         kl.offset = plan->desc.key_lengths_offset;

@@ -64,7 +64,7 @@ int clattn_tune_supported(clattn_operator op)
     return clattn__tune_adapter_for(op) != NULL;
 }
 
-static double now_s(void)
+double clattn__tune_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -180,7 +180,7 @@ typedef struct search {
     double def_times[DEFAULT_REPS];
     size_t def_reps;
     double def_ms, best_ms;
-    double deadline; /* start of the run + budget, in now_s() seconds */
+    double deadline; /* start of the run + budget, in clattn__tune_now_s() seconds */
     double setup_s;  /* the dearest set-up seen (build + warm-up run) */
 } search;
 
@@ -193,7 +193,7 @@ static const void *launch_at(const search *s, size_t i)
 static bool fits(const search *s, double seconds)
 {
     double confirm = 2.0 * MIN_CONFIRM_PAIRS * s->def_ms * 1e-3;
-    return now_s() + seconds + confirm <= s->deadline;
+    return clattn__tune_now_s() + seconds + confirm <= s->deadline;
 }
 
 /* One enqueue + finish, in milliseconds. */
@@ -201,10 +201,10 @@ static clattn_status run_once(search *s, clattn_plan *plan, double *ms)
 {
     clattn_context *ctx = s->ctx;
     clattn_status status = CLATTN_SUCCESS;
-    double t0 = now_s();
+    double t0 = clattn__tune_now_s();
     CLATTN_FORWARD(s->ad->enqueue(plan, &s->io));
     CLATTN_CL(clFinish(ctx->queue));
-    *ms = (now_s() - t0) * 1e3;
+    *ms = (clattn__tune_now_s() - t0) * 1e3;
 cleanup:
     return status;
 }
@@ -220,7 +220,7 @@ static double setup_estimate(const search *s)
 static clattn_status set_up(search *s, size_t i, bool check, clattn_plan **plan, double *ms,
                             bool *out_of_time)
 {
-    double t0 = now_s();
+    double t0 = clattn__tune_now_s();
     *out_of_time = false;
     clattn_status st = s->ad->plan(s->ctx, s->req, launch_at(s, i), plan);
     if (st == CLATTN_SUCCESS && check && !fits(s, (2.0 + CANDIDATE_REPS) * s->def_ms * 1e-3))
@@ -228,7 +228,7 @@ static clattn_status set_up(search *s, size_t i, bool check, clattn_plan **plan,
     else if (st == CLATTN_SUCCESS)
         st = run_once(s, *plan, ms);
     if (st == CLATTN_SUCCESS && !*out_of_time)
-        s->setup_s = fmax(s->setup_s, now_s() - t0);
+        s->setup_s = fmax(s->setup_s, clattn__tune_now_s() - t0);
     return st;
 }
 
@@ -319,7 +319,7 @@ static clattn_status confirm(search *s, bool *wins)
     int pairs = 0;
     double pair_s = (s->def_ms + s->best_ms) * 1e-3;
     while (pairs < CONFIRM_PAIRS && st == CLATTN_SUCCESS &&
-           (pairs < MIN_CONFIRM_PAIRS || now_s() + pair_s <= s->deadline)) {
+           (pairs < MIN_CONFIRM_PAIRS || clattn__tune_now_s() + pair_s <= s->deadline)) {
         if (pairs % 2 == 0 && (st = run_once(s, s->def, &a[pairs])) == CLATTN_SUCCESS)
             st = run_once(s, s->best, &t[pairs]);
         else if (pairs % 2 == 1 && (st = run_once(s, s->best, &t[pairs])) == CLATTN_SUCCESS)
@@ -344,7 +344,7 @@ static clattn_status measure_default(search *s)
     bool late;
     CLATTN_FORWARD(set_up(s, 0, false, &s->def, &t, &late));
     while (s->def_reps < DEFAULT_REPS &&
-           (s->def_reps < MIN_DEFAULT_REPS || now_s() + t * 1e-3 <= s->deadline)) {
+           (s->def_reps < MIN_DEFAULT_REPS || clattn__tune_now_s() + t * 1e-3 <= s->deadline)) {
         CLATTN_FORWARD(run_once(s, s->def, &s->def_times[s->def_reps]));
         t = s->def_times[s->def_reps++];
     }
@@ -403,7 +403,7 @@ clattn_status clattn__tune_run(clattn_context *ctx, const clattn__tune_adapter *
                                const clattn__tune_request *req, double budget_seconds,
                                clattn_tune_report *report)
 {
-    double t0 = now_s();
+    double t0 = clattn__tune_now_s();
     clattn_status status = CLATTN_SUCCESS;
     clattn_tuning_entry key;
     search s;
@@ -436,7 +436,7 @@ cleanup:
     clFinish(ctx->queue);
     clattn__tune_io_release(&s.io);
     free(s.cand);
-    report->seconds = now_s() - t0;
+    report->seconds = clattn__tune_now_s() - t0;
     return status;
 }
 

@@ -102,6 +102,8 @@ long long clattn__tune_param(const clattn_tuning_entry *e, const char *name, lon
 void clattn__tune_params_text(const clattn_tuning_entry *e, char *out, size_t size);
 /* The shape class of a length: the next power of two. */
 size_t clattn__tune_bucket(size_t n);
+/* CLOCK_MONOTONIC in seconds: the tuner's clock (also its tests'). */
+double clattn__tune_now_s(void);
 
 /* ---- the database file (lib/tune/db.c) ---- */
 
