@@ -21,7 +21,7 @@
 static clattn_device_info devs[MAX_DEVS];
 static size_t ndev;
 
-/* The smallest 2^a 3^b 5^c 7^d >= n (what lib/core/fft.c's good length gives), at least 2. */
+/* The smallest 2^a 3^b 5^c 7^d >= n (what lib/blocks/fft.c's good length gives), at least 2. */
 static size_t smooth_len(size_t n)
 {
     for (size_t m = n < 2 ? 2 : n;; m++) {
