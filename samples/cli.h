@@ -277,4 +277,8 @@ void cli_usage_gss(FILE *f); /* cli_gss.c */
 int cli_run_gss(int argc, char **argv);
 int cli_bench_gss(int argc, char **argv);
 
+/* A random S4D-Lin layer for the benches of ssm and gss (cli_ssm.c): A = -1/2 + i pi n, dt from
+ * 0.001 to 0.1 across the H channels, Ct random (fixed seed). */
+clattn_status cli_make_s4d_lin(clattn_context *ctx, size_t H, size_t N, clattn_ssm **s);
+
 #endif

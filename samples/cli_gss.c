@@ -281,30 +281,6 @@ static clattn_status gss_enqueue(void *arg)
                     : clattn_ssm_plan_enqueue(j->plan, &j->x, &j->out, 0, NULL, NULL);
 }
 
-/* S4D-Lin parameters: A = -1/2 + i pi n, dt from 0.001 to 0.1 across channels, Ct random. */
-static clattn_status make_dss(clattn_context *ctx, size_t H, size_t N, clattn_ssm **s)
-{
-    float *A = malloc(2 * H * N * sizeof(float)), *C = malloc(2 * H * N * sizeof(float));
-    float *dt = malloc(H * sizeof(float));
-    clattn_status st = CLATTN_OUT_OF_HOST_MEMORY;
-    if (A && C && dt) {
-        fill_random(C, 2 * H * N, 7);
-        for (size_t h = 0; h < H; h++) {
-            dt[h] = (float)(log(0.001) + (H > 1 ? (double)h / (double)(H - 1) : 0.5) *
-                                             (log(0.1) - log(0.001)));
-            for (size_t n = 0; n < N; n++) {
-                A[2 * (h * N + n)] = -0.5f;
-                A[2 * (h * N + n) + 1] = (float)(3.14159265358979 * (double)n);
-            }
-        }
-        st = clattn_ssm_create(ctx, H, N, A, C, dt, NULL, s);
-    }
-    free(A);
-    free(C);
-    free(dt);
-    return st;
-}
-
 /* One row: the GSS layer (var GV_GSS) or the DSS alone (GV_SSM) at length n and width e, on a
  * plan baked outside the timing: 0, or -1 after a note. */
 static int bench_one(clattn_context *ctx, const gss_bench *b, clattn_ssm *dss, size_t n, size_t e,
@@ -425,7 +401,7 @@ int cli_bench_gss(int argc, char **argv)
     if ((rc = bench_open(b.device, &ctx)))
         return rc;
     clattn_ssm *dss = NULL;
-    clattn_status st = make_dss(ctx, b.heads, b.state, &dss);
+    clattn_status st = cli_make_s4d_lin(ctx, b.heads, b.state, &dss);
     if (st != CLATTN_SUCCESS) {
         rc = fail_status(ctx, st, "gss: DSS parameters");
         clattn_context_destroy(ctx);

@@ -180,8 +180,8 @@ static clattn_status ssm_enqueue(void *arg)
     return clattn_ssm_plan_enqueue(j->plan, &j->u, &j->y, 0, NULL, NULL);
 }
 
-/* S4D-Lin parameters: A = -1/2 + i pi n, dt from 0.001 to 0.1 across channels, Ct random. */
-static clattn_status make_ssm(clattn_context *ctx, size_t H, size_t N, clattn_ssm **s)
+/* cli.h */
+clattn_status cli_make_s4d_lin(clattn_context *ctx, size_t H, size_t N, clattn_ssm **s)
 {
     float *A = malloc(2 * H * N * sizeof(float)), *C = malloc(2 * H * N * sizeof(float));
     float *dt = malloc(H * sizeof(float));
@@ -295,7 +295,7 @@ int cli_bench_ssm(int argc, char **argv)
     if ((rc = bench_open(b.device, &ctx)))
         return rc;
     clattn_ssm *ssm = NULL;
-    clattn_status st = make_ssm(ctx, b.heads, b.state, &ssm);
+    clattn_status st = cli_make_s4d_lin(ctx, b.heads, b.state, &ssm);
     if (st != CLATTN_SUCCESS) {
         rc = fail_status(ctx, st, "ssm parameters");
         clattn_context_destroy(ctx);
