@@ -45,11 +45,13 @@ test)
   # runs, on the first, cold-cache run ("Tracer caught signal 11" after all 14 cases passed; a
   # manual cold run and the warm reruns passed; cause not found), so a failed entry gets one retry.
   # An AddressSanitizer/UBSan report or a real leak is deterministic and fails both runs.
+  # Two entries at a time: the sanitized host code (references, staging) is serial, so the second
+  # core is otherwise idle for most of this stage.
   OCL_ICD_VENDORS=/etc/OpenCL/vendors/pocl.icd \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
   LSAN_OPTIONS=suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -L sanitize --timeout 900 --repeat until-pass:2
+    ctest --test-dir build-asan --output-on-failure -L sanitize -j"$jobs" --timeout 900 --repeat until-pass:2
   ;;
 *)
   echo "usage: $0 demo|test" >&2
