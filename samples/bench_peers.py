@@ -274,8 +274,6 @@ class Clattn:
     def __init__(self, a):
         self.path, self.device, self.reps = a.clattn, a.device, a.reps
         self.peaks, self.device_line = [], None
-        if not os.access(self.path, os.X_OK):
-            sys.exit(f"bench_peers: {self.path} is not an executable clattn (build it, or --clattn)")
 
     def _run(self, args):
         cmd = [self.path] + args + (["--device", self.device] if self.device else [])
@@ -487,7 +485,8 @@ def write_csv(path, rows, peak, meta):
         for r in rows:
             c = r["variants"].get("clattn")
             for name, (ms, gf, extra) in r["variants"].items():
-                speed = ms / c[0] if c and c[0] > 0 and name != "clattn" else ""
+                ok = c and c[0] > 0 and name != "clattn" and not c[2] and not extra.startswith("WRONG")
+                speed = ms / c[0] if ok else ""
                 frac = gf / peak if peak > 0 else ""
                 f.write(f"{r['op']},{name},1,{r['heads']},{r['n']},{r['d']},{r['causal']},"
                         f"{ms:.4f},{gf:.3f},{speed if speed == '' else f'{speed:.4f}'},"
@@ -516,9 +515,15 @@ def cpu_model():
 def main():
     argv = sys.argv[1:]
     a = parse_args(argv)
+    if not os.access(a.clattn, os.X_OK):
+        sys.exit(f"bench_peers: {a.clattn} is not an executable clattn (build it, or --clattn)")
     if not a.no_venv and not os.environ.get(VENV_MARK):
         enter_venv(a, argv)  # does not return
-    import numpy as np
+    try:
+        import numpy as np
+    except ImportError:
+        sys.exit("bench_peers: numpy is needed (it is installed in the venv unless --no-venv)")
+    t_start = time.time()
     meta = [("start", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())),
             ("uptime at start", uptime()),
             ("cpu", f"{cpu_model()}, {os.cpu_count()} logical CPUs"),
@@ -557,9 +562,10 @@ def main():
               (f" (min {min(clattn.peaks):.1f}, max {max(clattn.peaks):.1f})"
                if clattn.peaks else "")),
              ("reps", f"median of {a.reps} after one warm-up"),
-             ("uptime at end", uptime())]
+             ("uptime at end", uptime()),
+             ("elapsed", f"{time.time() - t_start:.0f} s")]
     print()
-    for k, v in meta[-4:]:
+    for k, v in meta[-5:]:
         print(f"{k}: {v}")
     print()
     print_table(rows, peak)
