@@ -19,7 +19,9 @@ class Error(Exception):
         self.status = status
         self.code = code
         self.message = message
-        super().__init__("%s: %s" % (status, message) if message else status)
+        if message and not message.startswith(status):
+            message = "%s: %s" % (status, message)
+        super().__init__(message or status)
 
 
 class DTypeError(Error, TypeError):

@@ -66,6 +66,8 @@ def make_desc(op, kw):
                             % (key, len(shp), arr.shape))
             for i, n in enumerate(arr.shape):
                 shp[i] = n
+            if key == "projection" and "features" not in kw:
+                target.features = arr.shape[0]
             continue
         if key == "window" and isinstance(val, str) and val == "auto":
             val = _lib.ROUTING_WINDOW_AUTO
