@@ -276,14 +276,18 @@ class Call:
         if a.context.int_ptr != self.ctx.cl_context_ptr:
             raise Error("CLATTN_INVALID_CONTEXT",
                         "%s: a pyopencl array of another OpenCL context" % name)
+        isz = a.dtype.itemsize
         shape = tuple(a.shape)
         strides = tuple(a.strides)
+        if any(s < 0 or s % isz for s in strides) or a.offset % isz:
+            raise Error("CLATTN_INVALID_ARGUMENT", "%s: strides %s are not non-negative "
+                        "multiples of the element size" % (name, strides))
         if shape4 is not None and tuple(shape4) != shape:
-            shape, strides = _reshape_strides(name, shape, strides, a.itemsize, shape4)
+            shape, strides = _reshape_strides(name, shape, strides, isz, shape4)
         t = Tensor()
         t.buffer = a.base_data.int_ptr
-        t.offset = a.offset // a.itemsize
-        _fill(t, name, shape, [s // a.itemsize for s in strides])
+        t.offset = a.offset // isz
+        _fill(t, name, shape, [s // isz for s in strides])
         self.wait.extend(e for e in a.events)
         return t
 
