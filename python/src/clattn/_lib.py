@@ -172,6 +172,7 @@ _FUNCTIONS = {
     "clattn_context_finish": (St, [c_void_p]),
     "clattn_context_get_stats": (St, [c_void_p, P(ContextStats)]),
     "clattn_operator_name": (c_char_p, [c_int]),
+    "clattn_tensor_make": (Tensor, [cl_mem, c_size_t, c_size_t, c_size_t, c_size_t]),
     "clattn_plan_get_info": (St, [c_void_p, P(PlanInfo)]),
     "clattn_plan_destroy": (None, [c_void_p]),
     "clattn_measure_peak_gflops": (St, [c_void_p, P(c_double)]),
