@@ -39,7 +39,7 @@ def test_shape_errors(ctx, rng):
 
 
 def test_dtype_errors_and_cast(ctx, rng):
-    q = randn(rng, 1, 1, 8, 8)
+    q = randn(rng, 1, 1, 8, 16)
     with pytest.raises(clattn.DTypeError) as e:
         ctx.softmax(q.astype(np.float64), q, q)
     assert _status(e) == "CLATTN_INVALID_ARGUMENT" and "float64" in str(e.value)
@@ -51,7 +51,7 @@ def test_dtype_errors_and_cast(ctx, rng):
 
 
 def test_argument_errors(ctx, rng):
-    q = randn(rng, 1, 1, 8, 8)
+    q = randn(rng, 1, 1, 8, 16)
     with pytest.raises(clattn.Error) as e:
         ctx.softmax(q, q, q, algorithm="bogus")
     assert _status(e) == "CLATTN_INVALID_ARGUMENT"
@@ -70,14 +70,14 @@ def test_argument_errors(ctx, rng):
 
 def test_aliasing(ctx, rng):
     # out sharing memory with an input lands in the input's buffer: the library refuses it
-    q = randn(rng, 1, 1, 16, 8)
+    q = randn(rng, 1, 1, 16, 16)
     k = q.copy()
     before = q.copy()
     with pytest.raises(clattn.Error) as e:
         ctx.softmax(q, k, k, out=q)
     assert _status(e) == "CLATTN_ALIASING"
     assert np.array_equal(q, before)  # untouched
-    packed = randn(rng, 2, 1, 16, 8)
+    packed = randn(rng, 2, 1, 16, 16)
     q0 = packed[:1].copy()
     res = ctx.linear(packed[:1], k, k, out=packed[1:])  # disjoint views of one array: fine
     assert res is packed[1:] or np.shares_memory(res, packed)

@@ -19,7 +19,7 @@ def test_devices_and_version(ctx):
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_softmax(ctx, rng, causal):
-    q, k, v = randn(rng, 2, 4, 37, 24), randn(rng, 2, 2, 45, 24), randn(rng, 2, 2, 45, 24)
+    q, k, v = randn(rng, 2, 4, 37, 16), randn(rng, 2, 2, 45, 16), randn(rng, 2, 2, 45, 16)
     out, lse = ctx.softmax(q, k, v, causal=causal, lse=True)
     r, rl = ref.softmax_attention(q, k, v, causal=causal)
     close(out, r)
@@ -27,7 +27,7 @@ def test_softmax(ctx, rng, causal):
 
 
 def test_softmax_n1_scale_key_lengths(ctx, rng):
-    q, k, v = randn(rng, 3, 1, 1, 8), randn(rng, 3, 1, 19, 8), randn(rng, 3, 1, 19, 8)
+    q, k, v = randn(rng, 3, 1, 1, 16), randn(rng, 3, 1, 19, 16), randn(rng, 3, 1, 19, 16)
     kl = np.array([19, 5, 0], np.int32)
     out, lse = ctx.softmax(q, k, v, scale=0.3, key_lengths=kl, lse=True)
     r, rl = ref.softmax_attention(q, k, v, scale=0.3, key_lengths=kl)
@@ -48,7 +48,7 @@ def test_softmax_strided_views_no_copy(ctx, rng):
 
 
 def test_softmax_plan_reused(ctx, rng):
-    q, k, v = randn(rng, 1, 2, 50, 32), randn(rng, 1, 2, 50, 32), randn(rng, 1, 2, 50, 32)
+    q, k, v = randn(rng, 1, 2, 50, 16), randn(rng, 1, 2, 50, 16), randn(rng, 1, 2, 50, 16)
     plan = ctx.softmax_plan(q.shape, k.shape, causal=True)
     info = plan.info
     assert info["op"] == "softmax" and info["num_kernels"] >= 1
@@ -59,7 +59,7 @@ def test_softmax_plan_reused(ctx, rng):
     after = ctx.stats()
     assert after["kernels_created"] == before["kernels_created"]
     assert after["program_lookups"] == before["program_lookups"]
-    out = np.zeros((1, 2, 50, 32), np.float32)
+    out = np.zeros((1, 2, 50, 16), np.float32)
     assert plan(q, k, v, out=out) is out
     close(out, ref.softmax_attention(q, k, v, causal=True)[0])
     plan.close()
@@ -143,7 +143,7 @@ def test_lsh_single_chunk_is_dense(ctx, rng):
 
 
 def test_routing_one_cluster_is_exact(ctx, rng):
-    B, Hq, Hk, N, D = 2, 2, 1, 21, 8
+    B, Hq, Hk, N, D = 2, 2, 1, 21, 16
     q, k, v = randn(rng, B, Hq, N, D), randn(rng, B, Hk, N, D), randn(rng, B, Hk, N, 8)
     cent = randn(rng, Hk, 1, D)
     for causal in (False, True):

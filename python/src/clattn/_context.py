@@ -6,7 +6,7 @@ import numpy as np
 
 from . import _lib, _core, _ops, _states
 from ._lib import lib
-from ._core import Error, F32
+from ._core import Error
 from ._ops import (make_desc, _bake, _oneshot, _shape4, _upload, Plan, RoutingPlan,
                    _softmax_call, _linear_call, _rpe_call, _lsh_call, _routing_call)
 

@@ -8,7 +8,7 @@ import numpy as np
 from . import _lib, _core
 from ._lib import lib
 from ._core import Call, Error, run, F32
-from ._ops import make_desc, _f32, _fptr, _upload, _bake, Plan, _oneshot
+from ._ops import make_desc, _f32, _fptr, _upload, _bake, _oneshot
 
 byref = ctypes.byref
 
