@@ -215,3 +215,11 @@ def test_tuner(ctx, tmp_path, monkeypatch):
             assert any(e["op"] == "softmax" for e in c.tuning_db_list())
         c.tuning_db_reset()
         assert c.tuning_db_list() == []
+
+
+def test_context_from_raw_queue(ctx, rng):
+    # clattn_context_create_from_cl on a cl_command_queue given as an int (any binding's handle)
+    with clattn.Context(queue=ctx.queue_ptr) as c:
+        assert c.queue_ptr == ctx.queue_ptr and c.cl_context_ptr == ctx.cl_context_ptr
+        q = randn(rng, 1, 1, 9, 16)
+        close(c.softmax(q, q, q), ref.softmax_attention(q, q, q)[0])
