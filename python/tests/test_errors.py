@@ -28,6 +28,9 @@ def test_shape_errors(ctx, rng):
     with pytest.raises(clattn.Error) as e:
         ctx.linear(randn(rng, 1, 1, 4, 300), randn(rng, 1, 1, 4, 300), randn(rng, 1, 1, 4, 8))
     assert _status(e) == "CLATTN_INVALID_SHAPE"
+    with pytest.raises(clattn.Error) as e:
+        ctx.softmax(np.zeros((1, 2, 0, 16), np.float32), q, q)  # an empty dimension
+    assert _status(e) == "CLATTN_INVALID_SHAPE"
     plan = ctx.softmax_plan(q.shape, q.shape)
     with pytest.raises(clattn.Error) as e:
         plan(q, q, randn(rng, 1, 2, 9, 16))

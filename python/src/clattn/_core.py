@@ -74,12 +74,18 @@ def devices():
     return res
 
 
+_PYOPENCL_ARRAY = []
+
+
 def _pyopencl_array_type():
-    try:
-        import pyopencl.array as cla
-        return cla.Array
-    except ImportError:  # pyopencl is optional
-        return None
+    """pyopencl.array.Array, or None without pyopencl (looked up once)."""
+    if not _PYOPENCL_ARRAY:
+        try:
+            import pyopencl.array as cla
+            _PYOPENCL_ARRAY.append(cla.Array)
+        except Exception:  # pyopencl is optional (ImportError, or a broken install)
+            _PYOPENCL_ARRAY.append(None)
+    return _PYOPENCL_ARRAY[0]
 
 
 def is_device_array(a):
