@@ -30,7 +30,7 @@ def test_plot_from_cli(tmp_path):
     except SystemExit:
         pytest.skip("no clattn CLI found")
     out, csv_out = tmp_path / "cli.png", tmp_path / "cli.csv"
-    assert bench.main(["softmax", "--clattn", cli, "--n", "16,32", "--d", "8", "--heads", "1",
+    assert bench.main(["softmax", "--clattn", cli, "--n", "16,32", "--d", "16", "--heads", "1",
                        "--variants", "tiled", "--reps", "1", "--csv-out", str(csv_out),
                        "--plot", str(out)]) == 0
     assert _png_ok(out)
