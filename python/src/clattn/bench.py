@@ -79,6 +79,7 @@ def plot(rows, device, out, title=None, op=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     peak = max((r["gflops"] for r in rows if r["variant"] == "peak"), default=0.0)
     series = {}
@@ -104,6 +105,13 @@ def plot(rows, device, out, title=None, op=None):
         ax.set_xlabel("N (sequence length)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: "%d" % x))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: "%g" % y))
+        lo, hi = ax.get_ylim()
+        if hi < 100 * lo:  # up to two decades: label the minor ticks too
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: "%g" % y))
+        else:
+            ax.yaxis.set_minor_formatter(NullFormatter())
     ax_g.legend(fontsize=8)
     r0 = rows[0]
     shape = "B=%d H=%d D=%d%s" % (r0["batch"], r0["heads"], r0["d"], " causal" if r0["causal"]
