@@ -15,6 +15,9 @@ def test_devices_and_version(ctx):
     assert devs and all("name" in d and "selector" in d for d in devs)
     assert clattn.version().count(".") == 2
     assert ctx.device_info["name"] == ctx.device_name
+    names = [d["name"] for d in devs]
+    with clattn.Context(names.index(ctx.device_name)) as c:
+        assert c.device_name == ctx.device_name
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -100,6 +103,8 @@ def test_linear_state_prefill_step(ctx, rng):
     s, z = st.read()
     assert s.shape == (B, H, D, D) and z.shape == (B, H, D)
     close(z, ref.elu1(k.astype(np.float64)).sum(2))
+    st.load(snap)
+    assert st.prefill(q[:, :, :1], k[:, :, :1], v[:, :, :1], want_out=False) is None
     st.load(snap)
     close(st.step(q[:, :, 20], k[:, :, 20], v[:, :, 20]), full[:, :, 20])
     st.reset()

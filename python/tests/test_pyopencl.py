@@ -80,3 +80,12 @@ def test_other_context_refused(pctx, rng):
     with pytest.raises(clattn.Error) as e:
         pctx.softmax(a, a, a)
     assert e.value.status == "CLATTN_INVALID_CONTEXT"
+
+
+def test_ssm_device_arrays(pctx, rng):
+    queue = pctx.pyopencl_queue
+    u = randn(rng, 1, 2, 20)
+    K = randn(rng, 2, 20)
+    y = pctx.ssm(cla.to_device(queue, u), kernel=cla.to_device(queue, K))
+    assert isinstance(y, cla.Array)
+    close(y.get().reshape(1, 2, 20), ref.causal_conv(u, K.astype(np.float64)), 1e-4)

@@ -95,7 +95,8 @@ def is_device_array(a):
 
 class Context:
     """A clattn context on one device: Context() (CLATTN_DEVICE or the default order),
-    Context(device="0:0") or a substring of "platform device"; Context(queue=pyopencl_queue)
+    Context(device="0:0"), a substring of "platform device", or an index into devices();
+    Context(queue=pyopencl_queue)
     wraps an application's pyopencl (or raw cl_command_queue int) queue and its context.
 
     `cast=True` converts inputs of other dtypes to float32 instead of refusing them."""
@@ -109,6 +110,12 @@ class Context:
             qptr, cptr, dptr = _queue_pointers(queue)
             st = lib.clattn_context_create_from_cl(cptr, dptr, qptr, ctypes.byref(p))
         else:
+            if isinstance(device, int) and not isinstance(device, bool):
+                devs = devices()
+                if not 0 <= device < len(devs):
+                    raise Error("CLATTN_NO_DEVICE", "device %d: there are %d devices"
+                                % (device, len(devs)))
+                device = devs[device]["selector"]
             sel = None if device is None else str(device).encode()
             st = lib.clattn_context_create(sel, ctypes.byref(p))
         check(st, None)
