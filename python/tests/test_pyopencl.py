@@ -89,3 +89,25 @@ def test_ssm_device_arrays(pctx, rng):
     y = pctx.ssm(cla.to_device(queue, u), kernel=cla.to_device(queue, K))
     assert isinstance(y, cla.Array)
     close(y.get().reshape(1, 2, 20), ref.causal_conv(u, K.astype(np.float64)), 1e-4)
+
+
+def test_out_of_order_queue(rng):
+    # calls of one plan share its scratch: on an out-of-order queue each waits for the previous
+    with clattn.Context() as probe:
+        want = probe.device_info["name"]
+    dev = next((d for p in cl.get_platforms() for d in p.get_devices() if d.name == want), None)
+    if dev is None:
+        pytest.skip("pyopencl does not see %s" % want)
+    cctx = cl.Context([dev])
+    try:
+        queue = cl.CommandQueue(
+            cctx, properties=cl.command_queue_properties.OUT_OF_ORDER_EXEC_MODE_ENABLE)
+    except cl.Error:
+        pytest.skip("no out-of-order queues on %s" % want)
+    with clattn.Context(queue=queue) as c:
+        qs = [randn(rng, 1, 2, 40, 16) for _ in range(4)]
+        plan = c.softmax_plan(qs[0].shape, qs[0].shape, causal=True)
+        outs = [plan(*(cla.to_device(queue, q),) * 3) for q in qs]
+        for q, o in zip(qs, outs):
+            close(o.get(), ref.softmax_attention(q, q, q, causal=True)[0])
+        plan.close()

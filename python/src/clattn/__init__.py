@@ -2,7 +2,7 @@
 operators as runtime-compiled OpenCL kernels.
 
     import numpy as np, clattn
-    ctx = clattn.Context()                      # or Context(device="0:0"), Context(queue=pyopencl_queue)
+    ctx = clattn.Context()                      # or Context("0:0"), Context(queue=pyopencl_queue)
     out = ctx.softmax(q, k, v, causal=True)     # float32 [B, H, N, D] in, float32 out
     plan = ctx.softmax_plan(q.shape, k.shape)   # bake once ...
     out = plan(q, k, v)                         # ... call many times

@@ -229,6 +229,7 @@ class Call:
         self.bufs = []
         self.wait = []
         self.outputs = []
+        self.event = None  # the call's event as a pyopencl Event (device mode)
 
     # ---- registering ----
     def _as_f32(self, name, a, dtype=F32):
@@ -358,10 +359,11 @@ class Call:
     def finish(self, ev):
         """After the enqueue: read host outputs back, attach the event to device outputs,
         release the temporary buffers. Returns the outputs."""
+        self.event = None
         try:
             if ev.value and self.device_mode:
                 import pyopencl as pcl
-                pev = pcl.Event.from_int_ptr(ev.value, retain=True)
+                pev = self.event = pcl.Event.from_int_ptr(ev.value, retain=True)
                 for o in self.outputs:
                     if is_device_array(o):
                         o.add_event(pev)
@@ -419,9 +421,14 @@ def _reshape_strides(name, shape, strides, itemsize, shape4):
     return tuple(shape4), tuple(out)
 
 
-def run(ctx, call, enqueue):
+def run(ctx, call, enqueue, owner=None):
     """Builds the call's buffers, runs enqueue(num_wait, wait, event_ptr) and finishes the call:
-    the outputs (numpy, read back; or pyopencl, with the event), or Error with the message."""
+    the outputs (numpy, read back; or pyopencl, with the event), or Error with the message.
+    `owner` (a plan or state) orders its calls on out-of-order queues: each waits for the
+    previous one's event, as the C API asks of calls sharing a plan's scratch or a state."""
+    last = getattr(owner, "_last_event", None)
+    if last is not None:
+        call.wait.append(last)
     call.build()
     n, w, evp, ev = call.wait_list()
     try:
@@ -432,4 +439,7 @@ def run(ctx, call, enqueue):
     if st != 0:
         call.release()
         ctx.check(st)
-    return call.finish(ev)
+    outs = call.finish(ev)
+    if owner is not None:
+        owner._last_event = call.event  # None after a blocking (numpy) call: nothing pending
+    return outs

@@ -173,7 +173,8 @@ def _softmax_call(plan, q, k, v, lse=False, out=None):
     to = c.output("out", (B, Hq, Nq, vs[3]), out)
     tl = c.output("lse", (B, Hq, Nq, 1)) if lse else None
     outs = run(plan.ctx, c, lambda n, w, e: lib.clattn_softmax_plan_enqueue(
-        plan.ptr, byref(tq), byref(tk), byref(tv), byref(to), byref(tl) if tl else None, n, w, e))
+        plan.ptr, byref(tq), byref(tk), byref(tv), byref(to), byref(tl) if tl else None, n, w, e),
+        owner=plan)
     if lse:
         return outs[0], outs[1].reshape(B, Hq, Nq)
     return outs[0]
@@ -185,7 +186,7 @@ def _linear_call(plan, q, k, v, out=None):
     tq, tk, tv = c.input("q", q), c.input("k", k), c.input("v", v)
     to = c.output("out", (B, Hq, Nq, vs[3]), out)
     return run(plan.ctx, c, lambda n, w, e: lib.clattn_linear_plan_enqueue(
-        plan.ptr, byref(tq), byref(tk), byref(tv), byref(to), n, w, e))[0]
+        plan.ptr, byref(tq), byref(tk), byref(tv), byref(to), n, w, e), owner=plan)[0]
 
 
 def _rpe_call(plan, q, k, v, bias, out=None):
@@ -195,7 +196,7 @@ def _rpe_call(plan, q, k, v, bias, out=None):
     tb = c.input("bias", bias, (1, Hq, 1, 2 * N - 1))
     to = c.output("out", (B, Hq, N, vs[3]), out)
     return run(plan.ctx, c, lambda n, w, e: lib.clattn_rpe_plan_enqueue(
-        plan.ptr, byref(tq), byref(tk), byref(tv), byref(tb), byref(to), n, w, e))[0]
+        plan.ptr, byref(tq), byref(tk), byref(tv), byref(tb), byref(to), n, w, e), owner=plan)[0]
 
 
 def _lsh_call(plan, q, v, lse=False, buckets=False, out=None):
@@ -207,7 +208,7 @@ def _lsh_call(plan, q, v, lse=False, buckets=False, out=None):
     tb = c.output("buckets", (B, H, n_hashes, N), dtype=I32) if buckets else None
     outs = run(plan.ctx, c, lambda n, w, e: lib.clattn_lsh_plan_enqueue(
         plan.ptr, byref(tq), byref(tv), byref(to), byref(tl) if tl else None,
-        byref(tb) if tb else None, n, w, e))
+        byref(tb) if tb else None, n, w, e), owner=plan)
     res = [outs[0]]
     if lse:
         res.append(outs[1].reshape(B, H, N))
@@ -223,7 +224,7 @@ def _routing_call(plan, q, k, v, centroids, out=None):
     tc = c.input("centroids", centroids, tuple(cs))
     to = c.output("out", (B, Hq, N, vs[3]), out)
     return run(plan.ctx, c, lambda n, w, e: lib.clattn_routing_plan_enqueue(
-        plan.ptr, byref(tq), byref(tk), byref(tv), byref(tc), byref(to), n, w, e))[0]
+        plan.ptr, byref(tq), byref(tk), byref(tv), byref(tc), byref(to), n, w, e), owner=plan)[0]
 
 
 class RoutingPlan(Plan):
@@ -233,6 +234,8 @@ class RoutingPlan(Plan):
         c = Call(self.ctx, [q, k])
         tq, tk = c.input("q", q), c.input("k", k)
         to = c.output("centroids", tuple(cs))
+        if getattr(self, "_last_event", None) is not None:
+            c.wait.append(self._last_event)
 
         def go(n, w, e):
             if n:
@@ -255,7 +258,7 @@ class RoutingPlan(Plan):
             tc = c.output("centroids", cs, new)
         tq, tk = c.input("q", q), c.input("k", k)
         return run(self.ctx, c, lambda n, w, e: lib.clattn_routing_update_centroids(
-            self.ptr, byref(tq), byref(tk), byref(tc), n, w, e))[0]
+            self.ptr, byref(tq), byref(tk), byref(tc), n, w, e), owner=self)[0]
 
 
 def _finish_blocking(ctx, call, fn):

@@ -69,7 +69,7 @@ class LinearState(_Handle):
             oshape = (B, Hq, N, Dv)
             to = c.output("out", oshape, out)
         res = run(self.ctx, c, lambda n, w, e: fn(self.ptr, byref(tq), byref(tk), byref(tv),
-                                                  byref(to) if to else None, n, w, e))
+                                                  byref(to) if to else None, n, w, e), owner=self)
         if not want_out:
             return None
         o = res[0]
@@ -145,7 +145,7 @@ def _ssm_handle_call(plan, u, out=None):
     tu = c.input("u", u, (B, H, L, 1))
     ty = c.output("y", (B, H, L, 1), out)
     y = run(plan.ctx, c, lambda n, w, e: lib.clattn_ssm_plan_enqueue(
-        plan.ptr, byref(tu), byref(ty), n, w, e))[0]
+        plan.ptr, byref(tu), byref(ty), n, w, e), owner=plan)[0]
     return y if out is not None else y.reshape(B, H, L)
 
 
@@ -157,7 +157,8 @@ def ssm_conv_call(plan, u, kernel, d=None, out=None):
     td = c.input("d", d, (1, H, 1, 1))
     ty = c.output("y", (B, H, L, 1), out)
     y = run(plan.ctx, c, lambda n, w, e: lib.clattn_ssm_conv_plan_enqueue(
-        plan.ptr, byref(tu), byref(tk), byref(td) if td else None, byref(ty), n, w, e))[0]
+        plan.ptr, byref(tu), byref(tk), byref(td) if td else None, byref(ty), n, w, e),
+        owner=plan)[0]
     return y if out is not None else y.reshape(B, H, L)
 
 
@@ -183,7 +184,7 @@ class Ssm(_Handle):
         c = Call(self.ctx, [])
         tk = c.output("k", (1, self.heads, int(length), 1))
         k = run(self.ctx, c, lambda n, w, e: lib.clattn_ssm_kernel_enqueue(
-            self.ptr, byref(tk), n, w, e))[0]
+            self.ptr, byref(tk), n, w, e), owner=self)[0]
         return k.reshape(self.heads, int(length))
 
     def plan(self, u_shape, algorithm=None):
@@ -218,7 +219,7 @@ class SsmState(_Handle):
         tu = c.input("u", u, (B, H, 1, 1))
         ty = c.output("y", (B, H, 1, 1), out)
         y = run(self.ctx, c, lambda n, w, e: lib.clattn_ssm_step(
-            self.ptr, byref(tu), byref(ty), n, w, e))[0]
+            self.ptr, byref(tu), byref(ty), n, w, e), owner=self)[0]
         return y if out is not None else y.reshape(B, H)
 
     def reset(self):
@@ -262,7 +263,7 @@ def gss_call(plan, x, weights, out=None):
                 bufs.append(b)
                 setattr(w, name, b)
         y = run(plan.ctx, c, lambda n, wt, e: lib.clattn_gss_plan_enqueue(
-            plan.ptr, byref(w), byref(tx), byref(ty), n, wt, e))[0]
+            plan.ptr, byref(w), byref(tx), byref(ty), n, wt, e), owner=plan)[0]
     finally:
         for b in bufs:
             _lib.cl.clReleaseMemObject(b)
