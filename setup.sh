@@ -51,6 +51,15 @@ test)
   LSAN_OPTIONS=suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -L sanitize --timeout 900 --repeat until-pass:2
+  ;;
+*)
+  echo "usage: $0 demo|test" >&2
+  exit 2
+  ;;
+esac
+
+# The Python package (python/): its pytest suite runs after every C suite above.
+if [ "$mode" = test ]; then
   echo "== Python package (python/): pytest on PoCL against build/libclattn.so"
   # A venv in build/ with numpy and pytest (required) and matplotlib, pyopencl (their tests are
   # skipped without them); the package runs from python/src on the library built above.
@@ -62,9 +71,4 @@ test)
   CLATTN_DEVICE="Portable Computing Language" POCL_CACHE_DIR="$(pwd)/build/cache/pocl" \
   CLATTN_CACHE_DIR="$(pwd)/build/cache/clattn" \
     build/pyvenv/bin/python -m pytest -q python/tests
-  ;;
-*)
-  echo "usage: $0 demo|test" >&2
-  exit 2
-  ;;
-esac
+fi
