@@ -11,6 +11,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 pkgs="build-essential cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd \
 libclblast-dev libclfft-dev libcmocka-dev"
 [ "$mode" = test ] && pkgs="$pkgs oclgrind mesa-opencl-icd valgrind"
+[ "$mode" = test ] && pkgs="$pkgs python3-venv" # the Python package's tests (below)
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -58,3 +59,18 @@ test)
   exit 2
   ;;
 esac
+
+# The Python package (python/): its pytest suite runs after every C suite above.
+if [ "$mode" = test ]; then
+  echo "== Python package (python/): pytest on PoCL against build/libclattn.so"
+  # A venv in build/ with numpy and pytest (required) and matplotlib, pyopencl (their tests are
+  # skipped without them); the package runs from python/src on the library built above.
+  [ -x build/pyvenv/bin/python ] || python3 -m venv build/pyvenv
+  build/pyvenv/bin/python -m pip install -q --disable-pip-version-check numpy pytest
+  build/pyvenv/bin/python -m pip install -q --disable-pip-version-check matplotlib pyopencl ||
+    echo "== warning: matplotlib/pyopencl not installed: their tests are skipped"
+  CLATTN_LIBRARY="$(pwd)/build/libclattn.so" PYTHONPATH="$(pwd)/python/src" \
+  CLATTN_DEVICE="Portable Computing Language" POCL_CACHE_DIR="$(pwd)/build/cache/pocl" \
+  CLATTN_CACHE_DIR="$(pwd)/build/cache/clattn" \
+    build/pyvenv/bin/python -m pytest -q python/tests
+fi

@@ -1,0 +1,216 @@
+"""clattn.Context: the operators, plans, decoding states and the tuner of one device."""
+
+import ctypes
+
+import numpy as np
+
+from . import _lib, _core, _ops, _states
+from ._lib import lib
+from ._core import Error
+from ._ops import (make_desc, _bake, _oneshot, _shape4, _upload, Plan, RoutingPlan,
+                   _softmax_call, _linear_call, _rpe_call, _lsh_call, _routing_call)
+
+byref = ctypes.byref
+
+
+def _shape(a):
+    return tuple(int(s) for s in a.shape)
+
+
+class Context(_core.Context):
+    __doc__ = _core.Context.__doc__
+
+    # ---- softmax ----
+    def softmax_plan(self, q_shape, k_shape, v_shape=None, *, key_lengths=None, **desc):
+        """A plan for exact softmax attention on fixed shapes (q [B, Hq, Nq, D], k/v
+        [B, Hk, Nk, D]); desc fields: causal, scale, algorithm ("auto", "tiled_cpu",
+        "tiled_gpu", "naive"). key_lengths (int32 [B]) is baked into the plan.
+        Call it as plan(q, k, v, lse=False, out=None)."""
+        v_shape = k_shape if v_shape is None else v_shape
+        d, keep = make_desc("softmax", desc)
+        buf = None
+        if key_lengths is not None:
+            buf = _upload(self, key_lengths, _ops.I32, "key_lengths")
+            d.key_lengths = buf
+        try:
+            shapes = (_shape4(q_shape, "q"), _shape4(k_shape, "k"), _shape4(v_shape, "v"))
+            return _bake(self, "softmax", lambda p: lib.clattn_softmax_plan_create(
+                self.ptr, byref(d), *shapes, p), _softmax_call, [tuple(s) for s in shapes])
+        finally:
+            if buf:
+                _lib.cl.clReleaseMemObject(buf)  # the plan retains it
+
+    def softmax(self, q, k, v, *, causal=False, scale=None, lse=False, key_lengths=None,
+                algorithm=None, out=None):
+        """out = softmax(scale q k^T + mask) v; with lse=True returns (out, lse [B, Hq, Nq])."""
+        plan = self.softmax_plan(_shape(q), _shape(k), _shape(v), key_lengths=key_lengths,
+                                 causal=causal, scale=scale, algorithm=algorithm)
+        return _oneshot(plan, q, k, v, lse=lse, out=out)
+
+    # ---- linear ----
+    def linear_plan(self, q_shape, k_shape, v_shape, **desc):
+        """A plan for linear attention (desc fields of clattn_linear_desc: feature_map, causal,
+        eps, features, projection, seed, scaling, momentum, mu, step_size, algorithm).
+        Call it as plan(q, k, v, out=None)."""
+        d, keep = make_desc("linear", desc)
+        shapes = (_shape4(q_shape, "q"), _shape4(k_shape, "k"), _shape4(v_shape, "v"))
+        return _bake(self, "linear", lambda p: lib.clattn_linear_plan_create(
+            self.ptr, byref(d), *shapes, p), _linear_call, [tuple(s) for s in shapes])
+
+    def linear(self, q, k, v, *, out=None, **desc):
+        """Linear (kernelized) attention [B, Hq, Nq, Dv]; desc fields as linear_plan."""
+        return _oneshot(self.linear_plan(_shape(q), _shape(k), _shape(v), **desc), q, k, v,
+                        out=out)
+
+    def linear_state(self, batch, heads, d, dv, **desc):
+        """A recurrent decoding state of causal linear attention (prefill, step, reset, read,
+        write, save, load, copy_from)."""
+        return _states.LinearState(self, batch, heads, d, dv, desc)
+
+    # ---- rpe ----
+    def rpe_plan(self, q_shape, k_shape, v_shape, **desc):
+        """A plan for kernelized attention with relative positional encoding (desc: causal,
+        algorithm "auto"/"fft"/"direct", and the linear feature fields). plan(q, k, v, bias)
+        with bias [Hq, 2N - 1]."""
+        d, keep = make_desc("rpe", desc)
+        shapes = (_shape4(q_shape, "q"), _shape4(k_shape, "k"), _shape4(v_shape, "v"))
+        return _bake(self, "rpe", lambda p: lib.clattn_rpe_plan_create(
+            self.ptr, byref(d), *shapes, p), _rpe_call, [tuple(s) for s in shapes])
+
+    def rpe(self, q, k, v, bias, *, out=None, **desc):
+        return _oneshot(self.rpe_plan(_shape(q), _shape(k), _shape(v), **desc), q, k, v, bias,
+                        out=out)
+
+    # ---- lsh ----
+    def lsh_plan(self, q_shape, v_shape, **desc):
+        """A plan for Reformer LSH attention (desc: n_hashes, n_buckets, chunk_size, causal,
+        attend_across_buckets, seed, rotations). plan(q, v, lse=False, buckets=False)."""
+        d, keep = make_desc("lsh", desc)
+        shapes = (_shape4(q_shape, "q"), _shape4(v_shape, "v"))
+        return _bake(self, "lsh", lambda p: lib.clattn_lsh_plan_create(
+            self.ptr, byref(d), *shapes, p), _lsh_call,
+            [tuple(shapes[0]), tuple(shapes[1]), int(d.n_hashes)])
+
+    def lsh(self, q, v, *, lse=False, buckets=False, out=None, **desc):
+        return _oneshot(self.lsh_plan(_shape(q), _shape(v), **desc), q, v, lse=lse,
+                        buckets=buckets, out=out)
+
+    # ---- routing ----
+    def routing_plan(self, q_shape, k_shape, v_shape, centroids_shape, **desc):
+        """A plan for Routing Transformer attention (desc: window, causal, scale, decay);
+        centroids_shape [1, Hk, C, D]. plan(q, k, v, centroids); plan.draw_centroids(q, k, seed)
+        and plan.update_centroids(q, k, centroids)."""
+        cs = tuple(int(x) for x in centroids_shape)
+        if len(cs) == 3:
+            cs = (1,) + cs
+        d, keep = make_desc("routing", desc)
+        shapes = (_shape4(q_shape, "q"), _shape4(k_shape, "k"), _shape4(v_shape, "v"),
+                  _shape4(cs, "centroids"))
+        p = ctypes.c_void_p()
+        self.check(lib.clattn_routing_plan_create(self.ptr, byref(d), *shapes, byref(p)))
+        return RoutingPlan(self, "routing", p.value, _routing_call, [tuple(s) for s in shapes])
+
+    def routing(self, q, k, v, centroids=None, *, clusters=None, seed=0, out=None, **desc):
+        """Routing attention; centroids [Hk, C, D] (or [1, Hk, C, D]), or None to draw
+        `clusters` of them by k-means++ from q and k with `seed`."""
+        if centroids is None:
+            if not clusters:
+                raise Error("CLATTN_INVALID_ARGUMENT", "routing: give centroids or clusters")
+            cs = (1, _shape(k)[1], int(clusters), _shape(q)[3])
+        else:
+            cs = _shape(centroids)
+        plan = self.routing_plan(_shape(q), _shape(k), _shape(v), cs, **desc)
+        try:
+            if centroids is None:
+                centroids = plan.draw_centroids(q, k, seed)
+            return plan(q, k, v, centroids, out=out)
+        finally:
+            plan.close()
+
+    # ---- ssm / gss ----
+    def ssm_model(self, A, Ct, log_dt, D=None):
+        """A diagonal SSM handle (clattn_ssm) from A, Ct (complex [H, N], or float32 [H, N, 2]),
+        log_dt [H] and the skip D [H] (or None)."""
+        return _states.Ssm(self, A, Ct, log_dt, D)
+
+    def ssm_conv_plan(self, u_shape, algorithm=None):
+        """The long convolution alone for u [B, H, L]: plan(u, kernel [H, L], d=None)."""
+        B, H, L = (int(x) for x in u_shape)
+        d, keep = make_desc("ssm", {"algorithm": algorithm})
+        shape = _shape4((B, H, L, 1), "u")
+        return _bake(self, "ssm", lambda p: lib.clattn_ssm_conv_plan_create(
+            self.ptr, byref(d), shape, p), _states.ssm_conv_call, [(B, H, L)])
+
+    def ssm(self, u, A=None, Ct=None, log_dt=None, D=None, *, kernel=None, d=None,
+            algorithm=None, out=None):
+        """y = K * u + D u along L for u [B, H, L]: either with the SSM's parameters (A, Ct,
+        log_dt, D) or with a given kernel [H, L] and skip d [H]."""
+        if kernel is not None:
+            return _oneshot(self.ssm_conv_plan(_shape(u), algorithm), u, kernel, d, out=out)
+        model = self.ssm_model(A, Ct, log_dt, D)
+        try:
+            return model(u, algorithm=algorithm, out=out)
+        finally:
+            model.close()
+
+    def gss_plan(self, dss, ffn_dim, x_shape, **desc):
+        """The GSS layer for x [B, L, E] with the DSS handle `dss` (ssm_model) and gated width
+        ffn_dim: plan(x, weights) with weights a dict of w_v [E, F], w_u [E, H], w_o1 [H, F],
+        w_o2 [F, E] and optional b_v, b_u, b_o1, b_o2, ln_gamma, ln_beta."""
+        B, L, E = (int(x) for x in x_shape)
+        d, keep = make_desc("gss", desc)
+        shape = _shape4((B, 1, L, E), "x")
+        return _bake(self, "gss", lambda p: lib.clattn_gss_plan_create(
+            self.ptr, byref(d), dss.ptr, int(ffn_dim), shape, p), _states.gss_call,
+            [(B, L, E), int(ffn_dim)])
+
+    def gss(self, x, dss, weights, *, out=None, **desc):
+        ffn = np.shape(weights["w_v"])[1]
+        return _oneshot(self.gss_plan(dss, ffn, _shape(x), **desc), x, weights, out=out)
+
+    # ---- tuning ----
+    def tune(self, op, q_shape, k_shape=None, v_shape=None, *, budget=10.0, **desc):
+        """Runs clattn_tune for operator `op` ("softmax", "linear", "lsh") on one shape class
+        and returns its report as a dict. Blocking."""
+        code = _lib.OPERATORS.get(op)
+        if code is None:
+            raise Error("CLATTN_INVALID_ARGUMENT", "unknown operator %r" % op)
+        d, keep = make_desc(op, desc) if op in _lib.DESCS else (None, [])
+        rep = _lib.TuneReport()
+        vs = None if v_shape is None else _shape4(v_shape, "v")
+        ks = _shape4(q_shape if k_shape is None else k_shape, "k")
+        self.check(lib.clattn_tune(self.ptr, code, byref(d) if d is not None else None,
+                                   _shape4(q_shape, "q"), ks, vs, float(budget), byref(rep)))
+        return _core._info_dict(rep)
+
+    @staticmethod
+    def tune_supported(op):
+        return bool(lib.clattn_tune_supported(_lib.OPERATORS.get(op, 0)))
+
+    def tuning_db_path(self):
+        buf = ctypes.create_string_buffer(4096)
+        self.check(lib.clattn_tuning_db_path(self.ptr, buf, len(buf)))
+        return _core._text(buf.value)
+
+    def tuning_db_list(self):
+        n = ctypes.c_size_t()
+        self.check(lib.clattn_tuning_db_list(self.ptr, None, 0, byref(n)))
+        arr = (_lib.TuningEntry * max(n.value, 1))()
+        self.check(lib.clattn_tuning_db_list(self.ptr, arr, n.value, byref(n)))
+        res = []
+        for e in arr[:n.value]:
+            d = _core._info_dict(e)
+            d["params"] = {_core._text(p.name): p.value for p in e.params[:e.num_params]}
+            res.append(d)
+        return res
+
+    def tuning_db_reset(self):
+        self.check(lib.clattn_tuning_db_reset(self.ptr))
+
+    def tuning_db_warning(self):
+        buf = ctypes.create_string_buffer(1024)
+        lib.clattn_tuning_db_warning(self.ptr, buf, len(buf))
+        return _core._text(buf.value)
+
+
+__all__ = ["Context", "Plan"]

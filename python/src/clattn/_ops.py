@@ -1,0 +1,271 @@
+"""The operators: numpy (or pyopencl) in, numpy (or pyopencl) out, each on a baked C plan."""
+
+import ctypes
+
+import numpy as np
+
+from . import _lib, _core
+from ._lib import lib, size4
+from ._core import Call, Error, run, F32
+
+I32 = np.dtype(np.int32)
+byref = ctypes.byref
+
+
+def _shape4(s, name="shape"):
+    s = tuple(int(x) for x in s)
+    if len(s) != 4:
+        raise Error("CLATTN_INVALID_SHAPE", "%s: expected 4 entries [B, H, N, D], got %s"
+                    % (name, s))
+    return size4(*s)
+
+
+def _f32(a, name):
+    a = np.ascontiguousarray(a)
+    if a.dtype != F32:
+        if a.dtype.kind not in "fiu":
+            raise _core.DTypeError("CLATTN_INVALID_ARGUMENT", "%s: dtype %s, expected float32"
+                                   % (name, a.dtype))
+        a = a.astype(F32)
+    return a
+
+
+def _fptr(a):
+    return None if a is None else a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+
+
+def make_desc(op, kw):
+    """The C descriptor of `op` from keyword arguments named as its fields (enums by lower-case
+    name: algorithm="tiled_cpu", feature_map="favor"...). Returns (desc, arrays to keep alive)."""
+    d = _lib.DESCS[op]()
+    getattr(lib, "clattn_%s_desc_init" % op)(byref(d))
+    keep = []
+    for key, val in kw.items():
+        target, eop = d, op
+        if op == "rpe" and key not in ("causal", "algorithm"):
+            target, eop = d.linear, "linear"
+        names = [f for f, _ in type(target)._fields_ if f != "struct_size"]
+        if key not in names or key.endswith("_shape") or key == "key_lengths":
+            raise TypeError("%s: unknown option %r (options: %s)"
+                            % (op, key, ", ".join(n for n in names if not n.endswith("_shape"))))
+        if val is None:
+            continue
+        enum = _lib.ENUMS.get("%s.%s" % (eop, key))
+        if enum is not None and isinstance(val, str):
+            if val.lower() not in enum:
+                raise Error("CLATTN_INVALID_ARGUMENT", "%s: %s must be one of %s, not %r"
+                            % (op, key, ", ".join(enum), val))
+            val = enum[val.lower()]
+        if key in ("projection", "rotations"):
+            arr = _f32(val, key)
+            keep.append(arr)
+            setattr(target, key, _fptr(arr))
+            shp = getattr(target, key + "_shape")
+            if arr.ndim != len(shp):
+                raise Error("CLATTN_SHAPE_MISMATCH", "%s: expected %d dimensions, got %s"
+                            % (key, len(shp), arr.shape))
+            for i, n in enumerate(arr.shape):
+                shp[i] = n
+            if key == "projection" and "features" not in kw:
+                target.features = arr.shape[0]
+            continue
+        if key == "window" and isinstance(val, str) and val == "auto":
+            val = _lib.ROUTING_WINDOW_AUTO
+        if isinstance(val, bool):
+            val = int(val)
+        try:
+            setattr(target, key, val)
+        except TypeError as e:
+            raise Error("CLATTN_INVALID_ARGUMENT", "%s: %s=%r: %s" % (op, key, val, e))
+    return d, keep
+
+
+def _upload(ctx, arr, dtype=F32, name="array"):
+    """A device buffer holding a copy of a host array (caller releases it)."""
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype != dtype:
+        if not ctx.cast and not (dtype == I32 and arr.dtype.kind in "iu"):
+            raise _core.DTypeError("CLATTN_INVALID_ARGUMENT", "%s: dtype %s, expected %s"
+                                   % (name, arr.dtype, dtype.name))
+        arr = arr.astype(dtype)
+    err = ctypes.c_int32()
+    buf = _lib.cl.clCreateBuffer(ctx.cl_context_ptr,
+                                 _lib.CL_MEM_READ_WRITE | _lib.CL_MEM_COPY_HOST_PTR,
+                                 max(arr.nbytes, 4), arr.ctypes.data_as(ctypes.c_void_p),
+                                 byref(err))
+    if err.value:
+        raise Error(_core.status_name(err.value), "clCreateBuffer for " + name, err.value)
+    return buf
+
+
+class Plan:
+    """A baked plan: call it with arrays of its shapes (plan(q, k, v)); nothing is built or
+    created on the device after the plan exists (ctx.stats() stays put). .info is
+    clattn_plan_get_info's record."""
+
+    def __init__(self, ctx, op, ptr, call_fn, shapes):
+        self.ctx, self.op, self._ptr, self._call, self.shapes = ctx, op, ptr, call_fn, shapes
+        ctx._adopt(self)
+
+    @property
+    def ptr(self):
+        if not self._ptr:
+            raise Error("CLATTN_INVALID_ARGUMENT", "the plan was closed")
+        return self._ptr
+
+    def __call__(self, *args, **kw):
+        return self._call(self, *args, **kw)
+
+    @property
+    def info(self):
+        info = _lib.PlanInfo()
+        self.ctx.check(lib.clattn_plan_get_info(self.ptr, byref(info)))
+        d = _core._info_dict(info)
+        d["kernels"] = [_core._info_dict(k) for k in info.kernels[:info.num_kernels]]
+        d["op"] = _core._text(lib.clattn_operator_name(info.op))
+        return d
+
+    def close(self):
+        if self._ptr:
+            lib.clattn_plan_destroy(self._ptr)
+            self._ptr = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return "<clattn.Plan %s %s>" % (self.op, self.shapes)
+
+
+def _bake(ctx, op, create, call_fn, shapes):
+    p = ctypes.c_void_p()
+    ctx.check(create(byref(p)))
+    return Plan(ctx, op, p.value, call_fn, shapes)
+
+
+def _oneshot(plan, *args, **kw):
+    try:
+        return plan(*args, **kw)
+    finally:
+        plan.close()
+
+
+def _res(outs, n):
+    return outs[0] if n == 1 else tuple(outs[:n])
+
+
+# ---------------------------------------------------------------------------------------------
+# softmax
+
+def _softmax_call(plan, q, k, v, lse=False, out=None):
+    (B, Hq, Nq, _), _, vs = plan.shapes
+    c = Call(plan.ctx, [q, k, v, out])
+    tq, tk, tv = c.input("q", q), c.input("k", k), c.input("v", v)
+    to = c.output("out", (B, Hq, Nq, vs[3]), out)
+    tl = c.output("lse", (B, Hq, Nq, 1)) if lse else None
+    outs = run(plan.ctx, c, lambda n, w, e: lib.clattn_softmax_plan_enqueue(
+        plan.ptr, byref(tq), byref(tk), byref(tv), byref(to), byref(tl) if tl else None, n, w, e),
+        owner=plan)
+    if lse:
+        return outs[0], outs[1].reshape(B, Hq, Nq)
+    return outs[0]
+
+
+def _linear_call(plan, q, k, v, out=None):
+    (B, Hq, Nq, _), _, vs = plan.shapes
+    c = Call(plan.ctx, [q, k, v, out])
+    tq, tk, tv = c.input("q", q), c.input("k", k), c.input("v", v)
+    to = c.output("out", (B, Hq, Nq, vs[3]), out)
+    return run(plan.ctx, c, lambda n, w, e: lib.clattn_linear_plan_enqueue(
+        plan.ptr, byref(tq), byref(tk), byref(tv), byref(to), n, w, e), owner=plan)[0]
+
+
+def _rpe_call(plan, q, k, v, bias, out=None):
+    (B, Hq, N, _), _, vs = plan.shapes
+    c = Call(plan.ctx, [q, k, v, bias, out])
+    tq, tk, tv = c.input("q", q), c.input("k", k), c.input("v", v)
+    tb = c.input("bias", bias, (1, Hq, 1, 2 * N - 1))
+    to = c.output("out", (B, Hq, N, vs[3]), out)
+    return run(plan.ctx, c, lambda n, w, e: lib.clattn_rpe_plan_enqueue(
+        plan.ptr, byref(tq), byref(tk), byref(tv), byref(tb), byref(to), n, w, e), owner=plan)[0]
+
+
+def _lsh_call(plan, q, v, lse=False, buckets=False, out=None):
+    (B, H, N, _), vs, n_hashes = plan.shapes
+    c = Call(plan.ctx, [q, v, out])
+    tq, tv = c.input("q", q), c.input("v", v)
+    to = c.output("out", (B, H, N, vs[3]), out)
+    tl = c.output("lse", (B, H, N, 1)) if lse else None
+    tb = c.output("buckets", (B, H, n_hashes, N), dtype=I32) if buckets else None
+    outs = run(plan.ctx, c, lambda n, w, e: lib.clattn_lsh_plan_enqueue(
+        plan.ptr, byref(tq), byref(tv), byref(to), byref(tl) if tl else None,
+        byref(tb) if tb else None, n, w, e), owner=plan)
+    res = [outs[0]]
+    if lse:
+        res.append(outs[1].reshape(B, H, N))
+    if buckets:
+        res.append(outs[-1])
+    return res[0] if len(res) == 1 else tuple(res)
+
+
+def _routing_call(plan, q, k, v, centroids, out=None):
+    (B, Hq, N, _), _, vs, cs = plan.shapes
+    c = Call(plan.ctx, [q, k, v, centroids, out])
+    tq, tk, tv = c.input("q", q), c.input("k", k), c.input("v", v)
+    tc = c.input("centroids", centroids, tuple(cs))
+    to = c.output("out", (B, Hq, N, vs[3]), out)
+    return run(plan.ctx, c, lambda n, w, e: lib.clattn_routing_plan_enqueue(
+        plan.ptr, byref(tq), byref(tk), byref(tv), byref(tc), byref(to), n, w, e), owner=plan)[0]
+
+
+class RoutingPlan(Plan):
+    def draw_centroids(self, q, k, seed=0):
+        """k-means++ centroids [1, Hk, C, D] from q and k (clattn_routing_centroids_draw)."""
+        cs = self.shapes[3]
+        c = Call(self.ctx, [q, k])
+        tq, tk = c.input("q", q), c.input("k", k)
+        to = c.output("centroids", tuple(cs))
+        if getattr(self, "_last_event", None) is not None:
+            c.wait.append(self._last_event)
+
+        def go(n, w, e):
+            if n:
+                _lib.cl.clWaitForEvents(n, w)
+            return lib.clattn_routing_centroids_draw(self.ptr, byref(tq), byref(tk), seed,
+                                                     byref(to))
+        c.build()
+        return _finish_blocking(self.ctx, c, go)[0]
+
+    def update_centroids(self, q, k, centroids):
+        """One EMA step of the centroids; numpy: returns the new centroids (the argument is left
+        as it was); pyopencl: updates the array in place and returns it."""
+        cs = tuple(self.shapes[3])
+        if _core.is_device_array(centroids):
+            c = Call(self.ctx, [q, k, centroids])
+            tc = c.output("centroids", cs, centroids)
+        else:
+            new = np.ascontiguousarray(np.array(centroids, dtype=F32)).reshape(cs)
+            c = Call(self.ctx, [q, k])
+            tc = c.output("centroids", cs, new)
+        tq, tk = c.input("q", q), c.input("k", k)
+        return run(self.ctx, c, lambda n, w, e: lib.clattn_routing_update_centroids(
+            self.ptr, byref(tq), byref(tk), byref(tc), n, w, e), owner=self)[0]
+
+
+def _finish_blocking(ctx, call, fn):
+    """For the blocking entry points that take no event: run, then read the outputs back."""
+    n, w, _, ev = call.wait_list()
+    st = fn(n, w, None)
+    if st != 0:
+        call.release()
+        ctx.check(st)
+    return call.finish(ev)
