@@ -44,9 +44,16 @@
 #define MGK_WG_SIZE 64
 #endif
 
+/* Which kernels a program holds (each plan builds only its own, so a build compiles one family):
+ * 1 the pack and the CPU family, 2 the pack and the GPU family, 3 the linear form, 0 all. */
+#ifndef MGK_FAMILY
+#define MGK_FAMILY 0
+#endif
+
 #define MGK_DPAD (((MGK_HEAD_DIM) + 15) / 16 * 16)
 #define MGK_DVEC (MGK_DPAD / 16)
 
+#if MGK_FAMILY != 3
 /* Global size: (Npad, B * H). kp[(bh * R + r)][Npad/16][D][16], a2[(bh * R + r)][Npad],
  * vp[bh][Npad][DPAD]. k is the [B, H * R, Nk, D] view; pi the [1, H, R, Nk] view. */
 __kernel void clattn_mgk_pack(__global const float *k, ulong k_off, ulong4 ks,
@@ -107,6 +114,9 @@ inline float mgk_query_row(float *qv, float *bq, __global const float *q, ulong 
                 (clattn_online_lse2(M, L) + (TOP)) * CLATTN_LN2;                                   \
     } while (0)
 
+#endif
+
+#if MGK_FAMILY == 0 || MGK_FAMILY == 1
 /* Global size: (ceil(Nq / MGK_ROWS) rounded up to the work-group, B * H). */
 __kernel void clattn_mgk_fwd_cpu(__global const float *q, ulong q_off, ulong4 qs,
                                  __global const float *kp, __global const float *a2,
@@ -215,6 +225,9 @@ __kernel void clattn_mgk_fwd_cpu(__global const float *q, ulong q_off, ulong4 qs
     }
 }
 
+#endif
+
+#if MGK_FAMILY == 0 || MGK_FAMILY == 2
 /* Global size: (ceil(Nq / MGK_WG_SIZE) * MGK_WG_SIZE, B * H); local size (MGK_WG_SIZE, 1). Reads
  * the packed buffers of clattn_mgk_pack. */
 __kernel __attribute__((reqd_work_group_size(MGK_WG_SIZE, 1, 1))) void
@@ -302,7 +315,10 @@ clattn_mgk_fwd_gpu(__global const float *q, ulong q_off, ulong4 qs, __global con
         MGK_STORE_ROW(acc, m, l, top, row);
 }
 
+#endif
+
 /* ---- linear MGK ---- */
+#if MGK_FAMILY == 0 || MGK_FAMILY == 3
 
 /* phi(x) = (elu(x) + 1) / sum (elu(x) + 1) of one row into f (private), scaled by w. */
 inline void mgk_phi_add(float *f, __global const float *x, ulong off, ulong4 st, ulong i0,
@@ -443,3 +459,4 @@ __kernel void clattn_mgk_lin_scan(__global const float *fq, __global const float
                 st_z_out[(ulong)bh * MGK_HEAD_DIM + d] = z[d];
     }
 }
+#endif

@@ -64,7 +64,8 @@ static void plan_cpu(const clattn_device_info *dev, const clattn__mgk_problem *p
     out->local_size = wg;
     out->local_mem_bytes = 0;
     snprintf(out->defines, sizeof out->defines,
-             "-DMGK_HEAD_DIM=%zu -DMGK_R=%zu -DMGK_ROWS=%u -DMGK_STEP_BLOCKS=%u -DMGK_KEY_BLOCK=%d",
+             "-DMGK_FAMILY=1 -DMGK_HEAD_DIM=%zu -DMGK_R=%zu -DMGK_ROWS=%u -DMGK_STEP_BLOCKS=%u "
+             "-DMGK_KEY_BLOCK=%d",
              d, r, rows, step, CLATTN__KEY_BLOCK);
 }
 
@@ -87,7 +88,8 @@ static bool plan_gpu(const clattn_device_info *dev, const clattn__mgk_problem *p
     out->local_size = wg;
     out->local_mem_bytes = ((r + 1) * d + r) * tile * sizeof(float);
     snprintf(out->defines, sizeof out->defines,
-             "-DMGK_HEAD_DIM=%zu -DMGK_R=%zu -DMGK_TILE_KV=%zu -DMGK_WG_SIZE=%zu -DMGK_KEY_BLOCK=%d",
+             "-DMGK_FAMILY=2 -DMGK_HEAD_DIM=%zu -DMGK_R=%zu -DMGK_TILE_KV=%zu -DMGK_WG_SIZE=%zu "
+             "-DMGK_KEY_BLOCK=%d",
              d, r, tile, wg, CLATTN__KEY_BLOCK);
     return true;
 }
@@ -113,7 +115,7 @@ clattn_status clattn__schedule_mgk(const clattn_device_info *dev, const clattn__
         out->algo = CLATTN_MGK_LINEAR_SCAN;
         out->rows_per_item = 1;
         out->step_blocks = 1;
-        snprintf(out->defines, sizeof out->defines, "-DMGK_HEAD_DIM=%zu -DMGK_R=%zu",
+        snprintf(out->defines, sizeof out->defines, "-DMGK_FAMILY=3 -DMGK_HEAD_DIM=%zu -DMGK_R=%zu",
                  prob->head_dim, prob->components);
         say(why, why_len, prob->causal ? "linear form: causal scan" : "linear form: S = psi^T V");
         return CLATTN_SUCCESS;
