@@ -203,8 +203,11 @@ clattn_status clattn_mgk_plan_create(clattn_context *ctx, const clattn_mgk_desc 
                  "mgk plan: plan, q_shape and k_shape are required");
     CLATTN_FORWARD(clattn__plan_alloc(ctx, sizeof *plan, &mgk_ops, &base));
     plan = (mgk_plan *)base;
-    CLATTN_FORWARD(clattn__mgk_read_desc(ctx, desc, &plan->desc));
-    plan->desc.key_lengths = NULL; /* retained below, once known to be valid */
+    clattn_mgk_desc rd;
+    CLATTN_FORWARD(clattn__mgk_read_desc(ctx, desc, &rd));
+    plan->desc = rd;
+    plan->desc.key_lengths = NULL; /* retained below, once known to be valid: the plan releases
+                                    * only a buffer it retained */
     CLATTN_FORWARD(check_shapes(ctx, &plan->desc, q_shape, k_shape, &plan->r));
     memcpy(plan->qshape, q_shape, sizeof plan->qshape);
     memcpy(plan->kshape, k_shape, sizeof plan->kshape);
