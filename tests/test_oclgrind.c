@@ -1,7 +1,7 @@
 /* Small shapes of every attention kernel, meant to run under oclgrind (tests/run_oclgrind.sh), which
  * simulates the device and reports data races, out-of-bounds and uninitialised accesses. Also
  * checks results against the fp64 reference so a silent wrong answer fails too.
- * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm|rpe]... (default: cpu gpu) */
+ * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm|rpe|mgk]... (default: cpu gpu) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@
 #include "reference/ref_rpe.h"
 #include "reference/ref_ssm.h"
 #include "reference/ref_gss.h"
+#include "reference/ref_mgk.h"
 #include "../lib/blocks/sort.h"
 #include "../lib/sched/sched.h"
 
@@ -602,6 +603,49 @@ static int run_rpe(clattn_context *ctx, clattn_rpe_algo algo, size_t n, size_t d
     return rc;
 }
 
+/* Transformer-MGK: softmax form in both families (causal, key lengths) and the linear form
+ * (causal scan and non-causal), R = 2, against the fp64 references. */
+static int run_mgk(clattn_context *ctx, clattn_mgk_form form, clattn_mgk_algo algo, size_t nq,
+                   size_t nk, size_t d, int causal)
+{
+    size_t B = 2, H = 2, R = 2;
+    size_t s_q[4] = {B, H, nq, d}, s_k[4] = {B, H * R, nk, d};
+    size_t n_q = B * H * nq * d, n_k = B * H * R * nk * d, n_v = B * H * nk * d, n_p = H * R * nk;
+    float *q = malloc(n_q * 4), *k = malloc(n_k * 4), *v = malloc(n_v * 4), *p = malloc(n_p * 4),
+          *o = malloc(n_q * 4), *r = malloc(n_q * 4);
+    double *rd = malloc(n_q * sizeof *rd), sig2[2] = {sqrt((double)d), sqrt((double)d)};
+    uint64_t seed = 41;
+    ref_fill_uniform(q, n_q, 1, &seed);
+    ref_fill_uniform(k, n_k, 1, &seed);
+    ref_fill_uniform(v, n_v, 1, &seed);
+    ref_fill_uniform(p, n_p, 1, &seed);
+    for (size_t i = 0; i < n_p; i++)
+        p[i] = fabsf(p[i]);
+    clattn_mgk_desc desc;
+    clattn_mgk_desc_init(&desc);
+    desc.form = form;
+    desc.algorithm = algo;
+    desc.causal = causal;
+    if (form == CLATTN_MGK_SOFTMAX)
+        ref_mgk_softmax(q, k, v, p, rd, NULL, B, H, R, nq, nk, d, sig2, causal, NULL);
+    else
+        ref_mgk_linear(q, k, v, p, rd, B, H, R, nq, nk, d, desc.eps, causal);
+    for (size_t i = 0; i < n_q; i++)
+        r[i] = (float)rd[i];
+    int rc = 0;
+    if (clattn_mgk_host(ctx, &desc, s_q, s_k, q, k, v, p, o, NULL) != CLATTN_SUCCESS) {
+        fprintf(stderr, "mgk failed: %s\n", clattn_context_last_error(ctx));
+        rc = 1;
+    } else {
+        double mr = 0, e = ref_max_abs_diff(o, r, n_q, &mr);
+        printf("mgk form %d algo %d nq %zu nk %zu d %zu causal %d: error %.2e\n", (int)form,
+               (int)algo, nq, nk, d, causal, e);
+        rc = !(e <= 1e-4 * fmax(1, mr));
+    }
+    free(q), free(k), free(v), free(p), free(o), free(r), free(rd);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     clattn_context *ctx = NULL;
@@ -636,6 +680,13 @@ int main(int argc, char **argv)
             rc |= run_rpe(ctx, CLATTN_RPE_FFT, 70, 4, 3, 1, CLATTN_LINEAR_FEATURE_ELU, 2);
             rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 21, 4, 3, 1, CLATTN_LINEAR_FEATURE_RELU, 1);
             rc |= run_rpe(ctx, CLATTN_RPE_FFT, 25, 5, 3, 1, CLATTN_LINEAR_FEATURE_FAVOR, 1);
+            continue;
+        }
+        if (strcmp(w, "mgk") == 0) {
+            rc |= run_mgk(ctx, CLATTN_MGK_SOFTMAX, CLATTN_MGK_TILED_CPU, 21, 37, 8, 1);
+            rc |= run_mgk(ctx, CLATTN_MGK_SOFTMAX, CLATTN_MGK_TILED_GPU, 37, 21, 8, 0);
+            rc |= run_mgk(ctx, CLATTN_MGK_LINEAR, CLATTN_MGK_AUTO, 19, 19, 8, 1);
+            rc |= run_mgk(ctx, CLATTN_MGK_LINEAR, CLATTN_MGK_AUTO, 11, 19, 8, 0);
             continue;
         }
         if (strcmp(w, "ssm") == 0) {
