@@ -238,11 +238,13 @@ cleanup:
 
 static void plan_info(const clattn_plan *base, clattn_plan_info *info)
 {
-    const clattn__mgk_launch *L = &((const mgk_plan *)base)->launch;
+    const mgk_plan *plan = (const mgk_plan *)base;
+    const clattn__mgk_launch *L = &plan->launch;
     snprintf(info->variant, sizeof info->variant, "%s",
              L->algo == CLATTN_MGK_TILED_CPU   ? "clattn_mgk_fwd_cpu"
              : L->algo == CLATTN_MGK_TILED_GPU ? "clattn_mgk_fwd_gpu"
-                                               : "clattn_mgk_lin_features");
+             : plan->scan                      ? "clattn_mgk_lin_scan"
+                                               : "clattn_mgk_lin_out");
     info->tile_kv = L->tile_kv;
     info->rows_per_item = L->rows_per_item;
     info->tile_q = L->rows_per_item * (unsigned)(L->local_size ? L->local_size : 1);
