@@ -84,7 +84,8 @@ typedef struct clattn_mgk_desc {
     size_t struct_size;
     clattn_mgk_form form;
     /* sigma_r (standard deviations, finite and > 0) for r < R; 0 (the default) means D^(1/4),
-     * i.e. sigma_r^2 = sqrt(D), the authors' default. Entries r >= R are ignored. */
+     * i.e. sigma_r^2 = sqrt(D), the authors' default. Entries r >= R are not used (they are
+     * still checked: finite and >= 0, as clattn_mgk_desc_init leaves them). */
     float sigma[CLATTN_MGK_MAX_COMPONENTS];
     /* Causal mask, bottom-right aligned as in softmax attention (linear form: needs Nq = Nk). */
     int causal;
