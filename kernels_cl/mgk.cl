@@ -14,10 +14,10 @@
  * back into lse). Online softmax over j: the running maximum covers all R logits of every key, and
  * a key's weight is sum_r exp2(s_ijr - m), every argument <= 0.
  *
- * The linear form (clattn_mgk_lin_*): features phi(q), psi_j = sum_r pi_jr phi(k_jr) into scratch,
- * then either S = sum_j psi_j v_j^T, z = sum_j psi_j and one output per row (non-causal), or a
- * scan over positions with one work-item per (head, value column) keeping its column of S and z
- * in registers (causal, and the decoding state's step). */
+ * The linear form: clattn_mgk_lin_features writes phi(q) and psi_j = sum_r pi_jr phi(k_jr) into
+ * scratch; the plan then runs the linear family's plan (linear.cl) on them with the identity
+ * feature map. The decoding state's step runs clattn_mgk_lin_scan instead: one work-item per
+ * (head, value column) keeping its column of S and all of z in registers. */
 
 #ifndef MGK_HEAD_DIM
 #define MGK_HEAD_DIM 64
@@ -365,54 +365,6 @@ __kernel void clattn_mgk_lin_features(__global const float *q, ulong q_off, ulon
         for (uint d = 0; d < MGK_HEAD_DIM; d++)
             dst[d] = f[d];
     }
-}
-
-/* Global size: (D * (D + 1), B * H). sz[bh][d][e] = sum_j psi_jd v_je for e < D, and
- * sz[bh][d][D] = z_d = sum_j psi_jd. */
-__kernel void clattn_mgk_lin_kv(__global const float *fk, __global const float *v, ulong v_off,
-                                ulong4 vs, uint h_count, uint nk, __global float *sz)
-{
-    uint idx = get_global_id(0);
-    uint bh = get_global_id(1);
-    if (idx >= MGK_HEAD_DIM * (MGK_HEAD_DIM + 1))
-        return;
-    uint d = idx / (MGK_HEAD_DIM + 1), e = idx % (MGK_HEAD_DIM + 1);
-    uint b = bh / h_count, h = bh % h_count;
-    __global const float *f = fk + (ulong)bh * nk * MGK_HEAD_DIM + d;
-    float acc = 0.0f;
-    if (e < MGK_HEAD_DIM) {
-        for (uint j = 0; j < nk; j++)
-            acc = fma(f[(ulong)j * MGK_HEAD_DIM], v[clattn_at(v_off, vs, b, h, j, e)], acc);
-    } else {
-        for (uint j = 0; j < nk; j++)
-            acc += f[(ulong)j * MGK_HEAD_DIM];
-    }
-    sz[((ulong)bh * MGK_HEAD_DIM + d) * (MGK_HEAD_DIM + 1) + e] = acc;
-}
-
-/* Global size: (Nq, B * H). out_i = phi(q_i) S / (phi(q_i) . z + eps). */
-__kernel void clattn_mgk_lin_out(__global const float *fq, __global const float *sz, float eps,
-                                 uint h_count, uint nq, __global float *out, ulong o_off,
-                                 ulong4 os)
-{
-    uint i = get_global_id(0);
-    uint bh = get_global_id(1);
-    if (i >= nq)
-        return;
-    uint b = bh / h_count, h = bh % h_count;
-    __global const float *f = fq + ((ulong)bh * nq + i) * MGK_HEAD_DIM;
-    __global const float *S = sz + (ulong)bh * MGK_HEAD_DIM * (MGK_HEAD_DIM + 1);
-    float acc[MGK_HEAD_DIM + 1];
-    for (uint e = 0; e <= MGK_HEAD_DIM; e++)
-        acc[e] = 0.0f;
-    for (uint d = 0; d < MGK_HEAD_DIM; d++) {
-        float x = f[d];
-        for (uint e = 0; e <= MGK_HEAD_DIM; e++)
-            acc[e] = fma(x, S[d * (MGK_HEAD_DIM + 1) + e], acc[e]);
-    }
-    float inv = clattn_safe_inv(acc[MGK_HEAD_DIM] + eps);
-    for (uint e = 0; e < MGK_HEAD_DIM; e++)
-        out[clattn_at(o_off, os, b, h, i, e)] = acc[e] * inv;
 }
 
 /* Global size: (D, B * H): work-item e keeps column e of S and all of z. Positions j < n in order:

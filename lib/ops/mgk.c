@@ -25,6 +25,7 @@ static void plan_release(clattn_plan *base)
     mgk_plan *plan = (mgk_plan *)base;
     if (plan->desc.key_lengths)
         clReleaseMemObject(plan->desc.key_lengths);
+    clattn_plan_destroy(plan->lin);
 }
 
 static void plan_info(const clattn_plan *base, clattn_plan_info *info);
@@ -126,7 +127,7 @@ cleanup:
 }
 
 /* Kernels and scratch of the chosen launch. */
-static clattn_status bake(mgk_plan *plan)
+static clattn_status bake(mgk_plan *plan, int stateful)
 {
     clattn_plan *base = &plan->base;
     clattn_context *ctx = base->ctx;
@@ -148,23 +149,26 @@ static clattn_status bake(mgk_plan *plan)
     if (L->algo == CLATTN_MGK_LINEAR_SCAN) {
         CLATTN_FORWARD(clattn__plan_kernel(base, "mgk.cl", L->defines, "clattn_mgk_lin_features",
                                            0, by, &plan->feat));
-        if (plan->desc.causal) {
+        if (stateful) {
             CLATTN_FORWARD(clattn__plan_kernel(base, "mgk.cl", L->defines, "clattn_mgk_lin_scan", 0,
                                                by, &plan->scan));
         } else {
-            CLATTN_FORWARD(clattn__plan_kernel(base, "mgk.cl", L->defines, "clattn_mgk_lin_kv", 0,
-                                               by, &plan->kv));
-            CLATTN_FORWARD(clattn__plan_kernel(base, "mgk.cl", L->defines, "clattn_mgk_lin_out", 0,
-                                               by, &plan->out));
+            /* The features are non-negative and already mapped: the linear family's plan with the
+             * identity map computes phi(q)^T S / (phi(q)^T z + eps) with its own algorithms. */
+            clattn_linear_desc ld;
+            clattn_linear_desc_init(&ld);
+            ld.feature_map = CLATTN_LINEAR_FEATURE_IDENTITY;
+            ld.causal = plan->desc.causal;
+            ld.eps = plan->desc.eps;
+            size_t lq[4] = {plan->qshape[0], plan->qshape[1], nq, d};
+            CLATTN_FORWARD(clattn_linear_plan_create(ctx, &ld, lq, plan->vshape, plan->vshape,
+                                                     &plan->lin));
         }
         CLATTN_CHECK(clattn__mul_ok(bh * nq, d * sizeof(float), &b1) &&
-                         clattn__mul_ok(bh * nk, d * sizeof(float), &b2) &&
-                         clattn__mul_ok(bh * d, (d + 1) * sizeof(float), &b3),
+                         clattn__mul_ok(bh * nk, d * sizeof(float), &b2),
                      CLATTN_SIZE_OVERFLOW, "mgk plan: feature sizes overflow");
         CLATTN_FORWARD(clattn__plan_scratch(base, b1, "mgk query features", &plan->fq));
         CLATTN_FORWARD(clattn__plan_scratch(base, b2, "mgk key features", &plan->fk));
-        if (!plan->desc.causal)
-            CLATTN_FORWARD(clattn__plan_scratch(base, b3, "mgk S and z", &plan->sz));
         goto cleanup;
     }
     CLATTN_FORWARD(clattn__plan_kernel(base, "mgk.cl", L->defines, "clattn_mgk_pack", 0, by,
@@ -189,6 +193,13 @@ cleanup:
 clattn_status clattn_mgk_plan_create(clattn_context *ctx, const clattn_mgk_desc *desc,
                                      const size_t q_shape[4], const size_t k_shape[4],
                                      clattn_plan **out)
+{
+    return clattn__mgk_plan_create(ctx, desc, q_shape, k_shape, 0, out);
+}
+
+clattn_status clattn__mgk_plan_create(clattn_context *ctx, const clattn_mgk_desc *desc,
+                                      const size_t q_shape[4], const size_t k_shape[4],
+                                      int stateful, clattn_plan **out)
 {
     clattn_status status = CLATTN_SUCCESS;
     clattn_plan *base = NULL;
@@ -228,7 +239,7 @@ clattn_status clattn_mgk_plan_create(clattn_context *ctx, const clattn_mgk_desc 
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "%s", algo_name(L->algo));
     snprintf(base->launch, sizeof base->launch, "R=%zu rows=%u step=%u tile_kv=%u wg=%zu", plan->r,
              L->rows_per_item, L->step_blocks, L->tile_kv, L->local_size);
-    CLATTN_FORWARD(bake(plan));
+    CLATTN_FORWARD(bake(plan, stateful));
     *out = base;
     base = NULL;
 cleanup:
@@ -244,7 +255,7 @@ static void plan_info(const clattn_plan *base, clattn_plan_info *info)
              L->algo == CLATTN_MGK_TILED_CPU   ? "clattn_mgk_fwd_cpu"
              : L->algo == CLATTN_MGK_TILED_GPU ? "clattn_mgk_fwd_gpu"
              : plan->scan                      ? "clattn_mgk_lin_scan"
-                                               : "clattn_mgk_lin_out");
+                                               : "clattn_mgk_lin_features+linear");
     info->tile_kv = L->tile_kv;
     info->rows_per_item = L->rows_per_item;
     info->tile_q = L->rows_per_item * (unsigned)(L->local_size ? L->local_size : 1);
@@ -364,10 +375,8 @@ clattn_status clattn__mgk_enqueue_linear(mgk_plan *plan, const clattn_tensor *q,
     size_t gf[2] = {nq > nk ? nq : nk, bh};
     CLATTN_FORWARD(clattn__seq_kernel(s, plan->feat, 2, gf, false, NULL));
 
-    if (plan->scan) {
-        cl_int has_state = state != NULL;
-        cl_mem st = state ? state->s : plan->fk, zi = state ? state->z_in : plan->fk;
-        cl_mem zo = state ? state->z_out : plan->fk;
+    if (state) {
+        cl_int has_state = 1;
         clattn__args c = {plan->scan, 0, CL_SUCCESS};
         CLATTN_ARG(&c, plan->fq);
         CLATTN_ARG(&c, plan->fk);
@@ -377,33 +386,21 @@ clattn_status clattn__mgk_enqueue_linear(mgk_plan *plan, const clattn_tensor *q,
         CLATTN_ARG(&c, nk);
         clattn__arg_view(&c, out);
         CLATTN_ARG(&c, has_state);
-        CLATTN_ARG(&c, st);
-        CLATTN_ARG(&c, zi);
-        CLATTN_ARG(&c, zo);
+        CLATTN_ARG(&c, state->s);
+        CLATTN_ARG(&c, state->z_in);
+        CLATTN_ARG(&c, state->z_out);
         CLATTN_CL(c.err);
         size_t gs[2] = {d, bh};
         CLATTN_FORWARD(clattn__seq_kernel(s, plan->scan, 2, gs, true, event));
         goto cleanup;
     }
-    clattn__args b = {plan->kv, 0, CL_SUCCESS};
-    CLATTN_ARG(&b, plan->fk);
-    clattn__arg_view(&b, v);
-    CLATTN_ARG(&b, h);
-    CLATTN_ARG(&b, nk);
-    CLATTN_ARG(&b, plan->sz);
-    CLATTN_CL(b.err);
-    size_t gk[2] = {d * (d + 1), bh};
-    CLATTN_FORWARD(clattn__seq_kernel(s, plan->kv, 2, gk, false, NULL));
-    clattn__args c = {plan->out, 0, CL_SUCCESS};
-    CLATTN_ARG(&c, plan->fq);
-    CLATTN_ARG(&c, plan->sz);
-    CLATTN_ARG(&c, eps);
-    CLATTN_ARG(&c, h);
-    CLATTN_ARG(&c, nq);
-    clattn__arg_view(&c, out);
-    CLATTN_CL(c.err);
-    size_t go[2] = {nq, bh};
-    CLATTN_FORWARD(clattn__seq_kernel(s, plan->out, 2, go, true, event));
+    /* The linear plan waits for the features kernel and returns the caller's event. */
+    clattn_tensor tq = clattn_tensor_make(plan->fq, plan->qshape[0], h, nq, d);
+    clattn_tensor tk = clattn_tensor_make(plan->fk, plan->qshape[0], h, nk, d);
+    cl_uint nw;
+    const cl_event *w;
+    clattn__seq_wait(s, &nw, &w);
+    CLATTN_FORWARD(clattn_linear_plan_enqueue(plan->lin, &tq, &tk, v, out, nw, w, event));
 cleanup:
     return status;
 }

@@ -15,17 +15,25 @@ typedef struct clattn__mgk_plan {
     clattn__mgk_launch launch;
     size_t npad;                     /* softmax form: keys padded to the key block */
     cl_kernel pack, fwd;             /* softmax form */
-    cl_kernel feat, kv, out, scan;   /* linear form */
+    cl_kernel feat, scan;            /* linear form: features; the state's causal scan */
+    clattn_plan *lin;                /* linear form (not a state's): the linear family's plan
+                                      * run on the features (identity feature map) */
     cl_mem c2;                       /* log2(e) / sigma_r^2, r < R */
     cl_mem kp, a2, vp;               /* softmax form: packed K panels, key biases, V rows */
-    cl_mem fq, fk, sz;               /* linear form: features, S and z */
+    cl_mem fq, fk;                   /* linear form: features [B*H][N][D] */
 } clattn__mgk_plan;
+
+/* clattn_mgk_plan_create; stateful: a decoding state's one-position linear plan (the scan kernel
+ * instead of a linear-family plan). */
+clattn_status clattn__mgk_plan_create(clattn_context *ctx, const clattn_mgk_desc *desc,
+                                      const size_t q_shape[4], const size_t k_shape[4],
+                                      int stateful, clattn_plan **out);
 
 clattn_status clattn__mgk_read_desc(clattn_context *ctx, const clattn_mgk_desc *in,
                                     clattn_mgk_desc *out);
 
-/* The linear form's commands: features, then (state == NULL) the non-causal or causal forward
- * of the plan, or (state given: st_s, z_in, z_out) the causal scan continuing the state. */
+/* The linear form's commands: features, then (state == NULL) the linear-family plan, or (state
+ * given: st_s, z_in, z_out) the causal scan continuing the state. */
 typedef struct clattn__mgk_state_bufs {
     cl_mem s, z_in, z_out;
 } clattn__mgk_state_bufs;

@@ -46,7 +46,7 @@ clattn_status clattn_mgk_state_create(clattn_context *ctx, const clattn_mgk_desc
     st->d = d;
     dd.causal = 1;
     size_t qs[4] = {batch, heads, 1, d}, ks[4] = {batch, heads * components, 1, d};
-    CLATTN_FORWARD(clattn_mgk_plan_create(ctx, &dd, qs, ks, &st->plan));
+    CLATTN_FORWARD(clattn__mgk_plan_create(ctx, &dd, qs, ks, 1, &st->plan));
     st->s_bytes = batch * heads * d * d * sizeof(float);
     st->z_bytes = batch * heads * d * sizeof(float);
     CLATTN_FORWARD(clattn__plan_scratch(st->plan, st->s_bytes, "mgk state S", &st->s));
