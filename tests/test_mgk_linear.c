@@ -2,7 +2,8 @@
  * (tests/reference/ref_mgk.c): non-causal and causal, Nq != Nk, lengths that are not multiples of
  * anything, N = 1, R = 1, 2, 3, eps 0 and the default; the decoding state: steps over a sequence
  * (views into whole arrays, pi one position at a time) equal the causal reference, a reset starts
- * over, and steps create no kernel and look up no program. Poisoned outputs throughout.
+ * over, and steps create no kernel and look up no program; neither do a plan's enqueues.
+ * Poisoned outputs throughout.
  * Tolerance: TU_TOL_FP32. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -128,6 +129,51 @@ static void test_state_steps(void **st)
     free(q), free(k), free(v), free(pi), free(out), free(ref);
 }
 
+/* The plan path (features kernel + the linear family's plan): two enqueues of one plan create no
+ * kernel and look up no program, and the second gives the same output. */
+static void test_plan_no_builds(void **st)
+{
+    (void)st;
+    size_t B = 1, H = 2, R = 2, N = 21, D = 20;
+    uint64_t seed = 808;
+    size_t nq = B * H * N * D, nk = nq * R, np = H * R * N;
+    float *q = tu_random(nq, 1.0f, &seed), *k = tu_random(nk, 1.0f, &seed);
+    float *v = tu_random(nq, 1.0f, &seed), *pi = positive_pi(np, &seed);
+    float *o1 = tu_poisoned(nq), *o2 = tu_poisoned(nq);
+    cl_mem bq = tu_buffer(ctx, nq * 4, q), bk = tu_buffer(ctx, nk * 4, k);
+    cl_mem bv = tu_buffer(ctx, nq * 4, v), bp = tu_buffer(ctx, np * 4, pi);
+    cl_mem bo = tu_buffer(ctx, nq * 4, o1);
+    for (int causal = 0; causal <= 1; causal++) {
+        clattn_mgk_desc desc;
+        clattn_mgk_desc_init(&desc);
+        desc.form = CLATTN_MGK_LINEAR;
+        desc.causal = causal;
+        size_t qs[4] = {B, H, N, D}, ks[4] = {B, H * R, N, D};
+        clattn_plan *plan = NULL;
+        assert_int_equal(clattn_mgk_plan_create(ctx, &desc, qs, ks, &plan), CLATTN_SUCCESS);
+        clattn_tensor tq = clattn_tensor_make(bq, B, H, N, D), tv = clattn_tensor_make(bv, B, H, N, D);
+        clattn_tensor tk = clattn_tensor_make(bk, B, H * R, N, D), to = clattn_tensor_make(bo, B, H, N, D);
+        clattn_tensor tp = clattn_tensor_make(bp, 1, H, R, N);
+        clattn_context_stats s0, s1;
+        assert_int_equal(clattn_mgk_plan_enqueue(plan, &tq, &tk, &tv, &tp, &to, NULL, 0, NULL, NULL),
+                         CLATTN_SUCCESS);
+        tu_read(ctx, bo, nq * 4, o1);
+        tu_poison_buffer(ctx, bo, nq * 4);
+        assert_int_equal(clattn_context_get_stats(ctx, &s0), CLATTN_SUCCESS);
+        assert_int_equal(clattn_mgk_plan_enqueue(plan, &tq, &tk, &tv, &tp, &to, NULL, 0, NULL, NULL),
+                         CLATTN_SUCCESS);
+        assert_int_equal(clattn_context_get_stats(ctx, &s1), CLATTN_SUCCESS);
+        assert_int_equal(s1.kernels_created, s0.kernels_created);
+        assert_int_equal(s1.program_lookups, s0.program_lookups);
+        tu_read(ctx, bo, nq * 4, o2);
+        assert_memory_equal(o1, o2, nq * 4);
+        clattn_plan_destroy(plan);
+    }
+    clReleaseMemObject(bq), clReleaseMemObject(bk), clReleaseMemObject(bv);
+    clReleaseMemObject(bp), clReleaseMemObject(bo);
+    free(q), free(k), free(v), free(pi), free(o1), free(o2);
+}
+
 static int setup(void **st)
 {
     (void)st;
@@ -148,6 +194,7 @@ int main(void)
         cmocka_unit_test(test_noncausal),
         cmocka_unit_test(test_causal),
         cmocka_unit_test(test_state_steps),
+        cmocka_unit_test(test_plan_no_builds),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
