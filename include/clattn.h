@@ -247,10 +247,11 @@ typedef enum clattn_operator {
     CLATTN_OP_LSH = 4,     /* Reformer LSH attention */
     CLATTN_OP_ROUTING = 5, /* Routing Transformer attention */
     CLATTN_OP_SSM = 6,     /* state-space (S4D/DSS) long convolution */
-    CLATTN_OP_GSS = 7      /* gated state-space layer */
+    CLATTN_OP_GSS = 7,     /* gated state-space layer */
+    CLATTN_OP_MGK = 8      /* Transformer-MGK: mixture-of-Gaussian-keys attention */
 } clattn_operator;
 
-/* "softmax", "linear", "rpe", "lsh", "routing", "ssm", "gss" (the names of the CLI, the files
+/* "softmax", "linear", "rpe", "lsh", "routing", "ssm", "gss", "mgk" (the names of the CLI, the files
  * and the tuning database), or "unknown". */
 CLATTN_API const char *clattn_operator_name(clattn_operator op);
 
@@ -472,6 +473,7 @@ CLATTN_API void clattn_tuning_db_warning(clattn_context *ctx, char *buf, size_t 
 #include "clattn/lsh.h"
 #include "clattn/routing.h"
 #include "clattn/ssm.h"
+#include "clattn/mgk.h"
 
 #ifdef __cplusplus
 }

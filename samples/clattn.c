@@ -31,6 +31,7 @@ static const struct {
     {"ssm", cli_run_ssm, cli_bench_ssm, cli_usage_ssm},
     {"rpe", cli_run_rpe, cli_bench_rpe, cli_usage_rpe},
     {"gss", cli_run_gss, cli_bench_gss, cli_usage_gss},
+    {"mgk", cli_run_mgk, cli_bench_mgk, cli_usage_mgk},
 };
 #define N_OPERATORS (sizeof OPERATORS / sizeof OPERATORS[0])
 

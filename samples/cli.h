@@ -276,6 +276,9 @@ int cli_bench_rpe(int argc, char **argv);
 void cli_usage_gss(FILE *f); /* cli_gss.c */
 int cli_run_gss(int argc, char **argv);
 int cli_bench_gss(int argc, char **argv);
+void cli_usage_mgk(FILE *f); /* cli_mgk.c */
+int cli_run_mgk(int argc, char **argv);
+int cli_bench_mgk(int argc, char **argv);
 
 /* A random S4D-Lin layer for the benches of ssm and gss (cli_ssm.c): A = -1/2 + i pi n, dt from
  * 0.001 to 0.1 across the H channels, Ct random (fixed seed). */

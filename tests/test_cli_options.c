@@ -170,9 +170,9 @@ static void test_per_command_help(void **state)
     assert_null(strstr(out, "clattn run linear"));
     assert_null(strstr(out, "--layout"));
 
-    const char *ops[] = {"softmax", "linear", "lsh", "routing", "ssm", "rpe", "gss"};
+    const char *ops[] = {"softmax", "linear", "lsh", "routing", "ssm", "rpe", "gss", "mgk"};
     assert_int_equal(run_capture("", "run --help", out, sizeof out, err, sizeof err), 0);
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 8; i++) {
         char want[64];
         snprintf(want, sizeof want, "clattn run %s ", ops[i]);
         if (!strstr(out, want))
@@ -180,7 +180,7 @@ static void test_per_command_help(void **state)
     }
     assert_null(strstr(out, "clattn bench"));
     assert_int_equal(run_capture("", "bench --help", out, sizeof out, err, sizeof err), 0);
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 8; i++) {
         char want[64];
         snprintf(want, sizeof want, "clattn bench %s ", ops[i]);
         if (!strstr(out, want))

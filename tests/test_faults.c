@@ -66,6 +66,8 @@ static const fault_case cases[] = {
                 "--algo fft",
      "out.npy"},
     {"gss", "run gss --x x.npy --weights gw -o out.npy --algo direct", "out.npy"},
+    {"mgk", "run mgk --q q.npy --k mk.npy --v v.npy --pi pi.npy -o out.npy --lse lse.npy --causal",
+     "out.npy lse.npy"},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -133,6 +135,10 @@ static int write_inputs(void)
         write_array("v.npy", 4, qkv, -1, 1) || write_array("bias.npy", 2, bias, -1, 0) ||
         write_array("u.npy", 3, u, -1, 1) || write_array("Ct.npy", 3, a, -1, 1) ||
         write_array("dt.npy", 1, h, -3, -1) || write_array("D.npy", 1, h, -1, 1))
+        return -1;
+    /* MGK: k [1, 2, R = 2, 8, 8], pi [2, 2, 8] in (0, 1]. */
+    const size_t mk[5] = {1, 2, 2, 8, 8}, pi[3] = {2, 2, 8};
+    if (write_array("mk.npy", 5, mk, -1, 1) || write_array("pi.npy", 3, pi, 0.1f, 1))
         return -1;
     /* A: negative real parts (a stable SSM), any imaginary parts. */
     float av[16];

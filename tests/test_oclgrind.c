@@ -1,7 +1,7 @@
 /* Small shapes of every attention kernel, meant to run under oclgrind (tests/run_oclgrind.sh), which
  * simulates the device and reports data races, out-of-bounds and uninitialised accesses. Also
  * checks results against the fp64 reference so a silent wrong answer fails too.
- * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm|rpe]... (default: cpu gpu) */
+ * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm|rpe|mgk]... (default: cpu gpu) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@
 #include "reference/ref_rpe.h"
 #include "reference/ref_ssm.h"
 #include "reference/ref_gss.h"
+#include "reference/ref_mgk.h"
 #include "../lib/blocks/sort.h"
 #include "../lib/sched/sched.h"
 
@@ -602,6 +603,112 @@ static int run_rpe(clattn_context *ctx, clattn_rpe_algo algo, size_t n, size_t d
     return rc;
 }
 
+/* Transformer-MGK: softmax form in both families (causal, key lengths) and the linear form
+ * (causal scan and non-causal), R = 2, against the fp64 references. */
+static int run_mgk(clattn_context *ctx, clattn_mgk_form form, clattn_mgk_algo algo, size_t nq,
+                   size_t nk, size_t d, int causal)
+{
+    size_t B = 2, H = 2, R = 2;
+    size_t s_q[4] = {B, H, nq, d}, s_k[4] = {B, H * R, nk, d};
+    size_t n_q = B * H * nq * d, n_k = B * H * R * nk * d, n_v = B * H * nk * d, n_p = H * R * nk;
+    float *q = malloc(n_q * 4), *k = malloc(n_k * 4), *v = malloc(n_v * 4), *p = malloc(n_p * 4),
+          *o = malloc(n_q * 4), *r = malloc(n_q * 4);
+    double *rd = malloc(n_q * sizeof *rd), sig2[2] = {sqrt((double)d), sqrt((double)d)};
+    uint64_t seed = 41;
+    ref_fill_uniform(q, n_q, 1, &seed);
+    ref_fill_uniform(k, n_k, 1, &seed);
+    ref_fill_uniform(v, n_v, 1, &seed);
+    ref_fill_uniform(p, n_p, 1, &seed);
+    for (size_t i = 0; i < n_p; i++)
+        p[i] = fabsf(p[i]);
+    clattn_mgk_desc desc;
+    clattn_mgk_desc_init(&desc);
+    desc.form = form;
+    desc.algorithm = algo;
+    desc.causal = causal;
+    if (form == CLATTN_MGK_SOFTMAX)
+        ref_mgk_softmax(q, k, v, p, rd, NULL, B, H, R, nq, nk, d, sig2, causal, NULL);
+    else
+        ref_mgk_linear(q, k, v, p, rd, B, H, R, nq, nk, d, desc.eps, causal);
+    for (size_t i = 0; i < n_q; i++)
+        r[i] = (float)rd[i];
+    int rc = 0;
+    if (clattn_mgk_host(ctx, &desc, s_q, s_k, q, k, v, p, o, NULL) != CLATTN_SUCCESS) {
+        fprintf(stderr, "mgk failed: %s\n", clattn_context_last_error(ctx));
+        rc = 1;
+    } else {
+        double mr = 0, e = ref_max_abs_diff(o, r, n_q, &mr);
+        printf("mgk form %d algo %d nq %zu nk %zu d %zu causal %d: error %.2e\n", (int)form,
+               (int)algo, nq, nk, d, causal, e);
+        rc = !(e <= 1e-4 * fmax(1, mr));
+    }
+    free(q), free(k), free(v), free(p), free(o), free(r), free(rd);
+    return rc;
+}
+
+/* Linear MGK's decoding state: three steps (the scan kernel with S and z carried over). */
+static int run_mgk_state(clattn_context *ctx)
+{
+    size_t B = 2, H = 2, R = 2, d = 8, n = 3;
+    size_t n_q = B * H * n * d, n_k = n_q * R, n_p = H * R * n;
+    float *q = malloc(n_q * 4), *k = malloc(n_k * 4), *v = malloc(n_q * 4), *p = malloc(n_p * 4),
+          *o = malloc(n_q * 4), *r = malloc(n_q * 4);
+    double *rd = malloc(n_q * sizeof *rd);
+    uint64_t seed = 43;
+    ref_fill_uniform(q, n_q, 1, &seed);
+    ref_fill_uniform(k, n_k, 1, &seed);
+    ref_fill_uniform(v, n_q, 1, &seed);
+    ref_fill_uniform(p, n_p, 1, &seed);
+    for (size_t i = 0; i < n_p; i++)
+        p[i] = fabsf(p[i]);
+    ref_mgk_linear(q, k, v, p, rd, B, H, R, n, n, d, 1e-5, 1);
+    for (size_t i = 0; i < n_q; i++)
+        r[i] = (float)rd[i];
+    clattn_mgk_desc desc;
+    clattn_mgk_desc_init(&desc);
+    desc.form = CLATTN_MGK_LINEAR;
+    clattn_mgk_state *st = NULL;
+    cl_context cc = clattn_context_get_cl_context(ctx);
+    cl_command_queue cq = clattn_context_get_cl_queue(ctx);
+    cl_int e1, e2, e3, e4, e5;
+    cl_mem bq = clCreateBuffer(cc, CL_MEM_COPY_HOST_PTR, n_q * 4, q, &e1);
+    cl_mem bk = clCreateBuffer(cc, CL_MEM_COPY_HOST_PTR, n_k * 4, k, &e2);
+    cl_mem bv = clCreateBuffer(cc, CL_MEM_COPY_HOST_PTR, n_q * 4, v, &e3);
+    cl_mem bp = clCreateBuffer(cc, CL_MEM_COPY_HOST_PTR, n_p * 4, p, &e4);
+    cl_mem bo = clCreateBuffer(cc, CL_MEM_READ_WRITE, n_q * 4, NULL, &e5);
+    int rc = e1 || e2 || e3 || e4 || e5 ||
+             clattn_mgk_state_create(ctx, &desc, B, H, R, d, &st) != CLATTN_SUCCESS;
+    for (size_t j = 0; !rc && j < n; j++) {
+        clattn_tensor tq = clattn_tensor_make(bq, B, H, n, d), tk = clattn_tensor_make(bk, B, H * R, n, d);
+        clattn_tensor tv = clattn_tensor_make(bv, B, H, n, d), to = clattn_tensor_make(bo, B, H, n, d);
+        clattn_tensor tp = clattn_tensor_make(bp, 1, H, R, n);
+        clattn_tensor *rows[] = {&tq, &tk, &tv, &to};
+        for (int i = 0; i < 4; i++) {
+            rows[i]->shape[2] = 1;
+            rows[i]->offset = j * rows[i]->strides[2];
+        }
+        tp.shape[3] = 1;
+        tp.offset = j;
+        rc = clattn_mgk_state_step(st, &tq, &tk, &tv, &tp, &to, 0, NULL, NULL) != CLATTN_SUCCESS;
+    }
+    if (!rc)
+        rc = clEnqueueReadBuffer(cq, bo, CL_TRUE, 0, n_q * 4, o, 0, NULL, NULL) != CL_SUCCESS;
+    if (rc) {
+        fprintf(stderr, "mgk state failed: %s\n", clattn_context_last_error(ctx));
+    } else {
+        double mr = 0, e = ref_max_abs_diff(o, r, n_q, &mr);
+        printf("mgk state %zu steps: error %.2e\n", n, e);
+        rc = !(e <= 1e-4 * fmax(1, mr));
+    }
+    clattn_mgk_state_destroy(st);
+    cl_mem all[] = {bq, bk, bv, bp, bo};
+    for (int i = 0; i < 5; i++)
+        if (all[i])
+            clReleaseMemObject(all[i]);
+    free(q), free(k), free(v), free(p), free(o), free(r), free(rd);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     clattn_context *ctx = NULL;
@@ -636,6 +743,14 @@ int main(int argc, char **argv)
             rc |= run_rpe(ctx, CLATTN_RPE_FFT, 70, 4, 3, 1, CLATTN_LINEAR_FEATURE_ELU, 2);
             rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 21, 4, 3, 1, CLATTN_LINEAR_FEATURE_RELU, 1);
             rc |= run_rpe(ctx, CLATTN_RPE_FFT, 25, 5, 3, 1, CLATTN_LINEAR_FEATURE_FAVOR, 1);
+            continue;
+        }
+        if (strcmp(w, "mgk") == 0) {
+            rc |= run_mgk(ctx, CLATTN_MGK_SOFTMAX, CLATTN_MGK_TILED_CPU, 21, 37, 8, 1);
+            rc |= run_mgk(ctx, CLATTN_MGK_SOFTMAX, CLATTN_MGK_TILED_GPU, 37, 21, 8, 0);
+            rc |= run_mgk(ctx, CLATTN_MGK_LINEAR, CLATTN_MGK_AUTO, 19, 19, 8, 1);
+            rc |= run_mgk(ctx, CLATTN_MGK_LINEAR, CLATTN_MGK_AUTO, 11, 19, 8, 0);
+            rc |= run_mgk_state(ctx);
             continue;
         }
         if (strcmp(w, "ssm") == 0) {

@@ -352,4 +352,38 @@ size_t clattn__sort_block(const clattn__blocks_launch *L, size_t nseg, size_t le
 
 /* ---- end building blocks ---- */
 
+/* ---- Transformer-MGK (lib/sched/sched_mgk.c) ---- */
+/* float16 vectors the CPU family's work-item keeps live: accumulators (rows x ceil(D/16)) plus
+ * score vectors (R x step blocks x rows); 32 is the vector register file of AVX-512, the bound
+ * softmax's TILED_CPU candidates use (beyond it they spill). */
+#define CLATTN__MGK_MAX_LIVE_VECTORS 32
+
+typedef struct clattn__mgk_problem {
+    size_t head_dim;   /* D, 1..256 */
+    size_t components; /* R, 1..CLATTN_MGK_MAX_COMPONENTS */
+    size_t nq, nk;
+    int causal;
+    int linear;        /* 1: the linear form */
+} clattn__mgk_problem;
+
+typedef struct clattn__mgk_launch {
+    clattn_mgk_algo algo;     /* TILED_CPU, TILED_GPU or LINEAR_SCAN, never AUTO */
+    unsigned rows_per_item;   /* TILED_CPU: query rows per work-item (1 otherwise) */
+    unsigned step_blocks;     /* TILED_CPU: 16-key panels per online-softmax step */
+    unsigned tile_kv;         /* keys per inner tile */
+    size_t local_size;        /* work-group size of the forward kernel (0: driver's choice) */
+    size_t local_mem_bytes;   /* __local bytes per work-group */
+    char defines[256];        /* -D options of mgk.cl, every one MGK_-prefixed */
+} clattn__mgk_launch;
+
+/* Softmax form: the family (AUTO: clattn__softmax_family's rule, the same devices and the same
+ * measurements) and its tiles; linear form: LINEAR_SCAN (AUTO or LINEAR_SCAN only). INVALID_SHAPE
+ * for D or R out of range, UNSUPPORTED for TILED_GPU without local memory for one key of every
+ * tile, INVALID_ARGUMENT for an algorithm the form does not have. Reason into `why`. */
+clattn_status clattn__schedule_mgk(const clattn_device_info *dev, const clattn__mgk_problem *prob,
+                                   clattn_mgk_algo requested, clattn__mgk_launch *out, char *why,
+                                   size_t why_len);
+
+/* ---- end Transformer-MGK ---- */
+
 #endif
