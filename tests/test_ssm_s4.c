@@ -22,6 +22,7 @@
 #include "test_ssm_fixture.h"
 #include "test_util.h"
 #include "reference/ref_ssm.h"
+#include "reference/ref_gss.h"
 #include "reference/ref_ssm_s4.h"
 
 static clattn_context *ctx;
@@ -117,7 +118,13 @@ static void check_kernel(size_t H, size_t N, size_t max_len, size_t L, int legs,
     clattn_ssm *s = s4_handle(&p, max_len, 0);
     cl_mem bk = ssm_poisoned_dev(ctx, H * L);
     clattn_tensor tk = clattn_tensor_make(bk, 1, H, L, 1);
-    EXPECT_OK(clattn_ssm_kernel_enqueue(s, &tk, 0, NULL, NULL));
+    clattn_context_stats before, after;
+    EXPECT_OK(clattn_context_get_stats(ctx, &before));
+    for (int r = 0; r < 2; r++) /* generations make no kernel and look up no program */
+        EXPECT_OK(clattn_ssm_kernel_enqueue(s, &tk, 0, NULL, NULL));
+    EXPECT_OK(clattn_context_get_stats(ctx, &after));
+    assert_int_equal(after.program_lookups, before.program_lookups);
+    assert_int_equal(after.kernels_created, before.kernels_created);
     float *got = ssm_read_dev(ctx, bk, H * L);
     char what[96];
     snprintf(what, sizeof what, "%s N %zu L %zu (generated at %zu)", legs ? "LegS" : "random", N,
@@ -219,6 +226,59 @@ static void test_conv_and_step(void **state)
     clattn_ssm_state_destroy(st);
     clReleaseMemObject(su), clReleaseMemObject(sy), clReleaseMemObject(bu), clReleaseMemObject(by);
     free(u), free(K), free(ref), free(got);
+    s4_free(&p);
+}
+
+/* The GSS layer on an S4 handle: with P = 0 the S4 system is diagonal, A_bar = (1 + dt/2
+ * Lambda) / (1 - dt/2 Lambda), so ref_gss's diagonal SSM with dt A = log(A_bar) and
+ * Ct = 2 C B_bar is the fp64 reference of the layer (the generation still runs the whole
+ * Cauchy/Woodbury path, its correction zero). */
+static void test_gss_on_s4(void **state)
+{
+    (void)state;
+    size_t B = 2, L = 12, E = 6, F = 5, H = 3, N = 4, T = B * L;
+    s4_params p;
+    s4_make(&p, H, N, 0, 41);
+    memset(p.P, 0, 2 * H * N * sizeof(float));
+    float A[24], Ct[24];
+    for (size_t h = 0; h < H; h++) {
+        double dt = exp((double)p.log_dt[h]);
+        for (size_t n = 0; n < N; n++) {
+            size_t i = h * N + n;
+            double complex lam = CMPLX(p.Lambda[2 * i], p.Lambda[2 * i + 1]);
+            double complex ab = (1 + dt / 2 * lam) / (1 - dt / 2 * lam);
+            double complex bb = dt * CMPLX(p.B[2 * i], p.B[2 * i + 1]) / (1 - dt / 2 * lam);
+            double complex a = clog(ab) / dt, ct = 2 * CMPLX(p.C[2 * i], p.C[2 * i + 1]) * bb;
+            A[2 * i] = (float)creal(a), A[2 * i + 1] = (float)cimag(a);
+            Ct[2 * i] = (float)creal(ct), Ct[2 * i + 1] = (float)cimag(ct);
+        }
+    }
+    uint64_t seed = 42;
+    float *x = tu_random(T * E, 1.0f, &seed), *wv = tu_random(E * F, 0.5f, &seed);
+    float *wu = tu_random(E * H, 0.5f, &seed), *wo1 = tu_random(H * F, 0.5f, &seed);
+    float *wo2 = tu_random(F * E, 0.5f, &seed), *ref = malloc(T * E * sizeof(float));
+    assert_non_null(ref);
+    ref_gss(x, B, L, E, F, H, N, NULL, NULL, 1e-5, wv, NULL, wu, NULL, wo1, NULL, wo2, NULL, A,
+            Ct, p.log_dt, p.D, ref);
+    clattn_ssm *s = s4_handle(&p, L, 1);
+    clattn_gss_weights w;
+    memset(&w, 0, sizeof w);
+    w.w_v = tu_buffer(ctx, E * F * 4, wv);
+    w.w_u = tu_buffer(ctx, E * H * 4, wu);
+    w.w_o1 = tu_buffer(ctx, H * F * 4, wo1);
+    w.w_o2 = tu_buffer(ctx, F * E * 4, wo2);
+    cl_mem bx = tu_buffer(ctx, T * E * 4, x), bo = ssm_poisoned_dev(ctx, T * E);
+    clattn_tensor tx = clattn_tensor_make(bx, B, 1, L, E), to = clattn_tensor_make(bo, B, 1, L, E);
+    clattn_plan *plan = NULL;
+    EXPECT_OK(clattn_gss_plan_create(ctx, NULL, s, F, tx.shape, &plan));
+    EXPECT_OK(clattn_gss_plan_enqueue(plan, &w, &tx, &to, 0, NULL, NULL));
+    float *got = ssm_read_dev(ctx, bo, T * E);
+    ssm_check_close(got, ref, T * E, "GSS on an S4 handle");
+    clattn_plan_destroy(plan);
+    clattn_ssm_destroy(s);
+    clReleaseMemObject(w.w_v), clReleaseMemObject(w.w_u), clReleaseMemObject(w.w_o1);
+    clReleaseMemObject(w.w_o2), clReleaseMemObject(bx), clReleaseMemObject(bo);
+    free(x), free(wv), free(wu), free(wo1), free(wo2), free(ref), free(got);
     s4_free(&p);
 }
 
@@ -366,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_kernel_small), cmocka_unit_test(test_kernel_n64),
         cmocka_unit_test(test_kernel_long),  cmocka_unit_test(test_conv_and_step),
         cmocka_unit_test(test_legs),         cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_gss_on_s4),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
