@@ -286,8 +286,10 @@ CLATTN_API clattn_status clattn_gss_enqueue(clattn_context *ctx, const clattn_gs
  * max_length), clattn_ssm_plan_create / _enqueue / clattn_ssm_enqueue (L up to max_length, else
  * INVALID_SHAPE), the decoding state (clattn_ssm_state_*, clattn_ssm_step: the bilinear step
  * through the DPLR structure, O(N) per channel, consistent with the kernel), and the GSS layer.
- * The generation uses the handle's scratch: on an out-of-order queue, make generations of one
- * handle (clattn_ssm_kernel_enqueue) wait for each other's events. */
+ * The generation uses the handle's scratch: on an out-of-order queue, a generation
+ * (clattn_ssm_kernel_enqueue, or the bake of a plan, which waits for its own) must not overlap
+ * another of the same handle, so make each clattn_ssm_kernel_enqueue wait for the previous one's
+ * event and finish it before baking a plan of the handle. */
 
 /* HiPPO-LegS in normal-plus-low-rank form for N conjugate pairs (the LegS matrix of order 2N):
  * A_legs[n][k] = -sqrt(2n+1) sqrt(2k+1) (n > k), -(n+1) (n = k), 0 (n < k); B_legs[n] =

@@ -203,7 +203,7 @@ static clattn_status prepare_head(clattn_context *ctx, size_t h, size_t N, size_
     for (size_t n = 0; n < N; n++) {
         size_t i = h * N + n;
         cplx bn = ld(B, i), ct = ld(C, i) - c[n];
-        cplx v[10 / 2] = {hd * lam[n], dt * ct * bn, dt * ct * p[n], dt * conj(q[n]) * bn,
+        cplx v[5] = {hd * lam[n], dt * ct * bn, dt * ct * p[n], dt * conj(q[n]) * bn,
                           dt * conj(q[n]) * p[n]};
         cplx s[6] = {1 + hd * lam[n], hd * p[n], dt * bn, e[n], conj(q[n]), ld(C, i)};
         for (int j = 0; j < 5; j++) {
