@@ -248,9 +248,15 @@ clattn_status clattn_ssm_s4_create(clattn_context *ctx, size_t heads, size_t sta
                  state_dim);
     CLATTN_CHECK(max_length >= 1 && max_length < CLATTN__SSM_MAX_L, CLATTN_INVALID_SHAPE,
                  "ssm s4 create: max_length %zu (need 1 <= L < 2^24)", max_length);
-    size_t count = heads * state_dim, Lg = clattn__fft_good_length(max_length);
-    CLATTN_CHECK(Lg >= 1 && Lg < 2 * CLATTN__SSM_MAX_L, CLATTN_INVALID_SHAPE,
-                 "ssm s4 create: no FFT length for max_length %zu", max_length);
+    size_t count = heads * state_dim;
+    clattn__ssm_s4_launch launch;
+    {
+        char why[160];
+        status = clattn__schedule_ssm_s4(&ctx->info, heads, max_length, &launch, why, sizeof why);
+        CLATTN_CHECK(status == CLATTN_SUCCESS, status, "ssm s4 create on '%s': %s",
+                     ctx->info.name, why);
+    }
+    size_t Lg = launch.gen_len;
     for (size_t h = 0; h < heads; h++) {
         double dt = exp((double)log_dt[h]);
         CLATTN_CHECK(isfinite(log_dt[h]) && isfinite(dt) && dt > 0 && dt < 3.4e38,
@@ -288,7 +294,7 @@ clattn_status clattn_ssm_s4_create(clattn_context *ctx, size_t heads, size_t sta
                                     prm + 12 * count));
     struct clattn__ssm_s4 *s4 = s->s4;
     s4->len = Lg;
-    s4->bins = Lg / 2 + 1;
+    s4->bins = launch.bins;
     /* wct carries the step constants: ssm_state.c binds it as for a diagonal handle. */
     CLATTN_FORWARD(clattn__buffer_upload(ctx, prm, (12 * count + 4 * heads) * sizeof(float),
                                          &s->wct));
@@ -299,14 +305,14 @@ clattn_status clattn_ssm_s4_create(clattn_context *ctx, size_t heads, size_t sta
     snprintf(s->plan->algorithm_name, sizeof s->plan->algorithm_name, "s4-cauchy");
     snprintf(s->plan->launch, sizeof s->plan->launch, "gen_len=%zu bins=%zu", Lg, s4->bins);
     CLATTN_FORWARD(clattn__plan_kernel(s->plan, "ssm_s4.cl", "", "clattn_ssm_s4_cauchy", 0,
-                                       "fixed", &s4->cauchy));
+                                       "scheduler", &s4->cauchy));
     CLATTN_FORWARD(clattn__plan_kernel(s->plan, "ssm_s4.cl", "", "clattn_ssm_s4_copy", 0,
-                                       "fixed", &s4->copy));
+                                       "scheduler", &s4->copy));
     CLATTN_FORWARD(clattn__plan_upload(s->plan, cau, 10 * count * sizeof(float),
                                        "ssm s4 Cauchy constants", &s4->cau));
-    CLATTN_FORWARD(clattn__plan_scratch(s->plan, heads * s4->bins * 2 * sizeof(float),
-                                        "ssm s4 spectrum", &s4->spec));
-    CLATTN_FORWARD(clattn__plan_scratch(s->plan, heads * Lg * sizeof(float), "ssm s4 kernel",
+    CLATTN_FORWARD(clattn__plan_scratch(s->plan, launch.spec_bytes, "ssm s4 spectrum",
+                                        &s4->spec));
+    CLATTN_FORWARD(clattn__plan_scratch(s->plan, launch.kernel_bytes, "ssm s4 kernel",
                                         &s4->kt));
     CLATTN_FORWARD(clattn__fft_prepare(ctx, true, Lg, heads, s4->bins, Lg));
     *out = s;
