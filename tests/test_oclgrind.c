@@ -615,7 +615,7 @@ static int run_ssm_s4(clattn_context *ctx)
     clEnqueueReadBuffer(q, by, CL_TRUE, 0, sizeof y, y, 0, NULL, NULL);
     rc |= ssm_check(kg, Kf, 80, "s4 kernel");
     rc |= ssm_check(y, r, 160, "s4 fft plan");
-    float zeros[12] = {0};
+    float zeros[24] = {0}; /* B * H * N complex */
     if (clattn_ssm_state_write(st, zeros) != CLATTN_SUCCESS) {
         rc = 1;
         goto out;
