@@ -1,4 +1,4 @@
-/* clattn: state-space long convolution (S4D/DSS), its decoding state, and the GSS layer. Part of the public API: include <clattn.h>, which includes this
+/* clattn: state-space long convolution (S4D/DSS, and full S4 in DPLR form), its decoding state, and the GSS layer. Part of the public API: include <clattn.h>, which includes this
  * file (the header is split by operator so that none runs past a few hundred lines). */
 #ifndef CLATTN_SSM_H
 #define CLATTN_SSM_H
