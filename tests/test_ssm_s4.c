@@ -145,6 +145,7 @@ static void test_kernel_small(void **state)
     check_kernel(2, 16, 1000, 357, 1, 1e-4, 3); /* a prefix */
     check_kernel(3, 8, 1000, 500, 0, 1e-4, 4);  /* random DPLR, Q != P */
     check_kernel(1, 1, 1000, 7, 0, 1e-5, 5);    /* N 1 */
+    check_kernel(2, 3, 45, 45, 0, 1e-5, 8);     /* odd generation length */
 }
 
 static void test_kernel_n64(void **state)
