@@ -270,6 +270,10 @@ int cli_bench_routing(int argc, char **argv);
 void cli_usage_ssm(FILE *f); /* cli_ssm.c */
 int cli_run_ssm(int argc, char **argv);
 int cli_bench_ssm(int argc, char **argv);
+/* Full S4 (cli_ssm_s4.c): `run ssm --s4` and `bench ssm --s4`, reached from cli_ssm.c. */
+void cli_usage_ssm_s4(FILE *f);
+int cli_run_ssm_s4(int argc, char **argv);
+int cli_bench_ssm_s4(int argc, char **argv);
 void cli_usage_rpe(FILE *f); /* cli_rpe.c */
 int cli_run_rpe(int argc, char **argv);
 int cli_bench_rpe(int argc, char **argv);

@@ -23,6 +23,16 @@ void cli_usage_ssm(FILE *f)
             "      FFT and direct convolution in one run, each on a plan baked outside the\n"
             "      timing (K generated once per length); direct is skipped above --max-direct.\n"
             "      GFLOP/s counts the direct sum's B*H*N^2 multiply-adds for both\n");
+    cli_usage_ssm_s4(f);
+}
+
+/* --s4 anywhere among the options: the full S4 commands of cli_ssm_s4.c. */
+static int has_s4(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--s4") == 0)
+            return 1;
+    return 0;
 }
 
 static int algo_option(const char *cmd, const char *s, clattn_ssm_algo *a)
@@ -77,6 +87,8 @@ cleanup:
 
 int cli_run_ssm(int argc, char **argv)
 {
+    if (has_s4(argc, argv))
+        return cli_run_ssm_s4(argc, argv);
     const char *cmd = "run ssm";
     const char *up = NULL, *ap = NULL, *cp = NULL, *dtp = NULL, *dp = NULL, *op = NULL,
                *algo = NULL, *device = NULL;
@@ -286,6 +298,8 @@ static int bench_parse_ssm(int argc, char **argv, ssm_bench *b, int *help)
 
 int cli_bench_ssm(int argc, char **argv)
 {
+    if (has_s4(argc, argv))
+        return cli_bench_ssm_s4(argc, argv);
     ssm_bench b;
     int help = 0;
     int rc = bench_parse_ssm(argc, argv, &b, &help);

@@ -1,7 +1,7 @@
 /* Small shapes of every attention kernel, meant to run under oclgrind (tests/run_oclgrind.sh), which
  * simulates the device and reports data races, out-of-bounds and uninitialised accesses. Also
  * checks results against the fp64 reference so a silent wrong answer fails too.
- * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm|rpe|mgk]... (default: cpu gpu) */
+ * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm|ssm_s4|rpe|mgk]... (default: cpu gpu) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include "reference/ref_routing.h"
 #include "reference/ref_rpe.h"
 #include "reference/ref_ssm.h"
+#include "reference/ref_ssm_s4.h"
 #include "reference/ref_gss.h"
 #include "reference/ref_mgk.h"
 #include "../lib/blocks/sort.h"
@@ -561,6 +562,88 @@ static int run_ssm(clattn_context *ctx)
 /* RPE attention (kernelized, relative positional bias), one algorithm, against its fp64
  * reference; the FFT path runs clFFT's transforms too. hk key/value heads under H = 2 query heads
  * (1: both query heads share one, the FFT path's shared spectra). */
+/* Full S4 (DPLR): the Cauchy/Woodbury generation with its inverse FFT (kernel_enqueue), an FFT
+ * convolution plan on the S4 handle and the DPLR step, against the fp64 dense-power reference. */
+static int run_ssm_s4(clattn_context *ctx)
+{
+    size_t B = 2, H = 2, N = 3, L = 40;
+    uint64_t seed = 31;
+    float lam[12], P[12], Q[12], Bm[12], C[12], ldt[2] = {-2.0f, -4.0f}, D[2], u[160], y[160],
+                                                 r[160];
+    double K[80];
+    ref_fill_uniform(lam, 12, 1, &seed);
+    ref_fill_uniform(P, 12, 0.3f, &seed);
+    ref_fill_uniform(Q, 12, 0.3f, &seed);
+    ref_fill_uniform(Bm, 12, 1, &seed);
+    ref_fill_uniform(C, 12, 1, &seed);
+    ref_fill_uniform(D, 2, 1, &seed);
+    ref_fill_uniform(u, 160, 1, &seed);
+    for (size_t i = 0; i < 6; i++)
+        lam[2 * i] = -0.5f - 0.2f * fabsf(lam[2 * i]), lam[2 * i + 1] *= 4.0f;
+    ref_ssm_s4_kernel(lam, P, Q, Bm, C, ldt, H, N, L, K);
+    ref_ssm_conv(u, K, D, B, H, L, r);
+    float Kf[80], kg[80];
+    for (size_t i = 0; i < 80; i++)
+        Kf[i] = (float)K[i];
+    clattn_ssm *s = NULL;
+    clattn_ssm_state *st = NULL;
+    clattn_plan *plan = NULL;
+    cl_int err;
+    cl_context cl = clattn_context_get_cl_context(ctx);
+    cl_command_queue q = clattn_context_get_cl_queue(ctx);
+    if (clattn_ssm_s4_create(ctx, H, N, L, lam, P, Q, Bm, C, ldt, D, &s) != CLATTN_SUCCESS) {
+        fprintf(stderr, "ssm s4 failed: %s\n", clattn_context_last_error(ctx));
+        return 1;
+    }
+    int rc = 0;
+    cl_mem bk = clCreateBuffer(cl, CL_MEM_READ_WRITE, 80 * 4, NULL, &err);
+    cl_mem bu = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, 160 * 4, u, &err);
+    cl_mem by = clCreateBuffer(cl, CL_MEM_READ_WRITE, 160 * 4, NULL, &err);
+    clattn_tensor tk = clattn_tensor_make(bk, 1, H, L, 1);
+    clattn_tensor tu = clattn_tensor_make(bu, B, H, L, 1), ty = clattn_tensor_make(by, B, H, L, 1);
+    clattn_ssm_desc d;
+    clattn_ssm_desc_init(&d);
+    d.algorithm = CLATTN_SSM_FFT;
+    if (clattn_ssm_kernel_enqueue(s, &tk, 0, NULL, NULL) != CLATTN_SUCCESS ||
+        clattn_ssm_plan_create(ctx, &d, s, tu.shape, &plan) != CLATTN_SUCCESS ||
+        clattn_ssm_plan_enqueue(plan, &tu, &ty, 0, NULL, NULL) != CLATTN_SUCCESS ||
+        clattn_ssm_state_create(s, B, &st) != CLATTN_SUCCESS) {
+        fprintf(stderr, "ssm s4 failed: %s\n", clattn_context_last_error(ctx));
+        rc = 1;
+        goto out;
+    }
+    clEnqueueReadBuffer(q, bk, CL_TRUE, 0, sizeof kg, kg, 0, NULL, NULL);
+    clEnqueueReadBuffer(q, by, CL_TRUE, 0, sizeof y, y, 0, NULL, NULL);
+    rc |= ssm_check(kg, Kf, 80, "s4 kernel");
+    rc |= ssm_check(y, r, 160, "s4 fft plan");
+    float zeros[24] = {0}; /* B * H * N complex */
+    if (clattn_ssm_state_write(st, zeros) != CLATTN_SUCCESS) {
+        rc = 1;
+        goto out;
+    }
+    clattn_tensor su = clattn_tensor_make(bu, B, H, 1, 1), sy = clattn_tensor_make(by, B, H, 1, 1);
+    for (size_t l = 0; l < 6 && !rc; l++) {
+        float ut[4], yt[4], rt[4];
+        for (size_t i = 0; i < 4; i++)
+            ut[i] = u[i * L + l], rt[i] = r[i * L + l];
+        clEnqueueWriteBuffer(q, bu, CL_TRUE, 0, sizeof ut, ut, 0, NULL, NULL);
+        if (clattn_ssm_step(st, &su, &sy, 0, NULL, NULL) != CLATTN_SUCCESS) {
+            rc = 1;
+            break;
+        }
+        clEnqueueReadBuffer(q, by, CL_TRUE, 0, sizeof yt, yt, 0, NULL, NULL);
+        rc |= ssm_check(yt, rt, 4, "s4 step");
+    }
+out:
+    clattn_ssm_state_destroy(st);
+    clattn_plan_destroy(plan);
+    clattn_ssm_destroy(s);
+    clReleaseMemObject(bk);
+    clReleaseMemObject(bu);
+    clReleaseMemObject(by);
+    return rc;
+}
+
 static int run_rpe(clattn_context *ctx, clattn_rpe_algo algo, size_t n, size_t d, size_t dv,
                    int causal, clattn_linear_feature_map fmap, size_t hk)
 {
@@ -755,6 +838,10 @@ int main(int argc, char **argv)
         }
         if (strcmp(w, "ssm") == 0) {
             rc |= run_ssm(ctx);
+            continue;
+        }
+        if (strcmp(w, "ssm_s4") == 0) {
+            rc |= run_ssm_s4(ctx);
             continue;
         }
         if (strcmp(w, "linear") == 0) {

@@ -155,12 +155,50 @@ static void test_refusals(void **state)
     assert_int_equal(out.direct_block, 1000);
 }
 
+/* Full S4's generation: Lg the smallest 2-3-5-7-smooth length >= max_length, its bins and
+ * scratch sizes, and the refusals (zero sizes, 2^24, scratch beyond the max allocation). */
+static void test_s4_launch(void **state)
+{
+    (void)state;
+    clattn_device_info devs[MAX_DEVS];
+    size_t n = make_devices(devs);
+    const size_t lens[] = {1, 7, 11, 1000, 1023, 16384, 65537};
+    for (size_t d = 0; d < n; d++)
+        for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+            clattn__ssm_s4_launch o;
+            char why[160];
+            assert_int_equal(clattn__schedule_ssm_s4(&devs[d], 3, lens[i], &o, why, sizeof why),
+                             CLATTN_SUCCESS);
+            assert_true(o.gen_len >= lens[i] && smooth7(o.gen_len));
+            for (size_t m = lens[i]; m < o.gen_len; m++)
+                assert_false(smooth7(m));
+            assert_int_equal(o.bins, o.gen_len / 2 + 1);
+            assert_int_equal(o.spec_bytes, 3 * o.bins * 8);
+            assert_int_equal(o.kernel_bytes, 3 * o.gen_len * 4);
+        }
+    clattn__ssm_s4_launch o;
+    char why[160];
+    assert_int_equal(clattn__schedule_ssm_s4(&devs[0], 0, 10, &o, why, sizeof why),
+                     CLATTN_INVALID_SHAPE);
+    assert_int_equal(clattn__schedule_ssm_s4(&devs[0], 1, 0, &o, NULL, 0), CLATTN_INVALID_SHAPE);
+    assert_int_equal(clattn__schedule_ssm_s4(&devs[0], 1, (size_t)1 << 24, &o, why, sizeof why),
+                     CLATTN_INVALID_SHAPE);
+    assert_int_equal(clattn__schedule_ssm_s4(NULL, 1, 10, &o, why, sizeof why),
+                     CLATTN_NULL_POINTER);
+    clattn_device_info small = devs[0];
+    small.max_alloc_size = 1 << 20;
+    assert_int_equal(clattn__schedule_ssm_s4(&small, 8, 65536, &o, why, sizeof why),
+                     CLATTN_UNSUPPORTED);
+    assert_non_null(strstr(why, "max allocation"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auto_crossover),
         cmocka_unit_test(test_forced_and_fft_length),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_s4_launch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

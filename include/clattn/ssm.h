@@ -1,4 +1,4 @@
-/* clattn: state-space long convolution (S4D/DSS), its decoding state, and the GSS layer. Part of the public API: include <clattn.h>, which includes this
+/* clattn: state-space long convolution (S4D/DSS, and full S4 in DPLR form), its decoding state, and the GSS layer. Part of the public API: include <clattn.h>, which includes this
  * file (the header is split by operator so that none runs past a few hundred lines). */
 #ifndef CLATTN_SSM_H
 #define CLATTN_SSM_H
@@ -253,5 +253,66 @@ CLATTN_API clattn_status clattn_gss_enqueue(clattn_context *ctx, const clattn_gs
                                             size_t ffn_dim, const clattn_tensor *x,
                                             const clattn_tensor *out, cl_uint num_wait,
                                             const cl_event *wait, cl_event *event);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Full S4: diagonal plus low rank (Gu et al. 2022, "Efficiently Modeling Long Sequences with     */
+/* Structured State Spaces")                                                                      */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* An S4 handle is a clattn_ssm whose continuous-time A is diagonal plus rank 1,
+ *   A = Lambda - P Q^*   (Q^* the conjugate transpose; Q = P for the NPLR form of HiPPO),
+ * discretised by the bilinear transform with step dt_h = exp(log_dt[h]):
+ *   A_bar = (I - dt/2 A)^-1 (I + dt/2 A),  B_bar = (I - dt/2 A)^-1 dt B,
+ *   K[h, l] = C A_bar^l B_bar,  y = K * u + D (.) u   (the same convolution as the diagonal path).
+ *
+ * Conjugate pairs (as the authors' code and S4D): the N states given per channel stand for N
+ * conjugate pairs. The model is the 2N-state system with A = diag(Lambda, conj Lambda) -
+ * [P; conj P] [Q; conj Q]^*, B = [B; conj B], C = [C; conj C]; its kernel is real. In the
+ * recurrent view this is the factor 2 Re: with x the N stored states, y = 2 Re(sum_n C_n x_n) +
+ * D u, and the low-rank term acts as P_n * 2 Re(sum_m conj(Q_m) x_m) (real-linear in x). Unlike
+ * S4D's Ct, no factor is folded into C: pass the C of the half system.
+ *
+ * Kernel generation (the paper's algorithm): Khat(z) = sum_{l < Lg} K_l z^l at the Lg-th roots
+ * of unity z equals 2/(1+z) Ct (g(z) - A)^-1 B with g(z) = 2/dt (1-z)/(1+z) and the truncation
+ * term folded into Ct = C (I - A_bar^Lg) (C tilde, computed once at creation, in double, as the
+ * authors' `_setup_C`); the resolvent of Lambda - P Q^* is a Cauchy kernel plus the Woodbury
+ * correction; an inverse FFT (clFFT) of length Lg gives K. Lg is the smallest length >= max_length
+ * whose prime factors are 2, 3, 5, 7, and kernels of any L <= max_length are prefixes of it (each
+ * generation costs that of max_length). The Cauchy sums cost O(N Lg) per channel (direct sums, as
+ * the authors' kernels; no fast multipole method), the FFT O(Lg log Lg), in float32. Accuracy vs
+ * the dense float64 reference (HiPPO-LegS, dt in [1e-3, 1e-1]): see README (S4 section).
+ *
+ * Everything a diagonal handle does works on an S4 handle: clattn_ssm_kernel_enqueue (L up to
+ * max_length), clattn_ssm_plan_create / _enqueue / clattn_ssm_enqueue (L up to max_length, else
+ * INVALID_SHAPE), the decoding state (clattn_ssm_state_*, clattn_ssm_step: the bilinear step
+ * through the DPLR structure, O(N) per channel, consistent with the kernel), and the GSS layer.
+ * The generation uses the handle's scratch: on an out-of-order queue, a generation
+ * (clattn_ssm_kernel_enqueue, or the bake of a plan, which waits for its own) must not overlap
+ * another of the same handle, so make each clattn_ssm_kernel_enqueue wait for the previous one's
+ * event and finish it before baking a plan of the handle. */
+
+/* HiPPO-LegS in normal-plus-low-rank form for N conjugate pairs (the LegS matrix of order 2N):
+ * A_legs[n][k] = -sqrt(2n+1) sqrt(2k+1) (n > k), -(n+1) (n = k), 0 (n < k); B_legs[n] =
+ * sqrt(2n+1); P_legs[n] = sqrt(n + 1/2); A_legs + P P^T = -I/2 + S (S skew-symmetric) = V W V^*.
+ * Writes Lambda = the N eigenvalues -1/2 + i w (w > 0, ascending), P = V^* P_legs and
+ * B = V^* B_legs on those eigenvectors ([N][2] float32 each), so that with Q = P the 2N-state
+ * system above is unitarily similar to (A_legs, B_legs) (as the authors' `nplr('legs')`).
+ * Host computation in double (Jacobi eigenvalues, O(N^3)). Status: NULL_POINTER, INVALID_SHAPE
+ * (N 0 or above 512). */
+CLATTN_API clattn_status clattn_ssm_s4_hippo_legs(size_t state_dim, float *Lambda, float *P,
+                                                  float *B);
+
+/* Creates an S4 handle: Lambda, P, B, C [H][N][2] float32 (re, im), Q the same or NULL (Q = P),
+ * log_dt [H], D [H] or NULL, and max_length (1 <= max_length < 2^24) the longest kernel wanted.
+ * Host work in double: C tilde by max_length products with A_bar through the DPLR structure
+ * (O(N max_length) per channel), then the upload. Status: NULL_POINTER, INVALID_SHAPE (H, N or
+ * max_length), INVALID_ARGUMENT (a non-finite value, dt not finite and positive, Re Lambda >= 0,
+ * a singular I - dt/2 A, C tilde not finite in float: A_bar unstable), then OpenCL codes,
+ * BUILD_FAILED (kernels_cl/ssm_s4.cl) and the clFFT plan's codes. Blocking. */
+CLATTN_API clattn_status clattn_ssm_s4_create(clattn_context *ctx, size_t heads, size_t state_dim,
+                                              size_t max_length, const float *Lambda,
+                                              const float *P, const float *Q, const float *B,
+                                              const float *C, const float *log_dt,
+                                              const float *D, clattn_ssm **ssm);
 
 #endif /* CLATTN_SSM_H */

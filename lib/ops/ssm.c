@@ -213,6 +213,7 @@ void clattn_ssm_destroy(clattn_ssm *ssm)
     if (!ssm)
         return;
     clattn_plan_destroy(ssm->plan);
+    clattn__ssm_s4_free(ssm->s4);
     if (ssm->wct)
         clReleaseMemObject(ssm->wct);
     if (ssm->ph)
@@ -239,6 +240,8 @@ clattn_status clattn__ssm_gen(const clattn_ssm *ssm, clattn__seq *s, cl_mem k, s
                               size_t k_row, size_t k_pos, size_t L, size_t rowlen, bool last,
                               cl_event *event)
 {
+    if (ssm->s4)
+        return clattn__ssm_s4_gen(ssm, s, k, k_off, k_row, k_pos, L, rowlen, last, event);
     clattn_context *ctx = ssm->ctx;
     clattn_status status = CLATTN_SUCCESS;
     cl_ulong off = k_off, row = k_row, pos = k_pos;
@@ -276,6 +279,9 @@ clattn_status clattn_ssm_kernel_enqueue(clattn_ssm *ssm, const clattn_tensor *k,
     CLATTN_FORWARD(clattn__tensor_check(ctx, k, "k", expect, sizeof(float)));
     CLATTN_CHECK(k->shape[2] < CLATTN__SSM_MAX_L, CLATTN_INVALID_SHAPE,
                  "ssm kernel: L = %zu beyond 2^24", k->shape[2]);
+    CLATTN_CHECK(!ssm->max_len || k->shape[2] <= ssm->max_len, CLATTN_INVALID_SHAPE,
+                 "ssm kernel: L = %zu beyond the S4 handle's max_length %zu", k->shape[2],
+                 ssm->max_len);
     CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, k, "k"));
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     seq = true;
@@ -307,6 +313,10 @@ static clattn_status check_shape(clattn_context *ctx, const size_t u[4], const c
     if (ssm && u[1] != ssm->heads)
         return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH, "ssm: u has %zu channels but the SSM %zu",
                             u[1], ssm->heads);
+    if (ssm && ssm->max_len && u[2] > ssm->max_len)
+        return clattn__fail(ctx, CLATTN_INVALID_SHAPE,
+                            "ssm: L = %zu beyond the S4 handle's max_length %zu", u[2],
+                            ssm->max_len);
     return CLATTN_SUCCESS;
 }
 

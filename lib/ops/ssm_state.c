@@ -48,9 +48,14 @@ clattn_status clattn_ssm_state_create(clattn_ssm *ssm, size_t batch, clattn_ssm_
     CLATTN_FORWARD(clattn__plan_alloc(ctx, sizeof(clattn_plan), &state_ops, &st->plan));
     st->plan->algorithm = CLATTN_SSM_DIRECT;
     snprintf(st->plan->algorithm_name, sizeof st->plan->algorithm_name, "step");
-    /* The program of the handle's launch: every SSM kernel of a device comes from one build. */
-    CLATTN_FORWARD(clattn__plan_kernel(st->plan, "ssm.cl", ssm->launch.defines,
-                                       "clattn_ssm_step", 0, "scheduler", &st->step));
+    /* The program of the handle's launch: every SSM kernel of a device comes from one build.
+     * An S4 handle's step (same arguments, wct holding its DPLR constants) is in ssm_s4.cl. */
+    if (ssm->s4)
+        CLATTN_FORWARD(clattn__plan_kernel(st->plan, "ssm_s4.cl", "", "clattn_ssm_s4_step", 0,
+                                           "fixed", &st->step));
+    else
+        CLATTN_FORWARD(clattn__plan_kernel(st->plan, "ssm.cl", ssm->launch.defines,
+                                           "clattn_ssm_step", 0, "scheduler", &st->step));
     CLATTN_FORWARD(clattn__plan_scratch(st->plan, st->bytes, "ssm state", &st->x));
     CLATTN_FORWARD(clattn_ssm_state_reset(st, 0, NULL, NULL));
     CLATTN_CL(clFinish(ctx->queue));

@@ -330,6 +330,22 @@ clattn_status clattn__schedule_ssm(const clattn_device_info *dev, const clattn__
                                    clattn_ssm_algo requested, clattn__ssm_launch *out, char *why,
                                    size_t why_len);
 
+/* Full S4's kernel generation (lib/ops/ssm_s4.c): the generation length Lg, the smallest length
+ * >= max_length whose only prime factors are 2, 3, 5, 7 (kernels of any L <= max_length are
+ * prefixes of the one of length Lg), its bins Lg/2 + 1, and the scratch: the spectrum (H x bins
+ * complex) and the inverse FFT's rows (H x Lg floats). The launches are fixed: the Cauchy kernel
+ * over (bins, H), the copy over (row length, H), the step over B x H, the driver's work-groups. */
+typedef struct clattn__ssm_s4_launch {
+    size_t gen_len, bins;
+    size_t spec_bytes, kernel_bytes;
+} clattn__ssm_s4_launch;
+
+/* INVALID_SHAPE for H 0, max_length 0 or >= 2^24; SIZE_OVERFLOW; UNSUPPORTED when a scratch
+ * buffer exceeds the device's max allocation; a reason goes to `why` (may be NULL). */
+clattn_status clattn__schedule_ssm_s4(const clattn_device_info *dev, size_t heads,
+                                      size_t max_length, clattn__ssm_s4_launch *out, char *why,
+                                      size_t why_len);
+
 /* ---- end SSM ---- */
 
 

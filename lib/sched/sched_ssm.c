@@ -64,3 +64,32 @@ clattn_status clattn__schedule_ssm(const clattn_device_info *dev, const clattn__
              out->direct_rows, out->direct_block);
     return CLATTN_SUCCESS;
 }
+
+clattn_status clattn__schedule_ssm_s4(const clattn_device_info *dev, size_t heads,
+                                      size_t max_length, clattn__ssm_s4_launch *out, char *why,
+                                      size_t why_len)
+{
+    if (why && why_len)
+        why[0] = '\0';
+    if (!dev || !out)
+        return refuse(CLATTN_NULL_POINTER, why, why_len, "NULL argument");
+    memset(out, 0, sizeof *out);
+    if (heads == 0 || max_length == 0 || max_length >= CLATTN__SSM_MAX_L)
+        return refuse(CLATTN_INVALID_SHAPE, why, why_len,
+                      "channels %zu, max_length %zu (need >= 1 and max_length < 2^24)", heads,
+                      max_length);
+    size_t Lg = clattn__fft_good_length(max_length), bins = Lg / 2 + 1;
+    if (Lg == 0 || heads > SIZE_MAX / sizeof(float) / 2 / bins ||
+        heads > SIZE_MAX / sizeof(float) / Lg)
+        return refuse(CLATTN_SIZE_OVERFLOW, why, why_len, "S4 scratch size overflows");
+    out->gen_len = Lg;
+    out->bins = bins;
+    out->spec_bytes = heads * bins * 2 * sizeof(float);
+    out->kernel_bytes = heads * Lg * sizeof(float);
+    size_t big = out->spec_bytes > out->kernel_bytes ? out->spec_bytes : out->kernel_bytes;
+    if (big > dev->max_alloc_size)
+        return refuse(CLATTN_UNSUPPORTED, why, why_len,
+                      "S4 scratch of %zu bytes beyond the device's max allocation %llu", big,
+                      (unsigned long long)dev->max_alloc_size);
+    return CLATTN_SUCCESS;
+}
