@@ -31,6 +31,7 @@ static const struct {
     {"ssm", cli_run_ssm, cli_bench_ssm, cli_usage_ssm},
     {"rpe", cli_run_rpe, cli_bench_rpe, cli_usage_rpe},
     {"gss", cli_run_gss, cli_bench_gss, cli_usage_gss},
+    {"deq", cli_run_deq, cli_bench_deq, cli_usage_deq},
 };
 #define N_OPERATORS (sizeof OPERATORS / sizeof OPERATORS[0])
 

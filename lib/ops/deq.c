@@ -241,10 +241,8 @@ static clattn_status comb(solve_run *run, vec out, float ca, vec x, float cb, ve
     CLATTN_ARG(&a, len);
     if (a.err != CL_SUCCESS)
         return clattn__fail(run->ctx, (clattn_status)a.err, "deq: clSetKernelArg(comb) failed");
-    size_t global = p->len;
-    size_t local = p->launch.comb_local;
-    return clattn__seq_kernel_local(&run->s, p->comb, 1, &global, local ? &local : NULL, false,
-                                    NULL);
+    size_t local = p->launch.comb_local, global = clattn__div_up(p->len, local) * local;
+    return clattn__seq_kernel_local(&run->s, p->comb, 1, &global, &local, false, NULL);
 }
 
 /* res[r] = <a_r, v> for the nrows rows of a (from element a_off, len apart), then, when u.m is
@@ -275,8 +273,7 @@ static clattn_status dots(solve_run *run, cl_mem a, size_t a_off, unsigned nrows
     unsigned rows = nrows + (u.m ? 1u : 0u);
     size_t global[2] = {p->launch.parts, rows};
     size_t local[2] = {p->launch.dots_local, 1};
-    CLATTN_FORWARD(clattn__seq_kernel_local(&run->s, p->dots, 2, global,
-                                            p->launch.dots_local ? local : NULL, true, &ev));
+    CLATTN_FORWARD(clattn__seq_kernel_local(&run->s, p->dots, 2, global, local, true, &ev));
     size_t n = rows * p->launch.parts;
     CLATTN_CL(clEnqueueReadBuffer(ctx->queue, p->part, CL_TRUE, 0, n * sizeof(float),
                                   p->part_host, 1, &ev, NULL));

@@ -129,9 +129,9 @@ clattn_status clattn_deq_cell_create(clattn_context *ctx, const clattn_deq_cell_
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "cell_%s",
              dd.attention == CLATTN_DEQ_CELL_SOFTMAX ? "softmax" : "linear");
     snprintf(base->launch, sizeof base->launch, "heads=%zu attention=%s local=%zu", c->H,
-             c->attn->algorithm_name, c->launch.dots_local);
+             c->attn->algorithm_name, c->launch.ln_local);
     CLATTN_FORWARD(clattn__plan_kernel(base, "deq.cl", c->launch.defines, "clattn_deq_add_ln",
-                                       c->launch.dots_local, "scheduler", &c->ln));
+                                       c->launch.ln_local, "scheduler", &c->ln));
     size_t f = sizeof(float);
     CLATTN_FORWARD(clattn__plan_scratch(base, 3 * d * d * f, "deq cell wqkv", &c->wqkv));
     CLATTN_FORWARD(clattn__plan_scratch(base, d * d * f, "deq cell wo", &c->wo));
@@ -247,9 +247,8 @@ clattn_status clattn_deq_cell_eval(void *user, const clattn_tensor *z, const cla
     CLATTN_ARG(&a, dd);
     CLATTN_CHECK(a.err == CL_SUCCESS, (clattn_status)a.err,
                  "clattn_deq_cell_eval: clSetKernelArg failed");
-    size_t global = rows, local = c->launch.dots_local;
-    CLATTN_FORWARD(
-        clattn__seq_kernel_local(&s, c->ln, 1, &global, local ? &local : NULL, true, event));
+    size_t local = c->launch.ln_local, global = clattn__div_up(rows, local) * local;
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s, c->ln, 1, &global, &local, true, event));
 cleanup:
     if (seq)
         clattn__seq_end(&s);

@@ -21,7 +21,15 @@ void clattn__schedule_deq(const clattn_device_info *dev, size_t len, clattn__deq
      * cap: the looping kernels (dots: len / parts iterations; LayerNorm: 3 d) get single-item
      * work-groups there. */
     bool one = dev->simt_cpu || dev->loop_iteration_cap != 0;
-    out->dots_local = one ? 1 : 0;
-    out->comb_local = 0;
+    /* Explicit work-group sizes everywhere (global sizes rounded up to them): PoCL compiles a
+     * kernel once per work-group size, and with the driver's choice the dots kernel's varying
+     * row count (1 to m + 1) made it compile again and again in a solver's first iterations. */
+    size_t local = 1;
+    while (local * 2 <= CLATTN__DEQ_LOCAL && local * 2 <= dev->max_work_group_size &&
+           local * 2 <= dev->max_work_item_sizes[0])
+        local *= 2;
+    out->dots_local = one ? 1 : (parts < local ? parts : local);
+    out->comb_local = local;
+    out->ln_local = one ? 1 : local;
     snprintf(out->defines, sizeof out->defines, "-DDEQ_PARTS=%zu", parts);
 }
