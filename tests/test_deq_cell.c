@@ -230,6 +230,62 @@ static void test_cell_fixed_point(void **state)
     data_free(&c);
 }
 
+/* The solvers and the cell on a context wrapping an out-of-order queue (their commands chained by
+ * events): the same fixed point as on the in-order queue. Skipped where the device has no
+ * out-of-order queues (rusticl). */
+static void test_out_of_order_queue(void **state)
+{
+    (void)state;
+    cl_command_queue oq = tu_out_of_order_queue(ctx);
+    clattn_context *octx = NULL;
+    tu_expect_status(NULL,
+                     clattn_context_create_from_cl(clattn_context_get_cl_context(ctx),
+                                                   clattn_context_get_cl_device(ctx), oq, &octx),
+                     CLATTN_SUCCESS, "context on an out-of-order queue");
+    cell_data c;
+    data_make(&c, 1, 9, 8, 1.0f, 77);
+    size_t L = c.B * c.N * c.D;
+    float *ref = calloc(L, sizeof *ref), *got = calloc(L, sizeof *got);
+    const size_t shape[4] = {c.B, 1, c.N, c.D};
+    clattn_tensor tx = clattn_tensor_make(c.bx, c.B, 1, c.N, c.D);
+    for (int m = 0; m < 3; m++) {
+        for (int side = 0; side < 2; side++) {
+            clattn_context *cx = side ? octx : ctx;
+            clattn_plan *cell = NULL, *solver = NULL;
+            tu_expect_status(cx,
+                             clattn_deq_cell_create(cx, NULL, c.B, c.N, c.D, c.bw[0], c.bw[1],
+                                                    c.bw[2], c.bw[3], &cell),
+                             CLATTN_SUCCESS, "cell");
+            tu_expect_status(cx, clattn_deq_cell_set_input(cell, &tx), CLATTN_SUCCESS, "input");
+            clattn_deq_desc d;
+            clattn_deq_desc_init(&d);
+            d.method = (clattn_deq_method)m;
+            d.max_iter = 100;
+            tu_expect_status(cx, clattn_deq_plan_create(cx, &d, shape, &solver), CLATTN_SUCCESS,
+                             "solver");
+            float *zero = calloc(L, sizeof *zero);
+            cl_mem bz = tu_buffer(ctx, L * 4, zero);
+            clattn_tensor tz = clattn_tensor_make(bz, c.B, 1, c.N, c.D);
+            clattn_deq_result r;
+            tu_expect_status(cx, clattn_deq_solve(solver, clattn_deq_cell_eval, cell, &tz, &r),
+                             CLATTN_SUCCESS, side ? "out-of-order solve" : "in-order solve");
+            tu_read(ctx, bz, L * 4, side ? got : ref);
+            clattn_plan_destroy(solver);
+            clattn_plan_destroy(cell);
+            clReleaseMemObject(bz);
+            free(zero);
+        }
+        /* both within tol of the fixed point: |z - z'| <= 2 tol |z| / (1 - rate), elementwise
+         * with room */
+        tu_check_close(got, ref, L, (tu_tol){1e-3, 1e-3, 1e-4}, "out-of-order fixed point");
+    }
+    free(ref);
+    free(got);
+    data_free(&c);
+    clattn_context_destroy(octx);
+    clReleaseCommandQueue(oq);
+}
+
 static void test_cell_invalid(void **state)
 {
     (void)state;
@@ -297,6 +353,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cell_eval),
         cmocka_unit_test(test_cell_fixed_point),
+        cmocka_unit_test(test_out_of_order_queue),
         cmocka_unit_test(test_cell_invalid),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
