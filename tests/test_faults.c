@@ -66,6 +66,9 @@ static const fault_case cases[] = {
                 "--algo fft",
      "out.npy"},
     {"gss", "run gss --x x.npy --weights gw -o out.npy --algo direct", "out.npy"},
+    {"deq", "run deq --x x.npy --seed 3 --heads 2 --solver anderson --tol 3 --max-iter 2 "
+            "-o out.npy",
+     "out.npy"},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
