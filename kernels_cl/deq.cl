@@ -78,5 +78,6 @@ __kernel void clattn_deq_add_ln(__global float *out, ulong o_off, __global const
     }
     const float inv = rsqrt(var / (float)d + DEQ_LN_EPS);
     for (uint c = 0; c < d; c++)
-        out[o_off + base + c] = (z[z_off + base + c] + a[base + c] + x[x_off + base + c] - mean) * inv;
+        out[o_off + base + c] =
+            (z[z_off + base + c] + a[base + c] + x[x_off + base + c] - mean) * inv;
 }

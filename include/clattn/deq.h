@@ -18,21 +18,23 @@ typedef enum clattn_deq_method {
     CLATTN_DEQ_ITERATE = 0,
     /* Anderson acceleration type II as in the DEQ authors' code (locuslab/deq, anderson()):
      * with the last n = min(k, m) iterates X_i and residuals G_i = f(X_i) - X_i, solve
-     *   min_alpha |sum_i alpha_i G_i|^2 + lambda |alpha|^2   subject to sum_i alpha_i = 1
-     * through the bordered (n+1) x (n+1) system [[0, 1^T], [1, G G^T + lambda I]] [mu; alpha] =
-     * [1; 0], then X_new = sum_i alpha_i (beta f(X_i) + (1 - beta) X_i). The Gram matrix G G^T is
-     * built on the device (one kernel of partial dot products per iteration: the new residual
-     * against the n stored ones, reduced in double on the host) and kept on the host, where the
-     * small system is solved in double by Gaussian elimination with partial pivoting; only the
-     * mixing coefficients go back (as kernel arguments). The first two steps are plain
-     * iterations, as in the authors' code. The whole tensor is one vector (one alpha for the batch). */
+     *   min_alpha |sum_i alpha_i G_i|^2 + lam |alpha|^2   subject to sum_i alpha_i = 1
+     * through the bordered (n+1) x (n+1) system [[0, 1^T], [1, G G^T + lam I]] [mu; alpha] =
+     * [1; 0] (lam = lambda x the mean of diag(G G^T); see lambda below), then
+     * X_new = sum_i alpha_i (beta f(X_i) + (1 - beta) X_i). The Gram matrix G G^T is built on the
+     * device (one kernel of partial dot products per iteration: the new residual against the n
+     * stored ones, reduced in double on the host) and kept on the host, where the small system
+     * is solved in double by Gaussian elimination with partial pivoting (a singular system
+     * falls back to a plain step); only the mixing coefficients go back (as kernel arguments).
+     * The first two steps are plain iterations, as in the authors' code. The whole tensor is one
+     * vector (one alpha for the whole batch). */
     CLATTN_DEQ_ANDERSON = 1,
     /* Limited-memory ("good") Broyden on g(z) = f(z) - z as in locuslab/deq's broyden() without
      * line search: the inverse Jacobian estimate is -I + sum_d u_d v_d^T over the last m pairs;
      * after a step dx with dg = g(z + dx) - g(z): v^T = dx^T(-I + U V^T),
      * u = (dx - (-I + U V^T) dg) / (v^T dg); the next step is -(-I + U V^T) g. When the memory is
-     * full (broyden_memory) the oldest pair is dropped (the authors' LBFGS_thres ring). A zero v^T dg (or a
-     * non-finite u or v) skips that update. */
+     * full (broyden_memory pairs) the oldest pair is dropped (the authors' LBFGS_thres ring). A
+     * zero or non-finite v^T dg skips that update. */
     CLATTN_DEQ_BROYDEN = 2
 } clattn_deq_method;
 
@@ -85,11 +87,12 @@ typedef struct clattn_deq_result {
 } clattn_deq_result;
 
 /* Bakes a solver for tensors of `shape` (any 4 sizes >= 1; the solver sees them as one vector of
- * L = product elements): its kernels (dots, linear combinations) and its scratch, about
- * (2m + 4) L floats for Anderson and Broyden (m: memory or broyden_memory), 3 L for ITERATE, all made here. A plan of
- * CLATTN_OP_DEQ (clattn_plan_get_info, clattn_plan_destroy). Status: NULL_POINTER,
- * INVALID_SHAPE (a zero size, L beyond 2^31), INVALID_ARGUMENT (struct_size, method, max_iter 0,
- * tol, memory, beta or lambda out of range), BUILD_FAILED, OpenCL allocation codes. */
+ * L = product elements): its kernels (dots, linear combinations) and its scratch, (2m + 3) L
+ * floats for Anderson, (2m + 5) L for Broyden (m: memory, broyden_memory), 3 L for ITERATE,
+ * all made here. A plan of CLATTN_OP_DEQ (clattn_plan_get_info, clattn_plan_destroy).
+ * Status: NULL_POINTER, INVALID_SHAPE (a zero size, L beyond 2^31), INVALID_ARGUMENT
+ * (struct_size, method, max_iter 0, tol, memory, broyden_memory, beta or lambda out of range),
+ * BUILD_FAILED, OpenCL allocation codes. */
 CLATTN_API clattn_status clattn_deq_plan_create(clattn_context *ctx, const clattn_deq_desc *desc,
                                                 const size_t shape[4], clattn_plan **plan);
 
@@ -119,7 +122,8 @@ CLATTN_API clattn_status clattn_deq_solve_adjoint(clattn_plan *plan, clattn_deq_
  * with W* [D, D] row-major and z Wq the row vector-matrix product (q[n, :] = z[n, :] Wq); the D
  * columns split evenly into `heads` heads of D / heads; LayerNorm over D without affine
  * parameters, eps 1e-5 (biased variance). Attention is clattn's softmax attention (scale
- * 1/sqrt(D/heads), causal or not) or linear attention (elu+1 feature map, clattn_linear defaults). */
+ * 1/sqrt(D/heads), causal or not) or linear attention (elu+1 feature map, clattn_linear's
+ * defaults). */
 typedef enum clattn_deq_attention {
     CLATTN_DEQ_CELL_SOFTMAX = 0,
     CLATTN_DEQ_CELL_LINEAR = 1
