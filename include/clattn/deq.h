@@ -98,12 +98,15 @@ CLATTN_API clattn_status clattn_deq_plan_create(clattn_context *ctx, const clatt
 
 /* Solves z* = f(z*). `z` (dense row-major of the plan's shape, any offset) holds the initial
  * guess and receives the last iterate, whose residual |f(z) - z| / |z| is reported in *result.
- * Blocking: it reads a few dot products back every iteration. Status: SUCCESS when the tolerance
- * was reached; CLATTN_NOT_CONVERGED when max_iter evaluations did not reach it (z and *result
- * still hold the last iterate and its residual: never a silent answer); NULL_POINTER (plan, f, z
- * or result), INVALID_ARGUMENT (not a DEQ solver plan), SHAPE_MISMATCH, UNSUPPORTED (z not
- * dense), BUFFER_TOO_SMALL; a status of f; OpenCL codes. A non-finite residual stops the solve
- * with NOT_CONVERGED. Validation failures touch nothing. */
+ * Blocking: it reads a few dot products back every iteration, and returns when z is written. Its
+ * first command waits for nothing: on an out-of-order queue, finish the work producing z (and
+ * what f reads) first. f must enqueue on the same OpenCL context (e.g. a cell of the same
+ * clattn context). Status: SUCCESS when the tolerance was reached; CLATTN_NOT_CONVERGED when
+ * max_iter evaluations did not reach it (z and *result still hold the last iterate and its
+ * residual: never a silent answer); NULL_POINTER (plan, f, z or result), INVALID_ARGUMENT (not
+ * a DEQ solver plan), SHAPE_MISMATCH, UNSUPPORTED (z not dense), BUFFER_TOO_SMALL; a status of
+ * f (z untouched); OpenCL codes. A non-finite residual stops the solve with NOT_CONVERGED.
+ * Validation failures touch nothing. */
 CLATTN_API clattn_status clattn_deq_solve(clattn_plan *plan, clattn_deq_fn f, void *user,
                                           const clattn_tensor *z, clattn_deq_result *result);
 
