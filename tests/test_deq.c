@@ -101,6 +101,14 @@ static clattn_status vjp_cb(void *user, const clattn_tensor *v, const clattn_ten
     return e == CL_SUCCESS ? CLATTN_SUCCESS : CLATTN_INTERNAL_ERROR;
 }
 
+/* An f that refuses (as a caller's layer might): its status comes back, z stays untouched. */
+static clattn_status failing_cb(void *user, const clattn_tensor *z, const clattn_tensor *out,
+                                cl_uint nw, const cl_event *w, cl_event *ev)
+{
+    (void)user, (void)z, (void)out, (void)nw, (void)w, (void)ev;
+    return CLATTN_UNSUPPORTED;
+}
+
 static cl_kernel kernel(const char *name)
 {
     cl_int e;
@@ -410,6 +418,7 @@ static void test_invalid(void **state)
                      "solve(NULL plan)");
     EXPECT(clattn_deq_solve_adjoint(plan, fwd_cb, &p, NULL, &z, &r), CLATTN_NULL_POINTER);
     EXPECT(clattn_deq_solve_adjoint(plan, fwd_cb, &p, &z, &z, &r), CLATTN_ALIASING);
+    assert_int_equal(clattn_deq_solve(plan, failing_cb, NULL, &z, &r), CLATTN_UNSUPPORTED);
     /* a plan of another operator */
     clattn_plan *sm = NULL;
     size_t s4[4] = {1, 1, 4, 8};
