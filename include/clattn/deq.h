@@ -33,8 +33,9 @@ typedef enum clattn_deq_method {
      * line search: the inverse Jacobian estimate is -I + sum_d u_d v_d^T over the last m pairs;
      * after a step dx with dg = g(z + dx) - g(z): v^T = dx^T(-I + U V^T),
      * u = (dx - (-I + U V^T) dg) / (v^T dg); the next step is -(-I + U V^T) g. When the memory is
-     * full (broyden_memory pairs) the oldest pair is dropped (the authors' LBFGS_thres ring). A
-     * zero or non-finite v^T dg skips that update. */
+     * full (broyden_memory pairs) the new pair replaces the oldest, which still takes part in
+     * the update that replaces it (the authors' LBFGS_thres ring). A zero or non-finite v^T dg
+     * gives u = 0 (the authors zero a NaN u). */
     CLATTN_DEQ_BROYDEN = 2
 } clattn_deq_method;
 
@@ -82,13 +83,14 @@ typedef clattn_status (*clattn_deq_fn)(void *user, const clattn_tensor *z,
 typedef struct clattn_deq_result {
     unsigned iterations; /* solver steps */
     unsigned f_evals;    /* callback calls */
-    double residual;     /* |f(z) - z| / |z| of the returned z (absolute when |z| = 0) */
+    double residual;     /* |f(z) - z| / |z| of the returned z (absolute when |z| = 0), NaN
+                          * when no iterate had a finite residual */
     int converged;       /* residual <= tol */
 } clattn_deq_result;
 
 /* Bakes a solver for tensors of `shape` (any 4 sizes >= 1; the solver sees them as one vector of
- * L = product elements): its kernels (dots, linear combinations) and its scratch, (2m + 3) L
- * floats for Anderson, (2m + 5) L for Broyden (m: memory, broyden_memory), 3 L for ITERATE,
+ * L = product elements): its kernels (dots, linear combinations) and its scratch, (2m + 4) L
+ * floats for Anderson, (2m + 6) L for Broyden (m: memory, broyden_memory), 4 L for ITERATE,
  * all made here. A plan of CLATTN_OP_DEQ (clattn_plan_get_info, clattn_plan_destroy).
  * Status: NULL_POINTER, INVALID_SHAPE (a zero size, L beyond 2^31), INVALID_ARGUMENT
  * (struct_size, method, max_iter 0, tol, memory, broyden_memory, beta or lambda out of range),
@@ -97,15 +99,17 @@ CLATTN_API clattn_status clattn_deq_plan_create(clattn_context *ctx, const clatt
                                                 const size_t shape[4], clattn_plan **plan);
 
 /* Solves z* = f(z*). `z` (dense row-major of the plan's shape, any offset) holds the initial
- * guess and receives the last iterate, whose residual |f(z) - z| / |z| is reported in *result.
+ * guess and receives the iterate with the lowest residual |f(z) - z| / |z| (as the authors'
+ * solvers return; the last one when converged), that residual reported in *result.
  * Blocking: it reads a few dot products back every iteration, and returns when z is written. Its
  * first command waits for nothing: on an out-of-order queue, finish the work producing z (and
  * what f reads) first. f must enqueue on the same OpenCL context (e.g. a cell of the same
  * clattn context). Status: SUCCESS when the tolerance was reached; CLATTN_NOT_CONVERGED when
- * max_iter evaluations did not reach it (z and *result still hold the last iterate and its
+ * max_iter evaluations did not reach it (z and *result still hold that best iterate and its
  * residual: never a silent answer); NULL_POINTER (plan, f, z or result), INVALID_ARGUMENT (not
  * a DEQ solver plan), SHAPE_MISMATCH, UNSUPPORTED (z not dense), BUFFER_TOO_SMALL; a status of
- * f (z untouched); OpenCL codes. A non-finite residual stops the solve with NOT_CONVERGED.
+ * f (z untouched); OpenCL codes. A non-finite residual stops the solve with NOT_CONVERGED (z
+ * keeps the initial guess and the residual is NaN when no iterate had a finite one).
  * Validation failures touch nothing. */
 CLATTN_API clattn_status clattn_deq_solve(clattn_plan *plan, clattn_deq_fn f, void *user,
                                           const clattn_tensor *z, clattn_deq_result *result);

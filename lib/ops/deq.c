@@ -20,6 +20,7 @@ typedef struct deq_plan {
     cl_kernel dots, comb;
     cl_mem hx, hr;         /* m rows of len: Anderson X_i and G_i; Broyden u_d and v_d */
     cl_mem x, fx, gx, dx, t; /* len each */
+    cl_mem best;             /* the iterate with the lowest residual so far */
     cl_mem part;           /* (m + 2) x parts partial sums */
     float *part_host;
     double gram[CLATTN_DEQ_MAX_MEMORY][CLATTN_DEQ_MAX_MEMORY];
@@ -161,6 +162,7 @@ clattn_status clattn_deq_plan_create(clattn_context *ctx, const clattn_deq_desc 
     CLATTN_FORWARD(clattn__plan_scratch(base, vb, "deq x", &p->x));
     CLATTN_FORWARD(clattn__plan_scratch(base, vb, "deq f(x)", &p->fx));
     CLATTN_FORWARD(clattn__plan_scratch(base, vb, "deq residual", &p->gx));
+    CLATTN_FORWARD(clattn__plan_scratch(base, vb, "deq best iterate", &p->best));
     if (d.method == CLATTN_DEQ_BROYDEN) {
         CLATTN_FORWARD(clattn__plan_scratch(base, vb, "deq step", &p->dx));
         CLATTN_FORWARD(clattn__plan_scratch(base, vb, "deq residual change", &p->t));
@@ -186,6 +188,7 @@ typedef struct solve_run {
     void *user;
     const clattn_tensor *b; /* adjoint: h(g) = vjp(g) + b */
     unsigned evals;
+    double best;            /* the lowest finite residual so far (INFINITY: none yet) */
 } solve_run;
 
 #define ROW(r) ((r) * run->p->len)
@@ -333,9 +336,26 @@ static double rel_residual(double r2, double x2)
     return x > 0.0 ? r / x : r;
 }
 
-/* ---- the methods: each leaves the answer in *ans and fills res ---- */
+/* One more iterate `cur` with residual `r`: counted, and kept in p->best when it is the lowest
+ * so far (the authors' solvers return that one too; a converged solve's last iterate is it). */
+static clattn_status note(solve_run *run, vec cur, double r, clattn_deq_result *res)
+{
+    res->iterations++;
+    if (!(isfinite(r) && r < run->best))
+        return CLATTN_SUCCESS;
+    run->best = r;
+    return copy(run, (vec){run->p->best, 0}, cur, false, NULL);
+}
 
-static clattn_status solve_iterate(solve_run *run, vec *ans, clattn_deq_result *res)
+/* A method may stop: converged, or a residual that is not finite. */
+static bool stop(const solve_run *run, double r)
+{
+    return !(r > run->p->desc.tol) || !isfinite(r);
+}
+
+/* ---- the methods: iterate until stop() or max_iter evaluations, note()-ing every iterate ---- */
+
+static clattn_status solve_iterate(solve_run *run, clattn_deq_result *res)
 {
     deq_plan *p = run->p;
     clattn_status status = CLATTN_SUCCESS;
@@ -345,10 +365,9 @@ static clattn_status solve_iterate(solve_run *run, vec *ans, clattn_deq_result *
         CLATTN_FORWARD(comb(run, g, 1.0f, fx, -1.0f, x, NULL, 0, NULL, NULL, 0, NULL));
         double d[2];
         CLATTN_FORWARD(dots(run, g.m, 0, 1, g, x, d));
-        res->iterations++;
-        res->residual = rel_residual(d[0], d[1]);
-        *ans = x;
-        if (!(res->residual > p->desc.tol) || !isfinite(res->residual))
+        double r = rel_residual(d[0], d[1]);
+        CLATTN_FORWARD(note(run, x, r, res));
+        if (stop(run, r))
             break;
         if (run->evals < p->desc.max_iter) {
             vec t = x; /* the next iterate is f(x): swap the buffers */
@@ -410,7 +429,7 @@ static bool anderson_alpha(const deq_plan *p, unsigned n, double *alpha)
     return true;
 }
 
-static clattn_status solve_anderson(solve_run *run, vec *ans, clattn_deq_result *res)
+static clattn_status solve_anderson(solve_run *run, clattn_deq_result *res)
 {
     deq_plan *p = run->p;
     clattn_status status = CLATTN_SUCCESS;
@@ -448,33 +467,30 @@ static clattn_status solve_anderson(solve_run *run, vec *ans, clattn_deq_result 
         CLATTN_FORWARD(dots(run, p->hr, 0, rows, rs, xs, d));
         for (unsigned i = 0; i < rows; i++)
             p->gram[s][i] = p->gram[i][s] = d[i];
-        res->iterations++;
-        res->residual = rel_residual(d[s], d[rows]);
-        *ans = xs;
-        if (!(res->residual > p->desc.tol) || !isfinite(res->residual))
+        double r = rel_residual(d[s], d[rows]);
+        CLATTN_FORWARD(note(run, xs, r, res));
+        if (stop(run, r))
             break;
     }
 cleanup:
     return status;
 }
 
-static clattn_status solve_broyden(solve_run *run, vec *ans, clattn_deq_result *res)
+static clattn_status solve_broyden(solve_run *run, clattn_deq_result *res)
 {
     deq_plan *p = run->p;
     clattn_status status = CLATTN_SUCCESS;
     const unsigned m = p->desc.broyden_memory;
     vec x = {p->x, 0}, fx = {p->fx, 0}, g = {p->gx, 0}, dx = {p->dx, 0}, dg = {p->t, 0};
     vec none = {NULL, 0};
-    unsigned cnt = 0, head = 0; /* pairs held; the oldest's slot when full */
+    unsigned cnt = 0, next = 0; /* pairs held (at most m); the slot the next pair goes to */
     double c[CLATTN_DEQ_MAX_MEMORY + 1], c2[CLATTN_DEQ_MAX_MEMORY + 1];
     CLATTN_FORWARD(feval(run, x, fx));
     CLATTN_FORWARD(comb(run, g, 1.0f, fx, -1.0f, x, NULL, 0, NULL, NULL, 0, NULL));
     CLATTN_FORWARD(dots(run, g.m, 0, 1, g, x, c));
-    res->iterations = 1;
-    res->residual = rel_residual(c[0], c[1]);
-    *ans = x;
-    while (res->residual > p->desc.tol && isfinite(res->residual) &&
-           run->evals < p->desc.max_iter) {
+    double r = rel_residual(c[0], c[1]);
+    CLATTN_FORWARD(note(run, x, r, res));
+    while (!stop(run, r) && run->evals < p->desc.max_iter) {
         /* the step: dx = -(-I + U V^T) g = g - sum_d (v_d . g) u_d */
         if (cnt > 0) {
             CLATTN_FORWARD(dots(run, p->hr, 0, cnt, g, none, c));
@@ -489,37 +505,34 @@ static clattn_status solve_broyden(solve_run *run, vec *ans, clattn_deq_result *
         CLATTN_FORWARD(comb(run, dg, 1.0f, fx, -1.0f, x, p->gx, 1, &m1, NULL, 0, NULL));
         CLATTN_FORWARD(comb(run, g, 1.0f, fx, -1.0f, x, NULL, 0, NULL, NULL, 0, NULL));
         CLATTN_FORWARD(dots(run, g.m, 0, 1, g, x, c));
-        res->iterations++;
-        res->residual = rel_residual(c[0], c[1]);
-        if (!(res->residual > p->desc.tol) || !isfinite(res->residual) ||
-            run->evals >= p->desc.max_iter)
+        r = rel_residual(c[0], c[1]);
+        CLATTN_FORWARD(note(run, x, r, res));
+        if (stop(run, r) || run->evals >= p->desc.max_iter)
             break;
-        /* the new pair goes to slot s; when the memory is full it replaces the oldest, which
-         * takes no part in the sums below (coefficient 0) */
-        unsigned s = cnt < m ? cnt : head;
-        /* a_d = u_d . dx, b_d = v_d . dg over the pairs kept */
-        if (cnt > 0) {
+        /* The update from every pair held, the oldest included, as in the authors' code; the new
+         * pair then replaces the oldest when the memory is full (their LBFGS_thres ring). Slot s
+         * is read and written element by element by the same work-item (in place). */
+        unsigned s = next;
+        if (cnt > 0) { /* a_d = u_d . dx, b_d = v_d . dg */
             CLATTN_FORWARD(dots(run, p->hx, 0, cnt, dx, none, c));
             CLATTN_FORWARD(dots(run, p->hr, 0, cnt, dg, none, c2));
-            if (cnt == m)
-                c[s] = c2[s] = 0.0;
         }
         /* v^T = dx^T (-I + U V^T) = -dx + sum_d a_d v_d, into slot s of V */
         vec vs = {p->hr, ROW(s)}, us = {p->hx, ROW(s)};
         CLATTN_FORWARD(comb(run, vs, -1.0f, dx, 0.0f, none, p->hr, cnt, c, NULL, 0, NULL));
         double den;
         CLATTN_FORWARD(dots(run, p->hr, ROW(s), 1, dg, none, &den));
-        if (!(fabs(den) > 0.0) || !isfinite(den))
-            continue; /* no update: slot s is left for the next try (not counted) */
-        /* u = (dx - (-I + U V^T) dg) / den = (dx + dg - sum_d b_d u_d) / den, into slot s */
+        /* u = (dx - (-I + U V^T) dg) / den = (dx + dg - sum_d b_d u_d) / den, into slot s; a
+         * zero or non-finite den gives u = 0 (the authors zero a NaN u): the pair then adds
+         * nothing to the estimate */
+        bool ok = fabs(den) > 0.0 && isfinite(den);
         for (unsigned d = 0; d < cnt; d++)
-            c2[d] = -c2[d] / den;
-        CLATTN_FORWARD(comb(run, us, (float)(1.0 / den), dx, (float)(1.0 / den), dg, p->hx, cnt,
-                            c2, NULL, 0, NULL));
+            c2[d] = ok ? -c2[d] / den : 0.0;
+        float inv = ok ? (float)(1.0 / den) : 0.0f;
+        CLATTN_FORWARD(comb(run, us, inv, dx, inv, dg, p->hx, cnt, c2, NULL, 0, NULL));
         if (cnt < m)
             cnt++;
-        else
-            head = (head + 1) % m;
+        next = (next + 1) % m;
     }
 cleanup:
     return status;
@@ -534,7 +547,7 @@ static clattn_status solve(clattn_plan *plan, clattn_deq_fn f, void *user, const
     deq_plan *p = (deq_plan *)plan;
     clattn_context *ctx = plan->ctx;
     cl_event ev = NULL;
-    solve_run r = {p, ctx, {0}, f, user, b, 0};
+    solve_run r = {p, ctx, {0}, f, user, b, 0, INFINITY};
     bool seq = false;
     CLATTN_CHECK(f && z && result, CLATTN_NULL_POINTER, "%s: %s, z and result are required", fn,
                  b ? "vjp" : "f");
@@ -547,20 +560,25 @@ static clattn_status solve(clattn_plan *plan, clattn_deq_fn f, void *user, const
     CLATTN_FORWARD(clattn__seq_init(&r.s, ctx, 0, NULL));
     seq = true;
     CLATTN_FORWARD(copy(&r, (vec){p->x, 0}, (vec){z->buffer, z->offset}, false, NULL));
-    vec ans = {p->x, 0};
     switch (p->desc.method) {
     case CLATTN_DEQ_ITERATE:
-        CLATTN_FORWARD(solve_iterate(&r, &ans, &res));
+        CLATTN_FORWARD(solve_iterate(&r, &res));
         break;
     case CLATTN_DEQ_ANDERSON:
-        CLATTN_FORWARD(solve_anderson(&r, &ans, &res));
+        CLATTN_FORWARD(solve_anderson(&r, &res));
         break;
     case CLATTN_DEQ_BROYDEN:
-        CLATTN_FORWARD(solve_broyden(&r, &ans, &res));
+        CLATTN_FORWARD(solve_broyden(&r, &res));
         break;
     }
-    CLATTN_FORWARD(copy(&r, (vec){z->buffer, z->offset}, ans, true, &ev));
-    CLATTN_CL(clWaitForEvents(1, &ev));
+    /* the iterate with the lowest residual; none finite: z keeps the initial guess */
+    if (isfinite(r.best)) {
+        CLATTN_FORWARD(copy(&r, (vec){z->buffer, z->offset}, (vec){p->best, 0}, true, &ev));
+        CLATTN_CL(clWaitForEvents(1, &ev));
+    } else {
+        CLATTN_CL(clFinish(ctx->queue)); /* nothing of the solve may run after it returns */
+    }
+    res.residual = isfinite(r.best) ? r.best : NAN;
     res.f_evals = r.evals;
     res.converged = isfinite(res.residual) && res.residual <= p->desc.tol;
     *result = res;
