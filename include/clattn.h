@@ -249,7 +249,8 @@ typedef enum clattn_operator {
     CLATTN_OP_ROUTING = 5, /* Routing Transformer attention */
     CLATTN_OP_SSM = 6,     /* state-space (S4D/DSS) long convolution */
     CLATTN_OP_GSS = 7,     /* gated state-space layer */
-    CLATTN_OP_DEQ = 8      /* deep-equilibrium fixed-point solvers and attention cell */
+    /* 8: CLATTN_OP_MGK (Transformer-MGK, another branch of issue 13) */
+    CLATTN_OP_DEQ = 9      /* deep-equilibrium fixed-point solvers and attention cell */
 } clattn_operator;
 
 /* "softmax", "linear", "rpe", "lsh", "routing", "ssm", "gss", "deq" (the names of the CLI, the files

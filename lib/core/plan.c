@@ -8,7 +8,8 @@
 #include <string.h>
 
 static const char *const op_names[] = {"unknown", "softmax", "linear", "rpe",
-                                       "lsh",     "routing", "ssm",    "gss", "deq"};
+                                       "lsh",     "routing", "ssm",    "gss",
+                                       "unknown" /* 8: mgk, on another branch */, "deq"};
 
 const char *clattn_operator_name(clattn_operator op)
 {
