@@ -80,7 +80,8 @@ CLATTN_API const char *clattn_version_string(void);
     X(IO_ERROR, -4011, "file input/output error")                                                  \
     X(BLAS_ERROR, -4012, "CLBlast call failed")                                                    \
     X(INVALID_CONTEXT, -4013, "invalid or mismatched context")                                      \
-    X(INTERNAL_ERROR, -4014, "internal library error (a bug: please report it)")
+    X(INTERNAL_ERROR, -4014, "internal library error (a bug: please report it)")                 \
+    X(NOT_CONVERGED, -4015, "iterative solver did not reach its tolerance")
 
 typedef enum clattn_status {
 #define CLATTN_STATUS_ENUM_(name, value, msg) CLATTN_##name = value,
@@ -248,10 +249,11 @@ typedef enum clattn_operator {
     CLATTN_OP_ROUTING = 5, /* Routing Transformer attention */
     CLATTN_OP_SSM = 6,     /* state-space (S4D/DSS) long convolution */
     CLATTN_OP_GSS = 7,     /* gated state-space layer */
-    CLATTN_OP_MGK = 8      /* Transformer-MGK: mixture-of-Gaussian-keys attention */
+    CLATTN_OP_MGK = 8,     /* Transformer-MGK: mixture-of-Gaussian-keys attention */
+    CLATTN_OP_DEQ = 9      /* deep-equilibrium fixed-point solvers and attention cell */
 } clattn_operator;
 
-/* "softmax", "linear", "rpe", "lsh", "routing", "ssm", "gss", "mgk" (the names of the CLI, the files
+/* "softmax", "linear", "rpe", "lsh", "routing", "ssm", "gss", "mgk", "deq" (the names of the CLI, the files
  * and the tuning database), or "unknown". */
 CLATTN_API const char *clattn_operator_name(clattn_operator op);
 
@@ -474,6 +476,7 @@ CLATTN_API void clattn_tuning_db_warning(clattn_context *ctx, char *buf, size_t 
 #include "clattn/routing.h"
 #include "clattn/ssm.h"
 #include "clattn/mgk.h"
+#include "clattn/deq.h"
 
 #ifdef __cplusplus
 }

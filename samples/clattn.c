@@ -32,6 +32,7 @@ static const struct {
     {"rpe", cli_run_rpe, cli_bench_rpe, cli_usage_rpe},
     {"gss", cli_run_gss, cli_bench_gss, cli_usage_gss},
     {"mgk", cli_run_mgk, cli_bench_mgk, cli_usage_mgk},
+    {"deq", cli_run_deq, cli_bench_deq, cli_usage_deq},
 };
 #define N_OPERATORS (sizeof OPERATORS / sizeof OPERATORS[0])
 

@@ -288,4 +288,8 @@ int cli_bench_mgk(int argc, char **argv);
  * 0.001 to 0.1 across the H channels, Ct random (fixed seed). */
 clattn_status cli_make_s4d_lin(clattn_context *ctx, size_t H, size_t N, clattn_ssm **s);
 
+void cli_usage_deq(FILE *f); /* cli_deq.c */
+int cli_run_deq(int argc, char **argv);
+int cli_bench_deq(int argc, char **argv);
+
 #endif

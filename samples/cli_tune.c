@@ -140,7 +140,7 @@ static int find_op(const char *name, size_t *row)
         if (clattn_tune_supported(TUNE_OPS[i].op))
             snprintf(tunable + strlen(tunable), sizeof tunable - strlen(tunable), "%s%s",
                      tunable[0] ? ", " : "", clattn_operator_name(TUNE_OPS[i].op));
-    for (int op = CLATTN_OP_SOFTMAX; op <= CLATTN_OP_GSS; op++) {
+    for (int op = CLATTN_OP_SOFTMAX; op <= CLATTN_OP_DEQ; op++) {
         if (strcmp(name, clattn_operator_name((clattn_operator)op)) != 0)
             continue;
         for (size_t i = 0; i < N_TUNE_OPS; i++)

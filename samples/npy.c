@@ -280,10 +280,12 @@ static int dtype_from_descr(const char *path, const header_info *hi, npy_dtype *
     return -1;
 }
 
-int npy_read(const char *path, npy_array *out, char *err, size_t errlen)
+/* npy_read on an open stream `given` (closed here), or on the file at path when given is NULL;
+ * path names the array in messages either way. */
+static int read_stream(FILE *given, const char *path, npy_array *out, char *err, size_t errlen)
 {
     int rc = -1;
-    FILE *f = NULL;
+    FILE *f = given;
     char *hdr = NULL;
     void *data = NULL;
     unsigned char pre[12];
@@ -304,7 +306,8 @@ int npy_read(const char *path, npy_array *out, char *err, size_t errlen)
     }
     memset(&hi, 0, sizeof hi);
 
-    f = fopen(path, "rb");
+    if (f == NULL)
+        f = fopen(path, "rb");
     if (f == NULL) {
         fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         goto cleanup;
@@ -431,6 +434,152 @@ int npy_read(const char *path, npy_array *out, char *err, size_t errlen)
 cleanup:
     free(data);
     free(hdr);
+    if (f != NULL)
+        fclose(f);
+    return rc;
+}
+
+int npy_read(const char *path, npy_array *out, char *err, size_t errlen)
+{
+    return read_stream(NULL, path, out, err, errlen);
+}
+
+/* ---- .npz: a zip archive of .npy members (np.savez) ---- */
+
+static uint32_t le16(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+static uint32_t le32(const unsigned char *p) { return le16(p) | le16(p + 2) << 16; }
+static uint64_t le64(const unsigned char *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
+
+/* The zip64 extended-information values (0x0001) of an extra field that replace 0xffffffff
+ * entries of a central-directory record, in order: uncompressed size, compressed size, local
+ * header offset. */
+static void zip64_fields(const unsigned char *x, size_t xlen, uint64_t *usize, uint64_t *csize,
+                         uint64_t *off)
+{
+    while (xlen >= 4) {
+        uint32_t id = le16(x), n = le16(x + 2);
+        if (n + 4 > xlen)
+            return;
+        if (id == 1) {
+            const unsigned char *v = x + 4;
+            size_t left = n;
+            uint64_t *f[3] = {usize, csize, off};
+            for (int i = 0; i < 3; i++)
+                if (*f[i] == 0xffffffffu && left >= 8) {
+                    *f[i] = le64(v);
+                    v += 8;
+                    left -= 8;
+                }
+            return;
+        }
+        x += 4 + n;
+        xlen -= 4 + n;
+    }
+}
+
+int npz_read(const char *path, const char *name, npy_array *out, char *err, size_t errlen)
+{
+    int rc = -1;
+    unsigned char *z = NULL;
+    FILE *f = NULL;
+    long flen;
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (out != NULL)
+        memset(out, 0, sizeof *out);
+    if (path == NULL || name == NULL || out == NULL) {
+        fail(err, errlen, "npz_read: path, name and out must not be NULL");
+        return -1;
+    }
+    f = fopen(path, "rb");
+    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (flen = ftell(f)) < 0 ||
+        fseek(f, 0, SEEK_SET) != 0) {
+        fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    size_t len = (size_t)flen;
+    z = malloc(len ? len : 1);
+    if (z == NULL) {
+        fail(err, errlen, "%s: out of memory for %zu bytes", path, len);
+        goto cleanup;
+    }
+    if (fread(z, 1, len, f) != len) {
+        fail(err, errlen, "%s: read error", path);
+        goto cleanup;
+    }
+    /* the end-of-central-directory record: the last "PK\5\6" with room for its 22 bytes */
+    size_t eocd = (size_t)-1;
+    for (size_t i = len >= 22 ? len - 22 + 1 : 0; i-- > 0;)
+        if (le32(z + i) == 0x06054b50u) {
+            eocd = i;
+            break;
+        }
+    if (eocd == (size_t)-1) {
+        fail(err, errlen, "%s: not a .npz file (no zip end-of-central-directory record)", path);
+        goto cleanup;
+    }
+    uint64_t entries = le16(z + eocd + 10), cd = le32(z + eocd + 16);
+    if (cd == 0xffffffffu || entries == 0xffffu) { /* zip64: its locator precedes the record */
+        if (eocd < 20 || le32(z + eocd - 20) != 0x07064b50u ||
+            le64(z + eocd - 12) + 56 > len || le32(z + le64(z + eocd - 12)) != 0x06064b50u) {
+            fail(err, errlen, "%s: damaged zip64 end-of-central-directory record", path);
+            goto cleanup;
+        }
+        const unsigned char *r = z + le64(z + eocd - 12);
+        entries = le64(r + 32);
+        cd = le64(r + 48);
+    }
+    char want[256];
+    snprintf(want, sizeof want, "%s.npy", name);
+    size_t pos = (size_t)cd;
+    for (uint64_t e = 0; e < entries; e++) {
+        if (pos + 46 > len || le32(z + pos) != 0x02014b50u) {
+            fail(err, errlen, "%s: damaged zip central directory", path);
+            goto cleanup;
+        }
+        const unsigned char *c = z + pos;
+        uint32_t method = le16(c + 10), nlen = le16(c + 28), xlen = le16(c + 30),
+                 clen = le16(c + 32);
+        uint64_t csize = le32(c + 20), usize = le32(c + 24), off = le32(c + 42);
+        if (pos + 46 + nlen + xlen > len) {
+            fail(err, errlen, "%s: damaged zip central directory", path);
+            goto cleanup;
+        }
+        const char *ename = (const char *)c + 46;
+        pos += 46 + (size_t)nlen + xlen + clen;
+        if (nlen != strlen(want) || memcmp(ename, want, nlen) != 0)
+            continue;
+        zip64_fields(c + 46 + nlen, xlen, &usize, &csize, &off);
+        if (method != 0) {
+            fail(err, errlen,
+                 "%s: member %s is compressed (zip method %u): compressed .npz "
+                 "(np.savez_compressed) is not supported, save with np.savez",
+                 path, want, (unsigned)method);
+            goto cleanup;
+        }
+        if (off + 30 > len || le32(z + off) != 0x04034b50u) {
+            fail(err, errlen, "%s: damaged zip local header of %s", path, want);
+            goto cleanup;
+        }
+        uint64_t data = off + 30 + le16(z + off + 26) + le16(z + off + 28);
+        if (csize != usize || data + usize > len || usize == 0) {
+            fail(err, errlen, "%s: member %s: %llu bytes do not fit the archive", path, want,
+                 (unsigned long long)usize);
+            goto cleanup;
+        }
+        FILE *m = fmemopen(z + data, (size_t)usize, "rb");
+        if (m == NULL) {
+            fail(err, errlen, "%s: cannot read member %s: %s", path, want, strerror(errno));
+            goto cleanup;
+        }
+        char label[1024];
+        snprintf(label, sizeof label, "%s:%s", path, want);
+        rc = read_stream(m, label, out, err, errlen);
+        goto cleanup;
+    }
+    fail(err, errlen, "%s: no member %s", path, want);
+cleanup:
+    free(z);
     if (f != NULL)
         fclose(f);
     return rc;

@@ -35,6 +35,12 @@ typedef struct npy_array {
  * *out zeroed. */
 int npy_read(const char *path, npy_array *out, char *err, size_t errlen);
 
+/* Reads member `name` (".npy" appended: "wq" reads "wq.npy") of an .npz archive as npy_read
+ * does. Only uncompressed archives (np.savez) are read: a compressed member (np.savez_compressed)
+ * is refused with a message saying so. ZIP64 records (numpy writes them) are understood.
+ * Returns 0, or -1 with a one-line message in err. */
+int npz_read(const char *path, const char *name, npy_array *out, char *err, size_t errlen);
+
 /* Writes a float32 C-order array with a version 1.0 header laid out as
  * numpy >= 1.23 writes it (data starts at a multiple of 64 bytes).
  * Writes atomically: to "<path>.tmp.<pid>" then rename(); on any failure

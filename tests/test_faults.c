@@ -68,6 +68,9 @@ static const fault_case cases[] = {
     {"gss", "run gss --x x.npy --weights gw -o out.npy --algo direct", "out.npy"},
     {"mgk", "run mgk --q q.npy --k mk.npy --v v.npy --pi pi.npy -o out.npy --lse lse.npy --causal",
      "out.npy lse.npy"},
+    {"deq", "run deq --x x.npy --seed 3 --heads 2 --solver anderson --tol 3 --max-iter 2 "
+            "-o out.npy",
+     "out.npy"},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 

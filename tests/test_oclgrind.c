@@ -1,7 +1,8 @@
 /* Small shapes of every attention kernel, meant to run under oclgrind (tests/run_oclgrind.sh), which
  * simulates the device and reports data races, out-of-bounds and uninitialised accesses. Also
  * checks results against the fp64 reference so a silent wrong answer fails too.
- * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm|ssm_s4|rpe|mgk]... (default: cpu gpu) */
+ * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm|ssm_s4|rpe|mgk|deq]...
+ * (default: cpu gpu) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "reference/ref_ssm_s4.h"
 #include "reference/ref_gss.h"
 #include "reference/ref_mgk.h"
+#include "reference/ref_deq.h"
 #include "../lib/blocks/sort.h"
 #include "../lib/sched/sched.h"
 
@@ -792,6 +794,85 @@ static int run_mgk_state(clattn_context *ctx)
     return rc;
 }
 
+/* The DEQ attention cell (B 1, N 5, D 8, 2 heads) once against its fp64 reference, then a few
+ * Anderson and Broyden iterations on it (the solvers' dots and combination kernels). */
+static int run_deq(clattn_context *ctx)
+{
+    enum { N = 5, D = 8, L = N * D };
+    float w[4][D * D], x[L], z[L], out[L];
+    double zd[L], ref[L];
+    uint64_t seed = 31;
+    for (int i = 0; i < 4; i++)
+        ref_fill_uniform(w[i], D * D, 0.35, &seed);
+    ref_fill_uniform(x, L, 1, &seed);
+    ref_fill_uniform(z, L, 1, &seed);
+    for (int i = 0; i < L; i++)
+        zd[i] = z[i];
+    ref_deq_cell(1, N, D, 2, 0, w[0], w[1], w[2], w[3], x, zd, ref);
+    cl_context cl = clattn_context_get_cl_context(ctx);
+    cl_command_queue q = clattn_context_get_cl_queue(ctx);
+    cl_int e = CL_SUCCESS;
+    cl_mem bw[4], bx, bz, bo;
+    for (int i = 0; i < 4; i++)
+        bw[i] = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof w[i], w[i], &e);
+    bx = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof x, x, &e);
+    bz = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof z, z, &e);
+    bo = clCreateBuffer(cl, CL_MEM_READ_WRITE, sizeof out, NULL, &e);
+    clattn_deq_cell_desc cd;
+    clattn_deq_cell_desc_init(&cd);
+    cd.heads = 2;
+    clattn_plan *cell = NULL, *solver = NULL;
+    clattn_tensor tx = clattn_tensor_make(bx, 1, 1, N, D), tz = clattn_tensor_make(bz, 1, 1, N, D),
+                  to = clattn_tensor_make(bo, 1, 1, N, D);
+    clattn_status st = clattn_deq_cell_create(ctx, &cd, 1, N, D, bw[0], bw[1], bw[2], bw[3], &cell);
+    if (st == CLATTN_SUCCESS)
+        st = clattn_deq_cell_set_input(cell, &tx);
+    if (st == CLATTN_SUCCESS)
+        st = clattn_deq_cell_eval(cell, &tz, &to, 0, NULL, NULL);
+    if (st == CLATTN_SUCCESS)
+        st = clEnqueueReadBuffer(q, bo, CL_TRUE, 0, sizeof out, out, 0, NULL, NULL) == CL_SUCCESS
+                 ? CLATTN_SUCCESS
+                 : CLATTN_INTERNAL_ERROR;
+    int rc = st != CLATTN_SUCCESS;
+    if (!rc) {
+        double e_max = 0;
+        for (int i = 0; i < L; i++)
+            e_max = fmax(e_max, fabs(out[i] - ref[i]));
+        printf("deq cell: error %.2e\n", e_max);
+        rc = !(e_max <= 1e-4 * 4);
+    }
+    for (int m = CLATTN_DEQ_ANDERSON; m <= CLATTN_DEQ_BROYDEN && !rc; m++) {
+        clattn_deq_desc dd;
+        clattn_deq_desc_init(&dd);
+        dd.method = (clattn_deq_method)m;
+        dd.max_iter = 6;
+        dd.memory = 3;
+        dd.broyden_memory = 3;
+        const size_t shape[4] = {1, 1, N, D};
+        clattn_deq_result r;
+        st = clattn_deq_plan_create(ctx, &dd, shape, &solver);
+        if (st == CLATTN_SUCCESS)
+            st = clattn_deq_solve(solver, clattn_deq_cell_eval, cell, &tz, &r);
+        clattn_plan_destroy(solver);
+        solver = NULL;
+        if (st == CLATTN_NOT_CONVERGED || st == CLATTN_SUCCESS) {
+            printf("deq %s: %u evaluations, residual %.2e\n", m == 1 ? "anderson" : "broyden",
+                   r.f_evals, r.residual);
+            rc = !isfinite(r.residual);
+        } else
+            rc = 1;
+    }
+    if (st != CLATTN_SUCCESS && st != CLATTN_NOT_CONVERGED)
+        fprintf(stderr, "deq failed: %s\n", clattn_context_last_error(ctx));
+    clattn_plan_destroy(cell);
+    for (int i = 0; i < 4; i++)
+        clReleaseMemObject(bw[i]);
+    clReleaseMemObject(bx);
+    clReleaseMemObject(bz);
+    clReleaseMemObject(bo);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     clattn_context *ctx = NULL;
@@ -834,6 +915,10 @@ int main(int argc, char **argv)
             rc |= run_mgk(ctx, CLATTN_MGK_LINEAR, CLATTN_MGK_AUTO, 19, 19, 8, 1);
             rc |= run_mgk(ctx, CLATTN_MGK_LINEAR, CLATTN_MGK_AUTO, 11, 19, 8, 0);
             rc |= run_mgk_state(ctx);
+            continue;
+        }
+        if (strcmp(w, "deq") == 0) {
+            rc |= run_deq(ctx);
             continue;
         }
         if (strcmp(w, "ssm") == 0) {

@@ -402,4 +402,24 @@ clattn_status clattn__schedule_mgk(const clattn_device_info *dev, const clattn__
 
 /* ---- end Transformer-MGK ---- */
 
+/* ---- DEQ solvers' vector kernels (lib/sched/sched_deq.c) ---- */
+typedef struct clattn__deq_launch {
+    size_t parts;         /* DEQ_PARTS: partial sums per dot product (power of two) */
+    size_t dots_local;    /* work-group size of the dots kernel (divides parts) */
+    size_t comb_local;    /* work-group size of the linear-combination kernel */
+    size_t ln_local;      /* work-group size of the attention cell's LayerNorm kernel */
+    char defines[64];     /* -D options of deq.cl, every one DEQ_-prefixed */
+} clattn__deq_launch;
+
+/* Launch sizes for vectors of `len` elements: parts = the largest power of two <= len /
+ * CLATTN__DEQ_MIN_PER_PART, within [1, CLATTN__DEQ_MAX_PARTS]; work-groups of CLATTN__DEQ_LOCAL
+ * (dots: at most parts), except on loop-capped and SIMT CPU devices (llvmpipe), where the looping
+ * kernels (dots, LayerNorm) get work-groups of one item. */
+#define CLATTN__DEQ_MAX_PARTS 256
+#define CLATTN__DEQ_MIN_PER_PART 32
+#define CLATTN__DEQ_LOCAL 64
+void clattn__schedule_deq(const clattn_device_info *dev, size_t len, clattn__deq_launch *out);
+
+/* ---- end DEQ ---- */
+
 #endif

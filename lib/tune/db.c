@@ -164,7 +164,7 @@ static void warn_add(char *warn, size_t wlen, unsigned *count, const char *msg)
 
 static bool known_operator(const char *name)
 {
-    for (int op = CLATTN_OP_SOFTMAX; op <= CLATTN_OP_GSS; op++)
+    for (int op = CLATTN_OP_SOFTMAX; op <= CLATTN_OP_DEQ; op++)
         if (strcmp(name, clattn_operator_name((clattn_operator)op)) == 0)
             return true;
     return false;
