@@ -15,12 +15,15 @@ or by ctypes.util.find_library("clattn") (an installed libclattn.so).
 from ._lib import library_path, lib as _clib
 from ._core import Error, DTypeError, devices, status_name
 from ._ops import Plan, RoutingPlan
-from ._states import LinearState, Ssm, SsmState, s4d_zoh
+from ._states import LinearState, Ssm, SsmState, s4d_zoh, s4_hippo_legs
+from ._mgk import MgkState
+from ._deq import DeqCell, DeqResult, NotConverged
 from ._context import Context
 
 __all__ = ["Context", "Error", "DTypeError", "Plan", "RoutingPlan", "LinearState", "Ssm",
            "SsmState", "devices", "s4d_zoh", "version", "library_path", "status_name",
-           "lsh_rotations", "favor_projection"]
+           "lsh_rotations", "favor_projection", "s4_hippo_legs", "MgkState", "DeqCell",
+           "DeqResult", "NotConverged"]
 
 
 def version():

@@ -4,7 +4,7 @@ import ctypes
 
 import numpy as np
 
-from . import _lib, _core, _ops, _states
+from . import _lib, _core, _ops, _states, _mgk, _deq
 from ._lib import lib
 from ._core import Error
 from ._ops import (make_desc, _bake, _oneshot, _shape4, _upload, Plan, RoutingPlan,
@@ -133,6 +133,12 @@ class Context(_core.Context):
         log_dt [H] and the skip D [H] (or None)."""
         return _states.Ssm(self, A, Ct, log_dt, D)
 
+    def ssm_s4(self, Lambda, P, B, C, log_dt, Q=None, D=None, *, max_length=None):
+        """A full S4 handle (diagonal plus low rank, bilinear): the same Ssm object as
+        ssm_model gives (kernel(L), plan, state), for kernels of L <= max_length. Lambda, P, B,
+        C, Q (default P): complex [H, N] or [N] (every channel); log_dt [H]; D [H] or None."""
+        return _states.Ssm.s4(self, Lambda, P, B, C, log_dt, Q=Q, D=D, max_length=max_length)
+
     def ssm_conv_plan(self, u_shape, algorithm=None):
         """The long convolution alone for u [B, H, L]: plan(u, kernel [H, L], d=None)."""
         B, H, L = (int(x) for x in u_shape)
@@ -152,6 +158,40 @@ class Context(_core.Context):
             return model(u, algorithm=algorithm, out=out)
         finally:
             model.close()
+
+    # ---- mgk ----
+    def mgk_plan(self, q_shape, k_shape, *, key_lengths=None, sigma=None, linear=False,
+                 causal=False, eps=None, algorithm=None):
+        """A Transformer-MGK plan: q [B, H, Nq, D], k [B, H, R, Nk, D] (or [B, H * R, Nk, D]).
+        sigma: a float or R values (default D^(1/4)); linear=True: the kernelised form; eps
+        (linear); algorithm "auto", "tiled_cpu", "tiled_gpu", "linear_scan"; key_lengths
+        (int32 [B], softmax form). Call it as plan(q, k, v, pi, lse=False, out=None) with
+        pi [H, R, Nk] (or a scalar, [R], [R, Nk]: broadcast without a copy)."""
+        return _mgk.mgk_plan(self, q_shape, k_shape, key_lengths, sigma=sigma, linear=linear,
+                             causal=causal, eps=eps, algorithm=algorithm)
+
+    def mgk(self, q, k, v, pi, *, sigma=None, linear=False, causal=False, lse=False, eps=None,
+            key_lengths=None, algorithm=None, out=None):
+        """Mixture-of-Gaussian-keys attention (include/clattn/mgk.h); with lse=True (softmax
+        form) returns (out, lse [B, H, Nq])."""
+        plan = self.mgk_plan(_shape(q), _shape(k), key_lengths=key_lengths, sigma=sigma,
+                             linear=linear, causal=causal, eps=eps, algorithm=algorithm)
+        return _oneshot(plan, q, k, v, pi, lse=lse, out=out)
+
+    def mgk_state(self, batch, heads, components, d, *, eps=None):
+        """Linear MGK's decoding state: .step(q, k, v, pi) -> out of that position, .reset()."""
+        return _mgk.MgkState(self, batch, heads, components, d, eps)
+
+    # ---- deq ----
+    def deq_cell(self, wq, wk, wv, wo, *, heads=1, causal=False, attention="softmax"):
+        """The DEQ attention cell f(z, x) = LayerNorm(z + Attn(z Wq, z Wk, z Wv) Wo + x) with
+        W* [D, D]: cell(z, x) evaluates f, cell.solve(x, ...) finds its fixed point."""
+        return _deq.DeqCell(self, wq, wk, wv, wo, heads, causal, attention)
+
+    def deq_solve(self, f, z0, *, solver="anderson", tol=1e-5, max_iter=50, **opts):
+        """z* = f(z*) for a Python callable f on float32 numpy arrays of z0's shape (a host
+        round trip per evaluation). Returns (z, DeqResult); raises clattn.NotConverged."""
+        return _deq.deq_solve(self, f, z0, solver=solver, tol=tol, max_iter=max_iter, **opts)
 
     def gss_plan(self, dss, ffn_dim, x_shape, **desc):
         """The GSS layer for x [B, L, E] with the DSS handle `dss` (ssm_model) and gated width

@@ -134,6 +134,32 @@ class GssWeights(ctypes.Structure):
                                       "b_o1", "w_o2", "b_o2")]
 
 
+class MgkDesc(ctypes.Structure):
+    _fields_ = [("struct_size", c_size_t), ("form", c_int), ("sigma", c_float * 8),
+                ("causal", c_int), ("key_lengths", cl_mem), ("key_lengths_offset", c_size_t),
+                ("eps", c_float), ("algorithm", c_int)]
+
+
+MGK_MAX_COMPONENTS = 8
+
+
+class DeqDesc(ctypes.Structure):
+    # "lam" is the C field `lambda` (a Python keyword)
+    _fields_ = [("struct_size", c_size_t), ("method", c_int), ("max_iter", c_uint),
+                ("tol", c_double), ("memory", c_uint), ("beta", c_float), ("lam", c_float),
+                ("broyden_memory", c_uint)]
+
+
+class DeqResult(ctypes.Structure):
+    _fields_ = [("iterations", c_uint), ("f_evals", c_uint), ("residual", c_double),
+                ("converged", c_int)]
+
+
+class DeqCellDesc(ctypes.Structure):
+    _fields_ = [("struct_size", c_size_t), ("heads", c_uint), ("causal", c_int),
+                ("attention", c_int)]
+
+
 # Enum values by name (lower case), per descriptor field.
 ENUMS = {
     "softmax.algorithm": {"auto": 0, "tiled_cpu": 1, "tiled_gpu": 2, "naive": 3},
@@ -144,15 +170,23 @@ ENUMS = {
     "rpe.algorithm": {"auto": 0, "fft": 1, "direct": 2},
     "ssm.algorithm": {"auto": 0, "fft": 1, "direct": 2},
     "gss.algorithm": {"auto": 0, "fft": 1, "direct": 2},
+    "mgk.form": {"softmax": 0, "linear": 1},
+    "mgk.algorithm": {"auto": 0, "tiled_cpu": 1, "tiled_gpu": 2, "linear_scan": 3},
+    "deq.method": {"iterate": 0, "anderson": 1, "broyden": 2},
+    "deq_cell.attention": {"softmax": 0, "linear": 1},
 }
-OPERATORS = {"softmax": 1, "linear": 2, "rpe": 3, "lsh": 4, "routing": 5, "ssm": 6, "gss": 7}
+OPERATORS = {"softmax": 1, "linear": 2, "rpe": 3, "lsh": 4, "routing": 5, "ssm": 6, "gss": 7,
+             "mgk": 8, "deq": 9}
 DESCS = {"softmax": SoftmaxDesc, "linear": LinearDesc, "rpe": RpeDesc, "lsh": LshDesc,
-         "routing": RoutingDesc, "ssm": SsmDesc, "gss": GssDesc}
+         "routing": RoutingDesc, "ssm": SsmDesc, "gss": GssDesc, "mgk": MgkDesc, "deq": DeqDesc,
+         "deq_cell": DeqCellDesc}
 ROUTING_WINDOW_AUTO = ctypes.c_size_t(-1).value
 
 St = c_int  # clattn_status
 pT = P(Tensor)
 WAIT = [cl_uint, P(cl_event), P(cl_event)]  # num_wait, wait, event
+# clattn_deq_fn: (user, z, out, num_wait, wait, event) -> status
+DEQ_FN = ctypes.CFUNCTYPE(c_int, c_void_p, pT, pT, cl_uint, P(cl_event), P(cl_event))
 
 # The declaration table: name -> (restype, argtypes). A new operator adds its lines here.
 _FUNCTIONS = {
@@ -249,6 +283,30 @@ _FUNCTIONS = {
     "clattn_gss_plan_create": (St, [c_void_p, P(GssDesc), c_void_p, c_size_t, size4,
                                     P(c_void_p)]),
     "clattn_gss_plan_enqueue": (St, [c_void_p, P(GssWeights), pT, pT] + WAIT),
+    # full S4
+    "clattn_ssm_s4_hippo_legs": (St, [c_size_t, P(c_float), P(c_float), P(c_float)]),
+    "clattn_ssm_s4_create": (St, [c_void_p, c_size_t, c_size_t, c_size_t, P(c_float),
+                                  P(c_float), P(c_float), P(c_float), P(c_float), P(c_float),
+                                  P(c_float), P(c_void_p)]),
+    # mgk
+    "clattn_mgk_desc_init": (None, [P(MgkDesc)]),
+    "clattn_mgk_plan_create": (St, [c_void_p, P(MgkDesc), size4, size4, P(c_void_p)]),
+    "clattn_mgk_plan_enqueue": (St, [c_void_p, pT, pT, pT, pT, pT, pT] + WAIT),
+    "clattn_mgk_state_create": (St, [c_void_p, P(MgkDesc), c_size_t, c_size_t, c_size_t,
+                                     c_size_t, P(c_void_p)]),
+    "clattn_mgk_state_destroy": (None, [c_void_p]),
+    "clattn_mgk_state_reset": (St, [c_void_p] + WAIT),
+    "clattn_mgk_state_step": (St, [c_void_p, pT, pT, pT, pT, pT] + WAIT),
+    # deq
+    "clattn_deq_desc_init": (None, [P(DeqDesc)]),
+    "clattn_deq_plan_create": (St, [c_void_p, P(DeqDesc), size4, P(c_void_p)]),
+    "clattn_deq_solve": (St, [c_void_p, DEQ_FN, c_void_p, pT, P(DeqResult)]),
+    "clattn_deq_solve_adjoint": (St, [c_void_p, DEQ_FN, c_void_p, pT, pT, P(DeqResult)]),
+    "clattn_deq_cell_desc_init": (None, [P(DeqCellDesc)]),
+    "clattn_deq_cell_create": (St, [c_void_p, P(DeqCellDesc), c_size_t, c_size_t, c_size_t,
+                                    cl_mem, cl_mem, cl_mem, cl_mem, P(c_void_p)]),
+    "clattn_deq_cell_set_input": (St, [c_void_p, pT]),
+    "clattn_deq_cell_eval": (St, [c_void_p, pT, pT] + WAIT),
 }
 
 # The few OpenCL entry points the package uses to move numpy arrays (libOpenCL, the ICD loader

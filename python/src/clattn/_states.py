@@ -139,6 +139,17 @@ def s4d_zoh(A, C, log_dt, B=None, conj_pairs=True):
     return Ct.view(np.complex64).reshape(H, N)
 
 
+def s4_hippo_legs(n):
+    """HiPPO-LegS in normal-plus-low-rank form for N conjugate pairs
+    (clattn_ssm_s4_hippo_legs): (Lambda, P, B), each complex64 [N]."""
+    n = int(n)
+    if n < 1:
+        raise Error("CLATTN_INVALID_SHAPE", "s4_hippo_legs: N must be >= 1, got %d" % n)
+    out = [np.empty((n, 2), F32) for _ in range(3)]
+    _core.check(lib.clattn_ssm_s4_hippo_legs(n, *[_fptr(a) for a in out]))
+    return tuple(a.view(np.complex64).reshape(n) for a in out)
+
+
 def _ssm_handle_call(plan, u, out=None):
     (B, H, L), = plan.shapes
     c = Call(plan.ctx, [u, out])
@@ -178,6 +189,44 @@ class Ssm(_Handle):
                                         _fptr(Dp), byref(p)))
         super().__init__(ctx, p.value)
         self.heads, self.state_dim = H, N
+
+    @classmethod
+    def s4(cls, ctx, Lambda, P, B, C, log_dt, Q=None, D=None, max_length=None):
+        """A full S4 handle (clattn_ssm_s4_create): Lambda, P, B, C (and Q, default P) complex
+        [H, N] (or [N], shared by every channel; or float32 [..., 2]), log_dt [H], D [H] or
+        None, max_length the longest kernel wanted."""
+        ld = _f32(np.atleast_1d(log_dt), "log_dt")
+        H = ld.shape[0]
+        arrs = []
+        for name, a in (("Lambda", Lambda), ("P", P), ("B", B), ("C", C), ("Q", Q)):
+            if a is None:
+                arrs.append(None)
+                continue
+            a = _complex_pairs(a, name)
+            if a.ndim == 2:  # [N, 2]: one set for every channel
+                a = np.ascontiguousarray(np.broadcast_to(a, (H,) + a.shape))
+            if a.ndim != 3 or a.shape[0] != H or a.shape[2] != 2:
+                raise Error("CLATTN_SHAPE_MISMATCH", "%s: expected complex [H=%d, N], got %s"
+                            % (name, H, a.shape))
+            arrs.append(a)
+        Lm, Pp, Bp, Cp, Qp = arrs
+        N = Lm.shape[1]
+        for name, a in (("P", Pp), ("B", Bp), ("C", Cp), ("Q", Qp)):
+            if a is not None and a.shape != Lm.shape:
+                raise Error("CLATTN_SHAPE_MISMATCH", "%s: shape %s, Lambda has %s"
+                            % (name, a.shape[:2], Lm.shape[:2]))
+        if max_length is None:
+            raise Error("CLATTN_INVALID_SHAPE", "ssm_s4: max_length (the longest kernel) is "
+                        "required")
+        Dp = None if D is None else _f32(D, "D")
+        p = ctypes.c_void_p()
+        ctx.check(lib.clattn_ssm_s4_create(ctx.ptr, H, N, int(max_length), _fptr(Lm), _fptr(Pp),
+                                           _fptr(Qp), _fptr(Bp), _fptr(Cp), _fptr(ld),
+                                           _fptr(Dp), byref(p)))
+        self = cls.__new__(cls)
+        _Handle.__init__(self, ctx, p.value)
+        self.heads, self.state_dim, self.max_length = H, N, int(max_length)
+        return self
 
     def kernel(self, length):
         """K [H, L] (clattn_ssm_kernel_enqueue)."""
