@@ -284,3 +284,32 @@ def test_s4_errors(ctx, rng):
     with pytest.raises(clattn.Error) as e:
         ctx.ssm_s4(Lam, P, B, C, log_dt, max_length=0)
     assert e.value.status == "CLATTN_INVALID_SHAPE"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/statm"), reason="Linux only")
+def test_new_bindings_no_leak(ctx, rng):
+    import gc
+    from test_errors import _rss_kib
+    q, k, v, pi = _mgk_inputs(rng, Nq=8, Nk=8)
+    plan = ctx.mgk_plan(q.shape, k.shape)
+    w, x = _deq_inputs(rng, B=1, N=8)
+    cell = ctx.deq_cell(*w)
+    b = randn(rng, 16)
+    f = lambda z: (0.5 * np.cos(z) + b).astype(np.float32)
+    Lam, P, B, C, log_dt, D = _s4_params(rng)
+    model = ctx.ssm_s4(Lam, P, B, C, log_dt, D=D, max_length=32)
+
+    def loop(n):
+        for _ in range(n):
+            plan(q, k, v, pi)
+            cell.solve(x, tol=1e-3)
+            ctx.deq_solve(f, b, tol=1e-4)
+            model.kernel(32)
+        gc.collect()
+
+    loop(20)
+    before = _rss_kib()
+    loop(100)
+    grown = _rss_kib() - before
+    plan.close(), cell.close(), model.close()
+    assert grown < 2048, "RSS grew by %d KiB over 100 iterations" % grown

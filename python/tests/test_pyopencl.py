@@ -111,3 +111,23 @@ def test_out_of_order_queue(rng):
         for q, o in zip(qs, outs):
             close(o.get(), ref.softmax_attention(q, q, q, causal=True)[0])
         plan.close()
+
+
+def test_mgk_and_deq_device_arrays(pctx, rng):
+    import test_new_ops as t
+    queue = pctx.pyopencl_queue
+    q, k, v, pi = t._mgk_inputs(rng)
+    kd = k.reshape(2, 4, 21, 16)  # device arrays: k as its 4-D view [B, H * R, Nk, D]
+    dev = [cla.to_device(queue, np.ascontiguousarray(a)) for a in (q, kd, v, pi[None])]
+    out = pctx.mgk(*dev, sigma=[1.5, 1.2], causal=True)
+    assert isinstance(out, cla.Array)
+    close(out.get(), t.mgk_softmax_ref(q, k, v, pi, [1.5, 1.2], True)[0])
+    w, x = t._deq_inputs(rng)
+    with pctx.deq_cell(*w, heads=2) as cell:
+        dx = cla.to_device(queue, x)
+        z, res = cell.solve(dx, tol=1e-4)
+        assert isinstance(z, cla.Array) and res.converged
+        fz = cell(z, dx)
+        assert isinstance(fz, cla.Array) and fz.shape == z.shape == x.shape
+        zh = z.get()
+        assert np.linalg.norm(fz.get() - zh) / np.linalg.norm(zh) <= 1.05e-4

@@ -135,10 +135,12 @@ class DeqCell:
             st = lib.clattn_deq_cell_set_input(cell, byref(tx))
             return st or lib.clattn_deq_cell_eval(cell, byref(tz), byref(to), n, w, e)
         o = run(self.ctx, c, go)[0]
-        return o.reshape(B, N, D) if out is None and isinstance(o, np.ndarray) else o
+        return o.reshape(B, N, D) if out is None else o
 
     def solve(self, x, z0=None, *, solver="anderson", tol=1e-5, max_iter=50, **opts):
-        """z* = f(z*, x) for x [B, N, D] from z0 (default zeros). solver: "anderson", "broyden"
+        """z* = f(z*, x) for x [B, N, D] from z0 (default zeros; a numpy z0 is copied, a
+        pyopencl z0 receives z* in place and is returned; x a pyopencl array: z0 defaults to a
+        pyopencl array of zeros). solver: "anderson", "broyden"
         or "iterate"; opts: memory, beta, lam (the C field lambda), broyden_memory. Returns
         (z, DeqResult); raises NotConverged (a clattn.Error, status CLATTN_NOT_CONVERGED, with
         .residual, .result, .z) when max_iter evaluations do not reach tol."""
@@ -149,7 +151,10 @@ class DeqCell:
         if self._solver is None or self._solver[0] != key:
             self._close_solver()
             self._solver = (key, _solver_plan(self.ctx, desc, (B, 1, N, D)))
-        if z0 is None:
+        if z0 is None and _core.is_device_array(x):
+            import pyopencl.array as cla
+            z0 = cla.zeros(self.ctx.pyopencl_queue, (B, N, D), F32)
+        elif z0 is None:
             z0 = np.zeros((B, 1, N, D), F32)
         elif not _core.is_device_array(z0):
             z0 = np.array(z0, dtype=F32, order="C")  # a copy: the solve writes it
