@@ -190,6 +190,13 @@ def test_deq_solve_python_f(ctx, rng):
     assert e.value.status == "CLATTN_SHAPE_MISMATCH"
     z, res = ctx.deq_solve(f, b)  # still usable after the failures
     assert res.converged
+    # the adjoint: g = 0.5 M^T g + b, |M| < 1
+    M = randn(rng, 40, 40) / (2 * math.sqrt(40))
+    bb = randn(rng, 40)
+    g, res = ctx.deq_solve_adjoint(lambda g: 0.5 * (M.T @ g), bb, solver="broyden", tol=1e-6)
+    g_ref = np.linalg.solve(np.eye(40) - 0.5 * M.T.astype(np.float64), bb.astype(np.float64))
+    assert res.converged
+    close(g, g_ref, 1e-4)
 
 
 # ---- full S4 (include/clattn/ssm.h): the dense-power definition ----

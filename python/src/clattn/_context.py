@@ -193,6 +193,13 @@ class Context(_core.Context):
         round trip per evaluation). Returns (z, DeqResult); raises clattn.NotConverged."""
         return _deq.deq_solve(self, f, z0, solver=solver, tol=tol, max_iter=max_iter, **opts)
 
+    def deq_solve_adjoint(self, vjp, b, g0=None, *, solver="anderson", tol=1e-5, max_iter=50,
+                          **opts):
+        """The implicit backward g = vjp(g) + b for a Python vjp (numpy -> numpy); g0 defaults
+        to b. Returns (g, DeqResult); raises clattn.NotConverged."""
+        return _deq.deq_solve_adjoint(self, vjp, b, g0, solver=solver, tol=tol,
+                                      max_iter=max_iter, **opts)
+
     def gss_plan(self, dss, ffn_dim, x_shape, **desc):
         """The GSS layer for x [B, L, E] with the DSS handle `dss` (ssm_model) and gated width
         ffn_dim: plan(x, weights) with weights a dict of w_v [E, F], w_u [E, H], w_o1 [H, F],

@@ -50,7 +50,7 @@ def _solver_plan(ctx, desc, shape):
     return p.value
 
 
-def _solve(ctx, call, tz, fn, user, solver_ptr, before=None):
+def _solve(ctx, call, tz, fn, user, solver_ptr, before=None, solve=None):
     """Runs clattn_deq_solve on a built call (z is its in/out item); returns (z, DeqResult) or
     raises (NotConverged with the best iterate)."""
     res = _lib.DeqResult()
@@ -62,7 +62,10 @@ def _solve(ctx, call, tz, fn, user, solver_ptr, before=None):
             st = before()
             if st:
                 ctx.check(st)
-        st = lib.clattn_deq_solve(solver_ptr, fn, user, byref(tz), byref(res))
+        if solve is None:
+            st = lib.clattn_deq_solve(solver_ptr, fn, user, byref(tz), byref(res))
+        else:
+            st = solve(solver_ptr, byref(res))
     except BaseException:
         call.release()
         raise
@@ -203,24 +206,13 @@ class DeqCell:
 
 # ---- a solve of a Python f ----
 
-_CALLBACK_FAILED = -4001  # CLATTN_INVALID_ARGUMENT: the callback raised (re-raised after)
+_CALLBACK_FAILED = -4000  # CLATTN_INVALID_ARGUMENT: the callback raised (re-raised after)
 
 
-def deq_solve(ctx, f, z0, *, solver="anderson", tol=1e-5, max_iter=50, **opts):
-    """z* = f(z*) for a Python callable f: numpy float32 array of z0's shape (up to 4-D) ->
-    array of that shape. Each evaluation reads z from the device, calls f on the host and writes
-    f(z) back (a host round trip per evaluation; for device-side layers use the C API). An
-    exception in f stops the solve and is re-raised. Returns (z, DeqResult); raises NotConverged."""
-    z0 = np.array(z0, dtype=F32, order="C")
-    shape = z0.shape
-    if not 1 <= z0.ndim <= 4:
-        raise Error("CLATTN_INVALID_SHAPE", "deq_solve: z0 must have 1 to 4 dimensions, got %s"
-                    % (shape,))
-    s4 = (1,) * (4 - z0.ndim) + shape
-    desc = _solver_desc(solver, tol, max_iter, opts)
-    plan = _solver_plan(ctx, desc, s4)
-    failure = []
-    nbytes = z0.nbytes
+def _host_callback(ctx, f, shape, failure):
+    """A clattn_deq_fn calling f on the host: reads z, writes f(z). Exceptions are kept in
+    `failure` and become a failed status (never cross the C frames)."""
+    nbytes = int(np.prod(shape)) * 4
     q = ctx.queue_ptr
 
     def callback(user, tz, tout, num_wait, wait, event):
@@ -242,17 +234,40 @@ def deq_solve(ctx, f, z0, *, solver="anderson", tol=1e-5, max_iter=50, **opts):
             if st:
                 raise Error(status_name(st), "deq_solve: writing f(z)", st)
             return 0
-        except BaseException as e:  # never let an exception cross the C frames
+        except BaseException as e:
             failure.append(e)
             return _CALLBACK_FAILED
 
-    fn = _lib.DEQ_FN(callback)  # kept alive by this frame for the whole (blocking) solve
+    return _lib.DEQ_FN(callback)
+
+
+def _host_solve(ctx, f, z0, b, solver, tol, max_iter, opts):
+    z0 = np.array(z0, dtype=F32, order="C")
+    shape = z0.shape
+    if not 1 <= z0.ndim <= 4:
+        raise Error("CLATTN_INVALID_SHAPE", "deq_solve: z0 must have 1 to 4 dimensions, got %s"
+                    % (shape,))
+    s4 = (1,) * (4 - z0.ndim) + shape
+    if b is not None:
+        b = np.asarray(b)
+        if b.shape != shape:
+            raise Error("CLATTN_SHAPE_MISMATCH", "deq_solve_adjoint: b has shape %s, g0 %s"
+                        % (b.shape, shape))
+    desc = _solver_desc(solver, tol, max_iter, opts)
+    plan = _solver_plan(ctx, desc, s4)
+    failure = []
+    fn = _host_callback(ctx, f, shape, failure)  # alive for the whole (blocking) solve
     try:
-        c = Call(ctx, [z0])
+        c = Call(ctx, [z0, b])
+        tb = None if b is None else c.input("b", b, s4)
         tz = c.output("z", s4, z0.reshape(s4))
         c.build()
+        if tb is None:
+            run_ = lambda p, r: lib.clattn_deq_solve(p, fn, None, byref(tz), r)
+        else:
+            run_ = lambda p, r: lib.clattn_deq_solve_adjoint(p, fn, None, byref(tb), byref(tz), r)
         try:
-            z, res = _solve(ctx, c, tz, fn, None, plan)
+            z, res = _solve(ctx, c, tz, None, None, plan, solve=run_)
         except NotConverged as e:
             e.z = e.z.reshape(shape)
             raise
@@ -263,3 +278,19 @@ def deq_solve(ctx, f, z0, *, solver="anderson", tol=1e-5, max_iter=50, **opts):
         return z.reshape(shape), res
     finally:
         lib.clattn_plan_destroy(plan)
+
+
+def deq_solve(ctx, f, z0, *, solver="anderson", tol=1e-5, max_iter=50, **opts):
+    """z* = f(z*) for a Python callable f: numpy float32 array of z0's shape (up to 4-D) ->
+    array of that shape. Each evaluation reads z from the device, calls f on the host and writes
+    f(z) back (a host round trip per evaluation; for device-side layers use the C API). An
+    exception in f stops the solve and is re-raised. Returns (z, DeqResult); raises NotConverged."""
+    return _host_solve(ctx, f, z0, None, solver, tol, max_iter, opts)
+
+
+def deq_solve_adjoint(ctx, vjp, b, g0=None, *, solver="anderson", tol=1e-5, max_iter=50,
+                      **opts):
+    """The implicit backward: g = vjp(g) + b (clattn_deq_solve_adjoint) for a Python vjp(g) =
+    (df/dz at z*)^T g on numpy arrays of b's shape; g0 defaults to b. Returns (g, DeqResult)."""
+    b = np.asarray(b)
+    return _host_solve(ctx, vjp, b if g0 is None else g0, b, solver, tol, max_iter, opts)
