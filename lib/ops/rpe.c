@@ -152,6 +152,19 @@ static size_t fft_scratch_env(void)
     return end && *end == '\0' ? (size_t)b : 0;
 }
 
+/* Which direct kernel: CLATTN_RPE_DIRECT_KERNEL=rows or tiled forces one (tests run the GPU
+ * kernel on PoCL and the per-row one on rusticl this way); unset or anything else: the device's
+ * (lib/sched/sched_rpe.c). */
+static int direct_kernel_env(void)
+{
+    const char *env = getenv("CLATTN_RPE_DIRECT_KERNEL");
+    if (env && strcmp(env, "rows") == 0)
+        return CLATTN__RPE_DIRECT_ROWS;
+    if (env && strcmp(env, "tiled") == 0)
+        return CLATTN__RPE_DIRECT_TILED;
+    return CLATTN__RPE_DIRECT_AUTO;
+}
+
 static clattn_status bake_kernels(rpe_plan *p, const float *w_host, const char *by)
 {
     clattn_plan *base = &p->base;
@@ -177,8 +190,10 @@ static clattn_status bake_kernels(rpe_plan *p, const float *w_host, const char *
                                            &p->normalize));
     }
     if (!fft || p->launch.head_rows > 0)
-        CLATTN_FORWARD(clattn__plan_kernel(base, "rpe.cl", opt, "clattn_rpe_direct", 0, by,
-                                           &p->direct));
+        CLATTN_FORWARD(clattn__plan_kernel(
+            base, "rpe.cl", opt,
+            p->launch.direct_tiled ? "clattn_rpe_direct_tiled" : "clattn_rpe_direct", 0, by,
+            &p->direct));
     if (fft) /* last: the main kernel of clattn_plan_get_info */
         CLATTN_FORWARD(clattn__plan_kernel(base, "rpe.cl", opt, "clattn_rpe_contract", 0, by,
                                            &p->contract));
@@ -271,7 +286,7 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_rpe_desc *des
     size_t len = clattn__fft_good_length(2 * p->N - 1);
     clattn__rpe_problem prob = {p->B,     p->Hq, p->Hk,          p->N,
                                 p->M,     p->Dv, p->desc.causal, len < 2 ? 2 : len,
-                                fft_scratch_env()};
+                                fft_scratch_env(), direct_kernel_env()};
     status = clattn__schedule_rpe(&ctx->info, &prob, p->desc.algorithm, &p->launch, why,
                                   sizeof why);
     CLATTN_CHECK(status == CLATTN_SUCCESS, status, "rpe plan on '%s': %s", ctx->info.name, why);
