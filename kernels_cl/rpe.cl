@@ -161,7 +161,10 @@ __kernel void clattn_rpe_direct(__global const float *fq, __global const float *
  * denominators are per-item partial row sums, reduced across the TX items of a row through
  * __local at the end. Every accumulator and micro-tile is constant-indexed in fully unrolled
  * loops, so it stays in registers (oclgrind --inst-counts: no private traffic). Arguments as clattn_rpe_direct plus `rows` (rows [0, rows) are computed).
- * Global (ceil(rows / RPE_BR) RPE_WG, ceil(Dv / RPE_DT), B*Hq), local (RPE_WG). */
+ * Global (ceil(rows / RPE_BR) RPE_WG, ceil(Dv / RPE_DT), B*Hq), local (RPE_WG).
+ * Compiled only with -DRPE_TILED (the scheduler's tiled launch), so the per-row program that CPUs
+ * build carries none of it. */
+#ifdef RPE_TILED
 #ifndef RPE_RM
 #define RPE_RM 4
 #endif
@@ -310,6 +313,7 @@ clattn_rpe_direct_tiled(__global const float *fq, __global const float *fk, uint
         }
     }
 }
+#endif /* RPE_TILED */
 
 /* Signals of the FFT path, a group of (bh, m) pairs bm0 .. bm1 - 1 over the key heads
  * (bh < B*Hk, heads = Hk) with Dv + 1 columns each: signal s = (bm - bm0) * (Dv + 1) + d holds

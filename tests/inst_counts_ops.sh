@@ -5,6 +5,7 @@
 #   fma      FMA lanes (llvm.fmuladd / fma / mad calls, vector widths counted per lane)
 #   glob_B   bytes loaded from __global      loc_B   bytes loaded from __local
 #   priv_B   bytes loaded from and stored to private memory (arrays indexed at run time, spills)
+#            (vloadN/vstoreN builtin calls counted by their pointer's address space)
 #   fma/B    fma per byte of __global + __local loads (a 4x4 register micro-tile: ~0.5)
 #   priv/fma private bytes per fma
 # Usage: inst_counts_ops.sh [--expect KERNEL MIN_FMA_PER_B MAX_PRIV_PER_FMA]... -- PROGRAM ARGS...
@@ -36,6 +37,16 @@ table=$(awk '
       if (match(line, /v[0-9]+f32/)) w = substr(line, RSTART + 1, RLENGTH - 4) + 0
       else if (match(line, /Dv[0-9]+_f/)) w = substr(line, RSTART + 2, RLENGTH - 4) + 0
       fma[k] += n * w
+    }
+    # vloadN / vstoreN builtins are calls, not load instructions: N elements each, in the pointer
+    # address space in the mangled name (U3AS1 global, U3AS2 constant, U3AS3 local, none private).
+    if (line ~ /call _Z[0-9]+v(load|store)(_half)?[0-9]+/) {
+      nm = line; sub(/.*call _Z[0-9]+v(load|store)(_half)?/, "", nm)
+      width = nm + 0; esz = (line ~ /_half/) ? 2 : 4
+      bytes = n * width * esz
+      if (line ~ /U3AS1|U3AS2/) { if (line ~ /vload/) glob[k] += bytes }
+      else if (line ~ /U3AS3/) { if (line ~ /vload/) loc[k] += bytes }
+      else priv[k] += bytes
     }
     if (match(line, /\(([0-9]+) bytes\)/)) {
       b = substr(line, RSTART + 1, RLENGTH - 8) + 0
