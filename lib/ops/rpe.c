@@ -33,8 +33,18 @@ void clattn_rpe_desc_init(clattn_rpe_desc *desc)
 }
 
 /* Everything the plan holds is the base's; clattn_plan_get_info's defaults fit: the main kernel
- * (the last made) is clattn_rpe_direct or clattn_rpe_contract, with the launch's -D options. */
-static const clattn__plan_ops rpe_ops = {CLATTN_OP_RPE, NULL, NULL};
+ * (the last made) is clattn_rpe_direct[_tiled] or clattn_rpe_contract, with the launch's -D
+ * options; the tiled kernel adds its work-group and __local sizes. */
+static void plan_info(const clattn_plan *base, clattn_plan_info *info)
+{
+    const clattn__rpe_plan *p = (const clattn__rpe_plan *)base;
+    if (p->launch.algo == CLATTN_RPE_DIRECT && p->launch.direct_tiled) {
+        info->local_size = p->launch.tile_local; /* clattn_rpe_direct_tiled's work-group */
+        info->local_mem_bytes = p->launch.tile_local_bytes;
+    }
+}
+
+static const clattn__plan_ops rpe_ops = {CLATTN_OP_RPE, NULL, plan_info};
 
 /* Reads the caller's desc by the one rule (NULL: the defaults) and checks it (eps 0 means no
  * eps). */
@@ -192,7 +202,8 @@ static clattn_status bake_kernels(rpe_plan *p, const float *w_host, const char *
     if (!fft || p->launch.head_rows > 0)
         CLATTN_FORWARD(clattn__plan_kernel(
             base, "rpe.cl", opt,
-            p->launch.direct_tiled ? "clattn_rpe_direct_tiled" : "clattn_rpe_direct", 0, by,
+            p->launch.direct_tiled ? "clattn_rpe_direct_tiled" : "clattn_rpe_direct",
+            p->launch.direct_tiled ? p->launch.tile_local : 0, by,
             &p->direct));
     if (fft) /* last: the main kernel of clattn_plan_get_info */
         CLATTN_FORWARD(clattn__plan_kernel(base, "rpe.cl", opt, "clattn_rpe_contract", 0, by,
