@@ -21,7 +21,7 @@
  * Launch sizes come from lib/sched/sched_rpe.c; the -D options below are its output.
  *
  * As elsewhere in clattn: no __local memory, no barriers (costly on CPUs), one work-item per
- * output element or row. */
+ * output element or row -- except clattn_rpe_direct_tiled, the direct sums for GPUs. */
 
 #ifndef RPE_MAX_DV
 #define RPE_MAX_DV 256
@@ -149,6 +149,171 @@ __kernel void clattn_rpe_direct(__global const float *fq, __global const float *
     for (uint e = 0; e < d_v; e++)
         out[clattn_at(o_off, o_st, b, h, i, e)] = acc[e] * inv;
 }
+
+/* The direct sums for devices with real local memory (GPUs; lib/sched/sched_rpe.c chooses it),
+ * the same result as clattn_rpe_direct. A work-group owns RPE_BR query rows and RPE_DT value
+ * columns (column tile get_group_id(1)) of one (batch, query head); it walks the key tiles of
+ * RPE_BC keys (causal: up to its last row). Per key tile: the scores fq_i . fk_j are a GEMM over
+ * the features in chunks of RPE_MK, both operands staged in __local once per work-group, each
+ * work-item an RPE_RM x RPE_RN register micro-tile (rows ty + r TY, keys tx + c TX); the weights
+ * w_ij = score * c_(j-i) (masked: j >= N, causal j > i) go to __local with the value tile, then
+ * each work-item adds its RPE_RM x RPE_RD block of w V (columns tx + e TX) into registers. The
+ * denominators are per-item partial row sums, reduced across the TX items of a row through
+ * __local at the end. Every accumulator and micro-tile is constant-indexed in fully unrolled
+ * loops, so it stays in registers (oclgrind --inst-counts: no private traffic). Arguments as clattn_rpe_direct plus `rows` (rows [0, rows) are computed).
+ * Global (ceil(rows / RPE_BR) RPE_WG, ceil(Dv / RPE_DT), B*Hq), local (RPE_WG).
+ * Compiled only with -DRPE_TILED (the scheduler's tiled launch), so the per-row program that CPUs
+ * build carries none of it. */
+#ifdef RPE_TILED
+#ifndef RPE_RM
+#define RPE_RM 4
+#endif
+#ifndef RPE_RN
+#define RPE_RN 4
+#endif
+#ifndef RPE_RD
+#define RPE_RD 4
+#endif
+#ifndef RPE_TX
+#define RPE_TX 8
+#endif
+#ifndef RPE_TY
+#define RPE_TY 8
+#endif
+#ifndef RPE_MK
+#define RPE_MK 16
+#endif
+#ifndef RPE_UNROLL /* of the feature and key loops, which index __local only (4: compile time on
+                      * PoCL stays small; the register tiles are unrolled in full regardless) */
+#define RPE_UNROLL 4
+#endif
+#define RPE_WG (RPE_TX * RPE_TY)
+#define RPE_BR (RPE_RM * RPE_TY)
+#define RPE_BC (RPE_RN * RPE_TX)
+#define RPE_DT (RPE_RD * RPE_TX)
+
+__kernel __attribute__((reqd_work_group_size(RPE_WG, 1, 1))) void
+clattn_rpe_direct_tiled(__global const float *fq, __global const float *fk, uint m_st,
+                        __global const float *v, ulong v_off, ulong4 v_st,
+                        __global const float *c, __global float *out, ulong o_off, ulong4 o_st,
+                        uint heads, uint group, uint n, uint m_dim, uint d_v, int causal,
+                        float log_eps, int scaled, __global const float *lq,
+                        __global const float *lk, __global const float *bmax, uint rows)
+{
+    __local float qs[RPE_MK][RPE_BR];     /* feature chunk of the block's rows */
+    __local float ks[RPE_MK][RPE_BC];     /* the same chunk of the tile's keys */
+    __local float ws[RPE_BR][RPE_BC + 1]; /* weights of the tile; row sums at the end */
+    __local float vs[RPE_BC][RPE_DT];     /* value tile */
+    uint lid = get_local_id(0), tx = lid % RPE_TX, ty = lid / RPE_TX;
+    uint i0 = get_group_id(0) * RPE_BR, d0 = get_group_id(1) * RPE_DT, bh = get_global_id(2);
+    uint b = bh / heads, h = bh % heads, hk = h / group, bhk = bh / group;
+    __global const float *qh = fq + (ulong)bh * n * m_st;
+    __global const float *kh = fk + (ulong)bhk * n * m_st;
+    __global const float *ch = c + (ulong)h * (2 * n - 1) + (n - 1); /* ch[j - i] = c_(j-i) */
+    float acc[RPE_RM][RPE_RD], den[RPE_RM];
+#pragma unroll
+    for (uint r = 0; r < RPE_RM; r++) {
+        den[r] = 0.0f;
+#pragma unroll
+        for (uint e = 0; e < RPE_RD; e++)
+            acc[r][e] = 0.0f;
+    }
+    uint iend = min(i0 + RPE_BR, rows);
+    uint jend = causal ? min(iend, n) : n; /* uniform over the work-group */
+    for (uint j0 = 0; j0 < jend; j0 += RPE_BC) {
+        float s[RPE_RM][RPE_RN];
+#pragma unroll
+        for (uint r = 0; r < RPE_RM; r++)
+#pragma unroll
+            for (uint cc = 0; cc < RPE_RN; cc++)
+                s[r][cc] = 0.0f;
+        for (uint m0 = 0; m0 < m_dim; m0 += RPE_MK) {
+            barrier(CLK_LOCAL_MEM_FENCE); /* the previous chunk (and tile) is read */
+            for (uint t = lid; t < RPE_MK * RPE_BR; t += RPE_WG) {
+                uint r = t / RPE_MK, mm = t % RPE_MK, i = i0 + r, m = m0 + mm;
+                qs[mm][r] = i < rows && m < m_dim ? qh[(ulong)i * m_st + m] : 0.0f;
+            }
+            for (uint t = lid; t < RPE_MK * RPE_BC; t += RPE_WG) {
+                uint cc = t / RPE_MK, mm = t % RPE_MK, j = j0 + cc, m = m0 + mm;
+                ks[mm][cc] = j < n && m < m_dim ? kh[(ulong)j * m_st + m] : 0.0f;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll RPE_UNROLL
+            for (uint mm = 0; mm < RPE_MK; mm++) {
+                float a[RPE_RM], k[RPE_RN];
+#pragma unroll
+                for (uint r = 0; r < RPE_RM; r++)
+                    a[r] = qs[mm][ty + r * RPE_TY];
+#pragma unroll
+                for (uint cc = 0; cc < RPE_RN; cc++)
+                    k[cc] = ks[mm][tx + cc * RPE_TX];
+#pragma unroll
+                for (uint r = 0; r < RPE_RM; r++)
+#pragma unroll
+                    for (uint cc = 0; cc < RPE_RN; cc++)
+                        s[r][cc] = fma(a[r], k[cc], s[r][cc]);
+            }
+        }
+        /* Weights (masked to 0) into __local, partial row sums into den. */
+#pragma unroll
+        for (uint r = 0; r < RPE_RM; r++) {
+            uint i = i0 + ty + r * RPE_TY;
+#pragma unroll
+            for (uint cc = 0; cc < RPE_RN; cc++) {
+                uint j = j0 + tx + cc * RPE_TX;
+                bool live = i < rows && j < n && !(causal && j > i);
+                float w = live ? s[r][cc] * ch[(long)j - (long)i] : 0.0f;
+                den[r] += w;
+                ws[ty + r * RPE_TY][tx + cc * RPE_TX] = w;
+            }
+        }
+        for (uint t = lid; t < RPE_BC * RPE_DT; t += RPE_WG) {
+            uint jj = t / RPE_DT, e = t % RPE_DT, j = j0 + jj, d = d0 + e;
+            vs[jj][e] = j < n && d < d_v ? v[clattn_at(v_off, v_st, b, hk, j, d)] : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll RPE_UNROLL
+        for (uint jj = 0; jj < RPE_BC; jj++) {
+            float w[RPE_RM], x[RPE_RD];
+#pragma unroll
+            for (uint r = 0; r < RPE_RM; r++)
+                w[r] = ws[ty + r * RPE_TY][jj];
+#pragma unroll
+            for (uint e = 0; e < RPE_RD; e++)
+                x[e] = vs[jj][tx + e * RPE_TX];
+#pragma unroll
+            for (uint r = 0; r < RPE_RM; r++)
+#pragma unroll
+                for (uint e = 0; e < RPE_RD; e++)
+                    acc[r][e] = fma(w[r], x[e], acc[r][e]);
+        }
+    }
+    /* Row sums: the TX partial sums of each row through __local. */
+    barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
+    for (uint r = 0; r < RPE_RM; r++)
+        ws[ty + r * RPE_TY][tx] = den[r];
+    barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
+    for (uint r = 0; r < RPE_RM; r++) {
+        uint i = i0 + ty + r * RPE_TY;
+        float sum = 0.0f;
+#pragma unroll
+        for (uint t = 0; t < RPE_TX; t++)
+            sum += ws[ty + r * RPE_TY][t];
+        if (i >= rows)
+            continue;
+        float shift = clattn_rpe_shift(scaled, lq, lk, bmax, (ulong)bh * n + i, bhk, h);
+        float inv = clattn_safe_inv(sum + clattn_eps_scaled(log_eps, shift));
+#pragma unroll
+        for (uint e = 0; e < RPE_RD; e++) {
+            uint d = d0 + tx + e * RPE_TX;
+            if (d < d_v)
+                out[clattn_at(o_off, o_st, b, h, i, d)] = acc[r][e] * inv;
+        }
+    }
+}
+#endif /* RPE_TILED */
 
 /* Signals of the FFT path, a group of (bh, m) pairs bm0 .. bm1 - 1 over the key heads
  * (bh < B*Hk, heads = Hk) with Dv + 1 columns each: signal s = (bm - bm0) * (Dv + 1) + d holds

@@ -1,8 +1,9 @@
 /* Small shapes of every attention kernel, meant to run under oclgrind (tests/run_oclgrind.sh), which
  * simulates the device and reports data races, out-of-bounds and uninitialised accesses. Also
  * checks results against the fp64 reference so a silent wrong answer fails too.
- * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm|ssm_s4|rpe|mgk|deq]...
+ * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm|ssm_s4|rpe|rpe_tiled|mgk|deq]...
  * (default: cpu gpu) */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -919,6 +920,14 @@ int main(int argc, char **argv)
         }
         if (strcmp(w, "deq") == 0) {
             rc |= run_deq(ctx);
+            continue;
+        }
+        if (strcmp(w, "rpe_tiled") == 0) { /* the GPU direct kernel, forced on any device */
+            setenv("CLATTN_RPE_DIRECT_KERNEL", "tiled", 1);
+            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 37, 8, 5, 1, CLATTN_LINEAR_FEATURE_ELU, 2);
+            rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 40, 20, 70, 0, CLATTN_LINEAR_FEATURE_RELU, 1);
+            rc |= run_rpe(ctx, CLATTN_RPE_FFT, 70, 4, 3, 1, CLATTN_LINEAR_FEATURE_FAVOR, 2);
+            unsetenv("CLATTN_RPE_DIRECT_KERNEL");
             continue;
         }
         if (strcmp(w, "ssm") == 0) {

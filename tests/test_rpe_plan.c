@@ -21,11 +21,13 @@
 #include "../lib/blocks/fft.h"
 #include "test_util.h"
 #include "reference/ref_rpe.h"
+#include "sched.h"
 
 #define TOL ((tu_tol){1e-4, 1e-4, 1e-4})
 
 static clattn_context *ctx;
 static int basic_device; /* PoCL's serial device: no user-event gating (driver deadlock) */
+static const char *direct_name; /* the direct kernel the scheduler picks on this device */
 
 /* One problem: shapes, host inputs, device buffers and views, and the desc. */
 typedef struct prob {
@@ -198,7 +200,7 @@ static void test_plan_info(void **state)
     assert_int_equal(info.op, CLATTN_OP_RPE);
     assert_int_equal(info.algorithm, CLATTN_RPE_DIRECT);
     assert_string_equal(info.algorithm_name, "direct");
-    assert_string_equal(info.variant, "clattn_rpe_direct");
+    assert_string_equal(info.variant, direct_name);
     assert_non_null(strstr(info.build_options, "-DRPE_PARTS="));
     assert_true(info.scratch_bytes > 0);
     assert_true(info.num_kernels >= 5);
@@ -229,7 +231,7 @@ static void test_plan_info(void **state)
     int direct = 0;
     for (unsigned i = 0; i < info.num_kernels; i++) {
         assert_string_equal(info.kernels[i].chosen_by, "caller");
-        direct |= strcmp(info.kernels[i].name, "clattn_rpe_direct") == 0;
+        direct |= strcmp(info.kernels[i].name, direct_name) == 0;
     }
     assert_true(direct);
     clattn_plan_destroy(plan);
@@ -673,6 +675,11 @@ static int setup(void **state)
     clattn_context_get_device_info(ctx, &info);
     fprintf(stderr, "device: %s / %s\n", info.platform_name, info.name);
     basic_device = strncmp(info.name, "basic", 5) == 0;
+    clattn__rpe_problem small = {1, 2, 2, 20, 4, 3, 0, 40, 0, CLATTN__RPE_DIRECT_AUTO};
+    clattn__rpe_launch launch;
+    if (clattn__schedule_rpe(&info, &small, CLATTN_RPE_DIRECT, &launch, NULL, 0) != CLATTN_SUCCESS)
+        return -1;
+    direct_name = launch.direct_tiled ? "clattn_rpe_direct_tiled" : "clattn_rpe_direct";
     return 0;
 }
 

@@ -8,7 +8,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
@@ -37,7 +39,7 @@ static size_t smooth_len(size_t n)
 static clattn__rpe_problem problem(size_t hq, size_t hk, size_t n, size_t m, size_t dv,
                                    int causal)
 {
-    clattn__rpe_problem p = {1, hq, hk, n, m, dv, causal, smooth_len(2 * n - 1), 0};
+    clattn__rpe_problem p = {1, hq, hk, n, m, dv, causal, smooth_len(2 * n - 1), 0, 0};
     return p;
 }
 
@@ -237,11 +239,71 @@ static void test_defines(void **state)
         char want[64];
         snprintf(want, sizeof want, "-DRPE_MAX_DV=%d -DRPE_PARTS=%zu", CLATTN__RPE_MAX_DV,
                  L.parts);
-        assert_string_equal(L.defines, want);
+        assert_true(strncmp(L.defines, want, strlen(want)) == 0); /* + the tiled kernel's */
         assert_true(L.parts >= 1);
         for (const char *s = strstr(L.defines, "-D"); s; s = strstr(s + 2, "-D"))
             assert_true(strncmp(s, "-DRPE_", 6) == 0);
     }
+}
+
+/* The direct sums' kernel: tiled (RPE_TX x RPE_TY work-items, __local tiles) on GPU-like devices
+ * whose local memory and work-group size take it, per row on CPUs; either when forced (tiled only
+ * where it fits); none when the FFT path needs no direct rows. */
+static void test_direct_kernel(void **state)
+{
+    (void)state;
+    for (size_t d = 0; d < ndev; d++) {
+        const clattn_device_info *dev = &devs[d];
+        for (size_t dv = 1; dv <= 200; dv += 71) {
+            clattn__rpe_problem p = problem(2, 1, 100, 16, dv, 0);
+            clattn__rpe_launch L = schedule(dev, &p, CLATTN_RPE_DIRECT);
+            bool gpu = clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_GPU;
+            if (L.direct_tiled) {
+                assert_true(L.tile_local_bytes <= dev->local_mem_size);
+                assert_true(L.tile_local <= dev->max_work_group_size);
+                assert_true(L.tile_rows >= 1 && L.tile_dv_groups >= 1);
+                /* The column groups cover Dv, RPE_RD columns per item at most 8. */
+                const char *rd = strstr(L.defines, "-DRPE_RD=");
+                assert_non_null(rd);
+                size_t r = (size_t)atoi(rd + 9);
+                assert_true(r >= 1 && r <= 8);
+                assert_true(L.tile_dv_groups * r * 8 >= dv);
+                assert_true((L.tile_dv_groups - 1) * r * 8 < dv);
+            } else {
+                assert_int_equal(L.tile_local, 0);
+                assert_null(strstr(L.defines, "-DRPE_RD="));
+            }
+            p.direct_kernel = CLATTN__RPE_DIRECT_TILED;
+            clattn__rpe_launch F = schedule(dev, &p, CLATTN_RPE_DIRECT);
+            bool fits = F.direct_tiled;
+            assert_int_equal(L.direct_tiled, gpu && fits);
+            if (fits)
+                assert_true(F.tile_local_bytes <= dev->local_mem_size);
+            p.direct_kernel = CLATTN__RPE_DIRECT_ROWS;
+            assert_int_equal(schedule(dev, &p, CLATTN_RPE_DIRECT).direct_tiled, 0);
+            /* Non-causal FFT: no direct rows, no direct kernel. */
+            p.direct_kernel = CLATTN__RPE_DIRECT_TILED;
+            assert_int_equal(schedule(dev, &p, CLATTN_RPE_FFT).direct_tiled, 0);
+        }
+    }
+    /* The GPU-like made-up devices take the tile: NVIDIA-, AMD-, Intel-like and llvmpipe. */
+    size_t tiled = 0;
+    for (size_t d = 0; d < ndev; d++) {
+        clattn__rpe_problem p = problem(1, 1, 64, 64, 64, 1);
+        tiled += (size_t)schedule(&devs[d], &p, CLATTN_RPE_DIRECT).direct_tiled;
+    }
+    assert_true(tiled >= 3);
+    /* A 16 KiB GPU cannot hold the 8-column tile (16.5 KiB) but does the 1-column one. */
+    clattn_device_info small = make_dev("small", CLATTN_DEVICE_GPU, 16384, 0, 256, 256);
+    clattn__rpe_problem p = problem(1, 1, 64, 64, 64, 0);
+    assert_int_equal(schedule(&small, &p, CLATTN_RPE_DIRECT).direct_tiled, 0);
+    p.dv = 8;
+    assert_int_equal(schedule(&small, &p, CLATTN_RPE_DIRECT).direct_tiled, 1);
+    /* Unknown kernel choice. */
+    p.direct_kernel = 9;
+    clattn__rpe_launch L;
+    assert_int_equal(clattn__schedule_rpe(&small, &p, CLATTN_RPE_DIRECT, &L, NULL, 0),
+                     CLATTN_INVALID_ARGUMENT);
 }
 
 static void test_invalid(void **state)
@@ -283,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_head_rows),      cmocka_unit_test(test_fft_groups),
         cmocka_unit_test(test_gqa),            cmocka_unit_test(test_local_sizes),
         cmocka_unit_test(test_defines),        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_direct_kernel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

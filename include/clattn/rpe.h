@@ -46,7 +46,8 @@ typedef enum clattn_rpe_algo {
     CLATTN_RPE_AUTO = 0,  /* by a cost model calibrated on PoCL: FFT from N ~ 3000 (M = Dv = 16),
                            * N ~ 9000 (M = Dv = 64); DIRECT below */
     CLATTN_RPE_FFT = 1,   /* circulant embedding + clFFT, O(N log N) */
-    CLATTN_RPE_DIRECT = 2 /* direct sums, O(N^2) */
+    CLATTN_RPE_DIRECT = 2 /* direct sums, O(N^2): a row per work-item on CPUs, register-tiled
+                           * with __local tiles on GPU-like devices */
 } clattn_rpe_algo;
 
 /* Describes one RPE attention operator. Fill with clattn_rpe_desc_init() (defaults: ELU features,

@@ -33,8 +33,18 @@ void clattn_rpe_desc_init(clattn_rpe_desc *desc)
 }
 
 /* Everything the plan holds is the base's; clattn_plan_get_info's defaults fit: the main kernel
- * (the last made) is clattn_rpe_direct or clattn_rpe_contract, with the launch's -D options. */
-static const clattn__plan_ops rpe_ops = {CLATTN_OP_RPE, NULL, NULL};
+ * (the last made) is clattn_rpe_direct[_tiled] or clattn_rpe_contract, with the launch's -D
+ * options; the tiled kernel adds its work-group and __local sizes. */
+static void plan_info(const clattn_plan *base, clattn_plan_info *info)
+{
+    const clattn__rpe_plan *p = (const clattn__rpe_plan *)base;
+    if (p->launch.algo == CLATTN_RPE_DIRECT && p->launch.direct_tiled) {
+        info->local_size = p->launch.tile_local; /* clattn_rpe_direct_tiled's work-group */
+        info->local_mem_bytes = p->launch.tile_local_bytes;
+    }
+}
+
+static const clattn__plan_ops rpe_ops = {CLATTN_OP_RPE, NULL, plan_info};
 
 /* Reads the caller's desc by the one rule (NULL: the defaults) and checks it (eps 0 means no
  * eps). */
@@ -152,6 +162,19 @@ static size_t fft_scratch_env(void)
     return end && *end == '\0' ? (size_t)b : 0;
 }
 
+/* Which direct kernel: CLATTN_RPE_DIRECT_KERNEL=rows or tiled forces one (tests run the GPU
+ * kernel on PoCL and the per-row one on rusticl this way); unset or anything else: the device's
+ * (lib/sched/sched_rpe.c). */
+static int direct_kernel_env(void)
+{
+    const char *env = getenv("CLATTN_RPE_DIRECT_KERNEL");
+    if (env && strcmp(env, "rows") == 0)
+        return CLATTN__RPE_DIRECT_ROWS;
+    if (env && strcmp(env, "tiled") == 0)
+        return CLATTN__RPE_DIRECT_TILED;
+    return CLATTN__RPE_DIRECT_AUTO;
+}
+
 static clattn_status bake_kernels(rpe_plan *p, const float *w_host, const char *by)
 {
     clattn_plan *base = &p->base;
@@ -177,8 +200,11 @@ static clattn_status bake_kernels(rpe_plan *p, const float *w_host, const char *
                                            &p->normalize));
     }
     if (!fft || p->launch.head_rows > 0)
-        CLATTN_FORWARD(clattn__plan_kernel(base, "rpe.cl", opt, "clattn_rpe_direct", 0, by,
-                                           &p->direct));
+        CLATTN_FORWARD(clattn__plan_kernel(
+            base, "rpe.cl", opt,
+            p->launch.direct_tiled ? "clattn_rpe_direct_tiled" : "clattn_rpe_direct",
+            p->launch.direct_tiled ? p->launch.tile_local : 0, by,
+            &p->direct));
     if (fft) /* last: the main kernel of clattn_plan_get_info */
         CLATTN_FORWARD(clattn__plan_kernel(base, "rpe.cl", opt, "clattn_rpe_contract", 0, by,
                                            &p->contract));
@@ -271,7 +297,7 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_rpe_desc *des
     size_t len = clattn__fft_good_length(2 * p->N - 1);
     clattn__rpe_problem prob = {p->B,     p->Hq, p->Hk,          p->N,
                                 p->M,     p->Dv, p->desc.causal, len < 2 ? 2 : len,
-                                fft_scratch_env()};
+                                fft_scratch_env(), direct_kernel_env()};
     status = clattn__schedule_rpe(&ctx->info, &prob, p->desc.algorithm, &p->launch, why,
                                   sizeof why);
     CLATTN_CHECK(status == CLATTN_SUCCESS, status, "rpe plan on '%s': %s", ctx->info.name, why);

@@ -125,6 +125,17 @@ static clattn_status run_direct(seq *s, clattn__rpe_plan *p, const clattn_tensor
     CLATTN_ARG(&a, causal);
     arg_eps(&a, p);
     CLATTN_ARG(&a, p->bmaxb);
+    const clattn__rpe_launch *L = &p->launch;
+    if (L->direct_tiled) { /* clattn_rpe_direct_tiled: work-groups of tile_rows rows */
+        cl_uint urows = (cl_uint)rows;
+        CLATTN_ARG(&a, urows);
+        CLATTN_CL(a.err);
+        size_t gt[3] = {(rows + L->tile_rows - 1) / L->tile_rows * L->tile_local,
+                        L->tile_dv_groups, p->B * p->Hq};
+        size_t lt[3] = {L->tile_local, 1, 1};
+        CLATTN_FORWARD(clattn__seq_kernel_local(s, p->direct, 3, gt, lt, true, event));
+        goto cleanup;
+    }
     CLATTN_CL(a.err);
     size_t gl[2] = {rows, p->B * p->Hq};
     CLATTN_FORWARD(clattn__seq_kernel(s, p->direct, 2, gl, true, event));

@@ -225,7 +225,12 @@ typedef struct clattn__rpe_problem {
     int causal;           /* 0 or 1 */
     size_t fft_len;       /* the FFT length for 2N - 1 points (>= 2, a length clFFT supports) */
     size_t fft_scratch;   /* bytes for one FFT group's signals and spectra; 0: the default */
+    int direct_kernel;    /* CLATTN__RPE_DIRECT_*: which direct kernel (AUTO: by the device) */
 } clattn__rpe_problem;
+
+/* The direct sums' kernel: clattn_rpe_direct (a row per work-item, CPUs) or
+ * clattn_rpe_direct_tiled (register micro-tiles and __local tiles, GPU-like devices). */
+enum { CLATTN__RPE_DIRECT_AUTO = 0, CLATTN__RPE_DIRECT_ROWS = 1, CLATTN__RPE_DIRECT_TILED = 2 };
 
 /* What an RPE plan launches. */
 typedef struct clattn__rpe_launch {
@@ -240,6 +245,11 @@ typedef struct clattn__rpe_launch {
     size_t parts;           /* partial bias maxima per head */
     size_t features_local;  /* work-group size of the feature kernels (1, or 0: the driver's) */
     size_t favor_local;     /* the same for FAVOR's projection and key-rescale kernels */
+    int direct_tiled;       /* the direct sums run clattn_rpe_direct_tiled */
+    size_t tile_rows;       /* tiled: query rows per work-group (RPE_RM x RPE_TY) */
+    size_t tile_local;      /* tiled: work-items per work-group (RPE_TX x RPE_TY) */
+    size_t tile_dv_groups;  /* tiled: work-groups along the value columns (RPE_RD x RPE_TX each) */
+    size_t tile_local_bytes; /* tiled: its __local memory */
     char defines[256];      /* -D options of rpe.cl, RPE_-prefixed */
 } clattn__rpe_launch;
 

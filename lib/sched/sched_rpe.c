@@ -34,6 +34,24 @@
  * short (llvmpipe caps loops at 65535 iterations per work-group). */
 #define CLATTN__RPE_PARTS 256
 
+/* The tiled direct kernel (kernels_cl/rpe.cl clattn_rpe_direct_tiled) for GPU-like devices
+ * (clattn__softmax_family: real local memory): RPE_TX x RPE_TY = 8 x 8 work-items, each a 4 x 4
+ * micro-tile of scores (RPE_RM x RPE_RN) and a 4 x RPE_RD block of the output, RPE_RD the value
+ * columns per item up to CLATTN__RPE_TILE_MAX_RD (8: 32 accumulators, as many as the score tile
+ * and row sums together leave in a GPU's register budget), features staged RPE_MK = 16 at a time.
+ * The shape follows issue 12's 4x4 micro-tile (0.5 FMA per byte of the score GEMM); it has not
+ * been tuned on a GPU (none here). oclgrind --inst-counts (tests/inst_counts_ops.sh, M = Dv = 64,
+ * N 40-64): 0.50-0.52 FMA per byte of __global + __local loads and no private traffic, against
+ * 0.166 FMA/B and 4.06 private B/FMA for clattn_rpe_direct (0.48 against 0.166 at M = Dv = 128,
+ * where the value columns take two work-groups). A wider key tile (RPE_RN 8) would give ~0.6 in
+ * the model but needs ~31 KiB of __local at Dv 64: not measured. */
+#define CLATTN__RPE_TILE_TX 8
+#define CLATTN__RPE_TILE_TY 8
+#define CLATTN__RPE_TILE_RM 4
+#define CLATTN__RPE_TILE_RN 4
+#define CLATTN__RPE_TILE_MK 16
+#define CLATTN__RPE_TILE_MAX_RD 8
+
 static void say(char *why, size_t len, const char *msg)
 {
     if (why && len)
@@ -72,6 +90,48 @@ static void fft_groups(const clattn_device_info *dev, const clattn__rpe_problem 
     out->groups = div_up(total, cap);
     out->per_group = div_up(total, out->groups);
     out->signals = out->per_group * cols;
+}
+
+/* The work-group sizes and __local bytes of the tiled direct kernel for `dv` value columns. */
+static void tile_shape(const clattn__rpe_problem *p, clattn__rpe_launch *out, size_t *rd)
+{
+    size_t tx = CLATTN__RPE_TILE_TX, ty = CLATTN__RPE_TILE_TY;
+    *rd = div_up(p->dv, tx);
+    if (*rd > CLATTN__RPE_TILE_MAX_RD)
+        *rd = CLATTN__RPE_TILE_MAX_RD;
+    size_t br = CLATTN__RPE_TILE_RM * ty, bc = CLATTN__RPE_TILE_RN * tx, dt = *rd * tx;
+    out->tile_rows = br;
+    out->tile_local = tx * ty;
+    out->tile_dv_groups = div_up(p->dv, dt);
+    out->tile_local_bytes =
+        (CLATTN__RPE_TILE_MK * (br + bc) + br * (bc + 1) + bc * dt) * sizeof(float);
+}
+
+/* Tiled or per-row direct sums: tiled on GPU-like devices whose local memory and work-group
+ * size take the tile (or when the problem asks for it, e.g. tests on PoCL); its -D options are
+ * appended to the defines (`used` characters written so far). */
+static void direct_tiles(const clattn_device_info *dev, const clattn__rpe_problem *p,
+                         clattn__rpe_launch *out, size_t used)
+{
+    size_t rd;
+    tile_shape(p, out, &rd);
+    bool fits = out->tile_local_bytes <= dev->local_mem_size &&
+                out->tile_local <= dev->max_work_group_size &&
+                (dev->max_work_item_sizes[0] == 0 || out->tile_local <= dev->max_work_item_sizes[0]);
+    bool tiled = fits && (p->direct_kernel == CLATTN__RPE_DIRECT_TILED ||
+                          (p->direct_kernel == CLATTN__RPE_DIRECT_AUTO &&
+                           clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_GPU));
+    if (!tiled) {
+        out->tile_rows = out->tile_local = out->tile_dv_groups = out->tile_local_bytes = 0;
+        return;
+    }
+    out->direct_tiled = 1;
+    if (used < sizeof out->defines)
+        snprintf(out->defines + used, sizeof out->defines - used,
+                 " -DRPE_TILED=1 -DRPE_TX=%d -DRPE_TY=%d -DRPE_RM=%d -DRPE_RN=%d -DRPE_RD=%zu"
+                 " -DRPE_MK=%d",
+                 CLATTN__RPE_TILE_TX, CLATTN__RPE_TILE_TY, CLATTN__RPE_TILE_RM,
+                 CLATTN__RPE_TILE_RN, rd, CLATTN__RPE_TILE_MK);
 }
 
 clattn_status clattn__schedule_rpe(const clattn_device_info *dev, const clattn__rpe_problem *p,
@@ -128,7 +188,14 @@ clattn_status clattn__schedule_rpe(const clattn_device_info *dev, const clattn__
     out->features_local =
         capped || clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_CPU ? 1 : 0;
     out->favor_local = capped ? 1 : 0;
-    snprintf(out->defines, sizeof out->defines, "-DRPE_MAX_DV=%d -DRPE_PARTS=%zu",
-             CLATTN__RPE_MAX_DV, out->parts);
+    if (p->direct_kernel != CLATTN__RPE_DIRECT_AUTO && p->direct_kernel != CLATTN__RPE_DIRECT_ROWS &&
+        p->direct_kernel != CLATTN__RPE_DIRECT_TILED) {
+        say(why, why_len, "unknown direct kernel");
+        return CLATTN_INVALID_ARGUMENT;
+    }
+    int n = snprintf(out->defines, sizeof out->defines, "-DRPE_MAX_DV=%d -DRPE_PARTS=%zu",
+                     CLATTN__RPE_MAX_DV, out->parts);
+    if (!fft || out->head_rows > 0)
+        direct_tiles(dev, p, out, (size_t)n);
     return CLATTN_SUCCESS;
 }
