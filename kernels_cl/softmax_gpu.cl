@@ -83,10 +83,11 @@ clattn_softmax_fwd_gpu_rt(__global const float *q, ulong q_off, ulong4 qs, __glo
     __local float red[G_BR * G_TX];
 
     uint lid = get_local_id(0);
-    uint tx = lid % G_TX, ty = lid / G_TX;
+    uint ty = lid / G_TX, tx = lid - ty * G_TX; /* no div/rem pair: oclgrind's
+                                                    * --uninitialized rejects LLVM's freeze */
     uint row0 = get_group_id(0) * G_BR;
     uint bh = get_global_id(1);
-    uint b = bh / hq_count, h = bh % hq_count;
+    uint b = bh / hq_count, h = bh - b * hq_count;
     uint hk = h / (hq_count / hk_count);
 
     long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, nk);
@@ -94,7 +95,7 @@ clattn_softmax_fwd_gpu_rt(__global const float *q, ulong q_off, ulong4 qs, __glo
     long kend = clattn_visible(min(row0 + G_BR - 1, nq - 1), nq, nk, kl, causal);
 
     for (uint idx = lid; idx < G_BR * G_D; idx += G_WG) {
-        uint r = idx / G_D, d = idx % G_D;
+        uint r = idx / G_D, d = idx - r * G_D;
         uint row = row0 + r;
         Qs[d * G_BR + r] =
             row < nq ? q[clattn_at(q_off, qs, b, h, row, d)] * scale_log2 : 0.0f;
@@ -114,13 +115,13 @@ clattn_softmax_fwd_gpu_rt(__global const float *q, ulong q_off, ulong4 qs, __glo
     for (long kt = 0; kt < kend; kt += G_BC) {
         barrier(CLK_LOCAL_MEM_FENCE);
         for (uint idx = lid; idx < G_BC * G_D; idx += G_WG) {
-            uint j = idx / G_D, d = idx % G_D;
+            uint j = idx / G_D, d = idx - j * G_D;
             long key = kt + j;
             Kt[d * G_KS + j] = key < kend ? k[clattn_at(k_off, ks, b, hk, key, d)] : 0.0f;
         }
 #if !SOFTMAX_GPU_KV_SHARED
         for (uint idx = lid; idx < G_BC * G_DP; idx += G_WG) {
-            uint j = idx / G_DP, d = idx % G_DP;
+            uint j = idx / G_DP, d = idx - j * G_DP;
             long key = kt + j;
             Vs[idx] = key < kend && d < G_D ? v[clattn_at(v_off, vs, b, hk, key, d)] : 0.0f;
         }
@@ -175,7 +176,7 @@ clattn_softmax_fwd_gpu_rt(__global const float *q, ulong q_off, ulong4 qs, __glo
 #if SOFTMAX_GPU_KV_SHARED
         /* Every score is computed (barrier above): K's buffer now takes the V tile. */
         for (uint idx = lid; idx < G_BC * G_DP; idx += G_WG) {
-            uint j = idx / G_DP, d = idx % G_DP;
+            uint j = idx / G_DP, d = idx - j * G_DP;
             long key = kt + j;
             Vs[idx] = key < kend && d < G_D ? v[clattn_at(v_off, vs, b, hk, key, d)] : 0.0f;
         }

@@ -48,7 +48,7 @@ static clattn_softmax_algo expected_family(const clattn_device_info *dev, size_t
 }
 
 /* TILED_GPU's register-tiled kernel: work-group TX x TY, BR = TY * RM rows, BC = TX * RN keys,
- * local memory and micro-tile state within the device and the register budget (128 floats), the
+ * local memory and micro-tile state within the device and the register budget (160 floats), the
  * work-group a multiple of the vendor's SIMD width when some launch of that kind fits. */
 static void check_gpu_rt(const clattn_device_info *dev, size_t d, const clattn__softmax_launch *L)
 {
@@ -61,7 +61,7 @@ static void check_gpu_rt(const clattn_device_info *dev, size_t d, const clattn__
                                                                   L->gpu_kv_shared) ||
         L->local_mem_bytes > dev->local_mem_size)
         fail_msg("%s D=%zu: local memory %zu", dev->name, d, L->local_mem_bytes);
-    if (clattn__softmax_gpu_rt_regs(d, L->gpu_tx, L->gpu_rm, L->gpu_rn) > 128)
+    if (clattn__softmax_gpu_rt_regs(d, L->gpu_tx, L->gpu_rm, L->gpu_rn) > 160)
         fail_msg("%s D=%zu: micro-tiles beyond the register budget", dev->name, d);
     size_t item0 = dev->max_work_item_sizes[0];
     if (L->local_size > dev->max_work_group_size || (item0 && L->local_size > item0))

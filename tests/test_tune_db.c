@@ -135,7 +135,7 @@ static void test_launch_from_rejects(void **state)
     assert_int_equal(clattn__softmax_launch_gpu_rt(&gpu, &p, 16, 8, 4, 4, 0, &L, NULL, 0),
                      CLATTN_UNSUPPORTED); /* > 16 KiB */
     assert_int_equal(clattn__softmax_launch_gpu_rt(&cpu, &p, 8, 4, 8, 8, 0, &L, NULL, 0),
-                     CLATTN_UNSUPPORTED); /* 8 x 8 scores + 8 x 16 accumulators > 128 floats */
+                     CLATTN_UNSUPPORTED); /* 8 x 8 scores + 8 x 16 accumulators > 160 floats */
     assert_int_equal(clattn__softmax_launch_gpu_rt(&gpu, &p, 8, 4, 2, 2, 2, &L, NULL, 0),
                      CLATTN_UNSUPPORTED);
     assert_int_equal(clattn__softmax_launch_gpu_rt(&gpu, &big, 8, 4, 2, 2, 0, &L, NULL, 0),

@@ -113,8 +113,10 @@ static void fill_gpu(size_t d, size_t wg, size_t tile, clattn__softmax_launch *o
  * Qs[D][BR], transposed K Kt[D][BC+1], V Vs[BC][DP], probabilities Ps[BR][BC], row maxima
  * red[BR][TX]) within its local memory, and the micro-tile state (scores RM x RN, accumulator
  * RM x RD with RD = ceil(D / TX), the operands of one step, m, l and the masks) within
- * GPU_RT_REG_BUDGET floats: half of the 255 registers an NVIDIA thread may have, two thirds of an
- * AMD wave's 128 VGPRs at half occupancy, what Intel's 128-register GRF leaves beside addresses.
+ * GPU_RT_REG_BUDGET floats: with ~30 registers of addresses and indices beside them, within the
+ * 255 an NVIDIA thread may have and the 256 VGPRs of an AMD lane (FlashAttention-2 runs near
+ * that), and Intel's large-GRF mode; 128 (our first choice) kept every 32 KiB-local launch at
+ * 8 x 2 and 4 x 4 micro-tiles, 0.49 FMA/byte under oclgrind at D = 64 against 0.70 for 8 x 4.
  * The default is the fitting launch of highest modelled arithmetic intensity (useful FMAs per
  * float loaded from local and global memory per key tile), discounted by 10% when a second
  * work-group does not fit the local memory beside the first (nothing hides its barriers) and by
@@ -122,7 +124,7 @@ static void fill_gpu(size_t d, size_t wg, size_t tile, clattn__softmax_launch *o
  * multiple of the vendor's SIMD width (lib/tune/defaults.c) when one is known. Ties: the smaller
  * local memory. Measured on no GPU (none here): an intensity model by construction, checked by
  * oclgrind's instruction counts (tests/inst_counts.sh); the tuner measures the space. */
-#define GPU_RT_REG_BUDGET 128
+#define GPU_RT_REG_BUDGET 160
 static const unsigned rt_tx[] = {8, 16}, rt_ty[] = {4, 8, 16}, rt_rm[] = {2, 4, 8},
                       rt_rn[] = {2, 4};
 
