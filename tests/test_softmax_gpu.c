@@ -140,10 +140,10 @@ static int check_all_cases(const clattn__softmax_launch *L, const char *what)
     return bad;
 }
 
-/* The candidates of D = 40 on this device (the default first, the row kernel second). */
-static size_t space(clattn__softmax_launch *c, size_t cap)
+/* The candidates of head dimension d on this device (the default first, the row kernel second). */
+static size_t space(size_t d, clattn__softmax_launch *c, size_t cap)
 {
-    clattn__softmax_problem p = {40, 37, 29, 1};
+    clattn__softmax_problem p = {d, 37, 29, 1};
     return clattn__softmax_candidates(&ctx->info, &p, CLATTN_SOFTMAX_TILED_GPU, c, cap);
 }
 
@@ -151,7 +151,7 @@ static void test_candidates(void **state)
 {
     (void)state;
     clattn__softmax_launch c[CLATTN__TUNE_MAX_CANDIDATES];
-    size_t n = space(c, CLATTN__TUNE_MAX_CANDIDATES);
+    size_t n = space(40, c, CLATTN__TUNE_MAX_CANDIDATES);
     assert_true(n >= 1);
     const char *all = getenv("CLATTN_TEST_ALL_CANDIDATES");
     int every = all && strcmp(all, "1") == 0;
@@ -208,9 +208,9 @@ static void test_default_head_dims(void **state)
 static int mode_races(void)
 {
     clattn__softmax_launch c[CLATTN__TUNE_MAX_CANDIDATES];
-    size_t n = space(c, CLATTN__TUNE_MAX_CANDIDATES);
+    gcase g = {2, 2, 1, 20, 40, 20, 1, 1, 1.0f}; /* two key tiles or more, D off the tiles */
+    size_t n = space(g.d, c, CLATTN__TUNE_MAX_CANDIDATES);
     int have[3] = {0, 0, 0}, rc = 0;
-    gcase g = {2, 2, 1, 37, 29, 40, 1, 1, 1.0f};
     for (size_t i = 0; i < n; i++) {
         int kind = c[i].gpu_tx ? (int)c[i].gpu_kv_shared : 2;
         if (have[kind])
