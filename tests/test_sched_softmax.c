@@ -180,6 +180,18 @@ static void test_forced_families(void **state)
                         L.local_size <= devs[i].max_work_item_sizes[0]);
             assert_true(L.local_mem_bytes <= devs[i].local_mem_size);
 
+            /* the previous GPU kernel, on request only: TILED_GPU with gpu_tx = 0 */
+            st = clattn__schedule_softmax(&devs[i], &p, CLATTN_SOFTMAX_TILED_GPU_ROWS, &L, NULL,
+                                          0);
+            if (2 * d * sizeof(float) <= devs[i].local_mem_size) {
+                assert_int_equal(st, CLATTN_SUCCESS);
+                assert_int_equal(L.algo, CLATTN_SOFTMAX_TILED_GPU);
+                assert_int_equal(L.gpu_tx, 0);
+                check_launch_fits(&devs[i], d, &L);
+            } else {
+                assert_int_equal(st, CLATTN_UNSUPPORTED);
+            }
+
             char why[160] = "";
             st = clattn__schedule_softmax(&devs[i], &p, CLATTN_SOFTMAX_TILED_GPU, &L, why,
                                             sizeof why);
@@ -293,7 +305,7 @@ static void test_invalid_head_dim_and_algorithm(void **state)
         }
         clattn__softmax_problem p = {64, 8, 8, 0};
         char why[160] = "";
-        assert_int_equal(clattn__schedule_softmax(&devs[i], &p, (clattn_softmax_algo)4, &L,
+        assert_int_equal(clattn__schedule_softmax(&devs[i], &p, (clattn_softmax_algo)5, &L,
                                                     why, sizeof why),
                          CLATTN_INVALID_ARGUMENT);
         assert_true(why[0] != '\0');
@@ -412,7 +424,7 @@ static void test_public_schedule_validation(void **state)
 
     /* every out-of-range descriptor field */
     const size_t sizes[] = {0, offsetof(clattn_softmax_desc, scale) + sizeof(float) - 1, 4097};
-    const int flags[] = {2, -1, 1000}, algos[] = {4, -1, 1000};
+    const int flags[] = {2, -1, 1000}, algos[] = {5, -1, 1000};
     const float scales[] = {NAN, INFINITY, -INFINITY};
     for (size_t i = 0; i < 3; i++) {
         clattn_softmax_desc_init(&desc);

@@ -58,7 +58,7 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_softmax_desc *i
     status = clattn__check_flag(ctx, out->causal, "softmax desc: causal");
     if (status != CLATTN_SUCCESS)
         return status;
-    if (out->algorithm < CLATTN_SOFTMAX_AUTO || out->algorithm > CLATTN_SOFTMAX_NAIVE)
+    if (out->algorithm < CLATTN_SOFTMAX_AUTO || out->algorithm > CLATTN_SOFTMAX_TILED_GPU_ROWS)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "softmax desc: unknown algorithm %d",
                             (int)out->algorithm);
     return CLATTN_SUCCESS;

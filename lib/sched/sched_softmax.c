@@ -327,6 +327,13 @@ clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
         }
         say(why, why_len, "requested");
         return CLATTN_SUCCESS;
+    case CLATTN_SOFTMAX_TILED_GPU_ROWS:
+        if (!plan_gpu_rows(dev, prob, out)) {
+            say(why, why_len, "local memory cannot hold one K and V row");
+            return CLATTN_UNSUPPORTED;
+        }
+        say(why, why_len, "requested: the one-row-per-item GPU kernel");
+        return CLATTN_SUCCESS;
     case CLATTN_SOFTMAX_NAIVE:
         out->algo = CLATTN_SOFTMAX_NAIVE;
         /* The softmax kernel reduces each row with a work-group; on CPU-like devices one
