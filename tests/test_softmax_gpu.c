@@ -105,12 +105,13 @@ static double run_launch(const clattn__softmax_launch *L, const gcase *c)
     return err;
 }
 
-/* The cases every tested launch runs: GQA with key lengths and a causal offset that leaves rows
- * with no key (Nq > Nk), D off the tiles, large logits, a single query and key. */
+/* The cases every tested launch runs, all at D = 40 (one program build per launch; 40 is off
+ * every TX): GQA with key lengths and a causal offset that leaves rows with no key (Nq > Nk),
+ * large logits, a single query and key. */
 static const gcase cases[] = {
     {2, 4, 2, 37, 29, 40, 1, 1, 1.0f}, /* Nq > Nk causal: 8 rows see no key */
-    {1, 2, 1, 70, 90, 16, 0, 1, 20.0f}, /* logits up to ~1600 */
-    {1, 1, 1, 1, 1, 24, 1, 0, 1.0f},
+    {1, 2, 1, 70, 90, 40, 0, 1, 10.0f}, /* logits up to ~600 */
+    {1, 1, 1, 1, 1, 40, 1, 0, 1.0f},
 };
 
 static int check_all_cases(const clattn__softmax_launch *L, const char *what)
@@ -182,11 +183,12 @@ static void test_candidates(void **state)
     assert_int_equal(bad, 0);
 }
 
-/* The default of every head dimension the library supports, on a small causal GQA case. */
+/* The default at the head dimensions test_softmax.c's test_head_dims (1, 16, 40, 64, 80, 128,
+ * 256 through the public API, where TILED_GPU is this kernel) leaves out. */
 static void test_default_head_dims(void **state)
 {
     (void)state;
-    static const size_t dims[] = {1, 16, 32, 48, 64, 80, 96, 128, 256};
+    static const size_t dims[] = {32, 48, 96};
     int bad = 0;
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
         gcase g = {2, 2, 1, 33, 47, dims[i], (int)(i & 1), 1, 1.0f};

@@ -20,7 +20,10 @@
  * a time (one float16 score vector per row); the online-softmax rescale per 16 keys costs ~3% of
  * the block's FMAs, and larger key tiles measured no faster on PoCL once the loops were unrolled.
  *
- * TILED_GPU tiles: one query row per work-item; the work-group from the vendor family's shipped
+ * TILED_GPU: the register-tiled kernel (kernels_cl/softmax_gpu.cl; its rule below, "TILED_GPU's
+ * register-tiled kernel"), else, where no launch of it fits the local memory, the previous kernel
+ * (softmax.cl, clattn_softmax_fwd_gpu; also CLATTN_SOFTMAX_TILED_GPU_ROWS), whose tiles are:
+ * one query row per work-item; the work-group from the vendor family's shipped
  * defaults (lib/tune/defaults.c: 128 for NVIDIA and unknown GPUs, 256/128 for AMD by D, 64 for
  * Intel and Apple/ARM; the device maximum when smaller, rounded down to a power of two); key tile = the largest power of two <= 64 with
  * 2 * tile_kv * D * 4 bytes (K and V tiles) within the local memory, so more local memory never
