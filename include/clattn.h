@@ -335,9 +335,11 @@ CLATTN_API clattn_status clattn_measure_peak_gflops(clattn_context *ctx, double 
  * consult that database first and fall back to the scheduler's rules when it has no entry.
  * Tunable operators are those whose candidate list the scheduler exports (clattn_tune_supported):
  *   softmax  the tiled family AUTO resolves to (TILED_CPU: rows per work-item 1/2/4/8 and
- *            work-group size 1/2/4/8; TILED_GPU: work-group size 32/64/128/256 and key tile
- *            8/16/32/64, within the device's limits); clattn_softmax_plan_create with algorithm
- *            AUTO consults the database. Variant: the family, "cpu" or "gpu".
+ *            work-group size 1/2/4/8; TILED_GPU: the register-tiled kernel's work-group
+ *            TX 8/16 x TY 4/8/16, micro-tile RM 2/4/8 x RN 2/4, K/V buffers separate or shared,
+ *            within the device's limits, and the previous one-row-per-item kernel's default);
+ *            clattn_softmax_plan_create with algorithm AUTO consults the database. Variant:
+ *            the family, "cpu" or "gpu".
  *   linear   the form (FUSED, or GEMM where the non-causal form without momentum allows both),
  *            the non-causal chunk (the scheduler's, x2, /2), the causal block chunk 32/64/128,
  *            the register blocking (rows 4/8/16, value blocks 1/2/4, feature rows 2/4/8) and

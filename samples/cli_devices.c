@@ -42,6 +42,8 @@ static const char *algo_name(int a)
         return "tiled-gpu";
     case CLATTN_SOFTMAX_NAIVE:
         return "naive";
+    case CLATTN_SOFTMAX_TILED_GPU_ROWS:
+        return "tiled-gpu-rows";
     }
     return "?";
 }

@@ -17,7 +17,7 @@ void cli_usage_softmax(FILE *f)
     fprintf(f,
             "  clattn run softmax --q Q.npy --k K.npy --v V.npy -o OUT.npy [--causal]\n"
             "         [--scale S] [--key-lengths L.npy] [--lse LSE.npy]\n"
-            "         [--algo auto|cpu|gpu|naive] [--device SEL]\n"
+            "         [--algo auto|cpu|gpu|gpu-rows|naive] [--device SEL]\n"
             "      exact attention on float32 .npy arrays: q [B,Hq,Nq,D], k and v [B,Hk,Nk,D]\n"
             "      (Hq a multiple of Hk), key lengths int32/int64 [B] in [0, Nk]; writes OUT\n"
             "      [B,Hq,Nq,D] and optionally the log-sum-exp LSE [B,Hq,Nq]. --scale defaults to\n"
@@ -25,7 +25,8 @@ void cli_usage_softmax(FILE *f)
             "  clattn bench softmax [--n 1024,2048,...] [--d 64] [--heads 8] [--batch 1]\n"
             "         [--causal] [--csv] [--reps 5] [--variants LIST] [--device SEL]\n"
             "      median wall time per variant: tiled (scheduler's choice), tiled-cpu,\n"
-            "      tiled-gpu, naive (CLBlast GEMMs + softmax), sgemm (CLBlast, M=N=K=%d),\n"
+            "      tiled-gpu (register-tiled), tiled-gpu-rows (the previous GPU kernel, one\n"
+            "      row per work-item), naive (CLBlast GEMMs + softmax), sgemm (CLBlast, M=N=K=%d),\n"
             "      peak (FMA throughput); default tiled,naive,sgemm,peak. Plan build time is\n"
             "      reported apart; the table's 'vs base' column is naive ms / variant ms.\n"
             "      --csv prints op,variant,batch,heads,nq,nk,d,causal,ms,gflops (sgemm rows:\n"
@@ -111,7 +112,9 @@ static int parse_algo(const char *s, clattn_softmax_algo *algo)
         clattn_softmax_algo algo;
     } names[] = {{"auto", CLATTN_SOFTMAX_AUTO},           {"cpu", CLATTN_SOFTMAX_TILED_CPU},
                  {"tiled-cpu", CLATTN_SOFTMAX_TILED_CPU}, {"gpu", CLATTN_SOFTMAX_TILED_GPU},
-                 {"tiled-gpu", CLATTN_SOFTMAX_TILED_GPU}, {"naive", CLATTN_SOFTMAX_NAIVE}};
+                 {"tiled-gpu", CLATTN_SOFTMAX_TILED_GPU}, {"naive", CLATTN_SOFTMAX_NAIVE},
+                 {"gpu-rows", CLATTN_SOFTMAX_TILED_GPU_ROWS},
+                 {"tiled-gpu-rows", CLATTN_SOFTMAX_TILED_GPU_ROWS}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(s, names[i].name) == 0) {
             *algo = names[i].algo;
@@ -261,6 +264,7 @@ typedef enum variant_id {
     V_TILED,
     V_TILED_CPU,
     V_TILED_GPU,
+    V_TILED_GPU_ROWS,
     V_NAIVE,
     V_SGEMM,
     V_PEAK,
@@ -268,9 +272,10 @@ typedef enum variant_id {
 } variant_id;
 
 static const char *const VARIANT_NAMES[V_COUNT] = {"tiled", "tiled-cpu", "tiled-gpu",
-                                                   "naive", "sgemm",     "peak"};
+                                                   "tiled-gpu-rows", "naive", "sgemm", "peak"};
 static const clattn_softmax_algo VARIANT_ALGO[V_COUNT] = {
-    CLATTN_SOFTMAX_AUTO, CLATTN_SOFTMAX_TILED_CPU, CLATTN_SOFTMAX_TILED_GPU, CLATTN_SOFTMAX_NAIVE,
+    CLATTN_SOFTMAX_AUTO, CLATTN_SOFTMAX_TILED_CPU, CLATTN_SOFTMAX_TILED_GPU,
+    CLATTN_SOFTMAX_TILED_GPU_ROWS, CLATTN_SOFTMAX_NAIVE,
     CLATTN_SOFTMAX_AUTO, CLATTN_SOFTMAX_AUTO};
 #define IS_ATTENTION(v) ((v) <= V_NAIVE)
 

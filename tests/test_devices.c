@@ -34,9 +34,16 @@ clattn_device_info make_dev(const char *name, clattn_device_class cls, uint64_t 
 size_t make_devices(clattn_device_info *out)
 {
     size_t n = 0;
-    out[n++] = make_dev("NVIDIA-like 48 KiB", CLATTN_DEVICE_GPU, 48 * KIB, 0, 1024, 1024);
-    out[n++] = make_dev("AMD-like 64 KiB", CLATTN_DEVICE_GPU, 64 * KIB, 0, 256, 1024);
-    out[n++] = make_dev("Intel-like 64 KiB", CLATTN_DEVICE_GPU, 64 * KIB, 0, 512, 512);
+    /* Vendor ids as the drivers report them: the softmax GPU rule reads the SIMD width by vendor. */
+    out[n] = make_dev("NVIDIA-like 48 KiB", CLATTN_DEVICE_GPU, 48 * KIB, 0, 1024, 1024);
+    out[n].vendor_id = 0x10DE;
+    snprintf(out[n++].vendor, sizeof out[0].vendor, "NVIDIA Corporation");
+    out[n] = make_dev("AMD-like 64 KiB", CLATTN_DEVICE_GPU, 64 * KIB, 0, 256, 1024);
+    out[n].vendor_id = 0x1002;
+    snprintf(out[n++].vendor, sizeof out[0].vendor, "Advanced Micro Devices, Inc.");
+    out[n] = make_dev("Intel-like 64 KiB", CLATTN_DEVICE_GPU, 64 * KIB, 0, 512, 512);
+    out[n].vendor_id = 0x8086;
+    snprintf(out[n++].vendor, sizeof out[0].vendor, "Intel(R) Corporation");
     out[n] = make_dev("PoCL CPU (emulated 1 MiB)", CLATTN_DEVICE_CPU, 1024 * KIB, 1, 4096, 4096);
     out[n].preferred_vector_width_float = out[n].native_vector_width_float = 16;
     n++;

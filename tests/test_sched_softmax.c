@@ -47,6 +47,41 @@ static clattn_softmax_algo expected_family(const clattn_device_info *dev, size_t
                                                         : CLATTN_SOFTMAX_TILED_CPU;
 }
 
+/* TILED_GPU's register-tiled kernel: work-group TX x TY, BR = TY * RM rows, BC = TX * RN keys,
+ * local memory and micro-tile state within the device and the register budget (160 floats), the
+ * work-group a multiple of the vendor's SIMD width when some launch of that kind fits. */
+static void check_gpu_rt(const clattn_device_info *dev, size_t d, const clattn__softmax_launch *L)
+{
+    char opt[64];
+    if (L->local_size != (size_t)L->gpu_tx * L->gpu_ty || L->tile_q != L->gpu_ty * L->gpu_rm ||
+        L->tile_kv != L->gpu_tx * L->gpu_rn || L->rows_per_item != L->gpu_rm)
+        fail_msg("%s D=%zu: inconsistent register-tiled launch", dev->name, d);
+    if (L->local_mem_bytes != clattn__softmax_gpu_rt_local_bytes(d, L->gpu_tx, L->gpu_ty,
+                                                                  L->gpu_rm, L->gpu_rn,
+                                                                  L->gpu_kv_shared) ||
+        L->local_mem_bytes > dev->local_mem_size)
+        fail_msg("%s D=%zu: local memory %zu", dev->name, d, L->local_mem_bytes);
+    if (clattn__softmax_gpu_rt_regs(d, L->gpu_tx, L->gpu_rm, L->gpu_rn) > 160)
+        fail_msg("%s D=%zu: micro-tiles beyond the register budget", dev->name, d);
+    size_t item0 = dev->max_work_item_sizes[0];
+    if (L->local_size > dev->max_work_group_size || (item0 && L->local_size > item0))
+        fail_msg("%s D=%zu: work-group %zu beyond the device", dev->name, d, L->local_size);
+    static const char *const names[] = {"TX", "TY", "RM", "RN", "KV_SHARED"};
+    unsigned vals[] = {L->gpu_tx, L->gpu_ty, L->gpu_rm, L->gpu_rn, L->gpu_kv_shared};
+    snprintf(opt, sizeof opt, "-DSOFTMAX_HEAD_DIM=%zu", d);
+    if (!has_token(L->defines, opt))
+        fail_msg("%s D=%zu: defines '%s' lack %s", dev->name, d, L->defines, opt);
+    for (int i = 0; i < 5; i++) {
+        snprintf(opt, sizeof opt, "-DSOFTMAX_GPU_%s=%u", names[i], vals[i]);
+        if (!has_token(L->defines, opt))
+            fail_msg("%s D=%zu: defines '%s' lack %s", dev->name, d, L->defines, opt);
+    }
+    unsigned simd = clattn__gpu_simd_width(dev);
+    if (simd && L->local_size % simd != 0 && L->local_size * 2 <= dev->max_work_group_size)
+        fail_msg("%s D=%zu: work-group %zu not a multiple of the SIMD width %u", dev->name, d,
+                 L->local_size, simd);
+}
+
 static void check_launch_fits(const clattn_device_info *dev, size_t d,
                               const clattn__softmax_launch *L)
 {
@@ -59,6 +94,10 @@ static void check_launch_fits(const clattn_device_info *dev, size_t d,
     if (L->local_mem_bytes > dev->local_mem_size)
         fail_msg("%s D=%zu: local_mem_bytes %zu > %llu", dev->name, d, L->local_mem_bytes,
                  (unsigned long long)dev->local_mem_size);
+    if (L->algo == CLATTN_SOFTMAX_TILED_GPU && L->gpu_tx) {
+        check_gpu_rt(dev, d, L);
+        return;
+    }
     if (L->rows_per_item < 1 || L->tile_q != L->rows_per_item * L->local_size)
         fail_msg("%s D=%zu: tile_q %u != rows_per_item %u * local_size %zu", dev->name, d,
                  L->tile_q, L->rows_per_item, L->local_size);
@@ -141,6 +180,18 @@ static void test_forced_families(void **state)
                         L.local_size <= devs[i].max_work_item_sizes[0]);
             assert_true(L.local_mem_bytes <= devs[i].local_mem_size);
 
+            /* the previous GPU kernel, on request only: TILED_GPU with gpu_tx = 0 */
+            st = clattn__schedule_softmax(&devs[i], &p, CLATTN_SOFTMAX_TILED_GPU_ROWS, &L, NULL,
+                                          0);
+            if (2 * d * sizeof(float) <= devs[i].local_mem_size) {
+                assert_int_equal(st, CLATTN_SUCCESS);
+                assert_int_equal(L.algo, CLATTN_SOFTMAX_TILED_GPU);
+                assert_int_equal(L.gpu_tx, 0);
+                check_launch_fits(&devs[i], d, &L);
+            } else {
+                assert_int_equal(st, CLATTN_UNSUPPORTED);
+            }
+
             char why[160] = "";
             st = clattn__schedule_softmax(&devs[i], &p, CLATTN_SOFTMAX_TILED_GPU, &L, why,
                                             sizeof why);
@@ -187,14 +238,18 @@ static void test_forced_gpu_without_room_is_unsupported(void **state)
     assert_int_equal(L.algo, CLATTN_SOFTMAX_TILED_CPU);
 }
 
-/* For the same D, more local memory never gives a smaller key tile. */
+/* For the same D, more local memory never makes the default worse: the one-row-per-item kernel's
+ * key tile never shrinks, once the register-tiled kernel fits it stays the default, and its
+ * modelled score never drops (more launches fit, none loses its room). */
 static void test_tile_kv_monotone_in_local_memory(void **state)
 {
     (void)state;
     static const unsigned kib[] = {1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 256};
     const size_t n = sizeof kib / sizeof kib[0];
     for (size_t d = 1; d <= CLATTN__MAX_HEAD_DIM; d++) {
-        unsigned prev_forced = 0, prev_auto = 0;
+        unsigned prev_rows = 0;
+        int supported = 0, rt = 0;
+        double prev_score = 0;
         for (size_t i = 0; i < n; i++) {
             clattn_device_info dev =
                 make_dev("series", CLATTN_DEVICE_GPU, kib[i] * KIB, 0, 1024, 1024);
@@ -202,23 +257,29 @@ static void test_tile_kv_monotone_in_local_memory(void **state)
             clattn__softmax_launch L;
             if (clattn__schedule_softmax(&dev, &p, CLATTN_SOFTMAX_TILED_GPU, &L, NULL, 0) ==
                 CLATTN_SUCCESS) {
-                if (L.tile_kv < prev_forced)
-                    fail_msg("D=%zu: %u KiB gives tile_kv %u < %u with less memory", d, kib[i],
-                             L.tile_kv, prev_forced);
-                prev_forced = L.tile_kv;
+                supported = 1;
+                if (L.gpu_tx) {
+                    rt = 1;
+                    double sc = clattn__softmax_gpu_rt_score(&dev, d, &L);
+                    if (sc < prev_score)
+                        fail_msg("D=%zu: %u KiB gives score %g < %g with less memory", d, kib[i],
+                                 sc, prev_score);
+                    prev_score = sc;
+                } else {
+                    if (rt)
+                        fail_msg("D=%zu: %u KiB falls back to the row kernel", d, kib[i]);
+                    if (L.tile_kv < prev_rows)
+                        fail_msg("D=%zu: %u KiB gives tile_kv %u < %u with less memory", d,
+                                 kib[i], L.tile_kv, prev_rows);
+                    prev_rows = L.tile_kv;
+                }
             } else {
-                assert_int_equal(prev_forced, 0); /* once supported, stays supported */
+                assert_int_equal(supported, 0); /* once supported, stays supported */
             }
             assert_int_equal(clattn__schedule_softmax(&dev, &p, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
                              CLATTN_SUCCESS);
-            if (L.algo == CLATTN_SOFTMAX_TILED_GPU) {
-                if (L.tile_kv < prev_auto)
-                    fail_msg("D=%zu AUTO: %u KiB gives tile_kv %u < %u with less memory", d,
-                             kib[i], L.tile_kv, prev_auto);
-                prev_auto = L.tile_kv;
-            } else {
-                assert_int_equal(prev_auto, 0); /* no GPU -> CPU fallback with more memory */
-            }
+            if (L.algo != CLATTN_SOFTMAX_TILED_GPU)
+                assert_int_equal(supported, 0); /* no GPU -> CPU fallback with more memory */
         }
     }
 }
@@ -244,7 +305,7 @@ static void test_invalid_head_dim_and_algorithm(void **state)
         }
         clattn__softmax_problem p = {64, 8, 8, 0};
         char why[160] = "";
-        assert_int_equal(clattn__schedule_softmax(&devs[i], &p, (clattn_softmax_algo)4, &L,
+        assert_int_equal(clattn__schedule_softmax(&devs[i], &p, (clattn_softmax_algo)5, &L,
                                                     why, sizeof why),
                          CLATTN_INVALID_ARGUMENT);
         assert_true(why[0] != '\0');
@@ -363,7 +424,7 @@ static void test_public_schedule_validation(void **state)
 
     /* every out-of-range descriptor field */
     const size_t sizes[] = {0, offsetof(clattn_softmax_desc, scale) + sizeof(float) - 1, 4097};
-    const int flags[] = {2, -1, 1000}, algos[] = {4, -1, 1000};
+    const int flags[] = {2, -1, 1000}, algos[] = {5, -1, 1000};
     const float scales[] = {NAN, INFINITY, -INFINITY};
     for (size_t i = 0; i < 3; i++) {
         clattn_softmax_desc_init(&desc);
@@ -430,10 +491,19 @@ static void test_vendor_defaults(void **state)
             assert_int_equal(clattn__schedule_softmax(&dev, &p, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
                              CLATTN_SUCCESS);
             assert_int_equal(L.algo, CLATTN_SOFTMAX_TILED_GPU);
-            if (L.local_size != want[j])
-                fail_msg("%s D=%zu: work-group %zu, want %zu", rows[i].vendor, dims[j],
-                         L.local_size, want[j]);
             check_launch_fits(&dev, dims[j], &L);
+            /* The default is register-tiled; the vendor table's work-group is the one-row-per-item
+             * kernel's, the tuner's second candidate. */
+            assert_true(L.gpu_tx != 0);
+            clattn__softmax_launch c[64];
+            size_t nc = clattn__softmax_candidates(&dev, &p, CLATTN_SOFTMAX_AUTO, c, 64);
+            assert_true(nc >= 2);
+            assert_memory_equal(&c[0], &L, sizeof L);
+            assert_int_equal(c[1].gpu_tx, 0);
+            if (c[1].local_size != want[j])
+                fail_msg("%s D=%zu: work-group %zu, want %zu", rows[i].vendor, dims[j],
+                         c[1].local_size, want[j]);
+            check_launch_fits(&dev, dims[j], &c[1]);
         }
     }
 }

@@ -376,6 +376,13 @@ static void test_build_failure_reported(void **state)
     assert_non_null(f);
     fputs("__kernel void clattn_softmax_fwd_cpu(__global float *x) { x[0] = undeclared_name; }\n", f);
     fclose(f);
+    /* GPU-like devices build TILED_GPU's register-tiled kernel from its own file. */
+    char gpath[128];
+    snprintf(gpath, sizeof gpath, "%s/softmax_gpu.cl", dir);
+    f = fopen(gpath, "w");
+    assert_non_null(f);
+    fputs("__kernel void clattn_softmax_fwd_gpu_rt(__global float *x) { x[0] = undeclared_name; }\n", f);
+    fclose(f);
     setenv("CLATTN_KERNEL_DIR", dir, 1);
     clattn_softmax_desc d;
     clattn_softmax_desc_init(&d);
@@ -389,6 +396,7 @@ static void test_build_failure_reported(void **state)
     assert_non_null(strstr(msg, "CLATTN_BUILD_FAILED"));
     assert_non_null(strstr(msg, "undeclared_name")); /* the compiler's own words */
     remove(path);
+    remove(gpath);
     snprintf(path, sizeof path, "%s/common.clh", dir);
     remove(path);
     rmdir(dir);

@@ -250,7 +250,7 @@ static void test_plan_create_bad_shapes(void **state)
 }
 
 /* Every out-of-range descriptor field, on the plan, the one-shot and the host paths. */
-static const int bad_algos[] = {4, -1, 1000};
+static const int bad_algos[] = {5, -1, 1000};
 static const int bad_flags[] = {2, -1, INT_MAX};
 
 static void bad_descs(clattn_softmax_desc *out, size_t *n)

@@ -46,10 +46,16 @@ static void check_candidates(const clattn_device_info *dev, size_t d)
     for (size_t i = 0; i < n; i++) {
         const clattn__softmax_launch *L = &c[i];
         assert_int_equal(L->algo, def.algo);
-        assert_int_equal(clattn__softmax_launch_from(dev, &prob, L->algo, L->rows_per_item,
-                                                       L->local_size, L->tile_kv, &again, NULL,
-                                                       0),
-                         CLATTN_SUCCESS);
+        if (L->gpu_tx) /* TILED_GPU's register-tiled kernel */
+            assert_int_equal(clattn__softmax_launch_gpu_rt(dev, &prob, L->gpu_tx, L->gpu_ty,
+                                                           L->gpu_rm, L->gpu_rn,
+                                                           L->gpu_kv_shared, &again, NULL, 0),
+                             CLATTN_SUCCESS);
+        else
+            assert_int_equal(clattn__softmax_launch_from(dev, &prob, L->algo, L->rows_per_item,
+                                                         L->local_size, L->tile_kv, &again,
+                                                         NULL, 0),
+                             CLATTN_SUCCESS);
         assert_string_equal(again.defines, L->defines);
         assert_true(L->local_size <= dev->max_work_group_size);
         if (L->algo == CLATTN_SOFTMAX_TILED_CPU)
@@ -58,7 +64,10 @@ static void check_candidates(const clattn_device_info *dev, size_t d)
             assert_true(L->local_mem_bytes <= dev->local_mem_size);
         for (size_t j = 0; j < i; j++)
             assert_false(c[j].rows_per_item == L->rows_per_item &&
-                         c[j].local_size == L->local_size && c[j].tile_kv == L->tile_kv);
+                         c[j].local_size == L->local_size && c[j].tile_kv == L->tile_kv &&
+                         c[j].gpu_tx == L->gpu_tx && c[j].gpu_ty == L->gpu_ty &&
+                         c[j].gpu_rm == L->gpu_rm && c[j].gpu_rn == L->gpu_rn &&
+                         c[j].gpu_kv_shared == L->gpu_kv_shared);
     }
 }
 
@@ -79,7 +88,10 @@ static void test_candidates_made_up_devices(void **state)
     clattn__softmax_launch c[64];
     assert_int_equal(clattn__softmax_candidates(&devs[2], &p64, CLATTN_SOFTMAX_AUTO, c, 64), 16);
     assert_int_equal(clattn__softmax_candidates(&devs[2], &p128, CLATTN_SOFTMAX_AUTO, c, 64), 12);
-    assert_int_equal(clattn__softmax_candidates(&devs[0], &p64, CLATTN_SOFTMAX_AUTO, c, 64), 16);
+    /* GPU 48 KiB: the register-tiled default, the one-row-per-item kernel's default, then the
+     * rest of the 72-point register-tiled space that fits (57 of them at D = 64). */
+    assert_int_equal(clattn__softmax_candidates(&devs[0], &p64, CLATTN_SOFTMAX_AUTO, c, 64), 58);
+    assert_true(c[0].gpu_tx != 0 && c[1].gpu_tx == 0 && c[2].gpu_tx != 0);
     assert_int_equal(clattn__softmax_candidates(&devs[2], &p64, CLATTN_SOFTMAX_NAIVE, c, 64), 0);
     assert_int_equal(clattn__softmax_candidates(&devs[2], &p64, CLATTN_SOFTMAX_AUTO, c, 3), 3);
 }
@@ -111,6 +123,23 @@ static void test_launch_from_rejects(void **state)
     assert_int_equal(clattn__softmax_launch_from(&gpu, &p, CLATTN_SOFTMAX_TILED_GPU, 1, 64, 16, &L,
                                                    NULL, 0),
                      CLATTN_SUCCESS);
+    /* the register-tiled kernel: powers of two, work-group, local memory, register budget */
+    assert_int_equal(clattn__softmax_launch_gpu_rt(&gpu, &p, 8, 4, 2, 2, 1, &L, why, sizeof why),
+                     CLATTN_SUCCESS); /* 13.3 KiB with K and V sharing a buffer */
+    assert_int_equal(clattn__softmax_launch_gpu_rt(&gpu, &p, 8, 4, 2, 2, 0, &L, why, sizeof why),
+                     CLATTN_UNSUPPORTED); /* 21.3 KiB in separate buffers */
+    assert_int_equal(clattn__softmax_launch_gpu_rt(&gpu, &p, 8, 4, 3, 2, 0, &L, why, sizeof why),
+                     CLATTN_UNSUPPORTED);
+    assert_int_equal(clattn__softmax_launch_gpu_rt(&gpu, &p, 16, 32, 2, 2, 0, &L, NULL, 0),
+                     CLATTN_UNSUPPORTED); /* 512 work-items > 256 */
+    assert_int_equal(clattn__softmax_launch_gpu_rt(&gpu, &p, 16, 8, 4, 4, 0, &L, NULL, 0),
+                     CLATTN_UNSUPPORTED); /* > 16 KiB */
+    assert_int_equal(clattn__softmax_launch_gpu_rt(&cpu, &p, 8, 4, 8, 8, 0, &L, NULL, 0),
+                     CLATTN_UNSUPPORTED); /* 8 x 8 scores + 8 x 16 accumulators > 160 floats */
+    assert_int_equal(clattn__softmax_launch_gpu_rt(&gpu, &p, 8, 4, 2, 2, 2, &L, NULL, 0),
+                     CLATTN_UNSUPPORTED);
+    assert_int_equal(clattn__softmax_launch_gpu_rt(&gpu, &big, 8, 4, 2, 2, 0, &L, NULL, 0),
+                     CLATTN_INVALID_SHAPE);
     assert_int_equal(clattn__softmax_launch_from(&gpu, &p, CLATTN_SOFTMAX_NAIVE, 1, 64, 0, &L,
                                                    NULL, 0),
                      CLATTN_UNSUPPORTED);

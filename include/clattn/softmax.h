@@ -14,8 +14,13 @@
 typedef enum clattn_softmax_algo {
     CLATTN_SOFTMAX_AUTO = 0,      /* the scheduler picks the kernel family for the device */
     CLATTN_SOFTMAX_TILED_CPU = 1, /* register-blocked, no __local memory, no barriers (CPU-like) */
-    CLATTN_SOFTMAX_TILED_GPU = 2, /* work-groups sharing K/V tiles in __local memory (GPU-like) */
-    CLATTN_SOFTMAX_NAIVE = 3      /* scores materialised by CLBlast GEMMs + softmax: a baseline */
+    CLATTN_SOFTMAX_TILED_GPU = 2, /* work-groups sharing K/V tiles in __local memory, scores and
+                                   * output in register micro-tiles (GPU-like) */
+    CLATTN_SOFTMAX_NAIVE = 3,     /* scores materialised by CLBlast GEMMs + softmax: a baseline */
+    /* TILED_GPU's previous kernel, one query row per work-item (K/V tiles in __local memory, q and
+     * the accumulator in private arrays): kept to measure the register-tiled kernel against; AUTO
+     * never picks it. Plans report it as TILED_GPU (variant clattn_softmax_fwd_gpu). */
+    CLATTN_SOFTMAX_TILED_GPU_ROWS = 4
 } clattn_softmax_algo;
 
 /* Describes one attention operator. Fill with clattn_softmax_desc_init() first, then set fields;

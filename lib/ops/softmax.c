@@ -58,7 +58,7 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_softmax_desc *i
     status = clattn__check_flag(ctx, out->causal, "softmax desc: causal");
     if (status != CLATTN_SUCCESS)
         return status;
-    if (out->algorithm < CLATTN_SOFTMAX_AUTO || out->algorithm > CLATTN_SOFTMAX_NAIVE)
+    if (out->algorithm < CLATTN_SOFTMAX_AUTO || out->algorithm > CLATTN_SOFTMAX_TILED_GPU_ROWS)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "softmax desc: unknown algorithm %d",
                             (int)out->algorithm);
     return CLATTN_SUCCESS;
@@ -204,9 +204,11 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         break;
     }
     case CLATTN_SOFTMAX_TILED_GPU:
-        CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", L->defines,
-                                           "clattn_softmax_fwd_gpu", L->local_size, by,
-                                           &plan->fwd));
+        /* gpu_tx != 0: the register-tiled kernel; else the one-row-per-work-item one. */
+        CLATTN_FORWARD(clattn__plan_kernel(
+            base, L->gpu_tx ? "softmax_gpu.cl" : "softmax.cl", L->defines,
+            L->gpu_tx ? "clattn_softmax_fwd_gpu_rt" : "clattn_softmax_fwd_gpu", L->local_size, by,
+            &plan->fwd));
         break;
     case CLATTN_SOFTMAX_NAIVE: {
         CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", L->defines,
@@ -254,8 +256,9 @@ static void launch_info(const clattn__softmax_launch *L, clattn_plan_info *info)
     snprintf(info->algorithm_name, sizeof info->algorithm_name, "%s", algo_name(L->algo));
     snprintf(info->variant, sizeof info->variant, "%s",
              L->algo == CLATTN_SOFTMAX_TILED_CPU   ? "clattn_softmax_fwd_cpu"
-             : L->algo == CLATTN_SOFTMAX_TILED_GPU ? "clattn_softmax_fwd_gpu"
-                                                   : "clattn_softmax_naive_rows+sgemm");
+             : L->algo == CLATTN_SOFTMAX_TILED_GPU
+                 ? (L->gpu_tx ? "clattn_softmax_fwd_gpu_rt" : "clattn_softmax_fwd_gpu")
+                 : "clattn_softmax_naive_rows+sgemm");
     info->tile_q = L->tile_q;
     info->tile_kv = L->tile_kv;
     info->rows_per_item = L->rows_per_item;
@@ -366,7 +369,8 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
         clattn__arg_view(&f, v);
         arg_tail(&f, plan, q, out, lse);
         CLATTN_CL(f.err);
-        size_t gl[2] = {clattn__div_up(plan->qshape[2], L->local_size) * L->local_size, bh};
+        /* One work-group per tile_q rows (the old GPU kernel: tile_q = local_size). */
+        size_t gl[2] = {clattn__div_up(plan->qshape[2], L->tile_q) * L->local_size, bh};
         CLATTN_FORWARD(clattn__seq_kernel_local(s, plan->fwd, 2, gl, lo, true, event));
     }
 cleanup:

@@ -22,6 +22,10 @@ typedef struct clattn__softmax_launch {
     size_t local_size;          /* work-group size along the query dimension */
     size_t local_mem_bytes;     /* __local bytes per work-group */
     char defines[256];          /* -D options for the kernel build */
+    /* TILED_GPU's register-tiled kernel (kernels_cl/softmax_gpu.cl): work-group gpu_tx x gpu_ty,
+     * micro-tiles gpu_rm rows x gpu_rn keys, K and V tiles sharing one buffer when gpu_kv_shared.
+     * gpu_tx == 0: TILED_GPU's one-row-per-work-item kernel (softmax.cl, clattn_softmax_fwd_gpu). */
+    unsigned gpu_tx, gpu_ty, gpu_rm, gpu_rn, gpu_kv_shared;
 } clattn__softmax_launch;
 
 /* Chooses the kernel family (when `requested` is AUTO) and its tiles. Returns UNSUPPORTED when a
@@ -48,6 +52,25 @@ clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
                                             clattn_softmax_algo algo, unsigned rows,
                                             size_t local_size, unsigned tile_kv,
                                             clattn__softmax_launch *out, char *why, size_t why_len);
+
+/* A launch of TILED_GPU's register-tiled kernel from explicit parameters (work-group tx x ty,
+ * micro-tile rm x rn, K/V buffer shared or not), validated against the device (work-group limit,
+ * local memory, register budget). UNSUPPORTED with a reason in `why` when they do not fit. */
+clattn_status clattn__softmax_launch_gpu_rt(const clattn_device_info *dev,
+                                            const clattn__softmax_problem *prob, unsigned tx,
+                                            unsigned ty, unsigned rm, unsigned rn,
+                                            unsigned kv_shared, clattn__softmax_launch *out,
+                                            char *why, size_t why_len);
+/* __local bytes of that kernel's work-group, and its micro-tile state in floats per work-item. */
+size_t clattn__softmax_gpu_rt_local_bytes(size_t d, unsigned tx, unsigned ty, unsigned rm,
+                                          unsigned rn, unsigned kv_shared);
+size_t clattn__softmax_gpu_rt_regs(size_t d, unsigned tx, unsigned rm, unsigned rn);
+/* The scheduler's model of a register-tiled launch (higher is better; lib/sched/sched_softmax.c). */
+double clattn__softmax_gpu_rt_score(const clattn_device_info *dev, size_t d,
+                                    const clattn__softmax_launch *L);
+/* SIMD width of a GPU vendor family (lib/tune/defaults.c): 32 NVIDIA, 64 AMD, 16 Intel, 32
+ * Apple/ARM, 0 unknown. */
+unsigned clattn__gpu_simd_width(const clattn_device_info *dev);
 
 /* The tuner's search space: valid launches of the family `requested` resolves to (AUTO: the
  * device's family), the scheduler's default first, then by promise (fewest parameter steps away
@@ -125,6 +148,25 @@ clattn_status clattn__linear_launch_from(const clattn_device_info *dev,
                                          unsigned value_blocks, unsigned feature_rows,
                                          size_t local_size, clattn__linear_launch *out, char *why,
                                          size_t why_len);
+
+/* A launch of TILED_GPU's register-tiled kernel from explicit parameters (work-group tx x ty,
+ * micro-tile rm x rn, K/V buffer shared or not), validated against the device (work-group limit,
+ * local memory, register budget). UNSUPPORTED with a reason in `why` when they do not fit. */
+clattn_status clattn__softmax_launch_gpu_rt(const clattn_device_info *dev,
+                                            const clattn__softmax_problem *prob, unsigned tx,
+                                            unsigned ty, unsigned rm, unsigned rn,
+                                            unsigned kv_shared, clattn__softmax_launch *out,
+                                            char *why, size_t why_len);
+/* __local bytes of that kernel's work-group, and its micro-tile state in floats per work-item. */
+size_t clattn__softmax_gpu_rt_local_bytes(size_t d, unsigned tx, unsigned ty, unsigned rm,
+                                          unsigned rn, unsigned kv_shared);
+size_t clattn__softmax_gpu_rt_regs(size_t d, unsigned tx, unsigned rm, unsigned rn);
+/* The scheduler's model of a register-tiled launch (higher is better; lib/sched/sched_softmax.c). */
+double clattn__softmax_gpu_rt_score(const clattn_device_info *dev, size_t d,
+                                    const clattn__softmax_launch *L);
+/* SIMD width of a GPU vendor family (lib/tune/defaults.c): 32 NVIDIA, 64 AMD, 16 Intel, 32
+ * Apple/ARM, 0 unknown. */
+unsigned clattn__gpu_simd_width(const clattn_device_info *dev);
 
 /* The tuner's search space: valid launches of the algorithm AUTO resolves to, the scheduler's
  * default first (then the nearest variations). Writes at most `cap`; returns how many (0 when the

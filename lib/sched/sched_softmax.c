@@ -20,7 +20,10 @@
  * a time (one float16 score vector per row); the online-softmax rescale per 16 keys costs ~3% of
  * the block's FMAs, and larger key tiles measured no faster on PoCL once the loops were unrolled.
  *
- * TILED_GPU tiles: one query row per work-item; the work-group from the vendor family's shipped
+ * TILED_GPU: the register-tiled kernel (kernels_cl/softmax_gpu.cl; its rule below, "TILED_GPU's
+ * register-tiled kernel"), else, where no launch of it fits the local memory, the previous kernel
+ * (softmax.cl, clattn_softmax_fwd_gpu; also CLATTN_SOFTMAX_TILED_GPU_ROWS), whose tiles are:
+ * one query row per work-item; the work-group from the vendor family's shipped
  * defaults (lib/tune/defaults.c: 128 for NVIDIA and unknown GPUs, 256/128 for AMD by D, 64 for
  * Intel and Apple/ARM; the device maximum when smaller, rounded down to a power of two); key tile = the largest power of two <= 64 with
  * 2 * tile_kv * D * 4 bytes (K and V tiles) within the local memory, so more local memory never
@@ -94,6 +97,7 @@ static void plan_cpu(const clattn_device_info *dev, const clattn__softmax_proble
 
 static void fill_gpu(size_t d, size_t wg, size_t tile, clattn__softmax_launch *out)
 {
+    memset(out, 0, sizeof *out); /* gpu_tx = 0: the one-row-per-item kernel */
     out->algo = CLATTN_SOFTMAX_TILED_GPU;
     out->rows_per_item = 1;
     out->local_size = wg;
@@ -104,8 +108,174 @@ static void fill_gpu(size_t d, size_t wg, size_t tile, clattn__softmax_launch *o
              tile, wg);
 }
 
-static bool plan_gpu(const clattn_device_info *dev, const clattn__softmax_problem *p,
-                     clattn__softmax_launch *out)
+/* ---- TILED_GPU's register-tiled kernel (kernels_cl/softmax_gpu.cl) ----
+ * Space: TX in {8, 16} work-items across keys and head dims, TY in {4, 8, 16} across rows,
+ * micro-tiles RM in {2, 4, 8} rows x RN in {2, 4} keys, K and V tiles in separate buffers or one
+ * shared buffer: 72 points, those that fit the device valid.
+ * A launch fits when the work-group is within the device limits, the __local buffers (queries
+ * Qs[D][BR], transposed K Kt[D][BC+1], V Vs[BC][DP], probabilities Ps[BR][BC], row maxima
+ * red[BR][TX]) within its local memory, and the micro-tile state (scores RM x RN, accumulator
+ * RM x RD with RD = ceil(D / TX), the operands of one step, m, l and the masks) within
+ * GPU_RT_REG_BUDGET floats: with ~30 registers of addresses and indices beside them, within the
+ * 255 an NVIDIA thread may have and the 256 VGPRs of an AMD lane (FlashAttention-2 runs near
+ * that), and Intel's large-GRF mode; 128 (our first choice) kept every 32 KiB-local launch at
+ * 8 x 2 and 4 x 4 micro-tiles, 0.49 FMA/byte under oclgrind at D = 64 against 0.70 for 8 x 4.
+ * The default is the fitting launch of highest modelled arithmetic intensity (useful FMAs per
+ * float loaded from local and global memory per key tile), discounted by 10% when a second
+ * work-group does not fit the local memory beside the first (nothing hides its barriers) and by
+ * 5% for a shared K/V buffer (V's load no longer overlaps K's), among work-groups that are a
+ * multiple of the vendor's SIMD width (lib/tune/defaults.c) when one is known. Ties: the smaller
+ * local memory. Measured on no GPU (none here): an intensity model by construction, checked by
+ * oclgrind's instruction counts (tests/inst_counts.sh); the tuner measures the space. */
+#define GPU_RT_REG_BUDGET 160
+static const unsigned rt_tx[] = {8, 16}, rt_ty[] = {4, 8, 16}, rt_rm[] = {2, 4, 8},
+                      rt_rn[] = {2, 4};
+
+size_t clattn__softmax_gpu_rt_local_bytes(size_t d, unsigned tx, unsigned ty, unsigned rm,
+                                          unsigned rn, unsigned kv_shared)
+{
+    size_t br = (size_t)ty * rm, bc = (size_t)tx * rn, dp = (d + tx - 1) / tx * tx;
+    size_t kt = d * (bc + 1), vv = bc * dp;
+    size_t kv = kv_shared ? (kt > vv ? kt : vv) : kt + vv;
+    return sizeof(float) * (d * br + kv + br * bc + br * tx);
+}
+
+size_t clattn__softmax_gpu_rt_regs(size_t d, unsigned tx, unsigned rm, unsigned rn)
+{
+    size_t rd = (d + tx - 1) / tx;
+    return (size_t)rm * rn + rm * rd + rm + (rn > rd ? rn : rd) + 3 * (size_t)rm;
+}
+
+static void fill_gpu_rt(size_t d, unsigned tx, unsigned ty, unsigned rm, unsigned rn,
+                        unsigned shared, clattn__softmax_launch *out)
+{
+    out->algo = CLATTN_SOFTMAX_TILED_GPU;
+    out->rows_per_item = rm;
+    out->local_size = (size_t)tx * ty;
+    out->tile_q = ty * rm;
+    out->tile_kv = tx * rn;
+    out->local_mem_bytes = clattn__softmax_gpu_rt_local_bytes(d, tx, ty, rm, rn, shared);
+    out->gpu_tx = tx;
+    out->gpu_ty = ty;
+    out->gpu_rm = rm;
+    out->gpu_rn = rn;
+    out->gpu_kv_shared = shared;
+    snprintf(out->defines, sizeof out->defines,
+             "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_TILE_KV=%u -DSOFTMAX_GPU_TX=%u -DSOFTMAX_GPU_TY=%u "
+             "-DSOFTMAX_GPU_RM=%u -DSOFTMAX_GPU_RN=%u -DSOFTMAX_GPU_KV_SHARED=%u",
+             d, out->tile_kv, tx, ty, rm, rn, shared);
+}
+
+clattn_status clattn__softmax_launch_gpu_rt(const clattn_device_info *dev,
+                                            const clattn__softmax_problem *prob, unsigned tx,
+                                            unsigned ty, unsigned rm, unsigned rn,
+                                            unsigned kv_shared, clattn__softmax_launch *out,
+                                            char *why, size_t why_len)
+{
+    memset(out, 0, sizeof *out);
+    size_t d = prob->head_dim;
+    if (d < 1 || d > CLATTN__MAX_HEAD_DIM) {
+        say(why, why_len, "head dimension must be in [1, 256]");
+        return CLATTN_INVALID_SHAPE;
+    }
+    bool p2 = tx && !(tx & (tx - 1)) && ty && !(ty & (ty - 1)) && rm && !(rm & (rm - 1)) && rn &&
+              !(rn & (rn - 1));
+    if (!p2 || tx > 64 || ty > 64 || rm > 8 || rn > 8 || kv_shared > 1) {
+        say(why, why_len, "tx, ty up to 64, rm, rn up to 8, all powers of two; kv_shared 0 or 1");
+        return CLATTN_UNSUPPORTED;
+    }
+    size_t wg = (size_t)tx * ty;
+    if (wg > device_wg_limit(dev) || wg > 1024) {
+        say(why, why_len, "work-group beyond the device limit");
+        return CLATTN_UNSUPPORTED;
+    }
+    if (clattn__softmax_gpu_rt_local_bytes(d, tx, ty, rm, rn, kv_shared) > dev->local_mem_size) {
+        say(why, why_len, "tiles beyond the local memory");
+        return CLATTN_UNSUPPORTED;
+    }
+    if (clattn__softmax_gpu_rt_regs(d, tx, rm, rn) > GPU_RT_REG_BUDGET) {
+        say(why, why_len, "micro-tiles beyond the register budget");
+        return CLATTN_UNSUPPORTED;
+    }
+    fill_gpu_rt(d, tx, ty, rm, rn, kv_shared, out);
+    return CLATTN_SUCCESS;
+}
+
+/* The default's model: useful FMAs per float loaded (local + global) per key tile, discounted as
+ * documented above. */
+double clattn__softmax_gpu_rt_score(const clattn_device_info *dev, size_t d,
+                                    const clattn__softmax_launch *L)
+{
+    double tx = L->gpu_tx, rm = L->gpu_rm, rn = L->gpu_rn, bc = L->tile_kv;
+    double rd = (double)((d + L->gpu_tx - 1) / L->gpu_tx), dp = rd * tx;
+    double fma = rm * rn * (double)d + rm * bc * (double)d / tx;
+    double loads = (double)d * (rm + rn) + bc * (rm + rd) + rm * tx +
+                   (bc * (double)d + bc * dp) / (double)L->local_size;
+    double score = fma / loads;
+    if (2 * L->local_mem_bytes > dev->local_mem_size)
+        score *= 0.9;
+    if (L->gpu_kv_shared)
+        score *= 0.95;
+    return score;
+}
+
+/* Every fitting launch of the space, best modelled first (stable); returns how many. */
+static size_t rt_space(const clattn_device_info *dev, const clattn__softmax_problem *p,
+                       clattn__softmax_launch *out, double *score, size_t cap)
+{
+    size_t n = 0;
+    for (size_t a = 0; a < 2; a++)
+        for (size_t b = 0; b < 3; b++)
+            for (size_t c = 0; c < 3; c++)
+                for (size_t e = 0; e < 2; e++)
+                    for (unsigned sh = 0; sh < 2 && n < cap; sh++) {
+                        clattn__softmax_launch L;
+                        if (clattn__softmax_launch_gpu_rt(dev, p, rt_tx[a], rt_ty[b], rt_rm[c],
+                                                          rt_rn[e], sh, &L, NULL,
+                                                          0) != CLATTN_SUCCESS)
+                            continue;
+                        double sc = clattn__softmax_gpu_rt_score(dev, p->head_dim, &L);
+                        size_t at = n;
+                        while (at > 0 && (score[at - 1] < sc ||
+                                          (score[at - 1] == sc &&
+                                           out[at - 1].local_mem_bytes > L.local_mem_bytes))) {
+                            memcpy(&out[at], &out[at - 1], sizeof L); /* padding too: memcmp-able */
+                            score[at] = score[at - 1];
+                            at--;
+                        }
+                        memcpy(&out[at], &L, sizeof L);
+                        score[at] = sc;
+                        n++;
+                    }
+    return n;
+}
+
+#define RT_SPACE_MAX 72
+
+/* The register-tiled default: the best-modelled fitting launch whose work-group is a multiple of
+ * the SIMD width (any fitting launch when none is). */
+static bool plan_gpu_rt(const clattn_device_info *dev, const clattn__softmax_problem *p,
+                        clattn__softmax_launch *out)
+{
+    clattn__softmax_launch all[RT_SPACE_MAX];
+    double score[RT_SPACE_MAX];
+    size_t n = rt_space(dev, p, all, score, RT_SPACE_MAX);
+    if (n == 0)
+        return false;
+    unsigned simd = clattn__gpu_simd_width(dev);
+    for (size_t i = 0; i < n; i++)
+        if (simd == 0 || all[i].local_size % simd == 0) {
+            memcpy(out, &all[i], sizeof *out);
+            return true;
+        }
+    memcpy(out, &all[0], sizeof *out);
+    return true;
+}
+
+/* The one-row-per-work-item kernel (softmax.cl): the fallback where no register-tiled launch fits,
+ * and a tuning candidate. */
+static bool plan_gpu_rows(const clattn_device_info *dev, const clattn__softmax_problem *p,
+                          clattn__softmax_launch *out)
 {
     size_t d = p->head_dim;
     /* The vendor family's work-group (lib/tune/defaults.c), within the device's limits. */
@@ -119,6 +289,12 @@ static bool plan_gpu(const clattn_device_info *dev, const clattn__softmax_proble
         return false;
     fill_gpu(d, wg, tile, out);
     return true;
+}
+
+static bool plan_gpu(const clattn_device_info *dev, const clattn__softmax_problem *p,
+                     clattn__softmax_launch *out)
+{
+    return plan_gpu_rt(dev, p, out) || plan_gpu_rows(dev, p, out);
 }
 
 clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
@@ -153,6 +329,13 @@ clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
             return CLATTN_UNSUPPORTED;
         }
         say(why, why_len, "requested");
+        return CLATTN_SUCCESS;
+    case CLATTN_SOFTMAX_TILED_GPU_ROWS:
+        if (!plan_gpu_rows(dev, prob, out)) {
+            say(why, why_len, "local memory cannot hold one K and V row");
+            return CLATTN_UNSUPPORTED;
+        }
+        say(why, why_len, "requested: the one-row-per-item GPU kernel");
         return CLATTN_SUCCESS;
     case CLATTN_SOFTMAX_NAIVE:
         out->algo = CLATTN_SOFTMAX_NAIVE;
@@ -253,7 +436,9 @@ static unsigned distance(const clattn__softmax_launch *a, const clattn__softmax_
 static bool same_launch(const clattn__softmax_launch *a, const clattn__softmax_launch *b)
 {
     return a->algo == b->algo && a->rows_per_item == b->rows_per_item &&
-           a->local_size == b->local_size && a->tile_kv == b->tile_kv;
+           a->local_size == b->local_size && a->tile_kv == b->tile_kv &&
+           a->gpu_tx == b->gpu_tx && a->gpu_ty == b->gpu_ty && a->gpu_rm == b->gpu_rm &&
+           a->gpu_rn == b->gpu_rn && a->gpu_kv_shared == b->gpu_kv_shared;
 }
 
 /* Appends a valid, new candidate; keeps the list sorted by distance (stable). */
@@ -290,7 +475,21 @@ size_t clattn__softmax_candidates(const clattn_device_info *dev,
         clattn__schedule_softmax(dev, prob, requested, &def, NULL, 0) != CLATTN_SUCCESS)
         return 0;
     size_t n = 0;
-    out[n++] = def;
+    memcpy(&out[n++], &def, sizeof def);
+    if (def.algo == CLATTN_SOFTMAX_TILED_GPU && def.gpu_tx) {
+        /* The register-tiled default, then the one-row-per-item kernel's default (so every
+         * tuning run measures the old kernel against the new), then the rest of the space, best
+         * modelled first. */
+        clattn__softmax_launch all[RT_SPACE_MAX], rows_def;
+        double score[RT_SPACE_MAX];
+        if (n < cap && plan_gpu_rows(dev, prob, &rows_def))
+            memcpy(&out[n++], &rows_def, sizeof rows_def);
+        size_t m = rt_space(dev, prob, all, score, RT_SPACE_MAX);
+        for (size_t i = 0; i < m && n < cap; i++)
+            if (!same_launch(&all[i], &def))
+                memcpy(&out[n++], &all[i], sizeof all[i]);
+        return n;
+    }
     static const unsigned rows[] = {1, 2, 4, 8}, cpu_wg[] = {1, 2, 4, 8};
     static const unsigned gpu_wg[] = {32, 64, 128, 256}, tiles[] = {8, 16, 32, 64};
     for (size_t i = 0; i < 4; i++)

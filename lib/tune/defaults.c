@@ -82,3 +82,8 @@ size_t clattn__default_gpu_wg(const clattn_device_info *dev, size_t head_dim)
     const vendor_row *r = row_for(dev);
     return head_dim <= 64 ? r->wg_small_d : r->wg_large_d;
 }
+
+unsigned clattn__gpu_simd_width(const clattn_device_info *dev)
+{
+    return row_for(dev)->simd_width;
+}

@@ -95,6 +95,13 @@ static void to_params(const void *launch, clattn_tuning_entry *e)
     clattn__tune_param_set(e, "rows", L->rows_per_item);
     clattn__tune_param_set(e, "local", (long long)L->local_size);
     clattn__tune_param_set(e, "tile_kv", L->tile_kv);
+    if (L->gpu_tx) { /* TILED_GPU's register-tiled kernel */
+        clattn__tune_param_set(e, "tx", L->gpu_tx);
+        clattn__tune_param_set(e, "ty", L->gpu_ty);
+        clattn__tune_param_set(e, "rm", L->gpu_rm);
+        clattn__tune_param_set(e, "rn", L->gpu_rn);
+        clattn__tune_param_set(e, "kv_shared", L->gpu_kv_shared);
+    }
 }
 
 static void describe(const void *launch, char *out, size_t size)
@@ -103,8 +110,11 @@ static void describe(const void *launch, char *out, size_t size)
     if (L->algo == CLATTN_SOFTMAX_TILED_CPU)
         snprintf(out, size, "cpu rows=%u local=%zu tile_kv=%u", L->rows_per_item, L->local_size,
                  L->tile_kv);
+    else if (L->gpu_tx)
+        snprintf(out, size, "gpu-rt tx=%u ty=%u rm=%u rn=%u kv_shared=%u", L->gpu_tx, L->gpu_ty,
+                 L->gpu_rm, L->gpu_rn, L->gpu_kv_shared);
     else
-        snprintf(out, size, "gpu wg=%zu tile_kv=%u", L->local_size, L->tile_kv);
+        snprintf(out, size, "gpu-rows wg=%zu tile_kv=%u", L->local_size, L->tile_kv);
 }
 
 const clattn__tune_adapter clattn__tune_softmax = {
@@ -119,6 +129,18 @@ bool clattn__tune_launch(clattn_context *ctx, const clattn__softmax_problem *pro
     entry_key(prob, family, &key);
     if (!clattn__tune_find(ctx, &key, &e))
         return false;
+    long long tx = clattn__tune_param(&e, "tx", 0);
+    if (family == CLATTN_SOFTMAX_TILED_GPU && tx > 0) {
+        long long ty = clattn__tune_param(&e, "ty", -1), rm = clattn__tune_param(&e, "rm", -1),
+                  rn = clattn__tune_param(&e, "rn", -1),
+                  sh = clattn__tune_param(&e, "kv_shared", -1);
+        if (tx > 64 || ty < 1 || ty > 64 || rm < 1 || rm > 8 || rn < 1 || rn > 8 || sh < 0 ||
+            sh > 1)
+            return false;
+        return clattn__softmax_launch_gpu_rt(&ctx->info, prob, (unsigned)tx, (unsigned)ty,
+                                             (unsigned)rm, (unsigned)rn, (unsigned)sh, out, NULL,
+                                             0) == CLATTN_SUCCESS;
+    }
     long long rows = clattn__tune_param(&e, "rows", -1),
               local = clattn__tune_param(&e, "local", -1),
               tile = clattn__tune_param(&e, "tile_kv", -1);

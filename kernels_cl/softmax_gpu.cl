@@ -1,0 +1,222 @@
+/* Register-tiled exact softmax attention for devices with real local memory (FlashAttention-2
+ * style forward, online softmax in base 2). clattn_softmax_fwd_gpu_rt:
+ *
+ *  - a work-group of SOFTMAX_GPU_TX x SOFTMAX_GPU_TY work-items owns BR = TY * RM query rows; the
+ *    rows' scaled queries sit in __local memory transposed (Qs[D][BR]) for the whole kernel;
+ *  - keys go BC = TX * RN at a time: the K tile is staged transposed (Kt[D][BC + KPAD]) and the V
+ *    tile row-major (Vs[BC][DP], DP = TX * RD >= D, zero-padded), in separate buffers or, with
+ *    SOFTMAX_GPU_KV_SHARED, one buffer that holds K for the scores and then V for P.V;
+ *  - work-item (tx, ty) computes scores of rows ty*RM + i and keys tx + TX*j (i < RM, j < RN) in
+ *    registers: per d, RM + RN local loads feed RM * RN FMAs;
+ *  - the row maxima are reduced across the TX work-items of a row through __local red[BR][TX]; the
+ *    row sums are kept per work-item (all its terms share the row's running maximum) and reduced
+ *    once at the end;
+ *  - the probabilities go through __local Ps[BR][BC]; work-item (tx, ty) accumulates rows
+ *    ty*RM + i and head dims tx + TX*e (e < RD) of P.V in registers: per key, RM + RD local loads
+ *    feed RM * RD FMAs;
+ *  - the work-group stops at the last key its last row may see (causal offset and key length),
+ *    so whole masked tiles are skipped; per-row masks cover the rest.
+ * Micro-tiles and accumulators are arrays indexed only by fully unrolled loops over compile-time
+ * sizes, so they stay in registers. Four barriers per key tile (uniform trip count per group).
+ * Rows that see no key get zeros and lse = -INFINITY. */
+
+#ifndef SOFTMAX_HEAD_DIM
+#define SOFTMAX_HEAD_DIM 64
+#endif
+#ifndef SOFTMAX_GPU_TX
+#define SOFTMAX_GPU_TX 16 /* work-items across keys (scores) and head dims (P.V) */
+#endif
+#ifndef SOFTMAX_GPU_TY
+#define SOFTMAX_GPU_TY 8 /* work-items across query rows */
+#endif
+#ifndef SOFTMAX_GPU_RM
+#define SOFTMAX_GPU_RM 4 /* query rows per work-item */
+#endif
+#ifndef SOFTMAX_GPU_RN
+#define SOFTMAX_GPU_RN 4 /* keys per work-item in the score micro-tile */
+#endif
+#ifndef SOFTMAX_GPU_KV_SHARED
+#define SOFTMAX_GPU_KV_SHARED 0 /* 1: K and V tiles share one buffer (less local memory) */
+#endif
+#ifndef SOFTMAX_GPU_KPAD
+#define SOFTMAX_GPU_KPAD 1 /* padding of the transposed K rows: the staging stores hit distinct banks */
+#endif
+#ifndef SOFTMAX_GPU_DUNROLL
+#define SOFTMAX_GPU_DUNROLL 4 /* unroll of the loops over d and over the tile's keys */
+#endif
+
+#define G_STR_(x) #x
+#define G_STR(x) G_STR_(x)
+#define G_TX SOFTMAX_GPU_TX
+#define G_TY SOFTMAX_GPU_TY
+#define G_RM SOFTMAX_GPU_RM
+#define G_RN SOFTMAX_GPU_RN
+#define G_D SOFTMAX_HEAD_DIM
+#define G_WG (G_TX * G_TY)
+#define G_BR (G_TY * G_RM)
+#define G_BC (G_TX * G_RN)
+#define G_RD ((G_D + G_TX - 1) / G_TX)
+#define G_DP (G_RD * G_TX)
+#define G_KS (G_BC + SOFTMAX_GPU_KPAD)
+#define G_KT_SIZE (G_D * G_KS)
+#define G_V_SIZE (G_BC * G_DP)
+
+/* Global size: (ceil(Nq / BR) * TX * TY, B * Hq); local size (TX * TY, 1). */
+__kernel __attribute__((reqd_work_group_size(G_WG, 1, 1))) void
+clattn_softmax_fwd_gpu_rt(__global const float *q, ulong q_off, ulong4 qs, __global const float *k,
+                          ulong k_off, ulong4 ks, __global const float *v, ulong v_off, ulong4 vs,
+                          __global float *out, ulong o_off, ulong4 os, __global float *lse,
+                          ulong l_off, ulong4 ls, int has_lse, __global const int *key_lengths,
+                          ulong kl_off, int has_kl, uint hq_count, uint hk_count, uint nq, uint nk,
+                          float scale_log2, int causal)
+{
+    __local float Qs[G_D * G_BR];
+#if SOFTMAX_GPU_KV_SHARED
+    __local float KV[G_KT_SIZE > G_V_SIZE ? G_KT_SIZE : G_V_SIZE];
+#define Kt KV
+#define Vs KV
+#else
+    __local float Kt[G_KT_SIZE];
+    __local float Vs[G_V_SIZE];
+#endif
+    __local float Ps[G_BR * G_BC];
+    __local float red[G_BR * G_TX];
+
+    uint lid = get_local_id(0);
+    uint ty = lid / G_TX, tx = lid - ty * G_TX; /* no div/rem pair: oclgrind's
+                                                    * --uninitialized rejects LLVM's freeze */
+    uint row0 = get_group_id(0) * G_BR;
+    uint bh = get_global_id(1);
+    uint b = bh / hq_count, h = bh - b * hq_count;
+    uint hk = h / (hq_count / hk_count);
+
+    long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, nk);
+    /* Under a causal mask the group's last row sees the most keys: the group stops there. */
+    long kend = clattn_visible(min(row0 + G_BR - 1, nq - 1), nq, nk, kl, causal);
+
+    for (uint idx = lid; idx < G_BR * G_D; idx += G_WG) {
+        uint r = idx / G_D, d = idx - r * G_D;
+        uint row = row0 + r;
+        Qs[d * G_BR + r] =
+            row < nq ? q[clattn_at(q_off, qs, b, h, row, d)] * scale_log2 : 0.0f;
+    }
+
+    int lim[G_RM];
+    float m[G_RM], l[G_RM], acc[G_RM][G_RD];
+    _Pragma("unroll") for (uint i = 0; i < G_RM; i++) {
+        uint row = min(row0 + ty * G_RM + i, nq - 1);
+        lim[i] = (int)clattn_visible(row, nq, nk, kl, causal);
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+        _Pragma("unroll") for (uint e = 0; e < G_RD; e++)
+            acc[i][e] = 0.0f;
+    }
+
+    for (long kt = 0; kt < kend; kt += G_BC) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint idx = lid; idx < G_BC * G_D; idx += G_WG) {
+            uint j = idx / G_D, d = idx - j * G_D;
+            long key = kt + j;
+            Kt[d * G_KS + j] = key < kend ? k[clattn_at(k_off, ks, b, hk, key, d)] : 0.0f;
+        }
+#if !SOFTMAX_GPU_KV_SHARED
+        for (uint idx = lid; idx < G_BC * G_DP; idx += G_WG) {
+            uint j = idx / G_DP, d = idx - j * G_DP;
+            long key = kt + j;
+            Vs[idx] = key < kend && d < G_D ? v[clattn_at(v_off, vs, b, hk, key, d)] : 0.0f;
+        }
+#endif
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        /* Scores: an RM x RN micro-tile in registers. */
+        float s[G_RM][G_RN];
+        _Pragma("unroll") for (uint i = 0; i < G_RM; i++)
+            _Pragma("unroll") for (uint j = 0; j < G_RN; j++)
+                s[i][j] = 0.0f;
+        __local const float *qp = Qs + ty * G_RM;
+        __local const float *kp = Kt + tx;
+        _Pragma(G_STR(unroll SOFTMAX_GPU_DUNROLL)) for (uint d = 0; d < G_D; d++) {
+            float qr[G_RM], kr[G_RN];
+            _Pragma("unroll") for (uint i = 0; i < G_RM; i++)
+                qr[i] = qp[d * G_BR + i];
+            _Pragma("unroll") for (uint j = 0; j < G_RN; j++)
+                kr[j] = kp[d * G_KS + j * G_TX];
+            _Pragma("unroll") for (uint i = 0; i < G_RM; i++)
+                _Pragma("unroll") for (uint j = 0; j < G_RN; j++)
+                    s[i][j] = fma(qr[i], kr[j], s[i][j]);
+        }
+        /* Mask, then this work-item's share of each row maximum. */
+        _Pragma("unroll") for (uint i = 0; i < G_RM; i++) {
+            float mx = -INFINITY;
+            _Pragma("unroll") for (uint j = 0; j < G_RN; j++) {
+                long key = kt + tx + j * G_TX;
+                s[i][j] = key < lim[i] ? s[i][j] : -INFINITY;
+                mx = fmax(mx, s[i][j]);
+            }
+            red[(ty * G_RM + i) * G_TX + tx] = mx;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        _Pragma("unroll") for (uint i = 0; i < G_RM; i++) {
+            uint r = ty * G_RM + i;
+            float mt = -INFINITY;
+            _Pragma("unroll") for (uint t = 0; t < G_TX; t++)
+                mt = fmax(mt, red[r * G_TX + t]);
+            float ref, corr = clattn_online_step(&m[i], mt, &ref);
+            float sum = 0.0f;
+            _Pragma("unroll") for (uint j = 0; j < G_RN; j++) {
+                float p = exp2(s[i][j] - ref);
+                sum += p;
+                Ps[r * G_BC + tx + j * G_TX] = p;
+            }
+            l[i] = l[i] * corr + sum;
+            _Pragma("unroll") for (uint e = 0; e < G_RD; e++)
+                acc[i][e] *= corr;
+        }
+#if SOFTMAX_GPU_KV_SHARED
+        /* Every score is computed (barrier above): K's buffer now takes the V tile. */
+        for (uint idx = lid; idx < G_BC * G_DP; idx += G_WG) {
+            uint j = idx / G_DP, d = idx - j * G_DP;
+            long key = kt + j;
+            Vs[idx] = key < kend && d < G_D ? v[clattn_at(v_off, vs, b, hk, key, d)] : 0.0f;
+        }
+#endif
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        /* P.V: an RM x RD micro-tile of the accumulator in registers. */
+        __local const float *pp = Ps + ty * G_RM * G_BC;
+        __local const float *vp = Vs + tx;
+        _Pragma(G_STR(unroll SOFTMAX_GPU_DUNROLL)) for (uint c = 0; c < G_BC; c++) {
+            float pr[G_RM], vr[G_RD];
+            _Pragma("unroll") for (uint i = 0; i < G_RM; i++)
+                pr[i] = pp[i * G_BC + c];
+            _Pragma("unroll") for (uint e = 0; e < G_RD; e++)
+                vr[e] = vp[c * G_DP + e * G_TX];
+            _Pragma("unroll") for (uint i = 0; i < G_RM; i++)
+                _Pragma("unroll") for (uint e = 0; e < G_RD; e++)
+                    acc[i][e] = fma(pr[i], vr[e], acc[i][e]);
+        }
+    }
+
+    /* Row sums: one reduction across the row's work-items, at the end. */
+    barrier(CLK_LOCAL_MEM_FENCE);
+    _Pragma("unroll") for (uint i = 0; i < G_RM; i++)
+        red[(ty * G_RM + i) * G_TX + tx] = l[i];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    _Pragma("unroll") for (uint i = 0; i < G_RM; i++) {
+        uint r = ty * G_RM + i, row = row0 + r;
+        float lt = 0.0f;
+        _Pragma("unroll") for (uint t = 0; t < G_TX; t++)
+            lt += red[r * G_TX + t];
+        if (row < nq) {
+            float inv = clattn_online_inv(lt);
+            _Pragma("unroll") for (uint e = 0; e < G_RD; e++) {
+                uint d = tx + e * G_TX;
+                if (d < G_D)
+                    out[clattn_at(o_off, os, b, h, row, d)] = acc[i][e] * inv;
+            }
+            if (has_lse && tx == 0)
+                lse[clattn_at(l_off, ls, b, h, row, 0)] = clattn_online_lse2(m[i], lt) * CLATTN_LN2;
+        }
+    }
+}
