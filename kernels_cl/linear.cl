@@ -553,7 +553,7 @@ typedef LIN_CAT(float, LINEAR_MB) lin_fvec; /* LINEAR_MB features of one key */
 
 /* LINEAR_MB features m0.. of row (b, h, j) of x: phi(x_t) for t < d, 0 for the padding. fast:
  * the row is contiguous (st.s3 = 1) and m0 + LINEAR_MB <= d. */
-inline lin_fvec clattn_linear_phi_mb(__global const float *x, ulong base, ulong sw, uint m0,
+__attribute__((always_inline)) inline lin_fvec clattn_linear_phi_mb(__global const float *x, ulong base, ulong sw, uint m0,
                                      uint d, int fmap, int fast)
 {
     if (fast) {
@@ -561,11 +561,13 @@ inline lin_fvec clattn_linear_phi_mb(__global const float *x, ulong base, ulong 
         return LIN_PHI(v, fmap, lin_fvec);
     }
     float t[LINEAR_MB];
+    #pragma unroll
     for (int u = 0; u < LINEAR_MB; u++)
         t[u] = m0 + u < d ? x[base + (m0 + u) * sw] : 0.0f;
     lin_fvec v = LIN_VLOAD_MB(0, t);
     v = LIN_PHI(v, fmap, lin_fvec);
     LIN_VSTORE_MB(v, 0, t);
+    #pragma unroll
     for (int u = 0; u < LINEAR_MB; u++)
         if (m0 + u >= d)
             t[u] = 0.0f;
@@ -573,12 +575,13 @@ inline lin_fvec clattn_linear_phi_mb(__global const float *x, ulong base, ulong 
 }
 
 /* 16 values e0.. of row (b, h, j) of v, 0 past dv. fast: contiguous and e0 + 16 <= dv. */
-inline float16 clattn_linear_row16(__global const float *x, ulong base, ulong sw, uint e0,
+__attribute__((always_inline)) inline float16 clattn_linear_row16(__global const float *x, ulong base, ulong sw, uint e0,
                                    uint dv, int fast)
 {
     if (fast)
         return vload16(0, x + base + e0);
     float t[16];
+    #pragma unroll
     for (uint u = 0; u < 16; u++)
         t[u] = e0 + u < dv ? x[base + (e0 + u) * sw] : 0.0f;
     return vload16(0, t);
@@ -607,7 +610,9 @@ __kernel void clattn_linear_fused_state(__global const float *k, ulong k_off, ul
     int want_z = eg == 0;
     lin_fvec z = (lin_fvec)(0.0f);
     float16 a[LINEAR_MB][LINEAR_EB], bm[LINEAR_MB][LINEAR_EB];
+    #pragma unroll
     for (int t = 0; t < LINEAR_MB; t++)
+        #pragma unroll
         for (int u = 0; u < LINEAR_EB; u++) {
             a[t][u] = CLATTN_SPLAT16(0.0f);
             bm[t][u] = a[t][u];
@@ -620,10 +625,13 @@ __kernel void clattn_linear_fused_state(__global const float *k, ulong k_off, ul
             LIN_VSTORE_MB(f, 0, fr);
             __global const float *vr = v + vb + j * v_st.s2 + e0;
             float16 vv[LINEAR_EB];
+            #pragma unroll
             for (int u = 0; u < LINEAR_EB; u++)
                 vv[u] = vload16(u, vr);
+            #pragma unroll
             for (int t = 0; t < LINEAR_MB; t++) {
                 float16 ft = CLATTN_SPLAT16(fr[t]);
+                #pragma unroll
                 for (int u = 0; u < LINEAR_EB; u++)
                     a[t][u] = fma(ft, vv[u], a[t][u]);
             }
@@ -636,12 +644,15 @@ __kernel void clattn_linear_fused_state(__global const float *k, ulong k_off, ul
             LIN_VSTORE_MB(f, 0, fr);
             ulong vrow = vb + j * v_st.s2;
             float16 vv[LINEAR_EB];
+            #pragma unroll
             for (int u = 0; u < LINEAR_EB; u++)
                 vv[u] = (uint)u < nblk ? clattn_linear_row16(v, vrow, v_st.s3, e0 + 16 * u, dv,
                                                              vfast)
                                        : CLATTN_SPLAT16(0.0f);
+            #pragma unroll
             for (int t = 0; t < LINEAR_MB; t++) {
                 float16 ft = CLATTN_SPLAT16(fr[t]);
+                #pragma unroll
                 for (int u = 0; u < LINEAR_EB; u++) {
                     a[t][u] = fma(ft, vv[u], a[t][u]);
                     if (momentum)
@@ -650,7 +661,9 @@ __kernel void clattn_linear_fused_state(__global const float *k, ulong k_off, ul
             }
         }
     }
+    #pragma unroll
     for (int t = 0; t < LINEAR_MB; t++)
+        #pragma unroll
         for (int u = 0; u < LINEAR_EB; u++) {
             if ((uint)u >= nblk)
                 break;
@@ -661,6 +674,7 @@ __kernel void clattn_linear_fused_state(__global const float *k, ulong k_off, ul
         }
     if (want_z) {
         LIN_VSTORE_MB(z, 0, fr);
+        #pragma unroll
         for (int t = 0; t < LINEAR_MB; t++) {
             ulong at = ((ulong)g * mp + m0 + t) * dw + dvp;
             vstore16(CLATTN_SPLAT16(0.0f), 0, ca + at);
@@ -672,7 +686,7 @@ __kernel void clattn_linear_fused_state(__global const float *k, ulong k_off, ul
 }
 
 /* 16 features m0.. of query row (b, h, i): phi(q_t) for t < d, 0 for the padding (into dst). */
-inline void clattn_linear_phi16(float *dst, __global const float *x, ulong base, ulong sw,
+__attribute__((always_inline)) inline void clattn_linear_phi16(float *dst, __global const float *x, ulong base, ulong sw,
                                 uint m0, uint d, int fmap)
 {
     float16 q;
@@ -681,10 +695,12 @@ inline void clattn_linear_phi16(float *dst, __global const float *x, ulong base,
         vstore16(LIN_PHI(q, fmap, float16), 0, dst);
         return;
     }
+    #pragma unroll
     for (uint u = 0; u < 16; u++)
         dst[u] = m0 + u < d ? x[base + (m0 + u) * sw] : 0.0f;
     q = vload16(0, dst);
     vstore16(LIN_PHI(q, fmap, float16), 0, dst);
+    #pragma unroll
     for (uint u = 0; u < 16; u++)
         if (m0 + u >= d)
             dst[u] = 0.0f;
@@ -709,63 +725,79 @@ __kernel void clattn_linear_fused_out(__global const float *q, ulong q_off, ulon
     uint i0 = rb * LINEAR_RB, nr = min((uint)LINEAR_RB, nq - i0);
     ulong st = (ulong)bk * mp * dw;
     __global const float *A = sa + st + e0, *B = sb + st + e0, *Z = sa + st + dvp;
-    float16 qa[LINEAR_RB][LINEAR_EB], qb[LINEAR_RB][LINEAR_EB];
-    float qz[LINEAR_RB], qf[LINEAR_RB][16];
+    float16 qa[LINEAR_RB][LINEAR_EB], qb[LINEAR_RB][LINEAR_EB], qz[LINEAR_RB];
+    float qf[LINEAR_RB][16], zs[16];
     ulong qbase[LINEAR_RB];
+    #pragma unroll
     for (int r = 0; r < LINEAR_RB; r++) {
+        #pragma unroll
         for (int u = 0; u < LINEAR_EB; u++) {
             qa[r][u] = CLATTN_SPLAT16(0.0f);
             qb[r][u] = qa[r][u];
         }
-        qz[r] = 0.0f;
+        qz[r] = CLATTN_SPLAT16(0.0f);
         /* rows past the end repeat the last */
         qbase[r] = clattn_at(q_off, q_st, b, h, i0 + min((uint)r, nr - 1), 0);
     }
     int plain = !momentum && nblk == LINEAR_EB;
     for (uint m0 = 0; m0 < mp; m0 += 16) {
-        for (int r = 0; r < LINEAR_RB; r++)
+        /* z of these 16 features as one vector: phi(q) . z by vector FMAs, summed at the end */
+        #pragma unroll
+        for (int t = 0; t < 16; t++)
+            zs[t] = Z[(ulong)(m0 + t) * dw];
+        float16 zv = vload16(0, zs);
+        #pragma unroll
+        for (int r = 0; r < LINEAR_RB; r++) {
             clattn_linear_phi16(qf[r], q, qbase[r], q_st.s3, m0, d, fmap);
+            qz[r] = fma(vload16(0, qf[r]), zv, qz[r]);
+        }
         if (plain) { /* the common case, without guards in the hot loop */
+            #pragma unroll
             for (uint t = 0; t < 16; t++) {
                 __global const float *ar = A + (ulong)(m0 + t) * dw;
                 float16 av[LINEAR_EB];
+                #pragma unroll
                 for (int u = 0; u < LINEAR_EB; u++)
                     av[u] = vload16(u, ar);
-                float az = Z[(ulong)(m0 + t) * dw];
+                #pragma unroll
                 for (int r = 0; r < LINEAR_RB; r++) {
                     float16 fv = CLATTN_SPLAT16(qf[r][t]);
+                    #pragma unroll
                     for (int u = 0; u < LINEAR_EB; u++)
                         qa[r][u] = fma(fv, av[u], qa[r][u]);
-                    qz[r] = fma(qf[r][t], az, qz[r]);
                 }
             }
         } else {
+            #pragma unroll
             for (uint t = 0; t < 16; t++) {
                 ulong m = m0 + t;
                 float16 av[LINEAR_EB], bv[LINEAR_EB];
+                #pragma unroll
                 for (int u = 0; u < LINEAR_EB; u++) {
                     av[u] = (uint)u < nblk ? vload16(u, A + m * dw) : CLATTN_SPLAT16(0.0f);
                     bv[u] = momentum && (uint)u < nblk ? vload16(u, B + m * dw)
                                                        : CLATTN_SPLAT16(0.0f);
                 }
-                float az = Z[m * dw];
+                #pragma unroll
                 for (int r = 0; r < LINEAR_RB; r++) {
                     float16 fv = CLATTN_SPLAT16(qf[r][t]);
+                    #pragma unroll
                     for (int u = 0; u < LINEAR_EB; u++) {
                         qa[r][u] = fma(fv, av[u], qa[r][u]);
                         qb[r][u] = fma(fv, bv[u], qb[r][u]);
                     }
-                    qz[r] = fma(qf[r][t], az, qz[r]);
                 }
             }
         }
     }
     float r0 = ps[bk], eps = clattn_eps_scaled(log_eps, r0);
     float16 c16 = CLATTN_SPLAT16(coef), mub = CLATTN_SPLAT16(momentum ? mu : 0.0f);
+    #pragma unroll
     for (int r = 0; r < LINEAR_RB; r++) {
         if ((uint)r >= nr)
             break;
-        float inv = clattn_safe_inv(qz[r] + eps);
+        float inv = clattn_safe_inv(clattn_hsum16(qz[r]) + eps);
+        #pragma unroll
         for (int u = 0; u < LINEAR_EB; u++) {
             if ((uint)u >= nblk)
                 break;
