@@ -1,6 +1,7 @@
-/* The command sequences of linear attention's forms, through a plan's kernels (linear.h). Every
- * form starts by writing the features of the queries and keys (lib/blocks/feature_maps.c) and a
- * padded copy of the values, then either
+/* The command sequences of linear attention's forms, through a plan's kernels (linear.h). The
+ * fused non-causal form of the element-wise maps (run_fused) reads q, k, v directly: chunk sums,
+ * the scan, one pass over the query rows. Every other form starts by writing the features of the
+ * queries and keys (lib/blocks/feature_maps.c) and a padded copy of the values, then either
  *   - chunk sums, a scan over chunks and one pass over the query rows (plain and fixed momentum:
  *     non-causal, causal, prefill), or
  *   - a state update and the same output pass (decoding steps), or
