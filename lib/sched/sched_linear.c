@@ -81,9 +81,10 @@ size_t clattn__linear_chunk(const clattn_device_info *dev, size_t nk, size_t bh,
 /* Non-causal chunks on the CPU family: the chunk-state work-items of one chunk (value blocks x
  * feature rows, consecutive work-groups) each stream the chunk's key rows (features and values);
  * a chunk whose rows fit a core's L2 is read from memory once and from cache by the others.
- * 256 KiB (512 keys at D = Dv = 64), measured on PoCL (Xeon, AVX-512, 1 MiB L2), B1 H8 D64 elu
- * at 16k: 2048-key chunks (the parallelism rule alone) ran the non-causal form at about 1/3 of the
- * rate of 512-key ones. The chunk count stays within LIN_MAX_CHUNKS (the chunk sums' scratch). */
+ * 256 KiB (512 keys at D = Dv = 64) is a quarter of the 1 MiB L2 of the Xeon these kernels were
+ * written on (PoCL, AVX-512): set from that size, not yet from a timing (the machine was shared;
+ * the tuner's chunk candidates, x2 and /2, cover it). A 512-key chunk's sums (MP x DW floats, 20
+ * KiB at D64) add about 8% to the key rows' bytes. The chunk count stays within LIN_MAX_CHUNKS. */
 #define LIN_CPU_CHUNK_BYTES (256u * 1024u)
 #define LIN_MAX_CHUNKS 256u
 
