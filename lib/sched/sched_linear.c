@@ -10,8 +10,10 @@
  *
  * Register blocking (kernels_cl/linear.cl): LINEAR_RB query rows times LINEAR_EB float16 value
  * blocks per output work-item, LINEAR_MB feature rows per chunk-state work-item, causal chunks of
- * LINEAR_CHUNK keys (the in-chunk masked block). Defaults 8 x 2, 4 and 64: the shapes the kernels
- * were written and measured with on PoCL; the tuner may try the others.
+ * LINEAR_CHUNK keys (the in-chunk masked block). Defaults 8 x 2, 8 and 64: the shapes the kernels
+ * were written and measured with on PoCL (feature rows 8 since the fused non-causal form computes
+ * phi(k) in the chunk-state items: 8 rows x 2 blocks is 16 float16 accumulators, and half the
+ * items of 4 rows, so half the exp calls per key); the tuner may try the others.
  *
  * Work-groups: on the CPU family a register-blocked kernel runs one work-item per group, so PoCL
  * does not also vectorise across work-items; elsewhere the driver chooses.
