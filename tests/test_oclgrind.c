@@ -944,6 +944,8 @@ int main(int argc, char **argv)
             rc |= run_linear(ctx, 70, 8, 20, 1, CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_FIXED);
             rc |= run_linear(ctx, 37, 8, 12, 0, CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_FIXED);
             rc |= run_linear(ctx, 21, 8, 12, 1, CLATTN_LINEAR_FEATURE_RELU, CLATTN_LINEAR_MOMENTUM_ADAPTIVE);
+            /* the fused non-causal form (element-wise map; momentum rules out GEMM) */
+            rc |= run_linear(ctx, 45, 20, 24, 0, CLATTN_LINEAR_FEATURE_RELU, CLATTN_LINEAR_MOMENTUM_FIXED);
             continue;
         }
         clattn_softmax_algo a = strcmp(w, "cpu") == 0   ? CLATTN_SOFTMAX_TILED_CPU

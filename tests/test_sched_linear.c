@@ -150,11 +150,17 @@ static void test_chunks(void **state)
                 p.causal = 0;
                 assert_int_equal(clattn__schedule_linear(&dev, &p, 0, &L, NULL, 0),
                                  CLATTN_SUCCESS);
-                assert_int_equal(L.chunk, clattn__linear_chunk(&dev, nks[a], bhs[b], 0));
+                assert_int_equal(L.chunk, clattn__linear_cpu_chunk(&dev, &p));
                 size_t nch = (nks[a] + L.chunk - 1) / L.chunk;
                 assert_true(L.chunk >= 64 && nch >= 1 && nch <= 256);
                 assert_true(nch >= prev);
                 prev = nch;
+                /* CPU: at most the parallelism rule's chunk, and a chunk's key rows (16 + 16
+                 * floats here) within 256 KiB unless 64 keys or 256 chunks need more. */
+                size_t par = clattn__linear_chunk(&dev, nks[a], bhs[b], 0);
+                assert_true(L.chunk <= par);
+                assert_true(L.chunk == par || L.chunk * 128 <= 256 * 1024 || L.chunk == 64 ||
+                            L.chunk == (nks[a] + 255) / 256);
             }
         }
     /* GQA: 32 query heads over 4 key heads chunk like 4 sequences. */
@@ -163,7 +169,15 @@ static void test_chunks(void **state)
     p.bh_kv = 4;
     clattn__linear_launch L;
     assert_int_equal(clattn__schedule_linear(&dev, &p, 0, &L, NULL, 0), CLATTN_SUCCESS);
-    assert_int_equal(L.chunk, clattn__linear_chunk(&dev, 65536, 4, 0));
+    assert_int_equal(L.chunk, clattn__linear_cpu_chunk(&dev, &p));
+    /* D = Dv = 64 (512-byte key rows): 512-key chunks, 128 per key head at 64k. */
+    p = problem(8, 65536, 64, 64, 0, 0, 0);
+    assert_int_equal(clattn__schedule_linear(&dev, &p, 0, &L, NULL, 0), CLATTN_SUCCESS);
+    assert_int_equal(L.chunk, 512);
+    /* A GPU-like device keeps the parallelism rule. */
+    clattn_device_info gpu = make_dev("GPU", CLATTN_DEVICE_GPU, 64 << 10, 0, 1024, 1024);
+    gpu.compute_units = 16;
+    assert_int_equal(clattn__linear_cpu_chunk(&gpu, &p), clattn__linear_chunk(&gpu, 65536, 8, 0));
 }
 
 /* llvmpipe: one item per group everywhere; FAVOR exact to M = 896 (measured), refused from there

@@ -77,7 +77,9 @@ typedef enum clattn_linear_momentum {
 /* How the non-causal form without momentum is computed (the other forms have one way). */
 typedef enum clattn_linear_algo {
     CLATTN_LINEAR_AUTO = 0,  /* the library's choice for the device (see clattn_linear_desc) */
-    CLATTN_LINEAR_FUSED = 1, /* clattn's kernels: chunk sums, a scan, register-blocked outputs */
+    CLATTN_LINEAR_FUSED = 1, /* clattn's kernels: chunk sums, a scan, register-blocked outputs
+                              * (non-causal with elu/relu/identity: phi computed in registers,
+                              * q, k, v read once from their views) */
     CLATTN_LINEAR_GEMM = 2   /* two strided-batched CLBlast SGEMMs, phi(K)^T [V 1] then phi(Q) KV,
                                 and a normalising kernel */
 } clattn_linear_algo;

@@ -201,6 +201,7 @@ static void plan_info(const clattn_plan *base, clattn_plan_info *info)
     snprintf(info->variant, sizeof info->variant, "%s",
              L->algo == CLATTN_LINEAR_GEMM                  ? "clattn_linear_normalize+sgemm"
              : p->desc.momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE ? "clattn_linear_adaptive"
+             : p->fused_nc                                  ? "clattn_linear_fused_out"
                                                             : "clattn_linear_out");
     snprintf(info->build_options, sizeof info->build_options, "%s", L->defines);
     info->local_size = L->local_size;
@@ -270,6 +271,14 @@ static clattn_status make_kernels(clattn__linear_plan *p, const char *by)
         CLATTN_FORWARD(kernel(p, "clattn_linear_adaptive", plain, by, &p->adaptive));
         if (!causal)
             CLATTN_FORWARD(kernel(p, "clattn_linear_out", blocked, by, &p->out));
+        goto cleanup;
+    }
+    p->fused_nc = !causal && p->desc.feature_map != CLATTN_LINEAR_FEATURE_FAVOR;
+    if (p->fused_nc) {
+        CLATTN_FORWARD(kernel(p, "clattn_linear_fused_state", blocked, by, &p->fused_state));
+        CLATTN_FORWARD(kernel(p, "clattn_linear_scan_scales", plain, by, &p->scan_scales));
+        CLATTN_FORWARD(kernel(p, "clattn_linear_scan", blocked, by, &p->scan));
+        CLATTN_FORWARD(kernel(p, "clattn_linear_fused_out", blocked, by, &p->fused_out));
         goto cleanup;
     }
     CLATTN_FORWARD(kernel(p, "clattn_linear_chunk_weights", plain, by, &p->chunk_weights));

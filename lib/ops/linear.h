@@ -47,6 +47,11 @@ typedef struct clattn__linear_plan {
     clattn__features feat;
     cl_kernel pack, chunk_weights, chunk_state, scan_scales, scan, kt, intra, out;
     cl_kernel adaptive, step_update, step_commit, normalize;
+    /* The fused non-causal form (element-wise maps, no adaptive momentum, not a decoding state):
+     * chunk sums and output rows read q, k, v directly and compute phi in registers; no feature
+     * or padded-value buffers (linear_forms.c, run_fused). */
+    int fused_nc;
+    cl_kernel fused_state, fused_out;
     cl_mem slot[LIN_SLOTS];
     size_t slot_bytes[LIN_SLOTS];
 } clattn__linear_plan;

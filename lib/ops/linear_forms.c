@@ -1,6 +1,7 @@
-/* The command sequences of linear attention's forms, through a plan's kernels (linear.h). Every
- * form starts by writing the features of the queries and keys (lib/blocks/feature_maps.c) and a
- * padded copy of the values, then either
+/* The command sequences of linear attention's forms, through a plan's kernels (linear.h). The
+ * fused non-causal form of the element-wise maps (run_fused) reads q, k, v directly: chunk sums,
+ * the scan, one pass over the query rows. Every other form starts by writing the features of the
+ * queries and keys (lib/blocks/feature_maps.c) and a padded copy of the values, then either
  *   - chunk sums, a scan over chunks and one pass over the query rows (plain and fixed momentum:
  *     non-causal, causal, prefill), or
  *   - a state update and the same output pass (decoding steps), or
@@ -23,6 +24,12 @@ static bool gemm_of(const clattn__linear_job *j)
     return j->p->launch.algo == CLATTN_LINEAR_GEMM && !j->causal && !j->step;
 }
 
+/* The fused non-causal form (run_fused): a plain plan's non-causal run with an element-wise map. */
+static bool fused_of(const clattn__linear_job *j)
+{
+    return j->p->fused_nc && !j->causal && !j->step && !j->state;
+}
+
 clattn_status clattn__linear_reserve(clattn__linear_plan *p, const clattn__linear_job *j)
 {
     clattn_context *ctx = p->base.ctx;
@@ -43,6 +50,18 @@ clattn_status clattn__linear_reserve(clattn__linear_plan *p, const clattn__linea
                  CLATTN_SIZE_OVERFLOW, "linear: scratch sizes overflow");
     bool adaptive = d->momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE, fixed = is_fixed(d);
     size_t f4 = sizeof(float);
+    if (fused_of(j)) { /* no features, no padded values: the chunk sums and the total */
+        need[LIN_CM] = need[LIN_PS] = z->bhk * nch * f4;
+        need[LIN_FAC] = 2 * z->bhk * nch * f4;
+        need[LIN_CA] = all;
+        if (fixed)
+            need[LIN_CB] = all;
+        need[LIN_TA] = one;
+        if (fixed)
+            need[LIN_TB] = one;
+        need[LIN_TR] = z->bhk * f4;
+        goto alloc;
+    }
     need[LIN_FQ] = fq;
     need[LIN_LQ] = z->bh * z->nq * f4;
     need[LIN_FK] = fk;
@@ -79,6 +98,7 @@ clattn_status clattn__linear_reserve(clattn__linear_plan *p, const clattn__linea
             need[LIN_TR] = z->bhk * f4;
         }
     }
+alloc:
     for (int i = 0; i < LIN_SLOTS; i++) {
         if (need[i] <= p->slot_bytes[i])
             continue;
@@ -424,6 +444,108 @@ cleanup:
     return status;
 }
 
+/* The fused non-causal form (kernels_cl/linear.cl, clattn_linear_fused_*): chunk sums read
+ * straight from k and v (phi in registers; every key's log-scale is 0, so the chunk scales are 0
+ * and the scan's factors 1), the scan sums them into the total state, and the output pass reads q
+ * straight from its view. */
+static clattn_status run_fused(seq *s, const clattn__linear_job *j, cl_event *event)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    const clattn__linear_plan *p = j->p;
+    const clattn__linear_dims *z = &j->z;
+    const clattn_linear_desc *d = &p->desc;
+    cl_mem const *sl = p->slot;
+    bool fixed = is_fixed(d);
+    size_t nchunks = z->nchunks;
+    cl_mem cm = sl[LIN_CM], ca = sl[LIN_CA], cb = sl[LIN_CB], ps = sl[LIN_PS], fac = sl[LIN_FAC];
+    cl_mem ta = sl[LIN_TA], tb = sl[LIN_TB], tr = sl[LIN_TR];
+    cl_mem cbb = cb ? cb : ca, tbb = tb ? tb : ca;
+    cl_uint hk = (cl_uint)z->hk, ud = (cl_uint)z->d, dv = (cl_uint)z->dv, un = (cl_uint)z->nk;
+    cl_uint mp = (cl_uint)z->mp, dvp = (cl_uint)z->dvp, uchunk = (cl_uint)z->chunk;
+    cl_uint unch = (cl_uint)nchunks, heads = (cl_uint)z->hq, nq = (cl_uint)z->nq;
+    cl_uint group = (cl_uint)z->group;
+    cl_int fmap = (cl_int)d->feature_map, mom = fixed, zero = 0, one = 1;
+    cl_float mu = fixed ? d->mu : 0.0f;
+    cl_float coef = fixed ? d->step_size / (1.0f - d->mu) : 1.0f, le = log_eps(d);
+    const clattn__linear_launch *L = &p->launch;
+    clattn__args a;
+
+    CLATTN_FORWARD(seq_fill(s, cm, 0.0f, z->bhk * nchunks * sizeof(float), false, NULL));
+    a = (clattn__args){p->fused_state, 0, CL_SUCCESS};
+    clattn__arg_view(&a, j->k);
+    clattn__arg_view(&a, j->v);
+    CLATTN_ARG(&a, hk);
+    CLATTN_ARG(&a, ud);
+    CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, fmap);
+    CLATTN_ARG(&a, un);
+    CLATTN_ARG(&a, mp);
+    CLATTN_ARG(&a, dvp);
+    CLATTN_ARG(&a, uchunk);
+    CLATTN_ARG(&a, unch);
+    CLATTN_ARG(&a, mom);
+    CLATTN_ARG(&a, mu);
+    CLATTN_ARG(&a, ca);
+    CLATTN_ARG(&a, cbb);
+    size_t g2[3] = {clattn__div_up(z->dvp, 16 * (size_t)L->value_blocks),
+                    z->mp / L->feature_rows, z->bhk * nchunks};
+    CLATTN_FORWARD(launch_ex(s, &a, 3, g2, true, false, NULL));
+
+    a = (clattn__args){p->scan_scales, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, cm);
+    CLATTN_ARG(&a, unch);
+    CLATTN_ARG(&a, zero);
+    CLATTN_ARG(&a, cm);
+    CLATTN_ARG(&a, fac);
+    CLATTN_ARG(&a, ps);
+    CLATTN_ARG(&a, tr);
+    size_t gs = z->bhk;
+    CLATTN_FORWARD(launch(s, &a, 1, &gs, false, NULL));
+    a = (clattn__args){p->scan, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, ca);
+    CLATTN_ARG(&a, cbb);
+    CLATTN_ARG(&a, fac);
+    CLATTN_ARG(&a, un);
+    CLATTN_ARG(&a, uchunk);
+    CLATTN_ARG(&a, unch);
+    CLATTN_ARG(&a, mp);
+    CLATTN_ARG(&a, mom);
+    CLATTN_ARG(&a, mu);
+    CLATTN_ARG(&a, zero);
+    CLATTN_ARG(&a, ca);
+    CLATTN_ARG(&a, cbb);
+    CLATTN_ARG(&a, one);
+    CLATTN_ARG(&a, ta);
+    CLATTN_ARG(&a, tbb);
+    CLATTN_ARG(&a, zero);
+    size_t g3[3] = {z->dw / 16, z->mp, z->bhk};
+    CLATTN_FORWARD(launch_ex(s, &a, 3, g3, true, false, NULL));
+
+    a = (clattn__args){p->fused_out, 0, CL_SUCCESS};
+    clattn__arg_view(&a, j->q);
+    CLATTN_ARG(&a, ud);
+    CLATTN_ARG(&a, fmap);
+    clattn__arg_view(&a, j->out);
+    CLATTN_ARG(&a, heads);
+    CLATTN_ARG(&a, nq);
+    CLATTN_ARG(&a, mp);
+    CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, dvp);
+    CLATTN_ARG(&a, ta);
+    CLATTN_ARG(&a, tbb);
+    CLATTN_ARG(&a, tr);
+    CLATTN_ARG(&a, mom);
+    CLATTN_ARG(&a, mu);
+    CLATTN_ARG(&a, coef);
+    CLATTN_ARG(&a, le);
+    CLATTN_ARG(&a, group);
+    size_t g4[3] = {clattn__div_up(z->dvp, 16 * (size_t)L->value_blocks),
+                    clattn__div_up(z->nq, L->rows), z->bh};
+    CLATTN_FORWARD(launch_ex(s, &a, 3, g4, true, true, event));
+cleanup:
+    return status;
+}
+
 /* A decoding step without adaptive momentum: update, commit the scale, output. */
 static clattn_status run_step(seq *s, const clattn__linear_job *j, cl_event *event)
 {
@@ -528,6 +650,10 @@ clattn_status clattn__linear_run(const clattn__linear_job *j, cl_uint num_wait,
     s.L = &p->launch;
     CLATTN_FORWARD(clattn__seq_init(&s.q, ctx, num_wait, wait));
     started = true;
+    if (fused_of(j)) {
+        CLATTN_FORWARD(run_fused(&s, j, event));
+        goto cleanup;
+    }
     bool gemm = gemm_of(j);
     CLATTN_FORWARD(clattn__features_enqueue(&p->feat, &s.q, j->q, 0, p->slot[LIN_FQ],
                                             p->slot[LIN_LQ], NULL, false, NULL));

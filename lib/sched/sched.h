@@ -125,6 +125,9 @@ typedef struct clattn__linear_launch {
  * CLATTN__LIN_CAUSAL_CHUNK keys each and at most 256 chunks per sequence (each adds a partial
  * state to the scan). */
 size_t clattn__linear_chunk(const clattn_device_info *dev, size_t nk, size_t bh, int causal);
+/* The non-causal chunk a launch uses: clattn__linear_chunk, capped on the CPU family so that a
+ * chunk's key rows stay in a core's L2 (at most 256 chunks per key head). */
+size_t clattn__linear_cpu_chunk(const clattn_device_info *dev, const clattn__linear_problem *p);
 
 /* The launch of a linear plan: the form (AUTO: GEMM on GPU-like devices for the non-causal form
  * without momentum, FUSED otherwise), chunking, register blocking, work-group sizes (one item per

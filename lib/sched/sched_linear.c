@@ -10,8 +10,10 @@
  *
  * Register blocking (kernels_cl/linear.cl): LINEAR_RB query rows times LINEAR_EB float16 value
  * blocks per output work-item, LINEAR_MB feature rows per chunk-state work-item, causal chunks of
- * LINEAR_CHUNK keys (the in-chunk masked block). Defaults 8 x 2, 4 and 64: the shapes the kernels
- * were written and measured with on PoCL; the tuner may try the others.
+ * LINEAR_CHUNK keys (the in-chunk masked block). Defaults 8 x 2, 8 and 64: the shapes the kernels
+ * were written and measured with on PoCL (feature rows 8 since the fused non-causal form computes
+ * phi(k) in the chunk-state items: 8 rows x 2 blocks is 16 float16 accumulators, and half the
+ * items of 4 rows, so half the exp calls per key); the tuner may try the others.
  *
  * Work-groups: on the CPU family a register-blocked kernel runs one work-item per group, so PoCL
  * does not also vectorise across work-items; elsewhere the driver chooses.
@@ -34,7 +36,7 @@
 /* The defaults of kernels_cl/linear.cl's register blocking. */
 #define LIN_DEFAULT_RB 8
 #define LIN_DEFAULT_EB 2
-#define LIN_DEFAULT_MB 4
+#define LIN_DEFAULT_MB 8
 
 /* Private-memory bounds of the blocked kernels (float16 accumulators, two sets with momentum):
  * beyond them the accumulators spill out of the vector registers. */
@@ -76,6 +78,29 @@ size_t clattn__linear_chunk(const clattn_device_info *dev, size_t nk, size_t bh,
         want = 256;
     size_t c = (nk + want - 1) / want;
     return c < CLATTN__LIN_CAUSAL_CHUNK ? CLATTN__LIN_CAUSAL_CHUNK : c;
+}
+
+/* Non-causal chunks on the CPU family: the chunk-state work-items of one chunk (value blocks x
+ * feature rows, consecutive work-groups) each stream the chunk's key rows (features and values);
+ * a chunk whose rows fit a core's L2 is read from memory once and from cache by the others.
+ * 256 KiB (512 keys at D = Dv = 64) is a quarter of the 1 MiB L2 of the Xeon these kernels were
+ * written on (PoCL, AVX-512): set from that size, not yet from a timing (the machine was shared;
+ * the tuner's chunk candidates, x2 and /2, cover it). A 512-key chunk's sums (MP x DW floats, 20
+ * KiB at D64) add about 8% to the key rows' bytes. The chunk count stays within LIN_MAX_CHUNKS. */
+#define LIN_CPU_CHUNK_BYTES (256u * 1024u)
+#define LIN_MAX_CHUNKS 256u
+
+size_t clattn__linear_cpu_chunk(const clattn_device_info *dev, const clattn__linear_problem *p)
+{
+    size_t bh_kv = p->bh_kv ? p->bh_kv : p->bh;
+    size_t c = clattn__linear_chunk(dev, p->nk, bh_kv, 0);
+    if (!cpu_family(dev))
+        return c;
+    size_t row = (round_up(p->m, CLATTN__FEATURES_MPAD) + round_up(p->dv, 16)) * sizeof(float);
+    size_t fit = LIN_CPU_CHUNK_BYTES / row, least = (p->nk + LIN_MAX_CHUNKS - 1) / LIN_MAX_CHUNKS;
+    fit = fit < least ? least : fit;
+    fit = fit < CLATTN__LIN_CAUSAL_CHUNK ? CLATTN__LIN_CAUSAL_CHUNK : fit;
+    return fit < c ? fit : c;
 }
 
 /* The largest FAVOR M the fused kernels compute correctly on the device (0: no limit). */
@@ -168,12 +193,11 @@ clattn_status clattn__linear_launch_from(const clattn_device_info *dev,
         say(why, why_len, "work-group size must be 0 (driver) or 1 (1 on loop-capped devices)");
         return CLATTN_UNSUPPORTED;
     }
-    size_t bh_kv = p->bh_kv ? p->bh_kv : p->bh;
     out->algo = algo;
     out->block_chunk = block_chunk;
     out->chunk = p->causal ? block_chunk
                  : chunk   ? chunk
-                           : clattn__linear_chunk(dev, p->nk, bh_kv, 0);
+                           : clattn__linear_cpu_chunk(dev, p);
     out->rows = rows;
     out->value_blocks = value_blocks;
     out->feature_rows = feature_rows;
