@@ -61,19 +61,44 @@ static size_t device_wg_limit(const clattn_device_info *dev)
     return lim;
 }
 
+/* TILED_CPU cache blocking (see the rule at the top): register groups per work-item, and the
+ * bytes of K and V one key block may take. */
+#define CPU_QUERY_GROUPS 8
+#define CPU_KV_BLOCK_BYTES (64 * 1024)
+#define CPU_KV_BLOCK_MAX 512
+
+/* Keys consumed per online-softmax step (the kernel's SOFTMAX_STEP_BLOCKS x 16): 32 up to D = 64. */
+static unsigned cpu_step_keys(size_t d) { return d <= 64 ? 2 * CLATTN__KEY_BLOCK : CLATTN__KEY_BLOCK; }
+
+/* The default key block: the largest power of two whose K panels and V rows fit CPU_KV_BLOCK_BYTES,
+ * within [step, CPU_KV_BLOCK_MAX]. */
+static unsigned cpu_kv_block(size_t d)
+{
+    size_t per_key = (d + (d + 15) / 16 * 16) * sizeof(float);
+    size_t kv = floor_pow2(CPU_KV_BLOCK_BYTES / per_key);
+    if (kv > CPU_KV_BLOCK_MAX)
+        kv = CPU_KV_BLOCK_MAX;
+    if (kv < cpu_step_keys(d))
+        kv = cpu_step_keys(d);
+    return (unsigned)kv;
+}
+
 /* Fills a TILED_CPU launch from explicit parameters (already validated). The defines do not carry
- * the work-group size (the kernel has no reqd_work_group_size), so local sizes share a program. */
-static void fill_cpu(size_t d, unsigned rows, size_t wg, clattn__softmax_launch *out)
+ * the work-group size (the kernel has no reqd_work_group_size), so local sizes share a program.
+ * tile_q counts the query rows of a work-group: rows x CPU_QUERY_GROUPS x local size. */
+static void fill_cpu(size_t d, unsigned rows, size_t wg, unsigned kv_block,
+                     clattn__softmax_launch *out)
 {
     out->algo = CLATTN_SOFTMAX_TILED_CPU;
     out->rows_per_item = rows;
-    out->tile_kv = CLATTN__KEY_BLOCK;
+    out->tile_kv = kv_block;
     out->local_size = wg;
-    out->tile_q = rows * (unsigned)wg;
+    out->tile_q = rows * CPU_QUERY_GROUPS * (unsigned)wg;
     out->local_mem_bytes = 0;
     snprintf(out->defines, sizeof out->defines,
-             "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_ROWS=%u -DSOFTMAX_TILE_KV=%u -DSOFTMAX_KEY_BLOCK=%d", d, out->rows_per_item,
-             out->tile_kv, CLATTN__KEY_BLOCK);
+             "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_ROWS=%u -DSOFTMAX_QGROUPS=%d -DSOFTMAX_KV_BLOCK=%u "
+             "-DSOFTMAX_KEY_BLOCK=%d",
+             d, rows, CPU_QUERY_GROUPS, kv_block, CLATTN__KEY_BLOCK);
 }
 
 static void plan_cpu(const clattn_device_info *dev, const clattn__softmax_problem *p,
@@ -89,7 +114,7 @@ static void plan_cpu(const clattn_device_info *dev, const clattn__softmax_proble
     size_t lim = device_wg_limit(dev);
     if (wg > lim)
         wg = floor_pow2(lim);
-    fill_cpu(d, rows, wg, out);
+    fill_cpu(d, rows, wg, cpu_kv_block(d), out);
 }
 
 static void fill_gpu(size_t d, size_t wg, size_t tile, clattn__softmax_launch *out)
@@ -204,12 +229,16 @@ clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
             say(why, why_len, "rows per work-item must be 1, 2, 4 or 8 within 32 accumulators");
             return CLATTN_UNSUPPORTED;
         }
-        if (!is_pow2(local_size) || local_size > lim || local_size > 256 ||
-            (tile_kv != 0 && tile_kv != CLATTN__KEY_BLOCK)) {
+        if (!is_pow2(local_size) || local_size > lim || local_size > 256) {
             say(why, why_len, "local size must be a power of two within the device limit");
             return CLATTN_UNSUPPORTED;
         }
-        fill_cpu(d, rows, local_size, out);
+        if (tile_kv != 0 &&
+            (!is_pow2(tile_kv) || tile_kv < cpu_step_keys(d) || tile_kv > CPU_KV_BLOCK_MAX)) {
+            say(why, why_len, "key block must be a power of two from the step's keys to 512");
+            return CLATTN_UNSUPPORTED;
+        }
+        fill_cpu(d, rows, local_size, tile_kv ? tile_kv : cpu_kv_block(d), out);
         return CLATTN_SUCCESS;
     }
     if (algo == CLATTN_SOFTMAX_TILED_GPU) {
@@ -293,13 +322,18 @@ size_t clattn__softmax_candidates(const clattn_device_info *dev,
     out[n++] = def;
     static const unsigned rows[] = {1, 2, 4, 8}, cpu_wg[] = {1, 2, 4, 8};
     static const unsigned gpu_wg[] = {32, 64, 128, 256}, tiles[] = {8, 16, 32, 64};
+    static const unsigned cpu_kv[] = {64, 128, 256, 512};
     for (size_t i = 0; i < 4; i++)
         for (size_t j = 0; j < 4; j++) {
             if (def.algo == CLATTN_SOFTMAX_TILED_CPU)
-                add_candidate(dev, prob, def.algo, rows[i], cpu_wg[j], CLATTN__KEY_BLOCK, out,
-                              cap, &n);
+                add_candidate(dev, prob, def.algo, rows[i], def.local_size, cpu_kv[j], out, cap,
+                              &n);
             else
                 add_candidate(dev, prob, def.algo, 1, gpu_wg[j], tiles[i], out, cap, &n);
         }
+    if (def.algo == CLATTN_SOFTMAX_TILED_CPU) /* the local size, at the default tiles */
+        for (size_t j = 0; j < 4; j++)
+            add_candidate(dev, prob, def.algo, def.rows_per_item, cpu_wg[j], def.tile_kv, out, cap,
+                          &n);
     return n;
 }
