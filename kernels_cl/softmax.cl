@@ -2,7 +2,7 @@
  *
  *  clattn_softmax_fwd_cpu — for CPU-like devices (PoCL): no __local memory and no barriers. Each
  *    work-item owns a block of SOFTMAX_QGROUPS x SOFTMAX_ROWS query rows and walks the keys in
- *    cache-sized blocks of SOFTMAX_KV_BLOCK; scores are float16 vectors over 16 keys read from K packed
+ *    cache-sized blocks of SOFTMAX_TILE_KV; scores are float16 vectors over 16 keys read from K packed
  *    into [N/16][D][16] panels (clattn_softmax_pack_kv), so every panel load feeds SOFTMAX_ROWS FMAs; logits
  *    are kept in base 2 (log2 e folded into the scale) so exp is exp2 (a polynomial one).
  *
@@ -37,13 +37,11 @@
 #endif
 
 /* The CPU family's cache blocking: a work-item owns SOFTMAX_QGROUPS groups of SOFTMAX_ROWS query
- * rows and consumes the keys SOFTMAX_KV_BLOCK at a time (a multiple of SOFTMAX_STEP_BLOCKS * 16). */
+ * rows and consumes the keys SOFTMAX_TILE_KV at a time (a multiple of SOFTMAX_STEP_BLOCKS * 16). */
 #ifndef SOFTMAX_QGROUPS
 #define SOFTMAX_QGROUPS 8
 #endif
-#ifndef SOFTMAX_KV_BLOCK
-#define SOFTMAX_KV_BLOCK 128
-#endif
+#define SOFTMAX_KV_BLOCK SOFTMAX_TILE_KV
 #define SOFTMAX_QBLOCK ((SOFTMAX_ROWS) * (SOFTMAX_QGROUPS))
 #define SOFTMAX_STEP_KEYS ((SOFTMAX_STEP_BLOCKS) * (SOFTMAX_KEY_BLOCK))
 
@@ -84,7 +82,7 @@ __kernel void clattn_softmax_pack_kv(__global const float *k, ulong k_off, ulong
 
 /* ---- the CPU family ----
  * clattn_softmax_fwd_cpu: one work-item owns a query block of SOFTMAX_QGROUPS groups of SOFTMAX_ROWS
- * rows and walks the keys in blocks of SOFTMAX_KV_BLOCK; every group of the query block consumes a
+ * rows and walks the keys in blocks of SOFTMAX_TILE_KV; every group of the query block consumes a
  * key block before the next one is touched, so the block's K panels and V rows are read from the
  * caches SOFTMAX_QGROUPS times instead of streaming all of K and V per group (at N >= 2048 they no
  * longer fit in L2). A group's state (accumulators, running max, sums) lives in private arrays

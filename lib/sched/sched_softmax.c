@@ -96,7 +96,7 @@ static void fill_cpu(size_t d, unsigned rows, size_t wg, unsigned kv_block,
     out->tile_q = rows * CPU_QUERY_GROUPS * (unsigned)wg;
     out->local_mem_bytes = 0;
     snprintf(out->defines, sizeof out->defines,
-             "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_ROWS=%u -DSOFTMAX_QGROUPS=%d -DSOFTMAX_KV_BLOCK=%u "
+             "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_ROWS=%u -DSOFTMAX_QGROUPS=%d -DSOFTMAX_TILE_KV=%u "
              "-DSOFTMAX_KEY_BLOCK=%d",
              d, rows, CPU_QUERY_GROUPS, kv_block, CLATTN__KEY_BLOCK);
 }
