@@ -15,10 +15,19 @@
  *   - if a device cannot hold even one key row of K and V in local memory, TILED_CPU (it needs
  *     no local memory and is correct everywhere).
  *
- * TILED_CPU tiles: rows per work-item shrink as D grows so that the accumulators (rows x D floats)
- * stay in vector registers: 4 rows up to D = 64, 2 up to D = 128, else 1. Keys are consumed 16 at
- * a time (one float16 score vector per row); the online-softmax rescale per 16 keys costs ~3% of
- * the block's FMAs, and larger key tiles measured no faster on PoCL once the loops were unrolled.
+ * TILED_CPU tiles: a register group's rows shrink as D grows so that its accumulators (rows x D
+ * floats) stay in vector registers: 4 rows up to D = 64, 2 up to D = 128, else 1. Keys are consumed
+ * 32 (D <= 64) or 16 at a time per online-softmax step. A work-item owns CPU_QUERY_GROUPS = 8 such
+ * groups (32 rows at D = 64) and walks the keys in blocks: every group consumes a key block before
+ * the next one is read, so a block's K panels and V rows are reused 8 times from L1/L2 instead of
+ * each group streaming all of K and V (2 MiB per head at N 4096 D 64, past a 2 MiB L2 shared with
+ * the queries). The block is the largest power of two of keys whose K and V take at most
+ * CPU_KV_BLOCK_BYTES = 64 KiB (128 keys at D 64, 64 at D 128), between one step and
+ * CPU_KV_BLOCK_MAX = 512 keys (torch's CPU flash kernel's key block): the group's state is moved
+ * between registers and its private arrays once per block, a few % of the block's FMAs at 32
+ * keys and well under 1% from 128. These constants were set from the cache sizes of the 2-vCPU
+ * Xeon (48 KiB L1d, 2 MiB L2 per core) and callgrind instruction counts, not timed on a quiet
+ * machine; the tuner searches key blocks 64-512.
  *
  * TILED_GPU tiles: one query row per work-item; the work-group from the vendor family's shipped
  * defaults (lib/tune/defaults.c: 128 for NVIDIA and unknown GPUs, 256/128 for AMD by D, 64 for
@@ -203,7 +212,9 @@ clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
  *
  * TILED_CPU: ROWS in {1, 2, 4, 8} with ROWS * ceil(D/16) <= 32 float16 accumulators (beyond that
  * the accumulators spill out of the vector registers), local size a power of two up to 256 and
- * the device limit; the key tile is the fixed 16-key block. TILED_GPU: one row per work-item,
+ * the device limit; the key block (tile_kv, 0: the default) a power of two of whole steps up to
+ * 512 keys. Searched: ROWS x key blocks {64, 128, 256, 512} at the default local size, then the
+ * local sizes {1, 2, 4, 8} at the default tiles. TILED_GPU: one row per work-item,
  * WG_SIZE a power of two within the device limit (at most 1024), TILE_KV a power of two in
  * [1, 64] whose K and V tiles fit the local memory. */
 #define CPU_MAX_ACC_VECTORS 32
