@@ -112,9 +112,9 @@ inline float16 clattn_softmax_exp2_neg16(float16 x)
  * group of the query block loads its state into registers and consumes the block's keys
  * SOFTMAX_STEP_BLOCKS 16-key panels at a time: SOFTMAX_ROWS x SOFTMAX_STEP_BLOCKS float16 score
  * vectors (each K panel load feeds SOFTMAX_ROWS FMAs), masked only in steps that reach past the
- * group's shortest row; the running maximum and the rescale of the accumulators change only when
- * a step's maximum exceeds it (lazy rescaling); row sums are kept per lane and reduced once at
- * the end; then the probabilities times V's rows into SOFTMAX_ROWS x DVEC float16 accumulators. */
+ * group's shortest row; one online-softmax rescale per step (a lazy one, skipped by a branch
+ * unless the maximum grows, computed wrong results in the CI's oclgrind --uninitialized run); row
+ * sums are kept per lane and reduced once at the end; then the probabilities times V's rows into SOFTMAX_ROWS x DVEC float16 accumulators. */
 __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong4 qs,
                                    __global const float *kp, __global const float *vp, uint npad,
                                    __global float *out, ulong o_off, ulong4 os,
@@ -206,15 +206,10 @@ __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong
                         }
                         sm = fmax(sm, s[t][r]);
                     }
-                    float bm = clattn_hmax16(sm);
-                    if (bm > m[r]) { /* the running maximum grows: rescale (2^-inf = 0 at the start) */
-                        float corr = exp2(m[r] - bm);
-                        lv[r] *= CLATTN_SPLAT16(corr);
-                        CLATTN_SCALE16(acc[r], DVEC, corr);
-                        m[r] = bm;
-                    }
-                    /* While every key seen is masked, m is -inf: weigh them 2^-inf = 0 against 0. */
-                    float16 ref = CLATTN_SPLAT16(m[r] == -INFINITY ? 0.0f : m[r]);
+                    float rs, corr = clattn_online_step(&m[r], clattn_hmax16(sm), &rs);
+                    lv[r] *= CLATTN_SPLAT16(corr);
+                    CLATTN_SCALE16(acc[r], DVEC, corr);
+                    float16 ref = CLATTN_SPLAT16(rs);
                     _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
                         float16 e = clattn_softmax_exp2_neg16(s[t][r] - ref);
                         lv[r] += e;
