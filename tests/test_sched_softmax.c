@@ -63,7 +63,10 @@ static void check_launch_fits(const clattn_device_info *dev, size_t d,
         fail_msg("%s D=%zu: local_mem_bytes %zu > %llu", dev->name, d, L->local_mem_bytes,
                  (unsigned long long)dev->local_mem_size);
     /* The CPU family's work-item owns several register groups of rows_per_item rows. */
-    size_t groups = L->algo == CLATTN_SOFTMAX_TILED_CPU ? CPU_QUERY_GROUPS : 1;
+    size_t groups = L->algo == CLATTN_SOFTMAX_TILED_CPU &&
+                            clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_CPU
+                        ? CPU_QUERY_GROUPS
+                        : 1;
     if (L->rows_per_item < 1 || L->tile_q != L->rows_per_item * groups * L->local_size)
         fail_msg("%s D=%zu: tile_q %u != rows_per_item %u * %zu groups * local_size %zu",
                  dev->name, d, L->tile_q, L->rows_per_item, groups, L->local_size);
@@ -93,7 +96,7 @@ static void check_launch_fits(const clattn_device_info *dev, size_t d,
         if ((L->tile_kv & (L->tile_kv - 1)) || L->tile_kv % step || L->tile_kv > 512 ||
             (bytes > 64 * KIB && L->tile_kv != step))
             fail_msg("%s D=%zu: CPU key block %u", dev->name, d, L->tile_kv);
-        snprintf(opt, sizeof opt, "-DSOFTMAX_QGROUPS=%d", CPU_QUERY_GROUPS);
+        snprintf(opt, sizeof opt, "-DSOFTMAX_QGROUPS=%zu", groups);
         if (!has_token(L->defines, opt))
             fail_msg("%s D=%zu: defines '%s' lack %s", dev->name, d, L->defines, opt);
     }

@@ -95,19 +95,24 @@ static unsigned cpu_kv_block(size_t d)
 /* Fills a TILED_CPU launch from explicit parameters (already validated). The defines do not carry
  * the work-group size (the kernel has no reqd_work_group_size), so local sizes share a program.
  * tile_q counts the query rows of a work-group: rows x CPU_QUERY_GROUPS x local size. */
-static void fill_cpu(size_t d, unsigned rows, size_t wg, unsigned kv_block,
-                     clattn__softmax_launch *out)
+static void fill_cpu(const clattn_device_info *dev, size_t d, unsigned rows, size_t wg,
+                     unsigned kv_block, clattn__softmax_launch *out)
 {
+    /* Devices that run this family although it is not theirs (a SIMT-style implementation or a
+     * GPU without room for TILED_GPU) run many work-items per group: one register group each
+     * keeps their private memory at the single-group size (rusticl on llvmpipe returned NaNs
+     * with 8, in a build that also had a lazy-rescale branch: the cause is not isolated). */
+    int groups = clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_CPU ? CPU_QUERY_GROUPS : 1;
     out->algo = CLATTN_SOFTMAX_TILED_CPU;
     out->rows_per_item = rows;
     out->tile_kv = kv_block;
     out->local_size = wg;
-    out->tile_q = rows * CPU_QUERY_GROUPS * (unsigned)wg;
+    out->tile_q = rows * (unsigned)groups * (unsigned)wg;
     out->local_mem_bytes = 0;
     snprintf(out->defines, sizeof out->defines,
              "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_ROWS=%u -DSOFTMAX_QGROUPS=%d -DSOFTMAX_TILE_KV=%u "
              "-DSOFTMAX_KEY_BLOCK=%d",
-             d, rows, CPU_QUERY_GROUPS, kv_block, CLATTN__KEY_BLOCK);
+             d, rows, groups, kv_block, CLATTN__KEY_BLOCK);
 }
 
 static void plan_cpu(const clattn_device_info *dev, const clattn__softmax_problem *p,
@@ -123,7 +128,7 @@ static void plan_cpu(const clattn_device_info *dev, const clattn__softmax_proble
     size_t lim = device_wg_limit(dev);
     if (wg > lim)
         wg = floor_pow2(lim);
-    fill_cpu(d, rows, wg, cpu_kv_block(d), out);
+    fill_cpu(dev, d, rows, wg, cpu_kv_block(d), out);
 }
 
 static void fill_gpu(size_t d, size_t wg, size_t tile, clattn__softmax_launch *out)
@@ -249,7 +254,7 @@ clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
             say(why, why_len, "key block must be a power of two from the step's keys to 512");
             return CLATTN_UNSUPPORTED;
         }
-        fill_cpu(d, rows, local_size, tile_kv ? tile_kv : cpu_kv_block(d), out);
+        fill_cpu(dev, d, rows, local_size, tile_kv ? tile_kv : cpu_kv_block(d), out);
         return CLATTN_SUCCESS;
     }
     if (algo == CLATTN_SOFTMAX_TILED_GPU) {
