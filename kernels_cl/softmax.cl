@@ -1,9 +1,10 @@
 /* Tiled exact softmax attention (FlashAttention-style forward with online softmax). Two families:
  *
  *  clattn_softmax_fwd_cpu — for CPU-like devices (PoCL): no __local memory and no barriers. Each
- *    work-item owns SOFTMAX_ROWS query rows; scores are float16 vectors over 16 keys read from K packed
+ *    work-item owns a block of SOFTMAX_QGROUPS x SOFTMAX_ROWS query rows and walks the keys in
+ *    cache-sized blocks of SOFTMAX_TILE_KV; scores are float16 vectors over 16 keys read from K packed
  *    into [N/16][D][16] panels (clattn_softmax_pack_kv), so every panel load feeds SOFTMAX_ROWS FMAs; logits
- *    are kept in base 2 (log2 e folded into the scale) so exp is exp2.
+ *    are kept in base 2 (log2 e folded into the scale) so exp is exp2 (a polynomial one).
  *
  *  clattn_softmax_fwd_gpu — for devices with real local memory: a work-group of SOFTMAX_WG_SIZE work-items,
  *    one query row each, shares SOFTMAX_TILE_KV x SOFTMAX_HEAD_DIM tiles of K and V loaded into __local memory.
@@ -34,6 +35,15 @@
 #ifndef SOFTMAX_STEP_BLOCKS
 #define SOFTMAX_STEP_BLOCKS ((SOFTMAX_HEAD_DIM) <= 64 ? 2 : 1)
 #endif
+
+/* The CPU family's cache blocking: a work-item owns SOFTMAX_QGROUPS groups of SOFTMAX_ROWS query
+ * rows and consumes the keys SOFTMAX_TILE_KV at a time (a multiple of SOFTMAX_STEP_BLOCKS * 16). */
+#ifndef SOFTMAX_QGROUPS
+#define SOFTMAX_QGROUPS 8
+#endif
+#define SOFTMAX_KV_BLOCK SOFTMAX_TILE_KV
+#define SOFTMAX_QBLOCK ((SOFTMAX_ROWS) * (SOFTMAX_QGROUPS))
+#define SOFTMAX_STEP_KEYS ((SOFTMAX_STEP_BLOCKS) * (SOFTMAX_KEY_BLOCK))
 
 /* SOFTMAX_HEAD_DIM rounded up to whole float16 vectors: packed V rows and the CPU accumulators use it. */
 #define DPAD (((SOFTMAX_HEAD_DIM) + 15) / 16 * 16)
@@ -70,10 +80,41 @@ __kernel void clattn_softmax_pack_kv(__global const float *k, ulong k_off, ulong
             lse[clattn_at(l_off, ls, b, h, (ROW), 0)] = clattn_online_lse2(M, L) * CLATTN_LN2;      \
     } while (0)
 
-/* Global size: (ceil(Nq / SOFTMAX_ROWS) rounded up to the work-group, B * Hq). Keys are consumed
- * SOFTMAX_STEP_BLOCKS 16-key panels at a time: SOFTMAX_ROWS x SOFTMAX_STEP_BLOCKS float16 score vectors, one online-softmax
- * rescale per step (its cost, SOFTMAX_ROWS x DPAD multiplies, is a few % of the step's FMAs), then the
- * probabilities times V's rows into SOFTMAX_ROWS x DVEC float16 accumulators that stay in registers. */
+/* ---- the CPU family ----
+ * clattn_softmax_fwd_cpu: one work-item owns a query block of SOFTMAX_QGROUPS groups of SOFTMAX_ROWS
+ * rows and walks the keys in blocks of SOFTMAX_TILE_KV; every group of the query block consumes a
+ * key block before the next one is touched, so the block's K panels and V rows are read from the
+ * caches SOFTMAX_QGROUPS times instead of streaming all of K and V per group (at N >= 2048 they no
+ * longer fit in L2). A group's state (accumulators, running max, sums) lives in private arrays
+ * (the work-item's stack, in L1) and is moved into registers for its pass over a key block. */
+
+/* exp2(x) for x <= 0 (a score minus its row's running maximum, or -inf for a masked key): 2^rint(x)
+ * built in the exponent bits times a degree-5 polynomial for 2^f, f in [-0.5, 0.5] (relative
+ * error 7.5e-8, coefficients fitted for the relative error); below 2^-127 (masked keys included)
+ * it is exactly 0. About a dozen vector instructions against PoCL's exp2 on float16. */
+inline float16 clattn_softmax_exp2_neg16(float16 x)
+{
+    x = fmax(x, CLATTN_SPLAT16(-127.0f));
+    float16 i = rint(x);
+    float16 f = x - i;
+    float16 p = CLATTN_SPLAT16(1.3276394858212281e-3f);
+    p = fma(p, f, CLATTN_SPLAT16(9.675540716674886e-3f));
+    p = fma(p, f, CLATTN_SPLAT16(5.5507135120798475e-2f));
+    p = fma(p, f, CLATTN_SPLAT16(2.4022119739217937e-1f));
+    p = fma(p, f, CLATTN_SPLAT16(6.93146966918712e-1f));
+    p = fma(p, f, CLATTN_SPLAT16(1.0000000716499415f));
+    int16 e = (convert_int16(i) + CLATTN_ISPLAT16(127)) << 23;
+    return p * as_float16(e);
+}
+
+/* Global size: (ceil(Nq / (SOFTMAX_ROWS * SOFTMAX_QGROUPS)) rounded up to the work-group, B * Hq);
+ * npad (the packed key count) a multiple of SOFTMAX_STEP_BLOCKS * 16. For each key block, each
+ * group of the query block loads its state into registers and consumes the block's keys
+ * SOFTMAX_STEP_BLOCKS 16-key panels at a time: SOFTMAX_ROWS x SOFTMAX_STEP_BLOCKS float16 score
+ * vectors (each K panel load feeds SOFTMAX_ROWS FMAs), masked only in steps that reach past the
+ * group's shortest row; one online-softmax rescale per step (a lazy one, skipped by a branch
+ * unless the maximum grows, computed wrong results in the CI's oclgrind --uninitialized run); row
+ * sums are kept per lane and reduced once at the end; then the probabilities times V's rows into SOFTMAX_ROWS x DVEC float16 accumulators. */
 __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong4 qs,
                                    __global const float *kp, __global const float *vp, uint npad,
                                    __global float *out, ulong o_off, ulong4 os,
@@ -82,15 +123,14 @@ __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong
                                    uint hq_count, uint hk_count, uint nq, uint nk,
                                    float scale_log2, int causal)
 {
-    /* Rows are handed out last-first: under a causal mask the last rows see the most keys, and
-     * PoCL takes work-groups in order, so the long ones start first and the short ones fill in
-     * (N65536 D64 causal: 110 against 100 GFLOP/s). */
-    uint items = (nq + SOFTMAX_ROWS - 1) / SOFTMAX_ROWS;
+    /* Query blocks are handed out last-first: under a causal mask the last rows see the most keys,
+     * and PoCL takes work-groups in order, so the long ones start first and the short ones fill in. */
+    uint items = (nq + SOFTMAX_QBLOCK - 1) / SOFTMAX_QBLOCK;
     uint gid = get_global_id(0);
     uint bh = get_global_id(1);
     if (gid >= items)
         return; /* no barriers in this kernel: early exit is safe */
-    uint row0 = (items - 1 - gid) * SOFTMAX_ROWS;
+    uint row0 = (items - 1 - gid) * SOFTMAX_QBLOCK;
     uint b = bh / hq_count, h = bh % hq_count;
     uint hk = h / (hq_count / hk_count);
     ulong kvh = (ulong)b * hk_count + hk;
@@ -98,77 +138,109 @@ __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong
     __global const float *vrows = vp + kvh * (ulong)npad * DPAD;
 
     long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, nk);
-    int lim[SOFTMAX_ROWS];
-    float qv[SOFTMAX_ROWS][SOFTMAX_HEAD_DIM];
-    float16 acc[SOFTMAX_ROWS][DVEC];
-    float m[SOFTMAX_ROWS], l[SOFTMAX_ROWS];
-    long kend = 0;
-    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
-        uint row = min(row0 + r, nq - 1); /* tail rows duplicate the last row, never stored */
-        long lr = clattn_visible(row, nq, nk, kl, causal);
-        lim[r] = (int)lr;
-        kend = max(kend, lr);
-        clattn_load_row(qv[r], SOFTMAX_HEAD_DIM, q, q_off, qs, b, h, row, SOFTMAX_HEAD_DIM,
-                        scale_log2);
-        _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
-            acc[r][c] = CLATTN_SPLAT16(0.0f);
-        m[r] = -INFINITY;
-        l[r] = 0.0f;
+    float qv[SOFTMAX_QBLOCK][SOFTMAX_HEAD_DIM];
+    float16 accs[SOFTMAX_QBLOCK][DVEC];
+    float16 lsum[SOFTMAX_QBLOCK];
+    float ms[SOFTMAX_QBLOCK];
+    int lims[SOFTMAX_QBLOCK];
+    int gmin[SOFTMAX_QGROUPS], gmax[SOFTMAX_QGROUPS];
+    int kend = 0;
+    for (uint g = 0; g < SOFTMAX_QGROUPS; g++) {
+        int lo = (int)nk, hi = 0;
+        for (uint r = 0; r < SOFTMAX_ROWS; r++) {
+            uint i = g * SOFTMAX_ROWS + r;
+            uint row = min(row0 + i, nq - 1); /* tail rows duplicate the last row, never stored */
+            int lr = (int)clattn_visible(row, nq, nk, kl, causal);
+            lims[i] = lr;
+            lo = min(lo, lr);
+            hi = max(hi, lr);
+            clattn_load_row(qv[i], SOFTMAX_HEAD_DIM, q, q_off, qs, b, h, row, SOFTMAX_HEAD_DIM,
+                            scale_log2);
+            for (uint c = 0; c < DVEC; c++)
+                accs[i][c] = CLATTN_SPLAT16(0.0f);
+            lsum[i] = CLATTN_SPLAT16(0.0f);
+            ms[i] = -INFINITY;
+        }
+        /* A group wholly past the last row does no work. */
+        gmin[g] = lo;
+        gmax[g] = row0 + g * SOFTMAX_ROWS < nq ? hi : 0;
+        kend = max(kend, gmax[g]);
     }
 
-    uint nblk = (uint)((kend + SOFTMAX_KEY_BLOCK - 1) / SOFTMAX_KEY_BLOCK);
-    uint pblk = npad / SOFTMAX_KEY_BLOCK;
-    for (uint kb = 0; kb < nblk; kb += SOFTMAX_STEP_BLOCKS) {
-        /* Panels past the packed ones (an odd count) read as zeros and are masked below. */
-        uint have = SOFTMAX_STEP_BLOCKS == 1 ? 1 : min((uint)SOFTMAX_STEP_BLOCKS, pblk - kb);
-        __global const float *pan = kpan + (ulong)kb * (SOFTMAX_HEAD_DIM * SOFTMAX_KEY_BLOCK);
-        float16 s[SOFTMAX_STEP_BLOCKS][SOFTMAX_ROWS];
-        _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
-            _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
-                s[t][r] = CLATTN_SPLAT16(0.0f);
-        _Pragma("unroll") for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
-            _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
-                float16 kv = t < have ? vload16(d + t * SOFTMAX_HEAD_DIM, pan) : CLATTN_SPLAT16(0.0f);
-                _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
-                    s[t][r] = fma(CLATTN_SPLAT16(qv[r][d]), kv, s[t][r]);
+    for (int kb0 = 0; kb0 < kend; kb0 += SOFTMAX_KV_BLOCK) {
+        for (uint g = 0; g < SOFTMAX_QGROUPS; g++) {
+            int gend = min(gmax[g], kb0 + SOFTMAX_KV_BLOCK);
+            if (gend <= kb0)
+                continue;
+            uint r0 = g * SOFTMAX_ROWS;
+            float16 acc[SOFTMAX_ROWS][DVEC], lv[SOFTMAX_ROWS];
+            float m[SOFTMAX_ROWS];
+            _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
+                _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
+                    acc[r][c] = accs[r0 + r][c];
+                lv[r] = lsum[r0 + r];
+                m[r] = ms[r0 + r];
             }
-        }
-        float p[SOFTMAX_ROWS][SOFTMAX_STEP_BLOCKS * SOFTMAX_KEY_BLOCK];
-        _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
-            float16 sm = CLATTN_SPLAT16(-INFINITY);
-            _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
-                int16 key =
-                    CLATTN_LANES16 + CLATTN_ISPLAT16((int)((kb + t) * SOFTMAX_KEY_BLOCK));
-                s[t][r] = clattn_mask16(s[t][r], key < CLATTN_ISPLAT16(lim[r]));
-                sm = fmax(sm, s[t][r]);
-            }
-            float ref, corr = clattn_online_step(&m[r], clattn_hmax16(sm), &ref);
-            float16 tot = CLATTN_SPLAT16(0.0f);
-            _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
-                float16 e = exp2(s[t][r] - CLATTN_SPLAT16(ref));
-                tot += e;
-                vstore16(e, t, p[r]);
-            }
-            l[r] = l[r] * corr + clattn_hsum16(tot);
-            CLATTN_SCALE16(acc[r], DVEC, corr);
-        }
-        __global const float *vb = vrows + (ulong)kb * SOFTMAX_KEY_BLOCK * DPAD;
+            for (int k0 = kb0; k0 < gend; k0 += SOFTMAX_STEP_KEYS) {
+                __global const float *pan = kpan + (ulong)k0 * SOFTMAX_HEAD_DIM;
+                float16 s[SOFTMAX_STEP_BLOCKS][SOFTMAX_ROWS];
+                _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
+                    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
+                        s[t][r] = CLATTN_SPLAT16(0.0f);
+                _Pragma("unroll") for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
+                    _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
+                        float16 kv = vload16(d + t * SOFTMAX_HEAD_DIM, pan);
+                        _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
+                            s[t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][d]), kv, s[t][r]);
+                    }
+                }
+                bool edge = k0 + SOFTMAX_STEP_KEYS > gmin[g];
+                float p[SOFTMAX_ROWS][SOFTMAX_STEP_KEYS];
+                _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
+                    float16 sm = CLATTN_SPLAT16(-INFINITY);
+                    _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
+                        if (edge) {
+                            int16 key = CLATTN_LANES16 +
+                                        CLATTN_ISPLAT16(k0 + (int)(t * SOFTMAX_KEY_BLOCK));
+                            s[t][r] = clattn_mask16(s[t][r], key < CLATTN_ISPLAT16(lims[r0 + r]));
+                        }
+                        sm = fmax(sm, s[t][r]);
+                    }
+                    float rs, corr = clattn_online_step(&m[r], clattn_hmax16(sm), &rs);
+                    lv[r] *= CLATTN_SPLAT16(corr);
+                    CLATTN_SCALE16(acc[r], DVEC, corr);
+                    float16 ref = CLATTN_SPLAT16(rs);
+                    _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
+                        float16 e = clattn_softmax_exp2_neg16(s[t][r] - ref);
+                        lv[r] += e;
+                        vstore16(e, t, p[r]);
+                    }
+                }
+                __global const float *vb = vrows + (ulong)k0 * DPAD;
 #if SOFTMAX_STEP_BLOCKS == 1
-        _Pragma("unroll") for (uint j = 0; j < SOFTMAX_KEY_BLOCK; j++) { /* constant: fully unrolled */
+                _Pragma("unroll") for (uint j = 0; j < SOFTMAX_KEY_BLOCK; j++) { /* fully unrolled */
 #else
-        uint nj = have * SOFTMAX_KEY_BLOCK; /* measured faster as a loop than unrolled with a mask */
-        for (uint j = 0; j < nj; j++) {
+                for (uint j = 0; j < SOFTMAX_STEP_KEYS; j++) { /* measured faster as a loop */
 #endif
-            CLATTN_AXPY16_ROWS(acc, SOFTMAX_ROWS, DVEC, p, j, vb + j * DPAD);
+                    CLATTN_AXPY16_ROWS(acc, SOFTMAX_ROWS, DVEC, p, j, vb + j * DPAD);
+                }
+            }
+            _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
+                _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
+                    accs[r0 + r][c] = acc[r][c];
+                lsum[r0 + r] = lv[r];
+                ms[r0 + r] = m[r];
+            }
         }
     }
-    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
-        uint row = row0 + r;
+    for (uint i = 0; i < SOFTMAX_QBLOCK; i++) {
+        uint row = row0 + i;
         if (row < nq) {
             float a[DPAD];
-            _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
-                vstore16(acc[r][c], c, a);
-            SOFTMAX_STORE_ROW(a, m[r], l[r], row);
+            for (uint c = 0; c < DVEC; c++)
+                vstore16(accs[i][c], c, a);
+            float l = clattn_hsum16(lsum[i]);
+            SOFTMAX_STORE_ROW(a, ms[i], l, row);
         }
     }
 }

@@ -14,6 +14,9 @@
 #include "clattn.h"
 #include "sched.h"
 
+/* The CPU family's register groups per work-item (CPU_QUERY_GROUPS in lib/sched/sched_softmax.c). */
+#define CPU_QUERY_GROUPS 8
+
 #include "test_devices.h"
 #include "test_util.h"
 
@@ -98,9 +101,14 @@ static void check_launch_fits(const clattn_device_info *dev, size_t d,
         check_gpu_rt(dev, d, L);
         return;
     }
-    if (L->rows_per_item < 1 || L->tile_q != L->rows_per_item * L->local_size)
-        fail_msg("%s D=%zu: tile_q %u != rows_per_item %u * local_size %zu", dev->name, d,
-                 L->tile_q, L->rows_per_item, L->local_size);
+    /* The CPU family's work-item owns several register groups of rows_per_item rows. */
+    size_t groups = L->algo == CLATTN_SOFTMAX_TILED_CPU &&
+                            clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_CPU
+                        ? CPU_QUERY_GROUPS
+                        : 1;
+    if (L->rows_per_item < 1 || L->tile_q != L->rows_per_item * groups * L->local_size)
+        fail_msg("%s D=%zu: tile_q %u != rows_per_item %u * %zu groups * local_size %zu",
+                 dev->name, d, L->tile_q, L->rows_per_item, groups, L->local_size);
     snprintf(opt, sizeof opt, "-DSOFTMAX_HEAD_DIM=%zu", d);
     if (!has_token(L->defines, opt))
         fail_msg("%s D=%zu: defines '%s' lack %s", dev->name, d, L->defines, opt);
@@ -120,6 +128,16 @@ static void check_launch_fits(const clattn_device_info *dev, size_t d,
         if (L->local_mem_bytes != 0)
             fail_msg("%s D=%zu: CPU family uses %zu bytes of local memory", dev->name, d,
                      L->local_mem_bytes);
+        /* The key block: a power of two, whole 32-key steps up to D = 64 (16 above), at most
+         * 512 keys, its K panels and V rows within 64 KiB unless it is one step. */
+        unsigned step = d <= 64 ? 32 : 16;
+        size_t bytes = (size_t)L->tile_kv * (d + (d + 15) / 16 * 16) * sizeof(float);
+        if ((L->tile_kv & (L->tile_kv - 1)) || L->tile_kv % step || L->tile_kv > 512 ||
+            (bytes > 64 * KIB && L->tile_kv != step))
+            fail_msg("%s D=%zu: CPU key block %u", dev->name, d, L->tile_kv);
+        snprintf(opt, sizeof opt, "-DSOFTMAX_QGROUPS=%zu", groups);
+        if (!has_token(L->defines, opt))
+            fail_msg("%s D=%zu: defines '%s' lack %s", dev->name, d, L->defines, opt);
     }
     snprintf(opt, sizeof opt, "-DSOFTMAX_TILE_KV=%u", L->tile_kv);
     if (L->algo != CLATTN_SOFTMAX_NAIVE && !has_token(L->defines, opt))
@@ -206,6 +224,52 @@ static void test_forced_families(void **state)
                 assert_true(why[0] != '\0');
             }
         }
+}
+
+/* The CPU family's blocks on a PoCL-like device: rows 4 / 2 / 1 by D, 8 groups, and key blocks
+ * whose K and V take at most 64 KiB (512 keys at D 16, 256 at 32, 128 at 64, 64 at 128, 32 at 256);
+ * an explicit key block must be a power of two of whole steps, at most 512 keys. */
+static void test_cpu_blocks_rule(void **state)
+{
+    (void)state;
+    clattn_device_info cpu = make_dev("PoCL-like", CLATTN_DEVICE_CPU, 1024 * KIB, 1, 4096, 4096);
+    cpu.native_vector_width_float = cpu.preferred_vector_width_float = 16;
+    static const size_t ds[] = {1, 16, 32, 64, 65, 128, 200, 256};
+    static const unsigned rows[] = {4, 4, 4, 4, 2, 2, 1, 1}, kv[] = {512, 512, 256, 128, 64, 64, 32, 32};
+    for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++) {
+        clattn__softmax_problem p = {ds[i], 4096, 4096, 0};
+        clattn__softmax_launch L;
+        assert_int_equal(clattn__schedule_softmax(&cpu, &p, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
+                         CLATTN_SUCCESS);
+        assert_int_equal(L.algo, CLATTN_SOFTMAX_TILED_CPU);
+        if (L.rows_per_item != rows[i] || L.tile_kv != kv[i] || L.local_size != 1 ||
+            L.tile_q != rows[i] * CPU_QUERY_GROUPS)
+            fail_msg("D=%zu: rows %u kv %u wg %zu tile_q %u", ds[i], L.rows_per_item, L.tile_kv,
+                     L.local_size, L.tile_q);
+        check_launch_fits(&cpu, ds[i], &L);
+    }
+    clattn__softmax_problem p64 = {64, 100, 100, 1}, p128 = {128, 100, 100, 1};
+    clattn__softmax_launch L;
+    assert_int_equal(clattn__softmax_launch_from(&cpu, &p64, CLATTN_SOFTMAX_TILED_CPU, 4, 1, 16,
+                                                   &L, NULL, 0),
+                     CLATTN_UNSUPPORTED); /* half a 32-key step */
+    assert_int_equal(clattn__softmax_launch_from(&cpu, &p128, CLATTN_SOFTMAX_TILED_CPU, 2, 1, 16,
+                                                   &L, NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_int_equal(clattn__softmax_launch_from(&cpu, &p64, CLATTN_SOFTMAX_TILED_CPU, 4, 1, 96,
+                                                   &L, NULL, 0),
+                     CLATTN_UNSUPPORTED);
+    assert_int_equal(clattn__softmax_launch_from(&cpu, &p64, CLATTN_SOFTMAX_TILED_CPU, 4, 1, 1024,
+                                                   &L, NULL, 0),
+                     CLATTN_UNSUPPORTED);
+    assert_int_equal(clattn__softmax_launch_from(&cpu, &p64, CLATTN_SOFTMAX_TILED_CPU, 4, 1, 512,
+                                                   &L, NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.tile_kv, 512);
+    assert_int_equal(clattn__softmax_launch_from(&cpu, &p64, CLATTN_SOFTMAX_TILED_CPU, 4, 1, 0,
+                                                   &L, NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.tile_kv, 128); /* 0: the default */
 }
 
 static void test_forced_gpu_without_room_is_unsupported(void **state)
@@ -542,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_forced_families),
         cmocka_unit_test(test_forced_gpu_without_room_is_unsupported),
         cmocka_unit_test(test_tile_kv_monotone_in_local_memory),
+        cmocka_unit_test(test_cpu_blocks_rule),
         cmocka_unit_test(test_invalid_head_dim_and_algorithm),
         cmocka_unit_test(test_public_schedule_agrees),
         cmocka_unit_test(test_public_schedule_validation),

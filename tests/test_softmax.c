@@ -41,6 +41,10 @@ typedef struct tcase {
     int with_lse;
 } tcase;
 
+/* > 0 (test_cpu_blocks): q = |q| and key j's K row + ramp * j / Nk, so scores (and each row's
+ * running maximum) grow along the keys, block after block. */
+static float ramp;
+
 /* Runs one case through the plan API and checks out (and lse) against the reference. */
 static void run_case(const tcase *c)
 {
@@ -55,6 +59,12 @@ static void run_case(const tcase *c)
     float amp = c->amp > 0 ? c->amp : 1.0f;
     float *q = tu_random(nq, amp, &seed), *k = tu_random(nk, amp, &seed);
     float *v = tu_random(nk, 1.0f, &seed);
+    if (ramp > 0) {
+        for (size_t i = 0; i < nq; i++)
+            q[i] = fabsf(q[i]);
+        for (size_t i = 0; i < nk; i++)
+            k[i] += ramp * (float)((i / c->D) % c->Nk) / (float)c->Nk;
+    }
     float *out = tu_poisoned(nq), *ref = malloc(nq * 4), *lse = tu_poisoned(nl),
           *ref_lse = malloc(nl * 4);
     int32_t *kl = calloc(c->B, sizeof(int32_t));
@@ -215,6 +225,34 @@ static void test_large_logits(void **state)
         c.scale = -400.0f;
         run_case(&c);
     }
+}
+
+/* The CPU family's query blocks (8 register groups: 32 rows at D 64, 16 at D 128) and key blocks
+ * (128 keys at D 64, 64 at D 128, 512 at D 16): lengths that are not multiples of either, several
+ * key blocks whose scores grow along the keys (each block raises the running maximum, so the lazy
+ * rescale runs late as well as first), causal with Nq != Nk both ways, one query row, GQA, and
+ * large growing logits. */
+static void test_cpu_blocks(void **state)
+{
+    (void)state;
+    const clattn_softmax_algo cpu = CLATTN_SOFTMAX_TILED_CPU;
+    ramp = 6.0f;
+    for (int causal = 0; causal < 2; causal++) {
+        tcase a = {1, 2, 1, 77, 300, 64, causal, 0, 1, 0, cpu, 0, 1};
+        run_case(&a);
+    }
+    tcase b = {1, 1, 1, 45, 333, 128, 1, 0, 1, 0, cpu, 0, 1};
+    tcase d = {1, 1, 1, 1, 700, 64, 0, 0, 1, 0, cpu, 0, 1};
+    tcase f = {3, 1, 1, 50, 290, 64, 1, 1, 1, 0, cpu, 0, 1};
+    run_case(&b);
+    run_case(&d);
+    run_case(&f);
+    ramp = 4.0f;
+    tcase e = {1, 1, 1, 70, 260, 40, 1, 0, 1, 30.0f, cpu, 0, 1};
+    run_case(&e);
+    ramp = 0.0f;
+    tcase c = {1, 1, 1, 300, 77, 16, 1, 0, 1, 0, cpu, 0, 1};
+    run_case(&c);
 }
 
 /* Callers' [B, N, H, D] layouts through strides, no copies. */
@@ -541,7 +579,7 @@ int main(void)
         cmocka_unit_test(test_naive),       cmocka_unit_test(test_auto),
         cmocka_unit_test(test_repeatable),  cmocka_unit_test(test_wait_list),
         cmocka_unit_test(test_threads),     cmocka_unit_test(test_build_failure_reported),
-        cmocka_unit_test(test_host_out_of_order_queue),
+        cmocka_unit_test(test_host_out_of_order_queue), cmocka_unit_test(test_cpu_blocks),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -194,7 +194,8 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", L->defines,
                                            "clattn_softmax_fwd_cpu", L->local_size, by,
                                            &plan->fwd));
-        plan->npad = clattn__div_up(k_shape[2], CLATTN__KEY_BLOCK) * CLATTN__KEY_BLOCK;
+        /* Two key panels: the kernel's steps take up to 32 keys and never test the panel count. */
+        plan->npad = clattn__div_up(k_shape[2], 2 * CLATTN__KEY_BLOCK) * 2 * CLATTN__KEY_BLOCK;
         size_t dpad = clattn__div_up(d, 16) * 16, kbytes, vbytes;
         CLATTN_CHECK(clattn__mul_ok(bhk * plan->npad, d * sizeof(float), &kbytes) &&
                          clattn__mul_ok(bhk * plan->npad, dpad * sizeof(float), &vbytes),
@@ -361,7 +362,7 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
         CLATTN_ARG(&f, npad);
         arg_tail(&f, plan, q, out, lse);
         CLATTN_CL(f.err);
-        size_t items = clattn__div_up(plan->qshape[2], L->rows_per_item);
+        size_t items = clattn__div_up(plan->qshape[2], L->tile_q / L->local_size);
         size_t gl[2] = {clattn__div_up(items, L->local_size) * L->local_size, bh};
         CLATTN_FORWARD(clattn__seq_kernel_local(s, plan->fwd, 2, gl, lo, true, event));
     } else {

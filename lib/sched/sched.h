@@ -16,8 +16,8 @@ typedef struct clattn__softmax_problem {
 
 typedef struct clattn__softmax_launch {
     clattn_softmax_algo algo; /* TILED_CPU, TILED_GPU or NAIVE, never AUTO */
-    unsigned rows_per_item;     /* query rows owned by one work-item */
-    unsigned tile_q;            /* query rows per work-group = rows_per_item * local_size */
+    unsigned rows_per_item;     /* query rows owned by one work-item (TILED_CPU: per register group) */
+    unsigned tile_q;            /* query rows per work-group (TILED_CPU: x its groups) */
     unsigned tile_kv;           /* keys per inner tile */
     size_t local_size;          /* work-group size along the query dimension */
     size_t local_mem_bytes;     /* __local bytes per work-group */
@@ -45,8 +45,9 @@ size_t clattn__default_gpu_wg(const clattn_device_info *dev, size_t head_dim);
 clattn_softmax_algo clattn__softmax_family(const clattn_device_info *dev);
 
 /* A launch of a tiled family (TILED_CPU or TILED_GPU) from explicit parameters, validated against
- * the device: rows per work-item, work-group size and key tile (0 means the fixed key block for
- * TILED_CPU). UNSUPPORTED with a reason in `why` when they do not fit. */
+ * the device: rows per work-item (TILED_CPU: per register group), work-group size and key tile
+ * (TILED_CPU: the key block, 0 for the default). UNSUPPORTED with a reason in `why` when they do
+ * not fit. */
 clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
                                             const clattn__softmax_problem *prob,
                                             clattn_softmax_algo algo, unsigned rows,

@@ -15,10 +15,19 @@
  *   - if a device cannot hold even one key row of K and V in local memory, TILED_CPU (it needs
  *     no local memory and is correct everywhere).
  *
- * TILED_CPU tiles: rows per work-item shrink as D grows so that the accumulators (rows x D floats)
- * stay in vector registers: 4 rows up to D = 64, 2 up to D = 128, else 1. Keys are consumed 16 at
- * a time (one float16 score vector per row); the online-softmax rescale per 16 keys costs ~3% of
- * the block's FMAs, and larger key tiles measured no faster on PoCL once the loops were unrolled.
+ * TILED_CPU tiles: a register group's rows shrink as D grows so that its accumulators (rows x D
+ * floats) stay in vector registers: 4 rows up to D = 64, 2 up to D = 128, else 1. Keys are consumed
+ * 32 (D <= 64) or 16 at a time per online-softmax step. A work-item owns CPU_QUERY_GROUPS = 8 such
+ * groups (32 rows at D = 64) and walks the keys in blocks: every group consumes a key block before
+ * the next one is read, so a block's K panels and V rows are reused 8 times from L1/L2 instead of
+ * each group streaming all of K and V (2 MiB per head at N 4096 D 64, past a 2 MiB L2 shared with
+ * the queries). The block is the largest power of two of keys whose K and V take at most
+ * CPU_KV_BLOCK_BYTES = 64 KiB (128 keys at D 64, 64 at D 128), between one step and
+ * CPU_KV_BLOCK_MAX = 512 keys (torch's CPU flash kernel's key block): the group's state is moved
+ * between registers and its private arrays once per block, a few % of the block's FMAs at 32
+ * keys and well under 1% from 128. These constants were set from the cache sizes of the 2-vCPU
+ * Xeon (48 KiB L1d, 2 MiB L2 per core) and callgrind instruction counts, not timed on a quiet
+ * machine; the tuner searches key blocks 64-512.
  *
  * TILED_GPU: the register-tiled kernel (kernels_cl/softmax_gpu.cl; its rule below, "TILED_GPU's
  * register-tiled kernel"), else, where no launch of it fits the local memory, the previous kernel
@@ -64,19 +73,49 @@ static size_t device_wg_limit(const clattn_device_info *dev)
     return lim;
 }
 
-/* Fills a TILED_CPU launch from explicit parameters (already validated). The defines do not carry
- * the work-group size (the kernel has no reqd_work_group_size), so local sizes share a program. */
-static void fill_cpu(size_t d, unsigned rows, size_t wg, clattn__softmax_launch *out)
+/* TILED_CPU cache blocking (see the rule at the top): register groups per work-item, and the
+ * bytes of K and V one key block may take. */
+#define CPU_QUERY_GROUPS 8
+#define CPU_KV_BLOCK_BYTES (64 * 1024)
+#define CPU_KV_BLOCK_MAX 512
+
+/* Keys consumed per online-softmax step (the kernel's SOFTMAX_STEP_BLOCKS x 16): 32 up to D = 64. */
+static unsigned cpu_step_keys(size_t d) { return d <= 64 ? 2 * CLATTN__KEY_BLOCK : CLATTN__KEY_BLOCK; }
+
+/* The default key block: the largest power of two whose K panels and V rows fit CPU_KV_BLOCK_BYTES,
+ * within [step, CPU_KV_BLOCK_MAX]. */
+static unsigned cpu_kv_block(size_t d)
 {
+    size_t per_key = (d + (d + 15) / 16 * 16) * sizeof(float);
+    size_t kv = floor_pow2(CPU_KV_BLOCK_BYTES / per_key);
+    if (kv > CPU_KV_BLOCK_MAX)
+        kv = CPU_KV_BLOCK_MAX;
+    if (kv < cpu_step_keys(d))
+        kv = cpu_step_keys(d);
+    return (unsigned)kv;
+}
+
+/* Fills a TILED_CPU launch from explicit parameters (already validated). The defines do not carry
+ * the work-group size (the kernel has no reqd_work_group_size), so local sizes share a program.
+ * tile_q counts the query rows of a work-group: rows x CPU_QUERY_GROUPS x local size. */
+static void fill_cpu(const clattn_device_info *dev, size_t d, unsigned rows, size_t wg,
+                     unsigned kv_block, clattn__softmax_launch *out)
+{
+    /* Devices that run this family although it is not theirs (a SIMT-style implementation or a
+     * GPU without room for TILED_GPU) run many work-items per group: one register group each
+     * keeps their private memory at the single-group size (rusticl on llvmpipe returned NaNs
+     * with 8, in a build that also had a lazy-rescale branch: the cause is not isolated). */
+    int groups = clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_CPU ? CPU_QUERY_GROUPS : 1;
     out->algo = CLATTN_SOFTMAX_TILED_CPU;
     out->rows_per_item = rows;
-    out->tile_kv = CLATTN__KEY_BLOCK;
+    out->tile_kv = kv_block;
     out->local_size = wg;
-    out->tile_q = rows * (unsigned)wg;
+    out->tile_q = rows * (unsigned)groups * (unsigned)wg;
     out->local_mem_bytes = 0;
     snprintf(out->defines, sizeof out->defines,
-             "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_ROWS=%u -DSOFTMAX_TILE_KV=%u -DSOFTMAX_KEY_BLOCK=%d", d, out->rows_per_item,
-             out->tile_kv, CLATTN__KEY_BLOCK);
+             "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_ROWS=%u -DSOFTMAX_QGROUPS=%d -DSOFTMAX_TILE_KV=%u "
+             "-DSOFTMAX_KEY_BLOCK=%d",
+             d, rows, groups, kv_block, CLATTN__KEY_BLOCK);
 }
 
 static void plan_cpu(const clattn_device_info *dev, const clattn__softmax_problem *p,
@@ -92,7 +131,7 @@ static void plan_cpu(const clattn_device_info *dev, const clattn__softmax_proble
     size_t lim = device_wg_limit(dev);
     if (wg > lim)
         wg = floor_pow2(lim);
-    fill_cpu(d, rows, wg, out);
+    fill_cpu(dev, d, rows, wg, cpu_kv_block(d), out);
 }
 
 static void fill_gpu(size_t d, size_t wg, size_t tile, clattn__softmax_launch *out)
@@ -361,7 +400,9 @@ clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
  *
  * TILED_CPU: ROWS in {1, 2, 4, 8} with ROWS * ceil(D/16) <= 32 float16 accumulators (beyond that
  * the accumulators spill out of the vector registers), local size a power of two up to 256 and
- * the device limit; the key tile is the fixed 16-key block. TILED_GPU: one row per work-item,
+ * the device limit; the key block (tile_kv, 0: the default) a power of two of whole steps up to
+ * 512 keys. Searched: ROWS x key blocks {64, 128, 256, 512} at the default local size, then the
+ * local sizes {1, 2, 4, 8} at the default tiles. TILED_GPU: one row per work-item,
  * WG_SIZE a power of two within the device limit (at most 1024), TILE_KV a power of two in
  * [1, 64] whose K and V tiles fit the local memory. */
 #define CPU_MAX_ACC_VECTORS 32
@@ -387,12 +428,16 @@ clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
             say(why, why_len, "rows per work-item must be 1, 2, 4 or 8 within 32 accumulators");
             return CLATTN_UNSUPPORTED;
         }
-        if (!is_pow2(local_size) || local_size > lim || local_size > 256 ||
-            (tile_kv != 0 && tile_kv != CLATTN__KEY_BLOCK)) {
+        if (!is_pow2(local_size) || local_size > lim || local_size > 256) {
             say(why, why_len, "local size must be a power of two within the device limit");
             return CLATTN_UNSUPPORTED;
         }
-        fill_cpu(d, rows, local_size, out);
+        if (tile_kv != 0 &&
+            (!is_pow2(tile_kv) || tile_kv < cpu_step_keys(d) || tile_kv > CPU_KV_BLOCK_MAX)) {
+            say(why, why_len, "key block must be a power of two from the step's keys to 512");
+            return CLATTN_UNSUPPORTED;
+        }
+        fill_cpu(dev, d, rows, local_size, tile_kv ? tile_kv : cpu_kv_block(d), out);
         return CLATTN_SUCCESS;
     }
     if (algo == CLATTN_SOFTMAX_TILED_GPU) {
@@ -492,13 +537,18 @@ size_t clattn__softmax_candidates(const clattn_device_info *dev,
     }
     static const unsigned rows[] = {1, 2, 4, 8}, cpu_wg[] = {1, 2, 4, 8};
     static const unsigned gpu_wg[] = {32, 64, 128, 256}, tiles[] = {8, 16, 32, 64};
+    static const unsigned cpu_kv[] = {64, 128, 256, 512};
     for (size_t i = 0; i < 4; i++)
         for (size_t j = 0; j < 4; j++) {
             if (def.algo == CLATTN_SOFTMAX_TILED_CPU)
-                add_candidate(dev, prob, def.algo, rows[i], cpu_wg[j], CLATTN__KEY_BLOCK, out,
-                              cap, &n);
+                add_candidate(dev, prob, def.algo, rows[i], def.local_size, cpu_kv[j], out, cap,
+                              &n);
             else
                 add_candidate(dev, prob, def.algo, 1, gpu_wg[j], tiles[i], out, cap, &n);
         }
+    if (def.algo == CLATTN_SOFTMAX_TILED_CPU) /* the local size, at the default tiles */
+        for (size_t j = 0; j < 4; j++)
+            add_candidate(dev, prob, def.algo, def.rows_per_item, cpu_wg[j], def.tile_kv, out, cap,
+                          &n);
     return n;
 }
