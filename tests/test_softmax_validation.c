@@ -326,6 +326,29 @@ static void test_plan_create_key_lengths_too_small(void **state)
     clReleaseMemObject(kl);
 }
 
+/* A desc refused for another field (causal = 2) while it carries key_lengths: the refused plan
+ * must not release the caller's buffer (it never retained it); once crashed in plan_destroy. */
+static void test_refused_desc_keeps_key_lengths(void **state)
+{
+    fixture *f = *state;
+    clattn_softmax_desc d;
+    cl_mem kl = tu_buffer(f->ctx, B * sizeof(int32_t), NULL);
+    cl_uint before = 0, after = 0;
+    assert_int_equal(clGetMemObjectInfo(kl, CL_MEM_REFERENCE_COUNT, sizeof before, &before, NULL),
+                     CL_SUCCESS);
+    clattn_softmax_desc_init(&d);
+    d.key_lengths = kl;
+    d.causal = 2;
+    EXPECT_PLAN(f, CLATTN_INVALID_ARGUMENT, 1, f->ctx, &d, f->qs, f->ks, f->ks);
+    d.causal = 0;
+    d.algorithm = (clattn_softmax_algo)99;
+    EXPECT_PLAN(f, CLATTN_INVALID_ARGUMENT, 1, f->ctx, &d, f->qs, f->ks, f->ks);
+    assert_int_equal(clGetMemObjectInfo(kl, CL_MEM_REFERENCE_COUNT, sizeof after, &after, NULL),
+                     CL_SUCCESS);
+    assert_int_equal(after, before);
+    clReleaseMemObject(kl);
+}
+
 /* ---- desc NULL means the defaults, on every entry point --------------------------------- */
 
 static void test_desc_null_is_defaults(void **state)
@@ -803,6 +826,7 @@ int main(void)
         T(test_plan_create_bad_desc),
         T(test_plan_create_short_desc),
         T(test_plan_create_key_lengths_too_small),
+        T(test_refused_desc_keeps_key_lengths),
         T(test_desc_null_is_defaults),
         T(test_enqueue_null_pointers),
         T(test_enqueue_bad_desc),

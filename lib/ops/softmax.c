@@ -157,8 +157,11 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
                  "softmax plan: plan, q_shape, k_shape and v_shape are required");
     CLATTN_FORWARD(clattn__plan_alloc(ctx, sizeof *plan, &softmax_ops, &base));
     plan = (softmax_plan *)base;
-    CLATTN_FORWARD(read_desc(ctx, desc, &plan->desc));
-    plan->desc.key_lengths = NULL; /* retained below, once known to be valid */
+    /* The copy holds the caller's key_lengths unretained: clear it before acting on a refused desc,
+     * or the plan's release would drop a reference it never took (retained below once valid). */
+    status = read_desc(ctx, desc, &plan->desc);
+    plan->desc.key_lengths = NULL;
+    CLATTN_FORWARD(status);
     CLATTN_FORWARD(check_shapes(ctx, q_shape, k_shape, v_shape));
     memcpy(plan->qshape, q_shape, sizeof plan->qshape);
     memcpy(plan->kshape, k_shape, sizeof plan->kshape);
