@@ -8,7 +8,8 @@
  *
  * Conventions used throughout:
  *  - Tensors are described, not owned: a clattn_tensor names a cl_mem, an offset and a logical
- *    shape [batch, heads, length, dim] with strides, all counted in elements (float32 unless said).
+ *    shape [batch, heads, length, dim] with strides, all counted in elements of the tensor's
+ *    element type (float32, float16 or bfloat16 storage; int32 where said).
  *  - Enqueue calls are asynchronous: they honour the caller's wait list, return an event when asked,
  *    and never call clFinish. Host-pointer ("_host") calls are blocking conveniences on top.
  *  - On any failure, no output buffer has been touched (validation happens before enqueueing).
@@ -81,7 +82,8 @@ CLATTN_API const char *clattn_version_string(void);
     X(BLAS_ERROR, -4012, "CLBlast call failed")                                                    \
     X(INVALID_CONTEXT, -4013, "invalid or mismatched context")                                      \
     X(INTERNAL_ERROR, -4014, "internal library error (a bug: please report it)")                 \
-    X(NOT_CONVERGED, -4015, "iterative solver did not reach its tolerance")
+    X(NOT_CONVERGED, -4015, "iterative solver did not reach its tolerance")                       \
+    X(DTYPE_MISMATCH, -4016, "tensor element type differs from the plan's or is not accepted")
 
 typedef enum clattn_status {
 #define CLATTN_STATUS_ENUM_(name, value, msg) CLATTN_##name = value,
@@ -203,21 +205,57 @@ CLATTN_API clattn_status clattn_context_get_stats(const clattn_context *ctx,
 /* Tensors                                                                                        */
 /* ---------------------------------------------------------------------------------------------- */
 
-/* A view of float32 (or, where said, int32) elements of a buffer: element (b, h, n, d) lives at
- * buffer[offset + b*strides[0] + h*strides[1] + n*strides[2] + d*strides[3]]. Shape entries must be
- * >= 1. Strides may be any values (including 0 for broadcasting inputs) as long as every element
- * the shape reaches lies inside the buffer; outputs must be one-to-one (no two elements at one
- * address, checked) and must not overlap any input's byte range (checked, sub-buffers included). */
+/* Storage element types. Every operator computes and accumulates in float32 whatever its tensors
+ * store; decoding states, lse outputs and internal scratch stay float32.
+ *   CLATTN_F32   IEEE binary32 (the default: the zero value)
+ *   CLATTN_F16   IEEE binary16, read and written with the core vload_half/vstore_half_rte
+ *                functions, so it works on every OpenCL device, with or without cl_khr_fp16
+ *   CLATTN_BF16  bfloat16 (the upper 16 bits of a binary32), stored as 16-bit words; loads shift,
+ *                stores round to nearest even (NaN stays NaN, overflow rounds to infinity)
+ * Accuracy contract for half storage: outputs are computed from the half values exactly as stored
+ * (the fp64 reference is taken on the same half-rounded inputs) with a normalised error of at most
+ * 1e-4 before the final rounding of the output; so a half output differs from the correctly
+ * rounded reference by at most one unit in the last place plus 1e-4 relative. A value beyond the
+ * output type's range becomes infinity (f16: |x| >= 65520). */
+typedef enum clattn_dtype {
+    CLATTN_F32 = 0,
+    CLATTN_F16 = 1,
+    CLATTN_BF16 = 2
+} clattn_dtype;
+
+/* Bytes per element (4, 2, 2), or 0 for a value that is not a clattn_dtype. */
+CLATTN_API size_t clattn_dtype_size(clattn_dtype dtype);
+/* "f32", "f16", "bf16", or "unknown". */
+CLATTN_API const char *clattn_dtype_name(clattn_dtype dtype);
+/* Converts `count` elements between host arrays of any two element types (float32 <-> float16 <->
+ * bfloat16; 16-bit types as uint16_t words), rounding to nearest even, with subnormals, infinities
+ * and NaN kept. src and dst may be the same array only when both types have the same size.
+ * NULL_POINTER, INVALID_ARGUMENT (unknown dtype, or overlapping arrays of different sizes). */
+CLATTN_API clattn_status clattn_convert_host(const void *src, clattn_dtype src_dtype, void *dst,
+                                             clattn_dtype dst_dtype, size_t count);
+
+/* A view of elements of a buffer: element (b, h, n, d) lives at
+ * buffer[offset + b*strides[0] + h*strides[1] + n*strides[2] + d*strides[3]], counted in elements
+ * of `dtype`. Shape entries must be >= 1. Strides may be any values (including 0 for broadcasting
+ * inputs) as long as every element the shape reaches lies inside the buffer; outputs must be
+ * one-to-one (no two elements at one address, checked) and must not overlap any input's byte range
+ * (checked, sub-buffers included). Float tensors carry their element type in `dtype`; a tensor of
+ * a different type than the plan was baked for is refused with DTYPE_MISMATCH. Views the API
+ * documents as int32 (bucket ids, lengths) leave dtype at 0. */
 typedef struct clattn_tensor {
     cl_mem buffer;
     size_t offset;
     size_t shape[4];
     size_t strides[4];
+    clattn_dtype dtype; /* storage element type; 0 = CLATTN_F32 */
 } clattn_tensor;
 
-/* A dense row-major [b, h, n, d] view starting at element 0 of `buffer`. */
+/* A dense row-major [b, h, n, d] float32 view starting at element 0 of `buffer`. */
 CLATTN_API clattn_tensor clattn_tensor_make(cl_mem buffer, size_t b, size_t h, size_t n,
                                             size_t d);
+/* The same view of `dtype` elements. */
+CLATTN_API clattn_tensor clattn_tensor_make_typed(cl_mem buffer, clattn_dtype dtype, size_t b,
+                                                  size_t h, size_t n, size_t d);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Plans: the shape every operator has                                                            */

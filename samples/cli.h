@@ -98,6 +98,12 @@ typedef enum cli_layout { CLI_LAYOUT_BHND = 0, CLI_LAYOUT_BNHD = 1 } cli_layout;
  * load_f32, write_f32 and cli_run_summary: 0, or EXIT_USAGE after a message. */
 int cli_take_run_options(const char *cmd, int *argc, char **argv, int first);
 cli_layout cli_get_layout(void);
+/* --dtype and --out-dtype of `run` (taken by cli_take_run_options): the inputs' element type on
+ * the device (-1 when not given: each file keeps its own) and the outputs' (default f32). */
+int cli_get_in_dtype(void);
+clattn_dtype cli_get_out_dtype(void);
+/* Parses f32|f16|bf16 (also float32|float16|bfloat16) for option `name`: 0 or EXIT_USAGE. */
+int cli_dtype_option(const char *cmd, const char *name, const char *s, clattn_dtype *out);
 const char *cli_layout_name(cli_layout layout);
 /* The usage lines of those options, for `clattn run OP --help`. */
 void cli_usage_run_options(FILE *f);
@@ -110,8 +116,23 @@ int load_f32(const char *path, const char *opt, int ndim, npy_array *a);
 /* Writes a float32 .npy atomically: 0 or EXIT_RUNTIME. With ndim 4, `data` and `shape` are
  * [B, H, N, D] and the file is written in the run's --layout. */
 int write_f32(const char *path, const float *data, int ndim, const size_t *shape);
+/* Reads a float .npy as a tensor input of `ndim` dimensions (as load_f32 does: none empty, 4-D
+ * files in the run's --layout) keeping half data half: '<f4' is float32, '<f2' float16, '<u2'
+ * and '|V2' bfloat16 (only with --dtype bf16: otherwise refused with a message saying so).
+ * With --dtype given, data is converted (rounded to nearest even) to that type. *dt receives the
+ * element type of a->data (a->dtype is set to match: NPY_F32, NPY_F16 or NPY_U16). 0 or
+ * EXIT_USAGE. */
+int load_tensor(const char *path, const char *opt, int ndim, npy_array *a, clattn_dtype *dt);
+/* Writes `count(shape)` elements of type dt (4-D: [B, H, N, D], written in the run's --layout)
+ * as '<f4', '<f2' or (bf16) '<u2': 0 or EXIT_RUNTIME. */
+int write_tensor(const char *path, const void *data, clattn_dtype dt, int ndim,
+                 const size_t *shape);
 /* Swaps axes 1 and 2 of a 4-D array of shape `shape` (dst must not overlap src). */
 void cli_swap_axes12(float *dst, const float *src, const size_t shape[4]);
+/* The same for elements of `esize` bytes. */
+void cli_swap_axes12_bytes(void *dst, const void *src, const size_t shape[4], size_t esize);
+/* A dense [B, H, N, D] view of `dt` elements (cli_tensor's typed form). */
+clattn_tensor cli_tensor_typed(cl_mem buffer, const size_t shape[4], clattn_dtype dt);
 /* Opens a context on `device` (NULL: the default selection): 0 or an exit code after a message.
  * Starts the clock of cli_run_summary. */
 int open_context(const char *device, clattn_context **ctx);

@@ -56,6 +56,12 @@ const char *dtype_name(npy_dtype t)
         return "int32";
     case NPY_I64:
         return "int64";
+    case NPY_F16:
+        return "float16";
+    case NPY_U16:
+        return "uint16";
+    case NPY_V2:
+        return "2-byte void";
     }
     return "?";
 }
@@ -319,8 +325,26 @@ int seed_option(const char *cmd, const char *name, const char *s, uint64_t *out)
 static struct {
     int quiet;
     cli_layout layout;
+    int in_dtype; /* -1: each file keeps its own type */
+    clattn_dtype out_dtype;
     double t0_ms; /* when open_context returned */
 } run_opts;
+
+int cli_get_in_dtype(void) { return run_opts.in_dtype; }
+clattn_dtype cli_get_out_dtype(void) { return run_opts.out_dtype; }
+
+int cli_dtype_option(const char *cmd, const char *name, const char *s, clattn_dtype *out)
+{
+    if (strcmp(s, "f32") == 0 || strcmp(s, "float32") == 0)
+        *out = CLATTN_F32;
+    else if (strcmp(s, "f16") == 0 || strcmp(s, "float16") == 0)
+        *out = CLATTN_F16;
+    else if (strcmp(s, "bf16") == 0 || strcmp(s, "bfloat16") == 0)
+        *out = CLATTN_BF16;
+    else
+        return fail(EXIT_USAGE, "%s: %s '%s' is not f32, f16 or bf16", cmd, name, s);
+    return 0;
+}
 
 cli_layout cli_get_layout(void)
 {
@@ -340,6 +364,12 @@ void cli_usage_run_options(FILE *f)
             "                           default) or token-major [B,N,H,D] (bnhd, PyTorch's\n"
             "                           batch-first layout), read and written as such; other\n"
             "                           arrays (log-sum-exp [B,H,N], projections ...) as given\n"
+            "      --dtype f32|f16|bf16 element type of the inputs on the device: float files are\n"
+            "                           rounded to it; uint16 or '|V2' files hold bfloat16 and\n"
+            "                           need --dtype bf16. Default: each file keeps its own\n"
+            "                           type ('<f4' float32, '<f2' float16)\n"
+            "      --out-dtype f32|f16|bf16  element type of the outputs (default f32); bf16\n"
+            "                           files are written as uint16 words ('<u2')\n"
             "      --quiet              no summary line; by default a successful run prints one\n"
             "                           line on stderr: device, plan (operator, algorithm,\n"
             "                           launch, who chose it) and wall time from opening the\n"
@@ -349,10 +379,31 @@ void cli_usage_run_options(FILE *f)
 int cli_take_run_options(const char *cmd, int *argc, char **argv, int first)
 {
     int out = first;
+    run_opts.in_dtype = -1;
+    run_opts.out_dtype = CLATTN_F32;
     for (int i = first; i < *argc; i++) {
         const char *arg = argv[i], *value = NULL;
         if (strcmp(arg, "--quiet") == 0) {
             run_opts.quiet = 1;
+            continue;
+        }
+        const char *dname = strncmp(arg, "--dtype", 7) == 0       ? "--dtype"
+                            : strncmp(arg, "--out-dtype", 11) == 0 ? "--out-dtype"
+                                                                    : NULL;
+        if (dname && (arg[strlen(dname)] == '\0' || arg[strlen(dname)] == '=')) {
+            const char *dv = arg[strlen(dname)] == '=' ? arg + strlen(dname) + 1 : NULL;
+            if (!dv) {
+                if (i + 1 >= *argc)
+                    return fail(EXIT_USAGE, "%s: option %s needs a value", cmd, dname);
+                dv = argv[++i];
+            }
+            clattn_dtype dt;
+            if (cli_dtype_option(cmd, dname, dv, &dt))
+                return EXIT_USAGE;
+            if (dname[2] == 'd')
+                run_opts.in_dtype = (int)dt;
+            else
+                run_opts.out_dtype = dt;
             continue;
         }
         if (strcmp(arg, "--layout") == 0) {

@@ -7,14 +7,105 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cli_swap_axes12(float *dst, const float *src, const size_t shape[4])
+void cli_swap_axes12_bytes(void *dst, const void *src, const size_t shape[4], size_t esize)
 {
-    const size_t a = shape[1], b = shape[2], d = shape[3];
+    const size_t a = shape[1], b = shape[2], d = shape[3] * esize;
+    char *o = dst;
+    const char *in = src;
     for (size_t n = 0; n < shape[0]; n++)
         for (size_t i = 0; i < a; i++)
             for (size_t j = 0; j < b; j++)
-                memcpy(dst + ((n * b + j) * a + i) * d, src + ((n * a + i) * b + j) * d,
-                       d * sizeof *dst);
+                memcpy(o + ((n * b + j) * a + i) * d, in + ((n * a + i) * b + j) * d, d);
+}
+
+void cli_swap_axes12(float *dst, const float *src, const size_t shape[4])
+{
+    cli_swap_axes12_bytes(dst, src, shape, sizeof *dst);
+}
+
+int load_tensor(const char *path, const char *opt, int ndim, npy_array *a, clattn_dtype *dt)
+{
+    char err[512];
+    if (npy_read(path, a, err, sizeof err) != 0)
+        return fail(EXIT_USAGE, "%s", err);
+    char shp[160];
+    format_shape(shp, sizeof shp, a->ndim, a->shape);
+    int want = cli_get_in_dtype();
+    clattn_dtype have;
+    switch (a->dtype) {
+    case NPY_F32:
+        have = CLATTN_F32;
+        break;
+    case NPY_F16:
+        have = CLATTN_F16;
+        break;
+    case NPY_U16:
+    case NPY_V2:
+        if (want != CLATTN_BF16)
+            return fail(EXIT_USAGE,
+                        "%s (%s): dtype %s holds bfloat16 words only with --dtype bf16 (pass it, "
+                        "or save the array as float32 or float16)",
+                        path, opt, dtype_name(a->dtype));
+        have = CLATTN_BF16;
+        a->dtype = NPY_U16;
+        break;
+    default:
+        return fail(EXIT_USAGE, "%s (%s): dtype %s, expected float32, float16 or bfloat16", path,
+                    opt, dtype_name(a->dtype));
+    }
+    if (ndim > 0 && a->ndim != ndim)
+        return fail(EXIT_USAGE, "%s (%s): shape %s has %d dimensions, expected %d", path, opt,
+                    shp, a->ndim, ndim);
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] == 0)
+            return fail(EXIT_USAGE, "%s (%s): shape %s has an empty dimension", path, opt, shp);
+    if (want >= 0 && (clattn_dtype)want != have) {
+        size_t es = clattn_dtype_size((clattn_dtype)want);
+        void *t = malloc(a->count * es);
+        if (!t)
+            return fail(EXIT_RUNTIME, "%s (%s): out of memory", path, opt);
+        clattn_convert_host(a->data, have, t, (clattn_dtype)want, a->count);
+        free(a->data);
+        a->data = t;
+        have = (clattn_dtype)want;
+        a->dtype = have == CLATTN_F32 ? NPY_F32 : have == CLATTN_F16 ? NPY_F16 : NPY_U16;
+    }
+    if (ndim == 4 && cli_get_layout() == CLI_LAYOUT_BNHD) {
+        size_t es = clattn_dtype_size(have);
+        void *t = malloc(a->count * es);
+        if (!t)
+            return fail(EXIT_RUNTIME, "%s (%s): out of memory", path, opt);
+        cli_swap_axes12_bytes(t, a->data, a->shape, es);
+        free(a->data);
+        a->data = t;
+        size_t n = a->shape[1];
+        a->shape[1] = a->shape[2];
+        a->shape[2] = n;
+    }
+    *dt = have;
+    return 0;
+}
+
+int write_tensor(const char *path, const void *data, clattn_dtype dt, int ndim,
+                 const size_t *shape)
+{
+    char err[512];
+    void *t = NULL;
+    size_t file_shape[8], es = clattn_dtype_size(dt);
+    memcpy(file_shape, shape, (size_t)ndim * sizeof *shape);
+    if (ndim == 4 && cli_get_layout() == CLI_LAYOUT_BNHD) {
+        t = malloc(shape[0] * shape[1] * shape[2] * shape[3] * es);
+        if (!t)
+            return fail(EXIT_RUNTIME, "%s: out of memory", path);
+        cli_swap_axes12_bytes(t, data, shape, es);
+        data = t;
+        file_shape[1] = shape[2];
+        file_shape[2] = shape[1];
+    }
+    npy_dtype nd = dt == CLATTN_F32 ? NPY_F32 : dt == CLATTN_F16 ? NPY_F16 : NPY_U16;
+    int rc = npy_write(path, nd, data, ndim, file_shape, err, sizeof err);
+    free(t);
+    return rc != 0 ? fail(EXIT_RUNTIME, "%s", err) : 0;
 }
 
 /* ---- files ---- */
@@ -147,6 +238,13 @@ void cli_io_end(cli_io *io)
     for (size_t i = 0; i < io->n; i++)
         clReleaseMemObject(io->buf[i]);
     io->n = 0;
+}
+
+clattn_tensor cli_tensor_typed(cl_mem buffer, const size_t shape[4], clattn_dtype dt)
+{
+    clattn_tensor t = cli_tensor(buffer, shape);
+    t.dtype = dt;
+    return t;
 }
 
 clattn_tensor cli_tensor(cl_mem buffer, const size_t shape[4])

@@ -270,13 +270,30 @@ static int dtype_from_descr(const char *path, const header_info *hi, npy_dtype *
             *size = 8;
             return 0;
         }
+        if (strcmp(t, "f2") == 0) {
+            *dt = NPY_F16;
+            *size = 2;
+            return 0;
+        }
+        if (strcmp(t, "u2") == 0) {
+            *dt = NPY_U16;
+            *size = 2;
+            return 0;
+        }
+        if (strcmp(t, "V2") == 0) {
+            *dt = NPY_V2;
+            *size = 2;
+            return 0;
+        }
     }
     if (hi->descr[0] == '>')
         fail(err, errlen, "%s: dtype '%s' is big-endian (need little-endian float32 '<f4', "
-             "int32 '<i4' or int64 '<i8')", path, hi->descr);
+             "float16 '<f2', uint16 '<u2' (bfloat16), int32 '<i4' or int64 '<i8')", path,
+             hi->descr);
     else
         fail(err, errlen, "%s: dtype '%s%s' is not supported (need float32 '<f4', "
-             "int32 '<i4' or int64 '<i8')", path, hi->descr, hi->descr_too_long ? "..." : "");
+             "float16 '<f2', uint16 '<u2' or void '|V2' (bfloat16), int32 '<i4' or int64 '<i8')",
+             path, hi->descr, hi->descr_too_long ? "..." : "");
     return -1;
 }
 
@@ -588,7 +605,8 @@ cleanup:
 /* Builds the 1.0 preamble + header exactly as numpy's _write_array_header:
  * sorted keys, repr'd values, growth padding, then spaces and '\n' so that the
  * data starts on a 64-byte boundary. Returns its total length. */
-static size_t build_header(char *buf, size_t len, int ndim, const size_t *shape)
+static size_t build_header(char *buf, size_t len, const char *descr, int ndim,
+                           const size_t *shape)
 {
     char shp[256], first[32];
     size_t dict, hlen, pad;
@@ -600,8 +618,8 @@ static size_t build_header(char *buf, size_t len, int ndim, const size_t *shape)
     if (growth < 0)
         growth = 0;
     dict = (size_t)snprintf(buf + 10, len - 10,
-                            "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }%*s", shp,
-                            growth, "");
+                            "{'descr': '%s', 'fortran_order': False, 'shape': %s, }%*s", descr,
+                            shp, growth, "");
     pad = NPY_ARRAY_ALIGN - (10 + dict + 1) % NPY_ARRAY_ALIGN;
     hlen = dict + pad + 1;
     memset(buf + 10 + dict, ' ', pad);
@@ -614,18 +632,20 @@ static size_t build_header(char *buf, size_t len, int ndim, const size_t *shape)
     return 10 + hlen;
 }
 
-static int write_data_le(FILE *f, const float *data, size_t count)
+static int write_data_le(FILE *f, const void *data, size_t esize, size_t count)
 {
-    float chunk[1024];
+    unsigned char chunk[4096];
+    const unsigned char *p = data;
     if (host_is_little())
-        return fwrite(data, sizeof *data, count, f) == count ? 0 : -1;
+        return fwrite(data, esize, count, f) == count ? 0 : -1;
+    size_t per = sizeof chunk / esize;
     while (count > 0) {
-        size_t n = count < 1024 ? count : 1024;
-        memcpy(chunk, data, n * sizeof *data);
-        swap_bytes(chunk, n, sizeof *chunk);
-        if (fwrite(chunk, sizeof *chunk, n, f) != n)
+        size_t n = count < per ? count : per;
+        memcpy(chunk, p, n * esize);
+        swap_bytes(chunk, n, esize);
+        if (fwrite(chunk, esize, n, f) != n)
             return -1;
-        data += n;
+        p += n * esize;
         count -= n;
     }
     return 0;
@@ -634,6 +654,15 @@ static int write_data_le(FILE *f, const float *data, size_t count)
 int npy_write_f32(const char *path, const float *data, int ndim, const size_t *shape,
                   char *err, size_t errlen)
 {
+    return npy_write(path, NPY_F32, data, ndim, shape, err, errlen);
+}
+
+int npy_write(const char *path, npy_dtype dtype, const void *data, int ndim,
+              const size_t *shape, char *err, size_t errlen)
+{
+    const char *descr = dtype == NPY_F32 ? "<f4" : dtype == NPY_F16 ? "<f2"
+                      : dtype == NPY_U16 ? "<u2" : dtype == NPY_I32 ? "<i4" : NULL;
+    size_t esize = dtype == NPY_F32 || dtype == NPY_I32 ? 4 : 2;
     int rc = -1, tmp_made = 0, overflow;
     FILE *f = NULL;
     char *tmp = NULL;
@@ -644,7 +673,11 @@ int npy_write_f32(const char *path, const float *data, int ndim, const size_t *s
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (path == NULL) {
-        fail(err, errlen, "npy_write_f32: path must not be NULL");
+        fail(err, errlen, "npy_write: path must not be NULL");
+        return -1;
+    }
+    if (descr == NULL) {
+        fail(err, errlen, "%s: npy_write cannot write dtype %d", path, (int)dtype);
         return -1;
     }
     if (ndim < 0 || ndim > NPY_MAX_DIMS || (ndim > 0 && shape == NULL)) {
@@ -653,7 +686,7 @@ int npy_write_f32(const char *path, const float *data, int ndim, const size_t *s
         return -1;
     }
     count = shape_count(shape, ndim, &overflow);
-    if (overflow || count > SIZE_MAX / sizeof(float)) {
+    if (overflow || count > SIZE_MAX / esize) {
         fail(err, errlen, "%s: shape is too large (its size overflows size_t)", path);
         return -1;
     }
@@ -661,7 +694,7 @@ int npy_write_f32(const char *path, const float *data, int ndim, const size_t *s
         fail(err, errlen, "%s: data is NULL for %zu elements", path, count);
         return -1;
     }
-    hbytes = build_header(hdr, sizeof hdr, ndim, shape);
+    hbytes = build_header(hdr, sizeof hdr, descr, ndim, shape);
 
     tmp = malloc(strlen(path) + 32);
     if (tmp == NULL) {
@@ -675,7 +708,7 @@ int npy_write_f32(const char *path, const float *data, int ndim, const size_t *s
         goto cleanup;
     }
     tmp_made = 1;
-    if (fwrite(hdr, 1, hbytes, f) != hbytes || write_data_le(f, data, count) != 0) {
+    if (fwrite(hdr, 1, hbytes, f) != hbytes || write_data_le(f, data, esize, count) != 0) {
         fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
         goto cleanup;
     }

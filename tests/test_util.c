@@ -98,6 +98,82 @@ static void check(const float *got, const float *fref, const double *dref, size_
         fail_msg("%s: normalised error %.3e > %.1e", what, nerr, tol.nerr);
 }
 
+static void *xmalloc(size_t bytes);
+
+void tu_round_to(float *x, size_t n, clattn_dtype dt)
+{
+    if (dt == CLATTN_F32)
+        return;
+    uint16_t *h = xmalloc(n * 2);
+    assert_int_equal(clattn_convert_host(x, CLATTN_F32, h, dt, n), CLATTN_SUCCESS);
+    assert_int_equal(clattn_convert_host(h, dt, x, CLATTN_F32, n), CLATTN_SUCCESS);
+    free(h);
+}
+
+void *tu_pack(const float *x, size_t n, clattn_dtype dt)
+{
+    void *p = xmalloc(n * clattn_dtype_size(dt));
+    assert_int_equal(clattn_convert_host(x, CLATTN_F32, p, dt, n), CLATTN_SUCCESS);
+    return p;
+}
+
+float *tu_unpack(const void *p, size_t n, clattn_dtype dt)
+{
+    float *x = xmalloc(n * sizeof *x);
+    assert_int_equal(clattn_convert_host(p, dt, x, CLATTN_F32, n), CLATTN_SUCCESS);
+    return x;
+}
+
+double tu_ulp(double r, clattn_dtype dt)
+{
+    if (dt == CLATTN_F32 || !isfinite(r))
+        return 0;
+    int mant = dt == CLATTN_F16 ? 10 : 7, emin = dt == CLATTN_F16 ? -14 : -126;
+    int e = r == 0 ? emin : ilogb(r);
+    if (e < emin)
+        e = emin;
+    return ldexp(1.0, e - mant);
+}
+
+void tu_check_typed(const void *got, clattn_dtype dt, const double *ref, size_t n, tu_tol tol,
+                    const char *what)
+{
+    float *g = tu_unpack(got, n, dt);
+    double num = 0, den = 0;
+    size_t first = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        double r = ref[i], x = g[i], e = fabs(x - r);
+        bool bad;
+        if (isfinite(r) && dt == CLATTN_F16 && fabs(r) >= 65520.0 * (1 - tol.rtol))
+            bad = !(fabs(x) >= 65504.0 && (x > 0) == (r > 0)); /* overflow to infinity allowed */
+        else if (isfinite(r))
+            bad = !(e <= tu_ulp(r, dt) + tol.atol + tol.rtol * fabs(r));
+        else
+            bad = !(x == r || (isnan(r) && isnan(x)));
+        if (isfinite(r) && isfinite(x)) {
+            num += e * e;
+            den += r * r;
+        }
+        if (bad && first == SIZE_MAX)
+            first = i;
+    }
+    /* the final rounding adds up to half an ulp per element: 2^-11 (f16) or 2^-8 (bf16) relative */
+    double round_rel = dt == CLATTN_F16 ? 0x1p-11 : dt == CLATTN_BF16 ? 0x1p-8 : 0;
+    double nerr = sqrt(num) / fmax(sqrt(den), 1e-30);
+    if (first != SIZE_MAX) {
+        double gf = g[first];
+        free(g);
+        fail_msg("%s (%s): %zu elements; first bad at %zu (got %.9g, want %.9g, ulp %.3g); "
+                 "normalised error %.3e",
+                 what, clattn_dtype_name(dt), n, first, gf, ref[first], tu_ulp(ref[first], dt),
+                 nerr);
+    }
+    free(g);
+    if (tol.nerr > 0 && !(nerr <= tol.nerr + round_rel))
+        fail_msg("%s (%s): normalised error %.3e > %.1e + %.1e", what, clattn_dtype_name(dt), nerr,
+                 tol.nerr, round_rel);
+}
+
 void tu_check_close(const float *got, const float *ref, size_t n, tu_tol tol, const char *what)
 {
     check(got, ref, NULL, n, tol, what);

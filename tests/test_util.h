@@ -40,6 +40,20 @@ typedef struct tu_tol {
 void tu_check_close(const float *got, const float *ref, size_t n, tu_tol tol, const char *what);
 void tu_check_close_d(const float *got, const double *ref, size_t n, tu_tol tol,
                       const char *what);
+/* ---- half storage (clattn.h's accuracy contract) ---- */
+/* Rounds x[0..n) in place through dt: the half-rounded inputs a reference must be computed on. */
+void tu_round_to(float *x, size_t n, clattn_dtype dt);
+/* malloc'd host arrays: floats packed as dt elements, and dt elements unpacked to floats. */
+void *tu_pack(const float *x, size_t n, clattn_dtype dt);
+float *tu_unpack(const void *p, size_t n, clattn_dtype dt);
+/* One unit in the last place of dt at |r| (0 for f32). */
+double tu_ulp(double r, clattn_dtype dt);
+/* got holds n elements of type dt: each must satisfy |x - r| <= ulp_dt(r) + atol + rtol*|r|
+ * (f16 references at or beyond 65520 may read as infinity of their sign), and the normalised
+ * error must be <= nerr plus half an ulp of relative rounding. The contract's check: pass
+ * TU_TOL_FP32-like tolerances (1e-4) for accumulations in fp32. */
+void tu_check_typed(const void *got, clattn_dtype dt, const double *ref, size_t n, tu_tol tol,
+                    const char *what);
 /* max_i |x - r| / max(1, max|r|): DESIGN.md's normalised infinity-norm error. */
 double tu_norm_inf_err(const float *got, const float *ref, size_t n);
 

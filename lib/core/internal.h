@@ -119,6 +119,12 @@ uint64_t clattn__hash64(uint64_t h, const void *data, size_t len);
 #define CLATTN__HASH_SEED 0xcbf29ce484222325ull
 
 /* ---- tensors ---- */
+/* One tensor role of a kernel and its element type: name "Q" becomes -DQ_DT=<dtype>. */
+typedef struct clattn__dtype_role {
+    const char *name;
+    clattn_dtype dtype;
+} clattn__dtype_role;
+
 /* Checks a view against an expected shape and its buffer: NULL buffer, zero or mismatching shape,
  * size overflow, elements beyond CL_MEM_SIZE. `elem` is the element size in bytes; `what` names
  * the tensor in messages; expected may be NULL (then only shape >= 1 is required). */
@@ -135,15 +141,17 @@ void clattn__tensor_extent(const clattn_tensor *t, size_t elem, size_t *first, s
 clattn_status clattn__check_no_alias(clattn_context *ctx, const clattn_tensor *out,
                                      const char *out_name, const clattn_tensor *in,
                                      const char *in_name, size_t elem);
-/* The views of one call, float elements, in order: every input against its shape (NULL: only
- * shape >= 1), then every output: its shape, one-to-one (tensor_check_disjoint), and overlapping
- * no input and no earlier output. The first failure. A NULL view is skipped when `optional`, else
- * refused by tensor_check. */
+/* The views of one call, in order: every input against its shape (NULL: only shape >= 1) and
+ * element type, then every output: its shape and type, one-to-one (tensor_check_disjoint), and
+ * overlapping no input and no earlier output. The first failure. A NULL view is skipped when
+ * `optional`, else refused by tensor_check. `dtype` is the element type the plan was baked for
+ * (left 0: float32; int32 views also leave it 0 and are sized as 4-byte elements). */
 typedef struct clattn__view {
     const clattn_tensor *t;
     const char *name;
     const size_t *shape;
     bool optional;
+    clattn_dtype dtype;
 } clattn__view;
 clattn_status clattn__check_views(clattn_context *ctx, const clattn__view *ins, int n_in,
                                   const clattn__view *outs, int n_out);
@@ -291,6 +299,9 @@ struct clattn_plan {
     cl_mem scratch[CLATTN__PLAN_MAX_SCRATCH];
     unsigned num_scratch;
     size_t scratch_bytes;
+    /* "-DQ_DT=1 ..." (clattn__plan_set_dtypes): appended to the options of every kernel the plan
+     * creates from then on; "" for float32 plans. */
+    char dtype_defines[160];
 };
 
 /* Allocates a zeroed operator plan of `size` bytes (>= sizeof(clattn_plan)) whose base is set
@@ -304,6 +315,22 @@ clattn_status clattn__plan_alloc(clattn_context *ctx, size_t size, const clattn_
 clattn_status clattn__plan_kernel(clattn_plan *plan, const char *file, const char *options,
                                   const char *name, size_t local, const char *chosen_by,
                                   cl_kernel *out);
+/* Records the element types of the plan's tensors (before its kernels are created): every kernel
+ * the plan creates afterwards is built with clattn__dtype_defines(roles) appended to its options.
+ * INVALID_ARGUMENT for a value that is not a clattn_dtype. */
+clattn_status clattn__plan_set_dtypes(clattn_plan *plan, const clattn__dtype_role *roles, int n);
+/* A kernel converting a strided 4-D view of `src` elements into a dense float32 buffer, or a
+ * dense float32 buffer into a strided view of `dst` elements (kernels_cl/cast.cl), created once
+ * at bake time and owned by the plan. Operators whose inner step is a library call (CLBlast,
+ * clFFT) stage half tensors through float32 scratch with it. */
+clattn_status clattn__plan_cast_kernel(clattn_plan *plan, clattn_dtype src, clattn_dtype dst,
+                                       cl_kernel *out);
+/* Enqueues a cast made by clattn__plan_cast_kernel: view `t` (of the kernel's source type) into
+ * dense float32 at `buf` + `buf_off` elements ([b][h][n][d] order), or, with to_view, the dense
+ * float32 at buf into view `t` (of the kernel's destination type). */
+clattn_status clattn__cast_enqueue(clattn__seq *s, cl_kernel k, const clattn_tensor *t,
+                                   cl_mem buf, size_t buf_off, bool to_view, bool last,
+                                   cl_event *event);
 /* A scratch buffer owned by the plan (uninitialised), counted in scratch_bytes. */
 clattn_status clattn__plan_scratch(clattn_plan *plan, size_t bytes, const char *what,
                                    cl_mem *out);
@@ -345,6 +372,27 @@ clattn_status clattn__stage_out(clattn__stage *s, void *dst, size_t bytes, const
  * operator enqueued nothing), then copies them to the caller. Takes ownership of `done`. */
 clattn_status clattn__stage_read(clattn__stage *s, cl_event done);
 void clattn__stage_end(clattn__stage *s);
+
+/* ---- storage element types (lib/core/dtype.c) ---- */
+/* INVALID_ARGUMENT unless dt is a clattn_dtype; `what` names the field ("softmax desc q_dtype"). */
+clattn_status clattn__dtype_check(clattn_context *ctx, clattn_dtype dt, const char *what);
+/* DTYPE_MISMATCH unless the view's dtype is `want` (messages name the tensor and both types). */
+clattn_status clattn__tensor_dtype(clattn_context *ctx, const clattn_tensor *t, const char *what,
+                                   clattn_dtype want);
+/* "-DQ_DT=1 -DK_DT=2 ..." for the roles that are not float32 (so float32 plans keep the options,
+ * program cache keys and binaries they had before element types existed). */
+void clattn__dtype_defines(char *out, size_t size, const clattn__dtype_role *roles, int n);
+/* The tuning-database variant suffix of a plan's element types: "" when all are float32, else
+ * "." and one letter per tensor (s f32, h f16, b bf16), e.g. ".hhhs". */
+void clattn__dtype_suffix(char *out, size_t size, const clattn_dtype *dts, int n);
+/* Scalar host conversions, round to nearest even. */
+uint16_t clattn__f32_to_f16(float x);
+float clattn__f16_to_f32(uint16_t h);
+uint16_t clattn__f32_to_bf16(float x);
+float clattn__bf16_to_f32(uint16_t h);
+/* Element i of a host array of type dt, as float; and storing x rounded into one. */
+float clattn__load_host(const void *p, clattn_dtype dt, size_t i);
+void clattn__store_host(void *p, clattn_dtype dt, size_t i, float x);
 
 /* ---- small helpers ---- */
 static inline bool clattn__mul_ok(size_t a, size_t b, size_t *out)

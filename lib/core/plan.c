@@ -55,7 +55,18 @@ clattn_status clattn__plan_kernel(clattn_plan *plan, const char *file, const cha
     if (plan->num_kernels >= CLATTN__PLAN_MAX_KERNELS)
         return clattn__fail(ctx, CLATTN_INTERNAL_ERROR, "%s plan: more than %d kernels",
                             clattn_operator_name(plan->ops->op), CLATTN__PLAN_MAX_KERNELS);
-    clattn_status status = clattn__program_get(ctx, file, options ? options : "", &prog);
+    char opts[512];
+    if (!options)
+        options = "";
+    if (plan->dtype_defines[0]) {
+        int w = snprintf(opts, sizeof opts, "%s%s%s", options, options[0] ? " " : "",
+                         plan->dtype_defines);
+        if (w < 0 || (size_t)w >= sizeof opts)
+            return clattn__fail(ctx, CLATTN_INTERNAL_ERROR, "%s plan: build options too long",
+                                clattn_operator_name(plan->ops->op));
+        options = opts;
+    }
+    clattn_status status = clattn__program_get(ctx, file, options, &prog);
     if (status == CLATTN_SUCCESS)
         status = clattn__kernel_create(ctx, prog, name, out);
     if (status != CLATTN_SUCCESS)
@@ -64,10 +75,61 @@ clattn_status clattn__plan_kernel(clattn_plan *plan, const char *file, const cha
     k->kernel = *out;
     snprintf(k->info.name, sizeof k->info.name, "%s", name);
     snprintf(k->info.program, sizeof k->info.program, "%s", file);
-    snprintf(k->info.build_options, sizeof k->info.build_options, "%s", options ? options : "");
+    size_t olen = strlen(options);
+    if (olen >= sizeof k->info.build_options)
+        olen = sizeof k->info.build_options - 1;
+    memcpy(k->info.build_options, options, olen);
+    k->info.build_options[olen] = '\0';
     snprintf(k->info.chosen_by, sizeof k->info.chosen_by, "%s", chosen_by ? chosen_by : "fixed");
     k->info.local_size = local;
     return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__plan_set_dtypes(clattn_plan *plan, const clattn__dtype_role *roles, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (clattn_dtype_size(roles[i].dtype) == 0)
+            return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT,
+                                "%s plan: dtype %d of %s is not a clattn_dtype",
+                                clattn_operator_name(plan->ops->op), (int)roles[i].dtype,
+                                roles[i].name);
+    clattn__dtype_defines(plan->dtype_defines, sizeof plan->dtype_defines, roles, n);
+    return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__plan_cast_kernel(clattn_plan *plan, clattn_dtype src, clattn_dtype dst,
+                                       cl_kernel *out)
+{
+    /* the cast program takes its own types, not the plan's roles */
+    char saved[sizeof plan->dtype_defines], opts[64];
+    memcpy(saved, plan->dtype_defines, sizeof saved);
+    plan->dtype_defines[0] = '\0';
+    snprintf(opts, sizeof opts, "-DSRC_DT=%d -DDST_DT=%d", (int)src, (int)dst);
+    clattn_status st = clattn__plan_kernel(plan, "cast.cl", opts, "clattn_cast", 0, "fixed", out);
+    memcpy(plan->dtype_defines, saved, sizeof saved);
+    return st;
+}
+
+clattn_status clattn__cast_enqueue(clattn__seq *s, cl_kernel k, const clattn_tensor *t,
+                                   cl_mem buf, size_t buf_off, bool to_view, bool last,
+                                   cl_event *event)
+{
+    clattn__args a = {k, 0, CL_SUCCESS};
+    cl_ulong off = buf_off;
+    cl_uint4 shape;
+    for (int i = 0; i < 4; i++)
+        shape.s[i] = (cl_uint)t->shape[i];
+    cl_uint dir = to_view ? 1u : 0u;
+    clattn__arg_view(&a, t);
+    CLATTN_ARG(&a, buf);
+    CLATTN_ARG(&a, off);
+    CLATTN_ARG(&a, shape);
+    CLATTN_ARG(&a, dir);
+    if (a.err != CL_SUCCESS)
+        return clattn__fail(s->ctx, (clattn_status)a.err, "cast kernel arguments: %s",
+                            clattn__cl_error_name(a.err));
+    size_t global = t->shape[0] * t->shape[1] * t->shape[2] * t->shape[3];
+    return clattn__seq_kernel(s, k, 1, &global, last, event);
 }
 
 static clattn_status keep_buffer(clattn_plan *plan, cl_mem b, size_t bytes, cl_mem *out)

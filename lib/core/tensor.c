@@ -3,6 +3,33 @@
 
 #include <string.h>
 
+clattn_tensor clattn_tensor_make_typed(cl_mem buffer, clattn_dtype dtype, size_t b, size_t h,
+                                       size_t n, size_t d)
+{
+    clattn_tensor t = clattn_tensor_make(buffer, b, h, n, d);
+    t.dtype = dtype;
+    return t;
+}
+
+clattn_status clattn__tensor_dtype(clattn_context *ctx, const clattn_tensor *t, const char *what,
+                                   clattn_dtype want)
+{
+    if (t->dtype == want)
+        return CLATTN_SUCCESS;
+    if (clattn_dtype_size(t->dtype) == 0)
+        return clattn__fail(ctx, CLATTN_DTYPE_MISMATCH, "%s: dtype %d is not a clattn_dtype", what,
+                            (int)t->dtype);
+    return clattn__fail(ctx, CLATTN_DTYPE_MISMATCH, "%s: %s tensor but the plan takes %s", what,
+                        clattn_dtype_name(t->dtype), clattn_dtype_name(want));
+}
+
+/* Bytes per element of a view (int32 and float32 views: 4). */
+static size_t elem_of(const clattn_tensor *t)
+{
+    size_t e = clattn_dtype_size(t->dtype);
+    return e ? e : 4;
+}
+
 clattn_tensor clattn_tensor_make(cl_mem buffer, size_t b, size_t h, size_t n, size_t d)
 {
     clattn_tensor t;
@@ -35,6 +62,10 @@ clattn_status clattn__tensor_check(clattn_context *ctx, const clattn_tensor *t, 
         return clattn__fail(ctx, CLATTN_NULL_POINTER, "%s: tensor descriptor is NULL", what);
     if (!t->buffer)
         return clattn__fail(ctx, CLATTN_NULL_POINTER, "%s: buffer is NULL", what);
+    /* A view whose element size is not the one the caller sizes it with (a half tensor given to
+     * a float32 or int32 argument, or the reverse) never reaches a kernel. */
+    if (clattn_dtype_size(t->dtype) != elem)
+        return clattn__tensor_dtype(ctx, t, what, elem == 4 ? CLATTN_F32 : CLATTN_F16);
     for (int i = 0; i < 4; i++) {
         if (t->shape[i] == 0)
             return clattn__fail(ctx, CLATTN_INVALID_SHAPE, "%s: shape[%d] is 0", what, i);
@@ -94,8 +125,9 @@ clattn_status clattn__check_no_alias(clattn_context *ctx, const clattn_tensor *o
     cl_mem ro = root_of(out->buffer, &oo), ri = root_of(in->buffer, &io);
     if (ro != ri)
         return CLATTN_SUCCESS;
-    clattn__tensor_extent(out, elem, &oa, &ob);
-    clattn__tensor_extent(in, elem, &ia, &ib);
+    (void)elem; /* each view's own element size */
+    clattn__tensor_extent(out, elem_of(out), &oa, &ob);
+    clattn__tensor_extent(in, elem_of(in), &ia, &ib);
     oa += oo;
     ob += oo;
     ia += io;
@@ -164,19 +196,28 @@ clattn_status clattn__buffer_upload(clattn_context *ctx, const void *src, size_t
     return CLATTN_SUCCESS;
 }
 
+static size_t elem_size(clattn_dtype dt)
+{
+    size_t e = clattn_dtype_size(dt);
+    return e ? e : 4;
+}
+
 clattn_status clattn__check_views(clattn_context *ctx, const clattn__view *ins, int n_in,
                                   const clattn__view *outs, int n_out)
 {
     clattn_status status = CLATTN_SUCCESS;
     for (int i = 0; i < n_in; i++)
-        if (ins[i].t || !ins[i].optional)
-            CLATTN_FORWARD(
-                clattn__tensor_check(ctx, ins[i].t, ins[i].name, ins[i].shape, sizeof(float)));
+        if (ins[i].t || !ins[i].optional) {
+            CLATTN_FORWARD(clattn__tensor_check(ctx, ins[i].t, ins[i].name, ins[i].shape,
+                                                elem_size(ins[i].dtype)));
+            CLATTN_FORWARD(clattn__tensor_dtype(ctx, ins[i].t, ins[i].name, ins[i].dtype));
+        }
     for (int o = 0; o < n_out; o++) {
         const clattn__view *w = &outs[o];
         if (!w->t && w->optional)
             continue;
-        CLATTN_FORWARD(clattn__tensor_check(ctx, w->t, w->name, w->shape, sizeof(float)));
+        CLATTN_FORWARD(clattn__tensor_check(ctx, w->t, w->name, w->shape, elem_size(w->dtype)));
+        CLATTN_FORWARD(clattn__tensor_dtype(ctx, w->t, w->name, w->dtype));
         CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, w->t, w->name));
         for (int i = 0; i < n_in; i++)
             if (ins[i].t)

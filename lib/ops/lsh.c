@@ -154,9 +154,9 @@ static clattn_status check_views(const lsh_plan *plan, const clattn_tensor *q,
     const size_t *qs = plan->qshape;
     size_t os[4] = {qs[0], qs[1], qs[2], plan->vshape[3]}, ls[4] = {qs[0], qs[1], qs[2], 1};
     size_t bs[4] = {qs[0], qs[1], plan->desc.n_hashes, qs[2]};
-    const clattn__view ins[] = {{q, "q", plan->qshape, false}, {v, "v", plan->vshape, false}};
+    const clattn__view ins[] = {{q, "q", plan->qshape, false, CLATTN_F32}, {v, "v", plan->vshape, false, CLATTN_F32}};
     const clattn__view outs[] = {
-        {out, "out", os, true}, {lse, "lse", ls, true}, {bk, "buckets", bs, true}};
+        {out, "out", os, true, CLATTN_F32}, {lse, "lse", ls, true, CLATTN_F32}, {bk, "buckets", bs, true, CLATTN_F32}};
     return clattn__check_views(plan->base.ctx, ins, 2, outs, 3);
 }
 

@@ -275,11 +275,11 @@ clattn_status clattn__mgk_validate(mgk_plan *plan, const clattn_tensor *q, const
     size_t lshape[4] = {plan->qshape[0], plan->qshape[1], plan->qshape[2], 1};
     CLATTN_CHECK(!lse || plan->desc.form == CLATTN_MGK_SOFTMAX, CLATTN_INVALID_ARGUMENT,
                  "mgk enqueue: lse is for the softmax form only (pass NULL)");
-    const clattn__view ins[] = {{q, "q", plan->qshape, false},
-                                {k, "k", plan->kshape, false},
-                                {v, "v", plan->vshape, false},
-                                {pi, "pi", plan->pshape, false}};
-    const clattn__view outs[] = {{out, "out", plan->qshape, false}, {lse, "lse", lshape, true}};
+    const clattn__view ins[] = {{q, "q", plan->qshape, false, CLATTN_F32},
+                                {k, "k", plan->kshape, false, CLATTN_F32},
+                                {v, "v", plan->vshape, false, CLATTN_F32},
+                                {pi, "pi", plan->pshape, false, CLATTN_F32}};
+    const clattn__view outs[] = {{out, "out", plan->qshape, false, CLATTN_F32}, {lse, "lse", lshape, true, CLATTN_F32}};
     CLATTN_FORWARD(clattn__check_views(ctx, ins, 4, outs, 2));
     if (plan->desc.key_lengths) {
         clattn_tensor kl = clattn_tensor_make(plan->desc.key_lengths, 1, 1, 1, plan->qshape[0]);

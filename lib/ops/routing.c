@@ -237,11 +237,11 @@ clattn_status clattn__routing_check_io(const clattn__routing_plan *p, const clat
                                        const clattn_tensor *mu_in, const clattn_tensor *out,
                                        const char *out_name, const size_t out_shape[4])
 {
-    const clattn__view ins[] = {{q, "q", p->qshape, true},
-                                {k, "k", p->kshape, true},
-                                {v, "v", p->vshape, true},
-                                {mu_in, "centroids", p->mushape, true}};
-    const clattn__view outs[] = {{out, out_name, out_shape, false}};
+    const clattn__view ins[] = {{q, "q", p->qshape, true, CLATTN_F32},
+                                {k, "k", p->kshape, true, CLATTN_F32},
+                                {v, "v", p->vshape, true, CLATTN_F32},
+                                {mu_in, "centroids", p->mushape, true, CLATTN_F32}};
+    const clattn__view outs[] = {{out, out_name, out_shape, false, CLATTN_F32}};
     return clattn__check_views(p->base.ctx, ins, 4, outs, 1);
 }
 

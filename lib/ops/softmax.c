@@ -285,10 +285,10 @@ static clattn_status validate_io(softmax_plan *plan, const clattn_tensor *q,
     clattn_context *ctx = plan->base.ctx;
     clattn_status status = CLATTN_SUCCESS;
     size_t lshape[4] = {plan->qshape[0], plan->qshape[1], plan->qshape[2], 1};
-    const clattn__view ins[] = {{q, "q", plan->qshape, false},
-                                {k, "k", plan->kshape, false},
-                                {v, "v", plan->kshape, false}};
-    const clattn__view outs[] = {{out, "out", plan->qshape, false}, {lse, "lse", lshape, true}};
+    const clattn__view ins[] = {{q, "q", plan->qshape, false, CLATTN_F32},
+                                {k, "k", plan->kshape, false, CLATTN_F32},
+                                {v, "v", plan->kshape, false, CLATTN_F32}};
+    const clattn__view outs[] = {{out, "out", plan->qshape, false, CLATTN_F32}, {lse, "lse", lshape, true, CLATTN_F32}};
     CLATTN_FORWARD(clattn__check_views(ctx, ins, 3, outs, 2));
     if (plan->desc.key_lengths) {
         clattn_tensor kl = clattn_tensor_make(plan->desc.key_lengths, 1, 1, 1, plan->qshape[0]);

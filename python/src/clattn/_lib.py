@@ -29,7 +29,7 @@ size4 = c_size_t * 4
 
 class Tensor(ctypes.Structure):
     _fields_ = [("buffer", cl_mem), ("offset", c_size_t), ("shape", c_size_t * 4),
-                ("strides", c_size_t * 4)]
+                ("strides", c_size_t * 4), ("dtype", c_int)]
 
 
 class DeviceInfo(ctypes.Structure):
