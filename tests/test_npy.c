@@ -280,8 +280,12 @@ static void test_reject_dtypes(void **state)
                 "big-endian");
     reject_dict("f8.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", 16,
                 "dtype '<f8' is not supported");
-    reject_dict("f2.npy", "{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }", 4,
-                "'<f2'");
+    reject_dict("bf2.npy", "{'descr': '>f2', 'fortran_order': False, 'shape': (2,), }", 4,
+                "big-endian");
+    reject_dict("u1.npy", "{'descr': '|u1', 'fortran_order': False, 'shape': (2,), }", 2,
+                "'|u1'");
+    reject_dict("v4.npy", "{'descr': '|V4', 'fortran_order': False, 'shape': (2,), }", 8,
+                "'|V4'");
     reject_dict("obj.npy", "{'descr': '|O', 'fortran_order': False, 'shape': (2,), }", 16,
                 "'|O'");
     reject_dict("u4.npy", "{'descr': '<u4', 'fortran_order': False, 'shape': (2,), }", 8,
@@ -289,6 +293,39 @@ static void test_reject_dtypes(void **state)
     reject_dict("rec.npy",
                 "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", 8,
                 "structured");
+}
+
+/* The 16-bit kinds: '<f2' (float16), '<u2' and '|V2' (bfloat16 words) are read raw; npy_write
+ * writes '<f2' and '<u2' back, byte for byte. */
+static void test_half_kinds(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *descr;
+        npy_dtype dt;
+    } kinds[] = {{"<f2", NPY_F16}, {"<u2", NPY_U16}, {"|V2", NPY_V2}};
+    const unsigned char data[6] = {0x00, 0x3c, 0x80, 0x3f, 0xff, 0x7b};
+    for (size_t i = 0; i < 3; i++) {
+        char path[600], dict[128], err[512];
+        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (3,), }",
+                 kinds[i].descr);
+        make_npy(path, sizeof path, "half.npy", 1, dict, data, sizeof data);
+        npy_array a;
+        assert_int_equal(npy_read(path, &a, err, sizeof err), 0);
+        assert_int_equal(a.dtype, kinds[i].dt);
+        assert_int_equal(a.count, 3);
+        assert_memory_equal(a.data, data, sizeof data);
+        if (kinds[i].dt != NPY_V2) {
+            size_t shape[1] = {3};
+            assert_int_equal(npy_write(path, kinds[i].dt, a.data, 1, shape, err, sizeof err), 0);
+            npy_array b;
+            assert_int_equal(npy_read(path, &b, err, sizeof err), 0);
+            assert_int_equal(b.dtype, kinds[i].dt);
+            assert_memory_equal(b.data, data, sizeof data);
+            npy_free(&b);
+        }
+        npy_free(&a);
+    }
 }
 
 static void test_reject_layout_and_shape(void **state)
@@ -507,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_read_v2_and_v3),
         cmocka_unit_test(test_read_header_variants),
         cmocka_unit_test(test_reject_dtypes),
+        cmocka_unit_test(test_half_kinds),
         cmocka_unit_test(test_reject_layout_and_shape),
         cmocka_unit_test(test_reject_malformed_header),
         cmocka_unit_test(test_reject_bad_files),
