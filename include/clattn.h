@@ -288,10 +288,11 @@ typedef enum clattn_operator {
     CLATTN_OP_SSM = 6,     /* state-space (S4D/DSS) long convolution */
     CLATTN_OP_GSS = 7,     /* gated state-space layer */
     CLATTN_OP_MGK = 8,     /* Transformer-MGK: mixture-of-Gaussian-keys attention */
-    CLATTN_OP_DEQ = 9      /* deep-equilibrium fixed-point solvers and attention cell */
+    CLATTN_OP_DEQ = 9,     /* deep-equilibrium fixed-point solvers and attention cell */
+    CLATTN_OP_KVCACHE = 10 /* paged KV cache maintenance (append) */
 } clattn_operator;
 
-/* "softmax", "linear", "rpe", "lsh", "routing", "ssm", "gss", "mgk", "deq" (the names of the CLI, the files
+/* "softmax", "linear", "rpe", "lsh", "routing", "ssm", "gss", "mgk", "deq", "kvcache" (the names of the CLI, the files
  * and the tuning database), or "unknown". */
 CLATTN_API const char *clattn_operator_name(clattn_operator op);
 
@@ -517,6 +518,7 @@ CLATTN_API void clattn_tuning_db_warning(clattn_context *ctx, char *buf, size_t 
 #include "clattn/ssm.h"
 #include "clattn/mgk.h"
 #include "clattn/deq.h"
+#include "clattn/kvcache.h"
 
 #ifdef __cplusplus
 }

@@ -9,11 +9,11 @@
 
 static const char *const op_names[] = {"unknown", "softmax", "linear", "rpe",
                                        "lsh",     "routing", "ssm",    "gss",
-                                       "mgk", "deq"};
+                                       "mgk", "deq", "kvcache"};
 
 const char *clattn_operator_name(clattn_operator op)
 {
-    return (int)op >= 1 && (int)op <= CLATTN_OP_DEQ ? op_names[op] : op_names[0];
+    return (int)op >= 1 && (int)op <= CLATTN_OP_KVCACHE ? op_names[op] : op_names[0];
 }
 
 clattn_status clattn__plan_alloc(clattn_context *ctx, size_t size, const clattn__plan_ops *ops,
