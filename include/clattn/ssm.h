@@ -43,11 +43,20 @@ typedef enum clattn_ssm_algo {
     CLATTN_SSM_DIRECT = 2 /* the causal sum itself, O(L^2) */
 } clattn_ssm_algo;
 
-/* Options of the convolution plans. Fill with clattn_ssm_desc_init() (algorithm AUTO); a NULL
- * desc means the defaults. */
+/* Options of the convolution plans. Fill with clattn_ssm_desc_init() (algorithm AUTO, float32
+ * u and y); a NULL desc means the defaults.
+ * Element types (see the accuracy contract in clattn.h): the input sequence u and the output y
+ * may each be f32, f16 or bf16 (independently); the plan is baked for them and its enqueue
+ * refuses views of other types (DTYPE_MISMATCH). The one-shot clattn_ssm_enqueue /
+ * clattn_ssm_conv_enqueue take them from the tensors. Everything else stays float32: the SSM's
+ * parameters (A, Ct, log_dt, D, the S4 ones), a convolution plan's kernel k and skip d, the
+ * decoding state, the plan's scratch (the FFT path packs u into float32 rows and writes y in its
+ * type from the last kernel; no separate cast pass) and the _host call. Arithmetic is float32. */
 typedef struct clattn_ssm_desc {
     size_t struct_size;
     clattn_ssm_algo algorithm;
+    clattn_dtype u_dtype; /* input sequence u (default CLATTN_F32) */
+    clattn_dtype y_dtype; /* output y (default CLATTN_F32) */
 } clattn_ssm_desc;
 
 CLATTN_API void clattn_ssm_desc_init(clattn_ssm_desc *desc);
@@ -182,11 +191,13 @@ CLATTN_API clattn_status clattn_ssm_state_read(clattn_ssm_state *state, float *x
  * enqueued before it (values must be finite, else INVALID_ARGUMENT and the state is unchanged). */
 CLATTN_API clattn_status clattn_ssm_state_write(clattn_ssm_state *state, const float *x);
 
-/* One step for every sequence: u and y {B, H, 1, 1}. x = w (.) x + u, then
+/* One step for every sequence: u and y {B, H, 1, 1}, each of any element type (f32, f16 or
+ * bf16, taken from the tensors at each call; the state x stays float32). x = w (.) x + u, then
  * y = Re(sum_n Ct x) + D u. Steps over a sequence from a zero state reproduce the convolution's
  * y (up to float32 rounding of the powers of w). Sets the state kernel's arguments and enqueues
  * it: no program lookup, kernel or buffer. Status: NULL_POINTER, SHAPE_MISMATCH,
- * BUFFER_TOO_SMALL, ALIASING (y overlaps u), OpenCL codes; on failure the state is unchanged. */
+ * BUFFER_TOO_SMALL, ALIASING (y overlaps u), INVALID_ARGUMENT (a tensor dtype that is not a
+ * clattn_dtype), OpenCL codes; on failure the state is unchanged. */
 CLATTN_API clattn_status clattn_ssm_step(clattn_ssm_state *state, const clattn_tensor *u,
                                          const clattn_tensor *y, cl_uint num_wait,
                                          const cl_event *wait, cl_event *event);
@@ -219,6 +230,12 @@ typedef struct clattn_gss_desc {
     size_t struct_size;
     float ln_eps; /* > 0 and finite */
     clattn_ssm_algo algorithm;
+    /* Element types of x and out (f32, f16 or bf16, independently; default CLATTN_F32). The
+     * layer norm reads x in its type and the residual kernel writes out in its type; weights,
+     * the scratch between the layers (the CLBlast GEMMs take float32) and the DSS stay float32.
+     * clattn_gss_enqueue takes them from the tensors. */
+    clattn_dtype x_dtype;
+    clattn_dtype out_dtype;
 } clattn_gss_desc;
 
 CLATTN_API void clattn_gss_desc_init(clattn_gss_desc *desc);
@@ -233,12 +250,14 @@ CLATTN_API clattn_status clattn_gss_plan_create(clattn_context *ctx, const clatt
                                                 clattn_ssm *dss, size_t ffn_dim,
                                                 const size_t x_shape[4], clattn_plan **plan);
 
-/* Enqueues the layer: x and out of the plan's shape with dense rows (strides {L*E, any, E, 1}),
- * out not overlapping x or a weight. The caller's wait list gates the first command (CLBlast
- * calls take none: a barrier is put in front when needed); the event is the last GEMM's. Makes
+/* Enqueues the layer: x and out of the plan's shape and element types with dense rows (strides
+ * {L*E, any, E, 1}), out not overlapping x or a weight. The caller's wait list gates the first
+ * command (CLBlast calls take none: a barrier is put in front when needed); the event is the
+ * last kernel's (out = x + b_o2 + the last GEMM's float32 result, written in out's type). Makes
  * no program lookup, kernel or buffer of its own (CLBlast keeps its own kernel cache). Status:
  * NULL_POINTER (weights, a required weight buffer, x, out), INVALID_ARGUMENT (not a GSS plan),
- * SHAPE_MISMATCH, UNSUPPORTED (rows not dense), BUFFER_TOO_SMALL (a weight buffer smaller than
+ * SHAPE_MISMATCH, DTYPE_MISMATCH (x or out not of the plan's type), UNSUPPORTED (rows not
+ * dense), BUFFER_TOO_SMALL (a weight buffer smaller than
  * its shape, or a view), ALIASING, BLAS_ERROR, OpenCL codes. */
 CLATTN_API clattn_status clattn_gss_plan_enqueue(clattn_plan *plan,
                                                  const clattn_gss_weights *weights,
