@@ -589,7 +589,8 @@ static int run_ssm_f16(clattn_context *ctx)
     cl_mem by = clCreateBuffer(cl, CL_MEM_READ_WRITE, n * 2, NULL, &err);
     clattn_ssm *s = NULL;
     clattn_ssm_state *st = NULL;
-    if (rc || err != CL_SUCCESS || clattn_ssm_create(ctx, H, N, A, Ct, ldt, D, &s) != CLATTN_SUCCESS)
+    if (rc || err != CL_SUCCESS ||
+        clattn_ssm_create(ctx, H, N, A, Ct, ldt, D, &s) != CLATTN_SUCCESS)
         rc = 1;
     clattn_tensor tu = clattn_tensor_make_typed(bu, CLATTN_F16, B, H, L, 1);
     clattn_tensor ty = clattn_tensor_make_typed(by, CLATTN_F16, B, H, L, 1);

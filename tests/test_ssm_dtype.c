@@ -427,6 +427,11 @@ static void test_bad_input(void **state)
     d.y_dtype = CLATTN_F32;
     d.algorithm = CLATTN_SSM_DIRECT;
     EXPECT_OK(clattn_ssm_plan_create(ctx, &d, s, shape, &plan));
+    /* The types are in the plan's launch string and its kernels' options. */
+    clattn_plan_info info;
+    EXPECT_OK(clattn_plan_get_info(plan, &info));
+    if (!strstr(info.launch, "dtype=hs") || !strstr(info.build_options, "-DU_DT=1"))
+        fail_msg("f16/f32 plan info: launch '%s', options '%s'", info.launch, info.build_options);
     EXPECT(clattn_ssm_plan_enqueue(plan, &u32, &y32, 0, NULL, NULL), CLATTN_DTYPE_MISMATCH);
     EXPECT(clattn_ssm_plan_enqueue(plan, &u16, &y16, 0, NULL, NULL), CLATTN_DTYPE_MISMATCH);
     clattn_plan_destroy(plan);

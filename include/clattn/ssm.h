@@ -116,17 +116,20 @@ CLATTN_API clattn_status clattn_ssm_plan_create(clattn_context *ctx, const clatt
                                                 clattn_ssm *ssm, const size_t u_shape[4],
                                                 clattn_plan **plan);
 
-/* Enqueues a plan of clattn_ssm_plan_create on u and y of its shape (any strides; y one-to-one
- * and not overlapping u). Every element of y is written. Makes no program lookup, kernel or
- * buffer. Status: NULL_POINTER, INVALID_ARGUMENT (not an SSM handle plan), INVALID_SHAPE and
- * SHAPE_MISMATCH (views of another shape), BUFFER_TOO_SMALL, ALIASING, OpenCL codes. */
+/* Enqueues a plan of clattn_ssm_plan_create on u and y of its shape and element types (any
+ * strides; y one-to-one and not overlapping u). Every element of y is written. Makes no program
+ * lookup, kernel or buffer. Status: NULL_POINTER, INVALID_ARGUMENT (not an SSM handle plan),
+ * INVALID_SHAPE and SHAPE_MISMATCH (views of another shape), DTYPE_MISMATCH (u or y not of the
+ * plan's type), BUFFER_TOO_SMALL, ALIASING, OpenCL codes. */
 CLATTN_API clattn_status clattn_ssm_plan_enqueue(clattn_plan *plan, const clattn_tensor *u,
                                                  const clattn_tensor *y, cl_uint num_wait,
                                                  const cl_event *wait, cl_event *event);
 
-/* One-shot: clattn_ssm_plan_create for u's shape, clattn_ssm_plan_enqueue, then the plan is
- * released (K is generated on every call: make a plan for repeated calls). Every invalid
- * argument is refused before anything is baked. Status as for the two. */
+/* One-shot: clattn_ssm_plan_create for u's shape and u's and y's element types (the desc's
+ * u_dtype / y_dtype are ignored; an unknown tensor dtype is INVALID_ARGUMENT),
+ * clattn_ssm_plan_enqueue, then the plan is released (K is generated on every call: make a plan
+ * for repeated calls). Every invalid argument is refused before anything is baked. Status as for
+ * the two. */
 CLATTN_API clattn_status clattn_ssm_enqueue(clattn_ssm *ssm, const clattn_ssm_desc *desc,
                                             const clattn_tensor *u, const clattn_tensor *y,
                                             cl_uint num_wait, const cl_event *wait,
@@ -140,7 +143,8 @@ CLATTN_API clattn_status clattn_ssm_conv_plan_create(clattn_context *ctx,
                                                      clattn_plan **plan);
 
 /* Enqueues y = k * u (+ d (.) u) with a plan of clattn_ssm_conv_plan_create: u and y of its
- * shape, k {1, H, L, 1} and d {1, H, 1, 1} or NULL (any strides). The FFT path transforms k on
+ * shape and types, k {1, H, L, 1} and d {1, H, 1, 1} or NULL (any strides; float32 whatever u's
+ * type, else DTYPE_MISMATCH). The FFT path transforms k on
  * every call. Status as for clattn_ssm_plan_enqueue (INVALID_ARGUMENT for a handle plan;
  * SHAPE_MISMATCH when k or d disagree with u; ALIASING when y overlaps u, k or d). */
 CLATTN_API clattn_status clattn_ssm_conv_plan_enqueue(clattn_plan *plan, const clattn_tensor *u,
@@ -149,16 +153,18 @@ CLATTN_API clattn_status clattn_ssm_conv_plan_enqueue(clattn_plan *plan, const c
                                                       const clattn_tensor *y, cl_uint num_wait,
                                                       const cl_event *wait, cl_event *event);
 
-/* One-shot on a convolution plan (baked for u's shape, released on return). */
+/* One-shot on a convolution plan (baked for u's shape and u's and y's types, released on
+ * return). */
 CLATTN_API clattn_status clattn_ssm_conv_enqueue(clattn_context *ctx, const clattn_ssm_desc *desc,
                                                  const clattn_tensor *u, const clattn_tensor *k,
                                                  const clattn_tensor *d, const clattn_tensor *y,
                                                  cl_uint num_wait, const cl_event *wait,
                                                  cl_event *event);
 
-/* Blocking host-memory convenience on a plan: u and y contiguous [B][H][L] float32, parameters
- * as for clattn_ssm_create. y is only written on success (read back after the convolution's
- * event, on in-order and out-of-order queues). Status as for create, plan_create and enqueue. */
+/* Blocking host-memory convenience on a plan: u and y contiguous [B][H][L] float32 (the desc's
+ * u_dtype / y_dtype are ignored), parameters as for clattn_ssm_create. y is only written on
+ * success (read back after the convolution's event, on in-order and out-of-order queues). Status
+ * as for create, plan_create and enqueue. */
 CLATTN_API clattn_status clattn_ssm_host(clattn_context *ctx, const clattn_ssm_desc *desc,
                                          size_t batch, size_t heads, size_t state_dim,
                                          size_t length, const float *A, const float *Ct,
@@ -265,8 +271,9 @@ CLATTN_API clattn_status clattn_gss_plan_enqueue(clattn_plan *plan,
                                                  cl_uint num_wait, const cl_event *wait,
                                                  cl_event *event);
 
-/* One-shot: clattn_gss_plan_create for x's shape, clattn_gss_plan_enqueue, then the plan is
- * released; every invalid argument is refused before anything is baked. Status as for the two. */
+/* One-shot: clattn_gss_plan_create for x's shape and x's and out's element types (the desc's
+ * x_dtype / out_dtype are ignored), clattn_gss_plan_enqueue, then the plan is released; every
+ * invalid argument is refused before anything is baked. Status as for the two. */
 CLATTN_API clattn_status clattn_gss_enqueue(clattn_context *ctx, const clattn_gss_desc *desc,
                                             clattn_ssm *dss, const clattn_gss_weights *weights,
                                             size_t ffn_dim, const clattn_tensor *x,

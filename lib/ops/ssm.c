@@ -766,6 +766,7 @@ clattn_status clattn_ssm_host(clattn_context *ctx, const clattn_ssm_desc *desc, 
     clattn__stage_init(&st, ctx);
     CLATTN_CHECK(u && y, CLATTN_NULL_POINTER, "ssm host: u and y are required");
     CLATTN_FORWARD(read_desc(ctx, desc, &d));
+    d.u_dtype = d.y_dtype = CLATTN_F32; /* host arrays are float32 */
     CLATTN_CHECK(batch >= 1 && length >= 1 && length < CLATTN__SSM_MAX_L, CLATTN_INVALID_SHAPE,
                  "ssm host: B = %zu, L = %zu (need B >= 1, 1 <= L < 2^24)", batch, length);
     size_t count, bytes;
