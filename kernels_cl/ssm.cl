@@ -16,6 +16,15 @@
 #ifndef SSM_DIRECT_BLOCK
 #define SSM_DIRECT_BLOCK 4096 /* the direct sum's inner loop length (llvmpipe stops loops at 65535) */
 #endif
+/* Element types of the plan's u (input) and y (output) views (-DU_DT / -DY_DT from
+ * clattn__plan_set_dtypes; absent: float32). Kernels K, the skip term D, the FFT scratch and the
+ * decoding state stay float32. */
+#ifndef U_DT
+#define U_DT 0
+#endif
+#ifndef Y_DT
+#define Y_DT 0
+#endif
 
 inline float2 ssm_cmul(float2 a, float2 b)
 {
@@ -75,14 +84,19 @@ __kernel void clattn_ssm_kernel_gen(__global float *k, ulong k_off, ulong k_row,
 }
 
 /* Rows of the FFT input: dst[(b * H + h) * M + m] = src(b, h, m, 0) for m < L, else 0. The source
- * is any strided view ([B, H, L, 1]); B = 1 for a kernel given as a tensor. */
-__kernel void clattn_ssm_pack(__global const float *src, ulong src_off, ulong4 src_st,
-                              __global float *dst, uint M, uint L, uint H)
-{
-    uint m = get_global_id(0), bh = get_global_id(1);
-    uint b = bh / H, h = bh % H;
-    dst[(ulong)bh * M + m] = m < L ? src[clattn_at(src_off, src_st, b, h, m, 0)] : 0.0f;
-}
+ * is any strided view ([B, H, L, 1]); B = 1 for a kernel given as a tensor. clattn_ssm_pack reads
+ * u in its type (U_DT) into the float32 rows; clattn_ssm_pack_k reads a float32 kernel. */
+#define SSM_PACK(name, DT)                                                                        \
+    __kernel void name(__global const CLATTN_STYPE(DT) *src, ulong src_off, ulong4 src_st,        \
+                       __global float *dst, uint M, uint L, uint H)                              \
+    {                                                                                             \
+        uint m = get_global_id(0), bh = get_global_id(1);                                         \
+        uint b = bh / H, h = bh % H;                                                              \
+        dst[(ulong)bh * M + m] =                                                                  \
+            m < L ? CLATTN_LOAD(DT, src, clattn_at(src_off, src_st, b, h, m, 0)) : 0.0f;          \
+    }
+SSM_PACK(clattn_ssm_pack, U_DT)
+SSM_PACK(clattn_ssm_pack_k, 0)
 
 /* Pointwise product of spectra: U[bh, k] *= Kf[bh % H, k], rows of `bins` complex values. */
 __kernel void clattn_ssm_cmul(__global float2 *u, __global const float2 *kf, uint bins, uint H)
@@ -92,18 +106,20 @@ __kernel void clattn_ssm_cmul(__global float2 *u, __global const float2 *kf, uin
     u[i] = ssm_cmul(u[i], kf[(ulong)(bh % H) * bins + k]);
 }
 
-/* y(b, h, l) = conv[(b * H + h) * M + l] + D[h] * u(b, h, l) (D skipped when has_d is 0). */
+/* y(b, h, l) = conv[(b * H + h) * M + l] + D[h] * u(b, h, l) (D skipped when has_d is 0), y
+ * written in its type (Y_DT), u read in its (U_DT). */
 __kernel void clattn_ssm_finish(__global const float *conv, uint M, uint H,
-                                __global const float *u, ulong u_off, ulong4 u_st,
+                                __global const CLATTN_STYPE(U_DT) *u, ulong u_off, ulong4 u_st,
                                 __global const float *d, ulong d_off, ulong4 d_st, int has_d,
-                                __global float *y, ulong y_off, ulong4 y_st)
+                                __global CLATTN_STYPE(Y_DT) *y, ulong y_off, ulong4 y_st)
 {
     uint l = get_global_id(0), bh = get_global_id(1);
     uint b = bh / H, h = bh % H;
     float v = conv[(ulong)bh * M + l];
     if (has_d)
-        v += d[clattn_at(d_off, d_st, 0, h, 0, 0)] * u[clattn_at(u_off, u_st, b, h, l, 0)];
-    y[clattn_at(y_off, y_st, b, h, l, 0)] = v;
+        v += d[clattn_at(d_off, d_st, 0, h, 0, 0)] *
+             CLATTN_LOAD(U_DT, u, clattn_at(u_off, u_st, b, h, l, 0));
+    CLATTN_STORE(Y_DT, v, y, clattn_at(y_off, y_st, b, h, l, 0));
 }
 
 /* The direct causal convolution, O(L) per output: y(b, h, l) = sum_{j <= l} K(h, j) u(b, h, l - j)
@@ -111,10 +127,11 @@ __kernel void clattn_ssm_finish(__global const float *conv, uint M, uint H,
  * inputs they need for the current lag j in a sliding window (win[i] = u(l0 + i - j), zero before
  * the sequence starts), so each K(h, j) and each u value is loaded once per work-item. The lag
  * loop is split in blocks of SSM_DIRECT_BLOCK iterations (llvmpipe stops loops at 65535). */
-__kernel void clattn_ssm_direct(__global const float *u, ulong u_off, ulong4 u_st,
+__kernel void clattn_ssm_direct(__global const CLATTN_STYPE(U_DT) *u, ulong u_off, ulong4 u_st,
                                 __global const float *k, ulong k_off, ulong4 k_st,
                                 __global const float *d, ulong d_off, ulong4 d_st, int has_d,
-                                __global float *y, ulong y_off, ulong4 y_st, uint H, uint L)
+                                __global CLATTN_STYPE(Y_DT) *y, ulong y_off, ulong4 y_st, uint H,
+                                uint L)
 {
     uint l0 = get_global_id(0) * SSM_DIRECT_ROWS, bh = get_global_id(1);
     if (l0 >= L)
@@ -125,7 +142,7 @@ __kernel void clattn_ssm_direct(__global const float *u, ulong u_off, ulong4 u_s
     float acc[SSM_DIRECT_ROWS], win[SSM_DIRECT_ROWS];
     for (int i = 0; i < SSM_DIRECT_ROWS; i++) {
         acc[i] = 0.0f;
-        win[i] = l0 + i < L ? u[ub + (l0 + i) * us] : 0.0f;
+        win[i] = l0 + i < L ? CLATTN_LOAD(U_DT, u, ub + (l0 + i) * us) : 0.0f;
     }
     uint jend = min(l0 + SSM_DIRECT_ROWS, L); /* lags beyond reach no output of this item */
     for (uint j0 = 0; j0 < jend; j0 += SSM_DIRECT_BLOCK) {
@@ -136,7 +153,7 @@ __kernel void clattn_ssm_direct(__global const float *u, ulong u_off, ulong4 u_s
                 acc[i] = fma(kj, win[i], acc[i]);
             for (int i = SSM_DIRECT_ROWS - 1; i > 0; i--)
                 win[i] = win[i - 1];
-            win[0] = j < l0 ? u[ub + (l0 - j - 1) * us] : 0.0f;
+            win[0] = j < l0 ? CLATTN_LOAD(U_DT, u, ub + (l0 - j - 1) * us) : 0.0f;
         }
     }
     for (int i = 0; i < SSM_DIRECT_ROWS; i++) {
@@ -145,23 +162,44 @@ __kernel void clattn_ssm_direct(__global const float *u, ulong u_off, ulong4 u_s
             break;
         float v = acc[i];
         if (has_d)
-            v += d[clattn_at(d_off, d_st, 0, h, 0, 0)] * u[ub + l * us];
-        y[clattn_at(y_off, y_st, b, h, l, 0)] = v;
+            v += d[clattn_at(d_off, d_st, 0, h, 0, 0)] * CLATTN_LOAD(U_DT, u, ub + l * us);
+        CLATTN_STORE(Y_DT, v, y, clattn_at(y_off, y_st, b, h, l, 0));
     }
 }
 
+/* Element i of a buffer of element type dt (0 float32, 1 float16, 2 bfloat16) chosen at run time:
+ * the decoding step takes u and y of any type per call (one element per work-item). */
+inline float ssm_load_dt(__global const uchar *p, int dt, ulong i)
+{
+    if (dt == 1)
+        return CLATTN_LOAD(1, (__global const half *)p, i);
+    if (dt == 2)
+        return CLATTN_LOAD(2, (__global const ushort *)p, i);
+    return CLATTN_LOAD(0, (__global const float *)p, i);
+}
+
+inline void ssm_store_dt(__global uchar *p, int dt, ulong i, float x)
+{
+    if (dt == 1)
+        CLATTN_STORE(1, x, (__global half *)p, i);
+    else if (dt == 2)
+        CLATTN_STORE(2, x, (__global ushort *)p, i);
+    else
+        CLATTN_STORE(0, x, (__global float *)p, i);
+}
+
 /* One recurrent step per (b, h): x[n] = w[n] x[n] + u, y = Re(sum_n Ct[n] x[n]) + D u. The state
- * x is [B * H * N] complex as float pairs; d holds D per channel (has_d 0: no skip term). Scalar
- * arithmetic (no float2 temporaries): oclgrind's --uninitialized check flags values built by
- * vector inserts. */
+ * x is [B * H * N] complex as float pairs; d holds D per channel (has_d 0: no skip term); u and y
+ * are of element types u_dt and y_dt. Scalar arithmetic (no float2 temporaries): oclgrind's
+ * --uninitialized check flags values built by vector inserts. */
 __kernel void clattn_ssm_step(__global float *x, __global const float4 *wct,
-                              __global const float *d, int has_d, __global const float *u,
-                              ulong u_off, ulong4 u_st, __global float *y, ulong y_off,
-                              ulong4 y_st, uint H, uint N)
+                              __global const float *d, int has_d, __global const uchar *u,
+                              ulong u_off, ulong4 u_st, __global uchar *y, ulong y_off,
+                              ulong4 y_st, uint H, uint N, int u_dt, int y_dt)
 {
     uint bh = get_global_id(0);
     uint b = bh / H, h = bh % H;
-    float uv = u[clattn_at(u_off, u_st, b, h, 0, 0)];
+    float uv = ssm_load_dt(u, u_dt, clattn_at(u_off, u_st, b, h, 0, 0));
     __global float *xs = x + (ulong)bh * N * 2;
     float acc = 0.0f;
     for (uint n = 0; n < N; n++) {
@@ -175,5 +213,5 @@ __kernel void clattn_ssm_step(__global float *x, __global const float4 *wct,
     }
     if (has_d)
         acc += d[h] * uv;
-    y[clattn_at(y_off, y_st, b, h, 0, 0)] = acc;
+    ssm_store_dt(y, y_dt, clattn_at(y_off, y_st, b, h, 0, 0), acc);
 }

@@ -78,15 +78,19 @@ __kernel void clattn_ssm_s4_copy(__global const float *kt, uint Lg, __global flo
  *   s' = beta * 2 Re(sum_n conj(Q_n) e_n v_n),  beta = 1 / (1 + hd 2 Re(sum_n conj(Q_n) P_n e_n))
  *   y = 2 Re(sum_n C_n x'_n) + D u.
  * prm: [H * N] of 3 float4 {alpha = 1 + hd Lambda, hd P}, {dt B, e}, {conj Q, C}, then [H] float4
- * {beta, 0, 0, 0}. The arguments are those of ssm.cl's clattn_ssm_step. */
+ * {beta, 0, 0, 0}. The arguments are those of ssm.cl's clattn_ssm_step (u and y of element types
+ * u_dt and y_dt: 0 float32, 1 float16, 2 bfloat16). */
 __kernel void clattn_ssm_s4_step(__global float *x, __global const float4 *prm,
-                                 __global const float *d, int has_d, __global const float *u,
-                                 ulong u_off, ulong4 u_st, __global float *y, ulong y_off,
-                                 ulong4 y_st, uint H, uint N)
+                                 __global const float *d, int has_d, __global const uchar *u,
+                                 ulong u_off, ulong4 u_st, __global uchar *y, ulong y_off,
+                                 ulong4 y_st, uint H, uint N, int u_dt, int y_dt)
 {
     uint bh = get_global_id(0);
     uint b = bh / H, h = bh % H;
-    float uv = u[clattn_at(u_off, u_st, b, h, 0, 0)];
+    ulong ui = clattn_at(u_off, u_st, b, h, 0, 0);
+    float uv = u_dt == 1   ? CLATTN_LOAD(1, (__global const half *)u, ui)
+               : u_dt == 2 ? CLATTN_LOAD(2, (__global const ushort *)u, ui)
+                           : CLATTN_LOAD(0, (__global const float *)u, ui);
     __global float *xs = x + (ulong)bh * N * 2;
     __global const float4 *p = prm + (ulong)h * N * 3;
     float beta = prm[(ulong)H * N * 3 + h].x;
@@ -120,5 +124,11 @@ __kernel void clattn_ssm_s4_step(__global float *x, __global const float4 *prm,
     acc *= 2.0f;
     if (has_d)
         acc += d[h] * uv;
-    y[clattn_at(y_off, y_st, b, h, 0, 0)] = acc;
+    ulong yi = clattn_at(y_off, y_st, b, h, 0, 0);
+    if (y_dt == 1)
+        CLATTN_STORE(1, acc, (__global half *)y, yi);
+    else if (y_dt == 2)
+        CLATTN_STORE(2, acc, (__global ushort *)y, yi);
+    else
+        CLATTN_STORE(0, acc, (__global float *)y, yi);
 }

@@ -218,8 +218,10 @@ typedef struct bench_row {
     int causal;
     double ms, gflops, build_ms;
     char kernel[64];
+    const char *dtype; /* the inputs' element type name (clattn_dtype_name); NULL: "f32" */
 } bench_row;
-#define BENCH_CSV_HEADER "op,variant,batch,heads,nq,nk,d,causal,ms,gflops"
+/* dtype is the last CSV column (appended: the earlier columns keep their places). */
+#define BENCH_CSV_HEADER "op,variant,batch,heads,nq,nk,d,causal,ms,gflops,dtype"
 void cli_print_csv(const bench_row *rows, size_t n);
 /* A table; `base` names the variant others are compared with per length ("vs <base>" column,
  * base ms / row ms), NULL for none; `peak_gflops` > 0 adds a %peak column. */
@@ -308,6 +310,9 @@ int cli_bench_mgk(int argc, char **argv);
 /* A random S4D-Lin layer for the benches of ssm and gss (cli_ssm.c): A = -1/2 + i pi n, dt from
  * 0.001 to 0.1 across the H channels, Ct random (fixed seed). */
 clattn_status cli_make_s4d_lin(clattn_context *ctx, size_t H, size_t N, clattn_ssm **s);
+/* --dtype LIST of the ssm and gss benches (cli_ssm.c): "f32,f16,bf16" into out[<= 3] (NULL: f32
+ * alone): 0 or EXIT_USAGE after a message. */
+int cli_ssm_dtype_list(const char *cmd, const char *s, clattn_dtype *out, size_t *count);
 
 void cli_usage_deq(FILE *f); /* cli_deq.c */
 int cli_run_deq(int argc, char **argv);

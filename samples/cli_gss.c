@@ -16,7 +16,8 @@ void cli_usage_gss(FILE *f)
             "  clattn run gss --x X.npy --weights DIR -o OUT.npy [--ffn F] [--ln-eps 1e-5]\n"
             "         [--algo auto|fft|direct] [--device SEL]\n"
             "      the GSS layer (LayerNorm, gelu gates, DSS, dense layers, residual) on\n"
-            "      float32 x [B, L, E] (or [L, E]); writes out of x's shape. DIR holds one\n"
+            "      x [B, L, E] (or [L, E]; f32, f16, or bf16 with --dtype bf16); writes out\n"
+            "      of x's shape (--out-dtype). DIR holds one float32\n"
             "      .npy per parameter, named after clattn_gss_weights and clattn_ssm_create:\n"
             "        A.npy, Ct.npy [H, N, 2] (complex as re, im), log_dt.npy [H]\n"
             "        w_v.npy [E, F], w_u.npy [E, H], w_o1.npy [H, F], w_o2.npy [F, E]\n"
@@ -26,12 +27,13 @@ void cli_usage_gss(FILE *f)
             "      optional file is 0 (ln_gamma 1). F comes from w_v (--ffn checks it)\n"
             "  clattn bench gss [--n 1024,4096,16384] [--e 256] [--ffn 3E] [--heads 64]\n"
             "         [--state 64] [--batch 1] [--variants gss,ssm,peak] [--reps 3] [--csv]\n"
-            "         [--device SEL]\n"
+            "         [--dtype f32,f16,bf16] [--device SEL]\n"
             "      a baked GSS plan's enqueue (gss; GFLOP/s counts its four dense layers,\n"
             "      2 T (2EF + EH + HF) for T = B L tokens), the DSS convolution alone on\n"
             "      u [B, H, L] (ssm, once per length; the AUTO algorithm, FLOPs as in bench\n"
             "      ssm) and the FMA peak, on random S4D-Lin parameters and weights; --e and\n"
-            "      --n are lists, F is 3E unless --ffn\n");
+            "      --n are lists, F is 3E unless --ffn; --dtype: x/out (gss) and u/y (ssm)\n"
+            "      element types, each listed one timed in the same run\n");
 }
 
 static int algo_option(const char *cmd, const char *s, clattn_ssm_algo *a)
@@ -101,9 +103,10 @@ static int param_ndim(size_t i)
 
 /* Loads x and DIR's parameters, takes H and N from A, F from w_v (checked against --ffn when
  * given) and checks every shape: 0 or EXIT_USAGE after a message naming the file. */
-static int load_files(const char *cmd, const char *xp, const char *dir, size_t ffn, gss_files *g)
+static int load_files(const char *cmd, const char *xp, const char *dir, size_t ffn, gss_files *g,
+                      clattn_dtype *x_dt)
 {
-    int rc = load_f32(xp, "--x", 0, &g->x);
+    int rc = load_tensor(xp, "--x", 0, &g->x, x_dt);
     if (rc)
         return rc;
     if (g->x.ndim != 2 && g->x.ndim != 3)
@@ -155,10 +158,11 @@ static int load_files(const char *cmd, const char *xp, const char *dir, size_t f
 /* Makes the DSS handle, uploads x and the dense parameters, bakes the GSS plan (the DSS's K
  * generated once), enqueues it and reads out back: 0 or an exit code after a message. */
 static int run_on_device(clattn_context *ctx, const clattn_gss_desc *desc, const gss_files *g,
-                         float *out, clattn_plan **plan)
+                         void *out, clattn_plan **plan)
 {
     const size_t shape[4] = {g->B, 1, g->L, g->E};
-    const size_t bytes = g->x.count * sizeof(float);
+    const size_t xbytes = g->x.count * clattn_dtype_size(desc->x_dtype);
+    const size_t obytes = g->x.count * clattn_dtype_size(desc->out_dtype);
     clattn_ssm *dss = NULL;
     clattn_gss_weights w;
     memset(&w, 0, sizeof w);
@@ -166,7 +170,7 @@ static int run_on_device(clattn_context *ctx, const clattn_gss_desc *desc, const
     cli_io io[3];
     for (int i = 0; i < 3; i++)
         cli_io_init(&io[i], ctx);
-    cl_mem bx = cli_io_in(&io[0], g->x.data, bytes), bo = cli_io_out(&io[0], out, bytes);
+    cl_mem bx = cli_io_in(&io[0], g->x.data, xbytes), bo = cli_io_out(&io[0], out, obytes);
     for (size_t i = P_COUNT_DSS, k = 0; i < N_PARAMS; i++)
         if (g->have[i]) {
             cl_mem m = cli_io_in(&io[1 + k / CLI_IO_MAX], g->p[i].data, g->p[i].count * 4);
@@ -187,7 +191,8 @@ static int run_on_device(clattn_context *ctx, const clattn_gss_desc *desc, const
         rc = fail_status(ctx, st, "gss failed");
         goto cleanup;
     }
-    clattn_tensor tx = cli_tensor(bx, shape), to = cli_tensor(bo, shape);
+    clattn_tensor tx = cli_tensor_typed(bx, shape, desc->x_dtype);
+    clattn_tensor to = cli_tensor_typed(bo, shape, desc->out_dtype);
     cl_event done = NULL;
     st = clattn_gss_plan_enqueue(*plan, &w, &tx, &to, 0, NULL, &done);
     rc = cli_io_read(&io[0], st, done, "gss failed");
@@ -231,19 +236,20 @@ int cli_run_gss(int argc, char **argv)
 
     gss_files g;
     memset(&g, 0, sizeof g);
-    float *out = NULL;
+    void *out = NULL;
     clattn_context *ctx = NULL;
     clattn_plan *plan = NULL;
-    if ((rc = load_files(cmd, xp, dir, f, &g)))
+    if ((rc = load_files(cmd, xp, dir, f, &g, &desc.x_dtype)))
         goto cleanup;
-    out = malloc(g.x.count * sizeof *out);
+    desc.out_dtype = cli_get_out_dtype();
+    out = malloc(g.x.count * clattn_dtype_size(desc.out_dtype));
     if (!out) {
         rc = fail(EXIT_RUNTIME, "out of memory for the output");
         goto cleanup;
     }
     if ((rc = open_context(device, &ctx)) || (rc = run_on_device(ctx, &desc, &g, out, &plan)))
         goto cleanup;
-    rc = write_f32(op, out, g.x.ndim, g.x.shape);
+    rc = write_tensor(op, out, desc.out_dtype, g.x.ndim, g.x.shape);
     if (rc == 0)
         cli_run_summary(ctx, "gss", plan);
 cleanup:
@@ -264,6 +270,8 @@ static const char *const GV_NAMES[GV_COUNT] = {"gss", "ssm", "peak"};
 typedef struct gss_bench {
     size_t ns[MAX_SWEEP], n_count, es[MAX_SWEEP], e_count, ffn, heads, batch, state, reps;
     int variants[GV_COUNT], n_variants, csv;
+    clattn_dtype dtypes[3];
+    size_t n_dtypes;
     const char *device;
 } gss_bench;
 
@@ -284,7 +292,7 @@ static clattn_status gss_enqueue(void *arg)
 /* One row: the GSS layer (var GV_GSS) or the DSS alone (GV_SSM) at length n and width e, on a
  * plan baked outside the timing: 0, or -1 after a note. */
 static int bench_one(clattn_context *ctx, const gss_bench *b, clattn_ssm *dss, size_t n, size_t e,
-                     int var, const progress *prog, bench_row *r)
+                     int var, clattn_dtype dt, const progress *prog, bench_row *r)
 {
     const size_t T = b->batch * n, F = b->ffn ? b->ffn : 3 * e, H = b->heads;
     size_t dense = e * F > e * H ? e * F : e * H;
@@ -308,13 +316,20 @@ static int bench_one(clattn_context *ctx, const gss_bench *b, clattn_ssm *dss, s
         j.w.w_u = w[1];
         j.w.w_o1 = w[2];
         j.w.w_o2 = w[3];
-        j.x = clattn_tensor_make(io[0], b->batch, 1, n, e);
-        j.out = clattn_tensor_make(io[1], b->batch, 1, n, e);
-        st = clattn_gss_plan_create(ctx, NULL, dss, F, j.x.shape, &j.plan);
+        /* float32-sized buffers hold any type */
+        j.x = clattn_tensor_make_typed(io[0], dt, b->batch, 1, n, e);
+        j.out = clattn_tensor_make_typed(io[1], dt, b->batch, 1, n, e);
+        clattn_gss_desc gd;
+        clattn_gss_desc_init(&gd);
+        gd.x_dtype = gd.out_dtype = dt;
+        st = clattn_gss_plan_create(ctx, &gd, dss, F, j.x.shape, &j.plan);
     } else {
-        j.x = clattn_tensor_make(io[0], b->batch, H, n, 1);
-        j.out = clattn_tensor_make(io[1], b->batch, H, n, 1);
-        st = clattn_ssm_plan_create(ctx, NULL, dss, j.x.shape, &j.plan);
+        j.x = clattn_tensor_make_typed(io[0], dt, b->batch, H, n, 1);
+        j.out = clattn_tensor_make_typed(io[1], dt, b->batch, H, n, 1);
+        clattn_ssm_desc sd;
+        clattn_ssm_desc_init(&sd);
+        sd.u_dtype = sd.y_dtype = dt;
+        st = clattn_ssm_plan_create(ctx, &sd, dss, j.x.shape, &j.plan);
     }
     if (st != CLATTN_SUCCESS) {
         note(prog, "%s N=%zu E=%zu skipped: %s", GV_NAMES[var], n, e, lib_error(ctx, st));
@@ -331,6 +346,7 @@ static int bench_one(clattn_context *ctx, const gss_bench *b, clattn_ssm *dss, s
     r->d = var == GV_GSS ? e : b->state;
     r->causal = 1;
     r->build_ms = NAN;
+    r->dtype = clattn_dtype_name(dt);
     clattn_plan_info info;
     memset(&info, 0, sizeof info);
     const char *algo =
@@ -355,7 +371,7 @@ static int bench_parse_gss(int argc, char **argv, gss_bench *b, int *help)
 {
     const char *cmd = "bench gss";
     const char *n = NULL, *e = NULL, *ffn = NULL, *heads = NULL, *batch = NULL, *state = NULL,
-               *reps = NULL, *vars = NULL;
+               *reps = NULL, *vars = NULL, *dts = NULL;
     memset(b, 0, sizeof *b);
     const size_t ns[] = {1024, 4096, 16384};
     for (size_t i = 0; i < 3; i++)
@@ -371,9 +387,12 @@ static int bench_parse_gss(int argc, char **argv, gss_bench *b, int *help)
         {"--batch", NULL, &batch, NULL},   {"--state", NULL, &state, NULL},
         {"--reps", NULL, &reps, NULL},     {"--variants", NULL, &vars, NULL},
         {"--device", NULL, &b->device, NULL}, {"--csv", NULL, NULL, &b->csv},
+        {"--dtype", NULL, &dts, NULL},
     };
     int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), help);
     if (rc || *help)
+        return rc;
+    if ((rc = cli_ssm_dtype_list(cmd, dts, b->dtypes, &b->n_dtypes)))
         return rc;
     if ((n && (rc = parse_list(cmd, "--n", n, 1, ((size_t)1 << 24) - 1, b->ns, &b->n_count))) ||
         (e && (rc = parse_list(cmd, "--e", e, 1, ((size_t)1 << 24) - 1, b->es, &b->e_count))) ||
@@ -407,7 +426,7 @@ int cli_bench_gss(int argc, char **argv)
         clattn_context_destroy(ctx);
         return rc;
     }
-    bench_row *rows = calloc(b.n_count * b.e_count * GV_COUNT + 1, sizeof *rows);
+    bench_row *rows = calloc(b.n_count * b.e_count * GV_COUNT * b.n_dtypes + 1, sizeof *rows);
     if (!rows) {
         clattn_ssm_destroy(dss);
         clattn_context_destroy(ctx);
@@ -421,7 +440,7 @@ int cli_bench_gss(int argc, char **argv)
     }
     size_t nrows = 0;
     progress prog = {isatty(fileno(stderr)), 0,
-                     b.n_count * (b.e_count * (size_t)want_gss + (size_t)want_ssm) +
+                     b.n_count * (b.e_count * (size_t)want_gss + (size_t)want_ssm) * b.n_dtypes +
                          (size_t)want_peak};
     for (size_t i = 0; i < b.n_count; i++)
         for (size_t k = 0; k < b.e_count; k++)
@@ -429,8 +448,13 @@ int cli_bench_gss(int argc, char **argv)
                 int v = b.variants[vi];
                 if (v == GV_PEAK || (v == GV_SSM && k > 0)) /* the DSS alone has no E */
                     continue;
-                progress_step(&prog, "%s N=%zu E=%zu", GV_NAMES[v], b.ns[i], b.es[k]);
-                nrows += bench_one(ctx, &b, dss, b.ns[i], b.es[k], v, &prog, &rows[nrows]) == 0;
+                for (size_t di = 0; di < b.n_dtypes; di++) {
+                    clattn_dtype dt = b.dtypes[di];
+                    progress_step(&prog, "%s N=%zu E=%zu %s", GV_NAMES[v], b.ns[i], b.es[k],
+                                  clattn_dtype_name(dt));
+                    nrows += bench_one(ctx, &b, dss, b.ns[i], b.es[k], v, dt, &prog,
+                                       &rows[nrows]) == 0;
+                }
             }
     double peak = 0;
     if (want_peak) {

@@ -14,14 +14,16 @@ void cli_usage_ssm(FILE *f)
     fprintf(f,
             "  clattn run ssm --u U.npy --A A.npy --Ct C.npy --log-dt DT.npy [--D D.npy]\n"
             "         -o Y.npy [--algo auto|fft|direct] [--device SEL]\n"
-            "      diagonal state-space model (S4D/DSS) on float32 .npy arrays: u [B,H,L],\n"
-            "      A and Ct [H,N,2] (complex as re, im), log_dt [H], D [H]; writes\n"
-            "      y [B,H,L] = K * u + D u with K[h,l] = Re(sum_n Ct exp(exp(log_dt) A l))\n"
+            "      diagonal state-space model (S4D/DSS) on .npy arrays: u [B,H,L] (f32, f16,\n"
+            "      or bf16 with --dtype bf16), A and Ct [H,N,2] (complex as re, im), log_dt\n"
+            "      [H], D [H] (float32); writes y [B,H,L] = K * u + D u (--out-dtype) with\n"
+            "      K[h,l] = Re(sum_n Ct exp(exp(log_dt) A l))\n"
             "  clattn bench ssm [--n 1024,4096,16384,65536] [--heads 4] [--batch 1]\n"
             "         [--state 64] [--variants fft,direct] [--max-direct 65536] [--reps 3]\n"
-            "         [--csv] [--device SEL]\n"
+            "         [--dtype f32,f16,bf16] [--csv] [--device SEL]\n"
             "      FFT and direct convolution in one run, each on a plan baked outside the\n"
             "      timing (K generated once per length); direct is skipped above --max-direct.\n"
+            "      --dtype: u and y element types, each listed one timed in the same run\n"
             "      GFLOP/s counts the direct sum's B*H*N^2 multiply-adds for both\n");
     cli_usage_ssm_s4(f);
 }
@@ -57,13 +59,14 @@ static int algo_option(const char *cmd, const char *s, clattn_ssm_algo *a)
  * after a message. */
 static int run_on_device(clattn_context *ctx, const clattn_ssm_desc *desc, const npy_array *u,
                          const npy_array *a, const npy_array *c, const npy_array *dt,
-                         const npy_array *d, float *y, clattn_plan **plan)
+                         const npy_array *d, void *y, clattn_plan **plan)
 {
     const size_t shape[4] = {u->shape[0], u->shape[1], u->shape[2], 1};
     clattn_ssm *ssm = NULL;
     cli_io io;
     cli_io_init(&io, ctx);
-    cl_mem bu = cli_io_in(&io, u->data, u->count * 4), by = cli_io_out(&io, y, u->count * 4);
+    cl_mem bu = cli_io_in(&io, u->data, u->count * clattn_dtype_size(desc->u_dtype));
+    cl_mem by = cli_io_out(&io, y, u->count * clattn_dtype_size(desc->y_dtype));
     int rc = cli_io_check(&io);
     if (rc)
         goto cleanup;
@@ -75,7 +78,8 @@ static int run_on_device(clattn_context *ctx, const clattn_ssm_desc *desc, const
         rc = fail_status(ctx, st, "ssm failed");
         goto cleanup;
     }
-    clattn_tensor tu = cli_tensor(bu, shape), ty = cli_tensor(by, shape);
+    clattn_tensor tu = cli_tensor_typed(bu, shape, desc->u_dtype);
+    clattn_tensor ty = cli_tensor_typed(by, shape, desc->y_dtype);
     cl_event done = NULL;
     st = clattn_ssm_plan_enqueue(*plan, &tu, &ty, 0, NULL, &done);
     rc = cli_io_read(&io, st, done, "ssm failed");
@@ -123,10 +127,10 @@ int cli_run_ssm(int argc, char **argv)
     memset(&c, 0, sizeof c);
     memset(&dt, 0, sizeof dt);
     memset(&d, 0, sizeof d);
-    float *y = NULL;
+    void *y = NULL;
     clattn_context *ctx = NULL;
     clattn_plan *plan = NULL;
-    if ((rc = load_f32(up, "--u", 3, &u)) || (rc = load_f32(ap, "--A", 3, &a)) ||
+    if ((rc = load_tensor(up, "--u", 3, &u, &desc.u_dtype)) || (rc = load_f32(ap, "--A", 3, &a)) ||
         (rc = load_f32(cp, "--Ct", 3, &c)) || (rc = load_f32(dtp, "--log-dt", 1, &dt)) ||
         (dp && (rc = load_f32(dp, "--D", 1, &d))))
         goto cleanup;
@@ -145,7 +149,8 @@ int cli_run_ssm(int argc, char **argv)
         rc = fail(EXIT_USAGE, "%s: --log-dt and --D must hold H = %zu values", cmd, H);
         goto cleanup;
     }
-    y = malloc(u.count * sizeof *y);
+    desc.y_dtype = cli_get_out_dtype();
+    y = malloc(u.count * clattn_dtype_size(desc.y_dtype));
     if (!y) {
         rc = fail(EXIT_RUNTIME, "out of memory for the output");
         goto cleanup;
@@ -153,7 +158,7 @@ int cli_run_ssm(int argc, char **argv)
     if ((rc = open_context(device, &ctx)) ||
         (rc = run_on_device(ctx, &desc, &u, &a, &c, &dt, dp ? &d : NULL, y, &plan)))
         goto cleanup;
-    rc = write_f32(op, y, 3, u.shape);
+    rc = write_tensor(op, y, desc.y_dtype, 3, u.shape);
     if (rc == 0)
         cli_run_summary(ctx, "ssm", plan);
 cleanup:
@@ -178,6 +183,8 @@ static const char *const SV_NAMES[SV_COUNT] = {"fft", "direct"};
 typedef struct ssm_bench {
     size_t ns[MAX_SWEEP], n_count, heads, batch, state, reps, max_direct;
     int variants[SV_COUNT], n_variants, csv;
+    clattn_dtype dtypes[3];
+    size_t n_dtypes;
     const char *device;
 } ssm_bench;
 
@@ -193,6 +200,30 @@ static clattn_status ssm_enqueue(void *arg)
 }
 
 /* cli.h */
+int cli_ssm_dtype_list(const char *cmd, const char *s, clattn_dtype *out, size_t *count)
+{
+    *count = 0;
+    if (!s) {
+        out[(*count)++] = CLATTN_F32;
+        return 0;
+    }
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        clattn_dtype dt;
+        int rc = cli_dtype_option(cmd, "--dtype", tok, &dt);
+        if (rc)
+            return rc;
+        if (*count == 3)
+            return fail(EXIT_USAGE, "%s: --dtype lists at most 3 types", cmd);
+        out[(*count)++] = dt;
+    }
+    if (*count == 0)
+        return fail(EXIT_USAGE, "%s: --dtype '%s' names no type", cmd, s);
+    return 0;
+}
+
 clattn_status cli_make_s4d_lin(clattn_context *ctx, size_t H, size_t N, clattn_ssm **s)
 {
     float *A = malloc(2 * H * N * sizeof(float)), *C = malloc(2 * H * N * sizeof(float));
@@ -217,7 +248,7 @@ clattn_status cli_make_s4d_lin(clattn_context *ctx, size_t H, size_t N, clattn_s
 }
 
 static int bench_one(clattn_context *ctx, const ssm_bench *b, clattn_ssm *ssm, size_t n, int var,
-                     const progress *prog, bench_row *r)
+                     clattn_dtype dt, const progress *prog, bench_row *r)
 {
     cl_mem bufs[2] = {NULL, NULL};
     cl_int err = make_buffers(ctx, bufs, 2, 1, b->batch * b->heads * n);
@@ -231,8 +262,9 @@ static int bench_one(clattn_context *ctx, const ssm_bench *b, clattn_ssm *ssm, s
     clattn_ssm_desc desc;
     clattn_ssm_desc_init(&desc);
     desc.algorithm = var == SV_FFT ? CLATTN_SSM_FFT : CLATTN_SSM_DIRECT;
-    j.u = clattn_tensor_make(bufs[0], b->batch, b->heads, n, 1);
-    j.y = clattn_tensor_make(bufs[1], b->batch, b->heads, n, 1);
+    desc.u_dtype = desc.y_dtype = dt; /* float32-sized buffers hold any type */
+    j.u = clattn_tensor_make_typed(bufs[0], dt, b->batch, b->heads, n, 1);
+    j.y = clattn_tensor_make_typed(bufs[1], dt, b->batch, b->heads, n, 1);
     /* The plan (K and its spectrum, the clFFT plans) is baked outside the timing. */
     clattn_status st = clattn_ssm_plan_create(ctx, &desc, ssm, j.u.shape, &j.plan);
     if (st != CLATTN_SUCCESS) {
@@ -249,6 +281,7 @@ static int bench_one(clattn_context *ctx, const ssm_bench *b, clattn_ssm *ssm, s
     r->d = b->state;
     r->causal = 1;
     r->build_ms = NAN;
+    r->dtype = clattn_dtype_name(dt);
     snprintf(r->kernel, sizeof r->kernel, "ssm %s N=%zu", SV_NAMES[var], b->state);
     /* The direct sum is O(N^2): one repetition beyond 8k keeps the sweep short. */
     size_t reps = var == SV_DIRECT && n > 8192 ? 1 : b->reps;
@@ -265,7 +298,7 @@ static int bench_parse_ssm(int argc, char **argv, ssm_bench *b, int *help)
 {
     const char *cmd = "bench ssm";
     const char *n = NULL, *heads = NULL, *batch = NULL, *state = NULL, *reps = NULL,
-               *vars = NULL, *maxd = NULL;
+               *vars = NULL, *maxd = NULL, *dts = NULL;
     memset(b, 0, sizeof *b);
     const size_t ns[] = {1024, 4096, 16384, 65536};
     for (size_t i = 0; i < 4; i++)
@@ -280,10 +313,12 @@ static int bench_parse_ssm(int argc, char **argv, ssm_bench *b, int *help)
         {"--batch", NULL, &batch, NULL},  {"--state", NULL, &state, NULL},
         {"--reps", NULL, &reps, NULL},    {"--variants", NULL, &vars, NULL},
         {"--max-direct", NULL, &maxd, NULL}, {"--device", NULL, &b->device, NULL},
-        {"--csv", NULL, NULL, &b->csv},
+        {"--csv", NULL, NULL, &b->csv},   {"--dtype", NULL, &dts, NULL},
     };
     int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), help);
     if (rc || *help)
+        return rc;
+    if ((rc = cli_ssm_dtype_list(cmd, dts, b->dtypes, &b->n_dtypes)))
         return rc;
     if ((n && (rc = parse_list(cmd, "--n", n, 1, ((size_t)1 << 24) - 1, b->ns, &b->n_count))) ||
         (heads && (rc = size_option(cmd, "--heads", heads, 1, 65536, &b->heads))) ||
@@ -315,25 +350,28 @@ int cli_bench_ssm(int argc, char **argv)
         clattn_context_destroy(ctx);
         return rc;
     }
-    bench_row *rows = calloc(b.n_count * SV_COUNT + 1, sizeof *rows);
+    bench_row *rows = calloc(b.n_count * SV_COUNT * b.n_dtypes + 1, sizeof *rows);
     if (!rows) {
         clattn_ssm_destroy(ssm);
         clattn_context_destroy(ctx);
         return fail(EXIT_RUNTIME, "out of memory");
     }
     size_t nrows = 0;
-    progress prog = {isatty(fileno(stderr)), 0, b.n_count * (size_t)b.n_variants};
+    progress prog = {isatty(fileno(stderr)), 0, b.n_count * (size_t)b.n_variants * b.n_dtypes};
     for (size_t i = 0; i < b.n_count; i++)
-        for (int vi = 0; vi < b.n_variants; vi++) {
-            int v = b.variants[vi];
-            size_t n = b.ns[i];
-            progress_step(&prog, "%s N=%zu", SV_NAMES[v], n);
-            if (v == SV_DIRECT && n > b.max_direct) {
-                note(&prog, "direct N=%zu skipped (above --max-direct %zu)", n, b.max_direct);
-                continue;
+        for (int vi = 0; vi < b.n_variants; vi++)
+            for (size_t di = 0; di < b.n_dtypes; di++) {
+                int v = b.variants[vi];
+                size_t n = b.ns[i];
+                clattn_dtype dt = b.dtypes[di];
+                progress_step(&prog, "%s N=%zu %s", SV_NAMES[v], n, clattn_dtype_name(dt));
+                if (v == SV_DIRECT && n > b.max_direct) {
+                    note(&prog, "direct N=%zu skipped (above --max-direct %zu)", n,
+                         b.max_direct);
+                    continue;
+                }
+                nrows += bench_one(ctx, &b, ssm, n, v, dt, &prog, &rows[nrows]) == 0;
             }
-            nrows += bench_one(ctx, &b, ssm, n, v, &prog, &rows[nrows]) == 0;
-        }
     progress_clear(&prog);
     clattn_ssm_destroy(ssm);
     clattn_context_destroy(ctx);

@@ -21,7 +21,8 @@ void cli_usage_ssm_s4(FILE *f)
             "      full S4: A = Lambda - P Q^* (Q = P when omitted), bilinear discretisation,\n"
             "      kernel by the Cauchy/Woodbury generating function and an inverse FFT.\n"
             "      Lambda, P, Q, B, C [H, N, 2] (complex as re, im), log_dt [H], D [H],\n"
-            "      u [B, H, L]; writes y [B, H, L]. The N states stand for N conjugate pairs\n"
+            "      u [B, H, L] (f32, f16, or bf16 with --dtype bf16; the parameters float32);\n"
+            "      writes y [B, H, L] (--out-dtype). The N states stand for N conjugate pairs\n"
             "      (the 2N-state system with the conjugates of Lambda, P, Q, B, C): the output\n"
             "      is y = 2 Re(C x) + D u of the half system; pass C itself (no factor 2\n"
             "      folded in, unlike --Ct of the S4D path)\n"
@@ -77,15 +78,17 @@ int cli_run_ssm_s4(int argc, char **argv)
     }
     npy_array a[S4_FILES];
     memset(a, 0, sizeof a);
-    float *y = NULL;
+    void *y = NULL;
     clattn_context *ctx = NULL;
     clattn_plan *plan = NULL;
     clattn_ssm *ssm = NULL;
     for (int i = 0; i < S4_FILES; i++) {
         int nd = i == S4_U ? 3 : i == S4_DT || i == S4_D ? 1 : 3;
-        if (path[i] && (rc = load_f32(path[i], names[i], nd, &a[i])))
+        if (path[i] && (rc = i == S4_U ? load_tensor(path[i], names[i], nd, &a[i], &desc.u_dtype)
+                                       : load_f32(path[i], names[i], nd, &a[i])))
             goto cleanup;
     }
+    desc.y_dtype = cli_get_out_dtype();
     size_t H = a[S4_U].shape[1], N = a[S4_LAMBDA].shape[1], L = a[S4_U].shape[2];
     for (int i = 0; i <= S4_C; i++)
         if (path[i] && (a[i].shape[0] != H || a[i].shape[1] != N || a[i].shape[2] != 2)) {
@@ -97,7 +100,7 @@ int cli_run_ssm_s4(int argc, char **argv)
         rc = fail(EXIT_USAGE, "%s: --log-dt and --D must hold H = %zu values", cmd, H);
         goto cleanup;
     }
-    y = malloc(a[S4_U].count * sizeof *y);
+    y = malloc(a[S4_U].count * clattn_dtype_size(desc.y_dtype));
     if (!y) {
         rc = fail(EXIT_RUNTIME, "out of memory for the output");
         goto cleanup;
@@ -108,8 +111,8 @@ int cli_run_ssm_s4(int argc, char **argv)
         const size_t shape[4] = {a[S4_U].shape[0], H, L, 1};
         cli_io io;
         cli_io_init(&io, ctx);
-        cl_mem bu = cli_io_in(&io, a[S4_U].data, a[S4_U].count * 4);
-        cl_mem by = cli_io_out(&io, y, a[S4_U].count * 4);
+        cl_mem bu = cli_io_in(&io, a[S4_U].data, a[S4_U].count * clattn_dtype_size(desc.u_dtype));
+        cl_mem by = cli_io_out(&io, y, a[S4_U].count * clattn_dtype_size(desc.y_dtype));
         rc = cli_io_check(&io);
         if (rc == 0) {
             clattn_status st = clattn_ssm_s4_create(
@@ -121,7 +124,8 @@ int cli_run_ssm_s4(int argc, char **argv)
             if (st != CLATTN_SUCCESS) {
                 rc = fail_status(ctx, st, "ssm s4 failed");
             } else {
-                clattn_tensor tu = cli_tensor(bu, shape), ty = cli_tensor(by, shape);
+                clattn_tensor tu = cli_tensor_typed(bu, shape, desc.u_dtype);
+                clattn_tensor ty = cli_tensor_typed(by, shape, desc.y_dtype);
                 cl_event done = NULL;
                 st = clattn_ssm_plan_enqueue(plan, &tu, &ty, 0, NULL, &done);
                 rc = cli_io_read(&io, st, done, "ssm s4 failed");
@@ -131,7 +135,7 @@ int cli_run_ssm_s4(int argc, char **argv)
     }
     if (rc)
         goto cleanup;
-    rc = write_f32(op, y, 3, a[S4_U].shape);
+    rc = write_tensor(op, y, desc.y_dtype, 3, a[S4_U].shape);
     if (rc == 0)
         cli_run_summary(ctx, "ssm", plan);
 cleanup:

@@ -562,6 +562,82 @@ static int run_ssm(clattn_context *ctx)
     return rc;
 }
 
+/* The SSM convolution with float16 u and y (issue 15) on handle plans, by FFT (the pack kernel
+ * reading halves, the finish kernel writing them) and directly, and one float16 decoding step,
+ * against the fp64 reference on the half-rounded inputs; error within an f16 ulp plus 1e-4. */
+static int run_ssm_f16(clattn_context *ctx)
+{
+    size_t B = 1, H = 2, N = 4, L = 23, n = B * H * L;
+    uint64_t seed = 29;
+    float A[16], C[16], Ct[16], ldt[2] = {-2.5f, -3.5f}, D[2], u[46], r[46], y[46];
+    uint16_t hu[46], hy[46];
+    ref_fill_uniform(C, 16, 1, &seed);
+    ref_fill_uniform(D, 2, 1, &seed);
+    ref_fill_uniform(u, n, 1, &seed);
+    for (size_t i = 0; i < H * N; i++) {
+        A[2 * i] = -0.5f;
+        A[2 * i + 1] = 3.14159265f * (float)(i % N);
+    }
+    int rc = clattn_ssm_s4d_zoh(H, N, A, NULL, C, ldt, 1, Ct) != CLATTN_SUCCESS ||
+             clattn_convert_host(u, CLATTN_F32, hu, CLATTN_F16, n) != CLATTN_SUCCESS ||
+             clattn_convert_host(hu, CLATTN_F16, u, CLATTN_F32, n) != CLATTN_SUCCESS;
+    ref_ssm_forward(u, A, Ct, ldt, D, B, H, N, L, r);
+    cl_int err = CL_SUCCESS;
+    cl_context cl = clattn_context_get_cl_context(ctx);
+    cl_command_queue q = clattn_context_get_cl_queue(ctx);
+    cl_mem bu = clCreateBuffer(cl, CL_MEM_COPY_HOST_PTR, n * 2, hu, &err);
+    cl_mem by = clCreateBuffer(cl, CL_MEM_READ_WRITE, n * 2, NULL, &err);
+    clattn_ssm *s = NULL;
+    clattn_ssm_state *st = NULL;
+    if (rc || err != CL_SUCCESS ||
+        clattn_ssm_create(ctx, H, N, A, Ct, ldt, D, &s) != CLATTN_SUCCESS)
+        rc = 1;
+    clattn_tensor tu = clattn_tensor_make_typed(bu, CLATTN_F16, B, H, L, 1);
+    clattn_tensor ty = clattn_tensor_make_typed(by, CLATTN_F16, B, H, L, 1);
+    for (int a = 0; a < 2 && !rc; a++) {
+        clattn_ssm_desc d;
+        clattn_ssm_desc_init(&d);
+        d.algorithm = a ? CLATTN_SSM_DIRECT : CLATTN_SSM_FFT;
+        d.u_dtype = d.y_dtype = CLATTN_F16;
+        clattn_plan *plan = NULL;
+        if (clattn_ssm_plan_create(ctx, &d, s, tu.shape, &plan) != CLATTN_SUCCESS ||
+            clattn_ssm_plan_enqueue(plan, &tu, &ty, 0, NULL, NULL) != CLATTN_SUCCESS ||
+            clEnqueueReadBuffer(q, by, CL_TRUE, 0, n * 2, hy, 0, NULL, NULL) != CL_SUCCESS) {
+            fprintf(stderr, "ssm f16 failed: %s\n", clattn_context_last_error(ctx));
+            rc = 1;
+        } else {
+            clattn_convert_host(hy, CLATTN_F16, y, CLATTN_F32, n);
+            double mr = 0, e = ref_max_abs_diff(y, r, n, &mr);
+            printf("ssm f16 %s: error %.2e\n", a ? "direct" : "fft", e);
+            rc |= !(e <= 0x1p-11 * mr + 1e-4 * fmax(1, mr));
+        }
+        clattn_plan_destroy(plan);
+    }
+    /* One f16 step from a written zero state: y = Ct . u + D u at l = 0. */
+    float zeros[16] = {0};
+    clattn_tensor su = clattn_tensor_make_typed(bu, CLATTN_F16, B, H, 1, 1);
+    clattn_tensor sy = clattn_tensor_make_typed(by, CLATTN_F16, B, H, 1, 1);
+    su.strides[1] = L; /* u[b, h, 0] */
+    if (!rc && (clattn_ssm_state_create(s, B, &st) != CLATTN_SUCCESS ||
+                clattn_ssm_state_write(st, zeros) != CLATTN_SUCCESS ||
+                clattn_ssm_step(st, &su, &sy, 0, NULL, NULL) != CLATTN_SUCCESS ||
+                clEnqueueReadBuffer(q, by, CL_TRUE, 0, H * 2, hy, 0, NULL, NULL) != CL_SUCCESS)) {
+        fprintf(stderr, "ssm f16 step failed: %s\n", clattn_context_last_error(ctx));
+        rc = 1;
+    } else if (!rc) {
+        clattn_convert_host(hy, CLATTN_F16, y, CLATTN_F32, H);
+        float rt[2] = {r[0], r[L]};
+        double mr = 0, e = ref_max_abs_diff(y, rt, H, &mr);
+        printf("ssm f16 step: error %.2e\n", e);
+        rc |= !(e <= 0x1p-11 * mr + 1e-4 * fmax(1, mr));
+    }
+    clattn_ssm_state_destroy(st);
+    clattn_ssm_destroy(s);
+    clReleaseMemObject(bu);
+    clReleaseMemObject(by);
+    return rc;
+}
+
 /* RPE attention (kernelized, relative positional bias), one algorithm, against its fp64
  * reference; the FFT path runs clFFT's transforms too. hk key/value heads under H = 2 query heads
  * (1: both query heads share one, the FFT path's shared spectra). */
@@ -932,6 +1008,7 @@ int main(int argc, char **argv)
         }
         if (strcmp(w, "ssm") == 0) {
             rc |= run_ssm(ctx);
+            rc |= run_ssm_f16(ctx);
             continue;
         }
         if (strcmp(w, "ssm_s4") == 0) {

@@ -43,11 +43,20 @@ typedef enum clattn_ssm_algo {
     CLATTN_SSM_DIRECT = 2 /* the causal sum itself, O(L^2) */
 } clattn_ssm_algo;
 
-/* Options of the convolution plans. Fill with clattn_ssm_desc_init() (algorithm AUTO); a NULL
- * desc means the defaults. */
+/* Options of the convolution plans. Fill with clattn_ssm_desc_init() (algorithm AUTO, float32
+ * u and y); a NULL desc means the defaults.
+ * Element types (see the accuracy contract in clattn.h): the input sequence u and the output y
+ * may each be f32, f16 or bf16 (independently); the plan is baked for them and its enqueue
+ * refuses views of other types (DTYPE_MISMATCH). The one-shot clattn_ssm_enqueue /
+ * clattn_ssm_conv_enqueue take them from the tensors. Everything else stays float32: the SSM's
+ * parameters (A, Ct, log_dt, D, the S4 ones), a convolution plan's kernel k and skip d, the
+ * decoding state, the plan's scratch (the FFT path packs u into float32 rows and writes y in its
+ * type from the last kernel; no separate cast pass) and the _host call. Arithmetic is float32. */
 typedef struct clattn_ssm_desc {
     size_t struct_size;
     clattn_ssm_algo algorithm;
+    clattn_dtype u_dtype; /* input sequence u (default CLATTN_F32) */
+    clattn_dtype y_dtype; /* output y (default CLATTN_F32) */
 } clattn_ssm_desc;
 
 CLATTN_API void clattn_ssm_desc_init(clattn_ssm_desc *desc);
@@ -107,17 +116,20 @@ CLATTN_API clattn_status clattn_ssm_plan_create(clattn_context *ctx, const clatt
                                                 clattn_ssm *ssm, const size_t u_shape[4],
                                                 clattn_plan **plan);
 
-/* Enqueues a plan of clattn_ssm_plan_create on u and y of its shape (any strides; y one-to-one
- * and not overlapping u). Every element of y is written. Makes no program lookup, kernel or
- * buffer. Status: NULL_POINTER, INVALID_ARGUMENT (not an SSM handle plan), INVALID_SHAPE and
- * SHAPE_MISMATCH (views of another shape), BUFFER_TOO_SMALL, ALIASING, OpenCL codes. */
+/* Enqueues a plan of clattn_ssm_plan_create on u and y of its shape and element types (any
+ * strides; y one-to-one and not overlapping u). Every element of y is written. Makes no program
+ * lookup, kernel or buffer. Status: NULL_POINTER, INVALID_ARGUMENT (not an SSM handle plan),
+ * INVALID_SHAPE and SHAPE_MISMATCH (views of another shape), DTYPE_MISMATCH (u or y not of the
+ * plan's type), BUFFER_TOO_SMALL, ALIASING, OpenCL codes. */
 CLATTN_API clattn_status clattn_ssm_plan_enqueue(clattn_plan *plan, const clattn_tensor *u,
                                                  const clattn_tensor *y, cl_uint num_wait,
                                                  const cl_event *wait, cl_event *event);
 
-/* One-shot: clattn_ssm_plan_create for u's shape, clattn_ssm_plan_enqueue, then the plan is
- * released (K is generated on every call: make a plan for repeated calls). Every invalid
- * argument is refused before anything is baked. Status as for the two. */
+/* One-shot: clattn_ssm_plan_create for u's shape and u's and y's element types (the desc's
+ * u_dtype / y_dtype are ignored; an unknown tensor dtype is INVALID_ARGUMENT),
+ * clattn_ssm_plan_enqueue, then the plan is released (K is generated on every call: make a plan
+ * for repeated calls). Every invalid argument is refused before anything is baked. Status as for
+ * the two. */
 CLATTN_API clattn_status clattn_ssm_enqueue(clattn_ssm *ssm, const clattn_ssm_desc *desc,
                                             const clattn_tensor *u, const clattn_tensor *y,
                                             cl_uint num_wait, const cl_event *wait,
@@ -131,7 +143,8 @@ CLATTN_API clattn_status clattn_ssm_conv_plan_create(clattn_context *ctx,
                                                      clattn_plan **plan);
 
 /* Enqueues y = k * u (+ d (.) u) with a plan of clattn_ssm_conv_plan_create: u and y of its
- * shape, k {1, H, L, 1} and d {1, H, 1, 1} or NULL (any strides). The FFT path transforms k on
+ * shape and types, k {1, H, L, 1} and d {1, H, 1, 1} or NULL (any strides; float32 whatever u's
+ * type, else DTYPE_MISMATCH). The FFT path transforms k on
  * every call. Status as for clattn_ssm_plan_enqueue (INVALID_ARGUMENT for a handle plan;
  * SHAPE_MISMATCH when k or d disagree with u; ALIASING when y overlaps u, k or d). */
 CLATTN_API clattn_status clattn_ssm_conv_plan_enqueue(clattn_plan *plan, const clattn_tensor *u,
@@ -140,16 +153,18 @@ CLATTN_API clattn_status clattn_ssm_conv_plan_enqueue(clattn_plan *plan, const c
                                                       const clattn_tensor *y, cl_uint num_wait,
                                                       const cl_event *wait, cl_event *event);
 
-/* One-shot on a convolution plan (baked for u's shape, released on return). */
+/* One-shot on a convolution plan (baked for u's shape and u's and y's types, released on
+ * return). */
 CLATTN_API clattn_status clattn_ssm_conv_enqueue(clattn_context *ctx, const clattn_ssm_desc *desc,
                                                  const clattn_tensor *u, const clattn_tensor *k,
                                                  const clattn_tensor *d, const clattn_tensor *y,
                                                  cl_uint num_wait, const cl_event *wait,
                                                  cl_event *event);
 
-/* Blocking host-memory convenience on a plan: u and y contiguous [B][H][L] float32, parameters
- * as for clattn_ssm_create. y is only written on success (read back after the convolution's
- * event, on in-order and out-of-order queues). Status as for create, plan_create and enqueue. */
+/* Blocking host-memory convenience on a plan: u and y contiguous [B][H][L] float32 (the desc's
+ * u_dtype / y_dtype are ignored), parameters as for clattn_ssm_create. y is only written on
+ * success (read back after the convolution's event, on in-order and out-of-order queues). Status
+ * as for create, plan_create and enqueue. */
 CLATTN_API clattn_status clattn_ssm_host(clattn_context *ctx, const clattn_ssm_desc *desc,
                                          size_t batch, size_t heads, size_t state_dim,
                                          size_t length, const float *A, const float *Ct,
@@ -182,11 +197,13 @@ CLATTN_API clattn_status clattn_ssm_state_read(clattn_ssm_state *state, float *x
  * enqueued before it (values must be finite, else INVALID_ARGUMENT and the state is unchanged). */
 CLATTN_API clattn_status clattn_ssm_state_write(clattn_ssm_state *state, const float *x);
 
-/* One step for every sequence: u and y {B, H, 1, 1}. x = w (.) x + u, then
+/* One step for every sequence: u and y {B, H, 1, 1}, each of any element type (f32, f16 or
+ * bf16, taken from the tensors at each call; the state x stays float32). x = w (.) x + u, then
  * y = Re(sum_n Ct x) + D u. Steps over a sequence from a zero state reproduce the convolution's
  * y (up to float32 rounding of the powers of w). Sets the state kernel's arguments and enqueues
  * it: no program lookup, kernel or buffer. Status: NULL_POINTER, SHAPE_MISMATCH,
- * BUFFER_TOO_SMALL, ALIASING (y overlaps u), OpenCL codes; on failure the state is unchanged. */
+ * BUFFER_TOO_SMALL, ALIASING (y overlaps u), INVALID_ARGUMENT (a tensor dtype that is not a
+ * clattn_dtype), OpenCL codes; on failure the state is unchanged. */
 CLATTN_API clattn_status clattn_ssm_step(clattn_ssm_state *state, const clattn_tensor *u,
                                          const clattn_tensor *y, cl_uint num_wait,
                                          const cl_event *wait, cl_event *event);
@@ -219,6 +236,12 @@ typedef struct clattn_gss_desc {
     size_t struct_size;
     float ln_eps; /* > 0 and finite */
     clattn_ssm_algo algorithm;
+    /* Element types of x and out (f32, f16 or bf16, independently; default CLATTN_F32). The
+     * layer norm reads x in its type and the residual kernel writes out in its type; weights,
+     * the scratch between the layers (the CLBlast GEMMs take float32) and the DSS stay float32.
+     * clattn_gss_enqueue takes them from the tensors. */
+    clattn_dtype x_dtype;
+    clattn_dtype out_dtype;
 } clattn_gss_desc;
 
 CLATTN_API void clattn_gss_desc_init(clattn_gss_desc *desc);
@@ -233,12 +256,14 @@ CLATTN_API clattn_status clattn_gss_plan_create(clattn_context *ctx, const clatt
                                                 clattn_ssm *dss, size_t ffn_dim,
                                                 const size_t x_shape[4], clattn_plan **plan);
 
-/* Enqueues the layer: x and out of the plan's shape with dense rows (strides {L*E, any, E, 1}),
- * out not overlapping x or a weight. The caller's wait list gates the first command (CLBlast
- * calls take none: a barrier is put in front when needed); the event is the last GEMM's. Makes
+/* Enqueues the layer: x and out of the plan's shape and element types with dense rows (strides
+ * {L*E, any, E, 1}), out not overlapping x or a weight. The caller's wait list gates the first
+ * command (CLBlast calls take none: a barrier is put in front when needed); the event is the
+ * last kernel's (out = x + b_o2 + the last GEMM's float32 result, written in out's type). Makes
  * no program lookup, kernel or buffer of its own (CLBlast keeps its own kernel cache). Status:
  * NULL_POINTER (weights, a required weight buffer, x, out), INVALID_ARGUMENT (not a GSS plan),
- * SHAPE_MISMATCH, UNSUPPORTED (rows not dense), BUFFER_TOO_SMALL (a weight buffer smaller than
+ * SHAPE_MISMATCH, DTYPE_MISMATCH (x or out not of the plan's type), UNSUPPORTED (rows not
+ * dense), BUFFER_TOO_SMALL (a weight buffer smaller than
  * its shape, or a view), ALIASING, BLAS_ERROR, OpenCL codes. */
 CLATTN_API clattn_status clattn_gss_plan_enqueue(clattn_plan *plan,
                                                  const clattn_gss_weights *weights,
@@ -246,8 +271,9 @@ CLATTN_API clattn_status clattn_gss_plan_enqueue(clattn_plan *plan,
                                                  cl_uint num_wait, const cl_event *wait,
                                                  cl_event *event);
 
-/* One-shot: clattn_gss_plan_create for x's shape, clattn_gss_plan_enqueue, then the plan is
- * released; every invalid argument is refused before anything is baked. Status as for the two. */
+/* One-shot: clattn_gss_plan_create for x's shape and x's and out's element types (the desc's
+ * x_dtype / out_dtype are ignored), clattn_gss_plan_enqueue, then the plan is released; every
+ * invalid argument is refused before anything is baked. Status as for the two. */
 CLATTN_API clattn_status clattn_gss_enqueue(clattn_context *ctx, const clattn_gss_desc *desc,
                                             clattn_ssm *dss, const clattn_gss_weights *weights,
                                             size_t ffn_dim, const clattn_tensor *x,

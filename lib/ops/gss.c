@@ -53,6 +53,8 @@ void clattn_gss_desc_init(clattn_gss_desc *desc)
     desc->struct_size = sizeof *desc;
     desc->ln_eps = 1e-5f;
     desc->algorithm = CLATTN_SSM_AUTO;
+    desc->x_dtype = CLATTN_F32;
+    desc->out_dtype = CLATTN_F32;
 }
 
 static clattn_status read_desc(clattn_context *ctx, const clattn_gss_desc *in,
@@ -70,7 +72,10 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_gss_desc *in,
         out->algorithm != CLATTN_SSM_DIRECT)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "gss desc: unknown algorithm %d",
                             (int)out->algorithm);
-    return CLATTN_SUCCESS;
+    status = clattn__dtype_check(ctx, out->x_dtype, "gss desc x_dtype");
+    if (status == CLATTN_SUCCESS)
+        status = clattn__dtype_check(ctx, out->out_dtype, "gss desc out_dtype");
+    return status;
 }
 
 /* The layer's sizes from x's shape, the width F and the DSS handle. */
@@ -124,7 +129,8 @@ static clattn_status check_weight(clattn_context *ctx, cl_mem m, size_t floats, 
 
 /* The weights, x and out of one call against the layer's sizes. */
 static clattn_status check_io(clattn_context *ctx, const gss_dims *g, const clattn_gss_weights *w,
-                              const clattn_tensor *x, const clattn_tensor *out)
+                              const clattn_tensor *x, const clattn_tensor *out,
+                              clattn_dtype x_dt, clattn_dtype out_dt)
 {
     clattn_status status = CLATTN_SUCCESS;
     size_t E = g->E, F = g->F, H = g->H;
@@ -139,8 +145,10 @@ static clattn_status check_io(clattn_context *ctx, const gss_dims *g, const clat
     CLATTN_FORWARD(check_weight(ctx, w->b_o1, F, false, "b_o1"));
     CLATTN_FORWARD(check_weight(ctx, w->w_o2, F * E, true, "w_o2"));
     CLATTN_FORWARD(check_weight(ctx, w->b_o2, E, false, "b_o2"));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, x, "x", g->shape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, out, "out", g->shape, sizeof(float)));
+    CLATTN_FORWARD(clattn__tensor_check(ctx, x, "x", g->shape, clattn_dtype_size(x_dt)));
+    CLATTN_FORWARD(clattn__tensor_dtype(ctx, x, "x", x_dt));
+    CLATTN_FORWARD(clattn__tensor_check(ctx, out, "out", g->shape, clattn_dtype_size(out_dt)));
+    CLATTN_FORWARD(clattn__tensor_dtype(ctx, out, "out", out_dt));
     const clattn_tensor *views[2] = {x, out};
     for (int i = 0; i < 2; i++)
         CLATTN_CHECK(views[i]->strides[3] == 1 && views[i]->strides[2] == E &&
@@ -188,7 +196,15 @@ clattn_status clattn_gss_plan_create(clattn_context *ctx, const clattn_gss_desc 
     CLATTN_FORWARD(clattn_ssm_plan_create(ctx, &sd, dss, ushape, &p->dss));
     base->algorithm = p->dss->algorithm;
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "%s", p->dss->algorithm_name);
-    snprintf(base->launch, sizeof base->launch, "%.150s", p->dss->launch);
+    {
+        const clattn_dtype dts[2] = {p->desc.x_dtype, p->desc.out_dtype};
+        char sfx[8];
+        clattn__dtype_suffix(sfx, sizeof sfx, dts, 2);
+        snprintf(base->launch, sizeof base->launch, "%.140s%s%s", p->dss->launch,
+                 sfx[0] ? " dtype=" : "", sfx[0] ? sfx + 1 : "");
+    }
+    const clattn__dtype_role roles[2] = {{"X", p->desc.x_dtype}, {"OUT", p->desc.out_dtype}};
+    CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, 2));
     /* gss.cl has no tunables: every kernel runs one work-item per element or token row. */
     CLATTN_FORWARD(clattn__plan_kernel(base, "gss.cl", "", "clattn_gss_layernorm", 0, "fixed",
                                        &p->ln));
@@ -273,9 +289,8 @@ cleanup:
     return status;
 }
 
-/* v *= y W_o1 + b_o1 (uc holds y W_o1), then out = x + b_o2. */
-static clattn_status gate_and_residual(gss_plan *p, clattn__seq *s, const clattn_gss_weights *w,
-                                       const clattn_tensor *x, const clattn_tensor *out)
+/* v *= y W_o1 + b_o1 (uc holds y W_o1). */
+static clattn_status gate(gss_plan *p, clattn__seq *s, const clattn_gss_weights *w)
 {
     clattn_context *ctx = p->base.ctx;
     clattn_status status = CLATTN_SUCCESS;
@@ -294,6 +309,17 @@ static clattn_status gate_and_residual(gss_plan *p, clattn__seq *s, const clattn
         size_t gl[2] = {g->F, g->T};
         CLATTN_FORWARD(clattn__seq_kernel(s, p->gate, 2, gl, false, NULL));
     }
+cleanup:
+    return status;
+}
+
+/* out = x + b_o2 + o, o the last GEMM's float32 result (in xn), out in its type. */
+static clattn_status residual(gss_plan *p, clattn__seq *s, const clattn_gss_weights *w,
+                              const clattn_tensor *x, const clattn_tensor *out, cl_event *event)
+{
+    clattn_context *ctx = p->base.ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    const gss_dims *g = &p->dims;
     {
         cl_ulong xo = x->offset, oo = out->offset;
         cl_uint ue = (cl_uint)g->E;
@@ -307,9 +333,10 @@ static clattn_status gate_and_residual(gss_plan *p, clattn__seq *s, const clattn
         CLATTN_ARG(&a, ue);
         CLATTN_ARG(&a, b);
         CLATTN_ARG(&a, hb);
+        CLATTN_ARG(&a, p->xn);
         CLATTN_CL(a.err);
         size_t gl[2] = {g->E, g->T};
-        CLATTN_FORWARD(clattn__seq_kernel(s, p->residual, 2, gl, false, NULL));
+        CLATTN_FORWARD(clattn__seq_kernel(s, p->residual, 2, gl, true, event));
     }
 cleanup:
     return status;
@@ -329,7 +356,7 @@ clattn_status clattn_gss_plan_enqueue(clattn_plan *plan, const clattn_gss_weight
     bool seq = false;
     CLATTN_CHECK(num_wait == 0 || wait, CLATTN_NULL_POINTER,
                  "gss enqueue: num_wait > 0 but wait is NULL");
-    CLATTN_FORWARD(check_io(ctx, g, w, x, out));
+    CLATTN_FORWARD(check_io(ctx, g, w, x, out, p->desc.x_dtype, p->desc.out_dtype));
     /* The DSS views of u and y: [B, L, H] rows seen as {B, H, L, 1}. */
     clattn_tensor uv = clattn_tensor_make(p->u, g->B, g->H, g->L, 1), yv;
     uv.strides[0] = g->L * g->H;
@@ -347,9 +374,11 @@ clattn_status clattn_gss_plan_enqueue(clattn_plan *plan, const clattn_gss_weight
     CLATTN_FORWARD(bias_gelu(p, &s, p->u, g->H, w->b_u));
     CLATTN_FORWARD(clattn__ssm_plan_run(p->dss, &s, &uv, &yv, false, NULL));
     CLATTN_FORWARD(gemm(&s, g->T, g->F, g->H, p->y, w->w_o1, p->uc, 0, 0.0f, false, NULL));
-    CLATTN_FORWARD(gate_and_residual(p, &s, w, x, out));
-    CLATTN_FORWARD(gemm(&s, g->T, g->E, g->F, p->v, w->w_o2, out->buffer, out->offset, 1.0f,
-                        true, event));
+    CLATTN_FORWARD(gate(p, &s, w));
+    /* The last GEMM into float32 scratch (xn is free by now), then the residual kernel writes
+     * out = x + b_o2 + that in out's type. */
+    CLATTN_FORWARD(gemm(&s, g->T, g->E, g->F, p->v, w->w_o2, p->xn, 0, 0.0f, false, NULL));
+    CLATTN_FORWARD(residual(p, &s, w, x, out, event));
 cleanup:
     if (seq)
         clattn__seq_end(&s);
@@ -374,8 +403,13 @@ clattn_status clattn_gss_enqueue(clattn_context *ctx, const clattn_gss_desc *des
     CLATTN_CHECK(num_wait == 0 || wait, CLATTN_NULL_POINTER, "gss: num_wait > 0 but wait is NULL");
     CLATTN_CHECK(dss->ctx == ctx, CLATTN_INVALID_CONTEXT,
                  "gss: the DSS handle belongs to another context");
+    /* The element types come from the tensors. */
+    CLATTN_FORWARD(clattn__dtype_check(ctx, x->dtype, "gss: x dtype"));
+    CLATTN_FORWARD(clattn__dtype_check(ctx, out->dtype, "gss: out dtype"));
+    d.x_dtype = x->dtype;
+    d.out_dtype = out->dtype;
     CLATTN_FORWARD(get_dims(ctx, dss, ffn_dim, x->shape, &g));
-    CLATTN_FORWARD(check_io(ctx, &g, w, x, out));
+    CLATTN_FORWARD(check_io(ctx, &g, w, x, out, d.x_dtype, d.out_dtype));
     CLATTN_FORWARD(clattn_gss_plan_create(ctx, &d, dss, ffn_dim, x->shape, &plan));
     CLATTN_FORWARD(clattn_gss_plan_enqueue(plan, w, x, out, num_wait, wait, event));
 cleanup:

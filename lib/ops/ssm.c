@@ -25,7 +25,9 @@ typedef struct ssm_plan {
     size_t shape[4];     /* u and y: {B, H, L, 1} */
     size_t rows, bins;   /* B * H sequences; FFT bins M/2 + 1 */
     clattn__ssm_launch launch;
-    cl_kernel pack, cmul, finish, direct;
+    clattn_dtype u_dt, y_dt; /* element types of u and y */
+    cl_kernel pack, pack_k, cmul, finish, direct; /* pack_k: a float32 kernel k (pack, when u is
+                                                   * float32 too) */
     cl_mem d;            /* handle plans: the handle's D (retained), NULL without one */
     cl_mem k;            /* DIRECT handle plans: K [H][L], generated at bake time */
     cl_mem ur, uf, kf;   /* FFT: padded rows [rows][M] (K's rows too while K is transformed),
@@ -50,6 +52,8 @@ void clattn_ssm_desc_init(clattn_ssm_desc *desc)
     memset(desc, 0, sizeof *desc);
     desc->struct_size = sizeof *desc;
     desc->algorithm = CLATTN_SSM_AUTO;
+    desc->u_dtype = CLATTN_F32;
+    desc->y_dtype = CLATTN_F32;
 }
 
 static clattn_status read_desc(clattn_context *ctx, const clattn_ssm_desc *in,
@@ -64,7 +68,10 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_ssm_desc *in,
         out->algorithm != CLATTN_SSM_DIRECT)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "ssm desc: unknown algorithm %d",
                             (int)out->algorithm);
-    return CLATTN_SUCCESS;
+    status = clattn__dtype_check(ctx, out->u_dtype, "ssm desc u_dtype");
+    if (status == CLATTN_SUCCESS)
+        status = clattn__dtype_check(ctx, out->y_dtype, "ssm desc y_dtype");
+    return status;
 }
 
 /* ---- host-side parameter preparation ---- */
@@ -320,16 +327,16 @@ static clattn_status check_shape(clattn_context *ctx, const size_t u[4], const c
     return CLATTN_SUCCESS;
 }
 
-/* u and y against the plan's shape: y one-to-one and not overlapping u. */
+/* u and y against the plan's shape and element types: y one-to-one and not overlapping u. */
 static clattn_status check_views(clattn_context *ctx, const size_t shape[4],
-                                 const clattn_tensor *u, const clattn_tensor *y)
+                                 const clattn_tensor *u, const clattn_tensor *y, clattn_dtype u_dt,
+                                 clattn_dtype y_dt)
 {
     clattn_status status = CLATTN_SUCCESS;
     CLATTN_CHECK(u && y, CLATTN_NULL_POINTER, "ssm: u and y are required");
-    CLATTN_FORWARD(clattn__tensor_check(ctx, u, "u", shape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, y, "y", shape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, y, "y"));
-    CLATTN_FORWARD(clattn__check_no_alias(ctx, y, "y", u, "u", sizeof(float)));
+    const clattn__view ins[1] = {{u, "u", shape, false, u_dt}};
+    const clattn__view outs[1] = {{y, "y", shape, false, y_dt}};
+    CLATTN_FORWARD(clattn__check_views(ctx, ins, 1, outs, 1));
 cleanup:
     return status;
 }
@@ -390,6 +397,10 @@ static clattn_status bake(ssm_plan *p, const clattn_ssm *ssm, const char *by)
     } else {
         CLATTN_FORWARD(clattn__plan_kernel(base, "ssm.cl", L->defines, "clattn_ssm_pack", 0, by,
                                            &p->pack));
+        p->pack_k = p->pack;
+        if (p->conv && p->u_dt != CLATTN_F32)
+            CLATTN_FORWARD(clattn__plan_kernel(base, "ssm.cl", L->defines, "clattn_ssm_pack_k", 0,
+                                               by, &p->pack_k));
         CLATTN_FORWARD(clattn__plan_kernel(base, "ssm.cl", L->defines, "clattn_ssm_finish", 0, by,
                                            &p->finish));
         CLATTN_FORWARD(clattn__plan_kernel(base, "ssm.cl", L->defines, "clattn_ssm_cmul", 0, by,
@@ -455,6 +466,10 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_ssm_desc *des
     p->conv = conv;
     memcpy(p->shape, u_shape, sizeof p->shape);
     p->rows = u_shape[0] * u_shape[1];
+    p->u_dt = d.u_dtype;
+    p->y_dt = d.y_dtype;
+    const clattn__dtype_role roles[2] = {{"U", d.u_dtype}, {"Y", d.y_dtype}};
+    CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, 2));
     clattn__ssm_problem prob = {p->rows, u_shape[1], u_shape[2]};
     status = clattn__schedule_ssm(&ctx->info, &prob, d.algorithm, &p->launch, why, sizeof why);
     CLATTN_CHECK(status == CLATTN_SUCCESS, status, "ssm plan on '%s': %s", ctx->info.name, why);
@@ -462,9 +477,12 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_ssm_desc *des
     base->algorithm = p->launch.algo;
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "%s",
              p->launch.algo == CLATTN_SSM_FFT ? "fft" : "direct");
-    snprintf(base->launch, sizeof base->launch, "fft_len=%zu chunk=%u rows=%u block=%u%s",
+    const clattn_dtype dts[2] = {d.u_dtype, d.y_dtype};
+    char sfx[8];
+    clattn__dtype_suffix(sfx, sizeof sfx, dts, 2);
+    snprintf(base->launch, sizeof base->launch, "fft_len=%zu chunk=%u rows=%u block=%u%s%s%s",
              p->launch.fft_len, p->launch.chunk, p->launch.direct_rows, p->launch.direct_block,
-             conv ? " kernel=caller" : "");
+             conv ? " kernel=caller" : "", sfx[0] ? " dtype=" : "", sfx[0] ? sfx + 1 : "");
     CLATTN_FORWARD(bake(p, conv ? NULL : ssm,
                         d.algorithm == CLATTN_SSM_AUTO ? "scheduler" : "caller"));
     *out = base;
@@ -504,13 +522,13 @@ static void arg_d(clattn__args *a, const clattn_tensor *d, cl_mem any)
 }
 
 /* Rows of the FFT input: dst[r][m] = src(b, h, m) for m < L, zeros up to M. */
-static clattn_status launch_pack(ssm_plan *p, clattn__seq *s, const clattn_tensor *src,
-                                 size_t rows)
+static clattn_status launch_pack(ssm_plan *p, clattn__seq *s, cl_kernel pack,
+                                 const clattn_tensor *src, size_t rows)
 {
     clattn_context *ctx = p->base.ctx;
     clattn_status status = CLATTN_SUCCESS;
     cl_uint um = (cl_uint)p->launch.fft_len, ul = (cl_uint)p->shape[2], uh = (cl_uint)p->shape[1];
-    clattn__args a = {p->pack, 0, CL_SUCCESS};
+    clattn__args a = {pack, 0, CL_SUCCESS};
     clattn__arg_view(&a, src);
     CLATTN_ARG(&a, p->ur);
     CLATTN_ARG(&a, um);
@@ -518,7 +536,7 @@ static clattn_status launch_pack(ssm_plan *p, clattn__seq *s, const clattn_tenso
     CLATTN_ARG(&a, uh);
     CLATTN_CL(a.err);
     size_t gl[2] = {p->launch.fft_len, rows};
-    CLATTN_FORWARD(clattn__seq_kernel(s, p->pack, 2, gl, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel(s, pack, 2, gl, false, NULL));
 cleanup:
     return status;
 }
@@ -532,10 +550,10 @@ static clattn_status run_fft(ssm_plan *p, clattn__seq *s, const clattn_tensor *u
     size_t H = p->shape[1], M = p->launch.fft_len, bins = p->bins;
     if (k) {
         /* The caller's kernel: its spectrum first, through the same padded rows. */
-        CLATTN_FORWARD(launch_pack(p, s, k, H));
+        CLATTN_FORWARD(launch_pack(p, s, p->pack_k, k, H));
         CLATTN_FORWARD(seq_fft(s, FFT_R2C, M, H, p->ur, M, p->kf, bins, false, NULL));
     }
-    CLATTN_FORWARD(launch_pack(p, s, u, p->rows));
+    CLATTN_FORWARD(launch_pack(p, s, p->pack, u, p->rows));
     CLATTN_FORWARD(seq_fft(s, FFT_R2C, M, p->rows, p->ur, M, p->uf, bins, false, NULL));
     {
         cl_uint ub = (cl_uint)bins, uh = (cl_uint)H;
@@ -634,7 +652,7 @@ static clattn_status enqueue(ssm_plan *p, const clattn_tensor *u, const clattn_t
     bool seq = false;
     CLATTN_CHECK(num_wait == 0 || wait, CLATTN_NULL_POINTER,
                  "ssm enqueue: num_wait > 0 but wait is NULL");
-    CLATTN_FORWARD(check_views(ctx, p->shape, u, y));
+    CLATTN_FORWARD(check_views(ctx, p->shape, u, y, p->u_dt, p->y_dt));
     if (p->conv)
         CLATTN_FORWARD(check_kernel_views(ctx, p->shape, k, d, y));
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
@@ -688,8 +706,13 @@ clattn_status clattn_ssm_enqueue(clattn_ssm *ssm, const clattn_ssm_desc *desc,
     CLATTN_CHECK(u && y, CLATTN_NULL_POINTER, "ssm enqueue: u and y are required");
     CLATTN_CHECK(num_wait == 0 || wait, CLATTN_NULL_POINTER,
                  "ssm enqueue: num_wait > 0 but wait is NULL");
+    /* The element types come from the tensors. */
+    CLATTN_FORWARD(clattn__dtype_check(ctx, u->dtype, "ssm enqueue: u dtype"));
+    CLATTN_FORWARD(clattn__dtype_check(ctx, y->dtype, "ssm enqueue: y dtype"));
+    d.u_dtype = u->dtype;
+    d.y_dtype = y->dtype;
     CLATTN_FORWARD(check_shape(ctx, u->shape, ssm));
-    CLATTN_FORWARD(check_views(ctx, u->shape, u, y));
+    CLATTN_FORWARD(check_views(ctx, u->shape, u, y, d.u_dtype, d.y_dtype));
     CLATTN_FORWARD(clattn_ssm_plan_create(ctx, &d, ssm, u->shape, &plan));
     CLATTN_FORWARD(clattn_ssm_plan_enqueue(plan, u, y, num_wait, wait, event));
 cleanup:
@@ -712,8 +735,12 @@ clattn_status clattn_ssm_conv_enqueue(clattn_context *ctx, const clattn_ssm_desc
     CLATTN_CHECK(u && y, CLATTN_NULL_POINTER, "ssm conv: u and y are required");
     CLATTN_CHECK(num_wait == 0 || wait, CLATTN_NULL_POINTER,
                  "ssm conv: num_wait > 0 but wait is NULL");
+    CLATTN_FORWARD(clattn__dtype_check(ctx, u->dtype, "ssm conv: u dtype"));
+    CLATTN_FORWARD(clattn__dtype_check(ctx, y->dtype, "ssm conv: y dtype"));
+    dd.u_dtype = u->dtype;
+    dd.y_dtype = y->dtype;
     CLATTN_FORWARD(check_shape(ctx, u->shape, NULL));
-    CLATTN_FORWARD(check_views(ctx, u->shape, u, y));
+    CLATTN_FORWARD(check_views(ctx, u->shape, u, y, dd.u_dtype, dd.y_dtype));
     CLATTN_FORWARD(check_kernel_views(ctx, u->shape, k, d, y));
     CLATTN_FORWARD(clattn_ssm_conv_plan_create(ctx, &dd, u->shape, &plan));
     CLATTN_FORWARD(clattn_ssm_conv_plan_enqueue(plan, u, k, d, y, num_wait, wait, event));
@@ -739,6 +766,7 @@ clattn_status clattn_ssm_host(clattn_context *ctx, const clattn_ssm_desc *desc, 
     clattn__stage_init(&st, ctx);
     CLATTN_CHECK(u && y, CLATTN_NULL_POINTER, "ssm host: u and y are required");
     CLATTN_FORWARD(read_desc(ctx, desc, &d));
+    d.u_dtype = d.y_dtype = CLATTN_F32; /* host arrays are float32 */
     CLATTN_CHECK(batch >= 1 && length >= 1 && length < CLATTN__SSM_MAX_L, CLATTN_INVALID_SHAPE,
                  "ssm host: B = %zu, L = %zu (need B >= 1, 1 <= L < 2^24)", batch, length);
     size_t count, bytes;

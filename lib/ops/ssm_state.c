@@ -150,11 +150,15 @@ clattn_status clattn_ssm_step(clattn_ssm_state *state, const clattn_tensor *u,
     CLATTN_CHECK(num_wait == 0 || wait, CLATTN_NULL_POINTER,
                  "ssm step: num_wait > 0 but wait is NULL");
     size_t shape[4] = {state->batch, state->heads, 1, 1};
-    CLATTN_FORWARD(clattn__tensor_check(ctx, u, "u", shape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, y, "y", shape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, y, "y"));
-    CLATTN_FORWARD(clattn__check_no_alias(ctx, y, "y", u, "u", sizeof(float)));
+    /* u and y of any element type, taken from the tensors (the kernel picks the load and store
+     * at run time: one element each per work-item). */
+    CLATTN_FORWARD(clattn__dtype_check(ctx, u->dtype, "ssm step: u dtype"));
+    CLATTN_FORWARD(clattn__dtype_check(ctx, y->dtype, "ssm step: y dtype"));
+    const clattn__view ins[1] = {{u, "u", shape, false, u->dtype}};
+    const clattn__view outs[1] = {{y, "y", shape, false, y->dtype}};
+    CLATTN_FORWARD(clattn__check_views(ctx, ins, 1, outs, 1));
     cl_uint uh = (cl_uint)state->heads, un = (cl_uint)state->n;
+    cl_int udt = (cl_int)u->dtype, ydt = (cl_int)y->dtype;
     cl_mem d = state->d ? state->d : state->wct;
     cl_int has_d = state->d != NULL;
     clattn__args a = {state->step, 0, CL_SUCCESS};
@@ -166,6 +170,8 @@ clattn_status clattn_ssm_step(clattn_ssm_state *state, const clattn_tensor *u,
     clattn__arg_view(&a, y);
     CLATTN_ARG(&a, uh);
     CLATTN_ARG(&a, un);
+    CLATTN_ARG(&a, udt);
+    CLATTN_ARG(&a, ydt);
     CLATTN_CL(a.err);
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     seq = true;
