@@ -286,3 +286,66 @@ def test_linear_bf16_plan(ctx, rng):
         plan(q, kb, vb)  # float32 q for a bfloat16 plan
     assert e.value.status == "CLATTN_DTYPE_MISMATCH"
     plan.close()
+
+
+# ---- every other operator: float16 in, float16 out, against its own float32 run on the same
+# half-rounded inputs (the float32 paths are checked against float64 references elsewhere) ----
+
+def _ssm_inputs(rng, H=3, N=4):
+    A = ((-0.5 - rng.random((H, N))) + 1j * rng.standard_normal((H, N))).astype(np.complex64)
+    C = (rng.standard_normal((H, N)) + 1j * rng.standard_normal((H, N))).astype(np.complex64)
+    log_dt = np.log(0.01 + 0.1 * rng.random(H)).astype(np.float32)
+    return A, clattn.s4d_zoh(A, C, log_dt), log_dt, randn(rng, H)
+
+
+def _case(ctx, rng, op):
+    """(inputs by name, fn(inputs, **dtype keywords) -> out) of a small case of `op`."""
+    if op == "linear":
+        x = dict(q=randn(rng, 1, 2, 11, 8), k=randn(rng, 1, 1, 11, 8), v=randn(rng, 1, 1, 11, 4))
+        return x, lambda a, **kw: ctx.linear(a["q"], a["k"], a["v"], causal=True, **kw)
+    if op == "rpe":
+        x = dict(q=randn(rng, 1, 2, 13, 8), k=randn(rng, 1, 1, 13, 8), v=randn(rng, 1, 1, 13, 4),
+                 bias=0.3 * randn(rng, 2, 25))
+        return x, lambda a, **kw: ctx.rpe(a["q"], a["k"], a["v"], a["bias"], **kw)
+    if op == "lsh":
+        x = dict(q=randn(rng, 1, 2, 20, 16), v=randn(rng, 1, 2, 20, 8))
+        return x, lambda a, **kw: ctx.lsh(a["q"], a["v"], n_hashes=1, n_buckets=4, chunk_size=64,
+                                          attend_across_buckets=True, seed=7, **kw)
+    if op == "routing":
+        x = dict(q=randn(rng, 1, 2, 15, 16), k=randn(rng, 1, 1, 15, 16), v=randn(rng, 1, 1, 15, 8))
+        cent = randn(rng, 1, 1, 16)
+        return x, lambda a, **kw: ctx.routing(a["q"], a["k"], a["v"], cent, causal=True, **kw)
+    if op == "mgk":
+        x = dict(q=randn(rng, 1, 2, 9, 16), k=randn(rng, 1, 2, 2, 13, 16),
+                 v=randn(rng, 1, 2, 13, 16), pi=rng.uniform(0.2, 1, (2, 2, 13)).astype(np.float32))
+        return x, lambda a, **kw: ctx.mgk(a["q"], a["k"], a["v"], a["pi"], causal=True, **kw)
+    A, Ct, log_dt, D = _ssm_inputs(rng)
+    if op == "ssm":
+        x = dict(u=randn(rng, 2, 3, 30))
+
+        def run(a, **kw):
+            with ctx.ssm_model(A, Ct, log_dt, D) as m:
+                return m(a["u"], **kw)
+        return x, run
+    E, F, H = 8, 12, 3
+    w = {"w_v": 0.3 * randn(rng, E, F), "w_u": 0.3 * randn(rng, E, H),
+         "w_o1": 0.3 * randn(rng, H, F), "w_o2": 0.3 * randn(rng, F, E)}
+    x = dict(x=randn(rng, 1, 12, E))
+
+    def run_gss(a, **kw):
+        with ctx.ssm_model(A, Ct, log_dt, D) as dss:
+            return ctx.gss(a["x"], dss, w, **kw)
+    return x, run_gss
+
+
+@pytest.mark.parametrize("op", ["linear", "rpe", "lsh", "routing", "ssm", "gss", "mgk"])
+def test_operator_half_in_half_out(ctx, rng, op):
+    if not _lib.has_dtypes(op):
+        pytest.skip("the library's %s desc has no dtype fields (before its stream merges)" % op)
+    x, fn = _case(ctx, rng, op)
+    half = {n: a.astype(np.float16) for n, a in x.items()}
+    r = np.asarray(fn({n: a.astype(np.float32) for n, a in half.items()}), np.float64)
+    out = fn(half, out_dtype="f16")
+    assert out.dtype == np.float16
+    check_typed(out, "f16", r, 2e-4, 1e-4)
+    check_typed(fn(half), "f32", r, 2e-4, 1e-4)  # float16 in, float32 out (the default)
