@@ -349,3 +349,39 @@ def test_operator_half_in_half_out(ctx, rng, op):
     assert out.dtype == np.float16
     check_typed(out, "f16", r, 2e-4, 1e-4)
     check_typed(fn(half), "f32", r, 2e-4, 1e-4)  # float16 in, float32 out (the default)
+
+
+def test_decoding_states_half(ctx, rng):
+    """MGK's state has the desc's types (every step's arrays must have them); the SSM state
+    takes each step's types from its arrays."""
+    ran = False
+    if _lib.has_dtypes("mgk"):
+        B, H, R, D = 1, 2, 2, 8
+        f32 = ctx.mgk_state(B, H, R, D)
+        f16 = ctx.mgk_state(B, H, R, D, dtype="f16", out_dtype="f16")
+        pi = rng.uniform(0.2, 1, (H, R)).astype(np.float16)
+        for _ in range(3):
+            q, k, v = (randn(rng, *s).astype(np.float16) for s in ((B, H, D), (B, H, R, D),
+                                                                    (B, H, D)))
+            r = f32.step(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32),
+                         pi.astype(np.float32))
+            check_typed(f16.step(q, k, v, pi), "f16", r.astype(np.float64), 2e-4, 1e-4)
+        with pytest.raises(clattn.DTypeError) as e:
+            f16.step(q.astype(np.float32), k, v, pi)
+        assert e.value.status == "CLATTN_DTYPE_MISMATCH"
+        f32.close()
+        f16.close()
+        ran = True
+    if _lib.has_dtypes("ssm"):
+        A, Ct, log_dt, D = _ssm_inputs(rng)
+        with ctx.ssm_model(A, Ct, log_dt, D) as m:
+            s32, s16 = m.state(2), m.state(2)
+            for _ in range(3):
+                u = randn(rng, 2, 3).astype(np.float16)
+                r = s32.step(u.astype(np.float32)).astype(np.float64)
+                check_typed(s16.step(u, out_dtype="f16"), "f16", r, 2e-4, 1e-4)
+            s32.close()
+            s16.close()
+        ran = True
+    if not ran:
+        pytest.skip("the library's mgk and ssm descs have no dtype fields")

@@ -203,9 +203,11 @@ class Context(_core.Context):
                              linear=linear, causal=causal, eps=eps, algorithm=algorithm, **kw)
         return _oneshot(plan, q, k, v, pi, lse=lse, out=out)
 
-    def mgk_state(self, batch, heads, components, d, *, eps=None):
-        """Linear MGK's decoding state: .step(q, k, v, pi) -> out of that position, .reset()."""
-        return _mgk.MgkState(self, batch, heads, components, d, eps)
+    def mgk_state(self, batch, heads, components, d, *, eps=None, **dtypes):
+        """Linear MGK's decoding state: .step(q, k, v, pi) -> out of that position, .reset().
+        Element types (q_dtype ... out_dtype, dtype=) are the state's: every step's arrays
+        must have them."""
+        return _mgk.MgkState(self, batch, heads, components, d, eps, **dtypes)
 
     # ---- deq ----
     def deq_cell(self, wq, wk, wv, wo, *, heads=1, causal=False, attention="softmax"):

@@ -6,8 +6,8 @@ import numpy as np
 
 from . import _lib, _core
 from ._lib import lib
-from ._core import Call, Error, run, ANY
-from ._ops import make_desc, _bake, _shape4, _upload, I32
+from ._core import Call, Error, run
+from ._ops import make_desc, _bake, _shape4, _upload, I32, desc_dtypes
 from ._states import _Handle
 
 byref = ctypes.byref
@@ -92,8 +92,9 @@ class MgkState(_Handle):
     """clattn_mgk_state: linear MGK's S [B, H, D, D] and z [B, H, D] on the device."""
     _destroy = "clattn_mgk_state_destroy"
 
-    def __init__(self, ctx, batch, heads, components, d, eps=None):
-        self.desc = mgk_desc(linear=True, eps=eps)
+    def __init__(self, ctx, batch, heads, components, d, eps=None, **dtypes):
+        self.desc = mgk_desc(linear=True, eps=eps, **dtypes)
+        self.dtypes = desc_dtypes("mgk", self.desc)  # every step's tensors have these types
         p = ctypes.c_void_p()
         ctx.check(lib.clattn_mgk_state_create(ctx.ptr, byref(self.desc), batch, heads,
                                               components, d, byref(p)))
@@ -106,14 +107,15 @@ class MgkState(_Handle):
         output [B, H, D] of that position."""
         B, H, R, D = self.shape
         c = Call(self.ctx, [q, k, v, pi, out])
-        tq, tv = c.input("q", q, (B, H, 1, D), ANY), c.input("v", v, (B, H, 1, D), ANY)
-        tk = c.input("k", k, (B, H * R, 1, D), ANY)
+        dt = self.dtypes.get
+        tq, tv = c.input("q", q, (B, H, 1, D), dt("q")), c.input("v", v, (B, H, 1, D), dt("v"))
+        tk = c.input("k", k, (B, H * R, 1, D), dt("k"))
         if not _core.is_device_array(pi):
             a = pi if isinstance(pi, np.ndarray) else np.asarray(pi, np.float32)
             pi = np.broadcast_to(a.reshape(a.shape + (1,)) if a.ndim in (1, 2) else a,
                                  (1, H, R, 1))
-        tp = c.input("pi", pi, None, ANY)
-        to = c.output("out", (B, H, 1, D), out)
+        tp = c.input("pi", pi, None, dt("pi"))
+        to = c.output("out", (B, H, 1, D), out, dt("out"))
         o = run(self.ctx, c, lambda n, w, e: lib.clattn_mgk_state_step(
             self.ptr, byref(tq), byref(tk), byref(tv), byref(tp), byref(to), n, w, e),
             owner=self)[0]

@@ -268,12 +268,17 @@ class SsmState(_Handle):
         super().__init__(ssm.ctx, p.value)
         self.ssm, self.batch = ssm, int(batch)
 
-    def step(self, u, out=None):
-        """One step for every sequence: u [B, H] -> y [B, H]."""
+    def step(self, u, out=None, out_dtype=None):
+        """One step for every sequence: u [B, H] -> y [B, H]; u of its own element type, y
+        of out_dtype (default float32, or out's)."""
         B, H = self.batch, self.ssm.heads
         c = Call(self.ctx, [u, out])
         tu = c.input("u", u, (B, H, 1, 1), ANY)
-        ty = c.output("y", (B, H, 1, 1), out)
+        if out_dtype is not None:
+            yt = _core.dtype_code(out_dtype, "out_dtype")
+        else:
+            yt = (_core.array_code(np.dtype(out.dtype)) if out is not None else None) or 0
+        ty = c.output("y", (B, H, 1, 1), out, yt)
         y = run(self.ctx, c, lambda n, w, e: lib.clattn_ssm_step(
             self.ptr, byref(tu), byref(ty), n, w, e), owner=self)[0]
         return y if out is not None else y.reshape(B, H)
