@@ -360,8 +360,8 @@ def test_operator_half_in_half_out(ctx, rng, op):
 
 
 def test_decoding_states_half(ctx, rng):
-    """MGK's state has the desc's types (every step's arrays must have them); the SSM state
-    takes each step's types from its arrays."""
+    """MGK's and linear attention's states have the desc's types (every step's arrays must
+    have them); the SSM state takes each step's types from its arrays."""
     ran = False
     if _lib.has_dtypes("mgk"):
         B, H, R, D = 1, 2, 2, 8
@@ -391,5 +391,22 @@ def test_decoding_states_half(ctx, rng):
             s32.close()
             s16.close()
         ran = True
+    if _lib.has_dtypes("linear"):
+        B, H, D = 1, 2, 8
+        f32 = ctx.linear_state(B, H, D, D)
+        f16 = ctx.linear_state(B, H, D, D, dtype="f16", out_dtype="f16")
+        q, k, v = (randn(rng, B, H, 5, D).astype(np.float16) for _ in range(3))
+        up = lambda a: a.astype(np.float32)
+        check_typed(f16.prefill(q, k, v), "f16", f32.prefill(up(q), up(k), up(v)), 2e-4, 1e-4)
+        for i in range(2):
+            q1, k1, v1 = (a[:, :, i] for a in (q, k, v))
+            check_typed(f16.step(q1, k1, v1), "f16",
+                        f32.step(up(q1), up(k1), up(v1)).astype(np.float64), 2e-4, 1e-4)
+        with pytest.raises(clattn.DTypeError) as e:
+            f16.step(up(q[:, :, 0]), k[:, :, 0], v[:, :, 0])
+        assert e.value.status == "CLATTN_DTYPE_MISMATCH"
+        f32.close()
+        f16.close()
+        ran = True
     if not ran:
-        pytest.skip("the library's mgk and ssm descs have no dtype fields")
+        pytest.skip("the library's mgk, ssm and linear descs have no dtype fields")

@@ -74,7 +74,8 @@ class Context(_core.Context):
 
     def linear_state(self, batch, heads, d, dv, **desc):
         """A recurrent decoding state of causal linear attention (prefill, step, reset, read,
-        write, save, load, copy_from)."""
+        write, save, load, copy_from). Element types (q_dtype ... out_dtype, dtype=) are the
+        state's: every prefill's and step's arrays must have them (S and z stay float32)."""
         return _states.LinearState(self, batch, heads, d, dv, desc)
 
     # ---- rpe ----

@@ -57,8 +57,8 @@ class LinearState(_Handle):
         super().__init__(ctx, p.value)
         self.shape = (int(batch), int(heads), int(d), int(dv))
         self.features = int(lib.clattn_linear_feature_count(byref(self.desc), d))
-        # element types: the desc's (q_dtype, ..., out_dtype) where set, else each input its
-        # array's own (the library takes the types from the tensors)
+        # element types: the desc's (q_dtype, ..., out_dtype): every prefill's and step's arrays
+        # have them
         self.dtypes = desc_dtypes("linear", self.desc)
 
     def _run(self, fn, q, k, v, out, want_out, step):
@@ -66,8 +66,8 @@ class LinearState(_Handle):
         c = Call(self.ctx, [q, k, v, out])
         shp = lambda a: None if step is False or len(a.shape) == 4 else (a.shape[0], a.shape[1],
                                                                           1, a.shape[2])
-        dt = lambda r: self.dtypes.get(r) or ANY
-        tq, tk, tv = (c.input(r, a, shp(a), dt(r)) for r, a in (("q", q), ("k", k), ("v", v)))
+        dt = self.dtypes.get
+        tq, tk, tv = (c.input(r, a, shp(a), dt(r, 0)) for r, a in (("q", q), ("k", k), ("v", v)))
         to = None
         if want_out:
             Hq, N = tq.shape[1], tq.shape[2]
