@@ -36,3 +36,13 @@ def test_plot_from_cli(tmp_path):
     assert _png_ok(out)
     rows, device = bench.parse_csv(csv_out.read_text())
     assert device and [r["nq"] for r in rows] == [16, 32]
+
+
+def test_series_per_dtype():
+    head = "op,variant,batch,heads,nq,nk,d,causal,ms,gflops,dtype\n"
+    rows, _ = bench.parse_csv(head + "".join(
+        "softmax,tiled,1,8,%d,%d,64,0,%g,1.0,%s\n" % (n, n, n / 1e3, dt)
+        for dt in ("f32", "f16") for n in (256, 512)))
+    assert sorted(bench.series_of(rows)) == ["tiled f16", "tiled f32"]
+    one, _ = bench.parse_csv(head + "softmax,tiled,1,8,256,256,64,0,1.5,1.0,f16\n")
+    assert list(bench.series_of(one)) == ["tiled"]  # one type: the variant alone

@@ -47,8 +47,9 @@ def test_dtype_errors_and_cast(ctx, rng):
         ctx.softmax(q.astype(np.float64), q, q)
     assert _status(e) == "CLATTN_INVALID_ARGUMENT" and "float64" in str(e.value)
     assert isinstance(e.value, TypeError)
-    with pytest.raises(clattn.DTypeError):
-        ctx.softmax(q.astype(np.float16), q, q)
+    if not clattn._lib.has_dtypes("softmax"):  # an older library: float32 only
+        with pytest.raises(clattn.DTypeError):
+            ctx.softmax(q.astype(np.float16), q, q)
     with clattn.Context(ctx.device_info["name"], cast=True) as c:
         close(c.softmax(q.astype(np.float64), q, q), ref.softmax_attention(q, q, q)[0])
 

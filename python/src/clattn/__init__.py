@@ -4,6 +4,7 @@ operators as runtime-compiled OpenCL kernels.
     import numpy as np, clattn
     ctx = clattn.Context()                      # or Context("0:0"), Context(queue=pyopencl_queue)
     out = ctx.softmax(q, k, v, causal=True)     # float32 [B, H, N, D] in, float32 out
+    out = ctx.softmax(q16, k16, v16, out_dtype=np.float16)  # float16 (or bfloat16) storage
     plan = ctx.softmax_plan(q.shape, k.shape)   # bake once ...
     out = plan(q, k, v)                         # ... call many times
 

@@ -8,7 +8,8 @@ from . import _lib, _core, _ops, _states, _mgk, _deq
 from ._lib import lib
 from ._core import Error
 from ._ops import (make_desc, _bake, _oneshot, _shape4, _upload, Plan, RoutingPlan,
-                   _softmax_call, _linear_call, _rpe_call, _lsh_call, _routing_call)
+                   _softmax_call, _linear_call, _rpe_call, _lsh_call, _routing_call,
+                   oneshot_dtypes, desc_dtypes)
 
 byref = ctypes.byref
 
@@ -24,8 +25,9 @@ class Context(_core.Context):
     def softmax_plan(self, q_shape, k_shape, v_shape=None, *, key_lengths=None, **desc):
         """A plan for exact softmax attention on fixed shapes (q [B, Hq, Nq, D], k/v
         [B, Hk, Nk, D]); desc fields: causal, scale, algorithm ("auto", "tiled_cpu",
-        "tiled_gpu", "naive"). key_lengths (int32 [B]) is baked into the plan.
-        Call it as plan(q, k, v, lse=False, out=None)."""
+        "tiled_gpu", "naive"); element types q_dtype, k_dtype, v_dtype, out_dtype ("f32",
+        "f16", "bf16" or numpy types; dtype= sets q, k and v; default float32). key_lengths
+        (int32 [B]) is baked into the plan. Call it as plan(q, k, v, lse=False, out=None)."""
         v_shape = k_shape if v_shape is None else v_shape
         d, keep = make_desc("softmax", desc)
         buf = None
@@ -35,69 +37,83 @@ class Context(_core.Context):
         try:
             shapes = (_shape4(q_shape, "q"), _shape4(k_shape, "k"), _shape4(v_shape, "v"))
             return _bake(self, "softmax", lambda p: lib.clattn_softmax_plan_create(
-                self.ptr, byref(d), *shapes, p), _softmax_call, [tuple(s) for s in shapes])
+                self.ptr, byref(d), *shapes, p), _softmax_call, [tuple(s) for s in shapes], d)
         finally:
             if buf:
                 _lib.cl.clReleaseMemObject(buf)  # the plan retains it
 
     def softmax(self, q, k, v, *, causal=False, scale=None, lse=False, key_lengths=None,
-                algorithm=None, out=None):
-        """out = softmax(scale q k^T + mask) v; with lse=True returns (out, lse [B, Hq, Nq])."""
+                algorithm=None, out=None, out_dtype=None, dtype=None):
+        """out = softmax(scale q k^T + mask) v; with lse=True returns (out, lse [B, Hq, Nq]).
+        q, k, v: float32, float16 or bfloat16 arrays (each its own type; dtype="bf16" reads
+        uint16 arrays as bfloat16 bits); out_dtype: the output's type (default float32, or
+        out's dtype); lse is always float32."""
+        kw = oneshot_dtypes("softmax", {"dtype": dtype}, {"q": q, "k": k, "v": v}, out,
+                            out_dtype)
         plan = self.softmax_plan(_shape(q), _shape(k), _shape(v), key_lengths=key_lengths,
-                                 causal=causal, scale=scale, algorithm=algorithm)
+                                 causal=causal, scale=scale, algorithm=algorithm, **kw)
         return _oneshot(plan, q, k, v, lse=lse, out=out)
 
     # ---- linear ----
     def linear_plan(self, q_shape, k_shape, v_shape, **desc):
         """A plan for linear attention (desc fields of clattn_linear_desc: feature_map, causal,
-        eps, features, projection, seed, scaling, momentum, mu, step_size, algorithm).
+        eps, features, projection, seed, scaling, momentum, mu, step_size, algorithm; element
+        types q_dtype, k_dtype, v_dtype, out_dtype, dtype= as softmax_plan).
         Call it as plan(q, k, v, out=None)."""
         d, keep = make_desc("linear", desc)
         shapes = (_shape4(q_shape, "q"), _shape4(k_shape, "k"), _shape4(v_shape, "v"))
         return _bake(self, "linear", lambda p: lib.clattn_linear_plan_create(
-            self.ptr, byref(d), *shapes, p), _linear_call, [tuple(s) for s in shapes])
+            self.ptr, byref(d), *shapes, p), _linear_call, [tuple(s) for s in shapes], d)
 
     def linear(self, q, k, v, *, out=None, **desc):
-        """Linear (kernelized) attention [B, Hq, Nq, Dv]; desc fields as linear_plan."""
+        """Linear (kernelized) attention [B, Hq, Nq, Dv]; desc fields as linear_plan; q, k, v
+        of their own element types, out_dtype= the output's (default float32)."""
+        desc = oneshot_dtypes("linear", desc, {"q": q, "k": k, "v": v}, out)
         return _oneshot(self.linear_plan(_shape(q), _shape(k), _shape(v), **desc), q, k, v,
                         out=out)
 
     def linear_state(self, batch, heads, d, dv, **desc):
         """A recurrent decoding state of causal linear attention (prefill, step, reset, read,
-        write, save, load, copy_from)."""
+        write, save, load, copy_from). Element types (q_dtype ... out_dtype, dtype=) are the
+        state's: every prefill's and step's arrays must have them (S and z stay float32)."""
         return _states.LinearState(self, batch, heads, d, dv, desc)
 
     # ---- rpe ----
     def rpe_plan(self, q_shape, k_shape, v_shape, **desc):
         """A plan for kernelized attention with relative positional encoding (desc: causal,
         algorithm "auto"/"fft"/"direct", and the linear feature fields). plan(q, k, v, bias)
-        with bias [Hq, 2N - 1]."""
+        with bias [Hq, 2N - 1]; element types q_dtype, k_dtype, v_dtype, bias_dtype,
+        out_dtype (dtype= the inputs')."""
         d, keep = make_desc("rpe", desc)
         shapes = (_shape4(q_shape, "q"), _shape4(k_shape, "k"), _shape4(v_shape, "v"))
         return _bake(self, "rpe", lambda p: lib.clattn_rpe_plan_create(
-            self.ptr, byref(d), *shapes, p), _rpe_call, [tuple(s) for s in shapes])
+            self.ptr, byref(d), *shapes, p), _rpe_call, [tuple(s) for s in shapes], d)
 
     def rpe(self, q, k, v, bias, *, out=None, **desc):
+        desc = oneshot_dtypes("rpe", desc, {"q": q, "k": k, "v": v, "bias": bias}, out)
         return _oneshot(self.rpe_plan(_shape(q), _shape(k), _shape(v), **desc), q, k, v, bias,
                         out=out)
 
     # ---- lsh ----
     def lsh_plan(self, q_shape, v_shape, **desc):
         """A plan for Reformer LSH attention (desc: n_hashes, n_buckets, chunk_size, causal,
-        attend_across_buckets, seed, rotations). plan(q, v, lse=False, buckets=False)."""
+        attend_across_buckets, seed, rotations; element types q_dtype, v_dtype, out_dtype).
+        plan(q, v, lse=False, buckets=False)."""
         d, keep = make_desc("lsh", desc)
         shapes = (_shape4(q_shape, "q"), _shape4(v_shape, "v"))
         return _bake(self, "lsh", lambda p: lib.clattn_lsh_plan_create(
             self.ptr, byref(d), *shapes, p), _lsh_call,
-            [tuple(shapes[0]), tuple(shapes[1]), int(d.n_hashes)])
+            [tuple(shapes[0]), tuple(shapes[1]), int(d.n_hashes)], d)
 
     def lsh(self, q, v, *, lse=False, buckets=False, out=None, **desc):
+        desc = oneshot_dtypes("lsh", desc, {"q": q, "v": v}, out)
         return _oneshot(self.lsh_plan(_shape(q), _shape(v), **desc), q, v, lse=lse,
                         buckets=buckets, out=out)
 
     # ---- routing ----
     def routing_plan(self, q_shape, k_shape, v_shape, centroids_shape, **desc):
-        """A plan for Routing Transformer attention (desc: window, causal, scale, decay);
+        """A plan for Routing Transformer attention (desc: window, causal, scale, decay;
+        element types q_dtype, k_dtype, v_dtype, out_dtype; centroids stay float32);
         centroids_shape [1, Hk, C, D]. plan(q, k, v, centroids); plan.draw_centroids(q, k, seed)
         and plan.update_centroids(q, k, centroids)."""
         cs = tuple(int(x) for x in centroids_shape)
@@ -108,7 +124,8 @@ class Context(_core.Context):
                   _shape4(cs, "centroids"))
         p = ctypes.c_void_p()
         self.check(lib.clattn_routing_plan_create(self.ptr, byref(d), *shapes, byref(p)))
-        return RoutingPlan(self, "routing", p.value, _routing_call, [tuple(s) for s in shapes])
+        return RoutingPlan(self, "routing", p.value, _routing_call, [tuple(s) for s in shapes],
+                           desc_dtypes("routing", d))
 
     def routing(self, q, k, v, centroids=None, *, clusters=None, seed=0, out=None, **desc):
         """Routing attention; centroids [Hk, C, D] (or [1, Hk, C, D]), or None to draw
@@ -119,6 +136,7 @@ class Context(_core.Context):
             cs = (1, _shape(k)[1], int(clusters), _shape(q)[3])
         else:
             cs = _shape(centroids)
+        desc = oneshot_dtypes("routing", desc, {"q": q, "k": k, "v": v}, out)
         plan = self.routing_plan(_shape(q), _shape(k), _shape(v), cs, **desc)
         try:
             if centroids is None:
@@ -139,48 +157,58 @@ class Context(_core.Context):
         C, Q (default P): complex [H, N] or [N] (every channel); log_dt [H]; D [H] or None."""
         return _states.Ssm.s4(self, Lambda, P, B, C, log_dt, Q=Q, D=D, max_length=max_length)
 
-    def ssm_conv_plan(self, u_shape, algorithm=None):
-        """The long convolution alone for u [B, H, L]: plan(u, kernel [H, L], d=None)."""
+    def ssm_conv_plan(self, u_shape, algorithm=None, **dtypes):
+        """The long convolution alone for u [B, H, L]: plan(u, kernel [H, L], d=None); element
+        types u_dtype, y_dtype (or out_dtype; kernel and d stay float32)."""
         B, H, L = (int(x) for x in u_shape)
-        d, keep = make_desc("ssm", {"algorithm": algorithm})
+        d, keep = make_desc("ssm", dict(dtypes, algorithm=algorithm))
         shape = _shape4((B, H, L, 1), "u")
         return _bake(self, "ssm", lambda p: lib.clattn_ssm_conv_plan_create(
-            self.ptr, byref(d), shape, p), _states.ssm_conv_call, [(B, H, L)])
+            self.ptr, byref(d), shape, p), _states.ssm_conv_call, [(B, H, L)], d)
 
     def ssm(self, u, A=None, Ct=None, log_dt=None, D=None, *, kernel=None, d=None,
-            algorithm=None, out=None):
+            algorithm=None, out=None, out_dtype=None, dtype=None):
         """y = K * u + D u along L for u [B, H, L]: either with the SSM's parameters (A, Ct,
-        log_dt, D) or with a given kernel [H, L] and skip d [H]."""
+        log_dt, D) or with a given kernel [H, L] and skip d [H]. u float32, float16 or
+        bfloat16; out_dtype the type of y (default float32)."""
         if kernel is not None:
-            return _oneshot(self.ssm_conv_plan(_shape(u), algorithm), u, kernel, d, out=out)
+            kw = oneshot_dtypes("ssm", {"dtype": dtype}, {"u": u}, out, out_dtype)
+            return _oneshot(self.ssm_conv_plan(_shape(u), algorithm, **kw), u, kernel, d,
+                            out=out)
         model = self.ssm_model(A, Ct, log_dt, D)
         try:
-            return model(u, algorithm=algorithm, out=out)
+            return model(u, algorithm=algorithm, out=out, out_dtype=out_dtype, dtype=dtype)
         finally:
             model.close()
 
     # ---- mgk ----
     def mgk_plan(self, q_shape, k_shape, *, key_lengths=None, sigma=None, linear=False,
-                 causal=False, eps=None, algorithm=None):
+                 causal=False, eps=None, algorithm=None, **dtypes):
         """A Transformer-MGK plan: q [B, H, Nq, D], k [B, H, R, Nk, D] (or [B, H * R, Nk, D]).
         sigma: a float or R values (default D^(1/4)); linear=True: the kernelised form; eps
         (linear); algorithm "auto", "tiled_cpu", "tiled_gpu", "linear_scan"; key_lengths
         (int32 [B], softmax form). Call it as plan(q, k, v, pi, lse=False, out=None) with
-        pi [H, R, Nk] (or a scalar, [R], [R, Nk]: broadcast without a copy)."""
+        pi [H, R, Nk] (or a scalar, [R], [R, Nk]: broadcast without a copy). Element types
+        q_dtype, k_dtype, v_dtype, pi_dtype, out_dtype (dtype= the inputs')."""
         return _mgk.mgk_plan(self, q_shape, k_shape, key_lengths, sigma=sigma, linear=linear,
-                             causal=causal, eps=eps, algorithm=algorithm)
+                             causal=causal, eps=eps, algorithm=algorithm, **dtypes)
 
     def mgk(self, q, k, v, pi, *, sigma=None, linear=False, causal=False, lse=False, eps=None,
-            key_lengths=None, algorithm=None, out=None):
+            key_lengths=None, algorithm=None, out=None, out_dtype=None, dtype=None):
         """Mixture-of-Gaussian-keys attention (include/clattn/mgk.h); with lse=True (softmax
-        form) returns (out, lse [B, H, Nq])."""
+        form) returns (out, lse [B, H, Nq]). Inputs of their own element types, out_dtype the
+        output's (default float32)."""
+        kw = oneshot_dtypes("mgk", {"dtype": dtype}, {"q": q, "k": k, "v": v, "pi": pi}, out,
+                            out_dtype)
         plan = self.mgk_plan(_shape(q), _shape(k), key_lengths=key_lengths, sigma=sigma,
-                             linear=linear, causal=causal, eps=eps, algorithm=algorithm)
+                             linear=linear, causal=causal, eps=eps, algorithm=algorithm, **kw)
         return _oneshot(plan, q, k, v, pi, lse=lse, out=out)
 
-    def mgk_state(self, batch, heads, components, d, *, eps=None):
-        """Linear MGK's decoding state: .step(q, k, v, pi) -> out of that position, .reset()."""
-        return _mgk.MgkState(self, batch, heads, components, d, eps)
+    def mgk_state(self, batch, heads, components, d, *, eps=None, **dtypes):
+        """Linear MGK's decoding state: .step(q, k, v, pi) -> out of that position, .reset().
+        Element types (q_dtype ... out_dtype, dtype=) are the state's: every step's arrays
+        must have them."""
+        return _mgk.MgkState(self, batch, heads, components, d, eps, **dtypes)
 
     # ---- deq ----
     def deq_cell(self, wq, wk, wv, wo, *, heads=1, causal=False, attention="softmax"):
@@ -203,15 +231,17 @@ class Context(_core.Context):
     def gss_plan(self, dss, ffn_dim, x_shape, **desc):
         """The GSS layer for x [B, L, E] with the DSS handle `dss` (ssm_model) and gated width
         ffn_dim: plan(x, weights) with weights a dict of w_v [E, F], w_u [E, H], w_o1 [H, F],
-        w_o2 [F, E] and optional b_v, b_u, b_o1, b_o2, ln_gamma, ln_beta."""
+        w_o2 [F, E] and optional b_v, b_u, b_o1, b_o2, ln_gamma, ln_beta (float32); element
+        types x_dtype, out_dtype."""
         B, L, E = (int(x) for x in x_shape)
         d, keep = make_desc("gss", desc)
         shape = _shape4((B, 1, L, E), "x")
         return _bake(self, "gss", lambda p: lib.clattn_gss_plan_create(
             self.ptr, byref(d), dss.ptr, int(ffn_dim), shape, p), _states.gss_call,
-            [(B, L, E), int(ffn_dim)])
+            [(B, L, E), int(ffn_dim)], d)
 
     def gss(self, x, dss, weights, *, out=None, **desc):
+        desc = oneshot_dtypes("gss", desc, {"x": x}, out)
         ffn = np.shape(weights["w_v"])[1]
         return _oneshot(self.gss_plan(dss, ffn, _shape(x), **desc), x, weights, out=out)
 

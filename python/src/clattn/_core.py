@@ -9,6 +9,92 @@ from . import _lib
 from ._lib import lib, cl, Tensor
 
 F32 = np.dtype(np.float32)
+F16 = np.dtype(np.float16)
+U16 = np.dtype(np.uint16)
+
+try:  # bfloat16 arrays: ml_dtypes' type when it is installed (never required)
+    import ml_dtypes as _ml_dtypes
+    BF16 = np.dtype(_ml_dtypes.bfloat16)
+except Exception:
+    BF16 = None
+
+# Element types of the float tensors (clattn_dtype): 0 float32, 1 float16, 2 bfloat16.
+DT_F32, DT_F16, DT_BF16 = 0, 1, 2
+ANY = -1  # an input of a call that takes its type from the array (decoding states)
+_NAMES = {"f32": 0, "float32": 0, "float": 0, "f16": 1, "float16": 1, "half": 1, "bf16": 2,
+          "bfloat16": 2}
+
+
+def dtype_code(x, what="dtype"):
+    """clattn_dtype of x: 0/1/2, "f32"/"float32", "f16"/"float16"/"half", "bf16"/"bfloat16",
+    numpy's float32/float16 or ml_dtypes.bfloat16 (a type or a dtype)."""
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        if int(x) in (0, 1, 2):
+            return int(x)
+    elif isinstance(x, str):
+        if x.lower() in _NAMES:
+            return _NAMES[x.lower()]
+    else:
+        try:
+            code = array_code(np.dtype(x))
+        except TypeError:
+            code = None
+        if code is not None:
+            return code
+    raise DTypeError("CLATTN_INVALID_ARGUMENT", "%s: %r is not an element type clattn takes "
+                     "(float32, float16 or bfloat16)" % (what, x))
+
+
+def array_code(dt):
+    """The clattn_dtype of a numpy dtype, or None (uint16 is not taken for bfloat16 here)."""
+    if dt == F32:
+        return DT_F32
+    if dt == F16:
+        return DT_F16
+    if BF16 is not None and dt == BF16:
+        return DT_BF16
+    return None
+
+
+def np_dtype(code):
+    """The numpy dtype of an output of type `code`: bfloat16 is ml_dtypes.bfloat16 when it is
+    installed, else uint16 holding the raw bits."""
+    return (F32, F16, BF16 if BF16 is not None else U16)[code]
+
+
+def _accepted(code):
+    if code == DT_BF16:
+        return (BF16, U16) if BF16 is not None else (U16,)
+    return (np_dtype(code),)
+
+
+def dtype_name(code):
+    return ("float32", "float16", "bfloat16")[code]
+
+
+def f32_to_bf16_bits(a):
+    """float32 -> bfloat16 bits (uint16), round to nearest even; NaN stays a (quiet) NaN."""
+    u = np.ascontiguousarray(a, F32).view(np.uint32)
+    r = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+    r = r.astype(np.uint16)
+    nan = np.isnan(np.asarray(a, F32))
+    if nan.any():
+        r[nan] = ((u[nan] >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16)
+    return r
+
+
+def bf16_bits_to_f32(a):
+    """bfloat16 bits (uint16 array) -> float32."""
+    return (np.asarray(a, U16).astype(np.uint32) << np.uint32(16)).view(F32)
+
+
+def convert(a, code):
+    """a host array converted to element type `code` (its numpy representation)."""
+    if code == DT_BF16:
+        if BF16 is not None:
+            return a.astype(BF16)
+        return f32_to_bf16_bits(a.astype(F32))
+    return a.astype(np_dtype(code))
 
 
 class Error(Exception):
@@ -25,7 +111,8 @@ class Error(Exception):
 
 
 class DTypeError(Error, TypeError):
-    """An array of a dtype clattn does not take (float32 only, for now)."""
+    """An array of a dtype clattn does not take (float32, float16, bfloat16 for the float
+    tensors), or of another type than the plan was made for (status CLATTN_DTYPE_MISMATCH)."""
 
 
 def _text(b):
@@ -232,61 +319,88 @@ class Call:
         self.event = None  # the call's event as a pyopencl Event (device mode)
 
     # ---- registering ----
-    def _as_f32(self, name, a, dtype=F32):
-        if not isinstance(a, np.ndarray):
-            a = np.asarray(a)
-        if a.dtype != dtype:
-            if self.ctx.cast and a.dtype.kind in "fiub":
-                a = a.astype(dtype)
-            else:
+    # `dtype` of a tensor: an element-type code (DT_F32, DT_F16, DT_BF16: the float tensors,
+    # the type the plan was made for), ANY (the array's own float type) or a numpy dtype (the
+    # int32 tensors).
+    def _check_dtype(self, name, a, dtype, host):
+        """(the array, possibly converted, and the tensor's clattn_dtype) or DTypeError."""
+        if isinstance(dtype, np.dtype):
+            if a.dtype != dtype:
+                if host and self.ctx.cast and a.dtype.kind in "fiub":
+                    return a.astype(dtype), DT_F32
                 raise DTypeError("CLATTN_INVALID_ARGUMENT",
                                  "%s: dtype %s, expected %s (Context(cast=True) converts)"
                                  % (name, a.dtype, dtype.name))
-        if any(s < 0 or s % a.itemsize for s in a.strides):
-            a = np.ascontiguousarray(a)
-        return a
+            return a, DT_F32
+        code = dtype
+        if code == ANY:
+            code = array_code(a.dtype)
+            if code is None:
+                code = DT_F32
+        if a.dtype in _accepted(code):
+            return a, code
+        have = array_code(a.dtype)
+        if host and self.ctx.cast and (a.dtype.kind in "fiub" or have is not None):
+            return convert(a, code), code
+        if have is not None:
+            raise DTypeError("CLATTN_DTYPE_MISMATCH",
+                             "%s: a %s array, the plan takes %s (make the plan for it, e.g. "
+                             "%s_dtype=%r, or Context(cast=True) converts)"
+                             % (name, a.dtype, dtype_name(code), name, a.dtype.name))
+        bf = " or uint16 bfloat16 bits" if code == DT_BF16 else ""
+        raise DTypeError("CLATTN_INVALID_ARGUMENT",
+                         "%s: dtype %s, expected %s%s (clattn takes float32, float16 and "
+                         "bfloat16; Context(cast=True) converts)"
+                         % (name, a.dtype, dtype_name(code), bf))
 
-    def input(self, name, a, shape4=None, dtype=F32):
+    def input(self, name, a, shape4=None, dtype=DT_F32):
         """Registers an input; returns its clattn_tensor (filled by build())."""
         if a is None:
             return None
         if is_device_array(a):
             return self._device_view(name, a, shape4, dtype)
-        a = self._as_f32(name, a, dtype)
+        if not isinstance(a, np.ndarray):
+            a = np.asarray(a)
+        a, code = self._check_dtype(name, a, dtype, True)
+        if any(s < 0 or s % a.itemsize for s in a.strides):
+            a = np.ascontiguousarray(a)
         if shape4 is not None:
             a = _reshape(name, a, shape4)
-        return self._host_item(name, a, False)
+        return self._host_item(name, a, False, code=code)
 
-    def output(self, name, shape, out=None, dtype=F32):
+    def output(self, name, shape, out=None, dtype=DT_F32):
         """Registers an output of `shape` (4 entries for the tensor), optionally the caller's
         array `out` (numpy: written after the call; pyopencl: written by the call)."""
         shape = tuple(int(s) for s in shape)
+        code = dtype if not isinstance(dtype, np.dtype) else DT_F32
+        npdt = dtype if isinstance(dtype, np.dtype) else np_dtype(code)
         if out is not None:
             if is_device_array(out):
                 self.outputs.append(out)
                 return self._device_view(name, out, shape, dtype)
-            if not isinstance(out, np.ndarray) or out.dtype != dtype or \
+            if not isinstance(out, np.ndarray) or \
+                    out.dtype not in ((npdt,) if isinstance(dtype, np.dtype) else
+                                      _accepted(code)) or \
                     not out.flags.c_contiguous or not out.flags.writeable:
                 raise DTypeError("CLATTN_INVALID_ARGUMENT",
                                  "%s: out must be a writeable C-contiguous %s array"
-                                 % (name, dtype.name))
+                                 % (name, npdt.name if isinstance(dtype, np.dtype)
+                                    else dtype_name(code)))
             view = _reshape(name, out, shape)
-            t = self._host_item(name, view, True, user=True)
+            t = self._host_item(name, view, True, user=True, code=code)
             self.outputs.append(out)
             return t
         if self.device_mode:
             import pyopencl.array as cla
-            arr = cla.empty(self.ctx.pyopencl_queue, shape, dtype)
+            arr = cla.empty(self.ctx.pyopencl_queue, shape, npdt)
             self.outputs.append(arr)
             return self._device_view(name, arr, shape, dtype)
-        arr = np.empty(shape, dtype)
+        arr = np.empty(shape, npdt)
         self.outputs.append(arr)
-        return self._host_item(name, arr, True)
+        return self._host_item(name, arr, True, code=code)
 
     def _device_view(self, name, a, shape4, dtype):
-        if a.dtype != dtype:
-            raise DTypeError("CLATTN_INVALID_ARGUMENT", "%s: dtype %s, expected %s"
-                             % (name, a.dtype, dtype.name))
+        _, code = self._check_dtype(name, a, dtype, False)
         if a.context.int_ptr != self.ctx.cl_context_ptr:
             raise Error("CLATTN_INVALID_CONTEXT",
                         "%s: a pyopencl array of another OpenCL context" % name)
@@ -301,15 +415,15 @@ class Call:
         t = Tensor()
         t.buffer = a.base_data.int_ptr
         t.offset = a.offset // isz
-        _fill(t, name, shape, [s // isz for s in strides])
+        _fill(t, name, shape, [s // isz for s in strides], code)
         self.wait.extend(e for e in a.events)
         return t
 
-    def _host_item(self, name, a, is_out, user=False):
+    def _host_item(self, name, a, is_out, user=False, code=DT_F32):
         it = _Item()
         it.name, it.arr, it.is_out, it.user = name, a, is_out, user
         it.tensor = Tensor()
-        _fill(it.tensor, name, a.shape, [s // a.itemsize for s in a.strides])
+        _fill(it.tensor, name, a.shape, [s // a.itemsize for s in a.strides], code)
         base = a.__array_interface__["data"][0]
         span = a.itemsize + sum((n - 1) * s for n, s in zip(a.shape, a.strides))
         it.lo, it.hi = base, base + span
@@ -343,8 +457,11 @@ class Call:
                             err.value)
             self.bufs.append(buf)
             for m in members:
+                if (m.lo - lo) % m.arr.itemsize:
+                    raise Error("CLATTN_INVALID_ARGUMENT", "%s: overlaps another array at an "
+                                "offset that is not a multiple of its element size" % m.name)
                 m.tensor.buffer = buf
-                m.tensor.offset = (m.lo - lo) // 4
+                m.tensor.offset = (m.lo - lo) // m.arr.itemsize
                 m.buf, m.group_lo = buf, lo
         return self
 
@@ -387,7 +504,8 @@ class Call:
         self.bufs = []
 
 
-def _fill(t, name, shape, strides):
+def _fill(t, name, shape, strides, code=DT_F32):
+    t.dtype = code
     if len(shape) != 4:
         raise Error("CLATTN_INVALID_SHAPE", "%s: expected 4 dimensions [B, H, N, D], got shape %s"
                     % (name, tuple(shape)))
@@ -429,9 +547,9 @@ def run(ctx, call, enqueue, owner=None):
     last = getattr(owner, "_last_event", None)
     if last is not None:
         call.wait.append(last)
-    call.build()
-    n, w, evp, ev = call.wait_list()
     try:
+        call.build()
+        n, w, evp, ev = call.wait_list()
         st = enqueue(n, w, evp)
     except BaseException:
         call.release()

@@ -90,43 +90,88 @@ class TuningEntry(ctypes.Structure):
                 ("params", TuningParam * 8), ("default_ms", c_double), ("tuned_ms", c_double)]
 
 
+# ---- element types (include/clattn.h: clattn_dtype) ----
+
+DTYPE_CODES = {"f32": 0, "f16": 1, "bf16": 2}
+DTYPE_NAMES = {v: k for k, v in DTYPE_CODES.items()}
+
+# The per-tensor element-type fields of each operator's desc (clattn_dtype, a C int), appended
+# at the END of the struct in this order. The one place that names them: the desc mirrors below,
+# make_desc's keywords and the package's marshalling (role = the name less "_dtype") all read
+# this table.
+DTYPE_FIELDS = {
+    "softmax": ("q_dtype", "k_dtype", "v_dtype", "out_dtype"),
+    "linear": ("q_dtype", "k_dtype", "v_dtype", "out_dtype"),
+    "rpe": ("q_dtype", "k_dtype", "v_dtype", "bias_dtype", "out_dtype"),
+    "lsh": ("q_dtype", "v_dtype", "out_dtype"),
+    "routing": ("q_dtype", "k_dtype", "v_dtype", "out_dtype"),
+    "ssm": ("u_dtype", "y_dtype"),
+    "gss": ("x_dtype", "out_dtype"),
+    "mgk": ("q_dtype", "k_dtype", "v_dtype", "pi_dtype", "out_dtype"),
+}
+
+
+def _dt(op):
+    return [(f, c_int) for f in DTYPE_FIELDS[op]]
+
+
 # ---- operator descriptors (field order exactly as in include/clattn/<op>.h) ----
 
 class SoftmaxDesc(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("scale", c_float), ("causal", c_int),
                 ("key_lengths", cl_mem), ("key_lengths_offset", c_size_t), ("algorithm", c_int)]
+    _fields_ += _dt("softmax")
+
+
+_LINEAR_FIELDS = [("struct_size", c_size_t), ("feature_map", c_int), ("causal", c_int),
+                  ("eps", c_float), ("features", c_size_t), ("projection", P(c_float)),
+                  ("projection_shape", c_size_t * 2), ("seed", c_uint64), ("scaling", c_int),
+                  ("momentum", c_int), ("mu", c_float), ("step_size", c_float),
+                  ("algorithm", c_int)]
 
 
 class LinearDesc(ctypes.Structure):
-    _fields_ = [("struct_size", c_size_t), ("feature_map", c_int), ("causal", c_int),
-                ("eps", c_float), ("features", c_size_t), ("projection", P(c_float)),
-                ("projection_shape", c_size_t * 2), ("seed", c_uint64), ("scaling", c_int),
-                ("momentum", c_int), ("mu", c_float), ("step_size", c_float),
-                ("algorithm", c_int)]
+    _fields_ = _LINEAR_FIELDS + _dt("linear")
 
 
-class RpeDesc(ctypes.Structure):
-    _fields_ = [("struct_size", c_size_t), ("linear", LinearDesc), ("causal", c_int),
-                ("algorithm", c_int)]
+class _LinearDescF32(ctypes.Structure):
+    """clattn_linear_desc of a library from before the dtype fields (only RpeDesc's embedded
+    copy needs the library's exact size: see _rpe_desc)."""
+    _fields_ = _LINEAR_FIELDS
+
+
+def _rpe_desc(linear):
+    class RpeDesc(ctypes.Structure):
+        _fields_ = [("struct_size", c_size_t), ("linear", linear), ("causal", c_int),
+                    ("algorithm", c_int)] + _dt("rpe")
+    return RpeDesc
+
+
+# clattn_rpe_desc embeds a whole clattn_linear_desc: its layout follows the library's linear desc
+# (re-made by _fit_descs once the library is loaded).
+RpeDesc = _rpe_desc(LinearDesc)
 
 
 class LshDesc(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("n_hashes", c_size_t), ("n_buckets", c_size_t),
                 ("chunk_size", c_size_t), ("causal", c_int), ("attend_across_buckets", c_int),
                 ("seed", c_uint64), ("rotations", P(c_float)), ("rotations_shape", c_size_t * 3)]
+    _fields_ += _dt("lsh")
 
 
 class RoutingDesc(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("clusters", c_size_t), ("window", c_size_t),
                 ("causal", c_int), ("scale", c_float), ("decay", c_float), ("seed", c_uint64)]
+    _fields_ += _dt("routing")
 
 
 class SsmDesc(ctypes.Structure):
-    _fields_ = [("struct_size", c_size_t), ("algorithm", c_int)]
+    _fields_ = [("struct_size", c_size_t), ("algorithm", c_int)] + _dt("ssm")
 
 
 class GssDesc(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("ln_eps", c_float), ("algorithm", c_int)]
+    _fields_ += _dt("gss")
 
 
 class GssWeights(ctypes.Structure):
@@ -138,6 +183,7 @@ class MgkDesc(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("form", c_int), ("sigma", c_float * 8),
                 ("causal", c_int), ("key_lengths", cl_mem), ("key_lengths_offset", c_size_t),
                 ("eps", c_float), ("algorithm", c_int)]
+    _fields_ += _dt("mgk")
 
 
 MGK_MAX_COMPONENTS = 8
@@ -344,6 +390,62 @@ def _candidates():
     yield "libclattn.so.0"
 
 
+# struct_size that each operator's clattn_<op>_desc_init writes in the loaded library.
+LIB_DESC_SIZES = {}
+
+
+def _probe_desc_size(lib, op):
+    fn = getattr(lib, "clattn_%s_desc_init" % op, None)
+    if fn is None:
+        return 0
+    buf = (c_size_t * 512)()  # larger than any desc, aligned
+    fn.restype = None
+    fn.argtypes = [c_void_p]
+    fn(ctypes.cast(buf, c_void_p))
+    return int(buf[0])
+
+
+def _fit_descs(lib):
+    """Reads each desc's size in the library and makes RpeDesc embed a clattn_linear_desc of the
+    library's layout (with or without the dtype fields), before any argtypes are set."""
+    global RpeDesc
+    for op in DESCS:
+        LIB_DESC_SIZES[op] = _probe_desc_size(lib, op)
+    if LIB_DESC_SIZES["linear"] == ctypes.sizeof(_LinearDescF32):
+        RpeDesc = _rpe_desc(_LinearDescF32)
+        DESCS["rpe"] = RpeDesc
+        _FUNCTIONS["clattn_rpe_desc_init"] = (None, [P(RpeDesc)])
+        res, args = _FUNCTIONS["clattn_rpe_plan_create"]
+        _FUNCTIONS["clattn_rpe_plan_create"] = (res, [args[0], P(RpeDesc)] + args[2:])
+
+
+def has_dtypes(op):
+    """Whether the loaded library's desc of `op` has the dtype fields (DTYPE_FIELDS[op]): a
+    library from before per-tensor element types takes float32 only."""
+    fields = DTYPE_FIELDS.get(op)
+    if not fields:
+        return False
+    end = getattr(DESCS[op], fields[-1]).offset + ctypes.sizeof(c_int)
+    return LIB_DESC_SIZES.get(op, 0) >= end
+
+
+def desc_mismatches():
+    """Operators whose desc mirror (this module) and the library's struct_size disagree, as
+    {op: (library size, mirror size)}; the size without the dtype block (an older library) is
+    not a mismatch."""
+    bad = {}
+    for op, cls in DESCS.items():
+        lib_size, size = LIB_DESC_SIZES.get(op, 0), ctypes.sizeof(cls)
+        if lib_size in (0, size):
+            continue
+        if op in DTYPE_FIELDS and not has_dtypes(op):
+            first, align = getattr(cls, DTYPE_FIELDS[op][0]).offset, ctypes.alignment(cls)
+            if lib_size == (first + align - 1) // align * align:
+                continue  # the older layout (with its tail padding)
+        bad[op] = (lib_size, size)
+    return bad
+
+
 def _load():
     errors = []
     for path in _candidates():
@@ -355,6 +457,7 @@ def _load():
     else:
         raise ImportError("clattn: cannot load the C library (set CLATTN_LIBRARY to "
                           "libclattn.so's path, or install it): " + "; ".join(errors))
+    _fit_descs(lib)
     for name, (res, args) in _FUNCTIONS.items():
         fn = getattr(lib, name, None)
         if fn is None:  # an older library: the entry point is missing, calls raise

@@ -7,17 +7,17 @@ import numpy as np
 from . import _lib, _core
 from ._lib import lib
 from ._core import Call, Error, run
-from ._ops import make_desc, _bake, _shape4, _upload, I32
+from ._ops import make_desc, _bake, _shape4, _upload, I32, desc_dtypes
 from ._states import _Handle
 
 byref = ctypes.byref
 
 
-def mgk_desc(sigma=None, linear=False, causal=False, eps=None, algorithm=None):
+def mgk_desc(sigma=None, linear=False, causal=False, eps=None, algorithm=None, **dtypes):
     """clattn_mgk_desc: sigma a float (every component) or a sequence of up to 8 (per
     component; None or 0: D^(1/4)); linear=True for the kernelised form."""
-    d, _ = make_desc("mgk", {"form": "linear" if linear else "softmax", "causal": causal,
-                             "eps": eps, "algorithm": algorithm})
+    d, _ = make_desc("mgk", dict(dtypes, form="linear" if linear else "softmax", causal=causal,
+                                 eps=eps, algorithm=algorithm))
     if sigma is not None:
         s = np.atleast_1d(np.asarray(sigma, np.float64))
         if s.ndim != 1 or s.size > _lib.MGK_MAX_COMPONENTS:
@@ -59,11 +59,11 @@ def _mgk_call(plan, q, k, v, pi, lse=False, out=None):
     B, H, Nq, D = qs
     R, Nk = ks[1] // H, ks[2]
     c = Call(plan.ctx, [q, k, v, pi, out])
-    tq = c.input("q", q)
-    tk = c.input("k", k, ks if np.ndim(k) == 5 else None)
-    tv = c.input("v", v)
-    tp = c.input("pi", _pi_view(pi, H, R, Nk))
-    to = c.output("out", (B, H, Nq, D), out)
+    tq = c.input("q", q, None, plan.dt("q"))
+    tk = c.input("k", k, ks if np.ndim(k) == 5 else None, plan.dt("k"))
+    tv = c.input("v", v, None, plan.dt("v"))
+    tp = c.input("pi", _pi_view(pi, H, R, Nk), None, plan.dt("pi"))
+    to = c.output("out", (B, H, Nq, D), out, plan.dt("out"))
     tl = c.output("lse", (B, H, Nq, 1)) if lse else None
     outs = run(plan.ctx, c, lambda n, w, e: lib.clattn_mgk_plan_enqueue(
         plan.ptr, byref(tq), byref(tk), byref(tv), byref(tp), byref(to),
@@ -82,7 +82,7 @@ def mgk_plan(ctx, q_shape, k_shape, key_lengths=None, **kw):
     try:
         qs, ks = _shape4(q_shape, "q"), _shape4(k_shape4(k_shape), "k")
         return _bake(ctx, "mgk", lambda p: lib.clattn_mgk_plan_create(
-            ctx.ptr, byref(d), qs, ks, p), _mgk_call, [tuple(qs), tuple(ks)])
+            ctx.ptr, byref(d), qs, ks, p), _mgk_call, [tuple(qs), tuple(ks)], d)
     finally:
         if buf:
             _lib.cl.clReleaseMemObject(buf)  # the plan retains it
@@ -92,8 +92,9 @@ class MgkState(_Handle):
     """clattn_mgk_state: linear MGK's S [B, H, D, D] and z [B, H, D] on the device."""
     _destroy = "clattn_mgk_state_destroy"
 
-    def __init__(self, ctx, batch, heads, components, d, eps=None):
-        self.desc = mgk_desc(linear=True, eps=eps)
+    def __init__(self, ctx, batch, heads, components, d, eps=None, **dtypes):
+        self.desc = mgk_desc(linear=True, eps=eps, **dtypes)
+        self.dtypes = desc_dtypes("mgk", self.desc)  # every step's tensors have these types
         p = ctypes.c_void_p()
         ctx.check(lib.clattn_mgk_state_create(ctx.ptr, byref(self.desc), batch, heads,
                                               components, d, byref(p)))
@@ -106,14 +107,15 @@ class MgkState(_Handle):
         output [B, H, D] of that position."""
         B, H, R, D = self.shape
         c = Call(self.ctx, [q, k, v, pi, out])
-        tq, tv = c.input("q", q, (B, H, 1, D)), c.input("v", v, (B, H, 1, D))
-        tk = c.input("k", k, (B, H * R, 1, D))
+        dt = self.dtypes.get
+        tq, tv = c.input("q", q, (B, H, 1, D), dt("q")), c.input("v", v, (B, H, 1, D), dt("v"))
+        tk = c.input("k", k, (B, H * R, 1, D), dt("k"))
         if not _core.is_device_array(pi):
             a = pi if isinstance(pi, np.ndarray) else np.asarray(pi, np.float32)
             pi = np.broadcast_to(a.reshape(a.shape + (1,)) if a.ndim in (1, 2) else a,
                                  (1, H, R, 1))
-        tp = c.input("pi", pi)
-        to = c.output("out", (B, H, 1, D), out)
+        tp = c.input("pi", pi, None, dt("pi"))
+        to = c.output("out", (B, H, 1, D), out, dt("out"))
         o = run(self.ctx, c, lambda n, w, e: lib.clattn_mgk_state_step(
             self.ptr, byref(tq), byref(tk), byref(tv), byref(tp), byref(to), n, w, e),
             owner=self)[0]

@@ -34,17 +34,80 @@ def _fptr(a):
     return None if a is None else a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
 
 
+def _dtype_keywords(op, kw):
+    """The element-type keywords of `op`'s desc: `<role>_dtype` as they are, `dtype=` for every
+    input role not named, `out_dtype=` for the output's field (y_dtype for ssm). Returns (the
+    other keywords, {field: code})."""
+    fields = _lib.DTYPE_FIELDS.get(op, ())
+    kw = dict(kw)
+    every = kw.pop("dtype", None)
+    out = None if "out_dtype" in fields else kw.pop("out_dtype", None)
+    if not fields and (every is not None or out is not None):
+        raise TypeError("%s: no dtype options (its tensors are float32)" % op)
+    codes = {}
+    for f in fields:
+        val = kw.pop(f, None)
+        if val is None:
+            val = out if f == fields[-1] else every
+        if val is not None:
+            codes[f] = _core.dtype_code(val, f)
+    if any(codes.values()) and not _lib.has_dtypes(op):
+        raise _core.DTypeError(
+            "CLATTN_INVALID_ARGUMENT", "%s: %s: the loaded C library (%s) takes float32 only "
+            "(its clattn_%s_desc has no element-type fields)"
+            % (op, ", ".join("%s=%s" % (f, _lib.DTYPE_NAMES[c]) for f, c in codes.items() if c),
+               _lib.library_path, op))
+    return kw, codes
+
+
+def desc_dtypes(op, d):
+    """{role: clattn_dtype} of a desc (role: the field name less "_dtype")."""
+    return {f[:-len("_dtype")]: int(getattr(d, f)) for f in _lib.DTYPE_FIELDS.get(op, ())}
+
+
+def oneshot_dtypes(op, desc, arrays, out=None, out_dtype=None):
+    """For a one-shot call: desc keywords with each float tensor's element type taken from its
+    array (float16 -> f16, bfloat16 -> bf16; float32 and anything else leave the default f32,
+    which the marshalling converts or refuses); explicit keywords win. The output's type:
+    out_dtype, else out's dtype, else float32."""
+    desc = dict(desc)
+    fields = _lib.DTYPE_FIELDS[op]
+    if desc.get("dtype") is None:
+        for f in fields[:-1]:
+            code = _array_code(arrays.get(f[:-len("_dtype")]))
+            if desc.get(f) is None and code:
+                desc[f] = code
+    if out_dtype is not None:
+        desc[fields[-1]] = out_dtype
+    elif desc.get(fields[-1]) is None:
+        code = _array_code(out)
+        if code:
+            desc[fields[-1]] = code
+    return desc
+
+
+def _array_code(a):
+    dt = getattr(a, "dtype", None)
+    return None if dt is None else _core.array_code(np.dtype(dt))
+
+
 def make_desc(op, kw):
     """The C descriptor of `op` from keyword arguments named as its fields (enums by lower-case
-    name: algorithm="tiled_cpu", feature_map="favor"...). Returns (desc, arrays to keep alive)."""
+    name: algorithm="tiled_cpu", feature_map="favor"...; element types as "f16", np.float16...,
+    plus dtype= for every input tensor and out_dtype= for the output). Returns (desc, arrays to
+    keep alive)."""
+    kw, codes = _dtype_keywords(op, kw)
     d = _lib.DESCS[op]()
     getattr(lib, "clattn_%s_desc_init" % op)(byref(d))
+    for f, code in codes.items():
+        setattr(d, f, code)
     keep = []
     for key, val in kw.items():
         target, eop = d, op
         if op == "rpe" and key not in ("causal", "algorithm"):
             target, eop = d.linear, "linear"
-        names = [f for f, _ in type(target)._fields_ if f != "struct_size"]
+        names = [f for f, _ in type(target)._fields_
+                 if f != "struct_size" and not f.endswith("_dtype")]
         if key not in names or key.endswith("_shape") or key == "key_lengths":
             raise TypeError("%s: unknown option %r (options: %s)"
                             % (op, key, ", ".join(n for n in names if not n.endswith("_shape"))))
@@ -103,9 +166,14 @@ class Plan:
     created on the device after the plan exists (ctx.stats() stays put). .info is
     clattn_plan_get_info's record."""
 
-    def __init__(self, ctx, op, ptr, call_fn, shapes):
+    def __init__(self, ctx, op, ptr, call_fn, shapes, dtypes=None):
         self.ctx, self.op, self._ptr, self._call, self.shapes = ctx, op, ptr, call_fn, shapes
+        self.dtypes = dict(dtypes or {})  # role -> clattn_dtype the plan was made for
         ctx._adopt(self)
+
+    def dt(self, role):
+        """The element type (0 f32, 1 f16, 2 bf16) of tensor `role` ("q", "out", ...)."""
+        return self.dtypes.get(role, _core.DT_F32)
 
     @property
     def ptr(self):
@@ -123,6 +191,7 @@ class Plan:
         d = _core._info_dict(info)
         d["kernels"] = [_core._info_dict(k) for k in info.kernels[:info.num_kernels]]
         d["op"] = _core._text(lib.clattn_operator_name(info.op))
+        d["dtypes"] = {r: _lib.DTYPE_NAMES[c] for r, c in self.dtypes.items()}
         return d
 
     def close(self):
@@ -146,10 +215,11 @@ class Plan:
         return "<clattn.Plan %s %s>" % (self.op, self.shapes)
 
 
-def _bake(ctx, op, create, call_fn, shapes):
+def _bake(ctx, op, create, call_fn, shapes, desc=None):
     p = ctypes.c_void_p()
     ctx.check(create(byref(p)))
-    return Plan(ctx, op, p.value, call_fn, shapes)
+    return Plan(ctx, op, p.value, call_fn, shapes,
+                desc_dtypes(op, desc) if desc is not None else None)
 
 
 def _oneshot(plan, *args, **kw):
@@ -163,14 +233,20 @@ def _res(outs, n):
     return outs[0] if n == 1 else tuple(outs[:n])
 
 
+def _inputs(plan, call, **arrays):
+    """Registers the plan's float inputs (keyword = role), each in the type the plan was made
+    for; returns their tensors in order."""
+    return [call.input(role, a, None, plan.dt(role)) for role, a in arrays.items()]
+
+
 # ---------------------------------------------------------------------------------------------
 # softmax
 
 def _softmax_call(plan, q, k, v, lse=False, out=None):
     (B, Hq, Nq, _), _, vs = plan.shapes
     c = Call(plan.ctx, [q, k, v, out])
-    tq, tk, tv = c.input("q", q), c.input("k", k), c.input("v", v)
-    to = c.output("out", (B, Hq, Nq, vs[3]), out)
+    tq, tk, tv = _inputs(plan, c, q=q, k=k, v=v)
+    to = c.output("out", (B, Hq, Nq, vs[3]), out, plan.dt("out"))
     tl = c.output("lse", (B, Hq, Nq, 1)) if lse else None
     outs = run(plan.ctx, c, lambda n, w, e: lib.clattn_softmax_plan_enqueue(
         plan.ptr, byref(tq), byref(tk), byref(tv), byref(to), byref(tl) if tl else None, n, w, e),
@@ -183,8 +259,8 @@ def _softmax_call(plan, q, k, v, lse=False, out=None):
 def _linear_call(plan, q, k, v, out=None):
     (B, Hq, Nq, _), _, vs = plan.shapes
     c = Call(plan.ctx, [q, k, v, out])
-    tq, tk, tv = c.input("q", q), c.input("k", k), c.input("v", v)
-    to = c.output("out", (B, Hq, Nq, vs[3]), out)
+    tq, tk, tv = _inputs(plan, c, q=q, k=k, v=v)
+    to = c.output("out", (B, Hq, Nq, vs[3]), out, plan.dt("out"))
     return run(plan.ctx, c, lambda n, w, e: lib.clattn_linear_plan_enqueue(
         plan.ptr, byref(tq), byref(tk), byref(tv), byref(to), n, w, e), owner=plan)[0]
 
@@ -192,9 +268,9 @@ def _linear_call(plan, q, k, v, out=None):
 def _rpe_call(plan, q, k, v, bias, out=None):
     (B, Hq, N, _), _, vs = plan.shapes
     c = Call(plan.ctx, [q, k, v, bias, out])
-    tq, tk, tv = c.input("q", q), c.input("k", k), c.input("v", v)
-    tb = c.input("bias", bias, (1, Hq, 1, 2 * N - 1))
-    to = c.output("out", (B, Hq, N, vs[3]), out)
+    tq, tk, tv = _inputs(plan, c, q=q, k=k, v=v)
+    tb = c.input("bias", bias, (1, Hq, 1, 2 * N - 1), plan.dt("bias"))
+    to = c.output("out", (B, Hq, N, vs[3]), out, plan.dt("out"))
     return run(plan.ctx, c, lambda n, w, e: lib.clattn_rpe_plan_enqueue(
         plan.ptr, byref(tq), byref(tk), byref(tv), byref(tb), byref(to), n, w, e), owner=plan)[0]
 
@@ -202,8 +278,8 @@ def _rpe_call(plan, q, k, v, bias, out=None):
 def _lsh_call(plan, q, v, lse=False, buckets=False, out=None):
     (B, H, N, _), vs, n_hashes = plan.shapes
     c = Call(plan.ctx, [q, v, out])
-    tq, tv = c.input("q", q), c.input("v", v)
-    to = c.output("out", (B, H, N, vs[3]), out)
+    tq, tv = _inputs(plan, c, q=q, v=v)
+    to = c.output("out", (B, H, N, vs[3]), out, plan.dt("out"))
     tl = c.output("lse", (B, H, N, 1)) if lse else None
     tb = c.output("buckets", (B, H, n_hashes, N), dtype=I32) if buckets else None
     outs = run(plan.ctx, c, lambda n, w, e: lib.clattn_lsh_plan_enqueue(
@@ -220,9 +296,9 @@ def _lsh_call(plan, q, v, lse=False, buckets=False, out=None):
 def _routing_call(plan, q, k, v, centroids, out=None):
     (B, Hq, N, _), _, vs, cs = plan.shapes
     c = Call(plan.ctx, [q, k, v, centroids, out])
-    tq, tk, tv = c.input("q", q), c.input("k", k), c.input("v", v)
+    tq, tk, tv = _inputs(plan, c, q=q, k=k, v=v)
     tc = c.input("centroids", centroids, tuple(cs))
-    to = c.output("out", (B, Hq, N, vs[3]), out)
+    to = c.output("out", (B, Hq, N, vs[3]), out, plan.dt("out"))
     return run(plan.ctx, c, lambda n, w, e: lib.clattn_routing_plan_enqueue(
         plan.ptr, byref(tq), byref(tk), byref(tv), byref(tc), byref(to), n, w, e), owner=plan)[0]
 
@@ -232,7 +308,7 @@ class RoutingPlan(Plan):
         """k-means++ centroids [1, Hk, C, D] from q and k (clattn_routing_centroids_draw)."""
         cs = self.shapes[3]
         c = Call(self.ctx, [q, k])
-        tq, tk = c.input("q", q), c.input("k", k)
+        tq, tk = _inputs(self, c, q=q, k=k)
         to = c.output("centroids", tuple(cs))
         if getattr(self, "_last_event", None) is not None:
             c.wait.append(self._last_event)
@@ -256,7 +332,7 @@ class RoutingPlan(Plan):
             new = np.ascontiguousarray(np.array(centroids, dtype=F32)).reshape(cs)
             c = Call(self.ctx, [q, k])
             tc = c.output("centroids", cs, new)
-        tq, tk = c.input("q", q), c.input("k", k)
+        tq, tk = _inputs(self, c, q=q, k=k)
         return run(self.ctx, c, lambda n, w, e: lib.clattn_routing_update_centroids(
             self.ptr, byref(tq), byref(tk), byref(tc), n, w, e), owner=self)[0]
 

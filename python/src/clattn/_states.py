@@ -8,7 +8,8 @@ import numpy as np
 from . import _lib, _core
 from ._lib import lib
 from ._core import Call, Error, run, F32
-from ._ops import make_desc, _f32, _fptr, _upload, _bake, _oneshot
+from ._ops import make_desc, _f32, _fptr, _upload, _bake, _oneshot, desc_dtypes, oneshot_dtypes
+from ._core import ANY
 
 byref = ctypes.byref
 
@@ -56,18 +57,22 @@ class LinearState(_Handle):
         super().__init__(ctx, p.value)
         self.shape = (int(batch), int(heads), int(d), int(dv))
         self.features = int(lib.clattn_linear_feature_count(byref(self.desc), d))
+        # element types: the desc's (q_dtype, ..., out_dtype): every prefill's and step's arrays
+        # have them
+        self.dtypes = desc_dtypes("linear", self.desc)
 
     def _run(self, fn, q, k, v, out, want_out, step):
         B, H, D, Dv = self.shape
         c = Call(self.ctx, [q, k, v, out])
         shp = lambda a: None if step is False or len(a.shape) == 4 else (a.shape[0], a.shape[1],
                                                                           1, a.shape[2])
-        tq, tk, tv = c.input("q", q, shp(q)), c.input("k", k, shp(k)), c.input("v", v, shp(v))
+        dt = self.dtypes.get
+        tq, tk, tv = (c.input(r, a, shp(a), dt(r, 0)) for r, a in (("q", q), ("k", k), ("v", v)))
         to = None
         if want_out:
             Hq, N = tq.shape[1], tq.shape[2]
             oshape = (B, Hq, N, Dv)
-            to = c.output("out", oshape, out)
+            to = c.output("out", oshape, out, self.dtypes.get("out", 0))
         res = run(self.ctx, c, lambda n, w, e: fn(self.ptr, byref(tq), byref(tk), byref(tv),
                                                   byref(to) if to else None, n, w, e), owner=self)
         if not want_out:
@@ -153,8 +158,8 @@ def s4_hippo_legs(n):
 def _ssm_handle_call(plan, u, out=None):
     (B, H, L), = plan.shapes
     c = Call(plan.ctx, [u, out])
-    tu = c.input("u", u, (B, H, L, 1))
-    ty = c.output("y", (B, H, L, 1), out)
+    tu = c.input("u", u, (B, H, L, 1), plan.dt("u"))
+    ty = c.output("y", (B, H, L, 1), out, plan.dt("y"))
     y = run(plan.ctx, c, lambda n, w, e: lib.clattn_ssm_plan_enqueue(
         plan.ptr, byref(tu), byref(ty), n, w, e), owner=plan)[0]
     return y if out is not None else y.reshape(B, H, L)
@@ -163,10 +168,10 @@ def _ssm_handle_call(plan, u, out=None):
 def ssm_conv_call(plan, u, kernel, d=None, out=None):
     (B, H, L), = plan.shapes
     c = Call(plan.ctx, [u, kernel, d, out])
-    tu = c.input("u", u, (B, H, L, 1))
+    tu = c.input("u", u, (B, H, L, 1), plan.dt("u"))
     tk = c.input("kernel", kernel, (1, H, L, 1))
     td = c.input("d", d, (1, H, 1, 1))
-    ty = c.output("y", (B, H, L, 1), out)
+    ty = c.output("y", (B, H, L, 1), out, plan.dt("y"))
     y = run(plan.ctx, c, lambda n, w, e: lib.clattn_ssm_conv_plan_enqueue(
         plan.ptr, byref(tu), byref(tk), byref(td) if td else None, byref(ty), n, w, e),
         owner=plan)[0]
@@ -236,16 +241,18 @@ class Ssm(_Handle):
             self.ptr, byref(tk), n, w, e), owner=self)[0]
         return k.reshape(self.heads, int(length))
 
-    def plan(self, u_shape, algorithm=None):
-        """The convolution for u [B, H, L] with this SSM, K generated once: plan(u) -> y."""
+    def plan(self, u_shape, algorithm=None, **dtypes):
+        """The convolution for u [B, H, L] with this SSM, K generated once: plan(u) -> y;
+        element types u_dtype, y_dtype (or dtype=, out_dtype=)."""
         B, H, L = (int(x) for x in u_shape)
-        d, keep = make_desc("ssm", {"algorithm": algorithm})
+        d, keep = make_desc("ssm", dict(dtypes, algorithm=algorithm))
         shape = _lib.size4(B, H, L, 1)
         return _bake(self.ctx, "ssm", lambda p: lib.clattn_ssm_plan_create(
-            self.ctx.ptr, byref(d), self.ptr, shape, p), _ssm_handle_call, [(B, H, L)])
+            self.ctx.ptr, byref(d), self.ptr, shape, p), _ssm_handle_call, [(B, H, L)], d)
 
-    def __call__(self, u, algorithm=None, out=None):
-        return _oneshot(self.plan(np.shape(u), algorithm), u, out=out)
+    def __call__(self, u, algorithm=None, out=None, out_dtype=None, dtype=None):
+        kw = oneshot_dtypes("ssm", {"dtype": dtype}, {"u": u}, out, out_dtype)
+        return _oneshot(self.plan(np.shape(u), algorithm, **kw), u, out=out)
 
     def state(self, batch):
         return SsmState(self, batch)
@@ -261,12 +268,17 @@ class SsmState(_Handle):
         super().__init__(ssm.ctx, p.value)
         self.ssm, self.batch = ssm, int(batch)
 
-    def step(self, u, out=None):
-        """One step for every sequence: u [B, H] -> y [B, H]."""
+    def step(self, u, out=None, out_dtype=None):
+        """One step for every sequence: u [B, H] -> y [B, H]; u of its own element type, y
+        of out_dtype (default float32, or out's)."""
         B, H = self.batch, self.ssm.heads
         c = Call(self.ctx, [u, out])
-        tu = c.input("u", u, (B, H, 1, 1))
-        ty = c.output("y", (B, H, 1, 1), out)
+        tu = c.input("u", u, (B, H, 1, 1), ANY)
+        if out_dtype is not None:
+            yt = _core.dtype_code(out_dtype, "out_dtype")
+        else:
+            yt = (_core.array_code(np.dtype(out.dtype)) if out is not None else None) or 0
+        ty = c.output("y", (B, H, 1, 1), out, yt)
         y = run(self.ctx, c, lambda n, w, e: lib.clattn_ssm_step(
             self.ptr, byref(tu), byref(ty), n, w, e), owner=self)[0]
         return y if out is not None else y.reshape(B, H)
@@ -294,8 +306,8 @@ def gss_call(plan, x, weights, out=None):
     if unknown:
         raise TypeError("gss: unknown weights %s" % sorted(unknown))
     c = Call(plan.ctx, [x, out])
-    tx = c.input("x", x, (B, 1, L, E))
-    ty = c.output("out", (B, 1, L, E), out)
+    tx = c.input("x", x, (B, 1, L, E), plan.dt("x"))
+    ty = c.output("out", (B, 1, L, E), out, plan.dt("out"))
     w = _lib.GssWeights()
     bufs = []
     try:

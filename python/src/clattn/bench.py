@@ -74,6 +74,19 @@ def parse_csv(text):
     return rows, device
 
 
+def series_of(rows):
+    """{label: [(N, ms, GFLOP/s)]}: a line per variant, and per element type when the CSV has
+    rows of several (its "dtype" column: `clattn bench OP --dtype f32,f16,bf16`)."""
+    dtypes = {r.get("dtype") for r in rows if r.get("dtype")}
+    series = {}
+    for r in rows:
+        if r["variant"] in ("peak", "sgemm") or r["ms"] <= 0:
+            continue
+        label = r["variant"] if len(dtypes) <= 1 else "%s %s" % (r["variant"], r.get("dtype"))
+        series.setdefault(label, []).append((r["nq"], r["ms"], r["gflops"]))
+    return series
+
+
 def plot(rows, device, out, title=None, op=None):
     """Time and GFLOP/s against N (log-log), a line per variant, the peak as a line."""
     import matplotlib
@@ -82,11 +95,7 @@ def plot(rows, device, out, title=None, op=None):
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     peak = max((r["gflops"] for r in rows if r["variant"] == "peak"), default=0.0)
-    series = {}
-    for r in rows:
-        if r["variant"] in ("peak", "sgemm") or r["ms"] <= 0:
-            continue
-        series.setdefault(r["variant"], []).append((r["nq"], r["ms"], r["gflops"]))
+    series = series_of(rows)
     if not series:
         raise SystemExit("clattn.bench: no timed rows to plot")
     op = op or rows[0]["op"]
