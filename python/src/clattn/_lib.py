@@ -222,7 +222,7 @@ ENUMS = {
     "deq_cell.attention": {"softmax": 0, "linear": 1},
 }
 OPERATORS = {"softmax": 1, "linear": 2, "rpe": 3, "lsh": 4, "routing": 5, "ssm": 6, "gss": 7,
-             "mgk": 8, "deq": 9}
+             "mgk": 8, "deq": 9, "kvcache": 10}
 DESCS = {"softmax": SoftmaxDesc, "linear": LinearDesc, "rpe": RpeDesc, "lsh": LshDesc,
          "routing": RoutingDesc, "ssm": SsmDesc, "gss": GssDesc, "mgk": MgkDesc, "deq": DeqDesc,
          "deq_cell": DeqCellDesc}
