@@ -24,8 +24,15 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
 
+# PoCL's compiled-kernel cache for the tests, shared by build/, build-asan/ and later clean clones
+# on this machine (entries are keyed by kernel source, options and device, so a changed kernel is
+# rebuilt): the kernels of a run compile once, not once per build tree.
+pocl_cache=${CLATTN_TEST_POCL_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/clattn-test/pocl}
+mkdir -p "$pocl_cache"
+
 echo "== building (build/)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLATTN_TEST_POCL_CACHE="$pocl_cache" \
+      >/dev/null
 cmake --build build -j"$jobs"
 
 case "$mode" in
@@ -39,7 +46,7 @@ test)
   ctest --test-dir build --output-on-failure -j"$jobs" --timeout 900
   echo "== sanitizer build (build-asan/): AddressSanitizer + UBSan, device-free and small device tests"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCLATTN_SANITIZE=ON \
-        -DCLATTN_BUILD_SAMPLES=OFF >/dev/null
+        -DCLATTN_BUILD_SAMPLES=OFF -DCLATTN_TEST_POCL_CACHE="$pocl_cache" >/dev/null
   cmake --build build-asan -j"$jobs"
   # Pin the ICD loader to PoCL alone and suppress only the drivers' own leaks (tests/lsan.supp).
   # LeakSanitizer's own stop-the-world tracer has crashed at exit of test_softmax_pocl in two CI
@@ -70,7 +77,7 @@ if [ "$mode" = test ]; then
   build/pyvenv/bin/python -m pip install -q --disable-pip-version-check matplotlib pyopencl ||
     echo "== warning: matplotlib/pyopencl not installed: their tests are skipped"
   CLATTN_LIBRARY="$(pwd)/build/libclattn.so" PYTHONPATH="$(pwd)/python/src" \
-  CLATTN_DEVICE="Portable Computing Language" POCL_CACHE_DIR="$(pwd)/build/cache/pocl" \
+  CLATTN_DEVICE="Portable Computing Language" POCL_CACHE_DIR="$pocl_cache" \
   CLATTN_CACHE_DIR="$(pwd)/build/cache/clattn" \
     build/pyvenv/bin/python -m pytest -q python/tests
 fi
