@@ -324,6 +324,34 @@ static void test_edges(void **state)
     run_case(&shot);
 }
 
+/* clattn_rpe_host stays float32 whatever the desc's dtype fields hold (even unknown values). */
+static void test_host_ignores_dtypes(void **state)
+{
+    (void)state;
+    size_t qs[4] = {1, 2, 9, 3}, vs[4] = {1, 2, 9, 4}, nq = 54, nv = 72, nb = 2 * 17;
+    uint64_t seed = 5;
+    float *q = tu_random(nq, 1.0f, &seed), *k = tu_random(nq, 1.0f, &seed);
+    float *v = tu_random(nv, 1.0f, &seed), *bias = tu_random(nb, 1.0f, &seed);
+    float *out = tu_poisoned(nv), *ref = malloc(nv * sizeof *ref);
+    assert_non_null(ref);
+    clattn_rpe_desc d;
+    clattn_rpe_desc_init(&d);
+    d.algorithm = CLATTN_RPE_DIRECT;
+    d.q_dtype = d.v_dtype = CLATTN_F16;
+    d.out_dtype = CLATTN_BF16;
+    d.k_dtype = (clattn_dtype)9;
+    if (clattn_rpe_host(ctx, &d, qs, qs, vs, q, k, v, bias, out) != CLATTN_SUCCESS)
+        fail_msg("host: %s", clattn_context_last_error(ctx));
+    ref_rpe_gqa(q, k, v, bias, ref, 1, 2, 2, 9, 3, 4, 0, NULL, 0, d.linear.eps, 0);
+    tu_check_close(out, ref, nv, TOL, "clattn_rpe_host with half dtypes in the desc");
+    free(q);
+    free(k);
+    free(v);
+    free(bias);
+    free(out);
+    free(ref);
+}
+
 /* An unknown dtype in the desc or on a one-shot tensor (INVALID_ARGUMENT), a tensor whose type
  * differs from the plan's (DTYPE_MISMATCH): nothing written. */
 static void test_bad_input(void **state)
@@ -423,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_matrix_direct_tiled),
         cmocka_unit_test(test_matrix_fft),
         cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_host_ignores_dtypes),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

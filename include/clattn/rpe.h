@@ -105,8 +105,9 @@ CLATTN_API clattn_status clattn_rpe_plan_create(clattn_context *ctx, const clatt
                                                 const size_t q_shape[4], const size_t k_shape[4],
                                                 const size_t v_shape[4], clattn_plan **plan);
 
-/* Enqueues a baked RPE plan on the context's queue. Tensors (any strides): q, k, v of the plan's
- * shapes, out [B, Hq, N, Dv]; bias [1, Hq, 1, 2N - 1]: bias->shape[3] element r + N - 1 holds b_r
+/* Enqueues a baked RPE plan on the context's queue. Tensors (any strides; each of the type the
+ * plan's desc gave it, q_dtype ... out_dtype): q, k, v of the plan's shapes, out [B, Hq, N, Dv];
+ * bias [1, Hq, 1, 2N - 1]: bias->shape[3] element r + N - 1 holds b_r
  * of query head h for the offset r = j - i, r in [-(N-1), N-1] (entries r > 0 are unused when
  * causal). Every element of out is written. Bias values are not read back by this asynchronous
  * call: a non-finite entry among those a head uses makes that head's outputs NaN

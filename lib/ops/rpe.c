@@ -426,7 +426,7 @@ clattn_status clattn_rpe_host(clattn_context *ctx, const clattn_rpe_desc *desc,
     clattn_status status = CLATTN_SUCCESS;
     clattn__stage st;
     cl_mem bq, bk, bv, bb, bo;
-    clattn_rpe_desc d;
+    clattn_rpe_desc raw, d;
     clattn_plan *plan = NULL;
     cl_event done = NULL;
 
@@ -435,8 +435,9 @@ clattn_status clattn_rpe_host(clattn_context *ctx, const clattn_rpe_desc *desc,
     clattn__stage_init(&st, ctx);
     CLATTN_CHECK(q_shape && k_shape && v_shape && q && k && v && bias && out, CLATTN_NULL_POINTER,
                  "rpe host: shapes, q, k, v, bias and out are required");
-    CLATTN_FORWARD(read_desc(ctx, desc, &d));
-    d.q_dtype = d.k_dtype = d.v_dtype = d.bias_dtype = d.out_dtype = CLATTN_F32; /* host arrays */
+    CLATTN_FORWARD(copy_desc(ctx, desc, &raw));
+    raw.q_dtype = raw.k_dtype = raw.v_dtype = raw.bias_dtype = raw.out_dtype = CLATTN_F32;
+    CLATTN_FORWARD(read_desc(ctx, &raw, &d)); /* float32 host arrays whatever the desc says */
     CLATTN_FORWARD(check_shapes(ctx, q_shape, k_shape, v_shape));
     size_t B = q_shape[0], Hq = q_shape[1], Hk = k_shape[1], N = q_shape[2];
     size_t nq, nk, nv, no, nb = Hq * (2 * N - 1);
