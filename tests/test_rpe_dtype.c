@@ -6,9 +6,11 @@
  * kernel and the GPU-tiled one (both forced through CLATTN_RPE_DIRECT_KERNEL on every device) and
  * the FFT path forced; ELU, RELU (rows with no weight: eps 0 gives zeros) and FAVOR+, causal and
  * not, grouped query heads, N = 1 and a non-tile N, a large bias (+-40: weights spread over 80
- * nats, what float32 holds; direct only, as rpe.h advises), strided half views. Bad input: an unknown dtype (INVALID_ARGUMENT) and a tensor
- * of another type than the plan's (DTYPE_MISMATCH), outputs untouched. Small shapes: the suite
- * runs in about a second per device config once the program cache is warm. */
+ * nats, what float32 holds; direct only, as rpe.h advises), strided half views, the one-shot
+ * call (types from the tensors) and clattn_rpe_host (float32 whatever the desc's types). Bad
+ * input: an unknown dtype (INVALID_ARGUMENT) and a tensor of another type than the plan's
+ * (DTYPE_MISMATCH), outputs untouched; a baked half plan's enqueue creates no kernel and looks up
+ * no program. Small shapes: about a second per device config once the program cache is warm. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -197,7 +199,13 @@ static void run_case(const tcase *c)
                 all32 &= ty[i] == CLATTN_F32;
             if (all32 != (strstr(info.launch, "dtype=") == NULL))
                 fail_msg("%s: launch '%s'", what, info.launch);
+            clattn_context_stats before, after;
+            assert_int_equal(clattn_context_get_stats(ctx, &before), CLATTN_SUCCESS);
             st = clattn_rpe_plan_enqueue(plan, &tq, &tk, &tv, &tb, &to, 0, NULL, NULL);
+            assert_int_equal(clattn_context_get_stats(ctx, &after), CLATTN_SUCCESS);
+            if (after.kernels_created != before.kernels_created ||
+                after.program_lookups != before.program_lookups)
+                fail_msg("%s: the enqueue created kernels or looked up programs", what);
         }
         clattn_plan_destroy(plan);
     }
