@@ -43,6 +43,8 @@ static void check_run(const char *args, const float *q, const float *k, const fl
     int rc = run(args, line, sizeof line);
     if (rc != 0)
         fail_msg("'%s': exit %d: %s", args, rc, line);
+    if (!strstr(line, " dtype=")) /* the summary names the plan's types (every case has a half) */
+        fail_msg("'%s': summary without the types: %s", args, line);
     double *ref = malloc(no * sizeof *ref);
     assert_non_null(ref);
     ref_rpe_gqa_d(q, k, v, bias, ref, B, H, H, N, D, D, 0, NULL, 0, CLATTN_LINEAR_DEFAULT_EPS,
