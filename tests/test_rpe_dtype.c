@@ -298,8 +298,8 @@ static void test_matrix_fft(void **state)
 }
 
 /* N = 1 on every path; a +-40 bias (weights down to exp(-80); direct only: the FFT path's error
- * is relative to a head's largest weight, rpe.h); [B, N, H, D] strided half views of v and out; the one-shot call taking
- * its types from the tensors. */
+ * is relative to a head's largest weight, rpe.h); [B, N, H, D] strided half views of v and out;
+ * the one-shot call taking its types from the tensors. */
 static void test_edges(void **state)
 {
     (void)state;
