@@ -26,6 +26,19 @@
 #ifndef RPE_MAX_DV
 #define RPE_MAX_DV 256
 #endif
+/* Element types of the tensors these kernels touch (-D options from the plan, clattn_dtype codes;
+ * absent: float32): the values v, the bias and the output, read and written only through
+ * common.clh's CLATTN_LOAD / CLATTN_STORE, arithmetic in float32. q and k reach these kernels as
+ * float32 features (blocks_features.cl's kernels, half q/k staged to float32 first). */
+#ifndef V_DT
+#define V_DT 0
+#endif
+#ifndef BIAS_DT
+#define BIAS_DT 0
+#endif
+#ifndef O_DT
+#define O_DT 0
+#endif
 #ifndef RPE_PARTS
 #define RPE_PARTS 256
 #endif
@@ -50,7 +63,8 @@ inline float clattn_rpe_shift(int scaled, __global const float *lq, __global con
  * non-finite entry makes the part NaN, so the head's outputs become NaN rather than quietly wrong
  * (fmax would skip a NaN). Shares keep each loop short (llvmpipe caps loops at 65535 iterations).
  * Global (RPE_PARTS, H). */
-__kernel void clattn_rpe_bias_parts(__global const float *bias, ulong b_off, ulong4 b_st,
+__kernel void clattn_rpe_bias_parts(__global const CLATTN_STYPE(BIAS_DT) *bias, ulong b_off,
+                                    ulong4 b_st,
                                     uint used, __global float *part)
 {
     uint p = get_global_id(0), h = get_global_id(1);
@@ -59,7 +73,7 @@ __kernel void clattn_rpe_bias_parts(__global const float *bias, ulong b_off, ulo
     float m = -INFINITY;
     int bad = 0;
     for (uint x = lo; x < hi; x++) {
-        float t = bias[clattn_at(b_off, b_st, 0, h, 0, x)];
+        float t = CLATTN_LOAD(BIAS_DT, bias, clattn_at(b_off, b_st, 0, h, 0, x));
         bad |= !isfinite(t);
         m = fmax(m, t);
     }
@@ -87,9 +101,9 @@ __kernel void clattn_rpe_bias_max(__global const float *part, __global float *bm
  * zeros there instead: clFFT may pair rows of a batch in one complex transform, so a NaN would
  * leak into other heads; clattn_rpe_normalize marks the head instead.
  * Global (len ? L : 2N - 1, H). */
-__kernel void clattn_rpe_exp_bias(__global const float *bias, ulong b_off, ulong4 b_st, uint n,
-                                  int causal, __global const float *bmax, uint len,
-                                  __global float *out)
+__kernel void clattn_rpe_exp_bias(__global const CLATTN_STYPE(BIAS_DT) *bias, ulong b_off,
+                                  ulong4 b_st, uint n, int causal, __global const float *bmax,
+                                  uint len, __global float *out)
 {
     uint t = get_global_id(0), h = get_global_id(1);
     float mx = bmax[h];
@@ -107,7 +121,9 @@ __kernel void clattn_rpe_exp_bias(__global const float *bias, ulong b_off, ulong
     }
     zero |= (causal && r > 0) || (len != 0 && isnan(mx));
     float c = zero ? 0.0f
-                   : exp(bias[clattn_at(b_off, b_st, 0, h, 0, (ulong)(r + (long)n - 1))] - mx);
+                   : exp(CLATTN_LOAD(BIAS_DT, bias,
+                                     clattn_at(b_off, b_st, 0, h, 0, (ulong)(r + (long)n - 1))) -
+                         mx);
     out[(ulong)h * (len ? len : 2 * n - 1) + t] = c;
 }
 
@@ -117,10 +133,10 @@ __kernel void clattn_rpe_exp_bias(__global const float *bias, ulong b_off, ulong
  * Global (rows, B*Hq): the first `rows` rows (all of them, or the head rows of the causal FFT
  * path). */
 __kernel void clattn_rpe_direct(__global const float *fq, __global const float *fk, uint m_st,
-                                __global const float *v, ulong v_off, ulong4 v_st,
-                                __global const float *c, __global float *out, ulong o_off,
-                                ulong4 o_st, uint heads, uint group, uint n, uint m_dim, uint d_v,
-                                int causal, float log_eps, int scaled,
+                                __global const CLATTN_STYPE(V_DT) *v, ulong v_off, ulong4 v_st,
+                                __global const float *c, __global CLATTN_STYPE(O_DT) *out,
+                                ulong o_off, ulong4 o_st, uint heads, uint group, uint n,
+                                uint m_dim, uint d_v, int causal, float log_eps, int scaled,
                                 __global const float *lq, __global const float *lk,
                                 __global const float *bmax)
 {
@@ -142,12 +158,12 @@ __kernel void clattn_rpe_direct(__global const float *fq, __global const float *
         float w = dot * ch[j];
         den += w;
         for (uint e = 0; e < d_v; e++)
-            acc[e] += w * v[clattn_at(v_off, v_st, b, hk, j, e)];
+            acc[e] += w * CLATTN_LOAD(V_DT, v, clattn_at(v_off, v_st, b, hk, j, e));
     }
     float shift = clattn_rpe_shift(scaled, lq, lk, bmax, (ulong)bh * n + i, bhk, h);
     float inv = clattn_safe_inv(den + clattn_eps_scaled(log_eps, shift));
     for (uint e = 0; e < d_v; e++)
-        out[clattn_at(o_off, o_st, b, h, i, e)] = acc[e] * inv;
+        CLATTN_STORE(O_DT, acc[e] * inv, out, clattn_at(o_off, o_st, b, h, i, e));
 }
 
 /* The direct sums for devices with real local memory (GPUs; lib/sched/sched_rpe.c chooses it),
@@ -194,8 +210,9 @@ __kernel void clattn_rpe_direct(__global const float *fq, __global const float *
 
 __kernel __attribute__((reqd_work_group_size(RPE_WG, 1, 1))) void
 clattn_rpe_direct_tiled(__global const float *fq, __global const float *fk, uint m_st,
-                        __global const float *v, ulong v_off, ulong4 v_st,
-                        __global const float *c, __global float *out, ulong o_off, ulong4 o_st,
+                        __global const CLATTN_STYPE(V_DT) *v, ulong v_off, ulong4 v_st,
+                        __global const float *c, __global CLATTN_STYPE(O_DT) *out, ulong o_off,
+                        ulong4 o_st,
                         uint heads, uint group, uint n, uint m_dim, uint d_v, int causal,
                         float log_eps, int scaled, __global const float *lq,
                         __global const float *lk, __global const float *bmax, uint rows)
@@ -269,7 +286,9 @@ clattn_rpe_direct_tiled(__global const float *fq, __global const float *fk, uint
         }
         for (uint t = lid; t < RPE_BC * RPE_DT; t += RPE_WG) {
             uint jj = t / RPE_DT, e = t % RPE_DT, j = j0 + jj, d = d0 + e;
-            vs[jj][e] = j < n && d < d_v ? v[clattn_at(v_off, v_st, b, hk, j, d)] : 0.0f;
+            vs[jj][e] = j < n && d < d_v
+                            ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, v_st, b, hk, j, d))
+                            : 0.0f; /* __local stays float32 */
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 #pragma unroll RPE_UNROLL
@@ -309,7 +328,7 @@ clattn_rpe_direct_tiled(__global const float *fq, __global const float *fk, uint
         for (uint e = 0; e < RPE_RD; e++) {
             uint d = d0 + tx + e * RPE_TX;
             if (d < d_v)
-                out[clattn_at(o_off, o_st, b, h, i, d)] = acc[r][e] * inv;
+                CLATTN_STORE(O_DT, acc[r][e] * inv, out, clattn_at(o_off, o_st, b, h, i, d));
         }
     }
 }
@@ -320,8 +339,8 @@ clattn_rpe_direct_tiled(__global const float *fq, __global const float *fk, uint
  * x_j = fk[bh][j][m] * (v[bh][j][d], or 1 for d == Dv) for j < N and zeros up to L; rows past
  * bm1 (padding of the last group, which keeps one batch size for clFFT) are zeros.
  * Global (L, signals). */
-__kernel void clattn_rpe_signals(__global const float *fk, uint m_st, __global const float *v,
-                                 ulong v_off,
+__kernel void clattn_rpe_signals(__global const float *fk, uint m_st,
+                                 __global const CLATTN_STYPE(V_DT) *v, ulong v_off,
                                  ulong4 v_st, uint heads, uint n, uint m_dim, uint d_v, uint bm0,
                                  uint bm1, uint len, __global float *x)
 {
@@ -331,7 +350,7 @@ __kernel void clattn_rpe_signals(__global const float *fk, uint m_st, __global c
     if (t < n && bm < bm1) {
         val = fk[((ulong)bh * n + t) * m_st + m];
         if (d < d_v)
-            val *= v[clattn_at(v_off, v_st, bh / heads, bh % heads, t, d)];
+            val *= CLATTN_LOAD(V_DT, v, clattn_at(v_off, v_st, bh / heads, bh % heads, t, d));
     }
     x[(ulong)s * len + t] = val;
 }
@@ -374,8 +393,9 @@ __kernel void clattn_rpe_contract(__global const float *fq, uint m_st, __global 
  * stabilisers as for clattn_rpe_direct; group = Hq / Hk); NaN for a head whose bias is not finite
  * (bmax NaN). Global (Dv, N - row0, B*Hq). */
 __kernel void clattn_rpe_normalize(__global const float *acc, __global const float *bmax,
-                                   __global float *out, ulong o_off, ulong4 o_st, uint heads,
-                                   uint group, uint n, uint d_v, uint row0, float log_eps,
+                                   __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 o_st,
+                                   uint heads, uint group, uint n, uint d_v, uint row0,
+                                   float log_eps,
                                    int scaled, __global const float *lq, __global const float *lk)
 {
     uint e = get_global_id(0), i = row0 + get_global_id(1), bh = get_global_id(2);
@@ -385,5 +405,5 @@ __kernel void clattn_rpe_normalize(__global const float *acc, __global const flo
     float shift = clattn_rpe_shift(scaled, lq, lk, bmax, at, bh / group, h);
     float den = row[d_v] + clattn_eps_scaled(log_eps, shift);
     float o = den != 0.0f ? row[e] / den : 0.0f; /* 0 for a row with no weight and eps = 0 */
-    out[clattn_at(o_off, o_st, bh / heads, h, i, e)] = isnan(bmax[h]) ? NAN : o;
+    CLATTN_STORE(O_DT, isnan(bmax[h]) ? NAN : o, out, clattn_at(o_off, o_st, bh / heads, h, i, e));
 }

@@ -24,14 +24,18 @@ void cli_usage_rpe(FILE *f)
             "      r = j - i); weights phi(q_i).phi(k_j) exp(b_(j-i)); writes OUT [B,H,N,Dv].\n"
             "      k and v may have fewer heads Hk dividing H (grouped queries); the bias is\n"
             "      per query head. FAVOR+ uses W [M,D] from --projection or draws it from --seed;\n"
-            "      --eps E is added to sum_j w_ij in the formula's scale (0: none)\n"
+            "      --eps E is added to sum_j w_ij in the formula's scale (0: none).\n"
+            "      q, k, v and the bias may be float32, float16 or bfloat16 files (each kept\n"
+            "      in its type, or all converted to --dtype); OUT is written in --out-dtype\n"
             "  clattn bench rpe [--n 1024,4096,16384,65536] [--d 16] [--dv D] [--heads 1]\n"
             "         [--batch 1] [--feature-map elu|relu|favor] [--features M] [--causal]\n"
-            "         [--variants fft,direct] [--reps 3] [--csv] [--device SEL]\n"
+            "         [--variants fft,direct] [--dtype f32,f16,bf16] [--reps 3] [--csv]\n"
+            "         [--device SEL]\n"
             "      the FFT path against the direct O(N^2) sums in one run, each on a plan\n"
             "      baked first (bake time not included); a direct run predicted to exceed\n"
             "      30 s is skipped. FLOPs: direct 2*B*H*N^2*(M+Dv) (halved when causal);\n"
-            "      none counted for fft\n");
+            "      none counted for fft. --dtype: the element type of q, k, v, bias and out\n"
+            "      (default f32); a list times each type in this run (a dtype column)\n");
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -84,9 +88,10 @@ static int rpe_desc(const char *cmd, const rpe_opts *o, clattn_rpe_desc *desc)
 /* run                                                                                            */
 /* ---------------------------------------------------------------------------------------------- */
 
-/* Shapes of the loaded arrays against each other: 0 or EXIT_USAGE. */
+/* Shapes of the loaded arrays against each other, and a finite bias (of element type bdt): 0 or
+ * EXIT_USAGE. */
 static int check_inputs(const char *cmd, const npy_array *q, const npy_array *k,
-                        const npy_array *v, const npy_array *b, const char *bp)
+                        const npy_array *v, const npy_array *b, clattn_dtype bdt, const char *bp)
 {
     if (q->shape[0] != k->shape[0] || q->shape[2] != k->shape[2] || q->shape[3] != k->shape[3] ||
         q->shape[1] % k->shape[1] != 0)
@@ -101,28 +106,34 @@ static int check_inputs(const char *cmd, const npy_array *q, const npy_array *k,
     if (b->shape[0] != q->shape[1] || b->shape[1] != 2 * n - 1)
         return fail(EXIT_USAGE, "%s (--bias): shape [%zu, %zu], expected [H, 2N - 1] = [%zu, %zu]",
                     bp, b->shape[0], b->shape[1], q->shape[1], 2 * n - 1);
-    size_t nb = b->shape[0] * b->shape[1];
-    for (size_t x = 0; x < nb; x++)
-        if (!isfinite(((const float *)b->data)[x]))
+    size_t nb = b->shape[0] * b->shape[1], es = clattn_dtype_size(bdt);
+    for (size_t x = 0; x < nb; x++) {
+        float f = 0.0f;
+        clattn_convert_host((const unsigned char *)b->data + x * es, bdt, &f, CLATTN_F32, 1);
+        if (!isfinite(f))
             return fail(EXIT_USAGE, "%s (--bias): element [%zu, %zu] is not finite", bp,
                         x / b->shape[1], x % b->shape[1]);
+    }
     return 0;
 }
 
-/* Uploads q, k, v and the bias [H, 2N - 1], bakes the plan, enqueues it and reads out
- * [B, H, N, Dv] back: 0 or an exit code after a message. */
+/* Uploads q, k, v and the bias [H, 2N - 1] (in the desc's element types, those of the loaded
+ * arrays), bakes the plan, enqueues it and reads out [B, H, N, Dv] (of desc->out_dtype) back: 0
+ * or an exit code after a message. */
 static int run_on_device(clattn_context *ctx, const clattn_rpe_desc *desc, const npy_array *q,
                          const npy_array *k, const npy_array *v, const npy_array *bias,
-                         float *out, clattn_plan **plan)
+                         void *out, clattn_plan **plan)
 {
     const size_t oshape[4] = {q->shape[0], q->shape[1], q->shape[2], v->shape[3]},
                  bshape[4] = {1, bias->shape[0], 1, bias->shape[1]};
     cli_io io;
     cli_io_init(&io, ctx);
-    cl_mem bq = cli_io_in(&io, q->data, q->count * 4), bk = cli_io_in(&io, k->data, k->count * 4),
-           bv = cli_io_in(&io, v->data, v->count * 4),
-           bb = cli_io_in(&io, bias->data, bias->count * 4),
-           bo = cli_io_out(&io, out, q->count / q->shape[3] * oshape[3] * 4);
+    cl_mem bq = cli_io_in(&io, q->data, q->count * clattn_dtype_size(desc->q_dtype)),
+           bk = cli_io_in(&io, k->data, k->count * clattn_dtype_size(desc->k_dtype)),
+           bv = cli_io_in(&io, v->data, v->count * clattn_dtype_size(desc->v_dtype)),
+           bb = cli_io_in(&io, bias->data, bias->count * clattn_dtype_size(desc->bias_dtype)),
+           bo = cli_io_out(&io, out,
+                           q->count / q->shape[3] * oshape[3] * clattn_dtype_size(desc->out_dtype));
     int rc = cli_io_check(&io);
     if (rc)
         goto cleanup;
@@ -131,9 +142,11 @@ static int run_on_device(clattn_context *ctx, const clattn_rpe_desc *desc, const
         rc = fail_status(ctx, st, "rpe attention failed");
         goto cleanup;
     }
-    clattn_tensor tq = cli_tensor(bq, q->shape), tk = cli_tensor(bk, k->shape),
-                  tv = cli_tensor(bv, v->shape), tb = cli_tensor(bb, bshape),
-                  to = cli_tensor(bo, oshape);
+    clattn_tensor tq = cli_tensor_typed(bq, q->shape, desc->q_dtype),
+                  tk = cli_tensor_typed(bk, k->shape, desc->k_dtype),
+                  tv = cli_tensor_typed(bv, v->shape, desc->v_dtype),
+                  tb = cli_tensor_typed(bb, bshape, desc->bias_dtype),
+                  to = cli_tensor_typed(bo, oshape, desc->out_dtype);
     cl_event done = NULL;
     st = clattn_rpe_plan_enqueue(*plan, &tq, &tk, &tv, &tb, &to, 0, NULL, &done);
     rc = cli_io_read(&io, st, done, "rpe attention failed");
@@ -192,13 +205,18 @@ int cli_run_rpe(int argc, char **argv)
     memset(&v, 0, sizeof v);
     memset(&b, 0, sizeof b);
     memset(&w, 0, sizeof w);
-    float *out = NULL;
+    void *out = NULL;
     clattn_context *ctx = NULL;
     clattn_plan *plan = NULL;
-    if ((rc = load_f32(qp, "--q", 4, &q)) || (rc = load_f32(kp, "--k", 4, &k)) ||
-        (rc = load_f32(vp, "--v", 4, &v)) || (rc = load_f32(bp, "--bias", 2, &b)) ||
-        (rc = check_inputs(cmd, &q, &k, &v, &b, bp)))
+    /* q, k, v and the bias keep their files' element types (or take --dtype's); out is written
+     * in --out-dtype; FAVOR's projection stays float32 */
+    if ((rc = load_tensor(qp, "--q", 4, &q, &desc.q_dtype)) ||
+        (rc = load_tensor(kp, "--k", 4, &k, &desc.k_dtype)) ||
+        (rc = load_tensor(vp, "--v", 4, &v, &desc.v_dtype)) ||
+        (rc = load_tensor(bp, "--bias", 2, &b, &desc.bias_dtype)) ||
+        (rc = check_inputs(cmd, &q, &k, &v, &b, desc.bias_dtype, bp)))
         goto cleanup;
+    desc.out_dtype = cli_get_out_dtype();
     if (wp) {
         if ((rc = load_f32(wp, "--projection", 2, &w)))
             goto cleanup;
@@ -219,7 +237,7 @@ int cli_run_rpe(int argc, char **argv)
         desc.linear.projection_shape[1] = w.shape[1];
     }
     size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
-    out = malloc(oshape[0] * oshape[1] * oshape[2] * oshape[3] * sizeof *out);
+    out = malloc(oshape[0] * oshape[1] * oshape[2] * oshape[3] * clattn_dtype_size(desc.out_dtype));
     if (!out) {
         rc = fail(EXIT_RUNTIME, "out of memory for the output");
         goto cleanup;
@@ -227,7 +245,7 @@ int cli_run_rpe(int argc, char **argv)
     if ((rc = open_context(device, &ctx)) ||
         (rc = run_on_device(ctx, &desc, &q, &k, &v, &b, out, &plan)))
         goto cleanup;
-    rc = write_f32(op, out, 4, oshape);
+    rc = write_tensor(op, out, desc.out_dtype, 4, oshape);
     if (rc == 0)
         cli_run_summary(ctx, "rpe", plan);
 cleanup:
@@ -252,6 +270,8 @@ static const char *const RV_NAMES[RV_COUNT] = {"fft", "direct"};
 typedef struct rpe_bench {
     size_t ns[MAX_SWEEP], n_count, d, dv, heads, batch, reps;
     int variants[RV_COUNT], n_variants, csv, causal;
+    clattn_dtype dtypes[3];
+    int n_dtypes;
     clattn_rpe_desc desc;
     const char *device;
 } rpe_bench;
@@ -268,33 +288,67 @@ static clattn_status rpe_enqueue(void *arg)
                                    NULL, NULL);
 }
 
-static int bench_one(clattn_context *ctx, const rpe_bench *b, size_t n, int var,
+/* make_buffers for elements of type dt: `count` buffers of `elems` elements, the first `random`
+ * holding fill_random's values (seeds 1, 2, ...) rounded to dt. */
+static cl_int typed_buffers(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random,
+                            size_t elems, clattn_dtype dt)
+{
+    if (dt == CLATTN_F32)
+        return make_buffers(ctx, bufs, count, random, elems);
+    size_t es = clattn_dtype_size(dt);
+    float *host = malloc(elems * sizeof *host);
+    void *typed = malloc(elems * es);
+    cl_int err = host && typed ? CL_SUCCESS : CL_OUT_OF_HOST_MEMORY;
+    for (size_t i = 0; i < count; i++)
+        bufs[i] = NULL;
+    for (size_t i = 0; i < count && err == CL_SUCCESS; i++) {
+        bufs[i] = clCreateBuffer(clattn_context_get_cl_context(ctx),
+                                 i < random ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE, elems * es,
+                                 NULL, &err);
+        if (err == CL_SUCCESS && i < random) {
+            fill_random(host, elems, i + 1);
+            clattn_convert_host(host, CLATTN_F32, typed, dt, elems);
+            err = clEnqueueWriteBuffer(clattn_context_get_cl_queue(ctx), bufs[i], CL_TRUE, 0,
+                                       elems * es, typed, 0, NULL, NULL);
+        }
+    }
+    free(host);
+    free(typed);
+    if (err != CL_SUCCESS)
+        release_buffers(bufs, count);
+    return err;
+}
+
+/* One row: variant `var` at length n with every tensor of type dt. */
+static int bench_one(clattn_context *ctx, const rpe_bench *b, size_t n, int var, clattn_dtype dt,
                      const progress *prog, bench_row *r)
 {
     clattn_rpe_desc desc = b->desc;
     desc.causal = b->causal;
     desc.algorithm = var == RV_FFT ? CLATTN_RPE_FFT : CLATTN_RPE_DIRECT;
+    desc.q_dtype = desc.k_dtype = desc.v_dtype = desc.bias_dtype = desc.out_dtype = dt;
     size_t m = clattn_linear_feature_count(&desc.linear, b->d);
     cl_mem bufs[5] = {NULL, NULL, NULL, NULL, NULL};
     size_t big = b->batch * b->heads * n * (b->d > b->dv ? b->d : b->dv);
     if (big < b->heads * (2 * n - 1))
         big = b->heads * (2 * n - 1);
-    cl_int err = make_buffers(ctx, bufs, 5, 4, big);
+    cl_int err = typed_buffers(ctx, bufs, 5, 4, big, dt);
     if (err != CL_SUCCESS) {
-        note(prog, "%s N=%zu skipped: cannot allocate its tensors (OpenCL error %d)",
-             RV_NAMES[var], n, (int)err);
+        note(prog, "%s %s N=%zu skipped: cannot allocate its tensors (OpenCL error %d)",
+             RV_NAMES[var], clattn_dtype_name(dt), n, (int)err);
         return -1;
     }
     rpe_job j = {NULL, {{0}}};
-    j.t[0] = clattn_tensor_make(bufs[0], b->batch, b->heads, n, b->d);
-    j.t[1] = clattn_tensor_make(bufs[1], b->batch, b->heads, n, b->d);
-    j.t[2] = clattn_tensor_make(bufs[2], b->batch, b->heads, n, b->dv);
-    j.t[3] = clattn_tensor_make(bufs[3], 1, b->heads, 1, 2 * n - 1); /* values in [-1, 1) */
-    j.t[4] = clattn_tensor_make(bufs[4], b->batch, b->heads, n, b->dv);
+    j.t[0] = clattn_tensor_make_typed(bufs[0], dt, b->batch, b->heads, n, b->d);
+    j.t[1] = clattn_tensor_make_typed(bufs[1], dt, b->batch, b->heads, n, b->d);
+    j.t[2] = clattn_tensor_make_typed(bufs[2], dt, b->batch, b->heads, n, b->dv);
+    j.t[3] = clattn_tensor_make_typed(bufs[3], dt, 1, b->heads, 1, 2 * n - 1); /* in [-1, 1) */
+    j.t[4] = clattn_tensor_make_typed(bufs[4], dt, b->batch, b->heads, n, b->dv);
     memset(r, 0, sizeof *r);
     snprintf(r->op, sizeof r->op, "rpe");
     snprintf(r->variant, sizeof r->variant, "%s", RV_NAMES[var]);
     snprintf(r->kernel, sizeof r->kernel, "rpe %s M=%zu Dv=%zu", RV_NAMES[var], m, b->dv);
+    r->dtype = clattn_dtype_name(dt);
     r->batch = b->batch;
     r->heads = b->heads;
     r->nq = r->nk = n;
@@ -310,17 +364,49 @@ static int bench_one(clattn_context *ctx, const rpe_bench *b, size_t n, int var,
         r->gflops = 2.0 * (double)(b->batch * b->heads) * (double)n * (double)n *
                     (double)(m + b->dv) / (b->causal ? 2.0 : 1.0) / (r->ms * 1e6);
     if (st != CLATTN_SUCCESS)
-        note(prog, "%s N=%zu failed: %s", RV_NAMES[var], n, lib_error(ctx, st));
+        note(prog, "%s %s N=%zu failed: %s", RV_NAMES[var], clattn_dtype_name(dt), n,
+             lib_error(ctx, st));
     clattn_plan_destroy(j.plan);
     release_buffers(bufs, 5);
     return st == CLATTN_SUCCESS ? 0 : -1;
+}
+
+/* --dtype: a comma-separated list of f32, f16, bf16 (duplicates dropped): 0 or EXIT_USAGE. */
+static int parse_dtype_list(const char *cmd, const char *s, rpe_bench *b)
+{
+    b->n_dtypes = 0;
+    while (*s) {
+        const char *end = strchr(s, ',');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        char one[16];
+        if (len == 0 || len >= sizeof one)
+            return fail(EXIT_USAGE, "%s: --dtype '%.*s' is not f32, f16 or bf16", cmd, (int)len,
+                        s);
+        memcpy(one, s, len);
+        one[len] = '\0';
+        clattn_dtype dt;
+        int rc = cli_dtype_option(cmd, "--dtype", one, &dt);
+        if (rc)
+            return rc;
+        int seen = 0;
+        for (int i = 0; i < b->n_dtypes; i++)
+            seen |= b->dtypes[i] == dt;
+        if (!seen)
+            b->dtypes[b->n_dtypes++] = dt;
+        s += len + (end != NULL);
+        if (end && !*s)
+            return fail(EXIT_USAGE, "%s: --dtype ends with a comma", cmd);
+    }
+    if (b->n_dtypes == 0)
+        return fail(EXIT_USAGE, "%s: --dtype is empty", cmd);
+    return 0;
 }
 
 static int bench_parse_rpe(int argc, char **argv, rpe_bench *b, int *help)
 {
     const char *cmd = "bench rpe";
     const char *n = NULL, *d = NULL, *dv = NULL, *heads = NULL, *batch = NULL, *reps = NULL,
-               *vars = NULL;
+               *vars = NULL, *dtypes = NULL;
     rpe_opts o;
     memset(&o, 0, sizeof o);
     memset(b, 0, sizeof *b);
@@ -331,6 +417,8 @@ static int bench_parse_rpe(int argc, char **argv, rpe_bench *b, int *help)
     b->heads = 1;
     b->batch = 1;
     b->reps = 3;
+    b->dtypes[0] = CLATTN_F32;
+    b->n_dtypes = 1;
     const opt_spec specs[] = {
         {"--n", NULL, &n, NULL},
         {"--d", NULL, &d, NULL},
@@ -339,6 +427,7 @@ static int bench_parse_rpe(int argc, char **argv, rpe_bench *b, int *help)
         {"--batch", NULL, &batch, NULL},
         {"--reps", NULL, &reps, NULL},
         {"--variants", NULL, &vars, NULL},
+        {"--dtype", NULL, &dtypes, NULL},
         {"--feature-map", NULL, &o.fmap, NULL},
         {"--features", NULL, &o.features, NULL},
         {"--seed", NULL, &o.seed, NULL},
@@ -360,6 +449,8 @@ static int bench_parse_rpe(int argc, char **argv, rpe_bench *b, int *help)
         return rc;
     if (!dv)
         b->dv = b->d;
+    if (dtypes && (rc = parse_dtype_list(cmd, dtypes, b)))
+        return rc;
     return parse_variant_list(cmd, vars, RV_NAMES, RV_COUNT, b->variants, &b->n_variants);
 }
 
@@ -372,36 +463,41 @@ int cli_bench_rpe(int argc, char **argv)
         return rc;
     clattn_context *ctx = NULL;
     bench_row *rows = NULL;
-    if ((rc = bench_start(b.device, 1, b.n_count * RV_COUNT + 1, &ctx, &rows)))
+    if ((rc = bench_start(b.device, 1, b.n_count * RV_COUNT * (size_t)b.n_dtypes + 1, &ctx,
+                          &rows)))
         return rc;
     size_t nrows = 0;
-    double last_direct_ms = 0;
-    size_t last_direct_n = 0;
-    progress prog = {isatty(fileno(stderr)), 0, b.n_count * (size_t)b.n_variants};
+    double last_direct_ms[3] = {0, 0, 0}; /* per element type */
+    size_t last_direct_n[3] = {0, 0, 0};
+    progress prog = {isatty(fileno(stderr)), 0,
+                     b.n_count * (size_t)b.n_variants * (size_t)b.n_dtypes};
     for (size_t i = 0; i < b.n_count; i++) {
         size_t n = b.ns[i];
-        for (int vi = 0; vi < b.n_variants; vi++) {
-            int v = b.variants[vi];
-            progress_step(&prog, "%s N=%zu", RV_NAMES[v], n);
-            if (v == RV_DIRECT && last_direct_n) {
-                /* warm-up + reps runs, each scaling as N^2 from the last measured length */
-                double ratio = (double)n / (double)last_direct_n;
-                double predicted = last_direct_ms * ratio * ratio * (double)(b.reps + 1);
-                if (predicted > DIRECT_LIMIT_MS) {
-                    note(&prog, "direct N=%zu skipped: predicted %.0f s (> %.0f s)", n,
-                         predicted / 1000.0, DIRECT_LIMIT_MS / 1000.0);
-                    continue;
+        for (int vi = 0; vi < b.n_variants; vi++)
+            for (int ti = 0; ti < b.n_dtypes; ti++) {
+                int v = b.variants[vi];
+                clattn_dtype dt = b.dtypes[ti];
+                progress_step(&prog, "%s %s N=%zu", RV_NAMES[v], clattn_dtype_name(dt), n);
+                if (v == RV_DIRECT && last_direct_n[dt]) {
+                    /* warm-up + reps runs, each scaling as N^2 from the last measured length */
+                    double ratio = (double)n / (double)last_direct_n[dt];
+                    double predicted = last_direct_ms[dt] * ratio * ratio * (double)(b.reps + 1);
+                    if (predicted > DIRECT_LIMIT_MS) {
+                        note(&prog, "direct %s N=%zu skipped: predicted %.0f s (> %.0f s)",
+                             clattn_dtype_name(dt), n, predicted / 1000.0,
+                             DIRECT_LIMIT_MS / 1000.0);
+                        continue;
+                    }
+                }
+                bench_row *r = &rows[nrows];
+                if (bench_one(ctx, &b, n, v, dt, &prog, r) == 0) {
+                    nrows++;
+                    if (v == RV_DIRECT) {
+                        last_direct_ms[dt] = r->ms;
+                        last_direct_n[dt] = n;
+                    }
                 }
             }
-            bench_row *r = &rows[nrows];
-            if (bench_one(ctx, &b, n, v, &prog, r) == 0) {
-                nrows++;
-                if (v == RV_DIRECT) {
-                    last_direct_ms = r->ms;
-                    last_direct_n = n;
-                }
-            }
-        }
     }
     progress_clear(&prog);
     clattn_context_destroy(ctx);

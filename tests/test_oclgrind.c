@@ -723,6 +723,68 @@ out:
     return rc;
 }
 
+/* RPE with every tensor float16 (issue 15) on a plan: q/k staged by cast.cl, the bias, v and out
+ * read and written as halves by rpe.cl (FFT path, causal: its direct head rows too), against the
+ * fp64 reference on the half-rounded inputs; error within an f16 ulp plus 1e-4. */
+static int run_rpe_f16(clattn_context *ctx, clattn_rpe_algo algo, size_t n, size_t d, size_t dv,
+                       int causal)
+{
+    size_t B = 1, H = 2, hk = 1;
+    size_t s_q[4] = {B, H, n, d}, s_k[4] = {B, hk, n, d}, s_v[4] = {B, hk, n, dv};
+    size_t n_q = B * H * n * d, n_k = B * hk * n * d, n_v = B * hk * n * dv;
+    size_t n_o = B * H * n * dv, n_b = H * (2 * n - 1), n_all = n_q + n_k + n_v + n_b;
+    float *x = malloc(n_all * 4), *o = malloc(n_o * 4), *r = malloc(n_o * 4);
+    uint16_t *h = malloc(n_all * 2), *ho = malloc(n_o * 2);
+    uint64_t seed = 47;
+    ref_fill_uniform(x, n_all, 1, &seed);
+    int rc = clattn_convert_host(x, CLATTN_F32, h, CLATTN_F16, n_all) != CLATTN_SUCCESS ||
+             clattn_convert_host(h, CLATTN_F16, x, CLATTN_F32, n_all) != CLATTN_SUCCESS;
+    const float *q = x, *k = q + n_q, *v = k + n_k, *b = v + n_v;
+    ref_rpe_gqa(q, k, v, b, r, B, H, hk, n, d, dv, CLATTN_LINEAR_FEATURE_ELU, NULL, 0, 1e-6,
+                causal);
+    clattn_rpe_desc desc;
+    clattn_rpe_desc_init(&desc);
+    desc.causal = causal;
+    desc.algorithm = algo;
+    desc.linear.eps = 1e-6f;
+    desc.q_dtype = desc.k_dtype = desc.v_dtype = desc.bias_dtype = desc.out_dtype = CLATTN_F16;
+    cl_int err = CL_SUCCESS;
+    cl_mem bin = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_COPY_HOST_PTR,
+                                n_all * 2, h, &err);
+    cl_mem bo = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE, n_o * 2,
+                               NULL, &err);
+    clattn_plan *plan = NULL;
+    clattn_tensor tq = clattn_tensor_make_typed(bin, CLATTN_F16, B, H, n, d);
+    clattn_tensor tk = clattn_tensor_make_typed(bin, CLATTN_F16, B, hk, n, d);
+    clattn_tensor tv = clattn_tensor_make_typed(bin, CLATTN_F16, B, hk, n, dv);
+    clattn_tensor tb = clattn_tensor_make_typed(bin, CLATTN_F16, 1, H, 1, 2 * n - 1);
+    clattn_tensor to = clattn_tensor_make_typed(bo, CLATTN_F16, B, H, n, dv);
+    tk.offset = n_q, tv.offset = n_q + n_k, tb.offset = n_q + n_k + n_v;
+    if (rc || err != CL_SUCCESS ||
+        clattn_rpe_plan_create(ctx, &desc, s_q, s_k, s_v, &plan) != CLATTN_SUCCESS ||
+        clattn_rpe_plan_enqueue(plan, &tq, &tk, &tv, &tb, &to, 0, NULL, NULL) != CLATTN_SUCCESS ||
+        clEnqueueReadBuffer(clattn_context_get_cl_queue(ctx), bo, CL_TRUE, 0, n_o * 2, ho, 0,
+                            NULL, NULL) != CL_SUCCESS) {
+        fprintf(stderr, "rpe f16 failed: %s\n", clattn_context_last_error(ctx));
+        rc = 1;
+    } else {
+        clattn_convert_host(ho, CLATTN_F16, o, CLATTN_F32, n_o);
+        double mr = 0, e = ref_max_abs_diff(o, r, n_o, &mr);
+        printf("rpe f16 algo %d n %zu d %zu dv %zu causal %d: error %.2e\n", (int)algo, n, d, dv,
+               causal, e);
+        rc |= !(e <= 0x1p-11 * mr + 1e-4 * fmax(1, mr));
+    }
+    clattn_plan_destroy(plan);
+    clReleaseMemObject(bin);
+    clReleaseMemObject(bo);
+    free(x);
+    free(o);
+    free(r);
+    free(h);
+    free(ho);
+    return rc;
+}
+
 static int run_rpe(clattn_context *ctx, clattn_rpe_algo algo, size_t n, size_t d, size_t dv,
                    int causal, clattn_linear_feature_map fmap, size_t hk)
 {
@@ -984,6 +1046,7 @@ int main(int argc, char **argv)
             rc |= run_rpe(ctx, CLATTN_RPE_FFT, 70, 4, 3, 1, CLATTN_LINEAR_FEATURE_ELU, 2);
             rc |= run_rpe(ctx, CLATTN_RPE_DIRECT, 21, 4, 3, 1, CLATTN_LINEAR_FEATURE_RELU, 1);
             rc |= run_rpe(ctx, CLATTN_RPE_FFT, 25, 5, 3, 1, CLATTN_LINEAR_FEATURE_FAVOR, 1);
+            rc |= run_rpe_f16(ctx, CLATTN_RPE_FFT, 21, 4, 3, 1);
             continue;
         }
         if (strcmp(w, "mgk") == 0) {

@@ -71,6 +71,16 @@ typedef struct clattn_rpe_desc {
     /* Only j <= i: 0 or 1 (INVALID_ARGUMENT otherwise). */
     int causal;
     clattn_rpe_algo algorithm;
+    /* Element types (clattn_dtype; CLATTN_F32 from clattn_rpe_desc_init) of q, k, v, the bias and
+     * out, each independent (e.g. f16 q/k/v with an f32 out, a bf16 bias): every tensor of the
+     * enqueue takes half storage, arithmetic and accumulation stay float32 (clattn.h's accuracy
+     * contract), and the scratch (features, exp(bias), FFT signals and spectra) stays float32.
+     * Both algorithms read v and the bias in their types in their own kernels (the FFT path's
+     * kernel that builds the signals included) and write out in its type; half q and k are
+     * staged into a float32 scratch copy first (the feature kernels read float32; q and k are
+     * small next to the N x Dv value work). Dtype fields of `linear`, if it has any, are not
+     * read: these are RPE's. */
+    clattn_dtype q_dtype, k_dtype, v_dtype, bias_dtype, out_dtype;
 } clattn_rpe_desc;
 
 CLATTN_API void clattn_rpe_desc_init(clattn_rpe_desc *desc);
@@ -84,9 +94,10 @@ CLATTN_API void clattn_rpe_desc_init(clattn_rpe_desc *desc);
  * transforms once on the scratch: on an out-of-order queue the first enqueue waits for that run).
  * The context's FFT cache keeps the 32 most recently used clFFT plans: when other FFT users evict
  * this plan's, its next enqueue bakes them again. *plan is NULL on failure.
- * Status: NULL_POINTER (ctx, plan or a shape), INVALID_ARGUMENT (struct_size, unknown or
- * IDENTITY feature map, eps negative or not finite, FAVOR M outside 1..4096 or a non-finite
- * projection, momentum, causal not 0 or 1, unknown algorithm), INVALID_SHAPE (a zero entry, D or
+ * Status: NULL_POINTER (ctx, plan or a shape), INVALID_ARGUMENT (struct_size, a dtype field that
+ * is not a clattn_dtype, unknown or IDENTITY feature map, eps negative or not finite, FAVOR M
+ * outside 1..4096 or a non-finite projection, momentum, causal not 0 or 1, unknown algorithm),
+ * INVALID_SHAPE (a zero entry, D or
  * Dv > 256, N >= 2^30, B*Hq*M*(Dv+1) beyond 2^31), SHAPE_MISMATCH (q, k, v disagree on B, N or
  * D, k and v on Hk, Hq not a multiple of Hk, FAVOR projection_shape not {M, D}), UNSUPPORTED
  * (scratch beyond the device's max allocation), then BUILD_FAILED or OpenCL codes. */
@@ -94,8 +105,9 @@ CLATTN_API clattn_status clattn_rpe_plan_create(clattn_context *ctx, const clatt
                                                 const size_t q_shape[4], const size_t k_shape[4],
                                                 const size_t v_shape[4], clattn_plan **plan);
 
-/* Enqueues a baked RPE plan on the context's queue. Tensors (any strides): q, k, v of the plan's
- * shapes, out [B, Hq, N, Dv]; bias [1, Hq, 1, 2N - 1]: bias->shape[3] element r + N - 1 holds b_r
+/* Enqueues a baked RPE plan on the context's queue. Tensors (any strides; each of the type the
+ * plan's desc gave it, q_dtype ... out_dtype): q, k, v of the plan's shapes, out [B, Hq, N, Dv];
+ * bias [1, Hq, 1, 2N - 1]: bias->shape[3] element r + N - 1 holds b_r
  * of query head h for the offset r = j - i, r in [-(N-1), N-1] (entries r > 0 are unused when
  * causal). Every element of out is written. Bias values are not read back by this asynchronous
  * call: a non-finite entry among those a head uses makes that head's outputs NaN
@@ -103,7 +115,8 @@ CLATTN_API clattn_status clattn_rpe_plan_create(clattn_context *ctx, const clatt
  * scratch (see "Plans").
  * Validation (before anything is enqueued; nothing is touched on failure): NULL_POINTER (plan, a
  * tensor, or num_wait > 0 with wait NULL), INVALID_ARGUMENT (not an RPE plan), SHAPE_MISMATCH (a
- * view differs from the plan's shapes, bias not [1, Hq, 1, 2N - 1]), BUFFER_TOO_SMALL, ALIASING
+ * view differs from the plan's shapes, bias not [1, Hq, 1, 2N - 1]), DTYPE_MISMATCH (a tensor's
+ * dtype differs from the desc's type it was baked for), BUFFER_TOO_SMALL, ALIASING
  * (out overlaps an input or maps two elements to one address), then OpenCL codes. `event` (may
  * be NULL) receives an event for the last command. */
 CLATTN_API clattn_status clattn_rpe_plan_enqueue(clattn_plan *plan, const clattn_tensor *q,
@@ -112,8 +125,9 @@ CLATTN_API clattn_status clattn_rpe_plan_enqueue(clattn_plan *plan, const clattn
                                                  const clattn_tensor *out, cl_uint num_wait,
                                                  const cl_event *wait, cl_event *event);
 
-/* One-shot: a plan for the views' shapes, enqueued once and released (OpenCL keeps what the
- * commands use alive until they have run). Status as for clattn_rpe_plan_create and
+/* One-shot: a plan for the views' shapes and element types (each tensor's dtype, in place of the
+ * desc's dtype fields), enqueued once and released (OpenCL keeps what the commands use alive
+ * until they have run). Status as for clattn_rpe_plan_create and
  * clattn_rpe_plan_enqueue (NULL_POINTER for ctx). */
 CLATTN_API clattn_status clattn_rpe_enqueue(clattn_context *ctx, const clattn_rpe_desc *desc,
                                             const clattn_tensor *q, const clattn_tensor *k,
@@ -121,7 +135,8 @@ CLATTN_API clattn_status clattn_rpe_enqueue(clattn_context *ctx, const clattn_rp
                                             const clattn_tensor *out, cl_uint num_wait,
                                             const cl_event *wait, cl_event *event);
 
-/* Blocking host-memory convenience on a plan: contiguous float32 q [B, Hq, N, D] (q_shape),
+/* Blocking host-memory convenience on a plan (float32 throughout: the desc's dtype fields are
+ * ignored): contiguous float32 q [B, Hq, N, D] (q_shape),
  * k [B, Hk, N, D] (k_shape), v [B, Hk, N, Dv] (v_shape), bias [Hq][2N - 1], out [B, Hq, N, Dv].
  * Every bias entry must be finite, else INVALID_ARGUMENT. `out` is only written on success (read
  * back after the operator's last command, on in-order and out-of-order queues). Status as for

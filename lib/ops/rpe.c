@@ -46,14 +46,19 @@ static void plan_info(const clattn_plan *base, clattn_plan_info *info)
 
 static const clattn__plan_ops rpe_ops = {CLATTN_OP_RPE, NULL, plan_info};
 
-/* Reads the caller's desc by the one rule (NULL: the defaults) and checks it (eps 0 means no
- * eps). */
-static clattn_status read_desc(clattn_context *ctx, const clattn_rpe_desc *in, clattn_rpe_desc *out)
+/* Reads the caller's desc by the one rule (NULL: the defaults); read_desc also checks it (eps 0
+ * means no eps). */
+static clattn_status copy_desc(clattn_context *ctx, const clattn_rpe_desc *in, clattn_rpe_desc *out)
 {
     clattn_rpe_desc_init(out);
-    clattn_status status = clattn__desc_read(
-        ctx, in, out, sizeof *out, offsetof(clattn_rpe_desc, linear) + sizeof(clattn_linear_desc),
-        "rpe desc");
+    return clattn__desc_read(ctx, in, out, sizeof *out,
+                             offsetof(clattn_rpe_desc, linear) + sizeof(clattn_linear_desc),
+                             "rpe desc");
+}
+
+static clattn_status read_desc(clattn_context *ctx, const clattn_rpe_desc *in, clattn_rpe_desc *out)
+{
+    clattn_status status = copy_desc(ctx, in, out);
     if (status != CLATTN_SUCCESS)
         return status;
     const clattn_linear_desc *f = &out->linear;
@@ -92,6 +97,16 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_rpe_desc *in, c
         out->algorithm != CLATTN_RPE_DIRECT)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "rpe desc: unknown algorithm %d",
                             (int)out->algorithm);
+    const clattn_dtype dts[5] = {out->q_dtype, out->k_dtype, out->v_dtype, out->bias_dtype,
+                                 out->out_dtype};
+    static const char *const what[5] = {"rpe desc q_dtype", "rpe desc k_dtype",
+                                        "rpe desc v_dtype", "rpe desc bias_dtype",
+                                        "rpe desc out_dtype"};
+    for (int i = 0; i < 5; i++) {
+        status = clattn__dtype_check(ctx, dts[i], what[i]);
+        if (status != CLATTN_SUCCESS)
+            return status;
+    }
     return CLATTN_SUCCESS;
 }
 
@@ -124,28 +139,21 @@ static clattn_status check_shapes(clattn_context *ctx, const size_t q[4], const 
     return CLATTN_SUCCESS;
 }
 
-/* Views match the plan's shapes and fit their buffers, the bias is [1, Hq, 1, 2N - 1], out is
- * one-to-one and overlaps no input. */
+/* Views match the plan's shapes and element types and fit their buffers, the bias is
+ * [1, Hq, 1, 2N - 1], out is one-to-one and overlaps no input. */
 static clattn_status check_views(const rpe_plan *p, const clattn_tensor *q,
                                  const clattn_tensor *k, const clattn_tensor *v,
                                  const clattn_tensor *bias, const clattn_tensor *out)
 {
-    clattn_context *ctx = p->base.ctx;
-    clattn_status status = CLATTN_SUCCESS;
+    const clattn_rpe_desc *d = &p->desc;
     size_t bshape[4] = {1, p->Hq, 1, 2 * p->N - 1};
     size_t oshape[4] = {p->B, p->Hq, p->N, p->Dv};
-    CLATTN_FORWARD(clattn__tensor_check(ctx, q, "q", p->qshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, k, "k", p->kshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, v, "v", p->vshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, bias, "bias [1, H, 1, 2N-1]", bshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, out, "out", oshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, out, "out"));
-    const clattn_tensor *ins[] = {q, k, v, bias};
-    const char *names[] = {"q", "k", "v", "bias"};
-    for (int i = 0; i < 4; i++)
-        CLATTN_FORWARD(clattn__check_no_alias(ctx, out, "out", ins[i], names[i], sizeof(float)));
-cleanup:
-    return status;
+    const clattn__view ins[4] = {{q, "q", p->qshape, false, d->q_dtype},
+                                 {k, "k", p->kshape, false, d->k_dtype},
+                                 {v, "v", p->vshape, false, d->v_dtype},
+                                 {bias, "bias [1, H, 1, 2N-1]", bshape, false, d->bias_dtype}};
+    const clattn__view outs[1] = {{out, "out", oshape, false, d->out_dtype}};
+    return clattn__check_views(p->base.ctx, ins, 4, outs, 1);
 }
 
 /* ---- baking ---- */
@@ -185,6 +193,18 @@ static clattn_status bake_kernels(rpe_plan *p, const float *w_host, const char *
     CLATTN_FORWARD(clattn__features_bake(base, &p->desc.linear, p->D, w_host, p->favor,
                                          p->launch.features_local, p->launch.favor_local != 0,
                                          by, &p->feat));
+    /* The feature kernels above read float32 (made before the types are recorded, so they get
+     * no -D*_DT options): half q / k are staged into float32 scratch by cast.cl first. q and k
+     * are [N, D] per head, small next to the N x Dv value work and the O(N log N) or O(N^2)
+     * sums, which read v and the bias in their own types (rpe.cl's kernels, made below with
+     * -DV_DT, -DBIAS_DT and -DO_DT). */
+    if (p->desc.q_dtype != CLATTN_F32)
+        CLATTN_FORWARD(clattn__plan_cast_kernel(base, p->desc.q_dtype, CLATTN_F32, &p->cast_q));
+    if (p->desc.k_dtype != CLATTN_F32)
+        CLATTN_FORWARD(clattn__plan_cast_kernel(base, p->desc.k_dtype, CLATTN_F32, &p->cast_k));
+    const clattn__dtype_role roles[3] = {
+        {"V", p->desc.v_dtype}, {"BIAS", p->desc.bias_dtype}, {"O", p->desc.out_dtype}};
+    CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, 3));
     CLATTN_FORWARD(clattn__plan_kernel(base, "rpe.cl", opt, "clattn_rpe_bias_parts", 0, by,
                                        &p->parts));
     CLATTN_FORWARD(clattn__plan_kernel(base, "rpe.cl", opt, "clattn_rpe_bias_max", 0, by,
@@ -231,6 +251,8 @@ static clattn_status bake_scratch(rpe_plan *p)
     size_t bhq = p->B * p->Hq, bhk = p->B * p->Hk;
     CLATTN_FORWARD(scratch(p, bhq, p->N, p->MS, "rpe query features", &p->fq));
     CLATTN_FORWARD(scratch(p, bhk, p->N, p->MS, "rpe key features", &p->fk));
+    if (p->cast_q || p->cast_k) /* q, then k (Hk <= Hq), as float32 for the feature kernels */
+        CLATTN_FORWARD(scratch(p, bhq, p->N, p->D, "rpe q/k staged as float32", &p->xs));
     if (p->favor) {
         CLATTN_FORWARD(scratch(p, bhq, p->N, 1, "rpe query log-scales", &p->lq));
         CLATTN_FORWARD(scratch(p, bhk, p->N, 1, "rpe key log-scales", &p->kscale));
@@ -310,6 +332,14 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_rpe_desc *des
                  L->fft_len, L->groups, L->signals, L->head_rows, L->spectra_shared, L->parts);
     else
         snprintf(base->launch, sizeof base->launch, "parts=%zu", L->parts);
+    const clattn_dtype dts[5] = {p->desc.q_dtype, p->desc.k_dtype, p->desc.v_dtype,
+                                 p->desc.bias_dtype, p->desc.out_dtype};
+    char suffix[16];
+    clattn__dtype_suffix(suffix, sizeof suffix, dts, 5); /* "" for float32, else ".hhbss" */
+    if (suffix[0]) { /* float32 plans keep their launch string */
+        size_t used = strlen(base->launch);
+        snprintf(base->launch + used, sizeof base->launch - used, " dtype=%s", suffix + 1);
+    }
     const char *by = p->desc.algorithm == CLATTN_RPE_AUTO ? "scheduler" : "caller";
     CLATTN_FORWARD(bake_kernels(p, w_host, by));
     CLATTN_FORWARD(bake_scratch(p));
@@ -373,7 +403,14 @@ clattn_status clattn_rpe_enqueue(clattn_context *ctx, const clattn_rpe_desc *des
         return clattn__fail(ctx, CLATTN_NULL_POINTER,
                             "rpe enqueue: num_wait > 0 but wait is NULL");
     clattn_plan *plan = NULL;
-    clattn_status status = plan_create(ctx, desc, q->shape, k->shape, v->shape, false, &plan);
+    /* The element types are the tensors': the desc's are overridden (the plan validates them). */
+    clattn_rpe_desc d;
+    clattn_status status = copy_desc(ctx, desc, &d);
+    if (status != CLATTN_SUCCESS)
+        return status;
+    d.q_dtype = q->dtype, d.k_dtype = k->dtype, d.v_dtype = v->dtype;
+    d.bias_dtype = bias->dtype, d.out_dtype = out->dtype;
+    status = plan_create(ctx, &d, q->shape, k->shape, v->shape, false, &plan);
     if (status == CLATTN_SUCCESS)
         status = clattn_rpe_plan_enqueue(plan, q, k, v, bias, out, num_wait, wait, event);
     /* OpenCL keeps kernels and buffers alive until the commands using them have finished. */
@@ -389,7 +426,7 @@ clattn_status clattn_rpe_host(clattn_context *ctx, const clattn_rpe_desc *desc,
     clattn_status status = CLATTN_SUCCESS;
     clattn__stage st;
     cl_mem bq, bk, bv, bb, bo;
-    clattn_rpe_desc d;
+    clattn_rpe_desc raw, d;
     clattn_plan *plan = NULL;
     cl_event done = NULL;
 
@@ -398,7 +435,9 @@ clattn_status clattn_rpe_host(clattn_context *ctx, const clattn_rpe_desc *desc,
     clattn__stage_init(&st, ctx);
     CLATTN_CHECK(q_shape && k_shape && v_shape && q && k && v && bias && out, CLATTN_NULL_POINTER,
                  "rpe host: shapes, q, k, v, bias and out are required");
-    CLATTN_FORWARD(read_desc(ctx, desc, &d));
+    CLATTN_FORWARD(copy_desc(ctx, desc, &raw));
+    raw.q_dtype = raw.k_dtype = raw.v_dtype = raw.bias_dtype = raw.out_dtype = CLATTN_F32;
+    CLATTN_FORWARD(read_desc(ctx, &raw, &d)); /* float32 host arrays whatever the desc says */
     CLATTN_FORWARD(check_shapes(ctx, q_shape, k_shape, v_shape));
     size_t B = q_shape[0], Hq = q_shape[1], Hk = k_shape[1], N = q_shape[2];
     size_t nq, nk, nv, no, nb = Hq * (2 * N - 1);

@@ -19,8 +19,12 @@ typedef struct clattn__rpe_plan {
     clattn__features feat;
     /* ... and rpe.cl's kernels (NULL when the launch does not use them). */
     cl_kernel parts, bmax, exp_bias, direct, signals, cmul, contract, normalize;
+    /* Half q / k: cast.cl kernels staging them into float32 `xs` before the feature kernels,
+     * which read float32 (NULL for float32 q / k). */
+    cl_kernel cast_q, cast_k;
     /* Scratch (owned by the base; NULL when unused). */
     cl_mem fq, fk;               /* features [B*Hq][N][MS], [B*Hk][N][MS] */
+    cl_mem xs;                   /* half q or k staged as float32 [B*Hq][N][D] (one at a time) */
     cl_mem lq;                   /* FAVOR: query row log-scales [B*Hq][N] (eps's scale) */
     cl_mem kscale, kmax;         /* FAVOR: key log-scales [B*Hk][N] and their head maxima */
     cl_mem part, bmaxb;          /* partial and whole bias maxima per query head */

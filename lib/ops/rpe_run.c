@@ -21,6 +21,17 @@ typedef clattn__seq seq;
 static clattn_status launch_features(seq *s, clattn__rpe_plan *p, const clattn_tensor *x,
                                      int keys, cl_mem f)
 {
+    /* Half q / k: staged into float32 scratch (dense [B, H, N, D]) for the feature kernels, which
+     * read float32 (lib/ops/rpe.c's bake_kernels says why that costs little). */
+    cl_kernel cast = keys ? p->cast_k : p->cast_q;
+    clattn_tensor staged;
+    if (cast) {
+        clattn_status status = clattn__cast_enqueue(s, cast, x, p->xs, 0, false, false, NULL);
+        if (status != CLATTN_SUCCESS)
+            return status;
+        staged = clattn_tensor_make(p->xs, x->shape[0], x->shape[1], x->shape[2], x->shape[3]);
+        x = &staged;
+    }
     if (!p->favor)
         return clattn__features_enqueue(&p->feat, s, x, 0, f, NULL, NULL, false, NULL);
     if (keys)

@@ -24,13 +24,17 @@ double ref_rpe_bias_max(const float *bias, size_t h, size_t N, int causal)
  * exp(cq_i + ck_bk + bmax_h), so eps is added in that scale: eps exp(-(cq_i + ck_bk + bmax_h)),
  * which keeps the formula's quotient exactly. */
 static void from_features(const double *fq, const double *fk, const double *cq, const double *ck,
-                          const float *v, const float *bias, float *out, size_t B, size_t H,
-                          size_t Hk, size_t N, size_t M, size_t Dv, double eps, int causal)
+                          const float *v, const float *bias, float *out, double *outd, size_t B,
+                          size_t H, size_t Hk, size_t N, size_t M, size_t Dv, double eps,
+                          int causal)
 {
     double *acc = malloc(Dv * sizeof *acc);
     if (acc == NULL) {
         for (size_t x = 0; x < B * H * N * Dv; x++)
-            out[x] = NAN;
+            if (out)
+                out[x] = NAN;
+            else
+                outd[x] = NAN;
         return;
     }
     for (size_t b = 0; b < B; b++)
@@ -54,8 +58,13 @@ static void from_features(const double *fq, const double *fk, const double *cq, 
                 }
                 double shift = bmax + (cq ? cq[bh * N + i] : 0.0) + (ck ? ck[bk] : 0.0);
                 den += eps == 0.0 ? 0.0 : eps * exp(-shift);
-                for (size_t e = 0; e < Dv; e++)
-                    out[(bh * N + i) * Dv + e] = den == 0.0 ? 0.0f : (float)(acc[e] / den);
+                for (size_t e = 0; e < Dv; e++) {
+                    double o = den == 0.0 ? 0.0 : acc[e] / den;
+                    if (out)
+                        out[(bh * N + i) * Dv + e] = (float)o;
+                    else
+                        outd[(bh * N + i) * Dv + e] = o;
+                }
             }
         }
     free(acc);
@@ -65,7 +74,7 @@ void ref_rpe_from_features(const double *fq, const double *fk, const float *v, c
                            float *out, size_t B, size_t H, size_t N, size_t M, size_t Dv,
                            double eps, int causal)
 {
-    from_features(fq, fk, NULL, NULL, v, bias, out, B, H, H, N, M, Dv, eps, causal);
+    from_features(fq, fk, NULL, NULL, v, bias, out, NULL, B, H, H, N, M, Dv, eps, causal);
 }
 
 void ref_rpe_attention(const float *q, const float *k, const float *v, const float *bias,
@@ -95,9 +104,9 @@ void ref_rpe_general(const float *q, const float *k, const float *v, const float
     ref_rpe_gqa(q, k, v, bias, out, B, H, H, N, D, Dv, fmap, w, M, eps, causal);
 }
 
-void ref_rpe_gqa(const float *q, const float *k, const float *v, const float *bias, float *out,
-                 size_t B, size_t H, size_t Hk, size_t N, size_t D, size_t Dv, int fmap,
-                 const float *w, size_t M, double eps, int causal)
+static void gqa(const float *q, const float *k, const float *v, const float *bias, float *out,
+                double *outd, size_t B, size_t H, size_t Hk, size_t N, size_t D, size_t Dv,
+                int fmap, const float *w, size_t M, double eps, int causal)
 {
     if (fmap != 3)
         M = D;
@@ -107,7 +116,10 @@ void ref_rpe_gqa(const float *q, const float *k, const float *v, const float *bi
     double *cmax = malloc(B * Hk * sizeof *cmax);
     if (fq == NULL || fk == NULL || cq == NULL || ck == NULL || cmax == NULL) {
         for (size_t x = 0; x < rows * Dv; x++)
-            out[x] = NAN;
+            if (out)
+                out[x] = NAN;
+            else
+                outd[x] = NAN;
     } else {
         for (size_t r = 0; r < rows; r++)
             ref_linear_features(q + r * D, D, fmap, w, M, fq + r * M, &cq[r]);
@@ -121,11 +133,25 @@ void ref_rpe_gqa(const float *q, const float *k, const float *v, const float *bi
                 for (size_t m = 0; m < M; m++)
                     fk[(bh * N + j) * M + m] *= exp(ck[bh * N + j] - cmax[bh]);
         }
-        from_features(fq, fk, cq, cmax, v, bias, out, B, H, Hk, N, M, Dv, eps, causal);
+        from_features(fq, fk, cq, cmax, v, bias, out, outd, B, H, Hk, N, M, Dv, eps, causal);
     }
     free(fq);
     free(fk);
     free(cq);
     free(ck);
     free(cmax);
+}
+
+void ref_rpe_gqa(const float *q, const float *k, const float *v, const float *bias, float *out,
+                 size_t B, size_t H, size_t Hk, size_t N, size_t D, size_t Dv, int fmap,
+                 const float *w, size_t M, double eps, int causal)
+{
+    gqa(q, k, v, bias, out, NULL, B, H, Hk, N, D, Dv, fmap, w, M, eps, causal);
+}
+
+void ref_rpe_gqa_d(const float *q, const float *k, const float *v, const float *bias, double *out,
+                   size_t B, size_t H, size_t Hk, size_t N, size_t D, size_t Dv, int fmap,
+                   const float *w, size_t M, double eps, int causal)
+{
+    gqa(q, k, v, bias, NULL, out, B, H, Hk, N, D, Dv, fmap, w, M, eps, causal);
 }

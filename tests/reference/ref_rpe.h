@@ -48,6 +48,12 @@ void ref_rpe_gqa(const float *q, const float *k, const float *v, const float *bi
                  size_t B, size_t H, size_t Hk, size_t N, size_t D, size_t Dv, int fmap,
                  const float *w, size_t M, double eps, int causal);
 
+/* ref_rpe_gqa with the double results unrounded (the reference of the half-storage tests, whose
+   outputs are checked against the fp64 value before any rounding). */
+void ref_rpe_gqa_d(const float *q, const float *k, const float *v, const float *bias, double *out,
+                   size_t B, size_t H, size_t Hk, size_t N, size_t D, size_t Dv, int fmap,
+                   const float *w, size_t M, double eps, int causal);
+
 #ifdef __cplusplus
 }
 #endif
