@@ -168,10 +168,14 @@ static clattn_status bake(mgk_plan *plan, int stateful)
     CLATTN_FORWARD(clattn__plan_upload(base, c2, r * sizeof(float), "mgk 1/sigma^2", &plan->c2));
     const clattn__dtype_role roles[5] = {{"Q", plan->desc.q_dtype},
                                          {"K", plan->desc.k_dtype},
-                                         {"V", plan->desc.v_dtype},
                                          {"PI", plan->desc.pi_dtype},
+                                         {"V", plan->desc.v_dtype},
                                          {"O", plan->desc.out_dtype}};
-    CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, 5));
+    /* The linear form's plan (not a state's) stages v and out with cast kernels of their own
+     * types: its features kernel is built for the types of q, k and pi only, so the programs of
+     * plans differing in v or out alone are shared. */
+    bool staged = L->algo == CLATTN_MGK_LINEAR_SCAN && !stateful;
+    CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, staged ? 3 : 5));
 
     if (L->algo == CLATTN_MGK_LINEAR_SCAN) {
         CLATTN_FORWARD(clattn__plan_kernel(base, "mgk.cl", L->defines, "clattn_mgk_lin_features",
