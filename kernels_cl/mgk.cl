@@ -93,8 +93,8 @@ __kernel void clattn_mgk_pack(__global const CLATTN_STYPE(K_DT) *k, ulong k_off,
                       j % MGK_KEY_BLOCK;
         float c = c2[r], kk = 0.0f;
         for (uint d = 0; d < MGK_HEAD_DIM; d++) {
-            float x =
-                in ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, (ulong)h * MGK_R + r, j, d)) : 0.0f;
+            float x = in ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, (ulong)h * MGK_R + r, j, d))
+                         : 0.0f;
             kk = fma(x, x, kk);
             kp[kbase + (ulong)d * MGK_KEY_BLOCK] = x * c;
         }

@@ -148,8 +148,10 @@ static int run_on_device(clattn_context *ctx, clattn_mgk_desc *desc, const npy_a
     size_t eq = clattn_dtype_size(desc->q_dtype), ek = clattn_dtype_size(desc->k_dtype);
     size_t ev = clattn_dtype_size(desc->v_dtype), ep = clattn_dtype_size(desc->pi_dtype);
     size_t eo = clattn_dtype_size(desc->out_dtype);
-    cl_mem bq = cli_io_in(&io, q->data, q->count * eq), bk = cli_io_in(&io, k->data, k->count * ek),
-           bv = cli_io_in(&io, v->data, v->count * ev), bp = cli_io_in(&io, pi->data, pi->count * ep),
+    cl_mem bq = cli_io_in(&io, q->data, q->count * eq),
+           bk = cli_io_in(&io, k->data, k->count * ek),
+           bv = cli_io_in(&io, v->data, v->count * ev),
+           bp = cli_io_in(&io, pi->data, pi->count * ep),
            bo = cli_io_out(&io, out, q->count * eo),
            bl = lse ? cli_io_out(&io, lse, q->count / D * 4) : NULL;
     int rc = cli_io_check(&io);

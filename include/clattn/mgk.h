@@ -63,7 +63,8 @@
  * (component r of head h is entry h * R + r of dimension 1, as a dense [B, H, R, Nk, D] array
  * is laid out), so R = k_shape[1] / H; v [B, H, Nk, D]; pi [1, H, R, Nk] (zero strides broadcast
  * one pi over heads or positions); out [B, H, Nq, D]; lse [B, H, Nq, 1] (softmax form only).
- * 1 <= D <= 256.
+ * 1 <= D <= 256. q, k, v, pi and out may be float16 or bfloat16 (desc's *_dtype fields); lse is
+ * float32.
  */
 
 #define CLATTN_MGK_MAX_COMPONENTS 8
@@ -110,8 +111,8 @@ CLATTN_API void clattn_mgk_desc_init(clattn_mgk_desc *desc);
  * Status: NULL_POINTER, INVALID_SHAPE (zero sizes, D > 256), SHAPE_MISMATCH (k's heads not a
  * multiple of H, R too large, batch / length / D disagreeing, causal linear with Nq != Nk),
  * INVALID_ARGUMENT (desc fields: form, algorithm, sigma, eps, causal flag, dtypes; key_lengths
- * with the linear form), BUFFER_TOO_SMALL (key_lengths), UNSUPPORTED (TILED_GPU without the local memory),
- * BUILD_FAILED, OpenCL allocation codes. *plan is NULL on failure. */
+ * with the linear form), BUFFER_TOO_SMALL (key_lengths), UNSUPPORTED (TILED_GPU without the
+ * local memory), BUILD_FAILED, OpenCL allocation codes. *plan is NULL on failure. */
 CLATTN_API clattn_status clattn_mgk_plan_create(clattn_context *ctx, const clattn_mgk_desc *desc,
                                                 const size_t q_shape[4], const size_t k_shape[4],
                                                 clattn_plan **plan);
