@@ -50,15 +50,34 @@
 #define MGK_FAMILY 0
 #endif
 
+/* Storage types of the tensors (clattn_dtype codes, -D options of the plan; absent: float32).
+ * Every kernel reads q, k, v, pi and writes out in these types directly (CLATTN_LOAD /
+ * CLATTN_STORE); packed panels, feature scratch, lse and the decoding state stay float32. */
+#ifndef Q_DT
+#define Q_DT 0
+#endif
+#ifndef K_DT
+#define K_DT 0
+#endif
+#ifndef V_DT
+#define V_DT 0
+#endif
+#ifndef PI_DT
+#define PI_DT 0
+#endif
+#ifndef O_DT
+#define O_DT 0
+#endif
+
 #define MGK_DPAD (((MGK_HEAD_DIM) + 15) / 16 * 16)
 #define MGK_DVEC (MGK_DPAD / 16)
 
 #if MGK_FAMILY != 3
 /* Global size: (Npad, B * H). kp[(bh * R + r)][Npad/16][D][16], a2[(bh * R + r)][Npad],
  * vp[bh][Npad][DPAD]. k is the [B, H * R, Nk, D] view; pi the [1, H, R, Nk] view. */
-__kernel void clattn_mgk_pack(__global const float *k, ulong k_off, ulong4 ks,
-                              __global const float *v, ulong v_off, ulong4 vs,
-                              __global const float *pi, ulong p_off, ulong4 ps,
+__kernel void clattn_mgk_pack(__global const CLATTN_STYPE(K_DT) *k, ulong k_off, ulong4 ks,
+                              __global const CLATTN_STYPE(V_DT) *v, ulong v_off, ulong4 vs,
+                              __global const CLATTN_STYPE(PI_DT) *pi, ulong p_off, ulong4 ps,
                               __global const float *c2, uint h_count, uint nk, uint npad,
                               __global float *kp, __global float *a2, __global float *vp)
 {
@@ -74,22 +93,26 @@ __kernel void clattn_mgk_pack(__global const float *k, ulong k_off, ulong4 ks,
                       j % MGK_KEY_BLOCK;
         float c = c2[r], kk = 0.0f;
         for (uint d = 0; d < MGK_HEAD_DIM; d++) {
-            float x = in ? k[clattn_at(k_off, ks, b, (ulong)h * MGK_R + r, j, d)] : 0.0f;
+            float x = in ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, (ulong)h * MGK_R + r, j, d))
+                         : 0.0f;
             kk = fma(x, x, kk);
             kp[kbase + (ulong)d * MGK_KEY_BLOCK] = x * c;
         }
-        float p = in ? pi[clattn_at(p_off, ps, 0, h, r, j)] : 0.0f;
+        float p = in ? CLATTN_LOAD(PI_DT, pi, clattn_at(p_off, ps, 0, h, r, j)) : 0.0f;
         a2[bhr * npad + j] = p > 0.0f ? log2(p) - 0.5f * c * kk : -INFINITY;
     }
-    clattn_pack_row(vp + ((ulong)bh * npad + j) * MGK_DPAD, MGK_DPAD, v, v_off, vs, b, h, j,
-                    in ? MGK_HEAD_DIM : 0);
+    __global float *vrow = vp + ((ulong)bh * npad + j) * MGK_DPAD;
+    for (uint d = 0; d < MGK_DPAD; d++)
+        vrow[d] = in && d < MGK_HEAD_DIM ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, h, j, d))
+                                         : 0.0f;
 }
 
 /* Loads query row `row` into qv and returns the row constant; bq[r] = b_ir as above. */
-inline float mgk_query_row(float *qv, float *bq, __global const float *q, ulong q_off, ulong4 qs,
-                           uint b, uint h, uint row, __global const float *c2)
+inline float mgk_query_row(float *qv, float *bq, __global const CLATTN_STYPE(Q_DT) *q, ulong q_off,
+                           ulong4 qs, uint b, uint h, uint row, __global const float *c2)
 {
-    clattn_load_row(qv, MGK_HEAD_DIM, q, q_off, qs, b, h, row, MGK_HEAD_DIM, 1.0f);
+    for (uint d = 0; d < MGK_HEAD_DIM; d++)
+        qv[d] = CLATTN_LOAD(Q_DT, q, clattn_at(q_off, qs, b, h, row, d));
     float qq = 0.0f;
     for (uint d = 0; d < MGK_HEAD_DIM; d++)
         qq = fma(qv[d], qv[d], qq);
@@ -108,7 +131,7 @@ inline float mgk_query_row(float *qv, float *bq, __global const float *q, ulong 
     do {                                                                                           \
         float inv_ = clattn_online_inv(L);                                                         \
         for (uint d_ = 0; d_ < MGK_HEAD_DIM; d_++)                                                 \
-            out[clattn_at(o_off, os, b, h, (ROW), d_)] = (ACC)[d_] * inv_;                         \
+            CLATTN_STORE(O_DT, (ACC)[d_] * inv_, out, clattn_at(o_off, os, b, h, (ROW), d_));      \
         if (has_lse)                                                                               \
             lse[clattn_at(l_off, ls, b, h, (ROW), 0)] =                                            \
                 (clattn_online_lse2(M, L) + (TOP)) * CLATTN_LN2;                                   \
@@ -118,10 +141,11 @@ inline float mgk_query_row(float *qv, float *bq, __global const float *q, ulong 
 
 #if MGK_FAMILY == 0 || MGK_FAMILY == 1
 /* Global size: (ceil(Nq / MGK_ROWS) rounded up to the work-group, B * H). */
-__kernel void clattn_mgk_fwd_cpu(__global const float *q, ulong q_off, ulong4 qs,
+__kernel void clattn_mgk_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4 qs,
                                  __global const float *kp, __global const float *a2,
                                  __global const float *vp, uint npad, __global const float *c2,
-                                 __global float *out, ulong o_off, ulong4 os, __global float *lse,
+                                 __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 os,
+                                 __global float *lse,
                                  ulong l_off, ulong4 ls, int has_lse,
                                  __global const int *key_lengths, ulong kl_off, int has_kl,
                                  uint h_count, uint nq, uint nk, int causal)
@@ -231,9 +255,10 @@ __kernel void clattn_mgk_fwd_cpu(__global const float *q, ulong q_off, ulong4 qs
 /* Global size: (ceil(Nq / MGK_WG_SIZE) * MGK_WG_SIZE, B * H); local size (MGK_WG_SIZE, 1). Reads
  * the packed buffers of clattn_mgk_pack. */
 __kernel __attribute__((reqd_work_group_size(MGK_WG_SIZE, 1, 1))) void
-clattn_mgk_fwd_gpu(__global const float *q, ulong q_off, ulong4 qs, __global const float *kp,
-                   __global const float *a2, __global const float *vp, uint npad,
-                   __global const float *c2, __global float *out, ulong o_off, ulong4 os,
+clattn_mgk_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4 qs,
+                   __global const float *kp, __global const float *a2, __global const float *vp,
+                   uint npad, __global const float *c2, __global CLATTN_STYPE(O_DT) *out,
+                   ulong o_off, ulong4 os,
                    __global float *lse, ulong l_off, ulong4 ls, int has_lse,
                    __global const int *key_lengths, ulong kl_off, int has_kl, uint h_count,
                    uint nq, uint nk, int causal)
@@ -320,14 +345,13 @@ clattn_mgk_fwd_gpu(__global const float *q, ulong q_off, ulong4 qs, __global con
 /* ---- linear MGK ---- */
 #if MGK_FAMILY == 0 || MGK_FAMILY == 3
 
-/* phi(x) = (elu(x) + 1) / sum (elu(x) + 1) of one row into f (private), scaled by w. */
-inline void mgk_phi_add(float *f, __global const float *x, ulong off, ulong4 st, ulong i0,
-                        ulong i1, ulong i2, float w)
+/* phi(x) = (elu(x) + 1) / sum (elu(x) + 1) of one row t (private, overwritten) added into f
+ * (private), scaled by w. */
+inline void mgk_phi_add(float *f, float *t, float w)
 {
-    float t[MGK_HEAD_DIM];
     float sum = 0.0f;
     for (uint d = 0; d < MGK_HEAD_DIM; d++) {
-        float y = x[clattn_at(off, st, i0, i1, i2, d)];
+        float y = t[d];
         t[d] = y > 0.0f ? y + 1.0f : exp(y);
         sum += t[d];
     }
@@ -337,20 +361,23 @@ inline void mgk_phi_add(float *f, __global const float *x, ulong off, ulong4 st,
 }
 
 /* Global size: (max(Nq, Nk), B * H). fq[bh][i][D] = phi(q_i); fk[bh][j][D] = psi_j. */
-__kernel void clattn_mgk_lin_features(__global const float *q, ulong q_off, ulong4 qs,
-                                      __global const float *k, ulong k_off, ulong4 ks,
-                                      __global const float *pi, ulong p_off, ulong4 ps,
+__kernel void clattn_mgk_lin_features(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4 qs,
+                                      __global const CLATTN_STYPE(K_DT) *k, ulong k_off, ulong4 ks,
+                                      __global const CLATTN_STYPE(PI_DT) *pi, ulong p_off,
+                                      ulong4 ps,
                                       uint h_count, uint nq, uint nk, __global float *fq,
                                       __global float *fk)
 {
     uint n = get_global_id(0);
     uint bh = get_global_id(1);
     uint b = bh / h_count, h = bh % h_count;
-    float f[MGK_HEAD_DIM];
+    float f[MGK_HEAD_DIM], t[MGK_HEAD_DIM];
     if (n < nq) {
-        for (uint d = 0; d < MGK_HEAD_DIM; d++)
+        for (uint d = 0; d < MGK_HEAD_DIM; d++) {
             f[d] = 0.0f;
-        mgk_phi_add(f, q, q_off, qs, b, h, n, 1.0f);
+            t[d] = CLATTN_LOAD(Q_DT, q, clattn_at(q_off, qs, b, h, n, d));
+        }
+        mgk_phi_add(f, t, 1.0f);
         __global float *dst = fq + ((ulong)bh * nq + n) * MGK_HEAD_DIM;
         for (uint d = 0; d < MGK_HEAD_DIM; d++)
             dst[d] = f[d];
@@ -358,9 +385,11 @@ __kernel void clattn_mgk_lin_features(__global const float *q, ulong q_off, ulon
     if (n < nk) {
         for (uint d = 0; d < MGK_HEAD_DIM; d++)
             f[d] = 0.0f;
-        for (uint r = 0; r < MGK_R; r++)
-            mgk_phi_add(f, k, k_off, ks, b, (ulong)h * MGK_R + r, n,
-                        pi[clattn_at(p_off, ps, 0, h, r, n)]);
+        for (uint r = 0; r < MGK_R; r++) {
+            for (uint d = 0; d < MGK_HEAD_DIM; d++)
+                t[d] = CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, (ulong)h * MGK_R + r, n, d));
+            mgk_phi_add(f, t, CLATTN_LOAD(PI_DT, pi, clattn_at(p_off, ps, 0, h, r, n)));
+        }
         __global float *dst = fk + ((ulong)bh * nk + n) * MGK_HEAD_DIM;
         for (uint d = 0; d < MGK_HEAD_DIM; d++)
             dst[d] = f[d];
@@ -372,8 +401,9 @@ __kernel void clattn_mgk_lin_features(__global const float *q, ulong q_off, ulon
  * start from st_s [bh][D][D] and st_z_in [bh][D], and end in st_s (each item its own column) and
  * st_z_out (item 0; a different buffer, since other items may still be reading st_z_in). */
 __kernel void clattn_mgk_lin_scan(__global const float *fq, __global const float *fk,
-                                  __global const float *v, ulong v_off, ulong4 vs, float eps,
-                                  uint h_count, uint n, __global float *out, ulong o_off,
+                                  __global const CLATTN_STYPE(V_DT) *v, ulong v_off, ulong4 vs,
+                                  float eps, uint h_count, uint n,
+                                  __global CLATTN_STYPE(O_DT) *out, ulong o_off,
                                   ulong4 os, int has_state, __global float *st_s,
                                   __global const float *st_z_in, __global float *st_z_out)
 {
@@ -391,7 +421,7 @@ __kernel void clattn_mgk_lin_scan(__global const float *fq, __global const float
     __global const float *fkb = fk + (ulong)bh * n * MGK_HEAD_DIM;
     __global const float *fqb = fq + (ulong)bh * n * MGK_HEAD_DIM;
     for (uint j = 0; j < n; j++) {
-        float ve = v[clattn_at(v_off, vs, b, h, j, e)];
+        float ve = CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, h, j, e));
         float num = 0.0f, den = 0.0f;
         for (uint d = 0; d < MGK_HEAD_DIM; d++) {
             float f = fkb[(ulong)j * MGK_HEAD_DIM + d];
@@ -401,7 +431,7 @@ __kernel void clattn_mgk_lin_scan(__global const float *fq, __global const float
             num = fma(x, s[d], num);
             den = fma(x, z[d], den);
         }
-        out[clattn_at(o_off, os, b, h, j, e)] = num * clattn_safe_inv(den + eps);
+        CLATTN_STORE(O_DT, num * clattn_safe_inv(den + eps), out, clattn_at(o_off, os, b, h, j, e));
     }
     if (has_state) {
         for (uint d = 0; d < MGK_HEAD_DIM; d++)

@@ -24,13 +24,18 @@ void cli_usage_mgk(FILE *f)
             "      deviation) for every component or one per component, default D^(1/4);\n"
             "      --lse writes log sum_j w_ij [B,H,Nq]. --linear: the kernelised form (elu+1\n"
             "      features normalised to sum 1, keys' features mixed by pi; --eps, default\n"
-            "      1e-5). --causal is bottom-right aligned (linear: needs Nq = Nk)\n"
+            "      1e-5). --causal is bottom-right aligned (linear: needs Nq = Nk). q, k, v, pi\n"
+            "      may be float32, float16 or bfloat16 files (--dtype, --out-dtype; lse is\n"
+            "      float32)\n"
             "  clattn bench mgk [--n 1024,4096] [--d 64] [--heads 8] [--batch 1] [--r 2]\n"
-            "         [--linear] [--causal] [--csv] [--reps 5] [--device SEL]\n"
+            "         [--linear] [--causal] [--dtype f32[,f16,bf16]] [--csv] [--reps 5]\n"
+            "         [--device SEL]\n"
             "      median wall time of MGK against its baseline at each length, one run:\n"
             "      softmax MGK (variant mgk) against tiled softmax attention (tiled), or with\n"
             "      --linear linear MGK (mgk-linear) against linear attention with elu+1\n"
-            "      features (linear). The table's 'vs base' column is base ms / variant ms\n");
+            "      features (linear). The table's 'vs base' column is base ms / variant ms.\n"
+            "      --dtype: MGK's q, k, v, pi and out in each listed type (a row per type and\n"
+            "      length, the dtype column; the baseline stays float32)\n");
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -130,8 +135,9 @@ static int check_shapes(const run_args *ra, const npy_array *q, const npy_array 
     return 0;
 }
 
+/* The element types of q, k, v, pi (as loaded) and out (--out-dtype) are in desc. */
 static int run_on_device(clattn_context *ctx, clattn_mgk_desc *desc, const npy_array *q,
-                         const npy_array *k, const npy_array *v, const npy_array *pi, float *out,
+                         const npy_array *k, const npy_array *v, const npy_array *pi, void *out,
                          float *lse, clattn_plan **plan)
 {
     cli_io io;
@@ -139,9 +145,14 @@ static int run_on_device(clattn_context *ctx, clattn_mgk_desc *desc, const npy_a
     size_t B = q->shape[0], H = q->shape[1], D = q->shape[3], R = k->shape[2], Nk = k->shape[3];
     const size_t lse_shape[4] = {B, H, q->shape[2], 1}, ks[4] = {B, H * R, Nk, D};
     const size_t vshape[4] = {B, H, Nk, D};
-    cl_mem bq = cli_io_in(&io, q->data, q->count * 4), bk = cli_io_in(&io, k->data, k->count * 4),
-           bv = cli_io_in(&io, v->data, v->count * 4), bp = cli_io_in(&io, pi->data, pi->count * 4),
-           bo = cli_io_out(&io, out, q->count * 4),
+    size_t eq = clattn_dtype_size(desc->q_dtype), ek = clattn_dtype_size(desc->k_dtype);
+    size_t ev = clattn_dtype_size(desc->v_dtype), ep = clattn_dtype_size(desc->pi_dtype);
+    size_t eo = clattn_dtype_size(desc->out_dtype);
+    cl_mem bq = cli_io_in(&io, q->data, q->count * eq),
+           bk = cli_io_in(&io, k->data, k->count * ek),
+           bv = cli_io_in(&io, v->data, v->count * ev),
+           bp = cli_io_in(&io, pi->data, pi->count * ep),
+           bo = cli_io_out(&io, out, q->count * eo),
            bl = lse ? cli_io_out(&io, lse, q->count / D * 4) : NULL;
     int rc = cli_io_check(&io);
     if (rc)
@@ -151,10 +162,12 @@ static int run_on_device(clattn_context *ctx, clattn_mgk_desc *desc, const npy_a
         rc = fail_status(ctx, st, "mgk attention failed");
         goto cleanup;
     }
-    clattn_tensor tq = cli_tensor(bq, q->shape), tk = cli_tensor(bk, ks),
-                  tv = cli_tensor(bv, vshape), to = cli_tensor(bo, q->shape),
+    clattn_tensor tq = cli_tensor_typed(bq, q->shape, desc->q_dtype),
+                  tk = cli_tensor_typed(bk, ks, desc->k_dtype),
+                  tv = cli_tensor_typed(bv, vshape, desc->v_dtype),
+                  to = cli_tensor_typed(bo, q->shape, desc->out_dtype),
                   tl = cli_tensor(bl, lse_shape);
-    clattn_tensor tp = clattn_tensor_make(bp, 1, H, R, Nk);
+    clattn_tensor tp = clattn_tensor_make_typed(bp, desc->pi_dtype, 1, H, R, Nk);
     if (pi->ndim == 1) { /* one weight per component, broadcast */
         tp.strides[0] = tp.strides[1] = tp.strides[3] = 0;
         tp.strides[2] = 1;
@@ -180,16 +193,20 @@ static int run_mgk(const run_args *ra)
     memset(&k, 0, sizeof k);
     memset(&v, 0, sizeof v);
     memset(&pi, 0, sizeof pi);
-    float *out = NULL, *lse = NULL;
+    void *out = NULL;
+    float *lse = NULL;
     clattn_context *ctx = NULL;
     clattn_plan *plan = NULL;
-    if ((rc = load_f32(ra->q, "--q", 4, &q)) || (rc = load_f32(ra->k, "--k", 5, &k)) ||
-        (rc = load_f32(ra->v, "--v", 4, &v)) || (rc = load_f32(ra->pi, "--pi", 0, &pi)) ||
+    if ((rc = load_tensor(ra->q, "--q", 4, &q, &desc.q_dtype)) ||
+        (rc = load_tensor(ra->k, "--k", 5, &k, &desc.k_dtype)) ||
+        (rc = load_tensor(ra->v, "--v", 4, &v, &desc.v_dtype)) ||
+        (rc = load_tensor(ra->pi, "--pi", 0, &pi, &desc.pi_dtype)) ||
         (rc = check_shapes(ra, &q, &k, &v, &pi, nsig)))
         goto cleanup;
+    desc.out_dtype = cli_get_out_dtype();
     for (size_t r = 0; r < k.shape[2]; r++)
         desc.sigma[r] = nsig == 0 ? 0.0f : nsig == 1 ? sig[0] : sig[r];
-    out = malloc(q.count * sizeof *out);
+    out = malloc(q.count * clattn_dtype_size(desc.out_dtype));
     lse = ra->lse ? malloc(q.count / q.shape[3] * sizeof *lse) : NULL;
     if (!out || (ra->lse && !lse)) {
         rc = fail(EXIT_RUNTIME, "out of memory for the outputs");
@@ -198,7 +215,7 @@ static int run_mgk(const run_args *ra)
     if ((rc = open_context(ra->device, &ctx)) ||
         (rc = run_on_device(ctx, &desc, &q, &k, &v, &pi, out, lse, &plan)))
         goto cleanup;
-    if ((rc = write_f32(ra->out, out, 4, q.shape)))
+    if ((rc = write_tensor(ra->out, out, desc.out_dtype, 4, q.shape)))
         goto cleanup;
     if (ra->lse && (rc = write_f32(ra->lse, lse, 3, q.shape))) {
         remove(ra->out);
@@ -242,6 +259,8 @@ int cli_run_mgk(int argc, char **argv)
 
 typedef struct bench_cfg {
     size_t ns[MAX_SWEEP], n_count, d, heads, batch, r, reps;
+    clattn_dtype dts[3]; /* --dtype: MGK's tensors in each (the baseline stays float32) */
+    size_t dt_count;
     int linear, causal, csv;
     const char *device;
 } bench_cfg;
@@ -261,8 +280,28 @@ static clattn_status job_enqueue(void *arg)
     return clattn_linear_plan_enqueue(j->plan, &j->q, &j->k, &j->v, &j->o, 0, NULL, NULL);
 }
 
-/* One row: MGK (mgk = 1) or linear attention (mgk = 0, --linear only) at length n. */
-static int bench_one(clattn_context *ctx, const bench_cfg *c, size_t n, int mgk,
+/* Overwrites the first `count` of bufs with `elems` values in [-1, 1) stored as dt (the f32
+ * buffers' random words would read as arbitrary, also NaN, 16-bit values). */
+static cl_int fill_typed(clattn_context *ctx, cl_mem *bufs, size_t count, size_t elems,
+                         clattn_dtype dt)
+{
+    float *host = malloc(elems * sizeof *host);
+    void *typed = malloc(elems * clattn_dtype_size(dt));
+    cl_int err = host && typed ? CL_SUCCESS : CL_OUT_OF_HOST_MEMORY;
+    for (size_t i = 0; i < count && err == CL_SUCCESS; i++) {
+        fill_random(host, elems, i + 1);
+        clattn_convert_host(host, CLATTN_F32, typed, dt, elems);
+        err = clEnqueueWriteBuffer(clattn_context_get_cl_queue(ctx), bufs[i], CL_TRUE, 0,
+                                   elems * clattn_dtype_size(dt), typed, 0, NULL, NULL);
+    }
+    free(host);
+    free(typed);
+    return err;
+}
+
+/* One row: MGK (mgk = 1, tensors of type dt) or linear attention (mgk = 0, --linear only, f32)
+ * at length n. */
+static int bench_one(clattn_context *ctx, const bench_cfg *c, size_t n, int mgk, clattn_dtype dt,
                      const progress *prog, bench_row *row)
 {
     size_t B = c->batch, H = c->heads, D = c->d, R = mgk ? c->r : 1;
@@ -270,6 +309,8 @@ static int bench_one(clattn_context *ctx, const bench_cfg *c, size_t n, int mgk,
     cl_mem bufs[5];
     size_t el = B * H * n * D;
     cl_int err = make_buffers(ctx, bufs, 5, 5, el * R);
+    if (err == CL_SUCCESS && dt != CLATTN_F32 && (err = fill_typed(ctx, bufs, 4, el * R, dt)))
+        release_buffers(bufs, 5);
     if (err != CL_SUCCESS) {
         note(prog, "N=%zu skipped: cannot allocate the tensors (OpenCL error %d)", n, (int)err);
         return -1;
@@ -284,6 +325,7 @@ static int bench_one(clattn_context *ctx, const bench_cfg *c, size_t n, int mgk,
         clattn_mgk_desc_init(&d);
         d.form = c->linear ? CLATTN_MGK_LINEAR : CLATTN_MGK_SOFTMAX;
         d.causal = c->causal;
+        d.q_dtype = d.k_dtype = d.v_dtype = d.pi_dtype = d.out_dtype = dt;
         st = clattn_mgk_plan_create(ctx, &d, qs, ks, &j.plan);
     } else {
         clattn_linear_desc d;
@@ -294,18 +336,18 @@ static int bench_one(clattn_context *ctx, const bench_cfg *c, size_t n, int mgk,
     row->build_ms = now_ms() - t0;
     const char *name = mgk ? (c->linear ? "mgk-linear" : "mgk") : "linear";
     if (st == CLATTN_SUCCESS) {
-        j.q = clattn_tensor_make(bufs[0], B, H, n, D);
-        j.k = clattn_tensor_make(bufs[1], B, H * R, n, D);
-        j.v = clattn_tensor_make(bufs[2], B, H, n, D);
-        j.p = clattn_tensor_make(bufs[3], 1, H, R, n);
-        j.o = clattn_tensor_make(bufs[4], B, H, n, D);
+        j.q = clattn_tensor_make_typed(bufs[0], dt, B, H, n, D);
+        j.k = clattn_tensor_make_typed(bufs[1], dt, B, H * R, n, D);
+        j.v = clattn_tensor_make_typed(bufs[2], dt, B, H, n, D);
+        j.p = clattn_tensor_make_typed(bufs[3], dt, 1, H, R, n);
+        j.o = clattn_tensor_make_typed(bufs[4], dt, B, H, n, D);
         clattn_plan_info info;
         if (clattn_plan_get_info(j.plan, &info) == CLATTN_SUCCESS)
             snprintf(row->kernel, sizeof row->kernel, "%s", info.variant);
         st = time_median(ctx, job_enqueue, &j, c->reps, &row->ms);
     }
     if (st != CLATTN_SUCCESS)
-        note(prog, "%s N=%zu failed: %s", name, n, lib_error(ctx, st));
+        note(prog, "%s %s N=%zu failed: %s", name, clattn_dtype_name(dt), n, lib_error(ctx, st));
     clattn_plan_destroy(j.plan);
     release_buffers(bufs, 5);
     if (st != CLATTN_SUCCESS)
@@ -317,9 +359,38 @@ static int bench_one(clattn_context *ctx, const bench_cfg *c, size_t n, int mgk,
     row->nq = row->nk = n;
     row->d = D;
     row->causal = c->causal;
+    row->dtype = clattn_dtype_name(dt);
     /* softmax MGK: R score products and one P.V product per (i, j); linear forms: no count */
     double f = 2.0 * (double)B * (double)H * (double)n * (double)n * (double)D * (double)(R + 1);
     row->gflops = c->linear || !mgk ? 0.0 : (c->causal ? f / 2 : f) / (row->ms * 1e6);
+    return 0;
+}
+
+/* --dtype LIST: "f32,f16,bf16" (each at most once) into out; NULL: f32 alone. */
+static int dtype_list(const char *s, clattn_dtype *out, size_t *count)
+{
+    *count = 0;
+    if (!s) {
+        out[(*count)++] = CLATTN_F32;
+        return 0;
+    }
+    char buf[64];
+    if (strlen(s) >= sizeof buf || !*s)
+        return fail(EXIT_USAGE, "bench mgk: --dtype '%s' is not a list of f32, f16, bf16", s);
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = buf, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next)
+            *next++ = '\0';
+        clattn_dtype dt;
+        int rc = cli_dtype_option("bench mgk", "--dtype", tok, &dt);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < *count; i++)
+            if (out[i] == dt)
+                return fail(EXIT_USAGE, "bench mgk: --dtype lists %s twice", tok);
+        out[(*count)++] = dt;
+    }
     return 0;
 }
 
@@ -328,12 +399,14 @@ int cli_bench_mgk(int argc, char **argv)
     bench_cfg c;
     memset(&c, 0, sizeof c);
     const char *ns = NULL, *d = NULL, *heads = NULL, *batch = NULL, *r = NULL, *reps = NULL;
+    const char *dtypes = NULL;
     const opt_spec specs[] = {
         {"--n", NULL, &ns, NULL},         {"--d", NULL, &d, NULL},
         {"--heads", NULL, &heads, NULL},  {"--batch", NULL, &batch, NULL},
         {"--r", NULL, &r, NULL},          {"--reps", NULL, &reps, NULL},
         {"--device", NULL, &c.device, NULL}, {"--linear", NULL, NULL, &c.linear},
         {"--causal", NULL, NULL, &c.causal}, {"--csv", NULL, NULL, &c.csv},
+        {"--dtype", NULL, &dtypes, NULL},
     };
     int help = 0;
     int rc = parse_options(argc, argv, 2, "bench mgk", specs, OPT_COUNT(specs), &help);
@@ -346,21 +419,26 @@ int cli_bench_mgk(int argc, char **argv)
         (heads && (rc = size_option("bench mgk", "--heads", heads, 1, 256, &c.heads))) ||
         (batch && (rc = size_option("bench mgk", "--batch", batch, 1, 256, &c.batch))) ||
         (r && (rc = size_option("bench mgk", "--r", r, 1, CLATTN_MGK_MAX_COMPONENTS, &c.r))) ||
-        (reps && (rc = size_option("bench mgk", "--reps", reps, 1, 1000, &c.reps))))
+        (reps && (rc = size_option("bench mgk", "--reps", reps, 1, 1000, &c.reps))) ||
+        (rc = dtype_list(dtypes, c.dts, &c.dt_count)))
         return rc;
     clattn_context *ctx = NULL;
     bench_row *rows = NULL;
-    if ((rc = bench_start(c.device, 1, 2 * c.n_count, &ctx, &rows)))
+    size_t per_n = c.dt_count + 1;
+    if ((rc = bench_start(c.device, 1, per_n * c.n_count, &ctx, &rows)))
         return rc;
-    progress prog = {isatty(fileno(stderr)), 0, 2 * c.n_count};
+    progress prog = {isatty(fileno(stderr)), 0, per_n * c.n_count};
     size_t count = 0;
     for (size_t i = 0; i < c.n_count; i++) {
         size_t n = c.ns[i];
-        progress_step(&prog, "%s N=%zu", c.linear ? "mgk-linear" : "mgk", n);
-        if (bench_one(ctx, &c, n, 1, &prog, &rows[count]) == 0)
-            count++;
+        for (size_t t = 0; t < c.dt_count; t++) {
+            progress_step(&prog, "%s %s N=%zu", c.linear ? "mgk-linear" : "mgk",
+                          clattn_dtype_name(c.dts[t]), n);
+            if (bench_one(ctx, &c, n, 1, c.dts[t], &prog, &rows[count]) == 0)
+                count++;
+        }
         progress_step(&prog, "%s N=%zu", c.linear ? "linear" : "tiled", n);
-        if (c.linear ? bench_one(ctx, &c, n, 0, &prog, &rows[count]) == 0
+        if (c.linear ? bench_one(ctx, &c, n, 0, CLATTN_F32, &prog, &rows[count]) == 0
                      : bench_tiled_row(ctx, c.batch, c.heads, n, n, c.d, c.causal, c.reps, &prog,
                                        &rows[count]) == 0)
             count++;

@@ -1,7 +1,10 @@
 /* clattn run mgk end to end (PoCL): the softmax form with per-component sigmas, causal, and its
  * lse; the linear form, causal; pi as [R] (broadcast); against the fp64 references of
  * tests/reference/ref_mgk.c. Usage errors: a 4-D k, pi of the wrong shape, --lse with --linear,
- * too many sigmas, a missing --pi; help text. Shapes use D = 16 (the harness's) and R = 2. */
+ * too many sigmas, a missing --pi; help text. Shapes use D = 16 (the harness's) and R = 2.
+ * Half storage: float16 files in, --out-dtype f16 out (softmax, lse float32); float32 files with
+ * --dtype bf16 and --out-dtype bf16 (linear); a bf16 file without --dtype bf16 refused; bench
+ * mgk --dtype f32,f16,bf16 with its dtype column. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +18,7 @@
 
 #include "cli_harness.h"
 #include "npy.h"
+#include "test_util.h"
 #include "reference/ref_mgk.h"
 #include "reference/ref_softmax.h"
 
@@ -114,6 +118,104 @@ static void test_run_mgk(void **state)
     free(q), free(k), free(k2), free(v), free(pi), free(ref), free(rl);
 }
 
+/* A file of x (rounded in place through dt) stored as dt ('<f4', '<f2' or '<u2'). */
+static void write_typed(const char *name, float *x, size_t n, clattn_dtype dt, int ndim,
+                        const size_t *shape)
+{
+    tu_round_to(x, n, dt);
+    void *p = tu_pack(x, n, dt);
+    char err[256];
+    npy_dtype nt = dt == CLATTN_F32 ? NPY_F32 : dt == CLATTN_F16 ? NPY_F16 : NPY_U16;
+    if (npy_write(at(name), nt, p, ndim, shape, err, sizeof err) != 0)
+        fail_msg("%s: %s", name, err);
+    free(p);
+}
+
+/* An output file of type dt against the fp64 reference (the contract's check). */
+static void check_typed(const char *file, clattn_dtype dt, const double *ref, size_t n,
+                        const char *what)
+{
+    npy_array a;
+    char err[256];
+    assert_int_equal(npy_read(at(file), &a, err, sizeof err), 0);
+    assert_int_equal(a.count, n);
+    assert_int_equal(a.dtype, dt == CLATTN_F16 ? NPY_F16 : NPY_U16);
+    tu_check_typed(a.data, dt, ref, n, TU_TOL_FP32, what);
+    npy_free(&a);
+}
+
+static void test_run_mgk_half(void **state)
+{
+    (void)state;
+    size_t n = (size_t)B * H * N * D, nk = n * R, np = (size_t)H * R * N, nl = (size_t)B * H * N;
+    float *q = malloc(n * 4), *k = malloc(nk * 4), *v = malloc(n * 4), *pi = malloc(np * 4);
+    double *ref = malloc(n * sizeof *ref), *rl = malloc(nl * sizeof *rl);
+    assert_true(q && k && v && pi && ref && rl);
+    uint64_t seed = 61;
+    ref_fill_uniform(q, n, 1, &seed);
+    ref_fill_uniform(k, nk, 1, &seed);
+    ref_fill_uniform(v, n, 1, &seed);
+    ref_fill_uniform(pi, np, 1, &seed);
+    for (size_t i = 0; i < np; i++)
+        pi[i] = 0.25f + fabsf(pi[i]);
+    size_t qs[4] = {B, H, N, D}, ks[5] = {B, H, R, N, D}, ps[3] = {H, R, N};
+    write_typed("hq.npy", q, n, CLATTN_F16, 4, qs);
+    write_typed("hk.npy", k, nk, CLATTN_F16, 5, ks);
+    write_typed("hv.npy", v, n, CLATTN_F16, 4, qs);
+    write_typed("hp.npy", pi, np, CLATTN_F16, 3, ps);
+    char line[512];
+    int rc = run("run mgk --q hq.npy --k hk.npy --v hv.npy --pi hp.npy --causal --out-dtype f16 "
+                 "-o ho.npy --lse hl.npy",
+                 line, sizeof line);
+    if (rc != 0)
+        fail_msg("run mgk f16: exit %d: %s", rc, line);
+    if (!strstr(line, "dtype=hhhhh"))
+        fail_msg("run mgk f16 summary lacks dtype=hhhhh: %s", line);
+    double s2 = sqrt((double)D), sd[R] = {s2, s2};
+    ref_mgk_softmax(q, k, v, pi, ref, rl, B, H, R, N, N, D, sd, 1, NULL);
+    check_typed("ho.npy", CLATTN_F16, ref, n, "mgk f16 out");
+    check("hl.npy", rl, nl, "mgk f16 lse");
+
+    /* float32 files converted to bf16 on load, bf16 out, the linear form */
+    write_typed("fq.npy", q, n, CLATTN_F32, 4, qs);
+    write_typed("fk.npy", k, nk, CLATTN_F32, 5, ks);
+    write_typed("fv.npy", v, n, CLATTN_F32, 4, qs);
+    write_typed("fp.npy", pi, np, CLATTN_F32, 3, ps);
+    rc = run("run mgk --q fq.npy --k fk.npy --v fv.npy --pi fp.npy --linear --dtype bf16 "
+             "--out-dtype bf16 -o bo16.npy",
+             line, sizeof line);
+    if (rc != 0)
+        fail_msg("run mgk bf16: exit %d: %s", rc, line);
+    tu_round_to(q, n, CLATTN_BF16);
+    tu_round_to(k, nk, CLATTN_BF16);
+    tu_round_to(v, n, CLATTN_BF16);
+    tu_round_to(pi, np, CLATTN_BF16);
+    ref_mgk_linear(q, k, v, pi, ref, B, H, R, N, N, D, 1e-5, 0);
+    check_typed("bo16.npy", CLATTN_BF16, ref, n, "linear mgk bf16 out");
+
+    /* a bf16 ('<u2') file without --dtype bf16 */
+    write_typed("bk.npy", k, nk, CLATTN_BF16, 5, ks);
+    expect_failure("run mgk --q hq.npy --k bk.npy --v hv.npy --pi hp.npy -o bad_out.npy",
+                   "--dtype bf16");
+
+    /* bench: one row per type and length, the dtype column last in the CSV */
+    char o[8192], e[1024];
+    rc = run_capture("", "bench mgk --n 16 --d 16 --heads 1 --reps 1 --dtype f32,f16,bf16 --csv",
+                     o, sizeof o, e, sizeof e);
+    if (rc != 0)
+        fail_msg("bench mgk --dtype: exit %d: %s", rc, e);
+    assert_non_null(strstr(o, ",dtype\n"));
+    assert_non_null(strstr(o, "mgk,mgk,1,1,16,16,16,0,"));
+    for (int t = 0; t < 3; t++) {
+        static const char *const nm[3] = {",f32\n", ",f16\n", ",bf16\n"};
+        if (!strstr(o, nm[t]))
+            fail_msg("bench mgk --dtype: no %s row in\n%s", nm[t] + 1, o);
+    }
+    rc = run_capture("", "bench mgk --n 16 --dtype f8", o, sizeof o, e, sizeof e);
+    assert_int_equal(rc, 2);
+    free(q), free(k), free(v), free(pi), free(ref), free(rl);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -128,6 +230,7 @@ static int teardown(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_run_mgk)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_run_mgk),
+                                       cmocka_unit_test(test_run_mgk_half)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

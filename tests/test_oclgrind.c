@@ -870,6 +870,76 @@ static int run_mgk(clattn_context *ctx, clattn_mgk_form form, clattn_mgk_algo al
     return rc;
 }
 
+/* Transformer-MGK with float16 q, k, v, pi and out (issue 15): the kernels' half loads and
+ * stores (softmax form), and the linear form's float32 staging of v and out around the linear
+ * plan (cast kernels), against the fp64 references on the half-rounded inputs. */
+static int run_mgk_half(clattn_context *ctx, clattn_mgk_form form, clattn_mgk_algo algo)
+{
+    size_t B = 1, H = 2, R = 2, nq = 9, nk = 13, d = 8;
+    size_t s_q[4] = {B, H, nq, d}, s_k[4] = {B, H * R, nk, d};
+    size_t n_q = B * H * nq * d, n_k = B * H * R * nk * d, n_v = B * H * nk * d, n_p = H * R * nk;
+    size_t n_all = n_q + n_k + n_v + n_p;
+    float *x = malloc(n_all * 4), *o = malloc(n_q * 4);
+    uint16_t *h = malloc(n_all * 2), *oh = malloc(n_q * 2);
+    double *rd = malloc(n_q * sizeof *rd), sig2[2] = {sqrt((double)d), sqrt((double)d)};
+    uint64_t seed = 47;
+    ref_fill_uniform(x, n_all, 1, &seed);
+    float *q = x, *k = q + n_q, *v = k + n_k, *p = v + n_v;
+    for (size_t i = 0; i < n_p; i++)
+        p[i] = fabsf(p[i]);
+    clattn_convert_host(x, CLATTN_F32, h, CLATTN_F16, n_all);
+    clattn_convert_host(h, CLATTN_F16, x, CLATTN_F32, n_all); /* the rounded inputs */
+    clattn_mgk_desc desc;
+    clattn_mgk_desc_init(&desc);
+    desc.form = form;
+    desc.algorithm = algo;
+    desc.q_dtype = desc.k_dtype = desc.v_dtype = desc.pi_dtype = desc.out_dtype = CLATTN_F16;
+    if (form == CLATTN_MGK_SOFTMAX)
+        ref_mgk_softmax(q, k, v, p, rd, NULL, B, H, R, nq, nk, d, sig2, 0, NULL);
+    else
+        ref_mgk_linear(q, k, v, p, rd, B, H, R, nq, nk, d, desc.eps, 0);
+    cl_context cc = clattn_context_get_cl_context(ctx);
+    cl_command_queue cq = clattn_context_get_cl_queue(ctx);
+    cl_int e1, e2;
+    cl_mem bin = clCreateBuffer(cc, CL_MEM_COPY_HOST_PTR, n_all * 2, h, &e1);
+    cl_mem bo = clCreateBuffer(cc, CL_MEM_READ_WRITE, n_q * 2, NULL, &e2);
+    clattn_plan *plan = NULL;
+    int rc = e1 || e2 || clattn_mgk_plan_create(ctx, &desc, s_q, s_k, &plan) != CLATTN_SUCCESS;
+    if (!rc) {
+        clattn_tensor tq = clattn_tensor_make_typed(bin, CLATTN_F16, B, H, nq, d);
+        clattn_tensor tk = clattn_tensor_make_typed(bin, CLATTN_F16, B, H * R, nk, d);
+        clattn_tensor tv = clattn_tensor_make_typed(bin, CLATTN_F16, B, H, nk, d);
+        clattn_tensor tp = clattn_tensor_make_typed(bin, CLATTN_F16, 1, H, R, nk);
+        clattn_tensor to = clattn_tensor_make_typed(bo, CLATTN_F16, B, H, nq, d);
+        tk.offset = n_q;
+        tv.offset = n_q + n_k;
+        tp.offset = n_q + n_k + n_v;
+        rc = clattn_mgk_plan_enqueue(plan, &tq, &tk, &tv, &tp, &to, NULL, 0, NULL, NULL) !=
+             CLATTN_SUCCESS;
+    }
+    if (!rc)
+        rc = clEnqueueReadBuffer(cq, bo, CL_TRUE, 0, n_q * 2, oh, 0, NULL, NULL) != CL_SUCCESS;
+    if (rc) {
+        fprintf(stderr, "mgk f16 failed: %s\n", clattn_context_last_error(ctx));
+    } else {
+        clattn_convert_host(oh, CLATTN_F16, o, CLATTN_F32, n_q);
+        float *r = malloc(n_q * 4);
+        for (size_t i = 0; i < n_q; i++)
+            r[i] = (float)rd[i];
+        double mr = 0, e = ref_max_abs_diff(o, r, n_q, &mr);
+        printf("mgk f16 form %d algo %d: error %.2e\n", (int)form, (int)algo, e);
+        rc = !(e <= 1e-3 * fmax(1, mr)); /* an f16 ulp at |r| < 1 is <= 2^-11 */
+        free(r);
+    }
+    clattn_plan_destroy(plan);
+    if (bin)
+        clReleaseMemObject(bin);
+    if (bo)
+        clReleaseMemObject(bo);
+    free(x), free(o), free(h), free(oh), free(rd);
+    return rc;
+}
+
 /* Linear MGK's decoding state: three steps (the scan kernel with S and z carried over). */
 static int run_mgk_state(clattn_context *ctx)
 {
@@ -1055,6 +1125,8 @@ int main(int argc, char **argv)
             rc |= run_mgk(ctx, CLATTN_MGK_LINEAR, CLATTN_MGK_AUTO, 19, 19, 8, 1);
             rc |= run_mgk(ctx, CLATTN_MGK_LINEAR, CLATTN_MGK_AUTO, 11, 19, 8, 0);
             rc |= run_mgk_state(ctx);
+            rc |= run_mgk_half(ctx, CLATTN_MGK_SOFTMAX, CLATTN_MGK_TILED_CPU);
+            rc |= run_mgk_half(ctx, CLATTN_MGK_LINEAR, CLATTN_MGK_AUTO);
             continue;
         }
         if (strcmp(w, "deq") == 0) {

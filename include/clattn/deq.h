@@ -1,5 +1,13 @@
 /* clattn: deep equilibrium (DEQ) fixed-point solving (Bai et al. 2019). Part of the public API:
- * include <clattn.h>, which includes this file. */
+ * include <clattn.h>, which includes this file.
+ *
+ * Element types (issue 15): the solver's iterates z (and g, b of the adjoint) are solver state and
+ * stay float32, like the decoding states of other operators: the Anderson / Broyden histories and
+ * residual norms are accumulated in them, so a half z would lose the tolerance the solve stops at.
+ * The callback f is the caller's: it receives float32 z and out views and may store whatever it
+ * likes inside (e.g. run half-storage operators on its own casts). The built-in attention cell
+ * takes float32 x, weights, z and out as well. A view of another type is refused with
+ * CLATTN_DTYPE_MISMATCH before anything is enqueued. */
 #ifndef CLATTN_DEQ_H
 #define CLATTN_DEQ_H
 

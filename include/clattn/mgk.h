@@ -63,7 +63,8 @@
  * (component r of head h is entry h * R + r of dimension 1, as a dense [B, H, R, Nk, D] array
  * is laid out), so R = k_shape[1] / H; v [B, H, Nk, D]; pi [1, H, R, Nk] (zero strides broadcast
  * one pi over heads or positions); out [B, H, Nq, D]; lse [B, H, Nq, 1] (softmax form only).
- * 1 <= D <= 256.
+ * 1 <= D <= 256. q, k, v, pi and out may be float16 or bfloat16 (desc's *_dtype fields); lse is
+ * float32.
  */
 
 #define CLATTN_MGK_MAX_COMPONENTS 8
@@ -96,6 +97,11 @@ typedef struct clattn_mgk_desc {
     /* Linear form: added to the denominator (finite, >= 0). Default 1e-5. */
     float eps;
     clattn_mgk_algo algorithm;
+    /* Storage types of the tensors (default CLATTN_F32; any combination): q, k, v, pi and out
+     * are read and written in these types, arithmetic is float32 (the ACCURACY CONTRACT of
+     * clattn.h). lse, the decoding state's S and z, and all plan scratch stay float32. The
+     * one-shot clattn_mgk_enqueue takes the types from its tensors; clattn_mgk_host is float32. */
+    clattn_dtype q_dtype, k_dtype, v_dtype, pi_dtype, out_dtype;
 } clattn_mgk_desc;
 
 CLATTN_API void clattn_mgk_desc_init(clattn_mgk_desc *desc);
@@ -104,16 +110,17 @@ CLATTN_API void clattn_mgk_desc_init(clattn_mgk_desc *desc);
  * CLATTN_MGK_MAX_COMPONENTS), v has shape {B, H, Nk, D}. desc NULL means the defaults.
  * Status: NULL_POINTER, INVALID_SHAPE (zero sizes, D > 256), SHAPE_MISMATCH (k's heads not a
  * multiple of H, R too large, batch / length / D disagreeing, causal linear with Nq != Nk),
- * INVALID_ARGUMENT (desc fields: form, algorithm, sigma, eps, causal flag; key_lengths with the
- * linear form), BUFFER_TOO_SMALL (key_lengths), UNSUPPORTED (TILED_GPU without the local memory),
- * BUILD_FAILED, OpenCL allocation codes. *plan is NULL on failure. */
+ * INVALID_ARGUMENT (desc fields: form, algorithm, sigma, eps, causal flag, dtypes; key_lengths
+ * with the linear form), BUFFER_TOO_SMALL (key_lengths), UNSUPPORTED (TILED_GPU without the
+ * local memory), BUILD_FAILED, OpenCL allocation codes. *plan is NULL on failure. */
 CLATTN_API clattn_status clattn_mgk_plan_create(clattn_context *ctx, const clattn_mgk_desc *desc,
                                                 const size_t q_shape[4], const size_t k_shape[4],
                                                 clattn_plan **plan);
 
 /* Enqueues the formula above. lse (softmax form only, else INVALID_ARGUMENT) may be NULL. Every
  * element of out (and lse) is written. Validation as for softmax attention (shapes, buffer sizes,
- * aliasing of outputs with any input, pi included), before anything is enqueued. */
+ * aliasing of outputs with any input, pi included), before anything is enqueued; a tensor whose
+ * dtype is not the plan's: DTYPE_MISMATCH. */
 CLATTN_API clattn_status clattn_mgk_plan_enqueue(clattn_plan *plan, const clattn_tensor *q,
                                                  const clattn_tensor *k, const clattn_tensor *v,
                                                  const clattn_tensor *pi,
@@ -121,7 +128,8 @@ CLATTN_API clattn_status clattn_mgk_plan_enqueue(clattn_plan *plan, const clattn
                                                  const clattn_tensor *lse, cl_uint num_wait,
                                                  const cl_event *wait, cl_event *event);
 
-/* One-shot: plan from the tensors' shapes, enqueue, release. */
+/* One-shot: plan from the tensors' shapes and element types (the desc's dtype fields are
+ * ignored), enqueue, release. */
 CLATTN_API clattn_status clattn_mgk_enqueue(clattn_context *ctx, const clattn_mgk_desc *desc,
                                             const clattn_tensor *q, const clattn_tensor *k,
                                             const clattn_tensor *v, const clattn_tensor *pi,
@@ -144,7 +152,8 @@ CLATTN_API clattn_status clattn_mgk_host(clattn_context *ctx, const clattn_mgk_d
  * threads at once. */
 typedef struct clattn_mgk_state clattn_mgk_state;
 
-/* desc: form must be CLATTN_MGK_LINEAR (its causal flag is ignored; eps is used). Creates a
+/* desc: form must be CLATTN_MGK_LINEAR (its causal flag is ignored; eps and the dtypes of q, k,
+ * v, pi and out, which every step's tensors must have, are used; S and z are float32). Creates a
  * zeroed state (blocking) for `batch` sequences of `heads` heads, `components` keys per position
  * and head dim d (1..256). Status: NULL_POINTER, INVALID_ARGUMENT, INVALID_SHAPE, OpenCL codes. */
 CLATTN_API clattn_status clattn_mgk_state_create(clattn_context *ctx, const clattn_mgk_desc *desc,

@@ -62,7 +62,28 @@ clattn_status clattn__mgk_read_desc(clattn_context *ctx, const clattn_mgk_desc *
     if (out->form == CLATTN_MGK_LINEAR && out->key_lengths)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "mgk desc: key_lengths apply to the softmax form only");
+    const clattn_dtype dts[5] = {out->q_dtype, out->k_dtype, out->v_dtype, out->pi_dtype,
+                                 out->out_dtype};
+    static const char *const names[5] = {"mgk desc q_dtype", "mgk desc k_dtype",
+                                         "mgk desc v_dtype", "mgk desc pi_dtype",
+                                         "mgk desc out_dtype"};
+    for (int i = 0; i < 5; i++) {
+        status = clattn__dtype_check(ctx, dts[i], names[i]);
+        if (status != CLATTN_SUCCESS)
+            return status;
+    }
     return CLATTN_SUCCESS;
+}
+
+/* The one-shot's and the host call's element types: the tensors' (NULL: float32 everywhere). */
+static void set_dtypes(clattn_mgk_desc *d, const clattn_tensor *q, const clattn_tensor *k,
+                       const clattn_tensor *v, const clattn_tensor *pi, const clattn_tensor *out)
+{
+    d->q_dtype = q ? q->dtype : CLATTN_F32;
+    d->k_dtype = k ? k->dtype : CLATTN_F32;
+    d->v_dtype = v ? v->dtype : CLATTN_F32;
+    d->pi_dtype = pi ? pi->dtype : CLATTN_F32;
+    d->out_dtype = out ? out->dtype : CLATTN_F32;
 }
 
 /* R from the shapes; SHAPE_MISMATCH / INVALID_SHAPE with a message. */
@@ -145,6 +166,16 @@ static clattn_status bake(mgk_plan *plan, int stateful)
                      "mgk desc: sigma[%zu] = %g gives 1/sigma^2 out of float range", i, s);
     }
     CLATTN_FORWARD(clattn__plan_upload(base, c2, r * sizeof(float), "mgk 1/sigma^2", &plan->c2));
+    const clattn__dtype_role roles[5] = {{"Q", plan->desc.q_dtype},
+                                         {"K", plan->desc.k_dtype},
+                                         {"PI", plan->desc.pi_dtype},
+                                         {"V", plan->desc.v_dtype},
+                                         {"O", plan->desc.out_dtype}};
+    /* The linear form's plan (not a state's) stages v and out with cast kernels of their own
+     * types: its features kernel is built for the types of q, k and pi only, so the programs of
+     * plans differing in v or out alone are shared. */
+    bool staged = L->algo == CLATTN_MGK_LINEAR_SCAN && !stateful;
+    CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, staged ? 3 : 5));
 
     if (L->algo == CLATTN_MGK_LINEAR_SCAN) {
         CLATTN_FORWARD(clattn__plan_kernel(base, "mgk.cl", L->defines, "clattn_mgk_lin_features",
@@ -163,6 +194,24 @@ static clattn_status bake(mgk_plan *plan, int stateful)
             size_t lq[4] = {plan->qshape[0], plan->qshape[1], nq, d};
             CLATTN_FORWARD(clattn_linear_plan_create(ctx, &ld, lq, plan->vshape, plan->vshape,
                                                      &plan->lin));
+            /* The linear plan takes float32 v and out: half v is staged into float32 scratch
+             * and a half output staged out of it (the features kernel reads q, k, pi directly).
+             * TODO(issue 15): pass half v / out straight to the linear plan once linear plans
+             * take element types. */
+            if (plan->desc.v_dtype != CLATTN_F32) {
+                CLATTN_CHECK(clattn__mul_ok(bh * nk, d * sizeof(float), &b3), CLATTN_SIZE_OVERFLOW,
+                             "mgk plan: value staging size overflows");
+                CLATTN_FORWARD(clattn__plan_cast_kernel(base, plan->desc.v_dtype, CLATTN_F32,
+                                                        &plan->cast_v));
+                CLATTN_FORWARD(clattn__plan_scratch(base, b3, "mgk float32 v", &plan->v32));
+            }
+            if (plan->desc.out_dtype != CLATTN_F32) {
+                CLATTN_CHECK(clattn__mul_ok(bh * nq, d * sizeof(float), &b3), CLATTN_SIZE_OVERFLOW,
+                             "mgk plan: output staging size overflows");
+                CLATTN_FORWARD(clattn__plan_cast_kernel(base, CLATTN_F32, plan->desc.out_dtype,
+                                                        &plan->cast_o));
+                CLATTN_FORWARD(clattn__plan_scratch(base, b3, "mgk float32 out", &plan->o32));
+            }
         }
         CLATTN_CHECK(clattn__mul_ok(bh * nq, d * sizeof(float), &b1) &&
                          clattn__mul_ok(bh * nk, d * sizeof(float), &b2),
@@ -237,8 +286,13 @@ clattn_status clattn__mgk_plan_create(clattn_context *ctx, const clattn_mgk_desc
     const clattn__mgk_launch *L = &plan->launch;
     base->algorithm = L->algo;
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "%s", algo_name(L->algo));
-    snprintf(base->launch, sizeof base->launch, "R=%zu rows=%u step=%u tile_kv=%u wg=%zu", plan->r,
-             L->rows_per_item, L->step_blocks, L->tile_kv, L->local_size);
+    const clattn_dtype dts[5] = {plan->desc.q_dtype, plan->desc.k_dtype, plan->desc.v_dtype,
+                                 plan->desc.pi_dtype, plan->desc.out_dtype};
+    char sfx[8];
+    clattn__dtype_suffix(sfx, sizeof sfx, dts, 5);
+    snprintf(base->launch, sizeof base->launch, "R=%zu rows=%u step=%u tile_kv=%u wg=%zu%s%s",
+             plan->r, L->rows_per_item, L->step_blocks, L->tile_kv, L->local_size,
+             sfx[0] ? " dtype=" : "", sfx[0] ? sfx + 1 : "");
     CLATTN_FORWARD(bake(plan, stateful));
     *out = base;
     base = NULL;
@@ -262,6 +316,10 @@ static void plan_info(const clattn_plan *base, clattn_plan_info *info)
     info->local_size = L->local_size;
     info->local_mem_bytes = L->local_mem_bytes;
     snprintf(info->build_options, sizeof info->build_options, "%s", L->defines);
+    size_t used = strlen(info->build_options);
+    if (base->dtype_defines[0] && used < sizeof info->build_options)
+        snprintf(info->build_options + used, sizeof info->build_options - used, " %s",
+                 base->dtype_defines);
 }
 
 /* ---- enqueue ---- */
@@ -275,11 +333,13 @@ clattn_status clattn__mgk_validate(mgk_plan *plan, const clattn_tensor *q, const
     size_t lshape[4] = {plan->qshape[0], plan->qshape[1], plan->qshape[2], 1};
     CLATTN_CHECK(!lse || plan->desc.form == CLATTN_MGK_SOFTMAX, CLATTN_INVALID_ARGUMENT,
                  "mgk enqueue: lse is for the softmax form only (pass NULL)");
-    const clattn__view ins[] = {{q, "q", plan->qshape, false, CLATTN_F32},
-                                {k, "k", plan->kshape, false, CLATTN_F32},
-                                {v, "v", plan->vshape, false, CLATTN_F32},
-                                {pi, "pi", plan->pshape, false, CLATTN_F32}};
-    const clattn__view outs[] = {{out, "out", plan->qshape, false, CLATTN_F32}, {lse, "lse", lshape, true, CLATTN_F32}};
+    const clattn_mgk_desc *dd = &plan->desc;
+    const clattn__view ins[] = {{q, "q", plan->qshape, false, dd->q_dtype},
+                                {k, "k", plan->kshape, false, dd->k_dtype},
+                                {v, "v", plan->vshape, false, dd->v_dtype},
+                                {pi, "pi", plan->pshape, false, dd->pi_dtype}};
+    const clattn__view outs[] = {{out, "out", plan->qshape, false, dd->out_dtype},
+                                 {lse, "lse", lshape, true, CLATTN_F32}};
     CLATTN_FORWARD(clattn__check_views(ctx, ins, 4, outs, 2));
     if (plan->desc.key_lengths) {
         clattn_tensor kl = clattn_tensor_make(plan->desc.key_lengths, 1, 1, 1, plan->qshape[0]);
@@ -394,13 +454,24 @@ clattn_status clattn__mgk_enqueue_linear(mgk_plan *plan, const clattn_tensor *q,
         CLATTN_FORWARD(clattn__seq_kernel(s, plan->scan, 2, gs, true, event));
         goto cleanup;
     }
-    /* The linear plan waits for the features kernel and returns the caller's event. */
+    /* The linear plan waits for the features kernel (and the staging of v) and returns the
+     * caller's event unless the output is staged out after it. */
     clattn_tensor tq = clattn_tensor_make(plan->fq, plan->qshape[0], h, nq, d);
     clattn_tensor tk = clattn_tensor_make(plan->fk, plan->qshape[0], h, nk, d);
-    cl_uint nw;
-    const cl_event *w;
-    clattn__seq_wait(s, &nw, &w);
-    CLATTN_FORWARD(clattn_linear_plan_enqueue(plan->lin, &tq, &tk, v, out, nw, w, event));
+    clattn_tensor tv = *v, to = *out;
+    if (plan->v32) {
+        CLATTN_FORWARD(clattn__cast_enqueue(s, plan->cast_v, v, plan->v32, 0, false, false, NULL));
+        tv = clattn_tensor_make(plan->v32, plan->qshape[0], h, nk, d);
+    }
+    if (plan->o32)
+        to = clattn_tensor_make(plan->o32, plan->qshape[0], h, nq, d);
+    clattn__seq_next(s, plan->o32 == NULL, event);
+    status = clattn_linear_plan_enqueue(plan->lin, &tq, &tk, &tv, &to, s->nw, s->w, s->evp);
+    if (status != CLATTN_SUCCESS)
+        goto cleanup;
+    clattn__seq_done(s);
+    if (plan->o32)
+        CLATTN_FORWARD(clattn__cast_enqueue(s, plan->cast_o, out, plan->o32, 0, true, true, event));
 cleanup:
     return status;
 }
@@ -445,7 +516,12 @@ clattn_status clattn_mgk_enqueue(clattn_context *ctx, const clattn_mgk_desc *des
         return clattn__fail(ctx, CLATTN_NULL_POINTER,
                             "mgk enqueue: q, k, v, pi and out are required");
     clattn_plan *plan = NULL;
-    clattn_status status = clattn_mgk_plan_create(ctx, desc, q->shape, k->shape, &plan);
+    clattn_mgk_desc d;
+    clattn_status status = clattn__mgk_read_desc(ctx, desc, &d);
+    if (status != CLATTN_SUCCESS)
+        return status;
+    set_dtypes(&d, q, k, v, pi, out);
+    status = clattn_mgk_plan_create(ctx, &d, q->shape, k->shape, &plan);
     if (status == CLATTN_SUCCESS)
         status = clattn_mgk_plan_enqueue(plan, q, k, v, pi, out, lse, num_wait, wait, event);
     clattn_plan_destroy(plan);
@@ -471,6 +547,7 @@ clattn_status clattn_mgk_host(clattn_context *ctx, const clattn_mgk_desc *desc,
     CLATTN_CHECK(q_shape && k_shape && q && k && v && pi && out, CLATTN_NULL_POINTER,
                  "mgk host: shapes, q, k, v, pi and out are required");
     CLATTN_FORWARD(clattn__mgk_read_desc(ctx, desc, &d));
+    set_dtypes(&d, NULL, NULL, NULL, NULL, NULL); /* host memory is float32 */
     CLATTN_FORWARD(check_shapes(ctx, &d, q_shape, k_shape, &r));
     size_t nq_el, nk_el, nv_el, np_el, nl_el;
     CLATTN_CHECK(clattn__mul_ok(q_shape[0] * q_shape[1], q_shape[2] * q_shape[3], &nq_el) &&
