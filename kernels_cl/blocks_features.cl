@@ -5,6 +5,12 @@
  * optionally each row's log-scale l [BH][N]: the true features are f * exp(l) (l = 0 except for
  * FAVOR+, whose rows are divided by their largest feature). */
 
+/* The element type of the input x (clattn_dtype; -DX_DT=1 or 2 from the host for half inputs,
+ * one kernel per type a plan reads). Features, log-scales and W stay float32. */
+#ifndef X_DT
+#define X_DT 0
+#endif
+
 /* Feature maps, numbered as the public enum clattn_linear_feature_map (a kernel argument). */
 #define FEATURES_ELU 0
 #define FEATURES_RELU 1
@@ -13,7 +19,7 @@
  * One float16 block of a row per work-item: exp on explicit vectors is vectorised, a scalar exp
  * per work-item is not (PoCL calls it lane by lane). elu(x) + 1 is x + 1 above 0 and exp(x)
  * below, without the cancellation of exp(x) - 1 + 1. Global size (MP/16, N, BH). */
-__kernel void clattn_features_map(__global const float *x, ulong x_off, ulong4 x_st, uint heads,
+__kernel void clattn_features_map(__global const CLATTN_STYPE(X_DT) *x, ulong x_off, ulong4 x_st, uint heads,
                                   uint d, int fmap, __global float *f, int want_l,
                                   __global float *l)
 {
@@ -23,7 +29,7 @@ __kernel void clattn_features_map(__global const float *x, ulong x_off, ulong4 x
     float xs[16];
     for (uint u = 0; u < 16; u++) {
         uint t = tb * 16 + u;
-        xs[u] = t < d ? x[clattn_at(x_off, x_st, b, h, i, t)] : 0.0f;
+        xs[u] = t < d ? CLATTN_LOAD(X_DT, x, clattn_at(x_off, x_st, b, h, i, t)) : 0.0f;
     }
     float16 xv = vload16(0, xs), r;
     if (fmap == FEATURES_ELU)
@@ -44,7 +50,8 @@ __kernel void clattn_features_map(__global const float *x, ulong x_off, ulong4 x
 
 /* FAVOR+ exponents: u[bh][i][r] = w_r . x_i' - |x_i'|^2 / 2 with x' = x * xs, from wt = W^T
  * [D][M]; -inf for the padding r >= M. Global size (MP, N, BH). */
-__kernel void clattn_features_favor_proj(__global const float *x, ulong x_off, ulong4 x_st,
+__kernel void clattn_features_favor_proj(__global const CLATTN_STYPE(X_DT) *x, ulong x_off,
+                                         ulong4 x_st,
                                          uint heads, uint d, uint m, __global const float *wt,
                                          float xs, __global float *f)
 {
@@ -53,7 +60,7 @@ __kernel void clattn_features_favor_proj(__global const float *x, ulong x_off, u
     float u = 0.0f, hn = 0.0f;
     uint rr = min(r, m - 1);
     for (uint t = 0; t < d; t++) {
-        float xv = x[clattn_at(x_off, x_st, b, h, i, t)] * xs;
+        float xv = CLATTN_LOAD(X_DT, x, clattn_at(x_off, x_st, b, h, i, t)) * xs;
         hn += xv * xv;
         u += wt[(ulong)t * m + rr] * xv;
     }

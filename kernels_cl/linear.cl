@@ -35,6 +35,32 @@
 #define LINEAR_EB 2 /* float16 value blocks per output and chunk-state work-item */
 #endif
 
+/* Element types of the caller's tensors (clattn_dtype, -DQ_DT=... from the plan; absent:
+ * float32): q, k and v are read and out written only through common.clh's CLATTN_LOAD / STORE /
+ * VLOAD macros; features, states and scratch are float32. */
+#ifndef Q_DT
+#define Q_DT 0
+#endif
+#ifndef K_DT
+#define K_DT 0
+#endif
+#ifndef V_DT
+#define V_DT 0
+#endif
+#ifndef O_DT
+#define O_DT 0
+#endif
+
+/* row[e0 + k] = v[k] of out (O_DT) for the first min(count, 16) lanes. */
+inline void clattn_linear_store16(float16 v, uint count, __global CLATTN_STYPE(O_DT) *x,
+                                  ulong off, ulong4 st, ulong i0, ulong i1, ulong i2, ulong e0)
+{
+    float t[16];
+    vstore16(v, 0, t);
+    for (uint k = 0; k < 16 && k < count; k++)
+        CLATTN_STORE(O_DT, t[k], x, clattn_at(off, st, i0, i1, i2, e0 + k));
+}
+
 /* exp(a - b) for log-scales where a may be -inf (an empty state): 0 then. */
 inline float clattn_linear_rescale(float a, float b)
 {
@@ -51,13 +77,15 @@ inline float clattn_linear_rescale(float a, float b)
 /* vp [BH][N][width] = v, zero padded, with 1 in column ones_at (the GEMM form's [V 1], so one
  * product gives S and z; ones_at >= width: none, the fused form's padded copy). One row per
  * work-item. Global size (N, BH). */
-__kernel void clattn_linear_pack_v(__global const float *v, ulong v_off, ulong4 v_st, uint heads,
-                                   uint dv, uint width, uint ones_at, __global float *vp)
+__kernel void clattn_linear_pack_v(__global const CLATTN_STYPE(V_DT) *v, ulong v_off,
+                                   ulong4 v_st, uint heads, uint dv, uint width, uint ones_at,
+                                   __global float *vp)
 {
     uint j = get_global_id(0), bh = get_global_id(1), n = get_global_size(0);
     uint b = bh / heads, h = bh % heads;
     __global float *o = vp + ((ulong)bh * n + j) * width;
-    clattn_pack_row(o, width, v, v_off, v_st, b, h, j, dv);
+    for (uint e = 0; e < width; e++)
+        o[e] = e < dv ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, v_st, b, h, j, e)) : 0.0f;
     if (ones_at >= dv && ones_at < width)
         o[ones_at] = 1.0f;
 }
@@ -287,7 +315,7 @@ __kernel void clattn_linear_intra(__global const float *fq, __global const float
  * (clattn_eps_scaled; m_i = r for non-causal rows and steps, whose ps holds the state's scale).
  * Global size (ceil(DVP/(16 LINEAR_EB)), ceil(Nq/LINEAR_RB), BH). */
 __kernel void clattn_linear_out(__global const float *fq, __global const float *vp,
-                                __global float *out, ulong o_off, ulong4 o_st, uint heads,
+                                __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 o_st, uint heads,
                                 uint nq, uint mp, uint dv, uint dvp, __global const float *sa,
                                 __global const float *sb, __global const float *ps, uint nchunks,
                                 __global const float *iw, __global const float *imi, int causal,
@@ -388,8 +416,8 @@ __kernel void clattn_linear_out(__global const float *fq, __global const float *
         for (int u = 0; u < LINEAR_EB; u++) {
             if ((uint)u >= nblk)
                 break;
-            clattn_store16(qa[r][u] * CLATTN_SPLAT16(inv), dv - (e0 + u * 16), out, o_off, o_st, b,
-                           h, i0 + r, e0 + u * 16);
+            clattn_linear_store16(qa[r][u] * CLATTN_SPLAT16(inv), dv - (e0 + u * 16), out, o_off,
+                                  o_st, b, h, i0 + r, e0 + u * 16);
         }
     }
 }
@@ -434,7 +462,8 @@ __kernel void clattn_linear_adaptive(__global const float *fq, __global const fl
                                      __global const float *lq,
                                      __global float *ss, __global float *sp, __global float *sprev,
                                      __global float *uprev, __global float *sr,
-                                     __global uint *steps, int want_out, __global float *out,
+                                     __global uint *steps, int want_out,
+                                     __global CLATTN_STYPE(O_DT) *out,
                                      ulong o_off, ulong4 o_st, uint heads, uint group, uint j0,
                                      uint j1)
 {
@@ -504,7 +533,7 @@ __kernel void clattn_linear_adaptive(__global const float *fq, __global const fl
                 float acc = 0.0f;
                 for (uint m = 0; m < mp; m++)
                     acc += qr[m] * S[(ulong)m * dw + e];
-                out[clattn_at(o_off, o_st, b, h * group + g, j, e)] = acc * inv;
+                CLATTN_STORE(O_DT, acc * inv, out, clattn_at(o_off, o_st, b, h * group + g, j, e));
             }
         }
     }
@@ -518,7 +547,8 @@ __kernel void clattn_linear_adaptive(__global const float *fq, __global const fl
 __kernel void clattn_linear_normalize(__global const float *op, uint dv, uint dvp, float log_eps,
                                       __global const float *lq, int has_lmax,
                                       __global const float *lmax, uint group,
-                                      __global float *out, ulong o_off, ulong4 o_st, uint heads)
+                                      __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 o_st,
+                                      uint heads)
 {
     uint i = get_global_id(0), bh = get_global_id(1), nq = get_global_size(0);
     uint b = bh / heads, h = bh % heads;
@@ -527,7 +557,7 @@ __kernel void clattn_linear_normalize(__global const float *op, uint dv, uint dv
     float rk = has_lmax ? lmax[bh / group] : 0.0f;
     float inv = clattn_safe_inv(r[dvp] + clattn_eps_scaled(log_eps, lq[row] + rk));
     for (uint e = 0; e < dv; e++)
-        out[clattn_at(o_off, o_st, b, h, i, e)] = r[e] * inv;
+        CLATTN_STORE(O_DT, r[e] * inv, out, clattn_at(o_off, o_st, b, h, i, e));
 }
 
 /* ---- fused non-causal form for the element-wise maps (elu, relu, identity) ----
@@ -544,6 +574,33 @@ typedef LIN_CAT(float, LINEAR_MB) lin_fvec; /* LINEAR_MB features of one key */
 #define LIN_VLOAD_MB LIN_CAT(vload, LINEAR_MB)
 #define LIN_VSTORE_MB LIN_CAT(vstore, LINEAR_MB)
 
+/* Vector loads of a caller's tensor (role R, type DT) at element `at`, any alignment: PoCL's
+ * vload_halfn faults on addresses not aligned to the vector (seen with -DK_DT=1), so the 16-bit
+ * types take the vector path only where at is a multiple of the width (always for contiguous
+ * rows of D a multiple of 16) and go element by element otherwise. float32 keeps vloadn. */
+#define LIN_DEF_LOADS(R, DT)                                                                     \
+    inline float16 lin_ld16_##R(__global const CLATTN_STYPE(DT) *p, ulong at)                   \
+    {                                                                                            \
+        if (DT == 0 || at % 16 == 0)                                                             \
+            return CLATTN_VLOAD(DT, 16, 0, p + at);                                              \
+        float t[16];                                                                             \
+        for (int u = 0; u < 16; u++)                                                             \
+            t[u] = CLATTN_LOAD(DT, p, at + u);                                                   \
+        return vload16(0, t);                                                                    \
+    }                                                                                            \
+    inline lin_fvec lin_ldmb_##R(__global const CLATTN_STYPE(DT) *p, ulong at)                  \
+    {                                                                                            \
+        if (DT == 0 || at % LINEAR_MB == 0)                                                      \
+            return CLATTN_VLOAD(DT, LINEAR_MB, 0, p + at);                                       \
+        float t[LINEAR_MB];                                                                      \
+        for (int u = 0; u < LINEAR_MB; u++)                                                      \
+            t[u] = CLATTN_LOAD(DT, p, at + u);                                                   \
+        return LIN_VLOAD_MB(0, t);                                                               \
+    }
+LIN_DEF_LOADS(q, Q_DT)
+LIN_DEF_LOADS(k, K_DT)
+LIN_DEF_LOADS(v, V_DT)
+
 /* phi of a vector of inputs, numbered as clattn_linear_feature_map (blocks_features.cl's
  * FEATURES_*): 0 elu + 1, 1 relu, 2 identity. */
 #define LIN_PHI(x, fmap, T)                                                                    \
@@ -553,17 +610,17 @@ typedef LIN_CAT(float, LINEAR_MB) lin_fvec; /* LINEAR_MB features of one key */
 
 /* LINEAR_MB features m0.. of row (b, h, j) of x: phi(x_t) for t < d, 0 for the padding. fast:
  * the row is contiguous (st.s3 = 1) and m0 + LINEAR_MB <= d. */
-__attribute__((always_inline)) inline lin_fvec clattn_linear_phi_mb(__global const float *x, ulong base, ulong sw, uint m0,
+__attribute__((always_inline)) inline lin_fvec clattn_linear_phi_mb(__global const CLATTN_STYPE(K_DT) *x, ulong base, ulong sw, uint m0,
                                      uint d, int fmap, int fast)
 {
     if (fast) {
-        lin_fvec v = LIN_VLOAD_MB(0, x + base + m0);
+        lin_fvec v = lin_ldmb_k(x, base + m0);
         return LIN_PHI(v, fmap, lin_fvec);
     }
     float t[LINEAR_MB];
     #pragma unroll
     for (int u = 0; u < LINEAR_MB; u++)
-        t[u] = m0 + u < d ? x[base + (m0 + u) * sw] : 0.0f;
+        t[u] = m0 + u < d ? CLATTN_LOAD(K_DT, x, base + (m0 + u) * sw) : 0.0f;
     lin_fvec v = LIN_VLOAD_MB(0, t);
     v = LIN_PHI(v, fmap, lin_fvec);
     LIN_VSTORE_MB(v, 0, t);
@@ -575,15 +632,15 @@ __attribute__((always_inline)) inline lin_fvec clattn_linear_phi_mb(__global con
 }
 
 /* 16 values e0.. of row (b, h, j) of v, 0 past dv. fast: contiguous and e0 + 16 <= dv. */
-__attribute__((always_inline)) inline float16 clattn_linear_row16(__global const float *x, ulong base, ulong sw, uint e0,
+__attribute__((always_inline)) inline float16 clattn_linear_row16(__global const CLATTN_STYPE(V_DT) *x, ulong base, ulong sw, uint e0,
                                    uint dv, int fast)
 {
     if (fast)
-        return vload16(0, x + base + e0);
+        return lin_ld16_v(x, base + e0);
     float t[16];
     #pragma unroll
     for (uint u = 0; u < 16; u++)
-        t[u] = e0 + u < dv ? x[base + (e0 + u) * sw] : 0.0f;
+        t[u] = e0 + u < dv ? CLATTN_LOAD(V_DT, x, base + (e0 + u) * sw) : 0.0f;
     return vload16(0, t);
 }
 
@@ -593,8 +650,9 @@ __attribute__((always_inline)) inline float16 clattn_linear_row16(__global const
  * `chunk` keys). Work-item (eg, mb, g): LINEAR_MB feature rows times LINEAR_EB float16 value
  * blocks. k [B, Hk, N, D] and v [B, Hk, N, Dv] any strides. Global size
  * (ceil(DVP / (16 LINEAR_EB)), MP/LINEAR_MB, BHk * nchunks). */
-__kernel void clattn_linear_fused_state(__global const float *k, ulong k_off, ulong4 k_st,
-                                        __global const float *v, ulong v_off, ulong4 v_st,
+__kernel void clattn_linear_fused_state(__global const CLATTN_STYPE(K_DT) *k, ulong k_off,
+                                        ulong4 k_st, __global const CLATTN_STYPE(V_DT) *v,
+                                        ulong v_off, ulong4 v_st,
                                         uint heads, uint d, uint dv, int fmap, uint n, uint mp,
                                         uint dvp, uint chunk, uint nchunks, int momentum,
                                         float mu, __global float *ca, __global float *cb)
@@ -623,11 +681,11 @@ __kernel void clattn_linear_fused_state(__global const float *k, ulong k_off, ul
             lin_fvec f = clattn_linear_phi_mb(k, kb + j * k_st.s2, k_st.s3, m0, d, fmap, kfast);
             z += f;
             LIN_VSTORE_MB(f, 0, fr);
-            __global const float *vr = v + vb + j * v_st.s2 + e0;
+            ulong vr = vb + j * v_st.s2 + e0;
             float16 vv[LINEAR_EB];
             #pragma unroll
             for (int u = 0; u < LINEAR_EB; u++)
-                vv[u] = vload16(u, vr);
+                vv[u] = lin_ld16_v(v, vr + 16 * u);
             #pragma unroll
             for (int t = 0; t < LINEAR_MB; t++) {
                 float16 ft = CLATTN_SPLAT16(fr[t]);
@@ -686,18 +744,18 @@ __kernel void clattn_linear_fused_state(__global const float *k, ulong k_off, ul
 }
 
 /* 16 features m0.. of query row (b, h, i): phi(q_t) for t < d, 0 for the padding (into dst). */
-__attribute__((always_inline)) inline void clattn_linear_phi16(float *dst, __global const float *x, ulong base, ulong sw,
+__attribute__((always_inline)) inline void clattn_linear_phi16(float *dst, __global const CLATTN_STYPE(Q_DT) *x, ulong base, ulong sw,
                                 uint m0, uint d, int fmap)
 {
     float16 q;
     if (sw == 1 && m0 + 16 <= d) {
-        q = vload16(0, x + base + m0);
+        q = lin_ld16_q(x, base + m0);
         vstore16(LIN_PHI(q, fmap, float16), 0, dst);
         return;
     }
     #pragma unroll
     for (uint u = 0; u < 16; u++)
-        dst[u] = m0 + u < d ? x[base + (m0 + u) * sw] : 0.0f;
+        dst[u] = m0 + u < d ? CLATTN_LOAD(Q_DT, x, base + (m0 + u) * sw) : 0.0f;
     q = vload16(0, dst);
     vstore16(LIN_PHI(q, fmap, float16), 0, dst);
     #pragma unroll
@@ -711,8 +769,9 @@ __attribute__((always_inline)) inline void clattn_linear_phi16(float *dst, __glo
  *   out_i = coef phi(q_i) (A - mu B) / (phi(q_i) z + eps exp(-r)).
  * Work-item: LINEAR_RB query rows times LINEAR_EB float16 value blocks, as clattn_linear_out.
  * Global size (ceil(DVP/(16 LINEAR_EB)), ceil(Nq/LINEAR_RB), BH). */
-__kernel void clattn_linear_fused_out(__global const float *q, ulong q_off, ulong4 q_st,
-                                      uint d, int fmap, __global float *out, ulong o_off,
+__kernel void clattn_linear_fused_out(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off,
+                                      ulong4 q_st, uint d, int fmap,
+                                      __global CLATTN_STYPE(O_DT) *out, ulong o_off,
                                       ulong4 o_st, uint heads, uint nq, uint mp, uint dv,
                                       uint dvp, __global const float *sa,
                                       __global const float *sb, __global const float *ps,
@@ -802,7 +861,8 @@ __kernel void clattn_linear_fused_out(__global const float *q, ulong q_off, ulon
             if ((uint)u >= nblk)
                 break;
             float16 o = c16 * (qa[r][u] - mub * qb[r][u]) * CLATTN_SPLAT16(inv);
-            clattn_store16(o, dv - (e0 + u * 16), out, o_off, o_st, b, h, i0 + r, e0 + u * 16);
+            clattn_linear_store16(o, dv - (e0 + u * 16), out, o_off, o_st, b, h, i0 + r,
+                                  e0 + u * 16);
         }
     }
 }

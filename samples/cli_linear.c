@@ -17,7 +17,9 @@ void cli_usage_linear(FILE *f)
             "         [--projection W.npy] [--scaling gaussian|sqrt-d]\n"
             "         [--momentum MU|adaptive] [--step-size ETA] [--eps E]\n"
             "         [--algo auto|fused|gemm] [--device SEL]\n"
-            "      linear attention on float32 .npy arrays: q [B,Hq,Nq,D], k [B,Hk,Nk,D],\n"
+            "      linear attention on .npy arrays (float32, float16, or bfloat16 as uint16\n"
+            "      with --dtype bf16; each kept in its type, or converted to --dtype; OUT in\n"
+            "      --out-dtype, default f32): q [B,Hq,Nq,D], k [B,Hk,Nk,D],\n"
             "      v [B,Hk,Nk,Dv] (Hq a multiple of Hk: grouped-query attention); writes\n"
             "      OUT [B,Hq,Nq,Dv]. FAVOR+ uses W [M,D] from\n"
             "      --projection or draws it from --seed (M = --features, default 256);\n"
@@ -28,7 +30,11 @@ void cli_usage_linear(FILE *f)
             "  clattn bench linear [--n 1024,4096,...] [--d 64] [--dv D] [--heads 8]\n"
             "         [--batch 1] [--feature-map elu|relu|favor] [--features M]\n"
             "         [--momentum MU|adaptive] [--variants LIST] [--steps 32] [--reps 5]\n"
-            "         [--csv] [--device SEL]\n"
+            "         [--dtype f32,f16,bf16] [--csv] [--device SEL]\n"
+            "      --dtype: the element types of q, k, v and out, each timed in the same\n"
+            "      run (default f32); the dtype column names it, 'bytes' is what q, k, v\n"
+            "      and out occupy at their types (moved at least once), 'footprint' the\n"
+            "      plan's scratch (the state's, for step) plus those tensors.\n"
             "      variants: noncausal, gemm (the non-causal form by CLBlast GEMMs),\n"
             "      causal (each a plan baked once, then enqueued), step (median time of\n"
             "      one decoding token after a prefill of N tokens, through the decoding\n"
@@ -119,14 +125,16 @@ static int lin_desc(const char *cmd, const lin_opts *o, clattn_linear_desc *desc
 /* Uploads q, k, v, bakes the plan, enqueues it and reads out [B, Hq, Nq, Dv] back: 0 or an exit
  * code after a message. */
 static int run_on_device(clattn_context *ctx, const clattn_linear_desc *desc, const npy_array *q,
-                         const npy_array *k, const npy_array *v, float *out, clattn_plan **plan)
+                         const npy_array *k, const npy_array *v, void *out, clattn_plan **plan)
 {
     const size_t oshape[4] = {q->shape[0], q->shape[1], q->shape[2], v->shape[3]};
+    size_t eq = clattn_dtype_size(desc->q_dtype), ek = clattn_dtype_size(desc->k_dtype);
+    size_t ev = clattn_dtype_size(desc->v_dtype), eo = clattn_dtype_size(desc->out_dtype);
     cli_io io;
     cli_io_init(&io, ctx);
-    cl_mem bq = cli_io_in(&io, q->data, q->count * 4), bk = cli_io_in(&io, k->data, k->count * 4),
-           bv = cli_io_in(&io, v->data, v->count * 4),
-           bo = cli_io_out(&io, out, q->count / q->shape[3] * oshape[3] * 4);
+    cl_mem bq = cli_io_in(&io, q->data, q->count * eq), bk = cli_io_in(&io, k->data, k->count * ek),
+           bv = cli_io_in(&io, v->data, v->count * ev),
+           bo = cli_io_out(&io, out, q->count / q->shape[3] * oshape[3] * eo);
     int rc = cli_io_check(&io);
     if (rc)
         goto cleanup;
@@ -135,8 +143,10 @@ static int run_on_device(clattn_context *ctx, const clattn_linear_desc *desc, co
         rc = fail_status(ctx, st, "linear attention failed");
         goto cleanup;
     }
-    clattn_tensor tq = cli_tensor(bq, q->shape), tk = cli_tensor(bk, k->shape),
-                  tv = cli_tensor(bv, v->shape), to = cli_tensor(bo, oshape);
+    clattn_tensor tq = cli_tensor_typed(bq, q->shape, desc->q_dtype),
+                  tk = cli_tensor_typed(bk, k->shape, desc->k_dtype),
+                  tv = cli_tensor_typed(bv, v->shape, desc->v_dtype),
+                  to = cli_tensor_typed(bo, oshape, desc->out_dtype);
     cl_event done = NULL;
     st = clattn_linear_plan_enqueue(*plan, &tq, &tk, &tv, &to, 0, NULL, &done);
     rc = cli_io_read(&io, st, done, "linear attention failed");
@@ -192,12 +202,14 @@ int cli_run_linear(int argc, char **argv)
     memset(&k, 0, sizeof k);
     memset(&v, 0, sizeof v);
     memset(&w, 0, sizeof w);
-    float *out = NULL;
+    void *out = NULL;
     clattn_context *ctx = NULL;
     clattn_plan *plan = NULL;
-    if ((rc = load_f32(qp, "--q", 4, &q)) || (rc = load_f32(kp, "--k", 4, &k)) ||
-        (rc = load_f32(vp, "--v", 4, &v)))
+    if ((rc = load_tensor(qp, "--q", 4, &q, &desc.q_dtype)) ||
+        (rc = load_tensor(kp, "--k", 4, &k, &desc.k_dtype)) ||
+        (rc = load_tensor(vp, "--v", 4, &v, &desc.v_dtype)))
         goto cleanup;
+    desc.out_dtype = cli_get_out_dtype();
     if (q.shape[0] != k.shape[0] || q.shape[0] != v.shape[0] || k.shape[1] != v.shape[1] ||
         q.shape[1] % k.shape[1] != 0) {
         rc = fail(EXIT_USAGE,
@@ -242,7 +254,7 @@ int cli_run_linear(int argc, char **argv)
         desc.projection_shape[1] = w.shape[1];
     }
     size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
-    out = malloc(oshape[0] * oshape[1] * oshape[2] * oshape[3] * sizeof *out);
+    out = malloc(oshape[0] * oshape[1] * oshape[2] * oshape[3] * clattn_dtype_size(desc.out_dtype));
     if (!out) {
         rc = fail(EXIT_RUNTIME, "out of memory for the output");
         goto cleanup;
@@ -250,7 +262,7 @@ int cli_run_linear(int argc, char **argv)
     if ((rc = open_context(device, &ctx)) || (rc = run_on_device(ctx, &desc, &q, &k, &v, out,
                                                                   &plan)))
         goto cleanup;
-    rc = write_f32(op, out, 4, oshape);
+    rc = write_tensor(op, out, desc.out_dtype, 4, oshape);
     if (rc == 0)
         cli_run_summary(ctx, "linear", plan);
 cleanup:
@@ -277,7 +289,50 @@ typedef struct lin_bench {
     int variants[LV_COUNT], n_variants, csv;
     clattn_linear_desc desc;
     const char *device;
+    clattn_dtype dts[3]; /* --dtype list: q, k, v and out of each measurement */
+    size_t n_dts;
 } lin_bench;
+
+/* What a row adds to the shared columns: its element type, the bytes of q, k, v and out at their
+ * types, and the footprint (plan or state scratch plus those tensors); bytes 0 for the softmax
+ * baselines and the peak row. */
+typedef struct lin_extra {
+    clattn_dtype dt;
+    size_t bytes, footprint;
+} lin_extra;
+
+/* Four buffers of elems[i] elements of type dt; the first three hold random values in [-1, 1)
+ * (converted to dt). CL_SUCCESS or the OpenCL error (nothing left allocated). */
+static cl_int lin_buffers(clattn_context *ctx, cl_mem bufs[4], clattn_dtype dt,
+                          const size_t elems[4])
+{
+    cl_context clctx = clattn_context_get_cl_context(ctx);
+    cl_command_queue queue = clattn_context_get_cl_queue(ctx);
+    size_t es = clattn_dtype_size(dt);
+    cl_int err = CL_SUCCESS;
+    for (int i = 0; i < 4; i++)
+        bufs[i] = NULL;
+    for (int i = 0; i < 4 && err == CL_SUCCESS; i++) {
+        bufs[i] = clCreateBuffer(clctx, CL_MEM_READ_WRITE, elems[i] * es, NULL, &err);
+        if (err != CL_SUCCESS || i == 3)
+            continue;
+        float *host = malloc(elems[i] * sizeof *host);
+        void *typed = malloc(elems[i] * es);
+        if (!host || !typed)
+            err = CL_OUT_OF_HOST_MEMORY;
+        if (err == CL_SUCCESS) {
+            fill_random(host, elems[i], (uint64_t)i + 1);
+            clattn_convert_host(host, CLATTN_F32, typed, dt, elems[i]);
+            err = clEnqueueWriteBuffer(queue, bufs[i], CL_TRUE, 0, elems[i] * es, typed, 0, NULL,
+                                       NULL);
+        }
+        free(host);
+        free(typed);
+    }
+    if (err != CL_SUCCESS)
+        release_buffers(bufs, 4);
+    return err;
+}
 
 typedef struct lin_job {
     clattn_plan *plan;
@@ -315,17 +370,25 @@ static void row_init(bench_row *r, const lin_bench *b, const char *op, int var, 
 
 /* noncausal / causal at length n, or the per-token step after a prefill of n tokens. */
 static int bench_lin(clattn_context *ctx, const lin_bench *b, size_t n, int var,
-                     const progress *prog, bench_row *r)
+                     clattn_dtype dt, const progress *prog, bench_row *r, lin_extra *x)
 {
     clattn_linear_desc desc = b->desc;
     desc.causal = var == LV_CAUSAL;
+    desc.q_dtype = desc.k_dtype = desc.v_dtype = desc.out_dtype = dt;
     if (var == LV_GEMM)
         desc.algorithm = CLATTN_LINEAR_GEMM;
     size_t m = clattn_linear_feature_count(&desc, b->d);
     size_t nk = n, nq = var == LV_STEP ? 1 : n;
     cl_mem bufs[4] = {NULL, NULL, NULL, NULL};
-    size_t big = b->batch * b->heads * n * (b->d > b->dv ? b->d : b->dv);
-    cl_int err = make_buffers(ctx, bufs, 4, 3, big);
+    size_t bh = b->batch * b->heads;
+    size_t elems[4] = {bh * n * b->d, bh * n * b->d, bh * n * b->dv, bh * n * b->dv};
+    cl_int err = lin_buffers(ctx, bufs, dt, elems);
+    size_t es = clattn_dtype_size(dt), tensors = 0;
+    for (int i = 0; i < 4; i++)
+        tensors += elems[i] * es;
+    x->dt = dt;
+    /* moved per call: q, k, v and out at their types (a step: one token's rows) */
+    x->bytes = es * bh * (var == LV_STEP ? 2 * (b->d + b->dv) : 2 * n * (b->d + b->dv));
     lin_job j = {NULL, {{0}}, NULL};
     clattn_status st = CLATTN_SUCCESS;
     if (err != CL_SUCCESS) {
@@ -339,15 +402,17 @@ static int bench_lin(clattn_context *ctx, const lin_bench *b, size_t n, int var,
              : desc.momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE ? " adaptive"
                                                          : "");
     if (var != LV_STEP) {
-        j.t[0] = clattn_tensor_make(bufs[0], b->batch, b->heads, nq, b->d);
-        j.t[1] = clattn_tensor_make(bufs[1], b->batch, b->heads, nk, b->d);
-        j.t[2] = clattn_tensor_make(bufs[2], b->batch, b->heads, nk, b->dv);
-        j.t[3] = clattn_tensor_make(bufs[3], b->batch, b->heads, nq, b->dv);
+        j.t[0] = clattn_tensor_make_typed(bufs[0], dt, b->batch, b->heads, nq, b->d);
+        j.t[1] = clattn_tensor_make_typed(bufs[1], dt, b->batch, b->heads, nk, b->d);
+        j.t[2] = clattn_tensor_make_typed(bufs[2], dt, b->batch, b->heads, nk, b->dv);
+        j.t[3] = clattn_tensor_make_typed(bufs[3], dt, b->batch, b->heads, nq, b->dv);
         double t0 = now_ms();
         st = clattn_linear_plan_create(ctx, &desc, j.t[0].shape, j.t[1].shape, j.t[2].shape,
                                        &j.plan);
         r->build_ms = now_ms() - t0;
         clattn_plan_info pi;
+        if (st == CLATTN_SUCCESS && clattn_plan_get_info(j.plan, &pi) == CLATTN_SUCCESS)
+            x->footprint = pi.scratch_bytes + tensors;
         if (st == CLATTN_SUCCESS && clattn_plan_get_info(j.plan, &pi) == CLATTN_SUCCESS)
             snprintf(r->kernel, sizeof r->kernel, "%s %s M=%zu", pi.algorithm_name,
                      desc.momentum == CLATTN_LINEAR_MOMENTUM_FIXED      ? "momentum"
@@ -363,16 +428,20 @@ static int bench_lin(clattn_context *ctx, const lin_bench *b, size_t n, int var,
         double t0 = now_ms();
         st = clattn_linear_state_create(ctx, &desc, b->batch, b->heads, b->d, b->dv, &j.state);
         r->build_ms = now_ms() - t0;
-        clattn_tensor q = clattn_tensor_make(bufs[0], b->batch, b->heads, n, b->d);
-        clattn_tensor k = clattn_tensor_make(bufs[1], b->batch, b->heads, n, b->d);
-        clattn_tensor v = clattn_tensor_make(bufs[2], b->batch, b->heads, n, b->dv);
+        clattn_tensor q = clattn_tensor_make_typed(bufs[0], dt, b->batch, b->heads, n, b->d);
+        clattn_tensor k = clattn_tensor_make_typed(bufs[1], dt, b->batch, b->heads, n, b->d);
+        clattn_tensor v = clattn_tensor_make_typed(bufs[2], dt, b->batch, b->heads, n, b->dv);
         if (st == CLATTN_SUCCESS)
             st = clattn_linear_prefill(j.state, &q, &k, &v, NULL, 0, NULL, NULL);
+        size_t state_bytes = 0;
+        if (st == CLATTN_SUCCESS &&
+            clattn_linear_state_save_size(j.state, &state_bytes) == CLATTN_SUCCESS)
+            x->footprint = state_bytes + tensors;
         /* Steps read one token's rows: [B, H, 1, D] views with the prompt's strides. */
-        j.t[0] = clattn_tensor_make(bufs[0], b->batch, b->heads, 1, b->d);
-        j.t[1] = clattn_tensor_make(bufs[1], b->batch, b->heads, 1, b->d);
-        j.t[2] = clattn_tensor_make(bufs[2], b->batch, b->heads, 1, b->dv);
-        j.t[3] = clattn_tensor_make(bufs[3], b->batch, b->heads, 1, b->dv);
+        j.t[0] = clattn_tensor_make_typed(bufs[0], dt, b->batch, b->heads, 1, b->d);
+        j.t[1] = clattn_tensor_make_typed(bufs[1], dt, b->batch, b->heads, 1, b->d);
+        j.t[2] = clattn_tensor_make_typed(bufs[2], dt, b->batch, b->heads, 1, b->dv);
+        j.t[3] = clattn_tensor_make_typed(bufs[3], dt, b->batch, b->heads, 1, b->dv);
         if (st == CLATTN_SUCCESS)
             st = time_median(ctx, lin_step, &j, b->steps, &r->ms);
         r->nq = 1;
@@ -380,18 +449,44 @@ static int bench_lin(clattn_context *ctx, const lin_bench *b, size_t n, int var,
                     (r->ms * 1e6);
     }
     if (st != CLATTN_SUCCESS)
-        note(prog, "%s N=%zu failed: %s", LV_NAMES[var], n, lib_error(ctx, st));
+        note(prog, "%s N=%zu %s failed: %s", LV_NAMES[var], n, clattn_dtype_name(dt),
+             lib_error(ctx, st));
     clattn_linear_state_destroy(j.state);
     clattn_plan_destroy(j.plan);
     release_buffers(bufs, 4);
     return st == CLATTN_SUCCESS ? 0 : -1;
 }
 
+/* --dtype f32,f16,bf16: up to three distinct types, in order. */
+static int parse_dtypes(const char *cmd, const char *s, clattn_dtype out[3], size_t *n)
+{
+    char buf[64];
+    if (strlen(s) >= sizeof buf || !*s)
+        return fail(EXIT_USAGE, "%s: --dtype '%s' is not a list of f32, f16, bf16", cmd, s);
+    snprintf(buf, sizeof buf, "%s", s);
+    *n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        clattn_dtype dt;
+        int rc = cli_dtype_option(cmd, "--dtype", t, &dt);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < *n; i++)
+            if (out[i] == dt)
+                return fail(EXIT_USAGE, "%s: --dtype lists %s twice", cmd, t);
+        if (*n == 3)
+            return fail(EXIT_USAGE, "%s: --dtype lists more than three types", cmd);
+        out[(*n)++] = dt;
+    }
+    if (*n == 0)
+        return fail(EXIT_USAGE, "%s: --dtype '%s' is not a list of f32, f16, bf16", cmd, s);
+    return 0;
+}
+
 static int bench_parse_linear(int argc, char **argv, lin_bench *b, int *help)
 {
     const char *cmd = "bench linear";
     const char *n = NULL, *d = NULL, *dv = NULL, *heads = NULL, *batch = NULL, *reps = NULL,
-               *vars = NULL, *steps = NULL;
+               *vars = NULL, *steps = NULL, *dtypes = NULL;
     lin_opts o;
     memset(&o, 0, sizeof o);
     memset(b, 0, sizeof *b);
@@ -417,6 +512,7 @@ static int bench_parse_linear(int argc, char **argv, lin_bench *b, int *help)
         {"--seed", NULL, &o.seed, NULL},
         {"--momentum", NULL, &o.momentum, NULL},
         {"--step-size", NULL, &o.step_size, NULL},
+        {"--dtype", NULL, &dtypes, NULL},
         {"--device", NULL, &b->device, NULL},
         {"--csv", NULL, NULL, &b->csv},
     };
@@ -435,7 +531,65 @@ static int bench_parse_linear(int argc, char **argv, lin_bench *b, int *help)
         return rc;
     if (!dv)
         b->dv = b->d;
+    b->dts[0] = CLATTN_F32;
+    b->n_dts = 1;
+    if (dtypes && (rc = parse_dtypes(cmd, dtypes, b->dts, &b->n_dts)))
+        return rc;
     return parse_variant_list(cmd, vars, LV_NAMES, LV_COUNT, b->variants, &b->n_variants);
+}
+
+/* cli_print_csv's columns, then dtype, bytes and footprint (appended at the end). */
+static void lin_print_csv(const bench_row *rows, const lin_extra *x, size_t n)
+{
+    printf("%s,dtype,bytes,footprint\n", BENCH_CSV_HEADER);
+    for (size_t i = 0; i < n; i++) {
+        const bench_row *r = &rows[i];
+        printf("%s,%s,%zu,%zu,%zu,%zu,%zu,%d,%.4f,%.3f,%s,%zu,%zu\n", r->op, r->variant, r->batch,
+               r->heads, r->nq, r->nk, r->d, r->causal, isnan(r->ms) ? 0.0 : r->ms, r->gflops,
+               clattn_dtype_name(x[i].dt), x[i].bytes, x[i].footprint);
+    }
+}
+
+static void mib(char *out, size_t size, size_t bytes)
+{
+    if (bytes)
+        snprintf(out, size, "%.1f", (double)bytes / (1024.0 * 1024.0));
+    else
+        snprintf(out, size, "-");
+}
+
+/* cli_print_table's columns with dtype, MiB moved, footprint MiB and GB/s (bytes / ms), and
+ * "vs f32": the same variant and length in float32 over this row's time. */
+static void lin_print_table(const bench_row *rows, const lin_extra *x, size_t n,
+                            double peak_gflops)
+{
+    printf("%-8s %-10s %-5s %5s %5s %7s %7s %4s %6s %10s %9s %9s %6s %9s %9s %7s %7s  %s\n",
+           "op", "variant", "dtype", "batch", "heads", "nq", "nk", "d", "causal", "ms",
+           "GFLOP/s", "build ms", "%peak", "MiB", "footp MiB", "GB/s", "vs f32", "kernel");
+    for (size_t i = 0; i < n; i++) {
+        const bench_row *r = &rows[i];
+        char ms[32] = "-", build[32] = "-", frac[32] = "-", mb[32], fp[32], bw[32] = "-";
+        char vs[32] = "-";
+        if (!isnan(r->ms))
+            snprintf(ms, sizeof ms, "%.3f", r->ms);
+        if (!isnan(r->build_ms))
+            snprintf(build, sizeof build, "%.1f", r->build_ms);
+        if (peak_gflops > 0 && r->gflops > 0)
+            snprintf(frac, sizeof frac, "%.1f%%", 100.0 * r->gflops / peak_gflops);
+        mib(mb, sizeof mb, x[i].bytes);
+        mib(fp, sizeof fp, x[i].footprint);
+        if (x[i].bytes && r->ms > 0)
+            snprintf(bw, sizeof bw, "%.1f", (double)x[i].bytes / (r->ms * 1e6));
+        for (size_t j = 0; j < n; j++)
+            if (x[i].dt != CLATTN_F32 && x[j].dt == CLATTN_F32 && x[j].bytes &&
+                strcmp(rows[j].variant, r->variant) == 0 && rows[j].nk == r->nk &&
+                rows[j].nq == r->nq && r->ms > 0 && !isnan(rows[j].ms))
+                snprintf(vs, sizeof vs, "%.2fx", rows[j].ms / r->ms);
+        printf("%-8s %-10s %-5s %5zu %5zu %7zu %7zu %4zu %6d %10s %9.2f %9s %6s %9s %9s %7s %7s  "
+               "%s\n",
+               r->op, r->variant, clattn_dtype_name(x[i].dt), r->batch, r->heads, r->nq, r->nk,
+               r->d, r->causal, ms, r->gflops, build, frac, mb, fp, bw, vs, r->kernel);
+    }
 }
 
 int cli_bench_linear(int argc, char **argv)
@@ -447,13 +601,21 @@ int cli_bench_linear(int argc, char **argv)
         return rc;
     clattn_context *ctx = NULL;
     bench_row *rows = NULL;
-    if ((rc = bench_start(b.device, 1, b.n_count * LV_COUNT + 1, &ctx, &rows)))
+    size_t cap = b.n_count * LV_COUNT * b.n_dts + 1;
+    lin_extra *extra = calloc(cap, sizeof *extra);
+    if (!extra)
+        return fail(EXIT_RUNTIME, "out of memory");
+    if ((rc = bench_start(b.device, 1, cap, &ctx, &rows))) {
+        free(extra);
         return rc;
+    }
     size_t per_n = 0, nrows = 0;
     int want_peak = 0;
     for (int i = 0; i < b.n_variants; i++) {
         want_peak |= b.variants[i] == LV_PEAK;
-        per_n += b.variants[i] != LV_PEAK;
+        per_n += b.variants[i] == LV_PEAK                              ? 0
+                 : b.variants[i] == LV_TILED || b.variants[i] == LV_KV ? 1
+                                                                       : b.n_dts;
     }
     progress prog = {isatty(fileno(stderr)), 0, b.n_count * per_n + (size_t)want_peak};
     for (size_t i = 0; i < b.n_count; i++) {
@@ -462,26 +624,38 @@ int cli_bench_linear(int argc, char **argv)
             int v = b.variants[vi];
             if (v == LV_PEAK)
                 continue;
-            progress_step(&prog, "%s N=%zu", LV_NAMES[v], n);
-            bench_row *r = &rows[nrows];
-            int ok = -1;
-            if (v == LV_TILED || v == LV_KV) {
-                ok = bench_tiled_row(ctx, b.batch, b.heads, v == LV_KV ? 1 : n, n, b.d,
-                                     v == LV_TILED, b.reps, &prog, r);
+            if (v == LV_TILED || v == LV_KV) { /* float32 baselines */
+                progress_step(&prog, "%s N=%zu", LV_NAMES[v], n);
+                bench_row *r = &rows[nrows];
+                int ok = bench_tiled_row(ctx, b.batch, b.heads, v == LV_KV ? 1 : n, n, b.d,
+                                         v == LV_TILED, b.reps, &prog, r);
                 snprintf(r->variant, sizeof r->variant, "%s", LV_NAMES[v]);
-            } else {
-                ok = bench_lin(ctx, &b, n, v, &prog, r);
+                extra[nrows] = (lin_extra){CLATTN_F32, 0, 0};
+                nrows += ok == 0;
+                continue;
             }
-            nrows += ok == 0;
+            for (size_t di = 0; di < b.n_dts; di++) {
+                progress_step(&prog, "%s N=%zu %s", LV_NAMES[v], n, clattn_dtype_name(b.dts[di]));
+                extra[nrows] = (lin_extra){b.dts[di], 0, 0};
+                int ok = bench_lin(ctx, &b, n, v, b.dts[di], &prog, &rows[nrows], &extra[nrows]);
+                nrows += ok == 0;
+            }
         }
     }
     double peak = 0;
     if (want_peak) {
         progress_step(&prog, "peak FMA throughput");
+        extra[nrows] = (lin_extra){CLATTN_F32, 0, 0};
         if (bench_peak_row(ctx, &prog, &rows[nrows]) == 0)
             peak = rows[nrows++].gflops;
     }
     progress_clear(&prog);
     clattn_context_destroy(ctx);
-    return bench_report(rows, nrows, b.csv, NULL, peak);
+    if (nrows && b.csv)
+        lin_print_csv(rows, extra, nrows);
+    else if (nrows)
+        lin_print_table(rows, extra, nrows, peak);
+    free(rows);
+    free(extra);
+    return nrows ? 0 : fail(EXIT_RUNTIME, "bench: no measurement succeeded");
 }

@@ -62,6 +62,64 @@ static int run(clattn_context *ctx, clattn_softmax_algo algo, size_t nq, size_t 
     return rc;
 }
 
+/* Linear attention with f16 q, k, v and out (fused non-causal ELU; D = 20 takes the
+ * element-wise loads of unaligned rows), against the fp64 reference on the rounded inputs. */
+static int run_linear_f16(clattn_context *ctx, size_t n, size_t d, size_t dv)
+{
+    const size_t B = 1, H = 2, nq = B * H * n * d, nv = B * H * n * dv;
+    float *q = malloc(nq * 4), *k = malloc(nq * 4), *v = malloc(nv * 4), *r = malloc(nv * 4);
+    float *o = malloc(nv * 4);
+    uint16_t *h = malloc(nq * 2 > nv * 2 ? nq * 2 : nv * 2);
+    uint64_t seed = 23;
+    ref_fill_uniform(q, nq, 1, &seed);
+    ref_fill_uniform(k, nq, 1, &seed);
+    ref_fill_uniform(v, nv, 1, &seed);
+    cl_context cc = clattn_context_get_cl_context(ctx);
+    cl_command_queue cq = clattn_context_get_cl_queue(ctx);
+    float *xs[3] = {q, k, v};
+    size_t ns[3] = {nq, nq, nv};
+    cl_mem bufs[4] = {NULL, NULL, NULL, NULL};
+    cl_int err = CL_SUCCESS;
+    for (int i = 0; i < 3; i++) {
+        /* round the inputs through f16: the reference sees exactly what the kernels read */
+        clattn_convert_host(xs[i], CLATTN_F32, h, CLATTN_F16, ns[i]);
+        clattn_convert_host(h, CLATTN_F16, xs[i], CLATTN_F32, ns[i]);
+        bufs[i] = clCreateBuffer(cc, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, ns[i] * 2, h,
+                                 &err);
+    }
+    bufs[3] = clCreateBuffer(cc, CL_MEM_READ_WRITE, nv * 2, NULL, &err);
+    ref_linear_general(q, k, v, r, B, H, n, n, d, dv, (int)CLATTN_LINEAR_FEATURE_ELU, NULL, d,
+                       1e-6, 0, 0, 0.0, 1.0);
+    clattn_linear_desc desc;
+    clattn_linear_desc_init(&desc);
+    desc.algorithm = CLATTN_LINEAR_FUSED;
+    clattn_tensor tq = clattn_tensor_make_typed(bufs[0], CLATTN_F16, B, H, n, d);
+    clattn_tensor tk = clattn_tensor_make_typed(bufs[1], CLATTN_F16, B, H, n, d);
+    clattn_tensor tv = clattn_tensor_make_typed(bufs[2], CLATTN_F16, B, H, n, dv);
+    clattn_tensor to = clattn_tensor_make_typed(bufs[3], CLATTN_F16, B, H, n, dv);
+    int rc = 1;
+    if (err == CL_SUCCESS &&
+        clattn_linear_enqueue(ctx, &desc, &tq, &tk, &tv, &to, 0, NULL, NULL) == CLATTN_SUCCESS &&
+        clEnqueueReadBuffer(cq, bufs[3], CL_TRUE, 0, nv * 2, h, 0, NULL, NULL) == CL_SUCCESS) {
+        clattn_convert_host(h, CLATTN_F16, o, CLATTN_F32, nv);
+        double mr = 0, e = ref_max_abs_diff(o, r, nv, &mr);
+        printf("linear f16 n %zu d %zu dv %zu: error %.2e\n", n, d, dv, e);
+        rc = !(e <= 1e-3 * fmax(1, mr)); /* one f16 ulp of the output and the fp32 error */
+    } else {
+        fprintf(stderr, "linear f16 failed: %s\n", clattn_context_last_error(ctx));
+    }
+    for (int i = 0; i < 4; i++)
+        if (bufs[i])
+            clReleaseMemObject(bufs[i]);
+    free(q);
+    free(k);
+    free(v);
+    free(r);
+    free(o);
+    free(h);
+    return rc;
+}
+
 /* Linear attention (elu feature map), causal and not, D != Dv, against its fp64 reference. */
 static int run_linear(clattn_context *ctx, size_t n, size_t d, size_t dv, int causal,
                       clattn_linear_feature_map fmap, clattn_linear_momentum mom)
@@ -1158,6 +1216,7 @@ int main(int argc, char **argv)
             rc |= run_linear(ctx, 21, 8, 12, 1, CLATTN_LINEAR_FEATURE_RELU, CLATTN_LINEAR_MOMENTUM_ADAPTIVE);
             /* the fused non-causal form (element-wise map; momentum rules out GEMM) */
             rc |= run_linear(ctx, 45, 20, 24, 0, CLATTN_LINEAR_FEATURE_RELU, CLATTN_LINEAR_MOMENTUM_FIXED);
+            rc |= run_linear_f16(ctx, 30, 20, 24); /* half storage (issue 15) */
             continue;
         }
         clattn_softmax_algo a = strcmp(w, "cpu") == 0   ? CLATTN_SOFTMAX_TILED_CPU

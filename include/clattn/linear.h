@@ -128,6 +128,16 @@ typedef struct clattn_linear_desc {
      * With GEMM, FAVOR's keys share their head's largest log-scale (Performer's non-causal
      * stabiliser); eps keeps the formula's scale there too. */
     clattn_linear_algo algorithm;
+    /* Storage element types of the data tensors (clattn_dtype; default CLATTN_F32), independent
+     * per tensor: q, k and v are read and out is written in these types (f16 through
+     * vload_half/vstore_half_rte, bf16 by shifts, round to nearest even on store) by every form:
+     * element-wise maps, FAVOR+, fixed and adaptive momentum, causal and non-causal, FUSED and
+     * GEMM (whose CLBlast products run on float32 features), and a decoding state's prefills and
+     * steps. Arithmetic, features, FAVOR's projection W, the decoding state (S, z and the
+     * momentum parts) and all scratch stay float32. A plan's tensors must carry exactly these
+     * types (DTYPE_MISMATCH otherwise); the one-shot clattn_linear_enqueue takes them from its
+     * tensors instead; the _host call is float32. Accuracy: clattn.h's contract. */
+    clattn_dtype q_dtype, k_dtype, v_dtype, out_dtype;
 } clattn_linear_desc;
 
 #define CLATTN_LINEAR_DEFAULT_EPS 1e-6f
@@ -179,20 +189,22 @@ CLATTN_API clattn_status clattn_linear_plan_enqueue(clattn_plan *plan, const cla
  * 1 <= D, Dv <= 256 (Dv may differ from D), any strides (e.g. [B, N, H, D] layouts), and Hq a
  * multiple of Hk: grouped-query and multi-query attention, query head h reading key/value head
  * h / (Hq / Hk), in every form (the key-side sums are computed once per key head and shared by
- * its query heads). desc NULL means the defaults. One-shot: bakes a plan
+ * its query heads). desc NULL means the defaults; the element types are the tensors' own (the
+ * desc's q_dtype ... out_dtype are ignored here). One-shot: bakes a plan
  * (clattn_linear_plan_create), enqueues it and releases it, so its scratch (features, padded
  * values and per-chunk states: about 4 * B * H * (Nq * M + Nk * (M + Dv + 2)) bytes plus the
  * chunk states) and kernels are made per call; callers that repeat a shape keep a plan instead.
  * Every element of out is written.
  * Validation (before anything is enqueued; nothing is touched on failure):
  *   NULL_POINTER (ctx, q, k, v, out, or num_wait > 0 with wait NULL), INVALID_ARGUMENT (struct_size,
- *   unknown feature map / momentum / scaling / algorithm, causal not 0 or 1, eps negative or not
+ *   unknown feature map / momentum / scaling / algorithm / dtype, causal not 0 or 1, eps negative or not
  *   finite, mu outside [0, 1), eta <= 0 or not finite, FAVOR with M = 0 or M > 4096, a
  *   projection value not finite), INVALID_SHAPE (a zero entry, D or Dv > 256, sizes beyond 2^31),
  *   SHAPE_MISMATCH (B, heads -- Hq not a multiple of Hk --, D, Nk or out's shape disagree;
  *   projection_shape != {M, D}), UNSUPPORTED (causal with Nq != Nk, GEMM with the causal or
  *   momentum forms, FAVOR beyond the features a loop-capped device computes correctly -- 896 on
  *   Mesa's llvmpipe --, scratch beyond the device's max allocation),
+ *   DTYPE_MISMATCH (plan_enqueue, prefill, step: a tensor's dtype differs from the desc's),
  *   BUFFER_TOO_SMALL (a view beyond its buffer), ALIASING (out overlaps q, k or v, or maps two
  *   elements to one address), then BUILD_FAILED or OpenCL codes. `event` (may be NULL) receives
  *   an event for the last command. */
@@ -215,7 +227,8 @@ CLATTN_API clattn_status clattn_linear_host(clattn_context *ctx, const clattn_li
  * the desc's form needs (the mu-decayed sum for fixed momentum; P, S_{i-1}, U_{i-1} and a token
  * count for adaptive momentum; the running key log-scale for FAVOR), for one desc (copied at
  * creation, FAVOR's W drawn or copied once; its causal flag is ignored). A step costs
- * O(M * Dv) per sequence whatever the position. The handle keeps a pointer to its context (destroy the state first) and must not be
+ * O(M * Dv) per sequence whatever the position. The prefills' and steps' q, k, v and out take
+ * the desc's q_dtype ... out_dtype (the state itself is float32). The handle keeps a pointer to its context (destroy the state first) and must not be
  * used from two threads at once. As everywhere, commands on an out-of-order queue are ordered only
  * by the events the caller passes. */
 typedef struct clattn_linear_state clattn_linear_state;

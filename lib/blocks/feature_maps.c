@@ -4,6 +4,7 @@
 #include "../sched/sched.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,9 +186,33 @@ clattn_status clattn__features_bake(clattn_plan *plan, const clattn_linear_desc 
                                     const float *w_host, int head_scale, size_t local,
                                     int one_item, const char *chosen_by, clattn__features *f)
 {
+    const clattn_dtype f32 = CLATTN_F32;
+    return clattn__features_bake_typed(plan, desc, d, w_host, head_scale, local, one_item,
+                                       chosen_by, &f32, 1, f);
+}
+
+/* The input-reading kernel `name` for element type dt: options "" for float32 (the programs
+ * and cache keys of before), "-DX_DT=<dt>" otherwise. */
+static clattn_status typed_kernel(clattn_plan *plan, const char *name, clattn_dtype dt,
+                                  size_t local, const char *chosen_by, cl_kernel *k)
+{
+    char opts[24] = "";
+    if (dt != CLATTN_F32)
+        snprintf(opts, sizeof opts, "-DX_DT=%d", (int)dt);
+    return clattn__plan_kernel(plan, "blocks_features.cl", opts, name, local, chosen_by, k);
+}
+
+clattn_status clattn__features_bake_typed(clattn_plan *plan, const clattn_linear_desc *desc,
+                                          size_t d, const float *w_host, int head_scale,
+                                          size_t local, int one_item, const char *chosen_by,
+                                          const clattn_dtype *xdts, int n, clattn__features *f)
+{
     clattn_context *ctx = plan->ctx;
     clattn_status status = CLATTN_SUCCESS;
     float *wt = NULL;
+    char saved_defines[sizeof plan->dtype_defines];
+    saved_defines[0] = '\0';
+    memcpy(saved_defines, plan->dtype_defines, sizeof saved_defines);
     memset(f, 0, sizeof *f);
     f->fmap = (int)desc->feature_map;
     f->d = d;
@@ -199,13 +224,26 @@ clattn_status clattn__features_bake(clattn_plan *plan, const clattn_linear_desc 
     f->one_item = one_item;
     const char *file = "blocks_features.cl";
     size_t el = f->local, any = one_item ? 1 : 0;
-    if (desc->feature_map != CLATTN_LINEAR_FEATURE_FAVOR) {
-        CLATTN_FORWARD(clattn__plan_kernel(plan, file, "", "clattn_features_map", el, chosen_by,
-                                           &f->map));
-        goto cleanup;
+    /* The feature kernels take their input's type from X_DT alone, not from the plan's roles
+     * (-DQ_DT=...): one program per input type, shared by every plan whatever its other types
+     * (as clattn__plan_cast_kernel does); restored at cleanup. */
+    memcpy(saved_defines, plan->dtype_defines, sizeof saved_defines);
+    plan->dtype_defines[0] = '\0';
+    bool favor = desc->feature_map == CLATTN_LINEAR_FEATURE_FAVOR;
+    for (int i = 0; i < n; i++) {
+        clattn_dtype dt = xdts[i];
+        CLATTN_CHECK((int)dt >= 0 && (int)dt <= 2, CLATTN_INVALID_ARGUMENT,
+                     "features: unknown element type %d", (int)dt);
+        cl_kernel *slot = favor ? (dt == CLATTN_F32 ? &f->proj : &f->proj_dt[dt])
+                                : (dt == CLATTN_F32 ? &f->map : &f->map_dt[dt]);
+        if (*slot)
+            continue;
+        CLATTN_FORWARD(typed_kernel(plan, favor ? "clattn_features_favor_proj"
+                                                : "clattn_features_map",
+                                    dt, favor ? any : el, chosen_by, slot));
     }
-    CLATTN_FORWARD(clattn__plan_kernel(plan, file, "", "clattn_features_favor_proj", any,
-                                       chosen_by, &f->proj));
+    if (!favor)
+        goto cleanup;
     CLATTN_FORWARD(clattn__plan_kernel(plan, file, "", "clattn_features_favor_exp", el,
                                        chosen_by, &f->exp));
     if (head_scale) {
@@ -222,6 +260,7 @@ clattn_status clattn__features_bake(clattn_plan *plan, const clattn_linear_desc 
                                            "FAVOR+ projection", &f->wt));
     }
 cleanup:
+    memcpy(plan->dtype_defines, saved_defines, sizeof saved_defines);
     free(wt);
     return status;
 }
@@ -244,8 +283,15 @@ clattn_status clattn__features_enqueue(const clattn__features *f, clattn__seq *s
     clattn__args a;
     CLATTN_CHECK(!head || (l && lmax && f->head_max), CLATTN_INTERNAL_ERROR,
                  "features: the per-head stabiliser needs its kernels and buffers");
+    clattn_dtype xdt = x->dtype;
+    CLATTN_CHECK((int)xdt >= 0 && (int)xdt <= 2, CLATTN_INTERNAL_ERROR,
+                 "features: unknown element type %d", (int)xdt);
+    cl_kernel kmap = xdt == CLATTN_F32 ? f->map : f->map_dt[xdt];
+    cl_kernel kproj = xdt == CLATTN_F32 ? f->proj : f->proj_dt[xdt];
+    CLATTN_CHECK(favor ? kproj != NULL : kmap != NULL, CLATTN_INTERNAL_ERROR,
+                 "features: no kernel baked for %s inputs", clattn_dtype_name(xdt));
     if (!favor) {
-        a = (clattn__args){f->map, 0, CL_SUCCESS};
+        a = (clattn__args){kmap, 0, CL_SUCCESS};
         clattn__arg_view(&a, x);
         CLATTN_ARG(&a, uh);
         CLATTN_ARG(&a, ud);
@@ -255,11 +301,11 @@ clattn_status clattn__features_enqueue(const clattn__features *f, clattn__seq *s
         CLATTN_ARG(&a, lbuf);
         CLATTN_CL(a.err);
         size_t gb[3] = {f->mp / 16, n, bh};
-        CLATTN_FORWARD(clattn__seq_kernel_local(s, f->map, 3, gb, el, last, event));
+        CLATTN_FORWARD(clattn__seq_kernel_local(s, kmap, 3, gb, el, last, event));
         goto cleanup;
     }
     CLATTN_CHECK(f->wt != NULL, CLATTN_INTERNAL_ERROR, "favor features: no projection");
-    a = (clattn__args){f->proj, 0, CL_SUCCESS};
+    a = (clattn__args){kproj, 0, CL_SUCCESS};
     clattn__arg_view(&a, x);
     CLATTN_ARG(&a, uh);
     CLATTN_ARG(&a, ud);
@@ -268,7 +314,7 @@ clattn_status clattn__features_enqueue(const clattn__features *f, clattn__seq *s
     CLATTN_ARG(&a, f->xs);
     CLATTN_ARG(&a, out);
     CLATTN_CL(a.err);
-    CLATTN_FORWARD(clattn__seq_kernel_local(s, f->proj, 3, g3, any, false, NULL));
+    CLATTN_FORWARD(clattn__seq_kernel_local(s, kproj, 3, g3, any, false, NULL));
     a = (clattn__args){f->exp, 0, CL_SUCCESS};
     CLATTN_ARG(&a, out);
     CLATTN_ARG(&a, ump);

@@ -30,8 +30,11 @@ typedef struct clattn__features {
     size_t d, m, mp;
     float xs, fs;        /* FAVOR: x' = x * xs, features scaled by fs = 1/sqrt(M) */
     cl_mem wt;           /* FAVOR: W^T [D][M] on the device (owned by the plan) */
-    cl_kernel map;       /* element-wise maps */
-    cl_kernel proj, exp; /* FAVOR */
+    cl_kernel map;       /* element-wise maps (float32 input) */
+    cl_kernel proj, exp; /* FAVOR (proj: float32 input) */
+    /* map / proj reading inputs of another element type, by clattn_dtype ([0] unused: map and
+     * proj); made by clattn__features_bake_typed for the types asked for. */
+    cl_kernel map_dt[3], proj_dt[3];
     cl_kernel head_max, head_rescale; /* FAVOR with one scale per head (stab 1) */
     size_t local;        /* 1: the element-wise kernels run one item per group (CPU family) */
     int one_item;        /* every kernel runs one item per group (loop-capped devices) */
@@ -45,7 +48,15 @@ clattn_status clattn__features_bake(clattn_plan *plan, const clattn_linear_desc 
                                     const float *w_host, int head_scale, size_t local,
                                     int one_item, const char *chosen_by, clattn__features *f);
 
-/* Enqueues phi(x) for x [B, H, N, D] (any strides) into out, contiguous float32 [B*H][N][MP]
+/* As clattn__features_bake, for inputs of the n element types xdts (e.g. {q's, k's}): the
+ * input-reading kernels are made once per distinct type (float32 ones only when asked for). */
+clattn_status clattn__features_bake_typed(clattn_plan *plan, const clattn_linear_desc *desc,
+                                          size_t d, const float *w_host, int head_scale,
+                                          size_t local, int one_item, const char *chosen_by,
+                                          const clattn_dtype *xdts, int n, clattn__features *f);
+
+/* Enqueues phi(x) for x [B, H, N, D] (any strides; x->dtype picks the kernel, which must have
+ * been baked for it) (any strides) into out, contiguous float32 [B*H][N][MP]
  * (padding features 0), on the command sequence s. stab selects the stabiliser for FAVOR (other
  * maps ignore it and write l = 0):
  *   0  per row: true phi(x_j) = out_j * exp(l_j); l ([B*H][N]) may be NULL;

@@ -75,6 +75,14 @@ clattn_status clattn__linear_read_desc(clattn_context *ctx, const clattn_linear_
         return clattn__fail(ctx, CLATTN_UNSUPPORTED,
                             "linear desc: the GEMM algorithm is for the non-causal form without "
                             "momentum");
+    const clattn_dtype dts[4] = {out->q_dtype, out->k_dtype, out->v_dtype, out->out_dtype};
+    const char *dtn[4] = {"linear desc q_dtype", "linear desc k_dtype", "linear desc v_dtype",
+                          "linear desc out_dtype"};
+    for (int i = 0; i < 4; i++) {
+        status = clattn__dtype_check(ctx, dts[i], dtn[i]);
+        if (status != CLATTN_SUCCESS)
+            return status;
+    }
     if (out->step_size == 0.0f)
         out->step_size = 1.0f;
     if (!(out->step_size > 0.0f) || !isfinite(out->step_size))
@@ -119,23 +127,42 @@ clattn_status clattn__linear_check_dims(clattn_context *ctx, const size_t q[4], 
     return CLATTN_SUCCESS;
 }
 
+void clattn__linear_dtypes(const clattn_linear_desc *d, clattn_dtype dts[4])
+{
+    dts[0] = d->q_dtype;
+    dts[1] = d->k_dtype;
+    dts[2] = d->v_dtype;
+    dts[3] = d->out_dtype;
+}
+
+static size_t dt_size(clattn_dtype dt)
+{
+    size_t e = clattn_dtype_size(dt);
+    return e ? e : sizeof(float);
+}
+
 clattn_status clattn__linear_check_views(clattn_context *ctx, const clattn_tensor *q,
                                          const clattn_tensor *k, const clattn_tensor *v,
-                                         const clattn_tensor *out)
+                                         const clattn_tensor *out, const clattn_dtype dts[4])
 {
     clattn_status status = CLATTN_SUCCESS;
-    CLATTN_FORWARD(clattn__tensor_check(ctx, q, "q", NULL, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, k, "k", NULL, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, v, "v", NULL, sizeof(float)));
+    const clattn_tensor *ins[] = {q, k, v};
+    const char *names[] = {"q", "k", "v"};
+    for (int i = 0; i < 3; i++) {
+        CLATTN_FORWARD(clattn__tensor_check(ctx, ins[i], names[i], NULL, dt_size(dts[i])));
+        CLATTN_FORWARD(clattn__tensor_dtype(ctx, ins[i], names[i], dts[i]));
+    }
     if (!out)
         return CLATTN_SUCCESS;
     size_t oshape[4] = {q->shape[0], q->shape[1], q->shape[2], v->shape[3]};
-    CLATTN_FORWARD(clattn__tensor_check(ctx, out, "out", oshape, sizeof(float)));
+    CLATTN_FORWARD(clattn__tensor_check(ctx, out, "out", oshape, dt_size(dts[3])));
+    CLATTN_FORWARD(clattn__tensor_dtype(ctx, out, "out", dts[3]));
     CLATTN_FORWARD(clattn__tensor_check_disjoint(ctx, out, "out"));
-    const clattn_tensor *ins[] = {q, k, v};
-    const char *names[] = {"q", "k", "v"};
-    for (int i = 0; i < 3; i++)
-        CLATTN_FORWARD(clattn__check_no_alias(ctx, out, "out", ins[i], names[i], sizeof(float)));
+    for (int i = 0; i < 3; i++) {
+        /* One element size for both extents: the larger (never misses an overlap). */
+        size_t e = dt_size(dts[3]) > dt_size(dts[i]) ? dt_size(dts[3]) : dt_size(dts[i]);
+        CLATTN_FORWARD(clattn__check_no_alias(ctx, out, "out", ins[i], names[i], e));
+    }
 cleanup:
     return status;
 }
@@ -203,7 +230,8 @@ static void plan_info(const clattn_plan *base, clattn_plan_info *info)
              : p->desc.momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE ? "clattn_linear_adaptive"
              : p->fused_nc                                  ? "clattn_linear_fused_out"
                                                             : "clattn_linear_out");
-    snprintf(info->build_options, sizeof info->build_options, "%s", L->defines);
+    snprintf(info->build_options, sizeof info->build_options, "%.190s%s%.60s", L->defines,
+             base->dtype_defines[0] ? " " : "", base->dtype_defines);
     info->local_size = L->local_size;
     info->rows_per_item = L->rows;
 }
@@ -233,7 +261,7 @@ static clattn_status choose_launch(clattn_context *ctx, clattn__linear_plan *p,
     }
     /* AUTO (a plain plan, not a decoding state's): the tuning database first. */
     if (!p->stateful && p->desc.algorithm == CLATTN_LINEAR_AUTO &&
-        clattn__tune_linear_launch(ctx, (int)p->desc.feature_map, prob, &p->launch)) {
+        clattn__tune_linear_launch_desc(ctx, &p->desc, prob, &p->launch)) {
         p->base.from_db = true;
         *by = "tuning-db";
         return CLATTN_SUCCESS;
@@ -332,6 +360,13 @@ clattn_status clattn__linear_plan_make(clattn_context *ctx, const clattn_linear_
     p->desc.projection = NULL;
     p->desc.projection_shape[0] = p->desc.projection_shape[1] = 0;
 
+    /* Element types before any kernel: every kernel of the plan gets -DQ_DT=... (non-f32). */
+    const clattn__dtype_role roles[4] = {{"Q", p->desc.q_dtype},
+                                         {"K", p->desc.k_dtype},
+                                         {"V", p->desc.v_dtype},
+                                         {"O", p->desc.out_dtype}};
+    CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, 4));
+
     clattn__linear_problem prob;
     clattn__linear_problem_make(&p->desc, q, k, v, &prob);
     prob.causal = prob.causal || stateful;
@@ -339,12 +374,20 @@ clattn_status clattn__linear_plan_make(clattn_context *ctx, const clattn_linear_
     const clattn__linear_launch *L = &p->launch;
     base->algorithm = L->algo;
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "%s", algo_name(L->algo));
-    snprintf(base->launch, sizeof base->launch, "chunk=%zu block=%u rows=%u eb=%u mb=%u wg=%zu%s",
-             L->chunk, L->block_chunk, L->rows, L->value_blocks, L->feature_rows, L->local_size,
-             L->one_item_groups ? " one-item" : "");
+    clattn_dtype dts[4];
+    char dsuf[16];
+    clattn__linear_dtypes(&p->desc, dts);
+    clattn__dtype_suffix(dsuf, sizeof dsuf, dts, 4);
+    snprintf(base->launch, sizeof base->launch,
+             "chunk=%zu block=%u rows=%u eb=%u mb=%u wg=%zu%s%s%s", L->chunk, L->block_chunk,
+             L->rows, L->value_blocks, L->feature_rows, L->local_size,
+             L->one_item_groups ? " one-item" : "", dsuf[0] ? " dtype=" : "",
+             dsuf[0] ? dsuf + 1 : "");
     bool head_scale = L->algo == CLATTN_LINEAR_GEMM;
-    CLATTN_FORWARD(clattn__features_bake(base, &p->desc, q[3], w_host, head_scale,
-                                         L->feature_local, L->one_item_groups, by, &p->feat));
+    const clattn_dtype xdts[2] = {p->desc.q_dtype, p->desc.k_dtype};
+    CLATTN_FORWARD(clattn__features_bake_typed(base, &p->desc, q[3], w_host, head_scale,
+                                               L->feature_local, L->one_item_groups, by, xdts,
+                                               2, &p->feat));
     CLATTN_FORWARD(make_kernels(p, by));
     /* A plain plan's scratch is allocated here, once; a state's grows with its prefills. */
     clattn__linear_job j;
@@ -400,11 +443,14 @@ clattn_status clattn_linear_plan_enqueue(clattn_plan *plan, const clattn_tensor 
     CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
                  "linear enqueue: num_wait > 0 but wait is NULL");
     size_t oshape[4] = {p->qshape[0], p->qshape[1], p->qshape[2], p->vshape[3]};
-    CLATTN_FORWARD(clattn__tensor_check(ctx, q, "q", p->qshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, k, "k", p->kshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, v, "v", p->vshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, out, "out", oshape, sizeof(float)));
-    CLATTN_FORWARD(clattn__linear_check_views(ctx, q, k, v, out));
+    clattn_dtype dts[4];
+    clattn__linear_dtypes(&p->desc, dts);
+    const clattn_tensor *ts[4] = {q, k, v, out};
+    const size_t *shapes[4] = {p->qshape, p->kshape, p->vshape, oshape};
+    const char *names[4] = {"q", "k", "v", "out"};
+    for (int i = 0; i < 4; i++)
+        CLATTN_FORWARD(clattn__tensor_check(ctx, ts[i], names[i], shapes[i], dt_size(dts[i])));
+    CLATTN_FORWARD(clattn__linear_check_views(ctx, q, k, v, out, dts));
     clattn__linear_job j;
     memset(&j, 0, sizeof j);
     j.p = p;
@@ -433,8 +479,16 @@ clattn_status clattn_linear_enqueue(clattn_context *ctx, const clattn_linear_des
         return clattn__fail(ctx, CLATTN_NULL_POINTER,
                             "linear enqueue: num_wait > 0 but wait is NULL");
     clattn_plan *plan = NULL;
-    clattn_status status = clattn_linear_plan_create(ctx, desc, q->shape, k->shape, v->shape,
-                                                     &plan);
+    /* One-shot: the element types are the tensors' own. */
+    clattn_linear_desc d;
+    clattn_status status = clattn__linear_read_desc(ctx, desc, &d);
+    if (status != CLATTN_SUCCESS)
+        return status;
+    d.q_dtype = q->dtype;
+    d.k_dtype = k->dtype;
+    d.v_dtype = v->dtype;
+    d.out_dtype = out->dtype;
+    status = clattn_linear_plan_create(ctx, &d, q->shape, k->shape, v->shape, &plan);
     if (status == CLATTN_SUCCESS)
         status = clattn_linear_plan_enqueue(plan, q, k, v, out, num_wait, wait, event);
     /* OpenCL keeps kernels and buffers alive until the commands using them have finished. */
@@ -467,7 +521,11 @@ clattn_status clattn_linear_host(clattn_context *ctx, const clattn_linear_desc *
                          clattn__mul_ok(a, shapes[i][3], &b) && b < SIZE_MAX / sizeof(float),
                      CLATTN_SIZE_OVERFLOW, "linear host: sizes overflow");
     }
-    CLATTN_FORWARD(clattn_linear_plan_create(ctx, desc, q_shape, k_shape, v_shape, &plan));
+    /* float32 host arrays whatever the desc's element types say. */
+    clattn_linear_desc d;
+    CLATTN_FORWARD(clattn__linear_read_desc(ctx, desc, &d));
+    d.q_dtype = d.k_dtype = d.v_dtype = d.out_dtype = CLATTN_F32;
+    CLATTN_FORWARD(clattn_linear_plan_create(ctx, &d, q_shape, k_shape, v_shape, &plan));
     CLATTN_FORWARD(clattn__stage_in(&st, q, numel(q_shape) * sizeof(float), "q", &bq));
     CLATTN_FORWARD(clattn__stage_in(&st, k, numel(k_shape) * sizeof(float), "k", &bk));
     CLATTN_FORWARD(clattn__stage_in(&st, v, numel(v_shape) * sizeof(float), "v", &bv));

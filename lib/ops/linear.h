@@ -90,7 +90,14 @@ clattn_status clattn__linear_check_dims(clattn_context *ctx, const size_t q[4], 
  * input. */
 clattn_status clattn__linear_check_views(clattn_context *ctx, const clattn_tensor *q,
                                          const clattn_tensor *k, const clattn_tensor *v,
-                                         const clattn_tensor *out);
+                                         const clattn_tensor *out, const clattn_dtype dts[4]);
+/* The desc's element types {q, k, v, out}. */
+void clattn__linear_dtypes(const clattn_linear_desc *d, clattn_dtype dts[4]);
+/* lib/tune/tune_linear.c: the tuning database's launch for a plain AUTO plan of this desc (its
+ * variant key carries the element-type suffix, so f16 plans never use f32 entries). */
+bool clattn__tune_linear_launch_desc(clattn_context *ctx, const clattn_linear_desc *desc,
+                                     const clattn__linear_problem *prob,
+                                     clattn__linear_launch *out);
 /* A plan for the shapes (validated here); stateful: the union of kernels a decoding state needs
  * (prefill and steps), with scratch grown to each run. forced: the tuner's launch, or NULL. */
 clattn_status clattn__linear_plan_make(clattn_context *ctx, const clattn_linear_desc *desc,

@@ -455,11 +455,18 @@ static clattn_status check_state_io(clattn_linear_state *state, const clattn_ten
     size_t hq = q->shape[1] % sh[1] == 0 ? q->shape[1] : sh[1];
     size_t qs[4] = {sh[0], hq, n, sh[2]}, ks[4] = {sh[0], sh[1], n, sh[2]};
     size_t vs[4] = {sh[0], sh[1], n, sh[3]};
-    CLATTN_FORWARD(clattn__tensor_check(ctx, q, "q", qs, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, k, "k", ks, sizeof(float)));
-    CLATTN_FORWARD(clattn__tensor_check(ctx, v, "v", vs, sizeof(float)));
+    /* The desc's element types (the state itself is float32). */
+    clattn_dtype dts[4];
+    clattn__linear_dtypes(&((const clattn__linear_plan *)state->plan)->desc, dts);
+    const clattn_tensor *ts[3] = {q, k, v};
+    const size_t *shapes[3] = {qs, ks, vs};
+    const char *names[3] = {"q", "k", "v"};
+    for (int i = 0; i < 3; i++) {
+        size_t e = clattn_dtype_size(dts[i]);
+        CLATTN_FORWARD(clattn__tensor_check(ctx, ts[i], names[i], shapes[i], e ? e : 4));
+    }
     CLATTN_FORWARD(clattn__linear_check_dims(ctx, q->shape, k->shape, v->shape, 1));
-    CLATTN_FORWARD(clattn__linear_check_views(ctx, q, k, v, out));
+    CLATTN_FORWARD(clattn__linear_check_views(ctx, q, k, v, out, dts));
 cleanup:
     return status;
 }

@@ -91,6 +91,35 @@ bool clattn__tune_linear_launch(clattn_context *ctx, int feature_map,
     return clattn__tune_linear_from_entry(&ctx->info, prob, &e, out);
 }
 
+/* The key of a desc's problem: clattn__tune_linear_key's, its variant followed by the element
+ * types' suffix (".hhhs"; nothing when all are float32, so existing databases keep working). */
+static void desc_key(const clattn_linear_desc *d, const clattn__linear_problem *p, int algo,
+                     clattn_tuning_entry *key)
+{
+    clattn_dtype dts[4];
+    char suf[16];
+    clattn__tune_linear_key((int)d->feature_map, p, algo, key);
+    clattn__linear_dtypes(d, dts);
+    clattn__dtype_suffix(suf, sizeof suf, dts, 4);
+    size_t len = strlen(key->variant);
+    snprintf(key->variant + len, sizeof key->variant - len, "%s", suf);
+}
+
+bool clattn__tune_linear_launch_desc(clattn_context *ctx, const clattn_linear_desc *desc,
+                                     const clattn__linear_problem *prob,
+                                     clattn__linear_launch *out)
+{
+    clattn__linear_launch def;
+    clattn_tuning_entry key, e;
+    if (clattn__schedule_linear(&ctx->info, prob, CLATTN_LINEAR_AUTO, &def, NULL, 0) !=
+        CLATTN_SUCCESS)
+        return false;
+    desc_key(desc, prob, def.algo, &key);
+    if (!clattn__tune_find(ctx, &key, &e))
+        return false;
+    return clattn__tune_linear_from_entry(&ctx->info, prob, &e, out);
+}
+
 static bool same_launch(const clattn__linear_launch *a, const clattn__linear_launch *b)
 {
     return memcmp(a, b, sizeof *a) == 0;
@@ -151,7 +180,7 @@ static clattn_status candidates(clattn_context *ctx, const clattn__tune_request 
     *count = clattn__tune_linear_candidates(&ctx->info, &prob, (int)d.algorithm, c, cap);
     if (*count == 0)
         return clattn__fail(ctx, CLATTN_UNSUPPORTED, "tune linear: nothing to tune");
-    clattn__tune_linear_key((int)d.feature_map, &prob, c[0].algo, key);
+    desc_key(&d, &prob, c[0].algo, key);
 cleanup:
     return status;
 }
@@ -174,6 +203,14 @@ static clattn_status inputs(clattn_context *ctx, const clattn__tune_request *req
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->k, 2));
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, v, 3));
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, o, 0));
+    /* The desc's element types (the float32-sized buffers are large enough for any; timing
+     * only, the values do not matter). */
+    clattn_linear_desc d;
+    clattn_dtype dts[4];
+    CLATTN_FORWARD(clattn__linear_read_desc(ctx, req->desc, &d));
+    clattn__linear_dtypes(&d, dts);
+    for (int i = 0; i < 4; i++)
+        io->t[io->n - 4 + i].dtype = dts[i];
 cleanup:
     return status;
 }
