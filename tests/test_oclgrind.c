@@ -200,7 +200,7 @@ static int run_lsh(clattn_context *ctx, size_t n, size_t d, size_t dv, size_t nb
     size_t qs[4] = {B, H, n, d}, vs[4] = {B, H, n, dv};
     clattn_status st;
     if (radix) {
-        clattn__lsh_problem p = {B * H, n, d, dv, nh, nb, chunk, causal};
+        clattn__lsh_problem p = {B * H, n, d, dv, nh, nb, chunk, causal, {0}};
         clattn__lsh_launch L;
         clattn_device_info dev;
         st = clattn_context_get_device_info(ctx, &dev);
