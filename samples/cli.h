@@ -218,8 +218,9 @@ typedef struct bench_row {
     int causal;
     double ms, gflops, build_ms;
     char kernel[64];
+    char dtype[8]; /* the inputs' element type (bench --dtype); "" prints as f32 */
 } bench_row;
-#define BENCH_CSV_HEADER "op,variant,batch,heads,nq,nk,d,causal,ms,gflops"
+#define BENCH_CSV_HEADER "op,variant,batch,heads,nq,nk,d,causal,ms,gflops,dtype"
 void cli_print_csv(const bench_row *rows, size_t n);
 /* A table; `base` names the variant others are compared with per length ("vs <base>" column,
  * base ms / row ms), NULL for none; `peak_gflops` > 0 adds a %peak column. */

@@ -552,16 +552,17 @@ void cli_print_csv(const bench_row *rows, size_t n)
     printf("%s\n", BENCH_CSV_HEADER);
     for (size_t i = 0; i < n; i++) {
         const bench_row *r = &rows[i];
-        printf("%s,%s,%zu,%zu,%zu,%zu,%zu,%d,%.4f,%.3f\n", r->op, r->variant, r->batch, r->heads,
-               r->nq, r->nk, r->d, r->causal, isnan(r->ms) ? 0.0 : r->ms, r->gflops);
+        printf("%s,%s,%zu,%zu,%zu,%zu,%zu,%d,%.4f,%.3f,%s\n", r->op, r->variant, r->batch,
+               r->heads, r->nq, r->nk, r->d, r->causal, isnan(r->ms) ? 0.0 : r->ms, r->gflops,
+               r->dtype[0] ? r->dtype : "f32");
     }
 }
 
 void cli_print_table(const bench_row *rows, size_t n, const char *base, double peak_gflops)
 {
-    printf("%-8s %-10s %5s %5s %7s %7s %4s %6s %10s %9s %9s %6s %9s  %s\n", "op", "variant",
-           "batch", "heads", "nq", "nk", "d", "causal", "ms", "GFLOP/s", "build ms", "%peak",
-           base ? "vs base" : "", "kernel");
+    printf("%-8s %-10s %5s %5s %7s %7s %4s %6s %10s %9s %9s %6s %9s  %-40s %s\n", "op",
+           "variant", "batch", "heads", "nq", "nk", "d", "causal", "ms", "GFLOP/s", "build ms",
+           "%peak", base ? "vs base" : "", "kernel", "dtype");
     for (size_t i = 0; i < n; i++) {
         const bench_row *r = &rows[i];
         char ms[32] = "-", build[32] = "-", frac[32] = "-", speed[32] = "-";
@@ -576,9 +577,9 @@ void cli_print_table(const bench_row *rows, size_t n, const char *base, double p
                 rows[j].nk == r->nk && strcmp(r->variant, base) != 0 && r->ms > 0 &&
                 !isnan(rows[j].ms))
                 snprintf(speed, sizeof speed, "%.2fx", rows[j].ms / r->ms);
-        printf("%-8s %-10s %5zu %5zu %7zu %7zu %4zu %6d %10s %9.2f %9s %6s %9s  %s\n", r->op,
-               r->variant, r->batch, r->heads, r->nq, r->nk, r->d, r->causal, ms, r->gflops, build,
-               frac, speed, r->kernel);
+        printf("%-8s %-10s %5zu %5zu %7zu %7zu %4zu %6d %10s %9.2f %9s %6s %9s  %-40s %s\n",
+               r->op, r->variant, r->batch, r->heads, r->nq, r->nk, r->d, r->causal, ms, r->gflops,
+               build, frac, speed, r->kernel, r->dtype[0] ? r->dtype : "f32");
     }
 }
 

@@ -251,7 +251,7 @@ clattn_status clattn_routing_plan_create(clattn_context *ctx, const clattn_routi
                                 r->n));
     if (base->dtype_defines[0]) {
         size_t used = strlen(base->launch);
-        snprintf(base->launch + used, sizeof base->launch - used, " dtype=%s,%s,%s,%s",
+        snprintf(base->launch + used, sizeof base->launch - used, " dtype=q:%s,k:%s,v:%s,out:%s",
                  clattn_dtype_name(dd->q_dtype), clattn_dtype_name(dd->k_dtype),
                  clattn_dtype_name(dd->v_dtype), clattn_dtype_name(dd->out_dtype));
     }
