@@ -34,6 +34,7 @@
 #include "reference/ref_lsh.h"
 #include "reference/ref_routing.h"
 #include "test_util.h"
+#include "../lib/tune/tune.h"
 
 #define MARGIN 1e-4
 #define MIN_GAP 1e-5
@@ -486,6 +487,31 @@ static void test_bad_input(void **state)
         clReleaseMemObject(all[i]);
 }
 
+/* LSH's tuning-database key: typed plans get their own variant (".<q><v><out>"), float32 plans
+ * keep the old one, so existing databases still serve them and never serve a half plan. */
+static void test_lsh_tuning_key(void **state)
+{
+    (void)state;
+    size_t qs[4] = {1, 2, 100, 32}, vs[4] = {1, 2, 100, 16};
+    clattn_lsh_desc d;
+    clattn_lsh_desc_init(&d);
+    clattn__lsh_problem p;
+    clattn_tuning_entry key;
+    ok(clattn__lsh_problem_make(ctx, &d, qs, vs, &p), "problem f32");
+    clattn__tune_lsh_key(&p, &key);
+    assert_string_equal(key.variant, "h4-b64-c64");
+    d.q_dtype = F16;
+    d.v_dtype = F16;
+    ok(clattn__lsh_problem_make(ctx, &d, qs, vs, &p), "problem f16");
+    clattn__tune_lsh_key(&p, &key);
+    assert_string_equal(key.variant, "h4-b64-c64.hhs");
+    d.q_dtype = BF16;
+    d.out_dtype = BF16;
+    ok(clattn__lsh_problem_make(ctx, &d, qs, vs, &p), "problem bf16");
+    clattn__tune_lsh_key(&p, &key);
+    assert_string_equal(key.variant, "h4-b64-c64.bhb");
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -508,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_routing_types),
         cmocka_unit_test(test_routing_centroids),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_lsh_tuning_key),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
