@@ -113,12 +113,14 @@ class RpeDesc(ctypes.Structure):
 class LshDesc(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("n_hashes", c_size_t), ("n_buckets", c_size_t),
                 ("chunk_size", c_size_t), ("causal", c_int), ("attend_across_buckets", c_int),
-                ("seed", c_uint64), ("rotations", P(c_float)), ("rotations_shape", c_size_t * 3)]
+                ("seed", c_uint64), ("rotations", P(c_float)), ("rotations_shape", c_size_t * 3),
+                ("q_dtype", c_int), ("v_dtype", c_int), ("out_dtype", c_int)]
 
 
 class RoutingDesc(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("clusters", c_size_t), ("window", c_size_t),
-                ("causal", c_int), ("scale", c_float), ("decay", c_float), ("seed", c_uint64)]
+                ("causal", c_int), ("scale", c_float), ("decay", c_float), ("seed", c_uint64),
+                ("q_dtype", c_int), ("k_dtype", c_int), ("v_dtype", c_int), ("out_dtype", c_int)]
 
 
 class SsmDesc(ctypes.Structure):
