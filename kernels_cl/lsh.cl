@@ -52,7 +52,8 @@
 
 /* Element types of the caller's tensors (clattn_dtype codes from the plan: -DQ_DT=1 ...; absent:
  * float32). q and v are read in their own types and out written in its type; everything the
- * plan keeps (normalised keys, packed values, round outputs, log-sum-exps) is float32, as is lse. */
+ * plan keeps (normalised keys, packed values, round outputs, log-sum-exps) is float32, as is
+ * lse. */
 #ifndef Q_DT
 #define Q_DT 0
 #endif

@@ -165,7 +165,8 @@ __kernel void clattn_routing_pack_keys(ROUTING_K *k, ulong k_off, ulong4 k_st,
                                      : 0.0f;
     __global float *vrow = vp + ((ulong)g * wp + t) * dvp;
     for (uint e = 0; e < dvp; e++)
-        vrow[e] = real && e < d_v ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, v_st, b, h, kj, e)) : 0.0f;
+        vrow[e] = real && e < d_v ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, v_st, b, h, kj, e))
+                                  : 0.0f;
     kpos[(ulong)g * wp + t] = real ? (int)kj : -1;
 }
 

@@ -464,7 +464,8 @@ static void test_bad_input(void **state)
     clattn_tensor wrq = VIEW(bq, other(R[0]));
     tu_expect_status(ctx, clattn_routing_plan_enqueue(plan, &rq, &wk, &rv, &mu, &ro, 0, NULL, NULL),
                      CLATTN_DTYPE_MISMATCH, "routing k of another type");
-    tu_expect_status(ctx, clattn_routing_plan_enqueue(plan, &rq, &rk, &rv, &mu, &wro, 0, NULL, NULL),
+    tu_expect_status(ctx,
+                     clattn_routing_plan_enqueue(plan, &rq, &rk, &rv, &mu, &wro, 0, NULL, NULL),
                      CLATTN_DTYPE_MISMATCH, "routing out of another type");
     tu_expect_status(ctx,
                      clattn_routing_plan_enqueue(plan, &rq, &rk, &rv, &mu16, &ro, 0, NULL, NULL),

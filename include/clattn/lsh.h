@@ -96,7 +96,8 @@ CLATTN_API clattn_status clattn_lsh_rotations(size_t n_hashes, size_t d, size_t 
  * there is one (clattn_tune), else the scheduler's), uploads the rotations (given or drawn),
  * creates its kernels and allocates its scratch.
  * Status: NULL_POINTER (ctx, shapes, plan), INVALID_ARGUMENT (struct_size; n_hashes, n_buckets
- * (odd, < 2, too large) or chunk_size 0; a dtype that is not a clattn_dtype; causal or attend_across_buckets not 0 or 1; a non-finite
+ * (odd, < 2, too large) or chunk_size 0; a dtype that is not a clattn_dtype; causal or
+ * attend_across_buckets not 0 or 1; a non-finite
  * rotation), INVALID_SHAPE (a zero entry, D or Dv > 256, sizes beyond 2^31), SHAPE_MISMATCH (q and
  * v differ in batch, heads or length; rotations_shape not {n_hashes, D, n_buckets / 2}),
  * UNSUPPORTED (scratch beyond the device's max allocation; on a device that ends long loops,

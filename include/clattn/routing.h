@@ -129,7 +129,8 @@ CLATTN_API clattn_status clattn_routing_enqueue(clattn_context *ctx,
  * rounding runs past the end; if T = 0, m = floor(u M)). Centroids are the chosen x_m rounded to
  * float (unit length unless the vector was zero). The result does not depend on the device.
  * Tensors of the plan's shapes: q, k (any strides, the plan's q and k types; the data are their
- * stored values), centroids [1, Hk, C, D] float32 written (must not overlap q or k). Status: as clattn_routing_plan_enqueue's validation, OUT_OF_HOST_MEMORY,
+ * stored values), centroids [1, Hk, C, D] float32 written (must not overlap q or k).
+ * Status: as clattn_routing_plan_enqueue's validation, OUT_OF_HOST_MEMORY,
  * OpenCL codes. */
 CLATTN_API clattn_status clattn_routing_centroids_draw(clattn_plan *plan, const clattn_tensor *q,
                                                        const clattn_tensor *k, uint64_t seed,
@@ -142,7 +143,8 @@ CLATTN_API clattn_status clattn_routing_centroids_draw(clattn_plan *plan, const 
  * cluster on ties); for each cluster c with at least one vector whose sum s is non-zero,
  *   centroid[h, c] = decay * centroid[h, c] + (1 - decay) * s / |s|     (decay: the plan's desc)
  * and other clusters are left unchanged. Tensors of the plan's shapes (q and k in the plan's
- * types; centroids float32, read and written; they must not overlap q or k). Deterministic (sums in a fixed order). Wait list,
+ * types; centroids float32, read and written; they must not overlap q or k). Deterministic
+ * (sums in a fixed order). Wait list,
  * event and status as for clattn_routing_plan_enqueue. */
 CLATTN_API clattn_status clattn_routing_update_centroids(clattn_plan *plan,
                                                          const clattn_tensor *q,

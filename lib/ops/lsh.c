@@ -433,7 +433,8 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_lsh_desc *des
              L->local_size, L->hash_local, L->row_local, L->counting_sort ? "counting" : "radix",
              L->counting_sort ? L->sort_tile : 0, L->counting_sort ? 0 : L->key_bits);
     const clattn_lsh_desc *dd = &p->desc;
-    const clattn__dtype_role roles[] = {{"Q", dd->q_dtype}, {"V", dd->v_dtype}, {"O", dd->out_dtype}};
+    const clattn__dtype_role roles[] = {
+        {"Q", dd->q_dtype}, {"V", dd->v_dtype}, {"O", dd->out_dtype}};
     CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, 3));
     if (dd->q_dtype != CLATTN_F32 || dd->v_dtype != CLATTN_F32 || dd->out_dtype != CLATTN_F32) {
         size_t used = strlen(base->launch);

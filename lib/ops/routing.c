@@ -239,8 +239,8 @@ clattn_status clattn_routing_plan_create(clattn_context *ctx, const clattn_routi
     char dt_saved[sizeof base->dtype_defines];
     memcpy(dt_saved, base->dtype_defines, sizeof dt_saved);
     base->dtype_defines[0] = '\0';
-    status = clattn__sort_kernels_create(base, CLATTN__SORT_USE_TOPK | CLATTN__SORT_USE_SCATTER_MEAN,
-                                         &p->blocks);
+    status = clattn__sort_kernels_create(
+        base, CLATTN__SORT_USE_TOPK | CLATTN__SORT_USE_SCATTER_MEAN, &p->blocks);
     memcpy(base->dtype_defines, dt_saved, sizeof dt_saved);
     CLATTN_FORWARD(status);
     snprintf(base->launch, sizeof base->launch,
@@ -465,7 +465,8 @@ clattn_status clattn_routing_plan_enqueue(clattn_plan *base, const clattn_tensor
                                                  bhq * r->clusters * r->window, r->dv, p->dest,
                                                  bhq * r->n, p->big, NULL, false, NULL));
     CLATTN_FORWARD(
-        clattn__routing_store(&s, p, false, p->big, bhq, r->heads_q, r->n, r->dv, out, true, event));
+        clattn__routing_store(&s, p, false, p->big, bhq, r->heads_q, r->n, r->dv, out, true,
+                              event));
 cleanup:
     if (seq)
         clattn__seq_end(&s);
