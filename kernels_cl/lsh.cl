@@ -50,6 +50,31 @@
 /* Reformer's score for a query's own position, in base-2 units. */
 #define LSH_SELF_SCORE (-1e5f * CLATTN_LOG2E)
 
+/* Element types of the caller's tensors (clattn_dtype codes from the plan: -DQ_DT=1 ...; absent:
+ * float32). q and v are read in their own types and out written in its type; everything the
+ * plan keeps (normalised keys, packed values, round outputs, log-sum-exps) is float32, as is
+ * lse. */
+#ifndef Q_DT
+#define Q_DT 0
+#endif
+#ifndef V_DT
+#define V_DT 0
+#endif
+#ifndef O_DT
+#define O_DT 0
+#endif
+#define LSH_Q __global const CLATTN_STYPE(Q_DT)
+#define LSH_V __global const CLATTN_STYPE(V_DT)
+#define LSH_O __global CLATTN_STYPE(O_DT)
+
+/* clattn_load_row of a q row in its type: dst[k] = scale * q[b, h, i, k] for k < count, else 0. */
+inline void lsh_load_q(float *dst, uint width, LSH_Q *x, ulong off, ulong4 st, ulong i0, ulong i1,
+                       ulong i2, uint count, float scale)
+{
+    for (uint k = 0; k < width; k++)
+        dst[k] = k < count ? CLATTN_LOAD(Q_DT, x, clattn_at(off, st, i0, i1, i2, k)) * scale : 0.0f;
+}
+
 /* LSH_ROWS consecutive positions per work-item (each rotation load feeds LSH_ROWS rows):
  * bkt[seg * n + i] for seg = bh * n_hashes + r, the caller's bucket view when has_out, and the
  * normalised key khat[bh][i][LSH_DP] (zero-padded). The argmax runs in vectors: per lane the
@@ -57,7 +82,7 @@
  * the overall maximum; [x, -x] puts the positive half first, so it wins a tie between halves.
  * rp is [n_hashes][d][nhalfp], nhalfp = n_buckets / 2 rounded up to LSH_PANEL (zeros beyond).
  * Global size (at least ceil(n / LSH_ROWS), B * H). */
-__kernel void clattn_lsh_hash(__global const float *q, ulong q_off, ulong4 q_st, uint heads,
+__kernel void clattn_lsh_hash(LSH_Q *q, ulong q_off, ulong4 q_st, uint heads,
                               uint n, uint d, uint n_hashes, uint nhalf, uint nhalfp,
                               __global const float *rp, __global int *bkt, __global int *bout,
                               ulong b_off, ulong4 b_st, int has_out, __global float *khat)
@@ -69,7 +94,7 @@ __kernel void clattn_lsh_hash(__global const float *q, ulong q_off, ulong4 q_st,
     float x[LSH_ROWS][LSH_DP];
     for (uint r = 0; r < LSH_ROWS; r++) {
         uint i = i0 + r;
-        clattn_load_row(x[r], LSH_DP, q, q_off, q_st, b, h, i, i < n ? d : 0, 1.0f);
+        lsh_load_q(x[r], LSH_DP, q, q_off, q_st, b, h, i, i < n ? d : 0, 1.0f);
         if (i >= n)
             continue;
         float ss = 0.0f;
@@ -216,19 +241,21 @@ __kernel void clattn_lsh_pack_keys(uint n, uint n_hashes, uint chunk, uint cp, u
 }
 
 /* vp[bh][j][LSH_DVP] = v[b, h, j, :], zero-padded. Global size (n rounded up, B * H). */
-__kernel void clattn_lsh_pack_v(__global const float *v, ulong v_off, ulong4 v_st, uint heads,
+__kernel void clattn_lsh_pack_v(LSH_V *v, ulong v_off, ulong4 v_st, uint heads,
                                 uint n, uint dv, __global float *vp)
 {
     uint j = get_global_id(0), bh = get_global_id(1), b = bh / heads, h = bh % heads;
     if (j >= n)
         return;
-    clattn_pack_row(vp + ((ulong)bh * n + j) * LSH_DVP, LSH_DVP, v, v_off, v_st, b, h, j, dv);
+    __global float *dst = vp + ((ulong)bh * n + j) * LSH_DVP;
+    for (uint k = 0; k < LSH_DVP; k++)
+        dst[k] = k < dv ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, v_st, b, h, j, k)) : 0.0f;
 }
 
 /* Round r of LSH_ROWS consecutive sorted slots (one chunk): ro[seg][p][:] = the normalised
  * output and rl[seg][p] = the base-2 log-sum-exp of each valid slot's query p. scale2 is
  * log2(e) / sqrt(D). Global size (nchunks * cp / LSH_ROWS, segments). */
-__kernel void clattn_lsh_attend(__global const float *q, ulong q_off, ulong4 q_st, uint heads,
+__kernel void clattn_lsh_attend(LSH_Q *q, ulong q_off, ulong4 q_st, uint heads,
                                 uint n, uint d, uint n_hashes, uint cp, uint nchunks,
                                 __global const float *kp, __global const int *spos,
                                 __global const int *sbkt, __global const float *vp, int causal,
@@ -248,7 +275,7 @@ __kernel void clattn_lsh_attend(__global const float *q, ulong q_off, ulong4 q_s
         return;
     float qr[LSH_ROWS][LSH_DP];
     for (uint r = 0; r < LSH_ROWS; r++)
-        clattn_load_row(qr[r], LSH_DP, q, q_off, q_st, b, h, qp[r], qp[r] >= 0 ? d : 0, scale2);
+        lsh_load_q(qr[r], LSH_DP, q, q_off, q_st, b, h, qp[r], qp[r] >= 0 ? d : 0, scale2);
     float m[LSH_ROWS], l[LSH_ROWS];
     float16 acc[LSH_ROWS][LSH_DVEC];
     for (uint r = 0; r < LSH_ROWS; r++) {
@@ -331,7 +358,7 @@ __kernel void clattn_lsh_attend(__global const float *q, ulong q_off, ulong4 q_s
 /* out[b, h, i, :] = sum_r 2^(rl_r - L) ro_r with L = log2 sum_r 2^rl_r; lse = L ln 2: an online
  * softmax over the rounds, with scores rl_r and values ro_r. Global size (n rounded up, B * H). */
 __kernel void clattn_lsh_combine(__global const float *ro, __global const float *rl, uint heads,
-                                 uint n, uint dv, uint n_hashes, __global float *out, ulong o_off,
+                                 uint n, uint dv, uint n_hashes, LSH_O *out, ulong o_off,
                                  ulong4 o_st, __global float *lse, ulong l_off, ulong4 l_st,
                                  int has_lse)
 {
@@ -353,8 +380,12 @@ __kernel void clattn_lsh_combine(__global const float *ro, __global const float 
         CLATTN_AXPY16(acc, LSH_DVEC, w, ro + at * LSH_DVP);
     }
     float16 inv = CLATTN_SPLAT16(clattn_online_inv(l));
-    for (uint e = 0; e < LSH_DVEC; e++)
-        clattn_store16(acc[e] * inv, dv - e * 16, out, o_off, o_st, b, h, i, e * 16);
+    for (uint e = 0; e < LSH_DVEC; e++) {
+        float t[16];
+        vstore16(acc[e] * inv, 0, t);
+        for (uint k = 0; k < 16 && e * 16 + k < dv; k++)
+            CLATTN_STORE(O_DT, t[k], out, clattn_at(o_off, o_st, b, h, i, e * 16 + k));
+    }
     if (has_lse)
         lse[clattn_at(l_off, l_st, b, h, i, 0)] = clattn_online_lse2(m, l) * CLATTN_LN2;
 }

@@ -39,6 +39,26 @@
 #endif
 #define ROUTING_NONE 0xffffffffu
 
+/* Element types of the caller's q, k, v and out (clattn_dtype codes from the plan: -DQ_DT=1 ...;
+ * absent: float32): read and written in those types directly. Centroids (state the library
+ * updates), the packed key panels and value rows, the scores and every other scratch stay
+ * float32 (packing converts once; the attention's inner loops then read float32 panels). */
+#ifndef Q_DT
+#define Q_DT 0
+#endif
+#ifndef K_DT
+#define K_DT 0
+#endif
+#ifndef V_DT
+#define V_DT 0
+#endif
+#ifndef O_DT
+#define O_DT 0
+#endif
+#define ROUTING_Q __global const CLATTN_STYPE(Q_DT)
+#define ROUTING_K __global const CLATTN_STYPE(K_DT)
+#define ROUTING_V __global const CLATTN_STYPE(V_DT)
+
 /* Scoring unit u (see the top of the file): writes its batch b, its head h in q (queries) or k
  * (keys) and the key head hk whose centroids it uses; returns 1 for keys, 0 for queries. */
 inline uint clattn_routing_unit(uint u, uint batch, uint heads_q, uint heads_k, uint *b, uint *h,
@@ -72,14 +92,16 @@ __kernel void clattn_routing_pack_centroids(__global const float *mu, ulong mu_o
 
 /* Loads row (b, h, n) of q (which 0) or k (which 1) into x and returns 1 / |x| (0 for a zero
  * row). */
-inline float clattn_routing_row(__global const float *q, ulong q_off, ulong4 q_st,
-                                __global const float *k, ulong k_off, ulong4 k_st, uint which,
-                                uint b, uint h, uint n, uint d_k, float *x)
+inline float clattn_routing_row(ROUTING_Q *q, ulong q_off, ulong4 q_st, ROUTING_K *k, ulong k_off,
+                                ulong4 k_st, uint which, uint b, uint h, uint n, uint d_k,
+                                float *x)
 {
     if (which)
-        clattn_load_row(x, d_k, k, k_off, k_st, b, h, n, d_k, 1.0f);
+        for (uint d = 0; d < d_k; d++)
+            x[d] = CLATTN_LOAD(K_DT, k, clattn_at(k_off, k_st, b, h, n, d));
     else
-        clattn_load_row(x, d_k, q, q_off, q_st, b, h, n, d_k, 1.0f);
+        for (uint d = 0; d < d_k; d++)
+            x[d] = CLATTN_LOAD(Q_DT, q, clattn_at(q_off, q_st, b, h, n, d));
     float nn = 0.0f;
     for (uint d = 0; d < d_k; d++)
         nn += x[d] * x[d];
@@ -97,8 +119,8 @@ inline float16 clattn_routing_dot16(const float *x, __global const float *p, uin
 
 /* scores[(u * C + c) * N + n] = (x . mu_c) / |x| for the row x of scoring unit u at position
  * n (mu: the centroids of the unit's key head), 0 when x is zero. Global (N, B Hq + B Hk). */
-__kernel void clattn_routing_scores(__global const float *q, ulong q_off, ulong4 q_st,
-                                    __global const float *k, ulong k_off, ulong4 k_st,
+__kernel void clattn_routing_scores(ROUTING_Q *q, ulong q_off, ulong4 q_st,
+                                    ROUTING_K *k, ulong k_off, ulong4 k_st,
                                     __global const float *mp, uint batch, uint heads_q,
                                     uint heads_k, uint n_len, uint d_k, uint n_clusters, uint cb,
                                     __global float *scores)
@@ -124,8 +146,8 @@ __kernel void clattn_routing_scores(__global const float *q, ulong q_off, ulong4
  * kp[((g * wp / 16 + t / 16) * D + d) * 16 + t % 16] = k row, vp[(g * wp + t) * dvp + e] = v row
  * padded with zeros to dvp, kpos[g * wp + t] = its position, or -1 for padding (t >= w).
  * Global (wp, B Hk C). */
-__kernel void clattn_routing_pack_keys(__global const float *k, ulong k_off, ulong4 k_st,
-                                       __global const float *v, ulong v_off, ulong4 v_st,
+__kernel void clattn_routing_pack_keys(ROUTING_K *k, ulong k_off, ulong4 k_st,
+                                       ROUTING_V *v, ulong v_off, ulong4 v_st,
                                        __global const uint *idx, uint kseg0, uint heads_k,
                                        uint d_k, uint d_v, uint dvp, uint n_clusters, uint w,
                                        uint wp, __global float *kp, __global float *vp,
@@ -139,8 +161,12 @@ __kernel void clattn_routing_pack_keys(__global const float *k, ulong k_off, ulo
                                   ROUTING_LANES +
                          t % ROUTING_LANES;
     for (uint d = 0; d < d_k; d++)
-        pk[d * ROUTING_LANES] = real ? k[clattn_at(k_off, k_st, b, h, kj, d)] : 0.0f;
-    clattn_pack_row(vp + ((ulong)g * wp + t) * dvp, dvp, v, v_off, v_st, b, h, kj, real ? d_v : 0);
+        pk[d * ROUTING_LANES] = real ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, k_st, b, h, kj, d))
+                                     : 0.0f;
+    __global float *vrow = vp + ((ulong)g * wp + t) * dvp;
+    for (uint e = 0; e < dvp; e++)
+        vrow[e] = real && e < d_v ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, v_st, b, h, kj, e))
+                                  : 0.0f;
     kpos[(ulong)g * wp + t] = real ? (int)kj : -1;
 }
 
@@ -150,7 +176,7 @@ __kernel void clattn_routing_pack_keys(__global const float *k, ulong k_off, ulo
  * stops at the first block that starts after the query. slots[(g * w + j) * Dv + e] receives the
  * output and dest[g * w + j] the flat position (b * Hq + hq) * N + i, or ROUTING_NONE (with a
  * zero row) when the query saw no key. Global (w, B Hq C). */
-__kernel void clattn_routing_attend(__global const float *q, ulong q_off, ulong4 q_st,
+__kernel void clattn_routing_attend(ROUTING_Q *q, ulong q_off, ulong4 q_st,
                                     __global const uint *idx, __global const float *kp,
                                     __global const float *vp, __global const int *kpos,
                                     uint heads_q, uint heads_k, uint n_len, uint d_k, uint d_v,
@@ -162,7 +188,8 @@ __kernel void clattn_routing_attend(__global const float *q, ulong q_off, ulong4
     uint gk = (b * heads_k + h / (heads_q / heads_k)) * n_clusters + c;
     uint i = idx[(ulong)g * w + j];
     float qv[ROUTING_MAX_D];
-    clattn_load_row(qv, d_k, q, q_off, q_st, b, h, i, d_k, scale_log2);
+    for (uint d = 0; d < d_k; d++)
+        qv[d] = CLATTN_LOAD(Q_DT, q, clattn_at(q_off, q_st, b, h, i, d)) * scale_log2;
     float16 acc[ROUTING_MAX_D / ROUTING_LANES];
     uint nv = dvp / ROUTING_LANES;
     for (uint u = 0; u < nv; u++)
@@ -197,9 +224,18 @@ __kernel void clattn_routing_attend(__global const float *q, ulong q_off, ulong4
     dest[slot] = l > 0.0f ? bh * n_len + i : ROUTING_NONE;
 }
 
-/* out (strided) = dense [BH * N][Dv]. Global (Dv, N, BH). */
+/* out (strided, the output's type) = dense [BH * N][Dv]. Global (Dv, N, BH). */
 __kernel void clattn_routing_store(__global const float *dense, uint heads, uint n_len, uint d_v,
-                                   __global float *out, ulong o_off, ulong4 o_st)
+                                   __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 o_st)
+{
+    uint e = get_global_id(0), n = get_global_id(1), bh = get_global_id(2);
+    CLATTN_STORE(O_DT, dense[((ulong)bh * n_len + n) * d_v + e], out,
+                 clattn_at(o_off, o_st, bh / heads, bh % heads, n, e));
+}
+
+/* The same into a float32 view (the centroids of clattn_routing_centroids_draw). */
+__kernel void clattn_routing_store_f32(__global const float *dense, uint heads, uint n_len,
+                                       uint d_v, __global float *out, ulong o_off, ulong4 o_st)
 {
     uint e = get_global_id(0), n = get_global_id(1), bh = get_global_id(2);
     out[clattn_at(o_off, o_st, bh / heads, bh % heads, n, e)] =
@@ -211,8 +247,8 @@ __kernel void clattn_routing_store(__global const float *dense, uint heads, uint
  * G for the keys of key head hk, and dest[r] = hk * C + the centroid with the largest x . mu
  * (lower cluster on ties). So each key head's vectors are contiguous, in the order of
  * clattn_routing_centroids_init's data. Global (N, B Hq + B Hk). */
-__kernel void clattn_routing_assign(__global const float *q, ulong q_off, ulong4 q_st,
-                                    __global const float *k, ulong k_off, ulong4 k_st,
+__kernel void clattn_routing_assign(ROUTING_Q *q, ulong q_off, ulong4 q_st,
+                                    ROUTING_K *k, ulong k_off, ulong4 k_st,
                                     __global const float *mp, uint batch, uint heads_q,
                                     uint heads_k, uint n_len, uint d_k, uint n_clusters, uint cb,
                                     __global float *rows, __global uint *dest)

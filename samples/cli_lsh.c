@@ -15,19 +15,23 @@ void cli_usage_lsh(FILE *f)
     fprintf(f,
             "  clattn run lsh --q Q.npy --v V.npy -o OUT.npy [--hashes 4] [--buckets 64]\n"
             "         [--chunk 64] [--causal] [--across-buckets] (--rotations R.npy | --seed S)\n"
-            "         [--lse LSE.npy] [--device SEL]\n"
+            "         [--lse LSE.npy] [--device SEL] [--dtype T] [--out-dtype T]\n"
             "      Reformer LSH attention (shared QK: the keys are the L2-normalised queries) on\n"
-            "      float32 .npy arrays q [B,H,N,D], v [B,H,N,Dv]; rotations [hashes,D,buckets/2]\n"
-            "      or drawn from the seed (clattn_lsh_rotations); --buckets even. Writes OUT\n"
-            "      [B,H,N,Dv] and optionally the log-sum-exp LSE [B,H,N]\n"
+            "      .npy arrays q [B,H,N,D], v [B,H,N,Dv] (float32, float16, or bfloat16 words\n"
+            "      with --dtype bf16; each kept in its type on the device unless --dtype\n"
+            "      converts);\n"
+            "      rotations [hashes,D,buckets/2] (float32) or drawn from the seed\n"
+            "      (clattn_lsh_rotations); --buckets even. Writes OUT [B,H,N,Dv] in --out-dtype\n"
+            "      (default f32) and optionally the log-sum-exp LSE [B,H,N] (float32)\n"
             "  clattn bench lsh [--n 4096,16384,65536] [--d 64] [--heads 1] [--batch 1]\n"
             "         [--hashes 4] [--buckets 64] [--chunk 64] [--causal] [--reps 3]\n"
-            "         [--variants lsh,tiled] [--csv] [--device SEL]\n"
+            "         [--variants lsh,tiled] [--dtype f32,f16,bf16] [--csv] [--device SEL]\n"
             "      median wall time of an LSH plan's enqueue (Dv = D, rotations from seed 0;\n"
             "      the plan is made once per length, its time in the build column) and of\n"
             "      exact tiled attention on the same shapes, measured in the same run; the\n"
             "      table's 'vs base' column is tiled ms / lsh ms. LSH rows report no GFLOP/s\n"
-            "      (0 in CSV)\n");
+            "      (0 in CSV). --dtype: the element type of q, v and out (a list times each in\n"
+            "      the same run; default f32); the last column says which. Tiled rows: f32\n");
 }
 
 /* ---- run ---- */
@@ -88,15 +92,16 @@ static int lsh_check_shapes(const lsh_run_args *ra, const clattn_lsh_desc *d, co
 /* Uploads q and v, bakes the plan (it uploads the rotations), enqueues it and reads out
  * [B, H, N, Dv] (and lse [B, H, N] when asked) back: 0 or an exit code after a message. */
 static int run_on_device(clattn_context *ctx, const clattn_lsh_desc *desc, const npy_array *q,
-                         const npy_array *v, float *out, float *lse, clattn_plan **plan)
+                         const npy_array *v, void *out, float *lse, clattn_plan **plan)
 {
     const size_t oshape[4] = {q->shape[0], q->shape[1], q->shape[2], v->shape[3]},
                  lshape[4] = {q->shape[0], q->shape[1], q->shape[2], 1},
                  rows = q->count / q->shape[3];
     cli_io io;
     cli_io_init(&io, ctx);
-    cl_mem bq = cli_io_in(&io, q->data, q->count * 4), bv = cli_io_in(&io, v->data, v->count * 4),
-           bo = cli_io_out(&io, out, rows * oshape[3] * 4),
+    cl_mem bq = cli_io_in(&io, q->data, q->count * clattn_dtype_size(desc->q_dtype)),
+           bv = cli_io_in(&io, v->data, v->count * clattn_dtype_size(desc->v_dtype)),
+           bo = cli_io_out(&io, out, rows * oshape[3] * clattn_dtype_size(desc->out_dtype)),
            bl = lse ? cli_io_out(&io, lse, rows * 4) : NULL;
     int rc = cli_io_check(&io);
     if (rc)
@@ -106,8 +111,9 @@ static int run_on_device(clattn_context *ctx, const clattn_lsh_desc *desc, const
         rc = fail_status(ctx, st, "lsh attention failed");
         goto cleanup;
     }
-    clattn_tensor tq = cli_tensor(bq, q->shape), tv = cli_tensor(bv, v->shape),
-                  to = cli_tensor(bo, oshape), tl = cli_tensor(bl, lshape);
+    clattn_tensor tq = cli_tensor_typed(bq, q->shape, desc->q_dtype),
+                  tv = cli_tensor_typed(bv, v->shape, desc->v_dtype),
+                  to = cli_tensor_typed(bo, oshape, desc->out_dtype), tl = cli_tensor(bl, lshape);
     cl_event done = NULL;
     st = clattn_lsh_plan_enqueue(*plan, &tq, &tv, &to, lse ? &tl : NULL, NULL, 0, NULL, &done);
     rc = cli_io_read(&io, st, done, "lsh attention failed");
@@ -126,15 +132,18 @@ static int lsh_run(const lsh_run_args *ra)
     memset(&q, 0, sizeof q);
     memset(&v, 0, sizeof v);
     memset(&r, 0, sizeof r);
-    float *out = NULL, *lse = NULL;
+    void *out = NULL;
+    float *lse = NULL;
     clattn_context *ctx = NULL;
     clattn_plan *plan = NULL;
-    if ((rc = load_f32(ra->q, "--q", 4, &q)) || (rc = load_f32(ra->v, "--v", 4, &v)) ||
+    if ((rc = load_tensor(ra->q, "--q", 4, &q, &desc.q_dtype)) ||
+        (rc = load_tensor(ra->v, "--v", 4, &v, &desc.v_dtype)) ||
         (ra->rot && (rc = load_f32(ra->rot, "--rotations", 3, &r))) ||
         (rc = lsh_check_shapes(ra, &desc, &q, &v, &r)))
         goto cleanup;
+    desc.out_dtype = cli_get_out_dtype();
     size_t rows = q.count / q.shape[3];
-    out = malloc(rows * v.shape[3] * sizeof *out);
+    out = malloc(rows * v.shape[3] * clattn_dtype_size(desc.out_dtype));
     lse = ra->lse ? malloc(rows * sizeof *lse) : NULL;
     if (!out || (ra->lse && !lse)) {
         rc = fail(EXIT_RUNTIME, "out of memory for the outputs");
@@ -148,7 +157,7 @@ static int lsh_run(const lsh_run_args *ra)
         (rc = run_on_device(ctx, &desc, &q, &v, out, lse, &plan)))
         goto cleanup;
     size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
-    if ((rc = write_f32(ra->out, out, 4, oshape)))
+    if ((rc = write_tensor(ra->out, out, desc.out_dtype, 4, oshape)))
         goto cleanup;
     if (ra->lse && (rc = write_f32(ra->lse, lse, 3, oshape)) != 0)
         remove(ra->out); /* no half-result left behind */
@@ -192,13 +201,73 @@ int cli_run_lsh(int argc, char **argv)
 
 /* ---- bench ---- */
 
+/* --dtype LIST of a bench: f32|f16|bf16 separated by commas, each at most once (NULL: f32). */
+static int bench_dtype_list(const char *cmd, const char *s, clattn_dtype out[3], size_t *n)
+{
+    *n = 0;
+    if (!s) {
+        out[(*n)++] = CLATTN_F32;
+        return 0;
+    }
+    char buf[64];
+    if (strlen(s) >= sizeof buf || !*s)
+        return fail(EXIT_USAGE, "%s: --dtype '%s': expected f32, f16, bf16 or a comma list", cmd,
+                    s);
+    strcpy(buf, s);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        clattn_dtype dt;
+        if (cli_dtype_option(cmd, "--dtype", tok, &dt))
+            return EXIT_USAGE;
+        for (size_t i = 0; i < *n; i++)
+            if (out[i] == dt)
+                return fail(EXIT_USAGE, "%s: --dtype lists %s twice", cmd, tok);
+        out[(*n)++] = dt;
+    }
+    return *n ? 0 : fail(EXIT_USAGE, "%s: --dtype '%s' names no type", cmd, s);
+}
+
 typedef struct lsh_bench_cfg {
     size_t ns[MAX_SWEEP], n_count;
     size_t d, heads, batch, reps;
-    clattn_lsh_desc desc;
+    clattn_lsh_desc desc; /* its dtypes: the type being timed */
+    clattn_dtype dtypes[3];
+    size_t n_dtypes;
     int csv, do_lsh, do_tiled;
     const char *device;
 } lsh_bench_cfg;
+
+/* Buffers of `elems` elements of type dt; the first `random` hold fill_random's values in that
+ * type (the bench's inputs are then the same numbers, rounded, in every type). */
+static cl_int typed_buffers(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random,
+                            size_t elems, clattn_dtype dt)
+{
+    if (dt == CLATTN_F32)
+        return make_buffers(ctx, bufs, count, random, elems);
+    cl_context clctx = clattn_context_get_cl_context(ctx);
+    cl_command_queue queue = clattn_context_get_cl_queue(ctx);
+    size_t es = clattn_dtype_size(dt);
+    float *host = random ? malloc(elems * sizeof *host) : NULL;
+    void *typed = random ? malloc(elems * es) : NULL;
+    cl_int err = random && (!host || !typed) ? CL_OUT_OF_HOST_MEMORY : CL_SUCCESS;
+    for (size_t i = 0; i < count; i++)
+        bufs[i] = NULL;
+    for (size_t i = 0; i < count && err == CL_SUCCESS; i++) {
+        bufs[i] = clCreateBuffer(clctx, i < random ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE,
+                                 elems * es, NULL, &err);
+        if (err == CL_SUCCESS && i < random) {
+            fill_random(host, elems, i + 1);
+            clattn_convert_host(host, CLATTN_F32, typed, dt, elems);
+            err = clEnqueueWriteBuffer(queue, bufs[i], CL_TRUE, 0, elems * es, typed, 0, NULL,
+                                       NULL);
+        }
+    }
+    free(host);
+    free(typed);
+    if (err != CL_SUCCESS)
+        release_buffers(bufs, count);
+    return err;
+}
 
 typedef struct lsh_job {
     clattn_plan *plan;
@@ -218,15 +287,16 @@ static int bench_lsh_row(clattn_context *ctx, const void *arg, size_t n, const p
     cl_mem bufs[3] = {NULL, NULL, NULL};
     size_t elems = cfg->batch * cfg->heads * n * cfg->d;
     memset(r, 0, sizeof *r);
-    cl_int err = make_buffers(ctx, bufs, 3, 2, elems);
+    clattn_dtype dt = cfg->desc.q_dtype;
+    cl_int err = typed_buffers(ctx, bufs, 3, 2, elems, dt);
     if (err != CL_SUCCESS) {
-        note(prog, "lsh N=%zu skipped: cannot allocate its tensors (OpenCL error %d)", n,
-             (int)err);
+        note(prog, "lsh N=%zu %s skipped: cannot allocate its tensors (OpenCL error %d)", n,
+             clattn_dtype_name(dt), (int)err);
         return -1;
     }
-    lsh_job job = {NULL, clattn_tensor_make(bufs[0], cfg->batch, cfg->heads, n, cfg->d),
-                   clattn_tensor_make(bufs[1], cfg->batch, cfg->heads, n, cfg->d),
-                   clattn_tensor_make(bufs[2], cfg->batch, cfg->heads, n, cfg->d)};
+    lsh_job job = {NULL, clattn_tensor_make_typed(bufs[0], dt, cfg->batch, cfg->heads, n, cfg->d),
+                   clattn_tensor_make_typed(bufs[1], dt, cfg->batch, cfg->heads, n, cfg->d),
+                   clattn_tensor_make_typed(bufs[2], dt, cfg->batch, cfg->heads, n, cfg->d)};
     double t0 = now_ms();
     clattn_status st = clattn_lsh_plan_create(ctx, &cfg->desc, job.q.shape, job.v.shape, &job.plan);
     double build_ms = now_ms() - t0;
@@ -239,10 +309,11 @@ static int bench_lsh_row(clattn_context *ctx, const void *arg, size_t n, const p
     clattn_plan_destroy(job.plan);
     release_buffers(bufs, 3);
     if (st != CLATTN_SUCCESS) {
-        note(prog, "lsh N=%zu failed: %s", n, lib_error(ctx, st));
+        note(prog, "lsh N=%zu %s failed: %s", n, clattn_dtype_name(dt), lib_error(ctx, st));
         return -1;
     }
     snprintf(r->op, sizeof r->op, "lsh");
+    r->dtype = clattn_dtype_name(dt);
     snprintf(r->variant, sizeof r->variant, "lsh");
     r->batch = cfg->batch;
     r->heads = cfg->heads;
@@ -260,7 +331,7 @@ static int lsh_bench_parse(int argc, char **argv, lsh_bench_cfg *cfg, int *help)
 {
     const char *cmd = "bench lsh";
     const char *n = NULL, *d = NULL, *heads = NULL, *batch = NULL, *reps = NULL, *hashes = NULL,
-               *buckets = NULL, *chunk = NULL, *variants = NULL;
+               *buckets = NULL, *chunk = NULL, *variants = NULL, *dtypes = NULL;
     memset(cfg, 0, sizeof *cfg);
     clattn_lsh_desc_init(&cfg->desc);
     const opt_spec specs[] = {
@@ -273,6 +344,7 @@ static int lsh_bench_parse(int argc, char **argv, lsh_bench_cfg *cfg, int *help)
         {"--buckets", NULL, &buckets, NULL},
         {"--chunk", NULL, &chunk, NULL},
         {"--variants", NULL, &variants, NULL},
+        {"--dtype", NULL, &dtypes, NULL},
         {"--device", NULL, &cfg->device, NULL},
         {"--causal", NULL, NULL, &cfg->desc.causal},
         {"--csv", NULL, NULL, &cfg->csv},
@@ -299,6 +371,8 @@ static int lsh_bench_parse(int argc, char **argv, lsh_bench_cfg *cfg, int *help)
         return EXIT_USAGE;
     if (cfg->desc.n_buckets % 2 != 0)
         return fail(EXIT_USAGE, "%s: --buckets %zu must be even", cmd, cfg->desc.n_buckets);
+    if (bench_dtype_list(cmd, dtypes, cfg->dtypes, &cfg->n_dtypes))
+        return EXIT_USAGE;
     static const char *const names[] = {"lsh", "tiled"};
     int picked[2], npicked = 0;
     int rc2 = parse_variant_list(cmd, variants, names, 2, picked, &npicked);
@@ -317,9 +391,43 @@ int cli_bench_lsh(int argc, char **argv)
     int rc = lsh_bench_parse(argc, argv, &cfg, &help);
     if (parse_done(&rc, help, cli_usage_lsh))
         return rc;
-    bench_pair p = {.op = "lsh", .device = cfg.device, .row = bench_lsh_row, .cfg = &cfg,
-                    .do_op = cfg.do_lsh, .do_tiled = cfg.do_tiled, .causal = cfg.desc.causal,
-                    .csv = cfg.csv, .ns = cfg.ns, .n_count = cfg.n_count, .batch = cfg.batch,
-                    .heads = cfg.heads, .d = cfg.d, .reps = cfg.reps};
-    return bench_pair_sweep(&p);
+    if (cfg.n_dtypes == 1 && cfg.dtypes[0] == CLATTN_F32) {
+        bench_pair p = {.op = "lsh", .device = cfg.device, .row = bench_lsh_row, .cfg = &cfg,
+                        .do_op = cfg.do_lsh, .do_tiled = cfg.do_tiled, .causal = cfg.desc.causal,
+                        .csv = cfg.csv, .ns = cfg.ns, .n_count = cfg.n_count, .batch = cfg.batch,
+                        .heads = cfg.heads, .d = cfg.d, .reps = cfg.reps};
+        return bench_pair_sweep(&p);
+    }
+    /* Every type at every length (and the tiled baseline once per length), in one run. */
+    clattn_context *ctx = NULL;
+    bench_row *rows = NULL;
+    rc = bench_start(cfg.device, 0, (cfg.n_dtypes + 1) * cfg.n_count, &ctx, &rows);
+    if (rc)
+        return rc;
+    size_t count = 0, failed = 0;
+    progress prog = {isatty(fileno(stderr)), 0,
+                     cfg.n_count * (cfg.do_lsh * cfg.n_dtypes + (size_t)cfg.do_tiled)};
+    for (size_t i = 0; i < cfg.n_count; i++) {
+        size_t n = cfg.ns[i];
+        for (size_t t = 0; cfg.do_lsh && t < cfg.n_dtypes; t++) {
+            cfg.desc.q_dtype = cfg.desc.v_dtype = cfg.desc.out_dtype = cfg.dtypes[t];
+            progress_step(&prog, "lsh N=%zu %s", n, clattn_dtype_name(cfg.dtypes[t]));
+            if (bench_lsh_row(ctx, &cfg, n, &prog, &rows[count]) == 0)
+                count++;
+            else
+                failed++;
+        }
+        if (cfg.do_tiled) {
+            progress_step(&prog, "tiled N=%zu", n);
+            if (bench_tiled_row(ctx, cfg.batch, cfg.heads, n, n, cfg.d, cfg.desc.causal, cfg.reps,
+                                &prog, &rows[count]) == 0)
+                count++;
+            else
+                failed++;
+        }
+    }
+    progress_clear(&prog);
+    clattn_context_destroy(ctx);
+    rc = bench_report(rows, count, cfg.csv, cfg.do_tiled && cfg.do_lsh ? "tiled" : NULL, 0);
+    return count == 0 && failed > 0 ? EXIT_RUNTIME : rc;
 }

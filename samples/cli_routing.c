@@ -15,20 +15,25 @@ void cli_usage_routing(FILE *f)
     fprintf(f,
             "  clattn run routing --q Q.npy --k K.npy --v V.npy -o OUT.npy --clusters C\n"
             "         [--window W] [--causal] (--centroids M.npy | --seed S) [--device SEL]\n"
+            "         [--dtype T] [--out-dtype T]\n"
             "      Routing Transformer attention (balanced routing: each of the C clusters takes\n"
             "      the W queries and W keys closest to its centroid, default W = ceil(N / C)) on\n"
-            "      float32 .npy arrays q [B,Hq,N,D], k [B,Hk,N,D], v [B,Hk,N,Dv] (Hq a multiple\n"
+            "      .npy arrays q [B,Hq,N,D], k [B,Hk,N,D], v [B,Hk,N,Dv] (Hq a multiple\n"
             "      of Hk: grouped-query heads share a key head's routing); centroids [Hk,C,D], or\n"
             "      k-means++ from q and k with the seed (clattn_routing_centroids_draw). Writes\n"
-            "      OUT [B,Hq,N,Dv]; positions no cluster served are zeros\n"
+            "      OUT [B,Hq,N,Dv] in --out-dtype (default f32); positions no cluster served are\n"
+            "      zeros. q, k, v: float32, float16, or bfloat16 words with --dtype bf16, each\n"
+            "      kept in its type on the device unless --dtype converts; centroids: float32\n"
             "  clattn bench routing [--n 4096,16384,65536] [--d 64] [--heads 1] [--batch 1]\n"
             "         [--clusters C] [--window W] [--causal] [--reps 3]\n"
-            "         [--variants routing,tiled] [--csv] [--device SEL]\n"
+            "         [--variants routing,tiled] [--dtype f32,f16,bf16] [--csv] [--device SEL]\n"
             "      median wall time of routing attention (a baked plan's enqueue; Dv = D;\n"
             "      C = ceil(sqrt(N)) unless given; centroids by k-means++ with seed 0, not timed)\n"
             "      and of exact tiled attention on the same shapes, measured in the same run;\n"
             "      the table's 'vs base' column is tiled ms / routing ms. Routing rows report no\n"
-            "      GFLOP/s (0 in CSV)\n");
+            "      GFLOP/s (0 in CSV). --dtype: the element type of q, k, v and out (a list times\n"
+            "      each in the same run; default f32; centroids stay f32); the last column says\n"
+            "      which. Tiled rows: f32\n");
 }
 
 /* ---- run ---- */
@@ -101,17 +106,19 @@ static int routing_check_shapes(const routing_run_args *ra, const clattn_routing
  * after a message. */
 static int run_on_device(clattn_context *ctx, const clattn_routing_desc *desc,
                          const npy_array *q, const npy_array *k, const npy_array *v,
-                         const float *centroids, float *out, clattn_plan **plan)
+                         const float *centroids, void *out, clattn_plan **plan)
 {
     const size_t oshape[4] = {q->shape[0], q->shape[1], q->shape[2], v->shape[3]},
                  mshape[4] = {1, k->shape[1], desc->clusters, q->shape[3]};
     const size_t mbytes = mshape[1] * mshape[2] * mshape[3] * 4;
     cli_io io;
     cli_io_init(&io, ctx);
-    cl_mem bq = cli_io_in(&io, q->data, q->count * 4), bk = cli_io_in(&io, k->data, k->count * 4),
-           bv = cli_io_in(&io, v->data, v->count * 4),
+    cl_mem bq = cli_io_in(&io, q->data, q->count * clattn_dtype_size(desc->q_dtype)),
+           bk = cli_io_in(&io, k->data, k->count * clattn_dtype_size(desc->k_dtype)),
+           bv = cli_io_in(&io, v->data, v->count * clattn_dtype_size(desc->v_dtype)),
            bm = centroids ? cli_io_in(&io, centroids, mbytes) : cli_io_out(&io, NULL, mbytes),
-           bo = cli_io_out(&io, out, q->count / q->shape[3] * oshape[3] * 4);
+           bo = cli_io_out(&io, out,
+                           q->count / q->shape[3] * oshape[3] * clattn_dtype_size(desc->out_dtype));
     int rc = cli_io_check(&io);
     if (rc)
         goto cleanup;
@@ -121,9 +128,10 @@ static int run_on_device(clattn_context *ctx, const clattn_routing_desc *desc,
         rc = fail_status(ctx, st, "routing attention failed");
         goto cleanup;
     }
-    clattn_tensor tq = cli_tensor(bq, q->shape), tk = cli_tensor(bk, k->shape),
-                  tv = cli_tensor(bv, v->shape), tm = cli_tensor(bm, mshape),
-                  to = cli_tensor(bo, oshape);
+    clattn_tensor tq = cli_tensor_typed(bq, q->shape, desc->q_dtype),
+                  tk = cli_tensor_typed(bk, k->shape, desc->k_dtype),
+                  tv = cli_tensor_typed(bv, v->shape, desc->v_dtype), tm = cli_tensor(bm, mshape),
+                  to = cli_tensor_typed(bo, oshape, desc->out_dtype);
     if (!centroids)
         st = clattn_routing_centroids_draw(*plan, &tq, &tk, desc->seed, &tm);
     cl_event done = NULL;
@@ -146,16 +154,18 @@ static int routing_run(const routing_run_args *ra)
     memset(&k, 0, sizeof k);
     memset(&v, 0, sizeof v);
     memset(&m, 0, sizeof m);
-    float *out = NULL;
+    void *out = NULL;
     clattn_context *ctx = NULL;
     clattn_plan *plan = NULL;
-    if ((rc = load_f32(ra->q, "--q", 4, &q)) || (rc = load_f32(ra->k, "--k", 4, &k)) ||
-        (rc = load_f32(ra->v, "--v", 4, &v)) ||
+    if ((rc = load_tensor(ra->q, "--q", 4, &q, &desc.q_dtype)) ||
+        (rc = load_tensor(ra->k, "--k", 4, &k, &desc.k_dtype)) ||
+        (rc = load_tensor(ra->v, "--v", 4, &v, &desc.v_dtype)) ||
         (ra->centroids && (rc = load_f32(ra->centroids, "--centroids", 3, &m))) ||
         (rc = routing_check_shapes(ra, &desc, &q, &k, &v, &m)))
         goto cleanup;
+    desc.out_dtype = cli_get_out_dtype();
     size_t rows = q.count / q.shape[3];
-    out = malloc(rows * v.shape[3] * sizeof *out);
+    out = malloc(rows * v.shape[3] * clattn_dtype_size(desc.out_dtype));
     if (!out) {
         rc = fail(EXIT_RUNTIME, "out of memory for the output");
         goto cleanup;
@@ -164,7 +174,7 @@ static int routing_run(const routing_run_args *ra)
         (rc = run_on_device(ctx, &desc, &q, &k, &v, m.data, out, &plan)))
         goto cleanup;
     size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
-    rc = write_f32(ra->out, out, 4, oshape);
+    rc = write_tensor(ra->out, out, desc.out_dtype, 4, oshape);
     if (rc == 0)
         cli_run_summary(ctx, "routing", plan);
 cleanup:
@@ -206,10 +216,71 @@ int cli_run_routing(int argc, char **argv)
 typedef struct routing_bench_cfg {
     size_t ns[MAX_SWEEP], n_count;
     size_t d, heads, batch, reps, clusters; /* clusters 0: ceil(sqrt(N)) */
-    clattn_routing_desc desc;
+    clattn_routing_desc desc; /* its dtypes: the type being timed */
+    clattn_dtype dtypes[3];
+    size_t n_dtypes;
     int csv, do_routing, do_tiled;
     const char *device;
 } routing_bench_cfg;
+
+/* Buffers of `elems` elements of type dt; the first `random` hold fill_random's values in that
+ * type (the bench's inputs are then the same numbers, rounded, in every type). */
+static cl_int typed_buffers(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random,
+                            size_t elems, clattn_dtype dt)
+{
+    if (dt == CLATTN_F32)
+        return make_buffers(ctx, bufs, count, random, elems);
+    cl_context clctx = clattn_context_get_cl_context(ctx);
+    cl_command_queue queue = clattn_context_get_cl_queue(ctx);
+    size_t es = clattn_dtype_size(dt);
+    float *host = random ? malloc(elems * sizeof *host) : NULL;
+    void *typed = random ? malloc(elems * es) : NULL;
+    cl_int err = random && (!host || !typed) ? CL_OUT_OF_HOST_MEMORY : CL_SUCCESS;
+    for (size_t i = 0; i < count; i++)
+        bufs[i] = NULL;
+    for (size_t i = 0; i < count && err == CL_SUCCESS; i++) {
+        bufs[i] = clCreateBuffer(clctx, i < random ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE,
+                                 elems * es, NULL, &err);
+        if (err == CL_SUCCESS && i < random) {
+            fill_random(host, elems, i + 1);
+            clattn_convert_host(host, CLATTN_F32, typed, dt, elems);
+            err = clEnqueueWriteBuffer(queue, bufs[i], CL_TRUE, 0, elems * es, typed, 0, NULL,
+                                       NULL);
+        }
+    }
+    free(host);
+    free(typed);
+    if (err != CL_SUCCESS)
+        release_buffers(bufs, count);
+    return err;
+}
+
+/* --dtype LIST of a bench: f32|f16|bf16 separated by commas, each at most once (NULL: f32). */
+static int bench_dtype_list(const char *cmd, const char *s, clattn_dtype out[3], size_t *n)
+{
+    *n = 0;
+    if (!s) {
+        out[(*n)++] = CLATTN_F32;
+        return 0;
+    }
+    char buf[64];
+    if (strlen(s) >= sizeof buf || !*s)
+        return fail(EXIT_USAGE, "%s: --dtype '%s': expected f32, f16, bf16 or a comma list", cmd,
+                    s);
+    strcpy(buf, s);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        clattn_dtype dt;
+        if (cli_dtype_option(cmd, "--dtype", tok, &dt))
+            return EXIT_USAGE;
+        for (size_t i = 0; i < *n; i++)
+            if (out[i] == dt)
+                return fail(EXIT_USAGE, "%s: --dtype lists %s twice", cmd, tok);
+        out[(*n)++] = dt;
+    }
+    return *n ? 0 : fail(EXIT_USAGE, "%s: --dtype '%s' names no type", cmd, s);
+}
+
 
 typedef struct routing_job {
     clattn_plan *plan;
@@ -243,23 +314,25 @@ static int bench_routing_row(clattn_context *ctx, const void *arg, size_t n, con
         note(prog, "routing N=%zu skipped: %zu clusters exceed the length", n, c);
         return -1;
     }
-    cl_int err = make_buffers(ctx, bufs, 4, 3, elems);
+    clattn_dtype dt = cfg->desc.q_dtype;
+    cl_int err = typed_buffers(ctx, bufs, 4, 3, elems, dt);
     if (err == CL_SUCCESS)
         err = make_buffers(ctx, bufs + 4, 1, 0, cfg->heads * c * cfg->d);
     if (err != CL_SUCCESS) {
         release_buffers(bufs, 5);
-        note(prog, "routing N=%zu skipped: cannot allocate its tensors (OpenCL error %d)", n,
-             (int)err);
+        note(prog, "routing N=%zu %s skipped: cannot allocate its tensors (OpenCL error %d)", n,
+             clattn_dtype_name(dt), (int)err);
         return -1;
     }
     clattn_routing_desc desc = cfg->desc;
     desc.clusters = c;
+    size_t B = cfg->batch, H = cfg->heads, D = cfg->d;
     routing_job job = {NULL,
-                       clattn_tensor_make(bufs[0], cfg->batch, cfg->heads, n, cfg->d),
-                       clattn_tensor_make(bufs[1], cfg->batch, cfg->heads, n, cfg->d),
-                       clattn_tensor_make(bufs[2], cfg->batch, cfg->heads, n, cfg->d),
-                       clattn_tensor_make(bufs[4], 1, cfg->heads, c, cfg->d),
-                       clattn_tensor_make(bufs[3], cfg->batch, cfg->heads, n, cfg->d)};
+                       clattn_tensor_make_typed(bufs[0], dt, B, H, n, D),
+                       clattn_tensor_make_typed(bufs[1], dt, B, H, n, D),
+                       clattn_tensor_make_typed(bufs[2], dt, B, H, n, D),
+                       clattn_tensor_make(bufs[4], 1, H, c, D),
+                       clattn_tensor_make_typed(bufs[3], dt, B, H, n, D)};
     clattn_status st = clattn_routing_plan_create(ctx, &desc, job.q.shape, job.k.shape,
                                                   job.v.shape, job.mu.shape, &job.plan);
     if (st == CLATTN_SUCCESS)
@@ -269,11 +342,12 @@ static int bench_routing_row(clattn_context *ctx, const void *arg, size_t n, con
     clattn_plan_destroy(job.plan);
     release_buffers(bufs, 5);
     if (st != CLATTN_SUCCESS) {
-        note(prog, "routing N=%zu failed: %s", n, lib_error(ctx, st));
+        note(prog, "routing N=%zu %s failed: %s", n, clattn_dtype_name(dt), lib_error(ctx, st));
         return -1;
     }
     size_t w = desc.window == CLATTN_ROUTING_WINDOW_AUTO ? (n + c - 1) / c : desc.window;
     snprintf(r->op, sizeof r->op, "routing");
+    r->dtype = clattn_dtype_name(dt);
     snprintf(r->variant, sizeof r->variant, "routing");
     r->batch = cfg->batch;
     r->heads = cfg->heads;
@@ -290,7 +364,7 @@ static int routing_bench_parse(int argc, char **argv, routing_bench_cfg *cfg, in
 {
     const char *cmd = "bench routing";
     const char *n = NULL, *d = NULL, *heads = NULL, *batch = NULL, *reps = NULL,
-               *clusters = NULL, *window = NULL, *variants = NULL;
+               *clusters = NULL, *window = NULL, *variants = NULL, *dtypes = NULL;
     memset(cfg, 0, sizeof *cfg);
     clattn_routing_desc_init(&cfg->desc);
     const opt_spec specs[] = {
@@ -302,6 +376,7 @@ static int routing_bench_parse(int argc, char **argv, routing_bench_cfg *cfg, in
         {"--clusters", NULL, &clusters, NULL},
         {"--window", NULL, &window, NULL},
         {"--variants", NULL, &variants, NULL},
+        {"--dtype", NULL, &dtypes, NULL},
         {"--device", NULL, &cfg->device, NULL},
         {"--causal", NULL, NULL, &cfg->desc.causal},
         {"--csv", NULL, NULL, &cfg->csv},
@@ -322,7 +397,8 @@ static int routing_bench_parse(int argc, char **argv, routing_bench_cfg *cfg, in
         (reps && size_option(cmd, "--reps", reps, 1, 1000, &cfg->reps)) ||
         (clusters && size_option(cmd, "--clusters", clusters, 1, (size_t)1 << 28,
                                  &cfg->clusters)) ||
-        (window && size_option(cmd, "--window", window, 1, (size_t)1 << 28, &cfg->desc.window)))
+        (window && size_option(cmd, "--window", window, 1, (size_t)1 << 28, &cfg->desc.window)) ||
+        bench_dtype_list(cmd, dtypes, cfg->dtypes, &cfg->n_dtypes))
         return EXIT_USAGE;
     static const char *const names[] = {"routing", "tiled"};
     int picked[2], npicked = 0;
@@ -342,9 +418,45 @@ int cli_bench_routing(int argc, char **argv)
     int rc = routing_bench_parse(argc, argv, &cfg, &help);
     if (parse_done(&rc, help, cli_usage_routing))
         return rc;
-    bench_pair p = {.op = "routing", .device = cfg.device, .row = bench_routing_row, .cfg = &cfg,
-                    .do_op = cfg.do_routing, .do_tiled = cfg.do_tiled, .causal = cfg.desc.causal,
-                    .csv = cfg.csv, .ns = cfg.ns, .n_count = cfg.n_count, .batch = cfg.batch,
-                    .heads = cfg.heads, .d = cfg.d, .reps = cfg.reps};
-    return bench_pair_sweep(&p);
+    if (cfg.n_dtypes == 1 && cfg.dtypes[0] == CLATTN_F32) {
+        bench_pair p = {.op = "routing", .device = cfg.device, .row = bench_routing_row,
+                        .cfg = &cfg, .do_op = cfg.do_routing, .do_tiled = cfg.do_tiled,
+                        .causal = cfg.desc.causal, .csv = cfg.csv, .ns = cfg.ns,
+                        .n_count = cfg.n_count, .batch = cfg.batch, .heads = cfg.heads,
+                        .d = cfg.d, .reps = cfg.reps};
+        return bench_pair_sweep(&p);
+    }
+    /* Every type at every length (and the tiled baseline once per length), in one run. */
+    clattn_context *ctx = NULL;
+    bench_row *rows = NULL;
+    rc = bench_start(cfg.device, 0, (cfg.n_dtypes + 1) * cfg.n_count, &ctx, &rows);
+    if (rc)
+        return rc;
+    size_t count = 0, failed = 0;
+    progress prog = {isatty(fileno(stderr)), 0,
+                     cfg.n_count * (cfg.do_routing * cfg.n_dtypes + (size_t)cfg.do_tiled)};
+    for (size_t i = 0; i < cfg.n_count; i++) {
+        size_t n = cfg.ns[i];
+        for (size_t t = 0; cfg.do_routing && t < cfg.n_dtypes; t++) {
+            cfg.desc.q_dtype = cfg.desc.k_dtype = cfg.desc.v_dtype = cfg.desc.out_dtype =
+                cfg.dtypes[t];
+            progress_step(&prog, "routing N=%zu %s", n, clattn_dtype_name(cfg.dtypes[t]));
+            if (bench_routing_row(ctx, &cfg, n, &prog, &rows[count]) == 0)
+                count++;
+            else
+                failed++;
+        }
+        if (cfg.do_tiled) {
+            progress_step(&prog, "tiled N=%zu", n);
+            if (bench_tiled_row(ctx, cfg.batch, cfg.heads, n, n, cfg.d, cfg.desc.causal, cfg.reps,
+                                &prog, &rows[count]) == 0)
+                count++;
+            else
+                failed++;
+        }
+    }
+    progress_clear(&prog);
+    clattn_context_destroy(ctx);
+    rc = bench_report(rows, count, cfg.csv, cfg.do_tiled && cfg.do_routing ? "tiled" : NULL, 0);
+    return count == 0 && failed > 0 ? EXIT_RUNTIME : rc;
 }

@@ -275,7 +275,7 @@ static void test_many_buckets(void **state)
         c.seeded = (int)(i & 1);
         c.strided = i == 1;
         /* A device that ends long loops (llvmpipe) refuses what its loops cannot finish. */
-        clattn__lsh_problem p = {2, 150, 8, 8, 2, nbs[i], 16, c.causal};
+        clattn__lsh_problem p = {2, 150, 8, 8, 2, nbs[i], 16, c.causal, {0}};
         clattn__lsh_launch L;
         if (clattn__schedule_lsh(&dev, &p, &L, NULL, 0) == CLATTN_UNSUPPORTED) {
             assert_true(dev.loop_iteration_cap > 0);

@@ -281,7 +281,7 @@ static void test_sorts_and_candidates(void **state)
     d.causal = 1;
     clattn_device_info dev;
     assert_int_equal(clattn_context_get_device_info(ctx, &dev), CLATTN_SUCCESS);
-    clattn__lsh_problem p = {3, N, D, D, NH, 12, 24, 1};
+    clattn__lsh_problem p = {3, N, D, D, NH, 12, 24, 1, {0}};
     clattn__lsh_launch def, radix, cand[32];
     assert_int_equal(clattn__schedule_lsh(&dev, &p, &def, NULL, 0), CLATTN_SUCCESS);
     assert_int_equal(def.counting_sort, 1);

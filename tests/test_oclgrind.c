@@ -258,7 +258,7 @@ static int run_lsh(clattn_context *ctx, size_t n, size_t d, size_t dv, size_t nb
     size_t qs[4] = {B, H, n, d}, vs[4] = {B, H, n, dv};
     clattn_status st;
     if (radix) {
-        clattn__lsh_problem p = {B * H, n, d, dv, nh, nb, chunk, causal};
+        clattn__lsh_problem p = {B * H, n, d, dv, nh, nb, chunk, causal, {0}};
         clattn__lsh_launch L;
         clattn_device_info dev;
         st = clattn_context_get_device_info(ctx, &dev);
@@ -497,6 +497,160 @@ static int run_routing(clattn_context *ctx, size_t n, size_t c, int causal, size
     free(r);
     free(mu);
     free(mu2);
+    return rc;
+}
+
+/* ---- half storage in LSH and routing (issue 15): one small mixed-type case each ---- */
+
+/* x rounded through dt in place (host RNE), and a buffer of x as dt elements. */
+static cl_mem lshrt_typed(clattn_context *ctx, float *x, size_t n, clattn_dtype dt)
+{
+    uint16_t *h = malloc(n * 2);
+    cl_int err = CL_OUT_OF_HOST_MEMORY;
+    cl_mem m = NULL;
+    if (h) {
+        clattn_convert_host(x, CLATTN_F32, h, dt, n);
+        clattn_convert_host(h, dt, x, CLATTN_F32, n);
+        m = clCreateBuffer(clattn_context_get_cl_context(ctx),
+                           CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, n * 2, h, &err);
+    }
+    free(h);
+    return err == CL_SUCCESS ? m : NULL;
+}
+
+/* Reads n f16 elements back as floats; the worst |got - ref| over max(1, |ref|). */
+static double lshrt_err_f16(clattn_context *ctx, cl_mem m, const float *ref, size_t n)
+{
+    uint16_t *h = malloc(n * 2);
+    float *x = malloc(n * 4);
+    double worst = INFINITY;
+    if (h && x &&
+        clEnqueueReadBuffer(clattn_context_get_cl_queue(ctx), m, CL_TRUE, 0, n * 2, h, 0, NULL,
+                            NULL) == CL_SUCCESS &&
+        clattn_convert_host(h, CLATTN_F16, x, CLATTN_F32, n) == CLATTN_SUCCESS) {
+        worst = 0;
+        for (size_t i = 0; i < n; i++) {
+            double e = fabs((double)x[i] - ref[i]) / fmax(1.0, fabs((double)ref[i]));
+            worst = e > worst || isnan(e) ? e : worst;
+        }
+    }
+    free(h);
+    free(x);
+    return worst;
+}
+
+/* LSH with f16 q, bf16 v and an f16 output (causal, N not a multiple of the chunk) against the
+ * fp64 reference on the rounded inputs and the device's buckets: within an f16 ulp + 1e-4. */
+static int run_lsh_half(clattn_context *ctx)
+{
+    size_t B = 1, H = 1, n = 21, d = 8, nh = 2, nb = 4, chunk = 8, nq = B * H * n * d;
+    size_t nbk = B * H * nh * n, nl = B * H * n;
+    float *q = malloc(nq * 4), *v = malloc(nq * 4), *r = malloc(nq * 4), *rl = malloc(nl * 4);
+    int32_t *bk = malloc(nbk * 4);
+    uint64_t seed = 5;
+    ref_fill_uniform(q, nq, 1, &seed);
+    ref_fill_uniform(v, nq, 1, &seed);
+    cl_mem bq = lshrt_typed(ctx, q, nq, CLATTN_F16), bv = lshrt_typed(ctx, v, nq, CLATTN_BF16);
+    cl_int e0, e1;
+    cl_mem bo = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE, nq * 2,
+                               NULL, &e0);
+    cl_mem bb = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE, nbk * 4,
+                               NULL, &e1);
+    clattn_lsh_desc desc;
+    clattn_lsh_desc_init(&desc);
+    desc.n_hashes = nh;
+    desc.n_buckets = nb;
+    desc.chunk_size = chunk;
+    desc.causal = 1;
+    desc.seed = 3;
+    desc.q_dtype = CLATTN_F16;
+    desc.v_dtype = CLATTN_BF16;
+    desc.out_dtype = CLATTN_F16;
+    clattn_plan *plan = NULL;
+    int rc = 1;
+    size_t qs[4] = {B, H, n, d};
+    clattn_tensor tq = clattn_tensor_make_typed(bq, CLATTN_F16, B, H, n, d);
+    clattn_tensor tv = clattn_tensor_make_typed(bv, CLATTN_BF16, B, H, n, d);
+    clattn_tensor to = clattn_tensor_make_typed(bo, CLATTN_F16, B, H, n, d);
+    clattn_tensor tb = clattn_tensor_make(bb, B, H, nh, n);
+    if (!bq || !bv || e0 || e1 || clattn_lsh_plan_create(ctx, &desc, qs, qs, &plan) ||
+        clattn_lsh_plan_enqueue(plan, &tq, &tv, &to, NULL, &tb, 0, NULL, NULL) ||
+        clEnqueueReadBuffer(clattn_context_get_cl_queue(ctx), bb, CL_TRUE, 0, nbk * 4, bk, 0,
+                            NULL, NULL)) {
+        fprintf(stderr, "lsh half failed: %s\n", clattn_context_last_error(ctx));
+    } else {
+        ref_lsh_attention(q, v, bk, r, rl, B, H, n, d, d, nh, chunk, 1, 0);
+        double e = lshrt_err_f16(ctx, bo, r, nq);
+        printf("lsh half (q f16, v bf16, out f16) n %zu: error %.2e\n", n, e);
+        rc = !(e <= 1e-3);
+    }
+    clattn_plan_destroy(plan);
+    cl_mem all[] = {bq, bv, e0 ? NULL : bo, e1 ? NULL : bb};
+    for (int i = 0; i < 4; i++)
+        if (all[i])
+            clReleaseMemObject(all[i]);
+    free(q);
+    free(v);
+    free(r);
+    free(rl);
+    free(bk);
+    return rc;
+}
+
+/* Routing with bf16 q, f16 k and v and an f16 output (GQA, causal), centroids by the reference's
+ * k-means++ on the rounded data, against the fp64 reference: within an f16 ulp + 1e-4. */
+static int run_routing_half(clattn_context *ctx)
+{
+    size_t B = 1, Hq = 2, H = 1, n = 30, D = 8, c = 3, nq = B * Hq * n * D, nk = B * H * n * D;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *r = malloc(nq * 4),
+          *mu = malloc(H * c * D * 4);
+    uint64_t seed = 29;
+    ref_fill_uniform(q, nq, 1, &seed);
+    ref_fill_uniform(k, nk, 1, &seed);
+    ref_fill_uniform(v, nk, 1, &seed);
+    cl_mem bq = lshrt_typed(ctx, q, nq, CLATTN_BF16), bk = lshrt_typed(ctx, k, nk, CLATTN_F16);
+    cl_mem bv = lshrt_typed(ctx, v, nk, CLATTN_F16);
+    ref_routing_kmeanspp_gqa(q, k, B, Hq, H, n, D, c, 8, mu);
+    double gap;
+    ref_routing_attention_gqa(q, k, v, mu, r, B, Hq, H, n, D, D, c, (n + c - 1) / c,
+                              1.0 / sqrt((double)D), 1, &gap);
+    cl_int e0, e1;
+    cl_mem bm = clCreateBuffer(clattn_context_get_cl_context(ctx),
+                               CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, H * c * D * 4, mu, &e0);
+    cl_mem bo = clCreateBuffer(clattn_context_get_cl_context(ctx), CL_MEM_READ_WRITE, nq * 2,
+                               NULL, &e1);
+    clattn_routing_desc desc;
+    clattn_routing_desc_init(&desc);
+    desc.causal = 1;
+    desc.q_dtype = CLATTN_BF16;
+    desc.k_dtype = desc.v_dtype = desc.out_dtype = CLATTN_F16;
+    clattn_tensor tq = clattn_tensor_make_typed(bq, CLATTN_BF16, B, Hq, n, D);
+    clattn_tensor tk = clattn_tensor_make_typed(bk, CLATTN_F16, B, H, n, D);
+    clattn_tensor tv = clattn_tensor_make_typed(bv, CLATTN_F16, B, H, n, D);
+    clattn_tensor to = clattn_tensor_make_typed(bo, CLATTN_F16, B, Hq, n, D);
+    clattn_tensor tm = clattn_tensor_make(bm, 1, H, c, D);
+    clattn_plan *plan = NULL;
+    int rc = 1;
+    if (!bq || !bk || !bv || e0 || e1 ||
+        clattn_routing_plan_create(ctx, &desc, tq.shape, tk.shape, tv.shape, tm.shape, &plan) ||
+        clattn_routing_plan_enqueue(plan, &tq, &tk, &tv, &tm, &to, 0, NULL, NULL)) {
+        fprintf(stderr, "routing half failed: %s\n", clattn_context_last_error(ctx));
+    } else {
+        double e = lshrt_err_f16(ctx, bo, r, nq);
+        printf("routing half (q bf16, k v out f16) n %zu: error %.2e (boundary gap %.1e)\n", n, e,
+               gap);
+        rc = !(e <= 1e-3) || !(gap >= 1e-5);
+    }
+    clattn_plan_destroy(plan);
+    cl_mem all[] = {bq, bk, bv, e0 ? NULL : bm, e1 ? NULL : bo};
+    for (int i = 0; i < 5; i++)
+        if (all[i])
+            clReleaseMemObject(all[i]);
+    free(q);
+    free(k);
+    free(v);
+    free(r);
+    free(mu);
     return rc;
 }
 
@@ -1159,12 +1313,14 @@ int main(int argc, char **argv)
         if (strcmp(w, "routing") == 0) {
             rc |= run_routing(ctx, 45, 4, 1, 1);
             rc |= run_routing(ctx, 30, 3, 0, 2);
+            rc |= run_routing_half(ctx);
             continue;
         }
         if (strcmp(w, "lsh") == 0) {
             rc |= run_lsh(ctx, 45, 12, 20, 6, 16, 1, 0);
             rc |= run_lsh(ctx, 21, 16, 8, 36, 40, 0, 0);
             rc |= run_lsh(ctx, 37, 8, 8, 600, 8, 1, 1);
+            rc |= run_lsh_half(ctx);
             continue;
         }
         if (strcmp(w, "rpe") == 0) {

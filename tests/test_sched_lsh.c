@@ -27,7 +27,7 @@ static size_t wg_limit(const clattn_device_info *dev)
 
 static clattn__lsh_problem prob(size_t n, size_t d, size_t dv, size_t nb)
 {
-    clattn__lsh_problem p = {2, n, d, dv, 4, nb, 64, 0};
+    clattn__lsh_problem p = {2, n, d, dv, 4, nb, 64, 0, {0}};
     return p;
 }
 
@@ -174,9 +174,9 @@ static void test_loop_cap(void **state)
      * UNSUPPORTED where even one row does not (bounds in sched_lsh.c, measured on llvmpipe). */
     clattn_device_info pipe = devs[6];
     assert_int_equal(pipe.loop_iteration_cap, 65535);
-    clattn__lsh_problem h = {1, 4096, 64, 64, 1, 8192, 64, 0}; /* hash fits with 1 row only */
-    clattn__lsh_problem big = {1, 4096, 8, 8, 2, 65536, 64, 0};
-    clattn__lsh_problem win = {1, 16384, 8, 8, 1, 2, 8192, 0};  /* two windows of 512 panels */
+    clattn__lsh_problem h = {1, 4096, 64, 64, 1, 8192, 64, 0, {0}}; /* hash fits with 1 row only */
+    clattn__lsh_problem big = {1, 4096, 8, 8, 2, 65536, 64, 0, {0}};
+    clattn__lsh_problem win = {1, 16384, 8, 8, 1, 2, 8192, 0, {0}};  /* two windows of 512 panels */
     clattn__lsh_launch H;
     char why[200] = "";
     assert_int_equal(clattn__schedule_lsh(&pipe, &h, &H, NULL, 0), CLATTN_SUCCESS);
@@ -226,7 +226,7 @@ static void test_invalid_problems(void **state)
     };
     for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++) {
         clattn__lsh_problem p = {cases[j].bh, cases[j].n,  cases[j].d,     cases[j].dv,
-                                 cases[j].nh, cases[j].nb, cases[j].chunk, 0};
+                                 cases[j].nh, cases[j].nb, cases[j].chunk, 0, {0}};
         clattn__lsh_launch L, cand[4];
         char why[160] = "";
         assert_int_equal(clattn__schedule_lsh(&devs[0], &p, &L, why, sizeof why), cases[j].want);

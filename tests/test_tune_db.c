@@ -614,9 +614,9 @@ static void test_lsh_keys_and_params(void **state)
         clattn__lsh_problem p;
         const char *variant;
     } cases[] = {
-        {{8, 4096, 64, 64, 4, 64, 64, 0}, "h4-b64-c64"},
-        {{2, 1000, 128, 32, 8, 4096, 128, 1}, "h8-b4096-c128"}, /* radix sort */
-        {{1, 300, 16, 16, 1, 2, 7, 1}, "h1-b2-c7"},
+        {{8, 4096, 64, 64, 4, 64, 64, 0, {0}}, "h4-b64-c64"},
+        {{2, 1000, 128, 32, 8, 4096, 128, 1, {0}}, "h8-b4096-c128"}, /* radix sort */
+        {{1, 300, 16, 16, 1, 2, 7, 1, {0}}, "h1-b2-c7"},
     };
     clattn__lsh_launch c[CLATTN__TUNE_MAX_CANDIDATES], def;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

@@ -62,6 +62,13 @@ typedef struct clattn_lsh_desc {
      * only by clattn_lsh_plan_create (and the one-shot calls built on it). Finite values. */
     const float *rotations;
     size_t rotations_shape[3];
+    /* Element types (clattn_dtype, default CLATTN_F32) of q (the shared queries and keys), v and
+     * out; each independently f32, f16 or bf16. The kernels read q and v in their types and write
+     * out in its type; arithmetic, the plan's scratch (normalised keys, packed values, per-round
+     * outputs), lse (float32) and buckets (int32) are unaffected. Hashing sees the q values as
+     * stored, so a half q may fall in other buckets than its float32 original would. The one-shot
+     * clattn_lsh_enqueue takes them from its tensors instead; the host call is float32 only. */
+    clattn_dtype q_dtype, v_dtype, out_dtype;
 } clattn_lsh_desc;
 
 #define CLATTN_LSH_MAX_HASHES 64
@@ -89,7 +96,8 @@ CLATTN_API clattn_status clattn_lsh_rotations(size_t n_hashes, size_t d, size_t 
  * there is one (clattn_tune), else the scheduler's), uploads the rotations (given or drawn),
  * creates its kernels and allocates its scratch.
  * Status: NULL_POINTER (ctx, shapes, plan), INVALID_ARGUMENT (struct_size; n_hashes, n_buckets
- * (odd, < 2, too large) or chunk_size 0; causal or attend_across_buckets not 0 or 1; a non-finite
+ * (odd, < 2, too large) or chunk_size 0; a dtype that is not a clattn_dtype; causal or
+ * attend_across_buckets not 0 or 1; a non-finite
  * rotation), INVALID_SHAPE (a zero entry, D or Dv > 256, sizes beyond 2^31), SHAPE_MISMATCH (q and
  * v differ in batch, heads or length; rotations_shape not {n_hashes, D, n_buckets / 2}),
  * UNSUPPORTED (scratch beyond the device's max allocation; on a device that ends long loops,
@@ -108,6 +116,7 @@ CLATTN_API clattn_status clattn_lsh_plan_create(clattn_context *ctx, const clatt
  * Validation (before anything is enqueued; nothing is touched on failure):
  *   NULL_POINTER (plan, q, v, out, a view's buffer, or num_wait > 0 with wait NULL),
  *   INVALID_ARGUMENT (not an LSH plan), SHAPE_MISMATCH (a view not of the plan's shape),
+ *   DTYPE_MISMATCH (q, v or out not of the plan's q_dtype, v_dtype, out_dtype; lse not float32),
  *   BUFFER_TOO_SMALL, ALIASING (an output overlapping an input or another output, or mapping two
  *   elements to one address), then OpenCL codes.
  * The first command waits for (num_wait, wait); `event` (may be NULL) receives an event for the
@@ -118,7 +127,8 @@ CLATTN_API clattn_status clattn_lsh_plan_enqueue(clattn_plan *plan, const clattn
                                                  const clattn_tensor *buckets, cl_uint num_wait,
                                                  const cl_event *wait, cl_event *event);
 
-/* One-shot: plan (shapes from q and v) + enqueue + release; views and status as above.
+/* One-shot: plan (shapes from q and v, element types from q, v and out, overriding the desc's)
+ * + enqueue + release; views and status as above.
  * Engines calling many times should keep a plan (this one re-draws or re-uploads the rotations
  * and allocates the scratch on every call). */
 CLATTN_API clattn_status clattn_lsh_enqueue(clattn_context *ctx, const clattn_lsh_desc *desc,

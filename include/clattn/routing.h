@@ -54,6 +54,15 @@ typedef struct clattn_routing_desc {
     float decay;     /* clattn_routing_update_centroids: new = decay * old + (1 - decay) * mean
                       * direction. In [0, 1], default 0.999. */
     uint64_t seed;   /* k-means++ seed of the host call without centroids. Default 0. */
+    /* Element types (clattn_dtype, default CLATTN_F32) of q, k, v and out, each independently
+     * f32, f16 or bf16: the kernels read q, k and v in their types (routing, packing, attention)
+     * and write out in its type; arithmetic is float32. The centroids stay float32 in every call
+     * (they are state the library updates: clattn_routing_update_centroids writes them and
+     * clattn_routing_centroids_draw fills them), as does the plan's scratch (scores, packed keys
+     * and values). Routing sees q and k as stored, so half inputs may be routed differently from
+     * their float32 originals. clattn_routing_enqueue takes the types from its tensors instead;
+     * the host call is float32 only. */
+    clattn_dtype q_dtype, k_dtype, v_dtype, out_dtype;
 } clattn_routing_desc;
 
 CLATTN_API void clattn_routing_desc_init(clattn_routing_desc *desc);
@@ -65,7 +74,8 @@ CLATTN_API void clattn_routing_desc_init(clattn_routing_desc *desc);
  * initialisation (shared: the plan's commands are ordered on an in-order queue; on an
  * out-of-order queue make each of its calls wait for the previous one's event).
  * desc NULL means the defaults. Status: NULL_POINTER, INVALID_ARGUMENT (struct_size, window 0 or
- * > N, causal not 0/1, scale or decay out of range, C > N, desc->clusters != C),
+ * > N, causal not 0/1, scale or decay out of range, C > N, desc->clusters != C, a dtype that is
+ * not a clattn_dtype),
  * INVALID_SHAPE (a zero entry, D or Dv > 256, sizes beyond 2^31), SHAPE_MISMATCH (k, v or
  * centroids not matching q, Hq not a multiple of Hk), UNSUPPORTED (scratch beyond the device's
  * max allocation), BUILD_FAILED, OpenCL codes. */
@@ -83,8 +93,9 @@ CLATTN_API clattn_status clattn_routing_plan_create(clattn_context *ctx,
  * wait); `event` (may be NULL) receives an event for the last.
  * Validation (before anything is enqueued; nothing is touched on failure): NULL_POINTER (plan, a
  * tensor, a view's buffer, or num_wait > 0 with wait NULL), INVALID_ARGUMENT (a plan of another
- * operator), SHAPE_MISMATCH (a view not of the plan's shape), BUFFER_TOO_SMALL, ALIASING (out
- * overlapping an input or mapping two elements to one address); then OpenCL codes. */
+ * operator), SHAPE_MISMATCH (a view not of the plan's shape), DTYPE_MISMATCH (q, k, v or out not
+ * of the plan's types, centroids not float32), BUFFER_TOO_SMALL, ALIASING (out overlapping an
+ * input or mapping two elements to one address); then OpenCL codes. */
 CLATTN_API clattn_status clattn_routing_plan_enqueue(clattn_plan *plan, const clattn_tensor *q,
                                                      const clattn_tensor *k,
                                                      const clattn_tensor *v,
@@ -92,7 +103,8 @@ CLATTN_API clattn_status clattn_routing_plan_enqueue(clattn_plan *plan, const cl
                                                      const clattn_tensor *out, cl_uint num_wait,
                                                      const cl_event *wait, cl_event *event);
 
-/* One-shot: bakes a plan for the tensors' shapes, enqueues it and releases it. Status as for
+/* One-shot: bakes a plan for the tensors' shapes and element types (q, k, v, out: overriding the
+ * desc's), enqueues it and releases it. Status as for
  * clattn_routing_plan_create and clattn_routing_plan_enqueue (ctx NULL: NULL_POINTER). */
 CLATTN_API clattn_status clattn_routing_enqueue(clattn_context *ctx,
                                                 const clattn_routing_desc *desc,
@@ -116,8 +128,9 @@ CLATTN_API clattn_status clattn_routing_enqueue(clattn_context *ctx,
  * (summed in order of m), the first m whose running sum exceeds u T (the last m with d_m > 0 if
  * rounding runs past the end; if T = 0, m = floor(u M)). Centroids are the chosen x_m rounded to
  * float (unit length unless the vector was zero). The result does not depend on the device.
- * Tensors of the plan's shapes: q, k (any strides), centroids [1, Hk, C, D] written (must not
- * overlap q or k). Status: as clattn_routing_plan_enqueue's validation, OUT_OF_HOST_MEMORY,
+ * Tensors of the plan's shapes: q, k (any strides, the plan's q and k types; the data are their
+ * stored values), centroids [1, Hk, C, D] float32 written (must not overlap q or k).
+ * Status: as clattn_routing_plan_enqueue's validation, OUT_OF_HOST_MEMORY,
  * OpenCL codes. */
 CLATTN_API clattn_status clattn_routing_centroids_draw(clattn_plan *plan, const clattn_tensor *q,
                                                        const clattn_tensor *k, uint64_t seed,
@@ -129,8 +142,9 @@ CLATTN_API clattn_status clattn_routing_centroids_draw(clattn_plan *plan, const 
  * over all batches) is assigned to its nearest centroid of head h (largest dot product, lower
  * cluster on ties); for each cluster c with at least one vector whose sum s is non-zero,
  *   centroid[h, c] = decay * centroid[h, c] + (1 - decay) * s / |s|     (decay: the plan's desc)
- * and other clusters are left unchanged. Tensors of the plan's shapes (centroids are read and
- * written; they must not overlap q or k). Deterministic (sums in a fixed order). Wait list,
+ * and other clusters are left unchanged. Tensors of the plan's shapes (q and k in the plan's
+ * types; centroids float32, read and written; they must not overlap q or k). Deterministic
+ * (sums in a fixed order). Wait list,
  * event and status as for clattn_routing_plan_enqueue. */
 CLATTN_API clattn_status clattn_routing_update_centroids(clattn_plan *plan,
                                                          const clattn_tensor *q,

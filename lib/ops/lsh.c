@@ -71,6 +71,12 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_lsh_desc *in, c
     if (st == CLATTN_SUCCESS)
         st = clattn__check_flag(ctx, out->attend_across_buckets,
                                 "lsh desc: attend_across_buckets");
+    if (st == CLATTN_SUCCESS)
+        st = clattn__dtype_check(ctx, out->q_dtype, "lsh desc q_dtype");
+    if (st == CLATTN_SUCCESS)
+        st = clattn__dtype_check(ctx, out->v_dtype, "lsh desc v_dtype");
+    if (st == CLATTN_SUCCESS)
+        st = clattn__dtype_check(ctx, out->out_dtype, "lsh desc out_dtype");
     return st;
 }
 
@@ -154,9 +160,13 @@ static clattn_status check_views(const lsh_plan *plan, const clattn_tensor *q,
     const size_t *qs = plan->qshape;
     size_t os[4] = {qs[0], qs[1], qs[2], plan->vshape[3]}, ls[4] = {qs[0], qs[1], qs[2], 1};
     size_t bs[4] = {qs[0], qs[1], plan->desc.n_hashes, qs[2]};
-    const clattn__view ins[] = {{q, "q", plan->qshape, false, CLATTN_F32}, {v, "v", plan->vshape, false, CLATTN_F32}};
-    const clattn__view outs[] = {
-        {out, "out", os, true, CLATTN_F32}, {lse, "lse", ls, true, CLATTN_F32}, {bk, "buckets", bs, true, CLATTN_F32}};
+    const clattn_lsh_desc *d = &plan->desc;
+    const clattn__view ins[] = {{q, "q", plan->qshape, false, d->q_dtype},
+                                {v, "v", plan->vshape, false, d->v_dtype}};
+    /* buckets are int32: sized as 4-byte elements, like float32. */
+    const clattn__view outs[] = {{out, "out", os, true, d->out_dtype},
+                                 {lse, "lse", ls, true, CLATTN_F32},
+                                 {bk, "buckets", bs, true, CLATTN_F32}};
     return clattn__check_views(plan->base.ctx, ins, 2, outs, 3);
 }
 
@@ -269,7 +279,14 @@ static clattn_status bake_kernels(lsh_plan *p, const char *by)
         CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_scatter", 1, by,
                                            &p->scatter));
     } else {
-        CLATTN_FORWARD(clattn__sort_kernels_create(b, CLATTN__SORT_USE_SORT, &p->radix));
+        /* The radix sort works on int32 buckets and positions: built without the element
+         * types' defines, so typed plans share its programs with float32 plans. */
+        char dt_saved[sizeof b->dtype_defines];
+        memcpy(dt_saved, b->dtype_defines, sizeof dt_saved);
+        b->dtype_defines[0] = '\0';
+        status = clattn__sort_kernels_create(b, CLATTN__SORT_USE_SORT, &p->radix);
+        memcpy(b->dtype_defines, dt_saved, sizeof dt_saved);
+        CLATTN_FORWARD(status);
         clattn__sort_scratch_sort(&p->radix_ws, &p->radix.launch, p->segs, p->n, L->key_bits);
         CLATTN_FORWARD(clattn__sort_scratch_alloc(b, &p->radix_ws));
     }
@@ -327,8 +344,15 @@ cleanup:
 static void problem_of(const clattn_lsh_desc *d, const size_t q[4], const size_t v[4],
                        clattn__lsh_problem *out)
 {
-    clattn__lsh_problem prob = {q[0] * q[1],   q[2],          q[3],          v[3],
-                                d->n_hashes,   d->n_buckets,  d->chunk_size, d->causal};
+    clattn__lsh_problem prob = {q[0] * q[1],
+                                q[2],
+                                q[3],
+                                v[3],
+                                d->n_hashes,
+                                d->n_buckets,
+                                d->chunk_size,
+                                d->causal,
+                                {d->q_dtype, d->v_dtype, d->out_dtype}};
     *out = prob;
 }
 
@@ -408,6 +432,16 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_lsh_desc *des
              "rows=%u wg=%zu hash_wg=%zu row_wg=%zu sort=%s tile=%u bits=%u", L->rows,
              L->local_size, L->hash_local, L->row_local, L->counting_sort ? "counting" : "radix",
              L->counting_sort ? L->sort_tile : 0, L->counting_sort ? 0 : L->key_bits);
+    const clattn_lsh_desc *dd = &p->desc;
+    const clattn__dtype_role roles[] = {
+        {"Q", dd->q_dtype}, {"V", dd->v_dtype}, {"O", dd->out_dtype}};
+    CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, 3));
+    if (dd->q_dtype != CLATTN_F32 || dd->v_dtype != CLATTN_F32 || dd->out_dtype != CLATTN_F32) {
+        size_t used = strlen(base->launch);
+        snprintf(base->launch + used, sizeof base->launch - used, " dtype=q:%s,v:%s,out:%s",
+                 clattn_dtype_name(dd->q_dtype), clattn_dtype_name(dd->v_dtype),
+                 clattn_dtype_name(dd->out_dtype));
+    }
     CLATTN_FORWARD(bake_rotations(p, given));
     CLATTN_FORWARD(bake_scratch(p));
     CLATTN_FORWARD(bake_kernels(p, by));
@@ -439,6 +473,11 @@ static void plan_info(const clattn_plan *base, clattn_plan_info *info)
     const lsh_plan *p = (const lsh_plan *)base;
     snprintf(info->variant, sizeof info->variant, "clattn_lsh_attend");
     snprintf(info->build_options, sizeof info->build_options, "%s", p->launch.defines);
+    if (base->dtype_defines[0]) { /* the element types' -D options the plan's kernels got */
+        size_t used = strlen(info->build_options);
+        snprintf(info->build_options + used, sizeof info->build_options - used, " %s",
+                 base->dtype_defines);
+    }
     info->local_size = p->launch.local_size;
 }
 
@@ -586,7 +625,14 @@ clattn_status clattn_lsh_enqueue(clattn_context *ctx, const clattn_lsh_desc *des
     if (num_wait > 0 && !wait)
         return clattn__fail(ctx, CLATTN_NULL_POINTER, "lsh enqueue: num_wait > 0 but wait is NULL");
     clattn_plan *plan = NULL;
-    clattn_status status = clattn_lsh_plan_create(ctx, desc, q->shape, v->shape, &plan);
+    clattn_lsh_desc d;
+    clattn_status status = read_desc(ctx, desc, &d);
+    if (status != CLATTN_SUCCESS)
+        return status;
+    d.q_dtype = q->dtype; /* the tensors' types, not the desc's */
+    d.v_dtype = v->dtype;
+    d.out_dtype = out->dtype;
+    status = clattn_lsh_plan_create(ctx, &d, q->shape, v->shape, &plan);
     if (status == CLATTN_SUCCESS)
         status = clattn_lsh_plan_enqueue(plan, q, v, out, lse, buckets, num_wait, wait, event);
     /* OpenCL keeps kernels and buffers alive until the commands using them have finished. */
@@ -615,7 +661,10 @@ clattn_status clattn_lsh_host(clattn_context *ctx, const clattn_lsh_desc *desc,
     clattn__stage_init(&st, ctx);
     CLATTN_CHECK(q_shape && v_shape && q && v && out, CLATTN_NULL_POINTER,
                  "lsh host: shapes, q, v and out are required");
-    CLATTN_FORWARD(clattn_lsh_plan_create(ctx, desc, q_shape, v_shape, &plan));
+    clattn_lsh_desc d;
+    CLATTN_FORWARD(read_desc(ctx, desc, &d));
+    d.q_dtype = d.v_dtype = d.out_dtype = CLATTN_F32; /* host arrays are float32 */
+    CLATTN_FORWARD(clattn_lsh_plan_create(ctx, &d, q_shape, v_shape, &plan));
     size_t o_shape[4] = {q_shape[0], q_shape[1], q_shape[2], v_shape[3]};
     size_t l_shape[4] = {q_shape[0], q_shape[1], q_shape[2], 1};
     size_t nq, nv, no, nl;

@@ -46,6 +46,12 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_routing_desc *i
     if (!(out->decay >= 0.0f && out->decay <= 1.0f))
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "routing desc: decay %g not in [0, 1]",
                             (double)out->decay);
+    const clattn_dtype dts[] = {out->q_dtype, out->k_dtype, out->v_dtype, out->out_dtype};
+    static const char *const names[] = {"routing desc q_dtype", "routing desc k_dtype",
+                                        "routing desc v_dtype", "routing desc out_dtype"};
+    for (int i = 0; i < 4; i++)
+        if ((st = clattn__dtype_check(ctx, dts[i], names[i])) != CLATTN_SUCCESS)
+            return st;
     return CLATTN_SUCCESS;
 }
 
@@ -114,6 +120,11 @@ static void plan_info(const clattn_plan *base, clattn_plan_info *info)
     const clattn__routing_plan *p = (const clattn__routing_plan *)base;
     snprintf(info->variant, sizeof info->variant, "clattn_routing_attend");
     snprintf(info->build_options, sizeof info->build_options, "%s", p->launch.defines);
+    if (base->dtype_defines[0]) { /* the element types' -D options the plan's kernels got */
+        size_t used = strlen(info->build_options);
+        snprintf(info->build_options + used, sizeof info->build_options - used, " %s",
+                 base->dtype_defines);
+    }
     info->local_size = p->launch.attend_local;
 }
 
@@ -206,22 +217,44 @@ clattn_status clattn_routing_plan_create(clattn_context *ctx, const clattn_routi
     p->scale = p->desc.scale != 0.0f ? p->desc.scale : 1.0f / sqrtf((float)r->d);
     base->algorithm = 0;
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "balanced");
+    const clattn_routing_desc *dd = &p->desc;
+    const clattn__dtype_role roles[] = {
+        {"Q", dd->q_dtype}, {"K", dd->k_dtype}, {"V", dd->v_dtype}, {"O", dd->out_dtype}};
+    CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, 4));
 
     CLATTN_FORWARD(make_kernel(p, "clattn_routing_pack_centroids", 0, &p->pack_centroids));
     CLATTN_FORWARD(make_kernel(p, "clattn_routing_scores", p->launch.rows_local, &p->scores));
     CLATTN_FORWARD(make_kernel(p, "clattn_routing_pack_keys", 0, &p->pack_keys));
     CLATTN_FORWARD(make_kernel(p, "clattn_routing_attend", p->launch.attend_local, &p->attend));
     CLATTN_FORWARD(make_kernel(p, "clattn_routing_store", 0, &p->store));
+    /* The centroids' float32 store: the output's store when out is float32 too. */
+    if (dd->out_dtype == CLATTN_F32)
+        p->store_f32 = p->store; /* the plan owns (and releases) each kernel once */
+    else
+        CLATTN_FORWARD(make_kernel(p, "clattn_routing_store_f32", 0, &p->store_f32));
     CLATTN_FORWARD(make_kernel(p, "clattn_routing_assign", p->launch.rows_local, &p->assign));
     CLATTN_FORWARD(make_kernel(p, "clattn_routing_ema", 0, &p->ema));
-    CLATTN_FORWARD(clattn__sort_kernels_create(
-        base, CLATTN__SORT_USE_TOPK | CLATTN__SORT_USE_SCATTER_MEAN, &p->blocks));
+    /* The sort blocks work on the plan's float32 scores and int32 indices: built without the
+     * element types' defines, so every typed plan shares their programs with float32 plans. */
+    char dt_saved[sizeof base->dtype_defines];
+    memcpy(dt_saved, base->dtype_defines, sizeof dt_saved);
+    base->dtype_defines[0] = '\0';
+    status = clattn__sort_kernels_create(
+        base, CLATTN__SORT_USE_TOPK | CLATTN__SORT_USE_SCATTER_MEAN, &p->blocks);
+    memcpy(base->dtype_defines, dt_saved, sizeof dt_saved);
+    CLATTN_FORWARD(status);
     snprintf(base->launch, sizeof base->launch,
              "clusters=%zu window=%zu rows_wg=%zu attend_wg=%zu sort_block=%zu", r->clusters,
              r->window, p->launch.rows_local, p->launch.attend_local,
              clattn__sort_block(&p->blocks.launch, r->batch * (r->heads_q + r->heads_k) *
                                                        r->clusters,
                                 r->n));
+    if (base->dtype_defines[0]) {
+        size_t used = strlen(base->launch);
+        snprintf(base->launch + used, sizeof base->launch - used, " dtype=q:%s,k:%s,v:%s,out:%s",
+                 clattn_dtype_name(dd->q_dtype), clattn_dtype_name(dd->k_dtype),
+                 clattn_dtype_name(dd->v_dtype), clattn_dtype_name(dd->out_dtype));
+    }
     CLATTN_FORWARD(make_scratch(p));
     *out = base;
     base = NULL;
@@ -235,13 +268,15 @@ cleanup:
 clattn_status clattn__routing_check_io(const clattn__routing_plan *p, const clattn_tensor *q,
                                        const clattn_tensor *k, const clattn_tensor *v,
                                        const clattn_tensor *mu_in, const clattn_tensor *out,
-                                       const char *out_name, const size_t out_shape[4])
+                                       const char *out_name, const size_t out_shape[4],
+                                       clattn_dtype out_dtype)
 {
-    const clattn__view ins[] = {{q, "q", p->qshape, true, CLATTN_F32},
-                                {k, "k", p->kshape, true, CLATTN_F32},
-                                {v, "v", p->vshape, true, CLATTN_F32},
+    const clattn_routing_desc *d = &p->desc;
+    const clattn__view ins[] = {{q, "q", p->qshape, true, d->q_dtype},
+                                {k, "k", p->kshape, true, d->k_dtype},
+                                {v, "v", p->vshape, true, d->v_dtype},
                                 {mu_in, "centroids", p->mushape, true, CLATTN_F32}};
-    const clattn__view outs[] = {{out, out_name, out_shape, false, CLATTN_F32}};
+    const clattn__view outs[] = {{out, out_name, out_shape, false, out_dtype}};
     return clattn__check_views(p->base.ctx, ins, 4, outs, 1);
 }
 
@@ -265,14 +300,15 @@ cleanup:
     return status;
 }
 
-clattn_status clattn__routing_store(clattn__seq *s, const clattn__routing_plan *p, cl_mem dense,
-                                    size_t bh, size_t heads, size_t n, size_t d,
+clattn_status clattn__routing_store(clattn__seq *s, const clattn__routing_plan *p, bool f32,
+                                    cl_mem dense, size_t bh, size_t heads, size_t n, size_t d,
                                     const clattn_tensor *out, bool last, cl_event *event)
 {
     clattn_context *ctx = s->ctx;
     clattn_status status = CLATTN_SUCCESS;
     cl_uint uh = (cl_uint)heads, un = (cl_uint)n, ud = (cl_uint)d;
-    clattn__args a = {p->store, 0, CL_SUCCESS};
+    cl_kernel kern = f32 ? p->store_f32 : p->store;
+    clattn__args a = {kern, 0, CL_SUCCESS};
     CLATTN_ARG(&a, dense);
     CLATTN_ARG(&a, uh);
     CLATTN_ARG(&a, un);
@@ -280,7 +316,7 @@ clattn_status clattn__routing_store(clattn__seq *s, const clattn__routing_plan *
     clattn__arg_view(&a, out);
     CLATTN_CL(a.err);
     size_t gl[3] = {d, n, bh};
-    CLATTN_FORWARD(clattn__seq_kernel(s, p->store, 3, gl, last, event));
+    CLATTN_FORWARD(clattn__seq_kernel(s, kern, 3, gl, last, event));
 cleanup:
     return status;
 }
@@ -417,7 +453,7 @@ clattn_status clattn_routing_plan_enqueue(clattn_plan *base, const clattn_tensor
                  "routing enqueue: num_wait > 0 but wait is NULL");
     size_t oshape[4] = {r->batch, r->heads_q, r->n, r->dv};
     CLATTN_FORWARD(
-        clattn__routing_check_io(p, q, k, v, centroids, out, "out", oshape));
+        clattn__routing_check_io(p, q, k, v, centroids, out, "out", oshape, p->desc.out_dtype));
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     seq = true;
     size_t bhq = r->batch * r->heads_q;
@@ -429,7 +465,8 @@ clattn_status clattn_routing_plan_enqueue(clattn_plan *base, const clattn_tensor
                                                  bhq * r->clusters * r->window, r->dv, p->dest,
                                                  bhq * r->n, p->big, NULL, false, NULL));
     CLATTN_FORWARD(
-        clattn__routing_store(&s, p, p->big, bhq, r->heads_q, r->n, r->dv, out, true, event));
+        clattn__routing_store(&s, p, false, p->big, bhq, r->heads_q, r->n, r->dv, out, true,
+                              event));
 cleanup:
     if (seq)
         clattn__seq_end(&s);
@@ -451,8 +488,16 @@ clattn_status clattn_routing_enqueue(clattn_context *ctx, const clattn_routing_d
         return clattn__fail(ctx, CLATTN_NULL_POINTER,
                             "routing enqueue: num_wait > 0 but wait is NULL");
     clattn_plan *plan = NULL;
-    clattn_status status = clattn_routing_plan_create(ctx, desc, q->shape, k->shape, v->shape,
-                                                      centroids->shape, &plan);
+    clattn_routing_desc d;
+    clattn_status status = read_desc(ctx, desc, &d);
+    if (status != CLATTN_SUCCESS)
+        return status;
+    d.q_dtype = q->dtype; /* the tensors' types, not the desc's */
+    d.k_dtype = k->dtype;
+    d.v_dtype = v->dtype;
+    d.out_dtype = out->dtype;
+    status = clattn_routing_plan_create(ctx, &d, q->shape, k->shape, v->shape, centroids->shape,
+                                        &plan);
     if (status == CLATTN_SUCCESS)
         status = clattn_routing_plan_enqueue(plan, q, k, v, centroids, out, num_wait, wait,
                                              event);
@@ -483,6 +528,7 @@ clattn_status clattn_routing_host(clattn_context *ctx, const clattn_routing_desc
     CLATTN_CHECK(q_shape && k_shape && v_shape && q && k && v && out, CLATTN_NULL_POINTER,
                  "routing host: shapes, q, k, v and out are required");
     CLATTN_FORWARD(read_desc(ctx, desc, &d));
+    d.q_dtype = d.k_dtype = d.v_dtype = d.out_dtype = CLATTN_F32; /* host arrays are float32 */
     CLATTN_CHECK(d.clusters > 0, CLATTN_INVALID_ARGUMENT,
                  "routing host: desc->clusters must give C (> 0)");
     size_t mu_shape[4] = {1, k_shape[1], d.clusters, q_shape[3]};

@@ -19,7 +19,7 @@ typedef struct clattn__routing_plan {
     size_t qshape[4], kshape[4], vshape[4], mushape[4];
     size_t wp, dvp, cb; /* w and Dv rounded up to the lanes, centroid panels per head */
     float scale;
-    cl_kernel pack_centroids, scores, pack_keys, attend, store, assign, ema;
+    cl_kernel pack_centroids, scores, pack_keys, attend, store, store_f32, assign, ema;
     clattn__sort_kernels blocks;
     clattn__sort_scratch ws;
     cl_mem mp;     /* centroid panels [Hk][cb][D][lanes] */
@@ -33,12 +33,13 @@ typedef struct clattn__routing_plan {
 } clattn__routing_plan;
 
 /* Validates the views of a call on the plan: q and k (and v and an input centroid view when not
- * NULL) against the plan's shapes, and the output `out` (shape out_shape) one-to-one and
- * overlapping no input. */
+ * NULL) against the plan's shapes and types (centroids float32), and the output `out` (shape
+ * out_shape, type out_dtype) one-to-one and overlapping no input. */
 clattn_status clattn__routing_check_io(const clattn__routing_plan *p, const clattn_tensor *q,
                                        const clattn_tensor *k, const clattn_tensor *v,
                                        const clattn_tensor *mu_in, const clattn_tensor *out,
-                                       const char *out_name, const size_t out_shape[4]);
+                                       const char *out_name, const size_t out_shape[4],
+                                       clattn_dtype out_dtype);
 
 /* clattn_routing_pack_centroids: the centroid view into the plan's panels. */
 clattn_status clattn__routing_pack_centroids(clattn__seq *s, const clattn__routing_plan *p,
@@ -51,8 +52,10 @@ void clattn__routing_rows_args(clattn__args *a, const clattn__routing_plan *p,
                                const clattn_tensor *q, const clattn_tensor *k);
 void clattn__routing_rows_sizes(const clattn__routing_plan *p, size_t global[2], size_t local[2]);
 
-/* clattn_routing_store: dense [bh * n][d] (bh = batch x `heads` rows of n) into a strided view. */
-clattn_status clattn__routing_store(clattn__seq *s, const clattn__routing_plan *p, cl_mem dense,
+/* clattn_routing_store (the output's type) or, with f32, clattn_routing_store_f32: dense
+ * [bh * n][d] (bh = batch x `heads` rows of n) into a strided view. */
+clattn_status clattn__routing_store(clattn__seq *s, const clattn__routing_plan *p, bool f32,
+                                    cl_mem dense,
                                     size_t bh, size_t heads, size_t n, size_t d,
                                     const clattn_tensor *out, bool last, cl_event *event);
 

@@ -27,7 +27,8 @@ clattn_status clattn_routing_update_centroids(clattn_plan *base, const clattn_te
     CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
                  "routing update: num_wait > 0 but wait is NULL");
     CLATTN_FORWARD(
-        clattn__routing_check_io(p, q, k, NULL, NULL, centroids, "centroids", p->mushape));
+        clattn__routing_check_io(p, q, k, NULL, NULL, centroids, "centroids", p->mushape,
+                                 CLATTN_F32));
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     seq = true;
     /* Scratch reuse: normalised rows in `big`, assignments in `sel`, cluster means in `kp`,
@@ -144,14 +145,15 @@ static void kmeanspp(const float *q, const float *k, const clattn__routing_probl
     }
 }
 
-/* Reads a strided view into dense host memory [s0][s1][s2][s3], after everything enqueued
- * before (blocking). */
-static clattn_status read_view(clattn_context *ctx, const clattn_tensor *t, float *dst)
+/* Reads a strided view of element type dt (checked by the caller) into dense float32 host memory
+ * [s0][s1][s2][s3], after everything enqueued before (blocking). */
+static clattn_status read_view(clattn_context *ctx, const clattn_tensor *t, clattn_dtype dt,
+                               float *dst)
 {
     clattn_status status = CLATTN_SUCCESS;
     size_t first, last;
-    clattn__tensor_extent(t, sizeof(float), &first, &last);
-    float *tmp = malloc(last + 1 - first);
+    clattn__tensor_extent(t, clattn_dtype_size(dt), &first, &last);
+    unsigned char *tmp = malloc(last + 1 - first);
     CLATTN_CHECK(tmp != NULL, CLATTN_OUT_OF_HOST_MEMORY, "routing: staging %zu bytes",
                  last + 1 - first);
     CLATTN_CL(clEnqueueBarrierWithWaitList(ctx->queue, 0, NULL, NULL));
@@ -162,8 +164,9 @@ static clattn_status read_view(clattn_context *ctx, const clattn_tensor *t, floa
         for (size_t i1 = 0; i1 < t->shape[1]; i1++)
             for (size_t i2 = 0; i2 < t->shape[2]; i2++)
                 for (size_t i3 = 0; i3 < t->shape[3]; i3++)
-                    dst[o++] = tmp[i0 * t->strides[0] + i1 * t->strides[1] +
-                                   i2 * t->strides[2] + i3 * t->strides[3]];
+                    dst[o++] = clattn__load_host(tmp, dt,
+                                                 i0 * t->strides[0] + i1 * t->strides[1] +
+                                                     i2 * t->strides[2] + i3 * t->strides[3]);
 cleanup:
     free(tmp);
     return status;
@@ -186,7 +189,8 @@ clattn_status clattn_routing_centroids_draw(clattn_plan *base, const clattn_tens
     CLATTN_CHECK(q && k && centroids, CLATTN_NULL_POINTER,
                  "routing k-means++: q, k and centroids are required");
     CLATTN_FORWARD(
-        clattn__routing_check_io(p, q, k, NULL, NULL, centroids, "centroids", p->mushape));
+        clattn__routing_check_io(p, q, k, NULL, NULL, centroids, "centroids", p->mushape,
+                                 CLATTN_F32));
     size_t nq = r->batch * r->heads_q * r->n * r->d, nk = r->batch * r->heads_k * r->n * r->d;
     size_t M = (r->heads_q / r->heads_k + 1) * r->batch * r->n;
     size_t nmu = r->heads_k * r->clusters * r->d;
@@ -197,8 +201,8 @@ clattn_status clattn_routing_centroids_draw(clattn_plan *base, const clattn_tens
     dist = malloc(M * sizeof(double));
     CLATTN_CHECK(hq && hk && hmu && x && dist, CLATTN_OUT_OF_HOST_MEMORY,
                  "routing k-means++: host scratch for %zu vectors of %zu", M, r->d);
-    CLATTN_FORWARD(read_view(ctx, q, hq));
-    CLATTN_FORWARD(read_view(ctx, k, hk));
+    CLATTN_FORWARD(read_view(ctx, q, p->desc.q_dtype, hq));
+    CLATTN_FORWARD(read_view(ctx, k, p->desc.k_dtype, hk));
     kmeanspp(hq, hk, r, seed, x, dist, hmu);
     /* Every earlier command has finished (the reads above waited for a barrier), so the plan's
      * score buffer is free to carry the result to the store kernel. */
@@ -206,7 +210,7 @@ clattn_status clattn_routing_centroids_draw(clattn_plan *base, const clattn_tens
                                    NULL, NULL));
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, 0, NULL));
     seq = true;
-    CLATTN_FORWARD(clattn__routing_store(&s, p, p->big, r->heads_k, r->heads_k, r->clusters,
+    CLATTN_FORWARD(clattn__routing_store(&s, p, true, p->big, r->heads_k, r->heads_k, r->clusters,
                                          r->d, centroids, true, NULL));
     CLATTN_CL(clFinish(ctx->queue));
 cleanup:

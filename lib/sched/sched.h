@@ -207,6 +207,7 @@ typedef struct clattn__lsh_problem {
     size_t bh, n, d, dv;                     /* batch x heads, length, head dims of q and v */
     size_t n_hashes, n_buckets, chunk_size;  /* as in clattn_lsh_desc (validated by the caller) */
     int causal;
+    clattn_dtype dtypes[3]; /* q, v, out (the tuning key's suffix) */
 } clattn__lsh_problem;
 
 /* What an LSH plan launches. Every kernel runs with a fixed work-group size (PoCL compiles a

@@ -3,7 +3,8 @@
  * work-group, with the default's sort), plans with a forced launch (lib/ops/lsh.c), and the
  * database lookup clattn_lsh_plan_create makes.
  *
- * Database key: variant "h<hashes>-b<buckets>-c<chunk>" (the rounds, the buckets -- which also
+ * Database key: variant "h<hashes>-b<buckets>-c<chunk>" plus the element types' suffix (".hhs"
+ * for q, v, out; none for float32) (the rounds, the buckets -- which also
  * decide the sort -- and the chunk size set the kernels' loop lengths and so the launch space),
  * d = D, dv = Dv, nq = nk = the N bucket, causal. Params: rows, wg (the attend work-group) and
  * counting_sort (1: lsh.cl's counting sort, 0: the radix-sort block), as the plan's launch text. */
@@ -14,8 +15,10 @@
 
 void clattn__tune_lsh_key(const clattn__lsh_problem *p, clattn_tuning_entry *key)
 {
-    char variant[40];
-    snprintf(variant, sizeof variant, "h%zu-b%zu-c%zu", p->n_hashes, p->n_buckets, p->chunk_size);
+    char variant[40], dts[8];
+    clattn__dtype_suffix(dts, sizeof dts, p->dtypes, 3); /* "" for float32: old entries hold */
+    snprintf(variant, sizeof variant, "h%zu-b%zu-c%zu%s", p->n_hashes, p->n_buckets, p->chunk_size,
+             dts);
     clattn__tune_key(key, CLATTN_OP_LSH, variant, p->d, p->dv, p->n, p->n, p->causal);
 }
 
@@ -99,9 +102,15 @@ static clattn_status inputs(clattn_context *ctx, const clattn__tune_request *req
 {
     clattn_status status = CLATTN_SUCCESS;
     const size_t *v = req->v ? req->v : req->q;
+    clattn__lsh_problem prob;
+    CLATTN_FORWARD(clattn__lsh_problem_make(ctx, req->desc, req->q, v, &prob));
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->q, 1));
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, v, 2));
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, v, 0));
+    /* Half plans: the float32 buffers are large enough for the desc's types; the random values
+     * read as halves are only timed, never checked. */
+    for (int i = 0; i < 3; i++)
+        io->t[i].dtype = prob.dtypes[i];
 cleanup:
     return status;
 }
