@@ -1,7 +1,7 @@
 /* Transformer-MGK with half storage (issue 15): q, k, v, pi and out each f32, f16 or bf16, for the
  * softmax form (both tiled families forced and the scheduler's choice; causal, key lengths, lse),
- * the linear form (causal and not; v and out staged around the float32 linear plan) and the
- * linear decoding state; plus refused calls that leave the outputs untouched.
+ * the linear form (causal and not; v and out passed straight to its inner linear plan, no cast
+ * kernel) and the linear decoding state; plus refused calls that leave the outputs untouched.
  *
  * Reference: the fp64 host references (tests/reference/ref_mgk.c) computed from the SAME
  * half-rounded inputs (tu_round_to). Tolerance: clattn.h's accuracy contract through
@@ -168,6 +168,10 @@ static void run_case(const dcase *c)
             fail_msg("%s: build options '%s' lack -DQ_DT", what, info.build_options);
         if (c->dt[TO] != F32 && !strstr(info.launch, "dtype="))
             fail_msg("%s: launch '%s' lacks dtype=", what, info.launch);
+        /* the linear form hands half v and out to its inner linear plan: no staging casts */
+        for (unsigned i = 0; !soft && i < info.num_kernels; i++)
+            if (strcmp(info.kernels[i].name, "clattn_cast") == 0)
+                fail_msg("%s: the linear form's plan has a clattn_cast kernel", what);
         /* a baked plan creates no kernel per enqueue */
         clattn_context_stats s0, s1;
         assert_int_equal(clattn_context_get_stats(ctx, &s0), CLATTN_SUCCESS);

@@ -171,11 +171,11 @@ static clattn_status bake(mgk_plan *plan, int stateful)
                                          {"PI", plan->desc.pi_dtype},
                                          {"V", plan->desc.v_dtype},
                                          {"O", plan->desc.out_dtype}};
-    /* The linear form's plan (not a state's) stages v and out with cast kernels of their own
-     * types: its features kernel is built for the types of q, k and pi only, so the programs of
-     * plans differing in v or out alone are shared. */
-    bool staged = L->algo == CLATTN_MGK_LINEAR_SCAN && !stateful;
-    CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, staged ? 3 : 5));
+    /* The linear form's plan (not a state's) hands v and out to its inner linear plan, baked for
+     * their types: its features kernel is built for the types of q, k and pi only, so the
+     * programs of plans differing in v or out alone are shared. */
+    bool inner = L->algo == CLATTN_MGK_LINEAR_SCAN && !stateful;
+    CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, inner ? 3 : 5));
 
     if (L->algo == CLATTN_MGK_LINEAR_SCAN) {
         CLATTN_FORWARD(clattn__plan_kernel(base, "mgk.cl", L->defines, "clattn_mgk_lin_features",
@@ -185,33 +185,19 @@ static clattn_status bake(mgk_plan *plan, int stateful)
                                                by, &plan->scan));
         } else {
             /* The features are non-negative and already mapped: the linear family's plan with the
-             * identity map computes phi(q)^T S / (phi(q)^T z + eps) with its own algorithms. */
+             * identity map computes phi(q)^T S / (phi(q)^T z + eps) with its own algorithms. It
+             * reads the float32 features and the caller's v and writes the caller's out, in
+             * their types. */
             clattn_linear_desc ld;
             clattn_linear_desc_init(&ld);
             ld.feature_map = CLATTN_LINEAR_FEATURE_IDENTITY;
             ld.causal = plan->desc.causal;
             ld.eps = plan->desc.eps;
+            ld.v_dtype = plan->desc.v_dtype;
+            ld.out_dtype = plan->desc.out_dtype;
             size_t lq[4] = {plan->qshape[0], plan->qshape[1], nq, d};
             CLATTN_FORWARD(clattn_linear_plan_create(ctx, &ld, lq, plan->vshape, plan->vshape,
                                                      &plan->lin));
-            /* The linear plan takes float32 v and out: half v is staged into float32 scratch
-             * and a half output staged out of it (the features kernel reads q, k, pi directly).
-             * TODO(issue 15): pass half v / out straight to the linear plan once linear plans
-             * take element types. */
-            if (plan->desc.v_dtype != CLATTN_F32) {
-                CLATTN_CHECK(clattn__mul_ok(bh * nk, d * sizeof(float), &b3), CLATTN_SIZE_OVERFLOW,
-                             "mgk plan: value staging size overflows");
-                CLATTN_FORWARD(clattn__plan_cast_kernel(base, plan->desc.v_dtype, CLATTN_F32,
-                                                        &plan->cast_v));
-                CLATTN_FORWARD(clattn__plan_scratch(base, b3, "mgk float32 v", &plan->v32));
-            }
-            if (plan->desc.out_dtype != CLATTN_F32) {
-                CLATTN_CHECK(clattn__mul_ok(bh * nq, d * sizeof(float), &b3), CLATTN_SIZE_OVERFLOW,
-                             "mgk plan: output staging size overflows");
-                CLATTN_FORWARD(clattn__plan_cast_kernel(base, CLATTN_F32, plan->desc.out_dtype,
-                                                        &plan->cast_o));
-                CLATTN_FORWARD(clattn__plan_scratch(base, b3, "mgk float32 out", &plan->o32));
-            }
         }
         CLATTN_CHECK(clattn__mul_ok(bh * nq, d * sizeof(float), &b1) &&
                          clattn__mul_ok(bh * nk, d * sizeof(float), &b2),
@@ -454,24 +440,14 @@ clattn_status clattn__mgk_enqueue_linear(mgk_plan *plan, const clattn_tensor *q,
         CLATTN_FORWARD(clattn__seq_kernel(s, plan->scan, 2, gs, true, event));
         goto cleanup;
     }
-    /* The linear plan waits for the features kernel (and the staging of v) and returns the
-     * caller's event unless the output is staged out after it. */
+    /* The linear plan waits for the features kernel and returns the caller's event. */
     clattn_tensor tq = clattn_tensor_make(plan->fq, plan->qshape[0], h, nq, d);
     clattn_tensor tk = clattn_tensor_make(plan->fk, plan->qshape[0], h, nk, d);
-    clattn_tensor tv = *v, to = *out;
-    if (plan->v32) {
-        CLATTN_FORWARD(clattn__cast_enqueue(s, plan->cast_v, v, plan->v32, 0, false, false, NULL));
-        tv = clattn_tensor_make(plan->v32, plan->qshape[0], h, nk, d);
-    }
-    if (plan->o32)
-        to = clattn_tensor_make(plan->o32, plan->qshape[0], h, nq, d);
-    clattn__seq_next(s, plan->o32 == NULL, event);
-    status = clattn_linear_plan_enqueue(plan->lin, &tq, &tk, &tv, &to, s->nw, s->w, s->evp);
+    clattn__seq_next(s, true, event);
+    status = clattn_linear_plan_enqueue(plan->lin, &tq, &tk, v, out, s->nw, s->w, s->evp);
     if (status != CLATTN_SUCCESS)
         goto cleanup;
     clattn__seq_done(s);
-    if (plan->o32)
-        CLATTN_FORWARD(clattn__cast_enqueue(s, plan->cast_o, out, plan->o32, 0, true, true, event));
 cleanup:
     return status;
 }

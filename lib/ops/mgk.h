@@ -21,8 +21,6 @@ typedef struct clattn__mgk_plan {
     cl_mem c2;                       /* log2(e) / sigma_r^2, r < R */
     cl_mem kp, a2, vp;               /* softmax form: packed K panels, key biases, V rows */
     cl_mem fq, fk;                   /* linear form: features [B*H][N][D] */
-    cl_kernel cast_v, cast_o;        /* linear form with lin: half v into v32, o32 into half out */
-    cl_mem v32, o32;                 /* float32 staging of v and out (NULL: not staged) */
 } clattn__mgk_plan;
 
 /* clattn_mgk_plan_create; stateful: a decoding state's one-position linear plan (the scan kernel
