@@ -13,12 +13,21 @@ static const char *family_name(clattn_softmax_algo a)
 }
 
 /* The causal flag and algorithm a desc asks for (struct_size honoured; validated elsewhere). */
-static void read_request(const clattn_softmax_desc *desc, clattn_softmax_algo *algo, int *causal)
+static void read_request(const clattn_softmax_desc *desc, clattn_softmax_algo *algo, int *causal,
+                         clattn_dtype dts[4])
 {
     *algo = CLATTN_SOFTMAX_AUTO;
     *causal = 0;
+    for (int i = 0; i < 4; i++)
+        dts[i] = CLATTN_F32;
     if (!desc)
         return;
+    if (desc->struct_size >= offsetof(clattn_softmax_desc, out_dtype) + sizeof(clattn_dtype)) {
+        dts[0] = desc->q_dtype;
+        dts[1] = desc->k_dtype;
+        dts[2] = desc->v_dtype;
+        dts[3] = desc->out_dtype;
+    }
     if (desc->struct_size >= offsetof(clattn_softmax_desc, causal) + sizeof(int))
         *causal = desc->causal != 0;
     if (desc->struct_size >=
@@ -29,8 +38,12 @@ static void read_request(const clattn_softmax_desc *desc, clattn_softmax_algo *a
 static void entry_key(const clattn__softmax_problem *prob, clattn_softmax_algo family,
                       clattn_tuning_entry *e)
 {
-    clattn__tune_key(e, CLATTN_OP_SOFTMAX, family_name(family), prob->head_dim, prob->head_dim,
-                     prob->nq, prob->nk, prob->causal);
+    /* Half plans get their own entries: variant "cpu.hhhs" etc. ("cpu" for all f32). */
+    char variant[32], suffix[16];
+    clattn__dtype_suffix(suffix, sizeof suffix, prob->dtypes, 4);
+    snprintf(variant, sizeof variant, "%s%s", family_name(family), suffix);
+    clattn__tune_key(e, CLATTN_OP_SOFTMAX, variant, prob->head_dim, prob->head_dim, prob->nq,
+                     prob->nk, prob->causal);
 }
 
 static clattn_status candidates(clattn_context *ctx, const clattn__tune_request *req, void *out,
@@ -52,8 +65,9 @@ static clattn_status candidates(clattn_context *ctx, const clattn__tune_request 
                             clattn_status_message(status));
     clattn_softmax_algo algo;
     int causal;
-    read_request(desc, &algo, &causal);
-    clattn__softmax_problem prob = {req->q[3], req->q[2], req->k[2], causal};
+    clattn__softmax_problem prob = {req->q[3], req->q[2], req->k[2], 0, {CLATTN_F32}};
+    read_request(desc, &algo, &causal, prob.dtypes);
+    prob.causal = causal;
     clattn__softmax_launch *c = out;
     *count = clattn__softmax_candidates(&ctx->info, &prob, algo, c, cap);
     if (*count == 0)
@@ -70,15 +84,23 @@ static clattn_status plan(clattn_context *ctx, const clattn__tune_request *req,
     return clattn__softmax_plan_create_launch(ctx, req->desc, req->q, req->k, launch, out);
 }
 
-/* q, k, v random; out. */
+/* q, k, v random; out. Float32-sized buffers, viewed with the desc's element types (a half view
+ * of them is smaller; the random f32 bits read as half values are fine for timing). */
 static clattn_status inputs(clattn_context *ctx, const clattn__tune_request *req,
                             clattn__tune_io *io)
 {
     clattn_status status = CLATTN_SUCCESS;
+    clattn_softmax_algo algo;
+    int causal;
+    clattn_dtype dts[4];
+    read_request(req->desc, &algo, &causal, dts);
+    size_t first = io->n;
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->q, 1));
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->k, 2));
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->k, 3));
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->q, 0));
+    for (int i = 0; i < 4; i++)
+        io->t[first + (size_t)i].dtype = dts[i];
 cleanup:
     return status;
 }
