@@ -175,6 +175,10 @@ static void panel_dtypes(const softmax_plan *plan, const clattn__softmax_launch 
     size_t reuse = clattn__div_up(plan->qshape[2], per_item ? per_item : 1) *
                    (plan->qshape[1] / plan->kshape[1]);
     bool half = reuse <= 1;
+    /* CLATTN_SOFTMAX_HALF_PANELS=0/1 forces the choice (for measuring it; not a public knob). */
+    const char *force = getenv("CLATTN_SOFTMAX_HALF_PANELS");
+    if (force && (force[0] == '0' || force[0] == '1') && force[1] == '\0')
+        half = force[0] == '1';
     *kp = half ? plan->dt[1] : CLATTN_F32;
     *vp = half ? plan->dt[2] : CLATTN_F32;
 }
