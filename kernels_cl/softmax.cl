@@ -93,7 +93,7 @@ __kernel void clattn_softmax_pack_kv(__global const CLATTN_STYPE(K_DT) *k, ulong
     uint bh = get_global_id(1);
     if (j >= npad)
         return;
-    uint b = bh / hk_count, h = bh % hk_count;
+    uint b = bh / hk_count, h = bh - b * hk_count; /* no div/rem pair (oclgrind and freeze) */
     ulong kbase = ((ulong)bh * (npad / SOFTMAX_KEY_BLOCK) + j / SOFTMAX_KEY_BLOCK) * SOFTMAX_HEAD_DIM * SOFTMAX_KEY_BLOCK +
                   j % SOFTMAX_KEY_BLOCK;
     ulong vbase = ((ulong)bh * npad + j) * DPAD;
@@ -171,7 +171,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
     if (gid >= items)
         return; /* no barriers in this kernel: early exit is safe */
     uint row0 = (items - 1 - gid) * SOFTMAX_QBLOCK;
-    uint b = bh / hq_count, h = bh % hq_count;
+    uint b = bh / hq_count, h = bh - b * hq_count; /* no div/rem pair (oclgrind and freeze) */
     uint hk = h / (hq_count / hk_count);
     ulong kvh = (ulong)b * hk_count + hk;
     __global const CLATTN_STYPE(KP_DT) *kpan = kp + kvh * (ulong)npad * SOFTMAX_HEAD_DIM;
@@ -307,7 +307,7 @@ clattn_softmax_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4
     uint lid = get_local_id(0);
     uint row = get_global_id(0);
     uint bh = get_global_id(1);
-    uint b = bh / hq_count, h = bh % hq_count;
+    uint b = bh / hq_count, h = bh - b * hq_count; /* no div/rem pair (oclgrind and freeze) */
     uint hk = h / (hq_count / hk_count);
     bool valid = row < nq;
     uint qrow = valid ? row : nq - 1;
