@@ -138,7 +138,8 @@ static clattn_status choose_launch(clattn_context *ctx, softmax_plan *plan,
         return CLATTN_SUCCESS;
     }
     if (plan->desc.algorithm == CLATTN_SOFTMAX_AUTO &&
-        clattn__tune_launch(ctx, prob, clattn__softmax_family(&ctx->info), &plan->launch)) {
+        clattn__tune_launch_typed(ctx, prob, clattn__softmax_family(&ctx->info), plan->dt,
+                                  &plan->launch)) {
         plan->base.from_db = true;
         *by = "tuning-db";
         return CLATTN_SUCCESS;
@@ -233,8 +234,7 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         {"Q", plan->dt[0]}, {"K", plan->dt[1]}, {"V", plan->dt[2]}, {"O", plan->dt[3]}};
     CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, 4));
 
-    clattn__softmax_problem prob = {d, q_shape[2], k_shape[2], plan->desc.causal != 0,
-                                    {plan->dt[0], plan->dt[1], plan->dt[2], plan->dt[3]}};
+    clattn__softmax_problem prob = {d, q_shape[2], k_shape[2], plan->desc.causal != 0};
     CLATTN_FORWARD(choose_launch(ctx, plan, &prob, forced, &by));
 
     const clattn__softmax_launch *L = &plan->launch;
@@ -683,8 +683,8 @@ clattn_status clattn_softmax_schedule(const clattn_device_info *device,
     if (status != CLATTN_SUCCESS)
         return status;
     clattn__softmax_launch L;
-    clattn__softmax_problem prob = {q_shape[3], q_shape[2], k_shape[2], d.causal != 0,
-                                    {d.q_dtype, d.k_dtype, d.v_dtype, d.out_dtype}};
+    clattn__softmax_problem prob = {q_shape[3], q_shape[2], k_shape[2], d.causal != 0};
+    const clattn_dtype dts[4] = {d.q_dtype, d.k_dtype, d.v_dtype, d.out_dtype};
     status = clattn__schedule_softmax(device, &prob, d.algorithm, &L, why, sizeof why);
     if (status != CLATTN_SUCCESS)
         return clattn__fail(NULL, status, "softmax schedule on '%s': %s", device->name, why);
@@ -692,7 +692,7 @@ clattn_status clattn_softmax_schedule(const clattn_device_info *device,
     info->op = CLATTN_OP_SOFTMAX;
     launch_info(&L, info);
     char dtinfo[32] = "";
-    launch_dtypes(prob.dtypes, dtinfo, sizeof dtinfo);
+    launch_dtypes(dts, dtinfo, sizeof dtinfo);
     snprintf(info->launch, sizeof info->launch, "rows=%u tile_q=%u tile_kv=%u wg=%zu%s",
              L.rows_per_item, L.tile_q, L.tile_kv, L.local_size, dtinfo);
     return CLATTN_SUCCESS;

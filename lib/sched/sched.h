@@ -12,9 +12,6 @@ typedef struct clattn__softmax_problem {
     size_t head_dim;
     size_t nq, nk;
     int causal;
-    /* Element types of q, k, v, out: only the tuning database key's suffix (lib/tune) reads them;
-     * the scheduler's launch does not depend on them. Zero (all f32) when left out. */
-    clattn_dtype dtypes[4];
 } clattn__softmax_problem;
 
 typedef struct clattn__softmax_launch {

@@ -1,7 +1,8 @@
 /* The tuner's adapter for softmax attention: the tiled family AUTO resolves to (or the one the
  * desc asks for), its candidates from lib/sched (clattn__softmax_candidates), plans with a forced
  * launch (lib/ops/softmax.c), and the database lookup clattn_softmax_plan_create makes. Database
- * key: variant "cpu" or "gpu" (the family), d = dv = D; params rows, local, tile_kv. */
+ * key: variant "cpu" or "gpu" (the family) plus the element-type suffix of half plans (".hhhh";
+ * none for f32), d = dv = D; params rows, local, tile_kv. */
 #include "tune.h"
 
 #include <stdio.h>
@@ -36,11 +37,11 @@ static void read_request(const clattn_softmax_desc *desc, clattn_softmax_algo *a
 }
 
 static void entry_key(const clattn__softmax_problem *prob, clattn_softmax_algo family,
-                      clattn_tuning_entry *e)
+                      const clattn_dtype dtypes[4], clattn_tuning_entry *e)
 {
     /* Half plans get their own entries: variant "cpu.hhhs" etc. ("cpu" for all f32). */
     char variant[32], suffix[16];
-    clattn__dtype_suffix(suffix, sizeof suffix, prob->dtypes, 4);
+    clattn__dtype_suffix(suffix, sizeof suffix, dtypes, 4);
     snprintf(variant, sizeof variant, "%s%s", family_name(family), suffix);
     clattn__tune_key(e, CLATTN_OP_SOFTMAX, variant, prob->head_dim, prob->head_dim, prob->nq,
                      prob->nk, prob->causal);
@@ -65,16 +66,16 @@ static clattn_status candidates(clattn_context *ctx, const clattn__tune_request 
                             clattn_status_message(status));
     clattn_softmax_algo algo;
     int causal;
-    clattn__softmax_problem prob = {req->q[3], req->q[2], req->k[2], 0, {CLATTN_F32}};
-    read_request(desc, &algo, &causal, prob.dtypes);
-    prob.causal = causal;
+    clattn_dtype dts[4];
+    read_request(desc, &algo, &causal, dts);
+    clattn__softmax_problem prob = {req->q[3], req->q[2], req->k[2], causal};
     clattn__softmax_launch *c = out;
     *count = clattn__softmax_candidates(&ctx->info, &prob, algo, c, cap);
     if (*count == 0)
         return clattn__fail(ctx, CLATTN_UNSUPPORTED,
                             "tune softmax: only the tiled families (AUTO, TILED_CPU, TILED_GPU) "
                             "are tunable");
-    entry_key(&prob, c[0].algo, key);
+    entry_key(&prob, c[0].algo, dts, key);
     return CLATTN_SUCCESS;
 }
 
@@ -147,8 +148,16 @@ const clattn__tune_adapter clattn__tune_softmax = {
 bool clattn__tune_launch(clattn_context *ctx, const clattn__softmax_problem *prob,
                          clattn_softmax_algo family, clattn__softmax_launch *out)
 {
+    static const clattn_dtype f32[4] = {CLATTN_F32, CLATTN_F32, CLATTN_F32, CLATTN_F32};
+    return clattn__tune_launch_typed(ctx, prob, family, f32, out);
+}
+
+bool clattn__tune_launch_typed(clattn_context *ctx, const clattn__softmax_problem *prob,
+                               clattn_softmax_algo family, const clattn_dtype dtypes[4],
+                               clattn__softmax_launch *out)
+{
     clattn_tuning_entry key, e;
-    entry_key(prob, family, &key);
+    entry_key(prob, family, dtypes, &key);
     if (!clattn__tune_find(ctx, &key, &e))
         return false;
     long long tx = clattn__tune_param(&e, "tx", 0);
