@@ -278,9 +278,15 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
             &plan->fwd));
         break;
     case CLATTN_SOFTMAX_NAIVE: {
-        CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", L->defines,
-                                           "clattn_softmax_naive_rows", L->local_size, by,
-                                           &plan->softmax));
+        /* The row kernel only sees the float32 score matrix: built without the element-type
+         * defines (as the core builds its cast kernels), so half plans share the f32 program. */
+        char saved[sizeof base->dtype_defines];
+        memcpy(saved, base->dtype_defines, sizeof saved);
+        base->dtype_defines[0] = '\0';
+        status = clattn__plan_kernel(base, "softmax.cl", L->defines, "clattn_softmax_naive_rows",
+                                     L->local_size, by, &plan->softmax);
+        memcpy(base->dtype_defines, saved, sizeof saved);
+        CLATTN_FORWARD(status);
         size_t bytes;
         CLATTN_CHECK(clattn__mul_ok(q_shape[2] * k_shape[2], sizeof(float), &bytes),
                      CLATTN_SIZE_OVERFLOW, "softmax plan: score matrix size overflows");
