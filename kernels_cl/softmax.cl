@@ -27,6 +27,37 @@
 #define SOFTMAX_WG_SIZE 128
 #endif
 
+/* Element types (clattn_dtype codes, common.clh): q, k, v, out from the plan; the CPU family's
+ * packed K panels and V rows (KP_DT, VP_DT: float32 unless the plan packs half panels, see
+ * lib/ops/softmax.c panel_dtypes). Every global read and write of these goes through
+ * CLATTN_LOAD/STORE/VLOAD/VSTORE; arithmetic, lse and the naive scores stay float32. */
+#ifndef Q_DT
+#define Q_DT 0
+#endif
+#ifndef K_DT
+#define K_DT 0
+#endif
+#ifndef V_DT
+#define V_DT 0
+#endif
+#ifndef O_DT
+#define O_DT 0
+#endif
+#ifndef KP_DT
+#define KP_DT 0
+#endif
+#ifndef VP_DT
+#define VP_DT 0
+#endif
+
+/* dst[k] = scale * row[k] of a q view of type Q_DT (clattn_load_row for any element type). */
+inline void softmax_load_q(float *dst, __global const CLATTN_STYPE(Q_DT) *x, ulong off, ulong4 st,
+                           ulong i0, ulong i1, ulong i2, float scale)
+{
+    for (uint k = 0; k < SOFTMAX_HEAD_DIM; k++)
+        dst[k] = CLATTN_LOAD(Q_DT, x, clattn_at(off, st, i0, i1, i2, k)) * scale;
+}
+
 
 /* Key panels consumed per online-softmax step by the CPU family: two (32 keys) halve the per-key
  * cost of the row reductions and rescales, and pay off while the score vectors fit in registers
@@ -52,22 +83,30 @@
 /* Packs K of head (b, hk) into panels kp[bh][Npad/16][SOFTMAX_HEAD_DIM][16] and V into rows
  * vp[bh][Npad][DPAD], zero-filling keys in [Nk, Npad) and columns in [SOFTMAX_HEAD_DIM, DPAD).
  * Global size: (Npad, B * Hk). */
-__kernel void clattn_softmax_pack_kv(__global const float *k, ulong k_off, ulong4 ks,
-                                   __global const float *v, ulong v_off, ulong4 vs, uint hk_count,
-                                   uint nk, uint npad, __global float *kp, __global float *vp)
+__kernel void clattn_softmax_pack_kv(__global const CLATTN_STYPE(K_DT) *k, ulong k_off, ulong4 ks,
+                                   __global const CLATTN_STYPE(V_DT) *v, ulong v_off, ulong4 vs,
+                                   uint hk_count, uint nk, uint npad,
+                                   __global CLATTN_STYPE(KP_DT) *kp,
+                                   __global CLATTN_STYPE(VP_DT) *vp)
 {
     uint j = get_global_id(0);
     uint bh = get_global_id(1);
     if (j >= npad)
         return;
-    uint b = bh / hk_count, h = bh % hk_count;
+    uint b = bh / hk_count, h = bh - b * hk_count; /* no div/rem pair (oclgrind and freeze) */
     ulong kbase = ((ulong)bh * (npad / SOFTMAX_KEY_BLOCK) + j / SOFTMAX_KEY_BLOCK) * SOFTMAX_HEAD_DIM * SOFTMAX_KEY_BLOCK +
                   j % SOFTMAX_KEY_BLOCK;
     ulong vbase = ((ulong)bh * npad + j) * DPAD;
     bool in = j < nk;
-    for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++)
-        kp[kbase + (ulong)d * SOFTMAX_KEY_BLOCK] = in ? k[clattn_at(k_off, ks, b, h, j, d)] : 0.0f;
-    clattn_pack_row(vp + vbase, DPAD, v, v_off, vs, b, h, j, in ? SOFTMAX_HEAD_DIM : 0);
+    for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
+        float x = in ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, h, j, d)) : 0.0f;
+        CLATTN_STORE(KP_DT, x, kp, kbase + (ulong)d * SOFTMAX_KEY_BLOCK);
+    }
+    for (uint d = 0; d < DPAD; d++) {
+        float x = in && d < SOFTMAX_HEAD_DIM ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, h, j, d))
+                                             : 0.0f;
+        CLATTN_STORE(VP_DT, x, vp, vbase + d);
+    }
 }
 
 /* Writes one finished row: out = acc / l, lse = natural-log log-sum-exp (from base-2 state). */
@@ -75,7 +114,7 @@ __kernel void clattn_softmax_pack_kv(__global const float *k, ulong k_off, ulong
     do {                                                                                           \
         float inv_ = clattn_online_inv(L);                                                         \
         for (uint d_ = 0; d_ < SOFTMAX_HEAD_DIM; d_++)                                             \
-            out[clattn_at(o_off, os, b, h, (ROW), d_)] = (ACC)[d_] * inv_;                         \
+            CLATTN_STORE(O_DT, (ACC)[d_] * inv_, out, clattn_at(o_off, os, b, h, (ROW), d_));     \
         if (has_lse)                                                                               \
             lse[clattn_at(l_off, ls, b, h, (ROW), 0)] = clattn_online_lse2(M, L) * CLATTN_LN2;      \
     } while (0)
@@ -115,9 +154,10 @@ inline float16 clattn_softmax_exp2_neg16(float16 x)
  * group's shortest row; one online-softmax rescale per step (a lazy one, skipped by a branch
  * unless the maximum grows, computed wrong results in the CI's oclgrind --uninitialized run); row
  * sums are kept per lane and reduced once at the end; then the probabilities times V's rows into SOFTMAX_ROWS x DVEC float16 accumulators. */
-__kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong4 qs,
-                                   __global const float *kp, __global const float *vp, uint npad,
-                                   __global float *out, ulong o_off, ulong4 os,
+__kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4 qs,
+                                   __global const CLATTN_STYPE(KP_DT) *kp,
+                                   __global const CLATTN_STYPE(VP_DT) *vp, uint npad,
+                                   __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 os,
                                    __global float *lse, ulong l_off, ulong4 ls, int has_lse,
                                    __global const int *key_lengths, ulong kl_off, int has_kl,
                                    uint hq_count, uint hk_count, uint nq, uint nk,
@@ -131,11 +171,11 @@ __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong
     if (gid >= items)
         return; /* no barriers in this kernel: early exit is safe */
     uint row0 = (items - 1 - gid) * SOFTMAX_QBLOCK;
-    uint b = bh / hq_count, h = bh % hq_count;
+    uint b = bh / hq_count, h = bh - b * hq_count; /* no div/rem pair (oclgrind and freeze) */
     uint hk = h / (hq_count / hk_count);
     ulong kvh = (ulong)b * hk_count + hk;
-    __global const float *kpan = kp + kvh * (ulong)npad * SOFTMAX_HEAD_DIM;
-    __global const float *vrows = vp + kvh * (ulong)npad * DPAD;
+    __global const CLATTN_STYPE(KP_DT) *kpan = kp + kvh * (ulong)npad * SOFTMAX_HEAD_DIM;
+    __global const CLATTN_STYPE(VP_DT) *vrows = vp + kvh * (ulong)npad * DPAD;
 
     long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, nk);
     float qv[SOFTMAX_QBLOCK][SOFTMAX_HEAD_DIM];
@@ -154,8 +194,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong
             lims[i] = lr;
             lo = min(lo, lr);
             hi = max(hi, lr);
-            clattn_load_row(qv[i], SOFTMAX_HEAD_DIM, q, q_off, qs, b, h, row, SOFTMAX_HEAD_DIM,
-                            scale_log2);
+            softmax_load_q(qv[i], q, q_off, qs, b, h, row, scale_log2);
             for (uint c = 0; c < DVEC; c++)
                 accs[i][c] = CLATTN_SPLAT16(0.0f);
             lsum[i] = CLATTN_SPLAT16(0.0f);
@@ -182,14 +221,14 @@ __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong
                 m[r] = ms[r0 + r];
             }
             for (int k0 = kb0; k0 < gend; k0 += SOFTMAX_STEP_KEYS) {
-                __global const float *pan = kpan + (ulong)k0 * SOFTMAX_HEAD_DIM;
+                __global const CLATTN_STYPE(KP_DT) *pan = kpan + (ulong)k0 * SOFTMAX_HEAD_DIM;
                 float16 s[SOFTMAX_STEP_BLOCKS][SOFTMAX_ROWS];
                 _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
                     _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
                         s[t][r] = CLATTN_SPLAT16(0.0f);
                 _Pragma("unroll") for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
                     _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
-                        float16 kv = vload16(d + t * SOFTMAX_HEAD_DIM, pan);
+                        float16 kv = CLATTN_VLOAD(KP_DT, 16, d + t * SOFTMAX_HEAD_DIM, pan);
                         _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
                             s[t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][d]), kv, s[t][r]);
                     }
@@ -216,13 +255,21 @@ __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong
                         vstore16(e, t, p[r]);
                     }
                 }
-                __global const float *vb = vrows + (ulong)k0 * DPAD;
+                __global const CLATTN_STYPE(VP_DT) *vb = vrows + (ulong)k0 * DPAD;
 #if SOFTMAX_STEP_BLOCKS == 1
                 _Pragma("unroll") for (uint j = 0; j < SOFTMAX_KEY_BLOCK; j++) { /* fully unrolled */
 #else
                 for (uint j = 0; j < SOFTMAX_STEP_KEYS; j++) { /* measured faster as a loop */
 #endif
+#if VP_DT == 0
                     CLATTN_AXPY16_ROWS(acc, SOFTMAX_ROWS, DVEC, p, j, vb + j * DPAD);
+#else /* half V rows: CLATTN_AXPY16_ROWS with the load converted */
+                    _Pragma("unroll") for (uint c = 0; c < DVEC; c++) {
+                        float16 x = CLATTN_VLOAD(VP_DT, 16, c, vb + j * DPAD);
+                        _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
+                            acc[r][c] = fma(CLATTN_SPLAT16(p[r][j]), x, acc[r][c]);
+                    }
+#endif
                 }
             }
             _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
@@ -247,9 +294,10 @@ __kernel void clattn_softmax_fwd_cpu(__global const float *q, ulong q_off, ulong
 
 /* Global size: (ceil(Nq / SOFTMAX_WG_SIZE) * SOFTMAX_WG_SIZE, B * Hq); local size (SOFTMAX_WG_SIZE, 1). */
 __kernel __attribute__((reqd_work_group_size(SOFTMAX_WG_SIZE, 1, 1))) void
-clattn_softmax_fwd_gpu(__global const float *q, ulong q_off, ulong4 qs, __global const float *k,
-                     ulong k_off, ulong4 ks, __global const float *v, ulong v_off, ulong4 vs,
-                     __global float *out, ulong o_off, ulong4 os, __global float *lse, ulong l_off,
+clattn_softmax_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4 qs,
+                     __global const CLATTN_STYPE(K_DT) *k, ulong k_off, ulong4 ks,
+                     __global const CLATTN_STYPE(V_DT) *v, ulong v_off, ulong4 vs,
+                     __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 os, __global float *lse, ulong l_off,
                      ulong4 ls, int has_lse, __global const int *key_lengths, ulong kl_off,
                      int has_kl, uint hq_count, uint hk_count, uint nq, uint nk, float scale_log2,
                      int causal)
@@ -259,7 +307,7 @@ clattn_softmax_fwd_gpu(__global const float *q, ulong q_off, ulong4 qs, __global
     uint lid = get_local_id(0);
     uint row = get_global_id(0);
     uint bh = get_global_id(1);
-    uint b = bh / hq_count, h = bh % hq_count;
+    uint b = bh / hq_count, h = bh - b * hq_count; /* no div/rem pair (oclgrind and freeze) */
     uint hk = h / (hq_count / hk_count);
     bool valid = row < nq;
     uint qrow = valid ? row : nq - 1;
@@ -271,7 +319,7 @@ clattn_softmax_fwd_gpu(__global const float *q, ulong q_off, ulong4 qs, __global
     long kend = clattn_visible(last, nq, nk, kl, causal);
 
     float qv[SOFTMAX_HEAD_DIM], acc[SOFTMAX_HEAD_DIM];
-    clattn_load_row(qv, SOFTMAX_HEAD_DIM, q, q_off, qs, b, h, qrow, SOFTMAX_HEAD_DIM, scale_log2);
+    softmax_load_q(qv, q, q_off, qs, b, h, qrow, scale_log2);
     for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++)
         acc[d] = 0.0f;
     float m = -INFINITY, l = 0.0f;
@@ -282,8 +330,8 @@ clattn_softmax_fwd_gpu(__global const float *q, ulong q_off, ulong4 qs, __global
             uint j = idx / SOFTMAX_HEAD_DIM, d = idx % SOFTMAX_HEAD_DIM;
             long key = kt + j;
             bool in = key < kend;
-            kt_tile[j][d] = in ? k[clattn_at(k_off, ks, b, hk, key, d)] : 0.0f;
-            vt_tile[j][d] = in ? v[clattn_at(v_off, vs, b, hk, key, d)] : 0.0f;
+            kt_tile[j][d] = in ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, hk, key, d)) : 0.0f;
+            vt_tile[j][d] = in ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, hk, key, d)) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         float sc[SOFTMAX_TILE_KV];

@@ -45,6 +45,22 @@
 #define SOFTMAX_GPU_DUNROLL 4 /* unroll of the loops over d and over the tile's keys */
 #endif
 
+/* Element types of q, k, v, out (common.clh codes): global tiles are loaded through CLATTN_LOAD
+ * of their type into the __local float tiles (converted at the load), out is stored through
+ * CLATTN_STORE; __local memory, arithmetic and lse stay float32. */
+#ifndef Q_DT
+#define Q_DT 0
+#endif
+#ifndef K_DT
+#define K_DT 0
+#endif
+#ifndef V_DT
+#define V_DT 0
+#endif
+#ifndef O_DT
+#define O_DT 0
+#endif
+
 #define G_STR_(x) #x
 #define G_STR(x) G_STR_(x)
 #define G_TX SOFTMAX_GPU_TX
@@ -63,9 +79,10 @@
 
 /* Global size: (ceil(Nq / BR) * TX * TY, B * Hq); local size (TX * TY, 1). */
 __kernel __attribute__((reqd_work_group_size(G_WG, 1, 1))) void
-clattn_softmax_fwd_gpu_rt(__global const float *q, ulong q_off, ulong4 qs, __global const float *k,
-                          ulong k_off, ulong4 ks, __global const float *v, ulong v_off, ulong4 vs,
-                          __global float *out, ulong o_off, ulong4 os, __global float *lse,
+clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4 qs,
+                          __global const CLATTN_STYPE(K_DT) *k, ulong k_off, ulong4 ks,
+                          __global const CLATTN_STYPE(V_DT) *v, ulong v_off, ulong4 vs,
+                          __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 os, __global float *lse,
                           ulong l_off, ulong4 ls, int has_lse, __global const int *key_lengths,
                           ulong kl_off, int has_kl, uint hq_count, uint hk_count, uint nq, uint nk,
                           float scale_log2, int causal)
@@ -98,7 +115,7 @@ clattn_softmax_fwd_gpu_rt(__global const float *q, ulong q_off, ulong4 qs, __glo
         uint r = idx / G_D, d = idx - r * G_D;
         uint row = row0 + r;
         Qs[d * G_BR + r] =
-            row < nq ? q[clattn_at(q_off, qs, b, h, row, d)] * scale_log2 : 0.0f;
+            row < nq ? CLATTN_LOAD(Q_DT, q, clattn_at(q_off, qs, b, h, row, d)) * scale_log2 : 0.0f;
     }
 
     int lim[G_RM];
@@ -117,13 +134,16 @@ clattn_softmax_fwd_gpu_rt(__global const float *q, ulong q_off, ulong4 qs, __glo
         for (uint idx = lid; idx < G_BC * G_D; idx += G_WG) {
             uint j = idx / G_D, d = idx - j * G_D;
             long key = kt + j;
-            Kt[d * G_KS + j] = key < kend ? k[clattn_at(k_off, ks, b, hk, key, d)] : 0.0f;
+            Kt[d * G_KS + j] =
+                key < kend ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, hk, key, d)) : 0.0f;
         }
 #if !SOFTMAX_GPU_KV_SHARED
         for (uint idx = lid; idx < G_BC * G_DP; idx += G_WG) {
             uint j = idx / G_DP, d = idx - j * G_DP;
             long key = kt + j;
-            Vs[idx] = key < kend && d < G_D ? v[clattn_at(v_off, vs, b, hk, key, d)] : 0.0f;
+            Vs[idx] = key < kend && d < G_D
+                          ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, hk, key, d))
+                          : 0.0f;
         }
 #endif
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -178,7 +198,9 @@ clattn_softmax_fwd_gpu_rt(__global const float *q, ulong q_off, ulong4 qs, __glo
         for (uint idx = lid; idx < G_BC * G_DP; idx += G_WG) {
             uint j = idx / G_DP, d = idx - j * G_DP;
             long key = kt + j;
-            Vs[idx] = key < kend && d < G_D ? v[clattn_at(v_off, vs, b, hk, key, d)] : 0.0f;
+            Vs[idx] = key < kend && d < G_D
+                          ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, hk, key, d))
+                          : 0.0f;
         }
 #endif
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -213,7 +235,7 @@ clattn_softmax_fwd_gpu_rt(__global const float *q, ulong q_off, ulong4 qs, __glo
             _Pragma("unroll") for (uint e = 0; e < G_RD; e++) {
                 uint d = tx + e * G_TX;
                 if (d < G_D)
-                    out[clattn_at(o_off, os, b, h, row, d)] = acc[i][e] * inv;
+                    CLATTN_STORE(O_DT, acc[i][e] * inv, out, clattn_at(o_off, os, b, h, row, d));
             }
             if (has_lse && tx == 0)
                 lse[clattn_at(l_off, ls, b, h, row, 0)] = clattn_online_lse2(m[i], lt) * CLATTN_LN2;

@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,20 +19,28 @@ void cli_usage_softmax(FILE *f)
             "  clattn run softmax --q Q.npy --k K.npy --v V.npy -o OUT.npy [--causal]\n"
             "         [--scale S] [--key-lengths L.npy] [--lse LSE.npy]\n"
             "         [--algo auto|cpu|gpu|gpu-rows|naive] [--device SEL]\n"
-            "      exact attention on float32 .npy arrays: q [B,Hq,Nq,D], k and v [B,Hk,Nk,D]\n"
-            "      (Hq a multiple of Hk), key lengths int32/int64 [B] in [0, Nk]; writes OUT\n"
-            "      [B,Hq,Nq,D] and optionally the log-sum-exp LSE [B,Hq,Nq]. --scale defaults to\n"
-            "      1/sqrt(D); --causal is bottom-right aligned when Nq != Nk\n"
+            "      exact attention on .npy arrays: q [B,Hq,Nq,D], k and v [B,Hk,Nk,D] (Hq a\n"
+            "      multiple of Hk), each float32 '<f4', float16 '<f2' or, with --dtype bf16,\n"
+            "      bfloat16 ('<u2'/'|V2'), read in their own types (--dtype converts all three);\n"
+            "      key lengths int32/int64 [B] in [0, Nk]; writes OUT [B,Hq,Nq,D] in --out-dtype\n"
+            "      (default f32) and optionally the float32 log-sum-exp LSE [B,Hq,Nq]. --scale\n"
+            "      defaults to 1/sqrt(D); --causal is bottom-right aligned when Nq != Nk\n"
             "  clattn bench softmax [--n 1024,2048,...] [--d 64] [--heads 8] [--batch 1]\n"
             "         [--causal] [--csv] [--reps 5] [--variants LIST] [--device SEL]\n"
+            "         [--dtype f32,f16,bf16] [--nq N]\n"
             "      median wall time per variant: tiled (scheduler's choice), tiled-cpu,\n"
             "      tiled-gpu (register-tiled), tiled-gpu-rows (the previous GPU kernel, one\n"
             "      row per work-item), naive (CLBlast GEMMs + softmax), sgemm (CLBlast, M=N=K=%d),\n"
             "      peak (FMA throughput); default tiled,naive,sgemm,peak. Plan build time is\n"
             "      reported apart; the table's 'vs base' column is naive ms / variant ms.\n"
-            "      --csv prints op,variant,batch,heads,nq,nk,d,causal,ms,gflops (sgemm rows:\n"
-            "      nq,nk,d = M,N,K; peak rows: sizes and ms 0). Attention FLOPs are\n"
-            "      4*B*H*Nq*Nk*D, halved with --causal\n",
+            "      --csv prints op,variant,batch,heads,nq,nk,d,causal,ms,gflops,dtype,bytes,\n"
+            "      footprint_bytes (sgemm rows: nq,nk,d = M,N,K; peak rows: sizes and ms 0).\n"
+            "      Attention FLOPs are 4*B*H*Nq*Nk*D, halved with --causal. --dtype times each\n"
+            "      listed element type of q/k/v/out (default f32; lse stays f32) in the same run;\n"
+            "      --nq sets the query length (default: each --n, so --n 65536 --nq 1 is\n"
+            "      single-query long-context attention). bytes: q+k+v+out+lse at their types\n"
+            "      (a floor on what an enqueue moves); footprint: plan scratch + those buffers;\n"
+            "      'vs f32' is the same variant's f32 ms / this row's ms\n",
             SGEMM_SIZE);
 }
 
@@ -147,15 +156,17 @@ static int run_check_options(const run_args *ra, clattn_softmax_desc *desc)
 /* Uploads the inputs, bakes the plan, enqueues it and reads out (and lse) back: 0 or an exit code
  * after a message. */
 static int run_on_device(clattn_context *ctx, clattn_softmax_desc *desc, const npy_array *q,
-                         const npy_array *k, const npy_array *v, const int32_t *kl, float *out,
+                         const npy_array *k, const npy_array *v, const int32_t *kl, void *out,
                          float *lse, clattn_plan **plan)
 {
     cli_io io;
     cli_io_init(&io, ctx);
     const size_t rows = q->count / q->shape[3], lse_shape[4] = {q->shape[0], q->shape[1],
                                                                 q->shape[2], 1};
-    cl_mem bq = cli_io_in(&io, q->data, q->count * 4), bk = cli_io_in(&io, k->data, k->count * 4),
-           bv = cli_io_in(&io, v->data, v->count * 4), bo = cli_io_out(&io, out, q->count * 4),
+    size_t eq = clattn_dtype_size(desc->q_dtype), ek = clattn_dtype_size(desc->k_dtype),
+           ev = clattn_dtype_size(desc->v_dtype), eo = clattn_dtype_size(desc->out_dtype);
+    cl_mem bq = cli_io_in(&io, q->data, q->count * eq), bk = cli_io_in(&io, k->data, k->count * ek),
+           bv = cli_io_in(&io, v->data, v->count * ev), bo = cli_io_out(&io, out, q->count * eo),
            bl = lse ? cli_io_out(&io, lse, rows * 4) : NULL;
     desc->key_lengths = kl ? cli_io_in(&io, kl, q->shape[0] * 4) : NULL;
     int rc = cli_io_check(&io);
@@ -166,8 +177,10 @@ static int run_on_device(clattn_context *ctx, clattn_softmax_desc *desc, const n
         rc = fail_status(ctx, st, "attention failed");
         goto cleanup;
     }
-    clattn_tensor tq = cli_tensor(bq, q->shape), tk = cli_tensor(bk, k->shape),
-                  tv = cli_tensor(bv, v->shape), to = cli_tensor(bo, q->shape),
+    clattn_tensor tq = cli_tensor_typed(bq, q->shape, desc->q_dtype),
+                  tk = cli_tensor_typed(bk, k->shape, desc->k_dtype),
+                  tv = cli_tensor_typed(bv, v->shape, desc->v_dtype),
+                  to = cli_tensor_typed(bo, q->shape, desc->out_dtype),
                   tl = cli_tensor(bl, lse_shape);
     cl_event done = NULL;
     st = clattn_softmax_plan_enqueue(*plan, &tq, &tk, &tv, &to, lse ? &tl : NULL, 0, NULL, &done);
@@ -190,17 +203,22 @@ static int run_softmax(const run_args *ra)
     memset(&k, 0, sizeof k);
     memset(&v, 0, sizeof v);
     int32_t *kl = NULL;
-    float *out = NULL, *lse = NULL;
+    void *out = NULL;
+    float *lse = NULL;
     clattn_context *ctx = NULL;
     clattn_plan *plan = NULL;
 
-    if ((rc = load_f32(ra->q, "--q", 4, &q)) || (rc = load_f32(ra->k, "--k", 4, &k)) ||
-        (rc = load_f32(ra->v, "--v", 4, &v)) || (rc = check_qkv_shapes(ra, &q, &k, &v)))
+    /* Half files stay half: the plan is baked for the types read (or --dtype's). */
+    if ((rc = load_tensor(ra->q, "--q", 4, &q, &desc.q_dtype)) ||
+        (rc = load_tensor(ra->k, "--k", 4, &k, &desc.k_dtype)) ||
+        (rc = load_tensor(ra->v, "--v", 4, &v, &desc.v_dtype)) ||
+        (rc = check_qkv_shapes(ra, &q, &k, &v)))
         goto cleanup;
+    desc.out_dtype = cli_get_out_dtype();
     if (ra->key_lengths && (rc = load_key_lengths(ra->key_lengths, q.shape[0], k.shape[2], &kl)))
         goto cleanup;
 
-    out = malloc(q.count * sizeof *out);
+    out = malloc(q.count * clattn_dtype_size(desc.out_dtype));
     lse = ra->lse ? malloc(q.count / q.shape[3] * sizeof *lse) : NULL;
     if (!out || (ra->lse && !lse)) {
         rc = fail(EXIT_RUNTIME, "out of memory for the outputs");
@@ -209,7 +227,7 @@ static int run_softmax(const run_args *ra)
     if ((rc = open_context(ra->device, &ctx)) ||
         (rc = run_on_device(ctx, &desc, &q, &k, &v, kl, out, lse, &plan)))
         goto cleanup;
-    if ((rc = write_f32(ra->out, out, 4, q.shape)))
+    if ((rc = write_tensor(ra->out, out, desc.out_dtype, 4, q.shape)))
         goto cleanup;
     if (ra->lse && (rc = write_f32(ra->lse, lse, 3, q.shape))) {
         remove(ra->out); /* no half-result left behind */
@@ -283,6 +301,9 @@ typedef struct bench_config {
     size_t ns[MAX_SWEEP];
     size_t n_count;
     size_t d, heads, batch, reps;
+    size_t nq; /* query length; 0: each n (Nq = Nk) */
+    clattn_dtype dtypes[3];
+    size_t n_dtypes;
     int causal, csv;
     int order[V_COUNT];
     int n_variants;
@@ -291,45 +312,100 @@ typedef struct bench_config {
 
 typedef struct plan_job {
     clattn_plan *plan;
-    clattn_tensor t[4];
+    clattn_tensor t[5]; /* q, k, v, out, lse */
 } plan_job;
+
+/* A bench row with the columns softmax adds: the element type of q/k/v/out, the bytes an
+ * enqueue must move at least (q, k, v, out at their types + the float32 lse: an analytic floor),
+ * and the footprint (the plan's scratch_bytes + the q/k/v/out/lse buffers). */
+typedef struct softmax_row {
+    bench_row b;
+    clattn_dtype dtype;
+    double bytes, footprint;
+} softmax_row;
+
+/* Five buffers of one bench point: q [B,H,Nq,D], k, v [B,H,Nk,D] random in [-1, 1) rounded to dt,
+ * out [B,H,Nq,D] of dt and lse [B,H,Nq] float32. CL_SUCCESS or the error (bufs all NULL). */
+static cl_int typed_buffers(clattn_context *ctx, clattn_dtype dt, size_t nq_el, size_t nk_el,
+                            size_t rows, cl_mem bufs[5])
+{
+    cl_context clctx = clattn_context_get_cl_context(ctx);
+    cl_command_queue queue = clattn_context_get_cl_queue(ctx);
+    size_t es = clattn_dtype_size(dt), big = nq_el > nk_el ? nq_el : nk_el;
+    const size_t sizes[5] = {nq_el * es, nk_el * es, nk_el * es, nq_el * es, rows * 4};
+    float *host = malloc(big * sizeof *host);
+    void *conv = malloc(big * es);
+    cl_int err = host && conv ? CL_SUCCESS : CL_OUT_OF_HOST_MEMORY;
+    for (int i = 0; i < 5; i++)
+        bufs[i] = NULL;
+    for (int i = 0; i < 5 && err == CL_SUCCESS; i++) {
+        bufs[i] = clCreateBuffer(clctx, i < 3 ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE, sizes[i],
+                                 NULL, &err);
+        if (err == CL_SUCCESS && i < 3) {
+            size_t n = sizes[i] / es;
+            fill_random(host, n, (uint64_t)i + 1);
+            if (clattn_convert_host(host, CLATTN_F32, conv, dt, n) != CLATTN_SUCCESS)
+                err = CL_INVALID_VALUE;
+            else
+                err = clEnqueueWriteBuffer(queue, bufs[i], CL_TRUE, 0, sizes[i], conv, 0, NULL,
+                                           NULL);
+        }
+    }
+    free(host);
+    free(conv);
+    if (err != CL_SUCCESS)
+        release_buffers(bufs, 5);
+    return err;
+}
 
 /* The wall clock is used for every variant because the tiled CPU family runs a packing kernel
  * before the one whose event the plan returns. */
 static clattn_status plan_enqueue(void *arg)
 {
     plan_job *j = arg;
-    return clattn_softmax_plan_enqueue(j->plan, &j->t[0], &j->t[1], &j->t[2], &j->t[3], NULL, 0,
-                                       NULL, NULL);
+    return clattn_softmax_plan_enqueue(j->plan, &j->t[0], &j->t[1], &j->t[2], &j->t[3], &j->t[4],
+                                       0, NULL, NULL);
 }
 
 /* Bakes and times one attention variant at length n; 0 with *r filled, or -1 after a note. */
-static int bench_attention(clattn_context *ctx, const bench_config *cfg, size_t n, variant_id var,
-                           cl_mem bufs[4], const progress *prog, bench_row *r)
+static int bench_attention(clattn_context *ctx, const bench_config *cfg, size_t n, clattn_dtype dt,
+                           variant_id var, cl_mem bufs[5], const progress *prog, softmax_row *sr)
 {
+    bench_row *r = &sr->b;
+    size_t nq = cfg->nq ? cfg->nq : n;
     clattn_softmax_desc desc;
     clattn_softmax_desc_init(&desc);
     desc.causal = cfg->causal;
     desc.algorithm = VARIANT_ALGO[var];
-    const size_t shape[4] = {cfg->batch, cfg->heads, n, cfg->d};
+    desc.q_dtype = desc.k_dtype = desc.v_dtype = desc.out_dtype = dt;
+    const size_t qshape[4] = {cfg->batch, cfg->heads, nq, cfg->d};
+    const size_t kshape[4] = {cfg->batch, cfg->heads, n, cfg->d};
     plan_job job;
     memset(&job, 0, sizeof job);
 
     double t0 = now_ms();
-    clattn_status st = clattn_softmax_plan_create(ctx, &desc, shape, shape, shape, &job.plan);
+    clattn_status st = clattn_softmax_plan_create(ctx, &desc, qshape, kshape, kshape, &job.plan);
     r->build_ms = now_ms() - t0;
     if (st != CLATTN_SUCCESS) {
-        note(prog, "%s N=%zu skipped: %s", VARIANT_NAMES[var], n, lib_error(ctx, st));
+        note(prog, "%s %s N=%zu skipped: %s", VARIANT_NAMES[var], clattn_dtype_name(dt), n,
+             lib_error(ctx, st));
         return -1;
     }
     clattn_plan_info pi;
-    if (clattn_plan_get_info(job.plan, &pi) == CLATTN_SUCCESS)
+    size_t scratch = 0;
+    if (clattn_plan_get_info(job.plan, &pi) == CLATTN_SUCCESS) {
         snprintf(r->kernel, sizeof r->kernel, "%s", pi.variant);
-    for (int i = 0; i < 4; i++)
-        job.t[i] = clattn_tensor_make(bufs[i], cfg->batch, cfg->heads, n, cfg->d);
+        scratch = pi.scratch_bytes;
+    }
+    job.t[0] = clattn_tensor_make_typed(bufs[0], dt, cfg->batch, cfg->heads, nq, cfg->d);
+    job.t[1] = clattn_tensor_make_typed(bufs[1], dt, cfg->batch, cfg->heads, n, cfg->d);
+    job.t[2] = clattn_tensor_make_typed(bufs[2], dt, cfg->batch, cfg->heads, n, cfg->d);
+    job.t[3] = clattn_tensor_make_typed(bufs[3], dt, cfg->batch, cfg->heads, nq, cfg->d);
+    job.t[4] = clattn_tensor_make(bufs[4], cfg->batch, cfg->heads, nq, 1);
     st = time_median(ctx, plan_enqueue, &job, cfg->reps, &r->ms);
     if (st != CLATTN_SUCCESS)
-        note(prog, "%s N=%zu failed: %s", VARIANT_NAMES[var], n, lib_error(ctx, st));
+        note(prog, "%s %s N=%zu failed: %s", VARIANT_NAMES[var], clattn_dtype_name(dt), n,
+             lib_error(ctx, st));
     clattn_plan_destroy(job.plan);
     if (st != CLATTN_SUCCESS)
         return -1;
@@ -337,34 +413,45 @@ static int bench_attention(clattn_context *ctx, const bench_config *cfg, size_t 
     snprintf(r->variant, sizeof r->variant, "%s", VARIANT_NAMES[var]);
     r->batch = cfg->batch;
     r->heads = cfg->heads;
-    r->nq = r->nk = n;
+    r->nq = nq;
+    r->nk = n;
     r->d = cfg->d;
     r->causal = cfg->causal;
     double f =
-        4.0 * (double)cfg->batch * (double)cfg->heads * (double)n * (double)n * (double)cfg->d;
+        4.0 * (double)cfg->batch * (double)cfg->heads * (double)nq * (double)n * (double)cfg->d;
     r->gflops = (cfg->causal ? f / 2 : f) / (r->ms * 1e6);
+    double bh = (double)cfg->batch * (double)cfg->heads, es = (double)clattn_dtype_size(dt);
+    double io = bh * ((2.0 * (double)nq + 2.0 * (double)n) * (double)cfg->d * es + 4.0 * (double)nq);
+    sr->dtype = dt;
+    sr->bytes = io;
+    sr->footprint = io + (double)scratch;
     return 0;
 }
 
-/* Every attention variant at one length, sharing one set of inputs. Returns rows added. */
+/* Every attention variant at one length and element type, sharing one set of inputs. Returns
+ * rows added. */
 static size_t bench_length(clattn_context *ctx, const clattn_device_info *info,
-                           const bench_config *cfg, size_t n, progress *prog, bench_row *res)
+                           const bench_config *cfg, size_t n, clattn_dtype dt, progress *prog,
+                           softmax_row *res)
 {
     size_t nattn = 0, added = 0;
     for (int i = 0; i < cfg->n_variants; i++)
         nattn += IS_ATTENTION(cfg->order[i]);
     if (nattn == 0)
         return 0;
-    size_t elems = cfg->batch * cfg->heads * n * cfg->d; /* bounded by the option ranges */
-    cl_mem bufs[4];
+    size_t nq = cfg->nq ? cfg->nq : n;
+    size_t bh = cfg->batch * cfg->heads; /* all bounded by the option ranges */
+    size_t nq_el = bh * nq * cfg->d, nk_el = bh * n * cfg->d, big = nq_el > nk_el ? nq_el : nk_el;
+    cl_mem bufs[5];
     cl_int err = CL_INVALID_BUFFER_SIZE;
-    if (elems * sizeof(float) <= info->max_alloc_size)
-        err = make_buffers(ctx, bufs, 4, 3, elems);
+    if (big * clattn_dtype_size(dt) <= info->max_alloc_size)
+        err = typed_buffers(ctx, dt, nq_el, nk_el, bh * nq, bufs);
     if (err != CL_SUCCESS) {
         note(prog,
-             "N=%zu skipped: cannot allocate four %zu-byte tensors (max allocation %llu; "
-             "OpenCL error %d)",
-             n, elems * sizeof(float), (unsigned long long)info->max_alloc_size, (int)err);
+             "N=%zu %s skipped: cannot allocate its tensors (largest %zu bytes, max allocation "
+             "%llu; OpenCL error %d)",
+             n, clattn_dtype_name(dt), big * clattn_dtype_size(dt),
+             (unsigned long long)info->max_alloc_size, (int)err);
         prog->step += nattn;
         return 0;
     }
@@ -372,13 +459,13 @@ static size_t bench_length(clattn_context *ctx, const clattn_device_info *info,
         variant_id v = (variant_id)cfg->order[i];
         if (!IS_ATTENTION(v))
             continue;
-        progress_step(prog, "%s N=%zu", VARIANT_NAMES[v], n);
-        bench_row *r = &res[added];
+        progress_step(prog, "%s %s N=%zu", VARIANT_NAMES[v], clattn_dtype_name(dt), n);
+        softmax_row *r = &res[added];
         memset(r, 0, sizeof *r);
-        if (bench_attention(ctx, cfg, n, v, bufs, prog, r) == 0)
+        if (bench_attention(ctx, cfg, n, dt, v, bufs, prog, r) == 0)
             added++;
     }
-    release_buffers(bufs, 4);
+    release_buffers(bufs, 5);
     return added;
 }
 
@@ -397,7 +484,7 @@ static clattn_status sgemm_enqueue(void *arg)
 
 static int bench_sgemm(clattn_context *ctx, const bench_config *cfg, const progress *prog,
                        bench_row *r)
-{
+{ /* float32 only (CLBlast): its dtype column reads f32 */
     const size_t m = SGEMM_SIZE;
     sgemm_job job = {ctx, {NULL, NULL, NULL}};
     cl_int err = make_buffers(ctx, job.bufs, 3, 2, m * m);
@@ -422,16 +509,18 @@ static int bench_sgemm(clattn_context *ctx, const bench_config *cfg, const progr
     return 0;
 }
 
-static const bench_row *find_row(const bench_row *res, size_t n, const char *variant, size_t len)
+static const softmax_row *find_row(const softmax_row *res, size_t n, const char *variant,
+                                   size_t len, clattn_dtype dt)
 {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(res[i].variant, variant) == 0 && (len == 0 || res[i].nq == len))
+        if (strcmp(res[i].b.variant, variant) == 0 && (len == 0 || res[i].b.nk == len) &&
+            res[i].dtype == dt)
             return &res[i];
     return NULL;
 }
 
 /* Runs the sweep; *res (malloc'd, caller frees) receives *count rows. Returns an exit code. */
-static int bench_run(const bench_config *cfg, bench_row **res, size_t *count)
+static int bench_run(const bench_config *cfg, softmax_row **res, size_t *count)
 {
     *res = NULL;
     *count = 0;
@@ -449,23 +538,25 @@ static int bench_run(const bench_config *cfg, bench_row **res, size_t *count)
         want_sgemm |= cfg->order[i] == V_SGEMM;
         want_peak |= cfg->order[i] == V_PEAK;
     }
-    bench_row *r = calloc(cfg->n_count * nattn + 2, sizeof *r);
+    softmax_row *r = calloc(cfg->n_count * cfg->n_dtypes * nattn + 2, sizeof *r);
     if (!r) {
         clattn_context_destroy(ctx);
         return fail(EXIT_RUNTIME, "out of memory");
     }
     progress prog = {isatty(fileno(stderr)), 0,
-                     cfg->n_count * nattn + (size_t)want_sgemm + (size_t)want_peak};
+                     cfg->n_count * cfg->n_dtypes * nattn + (size_t)want_sgemm +
+                         (size_t)want_peak};
     size_t n = 0;
     for (size_t i = 0; i < cfg->n_count; i++)
-        n += bench_length(ctx, &info, cfg, cfg->ns[i], &prog, r + n);
+        for (size_t t = 0; t < cfg->n_dtypes; t++)
+            n += bench_length(ctx, &info, cfg, cfg->ns[i], cfg->dtypes[t], &prog, r + n);
     if (want_sgemm) {
         progress_step(&prog, "sgemm M=N=K=%d", SGEMM_SIZE);
-        n += bench_sgemm(ctx, cfg, &prog, &r[n]) == 0;
+        n += bench_sgemm(ctx, cfg, &prog, &r[n].b) == 0;
     }
     if (want_peak) {
         progress_step(&prog, "peak FMA throughput");
-        n += bench_peak_row(ctx, &prog, &r[n]) == 0;
+        n += bench_peak_row(ctx, &prog, &r[n].b) == 0;
     }
     progress_clear(&prog);
     clattn_context_destroy(ctx);
@@ -476,14 +567,65 @@ static int bench_run(const bench_config *cfg, bench_row **res, size_t *count)
     return 0;
 }
 
-static void print_rows(const bench_config *cfg, const bench_row *res, size_t n)
+/* The shared columns first (old parsers keep working), then dtype, bytes, footprint_bytes. */
+static void print_csv(const softmax_row *res, size_t n)
+{
+    printf("%s,dtype,bytes,footprint_bytes\n", BENCH_CSV_HEADER);
+    for (size_t i = 0; i < n; i++) {
+        const bench_row *r = &res[i].b;
+        printf("%s,%s,%zu,%zu,%zu,%zu,%zu,%d,%.4f,%.3f,%s,%.0f,%.0f\n", r->op, r->variant,
+               r->batch, r->heads, r->nq, r->nk, r->d, r->causal, isnan(r->ms) ? 0.0 : r->ms,
+               r->gflops, clattn_dtype_name(res[i].dtype), res[i].bytes, res[i].footprint);
+    }
+}
+
+/* cli_print_table's columns plus dtype, bytes moved (MB) and footprint (MB); "vs base" compares
+ * with naive at the same length and type, "vs f32" with the same variant in float32. */
+static void print_table(const softmax_row *res, size_t n, double peak_gflops)
+{
+    printf("%-8s %-14s %-5s %5s %5s %7s %7s %4s %6s %10s %9s %9s %6s %8s %7s %9s %10s  %s\n",
+           "op", "variant", "dtype", "batch", "heads", "nq", "nk", "d", "causal", "ms", "GFLOP/s",
+           "build ms", "%peak", "vs base", "vs f32", "bytes MB", "footprint", "kernel");
+    for (size_t i = 0; i < n; i++) {
+        const bench_row *r = &res[i].b;
+        char ms[32] = "-", build[32] = "-", frac[32] = "-", speed[32] = "-", vf[32] = "-";
+        char by[32] = "-", fp[32] = "-";
+        if (!isnan(r->ms))
+            snprintf(ms, sizeof ms, "%.3f", r->ms);
+        if (!isnan(r->build_ms))
+            snprintf(build, sizeof build, "%.1f", r->build_ms);
+        if (peak_gflops > 0 && r->gflops > 0)
+            snprintf(frac, sizeof frac, "%.1f%%", 100.0 * r->gflops / peak_gflops);
+        bool attn = strcmp(r->op, "softmax") == 0;
+        const softmax_row *nv = attn ? find_row(res, n, "naive", r->nk, res[i].dtype) : NULL;
+        if (nv && strcmp(r->variant, "naive") != 0 && r->ms > 0 && !isnan(nv->b.ms))
+            snprintf(speed, sizeof speed, "%.2fx", nv->b.ms / r->ms);
+        const softmax_row *f32 = attn ? find_row(res, n, r->variant, r->nk, CLATTN_F32) : NULL;
+        if (f32 && res[i].dtype != CLATTN_F32 && r->ms > 0 && !isnan(f32->b.ms))
+            snprintf(vf, sizeof vf, "%.2fx", f32->b.ms / r->ms);
+        if (attn) {
+            snprintf(by, sizeof by, "%.2f", res[i].bytes / 1e6);
+            snprintf(fp, sizeof fp, "%.2f", res[i].footprint / 1e6);
+        }
+        printf("%-8s %-14s %-5s %5zu %5zu %7zu %7zu %4zu %6d %10s %9.2f %9s %6s %8s %7s %9s %10s  "
+               "%s\n",
+               r->op, r->variant, attn ? clattn_dtype_name(res[i].dtype) : "f32", r->batch,
+               r->heads, r->nq, r->nk, r->d, r->causal, ms, r->gflops, build, frac, speed, vf, by,
+               fp, r->kernel);
+    }
+}
+
+static void print_rows(const bench_config *cfg, const softmax_row *res, size_t n)
 {
     if (cfg->csv) {
-        cli_print_csv(res, n);
+        print_csv(res, n);
         return;
     }
-    const bench_row *peak = find_row(res, n, "peak", 0);
-    cli_print_table(res, n, "naive", peak ? peak->gflops : 0);
+    const softmax_row *peak = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(res[i].b.variant, "peak") == 0)
+            peak = &res[i];
+    print_table(res, n, peak ? peak->b.gflops : 0);
 }
 
 static void bench_defaults(bench_config *cfg)
@@ -496,18 +638,47 @@ static void bench_defaults(bench_config *cfg)
     cfg->heads = 8;
     cfg->batch = 1;
     cfg->reps = 5;
+    cfg->dtypes[0] = CLATTN_F32;
+    cfg->n_dtypes = 1;
     const variant_id def[] = {V_TILED, V_NAIVE, V_SGEMM, V_PEAK};
     for (size_t i = 0; i < sizeof def / sizeof def[0]; i++)
         cfg->order[cfg->n_variants++] = def[i];
+}
+
+/* --dtype f32,f16,bf16: each type once, in the order given. */
+static int parse_dtypes(const char *cmd, const char *s, bench_config *cfg)
+{
+    char buf[64];
+    if (strlen(s) >= sizeof buf)
+        return fail(EXIT_USAGE, "%s: --dtype '%s' is too long (f32,f16,bf16)", cmd, s);
+    snprintf(buf, sizeof buf, "%s", s);
+    cfg->n_dtypes = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        clattn_dtype dt;
+        int rc = cli_dtype_option(cmd, "--dtype", t, &dt);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < cfg->n_dtypes; i++)
+            if (cfg->dtypes[i] == dt)
+                return fail(EXIT_USAGE, "%s: --dtype lists %s twice", cmd, t);
+        cfg->dtypes[cfg->n_dtypes++] = dt;
+    }
+    if (cfg->n_dtypes == 0)
+        return fail(EXIT_USAGE, "%s: --dtype '%s' names no type (f32,f16,bf16)", cmd, s);
+    return 0;
 }
 
 static int bench_parse(int argc, char **argv, bench_config *cfg, int *help)
 {
     const char *cmd = "bench softmax";
     const char *n = NULL, *d = NULL, *heads = NULL, *batch = NULL, *reps = NULL, *vars = NULL;
+    const char *dtypes = NULL, *nq = NULL;
     bench_defaults(cfg);
     const opt_spec specs[] = {
         {"--n", NULL, &n, NULL},
+        {"--nq", NULL, &nq, NULL},
+        {"--dtype", NULL, &dtypes, NULL},
         {"--d", NULL, &d, NULL},
         {"--heads", NULL, &heads, NULL},
         {"--batch", NULL, &batch, NULL},
@@ -526,7 +697,10 @@ static int bench_parse(int argc, char **argv, bench_config *cfg, int *help)
         (batch && (rc = size_option(cmd, "--batch", batch, 1, 65536, &cfg->batch))) ||
         (reps && (rc = size_option(cmd, "--reps", reps, 1, 1000, &cfg->reps))) ||
         (vars &&
-         (rc = parse_variant_list(cmd, vars, VARIANT_NAMES, V_COUNT, cfg->order, &cfg->n_variants))))
+         (rc = parse_variant_list(cmd, vars, VARIANT_NAMES, V_COUNT, cfg->order, &cfg->n_variants))) ||
+        (nq && (rc = size_option(cmd, "--nq", nq, 1, (size_t)1 << 24, &cfg->nq))))
+        return rc;
+    if (dtypes && (rc = parse_dtypes(cmd, dtypes, cfg)))
         return rc;
     return 0;
 }
@@ -543,7 +717,7 @@ int cli_bench_softmax(int argc, char **argv)
         cli_usage_blocks(stdout, cli_usage_softmax, "bench softmax");
         return 0;
     }
-    bench_row *res = NULL;
+    softmax_row *res = NULL;
     size_t n = 0;
     rc = bench_run(&cfg, &res, &n);
     if (n > 0)
@@ -564,7 +738,7 @@ int cli_softmax_demo(void)
     cfg.reps = 3;
     printf("\n== clattn bench softmax --n 256,512,1024 --heads 4 --d 64 --reps 3 ==\n\n");
     fflush(stdout);
-    bench_row *res = NULL;
+    softmax_row *res = NULL;
     size_t n = 0;
     int rc = bench_run(&cfg, &res, &n);
     if (n > 0) {
@@ -572,10 +746,10 @@ int cli_softmax_demo(void)
         printf("\ntiled speed-up over naive:");
         int any = 0;
         for (size_t i = 0; i < cfg.n_count; i++) {
-            const bench_row *t = find_row(res, n, "tiled", cfg.ns[i]);
-            const bench_row *nv = find_row(res, n, "naive", cfg.ns[i]);
-            if (t && nv && t->ms > 0) {
-                printf("%s N=%zu %.2fx", any ? "," : "", cfg.ns[i], nv->ms / t->ms);
+            const softmax_row *t = find_row(res, n, "tiled", cfg.ns[i], CLATTN_F32);
+            const softmax_row *nv = find_row(res, n, "naive", cfg.ns[i], CLATTN_F32);
+            if (t && nv && t->b.ms > 0) {
+                printf("%s N=%zu %.2fx", any ? "," : "", cfg.ns[i], nv->b.ms / t->b.ms);
                 any = 1;
             }
         }

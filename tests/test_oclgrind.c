@@ -1294,6 +1294,92 @@ static int run_deq(clattn_context *ctx)
     return rc;
 }
 
+/* Softmax attention with half storage (issue 15) through the plan API: q, k, v, out of types
+ * dt[0..3] (lse float32), against the reference on the same half-rounded inputs; error within
+ * 1e-4 plus one ulp of the output type. */
+static int run_softmax_typed(clattn_context *ctx, clattn_softmax_algo algo, size_t nq, size_t nk,
+                             size_t d, int causal, const clattn_dtype dt[4])
+{
+    size_t B = 1, Hq = nq == 1 ? 1 : 2, Hk = 1; /* Nq 1, Hq = Hk: TILED_CPU packs half panels */
+    size_t s_q[4] = {B, Hq, nq, d}, s_k[4] = {B, Hk, nk, d};
+    size_t n_q = B * Hq * nq * d, n_k = B * Hk * nk * d, n_l = B * Hq * nq;
+    float *q = malloc(n_q * 4), *k = malloc(n_k * 4), *v = malloc(n_k * 4), *o = malloc(n_q * 4),
+          *r = malloc(n_q * 4), *l = malloc(n_l * 4), *rl = malloc(n_l * 4);
+    void *hq = malloc(n_q * 4), *hk = malloc(n_k * 4), *hv = malloc(n_k * 4), *ho = malloc(n_q * 4);
+    uint64_t seed = 13;
+    ref_fill_uniform(q, n_q, 1, &seed);
+    ref_fill_uniform(k, n_k, 1, &seed);
+    ref_fill_uniform(v, n_k, 1, &seed);
+    float *in[3] = {q, k, v};
+    void *packed[3] = {hq, hk, hv};
+    size_t cnt[3] = {n_q, n_k, n_k};
+    for (int i = 0; i < 3; i++) { /* round through the type, keep the packed copy */
+        clattn_convert_host(in[i], CLATTN_F32, packed[i], dt[i], cnt[i]);
+        clattn_convert_host(packed[i], dt[i], in[i], CLATTN_F32, cnt[i]);
+    }
+    ref_softmax(q, k, v, r, rl, B, Hq, Hk, nq, nk, d, 1.0 / sqrt((double)d), causal, NULL);
+    cl_context cc = clattn_context_get_cl_context(ctx);
+    cl_command_queue cq = clattn_context_get_cl_queue(ctx);
+    cl_int err = CL_SUCCESS;
+    cl_mem bq = clCreateBuffer(cc, CL_MEM_COPY_HOST_PTR, n_q * clattn_dtype_size(dt[0]), hq, &err);
+    cl_mem bk = clCreateBuffer(cc, CL_MEM_COPY_HOST_PTR, n_k * clattn_dtype_size(dt[1]), hk, &err);
+    cl_mem bv = clCreateBuffer(cc, CL_MEM_COPY_HOST_PTR, n_k * clattn_dtype_size(dt[2]), hv, &err);
+    cl_mem bo = clCreateBuffer(cc, CL_MEM_READ_WRITE, n_q * clattn_dtype_size(dt[3]), NULL, &err);
+    cl_mem bl = clCreateBuffer(cc, CL_MEM_READ_WRITE, n_l * 4, NULL, &err);
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
+    desc.algorithm = algo;
+    desc.causal = causal;
+    desc.q_dtype = dt[0];
+    desc.k_dtype = dt[1];
+    desc.v_dtype = dt[2];
+    desc.out_dtype = dt[3];
+    clattn_plan *plan = NULL;
+    clattn_tensor tq = clattn_tensor_make_typed(bq, dt[0], B, Hq, nq, d);
+    clattn_tensor tk = clattn_tensor_make_typed(bk, dt[1], B, Hk, nk, d);
+    clattn_tensor tv = clattn_tensor_make_typed(bv, dt[2], B, Hk, nk, d);
+    clattn_tensor to = clattn_tensor_make_typed(bo, dt[3], B, Hq, nq, d);
+    clattn_tensor tl = clattn_tensor_make(bl, B, Hq, nq, 1);
+    int rc = 0;
+    if (err != CL_SUCCESS ||
+        clattn_softmax_plan_create(ctx, &desc, s_q, s_k, s_k, &plan) != CLATTN_SUCCESS ||
+        clattn_softmax_plan_enqueue(plan, &tq, &tk, &tv, &to, &tl, 0, NULL, NULL) !=
+            CLATTN_SUCCESS ||
+        clEnqueueReadBuffer(cq, bo, CL_TRUE, 0, n_q * clattn_dtype_size(dt[3]), ho, 0, NULL,
+                            NULL) != CL_SUCCESS ||
+        clEnqueueReadBuffer(cq, bl, CL_TRUE, 0, n_l * 4, l, 0, NULL, NULL) != CL_SUCCESS) {
+        fprintf(stderr, "typed attention failed: %s\n", clattn_context_last_error(ctx));
+        rc = 1;
+    } else {
+        clattn_convert_host(ho, dt[3], o, CLATTN_F32, n_q);
+        double mr = 0, e = ref_max_abs_diff(o, r, n_q, &mr);
+        double ml = 0, el = ref_max_abs_diff(l, rl, n_l, &ml);
+        double ulp = dt[3] == CLATTN_F16 ? 1.0 / 1024 : dt[3] == CLATTN_BF16 ? 1.0 / 128 : 0;
+        printf("algo %d types %s/%s/%s/%s nq %zu nk %zu d %zu causal %d: error %.2e, lse error "
+               "%.2e\n",
+               (int)algo, clattn_dtype_name(dt[0]), clattn_dtype_name(dt[1]),
+               clattn_dtype_name(dt[2]), clattn_dtype_name(dt[3]), nq, nk, d, causal, e, el);
+        rc = !(e <= (1e-4 + ulp) * fmax(1, mr) && el <= 1e-4 * fmax(1, ml));
+    }
+    clattn_plan_destroy(plan);
+    cl_mem bufs[5] = {bq, bk, bv, bo, bl};
+    for (int i = 0; i < 5; i++)
+        if (bufs[i])
+            clReleaseMemObject(bufs[i]);
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(r);
+    free(l);
+    free(rl);
+    free(hq);
+    free(hk);
+    free(hv);
+    free(ho);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     clattn_context *ctx = NULL;
@@ -1380,6 +1466,12 @@ int main(int argc, char **argv)
                                                           : CLATTN_SOFTMAX_NAIVE;
         rc |= run(ctx, a, 37, 70, 16, 1);
         rc |= run(ctx, a, 70, 37, 8, 0);
+        if (a != CLATTN_SOFTMAX_NAIVE) { /* issue 15: one f16 and one mixed bf16 case */
+            static const clattn_dtype h4[4] = {CLATTN_F16, CLATTN_F16, CLATTN_F16, CLATTN_F16};
+            static const clattn_dtype bmix[4] = {CLATTN_BF16, CLATTN_BF16, CLATTN_F16, CLATTN_F32};
+            rc |= run_softmax_typed(ctx, a, 21, 37, 8, 1, h4);
+            rc |= run_softmax_typed(ctx, a, 1, 40, 8, 0, bmix);
+        }
     }
     clattn_context_destroy(ctx);
     return rc;

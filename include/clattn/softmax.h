@@ -39,6 +39,21 @@ typedef struct clattn_softmax_desc {
     size_t key_lengths_offset;
     /* Kernel family; AUTO lets the scheduler choose from the device description. */
     clattn_softmax_algo algorithm;
+    /* Element types of q, k, v and out (clattn_dtype; 0 = CLATTN_F32 from _desc_init), each
+     * independent of the others: e.g. f16 q/k/v with an f32 out, or bf16 q with f16 k and f32 v.
+     * Arithmetic is always fp32 (see the ACCURACY CONTRACT in clattn.h). lse, key_lengths and the
+     * plan's scratch stay float32 / int32. The tiled families read q/k/v and write out in these
+     * types inside their kernels (no float32 copies: half the bytes of q/k/v/out are moved);
+     * TILED_CPU's packed K/V panels are float32, or of K's / V's own half type when each panel
+     * is read only once (one query block per key head: Nq <= 32 at D 64 without GQA sharing,
+     * i.e. decoding). There the pack and the main kernel are both one pass over K/V: half
+     * panels move 2 + 2 + 2 bytes per element instead of 2 + 4 + 4 (Nq 1, Nk 512, D 64 f16
+     * under oclgrind --inst-counts: 393 KB against 655 KB, half the scratch, the same
+     * instruction counts: each panel element is converted once either way). With reuse the
+     * panels are read from cache many times and float32 panels keep the conversion out of the
+     * inner loop. NAIVE (CLBlast) stages half q/k/v into float32 plan scratch and writes the
+     * half out from float32 scratch. clattn_softmax_enqueue takes the types from its tensors. */
+    clattn_dtype q_dtype, k_dtype, v_dtype, out_dtype;
 } clattn_softmax_desc;
 
 CLATTN_API void clattn_softmax_desc_init(clattn_softmax_desc *desc);
@@ -53,7 +68,7 @@ CLATTN_API void clattn_softmax_desc_init(clattn_softmax_desc *desc);
  * Status: NULL_POINTER, INVALID_SHAPE (zero sizes, D > 256), SHAPE_MISMATCH, INVALID_ARGUMENT
  * (non-finite scale, causal not 0 or 1, unknown algorithm, struct_size not set by _desc_init),
  * BUFFER_TOO_SMALL (key_lengths), UNSUPPORTED (e.g. NAIVE with strided K), BUILD_FAILED, OpenCL
- * allocation codes. */
+ * allocation codes. An unknown q/k/v/out_dtype is INVALID_ARGUMENT. */
 CLATTN_API clattn_status clattn_softmax_plan_create(clattn_context *ctx,
                                                       const clattn_softmax_desc *desc,
                                                       const size_t q_shape[4],
@@ -69,6 +84,8 @@ CLATTN_API clattn_status clattn_softmax_plan_create(clattn_context *ctx,
  * Validation (before anything is enqueued): shapes match the plan, every view fits its buffer
  * (BUFFER_TOO_SMALL), out/lse do not alias q, k, v or each other (ALIASING), out has no zero
  * stride. The NAIVE algorithm additionally needs unit strides along D for q, k and v.
+ * Each tensor's dtype must be the plan's (desc q/k/v/out_dtype; lse float32): DTYPE_MISMATCH
+ * otherwise, with nothing enqueued and nothing written.
  * `event` (may be NULL) receives an event for the last command enqueued. */
 CLATTN_API clattn_status clattn_softmax_plan_enqueue(clattn_plan *plan, const clattn_tensor *q,
                                                        const clattn_tensor *k,
@@ -78,7 +95,8 @@ CLATTN_API clattn_status clattn_softmax_plan_enqueue(clattn_plan *plan, const cl
                                                        cl_uint num_wait, const cl_event *wait,
                                                        cl_event *event);
 
-/* One-shot: plan (shapes from the tensors) + enqueue + release. Plans are cheap to re-bake because
+/* One-shot: plan (shapes and element types from the tensors: the desc's q/k/v/out_dtype are
+ * ignored) + enqueue + release. Plans are cheap to re-bake because
  * programs are cached, but engines calling many times should keep a plan. */
 CLATTN_API clattn_status clattn_softmax_enqueue(clattn_context *ctx,
                                                   const clattn_softmax_desc *desc,
@@ -87,7 +105,8 @@ CLATTN_API clattn_status clattn_softmax_enqueue(clattn_context *ctx,
                                                   const clattn_tensor *lse, cl_uint num_wait,
                                                   const cl_event *wait, cl_event *event);
 
-/* Blocking host-memory convenience: contiguous float32 arrays q [B,Hq,Nq,D], k, v [B,Hk,Nk,D],
+/* Blocking host-memory convenience (float32 only: the desc's dtype fields are ignored): contiguous
+ * float32 arrays q [B,Hq,Nq,D], k, v [B,Hk,Nk,D],
  * out [B,Hq,Nq,D], lse [B,Hq,Nq] (may be NULL), key_lengths int32 [B] (may be NULL; overrides
  * desc->key_lengths; values must lie in [0, Nk], else INVALID_ARGUMENT). `out` and `lse` are only
  * written on success. */

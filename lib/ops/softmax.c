@@ -21,6 +21,11 @@ typedef struct softmax_plan {
     cl_kernel softmax;   /* naive */
     cl_mem kp, vp;       /* packed K panels and V rows (TILED_CPU) */
     cl_mem scores;       /* Nq x Nk scores of one head (NAIVE) */
+    /* Element types q, k, v, out (the desc's). NAIVE with half tensors: cast kernels and dense
+     * float32 scratch for each half one (CLBlast takes float32); NULL for f32 tensors. */
+    clattn_dtype dt[4];
+    cl_kernel cast[4];
+    cl_mem staged[4];
 } softmax_plan;
 
 void clattn_softmax_desc_init(clattn_softmax_desc *desc)
@@ -61,6 +66,14 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_softmax_desc *i
     if (out->algorithm < CLATTN_SOFTMAX_AUTO || out->algorithm > CLATTN_SOFTMAX_TILED_GPU_ROWS)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "softmax desc: unknown algorithm %d",
                             (int)out->algorithm);
+    const clattn_dtype dts[4] = {out->q_dtype, out->k_dtype, out->v_dtype, out->out_dtype};
+    static const char *const names[4] = {"softmax desc: q_dtype", "softmax desc: k_dtype",
+                                         "softmax desc: v_dtype", "softmax desc: out_dtype"};
+    for (int i = 0; i < 4; i++) {
+        clattn_status st = clattn__dtype_check(ctx, dts[i], names[i]);
+        if (st != CLATTN_SUCCESS)
+            return st;
+    }
     return CLATTN_SUCCESS;
 }
 
@@ -125,7 +138,8 @@ static clattn_status choose_launch(clattn_context *ctx, softmax_plan *plan,
         return CLATTN_SUCCESS;
     }
     if (plan->desc.algorithm == CLATTN_SOFTMAX_AUTO &&
-        clattn__tune_launch(ctx, prob, clattn__softmax_family(&ctx->info), &plan->launch)) {
+        clattn__tune_launch_typed(ctx, prob, clattn__softmax_family(&ctx->info), plan->dt,
+                                  &plan->launch)) {
         plan->base.from_db = true;
         *by = "tuning-db";
         return CLATTN_SUCCESS;
@@ -137,6 +151,37 @@ static clattn_status choose_launch(clattn_context *ctx, softmax_plan *plan,
     if (plan->desc.algorithm != CLATTN_SOFTMAX_AUTO)
         *by = "caller";
     return CLATTN_SUCCESS;
+}
+
+/* " dtype=hhhs" (q k v out: s f32, h f16, b bf16) for the launch string of a plan with a half
+ * tensor; "" for all-f32 plans (their launch strings are unchanged). */
+static void launch_dtypes(const clattn_dtype dt[4], char *out, size_t size)
+{
+    char suffix[16];
+    clattn__dtype_suffix(suffix, sizeof suffix, dt, 4);
+    snprintf(out, size, "%s%s", suffix[0] ? " dtype=" : "", suffix[0] ? suffix + 1 : "");
+}
+
+/* TILED_CPU's packed panel types. The pack kernel reads K/V once in their types and writes the
+ * panels; the main kernel reads each panel once per work-item that owns a query block of the
+ * key head: reuse = ceil(Nq / tile_q) * (Hq / Hk). Float32 panels cost one conversion per
+ * element (in the pack) and 4 + 4 bytes written + read; half panels cost 2 + 2 bytes and one
+ * conversion per element per read. With reuse 1 (decoding-like Nq <= tile_q, no GQA sharing)
+ * half panels move fewer bytes for the same conversions, so they are chosen then; otherwise
+ * float32 panels, converted once and read many times. */
+static void panel_dtypes(const softmax_plan *plan, const clattn__softmax_launch *L,
+                         clattn_dtype *kp, clattn_dtype *vp)
+{
+    size_t per_item = L->local_size ? L->tile_q / L->local_size : 0;
+    size_t reuse = clattn__div_up(plan->qshape[2], per_item ? per_item : 1) *
+                   (plan->qshape[1] / plan->kshape[1]);
+    bool half = reuse <= 1;
+    /* CLATTN_SOFTMAX_HALF_PANELS=0/1 forces the choice (for measuring it; not a public knob). */
+    const char *force = getenv("CLATTN_SOFTMAX_HALF_PANELS");
+    if (force && (force[0] == '0' || force[0] == '1') && force[1] == '\0')
+        half = force[0] == '1';
+    *kp = half ? plan->dt[1] : CLATTN_F32;
+    *vp = half ? plan->dt[2] : CLATTN_F32;
 }
 
 static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc *desc,
@@ -180,6 +225,14 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
     }
     size_t d = q_shape[3];
     plan->scale = plan->desc.scale != 0.0f ? plan->desc.scale : (float)(1.0 / sqrt((double)d));
+    plan->dt[0] = plan->desc.q_dtype;
+    plan->dt[1] = plan->desc.k_dtype;
+    plan->dt[2] = plan->desc.v_dtype;
+    plan->dt[3] = plan->desc.out_dtype;
+    /* Before any kernel is created: every kernel of the plan gets -DQ_DT=.. -DK_DT=.. etc. */
+    const clattn__dtype_role roles[4] = {
+        {"Q", plan->dt[0]}, {"K", plan->dt[1]}, {"V", plan->dt[2]}, {"O", plan->dt[3]}};
+    CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, 4));
 
     clattn__softmax_problem prob = {d, q_shape[2], k_shape[2], plan->desc.causal != 0};
     CLATTN_FORWARD(choose_launch(ctx, plan, &prob, forced, &by));
@@ -187,21 +240,31 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
     const clattn__softmax_launch *L = &plan->launch;
     base->algorithm = L->algo;
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "%s", algo_name(L->algo));
-    snprintf(base->launch, sizeof base->launch, "rows=%u tile_q=%u tile_kv=%u wg=%zu",
-             L->rows_per_item, L->tile_q, L->tile_kv, L->local_size);
+    char dtinfo[32] = "";
+    launch_dtypes(plan->dt, dtinfo, sizeof dtinfo);
+    snprintf(base->launch, sizeof base->launch, "rows=%u tile_q=%u tile_kv=%u wg=%zu%s",
+             L->rows_per_item, L->tile_q, L->tile_kv, L->local_size, dtinfo);
     size_t bhk = k_shape[0] * k_shape[1];
     switch (L->algo) {
     case CLATTN_SOFTMAX_TILED_CPU: {
-        CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", L->defines,
-                                           "clattn_softmax_pack_kv", 0, by, &plan->pack));
-        CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", L->defines,
-                                           "clattn_softmax_fwd_cpu", L->local_size, by,
-                                           &plan->fwd));
+        /* Packed panels: float32, or K's / V's own half type when every panel is read by one
+         * work-item only (see panel_dtypes); -DKP_DT / -DVP_DT name them. */
+        clattn_dtype kpdt, vpdt;
+        panel_dtypes(plan, L, &kpdt, &vpdt);
+        char defs[sizeof L->defines + 32];
+        snprintf(defs, sizeof defs, "%s", L->defines);
+        if (kpdt != CLATTN_F32 || vpdt != CLATTN_F32)
+            snprintf(defs + strlen(defs), sizeof defs - strlen(defs), " -DKP_DT=%d -DVP_DT=%d",
+                     (int)kpdt, (int)vpdt);
+        CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", defs, "clattn_softmax_pack_kv", 0,
+                                           by, &plan->pack));
+        CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", defs, "clattn_softmax_fwd_cpu",
+                                           L->local_size, by, &plan->fwd));
         /* Two key panels: the kernel's steps take up to 32 keys and never test the panel count. */
         plan->npad = clattn__div_up(k_shape[2], 2 * CLATTN__KEY_BLOCK) * 2 * CLATTN__KEY_BLOCK;
         size_t dpad = clattn__div_up(d, 16) * 16, kbytes, vbytes;
-        CLATTN_CHECK(clattn__mul_ok(bhk * plan->npad, d * sizeof(float), &kbytes) &&
-                         clattn__mul_ok(bhk * plan->npad, dpad * sizeof(float), &vbytes),
+        CLATTN_CHECK(clattn__mul_ok(bhk * plan->npad, d * clattn_dtype_size(kpdt), &kbytes) &&
+                         clattn__mul_ok(bhk * plan->npad, dpad * clattn_dtype_size(vpdt), &vbytes),
                      CLATTN_SIZE_OVERFLOW, "softmax plan: packed K/V size overflows");
         CLATTN_FORWARD(clattn__plan_scratch(base, kbytes, "packed K panels", &plan->kp));
         CLATTN_FORWARD(clattn__plan_scratch(base, vbytes, "packed V rows", &plan->vp));
@@ -215,13 +278,36 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
             &plan->fwd));
         break;
     case CLATTN_SOFTMAX_NAIVE: {
-        CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", L->defines,
-                                           "clattn_softmax_naive_rows", L->local_size, by,
-                                           &plan->softmax));
+        /* The row kernel only sees the float32 score matrix: built without the element-type
+         * defines (as the core builds its cast kernels), so half plans share the f32 program. */
+        char saved[sizeof base->dtype_defines];
+        memcpy(saved, base->dtype_defines, sizeof saved);
+        base->dtype_defines[0] = '\0';
+        status = clattn__plan_kernel(base, "softmax.cl", L->defines, "clattn_softmax_naive_rows",
+                                     L->local_size, by, &plan->softmax);
+        memcpy(base->dtype_defines, saved, sizeof saved);
+        CLATTN_FORWARD(status);
         size_t bytes;
         CLATTN_CHECK(clattn__mul_ok(q_shape[2] * k_shape[2], sizeof(float), &bytes),
                      CLATTN_SIZE_OVERFLOW, "softmax plan: score matrix size overflows");
         CLATTN_FORWARD(clattn__plan_scratch(base, bytes, "naive score matrix", &plan->scores));
+        /* CLBlast takes float32: half q, k, v are staged into dense float32 scratch, and a half
+         * out is computed into float32 scratch and cast into the caller's view. */
+        const size_t *shp[4] = {q_shape, k_shape, k_shape, q_shape};
+        static const char *const what[4] = {"naive float32 q", "naive float32 k",
+                                            "naive float32 v", "naive float32 out"};
+        for (int i = 0; i < 4; i++) {
+            if (plan->dt[i] == CLATTN_F32)
+                continue;
+            size_t n;
+            CLATTN_CHECK(clattn__mul_ok(shp[i][0] * shp[i][1], shp[i][2] * shp[i][3], &n) &&
+                             clattn__mul_ok(n, sizeof(float), &bytes),
+                         CLATTN_SIZE_OVERFLOW, "softmax plan: staging size overflows");
+            CLATTN_FORWARD(clattn__plan_cast_kernel(base, i < 3 ? plan->dt[i] : CLATTN_F32,
+                                                    i < 3 ? CLATTN_F32 : plan->dt[i],
+                                                    &plan->cast[i]));
+            CLATTN_FORWARD(clattn__plan_scratch(base, bytes, what[i], &plan->staged[i]));
+        }
         break;
     }
     default:
@@ -285,10 +371,11 @@ static clattn_status validate_io(softmax_plan *plan, const clattn_tensor *q,
     clattn_context *ctx = plan->base.ctx;
     clattn_status status = CLATTN_SUCCESS;
     size_t lshape[4] = {plan->qshape[0], plan->qshape[1], plan->qshape[2], 1};
-    const clattn__view ins[] = {{q, "q", plan->qshape, false, CLATTN_F32},
-                                {k, "k", plan->kshape, false, CLATTN_F32},
-                                {v, "v", plan->kshape, false, CLATTN_F32}};
-    const clattn__view outs[] = {{out, "out", plan->qshape, false, CLATTN_F32}, {lse, "lse", lshape, true, CLATTN_F32}};
+    const clattn__view ins[] = {{q, "q", plan->qshape, false, plan->dt[0]},
+                                {k, "k", plan->kshape, false, plan->dt[1]},
+                                {v, "v", plan->kshape, false, plan->dt[2]}};
+    const clattn__view outs[] = {{out, "out", plan->qshape, false, plan->dt[3]},
+                                 {lse, "lse", lshape, true, CLATTN_F32}};
     CLATTN_FORWARD(clattn__check_views(ctx, ins, 3, outs, 2));
     if (plan->desc.key_lengths) {
         clattn_tensor kl = clattn_tensor_make(plan->desc.key_lengths, 1, 1, 1, plan->qshape[0]);
@@ -298,9 +385,10 @@ static clattn_status validate_io(softmax_plan *plan, const clattn_tensor *q,
             CLATTN_FORWARD(clattn__check_no_alias(ctx, lse, "lse", &kl, "key_lengths", 4));
     }
     if (plan->launch.algo == CLATTN_SOFTMAX_NAIVE) {
+        /* Half tensors are staged through dense float32 scratch: any strides. */
         const clattn_tensor *all[] = {q, k, v, out};
         for (int i = 0; i < 4; i++)
-            CLATTN_CHECK(all[i]->strides[3] == 1, CLATTN_UNSUPPORTED,
+            CLATTN_CHECK(plan->dt[i] != CLATTN_F32 || all[i]->strides[3] == 1, CLATTN_UNSUPPORTED,
                          "the naive algorithm needs unit stride along D (CLBlast rows)");
     }
 cleanup:
@@ -398,6 +486,27 @@ static clattn_status enqueue_naive(softmax_plan *plan, const clattn_tensor *q,
     cl_ulong kloff = plan->desc.key_lengths_offset, zero = 0;
     cl_mem lbuf = lse ? lse->buffer : out->buffer;
 
+    /* Half tensors: q, k, v cast into dense float32 scratch first; the GEMMs then see dense
+     * float32 views of it, and a half out is computed densely and cast out at the end. */
+    clattn_tensor dense[4];
+    const clattn_tensor *io[4] = {q, k, v, out};
+    for (int i = 0; i < 4; i++) {
+        if (plan->dt[i] == CLATTN_F32)
+            continue;
+        const size_t *sh = io[i]->shape;
+        dense[i] = clattn_tensor_make(plan->staged[i], sh[0], sh[1], sh[2], sh[3]);
+        if (i < 3)
+            CLATTN_FORWARD(clattn__cast_enqueue(s, plan->cast[i], io[i], plan->staged[i], 0,
+                                                false, false, NULL));
+        io[i] = &dense[i];
+    }
+    q = io[0];
+    k = io[1];
+    v = io[2];
+    const clattn_tensor *final_out = out;
+    out = io[3];
+    bool cast_out = plan->dt[3] != CLATTN_F32;
+
     for (size_t b = 0; b < B; b++) {
         for (size_t h = 0; h < hq; h++) {
             size_t qo = q->offset + b * q->strides[0] + h * q->strides[1];
@@ -428,14 +537,17 @@ static clattn_status enqueue_naive(softmax_plan *plan, const clattn_tensor *q,
             CLATTN_CL(a.err);
             size_t lo = plan->launch.local_size, gl = nq * lo;
             CLATTN_FORWARD(clattn__seq_kernel_local(s, plan->softmax, 1, &gl, &lo, false, NULL));
-            bool last = b == B - 1 && h == hq - 1;
-            CLATTN_FORWARD(clattn__seq_library(s, last, event));
+            bool last = b == B - 1 && h == hq - 1 && !cast_out;
+            CLATTN_FORWARD(clattn__seq_library(s, last, last ? event : NULL));
             CLATTN_FORWARD(clattn__sgemm(ctx, false, nq, d, nk, 1.0f, plan->scores, 0, nk,
                                          v->buffer, vo, v->strides[2], 0.0f, out->buffer, oo,
                                          out->strides[2], s->evp));
             clattn__seq_done(s);
         }
     }
+    if (cast_out)
+        CLATTN_FORWARD(clattn__cast_enqueue(s, plan->cast[3], final_out, plan->staged[3], 0, true,
+                                            true, event));
 cleanup:
     return status;
 }
@@ -483,8 +595,16 @@ clattn_status clattn_softmax_enqueue(clattn_context *ctx, const clattn_softmax_d
         return clattn__fail(ctx, CLATTN_NULL_POINTER,
                             "softmax enqueue: q, k, v and out are required");
     clattn_plan *plan = NULL;
-    clattn_status status = clattn_softmax_plan_create(ctx, desc, q->shape, k->shape, v->shape,
-                                                      &plan);
+    /* The element types come from the tensors (a desc of an older, shorter struct included). */
+    clattn_softmax_desc d;
+    clattn_status status = read_desc(ctx, desc, &d);
+    if (status != CLATTN_SUCCESS)
+        return status;
+    d.q_dtype = q->dtype;
+    d.k_dtype = k->dtype;
+    d.v_dtype = v->dtype;
+    d.out_dtype = out->dtype;
+    status = clattn_softmax_plan_create(ctx, &d, q->shape, k->shape, v->shape, &plan);
     if (status == CLATTN_SUCCESS)
         status = clattn_softmax_plan_enqueue(plan, q, k, v, out, lse, num_wait, wait, event);
     /* OpenCL keeps kernels and buffers alive until the commands using them have finished. */
@@ -511,6 +631,7 @@ clattn_status clattn_softmax_host(clattn_context *ctx, const clattn_softmax_desc
     CLATTN_CHECK(q_shape && k_shape && v_shape && q && k && v && out, CLATTN_NULL_POINTER,
                  "softmax host: shapes, q, k, v and out are required");
     CLATTN_FORWARD(read_desc(ctx, desc, &d));
+    d.q_dtype = d.k_dtype = d.v_dtype = d.out_dtype = CLATTN_F32; /* host arrays are float32 */
     CLATTN_FORWARD(check_shapes(ctx, q_shape, k_shape, v_shape));
     size_t nq_el, nk_el, nl_el;
     CLATTN_CHECK(clattn__mul_ok(q_shape[0] * q_shape[1], q_shape[2] * q_shape[3], &nq_el) &&
@@ -569,13 +690,16 @@ clattn_status clattn_softmax_schedule(const clattn_device_info *device,
         return status;
     clattn__softmax_launch L;
     clattn__softmax_problem prob = {q_shape[3], q_shape[2], k_shape[2], d.causal != 0};
+    const clattn_dtype dts[4] = {d.q_dtype, d.k_dtype, d.v_dtype, d.out_dtype};
     status = clattn__schedule_softmax(device, &prob, d.algorithm, &L, why, sizeof why);
     if (status != CLATTN_SUCCESS)
         return clattn__fail(NULL, status, "softmax schedule on '%s': %s", device->name, why);
     memset(info, 0, sizeof *info);
     info->op = CLATTN_OP_SOFTMAX;
     launch_info(&L, info);
-    snprintf(info->launch, sizeof info->launch, "rows=%u tile_q=%u tile_kv=%u wg=%zu",
-             L.rows_per_item, L.tile_q, L.tile_kv, L.local_size);
+    char dtinfo[32] = "";
+    launch_dtypes(dts, dtinfo, sizeof dtinfo);
+    snprintf(info->launch, sizeof info->launch, "rows=%u tile_q=%u tile_kv=%u wg=%zu%s",
+             L.rows_per_item, L.tile_q, L.tile_kv, L.local_size, dtinfo);
     return CLATTN_SUCCESS;
 }

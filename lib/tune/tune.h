@@ -166,6 +166,11 @@ void clattn__tune_forget(clattn_context *ctx);
  * false. */
 bool clattn__tune_launch(clattn_context *ctx, const clattn__softmax_problem *prob,
                          clattn_softmax_algo family, clattn__softmax_launch *out);
+/* The same for a plan of element types q, k, v, out (issue 15): the variant key gets the
+ * clattn__dtype_suffix (".hhhs"; none for all f32), so half plans have entries of their own. */
+bool clattn__tune_launch_typed(clattn_context *ctx, const clattn__softmax_problem *prob,
+                               clattn_softmax_algo family, const clattn_dtype dtypes[4],
+                               clattn__softmax_launch *out);
 /* clattn_softmax_plan_create with the launch given instead of chosen (no database, no
  * scheduler); v has k's shape. */
 clattn_status clattn__softmax_plan_create_launch(clattn_context *ctx,

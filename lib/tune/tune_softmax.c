@@ -1,7 +1,8 @@
 /* The tuner's adapter for softmax attention: the tiled family AUTO resolves to (or the one the
  * desc asks for), its candidates from lib/sched (clattn__softmax_candidates), plans with a forced
  * launch (lib/ops/softmax.c), and the database lookup clattn_softmax_plan_create makes. Database
- * key: variant "cpu" or "gpu" (the family), d = dv = D; params rows, local, tile_kv. */
+ * key: variant "cpu" or "gpu" (the family) plus the element-type suffix of half plans (".hhhh";
+ * none for f32), d = dv = D; params rows, local, tile_kv. */
 #include "tune.h"
 
 #include <stdio.h>
@@ -13,12 +14,21 @@ static const char *family_name(clattn_softmax_algo a)
 }
 
 /* The causal flag and algorithm a desc asks for (struct_size honoured; validated elsewhere). */
-static void read_request(const clattn_softmax_desc *desc, clattn_softmax_algo *algo, int *causal)
+static void read_request(const clattn_softmax_desc *desc, clattn_softmax_algo *algo, int *causal,
+                         clattn_dtype dts[4])
 {
     *algo = CLATTN_SOFTMAX_AUTO;
     *causal = 0;
+    for (int i = 0; i < 4; i++)
+        dts[i] = CLATTN_F32;
     if (!desc)
         return;
+    if (desc->struct_size >= offsetof(clattn_softmax_desc, out_dtype) + sizeof(clattn_dtype)) {
+        dts[0] = desc->q_dtype;
+        dts[1] = desc->k_dtype;
+        dts[2] = desc->v_dtype;
+        dts[3] = desc->out_dtype;
+    }
     if (desc->struct_size >= offsetof(clattn_softmax_desc, causal) + sizeof(int))
         *causal = desc->causal != 0;
     if (desc->struct_size >=
@@ -27,10 +37,14 @@ static void read_request(const clattn_softmax_desc *desc, clattn_softmax_algo *a
 }
 
 static void entry_key(const clattn__softmax_problem *prob, clattn_softmax_algo family,
-                      clattn_tuning_entry *e)
+                      const clattn_dtype dtypes[4], clattn_tuning_entry *e)
 {
-    clattn__tune_key(e, CLATTN_OP_SOFTMAX, family_name(family), prob->head_dim, prob->head_dim,
-                     prob->nq, prob->nk, prob->causal);
+    /* Half plans get their own entries: variant "cpu.hhhs" etc. ("cpu" for all f32). */
+    char variant[32], suffix[16];
+    clattn__dtype_suffix(suffix, sizeof suffix, dtypes, 4);
+    snprintf(variant, sizeof variant, "%s%s", family_name(family), suffix);
+    clattn__tune_key(e, CLATTN_OP_SOFTMAX, variant, prob->head_dim, prob->head_dim, prob->nq,
+                     prob->nk, prob->causal);
 }
 
 static clattn_status candidates(clattn_context *ctx, const clattn__tune_request *req, void *out,
@@ -52,7 +66,8 @@ static clattn_status candidates(clattn_context *ctx, const clattn__tune_request 
                             clattn_status_message(status));
     clattn_softmax_algo algo;
     int causal;
-    read_request(desc, &algo, &causal);
+    clattn_dtype dts[4];
+    read_request(desc, &algo, &causal, dts);
     clattn__softmax_problem prob = {req->q[3], req->q[2], req->k[2], causal};
     clattn__softmax_launch *c = out;
     *count = clattn__softmax_candidates(&ctx->info, &prob, algo, c, cap);
@@ -60,7 +75,7 @@ static clattn_status candidates(clattn_context *ctx, const clattn__tune_request 
         return clattn__fail(ctx, CLATTN_UNSUPPORTED,
                             "tune softmax: only the tiled families (AUTO, TILED_CPU, TILED_GPU) "
                             "are tunable");
-    entry_key(&prob, c[0].algo, key);
+    entry_key(&prob, c[0].algo, dts, key);
     return CLATTN_SUCCESS;
 }
 
@@ -70,15 +85,23 @@ static clattn_status plan(clattn_context *ctx, const clattn__tune_request *req,
     return clattn__softmax_plan_create_launch(ctx, req->desc, req->q, req->k, launch, out);
 }
 
-/* q, k, v random; out. */
+/* q, k, v random; out. Float32-sized buffers, viewed with the desc's element types (a half view
+ * of them is smaller; the random f32 bits read as half values are fine for timing). */
 static clattn_status inputs(clattn_context *ctx, const clattn__tune_request *req,
                             clattn__tune_io *io)
 {
     clattn_status status = CLATTN_SUCCESS;
+    clattn_softmax_algo algo;
+    int causal;
+    clattn_dtype dts[4];
+    read_request(req->desc, &algo, &causal, dts);
+    size_t first = io->n;
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->q, 1));
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->k, 2));
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->k, 3));
     CLATTN_FORWARD(clattn__tune_io_add(ctx, io, req->q, 0));
+    for (int i = 0; i < 4; i++)
+        io->t[first + (size_t)i].dtype = dts[i];
 cleanup:
     return status;
 }
@@ -125,8 +148,16 @@ const clattn__tune_adapter clattn__tune_softmax = {
 bool clattn__tune_launch(clattn_context *ctx, const clattn__softmax_problem *prob,
                          clattn_softmax_algo family, clattn__softmax_launch *out)
 {
+    static const clattn_dtype f32[4] = {CLATTN_F32, CLATTN_F32, CLATTN_F32, CLATTN_F32};
+    return clattn__tune_launch_typed(ctx, prob, family, f32, out);
+}
+
+bool clattn__tune_launch_typed(clattn_context *ctx, const clattn__softmax_problem *prob,
+                               clattn_softmax_algo family, const clattn_dtype dtypes[4],
+                               clattn__softmax_launch *out)
+{
     clattn_tuning_entry key, e;
-    entry_key(prob, family, &key);
+    entry_key(prob, family, dtypes, &key);
     if (!clattn__tune_find(ctx, &key, &e))
         return false;
     long long tx = clattn__tune_param(&e, "tx", 0);
