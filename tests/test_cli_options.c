@@ -149,7 +149,7 @@ static void test_every_run_names_its_plan(void **state)
 static void test_per_command_help(void **state)
 {
     (void)state;
-    static char out[16384], err[4096];
+    static char out[65536], err[4096];
     assert_int_equal(run_capture("", "run softmax --help", out, sizeof out, err, sizeof err), 0);
     assert_non_null(strstr(out, "clattn run softmax --q"));
     assert_non_null(strstr(out, "--key-lengths"));
