@@ -33,7 +33,7 @@ void cli_usage_linear(FILE *f)
             "         [--dtype f32,f16,bf16] [--csv] [--device SEL]\n"
             "      --dtype: the element types of q, k, v and out, each timed in the same\n"
             "      run (default f32); the dtype column names it, 'bytes' is what q, k, v\n"
-            "      and out occupy at their types (moved at least once), 'footprint' the\n"
+            "      and out occupy at their types (moved at least once), 'footprint_bytes' the\n"
             "      plan's scratch (the state's, for step) plus those tensors.\n"
             "      variants: noncausal, gemm (the non-causal form by CLBlast GEMMs),\n"
             "      causal (each a plan baked once, then enqueued), step (median time of\n"
@@ -538,10 +538,10 @@ static int bench_parse_linear(int argc, char **argv, lin_bench *b, int *help)
     return parse_variant_list(cmd, vars, LV_NAMES, LV_COUNT, b->variants, &b->n_variants);
 }
 
-/* cli_print_csv's columns, then dtype, bytes and footprint (appended at the end). */
+/* cli_print_csv's columns (ending in dtype), then bytes and footprint_bytes. */
 static void lin_print_csv(const bench_row *rows, const lin_extra *x, size_t n)
 {
-    printf("%s,dtype,bytes,footprint\n", BENCH_CSV_HEADER);
+    printf("%s,bytes,footprint_bytes\n", BENCH_CSV_HEADER); /* BENCH_CSV_HEADER ends in dtype */
     for (size_t i = 0; i < n; i++) {
         const bench_row *r = &rows[i];
         printf("%s,%s,%zu,%zu,%zu,%zu,%zu,%d,%.4f,%.3f,%s,%zu,%zu\n", r->op, r->variant, r->batch,

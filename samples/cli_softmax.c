@@ -567,10 +567,11 @@ static int bench_run(const bench_config *cfg, softmax_row **res, size_t *count)
     return 0;
 }
 
-/* The shared columns first (old parsers keep working), then dtype, bytes, footprint_bytes. */
+/* The shared columns first (old parsers keep working; they end in dtype), then bytes and
+ * footprint_bytes. */
 static void print_csv(const softmax_row *res, size_t n)
 {
-    printf("%s,dtype,bytes,footprint_bytes\n", BENCH_CSV_HEADER);
+    printf("%s,bytes,footprint_bytes\n", BENCH_CSV_HEADER); /* BENCH_CSV_HEADER ends in dtype */
     for (size_t i = 0; i < n; i++) {
         const bench_row *r = &res[i].b;
         printf("%s,%s,%zu,%zu,%zu,%zu,%zu,%d,%.4f,%.3f,%s,%.0f,%.0f\n", r->op, r->variant,
