@@ -165,6 +165,10 @@ int cli_run_deq(int argc, char **argv)
         return fail(EXIT_USAGE, "%s: missing required option %s", cmd, missing);
     if (wp && sp)
         return fail(EXIT_USAGE, "%s: give --weights or --seed, not both", cmd);
+    if ((cli_get_in_dtype() >= 0 && cli_get_in_dtype() != CLATTN_F32) ||
+        cli_get_out_dtype() != CLATTN_F32)
+        return fail(EXIT_USAGE, "%s: the DEQ solver's iterates and its cell are float32: --dtype "
+                    "and --out-dtype take only f32 here", cmd);
     clattn_deq_desc dd;
     clattn_deq_desc_init(&dd);
     clattn_deq_cell_desc cd;

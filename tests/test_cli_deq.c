@@ -146,6 +146,8 @@ static void test_run_deq(void **state)
     expect_failure("run deq --x x.npy --weights x.npy -o bad_out.npy", "not a .npz file");
     expect_failure("run deq --x x.npy -o bad_out.npy", "--weights or --seed");
     expect_failure("run deq --x x.npy --weights W.npz --seed 1 -o bad_out.npy", "not both");
+    expect_failure("run deq --x x.npy --seed 1 --dtype f16 -o bad_out.npy", "only f32");
+    expect_failure("run deq --x x.npy --seed 1 --out-dtype bf16 -o bad_out.npy", "only f32");
     expect_failure("run deq --x x.npy --weights W.npz --solver newton -o bad_out.npy",
                    "--solver");
     expect_failure("run deq --x x.npy --weights W.npz --heads 3 -o bad_out.npy", "--heads");
