@@ -25,9 +25,9 @@
 
 /* The type matrix {q, k, v, out}: all-f16, all-bf16, f16 in / f32 out, and a mixed case with
  * f32 inputs and a half output (every tensor sees every type; k's f32 is the f32 suites'). Each
- * combination costs one build of linear.cl (~10 s of CPU on PoCL, where the whole program is
- * compiled whatever runs), so the matrix is kept to these four; the state test and the bad-input
- * plan reuse combinations 0 and 2. */
+ * combination costs one build of linear.cl and one of linear_fused.cl (~10 s of CPU together on
+ * PoCL, where a whole program is compiled whatever runs), so the matrix is kept to these four;
+ * the state test and the bad-input plan reuse combinations 0 and 2. */
 typedef struct combo {
     clattn_dtype t[4];
     const char *name;
@@ -122,8 +122,9 @@ static clattn_linear_desc desc_of(clattn_linear_feature_map f, int causal,
 
 /* Element-wise ELU, non-causal: the fused path (FUSED), whole matrix, non-tile shapes and N 1;
  * AUTO (GEMM on rusticl: CLBlast on float32 features, our kernels reading and writing the half
- * tensors). The suite's cost is compiling linear.cl once per type combination (every form shares
- * that program), so every form below runs the whole matrix at no extra build time. */
+ * tensors). The suite's cost is compiling linear.cl (and linear_fused.cl) once per type
+ * combination (every form shares those programs), so every form below runs the whole matrix at no
+ * extra build time. */
 static void test_elu_noncausal(void **state)
 {
     (void)state;

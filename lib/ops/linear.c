@@ -276,10 +276,19 @@ static clattn_status choose_launch(clattn_context *ctx, clattn__linear_plan *p,
     return CLATTN_SUCCESS;
 }
 
+/* A kernel of kernels_cl/linear.cl, or (fused) of kernels_cl/linear_fused.cl: the same -D
+ * options build both programs. */
+static clattn_status kernel_from(clattn__linear_plan *p, bool fused, const char *name,
+                                 size_t local, const char *by, cl_kernel *k)
+{
+    return clattn__plan_kernel(&p->base, fused ? "linear_fused.cl" : "linear.cl",
+                               p->launch.defines, name, local, by, k);
+}
+
 static clattn_status kernel(clattn__linear_plan *p, const char *name, size_t local,
                             const char *by, cl_kernel *k)
 {
-    return clattn__plan_kernel(&p->base, "linear.cl", p->launch.defines, name, local, by, k);
+    return kernel_from(p, false, name, local, by, k);
 }
 
 /* Creates the kernels the plan's form runs, each once. */
@@ -303,10 +312,12 @@ static clattn_status make_kernels(clattn__linear_plan *p, const char *by)
     }
     p->fused_nc = !causal && p->desc.feature_map != CLATTN_LINEAR_FEATURE_FAVOR;
     if (p->fused_nc) {
-        CLATTN_FORWARD(kernel(p, "clattn_linear_fused_state", blocked, by, &p->fused_state));
+        CLATTN_FORWARD(
+            kernel_from(p, true, "clattn_linear_fused_state", blocked, by, &p->fused_state));
         CLATTN_FORWARD(kernel(p, "clattn_linear_scan_scales", plain, by, &p->scan_scales));
         CLATTN_FORWARD(kernel(p, "clattn_linear_scan", blocked, by, &p->scan));
-        CLATTN_FORWARD(kernel(p, "clattn_linear_fused_out", blocked, by, &p->fused_out));
+        CLATTN_FORWARD(
+            kernel_from(p, true, "clattn_linear_fused_out", blocked, by, &p->fused_out));
         goto cleanup;
     }
     CLATTN_FORWARD(kernel(p, "clattn_linear_chunk_weights", plain, by, &p->chunk_weights));

@@ -444,10 +444,10 @@ cleanup:
     return status;
 }
 
-/* The fused non-causal form (kernels_cl/linear.cl, clattn_linear_fused_*): chunk sums read
- * straight from k and v (phi in registers; every key's log-scale is 0, so the chunk scales are 0
- * and the scan's factors 1), the scan sums them into the total state, and the output pass reads q
- * straight from its view. */
+/* The fused non-causal form (kernels_cl/linear_fused.cl, clattn_linear_fused_*): chunk sums
+ * read straight from k and v (phi in registers; every key's log-scale is 0, so the chunk scales
+ * are 0 and the scan's factors 1), the scan (linear.cl's) sums them into the total state, and the
+ * output pass reads q straight from its view. */
 static clattn_status run_fused(seq *s, const clattn__linear_job *j, cl_event *event)
 {
     clattn_status status = CLATTN_SUCCESS;
