@@ -175,6 +175,335 @@ static void test_key_lengths(void **state)
     assert_true(out[3] == 0.0f && isinf(lse[3]) && lse[3] < 0);
 }
 
+/* ---- ref_softmax_ex (issue 16): each option against an independent formulation ---- */
+
+#define EX_TOL 1e-5
+#define EX_B 2
+#define EX_HQ 4
+#define EX_HK 2
+#define EX_NQ 4
+#define EX_NK 6
+#define EX_D 3
+#define EX_ROWS (EX_B * EX_HQ * EX_NQ)
+#define EX_ALL (EX_ROWS * EX_NK) /* a dense [B][Hq][Nq][Nk] tensor */
+
+static const size_t ex_dense_stride[4] = {EX_HQ * EX_NQ * EX_NK, EX_NQ * EX_NK, EX_NK, 1};
+
+typedef struct {
+    float q[EX_ROWS * EX_D], k[EX_B * EX_HK * EX_NK * EX_D], v[EX_B * EX_HK * EX_NK * EX_D];
+    float out[2][EX_ROWS * EX_D], lse[2][EX_ROWS];
+} ex_case;
+
+static void ex_init(ex_case *c, uint64_t seed)
+{
+    ref_fill_uniform(c->q, sizeof c->q / sizeof c->q[0], 1.5f, &seed);
+    ref_fill_uniform(c->k, sizeof c->k / sizeof c->k[0], 1.5f, &seed);
+    ref_fill_uniform(c->v, sizeof c->v / sizeof c->v[0], 2.0f, &seed);
+}
+
+/* Runs opts a into slot 0 and opts b into slot 1, and requires equal out and lse. */
+static void ex_compare(ex_case *c, const ref_softmax_opts *a, const ref_softmax_opts *b,
+                       const char *what)
+{
+    double e1, e2;
+    ref_softmax_ex(c->q, c->k, c->v, c->out[0], c->lse[0], EX_B, EX_HQ, EX_HK, EX_NQ, EX_NK,
+                   EX_D, a);
+    ref_softmax_ex(c->q, c->k, c->v, c->out[1], c->lse[1], EX_B, EX_HQ, EX_HK, EX_NQ, EX_NK,
+                   EX_D, b);
+    e1 = ref_max_abs_diff(c->out[0], c->out[1], EX_ROWS * EX_D, NULL);
+    e2 = ref_max_abs_diff(c->lse[0], c->lse[1], EX_ROWS, NULL);
+    if (!(e1 <= EX_TOL && e2 <= EX_TOL))
+        fail_msg("%s: out differs by %g, lse by %g", what, e1, e2);
+}
+
+/* Zero options equal ref_softmax (scale 0 meaning 1/sqrt(D)); causal and key lengths map over. */
+static void test_ex_plain_equals_ref_softmax(void **state)
+{
+    static ex_case c;
+    const int32_t kl[EX_B] = {6, 3};
+    ref_softmax_opts o = {0};
+    (void)state;
+    ex_init(&c, 11);
+    for (int causal = 0; causal < 2; causal++) {
+        o.causal = causal;
+        o.key_lengths = causal ? kl : NULL;
+        ref_softmax(c.q, c.k, c.v, c.out[1], c.lse[1], EX_B, EX_HQ, EX_HK, EX_NQ, EX_NK, EX_D,
+                    1.0 / sqrt((double)EX_D), causal, o.key_lengths);
+        ref_softmax_ex(c.q, c.k, c.v, c.out[0], c.lse[0], EX_B, EX_HQ, EX_HK, EX_NQ, EX_NK, EX_D,
+                       causal ? &o : NULL);
+        assert_true(ref_max_abs_diff(c.out[0], c.out[1], EX_ROWS * EX_D, NULL) <= EX_TOL);
+        assert_true(ref_max_abs_diff(c.lse[0], c.lse[1], EX_ROWS, NULL) <= EX_TOL);
+    }
+}
+
+/* Slopes from the reference code's get_slopes, worked by hand; ALiBi equals its explicit bias. */
+static void test_ex_alibi(void **state)
+{
+    static ex_case c;
+    static float bias[EX_ALL];
+    float s8[8], s6[6], s4[EX_HQ];
+    const double w6[6] = {0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125};
+    ref_softmax_opts a = {0}, b = {0};
+    (void)state;
+    ref_alibi_slopes(8, s8);
+    for (int h = 0; h < 8; h++)
+        assert_true(s8[h] == (float)ldexp(1.0, -(h + 1)));
+    ref_alibi_slopes(6, s6);
+    for (int h = 0; h < 6; h++)
+        assert_true(s6[h] == (float)w6[h]);
+    ref_alibi_slopes(1, s4);
+    assert_true(s4[0] == 1.0f / 256.0f);
+    ref_alibi_slopes(EX_HQ, s4);
+    for (int x = 0; x < EX_ALL; x++) {
+        int j = x % EX_NK, i = x / EX_NK % EX_NQ, h = x / (EX_NK * EX_NQ) % EX_HQ;
+        int ip = i + EX_NK - EX_NQ; /* bottom-right aligned position */
+        bias[x] = -s4[h] * (float)abs(ip - j) * 4.0f; /* slopes x4 so the bias matters */
+    }
+    for (int h = 0; h < EX_HQ; h++)
+        s4[h] *= 4.0f;
+    ex_init(&c, 12);
+    a.alibi_slopes = s4;
+    b.bias = bias;
+    memcpy(b.bias_stride, ex_dense_stride, sizeof b.bias_stride);
+    ex_compare(&c, &a, &b, "alibi vs bias");
+    a.causal = b.causal = 1;
+    ex_compare(&c, &a, &b, "alibi vs bias, causal");
+}
+
+/* A window equals the dense mask it implies, edges included (0, 1, unbounded, beyond N). */
+static void test_ex_window_equals_mask(void **state)
+{
+    static ex_case c;
+    static uint8_t mask[EX_NQ * EX_NK];
+    const long win[][2] = {{0, 0}, {1, 0}, {0, 1}, {2, -1},
+                           {-1, 1}, {-1, -1}, {EX_NK, EX_NK}, {0, -1}};
+    (void)state;
+    ex_init(&c, 13);
+    for (size_t w = 0; w < sizeof win / sizeof win[0]; w++)
+        for (int causal = 0; causal < 2; causal++) {
+            ref_softmax_opts a = {0}, b = {0};
+            for (int i = 0; i < EX_NQ; i++)
+                for (int j = 0; j < EX_NK; j++) {
+                    int ip = i + EX_NK - EX_NQ;
+                    mask[i * EX_NK + j] = (win[w][0] < 0 || j >= ip - win[w][0]) &&
+                                          (win[w][1] < 0 || j <= ip + win[w][1]);
+                }
+            a.window = 1;
+            a.window_left = win[w][0];
+            a.window_right = win[w][1];
+            b.mask = mask;
+            b.mask_stride[2] = EX_NK; /* one [Nq, Nk] mask for every batch and head */
+            b.mask_stride[3] = 1;
+            a.causal = b.causal = causal;
+            ex_compare(&c, &a, &b, "window vs mask");
+        }
+}
+
+/* Block mask with ragged last blocks: expansion checked by hand, then equal to its dense mask. */
+static void test_ex_block_mask(void **state)
+{
+    static ex_case c;
+    static uint8_t dense[EX_ALL];
+    /* [Hq=4][ceil(4/3)=2][ceil(6/4)=2], broadcast over batch */
+    const uint8_t bm[EX_HQ * 2 * 2] = {1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0};
+    const size_t st[4] = {0, 4, 2, 1};
+    ref_softmax_opts a = {0}, b = {0};
+    (void)state;
+    ref_expand_block_mask(bm, st, EX_B, EX_HQ, EX_NQ, EX_NK, 3, 4, dense);
+    /* head 0, batch 1: rows 0..2 see keys 0..3 only; row 3 sees keys 4..5 only */
+    for (int i = 0; i < EX_NQ; i++)
+        for (int j = 0; j < EX_NK; j++)
+            assert_int_equal(dense[ex_dense_stride[0] + (size_t)i * EX_NK + (size_t)j],
+                             i < 3 ? j < 4 : j >= 4);
+    for (int x = 0; x < EX_NQ * EX_NK; x++) {
+        assert_int_equal(dense[2 * EX_NQ * EX_NK + x], 0);     /* head 2: every block zero */
+        assert_int_equal(dense[1 * EX_NQ * EX_NK + x], 1);     /* head 1: every block one */
+    }
+    ex_init(&c, 14);
+    a.block_mask = bm;
+    memcpy(a.block_mask_stride, st, sizeof st);
+    a.block_q = 3;
+    a.block_k = 4;
+    b.mask = dense;
+    memcpy(b.mask_stride, ex_dense_stride, sizeof b.mask_stride);
+    ex_compare(&c, &a, &b, "block mask vs dense");
+    a.causal = b.causal = 1;
+    ex_compare(&c, &a, &b, "block mask vs dense, causal");
+    /* head 2 is fully masked: zeros and -inf */
+    assert_true(c.lse[0][2 * EX_NQ] == -INFINITY && c.out[0][2 * EX_NQ * EX_D] == 0.0f);
+}
+
+/* -inf bias entries equal mask 0; a bias broadcast by stride 0 equals the materialised tensor. */
+static void test_ex_bias_mask_broadcast(void **state)
+{
+    static ex_case c;
+    static float hb[EX_HQ * EX_NQ * EX_NK], full[EX_ALL], finite[EX_ALL];
+    static uint8_t m[EX_ALL];
+    uint64_t seed = 99;
+    ref_softmax_opts a = {0}, b = {0};
+    (void)state;
+    ex_init(&c, 15);
+    ref_fill_uniform(hb, EX_HQ * EX_NQ * EX_NK, 2.0f, &seed);
+    for (int x = 0; x < EX_ALL; x++)
+        full[x] = hb[x % (EX_HQ * EX_NQ * EX_NK)];
+    /* per head bias, broadcast over batch */
+    a.bias = hb;
+    a.bias_stride[1] = EX_NQ * EX_NK;
+    a.bias_stride[2] = EX_NK;
+    a.bias_stride[3] = 1;
+    b.bias = full;
+    memcpy(b.bias_stride, ex_dense_stride, sizeof b.bias_stride);
+    ex_compare(&c, &a, &b, "broadcast bias vs materialised");
+    /* -inf entries (a whole row too) vs mask 0 */
+    for (int x = 0; x < EX_ALL; x++) {
+        int dead = x % 5 == 2 || (x / EX_NK) == 5;
+        full[x] = dead ? -INFINITY : hb[x % (EX_HQ * EX_NQ * EX_NK)];
+        finite[x] = dead ? 0.0f : full[x];
+        m[x] = !dead;
+    }
+    a = b;
+    a.bias = full;
+    b.bias = finite;
+    b.mask = m;
+    memcpy(b.mask_stride, ex_dense_stride, sizeof b.mask_stride);
+    ex_compare(&c, &a, &b, "-inf bias vs mask");
+    assert_true(c.lse[0][5] == -INFINITY);
+    for (int d = 0; d < EX_D; d++)
+        assert_true(c.out[0][5 * EX_D + d] == 0.0f);
+}
+
+/* Sinks equal an extra key with zero value and logit = sink (one more dimension carries it). */
+static void test_ex_sinks(void **state)
+{
+    enum { H = 2, NQ = 2, NK = 3, D = 2 };
+    const float sinks[H] = {0.7f, -1.3f};
+    float q[H * NQ * D], k[H * NK * D], v[H * NK * D];
+    float q2[H * NQ * (D + 1)], k2[H * (NK + 1) * (D + 1)], v2[H * (NK + 1) * (D + 1)];
+    float out[H * NQ * D], lse[H * NQ], out2[H * NQ * (D + 1)], lse2[H * NQ];
+    const int32_t none = 0;
+    uint64_t seed = 5;
+    ref_softmax_opts o = {0};
+    (void)state;
+    ref_fill_uniform(q, H * NQ * D, 1.0f, &seed);
+    ref_fill_uniform(k, H * NK * D, 1.0f, &seed);
+    ref_fill_uniform(v, H * NK * D, 1.0f, &seed);
+    memset(k2, 0, sizeof k2);
+    memset(v2, 0, sizeof v2);
+    for (int h = 0; h < H; h++) {
+        for (int i = 0; i < NQ; i++) {
+            for (int d = 0; d < D; d++)
+                q2[(h * NQ + i) * (D + 1) + d] = q[(h * NQ + i) * D + d];
+            q2[(h * NQ + i) * (D + 1) + D] = 1.0f;
+        }
+        for (int j = 0; j < NK; j++)
+            for (int d = 0; d < D; d++) {
+                k2[(h * (NK + 1) + j) * (D + 1) + d] = k[(h * NK + j) * D + d];
+                v2[(h * (NK + 1) + j) * (D + 1) + d] = v[(h * NK + j) * D + d];
+            }
+        k2[(h * (NK + 1) + NK) * (D + 1) + D] = sinks[h]; /* q.k = sink, value 0 */
+    }
+    o.scale = 1.0;
+    o.sinks = sinks;
+    ref_softmax_ex(q, k, v, out, lse, 1, H, H, NQ, NK, D, &o);
+    ref_softmax(q2, k2, v2, out2, lse2, 1, H, H, NQ, NK + 1, D + 1, 1.0, 0, NULL);
+    for (int r = 0; r < H * NQ; r++) {
+        assert_close(lse[r], lse2[r], EX_TOL);
+        for (int d = 0; d < D; d++)
+            assert_close(out[r * D + d], out2[r * (D + 1) + d], EX_TOL);
+    }
+    /* every key masked: the sink alone, out zeros, lse = sink */
+    o.key_lengths = &none;
+    ref_softmax_ex(q, k, v, out, lse, 1, H, H, NQ, NK, D, &o);
+    for (int r = 0; r < H * NQ; r++) {
+        assert_true(lse[r] == sinks[r / NQ]);
+        for (int d = 0; d < D; d++)
+            assert_true(out[r * D + d] == 0.0f);
+    }
+}
+
+/* Softcap: huge c changes nothing; c = 1 on Nk = 2 gives the closed form, applied before bias. */
+static void test_ex_softcap(void **state)
+{
+    static ex_case c;
+    const float q[1] = {1.0f}, k[2] = {100.0f, -100.0f}, v[2] = {1.0f, 0.0f};
+    const float bias[2] = {0.5f, 0.0f};
+    float out[1], lse[1];
+    ref_softmax_opts a = {0}, b = {0};
+    double t;
+    (void)state;
+    ex_init(&c, 16);
+    a.softcap = 1e9;
+    ex_compare(&c, &a, &b, "huge softcap vs none");
+    a.softcap = 1.0;
+    a.scale = 1.0;
+    ref_softmax_ex(q, k, v, out, lse, 1, 1, 1, 1, 2, 1, &a);
+    t = tanh(100.0); /* logits capped to +-tanh(100) ~ +-1 */
+    assert_close(out[0], 1.0 / (1.0 + exp(-2.0 * t)), TOL);
+    assert_close(lse[0], log(exp(t) + exp(-t)), TOL);
+    assert_true(lse[0] <= 1.0f + (float)log(2.0));
+    a.bias = bias;
+    a.bias_stride[3] = 1;
+    ref_softmax_ex(q, k, v, out, lse, 1, 1, 1, 1, 2, 1, &a);
+    assert_close(out[0], 1.0 / (1.0 + exp(-2.0 * t - 0.5)), TOL); /* bias not capped */
+}
+
+/* Dv != D against a direct computation written out here. */
+static void test_ex_dv(void **state)
+{
+    enum { NK = 3, D = 2, DV = 5 };
+    const float q[D] = {0.5f, -1.0f}, k[NK * D] = {1.0f, 0.0f, -2.0f, 1.0f, 0.5f, 0.5f};
+    float v[NK * DV], out[DV], lse[1];
+    double l[NK], p[NK], sum = 0.0;
+    uint64_t seed = 8;
+    ref_softmax_opts o = {0};
+    (void)state;
+    ref_fill_uniform(v, NK * DV, 3.0f, &seed);
+    o.Dv = DV;
+    o.scale = 0.75;
+    ref_softmax_ex(q, k, v, out, lse, 1, 1, 1, 1, NK, D, &o);
+    for (int j = 0; j < NK; j++) {
+        l[j] = 0.75 * ((double)q[0] * k[j * D] + (double)q[1] * k[j * D + 1]);
+        sum += exp(l[j]);
+    }
+    for (int j = 0; j < NK; j++)
+        p[j] = exp(l[j]) / sum;
+    for (int d = 0; d < DV; d++)
+        assert_close(out[d], p[0] * v[d] + p[1] * v[DV + d] + p[2] * v[2 * DV + d], TOL);
+    assert_close(lse[0], log(sum), TOL);
+}
+
+/* Every option at once with logits and bias near +-1e4: all finite, rows still normalised. */
+static void test_ex_large_logits(void **state)
+{
+    static ex_case c;
+    static float bias[EX_ALL];
+    float slopes[EX_HQ], sinks[EX_HQ] = {1e4f, -1e4f, 0.0f, 9990.0f};
+    const uint8_t bm[1] = {1};
+    ref_softmax_opts o = {0};
+    (void)state;
+    ex_init(&c, 17);
+    for (int x = 0; x < EX_ALL; x++)
+        bias[x] = x % 2 ? 1e4f : -1e4f;
+    for (int x = 0; x < EX_ROWS * EX_D; x++)
+        c.q[x] *= 3000.0f;
+    ref_alibi_slopes(EX_HQ, slopes);
+    o.bias = bias;
+    memcpy(o.bias_stride, ex_dense_stride, sizeof o.bias_stride);
+    o.alibi_slopes = slopes;
+    o.sinks = sinks;
+    o.window = 1;
+    o.window_left = 3;
+    o.window_right = -1;
+    o.causal = 1;
+    o.block_mask = bm;
+    o.block_q = o.block_k = 64;
+    ref_softmax_ex(c.q, c.k, c.v, c.out[0], c.lse[0], EX_B, EX_HQ, EX_HK, EX_NQ, EX_NK, EX_D, &o);
+    for (int x = 0; x < EX_ROWS * EX_D; x++)
+        assert_true(isfinite(c.out[0][x]) && fabsf(c.out[0][x]) <= 2.0f);
+    for (int x = 0; x < EX_ROWS; x++)
+        assert_true(isfinite(c.lse[0][x]) && fabsf(c.lse[0][x]) > 1000.0f);
+}
+
 static void test_fill_uniform(void **state)
 {
     float a[4096], b[4096];
@@ -352,6 +681,15 @@ int main(void)
         cmocka_unit_test(test_mqa_batches),
         cmocka_unit_test(test_large_logits_stay_finite),
         cmocka_unit_test(test_key_lengths),
+        cmocka_unit_test(test_ex_plain_equals_ref_softmax),
+        cmocka_unit_test(test_ex_alibi),
+        cmocka_unit_test(test_ex_window_equals_mask),
+        cmocka_unit_test(test_ex_block_mask),
+        cmocka_unit_test(test_ex_bias_mask_broadcast),
+        cmocka_unit_test(test_ex_sinks),
+        cmocka_unit_test(test_ex_softcap),
+        cmocka_unit_test(test_ex_dv),
+        cmocka_unit_test(test_ex_large_logits),
         cmocka_unit_test(test_fill_uniform),
         cmocka_unit_test(test_max_abs_diff),
         cmocka_unit_test(test_harness_fails_when_it_should),

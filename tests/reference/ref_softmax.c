@@ -85,6 +85,134 @@ void ref_softmax(const float *q, const float *k, const float *v, float *out, flo
     free(acc);
 }
 
+static size_t at4(const size_t st[4], size_t b, size_t h, size_t i, size_t j)
+{
+    return b * st[0] + h * st[1] + i * st[2] + j * st[3];
+}
+
+void ref_softmax_ex(const float *q, const float *k, const float *v, float *out, float *lse,
+                    size_t B, size_t Hq, size_t Hk, size_t Nq, size_t Nk, size_t D,
+                    const ref_softmax_opts *opts)
+{
+    static const ref_softmax_opts none;
+    const ref_softmax_opts *o = opts != NULL ? opts : &none;
+    size_t Dv = o->Dv ? o->Dv : D;
+    size_t group = Hq / Hk;
+    double scale = o->scale != 0.0 ? o->scale : 1.0 / sqrt((double)D);
+    double *acc = malloc((Dv ? Dv : 1) * sizeof *acc);
+    double *s = malloc((Nk ? Nk : 1) * sizeof *s);
+
+    if (acc == NULL || s == NULL) {
+        for (size_t x = 0; x < B * Hq * Nq * Dv; x++)
+            out[x] = NAN;
+        for (size_t x = 0; lse != NULL && x < B * Hq * Nq; x++)
+            lse[x] = NAN;
+        free(acc);
+        free(s);
+        return;
+    }
+    for (size_t b = 0; b < B; b++) {
+        size_t limit = Nk;
+        if (o->key_lengths != NULL) {
+            int32_t kl = o->key_lengths[b];
+            limit = kl < 0 ? 0 : (size_t)kl < Nk ? (size_t)kl : Nk;
+        }
+        for (size_t h = 0; h < Hq; h++) {
+            size_t hk = h / group;
+            const float *kh = k + (b * Hk + hk) * Nk * D;
+            const float *vh = v + (b * Hk + hk) * Nk * Dv;
+            double sink = o->sinks != NULL ? (double)o->sinks[h] : -INFINITY;
+            for (size_t i = 0; i < Nq; i++) {
+                const float *qi = q + ((b * Hq + h) * Nq + i) * D;
+                float *oi = out + ((b * Hq + h) * Nq + i) * Dv;
+                long long ip = (long long)i + (long long)Nk - (long long)Nq;
+                double m = sink, sum = 0.0;
+
+                for (size_t j = 0; j < Nk; j++) {
+                    long long jj = (long long)j;
+                    double l;
+                    s[j] = -INFINITY;
+                    if (j >= limit || (o->causal && jj > ip))
+                        continue;
+                    if (o->mask != NULL && o->mask[at4(o->mask_stride, b, h, i, j)] == 0)
+                        continue;
+                    if (o->window && ((o->window_left >= 0 && jj < ip - o->window_left) ||
+                                      (o->window_right >= 0 && jj > ip + o->window_right)))
+                        continue;
+                    if (o->block_mask != NULL &&
+                        o->block_mask[at4(o->block_mask_stride, b, h, i / o->block_q,
+                                          j / o->block_k)] == 0)
+                        continue;
+                    l = dot_scaled(qi, kh + j * D, D, scale);
+                    if (o->softcap > 0.0)
+                        l = o->softcap * tanh(l / o->softcap);
+                    if (o->bias != NULL)
+                        l += (double)o->bias[at4(o->bias_stride, b, h, i, j)];
+                    if (o->alibi_slopes != NULL)
+                        l -= (double)o->alibi_slopes[h] * (double)llabs(ip - jj);
+                    s[j] = l;
+                    if (l > m)
+                        m = l;
+                }
+                for (size_t d = 0; d < Dv; d++)
+                    acc[d] = 0.0;
+                if (m == -INFINITY) { /* no kept key and no sink */
+                    for (size_t d = 0; d < Dv; d++)
+                        oi[d] = 0.0f;
+                    if (lse != NULL)
+                        lse[(b * Hq + h) * Nq + i] = -INFINITY;
+                    continue;
+                }
+                if (sink != -INFINITY)
+                    sum += exp(sink - m);
+                for (size_t j = 0; j < Nk; j++)
+                    if (s[j] != -INFINITY) {
+                        double p = exp(s[j] - m);
+                        sum += p;
+                        for (size_t d = 0; d < Dv; d++)
+                            acc[d] += p * (double)vh[j * Dv + d];
+                    }
+                for (size_t d = 0; d < Dv; d++)
+                    oi[d] = (float)(acc[d] / sum);
+                if (lse != NULL)
+                    lse[(b * Hq + h) * Nq + i] = (float)(m + log(sum));
+            }
+        }
+    }
+    free(acc);
+    free(s);
+}
+
+static void alibi_pow2(size_t n, size_t count, size_t step, float *out)
+{
+    /* slopes for n heads (n a power of two), every step-th from the first, count of them */
+    for (size_t m = 0; m < count; m++)
+        out[m] = (float)exp2(-8.0 * (double)(m * step + 1) / (double)n);
+}
+
+void ref_alibi_slopes(size_t Hq, float *out)
+{
+    size_t p = 1;
+    if (Hq == 0)
+        return;
+    while (p * 2 <= Hq)
+        p *= 2;
+    alibi_pow2(p, p, 1, out);
+    if (p < Hq)
+        alibi_pow2(2 * p, Hq - p, 2, out + p);
+}
+
+void ref_expand_block_mask(const uint8_t *block_mask, const size_t stride[4], size_t B, size_t Hq,
+                           size_t Nq, size_t Nk, size_t bq, size_t bk, uint8_t *dense)
+{
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < Hq; h++)
+            for (size_t i = 0; i < Nq; i++)
+                for (size_t j = 0; j < Nk; j++)
+                    dense[((b * Hq + h) * Nq + i) * Nk + j] =
+                        block_mask[at4(stride, b, h, i / bq, j / bk)] != 0;
+}
+
 static uint64_t xorshift64star(uint64_t *s)
 {
     uint64_t x = *s;

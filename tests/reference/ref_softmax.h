@@ -25,6 +25,65 @@ void ref_softmax(const float *q, const float *k, const float *v, float *out, flo
                    size_t B, size_t Hq, size_t Hk, size_t Nq, size_t Nk, size_t D,
                    double scale, int causal, const int32_t *key_lengths);
 
+/* Options of ref_softmax_ex (issue 16 section 1). Zero-initialised = plain attention with
+   scale 1/sqrt(D): every option is off, and options compose freely.
+
+   Order, per (b, h, i, j), with i' = i + Nk - Nq the query's bottom-right aligned position:
+     1. s = scale * q_i . k_j                       (scale 0 means 1/sqrt(D))
+     2. softcap c > 0: s = c * tanh(s / c)          (Gemma 2: the SCALED logit is capped, before
+                                                     anything is added or masked; bias/ALiBi are
+                                                     not capped)
+     3. s += bias[b,h,i,j] - slope[h] * |i' - j|     (each term only when given)
+     4. key j is masked (left out of the softmax) when any of: causal and j > i';
+        j >= key_lengths[b]; mask[b,h,i,j] == 0; window and not (i' - left <= j <= i' + right);
+        block_mask[b,h,i/bq,j/bk] == 0; or s == -inf (a -inf bias entry).
+     5. softmax over the kept keys plus, with sinks, one value-less logit sinks[h] (taken as is:
+        not scaled, not capped, not biased); out = sum p_j v_j, lse = log(sum exp(s_j) + exp(sink)).
+   A row with no kept key gives out = 0 and lse = -inf; with sinks it gives out = 0 and
+   lse = sinks[h] (the sink alone is the denominator). A sink of -inf is the same as no sink.
+   Bias must not hold +inf or NaN. Strides are in elements over [B, Hq, Nq, Nk] (for the block
+   mask [B, Hq, ceil(Nq/bq), ceil(Nk/bk)]); a stride of 0 broadcasts that axis. */
+typedef struct ref_softmax_opts {
+    double scale;                /* 0: 1/sqrt(D) */
+    int causal;
+    const int32_t *key_lengths;  /* int32 [B] (clamped to [0, Nk]) or NULL */
+    size_t Dv;                   /* v/out head dim, 0: D. v [B][Hk][Nk][Dv], out [B][Hq][Nq][Dv] */
+    const float *bias;           /* additive, or NULL */
+    size_t bias_stride[4];
+    const uint8_t *mask;         /* nonzero = attend, or NULL */
+    size_t mask_stride[4];
+    const float *alibi_slopes;   /* float [Hq] or NULL; see ref_alibi_slopes */
+    int window;                  /* nonzero: apply window_left/right */
+    long window_left, window_right; /* -1 = unbounded on that side */
+    double softcap;              /* 0: none; else > 0 */
+    const float *sinks;          /* float [Hq] or NULL */
+    const uint8_t *block_mask;   /* nonzero block = attend, or NULL */
+    size_t block_mask_stride[4];
+    size_t block_q, block_k;     /* block sizes (> 0 when block_mask is set) */
+} ref_softmax_opts;
+
+/* Exact softmax attention in double with every option above; opts NULL = all zero. Same shapes and
+   GQA mapping as ref_softmax (lse may be NULL), except v and out use Dv. Logits of magnitude 1e4
+   stay finite (max subtraction, the sink included). If scratch cannot be allocated, out and lse
+   are filled with NaN. */
+void ref_softmax_ex(const float *q, const float *k, const float *v, float *out, float *lse,
+                    size_t B, size_t Hq, size_t Hk, size_t Nq, size_t Nk, size_t D,
+                    const ref_softmax_opts *opts);
+
+/* The standard ALiBi slopes for Hq heads (Press et al., "Train Short, Test Long", reference code
+   get_slopes in ofirpress/attention_with_linear_biases, also used by BLOOM/MPT/xformers):
+   Hq a power of two: slope[h] = 2^(-8 (h+1) / Hq), h = 0..Hq-1.
+   Otherwise, with P = 2^floor(log2 Hq): the P slopes for P heads, followed by the first Hq - P
+   of the even-indexed slopes for 2P heads, i.e. slope[P + m] = 2^(-8 (2m+1) / (2P)), m = 0..Hq-P-1.
+   Hq == 0 writes nothing. */
+void ref_alibi_slopes(size_t Hq, float *out);
+
+/* Expands a block mask (strides as in ref_softmax_opts) to a dense contiguous uint8
+   [B][Hq][Nq][Nk] mask: dense[b,h,i,j] = block_mask[b,h,i/bq,j/bk] != 0. Ragged last blocks
+   cover the remainder. */
+void ref_expand_block_mask(const uint8_t *block_mask, const size_t stride[4], size_t B, size_t Hq,
+                           size_t Nq, size_t Nk, size_t bq, size_t bk, uint8_t *dense);
+
 /* Fills x with uniform values in [-amp, amp], never exactly 0, from a xorshift64* generator seeded by *state.
    *state advances, so consecutive calls give fresh values; a zero state is replaced by a fixed
    non-zero seed (xorshift never leaves 0). amp is taken as |amp|; amp == 0 fills zeros. */
