@@ -202,6 +202,13 @@ void fill_random(float *x, size_t n, uint64_t seed);
 /* Creates `count` buffers of `elems` floats; the first `random` are filled by fill_random (seeds
  * 1, 2, ...). Returns CL_SUCCESS or the OpenCL error (buffers made so far are released). */
 cl_int make_buffers(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random, size_t elems);
+/* The same for elements of type dt: the random buffers hold fill_random's values rounded to dt
+ * (so every type times the same numbers). */
+cl_int make_buffers_typed(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random,
+                          size_t elems, clattn_dtype dt);
+/* A bench's --dtype LIST: f32|f16|bf16 separated by commas, each at most once, in the order
+ * given; NULL means f32 alone. 0, or EXIT_USAGE after a message. */
+int cli_dtype_list(const char *cmd, const char *s, clattn_dtype out[3], size_t *n);
 void release_buffers(cl_mem *bufs, size_t count);
 
 /* Runs `enqueue(arg)` + clFinish once to warm up, then `reps` more times, and stores the median
@@ -312,7 +319,6 @@ int cli_bench_mgk(int argc, char **argv);
 clattn_status cli_make_s4d_lin(clattn_context *ctx, size_t H, size_t N, clattn_ssm **s);
 /* --dtype LIST of the ssm and gss benches (cli_ssm.c): "f32,f16,bf16" into out[<= 3] (NULL: f32
  * alone): 0 or EXIT_USAGE after a message. */
-int cli_ssm_dtype_list(const char *cmd, const char *s, clattn_dtype *out, size_t *count);
 
 void cli_usage_deq(FILE *f); /* cli_deq.c */
 int cli_run_deq(int argc, char **argv);

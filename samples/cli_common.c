@@ -232,32 +232,71 @@ void fill_random(float *x, size_t n, uint64_t seed)
 
 /* Creates `count` buffers of `elems` floats; the first `random` are filled with values in [-1, 1).
  * Returns CL_SUCCESS or the OpenCL error (buffers made so far are released). */
-cl_int make_buffers(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random,
-                           size_t elems)
+cl_int make_buffers_typed(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random,
+                          size_t elems, clattn_dtype dt)
 {
     cl_context clctx = clattn_context_get_cl_context(ctx);
     cl_command_queue queue = clattn_context_get_cl_queue(ctx);
+    size_t es = clattn_dtype_size(dt);
     float *host = random ? malloc(elems * sizeof *host) : NULL;
-    cl_int err = random && !host ? CL_OUT_OF_HOST_MEMORY : CL_SUCCESS;
+    /* float32 buffers are written from `host` itself; other types from a converted copy */
+    void *typed = random && dt != CLATTN_F32 ? malloc(elems * es) : host;
+    cl_int err = random && (!host || !typed) ? CL_OUT_OF_HOST_MEMORY : CL_SUCCESS;
     for (size_t i = 0; i < count; i++)
         bufs[i] = NULL;
     for (size_t i = 0; i < count && err == CL_SUCCESS; i++) {
         bufs[i] = clCreateBuffer(clctx, i < random ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE,
-                                 elems * sizeof(float), NULL, &err);
+                                 elems * es, NULL, &err);
         if (err == CL_SUCCESS && i < random) {
             fill_random(host, elems, i + 1);
-            err = clEnqueueWriteBuffer(queue, bufs[i], CL_TRUE, 0, elems * sizeof(float), host, 0,
-                                       NULL, NULL);
+            if (typed != host)
+                clattn_convert_host(host, CLATTN_F32, typed, dt, elems);
+            err = clEnqueueWriteBuffer(queue, bufs[i], CL_TRUE, 0, elems * es, typed, 0, NULL,
+                                       NULL);
         }
     }
+    if (typed != host)
+        free(typed);
     free(host);
     if (err != CL_SUCCESS)
-        for (size_t i = 0; i < count; i++)
-            if (bufs[i]) {
-                clReleaseMemObject(bufs[i]);
-                bufs[i] = NULL;
-            }
+        release_buffers(bufs, count);
     return err;
+}
+
+cl_int make_buffers(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random,
+                    size_t elems)
+{
+    return make_buffers_typed(ctx, bufs, count, random, elems, CLATTN_F32);
+}
+
+int cli_dtype_list(const char *cmd, const char *s, clattn_dtype out[3], size_t *n)
+{
+    *n = 0;
+    if (!s) {
+        out[(*n)++] = CLATTN_F32;
+        return 0;
+    }
+    for (const char *p = s;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char one[16];
+        if (len == 0 || len >= sizeof one)
+            return fail(EXIT_USAGE, "%s: --dtype '%s' is not a comma list of f32, f16, bf16", cmd,
+                        s);
+        memcpy(one, p, len);
+        one[len] = '\0';
+        clattn_dtype dt;
+        int rc = cli_dtype_option(cmd, "--dtype", one, &dt);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < *n; i++) /* three distinct types fill out[] */
+            if (out[i] == dt)
+                return fail(EXIT_USAGE, "%s: --dtype lists %s twice", cmd, one);
+        out[(*n)++] = dt;
+        if (!end)
+            return 0;
+        p = end + 1;
+    }
 }
 
 void release_buffers(cl_mem *bufs, size_t count)

@@ -392,7 +392,7 @@ static int bench_parse_gss(int argc, char **argv, gss_bench *b, int *help)
     int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), help);
     if (rc || *help)
         return rc;
-    if ((rc = cli_ssm_dtype_list(cmd, dts, b->dtypes, &b->n_dtypes)))
+    if ((rc = cli_dtype_list(cmd, dts, b->dtypes, &b->n_dtypes)))
         return rc;
     if ((n && (rc = parse_list(cmd, "--n", n, 1, ((size_t)1 << 24) - 1, b->ns, &b->n_count))) ||
         (e && (rc = parse_list(cmd, "--e", e, 1, ((size_t)1 << 24) - 1, b->es, &b->e_count))) ||

@@ -457,31 +457,6 @@ static int bench_lin(clattn_context *ctx, const lin_bench *b, size_t n, int var,
     return st == CLATTN_SUCCESS ? 0 : -1;
 }
 
-/* --dtype f32,f16,bf16: up to three distinct types, in order. */
-static int parse_dtypes(const char *cmd, const char *s, clattn_dtype out[3], size_t *n)
-{
-    char buf[64];
-    if (strlen(s) >= sizeof buf || !*s)
-        return fail(EXIT_USAGE, "%s: --dtype '%s' is not a list of f32, f16, bf16", cmd, s);
-    snprintf(buf, sizeof buf, "%s", s);
-    *n = 0;
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        clattn_dtype dt;
-        int rc = cli_dtype_option(cmd, "--dtype", t, &dt);
-        if (rc)
-            return rc;
-        for (size_t i = 0; i < *n; i++)
-            if (out[i] == dt)
-                return fail(EXIT_USAGE, "%s: --dtype lists %s twice", cmd, t);
-        if (*n == 3)
-            return fail(EXIT_USAGE, "%s: --dtype lists more than three types", cmd);
-        out[(*n)++] = dt;
-    }
-    if (*n == 0)
-        return fail(EXIT_USAGE, "%s: --dtype '%s' is not a list of f32, f16, bf16", cmd, s);
-    return 0;
-}
-
 static int bench_parse_linear(int argc, char **argv, lin_bench *b, int *help)
 {
     const char *cmd = "bench linear";
@@ -533,7 +508,7 @@ static int bench_parse_linear(int argc, char **argv, lin_bench *b, int *help)
         b->dv = b->d;
     b->dts[0] = CLATTN_F32;
     b->n_dts = 1;
-    if (dtypes && (rc = parse_dtypes(cmd, dtypes, b->dts, &b->n_dts)))
+    if (dtypes && (rc = cli_dtype_list(cmd, dtypes, b->dts, &b->n_dts)))
         return rc;
     return parse_variant_list(cmd, vars, LV_NAMES, LV_COUNT, b->variants, &b->n_variants);
 }

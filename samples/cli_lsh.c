@@ -201,32 +201,6 @@ int cli_run_lsh(int argc, char **argv)
 
 /* ---- bench ---- */
 
-/* --dtype LIST of a bench: f32|f16|bf16 separated by commas, each at most once (NULL: f32). */
-static int bench_dtype_list(const char *cmd, const char *s, clattn_dtype out[3], size_t *n)
-{
-    *n = 0;
-    if (!s) {
-        out[(*n)++] = CLATTN_F32;
-        return 0;
-    }
-    char buf[64];
-    if (strlen(s) >= sizeof buf || !*s)
-        return fail(EXIT_USAGE, "%s: --dtype '%s': expected f32, f16, bf16 or a comma list", cmd,
-                    s);
-    strcpy(buf, s);
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        clattn_dtype dt;
-        if (cli_dtype_option(cmd, "--dtype", tok, &dt))
-            return EXIT_USAGE;
-        for (size_t i = 0; i < *n; i++)
-            if (out[i] == dt)
-                return fail(EXIT_USAGE, "%s: --dtype lists %s twice", cmd, tok);
-        out[(*n)++] = dt;
-    }
-    return *n ? 0 : fail(EXIT_USAGE, "%s: --dtype '%s' names no type", cmd, s);
-}
-
 typedef struct lsh_bench_cfg {
     size_t ns[MAX_SWEEP], n_count;
     size_t d, heads, batch, reps;
@@ -236,38 +210,6 @@ typedef struct lsh_bench_cfg {
     int csv, do_lsh, do_tiled;
     const char *device;
 } lsh_bench_cfg;
-
-/* Buffers of `elems` elements of type dt; the first `random` hold fill_random's values in that
- * type (the bench's inputs are then the same numbers, rounded, in every type). */
-static cl_int typed_buffers(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random,
-                            size_t elems, clattn_dtype dt)
-{
-    if (dt == CLATTN_F32)
-        return make_buffers(ctx, bufs, count, random, elems);
-    cl_context clctx = clattn_context_get_cl_context(ctx);
-    cl_command_queue queue = clattn_context_get_cl_queue(ctx);
-    size_t es = clattn_dtype_size(dt);
-    float *host = random ? malloc(elems * sizeof *host) : NULL;
-    void *typed = random ? malloc(elems * es) : NULL;
-    cl_int err = random && (!host || !typed) ? CL_OUT_OF_HOST_MEMORY : CL_SUCCESS;
-    for (size_t i = 0; i < count; i++)
-        bufs[i] = NULL;
-    for (size_t i = 0; i < count && err == CL_SUCCESS; i++) {
-        bufs[i] = clCreateBuffer(clctx, i < random ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE,
-                                 elems * es, NULL, &err);
-        if (err == CL_SUCCESS && i < random) {
-            fill_random(host, elems, i + 1);
-            clattn_convert_host(host, CLATTN_F32, typed, dt, elems);
-            err = clEnqueueWriteBuffer(queue, bufs[i], CL_TRUE, 0, elems * es, typed, 0, NULL,
-                                       NULL);
-        }
-    }
-    free(host);
-    free(typed);
-    if (err != CL_SUCCESS)
-        release_buffers(bufs, count);
-    return err;
-}
 
 typedef struct lsh_job {
     clattn_plan *plan;
@@ -288,7 +230,7 @@ static int bench_lsh_row(clattn_context *ctx, const void *arg, size_t n, const p
     size_t elems = cfg->batch * cfg->heads * n * cfg->d;
     memset(r, 0, sizeof *r);
     clattn_dtype dt = cfg->desc.q_dtype;
-    cl_int err = typed_buffers(ctx, bufs, 3, 2, elems, dt);
+    cl_int err = make_buffers_typed(ctx, bufs, 3, 2, elems, dt);
     if (err != CL_SUCCESS) {
         note(prog, "lsh N=%zu %s skipped: cannot allocate its tensors (OpenCL error %d)", n,
              clattn_dtype_name(dt), (int)err);
@@ -371,7 +313,7 @@ static int lsh_bench_parse(int argc, char **argv, lsh_bench_cfg *cfg, int *help)
         return EXIT_USAGE;
     if (cfg->desc.n_buckets % 2 != 0)
         return fail(EXIT_USAGE, "%s: --buckets %zu must be even", cmd, cfg->desc.n_buckets);
-    if (bench_dtype_list(cmd, dtypes, cfg->dtypes, &cfg->n_dtypes))
+    if (cli_dtype_list(cmd, dtypes, cfg->dtypes, &cfg->n_dtypes))
         return EXIT_USAGE;
     static const char *const names[] = {"lsh", "tiled"};
     int picked[2], npicked = 0;

@@ -366,34 +366,6 @@ static int bench_one(clattn_context *ctx, const bench_cfg *c, size_t n, int mgk,
     return 0;
 }
 
-/* --dtype LIST: "f32,f16,bf16" (each at most once) into out; NULL: f32 alone. */
-static int dtype_list(const char *s, clattn_dtype *out, size_t *count)
-{
-    *count = 0;
-    if (!s) {
-        out[(*count)++] = CLATTN_F32;
-        return 0;
-    }
-    char buf[64];
-    if (strlen(s) >= sizeof buf || !*s)
-        return fail(EXIT_USAGE, "bench mgk: --dtype '%s' is not a list of f32, f16, bf16", s);
-    snprintf(buf, sizeof buf, "%s", s);
-    for (char *tok = buf, *next; tok; tok = next) {
-        next = strchr(tok, ',');
-        if (next)
-            *next++ = '\0';
-        clattn_dtype dt;
-        int rc = cli_dtype_option("bench mgk", "--dtype", tok, &dt);
-        if (rc)
-            return rc;
-        for (size_t i = 0; i < *count; i++)
-            if (out[i] == dt)
-                return fail(EXIT_USAGE, "bench mgk: --dtype lists %s twice", tok);
-        out[(*count)++] = dt;
-    }
-    return 0;
-}
-
 int cli_bench_mgk(int argc, char **argv)
 {
     bench_cfg c;
@@ -420,7 +392,7 @@ int cli_bench_mgk(int argc, char **argv)
         (batch && (rc = size_option("bench mgk", "--batch", batch, 1, 256, &c.batch))) ||
         (r && (rc = size_option("bench mgk", "--r", r, 1, CLATTN_MGK_MAX_COMPONENTS, &c.r))) ||
         (reps && (rc = size_option("bench mgk", "--reps", reps, 1, 1000, &c.reps))) ||
-        (rc = dtype_list(dtypes, c.dts, &c.dt_count)))
+        (rc = cli_dtype_list("bench mgk", dtypes, c.dts, &c.dt_count)))
         return rc;
     clattn_context *ctx = NULL;
     bench_row *rows = NULL;

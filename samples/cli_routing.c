@@ -223,64 +223,6 @@ typedef struct routing_bench_cfg {
     const char *device;
 } routing_bench_cfg;
 
-/* Buffers of `elems` elements of type dt; the first `random` hold fill_random's values in that
- * type (the bench's inputs are then the same numbers, rounded, in every type). */
-static cl_int typed_buffers(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random,
-                            size_t elems, clattn_dtype dt)
-{
-    if (dt == CLATTN_F32)
-        return make_buffers(ctx, bufs, count, random, elems);
-    cl_context clctx = clattn_context_get_cl_context(ctx);
-    cl_command_queue queue = clattn_context_get_cl_queue(ctx);
-    size_t es = clattn_dtype_size(dt);
-    float *host = random ? malloc(elems * sizeof *host) : NULL;
-    void *typed = random ? malloc(elems * es) : NULL;
-    cl_int err = random && (!host || !typed) ? CL_OUT_OF_HOST_MEMORY : CL_SUCCESS;
-    for (size_t i = 0; i < count; i++)
-        bufs[i] = NULL;
-    for (size_t i = 0; i < count && err == CL_SUCCESS; i++) {
-        bufs[i] = clCreateBuffer(clctx, i < random ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE,
-                                 elems * es, NULL, &err);
-        if (err == CL_SUCCESS && i < random) {
-            fill_random(host, elems, i + 1);
-            clattn_convert_host(host, CLATTN_F32, typed, dt, elems);
-            err = clEnqueueWriteBuffer(queue, bufs[i], CL_TRUE, 0, elems * es, typed, 0, NULL,
-                                       NULL);
-        }
-    }
-    free(host);
-    free(typed);
-    if (err != CL_SUCCESS)
-        release_buffers(bufs, count);
-    return err;
-}
-
-/* --dtype LIST of a bench: f32|f16|bf16 separated by commas, each at most once (NULL: f32). */
-static int bench_dtype_list(const char *cmd, const char *s, clattn_dtype out[3], size_t *n)
-{
-    *n = 0;
-    if (!s) {
-        out[(*n)++] = CLATTN_F32;
-        return 0;
-    }
-    char buf[64];
-    if (strlen(s) >= sizeof buf || !*s)
-        return fail(EXIT_USAGE, "%s: --dtype '%s': expected f32, f16, bf16 or a comma list", cmd,
-                    s);
-    strcpy(buf, s);
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        clattn_dtype dt;
-        if (cli_dtype_option(cmd, "--dtype", tok, &dt))
-            return EXIT_USAGE;
-        for (size_t i = 0; i < *n; i++)
-            if (out[i] == dt)
-                return fail(EXIT_USAGE, "%s: --dtype lists %s twice", cmd, tok);
-        out[(*n)++] = dt;
-    }
-    return *n ? 0 : fail(EXIT_USAGE, "%s: --dtype '%s' names no type", cmd, s);
-}
-
 
 typedef struct routing_job {
     clattn_plan *plan;
@@ -315,7 +257,7 @@ static int bench_routing_row(clattn_context *ctx, const void *arg, size_t n, con
         return -1;
     }
     clattn_dtype dt = cfg->desc.q_dtype;
-    cl_int err = typed_buffers(ctx, bufs, 4, 3, elems, dt);
+    cl_int err = make_buffers_typed(ctx, bufs, 4, 3, elems, dt);
     if (err == CL_SUCCESS)
         err = make_buffers(ctx, bufs + 4, 1, 0, cfg->heads * c * cfg->d);
     if (err != CL_SUCCESS) {
@@ -398,7 +340,7 @@ static int routing_bench_parse(int argc, char **argv, routing_bench_cfg *cfg, in
         (clusters && size_option(cmd, "--clusters", clusters, 1, (size_t)1 << 28,
                                  &cfg->clusters)) ||
         (window && size_option(cmd, "--window", window, 1, (size_t)1 << 28, &cfg->desc.window)) ||
-        bench_dtype_list(cmd, dtypes, cfg->dtypes, &cfg->n_dtypes))
+        cli_dtype_list(cmd, dtypes, cfg->dtypes, &cfg->n_dtypes))
         return EXIT_USAGE;
     static const char *const names[] = {"routing", "tiled"};
     int picked[2], npicked = 0;

@@ -271,7 +271,7 @@ typedef struct rpe_bench {
     size_t ns[MAX_SWEEP], n_count, d, dv, heads, batch, reps;
     int variants[RV_COUNT], n_variants, csv, causal;
     clattn_dtype dtypes[3];
-    int n_dtypes;
+    size_t n_dtypes;
     clattn_rpe_desc desc;
     const char *device;
 } rpe_bench;
@@ -288,37 +288,6 @@ static clattn_status rpe_enqueue(void *arg)
                                    NULL, NULL);
 }
 
-/* make_buffers for elements of type dt: `count` buffers of `elems` elements, the first `random`
- * holding fill_random's values (seeds 1, 2, ...) rounded to dt. */
-static cl_int typed_buffers(clattn_context *ctx, cl_mem *bufs, size_t count, size_t random,
-                            size_t elems, clattn_dtype dt)
-{
-    if (dt == CLATTN_F32)
-        return make_buffers(ctx, bufs, count, random, elems);
-    size_t es = clattn_dtype_size(dt);
-    float *host = malloc(elems * sizeof *host);
-    void *typed = malloc(elems * es);
-    cl_int err = host && typed ? CL_SUCCESS : CL_OUT_OF_HOST_MEMORY;
-    for (size_t i = 0; i < count; i++)
-        bufs[i] = NULL;
-    for (size_t i = 0; i < count && err == CL_SUCCESS; i++) {
-        bufs[i] = clCreateBuffer(clattn_context_get_cl_context(ctx),
-                                 i < random ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE, elems * es,
-                                 NULL, &err);
-        if (err == CL_SUCCESS && i < random) {
-            fill_random(host, elems, i + 1);
-            clattn_convert_host(host, CLATTN_F32, typed, dt, elems);
-            err = clEnqueueWriteBuffer(clattn_context_get_cl_queue(ctx), bufs[i], CL_TRUE, 0,
-                                       elems * es, typed, 0, NULL, NULL);
-        }
-    }
-    free(host);
-    free(typed);
-    if (err != CL_SUCCESS)
-        release_buffers(bufs, count);
-    return err;
-}
-
 /* One row: variant `var` at length n with every tensor of type dt. */
 static int bench_one(clattn_context *ctx, const rpe_bench *b, size_t n, int var, clattn_dtype dt,
                      const progress *prog, bench_row *r)
@@ -332,7 +301,7 @@ static int bench_one(clattn_context *ctx, const rpe_bench *b, size_t n, int var,
     size_t big = b->batch * b->heads * n * (b->d > b->dv ? b->d : b->dv);
     if (big < b->heads * (2 * n - 1))
         big = b->heads * (2 * n - 1);
-    cl_int err = typed_buffers(ctx, bufs, 5, 4, big, dt);
+    cl_int err = make_buffers_typed(ctx, bufs, 5, 4, big, dt);
     if (err != CL_SUCCESS) {
         note(prog, "%s %s N=%zu skipped: cannot allocate its tensors (OpenCL error %d)",
              RV_NAMES[var], clattn_dtype_name(dt), n, (int)err);
@@ -369,37 +338,6 @@ static int bench_one(clattn_context *ctx, const rpe_bench *b, size_t n, int var,
     clattn_plan_destroy(j.plan);
     release_buffers(bufs, 5);
     return st == CLATTN_SUCCESS ? 0 : -1;
-}
-
-/* --dtype: a comma-separated list of f32, f16, bf16 (duplicates dropped): 0 or EXIT_USAGE. */
-static int parse_dtype_list(const char *cmd, const char *s, rpe_bench *b)
-{
-    b->n_dtypes = 0;
-    while (*s) {
-        const char *end = strchr(s, ',');
-        size_t len = end ? (size_t)(end - s) : strlen(s);
-        char one[16];
-        if (len == 0 || len >= sizeof one)
-            return fail(EXIT_USAGE, "%s: --dtype '%.*s' is not f32, f16 or bf16", cmd, (int)len,
-                        s);
-        memcpy(one, s, len);
-        one[len] = '\0';
-        clattn_dtype dt;
-        int rc = cli_dtype_option(cmd, "--dtype", one, &dt);
-        if (rc)
-            return rc;
-        int seen = 0;
-        for (int i = 0; i < b->n_dtypes; i++)
-            seen |= b->dtypes[i] == dt;
-        if (!seen)
-            b->dtypes[b->n_dtypes++] = dt;
-        s += len + (end != NULL);
-        if (end && !*s)
-            return fail(EXIT_USAGE, "%s: --dtype ends with a comma", cmd);
-    }
-    if (b->n_dtypes == 0)
-        return fail(EXIT_USAGE, "%s: --dtype is empty", cmd);
-    return 0;
 }
 
 static int bench_parse_rpe(int argc, char **argv, rpe_bench *b, int *help)
@@ -449,7 +387,7 @@ static int bench_parse_rpe(int argc, char **argv, rpe_bench *b, int *help)
         return rc;
     if (!dv)
         b->dv = b->d;
-    if (dtypes && (rc = parse_dtype_list(cmd, dtypes, b)))
+    if (dtypes && (rc = cli_dtype_list(cmd, dtypes, b->dtypes, &b->n_dtypes)))
         return rc;
     return parse_variant_list(cmd, vars, RV_NAMES, RV_COUNT, b->variants, &b->n_variants);
 }
@@ -463,18 +401,18 @@ int cli_bench_rpe(int argc, char **argv)
         return rc;
     clattn_context *ctx = NULL;
     bench_row *rows = NULL;
-    if ((rc = bench_start(b.device, 1, b.n_count * RV_COUNT * (size_t)b.n_dtypes + 1, &ctx,
+    if ((rc = bench_start(b.device, 1, b.n_count * RV_COUNT * b.n_dtypes + 1, &ctx,
                           &rows)))
         return rc;
     size_t nrows = 0;
     double last_direct_ms[3] = {0, 0, 0}; /* per element type */
     size_t last_direct_n[3] = {0, 0, 0};
     progress prog = {isatty(fileno(stderr)), 0,
-                     b.n_count * (size_t)b.n_variants * (size_t)b.n_dtypes};
+                     b.n_count * (size_t)b.n_variants * b.n_dtypes};
     for (size_t i = 0; i < b.n_count; i++) {
         size_t n = b.ns[i];
         for (int vi = 0; vi < b.n_variants; vi++)
-            for (int ti = 0; ti < b.n_dtypes; ti++) {
+            for (size_t ti = 0; ti < b.n_dtypes; ti++) {
                 int v = b.variants[vi];
                 clattn_dtype dt = b.dtypes[ti];
                 progress_step(&prog, "%s %s N=%zu", RV_NAMES[v], clattn_dtype_name(dt), n);

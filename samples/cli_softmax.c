@@ -646,30 +646,6 @@ static void bench_defaults(bench_config *cfg)
         cfg->order[cfg->n_variants++] = def[i];
 }
 
-/* --dtype f32,f16,bf16: each type once, in the order given. */
-static int parse_dtypes(const char *cmd, const char *s, bench_config *cfg)
-{
-    char buf[64];
-    if (strlen(s) >= sizeof buf)
-        return fail(EXIT_USAGE, "%s: --dtype '%s' is too long (f32,f16,bf16)", cmd, s);
-    snprintf(buf, sizeof buf, "%s", s);
-    cfg->n_dtypes = 0;
-    char *save = NULL;
-    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        clattn_dtype dt;
-        int rc = cli_dtype_option(cmd, "--dtype", t, &dt);
-        if (rc)
-            return rc;
-        for (size_t i = 0; i < cfg->n_dtypes; i++)
-            if (cfg->dtypes[i] == dt)
-                return fail(EXIT_USAGE, "%s: --dtype lists %s twice", cmd, t);
-        cfg->dtypes[cfg->n_dtypes++] = dt;
-    }
-    if (cfg->n_dtypes == 0)
-        return fail(EXIT_USAGE, "%s: --dtype '%s' names no type (f32,f16,bf16)", cmd, s);
-    return 0;
-}
-
 static int bench_parse(int argc, char **argv, bench_config *cfg, int *help)
 {
     const char *cmd = "bench softmax";
@@ -701,7 +677,7 @@ static int bench_parse(int argc, char **argv, bench_config *cfg, int *help)
          (rc = parse_variant_list(cmd, vars, VARIANT_NAMES, V_COUNT, cfg->order, &cfg->n_variants))) ||
         (nq && (rc = size_option(cmd, "--nq", nq, 1, (size_t)1 << 24, &cfg->nq))))
         return rc;
-    if (dtypes && (rc = parse_dtypes(cmd, dtypes, cfg)))
+    if (dtypes && (rc = cli_dtype_list(cmd, dtypes, cfg->dtypes, &cfg->n_dtypes)))
         return rc;
     return 0;
 }

@@ -199,31 +199,6 @@ static clattn_status ssm_enqueue(void *arg)
     return clattn_ssm_plan_enqueue(j->plan, &j->u, &j->y, 0, NULL, NULL);
 }
 
-/* cli.h */
-int cli_ssm_dtype_list(const char *cmd, const char *s, clattn_dtype *out, size_t *count)
-{
-    *count = 0;
-    if (!s) {
-        out[(*count)++] = CLATTN_F32;
-        return 0;
-    }
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s", s);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        clattn_dtype dt;
-        int rc = cli_dtype_option(cmd, "--dtype", tok, &dt);
-        if (rc)
-            return rc;
-        if (*count == 3)
-            return fail(EXIT_USAGE, "%s: --dtype lists at most 3 types", cmd);
-        out[(*count)++] = dt;
-    }
-    if (*count == 0)
-        return fail(EXIT_USAGE, "%s: --dtype '%s' names no type", cmd, s);
-    return 0;
-}
-
 clattn_status cli_make_s4d_lin(clattn_context *ctx, size_t H, size_t N, clattn_ssm **s)
 {
     float *A = malloc(2 * H * N * sizeof(float)), *C = malloc(2 * H * N * sizeof(float));
@@ -318,7 +293,7 @@ static int bench_parse_ssm(int argc, char **argv, ssm_bench *b, int *help)
     int rc = parse_options(argc, argv, 2, cmd, specs, OPT_COUNT(specs), help);
     if (rc || *help)
         return rc;
-    if ((rc = cli_ssm_dtype_list(cmd, dts, b->dtypes, &b->n_dtypes)))
+    if ((rc = cli_dtype_list(cmd, dts, b->dtypes, &b->n_dtypes)))
         return rc;
     if ((n && (rc = parse_list(cmd, "--n", n, 1, ((size_t)1 << 24) - 1, b->ns, &b->n_count))) ||
         (heads && (rc = size_option(cmd, "--heads", heads, 1, 65536, &b->heads))) ||
