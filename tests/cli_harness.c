@@ -12,7 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clattn.h"
 #include "cli_harness.h"
+#include "test_util.h"
 #include "npy.h"
 #include "reference/ref_softmax.h"
 
@@ -70,6 +72,17 @@ void write_f32(const char *name, const float *x, int ndim, const size_t *shape)
 {
     char err[256];
     assert_int_equal(npy_write_f32(at(name), x, ndim, shape, err, sizeof err), 0);
+}
+
+void write_typed(const char *name, const float *x, int dt, int ndim, const size_t *shape,
+                 size_t n)
+{
+    char err[256];
+    void *p = tu_pack(x, n, (clattn_dtype)dt);
+    npy_dtype nt = dt == CLATTN_F32 ? NPY_F32 : dt == CLATTN_F16 ? NPY_F16 : NPY_U16;
+    if (npy_write(at(name), nt, p, ndim, shape, err, sizeof err) != 0)
+        fail_msg("%s: %s", name, err);
+    free(p);
 }
 
 void write_raw(const char *name, const void *bytes, size_t n)

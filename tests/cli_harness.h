@@ -30,6 +30,10 @@ void expect_failure(const char *args, const char *needle);
 /* Files in the scratch folder. */
 void write_f32(const char *name, const float *x, int ndim, const size_t *shape);
 void write_raw(const char *name, const void *bytes, size_t n);
+/* n elements of x rounded to dt (clattn_dtype: 0 f32, 1 f16, 2 bf16), written as '<f4', '<f2' or
+ * '<u2' (bf16 words); x itself is not changed. */
+void write_typed(const char *name, const float *x, int dt, int ndim, const size_t *shape,
+                 size_t n);
 /* Random q, k, v [B, H, N, D] (fixed seed) into the arrays and q.npy, k.npy, v.npy. */
 void make_inputs(float *q, float *k, float *v);
 

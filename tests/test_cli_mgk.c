@@ -118,19 +118,6 @@ static void test_run_mgk(void **state)
     free(q), free(k), free(k2), free(v), free(pi), free(ref), free(rl);
 }
 
-/* A file of x (rounded in place through dt) stored as dt ('<f4', '<f2' or '<u2'). */
-static void write_typed(const char *name, float *x, size_t n, clattn_dtype dt, int ndim,
-                        const size_t *shape)
-{
-    tu_round_to(x, n, dt);
-    void *p = tu_pack(x, n, dt);
-    char err[256];
-    npy_dtype nt = dt == CLATTN_F32 ? NPY_F32 : dt == CLATTN_F16 ? NPY_F16 : NPY_U16;
-    if (npy_write(at(name), nt, p, ndim, shape, err, sizeof err) != 0)
-        fail_msg("%s: %s", name, err);
-    free(p);
-}
-
 /* An output file of type dt against the fp64 reference (the contract's check). */
 static void check_typed(const char *file, clattn_dtype dt, const double *ref, size_t n,
                         const char *what)
@@ -159,10 +146,14 @@ static void test_run_mgk_half(void **state)
     for (size_t i = 0; i < np; i++)
         pi[i] = 0.25f + fabsf(pi[i]);
     size_t qs[4] = {B, H, N, D}, ks[5] = {B, H, R, N, D}, ps[3] = {H, R, N};
-    write_typed("hq.npy", q, n, CLATTN_F16, 4, qs);
-    write_typed("hk.npy", k, nk, CLATTN_F16, 5, ks);
-    write_typed("hv.npy", v, n, CLATTN_F16, 4, qs);
-    write_typed("hp.npy", pi, np, CLATTN_F16, 3, ps);
+    tu_round_to(q, n, CLATTN_F16); /* the reference sees the stored values */
+    write_typed("hq.npy", q, CLATTN_F16, 4, qs, n);
+    tu_round_to(k, nk, CLATTN_F16);
+    write_typed("hk.npy", k, CLATTN_F16, 5, ks, nk);
+    tu_round_to(v, n, CLATTN_F16);
+    write_typed("hv.npy", v, CLATTN_F16, 4, qs, n);
+    tu_round_to(pi, np, CLATTN_F16);
+    write_typed("hp.npy", pi, CLATTN_F16, 3, ps, np);
     char line[512];
     int rc = run("run mgk --q hq.npy --k hk.npy --v hv.npy --pi hp.npy --causal --out-dtype f16 "
                  "-o ho.npy --lse hl.npy",
@@ -177,10 +168,10 @@ static void test_run_mgk_half(void **state)
     check("hl.npy", rl, nl, "mgk f16 lse");
 
     /* float32 files converted to bf16 on load, bf16 out, the linear form */
-    write_typed("fq.npy", q, n, CLATTN_F32, 4, qs);
-    write_typed("fk.npy", k, nk, CLATTN_F32, 5, ks);
-    write_typed("fv.npy", v, n, CLATTN_F32, 4, qs);
-    write_typed("fp.npy", pi, np, CLATTN_F32, 3, ps);
+    write_typed("fq.npy", q, CLATTN_F32, 4, qs, n);
+    write_typed("fk.npy", k, CLATTN_F32, 5, ks, nk);
+    write_typed("fv.npy", v, CLATTN_F32, 4, qs, n);
+    write_typed("fp.npy", pi, CLATTN_F32, 3, ps, np);
     rc = run("run mgk --q fq.npy --k fk.npy --v fv.npy --pi fp.npy --linear --dtype bf16 "
              "--out-dtype bf16 -o bo16.npy",
              line, sizeof line);
@@ -194,7 +185,8 @@ static void test_run_mgk_half(void **state)
     check_typed("bo16.npy", CLATTN_BF16, ref, n, "linear mgk bf16 out");
 
     /* a bf16 ('<u2') file without --dtype bf16 */
-    write_typed("bk.npy", k, nk, CLATTN_BF16, 5, ks);
+    tu_round_to(k, nk, CLATTN_BF16);
+    write_typed("bk.npy", k, CLATTN_BF16, 5, ks, nk);
     expect_failure("run mgk --q hq.npy --k bk.npy --v hv.npy --pi hp.npy -o bad_out.npy",
                    "--dtype bf16");
 

@@ -23,16 +23,6 @@
 
 #define TOL ((tu_tol){1e-4, 1e-4, 1e-4})
 
-static void write_typed(const char *name, const float *x, clattn_dtype dt, int ndim,
-                        const size_t *shape, size_t n)
-{
-    char err[256];
-    void *p = tu_pack(x, n, dt);
-    npy_dtype nt = dt == CLATTN_F32 ? NPY_F32 : dt == CLATTN_F16 ? NPY_F16 : NPY_U16;
-    assert_int_equal(npy_write(at(name), nt, p, ndim, shape, err, sizeof err), 0);
-    free(p);
-}
-
 /* Runs `args` and checks rpe.npy (of out type `odt`, npy dtype `ont`) against the reference
  * (causal or not). */
 static void check_run(const char *args, const float *q, const float *k, const float *v,

@@ -27,16 +27,6 @@
 
 enum { SB = 2, SH = 3, SN = 4, SL = 21 };
 
-static void write_typed(const char *name, const float *x, clattn_dtype dt, int ndim,
-                        const size_t *shape, size_t n)
-{
-    char err[256];
-    void *p = tu_pack(x, n, dt);
-    npy_dtype nt = dt == CLATTN_F32 ? NPY_F32 : dt == CLATTN_F16 ? NPY_F16 : NPY_U16;
-    assert_int_equal(npy_write(at(name), nt, p, ndim, shape, err, sizeof err), 0);
-    free(p);
-}
-
 /* y = K * u + D u in fp64. */
 static void conv_d(const float *u, const double *K, const float *Dv, size_t Bn, size_t Hn,
                    size_t Ln, double *y)
