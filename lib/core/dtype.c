@@ -188,3 +188,10 @@ void clattn__dtype_suffix(char *out, size_t size, const clattn_dtype *dts, int n
         out[1 + i] = (unsigned)dts[i] < 3 ? code[dts[i]] : '?';
     out[1 + n] = '\0';
 }
+
+void clattn__dtype_launch(char *out, size_t size, const clattn_dtype *dts, int n)
+{
+    char sfx[24];
+    clattn__dtype_suffix(sfx, sizeof sfx, dts, n);
+    snprintf(out, size, "%s%s", sfx[0] ? " dtype=" : "", sfx[0] ? sfx + 1 : "");
+}

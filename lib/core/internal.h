@@ -385,6 +385,9 @@ void clattn__dtype_defines(char *out, size_t size, const clattn__dtype_role *rol
 /* The tuning-database variant suffix of a plan's element types: "" when all are float32, else
  * "." and one letter per tensor (s f32, h f16, b bf16), e.g. ".hhhs". */
 void clattn__dtype_suffix(char *out, size_t size, const clattn_dtype *dts, int n);
+/* " dtype=hhhs" (the suffix's letters) for an operator's launch string, or "" when every type is
+ * float32 (so float32 launch strings are what they were). */
+void clattn__dtype_launch(char *out, size_t size, const clattn_dtype *dts, int n);
 /* Scalar host conversions, round to nearest even. */
 uint16_t clattn__f32_to_f16(float x);
 float clattn__f16_to_f32(uint16_t h);

@@ -198,10 +198,9 @@ clattn_status clattn_gss_plan_create(clattn_context *ctx, const clattn_gss_desc 
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "%s", p->dss->algorithm_name);
     {
         const clattn_dtype dts[2] = {p->desc.x_dtype, p->desc.out_dtype};
-        char sfx[8];
-        clattn__dtype_suffix(sfx, sizeof sfx, dts, 2);
-        snprintf(base->launch, sizeof base->launch, "%.140s%s%s", p->dss->launch,
-                 sfx[0] ? " dtype=" : "", sfx[0] ? sfx + 1 : "");
+        char dl[16];
+        clattn__dtype_launch(dl, sizeof dl, dts, 2);
+        snprintf(base->launch, sizeof base->launch, "%.140s%s", p->dss->launch, dl);
     }
     const clattn__dtype_role roles[2] = {{"X", p->desc.x_dtype}, {"OUT", p->desc.out_dtype}};
     CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, 2));

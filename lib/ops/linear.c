@@ -386,14 +386,13 @@ clattn_status clattn__linear_plan_make(clattn_context *ctx, const clattn_linear_
     base->algorithm = L->algo;
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "%s", algo_name(L->algo));
     clattn_dtype dts[4];
-    char dsuf[16];
+    char dl[16];
     clattn__linear_dtypes(&p->desc, dts);
-    clattn__dtype_suffix(dsuf, sizeof dsuf, dts, 4);
+    clattn__dtype_launch(dl, sizeof dl, dts, 4);
     snprintf(base->launch, sizeof base->launch,
-             "chunk=%zu block=%u rows=%u eb=%u mb=%u wg=%zu%s%s%s", L->chunk, L->block_chunk,
+             "chunk=%zu block=%u rows=%u eb=%u mb=%u wg=%zu%s%s", L->chunk, L->block_chunk,
              L->rows, L->value_blocks, L->feature_rows, L->local_size,
-             L->one_item_groups ? " one-item" : "", dsuf[0] ? " dtype=" : "",
-             dsuf[0] ? dsuf + 1 : "");
+             L->one_item_groups ? " one-item" : "", dl);
     bool head_scale = L->algo == CLATTN_LINEAR_GEMM;
     const clattn_dtype xdts[2] = {p->desc.q_dtype, p->desc.k_dtype};
     CLATTN_FORWARD(clattn__features_bake_typed(base, &p->desc, q[3], w_host, head_scale,

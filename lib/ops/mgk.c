@@ -274,11 +274,10 @@ clattn_status clattn__mgk_plan_create(clattn_context *ctx, const clattn_mgk_desc
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "%s", algo_name(L->algo));
     const clattn_dtype dts[5] = {plan->desc.q_dtype, plan->desc.k_dtype, plan->desc.v_dtype,
                                  plan->desc.pi_dtype, plan->desc.out_dtype};
-    char sfx[8];
-    clattn__dtype_suffix(sfx, sizeof sfx, dts, 5);
-    snprintf(base->launch, sizeof base->launch, "R=%zu rows=%u step=%u tile_kv=%u wg=%zu%s%s",
-             plan->r, L->rows_per_item, L->step_blocks, L->tile_kv, L->local_size,
-             sfx[0] ? " dtype=" : "", sfx[0] ? sfx + 1 : "");
+    char dl[16];
+    clattn__dtype_launch(dl, sizeof dl, dts, 5);
+    snprintf(base->launch, sizeof base->launch, "R=%zu rows=%u step=%u tile_kv=%u wg=%zu%s",
+             plan->r, L->rows_per_item, L->step_blocks, L->tile_kv, L->local_size, dl);
     CLATTN_FORWARD(bake(plan, stateful));
     *out = base;
     base = NULL;

@@ -334,12 +334,10 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_rpe_desc *des
         snprintf(base->launch, sizeof base->launch, "parts=%zu", L->parts);
     const clattn_dtype dts[5] = {p->desc.q_dtype, p->desc.k_dtype, p->desc.v_dtype,
                                  p->desc.bias_dtype, p->desc.out_dtype};
-    char suffix[16];
-    clattn__dtype_suffix(suffix, sizeof suffix, dts, 5); /* "" for float32, else ".hhbss" */
-    if (suffix[0]) { /* float32 plans keep their launch string */
-        size_t used = strlen(base->launch);
-        snprintf(base->launch + used, sizeof base->launch - used, " dtype=%s", suffix + 1);
-    }
+    char dl[16];
+    clattn__dtype_launch(dl, sizeof dl, dts, 5);
+    size_t used = strlen(base->launch);
+    snprintf(base->launch + used, sizeof base->launch - used, "%s", dl);
     const char *by = p->desc.algorithm == CLATTN_RPE_AUTO ? "scheduler" : "caller";
     CLATTN_FORWARD(bake_kernels(p, w_host, by));
     CLATTN_FORWARD(bake_scratch(p));

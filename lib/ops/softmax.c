@@ -153,15 +153,6 @@ static clattn_status choose_launch(clattn_context *ctx, softmax_plan *plan,
     return CLATTN_SUCCESS;
 }
 
-/* " dtype=hhhs" (q k v out: s f32, h f16, b bf16) for the launch string of a plan with a half
- * tensor; "" for all-f32 plans (their launch strings are unchanged). */
-static void launch_dtypes(const clattn_dtype dt[4], char *out, size_t size)
-{
-    char suffix[16];
-    clattn__dtype_suffix(suffix, sizeof suffix, dt, 4);
-    snprintf(out, size, "%s%s", suffix[0] ? " dtype=" : "", suffix[0] ? suffix + 1 : "");
-}
-
 /* TILED_CPU's packed panel types. The pack kernel reads K/V once in their types and writes the
  * panels; the main kernel reads each panel once per work-item that owns a query block of the
  * key head: reuse = ceil(Nq / tile_q) * (Hq / Hk). Float32 panels cost one conversion per
@@ -241,7 +232,7 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
     base->algorithm = L->algo;
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "%s", algo_name(L->algo));
     char dtinfo[32] = "";
-    launch_dtypes(plan->dt, dtinfo, sizeof dtinfo);
+    clattn__dtype_launch(dtinfo, sizeof dtinfo, plan->dt, 4);
     snprintf(base->launch, sizeof base->launch, "rows=%u tile_q=%u tile_kv=%u wg=%zu%s",
              L->rows_per_item, L->tile_q, L->tile_kv, L->local_size, dtinfo);
     size_t bhk = k_shape[0] * k_shape[1];
@@ -698,7 +689,7 @@ clattn_status clattn_softmax_schedule(const clattn_device_info *device,
     info->op = CLATTN_OP_SOFTMAX;
     launch_info(&L, info);
     char dtinfo[32] = "";
-    launch_dtypes(dts, dtinfo, sizeof dtinfo);
+    clattn__dtype_launch(dtinfo, sizeof dtinfo, dts, 4);
     snprintf(info->launch, sizeof info->launch, "rows=%u tile_q=%u tile_kv=%u wg=%zu%s",
              L.rows_per_item, L.tile_q, L.tile_kv, L.local_size, dtinfo);
     return CLATTN_SUCCESS;

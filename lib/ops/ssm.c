@@ -478,11 +478,11 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_ssm_desc *des
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "%s",
              p->launch.algo == CLATTN_SSM_FFT ? "fft" : "direct");
     const clattn_dtype dts[2] = {d.u_dtype, d.y_dtype};
-    char sfx[8];
-    clattn__dtype_suffix(sfx, sizeof sfx, dts, 2);
-    snprintf(base->launch, sizeof base->launch, "fft_len=%zu chunk=%u rows=%u block=%u%s%s%s",
+    char dl[16];
+    clattn__dtype_launch(dl, sizeof dl, dts, 2);
+    snprintf(base->launch, sizeof base->launch, "fft_len=%zu chunk=%u rows=%u block=%u%s%s",
              p->launch.fft_len, p->launch.chunk, p->launch.direct_rows, p->launch.direct_block,
-             conv ? " kernel=caller" : "", sfx[0] ? " dtype=" : "", sfx[0] ? sfx + 1 : "");
+             conv ? " kernel=caller" : "", dl);
     CLATTN_FORWARD(bake(p, conv ? NULL : ssm,
                         d.algorithm == CLATTN_SSM_AUTO ? "scheduler" : "caller"));
     *out = base;
