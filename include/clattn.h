@@ -220,12 +220,16 @@ CLATTN_API clattn_status clattn_context_get_stats(const clattn_context *ctx,
 typedef enum clattn_dtype {
     CLATTN_F32 = 0,
     CLATTN_F16 = 1,
-    CLATTN_BF16 = 2
+    CLATTN_BF16 = 2,
+    /* Bytes of boolean masks (0 = masked, nonzero = kept): the element type of softmax masks and
+     * block masks only; never an element type of q, k, v, out or other float tensors
+     * (INVALID_ARGUMENT there), and not convertible by clattn_convert_host. */
+    CLATTN_U8 = 3
 } clattn_dtype;
 
-/* Bytes per element (4, 2, 2), or 0 for a value that is not a clattn_dtype. */
+/* Bytes per element (4, 2, 2, 1), or 0 for a value that is not a clattn_dtype. */
 CLATTN_API size_t clattn_dtype_size(clattn_dtype dtype);
-/* "f32", "f16", "bf16", or "unknown". */
+/* "f32", "f16", "bf16", "u8", or "unknown". */
 CLATTN_API const char *clattn_dtype_name(clattn_dtype dtype);
 /* Converts `count` elements between host arrays of any two element types (float32 <-> float16 <->
  * bfloat16; 16-bit types as uint16_t words), rounding to nearest even, with subnormals, infinities

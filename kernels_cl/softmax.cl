@@ -1,3 +1,4 @@
+//@include softmax_opts.clh
 /* Tiled exact softmax attention (FlashAttention-style forward with online softmax). Two families:
  *
  *  clattn_softmax_fwd_cpu — for CPU-like devices (PoCL): no __local memory and no barriers. Each
@@ -363,25 +364,43 @@ clattn_softmax_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4
 }
 
 /* ---- the naive baseline's softmax ----
- * Scores S [Nq][Nk] of one (batch, head) were written by a CLBlast GEMM; this kernel masks, scales and
- * normalises each row in place and writes the row's log-sum-exp. One work-group per row;
- * SOFTMAX_WG_SIZE work-items stride over the keys. */
+ * Scores S [Nq][Nk] of one (batch, head) were written by a CLBlast GEMM; this kernel scales, applies
+ * the options (softmax_opts.clh) and masks, and normalises each row in place (in base 2, as the
+ * tiled kernels), and writes the row's log-sum-exp. One work-group per row; SOFTMAX_WG_SIZE
+ * work-items stride over the keys: the first pass leaves each kept key's final logit in place. */
+
+#if SOFTMAX_OPTS
+#define NAIVE_OPT_ARGS , uint head, SOFTMAX_OPT_PARAMS
+#else
+#define NAIVE_OPT_ARGS
+#endif
 
 __kernel __attribute__((reqd_work_group_size(SOFTMAX_WG_SIZE, 1, 1))) void
 clattn_softmax_naive_rows(__global float *s, ulong s_off, uint nq, uint nk, float scale, int causal,
                      __global const int *key_lengths, ulong kl_off, int has_kl, uint batch,
-                     __global float *lse, ulong l_off, int has_lse)
+                     __global float *lse, ulong l_off, int has_lse NAIVE_OPT_ARGS)
 {
     long kl = clattn_key_length(key_lengths, kl_off + batch, has_kl, nk);
     __local float red[SOFTMAX_WG_SIZE];
     uint row = get_group_id(0);
     uint lid = get_local_id(0);
     __global float *sr = s + s_off + (ulong)row * nk;
-    long lim = clattn_visible(row, nq, nk, kl, causal);
+    float scale2 = scale * CLATTN_LOG2E;
+    long lo = 0, hi = clattn_visible(row, nq, nk, kl, causal);
+#if SOFTMAX_OPTS
+    SOFTMAX_OPT_SETUP(o, batch, head, nq, nk);
+    softmax_opt_range(&o, row, &lo, &hi);
+#endif
 
     float mx = -INFINITY;
-    for (uint j = lid; j < lim; j += SOFTMAX_WG_SIZE)
-        mx = fmax(mx, sr[j] * scale);
+    for (long j = lo + lid; j < hi; j += SOFTMAX_WG_SIZE) {
+        float t = sr[j] * scale2;
+#if SOFTMAX_OPTS
+        t = softmax_opt_logit(&o, t, row, j);
+#endif
+        sr[j] = t;
+        mx = fmax(mx, t);
+    }
     red[lid] = mx;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint w = SOFTMAX_WG_SIZE / 2; w > 0; w /= 2) {
@@ -390,11 +409,12 @@ clattn_softmax_naive_rows(__global float *s, ulong s_off, uint nq, uint nk, floa
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     mx = red[0];
+    float ref = mx == -INFINITY ? 0.0f : mx; /* all masked: every weight 2^-inf = 0 */
     barrier(CLK_LOCAL_MEM_FENCE);
 
     float sum = 0.0f;
-    for (uint j = lid; j < lim; j += SOFTMAX_WG_SIZE)
-        sum += exp(sr[j] * scale - mx);
+    for (long j = lo + lid; j < hi; j += SOFTMAX_WG_SIZE)
+        sum += exp2(sr[j] - ref);
     red[lid] = sum;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint w = SOFTMAX_WG_SIZE / 2; w > 0; w /= 2) {
@@ -403,9 +423,15 @@ clattn_softmax_naive_rows(__global float *s, ulong s_off, uint nq, uint nk, floa
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     sum = red[0];
-    float inv = clattn_online_inv(sum);
+    float inv, lse2;
+#if SOFTMAX_OPTS
+    softmax_opt_finish(&o, ref, sum, &inv, &lse2);
+#else
+    inv = clattn_online_inv(sum);
+    lse2 = clattn_online_lse2(ref, sum);
+#endif
     for (uint j = lid; j < nk; j += SOFTMAX_WG_SIZE)
-        sr[j] = j < lim ? exp(sr[j] * scale - mx) * inv : 0.0f;
+        sr[j] = j >= lo && j < hi ? exp2(sr[j] - ref) * inv : 0.0f;
     if (has_lse && lid == 0)
-        lse[l_off + row] = sum > 0.0f ? mx + log(sum) : -INFINITY;
+        lse[l_off + row] = lse2 * CLATTN_LN2;
 }

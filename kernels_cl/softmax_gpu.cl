@@ -1,3 +1,4 @@
+//@include softmax_opts.clh
 /* Register-tiled exact softmax attention for devices with real local memory (FlashAttention-2
  * style forward, online softmax in base 2). clattn_softmax_fwd_gpu_rt:
  *

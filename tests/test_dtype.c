@@ -137,7 +137,12 @@ static void host_convert_validates(void **state)
     assert_int_equal(clattn_dtype_size(CLATTN_F32), 4);
     assert_int_equal(clattn_dtype_size(CLATTN_F16), 2);
     assert_int_equal(clattn_dtype_size(CLATTN_BF16), 2);
-    assert_int_equal(clattn_dtype_size((clattn_dtype)3), 0);
+    assert_int_equal(clattn_dtype_size(CLATTN_U8), 1);
+    assert_int_equal(clattn_dtype_size((clattn_dtype)4), 0);
+    assert_string_equal(clattn_dtype_name(CLATTN_U8), "u8");
+    /* u8 is a mask type: not convertible */
+    assert_int_equal(clattn_convert_host(x, CLATTN_U8, h, CLATTN_F16, 4), CLATTN_INVALID_ARGUMENT);
+    assert_int_equal(clattn_convert_host(x, CLATTN_F32, h, CLATTN_U8, 4), CLATTN_INVALID_ARGUMENT);
     assert_string_equal(clattn_dtype_name(CLATTN_BF16), "bf16");
     clattn_tensor t = clattn_tensor_make_typed(NULL, CLATTN_F16, 1, 2, 3, 4);
     assert_int_equal(t.dtype, CLATTN_F16);

@@ -154,7 +154,7 @@ static void test_auto_on_every_device_and_head_dim(void **state)
         for (size_t d = 1; d <= CLATTN__MAX_HEAD_DIM; d++)
             for (int causal = 0; causal <= 1; causal++)
                 for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
-                    clattn__softmax_problem p = {d, lens[l][0], lens[l][1], causal};
+                    clattn__softmax_problem p = {d, lens[l][0], lens[l][1], causal, 0};
                     clattn__softmax_launch L;
                     char why[160] = "";
                     clattn_status st = clattn__schedule_softmax(&devs[i], &p, CLATTN_SOFTMAX_AUTO,
@@ -182,7 +182,7 @@ static void test_forced_families(void **state)
     size_t ndev = make_devices(devs);
     for (size_t i = 0; i < ndev; i++)
         for (size_t d = 1; d <= CLATTN__MAX_HEAD_DIM; d++) {
-            clattn__softmax_problem p = {d, 100, 100, d & 1};
+            clattn__softmax_problem p = {d, 100, 100, d & 1, 0};
             clattn__softmax_launch L;
             clattn_status st;
 
@@ -237,7 +237,7 @@ static void test_cpu_blocks_rule(void **state)
     static const size_t ds[] = {1, 16, 32, 64, 65, 128, 200, 256};
     static const unsigned rows[] = {4, 4, 4, 4, 2, 2, 1, 1}, kv[] = {512, 512, 256, 128, 64, 64, 32, 32};
     for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++) {
-        clattn__softmax_problem p = {ds[i], 4096, 4096, 0};
+        clattn__softmax_problem p = {ds[i], 4096, 4096, 0, 0};
         clattn__softmax_launch L;
         assert_int_equal(clattn__schedule_softmax(&cpu, &p, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
                          CLATTN_SUCCESS);
@@ -248,7 +248,7 @@ static void test_cpu_blocks_rule(void **state)
                      L.local_size, L.tile_q);
         check_launch_fits(&cpu, ds[i], &L);
     }
-    clattn__softmax_problem p64 = {64, 100, 100, 1}, p128 = {128, 100, 100, 1};
+    clattn__softmax_problem p64 = {64, 100, 100, 1, 0}, p128 = {128, 100, 100, 1, 0};
     clattn__softmax_launch L;
     assert_int_equal(clattn__softmax_launch_from(&cpu, &p64, CLATTN_SOFTMAX_TILED_CPU, 4, 1, 16,
                                                    &L, NULL, 0),
@@ -279,7 +279,7 @@ static void test_forced_gpu_without_room_is_unsupported(void **state)
     char why[160] = "";
     /* 1 KiB holds one K and one V row up to D = 128 (2 * 128 * 4 bytes), not beyond. */
     clattn_device_info tiny = make_dev("GPU 1 KiB local", CLATTN_DEVICE_GPU, 1 * KIB, 0, 256, 256);
-    clattn__softmax_problem ok = {128, 64, 64, 0}, big = {129, 64, 64, 0};
+    clattn__softmax_problem ok = {128, 64, 64, 0, 0}, big = {129, 64, 64, 0, 0};
     assert_int_equal(clattn__schedule_softmax(&tiny, &ok, CLATTN_SOFTMAX_TILED_GPU, &L, NULL, 0),
                      CLATTN_SUCCESS);
     assert_int_equal(L.tile_kv, 1);
@@ -294,7 +294,7 @@ static void test_forced_gpu_without_room_is_unsupported(void **state)
 
     /* No local memory at all. */
     clattn_device_info none = make_dev("GPU no local", CLATTN_DEVICE_GPU, 0, 0, 256, 256);
-    clattn__softmax_problem d1 = {1, 8, 8, 1};
+    clattn__softmax_problem d1 = {1, 8, 8, 1, 0};
     assert_int_equal(clattn__schedule_softmax(&none, &d1, CLATTN_SOFTMAX_TILED_GPU, &L, NULL, 0),
                      CLATTN_UNSUPPORTED);
     assert_int_equal(clattn__schedule_softmax(&none, &d1, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
@@ -317,7 +317,7 @@ static void test_tile_kv_monotone_in_local_memory(void **state)
         for (size_t i = 0; i < n; i++) {
             clattn_device_info dev =
                 make_dev("series", CLATTN_DEVICE_GPU, kib[i] * KIB, 0, 1024, 1024);
-            clattn__softmax_problem p = {d, 512, 512, 0};
+            clattn__softmax_problem p = {d, 512, 512, 0, 0};
             clattn__softmax_launch L;
             if (clattn__schedule_softmax(&dev, &p, CLATTN_SOFTMAX_TILED_GPU, &L, NULL, 0) ==
                 CLATTN_SUCCESS) {
@@ -358,7 +358,7 @@ static void test_invalid_head_dim_and_algorithm(void **state)
     for (size_t i = 0; i < ndev; i++) {
         clattn__softmax_launch L;
         for (size_t a = 0; a < sizeof algos / sizeof algos[0]; a++) {
-            clattn__softmax_problem p0 = {0, 8, 8, 0}, p257 = {257, 8, 8, 0};
+            clattn__softmax_problem p0 = {0, 8, 8, 0, 0}, p257 = {513, 8, 8, 0, 0};
             char why[160] = "";
             assert_int_equal(clattn__schedule_softmax(&devs[i], &p0, algos[a], &L, why,
                                                         sizeof why),
@@ -367,7 +367,7 @@ static void test_invalid_head_dim_and_algorithm(void **state)
             assert_int_equal(clattn__schedule_softmax(&devs[i], &p257, algos[a], &L, NULL, 0),
                              CLATTN_INVALID_SHAPE);
         }
-        clattn__softmax_problem p = {64, 8, 8, 0};
+        clattn__softmax_problem p = {64, 8, 8, 0, 0};
         char why[160] = "";
         assert_int_equal(clattn__schedule_softmax(&devs[i], &p, (clattn_softmax_algo)5, &L,
                                                     why, sizeof why),
@@ -402,7 +402,7 @@ static void test_public_schedule_agrees(void **state)
                 memset(&info, 0x5a, sizeof info);
                 clattn_status pub = clattn_softmax_schedule(&devs[i], &desc, qs, ks, &info);
 
-                clattn__softmax_problem p = {d, 33, 70, desc.causal};
+                clattn__softmax_problem p = {d, 33, 70, desc.causal, 0};
                 clattn__softmax_launch L;
                 clattn_status in =
                     clattn__schedule_softmax(&devs[i], &p, algos[a], &L, NULL, 0);
@@ -467,7 +467,7 @@ static void test_public_schedule_validation(void **state)
     EXPECT_REFUSED(CLATTN_NULL_POINTER, &dev, NULL, NULL, ks);
     EXPECT_REFUSED(CLATTN_NULL_POINTER, &dev, NULL, qs, NULL);
 
-    size_t q257[4] = {1, 4, 16, 257}, k257[4] = {1, 2, 16, 257};
+    size_t q257[4] = {1, 4, 16, 513}, k257[4] = {1, 2, 16, 513};
     EXPECT_REFUSED(CLATTN_INVALID_SHAPE, &dev, NULL, q257, k257);
     size_t q0[4] = {1, 4, 0, 64};
     EXPECT_REFUSED(CLATTN_INVALID_SHAPE, &dev, NULL, q0, ks);
@@ -550,7 +550,7 @@ static void test_vendor_defaults(void **state)
         size_t want[2] = {rows[i].wg64, rows[i].wg128};
         size_t dims[2] = {64, 128};
         for (int j = 0; j < 2; j++) {
-            clattn__softmax_problem p = {dims[j], 4096, 4096, 0};
+            clattn__softmax_problem p = {dims[j], 4096, 4096, 0, 0};
             clattn__softmax_launch L;
             assert_int_equal(clattn__schedule_softmax(&dev, &p, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
                              CLATTN_SUCCESS);

@@ -119,7 +119,7 @@ static int check_all_cases(const clattn__softmax_launch *L, const char *what)
 {
     int bad = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        clattn__softmax_problem p = {cases[i].d, cases[i].nq, cases[i].nk, cases[i].causal};
+        clattn__softmax_problem p = {cases[i].d, cases[i].nq, cases[i].nk, cases[i].causal, 0};
         clattn__softmax_launch M = *L;
         /* the same parameters at this case's D (they may not fit it: then skipped) */
         if (L->gpu_tx) {
@@ -145,7 +145,7 @@ static int check_all_cases(const clattn__softmax_launch *L, const char *what)
 /* The candidates of head dimension d on this device (the default first, the row kernel second). */
 static size_t space(size_t d, clattn__softmax_launch *c, size_t cap)
 {
-    clattn__softmax_problem p = {d, 37, 29, 1};
+    clattn__softmax_problem p = {d, 37, 29, 1, 0};
     return clattn__softmax_candidates(&ctx->info, &p, CLATTN_SOFTMAX_TILED_GPU, c, cap);
 }
 
@@ -209,7 +209,7 @@ static void test_default_head_dims(void **state)
     int bad = 0;
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
         gcase g = {2, 2, 1, 33, 47, dims[i], (int)(i & 1), 1, 1.0f};
-        clattn__softmax_problem p = {g.d, g.nq, g.nk, g.causal};
+        clattn__softmax_problem p = {g.d, g.nq, g.nk, g.causal, 0};
         clattn__softmax_launch L;
         if (clattn__schedule_softmax(&ctx->info, &p, CLATTN_SOFTMAX_TILED_GPU, &L, NULL, 0) !=
             CLATTN_SUCCESS)
@@ -249,7 +249,7 @@ static int mode_counts(int with_old)
     int rc = 0;
     for (size_t d = 64; d <= 128; d *= 2) {
         gcase g = {1, 1, 1, 128, 128, d, 0, 0, 1.0f};
-        clattn__softmax_problem p = {d, 128, 128, 0};
+        clattn__softmax_problem p = {d, 128, 128, 0, 0};
         clattn__softmax_launch c[CLATTN__TUNE_MAX_CANDIDATES];
         size_t n = clattn__softmax_candidates(&ctx->info, &p, CLATTN_SOFTMAX_TILED_GPU, c,
                                               CLATTN__TUNE_MAX_CANDIDATES);

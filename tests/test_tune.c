@@ -110,7 +110,7 @@ static void check_not_slower(size_t nq, size_t d, int causal)
     clattn_softmax_desc desc;
     clattn_softmax_desc_init(&desc);
     desc.causal = causal;
-    clattn__softmax_problem prob = {d, nq, N, causal};
+    clattn__softmax_problem prob = {d, nq, N, causal, 0};
     clattn__softmax_launch def;
     assert_int_equal(
         clattn__schedule_softmax(&ctx->info, &prob, CLATTN_SOFTMAX_AUTO, &def, NULL, 0),
@@ -247,7 +247,7 @@ static double cold_setup_s(size_t d, int causal)
     clattn_softmax_desc desc;
     clattn_softmax_desc_init(&desc);
     desc.causal = causal;
-    clattn__softmax_problem prob = {d, N, N, causal};
+    clattn__softmax_problem prob = {d, N, N, causal, 0};
     clattn__softmax_launch L;
     assert_int_equal(clattn__schedule_softmax(&ctx->info, &prob, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
                      CLATTN_SUCCESS);
@@ -335,7 +335,7 @@ static void test_tuning_off_and_reset(void **state)
 static void test_budget_and_bad_arguments(void **state)
 {
     (void)state;
-    size_t s[4] = {1, H, N, 16}, bad[4] = {1, H, N, 300}, other[4] = {1, H, N + 1, 16};
+    size_t s[4] = {1, H, N, 16}, bad[4] = {1, H, N, 513}, other[4] = {1, H, N + 1, 16};
     clattn_tune_report r;
     clattn_softmax_desc desc;
     clattn_softmax_desc_init(&desc);
@@ -350,7 +350,7 @@ static void test_budget_and_bad_arguments(void **state)
     tu_expect_status(ctx, clattn_tune_softmax(ctx, NULL, s, s, NAN, &r), CLATTN_INVALID_ARGUMENT,
                      "NaN budget");
     tu_expect_status(ctx, clattn_tune_softmax(ctx, NULL, bad, bad, 1.0, &r), CLATTN_INVALID_SHAPE,
-                     "D 300");
+                     "D 513");
     tu_expect_status(ctx, clattn_tune(ctx, CLATTN_OP_SOFTMAX, NULL, s, NULL, NULL, 1.0, &r),
                      CLATTN_NULL_POINTER, "no k shape");
     tu_expect_status(ctx, clattn_tune(ctx, CLATTN_OP_SOFTMAX, NULL, s, s, other, 1.0, &r),

@@ -36,7 +36,7 @@ static clattn_device_info make_dev(clattn_device_class cls, uint64_t local, int 
 
 static void check_candidates(const clattn_device_info *dev, size_t d)
 {
-    clattn__softmax_problem prob = {d, 1000, 1000, 0};
+    clattn__softmax_problem prob = {d, 1000, 1000, 0, 0};
     clattn__softmax_launch c[64], def, again;
     size_t n = clattn__softmax_candidates(dev, &prob, CLATTN_SOFTMAX_AUTO, c, 64);
     assert_true(n >= 1);
@@ -85,7 +85,7 @@ static void test_candidates_made_up_devices(void **state)
             check_candidates(&devs[i], ds[j]);
     /* PoCL-like: a real search space; D = 64 allows 8 rows, D = 128 stops at 4; rows x 4 key
      * blocks, then 3 more local sizes at the default tiles. */
-    clattn__softmax_problem p64 = {64, 4096, 4096, 0}, p128 = {128, 4096, 4096, 1};
+    clattn__softmax_problem p64 = {64, 4096, 4096, 0, 0}, p128 = {128, 4096, 4096, 1, 0};
     clattn__softmax_launch c[64];
     assert_int_equal(clattn__softmax_candidates(&devs[2], &p64, CLATTN_SOFTMAX_AUTO, c, 64), 19);
     assert_int_equal(clattn__softmax_candidates(&devs[2], &p128, CLATTN_SOFTMAX_AUTO, c, 64), 15);
@@ -102,7 +102,7 @@ static void test_launch_from_rejects(void **state)
     (void)state;
     clattn_device_info cpu = make_dev(CLATTN_DEVICE_CPU, 1024 * KIB, 1, 4096, 16);
     clattn_device_info gpu = make_dev(CLATTN_DEVICE_GPU, 16 * KIB, 0, 256, 1);
-    clattn__softmax_problem p = {128, 512, 512, 0}, big = {257, 512, 512, 0};
+    clattn__softmax_problem p = {128, 512, 512, 0, 0}, big = {513, 512, 512, 0, 0};
     clattn__softmax_launch L;
     char why[128];
     assert_int_equal(clattn__softmax_launch_from(&cpu, &p, CLATTN_SOFTMAX_TILED_CPU, 3, 1, 16, &L,

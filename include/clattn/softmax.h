@@ -54,21 +54,85 @@ typedef struct clattn_softmax_desc {
      * inner loop. NAIVE (CLBlast) stages half q/k/v into float32 plan scratch and writes the
      * half out from float32 scratch. clattn_softmax_enqueue takes the types from its tensors. */
     clattn_dtype q_dtype, k_dtype, v_dtype, out_dtype;
+
+    /* ---- Options of real models (issue 16). All optional (the _desc_init defaults turn each
+     * off), all composable with each other and with causal, GQA/MQA, key_lengths and lse, in every
+     * algorithm. Per (b, h, i, j), with i' = i + Nk - Nq the query's bottom-right aligned position
+     * (the one the causal mask uses), the logit is built in this order:
+     *   1. s = scale * q_i . k_j
+     *   2. softcap > 0:   s = softcap * tanh(s / softcap)            (Gemma 2; before anything is
+     *                                                                 added or masked)
+     *   3. s += bias[b, h, i, j] - slope[h] * |i' - j|               (each term when given)
+     *   4. key j is left out of row i's softmax when any of: causal and j > i';
+     *      j >= key_lengths[b]; mask[b, h, i, j] == 0; j < i' - window_left (window_left >= 0);
+     *      j > i' + window_right (window_right >= 0); block_mask[b, h, i / block_q, j / block_k]
+     *      == 0; or s == -inf (a -inf bias entry masks).
+     *   5. softmax over the kept keys plus, with sinks, one value-less logit sinks[h] (taken as
+     *      is: not scaled, capped or biased) in the denominator; lse includes it.
+     * A row with no kept key gets zeros in out and lse = -inf (with sinks: lse = sinks[h]).
+     * Tensors below are recorded (their buffers retained) by the plan; their contents are read at
+     * each enqueue, so they may change between enqueues. Broadcasting: an axis of size 1 is
+     * broadcast (its stride is ignored); a full-size axis with stride 0 broadcasts as well. None
+     * of these buffers may overlap out or lse (ALIASING). */
+
+    /* Additive bias: float (bias.dtype f32, f16 or bf16), shape [B|1, Hq|1, Nq|1, Nk|1] (e.g. one
+     * [Nq, Nk] for every batch and head: shape {1, 1, Nq, Nk}; a key-padding bias: {B, 1, 1, Nk}),
+     * added to the (capped) scaled logits. Entries -inf mask; +inf and NaN are the caller's
+     * error (rows they reach come out NaN). bias.buffer NULL: none. */
+    clattn_tensor bias;
+    /* Boolean mask: uint8 (mask.dtype CLATTN_U8), shape [B|1, Hq|1, Nq|1, Nk|1]; nonzero = attend.
+     * mask.buffer NULL: none. */
+    clattn_tensor mask;
+    /* ALiBi (Press et al.): 1 adds -slope[h] * |i' - j| to the logits. Slopes from the float32
+     * buffer alibi_slopes ([Hq] from alibi_slopes_offset, in elements), or, when it is NULL, the
+     * standard geometric slopes of Hq heads (2^(-8 (h+1) / Hq) for Hq a power of two; the
+     * interleaved rule of the reference code otherwise). alibi 0 with a slopes buffer is
+     * INVALID_ARGUMENT. */
+    int alibi;
+    cl_mem alibi_slopes;
+    size_t alibi_slopes_offset;
+    /* Sliding window: row i sees keys j with i' - window_left <= j <= i' + window_right; -1 (the
+     * _desc_init default) leaves that side unbounded. With causal and window_left = W - 1 this is
+     * the local attention of Mistral / Gemma 2 (W keys including the query's own). The tiled
+     * kernels skip keys outside every window of a tile: the cost grows with the window, not
+     * with Nk. Values below -1 are INVALID_ARGUMENT. */
+    int window_left, window_right;
+    /* Logit softcap c: 0 = none; else finite and > 0 (INVALID_ARGUMENT otherwise). */
+    float softcap;
+    /* Attention sinks: float32 buffer of Hq logits (from sinks_offset, in elements), one per query
+     * head, joining every row's softmax denominator without a value (gpt-oss). NULL: none. */
+    cl_mem sinks;
+    size_t sinks_offset;
+    /* Block-sparse layout: uint8 (block_mask.dtype CLATTN_U8), shape
+     * [B|1, Hq|1, ceil(Nq / block_q), ceil(Nk / block_k)]; a zero block is skipped entirely (its
+     * keys are neither loaded nor computed for its query rows), and the result equals that of
+     * the dense mask the layout expands to (the last blocks may be ragged). block_q and block_k
+     * must each be 16, 32, 64, 128 or 256 when block_mask is given (INVALID_ARGUMENT otherwise)
+     * and are ignored without it. block_mask.buffer NULL: none. */
+    clattn_tensor block_mask;
+    unsigned block_q, block_k;
 } clattn_softmax_desc;
 
 CLATTN_API void clattn_softmax_desc_init(clattn_softmax_desc *desc);
 
 
 /* Bakes a plan for softmax attention on fixed shapes:
- *   q_shape = {B, Hq, Nq, D}, k_shape = v_shape = {B, Hk, Nk, D}, with Hq a multiple of Hk
- *   (multi-head, grouped-query and multi-query attention), 1 <= D <= 256, any N >= 1.
+ *   q_shape = {B, Hq, Nq, D}, k_shape = {B, Hk, Nk, D}, v_shape = {B, Hk, Nk, Dv}, with Hq a
+ *   multiple of Hk (multi-head, grouped-query and multi-query attention), 1 <= D <= 512 and
+ *   1 <= Dv <= 512 (Dv != D as MLA-style models need), any N >= 1. Out is [B, Hq, Nq, Dv].
+ *   Where a kernel family's registers or local memory run out at large D, the scheduler picks a
+ *   variant that still works (the plan info's launch string says which).
  * Chooses the kernel family and tiles (scheduler), builds or fetches the kernels (program cache)
  * and allocates any scratch. The desc's key_lengths buffer, if any, is recorded (retained).
  * desc NULL means the defaults of clattn_softmax_desc_init. *plan is set to NULL on every failure.
- * Status: NULL_POINTER, INVALID_SHAPE (zero sizes, D > 256), SHAPE_MISMATCH, INVALID_ARGUMENT
- * (non-finite scale, causal not 0 or 1, unknown algorithm, struct_size not set by _desc_init),
- * BUFFER_TOO_SMALL (key_lengths), UNSUPPORTED (e.g. NAIVE with strided K), BUILD_FAILED, OpenCL
- * allocation codes. An unknown q/k/v/out_dtype is INVALID_ARGUMENT. */
+ * Status: NULL_POINTER, INVALID_SHAPE (zero sizes, D or Dv > 512), SHAPE_MISMATCH (also an
+ * option tensor whose shape does not broadcast), INVALID_ARGUMENT (non-finite scale, causal or
+ * alibi not 0 or 1, unknown algorithm, struct_size not set by _desc_init, window below -1,
+ * softcap not finite or negative, block sizes not in {16, 32, 64, 128, 256}, slopes without
+ * alibi), DTYPE_MISMATCH (a bias not float, a mask or block mask not CLATTN_U8),
+ * BUFFER_TOO_SMALL (key_lengths, an option tensor's view, slopes or sinks beyond their buffer),
+ * UNSUPPORTED (e.g. NAIVE with strided K), BUILD_FAILED, OpenCL allocation codes. An unknown
+ * q/k/v/out_dtype is INVALID_ARGUMENT. */
 CLATTN_API clattn_status clattn_softmax_plan_create(clattn_context *ctx,
                                                       const clattn_softmax_desc *desc,
                                                       const size_t q_shape[4],
@@ -77,12 +141,15 @@ CLATTN_API clattn_status clattn_softmax_plan_create(clattn_context *ctx,
                                                       clattn_plan **plan);
 
 /* Enqueues out = softmax(scale * q k^T + mask) v on the context's queue.
- * Tensors: q [B, Hq, Nq, D], k and v [B, Hk, Nk, D], out [B, Hq, Nq, D] with the plan's shapes;
+ * Tensors: q [B, Hq, Nq, D], k [B, Hk, Nk, D], v [B, Hk, Nk, Dv], out [B, Hq, Nq, Dv] with the
+ * plan's shapes;
  * lse optional (NULL): [B, Hq, Nq, 1] receives the natural-log log-sum-exp of each row's scaled
- * logits. A row that sees no key (causal offset, key length 0) gets zeros in out and -INFINITY in
- * lse. Every element of out (and lse) is written.
+ * logits (and the sink, see the desc). A row that sees no key (causal offset, key length 0, masks)
+ * gets zeros in out and -INFINITY in lse (the sink's logit with sinks). Every element of out (and
+ * lse) is written.
  * Validation (before anything is enqueued): shapes match the plan, every view fits its buffer
- * (BUFFER_TOO_SMALL), out/lse do not alias q, k, v or each other (ALIASING), out has no zero
+ * (BUFFER_TOO_SMALL), out/lse do not alias q, k, v, the desc's option buffers or each other
+ * (ALIASING), out has no zero
  * stride. The NAIVE algorithm additionally needs unit strides along D for q, k and v.
  * Each tensor's dtype must be the plan's (desc q/k/v/out_dtype; lse float32): DTYPE_MISMATCH
  * otherwise, with nothing enqueued and nothing written.
@@ -106,8 +173,8 @@ CLATTN_API clattn_status clattn_softmax_enqueue(clattn_context *ctx,
                                                   const cl_event *wait, cl_event *event);
 
 /* Blocking host-memory convenience (float32 only: the desc's dtype fields are ignored): contiguous
- * float32 arrays q [B,Hq,Nq,D], k, v [B,Hk,Nk,D],
- * out [B,Hq,Nq,D], lse [B,Hq,Nq] (may be NULL), key_lengths int32 [B] (may be NULL; overrides
+ * float32 arrays q [B,Hq,Nq,D], k [B,Hk,Nk,D], v [B,Hk,Nk,Dv], out [B,Hq,Nq,Dv], lse [B,Hq,Nq]
+ * (may be NULL); the desc's option buffers (device memory) are used as given, key_lengths int32 [B] (may be NULL; overrides
  * desc->key_lengths; values must lie in [0, Nk], else INVALID_ARGUMENT). `out` and `lse` are only
  * written on success. */
 CLATTN_API clattn_status clattn_softmax_host(clattn_context *ctx,
@@ -119,7 +186,8 @@ CLATTN_API clattn_status clattn_softmax_host(clattn_context *ctx,
 
 
 /* The plan the scheduler would choose for these shapes on a described device, without building
- * anything (pure function; `clattn devices` prints it). scratch_bytes is left 0. Status as for
+ * anything (pure function; `clattn devices` prints it); v is taken as k's shape (Dv = D) and the
+ * desc's option tensors are not checked against buffers (none need exist). scratch_bytes is left 0. Status as for
  * clattn_softmax_plan_create's validation and scheduling steps; having no context, a refusal
  * leaves its message on the thread (clattn_context_last_error(NULL)) and *info untouched. */
 CLATTN_API clattn_status clattn_softmax_schedule(const clattn_device_info *device,

@@ -13,6 +13,8 @@ size_t clattn_dtype_size(clattn_dtype dtype)
     case CLATTN_F16:
     case CLATTN_BF16:
         return 2;
+    case CLATTN_U8:
+        return 1;
     }
     return 0;
 }
@@ -26,6 +28,8 @@ const char *clattn_dtype_name(clattn_dtype dtype)
         return "f16";
     case CLATTN_BF16:
         return "bf16";
+    case CLATTN_U8:
+        return "u8";
     }
     return "unknown";
 }
@@ -127,9 +131,9 @@ clattn_status clattn_convert_host(const void *src, clattn_dtype src_dtype, void 
     size_t ss = clattn_dtype_size(src_dtype), ds = clattn_dtype_size(dst_dtype);
     if (!src || !dst)
         return clattn__fail(NULL, CLATTN_NULL_POINTER, "clattn_convert_host: NULL array");
-    if (!ss || !ds)
+    if (!ss || !ds || src_dtype == CLATTN_U8 || dst_dtype == CLATTN_U8)
         return clattn__fail(NULL, CLATTN_INVALID_ARGUMENT,
-                            "clattn_convert_host: unknown dtype (%d -> %d)", (int)src_dtype,
+                            "clattn_convert_host: not a float dtype (%d -> %d)", (int)src_dtype,
                             (int)dst_dtype);
     if (count == 0)
         return CLATTN_SUCCESS;
@@ -150,7 +154,7 @@ clattn_status clattn_convert_host(const void *src, clattn_dtype src_dtype, void 
 
 clattn_status clattn__dtype_check(clattn_context *ctx, clattn_dtype dt, const char *what)
 {
-    if (clattn_dtype_size(dt) == 0)
+    if (clattn_dtype_size(dt) == 0 || dt == CLATTN_U8)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "%s: dtype %d is not CLATTN_F32, CLATTN_F16 or CLATTN_BF16", what,
                             (int)dt);

@@ -338,20 +338,48 @@ clattn_status clattn__program_get(clattn_context *ctx, const char *file, const c
                                   cl_program *out)
 {
     clattn_status status = CLATTN_SUCCESS;
-    char *common = NULL, *body = NULL, *source = NULL;
+    char *common = NULL, *body = NULL, *source = NULL, *headers = NULL;
     size_t clen = 0, blen = 0;
     clattn__prog_entry *e = NULL;
     bool locked = false;
 
     CLATTN_FORWARD(load_source(ctx, "common.clh", &common, &clen));
     CLATTN_FORWARD(load_source(ctx, file, &body, &blen));
-    source = malloc(clen + blen + 2);
+    /* A kernel file may name further headers on leading lines "//@include name.clh": they are
+     * joined after common.clh, in order (the embedded sources have no directory to #include). */
+    size_t hlen = 0;
+    const char *at = body;
+    while (strncmp(at, "//@include ", 11) == 0) {
+        const char *name = at + 11, *eol = strchr(name, '\n');
+        size_t nlen = eol ? (size_t)(eol - name) : strlen(name);
+        char hname[64];
+        CLATTN_CHECK(nlen > 0 && nlen < sizeof hname, CLATTN_INVALID_ARGUMENT,
+                     "kernel source %s: bad //@include line", file);
+        memcpy(hname, name, nlen);
+        hname[nlen] = '\0';
+        char *h = NULL, *grown;
+        size_t len = 0;
+        CLATTN_FORWARD(load_source(ctx, hname, &h, &len));
+        grown = realloc(headers, hlen + len + 2);
+        if (!grown)
+            free(h);
+        CLATTN_CHECK(grown != NULL, CLATTN_OUT_OF_HOST_MEMORY, "joining kernel headers");
+        headers = grown;
+        memcpy(headers + hlen, h, len);
+        headers[hlen + len] = '\n';
+        hlen += len + 1;
+        free(h);
+        at = eol ? eol + 1 : name + nlen;
+    }
+    source = malloc(clen + hlen + blen + 2);
     CLATTN_CHECK(source != NULL, CLATTN_OUT_OF_HOST_MEMORY, "joining kernel sources");
     memcpy(source, common, clen);
     source[clen] = '\n';
-    memcpy(source + clen + 1, body, blen);
-    source[clen + 1 + blen] = '\0';
-    size_t srclen = clen + 1 + blen;
+    if (hlen)
+        memcpy(source + clen + 1, headers, hlen);
+    memcpy(source + clen + 1 + hlen, body, blen);
+    source[clen + 1 + hlen + blen] = '\0';
+    size_t srclen = clen + 1 + hlen + blen;
     uint64_t key = clattn__hash64(clattn__hash64(CLATTN__HASH_SEED, source, srclen), options,
                                   strlen(options) + 1);
 
@@ -385,6 +413,7 @@ cleanup:
     free(common);
     free(body);
     free(source);
+    free(headers);
     return status;
 }
 

@@ -13,7 +13,7 @@
 typedef struct softmax_plan {
     clattn_plan base;
     clattn_softmax_desc desc; /* key_lengths retained */
-    size_t qshape[4], kshape[4];
+    size_t qshape[4], kshape[4], vshape[4], oshape[4]; /* out: q's with Dv */
     clattn__softmax_launch launch;
     float scale;
     size_t npad;         /* keys padded to a multiple of the key block (TILED_CPU) */
@@ -26,7 +26,28 @@ typedef struct softmax_plan {
     clattn_dtype dt[4];
     cl_kernel cast[4];
     cl_mem staged[4];
+    /* Options (issue 16): SOFTMAX_OPT_* bits of kernels_cl/softmax_opts.clh, 0 = none (the plain
+     * kernels). The desc copy holds the option buffers retained; bias, mask and block mask are
+     * kept as views with broadcast axes at stride 0. slopes: the caller's buffer (retained with
+     * the desc) or plan scratch holding the standard slopes. dummy: a small plan buffer bound to
+     * every absent option pointer (kernels never read it beyond its size). */
+    unsigned opts;
+    size_t dv;
+    clattn_tensor bias, mask, bmask;
+    cl_mem slopes, dummy;
+    size_t slopes_off;
 } softmax_plan;
+
+/* Bits of softmax_plan.opts: the kernels' opt_flags (kernels_cl/softmax_opts.clh). */
+enum {
+    OPT_BIAS = 1,
+    OPT_MASK = 2,
+    OPT_ALIBI = 4,
+    OPT_WINDOW = 8,
+    OPT_SOFTCAP = 16,
+    OPT_SINKS = 32,
+    OPT_BLOCKS = 64
+};
 
 void clattn_softmax_desc_init(clattn_softmax_desc *desc)
 {
@@ -35,13 +56,27 @@ void clattn_softmax_desc_init(clattn_softmax_desc *desc)
     memset(desc, 0, sizeof *desc);
     desc->struct_size = sizeof *desc;
     desc->algorithm = CLATTN_SOFTMAX_AUTO;
+    desc->window_left = -1;
+    desc->window_right = -1;
 }
+
+/* The desc's retained buffers (bias, mask, block mask, slopes, sinks; key_lengths apart). */
+static cl_mem *opt_buffers(clattn_softmax_desc *d, int i)
+{
+    cl_mem *all[5] = {&d->bias.buffer, &d->mask.buffer, &d->block_mask.buffer, &d->alibi_slopes,
+                      &d->sinks};
+    return all[i];
+}
+#define OPT_BUFFERS 5
 
 static void plan_release(clattn_plan *base)
 {
     softmax_plan *plan = (softmax_plan *)base;
     if (plan->desc.key_lengths)
         clReleaseMemObject(plan->desc.key_lengths);
+    for (int i = 0; i < OPT_BUFFERS; i++)
+        if (*opt_buffers(&plan->desc, i))
+            clReleaseMemObject(*opt_buffers(&plan->desc, i));
 }
 
 static void plan_info(const clattn_plan *base, clattn_plan_info *info);
@@ -74,7 +109,167 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_softmax_desc *i
         if (st != CLATTN_SUCCESS)
             return st;
     }
+    status = clattn__check_flag(ctx, out->alibi, "softmax desc: alibi");
+    if (status != CLATTN_SUCCESS)
+        return status;
+    if (!out->alibi && out->alibi_slopes)
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                            "softmax desc: alibi_slopes given but alibi is 0");
+    if (out->window_left < -1 || out->window_right < -1)
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                            "softmax desc: window (%d, %d): each side must be >= -1 (-1: unbounded)",
+                            out->window_left, out->window_right);
+    if (!isfinite(out->softcap) || out->softcap < 0.0f)
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                            "softmax desc: softcap %g must be finite and >= 0 (0: none)",
+                            (double)out->softcap);
+    if (out->block_mask.buffer) {
+        const unsigned bs[2] = {out->block_q, out->block_k};
+        for (int i = 0; i < 2; i++)
+            if (bs[i] < 16 || bs[i] > 256 || (bs[i] & (bs[i] - 1)))
+                return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                                    "softmax desc: block_q %u, block_k %u: each must be 16, 32, "
+                                    "64, 128 or 256",
+                                    out->block_q, out->block_k);
+    }
     return CLATTN_SUCCESS;
+}
+
+/* The effective view of an option tensor: each axis of size 1 broadcast to full[i] at stride 0.
+ * Checks the element type, that each axis is 1 or full, and that the view fits its buffer. */
+static clattn_status opt_view(clattn_context *ctx, const clattn_tensor *t, const char *what,
+                              const size_t full[4], bool boolean, clattn_tensor *out)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    if (boolean)
+        CLATTN_CHECK(t->dtype == CLATTN_U8, CLATTN_DTYPE_MISMATCH,
+                     "%s: dtype %s, but masks are CLATTN_U8", what, clattn_dtype_name(t->dtype));
+    else
+        CLATTN_CHECK(clattn_dtype_size(t->dtype) != 0 && t->dtype != CLATTN_U8,
+                     CLATTN_DTYPE_MISMATCH, "%s: dtype %s, but the bias is f32, f16 or bf16", what,
+                     clattn_dtype_name(t->dtype));
+    for (int i = 0; i < 4; i++)
+        CLATTN_CHECK(t->shape[i] == 1 || t->shape[i] == full[i], CLATTN_SHAPE_MISMATCH,
+                     "%s: shape [%zu, %zu, %zu, %zu] does not broadcast to [%zu, %zu, %zu, %zu] "
+                     "(each axis 1 or full)",
+                     what, t->shape[0], t->shape[1], t->shape[2], t->shape[3], full[0], full[1],
+                     full[2], full[3]);
+    CLATTN_FORWARD(clattn__tensor_check(ctx, t, what, NULL, clattn_dtype_size(t->dtype)));
+    *out = *t;
+    for (int i = 0; i < 4; i++) {
+        if (t->shape[i] == 1)
+            out->strides[i] = 0;
+        out->shape[i] = full[i];
+    }
+cleanup:
+    return status;
+}
+
+/* A float32 vector of n elements from `offset` must fit `buf`. */
+static clattn_status check_vector(clattn_context *ctx, cl_mem buf, size_t offset, size_t n,
+                                  const char *what)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    size_t sz = 0, need;
+    CLATTN_CL(clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof sz, &sz, NULL));
+    CLATTN_CHECK(offset <= SIZE_MAX - n && clattn__mul_ok(offset + n, sizeof(cl_float), &need) &&
+                     need <= sz,
+                 CLATTN_BUFFER_TOO_SMALL, "%s: needs %zu float32 from offset %zu, buffer holds "
+                 "%zu bytes", what, n, offset, sz);
+cleanup:
+    return status;
+}
+
+/* The standard ALiBi slopes of Press et al. (get_slopes of the reference code): hq a power of two
+ * p: 2^(-8 (h + 1) / p); otherwise the p = 2^floor(log2 hq) slopes for p heads followed by the
+ * first hq - p odd-indexed slopes for 2p heads, 2^(-8 (2m + 1) / (2p)). */
+static void alibi_slopes(size_t hq, float *out)
+{
+    size_t p = 1;
+    while (p * 2 <= hq)
+        p *= 2;
+    for (size_t h = 0; h < p && h < hq; h++)
+        out[h] = (float)exp2(-8.0 * (double)(h + 1) / (double)p);
+    for (size_t m = 0; p + m < hq; m++)
+        out[p + m] = (float)exp2(-8.0 * (double)(2 * m + 1) / (double)(2 * p));
+}
+
+/* Validates and records the desc's options: `given` holds the caller's option buffers (bias, mask,
+ * block mask, slopes, sinks; plan->desc holds NULL there until they are checked and retained). */
+static clattn_status plan_options(clattn_context *ctx, softmax_plan *plan,
+                                  const cl_mem given[OPT_BUFFERS])
+{
+    clattn_status status = CLATTN_SUCCESS;
+    clattn_softmax_desc *d = &plan->desc;
+    size_t B = plan->qshape[0], hq = plan->qshape[1], nq = plan->qshape[2], nk = plan->kshape[2];
+    const size_t full[4] = {B, hq, nq, nk};
+    if (given[0]) {
+        clattn_tensor t = d->bias;
+        t.buffer = given[0];
+        CLATTN_FORWARD(opt_view(ctx, &t, "softmax bias", full, false, &plan->bias));
+        plan->opts |= OPT_BIAS;
+    }
+    if (given[1]) {
+        clattn_tensor t = d->mask;
+        t.buffer = given[1];
+        CLATTN_FORWARD(opt_view(ctx, &t, "softmax mask", full, true, &plan->mask));
+        plan->opts |= OPT_MASK;
+    }
+    if (given[2]) {
+        const size_t bfull[4] = {B, hq, clattn__div_up(nq, d->block_q),
+                                 clattn__div_up(nk, d->block_k)};
+        clattn_tensor t = d->block_mask;
+        t.buffer = given[2];
+        CLATTN_FORWARD(opt_view(ctx, &t, "softmax block_mask", bfull, true, &plan->bmask));
+        plan->opts |= OPT_BLOCKS;
+    }
+    if (given[3])
+        CLATTN_FORWARD(check_vector(ctx, given[3], d->alibi_slopes_offset, hq, "alibi_slopes"));
+    if (given[4])
+        CLATTN_FORWARD(check_vector(ctx, given[4], d->sinks_offset, hq, "sinks"));
+    if (d->alibi)
+        plan->opts |= OPT_ALIBI;
+    if (given[4])
+        plan->opts |= OPT_SINKS;
+    if (d->window_left >= 0 || d->window_right >= 0)
+        plan->opts |= OPT_WINDOW;
+    if (d->softcap > 0.0f)
+        plan->opts |= OPT_SOFTCAP;
+    /* Valid: retain what the plan keeps. */
+    for (int i = 0; i < OPT_BUFFERS; i++)
+        if (given[i]) {
+            CLATTN_CL(clRetainMemObject(given[i]));
+            *opt_buffers(d, i) = given[i];
+        }
+    plan->bias.buffer = d->bias.buffer;
+    plan->mask.buffer = d->mask.buffer;
+    plan->bmask.buffer = d->block_mask.buffer;
+    if (!plan->opts)
+        return CLATTN_SUCCESS;
+    /* One buffer for every absent pointer, and the standard slopes when asked. */
+    CLATTN_FORWARD(clattn__plan_scratch(&plan->base, 64, "absent option buffers", &plan->dummy));
+    float zeros[16] = {0};
+    CLATTN_CL(clEnqueueWriteBuffer(ctx->queue, plan->dummy, CL_TRUE, 0, sizeof zeros, zeros, 0,
+                                   NULL, NULL));
+    plan->slopes = d->alibi_slopes ? d->alibi_slopes : plan->dummy;
+    plan->slopes_off = d->alibi_slopes ? d->alibi_slopes_offset : 0;
+    if (d->alibi && !d->alibi_slopes) {
+        float *sl = malloc(hq * sizeof *sl);
+        CLATTN_CHECK(sl != NULL, CLATTN_OUT_OF_HOST_MEMORY, "alibi slopes");
+        alibi_slopes(hq, sl);
+        status = clattn__plan_scratch(&plan->base, hq * sizeof *sl, "alibi slopes", &plan->slopes);
+        if (status == CLATTN_SUCCESS) {
+            cl_int err = clEnqueueWriteBuffer(ctx->queue, plan->slopes, CL_TRUE, 0,
+                                              hq * sizeof *sl, sl, 0, NULL, NULL);
+            if (err != CL_SUCCESS)
+                status = clattn__fail(ctx, (clattn_status)err, "writing alibi slopes: %s",
+                                      clattn_status_string((clattn_status)err));
+        }
+        free(sl);
+        CLATTN_FORWARD(status);
+    }
+cleanup:
+    return status;
 }
 
 static clattn_status check_shapes(clattn_context *ctx, const size_t q[4], const size_t k[4],
@@ -87,11 +282,11 @@ static clattn_status check_shapes(clattn_context *ctx, const size_t q[4], const 
                                 "%zu], k [%zu, %zu, %zu, %zu], v [%zu, %zu, %zu, %zu])",
                                 q[0], q[1], q[2], q[3], k[0], k[1], k[2], k[3], v[0], v[1], v[2],
                                 v[3]);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 3; i++)
         if (k[i] != v[i])
             return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH,
                                 "attention: k [%zu, %zu, %zu, %zu] and v [%zu, %zu, %zu, %zu] "
-                                "differ",
+                                "differ in batch, heads or keys",
                                 k[0], k[1], k[2], k[3], v[0], v[1], v[2], v[3]);
     if (q[0] != k[0])
         return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH, "attention: batch %zu (q) != %zu (k)",
@@ -103,9 +298,10 @@ static clattn_status check_shapes(clattn_context *ctx, const size_t q[4], const 
         return clattn__fail(ctx, CLATTN_SHAPE_MISMATCH,
                             "attention: query heads %zu not a multiple of key heads %zu", q[1],
                             k[1]);
-    if (q[3] > CLATTN__MAX_HEAD_DIM)
-        return clattn__fail(ctx, CLATTN_INVALID_SHAPE, "attention: head dim %zu > %d", q[3],
-                            CLATTN__MAX_HEAD_DIM);
+    if (q[3] > CLATTN__SOFTMAX_MAX_HEAD_DIM || v[3] > CLATTN__SOFTMAX_MAX_HEAD_DIM)
+        return clattn__fail(ctx, CLATTN_INVALID_SHAPE,
+                            "attention: head dims %zu (q, k) and %zu (v) must be <= %d", q[3],
+                            v[3], CLATTN__SOFTMAX_MAX_HEAD_DIM);
     /* Kernels index rows and heads with 32-bit integers. */
     const size_t lim = (size_t)1 << 31;
     if (q[0] > (lim - 1) / q[1] || q[2] >= lim || k[2] >= lim)
@@ -197,10 +393,20 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
      * or the plan's release would drop a reference it never took (retained below once valid). */
     status = read_desc(ctx, desc, &plan->desc);
     plan->desc.key_lengths = NULL;
+    /* The option buffers likewise: plan_options records them once they are checked. */
+    cl_mem opt_given[OPT_BUFFERS];
+    for (int i = 0; i < OPT_BUFFERS; i++) {
+        opt_given[i] = *opt_buffers(&plan->desc, i);
+        *opt_buffers(&plan->desc, i) = NULL;
+    }
     CLATTN_FORWARD(status);
     CLATTN_FORWARD(check_shapes(ctx, q_shape, k_shape, v_shape));
     memcpy(plan->qshape, q_shape, sizeof plan->qshape);
     memcpy(plan->kshape, k_shape, sizeof plan->kshape);
+    memcpy(plan->vshape, v_shape, sizeof plan->vshape);
+    memcpy(plan->oshape, q_shape, sizeof plan->oshape);
+    plan->oshape[3] = plan->dv = v_shape[3];
+    CLATTN_FORWARD(plan_options(ctx, plan, opt_given));
     if (desc && desc->key_lengths) {
         size_t sz = 0, need;
         CLATTN_CL(clGetMemObjectInfo(desc->key_lengths, CL_MEM_SIZE, sizeof sz, &sz, NULL));
@@ -225,8 +431,20 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         {"Q", plan->dt[0]}, {"K", plan->dt[1]}, {"V", plan->dt[2]}, {"O", plan->dt[3]}};
     CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, 4));
 
-    clattn__softmax_problem prob = {d, q_shape[2], k_shape[2], plan->desc.causal != 0};
+    clattn__softmax_problem prob = {d, q_shape[2], k_shape[2], plan->desc.causal != 0,
+                                    plan->dv};
     CLATTN_FORWARD(choose_launch(ctx, plan, &prob, forced, &by));
+    /* Every kernel of the plan: -DSOFTMAX_OPTS=1 (and the bias type) when options are on, and
+     * V's head dim when it is not D. */
+    char optdefs[96] = "";
+    if (plan->opts)
+        snprintf(optdefs, sizeof optdefs, " -DSOFTMAX_OPTS=1");
+    if (plan->opts & OPT_BIAS && plan->bias.dtype != CLATTN_F32)
+        snprintf(optdefs + strlen(optdefs), sizeof optdefs - strlen(optdefs), " -DB_DT=%d",
+                 (int)plan->bias.dtype);
+    if (plan->dv != d)
+        snprintf(optdefs + strlen(optdefs), sizeof optdefs - strlen(optdefs),
+                 " -DSOFTMAX_HEAD_DIM_V=%zu", plan->dv);
 
     const clattn__softmax_launch *L = &plan->launch;
     base->algorithm = L->algo;
@@ -242,18 +460,19 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
          * work-item only (see panel_dtypes); -DKP_DT / -DVP_DT name them. */
         clattn_dtype kpdt, vpdt;
         panel_dtypes(plan, L, &kpdt, &vpdt);
-        char defs[sizeof L->defines + 32];
+        char defs[sizeof L->defines + 32 + sizeof optdefs];
         snprintf(defs, sizeof defs, "%s", L->defines);
         if (kpdt != CLATTN_F32 || vpdt != CLATTN_F32)
             snprintf(defs + strlen(defs), sizeof defs - strlen(defs), " -DKP_DT=%d -DVP_DT=%d",
                      (int)kpdt, (int)vpdt);
+        snprintf(defs + strlen(defs), sizeof defs - strlen(defs), "%s", optdefs);
         CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", defs, "clattn_softmax_pack_kv", 0,
                                            by, &plan->pack));
         CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", defs, "clattn_softmax_fwd_cpu",
                                            L->local_size, by, &plan->fwd));
         /* Two key panels: the kernel's steps take up to 32 keys and never test the panel count. */
         plan->npad = clattn__div_up(k_shape[2], 2 * CLATTN__KEY_BLOCK) * 2 * CLATTN__KEY_BLOCK;
-        size_t dpad = clattn__div_up(d, 16) * 16, kbytes, vbytes;
+        size_t dpad = clattn__div_up(plan->dv, 16) * 16, kbytes, vbytes;
         CLATTN_CHECK(clattn__mul_ok(bhk * plan->npad, d * clattn_dtype_size(kpdt), &kbytes) &&
                          clattn__mul_ok(bhk * plan->npad, dpad * clattn_dtype_size(vpdt), &vbytes),
                      CLATTN_SIZE_OVERFLOW, "softmax plan: packed K/V size overflows");
@@ -261,20 +480,25 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         CLATTN_FORWARD(clattn__plan_scratch(base, vbytes, "packed V rows", &plan->vp));
         break;
     }
-    case CLATTN_SOFTMAX_TILED_GPU:
+    case CLATTN_SOFTMAX_TILED_GPU: {
         /* gpu_tx != 0: the register-tiled kernel; else the one-row-per-work-item one. */
+        char defs[sizeof L->defines + sizeof optdefs];
+        snprintf(defs, sizeof defs, "%s%s", L->defines, optdefs);
         CLATTN_FORWARD(clattn__plan_kernel(
-            base, L->gpu_tx ? "softmax_gpu.cl" : "softmax.cl", L->defines,
+            base, L->gpu_tx ? "softmax_gpu.cl" : "softmax.cl", defs,
             L->gpu_tx ? "clattn_softmax_fwd_gpu_rt" : "clattn_softmax_fwd_gpu", L->local_size, by,
             &plan->fwd));
         break;
+    }
     case CLATTN_SOFTMAX_NAIVE: {
         /* The row kernel only sees the float32 score matrix: built without the element-type
          * defines (as the core builds its cast kernels), so half plans share the f32 program. */
         char saved[sizeof base->dtype_defines];
         memcpy(saved, base->dtype_defines, sizeof saved);
         base->dtype_defines[0] = '\0';
-        status = clattn__plan_kernel(base, "softmax.cl", L->defines, "clattn_softmax_naive_rows",
+        char defs[sizeof L->defines + sizeof optdefs];
+        snprintf(defs, sizeof defs, "%s%s", L->defines, optdefs);
+        status = clattn__plan_kernel(base, "softmax.cl", defs, "clattn_softmax_naive_rows",
                                      L->local_size, by, &plan->softmax);
         memcpy(base->dtype_defines, saved, sizeof saved);
         CLATTN_FORWARD(status);
@@ -284,7 +508,7 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         CLATTN_FORWARD(clattn__plan_scratch(base, bytes, "naive score matrix", &plan->scores));
         /* CLBlast takes float32: half q, k, v are staged into dense float32 scratch, and a half
          * out is computed into float32 scratch and cast into the caller's view. */
-        const size_t *shp[4] = {q_shape, k_shape, k_shape, q_shape};
+        const size_t *shp[4] = {q_shape, k_shape, v_shape, plan->oshape};
         static const char *const what[4] = {"naive float32 q", "naive float32 k",
                                             "naive float32 v", "naive float32 out"};
         for (int i = 0; i < 4; i++) {
@@ -364,8 +588,8 @@ static clattn_status validate_io(softmax_plan *plan, const clattn_tensor *q,
     size_t lshape[4] = {plan->qshape[0], plan->qshape[1], plan->qshape[2], 1};
     const clattn__view ins[] = {{q, "q", plan->qshape, false, plan->dt[0]},
                                 {k, "k", plan->kshape, false, plan->dt[1]},
-                                {v, "v", plan->kshape, false, plan->dt[2]}};
-    const clattn__view outs[] = {{out, "out", plan->qshape, false, plan->dt[3]},
+                                {v, "v", plan->vshape, false, plan->dt[2]}};
+    const clattn__view outs[] = {{out, "out", plan->oshape, false, plan->dt[3]},
                                  {lse, "lse", lshape, true, CLATTN_F32}};
     CLATTN_FORWARD(clattn__check_views(ctx, ins, 3, outs, 2));
     if (plan->desc.key_lengths) {
@@ -374,6 +598,22 @@ static clattn_status validate_io(softmax_plan *plan, const clattn_tensor *q,
         CLATTN_FORWARD(clattn__check_no_alias(ctx, out, "out", &kl, "key_lengths", 4));
         if (lse)
             CLATTN_FORWARD(clattn__check_no_alias(ctx, lse, "lse", &kl, "key_lengths", 4));
+    }
+    /* The option buffers are read while out and lse are written. */
+    size_t hq = plan->qshape[1];
+    clattn_tensor sl = clattn_tensor_make(plan->desc.alibi_slopes, 1, 1, 1, hq);
+    sl.offset = plan->desc.alibi_slopes_offset;
+    clattn_tensor sk = clattn_tensor_make(plan->desc.sinks, 1, 1, 1, hq);
+    sk.offset = plan->desc.sinks_offset;
+    const clattn_tensor *opt_in[5] = {&plan->bias, &plan->mask, &plan->bmask, &sl, &sk};
+    static const char *const opt_name[5] = {"bias", "mask", "block_mask", "alibi_slopes",
+                                            "sinks"};
+    for (int i = 0; i < 5; i++) {
+        if (!opt_in[i]->buffer)
+            continue;
+        CLATTN_FORWARD(clattn__check_no_alias(ctx, out, "out", opt_in[i], opt_name[i], 4));
+        if (lse)
+            CLATTN_FORWARD(clattn__check_no_alias(ctx, lse, "lse", opt_in[i], opt_name[i], 4));
     }
     if (plan->launch.algo == CLATTN_SOFTMAX_NAIVE) {
         /* Half tensors are staged through dense float32 scratch: any strides. */
@@ -385,6 +625,8 @@ static clattn_status validate_io(softmax_plan *plan, const clattn_tensor *q,
 cleanup:
     return status;
 }
+
+static void arg_opts(clattn__args *f, const softmax_plan *plan);
 
 /* The arguments both tiled families take after their K/V inputs, in the same order. */
 static void arg_tail(clattn__args *f, const softmax_plan *plan, const clattn_tensor *q,
@@ -410,6 +652,44 @@ static void arg_tail(clattn__args *f, const softmax_plan *plan, const clattn_ten
     CLATTN_ARG(f, nk);
     CLATTN_ARG(f, scale_log2);
     CLATTN_ARG(f, causal);
+    arg_opts(f, plan);
+}
+
+/* SOFTMAX_OPT_PARAMS (kernels_cl/softmax_opts.clh), in its order, for plans with options. */
+static void arg_opts(clattn__args *f, const softmax_plan *plan)
+{
+    if (!plan->opts)
+        return;
+    const clattn_tensor *views[3] = {&plan->bias, &plan->mask, &plan->bmask};
+    for (int i = 0; i < 3; i++) {
+        cl_mem buf = views[i]->buffer ? views[i]->buffer : plan->dummy;
+        cl_ulong off = views[i]->buffer ? views[i]->offset : 0;
+        cl_ulong st[4] = {0, 0, 0, 0};
+        if (views[i]->buffer)
+            for (int a = 0; a < 4; a++)
+                st[a] = views[i]->strides[a];
+        CLATTN_ARG(f, buf);
+        CLATTN_ARG(f, off);
+        clattn__arg(f, sizeof st, st);
+        if (i == 2) {
+            cl_uint bq = plan->desc.block_q, bk = plan->desc.block_k;
+            CLATTN_ARG(f, bq);
+            CLATTN_ARG(f, bk);
+        }
+    }
+    cl_mem sinks = plan->desc.sinks ? plan->desc.sinks : plan->dummy;
+    cl_ulong soff = plan->desc.sinks ? plan->desc.sinks_offset : 0, loff = plan->slopes_off;
+    cl_int wl = plan->desc.window_left, wr = plan->desc.window_right;
+    cl_float cap = plan->desc.softcap;
+    cl_uint flags = plan->opts;
+    CLATTN_ARG(f, plan->slopes);
+    CLATTN_ARG(f, loff);
+    CLATTN_ARG(f, sinks);
+    CLATTN_ARG(f, soff);
+    CLATTN_ARG(f, wl);
+    CLATTN_ARG(f, wr);
+    CLATTN_ARG(f, cap);
+    CLATTN_ARG(f, flags);
 }
 
 static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
@@ -468,7 +748,7 @@ static clattn_status enqueue_naive(softmax_plan *plan, const clattn_tensor *q,
     clattn_context *ctx = plan->base.ctx;
     clattn_status status = CLATTN_SUCCESS;
     size_t B = plan->qshape[0], hq = plan->qshape[1], group = hq / plan->kshape[1];
-    size_t nq = plan->qshape[2], nk = plan->kshape[2], d = plan->qshape[3];
+    size_t nq = plan->qshape[2], nk = plan->kshape[2], d = plan->qshape[3], dv = plan->dv;
     cl_uint unq = (cl_uint)nq, unk = (cl_uint)nk;
     cl_float scale = plan->scale;
     cl_int causal = plan->desc.causal != 0, has_lse = lse != NULL;
@@ -484,7 +764,7 @@ static clattn_status enqueue_naive(softmax_plan *plan, const clattn_tensor *q,
     for (int i = 0; i < 4; i++) {
         if (plan->dt[i] == CLATTN_F32)
             continue;
-        const size_t *sh = io[i]->shape;
+        const size_t *sh = io[i]->shape; /* checked: the plan's */
         dense[i] = clattn_tensor_make(plan->staged[i], sh[0], sh[1], sh[2], sh[3]);
         if (i < 3)
             CLATTN_FORWARD(clattn__cast_enqueue(s, plan->cast[i], io[i], plan->staged[i], 0,
@@ -510,7 +790,7 @@ static clattn_status enqueue_naive(softmax_plan *plan, const clattn_tensor *q,
                                          plan->scores, 0, nk, s->evp));
             clattn__seq_done(s);
             cl_ulong loff = lse ? lse->offset + b * lse->strides[0] + h * lse->strides[1] : 0;
-            cl_uint ub = (cl_uint)b;
+            cl_uint ub = (cl_uint)b, uh = (cl_uint)h;
             clattn__args a = {plan->softmax, 0, CL_SUCCESS};
             CLATTN_ARG(&a, plan->scores);
             CLATTN_ARG(&a, zero);
@@ -525,12 +805,16 @@ static clattn_status enqueue_naive(softmax_plan *plan, const clattn_tensor *q,
             CLATTN_ARG(&a, lbuf);
             CLATTN_ARG(&a, loff);
             CLATTN_ARG(&a, has_lse);
+            if (plan->opts) {
+                CLATTN_ARG(&a, uh);
+                arg_opts(&a, plan);
+            }
             CLATTN_CL(a.err);
             size_t lo = plan->launch.local_size, gl = nq * lo;
             CLATTN_FORWARD(clattn__seq_kernel_local(s, plan->softmax, 1, &gl, &lo, false, NULL));
             bool last = b == B - 1 && h == hq - 1 && !cast_out;
             CLATTN_FORWARD(clattn__seq_library(s, last, last ? event : NULL));
-            CLATTN_FORWARD(clattn__sgemm(ctx, false, nq, d, nk, 1.0f, plan->scores, 0, nk,
+            CLATTN_FORWARD(clattn__sgemm(ctx, false, nq, dv, nk, 1.0f, plan->scores, 0, nk,
                                          v->buffer, vo, v->strides[2], 0.0f, out->buffer, oo,
                                          out->strides[2], s->evp));
             clattn__seq_done(s);
@@ -624,10 +908,13 @@ clattn_status clattn_softmax_host(clattn_context *ctx, const clattn_softmax_desc
     CLATTN_FORWARD(read_desc(ctx, desc, &d));
     d.q_dtype = d.k_dtype = d.v_dtype = d.out_dtype = CLATTN_F32; /* host arrays are float32 */
     CLATTN_FORWARD(check_shapes(ctx, q_shape, k_shape, v_shape));
-    size_t nq_el, nk_el, nl_el;
+    size_t nq_el, nk_el, nv_el, no_el, nl_el;
     CLATTN_CHECK(clattn__mul_ok(q_shape[0] * q_shape[1], q_shape[2] * q_shape[3], &nq_el) &&
                      clattn__mul_ok(k_shape[0] * k_shape[1], k_shape[2] * k_shape[3], &nk_el) &&
-                     nq_el < SIZE_MAX / 4 && nk_el < SIZE_MAX / 4,
+                     clattn__mul_ok(v_shape[0] * v_shape[1], v_shape[2] * v_shape[3], &nv_el) &&
+                     clattn__mul_ok(q_shape[0] * q_shape[1], q_shape[2] * v_shape[3], &no_el) &&
+                     nq_el < SIZE_MAX / 4 && nk_el < SIZE_MAX / 4 && nv_el < SIZE_MAX / 4 &&
+                     no_el < SIZE_MAX / 4,
                  CLATTN_SIZE_OVERFLOW, "softmax host: sizes overflow");
     nl_el = q_shape[0] * q_shape[1] * q_shape[2];
     if (key_lengths) {
@@ -643,14 +930,14 @@ clattn_status clattn_softmax_host(clattn_context *ctx, const clattn_softmax_desc
     CLATTN_FORWARD(clattn_softmax_plan_create(ctx, &d, q_shape, k_shape, v_shape, &plan));
     CLATTN_FORWARD(clattn__stage_in(&st, q, nq_el * sizeof(float), "q", &bq));
     CLATTN_FORWARD(clattn__stage_in(&st, k, nk_el * sizeof(float), "k", &bk));
-    CLATTN_FORWARD(clattn__stage_in(&st, v, nk_el * sizeof(float), "v", &bv));
-    CLATTN_FORWARD(clattn__stage_out(&st, out, nq_el * sizeof(float), "output", &bo));
+    CLATTN_FORWARD(clattn__stage_in(&st, v, nv_el * sizeof(float), "v", &bv));
+    CLATTN_FORWARD(clattn__stage_out(&st, out, no_el * sizeof(float), "output", &bo));
     if (lse)
         CLATTN_FORWARD(clattn__stage_out(&st, lse, nl_el * sizeof(float), "lse", &bl));
     clattn_tensor tq = clattn_tensor_make(bq, q_shape[0], q_shape[1], q_shape[2], q_shape[3]);
     clattn_tensor tk = clattn_tensor_make(bk, k_shape[0], k_shape[1], k_shape[2], k_shape[3]);
     clattn_tensor tv = clattn_tensor_make(bv, v_shape[0], v_shape[1], v_shape[2], v_shape[3]);
-    clattn_tensor to = clattn_tensor_make(bo, q_shape[0], q_shape[1], q_shape[2], q_shape[3]);
+    clattn_tensor to = clattn_tensor_make(bo, q_shape[0], q_shape[1], q_shape[2], v_shape[3]);
     clattn_tensor tl = clattn_tensor_make(bl, q_shape[0], q_shape[1], q_shape[2], 1);
     CLATTN_FORWARD(clattn_softmax_plan_enqueue(plan, &tq, &tk, &tv, &to, lse ? &tl : NULL, 0,
                                                NULL, &done));
@@ -680,7 +967,7 @@ clattn_status clattn_softmax_schedule(const clattn_device_info *device,
     if (status != CLATTN_SUCCESS)
         return status;
     clattn__softmax_launch L;
-    clattn__softmax_problem prob = {q_shape[3], q_shape[2], k_shape[2], d.causal != 0};
+    clattn__softmax_problem prob = {q_shape[3], q_shape[2], k_shape[2], d.causal != 0, 0};
     const clattn_dtype dts[4] = {d.q_dtype, d.k_dtype, d.v_dtype, d.out_dtype};
     status = clattn__schedule_softmax(device, &prob, d.algorithm, &L, why, sizeof why);
     if (status != CLATTN_SUCCESS)

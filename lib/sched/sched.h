@@ -7,11 +7,13 @@
 
 #define CLATTN__KEY_BLOCK 16 /* keys per float16 score vector in the CPU family and K panels */
 #define CLATTN__MAX_HEAD_DIM 256
+#define CLATTN__SOFTMAX_MAX_HEAD_DIM 512 /* softmax attention's D and Dv (issue 16) */
 
 typedef struct clattn__softmax_problem {
     size_t head_dim;
     size_t nq, nk;
     int causal;
+    size_t head_dim_v; /* V's and out's head dim; 0 = head_dim */
 } clattn__softmax_problem;
 
 typedef struct clattn__softmax_launch {

@@ -213,8 +213,8 @@ clattn_status clattn__softmax_launch_gpu_rt(const clattn_device_info *dev,
 {
     memset(out, 0, sizeof *out);
     size_t d = prob->head_dim;
-    if (d < 1 || d > CLATTN__MAX_HEAD_DIM) {
-        say(why, why_len, "head dimension must be in [1, 256]");
+    if (d < 1 || d > CLATTN__SOFTMAX_MAX_HEAD_DIM) {
+        say(why, why_len, "head dimension must be in [1, 512]");
         return CLATTN_INVALID_SHAPE;
     }
     bool p2 = tx && !(tx & (tx - 1)) && ty && !(ty & (ty - 1)) && rm && !(rm & (rm - 1)) && rn &&
@@ -342,8 +342,8 @@ clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
                                          clattn__softmax_launch *out, char *why, size_t why_len)
 {
     memset(out, 0, sizeof *out);
-    if (prob->head_dim < 1 || prob->head_dim > CLATTN__MAX_HEAD_DIM) {
-        say(why, why_len, "head dimension must be in [1, 256]");
+    if (prob->head_dim < 1 || prob->head_dim > CLATTN__SOFTMAX_MAX_HEAD_DIM) {
+        say(why, why_len, "head dimension must be in [1, 512]");
         return CLATTN_INVALID_SHAPE;
     }
     switch (requested) {
@@ -417,8 +417,8 @@ clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
 {
     memset(out, 0, sizeof *out);
     size_t d = prob->head_dim;
-    if (d < 1 || d > CLATTN__MAX_HEAD_DIM) {
-        say(why, why_len, "head dimension must be in [1, 256]");
+    if (d < 1 || d > CLATTN__SOFTMAX_MAX_HEAD_DIM) {
+        say(why, why_len, "head dimension must be in [1, 512]");
         return CLATTN_INVALID_SHAPE;
     }
     size_t lim = device_wg_limit(dev);

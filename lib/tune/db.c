@@ -198,7 +198,7 @@ static bool parse_entry_v1(const char *line, clattn_tuning_entry *e)
     clattn__tune_param_set(e, "rows", rows);
     clattn__tune_param_set(e, "local", (long long)local);
     clattn__tune_param_set(e, "tile_kv", tile);
-    return key_ok(e) && e->head_dim <= CLATTN__MAX_HEAD_DIM;
+    return key_ok(e) && e->head_dim <= CLATTN__SOFTMAX_MAX_HEAD_DIM;
 }
 
 /* One format 2 entry line (without its newline); false when it does not parse completely. */

@@ -68,7 +68,7 @@ static clattn_status candidates(clattn_context *ctx, const clattn__tune_request 
     int causal;
     clattn_dtype dts[4];
     read_request(desc, &algo, &causal, dts);
-    clattn__softmax_problem prob = {req->q[3], req->q[2], req->k[2], causal};
+    clattn__softmax_problem prob = {req->q[3], req->q[2], req->k[2], causal, 0};
     clattn__softmax_launch *c = out;
     *count = clattn__softmax_candidates(&ctx->info, &prob, algo, c, cap);
     if (*count == 0)
