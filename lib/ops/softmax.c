@@ -333,7 +333,9 @@ static clattn_status choose_launch(clattn_context *ctx, softmax_plan *plan,
         *by = "caller";
         return CLATTN_SUCCESS;
     }
-    if (plan->desc.algorithm == CLATTN_SOFTMAX_AUTO &&
+    /* Tuning entries are keyed by D (= Dv): a plan with Dv != D sizes its V tiles by Dv, so it
+     * takes the scheduler's launch. */
+    if (plan->desc.algorithm == CLATTN_SOFTMAX_AUTO && plan->dv == prob->head_dim &&
         clattn__tune_launch_typed(ctx, prob, clattn__softmax_family(&ctx->info), plan->dt,
                                   &plan->launch)) {
         plan->base.from_db = true;
