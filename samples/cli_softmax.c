@@ -144,6 +144,34 @@ static int broadcast_shape(const char *path, const char *opt, const npy_array *a
     return fail(EXIT_USAGE, "%s (%s): shape %s does not broadcast to %s", path, opt, have, want);
 }
 
+/* --bias: float32, float16 or bfloat16 ('<u2'/'|V2' with --dtype bf16, as load_tensor reads
+ * them), kept in the file's type whatever --dtype says (the plan takes any float bias). */
+static int load_bias(const char *path, npy_array *a, clattn_dtype *dt)
+{
+    char err[512];
+    if (npy_read(path, a, err, sizeof err) != 0)
+        return fail(EXIT_USAGE, "%s", err);
+    switch (a->dtype) {
+    case NPY_F32:
+        *dt = CLATTN_F32;
+        return 0;
+    case NPY_F16:
+        *dt = CLATTN_F16;
+        return 0;
+    case NPY_U16:
+    case NPY_V2:
+        if (cli_get_in_dtype() != CLATTN_BF16)
+            return fail(EXIT_USAGE, "%s (--bias): dtype %s holds bfloat16 words only with --dtype "
+                        "bf16 (pass it, or save the bias as float32 or float16)", path,
+                        dtype_name(a->dtype));
+        *dt = CLATTN_BF16;
+        return 0;
+    default:
+        return fail(EXIT_USAGE, "%s (--bias): dtype %s, expected float32, float16 or bfloat16",
+                    path, dtype_name(a->dtype));
+    }
+}
+
 /* A uint8 '|u1' or bool '|b1' file broadcast to full (--mask, --block-mask). */
 static int load_u8(const char *path, const char *opt, const size_t full[4], npy_array *a,
                    size_t shape[4])
@@ -178,7 +206,7 @@ static int load_opt_files(const run_args *ra, const clattn_softmax_desc *desc, c
 {
     const size_t full[4] = {q->shape[0], q->shape[1], q->shape[2], k->shape[2]};
     int rc = 0;
-    if (ra->bias && ((rc = load_tensor(ra->bias, "--bias", 0, &of->bias, &of->bias_dtype)) ||
+    if (ra->bias && ((rc = load_bias(ra->bias, &of->bias, &of->bias_dtype)) ||
                      (rc = broadcast_shape(ra->bias, "--bias", &of->bias, full, of->bias_shape))))
         return rc;
     if (ra->mask && (rc = load_u8(ra->mask, "--mask", full, &of->mask, of->mask_shape)))

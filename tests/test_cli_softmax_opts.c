@@ -309,7 +309,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    return cli_dir_remove();
+    return getenv("KEEP") ? 0 : cli_dir_remove();
 }
 
 int main(void)
