@@ -309,7 +309,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    return getenv("KEEP") ? 0 : cli_dir_remove();
+    return getenv("CLATTN_TEST_KEEP") ? 0 : cli_dir_remove(); /* set: keep the files */
 }
 
 int main(void)
