@@ -141,6 +141,10 @@ int open_context(const char *device, clattn_context **ctx);
  * T ms". Every run command passes the plan it baked (NULL would say "plan: none"); T is
  * the wall time since open_context (plan bake, compute, read-back and writing the outputs). */
 void cli_run_summary(clattn_context *ctx, const char *op, const clattn_plan *plan);
+/* The same with `extra` (NULL or "": nothing) between the plan and the time, e.g. the options
+ * of the run ("options bias B.npy [1,1,8,8], window 4,-1"). */
+void cli_run_summary_with(clattn_context *ctx, const char *op, const clattn_plan *plan,
+                          const char *extra);
 /* ---- device buffers of a run ----
  * Every `clattn run` bakes its operator's plan and enqueues it on buffers made here: inputs copied
  * from host arrays, outputs read back after the plan's event, scratch the run fills itself:

@@ -62,6 +62,10 @@ const char *dtype_name(npy_dtype t)
         return "uint16";
     case NPY_V2:
         return "2-byte void";
+    case NPY_U8:
+        return "uint8";
+    case NPY_B1:
+        return "bool";
     }
     return "?";
 }
@@ -482,6 +486,12 @@ int open_context(const char *device, clattn_context **ctx)
 
 void cli_run_summary(clattn_context *ctx, const char *op, const clattn_plan *plan)
 {
+    cli_run_summary_with(ctx, op, plan, NULL);
+}
+
+void cli_run_summary_with(clattn_context *ctx, const char *op, const clattn_plan *plan,
+                          const char *extra)
+{
     if (run_opts.quiet)
         return;
     double ms = now_ms() - run_opts.t0_ms;
@@ -499,7 +509,8 @@ void cli_run_summary(clattn_context *ctx, const char *op, const clattn_plan *pla
                  pi.algorithm_name[0] ? pi.algorithm_name : "-", pi.launch[0] ? " " : "",
                  pi.launch, by);
     }
-    fprintf(stderr, "clattn: run %s: %s; %s; %.1f ms\n", op, where, what, ms);
+    fprintf(stderr, "clattn: run %s: %s; %s; %s%s%.1f ms\n", op, where, what,
+            extra && *extra ? extra : "", extra && *extra ? "; " : "", ms);
 }
 
 /* ---- usage text ---- */

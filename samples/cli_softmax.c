@@ -4,6 +4,8 @@
 
 #include "cli.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,12 +21,26 @@ void cli_usage_softmax(FILE *f)
             "  clattn run softmax --q Q.npy --k K.npy --v V.npy -o OUT.npy [--causal]\n"
             "         [--scale S] [--key-lengths L.npy] [--lse LSE.npy]\n"
             "         [--algo auto|cpu|gpu|gpu-rows|naive] [--device SEL]\n"
-            "      exact attention on .npy arrays: q [B,Hq,Nq,D], k and v [B,Hk,Nk,D] (Hq a\n"
-            "      multiple of Hk), each float32 '<f4', float16 '<f2' or, with --dtype bf16,\n"
-            "      bfloat16 ('<u2'/'|V2'), read in their own types (--dtype converts all three);\n"
-            "      key lengths int32/int64 [B] in [0, Nk]; writes OUT [B,Hq,Nq,D] in --out-dtype\n"
-            "      (default f32) and optionally the float32 log-sum-exp LSE [B,Hq,Nq]. --scale\n"
-            "      defaults to 1/sqrt(D); --causal is bottom-right aligned when Nq != Nk\n"
+            "         [--bias B.npy] [--mask M.npy] [--alibi | --alibi-slopes S.npy]\n"
+            "         [--window L,R] [--softcap C] [--sinks S.npy]\n"
+            "         [--block-mask BM.npy --block BQ,BK]\n"
+            "      exact attention on .npy arrays: q [B,Hq,Nq,D], k [B,Hk,Nk,D], v [B,Hk,Nk,Dv]\n"
+            "      (Hq a multiple of Hk; D, Dv <= 512), each float32 '<f4', float16 '<f2' or,\n"
+            "      with --dtype bf16, bfloat16 ('<u2'/'|V2'), read in their own types (--dtype\n"
+            "      converts all three); key lengths int32/int64 [B] in [0, Nk]; writes OUT\n"
+            "      [B,Hq,Nq,Dv] in --out-dtype (default f32) and optionally the float32\n"
+            "      log-sum-exp LSE [B,Hq,Nq]. --scale defaults to 1/sqrt(D); --causal is\n"
+            "      bottom-right aligned when Nq != Nk. Options of real models, all composable:\n"
+            "      --bias: additive float bias (f32/f16/bf16, kept in its type; -inf masks),\n"
+            "      --mask: uint8 '|u1' or bool '|b1' (nonzero = attend), both broadcast to\n"
+            "      [B,Hq,Nq,Nk] by size-1 axes, aligned right as numpy does ([Nq,Nk] is\n"
+            "      [1,1,Nq,Nk]; always [B,H,Nq,Nk] order, whatever --layout); --alibi: ALiBi with\n"
+            "      the standard slopes of Hq heads, or float32 slopes [Hq] from --alibi-slopes;\n"
+            "      --window L,R: keys i'-L..i'+R around the query's bottom-right aligned\n"
+            "      position i' (-1: unbounded side); --softcap C > 0: logits C*tanh(s/C);\n"
+            "      --sinks: float32 [Hq] sink logits (in the denominator and lse, no value);\n"
+            "      --block-mask: uint8/bool [B,Hq,ceil(Nq/BQ),ceil(Nk/BK)] (broadcast as the\n"
+            "      mask) with block sizes BQ,BK each 16, 32, 64, 128 or 256: zero blocks skipped\n"
             "  clattn bench softmax [--n 1024,2048,...] [--d 64] [--heads 8] [--batch 1]\n"
             "         [--causal] [--csv] [--reps 5] [--variants LIST] [--device SEL]\n"
             "         [--dtype f32,f16,bf16] [--nq N]\n"
@@ -48,10 +64,32 @@ void cli_usage_softmax(FILE *f)
 /* clattn run softmax                                                                             */
 /* ---------------------------------------------------------------------------------------------- */
 
+/* Softmax attention takes D and Dv up to 512 (issue 16); the other operators keep MAX_HEAD_DIM. */
+#define SOFTMAX_MAX_HEAD_DIM 512
+
 typedef struct run_args {
     const char *q, *k, *v, *out, *lse, *scale, *key_lengths, *algo, *device;
-    int causal;
+    /* options of real models (issue 16) */
+    const char *bias, *mask, *alibi_slopes, *window, *softcap, *sinks, *block_mask, *block;
+    int causal, alibi;
 } run_args;
+
+/* The option files of a run, read before any device work: each tensor with its shape aligned
+ * right to rank 4 (size-1 axes broadcast), slopes and sinks as Hq floats. */
+typedef struct opt_files {
+    npy_array bias, mask, slopes, sinks, bmask;
+    size_t bias_shape[4], mask_shape[4], bmask_shape[4];
+    clattn_dtype bias_dtype;
+} opt_files;
+
+static void opt_files_free(opt_files *of)
+{
+    npy_free(&of->bias);
+    npy_free(&of->mask);
+    npy_free(&of->slopes);
+    npy_free(&of->sinks);
+    npy_free(&of->bmask);
+}
 
 static int check_qkv_shapes(const run_args *ra, const npy_array *q, const npy_array *k,
                             const npy_array *v)
@@ -59,9 +97,9 @@ static int check_qkv_shapes(const run_args *ra, const npy_array *q, const npy_ar
     char ks[160], vs[160];
     format_shape(ks, sizeof ks, 4, k->shape);
     format_shape(vs, sizeof vs, 4, v->shape);
-    if (memcmp(k->shape, v->shape, 4 * sizeof k->shape[0]) != 0)
-        return fail(EXIT_USAGE, "%s (--k) shape %s differs from %s (--v) shape %s", ra->k, ks,
-                    ra->v, vs);
+    if (memcmp(k->shape, v->shape, 3 * sizeof k->shape[0]) != 0)
+        return fail(EXIT_USAGE, "%s (--k) shape %s and %s (--v) shape %s differ before the head "
+                    "dim", ra->k, ks, ra->v, vs);
     if (q->shape[0] != k->shape[0])
         return fail(EXIT_USAGE, "batch of %s (%zu) differs from batch of %s (%zu)", ra->q,
                     q->shape[0], ra->k, k->shape[0]);
@@ -71,10 +109,217 @@ static int check_qkv_shapes(const run_args *ra, const npy_array *q, const npy_ar
     if (q->shape[1] % k->shape[1] != 0)
         return fail(EXIT_USAGE, "heads of %s (%zu) are not a multiple of heads of %s (%zu)", ra->q,
                     q->shape[1], ra->k, k->shape[1]);
-    if (q->shape[3] > MAX_HEAD_DIM)
+    if (q->shape[3] > SOFTMAX_MAX_HEAD_DIM)
         return fail(EXIT_USAGE, "%s: head dim %zu exceeds the supported maximum %d", ra->q,
-                    q->shape[3], MAX_HEAD_DIM);
+                    q->shape[3], SOFTMAX_MAX_HEAD_DIM);
+    if (v->shape[3] > SOFTMAX_MAX_HEAD_DIM)
+        return fail(EXIT_USAGE, "%s: head dim %zu exceeds the supported maximum %d", ra->v,
+                    v->shape[3], SOFTMAX_MAX_HEAD_DIM);
     return 0;
+}
+
+/* Aligns the shape of `a` (file `path` of option `opt`) right to rank 4 into shape[], as numpy
+ * broadcasting does ([Nq, Nk] -> [1, 1, Nq, Nk]; axes beyond four must be 1); each axis must be 1
+ * or full's. 0 or EXIT_USAGE after a message naming the file and both shapes. */
+static int broadcast_shape(const char *path, const char *opt, const npy_array *a,
+                           const size_t full[4], size_t shape[4])
+{
+    int ok = 1;
+    for (int i = 0; i < 4; i++)
+        shape[i] = 1;
+    for (int i = 0; i < a->ndim; i++) {
+        size_t n = a->shape[a->ndim - 1 - i];
+        if (i < 4) {
+            shape[3 - i] = n;
+            ok &= n == 1 || n == full[3 - i];
+        } else {
+            ok &= n == 1;
+        }
+    }
+    if (ok)
+        return 0;
+    char have[160], want[160];
+    format_shape(have, sizeof have, a->ndim, a->shape);
+    format_shape(want, sizeof want, 4, full);
+    return fail(EXIT_USAGE, "%s (%s): shape %s does not broadcast to %s", path, opt, have, want);
+}
+
+/* --bias: float32, float16 or bfloat16 ('<u2'/'|V2' with --dtype bf16, as load_tensor reads
+ * them), kept in the file's type whatever --dtype says (the plan takes any float bias). */
+static int load_bias(const char *path, npy_array *a, clattn_dtype *dt)
+{
+    char err[512];
+    if (npy_read(path, a, err, sizeof err) != 0)
+        return fail(EXIT_USAGE, "%s", err);
+    switch (a->dtype) {
+    case NPY_F32:
+        *dt = CLATTN_F32;
+        return 0;
+    case NPY_F16:
+        *dt = CLATTN_F16;
+        return 0;
+    case NPY_U16:
+    case NPY_V2:
+        if (cli_get_in_dtype() != CLATTN_BF16)
+            return fail(EXIT_USAGE, "%s (--bias): dtype %s holds bfloat16 words only with --dtype "
+                        "bf16 (pass it, or save the bias as float32 or float16)", path,
+                        dtype_name(a->dtype));
+        *dt = CLATTN_BF16;
+        return 0;
+    default:
+        return fail(EXIT_USAGE, "%s (--bias): dtype %s, expected float32, float16 or bfloat16",
+                    path, dtype_name(a->dtype));
+    }
+}
+
+/* A uint8 '|u1' or bool '|b1' file broadcast to full (--mask, --block-mask). */
+static int load_u8(const char *path, const char *opt, const size_t full[4], npy_array *a,
+                   size_t shape[4])
+{
+    char err[512];
+    if (npy_read(path, a, err, sizeof err) != 0)
+        return fail(EXIT_USAGE, "%s", err);
+    if (a->dtype != NPY_U8 && a->dtype != NPY_B1)
+        return fail(EXIT_USAGE, "%s (%s): dtype %s, expected uint8 '|u1' or bool '|b1'", path,
+                    opt, dtype_name(a->dtype));
+    return broadcast_shape(path, opt, a, full, shape);
+}
+
+/* float32 values of every query head (--alibi-slopes, --sinks): any rank, hq elements. */
+static int load_per_head(const char *path, const char *opt, size_t hq, npy_array *a)
+{
+    int rc = load_f32(path, opt, 0, a);
+    if (rc)
+        return rc;
+    if (a->count != hq) {
+        char shp[160];
+        format_shape(shp, sizeof shp, a->ndim, a->shape);
+        return fail(EXIT_USAGE, "%s (%s): shape %s holds %zu values, expected %zu (one per "
+                    "query head)", path, opt, shp, a->count, hq);
+    }
+    return 0;
+}
+
+/* Reads the option files for q [B,Hq,Nq,D] and k [B,Hk,Nk,D]: 0 or EXIT_USAGE after a message. */
+static int load_opt_files(const run_args *ra, const clattn_softmax_desc *desc, const npy_array *q,
+                          const npy_array *k, opt_files *of)
+{
+    const size_t full[4] = {q->shape[0], q->shape[1], q->shape[2], k->shape[2]};
+    int rc = 0;
+    if (ra->bias && ((rc = load_bias(ra->bias, &of->bias, &of->bias_dtype)) ||
+                     (rc = broadcast_shape(ra->bias, "--bias", &of->bias, full, of->bias_shape))))
+        return rc;
+    if (ra->mask && (rc = load_u8(ra->mask, "--mask", full, &of->mask, of->mask_shape)))
+        return rc;
+    if (ra->alibi_slopes &&
+        (rc = load_per_head(ra->alibi_slopes, "--alibi-slopes", full[1], &of->slopes)))
+        return rc;
+    if (ra->sinks && (rc = load_per_head(ra->sinks, "--sinks", full[1], &of->sinks)))
+        return rc;
+    if (ra->block_mask) {
+        const size_t bfull[4] = {full[0], full[1], (full[2] + desc->block_q - 1) / desc->block_q,
+                                 (full[3] + desc->block_k - 1) / desc->block_k};
+        if ((rc = load_u8(ra->block_mask, "--block-mask", bfull, &of->bmask, of->bmask_shape)))
+            return rc;
+    }
+    return 0;
+}
+
+/* "A,B": two decimal integers (an optional leading '-') in [lo, hi], nothing else: 0 or -1. */
+static int parse_pair(const char *s, long lo, long hi, long out[2])
+{
+    const char *p = s;
+    for (int i = 0; i < 2; i++) {
+        const char *d = p + (*p == '-');
+        if (*d < '0' || *d > '9')
+            return -1;
+        char *end = NULL;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (errno == ERANGE || x < lo || x > hi || *end != (i == 0 ? ',' : '\0'))
+            return -1;
+        out[i] = x;
+        p = end + 1;
+    }
+    return 0;
+}
+
+/* The issue 16 options that need no file, into desc: 0 or EXIT_USAGE after a message. */
+static int run_check_model_options(const run_args *ra, clattn_softmax_desc *desc)
+{
+    const char *cmd = "run softmax";
+    int rc;
+    long w[2], b[2];
+    if (ra->window) {
+        if (parse_pair(ra->window, -1, INT_MAX, w) != 0)
+            return fail(EXIT_USAGE, "%s: --window '%s' is not L,R (two integers, each >= 0, or "
+                        "-1 for an unbounded side)", cmd, ra->window);
+        desc->window_left = (int)w[0];
+        desc->window_right = (int)w[1];
+    }
+    if (ra->softcap &&
+        (rc = float_option(cmd, "--softcap", ra->softcap, 0, INFINITY, 0, &desc->softcap)))
+        return rc;
+    if (ra->block && !ra->block_mask)
+        return fail(EXIT_USAGE, "%s: --block needs --block-mask", cmd);
+    if (ra->block_mask && !ra->block)
+        return fail(EXIT_USAGE, "%s: --block-mask needs --block BQ,BK", cmd);
+    if (ra->block) {
+        if (parse_pair(ra->block, 1, 256, b) != 0 || (b[0] & (b[0] - 1)) || (b[1] & (b[1] - 1)) ||
+            b[0] < 16 || b[1] < 16)
+            return fail(EXIT_USAGE, "%s: --block '%s' is not BQ,BK with each of 16, 32, 64, 128 "
+                        "or 256", cmd, ra->block);
+        desc->block_q = (unsigned)b[0];
+        desc->block_k = (unsigned)b[1];
+    }
+    desc->alibi = ra->alibi || ra->alibi_slopes;
+    return 0;
+}
+
+/* "[a,b,c,d]" without spaces (the summary separates options with ", "). */
+static void compact_shape(char *buf, size_t len, const size_t shape[4])
+{
+    snprintf(buf, len, "[%zu,%zu,%zu,%zu]", shape[0], shape[1], shape[2], shape[3]);
+}
+
+/* The options of a run for its summary line ("" when none). */
+static void describe_options(const run_args *ra, const clattn_softmax_desc *desc,
+                             const opt_files *of, const npy_array *q, const npy_array *v,
+                             char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        if (n < len)                                                                               \
+            n += (size_t)snprintf(buf + n, len - n, "%s", n ? ", " : "options ");                 \
+        if (n < len)                                                                               \
+            n += (size_t)snprintf(buf + n, len - n, __VA_ARGS__);                                  \
+    } while (0)
+    char shp[160];
+    if (ra->bias) {
+        compact_shape(shp, sizeof shp, of->bias_shape);
+        ADD("bias %s %s %s", ra->bias, shp, clattn_dtype_name(of->bias_dtype));
+    }
+    if (ra->mask) {
+        compact_shape(shp, sizeof shp, of->mask_shape);
+        ADD("mask %s %s", ra->mask, shp);
+    }
+    if (desc->alibi)
+        ADD("alibi %s", ra->alibi_slopes ? ra->alibi_slopes : "(standard slopes)");
+    if (ra->window)
+        ADD("window %d,%d", desc->window_left, desc->window_right);
+    if (desc->softcap > 0)
+        ADD("softcap %g", (double)desc->softcap);
+    if (ra->sinks)
+        ADD("sinks %s", ra->sinks);
+    if (ra->block_mask) {
+        compact_shape(shp, sizeof shp, of->bmask_shape);
+        ADD("block-mask %s %s block %u,%u", ra->block_mask, shp, desc->block_q, desc->block_k);
+    }
+    if (v->shape[3] != q->shape[3])
+        ADD("dv %zu", v->shape[3]);
+#undef ADD
 }
 
 /* Reads int32 or int64 key lengths [B], each in [0, nk], into a malloc'd int32 array. */
@@ -150,26 +395,45 @@ static int run_check_options(const run_args *ra, clattn_softmax_desc *desc)
     if (ra->algo && parse_algo(ra->algo, &desc->algorithm) != 0)
         return fail(EXIT_USAGE, "run softmax: --algo '%s' is not one of auto, cpu, gpu, naive",
                     ra->algo);
-    return 0;
+    return run_check_model_options(ra, desc);
 }
 
 /* Uploads the inputs, bakes the plan, enqueues it and reads out (and lse) back: 0 or an exit code
  * after a message. */
 static int run_on_device(clattn_context *ctx, clattn_softmax_desc *desc, const npy_array *q,
-                         const npy_array *k, const npy_array *v, const int32_t *kl, void *out,
-                         float *lse, clattn_plan **plan)
+                         const npy_array *k, const npy_array *v, const int32_t *kl,
+                         const opt_files *of, void *out, float *lse, clattn_plan **plan)
 {
-    cli_io io;
+    cli_io io, oio; /* oio: the option tensors (inputs only) */
     cli_io_init(&io, ctx);
+    cli_io_init(&oio, ctx);
     const size_t rows = q->count / q->shape[3], lse_shape[4] = {q->shape[0], q->shape[1],
                                                                 q->shape[2], 1};
+    const size_t oshape[4] = {q->shape[0], q->shape[1], q->shape[2], v->shape[3]};
     size_t eq = clattn_dtype_size(desc->q_dtype), ek = clattn_dtype_size(desc->k_dtype),
            ev = clattn_dtype_size(desc->v_dtype), eo = clattn_dtype_size(desc->out_dtype);
     cl_mem bq = cli_io_in(&io, q->data, q->count * eq), bk = cli_io_in(&io, k->data, k->count * ek),
-           bv = cli_io_in(&io, v->data, v->count * ev), bo = cli_io_out(&io, out, q->count * eo),
+           bv = cli_io_in(&io, v->data, v->count * ev),
+           bo = cli_io_out(&io, out, rows * oshape[3] * eo),
            bl = lse ? cli_io_out(&io, lse, rows * 4) : NULL;
     desc->key_lengths = kl ? cli_io_in(&io, kl, q->shape[0] * 4) : NULL;
+    if (of->bias.data) {
+        desc->bias = cli_tensor_typed(
+            cli_io_in(&oio, of->bias.data, of->bias.count * clattn_dtype_size(of->bias_dtype)),
+            of->bias_shape, of->bias_dtype);
+    }
+    if (of->mask.data)
+        desc->mask = cli_tensor_typed(cli_io_in(&oio, of->mask.data, of->mask.count),
+                                      of->mask_shape, CLATTN_U8);
+    if (of->bmask.data)
+        desc->block_mask = cli_tensor_typed(cli_io_in(&oio, of->bmask.data, of->bmask.count),
+                                            of->bmask_shape, CLATTN_U8);
+    desc->alibi_slopes = of->slopes.data ? cli_io_in(&oio, of->slopes.data, of->slopes.count * 4)
+                                         : NULL;
+    desc->sinks = of->sinks.data ? cli_io_in(&oio, of->sinks.data, of->sinks.count * 4) : NULL;
     int rc = cli_io_check(&io);
+    if (!rc)
+        rc = cli_io_check(&oio);
     if (rc)
         goto cleanup;
     clattn_status st = clattn_softmax_plan_create(ctx, desc, q->shape, k->shape, v->shape, plan);
@@ -180,14 +444,17 @@ static int run_on_device(clattn_context *ctx, clattn_softmax_desc *desc, const n
     clattn_tensor tq = cli_tensor_typed(bq, q->shape, desc->q_dtype),
                   tk = cli_tensor_typed(bk, k->shape, desc->k_dtype),
                   tv = cli_tensor_typed(bv, v->shape, desc->v_dtype),
-                  to = cli_tensor_typed(bo, q->shape, desc->out_dtype),
+                  to = cli_tensor_typed(bo, oshape, desc->out_dtype),
                   tl = cli_tensor(bl, lse_shape);
     cl_event done = NULL;
     st = clattn_softmax_plan_enqueue(*plan, &tq, &tk, &tv, &to, lse ? &tl : NULL, 0, NULL, &done);
     rc = cli_io_read(&io, st, done, "attention failed");
 cleanup:
     cli_io_end(&io);
+    cli_io_end(&oio);
     desc->key_lengths = NULL;
+    desc->bias.buffer = desc->mask.buffer = desc->block_mask.buffer = NULL;
+    desc->alibi_slopes = desc->sinks = NULL;
     return rc;
 }
 
@@ -207,6 +474,8 @@ static int run_softmax(const run_args *ra)
     float *lse = NULL;
     clattn_context *ctx = NULL;
     clattn_plan *plan = NULL;
+    opt_files of;
+    memset(&of, 0, sizeof of);
 
     /* Half files stay half: the plan is baked for the types read (or --dtype's). */
     if ((rc = load_tensor(ra->q, "--q", 4, &q, &desc.q_dtype)) ||
@@ -217,24 +486,31 @@ static int run_softmax(const run_args *ra)
     desc.out_dtype = cli_get_out_dtype();
     if (ra->key_lengths && (rc = load_key_lengths(ra->key_lengths, q.shape[0], k.shape[2], &kl)))
         goto cleanup;
+    if ((rc = load_opt_files(ra, &desc, &q, &k, &of)))
+        goto cleanup;
+    const size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
+    const size_t ocount = oshape[0] * oshape[1] * oshape[2] * oshape[3];
 
-    out = malloc(q.count * clattn_dtype_size(desc.out_dtype));
+    out = malloc(ocount * clattn_dtype_size(desc.out_dtype));
     lse = ra->lse ? malloc(q.count / q.shape[3] * sizeof *lse) : NULL;
     if (!out || (ra->lse && !lse)) {
         rc = fail(EXIT_RUNTIME, "out of memory for the outputs");
         goto cleanup;
     }
     if ((rc = open_context(ra->device, &ctx)) ||
-        (rc = run_on_device(ctx, &desc, &q, &k, &v, kl, out, lse, &plan)))
+        (rc = run_on_device(ctx, &desc, &q, &k, &v, kl, &of, out, lse, &plan)))
         goto cleanup;
-    if ((rc = write_tensor(ra->out, out, desc.out_dtype, 4, q.shape)))
+    if ((rc = write_tensor(ra->out, out, desc.out_dtype, 4, oshape)))
         goto cleanup;
     if (ra->lse && (rc = write_f32(ra->lse, lse, 3, q.shape))) {
         remove(ra->out); /* no half-result left behind */
         goto cleanup;
     }
-    cli_run_summary(ctx, "softmax", plan);
+    char opts[1024];
+    describe_options(ra, &desc, &of, &q, &v, opts, sizeof opts);
+    cli_run_summary_with(ctx, "softmax", plan, opts);
 cleanup:
+    opt_files_free(&of);
     clattn_plan_destroy(plan);
     clattn_context_destroy(ctx);
     npy_free(&q);
@@ -261,6 +537,15 @@ int cli_run_softmax(int argc, char **argv)
         {"--algo", NULL, &ra.algo, NULL},
         {"--device", NULL, &ra.device, NULL},
         {"--causal", NULL, NULL, &ra.causal},
+        {"--bias", NULL, &ra.bias, NULL},
+        {"--mask", NULL, &ra.mask, NULL},
+        {"--alibi", NULL, NULL, &ra.alibi},
+        {"--alibi-slopes", NULL, &ra.alibi_slopes, NULL},
+        {"--window", NULL, &ra.window, NULL},
+        {"--softcap", NULL, &ra.softcap, NULL},
+        {"--sinks", NULL, &ra.sinks, NULL},
+        {"--block-mask", NULL, &ra.block_mask, NULL},
+        {"--block", NULL, &ra.block, NULL},
     };
     int help = 0;
     int rc = parse_options(argc, argv, 2, "run softmax", specs, OPT_COUNT(specs), &help);

@@ -285,14 +285,20 @@ static int dtype_from_descr(const char *path, const header_info *hi, npy_dtype *
             *size = 2;
             return 0;
         }
+        if (strcmp(t, "u1") == 0 || strcmp(t, "b1") == 0) {
+            *dt = t[0] == 'u' ? NPY_U8 : NPY_B1;
+            *size = 1;
+            return 0;
+        }
     }
     if (hi->descr[0] == '>')
         fail(err, errlen, "%s: dtype '%s' is big-endian (need little-endian float32 '<f4', "
-             "float16 '<f2', uint16 '<u2' (bfloat16), int32 '<i4' or int64 '<i8')", path,
-             hi->descr);
+             "float16 '<f2', uint16 '<u2' (bfloat16), int32 '<i4', int64 '<i8', uint8 '|u1' or "
+             "bool '|b1')", path, hi->descr);
     else
         fail(err, errlen, "%s: dtype '%s%s' is not supported (need float32 '<f4', "
-             "float16 '<f2', uint16 '<u2' or void '|V2' (bfloat16), int32 '<i4' or int64 '<i8')",
+             "float16 '<f2', uint16 '<u2' or void '|V2' (bfloat16), int32 '<i4', int64 '<i8', "
+             "uint8 '|u1' or bool '|b1')",
              path, hi->descr, hi->descr_too_long ? "..." : "");
     return -1;
 }
@@ -661,8 +667,10 @@ int npy_write(const char *path, npy_dtype dtype, const void *data, int ndim,
               const size_t *shape, char *err, size_t errlen)
 {
     const char *descr = dtype == NPY_F32 ? "<f4" : dtype == NPY_F16 ? "<f2"
-                      : dtype == NPY_U16 ? "<u2" : dtype == NPY_I32 ? "<i4" : NULL;
-    size_t esize = dtype == NPY_F32 || dtype == NPY_I32 ? 4 : 2;
+                      : dtype == NPY_U16 ? "<u2" : dtype == NPY_I32 ? "<i4"
+                      : dtype == NPY_U8 ? "|u1" : dtype == NPY_B1 ? "|b1" : NULL;
+    size_t esize = dtype == NPY_F32 || dtype == NPY_I32 ? 4
+                 : dtype == NPY_U8 || dtype == NPY_B1 ? 1 : 2;
     int rc = -1, tmp_made = 0, overflow;
     FILE *f = NULL;
     char *tmp = NULL;

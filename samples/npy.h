@@ -2,7 +2,7 @@
  *
  * Used by the clattn command-line tool to load inputs and save outputs. Only
  * what attention needs is supported: little-endian float32, float16, uint16 / 2-byte void
- * (bfloat16), int32 and int64
+ * (bfloat16), int32 and int64, and 1-byte uint8 / bool (masks)
  * arrays in C order, .npy format versions 1.0, 2.0 and 3.0. Anything else is
  * rejected with a one-line message naming the file and the problem, never
  * silently converted.
@@ -19,14 +19,17 @@ extern "C" {
 
 /* NPY_F16: '<f2' (IEEE half); NPY_U16: '<u2' (a bfloat16 file as numpy stores it without
  * ml_dtypes); NPY_V2: '|V2' (the 2-byte void dtype ml_dtypes writes for bfloat16). The 16-bit
- * kinds keep their raw uint16 words in data. */
+ * kinds keep their raw uint16 words in data. NPY_U8: '|u1'; NPY_B1: '|b1' (numpy bool, one byte
+ * per element, 0 or 1): the bytes as they are. */
 typedef enum {
     NPY_F32 = 1,
     NPY_I32 = 2,
     NPY_I64 = 3,
     NPY_F16 = 4,
     NPY_U16 = 5,
-    NPY_V2 = 6
+    NPY_V2 = 6,
+    NPY_U8 = 7,
+    NPY_B1 = 8
 } npy_dtype;
 
 typedef struct npy_array {
@@ -38,7 +41,8 @@ typedef struct npy_array {
 } npy_array;
 
 /* Reads a whole .npy file into *out (the caller frees it with npy_free).
- * Accepts descr '<f4', '<f2', '<u2', '|V2', '<i4', '<i8' (also with '|' or no byte-order mark),
+ * Accepts descr '<f4', '<f2', '<u2', '|V2', '<i4', '<i8', '|u1', '|b1' (also with '|' / '<' or no
+ * byte-order mark),
  * fortran_order False, 0..8 dimensions, and exactly as many data bytes as the
  * shape needs. A zero-sized array gets a non-NULL 1-byte allocation.
  * Returns 0 on success; on failure returns -1, writes a one-line human message
@@ -61,7 +65,8 @@ int npz_read(const char *path, const char *name, npy_array *out, char *err, size
 int npy_write_f32(const char *path, const float *data, int ndim, const size_t *shape,
                   char *err, size_t errlen);
 
-/* The same for any of NPY_F32 ('<f4'), NPY_F16 ('<f2'), NPY_U16 ('<u2') and NPY_I32 ('<i4'). */
+/* The same for any of NPY_F32 ('<f4'), NPY_F16 ('<f2'), NPY_U16 ('<u2'), NPY_I32 ('<i4'),
+ * NPY_U8 ('|u1') and NPY_B1 ('|b1'). */
 int npy_write(const char *path, npy_dtype dtype, const void *data, int ndim,
               const size_t *shape, char *err, size_t errlen);
 

@@ -282,8 +282,8 @@ static void test_reject_dtypes(void **state)
                 "dtype '<f8' is not supported");
     reject_dict("bf2.npy", "{'descr': '>f2', 'fortran_order': False, 'shape': (2,), }", 4,
                 "big-endian");
-    reject_dict("u1.npy", "{'descr': '|u1', 'fortran_order': False, 'shape': (2,), }", 2,
-                "'|u1'");
+    reject_dict("i1.npy", "{'descr': '|i1', 'fortran_order': False, 'shape': (2,), }", 2,
+                "'|i1'");
     reject_dict("v4.npy", "{'descr': '|V4', 'fortran_order': False, 'shape': (2,), }", 8,
                 "'|V4'");
     reject_dict("obj.npy", "{'descr': '|O', 'fortran_order': False, 'shape': (2,), }", 16,
@@ -324,6 +324,35 @@ static void test_half_kinds(void **state)
             assert_memory_equal(b.data, data, sizeof data);
             npy_free(&b);
         }
+        npy_free(&a);
+    }
+}
+
+/* The 1-byte kinds of masks: '|u1' and numpy bool '|b1' are read raw and written back. */
+static void test_byte_kinds(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *descr;
+        npy_dtype dt;
+    } kinds[] = {{"|u1", NPY_U8}, {"|b1", NPY_B1}};
+    const unsigned char data[3] = {0, 1, 1};
+    for (size_t i = 0; i < 2; i++) {
+        char path[600], dict[128], err[512];
+        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (3,), }",
+                 kinds[i].descr);
+        make_npy(path, sizeof path, "byte.npy", 1, dict, data, sizeof data);
+        npy_array a, b;
+        assert_int_equal(npy_read(path, &a, err, sizeof err), 0);
+        assert_int_equal(a.dtype, kinds[i].dt);
+        assert_int_equal(a.count, 3);
+        assert_memory_equal(a.data, data, sizeof data);
+        size_t shape[1] = {3};
+        assert_int_equal(npy_write(path, kinds[i].dt, a.data, 1, shape, err, sizeof err), 0);
+        assert_int_equal(npy_read(path, &b, err, sizeof err), 0);
+        assert_int_equal(b.dtype, kinds[i].dt);
+        assert_memory_equal(b.data, data, sizeof data);
+        npy_free(&b);
         npy_free(&a);
     }
 }
@@ -545,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_read_header_variants),
         cmocka_unit_test(test_reject_dtypes),
         cmocka_unit_test(test_half_kinds),
+        cmocka_unit_test(test_byte_kinds),
         cmocka_unit_test(test_reject_layout_and_shape),
         cmocka_unit_test(test_reject_malformed_header),
         cmocka_unit_test(test_reject_bad_files),
