@@ -19,7 +19,16 @@
  *    so whole masked tiles are skipped; per-row masks cover the rest.
  * Micro-tiles and accumulators are arrays indexed only by fully unrolled loops over compile-time
  * sizes, so they stay in registers. Four barriers per key tile (uniform trip count per group).
- * Rows that see no key get zeros and lse = -INFINITY. */
+ * Rows that see no key get zeros and lse = -INFINITY.
+ *
+ * Issue 16: V's head dim Dv (-DSOFTMAX_HEAD_DIM_V) sizes the V tile and the accumulators. With
+ * -DSOFTMAX_GPU_DCHUNK=DC (D or Dv above what local memory holds whole, up to 512) Q's and K's
+ * head dims go through one __local buffer DC at a time (scores accumulate over the chunks; Q is
+ * staged again per key tile), then V's DC at a time for P.V (2 barriers per chunk). With
+ * -DSOFTMAX_OPTS=1: each score of the micro-tile goes through softmax_opt_logit, the group's
+ * keys run from its first row's window start (down to the tile) to its last row's end, key
+ * tiles that no block of the block mask meets are skipped (the same decision in every
+ * work-item: barriers stay uniform), rows finish through softmax_opt_finish (sinks). */
 
 #ifndef SOFTMAX_HEAD_DIM
 #define SOFTMAX_HEAD_DIM 64

@@ -35,7 +35,7 @@
  * one query row per work-item; the work-group from the vendor family's shipped
  * defaults (lib/tune/defaults.c: 128 for NVIDIA and unknown GPUs, 256/128 for AMD by D, 64 for
  * Intel and Apple/ARM; the device maximum when smaller, rounded down to a power of two); key tile = the largest power of two <= 64 with
- * 2 * tile_kv * D * 4 bytes (K and V tiles) within the local memory, so more local memory never
+ * tile_kv * (D + Dv) * 4 bytes (K and V tiles) within the local memory, so more local memory never
  * gives a smaller tile. */
 #include "sched.h"
 
@@ -166,7 +166,27 @@ static void fill_gpu(size_t d, size_t dv, size_t wg, size_t tile, clattn__softma
  * 5% for a shared K/V buffer (V's load no longer overlaps K's), among work-groups that are a
  * multiple of the vendor's SIMD width (lib/tune/defaults.c) when one is known. Ties: the smaller
  * local memory. Measured on no GPU (none here): an intensity model by construction, checked by
- * oclgrind's instruction counts (tests/inst_counts.sh); the tuner measures the space. */
+ * oclgrind's instruction counts (tests/inst_counts.sh); the tuner measures the space.
+ *
+ * Dv != D (issue 16): the V tile, the accumulators (RM x ceil(Dv / TX)) and the P.V terms of the
+ * model take Dv; Q, K and the score terms D. D or Dv above 256 (to 512): where no whole-head-dim
+ * launch fits (Qs[D][BR] + Kt[D][BC+1] + Vs[BC][Dv] is 51 KiB at D = 512 with the smallest
+ * tiles), the head-dim-chunked space: the same tiles with Q's and K's head dims staged DC = 32,
+ * 64 or 128 at a time into one buffer (scores accumulate over the chunks), then V's in chunks of
+ * DC for P.V (the accumulator indices stay compile-time: the chunk loop is unrolled), local
+ * memory DC * (BR + BC + 1) + BR * BC + BR * TX floats, whatever D. Its model counts Q's chunks
+ * reloaded from global memory per key tile and Ps read once per V chunk. Picked per D
+ * (tests/test_softmax_gpu.c test_schedule_head_dims; TX x TY, RM x RN, kv = shared K/V buffer):
+ *   device            D = 64          128             256             512
+ *   NVIDIA 48 KiB     8x4 8x4 kv      8x8 4x4 kv      8x4 2x4 kv      16x8 4x2 dchunk=64
+ *   AMD 64 KiB        8x8 8x4         16x4 8x4 kv     16x4 4x2 kv     16x4 4x2 dchunk=128
+ *   Intel 64 KiB      8x4 8x4         16x4 8x4 kv     16x4 4x2 kv     16x4 4x2 dchunk=128
+ *   PoCL (TILED_GPU forced; AUTO is TILED_CPU there): whole head dims at every D (its emulated
+ *   1 MiB holds them), 16x16 2x4 at 512; rusticl 32 KiB: whole to 256, dchunk=64 at 512.
+ * Why: up to 256 a whole-head-dim launch fits each and wins (Q stays in local memory); at 512
+ * none fits 48 or 64 KiB, and the chunked launch of highest modelled intensity is RM x RN = 4 x 2
+ * (the accumulator, 4 x 32 floats at TX 16, fills the 160-float budget) with the largest chunk
+ * the local memory allows beside a second work-group (NVIDIA: 64; 64 KiB: 128). */
 #define GPU_RT_REG_BUDGET 160
 static const unsigned rt_tx[] = {8, 16}, rt_ty[] = {4, 8, 16}, rt_rm[] = {2, 4, 8},
                       rt_rn[] = {2, 4}, rt_dc[] = {32, 64, 128};
