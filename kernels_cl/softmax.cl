@@ -293,6 +293,20 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
     }
 }
 
+/* clattn_softmax_fwd_gpu's V head dim (Dv): -DSOFTMAX_HEAD_DIM_V, else D. With -DSOFTMAX_OPTS=1 it
+ * takes the options (softmax_opts.clh) last: per-score logits, the group's keys narrowed to its
+ * rows' windows, key tiles no block of the block mask meets skipped (uniformly), sinks. */
+#ifdef SOFTMAX_HEAD_DIM_V
+#define GR_DV SOFTMAX_HEAD_DIM_V
+#else
+#define GR_DV SOFTMAX_HEAD_DIM
+#endif
+#if SOFTMAX_OPTS
+#define GR_OPT_ARGS , SOFTMAX_OPT_PARAMS
+#else
+#define GR_OPT_ARGS
+#endif
+
 /* Global size: (ceil(Nq / SOFTMAX_WG_SIZE) * SOFTMAX_WG_SIZE, B * Hq); local size (SOFTMAX_WG_SIZE, 1). */
 __kernel __attribute__((reqd_work_group_size(SOFTMAX_WG_SIZE, 1, 1))) void
 clattn_softmax_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4 qs,
@@ -301,32 +315,55 @@ clattn_softmax_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4
                      __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 os, __global float *lse, ulong l_off,
                      ulong4 ls, int has_lse, __global const int *key_lengths, ulong kl_off,
                      int has_kl, uint hq_count, uint hk_count, uint nq, uint nk, float scale_log2,
-                     int causal)
+                     int causal GR_OPT_ARGS)
 {
     __local float kt_tile[SOFTMAX_TILE_KV][SOFTMAX_HEAD_DIM];
-    __local float vt_tile[SOFTMAX_TILE_KV][SOFTMAX_HEAD_DIM];
+    __local float vt_tile[SOFTMAX_TILE_KV][GR_DV];
     uint lid = get_local_id(0);
     uint row = get_global_id(0);
     uint bh = get_global_id(1);
     uint b = bh / hq_count, h = bh - b * hq_count; /* no div/rem pair (oclgrind and freeze) */
     uint hk = h / (hq_count / hk_count);
+#if SOFTMAX_OPTS
+    SOFTMAX_OPT_SETUP(o, b, h, nq, nk); /* every option argument read before any branch */
+#endif
     bool valid = row < nq;
     uint qrow = valid ? row : nq - 1;
 
     long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, nk);
     long lim = clattn_visible(qrow, nq, nk, kl, causal);
     /* The whole group loops to the furthest key its last row sees, so barriers stay uniform. */
-    uint last = min((uint)(get_group_id(0) * SOFTMAX_WG_SIZE + SOFTMAX_WG_SIZE - 1), nq - 1);
+    uint first = get_group_id(0) * SOFTMAX_WG_SIZE;
+    uint last = min((uint)(first + SOFTMAX_WG_SIZE - 1), nq - 1);
     long kend = clattn_visible(last, nq, nk, kl, causal);
+    long kbeg = 0;
+#if SOFTMAX_OPTS
+    long lo = 0;
+    softmax_opt_range(&o, qrow, &lo, &lim);
+    {
+        /* Windows never move left as rows grow: the group's keys run from its first row's lo
+         * (down to the tile) to its last row's hi. */
+        long lo0 = 0, hi0 = clattn_visible(first, nq, nk, kl, causal), lo1 = 0;
+        softmax_opt_range(&o, first, &lo0, &hi0);
+        softmax_opt_range(&o, last, &lo1, &kend);
+        kbeg = lo0 / SOFTMAX_TILE_KV * SOFTMAX_TILE_KV;
+    }
+#endif
 
-    float qv[SOFTMAX_HEAD_DIM], acc[SOFTMAX_HEAD_DIM];
+    float qv[SOFTMAX_HEAD_DIM], acc[GR_DV];
     softmax_load_q(qv, q, q_off, qs, b, h, qrow, scale_log2);
-    for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++)
+    for (uint d = 0; d < GR_DV; d++)
         acc[d] = 0.0f;
     float m = -INFINITY, l = 0.0f;
 
-    for (long kt = 0; kt < kend; kt += SOFTMAX_TILE_KV) {
+    for (long kt = kbeg; kt < kend; kt += SOFTMAX_TILE_KV) {
+#if SOFTMAX_OPTS
+        /* Block-sparse: the same decision in every work-item, so the barriers stay uniform. */
+        if (!softmax_opt_live(&o, first, last, kt, min(kt + SOFTMAX_TILE_KV, kend) - 1))
+            continue;
+#endif
         barrier(CLK_LOCAL_MEM_FENCE);
+#if GR_DV == SOFTMAX_HEAD_DIM
         for (uint idx = lid; idx < SOFTMAX_TILE_KV * SOFTMAX_HEAD_DIM; idx += SOFTMAX_WG_SIZE) {
             uint j = idx / SOFTMAX_HEAD_DIM, d = idx % SOFTMAX_HEAD_DIM;
             long key = kt + j;
@@ -334,6 +371,20 @@ clattn_softmax_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4
             kt_tile[j][d] = in ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, hk, key, d)) : 0.0f;
             vt_tile[j][d] = in ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, hk, key, d)) : 0.0f;
         }
+#else
+        for (uint idx = lid; idx < SOFTMAX_TILE_KV * SOFTMAX_HEAD_DIM; idx += SOFTMAX_WG_SIZE) {
+            uint j = idx / SOFTMAX_HEAD_DIM, d = idx % SOFTMAX_HEAD_DIM;
+            long key = kt + j;
+            kt_tile[j][d] =
+                key < kend ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, hk, key, d)) : 0.0f;
+        }
+        for (uint idx = lid; idx < SOFTMAX_TILE_KV * GR_DV; idx += SOFTMAX_WG_SIZE) {
+            uint j = idx / GR_DV, d = idx % GR_DV;
+            long key = kt + j;
+            vt_tile[j][d] =
+                key < kend ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, hk, key, d)) : 0.0f;
+        }
+#endif
         barrier(CLK_LOCAL_MEM_FENCE);
         float sc[SOFTMAX_TILE_KV];
         float mt = -INFINITY;
@@ -341,7 +392,15 @@ clattn_softmax_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4
             float sj = 0.0f;
             for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++)
                 sj = fma(qv[d], kt_tile[j][d], sj);
+#if SOFTMAX_OPTS
+            long key = kt + j;
+            float x = -INFINITY;
+            if (key >= lo && key < lim)
+                x = softmax_opt_logit(&o, sj, qrow, key);
+            sj = x;
+#else
             sj = (kt + j < lim) ? sj : -INFINITY;
+#endif
             sc[j] = sj;
             mt = fmax(mt, sj);
         }
@@ -352,15 +411,26 @@ clattn_softmax_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4
             sum += sc[j];
         }
         l = l * corr + sum;
-        for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
+        for (uint d = 0; d < GR_DV; d++) {
             float a = acc[d] * corr;
             for (uint j = 0; j < SOFTMAX_TILE_KV; j++)
                 a = fma(sc[j], vt_tile[j][d], a);
             acc[d] = a;
         }
     }
-    if (valid)
-        SOFTMAX_STORE_ROW(acc, m, l, row);
+    if (valid) {
+        float f, lse2;
+#if SOFTMAX_OPTS
+        softmax_opt_finish(&o, m, l, &f, &lse2); /* the sink joins the denominator */
+#else
+        f = clattn_online_inv(l);
+        lse2 = clattn_online_lse2(m, l);
+#endif
+        for (uint d = 0; d < GR_DV; d++)
+            CLATTN_STORE(O_DT, acc[d] * f, out, clattn_at(o_off, os, b, h, row, d));
+        if (has_lse)
+            lse[clattn_at(l_off, ls, b, h, row, 0)] = lse2 * CLATTN_LN2;
+    }
 }
 
 /* ---- the naive baseline's softmax ----

@@ -19,7 +19,16 @@
  *    so whole masked tiles are skipped; per-row masks cover the rest.
  * Micro-tiles and accumulators are arrays indexed only by fully unrolled loops over compile-time
  * sizes, so they stay in registers. Four barriers per key tile (uniform trip count per group).
- * Rows that see no key get zeros and lse = -INFINITY. */
+ * Rows that see no key get zeros and lse = -INFINITY.
+ *
+ * Issue 16: V's head dim Dv (-DSOFTMAX_HEAD_DIM_V) sizes the V tile and the accumulators. With
+ * -DSOFTMAX_GPU_DCHUNK=DC (D or Dv above what local memory holds whole, up to 512) Q's and K's
+ * head dims go through one __local buffer DC at a time (scores accumulate over the chunks; Q is
+ * staged again per key tile), then V's DC at a time for P.V (2 barriers per chunk). With
+ * -DSOFTMAX_OPTS=1: each score of the micro-tile goes through softmax_opt_logit, the group's
+ * keys run from its first row's window start (down to the tile) to its last row's end, key
+ * tiles that no block of the block mask meets are skipped (the same decision in every
+ * work-item: barriers stay uniform), rows finish through softmax_opt_finish (sinks). */
 
 #ifndef SOFTMAX_HEAD_DIM
 #define SOFTMAX_HEAD_DIM 64
@@ -62,6 +71,13 @@
 #define O_DT 0
 #endif
 
+#ifndef SOFTMAX_HEAD_DIM_V
+#define SOFTMAX_HEAD_DIM_V SOFTMAX_HEAD_DIM /* V's and out's head dim (Dv) */
+#endif
+#ifndef SOFTMAX_GPU_DCHUNK
+#define SOFTMAX_GPU_DCHUNK 0 /* 0: whole head dims staged; else Q, K, V staged this many at a time */
+#endif
+
 #define G_STR_(x) #x
 #define G_STR(x) G_STR_(x)
 #define G_TX SOFTMAX_GPU_TX
@@ -69,14 +85,84 @@
 #define G_RM SOFTMAX_GPU_RM
 #define G_RN SOFTMAX_GPU_RN
 #define G_D SOFTMAX_HEAD_DIM
+#define G_DV SOFTMAX_HEAD_DIM_V
+#define G_DC SOFTMAX_GPU_DCHUNK
 #define G_WG (G_TX * G_TY)
 #define G_BR (G_TY * G_RM)
 #define G_BC (G_TX * G_RN)
-#define G_RD ((G_D + G_TX - 1) / G_TX)
-#define G_DP (G_RD * G_TX)
 #define G_KS (G_BC + SOFTMAX_GPU_KPAD)
-#define G_KT_SIZE (G_D * G_KS)
-#define G_V_SIZE (G_BC * G_DP)
+#if G_DC
+#if G_DC % G_TX
+#error "SOFTMAX_GPU_DCHUNK must be a multiple of SOFTMAX_GPU_TX"
+#endif
+#define G_QW G_DC                        /* head dims of a staged Q / K chunk */
+#define G_NQC ((G_D + G_DC - 1) / G_DC)  /* chunks over D */
+#define G_VW G_DC                        /* head dims of a staged V chunk */
+#define G_NVC ((G_DV + G_DC - 1) / G_DC) /* chunks over Dv */
+#else
+#define G_QW G_D
+#define G_NQC 1
+#define G_VW (((G_DV + G_TX - 1) / G_TX) * G_TX) /* Dv padded to whole TX */
+#define G_NVC 1
+#endif
+#define G_RC (G_VW / G_TX)      /* accumulator columns of one V chunk per work-item */
+#define G_RA (G_NVC * G_RC)     /* accumulator columns per row per work-item */
+#define G_KT_SIZE (G_QW * G_KS)
+#define G_V_SIZE (G_BC * G_VW)
+#define G_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#if SOFTMAX_OPTS
+#define G_OPT_ARGS , SOFTMAX_OPT_PARAMS
+#else
+#define G_OPT_ARGS
+#endif
+
+/* The RM x RN score micro-tile s += Q . K over N staged head dims (Qs[N][BR], Kt[N][KS]). */
+#define G_SCORES(N)                                                                                \
+    do {                                                                                           \
+        __local const float *qp = Qs + ty * G_RM;                                                  \
+        __local const float *kp = Kt + tx;                                                         \
+        _Pragma(G_STR(unroll SOFTMAX_GPU_DUNROLL)) for (uint d = 0; d < (N); d++) {                \
+            float qr[G_RM], kr[G_RN];                                                              \
+            _Pragma("unroll") for (uint i = 0; i < G_RM; i++)                                      \
+                qr[i] = qp[d * G_BR + i];                                                          \
+            _Pragma("unroll") for (uint j = 0; j < G_RN; j++)                                      \
+                kr[j] = kp[d * G_KS + j * G_TX];                                                   \
+            _Pragma("unroll") for (uint i = 0; i < G_RM; i++)                                      \
+                _Pragma("unroll") for (uint j = 0; j < G_RN; j++)                                  \
+                    s[i][j] = fma(qr[i], kr[j], s[i][j]);                                          \
+        }                                                                                          \
+    } while (0)
+
+/* The P.V micro-tile of V chunk VC (a compile-time index once its loop is unrolled): the
+ * accumulator columns VC * RC + e, head dims VC * VW + tx + TX * e. */
+#define G_PV(VC)                                                                                   \
+    do {                                                                                           \
+        __local const float *pp = Ps + ty * G_RM * G_BC;                                           \
+        __local const float *vp = Vs + tx;                                                         \
+        _Pragma(G_STR(unroll SOFTMAX_GPU_DUNROLL)) for (uint c = 0; c < G_BC; c++) {               \
+            float pr[G_RM], vr[G_RC];                                                              \
+            _Pragma("unroll") for (uint i = 0; i < G_RM; i++)                                      \
+                pr[i] = pp[i * G_BC + c];                                                          \
+            _Pragma("unroll") for (uint e = 0; e < G_RC; e++)                                      \
+                vr[e] = vp[c * G_VW + e * G_TX];                                                   \
+            _Pragma("unroll") for (uint i = 0; i < G_RM; i++)                                      \
+                _Pragma("unroll") for (uint e = 0; e < G_RC; e++)                                  \
+                    acc[i][(VC) * G_RC + e] = fma(pr[i], vr[e], acc[i][(VC) * G_RC + e]);          \
+        }                                                                                          \
+    } while (0)
+
+/* Stages V's head dims [D0, D0 + VW) of keys [kt, kt + BC) into Vs[BC][VW] (zero past Dv and kend). */
+#define G_STAGE_V(D0)                                                                              \
+    do {                                                                                           \
+        for (uint idx = lid; idx < G_BC * G_VW; idx += G_WG) {                                     \
+            uint j = idx / G_VW, dd = idx - j * G_VW, d = (D0) + dd;                               \
+            long key = kt + j;                                                                     \
+            Vs[idx] = key < kend && d < G_DV                                                       \
+                          ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, hk, key, d))              \
+                          : 0.0f;                                                                  \
+        }                                                                                          \
+    } while (0)
 
 /* Global size: (ceil(Nq / BR) * TX * TY, B * Hq); local size (TX * TY, 1). */
 __kernel __attribute__((reqd_work_group_size(G_WG, 1, 1))) void
@@ -86,16 +172,24 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
                           __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 os, __global float *lse,
                           ulong l_off, ulong4 ls, int has_lse, __global const int *key_lengths,
                           ulong kl_off, int has_kl, uint hq_count, uint hk_count, uint nq, uint nk,
-                          float scale_log2, int causal)
+                          float scale_log2, int causal G_OPT_ARGS)
 {
+#if G_DC
+    /* One buffer: the Q and K chunks for the scores, then the V chunks for P.V (barriers apart). */
+    __local float ST[G_MAX(G_DC * G_BR + G_KT_SIZE, G_V_SIZE)];
+#define Qs ST
+#define Kt (ST + G_DC * G_BR)
+#define Vs ST
+#else
     __local float Qs[G_D * G_BR];
 #if SOFTMAX_GPU_KV_SHARED
-    __local float KV[G_KT_SIZE > G_V_SIZE ? G_KT_SIZE : G_V_SIZE];
+    __local float KV[G_MAX(G_KT_SIZE, G_V_SIZE)];
 #define Kt KV
 #define Vs KV
 #else
     __local float Kt[G_KT_SIZE];
     __local float Vs[G_V_SIZE];
+#endif
 #endif
     __local float Ps[G_BR * G_BC];
     __local float red[G_BR * G_TX];
@@ -107,30 +201,92 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
     uint bh = get_global_id(1);
     uint b = bh / hq_count, h = bh - b * hq_count;
     uint hk = h / (hq_count / hk_count);
+#if SOFTMAX_OPTS
+    SOFTMAX_OPT_SETUP(o, b, h, nq, nk); /* every option argument read before any branch */
+#endif
+    float qscale = scale_log2;
 
     long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, nk);
     /* Under a causal mask the group's last row sees the most keys: the group stops there. */
-    long kend = clattn_visible(min(row0 + G_BR - 1, nq - 1), nq, nk, kl, causal);
+    uint rlast = min(row0 + G_BR - 1, nq - 1);
+    long kend = clattn_visible(rlast, nq, nk, kl, causal);
+    long kbeg = 0;
+#if SOFTMAX_OPTS
+    {
+        /* A row's window [lo, hi) never moves left as the row grows: the group's keys run from
+         * its first row's lo (down to the tile) to its last row's hi. */
+        long lo0 = 0, hi0 = clattn_visible(row0, nq, nk, kl, causal), lo1 = 0;
+        softmax_opt_range(&o, row0, &lo0, &hi0);
+        softmax_opt_range(&o, rlast, &lo1, &kend);
+        kbeg = lo0 / G_BC * G_BC;
+    }
+#endif
 
+#if !G_DC
     for (uint idx = lid; idx < G_BR * G_D; idx += G_WG) {
         uint r = idx / G_D, d = idx - r * G_D;
         uint row = row0 + r;
         Qs[d * G_BR + r] =
-            row < nq ? CLATTN_LOAD(Q_DT, q, clattn_at(q_off, qs, b, h, row, d)) * scale_log2 : 0.0f;
+            row < nq ? CLATTN_LOAD(Q_DT, q, clattn_at(q_off, qs, b, h, row, d)) * qscale : 0.0f;
     }
+#endif
 
+#if SOFTMAX_OPTS
+    long lo[G_RM], hi[G_RM];
+#else
     int lim[G_RM];
-    float m[G_RM], l[G_RM], acc[G_RM][G_RD];
+#endif
+    float m[G_RM], l[G_RM], acc[G_RM][G_RA];
     _Pragma("unroll") for (uint i = 0; i < G_RM; i++) {
         uint row = min(row0 + ty * G_RM + i, nq - 1);
+#if SOFTMAX_OPTS
+        lo[i] = 0;
+        hi[i] = clattn_visible(row, nq, nk, kl, causal);
+        softmax_opt_range(&o, row, &lo[i], &hi[i]);
+#else
         lim[i] = (int)clattn_visible(row, nq, nk, kl, causal);
+#endif
         m[i] = -INFINITY;
         l[i] = 0.0f;
-        _Pragma("unroll") for (uint e = 0; e < G_RD; e++)
+        _Pragma("unroll") for (uint e = 0; e < G_RA; e++)
             acc[i][e] = 0.0f;
     }
 
-    for (long kt = 0; kt < kend; kt += G_BC) {
+    for (long kt = kbeg; kt < kend; kt += G_BC) {
+#if SOFTMAX_OPTS
+        /* Block-sparse: a key tile no block of the group's rows meets is never loaded. Every
+         * work-item decides alike, so the barriers stay uniform. */
+        if (!softmax_opt_live(&o, row0, rlast, kt, min(kt + G_BC, kend) - 1))
+            continue;
+#endif
+        float s[G_RM][G_RN];
+        _Pragma("unroll") for (uint i = 0; i < G_RM; i++)
+            _Pragma("unroll") for (uint j = 0; j < G_RN; j++)
+                s[i][j] = 0.0f;
+#if G_DC
+        /* Scores over D in chunks: Q's and K's chunk staged, then accumulated. */
+        for (uint c = 0; c < G_NQC; c++) {
+            uint d0 = c * G_DC;
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (uint idx = lid; idx < G_BR * G_DC; idx += G_WG) {
+                uint r = idx / G_DC, dd = idx - r * G_DC, d = d0 + dd;
+                uint row = row0 + r;
+                Qs[dd * G_BR + r] =
+                    row < nq && d < G_D
+                        ? CLATTN_LOAD(Q_DT, q, clattn_at(q_off, qs, b, h, row, d)) * qscale
+                        : 0.0f;
+            }
+            for (uint idx = lid; idx < G_BC * G_DC; idx += G_WG) {
+                uint j = idx / G_DC, dd = idx - j * G_DC, d = d0 + dd;
+                long key = kt + j;
+                Kt[dd * G_KS + j] = key < kend && d < G_D
+                                        ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, hk, key, d))
+                                        : 0.0f;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            G_SCORES(G_DC);
+        }
+#else
         barrier(CLK_LOCAL_MEM_FENCE);
         for (uint idx = lid; idx < G_BC * G_D; idx += G_WG) {
             uint j = idx / G_D, d = idx - j * G_D;
@@ -139,39 +295,28 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
                 key < kend ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, hk, key, d)) : 0.0f;
         }
 #if !SOFTMAX_GPU_KV_SHARED
-        for (uint idx = lid; idx < G_BC * G_DP; idx += G_WG) {
-            uint j = idx / G_DP, d = idx - j * G_DP;
-            long key = kt + j;
-            Vs[idx] = key < kend && d < G_D
-                          ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, hk, key, d))
-                          : 0.0f;
-        }
+        G_STAGE_V(0);
 #endif
         barrier(CLK_LOCAL_MEM_FENCE);
-
         /* Scores: an RM x RN micro-tile in registers. */
-        float s[G_RM][G_RN];
-        _Pragma("unroll") for (uint i = 0; i < G_RM; i++)
-            _Pragma("unroll") for (uint j = 0; j < G_RN; j++)
-                s[i][j] = 0.0f;
-        __local const float *qp = Qs + ty * G_RM;
-        __local const float *kp = Kt + tx;
-        _Pragma(G_STR(unroll SOFTMAX_GPU_DUNROLL)) for (uint d = 0; d < G_D; d++) {
-            float qr[G_RM], kr[G_RN];
-            _Pragma("unroll") for (uint i = 0; i < G_RM; i++)
-                qr[i] = qp[d * G_BR + i];
-            _Pragma("unroll") for (uint j = 0; j < G_RN; j++)
-                kr[j] = kp[d * G_KS + j * G_TX];
-            _Pragma("unroll") for (uint i = 0; i < G_RM; i++)
-                _Pragma("unroll") for (uint j = 0; j < G_RN; j++)
-                    s[i][j] = fma(qr[i], kr[j], s[i][j]);
-        }
-        /* Mask, then this work-item's share of each row maximum. */
+        G_SCORES(G_D);
+#endif
+        /* Mask (and the options' logits), then this work-item's share of each row maximum. */
         _Pragma("unroll") for (uint i = 0; i < G_RM; i++) {
             float mx = -INFINITY;
+#if SOFTMAX_OPTS
+            long row = min(row0 + ty * G_RM + i, nq - 1);
+#endif
             _Pragma("unroll") for (uint j = 0; j < G_RN; j++) {
                 long key = kt + tx + j * G_TX;
+#if SOFTMAX_OPTS
+                float x = -INFINITY;
+                if (key >= lo[i] && key < hi[i])
+                    x = softmax_opt_logit(&o, s[i][j], row, key);
+                s[i][j] = x;
+#else
                 s[i][j] = key < lim[i] ? s[i][j] : -INFINITY;
+#endif
                 mx = fmax(mx, s[i][j]);
             }
             red[(ty * G_RM + i) * G_TX + tx] = mx;
@@ -191,34 +336,27 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
                 Ps[r * G_BC + tx + j * G_TX] = p;
             }
             l[i] = l[i] * corr + sum;
-            _Pragma("unroll") for (uint e = 0; e < G_RD; e++)
+            _Pragma("unroll") for (uint e = 0; e < G_RA; e++)
                 acc[i][e] *= corr;
         }
+#if G_DC
+        /* P.V over Dv in chunks (unrolled: the accumulator's indices stay compile-time). */
+        _Pragma("unroll") for (uint vc = 0; vc < G_NVC; vc++) {
+            barrier(CLK_LOCAL_MEM_FENCE);
+            G_STAGE_V(vc * G_VW);
+            barrier(CLK_LOCAL_MEM_FENCE);
+            G_PV(vc);
+        }
+#else
 #if SOFTMAX_GPU_KV_SHARED
         /* Every score is computed (barrier above): K's buffer now takes the V tile. */
-        for (uint idx = lid; idx < G_BC * G_DP; idx += G_WG) {
-            uint j = idx / G_DP, d = idx - j * G_DP;
-            long key = kt + j;
-            Vs[idx] = key < kend && d < G_D
-                          ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, hk, key, d))
-                          : 0.0f;
-        }
+        G_STAGE_V(0);
 #endif
         barrier(CLK_LOCAL_MEM_FENCE);
 
         /* P.V: an RM x RD micro-tile of the accumulator in registers. */
-        __local const float *pp = Ps + ty * G_RM * G_BC;
-        __local const float *vp = Vs + tx;
-        _Pragma(G_STR(unroll SOFTMAX_GPU_DUNROLL)) for (uint c = 0; c < G_BC; c++) {
-            float pr[G_RM], vr[G_RD];
-            _Pragma("unroll") for (uint i = 0; i < G_RM; i++)
-                pr[i] = pp[i * G_BC + c];
-            _Pragma("unroll") for (uint e = 0; e < G_RD; e++)
-                vr[e] = vp[c * G_DP + e * G_TX];
-            _Pragma("unroll") for (uint i = 0; i < G_RM; i++)
-                _Pragma("unroll") for (uint e = 0; e < G_RD; e++)
-                    acc[i][e] = fma(pr[i], vr[e], acc[i][e]);
-        }
+        G_PV(0);
+#endif
     }
 
     /* Row sums: one reduction across the row's work-items, at the end. */
@@ -232,14 +370,25 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
         _Pragma("unroll") for (uint t = 0; t < G_TX; t++)
             lt += red[r * G_TX + t];
         if (row < nq) {
-            float inv = clattn_online_inv(lt);
-            _Pragma("unroll") for (uint e = 0; e < G_RD; e++) {
-                uint d = tx + e * G_TX;
-                if (d < G_D)
-                    CLATTN_STORE(O_DT, acc[i][e] * inv, out, clattn_at(o_off, os, b, h, row, d));
-            }
+            float f, lse2;
+#if SOFTMAX_OPTS
+            softmax_opt_finish(&o, m[i], lt, &f, &lse2); /* the sink joins the denominator */
+#else
+            f = clattn_online_inv(lt);
+            lse2 = clattn_online_lse2(m[i], lt);
+#endif
+            _Pragma("unroll") for (uint vc = 0; vc < G_NVC; vc++)
+                _Pragma("unroll") for (uint e = 0; e < G_RC; e++) {
+                    uint d = vc * G_VW + tx + e * G_TX;
+                    if (d < G_DV)
+                        CLATTN_STORE(O_DT, acc[i][vc * G_RC + e] * f, out,
+                                     clattn_at(o_off, os, b, h, row, d));
+                }
             if (has_lse && tx == 0)
-                lse[clattn_at(l_off, ls, b, h, row, 0)] = clattn_online_lse2(m[i], lt) * CLATTN_LN2;
+                lse[clattn_at(l_off, ls, b, h, row, 0)] = lse2 * CLATTN_LN2;
         }
     }
+#undef Qs
+#undef Kt
+#undef Vs
 }

@@ -35,6 +35,7 @@ typedef struct gcase {
     size_t B, Hq, Hk, nq, nk, d;
     int causal, key_lengths;
     float amp;
+    int opts; /* issue 16: a window (6, 2), softcap 5, sinks and a 16 x 16 block mask with holes */
 } gcase;
 
 /* Runs launch L on case c; returns the worst normalised error of out and lse (cmocka-free, so the
@@ -51,15 +52,46 @@ static double run_launch(const clattn__softmax_launch *L, const gcase *c)
     int32_t *kl = malloc(c->B * sizeof *kl);
     for (size_t b = 0; b < c->B; b++) /* the last batch sees every key, the others fewer */
         kl[b] = (int32_t)(b + 1 == c->B ? c->nk : (c->nk * (b + 1)) / (c->B + 1));
-    ref_softmax(q, k, v, ref, rl, c->B, c->Hq, c->Hk, c->nq, c->nk, c->d,
-                1.0 / sqrt((double)c->d), c->causal, c->key_lengths ? kl : NULL);
+    /* options: the block mask [B, Hq, ceil(Nq/16), ceil(Nk/16)] keeps 2 blocks of 3 */
+    size_t nbq = (c->nq + 15) / 16, nbk = (c->nk + 15) / 16, nbm = c->B * c->Hq * nbq * nbk;
+    uint8_t *bm = malloc(nbm);
+    float *sinks = tu_random(c->Hq, 2.0f, &seed);
+    for (size_t i = 0; i < nbm; i++)
+        bm[i] = (uint8_t)(i % 3 != 1);
+    ref_softmax_opts ro;
+    memset(&ro, 0, sizeof ro);
+    ro.causal = c->causal;
+    ro.key_lengths = c->key_lengths ? kl : NULL;
+    if (c->opts) {
+        ro.window = 1;
+        ro.window_left = 6;
+        ro.window_right = 2;
+        ro.softcap = 5.0;
+        ro.sinks = sinks;
+        ro.block_mask = bm;
+        ro.block_q = ro.block_k = 16;
+        ro.block_mask_stride[3] = 1;
+        ro.block_mask_stride[2] = nbk;
+        ro.block_mask_stride[1] = nbq * nbk;
+        ro.block_mask_stride[0] = c->Hq * nbq * nbk;
+    }
+    ref_softmax_ex(q, k, v, ref, rl, c->B, c->Hq, c->Hk, c->nq, c->nk, c->d, &ro);
     cl_mem bq = tu_buffer(ctx, nq * 4, q), bk = tu_buffer(ctx, nk * 4, k),
            bv = tu_buffer(ctx, nk * 4, v), bo = tu_buffer(ctx, nq * 4, o),
-           bl = tu_buffer(ctx, nl * 4, l), bkl = tu_buffer(ctx, c->B * 4, kl);
+           bl = tu_buffer(ctx, nl * 4, l), bkl = tu_buffer(ctx, c->B * 4, kl),
+           bbm = tu_buffer(ctx, nbm, bm), bsk = tu_buffer(ctx, c->Hq * 4, sinks);
     clattn_softmax_desc desc;
     clattn_softmax_desc_init(&desc);
     desc.causal = c->causal;
     desc.key_lengths = c->key_lengths ? bkl : NULL;
+    if (c->opts) {
+        desc.window_left = 6;
+        desc.window_right = 2;
+        desc.softcap = 5.0f;
+        desc.sinks = bsk;
+        desc.block_mask = clattn_tensor_make_typed(bbm, CLATTN_U8, c->B, c->Hq, nbq, nbk);
+        desc.block_q = desc.block_k = 16;
+    }
     clattn_plan *plan = NULL;
     double err = -1;
     if (clattn__softmax_plan_create_launch(ctx, &desc, sq, sk, L, &plan) == CLATTN_SUCCESS) {
@@ -95,6 +127,10 @@ static double run_launch(const clattn__softmax_launch *L, const gcase *c)
     clReleaseMemObject(bo);
     clReleaseMemObject(bl);
     clReleaseMemObject(bkl);
+    clReleaseMemObject(bbm);
+    clReleaseMemObject(bsk);
+    free(bm);
+    free(sinks);
     free(q);
     free(k);
     free(v);
@@ -110,9 +146,9 @@ static double run_launch(const clattn__softmax_launch *L, const gcase *c)
  * every TX): GQA with key lengths and a causal offset that leaves rows with no key (Nq > Nk),
  * large logits, a single query and key. */
 static const gcase cases[] = {
-    {2, 4, 2, 37, 29, 40, 1, 1, 1.0f}, /* Nq > Nk causal: 8 rows see no key */
-    {1, 2, 1, 70, 90, 40, 0, 1, 10.0f}, /* logits up to ~600 */
-    {1, 1, 1, 1, 1, 40, 1, 0, 1.0f},
+    {2, 4, 2, 37, 29, 40, 1, 1, 1.0f, 0}, /* Nq > Nk causal: 8 rows see no key */
+    {1, 2, 1, 70, 90, 40, 0, 1, 10.0f, 0}, /* logits up to ~600 */
+    {1, 1, 1, 1, 1, 40, 1, 0, 1.0f, 0},
 };
 
 static int check_all_cases(const clattn__softmax_launch *L, const char *what)
@@ -123,9 +159,9 @@ static int check_all_cases(const clattn__softmax_launch *L, const char *what)
         clattn__softmax_launch M = *L;
         /* the same parameters at this case's D (they may not fit it: then skipped) */
         if (L->gpu_tx) {
-            if (clattn__softmax_launch_gpu_rt(&ctx->info, &p, L->gpu_tx, L->gpu_ty, L->gpu_rm,
-                                              L->gpu_rn, L->gpu_kv_shared, &M, NULL,
-                                              0) != CLATTN_SUCCESS)
+            if (clattn__softmax_launch_gpu_rt_dc(&ctx->info, &p, L->gpu_tx, L->gpu_ty, L->gpu_rm,
+                                                 L->gpu_rn, L->gpu_kv_shared, L->gpu_dchunk, &M,
+                                                 NULL, 0) != CLATTN_SUCCESS)
                 continue;
         } else if (clattn__softmax_launch_from(&ctx->info, &p, L->algo, 1, L->local_size,
                                                L->tile_kv, &M, NULL, 0) != CLATTN_SUCCESS) {
@@ -208,7 +244,7 @@ static void test_default_head_dims(void **state)
     static const size_t dims[] = {48, 96};
     int bad = 0;
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
-        gcase g = {2, 2, 1, 33, 47, dims[i], (int)(i & 1), 1, 1.0f};
+        gcase g = {2, 2, 1, 33, 47, dims[i], (int)(i & 1), 1, 1.0f, 0};
         clattn__softmax_problem p = {g.d, g.nq, g.nk, g.causal, 0};
         clattn__softmax_launch L;
         if (clattn__schedule_softmax(&ctx->info, &p, CLATTN_SOFTMAX_TILED_GPU, &L, NULL, 0) !=
@@ -223,22 +259,140 @@ static void test_default_head_dims(void **state)
     assert_int_equal(bad, 0);
 }
 
+/* The head-dim-chunked register-tiled kernel (issue 16: the scheduler's variant where whole head
+ * dims do not fit, D or Dv above 256), forced at D = 40 with chunks of 16 (a ragged last chunk):
+ * the cases above, then the options. */
+static void test_chunked(void **state)
+{
+    (void)state;
+    clattn__softmax_problem p = {40, 37, 29, 1, 0};
+    clattn__softmax_launch L;
+    assert_int_equal(clattn__softmax_launch_gpu_rt_dc(&ctx->info, &p, 8, 4, 2, 4, 0, 16, &L, NULL,
+                                                      0),
+                     CLATTN_SUCCESS);
+    assert_true(L.gpu_dchunk == 16 && strstr(L.defines, "-DSOFTMAX_GPU_DCHUNK=16"));
+    int bad = check_all_cases(&L, "chunked");
+    gcase g = {2, 2, 1, 35, 50, 40, 1, 1, 1.0f, 1};
+    double e = run_launch(&L, &g);
+    if (!(e >= 0 && e <= 2e-5)) {
+        fprintf(stderr, "chunked with options [%s]: error %g\n", L.defines, e);
+        bad = 1;
+    }
+    assert_int_equal(bad, 0);
+}
+
+static clattn_device_info made_up(const char *name, unsigned vendor_id, const char *vendor,
+                                  clattn_device_class cls, uint64_t local_kib, int emulated,
+                                  size_t max_wg, unsigned vec)
+{
+    clattn_device_info d;
+    memset(&d, 0, sizeof d);
+    snprintf(d.name, sizeof d.name, "%s", name);
+    snprintf(d.vendor, sizeof d.vendor, "%s", vendor);
+    d.vendor_id = vendor_id;
+    d.device_class = cls;
+    d.global_mem_size = (uint64_t)8 << 30;
+    d.max_alloc_size = (uint64_t)2 << 30;
+    d.local_mem_size = local_kib * 1024;
+    d.local_mem_emulated = emulated;
+    d.max_work_group_size = max_wg;
+    d.max_work_item_sizes[0] = d.max_work_item_sizes[1] = max_wg;
+    d.max_work_item_sizes[2] = 64;
+    d.compute_units = 16;
+    d.max_clock_mhz = 1500;
+    d.preferred_vector_width_float = d.native_vector_width_float = vec;
+    return d;
+}
+
+/* Which TILED_GPU variant the scheduler picks per D on made-up devices (issue 16's closing table):
+ * every D schedules, within the device; D = 512 (and D = 320 with Dv = 512) on the 48 / 64 KiB
+ * GPUs is the head-dim-chunked register-tiled kernel, and the launch string says "dchunk=". */
+static void test_schedule_head_dims(void **state)
+{
+    (void)state;
+    clattn_device_info devs[] = {
+        made_up("NVIDIA 48 KiB", 0x10DE, "NVIDIA Corporation", CLATTN_DEVICE_GPU, 48, 0, 1024, 1),
+        made_up("AMD 64 KiB", 0x1002, "Advanced Micro Devices, Inc.", CLATTN_DEVICE_GPU, 64, 0,
+                256, 1),
+        made_up("Intel 64 KiB", 0x8086, "Intel(R) Corporation", CLATTN_DEVICE_GPU, 64, 0, 512, 1),
+        made_up("PoCL (1 MiB emulated)", 0, "pocl", CLATTN_DEVICE_CPU, 1024, 1, 4096, 16),
+        made_up("rusticl 32 KiB", 0, "Mesa", CLATTN_DEVICE_CPU, 32, 1, 1024, 1),
+    };
+    static const size_t dims[][2] = {{64, 64}, {128, 128}, {256, 256}, {512, 512}, {320, 512}};
+    for (size_t i = 0; i < sizeof devs / sizeof devs[0]; i++) {
+        for (size_t j = 0; j < sizeof dims / sizeof dims[0]; j++) {
+            clattn__softmax_problem p = {dims[j][0], 4096, 4096, 0, dims[j][1]};
+            clattn__softmax_launch L;
+            assert_int_equal(
+                clattn__schedule_softmax(&devs[i], &p, CLATTN_SOFTMAX_TILED_GPU, &L, NULL, 0),
+                CLATTN_SUCCESS);
+            assert_true(L.local_mem_bytes <= devs[i].local_mem_size);
+            assert_true(L.local_size <= devs[i].max_work_group_size);
+            printf("%-22s D=%3zu Dv=%3zu: %-12s tx=%u ty=%u rm=%u rn=%u kv_shared=%u dchunk=%u "
+                   "wg=%zu local=%zu B\n",
+                   devs[i].name, dims[j][0], dims[j][1],
+                   L.gpu_tx ? (L.gpu_dchunk ? "rt-dchunk" : "rt") : "rows", L.gpu_tx, L.gpu_ty,
+                   L.gpu_rm, L.gpu_rn, L.gpu_kv_shared, L.gpu_dchunk, L.local_size,
+                   L.local_mem_bytes);
+            if (L.gpu_tx) {
+                clattn__softmax_launch M;
+                assert_int_equal(clattn__softmax_launch_gpu_rt_dc(
+                                     &devs[i], &p, L.gpu_tx, L.gpu_ty, L.gpu_rm, L.gpu_rn,
+                                     L.gpu_kv_shared, L.gpu_dchunk, &M, NULL, 0),
+                                 CLATTN_SUCCESS);
+                assert_int_equal(M.local_mem_bytes, L.local_mem_bytes);
+                assert_true(clattn__softmax_gpu_rt_regs_dv(dims[j][1], L.gpu_tx, L.gpu_rm,
+                                                           L.gpu_rn, L.gpu_dchunk) <= 160);
+            }
+            /* the 48 / 64 KiB GPUs: whole head dims up to 256, chunks beyond */
+            if (i < 3) {
+                assert_true(L.gpu_tx != 0);
+                assert_int_equal(L.gpu_dchunk != 0, dims[j][0] > 256 || dims[j][1] > 256);
+            }
+        }
+        /* the public schedule says so */
+        clattn_softmax_desc desc;
+        clattn_softmax_desc_init(&desc);
+        desc.algorithm = CLATTN_SOFTMAX_TILED_GPU;
+        size_t q[4] = {1, 8, 4096, 512}, k[4] = {1, 8, 4096, 512};
+        clattn_plan_info info;
+        assert_int_equal(clattn_softmax_schedule(&devs[i], &desc, q, k, &info), CLATTN_SUCCESS);
+        if (i < 3)
+            assert_non_null(strstr(info.launch, "dchunk="));
+        printf("%-22s D=512 launch: %s\n", devs[i].name, info.launch);
+    }
+}
+
 /* oclgrind: one launch of each barrier structure, small. */
 static int mode_races(void)
 {
     clattn__softmax_launch c[CLATTN__TUNE_MAX_CANDIDATES];
-    gcase g = {2, 2, 1, 20, 40, 20, 1, 1, 1.0f}; /* two key tiles or more, D off the tiles */
+    gcase g = {2, 2, 1, 20, 40, 20, 1, 1, 1.0f, 0}; /* two key tiles or more, D off the tiles */
     size_t n = space(g.d, c, CLATTN__TUNE_MAX_CANDIDATES);
     int have[3] = {0, 0, 0}, rc = 0;
+    /* Each structure plain, then with the options (issue 16: a window that moves the first key
+     * tile, block-sparse tiles skipped before the barriers, sinks); last the head-dim-chunked
+     * kernel (chunks of 8 over D = 20: a ragged last chunk), options on. */
+    gcase go = g;
+    go.nq = 36;
+    go.opts = 1;
     for (size_t i = 0; i < n; i++) {
         int kind = c[i].gpu_tx ? (int)c[i].gpu_kv_shared : 2;
         if (have[kind])
             continue;
         have[kind] = 1;
-        double e = run_launch(&c[i], &g);
-        printf("races [%s]: error %.2e\n", c[i].defines, e);
-        rc |= !(e >= 0 && e <= 2e-5);
+        double e = run_launch(&c[i], &g), eo = run_launch(&c[i], &go);
+        printf("races [%s]: error %.2e, with options %.2e\n", c[i].defines, e, eo);
+        rc |= !(e >= 0 && e <= 2e-5) || !(eo >= 0 && eo <= 2e-5);
     }
+    clattn__softmax_problem p = {g.d, go.nq, g.nk, g.causal, 0};
+    clattn__softmax_launch L;
+    if (clattn__softmax_launch_gpu_rt_dc(&ctx->info, &p, 8, 4, 2, 2, 0, 8, &L, NULL, 0) !=
+        CLATTN_SUCCESS)
+        return 1;
+    double e = run_launch(&L, &go);
+    printf("races [%s]: with options %.2e\n", L.defines, e);
+    rc |= !(e >= 0 && e <= 2e-5);
     return rc;
 }
 
@@ -248,7 +402,7 @@ static int mode_counts(int with_old)
 {
     int rc = 0;
     for (size_t d = 64; d <= 128; d *= 2) {
-        gcase g = {1, 1, 1, 128, 128, d, 0, 0, 1.0f};
+        gcase g = {1, 1, 1, 128, 128, d, 0, 0, 1.0f, 0};
         clattn__softmax_problem p = {d, 128, 128, 0, 0};
         clattn__softmax_launch c[CLATTN__TUNE_MAX_CANDIDATES];
         size_t n = clattn__softmax_candidates(&ctx->info, &p, CLATTN_SOFTMAX_TILED_GPU, c,
@@ -280,6 +434,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_candidates),
         cmocka_unit_test(test_default_head_dims),
+        cmocka_unit_test(test_chunked),
+        cmocka_unit_test(test_schedule_head_dims),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     clattn_context_destroy(ctx);

@@ -2,6 +2,7 @@
  * sliding window, softcap, sinks, block-sparse layout and Dv != D, alone and combined with causal,
  * GQA, key lengths and lse, on every algorithm, against the fp64 reference ref_softmax_ex.
  * Inputs are random (never zeros), outputs poisoned; a -inf lse must match exactly. */
+#define _POSIX_C_SOURCE 200809L /* setenv (the gpu section) */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -242,6 +243,54 @@ static void test_naive(void **state)
     check_algo(CLATTN_SOFTMAX_NAIVE);
 }
 
+/* ---- TILED_GPU (the gpu stream's section) ----
+ * Both GPU kernels with every option (TILED_GPU: the register-tiled one; TILED_GPU_ROWS: one row
+ * per work-item), then D / Dv beyond the check_algo shapes: D 100 Dv 72, D 320, D 512 Dv 8, with
+ * every option on, and the head-dim-chunked register-tiled kernel (forced by the test-only
+ * CLATTN_SOFTMAX_GPU_DCHUNK) at D 40 Dv 24 with a ragged last chunk. */
+static void test_tiled_gpu(void **state)
+{
+    (void)state;
+    check_algo(CLATTN_SOFTMAX_TILED_GPU);
+    check_algo(CLATTN_SOFTMAX_TILED_GPU_ROWS);
+}
+
+static ocase all_options(size_t d, size_t dv)
+{
+    ocase c = base_case();
+    c.B = 2; c.Hq = 2; c.Hk = 1; c.nq = 21; c.nk = 27; c.key_lengths = 1; c.causal = 1;
+    c.bias = 2; c.mask = 3; c.alibi = 2; c.wl = 12; c.wr = 1; c.softcap = 6.0f; c.sinks = 1;
+    c.bq = 16; c.bk = 16; c.d = d; c.dv = dv;
+    return c;
+}
+
+static void expect_ok(const ocase *c, clattn_softmax_algo algo, const char *what)
+{
+    double err = run_case(c, algo);
+    if (!(err >= 0 && err <= 1e-4))
+        print_error("%s D=%zu Dv=%zu algo %d: error %g\n", what, c->d, c->dv, (int)algo, err);
+    assert_true(err >= 0 && err <= 1e-4);
+}
+
+static void test_tiled_gpu_dims(void **state)
+{
+    (void)state;
+    static const size_t dims[][2] = {{100, 72}, {320, 0}, {512, 8}};
+    for (size_t i = 0; i < 3; i++) {
+        ocase c = all_options(dims[i][0], dims[i][1]);
+        expect_ok(&c, CLATTN_SOFTMAX_TILED_GPU, "register-tiled");
+    }
+    ocase c = all_options(512, 8);
+    expect_ok(&c, CLATTN_SOFTMAX_TILED_GPU_ROWS, "row kernel");
+    setenv("CLATTN_SOFTMAX_GPU_DCHUNK", "16", 1);
+    c = all_options(40, 24);
+    expect_ok(&c, CLATTN_SOFTMAX_TILED_GPU, "chunked");
+    c = base_case(); /* no options, Dv > D: more V chunks than Q/K chunks */
+    c.d = 20; c.dv = 50; c.causal = 1;
+    expect_ok(&c, CLATTN_SOFTMAX_TILED_GPU, "chunked plain");
+    unsetenv("CLATTN_SOFTMAX_GPU_DCHUNK");
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -260,6 +309,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_naive),
+        cmocka_unit_test(test_tiled_gpu),
+        cmocka_unit_test(test_tiled_gpu_dims),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

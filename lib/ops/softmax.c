@@ -455,6 +455,9 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
     clattn__dtype_launch(dtinfo, sizeof dtinfo, plan->dt, 4);
     snprintf(base->launch, sizeof base->launch, "rows=%u tile_q=%u tile_kv=%u wg=%zu%s",
              L->rows_per_item, L->tile_q, L->tile_kv, L->local_size, dtinfo);
+    if (L->gpu_dchunk) /* TILED_GPU's register-tiled kernel staging head dims in chunks */
+        snprintf(base->launch + strlen(base->launch), sizeof base->launch - strlen(base->launch),
+                 " dchunk=%u", L->gpu_dchunk);
     size_t bhk = k_shape[0] * k_shape[1];
     switch (L->algo) {
     case CLATTN_SOFTMAX_TILED_CPU: {
@@ -981,5 +984,8 @@ clattn_status clattn_softmax_schedule(const clattn_device_info *device,
     clattn__dtype_launch(dtinfo, sizeof dtinfo, dts, 4);
     snprintf(info->launch, sizeof info->launch, "rows=%u tile_q=%u tile_kv=%u wg=%zu%s",
              L.rows_per_item, L.tile_q, L.tile_kv, L.local_size, dtinfo);
+    if (L.gpu_dchunk)
+        snprintf(info->launch + strlen(info->launch), sizeof info->launch - strlen(info->launch),
+                 " dchunk=%u", L.gpu_dchunk);
     return CLATTN_SUCCESS;
 }

@@ -28,6 +28,9 @@ typedef struct clattn__softmax_launch {
      * micro-tiles gpu_rm rows x gpu_rn keys, K and V tiles sharing one buffer when gpu_kv_shared.
      * gpu_tx == 0: TILED_GPU's one-row-per-work-item kernel (softmax.cl, clattn_softmax_fwd_gpu). */
     unsigned gpu_tx, gpu_ty, gpu_rm, gpu_rn, gpu_kv_shared;
+    /* The register-tiled kernel's head-dim chunk (issue 16, D/Dv up to 512): 0 stages whole head
+     * dims; else Q, K and V go through __local memory gpu_dchunk head dims at a time. */
+    unsigned gpu_dchunk;
 } clattn__softmax_launch;
 
 /* Chooses the kernel family (when `requested` is AUTO) and its tiles. Returns UNSUPPORTED when a
@@ -71,6 +74,21 @@ size_t clattn__softmax_gpu_rt_regs(size_t d, unsigned tx, unsigned rm, unsigned 
 /* The scheduler's model of a register-tiled launch (higher is better; lib/sched/sched_softmax.c). */
 double clattn__softmax_gpu_rt_score(const clattn_device_info *dev, size_t d,
                                     const clattn__softmax_launch *L);
+/* The same with V's head dim dv (0 = d) and a head-dim chunk (0: whole head dims); the
+ * functions above are these at dv = d, dchunk = 0. */
+clattn_status clattn__softmax_launch_gpu_rt_dc(const clattn_device_info *dev,
+                                               const clattn__softmax_problem *prob, unsigned tx,
+                                               unsigned ty, unsigned rm, unsigned rn,
+                                               unsigned kv_shared, unsigned dchunk,
+                                               clattn__softmax_launch *out, char *why,
+                                               size_t why_len);
+size_t clattn__softmax_gpu_rt_local_bytes_dv(size_t d, size_t dv, unsigned tx, unsigned ty,
+                                             unsigned rm, unsigned rn, unsigned kv_shared,
+                                             unsigned dchunk);
+size_t clattn__softmax_gpu_rt_regs_dv(size_t dv, unsigned tx, unsigned rm, unsigned rn,
+                                      unsigned dchunk);
+double clattn__softmax_gpu_rt_score_dv(const clattn_device_info *dev, size_t d, size_t dv,
+                                       const clattn__softmax_launch *L);
 /* SIMD width of a GPU vendor family (lib/tune/defaults.c): 32 NVIDIA, 64 AMD, 16 Intel, 32
  * Apple/ARM, 0 unknown. */
 unsigned clattn__gpu_simd_width(const clattn_device_info *dev);

@@ -35,12 +35,13 @@
  * one query row per work-item; the work-group from the vendor family's shipped
  * defaults (lib/tune/defaults.c: 128 for NVIDIA and unknown GPUs, 256/128 for AMD by D, 64 for
  * Intel and Apple/ARM; the device maximum when smaller, rounded down to a power of two); key tile = the largest power of two <= 64 with
- * 2 * tile_kv * D * 4 bytes (K and V tiles) within the local memory, so more local memory never
+ * tile_kv * (D + Dv) * 4 bytes (K and V tiles) within the local memory, so more local memory never
  * gives a smaller tile. */
 #include "sched.h"
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static size_t floor_pow2(size_t x)
@@ -134,7 +135,7 @@ static void plan_cpu(const clattn_device_info *dev, const clattn__softmax_proble
     fill_cpu(dev, d, rows, wg, cpu_kv_block(d), out);
 }
 
-static void fill_gpu(size_t d, size_t wg, size_t tile, clattn__softmax_launch *out)
+static void fill_gpu(size_t d, size_t dv, size_t wg, size_t tile, clattn__softmax_launch *out)
 {
     memset(out, 0, sizeof *out); /* gpu_tx = 0: the one-row-per-item kernel */
     out->algo = CLATTN_SOFTMAX_TILED_GPU;
@@ -142,7 +143,7 @@ static void fill_gpu(size_t d, size_t wg, size_t tile, clattn__softmax_launch *o
     out->local_size = wg;
     out->tile_q = (unsigned)wg;
     out->tile_kv = (unsigned)tile;
-    out->local_mem_bytes = 2 * tile * d * sizeof(float);
+    out->local_mem_bytes = tile * (d + dv) * sizeof(float); /* K tile [tile][D], V tile [tile][Dv] */
     snprintf(out->defines, sizeof out->defines, "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_TILE_KV=%zu -DSOFTMAX_WG_SIZE=%zu", d,
              tile, wg);
 }
@@ -165,35 +166,84 @@ static void fill_gpu(size_t d, size_t wg, size_t tile, clattn__softmax_launch *o
  * 5% for a shared K/V buffer (V's load no longer overlaps K's), among work-groups that are a
  * multiple of the vendor's SIMD width (lib/tune/defaults.c) when one is known. Ties: the smaller
  * local memory. Measured on no GPU (none here): an intensity model by construction, checked by
- * oclgrind's instruction counts (tests/inst_counts.sh); the tuner measures the space. */
+ * oclgrind's instruction counts (tests/inst_counts.sh); the tuner measures the space.
+ *
+ * Dv != D (issue 16): the V tile, the accumulators (RM x ceil(Dv / TX)) and the P.V terms of the
+ * model take Dv; Q, K and the score terms D. D or Dv above 256 (to 512): where no whole-head-dim
+ * launch fits (Qs[D][BR] + Kt[D][BC+1] + Vs[BC][Dv] is 51 KiB at D = 512 with the smallest
+ * tiles), the head-dim-chunked space: the same tiles with Q's and K's head dims staged DC = 32,
+ * 64 or 128 at a time into one buffer (scores accumulate over the chunks), then V's in chunks of
+ * DC for P.V (the accumulator indices stay compile-time: the chunk loop is unrolled), local
+ * memory DC * (BR + BC + 1) + BR * BC + BR * TX floats, whatever D. Its model counts Q's chunks
+ * reloaded from global memory per key tile and Ps read once per V chunk. Picked per D
+ * (tests/test_softmax_gpu.c test_schedule_head_dims; TX x TY, RM x RN, kv = shared K/V buffer):
+ *   device            D = 64          128             256             512
+ *   NVIDIA 48 KiB     8x4 8x4 kv      8x8 4x4 kv      8x4 2x4 kv      16x8 4x2 dchunk=64
+ *   AMD 64 KiB        8x8 8x4         16x4 8x4 kv     16x4 4x2 kv     16x4 4x2 dchunk=128
+ *   Intel 64 KiB      8x4 8x4         16x4 8x4 kv     16x4 4x2 kv     16x4 4x2 dchunk=128
+ *   PoCL (TILED_GPU forced; AUTO is TILED_CPU there): whole head dims at every D (its emulated
+ *   1 MiB holds them), 16x16 2x4 at 512; rusticl 32 KiB: whole to 256, dchunk=64 at 512.
+ * Why: up to 256 a whole-head-dim launch fits each and wins (Q stays in local memory); at 512
+ * none fits 48 or 64 KiB, and the chunked launch of highest modelled intensity is RM x RN = 4 x 2
+ * (the accumulator, 4 x 32 floats at TX 16, fills the 160-float budget) with the largest chunk
+ * the local memory allows beside a second work-group (NVIDIA: 64; 64 KiB: 128). */
 #define GPU_RT_REG_BUDGET 160
 static const unsigned rt_tx[] = {8, 16}, rt_ty[] = {4, 8, 16}, rt_rm[] = {2, 4, 8},
-                      rt_rn[] = {2, 4};
+                      rt_rn[] = {2, 4}, rt_dc[] = {32, 64, 128};
 
-size_t clattn__softmax_gpu_rt_local_bytes(size_t d, unsigned tx, unsigned ty, unsigned rm,
-                                          unsigned rn, unsigned kv_shared)
+size_t clattn__softmax_gpu_rt_local_bytes_dv(size_t d, size_t dv, unsigned tx, unsigned ty,
+                                             unsigned rm, unsigned rn, unsigned kv_shared,
+                                             unsigned dchunk)
 {
-    size_t br = (size_t)ty * rm, bc = (size_t)tx * rn, dp = (d + tx - 1) / tx * tx;
+    size_t br = (size_t)ty * rm, bc = (size_t)tx * rn;
+    if (dv == 0)
+        dv = d;
+    if (dchunk) { /* one buffer: Q and K chunks Qs[DC][BR], Kt[DC][BC+1], then V chunks [BC][DC] */
+        size_t qk = (size_t)dchunk * br + (size_t)dchunk * (bc + 1), vc = bc * dchunk;
+        return sizeof(float) * ((qk > vc ? qk : vc) + br * bc + br * tx);
+    }
+    size_t dp = (dv + tx - 1) / tx * tx;
     size_t kt = d * (bc + 1), vv = bc * dp;
     size_t kv = kv_shared ? (kt > vv ? kt : vv) : kt + vv;
     return sizeof(float) * (d * br + kv + br * bc + br * tx);
 }
 
-size_t clattn__softmax_gpu_rt_regs(size_t d, unsigned tx, unsigned rm, unsigned rn)
+size_t clattn__softmax_gpu_rt_local_bytes(size_t d, unsigned tx, unsigned ty, unsigned rm,
+                                          unsigned rn, unsigned kv_shared)
 {
-    size_t rd = (d + tx - 1) / tx;
-    return (size_t)rm * rn + rm * rd + rm + (rn > rd ? rn : rd) + 3 * (size_t)rm;
+    return clattn__softmax_gpu_rt_local_bytes_dv(d, d, tx, ty, rm, rn, kv_shared, 0);
 }
 
-static void fill_gpu_rt(size_t d, unsigned tx, unsigned ty, unsigned rm, unsigned rn,
-                        unsigned shared, clattn__softmax_launch *out)
+/* Accumulator columns per row and work-item (all chunks), and those of one V chunk. */
+static size_t rt_acc_cols(size_t dv, unsigned tx, unsigned dchunk, size_t *per_chunk)
+{
+    size_t rc = dchunk ? dchunk / tx : (dv + tx - 1) / tx;
+    if (per_chunk)
+        *per_chunk = rc;
+    return dchunk ? (dv + dchunk - 1) / dchunk * rc : rc;
+}
+
+size_t clattn__softmax_gpu_rt_regs_dv(size_t dv, unsigned tx, unsigned rm, unsigned rn,
+                                      unsigned dchunk)
+{
+    size_t rc, ra = rt_acc_cols(dv, tx, dchunk, &rc);
+    return (size_t)rm * rn + rm * ra + rm + (rn > rc ? rn : rc) + 3 * (size_t)rm;
+}
+
+size_t clattn__softmax_gpu_rt_regs(size_t d, unsigned tx, unsigned rm, unsigned rn)
+{
+    return clattn__softmax_gpu_rt_regs_dv(d, tx, rm, rn, 0);
+}
+
+static void fill_gpu_rt(size_t d, size_t dv, unsigned tx, unsigned ty, unsigned rm, unsigned rn,
+                        unsigned shared, unsigned dchunk, clattn__softmax_launch *out)
 {
     out->algo = CLATTN_SOFTMAX_TILED_GPU;
     out->rows_per_item = rm;
     out->local_size = (size_t)tx * ty;
     out->tile_q = ty * rm;
     out->tile_kv = tx * rn;
-    out->local_mem_bytes = clattn__softmax_gpu_rt_local_bytes(d, tx, ty, rm, rn, shared);
+    out->local_mem_bytes = clattn__softmax_gpu_rt_local_bytes_dv(d, dv, tx, ty, rm, rn, shared, dchunk);
     out->gpu_tx = tx;
     out->gpu_ty = ty;
     out->gpu_rm = rm;
@@ -203,19 +253,28 @@ static void fill_gpu_rt(size_t d, unsigned tx, unsigned ty, unsigned rm, unsigne
              "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_TILE_KV=%u -DSOFTMAX_GPU_TX=%u -DSOFTMAX_GPU_TY=%u "
              "-DSOFTMAX_GPU_RM=%u -DSOFTMAX_GPU_RN=%u -DSOFTMAX_GPU_KV_SHARED=%u",
              d, out->tile_kv, tx, ty, rm, rn, shared);
+    out->gpu_dchunk = dchunk;
+    if (dchunk) /* unchunked launches keep their defines (and programs) */
+        snprintf(out->defines + strlen(out->defines), sizeof out->defines - strlen(out->defines),
+                 " -DSOFTMAX_GPU_DCHUNK=%u", dchunk);
 }
 
-clattn_status clattn__softmax_launch_gpu_rt(const clattn_device_info *dev,
-                                            const clattn__softmax_problem *prob, unsigned tx,
-                                            unsigned ty, unsigned rm, unsigned rn,
-                                            unsigned kv_shared, clattn__softmax_launch *out,
-                                            char *why, size_t why_len)
+clattn_status clattn__softmax_launch_gpu_rt_dc(const clattn_device_info *dev,
+                                               const clattn__softmax_problem *prob, unsigned tx,
+                                               unsigned ty, unsigned rm, unsigned rn,
+                                               unsigned kv_shared, unsigned dchunk,
+                                               clattn__softmax_launch *out, char *why,
+                                               size_t why_len)
 {
     memset(out, 0, sizeof *out);
-    size_t d = prob->head_dim;
-    if (d < 1 || d > CLATTN__SOFTMAX_MAX_HEAD_DIM) {
+    size_t d = prob->head_dim, dv = prob->head_dim_v ? prob->head_dim_v : d;
+    if (d < 1 || d > CLATTN__SOFTMAX_MAX_HEAD_DIM || dv > CLATTN__SOFTMAX_MAX_HEAD_DIM) {
         say(why, why_len, "head dimension must be in [1, 512]");
         return CLATTN_INVALID_SHAPE;
+    }
+    if (dchunk && (dchunk % tx || dchunk > 256 || kv_shared)) {
+        say(why, why_len, "head-dim chunk must be a multiple of tx up to 256 (one buffer already)");
+        return CLATTN_UNSUPPORTED;
     }
     bool p2 = tx && !(tx & (tx - 1)) && ty && !(ty & (ty - 1)) && rm && !(rm & (rm - 1)) && rn &&
               !(rn & (rn - 1));
@@ -228,28 +287,48 @@ clattn_status clattn__softmax_launch_gpu_rt(const clattn_device_info *dev,
         say(why, why_len, "work-group beyond the device limit");
         return CLATTN_UNSUPPORTED;
     }
-    if (clattn__softmax_gpu_rt_local_bytes(d, tx, ty, rm, rn, kv_shared) > dev->local_mem_size) {
+    if (clattn__softmax_gpu_rt_local_bytes_dv(d, dv, tx, ty, rm, rn, kv_shared, dchunk) >
+        dev->local_mem_size) {
         say(why, why_len, "tiles beyond the local memory");
         return CLATTN_UNSUPPORTED;
     }
-    if (clattn__softmax_gpu_rt_regs(d, tx, rm, rn) > GPU_RT_REG_BUDGET) {
+    if (clattn__softmax_gpu_rt_regs_dv(dv, tx, rm, rn, dchunk) > GPU_RT_REG_BUDGET) {
         say(why, why_len, "micro-tiles beyond the register budget");
         return CLATTN_UNSUPPORTED;
     }
-    fill_gpu_rt(d, tx, ty, rm, rn, kv_shared, out);
+    fill_gpu_rt(d, dv, tx, ty, rm, rn, kv_shared, dchunk, out);
     return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__softmax_launch_gpu_rt(const clattn_device_info *dev,
+                                            const clattn__softmax_problem *prob, unsigned tx,
+                                            unsigned ty, unsigned rm, unsigned rn,
+                                            unsigned kv_shared, clattn__softmax_launch *out,
+                                            char *why, size_t why_len)
+{
+    return clattn__softmax_launch_gpu_rt_dc(dev, prob, tx, ty, rm, rn, kv_shared, 0, out, why,
+                                            why_len);
 }
 
 /* The default's model: useful FMAs per float loaded (local + global) per key tile, discounted as
  * documented above. */
-double clattn__softmax_gpu_rt_score(const clattn_device_info *dev, size_t d,
-                                    const clattn__softmax_launch *L)
+double clattn__softmax_gpu_rt_score_dv(const clattn_device_info *dev, size_t d, size_t dv,
+                                       const clattn__softmax_launch *L)
 {
-    double tx = L->gpu_tx, rm = L->gpu_rm, rn = L->gpu_rn, bc = L->tile_kv;
-    double rd = (double)((d + L->gpu_tx - 1) / L->gpu_tx), dp = rd * tx;
-    double fma = rm * rn * (double)d + rm * bc * (double)d / tx;
-    double loads = (double)d * (rm + rn) + bc * (rm + rd) + rm * tx +
-                   (bc * (double)d + bc * dp) / (double)L->local_size;
+    if (dv == 0)
+        dv = d;
+    double tx = L->gpu_tx, rm = L->gpu_rm, rn = L->gpu_rn, bc = L->tile_kv, br = L->tile_q;
+    size_t rcs;
+    rt_acc_cols(dv, L->gpu_tx, L->gpu_dchunk, &rcs);
+    double rc = (double)rcs, dc = L->gpu_dchunk;
+    /* V chunks (Ps is read again for each) and the global staging per key tile: unchunked K and
+     * V (Q stays in local memory); chunked, Q's chunks as well, once per key tile. */
+    double nvc = dc ? (double)((dv + L->gpu_dchunk - 1) / L->gpu_dchunk) : 1;
+    double ndc = dc ? (double)((d + L->gpu_dchunk - 1) / L->gpu_dchunk) : 1;
+    double glob = dc ? (br + bc) * ndc * dc + bc * nvc * dc : bc * (double)d + bc * rc * tx;
+    double fma = rm * rn * (double)d + rm * bc * (double)dv / tx;
+    double loads = (double)d * (rm + rn) + nvc * bc * (rm + rc) + rm * tx +
+                   glob / (double)L->local_size;
     double score = fma / loads;
     if (2 * L->local_mem_bytes > dev->local_mem_size)
         score *= 0.9;
@@ -258,22 +337,39 @@ double clattn__softmax_gpu_rt_score(const clattn_device_info *dev, size_t d,
     return score;
 }
 
-/* Every fitting launch of the space, best modelled first (stable); returns how many. */
+double clattn__softmax_gpu_rt_score(const clattn_device_info *dev, size_t d,
+                                    const clattn__softmax_launch *L)
+{
+    return clattn__softmax_gpu_rt_score_dv(dev, d, d, L);
+}
+
+/* Every fitting launch of the space, best modelled first (stable); returns how many. chunked:
+ * the head-dim-chunked space (chunks rt_dc, one buffer) instead of the whole-head-dim one. */
 static size_t rt_space(const clattn_device_info *dev, const clattn__softmax_problem *p,
-                       clattn__softmax_launch *out, double *score, size_t cap)
+                       bool chunked, clattn__softmax_launch *out, double *score, size_t cap)
 {
     size_t n = 0;
+    /* CLATTN_SOFTMAX_GPU_DCHUNK=<n> (for tests, not a public knob): the chunked space holds chunk
+     * n only, and the default is chunked at any D (so small tests reach the chunked kernel). */
+    unsigned dcs[3] = {rt_dc[0], rt_dc[1], rt_dc[2]}, ndc = 3;
+    const char *force = getenv("CLATTN_SOFTMAX_GPU_DCHUNK");
+    if (force && atoi(force) > 0) {
+        dcs[0] = (unsigned)atoi(force);
+        ndc = 1;
+    }
     for (size_t a = 0; a < 2; a++)
         for (size_t b = 0; b < 3; b++)
             for (size_t c = 0; c < 3; c++)
                 for (size_t e = 0; e < 2; e++)
-                    for (unsigned sh = 0; sh < 2 && n < cap; sh++) {
+                    for (unsigned sh = 0; sh < (chunked ? ndc : 2u) && n < cap; sh++) {
                         clattn__softmax_launch L;
-                        if (clattn__softmax_launch_gpu_rt(dev, p, rt_tx[a], rt_ty[b], rt_rm[c],
-                                                          rt_rn[e], sh, &L, NULL,
-                                                          0) != CLATTN_SUCCESS)
+                        if (clattn__softmax_launch_gpu_rt_dc(dev, p, rt_tx[a], rt_ty[b], rt_rm[c],
+                                                             rt_rn[e], chunked ? 0 : sh,
+                                                             chunked ? dcs[sh] : 0, &L, NULL,
+                                                             0) != CLATTN_SUCCESS)
                             continue;
-                        double sc = clattn__softmax_gpu_rt_score(dev, p->head_dim, &L);
+                        double sc =
+                            clattn__softmax_gpu_rt_score_dv(dev, p->head_dim, p->head_dim_v, &L);
                         size_t at = n;
                         while (at > 0 && (score[at - 1] < sc ||
                                           (score[at - 1] == sc &&
@@ -289,7 +385,21 @@ static size_t rt_space(const clattn_device_info *dev, const clattn__softmax_prob
     return n;
 }
 
-#define RT_SPACE_MAX 72
+#define RT_SPACE_MAX 108
+
+/* Whether the register-tiled default is head-dim-chunked: where no whole-head-dim launch fits and
+ * D or Dv is above 256 (at D, Dv <= 256 the previous rule stands: the row kernel next). */
+static bool rt_chunked(const clattn_device_info *dev, const clattn__softmax_problem *p)
+{
+    size_t d = p->head_dim, dv = p->head_dim_v ? p->head_dim_v : d;
+    clattn__softmax_launch all[RT_SPACE_MAX];
+    double score[RT_SPACE_MAX];
+    const char *force = getenv("CLATTN_SOFTMAX_GPU_DCHUNK");
+    if (force && atoi(force) > 0)
+        return true;
+    return (d > CLATTN__MAX_HEAD_DIM || dv > CLATTN__MAX_HEAD_DIM) &&
+           rt_space(dev, p, false, all, score, RT_SPACE_MAX) == 0;
+}
 
 /* The register-tiled default: the best-modelled fitting launch whose work-group is a multiple of
  * the SIMD width (any fitting launch when none is). */
@@ -298,7 +408,7 @@ static bool plan_gpu_rt(const clattn_device_info *dev, const clattn__softmax_pro
 {
     clattn__softmax_launch all[RT_SPACE_MAX];
     double score[RT_SPACE_MAX];
-    size_t n = rt_space(dev, p, all, score, RT_SPACE_MAX);
+    size_t n = rt_space(dev, p, rt_chunked(dev, p), all, score, RT_SPACE_MAX);
     if (n == 0)
         return false;
     unsigned simd = clattn__gpu_simd_width(dev);
@@ -316,17 +426,17 @@ static bool plan_gpu_rt(const clattn_device_info *dev, const clattn__softmax_pro
 static bool plan_gpu_rows(const clattn_device_info *dev, const clattn__softmax_problem *p,
                           clattn__softmax_launch *out)
 {
-    size_t d = p->head_dim;
+    size_t d = p->head_dim, dv = p->head_dim_v ? p->head_dim_v : d;
     /* The vendor family's work-group (lib/tune/defaults.c), within the device's limits. */
     size_t wg = clattn__default_gpu_wg(dev, d);
     if (wg > device_wg_limit(dev))
         wg = floor_pow2(device_wg_limit(dev));
     size_t tile = 64;
-    while (tile >= 1 && 2 * tile * d * sizeof(float) > dev->local_mem_size)
+    while (tile >= 1 && tile * (d + dv) * sizeof(float) > dev->local_mem_size)
         tile /= 2;
     if (tile == 0)
         return false;
-    fill_gpu(d, wg, tile, out);
+    fill_gpu(d, dv, wg, tile, out);
     return true;
 }
 
@@ -441,13 +551,14 @@ clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
         return CLATTN_SUCCESS;
     }
     if (algo == CLATTN_SOFTMAX_TILED_GPU) {
+        size_t dv = prob->head_dim_v ? prob->head_dim_v : d;
         if (rows > 1 || !is_pow2(local_size) || local_size > lim || local_size > 1024 ||
-            !is_pow2(tile_kv) || tile_kv > 64 ||
-            2 * (size_t)tile_kv * d * sizeof(float) > dev->local_mem_size) {
+            !is_pow2(tile_kv) || tile_kv > 64 || dv > CLATTN__SOFTMAX_MAX_HEAD_DIM ||
+            (size_t)tile_kv * (d + dv) * sizeof(float) > dev->local_mem_size) {
             say(why, why_len, "work-group or key tile outside the device limits");
             return CLATTN_UNSUPPORTED;
         }
-        fill_gpu(d, local_size, tile_kv, out);
+        fill_gpu(d, dv, local_size, tile_kv, out);
         return CLATTN_SUCCESS;
     }
     say(why, why_len, "only the tiled families take explicit parameters");
@@ -483,7 +594,8 @@ static bool same_launch(const clattn__softmax_launch *a, const clattn__softmax_l
     return a->algo == b->algo && a->rows_per_item == b->rows_per_item &&
            a->local_size == b->local_size && a->tile_kv == b->tile_kv &&
            a->gpu_tx == b->gpu_tx && a->gpu_ty == b->gpu_ty && a->gpu_rm == b->gpu_rm &&
-           a->gpu_rn == b->gpu_rn && a->gpu_kv_shared == b->gpu_kv_shared;
+           a->gpu_rn == b->gpu_rn && a->gpu_kv_shared == b->gpu_kv_shared &&
+           a->gpu_dchunk == b->gpu_dchunk;
 }
 
 /* Appends a valid, new candidate; keeps the list sorted by distance (stable). */
@@ -529,7 +641,7 @@ size_t clattn__softmax_candidates(const clattn_device_info *dev,
         double score[RT_SPACE_MAX];
         if (n < cap && plan_gpu_rows(dev, prob, &rows_def))
             memcpy(&out[n++], &rows_def, sizeof rows_def);
-        size_t m = rt_space(dev, prob, all, score, RT_SPACE_MAX);
+        size_t m = rt_space(dev, prob, def.gpu_dchunk != 0, all, score, RT_SPACE_MAX);
         for (size_t i = 0; i < m && n < cap; i++)
             if (!same_launch(&all[i], &def))
                 memcpy(&out[n++], &all[i], sizeof all[i]);

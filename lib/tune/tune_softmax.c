@@ -124,6 +124,8 @@ static void to_params(const void *launch, clattn_tuning_entry *e)
         clattn__tune_param_set(e, "rm", L->gpu_rm);
         clattn__tune_param_set(e, "rn", L->gpu_rn);
         clattn__tune_param_set(e, "kv_shared", L->gpu_kv_shared);
+        if (L->gpu_dchunk) /* the head-dim-chunked variant (D or Dv above 256) */
+            clattn__tune_param_set(e, "dchunk", L->gpu_dchunk);
     }
 }
 
@@ -133,6 +135,9 @@ static void describe(const void *launch, char *out, size_t size)
     if (L->algo == CLATTN_SOFTMAX_TILED_CPU)
         snprintf(out, size, "cpu rows=%u local=%zu tile_kv=%u", L->rows_per_item, L->local_size,
                  L->tile_kv);
+    else if (L->gpu_tx && L->gpu_dchunk)
+        snprintf(out, size, "gpu-rt tx=%u ty=%u rm=%u rn=%u kv_shared=%u dchunk=%u", L->gpu_tx,
+                 L->gpu_ty, L->gpu_rm, L->gpu_rn, L->gpu_kv_shared, L->gpu_dchunk);
     else if (L->gpu_tx)
         snprintf(out, size, "gpu-rt tx=%u ty=%u rm=%u rn=%u kv_shared=%u", L->gpu_tx, L->gpu_ty,
                  L->gpu_rm, L->gpu_rn, L->gpu_kv_shared);
@@ -164,13 +169,14 @@ bool clattn__tune_launch_typed(clattn_context *ctx, const clattn__softmax_proble
     if (family == CLATTN_SOFTMAX_TILED_GPU && tx > 0) {
         long long ty = clattn__tune_param(&e, "ty", -1), rm = clattn__tune_param(&e, "rm", -1),
                   rn = clattn__tune_param(&e, "rn", -1),
-                  sh = clattn__tune_param(&e, "kv_shared", -1);
+                  sh = clattn__tune_param(&e, "kv_shared", -1),
+                  dc = clattn__tune_param(&e, "dchunk", 0);
         if (tx > 64 || ty < 1 || ty > 64 || rm < 1 || rm > 8 || rn < 1 || rn > 8 || sh < 0 ||
-            sh > 1)
+            sh > 1 || dc < 0 || dc > 256)
             return false;
-        return clattn__softmax_launch_gpu_rt(&ctx->info, prob, (unsigned)tx, (unsigned)ty,
-                                             (unsigned)rm, (unsigned)rn, (unsigned)sh, out, NULL,
-                                             0) == CLATTN_SUCCESS;
+        return clattn__softmax_launch_gpu_rt_dc(&ctx->info, prob, (unsigned)tx, (unsigned)ty,
+                                                (unsigned)rm, (unsigned)rn, (unsigned)sh,
+                                                (unsigned)dc, out, NULL, 0) == CLATTN_SUCCESS;
     }
     long long rows = clattn__tune_param(&e, "rows", -1),
               local = clattn__tune_param(&e, "local", -1),
