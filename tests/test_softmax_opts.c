@@ -518,15 +518,17 @@ static size_t matrix_cases(mcase *cs)
     ADD("bias_f16");
     c = base_case(), c.bias = 2, c.bias_dt = CLATTN_BF16, c.causal = 1, c.Hq = 4, c.Hk = 2;
     ADD("bias_bf16+causal+gqa");
-    c = base_case(), c.qkv_dt = CLATTN_F16, c.bias = 1, c.causal = 1, c.alibi = 1;
-    ADD("qkv_f16+bias+alibi");
+    c = base_case(), c.qkv_dt = CLATTN_F16, c.out_dt = CLATTN_F16, c.bias = 1, c.causal = 1;
+    c.alibi = 1, c.bias_dt = CLATTN_BF16, c.Hq = 4, c.Hk = 2;
+    ADD("qkv_f16_out_f16+bias_bf16+alibi+causal+gqa");
     c = base_case(), c.qkv_dt = CLATTN_F16, c.out_dt = CLATTN_F16, c.mask = 1, c.sinks = 1;
     c.wl = 9, c.wr = 2, c.bias = 3, c.bias_dt = CLATTN_BF16, c.B = 2;
     ADD("qkv_f16_out_f16+mask+sinks+window");
-    /* Head dims: a covering set of (D, Dv) over {1, 8, 72, 100, 256, 320, 512} (each pair one
-     * kernel build per family), tiny N. */
-    const size_t dd[][2] = {{1, 8}, {8, 1}, {72, 100}, {100, 72}, {256, 320}, {320, 256},
-                            {512, 512}};
+    /* Head dims: a covering set of (D, Dv) over {1, 8, 72, 100, 256, 320, 512}, each value on
+     * both sides, three with Dv != D (small D with a large Dv and the reverse); tiny N. Each pair
+     * is one kernel build per tiled family; NAIVE builds only per Dv != D. */
+    const size_t dd[][2] = {{1, 1},    {8, 8},     {100, 100}, {320, 320},
+                            {72, 256}, {256, 512}, {512, 72}};
     for (size_t i = 0; i < sizeof dd / sizeof dd[0]; i++) {
         c = base_case(), c.d = dd[i][0], c.dv = dd[i][1], c.nq = 5 + i, c.nk = 11 - i;
         c.causal = (int)(i & 1), c.bias = 1, c.sinks = (int)(i % 3 == 0);
