@@ -588,7 +588,9 @@ static int run_oclgrind(int argc, char **argv)
     ctx = tu_context();
     if (!ctx)
         return 1;
-    mcase cs[8];
+    mcase *cs = calloc(MATRIX_MAX, sizeof *cs);
+    if (!cs)
+        return 1;
     size_t n = oclgrind_cases(cs);
     int bad = 0;
     for (int a = 2; a < argc; a++) {
@@ -604,6 +606,7 @@ static int run_oclgrind(int argc, char **argv)
             }
         }
     }
+    free(cs);
     clattn_context_destroy(ctx);
     return bad;
 }
