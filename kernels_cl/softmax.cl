@@ -472,7 +472,9 @@ clattn_softmax_naive_rows(__global float *s, ulong s_off, uint nq, uint nk, floa
         mx = fmax(mx, t);
     }
     red[lid] = mx;
-    barrier(CLK_LOCAL_MEM_FENCE);
+    /* Global too: with a window (lo > 0) the last loop's items touch logits that other items
+     * wrote here and read in the next loop (oclgrind --data-races, test_softmax_opts oclgrind). */
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
     for (uint w = SOFTMAX_WG_SIZE / 2; w > 0; w /= 2) {
         if (lid < w)
             red[lid] = fmax(red[lid], red[lid + w]);
@@ -486,7 +488,7 @@ clattn_softmax_naive_rows(__global float *s, ulong s_off, uint nq, uint nk, floa
     for (long j = lo + lid; j < hi; j += SOFTMAX_WG_SIZE)
         sum += exp2(sr[j] - ref);
     red[lid] = sum;
-    barrier(CLK_LOCAL_MEM_FENCE);
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE); /* as above */
     for (uint w = SOFTMAX_WG_SIZE / 2; w > 0; w /= 2) {
         if (lid < w)
             red[lid] += red[lid + w];

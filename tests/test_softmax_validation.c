@@ -818,6 +818,299 @@ static void test_valid_call_writes_output(void **state)
     check_result(f, f->out, 0, f->lse, 0, "enqueue behind a write");
 }
 
+/* ---- issue 16: the desc's options ------------------------------------------------------- */
+
+/* The message of the last refused call (the context's, or the thread's) names `field`. */
+static void expect_names(fixture *f, int on_ctx, const char *field, int line)
+{
+    const char *msg = clattn_context_last_error(on_ctx ? f->ctx : NULL);
+    if (!msg || !strstr(msg, field))
+        fail_msg("line %d: the message does not name %s: %s", line, field, msg ? msg : "(null)");
+}
+
+/* A refused desc on every entry point: plan_create, the one-shot enqueue, the host call and
+ * clattn_softmax_schedule (which leaves *info untouched); each message names `field`. */
+static void expect_desc_everywhere(fixture *f, const clattn_softmax_desc *d, clattn_status want,
+                                   const char *field, int line)
+{
+    EXPECT_PLAN(f, want, 1, f->ctx, d, f->qs, f->ks, f->ks);
+    expect_names(f, 1, field, line);
+    views w = base_views(f);
+    EXPECT(f, want, 1, ONE_SHOT(f, d, w));
+    expect_names(f, 1, field, line);
+    float *out = tu_poisoned(Q_ELEMS), *lse = tu_poisoned(L_ELEMS);
+    tu_watch hw;
+    tu_watch_init(&hw, f->ctx);
+    tu_watch_host(&hw, out, Q_ELEMS * sizeof(float), "host out");
+    tu_watch_host(&hw, lse, L_ELEMS * sizeof(float), "host lse");
+    EXPECT(f, want, 1,
+           clattn_softmax_host(f->ctx, d, f->qs, f->ks, f->ks, f->hq, f->hk, f->hv, NULL, out,
+                               lse));
+    expect_names(f, 1, field, line);
+    tu_watch_check(&hw, field);
+    tu_watch_free(&hw);
+    free(out);
+    free(lse);
+}
+#define EXPECT_DESC(f, d, want, field) expect_desc_everywhere((f), (d), (want), (field), __LINE__)
+
+/* Fields refused by the desc checks alone (also by clattn_softmax_schedule: no buffers needed). */
+static void test_options_bad_fields(void **state)
+{
+    fixture *f = *state;
+    clattn_device_info dev;
+    clattn_context_get_device_info(f->ctx, &dev);
+    cl_mem any = tu_buffer(f->ctx, 64 * sizeof(float), NULL);
+    tu_watch_buffer(&f->w, any, 64 * sizeof(float), "option buffer");
+    clattn_softmax_desc d[32];
+    const char *field[32];
+    size_t n = 0;
+    const int bad_windows[] = {-2, INT_MIN};
+    for (int i = 0; i < 2; i++) {
+        clattn_softmax_desc_init(&d[n]), d[n].window_left = bad_windows[i], field[n++] = "window";
+        clattn_softmax_desc_init(&d[n]), d[n].window_right = bad_windows[i], field[n++] = "window";
+    }
+    const float bad_caps[] = {-1.0f, NAN, INFINITY, -INFINITY, -0.5f};
+    for (int i = 0; i < 5; i++)
+        clattn_softmax_desc_init(&d[n]), d[n].softcap = bad_caps[i], field[n++] = "softcap";
+    const int bad_alibi[] = {2, -1};
+    for (int i = 0; i < 2; i++)
+        clattn_softmax_desc_init(&d[n]), d[n].alibi = bad_alibi[i], field[n++] = "alibi";
+    clattn_softmax_desc_init(&d[n]), d[n].alibi_slopes = any, field[n++] = "alibi_slopes";
+    const unsigned bad_blocks[] = {0, 8, 48, 512, 17};
+    for (int i = 0; i < 5; i++)
+        for (int side = 0; side < 2; side++) {
+            clattn_softmax_desc_init(&d[n]);
+            d[n].block_mask = clattn_tensor_make_typed(any, CLATTN_U8, 1, 1, 1, 1);
+            d[n].block_q = side ? 16 : bad_blocks[i];
+            d[n].block_k = side ? bad_blocks[i] : 16;
+            field[n++] = "block_q";
+        }
+    for (size_t i = 0; i < n; i++) {
+        EXPECT_DESC(f, &d[i], CLATTN_INVALID_ARGUMENT, field[i]);
+        clattn_plan_info info, before;
+        memset(&info, 0x5a, sizeof info);
+        before = info;
+        EXPECT(f, CLATTN_INVALID_ARGUMENT, 0,
+               clattn_softmax_schedule(&dev, &d[i], f->qs, f->ks, &info));
+        expect_names(f, 0, field[i], __LINE__);
+        assert_memory_equal(&info, &before, sizeof info);
+    }
+    /* Block sizes are ignored without a block mask; window -1 and softcap 0 are "off". */
+    clattn_softmax_desc ok;
+    clattn_softmax_desc_init(&ok);
+    ok.block_q = 8, ok.block_k = 0, ok.window_left = -1, ok.softcap = 0.0f;
+    clattn_plan_info info;
+    assert_int_equal(clattn_softmax_schedule(&dev, &ok, f->qs, f->ks, &info), CLATTN_SUCCESS);
+    clattn_plan *p = NULL;
+    tu_expect_status(f->ctx, clattn_softmax_plan_create(f->ctx, &ok, f->qs, f->ks, f->ks, &p),
+                     CLATTN_SUCCESS, "block sizes without a block mask");
+    clattn_plan_destroy(p);
+    clReleaseMemObject(any);
+}
+
+/* Element types, broadcast shapes and views beyond their buffers. */
+static void test_options_bad_tensors(void **state)
+{
+    fixture *f = *state;
+    const size_t nqk = (size_t)NQ * NK;
+    cl_mem fb = tu_buffer(f->ctx, nqk * sizeof(float), NULL); /* exactly one [NQ, NK] float */
+    cl_mem ub = tu_buffer(f->ctx, nqk, NULL);                 /* exactly one [NQ, NK] u8 */
+    cl_mem vb = tu_buffer(f->ctx, HQ * sizeof(float), NULL);  /* exactly HQ floats */
+    cl_mem small = tu_buffer(f->ctx, (HQ - 1) * sizeof(float), NULL);
+    tu_watch_buffer(&f->w, fb, nqk * sizeof(float), "bias buffer");
+    tu_watch_buffer(&f->w, ub, nqk, "mask buffer");
+    tu_watch_buffer(&f->w, vb, HQ * sizeof(float), "vector buffer");
+    clattn_softmax_desc d;
+    /* element types */
+    clattn_softmax_desc_init(&d);
+    d.bias = clattn_tensor_make_typed(ub, CLATTN_U8, 1, 1, NQ, NK);
+    EXPECT_DESC(f, &d, CLATTN_DTYPE_MISMATCH, "bias");
+    clattn_softmax_desc_init(&d);
+    d.mask = clattn_tensor_make(fb, 1, 1, NQ, NK); /* f32 */
+    EXPECT_DESC(f, &d, CLATTN_DTYPE_MISMATCH, "mask");
+    d.mask = clattn_tensor_make_typed(fb, CLATTN_F16, 1, 1, NQ, NK);
+    EXPECT_DESC(f, &d, CLATTN_DTYPE_MISMATCH, "mask");
+    clattn_softmax_desc_init(&d);
+    d.block_mask = clattn_tensor_make(fb, 1, 1, 1, 1), d.block_q = d.block_k = 16;
+    EXPECT_DESC(f, &d, CLATTN_DTYPE_MISMATCH, "block_mask");
+    /* shapes that do not broadcast to [B, HQ, NQ, NK] (blocks: [B, HQ, 1, 1] at 16 x 16) */
+    const size_t bad_shapes[][4] = {{1, 1, NQ, NK + 1}, {1, 1, NQ - 1, NK}, {1, 2, NQ, NK},
+                                    {B + 1, 1, 1, NK},  {1, 1, 2 * NQ, NK}, {1, 1, NQ, 2}};
+    for (size_t i = 0; i < sizeof bad_shapes / sizeof bad_shapes[0]; i++) {
+        const size_t *s = bad_shapes[i];
+        cl_mem big = tu_buffer(f->ctx, 4 * B * HQ * NQ * NK * sizeof(float), NULL);
+        clattn_softmax_desc_init(&d);
+        d.bias = clattn_tensor_make(big, s[0], s[1], s[2], s[3]);
+        EXPECT_DESC(f, &d, CLATTN_SHAPE_MISMATCH, "bias");
+        clattn_softmax_desc_init(&d);
+        d.mask = clattn_tensor_make_typed(big, CLATTN_U8, s[0], s[1], s[2], s[3]);
+        EXPECT_DESC(f, &d, CLATTN_SHAPE_MISMATCH, "mask");
+        clReleaseMemObject(big);
+    }
+    clattn_softmax_desc_init(&d);
+    d.block_mask = clattn_tensor_make_typed(ub, CLATTN_U8, 1, 1, 2, 1), d.block_q = 16;
+    d.block_k = 16; /* NQ 8 at 16 rows a block: one block row, not two */
+    EXPECT_DESC(f, &d, CLATTN_SHAPE_MISMATCH, "block_mask");
+    d.block_mask = clattn_tensor_make_typed(ub, CLATTN_U8, 1, 1, 1, 1), d.block_k = 32;
+    d.block_mask.shape[3] = 2;
+    EXPECT_DESC(f, &d, CLATTN_SHAPE_MISMATCH, "block_mask");
+    /* views beyond their buffers: an offset, padded rows, a larger shape, a half bias */
+    clattn_softmax_desc_init(&d);
+    d.bias = clattn_tensor_make(fb, 1, 1, NQ, NK), d.bias.offset = 1;
+    EXPECT_DESC(f, &d, CLATTN_BUFFER_TOO_SMALL, "bias");
+    d.bias.offset = 0, d.bias.strides[2] = NK + 1;
+    EXPECT_DESC(f, &d, CLATTN_BUFFER_TOO_SMALL, "bias");
+    d.bias = clattn_tensor_make(fb, 1, HQ, NQ, NK);
+    EXPECT_DESC(f, &d, CLATTN_BUFFER_TOO_SMALL, "bias");
+    d.bias = clattn_tensor_make_typed(fb, CLATTN_BF16, B, 1, NQ, NK), d.bias.offset = 1;
+    EXPECT_DESC(f, &d, CLATTN_BUFFER_TOO_SMALL, "bias");
+    clattn_softmax_desc_init(&d);
+    d.mask = clattn_tensor_make_typed(ub, CLATTN_U8, B, 1, NQ, NK);
+    EXPECT_DESC(f, &d, CLATTN_BUFFER_TOO_SMALL, "mask");
+    d.mask = clattn_tensor_make_typed(ub, CLATTN_U8, 1, 1, NQ, NK), d.mask.offset = nqk;
+    EXPECT_DESC(f, &d, CLATTN_BUFFER_TOO_SMALL, "mask");
+    clattn_softmax_desc_init(&d);
+    d.block_mask = clattn_tensor_make_typed(ub, CLATTN_U8, 1, 1, 1, 1), d.block_q = 16;
+    d.block_k = 16, d.block_mask.offset = nqk;
+    EXPECT_DESC(f, &d, CLATTN_BUFFER_TOO_SMALL, "block_mask");
+    /* slopes and sinks: HQ floats from their offsets */
+    clattn_softmax_desc_init(&d);
+    d.alibi = 1, d.alibi_slopes = small;
+    EXPECT_DESC(f, &d, CLATTN_BUFFER_TOO_SMALL, "alibi_slopes");
+    d.alibi_slopes = vb, d.alibi_slopes_offset = 1;
+    EXPECT_DESC(f, &d, CLATTN_BUFFER_TOO_SMALL, "alibi_slopes");
+    d.alibi_slopes_offset = SIZE_MAX - 1;
+    EXPECT_DESC(f, &d, CLATTN_BUFFER_TOO_SMALL, "alibi_slopes");
+    clattn_softmax_desc_init(&d);
+    d.sinks = small;
+    EXPECT_DESC(f, &d, CLATTN_BUFFER_TOO_SMALL, "sinks");
+    d.sinks = vb, d.sinks_offset = 2;
+    EXPECT_DESC(f, &d, CLATTN_BUFFER_TOO_SMALL, "sinks");
+    d.sinks_offset = SIZE_MAX / 2;
+    EXPECT_DESC(f, &d, CLATTN_BUFFER_TOO_SMALL, "sinks");
+    cl_mem all[] = {fb, ub, vb, small};
+    for (size_t i = 0; i < 4; i++)
+        clReleaseMemObject(all[i]);
+}
+
+/* An option buffer overlapping out or lse: ALIASING on the plan's enqueue and the one-shot call
+ * (NAIVE plans: every algorithm validates the same way before anything is enqueued). */
+static void test_options_aliasing(void **state)
+{
+    fixture *f = *state;
+    cl_mem x = tu_buffer(f->ctx, Q_ELEMS * sizeof(float), NULL); /* as large as out */
+    tu_poison_buffer(f->ctx, x, Q_ELEMS * sizeof(float));
+    tu_watch_buffer(&f->w, x, Q_ELEMS * sizeof(float), "shared buffer");
+    static const char *const names[5] = {"bias", "mask", "block_mask", "alibi_slopes", "sinks"};
+    for (int opt = 0; opt < 5; opt++)
+        for (int to_lse = 0; to_lse < 2; to_lse++) {
+            clattn_softmax_desc d;
+            clattn_softmax_desc_init(&d);
+            d.algorithm = CLATTN_SOFTMAX_NAIVE;
+            /* the option at the end of x, so that it meets lse's range too */
+            size_t tail = to_lse ? L_ELEMS - 4 : Q_ELEMS - 4;
+            if (opt == 0)
+                d.bias = clattn_tensor_make(x, 1, 1, 1, 1), d.bias.offset = tail;
+            if (opt == 1)
+                d.mask = clattn_tensor_make_typed(x, CLATTN_U8, 1, 1, 1, 1), d.mask.offset = tail * 4;
+            if (opt == 2) {
+                d.block_mask = clattn_tensor_make_typed(x, CLATTN_U8, 1, 1, 1, 1);
+                d.block_mask.offset = tail * 4, d.block_q = d.block_k = 16;
+            }
+            if (opt == 3)
+                d.alibi = 1, d.alibi_slopes = x, d.alibi_slopes_offset = tail;
+            if (opt == 4)
+                d.sinks = x, d.sinks_offset = tail;
+            clattn_plan *p = NULL;
+            tu_expect_status(f->ctx, clattn_softmax_plan_create(f->ctx, &d, f->qs, f->ks, f->ks, &p),
+                             CLATTN_SUCCESS, names[opt]);
+            views w = base_views(f);
+            if (to_lse)
+                w.lse.buffer = x;
+            else
+                w.out.buffer = x;
+            EXPECT(f, CLATTN_ALIASING, 1, PLAN_ENQ(p, w));
+            expect_names(f, 1, names[opt], __LINE__);
+            EXPECT(f, CLATTN_ALIASING, 1, ONE_SHOT(f, &d, w));
+            expect_names(f, 1, names[opt], __LINE__);
+            clattn_plan_destroy(p);
+        }
+    clReleaseMemObject(x);
+}
+
+/* Head dims: D and Dv up to 512 accepted (scheduled), 513 refused; k and v must agree in batch. */
+static void test_options_head_dims(void **state)
+{
+    fixture *f = *state;
+    clattn_device_info dev;
+    clattn_context_get_device_info(f->ctx, &dev);
+    clattn_plan_info info;
+    size_t q512[4] = {B, HQ, NQ, 512}, k512[4] = {B, HK, NK, 512};
+    assert_int_equal(clattn_softmax_schedule(&dev, NULL, q512, k512, &info), CLATTN_SUCCESS);
+    size_t q513[4] = {B, HQ, NQ, 513}, k513[4] = {B, HK, NK, 513};
+    EXPECT(f, CLATTN_INVALID_SHAPE, 0, clattn_softmax_schedule(&dev, NULL, q513, k513, &info));
+    size_t v513[4] = {B, HK, NK, 513}, vb[4] = {B - 1, HK, NK, D}, v1[4] = {B, HK, NK, 1};
+    EXPECT_PLAN(f, CLATTN_INVALID_SHAPE, 1, f->ctx, NULL, f->qs, f->ks, v513);
+    EXPECT_PLAN(f, CLATTN_INVALID_SHAPE, 1, f->ctx, NULL, q513, k513, v1);
+    EXPECT_PLAN(f, CLATTN_SHAPE_MISMATCH, 1, f->ctx, NULL, f->qs, f->ks, vb);
+    float *out = tu_poisoned(Q_ELEMS * 40), *lse = tu_poisoned(L_ELEMS);
+    tu_watch hw;
+    tu_watch_init(&hw, f->ctx);
+    tu_watch_host(&hw, out, Q_ELEMS * 40 * sizeof(float), "host out");
+    tu_watch_host(&hw, lse, L_ELEMS * sizeof(float), "host lse");
+    float *big = tu_poisoned(K_ELEMS * 40);
+    EXPECT(f, CLATTN_INVALID_SHAPE, 1,
+           clattn_softmax_host(f->ctx, NULL, f->qs, f->ks, v513, f->hq, f->hk, big, NULL, out,
+                               lse));
+    EXPECT(f, CLATTN_SHAPE_MISMATCH, 1,
+           clattn_softmax_host(f->ctx, NULL, f->qs, f->ks, vb, f->hq, f->hk, f->hv, NULL, out,
+                               lse));
+    /* a Dv plan's enqueue: v and out with D instead of Dv */
+    size_t v40[4] = {B, HK, NK, 40}; /* test_softmax_opts's Dv: the same NAIVE kernel */
+    clattn_softmax_desc d;
+    clattn_softmax_desc_init(&d);
+    d.algorithm = CLATTN_SOFTMAX_NAIVE;
+    clattn_plan *p = NULL;
+    tu_expect_status(f->ctx, clattn_softmax_plan_create(f->ctx, &d, f->qs, f->ks, v40, &p),
+                     CLATTN_SUCCESS, "Dv 40 plan");
+    views w = base_views(f);
+    EXPECT(f, CLATTN_SHAPE_MISMATCH, 1, PLAN_ENQ(p, w));
+    clattn_plan_destroy(p);
+    tu_watch_check(&hw, "host calls with bad head dims");
+    tu_watch_free(&hw);
+    free(out);
+    free(lse);
+    free(big);
+}
+
+/* clattn_softmax_schedule with every option given (valid): a plan for the device, as without. */
+static void test_options_schedule(void **state)
+{
+    fixture *f = *state;
+    clattn_device_info dev;
+    clattn_context_get_device_info(f->ctx, &dev);
+    clattn_softmax_desc d;
+    clattn_softmax_desc_init(&d);
+    d.bias = clattn_tensor_make(f->q, 1, 1, NQ, NK);
+    d.mask = clattn_tensor_make_typed(f->k, CLATTN_U8, B, 1, 1, NK);
+    d.block_mask = clattn_tensor_make_typed(f->v, CLATTN_U8, 1, 1, 1, 1);
+    d.block_q = 16, d.block_k = 256;
+    d.alibi = 1, d.alibi_slopes = f->q;
+    d.window_left = 3, d.window_right = 0, d.causal = 1;
+    d.softcap = 30.0f, d.sinks = f->k;
+    for (int a = 0; a <= 3; a++) {
+        d.algorithm = (clattn_softmax_algo)a;
+        clattn_plan_info info;
+        memset(&info, 0, sizeof info);
+        tu_expect_status(NULL, clattn_softmax_schedule(&dev, &d, f->qs, f->ks, &info),
+                         CLATTN_SUCCESS, "schedule with every option");
+        assert_int_equal(info.op, CLATTN_OP_SOFTMAX);
+        if (a != 0)
+            assert_int_equal(info.algorithm, a);
+    }
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup(fn, setup)
@@ -842,6 +1135,11 @@ int main(void)
         T(test_naive_needs_unit_strides),
         T(test_host_invalid),
         T(test_valid_call_writes_output),
+        T(test_options_bad_fields),
+        T(test_options_bad_tensors),
+        T(test_options_aliasing),
+        T(test_options_head_dims),
+        T(test_options_schedule),
     };
 #undef T
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
