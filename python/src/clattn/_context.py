@@ -22,36 +22,58 @@ class Context(_core.Context):
     __doc__ = _core.Context.__doc__
 
     # ---- softmax ----
-    def softmax_plan(self, q_shape, k_shape, v_shape=None, *, key_lengths=None, **desc):
-        """A plan for exact softmax attention on fixed shapes (q [B, Hq, Nq, D], k/v
-        [B, Hk, Nk, D]); desc fields: causal, scale, algorithm ("auto", "tiled_cpu",
-        "tiled_gpu", "naive"); element types q_dtype, k_dtype, v_dtype, out_dtype ("f32",
-        "f16", "bf16" or numpy types; dtype= sets q, k and v; default float32). key_lengths
-        (int32 [B]) is baked into the plan. Call it as plan(q, k, v, lse=False, out=None)."""
+    def softmax_plan(self, q_shape, k_shape, v_shape=None, *, key_lengths=None, bias=None,
+                     mask=None, alibi_slopes=None, sinks=None, block_mask=None, window=None,
+                     block=None, **desc):
+        """A plan for exact softmax attention on fixed shapes (q [B, Hq, Nq, D], k [B, Hk, Nk, D],
+        v [B, Hk, Nk, Dv], Dv may differ from D); desc fields: causal, scale, algorithm ("auto",
+        "tiled_cpu", "tiled_gpu", "naive"); element types q_dtype, k_dtype, v_dtype, out_dtype
+        ("f32", "f16", "bf16" or numpy types; dtype= sets q, k and v; default float32). key_lengths
+        (int32 [B]) is baked into the plan. Options (include/clattn/softmax.h, all composable):
+        bias (float array broadcastable to [B, Hq, Nq, Nk] by size-1 axes like numpy; -inf
+        masks), mask (bool/uint8, same broadcasting, nonzero = attend), alibi=True (standard
+        slopes) or alibi_slopes (float32 [Hq]), window=(left, right) (None or -1 = unbounded;
+        also window_left=, window_right=), softcap (> 0), sinks (float32 [Hq]), block_mask
+        (bool/uint8 broadcastable to [B, Hq, ceil(Nq/bq), ceil(Nk/bk)]) with block=(bq, bk)
+        (also block_q=, block_k=). Their arrays are copied to the device once, here.
+        Call it as plan(q, k, v, lse=False, out=None)."""
         v_shape = k_shape if v_shape is None else v_shape
         d, keep = make_desc("softmax", desc)
         buf = None
         if key_lengths is not None:
             buf = _upload(self, key_lengths, _ops.I32, "key_lengths")
             d.key_lengths = buf
+        bufs = []
         try:
             shapes = (_shape4(q_shape, "q"), _shape4(k_shape, "k"), _shape4(v_shape, "v"))
+            bufs = _ops.softmax_options(self, d, shapes[0], shapes[1], {
+                "bias": bias, "mask": mask, "alibi_slopes": alibi_slopes, "sinks": sinks,
+                "block_mask": block_mask, "window": window, "block": block,
+                "alibi": desc.get("alibi")})
             return _bake(self, "softmax", lambda p: lib.clattn_softmax_plan_create(
                 self.ptr, byref(d), *shapes, p), _softmax_call, [tuple(s) for s in shapes], d)
         finally:
             if buf:
                 _lib.cl.clReleaseMemObject(buf)  # the plan retains it
+            _ops.release_buffers(bufs)  # and these
 
     def softmax(self, q, k, v, *, causal=False, scale=None, lse=False, key_lengths=None,
-                algorithm=None, out=None, out_dtype=None, dtype=None):
+                algorithm=None, out=None, out_dtype=None, dtype=None, bias=None, mask=None,
+                alibi=None, alibi_slopes=None, window=None, softcap=None, sinks=None,
+                block_mask=None, block=None):
         """out = softmax(scale q k^T + mask) v; with lse=True returns (out, lse [B, Hq, Nq]).
         q, k, v: float32, float16 or bfloat16 arrays (each its own type; dtype="bf16" reads
-        uint16 arrays as bfloat16 bits); out_dtype: the output's type (default float32, or
-        out's dtype); lse is always float32."""
+        uint16 arrays as bfloat16 bits); v may have its own head dim Dv (out [B, Hq, Nq, Dv]);
+        out_dtype: the output's type (default float32, or out's dtype); lse is always float32.
+        bias, mask, alibi, alibi_slopes, window, softcap, sinks, block_mask, block: the options
+        of softmax_plan."""
         kw = oneshot_dtypes("softmax", {"dtype": dtype}, {"q": q, "k": k, "v": v}, out,
                             out_dtype)
         plan = self.softmax_plan(_shape(q), _shape(k), _shape(v), key_lengths=key_lengths,
-                                 causal=causal, scale=scale, algorithm=algorithm, **kw)
+                                 causal=causal, scale=scale, algorithm=algorithm, bias=bias,
+                                 mask=mask, alibi=alibi, alibi_slopes=alibi_slopes,
+                                 window=window, softcap=softcap, sinks=sinks,
+                                 block_mask=block_mask, block=block, **kw)
         return _oneshot(plan, q, k, v, lse=lse, out=out)
 
     # ---- linear ----

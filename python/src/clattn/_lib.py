@@ -115,12 +115,27 @@ def _dt(op):
     return [(f, c_int) for f in DTYPE_FIELDS[op]]
 
 
+# clattn_dtype of uint8 masks (CLATTN_U8: the mask and block_mask tensors only).
+DT_U8 = 3
+
+# Fields a desc has AFTER its dtype block, in the header's order: clattn_softmax_desc's options
+# of issue 16 (include/clattn/softmax.h). A library from before them has the desc without this
+# block (see has_options).
+OPTION_FIELDS = {
+    "softmax": [("bias", Tensor), ("mask", Tensor), ("alibi", c_int), ("alibi_slopes", cl_mem),
+                ("alibi_slopes_offset", c_size_t), ("window_left", c_int),
+                ("window_right", c_int), ("softcap", c_float), ("sinks", cl_mem),
+                ("sinks_offset", c_size_t), ("block_mask", Tensor), ("block_q", c_uint),
+                ("block_k", c_uint)],
+}
+
+
 # ---- operator descriptors (field order exactly as in include/clattn/<op>.h) ----
 
 class SoftmaxDesc(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("scale", c_float), ("causal", c_int),
                 ("key_lengths", cl_mem), ("key_lengths_offset", c_size_t), ("algorithm", c_int)]
-    _fields_ += _dt("softmax")
+    _fields_ += _dt("softmax") + OPTION_FIELDS["softmax"]
 
 
 _LINEAR_FIELDS = [("struct_size", c_size_t), ("feature_map", c_int), ("causal", c_int),
@@ -429,19 +444,37 @@ def has_dtypes(op):
     return LIB_DESC_SIZES.get(op, 0) >= end
 
 
+def has_options(op):
+    """Whether the loaded library's desc of `op` has the fields of OPTION_FIELDS[op] (softmax:
+    bias, masks, ALiBi, window, softcap, sinks, block mask; issue 16)."""
+    fields = OPTION_FIELDS.get(op)
+    if not fields:
+        return False
+    last = getattr(DESCS[op], fields[-1][0])
+    return LIB_DESC_SIZES.get(op, 0) >= last.offset + last.size
+
+
+def _older_size(cls, first_field):
+    """The size of `cls` cut before `first_field` (with the tail padding C gives it)."""
+    first, align = getattr(cls, first_field).offset, ctypes.alignment(cls)
+    return (first + align - 1) // align * align
+
+
 def desc_mismatches():
     """Operators whose desc mirror (this module) and the library's struct_size disagree, as
-    {op: (library size, mirror size)}; the size without the dtype block (an older library) is
-    not a mismatch."""
+    {op: (library size, mirror size)}; the size without the dtype block, or without the option
+    block (older libraries), is not a mismatch."""
     bad = {}
     for op, cls in DESCS.items():
         lib_size, size = LIB_DESC_SIZES.get(op, 0), ctypes.sizeof(cls)
         if lib_size in (0, size):
             continue
         if op in DTYPE_FIELDS and not has_dtypes(op):
-            first, align = getattr(cls, DTYPE_FIELDS[op][0]).offset, ctypes.alignment(cls)
-            if lib_size == (first + align - 1) // align * align:
+            if lib_size == _older_size(cls, DTYPE_FIELDS[op][0]):
                 continue  # the older layout (with its tail padding)
+        if op in OPTION_FIELDS and not has_options(op):
+            if lib_size == _older_size(cls, OPTION_FIELDS[op][0][0]):
+                continue  # from before the options
         bad[op] = (lib_size, size)
     return bad
 

@@ -256,6 +256,129 @@ def _softmax_call(plan, q, k, v, lse=False, out=None):
     return outs[0]
 
 
+# The options of issue 16 (include/clattn/softmax.h): numpy arrays in, device buffers the plan
+# retains out.
+
+U8 = np.dtype(np.uint8)
+
+
+def _broadcast4(name, a, target):
+    """a's shape left-padded with 1s to 4 axes (numpy's rule), each axis 1 or target's size."""
+    shp = (1,) * (4 - a.ndim) + tuple(int(x) for x in a.shape) if a.ndim <= 4 else None
+    if shp is None or any(s not in (1, t) for s, t in zip(shp, target)):
+        raise Error("CLATTN_SHAPE_MISMATCH", "%s: shape %s does not broadcast to %s (each axis "
+                    "1 or the full size)" % (name, tuple(a.shape), tuple(target)))
+    return shp
+
+
+def _host_option(name, a):
+    if a is None:
+        return None
+    if _core.is_device_array(a):
+        raise TypeError("softmax: %s takes a numpy array (host memory)" % name)
+    return np.ascontiguousarray(a)
+
+
+def _option_tensor(ctx, name, a, target, code, bufs):
+    """Uploads a (already of its element type) as a tensor of its broadcast shape."""
+    t = _lib.Tensor()
+    shp = _broadcast4(name, a, target)
+    buf = _upload(ctx, a.reshape(shp), a.dtype, name)
+    bufs.append(buf)
+    t.buffer, t.offset, t.dtype = buf, 0, code
+    stride = 1
+    for i in (3, 2, 1, 0):
+        t.shape[i], t.strides[i] = shp[i], stride
+        stride *= shp[i]
+    return t
+
+
+def _mask_array(name, a):
+    if a.dtype == np.bool_:
+        return a.astype(U8)
+    if a.dtype != U8:
+        raise _core.DTypeError("CLATTN_INVALID_ARGUMENT", "%s: dtype %s, expected bool or uint8 "
+                               "(nonzero = attend)" % (name, a.dtype))
+    return a
+
+
+def _head_vector(ctx, name, a, heads, bufs):
+    a = _f32(a, name)
+    if a.ndim != 1 or a.shape[0] != heads:
+        raise Error("CLATTN_SHAPE_MISMATCH", "%s: shape %s, expected (%d,) (one per query head)"
+                    % (name, tuple(a.shape), heads))
+    buf = _upload(ctx, a, F32, name)
+    bufs.append(buf)
+    return buf
+
+
+def softmax_options(ctx, d, q_shape, k_shape, opts):
+    """Sets the desc's option tensors and buffers from numpy arrays (bias: float32/float16/
+    bfloat16, anything else numeric converted to float32; mask, block_mask: bool or uint8;
+    alibi_slopes, sinks: float32 [Hq]), each broadcast by size-1 axes like numpy (left-padded to
+    4 axes) against [B, Hq, Nq, Nk] (block_mask: [B, Hq, ceil(Nq/bq), ceil(Nk/bk)]); window=(L, R)
+    (None = -1, unbounded) and block=(bq, bk) (or one size for both) set the scalar fields.
+    Returns the buffers to release once the plan exists (it retains them)."""
+    opts = {key: val for key, val in opts.items() if val is not None}
+    if opts and not _lib.has_options("softmax"):
+        raise Error("CLATTN_INVALID_ARGUMENT", "softmax: %s: the loaded C library (%s) has no "
+                    "attention options (its clattn_softmax_desc predates them)"
+                    % (", ".join(sorted(opts)), _lib.library_path))
+    B, Hq, Nq, _ = (int(x) for x in q_shape)
+    Nk = int(k_shape[2])
+    if "window" in opts:
+        w = tuple(opts["window"])
+        if len(w) != 2:
+            raise Error("CLATTN_INVALID_ARGUMENT", "softmax: window=(left, right), got %r"
+                        % (opts["window"],))
+        d.window_left, d.window_right = (-1 if x is None else int(x) for x in w)
+    if "block" in opts:
+        blk = opts["block"]
+        blk = (blk, blk) if isinstance(blk, (int, np.integer)) else tuple(blk)
+        if len(blk) != 2:
+            raise Error("CLATTN_INVALID_ARGUMENT", "softmax: block=(bq, bk), got %r" % (blk,))
+        d.block_q, d.block_k = (int(x) for x in blk)
+    bufs = []
+    try:
+        bias = _host_option("bias", opts.get("bias"))
+        if bias is not None:
+            code = _core.array_code(bias.dtype)
+            if code is None:
+                bias = _f32(bias, "bias")
+                code = _core.DT_F32
+            d.bias = _option_tensor(ctx, "bias", bias, (B, Hq, Nq, Nk), code, bufs)
+        mask = _host_option("mask", opts.get("mask"))
+        if mask is not None:
+            d.mask = _option_tensor(ctx, "mask", _mask_array("mask", mask), (B, Hq, Nq, Nk),
+                                    _lib.DT_U8, bufs)
+        bm = _host_option("block_mask", opts.get("block_mask"))
+        if bm is not None:
+            if not d.block_q or not d.block_k:
+                raise Error("CLATTN_INVALID_ARGUMENT", "softmax: block_mask needs its block "
+                            "sizes: block=(bq, bk) (16, 32, 64, 128 or 256)")
+            bq, bk = int(d.block_q), int(d.block_k)
+            target = (B, Hq, -(-Nq // bq), -(-Nk // bk))
+            d.block_mask = _option_tensor(ctx, "block_mask", _mask_array("block_mask", bm),
+                                          target, _lib.DT_U8, bufs)
+        slopes = _host_option("alibi_slopes", opts.get("alibi_slopes"))
+        if slopes is not None:
+            d.alibi_slopes = _head_vector(ctx, "alibi_slopes", slopes, Hq, bufs)
+            if "alibi" not in opts:
+                d.alibi = 1  # slopes ask for ALiBi
+        sinks = _host_option("sinks", opts.get("sinks"))
+        if sinks is not None:
+            d.sinks = _head_vector(ctx, "sinks", sinks, Hq, bufs)
+    except BaseException:
+        release_buffers(bufs)
+        raise
+    return bufs
+
+
+def release_buffers(bufs):
+    for b in bufs:
+        _lib.cl.clReleaseMemObject(b)
+
+
 def _linear_call(plan, q, k, v, out=None):
     (B, Hq, Nq, _), _, vs = plan.shapes
     c = Call(plan.ctx, [q, k, v, out])
