@@ -370,12 +370,12 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
         _Pragma("unroll") for (uint t = 0; t < G_TX; t++)
             lt += red[r * G_TX + t];
         if (row < nq) {
-            float f, lse2;
 #if SOFTMAX_OPTS
+            float f, lse2;
             softmax_opt_finish(&o, m[i], lt, &f, &lse2); /* the sink joins the denominator */
 #else
-            f = clattn_online_inv(lt);
-            lse2 = clattn_online_lse2(m[i], lt);
+            float f = clattn_online_inv(lt);
+#define lse2 clattn_online_lse2(m[i], lt) /* computed where it is stored only */
 #endif
             _Pragma("unroll") for (uint vc = 0; vc < G_NVC; vc++)
                 _Pragma("unroll") for (uint e = 0; e < G_RC; e++) {
@@ -386,6 +386,7 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
                 }
             if (has_lse && tx == 0)
                 lse[clattn_at(l_off, ls, b, h, row, 0)] = lse2 * CLATTN_LN2;
+#undef lse2
         }
     }
 #undef Qs
