@@ -169,9 +169,9 @@ inline float16 clattn_softmax_exp2_neg16(float16 x)
 /* The options of one row i over 16 keys j0 .. j0 + 15 of a score vector s (base 2), applied as
  * softmax_opt_logit does lane by lane: softcap, bias (one vector load where the bias has unit key
  * stride and the 16 keys are in range, else lane by lane), ALiBi from the lanes' positions, the
- * boolean mask per lane and the block mask once (j0 is a multiple of 16 and block_k of 16, so the
- * 16 keys lie in one key block). The window and the row limits are the caller's (lane masks from
- * each row's [lo, hi)); lanes at or past nk are never read (they are masked by the caller). */
+ * boolean mask (likewise) and the block mask once (j0 is a multiple of 16 and block_k of 16, so
+ * the 16 keys lie in one key block). The window and the row limits are the caller's (lane masks
+ * from each row's [lo, hi)); lanes at or past nk are never read (the caller masks them). */
 inline float16 softmax_cpu_opts16(const softmax_opt *o, float16 s, long i, long j0, long nk)
 {
     uint fl = o->flags;
@@ -197,10 +197,14 @@ inline float16 softmax_cpu_opts16(const softmax_opt *o, float16 s, long i, long 
     }
     if (fl & SOFTMAX_OPT_MASK) {
         ulong at = o->mask_base + (ulong)i * o->mask_si + (ulong)j0 * o->mask_sj;
-        float t[16];
-        for (uint l = 0; l < 16; l++)
-            t[l] = j0 + l < nk && o->mask[at + l * o->mask_sj] != 0 ? 0.0f : -INFINITY;
-        s += vload16(0, t);
+        if (o->mask_sj == 1 && j0 + 16 <= nk) {
+            s = clattn_mask16(s, convert_int16(vload16(0, o->mask + at)) != CLATTN_ISPLAT16(0));
+        } else {
+            float t[16];
+            for (uint l = 0; l < 16; l++)
+                t[l] = j0 + l < nk && o->mask[at + l * o->mask_sj] != 0 ? 0.0f : -INFINITY;
+            s += vload16(0, t);
+        }
     }
     if ((fl & SOFTMAX_OPT_BLOCKS) && j0 < nk &&
         !o->bmask[o->bm_base + (ulong)(i / o->bq) * o->bm_si + (ulong)(j0 / o->bk) * o->bm_sj])
