@@ -171,10 +171,11 @@ inline float16 clattn_softmax_exp2_neg16(float16 x)
  * stride and the 16 keys are in range, else lane by lane), ALiBi from the lanes' positions, the
  * boolean mask (likewise) and the block mask once (j0 is a multiple of 16 and block_k of 16, so
  * the 16 keys lie in one key block). The window and the row limits are the caller's (lane masks
- * from each row's [lo, hi)); lanes at or past nk are never read (the caller masks them). */
-inline float16 softmax_cpu_opts16(const softmax_opt *o, float16 s, long i, long j0, long nk)
+ * from each row's [lo, hi)); lanes at or past nk are never read (the caller masks them). fl: the
+ * options to apply (a subset of o->flags). */
+inline float16 softmax_cpu_opts16(const softmax_opt *o, uint fl, float16 s, long i, long j0,
+                                  long nk)
 {
-    uint fl = o->flags;
     if (fl & SOFTMAX_OPT_SOFTCAP)
         s = CLATTN_SPLAT16(o->cap) * tanh(s * CLATTN_SPLAT16(CLATTN_LN2 / o->cap)) *
             CLATTN_SPLAT16(CLATTN_LOG2E);
@@ -287,6 +288,9 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
     int los[SOFTMAX_QBLOCK];
     int glo[SOFTMAX_QGROUPS], gmaxlo[SOFTMAX_QGROUPS];
     int kbeg = (int)npad;
+    /* The options applied to score vectors (the window is the rows' ranges). */
+    uint vflags = o.flags & (SOFTMAX_OPT_BIAS | SOFTMAX_OPT_MASK | SOFTMAX_OPT_ALIBI |
+                             SOFTMAX_OPT_SOFTCAP | SOFTMAX_OPT_BLOCKS);
 #endif
     for (uint g = 0; g < SOFTMAX_QGROUPS; g++) {
         int lo = (int)nk, hi = 0;
@@ -389,6 +393,32 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
 #else
                 bool edge = k0 + SOFTMAX_STEP_KEYS > gmin[g];
 #endif
+#if SOFTMAX_OPTS
+                /* The options on the score vectors, one branch per step when none applies (a
+                 * window alone); a unit-stride bias over in-range keys without softcap is added by
+                 * plain vector loads, the rest by softmax_cpu_opts16. */
+                if (vflags) {
+                    bool fast_bias = (vflags & (SOFTMAX_OPT_BIAS | SOFTMAX_OPT_SOFTCAP)) ==
+                                         SOFTMAX_OPT_BIAS &&
+                                     o.bias_sj == 1 && k0 + SOFTMAX_STEP_KEYS <= (int)nk;
+                    uint rest = fast_bias ? vflags & ~SOFTMAX_OPT_BIAS : vflags;
+                    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
+                        long orow = min(row0 + r0 + r, nq - 1);
+                        if (fast_bias) {
+                            __global const CLATTN_STYPE(B_DT) *brow =
+                                o.bias + o.bias_base + (ulong)orow * o.bias_si + (ulong)k0;
+                            _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
+                                s[t][r] = fma(CLATTN_VLOAD(B_DT, 16, t, brow),
+                                              CLATTN_SPLAT16(CLATTN_LOG2E), s[t][r]);
+                        }
+                        if (rest) {
+                            _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
+                                s[t][r] = softmax_cpu_opts16(&o, rest, s[t][r], orow,
+                                                             k0 + (long)(t * SOFTMAX_KEY_BLOCK), nk);
+                        }
+                    }
+                }
+#endif
                 float p[SOFTMAX_ROWS][SOFTMAX_STEP_KEYS];
 #if SOFTMAX_PV_PASSES > 1
                 float corrs[SOFTMAX_ROWS];
@@ -396,10 +426,6 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                 _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
                     float16 sm = CLATTN_SPLAT16(-INFINITY);
                     _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
-#if SOFTMAX_OPTS
-                        s[t][r] = softmax_cpu_opts16(&o, s[t][r], min(row0 + r0 + r, nq - 1),
-                                                     k0 + (long)(t * SOFTMAX_KEY_BLOCK), nk);
-#endif
                         if (edge) {
                             int16 key = CLATTN_LANES16 +
                                         CLATTN_ISPLAT16(k0 + (int)(t * SOFTMAX_KEY_BLOCK));

@@ -308,7 +308,6 @@ int main(int argc, char **argv)
         const struct CMUnitTest og[] = {cmocka_unit_test(test_tiled_cpu_oclgrind)};
         return cmocka_run_group_tests(og, setup, teardown);
     }
-    if (getenv("TFILT")) cmocka_set_test_filter(getenv("TFILT"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_naive),
         cmocka_unit_test(test_tiled_cpu),
