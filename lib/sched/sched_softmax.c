@@ -432,8 +432,9 @@ clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
 
 /* ---- explicit launches and the tuner's search space ----
  *
- * TILED_CPU: ROWS in {1, 2, 4, 8} with ROWS * ceil(D/16) <= 32 float16 accumulators (beyond that
- * the accumulators spill out of the vector registers), local size a power of two up to 256 and
+ * TILED_CPU: ROWS in {1, 2, 4, 8} with ROWS * ceil(max(D, Dv)/16) <= 32 float16 accumulators
+ * (beyond that the accumulators spill out of the vector registers; above 256 the P.V passes of
+ * cpu_pv_passes follow from ROWS), local size a power of two up to 256 and
  * the device limit; the key block (tile_kv, 0: the default) a power of two of whole steps up to
  * 512 keys. Searched: ROWS x key blocks {64, 128, 256, 512} at the default local size, then the
  * local sizes {1, 2, 4, 8} at the default tiles. TILED_GPU: one row per work-item,
