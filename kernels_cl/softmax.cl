@@ -81,8 +81,25 @@ inline void softmax_load_q(float *dst, __global const CLATTN_STYPE(Q_DT) *x, ulo
 #define DPAD (((SOFTMAX_HEAD_DIM) + 15) / 16 * 16)
 #define DVEC (DPAD / 16)
 
+/* V's head dim Dv (the plan passes -DSOFTMAX_HEAD_DIM_V only when it is not D), rounded up to
+ * whole float16 vectors: the CPU family's packed V rows, accumulators and stores use these. */
+#ifndef SOFTMAX_HEAD_DIM_V
+#define SOFTMAX_HEAD_DIM_V SOFTMAX_HEAD_DIM
+#endif
+#define DVPAD (((SOFTMAX_HEAD_DIM_V) + 15) / 16 * 16)
+#define DVVEC (DVPAD / 16)
+
+/* The CPU family's P.V passes: 1 keeps a register group's SOFTMAX_ROWS x DVVEC accumulators in
+ * registers for a whole key block; above (the scheduler's choice when Dv > 256 or D > 256, where
+ * the accumulators alone would take every AVX-512 register) they stay in the work-item's private
+ * arrays and each step adds P.V in SOFTMAX_PV_PASSES passes of SOFTMAX_PV_VECS vectors. */
+#ifndef SOFTMAX_PV_PASSES
+#define SOFTMAX_PV_PASSES 1
+#endif
+#define SOFTMAX_PV_VECS ((DVVEC + SOFTMAX_PV_PASSES - 1) / SOFTMAX_PV_PASSES)
+
 /* Packs K of head (b, hk) into panels kp[bh][Npad/16][SOFTMAX_HEAD_DIM][16] and V into rows
- * vp[bh][Npad][DPAD], zero-filling keys in [Nk, Npad) and columns in [SOFTMAX_HEAD_DIM, DPAD).
+ * vp[bh][Npad][DVPAD], zero-filling keys in [Nk, Npad) and columns in [SOFTMAX_HEAD_DIM_V, DVPAD).
  * Global size: (Npad, B * Hk). */
 __kernel void clattn_softmax_pack_kv(__global const CLATTN_STYPE(K_DT) *k, ulong k_off, ulong4 ks,
                                    __global const CLATTN_STYPE(V_DT) *v, ulong v_off, ulong4 vs,
@@ -97,15 +114,16 @@ __kernel void clattn_softmax_pack_kv(__global const CLATTN_STYPE(K_DT) *k, ulong
     uint b = bh / hk_count, h = bh - b * hk_count; /* no div/rem pair (oclgrind and freeze) */
     ulong kbase = ((ulong)bh * (npad / SOFTMAX_KEY_BLOCK) + j / SOFTMAX_KEY_BLOCK) * SOFTMAX_HEAD_DIM * SOFTMAX_KEY_BLOCK +
                   j % SOFTMAX_KEY_BLOCK;
-    ulong vbase = ((ulong)bh * npad + j) * DPAD;
+    ulong vbase = ((ulong)bh * npad + j) * DVPAD;
     bool in = j < nk;
     for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
         float x = in ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, h, j, d)) : 0.0f;
         CLATTN_STORE(KP_DT, x, kp, kbase + (ulong)d * SOFTMAX_KEY_BLOCK);
     }
-    for (uint d = 0; d < DPAD; d++) {
-        float x = in && d < SOFTMAX_HEAD_DIM ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, h, j, d))
-                                             : 0.0f;
+    for (uint d = 0; d < DVPAD; d++) {
+        float x = in && d < SOFTMAX_HEAD_DIM_V
+                      ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, h, j, d))
+                      : 0.0f;
         CLATTN_STORE(VP_DT, x, vp, vbase + d);
     }
 }
@@ -147,6 +165,70 @@ inline float16 clattn_softmax_exp2_neg16(float16 x)
     return p * as_float16(e);
 }
 
+#if SOFTMAX_OPTS
+/* The options of one row i over 16 keys j0 .. j0 + 15 of a score vector s (base 2), applied as
+ * softmax_opt_logit does lane by lane: softcap, bias (one vector load where the bias has unit key
+ * stride and the 16 keys are in range, else lane by lane), ALiBi from the lanes' positions, the
+ * boolean mask (likewise) and the block mask once (j0 is a multiple of 16 and block_k of 16, so
+ * the 16 keys lie in one key block). The window and the row limits are the caller's (lane masks
+ * from each row's [lo, hi)); lanes at or past nk are never read (the caller masks them). fl: the
+ * options to apply (a subset of o->flags). */
+inline float16 softmax_cpu_opts16(const softmax_opt *o, uint fl, float16 s, long i, long j0,
+                                  long nk)
+{
+    if (fl & SOFTMAX_OPT_SOFTCAP)
+        s = CLATTN_SPLAT16(o->cap) * tanh(s * CLATTN_SPLAT16(CLATTN_LN2 / o->cap)) *
+            CLATTN_SPLAT16(CLATTN_LOG2E);
+    if (fl & SOFTMAX_OPT_BIAS) {
+        ulong at = o->bias_base + (ulong)i * o->bias_si + (ulong)j0 * o->bias_sj;
+        float16 bv;
+        if (o->bias_sj == 1 && j0 + 16 <= nk) {
+            bv = CLATTN_VLOAD(B_DT, 16, 0, o->bias + at);
+        } else {
+            float t[16];
+            for (uint l = 0; l < 16; l++)
+                t[l] = j0 + l < nk ? CLATTN_LOAD(B_DT, o->bias, at + l * o->bias_sj) : 0.0f;
+            bv = vload16(0, t);
+        }
+        s += bv * CLATTN_SPLAT16(CLATTN_LOG2E);
+    }
+    if (fl & SOFTMAX_OPT_ALIBI) {
+        float16 dist = convert_float16(CLATTN_LANES16) + CLATTN_SPLAT16((float)(j0 - (i + o->shift)));
+        s -= CLATTN_SPLAT16(o->slope2) * fabs(dist);
+    }
+    if (fl & SOFTMAX_OPT_MASK) {
+        ulong at = o->mask_base + (ulong)i * o->mask_si + (ulong)j0 * o->mask_sj;
+        if (o->mask_sj == 1 && j0 + 16 <= nk) {
+            s = clattn_mask16(s, convert_int16(vload16(0, o->mask + at)) != CLATTN_ISPLAT16(0));
+        } else {
+            float t[16];
+            for (uint l = 0; l < 16; l++)
+                t[l] = j0 + l < nk && o->mask[at + l * o->mask_sj] != 0 ? 0.0f : -INFINITY;
+            s += vload16(0, t);
+        }
+    }
+    if ((fl & SOFTMAX_OPT_BLOCKS) && j0 < nk &&
+        !o->bmask[o->bm_base + (ulong)(i / o->bq) * o->bm_si + (ulong)(j0 / o->bk) * o->bm_sj])
+        s = CLATTN_SPLAT16(-INFINITY);
+    return s;
+}
+#define CPU_OPT_ARGS , SOFTMAX_OPT_PARAMS
+#else
+#define CPU_OPT_ARGS
+#endif
+
+/* Writes one finished CPU-family row of Dv outputs from its accumulators (a[DVPAD]) and its
+ * online state (m, l): out = a / l (the sink in the denominator with options), lse natural. */
+#if SOFTMAX_OPTS
+#define SOFTMAX_CPU_FINISH(M, L, F, LSE2) softmax_opt_finish(&o, (M), (L), &(F), &(LSE2))
+#else
+#define SOFTMAX_CPU_FINISH(M, L, F, LSE2)                                                          \
+    do {                                                                                           \
+        (F) = clattn_online_inv(L);                                                                \
+        (LSE2) = clattn_online_lse2((M), (L));                                                     \
+    } while (0)
+#endif
+
 /* Global size: (ceil(Nq / (SOFTMAX_ROWS * SOFTMAX_QGROUPS)) rounded up to the work-group, B * Hq);
  * npad (the packed key count) a multiple of SOFTMAX_STEP_BLOCKS * 16. For each key block, each
  * group of the query block loads its state into registers and consumes the block's keys
@@ -154,7 +236,16 @@ inline float16 clattn_softmax_exp2_neg16(float16 x)
  * vectors (each K panel load feeds SOFTMAX_ROWS FMAs), masked only in steps that reach past the
  * group's shortest row; one online-softmax rescale per step (a lazy one, skipped by a branch
  * unless the maximum grows, computed wrong results in the CI's oclgrind --uninitialized run); row
- * sums are kept per lane and reduced once at the end; then the probabilities times V's rows into SOFTMAX_ROWS x DVEC float16 accumulators. */
+ * sums are kept per lane and reduced once at the end; then the probabilities times V's rows into
+ * SOFTMAX_ROWS x DVVEC float16 accumulators (in SOFTMAX_PV_PASSES passes, see above).
+ *
+ * With SOFTMAX_OPTS (the options of softmax_opts.clh as its last parameters): each row's key range
+ * is narrowed to its window ([lo, hi), softmax_opt_range); a group starts at its smallest lo
+ * rounded down to a step and ends at its largest hi, and the work-item's key blocks start at the
+ * smallest start of its groups, so a window costs its width, not Nk; steps that reach outside any
+ * row's range are masked per lane; the other options are applied to the score vectors
+ * (softmax_cpu_opts16); key blocks, groups' blocks and steps that meet no live block of the block
+ * mask are skipped (never loaded); rows finish with the sink (softmax_opt_finish). */
 __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4 qs,
                                    __global const CLATTN_STYPE(KP_DT) *kp,
                                    __global const CLATTN_STYPE(VP_DT) *vp, uint npad,
@@ -162,8 +253,14 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                                    __global float *lse, ulong l_off, ulong4 ls, int has_lse,
                                    __global const int *key_lengths, ulong kl_off, int has_kl,
                                    uint hq_count, uint hk_count, uint nq, uint nk,
-                                   float scale_log2, int causal)
+                                   float scale_log2, int causal CPU_OPT_ARGS)
 {
+#if SOFTMAX_OPTS
+    /* Every option argument is read before the first branch (softmax_opts.clh). */
+    uint obh = get_global_id(1);
+    uint ob = obh / hq_count, oh = obh - ob * hq_count;
+    SOFTMAX_OPT_SETUP(o, ob, oh, nq, nk);
+#endif
     /* Query blocks are handed out last-first: under a causal mask the last rows see the most keys,
      * and PoCL takes work-groups in order, so the long ones start first and the short ones fill in. */
     uint items = (nq + SOFTMAX_QBLOCK - 1) / SOFTMAX_QBLOCK;
@@ -176,27 +273,53 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
     uint hk = h / (hq_count / hk_count);
     ulong kvh = (ulong)b * hk_count + hk;
     __global const CLATTN_STYPE(KP_DT) *kpan = kp + kvh * (ulong)npad * SOFTMAX_HEAD_DIM;
-    __global const CLATTN_STYPE(VP_DT) *vrows = vp + kvh * (ulong)npad * DPAD;
+    __global const CLATTN_STYPE(VP_DT) *vrows = vp + kvh * (ulong)npad * DVPAD;
 
     long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, nk);
     float qv[SOFTMAX_QBLOCK][SOFTMAX_HEAD_DIM];
-    float16 accs[SOFTMAX_QBLOCK][DVEC];
+    float16 accs[SOFTMAX_QBLOCK][DVVEC];
     float16 lsum[SOFTMAX_QBLOCK];
     float ms[SOFTMAX_QBLOCK];
     int lims[SOFTMAX_QBLOCK];
     int gmin[SOFTMAX_QGROUPS], gmax[SOFTMAX_QGROUPS];
     int kend = 0;
+#if SOFTMAX_OPTS
+    /* Each row's first key (lims: its end); per group its first step and the largest first key. */
+    int los[SOFTMAX_QBLOCK];
+    int glo[SOFTMAX_QGROUPS], gmaxlo[SOFTMAX_QGROUPS];
+    int kbeg = (int)npad;
+    /* The options applied to score vectors (the window is the rows' ranges). */
+    uint vflags = o.flags & (SOFTMAX_OPT_BIAS | SOFTMAX_OPT_MASK | SOFTMAX_OPT_ALIBI |
+                             SOFTMAX_OPT_SOFTCAP | SOFTMAX_OPT_BLOCKS);
+#endif
     for (uint g = 0; g < SOFTMAX_QGROUPS; g++) {
         int lo = (int)nk, hi = 0;
+#if SOFTMAX_OPTS
+        int flo = (int)nk, mlo = 0;
+#endif
         for (uint r = 0; r < SOFTMAX_ROWS; r++) {
             uint i = g * SOFTMAX_ROWS + r;
             uint row = min(row0 + i, nq - 1); /* tail rows duplicate the last row, never stored */
             int lr = (int)clattn_visible(row, nq, nk, kl, causal);
+#if SOFTMAX_OPTS
+            long rlo = 0, rhi = lr;
+            softmax_opt_range(&o, row, &rlo, &rhi);
+            lr = (int)rhi;
+            los[i] = (int)rlo;
+            mlo = max(mlo, (int)rlo);
+            if (rlo < rhi) { /* a row that sees no key does not widen its group's range */
+                flo = min(flo, (int)rlo);
+                hi = max(hi, lr);
+            }
+            lims[i] = lr;
+            lo = min(lo, lr);
+#else
             lims[i] = lr;
             lo = min(lo, lr);
             hi = max(hi, lr);
+#endif
             softmax_load_q(qv[i], q, q_off, qs, b, h, row, scale_log2);
-            for (uint c = 0; c < DVEC; c++)
+            for (uint c = 0; c < DVVEC; c++)
                 accs[i][c] = CLATTN_SPLAT16(0.0f);
             lsum[i] = CLATTN_SPLAT16(0.0f);
             ms[i] = -INFINITY;
@@ -204,24 +327,55 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
         /* A group wholly past the last row does no work. */
         gmin[g] = lo;
         gmax[g] = row0 + g * SOFTMAX_ROWS < nq ? hi : 0;
+#if SOFTMAX_OPTS
+        glo[g] = flo / SOFTMAX_STEP_KEYS * SOFTMAX_STEP_KEYS;
+        gmaxlo[g] = mlo;
+        if (gmax[g] > glo[g])
+            kbeg = min(kbeg, glo[g]);
+#endif
         kend = max(kend, gmax[g]);
     }
 
+#if SOFTMAX_OPTS
+    uint qlast = min(row0 + SOFTMAX_QBLOCK - 1, nq - 1);
+    for (int kb0 = kbeg; kb0 < kend; kb0 += SOFTMAX_KV_BLOCK) {
+        if (!softmax_opt_live(&o, row0, qlast, kb0, min(kb0 + SOFTMAX_KV_BLOCK, kend) - 1))
+            continue; /* no live block of the block mask: never loaded */
+#else
     for (int kb0 = 0; kb0 < kend; kb0 += SOFTMAX_KV_BLOCK) {
+#endif
         for (uint g = 0; g < SOFTMAX_QGROUPS; g++) {
             int gend = min(gmax[g], kb0 + SOFTMAX_KV_BLOCK);
+#if SOFTMAX_OPTS
+            int gbeg = max(kb0, glo[g]);
+            uint gr0 = min(row0 + g * SOFTMAX_ROWS, nq - 1);
+            uint gr1 = min(row0 + g * SOFTMAX_ROWS + SOFTMAX_ROWS - 1, nq - 1);
+            if (gend <= gbeg || !softmax_opt_live(&o, gr0, gr1, gbeg, gend - 1))
+                continue;
+#else
+            int gbeg = kb0;
             if (gend <= kb0)
                 continue;
+#endif
             uint r0 = g * SOFTMAX_ROWS;
-            float16 acc[SOFTMAX_ROWS][DVEC], lv[SOFTMAX_ROWS];
+            float16 lv[SOFTMAX_ROWS];
             float m[SOFTMAX_ROWS];
+#if SOFTMAX_PV_PASSES == 1
+            float16 acc[SOFTMAX_ROWS][DVVEC];
+#endif
             _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
-                _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
+#if SOFTMAX_PV_PASSES == 1
+                _Pragma("unroll") for (uint c = 0; c < DVVEC; c++)
                     acc[r][c] = accs[r0 + r][c];
+#endif
                 lv[r] = lsum[r0 + r];
                 m[r] = ms[r0 + r];
             }
-            for (int k0 = kb0; k0 < gend; k0 += SOFTMAX_STEP_KEYS) {
+            for (int k0 = gbeg; k0 < gend; k0 += SOFTMAX_STEP_KEYS) {
+#if SOFTMAX_OPTS
+                if (!softmax_opt_live(&o, gr0, gr1, k0, min(k0 + SOFTMAX_STEP_KEYS, gend) - 1))
+                    continue;
+#endif
                 __global const CLATTN_STYPE(KP_DT) *pan = kpan + (ulong)k0 * SOFTMAX_HEAD_DIM;
                 float16 s[SOFTMAX_STEP_BLOCKS][SOFTMAX_ROWS];
                 _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
@@ -234,21 +388,64 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                             s[t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][d]), kv, s[t][r]);
                     }
                 }
+#if SOFTMAX_OPTS
+                bool edge = k0 < gmaxlo[g] || k0 + SOFTMAX_STEP_KEYS > gmin[g];
+#else
                 bool edge = k0 + SOFTMAX_STEP_KEYS > gmin[g];
+#endif
+#if SOFTMAX_OPTS
+                /* The options on the score vectors, one branch per step when none applies (a
+                 * window alone); a unit-stride bias over in-range keys without softcap is added by
+                 * plain vector loads, the rest by softmax_cpu_opts16. */
+                if (vflags) {
+                    bool fast_bias = (vflags & (SOFTMAX_OPT_BIAS | SOFTMAX_OPT_SOFTCAP)) ==
+                                         SOFTMAX_OPT_BIAS &&
+                                     o.bias_sj == 1 && k0 + SOFTMAX_STEP_KEYS <= (int)nk;
+                    uint rest = fast_bias ? vflags & ~SOFTMAX_OPT_BIAS : vflags;
+                    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
+                        long orow = min(row0 + r0 + r, nq - 1);
+                        if (fast_bias) {
+                            __global const CLATTN_STYPE(B_DT) *brow =
+                                o.bias + o.bias_base + (ulong)orow * o.bias_si + (ulong)k0;
+                            _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
+                                s[t][r] = fma(CLATTN_VLOAD(B_DT, 16, t, brow),
+                                              CLATTN_SPLAT16(CLATTN_LOG2E), s[t][r]);
+                        }
+                        if (rest) {
+                            _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
+                                s[t][r] = softmax_cpu_opts16(&o, rest, s[t][r], orow,
+                                                             k0 + (long)(t * SOFTMAX_KEY_BLOCK), nk);
+                        }
+                    }
+                }
+#endif
                 float p[SOFTMAX_ROWS][SOFTMAX_STEP_KEYS];
+#if SOFTMAX_PV_PASSES > 1
+                float corrs[SOFTMAX_ROWS];
+#endif
                 _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
                     float16 sm = CLATTN_SPLAT16(-INFINITY);
                     _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
                         if (edge) {
                             int16 key = CLATTN_LANES16 +
                                         CLATTN_ISPLAT16(k0 + (int)(t * SOFTMAX_KEY_BLOCK));
+#if SOFTMAX_OPTS
+                            s[t][r] = clattn_mask16(s[t][r],
+                                                    (key >= CLATTN_ISPLAT16(los[r0 + r])) &
+                                                        (key < CLATTN_ISPLAT16(lims[r0 + r])));
+#else
                             s[t][r] = clattn_mask16(s[t][r], key < CLATTN_ISPLAT16(lims[r0 + r]));
+#endif
                         }
                         sm = fmax(sm, s[t][r]);
                     }
                     float rs, corr = clattn_online_step(&m[r], clattn_hmax16(sm), &rs);
                     lv[r] *= CLATTN_SPLAT16(corr);
-                    CLATTN_SCALE16(acc[r], DVEC, corr);
+#if SOFTMAX_PV_PASSES == 1
+                    CLATTN_SCALE16(acc[r], DVVEC, corr);
+#else
+                    corrs[r] = corr;
+#endif
                     float16 ref = CLATTN_SPLAT16(rs);
                     _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
                         float16 e = clattn_softmax_exp2_neg16(s[t][r] - ref);
@@ -256,26 +453,52 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                         vstore16(e, t, p[r]);
                     }
                 }
-                __global const CLATTN_STYPE(VP_DT) *vb = vrows + (ulong)k0 * DPAD;
+                __global const CLATTN_STYPE(VP_DT) *vb = vrows + (ulong)k0 * DVPAD;
+#if SOFTMAX_PV_PASSES == 1
 #if SOFTMAX_STEP_BLOCKS == 1
                 _Pragma("unroll") for (uint j = 0; j < SOFTMAX_KEY_BLOCK; j++) { /* fully unrolled */
 #else
                 for (uint j = 0; j < SOFTMAX_STEP_KEYS; j++) { /* measured faster as a loop */
 #endif
 #if VP_DT == 0
-                    CLATTN_AXPY16_ROWS(acc, SOFTMAX_ROWS, DVEC, p, j, vb + j * DPAD);
+                    CLATTN_AXPY16_ROWS(acc, SOFTMAX_ROWS, DVVEC, p, j, vb + j * DVPAD);
 #else /* half V rows: CLATTN_AXPY16_ROWS with the load converted */
-                    _Pragma("unroll") for (uint c = 0; c < DVEC; c++) {
-                        float16 x = CLATTN_VLOAD(VP_DT, 16, c, vb + j * DPAD);
+                    _Pragma("unroll") for (uint c = 0; c < DVVEC; c++) {
+                        float16 x = CLATTN_VLOAD(VP_DT, 16, c, vb + j * DVPAD);
                         _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
                             acc[r][c] = fma(CLATTN_SPLAT16(p[r][j]), x, acc[r][c]);
                     }
 #endif
                 }
+#else /* SOFTMAX_PV_PASSES > 1: the accumulators pass through registers a slice at a time */
+                for (uint ps = 0; ps < SOFTMAX_PV_PASSES; ps++) {
+                    uint c0 = ps * SOFTMAX_PV_VECS;
+                    float16 a[SOFTMAX_ROWS][SOFTMAX_PV_VECS];
+                    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
+                        _Pragma("unroll") for (uint c = 0; c < SOFTMAX_PV_VECS; c++)
+                            a[r][c] = c0 + c < DVVEC ? accs[r0 + r][c0 + c] * CLATTN_SPLAT16(corrs[r])
+                                                     : CLATTN_SPLAT16(0.0f);
+                    for (uint j = 0; j < SOFTMAX_STEP_KEYS; j++) {
+                        _Pragma("unroll") for (uint c = 0; c < SOFTMAX_PV_VECS; c++) {
+                            if (c0 + c < DVVEC) {
+                                float16 x = CLATTN_VLOAD(VP_DT, 16, c0 + c, vb + j * DVPAD);
+                                _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
+                                    a[r][c] = fma(CLATTN_SPLAT16(p[r][j]), x, a[r][c]);
+                            }
+                        }
+                    }
+                    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
+                        _Pragma("unroll") for (uint c = 0; c < SOFTMAX_PV_VECS; c++)
+                            if (c0 + c < DVVEC)
+                                accs[r0 + r][c0 + c] = a[r][c];
+                }
+#endif
             }
             _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
-                _Pragma("unroll") for (uint c = 0; c < DVEC; c++)
+#if SOFTMAX_PV_PASSES == 1
+                _Pragma("unroll") for (uint c = 0; c < DVVEC; c++)
                     accs[r0 + r][c] = acc[r][c];
+#endif
                 lsum[r0 + r] = lv[r];
                 ms[r0 + r] = m[r];
             }
@@ -284,11 +507,20 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
     for (uint i = 0; i < SOFTMAX_QBLOCK; i++) {
         uint row = row0 + i;
         if (row < nq) {
-            float a[DPAD];
-            for (uint c = 0; c < DVEC; c++)
+            float a[DVPAD];
+            for (uint c = 0; c < DVVEC; c++)
                 vstore16(accs[i][c], c, a);
+#if !SOFTMAX_OPTS && SOFTMAX_HEAD_DIM_V == SOFTMAX_HEAD_DIM
             float l = clattn_hsum16(lsum[i]);
             SOFTMAX_STORE_ROW(a, ms[i], l, row);
+#else
+            float l = clattn_hsum16(lsum[i]), f, lse2;
+            SOFTMAX_CPU_FINISH(ms[i], l, f, lse2);
+            for (uint d = 0; d < SOFTMAX_HEAD_DIM_V; d++)
+                CLATTN_STORE(O_DT, a[d] * f, out, clattn_at(o_off, os, b, h, row, d));
+            if (has_lse)
+                lse[clattn_at(l_off, ls, b, h, row, 0)] = lse2 * CLATTN_LN2;
+#endif
         }
     }
 }

@@ -672,6 +672,49 @@ static void test_matrix_naive(void **state)
     run_matrix(CLATTN_SOFTMAX_NAIVE);
 }
 
+static void test_matrix_cpu(void **state)
+{
+    (void)state;
+    run_matrix(CLATTN_SOFTMAX_TILED_CPU);
+}
+
+static void test_matrix_gpu(void **state)
+{
+    (void)state;
+    run_matrix(CLATTN_SOFTMAX_TILED_GPU);
+}
+
+/* ---- TILED_CPU (the cpu stream of issue 16) ---- */
+static void test_tiled_cpu(void **state)
+{
+    (void)state;
+    check_algo(CLATTN_SOFTMAX_TILED_CPU);
+}
+
+/* D and Dv beyond the old space, each with a few options: Dv < D and not a multiple of 16, D above
+ * 256 (two P.V passes), D 512 with Dv 8; small shapes (each case is one kernel build). */
+static void test_tiled_cpu_dims(void **state)
+{
+    (void)state;
+    ocase cs[3];
+    ocase c = base_case();
+    c.d = 100; c.dv = 72; c.causal = 1; c.bias = 1; c.nq = 21; c.nk = 33;
+    cs[0] = c;
+    c = base_case();
+    c.d = 320; c.Hq = 2; c.Hk = 1; c.key_lengths = 1; c.B = 2; c.nq = 9; c.nk = 40;
+    cs[1] = c;
+    c = base_case();
+    c.d = 512; c.dv = 8; c.sinks = 1; c.wl = 7; c.wr = 2; c.bq = 16; c.bk = 16; c.nq = 19;
+    c.nk = 50;
+    cs[2] = c;
+    for (int i = 0; i < 3; i++) {
+        double err = run_case(&cs[i], CLATTN_SOFTMAX_TILED_CPU);
+        if (!(err >= 0 && err <= 1e-4))
+            print_error("tiled_cpu dims case %d: error %g\n", i, err);
+        assert_true(err >= 0 && err <= 1e-4);
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -694,9 +737,13 @@ int main(int argc, char **argv)
         return run_oclgrind(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_naive),
+        cmocka_unit_test(test_tiled_cpu),
+        cmocka_unit_test(test_tiled_cpu_dims),
         cmocka_unit_test(test_tiled_gpu),
         cmocka_unit_test(test_tiled_gpu_dims),
         cmocka_unit_test(test_matrix_naive),
+        cmocka_unit_test(test_matrix_cpu),
+        cmocka_unit_test(test_matrix_gpu),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

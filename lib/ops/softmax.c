@@ -471,6 +471,12 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
             snprintf(defs + strlen(defs), sizeof defs - strlen(defs), " -DKP_DT=%d -DVP_DT=%d",
                      (int)kpdt, (int)vpdt);
         snprintf(defs + strlen(defs), sizeof defs - strlen(defs), "%s", optdefs);
+        /* D or Dv above 256: the scheduler's P.V passes (sched_softmax.c, cpu_pv_passes). */
+        const char *passes = strstr(L->defines, "-DSOFTMAX_PV_PASSES=");
+        if (passes)
+            snprintf(base->launch + strlen(base->launch),
+                     sizeof base->launch - strlen(base->launch), " pv_passes=%d",
+                     atoi(passes + strlen("-DSOFTMAX_PV_PASSES=")));
         CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", defs, "clattn_softmax_pack_kv", 0,
                                            by, &plan->pack));
         CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", defs, "clattn_softmax_fwd_cpu",

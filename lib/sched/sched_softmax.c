@@ -16,7 +16,8 @@
  *     no local memory and is correct everywhere).
  *
  * TILED_CPU tiles: a register group's rows shrink as D grows so that its accumulators (rows x D
- * floats) stay in vector registers: 4 rows up to D = 64, 2 up to D = 128, else 1. Keys are consumed
+ * floats) stay in vector registers: 4 rows up to D = 64, 2 up to D = 128, else 1 (by the larger of D
+ * and Dv; above 256 the accumulators pass through registers in slices, cpu_pv_passes). Keys are consumed
  * 32 (D <= 64) or 16 at a time per online-softmax step. A work-item owns CPU_QUERY_GROUPS = 8 such
  * groups (32 rows at D = 64) and walks the keys in blocks: every group consumes a key block before
  * the next one is read, so a block's K panels and V rows are reused 8 times from L1/L2 instead of
@@ -83,11 +84,11 @@ static size_t device_wg_limit(const clattn_device_info *dev)
 /* Keys consumed per online-softmax step (the kernel's SOFTMAX_STEP_BLOCKS x 16): 32 up to D = 64. */
 static unsigned cpu_step_keys(size_t d) { return d <= 64 ? 2 * CLATTN__KEY_BLOCK : CLATTN__KEY_BLOCK; }
 
-/* The default key block: the largest power of two whose K panels and V rows fit CPU_KV_BLOCK_BYTES,
- * within [step, CPU_KV_BLOCK_MAX]. */
-static unsigned cpu_kv_block(size_t d)
+/* The default key block: the largest power of two whose K panels and V rows (D and Dv floats)
+ * fit CPU_KV_BLOCK_BYTES, within [step, CPU_KV_BLOCK_MAX]. */
+static unsigned cpu_kv_block(size_t d, size_t dv)
 {
-    size_t per_key = (d + (d + 15) / 16 * 16) * sizeof(float);
+    size_t per_key = (d + (dv + 15) / 16 * 16) * sizeof(float);
     size_t kv = floor_pow2(CPU_KV_BLOCK_BYTES / per_key);
     if (kv > CPU_KV_BLOCK_MAX)
         kv = CPU_KV_BLOCK_MAX;
@@ -96,10 +97,39 @@ static unsigned cpu_kv_block(size_t d)
     return (unsigned)kv;
 }
 
+/* V's head dim of a problem (0 there means D). */
+static size_t prob_dv(const clattn__softmax_problem *p)
+{
+    return p->head_dim_v ? p->head_dim_v : p->head_dim;
+}
+
+/* The register group's rows: by the larger of D and Dv (the rule at the top). */
+static unsigned cpu_rows(size_t d, size_t dv)
+{
+    size_t m = d > dv ? d : dv;
+    return m <= 64 ? 4 : m <= 128 ? 2 : 1;
+}
+
+/* P.V passes of the CPU kernel (SOFTMAX_PV_PASSES): one while D and Dv are <= 256 (the space
+ * measured before issue 16, unchanged); beyond, a group's rows x ceil(Dv / 16) accumulators would
+ * take all 32 AVX-512 registers (D 512, one row) and spill, so they stay in private memory and
+ * pass through registers CPU_PASS_VECTORS float16 vectors at a time per step (2 passes at Dv 512,
+ * 2 of 10 at Dv 320). */
+#define CPU_PASS_VECTORS 16
+static unsigned cpu_pv_passes(size_t d, size_t dv, unsigned rows)
+{
+    size_t vecs = rows * ((dv + 15) / 16);
+    if ((d <= 256 && dv <= 256) || vecs <= CPU_PASS_VECTORS)
+        return 1;
+    return (unsigned)((vecs + CPU_PASS_VECTORS - 1) / CPU_PASS_VECTORS);
+}
+
 /* Fills a TILED_CPU launch from explicit parameters (already validated). The defines do not carry
  * the work-group size (the kernel has no reqd_work_group_size), so local sizes share a program.
- * tile_q counts the query rows of a work-group: rows x CPU_QUERY_GROUPS x local size. */
-static void fill_cpu(const clattn_device_info *dev, size_t d, unsigned rows, size_t wg,
+ * tile_q counts the query rows of a work-group: rows x CPU_QUERY_GROUPS x local size. Dv itself
+ * reaches the kernel through the plan (-DSOFTMAX_HEAD_DIM_V); the P.V passes are named here, and
+ * only when above one (so launches of the old space keep their defines). */
+static void fill_cpu(const clattn_device_info *dev, size_t d, size_t dv, unsigned rows, size_t wg,
                      unsigned kv_block, clattn__softmax_launch *out)
 {
     /* Devices that run this family although it is not theirs (a SIMT-style implementation or a
@@ -117,13 +147,17 @@ static void fill_cpu(const clattn_device_info *dev, size_t d, unsigned rows, siz
              "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_ROWS=%u -DSOFTMAX_QGROUPS=%d -DSOFTMAX_TILE_KV=%u "
              "-DSOFTMAX_KEY_BLOCK=%d",
              d, rows, groups, kv_block, CLATTN__KEY_BLOCK);
+    unsigned passes = cpu_pv_passes(d, dv, rows);
+    if (passes > 1)
+        snprintf(out->defines + strlen(out->defines), sizeof out->defines - strlen(out->defines),
+                 " -DSOFTMAX_PV_PASSES=%u", passes);
 }
 
 static void plan_cpu(const clattn_device_info *dev, const clattn__softmax_problem *p,
                      clattn__softmax_launch *out)
 {
-    size_t d = p->head_dim;
-    unsigned rows = d <= 64 ? 4 : d <= 128 ? 2 : 1;
+    size_t d = p->head_dim, dv = prob_dv(p);
+    unsigned rows = cpu_rows(d, dv);
     /* On CPU devices a work-item is already a full vector thread: PoCL measured fastest with one
      * work-item per group (N4096 D64: 177 GFLOP/s against 119 with 8, which PoCL runs as a loop
      * it tries to vectorise across work-items). Real GPUs that land here (too little local
@@ -132,7 +166,7 @@ static void plan_cpu(const clattn_device_info *dev, const clattn__softmax_proble
     size_t lim = device_wg_limit(dev);
     if (wg > lim)
         wg = floor_pow2(lim);
-    fill_cpu(dev, d, rows, wg, cpu_kv_block(d), out);
+    fill_cpu(dev, d, dv, rows, wg, cpu_kv_block(d, dv), out);
 }
 
 static void fill_gpu(size_t d, size_t dv, size_t wg, size_t tile, clattn__softmax_launch *out)
@@ -508,8 +542,9 @@ clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
 
 /* ---- explicit launches and the tuner's search space ----
  *
- * TILED_CPU: ROWS in {1, 2, 4, 8} with ROWS * ceil(D/16) <= 32 float16 accumulators (beyond that
- * the accumulators spill out of the vector registers), local size a power of two up to 256 and
+ * TILED_CPU: ROWS in {1, 2, 4, 8} with ROWS * ceil(max(D, Dv)/16) <= 32 float16 accumulators
+ * (beyond that the accumulators spill out of the vector registers; above 256 the P.V passes of
+ * cpu_pv_passes follow from ROWS), local size a power of two up to 256 and
  * the device limit; the key block (tile_kv, 0: the default) a power of two of whole steps up to
  * 512 keys. Searched: ROWS x key blocks {64, 128, 256, 512} at the default local size, then the
  * local sizes {1, 2, 4, 8} at the default tiles. TILED_GPU: one row per work-item,
@@ -533,8 +568,9 @@ clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
     }
     size_t lim = device_wg_limit(dev);
     if (algo == CLATTN_SOFTMAX_TILED_CPU) {
+        size_t dv = prob_dv(prob), dmax = d > dv ? d : dv;
         if (!(rows == 1 || rows == 2 || rows == 4 || rows == 8) ||
-            rows * ((d + 15) / 16) > CPU_MAX_ACC_VECTORS) {
+            rows * ((dmax + 15) / 16) > CPU_MAX_ACC_VECTORS) {
             say(why, why_len, "rows per work-item must be 1, 2, 4 or 8 within 32 accumulators");
             return CLATTN_UNSUPPORTED;
         }
@@ -547,7 +583,7 @@ clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
             say(why, why_len, "key block must be a power of two from the step's keys to 512");
             return CLATTN_UNSUPPORTED;
         }
-        fill_cpu(dev, d, rows, local_size, tile_kv ? tile_kv : cpu_kv_block(d), out);
+        fill_cpu(dev, d, dv, rows, local_size, tile_kv ? tile_kv : cpu_kv_block(d, dv), out);
         return CLATTN_SUCCESS;
     }
     if (algo == CLATTN_SOFTMAX_TILED_GPU) {
