@@ -2,6 +2,7 @@
  * buffers holding the running sums, and a plan made when the state is created, whose kernels
  * every prefill and step runs through (nothing is built, created or uploaded after creation). */
 #include "linear.h"
+#include "states.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -375,47 +376,6 @@ cleanup:
     return status;
 }
 
-/* Checks a selection against a batch of nb sequences; *slots receives the work-item slots it
- * spans (nb for masks, count for lists; 0 for an empty list). `step`: a list may not be longer
- * than the batch. */
-static clattn_status check_select(clattn_context *ctx, const clattn_seq_select *sel, size_t nb,
-                                  const char *what, size_t *slots)
-{
-    clattn_status status = CLATTN_SUCCESS;
-    *slots = nb;
-    if (!sel || sel->kind == CLATTN_SEQ_ALL)
-        goto cleanup;
-    CLATTN_CHECK(sel->kind >= CLATTN_SEQ_MASK_U8 && sel->kind <= CLATTN_SEQ_LIST_I32,
-                 CLATTN_INVALID_ARGUMENT, "%s: selection kind %d is not a clattn_seq_kind", what,
-                 (int)sel->kind);
-    CLATTN_CHECK(sel->buffer != NULL, CLATTN_NULL_POINTER, "%s: selection buffer is NULL", what);
-    size_t n = sel->kind == CLATTN_SEQ_LIST_I32 ? sel->count : nb;
-    size_t elem = sel->kind == CLATTN_SEQ_MASK_U8 ? 1 : 4, size = 0;
-    CLATTN_CHECK(sel->kind != CLATTN_SEQ_LIST_I32 || sel->count <= nb, CLATTN_INVALID_ARGUMENT,
-                 "%s: an index list of %zu entries for a batch of %zu (entries must be distinct)",
-                 what, sel->count, nb);
-    CLATTN_CL(clGetMemObjectInfo(sel->buffer, CL_MEM_SIZE, sizeof size, &size, NULL));
-    CLATTN_CHECK(sel->offset <= size / elem && n <= size / elem - sel->offset,
-                 CLATTN_INVALID_ARGUMENT,
-                 "%s: selection of %zu entries at offset %zu exceeds its buffer (%zu bytes)", what,
-                 n, sel->offset, size);
-    *slots = n;
-cleanup:
-    return status;
-}
-
-/* The selection's kernel arguments (a dummy buffer when there is none). */
-static void arg_select(clattn__args *a, const clattn_seq_select *sel, cl_mem dummy, cl_uint nb)
-{
-    cl_int kind = sel ? (cl_int)sel->kind : 0;
-    cl_mem buf = kind ? sel->buffer : dummy;
-    cl_ulong off = kind ? (cl_ulong)sel->offset : 0;
-    CLATTN_ARG(a, kind);
-    CLATTN_ARG(a, buf);
-    CLATTN_ARG(a, off);
-    CLATTN_ARG(a, nb);
-}
-
 clattn_status clattn_linear_state_reset_select(clattn_linear_state *state,
                                                const clattn_seq_select *select, cl_uint num_wait,
                                                const cl_event *wait, cl_event *event)
@@ -429,7 +389,7 @@ clattn_status clattn_linear_state_reset_select(clattn_linear_state *state,
     size_t slots = 0;
     CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
                  "linear state reset select: num_wait > 0 but wait is NULL");
-    CLATTN_FORWARD(check_select(ctx, select, state->shape[0], "linear state reset select", &slots));
+    CLATTN_FORWARD(clattn__seq_select_check(ctx, select, state->shape[0], "linear state reset select", &slots));
     if (!select || select->kind == CLATTN_SEQ_ALL)
         return state_clear(state, num_wait, wait, event);
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
@@ -449,7 +409,7 @@ clattn_status clattn_linear_state_reset_select(clattn_linear_state *state,
         CLATTN_ARG(&a, p[j].buf);
         CLATTN_ARG(&a, per);
         CLATTN_ARG(&a, bits);
-        arg_select(&a, select, state->pos, (cl_uint)state->shape[0]);
+        clattn__seq_select_args(&a, select, state->pos, state->shape[0]);
         CLATTN_CL(a.err);
         size_t g[2] = {(size_t)per, slots};
         CLATTN_FORWARD(clattn__seq_kernel(&s, state->kfill, 2, g, j == np - 1, event));
@@ -867,7 +827,7 @@ static clattn_status step_run(clattn_linear_state *state, const clattn_tensor *q
     CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
                  "linear step: num_wait > 0 but wait is NULL");
     CLATTN_FORWARD(check_state_io(state, q, k, v, out, true));
-    CLATTN_FORWARD(check_select(ctx, sel, state->shape[0], "linear step", &slots));
+    CLATTN_FORWARD(clattn__seq_select_check(ctx, sel, state->shape[0], "linear step", &slots));
     const clattn__linear_plan *p = plan_of(state);
     const clattn_linear_desc *d = &p->desc;
     size_t hk = state->shape[1], group = q->shape[1] / hk, bhk = state->shape[0] * hk;
@@ -932,7 +892,7 @@ static clattn_status step_run(clattn_linear_state *state, const clattn_tensor *q
     CLATTN_ARG(&a, state->fk);
     CLATTN_ARG(&a, state->vp);
     CLATTN_ARG(&a, state->fq);
-    arg_select(&a, sel, state->pos, (cl_uint)state->shape[0]);
+    clattn__seq_select_args(&a, sel, state->pos, state->shape[0]);
     CLATTN_CL(a.err);
     static const size_t one = 1;
     size_t g = slots * hk;
