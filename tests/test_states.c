@@ -4,7 +4,9 @@
  * for bit and their output rows untouched; positions count the tokens each sequence took; reset of
  * a subset (host list, device list) leaves the others bit-identical; copy_seq / save_seq /
  * load_seq round trips are exact; bad indices and selections are refused with nothing written.
- * The same for the SSM state (no positions). Small shapes: a few kernel builds per device. */
+ * The same for the SSM state (no positions). With the clfault shim preloaded: a step of either
+ * state, all sequences or a selection, is one kernel launch (and no other command). Small shapes:
+ * a few kernel builds per device. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "clattn.h"
+#include "shim/clfault.h"
 #include "test_ssm_fixture.h"
 #include "test_util.h"
 
@@ -419,6 +422,79 @@ static void test_ssm_batched(void **state)
     ssm_params_free(&p);
 }
 
+/* ---- one launch per step (clfault shim) ---- */
+
+/* Commands enqueued so far (every clEnqueue* the shim wraps). */
+static unsigned long enqueues(void)
+{
+    static const char *const fns[] = {
+        "clEnqueueBarrierWithWaitList", "clEnqueueCopyBuffer",   "clEnqueueCopyBufferRect",
+        "clEnqueueFillBuffer",          "clEnqueueMarkerWithWaitList", "clEnqueueNDRangeKernel",
+        "clEnqueueReadBuffer",          "clEnqueueReadBufferRect", "clEnqueueWriteBuffer",
+        "clEnqueueWriteBufferRect"};
+    unsigned long n = 0;
+    for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
+        n += shim_calls(fns[i]);
+    return n;
+}
+
+static void test_one_launch(void **state)
+{
+    (void)state;
+    if (!shim_loaded()) {
+        fprintf(stderr, "note: the clfault shim is not preloaded; skipped\n");
+        skip();
+    }
+    size_t H = 2, D = 8;
+    clattn_linear_desc d;
+    clattn_linear_desc_init(&d);
+    d.feature_map = CLATTN_LINEAR_FEATURE_FAVOR; /* features of q and k, momentum: 8 launches */
+    d.features = 16;
+    d.momentum = CLATTN_LINEAR_MOMENTUM_FIXED;
+    d.mu = 0.8f;
+    clattn_linear_state *st = NULL;
+    OK(clattn_linear_state_create(ctx, &d, B, H, D, D, &st));
+    cl_mem bq = tu_buffer(ctx, B * H * D * 4, NULL), bo = tu_buffer(ctx, B * H * D * 4, NULL);
+    cl_mem sel = tu_buffer(ctx, B, NULL);
+    unsigned char m8[B] = {1, 0, 1, 0};
+    write_buf(sel, B, m8);
+    float *zeros = calloc(B * H * D, 4);
+    assert_non_null(zeros);
+    write_buf(bq, B * H * D * 4, zeros);
+    clattn_tensor tq = clattn_tensor_make(bq, B, H, 1, D), to = clattn_tensor_make(bo, B, H, 1, D);
+    clattn_seq_select ms = {CLATTN_SEQ_MASK_U8, sel, 0, 0};
+    OK(clattn_context_finish(ctx));
+    unsigned long k0 = shim_calls("clEnqueueNDRangeKernel"), a0 = enqueues();
+    OK(clattn_linear_step(st, &tq, &tq, &tq, &to, 0, NULL, NULL));
+    unsigned long k1 = shim_calls("clEnqueueNDRangeKernel"), a1 = enqueues();
+    OK(clattn_linear_step_select(st, &tq, &tq, &tq, &to, &ms, 0, NULL, NULL));
+    unsigned long k2 = shim_calls("clEnqueueNDRangeKernel"), a2 = enqueues();
+    assert_int_equal(k1 - k0, 1);
+    assert_int_equal(a1 - a0, 1);
+    assert_int_equal(k2 - k1, 1);
+    assert_int_equal(a2 - a1, 1);
+    OK(clattn_context_finish(ctx));
+    ssm_params p;
+    ssm_params_make(&p, 3, 8, 4);
+    clattn_ssm *h = ssm_params_handle(ctx, &p, 1);
+    clattn_ssm_state *ss = NULL;
+    OK(clattn_ssm_state_create(h, B, &ss));
+    clattn_tensor tu = clattn_tensor_make(bq, B, 3, 1, 1), ty = clattn_tensor_make(bo, B, 3, 1, 1);
+    OK(clattn_context_finish(ctx));
+    k0 = shim_calls("clEnqueueNDRangeKernel");
+    OK(clattn_ssm_step_select(ss, &tu, &ty, &ms, 0, NULL, NULL));
+    assert_int_equal(shim_calls("clEnqueueNDRangeKernel") - k0, 1);
+    OK(clattn_context_finish(ctx));
+    clattn_ssm_state_destroy(ss);
+    clattn_ssm_destroy(h);
+    ssm_params_free(&p);
+    free(zeros);
+    clReleaseMemObject(bq);
+    clReleaseMemObject(bo);
+    clReleaseMemObject(sel);
+    clattn_linear_state_destroy(st);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -437,6 +513,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear_batched),
         cmocka_unit_test(test_ssm_batched),
+        cmocka_unit_test(test_one_launch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
