@@ -184,7 +184,8 @@ static void run_linear_form(const form *f)
     }
     OK(clattn_linear_state_positions(st, pos));
     for (int b = 0; b < B; b++)
-        assert_int_equal(pos[b], want_pos[b]);
+        if (pos[b] != want_pos[b])
+            fail_msg("position of sequence %d: %u, want %u (form %d)", b, (unsigned)pos[b], (unsigned)want_pos[b], (int)f->mom);
     /* The batched state's sequences equal the per-sequence states. */
     size_t M = f->fmap == CLATTN_LINEAR_FEATURE_FAVOR ? 16 : D;
     size_t ns = H * M * Dv, nz = H * M;

@@ -813,6 +813,70 @@ static cl_float log_eps(const clattn_linear_desc *d)
     return d->eps > 0.0f ? (cl_float)log((double)d->eps) : -INFINITY;
 }
 
+/* The step's work-group size (its items share the value columns of one (sequence, key head)):
+ * 1 where work-groups must be single items (loop-capped and SIMT CPU devices), 16 on CPUs, 64
+ * (STATES_WG) elsewhere. */
+static size_t step_local(const clattn_linear_state *st)
+{
+    const clattn_device_info *dev = &st->ctx->info;
+    if (plan_of(st)->launch.one_item_groups || dev->loop_iteration_cap || dev->simt_cpu)
+        return 1;
+    return dev->device_class == CLATTN_DEVICE_CPU ? 16 : 64;
+}
+
+/* Loop iterations one work-group of the step runs (every item's loops together): on a device
+ * that ends loops after loop_iteration_cap iterations (llvmpipe), steps above it take the
+ * multi-launch path of the state's plan (whole batch only). */
+static uint64_t step_iterations(const clattn_linear_state *st, size_t group)
+{
+    const clattn_linear_desc *d = &plan_of(st)->desc;
+    uint64_t mp = st->mp, dv = st->shape[3], dd = st->shape[2];
+    uint64_t feat = d->feature_map == CLATTN_LINEAR_FEATURE_FAVOR ? mp * dd + dd + 2 * mp : mp;
+    uint64_t upd = mp * (dv + 1) * (d->momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE ? 2 : 1);
+    return st->dvp + (1 + group) * feat + upd + group * (mp + dv * mp) + 16;
+}
+
+/* The plan's multi-launch step (features, padded values, update, commit, output). */
+static clattn_status legacy_step(clattn_linear_state *state, const clattn_tensor *q,
+                                 const clattn_tensor *k, const clattn_tensor *v,
+                                 const clattn_tensor *out, cl_uint num_wait, const cl_event *wait,
+                                 cl_event *event)
+{
+    clattn_context *ctx = state->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    cl_event mid = NULL;
+    clattn__seq s;
+    bool started = false;
+    clattn__linear_bufs b = state_bufs(state);
+    clattn__linear_plan *p = (clattn__linear_plan *)state->plan;
+    clattn__linear_job j;
+    memset(&j, 0, sizeof j);
+    j.p = p;
+    j.z = clattn__linear_dims_of(p, q->shape, k->shape, v->shape);
+    j.step = 1;
+    j.q = q;
+    j.k = k;
+    j.v = v;
+    j.out = out;
+    j.state = &b;
+    CLATTN_FORWARD(clattn__linear_run(&j, num_wait, wait, &mid));
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, 1, &mid));
+    started = true;
+    cl_uint one = 1;
+    clattn__args a = {state->kpos, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, state->pos);
+    CLATTN_ARG(&a, one);
+    CLATTN_CL(a.err);
+    size_t g = state->shape[0];
+    CLATTN_FORWARD(clattn__seq_kernel(&s, state->kpos, 1, &g, true, event));
+cleanup:
+    if (started)
+        clattn__seq_end(&s);
+    if (mid)
+        clReleaseEvent(mid);
+    return status;
+}
+
 /* One launch of kernels_cl/states.cl's clattn_linear_state_step for the selected sequences. */
 static clattn_status step_run(clattn_linear_state *state, const clattn_tensor *q,
                               const clattn_tensor *k, const clattn_tensor *v,
@@ -839,6 +903,15 @@ static clattn_status step_run(clattn_linear_state *state, const clattn_tensor *q
         state->fq_bytes = 0;
         CLATTN_FORWARD(clattn__buffer_create(ctx, fq_bytes, "step query features", &state->fq));
         state->fq_bytes = fq_bytes;
+    }
+    uint64_t cap = ctx->info.loop_iteration_cap;
+    if (cap && step_iterations(state, group) > cap / 2) {
+        CLATTN_CHECK(clattn__seq_select_all(sel), CLATTN_UNSUPPORTED,
+                     "linear step: a step of %zu features x %zu values per key head is too long "
+                     "for this device's loop limit with a sequence selection (steps of the whole "
+                     "batch run as several launches)",
+                     state->m, state->shape[3]);
+        return legacy_step(state, q, k, v, out, num_wait, wait, event);
     }
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     started = true;
@@ -894,10 +967,8 @@ static clattn_status step_run(clattn_linear_state *state, const clattn_tensor *q
     CLATTN_ARG(&a, state->fq);
     clattn__seq_select_args(&a, sel, state->pos, state->shape[0]);
     CLATTN_CL(a.err);
-    static const size_t one = 1;
-    size_t g = slots * hk;
-    CLATTN_FORWARD(clattn__seq_kernel_local(&s, state->kstep, 1, &g,
-                                            p->launch.one_item_groups ? &one : NULL, true, event));
+    size_t local = step_local(state), g = slots * hk * local;
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s, state->kstep, 1, &g, &local, true, event));
 cleanup:
     if (started)
         clattn__seq_end(&s);
