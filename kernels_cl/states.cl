@@ -156,8 +156,8 @@ __kernel void clattn_linear_state_step(
     uint bh = b * heads + h, dw = dvp + 16;
     ulong base = (ulong)bh * mp * dw;
     __global float *fk = fkb + (ulong)bh * mp, *vr = vpb + (ulong)bh * dvp;
-    float r = sr[bh];
-    uint t = mom == 2 ? stc[bh] : 0u;
+    float r = live ? sr[bh] : 0.0f;
+    uint t = live && mom == 2 ? stc[bh] : 0u;
     for (uint e = lid; live && e < dvp; e += l)
         vr[e] = e < dv ? CLATTN_LOAD(V_DT, vx, clattn_at(v_off, v_st, b, h, 0, e)) : 0.0f;
     float lk = states_feat_k(kx, k_off, k_st, b, h, d, m, lmp, fmap, wt, xs, fs, fk, red);
