@@ -188,17 +188,49 @@ inline void ssm_store_dt(__global uchar *p, int dt, ulong i, float x)
         CLATTN_STORE(0, x, (__global float *)p, i);
 }
 
+/* The sequence of a step's work-item slot under a clattn_seq_select (kernels_cl/states.cl's
+ * clattn_seq_pick): nb when the slot stands for none. */
+inline uint ssm_seq_pick(uint si, int kind, __global const uchar *sel, ulong off, uint nb)
+{
+    if (kind == 0)
+        return si;
+    if (kind == 1)
+        return sel[off + si] != 0 ? si : nb;
+    int v = ((__global const int *)sel)[off + si];
+    if (kind == 2)
+        return v != 0 ? si : nb;
+    return v >= 0 && (uint)v < nb ? (uint)v : nb;
+}
+
 /* One recurrent step per (b, h): x[n] = w[n] x[n] + u, y = Re(sum_n Ct[n] x[n]) + D u. The state
  * x is [B * H * N] complex as float pairs; d holds D per channel (has_d 0: no skip term); u and y
  * are of element types u_dt and y_dt. Scalar arithmetic (no float2 temporaries): oclgrind's
  * --uninitialized check flags values built by vector inserts. */
-__kernel void clattn_ssm_step(__global float *x, __global const float4 *wct,
-                              __global const float *d, int has_d, __global const uchar *u,
-                              ulong u_off, ulong4 u_st, __global uchar *y, ulong y_off,
-                              ulong4 y_st, uint H, uint N, int u_dt, int y_dt)
+__kernel void clattn_ssm_step(__global float *x_, __global const float4 *wct_,
+                              __global const float *d_, int has_d_, __global const uchar *u_,
+                              ulong u_off_, ulong4 u_st_, __global uchar *y_, ulong y_off_,
+                              ulong4 y_st_, uint H_, uint N_, int u_dt_, int y_dt_, int kind_,
+                              __global const uchar *sel_, ulong sel_off_, uint nb_)
 {
-    uint bh = get_global_id(0);
-    uint b = bh / H, h = bh % H;
+    /* Every argument into a private before any branch (rusticl). */
+    __global float *x = x_;
+    __global const float4 *wct = wct_;
+    __global const float *d = d_;
+    int has_d = has_d_, u_dt = u_dt_, y_dt = y_dt_;
+    __global const uchar *u = u_;
+    __global uchar *y = y_;
+    ulong u_off = u_off_, y_off = y_off_;
+    ulong4 u_st = u_st_, y_st = y_st_;
+    uint H = H_, N = N_;
+    int kind = kind_;
+    __global const uchar *sel = sel_;
+    ulong sel_off = sel_off_;
+    uint nb = nb_, hh = H;
+    uint si = get_global_id(0) / hh, h = get_global_id(0) % hh;
+    uint b = ssm_seq_pick(si, kind, sel, sel_off, nb);
+    if (b >= nb)
+        return;
+    uint bh = b * hh + h;
     float uv = ssm_load_dt(u, u_dt, clattn_at(u_off, u_st, b, h, 0, 0));
     __global float *xs = x + (ulong)bh * N * 2;
     float acc = 0.0f;

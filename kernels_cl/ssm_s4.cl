@@ -71,6 +71,20 @@ __kernel void clattn_ssm_s4_copy(__global const float *kt, uint Lg, __global flo
     k[k_off + (ulong)h * k_row + (ulong)l * k_pos] = l < L ? kt[(ulong)h * Lg + l] : 0.0f;
 }
 
+/* The sequence of a step's work-item slot under a clattn_seq_select (kernels_cl/states.cl's
+ * clattn_seq_pick): nb when the slot stands for none. */
+inline uint ssm_seq_pick(uint si, int kind, __global const uchar *sel, ulong off, uint nb)
+{
+    if (kind == 0)
+        return si;
+    if (kind == 1)
+        return sel[off + si] != 0 ? si : nb;
+    int v = ((__global const int *)sel)[off + si];
+    if (kind == 2)
+        return v != 0 ? si : nb;
+    return v >= 0 && (uint)v < nb ? (uint)v : nb;
+}
+
 /* One bilinear step per (b, h) through the DPLR structure, with hd = dt / 2 and the real scalar
  * s(x) = 2 Re(sum_n conj(Q_n) x_n) (the rank-1 term of the conjugate-pair system):
  *   v_n = (1 + hd Lambda_n) x_n - hd P_n s(x) + dt B_n u          ((I + hd A) x + dt B u)
@@ -80,13 +94,31 @@ __kernel void clattn_ssm_s4_copy(__global const float *kt, uint Lg, __global flo
  * prm: [H * N] of 3 float4 {alpha = 1 + hd Lambda, hd P}, {dt B, e}, {conj Q, C}, then [H] float4
  * {beta, 0, 0, 0}. The arguments are those of ssm.cl's clattn_ssm_step (u and y of element types
  * u_dt and y_dt: 0 float32, 1 float16, 2 bfloat16). */
-__kernel void clattn_ssm_s4_step(__global float *x, __global const float4 *prm,
-                                 __global const float *d, int has_d, __global const uchar *u,
-                                 ulong u_off, ulong4 u_st, __global uchar *y, ulong y_off,
-                                 ulong4 y_st, uint H, uint N, int u_dt, int y_dt)
+__kernel void clattn_ssm_s4_step(__global float *x_, __global const float4 *prm_,
+                                 __global const float *d_, int has_d_, __global const uchar *u_,
+                                 ulong u_off_, ulong4 u_st_, __global uchar *y_, ulong y_off_,
+                                 ulong4 y_st_, uint H_, uint N_, int u_dt_, int y_dt_, int kind_,
+                                 __global const uchar *sel_, ulong sel_off_, uint nb_)
 {
-    uint bh = get_global_id(0);
-    uint b = bh / H, h = bh % H;
+    /* Every argument into a private before any branch (rusticl). */
+    __global float *x = x_;
+    __global const float4 *prm = prm_;
+    __global const float *d = d_;
+    int has_d = has_d_, u_dt = u_dt_, y_dt = y_dt_;
+    __global const uchar *u = u_;
+    __global uchar *y = y_;
+    ulong u_off = u_off_, y_off = y_off_;
+    ulong4 u_st = u_st_, y_st = y_st_;
+    uint H = H_, N = N_;
+    int kind = kind_;
+    __global const uchar *sel = sel_;
+    ulong sel_off = sel_off_;
+    uint nb = nb_, hh = H;
+    uint si = get_global_id(0) / hh, h = get_global_id(0) % hh;
+    uint b = ssm_seq_pick(si, kind, sel, sel_off, nb);
+    if (b >= nb)
+        return;
+    uint bh = b * hh + h;
     ulong ui = clattn_at(u_off, u_st, b, h, 0, 0);
     float uv = u_dt == 1   ? CLATTN_LOAD(1, (__global const half *)u, ui)
                : u_dt == 2 ? CLATTN_LOAD(2, (__global const ushort *)u, ui)

@@ -33,6 +33,7 @@ static const struct {
     {"gss", cli_run_gss, cli_bench_gss, cli_usage_gss},
     {"mgk", cli_run_mgk, cli_bench_mgk, cli_usage_mgk},
     {"deq", cli_run_deq, cli_bench_deq, cli_usage_deq},
+    {"decode", NULL, cli_bench_decode, cli_usage_decode}, /* bench only (cli_decode.c) */
 };
 #define N_OPERATORS (sizeof OPERATORS / sizeof OPERATORS[0])
 

@@ -327,5 +327,7 @@ clattn_status cli_make_s4d_lin(clattn_context *ctx, size_t H, size_t N, clattn_s
 void cli_usage_deq(FILE *f); /* cli_deq.c */
 int cli_run_deq(int argc, char **argv);
 int cli_bench_deq(int argc, char **argv);
+void cli_usage_decode(FILE *f); /* cli_decode.c: bench decode (issue 17) */
+int cli_bench_decode(int argc, char **argv);
 
 #endif

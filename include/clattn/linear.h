@@ -316,4 +316,93 @@ CLATTN_API clattn_status clattn_linear_step(clattn_linear_state *state, const cl
                                             const clattn_tensor *out, cl_uint num_wait,
                                             const cl_event *wait, cl_event *event);
 
+/* ---- Batched decoding states: per-sequence operations (serving engines) ----
+ * A state of `batch` sequences (linear here, clattn_ssm_state in ssm.h) is stepped for the whole
+ * batch in one launch. Each sequence b owns its slice of every state buffer and a position (its
+ * token count: prefills add their length, steps add 1 for the sequences they advance; resets set
+ * it to 0, copies and snapshots carry it). A step may advance only a subset of the sequences (the
+ * ones decoding this tick), chosen by a device-side selection; unselected sequences keep their
+ * state and position bit for bit, and their rows of out are not written (they keep whatever the
+ * caller had there).
+ *
+ * clattn_seq_select names the subset in a device buffer (no host round trip):
+ *   CLATTN_SEQ_ALL       every sequence (buffer unused; a NULL selection means the same);
+ *   CLATTN_SEQ_MASK_U8   uint8 [B] at element `offset`: sequence b selected when mask[b] != 0;
+ *   CLATTN_SEQ_MASK_I32  int32 [B] likewise;
+ *   CLATTN_SEQ_LIST_I32  int32 [count] sequence indices at element `offset`, count <= B. Entries
+ *                        outside 0..B-1 are skipped (the library cannot check device data
+ *                        without a round trip); a step's list must not repeat an entry (two
+ *                        updates of one sequence race: undefined state), a reset's may.
+ * The host checks the kind, that the buffer holds the entries (INVALID_ARGUMENT otherwise) and,
+ * for lists, count <= B; an empty list (count 0) enqueues only a marker. */
+typedef enum clattn_seq_kind {
+    CLATTN_SEQ_ALL = 0,
+    CLATTN_SEQ_MASK_U8 = 1,
+    CLATTN_SEQ_MASK_I32 = 2,
+    CLATTN_SEQ_LIST_I32 = 3
+} clattn_seq_kind;
+
+typedef struct clattn_seq_select {
+    clattn_seq_kind kind;
+    cl_mem buffer; /* not retained: must live until the command using it has run */
+    size_t offset; /* in elements of the selection's type */
+    size_t count;  /* CLATTN_SEQ_LIST_I32: entries; ignored by masks (B entries) */
+} clattn_seq_select;
+
+/* clattn_linear_step for the selected sequences only (select NULL: all, as clattn_linear_step;
+ * both are one kernel launch for the whole batch: features, state update and output fused).
+ * q, k, v and out keep the full batch shapes; only the selected sequences' rows are read and
+ * written. Status as for clattn_linear_step, plus the selection's (above). */
+CLATTN_API clattn_status clattn_linear_step_select(clattn_linear_state *state,
+                                                   const clattn_tensor *q, const clattn_tensor *k,
+                                                   const clattn_tensor *v,
+                                                   const clattn_tensor *out,
+                                                   const clattn_seq_select *select,
+                                                   cl_uint num_wait, const cl_event *wait,
+                                                   cl_event *event);
+
+/* Enqueues the reset (empty state, position 0) of the sequences seqs[0..count) (host list;
+ * repeats harmless; count 0: a marker) or of a device selection (select NULL or CLATTN_SEQ_ALL:
+ * clattn_linear_state_reset). Other sequences stay bit-identical. INVALID_ARGUMENT (nothing
+ * enqueued) for a host index >= batch or a bad selection. */
+CLATTN_API clattn_status clattn_linear_state_reset_seqs(clattn_linear_state *state,
+                                                        const size_t *seqs, size_t count,
+                                                        cl_uint num_wait, const cl_event *wait,
+                                                        cl_event *event);
+CLATTN_API clattn_status clattn_linear_state_reset_select(clattn_linear_state *state,
+                                                          const clattn_seq_select *select,
+                                                          cl_uint num_wait, const cl_event *wait,
+                                                          cl_event *event);
+
+/* Enqueues sequence src_seq of src into sequence dst_seq of dst (fork after a shared prompt),
+ * state and position. The states may differ in batch but must share context, heads, d, dv and
+ * desc (statuses as for clattn_linear_state_copy); dst == src with dst_seq == src_seq is a
+ * no-op. INVALID_ARGUMENT (nothing enqueued) for an index out of range. */
+CLATTN_API clattn_status clattn_linear_state_copy_seq(clattn_linear_state *dst, size_t dst_seq,
+                                                      const clattn_linear_state *src,
+                                                      size_t src_seq, cl_uint num_wait,
+                                                      const cl_event *wait, cl_event *event);
+
+/* One sequence's S and z (blocking; layouts of clattn_linear_state_read with B = 1), and its
+ * write (as clattn_linear_state_write; position unchanged). INVALID_ARGUMENT for seq >= batch. */
+CLATTN_API clattn_status clattn_linear_state_read_seq(clattn_linear_state *state, size_t seq,
+                                                      float *s, float *z);
+CLATTN_API clattn_status clattn_linear_state_write_seq(clattn_linear_state *state, size_t seq,
+                                                       const float *s, const float *z);
+
+/* One sequence's snapshot (blocking): the format of clattn_linear_state_save, byte for byte the
+ * snapshot of a batch-1 state holding that sequence (so it loads into any sequence of a state of
+ * the same heads, d, dv and desc, or into a whole batch-1 state, and back). Status as for
+ * save / load, plus INVALID_ARGUMENT for seq >= batch. */
+CLATTN_API clattn_status clattn_linear_state_seq_save_size(const clattn_linear_state *state,
+                                                           size_t *bytes);
+CLATTN_API clattn_status clattn_linear_state_save_seq(clattn_linear_state *state, size_t seq,
+                                                      void *buf, size_t size);
+CLATTN_API clattn_status clattn_linear_state_load_seq(clattn_linear_state *state, size_t seq,
+                                                      const void *buf, size_t size);
+
+/* Blocking read of the B sequences' positions (token counts, see above). */
+CLATTN_API clattn_status clattn_linear_state_positions(clattn_linear_state *state,
+                                                       uint32_t *positions);
+
 #endif /* CLATTN_LINEAR_H */

@@ -208,6 +208,44 @@ CLATTN_API clattn_status clattn_ssm_step(clattn_ssm_state *state, const clattn_t
                                          const clattn_tensor *y, cl_uint num_wait,
                                          const cl_event *wait, cl_event *event);
 
+/* Batched decoding (see linear.h's "Batched decoding states"): the state's B sequences step in one
+ * launch; clattn_ssm_step_select advances only the sequences a device selection names (select
+ * NULL: all, as clattn_ssm_step); the others keep x bit for bit and their y rows are not
+ * written. SSM states have no position (a step does not depend on it). Status as for
+ * clattn_ssm_step plus the selection's. */
+CLATTN_API clattn_status clattn_ssm_step_select(clattn_ssm_state *state, const clattn_tensor *u,
+                                                const clattn_tensor *y,
+                                                const clattn_seq_select *select,
+                                                cl_uint num_wait, const cl_event *wait,
+                                                cl_event *event);
+
+/* Enqueues x = 0 for the sequences seqs[0..count) (host list, repeats harmless, count 0: a
+ * marker) or a device selection (NULL or CLATTN_SEQ_ALL: clattn_ssm_state_reset); the others stay
+ * bit-identical. INVALID_ARGUMENT (nothing enqueued) for an index >= batch or a bad selection. */
+CLATTN_API clattn_status clattn_ssm_state_reset_seqs(clattn_ssm_state *state, const size_t *seqs,
+                                                     size_t count, cl_uint num_wait,
+                                                     const cl_event *wait, cl_event *event);
+CLATTN_API clattn_status clattn_ssm_state_reset_select(clattn_ssm_state *state,
+                                                       const clattn_seq_select *select,
+                                                       cl_uint num_wait, const cl_event *wait,
+                                                       cl_event *event);
+
+/* Enqueues sequence src_seq of src into dst_seq of dst (fork): same context, heads and state
+ * size (INVALID_CONTEXT, SHAPE_MISMATCH), batches may differ; the same sequence of one state is a
+ * no-op; INVALID_ARGUMENT (nothing enqueued) for an index out of range. The handles' parameters
+ * are not compared (copy between states of one handle). */
+CLATTN_API clattn_status clattn_ssm_state_copy_seq(clattn_ssm_state *dst, size_t dst_seq,
+                                                   const clattn_ssm_state *src, size_t src_seq,
+                                                   cl_uint num_wait, const cl_event *wait,
+                                                   cl_event *event);
+
+/* Blocking read / write of one sequence's x as [H][N][2] float32 (clattn_ssm_state_read's layout
+ * with B = 1; write: finite values, else INVALID_ARGUMENT and nothing written). These serve as the
+ * sequence's snapshot. INVALID_ARGUMENT for seq >= batch. */
+CLATTN_API clattn_status clattn_ssm_state_read_seq(clattn_ssm_state *state, size_t seq, float *x);
+CLATTN_API clattn_status clattn_ssm_state_write_seq(clattn_ssm_state *state, size_t seq,
+                                                    const float *x);
+
 /* The GSS layer forward (Mehta et al. 2022, "Long Range Language Modeling via Gated State
  * Spaces", Figure 1), for tokens x [T = B * L rows, E features]:
  *   xn = LayerNorm(x) * gamma + beta                 (over E, eps from the desc)

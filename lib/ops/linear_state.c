@@ -2,8 +2,10 @@
  * buffers holding the running sums, and a plan made when the state is created, whose kernels
  * every prefill and step runs through (nothing is built, created or uploaded after creation). */
 #include "linear.h"
+#include "states.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +16,13 @@ struct clattn_linear_state {
     size_t m, mp, dvp, dw;        /* features, padded features, padded dv, state row length */
     cl_mem sa, sb, s1, u1, sr, st; /* clattn__linear_bufs */
     size_t bytes;                 /* of one [BH][MP][DW] buffer */
+    /* The batched step (kernels_cl/states.cl): its own plan (the linear plan's element types),
+     * the per-sequence token counts, the kernel's feature / value rows, and a dummy selection. */
+    clattn_plan *kp;
+    cl_kernel kstep, kfill, kpos;
+    cl_mem pos;            /* uint [B] */
+    cl_mem fk, vp, fq;     /* [BHk][MP], [BHk][DVP], [BHk * group][MP] */
+    size_t fq_bytes;
 };
 
 static const clattn__linear_plan *plan_of(const clattn_linear_state *s)
@@ -42,13 +51,14 @@ cleanup:
     return status;
 }
 
-static clattn_status seq_copy(clattn__seq *s, cl_mem src, cl_mem dst, size_t bytes, bool last,
-                              cl_event *event)
+static clattn_status seq_copy(clattn__seq *s, cl_mem src, cl_mem dst, size_t src_off,
+                              size_t dst_off, size_t bytes, bool last, cl_event *event)
 {
     clattn_context *ctx = s->ctx;
     clattn_status status = CLATTN_SUCCESS;
     clattn__seq_next(s, last, event);
-    CLATTN_CL(clEnqueueCopyBuffer(ctx->queue, src, dst, 0, 0, bytes, s->nw, s->w, s->evp));
+    CLATTN_CL(clEnqueueCopyBuffer(ctx->queue, src, dst, src_off, dst_off, bytes, s->nw, s->w,
+                                  s->evp));
     clattn__seq_done(s);
 cleanup:
     return status;
@@ -71,10 +81,35 @@ static clattn_status state_clear(clattn_linear_state *st, cl_uint num_wait, cons
             CLATTN_FORWARD(seq_fill(&s, big[i], 0.0f, st->bytes, false, NULL));
     if (st->st)
         CLATTN_FORWARD(seq_fill(&s, st->st, 0.0f, bh * sizeof(cl_uint), false, NULL));
+    CLATTN_FORWARD(seq_fill(&s, st->pos, 0.0f, st->shape[0] * sizeof(cl_uint), false, NULL));
     CLATTN_FORWARD(seq_fill(&s, st->sr, -INFINITY, bh * sizeof(float), true, event));
 cleanup:
     if (started)
         clattn__seq_end(&s);
+    return status;
+}
+
+static const clattn__plan_ops step_ops = {CLATTN_OP_LINEAR, NULL, NULL};
+
+/* The batched step's plan: kernels_cl/states.cl with the linear plan's element types. */
+static clattn_status make_step_kernels(clattn_linear_state *s)
+{
+    clattn_context *ctx = s->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    const clattn_linear_desc *d = &plan_of(s)->desc;
+    const clattn__dtype_role roles[4] = {
+        {"Q", d->q_dtype}, {"K", d->k_dtype}, {"V", d->v_dtype}, {"O", d->out_dtype}};
+    CLATTN_FORWARD(clattn__plan_alloc(ctx, sizeof(clattn_plan), &step_ops, &s->kp));
+    s->kp->algorithm = plan_of(s)->base.algorithm;
+    snprintf(s->kp->algorithm_name, sizeof s->kp->algorithm_name, "batched step");
+    CLATTN_FORWARD(clattn__plan_set_dtypes(s->kp, roles, 4));
+    CLATTN_FORWARD(clattn__plan_kernel(s->kp, "states.cl", "", "clattn_linear_state_step", 0,
+                                       "fixed", &s->kstep));
+    CLATTN_FORWARD(
+        clattn__plan_kernel(s->kp, "states.cl", "", "clattn_states_fill", 0, "fixed", &s->kfill));
+    CLATTN_FORWARD(clattn__plan_kernel(s->kp, "states.cl", "", "clattn_states_pos_add", 0,
+                                       "fixed", &s->kpos));
+cleanup:
     return status;
 }
 
@@ -115,6 +150,11 @@ clattn_status clattn_linear_state_create(clattn_context *ctx, const clattn_linea
         CLATTN_FORWARD(clattn__buffer_create(ctx, bh * sizeof(cl_uint), "adaptive steps", &s->st));
     }
     CLATTN_FORWARD(clattn__buffer_create(ctx, bh * sizeof(float), "state scale", &s->sr));
+    CLATTN_FORWARD(clattn__buffer_create(ctx, batch * sizeof(cl_uint), "positions", &s->pos));
+    CLATTN_FORWARD(clattn__buffer_create(ctx, bh * s->mp * sizeof(float), "step features",
+                                         &s->fk));
+    CLATTN_FORWARD(clattn__buffer_create(ctx, bh * s->dvp * sizeof(float), "step values", &s->vp));
+    CLATTN_FORWARD(make_step_kernels(s));
     CLATTN_FORWARD(state_clear(s, 0, NULL, NULL));
     CLATTN_CL(clFinish(ctx->queue));
     *out = s;
@@ -128,10 +168,12 @@ void clattn_linear_state_destroy(clattn_linear_state *state)
 {
     if (!state)
         return;
-    cl_mem all[] = {state->sa, state->sb, state->s1, state->u1, state->sr, state->st};
-    for (int i = 0; i < 6; i++)
+    cl_mem all[] = {state->sa, state->sb, state->s1, state->u1, state->sr,
+                    state->st, state->pos, state->fk, state->vp, state->fq};
+    for (int i = 0; i < 10; i++)
         if (all[i])
             clReleaseMemObject(all[i]);
+    clattn_plan_destroy(state->kp);
     clattn_plan_destroy(state->plan);
     free(state);
 }
@@ -159,6 +201,31 @@ cleanup:
     return status;
 }
 
+/* A state's buffers, each with the bytes one sequence holds in it, in snapshot order (A or S,
+ * B or P, S_{i-1}, U_{i-1}, token counts, scale, position; unused ones skipped). Every buffer is
+ * sequence-major, so sequences b0 .. b0 + n - 1 are one contiguous range of each. */
+typedef struct part {
+    cl_mem buf;
+    size_t per;
+} part;
+
+static int state_parts(const clattn_linear_state *st, part *p)
+{
+    size_t h = st->shape[1], big = st->bytes / st->shape[0];
+    int n = 0;
+    p[n++] = (part){st->sa, big};
+    if (st->sb)
+        p[n++] = (part){st->sb, big};
+    if (st->s1) {
+        p[n++] = (part){st->s1, big};
+        p[n++] = (part){st->u1, big};
+        p[n++] = (part){st->st, h * sizeof(cl_uint)};
+    }
+    p[n++] = (part){st->sr, h * sizeof(float)};
+    p[n++] = (part){st->pos, sizeof(cl_uint)};
+    return n;
+}
+
 /* Same operator: everything that changes what the state means. */
 static bool same_desc(const clattn_linear_state *a, const clattn_linear_state *b)
 {
@@ -166,6 +233,57 @@ static bool same_desc(const clattn_linear_state *a, const clattn_linear_state *b
     return x->feature_map == y->feature_map && x->eps == y->eps && a->m == b->m &&
            x->momentum == y->momentum && x->mu == y->mu && x->step_size == y->step_size &&
            plan_of(a)->w_hash == plan_of(b)->w_hash;
+}
+
+/* Checks two states for a copy: same context, shape (the batch too when whole), desc. */
+static clattn_status check_pair(const clattn_linear_state *dst, const clattn_linear_state *src,
+                                bool whole, const char *what)
+{
+    clattn_context *ctx = dst->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    int from = whole ? 0 : 1;
+    CLATTN_CHECK(src->ctx == dst->ctx, CLATTN_INVALID_CONTEXT,
+                 "%s: states belong to different contexts", what);
+    CLATTN_CHECK(memcmp(src->shape + from, dst->shape + from, (4 - from) * sizeof(size_t)) == 0,
+                 CLATTN_SHAPE_MISMATCH,
+                 "%s: shapes [%zu, %zu, %zu, %zu] and [%zu, %zu, %zu, %zu] differ", what,
+                 src->shape[0], src->shape[1], src->shape[2], src->shape[3], dst->shape[0],
+                 dst->shape[1], dst->shape[2], dst->shape[3]);
+    CLATTN_CHECK(same_desc(src, dst), CLATTN_INVALID_ARGUMENT,
+                 "%s: the two states have different descs (feature map, eps, M, momentum or "
+                 "projection)",
+                 what);
+cleanup:
+    return status;
+}
+
+/* Enqueues sequences [sb, sb + n) of src into [db, db + n) of dst (validated). */
+static clattn_status copy_range(clattn_linear_state *dst, size_t db, const clattn_linear_state *src,
+                                size_t sb, size_t n, cl_uint num_wait, const cl_event *wait,
+                                cl_event *event)
+{
+    clattn_context *ctx = dst->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    clattn__seq s;
+    bool started = false;
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
+    started = true;
+    if (dst == src && db == sb) { /* nothing to copy, but the wait list and event still hold */
+        clattn__seq_next(&s, true, event);
+        CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, s.nw, s.w, s.evp));
+        clattn__seq_done(&s);
+        goto cleanup;
+    }
+    part from[8], to[8];
+    int np = state_parts(src, from);
+    state_parts(dst, to);
+    for (int i = 0; i < np; i++)
+        CLATTN_FORWARD(seq_copy(&s, from[i].buf, to[i].buf, sb * from[i].per, db * to[i].per,
+                                n * from[i].per, i == np - 1, event));
+cleanup:
+    if (started)
+        clattn__seq_end(&s);
+    return status;
 }
 
 clattn_status clattn_linear_state_copy(clattn_linear_state *dst, const clattn_linear_state *src,
@@ -176,78 +294,171 @@ clattn_status clattn_linear_state_copy(clattn_linear_state *dst, const clattn_li
                             "linear state copy: dst and src are required");
     clattn_context *ctx = dst->ctx;
     clattn_status status = CLATTN_SUCCESS;
+    CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
+                 "linear state copy: num_wait > 0 but wait is NULL");
+    CLATTN_FORWARD(check_pair(dst, src, true, "linear state copy"));
+    status = copy_range(dst, 0, src, 0, dst->shape[0], num_wait, wait, event);
+cleanup:
+    return status;
+}
+
+clattn_status clattn_linear_state_copy_seq(clattn_linear_state *dst, size_t dst_seq,
+                                           const clattn_linear_state *src, size_t src_seq,
+                                           cl_uint num_wait, const cl_event *wait,
+                                           cl_event *event)
+{
+    if (!dst || !src)
+        return clattn__fail(dst ? dst->ctx : src ? src->ctx : NULL, CLATTN_NULL_POINTER,
+                            "linear state copy seq: dst and src are required");
+    clattn_context *ctx = dst->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
+                 "linear state copy seq: num_wait > 0 but wait is NULL");
+    CLATTN_FORWARD(check_pair(dst, src, false, "linear state copy seq"));
+    CLATTN_CHECK(src_seq < src->shape[0] && dst_seq < dst->shape[0], CLATTN_INVALID_ARGUMENT,
+                 "linear state copy seq: sequence %zu of %zu into %zu of %zu is out of range",
+                 src_seq, src->shape[0], dst_seq, dst->shape[0]);
+    status = copy_range(dst, dst_seq, src, src_seq, 1, num_wait, wait, event);
+cleanup:
+    return status;
+}
+
+/* The value a reset writes into part i (as 32-bit words): -inf for the scale, 0 elsewhere. */
+static cl_uint reset_bits(const clattn_linear_state *st, const part *p)
+{
+    float ninf = -INFINITY;
+    cl_uint bits = 0;
+    if (p->buf == st->sr)
+        memcpy(&bits, &ninf, sizeof bits);
+    return bits;
+}
+
+clattn_status clattn_linear_state_reset_seqs(clattn_linear_state *state, const size_t *seqs,
+                                             size_t count, cl_uint num_wait, const cl_event *wait,
+                                             cl_event *event)
+{
+    if (!state)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state reset seqs: state is NULL");
+    clattn_context *ctx = state->ctx;
+    clattn_status status = CLATTN_SUCCESS;
     clattn__seq s;
     bool started = false;
     CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
-                 "linear state copy: num_wait > 0 but wait is NULL");
-    CLATTN_CHECK(src->ctx == dst->ctx, CLATTN_INVALID_CONTEXT,
-                 "linear state copy: states belong to different contexts");
-    CLATTN_CHECK(memcmp(src->shape, dst->shape, sizeof dst->shape) == 0, CLATTN_SHAPE_MISMATCH,
-                 "linear state copy: shapes [%zu, %zu, %zu, %zu] and [%zu, %zu, %zu, %zu] differ",
-                 src->shape[0], src->shape[1], src->shape[2], src->shape[3], dst->shape[0],
-                 dst->shape[1], dst->shape[2], dst->shape[3]);
-    CLATTN_CHECK(same_desc(src, dst), CLATTN_INVALID_ARGUMENT,
-                 "linear state copy: the two states have different descs (feature map, eps, M, "
-                 "momentum or projection)");
+                 "linear state reset seqs: num_wait > 0 but wait is NULL");
+    CLATTN_CHECK(seqs != NULL || count == 0, CLATTN_NULL_POINTER,
+                 "linear state reset seqs: count > 0 but seqs is NULL");
+    for (size_t i = 0; i < count; i++)
+        CLATTN_CHECK(seqs[i] < state->shape[0], CLATTN_INVALID_ARGUMENT,
+                     "linear state reset seqs: seqs[%zu] = %zu is out of range (batch %zu)", i,
+                     seqs[i], state->shape[0]);
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     started = true;
-    if (dst == src) { /* nothing to copy, but the caller's wait list and event still hold */
+    if (count == 0) {
         clattn__seq_next(&s, true, event);
         CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, s.nw, s.w, s.evp));
         clattn__seq_done(&s);
         goto cleanup;
     }
-    size_t bh = dst->shape[0] * dst->shape[1];
-    cl_mem from[] = {src->sa, src->sb, src->s1, src->u1, src->st};
-    cl_mem to[] = {dst->sa, dst->sb, dst->s1, dst->u1, dst->st};
-    size_t sizes[] = {dst->bytes, dst->bytes, dst->bytes, dst->bytes, bh * sizeof(cl_uint)};
-    for (int i = 0; i < 5; i++)
-        if (from[i])
-            CLATTN_FORWARD(seq_copy(&s, from[i], to[i], sizes[i], false, NULL));
-    CLATTN_FORWARD(seq_copy(&s, src->sr, dst->sr, bh * sizeof(float), true, event));
+    part p[8];
+    int np = state_parts(state, p);
+    for (size_t i = 0; i < count; i++)
+        for (int j = 0; j < np; j++) {
+            bool last = i == count - 1 && j == np - 1;
+            cl_uint bits = reset_bits(state, &p[j]);
+            clattn__seq_next(&s, last, event);
+            CLATTN_CL(clEnqueueFillBuffer(ctx->queue, p[j].buf, &bits, sizeof bits,
+                                          seqs[i] * p[j].per, p[j].per, s.nw, s.w, s.evp));
+            clattn__seq_done(&s);
+        }
 cleanup:
     if (started)
         clattn__seq_end(&s);
     return status;
 }
 
-/* Blocking read of one device buffer after everything enqueued before. */
-static clattn_status read_buf(clattn_context *ctx, cl_mem b, size_t bytes, void *dst)
-{
-    clattn_status status = CLATTN_SUCCESS;
-    CLATTN_CL(clEnqueueBarrierWithWaitList(ctx->queue, 0, NULL, NULL));
-    CLATTN_CL(clEnqueueReadBuffer(ctx->queue, b, CL_TRUE, 0, bytes, dst, 0, NULL, NULL));
-cleanup:
-    return status;
-}
-
-static clattn_status write_buf(clattn_context *ctx, cl_mem b, size_t bytes, const void *src)
-{
-    clattn_status status = CLATTN_SUCCESS;
-    CLATTN_CL(clEnqueueBarrierWithWaitList(ctx->queue, 0, NULL, NULL));
-    CLATTN_CL(clEnqueueWriteBuffer(ctx->queue, b, CL_TRUE, 0, bytes, src, 0, NULL, NULL));
-cleanup:
-    return status;
-}
-
-clattn_status clattn_linear_state_read(clattn_linear_state *state, float *s, float *z)
+clattn_status clattn_linear_state_reset_select(clattn_linear_state *state,
+                                               const clattn_seq_select *select, cl_uint num_wait,
+                                               const cl_event *wait, cl_event *event)
 {
     if (!state)
-        return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state read: state is NULL");
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state reset select: state is NULL");
     clattn_context *ctx = state->ctx;
     clattn_status status = CLATTN_SUCCESS;
-    size_t bh = state->shape[0] * state->shape[1], dv = state->shape[3];
+    clattn__seq s;
+    bool started = false;
+    size_t slots = 0;
+    CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
+                 "linear state reset select: num_wait > 0 but wait is NULL");
+    CLATTN_FORWARD(clattn__seq_select_check(ctx, select, state->shape[0], "linear state reset select", &slots));
+    if (!select || select->kind == CLATTN_SEQ_ALL)
+        return state_clear(state, num_wait, wait, event);
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
+    started = true;
+    if (slots == 0) {
+        clattn__seq_next(&s, true, event);
+        CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, s.nw, s.w, s.evp));
+        clattn__seq_done(&s);
+        goto cleanup;
+    }
+    part p[8];
+    int np = state_parts(state, p);
+    for (int j = 0; j < np; j++) {
+        cl_ulong per = p[j].per / 4;
+        cl_uint bits = reset_bits(state, &p[j]);
+        clattn__args a = {state->kfill, 0, CL_SUCCESS};
+        CLATTN_ARG(&a, p[j].buf);
+        CLATTN_ARG(&a, per);
+        CLATTN_ARG(&a, bits);
+        clattn__seq_select_args(&a, select, state->pos, state->shape[0]);
+        CLATTN_CL(a.err);
+        size_t g[2] = {(size_t)per, slots};
+        CLATTN_FORWARD(clattn__seq_kernel(&s, state->kfill, 2, g, j == np - 1, event));
+    }
+cleanup:
+    if (started)
+        clattn__seq_end(&s);
+    return status;
+}
+
+/* Blocking read of bytes at off of one device buffer after everything enqueued before. */
+static clattn_status read_buf(clattn_context *ctx, cl_mem b, size_t off, size_t bytes, void *dst)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    CLATTN_CL(clEnqueueBarrierWithWaitList(ctx->queue, 0, NULL, NULL));
+    CLATTN_CL(clEnqueueReadBuffer(ctx->queue, b, CL_TRUE, off, bytes, dst, 0, NULL, NULL));
+cleanup:
+    return status;
+}
+
+static clattn_status write_buf(clattn_context *ctx, cl_mem b, size_t off, size_t bytes,
+                               const void *src)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    CLATTN_CL(clEnqueueBarrierWithWaitList(ctx->queue, 0, NULL, NULL));
+    CLATTN_CL(clEnqueueWriteBuffer(ctx->queue, b, CL_TRUE, off, bytes, src, 0, NULL, NULL));
+cleanup:
+    return status;
+}
+
+/* S and z of sequences [b0, b0 + nb) (clattn_linear_state_read's layout for that batch). */
+static clattn_status read_range(clattn_linear_state *state, size_t b0, size_t nb, float *s,
+                                float *z)
+{
+    clattn_context *ctx = state->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    size_t hh = state->shape[1], bh = nb * hh, g0 = b0 * hh, dv = state->shape[3];
     size_t m = state->m, mp = state->mp, dw = state->dw, dvp = state->dvp;
+    size_t bytes = state->bytes / state->shape[0] * nb, off = state->bytes / state->shape[0] * b0;
     const clattn_linear_desc *desc = &plan_of(state)->desc;
     bool fixed = desc->momentum == CLATTN_LINEAR_MOMENTUM_FIXED;
-    float *a = malloc(state->bytes), *b = fixed ? malloc(state->bytes) : NULL;
+    float *a = malloc(bytes), *b = fixed ? malloc(bytes) : NULL;
     float *r = malloc(bh * sizeof *r);
     CLATTN_CHECK(a && r && (b || !fixed), CLATTN_OUT_OF_HOST_MEMORY,
                  "linear state read: staging");
-    CLATTN_FORWARD(read_buf(ctx, state->sa, state->bytes, a));
+    CLATTN_FORWARD(read_buf(ctx, state->sa, off, bytes, a));
     if (fixed)
-        CLATTN_FORWARD(read_buf(ctx, state->sb, state->bytes, b));
-    CLATTN_FORWARD(read_buf(ctx, state->sr, bh * sizeof *r, r));
+        CLATTN_FORWARD(read_buf(ctx, state->sb, off, bytes, b));
+    CLATTN_FORWARD(read_buf(ctx, state->sr, g0 * sizeof *r, bh * sizeof *r, r));
     double coef = fixed ? (double)desc->step_size / (1.0 - (double)desc->mu) : 1.0;
     double mu = fixed ? desc->mu : 0.0;
     for (size_t g = 0; g < bh; g++) {
@@ -270,11 +481,28 @@ cleanup:
     return status;
 }
 
-clattn_status clattn_linear_state_write(clattn_linear_state *state, const float *s,
-                                        const float *z)
+clattn_status clattn_linear_state_read(clattn_linear_state *state, float *s, float *z)
 {
     if (!state)
-        return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state write: state is NULL");
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state read: state is NULL");
+    return read_range(state, 0, state->shape[0], s, z);
+}
+
+clattn_status clattn_linear_state_read_seq(clattn_linear_state *state, size_t seq, float *s,
+                                           float *z)
+{
+    if (!state)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state read seq: state is NULL");
+    if (seq >= state->shape[0])
+        return clattn__fail(state->ctx, CLATTN_INVALID_ARGUMENT,
+                            "linear state read seq: sequence %zu of a batch of %zu", seq,
+                            state->shape[0]);
+    return read_range(state, seq, 1, s, z);
+}
+
+static clattn_status write_range(clattn_linear_state *state, size_t b0, size_t nb,
+                                 const float *s, const float *z)
+{
     clattn_context *ctx = state->ctx;
     clattn_status status = CLATTN_SUCCESS;
     float *t = NULL, *r = NULL;
@@ -282,9 +510,10 @@ clattn_status clattn_linear_state_write(clattn_linear_state *state, const float 
     CLATTN_CHECK(plan_of(state)->desc.momentum == CLATTN_LINEAR_MOMENTUM_NONE, CLATTN_UNSUPPORTED,
                  "linear state write: a momentum state cannot be rebuilt from S and z (use "
                  "clattn_linear_state_save / _load)");
-    size_t bh = state->shape[0] * state->shape[1], dv = state->shape[3];
+    size_t hh = state->shape[1], bh = nb * hh, dv = state->shape[3];
     size_t m = state->m, mp = state->mp, dw = state->dw, dvp = state->dvp;
-    t = calloc(1, state->bytes);
+    size_t bytes = state->bytes / state->shape[0] * nb, off = state->bytes / state->shape[0] * b0;
+    t = calloc(1, bytes);
     r = calloc(bh, sizeof *r);
     CLATTN_CHECK(t && r, CLATTN_OUT_OF_HOST_MEMORY, "linear state write: staging");
     for (size_t g = 0; g < bh; g++)
@@ -300,18 +529,48 @@ clattn_status clattn_linear_state_write(clattn_linear_state *state, const float 
                          "linear state write: z[%zu] is not finite", g * m + i);
             tr[dvp] = z[g * m + i];
         }
-    CLATTN_FORWARD(write_buf(ctx, state->sa, state->bytes, t));
-    CLATTN_FORWARD(write_buf(ctx, state->sr, bh * sizeof *r, r));
+    CLATTN_FORWARD(write_buf(ctx, state->sa, off, bytes, t));
+    CLATTN_FORWARD(write_buf(ctx, state->sr, b0 * hh * sizeof *r, bh * sizeof *r, r));
 cleanup:
     free(t);
     free(r);
     return status;
 }
 
-/* ---- snapshots: header, then the device buffers in a fixed order, then a checksum ---- */
+clattn_status clattn_linear_state_write(clattn_linear_state *state, const float *s,
+                                        const float *z)
+{
+    if (!state)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state write: state is NULL");
+    return write_range(state, 0, state->shape[0], s, z);
+}
+
+clattn_status clattn_linear_state_write_seq(clattn_linear_state *state, size_t seq,
+                                            const float *s, const float *z)
+{
+    if (!state)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state write seq: state is NULL");
+    if (seq >= state->shape[0])
+        return clattn__fail(state->ctx, CLATTN_INVALID_ARGUMENT,
+                            "linear state write seq: sequence %zu of a batch of %zu", seq,
+                            state->shape[0]);
+    return write_range(state, seq, 1, s, z);
+}
+
+clattn_status clattn_linear_state_positions(clattn_linear_state *state, uint32_t *positions)
+{
+    if (!state || !positions)
+        return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
+                            "linear state positions: NULL argument");
+    return read_buf(state->ctx, state->pos, 0, state->shape[0] * sizeof(cl_uint), positions);
+}
+
+/* ---- snapshots: header, then the device buffers in a fixed order, then a checksum. A snapshot
+ * of sequences [b0, b0 + n) holds each buffer's range of them, with n in the header's batch: one
+ * sequence's snapshot is byte for byte that of a batch-1 state holding it. ---- */
 
 #define SNAP_MAGIC 0x534c4e5441434c43ull /* "CLATNLS" + 'S', little-endian */
-#define SNAP_VERSION 1u
+#define SNAP_VERSION 2u                  /* 2: with the per-sequence positions */
 
 typedef struct snap_header {
     uint64_t magic;
@@ -320,17 +579,17 @@ typedef struct snap_header {
     uint64_t shape[4], m, w_hash, payload;
 } snap_header;
 
-static size_t snap_payload(const clattn_linear_state *st)
+static size_t snap_payload(const clattn_linear_state *st, size_t nb)
 {
-    size_t bh = st->shape[0] * st->shape[1], n = st->bytes + bh * sizeof(float);
-    if (st->sb)
-        n += st->bytes;
-    if (st->s1)
-        n += 2 * st->bytes + bh * sizeof(cl_uint);
+    part p[8];
+    int np = state_parts(st, p);
+    size_t n = 0;
+    for (int i = 0; i < np; i++)
+        n += p[i].per * nb;
     return n;
 }
 
-static void snap_fill_header(const clattn_linear_state *st, snap_header *h)
+static void snap_fill_header(const clattn_linear_state *st, size_t nb, snap_header *h)
 {
     memset(h, 0, sizeof *h);
     h->magic = SNAP_MAGIC;
@@ -342,9 +601,15 @@ static void snap_fill_header(const clattn_linear_state *st, snap_header *h)
     h->eps = plan_of(st)->desc.eps;
     for (int i = 0; i < 4; i++)
         h->shape[i] = st->shape[i];
+    h->shape[0] = nb;
     h->m = st->m;
     h->w_hash = plan_of(st)->w_hash;
-    h->payload = snap_payload(st);
+    h->payload = snap_payload(st, nb);
+}
+
+static size_t snap_size(const clattn_linear_state *st, size_t nb)
+{
+    return sizeof(snap_header) + snap_payload(st, nb) + sizeof(uint64_t);
 }
 
 clattn_status clattn_linear_state_save_size(const clattn_linear_state *state, size_t *bytes)
@@ -352,49 +617,37 @@ clattn_status clattn_linear_state_save_size(const clattn_linear_state *state, si
     if (!state || !bytes)
         return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
                             "linear state save size: NULL argument");
-    *bytes = sizeof(snap_header) + snap_payload(state) + sizeof(uint64_t);
+    *bytes = snap_size(state, state->shape[0]);
     return CLATTN_SUCCESS;
 }
 
-/* The state's buffers in snapshot order, with their sizes. Returns the count. */
-static int snap_parts(const clattn_linear_state *st, cl_mem *bufs, size_t *sizes)
+clattn_status clattn_linear_state_seq_save_size(const clattn_linear_state *state, size_t *bytes)
 {
-    size_t bh = st->shape[0] * st->shape[1];
-    int n = 0;
-    bufs[n] = st->sa, sizes[n++] = st->bytes;
-    if (st->sb)
-        bufs[n] = st->sb, sizes[n++] = st->bytes;
-    if (st->s1) {
-        bufs[n] = st->s1, sizes[n++] = st->bytes;
-        bufs[n] = st->u1, sizes[n++] = st->bytes;
-        bufs[n] = st->st, sizes[n++] = bh * sizeof(cl_uint);
-    }
-    bufs[n] = st->sr, sizes[n++] = bh * sizeof(float);
-    return n;
+    if (!state || !bytes)
+        return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
+                            "linear state seq save size: NULL argument");
+    *bytes = snap_size(state, 1);
+    return CLATTN_SUCCESS;
 }
 
-clattn_status clattn_linear_state_save(clattn_linear_state *state, void *buf, size_t size)
+static clattn_status save_range(clattn_linear_state *state, size_t b0, size_t nb, void *buf,
+                                size_t size, const char *what)
 {
-    if (!state || !buf)
-        return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
-                            "linear state save: NULL argument");
     clattn_context *ctx = state->ctx;
     clattn_status status = CLATTN_SUCCESS;
-    size_t need = 0;
-    clattn_linear_state_save_size(state, &need);
-    CLATTN_CHECK(size >= need, CLATTN_BUFFER_TOO_SMALL,
-                 "linear state save: %zu bytes given, %zu needed", size, need);
+    size_t need = snap_size(state, nb);
+    CLATTN_CHECK(size >= need, CLATTN_BUFFER_TOO_SMALL, "%s: %zu bytes given, %zu needed", what,
+                 size, need);
     snap_header h;
-    snap_fill_header(state, &h);
+    snap_fill_header(state, nb, &h);
     unsigned char *p = buf;
     memcpy(p, &h, sizeof h);
-    unsigned char *body = p + sizeof h, *at = body;
-    cl_mem bufs[6];
-    size_t sizes[6];
-    int n = snap_parts(state, bufs, sizes);
+    unsigned char *at = p + sizeof h;
+    part parts[8];
+    int n = state_parts(state, parts);
     for (int i = 0; i < n; i++) {
-        CLATTN_FORWARD(read_buf(ctx, bufs[i], sizes[i], at));
-        at += sizes[i];
+        CLATTN_FORWARD(read_buf(ctx, parts[i].buf, b0 * parts[i].per, nb * parts[i].per, at));
+        at += nb * parts[i].per;
     }
     uint64_t sum = clattn__hash64(CLATTN__HASH_SEED, p, sizeof h + h.payload);
     memcpy(at, &sum, sizeof sum);
@@ -402,42 +655,81 @@ cleanup:
     return status;
 }
 
+static clattn_status load_range(clattn_linear_state *state, size_t b0, size_t nb, const void *buf,
+                                size_t size, const char *what)
+{
+    clattn_context *ctx = state->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    size_t need = snap_size(state, nb);
+    CLATTN_CHECK(size >= sizeof(snap_header), CLATTN_BUFFER_TOO_SMALL,
+                 "%s: %zu bytes is shorter than a snapshot header", what, size);
+    snap_header h, mine;
+    memcpy(&h, buf, sizeof h);
+    snap_fill_header(state, nb, &mine);
+    CLATTN_CHECK(h.magic == SNAP_MAGIC && h.version == SNAP_VERSION, CLATTN_INVALID_ARGUMENT,
+                 "%s: not a clattn linear-state snapshot (or another version)", what);
+    CLATTN_CHECK(memcmp(&h, &mine, sizeof h) == 0, CLATTN_INVALID_ARGUMENT,
+                 "%s: the snapshot is of a state with another shape or desc", what);
+    CLATTN_CHECK(size >= need, CLATTN_BUFFER_TOO_SMALL,
+                 "%s: %zu bytes given, the snapshot needs %zu", what, size, need);
+    const unsigned char *p = buf;
+    uint64_t sum;
+    memcpy(&sum, p + sizeof h + h.payload, sizeof sum);
+    CLATTN_CHECK(sum == clattn__hash64(CLATTN__HASH_SEED, p, sizeof h + h.payload),
+                 CLATTN_INVALID_ARGUMENT, "%s: checksum mismatch (corrupt)", what);
+    const unsigned char *at = p + sizeof h;
+    part parts[8];
+    int n = state_parts(state, parts);
+    for (int i = 0; i < n; i++) {
+        CLATTN_FORWARD(write_buf(ctx, parts[i].buf, b0 * parts[i].per, nb * parts[i].per, at));
+        at += nb * parts[i].per;
+    }
+cleanup:
+    return status;
+}
+
+clattn_status clattn_linear_state_save(clattn_linear_state *state, void *buf, size_t size)
+{
+    if (!state || !buf)
+        return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
+                            "linear state save: NULL argument");
+    return save_range(state, 0, state->shape[0], buf, size, "linear state save");
+}
+
 clattn_status clattn_linear_state_load(clattn_linear_state *state, const void *buf, size_t size)
 {
     if (!state || !buf)
         return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
                             "linear state load: NULL argument");
-    clattn_context *ctx = state->ctx;
-    clattn_status status = CLATTN_SUCCESS;
-    size_t need = 0;
-    clattn_linear_state_save_size(state, &need);
-    CLATTN_CHECK(size >= sizeof(snap_header), CLATTN_BUFFER_TOO_SMALL,
-                 "linear state load: %zu bytes is shorter than a snapshot header", size);
-    snap_header h, mine;
-    memcpy(&h, buf, sizeof h);
-    snap_fill_header(state, &mine);
-    CLATTN_CHECK(h.magic == SNAP_MAGIC && h.version == SNAP_VERSION, CLATTN_INVALID_ARGUMENT,
-                 "linear state load: not a clattn linear-state snapshot (or another version)");
-    CLATTN_CHECK(memcmp(&h, &mine, sizeof h) == 0, CLATTN_INVALID_ARGUMENT,
-                 "linear state load: the snapshot is of a state with another shape or desc");
-    CLATTN_CHECK(size >= need, CLATTN_BUFFER_TOO_SMALL,
-                 "linear state load: %zu bytes given, the snapshot needs %zu", size, need);
-    const unsigned char *p = buf;
-    uint64_t sum;
-    memcpy(&sum, p + sizeof h + h.payload, sizeof sum);
-    CLATTN_CHECK(sum == clattn__hash64(CLATTN__HASH_SEED, p, sizeof h + h.payload),
-                 CLATTN_INVALID_ARGUMENT, "linear state load: checksum mismatch (corrupt)");
-    const unsigned char *at = p + sizeof h;
-    cl_mem bufs[6];
-    size_t sizes[6];
-    int n = snap_parts(state, bufs, sizes);
-    for (int i = 0; i < n; i++) {
-        CLATTN_FORWARD(write_buf(ctx, bufs[i], sizes[i], at));
-        at += sizes[i];
-    }
-cleanup:
-    return status;
+    return load_range(state, 0, state->shape[0], buf, size, "linear state load");
 }
+
+clattn_status clattn_linear_state_save_seq(clattn_linear_state *state, size_t seq, void *buf,
+                                           size_t size)
+{
+    if (!state || !buf)
+        return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
+                            "linear state save seq: NULL argument");
+    if (seq >= state->shape[0])
+        return clattn__fail(state->ctx, CLATTN_INVALID_ARGUMENT,
+                            "linear state save seq: sequence %zu of a batch of %zu", seq,
+                            state->shape[0]);
+    return save_range(state, seq, 1, buf, size, "linear state save seq");
+}
+
+clattn_status clattn_linear_state_load_seq(clattn_linear_state *state, size_t seq,
+                                           const void *buf, size_t size)
+{
+    if (!state || !buf)
+        return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
+                            "linear state load seq: NULL argument");
+    if (seq >= state->shape[0])
+        return clattn__fail(state->ctx, CLATTN_INVALID_ARGUMENT,
+                            "linear state load seq: sequence %zu of a batch of %zu", seq,
+                            state->shape[0]);
+    return load_range(state, seq, 1, buf, size, "linear state load seq");
+}
+
 
 /* Tensors of a prefill (n = their length) or a step (n = 1) against the state's shape. */
 static clattn_status check_state_io(clattn_linear_state *state, const clattn_tensor *q,
@@ -471,33 +763,215 @@ cleanup:
     return status;
 }
 
-/* Prefill (causal, any length) or step through the state's plan. */
-static clattn_status state_run(clattn_linear_state *state, const clattn_tensor *q,
-                               const clattn_tensor *k, const clattn_tensor *v,
-                               const clattn_tensor *out, bool step, cl_uint num_wait,
-                               const cl_event *wait, cl_event *event)
+/* A prefill (causal, any length) through the state's plan, then positions += its length. */
+static clattn_status prefill_run(clattn_linear_state *state, const clattn_tensor *q,
+                                 const clattn_tensor *k, const clattn_tensor *v,
+                                 const clattn_tensor *out, cl_uint num_wait, const cl_event *wait,
+                                 cl_event *event)
 {
     clattn_context *ctx = state->ctx;
     clattn_status status = CLATTN_SUCCESS;
-    const char *what = step ? "linear step" : "linear prefill";
+    cl_event mid = NULL;
+    clattn__seq s;
+    bool started = false;
     CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
-                 "%s: num_wait > 0 but wait is NULL", what);
-    CLATTN_FORWARD(check_state_io(state, q, k, v, out, step));
+                 "linear prefill: num_wait > 0 but wait is NULL");
+    CLATTN_FORWARD(check_state_io(state, q, k, v, out, false));
     clattn__linear_bufs b = state_bufs(state);
     clattn__linear_plan *p = (clattn__linear_plan *)state->plan;
     clattn__linear_job j;
     memset(&j, 0, sizeof j);
     j.p = p;
     j.z = clattn__linear_dims_of(p, q->shape, k->shape, v->shape);
-    j.causal = !step;
-    j.step = step;
+    j.causal = 1;
     j.q = q;
     j.k = k;
     j.v = v;
     j.out = out;
     j.state = &b;
-    status = clattn__linear_run(&j, num_wait, wait, event);
+    CLATTN_FORWARD(clattn__linear_run(&j, num_wait, wait, &mid));
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, 1, &mid));
+    started = true;
+    cl_uint n = (cl_uint)q->shape[2];
+    clattn__args a = {state->kpos, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, state->pos);
+    CLATTN_ARG(&a, n);
+    CLATTN_CL(a.err);
+    size_t g = state->shape[0];
+    CLATTN_FORWARD(clattn__seq_kernel(&s, state->kpos, 1, &g, true, event));
 cleanup:
+    if (started)
+        clattn__seq_end(&s);
+    if (mid)
+        clReleaseEvent(mid);
+    return status;
+}
+
+/* log(eps) for the kernels (linear_forms.c's): -inf for eps 0. */
+static cl_float log_eps(const clattn_linear_desc *d)
+{
+    return d->eps > 0.0f ? (cl_float)log((double)d->eps) : -INFINITY;
+}
+
+/* The step's work-group size (its items share the value columns of one (sequence, key head)):
+ * 1 where work-groups must be single items (loop-capped and SIMT CPU devices), 16 on CPUs, 64
+ * (STATES_WG) elsewhere. */
+static size_t step_local(const clattn_linear_state *st)
+{
+    const clattn_device_info *dev = &st->ctx->info;
+    if (plan_of(st)->launch.one_item_groups || dev->loop_iteration_cap || dev->simt_cpu)
+        return 1;
+    return dev->device_class == CLATTN_DEVICE_CPU ? 16 : 64;
+}
+
+/* Loop iterations one work-group of the step runs (every item's loops together): on a device
+ * that ends loops after loop_iteration_cap iterations (llvmpipe), steps above it take the
+ * multi-launch path of the state's plan (whole batch only). */
+static uint64_t step_iterations(const clattn_linear_state *st, size_t group)
+{
+    const clattn_linear_desc *d = &plan_of(st)->desc;
+    uint64_t mp = st->mp, dv = st->shape[3], dd = st->shape[2];
+    uint64_t feat = d->feature_map == CLATTN_LINEAR_FEATURE_FAVOR ? mp * dd + dd + 2 * mp : mp;
+    uint64_t upd = mp * (dv + 1) * (d->momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE ? 2 : 1);
+    return st->dvp + (1 + group) * feat + upd + group * (mp + dv * mp) + 16;
+}
+
+/* The plan's multi-launch step (features, padded values, update, commit, output). */
+static clattn_status legacy_step(clattn_linear_state *state, const clattn_tensor *q,
+                                 const clattn_tensor *k, const clattn_tensor *v,
+                                 const clattn_tensor *out, cl_uint num_wait, const cl_event *wait,
+                                 cl_event *event)
+{
+    clattn_context *ctx = state->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    cl_event mid = NULL;
+    clattn__seq s;
+    bool started = false;
+    clattn__linear_bufs b = state_bufs(state);
+    clattn__linear_plan *p = (clattn__linear_plan *)state->plan;
+    clattn__linear_job j;
+    memset(&j, 0, sizeof j);
+    j.p = p;
+    j.z = clattn__linear_dims_of(p, q->shape, k->shape, v->shape);
+    j.step = 1;
+    j.q = q;
+    j.k = k;
+    j.v = v;
+    j.out = out;
+    j.state = &b;
+    CLATTN_FORWARD(clattn__linear_run(&j, num_wait, wait, &mid));
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, 1, &mid));
+    started = true;
+    cl_uint one = 1;
+    clattn__args a = {state->kpos, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, state->pos);
+    CLATTN_ARG(&a, one);
+    CLATTN_CL(a.err);
+    size_t g = state->shape[0];
+    CLATTN_FORWARD(clattn__seq_kernel(&s, state->kpos, 1, &g, true, event));
+cleanup:
+    if (started)
+        clattn__seq_end(&s);
+    if (mid)
+        clReleaseEvent(mid);
+    return status;
+}
+
+/* One launch of kernels_cl/states.cl's clattn_linear_state_step for the selected sequences. */
+static clattn_status step_run(clattn_linear_state *state, const clattn_tensor *q,
+                              const clattn_tensor *k, const clattn_tensor *v,
+                              const clattn_tensor *out, const clattn_seq_select *sel,
+                              cl_uint num_wait, const cl_event *wait, cl_event *event)
+{
+    clattn_context *ctx = state->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    clattn__seq s;
+    bool started = false;
+    size_t slots = 0;
+    CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
+                 "linear step: num_wait > 0 but wait is NULL");
+    CLATTN_FORWARD(check_state_io(state, q, k, v, out, true));
+    CLATTN_FORWARD(clattn__seq_select_check(ctx, sel, state->shape[0], "linear step", &slots));
+    const clattn__linear_plan *p = plan_of(state);
+    const clattn_linear_desc *d = &p->desc;
+    size_t hk = state->shape[1], group = q->shape[1] / hk, bhk = state->shape[0] * hk;
+    size_t fq_bytes = bhk * group * state->mp * sizeof(float);
+    if (fq_bytes > state->fq_bytes) {
+        if (state->fq)
+            clReleaseMemObject(state->fq);
+        state->fq = NULL;
+        state->fq_bytes = 0;
+        CLATTN_FORWARD(clattn__buffer_create(ctx, fq_bytes, "step query features", &state->fq));
+        state->fq_bytes = fq_bytes;
+    }
+    uint64_t cap = ctx->info.loop_iteration_cap;
+    if (cap && step_iterations(state, group) > cap / 2) {
+        CLATTN_CHECK(clattn__seq_select_all(sel), CLATTN_UNSUPPORTED,
+                     "linear step: a step of %zu features x %zu values per key head is too long "
+                     "for this device's loop limit with a sequence selection (steps of the whole "
+                     "batch run as several launches)",
+                     state->m, state->shape[3]);
+        return legacy_step(state, q, k, v, out, num_wait, wait, event);
+    }
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
+    started = true;
+    if (slots == 0) {
+        clattn__seq_next(&s, true, event);
+        CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, s.nw, s.w, s.evp));
+        clattn__seq_done(&s);
+        goto cleanup;
+    }
+    cl_uint heads = (cl_uint)hk, grp = (cl_uint)group, ud = (cl_uint)state->shape[2];
+    cl_uint um = (cl_uint)state->m, ump = (cl_uint)state->mp, udv = (cl_uint)state->shape[3];
+    cl_uint udvp = (cl_uint)state->dvp;
+    cl_int fmap = (cl_int)d->feature_map;
+    cl_mem wt = p->feat.wt ? p->feat.wt : state->sa;
+    cl_float xs = p->feat.xs, fs = p->feat.fs;
+    cl_int mom = d->momentum == CLATTN_LINEAR_MOMENTUM_FIXED      ? 1
+                 : d->momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE ? 2
+                                                                  : 0;
+    cl_float mu = mom == 1 ? d->mu : 0.0f, eta = d->step_size;
+    cl_float coef = mom == 1 ? d->step_size / (1.0f - d->mu) : 1.0f, le = log_eps(d);
+    cl_mem sb = state->sb ? state->sb : state->sa, s1 = state->s1 ? state->s1 : state->sa;
+    cl_mem u1 = state->u1 ? state->u1 : state->sa, stc = state->st ? state->st : state->pos;
+    clattn__args a = {state->kstep, 0, CL_SUCCESS};
+    clattn__arg_view(&a, q);
+    clattn__arg_view(&a, k);
+    clattn__arg_view(&a, v);
+    clattn__arg_view(&a, out);
+    CLATTN_ARG(&a, heads);
+    CLATTN_ARG(&a, grp);
+    CLATTN_ARG(&a, ud);
+    CLATTN_ARG(&a, um);
+    CLATTN_ARG(&a, ump);
+    CLATTN_ARG(&a, udv);
+    CLATTN_ARG(&a, udvp);
+    CLATTN_ARG(&a, fmap);
+    CLATTN_ARG(&a, wt);
+    CLATTN_ARG(&a, xs);
+    CLATTN_ARG(&a, fs);
+    CLATTN_ARG(&a, mom);
+    CLATTN_ARG(&a, mu);
+    CLATTN_ARG(&a, coef);
+    CLATTN_ARG(&a, eta);
+    CLATTN_ARG(&a, le);
+    CLATTN_ARG(&a, state->sa);
+    CLATTN_ARG(&a, sb);
+    CLATTN_ARG(&a, s1);
+    CLATTN_ARG(&a, u1);
+    CLATTN_ARG(&a, state->sr);
+    CLATTN_ARG(&a, stc);
+    CLATTN_ARG(&a, state->pos);
+    CLATTN_ARG(&a, state->fk);
+    CLATTN_ARG(&a, state->vp);
+    CLATTN_ARG(&a, state->fq);
+    clattn__seq_select_args(&a, sel, state->pos, state->shape[0]);
+    CLATTN_CL(a.err);
+    size_t local = step_local(state), g = slots * hk * local;
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s, state->kstep, 1, &g, &local, true, event));
+cleanup:
+    if (started)
+        clattn__seq_end(&s);
     return status;
 }
 
@@ -508,7 +982,7 @@ clattn_status clattn_linear_prefill(clattn_linear_state *state, const clattn_ten
 {
     if (!state)
         return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear prefill: state is NULL");
-    return state_run(state, q, k, v, out, false, num_wait, wait, event);
+    return prefill_run(state, q, k, v, out, num_wait, wait, event);
 }
 
 clattn_status clattn_linear_step(clattn_linear_state *state, const clattn_tensor *q,
@@ -518,5 +992,16 @@ clattn_status clattn_linear_step(clattn_linear_state *state, const clattn_tensor
 {
     if (!state)
         return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear step: state is NULL");
-    return state_run(state, q, k, v, out, true, num_wait, wait, event);
+    return step_run(state, q, k, v, out, NULL, num_wait, wait, event);
+}
+
+clattn_status clattn_linear_step_select(clattn_linear_state *state, const clattn_tensor *q,
+                                        const clattn_tensor *k, const clattn_tensor *v,
+                                        const clattn_tensor *out,
+                                        const clattn_seq_select *select, cl_uint num_wait,
+                                        const cl_event *wait, cl_event *event)
+{
+    if (!state)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear step: state is NULL");
+    return step_run(state, q, k, v, out, select, num_wait, wait, event);
 }

@@ -2,6 +2,7 @@
  * per token (kernels_cl/ssm.cl, clattn_ssm_step). The state holds a plan whose step kernel is
  * created once, with the state; a step sets its arguments and enqueues it, nothing more. */
 #include "ssm.h"
+#include "states.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -13,7 +14,7 @@ struct clattn_ssm_state {
     size_t batch, heads, n;
     cl_mem wct, d;     /* the handle's parameters, retained (d may be NULL) */
     clattn_plan *plan; /* owns `step` and `x` */
-    cl_kernel step;
+    cl_kernel step, fill; /* fill: kernels_cl/states.cl's, for resets by a device selection */
     cl_mem x; /* [B * H * N] complex */
     size_t bytes;
 };
@@ -56,6 +57,8 @@ clattn_status clattn_ssm_state_create(clattn_ssm *ssm, size_t batch, clattn_ssm_
     else
         CLATTN_FORWARD(clattn__plan_kernel(st->plan, "ssm.cl", ssm->launch.defines,
                                            "clattn_ssm_step", 0, "scheduler", &st->step));
+    CLATTN_FORWARD(clattn__plan_kernel(st->plan, "states.cl", "", "clattn_states_fill", 0, "fixed",
+                                       &st->fill));
     CLATTN_FORWARD(clattn__plan_scratch(st->plan, st->bytes, "ssm state", &st->x));
     CLATTN_FORWARD(clattn_ssm_state_reset(st, 0, NULL, NULL));
     CLATTN_CL(clFinish(ctx->queue));
@@ -136,9 +139,9 @@ clattn_status clattn_ssm_state_write(clattn_ssm_state *state, const float *x)
     return transfer(state, true, (void *)x);
 }
 
-clattn_status clattn_ssm_step(clattn_ssm_state *state, const clattn_tensor *u,
-                              const clattn_tensor *y, cl_uint num_wait, const cl_event *wait,
-                              cl_event *event)
+static clattn_status step_run(clattn_ssm_state *state, const clattn_tensor *u,
+                              const clattn_tensor *y, const clattn_seq_select *sel,
+                              cl_uint num_wait, const cl_event *wait, cl_event *event)
 {
     if (!state)
         return clattn__fail(NULL, CLATTN_NULL_POINTER, "ssm step: state is NULL");
@@ -149,6 +152,8 @@ clattn_status clattn_ssm_step(clattn_ssm_state *state, const clattn_tensor *u,
     CLATTN_CHECK(u && y, CLATTN_NULL_POINTER, "ssm step: u and y are required");
     CLATTN_CHECK(num_wait == 0 || wait, CLATTN_NULL_POINTER,
                  "ssm step: num_wait > 0 but wait is NULL");
+    size_t slots = 0;
+    CLATTN_FORWARD(clattn__seq_select_check(ctx, sel, state->batch, "ssm step", &slots));
     size_t shape[4] = {state->batch, state->heads, 1, 1};
     /* u and y of any element type, taken from the tensors (the kernel picks the load and store
      * at run time: one element each per work-item). */
@@ -172,13 +177,198 @@ clattn_status clattn_ssm_step(clattn_ssm_state *state, const clattn_tensor *u,
     CLATTN_ARG(&a, un);
     CLATTN_ARG(&a, udt);
     CLATTN_ARG(&a, ydt);
+    clattn__seq_select_args(&a, sel, state->x, state->batch);
     CLATTN_CL(a.err);
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     seq = true;
-    size_t gl[1] = {state->batch * state->heads};
+    if (slots == 0) { /* an empty list: the wait list and event still hold */
+        clattn__seq_next(&s, true, event);
+        CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, s.nw, s.w, s.evp));
+        clattn__seq_done(&s);
+        goto cleanup;
+    }
+    size_t gl[1] = {slots * state->heads};
     CLATTN_FORWARD(clattn__seq_kernel(&s, state->step, 1, gl, true, event));
 cleanup:
     if (seq)
         clattn__seq_end(&s);
     return status;
+}
+
+clattn_status clattn_ssm_step(clattn_ssm_state *state, const clattn_tensor *u,
+                              const clattn_tensor *y, cl_uint num_wait, const cl_event *wait,
+                              cl_event *event)
+{
+    if (!state)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "ssm step: state is NULL");
+    return step_run(state, u, y, NULL, num_wait, wait, event);
+}
+
+clattn_status clattn_ssm_step_select(clattn_ssm_state *state, const clattn_tensor *u,
+                                     const clattn_tensor *y, const clattn_seq_select *select,
+                                     cl_uint num_wait, const cl_event *wait, cl_event *event)
+{
+    if (!state)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "ssm step: state is NULL");
+    return step_run(state, u, y, select, num_wait, wait, event);
+}
+
+/* ---- per-sequence operations: sequence b is bytes [b * per, (b + 1) * per) of x ---- */
+
+static size_t seq_bytes(const clattn_ssm_state *st)
+{
+    return st->bytes / st->batch;
+}
+
+/* A marker carrying the wait list to the event (empty work). */
+static clattn_status marker(clattn_context *ctx, cl_uint num_wait, const cl_event *wait,
+                            cl_event *event)
+{
+    clattn_status status = CLATTN_SUCCESS;
+    CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, num_wait, wait, event));
+cleanup:
+    return status;
+}
+
+clattn_status clattn_ssm_state_reset_seqs(clattn_ssm_state *state, const size_t *seqs,
+                                          size_t count, cl_uint num_wait, const cl_event *wait,
+                                          cl_event *event)
+{
+    if (!state)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "ssm state reset seqs: state is NULL");
+    clattn_context *ctx = state->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    clattn__seq s;
+    bool started = false;
+    CLATTN_CHECK(num_wait == 0 || wait, CLATTN_NULL_POINTER,
+                 "ssm state reset seqs: num_wait > 0 but wait is NULL");
+    CLATTN_CHECK(seqs || count == 0, CLATTN_NULL_POINTER,
+                 "ssm state reset seqs: count > 0 but seqs is NULL");
+    for (size_t i = 0; i < count; i++)
+        CLATTN_CHECK(seqs[i] < state->batch, CLATTN_INVALID_ARGUMENT,
+                     "ssm state reset seqs: seqs[%zu] = %zu is out of range (batch %zu)", i,
+                     seqs[i], state->batch);
+    if (count == 0)
+        return marker(ctx, num_wait, wait, event);
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
+    started = true;
+    size_t per = seq_bytes(state);
+    cl_float zero = 0.0f;
+    for (size_t i = 0; i < count; i++) {
+        clattn__seq_next(&s, i == count - 1, event);
+        CLATTN_CL(clEnqueueFillBuffer(ctx->queue, state->x, &zero, sizeof zero, seqs[i] * per,
+                                      per, s.nw, s.w, s.evp));
+        clattn__seq_done(&s);
+    }
+cleanup:
+    if (started)
+        clattn__seq_end(&s);
+    return status;
+}
+
+clattn_status clattn_ssm_state_reset_select(clattn_ssm_state *state,
+                                            const clattn_seq_select *select, cl_uint num_wait,
+                                            const cl_event *wait, cl_event *event)
+{
+    if (!state)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "ssm state reset select: state is NULL");
+    clattn_context *ctx = state->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    clattn__seq s;
+    bool started = false;
+    size_t slots = 0;
+    CLATTN_CHECK(num_wait == 0 || wait, CLATTN_NULL_POINTER,
+                 "ssm state reset select: num_wait > 0 but wait is NULL");
+    CLATTN_FORWARD(
+        clattn__seq_select_check(ctx, select, state->batch, "ssm state reset select", &slots));
+    if (clattn__seq_select_all(select))
+        return clattn_ssm_state_reset(state, num_wait, wait, event);
+    if (slots == 0)
+        return marker(ctx, num_wait, wait, event);
+    cl_ulong per = seq_bytes(state) / 4;
+    cl_uint bits = 0;
+    clattn__args a = {state->fill, 0, CL_SUCCESS};
+    CLATTN_ARG(&a, state->x);
+    CLATTN_ARG(&a, per);
+    CLATTN_ARG(&a, bits);
+    clattn__seq_select_args(&a, select, state->x, state->batch);
+    CLATTN_CL(a.err);
+    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
+    started = true;
+    size_t g[2] = {(size_t)per, slots};
+    CLATTN_FORWARD(clattn__seq_kernel(&s, state->fill, 2, g, true, event));
+cleanup:
+    if (started)
+        clattn__seq_end(&s);
+    return status;
+}
+
+clattn_status clattn_ssm_state_copy_seq(clattn_ssm_state *dst, size_t dst_seq,
+                                        const clattn_ssm_state *src, size_t src_seq,
+                                        cl_uint num_wait, const cl_event *wait, cl_event *event)
+{
+    if (!dst || !src)
+        return clattn__fail(dst ? dst->ctx : src ? src->ctx : NULL, CLATTN_NULL_POINTER,
+                            "ssm state copy seq: dst and src are required");
+    clattn_context *ctx = dst->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    CLATTN_CHECK(num_wait == 0 || wait, CLATTN_NULL_POINTER,
+                 "ssm state copy seq: num_wait > 0 but wait is NULL");
+    CLATTN_CHECK(src->ctx == dst->ctx, CLATTN_INVALID_CONTEXT,
+                 "ssm state copy seq: states belong to different contexts");
+    CLATTN_CHECK(src->heads == dst->heads && src->n == dst->n, CLATTN_SHAPE_MISMATCH,
+                 "ssm state copy seq: heads x states %zu x %zu and %zu x %zu differ", src->heads,
+                 src->n, dst->heads, dst->n);
+    CLATTN_CHECK(src_seq < src->batch && dst_seq < dst->batch, CLATTN_INVALID_ARGUMENT,
+                 "ssm state copy seq: sequence %zu of %zu into %zu of %zu is out of range",
+                 src_seq, src->batch, dst_seq, dst->batch);
+    if (dst == src && dst_seq == src_seq)
+        return marker(ctx, num_wait, wait, event);
+    size_t per = seq_bytes(dst);
+    CLATTN_CL(clEnqueueCopyBuffer(ctx->queue, src->x, dst->x, src_seq * per, dst_seq * per, per,
+                                  num_wait, wait, event));
+cleanup:
+    return status;
+}
+
+/* A blocking copy of one sequence (x of [H][N][2]) after every command enqueued before it. */
+static clattn_status transfer_seq(clattn_ssm_state *state, size_t seq, bool write, void *host,
+                                  const char *what)
+{
+    clattn_context *ctx = state->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    cl_event mark = NULL;
+    CLATTN_CHECK(host, CLATTN_NULL_POINTER, "%s: x is NULL", what);
+    CLATTN_CHECK(seq < state->batch, CLATTN_INVALID_ARGUMENT,
+                 "%s: sequence %zu of a batch of %zu", what, seq, state->batch);
+    size_t per = seq_bytes(state);
+    if (write)
+        for (size_t i = 0; i < per / sizeof(float); i++)
+            CLATTN_CHECK(isfinite(((const float *)host)[i]), CLATTN_INVALID_ARGUMENT,
+                         "%s: element %zu is not finite", what, i);
+    CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, &mark));
+    if (write)
+        CLATTN_CL(clEnqueueWriteBuffer(ctx->queue, state->x, CL_TRUE, seq * per, per, host, 1,
+                                       &mark, NULL));
+    else
+        CLATTN_CL(clEnqueueReadBuffer(ctx->queue, state->x, CL_TRUE, seq * per, per, host, 1,
+                                      &mark, NULL));
+cleanup:
+    if (mark)
+        clReleaseEvent(mark);
+    return status;
+}
+
+clattn_status clattn_ssm_state_read_seq(clattn_ssm_state *state, size_t seq, float *x)
+{
+    if (!state)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "ssm state read seq: state is NULL");
+    return transfer_seq(state, seq, false, x, "ssm state read seq");
+}
+
+clattn_status clattn_ssm_state_write_seq(clattn_ssm_state *state, size_t seq, const float *x)
+{
+    if (!state)
+        return clattn__fail(NULL, CLATTN_NULL_POINTER, "ssm state write seq: state is NULL");
+    return transfer_seq(state, seq, true, (void *)x, "ssm state write seq");
 }
