@@ -310,10 +310,11 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
             _Pragma("unroll") for (uint j = 0; j < G_RN; j++) {
                 long key = kt + tx + j * G_TX;
 #if SOFTMAX_OPTS
-                float x = -INFINITY;
-                if (key >= lo[i] && key < hi[i])
-                    x = softmax_opt_logit(&o, s[i][j], row, key);
-                s[i][j] = x;
+                /* Branch-free (the key clamped into range for the option loads, then selected):
+                 * PoCL miscompiled the branchy form at D <= 2 (wrong results, every option). */
+                long kc = clamp(key, 0L, (long)nk - 1);
+                float x = softmax_opt_logit(&o, s[i][j], row, kc);
+                s[i][j] = key >= lo[i] && key < hi[i] ? x : -INFINITY;
 #else
                 s[i][j] = key < lim[i] ? s[i][j] : -INFINITY;
 #endif
