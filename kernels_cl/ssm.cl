@@ -1,3 +1,4 @@
+//@include seq_select.clh
 /* Diagonal state-space models (S4D / DSS): the convolution kernel they induce, the long causal
  * convolution by FFT or directly, and the recurrent step. Host side: lib/ops/ssm.c (plans) and
  * lib/ops/ssm_state.c (the step); the sizes below come from lib/sched/sched_ssm.c as -D options.
@@ -188,20 +189,6 @@ inline void ssm_store_dt(__global uchar *p, int dt, ulong i, float x)
         CLATTN_STORE(0, x, (__global float *)p, i);
 }
 
-/* The sequence of a step's work-item slot under a clattn_seq_select (kernels_cl/states.cl's
- * clattn_seq_pick): nb when the slot stands for none. */
-inline uint ssm_seq_pick(uint si, int kind, __global const uchar *sel, ulong off, uint nb)
-{
-    if (kind == 0)
-        return si;
-    if (kind == 1)
-        return sel[off + si] != 0 ? si : nb;
-    int v = ((__global const int *)sel)[off + si];
-    if (kind == 2)
-        return v != 0 ? si : nb;
-    return v >= 0 && (uint)v < nb ? (uint)v : nb;
-}
-
 /* One recurrent step per (b, h): x[n] = w[n] x[n] + u, y = Re(sum_n Ct[n] x[n]) + D u. The state
  * x is [B * H * N] complex as float pairs; d holds D per channel (has_d 0: no skip term); u and y
  * are of element types u_dt and y_dt. Scalar arithmetic (no float2 temporaries): oclgrind's
@@ -227,7 +214,7 @@ __kernel void clattn_ssm_step(__global float *x_, __global const float4 *wct_,
     ulong sel_off = sel_off_;
     uint nb = nb_, hh = H;
     uint si = get_global_id(0) / hh, h = get_global_id(0) % hh;
-    uint b = ssm_seq_pick(si, kind, sel, sel_off, nb);
+    uint b = clattn_seq_pick(si, kind, sel, sel_off, nb);
     if (b >= nb)
         return;
     uint bh = b * hh + h;

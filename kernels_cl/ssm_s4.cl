@@ -1,3 +1,4 @@
+//@include seq_select.clh
 /* S4 (Gu et al. 2022) in its diagonal-plus-low-rank form: the truncated generating function of
  * the SSM kernel at the roots of unity through a Cauchy kernel with the Woodbury correction of the
  * rank-1 term, the copy of the inverse FFT's rows into the caller's view, and the recurrent step
@@ -71,20 +72,6 @@ __kernel void clattn_ssm_s4_copy(__global const float *kt, uint Lg, __global flo
     k[k_off + (ulong)h * k_row + (ulong)l * k_pos] = l < L ? kt[(ulong)h * Lg + l] : 0.0f;
 }
 
-/* The sequence of a step's work-item slot under a clattn_seq_select (kernels_cl/states.cl's
- * clattn_seq_pick): nb when the slot stands for none. */
-inline uint ssm_seq_pick(uint si, int kind, __global const uchar *sel, ulong off, uint nb)
-{
-    if (kind == 0)
-        return si;
-    if (kind == 1)
-        return sel[off + si] != 0 ? si : nb;
-    int v = ((__global const int *)sel)[off + si];
-    if (kind == 2)
-        return v != 0 ? si : nb;
-    return v >= 0 && (uint)v < nb ? (uint)v : nb;
-}
-
 /* One bilinear step per (b, h) through the DPLR structure, with hd = dt / 2 and the real scalar
  * s(x) = 2 Re(sum_n conj(Q_n) x_n) (the rank-1 term of the conjugate-pair system):
  *   v_n = (1 + hd Lambda_n) x_n - hd P_n s(x) + dt B_n u          ((I + hd A) x + dt B u)
@@ -115,7 +102,7 @@ __kernel void clattn_ssm_s4_step(__global float *x_, __global const float4 *prm_
     ulong sel_off = sel_off_;
     uint nb = nb_, hh = H;
     uint si = get_global_id(0) / hh, h = get_global_id(0) % hh;
-    uint b = ssm_seq_pick(si, kind, sel, sel_off, nb);
+    uint b = clattn_seq_pick(si, kind, sel, sel_off, nb);
     if (b >= nb)
         return;
     uint bh = b * hh + h;

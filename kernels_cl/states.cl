@@ -1,3 +1,4 @@
+//@include seq_select.clh
 /* Batched decoding states (host side lib/ops/linear_state.c): one launch per decoding step of a
  * linear-attention state for the whole batch, the per-sequence position counter, and the fills of
  * a subset of sequences (reset by a device index list).
@@ -21,18 +22,6 @@
 #ifndef O_DT
 #define O_DT 0
 #endif
-
-inline uint clattn_seq_pick(uint si, int kind, __global const uchar *sel, ulong off, uint nb)
-{
-    if (kind == 0)
-        return si;
-    if (kind == 1)
-        return sel[off + si] != 0 ? si : nb;
-    int v = ((__global const int *)sel)[off + si];
-    if (kind == 2)
-        return v != 0 ? si : nb;
-    return v >= 0 && (uint)v < nb ? (uint)v : nb;
-}
 
 /* exp(a - b) for log-scales where a may be -inf (an empty state): 0 then (linear.cl's). */
 inline float states_rescale(float a, float b)
