@@ -763,27 +763,27 @@ cleanup:
     return status;
 }
 
-/* A prefill (causal, any length) through the state's plan, then positions += its length. */
-static clattn_status prefill_run(clattn_linear_state *state, const clattn_tensor *q,
-                                 const clattn_tensor *k, const clattn_tensor *v,
-                                 const clattn_tensor *out, cl_uint num_wait, const cl_event *wait,
-                                 cl_event *event)
+/* The state's plan over q, k, v (a causal prefill of any length, or the plan's multi-launch step:
+ * features, padded values, update, commit, output), then every sequence's position += the
+ * tokens it consumed. */
+static clattn_status plan_run(clattn_linear_state *state, const clattn_tensor *q,
+                              const clattn_tensor *k, const clattn_tensor *v,
+                              const clattn_tensor *out, bool step, cl_uint num_wait,
+                              const cl_event *wait, cl_event *event)
 {
     clattn_context *ctx = state->ctx;
     clattn_status status = CLATTN_SUCCESS;
     cl_event mid = NULL;
     clattn__seq s;
     bool started = false;
-    CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
-                 "linear prefill: num_wait > 0 but wait is NULL");
-    CLATTN_FORWARD(check_state_io(state, q, k, v, out, false));
     clattn__linear_bufs b = state_bufs(state);
     clattn__linear_plan *p = (clattn__linear_plan *)state->plan;
     clattn__linear_job j;
     memset(&j, 0, sizeof j);
     j.p = p;
     j.z = clattn__linear_dims_of(p, q->shape, k->shape, v->shape);
-    j.causal = 1;
+    j.causal = !step;
+    j.step = step;
     j.q = q;
     j.k = k;
     j.v = v;
@@ -792,7 +792,7 @@ static clattn_status prefill_run(clattn_linear_state *state, const clattn_tensor
     CLATTN_FORWARD(clattn__linear_run(&j, num_wait, wait, &mid));
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, 1, &mid));
     started = true;
-    cl_uint n = (cl_uint)q->shape[2];
+    cl_uint n = step ? 1 : (cl_uint)q->shape[2];
     clattn__args a = {state->kpos, 0, CL_SUCCESS};
     CLATTN_ARG(&a, state->pos);
     CLATTN_ARG(&a, n);
@@ -804,6 +804,22 @@ cleanup:
         clattn__seq_end(&s);
     if (mid)
         clReleaseEvent(mid);
+    return status;
+}
+
+/* A prefill (causal, any length) through the state's plan, then positions += its length. */
+static clattn_status prefill_run(clattn_linear_state *state, const clattn_tensor *q,
+                                 const clattn_tensor *k, const clattn_tensor *v,
+                                 const clattn_tensor *out, cl_uint num_wait, const cl_event *wait,
+                                 cl_event *event)
+{
+    clattn_context *ctx = state->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
+                 "linear prefill: num_wait > 0 but wait is NULL");
+    CLATTN_FORWARD(check_state_io(state, q, k, v, out, false));
+    status = plan_run(state, q, k, v, out, false, num_wait, wait, event);
+cleanup:
     return status;
 }
 
@@ -842,39 +858,7 @@ static clattn_status legacy_step(clattn_linear_state *state, const clattn_tensor
                                  const clattn_tensor *out, cl_uint num_wait, const cl_event *wait,
                                  cl_event *event)
 {
-    clattn_context *ctx = state->ctx;
-    clattn_status status = CLATTN_SUCCESS;
-    cl_event mid = NULL;
-    clattn__seq s;
-    bool started = false;
-    clattn__linear_bufs b = state_bufs(state);
-    clattn__linear_plan *p = (clattn__linear_plan *)state->plan;
-    clattn__linear_job j;
-    memset(&j, 0, sizeof j);
-    j.p = p;
-    j.z = clattn__linear_dims_of(p, q->shape, k->shape, v->shape);
-    j.step = 1;
-    j.q = q;
-    j.k = k;
-    j.v = v;
-    j.out = out;
-    j.state = &b;
-    CLATTN_FORWARD(clattn__linear_run(&j, num_wait, wait, &mid));
-    CLATTN_FORWARD(clattn__seq_init(&s, ctx, 1, &mid));
-    started = true;
-    cl_uint one = 1;
-    clattn__args a = {state->kpos, 0, CL_SUCCESS};
-    CLATTN_ARG(&a, state->pos);
-    CLATTN_ARG(&a, one);
-    CLATTN_CL(a.err);
-    size_t g = state->shape[0];
-    CLATTN_FORWARD(clattn__seq_kernel(&s, state->kpos, 1, &g, true, event));
-cleanup:
-    if (started)
-        clattn__seq_end(&s);
-    if (mid)
-        clReleaseEvent(mid);
-    return status;
+    return plan_run(state, q, k, v, out, true, num_wait, wait, event);
 }
 
 /* One launch of kernels_cl/states.cl's clattn_linear_state_step for the selected sequences. */
