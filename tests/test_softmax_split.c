@@ -121,8 +121,42 @@ static void test_split_schedule(void **state)
     assert_int_equal(clattn__softmax_cpu_splits(&dev, &p, &L, 8), 1);
 }
 
-int main(void)
+/* "oclgrind": two small split cases (D 8: a 512-key block, three ranges, the last partial;
+ * five ranges, four empty) outside cmocka, for tests/CMakeLists.txt's oclgrind runs (races,
+ * out-of-bounds and uninitialised reads of the partials). */
+static int run_split_oclgrind(void)
 {
+    ctx = tu_context();
+    if (!ctx)
+        return 1;
+    ocase cs[2];
+    ocase c = base_case();
+    c.d = 8, c.nq = 3, c.nk = 1100, c.B = 2, c.key_lengths = 1, c.sinks = 1, c.wl = 600;
+    cs[0] = c;
+    c = base_case();
+    c.d = 8, c.nq = 1, c.nk = 300;
+    cs[1] = c;
+    const unsigned splits[2] = {3, 5};
+    int bad = 0;
+    for (int i = 0; i < 2; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "%u", splits[i]);
+        setenv("CLATTN_SOFTMAX_CPU_SPLITS", v, 1);
+        double err = run_case(&cs[i], CLATTN_SOFTMAX_TILED_CPU);
+        unsetenv("CLATTN_SOFTMAX_CPU_SPLITS");
+        if (!(err >= 0 && err <= 1e-4)) {
+            fprintf(stderr, "split oclgrind case %d: error %g\n", i, err);
+            bad = 1;
+        }
+    }
+    clattn_context_destroy(ctx);
+    return bad;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "oclgrind") == 0)
+        return run_split_oclgrind();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_split_schedule),
         cmocka_unit_test(test_split_shapes),
