@@ -217,6 +217,23 @@ inline float16 softmax_cpu_opts16(const softmax_opt *o, uint fl, float16 s, long
 #define CPU_OPT_ARGS
 #endif
 
+/* Split-KV (issue 17, -DSOFTMAX_SPLIT=1; without it the kernel is the unsplit one, unchanged):
+ * the packed keys are cut into nsplit ranges of split_keys keys (a multiple of SOFTMAX_TILE_KV;
+ * trailing ranges may be empty); global dimension 1 is (B * Hq) x nsplit, the split fastest.
+ * Each work-item runs the unsplit loop over its range only (intersected with its rows' causal,
+ * key-length and window ranges and the block mask) and writes, per row, its un-normalised
+ * accumulators (part_acc[(bh, row, split)][DVPAD]) and its base-2 running maximum and sum
+ * (part_ml[(bh, row, split)][2]); clattn_softmax_split_merge combines them. */
+#ifndef SOFTMAX_SPLIT
+#define SOFTMAX_SPLIT 0
+#endif
+#if SOFTMAX_SPLIT
+#define CPU_SPLIT_ARGS                                                                             \
+    , uint nsplit, uint split_keys, __global float *part_acc, __global float *part_ml
+#else
+#define CPU_SPLIT_ARGS
+#endif
+
 /* Writes one finished CPU-family row of Dv outputs from its accumulators (a[DVPAD]) and its
  * online state (m, l): out = a / l (the sink in the denominator with options), lse natural. */
 #if SOFTMAX_OPTS
@@ -253,11 +270,22 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                                    __global float *lse, ulong l_off, ulong4 ls, int has_lse,
                                    __global const int *key_lengths, ulong kl_off, int has_kl,
                                    uint hq_count, uint hk_count, uint nq, uint nk,
-                                   float scale_log2, int causal CPU_OPT_ARGS)
+                                   float scale_log2, int causal CPU_SPLIT_ARGS CPU_OPT_ARGS)
 {
+#if SOFTMAX_SPLIT
+    /* The split's arguments read before the first branch (rusticl, see DESIGN.md). */
+    uint ns = nsplit, skeys = split_keys;
+    __global float *pacc = part_acc, *pml = part_ml;
+    uint sbh = get_global_id(1);
+    uint bh_ = sbh / ns;
+    uint split = sbh - bh_ * ns;
+#define CPU_BH bh_
+#else
+#define CPU_BH get_global_id(1)
+#endif
 #if SOFTMAX_OPTS
     /* Every option argument is read before the first branch (softmax_opts.clh). */
-    uint obh = get_global_id(1);
+    uint obh = CPU_BH;
     uint ob = obh / hq_count, oh = obh - ob * hq_count;
     SOFTMAX_OPT_SETUP(o, ob, oh, nq, nk);
 #endif
@@ -265,7 +293,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
      * and PoCL takes work-groups in order, so the long ones start first and the short ones fill in. */
     uint items = (nq + SOFTMAX_QBLOCK - 1) / SOFTMAX_QBLOCK;
     uint gid = get_global_id(0);
-    uint bh = get_global_id(1);
+    uint bh = CPU_BH;
     if (gid >= items)
         return; /* no barriers in this kernel: early exit is safe */
     uint row0 = (items - 1 - gid) * SOFTMAX_QBLOCK;
@@ -283,6 +311,11 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
     int lims[SOFTMAX_QBLOCK];
     int gmin[SOFTMAX_QGROUPS], gmax[SOFTMAX_QGROUPS];
     int kend = 0;
+#if SOFTMAX_SPLIT
+    /* This work-item's keys: [sbeg, send), block-aligned, empty past the packed keys. */
+    int sbeg = (int)min((ulong)split * skeys, (ulong)npad);
+    int send = (int)min((ulong)sbeg + skeys, (ulong)npad);
+#endif
 #if SOFTMAX_OPTS
     /* Each row's first key (lims: its end); per group its first step and the largest first key. */
     int los[SOFTMAX_QBLOCK];
@@ -327,6 +360,9 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
         /* A group wholly past the last row does no work. */
         gmin[g] = lo;
         gmax[g] = row0 + g * SOFTMAX_ROWS < nq ? hi : 0;
+#if SOFTMAX_SPLIT
+        gmax[g] = min(gmax[g], send);
+#endif
 #if SOFTMAX_OPTS
         glo[g] = flo / SOFTMAX_STEP_KEYS * SOFTMAX_STEP_KEYS;
         gmaxlo[g] = mlo;
@@ -338,9 +374,14 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
 
 #if SOFTMAX_OPTS
     uint qlast = min(row0 + SOFTMAX_QBLOCK - 1, nq - 1);
+#if SOFTMAX_SPLIT
+    kbeg = max(kbeg, sbeg);
+#endif
     for (int kb0 = kbeg; kb0 < kend; kb0 += SOFTMAX_KV_BLOCK) {
         if (!softmax_opt_live(&o, row0, qlast, kb0, min(kb0 + SOFTMAX_KV_BLOCK, kend) - 1))
             continue; /* no live block of the block mask: never loaded */
+#elif SOFTMAX_SPLIT
+    for (int kb0 = sbeg; kb0 < kend; kb0 += SOFTMAX_KV_BLOCK) {
 #else
     for (int kb0 = 0; kb0 < kend; kb0 += SOFTMAX_KV_BLOCK) {
 #endif
@@ -504,6 +545,18 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
             }
         }
     }
+#if SOFTMAX_SPLIT
+    for (uint i = 0; i < SOFTMAX_QBLOCK; i++) {
+        uint row = row0 + i;
+        if (row < nq) {
+            ulong p = ((ulong)bh * nq + row) * ns + split;
+            for (uint c = 0; c < DVVEC; c++)
+                vstore16(accs[i][c], c, pacc + p * DVPAD);
+            pml[2 * p] = ms[i];
+            pml[2 * p + 1] = clattn_hsum16(lsum[i]);
+        }
+    }
+#else
     for (uint i = 0; i < SOFTMAX_QBLOCK; i++) {
         uint row = row0 + i;
         if (row < nq) {
@@ -523,7 +576,53 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
 #endif
         }
     }
+#endif
 }
+#undef CPU_BH
+
+#if SOFTMAX_SPLIT
+/* Merges the nsplit partials of each row written by clattn_softmax_fwd_cpu (SOFTMAX_SPLIT): with
+ * M = max_s m_s, acc = sum_s acc_s 2^(m_s - M) and l = sum_s l_s 2^(m_s - M) (splits that saw no
+ * key have m_s = -inf and weigh 0), then the row finishes as the unsplit kernel's (the sink joins
+ * here) and is written in O_DT with its natural lse. Global size: (Nq, B * Hq), no padding. */
+__kernel void clattn_softmax_split_merge(__global const float *part_acc,
+                                         __global const float *part_ml, uint nsplit,
+                                         __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 os,
+                                         __global float *lse, ulong l_off, ulong4 ls, int has_lse,
+                                         uint hq_count, uint nq, uint nk CPU_OPT_ARGS)
+{
+    uint ns = nsplit;
+    uint row = get_global_id(0);
+    uint bh = get_global_id(1);
+    uint b = bh / hq_count, h = bh - b * hq_count;
+#if SOFTMAX_OPTS
+    SOFTMAX_OPT_SETUP(o, b, h, nq, nk);
+#endif
+    ulong p0 = ((ulong)bh * nq + row) * ns;
+    float mx = -INFINITY;
+    for (uint s = 0; s < ns; s++)
+        mx = fmax(mx, part_ml[2 * (p0 + s)]);
+    float ref = mx == -INFINITY ? 0.0f : mx;
+    float16 acc[DVVEC];
+    for (uint c = 0; c < DVVEC; c++)
+        acc[c] = CLATTN_SPLAT16(0.0f);
+    float l = 0.0f;
+    for (uint s = 0; s < ns; s++) {
+        float w = exp2(part_ml[2 * (p0 + s)] - ref); /* 0 for a split that saw no key */
+        l = fma(part_ml[2 * (p0 + s) + 1], w, l);
+        for (uint c = 0; c < DVVEC; c++)
+            acc[c] = fma(CLATTN_SPLAT16(w), vload16(c, part_acc + (p0 + s) * DVPAD), acc[c]);
+    }
+    float a[DVPAD], f, lse2;
+    for (uint c = 0; c < DVVEC; c++)
+        vstore16(acc[c], c, a);
+    SOFTMAX_CPU_FINISH(mx, l, f, lse2);
+    for (uint d = 0; d < SOFTMAX_HEAD_DIM_V; d++)
+        CLATTN_STORE(O_DT, a[d] * f, out, clattn_at(o_off, os, b, h, row, d));
+    if (has_lse)
+        lse[clattn_at(l_off, ls, b, h, row, 0)] = lse2 * CLATTN_LN2;
+}
+#endif
 
 /* clattn_softmax_fwd_gpu's V head dim (Dv): -DSOFTMAX_HEAD_DIM_V, else D. With -DSOFTMAX_OPTS=1 it
  * takes the options (softmax_opts.clh) last: per-score logits, the group's keys narrowed to its

@@ -4,9 +4,14 @@
  *   bandwidth    a device copy (clEnqueueCopyBuffer) of the bytes of K+V a decoding step over the
  *                context reads, B * Hk * context * D * 2 elements: the floor every KV variant is
  *                compared with (its row's of_bandwidth is 1)
- *   unsplit      today's softmax attention for one query per sequence over the whole cache (a
+ *   unsplit      softmax attention for one query per sequence over the whole cache with the
+ *                keys unsplit (TILED_CPU's split-KV forced off through CLATTN_SOFTMAX_CPU_SPLITS=1
+ *                while the plan is made; a
  *                plan for q [B, Hq, 1, D], K/V [B, Hk, context, D], the scheduler's choice)
- *   split, paged not available yet (rows say so; no numbers)
+ *   split        the same plan as the scheduler makes it (AUTO): split-KV on TILED_CPU devices
+ *                (issue 17 section 1; the plan's launch says splits=S); on TILED_GPU devices the
+ *                same kernel as unsplit until that family splits
+ *   paged        not available yet (its rows say so; no numbers)
  *   linear-step  one clattn_linear_step of a batched linear-attention state (B sequences, Hk
  *                key/value heads, Hq query heads, elu features, D = Dv = --d): one launch
  *   ssm-step     one clattn_ssm_step of a batched S4D state (B sequences, Hq * D channels, 64
@@ -29,7 +34,7 @@ static const char *const DV_NAMES[DV_COUNT] = {"bandwidth", "unsplit",     "spli
                                                "paged",     "linear-step", "ssm-step"};
 /* Per variant: reads the KV cache (per context), and implemented. */
 static const int DV_KV[DV_COUNT] = {1, 1, 1, 1, 0, 0};
-static const int DV_DONE[DV_COUNT] = {1, 1, 0, 0, 1, 1};
+static const int DV_DONE[DV_COUNT] = {1, 1, 1, 0, 1, 1};
 
 #define STATE_STEPS 32
 #define SSM_STATES 64
@@ -60,9 +65,10 @@ void cli_usage_decode(FILE *f)
             "      Time per decoding step (one new token for each of B sequences). bandwidth: a\n"
             "      device copy of the K+V bytes a step reads (the floor; of_bandwidth of a KV\n"
             "      row = bandwidth time / its time, same run); unsplit: softmax attention, one\n"
-            "      query over the cache; linear-step / ssm-step: one launch stepping a batched\n"
+            "      query over the cache, keys unsplit; split: the scheduler's plan (split-KV on\n"
+            "      CPU devices); linear-step / ssm-step: one launch stepping a batched\n"
             "      linear-attention (Hk heads, elu) or S4D (Hq*D channels, 64 states) state.\n"
-            "      split and paged print 'not available yet'. Default variants: every\n"
+            "      paged prints 'not available yet'. Default variants: every\n"
             "      available one.\n");
 }
 
@@ -215,7 +221,7 @@ static size_t kv_rows(clattn_context *ctx, const decode_bench *b, clattn_dtype d
         q = filled(ctx, batch * b->heads * b->d * es, dt, &err);
         out = q ? filled(ctx, batch * b->heads * b->d * es, dt, &err) : NULL;
         if (!q || !out) {
-            note(prog, "unsplit context %zu skipped: buffers not allocated", context);
+            note(prog, "%s context %zu skipped: buffers not allocated", DV_NAMES[v], context);
             break;
         }
         j.q = clattn_tensor_make_typed(q, dt, qs[0], qs[1], qs[2], qs[3]);
@@ -226,7 +232,20 @@ static size_t kv_rows(clattn_context *ctx, const decode_bench *b, clattn_dtype d
         clattn_softmax_desc desc;
         clattn_softmax_desc_init(&desc);
         desc.q_dtype = desc.k_dtype = desc.v_dtype = desc.out_dtype = dt;
+        /* unsplit: the scheduler's split-KV off while the plan is made (a test-only variable of
+         * lib/sched/sched_softmax.c; the caller's own value is restored after). */
+        const char *had = getenv("CLATTN_SOFTMAX_CPU_SPLITS");
+        char *saved = had ? strdup(had) : NULL;
+        if (v == DV_UNSPLIT)
+            setenv("CLATTN_SOFTMAX_CPU_SPLITS", "1", 1);
         st = clattn_softmax_plan_create(ctx, &desc, qs, ks, ks, &j.plan);
+        if (v == DV_UNSPLIT) {
+            if (saved)
+                setenv("CLATTN_SOFTMAX_CPU_SPLITS", saved, 1);
+            else
+                unsetenv("CLATTN_SOFTMAX_CPU_SPLITS");
+        }
+        free(saved);
         double ms = NAN;
         if (st == CLATTN_SUCCESS)
             st = time_median(ctx, attn_enqueue, &j, b->reps, &ms);
@@ -234,7 +253,7 @@ static size_t kv_rows(clattn_context *ctx, const decode_bench *b, clattn_dtype d
             rows[n++] = (decode_row){DV_NAMES[v], batch, context, dt, ms, (double)bytes,
                                      bw_ms / ms, 0};
         else
-            note(prog, "unsplit context %zu failed: %s", context, lib_error(ctx, st));
+            note(prog, "%s context %zu failed: %s", DV_NAMES[v], context, lib_error(ctx, st));
         clattn_plan_destroy(j.plan);
         j.plan = NULL;
         clReleaseMemObject(q);

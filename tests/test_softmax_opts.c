@@ -737,6 +737,7 @@ static int teardown(void **state)
     return 0;
 }
 
+#ifndef TEST_SOFTMAX_OPTS_NO_MAIN /* tests/test_softmax_split.c includes this file for run_case */
 /* "oclgrind naive|cpu|gpu|auto...": the small cases of oclgrind_cases on each algorithm named,
  * outside cmocka (tests/CMakeLists.txt runs it under the simulator). */
 int main(int argc, char **argv)
@@ -755,3 +756,4 @@ int main(int argc, char **argv)
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
+#endif

@@ -36,6 +36,11 @@ typedef struct softmax_plan {
     clattn_tensor bias, mask, bmask;
     cl_mem slopes, dummy;
     size_t slopes_off;
+    /* Split-KV (TILED_CPU, issue 17): keys in `splits` ranges of split_keys packed keys, partial
+     * rows in part_acc / part_ml, merged by `merge`; splits = 1: the unsplit kernel. */
+    unsigned splits, split_keys;
+    cl_kernel merge;
+    cl_mem part_acc, part_ml;
 } softmax_plan;
 
 /* Bits of softmax_plan.opts: the kernels' opt_flags (kernels_cl/softmax_opts.clh). */
@@ -465,6 +470,19 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
          * work-item only (see panel_dtypes); -DKP_DT / -DVP_DT name them. */
         clattn_dtype kpdt, vpdt;
         panel_dtypes(plan, L, &kpdt, &vpdt);
+        /* Two key panels: the kernel's steps take up to 32 keys and never test the panel count. */
+        plan->npad = clattn__div_up(k_shape[2], 2 * CLATTN__KEY_BLOCK) * 2 * CLATTN__KEY_BLOCK;
+        /* Split-KV for few queries (the scheduler's S; -DSOFTMAX_SPLIT=1 only when S > 1). */
+        plan->splits = clattn__softmax_cpu_splits(&ctx->info, &prob, L, q_shape[0] * q_shape[1]);
+        if (plan->splits > 1) {
+            plan->split_keys = (unsigned)(clattn__div_up(plan->npad, (size_t)plan->splits *
+                                                                         L->tile_kv) *
+                                          L->tile_kv);
+            snprintf(plan->launch.defines + strlen(L->defines),
+                     sizeof plan->launch.defines - strlen(L->defines), " -DSOFTMAX_SPLIT=1");
+            snprintf(base->launch + strlen(base->launch),
+                     sizeof base->launch - strlen(base->launch), " splits=%u", plan->splits);
+        }
         char defs[sizeof L->defines + 32 + sizeof optdefs];
         snprintf(defs, sizeof defs, "%s", L->defines);
         if (kpdt != CLATTN_F32 || vpdt != CLATTN_F32)
@@ -481,8 +499,19 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
                                            by, &plan->pack));
         CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", defs, "clattn_softmax_fwd_cpu",
                                            L->local_size, by, &plan->fwd));
-        /* Two key panels: the kernel's steps take up to 32 keys and never test the panel count. */
-        plan->npad = clattn__div_up(k_shape[2], 2 * CLATTN__KEY_BLOCK) * 2 * CLATTN__KEY_BLOCK;
+        if (plan->splits > 1) {
+            size_t rows = q_shape[0] * q_shape[1] * q_shape[2] * plan->splits, abytes, mbytes;
+            CLATTN_CHECK(clattn__mul_ok(rows, clattn__div_up(plan->dv, 16) * 16 * sizeof(float),
+                                        &abytes) &&
+                             clattn__mul_ok(rows, 2 * sizeof(float), &mbytes),
+                         CLATTN_SIZE_OVERFLOW, "softmax plan: split partials size overflows");
+            CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", defs,
+                                               "clattn_softmax_split_merge", 0, by, &plan->merge));
+            CLATTN_FORWARD(clattn__plan_scratch(base, abytes, "split-KV partial rows",
+                                                &plan->part_acc));
+            CLATTN_FORWARD(clattn__plan_scratch(base, mbytes, "split-KV partial max and sum",
+                                                &plan->part_ml));
+        }
         size_t dpad = clattn__div_up(plan->dv, 16) * 16, kbytes, vbytes;
         CLATTN_CHECK(clattn__mul_ok(bhk * plan->npad, d * clattn_dtype_size(kpdt), &kbytes) &&
                          clattn__mul_ok(bhk * plan->npad, dpad * clattn_dtype_size(vpdt), &vbytes),
@@ -663,6 +692,13 @@ static void arg_tail(clattn__args *f, const softmax_plan *plan, const clattn_ten
     CLATTN_ARG(f, nk);
     CLATTN_ARG(f, scale_log2);
     CLATTN_ARG(f, causal);
+    if (plan->splits > 1) { /* TILED_CPU split-KV: CPU_SPLIT_ARGS */
+        cl_uint ns = plan->splits, skeys = plan->split_keys;
+        CLATTN_ARG(f, ns);
+        CLATTN_ARG(f, skeys);
+        CLATTN_ARG(f, plan->part_acc);
+        CLATTN_ARG(f, plan->part_ml);
+    }
     arg_opts(f, plan);
 }
 
@@ -736,8 +772,30 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
         arg_tail(&f, plan, q, out, lse);
         CLATTN_CL(f.err);
         size_t items = clattn__div_up(plan->qshape[2], L->tile_q / L->local_size);
-        size_t gl[2] = {clattn__div_up(items, L->local_size) * L->local_size, bh};
-        CLATTN_FORWARD(clattn__seq_kernel_local(s, plan->fwd, 2, gl, lo, true, event));
+        bool split = plan->splits > 1;
+        size_t gl[2] = {clattn__div_up(items, L->local_size) * L->local_size,
+                        bh * plan->splits};
+        CLATTN_FORWARD(clattn__seq_kernel_local(s, plan->fwd, 2, gl, lo, !split,
+                                                split ? NULL : event));
+        if (split) {
+            cl_uint ns = plan->splits, hq = (cl_uint)plan->qshape[1];
+            cl_uint nq = (cl_uint)plan->qshape[2];
+            cl_int has_lse = lse != NULL;
+            clattn__args m = {plan->merge, 0, CL_SUCCESS};
+            CLATTN_ARG(&m, plan->part_acc);
+            CLATTN_ARG(&m, plan->part_ml);
+            CLATTN_ARG(&m, ns);
+            clattn__arg_view(&m, out);
+            clattn__arg_view(&m, lse ? lse : out);
+            CLATTN_ARG(&m, has_lse);
+            CLATTN_ARG(&m, hq);
+            CLATTN_ARG(&m, nq);
+            CLATTN_ARG(&m, nk);
+            arg_opts(&m, plan);
+            CLATTN_CL(m.err);
+            size_t gm[2] = {plan->qshape[2], bh};
+            CLATTN_FORWARD(clattn__seq_kernel(s, plan->merge, 2, gm, true, event));
+        }
     } else {
         clattn__arg_view(&f, k);
         clattn__arg_view(&f, v);
@@ -993,5 +1051,12 @@ clattn_status clattn_softmax_schedule(const clattn_device_info *device,
     if (L.gpu_dchunk)
         snprintf(info->launch + strlen(info->launch), sizeof info->launch - strlen(info->launch),
                  " dchunk=%u", L.gpu_dchunk);
+    unsigned splits = clattn__softmax_cpu_splits(device, &prob, &L, q_shape[0] * q_shape[1]);
+    if (splits > 1) { /* as plan_create records it */
+        snprintf(info->launch + strlen(info->launch), sizeof info->launch - strlen(info->launch),
+                 " splits=%u", splits);
+        snprintf(info->build_options + strlen(info->build_options),
+                 sizeof info->build_options - strlen(info->build_options), " -DSOFTMAX_SPLIT=1");
+    }
     return CLATTN_SUCCESS;
 }

@@ -41,6 +41,13 @@ clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
                                          clattn_softmax_algo requested,
                                          clattn__softmax_launch *out, char *why, size_t why_len);
 
+/* Split-KV (issue 17): the number of key ranges S a TILED_CPU launch `L` of problem `p` with
+ * `heads` = B * Hq (query heads times batch) splits its keys into; 1 = unsplit (launches of other
+ * families, prefill-sized Nq, short key sequences). The rule is in lib/sched/sched_softmax.c. */
+unsigned clattn__softmax_cpu_splits(const clattn_device_info *dev,
+                                    const clattn__softmax_problem *p,
+                                    const clattn__softmax_launch *L, size_t heads);
+
 /* Shipped per-vendor defaults (lib/tune/defaults.c, pure): the family name ("NVIDIA", "AMD",
  * "Intel", "Apple/ARM", "other GPU") and the TILED_GPU work-group size for a head dimension. */
 const char *clattn__vendor_family(const clattn_device_info *dev);

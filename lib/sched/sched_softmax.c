@@ -700,3 +700,51 @@ size_t clattn__softmax_candidates(const clattn_device_info *dev,
                           &n);
     return n;
 }
+
+/* ---- split-KV for few queries (issue 17 section 1) ----
+ * TILED_CPU runs ceil(Nq / rows per work-item) x B x Hq work-items: one query over a long cache
+ * with 8 heads is 8 work-items, too few to keep every core streaming K/V (and the last ones to
+ * finish idle the rest). Splitting the keys into S ranges gives S times the work-items, each
+ * writing a partial row merged by clattn_softmax_split_merge (one more small launch and
+ * S x (Dv + 2) floats per row of scratch). Rule: split only on devices whose family is TILED_CPU
+ * (a SIMT-style device running it has its own parallelism); aim at CPU_SPLIT_ITEMS_PER_CU
+ * work-items per compute unit; never split below CPU_SPLIT_MIN_BLOCKS key blocks per range (so
+ * the merge and the per-item setup stay small against the range's work); at most
+ * CPU_SPLIT_MAX. Prefill-sized Nq already has the work-items: S = 1 there, unchanged. Not
+ * timed on a quiet machine yet: the constants are first guesses for the integrator to check
+ * with `clattn bench decode --variants bandwidth,unsplit,split`. */
+#define CPU_SPLIT_ITEMS_PER_CU 8
+#define CPU_SPLIT_MIN_BLOCKS 4
+#define CPU_SPLIT_MAX 64
+
+unsigned clattn__softmax_cpu_splits(const clattn_device_info *dev,
+                                    const clattn__softmax_problem *p,
+                                    const clattn__softmax_launch *L, size_t heads)
+{
+    if (L->algo != CLATTN_SOFTMAX_TILED_CPU || !L->local_size || !L->tile_q || !L->tile_kv)
+        return 1;
+    /* CLATTN_SOFTMAX_CPU_SPLITS=<n> (tests and the decode bench, not a public knob) forces S,
+     * on any device that runs TILED_CPU; ranges past the keys stay empty. */
+    const char *force = getenv("CLATTN_SOFTMAX_CPU_SPLITS");
+    if (force && *force) {
+        char *end = NULL;
+        long n = strtol(force, &end, 10);
+        if (end && *end == '\0' && n >= 1 && n <= 256)
+            return (unsigned)n;
+    }
+    if (clattn__softmax_family(dev) != CLATTN_SOFTMAX_TILED_CPU)
+        return 1;
+    size_t per_item = L->tile_q / L->local_size;
+    size_t items = (p->nq + per_item - 1) / (per_item ? per_item : 1) * heads;
+    size_t cu = dev->compute_units ? dev->compute_units : 1;
+    size_t target = CPU_SPLIT_ITEMS_PER_CU * cu;
+    if (items >= target)
+        return 1;
+    size_t s = (target + items - 1) / items;
+    size_t by_keys = p->nk / ((size_t)CPU_SPLIT_MIN_BLOCKS * L->tile_kv);
+    if (s > by_keys)
+        s = by_keys;
+    if (s > CPU_SPLIT_MAX)
+        s = CPU_SPLIT_MAX;
+    return s < 2 ? 1 : (unsigned)s;
+}
