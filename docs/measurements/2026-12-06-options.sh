@@ -16,4 +16,6 @@ echo "== head dims 128/256/512 (N 2048) as fractions of peak"
 $A bench softmax --variants d512 --reps 2
 echo "== batched decoding states: linear and SSM step per token, B 1 and 64"
 $A bench decode --heads 32 --kv-heads 8 --d 128 --batch 1,64 --variants linear-step,ssm-step --reps 20
+echo "== decoding (issue 17 section 1, split-KV on TILED_CPU): one query per head, B 1"
+$A bench decode --context 16384,65536 --heads 8 --kv-heads 8 --d 128 --batch 1 --variants bandwidth,unsplit,split --reps 5
 echo "== end $(uptime)"
