@@ -618,6 +618,13 @@ static void test_naive(void **state)
     check_algo(CLATTN_SOFTMAX_NAIVE);
 }
 
+/* AUTO: the device's own family as the scheduler (or the tuning database) launches it. */
+static void test_auto(void **state)
+{
+    (void)state;
+    check_algo(CLATTN_SOFTMAX_AUTO);
+}
+
 /* ---- TILED_GPU (the gpu stream's section) ----
  * Both GPU kernels with every option (TILED_GPU: the register-tiled one; TILED_GPU_ROWS: one row
  * per work-item), then D / Dv beyond the check_algo shapes: D 100 Dv 72, D 320, D 512 Dv 8, with
@@ -746,6 +753,7 @@ int main(int argc, char **argv)
         return run_oclgrind(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_naive),
+        cmocka_unit_test(test_auto),
         cmocka_unit_test(test_tiled_cpu),
         cmocka_unit_test(test_tiled_cpu_dims),
         cmocka_unit_test(test_tiled_gpu),
