@@ -32,6 +32,9 @@ typedef struct softmax_plan {
      * the desc) or plan scratch holding the standard slopes. dummy: a small plan buffer bound to
      * every absent option pointer (kernels never read it beyond its size). */
     unsigned opts;
+    /* The plan's kernels are the options build (-DSOFTMAX_OPTS=1, arguments of arg_opts): with
+     * options, and for TILED_CPU always (see optk_rule). */
+    bool optk;
     size_t dv;
     clattn_tensor bias, mask, bmask;
     cl_mem slopes, dummy;
@@ -444,7 +447,31 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
     /* Every kernel of the plan: -DSOFTMAX_OPTS=1 (and the bias type) when options are on, and
      * V's head dim when it is not D. */
     char optdefs[96] = "";
-    if (plan->opts)
+    /* TILED_CPU plans use the options build of clattn_softmax_fwd_cpu even without options
+     * (opt_flags 0): measured on PoCL (2 vCPU Xeon, quiet, B1 H8, same run), that build ran
+     * 206-212 GFLOP/s against 136-139 for the plain one at N 1024-4096 D 64 (causal too), f16 207
+     * against 136, D 16/128/256 +9/+6/+18%, a single query over 64k keys the same: a code
+     * generation difference of PoCL's compiler, not extra work (the options build does more). */
+    /* Split-KV plans without options (decoding: bandwidth-bound, where both builds measured the
+     * same) keep the plain build: in the options build oclgrind --uninitialized flagged the merge
+     * kernel's reads of the partials of such a plan (oclgrind_softmax_split_uninitialized; the
+     * forward kernel's own float16-accumulator reports are waived as known false positives;
+     * not isolated further). */
+    plan->optk = plan->opts != 0 ||
+                 (plan->launch.algo == CLATTN_SOFTMAX_TILED_CPU &&
+                  clattn__softmax_cpu_splits(&ctx->info, &prob, &plan->launch,
+                                             q_shape[0] * q_shape[1]) <= 1);
+    if (plan->optk && !plan->dummy) {
+        /* plan_options made none (no option): the absent buffers' stand-in, zeroed (the
+         * kernels read its first element for slopes and sinks whatever the flags) */
+        float zeros[16] = {0};
+        CLATTN_FORWARD(clattn__plan_scratch(base, 64, "absent option buffers", &plan->dummy));
+        CLATTN_CL(clEnqueueWriteBuffer(ctx->queue, plan->dummy, CL_TRUE, 0, sizeof zeros, zeros,
+                                       0, NULL, NULL));
+        plan->slopes = plan->dummy;
+        plan->slopes_off = 0;
+    }
+    if (plan->optk)
         snprintf(optdefs, sizeof optdefs, " -DSOFTMAX_OPTS=1");
     if (plan->opts & OPT_BIAS && plan->bias.dtype != CLATTN_F32)
         snprintf(optdefs + strlen(optdefs), sizeof optdefs - strlen(optdefs), " -DB_DT=%d",
@@ -705,7 +732,7 @@ static void arg_tail(clattn__args *f, const softmax_plan *plan, const clattn_ten
 /* SOFTMAX_OPT_PARAMS (kernels_cl/softmax_opts.clh), in its order, for plans with options. */
 static void arg_opts(clattn__args *f, const softmax_plan *plan)
 {
-    if (!plan->opts)
+    if (!plan->optk)
         return;
     const clattn_tensor *views[3] = {&plan->bias, &plan->mask, &plan->bmask};
     for (int i = 0; i < 3; i++) {
@@ -874,7 +901,7 @@ static clattn_status enqueue_naive(softmax_plan *plan, const clattn_tensor *q,
             CLATTN_ARG(&a, lbuf);
             CLATTN_ARG(&a, loff);
             CLATTN_ARG(&a, has_lse);
-            if (plan->opts) {
+            if (plan->optk) {
                 CLATTN_ARG(&a, uh);
                 arg_opts(&a, plan);
             }
