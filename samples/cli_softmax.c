@@ -1379,7 +1379,7 @@ static int bench_parse(int argc, char **argv, bench_config *cfg, int *help)
         cfg->block_k = (unsigned)b[nb - 1];
     }
     if ((n && (rc = parse_list(cmd, "--n", n, 1, (size_t)1 << 24, cfg->ns, &cfg->n_count))) ||
-        (d && (rc = size_option(cmd, "--d", d, 1, MAX_HEAD_DIM, &cfg->d))) ||
+        (d && (rc = size_option(cmd, "--d", d, 1, SOFTMAX_MAX_HEAD_DIM, &cfg->d))) ||
         (heads && (rc = size_option(cmd, "--heads", heads, 1, 4096, &cfg->heads))) ||
         (batch && (rc = size_option(cmd, "--batch", batch, 1, 65536, &cfg->batch))) ||
         (reps && (rc = size_option(cmd, "--reps", reps, 1, 1000, &cfg->reps))) ||
