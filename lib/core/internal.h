@@ -213,6 +213,8 @@ clattn_status clattn__seq_kernel_local(clattn__seq *s, cl_kernel kernel, cl_uint
                                        cl_event *event);
 clattn_status clattn__seq_kernel(clattn__seq *s, cl_kernel kernel, cl_uint dims,
                                  const size_t *global, bool last, cl_event *event);
+/* A marker in the sequence: nothing to run, but its wait list and (last) event still hold. */
+clattn_status clattn__seq_marker(clattn__seq *s, bool last, cl_event *event);
 /* The wait list the next command must use (writes *nw, *w), and recording that a command
  * returning `ev` (owned by the sequence from now on; NULL on an in-order queue) was enqueued. */
 void clattn__seq_wait(const clattn__seq *s, cl_uint *nw, const cl_event **w);

@@ -76,6 +76,17 @@ clattn_status clattn__seq_kernel(clattn__seq *s, cl_kernel kernel, cl_uint dims,
     return clattn__seq_kernel_local(s, kernel, dims, global, NULL, last, event);
 }
 
+clattn_status clattn__seq_marker(clattn__seq *s, bool last, cl_event *event)
+{
+    clattn_context *ctx = s->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    clattn__seq_next(s, last, event);
+    CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, s->nw, s->w, s->evp));
+    clattn__seq_done(s);
+cleanup:
+    return status;
+}
+
 size_t clattn__local_for(size_t n, size_t want)
 {
     size_t l = 1;

@@ -269,9 +269,7 @@ static clattn_status copy_range(clattn_linear_state *dst, size_t db, const clatt
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     started = true;
     if (dst == src && db == sb) { /* nothing to copy, but the wait list and event still hold */
-        clattn__seq_next(&s, true, event);
-        CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, s.nw, s.w, s.evp));
-        clattn__seq_done(&s);
+        CLATTN_FORWARD(clattn__seq_marker(&s, true, event));
         goto cleanup;
     }
     part from[8], to[8];
@@ -354,9 +352,7 @@ clattn_status clattn_linear_state_reset_seqs(clattn_linear_state *state, const s
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     started = true;
     if (count == 0) {
-        clattn__seq_next(&s, true, event);
-        CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, s.nw, s.w, s.evp));
-        clattn__seq_done(&s);
+        CLATTN_FORWARD(clattn__seq_marker(&s, true, event));
         goto cleanup;
     }
     part p[8];
@@ -395,9 +391,7 @@ clattn_status clattn_linear_state_reset_select(clattn_linear_state *state,
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     started = true;
     if (slots == 0) {
-        clattn__seq_next(&s, true, event);
-        CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, s.nw, s.w, s.evp));
-        clattn__seq_done(&s);
+        CLATTN_FORWARD(clattn__seq_marker(&s, true, event));
         goto cleanup;
     }
     part p[8];
@@ -900,9 +894,7 @@ static clattn_status step_run(clattn_linear_state *state, const clattn_tensor *q
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     started = true;
     if (slots == 0) {
-        clattn__seq_next(&s, true, event);
-        CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, s.nw, s.w, s.evp));
-        clattn__seq_done(&s);
+        CLATTN_FORWARD(clattn__seq_marker(&s, true, event));
         goto cleanup;
     }
     cl_uint heads = (cl_uint)hk, grp = (cl_uint)group, ud = (cl_uint)state->shape[2];

@@ -182,9 +182,7 @@ static clattn_status step_run(clattn_ssm_state *state, const clattn_tensor *u,
     CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
     seq = true;
     if (slots == 0) { /* an empty list: the wait list and event still hold */
-        clattn__seq_next(&s, true, event);
-        CLATTN_CL(clEnqueueMarkerWithWaitList(ctx->queue, s.nw, s.w, s.evp));
-        clattn__seq_done(&s);
+        CLATTN_FORWARD(clattn__seq_marker(&s, true, event));
         goto cleanup;
     }
     size_t gl[1] = {slots * state->heads};
