@@ -99,30 +99,52 @@ inline void softmax_load_q(float *dst, __global const CLATTN_STYPE(Q_DT) *x, ulo
 #define SOFTMAX_PV_VECS ((DVVEC + SOFTMAX_PV_PASSES - 1) / SOFTMAX_PV_PASSES)
 
 /* Packs K of head (b, hk) into panels kp[bh][Npad/16][SOFTMAX_HEAD_DIM][16] and V into rows
- * vp[bh][Npad][DVPAD], zero-filling keys in [Nk, Npad) and columns in [SOFTMAX_HEAD_DIM_V, DVPAD).
- * Global size: (Npad, B * Hk). */
+ * vp[bh][Npad][DVPAD], zero-filling keys in [kl, ...) and columns in [SOFTMAX_HEAD_DIM_V, DVPAD).
+ * kl is the sequence's key length (Nk without key_lengths): keys past it are written as zeros
+ * only up to the next 32-key boundary (the furthest any step of the main kernel reads for it),
+ * not at all beyond, so a plan baked for a long capacity packs what the sequences hold. Paged
+ * K/V (paged != 0): k and v are the pools, key j of sequence b in slot j % page of page
+ * bt[bt_off + b * bt_sb + j / page]; a key whose page id is invalid (outside the row's maxp
+ * entries or [0, npages)) is packed as zeros, never read (the main kernel masks it).
+ * Global size: (Npad, B * Hk). Every argument is read before any branch. */
 __kernel void clattn_softmax_pack_kv(__global const CLATTN_STYPE(K_DT) *k, ulong k_off, ulong4 ks,
                                    __global const CLATTN_STYPE(V_DT) *v, ulong v_off, ulong4 vs,
                                    uint hk_count, uint nk, uint npad,
                                    __global CLATTN_STYPE(KP_DT) *kp,
-                                   __global CLATTN_STYPE(VP_DT) *vp)
+                                   __global CLATTN_STYPE(VP_DT) *vp,
+                                   __global const int *key_lengths, ulong kl_off, int has_kl,
+                                   __global const int *bt, ulong bt_off, ulong bt_sb, uint maxp,
+                                   uint page, uint npages, int paged)
 {
+    const ulong ko = k_off, vo = v_off, klo = kl_off, bo = bt_off, bsb = bt_sb;
+    const ulong4 kst = ks, vst = vs;
+    const uint hkc = hk_count, n = nk, np = npad, mp = maxp, ps = max(page, 1u), npg = npages;
+    const int hkl = has_kl, pg = paged;
     uint j = get_global_id(0);
     uint bh = get_global_id(1);
-    if (j >= npad)
+    uint b = bh / hkc, h = bh - b * hkc; /* no div/rem pair (oclgrind and freeze) */
+    long kl = clattn_key_length(key_lengths, klo + b, hkl, n);
+    long zend = min((kl + 2 * SOFTMAX_KEY_BLOCK - 1) / (2 * SOFTMAX_KEY_BLOCK) *
+                        (2 * SOFTMAX_KEY_BLOCK),
+                    (long)np);
+    if (j >= np || (long)j >= zend)
         return;
-    uint b = bh / hk_count, h = bh - b * hk_count; /* no div/rem pair (oclgrind and freeze) */
-    ulong kbase = ((ulong)bh * (npad / SOFTMAX_KEY_BLOCK) + j / SOFTMAX_KEY_BLOCK) * SOFTMAX_HEAD_DIM * SOFTMAX_KEY_BLOCK +
+    uint col = j / ps;
+    int id = pg && j < n && col < mp ? bt[bo + (ulong)b * bsb + col] : -1;
+    bool live = !pg || (id >= 0 && (uint)id < npg);
+    /* the element (row, d) of K / V: b's row j, or slot j % page of page id */
+    ulong rb = pg ? (ulong)max(id, 0) : b, rj = pg ? (ulong)(j - col * ps) : j;
+    ulong kbase = ((ulong)bh * (np / SOFTMAX_KEY_BLOCK) + j / SOFTMAX_KEY_BLOCK) * SOFTMAX_HEAD_DIM * SOFTMAX_KEY_BLOCK +
                   j % SOFTMAX_KEY_BLOCK;
-    ulong vbase = ((ulong)bh * npad + j) * DVPAD;
-    bool in = j < nk;
+    ulong vbase = ((ulong)bh * np + j) * DVPAD;
+    bool in = (long)j < kl && live;
     for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
-        float x = in ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, h, j, d)) : 0.0f;
+        float x = in ? CLATTN_LOAD(K_DT, k, clattn_at(ko, kst, rb, h, rj, d)) : 0.0f;
         CLATTN_STORE(KP_DT, x, kp, kbase + (ulong)d * SOFTMAX_KEY_BLOCK);
     }
     for (uint d = 0; d < DVPAD; d++) {
         float x = in && d < SOFTMAX_HEAD_DIM_V
-                      ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, h, j, d))
+                      ? CLATTN_LOAD(V_DT, v, clattn_at(vo, vst, rb, h, rj, d))
                       : 0.0f;
         CLATTN_STORE(VP_DT, x, vp, vbase + d);
     }
@@ -209,6 +231,9 @@ inline float16 softmax_cpu_opts16(const softmax_opt *o, uint fl, float16 s, long
     }
     if ((fl & SOFTMAX_OPT_BLOCKS) && j0 < nk &&
         !o->bmask[o->bm_base + (ulong)(i / o->bq) * o->bm_si + (ulong)(j0 / o->bk) * o->bm_sj])
+        s = CLATTN_SPLAT16(-INFINITY);
+    /* j0 is a multiple of 16 and a page holds at least 16 keys: one page id for all 16 lanes */
+    if ((fl & SOFTMAX_OPT_PAGED) && softmax_opt_page(o, j0) < 0)
         s = CLATTN_SPLAT16(-INFINITY);
     return s;
 }
@@ -323,7 +348,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
     int kbeg = (int)npad;
     /* The options applied to score vectors (the window is the rows' ranges). */
     uint vflags = o.flags & (SOFTMAX_OPT_BIAS | SOFTMAX_OPT_MASK | SOFTMAX_OPT_ALIBI |
-                             SOFTMAX_OPT_SOFTCAP | SOFTMAX_OPT_BLOCKS);
+                             SOFTMAX_OPT_SOFTCAP | SOFTMAX_OPT_BLOCKS | SOFTMAX_OPT_PAGED);
 #endif
     for (uint g = 0; g < SOFTMAX_QGROUPS; g++) {
         int lo = (int)nk, hi = 0;
@@ -790,6 +815,9 @@ clattn_softmax_naive_rows(__global float *s, ulong s_off, uint nq, uint nk, floa
     long lo = 0, hi = clattn_visible(row, nq, nk, kl, causal);
 #if SOFTMAX_OPTS
     SOFTMAX_OPT_SETUP(o, batch, head, nq, nk);
+    /* q_lengths: the sequence's own alignment; its padding rows (row >= qlen) see no key */
+    softmax_opt_seq(&o, kl);
+    hi = (long)row < o.qlen ? clattn_visible(row, o.qlen, kl, kl, causal) : 0;
     softmax_opt_range(&o, row, &lo, &hi);
 #endif
 
@@ -837,4 +865,36 @@ clattn_softmax_naive_rows(__global float *s, ulong s_off, uint nq, uint nk, floa
         sr[j] = j >= lo && j < hi ? exp2(sr[j] - ref) * inv : 0.0f;
     if (has_lse && lid == 0)
         lse[l_off + row] = lse2 * CLATTN_LN2;
+}
+
+/* NAIVE with a paged cache (issue 17): gathers sequence b's keys and values from the page pools
+ * (views k [num_pages, Hk, page, D], v [num_pages, Hk, page, Dv] of K_DT / V_DT) into dense
+ * float32 dk [B, Hk, Nk, D], dv [B, Hk, Nk, Dv] (Nk = max_pages * page) for CLBlast; keys whose
+ * page id is invalid (softmax_opt_page) become zero rows, masked later by the row kernel. Global:
+ * (Nk, B * Hk). Every argument is read before any branch. */
+__kernel void clattn_softmax_gather_paged(__global const CLATTN_STYPE(K_DT) *k, ulong k_off,
+                                          ulong4 ks, __global const CLATTN_STYPE(V_DT) *v,
+                                          ulong v_off, ulong4 vs, __global const int *bt,
+                                          ulong bt_off, ulong bt_sb, uint hk_count, uint nk,
+                                          uint page, uint maxp, uint npages, uint d_count,
+                                          uint dv_count, __global float *dk, __global float *dv)
+{
+    const uint j = get_global_id(0), bh = get_global_id(1);
+    const ulong ko = k_off, vo = v_off, bo = bt_off, bsb = bt_sb;
+    const ulong4 kst = ks, vst = vs;
+    const uint hkc = hk_count, n = nk, ps = max(page, 1u), mp = maxp, np = npages;
+    const uint dd = d_count, ddv = dv_count;
+    const uint b = bh / hkc, h = bh - b * hkc;
+    const uint col = j / ps;
+    const int id = j < n && col < mp ? bt[bo + (ulong)b * bsb + col] : -1;
+    const bool live = id >= 0 && (uint)id < np;
+    if (j >= n)
+        return;
+    const ulong slot = j - col * ps;
+    __global float *krow = dk + ((ulong)bh * n + j) * dd;
+    __global float *vrow = dv + ((ulong)bh * n + j) * ddv;
+    for (uint e = 0; e < dd; e++)
+        krow[e] = live ? CLATTN_LOAD(K_DT, k, clattn_at(ko, kst, (ulong)id, h, slot, e)) : 0.0f;
+    for (uint e = 0; e < ddv; e++)
+        vrow[e] = live ? CLATTN_LOAD(V_DT, v, clattn_at(vo, vst, (ulong)id, h, slot, e)) : 0.0f;
 }

@@ -111,6 +111,52 @@ typedef struct clattn_softmax_desc {
      * and are ignored without it. block_mask.buffer NULL: none. */
     clattn_tensor block_mask;
     unsigned block_q, block_k;
+
+    /* ---- Serving and decoding (issue 17): one plan for a whole generation, mixed batches, paged
+     * caches. All optional (NULL / 0 from _desc_init), composable with each other and with every
+     * option above, in every algorithm (NAIVE: not q_offsets). The buffers are recorded (retained)
+     * by the plan and read at each enqueue on the device: an engine bakes one plan for its
+     * capacities (Nq_max queries, Nk_max keys per sequence), then per token updates the lengths
+     * (and block table) in device memory and enqueues again -- no re-planning, no host round
+     * trip. Length values are device data the library cannot check: each is clamped to its
+     * range, so no value makes a kernel read or write outside the tensors.
+     *
+     * Sequence lengths: with q_lengths or q_offsets, sequence b has ql queries and kl keys
+     * (kl = key_lengths[b] clamped to [0, Nk], or Nk without key_lengths) and its positions are
+     * aligned to them: query row i (0 <= i < ql) sits at position i' = i + kl - ql, the position
+     * the causal mask, the window and ALiBi use (without either field i' = i + Nk - Nq, as
+     * above). A decoding step is ql = 1 at position kl - 1; a prefill chunk ql = n. Option
+     * tensors (bias, mask, block mask) are indexed by (b, h, i, j) with i the sequence's own row.
+     *
+     * Per-sequence query lengths: int32 [B] from q_lengths_offset (elements): sequence b's
+     * queries are rows 0 .. ql - 1 (ql = q_lengths[b] clamped to [0, Nq]) of its Nq rows of q;
+     * rows ql .. Nq - 1 are padding, written as rows that see no key (zeros in out; lse -inf,
+     * or the sink's logit with sinks). */
+    cl_mem q_lengths;
+    size_t q_lengths_offset;
+    /* Packed variable-length queries (FlashAttention's cu_seqlens_q): int32 [B + 1]
+     * nondecreasing offsets from q_offsets_offset. q, out and lse are then packed: q_shape
+     * {1, Hq, T, D} (out {1, Hq, T, Dv}, lse {1, Hq, T, 1}) and sequence b's queries are rows
+     * q_offsets[b] .. q_offsets[b + 1] - 1 (each offset clamped to [0, T], the end to at least the
+     * start); B is k's batch (or the block table's rows). Rows outside every sequence are not
+     * written; overlapping ranges (decreasing offsets) are the caller's error (rows written twice,
+     * never outside out). Excludes q_lengths (INVALID_ARGUMENT). Mixed batches -- some sequences
+     * prefilling many tokens, others decoding one -- run in one launch. NAIVE: UNSUPPORTED. */
+    cl_mem q_offsets;
+    size_t q_offsets_offset;
+    /* Paged KV cache (include/clattn/kvcache.h documents the layout; clattn_kvcache_append_plan_*
+     * writes new rows into it): block_table int32, shape [1, 1, B, max_pages] (a clattn_tensor view
+     * of int32 elements, dtype left 0, as kvcache.h's tables), and page_size tokens per page (16, 32, 64, 128 or 256;
+     * INVALID_ARGUMENT otherwise). With a block table, k and v are page pools: k_shape
+     * {num_pages, Hk, page_size, D}, v_shape {num_pages, Hk, page_size, Dv}; each sequence has
+     * Nk = max_pages * page_size key slots, key j in slot j % page_size of page
+     * block_table[b][j / page_size], and key_lengths[b] (else Nk) of them are its keys. Pages
+     * may be shared between sequences and appear in any order. A page id outside
+     * [0, num_pages) masks the keys it would hold (never read; a row left with no key is a row
+     * that sees none); clattn_kvcache_validate checks a table on the host when asked. Unlike
+     * the other tensors the pools may be larger than any one sequence: q_shape[0] = B. */
+    clattn_tensor block_table;
+    size_t page_size;
 } clattn_softmax_desc;
 
 CLATTN_API void clattn_softmax_desc_init(clattn_softmax_desc *desc);

@@ -13,7 +13,10 @@
 typedef struct softmax_plan {
     clattn_plan base;
     clattn_softmax_desc desc; /* key_lengths retained */
-    size_t qshape[4], kshape[4], vshape[4], oshape[4]; /* out: q's with Dv */
+    /* q, out: the caller's shapes (packed {1, Hq, T, D} with q_offsets); k, v: the logical
+     * {B, Hk, Nk, D} (paged: Nk = max_pages * page_size), kin/vin the caller's (the pools). */
+    size_t qshape[4], kshape[4], vshape[4], oshape[4], kin[4], vin[4];
+    size_t batch; /* sequences B */
     clattn__softmax_launch launch;
     float scale;
     size_t npad;         /* keys padded to a multiple of the key block (TILED_CPU) */
@@ -37,6 +40,8 @@ typedef struct softmax_plan {
     bool optk;
     size_t dv;
     clattn_tensor bias, mask, bmask;
+    clattn_tensor bt; /* block table (paged K/V), buffer NULL without */
+    cl_kernel gather; /* NAIVE with paged K/V: pools into dense float32 staged[1], staged[2] */
     cl_mem slopes, dummy;
     size_t slopes_off;
     /* Split-KV (TILED_CPU, issue 17): keys in `splits` ranges of split_keys packed keys, partial
@@ -54,7 +59,10 @@ enum {
     OPT_WINDOW = 8,
     OPT_SOFTCAP = 16,
     OPT_SINKS = 32,
-    OPT_BLOCKS = 64
+    OPT_BLOCKS = 64,
+    OPT_QLENS = 128,
+    OPT_VARLEN = 256,
+    OPT_PAGED = 512
 };
 
 void clattn_softmax_desc_init(clattn_softmax_desc *desc)
@@ -68,14 +76,15 @@ void clattn_softmax_desc_init(clattn_softmax_desc *desc)
     desc->window_right = -1;
 }
 
-/* The desc's retained buffers (bias, mask, block mask, slopes, sinks; key_lengths apart). */
+/* The desc's retained buffers (bias, mask, block mask, slopes, sinks, q_lengths, q_offsets, block
+ * table; key_lengths apart). */
 static cl_mem *opt_buffers(clattn_softmax_desc *d, int i)
 {
-    cl_mem *all[5] = {&d->bias.buffer, &d->mask.buffer, &d->block_mask.buffer, &d->alibi_slopes,
-                      &d->sinks};
+    cl_mem *all[8] = {&d->bias.buffer, &d->mask.buffer, &d->block_mask.buffer, &d->alibi_slopes,
+                      &d->sinks, &d->q_lengths, &d->q_offsets, &d->block_table.buffer};
     return all[i];
 }
-#define OPT_BUFFERS 5
+#define OPT_BUFFERS 8
 
 static void plan_release(clattn_plan *base)
 {
@@ -140,6 +149,15 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_softmax_desc *i
                                     "64, 128 or 256",
                                     out->block_q, out->block_k);
     }
+    if (out->q_lengths && out->q_offsets)
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                            "softmax desc: q_lengths and q_offsets exclude each other");
+    if (out->block_table.buffer) {
+        size_t ps = out->page_size;
+        if (ps < 16 || ps > 256 || (ps & (ps - 1)))
+            return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                                "softmax desc: page_size %zu must be 16, 32, 64, 128 or 256", ps);
+    }
     return CLATTN_SUCCESS;
 }
 
@@ -173,7 +191,7 @@ cleanup:
     return status;
 }
 
-/* A float32 vector of n elements from `offset` must fit `buf`. */
+/* A vector of n 4-byte elements (float32 or int32) from `offset` must fit `buf`. */
 static clattn_status check_vector(clattn_context *ctx, cl_mem buf, size_t offset, size_t n,
                                   const char *what)
 {
@@ -182,7 +200,7 @@ static clattn_status check_vector(clattn_context *ctx, cl_mem buf, size_t offset
     CLATTN_CL(clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof sz, &sz, NULL));
     CLATTN_CHECK(offset <= SIZE_MAX - n && clattn__mul_ok(offset + n, sizeof(cl_float), &need) &&
                      need <= sz,
-                 CLATTN_BUFFER_TOO_SMALL, "%s: needs %zu float32 from offset %zu, buffer holds "
+                 CLATTN_BUFFER_TOO_SMALL, "%s: needs %zu 4-byte elements from offset %zu, buffer holds "
                  "%zu bytes", what, n, offset, sz);
 cleanup:
     return status;
@@ -209,7 +227,7 @@ static clattn_status plan_options(clattn_context *ctx, softmax_plan *plan,
 {
     clattn_status status = CLATTN_SUCCESS;
     clattn_softmax_desc *d = &plan->desc;
-    size_t B = plan->qshape[0], hq = plan->qshape[1], nq = plan->qshape[2], nk = plan->kshape[2];
+    size_t B = plan->batch, hq = plan->qshape[1], nq = plan->qshape[2], nk = plan->kshape[2];
     const size_t full[4] = {B, hq, nq, nk};
     if (given[0]) {
         clattn_tensor t = d->bias;
@@ -243,6 +261,16 @@ static clattn_status plan_options(clattn_context *ctx, softmax_plan *plan,
         plan->opts |= OPT_WINDOW;
     if (d->softcap > 0.0f)
         plan->opts |= OPT_SOFTCAP;
+    if (given[5]) {
+        CLATTN_FORWARD(check_vector(ctx, given[5], d->q_lengths_offset, B, "q_lengths"));
+        plan->opts |= OPT_QLENS;
+    }
+    if (given[6]) {
+        CLATTN_FORWARD(check_vector(ctx, given[6], d->q_offsets_offset, B + 1, "q_offsets"));
+        plan->opts |= OPT_VARLEN;
+    }
+    if (given[7]) /* the table's view was checked with the shapes (plan_shapes) */
+        plan->opts |= OPT_PAGED;
     /* Valid: retain what the plan keeps. */
     for (int i = 0; i < OPT_BUFFERS; i++)
         if (given[i]) {
@@ -252,6 +280,7 @@ static clattn_status plan_options(clattn_context *ctx, softmax_plan *plan,
     plan->bias.buffer = d->bias.buffer;
     plan->mask.buffer = d->mask.buffer;
     plan->bmask.buffer = d->block_mask.buffer;
+    plan->bt.buffer = d->block_table.buffer;
     if (!plan->opts)
         return CLATTN_SUCCESS;
     /* One buffer for every absent pointer, and the standard slopes when asked. */
@@ -315,6 +344,58 @@ static clattn_status check_shapes(clattn_context *ctx, const size_t q[4], const 
     if (q[0] > (lim - 1) / q[1] || q[2] >= lim || k[2] >= lim)
         return clattn__fail(ctx, CLATTN_INVALID_SHAPE, "attention: sizes beyond 2^31");
     return CLATTN_SUCCESS;
+}
+
+/* The plan's logical shapes from the caller's (q, k, v): packed queries (q_offsets) take B from k
+ * or the block table, page pools become {B, Hk, max_pages * page_size, D}. `given` as in
+ * plan_options (the caller's q_offsets at 6, block table at 7). */
+static clattn_status plan_shapes(clattn_context *ctx, softmax_plan *plan,
+                                 const cl_mem given[OPT_BUFFERS], const size_t q[4],
+                                 const size_t k[4], const size_t v[4])
+{
+    clattn_status status = CLATTN_SUCCESS;
+    size_t ql[4], kl[4], vl[4];
+    memcpy(ql, q, sizeof ql);
+    memcpy(kl, k, sizeof kl);
+    memcpy(vl, v, sizeof vl);
+    memcpy(plan->kin, k, sizeof plan->kin);
+    memcpy(plan->vin, v, sizeof plan->vin);
+    if (given[7]) {
+        clattn_tensor t = plan->desc.block_table;
+        t.buffer = given[7];
+        size_t ps = plan->desc.page_size;
+        CLATTN_CHECK(t.shape[0] == 1 && t.shape[1] == 1 && t.shape[2] >= 1 && t.shape[3] >= 1,
+                     CLATTN_SHAPE_MISMATCH,
+                     "softmax block_table: shape [%zu, %zu, %zu, %zu], want [1, 1, B, max_pages]",
+                     t.shape[0], t.shape[1], t.shape[2], t.shape[3]);
+        CLATTN_FORWARD(clattn__tensor_check(ctx, &t, "softmax block_table", NULL, sizeof(cl_int)));
+        CLATTN_CHECK(t.shape[3] == 1 || t.strides[3] == 1, CLATTN_UNSUPPORTED,
+                     "softmax block_table: a row's entries must be contiguous (stride 1)");
+        CLATTN_CHECK(k[0] >= 1 && v[0] >= 1, CLATTN_INVALID_SHAPE,
+                     "softmax: the page pools need at least one page");
+        CLATTN_CHECK(k[0] == v[0] && k[2] == ps && v[2] == ps, CLATTN_SHAPE_MISMATCH,
+                     "softmax paged: k pool [%zu, %zu, %zu, %zu] and v pool [%zu, %zu, %zu, %zu] "
+                     "must be [num_pages, Hk, page_size %zu, D or Dv] with the same num_pages",
+                     k[0], k[1], k[2], k[3], v[0], v[1], v[2], v[3], ps);
+        CLATTN_CHECK(t.shape[3] < ((size_t)1 << 31) / ps && k[0] < ((size_t)1 << 31),
+                     CLATTN_INVALID_SHAPE, "softmax paged: pages or slots beyond 2^31");
+        kl[0] = vl[0] = t.shape[2];
+        kl[2] = vl[2] = t.shape[3] * ps;
+        plan->bt = t;
+        plan->bt.buffer = NULL; /* set once retained (plan_options) */
+    }
+    if (given[6]) {
+        CLATTN_CHECK(q[0] == 1, CLATTN_SHAPE_MISMATCH,
+                     "softmax q_offsets: q must be packed as {1, Hq, T, D}, got batch %zu", q[0]);
+        ql[0] = kl[0];
+    }
+    CLATTN_FORWARD(check_shapes(ctx, ql, kl, vl));
+    memcpy(plan->qshape, q, sizeof plan->qshape);
+    memcpy(plan->kshape, kl, sizeof plan->kshape);
+    memcpy(plan->vshape, vl, sizeof plan->vshape);
+    plan->batch = kl[0];
+cleanup:
+    return status;
 }
 
 static const char *algo_name(clattn_softmax_algo a)
@@ -410,23 +491,20 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         *opt_buffers(&plan->desc, i) = NULL;
     }
     CLATTN_FORWARD(status);
-    CLATTN_FORWARD(check_shapes(ctx, q_shape, k_shape, v_shape));
-    memcpy(plan->qshape, q_shape, sizeof plan->qshape);
-    memcpy(plan->kshape, k_shape, sizeof plan->kshape);
-    memcpy(plan->vshape, v_shape, sizeof plan->vshape);
+    CLATTN_FORWARD(plan_shapes(ctx, plan, opt_given, q_shape, k_shape, v_shape));
     memcpy(plan->oshape, q_shape, sizeof plan->oshape);
     plan->oshape[3] = plan->dv = v_shape[3];
     CLATTN_FORWARD(plan_options(ctx, plan, opt_given));
     if (desc && desc->key_lengths) {
         size_t sz = 0, need;
         CLATTN_CL(clGetMemObjectInfo(desc->key_lengths, CL_MEM_SIZE, sizeof sz, &sz, NULL));
-        CLATTN_CHECK(desc->key_lengths_offset <= SIZE_MAX - q_shape[0] &&
-                         clattn__mul_ok(desc->key_lengths_offset + q_shape[0], sizeof(cl_int),
+        CLATTN_CHECK(desc->key_lengths_offset <= SIZE_MAX - plan->batch &&
+                         clattn__mul_ok(desc->key_lengths_offset + plan->batch, sizeof(cl_int),
                                         &need) &&
                          need <= sz,
                      CLATTN_BUFFER_TOO_SMALL,
                      "key_lengths: needs %zu int32 from offset %zu, buffer holds %zu bytes",
-                     q_shape[0], desc->key_lengths_offset, sz);
+                     plan->batch, desc->key_lengths_offset, sz);
         CLATTN_CL(clRetainMemObject(desc->key_lengths));
         plan->desc.key_lengths = desc->key_lengths;
     }
@@ -441,7 +519,7 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         {"Q", plan->dt[0]}, {"K", plan->dt[1]}, {"V", plan->dt[2]}, {"O", plan->dt[3]}};
     CLATTN_FORWARD(clattn__plan_set_dtypes(base, roles, 4));
 
-    clattn__softmax_problem prob = {d, q_shape[2], k_shape[2], plan->desc.causal != 0,
+    clattn__softmax_problem prob = {d, q_shape[2], plan->kshape[2], plan->desc.causal != 0,
                                     plan->dv};
     CLATTN_FORWARD(choose_launch(ctx, plan, &prob, forced, &by));
     /* Every kernel of the plan: -DSOFTMAX_OPTS=1 (and the bias type) when options are on, and
@@ -460,7 +538,7 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
     plan->optk = plan->opts != 0 ||
                  (plan->launch.algo == CLATTN_SOFTMAX_TILED_CPU &&
                   clattn__softmax_cpu_splits(&ctx->info, &prob, &plan->launch,
-                                             q_shape[0] * q_shape[1]) <= 1);
+                                             plan->batch * q_shape[1]) <= 1);
     if (plan->optk && !plan->dummy) {
         /* plan_options made none (no option): the absent buffers' stand-in, zeroed (the
          * kernels read its first element for slopes and sinks whatever the flags) */
@@ -490,7 +568,7 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
     if (L->gpu_dchunk) /* TILED_GPU's register-tiled kernel staging head dims in chunks */
         snprintf(base->launch + strlen(base->launch), sizeof base->launch - strlen(base->launch),
                  " dchunk=%u", L->gpu_dchunk);
-    size_t bhk = k_shape[0] * k_shape[1];
+    size_t bhk = plan->batch * k_shape[1];
     switch (L->algo) {
     case CLATTN_SOFTMAX_TILED_CPU: {
         /* Packed panels: float32, or K's / V's own half type when every panel is read by one
@@ -498,9 +576,9 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         clattn_dtype kpdt, vpdt;
         panel_dtypes(plan, L, &kpdt, &vpdt);
         /* Two key panels: the kernel's steps take up to 32 keys and never test the panel count. */
-        plan->npad = clattn__div_up(k_shape[2], 2 * CLATTN__KEY_BLOCK) * 2 * CLATTN__KEY_BLOCK;
+        plan->npad = clattn__div_up(plan->kshape[2], 2 * CLATTN__KEY_BLOCK) * 2 * CLATTN__KEY_BLOCK;
         /* Split-KV for few queries (the scheduler's S; -DSOFTMAX_SPLIT=1 only when S > 1). */
-        plan->splits = clattn__softmax_cpu_splits(&ctx->info, &prob, L, q_shape[0] * q_shape[1]);
+        plan->splits = clattn__softmax_cpu_splits(&ctx->info, &prob, L, plan->batch * q_shape[1]);
         if (plan->splits > 1) {
             plan->split_keys = (unsigned)(clattn__div_up(plan->npad, (size_t)plan->splits *
                                                                          L->tile_kv) *
@@ -527,7 +605,7 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", defs, "clattn_softmax_fwd_cpu",
                                            L->local_size, by, &plan->fwd));
         if (plan->splits > 1) {
-            size_t rows = q_shape[0] * q_shape[1] * q_shape[2] * plan->splits, abytes, mbytes;
+            size_t rows = plan->batch * q_shape[1] * q_shape[2] * plan->splits, abytes, mbytes;
             CLATTN_CHECK(clattn__mul_ok(rows, clattn__div_up(plan->dv, 16) * 16 * sizeof(float),
                                         &abytes) &&
                              clattn__mul_ok(rows, 2 * sizeof(float), &mbytes),
@@ -569,25 +647,37 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
                                      L->local_size, by, &plan->softmax);
         memcpy(base->dtype_defines, saved, sizeof saved);
         CLATTN_FORWARD(status);
+        /* CLBlast needs each (b, h)'s query rows at an offset known on the host. */
+        CLATTN_CHECK(!(plan->opts & OPT_VARLEN), CLATTN_UNSUPPORTED,
+                     "softmax plan: the naive algorithm does not take q_offsets (packed queries); "
+                     "use q_lengths with padded queries, or a tiled algorithm");
         size_t bytes;
-        CLATTN_CHECK(clattn__mul_ok(q_shape[2] * k_shape[2], sizeof(float), &bytes),
+        CLATTN_CHECK(clattn__mul_ok(q_shape[2] * plan->kshape[2], sizeof(float), &bytes),
                      CLATTN_SIZE_OVERFLOW, "softmax plan: score matrix size overflows");
         CLATTN_FORWARD(clattn__plan_scratch(base, bytes, "naive score matrix", &plan->scores));
         /* CLBlast takes float32: half q, k, v are staged into dense float32 scratch, and a half
-         * out is computed into float32 scratch and cast into the caller's view. */
-        const size_t *shp[4] = {q_shape, k_shape, v_shape, plan->oshape};
+         * out is computed into float32 scratch and cast into the caller's view. Paged K/V are
+         * gathered from the pools into dense float32 scratch (clattn_softmax_gather_paged). */
+        bool paged = plan->bt.buffer != NULL;
+        if (paged)
+            CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", defs,
+                                               "clattn_softmax_gather_paged", 0, by,
+                                               &plan->gather));
+        const size_t *shp[4] = {q_shape, plan->kshape, plan->vshape, plan->oshape};
         static const char *const what[4] = {"naive float32 q", "naive float32 k",
                                             "naive float32 v", "naive float32 out"};
         for (int i = 0; i < 4; i++) {
-            if (plan->dt[i] == CLATTN_F32)
+            bool gathered = paged && (i == 1 || i == 2);
+            if (plan->dt[i] == CLATTN_F32 && !gathered)
                 continue;
             size_t n;
             CLATTN_CHECK(clattn__mul_ok(shp[i][0] * shp[i][1], shp[i][2] * shp[i][3], &n) &&
                              clattn__mul_ok(n, sizeof(float), &bytes),
                          CLATTN_SIZE_OVERFLOW, "softmax plan: staging size overflows");
-            CLATTN_FORWARD(clattn__plan_cast_kernel(base, i < 3 ? plan->dt[i] : CLATTN_F32,
-                                                    i < 3 ? CLATTN_F32 : plan->dt[i],
-                                                    &plan->cast[i]));
+            if (!gathered)
+                CLATTN_FORWARD(clattn__plan_cast_kernel(base, i < 3 ? plan->dt[i] : CLATTN_F32,
+                                                        i < 3 ? CLATTN_F32 : plan->dt[i],
+                                                        &plan->cast[i]));
             CLATTN_FORWARD(clattn__plan_scratch(base, bytes, what[i], &plan->staged[i]));
         }
         break;
@@ -654,13 +744,13 @@ static clattn_status validate_io(softmax_plan *plan, const clattn_tensor *q,
     clattn_status status = CLATTN_SUCCESS;
     size_t lshape[4] = {plan->qshape[0], plan->qshape[1], plan->qshape[2], 1};
     const clattn__view ins[] = {{q, "q", plan->qshape, false, plan->dt[0]},
-                                {k, "k", plan->kshape, false, plan->dt[1]},
-                                {v, "v", plan->vshape, false, plan->dt[2]}};
+                                {k, "k", plan->kin, false, plan->dt[1]},
+                                {v, "v", plan->vin, false, plan->dt[2]}};
     const clattn__view outs[] = {{out, "out", plan->oshape, false, plan->dt[3]},
                                  {lse, "lse", lshape, true, CLATTN_F32}};
     CLATTN_FORWARD(clattn__check_views(ctx, ins, 3, outs, 2));
     if (plan->desc.key_lengths) {
-        clattn_tensor kl = clattn_tensor_make(plan->desc.key_lengths, 1, 1, 1, plan->qshape[0]);
+        clattn_tensor kl = clattn_tensor_make(plan->desc.key_lengths, 1, 1, 1, plan->batch);
         kl.offset = plan->desc.key_lengths_offset;
         CLATTN_FORWARD(clattn__check_no_alias(ctx, out, "out", &kl, "key_lengths", 4));
         if (lse)
@@ -672,10 +762,15 @@ static clattn_status validate_io(softmax_plan *plan, const clattn_tensor *q,
     sl.offset = plan->desc.alibi_slopes_offset;
     clattn_tensor sk = clattn_tensor_make(plan->desc.sinks, 1, 1, 1, hq);
     sk.offset = plan->desc.sinks_offset;
-    const clattn_tensor *opt_in[5] = {&plan->bias, &plan->mask, &plan->bmask, &sl, &sk};
-    static const char *const opt_name[5] = {"bias", "mask", "block_mask", "alibi_slopes",
-                                            "sinks"};
-    for (int i = 0; i < 5; i++) {
+    clattn_tensor qln = clattn_tensor_make(plan->desc.q_lengths, 1, 1, 1, plan->batch);
+    qln.offset = plan->desc.q_lengths_offset;
+    clattn_tensor qof = clattn_tensor_make(plan->desc.q_offsets, 1, 1, 1, plan->batch + 1);
+    qof.offset = plan->desc.q_offsets_offset;
+    const clattn_tensor *opt_in[8] = {&plan->bias, &plan->mask, &plan->bmask, &sl,
+                                      &sk,         &qln,        &qof,         &plan->bt};
+    static const char *const opt_name[8] = {"bias",  "mask",      "block_mask", "alibi_slopes",
+                                            "sinks", "q_lengths", "q_offsets",  "block_table"};
+    for (int i = 0; i < 8; i++) {
         if (!opt_in[i]->buffer)
             continue;
         CLATTN_FORWARD(clattn__check_no_alias(ctx, out, "out", opt_in[i], opt_name[i], 4));
@@ -764,6 +859,49 @@ static void arg_opts(clattn__args *f, const softmax_plan *plan)
     CLATTN_ARG(f, wr);
     CLATTN_ARG(f, cap);
     CLATTN_ARG(f, flags);
+    /* Serving: q_lengths or q_offsets, the block table (a row stride, max pages, page size,
+     * pool pages). */
+    const clattn_softmax_desc *d = &plan->desc;
+    cl_mem seq = d->q_lengths ? d->q_lengths : d->q_offsets ? d->q_offsets : plan->dummy;
+    cl_ulong seqoff = d->q_lengths ? d->q_lengths_offset : d->q_offsets ? d->q_offsets_offset : 0;
+    bool paged = plan->bt.buffer != NULL;
+    cl_mem bt = paged ? plan->bt.buffer : plan->dummy;
+    cl_ulong btoff = paged ? plan->bt.offset : 0, btsb = paged ? plan->bt.strides[2] : 0;
+    cl_uint maxp = paged ? (cl_uint)plan->bt.shape[3] : 0;
+    cl_uint page = paged ? (cl_uint)d->page_size : 1, npages = paged ? (cl_uint)plan->kin[0] : 0;
+    CLATTN_ARG(f, seq);
+    CLATTN_ARG(f, seqoff);
+    CLATTN_ARG(f, bt);
+    CLATTN_ARG(f, btoff);
+    CLATTN_ARG(f, btsb);
+    CLATTN_ARG(f, maxp);
+    CLATTN_ARG(f, page);
+    CLATTN_ARG(f, npages);
+}
+
+/* The pack's last arguments (TILED_CPU; the gather's for NAIVE from `bt` on): key lengths (keys
+ * at or past a sequence's length are not packed beyond the zeros its last step reads) and the
+ * block table of paged K/V. */
+static void arg_pack_seq(clattn__args *a, const softmax_plan *plan, const clattn_tensor *q)
+{
+    cl_int has_kl = plan->desc.key_lengths != NULL, paged = plan->bt.buffer != NULL;
+    cl_mem klbuf = has_kl ? plan->desc.key_lengths : q->buffer;
+    cl_ulong kloff = plan->desc.key_lengths_offset;
+    cl_mem bt = paged ? plan->bt.buffer : q->buffer;
+    cl_ulong btoff = paged ? plan->bt.offset : 0, btsb = paged ? plan->bt.strides[2] : 0;
+    cl_uint maxp = paged ? (cl_uint)plan->bt.shape[3] : 0;
+    cl_uint page = paged ? (cl_uint)plan->desc.page_size : 1;
+    cl_uint npages = paged ? (cl_uint)plan->kin[0] : 0;
+    CLATTN_ARG(a, klbuf);
+    CLATTN_ARG(a, kloff);
+    CLATTN_ARG(a, has_kl);
+    CLATTN_ARG(a, bt);
+    CLATTN_ARG(a, btoff);
+    CLATTN_ARG(a, btsb);
+    CLATTN_ARG(a, maxp);
+    CLATTN_ARG(a, page);
+    CLATTN_ARG(a, npages);
+    CLATTN_ARG(a, paged);
 }
 
 static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
@@ -775,7 +913,7 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
     clattn_status status = CLATTN_SUCCESS;
     const clattn__softmax_launch *L = &plan->launch;
     size_t lo[2] = {L->local_size, 1};
-    size_t bh = plan->qshape[0] * plan->qshape[1];
+    size_t bh = plan->batch * plan->qshape[1];
     clattn__args f = {plan->fwd, 0, CL_SUCCESS};
     clattn__arg_view(&f, q);
 
@@ -790,8 +928,9 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
         CLATTN_ARG(&a, npad);
         CLATTN_ARG(&a, plan->kp);
         CLATTN_ARG(&a, plan->vp);
+        arg_pack_seq(&a, plan, q);
         CLATTN_CL(a.err);
-        size_t gp[2] = {plan->npad, plan->kshape[0] * plan->kshape[1]};
+        size_t gp[2] = {plan->npad, plan->batch * plan->kshape[1]};
         CLATTN_FORWARD(clattn__seq_kernel(s, plan->pack, 2, gp, false, NULL));
         CLATTN_ARG(&f, plan->kp);
         CLATTN_ARG(&f, plan->vp);
@@ -843,7 +982,7 @@ static clattn_status enqueue_naive(softmax_plan *plan, const clattn_tensor *q,
 {
     clattn_context *ctx = plan->base.ctx;
     clattn_status status = CLATTN_SUCCESS;
-    size_t B = plan->qshape[0], hq = plan->qshape[1], group = hq / plan->kshape[1];
+    size_t B = plan->batch, hq = plan->qshape[1], group = hq / plan->kshape[1];
     size_t nq = plan->qshape[2], nk = plan->kshape[2], d = plan->qshape[3], dv = plan->dv;
     cl_uint unq = (cl_uint)nq, unk = (cl_uint)nk;
     cl_float scale = plan->scale;
@@ -857,12 +996,39 @@ static clattn_status enqueue_naive(softmax_plan *plan, const clattn_tensor *q,
      * float32 views of it, and a half out is computed densely and cast out at the end. */
     clattn_tensor dense[4];
     const clattn_tensor *io[4] = {q, k, v, out};
+    if (plan->gather) { /* paged: both pools into dense float32 [B, Hk, Nk, D / Dv] */
+        cl_uint hk = (cl_uint)plan->kshape[1], unk2 = (cl_uint)nk, ud = (cl_uint)d;
+        cl_uint udv = (cl_uint)dv;
+        clattn__args g = {plan->gather, 0, CL_SUCCESS};
+        clattn__arg_view(&g, k);
+        clattn__arg_view(&g, v);
+        cl_ulong btoff = plan->bt.offset, btsb = plan->bt.strides[2];
+        cl_uint maxp = (cl_uint)plan->bt.shape[3], page = (cl_uint)plan->desc.page_size;
+        cl_uint npages = (cl_uint)plan->kin[0];
+        CLATTN_ARG(&g, plan->bt.buffer);
+        CLATTN_ARG(&g, btoff);
+        CLATTN_ARG(&g, btsb);
+        CLATTN_ARG(&g, hk);
+        CLATTN_ARG(&g, unk2);
+        CLATTN_ARG(&g, page);
+        CLATTN_ARG(&g, maxp);
+        CLATTN_ARG(&g, npages);
+        CLATTN_ARG(&g, ud);
+        CLATTN_ARG(&g, udv);
+        CLATTN_ARG(&g, plan->staged[1]);
+        CLATTN_ARG(&g, plan->staged[2]);
+        CLATTN_CL(g.err);
+        size_t gg[2] = {nk, B * plan->kshape[1]};
+        CLATTN_FORWARD(clattn__seq_kernel(s, plan->gather, 2, gg, false, NULL));
+    }
     for (int i = 0; i < 4; i++) {
-        if (plan->dt[i] == CLATTN_F32)
+        bool gathered = plan->gather && (i == 1 || i == 2);
+        if (plan->dt[i] == CLATTN_F32 && !gathered)
             continue;
-        const size_t *sh = io[i]->shape; /* checked: the plan's */
+        /* checked: the plan's shapes (the logical ones for gathered K/V) */
+        const size_t *sh = i == 1 ? plan->kshape : i == 2 ? plan->vshape : io[i]->shape;
         dense[i] = clattn_tensor_make(plan->staged[i], sh[0], sh[1], sh[2], sh[3]);
-        if (i < 3)
+        if (i < 3 && !gathered)
             CLATTN_FORWARD(clattn__cast_enqueue(s, plan->cast[i], io[i], plan->staged[i], 0,
                                                 false, false, NULL));
         io[i] = &dense[i];
