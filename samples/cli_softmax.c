@@ -26,6 +26,7 @@ void cli_usage_softmax(FILE *f)
             "         [--bias B.npy] [--mask M.npy] [--alibi | --alibi-slopes S.npy]\n"
             "         [--window L,R] [--softcap C] [--sinks S.npy]\n"
             "         [--block-mask BM.npy --block BQ,BK]\n"
+            "         [--block-table BT.npy --page P] [--q-lengths QL.npy | --q-offsets QO.npy]\n"
             "      exact attention on .npy arrays: q [B,Hq,Nq,D], k [B,Hk,Nk,D], v [B,Hk,Nk,Dv]\n"
             "      (Hq a multiple of Hk; D, Dv <= 512), each float32 '<f4', float16 '<f2' or,\n"
             "      with --dtype bf16, bfloat16 ('<u2'/'|V2'), read in their own types (--dtype\n"
@@ -43,6 +44,15 @@ void cli_usage_softmax(FILE *f)
             "      --sinks: float32 [Hq] sink logits (in the denominator and lse, no value);\n"
             "      --block-mask: uint8/bool [B,Hq,ceil(Nq/BQ),ceil(Nk/BK)] (broadcast as the\n"
             "      mask) with block sizes BQ,BK each 16, 32, 64, 128 or 256: zero blocks skipped\n"
+            "      Serving (issue 17): --block-table BT.npy --page P reads k and v as page pools\n"
+            "      [num_pages,Hk,P,D or Dv] (P 16, 32, 64, 128 or 256) via an int32/int64 table\n"
+            "      [B,max_pages] of page ids (any order, shared; -1: no page, its keys masked):\n"
+            "      sequence b's key j is slot j%%P of page BT[b][j/P], Nk = max_pages*P (key\n"
+            "      lengths up to it); --q-lengths: int32/int64 [B] in [0,Nq], sequence b's\n"
+            "      queries are its first QL[b] rows of q (the rest padding: written as rows\n"
+            "      that see no key); --q-offsets: int32/int64 [B+1] from 0 up to T, packed\n"
+            "      queries q [1,Hq,T,D] (cu_seqlens; not with --algo naive). With either, a\n"
+            "      sequence's rows are aligned to its own key length (row i at i+kl-ql).\n"
             "  clattn bench softmax [--n 1024,2048,...] [--d 64] [--heads 8] [--batch 1]\n"
             "         [--causal] [--csv] [--reps 5] [--variants LIST] [--device SEL]\n"
             "         [--dtype f32,f16,bf16] [--nq N] [--algo auto|cpu|gpu|naive] [--block BQ,BK]\n"
@@ -88,7 +98,17 @@ typedef struct run_args {
     /* options of real models (issue 16) */
     const char *bias, *mask, *alibi_slopes, *window, *softcap, *sinks, *block_mask, *block;
     int causal, alibi;
+    /* serving (issue 17): paged K/V, per-sequence query lengths, packed queries */
+    const char *block_table, *page, *q_lengths, *q_offsets;
 } run_args;
+
+/* The serving inputs of a run (issue 17), read before any device work: the logical batch B (k's,
+ * or the block table's rows) and key length Nk (k's, or max_pages * page), and the int32 arrays
+ * (NULL when not given). */
+typedef struct serving {
+    size_t batch, nk, page, max_pages;
+    int32_t *kl, *ql, *qo, *bt;
+} serving;
 
 /* The option files of a run, read before any device work: each tensor with its shape aligned
  * right to rank 4 (size-1 axes broadcast), slopes and sinks as Hq floats. */
@@ -108,7 +128,7 @@ static void opt_files_free(opt_files *of)
 }
 
 static int check_qkv_shapes(const run_args *ra, const npy_array *q, const npy_array *k,
-                            const npy_array *v)
+                            const npy_array *v, const serving *sv)
 {
     char ks[160], vs[160];
     format_shape(ks, sizeof ks, 4, k->shape);
@@ -116,9 +136,19 @@ static int check_qkv_shapes(const run_args *ra, const npy_array *q, const npy_ar
     if (memcmp(k->shape, v->shape, 3 * sizeof k->shape[0]) != 0)
         return fail(EXIT_USAGE, "%s (--k) shape %s and %s (--v) shape %s differ before the head "
                     "dim", ra->k, ks, ra->v, vs);
-    if (q->shape[0] != k->shape[0])
+    if (sv->page && (k->shape[2] != sv->page || v->shape[2] != sv->page))
+        return fail(EXIT_USAGE, "%s (--k) shape %s is not a page pool [num_pages, Hk, %zu, D] "
+                    "(--page %zu)", ra->k, ks, sv->page, sv->page);
+    if (ra->q_offsets && q->shape[0] != 1)
+        return fail(EXIT_USAGE, "%s (--q): packed queries (--q-offsets) need shape [1, Hq, T, D], "
+                    "got batch %zu", ra->q, q->shape[0]);
+    if (!ra->q_offsets && q->shape[0] != sv->batch) {
+        if (sv->page)
+            return fail(EXIT_USAGE, "batch of %s (%zu) differs from the rows of %s (%zu) "
+                        "(--block-table)", ra->q, q->shape[0], ra->block_table, sv->batch);
         return fail(EXIT_USAGE, "batch of %s (%zu) differs from batch of %s (%zu)", ra->q,
                     q->shape[0], ra->k, k->shape[0]);
+    }
     if (q->shape[3] != k->shape[3])
         return fail(EXIT_USAGE, "head dim of %s (%zu) differs from head dim of %s (%zu)", ra->q,
                     q->shape[3], ra->k, k->shape[3]);
@@ -218,9 +248,10 @@ static int load_per_head(const char *path, const char *opt, size_t hq, npy_array
 
 /* Reads the option files for q [B,Hq,Nq,D] and k [B,Hk,Nk,D]: 0 or EXIT_USAGE after a message. */
 static int load_opt_files(const run_args *ra, const clattn_softmax_desc *desc, const npy_array *q,
-                          const npy_array *k, opt_files *of)
+                          const serving *sv, opt_files *of)
 {
-    const size_t full[4] = {q->shape[0], q->shape[1], q->shape[2], k->shape[2]};
+    /* logical [B, Hq, Nq, Nk]: B and Nk from the serving inputs (pools, packed queries) */
+    const size_t full[4] = {sv->batch, q->shape[1], q->shape[2], sv->nk};
     int rc = 0;
     if (ra->bias && ((rc = load_bias(ra->bias, &of->bias, &of->bias_dtype)) ||
                      (rc = broadcast_shape(ra->bias, "--bias", &of->bias, full, of->bias_shape))))
@@ -375,6 +406,133 @@ static int load_key_lengths(const char *path, size_t batch, size_t nk, int32_t *
     return rc;
 }
 
+/* Reads an int32 or int64 file of rank 1 ([want[1]]) or 2 ([want[0] or any rows, want[1] or any
+ * columns]) into a malloc'd int32 array, every value in [lo, hi] (a message naming `name` and the
+ * first bad index otherwise; `expect` describes the shape wanted). shape[] gets the file's shape
+ * (rank 1: {1, n}). 0 or EXIT_USAGE after a message. */
+static int load_ints(const char *path, const char *opt, const char *name, int ndim,
+                     const size_t want[2], const char *expect, long long lo, long long hi,
+                     int32_t **out, size_t shape[2])
+{
+    npy_array a;
+    char err[512], shp[160];
+    *out = NULL;
+    if (npy_read(path, &a, err, sizeof err) != 0)
+        return fail(EXIT_USAGE, "%s", err);
+    format_shape(shp, sizeof shp, a.ndim, a.shape);
+    int rc = 0;
+    shape[0] = ndim == 2 && a.ndim == 2 ? a.shape[0] : 1;
+    shape[1] = a.ndim >= 1 ? a.shape[a.ndim - 1] : 0;
+    if (a.dtype != NPY_I32 && a.dtype != NPY_I64)
+        rc = fail(EXIT_USAGE, "%s (%s): dtype %s, expected int32 or int64", path, opt,
+                  dtype_name(a.dtype));
+    else if (a.ndim != ndim || shape[0] == 0 || shape[1] == 0 ||
+             (ndim == 2 && want[0] && shape[0] != want[0]) || (want[1] && shape[1] != want[1]))
+        rc = fail(EXIT_USAGE, "%s (%s): shape %s, expected %s", path, opt, shp, expect);
+    size_t n = rc ? 0 : shape[0] * shape[1];
+    int32_t *x = rc ? NULL : malloc(n * sizeof *x);
+    if (!rc && !x)
+        rc = fail(EXIT_RUNTIME, "out of memory");
+    for (size_t i = 0; !rc && i < n; i++) {
+        int64_t e = a.dtype == NPY_I32 ? ((const int32_t *)a.data)[i]
+                                       : ((const int64_t *)a.data)[i];
+        if (e < lo || e > hi) {
+            char at[64];
+            if (ndim == 2)
+                snprintf(at, sizeof at, "[%zu][%zu]", i / shape[1], i % shape[1]);
+            else
+                snprintf(at, sizeof at, "[%zu]", i);
+            rc = fail(EXIT_USAGE, "%s (%s): %s%s = %lld outside [%lld, %lld]", path, opt, name,
+                      at, (long long)e, lo, hi);
+        } else {
+            x[i] = (int32_t)e;
+        }
+    }
+    npy_free(&a);
+    if (rc)
+        free(x);
+    else
+        *out = x;
+    return rc;
+}
+
+/* --page and --block-table: the table int32/int64 [B, max_pages], each id in [-1, num_pages) (-1:
+ * no page, its keys masked as the library masks any id outside the pool); B and Nk follow. */
+static int load_block_table(const run_args *ra, const npy_array *k, serving *sv)
+{
+    const size_t any[2] = {0, 0};
+    size_t shape[2];
+    if (k->shape[0] > INT32_MAX)
+        return fail(EXIT_USAGE, "%s (--k): %zu pages, more than int32 ids can name", ra->k,
+                    k->shape[0]);
+    int rc = load_ints(ra->block_table, "--block-table", "block_table", 2, any,
+                       "[B, max_pages] (a row of page ids per sequence)", -1,
+                       (long long)k->shape[0] - 1, &sv->bt, shape);
+    if (rc)
+        return rc;
+    if (shape[1] > ((size_t)1 << 31) / sv->page)
+        return fail(EXIT_USAGE, "%s (--block-table): %zu pages of %zu keys per sequence, beyond "
+                    "2^31 keys", ra->block_table, shape[1], sv->page);
+    sv->batch = shape[0];
+    sv->max_pages = shape[1];
+    sv->nk = shape[1] * sv->page;
+    return 0;
+}
+
+/* --q-lengths int32/int64 [B] in [0, Nq]; --q-offsets int32/int64 [B + 1], nondecreasing from 0
+ * to T (cu_seqlens: every packed row belongs to one sequence). */
+static int load_query_seqs(const run_args *ra, const npy_array *q, serving *sv)
+{
+    size_t shape[2], want[2] = {1, sv->batch};
+    char expect[96];
+    int rc = 0;
+    if (ra->q_lengths) {
+        snprintf(expect, sizeof expect, "[%zu] (one per sequence)", sv->batch);
+        rc = load_ints(ra->q_lengths, "--q-lengths", "q_lengths", 1, want, expect, 0,
+                       (long long)q->shape[2], &sv->ql, shape);
+    }
+    if (!rc && ra->q_offsets) {
+        const size_t t = q->shape[2];
+        want[1] = sv->batch + 1;
+        snprintf(expect, sizeof expect, "[%zu] (B + 1 offsets)", sv->batch + 1);
+        rc = load_ints(ra->q_offsets, "--q-offsets", "q_offsets", 1, want, expect, 0,
+                       (long long)t, &sv->qo, shape);
+        for (size_t b = 0; !rc && b < sv->batch; b++)
+            if (sv->qo[b + 1] < sv->qo[b])
+                rc = fail(EXIT_USAGE, "%s (--q-offsets): q_offsets[%zu] = %d is below "
+                          "q_offsets[%zu] = %d (offsets must not decrease)", ra->q_offsets,
+                          b + 1, (int)sv->qo[b + 1], b, (int)sv->qo[b]);
+        if (!rc && (sv->qo[0] != 0 || (size_t)sv->qo[sv->batch] != t))
+            rc = fail(EXIT_USAGE, "%s (--q-offsets): offsets run from %d to %d, expected 0 to "
+                      "%zu (the packed rows of %s)", ra->q_offsets, (int)sv->qo[0],
+                      (int)sv->qo[sv->batch], t, ra->q);
+    }
+    return rc;
+}
+
+/* The serving inputs for the summary line, after describe_options' text in buf. */
+static void describe_serving(const run_args *ra, const serving *sv, char *buf, size_t len)
+{
+    size_t n = strlen(buf);
+    const char *sep = n ? ", " : "options ";
+    if (sv->bt && n < len)
+        n += (size_t)snprintf(buf + n, len - n, "%spaged %s [%zu,%zu] page %zu", sep,
+                              ra->block_table, sv->batch, sv->max_pages, sv->page);
+    sep = n ? ", " : "options ";
+    if (sv->ql && n < len)
+        n += (size_t)snprintf(buf + n, len - n, "%sq-lengths %s", sep, ra->q_lengths);
+    if (sv->qo && n < len)
+        n += (size_t)snprintf(buf + n, len - n, "%sq-offsets %s", sep, ra->q_offsets);
+}
+
+static void serving_free(serving *sv)
+{
+    free(sv->kl);
+    free(sv->ql);
+    free(sv->qo);
+    free(sv->bt);
+}
+
 static int parse_algo(const char *s, clattn_softmax_algo *algo)
 {
     static const struct {
@@ -411,13 +569,28 @@ static int run_check_options(const run_args *ra, clattn_softmax_desc *desc)
     if (ra->algo && parse_algo(ra->algo, &desc->algorithm) != 0)
         return fail(EXIT_USAGE, "run softmax: --algo '%s' is not one of auto, cpu, gpu, naive",
                     ra->algo);
+    /* serving (issue 17) */
+    if (ra->block_table && !ra->page)
+        return fail(EXIT_USAGE, "run softmax: --block-table needs --page P (tokens per page)");
+    if (ra->page && !ra->block_table)
+        return fail(EXIT_USAGE, "run softmax: --page needs --block-table BT.npy");
+    if (ra->page) {
+        size_t p = 0;
+        if (parse_size(ra->page, 16, 256, &p) != 0 || (p & (p - 1)))
+            return fail(EXIT_USAGE, "run softmax: --page '%s' is not 16, 32, 64, 128 or 256",
+                        ra->page);
+        desc->page_size = p;
+    }
+    if (ra->q_lengths && ra->q_offsets)
+        return fail(EXIT_USAGE, "run softmax: --q-lengths and --q-offsets exclude each other "
+                    "(padded or packed queries)");
     return run_check_model_options(ra, desc);
 }
 
 /* Uploads the inputs, bakes the plan, enqueues it and reads out (and lse) back: 0 or an exit code
  * after a message. */
 static int run_on_device(clattn_context *ctx, clattn_softmax_desc *desc, const npy_array *q,
-                         const npy_array *k, const npy_array *v, const int32_t *kl,
+                         const npy_array *k, const npy_array *v, const serving *sv,
                          const opt_files *of, void *out, float *lse, clattn_plan **plan)
 {
     cli_io io, oio; /* oio: the option tensors (inputs only) */
@@ -432,7 +605,13 @@ static int run_on_device(clattn_context *ctx, clattn_softmax_desc *desc, const n
            bv = cli_io_in(&io, v->data, v->count * ev),
            bo = cli_io_out(&io, out, rows * oshape[3] * eo),
            bl = lse ? cli_io_out(&io, lse, rows * 4) : NULL;
-    desc->key_lengths = kl ? cli_io_in(&io, kl, q->shape[0] * 4) : NULL;
+    desc->key_lengths = sv->kl ? cli_io_in(&io, sv->kl, sv->batch * 4) : NULL;
+    desc->q_lengths = sv->ql ? cli_io_in(&oio, sv->ql, sv->batch * 4) : NULL;
+    desc->q_offsets = sv->qo ? cli_io_in(&oio, sv->qo, (sv->batch + 1) * 4) : NULL;
+    if (sv->bt)
+        desc->block_table = clattn_tensor_make(
+            cli_io_in(&oio, sv->bt, sv->batch * sv->max_pages * 4), 1, 1, sv->batch,
+            sv->max_pages);
     if (of->bias.data) {
         desc->bias = cli_tensor_typed(
             cli_io_in(&oio, of->bias.data, of->bias.count * clattn_dtype_size(of->bias_dtype)),
@@ -468,8 +647,9 @@ static int run_on_device(clattn_context *ctx, clattn_softmax_desc *desc, const n
 cleanup:
     cli_io_end(&io);
     cli_io_end(&oio);
-    desc->key_lengths = NULL;
+    desc->key_lengths = desc->q_lengths = desc->q_offsets = NULL;
     desc->bias.buffer = desc->mask.buffer = desc->block_mask.buffer = NULL;
+    desc->block_table.buffer = NULL;
     desc->alibi_slopes = desc->sinks = NULL;
     return rc;
 }
@@ -485,7 +665,8 @@ static int run_softmax(const run_args *ra)
     memset(&q, 0, sizeof q);
     memset(&k, 0, sizeof k);
     memset(&v, 0, sizeof v);
-    int32_t *kl = NULL;
+    serving sv;
+    memset(&sv, 0, sizeof sv);
     void *out = NULL;
     float *lse = NULL;
     clattn_context *ctx = NULL;
@@ -496,13 +677,19 @@ static int run_softmax(const run_args *ra)
     /* Half files stay half: the plan is baked for the types read (or --dtype's). */
     if ((rc = load_tensor(ra->q, "--q", 4, &q, &desc.q_dtype)) ||
         (rc = load_tensor(ra->k, "--k", 4, &k, &desc.k_dtype)) ||
-        (rc = load_tensor(ra->v, "--v", 4, &v, &desc.v_dtype)) ||
-        (rc = check_qkv_shapes(ra, &q, &k, &v)))
+        (rc = load_tensor(ra->v, "--v", 4, &v, &desc.v_dtype)))
+        goto cleanup;
+    /* the logical batch and key length: k's, or the block table's over page pools */
+    sv.page = desc.page_size;
+    sv.batch = k.shape[0];
+    sv.nk = k.shape[2];
+    if ((sv.page && (rc = load_block_table(ra, &k, &sv))) ||
+        (rc = check_qkv_shapes(ra, &q, &k, &v, &sv)))
         goto cleanup;
     desc.out_dtype = cli_get_out_dtype();
-    if (ra->key_lengths && (rc = load_key_lengths(ra->key_lengths, q.shape[0], k.shape[2], &kl)))
+    if (ra->key_lengths && (rc = load_key_lengths(ra->key_lengths, sv.batch, sv.nk, &sv.kl)))
         goto cleanup;
-    if ((rc = load_opt_files(ra, &desc, &q, &k, &of)))
+    if ((rc = load_query_seqs(ra, &q, &sv)) || (rc = load_opt_files(ra, &desc, &q, &sv, &of)))
         goto cleanup;
     const size_t oshape[4] = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
     const size_t ocount = oshape[0] * oshape[1] * oshape[2] * oshape[3];
@@ -514,7 +701,7 @@ static int run_softmax(const run_args *ra)
         goto cleanup;
     }
     if ((rc = open_context(ra->device, &ctx)) ||
-        (rc = run_on_device(ctx, &desc, &q, &k, &v, kl, &of, out, lse, &plan)))
+        (rc = run_on_device(ctx, &desc, &q, &k, &v, &sv, &of, out, lse, &plan)))
         goto cleanup;
     if ((rc = write_tensor(ra->out, out, desc.out_dtype, 4, oshape)))
         goto cleanup;
@@ -524,6 +711,7 @@ static int run_softmax(const run_args *ra)
     }
     char opts[1024];
     describe_options(ra, &desc, &of, &q, &v, opts, sizeof opts);
+    describe_serving(ra, &sv, opts, sizeof opts);
     cli_run_summary_with(ctx, "softmax", plan, opts);
 cleanup:
     opt_files_free(&of);
@@ -532,7 +720,7 @@ cleanup:
     npy_free(&q);
     npy_free(&k);
     npy_free(&v);
-    free(kl);
+    serving_free(&sv);
     free(out);
     free(lse);
     return rc;
@@ -562,6 +750,10 @@ int cli_run_softmax(int argc, char **argv)
         {"--sinks", NULL, &ra.sinks, NULL},
         {"--block-mask", NULL, &ra.block_mask, NULL},
         {"--block", NULL, &ra.block, NULL},
+        {"--block-table", NULL, &ra.block_table, NULL},
+        {"--page", NULL, &ra.page, NULL},
+        {"--q-lengths", NULL, &ra.q_lengths, NULL},
+        {"--q-offsets", NULL, &ra.q_offsets, NULL},
     };
     int help = 0;
     int rc = parse_options(argc, argv, 2, "run softmax", specs, OPT_COUNT(specs), &help);
