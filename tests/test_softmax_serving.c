@@ -47,6 +47,7 @@ typedef struct scase {
     size_t page, maxp, npages;
     int32_t table[MAXB * 4];
     int no_lse;
+    int stale_nan; /* paged: pool slots no sequence reads as a key hold NaN */
 } scase;
 
 static const char *algo_name(clattn_softmax_algo a)
@@ -59,6 +60,16 @@ static const char *algo_name(clattn_softmax_algo a)
     default: return "auto";
     }
 }
+
+/* CLATTN_SERVING_ALGO=<substring of algo_name>: run only those algorithms' groups. */
+static int algo_selected(clattn_softmax_algo a)
+{
+    const char *only = getenv("CLATTN_SERVING_ALGO");
+    return !only || !*only || strstr(algo_name(a), only) != NULL;
+}
+
+/* Failures print their first bad element; a generation prints its first few failing steps. */
+static int quiet;
 
 static scase base(const char *name, size_t B, size_t Hq, size_t Hk, size_t T, size_t nk)
 {
@@ -81,11 +92,12 @@ static size_t q_batches(const scase *c)
  * zero. Returns the worst of the normalised infinity-norm error and the normalised 2-norm error
  * (INFINITY when an element breaks |x - r| <= 1e-4 + 1e-4 |r| or any rule above). */
 static double compare(const scase *c, const float *o, const float *ref, const float *l,
-                      const float *rl, const char *algo)
+                      const float *rl, size_t gout, size_t glse, const char *algo)
 {
     size_t nl = q_batches(c) * c->Hq * c->T, no = nl * D;
     double err = 0, e2 = 0, r2 = 0, rmax = 1;
-    int bad = 0;
+    int bad = quiet ? 1 : 0; /* quiet: as if one report were already made */
+    int bad0 = bad;
     for (size_t i = 0; i < no; i++)
         if (!isnan(ref[i]) && fabs(ref[i]) > rmax)
             rmax = fabs(ref[i]);
@@ -107,7 +119,7 @@ static double compare(const scase *c, const float *o, const float *ref, const fl
         e2 += e * e;
         r2 += (double)ref[i] * ref[i];
     }
-    for (size_t i = no; i < no + GUARD; i++)
+    for (size_t i = no; i < no + gout; i++)
         if (!isnan(o[i]) && !bad++)
             print_error("%s %s: guard after out written at %zu\n", algo, c->name, i - no);
     for (size_t r = 0; r < nl; r++) { /* rows the reference zeroes are exact zeros */
@@ -119,7 +131,7 @@ static double compare(const scase *c, const float *o, const float *ref, const fl
                 print_error("%s %s: row %zu sees no key but out is %g\n", algo, c->name, r,
                             (double)o[r * D + x]);
     }
-    for (size_t i = 0; i < nl + GUARD; i++) {
+    for (size_t i = 0; i < nl + glse; i++) {
         if (c->no_lse || i >= nl || isnan(rl[i])) {
             if (!isnan(l[i]) && !bad++)
                 print_error("%s %s: lse[%zu] = %g should be unwritten\n", algo, c->name, i,
@@ -138,21 +150,55 @@ static double compare(const scase *c, const float *o, const float *ref, const fl
     }
     if (r2 > 0)
         err = fmax(err, sqrt(e2 / r2) * 10.0); /* normalised 2-norm, held to 1e-5 */
-    return bad ? INFINITY : err;
+    return bad > bad0 ? INFINITY : err;
+}
+
+/* Marks NaN every pool slot that no sequence reads as a key (j < its key length, valid page). */
+static void stale_nan(const scase *c, float *pool)
+{
+    size_t slots = c->npages * c->page;
+    unsigned char *used = calloc(slots, 1);
+    assert_non_null(used);
+    for (size_t b = 0; b < c->B; b++) {
+        size_t kl = c->use_kl ? (size_t)(c->kl[b] < 0 ? 0 : c->kl[b]) : c->maxp * c->page;
+        for (size_t j = 0; j < kl && j < c->maxp * c->page; j++) {
+            int32_t id = c->table[b * c->maxp + j / c->page];
+            if (id >= 0 && (size_t)id < c->npages)
+                used[(size_t)id * c->page + j % c->page] = 1;
+        }
+    }
+    for (size_t p = 0; p < c->npages; p++)
+        for (size_t h = 0; h < c->Hk; h++)
+            for (size_t s = 0; s < c->page; s++)
+                if (!used[p * c->page + s])
+                    for (size_t d = 0; d < D; d++)
+                        pool[((p * c->Hk + h) * c->page + s) * D + d] = NAN;
+    free(used);
 }
 
 /* Runs case c on algo; returns its error (see compare), or -1 when the plan or the enqueue is
- * refused (the message printed). */
+ * refused (the message printed). Guards: GUARD elements after out and lse; packed cases get as
+ * many more as an unpacked out would need, and pools as many NaN elements after them as a dense
+ * K/V would (so that a kernel without the feature fails the comparison instead of writing or
+ * reading outside the host heap PoCL's buffers live in; oclgrind checks bounds). */
 static double run_serving(const scase *c, clattn_softmax_algo algo)
 {
     size_t nb = q_batches(c), nl = nb * c->Hq * c->T, no = nl * D;
     int paged = c->page != 0;
     size_t nkv = paged ? c->npages * c->Hk * c->page * D : c->B * c->Hk * c->nk * D;
+    size_t gout = GUARD + (c->B - nb) * no, glse = GUARD + (c->B - nb) * nl;
+    size_t kslack = paged ? c->B * c->Hk * c->maxp * c->page * D : 0;
     uint64_t seed = 977 + c->T * 31 + c->B * 7 + c->page + c->Hq;
-    float *q = tu_random(no, 1.0f, &seed), *k = tu_random(nkv, 1.0f, &seed),
-          *v = tu_random(nkv, 1.0f, &seed), *sinks = tu_random(c->Hq, 2.0f, &seed);
-    float *ref = tu_poisoned(no), *rl = tu_poisoned(nl), *o = tu_poisoned(no + GUARD),
-          *l = tu_poisoned(nl + GUARD);
+    float *q = tu_random(no, 1.0f, &seed), *k = tu_random(nkv + kslack, 1.0f, &seed),
+          *v = tu_random(nkv + kslack, 1.0f, &seed), *sinks = tu_random(c->Hq, 2.0f, &seed);
+    float *ref = tu_poisoned(no), *rl = tu_poisoned(nl), *o = tu_poisoned(no + gout),
+          *l = tu_poisoned(nl + glse);
+    for (size_t i = nkv; i < nkv + kslack; i++)
+        k[i] = v[i] = NAN;
+    if (c->stale_nan) {
+        stale_nan(c, k);
+        stale_nan(c, v);
+    }
     float slopes[64];
     ref_alibi_slopes(c->Hq, slopes);
 
@@ -169,9 +215,9 @@ static double run_serving(const scase *c, clattn_softmax_algo algo)
     ro.alibi_slopes = c->alibi ? slopes : NULL;
     ref_softmax_serving(q, k, v, ref, c->no_lse ? NULL : rl, c->Hq, c->Hk, D, &sv, &ro);
 
-    cl_mem bq = tu_buffer(ctx, no * 4, q), bk = tu_buffer(ctx, nkv * 4, k),
-           bv = tu_buffer(ctx, nkv * 4, v), bs = tu_buffer(ctx, c->Hq * 4, sinks),
-           bo = tu_buffer(ctx, (no + GUARD) * 4, o), bl = tu_buffer(ctx, (nl + GUARD) * 4, l),
+    cl_mem bq = tu_buffer(ctx, no * 4, q), bk = tu_buffer(ctx, (nkv + kslack) * 4, k),
+           bv = tu_buffer(ctx, (nkv + kslack) * 4, v), bs = tu_buffer(ctx, c->Hq * 4, sinks),
+           bo = tu_buffer(ctx, (no + gout) * 4, o), bl = tu_buffer(ctx, (nl + glse) * 4, l),
            bkl = tu_buffer(ctx, sizeof c->kl, c->kl), bqv = tu_buffer(ctx, sizeof c->qv, c->qv),
            bt = tu_buffer(ctx, sizeof c->table, c->table);
 
@@ -207,9 +253,9 @@ static double run_serving(const scase *c, clattn_softmax_algo algo)
         st = clattn_softmax_plan_enqueue(plan, &tq, &tk, &tv, &to, c->no_lse ? NULL : &tl, 0,
                                          NULL, NULL);
         if (st == CLATTN_SUCCESS) {
-            tu_read(ctx, bo, (no + GUARD) * 4, o);
-            tu_read(ctx, bl, (nl + GUARD) * 4, l);
-            err = compare(c, o, ref, l, rl, algo_name(algo));
+            tu_read(ctx, bo, (no + gout) * 4, o);
+            tu_read(ctx, bl, (nl + glse) * 4, l);
+            err = compare(c, o, ref, l, rl, gout, glse, algo_name(algo));
         }
         clattn_plan_destroy(plan);
     }
@@ -364,6 +410,14 @@ static size_t paged_cases(scase *cs)
     c.table[6] = -5, c.table[7] = 7, c.table[8] = 1000, c.sinks = 1;
     set_kl(&c, 40, 96, 90, 0);
     ADD(c);
+    c = paged_case(64, 1, 13); /* paged alone: no q_lengths (rows at i + Nk - Nq) */
+    snprintf(c.name, sizeof c.name, "paged64_badids_noqlens");
+    c.qmode = 0, c.causal = 0;
+    ADD(c);
+    c = paged_case(256, 0, 14);
+    snprintf(c.name, sizeof c.name, "paged256_noqlens_causal");
+    c.qmode = 0;
+    ADD(c);
     c = paged_case(16, 1, 7); /* no key lengths: every slot of the table */
     snprintf(c.name, sizeof c.name, "paged16_no_kl_window");
     c.use_kl = 0, c.wl = 20, c.wr = 2, c.qmode = 0;
@@ -376,6 +430,16 @@ static size_t paged_cases(scase *cs)
     c = paged_case(16, 1, 9);
     snprintf(c.name, sizeof c.name, "paged16_no_lse");
     c.no_lse = 1;
+    ADD(c);
+    c = paged_case(32, 1, 10); /* stale slots (beyond each key length, unused pages) are NaN */
+    snprintf(c.name, sizeof c.name, "paged32_stale_nan");
+    c.stale_nan = 1;
+    ADD(c);
+    c = paged_case(16, 1, 12);
+    snprintf(c.name, sizeof c.name, "paged16_stale_nan_all_options");
+    c.T = 8, c.sinks = 1, c.wl = 12, c.wr = 0, c.alibi = 1, c.stale_nan = 1;
+    set_qv(&c, 1, 8, 1, 0, 0, 0);
+    set_kl(&c, 37, 45, 20, 0);
     ADD(c);
     return n;
 }
@@ -390,6 +454,10 @@ static void run_group(case_fn fn, clattn_softmax_algo algo)
     assert_non_null(cs);
     size_t n = fn(cs), bad = 0, ran = 0;
     const char *only = getenv("CLATTN_SERVING_CASE");
+    if (!algo_selected(algo)) {
+        free(cs);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         if (only && *only && !strstr(cs[i].name, only))
             continue;
@@ -415,7 +483,9 @@ static void run_group(case_fn fn, clattn_softmax_algo algo)
  * step). Per step the host writes the new q/k/v rows and q_lengths (clEnqueueWriteBuffer);
  * clattn_kvcache_append_plan appends K/V into the pools with advance = 1, so the positions
  * buffer -- the softmax plan's key_lengths -- advances on the device. Each step's output must
- * equal the reference recomputed from scratch over every token so far (dense, unpaged). */
+ * equal the reference recomputed from scratch over every token so far (dense, unpaged). Run
+ * for every algorithm on PoCL; on a SIMT device (rusticl/llvmpipe, ~0.1 s a step) for AUTO only
+ * (the device's own family, TILED_GPU). */
 enum { GB = 2, GHQ = 4, GHK = 2, GT = 4, GPAGE = 16, GMAXP = 16, GPAGES = 32, GSTEPS = 200 };
 
 static void run_generation(clattn_softmax_algo algo)
@@ -435,14 +505,19 @@ static void run_generation(clattn_softmax_algo algo)
     size_t npool = (size_t)GPAGES * GHK * GPAGE * D, nhist = (size_t)GB * GHK * cap * D;
     float *hk = calloc(nhist, 4), *hv = calloc(nhist, 4); /* dense history [B, Hk, cap, D] */
     float *ref = malloc(nq * 4), *rl = malloc(nl * 4), *o = malloc((nq + GUARD) * 4),
-          *l = malloc((nl + GUARD) * 4), *pool0 = tu_poisoned(npool);
+          *l = malloc((nl + GUARD) * 4), *pool0 = tu_random(npool, 4.0f, &seed);
     assert_true(hk && hv && ref && rl && o && l);
     float *sinks = tu_random(GHQ, 2.0f, &seed);
-    cl_mem bq = tu_buffer(ctx, nq * 4, NULL), bkn = tu_buffer(ctx, nnew * 4, NULL),
-           bvn = tu_buffer(ctx, nnew * 4, NULL), bkp = tu_buffer(ctx, npool * 4, pool0),
-           bvp = tu_buffer(ctx, npool * 4, pool0), bt = tu_buffer(ctx, sizeof table, table),
-           bpos = tu_buffer(ctx, sizeof pos, pos), bql = tu_buffer(ctx, sizeof ql, NULL),
-           bo = tu_buffer(ctx, (nq + GUARD) * 4, NULL), bl = tu_buffer(ctx, (nl + GUARD) * 4, NULL),
+    /* Few commands per step (llvmpipe's are slow): the step's inputs q | k_new | v_new |
+     * q_lengths are views of one buffer written once, out | guard | lse | guard of another
+     * poisoned with one write and read back with one read. */
+    const size_t o_kn = nq, o_vn = nq + nnew, o_ql = nq + 2 * nnew, nstage = o_ql + GB;
+    const size_t o_l = nq + GUARD, nout = o_l + nl + GUARD;
+    float *stage = malloc(nstage * 4), *outs = malloc(nout * 4), *nans = tu_poisoned(nout);
+    assert_true(stage && outs);
+    cl_mem bstage = tu_buffer(ctx, nstage * 4, NULL), bout = tu_buffer(ctx, nout * 4, NULL),
+           bkp = tu_buffer(ctx, npool * 4, pool0), bvp = tu_buffer(ctx, npool * 4, pool0),
+           bt = tu_buffer(ctx, sizeof table, table), bpos = tu_buffer(ctx, sizeof pos, pos),
            bs = tu_buffer(ctx, sizeof(float) * GHQ, sinks);
 
     clattn_kvcache_desc kd;
@@ -459,7 +534,8 @@ static void run_generation(clattn_softmax_algo algo)
     desc.algorithm = algo;
     desc.causal = 1;
     desc.key_lengths = bpos;
-    desc.q_lengths = bql;
+    desc.q_lengths = bstage;
+    desc.q_lengths_offset = o_ql;
     desc.sinks = bs;
     desc.block_table = clattn_tensor_make(bt, 1, 1, GB, GMAXP);
     desc.page_size = GPAGE;
@@ -467,16 +543,18 @@ static void run_generation(clattn_softmax_algo algo)
     if (clattn_softmax_plan_create(ctx, &desc, sq, sk, sk, &plan) != CLATTN_SUCCESS)
         fail_msg("%s plan: %s", algo_name(algo), clattn_context_last_error(ctx));
 
-    clattn_tensor tq = clattn_tensor_make(bq, GB, GHQ, GT, D);
-    clattn_tensor tkn = clattn_tensor_make(bkn, GB, GHK, GT, D);
-    clattn_tensor tvn = clattn_tensor_make(bvn, GB, GHK, GT, D);
+    clattn_tensor tq = clattn_tensor_make(bstage, GB, GHQ, GT, D);
+    clattn_tensor tkn = clattn_tensor_make(bstage, GB, GHK, GT, D);
+    clattn_tensor tvn = clattn_tensor_make(bstage, GB, GHK, GT, D);
+    tkn.offset = o_kn, tvn.offset = o_vn;
     clattn_tensor tkp = clattn_tensor_make(bkp, GPAGES, GHK, GPAGE, D);
     clattn_tensor tvp = clattn_tensor_make(bvp, GPAGES, GHK, GPAGE, D);
     clattn_tensor tt = clattn_tensor_make(bt, 1, 1, GB, GMAXP);
     clattn_tensor tpos = clattn_tensor_make(bpos, 1, 1, 1, GB);
-    clattn_tensor tql = clattn_tensor_make(bql, 1, 1, 1, GB);
-    clattn_tensor to = clattn_tensor_make(bo, GB, GHQ, GT, D);
-    clattn_tensor tl = clattn_tensor_make(bl, GB, GHQ, GT, 1);
+    clattn_tensor tql = clattn_tensor_make(bstage, 1, 1, 1, GB);
+    clattn_tensor to = clattn_tensor_make(bout, GB, GHQ, GT, D);
+    clattn_tensor tl = clattn_tensor_make(bout, GB, GHQ, GT, 1);
+    tql.offset = o_ql, tl.offset = o_l;
     cl_command_queue queue = clattn_context_get_cl_queue(ctx);
     size_t bad = 0;
     scase c = base("generation", GB, GHQ, GHK, GT, cap);
@@ -486,19 +564,16 @@ static void run_generation(clattn_softmax_algo algo)
         ql[1] = step == 0 ? 0 : step == 1 ? 3 : step % 7 == 0 ? 0 : 1;
         float *q = tu_random(nq, 1.0f, &seed), *kn = tu_random(nnew, 1.0f, &seed),
               *vn = tu_random(nnew, 1.0f, &seed);
-        assert_int_equal(clEnqueueWriteBuffer(queue, bq, CL_FALSE, 0, nq * 4, q, 0, NULL, NULL),
+        memcpy(stage, q, nq * 4);
+        memcpy(stage + o_kn, kn, nnew * 4);
+        memcpy(stage + o_vn, vn, nnew * 4);
+        memcpy(stage + o_ql, ql, sizeof ql);
+        assert_int_equal(clEnqueueWriteBuffer(queue, bstage, CL_FALSE, 0, nstage * 4, stage, 0,
+                                              NULL, NULL),
                          CL_SUCCESS);
         assert_int_equal(
-            clEnqueueWriteBuffer(queue, bkn, CL_FALSE, 0, nnew * 4, kn, 0, NULL, NULL),
+            clEnqueueWriteBuffer(queue, bout, CL_FALSE, 0, nout * 4, nans, 0, NULL, NULL),
             CL_SUCCESS);
-        assert_int_equal(
-            clEnqueueWriteBuffer(queue, bvn, CL_FALSE, 0, nnew * 4, vn, 0, NULL, NULL),
-            CL_SUCCESS);
-        assert_int_equal(clEnqueueWriteBuffer(queue, bql, CL_FALSE, 0, sizeof ql, ql, 0, NULL,
-                                              NULL),
-                         CL_SUCCESS);
-        tu_poison_buffer(ctx, bo, (nq + GUARD) * 4);
-        tu_poison_buffer(ctx, bl, (nl + GUARD) * 4);
         if (clattn_kvcache_append_plan_enqueue(append, &tkn, &tvn, &tkp, &tvp, &tt, &tpos, &tql,
                                                0, NULL, NULL) != CLATTN_SUCCESS)
             fail_msg("append step %d: %s", step, clattn_context_last_error(ctx));
@@ -523,13 +598,16 @@ static void run_generation(clattn_softmax_algo algo)
         memset(&ro, 0, sizeof ro);
         ro.causal = 1, ro.key_lengths = pos, ro.sinks = sinks;
         ref_softmax_serving(q, hk, hv, ref, rl, GHQ, GHK, D, &sv, &ro);
-        tu_read(ctx, bo, (nq + GUARD) * 4, o);
-        tu_read(ctx, bl, (nl + GUARD) * 4, l);
+        tu_read(ctx, bout, nout * 4, outs);
+        memcpy(o, outs, (nq + GUARD) * 4);
+        memcpy(l, outs + o_l, (nl + GUARD) * 4);
         char what[40];
         snprintf(what, sizeof what, "%s step %d", algo_name(algo), step);
-        double err = compare(&c, o, ref, l, rl, what);
+        quiet = bad >= 3;
+        double err = compare(&c, o, ref, l, rl, GUARD, GUARD, what);
+        quiet = 0;
         if (!(err >= 0 && err <= 1e-4)) {
-            if (bad < 5)
+            if (bad < 3)
                 print_error("%s: error %g\n", what, err);
             bad++;
         }
@@ -543,10 +621,11 @@ static void run_generation(clattn_softmax_algo algo)
                   algo_name(algo), bad, GSTEPS, pos[0], pos[1]);
     clattn_plan_destroy(plan);
     clattn_plan_destroy(append);
-    cl_mem all[] = {bq, bkn, bvn, bkp, bvp, bt, bpos, bql, bo, bl, bs};
+    cl_mem all[] = {bstage, bout, bkp, bvp, bt, bpos, bs};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         clReleaseMemObject(all[i]);
     free(hk), free(hv), free(ref), free(rl), free(o), free(l), free(pool0), free(sinks);
+    free(stage), free(outs), free(nans);
     assert_int_equal(bad, 0);
 }
 
@@ -692,8 +771,14 @@ static void test_validation(void **state)
     {                                                                                              \
         (void)s;                                                                                   \
         const char *only = getenv("CLATTN_SERVING_CASE");                                          \
-        if (only && *only && !strstr("generation", only))                                          \
+        if ((only && *only && !strstr("generation", only)) || !algo_selected(algo))                \
             return;                                                                                \
+        clattn_device_info info;                                                                   \
+        if ((algo) != CLATTN_SOFTMAX_AUTO &&                                                       \
+            clattn_context_get_device_info(ctx, &info) == CLATTN_SUCCESS && info.simt_cpu) {       \
+            print_message("generation: only AUTO on a SIMT device (llvmpipe: slow steps)\n");      \
+            return;                                                                                \
+        }                                                                                          \
         run_generation(algo);                                                                      \
     }
 

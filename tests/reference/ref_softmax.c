@@ -200,7 +200,12 @@ void ref_softmax_serving(const float *q, const float *k, const float *v, float *
     double sink_none = -INFINITY;
 
     for (size_t b = 0; b < B; b++) {
-        size_t kl = o->key_lengths != NULL ? clamp_len(o->key_lengths[b], Nk) : Nk;
+        size_t klen = o->key_lengths != NULL ? clamp_len(o->key_lengths[b], Nk) : Nk;
+        /* Keys gathered: the sequence's klen with q_lengths / q_offsets (so that ref_softmax_ex
+         * aligns row i at i + klen - ql), else all Nk slots, those from klen on masked (row i at
+         * i + Nk - T, as without the serving fields). */
+        int seq = sv->q_offsets != NULL || sv->q_lengths != NULL;
+        size_t kl = seq ? klen : Nk;
         size_t qb = b, r0 = 0, ql = T;
         if (sv->q_offsets != NULL) {
             size_t s0 = clamp_len(sv->q_offsets[b], T), s1 = clamp_len(sv->q_offsets[b + 1], T);
@@ -234,8 +239,8 @@ void ref_softmax_serving(const float *q, const float *k, const float *v, float *
                     qd[(h * ql + i) * D + d] = q[((qb * Hq + h) * T + r0 + i) * D + d];
         for (size_t j = 0; j < kl; j++) {
             size_t page = b, slot = j, ps = Nk; /* dense: one "page" per sequence */
-            valid[j] = 1;
-            if (paged) {
+            valid[j] = j < klen;
+            if (paged && valid[j]) {
                 int32_t id = sv->block_table[b * sv->max_pages + j / sv->page_size];
                 valid[j] = id >= 0 && (size_t)id < sv->num_pages;
                 page = valid[j] ? (size_t)id : 0;

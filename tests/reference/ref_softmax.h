@@ -108,9 +108,10 @@ double ref_max_abs_diff(const float *a, const float *b, size_t n, double *max_ab
      [B][max_pages], row-contiguous) k/v are pools [num_pages][Hk][page_size][D|Dv], Nk is
      max_pages * page_size, key j of sequence b is slot j % page_size of page
      block_table[b][j / page_size]; an id outside [0, num_pages) masks the keys of that page.
-   - Key length kl = opts->key_lengths[b] clamped to [0, Nk] (Nk without). Query row i of a
-     sequence with ql queries sits at position i' = i + kl - ql (causal, window, ALiBi), in
-     every mode, and option tensors are indexed (b, h, i, j) with i the sequence's own row
+   - Key length kl = opts->key_lengths[b] clamped to [0, Nk] (Nk without); keys from kl on
+     are never read (a pool's stale slots may hold anything). With q_lengths or q_offsets, query
+     row i of a sequence with ql queries sits at position i' = i + kl - ql (causal, window,
+     ALiBi); without either at i' = i + Nk - T, as in ref_softmax_ex. Option tensors are indexed (b, h, i, j) with i the sequence's own row
      (q_offsets: the bias / mask / block mask batch axis is the sequence b).
    Computed per sequence by ref_softmax_ex on the gathered rows and keys. If scratch cannot be
    allocated the written rows are filled with NaN. */
