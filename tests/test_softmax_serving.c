@@ -418,6 +418,10 @@ static size_t paged_cases(scase *cs)
     snprintf(c.name, sizeof c.name, "paged256_noqlens_causal");
     c.qmode = 0;
     ADD(c);
+    c = paged_case(16, 0, 15);
+    snprintf(c.name, sizeof c.name, "paged16_noqlens_causal");
+    c.qmode = 0;
+    ADD(c);
     c = paged_case(16, 1, 7); /* no key lengths: every slot of the table */
     snprintf(c.name, sizeof c.name, "paged16_no_kl_window");
     c.use_kl = 0, c.wl = 20, c.wr = 2, c.qmode = 0;
