@@ -758,6 +758,80 @@ static void test_validation(void **state)
     free(hq), free(hk);
 }
 
+/* ---- the reference itself (no device) ------------------------------------------------------ */
+
+/* ref_softmax_serving against ref_softmax_ex and itself: no serving field = ref_softmax_ex; an
+ * identity block table over pools holding the dense keys = dense; q_offsets packing the rows of
+ * q_lengths = the same rows; a hand-computed row whose second page id is invalid. */
+static void test_reference_serving(void **state)
+{
+    (void)state;
+    enum { B = 2, HQ = 2, HK = 1, T = 5, PS = 4, MP = 3, NK = PS * MP };
+    uint64_t seed = 5;
+    float *q = tu_random(B * HQ * T * D, 1.0f, &seed), *k = tu_random(B * HK * NK * D, 1.0f, &seed),
+          *v = tu_random(B * HK * NK * D, 1.0f, &seed);
+    float o1[B * HQ * T * D], l1[B * HQ * T], o2[B * HQ * T * D], l2[B * HQ * T];
+    float kp[B * MP * HK * PS * D], vp[B * MP * HK * PS * D];
+    int32_t kl[B] = {7, 12};
+    ref_softmax_opts ro;
+    memset(&ro, 0, sizeof ro);
+    ro.causal = 1, ro.key_lengths = kl;
+    ref_serving sv = {B, T, NK, NULL, NULL, NULL, 0, 0, 0};
+    ref_softmax_ex(q, k, v, o1, l1, B, HQ, HK, T, NK, D, &ro);
+    ref_softmax_serving(q, k, v, o2, l2, HQ, HK, D, &sv, &ro);
+    assert_memory_equal(o1, o2, sizeof o1);
+    assert_memory_equal(l1, l2, sizeof l1);
+    /* identity table: page b * MP + p holds keys p * PS .. of sequence b */
+    int32_t table[B * MP];
+    for (size_t b = 0; b < B; b++)
+        for (size_t p = 0; p < MP; p++) {
+            table[b * MP + p] = (int32_t)(b * MP + p);
+            for (size_t s = 0; s < PS; s++)
+                for (size_t d = 0; d < D; d++) {
+                    size_t src = (b * NK + p * PS + s) * D + d, dst = ((b * MP + p) * PS + s) * D + d;
+                    kp[dst] = k[src], vp[dst] = v[src];
+                }
+        }
+    sv.block_table = table, sv.max_pages = MP, sv.page_size = PS, sv.num_pages = B * MP;
+    ref_softmax_serving(q, kp, vp, o2, l2, HQ, HK, D, &sv, &ro);
+    assert_memory_equal(o1, o2, sizeof o1);
+    assert_memory_equal(l1, l2, sizeof l1);
+    /* q_lengths {3, 5} padded against the same rows packed by q_offsets {0, 3, 8} (T 8) */
+    int32_t ql[B] = {3, 5}, qo[B + 1] = {0, 3, 8};
+    float qp[HQ * 8 * D], op[HQ * 8 * D], lp[HQ * 8];
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < HQ; h++)
+            for (size_t i = 0; i < (size_t)ql[b]; i++)
+                memcpy(qp + (h * 8 + qo[b] + i) * D, q + ((b * HQ + h) * T + i) * D, D * 4);
+    ref_serving sq = {B, T, NK, ql, NULL, NULL, 0, 0, 0};
+    ref_softmax_serving(q, k, v, o1, l1, HQ, HK, D, &sq, &ro);
+    ref_serving so = {B, 8, NK, NULL, qo, NULL, 0, 0, 0};
+    ref_softmax_serving(qp, k, v, op, lp, HQ, HK, D, &so, &ro);
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < HQ; h++) {
+            for (size_t i = 0; i < (size_t)ql[b]; i++) {
+                assert_memory_equal(op + (h * 8 + qo[b] + i) * D, o1 + ((b * HQ + h) * T + i) * D,
+                                    D * 4);
+                assert_true(lp[h * 8 + qo[b] + i] == l1[(b * HQ + h) * T + i]);
+            }
+            for (size_t i = (size_t)ql[b]; i < T; i++) { /* padding rows */
+                assert_true(o1[((b * HQ + h) * T + i) * D] == 0.0f);
+                assert_true(isinf(l1[(b * HQ + h) * T + i]) && l1[(b * HQ + h) * T + i] < 0);
+            }
+        }
+    /* by hand: one query, D 1 (k, v read from D-strided pools), page size 1, table {0, -1}: the
+     * second key is masked, out = v0, lse = q k0 (scale 1) */
+    float hq[1] = {0.5f}, hk[2] = {2.0f, 9.0f}, hv[2] = {3.0f, -7.0f}, ho[1], hl[1];
+    int32_t ht[2] = {0, -1};
+    ref_serving sh = {1, 1, 0, NULL, NULL, ht, 2, 1, 2};
+    ref_softmax_opts rh;
+    memset(&rh, 0, sizeof rh);
+    rh.scale = 1.0;
+    ref_softmax_serving(hq, hk, hv, ho, hl, 1, 1, 1, &sh, &rh);
+    assert_true(ho[0] == 3.0f && hl[0] == 1.0f);
+    free(q), free(k), free(v);
+}
+
 /* ---- cmocka tests: (group, algorithm) ----------------------------------------------------- */
 
 #define GROUP_TESTS(algo, tag)                                                                     \
@@ -859,6 +933,7 @@ int main(int argc, char **argv)
     if (argc > 2 && strcmp(argv[1], "oclgrind") == 0)
         return run_oclgrind(argc, argv);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference_serving),
         cmocka_unit_test(test_validation),
         ALGO_TESTS(naive),
         ALGO_TESTS(tiled_cpu),
