@@ -14,6 +14,7 @@
  * "oclgrind cpu|gpu|rows|naive|auto...": tiny paged cases with out-of-range and negative page ids,
  * outside cmocka, for tests/CMakeLists.txt's run under oclgrind --data-races (any read outside the
  * pools fails there). */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -871,6 +872,30 @@ GROUP_TESTS(CLATTN_SOFTMAX_TILED_GPU, tiled_gpu)
 GROUP_TESTS(CLATTN_SOFTMAX_TILED_GPU_ROWS, tiled_gpu_rows)
 GROUP_TESTS(CLATTN_SOFTMAX_AUTO, auto)
 
+/* TILED_CPU's split-KV path (issue 17 section 1) with the serving fields: every group and the
+ * generation with the keys forced into 3 ranges (CLATTN_SOFTMAX_CPU_SPLITS, as
+ * tests/test_softmax_split.c; the scheduler splits only long caches). Skipped on SIMT devices
+ * (AUTO never runs TILED_CPU there; each llvmpipe build of it is slow). */
+static void test_split_tiled_cpu(void **state)
+{
+    (void)state;
+    clattn_device_info info;
+    if (!algo_selected(CLATTN_SOFTMAX_TILED_CPU) ||
+        (clattn_context_get_device_info(ctx, &info) == CLATTN_SUCCESS && info.simt_cpu)) {
+        print_message("TILED_CPU split: skipped (SIMT device or CLATTN_SERVING_ALGO)\n");
+        return;
+    }
+    const char *only = getenv("CLATTN_SERVING_CASE");
+    setenv("CLATTN_SOFTMAX_CPU_SPLITS", "3", 1);
+    print_message("TILED_CPU with 3 forced key ranges:\n");
+    run_group(shape_cases, CLATTN_SOFTMAX_TILED_CPU);
+    run_group(mixed_cases, CLATTN_SOFTMAX_TILED_CPU);
+    run_group(paged_cases, CLATTN_SOFTMAX_TILED_CPU);
+    if (!only || !*only || strstr("generation", only))
+        run_generation(CLATTN_SOFTMAX_TILED_CPU);
+    unsetenv("CLATTN_SOFTMAX_CPU_SPLITS");
+}
+
 /* ---- oclgrind mode ------------------------------------------------------------------------- */
 
 /* Tiny paged cases with an out-of-range and a negative page id (and a dead sequence) for
@@ -937,6 +962,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_validation),
         ALGO_TESTS(naive),
         ALGO_TESTS(tiled_cpu),
+        cmocka_unit_test(test_split_tiled_cpu),
         ALGO_TESTS(tiled_gpu),
         ALGO_TESTS(tiled_gpu_rows),
         ALGO_TESTS(auto),
