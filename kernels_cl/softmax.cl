@@ -817,7 +817,7 @@ clattn_softmax_naive_rows(__global float *s, ulong s_off, uint nq, uint nk, floa
     SOFTMAX_OPT_SETUP(o, batch, head, nq, nk);
     /* q_lengths: the sequence's own alignment; its padding rows (row >= qlen) see no key */
     softmax_opt_seq(&o, kl);
-    /* aligned at row + o.shift: kl - qlen with q_lengths, nk - nq (not kl - nq) without */
+    /* o.qlen + o.shift: kl with SEQ flags, else Nk (without them i' = i + Nk - Nq, as before) */
     hi = (long)row < o.qlen ? clattn_visible(row, o.qlen, o.qlen + o.shift, kl, causal) : 0;
     softmax_opt_range(&o, row, &lo, &hi);
 #endif
