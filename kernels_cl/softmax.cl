@@ -817,7 +817,8 @@ clattn_softmax_naive_rows(__global float *s, ulong s_off, uint nq, uint nk, floa
     SOFTMAX_OPT_SETUP(o, batch, head, nq, nk);
     /* q_lengths: the sequence's own alignment; its padding rows (row >= qlen) see no key */
     softmax_opt_seq(&o, kl);
-    hi = (long)row < o.qlen ? clattn_visible(row, o.qlen, kl, kl, causal) : 0;
+    /* o.qlen + o.shift: kl with SEQ flags, else Nk (without them i' = i + Nk - Nq, as before) */
+    hi = (long)row < o.qlen ? clattn_visible(row, o.qlen, o.qlen + o.shift, kl, causal) : 0;
     softmax_opt_range(&o, row, &lo, &hi);
 #endif
 
@@ -877,7 +878,9 @@ __kernel void clattn_softmax_gather_paged(__global const CLATTN_STYPE(K_DT) *k, 
                                           ulong v_off, ulong4 vs, __global const int *bt,
                                           ulong bt_off, ulong bt_sb, uint hk_count, uint nk,
                                           uint page, uint maxp, uint npages, uint d_count,
-                                          uint dv_count, __global float *dk, __global float *dv)
+                                          uint dv_count, __global float *dk, __global float *dv,
+                                          __global const int *key_lengths, ulong kl_off,
+                                          int has_kl)
 {
     const uint j = get_global_id(0), bh = get_global_id(1);
     const ulong ko = k_off, vo = v_off, bo = bt_off, bsb = bt_sb;
@@ -886,7 +889,10 @@ __kernel void clattn_softmax_gather_paged(__global const CLATTN_STYPE(K_DT) *k, 
     const uint dd = d_count, ddv = dv_count;
     const uint b = bh / hkc, h = bh - b * hkc;
     const uint col = j / ps;
-    const int id = j < n && col < mp ? bt[bo + (ulong)b * bsb + col] : -1;
+    /* keys at or past the sequence's length are zeros: a pool's stale slots (even NaN) never
+     * reach the GEMMs */
+    const long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, n);
+    const int id = j < n && col < mp && (long)j < kl ? bt[bo + (ulong)b * bsb + col] : -1;
     const bool live = id >= 0 && (uint)id < np;
     if (j >= n)
         return;

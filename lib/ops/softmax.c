@@ -1017,6 +1017,9 @@ static clattn_status enqueue_naive(softmax_plan *plan, const clattn_tensor *q,
         CLATTN_ARG(&g, udv);
         CLATTN_ARG(&g, plan->staged[1]);
         CLATTN_ARG(&g, plan->staged[2]);
+        CLATTN_ARG(&g, klbuf); /* keys past each length gather as zeros */
+        CLATTN_ARG(&g, kloff);
+        CLATTN_ARG(&g, has_kl);
         CLATTN_CL(g.err);
         size_t gg[2] = {nk, B * plan->kshape[1]};
         CLATTN_FORWARD(clattn__seq_kernel(s, plan->gather, 2, gg, false, NULL));

@@ -183,6 +183,118 @@ void ref_softmax_ex(const float *q, const float *k, const float *v, float *out, 
     free(s);
 }
 
+static size_t clamp_len(int32_t x, size_t hi)
+{
+    return x < 0 ? 0 : (size_t)x < hi ? (size_t)x : hi;
+}
+
+void ref_softmax_serving(const float *q, const float *k, const float *v, float *out, float *lse,
+                         size_t Hq, size_t Hk, size_t D, const ref_serving *sv,
+                         const ref_softmax_opts *opts)
+{
+    static const ref_softmax_opts none;
+    const ref_softmax_opts *o = opts != NULL ? opts : &none;
+    size_t Dv = o->Dv ? o->Dv : D, T = sv->T, B = sv->B;
+    int paged = sv->block_table != NULL;
+    size_t Nk = paged ? sv->max_pages * sv->page_size : sv->Nk;
+    double sink_none = -INFINITY;
+
+    for (size_t b = 0; b < B; b++) {
+        size_t klen = o->key_lengths != NULL ? clamp_len(o->key_lengths[b], Nk) : Nk;
+        /* Keys gathered: the sequence's klen with q_lengths / q_offsets (so that ref_softmax_ex
+         * aligns row i at i + klen - ql), else all Nk slots, those from klen on masked (row i at
+         * i + Nk - T, as without the serving fields). */
+        int seq = sv->q_offsets != NULL || sv->q_lengths != NULL;
+        size_t kl = seq ? klen : Nk;
+        size_t qb = b, r0 = 0, ql = T;
+        if (sv->q_offsets != NULL) {
+            size_t s0 = clamp_len(sv->q_offsets[b], T), s1 = clamp_len(sv->q_offsets[b + 1], T);
+            qb = 0, r0 = s0, ql = s1 > s0 ? s1 - s0 : 0;
+        } else if (sv->q_lengths != NULL) {
+            ql = clamp_len(sv->q_lengths[b], T);
+        }
+        float *qd = malloc((Hq * ql * D ? Hq * ql * D : 1) * sizeof *qd);
+        float *kd = malloc((Hk * kl * D ? Hk * kl * D : 1) * sizeof *kd);
+        float *vd = malloc((Hk * kl * Dv ? Hk * kl * Dv : 1) * sizeof *vd);
+        float *od = malloc((Hq * ql * Dv ? Hq * ql * Dv : 1) * sizeof *od);
+        float *ld = malloc((Hq * ql ? Hq * ql : 1) * sizeof *ld);
+        uint8_t *md = malloc(Hq * ql * kl ? Hq * ql * kl : 1);
+        uint8_t *valid = malloc(kl ? kl : 1);
+        if (!qd || !kd || !vd || !od || !ld || !md || !valid) {
+            for (size_t h = 0; h < Hq; h++)
+                for (size_t i = 0; i < T; i++) {
+                    if (sv->q_offsets != NULL && (i < r0 || i >= r0 + ql))
+                        continue;
+                    for (size_t d = 0; d < Dv; d++)
+                        out[((qb * Hq + h) * T + i) * Dv + d] = NAN;
+                    if (lse != NULL)
+                        lse[(qb * Hq + h) * T + i] = NAN;
+                }
+            free(qd), free(kd), free(vd), free(od), free(ld), free(md), free(valid);
+            continue;
+        }
+        for (size_t h = 0; h < Hq; h++)
+            for (size_t i = 0; i < ql; i++)
+                for (size_t d = 0; d < D; d++)
+                    qd[(h * ql + i) * D + d] = q[((qb * Hq + h) * T + r0 + i) * D + d];
+        for (size_t j = 0; j < kl; j++) {
+            size_t page = b, slot = j, ps = Nk; /* dense: one "page" per sequence */
+            valid[j] = j < klen;
+            if (paged && valid[j]) {
+                int32_t id = sv->block_table[b * sv->max_pages + j / sv->page_size];
+                valid[j] = id >= 0 && (size_t)id < sv->num_pages;
+                page = valid[j] ? (size_t)id : 0;
+                slot = j % sv->page_size;
+                ps = sv->page_size;
+            }
+            for (size_t hk = 0; hk < Hk; hk++) {
+                for (size_t d = 0; d < D; d++)
+                    kd[(hk * kl + j) * D + d] =
+                        valid[j] ? k[((page * Hk + hk) * ps + slot) * D + d] : 0.0f;
+                for (size_t d = 0; d < Dv; d++)
+                    vd[(hk * kl + j) * Dv + d] =
+                        valid[j] ? v[((page * Hk + hk) * ps + slot) * Dv + d] : 0.0f;
+            }
+        }
+        for (size_t h = 0; h < Hq; h++)
+            for (size_t i = 0; i < ql; i++)
+                for (size_t j = 0; j < kl; j++)
+                    md[(h * ql + i) * kl + j] =
+                        valid[j] &&
+                        (o->mask == NULL ||
+                         o->mask[b * o->mask_stride[0] + h * o->mask_stride[1] +
+                                 i * o->mask_stride[2] + j * o->mask_stride[3]] != 0);
+        ref_softmax_opts lo = *o;
+        lo.key_lengths = NULL;
+        lo.Dv = Dv;
+        lo.mask = md;
+        lo.mask_stride[0] = 0, lo.mask_stride[1] = ql * kl, lo.mask_stride[2] = kl;
+        lo.mask_stride[3] = 1;
+        if (o->bias != NULL)
+            lo.bias = o->bias + b * o->bias_stride[0];
+        if (o->block_mask != NULL)
+            lo.block_mask = o->block_mask + b * o->block_mask_stride[0];
+        ref_softmax_ex(qd, kd, vd, od, ld, 1, Hq, Hk, ql, kl, D, &lo);
+        for (size_t h = 0; h < Hq; h++) {
+            double sink = o->sinks != NULL ? (double)o->sinks[h] : sink_none;
+            for (size_t i = 0; i < ql; i++) {
+                for (size_t d = 0; d < Dv; d++)
+                    out[((qb * Hq + h) * T + r0 + i) * Dv + d] = od[(h * ql + i) * Dv + d];
+                if (lse != NULL)
+                    lse[(qb * Hq + h) * T + r0 + i] = ld[h * ql + i];
+            }
+            /* q_lengths padding rows: rows that see no key */
+            for (size_t i = ql; sv->q_offsets == NULL && i < T; i++) {
+                for (size_t d = 0; d < Dv; d++)
+                    out[((qb * Hq + h) * T + i) * Dv + d] = 0.0f;
+                if (lse != NULL)
+                    lse[(qb * Hq + h) * T + i] = (float)sink;
+            }
+        }
+        free(qd), free(kd), free(vd), free(od), free(ld), free(md), free(valid);
+    }
+}
+
 static void alibi_pow2(size_t n, size_t count, size_t step, float *out)
 {
     /* slopes for n heads (n a power of two), every step-th from the first, count of them */

@@ -95,6 +95,40 @@ void ref_fill_uniform(float *x, size_t n, float amp, uint64_t *state);
    left out of *max_abs_ref so a normalised error stays meaningful. max_abs_ref may be NULL. */
 double ref_max_abs_diff(const float *a, const float *b, size_t n, double *max_abs_ref);
 
+/* Serving and decoding (issue 17; include/clattn/softmax.h's "Serving and decoding" block): B
+   sequences, each with its own query rows, key length and (paged) keys, on top of every option of
+   ref_softmax_opts. Fields left 0 / NULL are off.
+   - Queries: without q_lengths / q_offsets, q/out/lse are [B][Hq][T][*] and sequence b has all T
+     rows. q_lengths (int32 [B], each clamped to [0, T]): sequence b's queries are rows
+     0 .. ql - 1 of its T rows; rows ql .. T - 1 are padding, written as rows that see no key
+     (zeros; lse -inf, or sinks[h]). q_offsets (int32 [B + 1], cu_seqlens): q/out/lse are packed
+     [1][Hq][T][*], sequence b's queries are rows off[b] .. off[b + 1] - 1 (each clamped to
+     [0, T], the end to at least the start); rows outside every sequence are NOT written.
+   - Keys: without a block table k/v are [B][Hk][Nk][D|Dv]. With block_table (int32
+     [B][max_pages], row-contiguous) k/v are pools [num_pages][Hk][page_size][D|Dv], Nk is
+     max_pages * page_size, key j of sequence b is slot j % page_size of page
+     block_table[b][j / page_size]; an id outside [0, num_pages) masks the keys of that page.
+   - Key length kl = opts->key_lengths[b] clamped to [0, Nk] (Nk without); keys from kl on
+     are never read (a pool's stale slots may hold anything). With q_lengths or q_offsets, query
+     row i of a sequence with ql queries sits at position i' = i + kl - ql (causal, window,
+     ALiBi); without either at i' = i + Nk - T, as in ref_softmax_ex. Option tensors are indexed (b, h, i, j) with i the sequence's own row
+     (q_offsets: the bias / mask / block mask batch axis is the sequence b).
+   Computed per sequence by ref_softmax_ex on the gathered rows and keys. If scratch cannot be
+   allocated the written rows are filled with NaN. */
+typedef struct ref_serving {
+    size_t B;                    /* sequences */
+    size_t T;                    /* q rows per sequence (padded), or packed rows with q_offsets */
+    size_t Nk;                   /* keys per sequence (ignored when paged: max_pages * page_size) */
+    const int32_t *q_lengths;    /* int32 [B] or NULL */
+    const int32_t *q_offsets;    /* int32 [B + 1] or NULL (excludes q_lengths) */
+    const int32_t *block_table;  /* int32 [B][max_pages] or NULL */
+    size_t max_pages, page_size, num_pages;
+} ref_serving;
+
+void ref_softmax_serving(const float *q, const float *k, const float *v, float *out, float *lse,
+                         size_t Hq, size_t Hk, size_t D, const ref_serving *sv,
+                         const ref_softmax_opts *opts);
+
 #ifdef __cplusplus
 }
 #endif
