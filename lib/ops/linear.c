@@ -392,12 +392,21 @@ clattn_status clattn__linear_plan_make(clattn_context *ctx, const clattn_linear_
     prob.causal = prob.causal || stateful;
     CLATTN_FORWARD(choose_launch(ctx, p, &prob, forced, &by));
     /* The fused causal kernel where the scheduler's rule takes it (a plain plan only: decoding
-     * states keep the chunk pipeline for their prefills); CLATTN_LINEAR_CAUSAL=chunked forces
-     * the materialised pipeline (comparisons). */
+     * states keep the chunk pipeline for their prefills). CLATTN_LINEAR_CAUSAL=chunked forces
+     * the materialised pipeline, =fused the fused kernel on any device where the form allows it
+     * (comparisons, oclgrind's instruction counts). */
     if (!stateful && p->desc.causal) {
         const char *force = getenv("CLATTN_LINEAR_CAUSAL");
+        clattn_device_info di = ctx->info;
+        if (force && strcmp(force, "fused") == 0) {
+            di.device_class = CLATTN_DEVICE_CPU;
+            if (di.native_vector_width_float < 4)
+                di.native_vector_width_float = 4;
+            di.loop_iteration_cap = 0;
+            di.simt_cpu = 0;
+        }
         if (!(force && strcmp(force, "chunked") == 0))
-            p->causal_eb = clattn__linear_causal_fused(&ctx->info, &prob);
+            p->causal_eb = clattn__linear_causal_fused(&di, &prob);
     }
     const clattn__linear_launch *L = &p->launch;
     base->algorithm = L->algo;
