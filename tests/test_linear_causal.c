@@ -4,7 +4,8 @@
  * the materialised chunk pipeline (CLATTN_LINEAR_CAUSAL=chunked forces it).
  * Against the fp64 reference at lengths that are not a multiple of the 16-row chunk, N = 1, few
  * (b, head) pairs (value columns split across work-items) and many (whole value rows), strided
- * views, Dv not a multiple of 16, and GQA. Shapes stay small (two builds of the program). */
+ * views, Dv not a multiple of 16, and GQA. Shapes stay small (two builds of the program: 1 and 4
+ * value blocks per work-item on a 2-core PoCL). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,7 +51,7 @@ static void test_fused_vs_reference(void **state)
         {1, 1, 1, 16, 16, CLATTN_LINEAR_FEATURE_ELU, 0},       /* N = 1 */
         {1, 1, 50, 24, 40, CLATTN_LINEAR_FEATURE_RELU, 0},     /* B*H 1: Dv split, D, Dv odd */
         {3, 4, 45, 32, 64, CLATTN_LINEAR_FEATURE_RELU, 1},     /* B*H 12: whole rows, strided */
-        {2, 3, 33, 16, 48, CLATTN_LINEAR_FEATURE_IDENTITY, 1}, /* Dv 48, strided */
+        {3, 3, 33, 16, 48, CLATTN_LINEAR_FEATURE_IDENTITY, 1}, /* Dv 48 in a 64-column item */
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         clattn_linear_desc d;
@@ -61,6 +62,11 @@ static void test_fused_vs_reference(void **state)
         check_desc_layout(&d, cs[i].B, cs[i].H, cs[i].N, cs[i].N, cs[i].D, cs[i].Dv, 1.0f,
                           LIN_TOL, "fused causal", cs[i].bnhd);
     }
+    /* elu far into its exponential branch (inputs in [-6, 6]) */
+    clattn_linear_desc e;
+    clattn_linear_desc_init(&e);
+    e.causal = 1;
+    check_desc(&e, 1, 2, 37, 37, 16, 16, 6.0f, LIN_TOL, "fused causal elu amp 6");
     /* eps 0 as well */
     clattn_linear_desc d;
     clattn_linear_desc_init(&d);
