@@ -39,35 +39,15 @@
 #define O_DT 0
 #endif
 
-/* exp(x) for x <= 0 (elu's negative branch; the libm exp was 40% of the kernel's instructions):
- * x = n ln2 + r (Cody-Waite, |r| <= ln2 / 2), exp(r) by its degree-7 Taylor polynomial (relative
- * error below 1e-8 there), 2^n through the exponent bits; inputs below -87 give exp(-87). */
-inline float16 linc_exp_neg(float16 x)
-{
-    x = fmax(x, (float16)(-87.0f));
-    float16 n = rint(x * 1.44269504088896341f);
-    float16 r = fma(n, (float16)(-0.693145751953125f), x);
-    r = fma(n, (float16)(-1.42860682030941723212e-6f), r);
-    float16 p = (float16)(1.0f / 5040.0f);
-    p = fma(p, r, (float16)(1.0f / 720.0f));
-    p = fma(p, r, (float16)(1.0f / 120.0f));
-    p = fma(p, r, (float16)(1.0f / 24.0f));
-    p = fma(p, r, (float16)(1.0f / 6.0f));
-    p = fma(p, r, (float16)(0.5f));
-    p = fma(p, r, (float16)(1.0f));
-    p = fma(p, r, (float16)(1.0f));
-    int16 e = (convert_int16(n) + 127) << 23;
-    return p * as_float16(e);
-}
-
-/* phi of 16 inputs (numbered as clattn_linear_feature_map): 0 elu + 1, 1 relu, 2 identity. */
+/* phi of 16 inputs (numbered as clattn_linear_feature_map): 0 elu + 1, 1 relu, 2 identity;
+ * branch-free selects. Tried and measured slower on PoCL (back to back, under load): a
+ * range-reduced polynomial for elu's exponential, one branch per map, and an in-register 16 x 16
+ * shuffle transpose of phi(K_c) instead of the scalar stores into kt below. */
 inline float16 linc_phi16(float16 x, int fmap)
 {
-    if (fmap == 0)
-        return select(x + 1.0f, linc_exp_neg(fmin(x, 0.0f)), isless(x, 0.0f));
-    if (fmap == 1)
-        return fmax(x, 0.0f);
-    return x;
+    float16 e = select(x + 1.0f, exp(fmin(x, 0.0f)), isless(x, 0.0f));
+    float16 r = fmax(x, 0.0f);
+    return fmap == 0 ? e : fmap == 1 ? r : x;
 }
 
 /* 16 consecutive elements e0.. of a row of a caller's tensor (role R, dtype DT) at element base
