@@ -93,6 +93,7 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
     const uint b = g / hk, hv = g % hk, e0 = eg * 16u * LINC_EB, nmb = mp / 16u;
     const ulong kb = clattn_at(ko, ks, b, hv, 0, 0), vb = clattn_at(vo, vs, b, hv, 0, 0);
     const int kfast = ks.s3 == 1, vfast = vs.s3 == 1, qfast = qs.s3 == 1;
+    const int o32 = O_DT == 0; /* float32 out: whole rows by vstore16 */
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 
     float16 S[LINC_MPMAX][LINC_EB]; /* running state, value columns e0.. */
@@ -209,7 +210,7 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
                         if (c0 >= dv)
                             break;
                         float16 o = acc[r][u] * inv;
-                        if (os.s3 == 1 && c0 + 16 <= dv && O_DT == 0) {
+                        if (o32 && os.s3 == 1 && c0 + 16 <= dv) {
                             vstore16(o, 0,
                                      (__global float *)out +
                                          clattn_at(oo, os, b, h, j0 + r0 + (uint)r, c0));
