@@ -81,11 +81,13 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
                                    ulong4 v_st, __global CLATTN_STYPE(O_DT) *out, ulong o_off,
                                    ulong4 o_st, uint hk_arg, uint group_arg, uint n_arg,
                                    uint d_arg, uint dv_arg, uint mp_arg, int fmap_arg,
-                                   float log_eps_arg)
+                                   float log_eps_arg, uint nq_arg, int causal_arg)
 {
     /* every argument into a private first (see the project's notes on llvmpipe) */
     const uint hk = hk_arg, group = group_arg, n = n_arg, d = d_arg, dv = dv_arg, mp = mp_arg;
     const int fmap = fmap_arg;
+    const uint nq = nq_arg;
+    const int causal = causal_arg;
     const float eps = clattn_eps_scaled(log_eps_arg, 0.0f);
     const ulong4 qs = q_st, ks = k_st, vs = v_st, os = o_st;
     const ulong qo = q_off, ko = k_off, vo = v_off, oo = o_off;
@@ -110,145 +112,164 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
     for (uint mb = 0; mb < nmb; mb++)
         zv[mb] = (float16)(0.0f);
 
-    for (uint j0 = 0; j0 < n; j0 += LINC_C) {
-        const uint nr = min((uint)LINC_C, n - j0);
-        /* keys and values of the chunk (rows past the end: zero features and values) */
-        for (uint mb = 0; mb < nmb; mb++)
-            zc[mb] = (float16)(0.0f);
-        for (uint t = 0; t < LINC_C; t++) {
-            const int in = t < nr;
-            const ulong kr = kb + (ulong)(j0 + min(t, nr - 1)) * ks.s2;
-            for (uint mb = 0; mb < nmb; mb++) {
-                float16 f = linc_pad16(
-                    linc_phi16(linc_row16_k(k, kr, ks.s3, mb * 16, d, kfast && mb * 16 + 16 <= d),
-                               fmap),
-                    mb * 16, in ? d : 0);
-                zc[mb] += f;
-                float ft[16];
-                vstore16(f, 0, ft);
-                for (uint u = 0; u < 16; u++)
-                    kt[(mb * 16 + u) * LINC_C + t] = ft[u];
-            }
-            const ulong vr = vb + (ulong)(j0 + min(t, nr - 1)) * vs.s2;
-            for (uint u = 0; u < LINC_EB; u++) {
-                uint c0 = e0 + 16 * u;
-                vv[t][u] = in ? linc_row16_v(v, vr, vs.s3, c0, dv, vfast && c0 + 16 <= dv)
-                              : (float16)(0.0f);
-            }
-        }
-        for (uint gq = 0; gq < group; gq++) {
-            const uint h = hv * group + gq;
-            const ulong qb = clattn_at(qo, qs, b, h, 0, 0);
-            for (uint t = 0; t < LINC_C; t++) {
-                const ulong qr = qb + (ulong)(j0 + min(t, nr - 1)) * qs.s2;
-                for (uint mb = 0; mb < nmb; mb++) {
-                    float16 f = linc_pad16(
-                        linc_phi16(
-                            linc_row16_q(q, qr, qs.s3, mb * 16, d, qfast && mb * 16 + 16 <= d),
-                            fmap),
-                        mb * 16, d);
-                    vstore16(f, 0, &qf[t][mb * 16]);
-                }
-            }
-            for (uint r0 = 0; r0 < nr; r0 += LINC_RB) {
-                float16 acc[LINC_RB][LINC_EB], w[LINC_RB], qz[LINC_RB];
-                #pragma unroll
-                for (int r = 0; r < LINC_RB; r++) {
-                    w[r] = (float16)(0.0f);
-                    qz[r] = (float16)(0.0f);
-                    #pragma unroll
-                    for (int u = 0; u < LINC_EB; u++)
-                        acc[r][u] = (float16)(0.0f);
-                }
-                /* phi(q) S (inter-chunk) and phi(q) phi(K_c)^T, one feature at a time */
-                for (uint m = 0; m < mp; m++) {
-                    float16 kv = vload16(m, kt);
-                    float16 sv[LINC_EB];
-                    #pragma unroll
-                    for (int u = 0; u < LINC_EB; u++)
-                        sv[u] = S[m][u];
-                    #pragma unroll
-                    for (int r = 0; r < LINC_RB; r++) {
-                        float16 qv = (float16)(qf[r0 + r][m]);
-                        w[r] = fma(qv, kv, w[r]);
-                        #pragma unroll
-                        for (int u = 0; u < LINC_EB; u++)
-                            acc[r][u] = fma(qv, sv[u], acc[r][u]);
+    /* causal: one pass, each chunk's queries right after its keys; non-causal: the keys first
+     * (pass 0: the state only), then the queries against the whole state (pass 1, no in-chunk
+     * part: kt is zero, so every in-chunk weight is 0) */
+    for (uint pass = causal ? 1u : 0u; pass < 2u; pass++) {
+        const int keys = causal || pass == 0, queries = causal || pass == 1;
+        const uint len = keys ? n : nq;
+        if (!keys)
+            for (uint x = 0; x < mp * LINC_C; x++)
+                kt[x] = 0.0f;
+        for (uint j0 = 0; j0 < len; j0 += LINC_C) {
+            const uint nr = min((uint)LINC_C, len - j0);
+            if (keys) {
+                /* keys and values of the chunk (rows past the end: zero features and values) */
+                for (uint mb = 0; mb < nmb; mb++)
+                    zc[mb] = (float16)(0.0f);
+                for (uint t = 0; t < LINC_C; t++) {
+                    const int in = t < nr;
+                    const ulong kr = kb + (ulong)(j0 + min(t, nr - 1)) * ks.s2;
+                    for (uint mb = 0; mb < nmb; mb++) {
+                        float16 f = linc_pad16(
+                            linc_phi16(linc_row16_k(k, kr, ks.s3, mb * 16, d,
+                                                    kfast && mb * 16 + 16 <= d),
+                                       fmap),
+                            mb * 16, in ? d : 0);
+                        zc[mb] += f;
+                        float ft[16];
+                        vstore16(f, 0, ft);
+                        for (uint u = 0; u < 16; u++)
+                            kt[(mb * 16 + u) * LINC_C + t] = ft[u];
+                    }
+                    const ulong vr = vb + (ulong)(j0 + min(t, nr - 1)) * vs.s2;
+                    for (uint u = 0; u < LINC_EB; u++) {
+                        uint c0 = e0 + 16 * u;
+                        vv[t][u] = in ? linc_row16_v(v, vr, vs.s3, c0, dv, vfast && c0 + 16 <= dv)
+                                      : (float16)(0.0f);
                     }
                 }
-                for (uint mb = 0; mb < nmb; mb++) {
-                    #pragma unroll
-                    for (int r = 0; r < LINC_RB; r++)
-                        qz[r] = fma(vload16(mb, qf[r0 + r]), zv[mb], qz[r]);
-                }
-                float den[LINC_RB];
-                #pragma unroll
-                for (int r = 0; r < LINC_RB; r++) {
-                    /* keys j <= i = r0 + r only */
-                    w[r] = select((float16)(0.0f), w[r], lane <= (int16)(int)(r0 + r));
-                    den[r] = clattn_hsum16(qz[r]) + clattn_hsum16(w[r]) + eps;
-                    vstore16(w[r], 0, wt[r]);
-                }
-                const uint jend = min(r0 + LINC_RB, nr);
-                for (uint j = 0; j < jend; j++) {
-                    #pragma unroll
-                    for (int r = 0; r < LINC_RB; r++) {
-                        float16 a = (float16)(wt[r][j]);
-                        #pragma unroll
-                        for (int u = 0; u < LINC_EB; u++)
-                            acc[r][u] = fma(a, vv[j][u], acc[r][u]);
+            }
+            if (queries) {
+                for (uint gq = 0; gq < group; gq++) {
+                    const uint h = hv * group + gq;
+                    const ulong qb = clattn_at(qo, qs, b, h, 0, 0);
+                    for (uint t = 0; t < LINC_C; t++) {
+                        const ulong qr = qb + (ulong)(j0 + min(t, nr - 1)) * qs.s2;
+                        for (uint mb = 0; mb < nmb; mb++) {
+                            float16 f = linc_pad16(
+                                linc_phi16(
+                                    linc_row16_q(q, qr, qs.s3, mb * 16, d,
+                                                 qfast && mb * 16 + 16 <= d),
+                                    fmap),
+                                mb * 16, d);
+                            vstore16(f, 0, &qf[t][mb * 16]);
+                        }
                     }
-                }
-                #pragma unroll
-                for (int r = 0; r < LINC_RB; r++) {
-                    if (r0 + (uint)r >= nr)
-                        break;
-                    float16 inv = (float16)(clattn_safe_inv(den[r]));
-                    #pragma unroll
-                    for (int u = 0; u < LINC_EB; u++) {
-                        uint c0 = e0 + 16 * (uint)u;
-                        if (c0 >= dv)
-                            break;
-                        float16 o = acc[r][u] * inv;
-                        if (o32 && os.s3 == 1 && c0 + 16 <= dv) {
-                            vstore16(o, 0,
-                                     (__global float *)out +
-                                         clattn_at(oo, os, b, h, j0 + r0 + (uint)r, c0));
-                        } else {
-                            float ot[16];
-                            vstore16(o, 0, ot);
-                            for (uint x = 0; x < 16 && c0 + x < dv; x++)
-                                CLATTN_STORE(O_DT, ot[x], out,
-                                             clattn_at(oo, os, b, h, j0 + r0 + (uint)r, c0 + x));
+                    for (uint r0 = 0; r0 < nr; r0 += LINC_RB) {
+                        float16 acc[LINC_RB][LINC_EB], w[LINC_RB], qz[LINC_RB];
+                        #pragma unroll
+                        for (int r = 0; r < LINC_RB; r++) {
+                            w[r] = (float16)(0.0f);
+                            qz[r] = (float16)(0.0f);
+                            #pragma unroll
+                            for (int u = 0; u < LINC_EB; u++)
+                                acc[r][u] = (float16)(0.0f);
+                        }
+                        /* phi(q) S (inter-chunk) and phi(q) phi(K_c)^T, one feature at a time */
+                        for (uint m = 0; m < mp; m++) {
+                            float16 kv = vload16(m, kt);
+                            float16 sv[LINC_EB];
+                            #pragma unroll
+                            for (int u = 0; u < LINC_EB; u++)
+                                sv[u] = S[m][u];
+                            #pragma unroll
+                            for (int r = 0; r < LINC_RB; r++) {
+                                float16 qv = (float16)(qf[r0 + r][m]);
+                                w[r] = fma(qv, kv, w[r]);
+                                #pragma unroll
+                                for (int u = 0; u < LINC_EB; u++)
+                                    acc[r][u] = fma(qv, sv[u], acc[r][u]);
+                            }
+                        }
+                        for (uint mb = 0; mb < nmb; mb++) {
+                            #pragma unroll
+                            for (int r = 0; r < LINC_RB; r++)
+                                qz[r] = fma(vload16(mb, qf[r0 + r]), zv[mb], qz[r]);
+                        }
+                        float den[LINC_RB];
+                        #pragma unroll
+                        for (int r = 0; r < LINC_RB; r++) {
+                            /* keys j <= i = r0 + r only */
+                            w[r] = select((float16)(0.0f), w[r], lane <= (int16)(int)(r0 + r));
+                            den[r] = clattn_hsum16(qz[r]) + clattn_hsum16(w[r]) + eps;
+                            vstore16(w[r], 0, wt[r]);
+                        }
+                        const uint jend = causal ? min(r0 + LINC_RB, nr) : 0u;
+                        for (uint j = 0; j < jend; j++) {
+                            #pragma unroll
+                            for (int r = 0; r < LINC_RB; r++) {
+                                float16 a = (float16)(wt[r][j]);
+                                #pragma unroll
+                                for (int u = 0; u < LINC_EB; u++)
+                                    acc[r][u] = fma(a, vv[j][u], acc[r][u]);
+                            }
+                        }
+                        #pragma unroll
+                        for (int r = 0; r < LINC_RB; r++) {
+                            if (r0 + (uint)r >= nr)
+                                break;
+                            float16 inv = (float16)(clattn_safe_inv(den[r]));
+                            #pragma unroll
+                            for (int u = 0; u < LINC_EB; u++) {
+                                uint c0 = e0 + 16 * (uint)u;
+                                if (c0 >= dv)
+                                    break;
+                                float16 o = acc[r][u] * inv;
+                                if (o32 && os.s3 == 1 && c0 + 16 <= dv) {
+                                    vstore16(o, 0,
+                                             (__global float *)out +
+                                                 clattn_at(oo, os, b, h, j0 + r0 + (uint)r, c0));
+                                } else {
+                                    float ot[16];
+                                    vstore16(o, 0, ot);
+                                    for (uint x = 0; x < 16 && c0 + x < dv; x++)
+                                        CLATTN_STORE(O_DT, ot[x], out,
+                                                     clattn_at(oo, os, b, h, j0 + r0 + (uint)r,
+                                                               c0 + x));
+                                }
+                            }
                         }
                     }
                 }
             }
-        }
-        /* S += phi(K_c)^T V_c, z += sum_j phi(k_j): 4 feature rows at a time */
-        for (uint m = 0; m < mp; m += 4) {
-            float16 sa[4][LINC_EB];
-            #pragma unroll
-            for (int t = 0; t < 4; t++)
-                #pragma unroll
-                for (int u = 0; u < LINC_EB; u++)
-                    sa[t][u] = S[m + t][u];
-            for (uint j = 0; j < nr; j++) {
-                #pragma unroll
-                for (int t = 0; t < 4; t++) {
-                    float16 kv = (float16)(kt[(m + t) * LINC_C + j]);
+            if (keys) {
+                /* S += phi(K_c)^T V_c, z += sum_j phi(k_j): 4 feature rows at a time */
+                for (uint m = 0; m < mp; m += 4) {
+                    float16 sa[4][LINC_EB];
                     #pragma unroll
-                    for (int u = 0; u < LINC_EB; u++)
-                        sa[t][u] = fma(kv, vv[j][u], sa[t][u]);
+                    for (int t = 0; t < 4; t++)
+                        #pragma unroll
+                        for (int u = 0; u < LINC_EB; u++)
+                            sa[t][u] = S[m + t][u];
+                    for (uint j = 0; j < nr; j++) {
+                        #pragma unroll
+                        for (int t = 0; t < 4; t++) {
+                            float16 kv = (float16)(kt[(m + t) * LINC_C + j]);
+                            #pragma unroll
+                            for (int u = 0; u < LINC_EB; u++)
+                                sa[t][u] = fma(kv, vv[j][u], sa[t][u]);
+                        }
+                    }
+                    #pragma unroll
+                    for (int t = 0; t < 4; t++)
+                        #pragma unroll
+                        for (int u = 0; u < LINC_EB; u++)
+                            S[m + t][u] = sa[t][u];
                 }
+                for (uint mb = 0; mb < nmb; mb++)
+                    zv[mb] += zc[mb];
             }
-            #pragma unroll
-            for (int t = 0; t < 4; t++)
-                #pragma unroll
-                for (int u = 0; u < LINC_EB; u++)
-                    S[m + t][u] = sa[t][u];
         }
-        for (uint mb = 0; mb < nmb; mb++)
-            zv[mb] += zc[mb];
     }
 }

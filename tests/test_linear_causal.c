@@ -1,7 +1,8 @@
 /* The fused causal form of linear attention (kernels_cl/linear_causal.cl, issue 11 section 2):
  * plain causal plans of the element-wise maps without momentum on a CPU-like device that is not
  * loop-capped take it (plan info: variant clattn_linear_causal, launch "causal-fused eb=N"), others
- * the materialised chunk pipeline (CLATTN_LINEAR_CAUSAL=chunked forces it).
+ * the materialised chunk pipeline (CLATTN_LINEAR_CAUSAL=chunked forces it); non-causal plans with
+ * enough (b, key head, value block) items take the same kernel.
  * Against the fp64 reference at lengths that are not a multiple of the 16-row chunk, N = 1, few
  * (b, head) pairs (value columns split across work-items) and many (whole value rows), strided
  * views, Dv not a multiple of 16, and GQA. Shapes stay small (two builds of the program: 1 and 4
@@ -19,10 +20,10 @@
 #include "linear_fixture.h"
 
 /* Bakes a plan of the shapes and checks which form it runs. */
-static void expect_form(const clattn_linear_desc *d, size_t B, size_t Hq, size_t Hk, size_t N,
-                        size_t D, size_t Dv, int fused)
+static void expect_form_x(const clattn_linear_desc *d, size_t B, size_t Hq, size_t Hk, size_t N,
+                          size_t Nk, size_t D, size_t Dv, int fused)
 {
-    size_t qs[4] = {B, Hq, N, D}, ks[4] = {B, Hk, N, D}, vs[4] = {B, Hk, N, Dv};
+    size_t qs[4] = {B, Hq, N, D}, ks[4] = {B, Hk, Nk, D}, vs[4] = {B, Hk, Nk, Dv};
     clattn_plan *plan = NULL;
     if (clattn_linear_plan_create(ctx, d, qs, ks, vs, &plan) != CLATTN_SUCCESS)
         fail_msg("plan: %s", clattn_context_last_error(ctx));
@@ -34,6 +35,12 @@ static void expect_form(const clattn_linear_desc *d, size_t B, size_t Hq, size_t
         fail_msg("B%zu Hq%zu N%zu D%zu Dv%zu: variant %s launch '%s', expected %s", B, Hq, N, D,
                  Dv, pi.variant, pi.launch, want);
     clattn_plan_destroy(plan);
+}
+
+static void expect_form(const clattn_linear_desc *d, size_t B, size_t Hq, size_t Hk, size_t N,
+                        size_t D, size_t Dv, int fused)
+{
+    expect_form_x(d, B, Hq, Hk, N, N, D, Dv, fused);
 }
 
 /* The fused form where the device takes it: not on llvmpipe (loop-capped). */
@@ -75,6 +82,20 @@ static void test_fused_vs_reference(void **state)
     check_desc(&d, 1, 2, 37, 37, 16, 16, 1.0f, LIN_TOL, "fused causal eps 0");
 }
 
+/* The non-causal form through the same kernel (all keys, then the query rows) where B * Hk *
+ * (value blocks) fills the device: cross lengths, strided views, relu. */
+static void test_noncausal(void **state)
+{
+    (void)state;
+    clattn_linear_desc d;
+    clattn_linear_desc_init(&d);
+    d.feature_map = CLATTN_LINEAR_FEATURE_RELU;
+    expect_form_x(&d, 3, 4, 4, 29, 45, 32, 64, fused_here());
+    check_desc_layout(&d, 3, 4, 29, 45, 32, 64, 1.0f, LIN_TOL, "fused non-causal", 1);
+    d.feature_map = CLATTN_LINEAR_FEATURE_ELU;
+    check_desc_layout(&d, 3, 4, 1, 17, 32, 64, 1.0f, LIN_TOL, "fused non-causal Nq 1", 0);
+}
+
 /* The forms that keep the chunk pipeline, and the override. */
 static void test_routing(void **state)
 {
@@ -99,6 +120,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fused_vs_reference),
+        cmocka_unit_test(test_noncausal),
         cmocka_unit_test(test_routing),
     };
     return lin_run("test_linear_causal", tests, sizeof tests / sizeof tests[0]);

@@ -391,12 +391,14 @@ clattn_status clattn__linear_plan_make(clattn_context *ctx, const clattn_linear_
     clattn__linear_problem_make(&p->desc, q, k, v, &prob);
     prob.causal = prob.causal || stateful;
     CLATTN_FORWARD(choose_launch(ctx, p, &prob, forced, &by));
-    /* The fused causal kernel where the scheduler's rule takes it (a plain plan only: decoding
-     * states keep the chunk pipeline for their prefills). CLATTN_LINEAR_CAUSAL=chunked forces
-     * the materialised pipeline, =fused the fused kernel on any device where the form allows it
+    /* The one-pass kernel (linear_causal.cl) where the scheduler's rule takes it (a plain plan
+     * only: decoding states keep the chunk pipeline for their prefills; the non-causal form only
+     * with the FUSED algorithm). CLATTN_LINEAR_CAUSAL=chunked (CLATTN_LINEAR_NONCAUSAL=chunked)
+     * forces the previous kernels, =fused this kernel on any device where the form allows it
      * (comparisons, oclgrind's instruction counts). */
-    if (!stateful && p->desc.causal) {
-        const char *force = getenv("CLATTN_LINEAR_CAUSAL");
+    if (!stateful && (p->desc.causal || p->launch.algo == CLATTN_LINEAR_FUSED)) {
+        const char *force =
+            getenv(p->desc.causal ? "CLATTN_LINEAR_CAUSAL" : "CLATTN_LINEAR_NONCAUSAL");
         clattn_device_info di = ctx->info;
         if (force && strcmp(force, "fused") == 0) {
             di.device_class = CLATTN_DEVICE_CPU;

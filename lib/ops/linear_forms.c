@@ -24,10 +24,11 @@ static bool gemm_of(const clattn__linear_job *j)
     return j->p->launch.algo == CLATTN_LINEAR_GEMM && !j->causal && !j->step;
 }
 
-/* The fused causal form (run_causal): a plain plan's causal run with an element-wise map. */
+/* The one-pass kernel (run_causal): a plain plan's run with an element-wise map, causal or (where
+ * the scheduler takes it) not. */
 static bool causal_of(const clattn__linear_job *j)
 {
-    return j->p->causal_eb && j->causal && !j->step && !j->state;
+    return j->p->causal_eb && !j->step && !j->state;
 }
 
 /* The fused non-causal form (run_fused): a plain plan's non-causal run with an element-wise map. */
@@ -578,6 +579,10 @@ static clattn_status run_causal(seq *s, const clattn__linear_job *j, cl_event *e
     CLATTN_ARG(&a, mp);
     CLATTN_ARG(&a, fmap);
     CLATTN_ARG(&a, le);
+    cl_uint unq = (cl_uint)z->nq;
+    cl_int causal = j->causal;
+    CLATTN_ARG(&a, unq);
+    CLATTN_ARG(&a, causal);
     size_t g[2] = {clattn__div_up(z->dvp, 16 * (size_t)p->causal_eb), z->bhk};
     clattn_context *ctx = s->ctx;
     clattn_status status = CLATTN_SUCCESS;

@@ -211,7 +211,9 @@ size_t clattn__linear_candidates(const clattn_device_info *dev, const clattn__li
  * causal plan of an element-wise map without momentum on a CPU-like device that is not
  * loop-capped: returns its float16 value blocks per work-item (1, 2 or 4), or 0 where the
  * materialised chunk pipeline runs instead (GPU-like or loop-capped devices, FAVOR, momentum,
- * more than 256 features). */
+ * more than 256 features). Non-causal problems of the same kind take it too (all keys into the
+ * state, then the query rows) where B * Hk * ceil(Dv / 16) gives 4 work-items per compute unit;
+ * else 0 (the chunk-parallel fused kernels of linear_fused.cl). */
 unsigned clattn__linear_causal_fused(const clattn_device_info *dev,
                                      const clattn__linear_problem *p);
 
