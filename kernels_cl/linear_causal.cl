@@ -114,13 +114,10 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
 
     /* causal: one pass, each chunk's queries right after its keys; non-causal: the keys first
      * (pass 0: the state only), then the queries against the whole state (pass 1, no in-chunk
-     * part: kt is zero, so every in-chunk weight is 0) */
+     * part: its loop skips phi(q) phi(K_c)^T, so every in-chunk weight stays 0) */
     for (uint pass = causal ? 1u : 0u; pass < 2u; pass++) {
         const int keys = causal || pass == 0, queries = causal || pass == 1;
         const uint len = keys ? n : nq;
-        if (!keys)
-            for (uint x = 0; x < mp * LINC_C; x++)
-                kt[x] = 0.0f;
         for (uint j0 = 0; j0 < len; j0 += LINC_C) {
             const uint nr = min((uint)LINC_C, len - j0);
             if (keys) {
@@ -177,7 +174,7 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
                                 acc[r][u] = (float16)(0.0f);
                         }
                         /* phi(q) S (inter-chunk) and phi(q) phi(K_c)^T, one feature at a time */
-                        for (uint m = 0; m < mp; m++) {
+                        for (uint m = 0; m < (causal ? mp : 0u); m++) {
                             float16 kv = vload16(m, kt);
                             float16 sv[LINC_EB];
                             #pragma unroll
@@ -187,6 +184,20 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
                             for (int r = 0; r < LINC_RB; r++) {
                                 float16 qv = (float16)(qf[r0 + r][m]);
                                 w[r] = fma(qv, kv, w[r]);
+                                #pragma unroll
+                                for (int u = 0; u < LINC_EB; u++)
+                                    acc[r][u] = fma(qv, sv[u], acc[r][u]);
+                            }
+                        }
+                        /* non-causal: phi(q) S only (w stays 0) */
+                        for (uint m = 0; m < (causal ? 0u : mp); m++) {
+                            float16 sv[LINC_EB];
+                            #pragma unroll
+                            for (int u = 0; u < LINC_EB; u++)
+                                sv[u] = S[m][u];
+                            #pragma unroll
+                            for (int r = 0; r < LINC_RB; r++) {
+                                float16 qv = (float16)(qf[r0 + r][m]);
                                 #pragma unroll
                                 for (int u = 0; u < LINC_EB; u++)
                                     acc[r][u] = fma(qv, sv[u], acc[r][u]);
