@@ -13,7 +13,9 @@
  *       out_i = num_i / den_i (0 where den_i is exactly 0, as clattn_safe_inv);
  *   - then S += phi(K_c)^T V_c and z += sum_j phi(k_j).
  * One pass over Q, K, V and out; nothing but the output is written. The element-wise maps have
- * log-scale 0, so eps is added as it is (clattn_eps_scaled(log_eps, 0)). Global size
+ * log-scale 0, so eps is added as it is (clattn_eps_scaled(log_eps, 0)). The non-causal form
+ * (causal_arg 0; Nq may differ from Nk) runs the key steps over all Nk keys first, then the
+ * query steps over the Nq rows without the in-chunk part. Global size
  * (ceil(DVP / (16 LINC_EB)), B * Hk); one item per work-group. */
 
 /* Tunables (host: lib/ops/linear.c from the scheduler's clattn__linear_causal_fused). */
