@@ -2,7 +2,8 @@
  * (lib/sched/sched_linear.c) on the made-up devices of test_devices.c: the AUTO form (GEMM on
  * GPU-like devices, FUSED on CPU-like ones), the chunking, the work-group rules, llvmpipe's quirks
  * (one item per group, the FAVOR feature limit, the split adaptive scan) and the tuner's candidate
- * list (the default first, every candidate valid on its device). */
+ * list (the default first, every candidate valid on its device), and the fused causal kernel's
+ * rule. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -313,6 +314,52 @@ static void test_candidates(void **state)
     assert_int_equal(clattn__linear_candidates(&devs[0], &p, c, 0), 0);
 }
 
+/* The one-pass kernel's rule: element-wise maps without momentum on CPU-like devices that are not
+ * loop-capped, causal, or non-causal with enough (b, key head, value block) items; value columns
+ * split only as far as 4 work-items per compute unit need (1, 2 or 4 float16 blocks per item). */
+static void test_causal_fused(void **state)
+{
+    (void)state;
+    clattn_device_info devs[MAX_DEVS];
+    size_t nd = make_devices(devs), fused = 0;
+    for (size_t i = 0; i < nd; i++) {
+        const clattn_device_info *dev = &devs[i];
+        int want = cpu_like(dev) && !quirky(dev);
+        fused += want;
+        size_t cu = dev->compute_units ? dev->compute_units : 1;
+        for (size_t bh = 1; bh <= 4096; bh *= 8) {
+            clattn__linear_problem p = problem(bh, 100, 64, 64, 1, 0, 0);
+            unsigned eb = clattn__linear_causal_fused(dev, &p);
+            if (!want) {
+                assert_int_equal(eb, 0);
+                continue;
+            }
+            assert_true(eb == 1 || eb == 2 || eb == 4);
+            /* the largest of 4, 2, 1 that still gives 4 items per compute unit (1 if none) */
+            unsigned best = 1;
+            for (unsigned e = 4; e > 1; e /= 2)
+                if (bh * (4 / e) >= 4 * cu) {
+                    best = e;
+                    break;
+                }
+            assert_int_equal(eb, best);
+            /* non-causal: only where B * Hk * (value blocks) fills the device */
+            p.causal = 0;
+            assert_int_equal(clattn__linear_causal_fused(dev, &p), bh * 4 >= 4 * cu ? best : 0);
+            p.causal = 1;
+            p.favor = 1;
+            assert_int_equal(clattn__linear_causal_fused(dev, &p), 0);
+            p.favor = 0;
+            p.momentum = 1;
+            assert_int_equal(clattn__linear_causal_fused(dev, &p), 0);
+            p.momentum = 0;
+            p.dv = 16; /* one block: one per item */
+            assert_int_equal(clattn__linear_causal_fused(dev, &p), 1);
+        }
+    }
+    assert_true(fused > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_llvmpipe_quirks),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_candidates),
+        cmocka_unit_test(test_causal_fused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

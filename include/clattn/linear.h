@@ -22,7 +22,12 @@
  * Time O(N * M * Dv), memory O(N * M) of scratch (the features); nothing of size N x N. The causal
  * form is computed chunk-parallel (chunks of 64 positions: per-chunk sums, a scan over chunks,
  * then a masked product inside each chunk plus the carried state), equal to the sequential
- * recurrence at every position.
+ * recurrence at every position. On CPU-like devices (the scheduler's device family) the causal
+ * form of the element-wise maps without momentum runs as one fused kernel instead: per (batch,
+ * key head, block of value columns) a work-item walks chunks of 16 positions in order, the state
+ * in private memory, reading q, k and v once and using no scratch (equal to the recurrence too);
+ * the non-causal FUSED form of those maps runs it as well (all keys, then the query rows) where
+ * batch x key heads gives the device's cores enough work-items.
  *
  * Feature maps (M = D except for FAVOR+):
  *   ELU       phi(x) = elu(x) + 1, element-wise

@@ -228,6 +228,7 @@ static void plan_info(const clattn_plan *base, clattn_plan_info *info)
     snprintf(info->variant, sizeof info->variant, "%s",
              L->algo == CLATTN_LINEAR_GEMM                  ? "clattn_linear_normalize+sgemm"
              : p->desc.momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE ? "clattn_linear_adaptive"
+             : p->causal_eb                                 ? "clattn_linear_causal"
              : p->fused_nc                                  ? "clattn_linear_fused_out"
                                                             : "clattn_linear_out");
     snprintf(info->build_options, sizeof info->build_options, "%.190s%s%.60s", L->defines,
@@ -310,6 +311,14 @@ static clattn_status make_kernels(clattn__linear_plan *p, const char *by)
             CLATTN_FORWARD(kernel(p, "clattn_linear_out", blocked, by, &p->out));
         goto cleanup;
     }
+    if (p->causal_eb) {
+        char opts[320];
+        snprintf(opts, sizeof opts, "%s -DLINC_EB=%u -DLINC_MPMAX=%u", L->defines, p->causal_eb,
+                 p->feat.mp <= 64 ? 64u : 256u);
+        CLATTN_FORWARD(clattn__plan_kernel(&p->base, "linear_causal.cl", opts,
+                                           "clattn_linear_causal", 1, by, &p->fused_causal));
+        goto cleanup;
+    }
     p->fused_nc = !causal && p->desc.feature_map != CLATTN_LINEAR_FEATURE_FAVOR;
     if (p->fused_nc) {
         CLATTN_FORWARD(
@@ -382,6 +391,25 @@ clattn_status clattn__linear_plan_make(clattn_context *ctx, const clattn_linear_
     clattn__linear_problem_make(&p->desc, q, k, v, &prob);
     prob.causal = prob.causal || stateful;
     CLATTN_FORWARD(choose_launch(ctx, p, &prob, forced, &by));
+    /* The one-pass kernel (linear_causal.cl) where the scheduler's rule takes it (a plain plan
+     * only: decoding states keep the chunk pipeline for their prefills; the non-causal form only
+     * with the FUSED algorithm). CLATTN_LINEAR_CAUSAL=chunked (CLATTN_LINEAR_NONCAUSAL=chunked)
+     * forces the previous kernels, =fused this kernel on any device where the form allows it
+     * (comparisons, oclgrind's instruction counts). */
+    if (!stateful && (p->desc.causal || p->launch.algo == CLATTN_LINEAR_FUSED)) {
+        const char *force =
+            getenv(p->desc.causal ? "CLATTN_LINEAR_CAUSAL" : "CLATTN_LINEAR_NONCAUSAL");
+        clattn_device_info di = ctx->info;
+        if (force && strcmp(force, "fused") == 0) {
+            di.device_class = CLATTN_DEVICE_CPU;
+            if (di.native_vector_width_float < 4)
+                di.native_vector_width_float = 4;
+            di.loop_iteration_cap = 0;
+            di.simt_cpu = 0;
+        }
+        if (!(force && strcmp(force, "chunked") == 0))
+            p->causal_eb = clattn__linear_causal_fused(&di, &prob);
+    }
     const clattn__linear_launch *L = &p->launch;
     base->algorithm = L->algo;
     snprintf(base->algorithm_name, sizeof base->algorithm_name, "%s", algo_name(L->algo));
@@ -393,6 +421,11 @@ clattn_status clattn__linear_plan_make(clattn_context *ctx, const clattn_linear_
              "chunk=%zu block=%u rows=%u eb=%u mb=%u wg=%zu%s%s", L->chunk, L->block_chunk,
              L->rows, L->value_blocks, L->feature_rows, L->local_size,
              L->one_item_groups ? " one-item" : "", dl);
+    if (p->causal_eb) {
+        size_t used = strlen(base->launch);
+        snprintf(base->launch + used, sizeof base->launch - used, " causal-fused eb=%u",
+                 p->causal_eb);
+    }
     bool head_scale = L->algo == CLATTN_LINEAR_GEMM;
     const clattn_dtype xdts[2] = {p->desc.q_dtype, p->desc.k_dtype};
     CLATTN_FORWARD(clattn__features_bake_typed(base, &p->desc, q[3], w_host, head_scale,

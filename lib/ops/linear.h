@@ -52,6 +52,12 @@ typedef struct clattn__linear_plan {
      * or padded-value buffers (linear_forms.c, run_fused). */
     int fused_nc;
     cl_kernel fused_state, fused_out;
+    /* The fused causal form (kernels_cl/linear_causal.cl; a plain causal plan of an element-wise
+     * map without momentum on a CPU-like device: clattn__linear_causal_fused): one kernel reads
+     * q, k, v and writes out, no scratch. causal_eb: its value blocks per work-item (0: not this
+     * form). */
+    unsigned causal_eb;
+    cl_kernel fused_causal;
     cl_mem slot[LIN_SLOTS];
     size_t slot_bytes[LIN_SLOTS];
 } clattn__linear_plan;

@@ -24,6 +24,13 @@ static bool gemm_of(const clattn__linear_job *j)
     return j->p->launch.algo == CLATTN_LINEAR_GEMM && !j->causal && !j->step;
 }
 
+/* The one-pass kernel (run_causal): a plain plan's run with an element-wise map, causal or (where
+ * the scheduler takes it) not. */
+static bool causal_of(const clattn__linear_job *j)
+{
+    return j->p->causal_eb && !j->step && !j->state;
+}
+
 /* The fused non-causal form (run_fused): a plain plan's non-causal run with an element-wise map. */
 static bool fused_of(const clattn__linear_job *j)
 {
@@ -50,6 +57,8 @@ clattn_status clattn__linear_reserve(clattn__linear_plan *p, const clattn__linea
                  CLATTN_SIZE_OVERFLOW, "linear: scratch sizes overflow");
     bool adaptive = d->momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE, fixed = is_fixed(d);
     size_t f4 = sizeof(float);
+    if (causal_of(j)) /* one kernel, no scratch */
+        goto alloc;
     if (fused_of(j)) { /* no features, no padded values: the chunk sums and the total */
         need[LIN_CM] = need[LIN_PS] = z->bhk * nch * f4;
         need[LIN_FAC] = 2 * z->bhk * nch * f4;
@@ -546,6 +555,43 @@ cleanup:
     return status;
 }
 
+/* The fused causal form (kernels_cl/linear_causal.cl, clattn_linear_causal): one work-item per
+ * (value-column block, batch x key head) walks the chunks in order with the state in private
+ * memory, reading q, k, v once and writing out. */
+static clattn_status run_causal(seq *s, const clattn__linear_job *j, cl_event *event)
+{
+    const clattn__linear_plan *p = j->p;
+    const clattn__linear_dims *z = &j->z;
+    cl_uint hk = (cl_uint)z->hk, group = (cl_uint)z->group, un = (cl_uint)z->nk;
+    cl_uint ud = (cl_uint)z->d, dv = (cl_uint)z->dv, mp = (cl_uint)z->mp;
+    cl_int fmap = (cl_int)p->desc.feature_map;
+    cl_float le = log_eps(&p->desc);
+    clattn__args a = {p->fused_causal, 0, CL_SUCCESS};
+    clattn__arg_view(&a, j->q);
+    clattn__arg_view(&a, j->k);
+    clattn__arg_view(&a, j->v);
+    clattn__arg_view(&a, j->out);
+    CLATTN_ARG(&a, hk);
+    CLATTN_ARG(&a, group);
+    CLATTN_ARG(&a, un);
+    CLATTN_ARG(&a, ud);
+    CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, mp);
+    CLATTN_ARG(&a, fmap);
+    CLATTN_ARG(&a, le);
+    cl_uint unq = (cl_uint)z->nq;
+    cl_int causal = j->causal;
+    CLATTN_ARG(&a, unq);
+    CLATTN_ARG(&a, causal);
+    size_t g[2] = {clattn__div_up(z->dvp, 16 * (size_t)p->causal_eb), z->bhk};
+    clattn_context *ctx = s->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    CLATTN_CL(a.err);
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s->q, a.k, 2, g, ones, true, event));
+cleanup:
+    return status;
+}
+
 /* A decoding step without adaptive momentum: update, commit the scale, output. */
 static clattn_status run_step(seq *s, const clattn__linear_job *j, cl_event *event)
 {
@@ -652,6 +698,10 @@ clattn_status clattn__linear_run(const clattn__linear_job *j, cl_uint num_wait,
     started = true;
     if (fused_of(j)) {
         CLATTN_FORWARD(run_fused(&s, j, event));
+        goto cleanup;
+    }
+    if (causal_of(j)) {
+        CLATTN_FORWARD(run_causal(&s, j, event));
         goto cleanup;
     }
     bool gemm = gemm_of(j);

@@ -206,6 +206,17 @@ unsigned clattn__gpu_simd_width(const clattn_device_info *dev);
 size_t clattn__linear_candidates(const clattn_device_info *dev, const clattn__linear_problem *p,
                                  clattn__linear_launch *out, size_t cap);
 
+/* The fused causal kernel (kernels_cl/linear_causal.cl: one work-item per (batch, key head,
+ * value-column block) walking the chunks in order, the state in private memory) for a plain
+ * causal plan of an element-wise map without momentum on a CPU-like device that is not
+ * loop-capped: returns its float16 value blocks per work-item (1, 2 or 4), or 0 where the
+ * materialised chunk pipeline runs instead (GPU-like or loop-capped devices, FAVOR, momentum,
+ * more than 256 features). Non-causal problems of the same kind take it too (all keys into the
+ * state, then the query rows) where B * Hk * ceil(Dv / 16) gives 4 work-items per compute unit;
+ * else 0 (the chunk-parallel fused kernels of linear_fused.cl). */
+unsigned clattn__linear_causal_fused(const clattn_device_info *dev,
+                                     const clattn__linear_problem *p);
+
 /* The problem of a validated desc and shapes q [B, Hq, Nq, D], k [B, Hk, Nk, D], v [B, Hk, Nk,
  * Dv] (lib/ops/linear.c). */
 void clattn__linear_problem_make(const clattn_linear_desc *desc, const size_t q_shape[4],

@@ -330,3 +330,33 @@ size_t clattn__linear_candidates(const clattn_device_info *dev, const clattn__li
     }
     return n;
 }
+
+/* ---- the fused causal form (kernels_cl/linear_causal.cl) ----
+ * A CPU has few cores and big caches: one work-item per (batch, key head) keeps the running state
+ * in L1 and reads q, k, v once (the materialised pipeline makes many passes over memory). The
+ * value columns are split into blocks of 16 LINC_EB across work-items only as far as needed for
+ * 4 work-items per compute unit (each block recomputes the chunk's phi(Q) phi(K)^T, 1 / (2 EB)
+ * of its FMAs). The non-causal form runs the same kernel (all keys into the state, then the query
+ * rows) where B * Hk * (value blocks) gives 4 work-items per compute unit. */
+#define LIN_CAUSAL_ITEMS_PER_CU 4u
+
+unsigned clattn__linear_causal_fused(const clattn_device_info *dev,
+                                     const clattn__linear_problem *p)
+{
+    if (!cpu_family(dev) || capped(dev) || p->favor ||
+        p->momentum != CLATTN_LINEAR_MOMENTUM_NONE || p->m > CLATTN__FEATURES_MAX_D ||
+        p->dv > CLATTN__FEATURES_MAX_D || (p->causal && p->nq != p->nk))
+        return 0;
+    size_t blocks = round_up(p->dv, 16) / 16, bh_kv = p->bh_kv ? p->bh_kv : p->bh;
+    size_t cu = dev->compute_units ? dev->compute_units : 1;
+    /* Non-causal: only where the work-items fill the device (else the chunk-parallel fused
+     * kernels of linear_fused.cl, parallel over key chunks too). */
+    if (!p->causal && bh_kv * blocks < LIN_CAUSAL_ITEMS_PER_CU * cu)
+        return 0;
+    unsigned eb = 1;
+    while (eb < 4 && eb < blocks)
+        eb *= 2;
+    while (eb > 1 && bh_kv * ((blocks + eb - 1) / eb) < LIN_CAUSAL_ITEMS_PER_CU * cu)
+        eb /= 2;
+    return eb;
+}
