@@ -309,7 +309,12 @@ inline float16 softmax_cpu_opts16(const softmax_opt *o, uint fl, float16 s, long
  * smallest start of its groups, so a window costs its width, not Nk; steps that reach outside any
  * row's range are masked per lane; the other options are applied to the score vectors
  * (softmax_cpu_opts16); key blocks, groups' blocks and steps that meet no live block of the block
- * mask are skipped (never loaded); rows finish with the sink (softmax_opt_finish). */
+ * mask are skipped (never loaded); rows finish with the sink (softmax_opt_finish).
+ * Serving (SOFTMAX_OPT_SEQ, issue 17): the work-item's rows are its sequence's rows i (loaded
+ * from and stored to rows o.qrow0 + i of batch o.qbat), aligned to the sequence's own lengths
+ * (position i + kl - qlen); the grid stays sized by the plan's Nq (T packed): blocks wholly past
+ * a packed sequence return at once, q_lengths padding rows are stored as rows that see no key,
+ * and groups with no row of the sequence do no work. */
 __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4 qs,
                                    __global const CLATTN_STYPE(KP_DT) *kp,
                                    __global const CLATTN_STYPE(VP_DT) *vp, uint npad,
@@ -699,43 +704,49 @@ __kernel void clattn_softmax_split_merge(__global const float *part_acc,
                                          __global float *lse, ulong l_off, ulong4 ls, int has_lse,
                                          uint hq_count, uint nq, uint nk CPU_OPT_ARGS)
 {
-    uint ns = nsplit;
+    /* Every argument is read before the first branch (rusticl, see DESIGN.md). */
+    uint ns = nsplit, n = nq, hl = has_lse;
+    __global const float *pacc = part_acc, *pml = part_ml;
+    __global CLATTN_STYPE(O_DT) *dst = out;
+    __global float *dlse = lse;
+    ulong oo = o_off, lo = l_off;
+    ulong4 ost = os, lst = ls;
     uint row = get_global_id(0);
     uint bh = get_global_id(1);
     uint b = bh / hq_count, h = bh - b * hq_count;
 #if SOFTMAX_OPTS
     SOFTMAX_OPT_SETUP(o, b, h, nq, nk);
-    uint slim = (o.flags & SOFTMAX_OPT_VARLEN) ? (uint)o.qlen : nq, sb = o.qbat;
+    uint slim = (o.flags & SOFTMAX_OPT_VARLEN) ? (uint)o.qlen : n, sb = o.qbat;
     ulong orow = (ulong)o.qrow0 + row;
 #else
-    uint slim = nq, sb = b;
+    uint slim = n, sb = b;
     ulong orow = row;
 #endif
     if (row >= slim)
-        return;
-    ulong p0 = ((ulong)bh * nq + row) * ns;
+        return; /* past a packed sequence's rows: not written */
+    ulong p0 = ((ulong)bh * n + row) * ns;
     float mx = -INFINITY;
     for (uint s = 0; s < ns; s++)
-        mx = fmax(mx, part_ml[2 * (p0 + s)]);
+        mx = fmax(mx, pml[2 * (p0 + s)]);
     float ref = mx == -INFINITY ? 0.0f : mx;
     float16 acc[DVVEC];
     for (uint c = 0; c < DVVEC; c++)
         acc[c] = CLATTN_SPLAT16(0.0f);
     float l = 0.0f;
     for (uint s = 0; s < ns; s++) {
-        float w = exp2(part_ml[2 * (p0 + s)] - ref); /* 0 for a split that saw no key */
-        l = fma(part_ml[2 * (p0 + s) + 1], w, l);
+        float w = exp2(pml[2 * (p0 + s)] - ref); /* 0 for a split that saw no key */
+        l = fma(pml[2 * (p0 + s) + 1], w, l);
         for (uint c = 0; c < DVVEC; c++)
-            acc[c] = fma(CLATTN_SPLAT16(w), vload16(c, part_acc + (p0 + s) * DVPAD), acc[c]);
+            acc[c] = fma(CLATTN_SPLAT16(w), vload16(c, pacc + (p0 + s) * DVPAD), acc[c]);
     }
     float a[DVPAD], f, lse2;
     for (uint c = 0; c < DVVEC; c++)
         vstore16(acc[c], c, a);
     SOFTMAX_CPU_FINISH(mx, l, f, lse2);
     for (uint d = 0; d < SOFTMAX_HEAD_DIM_V; d++)
-        CLATTN_STORE(O_DT, a[d] * f, out, clattn_at(o_off, os, sb, h, orow, d));
-    if (has_lse)
-        lse[clattn_at(l_off, ls, sb, h, orow, 0)] = lse2 * CLATTN_LN2;
+        CLATTN_STORE(O_DT, a[d] * f, dst, clattn_at(oo, ost, sb, h, orow, d));
+    if (hl)
+        dlse[clattn_at(lo, lst, sb, h, orow, 0)] = lse2 * CLATTN_LN2;
 }
 #endif
 
