@@ -52,8 +52,8 @@ static void test_split_shapes(void **state)
     c = split_case(1, 700); /* GQA 8/2, key lengths 233 and 700 (batch 0 leaves splits empty) */
     c.B = 2, c.Hq = 8, c.Hk = 2, c.key_lengths = 1;
     check_split(&c, 5, 1, "nq 1 nk 700 gqa 8/2 key lengths");
-    c = split_case(4, 517); /* MQA, causal */
-    c.Hq = 3, c.Hk = 1, c.causal = 1;
+    c = split_case(4, 517); /* MQA, causal (folded: 4 heads x 4 rows in one work-item) */
+    c.Hq = 4, c.Hk = 1, c.causal = 1;
     check_split(&c, 3, 1, "nq 4 nk 517 mqa causal");
     c = split_case(16, 600); /* causal, key lengths with batch 0 at 0 */
     c.B = 2, c.Hq = 1, c.causal = 1, c.key_lengths = 1, c.kl_zero = 1;
@@ -197,8 +197,14 @@ static double run_serving(const scase *s, unsigned splits, int fold)
     assert_int_equal(st, CLATTN_SUCCESS);
     clattn_plan_info info;
     assert_int_equal(clattn_plan_get_info(plan, &info), CLATTN_SUCCESS);
-    /* folding where asked and possible (G x T rows in a 32-row block), never otherwise */
-    int want_fold = fold && Hq > Hk && (Hq / Hk) * T <= 32;
+    /* folding where asked and possible (G x T rows in one work-item's query block), never
+     * otherwise */
+    unsigned rows_ = 0, tq_ = 0, tkv_ = 0;
+    size_t wg_ = 0;
+    assert_int_equal(sscanf(info.launch, "rows=%u tile_q=%u tile_kv=%u wg=%zu", &rows_, &tq_,
+                            &tkv_, &wg_),
+                     4);
+    int want_fold = fold && Hq > Hk && (Hq / Hk) * T <= tq_ / wg_;
     assert_true((strstr(info.launch, " gqa_fold=") != NULL) == want_fold);
     assert_true((strstr(info.launch, " splits=") != NULL) == (splits > 1));
     clattn_tensor tq = clattn_tensor_make(bq, sq[0], sq[1], sq[2], sq[3]);
@@ -381,5 +387,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_serving_packed),
         cmocka_unit_test(test_serving_paged),
     };
+    /* CLATTN_SPLIT_TESTS=<cmocka pattern, e.g. test_serving*>: run only those (slow devices) */
+    const char *only = getenv("CLATTN_SPLIT_TESTS");
+    if (only && *only)
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, setup, teardown);
 }
