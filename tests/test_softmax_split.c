@@ -119,6 +119,26 @@ static void test_split_schedule(void **state)
     assert_int_equal(clattn__softmax_cpu_splits(&dev, &p, &L, 8), 1);
     p.nq = 1, p.nk = 256;
     assert_int_equal(clattn__softmax_cpu_splits(&dev, &p, &L, 8), 1);
+    /* GQA 32/8 decoding folds 4 query heads per work-item, the splits counted over B x Hk
+     * work-items; 16 queries x 4 heads do not fit a 32-row block; ALiBi (slopes per head) and
+     * CLATTN_SOFTMAX_CPU_FOLD=0 keep every head apart. */
+    const size_t q32[4] = {1, 32, 1, 128}, q32b[4] = {1, 32, 16, 128};
+    assert_int_equal(clattn_softmax_schedule(&dev, &desc, q32, k, &info), CLATTN_SUCCESS);
+    assert_non_null(strstr(info.launch, " gqa_fold=4"));
+    assert_non_null(strstr(info.build_options, "-DSOFTMAX_GQA_FOLD=4"));
+    p.nq = 4, p.nk = 65536;
+    snprintf(want, sizeof want, " splits=%u", clattn__softmax_cpu_splits(&dev, &p, &L, 8));
+    assert_non_null(strstr(info.launch, want));
+    assert_int_equal(clattn_softmax_schedule(&dev, &desc, q32b, k, &info), CLATTN_SUCCESS);
+    assert_null(strstr(info.launch, "gqa_fold"));
+    desc.alibi = 1;
+    assert_int_equal(clattn_softmax_schedule(&dev, &desc, q32, k, &info), CLATTN_SUCCESS);
+    assert_null(strstr(info.launch, "gqa_fold"));
+    desc.alibi = 0;
+    setenv("CLATTN_SOFTMAX_CPU_FOLD", "0", 1);
+    assert_int_equal(clattn_softmax_schedule(&dev, &desc, q32, k, &info), CLATTN_SUCCESS);
+    unsetenv("CLATTN_SOFTMAX_CPU_FOLD");
+    assert_null(strstr(info.launch, "gqa_fold"));
 }
 
 /* ---- serving (issue 17 sections 2 and 3) in the CPU family's mechanics: per-sequence query
