@@ -151,13 +151,13 @@ __kernel void clattn_softmax_pack_kv(__global const CLATTN_STYPE(K_DT) *k, ulong
 }
 
 /* Writes one finished row: out = acc / l, lse = natural-log log-sum-exp (from base-2 state). */
-#define SOFTMAX_STORE_ROW(ACC, M, L, ROW)                                                          \
+#define SOFTMAX_STORE_ROW(ACC, M, L, B, H, ROW)                                                    \
     do {                                                                                           \
         float inv_ = clattn_online_inv(L);                                                         \
         for (uint d_ = 0; d_ < SOFTMAX_HEAD_DIM; d_++)                                             \
-            CLATTN_STORE(O_DT, (ACC)[d_] * inv_, out, clattn_at(o_off, os, b, h, (ROW), d_));     \
+            CLATTN_STORE(O_DT, (ACC)[d_] * inv_, out, clattn_at(o_off, os, (B), (H), (ROW), d_)); \
         if (has_lse)                                                                               \
-            lse[clattn_at(l_off, ls, b, h, (ROW), 0)] = clattn_online_lse2(M, L) * CLATTN_LN2;      \
+            lse[clattn_at(l_off, ls, (B), (H), (ROW), 0)] = clattn_online_lse2(M, L) * CLATTN_LN2;  \
     } while (0)
 
 /* ---- the CPU family ----
@@ -243,12 +243,14 @@ inline float16 softmax_cpu_opts16(const softmax_opt *o, uint fl, float16 s, long
 #endif
 
 /* Split-KV (issue 17, -DSOFTMAX_SPLIT=1; without it the kernel is the unsplit one, unchanged):
- * the packed keys are cut into nsplit ranges of split_keys keys (a multiple of SOFTMAX_TILE_KV;
- * trailing ranges may be empty); global dimension 1 is (B * Hq) x nsplit, the split fastest.
+ * each work-item's keys (those its rows see: the sequence's key length, causal limit and window,
+ * not the plan's Nk) are cut into nsplit ranges of whole SOFTMAX_TILE_KV blocks (trailing ranges
+ * may be empty; split_keys, the plan's cut of its capacity, is an upper bound the kernel no
+ * longer needs); global dimension 1 is (B * Hq) x nsplit, the split fastest.
  * Each work-item runs the unsplit loop over its range only (intersected with its rows' causal,
  * key-length and window ranges and the block mask) and writes, per row, its un-normalised
- * accumulators (part_acc[(bh, row, split)][DVPAD]) and its base-2 running maximum and sum
- * (part_ml[(bh, row, split)][2]); clattn_softmax_split_merge combines them. */
+ * accumulators (part_acc[(b, hq, row, split)][DVPAD]) and its base-2 running maximum and sum
+ * (part_ml[(b, hq, row, split)][2]); clattn_softmax_split_merge combines them. */
 #ifndef SOFTMAX_SPLIT
 #define SOFTMAX_SPLIT 0
 #endif
@@ -257,6 +259,26 @@ inline float16 softmax_cpu_opts16(const softmax_opt *o, uint fl, float16 s, long
     , uint nsplit, uint split_keys, __global float *part_acc, __global float *part_ml
 #else
 #define CPU_SPLIT_ARGS
+#endif
+
+/* GQA folding (issue 17 section 1, -DSOFTMAX_GQA_FOLD=G, G = Hq / Hk, only where G x Nq rows fit
+ * one query block and no option varies by head within a group: no ALiBi, no sinks, option
+ * tensors broadcast over heads): global dimension 1 is B * Hk (x nsplit) and one work-item's rows
+ * are slot r -> query head hk * G + r / Nq, sequence row r % Nq, for r < G * Nq (later slots
+ * duplicate the last, never stored), so each K/V panel is read once per KV head instead of G
+ * times. Without it slot r is row row0 + r of head h. CPU_ROW_REAL: a slot that is a row. */
+#ifndef SOFTMAX_GQA_FOLD
+#define SOFTMAX_GQA_FOLD 0
+#endif
+#if SOFTMAX_GQA_FOLD
+#define CPU_ROW_SLOT(i) min((uint)(i), SOFTMAX_GQA_FOLD * nq - 1)
+#define CPU_ROW_HEAD(i) (h + CPU_ROW_SLOT(i) / nq)
+#define CPU_ROW_SEQ(i) (CPU_ROW_SLOT(i) - CPU_ROW_SLOT(i) / nq * nq)
+#define CPU_ROW_REAL(i) ((uint)(i) < SOFTMAX_GQA_FOLD * nq)
+#else
+#define CPU_ROW_HEAD(i) h
+#define CPU_ROW_SEQ(i) (row0 + (uint)(i))
+#define CPU_ROW_REAL(i) true
 #endif
 
 /* Writes one finished CPU-family row of Dv outputs from its accumulators (a[DVPAD]) and its
@@ -287,7 +309,12 @@ inline float16 softmax_cpu_opts16(const softmax_opt *o, uint fl, float16 s, long
  * smallest start of its groups, so a window costs its width, not Nk; steps that reach outside any
  * row's range are masked per lane; the other options are applied to the score vectors
  * (softmax_cpu_opts16); key blocks, groups' blocks and steps that meet no live block of the block
- * mask are skipped (never loaded); rows finish with the sink (softmax_opt_finish). */
+ * mask are skipped (never loaded); rows finish with the sink (softmax_opt_finish).
+ * Serving (SOFTMAX_OPT_SEQ, issue 17): the work-item's rows are its sequence's rows i (loaded
+ * from and stored to rows o.qrow0 + i of batch o.qbat), aligned to the sequence's own lengths
+ * (position i + kl - qlen); the grid stays sized by the plan's Nq (T packed): blocks wholly past
+ * a packed sequence return at once, q_lengths padding rows are stored as rows that see no key,
+ * and groups with no row of the sequence do no work. */
 __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4 qs,
                                    __global const CLATTN_STYPE(KP_DT) *kp,
                                    __global const CLATTN_STYPE(VP_DT) *vp, uint npad,
@@ -299,36 +326,62 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
 {
 #if SOFTMAX_SPLIT
     /* The split's arguments read before the first branch (rusticl, see DESIGN.md). */
-    uint ns = nsplit, skeys = split_keys;
+    uint ns = nsplit;
     __global float *pacc = part_acc, *pml = part_ml;
     uint sbh = get_global_id(1);
-    uint bh_ = sbh / ns;
-    uint split = sbh - bh_ * ns;
-#define CPU_BH bh_
+    uint bh = sbh / ns;
+    uint split = sbh - bh * ns;
 #else
-#define CPU_BH get_global_id(1)
+    uint bh = get_global_id(1);
+#endif
+#if SOFTMAX_GQA_FOLD
+    /* Dimension 1 runs over (b, hk): the rows are those of the SOFTMAX_GQA_FOLD query heads of KV
+     * head hk; h is the group's first, the options' head (they do not vary within the group). */
+    uint b = bh / hk_count, hk = bh - b * hk_count; /* no div/rem pair (oclgrind and freeze) */
+    uint h = hk * SOFTMAX_GQA_FOLD;
+#else
+    uint b = bh / hq_count, h = bh - b * hq_count; /* no div/rem pair (oclgrind and freeze) */
+    uint hk = h / (hq_count / hk_count);
 #endif
 #if SOFTMAX_OPTS
     /* Every option argument is read before the first branch (softmax_opts.clh). */
-    uint obh = CPU_BH;
-    uint ob = obh / hq_count, oh = obh - ob * hq_count;
-    SOFTMAX_OPT_SETUP(o, ob, oh, nq, nk);
+    SOFTMAX_OPT_SETUP(o, b, h, nq, nk);
+#endif
+    long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, nk);
+    /* The sequence's query rows: rows i < sqlen are rows srow0 + i of batch sb of q, out and lse,
+     * at position i + spos - sqlen; rows sqlen <= i < slim are padding (q_lengths), stored as rows
+     * that see no key; rows from slim on (past nq, or past a packed sequence) are not stored. */
+#if SOFTMAX_OPTS
+    softmax_opt_seq(&o, kl);
+    long sqlen = o.qlen, spos = o.qlen + o.shift;
+    ulong srow0 = (ulong)o.qrow0;
+    uint sb = o.qbat, slim = (o.flags & SOFTMAX_OPT_VARLEN) ? (uint)o.qlen : nq;
+#else
+    long sqlen = nq, spos = nk;
+    ulong srow0 = 0;
+    uint sb = b, slim = nq;
 #endif
     /* Query blocks are handed out last-first: under a causal mask the last rows see the most keys,
      * and PoCL takes work-groups in order, so the long ones start first and the short ones fill in. */
+#if SOFTMAX_GQA_FOLD
+    uint items = 1; /* the plan folds only where the group's G x nq rows fit one query block */
+#else
     uint items = (nq + SOFTMAX_QBLOCK - 1) / SOFTMAX_QBLOCK;
+#endif
     uint gid = get_global_id(0);
-    uint bh = CPU_BH;
     if (gid >= items)
         return; /* no barriers in this kernel: early exit is safe */
     uint row0 = (items - 1 - gid) * SOFTMAX_QBLOCK;
-    uint b = bh / hq_count, h = bh - b * hq_count; /* no div/rem pair (oclgrind and freeze) */
-    uint hk = h / (hq_count / hk_count);
+#if !SOFTMAX_GQA_FOLD
+    if (row0 >= slim)
+        return; /* a block wholly past a packed sequence's rows: nothing to store */
+#endif
     ulong kvh = (ulong)b * hk_count + hk;
     __global const CLATTN_STYPE(KP_DT) *kpan = kp + kvh * (ulong)npad * SOFTMAX_HEAD_DIM;
     __global const CLATTN_STYPE(VP_DT) *vrows = vp + kvh * (ulong)npad * DVPAD;
+    /* The last row computed: tail and padding rows duplicate it (never stored as computed). */
+    uint qmax = sqlen > 0 ? (uint)sqlen - 1 : 0;
 
-    long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, nk);
     float qv[SOFTMAX_QBLOCK][SOFTMAX_HEAD_DIM];
     float16 accs[SOFTMAX_QBLOCK][DVVEC];
     float16 lsum[SOFTMAX_QBLOCK];
@@ -336,15 +389,15 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
     int lims[SOFTMAX_QBLOCK];
     int gmin[SOFTMAX_QGROUPS], gmax[SOFTMAX_QGROUPS];
     int kend = 0;
-#if SOFTMAX_SPLIT
-    /* This work-item's keys: [sbeg, send), block-aligned, empty past the packed keys. */
-    int sbeg = (int)min((ulong)split * skeys, (ulong)npad);
-    int send = (int)min((ulong)sbeg + skeys, (ulong)npad);
-#endif
 #if SOFTMAX_OPTS
     /* Each row's first key (lims: its end); per group its first step and the largest first key. */
     int los[SOFTMAX_QBLOCK];
     int glo[SOFTMAX_QGROUPS], gmaxlo[SOFTMAX_QGROUPS];
+    /* Each slot's sequence row as computed (the options' row index); per group and for the
+     * work-item the smallest and largest (block-mask liveness). */
+    uint rows[SOFTMAX_QBLOCK];
+    uint grlo[SOFTMAX_QGROUPS], grhi[SOFTMAX_QGROUPS];
+    uint wrlo = nq, wrhi = 0;
     int kbeg = (int)npad;
     /* The options applied to score vectors (the window is the rows' ranges). */
     uint vflags = o.flags & (SOFTMAX_OPT_BIAS | SOFTMAX_OPT_MASK | SOFTMAX_OPT_ALIBI |
@@ -352,14 +405,21 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
 #endif
     for (uint g = 0; g < SOFTMAX_QGROUPS; g++) {
         int lo = (int)nk, hi = 0;
+        bool glive = false;
 #if SOFTMAX_OPTS
         int flo = (int)nk, mlo = 0;
+        uint rmin = nq, rmax = 0;
 #endif
         for (uint r = 0; r < SOFTMAX_ROWS; r++) {
             uint i = g * SOFTMAX_ROWS + r;
-            uint row = min(row0 + i, nq - 1); /* tail rows duplicate the last row, never stored */
-            int lr = (int)clattn_visible(row, nq, nk, kl, causal);
+            uint si = CPU_ROW_SEQ(i);
+            uint row = min(si, qmax);
+            glive = glive || (CPU_ROW_REAL(i) && (long)si < sqlen);
+            int lr = sqlen > 0 ? (int)clattn_visible(row, sqlen, spos, kl, causal) : 0;
 #if SOFTMAX_OPTS
+            rows[i] = row;
+            rmin = min(rmin, row);
+            rmax = max(rmax, row);
             long rlo = 0, rhi = lr;
             softmax_opt_range(&o, row, &rlo, &rhi);
             lr = (int)rhi;
@@ -376,34 +436,57 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
             lo = min(lo, lr);
             hi = max(hi, lr);
 #endif
-            softmax_load_q(qv[i], q, q_off, qs, b, h, row, scale_log2);
+            softmax_load_q(qv[i], q, q_off, qs, sb, CPU_ROW_HEAD(i), min(srow0 + row, (ulong)nq - 1),
+                           scale_log2);
             for (uint c = 0; c < DVVEC; c++)
                 accs[i][c] = CLATTN_SPLAT16(0.0f);
             lsum[i] = CLATTN_SPLAT16(0.0f);
             ms[i] = -INFINITY;
         }
-        /* A group wholly past the last row does no work. */
+        /* A group with no row of the sequence does no work. */
         gmin[g] = lo;
-        gmax[g] = row0 + g * SOFTMAX_ROWS < nq ? hi : 0;
-#if SOFTMAX_SPLIT
-        gmax[g] = min(gmax[g], send);
-#endif
+        gmax[g] = glive ? hi : 0;
 #if SOFTMAX_OPTS
+        grlo[g] = rmin;
+        grhi[g] = rmax;
         glo[g] = flo / SOFTMAX_STEP_KEYS * SOFTMAX_STEP_KEYS;
         gmaxlo[g] = mlo;
-        if (gmax[g] > glo[g])
+        if (gmax[g] > glo[g]) {
             kbeg = min(kbeg, glo[g]);
+            wrlo = min(wrlo, rmin);
+            wrhi = max(wrhi, rmax);
+        }
 #endif
         kend = max(kend, gmax[g]);
     }
+#if SOFTMAX_SPLIT
+    /* This work-item's keys: its share of the keys its rows see, [sfrom, kend) cut into nsplit
+     * ranges of whole key blocks (the sequence's own length, not the plan's capacity: a plan baked
+     * for 64k keys running at 4k spreads the 4k over every split; trailing ranges may be empty).
+     * Every split of a query block computes the same cut from the same rows. */
+#if SOFTMAX_OPTS
+    int sfrom = kbeg < kend ? kbeg / SOFTMAX_KV_BLOCK * SOFTMAX_KV_BLOCK : 0;
+#else
+    int sfrom = 0;
+#endif
+    int sspan = max(kend - sfrom, 0);
+    int skd = (sspan + (int)ns * SOFTMAX_KV_BLOCK - 1) / ((int)ns * SOFTMAX_KV_BLOCK) *
+              SOFTMAX_KV_BLOCK;
+    int sbeg = min(sfrom + (int)split * skd, kend);
+    int send = min(sbeg + skd, kend);
+    kend = 0;
+    for (uint g = 0; g < SOFTMAX_QGROUPS; g++) {
+        gmax[g] = min(gmax[g], send);
+        kend = max(kend, gmax[g]);
+    }
+#endif
 
 #if SOFTMAX_OPTS
-    uint qlast = min(row0 + SOFTMAX_QBLOCK - 1, nq - 1);
 #if SOFTMAX_SPLIT
     kbeg = max(kbeg, sbeg);
 #endif
     for (int kb0 = kbeg; kb0 < kend; kb0 += SOFTMAX_KV_BLOCK) {
-        if (!softmax_opt_live(&o, row0, qlast, kb0, min(kb0 + SOFTMAX_KV_BLOCK, kend) - 1))
+        if (!softmax_opt_live(&o, wrlo, wrhi, kb0, min(kb0 + SOFTMAX_KV_BLOCK, kend) - 1))
             continue; /* no live block of the block mask: never loaded */
 #elif SOFTMAX_SPLIT
     for (int kb0 = sbeg; kb0 < kend; kb0 += SOFTMAX_KV_BLOCK) {
@@ -414,8 +497,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
             int gend = min(gmax[g], kb0 + SOFTMAX_KV_BLOCK);
 #if SOFTMAX_OPTS
             int gbeg = max(kb0, glo[g]);
-            uint gr0 = min(row0 + g * SOFTMAX_ROWS, nq - 1);
-            uint gr1 = min(row0 + g * SOFTMAX_ROWS + SOFTMAX_ROWS - 1, nq - 1);
+            uint gr0 = grlo[g], gr1 = grhi[g];
             if (gend <= gbeg || !softmax_opt_live(&o, gr0, gr1, gbeg, gend - 1))
                 continue;
 #else
@@ -469,7 +551,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                                      o.bias_sj == 1 && k0 + SOFTMAX_STEP_KEYS <= (int)nk;
                     uint rest = fast_bias ? vflags & ~SOFTMAX_OPT_BIAS : vflags;
                     _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
-                        long orow = min(row0 + r0 + r, nq - 1);
+                        long orow = rows[r0 + r];
                         if (fast_bias) {
                             __global const CLATTN_STYPE(B_DT) *brow =
                                 o.bias + o.bias_base + (ulong)orow * o.bias_si + (ulong)k0;
@@ -572,80 +654,99 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
     }
 #if SOFTMAX_SPLIT
     for (uint i = 0; i < SOFTMAX_QBLOCK; i++) {
-        uint row = row0 + i;
-        if (row < nq) {
-            ulong p = ((ulong)bh * nq + row) * ns + split;
+        uint si = CPU_ROW_SEQ(i);
+        if (CPU_ROW_REAL(i) && si < slim) {
+            /* a padding row's partial is that of a row that saw no key */
+            bool pad = (long)si >= sqlen;
+            ulong p = (((ulong)b * hq_count + CPU_ROW_HEAD(i)) * nq + si) * ns + split;
             for (uint c = 0; c < DVVEC; c++)
                 vstore16(accs[i][c], c, pacc + p * DVPAD);
-            pml[2 * p] = ms[i];
-            pml[2 * p + 1] = clattn_hsum16(lsum[i]);
+            pml[2 * p] = pad ? -INFINITY : ms[i];
+            pml[2 * p + 1] = pad ? 0.0f : clattn_hsum16(lsum[i]);
         }
     }
 #else
     for (uint i = 0; i < SOFTMAX_QBLOCK; i++) {
-        uint row = row0 + i;
-        if (row < nq) {
+        uint si = CPU_ROW_SEQ(i);
+        if (CPU_ROW_REAL(i) && si < slim) {
+            bool pad = (long)si >= sqlen;
+            uint rh = CPU_ROW_HEAD(i);
+            ulong orow = srow0 + si;
             float a[DVPAD];
             for (uint c = 0; c < DVVEC; c++)
                 vstore16(accs[i][c], c, a);
+            float l = pad ? 0.0f : clattn_hsum16(lsum[i]), m = pad ? -INFINITY : ms[i];
 #if !SOFTMAX_OPTS && SOFTMAX_HEAD_DIM_V == SOFTMAX_HEAD_DIM
-            float l = clattn_hsum16(lsum[i]);
-            SOFTMAX_STORE_ROW(a, ms[i], l, row);
+            SOFTMAX_STORE_ROW(a, m, l, sb, rh, orow);
 #else
-            float l = clattn_hsum16(lsum[i]), f, lse2;
-            SOFTMAX_CPU_FINISH(ms[i], l, f, lse2);
+            float f, lse2;
+            SOFTMAX_CPU_FINISH(m, l, f, lse2);
             for (uint d = 0; d < SOFTMAX_HEAD_DIM_V; d++)
-                CLATTN_STORE(O_DT, a[d] * f, out, clattn_at(o_off, os, b, h, row, d));
+                CLATTN_STORE(O_DT, a[d] * f, out, clattn_at(o_off, os, sb, rh, orow, d));
             if (has_lse)
-                lse[clattn_at(l_off, ls, b, h, row, 0)] = lse2 * CLATTN_LN2;
+                lse[clattn_at(l_off, ls, sb, rh, orow, 0)] = lse2 * CLATTN_LN2;
 #endif
         }
     }
 #endif
 }
-#undef CPU_BH
 
 #if SOFTMAX_SPLIT
 /* Merges the nsplit partials of each row written by clattn_softmax_fwd_cpu (SOFTMAX_SPLIT): with
  * M = max_s m_s, acc = sum_s acc_s 2^(m_s - M) and l = sum_s l_s 2^(m_s - M) (splits that saw no
  * key have m_s = -inf and weigh 0), then the row finishes as the unsplit kernel's (the sink joins
- * here) and is written in O_DT with its natural lse. Global size: (Nq, B * Hq), no padding. */
+ * here) and is written in O_DT with its natural lse. Global size: (Nq, B * Hq), no padding;
+ * partials are indexed by (b, query head, the sequence's row), the row stored through the
+ * sequence's batch and first row (SOFTMAX_OPT_SEQ); rows past a packed sequence are skipped. */
 __kernel void clattn_softmax_split_merge(__global const float *part_acc,
                                          __global const float *part_ml, uint nsplit,
                                          __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 os,
                                          __global float *lse, ulong l_off, ulong4 ls, int has_lse,
                                          uint hq_count, uint nq, uint nk CPU_OPT_ARGS)
 {
-    uint ns = nsplit;
+    /* Every argument is read before the first branch (rusticl, see DESIGN.md). */
+    uint ns = nsplit, n = nq, hl = has_lse;
+    __global const float *pacc = part_acc, *pml = part_ml;
+    __global CLATTN_STYPE(O_DT) *dst = out;
+    __global float *dlse = lse;
+    ulong oo = o_off, lo = l_off;
+    ulong4 ost = os, lst = ls;
     uint row = get_global_id(0);
     uint bh = get_global_id(1);
     uint b = bh / hq_count, h = bh - b * hq_count;
 #if SOFTMAX_OPTS
     SOFTMAX_OPT_SETUP(o, b, h, nq, nk);
+    uint slim = (o.flags & SOFTMAX_OPT_VARLEN) ? (uint)o.qlen : n, sb = o.qbat;
+    ulong orow = (ulong)o.qrow0 + row;
+#else
+    uint slim = n, sb = b;
+    ulong orow = row;
 #endif
-    ulong p0 = ((ulong)bh * nq + row) * ns;
+    if (row >= slim)
+        return; /* past a packed sequence's rows: not written */
+    ulong p0 = ((ulong)bh * n + row) * ns;
     float mx = -INFINITY;
     for (uint s = 0; s < ns; s++)
-        mx = fmax(mx, part_ml[2 * (p0 + s)]);
+        mx = fmax(mx, pml[2 * (p0 + s)]);
     float ref = mx == -INFINITY ? 0.0f : mx;
     float16 acc[DVVEC];
     for (uint c = 0; c < DVVEC; c++)
         acc[c] = CLATTN_SPLAT16(0.0f);
     float l = 0.0f;
     for (uint s = 0; s < ns; s++) {
-        float w = exp2(part_ml[2 * (p0 + s)] - ref); /* 0 for a split that saw no key */
-        l = fma(part_ml[2 * (p0 + s) + 1], w, l);
+        float w = exp2(pml[2 * (p0 + s)] - ref); /* 0 for a split that saw no key */
+        l = fma(pml[2 * (p0 + s) + 1], w, l);
         for (uint c = 0; c < DVVEC; c++)
-            acc[c] = fma(CLATTN_SPLAT16(w), vload16(c, part_acc + (p0 + s) * DVPAD), acc[c]);
+            acc[c] = fma(CLATTN_SPLAT16(w), vload16(c, pacc + (p0 + s) * DVPAD), acc[c]);
     }
     float a[DVPAD], f, lse2;
     for (uint c = 0; c < DVVEC; c++)
         vstore16(acc[c], c, a);
     SOFTMAX_CPU_FINISH(mx, l, f, lse2);
     for (uint d = 0; d < SOFTMAX_HEAD_DIM_V; d++)
-        CLATTN_STORE(O_DT, a[d] * f, out, clattn_at(o_off, os, b, h, row, d));
-    if (has_lse)
-        lse[clattn_at(l_off, ls, b, h, row, 0)] = lse2 * CLATTN_LN2;
+        CLATTN_STORE(O_DT, a[d] * f, dst, clattn_at(oo, ost, sb, h, orow, d));
+    if (hl)
+        dlse[clattn_at(lo, lst, sb, h, orow, 0)] = lse2 * CLATTN_LN2;
 }
 #endif
 

@@ -47,6 +47,8 @@ typedef struct softmax_plan {
     /* Split-KV (TILED_CPU, issue 17): keys in `splits` ranges of split_keys packed keys, partial
      * rows in part_acc / part_ml, merged by `merge`; splits = 1: the unsplit kernel. */
     unsigned splits, split_keys;
+    /* GQA folding (TILED_CPU, issue 17): query heads per work-item (-DSOFTMAX_GQA_FOLD), 1 = none. */
+    unsigned fold;
     cl_kernel merge;
     cl_mem part_acc, part_ml;
 } softmax_plan;
@@ -462,6 +464,25 @@ static void panel_dtypes(const softmax_plan *plan, const clattn__softmax_launch 
     *vp = half ? plan->dt[2] : CLATTN_F32;
 }
 
+/* TILED_CPU's GQA folding and split count (issue 17; lib/sched/sched_softmax.c has the rules):
+ * heads fold where no option varies by head within a group (no ALiBi, no sinks, option tensors
+ * broadcast over heads, i.e. stride 0 on their head axis), and the splits are counted over the
+ * folded work-items (G x Nq rows each, B x Hk of them). 1 and 1 for other families. */
+static void cpu_fold_splits(const softmax_plan *plan, const clattn_device_info *dev,
+                            const clattn__softmax_problem *prob, unsigned *fold,
+                            unsigned *splits)
+{
+    bool uniform = !(plan->opts & (OPT_ALIBI | OPT_SINKS)) &&
+                   (!(plan->opts & OPT_BIAS) || plan->bias.strides[1] == 0) &&
+                   (!(plan->opts & OPT_MASK) || plan->mask.strides[1] == 0) &&
+                   (!(plan->opts & OPT_BLOCKS) || plan->bmask.strides[1] == 0);
+    size_t hq = plan->qshape[1], hk = plan->kshape[1];
+    *fold = clattn__softmax_cpu_fold(&plan->launch, prob->nq, hq, hk, uniform);
+    clattn__softmax_problem p = *prob;
+    p.nq = prob->nq * *fold;
+    *splits = clattn__softmax_cpu_splits(dev, &p, &plan->launch, plan->batch * hq / *fold);
+}
+
 static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc *desc,
                                  const size_t q_shape[4], const size_t k_shape[4],
                                  const size_t v_shape[4], const clattn__softmax_launch *forced,
@@ -535,10 +556,10 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
      * kernel's reads of the partials of such a plan (oclgrind_softmax_split_uninitialized; the
      * forward kernel's own float16-accumulator reports are waived as known false positives;
      * not isolated further). */
+    /* TILED_CPU: GQA folding and the split count, decided together (cpu_fold_splits). */
+    cpu_fold_splits(plan, &ctx->info, &prob, &plan->fold, &plan->splits);
     plan->optk = plan->opts != 0 ||
-                 (plan->launch.algo == CLATTN_SOFTMAX_TILED_CPU &&
-                  clattn__softmax_cpu_splits(&ctx->info, &prob, &plan->launch,
-                                             plan->batch * q_shape[1]) <= 1);
+                 (plan->launch.algo == CLATTN_SOFTMAX_TILED_CPU && plan->splits <= 1);
     if (plan->optk && !plan->dummy) {
         /* plan_options made none (no option): the absent buffers' stand-in, zeroed (the
          * kernels read its first element for slopes and sinks whatever the flags) */
@@ -577,8 +598,15 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         panel_dtypes(plan, L, &kpdt, &vpdt);
         /* Two key panels: the kernel's steps take up to 32 keys and never test the panel count. */
         plan->npad = clattn__div_up(plan->kshape[2], 2 * CLATTN__KEY_BLOCK) * 2 * CLATTN__KEY_BLOCK;
-        /* Split-KV for few queries (the scheduler's S; -DSOFTMAX_SPLIT=1 only when S > 1). */
-        plan->splits = clattn__softmax_cpu_splits(&ctx->info, &prob, L, plan->batch * q_shape[1]);
+        /* Split-KV for few queries (the scheduler's S, cpu_fold_splits; -DSOFTMAX_SPLIT=1 only
+         * when S > 1) and GQA folding (-DSOFTMAX_GQA_FOLD=G only when G > 1). */
+        if (plan->fold > 1) {
+            snprintf(plan->launch.defines + strlen(L->defines),
+                     sizeof plan->launch.defines - strlen(L->defines), " -DSOFTMAX_GQA_FOLD=%u",
+                     plan->fold);
+            snprintf(base->launch + strlen(base->launch),
+                     sizeof base->launch - strlen(base->launch), " gqa_fold=%u", plan->fold);
+        }
         if (plan->splits > 1) {
             plan->split_keys = (unsigned)(clattn__div_up(plan->npad, (size_t)plan->splits *
                                                                          L->tile_kv) *
@@ -937,10 +965,11 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
         CLATTN_ARG(&f, npad);
         arg_tail(&f, plan, q, out, lse);
         CLATTN_CL(f.err);
-        size_t items = clattn__div_up(plan->qshape[2], L->tile_q / L->local_size);
+        /* GQA folding: G x Nq rows per work-item (one query block), B x Hk of them. */
+        size_t items = clattn__div_up(plan->qshape[2] * plan->fold, L->tile_q / L->local_size);
         bool split = plan->splits > 1;
         size_t gl[2] = {clattn__div_up(items, L->local_size) * L->local_size,
-                        bh * plan->splits};
+                        bh / plan->fold * plan->splits};
         CLATTN_FORWARD(clattn__seq_kernel_local(s, plan->fwd, 2, gl, lo, !split,
                                                 split ? NULL : event));
         if (split) {
@@ -1247,7 +1276,23 @@ clattn_status clattn_softmax_schedule(const clattn_device_info *device,
     if (L.gpu_dchunk)
         snprintf(info->launch + strlen(info->launch), sizeof info->launch - strlen(info->launch),
                  " dchunk=%u", L.gpu_dchunk);
-    unsigned splits = clattn__softmax_cpu_splits(device, &prob, &L, q_shape[0] * q_shape[1]);
+    /* GQA folding and splits as plan_create decides them (cpu_fold_splits), options counted as
+     * present where the desc names their buffers. */
+    const clattn_tensor *ot[3] = {&d.bias, &d.mask, &d.block_mask};
+    bool uniform = !d.alibi && !d.sinks;
+    for (int i = 0; i < 3; i++)
+        uniform = uniform && (!ot[i]->buffer || ot[i]->shape[1] == 1 || ot[i]->strides[1] == 0);
+    unsigned fold = clattn__softmax_cpu_fold(&L, q_shape[2], q_shape[1], k_shape[1], uniform);
+    clattn__softmax_problem pf = prob;
+    pf.nq = prob.nq * fold;
+    unsigned splits = clattn__softmax_cpu_splits(device, &pf, &L, q_shape[0] * q_shape[1] / fold);
+    if (fold > 1) {
+        snprintf(info->launch + strlen(info->launch), sizeof info->launch - strlen(info->launch),
+                 " gqa_fold=%u", fold);
+        snprintf(info->build_options + strlen(info->build_options),
+                 sizeof info->build_options - strlen(info->build_options),
+                 " -DSOFTMAX_GQA_FOLD=%u", fold);
+    }
     if (splits > 1) { /* as plan_create records it */
         snprintf(info->launch + strlen(info->launch), sizeof info->launch - strlen(info->launch),
                  " splits=%u", splits);

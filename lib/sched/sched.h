@@ -47,6 +47,11 @@ clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
 unsigned clattn__softmax_cpu_splits(const clattn_device_info *dev,
                                     const clattn__softmax_problem *p,
                                     const clattn__softmax_launch *L, size_t heads);
+/* GQA folding (issue 17): the query heads G a TILED_CPU work-item of launch `L` runs per KV head
+ * (-DSOFTMAX_GQA_FOLD=G), 1 = none; `uniform`: no option varies by head within a group. Rule and
+ * how it combines with the splits: lib/sched/sched_softmax.c. */
+unsigned clattn__softmax_cpu_fold(const clattn__softmax_launch *L, size_t nq, size_t hq,
+                                  size_t hk, int uniform);
 
 /* Shipped per-vendor defaults (lib/tune/defaults.c, pure): the family name ("NVIDIA", "AMD",
  * "Intel", "Apple/ARM", "other GPU") and the TILED_GPU work-group size for a head dimension. */

@@ -748,3 +748,24 @@ unsigned clattn__softmax_cpu_splits(const clattn_device_info *dev,
         s = CPU_SPLIT_MAX;
     return s < 2 ? 1 : (unsigned)s;
 }
+
+/* GQA folding (issue 17 section 1): TILED_CPU runs the G = Hq / Hk query heads of one KV head in
+ * one work-item (-DSOFTMAX_GQA_FOLD=G) when G > 1 and their G x Nq rows fit the work-item's query
+ * block (decoding: Nq 1 to 16 with G 4 or 8 at the default 32 rows), so each K/V panel is read once
+ * per KV head instead of G times. `uniform`: no option varies by head within a group (the plan's
+ * check: no ALiBi, no sinks, bias / mask / block mask broadcast over heads); 1 = no folding.
+ * CLATTN_SOFTMAX_CPU_FOLD=0 (tests and the decode bench, not a public knob) turns it off. The split
+ * count is then decided over the folded work-items: clattn__softmax_cpu_splits with nq = G x Nq
+ * and heads = B x Hk. */
+unsigned clattn__softmax_cpu_fold(const clattn__softmax_launch *L, size_t nq, size_t hq,
+                                  size_t hk, int uniform)
+{
+    if (L->algo != CLATTN_SOFTMAX_TILED_CPU || !L->local_size || !L->tile_q || !uniform || !hk ||
+        hq % hk != 0)
+        return 1;
+    const char *off = getenv("CLATTN_SOFTMAX_CPU_FOLD");
+    if (off && strcmp(off, "0") == 0)
+        return 1;
+    size_t g = hq / hk, per_item = L->tile_q / L->local_size;
+    return g > 1 && g <= 64 && g * nq <= per_item ? (unsigned)g : 1;
+}
