@@ -520,7 +520,7 @@ static clattn_status solve_broyden(solve_run *run, clattn_deq_result *res)
         /* v^T = dx^T (-I + U V^T) = -dx + sum_d a_d v_d, into slot s of V */
         vec vs = {p->hr, ROW(s)}, us = {p->hx, ROW(s)};
         CLATTN_FORWARD(comb(run, vs, -1.0f, dx, 0.0f, none, p->hr, cnt, c, NULL, 0, NULL));
-        double den;
+        double den = 0.0;
         CLATTN_FORWARD(dots(run, p->hr, ROW(s), 1, dg, none, &den));
         /* u = (dx - (-I + U V^T) dg) / den = (dx + dg - sum_d b_d u_d) / den, into slot s; a
          * zero or non-finite den gives u = 0 (the authors zero a NaN u): the pair then adds
