@@ -13,7 +13,11 @@
  *     D 64 without any option (the plain build).
  * Kept to few kernel builds: the options build of each kernel at D 64, the split build and its
  * merge at D 13 and the plain split build and its merge at D 64. The full matrix is the tests
- * stream's. */
+ * stream's.
+ *
+ * With the argument "oclgrind" (tests/CMakeLists.txt, under oclgrind --data-races): one small
+ * paged case with invalid and out-of-range page ids on both kernels, unsplit and split, then
+ * q_offsets: no access may leave the pools, the table or q (oclgrind reports it). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -130,6 +134,11 @@ static void run_case(const scase *c, clattn_plan **keep, const char *what)
                      clattn_context_last_error(ctx));
         if (keep)
             *keep = plan;
+    }
+    if (getenv("GPU_SERVING_DEBUG")) {
+        clattn_plan_info pi;
+        clattn_plan_get_info(plan, &pi);
+        fprintf(stderr, "%s: %s | %s\n", what, pi.launch, pi.build_options);
     }
     clattn_tensor tq = clattn_tensor_make(bq, qb, c->Hq, c->nq, D),
                   tk = clattn_tensor_make(bk, kb, c->Hk, kn, D),
@@ -356,6 +365,29 @@ static void test_split(void **state)
     }
 }
 
+/* The oclgrind mode: small shapes (D 8, two heads), the out-of-range ids of paged16. */
+static void test_oclgrind(void **state)
+{
+    (void)state;
+    for (int a = 0; a < 2; a++) {
+        scase c = paged16(algos[a], 8);
+        c.Hq = 2, c.Hk = 1;
+        c.bt[5] = 1000000, c.bt[9] = -7; /* far out of range both ways */
+        run_case(&c, NULL, algo_names[a]);
+        c = base(algos[a], 8);
+        c.Hq = 2, c.Hk = 1, c.nq = 9, c.nk = 20, c.causal = 1, c.varlen = 1;
+        c.off[0] = 0, c.off[1] = 1, c.off[2] = 1, c.off[3] = 9; /* an empty sequence */
+        c.kl[0] = 20, c.kl[1] = 5, c.kl[2] = 12;
+        run_case(&c, NULL, algo_names[a]);
+    }
+    setenv("CLATTN_SOFTMAX_GPU_SPLITS", "3", 1);
+    scase c = paged16(CLATTN_SOFTMAX_TILED_GPU, 8);
+    c.Hq = 2, c.Hk = 1;
+    c.bt[5] = 1000000, c.bt[9] = -7;
+    run_case(&c, NULL, "split 3");
+    unsetenv("CLATTN_SOFTMAX_GPU_SPLITS");
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -370,8 +402,12 @@ static int teardown(void **state)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "oclgrind") == 0) {
+        const struct CMUnitTest og[] = {cmocka_unit_test(test_oclgrind)};
+        return cmocka_run_group_tests(og, setup, teardown);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qlens),      cmocka_unit_test(test_varlen),
         cmocka_unit_test(test_paged),      cmocka_unit_test(test_generation),
