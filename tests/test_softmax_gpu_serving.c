@@ -10,7 +10,8 @@
  *     invalid id (99, -1), page sizes 16 and 64;
  *   - split-KV of the register-tiled kernel (CLATTN_SOFTMAX_GPU_SPLITS 3 and 7) against the same
  *     reference, at an odd D (13: partial rows padded to 16) with the serving fields and at
- *     D 64 without any option (the plain build).
+ *     D 64 without any option (the plain build); q_offsets plans stay unsplit (the merge does not
+ *     map packed rows yet).
  * Kept to few kernel builds: the options build of each kernel at D 64, the split build and its
  * merge at D 13 and the plain split build and its merge at D 64. The full matrix is the tests
  * stream's.
@@ -360,6 +361,12 @@ static void test_split(void **state)
         c.B = 2, c.nq = 1, c.nk = 300, c.qlens = 0;
         c.kl[0] = 300, c.kl[1] = 300;
         snprintf(what, sizeof what, "split %s plain D 64", counts[s]);
+        run_case(&c, NULL, what);
+        c = base(CLATTN_SOFTMAX_TILED_GPU, 64); /* q_offsets: never split (see softmax.c) */
+        c.nq = 7, c.nk = 300, c.varlen = 1;
+        c.off[0] = 0, c.off[1] = 1, c.off[2] = 2, c.off[3] = 7;
+        c.kl[0] = 300, c.kl[1] = 17, c.kl[2] = 260;
+        snprintf(what, sizeof what, "split %s q_offsets (unsplit)", counts[s]);
         run_case(&c, NULL, what);
         unsetenv("CLATTN_SOFTMAX_GPU_SPLITS");
     }

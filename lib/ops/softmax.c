@@ -631,6 +631,10 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
          * split_keys keys (whole key tiles), partial rows merged by clattn_softmax_split_merge
          * (softmax.cl, built with the head dims, element types and options of the plan). */
         plan->splits = clattn__softmax_gpu_splits(&ctx->info, &prob, L, plan->batch * q_shape[1]);
+        /* Not with q_offsets yet: clattn_softmax_split_merge writes row i of sequence b at
+         * (b, h, i), not at the packed row q_offsets[b] + i (the CPU family's merge owns that). */
+        if (plan->opts & OPT_VARLEN)
+            plan->splits = 1;
         char sdefs[24] = "";
         if (plan->splits > 1) {
             plan->split_keys = (unsigned)(clattn__div_up(plan->kshape[2], (size_t)plan->splits *
@@ -1296,7 +1300,7 @@ clattn_status clattn_softmax_schedule(const clattn_device_info *device,
         snprintf(info->launch + strlen(info->launch), sizeof info->launch - strlen(info->launch),
                  " dchunk=%u", L.gpu_dchunk);
     unsigned splits = clattn__softmax_cpu_splits(device, &prob, &L, q_shape[0] * q_shape[1]);
-    if (splits <= 1) /* TILED_GPU's register-tiled kernel (1 for every other launch) */
+    if (splits <= 1 && !d.q_offsets) /* TILED_GPU's register-tiled kernel (as plan_create) */
         splits = clattn__softmax_gpu_splits(device, &prob, &L, q_shape[0] * q_shape[1]);
     if (splits > 1) { /* as plan_create records it */
         snprintf(info->launch + strlen(info->launch), sizeof info->launch - strlen(info->launch),
