@@ -32,6 +32,7 @@
 
 #include "clattn.h"
 #include "reference/ref_softmax.h"
+#include "sched.h"
 #include "test_util.h"
 
 static clattn_context *ctx;
@@ -395,6 +396,48 @@ static void test_oclgrind(void **state)
     unsetenv("CLATTN_SOFTMAX_GPU_SPLITS");
 }
 
+/* The scheduler's split count (pure): one query per head over a long cache on a large GPU splits
+ * (within 2..64, at least 4 key tiles per range), prefill and short caches do not, nor a CPU-like
+ * device forced onto TILED_GPU; clattn_softmax_schedule records it. */
+static void test_split_rule(void **state)
+{
+    (void)state;
+    clattn_device_info dev;
+    memset(&dev, 0, sizeof dev);
+    snprintf(dev.name, sizeof dev.name, "described GPU");
+    dev.device_class = CLATTN_DEVICE_GPU;
+    dev.compute_units = 132;
+    dev.native_vector_width_float = 1;
+    dev.max_work_group_size = 1024;
+    dev.max_work_item_sizes[0] = 1024;
+    dev.local_mem_size = 48 * 1024;
+    clattn__softmax_problem p = {128, 1, 65536, 0, 0};
+    clattn__softmax_launch L;
+    assert_int_equal(clattn__schedule_softmax(&dev, &p, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.algo, CLATTN_SOFTMAX_TILED_GPU);
+    assert_true(L.gpu_tx != 0);
+    unsigned s = clattn__softmax_gpu_splits(&dev, &p, &L, 32);
+    assert_true(s >= 2 && s <= 64);
+    assert_true(p.nk / s >= 4 * L.tile_kv);
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
+    clattn_plan_info info;
+    const size_t q[4] = {1, 32, 1, 128}, k[4] = {1, 8, 65536, 128};
+    assert_int_equal(clattn_softmax_schedule(&dev, &desc, q, k, &info), CLATTN_SUCCESS);
+    char want[32];
+    snprintf(want, sizeof want, " splits=%u", s);
+    assert_non_null(strstr(info.launch, want));
+    p.nq = 4096; /* prefill fills the device */
+    assert_int_equal(clattn__softmax_gpu_splits(&dev, &p, &L, 32), 1);
+    p.nq = 1, p.nk = 100; /* too few key tiles */
+    assert_int_equal(clattn__softmax_gpu_splits(&dev, &p, &L, 32), 1);
+    p.nk = 65536; /* a CPU-like device (TILED_CPU family) keeps TILED_GPU launches unsplit */
+    dev.device_class = CLATTN_DEVICE_CPU;
+    dev.native_vector_width_float = 8;
+    assert_int_equal(clattn__softmax_gpu_splits(&dev, &p, &L, 32), 1);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -418,7 +461,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qlens),      cmocka_unit_test(test_varlen),
         cmocka_unit_test(test_paged),      cmocka_unit_test(test_generation),
-        cmocka_unit_test(test_split),
+        cmocka_unit_test(test_split),      cmocka_unit_test(test_split_rule),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -754,7 +754,8 @@ unsigned clattn__softmax_cpu_splits(const clattn_device_info *dev,
  * cache with 32 heads is 32 work-groups, a quarter of a large GPU's compute units, each walking
  * every key. Splitting the keys into S ranges gives S times the work-groups (each writes partial
  * rows in TILED_CPU's layout, merged by clattn_softmax_split_merge). Rule: only the register-tiled
- * kernel (gpu_tx != 0); aim at GPU_SPLIT_GROUPS_PER_CU work-groups per compute unit; never below
+ * kernel (gpu_tx != 0) on devices whose family is TILED_GPU (a CPU-like device running it for a
+ * test keeps its launches); aim at GPU_SPLIT_GROUPS_PER_CU work-groups per compute unit; never below
  * GPU_SPLIT_MIN_TILES key tiles per range; at most GPU_SPLIT_MAX. Prefill-sized Nq already fills
  * the device: S = 1 there. Not timed on a GPU yet: first guesses for the integrator to check with
  * `clattn bench decode --variants bandwidth,unsplit,split` on a real GPU. */
@@ -777,6 +778,8 @@ unsigned clattn__softmax_gpu_splits(const clattn_device_info *dev,
         if (end && *end == '\0' && n >= 1 && n <= 256)
             return (unsigned)n;
     }
+    if (clattn__softmax_family(dev) != CLATTN_SOFTMAX_TILED_GPU)
+        return 1;
     size_t groups = (p->nq + L->tile_q - 1) / L->tile_q * heads;
     size_t cu = dev->compute_units ? dev->compute_units : 1;
     size_t target = GPU_SPLIT_GROUPS_PER_CU * cu;
