@@ -670,12 +670,13 @@ __kernel void clattn_softmax_split_merge(__global const float *part_acc,
 inline ulong softmax_gr_kv_at(const softmax_opt *o, ulong off, ulong4 st, uint b, uint hk,
                               long key, uint d, bool *ok)
 {
-    if (o->flags & SOFTMAX_OPT_PAGED) {
-        long pg = softmax_opt_page(o, key);
-        *ok = *ok && pg >= 0;
-        return clattn_at(off, st, (ulong)(pg < 0 ? 0 : pg), hk, (ulong)(key % (long)o->page), d);
-    }
-    return clattn_at(off, st, b, hk, (ulong)key, d);
+    /* Branch-free (selects): PoCL miscompiled branchy option code at D = 1 (softmax_gpu.cl). */
+    bool paged = (o->flags & SOFTMAX_OPT_PAGED) != 0;
+    long pg = softmax_opt_page(o, key); /* -1 without a table (maxp 0: nothing read) */
+    *ok = *ok && (!paged || pg >= 0);
+    ulong i0 = paged ? (ulong)max(pg, 0L) : (ulong)b;
+    ulong i2 = paged ? (ulong)(key % (long)o->page) : (ulong)key;
+    return clattn_at(off, st, i0, hk, i2, d);
 }
 #define GR_KV_AT(off, st, key, d, in) softmax_gr_kv_at(&o, (off), (st), b, hk, (key), (d), &(in))
 #else

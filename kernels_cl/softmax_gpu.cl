@@ -34,9 +34,10 @@
  * are the sequence's rows i < o.qlen at (o.qbat, o.qrow0 + i) of q, out and lse, aligned to its
  * key length (softmax_opt_seq); QLENS padding rows (qlen <= i < Nq) are written as rows that see
  * no key, VARLEN rows past qlen are not written, and no q row outside the sequence is read.
- * With a block table (SOFTMAX_OPT_PAGED) K and V tile rows come from the page pools (g_kv_at);
- * a key whose page id is invalid is never read (zeros staged) and is masked by
- * softmax_opt_logit. With -DSOFTMAX_SPLIT=1 (split-KV for few queries) global dimension 1 is
+ * With a block table (SOFTMAX_OPT_PAGED) K and V tile rows come from the page pools (g_kv_at,
+ * branch-free: PoCL miscompiled branchy forms at D = 1); a key whose page id is invalid is never
+ * read (zeros staged) and is masked by softmax_opt_logit (a per-key mask computed once per tile
+ * instead also miscompiled on PoCL at D = 1: test_softmax_opts d1_dv1). With -DSOFTMAX_SPLIT=1 (split-KV for few queries) global dimension 1 is
  * (B * Hq) x nsplit, the split fastest; the group runs only keys [split * split_keys, + split_keys)
  * of its range and writes, for every row i < Nq, the un-normalised accumulators
  * part_acc[(bh, i, split)][DVPAD] and the base-2 maximum and sum part_ml[(bh, i, split)][2], the
@@ -147,12 +148,12 @@
 inline ulong g_kv_at(const softmax_opt *o, ulong off, ulong4 st, uint b, uint hk, long key, uint d,
                      bool *ok)
 {
-    if (o->flags & SOFTMAX_OPT_PAGED) {
-        long pg = softmax_opt_page(o, key);
-        *ok = *ok && pg >= 0;
-        return clattn_at(off, st, (ulong)(pg < 0 ? 0 : pg), hk, (ulong)(key % (long)o->page), d);
-    }
-    return clattn_at(off, st, b, hk, (ulong)key, d);
+    bool paged = (o->flags & SOFTMAX_OPT_PAGED) != 0;
+    long pg = softmax_opt_page(o, key); /* -1 without a table (maxp 0: nothing read) */
+    *ok = *ok && (!paged || pg >= 0);
+    ulong i0 = paged ? (ulong)max(pg, 0L) : (ulong)b;
+    ulong i2 = paged ? (ulong)(key % (long)o->page) : (ulong)key;
+    return clattn_at(off, st, i0, hk, i2, d);
 }
 /* G_KV_AT(off, st, key, d, in): key's element index; `in` (a bool lvalue, true where the key is
  * in range) is cleared where it may not be read. */
@@ -264,8 +265,6 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
     /* The sequence's rows (nrow; at (qb, qr0 + i) of q, out and lse), the Nk its causal mask
      * aligns to (nvis: kl with SEQ flags, else Nk) and the rows stored (VARLEN: its own only). */
     softmax_opt_seq(&o, kl);
-    softmax_opt ol = o; /* for the logits: invalid pages are masked per key (kok below) */
-    ol.flags &= ~SOFTMAX_OPT_PAGED;
     const long nrow = o.qlen, nvis = o.qlen + o.shift;
     const uint qb = o.qbat;
     const ulong qr0 = (ulong)o.qrow0;
@@ -384,13 +383,6 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
         G_SCORES(G_D);
 #endif
         /* Mask (and the options' logits), then this work-item's share of each row maximum. */
-#if SOFTMAX_OPTS
-        /* Paged K/V: this work-item's keys whose page id is invalid are masked here, once per key
-         * (the logits below go through `ol`, the options without the per-score page test). */
-        bool kok[G_RN];
-        _Pragma("unroll") for (uint j = 0; j < G_RN; j++)
-            kok[j] = !(o.flags & SOFTMAX_OPT_PAGED) || softmax_opt_page(&o, kt + tx + j * G_TX) >= 0;
-#endif
         _Pragma("unroll") for (uint i = 0; i < G_RM; i++) {
             float mx = -INFINITY;
 #if SOFTMAX_OPTS
@@ -402,8 +394,8 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
                 /* Branch-free (the key clamped into range for the option loads, then selected):
                  * PoCL miscompiled the branchy form at D <= 2 (wrong results, every option). */
                 long kc = clamp(key, 0L, (long)nk - 1);
-                float x = softmax_opt_logit(&ol, s[i][j], row, kc);
-                s[i][j] = key >= lo[i] && key < hi[i] && kok[j] ? x : -INFINITY;
+                float x = softmax_opt_logit(&o, s[i][j], row, kc);
+                s[i][j] = key >= lo[i] && key < hi[i] ? x : -INFINITY;
 #else
                 s[i][j] = key < lim[i] ? s[i][j] : -INFINITY;
 #endif
