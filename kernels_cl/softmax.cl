@@ -752,7 +752,12 @@ __kernel void clattn_softmax_split_merge(__global const float *part_acc,
 
 /* clattn_softmax_fwd_gpu's V head dim (Dv): -DSOFTMAX_HEAD_DIM_V, else D. With -DSOFTMAX_OPTS=1 it
  * takes the options (softmax_opts.clh) last: per-score logits, the group's keys narrowed to its
- * rows' windows, key tiles no block of the block mask meets skipped (uniformly), sinks. */
+ * rows' windows, key tiles no block of the block mask meets skipped (uniformly), sinks; and
+ * issue 17's serving fields: with q_lengths / q_offsets a work-item's row is the sequence's row
+ * i < o.qlen at (o.qbat, o.qrow0 + i) of q, out and lse (QLENS padding rows written as rows that
+ * see no key, VARLEN rows past qlen not written, no q row outside the sequence read); with a
+ * block table the K/V tile rows come from the page pools, invalid page ids staged as zeros
+ * (never read) and their keys masked (softmax_opt_logit). */
 #ifdef SOFTMAX_HEAD_DIM_V
 #define GR_DV SOFTMAX_HEAD_DIM_V
 #else
@@ -760,8 +765,24 @@ __kernel void clattn_softmax_split_merge(__global const float *part_acc,
 #endif
 #if SOFTMAX_OPTS
 #define GR_OPT_ARGS , SOFTMAX_OPT_PARAMS
+/* The element index of head dim d of key `key` of K or V head (b, hk): with paged K/V its slot of
+ * the pool page softmax_opt_page names (*ok cleared for an invalid id: nothing is loaded), else
+ * the sequence's own row. */
+inline ulong softmax_gr_kv_at(const softmax_opt *o, ulong off, ulong4 st, uint b, uint hk,
+                              long key, uint d, bool *ok)
+{
+    /* Branch-free (selects): PoCL miscompiled branchy option code at D = 1 (softmax_gpu.cl). */
+    bool paged = (o->flags & SOFTMAX_OPT_PAGED) != 0;
+    long pg = softmax_opt_page(o, key); /* -1 without a table (maxp 0: nothing read) */
+    *ok = *ok && (!paged || pg >= 0);
+    ulong i0 = paged ? (ulong)max(pg, 0L) : (ulong)b;
+    ulong i2 = paged ? (ulong)(key % (long)o->page) : (ulong)key;
+    return clattn_at(off, st, i0, hk, i2, d);
+}
+#define GR_KV_AT(off, st, key, d, in) softmax_gr_kv_at(&o, (off), (st), b, hk, (key), (d), &(in))
 #else
 #define GR_OPT_ARGS
+#define GR_KV_AT(off, st, key, d, in) clattn_at((off), (st), b, hk, (key), (d))
 #endif
 
 /* Global size: (ceil(Nq / SOFTMAX_WG_SIZE) * SOFTMAX_WG_SIZE, B * Hq); local size (SOFTMAX_WG_SIZE, 1). */
@@ -781,18 +802,35 @@ clattn_softmax_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4
     uint bh = get_global_id(1);
     uint b = bh / hq_count, h = bh - b * hq_count; /* no div/rem pair (oclgrind and freeze) */
     uint hk = h / (hq_count / hk_count);
+    ulong qo = q_off; /* read before the branch that loads the row (rusticl, see DESIGN.md) */
+    ulong4 qst = qs;
 #if SOFTMAX_OPTS
     SOFTMAX_OPT_SETUP(o, b, h, nq, nk); /* every option argument read before any branch */
 #endif
-    bool valid = row < nq;
-    uint qrow = valid ? row : nq - 1;
-
     long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, nk);
-    long lim = clattn_visible(qrow, nq, nk, kl, causal);
+#if SOFTMAX_OPTS
+    /* The sequence's rows (nrow, at (qb, qr0 + i) of q, out, lse), the Nk its causal mask aligns
+     * to (nvis: kl with SEQ flags, else Nk) and the rows stored (VARLEN: its own only). */
+    softmax_opt_seq(&o, kl);
+    const long nrow = o.qlen, nvis = o.qlen + o.shift;
+    const uint qb = o.qbat;
+    const ulong qr0 = (ulong)o.qrow0;
+    const long nst = (o.flags & SOFTMAX_OPT_VARLEN) ? o.qlen : (long)nq;
+#else
+    const long nrow = nq, nvis = nk;
+    const uint qb = b;
+    const ulong qr0 = 0;
+    const long nst = nq;
+#endif
+    bool valid = row < nst;
+    bool live = (long)row < nrow; /* a row of the sequence (else it sees no key) */
+    uint qrow = live ? row : 0;   /* rows that are not are never read */
+
+    long lim = live ? clattn_visible(qrow, nrow, nvis, kl, causal) : 0;
     /* The whole group loops to the furthest key its last row sees, so barriers stay uniform. */
     uint first = get_group_id(0) * SOFTMAX_WG_SIZE;
-    uint last = min((uint)(first + SOFTMAX_WG_SIZE - 1), nq - 1);
-    long kend = clattn_visible(last, nq, nk, kl, causal);
+    long last = min((long)first + SOFTMAX_WG_SIZE - 1, nrow - 1);
+    long kend = last >= (long)first ? clattn_visible(last, nrow, nvis, kl, causal) : 0;
     long kbeg = 0;
 #if SOFTMAX_OPTS
     long lo = 0;
@@ -800,7 +838,7 @@ clattn_softmax_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4
     {
         /* Windows never move left as rows grow: the group's keys run from its first row's lo
          * (down to the tile) to its last row's hi. */
-        long lo0 = 0, hi0 = clattn_visible(first, nq, nk, kl, causal), lo1 = 0;
+        long lo0 = 0, hi0 = clattn_visible(first, nrow, nvis, kl, causal), lo1 = 0;
         softmax_opt_range(&o, first, &lo0, &hi0);
         softmax_opt_range(&o, last, &lo1, &kend);
         kbeg = lo0 / SOFTMAX_TILE_KV * SOFTMAX_TILE_KV;
@@ -808,7 +846,11 @@ clattn_softmax_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4
 #endif
 
     float qv[SOFTMAX_HEAD_DIM], acc[GR_DV];
-    softmax_load_q(qv, q, q_off, qs, b, h, qrow, scale_log2);
+    if (live)
+        softmax_load_q(qv, q, qo, qst, qb, h, qr0 + qrow, scale_log2);
+    else
+        for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++)
+            qv[d] = 0.0f;
     for (uint d = 0; d < GR_DV; d++)
         acc[d] = 0.0f;
     float m = -INFINITY, l = 0.0f;
@@ -825,21 +867,24 @@ clattn_softmax_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4
             uint j = idx / SOFTMAX_HEAD_DIM, d = idx % SOFTMAX_HEAD_DIM;
             long key = kt + j;
             bool in = key < kend;
-            kt_tile[j][d] = in ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, hk, key, d)) : 0.0f;
-            vt_tile[j][d] = in ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, hk, key, d)) : 0.0f;
+            ulong ka = GR_KV_AT(k_off, ks, key, d, in), va = GR_KV_AT(v_off, vs, key, d, in);
+            kt_tile[j][d] = in ? CLATTN_LOAD(K_DT, k, ka) : 0.0f;
+            vt_tile[j][d] = in ? CLATTN_LOAD(V_DT, v, va) : 0.0f;
         }
 #else
         for (uint idx = lid; idx < SOFTMAX_TILE_KV * SOFTMAX_HEAD_DIM; idx += SOFTMAX_WG_SIZE) {
             uint j = idx / SOFTMAX_HEAD_DIM, d = idx % SOFTMAX_HEAD_DIM;
             long key = kt + j;
-            kt_tile[j][d] =
-                key < kend ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, hk, key, d)) : 0.0f;
+            bool in = key < kend;
+            ulong ka = GR_KV_AT(k_off, ks, key, d, in);
+            kt_tile[j][d] = in ? CLATTN_LOAD(K_DT, k, ka) : 0.0f;
         }
         for (uint idx = lid; idx < SOFTMAX_TILE_KV * GR_DV; idx += SOFTMAX_WG_SIZE) {
             uint j = idx / GR_DV, d = idx % GR_DV;
             long key = kt + j;
-            vt_tile[j][d] =
-                key < kend ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, hk, key, d)) : 0.0f;
+            bool in = key < kend;
+            ulong va = GR_KV_AT(v_off, vs, key, d, in);
+            vt_tile[j][d] = in ? CLATTN_LOAD(V_DT, v, va) : 0.0f;
         }
 #endif
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -884,9 +929,9 @@ clattn_softmax_fwd_gpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4
         lse2 = clattn_online_lse2(m, l);
 #endif
         for (uint d = 0; d < GR_DV; d++)
-            CLATTN_STORE(O_DT, acc[d] * f, out, clattn_at(o_off, os, b, h, row, d));
+            CLATTN_STORE(O_DT, acc[d] * f, out, clattn_at(o_off, os, qb, h, qr0 + row, d));
         if (has_lse)
-            lse[clattn_at(l_off, ls, b, h, row, 0)] = lse2 * CLATTN_LN2;
+            lse[clattn_at(l_off, ls, qb, h, qr0 + row, 0)] = lse2 * CLATTN_LN2;
     }
 }
 

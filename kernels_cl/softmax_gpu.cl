@@ -28,7 +28,20 @@
  * -DSOFTMAX_OPTS=1: each score of the micro-tile goes through softmax_opt_logit, the group's
  * keys run from its first row's window start (down to the tile) to its last row's end, key
  * tiles that no block of the block mask meets are skipped (the same decision in every
- * work-item: barriers stay uniform), rows finish through softmax_opt_finish (sinks). */
+ * work-item: barriers stay uniform), rows finish through softmax_opt_finish (sinks).
+ *
+ * Issue 17 (options build only): with q_lengths / q_offsets (SOFTMAX_OPT_SEQ) the group's rows
+ * are the sequence's rows i < o.qlen at (o.qbat, o.qrow0 + i) of q, out and lse, aligned to its
+ * key length (softmax_opt_seq); QLENS padding rows (qlen <= i < Nq) are written as rows that see
+ * no key, VARLEN rows past qlen are not written, and no q row outside the sequence is read.
+ * With a block table (SOFTMAX_OPT_PAGED) K and V tile rows come from the page pools (g_kv_at,
+ * branch-free: PoCL miscompiled branchy forms at D = 1); a key whose page id is invalid is never
+ * read (zeros staged) and is masked by softmax_opt_logit (a per-key mask computed once per tile
+ * instead also miscompiled on PoCL at D = 1: test_softmax_opts d1_dv1). With -DSOFTMAX_SPLIT=1 (split-KV for few queries) global dimension 1 is
+ * (B * Hq) x nsplit, the split fastest; the group runs only keys [split * split_keys, + split_keys)
+ * of its range and writes, for every row i < Nq, the un-normalised accumulators
+ * part_acc[(bh, i, split)][DVPAD] and the base-2 maximum and sum part_ml[(bh, i, split)][2], the
+ * layout of clattn_softmax_fwd_cpu's split (softmax.cl), which clattn_softmax_split_merge combines. */
 
 #ifndef SOFTMAX_HEAD_DIM
 #define SOFTMAX_HEAD_DIM 64
@@ -117,6 +130,38 @@
 #define G_OPT_ARGS
 #endif
 
+#ifndef SOFTMAX_SPLIT
+#define SOFTMAX_SPLIT 0
+#endif
+#if SOFTMAX_SPLIT
+#define G_SPLIT_ARGS                                                                               \
+    , uint nsplit, uint split_keys, __global float *part_acc, __global float *part_ml
+#define G_DVPAD (((G_DV) + 15) / 16 * 16) /* softmax.cl's DVPAD: a partial row's floats */
+#else
+#define G_SPLIT_ARGS
+#endif
+
+#if SOFTMAX_OPTS
+/* The element index of head dim d of key `key` of K or V head (b, hk): with paged K/V its slot of
+ * the pool page softmax_opt_page names (*ok cleared for an invalid id: the caller loads nothing;
+ * no table entry outside the sequence's row is read), else the sequence's own row. */
+inline ulong g_kv_at(const softmax_opt *o, ulong off, ulong4 st, uint b, uint hk, long key, uint d,
+                     bool *ok)
+{
+    bool paged = (o->flags & SOFTMAX_OPT_PAGED) != 0;
+    long pg = softmax_opt_page(o, key); /* -1 without a table (maxp 0: nothing read) */
+    *ok = *ok && (!paged || pg >= 0);
+    ulong i0 = paged ? (ulong)max(pg, 0L) : (ulong)b;
+    ulong i2 = paged ? (ulong)(key % (long)o->page) : (ulong)key;
+    return clattn_at(off, st, i0, hk, i2, d);
+}
+/* G_KV_AT(off, st, key, d, in): key's element index; `in` (a bool lvalue, true where the key is
+ * in range) is cleared where it may not be read. */
+#define G_KV_AT(off, st, key, d, in) g_kv_at(&o, (off), (st), b, hk, (key), (d), &(in))
+#else
+#define G_KV_AT(off, st, key, d, in) clattn_at((off), (st), b, hk, (key), (d))
+#endif
+
 /* The RM x RN score micro-tile s += Q . K over N staged head dims (Qs[N][BR], Kt[N][KS]). */
 #define G_SCORES(N)                                                                                \
     do {                                                                                           \
@@ -158,9 +203,9 @@
         for (uint idx = lid; idx < G_BC * G_VW; idx += G_WG) {                                     \
             uint j = idx / G_VW, dd = idx - j * G_VW, d = (D0) + dd;                               \
             long key = kt + j;                                                                     \
-            Vs[idx] = key < kend && d < G_DV                                                       \
-                          ? CLATTN_LOAD(V_DT, v, clattn_at(v_off, vs, b, hk, key, d))              \
-                          : 0.0f;                                                                  \
+            bool in_ = key < kend && d < G_DV;                                                     \
+            ulong at_ = G_KV_AT(v_off, vs, key, d, in_);                                           \
+            Vs[idx] = in_ ? CLATTN_LOAD(V_DT, v, at_) : 0.0f;                                      \
         }                                                                                          \
     } while (0)
 
@@ -172,7 +217,7 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
                           __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 os, __global float *lse,
                           ulong l_off, ulong4 ls, int has_lse, __global const int *key_lengths,
                           ulong kl_off, int has_kl, uint hq_count, uint hk_count, uint nq, uint nk,
-                          float scale_log2, int causal G_OPT_ARGS)
+                          float scale_log2, int causal G_SPLIT_ARGS G_OPT_ARGS)
 {
 #if G_DC
     /* One buffer: the Q and K chunks for the scores, then the V chunks for P.V (barriers apart). */
@@ -198,7 +243,16 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
     uint ty = lid / G_TX, tx = lid - ty * G_TX; /* no div/rem pair: oclgrind's
                                                     * --uninitialized rejects LLVM's freeze */
     uint row0 = get_group_id(0) * G_BR;
+#if SOFTMAX_SPLIT
+    /* The split's arguments read before the first branch (rusticl, see DESIGN.md). */
+    uint ns = nsplit, skeys = split_keys;
+    __global float *pacc = part_acc, *pml = part_ml;
+    uint sbh = get_global_id(1);
+    uint bh = sbh / ns;
+    uint split = sbh - bh * ns;
+#else
     uint bh = get_global_id(1);
+#endif
     uint b = bh / hq_count, h = bh - b * hq_count;
     uint hk = h / (hq_count / hk_count);
 #if SOFTMAX_OPTS
@@ -207,18 +261,41 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
     float qscale = scale_log2;
 
     long kl = clattn_key_length(key_lengths, kl_off + b, has_kl, nk);
-    /* Under a causal mask the group's last row sees the most keys: the group stops there. */
-    uint rlast = min(row0 + G_BR - 1, nq - 1);
-    long kend = clattn_visible(rlast, nq, nk, kl, causal);
+#if SOFTMAX_OPTS
+    /* The sequence's rows (nrow; at (qb, qr0 + i) of q, out and lse), the Nk its causal mask
+     * aligns to (nvis: kl with SEQ flags, else Nk) and the rows stored (VARLEN: its own only). */
+    softmax_opt_seq(&o, kl);
+    const long nrow = o.qlen, nvis = o.qlen + o.shift;
+    const uint qb = o.qbat;
+    const ulong qr0 = (ulong)o.qrow0;
+    const long nst = (o.flags & SOFTMAX_OPT_VARLEN) ? o.qlen : (long)nq;
+#else
+    const long nrow = nq, nvis = nk;
+    const uint qb = b;
+    const ulong qr0 = 0;
+    const long nst = nq;
+#endif
+    /* Under a causal mask the group's last row sees the most keys: the group stops there (no
+     * key at all for a group past the sequence's rows). */
+    long rlast = min((long)row0 + G_BR - 1, nrow - 1);
+    long kend = rlast >= (long)row0 ? clattn_visible(rlast, nrow, nvis, kl, causal) : 0;
     long kbeg = 0;
 #if SOFTMAX_OPTS
     {
         /* A row's window [lo, hi) never moves left as the row grows: the group's keys run from
          * its first row's lo (down to the tile) to its last row's hi. */
-        long lo0 = 0, hi0 = clattn_visible(row0, nq, nk, kl, causal), lo1 = 0;
+        long lo0 = 0, hi0 = clattn_visible(row0, nrow, nvis, kl, causal), lo1 = 0;
         softmax_opt_range(&o, row0, &lo0, &hi0);
         softmax_opt_range(&o, rlast, &lo1, &kend);
         kbeg = lo0 / G_BC * G_BC;
+    }
+#endif
+#if SOFTMAX_SPLIT
+    /* This group's keys: its split's range (a whole number of tiles) within its own range. */
+    {
+        long sbeg = (long)split * skeys;
+        kbeg = max(kbeg, sbeg);
+        kend = min(kend, sbeg + (long)skeys);
     }
 #endif
 
@@ -227,7 +304,8 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
         uint r = idx / G_D, d = idx - r * G_D;
         uint row = row0 + r;
         Qs[d * G_BR + r] =
-            row < nq ? CLATTN_LOAD(Q_DT, q, clattn_at(q_off, qs, b, h, row, d)) * qscale : 0.0f;
+            row < nrow ? CLATTN_LOAD(Q_DT, q, clattn_at(q_off, qs, qb, h, qr0 + row, d)) * qscale
+                       : 0.0f;
     }
 #endif
 
@@ -240,9 +318,11 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
     _Pragma("unroll") for (uint i = 0; i < G_RM; i++) {
         uint row = min(row0 + ty * G_RM + i, nq - 1);
 #if SOFTMAX_OPTS
+        /* Rows past the sequence's (QLENS padding, VARLEN tail) see no key. */
+        long srow = (long)row0 + ty * G_RM + i;
         lo[i] = 0;
-        hi[i] = clattn_visible(row, nq, nk, kl, causal);
-        softmax_opt_range(&o, row, &lo[i], &hi[i]);
+        hi[i] = srow < nrow ? clattn_visible(srow, nrow, nvis, kl, causal) : 0;
+        softmax_opt_range(&o, srow, &lo[i], &hi[i]);
 #else
         lim[i] = (int)clattn_visible(row, nq, nk, kl, causal);
 #endif
@@ -272,16 +352,16 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
                 uint r = idx / G_DC, dd = idx - r * G_DC, d = d0 + dd;
                 uint row = row0 + r;
                 Qs[dd * G_BR + r] =
-                    row < nq && d < G_D
-                        ? CLATTN_LOAD(Q_DT, q, clattn_at(q_off, qs, b, h, row, d)) * qscale
+                    row < nrow && d < G_D
+                        ? CLATTN_LOAD(Q_DT, q, clattn_at(q_off, qs, qb, h, qr0 + row, d)) * qscale
                         : 0.0f;
             }
             for (uint idx = lid; idx < G_BC * G_DC; idx += G_WG) {
                 uint j = idx / G_DC, dd = idx - j * G_DC, d = d0 + dd;
                 long key = kt + j;
-                Kt[dd * G_KS + j] = key < kend && d < G_D
-                                        ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, hk, key, d))
-                                        : 0.0f;
+                bool in = key < kend && d < G_D;
+                ulong at = G_KV_AT(k_off, ks, key, d, in);
+                Kt[dd * G_KS + j] = in ? CLATTN_LOAD(K_DT, k, at) : 0.0f;
             }
             barrier(CLK_LOCAL_MEM_FENCE);
             G_SCORES(G_DC);
@@ -291,8 +371,9 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
         for (uint idx = lid; idx < G_BC * G_D; idx += G_WG) {
             uint j = idx / G_D, d = idx - j * G_D;
             long key = kt + j;
-            Kt[d * G_KS + j] =
-                key < kend ? CLATTN_LOAD(K_DT, k, clattn_at(k_off, ks, b, hk, key, d)) : 0.0f;
+            bool in = key < kend;
+            ulong at = G_KV_AT(k_off, ks, key, d, in);
+            Kt[d * G_KS + j] = in ? CLATTN_LOAD(K_DT, k, at) : 0.0f;
         }
 #if !SOFTMAX_GPU_KV_SHARED
         G_STAGE_V(0);
@@ -370,7 +451,26 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
         float lt = 0.0f;
         _Pragma("unroll") for (uint t = 0; t < G_TX; t++)
             lt += red[r * G_TX + t];
+#if SOFTMAX_SPLIT
+        /* A partial row (every row of the plan's Nq, those past the sequence's empty: m = -inf,
+         * l = 0, zeros), in clattn_softmax_fwd_cpu's split layout. */
         if (row < nq) {
+            ulong pr = ((ulong)bh * nq + row) * ns + split;
+            _Pragma("unroll") for (uint vc = 0; vc < G_NVC; vc++)
+                _Pragma("unroll") for (uint e = 0; e < G_RC; e++) {
+                    uint d = vc * G_VW + tx + e * G_TX;
+                    if (d < G_DV)
+                        pacc[pr * G_DVPAD + d] = acc[i][vc * G_RC + e];
+                }
+            if (tx == 0) {
+                for (uint d = G_DV; d < G_DVPAD; d++)
+                    pacc[pr * G_DVPAD + d] = 0.0f;
+                pml[2 * pr] = m[i];
+                pml[2 * pr + 1] = lt;
+            }
+        }
+#else
+        if (row < nst) {
 #if SOFTMAX_OPTS
             float f, lse2;
             softmax_opt_finish(&o, m[i], lt, &f, &lse2); /* the sink joins the denominator */
@@ -383,12 +483,13 @@ clattn_softmax_fwd_gpu_rt(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulo
                     uint d = vc * G_VW + tx + e * G_TX;
                     if (d < G_DV)
                         CLATTN_STORE(O_DT, acc[i][vc * G_RC + e] * f, out,
-                                     clattn_at(o_off, os, b, h, row, d));
+                                     clattn_at(o_off, os, qb, h, qr0 + row, d));
                 }
             if (has_lse && tx == 0)
-                lse[clattn_at(l_off, ls, b, h, row, 0)] = lse2 * CLATTN_LN2;
+                lse[clattn_at(l_off, ls, qb, h, qr0 + row, 0)] = lse2 * CLATTN_LN2;
 #undef lse2
         }
+#endif
     }
 #undef Qs
 #undef Kt

@@ -655,12 +655,45 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
     }
     case CLATTN_SOFTMAX_TILED_GPU: {
         /* gpu_tx != 0: the register-tiled kernel; else the one-row-per-work-item one. */
-        char defs[sizeof L->defines + sizeof optdefs];
-        snprintf(defs, sizeof defs, "%s%s", L->defines, optdefs);
+        /* Split-KV for few queries (issue 17; register-tiled kernel only): S key ranges of
+         * split_keys keys (whole key tiles), partial rows merged by clattn_softmax_split_merge
+         * (softmax.cl, built with the head dims, element types and options of the plan). */
+        plan->splits = clattn__softmax_gpu_splits(&ctx->info, &prob, L, plan->batch * q_shape[1]);
+        /* Not with q_offsets yet: clattn_softmax_split_merge places packed rows (the CPU
+         * family's change), but the GPU kernel's split partials of packed sequences are untested:
+         * such plans stay unsplit (packed batches mix prefills: rarely few queries anyway). */
+        if (plan->opts & OPT_VARLEN)
+            plan->splits = 1;
+        char sdefs[24] = "";
+        if (plan->splits > 1) {
+            plan->split_keys = (unsigned)(clattn__div_up(plan->kshape[2], (size_t)plan->splits *
+                                                                              L->tile_kv) *
+                                          L->tile_kv);
+            snprintf(sdefs, sizeof sdefs, " -DSOFTMAX_SPLIT=1");
+            snprintf(base->launch + strlen(base->launch),
+                     sizeof base->launch - strlen(base->launch), " splits=%u", plan->splits);
+        }
+        char defs[sizeof L->defines + sizeof optdefs + sizeof sdefs];
+        snprintf(defs, sizeof defs, "%s%s%s", L->defines, optdefs, sdefs);
         CLATTN_FORWARD(clattn__plan_kernel(
             base, L->gpu_tx ? "softmax_gpu.cl" : "softmax.cl", defs,
             L->gpu_tx ? "clattn_softmax_fwd_gpu_rt" : "clattn_softmax_fwd_gpu", L->local_size, by,
             &plan->fwd));
+        if (plan->splits > 1) {
+            char mdefs[48 + sizeof optdefs + sizeof sdefs];
+            snprintf(mdefs, sizeof mdefs, "-DSOFTMAX_HEAD_DIM=%zu%s%s", d, optdefs, sdefs);
+            size_t rows = plan->batch * q_shape[1] * q_shape[2] * plan->splits, abytes, mbytes;
+            CLATTN_CHECK(clattn__mul_ok(rows, clattn__div_up(plan->dv, 16) * 16 * sizeof(float),
+                                        &abytes) &&
+                             clattn__mul_ok(rows, 2 * sizeof(float), &mbytes),
+                         CLATTN_SIZE_OVERFLOW, "softmax plan: split partials size overflows");
+            CLATTN_FORWARD(clattn__plan_kernel(base, "softmax.cl", mdefs,
+                                               "clattn_softmax_split_merge", 0, by, &plan->merge));
+            CLATTN_FORWARD(clattn__plan_scratch(base, abytes, "split-KV partial rows",
+                                                &plan->part_acc));
+            CLATTN_FORWARD(clattn__plan_scratch(base, mbytes, "split-KV partial max and sum",
+                                                &plan->part_ml));
+        }
         break;
     }
     case CLATTN_SOFTMAX_NAIVE: {
@@ -996,9 +1029,32 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
         clattn__arg_view(&f, v);
         arg_tail(&f, plan, q, out, lse);
         CLATTN_CL(f.err);
-        /* One work-group per tile_q rows (the old GPU kernel: tile_q = local_size). */
-        size_t gl[2] = {clattn__div_up(plan->qshape[2], L->tile_q) * L->local_size, bh};
-        CLATTN_FORWARD(clattn__seq_kernel_local(s, plan->fwd, 2, gl, lo, true, event));
+        /* One work-group per tile_q rows (the old GPU kernel: tile_q = local_size); split-KV
+         * (register-tiled kernel): S groups per rows' tile, then the merge as TILED_CPU's. */
+        bool split = plan->splits > 1;
+        size_t gl[2] = {clattn__div_up(plan->qshape[2], L->tile_q) * L->local_size,
+                        bh * plan->splits};
+        CLATTN_FORWARD(clattn__seq_kernel_local(s, plan->fwd, 2, gl, lo, !split,
+                                                split ? NULL : event));
+        if (split) {
+            cl_uint ns = plan->splits, hq = (cl_uint)plan->qshape[1];
+            cl_uint nq = (cl_uint)plan->qshape[2], nk = (cl_uint)plan->kshape[2];
+            cl_int has_lse = lse != NULL;
+            clattn__args m = {plan->merge, 0, CL_SUCCESS};
+            CLATTN_ARG(&m, plan->part_acc);
+            CLATTN_ARG(&m, plan->part_ml);
+            CLATTN_ARG(&m, ns);
+            clattn__arg_view(&m, out);
+            clattn__arg_view(&m, lse ? lse : out);
+            CLATTN_ARG(&m, has_lse);
+            CLATTN_ARG(&m, hq);
+            CLATTN_ARG(&m, nq);
+            CLATTN_ARG(&m, nk);
+            arg_opts(&m, plan);
+            CLATTN_CL(m.err);
+            size_t gm[2] = {plan->qshape[2], bh};
+            CLATTN_FORWARD(clattn__seq_kernel(s, plan->merge, 2, gm, true, event));
+        }
     }
 cleanup:
     return status;
@@ -1293,6 +1349,8 @@ clattn_status clattn_softmax_schedule(const clattn_device_info *device,
                  sizeof info->build_options - strlen(info->build_options),
                  " -DSOFTMAX_GQA_FOLD=%u", fold);
     }
+    if (splits <= 1 && !d.q_offsets) /* TILED_GPU's register-tiled kernel (as plan_create) */
+        splits = clattn__softmax_gpu_splits(device, &prob, &L, q_shape[0] * q_shape[1]);
     if (splits > 1) { /* as plan_create records it */
         snprintf(info->launch + strlen(info->launch), sizeof info->launch - strlen(info->launch),
                  " splits=%u", splits);

@@ -53,6 +53,12 @@ unsigned clattn__softmax_cpu_splits(const clattn_device_info *dev,
 unsigned clattn__softmax_cpu_fold(const clattn__softmax_launch *L, size_t nq, size_t hq,
                                   size_t hk, int uniform);
 
+/* The same for TILED_GPU's register-tiled kernel (gpu_tx != 0; 1 for every other launch);
+ * CLATTN_SOFTMAX_GPU_SPLITS=<n> forces it. The rule is in lib/sched/sched_softmax.c. */
+unsigned clattn__softmax_gpu_splits(const clattn_device_info *dev,
+                                    const clattn__softmax_problem *p,
+                                    const clattn__softmax_launch *L, size_t heads);
+
 /* Shipped per-vendor defaults (lib/tune/defaults.c, pure): the family name ("NVIDIA", "AMD",
  * "Intel", "Apple/ARM", "other GPU") and the TILED_GPU work-group size for a head dimension. */
 const char *clattn__vendor_family(const clattn_device_info *dev);

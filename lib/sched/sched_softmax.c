@@ -768,4 +768,48 @@ unsigned clattn__softmax_cpu_fold(const clattn__softmax_launch *L, size_t nq, si
         return 1;
     size_t g = hq / hk, per_item = L->tile_q / L->local_size;
     return g > 1 && g <= 64 && g * nq <= per_item ? (unsigned)g : 1;
+
+/* ---- split-KV for TILED_GPU's register-tiled kernel (issue 17 section 1) ----
+ * clattn_softmax_fwd_gpu_rt runs ceil(Nq / tile_q) x B x Hq work-groups: one query over a long
+ * cache with 32 heads is 32 work-groups, a quarter of a large GPU's compute units, each walking
+ * every key. Splitting the keys into S ranges gives S times the work-groups (each writes partial
+ * rows in TILED_CPU's layout, merged by clattn_softmax_split_merge). Rule: only the register-tiled
+ * kernel (gpu_tx != 0) on devices whose family is TILED_GPU (a CPU-like device running it for a
+ * test keeps its launches); aim at GPU_SPLIT_GROUPS_PER_CU work-groups per compute unit; never below
+ * GPU_SPLIT_MIN_TILES key tiles per range; at most GPU_SPLIT_MAX. Prefill-sized Nq already fills
+ * the device: S = 1 there. Not timed on a GPU yet: first guesses for the integrator to check with
+ * `clattn bench decode --variants bandwidth,unsplit,split` on a real GPU. */
+#define GPU_SPLIT_GROUPS_PER_CU 2
+#define GPU_SPLIT_MIN_TILES 4
+#define GPU_SPLIT_MAX 64
+
+unsigned clattn__softmax_gpu_splits(const clattn_device_info *dev,
+                                    const clattn__softmax_problem *p,
+                                    const clattn__softmax_launch *L, size_t heads)
+{
+    if (L->algo != CLATTN_SOFTMAX_TILED_GPU || !L->gpu_tx || !L->tile_q || !L->tile_kv)
+        return 1;
+    /* CLATTN_SOFTMAX_GPU_SPLITS=<n> (tests and the decode bench, not a public knob) forces S for
+     * the register-tiled kernel on any device; ranges past the keys stay empty. */
+    const char *force = getenv("CLATTN_SOFTMAX_GPU_SPLITS");
+    if (force && *force) {
+        char *end = NULL;
+        long n = strtol(force, &end, 10);
+        if (end && *end == '\0' && n >= 1 && n <= 256)
+            return (unsigned)n;
+    }
+    if (clattn__softmax_family(dev) != CLATTN_SOFTMAX_TILED_GPU)
+        return 1;
+    size_t groups = (p->nq + L->tile_q - 1) / L->tile_q * heads;
+    size_t cu = dev->compute_units ? dev->compute_units : 1;
+    size_t target = GPU_SPLIT_GROUPS_PER_CU * cu;
+    if (groups >= target)
+        return 1;
+    size_t s = (target + groups - 1) / groups;
+    size_t by_keys = p->nk / ((size_t)GPU_SPLIT_MIN_TILES * L->tile_kv);
+    if (s > by_keys)
+        s = by_keys;
+    if (s > GPU_SPLIT_MAX)
+        s = GPU_SPLIT_MAX;
+    return s < 2 ? 1 : (unsigned)s;
 }
