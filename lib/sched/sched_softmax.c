@@ -768,6 +768,7 @@ unsigned clattn__softmax_cpu_fold(const clattn__softmax_launch *L, size_t nq, si
         return 1;
     size_t g = hq / hk, per_item = L->tile_q / L->local_size;
     return g > 1 && g <= 64 && g * nq <= per_item ? (unsigned)g : 1;
+}
 
 /* ---- split-KV for TILED_GPU's register-tiled kernel (issue 17 section 1) ----
  * clattn_softmax_fwd_gpu_rt runs ceil(Nq / tile_q) x B x Hq work-groups: one query over a long
