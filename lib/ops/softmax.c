@@ -965,6 +965,34 @@ static void arg_pack_seq(clattn__args *a, const softmax_plan *plan, const clattn
     CLATTN_ARG(a, paged);
 }
 
+/* Split-KV's second kernel (both tiled families): clattn_softmax_split_merge combines the
+ * plan's S partial rows of every (b, query head, row) into out and lse. */
+static clattn_status enqueue_merge(softmax_plan *plan, const clattn_tensor *out,
+                                   const clattn_tensor *lse, clattn__seq *s, cl_event *event)
+{
+    clattn_context *ctx = plan->base.ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    cl_uint ns = plan->splits, hq = (cl_uint)plan->qshape[1];
+    cl_uint nq = (cl_uint)plan->qshape[2], nk = (cl_uint)plan->kshape[2];
+    cl_int has_lse = lse != NULL;
+    clattn__args m = {plan->merge, 0, CL_SUCCESS};
+    CLATTN_ARG(&m, plan->part_acc);
+    CLATTN_ARG(&m, plan->part_ml);
+    CLATTN_ARG(&m, ns);
+    clattn__arg_view(&m, out);
+    clattn__arg_view(&m, lse ? lse : out);
+    CLATTN_ARG(&m, has_lse);
+    CLATTN_ARG(&m, hq);
+    CLATTN_ARG(&m, nq);
+    CLATTN_ARG(&m, nk);
+    arg_opts(&m, plan);
+    CLATTN_CL(m.err);
+    size_t gm[2] = {plan->qshape[2], plan->batch * plan->qshape[1]};
+    CLATTN_FORWARD(clattn__seq_kernel(s, plan->merge, 2, gm, true, event));
+cleanup:
+    return status;
+}
+
 static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
                                    const clattn_tensor *k, const clattn_tensor *v,
                                    const clattn_tensor *out, const clattn_tensor *lse,
@@ -1005,25 +1033,8 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
                         bh / plan->fold * plan->splits};
         CLATTN_FORWARD(clattn__seq_kernel_local(s, plan->fwd, 2, gl, lo, !split,
                                                 split ? NULL : event));
-        if (split) {
-            cl_uint ns = plan->splits, hq = (cl_uint)plan->qshape[1];
-            cl_uint nq = (cl_uint)plan->qshape[2];
-            cl_int has_lse = lse != NULL;
-            clattn__args m = {plan->merge, 0, CL_SUCCESS};
-            CLATTN_ARG(&m, plan->part_acc);
-            CLATTN_ARG(&m, plan->part_ml);
-            CLATTN_ARG(&m, ns);
-            clattn__arg_view(&m, out);
-            clattn__arg_view(&m, lse ? lse : out);
-            CLATTN_ARG(&m, has_lse);
-            CLATTN_ARG(&m, hq);
-            CLATTN_ARG(&m, nq);
-            CLATTN_ARG(&m, nk);
-            arg_opts(&m, plan);
-            CLATTN_CL(m.err);
-            size_t gm[2] = {plan->qshape[2], bh};
-            CLATTN_FORWARD(clattn__seq_kernel(s, plan->merge, 2, gm, true, event));
-        }
+        if (split)
+            CLATTN_FORWARD(enqueue_merge(plan, out, lse, s, event));
     } else {
         clattn__arg_view(&f, k);
         clattn__arg_view(&f, v);
@@ -1036,25 +1047,8 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
                         bh * plan->splits};
         CLATTN_FORWARD(clattn__seq_kernel_local(s, plan->fwd, 2, gl, lo, !split,
                                                 split ? NULL : event));
-        if (split) {
-            cl_uint ns = plan->splits, hq = (cl_uint)plan->qshape[1];
-            cl_uint nq = (cl_uint)plan->qshape[2], nk = (cl_uint)plan->kshape[2];
-            cl_int has_lse = lse != NULL;
-            clattn__args m = {plan->merge, 0, CL_SUCCESS};
-            CLATTN_ARG(&m, plan->part_acc);
-            CLATTN_ARG(&m, plan->part_ml);
-            CLATTN_ARG(&m, ns);
-            clattn__arg_view(&m, out);
-            clattn__arg_view(&m, lse ? lse : out);
-            CLATTN_ARG(&m, has_lse);
-            CLATTN_ARG(&m, hq);
-            CLATTN_ARG(&m, nq);
-            CLATTN_ARG(&m, nk);
-            arg_opts(&m, plan);
-            CLATTN_CL(m.err);
-            size_t gm[2] = {plan->qshape[2], bh};
-            CLATTN_FORWARD(clattn__seq_kernel(s, plan->merge, 2, gm, true, event));
-        }
+        if (split)
+            CLATTN_FORWARD(enqueue_merge(plan, out, lse, s, event));
     }
 cleanup:
     return status;
