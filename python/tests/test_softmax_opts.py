@@ -111,7 +111,9 @@ def test_mirror_layout():
     names = [f for f, _ in _lib.SoftmaxDesc._fields_]
     assert names[names.index("out_dtype") + 1:] == [
         "bias", "mask", "alibi", "alibi_slopes", "alibi_slopes_offset", "window_left",
-        "window_right", "softcap", "sinks", "sinks_offset", "block_mask", "block_q", "block_k"]
+        "window_right", "softcap", "sinks", "sinks_offset", "block_mask", "block_q", "block_k",
+        "q_lengths", "q_lengths_offset", "q_offsets", "q_offsets_offset", "block_table",
+        "page_size"]
     d, _ = clattn._ops.make_desc("softmax", {})
     assert (d.window_left, d.window_right, d.alibi, d.softcap) == (-1, -1, 0, 0.0)
 

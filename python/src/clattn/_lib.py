@@ -130,12 +130,21 @@ OPTION_FIELDS = {
 }
 
 
+# Fields after the options: clattn_softmax_desc's serving fields of issue 17 (q_lengths,
+# q_offsets, the paged cache's block table and page size). A library from before them has the desc
+# without this block (see desc_mismatches).
+SERVING_FIELDS = {
+    "softmax": [("q_lengths", cl_mem), ("q_lengths_offset", c_size_t), ("q_offsets", cl_mem),
+                ("q_offsets_offset", c_size_t), ("block_table", Tensor), ("page_size", c_size_t)],
+}
+
+
 # ---- operator descriptors (field order exactly as in include/clattn/<op>.h) ----
 
 class SoftmaxDesc(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("scale", c_float), ("causal", c_int),
                 ("key_lengths", cl_mem), ("key_lengths_offset", c_size_t), ("algorithm", c_int)]
-    _fields_ += _dt("softmax") + OPTION_FIELDS["softmax"]
+    _fields_ += _dt("softmax") + OPTION_FIELDS["softmax"] + SERVING_FIELDS["softmax"]
 
 
 _LINEAR_FIELDS = [("struct_size", c_size_t), ("feature_map", c_int), ("causal", c_int),
@@ -475,6 +484,8 @@ def desc_mismatches():
         if op in OPTION_FIELDS and not has_options(op):
             if lib_size == _older_size(cls, OPTION_FIELDS[op][0][0]):
                 continue  # from before the options
+        if op in SERVING_FIELDS and lib_size == _older_size(cls, SERVING_FIELDS[op][0][0]):
+            continue  # from before the serving fields
         bad[op] = (lib_size, size)
     return bad
 
