@@ -34,7 +34,6 @@
 #define D 16
 #define BUDGET 4.0
 #define PAIRS 15
-#define SLOW_RUN_MS 200.0 /* identical launches slower than this are not re-timed */
 
 static char dir[256];
 static clattn_context *ctx;
@@ -304,10 +303,12 @@ static void check_not_slower(const tcase *t, clattn_plan *tuned)
     io_make(ctx, t, &x);
     time_once(t, def, &x); /* warm-up: first launches compile work-group specialisations */
     double warm = time_once(t, tuned, &x);
-    if (warm > SLOW_RUN_MS && strcmp(di.launch, ti.launch) == 0 &&
-        di.algorithm == ti.algorithm && strcmp(di.build_options, ti.build_options) == 0) {
-        /* The default kept: the same launch cannot be slower, and 30 runs of seconds each (a
-         * causal form on llvmpipe) would time it for nothing. Faster runs are re-timed anyway. */
+    if (strcmp(di.launch, ti.launch) == 0 && di.algorithm == ti.algorithm &&
+        strcmp(di.build_options, ti.build_options) == 0) {
+        /* The default kept: the same launch cannot be slower. Timing it against itself only
+         * measures noise (a 0.024 ms decoding-shape plan once differed by 0.005 ms, just over
+         * its 5% noise floor, and failed CI), and 30 runs of seconds each (a causal form on
+         * llvmpipe) would cost minutes for nothing. */
         print_message("%s: the database holds the default launch (%s, %.0f ms a run): not "
                       "re-timed\n",
                       clattn_operator_name(t->op), ti.launch, warm);
