@@ -1,4 +1,5 @@
 //@include seq_select.clh
+//@include ssm_step.clh
 /* Diagonal state-space models (S4D / DSS): the convolution kernel they induce, the long causal
  * convolution by FFT or directly, and the recurrent step. Host side: lib/ops/ssm.c (plans) and
  * lib/ops/ssm_state.c (the step); the sizes below come from lib/sched/sched_ssm.c as -D options.
@@ -168,56 +169,16 @@ __kernel void clattn_ssm_direct(__global const CLATTN_STYPE(U_DT) *u, ulong u_of
     }
 }
 
-/* Element i of a buffer of element type dt (0 float32, 1 float16, 2 bfloat16) chosen at run time:
- * the decoding step takes u and y of any type per call (one element per work-item). */
-inline float ssm_load_dt(__global const uchar *p, int dt, ulong i)
-{
-    if (dt == 1)
-        return CLATTN_LOAD(1, (__global const half *)p, i);
-    if (dt == 2)
-        return CLATTN_LOAD(2, (__global const ushort *)p, i);
-    return CLATTN_LOAD(0, (__global const float *)p, i);
-}
-
-inline void ssm_store_dt(__global uchar *p, int dt, ulong i, float x)
-{
-    if (dt == 1)
-        CLATTN_STORE(1, x, (__global half *)p, i);
-    else if (dt == 2)
-        CLATTN_STORE(2, x, (__global ushort *)p, i);
-    else
-        CLATTN_STORE(0, x, (__global float *)p, i);
-}
-
 /* One recurrent step per (b, h): x[n] = w[n] x[n] + u, y = Re(sum_n Ct[n] x[n]) + D u. The state
  * x is [B * H * N] complex as float pairs; d holds D per channel (has_d 0: no skip term); u and y
  * are of element types u_dt and y_dt. Scalar arithmetic (no float2 temporaries): oclgrind's
  * --uninitialized check flags values built by vector inserts. */
-__kernel void clattn_ssm_step(__global float *x_, __global const float4 *wct_,
-                              __global const float *d_, int has_d_, __global const uchar *u_,
-                              ulong u_off_, ulong4 u_st_, __global uchar *y_, ulong y_off_,
-                              ulong4 y_st_, uint H_, uint N_, int u_dt_, int y_dt_, int kind_,
-                              __global const uchar *sel_, ulong sel_off_, uint nb_)
+__kernel void clattn_ssm_step(SSM_STEP_PARAMS(wct))
 {
-    /* Every argument into a private before any branch (rusticl). */
-    __global float *x = x_;
-    __global const float4 *wct = wct_;
-    __global const float *d = d_;
-    int has_d = has_d_, u_dt = u_dt_, y_dt = y_dt_;
-    __global const uchar *u = u_;
-    __global uchar *y = y_;
-    ulong u_off = u_off_, y_off = y_off_;
-    ulong4 u_st = u_st_, y_st = y_st_;
-    uint H = H_, N = N_;
-    int kind = kind_;
-    __global const uchar *sel = sel_;
-    ulong sel_off = sel_off_;
-    uint nb = nb_, hh = H;
-    uint si = get_global_id(0) / hh, h = get_global_id(0) % hh;
-    uint b = clattn_seq_pick(si, kind, sel, sel_off, nb);
+    SSM_STEP_READ(wct);
     if (b >= nb)
         return;
-    uint bh = b * hh + h;
+    uint bh = b * H + h;
     float uv = ssm_load_dt(u, u_dt, clattn_at(u_off, u_st, b, h, 0, 0));
     __global float *xs = x + (ulong)bh * N * 2;
     float acc = 0.0f;

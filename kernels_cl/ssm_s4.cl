@@ -1,4 +1,5 @@
 //@include seq_select.clh
+//@include ssm_step.clh
 /* S4 (Gu et al. 2022) in its diagonal-plus-low-rank form: the truncated generating function of
  * the SSM kernel at the roots of unity through a Cauchy kernel with the Woodbury correction of the
  * rank-1 term, the copy of the inverse FFT's rows into the caller's view, and the recurrent step
@@ -79,37 +80,14 @@ __kernel void clattn_ssm_s4_copy(__global const float *kt, uint Lg, __global flo
  *   s' = beta * 2 Re(sum_n conj(Q_n) e_n v_n),  beta = 1 / (1 + hd 2 Re(sum_n conj(Q_n) P_n e_n))
  *   y = 2 Re(sum_n C_n x'_n) + D u.
  * prm: [H * N] of 3 float4 {alpha = 1 + hd Lambda, hd P}, {dt B, e}, {conj Q, C}, then [H] float4
- * {beta, 0, 0, 0}. The arguments are those of ssm.cl's clattn_ssm_step (u and y of element types
- * u_dt and y_dt: 0 float32, 1 float16, 2 bfloat16). */
-__kernel void clattn_ssm_s4_step(__global float *x_, __global const float4 *prm_,
-                                 __global const float *d_, int has_d_, __global const uchar *u_,
-                                 ulong u_off_, ulong4 u_st_, __global uchar *y_, ulong y_off_,
-                                 ulong4 y_st_, uint H_, uint N_, int u_dt_, int y_dt_, int kind_,
-                                 __global const uchar *sel_, ulong sel_off_, uint nb_)
+ * {beta, 0, 0, 0}. The arguments are those of ssm.cl's clattn_ssm_step (ssm_step.clh). */
+__kernel void clattn_ssm_s4_step(SSM_STEP_PARAMS(prm))
 {
-    /* Every argument into a private before any branch (rusticl). */
-    __global float *x = x_;
-    __global const float4 *prm = prm_;
-    __global const float *d = d_;
-    int has_d = has_d_, u_dt = u_dt_, y_dt = y_dt_;
-    __global const uchar *u = u_;
-    __global uchar *y = y_;
-    ulong u_off = u_off_, y_off = y_off_;
-    ulong4 u_st = u_st_, y_st = y_st_;
-    uint H = H_, N = N_;
-    int kind = kind_;
-    __global const uchar *sel = sel_;
-    ulong sel_off = sel_off_;
-    uint nb = nb_, hh = H;
-    uint si = get_global_id(0) / hh, h = get_global_id(0) % hh;
-    uint b = clattn_seq_pick(si, kind, sel, sel_off, nb);
+    SSM_STEP_READ(prm);
     if (b >= nb)
         return;
-    uint bh = b * hh + h;
-    ulong ui = clattn_at(u_off, u_st, b, h, 0, 0);
-    float uv = u_dt == 1   ? CLATTN_LOAD(1, (__global const half *)u, ui)
-               : u_dt == 2 ? CLATTN_LOAD(2, (__global const ushort *)u, ui)
-                           : CLATTN_LOAD(0, (__global const float *)u, ui);
+    uint bh = b * H + h;
+    float uv = ssm_load_dt(u, u_dt, clattn_at(u_off, u_st, b, h, 0, 0));
     __global float *xs = x + (ulong)bh * N * 2;
     __global const float4 *p = prm + (ulong)h * N * 3;
     float beta = prm[(ulong)H * N * 3 + h].x;
@@ -143,11 +121,5 @@ __kernel void clattn_ssm_s4_step(__global float *x_, __global const float4 *prm_
     acc *= 2.0f;
     if (has_d)
         acc += d[h] * uv;
-    ulong yi = clattn_at(y_off, y_st, b, h, 0, 0);
-    if (y_dt == 1)
-        CLATTN_STORE(1, acc, (__global half *)y, yi);
-    else if (y_dt == 2)
-        CLATTN_STORE(2, acc, (__global ushort *)y, yi);
-    else
-        CLATTN_STORE(0, acc, (__global float *)y, yi);
+    ssm_store_dt(y, y_dt, clattn_at(y_off, y_st, b, h, 0, 0), acc);
 }
