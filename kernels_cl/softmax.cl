@@ -1021,13 +1021,15 @@ clattn_softmax_naive_rows(__global float *s, ulong s_off, uint nq, uint nk, floa
  * (Nk, B * Hk). Every argument is read before any branch. */
 __kernel void clattn_softmax_gather_paged(__global const CLATTN_STYPE(K_DT) *k, ulong k_off,
                                           ulong4 ks, __global const CLATTN_STYPE(V_DT) *v,
-                                          ulong v_off, ulong4 vs, __global const int *bt,
-                                          ulong bt_off, ulong bt_sb, uint hk_count, uint nk,
-                                          uint page, uint maxp, uint npages, uint d_count,
-                                          uint dv_count, __global float *dk, __global float *dv,
-                                          __global const int *key_lengths, ulong kl_off,
-                                          int has_kl)
+                                          ulong v_off, ulong4 vs, uint hk_count, uint nk,
+                                          uint d_count, uint dv_count, __global float *dk,
+                                          __global float *dv, __global const int *key_lengths,
+                                          ulong kl_off, int has_kl, __global const int *bt,
+                                          ulong bt_off, ulong bt_sb, uint maxp, uint page,
+                                          uint npages, int paged)
 {
+    /* The last ten parameters are the pack kernel's (lib/ops/softmax.c's arg_pack_seq); paged
+     * is always 1 here. */
     const uint j = get_global_id(0), bh = get_global_id(1);
     const ulong ko = k_off, vo = v_off, bo = bt_off, bsb = bt_sb;
     const ulong4 kst = ks, vst = vs;

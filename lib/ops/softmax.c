@@ -886,6 +886,25 @@ static void arg_tail(clattn__args *f, const softmax_plan *plan, const clattn_ten
 }
 
 /* SOFTMAX_OPT_PARAMS (kernels_cl/softmax_opts.clh), in its order, for plans with options. */
+/* The block table's arguments, in the order every kernel takes them (SOFTMAX_OPT_PARAMS, the pack
+ * and the gather): the table (`absent` without one), its offset and row stride, max pages per
+ * row, tokens per page, pages in the pools. */
+static void arg_table(clattn__args *a, const softmax_plan *plan, cl_mem absent)
+{
+    bool paged = plan->bt.buffer != NULL;
+    cl_mem bt = paged ? plan->bt.buffer : absent;
+    cl_ulong btoff = paged ? plan->bt.offset : 0, btsb = paged ? plan->bt.strides[2] : 0;
+    cl_uint maxp = paged ? (cl_uint)plan->bt.shape[3] : 0;
+    cl_uint page = paged ? (cl_uint)plan->desc.page_size : 1;
+    cl_uint npages = paged ? (cl_uint)plan->kin[0] : 0;
+    CLATTN_ARG(a, bt);
+    CLATTN_ARG(a, btoff);
+    CLATTN_ARG(a, btsb);
+    CLATTN_ARG(a, maxp);
+    CLATTN_ARG(a, page);
+    CLATTN_ARG(a, npages);
+}
+
 static void arg_opts(clattn__args *f, const softmax_plan *plan)
 {
     if (!plan->optk)
@@ -925,22 +944,12 @@ static void arg_opts(clattn__args *f, const softmax_plan *plan)
     const clattn_softmax_desc *d = &plan->desc;
     cl_mem seq = d->q_lengths ? d->q_lengths : d->q_offsets ? d->q_offsets : plan->dummy;
     cl_ulong seqoff = d->q_lengths ? d->q_lengths_offset : d->q_offsets ? d->q_offsets_offset : 0;
-    bool paged = plan->bt.buffer != NULL;
-    cl_mem bt = paged ? plan->bt.buffer : plan->dummy;
-    cl_ulong btoff = paged ? plan->bt.offset : 0, btsb = paged ? plan->bt.strides[2] : 0;
-    cl_uint maxp = paged ? (cl_uint)plan->bt.shape[3] : 0;
-    cl_uint page = paged ? (cl_uint)d->page_size : 1, npages = paged ? (cl_uint)plan->kin[0] : 0;
     CLATTN_ARG(f, seq);
     CLATTN_ARG(f, seqoff);
-    CLATTN_ARG(f, bt);
-    CLATTN_ARG(f, btoff);
-    CLATTN_ARG(f, btsb);
-    CLATTN_ARG(f, maxp);
-    CLATTN_ARG(f, page);
-    CLATTN_ARG(f, npages);
+    arg_table(f, plan, plan->dummy);
 }
 
-/* The pack's last arguments (TILED_CPU; the gather's for NAIVE from `bt` on): key lengths (keys
+/* The last arguments of TILED_CPU's pack and NAIVE's gather: key lengths (keys
  * at or past a sequence's length are not packed beyond the zeros its last step reads) and the
  * block table of paged K/V. */
 static void arg_pack_seq(clattn__args *a, const softmax_plan *plan, const clattn_tensor *q)
@@ -948,20 +957,10 @@ static void arg_pack_seq(clattn__args *a, const softmax_plan *plan, const clattn
     cl_int has_kl = plan->desc.key_lengths != NULL, paged = plan->bt.buffer != NULL;
     cl_mem klbuf = has_kl ? plan->desc.key_lengths : q->buffer;
     cl_ulong kloff = plan->desc.key_lengths_offset;
-    cl_mem bt = paged ? plan->bt.buffer : q->buffer;
-    cl_ulong btoff = paged ? plan->bt.offset : 0, btsb = paged ? plan->bt.strides[2] : 0;
-    cl_uint maxp = paged ? (cl_uint)plan->bt.shape[3] : 0;
-    cl_uint page = paged ? (cl_uint)plan->desc.page_size : 1;
-    cl_uint npages = paged ? (cl_uint)plan->kin[0] : 0;
     CLATTN_ARG(a, klbuf);
     CLATTN_ARG(a, kloff);
     CLATTN_ARG(a, has_kl);
-    CLATTN_ARG(a, bt);
-    CLATTN_ARG(a, btoff);
-    CLATTN_ARG(a, btsb);
-    CLATTN_ARG(a, maxp);
-    CLATTN_ARG(a, page);
-    CLATTN_ARG(a, npages);
+    arg_table(a, plan, q->buffer);
     CLATTN_ARG(a, paged);
 }
 
@@ -1081,24 +1080,13 @@ static clattn_status enqueue_naive(softmax_plan *plan, const clattn_tensor *q,
         clattn__args g = {plan->gather, 0, CL_SUCCESS};
         clattn__arg_view(&g, k);
         clattn__arg_view(&g, v);
-        cl_ulong btoff = plan->bt.offset, btsb = plan->bt.strides[2];
-        cl_uint maxp = (cl_uint)plan->bt.shape[3], page = (cl_uint)plan->desc.page_size;
-        cl_uint npages = (cl_uint)plan->kin[0];
-        CLATTN_ARG(&g, plan->bt.buffer);
-        CLATTN_ARG(&g, btoff);
-        CLATTN_ARG(&g, btsb);
         CLATTN_ARG(&g, hk);
         CLATTN_ARG(&g, unk2);
-        CLATTN_ARG(&g, page);
-        CLATTN_ARG(&g, maxp);
-        CLATTN_ARG(&g, npages);
         CLATTN_ARG(&g, ud);
         CLATTN_ARG(&g, udv);
         CLATTN_ARG(&g, plan->staged[1]);
         CLATTN_ARG(&g, plan->staged[2]);
-        CLATTN_ARG(&g, klbuf); /* keys past each length gather as zeros */
-        CLATTN_ARG(&g, kloff);
-        CLATTN_ARG(&g, has_kl);
+        arg_pack_seq(&g, plan, q); /* keys past each length gather as zeros */
         CLATTN_CL(g.err);
         size_t gg[2] = {nk, B * plan->kshape[1]};
         CLATTN_FORWARD(clattn__seq_kernel(s, plan->gather, 2, gg, false, NULL));
