@@ -169,7 +169,8 @@ CLATTN_API clattn_status clattn_context_create_from_cl(cl_context context, cl_de
                                                        cl_command_queue queue,
                                                        clattn_context **ctx);
 
-/* Releases everything the context owns (plans made from it must be destroyed first). NULL-safe. */
+/* Waits for the work enqueued on the context's queue (clFinish), then releases everything the
+ * context owns (plans made from it must be destroyed first). NULL-safe. */
 CLATTN_API void clattn_context_destroy(clattn_context *ctx);
 
 /* The message of the most recent failure on this context (a library-owned string valid until the

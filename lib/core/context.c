@@ -274,6 +274,12 @@ void clattn_context_destroy(clattn_context *ctx)
 {
     if (!ctx)
         return;
+    /* Workspace, programs and kernels may still be in use by enqueued work. OpenCL's reference
+     * counts keep them alive, but some drivers (rusticl in Mesa 22.3) then free a kernel's
+     * compute state on their queue thread while exit() tears the driver down: heap corruption
+     * at exit. Draining first leaves nothing in flight. */
+    if (ctx->queue)
+        clFinish(ctx->queue);
     clattn__fft_release(ctx); /* before the queue and context its plans were baked for */
     clattn__blas_release(ctx); /* CLBlast's cached programs hold references to ctx->cl_ctx */
     clattn__ws_release(ctx);
