@@ -157,6 +157,17 @@ typedef struct clattn_softmax_desc {
      * the other tensors the pools may be larger than any one sequence: q_shape[0] = B. */
     clattn_tensor block_table;
     size_t page_size;
+
+    /* ---- Pieces of a longer sequence (issue 18: device groups, ring attention). A signed shift
+     * of every query's aligned position: query row i sits at i' = i + Nk - Nq + position_offset
+     * (with q_lengths / q_offsets: i + kl - ql + position_offset), the position the causal mask,
+     * the window and ALiBi compare with the key index j. 0 (the default) keeps the alignment
+     * above. For a block of a self-attention whose queries are the sequence's positions
+     * [qa, qa + Nq) and whose keys are its positions [ka, ka + Nk), position_offset =
+     * (qa - ka) - (Nk - Nq) makes the block's mask the full problem's: key j is visible from row
+     * i iff ka + j <= qa + i. Partial results over key blocks merge exactly by their lse
+     * (clattn_softmax_merge_enqueue). |position_offset| <= 2^30 (INVALID_ARGUMENT otherwise). */
+    int64_t position_offset;
 } clattn_softmax_desc;
 
 CLATTN_API void clattn_softmax_desc_init(clattn_softmax_desc *desc);
@@ -241,5 +252,24 @@ CLATTN_API clattn_status clattn_softmax_schedule(const clattn_device_info *devic
                                                    const size_t q_shape[4],
                                                    const size_t k_shape[4],
                                                    clattn_plan_info *info);
+
+/* Merges the partial results of two disjoint key blocks of the same queries (split-KV, device
+ * groups, ring attention: issue 18), in place on the first: with L = log(exp(lse) + exp(part_lse)),
+ *   out = out * exp(lse - L) + part_out * exp(part_lse - L),  lse = L
+ * per row. A row whose lse is -inf (it saw no key) takes the other's row as is; two such rows give
+ * zeros and -inf. Exact in the sense that merging the partials of any split of the keys gives the
+ * unsplit result to rounding (softmax is associative under this rule); an option that is not a
+ * per-key term must be given to one block only (sinks: join exactly one block's denominator).
+ * out / part_out: {B, Hq, Nq, Dv} of any element type (each its own tensor's dtype, any strides);
+ * lse / part_lse: float32 {B, Hq, Nq, 1}. out and lse are read and written, the part tensors only
+ * read; no output may overlap another tensor (ALIASING). Asynchronous: ordered after `wait` on
+ * the context's queue, `event` (may be NULL) completes with it.
+ * Status: NULL_POINTER, SHAPE_MISMATCH, DTYPE_MISMATCH, ALIASING, INVALID_SHAPE, OpenCL errors. */
+CLATTN_API clattn_status clattn_softmax_merge_enqueue(clattn_context *ctx, const clattn_tensor *out,
+                                                      const clattn_tensor *lse,
+                                                      const clattn_tensor *part_out,
+                                                      const clattn_tensor *part_lse,
+                                                      cl_uint num_wait, const cl_event *wait,
+                                                      cl_event *event);
 
 #endif /* CLATTN_SOFTMAX_H */

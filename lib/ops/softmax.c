@@ -64,7 +64,8 @@ enum {
     OPT_BLOCKS = 64,
     OPT_QLENS = 128,
     OPT_VARLEN = 256,
-    OPT_PAGED = 512
+    OPT_PAGED = 512,
+    OPT_POSITION = 1024 /* position_offset != 0: the kernels take it as opt_pos either way */
 };
 
 void clattn_softmax_desc_init(clattn_softmax_desc *desc)
@@ -154,6 +155,11 @@ static clattn_status read_desc(clattn_context *ctx, const clattn_softmax_desc *i
     if (out->q_lengths && out->q_offsets)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "softmax desc: q_lengths and q_offsets exclude each other");
+    /* kernels hold positions in int lanes: keep i + Nk - Nq + offset far from 2^31 */
+    if (out->position_offset > ((int64_t)1 << 30) || out->position_offset < -((int64_t)1 << 30))
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                            "softmax desc: position_offset %lld is outside [-2^30, 2^30]",
+                            (long long)out->position_offset);
     if (out->block_table.buffer) {
         size_t ps = out->page_size;
         if (ps < 16 || ps > 256 || (ps & (ps - 1)))
@@ -273,6 +279,8 @@ static clattn_status plan_options(clattn_context *ctx, softmax_plan *plan,
     }
     if (given[7]) /* the table's view was checked with the shapes (plan_shapes) */
         plan->opts |= OPT_PAGED;
+    if (d->position_offset)
+        plan->opts |= OPT_POSITION;
     /* Valid: retain what the plan keeps. */
     for (int i = 0; i < OPT_BUFFERS; i++)
         if (given[i]) {
@@ -947,6 +955,8 @@ static void arg_opts(clattn__args *f, const softmax_plan *plan)
     CLATTN_ARG(f, seq);
     CLATTN_ARG(f, seqoff);
     arg_table(f, plan, plan->dummy);
+    cl_long pos = (cl_long)d->position_offset;
+    CLATTN_ARG(f, pos);
 }
 
 /* The last arguments of TILED_CPU's pack and NAIVE's gather: key lengths (keys

@@ -125,7 +125,7 @@ void ref_softmax_ex(const float *q, const float *k, const float *v, float *out, 
             for (size_t i = 0; i < Nq; i++) {
                 const float *qi = q + ((b * Hq + h) * Nq + i) * D;
                 float *oi = out + ((b * Hq + h) * Nq + i) * Dv;
-                long long ip = (long long)i + (long long)Nk - (long long)Nq;
+                long long ip = (long long)i + (long long)Nk - (long long)Nq + o->position_offset;
                 double m = sink, sum = 0.0;
 
                 for (size_t j = 0; j < Nk; j++) {

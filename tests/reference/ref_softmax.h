@@ -60,6 +60,8 @@ typedef struct ref_softmax_opts {
     const uint8_t *block_mask;   /* nonzero block = attend, or NULL */
     size_t block_mask_stride[4];
     size_t block_q, block_k;     /* block sizes (> 0 when block_mask is set) */
+    long long position_offset;   /* added to every query's aligned position i' (causal, window,
+                                    ALiBi), as the desc's position_offset */
 } ref_softmax_opts;
 
 /* Exact softmax attention in double with every option above; opts NULL = all zero. Same shapes and

@@ -139,12 +139,20 @@ SERVING_FIELDS = {
 }
 
 
+# Fields after the serving block: clattn_softmax_desc's position_offset (issue 18: a block of a
+# longer sequence). A library from before it has the desc without this block.
+PIECE_FIELDS = {
+    "softmax": [("position_offset", ctypes.c_int64)],
+}
+
+
 # ---- operator descriptors (field order exactly as in include/clattn/<op>.h) ----
 
 class SoftmaxDesc(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("scale", c_float), ("causal", c_int),
                 ("key_lengths", cl_mem), ("key_lengths_offset", c_size_t), ("algorithm", c_int)]
-    _fields_ += _dt("softmax") + OPTION_FIELDS["softmax"] + SERVING_FIELDS["softmax"]
+    _fields_ += (_dt("softmax") + OPTION_FIELDS["softmax"] + SERVING_FIELDS["softmax"] +
+                 PIECE_FIELDS["softmax"])
 
 
 _LINEAR_FIELDS = [("struct_size", c_size_t), ("feature_map", c_int), ("causal", c_int),
@@ -486,6 +494,8 @@ def desc_mismatches():
                 continue  # from before the options
         if op in SERVING_FIELDS and lib_size == _older_size(cls, SERVING_FIELDS[op][0][0]):
             continue  # from before the serving fields
+        if op in PIECE_FIELDS and lib_size == _older_size(cls, PIECE_FIELDS[op][0][0]):
+            continue  # from before position_offset
         bad[op] = (lib_size, size)
     return bad
 
