@@ -113,7 +113,7 @@ def test_mirror_layout():
         "bias", "mask", "alibi", "alibi_slopes", "alibi_slopes_offset", "window_left",
         "window_right", "softcap", "sinks", "sinks_offset", "block_mask", "block_q", "block_k",
         "q_lengths", "q_lengths_offset", "q_offsets", "q_offsets_offset", "block_table",
-        "page_size"]
+        "page_size", "position_offset"]
     d, _ = clattn._ops.make_desc("softmax", {})
     assert (d.window_left, d.window_right, d.alibi, d.softcap) == (-1, -1, 0, 0.0)
 
@@ -238,3 +238,37 @@ def test_refusals(ctx, rng, qkv):
     with pytest.raises(clattn.Error) as e:  # slopes with alibi off
         ctx.softmax(q, k, v, alibi=False, alibi_slopes=np.ones(4, np.float32))
     assert e.value.status == "CLATTN_INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize("algorithm", ["naive", "tiled_cpu", "tiled_gpu"])
+def test_key_blocks_merge(ctx, rng, algorithm):
+    # causal self-attention (GQA, N 19) over three key blocks, each with its position_offset,
+    # merged by lse in numpy: the unsplit result
+    q, k, v = randn(rng, 2, 4, 19, 8), randn(rng, 2, 2, 19, 8), randn(rng, 2, 2, 19, 8)
+    ro, rl = reference(q, k, v, causal=True)
+    acc, lacc = None, None
+    for ka, kb in ((0, 5), (5, 13), (13, 19)):
+        kn = kb - ka
+        o, lse = ctx.softmax(q, k[:, :, ka:kb], v[:, :, ka:kb], lse=True, causal=True,
+                             algorithm=algorithm, position_offset=(0 - ka) - (kn - 19))
+        o, lse = np.asarray(o, np.float64), np.asarray(lse, np.float64)
+        if acc is None:
+            acc, lacc = o, lse
+            continue
+        m = np.maximum(lacc, lse)
+        m = np.where(np.isfinite(m), m, 0)
+        wa, wb = np.exp(lacc - m), np.exp(lse - m)
+        tot = wa + wb
+        ok = tot > 0
+        acc = np.where(ok[..., None], (acc * wa[..., None] + o * wb[..., None]) /
+                       np.where(ok, tot, 1)[..., None], 0)
+        lacc = np.where(ok, m + np.log(np.where(ok, tot, 1)), -np.inf)
+    check(acc, ro)
+    check(lacc, rl)
+
+
+def test_position_offset_rows_out_of_reach(ctx, rng, qkv):
+    # an offset that puts every query before every key: zeros and lse -inf
+    q, k, v = qkv
+    out, lse = ctx.softmax(q, k, v, lse=True, causal=True, position_offset=-100)
+    assert (np.asarray(out) == 0).all() and np.isneginf(np.asarray(lse)).all()

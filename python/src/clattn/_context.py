@@ -60,20 +60,23 @@ class Context(_core.Context):
     def softmax(self, q, k, v, *, causal=False, scale=None, lse=False, key_lengths=None,
                 algorithm=None, out=None, out_dtype=None, dtype=None, bias=None, mask=None,
                 alibi=None, alibi_slopes=None, window=None, softcap=None, sinks=None,
-                block_mask=None, block=None):
+                block_mask=None, block=None, position_offset=None):
         """out = softmax(scale q k^T + mask) v; with lse=True returns (out, lse [B, Hq, Nq]).
         q, k, v: float32, float16 or bfloat16 arrays (each its own type; dtype="bf16" reads
         uint16 arrays as bfloat16 bits); v may have its own head dim Dv (out [B, Hq, Nq, Dv]);
         out_dtype: the output's type (default float32, or out's dtype); lse is always float32.
         bias, mask, alibi, alibi_slopes, window, softcap, sinks, block_mask, block: the options
-        of softmax_plan."""
+        of softmax_plan. position_offset shifts every query's aligned position (a block of a
+        longer sequence: queries at positions [qa, qa + Nq), keys at [ka, ka + Nk) take
+        (qa - ka) - (Nk - Nq)); blocks' (out, lse) merge exactly by their lse."""
         kw = oneshot_dtypes("softmax", {"dtype": dtype}, {"q": q, "k": k, "v": v}, out,
                             out_dtype)
         plan = self.softmax_plan(_shape(q), _shape(k), _shape(v), key_lengths=key_lengths,
                                  causal=causal, scale=scale, algorithm=algorithm, bias=bias,
                                  mask=mask, alibi=alibi, alibi_slopes=alibi_slopes,
                                  window=window, softcap=softcap, sinks=sinks,
-                                 block_mask=block_mask, block=block, **kw)
+                                 block_mask=block_mask, block=block,
+                                 position_offset=position_offset, **kw)
         return _oneshot(plan, q, k, v, lse=lse, out=out)
 
     # ---- linear ----
