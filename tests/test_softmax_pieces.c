@@ -328,8 +328,25 @@ static int teardown(void **state)
     return 0;
 }
 
-int main(void)
+/* "oclgrind": one tiny causal split (2 query x 3 key blocks, merged) on TILED_CPU and TILED_GPU,
+ * outside cmocka, for tests/CMakeLists.txt's run under oclgrind --data-races (the blocks'
+ * position offsets and the merge kernel's reads stay inside their tensors). */
+static int run_oclgrind(void)
 {
+    ctx = tu_context();
+    if (!ctx)
+        return 1;
+    const size_t q2[] = {4, 11}, k3[] = {3, 7, 11};
+    split_case(CLATTN_SOFTMAX_TILED_CPU, "tiled_cpu", 11, 11, 1, 1, q2, 2, k3, 3, CLATTN_F32);
+    split_case(CLATTN_SOFTMAX_TILED_GPU, "tiled_gpu", 11, 11, 1, 0, q2, 2, k3, 3, CLATTN_F16);
+    clattn_context_destroy(ctx);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "oclgrind") == 0)
+        return run_oclgrind();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_position_offset),
         cmocka_unit_test(test_split_merge),
