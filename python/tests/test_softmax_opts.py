@@ -272,3 +272,50 @@ def test_position_offset_rows_out_of_reach(ctx, rng, qkv):
     q, k, v = qkv
     out, lse = ctx.softmax(q, k, v, lse=True, causal=True, position_offset=-100)
     assert (np.asarray(out) == 0).all() and np.isneginf(np.asarray(lse)).all()
+
+
+def _single(ctx, q, k, v, causal):
+    return ctx.softmax(q[None], k[None], v[None], lse=True, causal=causal)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_serving_q_lengths_and_offsets(ctx, rng, causal):
+    # two sequences with their own query and key lengths: each equals its own single run
+    # (rows aligned to the sequence's lengths); q_lengths' padding rows are zeros with lse -inf
+    B, Hq, Hk, T, Nk, D = 2, 4, 2, 6, 10, 8
+    q, k, v = randn(rng, B, Hq, T, D), randn(rng, B, Hk, Nk, D), randn(rng, B, Hk, Nk, D)
+    ql, kl = np.array([6, 3], np.int32), np.array([10, 7], np.int32)
+    out, lse = ctx.softmax(q, k, v, lse=True, causal=causal, q_lengths=ql, key_lengths=kl)
+    packed_q = np.concatenate([q[0, :, :6], q[1, :, :3]], axis=1)[None]
+    pout, plse = ctx.softmax(packed_q, k, v, lse=True, causal=causal,
+                             q_offsets=np.array([0, 6, 9], np.int32), key_lengths=kl)
+    rows = 0
+    for b in range(B):
+        so, sl = _single(ctx, q[b, :, :ql[b]], k[b, :, :kl[b]], v[b, :, :kl[b]], causal)
+        check(out[b, :, :ql[b]], so[0])
+        check(lse[b, :, :ql[b]], sl[0])
+        check(pout[0, :, rows:rows + ql[b]], so[0])
+        check(plse[0, :, rows:rows + ql[b]], sl[0])
+        rows += ql[b]
+        assert (np.asarray(out[b, :, ql[b]:]) == 0).all()
+        assert np.isneginf(np.asarray(lse[b, :, ql[b]:])).all()
+
+
+def test_serving_paged(ctx, rng):
+    # k/v as page pools behind a shuffled block table equal the dense run
+    B, Hq, Hk, Nq, D, page, maxp = 2, 4, 2, 3, 8, 16, 3
+    Nk = page * maxp
+    q, k, v = randn(rng, B, Hq, Nq, D), randn(rng, B, Hk, Nk, D), randn(rng, B, Hk, Nk, D)
+    kl = np.array([Nk, 21], np.int32)
+    ids = rng.permutation(B * maxp).astype(np.int32).reshape(B, maxp)
+    kp = np.zeros((B * maxp, Hk, page, D), np.float32)
+    vp = np.zeros_like(kp)
+    for b in range(B):
+        for p in range(maxp):
+            kp[ids[b, p]] = k[b, :, p * page:(p + 1) * page]
+            vp[ids[b, p]] = v[b, :, p * page:(p + 1) * page]
+    out, lse = ctx.softmax(q, kp, vp, lse=True, causal=True, key_lengths=kl, block_table=ids,
+                           page_size=page)
+    ro, rl = reference(q, k, v, causal=True, key_lengths=kl)
+    check(out, ro)
+    check(lse, rl)

@@ -24,7 +24,7 @@ class Context(_core.Context):
     # ---- softmax ----
     def softmax_plan(self, q_shape, k_shape, v_shape=None, *, key_lengths=None, bias=None,
                      mask=None, alibi_slopes=None, sinks=None, block_mask=None, window=None,
-                     block=None, **desc):
+                     block=None, q_lengths=None, q_offsets=None, block_table=None, **desc):
         """A plan for exact softmax attention on fixed shapes (q [B, Hq, Nq, D], k [B, Hk, Nk, D],
         v [B, Hk, Nk, Dv], Dv may differ from D); desc fields: causal, scale, algorithm ("auto",
         "tiled_cpu", "tiled_gpu", "naive"); element types q_dtype, k_dtype, v_dtype, out_dtype
@@ -35,7 +35,12 @@ class Context(_core.Context):
         slopes) or alibi_slopes (float32 [Hq]), window=(left, right) (None or -1 = unbounded;
         also window_left=, window_right=), softcap (> 0), sinks (float32 [Hq]), block_mask
         (bool/uint8 broadcastable to [B, Hq, ceil(Nq/bq), ceil(Nk/bk)]) with block=(bq, bk)
-        (also block_q=, block_k=). Their arrays are copied to the device once, here.
+        (also block_q=, block_k=). Serving (softmax.h's "Serving and decoding"): q_lengths
+        (int [B]: sequence b's first q_lengths[b] rows are its queries, the rest padding),
+        q_offsets (int [B + 1], cu_seqlens: q/out packed as [1, Hq, T, D]), block_table (int
+        [B, max_pages]) with page_size= (k/v are the page pools [num_pages, Hk, page_size, D]).
+        Their arrays are copied to the device once, here (a serving engine that updates lengths
+        on the device uses the C API).
         Call it as plan(q, k, v, lse=False, out=None)."""
         v_shape = k_shape if v_shape is None else v_shape
         d, keep = make_desc("softmax", desc)
@@ -49,7 +54,8 @@ class Context(_core.Context):
             bufs = _ops.softmax_options(self, d, shapes[0], shapes[1], {
                 "bias": bias, "mask": mask, "alibi_slopes": alibi_slopes, "sinks": sinks,
                 "block_mask": block_mask, "window": window, "block": block,
-                "alibi": desc.get("alibi")})
+                "alibi": desc.get("alibi"), "q_lengths": q_lengths, "q_offsets": q_offsets,
+                "block_table": block_table, "page_size": desc.get("page_size")})
             return _bake(self, "softmax", lambda p: lib.clattn_softmax_plan_create(
                 self.ptr, byref(d), *shapes, p), _softmax_call, [tuple(s) for s in shapes], d)
         finally:
@@ -60,7 +66,8 @@ class Context(_core.Context):
     def softmax(self, q, k, v, *, causal=False, scale=None, lse=False, key_lengths=None,
                 algorithm=None, out=None, out_dtype=None, dtype=None, bias=None, mask=None,
                 alibi=None, alibi_slopes=None, window=None, softcap=None, sinks=None,
-                block_mask=None, block=None, position_offset=None):
+                block_mask=None, block=None, position_offset=None, q_lengths=None,
+                q_offsets=None, block_table=None, page_size=None):
         """out = softmax(scale q k^T + mask) v; with lse=True returns (out, lse [B, Hq, Nq]).
         q, k, v: float32, float16 or bfloat16 arrays (each its own type; dtype="bf16" reads
         uint16 arrays as bfloat16 bits); v may have its own head dim Dv (out [B, Hq, Nq, Dv]);
@@ -68,7 +75,8 @@ class Context(_core.Context):
         bias, mask, alibi, alibi_slopes, window, softcap, sinks, block_mask, block: the options
         of softmax_plan. position_offset shifts every query's aligned position (a block of a
         longer sequence: queries at positions [qa, qa + Nq), keys at [ka, ka + Nk) take
-        (qa - ka) - (Nk - Nq)); blocks' (out, lse) merge exactly by their lse."""
+        (qa - ka) - (Nk - Nq)); blocks' (out, lse) merge exactly by their lse. q_lengths,
+        q_offsets, block_table, page_size: the serving fields of softmax_plan."""
         kw = oneshot_dtypes("softmax", {"dtype": dtype}, {"q": q, "k": k, "v": v}, out,
                             out_dtype)
         plan = self.softmax_plan(_shape(q), _shape(k), _shape(v), key_lengths=key_lengths,
@@ -76,7 +84,9 @@ class Context(_core.Context):
                                  mask=mask, alibi=alibi, alibi_slopes=alibi_slopes,
                                  window=window, softcap=softcap, sinks=sinks,
                                  block_mask=block_mask, block=block,
-                                 position_offset=position_offset, **kw)
+                                 position_offset=position_offset, q_lengths=q_lengths,
+                                 q_offsets=q_offsets, block_table=block_table,
+                                 page_size=page_size, **kw)
         return _oneshot(plan, q, k, v, lse=lse, out=out)
 
     # ---- linear ----

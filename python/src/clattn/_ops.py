@@ -312,12 +312,26 @@ def _head_vector(ctx, name, a, heads, bufs):
     return buf
 
 
+def _int_vector(ctx, name, a, n, bufs):
+    if a.dtype.kind not in "iu":
+        raise _core.DTypeError("CLATTN_INVALID_ARGUMENT", "%s: dtype %s, expected integers"
+                               % (name, a.dtype))
+    if a.ndim != 1 or a.shape[0] != n:
+        raise Error("CLATTN_SHAPE_MISMATCH", "%s: shape %s, expected (%d,)"
+                    % (name, tuple(a.shape), n))
+    buf = _upload(ctx, a.astype(I32), I32, name)
+    bufs.append(buf)
+    return buf
+
+
 def softmax_options(ctx, d, q_shape, k_shape, opts):
     """Sets the desc's option tensors and buffers from numpy arrays (bias: float32/float16/
     bfloat16, anything else numeric converted to float32; mask, block_mask: bool or uint8;
     alibi_slopes, sinks: float32 [Hq]), each broadcast by size-1 axes like numpy (left-padded to
     4 axes) against [B, Hq, Nq, Nk] (block_mask: [B, Hq, ceil(Nq/bq), ceil(Nk/bk)]); window=(L, R)
     (None = -1, unbounded) and block=(bq, bk) (or one size for both) set the scalar fields.
+    Serving fields: q_lengths (int [B]), q_offsets (int [B + 1], packed q/out {1, Hq, T, D}),
+    block_table (int [B, max_pages]) with page_size (k/v are then the page pools).
     Returns the buffers to release once the plan exists (it retains them)."""
     opts = {key: val for key, val in opts.items() if val is not None}
     if opts and not _lib.has_options("softmax"):
@@ -326,6 +340,20 @@ def softmax_options(ctx, d, q_shape, k_shape, opts):
                     % (", ".join(sorted(opts)), _lib.library_path))
     B, Hq, Nq, _ = (int(x) for x in q_shape)
     Nk = int(k_shape[2])
+    # Serving (issue 17): the sequences' count and key slots come from the q_offsets / the block
+    # table when given (packed q is {1, Hq, T, D}; paged k/v are pools).
+    bt = _host_option("block_table", opts.get("block_table"))
+    qo = _host_option("q_offsets", opts.get("q_offsets"))
+    if bt is not None:
+        if bt.ndim != 2:
+            raise Error("CLATTN_SHAPE_MISMATCH", "softmax: block_table is [B, max_pages], got "
+                        "shape %s" % (tuple(bt.shape),))
+        if not opts.get("page_size"):
+            raise Error("CLATTN_INVALID_ARGUMENT", "softmax: block_table needs page_size= "
+                        "(16, 32, 64, 128 or 256)")
+        B, Nk = int(bt.shape[0]), int(bt.shape[1]) * int(opts["page_size"])
+    elif qo is not None:
+        B = int(k_shape[0])
     if "window" in opts:
         w = tuple(opts["window"])
         if len(w) != 2:
@@ -368,6 +396,24 @@ def softmax_options(ctx, d, q_shape, k_shape, opts):
         sinks = _host_option("sinks", opts.get("sinks"))
         if sinks is not None:
             d.sinks = _head_vector(ctx, "sinks", sinks, Hq, bufs)
+        ql = _host_option("q_lengths", opts.get("q_lengths"))
+        if ql is not None:
+            d.q_lengths = _int_vector(ctx, "q_lengths", ql, B, bufs)
+        if qo is not None:
+            d.q_offsets = _int_vector(ctx, "q_offsets", qo, B + 1, bufs)
+        if bt is not None:
+            if bt.dtype.kind not in "iu":
+                raise _core.DTypeError("CLATTN_INVALID_ARGUMENT", "block_table: dtype %s, "
+                                       "expected integers (int32 page ids)" % bt.dtype)
+            t = _lib.Tensor()
+            buf = _upload(ctx, bt.astype(I32), I32, "block_table")
+            bufs.append(buf)
+            t.buffer, t.offset, t.dtype = buf, 0, 0  # int32 elements, dtype left 0 (softmax.h)
+            for i, (n, st) in enumerate(((1, B * bt.shape[1]), (1, B * bt.shape[1]),
+                                         (B, bt.shape[1]), (bt.shape[1], 1))):
+                t.shape[i], t.strides[i] = int(n), int(st)
+            d.block_table = t
+            d.page_size = int(opts["page_size"])
     except BaseException:
         release_buffers(bufs)
         raise
