@@ -28,7 +28,7 @@ typedef struct ring_hdr {
     char msg[MSG_LEN];
 } ring_hdr;
 enum { H_STATUS, H_B, H_HQ, H_HK, H_D, H_DV, H_NQ, H_NK, H_QDT, H_KDT, H_VDT, H_ODT, H_LSE,
-       H_CAUSAL, H_LAYOUT, H_OPTS, H_KLSUM, H_EXTRA };
+       H_CAUSAL, H_LAYOUT, H_OPTS, H_KLSUM, H_FLAGS, H_EXTRA };
 
 static double now_ms(void)
 {
@@ -328,6 +328,8 @@ static clattn_status softmax_validate(clattn_ring *ring, const clattn_ring_softm
         return fail(ring, CLATTN_INVALID_ARGUMENT, "unknown layout %d", (int)desc->layout);
     if (!(desc->timeout_s > 0) || !isfinite(desc->timeout_s))
         return fail(ring, CLATTN_INVALID_ARGUMENT, "timeout_s must be finite and > 0");
+    if (desc->flags & ~CLATTN_RING_BENCH_NO_TRANSFER)
+        return fail(ring, CLATTN_INVALID_ARGUMENT, "unknown flags 0x%x", desc->flags);
     if (a->key_lengths || a->bias.buffer || a->mask.buffer || a->block_mask.buffer || a->sinks ||
         a->q_lengths || a->q_offsets || a->block_table.buffer || a->position_offset)
         return fail(ring, CLATTN_INVALID_ARGUMENT,
@@ -439,7 +441,7 @@ clattn_status clattn_ring_softmax(clattn_ring *ring, const clattn_ring_softmax_d
                           lse != NULL, a->causal, desc->layout,
                           ((int64_t)a->algorithm << 40) ^ ((int64_t)a->alibi << 32) ^
                               ((int64_t)(a->window_left + 1) << 16) ^ (a->window_right + 1),
-                          (int64_t)(klsum >> 1), 0};
+                          (int64_t)(klsum >> 1), desc->flags};
         memcpy(mine.v, vals, sizeof vals);
         float fs[2] = {a->scale, a->softcap};
         memcpy(&mine.v[H_EXTRA], fs, sizeof fs);
@@ -527,7 +529,7 @@ clattn_status clattn_ring_softmax(clattn_ring *ring, const clattn_ring_softmax_d
         st = fail(ring, (clattn_status)e, "rank %d: scratch allocation or upload failed (%s)", me,
                   clattn_status_string((clattn_status)e));
     /* own shard staged on the host for the first send */
-    if (!st && R > 1) {
+    if (!st && R > 1 && k->shape[2] > 0) {
         clattn_tensor kd = *k, vd = *v;
         e = read_view(cq, &kd, bf.host[0]);
         if (!e)
@@ -546,7 +548,10 @@ clattn_status clattn_ring_softmax(clattn_ring *ring, const clattn_ring_softmax_d
         size_t ks[2], kc[2];
         clattn_ring_shard(Nk, (size_t)R, (size_t)src, desc->layout, ks, kc);
         size_t nks = kc[0] + kc[1];
-        if (s + 1 < R) { /* post the next shard's receive and this one's send first */
+        const int transfer = !(desc->flags & CLATTN_RING_BENCH_NO_TRANSFER);
+        if (!transfer) {
+            cur = 0; /* the own staged shard stands in for every step's */
+        } else if (s + 1 < R) { /* post the next shard's receive and this one's send first */
             int from = (me - 1 + R) % R, to = (me + 1) % R, nsrc = ((src - 1) % R + R) % R;
             size_t nn = (size_t)all[nsrc].v[H_NK];
             if (ring->t.irecv(ring->t.self, bf.host[nxt], nn * (kbytes_row + vbytes_row), from, s,

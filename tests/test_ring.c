@@ -272,6 +272,91 @@ static void linear_case(clattn_ring *ring, size_t N, int layout)
     free(lref), free(got);
 }
 
+/* ---- a transport of the test's own (the table is pluggable): two ranks, where rank 1 never
+ * answers: the all-gathers succeed (this rank's header stands for both), every point-to-point
+ * wait times out. The call must come back with CLATTN_IO_ERROR within the bound, write nothing,
+ * and leave the ring refusing further calls. ---- */
+static int fake_waits, fake_cancels, fake_dummy;
+static int fake_isend(void *self, const void *buf, size_t bytes, int peer, int tag, void **req)
+{
+    (void)self, (void)buf, (void)bytes, (void)peer, (void)tag;
+    *req = &fake_dummy;
+    return 0;
+}
+static int fake_irecv(void *self, void *buf, size_t bytes, int peer, int tag, void **req)
+{
+    (void)self, (void)buf, (void)bytes, (void)peer, (void)tag;
+    *req = &fake_dummy;
+    return 0;
+}
+static int fake_wait(void *self, void *req, double timeout_s)
+{
+    (void)self, (void)req, (void)timeout_s;
+    fake_waits++;
+    return 1;
+}
+static void fake_cancel(void *self, void *req)
+{
+    (void)self, (void)req;
+    fake_cancels++;
+}
+static int fake_allgather(void *self, const void *in, void *out, size_t bytes, double timeout_s)
+{
+    (void)self, (void)timeout_s;
+    memcpy(out, in, bytes);
+    memcpy((char *)out + bytes, in, bytes);
+    return 0;
+}
+static const char *fake_error(void *self)
+{
+    (void)self;
+    return "fake wait timed out";
+}
+
+static void timeout_case(void)
+{
+    clattn_ring_transport t = {0};
+    t.rank = 0;
+    t.size = 2;
+    t.isend = fake_isend;
+    t.irecv = fake_irecv;
+    t.wait = fake_wait;
+    t.cancel = fake_cancel;
+    t.allgather = fake_allgather;
+    t.error = fake_error;
+    clattn_ring *ring = NULL;
+    if (clattn_ring_create(ctx, &t, &ring) != CLATTN_SUCCESS) {
+        check_fail("fake transport: create");
+        return;
+    }
+    const size_t n = 18; /* of 36: the contiguous shard of rank 0 of 2 */
+    uint64_t seed = 5;
+    float *x = random_floats(B * HQ * n * D, &seed);
+    cl_mem bq = buffer(B * HQ * n * D * 4, x), bk = buffer(B * HK * n * D * 4, x);
+    cl_mem bo = buffer(B * HQ * n * DV * 4, NULL);
+    poison(bo, B * HQ * n * DV * 4);
+    clattn_tensor tq = view(bq, HQ, n, D, 0), tk = view(bk, HK, n, D, 0);
+    clattn_tensor to = view(bo, HQ, n, DV, 0);
+    clattn_ring_softmax_desc d;
+    clattn_ring_softmax_desc_init(&d);
+    d.timeout_s = 0.5;
+    clattn_status st = clattn_ring_softmax(ring, &d, &tq, &tk, &tk, &to, NULL);
+    if (st != CLATTN_IO_ERROR || !strstr(clattn_ring_last_error(ring), "timed out"))
+        check_fail("fake transport: status %s (%s), want CLATTN_IO_ERROR naming the timeout",
+                   clattn_status_string(st), clattn_ring_last_error(ring));
+    if (fake_waits < 1 || fake_cancels < 1)
+        check_fail("fake transport: %d waits, %d cancels", fake_waits, fake_cancels);
+    st = clattn_ring_softmax(ring, &d, &tq, &tk, &tk, &to, NULL);
+    if (st != CLATTN_INVALID_ARGUMENT)
+        check_fail("fake transport: a broken ring answered %s", clattn_status_string(st));
+    float *got = malloc(B * HQ * n * DV * 4);
+    read_buf(bo, B * HQ * n * DV * 4, got);
+    all_nan(got, B * HQ * n * DV, "fake transport: timed-out call");
+    free(got), free(x);
+    clReleaseMemObject(bq), clReleaseMemObject(bk), clReleaseMemObject(bo);
+    clattn_ring_destroy(ring);
+}
+
 static void shard_checks(void)
 {
     /* every position held exactly once, sizes differ by at most one (chunks) */
@@ -315,6 +400,7 @@ int main(int argc, char **argv)
         clattn_ring_create(ctx, &tr, &ring) != CLATTN_SUCCESS)
         MPI_Abort(MPI_COMM_WORLD, 2);
     shard_checks();
+    timeout_case(); /* local: a transport of the test's own */
     const sm_case cases[] = {
         {"N 37 non-causal contiguous", 37, 37, 0, CLATTN_RING_CONTIGUOUS, 0, 0, -1},
         {"N 37 causal contiguous", 37, 37, 1, CLATTN_RING_CONTIGUOUS, 0, 0, -1},

@@ -140,7 +140,15 @@ typedef struct clattn_ring_softmax_desc {
     const int32_t *key_lengths;
     /* Bound of every wait on the transport, in seconds (> 0 and finite; default 60). */
     double timeout_s;
+    /* 0, or CLATTN_RING_BENCH_NO_TRANSFER: for measuring overlap only (`clattn bench ring`):
+     * no shard is sent or received; every step uploads and attends this rank's own staged K/V
+     * (rows past its own read as zeros) in place of the shard it would have received, with the
+     * same block geometry. The result is NOT attention over the whole sequence. Must be equal on
+     * every rank. Other bits: INVALID_ARGUMENT. */
+    unsigned flags;
 } clattn_ring_softmax_desc;
+
+#define CLATTN_RING_BENCH_NO_TRANSFER 1u
 
 CLATTN_API void clattn_ring_softmax_desc_init(clattn_ring_softmax_desc *desc);
 
