@@ -18,6 +18,8 @@ struct clattn_ring {
     clattn_context *ctx;
     clattn_ring_transport t;
     int broken;
+    int ooo;              /* the context's queue executes out of order */
+    cl_command_queue xq;  /* uploads of received shards (created on first use) */
     char msg[512];
     clattn_ring_stats stats;
 };
@@ -29,6 +31,19 @@ typedef struct ring_hdr {
 } ring_hdr;
 enum { H_STATUS, H_B, H_HQ, H_HK, H_D, H_DV, H_NQ, H_NK, H_QDT, H_KDT, H_VDT, H_ODT, H_LSE,
        H_CAUSAL, H_LAYOUT, H_OPTS, H_KLSUM, H_FLAGS, H_EXTRA };
+
+/* On an out-of-order queue, a barrier after each command keeps the ring's commands in order
+ * (they share scratch); in-order queues need nothing. */
+static clattn_status in_order(clattn_ring *ring)
+{
+    if (!ring->ooo)
+        return CLATTN_SUCCESS;
+    cl_int e = clEnqueueBarrierWithWaitList(clattn_context_get_cl_queue(ring->ctx), 0, NULL, NULL);
+    if (e)
+        snprintf(ring->msg, sizeof ring->msg, "barrier failed (%s)",
+                 clattn_status_string((clattn_status)e));
+    return (clattn_status)e;
+}
 
 static double now_ms(void)
 {
@@ -99,6 +114,10 @@ clattn_status clattn_ring_create(clattn_context *ctx, const clattn_ring_transpor
     }
     r->ctx = ctx;
     r->t = *transport;
+    cl_command_queue_properties props = 0;
+    if (clGetCommandQueueInfo(clattn_context_get_cl_queue(ctx), CL_QUEUE_PROPERTIES, sizeof props,
+                              &props, NULL) == CL_SUCCESS)
+        r->ooo = (props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) != 0;
     *ring = r;
     return CLATTN_SUCCESS;
 }
@@ -109,6 +128,8 @@ void clattn_ring_destroy(clattn_ring *ring)
         return;
     if (ring->t.destroy)
         ring->t.destroy(ring->t.self);
+    if (ring->xq)
+        clReleaseCommandQueue(ring->xq);
     free(ring);
 }
 
@@ -524,6 +545,8 @@ clattn_status clattn_ring_softmax(clattn_ring *ring, const clattn_ring_softmax_d
         e = clEnqueueFillBuffer(cq, bf.acc, &zero, 1, 0, B * hq * nq * Dv * oes, 0, NULL, NULL);
         if (!e)
             e = clEnqueueFillBuffer(cq, bf.acc_lse, &ninf, 4, 0, B * hq * nq * 4, 0, NULL, NULL);
+        if (!e)
+            e = (cl_int)in_order(ring);
     }
     if (e)
         st = fail(ring, (clattn_status)e, "rank %d: scratch allocation or upload failed (%s)", me,
@@ -539,21 +562,35 @@ clattn_status clattn_ring_softmax(clattn_ring *ring, const clattn_ring_softmax_d
                       clattn_status_string((clattn_status)e));
     }
 
-    /* 3. the ring */
+    /* 3. the ring. Step s attends the shard of rank (me - s) mod R: step 0 this rank's own
+     * tensors, later steps a dense device copy d[s & 1] of the shard received in step s - 1.
+     * Each step posts the next shard's receive and this shard's send, enqueues its blocks, waits
+     * for the transfers (the device computes meanwhile), then uploads the received shard into
+     * d[(s + 1) & 1] on the transfer queue (overlapping the rest of this step's compute); the
+     * next step's blocks wait for that upload's event. */
     int comm_ok = 1;
+    cl_event up_ev = NULL;
+    const int transfer = !(desc->flags & CLATTN_RING_BENCH_NO_TRANSFER);
     const clattn_softmax_desc *a = &desc->attn;
     const long long shift = (long long)Nk - (long long)Nq; /* bottom-right alignment */
+    if (!st && R > 1 && !ring->xq) {
+        ring->xq = clCreateCommandQueue(clattn_context_get_cl_context(ring->ctx),
+                                        clattn_context_get_cl_device(ring->ctx), 0, &e);
+        if (e)
+            st = fail(ring, (clattn_status)e, "rank %d: cannot create the transfer queue (%s)", me,
+                      clattn_status_string((clattn_status)e));
+    }
     for (int s = 0; s < R && comm_ok; s++) {
         int src = ((me - s) % R + R) % R, cur = s & 1, nxt = cur ^ 1;
         size_t ks[2], kc[2];
         clattn_ring_shard(Nk, (size_t)R, (size_t)src, desc->layout, ks, kc);
         size_t nks = kc[0] + kc[1];
-        const int transfer = !(desc->flags & CLATTN_RING_BENCH_NO_TRANSFER);
-        if (!transfer) {
-            cur = 0; /* the own staged shard stands in for every step's */
-        } else if (s + 1 < R) { /* post the next shard's receive and this one's send first */
-            int from = (me - 1 + R) % R, to = (me + 1) % R, nsrc = ((src - 1) % R + R) % R;
-            size_t nn = (size_t)all[nsrc].v[H_NK];
+        /* the shard step s + 1 attends, and where it arrives on the host */
+        int nsrc = ((src - 1) % R + R) % R;
+        size_t nn = (size_t)all[nsrc].v[H_NK];
+        unsigned char *next_host = transfer ? bf.host[nxt] : bf.host[0];
+        if (transfer && s + 1 < R) { /* post the next shard's receive and this one's send first */
+            int from = (me - 1 + R) % R, to = (me + 1) % R;
             if (ring->t.irecv(ring->t.self, bf.host[nxt], nn * (kbytes_row + vbytes_row), from, s,
                               &bf.req[1]) ||
                 ring->t.isend(ring->t.self, bf.host[cur], nks * (kbytes_row + vbytes_row), to, s,
@@ -568,19 +605,16 @@ clattn_status clattn_ring_softmax(clattn_ring *ring, const clattn_ring_softmax_d
             ring->stats.messages++;
         }
         clattn_tensor kt = *k, vt = *v;
-        if (s > 0) { /* the received shard, dense on the device */
+        if (s > 0) { /* the received shard, dense on the device once its upload is done */
             kt = clattn_tensor_make_typed(bf.dk[cur], k->dtype, B, hk, nks, D);
             vt = clattn_tensor_make_typed(bf.dv[cur], v->dtype, B, hk, nks, Dv);
-            if (!st) {
-                e = clEnqueueWriteBuffer(cq, bf.dk[cur], CL_FALSE, 0, nks * kbytes_row,
-                                         bf.host[cur], 0, NULL, NULL);
-                if (!e)
-                    e = clEnqueueWriteBuffer(cq, bf.dv[cur], CL_FALSE, 0, nks * vbytes_row,
-                                             bf.host[cur] + nks * kbytes_row, 0, NULL, NULL);
-                if (e)
-                    st = fail(ring, (clattn_status)e, "rank %d: upload failed (%s)", me,
-                              clattn_status_string((clattn_status)e));
-            }
+            if (!st && up_ev && (e = clEnqueueBarrierWithWaitList(cq, 1, &up_ev, NULL)))
+                st = fail(ring, (clattn_status)e, "rank %d: barrier failed (%s)", me,
+                          clattn_status_string((clattn_status)e));
+        }
+        if (up_ev) {
+            clReleaseEvent(up_ev);
+            up_ev = NULL;
         }
         /* every (query piece, key piece) block of this step */
         size_t qloc = 0;
@@ -622,11 +656,15 @@ clattn_status clattn_ring_softmax(clattn_ring *ring, const clattn_ring_softmax_d
                 clattn_status bs =
                     clattn_softmax_enqueue(ring->ctx, &d, &tq, &tk, &tv, &po, &pl, 0, NULL, NULL);
                 if (!bs)
+                    bs = in_order(ring);
+                if (!bs)
                     bs = clattn_softmax_merge_enqueue(ring->ctx, &ao, &al, &po, &pl, 0, NULL,
                                                       NULL);
+                if (!bs)
+                    bs = in_order(ring);
                 if (bs)
                     st = fail(ring, bs, "rank %d, step %d: %s", me, s,
-                              clattn_context_last_error(ring->ctx));
+                              *ring->msg ? ring->msg : clattn_context_last_error(ring->ctx));
                 ring->stats.blocks++;
                 kloc += (size_t)kn;
             }
@@ -641,12 +679,29 @@ clattn_status clattn_ring_softmax(clattn_ring *ring, const clattn_ring_softmax_d
         }
         double tc = now_ms();
         ring->stats.comm_wait_ms += tc - tw;
+        if (!st && s + 1 < R) { /* the next shard's upload, on the transfer queue */
+            int dn = (s + 1) & 1;
+            e = clEnqueueWriteBuffer(ring->xq, bf.dk[dn], CL_FALSE, 0, nn * kbytes_row, next_host,
+                                     0, NULL, NULL);
+            if (!e)
+                e = clEnqueueWriteBuffer(ring->xq, bf.dv[dn], CL_FALSE, 0, nn * vbytes_row,
+                                         next_host + nn * kbytes_row, 0, NULL, &up_ev);
+            if (!e)
+                e = clFlush(ring->xq);
+            if (e)
+                st = fail(ring, (clattn_status)e, "rank %d: upload failed (%s)", me,
+                          clattn_status_string((clattn_status)e));
+        }
         e2 = clFinish(cq);
         if (e2 && !st)
             st = fail(ring, (clattn_status)e2, "rank %d, step %d: device error (%s)", me, s,
                       clattn_status_string((clattn_status)e2));
         ring->stats.compute_ms += now_ms() - tc;
     }
+    if (up_ev)
+        clReleaseEvent(up_ev);
+    if (ring->xq)
+        clFinish(ring->xq); /* no upload may still read the host buffers freed below */
     if (!comm_ok)
         st = CLATTN_IO_ERROR; /* message set above */
 
@@ -785,6 +840,8 @@ clattn_status clattn_ring_linear(clattn_ring *ring, const clattn_linear_desc *de
         clattn_tensor tq = rows_of(q, loc, cc[c]), tk = rows_of(k, loc, cc[c]);
         clattn_tensor tv = rows_of(v, loc, cc[c]);
         st = clattn_linear_state_reset(state, 0, NULL, NULL);
+        if (!st)
+            st = in_order(ring);
         if (!st)
             st = clattn_linear_prefill(state, &tq, &tk, &tv, NULL, 0, NULL, NULL);
         if (!st)

@@ -28,7 +28,7 @@ static int mpi_fail(mpi_transport *t, const char *what, int code)
     int len = 0;
     if (MPI_Error_string(code, s, &len) != MPI_SUCCESS)
         snprintf(s, sizeof s, "MPI error %d", code);
-    snprintf(t->msg, sizeof t->msg, "%s: %s", what, s);
+    snprintf(t->msg, sizeof t->msg, "%.60s: %.180s", what, s);
     return code ? code : -1;
 }
 

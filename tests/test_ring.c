@@ -6,6 +6,7 @@
  *   cross-attention Nq != Nk, contiguous and zigzag shards of N = 37 (not a multiple of R or 2R),
  *   [B, N, H, D] views for q and out, lse; outputs poisoned (NaN) before every call;
  * - linear: the causal form (ELU) across ranks equals the fp64 recurrence, both layouts;
+ * - the same on a context whose queue executes out of order (where the device has one);
  * - failures: one rank with a bad argument or a disagreeing option makes every rank fail with
  *   nothing written; a device error injected on the last rank (the clfault shim, preloaded by
  *   ctest: its next clEnqueueNDRangeKernel fails) makes every rank fail, nothing written, and the
@@ -419,6 +420,36 @@ int main(int argc, char **argv)
         softmax_case(ring, &cases[2], 0); /* the ring still works */
     } else if (rank_ == 0) {
         fprintf(stderr, "device-fault case skipped: the clfault shim is not preloaded\n");
+    }
+    /* on an out-of-order queue (where the device has one, on every rank): the same results */
+    cl_command_queue_properties props = 0;
+    clGetDeviceInfo(clattn_context_get_cl_device(ctx), CL_DEVICE_QUEUE_PROPERTIES, sizeof props,
+                    &props, NULL);
+    int ooo = (props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) != 0, all_ooo = 0;
+    MPI_Allreduce(&ooo, &all_ooo, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (all_ooo) {
+        cl_int e;
+        cl_command_queue oq = clCreateCommandQueue(
+            clattn_context_get_cl_context(ctx), clattn_context_get_cl_device(ctx),
+            CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE, &e);
+        clattn_context *octx = NULL, *main_ctx = ctx;
+        clattn_ring *oring = NULL;
+        if (e != CL_SUCCESS ||
+            clattn_context_create_from_cl(clattn_context_get_cl_context(ctx),
+                                          clattn_context_get_cl_device(ctx), oq,
+                                          &octx) != CLATTN_SUCCESS ||
+            clattn_ring_transport_mpi(MPI_COMM_WORLD, &tr) != CLATTN_SUCCESS ||
+            clattn_ring_create(octx, &tr, &oring) != CLATTN_SUCCESS)
+            MPI_Abort(MPI_COMM_WORLD, 2);
+        ctx = octx;
+        softmax_case(oring, &cases[2], 0);
+        linear_case(oring, 37, CLATTN_RING_ZIGZAG);
+        ctx = main_ctx;
+        clattn_ring_destroy(oring);
+        clattn_context_destroy(octx);
+        clReleaseCommandQueue(oq);
+    } else if (rank_ == 0) {
+        fprintf(stderr, "out-of-order case skipped: the device has no out-of-order queues\n");
     }
     linear_case(ring, 37, CLATTN_RING_CONTIGUOUS);
     linear_case(ring, 37, CLATTN_RING_ZIGZAG);
