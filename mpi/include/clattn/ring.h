@@ -21,7 +21,8 @@
  * around the ring (R - 1 steps; in step s rank r holds the shard of rank (r - s) mod R): each step
  * posts the receive of the next shard and the send of the current one (host-staged) before it
  * enqueues the attention of its queries against the current shard, so the transfer overlaps the
- * computation; every partial (out, lse) is merged into the accumulator on the device by lse
+ * computation, and uploads the received shard on a second queue of the context's device while that
+ * step's attention still runs; every partial (out, lse) is merged into the accumulator on the device by lse
  * (clattn_softmax_merge_enqueue), each block with the position_offset of its place in the whole
  * sequence (blocks entirely above the causal diagonal are skipped). Cross-attention (Nq != Nk,
  * queries and keys sharded with the same layout, the causal mask bottom-right aligned as in
