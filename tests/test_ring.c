@@ -263,6 +263,19 @@ static void linear_case(clattn_ring *ring, size_t N, int layout)
         check_fail("%s: %s: %s", what, clattn_status_string(st), clattn_ring_last_error(ring));
     else
         compare(got, lref, B * HQ * n * DV, what);
+    /* a device error on the last rank: every rank fails, out keeps its poison */
+    if (shim_loaded()) {
+        poison(bo, B * HQ * n * DV * 4);
+        if (rank_ == size_ - 1)
+            shim_fail_next("clEnqueueNDRangeKernel", 1);
+        st = clattn_ring_linear(ring, &d, (clattn_ring_layout)layout, 30, &tq, &tk, &tv, &to);
+        if (rank_ == size_ - 1)
+            shim_fail_next(NULL, 0);
+        read_buf(bo, B * HQ * n * DV * 4, got);
+        if (st == CLATTN_SUCCESS || !*clattn_ring_last_error(ring))
+            check_fail("%s device fault: %s", what, clattn_status_string(st));
+        all_nan(got, B * HQ * n * DV, what);
+    }
     /* refused forms: non-causal and momentum, on every rank alike */
     d.causal = 0;
     st = clattn_ring_linear(ring, &d, (clattn_ring_layout)layout, 30, &tq, &tk, &tv, &to);
