@@ -448,7 +448,8 @@ clattn_status clattn_ring_softmax(clattn_ring *ring, const clattn_ring_softmax_d
     /* 1. agreement on status, shapes and options */
     ring_hdr mine, *all = calloc((size_t)R, sizeof *all);
     if (!all)
-        return fail(ring, CLATTN_OUT_OF_HOST_MEMORY, "headers"); /* cannot take part: peers time out */
+        /* cannot take part: the peers time out */
+        return fail(ring, CLATTN_OUT_OF_HOST_MEMORY, "headers");
     memset(&mine, 0, sizeof mine);
     if (!st) {
         const clattn_softmax_desc *a = &desc->attn;
@@ -742,7 +743,8 @@ static clattn_status linear_validate(clattn_ring *ring, const clattn_linear_desc
     if (!(timeout_s > 0) || !isfinite(timeout_s))
         return fail(ring, CLATTN_INVALID_ARGUMENT, "timeout_s must be finite and > 0");
     if (desc->causal != 1)
-        return fail(ring, CLATTN_UNSUPPORTED, "ring linear attention is the causal form (causal 1)");
+        return fail(ring, CLATTN_UNSUPPORTED,
+                    "ring linear attention is the causal form (causal 1)");
     if (desc->momentum != CLATTN_LINEAR_MOMENTUM_NONE)
         return fail(ring, CLATTN_UNSUPPORTED,
                     "ring linear attention: momentum states cannot be rebuilt from (S, z)");

@@ -217,7 +217,8 @@ static int distribute(const char *qp, const char *kp, const char *vp, const char
     if (!rc && (clattn_ring_shard(in->qshape[2], R, (size_t)g_rank, lay, in->qs, in->qc) ||
                 clattn_ring_shard(in->kshape[2], R, (size_t)g_rank, lay, in->ks, in->kc))) {
         if (g_rank == 0)
-            fail(EXIT_USAGE, "run --distributed: Nq %zu / Nk %zu: each of the %zu ranks needs a row",
+            fail(EXIT_USAGE,
+                 "run --distributed: Nq %zu / Nk %zu: each of the %zu ranks needs a row",
                  in->qshape[2], in->kshape[2], R);
         rc = EXIT_USAGE;
     }

@@ -2,7 +2,8 @@
  * `mpirun -np R` (R = 2, 4) and without mpirun (R = 1). Every rank builds the same random global
  * inputs (one seed), takes its shard (clattn_ring_shard), runs the collective call and compares
  * its rows with the fp64 reference of the whole problem:
- * - softmax: non-causal, causal, GQA (Hq 4, Hk 2), global key lengths, a sliding window,
+ * - softmax: non-causal, causal, GQA (Hq 4, Hk 2), global key lengths, a sliding window, f16
+ *   q/k/v/out (the staged shards in half),
  *   cross-attention Nq != Nk, contiguous and zigzag shards of N = 37 (not a multiple of R or 2R),
  *   [B, N, H, D] views for q and out, lse; outputs poisoned (NaN) before every call;
  * - linear: the causal form (ELU) across ranks equals the fp64 recurrence, both layouts;
@@ -94,6 +95,27 @@ static void read_buf(cl_mem m, size_t bytes, void *dst)
         MPI_Abort(MPI_COMM_WORLD, 3);
 }
 
+/* A buffer of n elements of dt holding x rounded to dt. */
+static cl_mem typed_buffer(const float *x, size_t n, clattn_dtype dt)
+{
+    void *p = malloc(n * clattn_dtype_size(dt));
+    clattn_convert_host(x, CLATTN_F32, p, dt, n);
+    cl_mem m = buffer(n * clattn_dtype_size(dt), p);
+    free(p);
+    return m;
+}
+
+/* x rounded to dt in place. */
+static void round_to(float *x, size_t n, clattn_dtype dt)
+{
+    if (dt == CLATTN_F32)
+        return;
+    void *p = malloc(n * clattn_dtype_size(dt));
+    clattn_convert_host(x, CLATTN_F32, p, dt, n);
+    clattn_convert_host(p, dt, x, CLATTN_F32, n);
+    free(p);
+}
+
 static void poison(cl_mem m, size_t bytes)
 {
     float nan = NAN;
@@ -141,6 +163,7 @@ typedef struct sm_case {
     size_t nq, nk;
     int causal, layout, use_kl, bnhd;
     int window_left;
+    clattn_dtype dt; /* q, k, v and out (lse float32) */
 } sm_case;
 
 /* One ring softmax case; fault: 0 none, 1 device error on the last rank, 2 NULL out on rank 0,
@@ -153,6 +176,9 @@ static void softmax_case(clattn_ring *ring, const sm_case *c, int fault)
     float *v = random_floats(B * HK * c->nk * DV, &seed);
     for (size_t i = 0; i < B * HQ * c->nq * D; i++)
         q[i] *= 3.0f; /* peaked softmax rows: merges of very different maxima */
+    round_to(q, B * HQ * c->nq * D, c->dt); /* the reference sees the stored inputs */
+    round_to(k, B * HK * c->nk * D, c->dt);
+    round_to(v, B * HK * c->nk * DV, c->dt);
     int32_t kl[B] = {(int32_t)c->nk, (int32_t)(c->nk * 3 / 5)};
     float *rout = malloc(B * HQ * c->nq * DV * 4), *rlse = malloc(B * HQ * c->nq * 4);
     ref_softmax_opts ro = {0};
@@ -168,17 +194,21 @@ static void softmax_case(clattn_ring *ring, const sm_case *c, int fault)
     clattn_ring_shard(c->nk, (size_t)size_, (size_t)rank_, (clattn_ring_layout)c->layout, ks, kc);
     size_t nq = qc[0] + qc[1], nk = kc[0] + kc[1];
     float *lq = shard_rows(q, HQ, c->nq, D, qs, qc, c->bnhd);
-    float *lk = shard_rows(k, HK, c->nk, D, ks, kc, 0), *lv = shard_rows(v, HK, c->nk, DV, ks, kc, 0);
+    float *lk = shard_rows(k, HK, c->nk, D, ks, kc, 0);
+    float *lv = shard_rows(v, HK, c->nk, DV, ks, kc, 0);
     float *lref = shard_rows(rout, HQ, c->nq, DV, qs, qc, c->bnhd);
     float *lrl = shard_rows(rlse, HQ, c->nq, 1, qs, qc, 0);
-    cl_mem bq = buffer(B * HQ * nq * D * 4, lq), bk = buffer(B * HK * nk * D * 4, lk);
-    cl_mem bv = buffer(B * HK * nk * DV * 4, lv);
-    cl_mem bo = buffer(B * HQ * nq * DV * 4, NULL), bl = buffer(B * HQ * nq * 4, NULL);
-    poison(bo, B * HQ * nq * DV * 4);
+    const size_t es = clattn_dtype_size(c->dt);
+    cl_mem bq = typed_buffer(lq, B * HQ * nq * D, c->dt);
+    cl_mem bk = typed_buffer(lk, B * HK * nk * D, c->dt);
+    cl_mem bv = typed_buffer(lv, B * HK * nk * DV, c->dt);
+    cl_mem bo = buffer(B * HQ * nq * DV * es, NULL), bl = buffer(B * HQ * nq * 4, NULL);
+    poison(bo, B * HQ * nq * DV * es);
     poison(bl, B * HQ * nq * 4);
     clattn_tensor tq = view(bq, HQ, nq, D, c->bnhd), tk = view(bk, HK, nk, D, 0);
     clattn_tensor tv = view(bv, HK, nk, DV, 0), to = view(bo, HQ, nq, DV, c->bnhd);
     clattn_tensor tl = clattn_tensor_make(bl, B, HQ, nq, 1);
+    tq.dtype = tk.dtype = tv.dtype = to.dtype = c->dt;
     clattn_ring_softmax_desc d;
     clattn_ring_softmax_desc_init(&d);
     d.attn.causal = c->causal;
@@ -195,11 +225,17 @@ static void softmax_case(clattn_ring *ring, const sm_case *c, int fault)
     if (fault == 1 && rank_ == size_ - 1)
         shim_fail_next(NULL, 0);
     float *got = malloc(B * HQ * nq * DV * 4), *gl = malloc(B * HQ * nq * 4);
-    read_buf(bo, B * HQ * nq * DV * 4, got);
+    void *raw = malloc(B * HQ * nq * DV * es);
+    read_buf(bo, B * HQ * nq * DV * es, raw);
+    clattn_convert_host(raw, c->dt, got, CLATTN_F32, B * HQ * nq * DV);
+    free(raw);
     read_buf(bl, B * HQ * nq * 4, gl);
     char what[160];
     snprintf(what, sizeof what, "softmax %s (R %d)%s", c->name, size_,
-             fault == 1 ? " device fault" : fault == 2 ? " NULL out" : fault == 3 ? " disagree" : "");
+             fault == 1   ? " device fault"
+             : fault == 2 ? " NULL out"
+             : fault == 3 ? " disagree"
+                          : "");
     if (fault) {
         clattn_status want = fault == 1 ? (clattn_status)CL_OUT_OF_RESOURCES
                              : fault == 2 ? CLATTN_NULL_POINTER
@@ -214,7 +250,18 @@ static void softmax_case(clattn_ring *ring, const sm_case *c, int fault)
     } else if (st != CLATTN_SUCCESS) {
         check_fail("%s: %s: %s", what, clattn_status_string(st), clattn_ring_last_error(ring));
     } else {
-        compare(got, lref, B * HQ * nq * DV, what);
+        if (c->dt == CLATTN_F32) {
+            compare(got, lref, B * HQ * nq * DV, what);
+        } else { /* f16 out: every merge rounds to f16 again (as test_softmax_pieces) */
+            for (size_t i = 0; i < B * HQ * nq * DV; i++) {
+                double err = fabs((double)got[i] - (double)lref[i]);
+                if (!(err <= 2e-3 + 2e-3 * fabs((double)lref[i]))) {
+                    check_fail("%s: element %zu = %.7g, want %.7g", what, i, (double)got[i],
+                               (double)lref[i]);
+                    break;
+                }
+            }
+        }
         compare(gl, lrl, B * HQ * nq, what);
     }
     clReleaseMemObject(bq), clReleaseMemObject(bk), clReleaseMemObject(bv);
@@ -380,8 +427,8 @@ static void shard_checks(void)
             size_t R = 4, seen[64] = {0};
             for (size_t r = 0; r < R; r++) {
                 size_t s[2], c[2];
-                if (clattn_ring_shard(ns[i], R, r, (clattn_ring_layout)lay, s, c) != CLATTN_SUCCESS ||
-                    c[0] + c[1] == 0)
+                clattn_status st = clattn_ring_shard(ns[i], R, r, (clattn_ring_layout)lay, s, c);
+                if (st != CLATTN_SUCCESS || c[0] + c[1] == 0)
                     check_fail("shard n %zu layout %d rank %zu", ns[i], lay, r);
                 for (int p = 0; p < 2; p++)
                     for (size_t j = 0; j < c[p]; j++)
@@ -416,12 +463,14 @@ int main(int argc, char **argv)
     shard_checks();
     timeout_case(); /* local: a transport of the test's own */
     const sm_case cases[] = {
-        {"N 37 non-causal contiguous", 37, 37, 0, CLATTN_RING_CONTIGUOUS, 0, 0, -1},
-        {"N 37 causal contiguous", 37, 37, 1, CLATTN_RING_CONTIGUOUS, 0, 0, -1},
-        {"N 37 causal zigzag key lengths bnhd", 37, 37, 1, CLATTN_RING_ZIGZAG, 1, 1, -1},
-        {"N 37 non-causal zigzag key lengths", 37, 37, 0, CLATTN_RING_ZIGZAG, 1, 0, -1},
-        {"Nq 13 Nk 37 causal contiguous", 13, 37, 1, CLATTN_RING_CONTIGUOUS, 1, 0, -1},
-        {"N 37 causal window 6 zigzag", 37, 37, 1, CLATTN_RING_ZIGZAG, 0, 0, 6},
+        {"N 37 non-causal contiguous", 37, 37, 0, CLATTN_RING_CONTIGUOUS, 0, 0, -1, CLATTN_F32},
+        {"N 37 causal contiguous", 37, 37, 1, CLATTN_RING_CONTIGUOUS, 0, 0, -1, CLATTN_F32},
+        {"N 37 causal zigzag key lengths bnhd", 37, 37, 1, CLATTN_RING_ZIGZAG, 1, 1, -1,
+         CLATTN_F32},
+        {"N 37 non-causal zigzag key lengths", 37, 37, 0, CLATTN_RING_ZIGZAG, 1, 0, -1, CLATTN_F32},
+        {"Nq 13 Nk 37 causal contiguous", 13, 37, 1, CLATTN_RING_CONTIGUOUS, 1, 0, -1, CLATTN_F32},
+        {"N 37 causal window 6 zigzag", 37, 37, 1, CLATTN_RING_ZIGZAG, 0, 0, 6, CLATTN_F32},
+        {"N 37 causal zigzag f16", 37, 37, 1, CLATTN_RING_ZIGZAG, 0, 0, -1, CLATTN_F16},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         softmax_case(ring, &cases[i], 0);

@@ -22,13 +22,14 @@
  * posts the receive of the next shard and the send of the current one (host-staged) before it
  * enqueues the attention of its queries against the current shard, so the transfer overlaps the
  * computation, and uploads the received shard on a second queue of the context's device while that
- * step's attention still runs; every partial (out, lse) is merged into the accumulator on the device by lse
- * (clattn_softmax_merge_enqueue), each block with the position_offset of its place in the whole
- * sequence (blocks entirely above the causal diagonal are skipped). Cross-attention (Nq != Nk,
- * queries and keys sharded with the same layout, the causal mask bottom-right aligned as in
- * clattn_softmax_desc) is supported. Communication per rank: (R - 1) shards of K and V sent and as
- * many received, (R - 1) / R * B * Hk * Nk * (D + Dv) * element size bytes each way for even
- * shards.
+ * step's attention still runs; every partial (out, lse) is merged into the accumulator on the
+ * device by lse (clattn_softmax_merge_enqueue), each block with the position_offset of its place
+ * in the whole sequence (blocks entirely above the causal diagonal, or outside a sliding window,
+ * are skipped). Cross-attention (Nq != Nk, queries and keys sharded with the same layout, the
+ * causal mask bottom-right aligned as in clattn_softmax_desc) is supported. Communication per
+ * rank r: the K and V shards of every rank but r + 1 sent and as many received,
+ * (Nk - n_(r+1)) * B * Hk * (D + Dv) * element size bytes each way ((R - 1) / R of K and V for
+ * even shards).
  *
  * Linear (causal). Each rank computes the linear-attention state (S, z) of its chunks from zero
  * (clattn_linear_prefill without output), the states are all-gathered, each chunk's state is
