@@ -745,6 +745,10 @@ static clattn_status linear_validate(clattn_ring *ring, const clattn_linear_desc
     if (desc->causal != 1)
         return fail(ring, CLATTN_UNSUPPORTED,
                     "ring linear attention is the causal form (causal 1)");
+    if (desc->feature_map == CLATTN_LINEAR_FEATURE_FAVOR)
+        return fail(ring, CLATTN_UNSUPPORTED,
+                    "ring linear attention: FAVOR+ states move between ranks as true sums, which "
+                    "can overflow float32 (the element-wise maps elu, relu, identity are exact)");
     if (desc->momentum != CLATTN_LINEAR_MOMENTUM_NONE)
         return fail(ring, CLATTN_UNSUPPORTED,
                     "ring linear attention: momentum states cannot be rebuilt from (S, z)");

@@ -323,11 +323,22 @@ static void linear_case(clattn_ring *ring, size_t N, int layout)
             check_fail("%s device fault: %s", what, clattn_status_string(st));
         all_nan(got, B * HQ * n * DV, what);
     }
-    /* refused forms: non-causal and momentum, on every rank alike */
-    d.causal = 0;
-    st = clattn_ring_linear(ring, &d, (clattn_ring_layout)layout, 30, &tq, &tk, &tv, &to);
-    if (st != CLATTN_UNSUPPORTED)
-        check_fail("%s: non-causal gave %s, want UNSUPPORTED", what, clattn_status_string(st));
+    /* refused forms (non-causal, momentum, FAVOR+) on every rank alike, out untouched */
+    poison(bo, B * HQ * n * DV * 4);
+    for (int form = 0; form < 3; form++) {
+        clattn_linear_desc bad = d;
+        bad.causal = form != 0;
+        if (form == 1)
+            bad.momentum = CLATTN_LINEAR_MOMENTUM_FIXED, bad.mu = 0.5f;
+        if (form == 2)
+            bad.feature_map = CLATTN_LINEAR_FEATURE_FAVOR;
+        st = clattn_ring_linear(ring, &bad, (clattn_ring_layout)layout, 30, &tq, &tk, &tv, &to);
+        if (st != CLATTN_UNSUPPORTED)
+            check_fail("%s: refused form %d gave %s, want UNSUPPORTED", what, form,
+                       clattn_status_string(st));
+    }
+    read_buf(bo, B * HQ * n * DV * 4, got);
+    all_nan(got, B * HQ * n * DV, what);
     clReleaseMemObject(bq), clReleaseMemObject(bk), clReleaseMemObject(bv), clReleaseMemObject(bo);
     free(q), free(k), free(v), free(ke), free(ve), free(ref), free(lq), free(lk), free(lv);
     free(lref), free(got);

@@ -35,8 +35,9 @@
  * (clattn_linear_prefill without output), the states are all-gathered, each chunk's state is
  * replaced by the sum of the states of the chunks before it (an exclusive scan, summed in double in
  * one order on every rank), written back (clattn_linear_state_write) and the chunk is prefilled
- * again with output: the result equals the single-device causal form. Without momentum (a momentum
- * state cannot be rebuilt from S and z: UNSUPPORTED).
+ * again with output: the result equals the single-device causal form. Element-wise feature maps
+ * (ELU, RELU, IDENTITY) without momentum: a momentum state cannot be rebuilt from S and z, and
+ * FAVOR+'s would travel as true sums that can overflow float32 (both UNSUPPORTED).
  *
  * Failures. Every call is collective: every rank must make it, with the same desc and global
  * shapes. Each rank validates its arguments, then the ranks exchange their status; after the ring
