@@ -22,8 +22,8 @@
 #include "npy.h"
 #include "reference/ref_softmax.h"
 
-#define MPIRUN "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " \
-               CLATTN_MPIEXEC " --oversubscribe --allow-run-as-root -np 2"
+/* CLATTN_MPIEXEC: the launcher with its flags (Open MPI: --oversubscribe --allow-run-as-root) */
+#define MPIRUN "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " CLATTN_MPIEXEC " -np 2"
 
 static float q[B * H * N * D], k[B * H * N * D], v[B * H * N * D];
 
