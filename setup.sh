@@ -12,6 +12,8 @@ pkgs="build-essential cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-op
 libclblast-dev libclfft-dev libcmocka-dev"
 [ "$mode" = test ] && pkgs="$pkgs oclgrind mesa-opencl-icd valgrind"
 [ "$mode" = test ] && pkgs="$pkgs python3-venv" # the Python package's tests (below)
+# Open MPI: clattn_mpi (ring attention across ranks, mpi/) and its tests under mpirun -np 2 / 4
+[ "$mode" = test ] && pkgs="$pkgs openmpi-bin libopenmpi-dev"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

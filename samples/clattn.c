@@ -34,6 +34,7 @@ static const struct {
     {"mgk", cli_run_mgk, cli_bench_mgk, cli_usage_mgk},
     {"deq", cli_run_deq, cli_bench_deq, cli_usage_deq},
     {"decode", NULL, cli_bench_decode, cli_usage_decode}, /* bench only (cli_decode.c) */
+    {"ring", NULL, cli_bench_ring, cli_usage_ring}, /* bench only; run: --distributed (cli_ring.c) */
 };
 #define N_OPERATORS (sizeof OPERATORS / sizeof OPERATORS[0])
 
@@ -138,6 +139,8 @@ static int dispatch(int argc, char **argv, int bench)
             int rc = cli_take_run_options(cmd, &argc, argv, 2);
             if (rc)
                 return rc;
+            if (cli_wants_distributed(argc, argv)) /* across MPI ranks (cli_ring.c) */
+                return cli_run_distributed(argc, argv);
         }
         return fn(argc, argv);
     }

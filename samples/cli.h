@@ -329,5 +329,11 @@ int cli_run_deq(int argc, char **argv);
 int cli_bench_deq(int argc, char **argv);
 void cli_usage_decode(FILE *f); /* cli_decode.c: bench decode (issue 17) */
 int cli_bench_decode(int argc, char **argv);
+/* cli_ring.c (issue 18): `run softmax|linear --distributed ring|zigzag` under mpirun, and
+ * `bench ring`; without clattn_mpi both say the tool was built without MPI. */
+void cli_usage_ring(FILE *f);
+int cli_bench_ring(int argc, char **argv);
+int cli_wants_distributed(int argc, char **argv); /* argv from "run": --distributed given */
+int cli_run_distributed(int argc, char **argv);
 
 #endif
