@@ -34,6 +34,7 @@ static const struct {
     {"mgk", cli_run_mgk, cli_bench_mgk, cli_usage_mgk},
     {"deq", cli_run_deq, cli_bench_deq, cli_usage_deq},
     {"decode", NULL, cli_bench_decode, cli_usage_decode}, /* bench only (cli_decode.c) */
+    {"group", NULL, cli_bench_group, cli_usage_group},    /* bench only (cli_group.c) */
 };
 #define N_OPERATORS (sizeof OPERATORS / sizeof OPERATORS[0])
 

@@ -329,5 +329,7 @@ int cli_run_deq(int argc, char **argv);
 int cli_bench_deq(int argc, char **argv);
 void cli_usage_decode(FILE *f); /* cli_decode.c: bench decode (issue 17) */
 int cli_bench_decode(int argc, char **argv);
+void cli_usage_group(FILE *f); /* cli_group.c: bench group (issue 18: device groups) */
+int cli_bench_group(int argc, char **argv);
 
 #endif

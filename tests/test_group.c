@@ -135,7 +135,7 @@ static void run_sm(clattn_group *g, const sm_case *c, const double *weights)
 static const sm_case sm_cases[] = {
     {"non-causal keys", 1, 2, 2, 37, 53, 0, 0, 0, CLATTN_GROUP_SPLIT_KEYS, 0},
     {"causal gqa keys", 1, 4, 2, 45, 45, 0, 1, 0, CLATTN_GROUP_SPLIT_KEYS, 0},
-    {"causal cross lengths keys", 2, 2, 1, 20, 50, 24, 1, 1, CLATTN_GROUP_SPLIT_KEYS, 0},
+    {"causal cross lengths keys", 2, 2, 1, 20, 50, 0, 1, 1, CLATTN_GROUP_SPLIT_KEYS, 0},
     {"decode N=1 keys", 2, 2, 2, 1, 41, 0, 1, 2, CLATTN_GROUP_SPLIT_KEYS, 0},
     {"options keys", 1, 3, 1, 29, 47, 0, 1, 1, CLATTN_GROUP_SPLIT_KEYS, 1},
     {"causal heads", 2, 4, 2, 30, 40, 0, 1, 1, CLATTN_GROUP_SPLIT_HEADS, 0},
@@ -394,6 +394,12 @@ int main(void)
         cmocka_unit_test(test_group_errors),       cmocka_unit_test(test_group_calibrate),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    for (size_t r = 0; r < ndev; r++) { /* the programs each device built or loaded */
+        clattn_context_stats cs;
+        if (clattn_context_get_stats(ctxs[r], &cs) == CLATTN_SUCCESS)
+            printf("device %zu: %u programs built, %u loaded from the cache\n", r,
+                   cs.source_builds, cs.disk_loads);
+    }
     clattn_context_destroy(shared2);
     for (size_t r = 0; r < ndev; r++)
         clattn_context_destroy(ctxs[r]);

@@ -70,13 +70,13 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* One device's throughput on the calibration block, {1, 4, 256, 32} non-causal softmax: a
+/* One device's throughput on the calibration block, {1, 4, 256, 64} non-causal softmax: a
  * warm-up run (builds or loads the kernels), then the best of three timed runs, in GFLOP/s. */
 static clattn_status calibrate_one(clattn_group *g, size_t r, double *gflops)
 {
     clattn_context *ctx = g->ctx[r];
     clattn_status status = CLATTN_SUCCESS;
-    const size_t B = 1, H = 4, N = 256, D = 32;
+    const size_t B = 1, H = 4, N = 256, D = 64;
     size_t shape[4] = {B, H, N, D};
     size_t elems = B * H * N * D;
     cl_mem buf[4] = {NULL, NULL, NULL, NULL};
