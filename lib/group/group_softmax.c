@@ -476,11 +476,12 @@ clattn_status clattn_group_softmax_host(clattn_group *group, const clattn_softma
             CLATTN_F32;
         j->p[i].d.sinks = NULL;
         j->p[i].d.alibi_slopes = NULL;
+        /* Each part is launched as soon as its inputs are on its device (the next device's
+         * uploads overlap this one's work); all are waited for below. */
         status = make_inputs(j, &j->p[i], s);
+        if (status == CLATTN_SUCCESS)
+            status = launch(j, &j->p[i]);
     }
-    /* Launch all, then wait for all: the devices overlap. */
-    for (size_t i = 0; i < j->np && status == CLATTN_SUCCESS; i++)
-        status = launch(j, &j->p[i]);
     for (size_t r = 0; r < g->n; r++) {
         clattn_status st = clattn_context_finish(g->ctx[r]);
         if (st != CLATTN_SUCCESS && status == CLATTN_SUCCESS)
