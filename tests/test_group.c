@@ -53,6 +53,7 @@ typedef struct sm_case {
     int lengths; /* key lengths: 1 = some short, 2 = one zero */
     clattn_group_split split;
     int opts; /* window + alibi + softcap + sinks + position_offset */
+    long po;  /* position_offset (without opts) */
 } sm_case;
 
 /* One softmax case on group g, compared with ref_softmax_ex (out and lse). */
@@ -103,6 +104,10 @@ static void run_sm(clattn_group *g, const sm_case *c, const double *weights)
         o.scale = 0.3;
         o.sinks = sinks;
     }
+    if (c->po) {
+        d.position_offset = c->po;
+        o.position_offset = c->po;
+    }
     ref_softmax_ex(q, k, v, ro, rl, c->B, c->Hq, c->Hk, c->Nq, c->Nk, D, &o);
     if (weights)
         assert_int_equal(clattn_group_set_weights(g, weights, clattn_group_size(g)),
@@ -133,14 +138,18 @@ static void run_sm(clattn_group *g, const sm_case *c, const double *weights)
 }
 
 static const sm_case sm_cases[] = {
-    {"non-causal keys", 1, 2, 2, 37, 53, 0, 0, 0, CLATTN_GROUP_SPLIT_KEYS, 0},
-    {"causal gqa keys", 1, 4, 2, 45, 45, 0, 1, 0, CLATTN_GROUP_SPLIT_KEYS, 0},
-    {"causal cross lengths keys", 2, 2, 1, 20, 50, 0, 1, 1, CLATTN_GROUP_SPLIT_KEYS, 0},
-    {"decode N=1 keys", 2, 2, 2, 1, 41, 0, 1, 2, CLATTN_GROUP_SPLIT_KEYS, 0},
-    {"options keys", 1, 3, 1, 29, 47, 0, 1, 1, CLATTN_GROUP_SPLIT_KEYS, 1},
-    {"causal heads", 2, 4, 2, 30, 40, 0, 1, 1, CLATTN_GROUP_SPLIT_HEADS, 0},
-    {"options heads (Hk 1)", 3, 2, 1, 17, 33, 0, 1, 0, CLATTN_GROUP_SPLIT_HEADS, 1},
-    {"auto", 2, 4, 4, 9, 12, 0, 0, 0, CLATTN_GROUP_SPLIT_AUTO, 0},
+    {"non-causal keys", 1, 2, 2, 37, 53, 0, 0, 0, CLATTN_GROUP_SPLIT_KEYS, 0, 0},
+    {"causal gqa keys", 1, 4, 2, 45, 45, 0, 1, 0, CLATTN_GROUP_SPLIT_KEYS, 0, 0},
+    {"causal cross lengths keys", 2, 2, 1, 20, 50, 0, 1, 1, CLATTN_GROUP_SPLIT_KEYS, 0, 0},
+    {"decode N=1 keys", 2, 2, 2, 1, 41, 0, 1, 2, CLATTN_GROUP_SPLIT_KEYS, 0, 0},
+    {"options keys", 1, 3, 1, 29, 47, 0, 1, 1, CLATTN_GROUP_SPLIT_KEYS, 1, 0},
+    {"causal heads", 2, 4, 2, 30, 40, 0, 1, 1, CLATTN_GROUP_SPLIT_HEADS, 0, 0},
+    {"options heads (Hk 1)", 3, 2, 1, 17, 33, 0, 1, 0, CLATTN_GROUP_SPLIT_HEADS, 1, 0},
+    {"auto", 2, 4, 4, 9, 12, 0, 0, 0, CLATTN_GROUP_SPLIT_AUTO, 0, 0},
+    {"causal Nq > Nk", 1, 2, 2, 30, 20, 0, 1, 0, CLATTN_GROUP_SPLIT_KEYS, 0, 0},
+    {"no key visible", 1, 2, 2, 8, 16, 0, 1, 0, CLATTN_GROUP_SPLIT_KEYS, 0, -40},
+    {"shifted causal", 1, 2, 2, 13, 26, 0, 1, 0, CLATTN_GROUP_SPLIT_KEYS, 0, -9},
+    {"one key", 2, 2, 1, 5, 1, 0, 0, 0, CLATTN_GROUP_SPLIT_KEYS, 0, 0},
 };
 
 static void test_softmax_groups(void **state)
