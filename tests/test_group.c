@@ -347,7 +347,9 @@ static void test_group_errors(void **state)
     free(q), free(k), free(v), free(out), free(lse);
 }
 
-/* Calibration: positive weights summing to 1, source CALIBRATE. */
+/* Calibration: positive weights summing to 1, source CALIBRATE. On the first and last devices
+ * (PoCL's pthread and basic in both ctest entries: llvmpipe's calibration block alone takes
+ * seconds on a loaded machine). */
 static void test_group_calibrate(void **state)
 {
     (void)state;
@@ -355,17 +357,19 @@ static void test_group_calibrate(void **state)
     clattn_group_options_init(&o);
     o.weights = CLATTN_GROUP_WEIGHTS_CALIBRATE;
     clattn_group *g = NULL;
-    assert_int_equal(clattn_group_create(ctxs, ndev, &o, &g), CLATTN_SUCCESS);
+    clattn_context *two[2] = {ctxs[0], ctxs[ndev - 1]};
+    size_t n = ndev > 1 ? 2 : 1;
+    assert_int_equal(clattn_group_create(two, n, &o, &g), CLATTN_SUCCESS);
     double w[MAXDEV];
     clattn_group_weights src;
     assert_int_equal(clattn_group_get_weights(g, w, MAXDEV, &src), CLATTN_SUCCESS);
     double sum = 0.0;
-    for (size_t r = 0; r < ndev; r++) {
+    for (size_t r = 0; r < n; r++) {
         assert_true(w[r] > 0.0);
         sum += w[r];
     }
     assert_true(fabs(sum - 1.0) < 1e-12);
-    assert_int_equal(src, ndev > 1 ? CLATTN_GROUP_WEIGHTS_CALIBRATE : CLATTN_GROUP_WEIGHTS_EQUAL);
+    assert_int_equal(src, n > 1 ? CLATTN_GROUP_WEIGHTS_CALIBRATE : CLATTN_GROUP_WEIGHTS_EQUAL);
     clattn_group_destroy(g);
 }
 
