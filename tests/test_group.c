@@ -347,6 +347,72 @@ static void test_group_errors(void **state)
     free(q), free(k), free(v), free(out), free(lse);
 }
 
+/* Device tensors on the first context (offset views), against the reference; refusals leave
+ * out untouched. */
+static void test_softmax_tensors(void **state)
+{
+    (void)state;
+    const size_t B = 1, Hq = 2, Hk = 1, Nq = 21, Nk = 34, off = 5;
+    size_t nq = B * Hq * Nq * D, nk = B * Hk * Nk * D, nl = B * Hq * Nq;
+    uint64_t seed = 77;
+    float *q = tu_random(nq, 1.0f, &seed), *k = tu_random(nk, 1.0f, &seed);
+    float *v = tu_random(nk, 1.0f, &seed);
+    float *ro = malloc(nq * 4), *rl = malloc(nl * 4), *out = malloc(nq * 4), *lse = malloc(nl * 4);
+    ref_softmax(q, k, v, ro, rl, B, Hq, Hk, Nq, Nk, D, 1.0 / sqrt((double)D), 1, NULL);
+    float *pad = tu_poisoned(off + nq + nk);
+    memcpy(pad + off, q, nq * 4);
+    cl_mem bq = tu_buffer(ctxs[0], (off + nq) * 4, pad);
+    memcpy(pad + off, k, nk * 4);
+    cl_mem bk = tu_buffer(ctxs[0], (off + nk) * 4, pad);
+    memcpy(pad + off, v, nk * 4);
+    cl_mem bv = tu_buffer(ctxs[0], (off + nk) * 4, pad);
+    cl_mem bo = tu_buffer(ctxs[0], (off + nq) * 4, NULL), bl = tu_buffer(ctxs[0], nl * 4, NULL);
+    tu_poison_buffer(ctxs[0], bo, (off + nq) * 4);
+    tu_poison_buffer(ctxs[0], bl, nl * 4);
+    clattn_tensor tq = clattn_tensor_make(bq, B, Hq, Nq, D), tk = clattn_tensor_make(bk, B, Hk, Nk, D);
+    clattn_tensor tv = clattn_tensor_make(bv, B, Hk, Nk, D), to = clattn_tensor_make(bo, B, Hq, Nq, D);
+    clattn_tensor tl = clattn_tensor_make(bl, B, Hq, Nq, 1);
+    tq.offset = tk.offset = tv.offset = to.offset = off;
+    clattn_group *g = make_group(ctxs, ndev);
+    clattn_softmax_desc d;
+    clattn_softmax_desc_init(&d);
+    d.causal = 1;
+    clattn_status st = clattn_group_softmax_tensors(g, &d, CLATTN_GROUP_SPLIT_KEYS, &tq, &tk, &tv,
+                                                    NULL, &to, &tl);
+    if (st != CLATTN_SUCCESS)
+        fail_msg("tensors: %s", clattn_group_last_error(g));
+    float *got = malloc((off + nq) * 4);
+    tu_read(ctxs[0], bo, (off + nq) * 4, got);
+    tu_check_close(got + off, ro, nq, TU_TOL_FP32, "group tensors out");
+    for (size_t i = 0; i < off; i++)
+        assert_true(isnan(got[i])); /* nothing before the view */
+    tu_read(ctxs[0], bl, nl * 4, lse);
+    tu_check_close(lse, rl, nl, TU_TOL_FP32, "group tensors lse");
+    /* refusals: out aliasing q; out of another context */
+    tu_watch w;
+    tu_watch_init(&w, ctxs[0]);
+    tu_watch_buffer(&w, bo, (off + nq) * 4, "out");
+    clattn_tensor alias = tq;
+    assert_int_equal(clattn_group_softmax_tensors(g, &d, CLATTN_GROUP_SPLIT_AUTO, &tq, &tk, &tv,
+                                                  NULL, &alias, NULL),
+                     CLATTN_ALIASING);
+    if (ndev > 1 && !clattn__group_same_cl(ctxs[0], ctxs[1])) {
+        cl_mem other = tu_buffer(ctxs[1], nq * 4, NULL);
+        clattn_tensor tother = clattn_tensor_make(other, B, Hq, Nq, D);
+        assert_int_equal(clattn_group_softmax_tensors(g, &d, CLATTN_GROUP_SPLIT_AUTO, &tq, &tk,
+                                                      &tv, NULL, &tother, NULL),
+                         CLATTN_INVALID_CONTEXT);
+        clReleaseMemObject(other);
+    }
+    tu_watch_check(&w, "refused tensor calls");
+    tu_watch_free(&w);
+    clattn_group_destroy(g);
+    cl_mem ms[5] = {bq, bk, bv, bo, bl};
+    for (int i = 0; i < 5; i++)
+        clReleaseMemObject(ms[i]);
+    free(q), free(k), free(v), free(ro), free(rl), free(out), free(lse), free(pad), free(got);
+}
+
 /* Calibration: positive weights summing to 1, source CALIBRATE. On the first and last devices
  * (PoCL's pthread and basic in both ctest entries: llvmpipe's calibration block alone takes
  * seconds on a loaded machine). */
@@ -405,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_softmax_groups),     cmocka_unit_test(test_softmax_shared_context),
         cmocka_unit_test(test_softmax_uneven),     cmocka_unit_test(test_linear_groups),
         cmocka_unit_test(test_group_errors),       cmocka_unit_test(test_group_calibrate),
+        cmocka_unit_test(test_softmax_tensors),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     for (size_t r = 0; r < ndev; r++) { /* the programs each device built or loaded */

@@ -141,6 +141,24 @@ CLATTN_API clattn_status clattn_group_softmax_host(clattn_group *group,
                                                    const int32_t *key_lengths, float *out,
                                                    float *lse);
 
+/* clattn_group_softmax_host on device tensors of the group's FIRST context: q, k, v, out and lse
+ * (may be NULL) float32, dense [b, h, n, d] views (clattn_tensor_make's strides, any offset) of
+ * buffers of the first context's cl_context. Blocking: the inputs are read after everything
+ * enqueued before on the first context's queue, staged through host memory to every device
+ * (the first device's part too), and out / lse are written (blocking) only on success.
+ * Status: as clattn_group_softmax_host, plus DTYPE_MISMATCH (not float32), UNSUPPORTED (not
+ * dense), INVALID_CONTEXT (a buffer of another context), BUFFER_TOO_SMALL, SHAPE_MISMATCH (out
+ * or lse), ALIASING (out or lse overlapping another tensor). */
+CLATTN_API clattn_status clattn_group_softmax_tensors(clattn_group *group,
+                                                      const clattn_softmax_desc *desc,
+                                                      clattn_group_split split,
+                                                      const clattn_tensor *q,
+                                                      const clattn_tensor *k,
+                                                      const clattn_tensor *v,
+                                                      const int32_t *key_lengths,
+                                                      const clattn_tensor *out,
+                                                      const clattn_tensor *lse);
+
 /* Linear attention over the group, blocking, on host memory as clattn_linear_host takes. KEYS
  * (the sequence split above; causal: exclusive scan of the states; non-causal: summed states and
  * a query pass) needs the element-wise maps (ELU, RELU, IDENTITY) without momentum: FAVOR's

@@ -258,7 +258,10 @@ clattn_status clattn_group_create(clattn_context *const *contexts, size_t n,
         for (size_t r = 0; r < n; r++) {
             clattn_status st = calibrate_one(g, r, &g->w[r]);
             if (st != CLATTN_SUCCESS) {
-                (void)clattn__group_fail(NULL, st, "group create: %s", g->msg);
+                /* g->msg starts with the status name and ": " (clattn__group_fail). */
+                size_t skip = strlen(clattn_status_string(st)) + 2;
+                (void)clattn__group_fail(NULL, st, "group create: %s",
+                                         strlen(g->msg) > skip ? g->msg + skip : g->msg);
                 free(g);
                 return st;
             }

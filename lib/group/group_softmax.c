@@ -522,3 +522,112 @@ cleanup:
     free(rl);
     return status;
 }
+
+/* One tensor of clattn_group_softmax_tensors: float32, dense [b, h, n, d] from its offset, a
+ * buffer of the first device's cl_context that holds the view. */
+static clattn_status check_tensor(clattn_group *g, const clattn_tensor *t, const char *name,
+                                  size_t *elems)
+{
+    const size_t *s = t->shape, *st = t->strides;
+    if (t->dtype != CLATTN_F32)
+        return clattn__group_fail(g, CLATTN_DTYPE_MISMATCH, "group softmax: %s is not float32",
+                                  name);
+    if (!t->buffer)
+        return clattn__group_fail(g, CLATTN_NULL_POINTER, "group softmax: %s.buffer is NULL",
+                                  name);
+    if (st[3] != 1 || st[2] != s[3] || st[1] != s[2] * s[3] || st[0] != s[1] * s[2] * s[3])
+        return clattn__group_fail(g, CLATTN_UNSUPPORTED,
+                                  "group softmax: %s must be dense [b, h, n, d] "
+                                  "(clattn_tensor_make's strides)", name);
+    cl_context mc = NULL;
+    size_t size = 0;
+    if (clGetMemObjectInfo(t->buffer, CL_MEM_CONTEXT, sizeof mc, &mc, NULL) != CL_SUCCESS ||
+        clGetMemObjectInfo(t->buffer, CL_MEM_SIZE, sizeof size, &size, NULL) != CL_SUCCESS)
+        return clattn__group_fail(g, CLATTN_INVALID_ARGUMENT, "group softmax: %s.buffer is not a "
+                                                              "valid buffer", name);
+    if (mc != clattn_context_get_cl_context(g->ctx[0]))
+        return clattn__group_fail(g, CLATTN_INVALID_CONTEXT,
+                                  "group softmax: %s is not a buffer of the group's first "
+                                  "context", name);
+    size_t n = s[0] * s[1] * s[2] * s[3];
+    if (t->offset > size / 4 || size / 4 - t->offset < n)
+        return clattn__group_fail(g, CLATTN_BUFFER_TOO_SMALL,
+                                  "group softmax: %s's view (%zu floats from element %zu) is "
+                                  "beyond its buffer of %zu bytes", name, n, t->offset, size);
+    *elems = n;
+    return CLATTN_SUCCESS;
+}
+
+static bool overlap(const clattn_tensor *a, size_t na, const clattn_tensor *b, size_t nb)
+{
+    return a->buffer == b->buffer && a->offset < b->offset + nb && b->offset < a->offset + na;
+}
+
+clattn_status clattn_group_softmax_tensors(clattn_group *group, const clattn_softmax_desc *desc,
+                                           clattn_group_split split, const clattn_tensor *q,
+                                           const clattn_tensor *k, const clattn_tensor *v,
+                                           const int32_t *key_lengths, const clattn_tensor *out,
+                                           const clattn_tensor *lse)
+{
+    if (!group)
+        return CLATTN_NULL_POINTER;
+    clattn_group *g = group;
+    g->msg[0] = '\0';
+    if (!q || !k || !v || !out)
+        return clattn__group_fail(g, CLATTN_NULL_POINTER, "group softmax: q, k, v and out are "
+                                                          "required");
+    const clattn_tensor *ts[5] = {q, k, v, out, lse};
+    const char *names[5] = {"q", "k", "v", "out", "lse"};
+    size_t n[5] = {0, 0, 0, 0, 0};
+    clattn_status status = CLATTN_SUCCESS;
+    for (int i = 0; i < 5; i++)
+        if (ts[i] && (status = check_tensor(g, ts[i], names[i], &n[i])) != CLATTN_SUCCESS)
+            return status;
+    const size_t *qs = q->shape, *vs = v->shape;
+    size_t os[4] = {qs[0], qs[1], qs[2], vs[3]}, ls[4] = {qs[0], qs[1], qs[2], 1};
+    if (memcmp(out->shape, os, sizeof os) != 0 || (lse && memcmp(lse->shape, ls, sizeof ls) != 0))
+        return clattn__group_fail(g, CLATTN_SHAPE_MISMATCH,
+                                  "group softmax: out must be {%zu, %zu, %zu, %zu} and lse "
+                                  "{%zu, %zu, %zu, 1}", os[0], os[1], os[2], os[3], ls[0], ls[1],
+                                  ls[2]);
+    for (int o = 3; o < 5; o++)
+        for (int i = 0; i < 5 && ts[o]; i++)
+            if (i != o && ts[i] && overlap(ts[o], n[o], ts[i], n[i]))
+                return clattn__group_fail(g, CLATTN_ALIASING, "group softmax: %s overlaps %s",
+                                          names[o], names[i]);
+    float *h[5] = {NULL, NULL, NULL, NULL, NULL};
+    cl_command_queue q0 = clattn_context_get_cl_queue(g->ctx[0]);
+    for (int i = 0; i < 5; i++)
+        if (ts[i] && !(h[i] = malloc((n[i] ? n[i] : 1) * sizeof(float)))) {
+            status = clattn__group_fail(g, CLATTN_OUT_OF_HOST_MEMORY, "group softmax: out of host "
+                                                                      "memory");
+            goto cleanup;
+        }
+    /* Inputs to host memory (after everything enqueued before on the first context's queue). */
+    for (int i = 0; i < 3; i++) {
+        cl_int err = clEnqueueReadBuffer(q0, ts[i]->buffer, CL_TRUE, ts[i]->offset * 4, n[i] * 4,
+                                         h[i], 0, NULL, NULL);
+        if (err != CL_SUCCESS) {
+            status = clattn__group_fail(g, (clattn_status)err, "group softmax: reading %s on "
+                                                               "device 0 failed (%d)", names[i],
+                                        (int)err);
+            goto cleanup;
+        }
+    }
+    status = clattn_group_softmax_host(g, desc, split, q->shape, k->shape, v->shape, h[0], h[1],
+                                       h[2], key_lengths, h[3], lse ? h[4] : NULL);
+    for (int i = 3; i < 5 && status == CLATTN_SUCCESS; i++) {
+        if (!ts[i])
+            continue;
+        cl_int err = clEnqueueWriteBuffer(q0, ts[i]->buffer, CL_TRUE, ts[i]->offset * 4, n[i] * 4,
+                                          h[i], 0, NULL, NULL);
+        if (err != CL_SUCCESS)
+            status = clattn__group_fail(g, (clattn_status)err, "group softmax: writing %s on "
+                                                               "device 0 failed (%d)", names[i],
+                                        (int)err);
+    }
+cleanup:
+    for (int i = 0; i < 5; i++)
+        free(h[i]);
+    return status;
+}
