@@ -200,6 +200,15 @@ static void test_softmax_uneven(void **state)
     run_sm(g, &sm_cases[1], we);
     assert_int_equal(clattn_group_get_run_info(g, &info), CLATTN_SUCCESS);
     assert_true(info.share[0] < info.share[ndev - 1]);
+    /* Keys no query sees (shifted causal: rows see keys <= i + 4, so 17 of 26) are not run. */
+    run_sm(g, &sm_cases[10], we);
+    assert_int_equal(clattn_group_get_run_info(g, &info), CLATTN_SUCCESS);
+    size_t keys = 0;
+    for (size_t r = 0; r < ndev; r++) {
+        keys += info.share[r];
+        assert_true(info.share[r] == 0 || info.share_start[r] + info.share[r] <= 17);
+    }
+    assert_int_equal(keys, 17);
     clattn_group_destroy(g);
 }
 

@@ -22,11 +22,13 @@
  *          whose cl_context is the first device's (clGetContextInfo: contexts made with
  *          clattn_context_create_from_cl on one cl_context) are merged from their device buffers;
  *          the others are staged through host memory. Under causal masking the cut points balance
- *          visible (query, key) pairs, not keys (early keys are seen by more queries), and a slice
- *          no query sees is skipped. Linear attention: causal, an exclusive scan of the slices'
- *          (S, z) states over the devices (each device runs its slice from the sum of the earlier
- *          slices' states, so the causal form is exact); non-causal, the slices' states summed
- *          and every device then runs the query pass of its query slice against the total.
+ *          visible (query, key) pairs, not keys (early keys are seen by more queries), and keys
+ *          no query sees (causal, window, key lengths) are left out: slices are trimmed to their
+ *          visible keys, empty ones skipped. Linear attention: causal, an exclusive scan of
+ *          the slices' (S, z) states over the devices (each device runs its slice from the sum
+ *          of the earlier slices' states, so the causal form is exact); non-causal, the slices'
+ *          states summed and every device then runs the query pass of its query slice against
+ *          the total (a prefill from the total over keys whose features are exactly 0).
  *   HEADS  the (batch, key head) pairs are dealt out in contiguous runs (a key head with all of
  *          its query heads): no merge, no replicated queries; exact for every option and form.
  *

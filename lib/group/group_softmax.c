@@ -439,23 +439,27 @@ clattn_status clattn_group_softmax_host(clattn_group *group, const clattn_softma
                                                                       "memory");
             goto cleanup;
         }
-        double total = 0.0;
         for (size_t key = 0; key < j->Nk; key++)
-            total += (cost[key] = key_cost(j, key));
+            cost[key] = key_cost(j, key);
         clattn__group_cut(g, cost, j->Nk, start, count);
         for (size_t r = 0; r < g->n; r++) {
-            double c = 0.0;
-            for (size_t key = start[r]; key < start[r] + count[r]; key++)
-                c += cost[key];
-            if (count[r] && (c > 0.0 || (total == 0.0 && j->np == 0))) {
-                /* A slice no query sees is skipped; when none is seen, one part still runs so
-                 * that rows get their zeros, -inf (or the sink) from the kernels. */
+            /* Keys no query sees are trimmed from both ends of a slice, and a slice of only
+             * such keys is skipped. */
+            size_t a = start[r], e = start[r] + count[r];
+            while (a < e && cost[a] == 0.0)
+                a++;
+            while (e > a && cost[e - 1] == 0.0)
+                e--;
+            if (e > a) {
                 part *p = &j->p[j->np++];
-                p->r = r, p->a = start[r], p->n = count[r];
+                p->r = r, p->a = a, p->n = e - a;
             }
         }
         free(cost);
-        if (j->np == 0) { /* every key went to skipped slices: give them all to one device */
+        if (j->np == 0) {
+            /* No query sees any key: one part still runs (all keys, on the first device of
+             * positive weight) so that rows get their zeros and -inf (or the sink) from the
+             * kernels. */
             size_t r = 0;
             while (g->w[r] <= 0.0)
                 r++;
