@@ -32,9 +32,10 @@
  *   HEADS  the (batch, key head) pairs are dealt out in contiguous runs (a key head with all of
  *          its query heads): no merge, no replicated queries; exact for every option and form.
  *
- * AUTO picks HEADS when the pairs are plentiful (B * Hk >= 4 * devices: rounding to whole pairs
- * then costs a device at most about a quarter of its share) or the keys are few
- * (Nk < 16 * devices), else KEYS; then where one split cannot run the call (see the calls below)
+ * AUTO picks HEADS when one device has all the weight (its plain call), when the pairs are
+ * plentiful (B * Hk >= 4 * devices of positive weight: rounding to whole pairs then costs a
+ * device at most about a quarter of its share) or the keys are few (Nk < 16 * devices), else
+ * KEYS; then where one split cannot run the call (see the calls below)
  * it takes the other. The caller may force either.
  *
  * Weights: a group's devices get shares proportional to their weights (non-negative, not all 0;

@@ -384,6 +384,10 @@ clattn_group_split clattn__group_pick(const clattn_group *g, clattn_group_split 
         split = g->split;
     if (split != CLATTN_GROUP_SPLIT_AUTO)
         return split;
-    return (pairs >= 4 * g->n || nk < 16 * g->n) ? CLATTN_GROUP_SPLIT_HEADS
+    size_t active = 0;
+    for (size_t r = 0; r < g->n; r++)
+        active += g->w[r] > 0.0;
+    /* One working device: its plain call (HEADS gives it every pair: no slices, no states). */
+    return (active == 1 || pairs >= 4 * active || nk < 16 * active) ? CLATTN_GROUP_SPLIT_HEADS
                                                  : CLATTN_GROUP_SPLIT_KEYS;
 }
