@@ -312,6 +312,10 @@ static void test_group_errors(void **state)
                                                v, NULL, out, lse),
                      CLATTN_UNSUPPORTED);
     d.alibi = 0;
+    size_t huge[4] = {SIZE_MAX / 8, 2, 11, D};
+    assert_int_equal(clattn_group_softmax_host(g, &d, CLATTN_GROUP_SPLIT_AUTO, huge, huge, huge, q,
+                                               k, v, NULL, out, lse),
+                     CLATTN_SIZE_OVERFLOW);
     size_t bad[4] = {1, 2, 11, D + 1};
     assert_int_equal(clattn_group_softmax_host(g, &d, CLATTN_GROUP_SPLIT_AUTO, qs, bad, bad, q, k,
                                                v, NULL, out, lse),

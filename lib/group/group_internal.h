@@ -23,6 +23,18 @@ struct clattn_group {
     clattn_status inject_status;
 };
 
+/* True when the elements of every one of the shapes (4 sizes each), times 4 bytes, fit size_t. */
+static inline bool clattn__group_sizes_ok(const size_t *const *shapes, int n)
+{
+    for (int i = 0; i < n; i++) {
+        size_t e = 4;
+        for (int a = 0; a < 4; a++)
+            if (!clattn__mul_ok(e, shapes[i][a], &e))
+                return false;
+    }
+    return true;
+}
+
 /* Records "<STATUS>: <message>" on the group and returns status. */
 clattn_status clattn__group_fail(clattn_group *g, clattn_status status, const char *fmt, ...)
 #if defined(__GNUC__)

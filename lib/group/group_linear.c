@@ -369,6 +369,10 @@ clattn_status clattn_group_linear_host(clattn_group *group, const clattn_linear_
         clattn_status st = clattn__linear_read_desc(c0, &j->d, &rd);
         if (st == CLATTN_SUCCESS)
             st = clattn__linear_check_dims(c0, q_shape, k_shape, v_shape, j->d.causal);
+        size_t os[4] = {q_shape[0], q_shape[1], q_shape[2], v_shape[3]};
+        const size_t *all[4] = {q_shape, k_shape, v_shape, os};
+        if (st == CLATTN_SUCCESS && !clattn__group_sizes_ok(all, 4))
+            st = clattn__fail(c0, CLATTN_SIZE_OVERFLOW, "sizes overflow");
         if (st != CLATTN_SUCCESS) {
             status = clattn__group_fail(g, st, "group linear: %s", clattn_context_last_error(c0));
             goto cleanup;

@@ -332,6 +332,10 @@ static clattn_status check_call(job *j, const size_t *qs, const size_t *ks, cons
                                   "v {%zu, %zu, %zu, %zu} do not match",
                                   qs[0], qs[1], qs[2], qs[3], ks[0], ks[1], ks[2], ks[3], vs[0],
                                   vs[1], vs[2], vs[3]);
+    size_t os[4] = {qs[0], qs[1], qs[2], vs[3]};
+    const size_t *all[4] = {qs, ks, vs, os};
+    if (!clattn__group_sizes_ok(all, 4))
+        return clattn__group_fail(g, CLATTN_SIZE_OVERFLOW, "group softmax: sizes overflow");
     if (d->struct_size != sizeof *d)
         return clattn__group_fail(g, CLATTN_INVALID_ARGUMENT, "group softmax: desc.struct_size "
                                                               "(use clattn_softmax_desc_init)");
