@@ -19,11 +19,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "clattn.h"
 #include "../lib/group/group_internal.h"
+#include "../lib/tune/tune.h"
 #include "reference/ref_linear.h"
 #include "reference/ref_softmax.h"
 #include "test_util.h"
@@ -360,6 +362,61 @@ static void test_group_errors(void **state)
     free(q), free(k), free(v), free(out), free(lse);
 }
 
+/* Weights from the tuning databases: contexts made with a private CLATTN_CACHE_DIR, whose
+ * databases get one softmax entry each for the same shape class (tuned 1 ms and 3 ms): weights
+ * 0.75 / 0.25 from the database, no calibration. No kernel runs. */
+static void test_group_weights_db(void **state)
+{
+    (void)state;
+    if (ndev < 2)
+        skip();
+    char dir[] = "/tmp/clattn_group_dbXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const char *old = getenv("CLATTN_CACHE_DIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("CLATTN_CACHE_DIR", dir, 1);
+    clattn_context *c[2] = {NULL, NULL};
+    char path[2][512];
+    for (int i = 0; i < 2; i++) {
+        clattn_device_info info;
+        assert_int_equal(clattn_context_get_device_info(ctxs[i], &info), CLATTN_SUCCESS);
+        char sel[32];
+        snprintf(sel, sizeof sel, "%u:%u", info.platform_index, info.device_index);
+        assert_int_equal(clattn_context_create(sel, &c[i]), CLATTN_SUCCESS);
+        assert_int_equal(clattn_tuning_db_path(c[i], path[i], sizeof path[i]), CLATTN_SUCCESS);
+        clattn_tuning_entry e;
+        clattn__tune_key(&e, CLATTN_OP_SOFTMAX, "cpu", 64, 64, 1024, 1024, 0);
+        e.default_ms = e.tuned_ms = i == 0 ? 1.0 : 3.0;
+        assert_true(clattn__tune_param_set(&e, "rows", 4)); /* entries carry a launch */
+        char warn[256];
+        assert_int_equal(clattn__tune_db_store(path[i], clattn__tune_device_hash(&info), &e, 1,
+                                               warn, sizeof warn),
+                         CLATTN_SUCCESS);
+    }
+    if (saved) {
+        setenv("CLATTN_CACHE_DIR", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("CLATTN_CACHE_DIR");
+    }
+    clattn_group *g = NULL;
+    assert_int_equal(clattn_group_create(c, 2, NULL, &g), CLATTN_SUCCESS);
+    double w[2];
+    clattn_group_weights src;
+    assert_int_equal(clattn_group_get_weights(g, w, 2, &src), CLATTN_SUCCESS);
+    assert_int_equal(src, CLATTN_GROUP_WEIGHTS_TUNING_DB);
+    assert_true(fabs(w[0] - 0.75) < 1e-12 && fabs(w[1] - 0.25) < 1e-12);
+    clattn_group_destroy(g);
+    for (int i = 0; i < 2; i++) {
+        clattn_context_destroy(c[i]);
+        remove(path[i]);
+        char lock[1100];
+        snprintf(lock, sizeof lock, "%s.lock", path[i]);
+        remove(lock);
+    }
+    rmdir(dir);
+}
+
 /* Device tensors on the first context (offset views), against the reference; refusals leave
  * out untouched. */
 static void test_softmax_tensors(void **state)
@@ -484,7 +541,7 @@ int main(void)
         cmocka_unit_test(test_softmax_groups),     cmocka_unit_test(test_softmax_shared_context),
         cmocka_unit_test(test_softmax_uneven),     cmocka_unit_test(test_linear_groups),
         cmocka_unit_test(test_group_errors),       cmocka_unit_test(test_group_calibrate),
-        cmocka_unit_test(test_softmax_tensors),
+        cmocka_unit_test(test_softmax_tensors),    cmocka_unit_test(test_group_weights_db),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     for (size_t r = 0; r < ndev; r++) { /* the programs each device built or loaded */
