@@ -148,7 +148,13 @@ static clattn_status make_inputs(job *j, part *p, clattn_group_split split)
         memcpy(p->qs, qs, sizeof qs);
         memcpy(p->ks, ks, sizeof ks);
         memcpy(p->vs, vs, sizeof vs);
-        if (!(p->q = mkbuf(j, r, j->B * j->Hq * j->Nq * j->D * 4, j->q, &status)) ||
+        /* Every slice reads all queries: parts on one cl_context share one copy. */
+        for (part *t = j->p; t < p && !p->q; t++)
+            if (t->q && clattn__group_same_cl(j->g->ctx[t->r], j->g->ctx[r])) {
+                p->q = t->q;
+                clRetainMemObject(p->q);
+            }
+        if ((!p->q && !(p->q = mkbuf(j, r, j->B * j->Hq * j->Nq * j->D * 4, j->q, &status))) ||
             !(p->k = mkbuf(j, r, rows * p->n * j->D * 4, tk, &status)) ||
             !(p->v = mkbuf(j, r, rows * p->n * j->Dv * 4, tv, &status)) ||
             !(p->kl = mkbuf(j, r, j->B * 4, kl, &status)))
@@ -245,15 +251,20 @@ static clattn_status read_back(job *j, size_t r, cl_mem m, size_t bytes, void *d
 }
 
 /* KEYS: merges every part into the first on device 0 (device buffers where the part's
- * cl_context is device 0's, host staging otherwise), then reads the result into out / lse. */
+ * cl_context is device 0's, host staging otherwise: each such part's partials are read back and
+ * uploaded to device 0), the merges enqueued in order and waited for once, then the result is
+ * read into out / lse. */
 static clattn_status merge_keys(job *j, float *out, float *lse)
 {
     clattn_group *g = j->g;
     clattn_status status = CLATTN_SUCCESS;
     size_t rows = j->B * j->Hq * j->Nq, ob = rows * j->Dv * 4, lb = rows * 4;
-    cl_mem so = NULL, sl = NULL, acc_o = NULL, acc_l = NULL;
+    cl_mem so[CLATTN__GROUP_MAX], sl[CLATTN__GROUP_MAX];
+    size_t ns = 0;
+    cl_mem acc_o = NULL, acc_l = NULL;
     float *ho = NULL, *hl = NULL;
     clattn_context *c0 = g->ctx[0];
+    size_t s4[4] = {j->B, j->Hq, j->Nq, 1};
     for (size_t i = 0; i < j->np && status == CLATTN_SUCCESS; i++) {
         part *p = &j->p[i];
         cl_mem po = p->o, pl = p->l;
@@ -266,53 +277,42 @@ static clattn_status merge_keys(job *j, float *out, float *lse)
             if ((status = read_back(j, p->r, p->o, ob, ho)) != CLATTN_SUCCESS ||
                 (status = read_back(j, p->r, p->l, lb, hl)) != CLATTN_SUCCESS)
                 break;
-            if (so) {
-                clReleaseMemObject(so);
-                clReleaseMemObject(sl);
-                so = sl = NULL;
-            }
-            if (!(so = mkbuf(j, 0, ob, ho, &status)) || !(sl = mkbuf(j, 0, lb, hl, &status)))
+            /* Created from the host arrays (a copy at creation): they may be reused next. */
+            if (!(so[ns] = mkbuf(j, 0, ob, ho, &status)))
                 break;
-            po = so;
-            pl = sl;
-            if (!acc_o) { /* the staged part becomes the accumulator */
-                acc_o = so;
-                acc_l = sl;
-                so = sl = NULL;
-                continue;
+            if (!(sl[ns] = mkbuf(j, 0, lb, hl, &status))) {
+                clReleaseMemObject(so[ns]);
+                break;
             }
+            po = so[ns];
+            pl = sl[ns];
+            ns++;
         }
         if (!acc_o) {
             acc_o = po;
             acc_l = pl;
-            clRetainMemObject(acc_o);
-            clRetainMemObject(acc_l);
             continue;
         }
-        size_t s4[4] = {j->B, j->Hq, j->Nq, 1};
         clattn_tensor to = t_of(acc_o, s4, j->Dv), tl = t_of(acc_l, s4, 1);
         clattn_tensor tpo = t_of(po, s4, j->Dv), tpl = t_of(pl, s4, 1);
         status = clattn_softmax_merge_enqueue(c0, &to, &tl, &tpo, &tpl, 0, NULL, NULL);
-        if (status == CLATTN_SUCCESS)
-            status = clattn_context_finish(c0); /* the staging buffers are reused */
         if (status != CLATTN_SUCCESS)
             status = clattn__group_device_fail(g, 0, status, "merge");
     }
+    if (status == CLATTN_SUCCESS && (status = clattn_context_finish(c0)) != CLATTN_SUCCESS)
+        status = clattn__group_device_fail(g, 0, status, "merge");
     if (status == CLATTN_SUCCESS) {
-        /* The accumulator lives in device 0's cl_context, maybe on another context's queue:
+        /* The accumulator lives in device 0's cl_context, maybe made on another context's queue:
          * device 0's queue reads it (every queue was finished). */
         status = read_back(j, 0, acc_o, ob, out);
         if (status == CLATTN_SUCCESS && lse)
             status = read_back(j, 0, acc_l, lb, lse);
     }
-    if (so)
-        clReleaseMemObject(so);
-    if (sl)
-        clReleaseMemObject(sl);
-    if (acc_o)
-        clReleaseMemObject(acc_o);
-    if (acc_l)
-        clReleaseMemObject(acc_l);
+    (void)clattn_context_finish(c0); /* nothing may still use the staging buffers */
+    for (size_t i = 0; i < ns; i++) {
+        clReleaseMemObject(so[i]);
+        clReleaseMemObject(sl[i]);
+    }
     free(ho);
     free(hl);
     return status;
