@@ -355,6 +355,9 @@ static clattn_status check_call(job *j, const size_t *qs, const size_t *ks, cons
                                       "group softmax: desc.%s is a tensor of one context; device "
                                       "groups take none",
                                       refused[i].name);
+    if (d->alibi_slopes && !d->alibi)
+        return clattn__group_fail(g, CLATTN_INVALID_ARGUMENT,
+                                  "group softmax: desc.alibi_slopes without desc.alibi");
     /* The rest of the desc and the shapes, as the first device's plan would check them. */
     clattn_device_info info;
     clattn_plan_info pi;
