@@ -43,7 +43,9 @@
  * clattn_group_options.weights: from each device's tuning database (clattn_tune) when every
  * device has a softmax entry for one common shape class (its tuned time, as GFLOP/s), else from a
  * quick calibration (one small softmax block, {1, 4, 256, 64} non-causal, timed on each device
- * after a warm-up run), or equal; clattn_group_set_weights overrides them.
+ * after a warm-up run), or equal. A measured device below 2% of the fastest one gets weight 0
+ * (its fixed costs -- uploads, a pass over every query of its slice -- would outweigh its
+ * share). clattn_group_set_weights overrides them (taken as given).
  *
  * Ownership: the group keeps pointers to the caller's contexts and does not own them: destroy the
  * group first. A group must not be used from two threads at once, nor its contexts used by

@@ -268,6 +268,16 @@ clattn_status clattn_group_create(clattn_context *const *contexts, size_t n,
         }
         g->source = CLATTN_GROUP_WEIGHTS_CALIBRATE;
     }
+    if (g->source != CLATTN_GROUP_WEIGHTS_EQUAL) {
+        /* A device measured below 2% of the fastest is left out: its fixed costs (uploads, a
+         * pass over every query of its slice) would outweigh the share it could take. */
+        double top = 0.0;
+        for (size_t r = 0; r < n; r++)
+            top = g->w[r] > top ? g->w[r] : top;
+        for (size_t r = 0; r < n; r++)
+            if (!(g->w[r] >= 0.02 * top))
+                g->w[r] = 0.0;
+    }
     normalise(g->w, n);
     *group = g;
     return CLATTN_SUCCESS;
