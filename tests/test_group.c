@@ -271,6 +271,32 @@ static void test_linear_groups(void **state)
         run_lin(g, 0, 1, 2, 2, 2, 21, 21, CLATTN_GROUP_SPLIT_HEADS);
         clattn_group_destroy(g);
     }
+    if (ndev >= 2) {
+        /* Momentum (states that do not add): AUTO takes HEADS, equal to one device's result. */
+        clattn_group *g = make_group(ctxs, 2);
+        size_t B = 2, H = 2, N = 19, Dv = 12;
+        uint64_t seed = 31;
+        float *q = tu_random(B * H * N * D, 1.0f, &seed), *k = tu_random(B * H * N * D, 1.0f, &seed);
+        float *v = tu_random(B * H * N * Dv, 1.0f, &seed);
+        float *out = tu_poisoned(B * H * N * Dv), *one = tu_poisoned(B * H * N * Dv);
+        clattn_linear_desc d;
+        clattn_linear_desc_init(&d);
+        d.causal = 1;
+        d.momentum = CLATTN_LINEAR_MOMENTUM_FIXED;
+        d.mu = 0.6f;
+        d.step_size = 0.8f;
+        size_t qs[4] = {B, H, N, D}, vs[4] = {B, H, N, Dv};
+        if (clattn_group_linear_host(g, &d, CLATTN_GROUP_SPLIT_AUTO, qs, qs, vs, q, k, v, out) !=
+            CLATTN_SUCCESS)
+            fail_msg("momentum: %s", clattn_group_last_error(g));
+        clattn_group_run_info info;
+        assert_int_equal(clattn_group_get_run_info(g, &info), CLATTN_SUCCESS);
+        assert_int_equal(info.split, CLATTN_GROUP_SPLIT_HEADS);
+        assert_int_equal(clattn_linear_host(ctxs[0], &d, qs, qs, vs, q, k, v, one), CLATTN_SUCCESS);
+        tu_check_close(out, one, B * H * N * Dv, TU_TOL_FP32, "momentum group vs one device");
+        free(q), free(k), free(v), free(out), free(one);
+        clattn_group_destroy(g);
+    }
     if (ndev >= 2) { /* a device with no work and one with a single position */
         clattn_group *g = make_group(ctxs, ndev);
         double w[MAXDEV] = {1.0, 0.0, 1.0, 1.0};
