@@ -30,13 +30,14 @@
  *          states summed and every device then runs the query pass of its query slice against
  *          the total (a prefill from the total over keys whose features are exactly 0).
  *   HEADS  the (batch, key head) pairs are dealt out in contiguous runs (a key head with all of
- *          its query heads): no merge, no replicated queries; exact for every option and form.
+ *          its query heads): no merge, no replicated queries; exact for every linear form and
+ *          every softmax option but ALiBi and sinks with more than one key head (refused).
  *
  * AUTO picks HEADS when one device has all the weight (its plain call), when the pairs are
  * plentiful (B * Hk >= 4 * devices of positive weight: rounding to whole pairs then costs a
  * device at most about a quarter of its share) or the keys are few (Nk < 16 * devices), else
- * KEYS; then where one split cannot run the call (see the calls below)
- * it takes the other. The caller may force either.
+ * KEYS; then, where that split cannot run the call (see the calls below), it takes the other.
+ * The caller may force either (per call, or as the group's default in its options).
  *
  * Weights: a group's devices get shares proportional to their weights (non-negative, not all 0;
  * a device of weight 0 gets no work). At creation they are taken, per
