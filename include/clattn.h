@@ -524,6 +524,7 @@ CLATTN_API void clattn_tuning_db_warning(clattn_context *ctx, char *buf, size_t 
 #include "clattn/mgk.h"
 #include "clattn/deq.h"
 #include "clattn/kvcache.h"
+#include "clattn/group.h" /* issue 18: device groups */
 
 #ifdef __cplusplus
 }

@@ -35,6 +35,7 @@ static const struct {
     {"deq", cli_run_deq, cli_bench_deq, cli_usage_deq},
     {"decode", NULL, cli_bench_decode, cli_usage_decode}, /* bench only (cli_decode.c) */
     {"ring", NULL, cli_bench_ring, cli_usage_ring}, /* bench only; run: --distributed (cli_ring.c) */
+    {"group", NULL, cli_bench_group, cli_usage_group},    /* bench only (cli_group.c) */
 };
 #define N_OPERATORS (sizeof OPERATORS / sizeof OPERATORS[0])
 

@@ -336,4 +336,7 @@ int cli_bench_ring(int argc, char **argv);
 int cli_wants_distributed(int argc, char **argv); /* argv from "run": --distributed given */
 int cli_run_distributed(int argc, char **argv);
 
+void cli_usage_group(FILE *f); /* cli_group.c: bench group (issue 18: device groups) */
+int cli_bench_group(int argc, char **argv);
+
 #endif
