@@ -41,6 +41,32 @@ clattn_status clattn__group_device_fail(clattn_group *g, size_t r, clattn_status
                               clattn_context_last_error(g->ctx[r]));
 }
 
+cl_mem clattn__group_buffer(clattn_group *g, size_t r, size_t bytes, const void *init,
+                            clattn_status *st)
+{
+    cl_int err = CL_SUCCESS;
+    clattn_context *ctx = g->ctx[r];
+    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx),
+                              CL_MEM_READ_WRITE | (init ? CL_MEM_COPY_HOST_PTR : 0),
+                              bytes < 4 ? 4 : bytes, (void *)init, &err);
+    if (err != CL_SUCCESS) {
+        (void)clattn__fail(ctx, (clattn_status)err, "clCreateBuffer of %zu bytes failed (%d)",
+                           bytes, (int)err);
+        *st = clattn__group_device_fail(g, r, (clattn_status)err, "buffer");
+        return NULL;
+    }
+    return m;
+}
+
+void clattn__group_release(cl_mem *const *m, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (*m[i]) {
+            clReleaseMemObject(*m[i]);
+            *m[i] = NULL;
+        }
+}
+
 void clattn__group_inject_failure(clattn_group *g, size_t r, clattn_status status)
 {
     if (g && r < g->n) {

@@ -44,6 +44,12 @@ clattn_status clattn__group_fail(clattn_group *g, clattn_status status, const ch
 /* A device's failure: "<STATUS>: device r (<name>): <the context's message>". */
 clattn_status clattn__group_device_fail(clattn_group *g, size_t r, clattn_status status,
                                         const char *what);
+/* A buffer of `bytes` (at least 4) on device r's context, filled from `init` when not NULL. On
+ * failure: NULL, *st set through clattn__group_device_fail (the message names the device). */
+cl_mem clattn__group_buffer(clattn_group *g, size_t r, size_t bytes, const void *init,
+                            clattn_status *st);
+/* Releases the n buffers *m[i] that are set, and clears them. */
+void clattn__group_release(cl_mem *const *m, int n);
 /* Cuts [0, n) into one contiguous range per device in proportion to the weights, each cut where
  * the cumulative cost (cost[j] of item j; NULL: 1 each) first reaches the device's cumulative
  * weight: start[r], count[r]. Devices of weight 0 get 0 items. */

@@ -29,30 +29,16 @@ typedef struct ljob {
     size_t np;
 } ljob;
 
+/* clattn__group_buffer on the job's group */
 static cl_mem lbuf(ljob *j, size_t r, size_t bytes, const void *init, clattn_status *st)
 {
-    cl_int err = CL_SUCCESS;
-    clattn_context *ctx = j->g->ctx[r];
-    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx),
-                              CL_MEM_READ_WRITE | (init ? CL_MEM_COPY_HOST_PTR : 0),
-                              bytes < 4 ? 4 : bytes, (void *)init, &err);
-    if (err != CL_SUCCESS) {
-        (void)clattn__fail(ctx, (clattn_status)err, "clCreateBuffer of %zu bytes failed (%d)",
-                           bytes, (int)err);
-        *st = clattn__group_device_fail(j->g, r, (clattn_status)err, "buffer");
-        return NULL;
-    }
-    return m;
+    return clattn__group_buffer(j->g, r, bytes, init, st);
 }
 
 static void lpart_release(lpart *p)
 {
-    cl_mem *m[8] = {&p->q, &p->k, &p->v, &p->o, &p->nk, &p->nv, &p->q2, &p->o2};
-    for (int i = 0; i < 8; i++)
-        if (*m[i]) {
-            clReleaseMemObject(*m[i]);
-            *m[i] = NULL;
-        }
+    cl_mem *const m[8] = {&p->q, &p->k, &p->v, &p->o, &p->nk, &p->nv, &p->q2, &p->o2};
+    clattn__group_release(m, 8);
     clattn_linear_state_destroy(p->st);
     p->st = NULL;
 }

@@ -26,30 +26,16 @@ typedef struct job {
     size_t np;
 } job;
 
+/* clattn__group_buffer on the job's group */
 static cl_mem mkbuf(job *j, size_t r, size_t bytes, const void *init, clattn_status *st)
 {
-    cl_int err = CL_SUCCESS;
-    clattn_context *ctx = j->g->ctx[r];
-    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx),
-                              CL_MEM_READ_WRITE | (init ? CL_MEM_COPY_HOST_PTR : 0),
-                              bytes < 4 ? 4 : bytes, (void *)init, &err);
-    if (err != CL_SUCCESS) {
-        (void)clattn__fail(ctx, (clattn_status)err, "clCreateBuffer of %zu bytes failed (%d)",
-                           bytes, (int)err);
-        *st = clattn__group_device_fail(j->g, r, (clattn_status)err, "buffer");
-        return NULL;
-    }
-    return m;
+    return clattn__group_buffer(j->g, r, bytes, init, st);
 }
 
 static void part_release(part *p)
 {
-    cl_mem *m[8] = {&p->q, &p->k, &p->v, &p->o, &p->l, &p->kl, &p->sinks, &p->slopes};
-    for (int i = 0; i < 8; i++)
-        if (*m[i]) {
-            clReleaseMemObject(*m[i]);
-            *m[i] = NULL;
-        }
+    cl_mem *const m[8] = {&p->q, &p->k, &p->v, &p->o, &p->l, &p->kl, &p->sinks, &p->slopes};
+    clattn__group_release(m, 8);
 }
 
 /* Reads `count` floats of a [Hq] option buffer of the first context into a malloc'd array. */
