@@ -370,7 +370,15 @@ typedef struct clattn__routing_problem {
     size_t d, dv;                   /* head dims of q/k and of v */
     size_t clusters, window;        /* C and w (resolved: never WINDOW_AUTO) */
     int causal;
+    int attend_kernel;              /* CLATTN__ROUTING_ATTEND_*: AUTO picks by the device */
+    unsigned gpu_tile[4];           /* tiled attend: TX, TY, RM, RN (0s: the default) */
 } clattn__routing_problem;
+
+/* Which attention kernel: by the device (tiled on GPU-like ones, clattn__softmax_family), the
+ * per-slot CPU kernel clattn_routing_attend, or the register-tiled clattn_routing_attend_gpu. */
+#define CLATTN__ROUTING_ATTEND_AUTO 0
+#define CLATTN__ROUTING_ATTEND_ROWS 1
+#define CLATTN__ROUTING_ATTEND_TILED 2
 
 /* What a routing plan launches: the panel width of its float16 kernels, the private row length
  * and the work-group sizes of the kernels that keep private rows. (The sort/top-k blocks it uses
@@ -381,7 +389,24 @@ typedef struct clattn__routing_launch {
     size_t rows_local;    /* work-group size of clattn_routing_scores / _assign (divides N) */
     size_t attend_local;  /* work-group size of clattn_routing_attend (divides w) */
     char defines[128];    /* -D options of routing.cl, every one ROUTING_-prefixed */
+    /* The tiled attend (attend_tiled 1): work-group TX x TY (attend_local = TX * TY), BR = TY RM
+     * query slots per group, BC = TX RN keys per tile, Q/K head dims QC and V's VC at a time,
+     * __local bytes; built from routing.cl with attend_defines (its own program). */
+    int attend_tiled;
+    unsigned gpu_tx, gpu_ty, gpu_rm, gpu_rn, gpu_qc, gpu_vc;
+    size_t attend_rows, attend_local_bytes;
+    char attend_defines[256];
 } clattn__routing_launch;
+
+/* The tiled attend's launch for the given tile (TX, TY, RM, RN powers of two, TX, TY <= 64, RM,
+ * RN <= 8): UNSUPPORTED (reason in why) when it does not fit the device (work-group, __local
+ * memory, CLATTN__ROUTING_GPU_REGS accumulator floats). Fills the attend_* fields of `out`. */
+#define CLATTN__ROUTING_GPU_REGS 64
+clattn_status clattn__routing_launch_tiled(const clattn_device_info *dev,
+                                           const clattn__routing_problem *p, unsigned tx,
+                                           unsigned ty, unsigned rm, unsigned rn,
+                                           clattn__routing_launch *out, char *why,
+                                           size_t why_len);
 
 /* The launch of a routing plan. INVALID_SHAPE (with a reason in `why`, may be NULL) when a size is
  * 0, D or Dv is above CLATTN__ROUTING_MAX_D, or heads_q is not a multiple of heads_k. */
