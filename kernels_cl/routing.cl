@@ -362,6 +362,32 @@ __kernel void clattn_routing_ema(__global const float *means, __global const uin
 #define RG_STR_(x) #x
 #define RG_STR(x) RG_STR_(x)
 
+/* Stages V chunk VC_ (value dims VC_ * VC + [0, VC)) of the key tile and accumulates its P.V
+ * micro-tile: accumulator columns VC_ * RC + e, value dims VC_ * VC + tx + TX * e. */
+#define RG_PVC(VC_)                                                                                \
+    do {                                                                                           \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
+        for (uint i_ = lid; i_ < RG_BC * RG_VC; i_ += RG_WG) {                                     \
+            uint j_ = i_ / RG_VC, ee_ = i_ - j_ * RG_VC, e_ = (VC_) * RG_VC + ee_, key_ = kt + j_; \
+            bool in_ = key_ < wpn && e_ < dvpad;                                                   \
+            float x_ = vbase[(ulong)min(key_, wpn - 1u) * dvpad + min(e_, dvpad - 1u)];            \
+            ST[i_] = in_ ? x_ : 0.0f;                                                              \
+        }                                                                                          \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
+        __local const float *pp_ = Ps + ty * RG_RM * RG_BC;                                        \
+        __local const float *vq_ = ST + tx;                                                        \
+        _Pragma("unroll 4") for (uint cc_ = 0; cc_ < RG_BC; cc_++) {                               \
+            float pr_[RG_RM], vr_[RG_RC];                                                          \
+            _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)                                     \
+                pr_[i] = pp_[i * RG_BC + cc_];                                                     \
+            _Pragma("unroll") for (uint e = 0; e < RG_RC; e++)                                     \
+                vr_[e] = vq_[cc_ * RG_VC + e * RG_TX];                                             \
+            _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)                                     \
+                _Pragma("unroll") for (uint e = 0; e < RG_RC; e++)                                 \
+                    acc[i][(VC_) * RG_RC + e] = fma(pr_[i], vr_[e], acc[i][(VC_) * RG_RC + e]);    \
+        }                                                                                          \
+    } while (0)
+
 /* Global (ceil(w / BR) * WG, B Hq C), local (WG, 1). */
 __kernel __attribute__((reqd_work_group_size(RG_WG, 1, 1))) void
 clattn_routing_attend_gpu(ROUTING_Q *q, ulong q_off, ulong4 q_st, __global const uint *idx,
@@ -499,29 +525,22 @@ clattn_routing_attend_gpu(ROUTING_Q *q, ulong q_off, ulong4 q_st, __global const
             _Pragma("unroll") for (uint e = 0; e < RG_RA; e++)
                 acc[i][e] *= corr;
         }
-        /* P.V, VC value dims at a time (unrolled: the accumulator's indices stay constant). */
-        _Pragma("unroll") for (uint vc = 0; vc < RG_NVC; vc++) {
-            barrier(CLK_LOCAL_MEM_FENCE);
-            for (uint i_ = lid; i_ < RG_BC * RG_VC; i_ += RG_WG) {
-                uint j = i_ / RG_VC, ee = i_ - j * RG_VC, e = vc * RG_VC + ee, key = kt + j;
-                bool in = key < wpn && e < dvpad;
-                float x = vbase[(ulong)min(key, wpn - 1u) * dvpad + min(e, dvpad - 1u)];
-                ST[i_] = in ? x : 0.0f;
-            }
-            barrier(CLK_LOCAL_MEM_FENCE);
-            __local const float *pp = Ps + ty * RG_RM * RG_BC;
-            __local const float *vq = ST + tx;
-            _Pragma("unroll 4") for (uint cc = 0; cc < RG_BC; cc++) {
-                float pr[RG_RM], vr[RG_RC];
-                _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)
-                    pr[i] = pp[i * RG_BC + cc];
-                _Pragma("unroll") for (uint e = 0; e < RG_RC; e++)
-                    vr[e] = vq[cc * RG_VC + e * RG_TX];
-                _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)
-                    _Pragma("unroll") for (uint e = 0; e < RG_RC; e++)
-                        acc[i][vc * RG_RC + e] = fma(pr[i], vr[e], acc[i][vc * RG_RC + e]);
-            }
-        }
+        /* P.V, VC value dims at a time: one expansion per chunk (Dv <= 256: at most 4), so the
+         * accumulator's indices are constants (an unrolled loop over the chunks was left rolled
+         * by the compiler at Dv 128, and the accumulators went to private memory). */
+        RG_PVC(0);
+#if RG_NVC > 1
+        RG_PVC(1);
+#endif
+#if RG_NVC > 2
+        RG_PVC(2);
+#endif
+#if RG_NVC > 3
+        RG_PVC(3);
+#endif
+#if RG_NVC > 4
+#error "RG_DV / RG_VC above 4 chunks"
+#endif
     }
 
     /* Row sums: one reduction across the row's work-items, at the end. */
@@ -537,16 +556,16 @@ clattn_routing_attend_gpu(ROUTING_Q *q, ulong q_off, ulong4 q_st, __global const
         if (j < wn) {
             ulong slot = (ulong)g * wn + j;
             float f = clattn_online_inv(lt);
-            _Pragma("unroll") for (uint vc = 0; vc < RG_NVC; vc++)
-                _Pragma("unroll") for (uint e = 0; e < RG_RC; e++) {
-                    uint dcol = vc * RG_VC + tx + e * RG_TX;
-                    if (dcol < dvn)
-                        sl[slot * dvn + dcol] = acc[i][vc * RG_RC + e] * f;
-                }
+            _Pragma("unroll") for (uint a = 0; a < RG_RA; a++) {
+                uint dcol = (a / RG_RC) * RG_VC + tx + (a % RG_RC) * RG_TX;
+                if (dcol < dvn)
+                    sl[slot * dvn + dcol] = acc[i][a] * f;
+            }
             if (tx == 0)
                 de[slot] = lt > 0.0f ? bh * nl + (uint)qi[i] : ROUTING_NONE;
         }
     }
 #undef RG_STAGE_Q
+#undef RG_PVC
 }
 #endif /* ROUTING_GPU */

@@ -46,7 +46,7 @@ static size_t local_for(const clattn_device_info *dev, size_t n, size_t want)
  * problem asks for it. Candidates, first fitting one the default:
  *   TX x TY, RM x RN = 8 x 8, 4 x 8 (Dv <= 128: 32 accumulators at Dv 64), 16 x 8, 4 x 4 (the
  *   accumulator halves per work-item at Dv 256), then 8 x 8, 4 x 4 and 8 x 4, 4 x 4 for small
- *   local memories / work-groups.
+ *   local memories / work-groups and for windows of at most 32 (64-key tiles: mostly padding).
  * Q and K's head dims are staged QC = min(D, 64), 32, 16 or 8 at a time (the largest whose tiles
  * fit: Q then stays in local memory for the whole group when QC >= D), V's VC = min(Dv rounded
  * up to TX, 64) at a time. The model: per head dim RM + RN local loads feed RM RN FMAs (8 x 4:
@@ -131,7 +131,10 @@ static clattn_status pick_attend(const clattn_device_info *dev, const clattn__ro
     if (p->gpu_tile[0])
         return clattn__routing_launch_tiled(dev, p, p->gpu_tile[0], p->gpu_tile[1],
                                             p->gpu_tile[2], p->gpu_tile[3], out, why, why_len);
-    for (size_t i = 0; i < sizeof rg_cand / sizeof rg_cand[0]; i++) {
+    /* Windows of at most 32 keys (and slots): the 32-key tiles (a 64-key tile would be half
+     * padding, every FMA of it counted). */
+    size_t first = p->window <= 32 ? 2 : 0;
+    for (size_t i = first; i < sizeof rg_cand / sizeof rg_cand[0]; i++) {
         if (i == 0 && p->dv > 128)
             continue; /* 4 x ceil(Dv / 8) accumulators: over the budget */
         if (clattn__routing_launch_tiled(dev, p, rg_cand[i][0], rg_cand[i][1], rg_cand[i][2],
