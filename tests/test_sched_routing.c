@@ -168,6 +168,16 @@ static void test_tiled(void **state)
     p.d = p.dv = 256;
     assert_int_equal(clattn__schedule_routing(&devs[0], &p, &L, why, sizeof why), CLATTN_SUCCESS);
     assert_true(L.gpu_tx == 16 && L.gpu_rm == 4 && L.gpu_rn == 4 && L.gpu_vc == 64);
+    /* llvmpipe's loop cap: a window of 60000 keys would pass it in one work-item: the per-slot
+     * kernel; on a GPU without the cap, tiled. */
+    clattn__routing_problem big = p;
+    big.n = 120000, big.clusters = 2, big.window = 60000;
+    assert_int_equal(clattn__schedule_routing(&devs[6], &big, &L, why, sizeof why),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.attend_tiled, 0);
+    assert_int_equal(clattn__schedule_routing(&devs[0], &big, &L, why, sizeof why),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.attend_tiled, 1);
     /* Forced on PoCL, and a forced tile. */
     p.d = p.dv = 64;
     p.attend_kernel = CLATTN__ROUTING_ATTEND_TILED;

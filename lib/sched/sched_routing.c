@@ -16,6 +16,7 @@
 #include "sched.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -98,6 +99,19 @@ clattn_status clattn__routing_launch_tiled(const clattn_device_info *dev,
     if (!qc) {
         say(why, why_len, "tile: tiles beyond the local memory");
         return CLATTN_UNSUPPORTED;
+    }
+    /* Loop iterations per work-item, every loop of the kernel together (llvmpipe ends loops past
+     * its cap, lib/sched/sched_lsh.c): per key tile the Q/K chunks' staging and d loops, the V
+     * chunks' staging and key loops, the reductions; counted without the unrolling. */
+    if (dev->loop_iteration_cap) {
+        uint64_t nqc = (p->d + qc - 1) / qc, nvc = (p->dv + vc - 1) / vc;
+        uint64_t tiles = (p->window + bc - 1) / bc;
+        uint64_t per = nqc * ((br + bc) * qc / wg + 1 + qc) + nvc * (bc * vc / wg + 1 + bc) +
+                       (uint64_t)rm * (tx + rn + ra) + 8;
+        if (tiles * per + br + (uint64_t)rm * (tx + ra) > dev->loop_iteration_cap) {
+            say(why, why_len, "tile: the kernel's loops would pass the device's loop cap");
+            return CLATTN_UNSUPPORTED;
+        }
     }
     out->attend_tiled = 1;
     out->gpu_tx = tx;
