@@ -272,7 +272,26 @@ typedef struct clattn__lsh_launch {
     unsigned sort_tile;  /* counting sort: positions per histogram tile (>= n_buckets) */
     unsigned key_bits;   /* radix sort: bits of a bucket number */
     char defines[256];   /* -D options of lsh.cl, every one LSH_-prefixed */
+    /* The register-tiled attend clattn_lsh_attend_gpu (attend_tiled 1; GPU-like devices): TX x
+     * TY work-items (attend_local), BR = TY RM sorted slots per group, BC = TX RN window slots
+     * per key tile, Q/K head dims QC and V's VC at a time; built with attend_defines (defines
+     * plus its own, its own program). */
+    int attend_tiled;
+    unsigned gpu_tx, gpu_ty, gpu_rm, gpu_rn, gpu_qc, gpu_vc;
+    size_t attend_rows, attend_local, attend_local_bytes;
+    char attend_defines[256];
 } clattn__lsh_launch;
+
+/* Which attend kernel: by the device (the tiled one on GPU-like devices where a tile fits), the
+ * per-row CPU kernel, or the tiled one (with `tile` = TX, TY, RM, RN when not NULL, else the
+ * first fitting default). Sets (or clears) the attend_* fields of a filled launch; UNSUPPORTED
+ * with a reason when a requested tile does not fit the device. */
+#define CLATTN__LSH_ATTEND_AUTO 0
+#define CLATTN__LSH_ATTEND_ROWS 1
+#define CLATTN__LSH_ATTEND_TILED 2
+clattn_status clattn__lsh_attend_kernel(const clattn_device_info *dev, const clattn__lsh_problem *p,
+                                        int kernel, const unsigned *tile, clattn__lsh_launch *out,
+                                        char *why, size_t why_len);
 
 /* The counting sort of a (b, h, round) segment clears n_buckets counters per histogram tile of
  * max(n_buckets, CLATTN__LSH_MIN_TILE) positions and scans n_buckets x tiles counters in one

@@ -145,14 +145,16 @@ static clattn_status pick_attend(const clattn_device_info *dev, const clattn__ro
     if (p->gpu_tile[0])
         return clattn__routing_launch_tiled(dev, p, p->gpu_tile[0], p->gpu_tile[1],
                                             p->gpu_tile[2], p->gpu_tile[3], out, why, why_len);
-    /* Windows of at most 32 keys (and slots): the 32-key tiles (a 64-key tile would be half
-     * padding, every FMA of it counted). */
-    size_t first = p->window <= 32 ? 2 : 0;
-    for (size_t i = first; i < sizeof rg_cand / sizeof rg_cand[0]; i++) {
-        if (i == 0 && p->dv > 128)
+    /* Windows of at most 32 keys (and slots): the 32-key tiles first (a 64-key tile would be
+     * half padding, every FMA of it counted). */
+    static const size_t order[2][4] = {{0, 1, 2, 3}, {2, 3, 0, 1}};
+    const size_t *ord = order[p->window <= 32 ? 1 : 0];
+    for (size_t i = 0; i < 4; i++) {
+        size_t c = ord[i];
+        if (c == 0 && p->dv > 128)
             continue; /* 4 x ceil(Dv / 8) accumulators: over the budget */
-        if (clattn__routing_launch_tiled(dev, p, rg_cand[i][0], rg_cand[i][1], rg_cand[i][2],
-                                         rg_cand[i][3], out, NULL, 0) == CLATTN_SUCCESS)
+        if (clattn__routing_launch_tiled(dev, p, rg_cand[c][0], rg_cand[c][1], rg_cand[c][2],
+                                         rg_cand[c][3], out, NULL, 0) == CLATTN_SUCCESS)
             return CLATTN_SUCCESS;
     }
     out->attend_tiled = 0; /* nothing fits: the per-slot kernel */
