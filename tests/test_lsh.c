@@ -308,6 +308,28 @@ static void test_head_dims(void **state)
     }
 }
 
+/* The register-tiled attend (clattn_lsh_attend_gpu, issue 12) forced on every device through
+ * CLATTN_LSH_ATTEND_KERNEL, for tiles of its candidates: D 72 and Dv 80 (two Q/K chunks where
+ * QC is 64 or 32, two V chunks), chunks that are not tile multiples (40: 48 slots in 32- or
+ * 64-slot tiles; 64 with a partial last chunk), causal and across buckets, N = 1. One program per
+ * tile (the cases share D and Dv). */
+static void test_tiled_attend(void **state)
+{
+    (void)state;
+    static const char *tiles[] = {"tiled", "tiled:16,8,4,4", "tiled:16,4,2,4", "tiled:8,4,4,4"};
+    const tcase cases[] = {
+        mk(2, 2, 150, 72, 80, 2, 6, 40, 1, 0),
+        mk(1, 2, 100, 72, 80, 1, 4, 64, 0, 1),
+        mk(1, 1, 1, 72, 80, 1, 2, 16, 1, 0),
+    };
+    for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; t++) {
+        assert_int_equal(setenv("CLATTN_LSH_ATTEND_KERNEL", tiles[t], 1), 0);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            run_case(&cases[i]);
+    }
+    unsetenv("CLATTN_LSH_ATTEND_KERNEL");
+}
+
 /* Large values: logits in the hundreds must not overflow (online softmax). */
 static void test_large_values(void **state)
 {
@@ -566,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_strided),
         cmocka_unit_test(test_many_buckets),
         cmocka_unit_test(test_head_dims),
+        cmocka_unit_test(test_tiled_attend),
         cmocka_unit_test(test_large_values),
         cmocka_unit_test(test_property_two_buckets),
         cmocka_unit_test(test_ties),

@@ -1,7 +1,7 @@
 /* Small shapes of every attention kernel, meant to run under oclgrind (tests/run_oclgrind.sh), which
  * simulates the device and reports data races, out-of-bounds and uninitialised accesses. Also
  * checks results against the fp64 reference so a silent wrong answer fails too.
- * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|routing_tiled|ssm|ssm_s4|rpe|rpe_tiled|mgk|deq]...
+ * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|lsh_tiled|routing|routing_tiled|ssm|ssm_s4|rpe|rpe_tiled|mgk|deq]...
  * (default: cpu gpu) */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
@@ -925,6 +925,15 @@ int main(int argc, char **argv)
         }
         if (strcmp(w, "deq") == 0) {
             rc |= run_deq(ctx);
+            continue;
+        }
+        if (strcmp(w, "lsh_tiled") == 0) { /* the GPU attend kernel, forced on any device */
+            setenv("CLATTN_LSH_ATTEND_KERNEL", "tiled", 1);
+            rc |= run_lsh(ctx, 45, 12, 20, 6, 16, 1, 0);
+            /* D 72, Dv 80: Q/K staged per key tile in two chunks, V in two (the other barrier
+             * structure). */
+            rc |= run_lsh(ctx, 20, 72, 80, 4, 16, 1, 0);
+            unsetenv("CLATTN_LSH_ATTEND_KERNEL");
             continue;
         }
         if (strcmp(w, "routing_tiled") == 0) { /* the GPU attend kernel, forced on any device */
