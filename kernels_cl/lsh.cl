@@ -26,7 +26,8 @@
  *  clattn_lsh_combine    the rounds weighted by their log-sum-exps, in the original order.
  *
  * Designed for CPU devices (PoCL): float16 vectors inside each work-item, no __local memory and
- * no barriers; on GPUs it is correct but not tuned. Logits are kept in base 2 (log2 e folded into
+ * no barriers. On GPU-like devices the attend step runs clattn_lsh_attend_gpu instead (end of
+ * the file: register micro-tiles, __local K/V tiles). Logits are kept in base 2 (log2 e folded into
  * the scale) so the exponentials are exp2. Every tunable below comes from the scheduler
  * (lib/sched/sched_lsh.c) as a -D option; the defaults let the file compile on its own. */
 

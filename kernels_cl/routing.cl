@@ -24,7 +24,8 @@
  * selection, queries first.
  *
  * This is the CPU recipe of DESIGN.md §8 (register blocking over 16 lanes, panels packed once,
- * no __local memory, no barriers); on GPUs it is correct but not tuned. */
+ * no __local memory, no barriers). On GPU-like devices the attention inside the clusters runs
+ * clattn_routing_attend_gpu (end of the file: register micro-tiles, __local K/V tiles). */
 
 /* Longest q/k row (and v row, for attend's accumulators) held in private memory. */
 #ifndef ROUTING_MAX_D

@@ -8,7 +8,8 @@
  * grow: 4 up to Dp, Dvp <= 64, 2 up to 128, else 1 -- the rule of softmax's register-blocked CPU
  * kernel (sched.c), which measured fastest on PoCL; the kernels were written and measured on
  * PoCL with it. On GPUs the kernels are correct but not tuned: the same rule applies and the tuner
- * may try the other combinations (clattn__lsh_candidates).
+ * may try the other combinations (clattn__lsh_candidates); the attend step, though, runs the
+ * register-tiled clattn_lsh_attend_gpu on GPU-like devices (the tiled attend below).
  *
  * Work-groups: every kernel has a fixed local size, since PoCL compiles a kernel once per local
  * size and the driver's own choice would follow N (a build per new length). The per-position
