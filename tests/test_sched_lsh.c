@@ -356,8 +356,10 @@ static void test_attend_tiled(void **state)
         assert_true(L.attend_local <= devs[i].max_work_group_size);
         assert_true(L.attend_local_bytes <= devs[i].local_mem_size);
         assert_int_equal(L.attend_rows, (size_t)L.gpu_ty * L.gpu_rm);
-        assert_non_null(strstr(L.attend_defines, L.defines));
-        assert_non_null(strstr(L.attend_defines, "-DLSH_GPU=1"));
+        char gdef[384];
+        clattn__lsh_attend_defines(&L, gdef, sizeof gdef);
+        assert_non_null(strstr(gdef, L.defines));
+        assert_non_null(strstr(gdef, "-DLSH_GPU=1"));
     }
     assert_int_equal(clattn__schedule_lsh(&devs[0], &p, &L, why, sizeof why), CLATTN_SUCCESS);
     assert_true(L.gpu_tx == 8 && L.gpu_ty == 8 && L.gpu_rm == 4 && L.gpu_rn == 8);

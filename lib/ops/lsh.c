@@ -294,8 +294,10 @@ static clattn_status bake_kernels(lsh_plan *p, const char *by)
     CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_combine", L->row_local, by,
                                        &p->combine));
     /* The main kernel last: clattn_plan_get_info reports it. */
+    char gdef[384];
+    clattn__lsh_attend_defines(L, gdef, sizeof gdef);
     if (L->attend_tiled) /* its own program: the tile compiled in */
-        CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", L->attend_defines, "clattn_lsh_attend_gpu",
+        CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", gdef, "clattn_lsh_attend_gpu",
                                            L->attend_local, by, &p->attend));
     else
         CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_attend", L->local_size,
@@ -498,8 +500,10 @@ static void plan_info(const clattn_plan *base, clattn_plan_info *info)
     const lsh_plan *p = (const lsh_plan *)base;
     snprintf(info->variant, sizeof info->variant, "%s",
              p->launch.attend_tiled ? "clattn_lsh_attend_gpu" : "clattn_lsh_attend");
-    snprintf(info->build_options, sizeof info->build_options, "%s",
-             p->launch.attend_tiled ? p->launch.attend_defines : p->launch.defines);
+    char gdef[384];
+    clattn__lsh_attend_defines(&p->launch, gdef, sizeof gdef);
+    snprintf(info->build_options, sizeof info->build_options, "%.255s",
+             p->launch.attend_tiled ? gdef : p->launch.defines);
     if (base->dtype_defines[0]) { /* the element types' -D options the plan's kernels got */
         size_t used = strlen(info->build_options);
         snprintf(info->build_options + used, sizeof info->build_options - used, " %s",

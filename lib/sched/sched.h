@@ -274,13 +274,16 @@ typedef struct clattn__lsh_launch {
     char defines[256];   /* -D options of lsh.cl, every one LSH_-prefixed */
     /* The register-tiled attend clattn_lsh_attend_gpu (attend_tiled 1; GPU-like devices): TX x
      * TY work-items (attend_local), BR = TY RM sorted slots per group, BC = TX RN window slots
-     * per key tile, Q/K head dims QC and V's VC at a time; built with attend_defines (defines
-     * plus its own, its own program). */
+     * per key tile, Q/K head dims QC and V's VC at a time; built with
+     * clattn__lsh_attend_defines (defines plus its own: its own program). No string here: the
+     * launch is stored by the tuner (CLATTN__TUNE_MAX_LAUNCH bytes). */
     int attend_tiled;
     unsigned gpu_tx, gpu_ty, gpu_rm, gpu_rn, gpu_qc, gpu_vc;
     size_t attend_rows, attend_local, attend_local_bytes;
-    char attend_defines[256];
 } clattn__lsh_launch;
+
+/* The -D options of the tiled attend's program: the launch's defines and the tile's. */
+void clattn__lsh_attend_defines(const clattn__lsh_launch *L, char *out, size_t len);
 
 /* Which attend kernel: by the device (the tiled one on GPU-like devices where a tile fits), the
  * per-row CPU kernel, or the tiled one (with `tile` = TX, TY, RM, RN when not NULL, else the

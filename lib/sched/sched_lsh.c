@@ -265,11 +265,16 @@ static clattn_status lg_tile(const clattn_device_info *dev, const clattn__lsh_pr
     out->attend_rows = br;
     out->attend_local = wg;
     out->attend_local_bytes = lg_local_bytes(br, bc, tx, qc, vc);
-    snprintf(out->attend_defines, sizeof out->attend_defines,
-             "%.128s -DLSH_GPU=1 -DLSH_GTX=%u -DLSH_GTY=%u -DLSH_GRM=%u -DLSH_GRN=%u -DLSH_GQC=%zu "
-             "-DLSH_GVC=%zu",
-             out->defines, tx, ty, rm, rn, qc, vc);
     return CLATTN_SUCCESS;
+}
+
+void clattn__lsh_attend_defines(const clattn__lsh_launch *L, char *out, size_t len)
+{
+    if (len)
+        snprintf(out, len,
+                 "%s -DLSH_GPU=1 -DLSH_GTX=%u -DLSH_GTY=%u -DLSH_GRM=%u -DLSH_GRN=%u "
+                 "-DLSH_GQC=%u -DLSH_GVC=%u",
+                 L->defines, L->gpu_tx, L->gpu_ty, L->gpu_rm, L->gpu_rn, L->gpu_qc, L->gpu_vc);
 }
 
 clattn_status clattn__lsh_attend_kernel(const clattn_device_info *dev, const clattn__lsh_problem *p,
@@ -279,7 +284,6 @@ clattn_status clattn__lsh_attend_kernel(const clattn_device_info *dev, const cla
     out->attend_tiled = 0;
     out->gpu_tx = out->gpu_ty = out->gpu_rm = out->gpu_rn = out->gpu_qc = out->gpu_vc = 0;
     out->attend_rows = out->attend_local = out->attend_local_bytes = 0;
-    out->attend_defines[0] = '\0';
     if (kernel < CLATTN__LSH_ATTEND_AUTO || kernel > CLATTN__LSH_ATTEND_TILED) {
         say(why, why_len, "unknown attend kernel");
         return CLATTN_INVALID_ARGUMENT;
@@ -306,7 +310,6 @@ clattn_status clattn__lsh_attend_kernel(const clattn_device_info *dev, const cla
         return CLATTN_UNSUPPORTED;
     }
     out->attend_tiled = 0; /* none fits: the per-row kernel */
-    out->attend_defines[0] = '\0';
     return CLATTN_SUCCESS;
 }
 
