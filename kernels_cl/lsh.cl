@@ -68,6 +68,7 @@
 #define LSH_V __global const CLATTN_STYPE(V_DT)
 #define LSH_O __global CLATTN_STYPE(O_DT)
 
+#if !LSH_GPU /* the tiled attend's program (below) carries only its kernel */
 /* clattn_load_row of a q row in its type: dst[k] = scale * q[b, h, i, k] for k < count, else 0. */
 inline void lsh_load_q(float *dst, uint width, LSH_Q *x, ulong off, ulong4 st, ulong i0, ulong i1,
                        ulong i2, uint count, float scale)
@@ -390,6 +391,8 @@ __kernel void clattn_lsh_combine(__global const float *ro, __global const float 
     if (has_lse)
         lse[clattn_at(l_off, l_st, b, h, i, 0)] = clattn_online_lse2(m, l) * CLATTN_LN2;
 }
+
+#endif /* !LSH_GPU */
 
 #if LSH_GPU
 /* ---- clattn_lsh_attend_gpu: the attend kernel for GPU-like devices (issue 12), in the

@@ -60,6 +60,7 @@
 #define ROUTING_K __global const CLATTN_STYPE(K_DT)
 #define ROUTING_V __global const CLATTN_STYPE(V_DT)
 
+#if !ROUTING_GPU /* the tiled attend's program (below) carries only its kernel */
 /* Scoring unit u (see the top of the file): writes its batch b, its head h in q (queries) or k
  * (keys) and the key head hk whose centroids it uses; returns 1 for keys, 0 for queries. */
 inline uint clattn_routing_unit(uint u, uint batch, uint heads_q, uint heads_k, uint *b, uint *h,
@@ -300,6 +301,8 @@ __kernel void clattn_routing_ema(__global const float *means, __global const uin
         mu[at] = decay * mu[at] + (1.0f - decay) * (means[r * d_k + d] * inv);
     }
 }
+
+#endif /* !ROUTING_GPU */
 
 #if ROUTING_GPU
 /* ---- clattn_routing_attend_gpu: the attention inside each query cluster for GPU-like devices
