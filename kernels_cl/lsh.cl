@@ -26,7 +26,8 @@
  *  clattn_lsh_combine    the rounds weighted by their log-sum-exps, in the original order.
  *
  * Designed for CPU devices (PoCL): float16 vectors inside each work-item, no __local memory and
- * no barriers; on GPUs it is correct but not tuned. Logits are kept in base 2 (log2 e folded into
+ * no barriers. On GPU-like devices the attend step runs clattn_lsh_attend_gpu instead (end of
+ * the file: register micro-tiles, __local K/V tiles). Logits are kept in base 2 (log2 e folded into
  * the scale) so the exponentials are exp2. Every tunable below comes from the scheduler
  * (lib/sched/sched_lsh.c) as a -D option; the defaults let the file compile on its own. */
 
@@ -67,6 +68,7 @@
 #define LSH_V __global const CLATTN_STYPE(V_DT)
 #define LSH_O __global CLATTN_STYPE(O_DT)
 
+#if !LSH_GPU /* the tiled attend's program (below) carries only its kernel */
 /* clattn_load_row of a q row in its type: dst[k] = scale * q[b, h, i, k] for k < count, else 0. */
 inline void lsh_load_q(float *dst, uint width, LSH_Q *x, ulong off, ulong4 st, ulong i0, ulong i1,
                        ulong i2, uint count, float scale)
@@ -389,3 +391,276 @@ __kernel void clattn_lsh_combine(__global const float *ro, __global const float 
     if (has_lse)
         lse[clattn_at(l_off, l_st, b, h, i, 0)] = clattn_online_lse2(m, l) * CLATTN_LN2;
 }
+
+#endif /* !LSH_GPU */
+
+#if LSH_GPU
+/* ---- clattn_lsh_attend_gpu: the attend kernel for GPU-like devices (issue 12), in the
+ * discipline of softmax_gpu.cl (-DLSH_GPU=1 and the tile options below, lib/sched/sched_lsh.c).
+ *
+ *  - a work-group of LSH_GTX x LSH_GTY work-items owns BR = TY * RM consecutive sorted slots of one
+ *    chunk c of segment seg; their scaled queries are staged transposed in __local Qs[QC][BR]
+ *    (once when LSH_DP <= QC, else QC head dims at a time per key tile), their positions and
+ *    buckets in __local;
+ *  - the window (chunk c, then chunk c - 1 when there are several) goes BC = TX * RN slots at a
+ *    time: K's head dims QC at a time transposed into Kt[QC][BC + 1] from the panels, each
+ *    slot's position and bucket into __local, then V's rows (gathered by original position) VC
+ *    value dims at a time into Vs[BC][VC] (one buffer ST holds K's or V's);
+ *  - work-item (tx, ty) computes the RM x RN score micro-tile of slots ty*RM + i and keys
+ *    tx + TX*j in registers, masks it (padding, causal, other buckets unless `across`, the
+ *    query's own position scored LSH_SELF_SCORE), and the row maxima are reduced across the
+ *    row's TX work-items through __local red[BR][TX]; row sums stay per work-item and are
+ *    reduced once at the end;
+ *  - the probabilities go through __local Ps[BR][BC]; work-item (tx, ty) accumulates P.V for
+ *    slots ty*RM + i and value dims vc*VC + tx + TX*e in registers.
+ * Micro-tiles and accumulators are indexed only by fully unrolled loops over compile-time sizes
+ * (the V chunks expanded one by one), so they stay in registers. Same outputs as
+ * clattn_lsh_attend. */
+#ifndef LSH_GTX
+#define LSH_GTX 8
+#endif
+#ifndef LSH_GTY
+#define LSH_GTY 8
+#endif
+#ifndef LSH_GRM
+#define LSH_GRM 4
+#endif
+#ifndef LSH_GRN
+#define LSH_GRN 8
+#endif
+#ifndef LSH_GQC
+#define LSH_GQC 32 /* head dims of Q and K staged at a time */
+#endif
+#ifndef LSH_GVC
+#define LSH_GVC 64 /* value dims staged at a time (a multiple of LSH_GTX) */
+#endif
+#if LSH_GVC % LSH_GTX
+#error "LSH_GVC must be a multiple of LSH_GTX"
+#endif
+#define LG_WG (LSH_GTX * LSH_GTY)
+#define LG_BR (LSH_GTY * LSH_GRM)
+#define LG_BC (LSH_GTX * LSH_GRN)
+#define LG_KS (LG_BC + 1)
+#define LG_NQC ((LSH_DP + LSH_GQC - 1) / LSH_GQC)
+#define LG_NVC ((LSH_DVP + LSH_GVC - 1) / LSH_GVC)
+#define LG_RC (LSH_GVC / LSH_GTX)
+#define LG_RA (LG_NVC * LG_RC)
+#define LG_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Q's head dims [D0, D0 + QC) of the group's slots into Qs (zero past d and for padding). */
+#define LG_STAGE_Q(D0)                                                                             \
+    do {                                                                                           \
+        for (uint i_ = lid; i_ < LG_BR * LSH_GQC; i_ += LG_WG) {                                     \
+            uint r_ = i_ / LSH_GQC, dd_ = i_ - r_ * LSH_GQC, d_ = (D0) + dd_;                          \
+            int p_ = qpos[r_];                                                                     \
+            bool in_ = p_ >= 0 && d_ < dn;                                                         \
+            ulong at_ = clattn_at(qo, qst, b, h, (ulong)max(p_, 0), min(d_, dn - 1u));             \
+            Qs[dd_ * LG_BR + r_] = in_ ? CLATTN_LOAD(Q_DT, qq, at_) * qscale : 0.0f;               \
+        }                                                                                          \
+    } while (0)
+
+/* V chunk VC_ of the key tile (rows by original position) into ST, then its P.V micro-tile. */
+#define LG_PVC(VC_)                                                                                \
+    do {                                                                                           \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
+        for (uint i_ = lid; i_ < LG_BC * LSH_GVC; i_ += LG_WG) {                                     \
+            uint j_ = i_ / LSH_GVC, ee_ = i_ - j_ * LSH_GVC, e_ = (VC_) * LSH_GVC + ee_;                 \
+            int p_ = kps[j_];                                                                      \
+            bool in_ = p_ >= 0 && e_ < LSH_DVP;                                                    \
+            float x_ = vb[(ulong)max(p_, 0) * LSH_DVP + min(e_, (uint)LSH_DVP - 1u)];              \
+            ST[i_] = in_ ? x_ : 0.0f;                                                              \
+        }                                                                                          \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
+        __local const float *pp_ = Ps + ty * LSH_GRM * LG_BC;                                        \
+        __local const float *vq_ = ST + tx;                                                        \
+        _Pragma("unroll 4") for (uint cc_ = 0; cc_ < LG_BC; cc_++) {                               \
+            float pr_[LSH_GRM], vr_[LG_RC];                                                          \
+            _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++)                                     \
+                pr_[i] = pp_[i * LG_BC + cc_];                                                     \
+            _Pragma("unroll") for (uint e = 0; e < LG_RC; e++)                                     \
+                vr_[e] = vq_[cc_ * LSH_GVC + e * LSH_GTX];                                             \
+            _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++)                                     \
+                _Pragma("unroll") for (uint e = 0; e < LG_RC; e++)                                 \
+                    acc[i][(VC_) * LG_RC + e] = fma(pr_[i], vr_[e], acc[i][(VC_) * LG_RC + e]);    \
+        }                                                                                          \
+    } while (0)
+
+/* Global (nchunks * ceil(cp / BR) * WG, segments), local (WG, 1). */
+__kernel __attribute__((reqd_work_group_size(LG_WG, 1, 1))) void
+clattn_lsh_attend_gpu(LSH_Q *q, ulong q_off, ulong4 q_st, uint heads, uint n, uint d,
+                      uint n_hashes, uint cp, uint nchunks, __global const float *kp,
+                      __global const int *spos, __global const int *sbkt,
+                      __global const float *vp, int causal, int across, float scale2,
+                      __global float *ro, __global float *rl)
+{
+    __local float Qs[LSH_GQC * LG_BR];
+    __local float ST[LG_MAX(LSH_GQC * LG_KS, LG_BC * LSH_GVC)];
+    __local float Ps[LG_BR * LG_BC];
+    __local float red[LG_BR * LSH_GTX];
+    __local int qpos[LG_BR], qbk[LG_BR], kps[LG_BC], kbs[LG_BC];
+    /* Every argument read before the first branch (rusticl, DESIGN.md). */
+    LSH_Q *qq = q;
+    const ulong qo = q_off;
+    const ulong4 qst = q_st;
+    const uint hd = heads, nn = n, dn = d, nh = n_hashes, cpn = cp, nch = nchunks;
+    __global const float *kpp = kp, *vpp = vp;
+    __global const int *sp = spos, *sb = sbkt;
+    const int caus = causal, acr = across;
+    const float qscale = scale2;
+    __global float *rop = ro, *rlp = rl;
+
+    uint lid = get_local_id(0);
+    uint ty = lid / LSH_GTX, tx = lid - ty * LSH_GTX;
+    uint seg = get_global_id(1), grp = get_group_id(0);
+    uint gpc = (cpn + LG_BR - 1u) / LG_BR, c = grp / gpc, r0 = (grp - c * gpc) * LG_BR;
+    uint bh = seg / nh, b = bh / hd, h = bh - b * hd;
+    ulong gq = ((ulong)seg * nch + c) * cpn + r0;
+    if (lid < LG_BR) {
+        bool in = r0 + lid < cpn;
+        ulong at = in ? gq + lid : gq;
+        int p = sp[at], k = sb[at];
+        qpos[lid] = in ? p : -1;
+        qbk[lid] = in ? k : -1;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    /* Valid slots are a prefix of each chunk: a group whose first slot is padding has none and
+     * runs no key tile (the same trip count in every work-item; no early return: PoCL crashed
+     * on one before the later barriers). */
+    bool live = qpos[0] >= 0;
+    __global const float *vb = vpp + (ulong)bh * nn * LSH_DVP;
+#if LG_NQC == 1
+    LG_STAGE_Q(0);
+#endif
+    int qi[LSH_GRM], qb[LSH_GRM];
+    float m[LSH_GRM], l[LSH_GRM], acc[LSH_GRM][LG_RA];
+    _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++) {
+        qi[i] = qpos[ty * LSH_GRM + i];
+        qb[i] = qbk[ty * LSH_GRM + i];
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+        _Pragma("unroll") for (uint e = 0; e < LG_RA; e++)
+            acc[i][e] = 0.0f;
+    }
+    uint nkeys = live ? (nch > 1 ? 2u : 1u) * cpn : 0u;
+    ulong own = ((ulong)seg * nch + c) * cpn, prev = ((ulong)seg * nch + (c + nch - 1u) % nch) * cpn;
+
+    for (uint kt = 0; kt < nkeys; kt += LG_BC) {
+        float s[LSH_GRM][LSH_GRN];
+        _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++)
+            _Pragma("unroll") for (uint j = 0; j < LSH_GRN; j++)
+                s[i][j] = 0.0f;
+        for (uint qc = 0; qc < LG_NQC; qc++) {
+            uint d0 = qc * LSH_GQC;
+            barrier(CLK_LOCAL_MEM_FENCE);
+#if LG_NQC > 1
+            LG_STAGE_Q(d0);
+#endif
+            if (qc == 0 && lid < LG_BC) { /* the tile's slot positions and buckets */
+                uint k = kt + lid, w = k >= cpn;
+                ulong g = (w ? prev : own) + (k - w * cpn);
+                bool in = k < nkeys;
+                ulong at = in ? g : own;
+                int p = sp[at], bk = sb[at];
+                kps[lid] = in ? p : -1;
+                kbs[lid] = in ? bk : -1;
+            }
+            for (uint i_ = lid; i_ < LG_BC * LSH_GQC; i_ += LG_WG) {
+                uint dd = i_ / LG_BC, j = i_ - dd * LG_BC, dk = d0 + dd, k = kt + j;
+                uint w = k >= cpn;
+                ulong g = (w ? prev : own) + (k - w * cpn);
+                bool in = k < nkeys && dk < LSH_DP;
+                ulong at = in ? (g & ~(ulong)(LSH_PANEL - 1)) * LSH_DP + dk * LSH_PANEL +
+                                    (g & (LSH_PANEL - 1))
+                              : 0;
+                float x = kpp[at];
+                ST[dd * LG_KS + j] = in ? x : 0.0f;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            __local const float *qp = Qs + ty * LSH_GRM;
+            __local const float *kq = ST + tx;
+            _Pragma("unroll 4") for (uint dd = 0; dd < LSH_GQC; dd++) {
+                float qr[LSH_GRM], kr[LSH_GRN];
+                _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++)
+                    qr[i] = qp[dd * LG_BR + i];
+                _Pragma("unroll") for (uint j = 0; j < LSH_GRN; j++)
+                    kr[j] = kq[dd * LG_KS + j * LSH_GTX];
+                _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++)
+                    _Pragma("unroll") for (uint j = 0; j < LSH_GRN; j++)
+                        s[i][j] = fma(qr[i], kr[j], s[i][j]);
+            }
+        }
+        /* Masks and the query's own position, then this work-item's share of each maximum. */
+        int kj[LSH_GRN], kb[LSH_GRN];
+        _Pragma("unroll") for (uint j = 0; j < LSH_GRN; j++) {
+            kj[j] = kps[tx + j * LSH_GTX];
+            kb[j] = kbs[tx + j * LSH_GTX];
+        }
+        _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++) {
+            float mx = -INFINITY;
+            _Pragma("unroll") for (uint j = 0; j < LSH_GRN; j++) {
+                bool vis = qi[i] >= 0 && kj[j] >= 0 && (!caus || kj[j] <= qi[i]) &&
+                           (acr || kb[j] == qb[i]);
+                float x = kj[j] == qi[i] ? LSH_SELF_SCORE : s[i][j];
+                s[i][j] = vis ? x : -INFINITY;
+                mx = fmax(mx, s[i][j]);
+            }
+            red[(ty * LSH_GRM + i) * LSH_GTX + tx] = mx;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++) {
+            uint r = ty * LSH_GRM + i;
+            float mt = -INFINITY;
+            _Pragma("unroll") for (uint t = 0; t < LSH_GTX; t++)
+                mt = fmax(mt, red[r * LSH_GTX + t]);
+            float ref, corr = clattn_online_step(&m[i], mt, &ref);
+            float sum = 0.0f;
+            _Pragma("unroll") for (uint j = 0; j < LSH_GRN; j++) {
+                float p = exp2(s[i][j] - ref);
+                sum += p;
+                Ps[r * LG_BC + tx + j * LSH_GTX] = p;
+            }
+            l[i] = l[i] * corr + sum;
+            _Pragma("unroll") for (uint e = 0; e < LG_RA; e++)
+                acc[i][e] *= corr;
+        }
+        LG_PVC(0);
+#if LG_NVC > 1
+        LG_PVC(1);
+#endif
+#if LG_NVC > 2
+        LG_PVC(2);
+#endif
+#if LG_NVC > 3
+        LG_PVC(3);
+#endif
+#if LG_NVC > 4
+#error "LSH_DVP / LSH_GVC above 4 chunks"
+#endif
+    }
+
+    barrier(CLK_LOCAL_MEM_FENCE);
+    _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++)
+        red[(ty * LSH_GRM + i) * LSH_GTX + tx] = l[i];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++) {
+        uint r = ty * LSH_GRM + i;
+        float lt = 0.0f;
+        _Pragma("unroll") for (uint t = 0; t < LSH_GTX; t++)
+            lt += red[r * LSH_GTX + t];
+        if (qi[i] >= 0) {
+            /* A query always sees itself, so lt >= 1 here. */
+            ulong at = (ulong)seg * nn + (uint)qi[i];
+            float f = clattn_online_inv(lt);
+            _Pragma("unroll") for (uint a = 0; a < LG_RA; a++) {
+                uint dcol = (a / LG_RC) * LSH_GVC + tx + (a % LG_RC) * LSH_GTX;
+                if (dcol < LSH_DVP)
+                    rop[at * LSH_DVP + dcol] = acc[i][a] * f;
+            }
+            if (tx == 0)
+                rlp[at] = clattn_online_lse2(m[i], lt);
+        }
+    }
+}
+#undef LG_STAGE_Q
+#undef LG_PVC
+#endif /* LSH_GPU */

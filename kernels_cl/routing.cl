@@ -24,7 +24,8 @@
  * selection, queries first.
  *
  * This is the CPU recipe of DESIGN.md §8 (register blocking over 16 lanes, panels packed once,
- * no __local memory, no barriers); on GPUs it is correct but not tuned. */
+ * no __local memory, no barriers). On GPU-like devices the attention inside the clusters runs
+ * clattn_routing_attend_gpu (end of the file: register micro-tiles, __local K/V tiles). */
 
 /* Longest q/k row (and v row, for attend's accumulators) held in private memory. */
 #ifndef ROUTING_MAX_D
@@ -59,6 +60,7 @@
 #define ROUTING_K __global const CLATTN_STYPE(K_DT)
 #define ROUTING_V __global const CLATTN_STYPE(V_DT)
 
+#if !ROUTING_GPU /* the tiled attend's program (below) carries only its kernel */
 /* Scoring unit u (see the top of the file): writes its batch b, its head h in q (queries) or k
  * (keys) and the key head hk whose centroids it uses; returns 1 for keys, 0 for queries. */
 inline uint clattn_routing_unit(uint u, uint batch, uint heads_q, uint heads_k, uint *b, uint *h,
@@ -299,3 +301,275 @@ __kernel void clattn_routing_ema(__global const float *means, __global const uin
         mu[at] = decay * mu[at] + (1.0f - decay) * (means[r * d_k + d] * inv);
     }
 }
+
+#endif /* !ROUTING_GPU */
+
+#if ROUTING_GPU
+/* ---- clattn_routing_attend_gpu: the attention inside each query cluster for GPU-like devices
+ * (issue 12), in the discipline of softmax_gpu.cl. Built as its own program with -DROUTING_GPU=1
+ * and the tile options below (lib/sched/sched_routing.c), so the CPU program above is unchanged.
+ *
+ *  - a work-group of RG_TX x RG_TY work-items owns BR = TY * RM query slots of one query cluster
+ *    g; their scaled queries are staged transposed in __local Qs[QC][BR] (once, when D <= QC;
+ *    else QC head dims at a time per key tile), their positions in qpos[BR];
+ *  - the cluster's packed keys go BC = TX * RN at a time: K's head dims QC at a time transposed
+ *    into Kt[QC][BC + 1] straight from the [w/16][D][16] panels, then V's VC at a time into
+ *    Vs[BC][VC] (one buffer ST holds either);
+ *  - work-item (tx, ty) computes the RM x RN score micro-tile of slots ty*RM + i and keys
+ *    tx + TX*j in registers (per head dim RM + RN local loads feed RM * RN FMAs), masks it (key
+ *    padding, causal by position), and the row maxima are reduced across the row's TX work-items
+ *    through __local red[BR][TX]; row sums stay per work-item (every term shares the row's
+ *    running maximum) and are reduced once at the end;
+ *  - the probabilities go through __local Ps[BR][BC]; work-item (tx, ty) accumulates P.V for
+ *    slots ty*RM + i and value dims vc*VC + tx + TX*e (e < VC / TX) in registers;
+ *  - keys arrive in position order, so under the causal mask the group stops at the first tile
+ *    that starts after its last slot's position (uniform: the barriers stay uniform).
+ * Micro-tiles and accumulators are arrays indexed only by fully unrolled loops over compile-time
+ * sizes (the V chunk loop is unrolled too), so they stay in registers. Same outputs as
+ * clattn_routing_attend: slots (zeros for a slot that saw no key) and dest. */
+#ifndef RG_TX
+#define RG_TX 8 /* work-items across keys (scores) and value dims (P.V) */
+#endif
+#ifndef RG_TY
+#define RG_TY 8 /* work-items across query slots */
+#endif
+#ifndef RG_RM
+#define RG_RM 4 /* query slots per work-item */
+#endif
+#ifndef RG_RN
+#define RG_RN 8 /* keys per work-item in the score micro-tile */
+#endif
+#ifndef RG_D
+#define RG_D 64 /* D (q and k head dim) */
+#endif
+#ifndef RG_DV
+#define RG_DV 64 /* Dv */
+#endif
+#ifndef RG_QC
+#define RG_QC 32 /* head dims of Q and K staged at a time */
+#endif
+#ifndef RG_VC
+#define RG_VC 64 /* value dims staged at a time (a multiple of RG_TX) */
+#endif
+#if RG_VC % RG_TX
+#error "RG_VC must be a multiple of RG_TX"
+#endif
+#define RG_WG (RG_TX * RG_TY)
+#define RG_BR (RG_TY * RG_RM)
+#define RG_BC (RG_TX * RG_RN)
+#define RG_KS (RG_BC + 1)
+#define RG_NQC ((RG_D + RG_QC - 1) / RG_QC)
+#define RG_NVC ((RG_DV + RG_VC - 1) / RG_VC)
+#define RG_RC (RG_VC / RG_TX)   /* accumulator columns of one V chunk per work-item */
+#define RG_RA (RG_NVC * RG_RC)  /* accumulator columns per slot per work-item */
+#define RG_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define RG_STR_(x) #x
+#define RG_STR(x) RG_STR_(x)
+
+/* Stages V chunk VC_ (value dims VC_ * VC + [0, VC)) of the key tile and accumulates its P.V
+ * micro-tile: accumulator columns VC_ * RC + e, value dims VC_ * VC + tx + TX * e. */
+#define RG_PVC(VC_)                                                                                \
+    do {                                                                                           \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
+        for (uint i_ = lid; i_ < RG_BC * RG_VC; i_ += RG_WG) {                                     \
+            uint j_ = i_ / RG_VC, ee_ = i_ - j_ * RG_VC, e_ = (VC_) * RG_VC + ee_, key_ = kt + j_; \
+            bool in_ = key_ < wpn && e_ < dvpad;                                                   \
+            float x_ = vbase[(ulong)min(key_, wpn - 1u) * dvpad + min(e_, dvpad - 1u)];            \
+            ST[i_] = in_ ? x_ : 0.0f;                                                              \
+        }                                                                                          \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
+        __local const float *pp_ = Ps + ty * RG_RM * RG_BC;                                        \
+        __local const float *vq_ = ST + tx;                                                        \
+        _Pragma("unroll 4") for (uint cc_ = 0; cc_ < RG_BC; cc_++) {                               \
+            float pr_[RG_RM], vr_[RG_RC];                                                          \
+            _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)                                     \
+                pr_[i] = pp_[i * RG_BC + cc_];                                                     \
+            _Pragma("unroll") for (uint e = 0; e < RG_RC; e++)                                     \
+                vr_[e] = vq_[cc_ * RG_VC + e * RG_TX];                                             \
+            _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)                                     \
+                _Pragma("unroll") for (uint e = 0; e < RG_RC; e++)                                 \
+                    acc[i][(VC_) * RG_RC + e] = fma(pr_[i], vr_[e], acc[i][(VC_) * RG_RC + e]);    \
+        }                                                                                          \
+    } while (0)
+
+/* Global (ceil(w / BR) * WG, B Hq C), local (WG, 1). */
+__kernel __attribute__((reqd_work_group_size(RG_WG, 1, 1))) void
+clattn_routing_attend_gpu(ROUTING_Q *q, ulong q_off, ulong4 q_st, __global const uint *idx,
+                          __global const float *kp, __global const float *vp,
+                          __global const int *kpos, uint heads_q, uint heads_k, uint n_len,
+                          uint d_k, uint d_v, uint dvp, uint n_clusters, uint w, uint wp,
+                          float scale_log2, int causal, __global float *slots,
+                          __global uint *dest)
+{
+    __local float Qs[RG_QC * RG_BR];
+    __local float ST[RG_MAX(RG_QC * RG_KS, RG_BC * RG_VC)];
+    __local float Ps[RG_BR * RG_BC];
+    __local float red[RG_BR * RG_TX];
+    __local int qpos[RG_BR];
+    /* Every argument read before the first branch (rusticl, DESIGN.md). */
+    const uint hq_ = heads_q, hk_ = heads_k, nl = n_len, dvn = d_v, dvpad = dvp;
+    const uint ncl = n_clusters, wn = w, wpn = wp;
+    const float qscale = scale_log2;
+    const int caus = causal;
+    const ulong qo = q_off;
+    const ulong4 qst = q_st;
+    ROUTING_Q *qq = q;
+    __global const uint *ix = idx;
+    __global const float *kpp = kp, *vpp = vp;
+    __global const int *kps = kpos;
+    __global float *sl = slots;
+    __global uint *de = dest;
+
+    uint lid = get_local_id(0);
+    uint ty = lid / RG_TX, tx = lid - ty * RG_TX;
+    uint j0 = get_group_id(0) * RG_BR, g = get_global_id(1);
+    uint bh = g / ncl, c = g - bh * ncl, b = bh / hq_, h = bh - b * hq_;
+    uint gk = (b * hk_ + h / (hq_ / hk_)) * ncl + c;
+    __global const uint *gidx = ix + (ulong)g * wn;
+    __global const int *pos = kps + (ulong)gk * wpn;
+    __global const float *kbase = kpp + (ulong)gk * wpn * RG_D;   /* (wp / 16) panels of D x 16 */
+    __global const float *vbase = vpp + (ulong)gk * wpn * dvpad;
+    /* The group's slots hold positions in increasing order: its last one sees the most keys. */
+    uint jl = min(j0 + RG_BR, wn) - 1u;
+    int ilast = (int)gidx[jl];
+    if (lid < RG_BR)
+        qpos[lid] = j0 + lid < wn ? (int)gidx[j0 + lid] : -1;
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+#define RG_STAGE_Q(D0)                                                                             \
+    do {                                                                                           \
+        for (uint i_ = lid; i_ < RG_BR * RG_QC; i_ += RG_WG) {                                     \
+            uint r_ = i_ / RG_QC, dd_ = i_ - r_ * RG_QC, d_ = (D0) + dd_;                          \
+            int p_ = qpos[r_];                                                                     \
+            bool in_ = p_ >= 0 && d_ < RG_D;                                                       \
+            ulong at_ = clattn_at(qo, qst, b, h, (ulong)max(p_, 0), min(d_, (uint)RG_D - 1u));     \
+            Qs[dd_ * RG_BR + r_] = in_ ? CLATTN_LOAD(Q_DT, qq, at_) * qscale : 0.0f;               \
+        }                                                                                          \
+    } while (0)
+
+#if RG_NQC == 1
+    RG_STAGE_Q(0);
+#endif
+    int qi[RG_RM];
+    float m[RG_RM], l[RG_RM], acc[RG_RM][RG_RA];
+    _Pragma("unroll") for (uint i = 0; i < RG_RM; i++) {
+        qi[i] = qpos[ty * RG_RM + i];
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+        _Pragma("unroll") for (uint e = 0; e < RG_RA; e++)
+            acc[i][e] = 0.0f;
+    }
+
+    for (uint kt = 0; kt < wn; kt += RG_BC) {
+        if (caus && pos[kt] > ilast)
+            break; /* every later key comes after the group's last slot (uniform) */
+        float s[RG_RM][RG_RN];
+        _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)
+            _Pragma("unroll") for (uint j = 0; j < RG_RN; j++)
+                s[i][j] = 0.0f;
+        for (uint qc = 0; qc < RG_NQC; qc++) {
+            uint d0 = qc * RG_QC;
+            barrier(CLK_LOCAL_MEM_FENCE);
+#if RG_NQC > 1
+            RG_STAGE_Q(d0);
+#endif
+            /* Kt[dd][j] from the panels: consecutive work-items read consecutive keys. */
+            for (uint i_ = lid; i_ < RG_BC * RG_QC; i_ += RG_WG) {
+                uint dd = i_ / RG_BC, j = i_ - dd * RG_BC, d = d0 + dd, key = kt + j;
+                bool in = key < wpn && d < RG_D;
+                uint kc = min(key, wpn - 1u), dc = min(d, (uint)RG_D - 1u);
+                float x = kbase[((ulong)(kc / ROUTING_LANES) * RG_D + dc) * ROUTING_LANES +
+                                kc % ROUTING_LANES];
+                ST[dd * RG_KS + j] = in ? x : 0.0f;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            __local const float *qp = Qs + ty * RG_RM;
+            __local const float *kq = ST + tx;
+            _Pragma("unroll 4") for (uint dd = 0; dd < RG_QC; dd++) {
+                float qr[RG_RM], kr[RG_RN];
+                _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)
+                    qr[i] = qp[dd * RG_BR + i];
+                _Pragma("unroll") for (uint j = 0; j < RG_RN; j++)
+                    kr[j] = kq[dd * RG_KS + j * RG_TX];
+                _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)
+                    _Pragma("unroll") for (uint j = 0; j < RG_RN; j++)
+                        s[i][j] = fma(qr[i], kr[j], s[i][j]);
+            }
+        }
+        /* Mask (padding keys, slots past w, causal), then this work-item's share of each max. */
+        int kj[RG_RN];
+        _Pragma("unroll") for (uint j = 0; j < RG_RN; j++) {
+            uint key = kt + tx + j * RG_TX;
+            int p = pos[min(key, wpn - 1u)];
+            kj[j] = key < wn ? p : -1;
+        }
+        _Pragma("unroll") for (uint i = 0; i < RG_RM; i++) {
+            float mx = -INFINITY;
+            _Pragma("unroll") for (uint j = 0; j < RG_RN; j++) {
+                bool vis = qi[i] >= 0 && kj[j] >= 0 && (!caus || kj[j] <= qi[i]);
+                s[i][j] = vis ? s[i][j] : -INFINITY;
+                mx = fmax(mx, s[i][j]);
+            }
+            red[(ty * RG_RM + i) * RG_TX + tx] = mx;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        _Pragma("unroll") for (uint i = 0; i < RG_RM; i++) {
+            uint r = ty * RG_RM + i;
+            float mt = -INFINITY;
+            _Pragma("unroll") for (uint t = 0; t < RG_TX; t++)
+                mt = fmax(mt, red[r * RG_TX + t]);
+            float ref, corr = clattn_online_step(&m[i], mt, &ref);
+            float sum = 0.0f;
+            _Pragma("unroll") for (uint j = 0; j < RG_RN; j++) {
+                float p = exp2(s[i][j] - ref);
+                sum += p;
+                Ps[r * RG_BC + tx + j * RG_TX] = p;
+            }
+            l[i] = l[i] * corr + sum;
+            _Pragma("unroll") for (uint e = 0; e < RG_RA; e++)
+                acc[i][e] *= corr;
+        }
+        /* P.V, VC value dims at a time: one expansion per chunk (Dv <= 256: at most 4), so the
+         * accumulator's indices are constants (an unrolled loop over the chunks was left rolled
+         * by the compiler at Dv 128, and the accumulators went to private memory). */
+        RG_PVC(0);
+#if RG_NVC > 1
+        RG_PVC(1);
+#endif
+#if RG_NVC > 2
+        RG_PVC(2);
+#endif
+#if RG_NVC > 3
+        RG_PVC(3);
+#endif
+#if RG_NVC > 4
+#error "RG_DV / RG_VC above 4 chunks"
+#endif
+    }
+
+    /* Row sums: one reduction across the row's work-items, at the end. */
+    barrier(CLK_LOCAL_MEM_FENCE);
+    _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)
+        red[(ty * RG_RM + i) * RG_TX + tx] = l[i];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    _Pragma("unroll") for (uint i = 0; i < RG_RM; i++) {
+        uint r = ty * RG_RM + i, j = j0 + r;
+        float lt = 0.0f;
+        _Pragma("unroll") for (uint t = 0; t < RG_TX; t++)
+            lt += red[r * RG_TX + t];
+        if (j < wn) {
+            ulong slot = (ulong)g * wn + j;
+            float f = clattn_online_inv(lt);
+            _Pragma("unroll") for (uint a = 0; a < RG_RA; a++) {
+                uint dcol = (a / RG_RC) * RG_VC + tx + (a % RG_RC) * RG_TX;
+                if (dcol < dvn)
+                    sl[slot * dvn + dcol] = acc[i][a] * f;
+            }
+            if (tx == 0)
+                de[slot] = lt > 0.0f ? bh * nl + (uint)qi[i] : ROUTING_NONE;
+        }
+    }
+#undef RG_STAGE_Q
+#undef RG_PVC
+}
+#endif /* ROUTING_GPU */

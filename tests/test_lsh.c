@@ -308,6 +308,29 @@ static void test_head_dims(void **state)
     }
 }
 
+/* The register-tiled attend (clattn_lsh_attend_gpu, issue 12) forced on every device through
+ * CLATTN_LSH_ATTEND_KERNEL: the default tile and a second one of its space (16 x 4 work-items of
+ * 2 x 4), at test_head_dims' D 100, Dv 72 (Dp 112, Dvp 80: two Q/K chunks, two V chunks),
+ * chunks that are not tile multiples (40: 48 slots; 64 with a partial last chunk), causal and
+ * across buckets, N = 1. The other tiles run every other case of this file on rusticl (its
+ * default there). */
+static void test_tiled_attend(void **state)
+{
+    (void)state;
+    static const char *tiles[] = {"tiled", "tiled:16,4,2,4"};
+    const tcase cases[] = {
+        mk(2, 2, 150, 100, 72, 2, 6, 40, 1, 0),
+        mk(1, 2, 100, 100, 72, 1, 4, 64, 0, 1),
+        mk(1, 1, 1, 100, 72, 1, 2, 16, 1, 0),
+    };
+    for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; t++) {
+        assert_int_equal(setenv("CLATTN_LSH_ATTEND_KERNEL", tiles[t], 1), 0);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            run_case(&cases[i]);
+    }
+    unsetenv("CLATTN_LSH_ATTEND_KERNEL");
+}
+
 /* Large values: logits in the hundreds must not overflow (online softmax). */
 static void test_large_values(void **state)
 {
@@ -566,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_strided),
         cmocka_unit_test(test_many_buckets),
         cmocka_unit_test(test_head_dims),
+        cmocka_unit_test(test_tiled_attend),
         cmocka_unit_test(test_large_values),
         cmocka_unit_test(test_property_two_buckets),
         cmocka_unit_test(test_ties),

@@ -1,7 +1,7 @@
 /* Small shapes of every attention kernel, meant to run under oclgrind (tests/run_oclgrind.sh), which
  * simulates the device and reports data races, out-of-bounds and uninitialised accesses. Also
  * checks results against the fp64 reference so a silent wrong answer fails too.
- * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|routing|ssm|ssm_s4|rpe|rpe_tiled|mgk|deq]...
+ * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|lsh_tiled|routing|routing_tiled|ssm|ssm_s4|rpe|rpe_tiled|mgk|deq]...
  * (default: cpu gpu) */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
@@ -367,9 +367,10 @@ done:
 
 /* Routing attention (scores, top-w, attend, scatter-mean, store), the k-means++ path and the EMA
  * update, with Hq query heads sharing H key heads, against their fp64 references. */
-static int run_routing(clattn_context *ctx, size_t n, size_t c, int causal, size_t Hq)
+static int run_routing_d(clattn_context *ctx, size_t n, size_t c, int causal, size_t Hq,
+                         size_t D, size_t Dv)
 {
-    size_t B = 2, H = 1, D = 8, Dv = 5, nq = B * Hq * n * D, nk = B * H * n * D;
+    size_t B = 2, H = 1, nq = B * Hq * n * D, nk = B * H * n * D;
     size_t nv = B * H * n * Dv, no = B * Hq * n * Dv;
     float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nv * 4), *o = malloc(no * 4),
           *r = malloc(no * 4), *mu = malloc(H * c * D * 4), *mu2 = malloc(H * c * D * 4);
@@ -443,6 +444,11 @@ static int run_routing(clattn_context *ctx, size_t n, size_t c, int causal, size
 }
 
 /* ---- half storage in LSH and routing (issue 15): one small mixed-type case each ---- */
+
+static int run_routing(clattn_context *ctx, size_t n, size_t c, int causal, size_t Hq)
+{
+    return run_routing_d(ctx, n, c, causal, Hq, 8, 5);
+}
 
 static int ssm_check(const float *got, const float *ref, size_t n, const char *what)
 {
@@ -919,6 +925,25 @@ int main(int argc, char **argv)
         }
         if (strcmp(w, "deq") == 0) {
             rc |= run_deq(ctx);
+            continue;
+        }
+        if (strcmp(w, "lsh_tiled") == 0) { /* the GPU attend kernel, forced on any device */
+            setenv("CLATTN_LSH_ATTEND_KERNEL", "tiled", 1);
+            rc |= run_lsh(ctx, 45, 12, 20, 6, 16, 1, 0);
+            /* D 72, Dv 80: Q/K staged per key tile in two chunks, V in two (the other barrier
+             * structure). */
+            rc |= run_lsh(ctx, 20, 72, 80, 4, 16, 1, 0);
+            unsetenv("CLATTN_LSH_ATTEND_KERNEL");
+            continue;
+        }
+        if (strcmp(w, "routing_tiled") == 0) { /* the GPU attend kernel, forced on any device */
+            setenv("CLATTN_ROUTING_ATTEND_KERNEL", "tiled", 1);
+            rc |= run_routing(ctx, 45, 4, 1, 1);
+            rc |= run_routing(ctx, 30, 3, 0, 2);
+            /* D 72, Dv 80: Q/K staged per key tile in two chunks, V in two chunks (the other
+             * barrier structure). */
+            rc |= run_routing_d(ctx, 20, 1, 1, 1, 72, 80);
+            unsetenv("CLATTN_ROUTING_ATTEND_KERNEL");
             continue;
         }
         if (strcmp(w, "rpe_tiled") == 0) { /* the GPU direct kernel, forced on any device */

@@ -169,6 +169,29 @@ static void test_gqa(void **state)
         run_case(&cases[i], 500 + i);
 }
 
+/* The register-tiled attend (clattn_routing_attend_gpu, issue 12) forced on every device through
+ * CLATTN_ROUTING_ATTEND_KERNEL: the default tile and a second one of its space (16 x 4 work-items
+ * of 2 x 4), at D = Dv = 256 (four Q/K and four V chunks: both barrier structures' loops),
+ * windows that are not tile multiples (w 50 in 64-key tiles), overlapping clusters, causal and
+ * not, GQA, strided views, N = 1. The 8-wide tiles run every other case of this file on rusticl
+ * (its default there). Head dims of test_shapes: one more program per tile, no other. */
+static void test_tiled_attend(void **state)
+{
+    (void)state;
+    static const char *tiles[] = {"tiled", "tiled:16,4,2,4"};
+    static const tcase cases[] = {
+        {2, 4, 2, 150, 256, 256, 3, 0, 1, 0}, /* GQA, causal, w 50 */
+        {1, 2, 2, 61, 256, 256, 4, 20, 0, 1}, /* overlapping clusters, strided */
+        {1, 1, 1, 1, 256, 256, 1, 0, 1, 0},   /* N = 1 */
+    };
+    for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; t++) {
+        assert_int_equal(setenv("CLATTN_ROUTING_ATTEND_KERNEL", tiles[t], 1), 0);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            run_case(&cases[i], 900 + 10 * t + i);
+    }
+    unsetenv("CLATTN_ROUTING_ATTEND_KERNEL");
+}
+
 /* One cluster with w = N is exact attention over every key. */
 static void test_one_cluster_is_exact(void **state)
 {
@@ -395,7 +418,9 @@ static void test_plan_bakes_once(void **state)
     clattn_plan_info info;
     ok(clattn_plan_get_info(plan, &info), "info");
     assert_int_equal(info.op, CLATTN_OP_ROUTING);
-    assert_string_equal(info.variant, "clattn_routing_attend");
+    /* The per-slot kernel, or the register-tiled one on GPU-like devices (rusticl). */
+    assert_true(strcmp(info.variant, "clattn_routing_attend") == 0 ||
+                strcmp(info.variant, "clattn_routing_attend_gpu") == 0);
     assert_true(info.scratch_bytes > 0);
     assert_true(strstr(info.launch, "clusters=4") != NULL);
     int routing = 0, sort = 0;
@@ -567,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_strided),
         cmocka_unit_test(test_gqa),
         cmocka_unit_test(test_one_cluster_is_exact),
+        cmocka_unit_test(test_tiled_attend),
         cmocka_unit_test(test_ties_and_large),
         cmocka_unit_test(test_kmeanspp_and_host),
         cmocka_unit_test(test_update),

@@ -334,12 +334,72 @@ static void test_candidates(void **state)
         }
 }
 
+/* The tiled attend (clattn_lsh_attend_gpu): by default on GPU-like devices (rusticl's llvmpipe
+ * included) where a tile fits, never on PoCL unless asked; 32-slot tiles first for small chunks;
+ * a requested tile that does not fit, or an unknown kernel, refused. */
+static void test_attend_tiled(void **state)
+{
+    (void)state;
+    clattn_device_info devs[MAX_DEVS];
+    size_t ndev = make_devices(devs);
+    clattn__lsh_problem p = {2, 1000, 64, 64, 2, 16, 64, 1, {0}};
+    clattn__lsh_launch L;
+    char why[160];
+    for (size_t i = 0; i < ndev; i++) {
+        assert_int_equal(clattn__schedule_lsh(&devs[i], &p, &L, why, sizeof why), CLATTN_SUCCESS);
+        int cpu = strstr(devs[i].name, "PoCL") || strstr(devs[i].name, "AVX2");
+        int tiny = devs[i].local_mem_size < 8 * 1024;
+        assert_int_equal(L.attend_tiled, !cpu && !tiny);
+        if (!L.attend_tiled)
+            continue;
+        assert_int_equal(L.attend_local, (size_t)L.gpu_tx * L.gpu_ty);
+        assert_true(L.attend_local <= devs[i].max_work_group_size);
+        assert_true(L.attend_local_bytes <= devs[i].local_mem_size);
+        assert_int_equal(L.attend_rows, (size_t)L.gpu_ty * L.gpu_rm);
+        char gdef[384];
+        clattn__lsh_attend_defines(&L, gdef, sizeof gdef);
+        assert_non_null(strstr(gdef, L.defines));
+        assert_non_null(strstr(gdef, "-DLSH_GPU=1"));
+    }
+    assert_int_equal(clattn__schedule_lsh(&devs[0], &p, &L, why, sizeof why), CLATTN_SUCCESS);
+    assert_true(L.gpu_tx == 8 && L.gpu_ty == 8 && L.gpu_rm == 4 && L.gpu_rn == 8);
+    p.chunk_size = 24; /* 32 slots: 32-key tiles */
+    assert_int_equal(clattn__schedule_lsh(&devs[0], &p, &L, why, sizeof why), CLATTN_SUCCESS);
+    assert_true(L.gpu_tx == 8 && L.gpu_rn == 4);
+    p.dv = 250; /* Dvp 256 with small chunks: the 16-wide tile (the budget) */
+    assert_int_equal(clattn__schedule_lsh(&devs[0], &p, &L, why, sizeof why), CLATTN_SUCCESS);
+    assert_true(L.attend_tiled && L.gpu_tx == 16);
+    p.dv = 64;
+    /* Forced on PoCL; a tile that does not fit; an unknown kernel. */
+    assert_int_equal(clattn__schedule_lsh(&devs[3], &p, &L, why, sizeof why), CLATTN_SUCCESS);
+    assert_int_equal(L.attend_tiled, 0);
+    assert_int_equal(clattn__lsh_attend_kernel(&devs[3], &p, CLATTN__LSH_ATTEND_TILED, NULL, &L,
+                                               why, sizeof why),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.attend_tiled, 1);
+    const unsigned big[4] = {64, 64, 4, 4}, odd[4] = {8, 3, 4, 4};
+    assert_int_equal(clattn__lsh_attend_kernel(&devs[0], &p, CLATTN__LSH_ATTEND_TILED, big, &L,
+                                               why, sizeof why),
+                     CLATTN_UNSUPPORTED);
+    assert_true(why[0] != '\0');
+    assert_int_equal(clattn__lsh_attend_kernel(&devs[0], &p, CLATTN__LSH_ATTEND_TILED, odd, &L,
+                                               why, sizeof why),
+                     CLATTN_UNSUPPORTED);
+    assert_int_equal(clattn__lsh_attend_kernel(&devs[0], &p, 9, NULL, &L, why, sizeof why),
+                     CLATTN_INVALID_ARGUMENT);
+    assert_int_equal(clattn__lsh_attend_kernel(&devs[0], &p, CLATTN__LSH_ATTEND_ROWS, NULL, &L,
+                                               why, sizeof why),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.attend_tiled, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows_and_groups), cmocka_unit_test(test_sort_crossover),
         cmocka_unit_test(test_loop_cap),        cmocka_unit_test(test_invalid_problems),
         cmocka_unit_test(test_launch_from),     cmocka_unit_test(test_candidates),
+        cmocka_unit_test(test_attend_tiled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -294,8 +294,14 @@ static clattn_status bake_kernels(lsh_plan *p, const char *by)
     CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_combine", L->row_local, by,
                                        &p->combine));
     /* The main kernel last: clattn_plan_get_info reports it. */
-    CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_attend", L->local_size, by,
-                                       &p->attend));
+    char gdef[384];
+    clattn__lsh_attend_defines(L, gdef, sizeof gdef);
+    if (L->attend_tiled) /* its own program: the tile compiled in */
+        CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", gdef, "clattn_lsh_attend_gpu",
+                                           L->attend_local, by, &p->attend));
+    else
+        CLATTN_FORWARD(clattn__plan_kernel(b, "lsh.cl", o, "clattn_lsh_attend", L->local_size,
+                                           by, &p->attend));
 
     /* Arguments that never change: everything of the sort and key-packing kernels. */
     clattn__args a;
@@ -395,6 +401,21 @@ static clattn_status choose_launch(lsh_plan *p, const clattn__lsh_launch *forced
     }
     if (st != CLATTN_SUCCESS)
         return clattn__fail(ctx, st, "lsh plan on '%s': %s", ctx->info.name, why);
+    /* CLATTN_LSH_ATTEND_KERNEL=rows or tiled forces an attend kernel (tests run the GPU kernel
+     * on every device); "tiled:TX,TY,RM,RN" a tile of its candidates as well. */
+    const char *env = getenv("CLATTN_LSH_ATTEND_KERNEL");
+    if (env) {
+        unsigned t[4];
+        int k = strcmp(env, "rows") == 0 ? CLATTN__LSH_ATTEND_ROWS
+                : strncmp(env, "tiled", 5) == 0 ? CLATTN__LSH_ATTEND_TILED
+                                                : CLATTN__LSH_ATTEND_AUTO;
+        bool has_tile = k == CLATTN__LSH_ATTEND_TILED &&
+                        sscanf(env + 5, ":%u,%u,%u,%u", &t[0], &t[1], &t[2], &t[3]) == 4;
+        st = clattn__lsh_attend_kernel(&ctx->info, &prob, k, has_tile ? t : NULL, &p->launch,
+                                       why, sizeof why);
+        if (st != CLATTN_SUCCESS)
+            return clattn__fail(ctx, st, "lsh plan on '%s': %s", ctx->info.name, why);
+    }
     return CLATTN_SUCCESS;
 }
 
@@ -432,6 +453,12 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_lsh_desc *des
              "rows=%u wg=%zu hash_wg=%zu row_wg=%zu sort=%s tile=%u bits=%u", L->rows,
              L->local_size, L->hash_local, L->row_local, L->counting_sort ? "counting" : "radix",
              L->counting_sort ? L->sort_tile : 0, L->counting_sort ? 0 : L->key_bits);
+    if (L->attend_tiled) {
+        size_t used = strlen(base->launch);
+        snprintf(base->launch + used, sizeof base->launch - used,
+                 " attend=tiled:%u,%u,%u,%u qc=%u vc=%u", L->gpu_tx, L->gpu_ty, L->gpu_rm,
+                 L->gpu_rn, L->gpu_qc, L->gpu_vc);
+    }
     const clattn_lsh_desc *dd = &p->desc;
     const clattn__dtype_role roles[] = {
         {"Q", dd->q_dtype}, {"V", dd->v_dtype}, {"O", dd->out_dtype}};
@@ -471,14 +498,18 @@ clattn_status clattn__lsh_plan_create_launch(clattn_context *ctx, const clattn_l
 static void plan_info(const clattn_plan *base, clattn_plan_info *info)
 {
     const lsh_plan *p = (const lsh_plan *)base;
-    snprintf(info->variant, sizeof info->variant, "clattn_lsh_attend");
-    snprintf(info->build_options, sizeof info->build_options, "%s", p->launch.defines);
+    snprintf(info->variant, sizeof info->variant, "%s",
+             p->launch.attend_tiled ? "clattn_lsh_attend_gpu" : "clattn_lsh_attend");
+    char gdef[384];
+    clattn__lsh_attend_defines(&p->launch, gdef, sizeof gdef);
+    snprintf(info->build_options, sizeof info->build_options, "%.255s",
+             p->launch.attend_tiled ? gdef : p->launch.defines);
     if (base->dtype_defines[0]) { /* the element types' -D options the plan's kernels got */
         size_t used = strlen(info->build_options);
         snprintf(info->build_options + used, sizeof info->build_options - used, " %s",
                  base->dtype_defines);
     }
-    info->local_size = p->launch.local_size;
+    info->local_size = p->launch.attend_tiled ? p->launch.attend_local : p->launch.local_size;
 }
 
 /* ---- enqueue ---- */
@@ -567,6 +598,10 @@ static clattn_status enqueue_all(lsh_plan *p, clattn__seq *s, cl_event *event)
     size_t g_panels[2] = {(size_t)p->nchunks * p->cp / CLATTN__LSH_PANEL, p->segs};
     size_t g_attend[2] = {(size_t)p->nchunks * p->cp / L->rows, p->segs};
     size_t l_attend[2] = {L->local_size, 1};
+    if (L->attend_tiled) { /* a work-group per BR sorted slots of a chunk */
+        g_attend[0] = (size_t)p->nchunks * clattn__div_up(p->cp, L->attend_rows) * L->attend_local;
+        l_attend[0] = L->attend_local;
+    }
     CLATTN_FORWARD(clattn__seq_kernel_local(s, p->hash, 2, g_hash, l_hash, false, NULL));
     CLATTN_FORWARD(clattn__seq_kernel_local(s, p->vals, 2, g_rows, l_rows, false, NULL));
     if (L->counting_sort) {

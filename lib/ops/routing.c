@@ -89,7 +89,7 @@ static clattn_status check_shapes(clattn_context *ctx, const clattn_routing_desc
                             "routing: centroids [%zu, %zu, %zu, %zu] must be [1, Hk = %zu, C, D = "
                             "%zu]",
                             mu[0], mu[1], mu[2], mu[3], k[1], q[3]);
-    clattn__routing_problem r = {q[0], q[1], k[1], q[2], q[3], v[3], mu[2], 0, d->causal};
+    clattn__routing_problem r = {q[0], q[1], k[1], q[2], q[3], v[3], mu[2], 0, d->causal, 0, {0}};
     if (d->clusters != 0 && d->clusters != r.clusters)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "routing: desc asks for %zu clusters but the centroids hold %zu",
@@ -118,8 +118,10 @@ static clattn_status check_shapes(clattn_context *ctx, const clattn_routing_desc
 static void plan_info(const clattn_plan *base, clattn_plan_info *info)
 {
     const clattn__routing_plan *p = (const clattn__routing_plan *)base;
-    snprintf(info->variant, sizeof info->variant, "clattn_routing_attend");
-    snprintf(info->build_options, sizeof info->build_options, "%s", p->launch.defines);
+    snprintf(info->variant, sizeof info->variant, "%s",
+             p->launch.attend_tiled ? "clattn_routing_attend_gpu" : "clattn_routing_attend");
+    snprintf(info->build_options, sizeof info->build_options, "%s",
+             p->launch.attend_tiled ? p->launch.attend_defines : p->launch.defines);
     if (base->dtype_defines[0]) { /* the element types' -D options the plan's kernels got */
         size_t used = strlen(info->build_options);
         snprintf(info->build_options + used, sizeof info->build_options - used, " %s",
@@ -129,6 +131,23 @@ static void plan_info(const clattn_plan *base, clattn_plan_info *info)
 }
 
 static const clattn__plan_ops routing_ops = {CLATTN_OP_ROUTING, NULL, plan_info};
+
+/* Which attend kernel: CLATTN_ROUTING_ATTEND_KERNEL=rows or tiled forces one (tests run the
+ * GPU kernel on every device); "tiled:TX,TY,RM,RN" a tile of its candidate space as well. */
+static void attend_kernel_env(clattn__routing_problem *r)
+{
+    const char *env = getenv("CLATTN_ROUTING_ATTEND_KERNEL");
+    if (!env)
+        return;
+    if (strcmp(env, "rows") == 0)
+        r->attend_kernel = CLATTN__ROUTING_ATTEND_ROWS;
+    else if (strncmp(env, "tiled", 5) == 0) {
+        r->attend_kernel = CLATTN__ROUTING_ATTEND_TILED;
+        unsigned t[4];
+        if (sscanf(env + 5, ":%u,%u,%u,%u", &t[0], &t[1], &t[2], &t[3]) == 4)
+            memcpy(r->gpu_tile, t, sizeof t);
+    }
+}
 
 static clattn_status make_kernel(clattn__routing_plan *p, const char *name, size_t local,
                                  cl_kernel *k)
@@ -206,6 +225,7 @@ clattn_status clattn_routing_plan_create(clattn_context *ctx, const clattn_routi
     memcpy(p->kshape, k_shape, sizeof p->kshape);
     memcpy(p->vshape, v_shape, sizeof p->vshape);
     memcpy(p->mushape, centroids_shape, sizeof p->mushape);
+    attend_kernel_env(&p->prob);
     status = clattn__schedule_routing(&ctx->info, &p->prob, &p->launch, why, sizeof why);
     CLATTN_CHECK(status == CLATTN_SUCCESS, status, "routing plan on '%s': %s", ctx->info.name,
                  why);
@@ -225,7 +245,13 @@ clattn_status clattn_routing_plan_create(clattn_context *ctx, const clattn_routi
     CLATTN_FORWARD(make_kernel(p, "clattn_routing_pack_centroids", 0, &p->pack_centroids));
     CLATTN_FORWARD(make_kernel(p, "clattn_routing_scores", p->launch.rows_local, &p->scores));
     CLATTN_FORWARD(make_kernel(p, "clattn_routing_pack_keys", 0, &p->pack_keys));
-    CLATTN_FORWARD(make_kernel(p, "clattn_routing_attend", p->launch.attend_local, &p->attend));
+    if (p->launch.attend_tiled) /* its own program: the tile and head dims are compiled in */
+        CLATTN_FORWARD(clattn__plan_kernel(&p->base, "routing.cl", p->launch.attend_defines,
+                                           "clattn_routing_attend_gpu", p->launch.attend_local,
+                                           "scheduler", &p->attend));
+    else
+        CLATTN_FORWARD(
+            make_kernel(p, "clattn_routing_attend", p->launch.attend_local, &p->attend));
     CLATTN_FORWARD(make_kernel(p, "clattn_routing_store", 0, &p->store));
     /* The centroids' float32 store: the output's store when out is float32 too. */
     if (dd->out_dtype == CLATTN_F32)
@@ -249,6 +275,12 @@ clattn_status clattn_routing_plan_create(clattn_context *ctx, const clattn_routi
              clattn__sort_block(&p->blocks.launch, r->batch * (r->heads_q + r->heads_k) *
                                                        r->clusters,
                                 r->n));
+    if (p->launch.attend_tiled) {
+        size_t used = strlen(base->launch);
+        snprintf(base->launch + used, sizeof base->launch - used,
+                 " attend=tiled:%u,%u,%u,%u qc=%u vc=%u", p->launch.gpu_tx, p->launch.gpu_ty,
+                 p->launch.gpu_rm, p->launch.gpu_rn, p->launch.gpu_qc, p->launch.gpu_vc);
+    }
     if (base->dtype_defines[0]) {
         size_t used = strlen(base->launch);
         snprintf(base->launch + used, sizeof base->launch - used, " dtype=q:%s,k:%s,v:%s,out:%s",
@@ -428,6 +460,8 @@ static clattn_status enqueue_attend(clattn__seq *s, const clattn__routing_plan *
     CLATTN_ARG(&a, p->dest);
     CLATTN_CL(a.err);
     size_t ga[2] = {r->window, qcl}, la[2] = {p->launch.attend_local, 1};
+    if (p->launch.attend_tiled) /* a work-group per BR query slots of a cluster */
+        ga[0] = clattn__div_up(r->window, p->launch.attend_rows) * p->launch.attend_local;
     CLATTN_FORWARD(clattn__seq_kernel_local(s, p->attend, 2, ga, la, false, NULL));
 cleanup:
     return status;

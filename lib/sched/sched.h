@@ -272,7 +272,29 @@ typedef struct clattn__lsh_launch {
     unsigned sort_tile;  /* counting sort: positions per histogram tile (>= n_buckets) */
     unsigned key_bits;   /* radix sort: bits of a bucket number */
     char defines[256];   /* -D options of lsh.cl, every one LSH_-prefixed */
+    /* The register-tiled attend clattn_lsh_attend_gpu (attend_tiled 1; GPU-like devices): TX x
+     * TY work-items (attend_local), BR = TY RM sorted slots per group, BC = TX RN window slots
+     * per key tile, Q/K head dims QC and V's VC at a time; built with
+     * clattn__lsh_attend_defines (defines plus its own: its own program). No string here: the
+     * launch is stored by the tuner (CLATTN__TUNE_MAX_LAUNCH bytes). */
+    int attend_tiled;
+    unsigned gpu_tx, gpu_ty, gpu_rm, gpu_rn, gpu_qc, gpu_vc;
+    size_t attend_rows, attend_local, attend_local_bytes;
 } clattn__lsh_launch;
+
+/* The -D options of the tiled attend's program: the launch's defines and the tile's. */
+void clattn__lsh_attend_defines(const clattn__lsh_launch *L, char *out, size_t len);
+
+/* Which attend kernel: by the device (the tiled one on GPU-like devices where a tile fits), the
+ * per-row CPU kernel, or the tiled one (with `tile` = TX, TY, RM, RN when not NULL, else the
+ * first fitting default). Sets (or clears) the attend_* fields of a filled launch; UNSUPPORTED
+ * with a reason when a requested tile does not fit the device. */
+#define CLATTN__LSH_ATTEND_AUTO 0
+#define CLATTN__LSH_ATTEND_ROWS 1
+#define CLATTN__LSH_ATTEND_TILED 2
+clattn_status clattn__lsh_attend_kernel(const clattn_device_info *dev, const clattn__lsh_problem *p,
+                                        int kernel, const unsigned *tile, clattn__lsh_launch *out,
+                                        char *why, size_t why_len);
 
 /* The counting sort of a (b, h, round) segment clears n_buckets counters per histogram tile of
  * max(n_buckets, CLATTN__LSH_MIN_TILE) positions and scans n_buckets x tiles counters in one
@@ -370,7 +392,15 @@ typedef struct clattn__routing_problem {
     size_t d, dv;                   /* head dims of q/k and of v */
     size_t clusters, window;        /* C and w (resolved: never WINDOW_AUTO) */
     int causal;
+    int attend_kernel;              /* CLATTN__ROUTING_ATTEND_*: AUTO picks by the device */
+    unsigned gpu_tile[4];           /* tiled attend: TX, TY, RM, RN (0s: the default) */
 } clattn__routing_problem;
+
+/* Which attention kernel: by the device (tiled on GPU-like ones, clattn__softmax_family), the
+ * per-slot CPU kernel clattn_routing_attend, or the register-tiled clattn_routing_attend_gpu. */
+#define CLATTN__ROUTING_ATTEND_AUTO 0
+#define CLATTN__ROUTING_ATTEND_ROWS 1
+#define CLATTN__ROUTING_ATTEND_TILED 2
 
 /* What a routing plan launches: the panel width of its float16 kernels, the private row length
  * and the work-group sizes of the kernels that keep private rows. (The sort/top-k blocks it uses
@@ -381,7 +411,24 @@ typedef struct clattn__routing_launch {
     size_t rows_local;    /* work-group size of clattn_routing_scores / _assign (divides N) */
     size_t attend_local;  /* work-group size of clattn_routing_attend (divides w) */
     char defines[128];    /* -D options of routing.cl, every one ROUTING_-prefixed */
+    /* The tiled attend (attend_tiled 1): work-group TX x TY (attend_local = TX * TY), BR = TY RM
+     * query slots per group, BC = TX RN keys per tile, Q/K head dims QC and V's VC at a time,
+     * __local bytes; built from routing.cl with attend_defines (its own program). */
+    int attend_tiled;
+    unsigned gpu_tx, gpu_ty, gpu_rm, gpu_rn, gpu_qc, gpu_vc;
+    size_t attend_rows, attend_local_bytes;
+    char attend_defines[256];
 } clattn__routing_launch;
+
+/* The tiled attend's launch for the given tile (TX, TY, RM, RN powers of two, TX, TY <= 64, RM,
+ * RN <= 8): UNSUPPORTED (reason in why) when it does not fit the device (work-group, __local
+ * memory, CLATTN__ROUTING_GPU_REGS accumulator floats). Fills the attend_* fields of `out`. */
+#define CLATTN__ROUTING_GPU_REGS 64
+clattn_status clattn__routing_launch_tiled(const clattn_device_info *dev,
+                                           const clattn__routing_problem *p, unsigned tx,
+                                           unsigned ty, unsigned rm, unsigned rn,
+                                           clattn__routing_launch *out, char *why,
+                                           size_t why_len);
 
 /* The launch of a routing plan. INVALID_SHAPE (with a reason in `why`, may be NULL) when a size is
  * 0, D or Dv is above CLATTN__ROUTING_MAX_D, or heads_q is not a multiple of heads_k. */

@@ -8,7 +8,8 @@
  * grow: 4 up to Dp, Dvp <= 64, 2 up to 128, else 1 -- the rule of softmax's register-blocked CPU
  * kernel (sched.c), which measured fastest on PoCL; the kernels were written and measured on
  * PoCL with it. On GPUs the kernels are correct but not tuned: the same rule applies and the tuner
- * may try the other combinations (clattn__lsh_candidates).
+ * may try the other combinations (clattn__lsh_candidates); the attend step, though, runs the
+ * register-tiled clattn_lsh_attend_gpu on GPU-like devices (the tiled attend below).
  *
  * Work-groups: every kernel has a fixed local size, since PoCL compiles a kernel once per local
  * size and the driver's own choice would follow N (a build per new length). The per-position
@@ -54,6 +55,7 @@
 #include "sched.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -189,6 +191,126 @@ static void fill(const clattn_device_info *dev, const clattn__lsh_problem *p, un
     snprintf(out->defines, sizeof out->defines,
              "-DLSH_DP=%zu -DLSH_DVP=%zu -DLSH_ROWS=%u -DLSH_PANEL=%d", pad_panel(p->d),
              pad_panel(p->dv), rows, CLATTN__LSH_PANEL);
+    (void)clattn__lsh_attend_kernel(dev, p, CLATTN__LSH_ATTEND_AUTO, NULL, out, NULL, 0);
+}
+
+/* ---- the tiled attend (kernels_cl/lsh.cl clattn_lsh_attend_gpu, issue 12) ----
+ * The tile candidates and rules of routing's tiled attend (lib/sched/sched_routing.c): TX x TY,
+ * RM x RN = 8 x 8, 4 x 8 (Dvp <= 128), 16 x 8, 4 x 4, 8 x 8, 4 x 4, 8 x 4, 4 x 4, the first that
+ * fits (32-key tiles first for chunks of at most 32 slots); Q/K head dims QC = min(Dp, 64), 32
+ * or 16 at a time, V's VC = min(Dvp rounded up to TX, 64). oclgrind measures it
+ * (tests/inst_counts_ops.sh, ctest inst_counts_lsh). Not tuned on a GPU (none here). */
+static const unsigned lg_cand[][4] = {{8, 8, 4, 8}, {16, 8, 4, 4}, {8, 8, 4, 4}, {8, 4, 4, 4}};
+
+static size_t lg_local_bytes(size_t br, size_t bc, size_t tx, size_t qc, size_t vc)
+{
+    size_t kt = qc * (bc + 1), vt = bc * vc;
+    return sizeof(float) * (qc * br + (kt > vt ? kt : vt) + br * bc + br * tx) +
+           sizeof(int) * 2 * (br + bc);
+}
+
+static clattn_status lg_tile(const clattn_device_info *dev, const clattn__lsh_problem *p,
+                             const unsigned t[4], clattn__lsh_launch *out, char *why,
+                             size_t why_len)
+{
+    unsigned tx = t[0], ty = t[1], rm = t[2], rn = t[3];
+    if (!is_pow2(tx) || !is_pow2(ty) || !is_pow2(rm) || !is_pow2(rn) || tx > 64 || ty > 64 ||
+        rm > 8 || rn > 8) {
+        say(why, why_len, "tile: tx, ty up to 64, rm, rn up to 8, all powers of two");
+        return CLATTN_UNSUPPORTED;
+    }
+    size_t wg = (size_t)tx * ty, br = (size_t)ty * rm, bc = (size_t)tx * rn;
+    size_t dp = pad_panel(p->d), dvp = pad_panel(p->dv);
+    if (wg > wg_limit(dev) || wg > 1024) {
+        say(why, why_len, "tile: work-group beyond the device limit");
+        return CLATTN_UNSUPPORTED;
+    }
+    size_t vc = (dvp + tx - 1) / tx * tx, vmax = 64 / tx * tx;
+    if (vmax < tx)
+        vmax = tx;
+    if (vc > vmax)
+        vc = vmax;
+    size_t ra = (dvp + vc - 1) / vc * (vc / tx);
+    if ((size_t)rm * ra > 64 || (size_t)rm * rn > 32) {
+        say(why, why_len, "tile: micro-tiles beyond the register budget");
+        return CLATTN_UNSUPPORTED;
+    }
+    size_t qcs[] = {dp < 64 ? dp : 64, 32, 16}, qc = 0;
+    for (size_t i = 0; i < 3 && !qc; i++)
+        if (qcs[i] <= dp && lg_local_bytes(br, bc, tx, qcs[i], vc) <= dev->local_mem_size)
+            qc = qcs[i];
+    if (!qc) {
+        say(why, why_len, "tile: tiles beyond the local memory");
+        return CLATTN_UNSUPPORTED;
+    }
+    if (dev->loop_iteration_cap) { /* every loop of a work-item together, without unrolling */
+        size_t chunk = p->chunk_size < p->n ? p->chunk_size : p->n;
+        uint64_t windows = (p->n + chunk - 1) / chunk > 1 ? 2 : 1;
+        uint64_t tiles = (windows * pad_panel(chunk) + bc - 1) / bc;
+        uint64_t nqc = (dp + qc - 1) / qc, nvc = (dvp + vc - 1) / vc;
+        uint64_t per = nqc * ((br + bc) * qc / wg + 1 + qc) + nvc * (bc * vc / wg + 1 + bc) +
+                       (uint64_t)rm * (tx + rn + ra) + 8;
+        if (tiles * per + br + (uint64_t)rm * (tx + ra) > dev->loop_iteration_cap) {
+            say(why, why_len, "tile: the kernel's loops would pass the device's loop cap");
+            return CLATTN_UNSUPPORTED;
+        }
+    }
+    out->attend_tiled = 1;
+    out->gpu_tx = tx;
+    out->gpu_ty = ty;
+    out->gpu_rm = rm;
+    out->gpu_rn = rn;
+    out->gpu_qc = (unsigned)qc;
+    out->gpu_vc = (unsigned)vc;
+    out->attend_rows = br;
+    out->attend_local = wg;
+    out->attend_local_bytes = lg_local_bytes(br, bc, tx, qc, vc);
+    return CLATTN_SUCCESS;
+}
+
+void clattn__lsh_attend_defines(const clattn__lsh_launch *L, char *out, size_t len)
+{
+    if (len)
+        snprintf(out, len,
+                 "%s -DLSH_GPU=1 -DLSH_GTX=%u -DLSH_GTY=%u -DLSH_GRM=%u -DLSH_GRN=%u "
+                 "-DLSH_GQC=%u -DLSH_GVC=%u",
+                 L->defines, L->gpu_tx, L->gpu_ty, L->gpu_rm, L->gpu_rn, L->gpu_qc, L->gpu_vc);
+}
+
+clattn_status clattn__lsh_attend_kernel(const clattn_device_info *dev, const clattn__lsh_problem *p,
+                                        int kernel, const unsigned *tile, clattn__lsh_launch *out,
+                                        char *why, size_t why_len)
+{
+    out->attend_tiled = 0;
+    out->gpu_tx = out->gpu_ty = out->gpu_rm = out->gpu_rn = out->gpu_qc = out->gpu_vc = 0;
+    out->attend_rows = out->attend_local = out->attend_local_bytes = 0;
+    if (kernel < CLATTN__LSH_ATTEND_AUTO || kernel > CLATTN__LSH_ATTEND_TILED) {
+        say(why, why_len, "unknown attend kernel");
+        return CLATTN_INVALID_ARGUMENT;
+    }
+    bool want = kernel == CLATTN__LSH_ATTEND_TILED ||
+                (kernel == CLATTN__LSH_ATTEND_AUTO &&
+                 clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_GPU);
+    if (!want)
+        return CLATTN_SUCCESS;
+    if (tile)
+        return lg_tile(dev, p, tile, out, why, why_len);
+    size_t chunk = p->chunk_size < p->n ? p->chunk_size : p->n;
+    static const size_t order[2][4] = {{0, 1, 2, 3}, {2, 3, 0, 1}};
+    const size_t *ord = order[pad_panel(chunk) <= 32 ? 1 : 0];
+    for (size_t i = 0; i < 4; i++) {
+        size_t c = ord[i];
+        if (c == 0 && pad_panel(p->dv) > 128)
+            continue; /* 4 x ceil(Dv / 8) accumulators: over the budget */
+        if (lg_tile(dev, p, lg_cand[c], out, NULL, 0) == CLATTN_SUCCESS)
+            return CLATTN_SUCCESS;
+    }
+    if (kernel == CLATTN__LSH_ATTEND_TILED) {
+        say(why, why_len, "no tile of the tiled attend fits the device");
+        return CLATTN_UNSUPPORTED;
+    }
+    out->attend_tiled = 0; /* none fits: the per-row kernel */
+    return CLATTN_SUCCESS;
 }
 
 clattn_status clattn__lsh_launch_from(const clattn_device_info *dev, const clattn__lsh_problem *p,
