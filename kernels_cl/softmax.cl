@@ -175,10 +175,6 @@ __kernel void clattn_softmax_pack_kv(__global const CLATTN_STYPE(K_DT) *k, ulong
  * longer fit in L2). A group's state (accumulators, running max, sums) lives in private arrays
  * (the work-item's stack, in L1) and is moved into registers for its pass over a key block. */
 
-/* exp2(x) for x <= 0 (a score minus its row's running maximum, or -inf for a masked key): 2^rint(x)
- * built in the exponent bits times a degree-5 polynomial for 2^f, f in [-0.5, 0.5] (relative
- * error 7.5e-8, coefficients fitted for the relative error); below 2^-127 (masked keys included)
- * it is exactly 0. About a dozen vector instructions against PoCL's exp2 on float16. */
 /* max(a, b) lane by lane as one compare-and-select (x86 maxps) where fmax's NaN rule costs PoCL
  * four instructions per vector (no score is NaN for finite inputs; -inf for masked keys). */
 inline float16 softmax_cpu_max16(float16 a, float16 b)
@@ -199,6 +195,10 @@ inline float softmax_cpu_hmax16(float16 v)
 #endif
 }
 
+/* exp2(x) for x <= 0 (a score minus its row's running maximum, or -inf for a masked key): 2^rint(x)
+ * built in the exponent bits times a degree-5 polynomial for 2^f, f in [-0.5, 0.5] (relative
+ * error 7.5e-8, coefficients fitted for the relative error); below 2^-127 (masked keys included)
+ * it is exactly 0. About a dozen vector instructions against PoCL's exp2 on float16. */
 inline float16 clattn_softmax_exp2_neg16(float16 x)
 {
     x = softmax_cpu_max16(x, CLATTN_SPLAT16(-127.0f));
@@ -605,6 +605,9 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                  * seen is masked, clattn_online_step) and its rescale factor 2^(m_old - ref),
                  * computed for all rows in one vector exp2 (exactly 1 where the maximum did not
                  * grow, 0 from a row's first live step on). */
+#if SOFTMAX_ROWS > 16
+#error "SOFTMAX_ROWS above 16: the rescale factors are one float16"
+#endif
                 float refs[16], dms[16];
                 _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
                     float16 sm = CLATTN_SPLAT16(-INFINITY);
