@@ -61,11 +61,14 @@ inline void softmax_load_q(float *dst, __global const CLATTN_STYPE(Q_DT) *x, ulo
 
 
 /* Key panels consumed per online-softmax step by the CPU family: two (32 keys) halve the per-key
- * cost of the row reductions and rescales, and pay off while the score vectors fit in registers
- * beside the accumulators (N2048 H8: D16 87 -> 132, D64 181 -> 192 GFLOP/s; at D128 and D256 one
- * panel stays faster, 132 vs 116 and 74 vs 56). */
+ * cost of the row reductions and rescales (N2048 H8: D16 87 -> 132, D64 181 -> 192 GFLOP/s). At
+ * D128 and D256 one panel was faster while a group's whole accumulator had to stay in registers
+ * beside the scores; since the scheduler passes P.V through registers in slices there
+ * (SOFTMAX_PV_PASSES, 4 rows x 4 vectors), two are faster there too. Up to D 64 the scheduler
+ * takes four (64 keys: 16 score vectors, so the accumulators go through registers per step as in
+ * the sliced path, SOFTMAX_PV_INREG 0): 5% less CPU time than two at N 4096 D 64. */
 #ifndef SOFTMAX_STEP_BLOCKS
-#define SOFTMAX_STEP_BLOCKS ((SOFTMAX_HEAD_DIM) <= 64 ? 2 : 1)
+#define SOFTMAX_STEP_BLOCKS 2
 #endif
 
 /* The CPU family's cache blocking: a work-item owns SOFTMAX_QGROUPS groups of SOFTMAX_ROWS query
@@ -97,11 +100,16 @@ inline void softmax_load_q(float *dst, __global const CLATTN_STYPE(Q_DT) *x, ulo
 #define SOFTMAX_PV_PASSES 1
 #endif
 #define SOFTMAX_PV_VECS ((DVVEC + SOFTMAX_PV_PASSES - 1) / SOFTMAX_PV_PASSES)
+/* 1: a group's accumulators stay in registers through a key block (one pass only); 0: they stay
+ * in the private arrays and every step moves them through registers (any number of passes). */
+#ifndef SOFTMAX_PV_INREG
+#define SOFTMAX_PV_INREG (SOFTMAX_PV_PASSES == 1 && SOFTMAX_STEP_BLOCKS <= 2)
+#endif
 
 /* Packs K of head (b, hk) into panels kp[bh][Npad/16][SOFTMAX_HEAD_DIM][16] and V into rows
  * vp[bh][Npad][DVPAD], zero-filling keys in [kl, ...) and columns in [SOFTMAX_HEAD_DIM_V, DVPAD).
  * kl is the sequence's key length (Nk without key_lengths): keys past it are written as zeros
- * only up to the next 32-key boundary (the furthest any step of the main kernel reads for it),
+ * only up to the next step boundary (SOFTMAX_STEP_KEYS: the furthest the main kernel reads for it),
  * not at all beyond, so a plan baked for a long capacity packs what the sequences hold. Paged
  * K/V (paged != 0): k and v are the pools, key j of sequence b in slot j % page of page
  * bt[bt_off + b * bt_sb + j / page]; a key whose page id is invalid (outside the row's maxp
@@ -124,8 +132,7 @@ __kernel void clattn_softmax_pack_kv(__global const CLATTN_STYPE(K_DT) *k, ulong
     uint bh = get_global_id(1);
     uint b = bh / hkc, h = bh - b * hkc; /* no div/rem pair (oclgrind and freeze) */
     long kl = clattn_key_length(key_lengths, klo + b, hkl, n);
-    long zend = min((kl + 2 * SOFTMAX_KEY_BLOCK - 1) / (2 * SOFTMAX_KEY_BLOCK) *
-                        (2 * SOFTMAX_KEY_BLOCK),
+    long zend = min((kl + SOFTMAX_STEP_KEYS - 1) / SOFTMAX_STEP_KEYS * SOFTMAX_STEP_KEYS,
                     (long)np);
     if (j >= np || (long)j >= zend)
         return;
@@ -168,14 +175,37 @@ __kernel void clattn_softmax_pack_kv(__global const CLATTN_STYPE(K_DT) *k, ulong
  * longer fit in L2). A group's state (accumulators, running max, sums) lives in private arrays
  * (the work-item's stack, in L1) and is moved into registers for its pass over a key block. */
 
+/* max(a, b) lane by lane as one compare-and-select (x86 maxps) where fmax's NaN rule costs PoCL
+ * four instructions per vector (no score is NaN for finite inputs; -inf for masked keys). */
+inline float16 softmax_cpu_max16(float16 a, float16 b)
+{
+    return a > b ? a : b;
+}
+
+/* The largest lane by halving (element by element under CLATTN_NO_SWIZZLE, common.clh). */
+inline float softmax_cpu_hmax16(float16 v)
+{
+#ifndef CLATTN_NO_SWIZZLE
+    float8 a = v.lo > v.hi ? v.lo : v.hi;
+    float4 b = a.lo > a.hi ? a.lo : a.hi;
+    float2 c = b.lo > b.hi ? b.lo : b.hi;
+    return c.x > c.y ? c.x : c.y;
+#else
+    return clattn_hmax16(v);
+#endif
+}
+
 /* exp2(x) for x <= 0 (a score minus its row's running maximum, or -inf for a masked key): 2^rint(x)
  * built in the exponent bits times a degree-5 polynomial for 2^f, f in [-0.5, 0.5] (relative
  * error 7.5e-8, coefficients fitted for the relative error); below 2^-127 (masked keys included)
  * it is exactly 0. About a dozen vector instructions against PoCL's exp2 on float16. */
 inline float16 clattn_softmax_exp2_neg16(float16 x)
 {
-    x = fmax(x, CLATTN_SPLAT16(-127.0f));
-    float16 i = rint(x);
+    x = softmax_cpu_max16(x, CLATTN_SPLAT16(-127.0f));
+    /* rint(x) by the 1.5 * 2^23 shifter (PoCL's rint takes ~20 instructions per vector): t's
+     * low mantissa bits are the rounded integer n (|x| <= 127), i = n exactly, e = (n + 127) << 23. */
+    float16 t = x + CLATTN_SPLAT16(12582912.0f);
+    float16 i = t - CLATTN_SPLAT16(12582912.0f);
     float16 f = x - i;
     float16 p = CLATTN_SPLAT16(1.3276394858212281e-3f);
     p = fma(p, f, CLATTN_SPLAT16(9.675540716674886e-3f));
@@ -183,7 +213,7 @@ inline float16 clattn_softmax_exp2_neg16(float16 x)
     p = fma(p, f, CLATTN_SPLAT16(2.4022119739217937e-1f));
     p = fma(p, f, CLATTN_SPLAT16(6.93146966918712e-1f));
     p = fma(p, f, CLATTN_SPLAT16(1.0000000716499415f));
-    int16 e = (convert_int16(i) + CLATTN_ISPLAT16(127)) << 23;
+    int16 e = (as_int16(t) - CLATTN_ISPLAT16(0x4B400000 - 127)) << 23;
     return p * as_float16(e);
 }
 
@@ -508,11 +538,11 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
             uint r0 = g * SOFTMAX_ROWS;
             float16 lv[SOFTMAX_ROWS];
             float m[SOFTMAX_ROWS];
-#if SOFTMAX_PV_PASSES == 1
+#if SOFTMAX_PV_INREG
             float16 acc[SOFTMAX_ROWS][DVVEC];
 #endif
             _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
-#if SOFTMAX_PV_PASSES == 1
+#if SOFTMAX_PV_INREG
                 _Pragma("unroll") for (uint c = 0; c < DVVEC; c++)
                     acc[r][c] = accs[r0 + r][c];
 #endif
@@ -568,9 +598,17 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                 }
 #endif
                 float p[SOFTMAX_ROWS][SOFTMAX_STEP_KEYS];
-#if SOFTMAX_PV_PASSES > 1
+#if !SOFTMAX_PV_INREG
                 float corrs[SOFTMAX_ROWS];
 #endif
+                /* Each row's new maximum (ref: the exponent's reference, 0 while every score
+                 * seen is masked, clattn_online_step) and its rescale factor 2^(m_old - ref),
+                 * computed for all rows in one vector exp2 (exactly 1 where the maximum did not
+                 * grow, 0 from a row's first live step on). */
+#if SOFTMAX_ROWS > 16
+#error "SOFTMAX_ROWS above 16: the rescale factors are one float16"
+#endif
+                float refs[16], dms[16];
                 _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
                     float16 sm = CLATTN_SPLAT16(-INFINITY);
                     _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
@@ -585,16 +623,29 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                             s[t][r] = clattn_mask16(s[t][r], key < CLATTN_ISPLAT16(lims[r0 + r]));
 #endif
                         }
-                        sm = fmax(sm, s[t][r]);
+                        sm = softmax_cpu_max16(sm, s[t][r]);
                     }
-                    float rs, corr = clattn_online_step(&m[r], clattn_hmax16(sm), &rs);
+                    float bm = softmax_cpu_hmax16(sm);
+                    float mnew = bm > m[r] ? bm : m[r];
+                    float rs = mnew == -INFINITY ? 0.0f : mnew;
+                    dms[r] = m[r] - rs;
+                    refs[r] = rs;
+                    m[r] = mnew;
+                }
+                _Pragma("unroll") for (uint r = SOFTMAX_ROWS; r < 16; r++)
+                    dms[r] = 0.0f;
+                float16 dm = vload16(0, dms);
+                float16 cv = clattn_softmax_exp2_neg16(dm);
+                vstore16(select(cv, CLATTN_SPLAT16(1.0f), dm == CLATTN_SPLAT16(0.0f)), 0, dms);
+                _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
+                    float corr = dms[r];
                     lv[r] *= CLATTN_SPLAT16(corr);
-#if SOFTMAX_PV_PASSES == 1
+#if SOFTMAX_PV_INREG
                     CLATTN_SCALE16(acc[r], DVVEC, corr);
 #else
                     corrs[r] = corr;
 #endif
-                    float16 ref = CLATTN_SPLAT16(rs);
+                    float16 ref = CLATTN_SPLAT16(refs[r]);
                     _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
                         float16 e = clattn_softmax_exp2_neg16(s[t][r] - ref);
                         lv[r] += e;
@@ -602,7 +653,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                     }
                 }
                 __global const CLATTN_STYPE(VP_DT) *vb = vrows + (ulong)k0 * DVPAD;
-#if SOFTMAX_PV_PASSES == 1
+#if SOFTMAX_PV_INREG
 #if SOFTMAX_STEP_BLOCKS == 1
                 _Pragma("unroll") for (uint j = 0; j < SOFTMAX_KEY_BLOCK; j++) { /* fully unrolled */
 #else
@@ -618,7 +669,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                     }
 #endif
                 }
-#else /* SOFTMAX_PV_PASSES > 1: the accumulators pass through registers a slice at a time */
+#else /* !SOFTMAX_PV_INREG: the accumulators pass through registers a slice at a time */
                 for (uint ps = 0; ps < SOFTMAX_PV_PASSES; ps++) {
                     uint c0 = ps * SOFTMAX_PV_VECS;
                     float16 a[SOFTMAX_ROWS][SOFTMAX_PV_VECS];
@@ -643,7 +694,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
 #endif
             }
             _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
-#if SOFTMAX_PV_PASSES == 1
+#if SOFTMAX_PV_INREG
                 _Pragma("unroll") for (uint c = 0; c < DVVEC; c++)
                     accs[r0 + r][c] = acc[r][c];
 #endif

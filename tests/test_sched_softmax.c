@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -226,16 +227,18 @@ static void test_forced_families(void **state)
         }
 }
 
-/* The CPU family's blocks on a PoCL-like device: rows 4 / 2 / 1 by D, 8 groups, and key blocks
- * whose K and V take at most 64 KiB (512 keys at D 16, 256 at 32, 128 at 64, 64 at 128, 32 at 256);
- * an explicit key block must be a power of two of whole steps, at most 512 keys. */
+/* The CPU family's blocks on a PoCL-like device: 4 rows up to D 256 (P.V in passes of 4 vectors
+ * above Dv 64: 2 at 128, 4 at 200 and 256), 8 groups, and key blocks whose K and V take at most
+ * 64 KiB (512 keys at D 16, 256 at 32, 128 at 64, 64 at 128, 32 at 256); an explicit key block
+ * must be a power of two of whole 32-key steps, at most 512 keys. */
 static void test_cpu_blocks_rule(void **state)
 {
     (void)state;
     clattn_device_info cpu = make_dev("PoCL-like", CLATTN_DEVICE_CPU, 1024 * KIB, 1, 4096, 4096);
     cpu.native_vector_width_float = cpu.preferred_vector_width_float = 16;
     static const size_t ds[] = {1, 16, 32, 64, 65, 128, 200, 256};
-    static const unsigned rows[] = {4, 4, 4, 4, 2, 2, 1, 1}, kv[] = {512, 512, 256, 128, 64, 64, 32, 32};
+    static const unsigned rows[] = {4, 4, 4, 4, 4, 4, 4, 4}, kv[] = {512, 512, 256, 128, 64, 64, 32, 32};
+    static const unsigned passes[] = {1, 1, 1, 1, 2, 2, 4, 4};
     for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++) {
         clattn__softmax_problem p = {ds[i], 4096, 4096, 0, 0};
         clattn__softmax_launch L;
@@ -246,6 +249,9 @@ static void test_cpu_blocks_rule(void **state)
             L.tile_q != rows[i] * CPU_QUERY_GROUPS)
             fail_msg("D=%zu: rows %u kv %u wg %zu tile_q %u", ds[i], L.rows_per_item, L.tile_kv,
                      L.local_size, L.tile_q);
+        const char *pp = strstr(L.defines, "-DSOFTMAX_PV_PASSES=");
+        if ((pp ? (unsigned)atoi(pp + strlen("-DSOFTMAX_PV_PASSES=")) : 1u) != passes[i])
+            fail_msg("D=%zu: defines '%s', expected %u P.V passes", ds[i], L.defines, passes[i]);
         check_launch_fits(&cpu, ds[i], &L);
     }
     clattn__softmax_problem p64 = {64, 100, 100, 1, 0}, p128 = {128, 100, 100, 1, 0};
@@ -254,6 +260,9 @@ static void test_cpu_blocks_rule(void **state)
                                                    &L, NULL, 0),
                      CLATTN_UNSUPPORTED); /* half a 32-key step */
     assert_int_equal(clattn__softmax_launch_from(&cpu, &p128, CLATTN_SOFTMAX_TILED_CPU, 2, 1, 16,
+                                                   &L, NULL, 0),
+                     CLATTN_UNSUPPORTED); /* 32-key steps at every D */
+    assert_int_equal(clattn__softmax_launch_from(&cpu, &p128, CLATTN_SOFTMAX_TILED_CPU, 2, 1, 32,
                                                    &L, NULL, 0),
                      CLATTN_SUCCESS);
     assert_int_equal(clattn__softmax_launch_from(&cpu, &p64, CLATTN_SOFTMAX_TILED_CPU, 4, 1, 96,

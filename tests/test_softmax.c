@@ -227,7 +227,7 @@ static void test_large_logits(void **state)
     }
 }
 
-/* The CPU family's query blocks (8 register groups: 32 rows at D 64, 16 at D 128) and key blocks
+/* The CPU family's query blocks (8 register groups of 4 rows: 32 rows up to D 256) and key blocks
  * (128 keys at D 64, 64 at D 128, 512 at D 16): lengths that are not multiples of either, several
  * key blocks whose scores grow along the keys (each block raises the running maximum, so the lazy
  * rescale runs late as well as first), causal with Nq != Nk both ways, one query row, GQA, and

@@ -15,10 +15,13 @@
  *   - if a device cannot hold even one key row of K and V in local memory, TILED_CPU (it needs
  *     no local memory and is correct everywhere).
  *
- * TILED_CPU tiles: a register group's rows shrink as D grows so that its accumulators (rows x D
- * floats) stay in vector registers: 4 rows up to D = 64, 2 up to D = 128, else 1 (by the larger of D
- * and Dv; above 256 the accumulators pass through registers in slices, cpu_pv_passes). Keys are consumed
- * 32 (D <= 64) or 16 at a time per online-softmax step. A work-item owns CPU_QUERY_GROUPS = 8 such
+ * TILED_CPU tiles: a register group of 4 query rows up to D = 256, else 1 (by the larger of D and
+ * Dv), consuming 32 keys per online-softmax step: 4 x 2 float16 score vectors, each K panel load
+ * feeding 4 FMAs. The group's accumulators (rows x Dv floats) stay in vector registers through a
+ * key block where they take at most 16 (Dv <= 64); beyond, they live in the work-item's private
+ * arrays and each step adds P.V in slices of 4 rows x 4 vectors (cpu_pv_passes; until issue 11
+ * D 128 kept 2 rows and D 256 one, whole, in registers: 1.7x and 2x more CPU time than these
+ * slices in same-run A/B). A work-item owns CPU_QUERY_GROUPS = 8 such
  * groups (32 rows at D = 64) and walks the keys in blocks: every group consumes a key block before
  * the next one is read, so a block's K panels and V rows are reused 8 times from L1/L2 instead of
  * each group streaming all of K and V (2 MiB per head at N 4096 D 64, past a 2 MiB L2 shared with
@@ -81,8 +84,14 @@ static size_t device_wg_limit(const clattn_device_info *dev)
 #define CPU_KV_BLOCK_BYTES (64 * 1024)
 #define CPU_KV_BLOCK_MAX 512
 
-/* Keys consumed per online-softmax step (the kernel's SOFTMAX_STEP_BLOCKS x 16): 32 up to D = 64. */
-static unsigned cpu_step_keys(size_t d) { return d <= 64 ? 2 * CLATTN__KEY_BLOCK : CLATTN__KEY_BLOCK; }
+/* Keys consumed per online-softmax step (the kernel's SOFTMAX_STEP_BLOCKS x 16) by the larger of
+ * D and Dv: 64 up to 64 (16 score vectors; the accumulators then go through registers per step),
+ * else 32 (64 measured 4% more CPU time at D 128). The plan pads the packed keys to a multiple
+ * of 64 (lib/ops/softmax.c), whole steps of either. */
+static unsigned cpu_step_keys(size_t d, size_t dv)
+{
+    return (d > dv ? d : dv) <= 64 ? 4 * CLATTN__KEY_BLOCK : 2 * CLATTN__KEY_BLOCK;
+}
 
 /* The default key block: the largest power of two whose K panels and V rows (D and Dv floats)
  * fit CPU_KV_BLOCK_BYTES, within [step, CPU_KV_BLOCK_MAX]. */
@@ -92,8 +101,8 @@ static unsigned cpu_kv_block(size_t d, size_t dv)
     size_t kv = floor_pow2(CPU_KV_BLOCK_BYTES / per_key);
     if (kv > CPU_KV_BLOCK_MAX)
         kv = CPU_KV_BLOCK_MAX;
-    if (kv < cpu_step_keys(d))
-        kv = cpu_step_keys(d);
+    if (kv < cpu_step_keys(d, dv))
+        kv = cpu_step_keys(d, dv);
     return (unsigned)kv;
 }
 
@@ -107,21 +116,25 @@ static size_t prob_dv(const clattn__softmax_problem *p)
 static unsigned cpu_rows(size_t d, size_t dv)
 {
     size_t m = d > dv ? d : dv;
-    return m <= 64 ? 4 : m <= 128 ? 2 : 1;
+    return m <= 256 ? 4 : 1;
 }
 
-/* P.V passes of the CPU kernel (SOFTMAX_PV_PASSES): one while D and Dv are <= 256 (the space
- * measured before issue 16, unchanged); beyond, a group's rows x ceil(Dv / 16) accumulators would
- * take all 32 AVX-512 registers (D 512, one row) and spill, so they stay in private memory and
- * pass through registers CPU_PASS_VECTORS float16 vectors at a time per step (2 passes at Dv 512,
- * 2 of 10 at Dv 320). */
+/* P.V passes of the CPU kernel (SOFTMAX_PV_PASSES): a group's rows x ceil(Dv / 16) float16
+ * accumulators stay in registers through a key block while they take at most CPU_PASS_VECTORS
+ * (16 of the 32 AVX-512 registers: 4 rows at Dv 64, the scores and operands take the rest);
+ * beyond, they stay in the work-item's private arrays (L1) and each 32-key step adds P.V in passes
+ * of at most CPU_PASS_VECTORS / rows vectors per row, the step's rescale folded into their load
+ * (4 rows: 2 passes at Dv 128, 4 at 256, 8 at 512). Before, D 128 kept 2 rows x 8 whole
+ * accumulators in registers, so each K panel load fed 2 FMAs beside 2 broadcast loads and the
+ * accumulators spilled around the softmax step; 4 rows in 2 passes cut the user CPU time of N
+ * 4096 D 128 by 1.7x (same-run A/B, loaded machine). */
 #define CPU_PASS_VECTORS 16
-static unsigned cpu_pv_passes(size_t d, size_t dv, unsigned rows)
+static unsigned cpu_pv_passes(size_t dv, unsigned rows)
 {
-    size_t vecs = rows * ((dv + 15) / 16);
-    if ((d <= 256 && dv <= 256) || vecs <= CPU_PASS_VECTORS)
+    size_t vecs = (dv + 15) / 16, per = CPU_PASS_VECTORS / rows; /* rows <= 8: per >= 2 */
+    if (rows * vecs <= CPU_PASS_VECTORS)
         return 1;
-    return (unsigned)((vecs + CPU_PASS_VECTORS - 1) / CPU_PASS_VECTORS);
+    return (unsigned)((vecs + per - 1) / per);
 }
 
 /* Fills a TILED_CPU launch from explicit parameters (already validated). The defines do not carry
@@ -147,7 +160,10 @@ static void fill_cpu(const clattn_device_info *dev, size_t d, size_t dv, unsigne
              "-DSOFTMAX_HEAD_DIM=%zu -DSOFTMAX_ROWS=%u -DSOFTMAX_QGROUPS=%d -DSOFTMAX_TILE_KV=%u "
              "-DSOFTMAX_KEY_BLOCK=%d",
              d, rows, groups, kv_block, CLATTN__KEY_BLOCK);
-    unsigned passes = cpu_pv_passes(d, dv, rows);
+    unsigned passes = cpu_pv_passes(dv, rows);
+    if (cpu_step_keys(d, dv) != 2 * CLATTN__KEY_BLOCK) /* the kernel's default is 2 panels */
+        snprintf(out->defines + strlen(out->defines), sizeof out->defines - strlen(out->defines),
+                 " -DSOFTMAX_STEP_BLOCKS=%u", cpu_step_keys(d, dv) / CLATTN__KEY_BLOCK);
     if (passes > 1)
         snprintf(out->defines + strlen(out->defines), sizeof out->defines - strlen(out->defines),
                  " -DSOFTMAX_PV_PASSES=%u", passes);
@@ -542,15 +558,15 @@ clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
 
 /* ---- explicit launches and the tuner's search space ----
  *
- * TILED_CPU: ROWS in {1, 2, 4, 8} with ROWS * ceil(max(D, Dv)/16) <= 32 float16 accumulators
- * (beyond that the accumulators spill out of the vector registers; above 256 the P.V passes of
- * cpu_pv_passes follow from ROWS), local size a power of two up to 256 and
+ * TILED_CPU: ROWS in {1, 2, 4, 8} with ROWS * ceil(max(D, Dv)/16) <= 64 float16 vectors (a
+ * work-item's query rows and accumulators, 8 groups of ROWS rows, then take at most 64 KiB each
+ * of private memory; the P.V passes of cpu_pv_passes follow from ROWS), local size a power of two up to 256 and
  * the device limit; the key block (tile_kv, 0: the default) a power of two of whole steps up to
  * 512 keys. Searched: ROWS x key blocks {64, 128, 256, 512} at the default local size, then the
  * local sizes {1, 2, 4, 8} at the default tiles. TILED_GPU: one row per work-item,
  * WG_SIZE a power of two within the device limit (at most 1024), TILE_KV a power of two in
  * [1, 64] whose K and V tiles fit the local memory. */
-#define CPU_MAX_ACC_VECTORS 32
+#define CPU_MAX_ACC_VECTORS 64
 
 static bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
@@ -571,7 +587,7 @@ clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
         size_t dv = prob_dv(prob), dmax = d > dv ? d : dv;
         if (!(rows == 1 || rows == 2 || rows == 4 || rows == 8) ||
             rows * ((dmax + 15) / 16) > CPU_MAX_ACC_VECTORS) {
-            say(why, why_len, "rows per work-item must be 1, 2, 4 or 8 within 32 accumulators");
+            say(why, why_len, "rows per work-item must be 1, 2, 4 or 8 within 64 row vectors");
             return CLATTN_UNSUPPORTED;
         }
         if (!is_pow2(local_size) || local_size > lim || local_size > 256) {
@@ -579,7 +595,7 @@ clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
             return CLATTN_UNSUPPORTED;
         }
         if (tile_kv != 0 &&
-            (!is_pow2(tile_kv) || tile_kv < cpu_step_keys(d) || tile_kv > CPU_KV_BLOCK_MAX)) {
+            (!is_pow2(tile_kv) || tile_kv < cpu_step_keys(d, dv) || tile_kv > CPU_KV_BLOCK_MAX)) {
             say(why, why_len, "key block must be a power of two from the step's keys to 512");
             return CLATTN_UNSUPPORTED;
         }
