@@ -78,8 +78,10 @@ def test_desc_mirrors_match_library():
     assert _lib.desc_mismatches() == {}
     for op, fields in _lib.DTYPE_FIELDS.items():
         names = [f for f, _ in _lib.DESCS[op]._fields_]
-        # fields after the dtype block (softmax: the options, then the serving fields)
-        tail = len(_lib.OPTION_FIELDS.get(op, ())) + len(_lib.SERVING_FIELDS.get(op, ()))
+        # fields after the dtype block (softmax: the options, the serving fields, then
+        # position_offset)
+        tail = (len(_lib.OPTION_FIELDS.get(op, ())) + len(_lib.SERVING_FIELDS.get(op, ())) +
+                len(_lib.PIECE_FIELDS.get(op, ())))
         assert names[len(names) - tail - len(fields):len(names) - tail] == list(fields), op
 
 
