@@ -384,6 +384,15 @@ clattn_status clattn__schedule_rpe(const clattn_device_info *dev, const clattn__
 
 
 /* ---- routing attention (lib/sched/sched_routing.c) ---- */
+/* Loop iterations per work-item of the register-tiled attend kernels (routing and LSH: the same
+ * tile structure), every loop together and counted without unrolling, for devices that end loops
+ * past clattn_device_info.loop_iteration_cap: `tiles` key tiles of bc keys, each staging nqc Q/K
+ * chunks of qc dims and nvc V chunks of vc dims over wg work-items, br = rows of the
+ * work-group, rm x rn scores and ra accumulators per work-item, tx work-items across a row. */
+uint64_t clattn__attend_tiled_loops(uint64_t tiles, uint64_t nqc, uint64_t nvc, size_t br,
+                                    size_t bc, size_t qc, size_t vc, size_t wg, unsigned tx,
+                                    unsigned rm, unsigned rn, size_t ra);
+
 #define CLATTN__ROUTING_MAX_D 256 /* ROUTING_MAX_D: longest q/k/v row the kernels hold privately */
 
 typedef struct clattn__routing_problem {

@@ -248,9 +248,8 @@ static clattn_status lg_tile(const clattn_device_info *dev, const clattn__lsh_pr
         uint64_t windows = (p->n + chunk - 1) / chunk > 1 ? 2 : 1;
         uint64_t tiles = (windows * pad_panel(chunk) + bc - 1) / bc;
         uint64_t nqc = (dp + qc - 1) / qc, nvc = (dvp + vc - 1) / vc;
-        uint64_t per = nqc * ((br + bc) * qc / wg + 1 + qc) + nvc * (bc * vc / wg + 1 + bc) +
-                       (uint64_t)rm * (tx + rn + ra) + 8;
-        if (tiles * per + br + (uint64_t)rm * (tx + ra) > dev->loop_iteration_cap) {
+        if (clattn__attend_tiled_loops(tiles, nqc, nvc, br, bc, qc, vc, wg, tx, rm, rn, ra) >
+            dev->loop_iteration_cap) {
             say(why, why_len, "tile: the kernel's loops would pass the device's loop cap");
             return CLATTN_UNSUPPORTED;
         }

@@ -55,6 +55,15 @@ static size_t local_for(const clattn_device_info *dev, size_t n, size_t want)
  * (tests/inst_counts_ops.sh, ctest inst_counts_routing). Not tuned on a GPU (none here). */
 static const unsigned rg_cand[][4] = {{8, 8, 4, 8}, {16, 8, 4, 4}, {8, 8, 4, 4}, {8, 4, 4, 4}};
 
+uint64_t clattn__attend_tiled_loops(uint64_t tiles, uint64_t nqc, uint64_t nvc, size_t br,
+                                    size_t bc, size_t qc, size_t vc, size_t wg, unsigned tx,
+                                    unsigned rm, unsigned rn, size_t ra)
+{
+    uint64_t per = nqc * ((br + bc) * qc / wg + 1 + qc) + nvc * (bc * vc / wg + 1 + bc) +
+                   (uint64_t)rm * (tx + rn + ra) + 8;
+    return tiles * per + br + (uint64_t)rm * (tx + ra);
+}
+
 static size_t rg_local_bytes(size_t br, size_t bc, size_t tx, size_t qc, size_t vc)
 {
     size_t kt = qc * (bc + 1), vt = bc * vc;
@@ -106,9 +115,8 @@ clattn_status clattn__routing_launch_tiled(const clattn_device_info *dev,
     if (dev->loop_iteration_cap) {
         uint64_t nqc = (p->d + qc - 1) / qc, nvc = (p->dv + vc - 1) / vc;
         uint64_t tiles = (p->window + bc - 1) / bc;
-        uint64_t per = nqc * ((br + bc) * qc / wg + 1 + qc) + nvc * (bc * vc / wg + 1 + bc) +
-                       (uint64_t)rm * (tx + rn + ra) + 8;
-        if (tiles * per + br + (uint64_t)rm * (tx + ra) > dev->loop_iteration_cap) {
+        if (clattn__attend_tiled_loops(tiles, nqc, nvc, br, bc, qc, vc, wg, tx, rm, rn, ra) >
+            dev->loop_iteration_cap) {
             say(why, why_len, "tile: the kernel's loops would pass the device's loop cap");
             return CLATTN_UNSUPPORTED;
         }
