@@ -670,8 +670,11 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
 #endif
                 }
 #else /* !SOFTMAX_PV_INREG: the accumulators pass through registers a slice at a time */
-                for (uint ps = 0; ps < SOFTMAX_PV_PASSES; ps++) {
-                    uint c0 = ps * SOFTMAX_PV_VECS;
+                /* Unrolled passes: constant vector offsets, so each V load is one 64-byte load
+                 * (with a run-time pass index LLVM split it into two 32-byte halves and an
+                 * insert on an FMA port, 2 of every 6 operations of the loop). */
+                _Pragma("unroll") for (uint ps = 0; ps < SOFTMAX_PV_PASSES; ps++) {
+                    const uint c0 = ps * SOFTMAX_PV_VECS;
                     float16 a[SOFTMAX_ROWS][SOFTMAX_PV_VECS];
                     _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
                         _Pragma("unroll") for (uint c = 0; c < SOFTMAX_PV_VECS; c++)

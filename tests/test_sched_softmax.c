@@ -9,14 +9,17 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "clattn.h"
 #include "sched.h"
 
-/* The CPU family's register groups per work-item (CPU_QUERY_GROUPS in lib/sched/sched_softmax.c). */
-#define CPU_QUERY_GROUPS 8
+/* The CPU family's register groups per work-item (CPU_QUERY_GROUPS and CPU_QUERY_GROUPS_SHORT
+ * in lib/sched/sched_softmax.c: 16 from 256 query rows on, 8 below). */
+#define CPU_QUERY_GROUPS 16
+#define CPU_QUERY_GROUPS_SHORT 8
 
 #include "test_devices.h"
 #include "test_util.h"
@@ -103,10 +106,12 @@ static void check_launch_fits(const clattn_device_info *dev, size_t d,
         return;
     }
     /* The CPU family's work-item owns several register groups of rows_per_item rows. */
-    size_t groups = L->algo == CLATTN_SOFTMAX_TILED_CPU &&
-                            clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_CPU
-                        ? CPU_QUERY_GROUPS
-                        : 1;
+    bool own = L->algo == CLATTN_SOFTMAX_TILED_CPU &&
+               clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_CPU;
+    size_t groups = own ? CPU_QUERY_GROUPS : 1;
+    if (own && L->rows_per_item >= 1 &&
+        L->tile_q == L->rows_per_item * CPU_QUERY_GROUPS_SHORT * L->local_size)
+        groups = CPU_QUERY_GROUPS_SHORT;
     if (L->rows_per_item < 1 || L->tile_q != L->rows_per_item * groups * L->local_size)
         fail_msg("%s D=%zu: tile_q %u != rows_per_item %u * %zu groups * local_size %zu",
                  dev->name, d, L->tile_q, L->rows_per_item, groups, L->local_size);
@@ -228,16 +233,17 @@ static void test_forced_families(void **state)
 }
 
 /* The CPU family's blocks on a PoCL-like device: 4 rows up to D 256 (P.V in passes of 4 vectors
- * above Dv 64: 2 at 128, 4 at 200 and 256), 8 groups, and key blocks whose K and V take at most
- * 64 KiB (512 keys at D 16, 256 at 32, 128 at 64, 64 at 128, 32 at 256); an explicit key block
- * must be a power of two of whole 32-key steps, at most 512 keys. */
+ * above Dv 64: 2 at 128, 4 at 200 and 256), 16 groups from 256 query rows on (8 below), and key
+ * blocks whose K and V take at most 32 KiB (256 keys at D 16, 128 at 32, 64 at 64, 32 from 65 on:
+ * never under one step); an explicit key block must be a power of two of whole steps, at most
+ * 512 keys. */
 static void test_cpu_blocks_rule(void **state)
 {
     (void)state;
     clattn_device_info cpu = make_dev("PoCL-like", CLATTN_DEVICE_CPU, 1024 * KIB, 1, 4096, 4096);
     cpu.native_vector_width_float = cpu.preferred_vector_width_float = 16;
     static const size_t ds[] = {1, 16, 32, 64, 65, 128, 200, 256};
-    static const unsigned rows[] = {4, 4, 4, 4, 4, 4, 4, 4}, kv[] = {512, 512, 256, 128, 64, 64, 32, 32};
+    static const unsigned rows[] = {4, 4, 4, 4, 4, 4, 4, 4}, kv[] = {256, 256, 128, 64, 32, 32, 32, 32};
     static const unsigned passes[] = {1, 1, 1, 1, 2, 2, 4, 4};
     for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++) {
         clattn__softmax_problem p = {ds[i], 4096, 4096, 0, 0};
@@ -256,6 +262,16 @@ static void test_cpu_blocks_rule(void **state)
     }
     clattn__softmax_problem p64 = {64, 100, 100, 1, 0}, p128 = {128, 100, 100, 1, 0};
     clattn__softmax_launch L;
+    /* Short queries (under 256 rows: decoding, chunked prefill) keep 8 groups; 256 take 16. */
+    clattn__softmax_problem p255 = {64, 255, 4096, 0, 0}, p256 = {64, 256, 4096, 0, 0};
+    assert_int_equal(clattn__schedule_softmax(&cpu, &p255, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.tile_q, 4 * CPU_QUERY_GROUPS_SHORT);
+    assert_true(has_token(L.defines, "-DSOFTMAX_QGROUPS=8"));
+    assert_int_equal(clattn__schedule_softmax(&cpu, &p256, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.tile_q, 4 * CPU_QUERY_GROUPS);
+    assert_true(has_token(L.defines, "-DSOFTMAX_QGROUPS=16"));
     assert_int_equal(clattn__softmax_launch_from(&cpu, &p64, CLATTN_SOFTMAX_TILED_CPU, 4, 1, 16,
                                                    &L, NULL, 0),
                      CLATTN_UNSUPPORTED); /* half a 32-key step */
@@ -278,7 +294,7 @@ static void test_cpu_blocks_rule(void **state)
     assert_int_equal(clattn__softmax_launch_from(&cpu, &p64, CLATTN_SOFTMAX_TILED_CPU, 4, 1, 0,
                                                    &L, NULL, 0),
                      CLATTN_SUCCESS);
-    assert_int_equal(L.tile_kv, 128); /* 0: the default */
+    assert_int_equal(L.tile_kv, 64); /* 0: the default */
 }
 
 static void test_forced_gpu_without_room_is_unsupported(void **state)

@@ -227,8 +227,9 @@ static void test_large_logits(void **state)
     }
 }
 
-/* The CPU family's query blocks (8 register groups of 4 rows: 32 rows up to D 256) and key blocks
- * (128 keys at D 64, 64 at D 128, 512 at D 16): lengths that are not multiples of either, several
+/* The CPU family's query blocks (16 register groups of 4 rows from 256 query rows on, 8 below: 64
+ * or 32 rows up to D 256) and key blocks (64 keys at D 64, 32 at D 128, 256 at D 16): lengths
+ * that are not multiples of either, several
  * key blocks whose scores grow along the keys (each block raises the running maximum, so the lazy
  * rescale runs late as well as first), causal with Nq != Nk both ways, one query row, GQA, and
  * large growing logits. */
@@ -253,6 +254,11 @@ static void test_cpu_blocks(void **state)
     ramp = 0.0f;
     tcase c = {1, 1, 1, 300, 77, 16, 1, 0, 1, 0, cpu, 0, 1};
     run_case(&c);
+    /* D 128 with 16 groups (P.V in passes, 32-key blocks), GQA, Nq > Nk and Nq < Nk */
+    tcase g = {1, 2, 1, 290, 261, 128, 1, 0, 1, 0, cpu, 0, 1};
+    tcase h = {1, 1, 1, 257, 301, 128, 0, 0, 1, 0, cpu, 0, 1};
+    run_case(&g);
+    run_case(&h);
 }
 
 /* Callers' [B, N, H, D] layouts through strides, no copies. */

@@ -21,17 +21,21 @@
  * key block where they take at most 16 (Dv <= 64); beyond, they live in the work-item's private
  * arrays and each step adds P.V in slices of 4 rows x 4 vectors (cpu_pv_passes; until issue 11
  * D 128 kept 2 rows and D 256 one, whole, in registers: 1.7x and 2x more CPU time than these
- * slices in same-run A/B). A work-item owns CPU_QUERY_GROUPS = 8 such
- * groups (32 rows at D = 64) and walks the keys in blocks: every group consumes a key block before
- * the next one is read, so a block's K panels and V rows are reused 8 times from L1/L2 instead of
- * each group streaming all of K and V (2 MiB per head at N 4096 D 64, past a 2 MiB L2 shared with
- * the queries). The block is the largest power of two of keys whose K and V take at most
- * CPU_KV_BLOCK_BYTES = 64 KiB (128 keys at D 64, 64 at D 128), between one step and
- * CPU_KV_BLOCK_MAX = 512 keys (torch's CPU flash kernel's key block): the group's state is moved
- * between registers and its private arrays once per block, a few % of the block's FMAs at 32
- * keys and well under 1% from 128. These constants were set from the cache sizes of the 2-vCPU
- * Xeon (48 KiB L1d, 2 MiB L2 per core) and callgrind instruction counts, not timed on a quiet
- * machine; the tuner searches key blocks 64-512.
+ * slices in same-run A/B). A work-item owns CPU_QUERY_GROUPS = 16 such groups (64 rows at D 64 and
+ * 128; 8 below 256 query rows, cpu_groups) and walks the keys in blocks: every group consumes a
+ * key block before the next one is read, so a block's K panels and V rows are reused 16 times
+ * from L1 instead of each group streaming all of K and V (2 MiB per head at N 4096 D 64, past a
+ * 2 MiB L2 shared with the queries). The block is the largest power of two of keys whose K and V
+ * take at most CPU_KV_BLOCK_BYTES = 32 KiB (64 keys at D 64, 32 at D 128), between one step and
+ * CPU_KV_BLOCK_MAX = 512 keys: half the 48 KiB L1d, so that a K line is still there when the next
+ * group reads it (between two reads of a line the group touches the rest of the block plus its
+ * own queries and accumulators, 2-4 KiB). Session 7 measured this on the 2-vCPU Xeon (48 KiB L1d,
+ * 2 MiB L2 per core; same-run A/B, each run at real-time priority on a loaded machine): 8 groups
+ * and 64 KiB blocks ran N 1024-8192 D 128 at 184-220 GFLOP/s, 16 groups and 32 KiB at 211-236;
+ * D 64 N 4096 198-203 against 233-236; the same kernel with K and V made L1-resident (every step
+ * reading the same keys) was only 7% faster than the 16 x 32 KiB schedule, against 21% faster
+ * than 8 x 64 KiB. 32 groups measured the same as 16 at N >= 2048 and lower at 1024 causal.
+ * The tuner searches key blocks 32-512.
  *
  * TILED_GPU: the register-tiled kernel (kernels_cl/softmax_gpu.cl; its rule below, "TILED_GPU's
  * register-tiled kernel"), else, where no launch of it fits the local memory, the previous kernel
@@ -80,8 +84,10 @@ static size_t device_wg_limit(const clattn_device_info *dev)
 
 /* TILED_CPU cache blocking (see the rule at the top): register groups per work-item, and the
  * bytes of K and V one key block may take. */
-#define CPU_QUERY_GROUPS 8
-#define CPU_KV_BLOCK_BYTES (64 * 1024)
+#define CPU_QUERY_GROUPS 16
+#define CPU_QUERY_GROUPS_SHORT 8
+#define CPU_QUERY_GROUPS_LONG_NQ 256
+#define CPU_KV_BLOCK_BYTES (32 * 1024)
 #define CPU_KV_BLOCK_MAX 512
 
 /* Keys consumed per online-softmax step (the kernel's SOFTMAX_STEP_BLOCKS x 16) by the larger of
@@ -137,19 +143,28 @@ static unsigned cpu_pv_passes(size_t dv, unsigned rows)
     return (unsigned)((vecs + per - 1) / per);
 }
 
+/* Register groups per work-item: CPU_QUERY_GROUPS from CPU_QUERY_GROUPS_LONG_NQ query rows on,
+ * else CPU_QUERY_GROUPS_SHORT (short queries and decoding: fewer duplicate rows loaded and more
+ * work-items), and one on devices that run this family although it is not theirs (a SIMT-style
+ * implementation or a GPU without room for TILED_GPU, which run many work-items per group: one
+ * register group each keeps their private memory at the single-group size; rusticl on llvmpipe
+ * returned NaNs with 8, in a build that also had a lazy-rescale branch: the cause is not
+ * isolated). */
+static int cpu_groups(const clattn_device_info *dev, const clattn__softmax_problem *p)
+{
+    if (clattn__softmax_family(dev) != CLATTN_SOFTMAX_TILED_CPU)
+        return 1;
+    return p->nq >= CPU_QUERY_GROUPS_LONG_NQ ? CPU_QUERY_GROUPS : CPU_QUERY_GROUPS_SHORT;
+}
+
 /* Fills a TILED_CPU launch from explicit parameters (already validated). The defines do not carry
  * the work-group size (the kernel has no reqd_work_group_size), so local sizes share a program.
  * tile_q counts the query rows of a work-group: rows x CPU_QUERY_GROUPS x local size. Dv itself
  * reaches the kernel through the plan (-DSOFTMAX_HEAD_DIM_V); the P.V passes are named here, and
  * only when above one (so launches of the old space keep their defines). */
-static void fill_cpu(const clattn_device_info *dev, size_t d, size_t dv, unsigned rows, size_t wg,
+static void fill_cpu(int groups, size_t d, size_t dv, unsigned rows, size_t wg,
                      unsigned kv_block, clattn__softmax_launch *out)
 {
-    /* Devices that run this family although it is not theirs (a SIMT-style implementation or a
-     * GPU without room for TILED_GPU) run many work-items per group: one register group each
-     * keeps their private memory at the single-group size (rusticl on llvmpipe returned NaNs
-     * with 8, in a build that also had a lazy-rescale branch: the cause is not isolated). */
-    int groups = clattn__softmax_family(dev) == CLATTN_SOFTMAX_TILED_CPU ? CPU_QUERY_GROUPS : 1;
     out->algo = CLATTN_SOFTMAX_TILED_CPU;
     out->rows_per_item = rows;
     out->tile_kv = kv_block;
@@ -182,7 +197,7 @@ static void plan_cpu(const clattn_device_info *dev, const clattn__softmax_proble
     size_t lim = device_wg_limit(dev);
     if (wg > lim)
         wg = floor_pow2(lim);
-    fill_cpu(dev, d, dv, rows, wg, cpu_kv_block(d, dv), out);
+    fill_cpu(cpu_groups(dev, p), d, dv, rows, wg, cpu_kv_block(d, dv), out);
 }
 
 static void fill_gpu(size_t d, size_t dv, size_t wg, size_t tile, clattn__softmax_launch *out)
@@ -559,10 +574,10 @@ clattn_status clattn__schedule_softmax(const clattn_device_info *dev,
 /* ---- explicit launches and the tuner's search space ----
  *
  * TILED_CPU: ROWS in {1, 2, 4, 8} with ROWS * ceil(max(D, Dv)/16) <= 64 float16 vectors (a
- * work-item's query rows and accumulators, 8 groups of ROWS rows, then take at most 64 KiB each
+ * work-item's query rows and accumulators, 16 groups of ROWS rows, then take at most 64 KiB each
  * of private memory; the P.V passes of cpu_pv_passes follow from ROWS), local size a power of two up to 256 and
  * the device limit; the key block (tile_kv, 0: the default) a power of two of whole steps up to
- * 512 keys. Searched: ROWS x key blocks {64, 128, 256, 512} at the default local size, then the
+ * 512 keys. Searched: ROWS x key blocks {32, 64, 128, 256, 512} at the default local size, then the
  * local sizes {1, 2, 4, 8} at the default tiles. TILED_GPU: one row per work-item,
  * WG_SIZE a power of two within the device limit (at most 1024), TILE_KV a power of two in
  * [1, 64] whose K and V tiles fit the local memory. */
@@ -599,7 +614,8 @@ clattn_status clattn__softmax_launch_from(const clattn_device_info *dev,
             say(why, why_len, "key block must be a power of two from the step's keys to 512");
             return CLATTN_UNSUPPORTED;
         }
-        fill_cpu(dev, d, dv, rows, local_size, tile_kv ? tile_kv : cpu_kv_block(d, dv), out);
+        fill_cpu(cpu_groups(dev, prob), d, dv, rows, local_size,
+                 tile_kv ? tile_kv : cpu_kv_block(d, dv), out);
         return CLATTN_SUCCESS;
     }
     if (algo == CLATTN_SOFTMAX_TILED_GPU) {
@@ -701,15 +717,16 @@ size_t clattn__softmax_candidates(const clattn_device_info *dev,
     }
     static const unsigned rows[] = {1, 2, 4, 8}, cpu_wg[] = {1, 2, 4, 8};
     static const unsigned gpu_wg[] = {32, 64, 128, 256}, tiles[] = {8, 16, 32, 64};
-    static const unsigned cpu_kv[] = {64, 128, 256, 512};
-    for (size_t i = 0; i < 4; i++)
-        for (size_t j = 0; j < 4; j++) {
-            if (def.algo == CLATTN_SOFTMAX_TILED_CPU)
+    static const unsigned cpu_kv[] = {32, 64, 128, 256, 512};
+    for (size_t i = 0; i < 4; i++) {
+        if (def.algo == CLATTN_SOFTMAX_TILED_CPU)
+            for (size_t j = 0; j < sizeof cpu_kv / sizeof cpu_kv[0]; j++)
                 add_candidate(dev, prob, def.algo, rows[i], def.local_size, cpu_kv[j], out, cap,
                               &n);
-            else
+        else
+            for (size_t j = 0; j < 4; j++)
                 add_candidate(dev, prob, def.algo, 1, gpu_wg[j], tiles[i], out, cap, &n);
-        }
+    }
     if (def.algo == CLATTN_SOFTMAX_TILED_CPU) /* the local size, at the default tiles */
         for (size_t j = 0; j < 4; j++)
             add_candidate(dev, prob, def.algo, def.rows_per_item, cpu_wg[j], def.tile_kv, out, cap,
@@ -724,13 +741,16 @@ size_t clattn__softmax_candidates(const clattn_device_info *dev,
  * writing a partial row merged by clattn_softmax_split_merge (one more small launch and
  * S x (Dv + 2) floats per row of scratch). Rule: split only on devices whose family is TILED_CPU
  * (a SIMT-style device running it has its own parallelism); aim at CPU_SPLIT_ITEMS_PER_CU
- * work-items per compute unit; never split below CPU_SPLIT_MIN_BLOCKS key blocks per range (so
- * the merge and the per-item setup stay small against the range's work); at most
+ * work-items per compute unit; never split below CPU_SPLIT_MIN_BLOCKS key blocks and
+ * CPU_SPLIT_MIN_KEYS keys per range (so the merge and the per-item setup stay small against the
+ * range's work; the keys' floor kept D 128's ranges at 256 keys when its key block went from 64
+ * to 32 keys); at most
  * CPU_SPLIT_MAX. Prefill-sized Nq already has the work-items: S = 1 there, unchanged. Not
  * timed on a quiet machine yet: the constants are first guesses for the integrator to check
  * with `clattn bench decode --variants bandwidth,unsplit,split`. */
 #define CPU_SPLIT_ITEMS_PER_CU 8
 #define CPU_SPLIT_MIN_BLOCKS 4
+#define CPU_SPLIT_MIN_KEYS 256
 #define CPU_SPLIT_MAX 64
 
 unsigned clattn__softmax_cpu_splits(const clattn_device_info *dev,
@@ -757,7 +777,10 @@ unsigned clattn__softmax_cpu_splits(const clattn_device_info *dev,
     if (items >= target)
         return 1;
     size_t s = (target + items - 1) / items;
-    size_t by_keys = p->nk / ((size_t)CPU_SPLIT_MIN_BLOCKS * L->tile_kv);
+    size_t min_keys = (size_t)CPU_SPLIT_MIN_BLOCKS * L->tile_kv;
+    if (min_keys < CPU_SPLIT_MIN_KEYS)
+        min_keys = CPU_SPLIT_MIN_KEYS;
+    size_t by_keys = p->nk / min_keys;
     if (s > by_keys)
         s = by_keys;
     if (s > CPU_SPLIT_MAX)
