@@ -403,7 +403,7 @@ __kernel void clattn_lsh_combine(__global const float *ro, __global const float 
  *    chunk c of segment seg; their scaled queries are staged transposed in __local Qs[QC][BR]
  *    (once when LSH_DP <= QC, else QC head dims at a time per key tile), their positions and
  *    buckets in __local;
- *  - the window (chunk c, then chunk c - 1 when there are several) goes BC = TX * RN slots at a
+ *  - the window (chunk c - 1, then chunk c, when there are several) goes BC = TX * RN slots at a
  *    time: K's head dims QC at a time transposed into Kt[QC][BC + 1] from the panels, each
  *    slot's position and bucket into __local, then V's rows (gathered by original position) VC
  *    value dims at a time into Vs[BC][VC] (one buffer ST holds K's or V's);
