@@ -1,3 +1,4 @@
+//@include attend_tiled.clh
 /* Reformer LSH attention (Kitaev et al. 2020), shared-QK. A plan (lib/ops/lsh.c) runs, for every
  * segment seg = (b, h, round):
  *
@@ -402,7 +403,7 @@ __kernel void clattn_lsh_combine(__global const float *ro, __global const float 
  *    chunk c of segment seg; their scaled queries are staged transposed in __local Qs[QC][BR]
  *    (once when LSH_DP <= QC, else QC head dims at a time per key tile), their positions and
  *    buckets in __local;
- *  - the window (chunk c, then chunk c - 1 when there are several) goes BC = TX * RN slots at a
+ *  - the window (chunk c - 1, then chunk c, when there are several) goes BC = TX * RN slots at a
  *    time: K's head dims QC at a time transposed into Kt[QC][BC + 1] from the panels, each
  *    slot's position and bucket into __local, then V's rows (gathered by original position) VC
  *    value dims at a time into Vs[BC][VC] (one buffer ST holds K's or V's);
@@ -412,10 +413,15 @@ __kernel void clattn_lsh_combine(__global const float *ro, __global const float 
  *    row's TX work-items through __local red[BR][TX]; row sums stay per work-item and are
  *    reduced once at the end;
  *  - the probabilities go through __local Ps[BR][BC]; work-item (tx, ty) accumulates P.V for
- *    slots ty*RM + i and value dims vc*VC + tx + TX*e in registers.
+ *    slots ty*RM + i and value dims vc*VC + tx + TX*e in registers;
+ *  - the group walks only the part of its window from the first to the last key that may be
+ *    visible to one of its rows (in the group's bucket range unless `across`, at or before its
+ *    last position under the causal mask, not padding): the key tiles outside are skipped, as
+ *    clattn_lsh_attend skips such panels.
  * Micro-tiles and accumulators are indexed only by fully unrolled loops over compile-time sizes
- * (the V chunks expanded one by one), so they stay in registers. Same outputs as
- * clattn_lsh_attend. */
+ * (the V chunks expanded one by one), so they stay in registers. The staging, micro-tile loops
+ * and online-softmax step are attend_tiled.clh's, shared with clattn_routing_attend_gpu. Same
+ * outputs as clattn_lsh_attend. */
 #ifndef LSH_GTX
 #define LSH_GTX 8
 #endif
@@ -437,67 +443,40 @@ __kernel void clattn_lsh_combine(__global const float *ro, __global const float 
 #if LSH_GVC % LSH_GTX
 #error "LSH_GVC must be a multiple of LSH_GTX"
 #endif
-#define LG_WG (LSH_GTX * LSH_GTY)
-#define LG_BR (LSH_GTY * LSH_GRM)
-#define LG_BC (LSH_GTX * LSH_GRN)
-#define LG_KS (LG_BC + 1)
-#define LG_NQC ((LSH_DP + LSH_GQC - 1) / LSH_GQC)
-#define LG_NVC ((LSH_DVP + LSH_GVC - 1) / LSH_GVC)
-#define LG_RC (LSH_GVC / LSH_GTX)
-#define LG_RA (LG_NVC * LG_RC)
-#define LG_MAX(a, b) ((a) > (b) ? (a) : (b))
+/* The shared tiled attend body (attend_tiled.clh) in this kernel's sizes. */
+#define TA_TX LSH_GTX
+#define TA_TY LSH_GTY
+#define TA_RM LSH_GRM
+#define TA_RN LSH_GRN
+#define TA_QC LSH_GQC
+#define TA_VC LSH_GVC
+#define TA_D LSH_DP
+#define TA_DV LSH_DVP
 
-/* Q's head dims [D0, D0 + QC) of the group's slots into Qs (zero past d and for padding). */
-#define LG_STAGE_Q(D0)                                                                             \
-    do {                                                                                           \
-        for (uint i_ = lid; i_ < LG_BR * LSH_GQC; i_ += LG_WG) {                                     \
-            uint r_ = i_ / LSH_GQC, dd_ = i_ - r_ * LSH_GQC, d_ = (D0) + dd_;                          \
-            int p_ = qpos[r_];                                                                     \
-            bool in_ = p_ >= 0 && d_ < dn;                                                         \
-            ulong at_ = clattn_at(qo, qst, b, h, (ulong)max(p_, 0), min(d_, dn - 1u));             \
-            Qs[dd_ * LG_BR + r_] = in_ ? CLATTN_LOAD(Q_DT, qq, at_) * qscale : 0.0f;               \
-        }                                                                                          \
-    } while (0)
-
-/* V chunk VC_ of the key tile (rows by original position) into ST, then its P.V micro-tile. */
-#define LG_PVC(VC_)                                                                                \
-    do {                                                                                           \
-        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
-        for (uint i_ = lid; i_ < LG_BC * LSH_GVC; i_ += LG_WG) {                                     \
-            uint j_ = i_ / LSH_GVC, ee_ = i_ - j_ * LSH_GVC, e_ = (VC_) * LSH_GVC + ee_;                 \
-            int p_ = kps[j_];                                                                      \
-            bool in_ = p_ >= 0 && e_ < LSH_DVP;                                                    \
-            float x_ = vb[(ulong)max(p_, 0) * LSH_DVP + min(e_, (uint)LSH_DVP - 1u)];              \
-            ST[i_] = in_ ? x_ : 0.0f;                                                              \
-        }                                                                                          \
-        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
-        __local const float *pp_ = Ps + ty * LSH_GRM * LG_BC;                                        \
-        __local const float *vq_ = ST + tx;                                                        \
-        _Pragma("unroll 4") for (uint cc_ = 0; cc_ < LG_BC; cc_++) {                               \
-            float pr_[LSH_GRM], vr_[LG_RC];                                                          \
-            _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++)                                     \
-                pr_[i] = pp_[i * LG_BC + cc_];                                                     \
-            _Pragma("unroll") for (uint e = 0; e < LG_RC; e++)                                     \
-                vr_[e] = vq_[cc_ * LSH_GVC + e * LSH_GTX];                                             \
-            _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++)                                     \
-                _Pragma("unroll") for (uint e = 0; e < LG_RC; e++)                                 \
-                    acc[i][(VC_) * LG_RC + e] = fma(pr_[i], vr_[e], acc[i][(VC_) * LG_RC + e]);    \
-        }                                                                                          \
-    } while (0)
+/* Slot k of a group's key window in the round's sorted order: the cp slots from `first` (the
+ * previous chunk's, or the own chunk's when there is one chunk), then the cp from `second` (the
+ * own chunk's). In this order the keys of the group's buckets are contiguous (the previous
+ * chunk's tail, then a run of the own chunk's). */
+inline ulong lsh_window_slot(uint k, uint cp, ulong first, ulong second)
+{
+    uint w = k >= cp;
+    return (w ? second : first) + (k - w * cp);
+}
 
 /* Global (nchunks * ceil(cp / BR) * WG, segments), local (WG, 1). */
-__kernel __attribute__((reqd_work_group_size(LG_WG, 1, 1))) void
+__kernel __attribute__((reqd_work_group_size(TA_WG, 1, 1))) void
 clattn_lsh_attend_gpu(LSH_Q *q, ulong q_off, ulong4 q_st, uint heads, uint n, uint d,
                       uint n_hashes, uint cp, uint nchunks, __global const float *kp,
                       __global const int *spos, __global const int *sbkt,
                       __global const float *vp, int causal, int across, float scale2,
                       __global float *ro, __global float *rl)
 {
-    __local float Qs[LSH_GQC * LG_BR];
-    __local float ST[LG_MAX(LSH_GQC * LG_KS, LG_BC * LSH_GVC)];
-    __local float Ps[LG_BR * LG_BC];
-    __local float red[LG_BR * LSH_GTX];
-    __local int qpos[LG_BR], qbk[LG_BR], kps[LG_BC], kbs[LG_BC];
+    __local float Qs[TA_QC * TA_BR];
+    __local float ST[TA_ST];
+    __local float Ps[TA_BR * TA_BC];
+    __local float red[TA_BR * TA_TX];
+    __local int qpos[TA_BR], qbk[TA_BR], kps[TA_BC], kbs[TA_BC];
+    __local int krange[2]; /* the window's first and last key that may be visible to a row */
     /* Every argument read before the first branch (rusticl, DESIGN.md). */
     LSH_Q *qq = q;
     const ulong qo = q_off;
@@ -510,157 +489,148 @@ clattn_lsh_attend_gpu(LSH_Q *q, ulong q_off, ulong4 q_st, uint heads, uint n, ui
     __global float *rop = ro, *rlp = rl;
 
     uint lid = get_local_id(0);
-    uint ty = lid / LSH_GTX, tx = lid - ty * LSH_GTX;
+    uint ty = lid / TA_TX, tx = lid - ty * TA_TX;
     uint seg = get_global_id(1), grp = get_group_id(0);
-    uint gpc = (cpn + LG_BR - 1u) / LG_BR, c = grp / gpc, r0 = (grp - c * gpc) * LG_BR;
+    uint gpc = (cpn + TA_BR - 1u) / TA_BR, c = grp / gpc, r0 = (grp - c * gpc) * TA_BR;
     uint bh = seg / nh, b = bh / hd, h = bh - b * hd;
     ulong gq = ((ulong)seg * nch + c) * cpn + r0;
-    if (lid < LG_BR) {
+    if (lid < TA_BR) {
         bool in = r0 + lid < cpn;
         ulong at = in ? gq + lid : gq;
         int p = sp[at], k = sb[at];
         qpos[lid] = in ? p : -1;
         qbk[lid] = in ? k : -1;
     }
+    if (lid == 0) {
+        krange[0] = INT_MAX;
+        krange[1] = -1;
+    }
     barrier(CLK_LOCAL_MEM_FENCE);
     /* Valid slots are a prefix of each chunk: a group whose first slot is padding has none and
      * runs no key tile (the same trip count in every work-item; no early return: PoCL crashed
      * on one before the later barriers). */
     bool live = qpos[0] >= 0;
+    /* The group's bucket range and last position: a key outside the range (unless `across`) or
+     * after that position (causal) is visible to none of its rows. */
+    int qbmin = INT_MAX, qbmax = -1, qpmax = -1;
+    for (uint r = 0; r < TA_BR; r++) {
+        int p = qpos[r], k = qbk[r];
+        qbmin = p >= 0 ? min(qbmin, k) : qbmin;
+        qbmax = p >= 0 ? max(qbmax, k) : qbmax;
+        qpmax = max(qpmax, p);
+    }
     __global const float *vb = vpp + (ulong)bh * nn * LSH_DVP;
-#if LG_NQC == 1
-    LG_STAGE_Q(0);
+#if TA_NQC == 1
+    TA_STAGE_Q(0, dn, qpos, Q_DT, qq, qo, qst, b, h, qscale);
 #endif
-    int qi[LSH_GRM], qb[LSH_GRM];
-    float m[LSH_GRM], l[LSH_GRM], acc[LSH_GRM][LG_RA];
-    _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++) {
-        qi[i] = qpos[ty * LSH_GRM + i];
-        qb[i] = qbk[ty * LSH_GRM + i];
+    int qi[TA_RM], qb[TA_RM];
+    float m[TA_RM], l[TA_RM], acc[TA_RM][TA_RA];
+    _Pragma("unroll") for (uint i = 0; i < TA_RM; i++) {
+        qi[i] = qpos[ty * TA_RM + i];
+        qb[i] = qbk[ty * TA_RM + i];
         m[i] = -INFINITY;
         l[i] = 0.0f;
-        _Pragma("unroll") for (uint e = 0; e < LG_RA; e++)
+        _Pragma("unroll") for (uint e = 0; e < TA_RA; e++)
             acc[i][e] = 0.0f;
     }
-    uint nkeys = live ? (nch > 1 ? 2u : 1u) * cpn : 0u;
+    uint nwin = live ? (nch > 1 ? 2u : 1u) * cpn : 0u;
     ulong own = ((ulong)seg * nch + c) * cpn, prev = ((ulong)seg * nch + (c + nch - 1u) % nch) * cpn;
+    ulong first = nch > 1 ? prev : own;
+    /* The window's keys that may be visible to a row of the group: not padding, in the group's
+     * bucket range (unless `across`), not after its last position (causal). The group walks
+     * only [klo, khi), from the first such key to the last (in the window's order they are
+     * contiguous: about a chunk, where the full window is two), so the FMAs of the key tiles
+     * with no such key are skipped, as clattn_lsh_attend skips such panels. The bounds reach
+     * every work-item through __local atomics and a barrier: the same trip count in all. */
+    for (uint k = lid; k < nwin; k += TA_WG) {
+        ulong at = lsh_window_slot(k, cpn, first, own);
+        int p = sp[at], bk = sb[at];
+        if (p >= 0 && (acr || (bk >= qbmin && bk <= qbmax)) && (!caus || p <= qpmax)) {
+            atomic_min(&krange[0], (int)k);
+            atomic_max(&krange[1], (int)k);
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int klo_ = krange[0], khi_ = krange[1] + 1;
+    uint khi = (uint)max(khi_, 0), klo = khi_ > 0 ? (uint)klo_ : 0u;
 
-    for (uint kt = 0; kt < nkeys; kt += LG_BC) {
-        float s[LSH_GRM][LSH_GRN];
-        _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++)
-            _Pragma("unroll") for (uint j = 0; j < LSH_GRN; j++)
+    /* Key j of the tile starting at kt: its window slot (clamped into [klo, khi)) and whether it
+     * is in the range; for V, its original position (row of vb), -1 for none. */
+#define LG_SLOT(j) lsh_window_slot(min(kt + (j), khi - 1u), cpn, first, own)
+#define LG_VALID(j) (kt + (j) < khi)
+#define LG_VROW(j) max(kps[j], 0)
+#define LG_VVALID(j) (kps[j] >= 0)
+    for (uint kt = klo; kt < khi; kt += TA_BC) {
+        if (lid < TA_BC) { /* the tile's slot positions and buckets */
+            uint k = kt + lid;
+            bool in = k < khi;
+            ulong at = lsh_window_slot(min(k, khi - 1u), cpn, first, own);
+            int p = sp[at], bk = sb[at];
+            kps[lid] = in ? p : -1;
+            kbs[lid] = in ? bk : -1;
+        }
+        float s[TA_RM][TA_RN];
+        _Pragma("unroll") for (uint i = 0; i < TA_RM; i++)
+            _Pragma("unroll") for (uint j = 0; j < TA_RN; j++)
                 s[i][j] = 0.0f;
-        for (uint qc = 0; qc < LG_NQC; qc++) {
-            uint d0 = qc * LSH_GQC;
+        for (uint qc = 0; qc < TA_NQC; qc++) {
+            uint d0 = qc * TA_QC;
             barrier(CLK_LOCAL_MEM_FENCE);
-#if LG_NQC > 1
-            LG_STAGE_Q(d0);
+#if TA_NQC > 1
+            TA_STAGE_Q(d0, dn, qpos, Q_DT, qq, qo, qst, b, h, qscale);
 #endif
-            if (qc == 0 && lid < LG_BC) { /* the tile's slot positions and buckets */
-                uint k = kt + lid, w = k >= cpn;
-                ulong g = (w ? prev : own) + (k - w * cpn);
-                bool in = k < nkeys;
-                ulong at = in ? g : own;
-                int p = sp[at], bk = sb[at];
-                kps[lid] = in ? p : -1;
-                kbs[lid] = in ? bk : -1;
-            }
-            for (uint i_ = lid; i_ < LG_BC * LSH_GQC; i_ += LG_WG) {
-                uint dd = i_ / LG_BC, j = i_ - dd * LG_BC, dk = d0 + dd, k = kt + j;
-                uint w = k >= cpn;
-                ulong g = (w ? prev : own) + (k - w * cpn);
-                bool in = k < nkeys && dk < LSH_DP;
-                ulong at = in ? (g & ~(ulong)(LSH_PANEL - 1)) * LSH_DP + dk * LSH_PANEL +
-                                    (g & (LSH_PANEL - 1))
-                              : 0;
-                float x = kpp[at];
-                ST[dd * LG_KS + j] = in ? x : 0.0f;
-            }
+            TA_STAGE_K(d0, kpp, LG_SLOT, LG_VALID);
             barrier(CLK_LOCAL_MEM_FENCE);
-            __local const float *qp = Qs + ty * LSH_GRM;
-            __local const float *kq = ST + tx;
-            _Pragma("unroll 4") for (uint dd = 0; dd < LSH_GQC; dd++) {
-                float qr[LSH_GRM], kr[LSH_GRN];
-                _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++)
-                    qr[i] = qp[dd * LG_BR + i];
-                _Pragma("unroll") for (uint j = 0; j < LSH_GRN; j++)
-                    kr[j] = kq[dd * LG_KS + j * LSH_GTX];
-                _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++)
-                    _Pragma("unroll") for (uint j = 0; j < LSH_GRN; j++)
-                        s[i][j] = fma(qr[i], kr[j], s[i][j]);
-            }
+            TA_SCORES();
         }
-        /* Masks and the query's own position, then this work-item's share of each maximum. */
-        int kj[LSH_GRN], kb[LSH_GRN];
-        _Pragma("unroll") for (uint j = 0; j < LSH_GRN; j++) {
-            kj[j] = kps[tx + j * LSH_GTX];
-            kb[j] = kbs[tx + j * LSH_GTX];
+        /* Masks and the query's own position (scored LSH_SELF_SCORE). */
+        int kj[TA_RN], kb[TA_RN];
+        _Pragma("unroll") for (uint j = 0; j < TA_RN; j++) {
+            kj[j] = kps[tx + j * TA_TX];
+            kb[j] = kbs[tx + j * TA_TX];
         }
-        _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++) {
-            float mx = -INFINITY;
-            _Pragma("unroll") for (uint j = 0; j < LSH_GRN; j++) {
+        _Pragma("unroll") for (uint i = 0; i < TA_RM; i++)
+            _Pragma("unroll") for (uint j = 0; j < TA_RN; j++) {
                 bool vis = qi[i] >= 0 && kj[j] >= 0 && (!caus || kj[j] <= qi[i]) &&
                            (acr || kb[j] == qb[i]);
                 float x = kj[j] == qi[i] ? LSH_SELF_SCORE : s[i][j];
                 s[i][j] = vis ? x : -INFINITY;
-                mx = fmax(mx, s[i][j]);
             }
-            red[(ty * LSH_GRM + i) * LSH_GTX + tx] = mx;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++) {
-            uint r = ty * LSH_GRM + i;
-            float mt = -INFINITY;
-            _Pragma("unroll") for (uint t = 0; t < LSH_GTX; t++)
-                mt = fmax(mt, red[r * LSH_GTX + t]);
-            float ref, corr = clattn_online_step(&m[i], mt, &ref);
-            float sum = 0.0f;
-            _Pragma("unroll") for (uint j = 0; j < LSH_GRN; j++) {
-                float p = exp2(s[i][j] - ref);
-                sum += p;
-                Ps[r * LG_BC + tx + j * LSH_GTX] = p;
-            }
-            l[i] = l[i] * corr + sum;
-            _Pragma("unroll") for (uint e = 0; e < LG_RA; e++)
-                acc[i][e] *= corr;
-        }
-        LG_PVC(0);
-#if LG_NVC > 1
-        LG_PVC(1);
+        TA_SOFTMAX_STEP();
+        TA_PVC(0, vb, (uint)LSH_DVP, LG_VROW, LG_VVALID);
+#if TA_NVC > 1
+        TA_PVC(1, vb, (uint)LSH_DVP, LG_VROW, LG_VVALID);
 #endif
-#if LG_NVC > 2
-        LG_PVC(2);
+#if TA_NVC > 2
+        TA_PVC(2, vb, (uint)LSH_DVP, LG_VROW, LG_VVALID);
 #endif
-#if LG_NVC > 3
-        LG_PVC(3);
+#if TA_NVC > 3
+        TA_PVC(3, vb, (uint)LSH_DVP, LG_VROW, LG_VVALID);
 #endif
-#if LG_NVC > 4
+#if TA_NVC > 4
 #error "LSH_DVP / LSH_GVC above 4 chunks"
 #endif
     }
+#undef LG_SLOT
+#undef LG_VALID
+#undef LG_VROW
+#undef LG_VVALID
 
-    barrier(CLK_LOCAL_MEM_FENCE);
-    _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++)
-        red[(ty * LSH_GRM + i) * LSH_GTX + tx] = l[i];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    _Pragma("unroll") for (uint i = 0; i < LSH_GRM; i++) {
-        uint r = ty * LSH_GRM + i;
-        float lt = 0.0f;
-        _Pragma("unroll") for (uint t = 0; t < LSH_GTX; t++)
-            lt += red[r * LSH_GTX + t];
+    float lt[TA_RM];
+    TA_ROW_SUMS(lt);
+    _Pragma("unroll") for (uint i = 0; i < TA_RM; i++) {
         if (qi[i] >= 0) {
             /* A query always sees itself, so lt >= 1 here. */
             ulong at = (ulong)seg * nn + (uint)qi[i];
-            float f = clattn_online_inv(lt);
-            _Pragma("unroll") for (uint a = 0; a < LG_RA; a++) {
-                uint dcol = (a / LG_RC) * LSH_GVC + tx + (a % LG_RC) * LSH_GTX;
+            float f = clattn_online_inv(lt[i]);
+            _Pragma("unroll") for (uint a = 0; a < TA_RA; a++) {
+                uint dcol = TA_ACC_COL(a);
                 if (dcol < LSH_DVP)
                     rop[at * LSH_DVP + dcol] = acc[i][a] * f;
             }
             if (tx == 0)
-                rlp[at] = clattn_online_lse2(m[i], lt);
+                rlp[at] = clattn_online_lse2(m[i], lt[i]);
         }
     }
 }
-#undef LG_STAGE_Q
-#undef LG_PVC
 #endif /* LSH_GPU */

@@ -1,3 +1,4 @@
+//@include attend_tiled.clh
 /* Routing attention (Routing Transformer, balanced routing); host side in lib/ops/routing.c,
  * launch sizes and the -D options below from lib/sched/sched_routing.c.
  * The pipeline per call:
@@ -325,8 +326,9 @@ __kernel void clattn_routing_ema(__global const float *means, __global const uin
  *  - keys arrive in position order, so under the causal mask the group stops at the first tile
  *    that starts after its last slot's position (uniform: the barriers stay uniform).
  * Micro-tiles and accumulators are arrays indexed only by fully unrolled loops over compile-time
- * sizes (the V chunk loop is unrolled too), so they stay in registers. Same outputs as
- * clattn_routing_attend: slots (zeros for a slot that saw no key) and dest. */
+ * sizes (the V chunks expanded one by one), so they stay in registers. The staging, micro-tile
+ * loops and online-softmax step are attend_tiled.clh's, shared with clattn_lsh_attend_gpu. Same
+ * outputs as clattn_routing_attend: slots (zeros for a slot that saw no key) and dest. */
 #ifndef RG_TX
 #define RG_TX 8 /* work-items across keys (scores) and value dims (P.V) */
 #endif
@@ -354,46 +356,18 @@ __kernel void clattn_routing_ema(__global const float *means, __global const uin
 #if RG_VC % RG_TX
 #error "RG_VC must be a multiple of RG_TX"
 #endif
-#define RG_WG (RG_TX * RG_TY)
-#define RG_BR (RG_TY * RG_RM)
-#define RG_BC (RG_TX * RG_RN)
-#define RG_KS (RG_BC + 1)
-#define RG_NQC ((RG_D + RG_QC - 1) / RG_QC)
-#define RG_NVC ((RG_DV + RG_VC - 1) / RG_VC)
-#define RG_RC (RG_VC / RG_TX)   /* accumulator columns of one V chunk per work-item */
-#define RG_RA (RG_NVC * RG_RC)  /* accumulator columns per slot per work-item */
-#define RG_MAX(a, b) ((a) > (b) ? (a) : (b))
-#define RG_STR_(x) #x
-#define RG_STR(x) RG_STR_(x)
-
-/* Stages V chunk VC_ (value dims VC_ * VC + [0, VC)) of the key tile and accumulates its P.V
- * micro-tile: accumulator columns VC_ * RC + e, value dims VC_ * VC + tx + TX * e. */
-#define RG_PVC(VC_)                                                                                \
-    do {                                                                                           \
-        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
-        for (uint i_ = lid; i_ < RG_BC * RG_VC; i_ += RG_WG) {                                     \
-            uint j_ = i_ / RG_VC, ee_ = i_ - j_ * RG_VC, e_ = (VC_) * RG_VC + ee_, key_ = kt + j_; \
-            bool in_ = key_ < wpn && e_ < dvpad;                                                   \
-            float x_ = vbase[(ulong)min(key_, wpn - 1u) * dvpad + min(e_, dvpad - 1u)];            \
-            ST[i_] = in_ ? x_ : 0.0f;                                                              \
-        }                                                                                          \
-        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
-        __local const float *pp_ = Ps + ty * RG_RM * RG_BC;                                        \
-        __local const float *vq_ = ST + tx;                                                        \
-        _Pragma("unroll 4") for (uint cc_ = 0; cc_ < RG_BC; cc_++) {                               \
-            float pr_[RG_RM], vr_[RG_RC];                                                          \
-            _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)                                     \
-                pr_[i] = pp_[i * RG_BC + cc_];                                                     \
-            _Pragma("unroll") for (uint e = 0; e < RG_RC; e++)                                     \
-                vr_[e] = vq_[cc_ * RG_VC + e * RG_TX];                                             \
-            _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)                                     \
-                _Pragma("unroll") for (uint e = 0; e < RG_RC; e++)                                 \
-                    acc[i][(VC_) * RG_RC + e] = fma(pr_[i], vr_[e], acc[i][(VC_) * RG_RC + e]);    \
-        }                                                                                          \
-    } while (0)
+/* The shared tiled attend body (attend_tiled.clh) in this kernel's sizes. */
+#define TA_TX RG_TX
+#define TA_TY RG_TY
+#define TA_RM RG_RM
+#define TA_RN RG_RN
+#define TA_QC RG_QC
+#define TA_VC RG_VC
+#define TA_D RG_D
+#define TA_DV RG_DV
 
 /* Global (ceil(w / BR) * WG, B Hq C), local (WG, 1). */
-__kernel __attribute__((reqd_work_group_size(RG_WG, 1, 1))) void
+__kernel __attribute__((reqd_work_group_size(TA_WG, 1, 1))) void
 clattn_routing_attend_gpu(ROUTING_Q *q, ulong q_off, ulong4 q_st, __global const uint *idx,
                           __global const float *kp, __global const float *vp,
                           __global const int *kpos, uint heads_q, uint heads_k, uint n_len,
@@ -401,11 +375,11 @@ clattn_routing_attend_gpu(ROUTING_Q *q, ulong q_off, ulong4 q_st, __global const
                           float scale_log2, int causal, __global float *slots,
                           __global uint *dest)
 {
-    __local float Qs[RG_QC * RG_BR];
-    __local float ST[RG_MAX(RG_QC * RG_KS, RG_BC * RG_VC)];
-    __local float Ps[RG_BR * RG_BC];
-    __local float red[RG_BR * RG_TX];
-    __local int qpos[RG_BR];
+    __local float Qs[TA_QC * TA_BR];
+    __local float ST[TA_ST];
+    __local float Ps[TA_BR * TA_BC];
+    __local float red[TA_BR * TA_TX];
+    __local int qpos[TA_BR];
     /* Every argument read before the first branch (rusticl, DESIGN.md). */
     const uint hq_ = heads_q, hk_ = heads_k, nl = n_len, dvn = d_v, dvpad = dvp;
     const uint ncl = n_clusters, wn = w, wpn = wp;
@@ -421,8 +395,8 @@ clattn_routing_attend_gpu(ROUTING_Q *q, ulong q_off, ulong4 q_st, __global const
     __global uint *de = dest;
 
     uint lid = get_local_id(0);
-    uint ty = lid / RG_TX, tx = lid - ty * RG_TX;
-    uint j0 = get_group_id(0) * RG_BR, g = get_global_id(1);
+    uint ty = lid / TA_TX, tx = lid - ty * TA_TX;
+    uint j0 = get_group_id(0) * TA_BR, g = get_global_id(1);
     uint bh = g / ncl, c = g - bh * ncl, b = bh / hq_, h = bh - b * hq_;
     uint gk = (b * hk_ + h / (hq_ / hk_)) * ncl + c;
     __global const uint *gidx = ix + (ulong)g * wn;
@@ -430,146 +404,93 @@ clattn_routing_attend_gpu(ROUTING_Q *q, ulong q_off, ulong4 q_st, __global const
     __global const float *kbase = kpp + (ulong)gk * wpn * RG_D;   /* (wp / 16) panels of D x 16 */
     __global const float *vbase = vpp + (ulong)gk * wpn * dvpad;
     /* The group's slots hold positions in increasing order: its last one sees the most keys. */
-    uint jl = min(j0 + RG_BR, wn) - 1u;
+    uint jl = min(j0 + TA_BR, wn) - 1u;
     int ilast = (int)gidx[jl];
-    if (lid < RG_BR)
+    if (lid < TA_BR)
         qpos[lid] = j0 + lid < wn ? (int)gidx[j0 + lid] : -1;
     barrier(CLK_LOCAL_MEM_FENCE);
 
-#define RG_STAGE_Q(D0)                                                                             \
-    do {                                                                                           \
-        for (uint i_ = lid; i_ < RG_BR * RG_QC; i_ += RG_WG) {                                     \
-            uint r_ = i_ / RG_QC, dd_ = i_ - r_ * RG_QC, d_ = (D0) + dd_;                          \
-            int p_ = qpos[r_];                                                                     \
-            bool in_ = p_ >= 0 && d_ < RG_D;                                                       \
-            ulong at_ = clattn_at(qo, qst, b, h, (ulong)max(p_, 0), min(d_, (uint)RG_D - 1u));     \
-            Qs[dd_ * RG_BR + r_] = in_ ? CLATTN_LOAD(Q_DT, qq, at_) * qscale : 0.0f;               \
-        }                                                                                          \
-    } while (0)
-
-#if RG_NQC == 1
-    RG_STAGE_Q(0);
+#if TA_NQC == 1
+    TA_STAGE_Q(0, (uint)RG_D, qpos, Q_DT, qq, qo, qst, b, h, qscale);
 #endif
-    int qi[RG_RM];
-    float m[RG_RM], l[RG_RM], acc[RG_RM][RG_RA];
-    _Pragma("unroll") for (uint i = 0; i < RG_RM; i++) {
-        qi[i] = qpos[ty * RG_RM + i];
+    int qi[TA_RM];
+    float m[TA_RM], l[TA_RM], acc[TA_RM][TA_RA];
+    _Pragma("unroll") for (uint i = 0; i < TA_RM; i++) {
+        qi[i] = qpos[ty * TA_RM + i];
         m[i] = -INFINITY;
         l[i] = 0.0f;
-        _Pragma("unroll") for (uint e = 0; e < RG_RA; e++)
+        _Pragma("unroll") for (uint e = 0; e < TA_RA; e++)
             acc[i][e] = 0.0f;
     }
 
-    for (uint kt = 0; kt < wn; kt += RG_BC) {
+    /* Key j of the tile starting at kt: its packed slot (clamped into the panels), and whether
+     * it is one of the cluster's wp slots (padding slots past w are masked below). */
+#define RG_SLOT(j) min(kt + (j), wpn - 1u)
+#define RG_VALID(j) (kt + (j) < wpn)
+    for (uint kt = 0; kt < wn; kt += TA_BC) {
         if (caus && pos[kt] > ilast)
             break; /* every later key comes after the group's last slot (uniform) */
-        float s[RG_RM][RG_RN];
-        _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)
-            _Pragma("unroll") for (uint j = 0; j < RG_RN; j++)
+        float s[TA_RM][TA_RN];
+        _Pragma("unroll") for (uint i = 0; i < TA_RM; i++)
+            _Pragma("unroll") for (uint j = 0; j < TA_RN; j++)
                 s[i][j] = 0.0f;
-        for (uint qc = 0; qc < RG_NQC; qc++) {
-            uint d0 = qc * RG_QC;
+        for (uint qc = 0; qc < TA_NQC; qc++) {
+            uint d0 = qc * TA_QC;
             barrier(CLK_LOCAL_MEM_FENCE);
-#if RG_NQC > 1
-            RG_STAGE_Q(d0);
+#if TA_NQC > 1
+            TA_STAGE_Q(d0, (uint)RG_D, qpos, Q_DT, qq, qo, qst, b, h, qscale);
 #endif
-            /* Kt[dd][j] from the panels: consecutive work-items read consecutive keys. */
-            for (uint i_ = lid; i_ < RG_BC * RG_QC; i_ += RG_WG) {
-                uint dd = i_ / RG_BC, j = i_ - dd * RG_BC, d = d0 + dd, key = kt + j;
-                bool in = key < wpn && d < RG_D;
-                uint kc = min(key, wpn - 1u), dc = min(d, (uint)RG_D - 1u);
-                float x = kbase[((ulong)(kc / ROUTING_LANES) * RG_D + dc) * ROUTING_LANES +
-                                kc % ROUTING_LANES];
-                ST[dd * RG_KS + j] = in ? x : 0.0f;
-            }
+            TA_STAGE_K(d0, kbase, RG_SLOT, RG_VALID);
             barrier(CLK_LOCAL_MEM_FENCE);
-            __local const float *qp = Qs + ty * RG_RM;
-            __local const float *kq = ST + tx;
-            _Pragma("unroll 4") for (uint dd = 0; dd < RG_QC; dd++) {
-                float qr[RG_RM], kr[RG_RN];
-                _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)
-                    qr[i] = qp[dd * RG_BR + i];
-                _Pragma("unroll") for (uint j = 0; j < RG_RN; j++)
-                    kr[j] = kq[dd * RG_KS + j * RG_TX];
-                _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)
-                    _Pragma("unroll") for (uint j = 0; j < RG_RN; j++)
-                        s[i][j] = fma(qr[i], kr[j], s[i][j]);
-            }
+            TA_SCORES();
         }
-        /* Mask (padding keys, slots past w, causal), then this work-item's share of each max. */
-        int kj[RG_RN];
-        _Pragma("unroll") for (uint j = 0; j < RG_RN; j++) {
-            uint key = kt + tx + j * RG_TX;
+        /* Mask (padding keys, slots past w, causal). */
+        int kj[TA_RN];
+        _Pragma("unroll") for (uint j = 0; j < TA_RN; j++) {
+            uint key = kt + tx + j * TA_TX;
             int p = pos[min(key, wpn - 1u)];
             kj[j] = key < wn ? p : -1;
         }
-        _Pragma("unroll") for (uint i = 0; i < RG_RM; i++) {
-            float mx = -INFINITY;
-            _Pragma("unroll") for (uint j = 0; j < RG_RN; j++) {
+        _Pragma("unroll") for (uint i = 0; i < TA_RM; i++)
+            _Pragma("unroll") for (uint j = 0; j < TA_RN; j++) {
                 bool vis = qi[i] >= 0 && kj[j] >= 0 && (!caus || kj[j] <= qi[i]);
                 s[i][j] = vis ? s[i][j] : -INFINITY;
-                mx = fmax(mx, s[i][j]);
             }
-            red[(ty * RG_RM + i) * RG_TX + tx] = mx;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        _Pragma("unroll") for (uint i = 0; i < RG_RM; i++) {
-            uint r = ty * RG_RM + i;
-            float mt = -INFINITY;
-            _Pragma("unroll") for (uint t = 0; t < RG_TX; t++)
-                mt = fmax(mt, red[r * RG_TX + t]);
-            float ref, corr = clattn_online_step(&m[i], mt, &ref);
-            float sum = 0.0f;
-            _Pragma("unroll") for (uint j = 0; j < RG_RN; j++) {
-                float p = exp2(s[i][j] - ref);
-                sum += p;
-                Ps[r * RG_BC + tx + j * RG_TX] = p;
-            }
-            l[i] = l[i] * corr + sum;
-            _Pragma("unroll") for (uint e = 0; e < RG_RA; e++)
-                acc[i][e] *= corr;
-        }
-        /* P.V, VC value dims at a time: one expansion per chunk (Dv <= 256: at most 4), so the
-         * accumulator's indices are constants (an unrolled loop over the chunks was left rolled
-         * by the compiler at Dv 128, and the accumulators went to private memory). */
-        RG_PVC(0);
-#if RG_NVC > 1
-        RG_PVC(1);
+        TA_SOFTMAX_STEP();
+        /* P.V, VC value dims at a time: one expansion per chunk (Dv <= 256: at most 4). */
+        TA_PVC(0, vbase, dvpad, RG_SLOT, RG_VALID);
+#if TA_NVC > 1
+        TA_PVC(1, vbase, dvpad, RG_SLOT, RG_VALID);
 #endif
-#if RG_NVC > 2
-        RG_PVC(2);
+#if TA_NVC > 2
+        TA_PVC(2, vbase, dvpad, RG_SLOT, RG_VALID);
 #endif
-#if RG_NVC > 3
-        RG_PVC(3);
+#if TA_NVC > 3
+        TA_PVC(3, vbase, dvpad, RG_SLOT, RG_VALID);
 #endif
-#if RG_NVC > 4
+#if TA_NVC > 4
 #error "RG_DV / RG_VC above 4 chunks"
 #endif
     }
+#undef RG_SLOT
+#undef RG_VALID
 
     /* Row sums: one reduction across the row's work-items, at the end. */
-    barrier(CLK_LOCAL_MEM_FENCE);
-    _Pragma("unroll") for (uint i = 0; i < RG_RM; i++)
-        red[(ty * RG_RM + i) * RG_TX + tx] = l[i];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    _Pragma("unroll") for (uint i = 0; i < RG_RM; i++) {
-        uint r = ty * RG_RM + i, j = j0 + r;
-        float lt = 0.0f;
-        _Pragma("unroll") for (uint t = 0; t < RG_TX; t++)
-            lt += red[r * RG_TX + t];
+    float lt[TA_RM];
+    TA_ROW_SUMS(lt);
+    _Pragma("unroll") for (uint i = 0; i < TA_RM; i++) {
+        uint j = j0 + ty * TA_RM + i;
         if (j < wn) {
             ulong slot = (ulong)g * wn + j;
-            float f = clattn_online_inv(lt);
-            _Pragma("unroll") for (uint a = 0; a < RG_RA; a++) {
-                uint dcol = (a / RG_RC) * RG_VC + tx + (a % RG_RC) * RG_TX;
+            float f = clattn_online_inv(lt[i]);
+            _Pragma("unroll") for (uint a = 0; a < TA_RA; a++) {
+                uint dcol = TA_ACC_COL(a);
                 if (dcol < dvn)
                     sl[slot * dvn + dcol] = acc[i][a] * f;
             }
             if (tx == 0)
-                de[slot] = lt > 0.0f ? bh * nl + (uint)qi[i] : ROUTING_NONE;
+                de[slot] = lt[i] > 0.0f ? bh * nl + (uint)qi[i] : ROUTING_NONE;
         }
     }
-#undef RG_STAGE_Q
-#undef RG_PVC
 }
 #endif /* ROUTING_GPU */

@@ -289,7 +289,7 @@ void cli_usage_tune(FILE *f); /* cli_tune.c */
 int cli_cmd_tune(int argc, char **argv);
 void cli_usage_softmax(FILE *f); /* cli_softmax.c */
 int cli_run_softmax(int argc, char **argv);
-int cli_bench_softmax(int argc, char **argv);
+int cli_bench_softmax(int argc, char **argv); /* cli_softmax_bench.c, with the demo's */
 /* demo's bench: softmax variants at N = 256, 512, 1024 and the tiled speed-up over naive. */
 int cli_softmax_demo(void);
 void cli_usage_linear(FILE *f); /* cli_linear.c */

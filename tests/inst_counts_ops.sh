@@ -8,16 +8,20 @@
 #            (vloadN/vstoreN builtin calls counted by their pointer's address space)
 #   fma/B    fma per byte of __global + __local loads (a 4x4 register micro-tile: ~0.5)
 #   priv/fma private bytes per fma
-# Usage: inst_counts_ops.sh [--expect KERNEL MIN_FMA_PER_B MAX_PRIV_PER_FMA]... -- PROGRAM ARGS...
+# Usage: inst_counts_ops.sh [--expect KERNEL MIN_FMA_PER_B MAX_PRIV_PER_FMA]...
+#                          [--max-fma KERNEL MAX_FMA]... -- PROGRAM ARGS...
 # Each --expect fails the run (exit 1) when KERNEL did not run, or ran below MIN fma/B or above
-# MAX priv/fma. Example (the RPE direct kernels, N 64, M = Dv = 64):
+# MAX priv/fma; each --max-fma when KERNEL did not run or ran more than MAX_FMA FMA lanes (work a
+# kernel should skip, e.g. LSH's key tiles outside the buckets). Example (the RPE direct kernels, N 64, M = Dv = 64):
 #   CLATTN_RPE_DIRECT_KERNEL=tiled tests/inst_counts_ops.sh -- build/samples/clattn bench rpe \
 #       --n 64 --d 64 --dv 64 --variants direct --reps 1
 set -u
 expects=()
+maxfmas=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do
   if [ "$1" = "--expect" ] && [ $# -ge 4 ]; then expects+=("$2 $3 $4"); shift 4
-  else echo "usage: $0 [--expect KERNEL MIN_FMA_PER_B MAX_PRIV_PER_FMA]... -- PROGRAM ARGS..." >&2; exit 2; fi
+  elif [ "$1" = "--max-fma" ] && [ $# -ge 3 ]; then maxfmas+=("$2 $3"); shift 3
+  else echo "usage: $0 [--expect KERNEL MIN_FMA_PER_B MAX_PRIV_PER_FMA]... [--max-fma KERNEL MAX_FMA]... -- PROGRAM ARGS..." >&2; exit 2; fi
 done
 [ $# -gt 0 ] && shift
 [ $# -gt 0 ] || { echo "$0: no program given" >&2; exit 2; }
@@ -73,6 +77,14 @@ for e in "${expects[@]}"; do
   if [ -z "$row" ]; then echo "FAIL: kernel $kern did not run" >&2; fail=1; continue; fi
   if ! echo "$row" | awk -v a="$minr" -v b="$maxp" '{ exit !($6 >= a && $7 <= b) }'; then
     echo "FAIL: $kern: fma/B or priv/fma outside [>= $minr, <= $maxp]: $row" >&2; fail=1
+  fi
+done
+for e in "${maxfmas[@]}"; do
+  read -r kern maxf <<<"$e"
+  row=$(echo "$table" | awk -v k="$kern" '$1 == k')
+  if [ -z "$row" ]; then echo "FAIL: kernel $kern did not run" >&2; fail=1; continue; fi
+  if ! echo "$row" | awk -v m="$maxf" '{ exit !($2 <= m) }'; then
+    echo "FAIL: $kern: more than $maxf FMA lanes: $row" >&2; fail=1
   fi
 done
 exit $fail

@@ -1,29 +1,13 @@
 /* The recurrent decoding state of linear attention (the "RNN view" of its causal form): device
  * buffers holding the running sums, and a plan made when the state is created, whose kernels
  * every prefill and step runs through (nothing is built, created or uploaded after creation). */
-#include "linear.h"
+#include "linear_state.h"
 #include "states.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct clattn_linear_state {
-    clattn_context *ctx;
-    clattn_plan *plan;            /* a stateful linear plan (linear.h) */
-    size_t shape[4];              /* batch, heads, d, dv */
-    size_t m, mp, dvp, dw;        /* features, padded features, padded dv, state row length */
-    cl_mem sa, sb, s1, u1, sr, st; /* clattn__linear_bufs */
-    size_t bytes;                 /* of one [BH][MP][DW] buffer */
-    /* The batched step (kernels_cl/states.cl): its own plan (the linear plan's element types),
-     * the per-sequence token counts, the kernel's feature / value rows, and a dummy selection. */
-    clattn_plan *kp;
-    cl_kernel kstep, kfill, kpos;
-    cl_mem pos;            /* uint [B] */
-    cl_mem fk, vp, fq;     /* [BHk][MP], [BHk][DVP], [BHk * group][MP] */
-    size_t fq_bytes;
-};
 
 static const clattn__linear_plan *plan_of(const clattn_linear_state *s)
 {
@@ -65,8 +49,8 @@ cleanup:
 }
 
 /* Enqueues the zero state (r = -inf: no key seen) with the caller's wait list and event. */
-static clattn_status state_clear(clattn_linear_state *st, cl_uint num_wait, const cl_event *wait,
-                                 cl_event *event)
+clattn_status clattn__lstate_clear(clattn_linear_state *st, cl_uint num_wait, const cl_event *wait,
+                                   cl_event *event)
 {
     clattn_context *ctx = st->ctx;
     clattn_status status = CLATTN_SUCCESS;
@@ -155,7 +139,7 @@ clattn_status clattn_linear_state_create(clattn_context *ctx, const clattn_linea
                                          &s->fk));
     CLATTN_FORWARD(clattn__buffer_create(ctx, bh * s->dvp * sizeof(float), "step values", &s->vp));
     CLATTN_FORWARD(make_step_kernels(s));
-    CLATTN_FORWARD(state_clear(s, 0, NULL, NULL));
+    CLATTN_FORWARD(clattn__lstate_clear(s, 0, NULL, NULL));
     CLATTN_CL(clFinish(ctx->queue));
     *out = s;
     s = NULL;
@@ -196,33 +180,25 @@ clattn_status clattn_linear_state_reset(clattn_linear_state *state, cl_uint num_
     clattn_status status = CLATTN_SUCCESS;
     CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
                  "linear state reset: num_wait > 0 but wait is NULL");
-    status = state_clear(state, num_wait, wait, event);
+    status = clattn__lstate_clear(state, num_wait, wait, event);
 cleanup:
     return status;
 }
 
-/* A state's buffers, each with the bytes one sequence holds in it, in snapshot order (A or S,
- * B or P, S_{i-1}, U_{i-1}, token counts, scale, position; unused ones skipped). Every buffer is
- * sequence-major, so sequences b0 .. b0 + n - 1 are one contiguous range of each. */
-typedef struct part {
-    cl_mem buf;
-    size_t per;
-} part;
-
-static int state_parts(const clattn_linear_state *st, part *p)
+int clattn__lstate_parts(const clattn_linear_state *st, clattn__lstate_part *p)
 {
     size_t h = st->shape[1], big = st->bytes / st->shape[0];
     int n = 0;
-    p[n++] = (part){st->sa, big};
+    p[n++] = (clattn__lstate_part){st->sa, big};
     if (st->sb)
-        p[n++] = (part){st->sb, big};
+        p[n++] = (clattn__lstate_part){st->sb, big};
     if (st->s1) {
-        p[n++] = (part){st->s1, big};
-        p[n++] = (part){st->u1, big};
-        p[n++] = (part){st->st, h * sizeof(cl_uint)};
+        p[n++] = (clattn__lstate_part){st->s1, big};
+        p[n++] = (clattn__lstate_part){st->u1, big};
+        p[n++] = (clattn__lstate_part){st->st, h * sizeof(cl_uint)};
     }
-    p[n++] = (part){st->sr, h * sizeof(float)};
-    p[n++] = (part){st->pos, sizeof(cl_uint)};
+    p[n++] = (clattn__lstate_part){st->sr, h * sizeof(float)};
+    p[n++] = (clattn__lstate_part){st->pos, sizeof(cl_uint)};
     return n;
 }
 
@@ -236,8 +212,9 @@ static bool same_desc(const clattn_linear_state *a, const clattn_linear_state *b
 }
 
 /* Checks two states for a copy: same context, shape (the batch too when whole), desc. */
-static clattn_status check_pair(const clattn_linear_state *dst, const clattn_linear_state *src,
-                                bool whole, const char *what)
+clattn_status clattn__lstate_check_pair(const clattn_linear_state *dst,
+                                        const clattn_linear_state *src, bool whole,
+                                        const char *what)
 {
     clattn_context *ctx = dst->ctx;
     clattn_status status = CLATTN_SUCCESS;
@@ -258,9 +235,9 @@ cleanup:
 }
 
 /* Enqueues sequences [sb, sb + n) of src into [db, db + n) of dst (validated). */
-static clattn_status copy_range(clattn_linear_state *dst, size_t db, const clattn_linear_state *src,
-                                size_t sb, size_t n, cl_uint num_wait, const cl_event *wait,
-                                cl_event *event)
+clattn_status clattn__lstate_copy_range(clattn_linear_state *dst, size_t db,
+                                        const clattn_linear_state *src, size_t sb, size_t n,
+                                        cl_uint num_wait, const cl_event *wait, cl_event *event)
 {
     clattn_context *ctx = dst->ctx;
     clattn_status status = CLATTN_SUCCESS;
@@ -272,9 +249,9 @@ static clattn_status copy_range(clattn_linear_state *dst, size_t db, const clatt
         CLATTN_FORWARD(clattn__seq_marker(&s, true, event));
         goto cleanup;
     }
-    part from[8], to[8];
-    int np = state_parts(src, from);
-    state_parts(dst, to);
+    clattn__lstate_part from[8], to[8];
+    int np = clattn__lstate_parts(src, from);
+    clattn__lstate_parts(dst, to);
     for (int i = 0; i < np; i++)
         CLATTN_FORWARD(seq_copy(&s, from[i].buf, to[i].buf, sb * from[i].per, db * to[i].per,
                                 n * from[i].per, i == np - 1, event));
@@ -294,123 +271,9 @@ clattn_status clattn_linear_state_copy(clattn_linear_state *dst, const clattn_li
     clattn_status status = CLATTN_SUCCESS;
     CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
                  "linear state copy: num_wait > 0 but wait is NULL");
-    CLATTN_FORWARD(check_pair(dst, src, true, "linear state copy"));
-    status = copy_range(dst, 0, src, 0, dst->shape[0], num_wait, wait, event);
+    CLATTN_FORWARD(clattn__lstate_check_pair(dst, src, true, "linear state copy"));
+    status = clattn__lstate_copy_range(dst, 0, src, 0, dst->shape[0], num_wait, wait, event);
 cleanup:
-    return status;
-}
-
-clattn_status clattn_linear_state_copy_seq(clattn_linear_state *dst, size_t dst_seq,
-                                           const clattn_linear_state *src, size_t src_seq,
-                                           cl_uint num_wait, const cl_event *wait,
-                                           cl_event *event)
-{
-    if (!dst || !src)
-        return clattn__fail(dst ? dst->ctx : src ? src->ctx : NULL, CLATTN_NULL_POINTER,
-                            "linear state copy seq: dst and src are required");
-    clattn_context *ctx = dst->ctx;
-    clattn_status status = CLATTN_SUCCESS;
-    CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
-                 "linear state copy seq: num_wait > 0 but wait is NULL");
-    CLATTN_FORWARD(check_pair(dst, src, false, "linear state copy seq"));
-    CLATTN_CHECK(src_seq < src->shape[0] && dst_seq < dst->shape[0], CLATTN_INVALID_ARGUMENT,
-                 "linear state copy seq: sequence %zu of %zu into %zu of %zu is out of range",
-                 src_seq, src->shape[0], dst_seq, dst->shape[0]);
-    status = copy_range(dst, dst_seq, src, src_seq, 1, num_wait, wait, event);
-cleanup:
-    return status;
-}
-
-/* The value a reset writes into part i (as 32-bit words): -inf for the scale, 0 elsewhere. */
-static cl_uint reset_bits(const clattn_linear_state *st, const part *p)
-{
-    float ninf = -INFINITY;
-    cl_uint bits = 0;
-    if (p->buf == st->sr)
-        memcpy(&bits, &ninf, sizeof bits);
-    return bits;
-}
-
-clattn_status clattn_linear_state_reset_seqs(clattn_linear_state *state, const size_t *seqs,
-                                             size_t count, cl_uint num_wait, const cl_event *wait,
-                                             cl_event *event)
-{
-    if (!state)
-        return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state reset seqs: state is NULL");
-    clattn_context *ctx = state->ctx;
-    clattn_status status = CLATTN_SUCCESS;
-    clattn__seq s;
-    bool started = false;
-    CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
-                 "linear state reset seqs: num_wait > 0 but wait is NULL");
-    CLATTN_CHECK(seqs != NULL || count == 0, CLATTN_NULL_POINTER,
-                 "linear state reset seqs: count > 0 but seqs is NULL");
-    for (size_t i = 0; i < count; i++)
-        CLATTN_CHECK(seqs[i] < state->shape[0], CLATTN_INVALID_ARGUMENT,
-                     "linear state reset seqs: seqs[%zu] = %zu is out of range (batch %zu)", i,
-                     seqs[i], state->shape[0]);
-    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
-    started = true;
-    if (count == 0) {
-        CLATTN_FORWARD(clattn__seq_marker(&s, true, event));
-        goto cleanup;
-    }
-    part p[8];
-    int np = state_parts(state, p);
-    for (size_t i = 0; i < count; i++)
-        for (int j = 0; j < np; j++) {
-            bool last = i == count - 1 && j == np - 1;
-            cl_uint bits = reset_bits(state, &p[j]);
-            clattn__seq_next(&s, last, event);
-            CLATTN_CL(clEnqueueFillBuffer(ctx->queue, p[j].buf, &bits, sizeof bits,
-                                          seqs[i] * p[j].per, p[j].per, s.nw, s.w, s.evp));
-            clattn__seq_done(&s);
-        }
-cleanup:
-    if (started)
-        clattn__seq_end(&s);
-    return status;
-}
-
-clattn_status clattn_linear_state_reset_select(clattn_linear_state *state,
-                                               const clattn_seq_select *select, cl_uint num_wait,
-                                               const cl_event *wait, cl_event *event)
-{
-    if (!state)
-        return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state reset select: state is NULL");
-    clattn_context *ctx = state->ctx;
-    clattn_status status = CLATTN_SUCCESS;
-    clattn__seq s;
-    bool started = false;
-    size_t slots = 0;
-    CLATTN_CHECK(num_wait == 0 || wait != NULL, CLATTN_NULL_POINTER,
-                 "linear state reset select: num_wait > 0 but wait is NULL");
-    CLATTN_FORWARD(clattn__seq_select_check(ctx, select, state->shape[0], "linear state reset select", &slots));
-    if (!select || select->kind == CLATTN_SEQ_ALL)
-        return state_clear(state, num_wait, wait, event);
-    CLATTN_FORWARD(clattn__seq_init(&s, ctx, num_wait, wait));
-    started = true;
-    if (slots == 0) {
-        CLATTN_FORWARD(clattn__seq_marker(&s, true, event));
-        goto cleanup;
-    }
-    part p[8];
-    int np = state_parts(state, p);
-    for (int j = 0; j < np; j++) {
-        cl_ulong per = p[j].per / 4;
-        cl_uint bits = reset_bits(state, &p[j]);
-        clattn__args a = {state->kfill, 0, CL_SUCCESS};
-        CLATTN_ARG(&a, p[j].buf);
-        CLATTN_ARG(&a, per);
-        CLATTN_ARG(&a, bits);
-        clattn__seq_select_args(&a, select, state->pos, state->shape[0]);
-        CLATTN_CL(a.err);
-        size_t g[2] = {(size_t)per, slots};
-        CLATTN_FORWARD(clattn__seq_kernel(&s, state->kfill, 2, g, j == np - 1, event));
-    }
-cleanup:
-    if (started)
-        clattn__seq_end(&s);
     return status;
 }
 
@@ -435,8 +298,8 @@ cleanup:
 }
 
 /* S and z of sequences [b0, b0 + nb) (clattn_linear_state_read's layout for that batch). */
-static clattn_status read_range(clattn_linear_state *state, size_t b0, size_t nb, float *s,
-                                float *z)
+clattn_status clattn__lstate_read_range(clattn_linear_state *state, size_t b0, size_t nb, float *s,
+                                        float *z)
 {
     clattn_context *ctx = state->ctx;
     clattn_status status = CLATTN_SUCCESS;
@@ -479,23 +342,11 @@ clattn_status clattn_linear_state_read(clattn_linear_state *state, float *s, flo
 {
     if (!state)
         return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state read: state is NULL");
-    return read_range(state, 0, state->shape[0], s, z);
+    return clattn__lstate_read_range(state, 0, state->shape[0], s, z);
 }
 
-clattn_status clattn_linear_state_read_seq(clattn_linear_state *state, size_t seq, float *s,
-                                           float *z)
-{
-    if (!state)
-        return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state read seq: state is NULL");
-    if (seq >= state->shape[0])
-        return clattn__fail(state->ctx, CLATTN_INVALID_ARGUMENT,
-                            "linear state read seq: sequence %zu of a batch of %zu", seq,
-                            state->shape[0]);
-    return read_range(state, seq, 1, s, z);
-}
-
-static clattn_status write_range(clattn_linear_state *state, size_t b0, size_t nb,
-                                 const float *s, const float *z)
+clattn_status clattn__lstate_write_range(clattn_linear_state *state, size_t b0, size_t nb,
+                                         const float *s, const float *z)
 {
     clattn_context *ctx = state->ctx;
     clattn_status status = CLATTN_SUCCESS;
@@ -536,19 +387,7 @@ clattn_status clattn_linear_state_write(clattn_linear_state *state, const float 
 {
     if (!state)
         return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state write: state is NULL");
-    return write_range(state, 0, state->shape[0], s, z);
-}
-
-clattn_status clattn_linear_state_write_seq(clattn_linear_state *state, size_t seq,
-                                            const float *s, const float *z)
-{
-    if (!state)
-        return clattn__fail(NULL, CLATTN_NULL_POINTER, "linear state write seq: state is NULL");
-    if (seq >= state->shape[0])
-        return clattn__fail(state->ctx, CLATTN_INVALID_ARGUMENT,
-                            "linear state write seq: sequence %zu of a batch of %zu", seq,
-                            state->shape[0]);
-    return write_range(state, seq, 1, s, z);
+    return clattn__lstate_write_range(state, 0, state->shape[0], s, z);
 }
 
 clattn_status clattn_linear_state_positions(clattn_linear_state *state, uint32_t *positions)
@@ -575,8 +414,8 @@ typedef struct snap_header {
 
 static size_t snap_payload(const clattn_linear_state *st, size_t nb)
 {
-    part p[8];
-    int np = state_parts(st, p);
+    clattn__lstate_part p[8];
+    int np = clattn__lstate_parts(st, p);
     size_t n = 0;
     for (int i = 0; i < np; i++)
         n += p[i].per * nb;
@@ -601,7 +440,7 @@ static void snap_fill_header(const clattn_linear_state *st, size_t nb, snap_head
     h->payload = snap_payload(st, nb);
 }
 
-static size_t snap_size(const clattn_linear_state *st, size_t nb)
+size_t clattn__lstate_snap_size(const clattn_linear_state *st, size_t nb)
 {
     return sizeof(snap_header) + snap_payload(st, nb) + sizeof(uint64_t);
 }
@@ -611,25 +450,16 @@ clattn_status clattn_linear_state_save_size(const clattn_linear_state *state, si
     if (!state || !bytes)
         return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
                             "linear state save size: NULL argument");
-    *bytes = snap_size(state, state->shape[0]);
+    *bytes = clattn__lstate_snap_size(state, state->shape[0]);
     return CLATTN_SUCCESS;
 }
 
-clattn_status clattn_linear_state_seq_save_size(const clattn_linear_state *state, size_t *bytes)
-{
-    if (!state || !bytes)
-        return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
-                            "linear state seq save size: NULL argument");
-    *bytes = snap_size(state, 1);
-    return CLATTN_SUCCESS;
-}
-
-static clattn_status save_range(clattn_linear_state *state, size_t b0, size_t nb, void *buf,
-                                size_t size, const char *what)
+clattn_status clattn__lstate_save_range(clattn_linear_state *state, size_t b0, size_t nb,
+                                        void *buf, size_t size, const char *what)
 {
     clattn_context *ctx = state->ctx;
     clattn_status status = CLATTN_SUCCESS;
-    size_t need = snap_size(state, nb);
+    size_t need = clattn__lstate_snap_size(state, nb);
     CLATTN_CHECK(size >= need, CLATTN_BUFFER_TOO_SMALL, "%s: %zu bytes given, %zu needed", what,
                  size, need);
     snap_header h;
@@ -637,8 +467,8 @@ static clattn_status save_range(clattn_linear_state *state, size_t b0, size_t nb
     unsigned char *p = buf;
     memcpy(p, &h, sizeof h);
     unsigned char *at = p + sizeof h;
-    part parts[8];
-    int n = state_parts(state, parts);
+    clattn__lstate_part parts[8];
+    int n = clattn__lstate_parts(state, parts);
     for (int i = 0; i < n; i++) {
         CLATTN_FORWARD(read_buf(ctx, parts[i].buf, b0 * parts[i].per, nb * parts[i].per, at));
         at += nb * parts[i].per;
@@ -649,12 +479,12 @@ cleanup:
     return status;
 }
 
-static clattn_status load_range(clattn_linear_state *state, size_t b0, size_t nb, const void *buf,
-                                size_t size, const char *what)
+clattn_status clattn__lstate_load_range(clattn_linear_state *state, size_t b0, size_t nb,
+                                        const void *buf, size_t size, const char *what)
 {
     clattn_context *ctx = state->ctx;
     clattn_status status = CLATTN_SUCCESS;
-    size_t need = snap_size(state, nb);
+    size_t need = clattn__lstate_snap_size(state, nb);
     CLATTN_CHECK(size >= sizeof(snap_header), CLATTN_BUFFER_TOO_SMALL,
                  "%s: %zu bytes is shorter than a snapshot header", what, size);
     snap_header h, mine;
@@ -672,8 +502,8 @@ static clattn_status load_range(clattn_linear_state *state, size_t b0, size_t nb
     CLATTN_CHECK(sum == clattn__hash64(CLATTN__HASH_SEED, p, sizeof h + h.payload),
                  CLATTN_INVALID_ARGUMENT, "%s: checksum mismatch (corrupt)", what);
     const unsigned char *at = p + sizeof h;
-    part parts[8];
-    int n = state_parts(state, parts);
+    clattn__lstate_part parts[8];
+    int n = clattn__lstate_parts(state, parts);
     for (int i = 0; i < n; i++) {
         CLATTN_FORWARD(write_buf(ctx, parts[i].buf, b0 * parts[i].per, nb * parts[i].per, at));
         at += nb * parts[i].per;
@@ -687,7 +517,7 @@ clattn_status clattn_linear_state_save(clattn_linear_state *state, void *buf, si
     if (!state || !buf)
         return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
                             "linear state save: NULL argument");
-    return save_range(state, 0, state->shape[0], buf, size, "linear state save");
+    return clattn__lstate_save_range(state, 0, state->shape[0], buf, size, "linear state save");
 }
 
 clattn_status clattn_linear_state_load(clattn_linear_state *state, const void *buf, size_t size)
@@ -695,33 +525,7 @@ clattn_status clattn_linear_state_load(clattn_linear_state *state, const void *b
     if (!state || !buf)
         return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
                             "linear state load: NULL argument");
-    return load_range(state, 0, state->shape[0], buf, size, "linear state load");
-}
-
-clattn_status clattn_linear_state_save_seq(clattn_linear_state *state, size_t seq, void *buf,
-                                           size_t size)
-{
-    if (!state || !buf)
-        return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
-                            "linear state save seq: NULL argument");
-    if (seq >= state->shape[0])
-        return clattn__fail(state->ctx, CLATTN_INVALID_ARGUMENT,
-                            "linear state save seq: sequence %zu of a batch of %zu", seq,
-                            state->shape[0]);
-    return save_range(state, seq, 1, buf, size, "linear state save seq");
-}
-
-clattn_status clattn_linear_state_load_seq(clattn_linear_state *state, size_t seq,
-                                           const void *buf, size_t size)
-{
-    if (!state || !buf)
-        return clattn__fail(state ? state->ctx : NULL, CLATTN_NULL_POINTER,
-                            "linear state load seq: NULL argument");
-    if (seq >= state->shape[0])
-        return clattn__fail(state->ctx, CLATTN_INVALID_ARGUMENT,
-                            "linear state load seq: sequence %zu of a batch of %zu", seq,
-                            state->shape[0]);
-    return load_range(state, seq, 1, buf, size, "linear state load seq");
+    return clattn__lstate_load_range(state, 0, state->shape[0], buf, size, "linear state load");
 }
 
 

@@ -205,8 +205,9 @@ static const unsigned lg_cand[][4] = {{8, 8, 4, 8}, {16, 8, 4, 4}, {8, 8, 4, 4},
 static size_t lg_local_bytes(size_t br, size_t bc, size_t tx, size_t qc, size_t vc)
 {
     size_t kt = qc * (bc + 1), vt = bc * vc;
+    /* ints: the group's positions and buckets, the tile's, and its window's key range */
     return sizeof(float) * (qc * br + (kt > vt ? kt : vt) + br * bc + br * tx) +
-           sizeof(int) * 2 * (br + bc);
+           sizeof(int) * (2 * (br + bc) + 2);
 }
 
 static clattn_status lg_tile(const clattn_device_info *dev, const clattn__lsh_problem *p,
@@ -248,8 +249,10 @@ static clattn_status lg_tile(const clattn_device_info *dev, const clattn__lsh_pr
         uint64_t windows = (p->n + chunk - 1) / chunk > 1 ? 2 : 1;
         uint64_t tiles = (windows * pad_panel(chunk) + bc - 1) / bc;
         uint64_t nqc = (dp + qc - 1) / qc, nvc = (dvp + vc - 1) / vc;
-        if (clattn__attend_tiled_loops(tiles, nqc, nvc, br, bc, qc, vc, wg, tx, rm, rn, ra) >
-            dev->loop_iteration_cap) {
+        /* plus the group's bucket range (br) and the window's scan for its key range */
+        uint64_t scan = br + (windows * pad_panel(chunk) + wg - 1) / wg;
+        if (clattn__attend_tiled_loops(tiles, nqc, nvc, br, bc, qc, vc, wg, tx, rm, rn, ra) +
+                scan > dev->loop_iteration_cap) {
             say(why, why_len, "tile: the kernel's loops would pass the device's loop cap");
             return CLATTN_UNSUPPORTED;
         }
