@@ -299,8 +299,15 @@ static clattn_status choose_launch(clattn_context *ctx, clattn__linear_plan *p,
 static clattn_status kernel_from(clattn__linear_plan *p, bool fused, const char *name,
                                  size_t local, const char *by, cl_kernel *k)
 {
-    return clattn__plan_kernel(&p->base, fused ? "linear_fused.cl" : "linear.cl",
-                               p->launch.defines, name, local, by, k);
+    /* linear.cl does not read the tiled output kernel's tile (-DLINEAR_OT_*, last in the
+     * defines): its program is built without them, the same program as the per-row launches'. */
+    char defs[sizeof p->launch.defines];
+    snprintf(defs, sizeof defs, "%s", p->launch.defines);
+    char *ot = fused ? NULL : strstr(defs, " -DLINEAR_OT_");
+    if (ot)
+        *ot = '\0';
+    return clattn__plan_kernel(&p->base, fused ? "linear_fused.cl" : "linear.cl", defs, name,
+                               local, by, k);
 }
 
 static clattn_status kernel(clattn__linear_plan *p, const char *name, size_t local,

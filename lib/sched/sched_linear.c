@@ -504,6 +504,8 @@ unsigned clattn__linear_causal_fused(const clattn_device_info *dev,
         p->momentum != CLATTN_LINEAR_MOMENTUM_NONE || p->m > CLATTN__FEATURES_MAX_D ||
         p->dv > CLATTN__FEATURES_MAX_D || (p->causal && p->nq != p->nk))
         return 0;
+    if (!p->causal && p->out_kernel == 2) /* the tiled output kernel requested */
+        return 0;
     size_t blocks = round_up(p->dv, 16) / 16, bh_kv = p->bh_kv ? p->bh_kv : p->bh;
     size_t cu = dev->compute_units ? dev->compute_units : 1;
     /* Non-causal: only where the work-items fill the device (else the chunk-parallel fused
