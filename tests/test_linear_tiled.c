@@ -8,6 +8,7 @@
  * Shapes keep Dv > 32 so one tile (16 x 8 work-items, 8 x 4 micro-tile) serves every case: two
  * builds of linear_fused.cl in all (float32, f16; linear.cl's builds are the other suites'). CLATTN_TEST_LINEAR_TILES=all (by hand) runs the
  * float32 cases once per tile of the scheduler's candidate list instead, each tile forced. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
