@@ -236,7 +236,8 @@ unsigned clattn__gpu_simd_width(const clattn_device_info *dev);
 /* The tuner's search space: valid launches of the algorithm AUTO resolves to, the scheduler's
  * default first (then the nearest variations). Writes at most `cap`; returns how many (0 when the
  * problem cannot run on the device). On loop-capped devices only the default (the quirk limits
- * were measured for it). */
+ * were measured for it) and, where it runs the tiled output kernel, its other output tiles and
+ * the per-row output kernel. */
 size_t clattn__linear_candidates(const clattn_device_info *dev, const clattn__linear_problem *p,
                                  clattn__linear_launch *out, size_t cap);
 
