@@ -15,6 +15,10 @@
  * phi(k) in the chunk-state items: 8 rows x 2 blocks is 16 float16 accumulators, and half the
  * items of 4 rows, so half the exp calls per key); the tuner may try the others.
  *
+ * Output rows on GPU-like devices: the non-causal forms of the FUSED algorithm run the
+ * register-tiled clattn_linear_out_tiled (local-memory tiles, register micro-tiles; see "the tiled
+ * output kernel" below) instead of the per-row kernels.
+ *
  * Work-groups: on the CPU family a register-blocked kernel runs one work-item per group, so PoCL
  * does not also vectorise across work-items; elsewhere the driver chooses.
  *
