@@ -10,9 +10,9 @@
  * (fused or gemm: what AUTO resolves to on the device, or the one the desc asks for) -- with
  * d = D, dv = Dv, Nq and Nk buckets and causal. A decoding shape (Nq = 1 over Nk keys) is a key
  * of its own through its Nq bucket: the tuner measures the plan of that shape (the non-causal
- * form for one query). Params: algo, chunk, block, rows, eb, mb, wg (as the plan's launch text)
- * and ot (the tiled output kernel's tile TX,TY,RM,RN as the decimal pairs TTYYMMNN; 0: the
- * per-row kernels). */
+ * form for one query). Params: algo, chunk, block, rows, eb, mb, ot (the tiled output kernel's
+ * tile TX,TY,RM,RN as the decimal pairs TTYYMMNN; 0: the per-row kernels), wg (as the plan's
+ * launch text). */
 #include "tune.h"
 #include "../ops/linear.h"
 
@@ -57,11 +57,12 @@ static void to_params(const void *launch, clattn_tuning_entry *e)
     clattn__tune_param_set(e, "rows", L->rows);
     clattn__tune_param_set(e, "eb", L->value_blocks);
     clattn__tune_param_set(e, "mb", L->feature_rows);
-    clattn__tune_param_set(e, "wg", (long long)L->local_size);
-    /* The tiled output kernel's tile as TTYYMMNN decimal pairs (0: the per-row kernels). */
+    /* The tiled output kernel's tile as TTYYMMNN decimal pairs (0: the per-row kernels);
+     * optional when read back (entries written before it get the default's). */
     clattn__tune_param_set(e, "ot",
                            (long long)L->ot_tx * 1000000 + (long long)L->ot_ty * 10000 +
                                (long long)L->ot_rm * 100 + L->ot_rn);
+    clattn__tune_param_set(e, "wg", (long long)L->local_size);
 }
 
 bool clattn__tune_linear_from_entry(const clattn_device_info *dev,
