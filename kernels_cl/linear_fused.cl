@@ -344,3 +344,155 @@ __kernel void clattn_linear_fused_out(__global const CLATTN_STYPE(Q_DT) *q, ulon
         }
     }
 }
+
+/* ---- clattn_linear_out_tiled: the non-causal output rows for GPU-like devices (issue 12) ----
+ * Built only with -DLINEAR_OT_TX=... (lib/sched/sched_linear.c picks it on GPU-like devices; the
+ * CPU program above is unchanged). The same formula as clattn_linear_fused_out (and the
+ * non-causal rows of linear.cl's clattn_linear_out):
+ *   out_i = phi(q_i) . C / (phi(q_i) . z + eps_i),  C = coef (A - mu B) (C = A without momentum)
+ * in the discipline of softmax_gpu.cl:
+ *  - a work-group of OT_TX x OT_TY work-items owns BR = TY * RM query rows and BN = TX * RN value
+ *    columns of one (b, query head); the features go 16 at a time: phi(Q) of the BR rows
+ *    transposed into __local Qs[16][BR + 1] (phi computed once per element from the caller's q
+ *    view, or read from the materialised features fq), the state rows of C (momentum folded in
+ *    while staging: one set of accumulators) into Cs[16][BN], z's 16 entries into Zs;
+ *  - work-item (tx, ty) accumulates rows ty * RM + i and columns tx + TX * j in an RM x RN
+ *    register micro-tile (per feature RM + RN local loads feed RM RN FMAs); the first BR
+ *    work-items each also accumulate one row's normaliser phi(q_i) . z (once per row);
+ *  - the epilogue shares 1 / (den_i + eps_i) through __local and stores the tile (O_DT).
+ * Micro-tiles are arrays indexed only by fully unrolled loops over compile-time sizes.
+ * Global (ceil(Nq / BR) * WG, ceil(Dv / BN), BH), local (WG, 1, 1). */
+#ifdef LINEAR_OT_TX
+#define LOT_TX LINEAR_OT_TX
+#define LOT_TY LINEAR_OT_TY
+#define LOT_RM LINEAR_OT_RM
+#define LOT_RN LINEAR_OT_RN
+#define LOT_KC 16 /* features per stage (the feature padding) */
+#define LOT_WG (LOT_TX * LOT_TY)
+#define LOT_BR (LOT_TY * LOT_RM)
+#define LOT_BN (LOT_TX * LOT_RN)
+#define LOT_QS (LOT_BR + 1) /* Qs row pitch: the transposing stores spread over the banks */
+
+__kernel __attribute__((reqd_work_group_size(LOT_WG, 1, 1))) void
+clattn_linear_out_tiled(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4 q_st, uint d,
+                        int fmap, __global const float *fq, int from_features,
+                        __global const float *lq, __global CLATTN_STYPE(O_DT) *out, ulong o_off,
+                        ulong4 o_st, uint heads, uint nq, uint mp, uint dv, uint dvp,
+                        __global const float *sa, __global const float *sb,
+                        __global const float *ps, int momentum, float mu, float coef,
+                        float log_eps, uint group)
+{
+    __local float Qs[LOT_KC * LOT_QS];
+    __local float Cs[LOT_KC * LOT_BN];
+    __local float Zs[LOT_KC];
+    __local float Dinv[LOT_BR];
+    /* Every argument read before the first branch (rusticl, DESIGN.md). */
+    __global const CLATTN_STYPE(Q_DT) *qq = q;
+    __global const float *fqq = fq, *lqq = lq, *saa = sa, *sbb = sb, *pss = ps;
+    __global CLATTN_STYPE(O_DT) *oo = out;
+    const ulong qo = q_off, oof = o_off;
+    const ulong4 qst = q_st, ost = o_st;
+    const uint dn = d, hn = heads, nqn = nq, mpn = mp, dvn = dv, dvpn = dvp, grp = group;
+    const int fm = fmap, fromf = from_features, mom = momentum;
+    const float mun = mu, cf = coef, leps = log_eps;
+
+    uint lid = get_local_id(0);
+    uint ty = lid / LOT_TX, tx = lid - ty * LOT_TX;
+    uint i0 = get_group_id(0) * LOT_BR, n0 = get_group_id(1) * LOT_BN, bh = get_global_id(2);
+    uint bk = bh / grp, b = bh / hn, h = bh - b * hn, dw = dvpn + 16;
+    ulong st = (ulong)bk * mpn * dw;
+    __global const float *A = saa + st, *B = sbb + st;
+    __global const float *F = fqq + (ulong)bh * nqn * mpn;
+    /* C = coef (A - mu B): without momentum coef is 1 and B is not read. */
+    const float ca = mom ? cf : 1.0f, cb = mom ? cf * mun : 0.0f;
+
+    float acc[LOT_RM][LOT_RN];
+    #pragma unroll
+    for (uint i = 0; i < LOT_RM; i++)
+        #pragma unroll
+        for (uint j = 0; j < LOT_RN; j++)
+            acc[i][j] = 0.0f;
+    float zacc = 0.0f; /* work-item lid < BR: row lid's phi(q) . z */
+
+    for (uint m0 = 0; m0 < mpn; m0 += LOT_KC) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        /* phi(Q): consecutive work-items take consecutive features of a row (coalesced). */
+        if (fromf) {
+            for (uint e = lid; e < LOT_BR * LOT_KC; e += LOT_WG) {
+                uint r = e / LOT_KC, kk = e - r * LOT_KC, i = i0 + r;
+                float x = F[(ulong)min(i, nqn - 1u) * mpn + m0 + kk];
+                Qs[kk * LOT_QS + r] = i < nqn ? x : 0.0f;
+            }
+        } else {
+            for (uint e = lid; e < LOT_BR * LOT_KC; e += LOT_WG) {
+                uint r = e / LOT_KC, kk = e - r * LOT_KC, i = i0 + r, m = m0 + kk;
+                float x = CLATTN_LOAD(Q_DT, qq,
+                                      clattn_at(qo, qst, b, h, min(i, nqn - 1u), min(m, dn - 1u)));
+                x = LIN_PHI(x, fm, float);
+                Qs[kk * LOT_QS + r] = i < nqn && m < dn ? x : 0.0f;
+            }
+        }
+        /* C's 16 state rows, columns n0..: consecutive work-items, consecutive columns. */
+        if (mom) {
+            for (uint e = lid; e < LOT_BN * LOT_KC; e += LOT_WG) {
+                uint kk = e / LOT_BN, c = e - kk * LOT_BN, col = n0 + c;
+                ulong at = (ulong)(m0 + kk) * dw + min(col, dvn - 1u);
+                float x = ca * A[at] - cb * B[at];
+                Cs[e] = col < dvn ? x : 0.0f;
+            }
+        } else {
+            for (uint e = lid; e < LOT_BN * LOT_KC; e += LOT_WG) {
+                uint kk = e / LOT_BN, c = e - kk * LOT_BN, col = n0 + c;
+                float x = A[(ulong)(m0 + kk) * dw + min(col, dvn - 1u)];
+                Cs[e] = col < dvn ? x : 0.0f;
+            }
+        }
+        if (lid < LOT_KC)
+            Zs[lid] = A[(ulong)(m0 + lid) * dw + dvpn];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid < LOT_BR) {
+            #pragma unroll
+            for (uint kk = 0; kk < LOT_KC; kk++)
+                zacc = fma(Qs[kk * LOT_QS + lid], Zs[kk], zacc);
+        }
+        __local const float *qp = Qs + ty * LOT_RM;
+        __local const float *cp = Cs + tx;
+        #pragma unroll
+        for (uint kk = 0; kk < LOT_KC; kk++) {
+            float qr[LOT_RM], cr[LOT_RN];
+            #pragma unroll
+            for (uint i = 0; i < LOT_RM; i++)
+                qr[i] = qp[kk * LOT_QS + i];
+            #pragma unroll
+            for (uint j = 0; j < LOT_RN; j++)
+                cr[j] = cp[kk * LOT_BN + j * LOT_TX];
+            #pragma unroll
+            for (uint i = 0; i < LOT_RM; i++)
+                #pragma unroll
+                for (uint j = 0; j < LOT_RN; j++)
+                    acc[i][j] = fma(qr[i], cr[j], acc[i][j]);
+        }
+    }
+
+    /* 1 / (den_i + eps_i) once per row: eps_i = eps exp(-(lq_i + r)), lq 0 for phi computed
+     * here (element-wise maps), the features' log-scale otherwise (FAVOR). */
+    float r0 = pss[bk];
+    if (lid < LOT_BR) {
+        uint i = min(i0 + lid, nqn - 1u);
+        float li = fromf ? lqq[(ulong)bh * nqn + i] : 0.0f;
+        Dinv[lid] = clattn_safe_inv(zacc + clattn_eps_scaled(leps, li + r0));
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    #pragma unroll
+    for (uint i = 0; i < LOT_RM; i++) {
+        uint r = ty * LOT_RM + i, row = i0 + r;
+        float inv = Dinv[r];
+        #pragma unroll
+        for (uint j = 0; j < LOT_RN; j++) {
+            uint col = n0 + tx + j * LOT_TX;
+            if (row < nqn && col < dvn)
+                CLATTN_STORE(O_DT, acc[i][j] * inv, oo, clattn_at(oof, ost, b, h, row, col));
+        }
+    }
+}
+#endif /* LINEAR_OT_TX */

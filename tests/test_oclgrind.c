@@ -1,7 +1,7 @@
 /* Small shapes of every attention kernel, meant to run under oclgrind (tests/run_oclgrind.sh), which
  * simulates the device and reports data races, out-of-bounds and uninitialised accesses. Also
  * checks results against the fp64 reference so a silent wrong answer fails too.
- * Usage: test_oclgrind [cpu|gpu|naive|linear|lsh|sort|lsh_tiled|routing|routing_tiled|ssm|ssm_s4|rpe|rpe_tiled|mgk|deq]...
+ * Usage: test_oclgrind [cpu|gpu|naive|linear|linear_tiled|lsh|sort|lsh_tiled|routing|routing_tiled|ssm|ssm_s4|rpe|rpe_tiled|mgk|deq]...
  * (default: cpu gpu) */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
@@ -934,6 +934,17 @@ int main(int argc, char **argv)
              * structure). */
             rc |= run_lsh(ctx, 20, 72, 80, 4, 16, 1, 0);
             unsetenv("CLATTN_LSH_ATTEND_KERNEL");
+            continue;
+        }
+        if (strcmp(w, "linear_tiled") == 0) { /* linear's tiled output kernel, forced */
+            setenv("CLATTN_LINEAR_OUT_KERNEL", "tiled", 1);
+            /* fused form (phi from the q view): two row tiles, a partial feature stage (D 20)
+             * and a partial column tile (Dv 40); materialised FAVOR+ rows with Dv 12 (the
+             * narrow 8 x 16 tile); adaptive momentum's rows (the state without B) */
+            rc |= run_linear(ctx, 70, 20, 40, 0, CLATTN_LINEAR_FEATURE_ELU, CLATTN_LINEAR_MOMENTUM_FIXED);
+            rc |= run_linear(ctx, 37, 8, 12, 0, CLATTN_LINEAR_FEATURE_FAVOR, CLATTN_LINEAR_MOMENTUM_FIXED);
+            rc |= run_linear(ctx, 21, 8, 40, 0, CLATTN_LINEAR_FEATURE_RELU, CLATTN_LINEAR_MOMENTUM_ADAPTIVE);
+            unsetenv("CLATTN_LINEAR_OUT_KERNEL");
             continue;
         }
         if (strcmp(w, "routing_tiled") == 0) { /* the GPU attend kernel, forced on any device */

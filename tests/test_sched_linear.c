@@ -47,9 +47,14 @@ static int quirky(const clattn_device_info *dev)
 /* Every -D option is LINEAR_-prefixed and the four tunables are there with the launch's values. */
 static void check_defines(const clattn__linear_launch *L, const char *what)
 {
-    char want[128];
-    snprintf(want, sizeof want, "-DLINEAR_CHUNK=%u -DLINEAR_RB=%u -DLINEAR_EB=%u -DLINEAR_MB=%u",
-             L->block_chunk, L->rows, L->value_blocks, L->feature_rows);
+    char want[256];
+    int w = snprintf(want, sizeof want,
+                     "-DLINEAR_CHUNK=%u -DLINEAR_RB=%u -DLINEAR_EB=%u -DLINEAR_MB=%u",
+                     L->block_chunk, L->rows, L->value_blocks, L->feature_rows);
+    if (L->out_tiled) /* the tiled output kernel's tile */
+        snprintf(want + w, sizeof want - (size_t)w,
+                 " -DLINEAR_OT_TX=%u -DLINEAR_OT_TY=%u -DLINEAR_OT_RM=%u -DLINEAR_OT_RN=%u",
+                 L->ot_tx, L->ot_ty, L->ot_rm, L->ot_rn);
     if (strcmp(L->defines, want) != 0)
         fail_msg("%s: defines '%s', want '%s'", what, L->defines, want);
     for (const char *p = strstr(L->defines, "-D"); p; p = strstr(p + 2, "-D"))
@@ -80,12 +85,26 @@ static void check_valid(const clattn_device_info *dev, const clattn__linear_prob
         assert_int_equal(L->adaptive_span, 0);
     }
     check_defines(L, what);
-    /* The same parameters through the explicit constructor give the same launch. */
+    /* The tiled output kernel: the FUSED non-causal forms only, within the device's work-group
+     * and local memory. */
+    if (L->out_tiled) {
+        assert_true(L->algo == CLATTN_LINEAR_FUSED && !p->causal);
+        assert_int_equal(L->out_local, (size_t)L->ot_tx * L->ot_ty);
+        assert_true(L->out_local <= dev->max_work_group_size);
+        assert_true(clattn__linear_out_tile_local_bytes(L->ot_tx, L->ot_ty, L->ot_rm,
+                                                        L->ot_rn) <= dev->local_mem_size);
+        assert_true(L->ot_rm * L->ot_rn <= 64);
+    } else {
+        assert_true(L->ot_tx == 0 && L->out_local == 0);
+    }
+    /* The same parameters through the explicit constructors give the same launch. */
     clattn__linear_launch again;
     char why[160];
     if (clattn__linear_launch_from(dev, p, L->algo, p->causal ? 0 : L->chunk, L->block_chunk,
                                    L->rows, L->value_blocks, L->feature_rows, L->local_size,
-                                   &again, why, sizeof why) != CLATTN_SUCCESS)
+                                   &again, why, sizeof why) != CLATTN_SUCCESS ||
+        clattn__linear_launch_out_tile(dev, p, L->ot_tx, L->ot_ty, L->ot_rm, L->ot_rn, &again,
+                                       why, sizeof why) != CLATTN_SUCCESS)
         fail_msg("%s on %s: not valid again: %s", what, dev->name, why);
     assert_memory_equal(&again, L, sizeof again);
 }
@@ -114,6 +133,13 @@ static void test_auto_form(void **state)
                 check_valid(&devs[i], &p, &L, "auto");
                 /* The register-blocked kernels run one item per group on CPU-like devices. */
                 assert_int_equal(L.local_size, cpu_like(&devs[i]) || quirky(&devs[i]) ? 1 : 0);
+                /* The tiled output kernel wherever the FUSED non-causal output runs on a
+                 * GPU-like device (any with 16 KiB of local memory fits a tile). */
+                int gpu = clattn__softmax_family(&devs[i]) == CLATTN_SOFTMAX_TILED_GPU;
+                if (want != CLATTN_LINEAR_FUSED || causal || !gpu)
+                    assert_int_equal(L.out_tiled, 0);
+                else if (devs[i].local_mem_size >= 16 * 1024)
+                    assert_int_equal(L.out_tiled, 1);
                 /* Requested forms. */
                 assert_int_equal(clattn__schedule_linear(&devs[i], &p, CLATTN_LINEAR_FUSED, &L,
                                                          NULL, 0),
@@ -284,10 +310,21 @@ static void test_candidates(void **state)
                 size_t n = clattn__linear_candidates(&devs[i], &p, c, CAP);
                 assert_true(n >= 1);
                 assert_memory_equal(&c[0], &def, sizeof def);
-                if (quirky(&devs[i]))
-                    assert_int_equal(n, 1);
-                else
+                if (!quirky(&devs[i]))
                     assert_true(n > 10);
+                /* The tiled output kernel's other tiles and the per-row kernels where the
+                 * default is tiled; only those on loop-capped devices. */
+                size_t tiles = 0;
+                for (size_t a = 1; a < n; a++) {
+                    clattn__linear_launch x = c[a];
+                    clattn__linear_launch_out_tile(&devs[i], &p, def.ot_tx, def.ot_ty, def.ot_rm,
+                                                   def.ot_rn, &x, NULL, 0);
+                    tiles += memcmp(&x, &def, sizeof x) == 0;
+                }
+                if (def.out_tiled)
+                    assert_true(tiles >= 2);
+                if (quirky(&devs[i]))
+                    assert_int_equal(n, 1 + tiles);
                 int forms = 0;
                 for (size_t a = 0; a < n; a++) {
                     char what[96];
@@ -360,6 +397,95 @@ static void test_causal_fused(void **state)
     assert_true(fused > 0);
 }
 
+/* The tiled output kernel's rules: CLATTN_LINEAR_OUT_KERNEL's requests (rows anywhere, tiled on
+ * a CPU, an explicit tile), the narrow tile (BN 32) first for Dv <= 32, tiles refused beyond the
+ * device's work-group, local memory or loop cap, and never for the causal form or GEMM. */
+static void test_out_tiled(void **state)
+{
+    (void)state;
+    clattn_device_info gpu = make_dev("GPU", CLATTN_DEVICE_GPU, 64 << 10, 0, 1024, 1024);
+    gpu.compute_units = 16;
+    clattn_device_info cpu = make_dev("CPU", CLATTN_DEVICE_CPU, 1 << 20, 1, 4096, 4096);
+    cpu.native_vector_width_float = 16;
+    clattn__linear_problem p = problem(8, 500, 64, 64, 0, CLATTN_LINEAR_MOMENTUM_FIXED, 0);
+    clattn__linear_launch L;
+    char why[200];
+    assert_int_equal(clattn__schedule_linear(&gpu, &p, 0, &L, why, sizeof why), CLATTN_SUCCESS);
+    assert_true(L.out_tiled && L.ot_tx == 16 && L.ot_ty == 8 && L.ot_rm == 8 && L.ot_rn == 4);
+    check_valid(&gpu, &p, &L, "gpu default");
+    p.dv = 24; /* narrow: BN 32 */
+    assert_int_equal(clattn__schedule_linear(&gpu, &p, 0, &L, why, sizeof why), CLATTN_SUCCESS);
+    assert_true(L.out_tiled && L.ot_tx * L.ot_rn == 32);
+    p.dv = 64;
+    p.out_kernel = 1; /* rows */
+    assert_int_equal(clattn__schedule_linear(&gpu, &p, 0, &L, why, sizeof why), CLATTN_SUCCESS);
+    assert_int_equal(L.out_tiled, 0);
+    check_valid(&gpu, &p, &L, "gpu rows");
+    p.out_kernel = 2; /* tiled on a CPU */
+    assert_int_equal(clattn__schedule_linear(&cpu, &p, 0, &L, why, sizeof why), CLATTN_SUCCESS);
+    assert_int_equal(L.out_tiled, 1);
+    check_valid(&cpu, &p, &L, "cpu tiled");
+    p.out_kernel = 0;
+    assert_int_equal(clattn__schedule_linear(&cpu, &p, 0, &L, why, sizeof why), CLATTN_SUCCESS);
+    assert_int_equal(L.out_tiled, 0);
+    /* An explicit tile, valid and not. */
+    p.out_kernel = 2;
+    p.out_tile[0] = 8, p.out_tile[1] = 8, p.out_tile[2] = 8, p.out_tile[3] = 8;
+    assert_int_equal(clattn__schedule_linear(&gpu, &p, 0, &L, why, sizeof why), CLATTN_SUCCESS);
+    assert_true(L.out_tiled && L.ot_tx == 8 && L.ot_rn == 8 && L.out_local == 64);
+    static const unsigned bad[][4] = {{12, 8, 4, 4}, {64, 8, 4, 4}, {16, 8, 16, 4},
+                                      {16, 16, 16, 8}, {32, 64, 4, 4}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memcpy(p.out_tile, bad[i], sizeof p.out_tile);
+        why[0] = 0;
+        assert_int_equal(clattn__schedule_linear(&gpu, &p, 0, &L, why, sizeof why),
+                         CLATTN_UNSUPPORTED);
+        assert_true(strlen(why) > 0);
+    }
+    memset(p.out_tile, 0, sizeof p.out_tile);
+    p.out_kernel = 0;
+    /* Device limits: a 64-item work-group limit leaves the 64-item tiles; with 4 KiB of local
+     * memory nothing fits (the smallest tile, 8 x 8 with 4 x 4, needs 4.25 KiB): the per-row
+     * kernels. */
+    clattn_device_info small = gpu;
+    small.max_work_group_size = 64;
+    small.max_work_item_sizes[0] = 64;
+    assert_int_equal(clattn__schedule_linear(&small, &p, 0, &L, why, sizeof why), CLATTN_SUCCESS);
+    assert_true(L.out_tiled && L.out_local <= 64);
+    check_valid(&small, &p, &L, "small work-groups");
+    small.local_mem_size = 4096;
+    assert_int_equal(clattn__schedule_linear(&small, &p, 0, &L, why, sizeof why), CLATTN_SUCCESS);
+    assert_int_equal(L.out_tiled, 0);
+    assert_int_equal(clattn__linear_launch_out_tile(&small, &p, 8, 8, 4, 4, &L, why, sizeof why),
+                     CLATTN_UNSUPPORTED);
+    /* A loop cap: many features pass it (256 features: 16 stages of ~52 iterations). */
+    clattn_device_info capped = gpu;
+    capped.loop_iteration_cap = 500;
+    p.d = p.m = 256;
+    assert_int_equal(clattn__schedule_linear(&capped, &p, 0, &L, why, sizeof why),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.out_tiled, 0);
+    p.d = p.m = 64;
+    assert_int_equal(clattn__schedule_linear(&capped, &p, 0, &L, why, sizeof why),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.out_tiled, 1);
+    /* Never causal, never GEMM, even when requested. */
+    p.out_kernel = 2;
+    p.causal = 1;
+    assert_int_equal(clattn__schedule_linear(&gpu, &p, 0, &L, why, sizeof why), CLATTN_SUCCESS);
+    assert_int_equal(L.out_tiled, 0);
+    assert_int_equal(clattn__linear_launch_out_tile(&gpu, &p, 16, 8, 8, 4, &L, why, sizeof why),
+                     CLATTN_UNSUPPORTED);
+    p.causal = 0;
+    p.momentum = CLATTN_LINEAR_MOMENTUM_NONE;
+    assert_int_equal(clattn__schedule_linear(&gpu, &p, CLATTN_LINEAR_GEMM, &L, why, sizeof why),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.out_tiled, 0);
+    assert_int_equal(clattn__schedule_linear(&gpu, &p, CLATTN_LINEAR_FUSED, &L, why, sizeof why),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.out_tiled, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_candidates),
         cmocka_unit_test(test_causal_fused),
+        cmocka_unit_test(test_out_tiled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

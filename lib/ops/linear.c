@@ -182,6 +182,18 @@ void clattn__linear_problem_make(const clattn_linear_desc *desc, const size_t q_
     out->causal = desc->causal != 0;
     out->momentum = (int)desc->momentum;
     out->favor = desc->feature_map == CLATTN_LINEAR_FEATURE_FAVOR;
+    /* CLATTN_LINEAR_OUT_KERNEL=rows or tiled forces the non-causal output kernel (tests run the
+     * GPU kernel on every device; measurements compare them); "tiled:TX,TY,RM,RN" a tile of its
+     * candidate space as well (lib/sched/sched_linear.c). */
+    const char *env = getenv("CLATTN_LINEAR_OUT_KERNEL");
+    if (env && strcmp(env, "rows") == 0)
+        out->out_kernel = 1;
+    else if (env && strncmp(env, "tiled", 5) == 0) {
+        unsigned t[4];
+        out->out_kernel = 2;
+        if (sscanf(env + 5, ":%u,%u,%u,%u", &t[0], &t[1], &t[2], &t[3]) == 4)
+            memcpy(out->out_tile, t, sizeof t);
+    }
 }
 
 clattn__linear_dims clattn__linear_dims_of(const clattn__linear_plan *p, const size_t q[4],
@@ -229,6 +241,7 @@ static void plan_info(const clattn_plan *base, clattn_plan_info *info)
              L->algo == CLATTN_LINEAR_GEMM                  ? "clattn_linear_normalize+sgemm"
              : p->desc.momentum == CLATTN_LINEAR_MOMENTUM_ADAPTIVE ? "clattn_linear_adaptive"
              : p->causal_eb                                 ? "clattn_linear_causal"
+             : p->out_tiled                                 ? "clattn_linear_out_tiled"
              : p->fused_nc                                  ? "clattn_linear_fused_out"
                                                             : "clattn_linear_out");
     snprintf(info->build_options, sizeof info->build_options, "%.190s%s%.60s", L->defines,
@@ -253,6 +266,10 @@ static clattn_status choose_launch(clattn_context *ctx, clattn__linear_plan *p,
         clattn_status st = clattn__linear_launch_from(
             &ctx->info, prob, forced->algo, forced->chunk, forced->block_chunk, forced->rows,
             forced->value_blocks, forced->feature_rows, forced->local_size, &chk, why, sizeof why);
+        if (st == CLATTN_SUCCESS) /* and its output kernel */
+            st = clattn__linear_launch_out_tile(&ctx->info, prob, forced->ot_tx, forced->ot_ty,
+                                                forced->ot_rm, forced->ot_rn, &chk, why,
+                                                sizeof why);
         if (st != CLATTN_SUCCESS)
             return clattn__fail(ctx, st, "linear plan: the caller's launch does not fit: %s",
                                 why);
@@ -282,8 +299,15 @@ static clattn_status choose_launch(clattn_context *ctx, clattn__linear_plan *p,
 static clattn_status kernel_from(clattn__linear_plan *p, bool fused, const char *name,
                                  size_t local, const char *by, cl_kernel *k)
 {
-    return clattn__plan_kernel(&p->base, fused ? "linear_fused.cl" : "linear.cl",
-                               p->launch.defines, name, local, by, k);
+    /* linear.cl does not read the tiled output kernel's tile (-DLINEAR_OT_*, last in the
+     * defines): its program is built without them, the same program as the per-row launches'. */
+    char defs[sizeof p->launch.defines];
+    snprintf(defs, sizeof defs, "%s", p->launch.defines);
+    char *ot = fused ? NULL : strstr(defs, " -DLINEAR_OT_");
+    if (ot)
+        *ot = '\0';
+    return clattn__plan_kernel(&p->base, fused ? "linear_fused.cl" : "linear.cl", defs, name,
+                               local, by, k);
 }
 
 static clattn_status kernel(clattn__linear_plan *p, const char *name, size_t local,
@@ -305,9 +329,15 @@ static clattn_status make_kernels(clattn__linear_plan *p, const char *by)
         CLATTN_FORWARD(kernel(p, "clattn_linear_normalize", plain, by, &p->normalize));
         goto cleanup;
     }
+    /* The register-tiled non-causal output rows (GPU-like devices), for every form below that
+     * has them. */
+    p->out_tiled = L->out_tiled && !causal;
+    if (p->out_tiled)
+        CLATTN_FORWARD(kernel_from(p, true, "clattn_linear_out_tiled", L->out_local, by,
+                                   &p->out_tiled_k));
     if (adaptive) {
         CLATTN_FORWARD(kernel(p, "clattn_linear_adaptive", plain, by, &p->adaptive));
-        if (!causal)
+        if (!causal && !p->out_tiled)
             CLATTN_FORWARD(kernel(p, "clattn_linear_out", blocked, by, &p->out));
         goto cleanup;
     }
@@ -325,8 +355,9 @@ static clattn_status make_kernels(clattn__linear_plan *p, const char *by)
             kernel_from(p, true, "clattn_linear_fused_state", blocked, by, &p->fused_state));
         CLATTN_FORWARD(kernel(p, "clattn_linear_scan_scales", plain, by, &p->scan_scales));
         CLATTN_FORWARD(kernel(p, "clattn_linear_scan", blocked, by, &p->scan));
-        CLATTN_FORWARD(
-            kernel_from(p, true, "clattn_linear_fused_out", blocked, by, &p->fused_out));
+        if (!p->out_tiled)
+            CLATTN_FORWARD(
+                kernel_from(p, true, "clattn_linear_fused_out", blocked, by, &p->fused_out));
         goto cleanup;
     }
     CLATTN_FORWARD(kernel(p, "clattn_linear_chunk_weights", plain, by, &p->chunk_weights));
@@ -341,7 +372,8 @@ static clattn_status make_kernels(clattn__linear_plan *p, const char *by)
         CLATTN_FORWARD(kernel(p, "clattn_linear_step_update", plain, by, &p->step_update));
         CLATTN_FORWARD(kernel(p, "clattn_linear_step_commit", plain, by, &p->step_commit));
     }
-    CLATTN_FORWARD(kernel(p, "clattn_linear_out", blocked, by, &p->out));
+    if (!p->out_tiled)
+        CLATTN_FORWARD(kernel(p, "clattn_linear_out", blocked, by, &p->out));
 cleanup:
     return status;
 }

@@ -58,6 +58,11 @@ typedef struct clattn__linear_plan {
      * form). */
     unsigned causal_eb;
     cl_kernel fused_causal;
+    /* The register-tiled non-causal output rows (linear_fused.cl clattn_linear_out_tiled; the
+     * launch's out_tiled on a non-causal plan): they replace clattn_linear_fused_out and
+     * clattn_linear_out's non-causal rows. */
+    int out_tiled;
+    cl_kernel out_tiled_k;
     cl_mem slot[LIN_SLOTS];
     size_t slot_bytes[LIN_SLOTS];
 } clattn__linear_plan;

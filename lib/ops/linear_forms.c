@@ -209,6 +209,58 @@ static cl_float log_eps(const clattn_linear_desc *d)
     return d->eps > 0.0f ? (cl_float)log((double)d->eps) : -INFINITY;
 }
 
+/* The non-causal output rows through the register-tiled clattn_linear_out_tiled
+ * (linear_fused.cl; the launch's out_tiled): phi(q) from the caller's view (`from_view`, the
+ * fused form: element-wise maps) or from the materialised features (LIN_FQ, log-scales LIN_LQ);
+ * the total state sa/sb (B read with `fixed` momentum only) at log-scale ps[bk]. */
+static clattn_status launch_out_tiled(seq *s, const clattn__linear_job *j, bool from_view,
+                                      cl_mem sa, cl_mem sb, cl_mem ps, int fixed,
+                                      cl_event *event)
+{
+    clattn_context *ctx = s->ctx;
+    clattn_status status = CLATTN_SUCCESS;
+    const clattn__linear_plan *p = j->p;
+    const clattn__linear_dims *z = &j->z;
+    const clattn_linear_desc *d = &p->desc;
+    const clattn__linear_launch *L = &p->launch;
+    cl_uint ud = (cl_uint)z->d, heads = (cl_uint)z->hq, nq = (cl_uint)z->nq;
+    cl_uint mp = (cl_uint)z->mp, dv = (cl_uint)z->dv, dvp = (cl_uint)z->dvp;
+    cl_uint group = (cl_uint)z->group;
+    cl_int fmap = (cl_int)d->feature_map, fromf = from_view ? 0 : 1, mom = fixed;
+    cl_float mu = fixed ? d->mu : 0.0f;
+    cl_float coef = fixed ? d->step_size / (1.0f - d->mu) : 1.0f, le = log_eps(d);
+    cl_mem fq = from_view ? sa : p->slot[LIN_FQ], lq = from_view ? sa : p->slot[LIN_LQ];
+    clattn__args a = {p->out_tiled_k, 0, CL_SUCCESS};
+    clattn__arg_view(&a, j->q);
+    CLATTN_ARG(&a, ud);
+    CLATTN_ARG(&a, fmap);
+    CLATTN_ARG(&a, fq);
+    CLATTN_ARG(&a, fromf);
+    CLATTN_ARG(&a, lq);
+    clattn__arg_view(&a, j->out);
+    CLATTN_ARG(&a, heads);
+    CLATTN_ARG(&a, nq);
+    CLATTN_ARG(&a, mp);
+    CLATTN_ARG(&a, dv);
+    CLATTN_ARG(&a, dvp);
+    CLATTN_ARG(&a, sa);
+    cl_mem sbb = fixed && sb ? sb : sa;
+    CLATTN_ARG(&a, sbb);
+    CLATTN_ARG(&a, ps);
+    CLATTN_ARG(&a, mom);
+    CLATTN_ARG(&a, mu);
+    CLATTN_ARG(&a, coef);
+    CLATTN_ARG(&a, le);
+    CLATTN_ARG(&a, group);
+    CLATTN_CL(a.err);
+    size_t br = (size_t)L->ot_ty * L->ot_rm, bn = (size_t)L->ot_tx * L->ot_rn;
+    size_t g[3] = {clattn__div_up(z->nq, br) * L->out_local, clattn__div_up(z->dv, bn), z->bh};
+    size_t l[3] = {L->out_local, 1, 1};
+    CLATTN_FORWARD(clattn__seq_kernel_local(&s->q, a.k, 3, g, l, true, event));
+cleanup:
+    return status;
+}
+
 /* Output rows from a carried state: per chunk (causal; ps holds their log-scales) or one per
  * (b, key head) (ps holds the state's log-scale). `fixed` selects the momentum combination
  * coef (A - mu B). */
@@ -217,6 +269,8 @@ static clattn_status launch_out(seq *s, const clattn__linear_job *j, cl_mem sa, 
                                 int fixed, cl_event *event)
 {
     const clattn__linear_plan *p = j->p;
+    if (p->out_tiled && !causal && !j->step)
+        return launch_out_tiled(s, j, false, sa, sb, ps, fixed, event);
     const clattn__linear_dims *z = &j->z;
     const clattn_linear_desc *d = &p->desc;
     cl_uint heads = (cl_uint)z->hq, nq = (cl_uint)z->nq, mp = (cl_uint)z->mp;
@@ -530,6 +584,10 @@ static clattn_status run_fused(seq *s, const clattn__linear_job *j, cl_event *ev
     size_t g3[3] = {z->dw / 16, z->mp, z->bhk};
     CLATTN_FORWARD(launch_ex(s, &a, 3, g3, true, false, NULL));
 
+    if (p->out_tiled) {
+        CLATTN_FORWARD(launch_out_tiled(s, j, true, ta, tbb, tr, fixed, event));
+        goto cleanup;
+    }
     a = (clattn__args){p->fused_out, 0, CL_SUCCESS};
     clattn__arg_view(&a, j->q);
     CLATTN_ARG(&a, ud);

@@ -136,6 +136,11 @@ typedef struct clattn__linear_problem {
     int momentum;   /* clattn_linear_momentum */
     int favor;      /* 1 for FAVOR+ features */
     size_t bh_kv;   /* batch x key/value heads (GQA: bh / bh_kv query heads share one); 0: bh */
+    /* The non-causal output kernel (CLATTN_LINEAR_OUT_KERNEL=rows|tiled|tiled:TX,TY,RM,RN, read
+     * by lib/ops/linear.c): 0 the scheduler's, 1 the per-row kernels, 2 the register-tiled
+     * clattn_linear_out_tiled (out_tile: its tile, 0s for the scheduler's). */
+    int out_kernel;
+    unsigned out_tile[4];
 } clattn__linear_problem;
 
 /* What a linear plan launches: the form (FUSED or GEMM for the non-causal form without
@@ -153,6 +158,12 @@ typedef struct clattn__linear_launch {
     unsigned value_blocks; /* LINEAR_EB: float16 value blocks per output/chunk-state item */
     unsigned feature_rows; /* LINEAR_MB: feature rows per chunk-state item (divides 16) */
     size_t adaptive_span;  /* tokens per launch of the sequential adaptive scan (0: all) */
+    /* The non-causal output rows through linear_fused.cl's register-tiled
+     * clattn_linear_out_tiled (GPU-like devices): work-group ot_tx x ot_ty (1-D, out_local items),
+     * micro-tile ot_rm rows x ot_rn value columns. 0: the per-row output kernels. */
+    int out_tiled;
+    unsigned ot_tx, ot_ty, ot_rm, ot_rn;
+    size_t out_local;
 } clattn__linear_launch;
 
 /* Keys per causal chunk (the kernels' default LINEAR_CHUNK). */
@@ -190,6 +201,18 @@ clattn_status clattn__linear_launch_from(const clattn_device_info *dev,
                                          unsigned value_blocks, unsigned feature_rows,
                                          size_t local_size, clattn__linear_launch *out, char *why,
                                          size_t why_len);
+/* Sets a linear launch's non-causal output kernel: tx = 0 the per-row kernels, else the tiled
+ * clattn_linear_out_tiled with work-group tx x ty and micro-tile rm x rn (powers of two: tx, ty
+ * up to 32, rm, rn up to 8), validated against the device (work-group limit, local memory, loop
+ * cap) and the launch (the tiled kernel serves the FUSED algorithm's non-causal forms).
+ * UNSUPPORTED with a reason when it does not fit; the launch is unchanged then. */
+clattn_status clattn__linear_launch_out_tile(const clattn_device_info *dev,
+                                             const clattn__linear_problem *p, unsigned tx,
+                                             unsigned ty, unsigned rm, unsigned rn,
+                                             clattn__linear_launch *launch, char *why,
+                                             size_t why_len);
+/* __local bytes of a clattn_linear_out_tiled work-group. */
+size_t clattn__linear_out_tile_local_bytes(unsigned tx, unsigned ty, unsigned rm, unsigned rn);
 
 /* A launch of TILED_GPU's register-tiled kernel from explicit parameters (work-group tx x ty,
  * micro-tile rm x rn, K/V buffer shared or not), validated against the device (work-group limit,
@@ -213,7 +236,8 @@ unsigned clattn__gpu_simd_width(const clattn_device_info *dev);
 /* The tuner's search space: valid launches of the algorithm AUTO resolves to, the scheduler's
  * default first (then the nearest variations). Writes at most `cap`; returns how many (0 when the
  * problem cannot run on the device). On loop-capped devices only the default (the quirk limits
- * were measured for it). */
+ * were measured for it) and, where it runs the tiled output kernel, its other output tiles and
+ * the per-row output kernel. */
 size_t clattn__linear_candidates(const clattn_device_info *dev, const clattn__linear_problem *p,
                                  clattn__linear_launch *out, size_t cap);
 

@@ -15,6 +15,10 @@
  * phi(k) in the chunk-state items: 8 rows x 2 blocks is 16 float16 accumulators, and half the
  * items of 4 rows, so half the exp calls per key); the tuner may try the others.
  *
+ * Output rows on GPU-like devices: the non-causal forms of the FUSED algorithm run the
+ * register-tiled clattn_linear_out_tiled (local-memory tiles, register micro-tiles; see "the tiled
+ * output kernel" below) instead of the per-row kernels.
+ *
  * Work-groups: on the CPU family a register-blocked kernel runs one work-item per group, so PoCL
  * does not also vectorise across work-items; elsewhere the driver chooses.
  *
@@ -157,9 +161,132 @@ static clattn_status check_problem(const clattn_device_info *dev, const clattn__
 
 static void fill_defines(clattn__linear_launch *L)
 {
-    snprintf(L->defines, sizeof L->defines,
-             "-DLINEAR_CHUNK=%u -DLINEAR_RB=%u -DLINEAR_EB=%u -DLINEAR_MB=%u", L->block_chunk,
-             L->rows, L->value_blocks, L->feature_rows);
+    int w = snprintf(L->defines, sizeof L->defines,
+                     "-DLINEAR_CHUNK=%u -DLINEAR_RB=%u -DLINEAR_EB=%u -DLINEAR_MB=%u",
+                     L->block_chunk, L->rows, L->value_blocks, L->feature_rows);
+    if (L->out_tiled && w > 0 && (size_t)w < sizeof L->defines)
+        snprintf(L->defines + w, sizeof L->defines - (size_t)w,
+                 " -DLINEAR_OT_TX=%u -DLINEAR_OT_TY=%u -DLINEAR_OT_RM=%u -DLINEAR_OT_RN=%u",
+                 L->ot_tx, L->ot_ty, L->ot_rm, L->ot_rn);
+}
+
+/* ---- the tiled output kernel (kernels_cl/linear_fused.cl clattn_linear_out_tiled, issue 12) --
+ * On GPU-like devices (clattn__softmax_family: real local memory; rusticl counts) the non-causal
+ * output rows of the FUSED algorithm -- the fused form with momentum (the non-causal default
+ * there without momentum is CLBlast's GEMM), FAVOR's materialised form, the adaptive form's
+ * rows, and any FUSED plan the caller or tuner asks for -- run the register-tiled kernel; CPU
+ * devices, the causal form and decoding steps keep the per-row kernels. Candidates
+ * (TX x TY work-items, RM x RN micro-tile; BR = TY RM rows, BN = TX RN value columns), the first
+ * that fits the device the default (BN 32 first where Dv <= 32, the tile's columns past Dv being
+ * wasted FMAs):
+ *   16 x 8, 8 x 4:  BR 64, BN 64, 128 items, 32 accumulators; per feature 12 local loads feed 32
+ *                   FMAs (0.67 FMA/byte of local loads; ~0.6 with the global staging loads)
+ *   16 x 16, 4 x 4: BR 64, BN 64, 256 items, 16 accumulators (0.5 FMA/byte of local loads)
+ *   8 x 8, 8 x 8:   BR 64, BN 64, 64 items, 64 accumulators (1.0)
+ *   8 x 16, 4 x 4:  BR 64, BN 32, 128 items (0.5)
+ *   16 x 16, 8 x 8: BR 128, BN 128, 256 items, 64 accumulators (1.0; Dv >= 128)
+ *   8 x 8, 4 x 4:   BR 32, BN 32, 64 items (small work-groups / local memories)
+ * Momentum costs nothing in the inner loop: C = coef (A - mu B) is formed while staging. Set by
+ * that model and oclgrind's counts (tests/inst_counts_ops.sh, ctest inst_counts_linear), not by a
+ * GPU timing (none here): the tuner's candidates include them all. */
+static const unsigned ot_cand[][4] = {{16, 8, 8, 4}, {16, 16, 4, 4}, {8, 8, 8, 8},
+                                      {8, 16, 4, 4}, {16, 16, 8, 8}, {8, 8, 4, 4}};
+#define OT_NCAND (sizeof ot_cand / sizeof ot_cand[0])
+#define OT_MAX_ACC 64u /* rm * rn: float accumulators per work-item */
+#define OT_KC 16u      /* features per stage */
+
+size_t clattn__linear_out_tile_local_bytes(unsigned tx, unsigned ty, unsigned rm, unsigned rn)
+{
+    size_t br = (size_t)ty * rm, bn = (size_t)tx * rn;
+    return sizeof(float) * (OT_KC * (br + 1) + OT_KC * bn + OT_KC + br);
+}
+
+/* Loop iterations per work-item, every loop of the kernel together and counted without the
+ * unrolling (llvmpipe's cap, see the file comment): per 16 features the two staging loops, the
+ * normaliser's and the micro-tile's feature loops; then the epilogue. */
+static uint64_t ot_loops(size_t mp, size_t wg, size_t br, size_t bn, unsigned rm, unsigned rn)
+{
+    uint64_t per = (br * OT_KC + wg - 1) / wg + (bn * OT_KC + wg - 1) / wg + 2 * OT_KC + 4;
+    return (mp / OT_KC) * per + (uint64_t)rm * rn + rm + 8;
+}
+
+static bool is_p2(unsigned x) { return x && !(x & (x - 1)); }
+
+clattn_status clattn__linear_launch_out_tile(const clattn_device_info *dev,
+                                             const clattn__linear_problem *p, unsigned tx,
+                                             unsigned ty, unsigned rm, unsigned rn,
+                                             clattn__linear_launch *launch, char *why,
+                                             size_t why_len)
+{
+    if (tx == 0) {
+        launch->out_tiled = 0;
+        launch->ot_tx = launch->ot_ty = launch->ot_rm = launch->ot_rn = 0;
+        launch->out_local = 0;
+        fill_defines(launch);
+        return CLATTN_SUCCESS;
+    }
+    if (launch->algo != CLATTN_LINEAR_FUSED || p->causal) {
+        say(why, why_len, "the tiled output kernel serves the FUSED algorithm's non-causal forms");
+        return CLATTN_UNSUPPORTED;
+    }
+    if (!is_p2(tx) || !is_p2(ty) || !is_p2(rm) || !is_p2(rn) || tx > 32 || ty > 32 || rm > 8 ||
+        rn > 8 || rm * rn > OT_MAX_ACC) {
+        say(why, why_len, "output tile: tx, ty up to 32, rm, rn up to 8, all powers of two");
+        return CLATTN_UNSUPPORTED;
+    }
+    size_t wg = (size_t)tx * ty, br = (size_t)ty * rm, bn = (size_t)tx * rn;
+    size_t lim = dev->max_work_group_size ? dev->max_work_group_size : 1;
+    if (dev->max_work_item_sizes[0] && dev->max_work_item_sizes[0] < lim)
+        lim = dev->max_work_item_sizes[0];
+    if (wg > lim || wg > 1024) {
+        say(why, why_len, "output tile: work-group beyond the device limit");
+        return CLATTN_UNSUPPORTED;
+    }
+    if (clattn__linear_out_tile_local_bytes(tx, ty, rm, rn) > dev->local_mem_size) {
+        say(why, why_len, "output tile: tiles beyond the local memory");
+        return CLATTN_UNSUPPORTED;
+    }
+    size_t mp = round_up(p->m, CLATTN__FEATURES_MPAD);
+    if (dev->loop_iteration_cap &&
+        ot_loops(mp, wg, br, bn, rm, rn) > dev->loop_iteration_cap) {
+        say(why, why_len, "output tile: the kernel's loops would pass the device's loop cap");
+        return CLATTN_UNSUPPORTED;
+    }
+    launch->out_tiled = 1;
+    launch->ot_tx = tx;
+    launch->ot_ty = ty;
+    launch->ot_rm = rm;
+    launch->ot_rn = rn;
+    launch->out_local = wg;
+    fill_defines(launch);
+    return CLATTN_SUCCESS;
+}
+
+/* The output kernel of a new launch: the problem's request (CLATTN_LINEAR_OUT_KERNEL), else the
+ * tiled kernel's first fitting candidate on GPU-like devices for the FUSED non-causal forms, else
+ * the per-row kernels. */
+static clattn_status pick_out(const clattn_device_info *dev, const clattn__linear_problem *p,
+                              clattn__linear_launch *L, char *why, size_t why_len)
+{
+    clattn__linear_launch_out_tile(dev, p, 0, 0, 0, 0, L, NULL, 0);
+    bool fits = L->algo == CLATTN_LINEAR_FUSED && !p->causal;
+    if (!fits || p->out_kernel == 1 || (p->out_kernel == 0 && cpu_family(dev)))
+        return CLATTN_SUCCESS;
+    if (p->out_kernel == 2 && p->out_tile[0])
+        return clattn__linear_launch_out_tile(dev, p, p->out_tile[0], p->out_tile[1],
+                                              p->out_tile[2], p->out_tile[3], L, why, why_len);
+    bool narrow = p->dv <= 32;
+    for (size_t k = 0; k < 2; k++) /* BN 32 first where Dv <= 32 */
+        for (size_t c = 0; c < OT_NCAND; c++) {
+            bool bn32 = ot_cand[c][0] * ot_cand[c][3] <= 32;
+            if ((k == 0) != (narrow == bn32))
+                continue;
+            if (clattn__linear_launch_out_tile(dev, p, ot_cand[c][0], ot_cand[c][1],
+                                               ot_cand[c][2], ot_cand[c][3], L, NULL,
+                                               0) == CLATTN_SUCCESS)
+                return CLATTN_SUCCESS;
+        }
+    return CLATTN_SUCCESS; /* nothing fits: the per-row kernels */
 }
 
 clattn_status clattn__linear_launch_from(const clattn_device_info *dev,
@@ -206,7 +333,7 @@ clattn_status clattn__linear_launch_from(const clattn_device_info *dev,
     out->feature_local = capped(dev) || cpu_family(dev) ? 1 : 0;
     out->adaptive_span = adaptive_span(dev, p);
     fill_defines(out);
-    return CLATTN_SUCCESS;
+    return pick_out(dev, p, out, why, why_len);
 }
 
 clattn_status clattn__schedule_linear(const clattn_device_info *dev,
@@ -241,7 +368,9 @@ static bool same_launch(const clattn__linear_launch *a, const clattn__linear_lau
 {
     return a->algo == b->algo && a->chunk == b->chunk && a->block_chunk == b->block_chunk &&
            a->rows == b->rows && a->value_blocks == b->value_blocks &&
-           a->feature_rows == b->feature_rows && a->local_size == b->local_size;
+           a->feature_rows == b->feature_rows && a->local_size == b->local_size &&
+           a->out_tiled == b->out_tiled && a->ot_tx == b->ot_tx && a->ot_ty == b->ot_ty &&
+           a->ot_rm == b->ot_rm && a->ot_rn == b->ot_rn;
 }
 
 static unsigned steps(size_t a, size_t b)
@@ -264,17 +393,18 @@ static unsigned distance(const clattn__linear_launch *a, const clattn__linear_la
     return (a->algo != d->algo ? 4 : 0) + steps(a->chunk, d->chunk) +
            steps(a->block_chunk, d->block_chunk) + steps(a->rows, d->rows) +
            steps(a->value_blocks, d->value_blocks) + steps(a->feature_rows, d->feature_rows) +
-           (a->local_size != d->local_size ? 1 : 0);
+           (a->local_size != d->local_size ? 1 : 0) +
+           (a->out_tiled != d->out_tiled || a->ot_tx != d->ot_tx || a->ot_ty != d->ot_ty ||
+                    a->ot_rm != d->ot_rm || a->ot_rn != d->ot_rn
+                ? 1
+                : 0);
 }
 
-/* Appends a valid, new candidate, keeping the list sorted by distance (stable, default first). */
-static void add(const clattn_device_info *dev, const clattn__linear_problem *p, int algo,
-                size_t chunk, unsigned bc, unsigned rb, unsigned eb, unsigned mb, size_t local,
-                clattn__linear_launch *out, size_t cap, size_t *n)
+static void add_launch(const clattn__linear_launch *cand, clattn__linear_launch *out, size_t cap,
+                       size_t *n)
 {
-    clattn__linear_launch c;
-    if (*n >= cap || clattn__linear_launch_from(dev, p, algo, chunk, bc, rb, eb, mb, local, &c,
-                                                NULL, 0) != CLATTN_SUCCESS)
+    clattn__linear_launch c = *cand;
+    if (*n >= cap)
         return;
     for (size_t i = 0; i < *n; i++)
         if (same_launch(&out[i], &c))
@@ -289,6 +419,35 @@ static void add(const clattn_device_info *dev, const clattn__linear_problem *p, 
     (*n)++;
 }
 
+/* Appends a valid, new candidate, keeping the list sorted by distance (stable, default first). */
+static void add(const clattn_device_info *dev, const clattn__linear_problem *p, int algo,
+                size_t chunk, unsigned bc, unsigned rb, unsigned eb, unsigned mb, size_t local,
+                clattn__linear_launch *out, size_t cap, size_t *n)
+{
+    clattn__linear_launch c;
+    if (*n >= cap || clattn__linear_launch_from(dev, p, algo, chunk, bc, rb, eb, mb, local, &c,
+                                                NULL, 0) != CLATTN_SUCCESS)
+        return;
+    add_launch(&c, out, cap, n);
+}
+
+/* The default with another output kernel: the tiled kernel's other candidates and the per-row
+ * kernels (GPU-like devices, FUSED non-causal forms). */
+static void add_out_tiles(const clattn_device_info *dev, const clattn__linear_problem *p,
+                          const clattn__linear_launch *def, clattn__linear_launch *out,
+                          size_t cap, size_t *n)
+{
+    for (size_t c = 0; c <= OT_NCAND; c++) {
+        clattn__linear_launch L = *def;
+        const unsigned *t = c < OT_NCAND ? ot_cand[c] : (const unsigned[4]){0, 0, 0, 0};
+        if (*n < cap &&
+            clattn__linear_launch_out_tile(dev, p, t[0], t[1], t[2], t[3], &L, NULL, 0) ==
+                CLATTN_SUCCESS)
+            add_launch(&L, out, cap, n);
+    }
+}
+
+
 size_t clattn__linear_candidates(const clattn_device_info *dev, const clattn__linear_problem *p,
                                  clattn__linear_launch *out, size_t cap)
 {
@@ -298,6 +457,8 @@ size_t clattn__linear_candidates(const clattn_device_info *dev, const clattn__li
         return 0;
     size_t n = 0;
     out[n++] = def;
+    if (def.out_tiled)
+        add_out_tiles(dev, p, &def, out, cap, &n);
     if (capped(dev))
         return n;
     static const unsigned bcs[] = {32, 64, 128}, rbs[] = {4, 8, 16}, ebs[] = {1, 2, 4};
@@ -346,6 +507,8 @@ unsigned clattn__linear_causal_fused(const clattn_device_info *dev,
     if (!cpu_family(dev) || capped(dev) || p->favor ||
         p->momentum != CLATTN_LINEAR_MOMENTUM_NONE || p->m > CLATTN__FEATURES_MAX_D ||
         p->dv > CLATTN__FEATURES_MAX_D || (p->causal && p->nq != p->nk))
+        return 0;
+    if (!p->causal && p->out_kernel == 2) /* the tiled output kernel requested */
         return 0;
     size_t blocks = round_up(p->dv, 16) / 16, bh_kv = p->bh_kv ? p->bh_kv : p->bh;
     size_t cu = dev->compute_units ? dev->compute_units : 1;

@@ -10,7 +10,9 @@
  * (fused or gemm: what AUTO resolves to on the device, or the one the desc asks for) -- with
  * d = D, dv = Dv, Nq and Nk buckets and causal. A decoding shape (Nq = 1 over Nk keys) is a key
  * of its own through its Nq bucket: the tuner measures the plan of that shape (the non-causal
- * form for one query). Params: algo, chunk, block, rows, eb, mb, wg (as the plan's launch text). */
+ * form for one query). Params: algo, chunk, block, rows, eb, mb, ot (the tiled output kernel's
+ * tile TX,TY,RM,RN as the decimal pairs TTYYMMNN; 0: the per-row kernels), wg (as the plan's
+ * launch text). */
 #include "tune.h"
 #include "../ops/linear.h"
 
@@ -55,6 +57,11 @@ static void to_params(const void *launch, clattn_tuning_entry *e)
     clattn__tune_param_set(e, "rows", L->rows);
     clattn__tune_param_set(e, "eb", L->value_blocks);
     clattn__tune_param_set(e, "mb", L->feature_rows);
+    /* The tiled output kernel's tile as TTYYMMNN decimal pairs (0: the per-row kernels);
+     * optional when read back (entries written before it get the default's). */
+    clattn__tune_param_set(e, "ot",
+                           (long long)L->ot_tx * 1000000 + (long long)L->ot_ty * 10000 +
+                               (long long)L->ot_rm * 100 + L->ot_rn);
     clattn__tune_param_set(e, "wg", (long long)L->local_size);
 }
 
@@ -71,9 +78,20 @@ bool clattn__tune_linear_from_entry(const clattn_device_info *dev,
         chunk > (1ll << 30) || block < 1 || block > 1024 || rows < 1 || rows > 64 || eb < 1 ||
         eb > 64 || mb < 1 || mb > 64 || wg < 0 || wg > 1)
         return false;
-    return clattn__linear_launch_from(dev, p, (int)algo, (size_t)chunk, (unsigned)block,
-                                      (unsigned)rows, (unsigned)eb, (unsigned)mb, (size_t)wg, out,
-                                      NULL, 0) == CLATTN_SUCCESS;
+    if (clattn__linear_launch_from(dev, p, (int)algo, (size_t)chunk, (unsigned)block,
+                                   (unsigned)rows, (unsigned)eb, (unsigned)mb, (size_t)wg, out,
+                                   NULL, 0) != CLATTN_SUCCESS)
+        return false;
+    /* The output tile where the entry has one (entries written before it: the default's). */
+    long long code = clattn__tune_param(e, "ot", -1);
+    if (code < 0)
+        return true;
+    if (code >= 100000000)
+        return false;
+    long long ot[4] = {code / 1000000, code / 10000 % 100, code / 100 % 100, code % 100};
+    return clattn__linear_launch_out_tile(dev, p, (unsigned)ot[0], (unsigned)ot[1],
+                                          (unsigned)ot[2], (unsigned)ot[3], out, NULL,
+                                          0) == CLATTN_SUCCESS;
 }
 
 bool clattn__tune_linear_launch(clattn_context *ctx, int feature_map,
