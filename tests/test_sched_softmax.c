@@ -16,10 +16,11 @@
 #include "clattn.h"
 #include "sched.h"
 
-/* The CPU family's register groups per work-item (CPU_QUERY_GROUPS and CPU_QUERY_GROUPS_SHORT
- * in lib/sched/sched_softmax.c: 16 from 256 query rows on, 8 below). */
+/* The CPU family's register groups per work-item (CPU_QUERY_GROUPS* in lib/sched/sched_softmax.c:
+ * 32 from 2048 query rows on up to D 128, else 16 from 256 query rows on, 8 below). */
 #define CPU_QUERY_GROUPS 16
 #define CPU_QUERY_GROUPS_SHORT 8
+#define CPU_QUERY_GROUPS_WIDE 32
 
 #include "test_devices.h"
 #include "test_util.h"
@@ -112,6 +113,9 @@ static void check_launch_fits(const clattn_device_info *dev, size_t d,
     if (own && L->rows_per_item >= 1 &&
         L->tile_q == L->rows_per_item * CPU_QUERY_GROUPS_SHORT * L->local_size)
         groups = CPU_QUERY_GROUPS_SHORT;
+    if (own && L->rows_per_item >= 1 && d <= 128 &&
+        L->tile_q == L->rows_per_item * CPU_QUERY_GROUPS_WIDE * L->local_size)
+        groups = CPU_QUERY_GROUPS_WIDE;
     if (L->rows_per_item < 1 || L->tile_q != L->rows_per_item * groups * L->local_size)
         fail_msg("%s D=%zu: tile_q %u != rows_per_item %u * %zu groups * local_size %zu",
                  dev->name, d, L->tile_q, L->rows_per_item, groups, L->local_size);
@@ -233,7 +237,8 @@ static void test_forced_families(void **state)
 }
 
 /* The CPU family's blocks on a PoCL-like device: 4 rows up to D 256 (P.V in passes of 4 vectors
- * above Dv 64: 2 at 128, 4 at 200 and 256), 16 groups from 256 query rows on (8 below), and key
+ * above Dv 64: 2 at 128, 4 at 200 and 256), 32 groups from 2048 query rows on up to D 128, else
+ * 16 from 256 query rows on (8 below), and key
  * blocks whose K and V take at most 32 KiB (256 keys at D 16, 128 at 32, 64 at 64, 32 from 65 on:
  * never under one step); an explicit key block must be a power of two of whole steps, at most
  * 512 keys. */
@@ -252,7 +257,7 @@ static void test_cpu_blocks_rule(void **state)
                          CLATTN_SUCCESS);
         assert_int_equal(L.algo, CLATTN_SOFTMAX_TILED_CPU);
         if (L.rows_per_item != rows[i] || L.tile_kv != kv[i] || L.local_size != 1 ||
-            L.tile_q != rows[i] * CPU_QUERY_GROUPS)
+            L.tile_q != rows[i] * (ds[i] <= 128 ? CPU_QUERY_GROUPS_WIDE : CPU_QUERY_GROUPS))
             fail_msg("D=%zu: rows %u kv %u wg %zu tile_q %u", ds[i], L.rows_per_item, L.tile_kv,
                      L.local_size, L.tile_q);
         const char *pp = strstr(L.defines, "-DSOFTMAX_PV_PASSES=");
@@ -272,6 +277,18 @@ static void test_cpu_blocks_rule(void **state)
                      CLATTN_SUCCESS);
     assert_int_equal(L.tile_q, 4 * CPU_QUERY_GROUPS);
     assert_true(has_token(L.defines, "-DSOFTMAX_QGROUPS=16"));
+    clattn__softmax_problem p2047 = {128, 2047, 4096, 0, 0}, p2048 = {128, 2048, 4096, 0, 0},
+                            p2048d = {129, 2048, 4096, 0, 0};
+    assert_int_equal(clattn__schedule_softmax(&cpu, &p2047, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.tile_q, 4 * CPU_QUERY_GROUPS);
+    assert_int_equal(clattn__schedule_softmax(&cpu, &p2048, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
+                     CLATTN_SUCCESS);
+    assert_int_equal(L.tile_q, 4 * CPU_QUERY_GROUPS_WIDE);
+    assert_true(has_token(L.defines, "-DSOFTMAX_QGROUPS=32"));
+    assert_int_equal(clattn__schedule_softmax(&cpu, &p2048d, CLATTN_SOFTMAX_AUTO, &L, NULL, 0),
+                     CLATTN_SUCCESS); /* past D 128: 16 */
+    assert_int_equal(L.tile_q, 4 * CPU_QUERY_GROUPS);
     assert_int_equal(clattn__softmax_launch_from(&cpu, &p64, CLATTN_SOFTMAX_TILED_CPU, 4, 1, 16,
                                                    &L, NULL, 0),
                      CLATTN_UNSUPPORTED); /* half a 32-key step */

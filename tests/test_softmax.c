@@ -227,8 +227,8 @@ static void test_large_logits(void **state)
     }
 }
 
-/* The CPU family's query blocks (16 register groups of 4 rows from 256 query rows on, 8 below: 64
- * or 32 rows up to D 256) and key blocks (64 keys at D 64, 32 at D 128, 256 at D 16): lengths
+/* The CPU family's query blocks (32 register groups of 4 rows from 2048 query rows on up to D 128,
+ * 16 from 256 query rows on, 8 below: 128, 64 or 32 rows) and key blocks (64 keys at D 64, 32 at D 128, 256 at D 16): lengths
  * that are not multiples of either, several
  * key blocks whose scores grow along the keys (each block raises the running maximum, so the lazy
  * rescale runs late as well as first), causal with Nq != Nk both ways, one query row, GQA, and
@@ -259,6 +259,9 @@ static void test_cpu_blocks(void **state)
     tcase h = {1, 1, 1, 257, 301, 128, 0, 0, 1, 0, cpu, 0, 1};
     run_case(&g);
     run_case(&h);
+    /* 32 groups (from 2048 query rows up to D 128): a partial last block, causal Nq > Nk */
+    tcase w = {1, 1, 1, 2049, 333, 64, 1, 0, 1, 0, cpu, 0, 1};
+    run_case(&w);
 }
 
 /* Callers' [B, N, H, D] layouts through strides, no copies. */

@@ -22,7 +22,7 @@
  * arrays and each step adds P.V in slices of 4 rows x 4 vectors (cpu_pv_passes; until issue 11
  * D 128 kept 2 rows and D 256 one, whole, in registers: 1.7x and 2x more CPU time than these
  * slices in same-run A/B). A work-item owns CPU_QUERY_GROUPS = 16 such groups (64 rows at D 64 and
- * 128; 8 below 256 query rows, cpu_groups) and walks the keys in blocks: every group consumes a
+ * 128; 32 from 2048 query rows up to D 128, 8 below 256 query rows: cpu_groups) and walks the keys in blocks: every group consumes a
  * key block before the next one is read, so a block's K panels and V rows are reused 16 times
  * from L1 instead of each group streaming all of K and V (2 MiB per head at N 4096 D 64, past a
  * 2 MiB L2 shared with the queries). The block is the largest power of two of keys whose K and V
@@ -87,6 +87,9 @@ static size_t device_wg_limit(const clattn_device_info *dev)
 #define CPU_QUERY_GROUPS 16
 #define CPU_QUERY_GROUPS_SHORT 8
 #define CPU_QUERY_GROUPS_LONG_NQ 256
+#define CPU_QUERY_GROUPS_WIDE 32
+#define CPU_QUERY_GROUPS_WIDE_NQ 2048
+#define CPU_QUERY_GROUPS_WIDE_DMAX 128
 #define CPU_KV_BLOCK_BYTES (32 * 1024)
 #define CPU_KV_BLOCK_MAX 512
 
@@ -143,9 +146,12 @@ static unsigned cpu_pv_passes(size_t dv, unsigned rows)
     return (unsigned)((vecs + per - 1) / per);
 }
 
-/* Register groups per work-item: CPU_QUERY_GROUPS from CPU_QUERY_GROUPS_LONG_NQ query rows on,
- * else CPU_QUERY_GROUPS_SHORT (short queries and decoding: fewer duplicate rows loaded and more
- * work-items), and one on devices that run this family although it is not theirs (a SIMT-style
+/* Register groups per work-item: CPU_QUERY_GROUPS_WIDE from CPU_QUERY_GROUPS_WIDE_NQ query rows on
+ * up to D and Dv 128 (each K/V block read once per 128 rows: 3-6% over 16 groups at N 2048-8192
+ * D 128 non-causal, equal causal, +1-5% at D 64; at N 1024 the fewer, longer work-items balanced
+ * causal work worse; private memory stays at 128 KiB of queries and accumulators), else
+ * CPU_QUERY_GROUPS from CPU_QUERY_GROUPS_LONG_NQ query rows on, else CPU_QUERY_GROUPS_SHORT (short
+ * queries and decoding: fewer duplicate rows loaded and more work-items), and one on devices that run this family although it is not theirs (a SIMT-style
  * implementation or a GPU without room for TILED_GPU, which run many work-items per group: one
  * register group each keeps their private memory at the single-group size; rusticl on llvmpipe
  * returned NaNs with 8, in a build that also had a lazy-rescale branch: the cause is not
@@ -154,6 +160,9 @@ static int cpu_groups(const clattn_device_info *dev, const clattn__softmax_probl
 {
     if (clattn__softmax_family(dev) != CLATTN_SOFTMAX_TILED_CPU)
         return 1;
+    size_t d = p->head_dim, dv = prob_dv(p), dmax = d > dv ? d : dv;
+    if (p->nq >= CPU_QUERY_GROUPS_WIDE_NQ && dmax <= CPU_QUERY_GROUPS_WIDE_DMAX)
+        return CPU_QUERY_GROUPS_WIDE;
     return p->nq >= CPU_QUERY_GROUPS_LONG_NQ ? CPU_QUERY_GROUPS : CPU_QUERY_GROUPS_SHORT;
 }
 
