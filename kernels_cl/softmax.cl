@@ -102,6 +102,13 @@ inline void softmax_load_q(float *dst, __global const CLATTN_STYPE(Q_DT) *x, ulo
 #define SOFTMAX_PV_VECS ((DVVEC + SOFTMAX_PV_PASSES - 1) / SOFTMAX_PV_PASSES)
 /* 1: a group's accumulators stay in registers through a key block (one pass only); 0: they stay
  * in the private arrays and every step moves them through registers (any number of passes). */
+/* Independent FMA chains per score vector: 2 splits the d sum into even and odd halves added at
+ * the end, so a 4 x 2 score tile keeps 16 chains in flight instead of 8 (two FMA ports of latency
+ * 4 need 8 with no slack at all; +3-5% at D 128 together with the P.V key loop unrolled by 2,
+ * same-run A/B); tiles of 12 or more vectors have the chains already. */
+#ifndef SOFTMAX_SCORE_CHAINS
+#define SOFTMAX_SCORE_CHAINS (SOFTMAX_ROWS * SOFTMAX_STEP_BLOCKS < 12 ? 2 : 1)
+#endif
 #ifndef SOFTMAX_PV_INREG
 #define SOFTMAX_PV_INREG (SOFTMAX_PV_PASSES == 1 && SOFTMAX_STEP_BLOCKS <= 2)
 #endif
@@ -559,6 +566,32 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                 _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
                     _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
                         s[t][r] = CLATTN_SPLAT16(0.0f);
+#if SOFTMAX_SCORE_CHAINS == 2
+                float16 s2[SOFTMAX_STEP_BLOCKS][SOFTMAX_ROWS];
+                _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
+                    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
+                        s2[t][r] = CLATTN_SPLAT16(0.0f);
+                _Pragma("unroll") for (uint d = 0; d + 1 < SOFTMAX_HEAD_DIM; d += 2) {
+                    _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
+                        float16 kv = CLATTN_VLOAD(KP_DT, 16, d + t * SOFTMAX_HEAD_DIM, pan);
+                        float16 kw = CLATTN_VLOAD(KP_DT, 16, d + 1 + t * SOFTMAX_HEAD_DIM, pan);
+                        _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
+                            s[t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][d]), kv, s[t][r]);
+                            s2[t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][d + 1]), kw, s2[t][r]);
+                        }
+                    }
+                }
+                _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
+                    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
+#if SOFTMAX_HEAD_DIM % 2
+                        s[t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][SOFTMAX_HEAD_DIM - 1]),
+                                      CLATTN_VLOAD(KP_DT, 16,
+                                                   SOFTMAX_HEAD_DIM - 1 + t * SOFTMAX_HEAD_DIM, pan),
+                                      s[t][r]);
+#endif
+                        s[t][r] += s2[t][r];
+                    }
+#else
                 _Pragma("unroll") for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
                     _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
                         float16 kv = CLATTN_VLOAD(KP_DT, 16, d + t * SOFTMAX_HEAD_DIM, pan);
@@ -566,6 +599,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                             s[t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][d]), kv, s[t][r]);
                     }
                 }
+#endif
 #if SOFTMAX_OPTS
                 bool edge = k0 < gmaxlo[g] || k0 + SOFTMAX_STEP_KEYS > gmin[g];
 #else
@@ -681,7 +715,8 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                         _Pragma("unroll") for (uint c = 0; c < SOFTMAX_PV_VECS; c++)
                             a[r][c] = c0 + c < DVVEC ? accs[r0 + r][c0 + c] * CLATTN_SPLAT16(corrs[r])
                                                      : CLATTN_SPLAT16(0.0f);
-                    for (uint j = 0; j < SOFTMAX_STEP_KEYS; j++) {
+                    /* by 2: half the loop's own instructions per key (steps are 16-key panels) */
+                    _Pragma("unroll 2") for (uint j = 0; j < SOFTMAX_STEP_KEYS; j++) {
                         _Pragma("unroll") for (uint c = 0; c < SOFTMAX_PV_VECS; c++) {
                             if (c0 + c < DVVEC) {
                                 float16 x = CLATTN_VLOAD(VP_DT, 16, c0 + c, vb + j * DVPAD);

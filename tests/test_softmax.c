@@ -262,6 +262,9 @@ static void test_cpu_blocks(void **state)
     /* 32 groups (from 2048 query rows up to D 128): a partial last block, causal Nq > Nk */
     tcase w = {1, 1, 1, 2049, 333, 64, 1, 0, 1, 0, cpu, 0, 1};
     run_case(&w);
+    /* an odd D above 64: the score's two FMA chains (even and odd d) plus the last d */
+    tcase o = {1, 1, 1, 70, 90, 99, 1, 0, 1, 0, cpu, 0, 1};
+    run_case(&o);
 }
 
 /* Callers' [B, N, H, D] layouts through strides, no copies. */
