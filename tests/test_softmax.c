@@ -162,7 +162,7 @@ static void test_head_dims(void **state)
         }
 }
 
-/* N around the tiles of both families (key tiles of 64 and 32, query groups of 32 and 128). */
+/* N around the tiles of both families (key tiles of 64 and 32, query blocks of 32 and 64 rows). */
 static void test_lengths(void **state)
 {
     (void)state;
