@@ -332,6 +332,17 @@ static clattn_status check_hdrs(clattn_ring *ring, const ring_hdr *all, int nfie
     return CLATTN_SUCCESS;
 }
 
+/* The set-up agreement of both entry points: this rank's validation status into its header, the
+ * all-gather (agree), then, where every rank succeeded, the shapes and options (check_hdrs, over
+ * the fields up to H_EXTRA) with the totals of query and key rows. */
+static clattn_status agree_shapes(clattn_ring *ring, ring_hdr *mine, clattn_status st,
+                                  ring_hdr *all, double timeout_s, size_t *nq_tot, size_t *nk_tot)
+{
+    hdr_status(mine, ring, st);
+    st = agree(ring, mine, all, timeout_s);
+    return st ? st : check_hdrs(ring, all, H_EXTRA + 1, nq_tot, nk_tot);
+}
+
 /* ---- ring softmax ---- */
 
 static clattn_status softmax_validate(clattn_ring *ring, const clattn_ring_softmax_desc *desc,
@@ -468,11 +479,8 @@ clattn_status clattn_ring_softmax(clattn_ring *ring, const clattn_ring_softmax_d
         float fs[2] = {a->scale, a->softcap};
         memcpy(&mine.v[H_EXTRA], fs, sizeof fs);
     }
-    hdr_status(&mine, ring, st);
     size_t Nq = 0, Nk = 0;
-    st = agree(ring, &mine, all, tmo);
-    if (!st)
-        st = check_hdrs(ring, all, H_EXTRA + 1, &Nq, &Nk);
+    st = agree_shapes(ring, &mine, st, all, tmo, &Nq, &Nk);
     if (st) {
         free(all);
         return st;
@@ -801,11 +809,8 @@ clattn_status clattn_ring_linear(clattn_ring *ring, const clattn_linear_desc *de
         float fe[2] = {desc->eps, 0};
         memcpy(&mine.v[H_EXTRA], fe, sizeof fe);
     }
-    hdr_status(&mine, ring, st);
     size_t Nq = 0, Nk = 0;
-    st = agree(ring, &mine, all, tmo);
-    if (!st)
-        st = check_hdrs(ring, all, H_EXTRA + 1, &Nq, &Nk);
+    st = agree_shapes(ring, &mine, st, all, tmo, &Nq, &Nk);
     if (st) {
         free(all);
         return st;

@@ -41,16 +41,23 @@ static int count_ok(mpi_transport *t, size_t bytes)
     return 1;
 }
 
+/* A request handle for the non-blocking calls (freed when it completes or fails to start). */
+static MPI_Request *new_request(mpi_transport *t)
+{
+    MPI_Request *r = malloc(sizeof *r);
+    if (!r)
+        snprintf(t->msg, sizeof t->msg, "out of host memory");
+    return r;
+}
+
 static int t_isend(void *self, const void *buf, size_t bytes, int peer, int tag, void **request)
 {
     mpi_transport *t = self;
     if (!count_ok(t, bytes))
         return -1;
-    MPI_Request *r = malloc(sizeof *r);
-    if (!r) {
-        snprintf(t->msg, sizeof t->msg, "out of host memory");
+    MPI_Request *r = new_request(t);
+    if (!r)
         return -1;
-    }
     int rc = MPI_Isend(buf, (int)bytes, MPI_BYTE, peer, tag, t->comm, r);
     if (rc != MPI_SUCCESS) {
         free(r);
@@ -65,11 +72,9 @@ static int t_irecv(void *self, void *buf, size_t bytes, int peer, int tag, void 
     mpi_transport *t = self;
     if (!count_ok(t, bytes))
         return -1;
-    MPI_Request *r = malloc(sizeof *r);
-    if (!r) {
-        snprintf(t->msg, sizeof t->msg, "out of host memory");
+    MPI_Request *r = new_request(t);
+    if (!r)
         return -1;
-    }
     int rc = MPI_Irecv(buf, (int)bytes, MPI_BYTE, peer, tag, t->comm, r);
     if (rc != MPI_SUCCESS) {
         free(r);
