@@ -21,9 +21,9 @@
  * key block where they take at most 16 (Dv <= 64); beyond, they live in the work-item's private
  * arrays and each step adds P.V in slices of 4 rows x 4 vectors (cpu_pv_passes; until issue 11
  * D 128 kept 2 rows and D 256 one, whole, in registers: 1.7x and 2x more CPU time than these
- * slices in same-run A/B). A work-item owns CPU_QUERY_GROUPS = 16 such groups (64 rows at D 64 and
- * 128; 32 from 2048 query rows up to D 128, 8 below 256 query rows: cpu_groups) and walks the keys in blocks: every group consumes a
- * key block before the next one is read, so a block's K panels and V rows are reused 16 times
+ * slices in same-run A/B). A work-item owns CPU_QUERY_GROUPS = 16 such groups (64 rows; 32 from
+ * 2048 query rows up to D 128, 8 below 256 query rows: cpu_groups) and walks the keys in blocks:
+ * every group consumes a key block before the next one is read, so a block's K panels and V rows are reused 16 times
  * from L1 instead of each group streaming all of K and V (2 MiB per head at N 4096 D 64, past a
  * 2 MiB L2 shared with the queries). The block is the largest power of two of keys whose K and V
  * take at most CPU_KV_BLOCK_BYTES = 32 KiB (64 keys at D 64, 32 at D 128), between one step and
@@ -34,8 +34,8 @@
  * and 64 KiB blocks ran N 1024-8192 D 128 at 184-220 GFLOP/s, 16 groups and 32 KiB at 211-236;
  * D 64 N 4096 198-203 against 233-236; the same kernel with K and V made L1-resident (every step
  * reading the same keys) was only 7% faster than the 16 x 32 KiB schedule, against 21% faster
- * than 8 x 64 KiB. 32 groups measured the same as 16 at N >= 2048 and lower at 1024 causal.
- * The tuner searches key blocks 32-512.
+ * than 8 x 64 KiB. On the quiet machine afterwards 32 groups beat 16 by 3-6% at N 2048-8192 D 128
+ * (docs/measurements/2026-12-07-cpu-d128.log). The tuner searches key blocks 32-512.
  *
  * TILED_GPU: the register-tiled kernel (kernels_cl/softmax_gpu.cl; its rule below, "TILED_GPU's
  * register-tiled kernel"), else, where no launch of it fits the local memory, the previous kernel
@@ -151,11 +151,11 @@ static unsigned cpu_pv_passes(size_t dv, unsigned rows)
  * D 128 non-causal, equal causal, +1-5% at D 64; at N 1024 the fewer, longer work-items balanced
  * causal work worse; private memory stays at 128 KiB of queries and accumulators), else
  * CPU_QUERY_GROUPS from CPU_QUERY_GROUPS_LONG_NQ query rows on, else CPU_QUERY_GROUPS_SHORT (short
- * queries and decoding: fewer duplicate rows loaded and more work-items), and one on devices that run this family although it is not theirs (a SIMT-style
- * implementation or a GPU without room for TILED_GPU, which run many work-items per group: one
- * register group each keeps their private memory at the single-group size; rusticl on llvmpipe
- * returned NaNs with 8, in a build that also had a lazy-rescale branch: the cause is not
- * isolated). */
+ * queries and decoding: fewer duplicate rows loaded and more work-items), and one on devices that
+ * run this family although it is not theirs (a SIMT-style implementation or a GPU without room
+ * for TILED_GPU, which run many work-items per group: one register group each keeps their
+ * private memory at the single-group size; rusticl on llvmpipe returned NaNs with 8, in a build
+ * that also had a lazy-rescale branch: the cause is not isolated). */
 static int cpu_groups(const clattn_device_info *dev, const clattn__softmax_problem *p)
 {
     if (clattn__softmax_family(dev) != CLATTN_SOFTMAX_TILED_CPU)
@@ -168,7 +168,7 @@ static int cpu_groups(const clattn_device_info *dev, const clattn__softmax_probl
 
 /* Fills a TILED_CPU launch from explicit parameters (already validated). The defines do not carry
  * the work-group size (the kernel has no reqd_work_group_size), so local sizes share a program.
- * tile_q counts the query rows of a work-group: rows x CPU_QUERY_GROUPS x local size. Dv itself
+ * tile_q counts the query rows of a work-group: rows x groups (cpu_groups) x local size. Dv itself
  * reaches the kernel through the plan (-DSOFTMAX_HEAD_DIM_V); the P.V passes are named here, and
  * only when above one (so launches of the old space keep their defines). */
 static void fill_cpu(int groups, size_t d, size_t dv, unsigned rows, size_t wg,
