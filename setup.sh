@@ -51,10 +51,10 @@ test)
         -DCLATTN_BUILD_SAMPLES=OFF -DCLATTN_TEST_POCL_CACHE="$pocl_cache" >/dev/null
   cmake --build build-asan -j"$jobs"
   # Pin the ICD loader to PoCL alone and suppress only the drivers' own leaks (tests/lsan.supp).
-  # LeakSanitizer's own stop-the-world tracer has crashed at exit of test_softmax_pocl in two CI
-  # runs, on the first, cold-cache run ("Tracer caught signal 11" after all 14 cases passed; a
-  # manual cold run and the warm reruns passed; cause not found), so a failed entry gets one retry.
-  # An AddressSanitizer/UBSan report or a real leak is deterministic and fails both runs.
+  # The tests set their own ASAN_OPTIONS (tests/CMakeLists.txt), with intercept_tls_get_addr=0:
+  # without it GCC 12's LeakSanitizer tracer crashed at exit of device suites at random ("Tracer
+  # caught signal 11" after every case passed). A failed entry still gets one retry; an
+  # AddressSanitizer/UBSan report or a real leak is deterministic and fails both runs.
   # Two entries at a time: the sanitized host code (references, staging) is serial, so the second
   # core is otherwise idle for most of this stage.
   OCL_ICD_VENDORS=/etc/OpenCL/vendors/pocl.icd \
