@@ -5,8 +5,8 @@
  * them back: many passes over memory per row. Here one work-item owns one (batch, key head,
  * block of 16 LINC_EB value columns), keeps the running state S (MP x 16 LINC_EB) and z (MP) in
  * private memory (a CPU core's L1) and walks the sequence in chunks of 16 rows, in order:
- *   - phi(K_c) (transposed: 16 keys per float16, kt[m]) and V_c read once from the caller's views,
- *     phi computed in registers (any dtype, any strides);
+ *   - phi(K_c) (causal: transposed, 16 keys per float16, kt[m]; non-causal: by rows, kf[j]) and V_c
+ *     read once from the caller's views, phi computed in registers (any dtype, any strides);
  *   - for each query head of the key head (GQA), phi(Q_c) likewise, then for blocks of 4 rows:
  *       w_i   = phi(q_i) . phi(K_c)^T masked to j <= i (one float16 over the chunk's keys),
  *       num_i = phi(q_i)^T S + sum_j w_ij v_j,  den_i = phi(q_i) . z + sum_j w_ij + eps,
@@ -42,12 +42,17 @@
 #endif
 
 /* phi of 16 inputs (numbered as clattn_linear_feature_map): 0 elu + 1, 1 relu, 2 identity;
- * branch-free selects. Tried and measured slower on PoCL (back to back, under load): a
- * range-reduced polynomial for elu's exponential, one branch per map, and an in-register 16 x 16
- * shuffle transpose of phi(K_c) instead of the scalar stores into kt below. */
+ * branch-free selects. elu's exp(min(x, 0)) is common.clh's clattn_exp2_neg16 of x log2(e)
+ * (relative error 7.5e-8, 0 below -88): about a dozen vector instructions where PoCL's exp took
+ * several dozen; at N 64k D 64 (same-run A/B, quiet machine) the non-causal form ran 8-17%
+ * faster with it. Tried and measured slower on PoCL before (back to back, under load): one branch
+ * per map, and an in-register 16 x 16 shuffle transpose of phi(K_c) instead of the scalar stores
+ * into kt below. */
 inline float16 linc_phi16(float16 x, int fmap)
 {
-    float16 e = select(x + 1.0f, exp(fmin(x, 0.0f)), isless(x, 0.0f));
+    float16 neg = x < 0.0f ? x : (float16)(0.0f);
+    float16 e = select(x + 1.0f, clattn_exp2_neg16(neg * (float16)(CLATTN_LOG2E)),
+                       isless(x, 0.0f));
     float16 r = fmax(x, 0.0f);
     return fmap == 0 ? e : fmap == 1 ? r : x;
 }
@@ -103,7 +108,8 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
     float16 S[LINC_MPMAX][LINC_EB]; /* running state, value columns e0.. */
     float16 zv[LINC_MPMAX / 16];    /* running z, 16 features per vector */
     float16 zc[LINC_MPMAX / 16];    /* this chunk's key feature sums */
-    float kt[LINC_MPMAX * LINC_C];  /* phi(K_c) transposed: kt[m * 16 + j] */
+    float kt[LINC_MPMAX * LINC_C];  /* causal: phi(K_c) transposed, kt[m * 16 + j] */
+    float kf[LINC_C][LINC_MPMAX];   /* non-causal: phi(K_c) by rows, kf[j][m] */
     float qf[LINC_C][LINC_MPMAX];   /* phi(Q_c) */
     float16 vv[LINC_C][LINC_EB];    /* V_c, value columns e0.. */
     float wt[LINC_RB][LINC_C];      /* a row block's masked in-chunk weights */
@@ -136,10 +142,14 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
                                        fmap),
                             mb * 16, in ? d : 0);
                         zc[mb] += f;
-                        float ft[16];
-                        vstore16(f, 0, ft);
-                        for (uint u = 0; u < 16; u++)
-                            kt[(mb * 16 + u) * LINC_C + t] = ft[u];
+                        if (causal) { /* the in-chunk weights need 16 keys per vector */
+                            float ft[16];
+                            vstore16(f, 0, ft);
+                            for (uint u = 0; u < 16; u++)
+                                kt[(mb * 16 + u) * LINC_C + t] = ft[u];
+                        } else { /* one vector store where the transpose took 16 scalar ones */
+                            vstore16(f, 0, &kf[t][mb * 16]);
+                        }
                     }
                     const ulong vr = vb + (ulong)(j0 + min(t, nr - 1)) * vs.s2;
                     for (uint u = 0; u < LINC_EB; u++) {
@@ -265,10 +275,21 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
                         #pragma unroll
                         for (int u = 0; u < LINC_EB; u++)
                             sa[t][u] = S[m + t][u];
-                    for (uint j = 0; j < nr; j++) {
+                    /* phi(k_j)_m broadcast from kt (causal) or kf (non-causal): the same
+                     * loop twice, so neither carries a branch */
+                    for (uint j = 0; j < (causal ? nr : 0u); j++) {
                         #pragma unroll
                         for (int t = 0; t < 4; t++) {
                             float16 kv = (float16)(kt[(m + t) * LINC_C + j]);
+                            #pragma unroll
+                            for (int u = 0; u < LINC_EB; u++)
+                                sa[t][u] = fma(kv, vv[j][u], sa[t][u]);
+                        }
+                    }
+                    for (uint j = 0; j < (causal ? 0u : nr); j++) {
+                        #pragma unroll
+                        for (int t = 0; t < 4; t++) {
+                            float16 kv = (float16)(kf[j][m + t]);
                             #pragma unroll
                             for (int u = 0; u < LINC_EB; u++)
                                 sa[t][u] = fma(kv, vv[j][u], sa[t][u]);

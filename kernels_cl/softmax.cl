@@ -202,28 +202,6 @@ inline float softmax_cpu_hmax16(float16 v)
 #endif
 }
 
-/* exp2(x) for x <= 0 (a score minus its row's running maximum, or -inf for a masked key): 2^rint(x)
- * built in the exponent bits times a degree-5 polynomial for 2^f, f in [-0.5, 0.5] (relative
- * error 7.5e-8, coefficients fitted for the relative error); below 2^-127 (masked keys included)
- * it is exactly 0. About a dozen vector instructions against PoCL's exp2 on float16. */
-inline float16 clattn_softmax_exp2_neg16(float16 x)
-{
-    x = softmax_cpu_max16(x, CLATTN_SPLAT16(-127.0f));
-    /* rint(x) by the 1.5 * 2^23 shifter (PoCL's rint takes ~20 instructions per vector): t's
-     * low mantissa bits are the rounded integer n (|x| <= 127), i = n exactly, e = (n + 127) << 23. */
-    float16 t = x + CLATTN_SPLAT16(12582912.0f);
-    float16 i = t - CLATTN_SPLAT16(12582912.0f);
-    float16 f = x - i;
-    float16 p = CLATTN_SPLAT16(1.3276394858212281e-3f);
-    p = fma(p, f, CLATTN_SPLAT16(9.675540716674886e-3f));
-    p = fma(p, f, CLATTN_SPLAT16(5.5507135120798475e-2f));
-    p = fma(p, f, CLATTN_SPLAT16(2.4022119739217937e-1f));
-    p = fma(p, f, CLATTN_SPLAT16(6.93146966918712e-1f));
-    p = fma(p, f, CLATTN_SPLAT16(1.0000000716499415f));
-    int16 e = (as_int16(t) - CLATTN_ISPLAT16(0x4B400000 - 127)) << 23;
-    return p * as_float16(e);
-}
-
 #if SOFTMAX_OPTS
 /* The options of one row i over 16 keys j0 .. j0 + 15 of a score vector s (base 2), applied as
  * softmax_opt_logit does lane by lane: softcap, bias (one vector load where the bias has unit key
@@ -669,7 +647,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                 _Pragma("unroll") for (uint r = SOFTMAX_ROWS; r < 16; r++)
                     dms[r] = 0.0f;
                 float16 dm = vload16(0, dms);
-                float16 cv = clattn_softmax_exp2_neg16(dm);
+                float16 cv = clattn_exp2_neg16(dm);
                 vstore16(select(cv, CLATTN_SPLAT16(1.0f), dm == CLATTN_SPLAT16(0.0f)), 0, dms);
                 _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
                     float corr = dms[r];
@@ -681,7 +659,7 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
 #endif
                     float16 ref = CLATTN_SPLAT16(refs[r]);
                     _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
-                        float16 e = clattn_softmax_exp2_neg16(s[t][r] - ref);
+                        float16 e = clattn_exp2_neg16(s[t][r] - ref);
                         lv[r] += e;
                         vstore16(e, t, p[r]);
                     }
