@@ -109,6 +109,9 @@ inline void softmax_load_q(float *dst, __global const CLATTN_STYPE(Q_DT) *x, ulo
 #ifndef SOFTMAX_SCORE_CHAINS
 #define SOFTMAX_SCORE_CHAINS (SOFTMAX_ROWS * SOFTMAX_STEP_BLOCKS < 12 ? 2 : 1)
 #endif
+#if SOFTMAX_SCORE_CHAINS < 1 || SOFTMAX_SCORE_CHAINS > 2
+#error "SOFTMAX_SCORE_CHAINS is 1 or 2 (a remainder of D joins chain 0 as one d)"
+#endif
 #ifndef SOFTMAX_PV_INREG
 #define SOFTMAX_PV_INREG (SOFTMAX_PV_PASSES == 1 && SOFTMAX_STEP_BLOCKS <= 2)
 #endif
@@ -540,44 +543,37 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                     continue;
 #endif
                 __global const CLATTN_STYPE(KP_DT) *pan = kpan + (ulong)k0 * SOFTMAX_HEAD_DIM;
-                float16 s[SOFTMAX_STEP_BLOCKS][SOFTMAX_ROWS];
-                _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
-                    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
-                        s[t][r] = CLATTN_SPLAT16(0.0f);
-#if SOFTMAX_SCORE_CHAINS == 2
-                float16 s2[SOFTMAX_STEP_BLOCKS][SOFTMAX_ROWS];
-                _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
-                    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
-                        s2[t][r] = CLATTN_SPLAT16(0.0f);
-                _Pragma("unroll") for (uint d = 0; d + 1 < SOFTMAX_HEAD_DIM; d += 2) {
+                /* SOFTMAX_SCORE_CHAINS independent sums over d (chain c takes d = c mod chains; an
+                 * odd last d joins chain 0), added at the end */
+                float16 sc[SOFTMAX_SCORE_CHAINS][SOFTMAX_STEP_BLOCKS][SOFTMAX_ROWS];
+                _Pragma("unroll") for (uint c = 0; c < SOFTMAX_SCORE_CHAINS; c++)
+                    _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
+                        _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
+                            sc[c][t][r] = CLATTN_SPLAT16(0.0f);
+                _Pragma("unroll") for (uint d = 0; d + SOFTMAX_SCORE_CHAINS <= SOFTMAX_HEAD_DIM;
+                                       d += SOFTMAX_SCORE_CHAINS) {
                     _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
-                        float16 kv = CLATTN_VLOAD(KP_DT, 16, d + t * SOFTMAX_HEAD_DIM, pan);
-                        float16 kw = CLATTN_VLOAD(KP_DT, 16, d + 1 + t * SOFTMAX_HEAD_DIM, pan);
-                        _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
-                            s[t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][d]), kv, s[t][r]);
-                            s2[t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][d + 1]), kw, s2[t][r]);
+                        _Pragma("unroll") for (uint c = 0; c < SOFTMAX_SCORE_CHAINS; c++) {
+                            float16 kv = CLATTN_VLOAD(KP_DT, 16, d + c + t * SOFTMAX_HEAD_DIM, pan);
+                            _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
+                                sc[c][t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][d + c]), kv, sc[c][t][r]);
                         }
                     }
                 }
+                float16 s[SOFTMAX_STEP_BLOCKS][SOFTMAX_ROWS];
                 _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
                     _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
-#if SOFTMAX_HEAD_DIM % 2
-                        s[t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][SOFTMAX_HEAD_DIM - 1]),
-                                      CLATTN_VLOAD(KP_DT, 16,
-                                                   SOFTMAX_HEAD_DIM - 1 + t * SOFTMAX_HEAD_DIM, pan),
-                                      s[t][r]);
+#if SOFTMAX_HEAD_DIM % SOFTMAX_SCORE_CHAINS
+                        sc[0][t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][SOFTMAX_HEAD_DIM - 1]),
+                                          CLATTN_VLOAD(KP_DT, 16,
+                                                       SOFTMAX_HEAD_DIM - 1 + t * SOFTMAX_HEAD_DIM,
+                                                       pan),
+                                          sc[0][t][r]);
 #endif
-                        s[t][r] += s2[t][r];
+                        s[t][r] = sc[0][t][r];
+                        _Pragma("unroll") for (uint c = 1; c < SOFTMAX_SCORE_CHAINS; c++)
+                            s[t][r] += sc[c][t][r];
                     }
-#else
-                _Pragma("unroll") for (uint d = 0; d < SOFTMAX_HEAD_DIM; d++) {
-                    _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
-                        float16 kv = CLATTN_VLOAD(KP_DT, 16, d + t * SOFTMAX_HEAD_DIM, pan);
-                        _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
-                            s[t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][d]), kv, s[t][r]);
-                    }
-                }
-#endif
 #if SOFTMAX_OPTS
                 bool edge = k0 < gmaxlo[g] || k0 + SOFTMAX_STEP_KEYS > gmin[g];
 #else
