@@ -1,9 +1,11 @@
 /* clattn bench softmax (and the demo's softmax part): exact attention timed through the plan
- * API, with the option variants of issue 16; usage and `run softmax` are in cli_softmax.c. */
+ * API, with the option variants of issue 16 (their scenarios in cli_softmax_bench_opts.c); usage
+ * and `run softmax` are in cli_softmax.c. */
 #define _POSIX_C_SOURCE 200809L /* isatty, fileno */
 
 #include "cli.h"
 #include "cli_softmax.h"
+#include "cli_softmax_bench.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -16,22 +18,6 @@
 /* clattn bench softmax                                                                           */
 /* ---------------------------------------------------------------------------------------------- */
 
-typedef enum variant_id {
-    V_TILED,
-    V_TILED_CPU,
-    V_TILED_GPU,
-    V_TILED_GPU_ROWS,
-    V_NAIVE,
-    V_SGEMM,
-    V_PEAK,
-    /* The option variants of issue 16: each a scenario on its own shapes (bench_options). */
-    V_WINDOW,
-    V_BLOCKSPARSE,
-    V_BIAS,
-    V_D512,
-    V_COUNT
-} variant_id;
-
 static const char *const VARIANT_NAMES[V_COUNT] = {
     "tiled", "tiled-cpu", "tiled-gpu", "tiled-gpu-rows", "naive", "sgemm", "peak",
     "window", "blocksparse", "bias", "d512"};
@@ -40,45 +26,16 @@ static const clattn_softmax_algo VARIANT_ALGO[V_COUNT] = {
     CLATTN_SOFTMAX_TILED_GPU_ROWS, CLATTN_SOFTMAX_NAIVE,
     CLATTN_SOFTMAX_AUTO, CLATTN_SOFTMAX_AUTO,
     CLATTN_SOFTMAX_AUTO, CLATTN_SOFTMAX_AUTO, CLATTN_SOFTMAX_AUTO, CLATTN_SOFTMAX_AUTO};
-#define IS_ATTENTION(v) ((v) <= V_NAIVE)
-#define IS_OPTION_VARIANT(v) ((v) >= V_WINDOW)
-
-typedef struct bench_config {
-    size_t ns[MAX_SWEEP];
-    size_t n_count;
-    size_t d, heads, batch, reps;
-    size_t nq; /* query length; 0: each n (Nq = Nk) */
-    clattn_dtype dtypes[3];
-    size_t n_dtypes;
-    int causal, csv;
-    int order[V_COUNT];
-    int n_variants;
-    const char *device;
-    /* The option variants: --algo (their family), whether --n was given (else each has its own
-     * lengths), --block. */
-    clattn_softmax_algo algo;
-    int n_given;
-    unsigned block_q, block_k;
-} bench_config;
 
 typedef struct plan_job {
     clattn_plan *plan;
     clattn_tensor t[5]; /* q, k, v, out, lse */
 } plan_job;
 
-/* A bench row with the columns softmax adds: the element type of q/k/v/out, the bytes an
- * enqueue must move at least (q, k, v, out at their types + the float32 lse: an analytic floor),
- * and the footprint (the plan's scratch_bytes + the q/k/v/out/lse buffers). */
-typedef struct softmax_row {
-    bench_row b;
-    clattn_dtype dtype;
-    double bytes, footprint;
-} softmax_row;
-
 /* Five buffers of one bench point: q [B,H,Nq,D], k, v [B,H,Nk,D] random in [-1, 1) rounded to dt,
  * out [B,H,Nq,D] of dt and lse [B,H,Nq] float32. CL_SUCCESS or the error (bufs all NULL). */
-static cl_int typed_buffers(clattn_context *ctx, clattn_dtype dt, size_t nq_el, size_t nk_el,
-                            size_t rows, cl_mem bufs[5])
+cl_int cli_softmax_typed_buffers(clattn_context *ctx, clattn_dtype dt, size_t nq_el,
+                                 size_t nk_el, size_t rows, cl_mem bufs[5])
 {
     cl_context clctx = clattn_context_get_cl_context(ctx);
     cl_command_queue queue = clattn_context_get_cl_queue(ctx);
@@ -121,9 +78,10 @@ static clattn_status plan_enqueue(void *arg)
 /* Bakes `desc` for q [B,H,nq,d], k and v [B,H,n,d] (its option tensors set by the caller) and
  * times it on bufs (typed_buffers of that shape); row `name` with FLOPs 4*B*H*pairs*d, pairs
  * being the (query, key) pairs the options keep. 0 with *sr filled, or -1 after a note. */
-static int time_desc(clattn_context *ctx, const bench_config *cfg, const clattn_softmax_desc *desc,
-                     size_t nq, size_t n, size_t d, double pairs, const char *name,
-                     cl_mem bufs[5], const progress *prog, softmax_row *sr)
+int cli_softmax_time_desc(clattn_context *ctx, const bench_config *cfg,
+                          const clattn_softmax_desc *desc, size_t nq, size_t n, size_t d,
+                          double pairs, const char *name, cl_mem bufs[5],
+                          const progress *prog, softmax_row *sr)
 {
     bench_row *r = &sr->b;
     clattn_dtype dt = desc->q_dtype;
@@ -186,8 +144,8 @@ static int bench_attention(clattn_context *ctx, const bench_config *cfg, size_t 
     desc.algorithm = VARIANT_ALGO[var];
     desc.q_dtype = desc.k_dtype = desc.v_dtype = desc.out_dtype = dt;
     double pairs = (double)nq * (double)n;
-    return time_desc(ctx, cfg, &desc, nq, n, cfg->d, cfg->causal ? pairs / 2 : pairs,
-                     VARIANT_NAMES[var], bufs, prog, sr);
+    return cli_softmax_time_desc(ctx, cfg, &desc, nq, n, cfg->d, cfg->causal ? pairs / 2 : pairs,
+                                 VARIANT_NAMES[var], bufs, prog, sr);
 }
 
 /* Every attention variant at one length and element type, sharing one set of inputs. Returns
@@ -207,7 +165,7 @@ static size_t bench_length(clattn_context *ctx, const clattn_device_info *info,
     cl_mem bufs[5];
     cl_int err = CL_INVALID_BUFFER_SIZE;
     if (big * clattn_dtype_size(dt) <= info->max_alloc_size)
-        err = typed_buffers(ctx, dt, nq_el, nk_el, bh * nq, bufs);
+        err = cli_softmax_typed_buffers(ctx, dt, nq_el, nk_el, bh * nq, bufs);
     if (err != CL_SUCCESS) {
         note(prog,
              "N=%zu %s skipped: cannot allocate its tensors (largest %zu bytes, max allocation "
@@ -229,299 +187,6 @@ static size_t bench_length(clattn_context *ctx, const clattn_device_info *info,
     }
     release_buffers(bufs, 5);
     return added;
-}
-
-/* ---- the option variants (issue 16): window, blocksparse, bias, d512 ---- */
-
-/* q/k/v/out/lse buffers of one option-variant point (Nq = Nk = n, head dim d): 0, or -1 after a
- * note. */
-static int point_buffers(clattn_context *ctx, const clattn_device_info *info,
-                         const bench_config *cfg, size_t n, size_t d, clattn_dtype dt,
-                         const progress *prog, cl_mem bufs[5])
-{
-    size_t bh = cfg->batch * cfg->heads, el = bh * n * d;
-    cl_int err = CL_INVALID_BUFFER_SIZE;
-    if (el * clattn_dtype_size(dt) <= info->max_alloc_size)
-        err = typed_buffers(ctx, dt, el, el, bh * n, bufs);
-    if (err == CL_SUCCESS)
-        return 0;
-    note(prog, "N=%zu D=%zu %s skipped: cannot allocate its tensors (%zu bytes each; OpenCL "
-         "error %d)", n, d, clattn_dtype_name(dt), el * clattn_dtype_size(dt), (int)err);
-    return -1;
-}
-
-/* A buffer of `bytes` bytes holding `host`: NULL after a note. */
-static cl_mem host_buffer(clattn_context *ctx, const void *host, size_t bytes, const char *what,
-                          const progress *prog)
-{
-    cl_int err;
-    cl_mem m = clCreateBuffer(clattn_context_get_cl_context(ctx),
-                              CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, bytes, (void *)host, &err);
-    if (err != CL_SUCCESS) {
-        note(prog, "%s skipped: cannot allocate it (%zu bytes; OpenCL error %d)", what, bytes,
-             (int)err);
-        return NULL;
-    }
-    return m;
-}
-
-/* A plain desc of the option variants: --algo, --causal (unless `causal` >= 0 forces it), dt. */
-static void option_desc(const bench_config *cfg, clattn_dtype dt, int causal,
-                        clattn_softmax_desc *desc)
-{
-    clattn_softmax_desc_init(desc);
-    desc->algorithm = cfg->algo;
-    desc->causal = causal >= 0 ? causal : cfg->causal;
-    desc->q_dtype = desc->k_dtype = desc->v_dtype = desc->out_dtype = dt;
-}
-
-/* The variant's lengths: --n when given, else its default. */
-static size_t option_lengths(const bench_config *cfg, const size_t *def, size_t ndef,
-                             const size_t **ns)
-{
-    *ns = cfg->n_given ? cfg->ns : def;
-    return cfg->n_given ? cfg->n_count : ndef;
-}
-
-static const size_t WINDOW_NS[] = {16384, 32768, 65536}, BLOCKSPARSE_NS[] = {8192},
-                    BIAS_NS[] = {4096}, D512_NS[] = {2048}, D512_DS[] = {128, 256, 512};
-static const unsigned DENSITIES[] = {10, 25, 50, 100};
-#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Rows (and progress steps) option variant v adds per element type. */
-static size_t option_rows(const bench_config *cfg, variant_id v)
-{
-    const size_t *ns;
-    switch (v) {
-    case V_WINDOW:
-        return option_lengths(cfg, WINDOW_NS, COUNT_OF(WINDOW_NS), &ns) + 1;
-    case V_BLOCKSPARSE:
-        return option_lengths(cfg, BLOCKSPARSE_NS, 1, &ns) * COUNT_OF(DENSITIES);
-    case V_BIAS:
-        return option_lengths(cfg, BIAS_NS, 1, &ns) * 2;
-    case V_D512:
-        return option_lengths(cfg, D512_NS, 1, &ns) * COUNT_OF(D512_DS);
-    default:
-        return 0;
-    }
-}
-
-/* (query, key) pairs a causal window of `w` keys keeps in an n x n problem. */
-static double window_pairs(size_t n, size_t w)
-{
-    double full = n < w ? (double)n : (double)w; /* rows 0..full-1 see i+1 keys, later ones w */
-    return full * (full + 1) / 2 + ((double)n - full) * (double)w;
-}
-
-/* window: the causal sliding window at each length, and dense causal at the first. */
-static size_t bench_window(clattn_context *ctx, const clattn_device_info *info,
-                           const bench_config *cfg, clattn_dtype dt, progress *prog,
-                           softmax_row *res)
-{
-    const size_t *ns;
-    size_t count = option_lengths(cfg, WINDOW_NS, COUNT_OF(WINDOW_NS), &ns), added = 0;
-    for (size_t i = 0; i < count; i++) {
-        size_t n = ns[i];
-        cl_mem bufs[5];
-        if (point_buffers(ctx, info, cfg, n, cfg->d, dt, prog, bufs) != 0) {
-            prog->step += 1 + (i == 0);
-            continue;
-        }
-        clattn_softmax_desc desc;
-        option_desc(cfg, dt, 1, &desc);
-        desc.window_left = BENCH_WINDOW - 1;
-        desc.window_right = 0;
-        progress_step(prog, "window %s N=%zu", clattn_dtype_name(dt), n);
-        memset(&res[added], 0, sizeof res[added]);
-        added += time_desc(ctx, cfg, &desc, n, n, cfg->d, window_pairs(n, BENCH_WINDOW), "window",
-                           bufs, prog, &res[added]) == 0;
-        if (i == 0) {
-            option_desc(cfg, dt, 1, &desc);
-            progress_step(prog, "window-dense %s N=%zu", clattn_dtype_name(dt), n);
-            memset(&res[added], 0, sizeof res[added]);
-            added += time_desc(ctx, cfg, &desc, n, n, cfg->d, (double)n * (double)n / 2,
-                               "window-dense", bufs, prog, &res[added]) == 0;
-        }
-        release_buffers(bufs, 5);
-    }
-    return added;
-}
-
-/* A uint8 block mask [nbq, nbk] with round(density% of the blocks), at least one, ones at random
- * places (fixed seed); returns the (query, key) pairs its live blocks keep (causal: bottom-right
- * aligned; Nq = Nk = n). */
-static double block_layout(uint8_t *m, size_t n, unsigned bq, unsigned bk, unsigned density,
-                           int causal)
-{
-    size_t nbq = (n + bq - 1) / bq, nbk = (n + bk - 1) / bk, total = nbq * nbk;
-    size_t live = (total * density + 50) / 100 ? (total * density + 50) / 100 : 1, *perm = malloc(total * sizeof *perm);
-    memset(m, 0, total);
-    if (!perm)
-        return 0;
-    for (size_t i = 0; i < total; i++)
-        perm[i] = i;
-    uint64_t x = 0x9e3779b97f4a7c15u + density; /* xorshift: a partial Fisher-Yates shuffle */
-    for (size_t i = 0; i < live && i < total; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        size_t j = i + (size_t)(x % (total - i)), t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-        m[perm[i]] = 1;
-    }
-    free(perm);
-    double pairs = 0;
-    for (size_t b = 0; b < total; b++) {
-        if (!m[b])
-            continue;
-        size_t i0 = b / nbk * bq, j0 = b % nbk * bk;
-        size_t i1 = i0 + bq < n ? i0 + bq : n, j1 = j0 + bk < n ? j0 + bk : n;
-        for (size_t i = i0; i < i1; i++) {
-            size_t hi = causal ? (i + 1 < j1 ? i + 1 : j1) : j1; /* keys j < hi */
-            pairs += hi > j0 ? (double)(hi - j0) : 0;
-        }
-    }
-    return pairs;
-}
-
-/* blocksparse: one row per density at each length (the same inputs, one layout per density). */
-static size_t bench_blocksparse(clattn_context *ctx, const clattn_device_info *info,
-                                const bench_config *cfg, clattn_dtype dt, progress *prog,
-                                softmax_row *res)
-{
-    const size_t *ns;
-    size_t count = option_lengths(cfg, BLOCKSPARSE_NS, 1, &ns), added = 0;
-    const unsigned bq = cfg->block_q, bk = cfg->block_k;
-    for (size_t i = 0; i < count; i++) {
-        size_t n = ns[i], nbq = (n + bq - 1) / bq, nbk = (n + bk - 1) / bk;
-        cl_mem bufs[5];
-        uint8_t *layout = malloc(nbq * nbk);
-        if (!layout || point_buffers(ctx, info, cfg, n, cfg->d, dt, prog, bufs) != 0) {
-            free(layout);
-            prog->step += COUNT_OF(DENSITIES);
-            continue;
-        }
-        for (size_t di = 0; di < COUNT_OF(DENSITIES); di++) {
-            unsigned density = DENSITIES[di];
-            char name[24];
-            snprintf(name, sizeof name, "blocksparse-%u%%", density);
-            progress_step(prog, "%s %s N=%zu", name, clattn_dtype_name(dt), n);
-            clattn_softmax_desc desc;
-            option_desc(cfg, dt, -1, &desc);
-            double pairs = block_layout(layout, n, bq, bk, density, desc.causal);
-            cl_mem bm = host_buffer(ctx, layout, nbq * nbk, name, prog);
-            if (!bm)
-                continue;
-            desc.block_mask = clattn_tensor_make_typed(bm, CLATTN_U8, 1, 1, nbq, nbk);
-            desc.block_q = bq;
-            desc.block_k = bk;
-            memset(&res[added], 0, sizeof res[added]);
-            if (time_desc(ctx, cfg, &desc, n, n, cfg->d, pairs, name, bufs, prog,
-                          &res[added]) == 0) {
-                res[added].bytes += (double)(nbq * nbk); /* the layout is read too */
-                res[added].footprint += (double)(nbq * nbk);
-                added++;
-            }
-            clReleaseMemObject(bm);
-        }
-        release_buffers(bufs, 5);
-        free(layout);
-    }
-    return added;
-}
-
-/* bias: no bias, then one float32 [1,1,N,N] bias shared by every batch and head. */
-static size_t bench_bias(clattn_context *ctx, const clattn_device_info *info,
-                         const bench_config *cfg, clattn_dtype dt, progress *prog,
-                         softmax_row *res)
-{
-    const size_t *ns;
-    size_t count = option_lengths(cfg, BIAS_NS, 1, &ns), added = 0;
-    for (size_t i = 0; i < count; i++) {
-        size_t n = ns[i];
-        double pairs = cfg->causal ? (double)n * (double)n / 2 : (double)n * (double)n;
-        cl_mem bufs[5], bias = NULL;
-        float *host = (size_t)n * n * sizeof(float) <= info->max_alloc_size
-                          ? malloc((size_t)n * n * sizeof *host)
-                          : NULL;
-        if (host) {
-            fill_random(host, (size_t)n * n, 11);
-            bias = host_buffer(ctx, host, (size_t)n * n * sizeof *host, "bias [1,1,N,N]", prog);
-            free(host);
-        } else {
-            note(prog, "bias N=%zu skipped: a [1,1,N,N] bias does not fit", n);
-        }
-        if (!bias || point_buffers(ctx, info, cfg, n, cfg->d, dt, prog, bufs) != 0) {
-            if (bias)
-                clReleaseMemObject(bias);
-            prog->step += 2;
-            continue;
-        }
-        clattn_softmax_desc desc;
-        option_desc(cfg, dt, -1, &desc);
-        progress_step(prog, "bias-none %s N=%zu", clattn_dtype_name(dt), n);
-        memset(&res[added], 0, sizeof res[added]);
-        added += time_desc(ctx, cfg, &desc, n, n, cfg->d, pairs, "bias-none", bufs, prog,
-                           &res[added]) == 0;
-        desc.bias = clattn_tensor_make(bias, 1, 1, n, n);
-        progress_step(prog, "bias-1x1xNxN %s N=%zu", clattn_dtype_name(dt), n);
-        memset(&res[added], 0, sizeof res[added]);
-        if (time_desc(ctx, cfg, &desc, n, n, cfg->d, pairs, "bias-1x1xNxN", bufs, prog,
-                      &res[added]) == 0) {
-            res[added].bytes += (double)n * (double)n * 4; /* the bias is read too */
-            res[added].footprint += (double)n * (double)n * 4;
-            added++;
-        }
-        release_buffers(bufs, 5);
-        clReleaseMemObject(bias);
-    }
-    return added;
-}
-
-/* d512: D = Dv = 128, 256, 512 at each length. */
-static size_t bench_d512(clattn_context *ctx, const clattn_device_info *info,
-                         const bench_config *cfg, clattn_dtype dt, progress *prog,
-                         softmax_row *res)
-{
-    const size_t *ns;
-    size_t count = option_lengths(cfg, D512_NS, 1, &ns), added = 0;
-    for (size_t i = 0; i < count; i++)
-        for (size_t di = 0; di < COUNT_OF(D512_DS); di++) {
-            size_t n = ns[i], d = D512_DS[di];
-            double pairs = cfg->causal ? (double)n * (double)n / 2 : (double)n * (double)n;
-            cl_mem bufs[5];
-            if (point_buffers(ctx, info, cfg, n, d, dt, prog, bufs) != 0) {
-                prog->step++;
-                continue;
-            }
-            clattn_softmax_desc desc;
-            option_desc(cfg, dt, -1, &desc);
-            progress_step(prog, "d512 %s N=%zu D=%zu", clattn_dtype_name(dt), n, d);
-            memset(&res[added], 0, sizeof res[added]);
-            added += time_desc(ctx, cfg, &desc, n, n, d, pairs, "d512", bufs, prog,
-                               &res[added]) == 0;
-            release_buffers(bufs, 5);
-        }
-    return added;
-}
-
-static size_t bench_option_variant(clattn_context *ctx, const clattn_device_info *info,
-                                   const bench_config *cfg, variant_id v, clattn_dtype dt,
-                                   progress *prog, softmax_row *res)
-{
-    switch (v) {
-    case V_WINDOW:
-        return bench_window(ctx, info, cfg, dt, prog, res);
-    case V_BLOCKSPARSE:
-        return bench_blocksparse(ctx, info, cfg, dt, prog, res);
-    case V_BIAS:
-        return bench_bias(ctx, info, cfg, dt, prog, res);
-    case V_D512:
-        return bench_d512(ctx, info, cfg, dt, prog, res);
-    default:
-        return 0;
-    }
 }
 
 typedef struct sgemm_job {
@@ -565,8 +230,8 @@ static int bench_sgemm(clattn_context *ctx, const bench_config *cfg, const progr
 }
 
 /* The first row of `variant` at length len (0: any), head dim d (0: any) and type dt. */
-static const softmax_row *find_row(const softmax_row *res, size_t n, const char *variant,
-                                   size_t len, size_t d, clattn_dtype dt)
+const softmax_row *cli_softmax_find_row(const softmax_row *res, size_t n, const char *variant,
+                                        size_t len, size_t d, clattn_dtype dt)
 {
     for (size_t i = 0; i < n; i++)
         if (strcmp(res[i].b.variant, variant) == 0 && (len == 0 || res[i].b.nk == len) &&
@@ -591,7 +256,7 @@ static int bench_run(const bench_config *cfg, softmax_row **res, size_t *count)
     int want_sgemm = 0, want_peak = 0;
     for (int i = 0; i < cfg->n_variants; i++) {
         nattn += IS_ATTENTION(cfg->order[i]);
-        nopt += option_rows(cfg, (variant_id)cfg->order[i]);
+        nopt += cli_softmax_option_rows(cfg, (variant_id)cfg->order[i]);
         want_sgemm |= cfg->order[i] == V_SGEMM;
         want_peak |= cfg->order[i] == V_PEAK || cfg->order[i] == V_D512; /* d512's %peak */
     }
@@ -611,8 +276,8 @@ static int bench_run(const bench_config *cfg, softmax_row **res, size_t *count)
             n += bench_length(ctx, &info, cfg, cfg->ns[i], cfg->dtypes[t], &prog, r + n);
     for (int i = 0; i < cfg->n_variants; i++)
         for (size_t t = 0; t < cfg->n_dtypes && IS_OPTION_VARIANT(cfg->order[i]); t++)
-            n += bench_option_variant(ctx, &info, cfg, (variant_id)cfg->order[i], cfg->dtypes[t],
-                                      &prog, r + n);
+            n += cli_softmax_bench_option_variant(ctx, &info, cfg, (variant_id)cfg->order[i],
+                                                  cfg->dtypes[t], &prog, r + n);
     if (want_sgemm) {
         progress_step(&prog, "sgemm M=N=K=%d", SGEMM_SIZE);
         n += bench_sgemm(ctx, cfg, &prog, &r[n].b) == 0;
@@ -666,11 +331,12 @@ static void print_table(const softmax_row *res, size_t n, double peak_gflops)
         for (int v = 0; v <= V_NAIVE; v++)
             family |= strcmp(r->variant, VARIANT_NAMES[v]) == 0;
         const softmax_row *nv =
-            attn && family ? find_row(res, n, "naive", r->nk, r->d, res[i].dtype) : NULL;
+            attn && family ? cli_softmax_find_row(res, n, "naive", r->nk, r->d, res[i].dtype)
+                           : NULL;
         if (nv && strcmp(r->variant, "naive") != 0 && r->ms > 0 && !isnan(nv->b.ms))
             snprintf(speed, sizeof speed, "%.2fx", nv->b.ms / r->ms);
         const softmax_row *f32 =
-            attn ? find_row(res, n, r->variant, r->nk, r->d, CLATTN_F32) : NULL;
+            attn ? cli_softmax_find_row(res, n, r->variant, r->nk, r->d, CLATTN_F32) : NULL;
         if (f32 && res[i].dtype != CLATTN_F32 && r->ms > 0 && !isnan(f32->b.ms))
             snprintf(vf, sizeof vf, "%.2fx", f32->b.ms / r->ms);
         if (attn) {
@@ -682,55 +348,6 @@ static void print_table(const softmax_row *res, size_t n, double peak_gflops)
                r->op, r->variant, attn ? clattn_dtype_name(res[i].dtype) : "f32", r->batch,
                r->heads, r->nq, r->nk, r->d, r->causal, ms, r->gflops, build, frac, speed, vf, by,
                fp, r->kernel);
-    }
-}
-
-/* The ratios the option variants are judged by (issue 16), per element type: window time/N
- * normalised to the first N, block-sparse speed-ups over 100%, the bias overhead, d512's
- * fractions of peak. */
-static void print_option_summary(FILE *f, const bench_config *cfg, const softmax_row *res,
-                                 size_t n, double peak_gflops)
-{
-    for (size_t t = 0; t < cfg->n_dtypes; t++) {
-        clattn_dtype dt = cfg->dtypes[t];
-        const char *tn = clattn_dtype_name(dt);
-        const softmax_row *first = NULL, *dense = NULL;
-        for (size_t i = 0; i < n; i++) {
-            const bench_row *r = &res[i].b;
-            if (res[i].dtype != dt || !(r->ms > 0))
-                continue;
-            if (strcmp(r->variant, "window") == 0) {
-                if (!first)
-                    first = &res[i];
-                double ratio = (r->ms / (double)r->nk) / (first->b.ms / (double)first->b.nk);
-                fprintf(f, "window %s: N=%zu %.3f ms, time/N vs N=%zu %.2f (linear: 1.00)\n",
-                        tn, r->nk, r->ms, first->b.nk, ratio);
-            } else if (strcmp(r->variant, "window-dense") == 0) {
-                dense = &res[i];
-            } else if (strncmp(r->variant, "blocksparse-", 12) == 0) {
-                const softmax_row *full =
-                    find_row(res, n, "blocksparse-100%", r->nk, r->d, dt);
-                if (full && full != &res[i] && full->b.ms > 0)
-                    fprintf(f, "blocksparse %s: N=%zu block %ux%u %s speed-up over 100%% %.2fx%s\n",
-                            tn, r->nk, cfg->block_q, cfg->block_k, r->variant + 12,
-                            full->b.ms / r->ms,
-                            strcmp(r->variant, "blocksparse-10%") == 0 ? " (target >= 5x)" : "");
-            } else if (strcmp(r->variant, "bias-1x1xNxN") == 0) {
-                const softmax_row *none = find_row(res, n, "bias-none", r->nk, r->d, dt);
-                if (none && none->b.ms > 0)
-                    fprintf(f, "bias %s: N=%zu [1,1,N,N] bias overhead %.2f (target <= 1.25)\n",
-                            tn, r->nk, r->ms / none->b.ms);
-            } else if (strcmp(r->variant, "d512") == 0) {
-                char frac[32] = "no peak row";
-                if (peak_gflops > 0)
-                    snprintf(frac, sizeof frac, "%.1f%% of peak", 100.0 * r->gflops / peak_gflops);
-                fprintf(f, "d512 %s: N=%zu D=Dv=%zu %.2f GFLOP/s (%s)\n", tn, r->nk, r->d,
-                        r->gflops, frac);
-            }
-        }
-        if (dense && first && dense->b.ms > 0)
-            fprintf(f, "window %s: dense causal at N=%zu %.3f ms, the window %.2fx faster\n", tn,
-                    dense->b.nk, dense->b.ms, dense->b.ms / first->b.ms);
     }
 }
 
@@ -751,7 +368,8 @@ static void print_rows(const bench_config *cfg, const softmax_row *res, size_t n
     if (options) {
         if (!cfg->csv)
             printf("\n");
-        print_option_summary(cfg->csv ? stderr : stdout, cfg, res, n, peak ? peak->b.gflops : 0);
+        cli_softmax_print_option_summary(cfg->csv ? stderr : stdout, cfg, res, n,
+                                         peak ? peak->b.gflops : 0);
     }
 }
 
@@ -870,8 +488,8 @@ int cli_softmax_demo(void)
         printf("\ntiled speed-up over naive:");
         int any = 0;
         for (size_t i = 0; i < cfg.n_count; i++) {
-            const softmax_row *t = find_row(res, n, "tiled", cfg.ns[i], 0, CLATTN_F32);
-            const softmax_row *nv = find_row(res, n, "naive", cfg.ns[i], 0, CLATTN_F32);
+            const softmax_row *t = cli_softmax_find_row(res, n, "tiled", cfg.ns[i], 0, CLATTN_F32);
+            const softmax_row *nv = cli_softmax_find_row(res, n, "naive", cfg.ns[i], 0, CLATTN_F32);
             if (t && nv && t->b.ms > 0) {
                 printf("%s N=%zu %.2fx", any ? "," : "", cfg.ns[i], nv->b.ms / t->b.ms);
                 any = 1;
