@@ -1092,8 +1092,8 @@ __kernel void clattn_softmax_gather_paged(__global const CLATTN_STYPE(K_DT) *k, 
                                           ulong bt_off, ulong bt_sb, uint maxp, uint page,
                                           uint npages, int paged)
 {
-    /* The last ten parameters are the pack kernel's (lib/ops/softmax.c's arg_pack_seq); paged
-     * is always 1 here. */
+    /* The last ten parameters are the pack kernel's (lib/ops/softmax_enqueue.c's arg_pack_seq);
+     * paged is always 1 here. */
     const uint j = get_global_id(0), bh = get_global_id(1);
     const ulong ko = k_off, vo = v_off, bo = bt_off, bsb = bt_sb;
     const ulong4 kst = ks, vst = vs;

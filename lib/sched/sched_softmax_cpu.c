@@ -47,7 +47,7 @@
 /* Keys consumed per online-softmax step (the kernel's SOFTMAX_STEP_BLOCKS x 16) by the larger of
  * D and Dv: 64 up to 64 (16 score vectors; the accumulators then go through registers per step),
  * else 32 (64 measured 4% more CPU time at D 128). The plan pads the packed keys to a multiple
- * of 64 (lib/ops/softmax.c), whole steps of either. */
+ * of 64 (lib/ops/softmax.c, plan_create), whole steps of either. */
 unsigned clattn__softmax_cpu_step_keys(size_t d, size_t dv)
 {
     return (d > dv ? d : dv) <= 64 ? 4 * CLATTN__KEY_BLOCK : 2 * CLATTN__KEY_BLOCK;
