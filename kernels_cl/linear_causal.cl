@@ -5,8 +5,8 @@
  * them back: many passes over memory per row. Here one work-item owns one (batch, key head,
  * block of 16 LINC_EB value columns), keeps the running state S (MP x 16 LINC_EB) and z (MP) in
  * private memory (a CPU core's L1) and walks the sequence in chunks of 16 rows, in order:
- *   - phi(K_c) (causal: transposed, 16 keys per float16, kt[m]; non-causal: by rows, kf[j]) and V_c
- *     read once from the caller's views, phi computed in registers (any dtype, any strides);
+ *   - phi(K_c) by rows (kf[j]; causal: also transposed, 16 keys per float16, kt[m]) and V_c read
+ *     once from the caller's views, phi computed in registers (any dtype, any strides);
  *   - for each query head of the key head (GQA), phi(Q_c) likewise, then for blocks of 4 rows:
  *       w_i   = phi(q_i) . phi(K_c)^T masked to j <= i (one float16 over the chunk's keys),
  *       num_i = phi(q_i)^T S + sum_j w_ij v_j,  den_i = phi(q_i) . z + sum_j w_ij + eps,
@@ -46,8 +46,7 @@
  * (relative error 7.5e-8, 0 below -88): about a dozen vector instructions where PoCL's exp took
  * several dozen; at N 64k D 64 (same-run A/B, quiet machine) the non-causal form ran 8-17%
  * faster with it. Tried and measured slower on PoCL before (back to back, under load): one branch
- * per map, and an in-register 16 x 16 shuffle transpose of phi(K_c) instead of the scalar stores
- * into kt below. */
+ * per map. */
 inline float16 linc_phi16(float16 x, int fmap)
 {
     float16 neg = x < 0.0f ? x : (float16)(0.0f);
@@ -108,8 +107,8 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
     float16 S[LINC_MPMAX][LINC_EB]; /* running state, value columns e0.. */
     float16 zv[LINC_MPMAX / 16];    /* running z, 16 features per vector */
     float16 zc[LINC_MPMAX / 16];    /* this chunk's key feature sums */
-    float kt[LINC_MPMAX * LINC_C];  /* causal: phi(K_c) transposed, kt[m * 16 + j] */
-    float kf[LINC_C][LINC_MPMAX];   /* non-causal: phi(K_c) by rows, kf[j][m] */
+    float kf[LINC_C][LINC_MPMAX];   /* phi(K_c) by rows, kf[j][m] (one vector store per 16) */
+    float kt[LINC_MPMAX * LINC_C];  /* causal: kf transposed, kt[m * 16 + j] */
     float qf[LINC_C][LINC_MPMAX];   /* phi(Q_c) */
     float16 vv[LINC_C][LINC_EB];    /* V_c, value columns e0.. */
     float wt[LINC_RB][LINC_C];      /* a row block's masked in-chunk weights */
@@ -142,14 +141,7 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
                                        fmap),
                             mb * 16, in ? d : 0);
                         zc[mb] += f;
-                        if (causal) { /* the in-chunk weights need 16 keys per vector */
-                            float ft[16];
-                            vstore16(f, 0, ft);
-                            for (uint u = 0; u < 16; u++)
-                                kt[(mb * 16 + u) * LINC_C + t] = ft[u];
-                        } else { /* one vector store where the transpose took 16 scalar ones */
-                            vstore16(f, 0, &kf[t][mb * 16]);
-                        }
+                        vstore16(f, 0, &kf[t][mb * 16]);
                     }
                     const ulong vr = vb + (ulong)(j0 + min(t, nr - 1)) * vs.s2;
                     for (uint u = 0; u < LINC_EB; u++) {
@@ -157,6 +149,40 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
                         vv[t][u] = in ? linc_row16_v(v, vr, vs.s3, c0, dv, vfast && c0 + 16 <= dv)
                                       : (float16)(0.0f);
                     }
+                }
+            }
+            if (keys && causal) {
+                /* kt = kf transposed (the in-chunk weights take 16 keys per vector), 16 x 16
+                 * blocks in registers: four shuffle2 stages swap the off-diagonal blocks of 8, 4,
+                 * 2 and 1 lanes. Scalar stores into kt (16 per vector of features) ran 11-15%
+                 * slower over the whole causal kernel (N 64k D 64, same-run A/B, chrt). */
+                const uint16 lo8 = (uint16)(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+                const uint16 hi8 = (uint16)(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+                const uint16 lo4 = (uint16)(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+                const uint16 hi4 = (uint16)(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+                const uint16 lo2 = (uint16)(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+                const uint16 hi2 = (uint16)(2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+                const uint16 lo1 = (uint16)(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+                const uint16 hi1 = (uint16)(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+                for (uint mb = 0; mb < nmb; mb++) {
+                    float16 r[16];
+                    #pragma unroll
+                    for (uint t = 0; t < 16; t++)
+                        r[t] = vload16(0, &kf[t][mb * 16]);
+#define LINC_STAGE(B, LO, HI)                                                                      \
+    _Pragma("unroll") for (uint i = 0; i < 16; i++) if ((i & (B)) == 0) {                          \
+        float16 a = r[i], c = r[i + (B)];                                                          \
+        r[i] = shuffle2(a, c, LO);                                                                 \
+        r[i + (B)] = shuffle2(a, c, HI);                                                           \
+    }
+                    LINC_STAGE(8, lo8, hi8)
+                    LINC_STAGE(4, lo4, hi4)
+                    LINC_STAGE(2, lo2, hi2)
+                    LINC_STAGE(1, lo1, hi1)
+#undef LINC_STAGE
+                    #pragma unroll
+                    for (uint u = 0; u < 16; u++)
+                        vstore16(r[u], mb * 16 + u, kt);
                 }
             }
             if (queries) {
@@ -275,18 +301,7 @@ __kernel void clattn_linear_causal(__global const CLATTN_STYPE(Q_DT) *q, ulong q
                         #pragma unroll
                         for (int u = 0; u < LINC_EB; u++)
                             sa[t][u] = S[m + t][u];
-                    /* phi(k_j)_m broadcast from kt (causal) or kf (non-causal): the same
-                     * loop twice, so neither carries a branch */
-                    for (uint j = 0; j < (causal ? nr : 0u); j++) {
-                        #pragma unroll
-                        for (int t = 0; t < 4; t++) {
-                            float16 kv = (float16)(kt[(m + t) * LINC_C + j]);
-                            #pragma unroll
-                            for (int u = 0; u < LINC_EB; u++)
-                                sa[t][u] = fma(kv, vv[j][u], sa[t][u]);
-                        }
-                    }
-                    for (uint j = 0; j < (causal ? 0u : nr); j++) {
+                    for (uint j = 0; j < nr; j++) {
                         #pragma unroll
                         for (int t = 0; t < 4; t++) {
                             float16 kv = (float16)(kf[j][m + t]);
