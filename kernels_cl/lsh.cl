@@ -379,7 +379,7 @@ __kernel void clattn_lsh_combine(__global const float *ro, __global const float 
     for (uint r = 0; r < n_hashes; r++) {
         ulong at = first + (ulong)r * n;
         float ref, corr = clattn_online_step(&m, rl[at], &ref);
-        float w = exp2(rl[at] - ref);
+        float w = clattn_exp2_neg(rl[at] - ref); /* <= 0 (ref is the new maximum); NaN: NaN */
         l = l * corr + w;
         CLATTN_SCALE16(acc, LSH_DVEC, corr);
         CLATTN_AXPY16(acc, LSH_DVEC, w, ro + at * LSH_DVP);
