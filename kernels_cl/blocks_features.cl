@@ -18,7 +18,8 @@
 /* Element-wise maps: f[bh][i][t] = phi(x_it) (0 for the padding t >= D), and l = 0.
  * One float16 block of a row per work-item: exp on explicit vectors is vectorised, a scalar exp
  * per work-item is not (PoCL calls it lane by lane). elu(x) + 1 is x + 1 above 0 and exp(x)
- * below, without the cancellation of exp(x) - 1 + 1. Global size (MP/16, N, BH). */
+ * below, without the cancellation of exp(x) - 1 + 1; exp(min(x, 0)) is common.clh's
+ * clattn_exp2_neg16 of x log2(e) (a NaN x takes the x + 1 side). Global size (MP/16, N, BH). */
 __kernel void clattn_features_map(__global const CLATTN_STYPE(X_DT) *x, ulong x_off, ulong4 x_st, uint heads,
                                   uint d, int fmap, __global float *f, int want_l,
                                   __global float *l)
@@ -33,7 +34,9 @@ __kernel void clattn_features_map(__global const CLATTN_STYPE(X_DT) *x, ulong x_
     }
     float16 xv = vload16(0, xs), r;
     if (fmap == FEATURES_ELU)
-        r = select(xv + CLATTN_SPLAT16(1.0f), exp(fmin(xv, CLATTN_SPLAT16(0.0f))),
+        r = select(xv + CLATTN_SPLAT16(1.0f),
+                   clattn_exp2_neg16((xv < CLATTN_SPLAT16(0.0f) ? xv : CLATTN_SPLAT16(0.0f)) *
+                                     CLATTN_SPLAT16(CLATTN_LOG2E)),
                    isless(xv, CLATTN_SPLAT16(0.0f)));
     else if (fmap == FEATURES_RELU)
         r = fmax(xv, CLATTN_SPLAT16(0.0f));

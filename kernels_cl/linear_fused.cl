@@ -80,11 +80,16 @@ LIN_DEF_LOADS(k, K_DT)
 LIN_DEF_LOADS(v, V_DT)
 
 /* phi of a vector of inputs, numbered as clattn_linear_feature_map (blocks_features.cl's
- * FEATURES_*): 0 elu + 1, 1 relu, 2 identity. */
-#define LIN_PHI(x, fmap, T)                                                                    \
-    ((fmap) == 0   ? select((x) + (T)(1.0f), exp(fmin((x), (T)(0.0f))), isless((x), (T)(0.0f))) \
+ * FEATURES_*): 0 elu + 1, 1 relu, 2 identity. elu's exp(min(x, 0)) is EXP2N (common.clh's
+ * clattn_exp2_neg of T's width) of x log2(e), as linear_causal.cl's linc_phi16; a NaN x takes
+ * the x + 1 side. */
+#define LIN_PHI(x, fmap, T, EXP2N)                                                             \
+    ((fmap) == 0   ? select((x) + (T)(1.0f),                                                   \
+                            EXP2N(((x) < (T)(0.0f) ? (x) : (T)(0.0f)) * (T)(CLATTN_LOG2E)),     \
+                            isless((x), (T)(0.0f)))                                            \
      : (fmap) == 1 ? fmax((x), (T)(0.0f))                                                      \
                    : (x))
+#define LIN_EXP2N_MB LIN_CAT(clattn_exp2_neg, LINEAR_MB)
 
 /* LINEAR_MB features m0.. of row (b, h, j) of x: phi(x_t) for t < d, 0 for the padding. fast:
  * the row is contiguous (st.s3 = 1) and m0 + LINEAR_MB <= d. */
@@ -93,14 +98,14 @@ __attribute__((always_inline)) inline lin_fvec clattn_linear_phi_mb(__global con
 {
     if (fast) {
         lin_fvec v = lin_ldmb_k(x, base + m0);
-        return LIN_PHI(v, fmap, lin_fvec);
+        return LIN_PHI(v, fmap, lin_fvec, LIN_EXP2N_MB);
     }
     float t[LINEAR_MB];
     #pragma unroll
     for (int u = 0; u < LINEAR_MB; u++)
         t[u] = m0 + u < d ? CLATTN_LOAD(K_DT, x, base + (m0 + u) * sw) : 0.0f;
     lin_fvec v = LIN_VLOAD_MB(0, t);
-    v = LIN_PHI(v, fmap, lin_fvec);
+    v = LIN_PHI(v, fmap, lin_fvec, LIN_EXP2N_MB);
     LIN_VSTORE_MB(v, 0, t);
     #pragma unroll
     for (int u = 0; u < LINEAR_MB; u++)
@@ -228,14 +233,14 @@ __attribute__((always_inline)) inline void clattn_linear_phi16(float *dst, __glo
     float16 q;
     if (sw == 1 && m0 + 16 <= d) {
         q = lin_ld16_q(x, base + m0);
-        vstore16(LIN_PHI(q, fmap, float16), 0, dst);
+        vstore16(LIN_PHI(q, fmap, float16, clattn_exp2_neg16), 0, dst);
         return;
     }
     #pragma unroll
     for (uint u = 0; u < 16; u++)
         dst[u] = m0 + u < d ? CLATTN_LOAD(Q_DT, x, base + (m0 + u) * sw) : 0.0f;
     q = vload16(0, dst);
-    vstore16(LIN_PHI(q, fmap, float16), 0, dst);
+    vstore16(LIN_PHI(q, fmap, float16, clattn_exp2_neg16), 0, dst);
     #pragma unroll
     for (uint u = 0; u < 16; u++)
         if (m0 + u >= d)
@@ -428,7 +433,7 @@ clattn_linear_out_tiled(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong
                 uint r = e / LOT_KC, kk = e - r * LOT_KC, i = i0 + r, m = m0 + kk;
                 float x = CLATTN_LOAD(Q_DT, qq,
                                       clattn_at(qo, qst, b, h, min(i, nqn - 1u), min(m, dn - 1u)));
-                x = LIN_PHI(x, fm, float);
+                x = LIN_PHI(x, fm, float, clattn_exp2_neg);
                 Qs[kk * LOT_QS + r] = i < nqn && m < dn ? x : 0.0f;
             }
         }

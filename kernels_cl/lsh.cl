@@ -333,7 +333,9 @@ __kernel void clattn_lsh_attend(LSH_Q *q, ulong q_off, ulong4 q_st, uint heads,
                     l[r] *= corr;
                     CLATTN_SCALE16(acc[r], LSH_DVEC, corr);
                 }
-                float16 p = exp2(x - CLATTN_SPLAT16(m[r]));
+                /* x - m <= 0 (-inf masked); a NaN score (NaN in q or k) stays a NaN weight */
+                float16 a = x - CLATTN_SPLAT16(m[r]);
+                float16 p = select(clattn_exp2_neg16(a), a, a != a);
                 l[r] += clattn_hsum16(p);
                 vstore16(p, 0, pt[r]);
             }
@@ -377,7 +379,7 @@ __kernel void clattn_lsh_combine(__global const float *ro, __global const float 
     for (uint r = 0; r < n_hashes; r++) {
         ulong at = first + (ulong)r * n;
         float ref, corr = clattn_online_step(&m, rl[at], &ref);
-        float w = exp2(rl[at] - ref);
+        float w = clattn_exp2_neg(rl[at] - ref); /* <= 0 (ref is the new maximum); NaN: NaN */
         l = l * corr + w;
         CLATTN_SCALE16(acc, LSH_DVEC, corr);
         CLATTN_AXPY16(acc, LSH_DVEC, w, ro + at * LSH_DVP);

@@ -220,8 +220,11 @@ __kernel void clattn_mgk_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_o
             float16 tot = CLATTN_SPLAT16(0.0f);
             _Pragma("unroll") for (uint t = 0; t < MGK_STEP_BLOCKS; t++) {
                 float16 e = CLATTN_SPLAT16(0.0f);
-                _Pragma("unroll") for (uint r = 0; r < MGK_R; r++)
-                    e += exp2(s[r][t][i] - CLATTN_SPLAT16(ref));
+                _Pragma("unroll") for (uint r = 0; r < MGK_R; r++) {
+                    /* <= 0 (-inf masked); a NaN logit stays a NaN weight */
+                    float16 a = s[r][t][i] - CLATTN_SPLAT16(ref);
+                    e += select(clattn_exp2_neg16(a), a, a != a);
+                }
                 tot += e;
                 vstore16(e, t, p[i]);
             }
@@ -352,7 +355,7 @@ inline void mgk_phi_add(float *f, float *t, float w)
     float sum = 0.0f;
     for (uint d = 0; d < MGK_HEAD_DIM; d++) {
         float y = t[d];
-        t[d] = y > 0.0f ? y + 1.0f : exp(y);
+        t[d] = y > 0.0f ? y + 1.0f : clattn_exp2_neg(y * CLATTN_LOG2E); /* NaN: NaN */
         sum += t[d];
     }
     float s = sum > 0.0f ? w / sum : 0.0f;
