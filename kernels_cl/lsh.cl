@@ -335,7 +335,7 @@ __kernel void clattn_lsh_attend(LSH_Q *q, ulong q_off, ulong4 q_st, uint heads,
                 }
                 /* x - m <= 0 (-inf masked); a NaN score (NaN in q or k) stays a NaN weight */
                 float16 a = x - CLATTN_SPLAT16(m[r]);
-                float16 p = select(clattn_exp2_neg16(a), a, a != a);
+                float16 p = clattn_exp2_neg16(a);
                 l[r] += clattn_hsum16(p);
                 vstore16(p, 0, pt[r]);
             }

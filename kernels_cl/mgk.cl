@@ -223,7 +223,7 @@ __kernel void clattn_mgk_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_o
                 _Pragma("unroll") for (uint r = 0; r < MGK_R; r++) {
                     /* <= 0 (-inf masked); a NaN logit stays a NaN weight */
                     float16 a = s[r][t][i] - CLATTN_SPLAT16(ref);
-                    e += select(clattn_exp2_neg16(a), a, a != a);
+                    e += clattn_exp2_neg16(a);
                 }
                 tot += e;
                 vstore16(e, t, p[i]);

@@ -210,7 +210,7 @@ __kernel void clattn_routing_attend(ROUTING_Q *q, ulong q_off, ulong4 q_st,
         /* the block's first key is visible, so ref is the new (finite) maximum */
         float ref, corr = clattn_online_step(&m, clattn_hmax16(s), &ref);
         float16 a16 = s - CLATTN_SPLAT16(ref); /* <= 0; a NaN score stays a NaN weight */
-        float16 p16 = select(clattn_exp2_neg16(a16), a16, a16 != a16);
+        float16 p16 = clattn_exp2_neg16(a16);
         l = l * corr + clattn_hsum16(p16);
         CLATTN_SCALE16(acc, nv, corr);
         float p[ROUTING_LANES];

@@ -348,6 +348,45 @@ static void test_repeatable(void **state)
     free(b);
 }
 
+/* NaN in, NaN out, in both tiled families: a NaN in row 5 of q (head 0) makes that row's output
+ * NaN; a NaN in key 10 of k (head 1) makes the rows of head 1 that see it (causal: rows >= 10)
+ * NaN; every other row stays finite. (The CPU
+ * family's exp2 once mapped a NaN weight to 0 and returned a finite, wrong row.) */
+static void test_nan_propagates(void **state)
+{
+    (void)state;
+    const size_t H = 2, N = 90, D = 40;
+    size_t s[4] = {1, H, N, D};
+    size_t n = H * N * D;
+    uint64_t seed = 11;
+    float *q = tu_random(n, 1.0f, &seed), *k = tu_random(n, 1.0f, &seed);
+    float *v = tu_random(n, 1.0f, &seed), *out = tu_poisoned(n);
+    q[(0 * N + 5) * D + 3] = NAN;
+    k[(1 * N + 10) * D + 0] = NAN;
+    for (size_t al = 0; al < 2; al++) {
+        clattn_softmax_desc d;
+        clattn_softmax_desc_init(&d);
+        d.algorithm = tiled_algos[al];
+        d.causal = 1;
+        assert_int_equal(clattn_softmax_host(ctx, &d, s, s, s, q, k, v, NULL, out, NULL),
+                         CLATTN_SUCCESS);
+        for (size_t h = 0; h < H; h++)
+            for (size_t i = 0; i < N; i++) {
+                int want_nan = (h == 0 && i == 5) || (h == 1 && i >= 10);
+                for (size_t e = 0; e < D; e++) {
+                    float x = out[(h * N + i) * D + e];
+                    if (want_nan != (int)isnan(x))
+                        fail_msg("algo %d head %zu row %zu col %zu: %g, want %s", (int)d.algorithm,
+                                 h, i, e, (double)x, want_nan ? "NaN" : "a number");
+                }
+            }
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(out);
+}
+
 /* The kernels wait for the caller's events: nothing completes before a user event does. */
 static void test_wait_list(void **state)
 {
@@ -592,6 +631,7 @@ int main(void)
         cmocka_unit_test(test_repeatable),  cmocka_unit_test(test_wait_list),
         cmocka_unit_test(test_threads),     cmocka_unit_test(test_build_failure_reported),
         cmocka_unit_test(test_host_out_of_order_queue), cmocka_unit_test(test_cpu_blocks),
+        cmocka_unit_test(test_nan_propagates),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
