@@ -129,6 +129,7 @@ static clattn_status enumerate(found_device **out, size_t *count)
     cl_uint np = 0;
     *out = NULL;
     *count = 0;
+    clattn__pocl_env_defaults();
     cl_int err = clGetPlatformIDs(MAX_PLATFORMS, plats, &np);
     if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || np == 0)
         return clattn__fail(NULL, CLATTN_NO_DEVICE, "no OpenCL platform found (is an ICD such "

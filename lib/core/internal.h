@@ -84,6 +84,9 @@ const char *clattn__cl_error_name(cl_int err);
     } while (0)
 
 /* ---- device description ---- */
+/* Sets PoCL's environment defaults (worker pinning) once, before the first platform query. */
+void clattn__pocl_env_defaults(void);
+
 clattn_status clattn__query_device(cl_platform_id platform, cl_device_id device,
                                    clattn_device_info *info);
 
