@@ -124,6 +124,7 @@ inline void softmax_load_q(float *dst, __global const CLATTN_STYPE(Q_DT) *x, ulo
  * K/V (paged != 0): k and v are the pools, key j of sequence b in slot j % page of page
  * bt[bt_off + b * bt_sb + j / page]; a key whose page id is invalid (outside the row's maxp
  * entries or [0, npages)) is packed as zeros, never read (the main kernel masks it).
+ * With v_direct the V rows are not packed: the main kernel reads them in place (see there).
  * Global size: (Npad, B * Hk). Every argument is read before any branch. */
 __kernel void clattn_softmax_pack_kv(__global const CLATTN_STYPE(K_DT) *k, ulong k_off, ulong4 ks,
                                    __global const CLATTN_STYPE(V_DT) *v, ulong v_off, ulong4 vs,
@@ -132,9 +133,10 @@ __kernel void clattn_softmax_pack_kv(__global const CLATTN_STYPE(K_DT) *k, ulong
                                    __global CLATTN_STYPE(VP_DT) *vp,
                                    __global const int *key_lengths, ulong kl_off, int has_kl,
                                    __global const int *bt, ulong bt_off, ulong bt_sb, uint maxp,
-                                   uint page, uint npages, int paged)
+                                   uint page, uint npages, int paged, int v_direct)
 {
     const ulong ko = k_off, vo = v_off, klo = kl_off, bo = bt_off, bsb = bt_sb;
+    const int vdir = v_direct;
     const ulong4 kst = ks, vst = vs;
     const uint hkc = hk_count, n = nk, np = npad, mp = maxp, ps = max(page, 1u), npg = npages;
     const int hkl = has_kl, pg = paged;
@@ -159,6 +161,8 @@ __kernel void clattn_softmax_pack_kv(__global const CLATTN_STYPE(K_DT) *k, ulong
         float x = in ? CLATTN_LOAD(K_DT, k, clattn_at(ko, kst, rb, h, rj, d)) : 0.0f;
         CLATTN_STORE(KP_DT, x, kp, kbase + (ulong)d * SOFTMAX_KEY_BLOCK);
     }
+    if (vdir)
+        return; /* the main kernel reads V's rows where they are */
     for (uint d = 0; d < DVPAD; d++) {
         float x = in && d < SOFTMAX_HEAD_DIM_V
                       ? CLATTN_LOAD(V_DT, v, clattn_at(vo, vst, rb, h, rj, d))
@@ -335,13 +339,16 @@ inline float16 softmax_cpu_opts16(const softmax_opt *o, uint fl, float16 s, long
  * and groups with no row of the sequence do no work. */
 __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong q_off, ulong4 qs,
                                    __global const CLATTN_STYPE(KP_DT) *kp,
-                                   __global const CLATTN_STYPE(VP_DT) *vp, uint npad,
+                                   __global const CLATTN_STYPE(VP_DT) *vp, ulong vp_off,
+                                   ulong4 vps, uint npad,
                                    __global CLATTN_STYPE(O_DT) *out, ulong o_off, ulong4 os,
                                    __global float *lse, ulong l_off, ulong4 ls, int has_lse,
                                    __global const int *key_lengths, ulong kl_off, int has_kl,
                                    uint hq_count, uint hk_count, uint nq, uint nk,
                                    float scale_log2, int causal CPU_SPLIT_ARGS CPU_OPT_ARGS)
 {
+    const ulong vpo = vp_off; /* read before the first branch (rusticl, see DESIGN.md) */
+    const ulong4 vpst = vps;
 #if SOFTMAX_SPLIT
     /* The split's arguments read before the first branch (rusticl, see DESIGN.md). */
     uint ns = nsplit;
@@ -396,7 +403,12 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
 #endif
     ulong kvh = (ulong)b * hk_count + hk;
     __global const CLATTN_STYPE(KP_DT) *kpan = kp + kvh * (ulong)npad * SOFTMAX_HEAD_DIM;
-    __global const CLATTN_STYPE(VP_DT) *vrows = vp + kvh * (ulong)npad * DVPAD;
+    /* V's rows of head (b, hk): the packed rows, or V's own (vps.s2 apart) where the host found
+     * them laid out as packed ones would be (element type VP_DT, unit stride over Dv, Dv a multiple
+     * of 16, not paged); the P.V loops read no key at or past the group's end, so no padding row
+     * is needed. */
+    __global const CLATTN_STYPE(VP_DT) *vrows = vp + vpo + b * vpst.s0 + hk * vpst.s1;
+    const ulong vrs = vpst.s2;
     /* The last row computed: tail and padding rows duplicate it (never stored as computed). */
     uint qmax = sqlen > 0 ? (uint)sqlen - 1 : 0;
 
@@ -660,18 +672,22 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                         vstore16(e, t, p[r]);
                     }
                 }
-                __global const CLATTN_STYPE(VP_DT) *vb = vrows + (ulong)k0 * DVPAD;
+                __global const CLATTN_STYPE(VP_DT) *vb = vrows + (ulong)k0 * vrs;
+                /* the step's keys up to the group's end (V rows past it: not packed, not read) */
+                const uint jn = (uint)min(SOFTMAX_STEP_KEYS, gend - k0);
 #if SOFTMAX_PV_INREG
 #if SOFTMAX_STEP_BLOCKS == 1
                 _Pragma("unroll") for (uint j = 0; j < SOFTMAX_KEY_BLOCK; j++) { /* fully unrolled */
+                    if (j >= jn)
+                        break;
 #else
-                for (uint j = 0; j < SOFTMAX_STEP_KEYS; j++) { /* measured faster as a loop */
+                for (uint j = 0; j < jn; j++) { /* measured faster as a loop */
 #endif
 #if VP_DT == 0
-                    CLATTN_AXPY16_ROWS(acc, SOFTMAX_ROWS, DVVEC, p, j, vb + j * DVPAD);
+                    CLATTN_AXPY16_ROWS(acc, SOFTMAX_ROWS, DVVEC, p, j, vb + j * vrs);
 #else /* half V rows: CLATTN_AXPY16_ROWS with the load converted */
                     _Pragma("unroll") for (uint c = 0; c < DVVEC; c++) {
-                        float16 x = CLATTN_VLOAD(VP_DT, 16, c, vb + j * DVPAD);
+                        float16 x = CLATTN_VLOAD(VP_DT, 16, c, vb + j * vrs);
                         _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
                             acc[r][c] = fma(CLATTN_SPLAT16(p[r][j]), x, acc[r][c]);
                     }
@@ -690,10 +706,10 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                             a[r][c] = c0 + c < DVVEC ? accs[r0 + r][c0 + c] * CLATTN_SPLAT16(corrs[r])
                                                      : CLATTN_SPLAT16(0.0f);
                     /* by 2: half the loop's own instructions per key (steps are 16-key panels) */
-                    _Pragma("unroll 2") for (uint j = 0; j < SOFTMAX_STEP_KEYS; j++) {
+                    _Pragma("unroll 2") for (uint j = 0; j < jn; j++) {
                         _Pragma("unroll") for (uint c = 0; c < SOFTMAX_PV_VECS; c++) {
                             if (c0 + c < DVVEC) {
-                                float16 x = CLATTN_VLOAD(VP_DT, 16, c0 + c, vb + j * DVPAD);
+                                float16 x = CLATTN_VLOAD(VP_DT, 16, c0 + c, vb + j * vrs);
                                 _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
                                     a[r][c] = fma(CLATTN_SPLAT16(p[r][j]), x, a[r][c]);
                             }

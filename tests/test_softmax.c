@@ -41,6 +41,9 @@ typedef struct tcase {
     int with_lse;
 } tcase;
 
+/* 1 (test_v_in_place): V rows at or past each batch's key length are NaN (never to be read). */
+static int nan_tail;
+
 /* > 0 (test_cpu_blocks): q = |q| and key j's K row + ramp * j / Nk, so scores (and each row's
  * running maximum) grow along the keys, block after block. */
 static float ramp;
@@ -72,6 +75,12 @@ static void run_case(const tcase *c)
     for (size_t b = 0; b < c->B; b++)
         kl[b] = (int32_t)(b == 0 ? 0 : b == 1 ? c->Nk : (seed >> 11) % (c->Nk + 1));
     const int32_t *klp = c->key_lengths ? kl : NULL;
+    if (nan_tail && klp)
+        for (size_t b = 0; b < c->B; b++)
+            for (size_t h = 0; h < c->Hk; h++)
+                for (size_t j = (size_t)kl[b]; j < c->Nk; j++)
+                    for (size_t d = 0; d < c->D; d++)
+                        v[((b * c->Hk + h) * c->Nk + j) * c->D + d] = NAN;
 
     double scale = c->scale != 0.0f ? c->scale : 1.0 / sqrt((double)c->D);
     ref_softmax(q, k, v, ref, ref_lse, c->B, c->Hq, c->Hk, c->Nq, c->Nk, c->D, scale, c->causal,
@@ -265,6 +274,33 @@ static void test_cpu_blocks(void **state)
     /* an odd D above 64: the score's two FMA chains (even and odd d) plus the last d */
     tcase o = {1, 1, 1, 70, 90, 99, 1, 0, 1, 0, cpu, 0, 1};
     run_case(&o);
+}
+
+/* TILED_CPU reads V's rows in place where they look packed (f32, unit stride over D, D a multiple
+ * of 16; lib/ops/softmax_enqueue.c v_in_place), else packs them (CLATTN_SOFTMAX_V_DIRECT=0 forces
+ * the pack): both, with key lengths whose V rows past each length are NaN (no row at or past a
+ * group's last key may be read: 0 x NaN would poison the row), lengths that are no multiple of a
+ * step, causal, GQA, D 64 and 128 (P.V in registers and in passes), and [B, N, H, D] rows (a row
+ * stride of H x D). */
+static void test_v_in_place(void **state)
+{
+    (void)state;
+    const clattn_softmax_algo cpu = CLATTN_SOFTMAX_TILED_CPU;
+    for (int packed = 0; packed < 2; packed++) {
+        if (packed)
+            setenv("CLATTN_SOFTMAX_V_DIRECT", "0", 1);
+        for (int causal = 0; causal < 2; causal++) {
+            tcase a = {4, 2, 1, 37, 83, 64, causal, 1, 1, 0, cpu, 0, 1};
+            tcase b = {3, 2, 2, 29, 101, 128, causal, 1, 1, 0, cpu, 1, 1};
+            tcase c = {1, 3, 3, 65, 70, 32, causal, 0, 1, 0, cpu, 1, 1};
+            nan_tail = 1;
+            run_case(&a);
+            run_case(&b);
+            nan_tail = 0;
+            run_case(&c);
+        }
+        unsetenv("CLATTN_SOFTMAX_V_DIRECT");
+    }
 }
 
 /* Callers' [B, N, H, D] layouts through strides, no copies. */
@@ -626,7 +662,8 @@ int main(void)
         cmocka_unit_test(test_head_dims),   cmocka_unit_test(test_lengths),
         cmocka_unit_test(test_cross),       cmocka_unit_test(test_gqa_mqa),
         cmocka_unit_test(test_key_lengths), cmocka_unit_test(test_large_logits),
-        cmocka_unit_test(test_strided_layout), cmocka_unit_test(test_without_lse),
+        cmocka_unit_test(test_strided_layout), cmocka_unit_test(test_v_in_place),
+        cmocka_unit_test(test_without_lse),
         cmocka_unit_test(test_naive),       cmocka_unit_test(test_auto),
         cmocka_unit_test(test_repeatable),  cmocka_unit_test(test_wait_list),
         cmocka_unit_test(test_threads),     cmocka_unit_test(test_build_failure_reported),

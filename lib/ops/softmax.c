@@ -563,6 +563,7 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
          * work-item only (see panel_dtypes); -DKP_DT / -DVP_DT name them. */
         clattn_dtype kpdt, vpdt;
         panel_dtypes(plan, L, &kpdt, &vpdt);
+        plan->vpdt = vpdt;
         /* Four key panels: the kernel's steps take up to 64 keys (up to D 64, else 32:
          * sched_softmax.c cpu_step_keys) and never test the panel count. */
         plan->npad = clattn__div_up(plan->kshape[2], 4 * CLATTN__KEY_BLOCK) * 4 * CLATTN__KEY_BLOCK;

@@ -7,6 +7,8 @@
 #include "softmax_plan.h"
 
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 static clattn_status validate_io(softmax_plan *plan, const clattn_tensor *q,
                                   const clattn_tensor *k, const clattn_tensor *v,
@@ -205,6 +207,23 @@ cleanup:
     return status;
 }
 
+/* Whether TILED_CPU reads V's rows in place instead of packing them: where they already are as
+ * the packed rows would be (the panels' element type, unit stride over Dv, Dv a multiple of 16 so
+ * that whole float16 vectors cover a row, not paged); the main kernel reads no row past a group's
+ * last key, so the packed copy's zero rows are not needed. Saves the V half of the pack, a copy at
+ * memory bandwidth that matters where the attention itself is O(N): one query over 64k keys, D 128,
+ * B 1 H 8 took 65-67 ms against 82-87 ms packed (session 9, same run); self-attention at N 1024
+ * moved within the noise. The plan still allocates the packed rows (a later call's V may need
+ * them). CLATTN_SOFTMAX_V_DIRECT=0 packs V always (for measuring and testing; not a public knob). */
+static bool v_in_place(const softmax_plan *plan, const clattn_tensor *v)
+{
+    const char *force = getenv("CLATTN_SOFTMAX_V_DIRECT");
+    if (force && strcmp(force, "0") == 0)
+        return false;
+    return plan->bt.buffer == NULL && v->dtype == plan->vpdt && plan->dv % 16 == 0 &&
+           v->strides[3] == 1;
+}
+
 static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
                                    const clattn_tensor *k, const clattn_tensor *v,
                                    const clattn_tensor *out, const clattn_tensor *lse,
@@ -221,6 +240,7 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
     if (L->algo == CLATTN_SOFTMAX_TILED_CPU) {
         cl_uint hk = (cl_uint)plan->kshape[1], nk = (cl_uint)plan->kshape[2];
         cl_uint npad = (cl_uint)plan->npad;
+        cl_int vdir = v_in_place(plan, v);
         clattn__args a = {plan->pack, 0, CL_SUCCESS};
         clattn__arg_view(&a, k);
         clattn__arg_view(&a, v);
@@ -230,11 +250,19 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
         CLATTN_ARG(&a, plan->kp);
         CLATTN_ARG(&a, plan->vp);
         arg_pack_seq(&a, plan, q);
+        CLATTN_ARG(&a, vdir);
         CLATTN_CL(a.err);
         size_t gp[2] = {plan->npad, plan->batch * plan->kshape[1]};
         CLATTN_FORWARD(clattn__seq_kernel(s, plan->pack, 2, gp, false, NULL));
         CLATTN_ARG(&f, plan->kp);
-        CLATTN_ARG(&f, plan->vp);
+        if (vdir) {
+            clattn__arg_view(&f, v);
+        } else { /* the packed rows, [B * Hk][npad][Dv rounded up to 16] */
+            size_t dpad = clattn__div_up(plan->dv, 16) * 16;
+            clattn_tensor packed = {plan->vp, 0, {0}, {hk * plan->npad * dpad, plan->npad * dpad,
+                                                     dpad, 1}, plan->vpdt};
+            clattn__arg_view(&f, &packed);
+        }
         CLATTN_ARG(&f, npad);
         arg_tail(&f, plan, q, out, lse);
         CLATTN_CL(f.err);
