@@ -479,6 +479,55 @@ def print_table(rows, peak):
           "(failed the float64 check), which gets no ratio")
 
 
+def target_lines(rows, peak):
+    """Issue 11's targets counted over this run's rows, one line each (a variant that failed the
+    float64 check counts as a miss): softmax at least as fast as torch and OpenVINO and at >= 0.6
+    of `peak`, never slower than clattn's naive path; linear at >= 0.3 (non-causal) / 0.2 (causal)
+    of `peak` and >= 1.5x the chunked torch form."""
+    def label(r):
+        return f"{'causal' if r['causal'] else 'full'} N {r['n']} D {r['d']}"
+
+    def ok(r, name):
+        v = r["variants"].get(name)
+        return v is not None and v[0] > 0 and not v[2].startswith("WRONG")
+
+    lines = []
+
+    def count(what, rows_, value, bound, fmt):
+        if not rows_:
+            return
+        misses = [f"{label(r)} {fmt.format(value(r))}" for r in rows_
+                  if not ok(r, "clattn") or value(r) < bound]
+        line = f"{what}: {len(rows_) - len(misses)} of {len(rows_)}"
+        lines.append(line + (f" (short: {'; '.join(misses)})" if misses else ""))
+
+    def ratio(name):
+        return lambda r: r["variants"][name][0] / r["variants"]["clattn"][0] if ok(r, "clattn") else 0.0
+
+    def frac(r):
+        return r["variants"]["clattn"][1] / peak if ok(r, "clattn") and peak > 0 else 0.0
+
+    for op in ("softmax", "linear"):
+        mine = [r for r in rows if r["op"] == op and "clattn" in r["variants"]]
+        if op == "softmax":
+            for peer in ("torch", "openvino"):
+                count(f"softmax clattn >= {peer} (ratio >= 1.0)",
+                      [r for r in mine if ok(r, peer)], ratio(peer), 1.0, "{:.3f}")
+            count("softmax clattn >= 0.6 of peak", mine if peak > 0 else [], frac, 0.6,
+                  "{:.1%}")
+            count("softmax clattn >= its naive path",
+                  [r for r in mine if ok(r, "clattn-naive")], ratio("clattn-naive"), 1.0,
+                  "{:.2f}x")
+        else:
+            for causal, bound in ((0, 0.3), (1, 0.2)):
+                count(f"linear {'causal' if causal else 'non-causal'} >= {bound} of peak",
+                      [r for r in mine if r["causal"] == causal] if peak > 0 else [], frac,
+                      bound, "{:.1%}")
+            count("linear clattn >= 1.5x chunked torch", [r for r in mine if ok(r, "torch")],
+                  ratio("torch"), 1.5, "{:.2f}x")
+    return lines
+
+
 def write_csv(path, rows, peak, meta):
     with open(path, "w") as f:
         for k, v in meta:
@@ -571,6 +620,12 @@ def main():
         print(f"{k}: {v}")
     print()
     print_table(rows, peak)
+    targets = target_lines(rows, peak)
+    if targets:
+        print()
+        print("issue 11's targets in this run:")
+        for line in targets:
+            print("  " + line)
     if a.csv:
         write_csv(a.csv, rows, peak, meta)
         print(f"wrote {a.csv}")
