@@ -303,6 +303,64 @@ static void test_v_in_place(void **state)
     }
 }
 
+/* The packed V rows' scratch is allocated by the first enqueue that packs V: a plan whose calls
+ * read V in place never holds it; a later call that packs (here forced) allocates it once and
+ * gets the same bits. */
+static void test_v_scratch_on_demand(void **state)
+{
+    (void)state;
+    const size_t B = 1, H = 2, N = 70, D = 64, n = B * H * N * D;
+    uint64_t seed = 77;
+    float *q = tu_random(n, 1.0f, &seed), *k = tu_random(n, 1.0f, &seed);
+    float *v = tu_random(n, 1.0f, &seed), *ref = malloc(n * 4), *ref_lse = malloc(B * H * N * 4);
+    float *o1 = tu_poisoned(n), *o2 = tu_poisoned(n);
+    assert_true(ref && ref_lse);
+    ref_softmax(q, k, v, ref, ref_lse, B, H, H, N, N, D, 1.0 / sqrt((double)D), 1, NULL);
+    cl_mem bq = tu_buffer(ctx, n * 4, q), bk = tu_buffer(ctx, n * 4, k), bv = tu_buffer(ctx, n * 4, v);
+    cl_mem bo[2] = {tu_buffer(ctx, n * 4, o1), tu_buffer(ctx, n * 4, o2)};
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
+    desc.causal = 1;
+    desc.algorithm = CLATTN_SOFTMAX_TILED_CPU;
+    size_t sh[4] = {B, H, N, D};
+    clattn_plan *plan = NULL;
+    if (clattn_softmax_plan_create(ctx, &desc, sh, sh, sh, &plan) != CLATTN_SUCCESS)
+        fail_msg("plan: %s", clattn_context_last_error(ctx));
+    clattn_tensor tq = tu_view(bq, B, H, N, D, 0), tk = tu_view(bk, B, H, N, D, 0);
+    clattn_tensor tv = tu_view(bv, B, H, N, D, 0);
+    clattn_plan_info i0, after[3];
+    clattn_plan_get_info(plan, &i0);
+    float *outs[2] = {o1, o2};
+    /* calls: in place, packed (forced), packed again (nothing more allocated) */
+    for (int call = 0; call < 3; call++) {
+        if (call == 1)
+            setenv("CLATTN_SOFTMAX_V_DIRECT", "0", 1);
+        clattn_tensor to = tu_view(bo[call > 0], B, H, N, D, 0);
+        assert_int_equal(clattn_softmax_plan_enqueue(plan, &tq, &tk, &tv, &to, NULL, 0, NULL, NULL),
+                         CLATTN_SUCCESS);
+        if (call < 2)
+            tu_read(ctx, bo[call], n * 4, outs[call]);
+        clattn_plan_get_info(plan, &after[call]);
+    }
+    unsetenv("CLATTN_SOFTMAX_V_DIRECT");
+    assert_int_equal(after[0].scratch_bytes, i0.scratch_bytes);
+    assert_true(after[1].scratch_bytes >= i0.scratch_bytes + B * H * N * D * 4);
+    assert_int_equal(after[2].scratch_bytes, after[1].scratch_bytes);
+    tu_check_close(o1, ref, n, TU_TOL_FP32, "V in place");
+    assert_memory_equal(o1, o2, n * 4);
+    clattn_plan_destroy(plan);
+    cl_mem all[] = {bq, bk, bv, bo[0], bo[1]};
+    for (size_t i = 0; i < 5; i++)
+        clReleaseMemObject(all[i]);
+    free(q);
+    free(k);
+    free(v);
+    free(ref);
+    free(ref_lse);
+    free(o1);
+    free(o2);
+}
+
 /* Callers' [B, N, H, D] layouts through strides, no copies. */
 static void test_strided_layout(void **state)
 {
@@ -663,7 +721,7 @@ int main(void)
         cmocka_unit_test(test_cross),       cmocka_unit_test(test_gqa_mqa),
         cmocka_unit_test(test_key_lengths), cmocka_unit_test(test_large_logits),
         cmocka_unit_test(test_strided_layout), cmocka_unit_test(test_v_in_place),
-        cmocka_unit_test(test_without_lse),
+        cmocka_unit_test(test_v_scratch_on_demand), cmocka_unit_test(test_without_lse),
         cmocka_unit_test(test_naive),       cmocka_unit_test(test_auto),
         cmocka_unit_test(test_repeatable),  cmocka_unit_test(test_wait_list),
         cmocka_unit_test(test_threads),     cmocka_unit_test(test_build_failure_reported),

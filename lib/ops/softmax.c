@@ -619,7 +619,9 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
                          clattn__mul_ok(bhk * plan->npad, dpad * clattn_dtype_size(vpdt), &vbytes),
                      CLATTN_SIZE_OVERFLOW, "softmax plan: packed K/V size overflows");
         CLATTN_FORWARD(clattn__plan_scratch(base, kbytes, "packed K panels", &plan->kp));
-        CLATTN_FORWARD(clattn__plan_scratch(base, vbytes, "packed V rows", &plan->vp));
+        /* The packed V rows only when an enqueue needs them (softmax_enqueue.c, v_in_place):
+         * most calls read V in place. */
+        plan->vp_bytes = vbytes;
         break;
     }
     case CLATTN_SOFTMAX_TILED_GPU: {

@@ -213,8 +213,9 @@ cleanup:
  * last key, so the packed copy's zero rows are not needed. Saves the V half of the pack, a copy at
  * memory bandwidth that matters where the attention itself is O(N): one query over 64k keys, D 128,
  * B 1 H 8 took 65-67 ms against 82-87 ms packed (session 9, same run); self-attention at N 1024
- * moved within the noise. The plan still allocates the packed rows (a later call's V may need
- * them). CLATTN_SOFTMAX_V_DIRECT=0 packs V always (for measuring and testing; not a public knob). */
+ * moved within the noise. The packed rows' scratch is allocated by the first call that packs V
+ * (a plan whose calls all read V in place never holds it). CLATTN_SOFTMAX_V_DIRECT=0 packs V
+ * always (for measuring and testing; not a public knob). */
 static bool v_in_place(const softmax_plan *plan, const clattn_tensor *v)
 {
     const char *force = getenv("CLATTN_SOFTMAX_V_DIRECT");
@@ -241,6 +242,10 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
         cl_uint hk = (cl_uint)plan->kshape[1], nk = (cl_uint)plan->kshape[2];
         cl_uint npad = (cl_uint)plan->npad;
         cl_int vdir = v_in_place(plan, v);
+        if (!vdir && !plan->vp) /* the first call that packs V: its rows' scratch, kept */
+            CLATTN_FORWARD(clattn__plan_scratch(&plan->base, plan->vp_bytes, "packed V rows",
+                                                &plan->vp));
+        cl_mem vpk = vdir ? plan->kp : plan->vp; /* unused by the pack when V is read in place */
         clattn__args a = {plan->pack, 0, CL_SUCCESS};
         clattn__arg_view(&a, k);
         clattn__arg_view(&a, v);
@@ -248,7 +253,7 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
         CLATTN_ARG(&a, nk);
         CLATTN_ARG(&a, npad);
         CLATTN_ARG(&a, plan->kp);
-        CLATTN_ARG(&a, plan->vp);
+        CLATTN_ARG(&a, vpk);
         arg_pack_seq(&a, plan, q);
         CLATTN_ARG(&a, vdir);
         CLATTN_CL(a.err);
