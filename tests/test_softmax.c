@@ -304,8 +304,8 @@ static void test_v_in_place(void **state)
 }
 
 /* The packed V rows' scratch is allocated by the first enqueue that packs V: a plan whose calls
- * read V in place never holds it; a later call that packs (here forced) allocates it once and
- * gets the same bits. */
+ * read V in place never holds it; a later call whose V must be packed (here every other float of
+ * a buffer: d-stride 2) allocates it once and gets the same bits. */
 static void test_v_scratch_on_demand(void **state)
 {
     (void)state;
@@ -316,7 +316,12 @@ static void test_v_scratch_on_demand(void **state)
     float *o1 = tu_poisoned(n), *o2 = tu_poisoned(n);
     assert_true(ref && ref_lse);
     ref_softmax(q, k, v, ref, ref_lse, B, H, H, N, N, D, 1.0 / sqrt((double)D), 1, NULL);
+    float *v2 = tu_poisoned(2 * n); /* v's elements at the even places, NaN between */
+    assert_non_null(v2);
+    for (size_t i = 0; i < n; i++)
+        v2[2 * i] = v[i];
     cl_mem bq = tu_buffer(ctx, n * 4, q), bk = tu_buffer(ctx, n * 4, k), bv = tu_buffer(ctx, n * 4, v);
+    cl_mem bv2 = tu_buffer(ctx, 2 * n * 4, v2);
     cl_mem bo[2] = {tu_buffer(ctx, n * 4, o1), tu_buffer(ctx, n * 4, o2)};
     clattn_softmax_desc desc;
     clattn_softmax_desc_init(&desc);
@@ -327,34 +332,35 @@ static void test_v_scratch_on_demand(void **state)
     if (clattn_softmax_plan_create(ctx, &desc, sh, sh, sh, &plan) != CLATTN_SUCCESS)
         fail_msg("plan: %s", clattn_context_last_error(ctx));
     clattn_tensor tq = tu_view(bq, B, H, N, D, 0), tk = tu_view(bk, B, H, N, D, 0);
-    clattn_tensor tv = tu_view(bv, B, H, N, D, 0);
+    clattn_tensor tv[2] = {tu_view(bv, B, H, N, D, 0), tu_view(bv2, B, H, N, D, 0)};
+    for (int i = 0; i < 4; i++)
+        tv[1].strides[i] *= 2;
     clattn_plan_info i0, after[3];
     clattn_plan_get_info(plan, &i0);
     float *outs[2] = {o1, o2};
-    /* calls: in place, packed (forced), packed again (nothing more allocated) */
+    /* calls: in place, packed (strided V), packed again (nothing more allocated) */
     for (int call = 0; call < 3; call++) {
-        if (call == 1)
-            setenv("CLATTN_SOFTMAX_V_DIRECT", "0", 1);
         clattn_tensor to = tu_view(bo[call > 0], B, H, N, D, 0);
-        assert_int_equal(clattn_softmax_plan_enqueue(plan, &tq, &tk, &tv, &to, NULL, 0, NULL, NULL),
+        const clattn_tensor *tvc = &tv[call > 0];
+        assert_int_equal(clattn_softmax_plan_enqueue(plan, &tq, &tk, tvc, &to, NULL, 0, NULL, NULL),
                          CLATTN_SUCCESS);
         if (call < 2)
             tu_read(ctx, bo[call], n * 4, outs[call]);
         clattn_plan_get_info(plan, &after[call]);
     }
-    unsetenv("CLATTN_SOFTMAX_V_DIRECT");
     assert_int_equal(after[0].scratch_bytes, i0.scratch_bytes);
     assert_true(after[1].scratch_bytes >= i0.scratch_bytes + B * H * N * D * 4);
     assert_int_equal(after[2].scratch_bytes, after[1].scratch_bytes);
     tu_check_close(o1, ref, n, TU_TOL_FP32, "V in place");
     assert_memory_equal(o1, o2, n * 4);
     clattn_plan_destroy(plan);
-    cl_mem all[] = {bq, bk, bv, bo[0], bo[1]};
-    for (size_t i = 0; i < 5; i++)
+    cl_mem all[] = {bq, bk, bv, bv2, bo[0], bo[1]};
+    for (size_t i = 0; i < 6; i++)
         clReleaseMemObject(all[i]);
     free(q);
     free(k);
     free(v);
+    free(v2);
     free(ref);
     free(ref_lse);
     free(o1);

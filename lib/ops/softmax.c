@@ -622,6 +622,8 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         /* The packed V rows only when an enqueue needs them (softmax_enqueue.c, v_in_place):
          * most calls read V in place. */
         plan->vp_bytes = vbytes;
+        const char *vdirect = getenv("CLATTN_SOFTMAX_V_DIRECT");
+        plan->pack_v_always = vdirect && strcmp(vdirect, "0") == 0;
         break;
     }
     case CLATTN_SOFTMAX_TILED_GPU: {

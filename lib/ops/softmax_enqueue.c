@@ -7,8 +7,6 @@
 #include "softmax_plan.h"
 
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
 static clattn_status validate_io(softmax_plan *plan, const clattn_tensor *q,
                                   const clattn_tensor *k, const clattn_tensor *v,
@@ -214,15 +212,12 @@ cleanup:
  * memory bandwidth that matters where the attention itself is O(N): one query over 64k keys, D 128,
  * B 1 H 8 took 65-67 ms against 82-87 ms packed (session 9, same run); self-attention at N 1024
  * moved within the noise. The packed rows' scratch is allocated by the first call that packs V
- * (a plan whose calls all read V in place never holds it). CLATTN_SOFTMAX_V_DIRECT=0 packs V
- * always (for measuring and testing; not a public knob). */
+ * (a plan whose calls all read V in place never holds it). CLATTN_SOFTMAX_V_DIRECT=0 when the plan
+ * is made packs its V always (for measuring and testing; not a public knob). */
 static bool v_in_place(const softmax_plan *plan, const clattn_tensor *v)
 {
-    const char *force = getenv("CLATTN_SOFTMAX_V_DIRECT");
-    if (force && strcmp(force, "0") == 0)
-        return false;
-    return plan->bt.buffer == NULL && v->dtype == plan->vpdt && plan->dv % 16 == 0 &&
-           v->strides[3] == 1;
+    return !plan->pack_v_always && plan->bt.buffer == NULL && v->dtype == plan->vpdt &&
+           plan->dv % 16 == 0 && v->strides[3] == 1;
 }
 
 static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,

@@ -22,6 +22,7 @@ typedef struct softmax_plan {
     cl_mem kp, vp;       /* packed K panels and V rows (TILED_CPU) */
     clattn_dtype vpdt;   /* the packed V rows' element type (TILED_CPU) */
     size_t vp_bytes;     /* their size: vp is allocated by the first enqueue that packs V */
+    bool pack_v_always;  /* CLATTN_SOFTMAX_V_DIRECT=0 when the plan was made (v_in_place) */
     cl_mem scores;       /* Nq x Nk scores of one head (NAIVE) */
     /* Element types q, k, v, out (the desc's). NAIVE with half tensors: cast kernels and dense
      * float32 scratch for each half one (CLBlast takes float32); NULL for f32 tensors. */
