@@ -116,6 +116,74 @@ inline void softmax_load_q(float *dst, __global const CLATTN_STYPE(Q_DT) *x, ulo
 #define SOFTMAX_PV_INREG (SOFTMAX_PV_PASSES == 1 && SOFTMAX_STEP_BLOCKS <= 2)
 #endif
 
+/* The scores of one step of a group (rows r0 + r of qv, the keys of the K panels at PAN) into
+ * S[t][r]: SOFTMAX_SCORE_CHAINS independent sums over d (chain c takes d = c mod chains; an odd
+ * last d joins chain 0 through SOFTMAX_CPU_QK_ODD), added at the end. */
+#if SOFTMAX_HEAD_DIM % SOFTMAX_SCORE_CHAINS
+#define SOFTMAX_CPU_QK_ODD(PAN, SC, T, R)                                                          \
+    SC = fma(CLATTN_SPLAT16(qv[r0 + (R)][SOFTMAX_HEAD_DIM - 1]),                                   \
+             CLATTN_VLOAD(KP_DT, 16, SOFTMAX_HEAD_DIM - 1 + (T) * SOFTMAX_HEAD_DIM, (PAN)), SC)
+#else
+#define SOFTMAX_CPU_QK_ODD(PAN, SC, T, R)
+#endif
+#define SOFTMAX_CPU_QK(PAN, S)                                                                     \
+    do {                                                                                           \
+        float16 sc[SOFTMAX_SCORE_CHAINS][SOFTMAX_STEP_BLOCKS][SOFTMAX_ROWS];                       \
+        _Pragma("unroll") for (uint c = 0; c < SOFTMAX_SCORE_CHAINS; c++)                          \
+            _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)                       \
+                _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)                          \
+                    sc[c][t][r] = CLATTN_SPLAT16(0.0f);                                            \
+        _Pragma("unroll") for (uint d = 0; d + SOFTMAX_SCORE_CHAINS <= SOFTMAX_HEAD_DIM;           \
+                               d += SOFTMAX_SCORE_CHAINS) {                                        \
+            _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {                     \
+                _Pragma("unroll") for (uint c = 0; c < SOFTMAX_SCORE_CHAINS; c++) {                \
+                    float16 kv = CLATTN_VLOAD(KP_DT, 16, d + c + t * SOFTMAX_HEAD_DIM, (PAN));     \
+                    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)                      \
+                        sc[c][t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][d + c]), kv, sc[c][t][r]);     \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)                           \
+            _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {                            \
+                SOFTMAX_CPU_QK_ODD(PAN, sc[0][t][r], t, r);                                        \
+                (S)[t][r] = sc[0][t][r];                                                           \
+                _Pragma("unroll") for (uint c = 1; c < SOFTMAX_SCORE_CHAINS; c++)                  \
+                    (S)[t][r] += sc[c][t][r];                                                      \
+            }                                                                                      \
+    } while (0)
+
+/* The scores of one step from K's rows (SOFTMAX_K_DIRECT): keys K0 + t * 16 + j, read as the
+ * group's last key (gend - 1) past it. */
+#define SOFTMAX_CPU_QK_DIRECT(K0, S)                                                               \
+    do {                                                                                           \
+        _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)                           \
+            _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {                            \
+                float16 tj[16];                                                                    \
+                _Pragma("unroll") for (uint j = 0; j < 16; j++) {                                  \
+                    __global const CLATTN_STYPE(K_DT) *kr =                                        \
+                        krows + (ulong)min((K0) + (int)(t * 16 + j), gend - 1) * krs;              \
+                    float16 a = vload16(0, qv[r0 + r]) * CLATTN_VLOAD(K_DT, 16, 0, kr);            \
+                    _Pragma("unroll") for (uint c = 1; c < DVEC; c++)                              \
+                        a = fma(vload16(c, qv[r0 + r]), CLATTN_VLOAD(K_DT, 16, c, kr), a);         \
+                    tj[j] = a;                                                                     \
+                }                                                                                  \
+                (S)[t][r] = softmax_cpu_lanesum16(tj);                                             \
+            }                                                                                      \
+    } while (0)
+
+/* A step's scores, from the panels or (SOFTMAX_K_DIRECT with kdir_) from K's rows. */
+#if SOFTMAX_K_DIRECT
+#define SOFTMAX_CPU_SCORES(K0, S)                                                                  \
+    do {                                                                                           \
+        if (kdir_)                                                                                 \
+            SOFTMAX_CPU_QK_DIRECT(K0, S);                                                          \
+        else                                                                                       \
+            SOFTMAX_CPU_QK(kpan + (ulong)(K0) * SOFTMAX_HEAD_DIM, S);                              \
+    } while (0)
+#else
+#define SOFTMAX_CPU_SCORES(K0, S) SOFTMAX_CPU_QK(kpan + (ulong)(K0) * SOFTMAX_HEAD_DIM, S)
+#endif
+
 /* Packs K of head (b, hk) into panels kp[bh][Npad/16][SOFTMAX_HEAD_DIM][16] and V into rows
  * vp[bh][Npad][DVPAD], zero-filling keys in [kl, ...) and columns in [SOFTMAX_HEAD_DIM_V, DVPAD).
  * kl is the sequence's key length (Nk without key_lengths): keys past it are written as zeros
@@ -283,6 +351,55 @@ inline float16 softmax_cpu_opts16(const softmax_opt *o, uint fl, float16 s, long
 #define CPU_SPLIT_ARGS
 #endif
 
+/* K read in place (-DSOFTMAX_K_DIRECT=1: plans whose keys are each read by one query block, such
+ * as decoding, where packing K would copy at memory bandwidth as many bytes as the attention
+ * itself reads; lib/ops/softmax_enqueue.c, k_in_place). With kdir != 0 a step's scores come from
+ * K's own rows (kd: element type K_DT, unit stride over D, a multiple of 16) instead of the
+ * panels: per row and key a float16 of partial dot products over d, then 16 keys' partials summed
+ * into the lanes of one score vector (softmax_cpu_lanesum16); keys past the group's end are
+ * read as its last key (then masked), so no row outside K is touched. kdir == 0: the panels, as
+ * without the define (a K whose layout does not allow it). */
+#ifndef SOFTMAX_K_DIRECT
+#define SOFTMAX_K_DIRECT 0
+#endif
+#if SOFTMAX_K_DIRECT
+#if SOFTMAX_HEAD_DIM % 16
+#error "SOFTMAX_K_DIRECT needs SOFTMAX_HEAD_DIM a multiple of 16"
+#endif
+#define CPU_KDIR_ARGS , __global const CLATTN_STYPE(K_DT) *kd, ulong kd_off, ulong4 kds, int kdir
+#else
+#define CPU_KDIR_ARGS
+#endif
+
+/* Lane j of the result: the sum of T[j]'s 16 lanes. Halving across pairs of vectors (45 shuffles
+ * and adds for 16 vectors, against 16 horizontal sums of 8 operations each): level 1 puts two
+ * vectors' halves side by side and adds, leaving 8 partials of each of 2 keys per vector; each
+ * further level halves the partials per key and doubles the keys per vector. */
+inline float16 softmax_cpu_lanesum16(const float16 *t)
+{
+#ifndef CLATTN_NO_SWIZZLE
+    float16 u[8], w[4], x[2];
+    _Pragma("unroll") for (uint i = 0; i < 8; i++)
+        u[i] = (float16)(t[2 * i].lo, t[2 * i + 1].lo) + (float16)(t[2 * i].hi, t[2 * i + 1].hi);
+    _Pragma("unroll") for (uint i = 0; i < 4; i++) {
+        float16 a = u[2 * i], b = u[2 * i + 1];
+        w[i] = (float16)(a.s0123, a.s89ab, b.s0123, b.s89ab) +
+               (float16)(a.s4567, a.scdef, b.s4567, b.scdef);
+    }
+    _Pragma("unroll") for (uint i = 0; i < 2; i++) {
+        float16 a = w[2 * i], b = w[2 * i + 1];
+        x[i] = (float16)(a.s01, a.s45, a.s89, a.scd, b.s01, b.s45, b.s89, b.scd) +
+               (float16)(a.s23, a.s67, a.sab, a.sef, b.s23, b.s67, b.sab, b.sef);
+    }
+    return (float16)(x[0].even, x[1].even) + (float16)(x[0].odd, x[1].odd);
+#else
+    float a[16];
+    for (uint j = 0; j < 16; j++)
+        a[j] = clattn_hsum16(t[j]);
+    return vload16(0, a);
+#endif
+}
+
 /* GQA folding (issue 17 section 1, -DSOFTMAX_GQA_FOLD=G, G = Hq / Hk, only where G x Nq rows fit
  * one query block and no option varies by head within a group: no ALiBi, no sinks, option
  * tensors broadcast over heads): global dimension 1 is B * Hk (x nsplit) and one work-item's rows
@@ -345,10 +462,16 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                                    __global float *lse, ulong l_off, ulong4 ls, int has_lse,
                                    __global const int *key_lengths, ulong kl_off, int has_kl,
                                    uint hq_count, uint hk_count, uint nq, uint nk,
-                                   float scale_log2, int causal CPU_SPLIT_ARGS CPU_OPT_ARGS)
+                                   float scale_log2, int causal CPU_SPLIT_ARGS CPU_OPT_ARGS
+                                   CPU_KDIR_ARGS)
 {
     const ulong vpo = vp_off; /* read before the first branch (rusticl, see DESIGN.md) */
     const ulong4 vpst = vps;
+#if SOFTMAX_K_DIRECT
+    const int kdir_ = kdir;
+    const ulong kdo = kd_off;
+    const ulong4 kdst = kds;
+#endif
 #if SOFTMAX_SPLIT
     /* The split's arguments read before the first branch (rusticl, see DESIGN.md). */
     uint ns = nsplit;
@@ -409,6 +532,11 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
      * is needed. */
     __global const CLATTN_STYPE(VP_DT) *vrows = vp + vpo + b * vpst.s0 + hk * vpst.s1;
     const ulong vrs = vpst.s2;
+#if SOFTMAX_K_DIRECT
+    /* K's own rows of head (b, hk), kdst.s2 apart (read where kdir_ != 0) */
+    __global const CLATTN_STYPE(K_DT) *krows = kd + kdo + b * kdst.s0 + hk * kdst.s1;
+    const ulong krs = kdst.s2;
+#endif
     /* The last row computed: tail and padding rows duplicate it (never stored as computed). */
     uint qmax = sqlen > 0 ? (uint)sqlen - 1 : 0;
 
@@ -554,38 +682,8 @@ __kernel void clattn_softmax_fwd_cpu(__global const CLATTN_STYPE(Q_DT) *q, ulong
                 if (!softmax_opt_live(&o, gr0, gr1, k0, min(k0 + SOFTMAX_STEP_KEYS, gend) - 1))
                     continue;
 #endif
-                __global const CLATTN_STYPE(KP_DT) *pan = kpan + (ulong)k0 * SOFTMAX_HEAD_DIM;
-                /* SOFTMAX_SCORE_CHAINS independent sums over d (chain c takes d = c mod chains; an
-                 * odd last d joins chain 0), added at the end */
-                float16 sc[SOFTMAX_SCORE_CHAINS][SOFTMAX_STEP_BLOCKS][SOFTMAX_ROWS];
-                _Pragma("unroll") for (uint c = 0; c < SOFTMAX_SCORE_CHAINS; c++)
-                    _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
-                        _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
-                            sc[c][t][r] = CLATTN_SPLAT16(0.0f);
-                _Pragma("unroll") for (uint d = 0; d + SOFTMAX_SCORE_CHAINS <= SOFTMAX_HEAD_DIM;
-                                       d += SOFTMAX_SCORE_CHAINS) {
-                    _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++) {
-                        _Pragma("unroll") for (uint c = 0; c < SOFTMAX_SCORE_CHAINS; c++) {
-                            float16 kv = CLATTN_VLOAD(KP_DT, 16, d + c + t * SOFTMAX_HEAD_DIM, pan);
-                            _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++)
-                                sc[c][t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][d + c]), kv, sc[c][t][r]);
-                        }
-                    }
-                }
                 float16 s[SOFTMAX_STEP_BLOCKS][SOFTMAX_ROWS];
-                _Pragma("unroll") for (uint t = 0; t < SOFTMAX_STEP_BLOCKS; t++)
-                    _Pragma("unroll") for (uint r = 0; r < SOFTMAX_ROWS; r++) {
-#if SOFTMAX_HEAD_DIM % SOFTMAX_SCORE_CHAINS
-                        sc[0][t][r] = fma(CLATTN_SPLAT16(qv[r0 + r][SOFTMAX_HEAD_DIM - 1]),
-                                          CLATTN_VLOAD(KP_DT, 16,
-                                                       SOFTMAX_HEAD_DIM - 1 + t * SOFTMAX_HEAD_DIM,
-                                                       pan),
-                                          sc[0][t][r]);
-#endif
-                        s[t][r] = sc[0][t][r];
-                        _Pragma("unroll") for (uint c = 1; c < SOFTMAX_SCORE_CHAINS; c++)
-                            s[t][r] += sc[c][t][r];
-                    }
+                SOFTMAX_CPU_SCORES(k0, s);
 #if SOFTMAX_OPTS
                 bool edge = k0 < gmaxlo[g] || k0 + SOFTMAX_STEP_KEYS > gmin[g];
 #else

@@ -41,8 +41,13 @@ typedef struct tcase {
     int with_lse;
 } tcase;
 
-/* 1 (test_v_in_place): V rows at or past each batch's key length are NaN (never to be read). */
+/* 1 (test_v_in_place, test_k_in_place): K and V rows at or past each batch's key length are NaN
+ * (never to be read; or, for K read in place, read only into lanes of keys that are masked). */
 static int nan_tail;
+
+/* 0 or 1 (test_k_in_place): the plan must (not) read K in place ("k_direct=1" in its launch);
+ * -1: not checked. */
+static int want_k_direct = -1;
 
 /* > 0 (test_cpu_blocks): q = |q| and key j's K row + ramp * j / Nk, so scores (and each row's
  * running maximum) grow along the keys, block after block. */
@@ -80,7 +85,8 @@ static void run_case(const tcase *c)
             for (size_t h = 0; h < c->Hk; h++)
                 for (size_t j = (size_t)kl[b]; j < c->Nk; j++)
                     for (size_t d = 0; d < c->D; d++)
-                        v[((b * c->Hk + h) * c->Nk + j) * c->D + d] = NAN;
+                        v[((b * c->Hk + h) * c->Nk + j) * c->D + d] =
+                            k[((b * c->Hk + h) * c->Nk + j) * c->D + d] = NAN;
 
     double scale = c->scale != 0.0f ? c->scale : 1.0 / sqrt((double)c->D);
     ref_softmax(q, k, v, ref, ref_lse, c->B, c->Hq, c->Hk, c->Nq, c->Nk, c->D, scale, c->causal,
@@ -129,6 +135,8 @@ static void run_case(const tcase *c)
              "%s B%zu Hq%zu Hk%zu Nq%zu Nk%zu D%zu causal%d kl%d bnhd%d scale %g",
              info.variant, c->B, c->Hq, c->Hk, c->Nq, c->Nk, c->D, c->causal, c->key_lengths,
              c->bnhd, (double)c->scale);
+    if (want_k_direct >= 0)
+        assert_int_equal(strstr(info.launch, "k_direct=1") != NULL, want_k_direct);
     tu_check_close(got, ref, nq, TU_TOL_FP32, what);
     if (c->with_lse) {
         /* rows that see no key must say so exactly: -inf in the reference is matched exactly */
@@ -301,6 +309,110 @@ static void test_v_in_place(void **state)
         }
         unsetenv("CLATTN_SOFTMAX_V_DIRECT");
     }
+}
+
+/* TILED_CPU reads K's rows in place in plans where each KV head's keys meet one query block
+ * (decoding: G x Nq folded rows, or Nq, within a work-item's block; D a multiple of 16; the launch
+ * says k_direct=1), and packs them otherwise or with CLATTN_SOFTMAX_K_DIRECT=0 when the plan is
+ * made. Both, with K and V rows past each key length NaN (16 keys' partial sums are added into
+ * the lanes of one score vector: a masked key's NaN in any other lane would fail the row), key
+ * counts that are no multiple of 16 or of a step, causal (bottom-right) with several queries,
+ * GQA folded, split-KV (B 4, Hk 2 over 1000 keys), D 16, 64 and 128, [B, N, H, D] rows; and a
+ * prefill-sized plan, which keeps the panels. */
+static void test_k_in_place(void **state)
+{
+    (void)state;
+    const clattn_softmax_algo cpu = CLATTN_SOFTMAX_TILED_CPU;
+    for (int packed = 0; packed < 2; packed++) {
+        if (packed)
+            setenv("CLATTN_SOFTMAX_K_DIRECT", "0", 1);
+        want_k_direct = !packed;
+        for (int causal = 0; causal < 2; causal++) {
+            tcase a = {4, 8, 2, 1, 1000, 128, causal, 1, 1, 0, cpu, 0, 1};
+            tcase b = {3, 2, 2, 4, 77, 64, causal, 1, 1, 0, cpu, 0, 1};
+            tcase c = {3, 4, 1, 3, 300, 16, causal, 1, 1, 0, cpu, 1, 1};
+            nan_tail = 1;
+            run_case(&a);
+            run_case(&b);
+            run_case(&c);
+            nan_tail = 0;
+        }
+        unsetenv("CLATTN_SOFTMAX_K_DIRECT");
+    }
+    want_k_direct = 0;
+    tcase d = {1, 2, 2, 70, 90, 64, 1, 0, 1, 0, cpu, 0, 1};
+    run_case(&d);
+    want_k_direct = -1;
+}
+
+/* A plan that reads K in place holds no K panels; a call whose K must be packed after all (every
+ * other float of a buffer: d-stride 2) allocates them once, and both give the reference. */
+static void test_k_scratch_on_demand(void **state)
+{
+    (void)state;
+    const size_t B = 1, H = 2, NQ = 1, N = 70, D = 64, n = B * H * N * D, nqe = B * H * NQ * D;
+    uint64_t seed = 78;
+    float *q = tu_random(nqe, 1.0f, &seed), *k = tu_random(n, 1.0f, &seed);
+    float *v = tu_random(n, 1.0f, &seed), *ref = malloc(nqe * 4), *ref_lse = malloc(B * H * 4);
+    float *o1 = tu_poisoned(nqe), *o2 = tu_poisoned(nqe), *k2 = tu_poisoned(2 * n);
+    assert_true(ref && ref_lse && k2);
+    ref_softmax(q, k, v, ref, ref_lse, B, H, H, NQ, N, D, 1.0 / sqrt((double)D), 0, NULL);
+    for (size_t i = 0; i < n; i++)
+        k2[2 * i] = k[i];
+    cl_mem bq = tu_buffer(ctx, nqe * 4, q), bk = tu_buffer(ctx, n * 4, k);
+    cl_mem bk2 = tu_buffer(ctx, 2 * n * 4, k2), bv = tu_buffer(ctx, n * 4, v);
+    cl_mem bo[2] = {tu_buffer(ctx, nqe * 4, o1), tu_buffer(ctx, nqe * 4, o2)};
+    clattn_softmax_desc desc;
+    clattn_softmax_desc_init(&desc);
+    desc.algorithm = CLATTN_SOFTMAX_TILED_CPU;
+    size_t qsh[4] = {B, H, NQ, D}, sh[4] = {B, H, N, D};
+    clattn_plan *plan = NULL, *packed = NULL;
+    if (clattn_softmax_plan_create(ctx, &desc, qsh, sh, sh, &plan) != CLATTN_SUCCESS)
+        fail_msg("plan: %s", clattn_context_last_error(ctx));
+    setenv("CLATTN_SOFTMAX_K_DIRECT", "0", 1);
+    clattn_status st = clattn_softmax_plan_create(ctx, &desc, qsh, sh, sh, &packed);
+    unsetenv("CLATTN_SOFTMAX_K_DIRECT");
+    if (st != CLATTN_SUCCESS)
+        fail_msg("plan: %s", clattn_context_last_error(ctx));
+    clattn_plan_info i0, ip, after[3];
+    clattn_plan_get_info(plan, &i0);
+    clattn_plan_get_info(packed, &ip);
+    assert_non_null(strstr(i0.launch, "k_direct=1"));
+    assert_null(strstr(ip.launch, "k_direct=1"));
+    assert_true(ip.scratch_bytes >= i0.scratch_bytes + B * H * N * D * 4);
+    clattn_tensor tq = tu_view(bq, B, H, NQ, D, 0), tv = tu_view(bv, B, H, N, D, 0);
+    clattn_tensor tk[2] = {tu_view(bk, B, H, N, D, 0), tu_view(bk2, B, H, N, D, 0)};
+    for (int i = 0; i < 4; i++)
+        tk[1].strides[i] *= 2;
+    float *outs[2] = {o1, o2};
+    /* calls: in place, packed (strided K), packed again (nothing more allocated) */
+    for (int call = 0; call < 3; call++) {
+        clattn_tensor to = tu_view(bo[call > 0], B, H, NQ, D, 0);
+        assert_int_equal(
+            clattn_softmax_plan_enqueue(plan, &tq, &tk[call > 0], &tv, &to, NULL, 0, NULL, NULL),
+            CLATTN_SUCCESS);
+        if (call < 2)
+            tu_read(ctx, bo[call], nqe * 4, outs[call]);
+        clattn_plan_get_info(plan, &after[call]);
+    }
+    assert_int_equal(after[0].scratch_bytes, i0.scratch_bytes);
+    assert_true(after[1].scratch_bytes >= i0.scratch_bytes + B * H * N * D * 4);
+    assert_int_equal(after[2].scratch_bytes, after[1].scratch_bytes);
+    tu_check_close(o1, ref, nqe, TU_TOL_FP32, "K in place");
+    tu_check_close(o2, ref, nqe, TU_TOL_FP32, "K packed by a K-direct plan");
+    clattn_plan_destroy(plan);
+    clattn_plan_destroy(packed);
+    cl_mem all[] = {bq, bk, bk2, bv, bo[0], bo[1]};
+    for (size_t i = 0; i < 6; i++)
+        clReleaseMemObject(all[i]);
+    free(q);
+    free(k);
+    free(k2);
+    free(v);
+    free(ref);
+    free(ref_lse);
+    free(o1);
+    free(o2);
 }
 
 /* The packed V rows' scratch is allocated by the first enqueue that packs V: a plan whose calls
@@ -727,7 +839,8 @@ int main(void)
         cmocka_unit_test(test_cross),       cmocka_unit_test(test_gqa_mqa),
         cmocka_unit_test(test_key_lengths), cmocka_unit_test(test_large_logits),
         cmocka_unit_test(test_strided_layout), cmocka_unit_test(test_v_in_place),
-        cmocka_unit_test(test_v_scratch_on_demand), cmocka_unit_test(test_without_lse),
+        cmocka_unit_test(test_v_scratch_on_demand), cmocka_unit_test(test_k_in_place),
+        cmocka_unit_test(test_k_scratch_on_demand), cmocka_unit_test(test_without_lse),
         cmocka_unit_test(test_naive),       cmocka_unit_test(test_auto),
         cmocka_unit_test(test_repeatable),  cmocka_unit_test(test_wait_list),
         cmocka_unit_test(test_threads),     cmocka_unit_test(test_build_failure_reported),

@@ -363,24 +363,29 @@ static void test_serving_paged(void **state)
     check_serving(&s, 3, "paged");
 }
 
-/* "oclgrind": two small split cases (D 8: a 512-key block, three ranges, the last partial;
- * five ranges, four empty) outside cmocka, for tests/CMakeLists.txt's oclgrind runs (races,
- * out-of-bounds and uninitialised reads of the partials). */
+/* "oclgrind": three small split cases (D 8: a 512-key block, three ranges, the last partial;
+ * five ranges, four empty; D 16 over 300 keys with key lengths, three ranges: K read in place,
+ * so no read past a key length or K's last row may occur) outside cmocka, for
+ * tests/CMakeLists.txt's oclgrind runs (races, out-of-bounds and uninitialised reads of the
+ * partials). */
 static int run_split_oclgrind(int paged)
 {
     ctx = tu_context();
     if (!ctx)
         return 1;
-    ocase cs[2];
+    ocase cs[3];
     ocase c = base_case();
     c.d = 8, c.nq = 3, c.nk = 1100, c.B = 2, c.key_lengths = 1, c.sinks = 1, c.wl = 600;
     cs[0] = c;
     c = base_case();
     c.d = 8, c.nq = 1, c.nk = 300;
     cs[1] = c;
-    const unsigned splits[2] = {3, 5};
+    c = base_case();
+    c.d = 16, c.nq = 2, c.nk = 300, c.B = 2, c.key_lengths = 1;
+    cs[2] = c;
+    const unsigned splits[3] = {3, 5, 3};
     int bad = 0;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         char v[16];
         snprintf(v, sizeof v, "%u", splits[i]);
         setenv("CLATTN_SOFTMAX_CPU_SPLITS", v, 1);

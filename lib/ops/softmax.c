@@ -585,8 +585,22 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
             snprintf(base->launch + strlen(base->launch),
                      sizeof base->launch - strlen(base->launch), " splits=%u", plan->splits);
         }
-        char defs[sizeof L->defines + 32 + sizeof optdefs];
+        /* K read in place where each KV head's keys meet one query block: G x Nq (folded) or Nq
+         * rows fit a work-item's block, so packing K would copy as many bytes as the kernel
+         * then reads (decoding); not paged (the pools' rows are scattered), D a multiple of 16.
+         * CLATTN_SOFTMAX_K_DIRECT=0 when the plan is made: packed (for measuring and testing;
+         * not a public knob). */
+        const char *kdirect = getenv("CLATTN_SOFTMAX_K_DIRECT");
+        size_t per_item = L->local_size ? L->tile_q / L->local_size : 0;
+        plan->k_direct = !(kdirect && strcmp(kdirect, "0") == 0) && plan->bt.buffer == NULL &&
+                         d % 16 == 0 && q_shape[2] * plan->fold <= per_item;
+        char defs[sizeof L->defines + 64 + sizeof optdefs];
         snprintf(defs, sizeof defs, "%s", L->defines);
+        if (plan->k_direct) {
+            snprintf(defs + strlen(defs), sizeof defs - strlen(defs), " -DSOFTMAX_K_DIRECT=1");
+            snprintf(base->launch + strlen(base->launch),
+                     sizeof base->launch - strlen(base->launch), " k_direct=1");
+        }
         if (kpdt != CLATTN_F32 || vpdt != CLATTN_F32)
             snprintf(defs + strlen(defs), sizeof defs - strlen(defs), " -DKP_DT=%d -DVP_DT=%d",
                      (int)kpdt, (int)vpdt);
@@ -618,7 +632,9 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         CLATTN_CHECK(clattn__mul_ok(bhk * plan->npad, d * clattn_dtype_size(kpdt), &kbytes) &&
                          clattn__mul_ok(bhk * plan->npad, dpad * clattn_dtype_size(vpdt), &vbytes),
                      CLATTN_SIZE_OVERFLOW, "softmax plan: packed K/V size overflows");
-        CLATTN_FORWARD(clattn__plan_scratch(base, kbytes, "packed K panels", &plan->kp));
+        plan->kp_bytes = kbytes;
+        if (!plan->k_direct) /* else allocated by the first enqueue that packs K (k_in_place) */
+            CLATTN_FORWARD(clattn__plan_scratch(base, kbytes, "packed K panels", &plan->kp));
         /* The packed V rows only when an enqueue needs them (softmax_enqueue.c, v_in_place):
          * most calls read V in place. */
         plan->vp_bytes = vbytes;

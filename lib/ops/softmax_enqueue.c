@@ -220,6 +220,15 @@ static bool v_in_place(const softmax_plan *plan, const clattn_tensor *v)
            plan->dv % 16 == 0 && v->strides[3] == 1;
 }
 
+/* Whether TILED_CPU reads K's rows in place (a plan built with -DSOFTMAX_K_DIRECT=1, see
+ * plan_create): K of the plan's element type with unit stride over D (the kernel loads float16
+ * vectors of a row); else this call packs K into panels as other plans do. With V in place too,
+ * the pack kernel does not run at all. */
+static bool k_in_place(const softmax_plan *plan, const clattn_tensor *k)
+{
+    return plan->k_direct && k->dtype == plan->dt[1] && k->strides[3] == 1;
+}
+
 static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
                                    const clattn_tensor *k, const clattn_tensor *v,
                                    const clattn_tensor *out, const clattn_tensor *lse,
@@ -236,25 +245,32 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
     if (L->algo == CLATTN_SOFTMAX_TILED_CPU) {
         cl_uint hk = (cl_uint)plan->kshape[1], nk = (cl_uint)plan->kshape[2];
         cl_uint npad = (cl_uint)plan->npad;
-        cl_int vdir = v_in_place(plan, v);
+        cl_int vdir = v_in_place(plan, v), kdir = k_in_place(plan, k);
         if (!vdir && !plan->vp) /* the first call that packs V: its rows' scratch, kept */
             CLATTN_FORWARD(clattn__plan_scratch(&plan->base, plan->vp_bytes, "packed V rows",
                                                 &plan->vp));
-        cl_mem vpk = vdir ? plan->kp : plan->vp; /* unused by the pack when V is read in place */
-        clattn__args a = {plan->pack, 0, CL_SUCCESS};
-        clattn__arg_view(&a, k);
-        clattn__arg_view(&a, v);
-        CLATTN_ARG(&a, hk);
-        CLATTN_ARG(&a, nk);
-        CLATTN_ARG(&a, npad);
-        CLATTN_ARG(&a, plan->kp);
-        CLATTN_ARG(&a, vpk);
-        arg_pack_seq(&a, plan, q);
-        CLATTN_ARG(&a, vdir);
-        CLATTN_CL(a.err);
-        size_t gp[2] = {plan->npad, plan->batch * plan->kshape[1]};
-        CLATTN_FORWARD(clattn__seq_kernel(s, plan->pack, 2, gp, false, NULL));
-        CLATTN_ARG(&f, plan->kp);
+        if (!(kdir && vdir)) { /* the pack (of K, and of V unless in place) */
+            if (!plan->kp) /* a K-direct plan's first call that packs: K's panels, kept */
+                CLATTN_FORWARD(clattn__plan_scratch(&plan->base, plan->kp_bytes,
+                                                    "packed K panels", &plan->kp));
+            cl_mem vpk = vdir ? plan->kp : plan->vp; /* unused by the pack with V in place */
+            clattn__args a = {plan->pack, 0, CL_SUCCESS};
+            clattn__arg_view(&a, k);
+            clattn__arg_view(&a, v);
+            CLATTN_ARG(&a, hk);
+            CLATTN_ARG(&a, nk);
+            CLATTN_ARG(&a, npad);
+            CLATTN_ARG(&a, plan->kp);
+            CLATTN_ARG(&a, vpk);
+            arg_pack_seq(&a, plan, q);
+            CLATTN_ARG(&a, vdir);
+            CLATTN_CL(a.err);
+            size_t gp[2] = {plan->npad, plan->batch * plan->kshape[1]};
+            CLATTN_FORWARD(clattn__seq_kernel(s, plan->pack, 2, gp, false, NULL));
+        }
+        /* K's panels, or any valid buffer where they are not read (K in place, none allocated) */
+        cl_mem kpk = plan->kp ? plan->kp : k->buffer;
+        CLATTN_ARG(&f, kpk);
         if (vdir) {
             clattn__arg_view(&f, v);
         } else { /* the packed rows, [B * Hk][npad][Dv rounded up to 16] */
@@ -265,6 +281,10 @@ static clattn_status enqueue_tiled(softmax_plan *plan, const clattn_tensor *q,
         }
         CLATTN_ARG(&f, npad);
         arg_tail(&f, plan, q, out, lse);
+        if (plan->k_direct) { /* CPU_KDIR_ARGS */
+            clattn__arg_view(&f, k);
+            CLATTN_ARG(&f, kdir);
+        }
         CLATTN_CL(f.err);
         /* GQA folding: G x Nq rows per work-item (one query block), B x Hk of them. */
         size_t items = clattn__div_up(plan->qshape[2] * plan->fold, L->tile_q / L->local_size);

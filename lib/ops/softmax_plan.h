@@ -23,6 +23,11 @@ typedef struct softmax_plan {
     clattn_dtype vpdt;   /* the packed V rows' element type (TILED_CPU) */
     size_t vp_bytes;     /* their size: vp is allocated by the first enqueue that packs V */
     bool pack_v_always;  /* CLATTN_SOFTMAX_V_DIRECT=0 when the plan was made (v_in_place) */
+    /* TILED_CPU reading K's rows in place (-DSOFTMAX_K_DIRECT=1; k_in_place in softmax_enqueue.c):
+     * the kernels are built for it; kp (kp_bytes) is then allocated by the first enqueue that
+     * packs K after all (a K without unit stride over D), else by the plan. */
+    bool k_direct;
+    size_t kp_bytes;
     cl_mem scores;       /* Nq x Nk scores of one head (NAIVE) */
     /* Element types q, k, v, out (the desc's). NAIVE with half tensors: cast kernels and dense
      * float32 scratch for each half one (CLBlast takes float32); NULL for f32 tensors. */
