@@ -8,6 +8,8 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define CLATTN__MSG_LEN 4096
 
@@ -411,5 +413,11 @@ static inline bool clattn__mul_ok(size_t a, size_t b, size_t *out)
     return true;
 }
 static inline size_t clattn__div_up(size_t a, size_t b) { return (a + b - 1) / b; }
+/* Whether the environment variable NAME is "0": the library's off switches (measuring, tests). */
+static inline bool clattn__env_is_zero(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && strcmp(v, "0") == 0;
+}
 
 #endif

@@ -45,8 +45,7 @@ static bool may_pin_all(void)
 
 static void pin_pocl_workers(void)
 {
-    const char *opt = getenv("CLATTN_POCL_AFFINITY");
-    if (opt && strcmp(opt, "0") == 0)
+    if (clattn__env_is_zero("CLATTN_POCL_AFFINITY"))
         return;
     if (getenv("POCL_AFFINITY")) /* the user's own choice, either way */
         return;

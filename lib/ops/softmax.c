@@ -590,10 +590,10 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
          * then reads (decoding); not paged (the pools' rows are scattered), D a multiple of 16.
          * CLATTN_SOFTMAX_K_DIRECT=0 when the plan is made: packed (for measuring and testing;
          * not a public knob). */
-        const char *kdirect = getenv("CLATTN_SOFTMAX_K_DIRECT");
         size_t per_item = L->local_size ? L->tile_q / L->local_size : 0;
-        plan->k_direct = !(kdirect && strcmp(kdirect, "0") == 0) && plan->bt.buffer == NULL &&
-                         d % 16 == 0 && q_shape[2] * plan->fold <= per_item;
+        plan->k_direct = !clattn__env_is_zero("CLATTN_SOFTMAX_K_DIRECT") &&
+                         plan->bt.buffer == NULL && d % 16 == 0 &&
+                         q_shape[2] * plan->fold <= per_item;
         char defs[sizeof L->defines + 64 + sizeof optdefs];
         snprintf(defs, sizeof defs, "%s", L->defines);
         if (plan->k_direct) {
@@ -638,8 +638,7 @@ static clattn_status plan_create(clattn_context *ctx, const clattn_softmax_desc 
         /* The packed V rows only when an enqueue needs them (softmax_enqueue.c, v_in_place):
          * most calls read V in place. */
         plan->vp_bytes = vbytes;
-        const char *vdirect = getenv("CLATTN_SOFTMAX_V_DIRECT");
-        plan->pack_v_always = vdirect && strcmp(vdirect, "0") == 0;
+        plan->pack_v_always = clattn__env_is_zero("CLATTN_SOFTMAX_V_DIRECT");
         break;
     }
     case CLATTN_SOFTMAX_TILED_GPU: {
